@@ -1,0 +1,1 @@
+"""The MCP door: an MCPServer exposing the swarm's actions as tools and resources."""

@@ -1,0 +1,1 @@
+"""The Provider Layer: Protocols, result types, errors, registry and backends."""

@@ -1,0 +1,122 @@
+"""The small exception tree every layer speaks.
+
+Backends translate upstream failures into ``ProviderError`` subclasses once, at their
+boundary; routers fall back only on ``ProviderError``; doors turn any ``SwarmError`` into a
+short, secret-free message for a person or a model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+
+class SwarmError(Exception):
+    """Base of every error this project raises on purpose."""
+
+    #: Stable name shown to clients in ``{"error": {"type": ...}}``.
+    kind = "swarm_error"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe description for job results and tool errors (already redacted)."""
+        from swarm.redact import redact
+
+        return {"type": type(self).__name__, "message": redact(str(self))}
+
+
+class ConfigError(SwarmError):
+    """An operator mistake in config: says which file, which key and what to do."""
+
+    kind = "config_error"
+
+    def __init__(self, message: str, *, file: str | None = None, key: str | None = None) -> None:
+        self.file = file
+        self.key = key
+        where = ", ".join(p for p in (file and f"file {file}", key and f"key {key}") if p)
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class InputError(SwarmError):
+    """Bad tool or job input: says which field was wrong and the limit."""
+
+    kind = "input_error"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        self.field = field
+        super().__init__(f"{field}: {message}" if field else message)
+
+
+class ProviderError(SwarmError):
+    """An upstream failure, translated once at the backend's boundary."""
+
+    kind = "provider_error"
+
+    def __init__(self, provider: str, message: str, *, model: str | None = None) -> None:
+        self.provider = provider
+        self.model = model
+        super().__init__(f"{provider}{f' ({model})' if model else ''}: {message}")
+
+
+class ProviderUnavailable(ProviderError):
+    """Connection refused, 5xx, missing credentials or an open circuit."""
+
+    kind = "provider_unavailable"
+
+
+class ProviderRateLimited(ProviderError):
+    """HTTP 429; ``retry_after`` is the server's hint in seconds, when it gave one."""
+
+    kind = "provider_rate_limited"
+
+    def __init__(
+        self,
+        provider: str,
+        message: str,
+        *,
+        model: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.retry_after = retry_after
+        super().__init__(provider, message, model=model)
+
+
+class ProviderTimeout(ProviderError):
+    """The upstream did not answer within its configured timeout."""
+
+    kind = "provider_timeout"
+
+
+class AllProvidersFailed(ProviderError):
+    """Every backend of a chain failed; ``attempts`` lists each one, in order.
+
+    ``partial`` carries whatever the caller had produced before the chain ran dry.
+    """
+
+    kind = "all_providers_failed"
+
+    def __init__(
+        self,
+        capability: str,
+        attempts: Sequence[Any],
+        *,
+        partial: Any = None,
+    ) -> None:
+        self.attempts = list(attempts)
+        self.partial = partial
+        lines = []
+        for step in self.attempts:
+            data = step.model_dump() if hasattr(step, "model_dump") else dict(step)
+            lines.append(
+                f"{data.get('model') or data.get('provider')}: {data.get('outcome')}"
+                f" {data.get('error_class') or ''} {data.get('detail') or ''}".rstrip()
+                + f" ({data.get('latency_ms', 0):.0f} ms)"
+            )
+        summary = "; ".join(lines) if lines else "no backend configured"
+        super().__init__(capability, f"every backend failed: {summary}")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        data["attempts"] = [
+            step.model_dump() if hasattr(step, "model_dump") else dict(step) for step in self.attempts
+        ]
+        return data
