@@ -1,0 +1,71 @@
+"""What an action receives: the job's id, config, providers and a progress callback.
+
+Actions (``graphs/<name>/action.py``) get a ``JobContext`` and nothing else; they never read
+env vars or build clients themselves, so the same action runs under the MCP server's local
+runner and inside the RunPod worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from providers.base import ImageProvider, LLMProvider, SearchProvider, StorageProvider
+    from swarm.config import SwarmConfig
+
+ProgressFn = Callable[[str, str, "float | None"], Awaitable[None]]
+
+
+async def _no_progress(stage: str, message: str, fraction: float | None = None) -> None:
+    return None
+
+
+@dataclass
+class Providers:
+    """The providers of one config version. Each is built on first use (lazy imports)."""
+
+    config: SwarmConfig
+    factories: dict[str, Callable[[], Any]]
+    _built: dict[str, Any] = field(default_factory=dict)
+
+    def get(self, kind: str) -> Any:
+        """The provider for ``kind`` (llm, search, storage, upscale, remove_background)."""
+        if kind not in self._built:
+            from providers.errors import ConfigError
+
+            factory = self.factories.get(kind)
+            if factory is None:
+                raise ConfigError(
+                    f"no {kind} provider is configured; valid: {', '.join(sorted(self.factories))}"
+                )
+            self._built[kind] = factory()
+        return self._built[kind]
+
+    @property
+    def llm(self) -> LLMProvider:
+        return self.get("llm")
+
+    @property
+    def search(self) -> SearchProvider:
+        return self.get("search")
+
+    @property
+    def storage(self) -> StorageProvider:
+        return self.get("storage")
+
+    def image(self, action: str) -> ImageProvider:
+        return self.get(action)
+
+
+@dataclass
+class JobContext:
+    """Everything one job may use. ``progress(stage, message, fraction)`` reaches the client."""
+
+    job_id: str
+    config: SwarmConfig
+    providers: Providers
+    checkpointer: Any = None
+    progress: ProgressFn = _no_progress
+    extras: dict[str, Any] = field(default_factory=dict)
