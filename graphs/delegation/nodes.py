@@ -1,0 +1,151 @@
+"""Nodes of the delegation graph: draft, review, revise, finalize.
+
+Nodes talk to the ``LLMProvider`` Protocol only. Each returns the trace steps it produced
+(every provider attempt, then one node step), so a resumed job's trace is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from langgraph.config import get_stream_writer
+
+from graphs.delegation import prompts
+from graphs.delegation.state import DelegationState
+from providers.base import LLMConfig, LLMProvider, LLMResponse, Message, TraceStep
+from providers.errors import AllProvidersFailed, SwarmError
+
+Node = Callable[[DelegationState], Awaitable[dict[str, Any]]]
+
+
+def _emit(stage: str, message: str) -> None:
+    try:
+        get_stream_writer()({"stage": stage, "message": message})
+    except RuntimeError:  # invoked outside a streaming run: nobody listens
+        pass
+
+
+def _node_step(name: str, started: float, detail: str, outcome: str = "ok") -> dict[str, Any]:
+    return TraceStep(
+        step=name,
+        kind="node",
+        provider="graph",
+        latency_ms=(time.perf_counter() - started) * 1000,
+        outcome=outcome,  # type: ignore[arg-type]
+        detail=detail,
+    ).model_dump()
+
+
+async def _call(
+    llm: LLMProvider, state: DelegationState, messages: list[Message], config: LLMConfig
+) -> LLMResponse:
+    try:
+        return await llm.complete(messages, config)
+    except SwarmError as exc:
+        exc.trace = list(state.get("trace", []))  # type: ignore[attr-defined]
+        raise
+
+
+def parse_verdict(text: str) -> dict[str, Any] | None:
+    """The reviewer's JSON verdict, or None when the answer holds no usable verdict."""
+    match = re.search(r"\{.*\}", text, re.DOTALL)
+    if not match:
+        return None
+    try:
+        data = json.loads(match.group(0))
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("approved"), bool):
+        return None
+    issues = data.get("issues")
+    score = data.get("score")
+    return {
+        "approved": data["approved"],
+        "score": score if isinstance(score, int) and 1 <= score <= 10 else None,
+        "issues": [str(i) for i in issues][:5] if isinstance(issues, list) else [],
+        "suggestion": str(data.get("suggestion") or ""),
+    }
+
+
+def make_nodes(llm: LLMProvider) -> dict[str, Node]:
+    """The graph's nodes, closed over the LLM provider they use."""
+
+    async def draft(state: DelegationState) -> dict[str, Any]:
+        started = time.perf_counter()
+        _emit("draft", f"drafting with {state['primary']}")
+        config = LLMConfig(tier=state.get("tier"), prefer=state["primary"], step="draft")  # type: ignore[arg-type]
+        response = await _call(llm, state, prompts.draft_messages(state["task"], state["kind"]), config)
+        attempts = [a.model_dump() for a in response.attempts]
+        return {
+            "draft": response.text.strip(),
+            "drafted_by": response.model,
+            "revisions": 0,
+            "trace": attempts + [_node_step("draft", started, f"drafted by {response.model}")],
+        }
+
+    async def review(state: DelegationState) -> dict[str, Any]:
+        started = time.perf_counter()
+        reviewer = state["reviewer"] or ""
+        _emit("review", f"reviewing with {reviewer}")
+        config = LLMConfig(
+            tier=state.get("tier"),  # type: ignore[arg-type]
+            prefer=reviewer,
+            json_schema=prompts.VERDICT_SCHEMA,
+            temperature=0.0,
+            step="review",
+        )
+        try:
+            response = await llm.complete(prompts.review_messages(state["task"], state["draft"]), config)
+        except AllProvidersFailed as exc:
+            # The draft stands; the missing review is said plainly in result and trace.
+            attempts = [a.model_dump() if hasattr(a, "model_dump") else dict(a) for a in exc.attempts]
+            verdict = {"approved": None, "status": "unavailable", "error": exc.to_dict()["message"]}
+            return {
+                "review": verdict,
+                "trace": attempts + [_node_step("review", started, "no reviewer answered", "error")],
+            }
+        attempts = [a.model_dump() for a in response.attempts]
+        verdict = parse_verdict(response.text)
+        if verdict is None:
+            verdict = {"approved": None, "status": "unusable", "reviewer": response.model,
+                       "error": "the reviewer's answer held no valid JSON verdict"}
+            return {"review": verdict, "trace": attempts + [_node_step("review", started, verdict["error"], "error")]}
+        verdict |= {"status": "done", "reviewer": response.model}
+        detail = f"{'approved' if verdict['approved'] else 'changes requested'} by {response.model}"
+        return {"review": verdict, "trace": attempts + [_node_step("review", started, detail)]}
+
+    async def revise(state: DelegationState) -> dict[str, Any]:
+        started = time.perf_counter()
+        number = state.get("revisions", 0) + 1
+        _emit("revise", f"revision {number} of at most {state['max_revisions']}")
+        config = LLMConfig(tier=state.get("tier"), prefer=state["primary"], step="revise")  # type: ignore[arg-type]
+        messages = prompts.revise_messages(state["task"], state["kind"], state["draft"], state["review"] or {})
+        response = await _call(llm, state, messages, config)
+        attempts = [a.model_dump() for a in response.attempts]
+        return {
+            "draft": response.text.strip() or state["draft"],
+            "drafted_by": response.model,
+            "revisions": number,
+            "trace": attempts + [_node_step("revise", started, f"revision {number} by {response.model}")],
+        }
+
+    async def finalize(state: DelegationState) -> dict[str, Any]:
+        _emit("done", "finished")
+        return {"final": state["draft"]}
+
+    return {"draft": draft, "review": review, "revise": revise, "finalize": finalize}
+
+
+def after_draft(state: DelegationState) -> str:
+    return "review" if state.get("reviewer") else "finalize"
+
+
+def after_review(state: DelegationState) -> str:
+    verdict = state.get("review") or {}
+    if verdict.get("approved") is False and state.get("revisions", 0) < state.get("max_revisions", 0):
+        return "revise"
+    return "finalize"

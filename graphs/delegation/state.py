@@ -1,0 +1,21 @@
+"""State of the delegation graph."""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated, Any, TypedDict
+
+
+class DelegationState(TypedDict, total=False):
+    task: str
+    kind: str
+    tier: str | None
+    primary: str
+    reviewer: str | None
+    max_revisions: int
+    draft: str
+    drafted_by: str
+    review: dict[str, Any] | None
+    revisions: int
+    final: str
+    trace: Annotated[list[dict[str, Any]], operator.add]

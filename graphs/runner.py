@@ -1,0 +1,33 @@
+"""Run a compiled graph for one job: resume by job id, stream progress, return final state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from swarm.context import JobContext
+
+
+async def run_graph(graph: Any, initial: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """Run ``graph`` under thread ``ctx.job_id`` with durable (sync) checkpoints.
+
+    A job id whose checkpoint stopped midway resumes from there (the interrupted node runs
+    again, completed ones do not); a finished one returns its stored final state.
+    """
+    config = {"configurable": {"thread_id": ctx.job_id}}
+    start: dict[str, Any] | None = initial
+    if ctx.checkpointer is not None:
+        snapshot = await graph.aget_state(config)
+        if snapshot.values:
+            if not snapshot.next:
+                return dict(snapshot.values)
+            start = None
+            await ctx.progress("resume", f"resuming at {', '.join(snapshot.next)}", None)
+    final: dict[str, Any] = {}
+    async for mode, chunk in graph.astream(
+        start, config, stream_mode=["custom", "values"], durability="sync"
+    ):
+        if mode == "custom" and isinstance(chunk, dict):
+            await ctx.progress(str(chunk.get("stage", "")), str(chunk.get("message", "")), chunk.get("fraction"))
+        elif mode == "values":
+            final = chunk
+    return final

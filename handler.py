@@ -1,0 +1,73 @@
+"""The RunPod door: validate the job, call the dispatcher, return result + trace.
+
+RunPod delivers ``{"id": ..., "input": {"project", "action", "input"}}``. The handler is
+async so RunPod's per-job cancel works. Errors come back as ``{"error": {"type", "message"}}``
+with no traceback and no secret (the SDK would otherwise put the exception text and traceback
+into the job result). ``runpod.serverless.start`` runs only under ``__main__``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from swarm.redact import redact
+
+log = logging.getLogger("swarm.handler")
+_runtime: Any = None
+
+
+def runtime() -> Any:
+    """The worker's process-wide runtime (config store, circuits, local model servers)."""
+    global _runtime
+    if _runtime is None:
+        from swarm.runtime import Runtime
+
+        _runtime = Runtime()
+    return _runtime
+
+
+async def handler(job: dict[str, Any]) -> dict[str, Any]:
+    """Run one RunPod job through the dispatcher and return its envelope."""
+    body = job.get("input")
+    if not isinstance(body, dict):
+        return {"status": "FAILED", "error": {"type": "InputError", "message": "input: must be an object with project, action, input"}}
+    body = dict(body)
+    body.setdefault("job_id", _job_id(job))
+
+    async def progress(stage: str, message: str, fraction: float | None = None) -> None:
+        _progress_update(job, {"stage": stage, "message": message, "fraction": fraction})
+
+    try:
+        return await runtime().run(body, progress)
+    except Exception as exc:  # never hand the SDK a traceback: it would land in the job result
+        log.error("job %s crashed: %s", job.get("id"), redact(repr(exc)))
+        return {"status": "FAILED", "error": {"type": "InternalError", "message": "internal error; see the worker log"}}
+
+
+def _job_id(job: dict[str, Any]) -> str | None:
+    raw = str(job.get("id") or "")
+    return raw if raw and len(raw) <= 128 and all(c.isalnum() or c in "_.:-" for c in raw) else None
+
+
+def _progress_update(job: dict[str, Any], data: dict[str, Any]) -> None:
+    if not job.get("id") or job.get("id") == "local_test":
+        return
+    import runpod
+
+    try:
+        runpod.serverless.progress_update(job, data)
+    except Exception as exc:  # progress is best effort; the job itself goes on
+        log.warning("progress update failed: %s", redact(str(exc)))
+
+
+def main() -> None:
+    """Start RunPod's worker loop with this handler."""
+    import runpod
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    runpod.serverless.start({"handler": handler})
+
+
+if __name__ == "__main__":
+    main()

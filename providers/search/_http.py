@@ -1,0 +1,85 @@
+"""HTTP plumbing shared by the web search backends: one client rule, one error translation.
+
+Upstream failures become ``ProviderError`` subclasses here, once, so each backend only adds
+what is specific to it (the fix for a 403 on SearXNG, a rejected key on Tavily).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+
+from providers.errors import (
+    ProviderError,
+    ProviderRateLimited,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
+from swarm.redact import redact
+
+
+@asynccontextmanager
+async def client_for(http: httpx.AsyncClient | None, timeout_s: float) -> AsyncIterator[httpx.AsyncClient]:
+    """The injected client, or a short-lived one (a client is bound to the loop that made it)."""
+    if http is not None:
+        yield http
+        return
+    async with httpx.AsyncClient(timeout=timeout_s, follow_redirects=False) as client:
+        yield client
+
+
+def retry_after_s(response: httpx.Response) -> float | None:
+    """The server's Retry-After in seconds, when it sent a number."""
+    value = response.headers.get("retry-after", "")
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+async def send(
+    provider: str,
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    timeout_s: float,
+    **kwargs: Any,
+) -> httpx.Response:
+    """Send one request; transport failures become ProviderTimeout / ProviderUnavailable."""
+    try:
+        return await client.request(method, url, timeout=timeout_s, **kwargs)
+    except httpx.TimeoutException:
+        raise ProviderTimeout(provider, f"no answer within {timeout_s:g} s") from None
+    except httpx.TransportError as exc:
+        raise ProviderUnavailable(provider, f"cannot reach the server: {type(exc).__name__}") from None
+
+
+def raise_for_status(provider: str, response: httpx.Response, hints: dict[int, str] | None = None) -> None:
+    """Translate a non-2xx answer; ``hints`` adds a fix to the message for known statuses."""
+    status = response.status_code
+    if status < 400:
+        return
+    hint = (hints or {}).get(status, "")
+    message = f"HTTP {status}{': ' + hint if hint else ''}"
+    if status == 429:
+        raise ProviderRateLimited(provider, message, retry_after=retry_after_s(response))
+    if status >= 500 or status in (401, 403):
+        raise ProviderUnavailable(provider, message)
+    body = redact(response.text[:200]) if not hint else ""
+    raise ProviderError(provider, f"{message}{' ' + body if body else ''}".strip())
+
+
+def json_body(provider: str, response: httpx.Response) -> dict[str, Any]:
+    """The JSON object of a 2xx answer, or ProviderError saying the reply was not JSON."""
+    try:
+        data = response.json()
+    except ValueError:
+        kind = response.headers.get("content-type", "unknown")
+        raise ProviderError(provider, f"expected a JSON object, got {kind}") from None
+    if not isinstance(data, dict):
+        raise ProviderError(provider, "expected a JSON object")
+    return data

@@ -1,0 +1,169 @@
+"""Local filesystem storage, confined to one root folder.
+
+Writes go to a temporary file in the target folder, are fsynced, then renamed into place, so a
+reader never sees half an object. Create-only writes use ``os.link``, which fails atomically
+when the name exists. Every key is checked by ``keys.check_key`` and its resolved path must lie
+under the resolved root, so a symlink planted inside the root cannot lead out of it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import anyio
+
+from providers.base import StoredObject
+from providers.errors import ConfigError, InputError, ProviderUnavailable
+from providers.storage.keys import TEMP_MARK, check_key, check_prefix, guess_content_type
+
+if TYPE_CHECKING:
+    from swarm.config import SwarmConfig
+
+
+class LocalStorage:
+    """A ``StorageProvider`` on a local folder.
+
+    Args:
+        root: the folder holding every object (created on first write).
+        public_base_url: when set, ``url(key)`` is ``public_base_url + key`` (e.g. a static file
+            server in front of the folder); otherwise a ``file://`` URI.
+    """
+
+    name = "local"
+
+    def __init__(self, root: str | os.PathLike[str], *, public_base_url: str | None = None) -> None:
+        self.root = Path(root).expanduser().absolute()
+        self.public_base_url = public_base_url or None
+
+    @classmethod
+    def from_config(cls, name: str, settings: dict[str, Any], config: SwarmConfig | None = None, **deps: Any) -> LocalStorage:
+        """Build from ``providers.storage.backends.<name>`` (keys: root, public_base_url)."""
+        root = settings.get("root")
+        if not root:
+            from swarm.config import state_dir
+
+            root = state_dir() / "artifacts"
+        if not isinstance(root, str | os.PathLike):
+            raise ConfigError("root must be a folder path", key=f"providers.storage.backends.{name}.root")
+        return cls(root, public_base_url=settings.get("public_base_url"))
+
+    # --- paths ------------------------------------------------------------------------------
+
+    def _real_root(self) -> Path:
+        self.root.mkdir(parents=True, exist_ok=True)
+        return self.root.resolve()
+
+    def _path(self, key: str) -> Path:
+        """The confined path of ``key``; ``InputError`` when it resolves outside the root."""
+        check_key(key)
+        root = self._real_root()
+        path = (root / key).resolve()
+        if path == root or not path.is_relative_to(root):
+            raise InputError(f"storage key {key!r} leads outside the storage root", field="key")
+        return path
+
+    def _key_of(self, path: Path, root: Path) -> str:
+        return path.relative_to(root).as_posix()
+
+    # --- sync bodies, run in a worker thread -------------------------------------------------
+
+    def _put_sync(self, key: str, data: bytes, overwrite: bool) -> int:
+        path = self._path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise InputError(f"storage key {key!r}: a parent of it is an object, not a folder", field="key") from None
+        # re-check: mkdir may have walked through a symlink created meanwhile
+        if not path.parent.resolve().is_relative_to(self._real_root()):
+            raise InputError(f"storage key {key!r} leads outside the storage root", field="key")
+        tmp = path.parent / f"{TEMP_MARK}{secrets.token_hex(8)}"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            if overwrite:
+                if path.is_dir():
+                    raise InputError(f"storage key {key!r} names a folder", field="key")
+                os.replace(tmp, path)
+            else:
+                try:
+                    os.link(tmp, path, follow_symlinks=False)
+                except FileExistsError:
+                    raise InputError(f"{key!r} already exists and overwrite is off", field="key") from None
+        except OSError as exc:
+            raise ProviderUnavailable("local", f"cannot write {key!r}: {exc.strerror}") from None
+        finally:
+            tmp.unlink(missing_ok=True)
+        return len(data)
+
+    def _get_sync(self, key: str) -> bytes:
+        path = self._path(key)
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise InputError(f"no object {key!r} in storage", field="key") from None
+        except OSError as exc:
+            raise ProviderUnavailable("local", f"cannot read {key!r}: {exc.strerror}") from None
+        with os.fdopen(fd, "rb") as handle:
+            return handle.read()
+
+    def _list_sync(self, prefix: str) -> list[StoredObject]:
+        root = self._real_root()
+        found: list[StoredObject] = []
+        for folder, dirs, files in os.walk(root):
+            dirs.sort()
+            for name in sorted(files):
+                if name.startswith(TEMP_MARK):
+                    continue
+                path = Path(folder) / name
+                if path.is_symlink():
+                    continue
+                key = self._key_of(path, root)
+                if key.startswith(prefix):
+                    found.append(StoredObject(key=key, size=path.stat().st_size, content_type=guess_content_type(key)))
+        return sorted(found, key=lambda o: o.key)
+
+    def _delete_sync(self, key: str) -> None:
+        path = self._path(key)
+        try:
+            path.unlink(missing_ok=True)
+        except IsADirectoryError:
+            raise InputError(f"storage key {key!r} names a folder", field="key") from None
+
+    # --- StorageProvider ---------------------------------------------------------------------
+
+    async def put(self, key: str, data: bytes, content_type: str | None = None, *, overwrite: bool = True) -> StoredObject:
+        """Store ``data`` under ``key`` atomically; ``overwrite=False`` refuses an existing key."""
+        size = await anyio.to_thread.run_sync(self._put_sync, key, bytes(data), overwrite)
+        return StoredObject(
+            key=key, size=size, content_type=content_type or guess_content_type(key), url=await self.url(key)
+        )
+
+    async def get(self, key: str) -> bytes:
+        """The bytes under ``key``; ``InputError`` when there is none."""
+        return await anyio.to_thread.run_sync(self._get_sync, key)
+
+    async def exists(self, key: str) -> bool:
+        path = await anyio.to_thread.run_sync(self._path, key)
+        return path.is_file() and not path.is_symlink()
+
+    async def delete(self, key: str) -> None:
+        """Remove ``key``; a missing key is not an error."""
+        await anyio.to_thread.run_sync(self._delete_sync, key)
+
+    async def list(self, prefix: str = "") -> list[StoredObject]:
+        """Objects whose key starts with ``prefix``, sorted by key."""
+        return await anyio.to_thread.run_sync(self._list_sync, check_prefix(prefix))
+
+    async def url(self, key: str, expires_s: int = 3600) -> str:
+        """``public_base_url + key`` when configured, else a ``file://`` URI (no expiry)."""
+        path = await anyio.to_thread.run_sync(self._path, key)
+        if self.public_base_url:
+            return self.public_base_url.rstrip("/") + "/" + quote(key)
+        return path.as_uri()

@@ -1,0 +1,112 @@
+"""LocalStorage: atomic writes, create-only, and a battery of key escapes."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from providers.base import StorageProvider
+from providers.errors import ConfigError, InputError
+from providers.storage.local import LocalStorage
+
+
+@pytest.fixture
+def store(tmp_path):
+    return LocalStorage(tmp_path / "root")
+
+
+async def test_round_trip_list_delete(store):
+    obj = await store.put("a/b/c.png", b"\x89PNG data")
+    assert isinstance(store, StorageProvider)
+    assert obj.size == 9 and obj.content_type == "image/png"
+    assert await store.get("a/b/c.png") == b"\x89PNG data"
+    assert await store.exists("a/b/c.png")
+    await store.put("a/z.txt", b"zz")
+    assert [o.key for o in await store.list("a/")] == ["a/b/c.png", "a/z.txt"]
+    assert [o.key for o in await store.list("a/b")] == ["a/b/c.png"]
+    await store.delete("a/b/c.png")
+    assert not await store.exists("a/b/c.png")
+    with pytest.raises(InputError, match="no object"):
+        await store.get("a/b/c.png")
+
+
+async def test_overwrite_and_create_only(store):
+    await store.put("k.bin", b"one")
+    await store.put("k.bin", b"two")
+    assert await store.get("k.bin") == b"two"
+    with pytest.raises(InputError, match="already exists"):
+        await store.put("k.bin", b"three", overwrite=False)
+    assert await store.get("k.bin") == b"two"
+    await store.put("new.bin", b"x", overwrite=False)
+    assert await store.get("new.bin") == b"x"
+    # no temporary files left behind, none listed
+    names = [p.name for p in store.root.rglob("*")]
+    assert not [n for n in names if n.startswith(".swarm-tmp-")]
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "../x",
+        "a/../../x",
+        "a/..",
+        "/etc/passwd",
+        "a\x00b",
+        "a\nb",
+        "a\\..\\b",
+        "C:/x",
+        "a//b",
+        "./a",
+        "a/./b",
+        "a. ",
+        "a/b.",
+        " a",
+        "a ",
+        "",
+        "x" * 2000,
+        ".swarm-tmp-abc",
+    ],
+)
+async def test_bad_keys_refused_and_nothing_written(store, tmp_path, key):
+    with pytest.raises(InputError) as info:
+        await store.put(key, b"evil")
+    assert info.value.field == "key"
+    with pytest.raises(InputError):
+        await store.get(key)
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert written == []
+
+
+async def test_symlink_escape_refused(store, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("secret")
+    store.root.mkdir(parents=True)
+    os.symlink(outside, store.root / "link")
+    with pytest.raises(InputError, match="outside"):
+        await store.get("link/secret.txt")
+    with pytest.raises(InputError, match="outside"):
+        await store.put("link/new.txt", b"x")
+    assert not (outside / "new.txt").exists()
+    os.symlink(outside / "secret.txt", store.root / "file-link")
+    with pytest.raises(InputError, match="outside"):
+        await store.get("file-link")
+    assert [o.key for o in await store.list()] == []
+
+
+async def test_url_and_from_config(tmp_path):
+    store = LocalStorage.from_config("local", {"root": str(tmp_path)}, None)
+    await store.put("out/x y.png", b"1")
+    url = await store.url("out/x y.png")
+    assert url.startswith("file://") and url.endswith("/out/x%20y.png")
+    public = LocalStorage(tmp_path, public_base_url="https://cdn.example/artifacts/")
+    assert await public.url("out/x y.png") == "https://cdn.example/artifacts/out/x%20y.png"
+    with pytest.raises(ConfigError, match="root"):
+        LocalStorage.from_config("local", {"root": 5}, None)
+
+
+async def test_parent_is_a_file(store):
+    await store.put("a", b"file")
+    with pytest.raises(InputError):
+        await store.put("a/b", b"x")
