@@ -40,7 +40,9 @@ class LocalStorage:
         self.public_base_url = public_base_url or None
 
     @classmethod
-    def from_config(cls, name: str, settings: dict[str, Any], config: SwarmConfig | None = None, **deps: Any) -> LocalStorage:
+    def from_config(
+        cls, name: str, settings: dict[str, Any], config: SwarmConfig | None = None, **deps: Any
+    ) -> LocalStorage:
         """Build from ``providers.storage.backends.<name>`` (keys: root, public_base_url)."""
         root = settings.get("root")
         if not root:
@@ -76,7 +78,9 @@ class LocalStorage:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError):
-            raise InputError(f"storage key {key!r}: a parent of it is an object, not a folder", field="key") from None
+            raise InputError(
+                f"storage key {key!r}: a parent of it is an object, not a folder", field="key"
+            ) from None
         # re-check: mkdir may have walked through a symlink created meanwhile
         if not path.parent.resolve().is_relative_to(self._real_root()):
             raise InputError(f"storage key {key!r} leads outside the storage root", field="key")
@@ -126,7 +130,9 @@ class LocalStorage:
                     continue
                 key = self._key_of(path, root)
                 if key.startswith(prefix):
-                    found.append(StoredObject(key=key, size=path.stat().st_size, content_type=guess_content_type(key)))
+                    found.append(
+                        StoredObject(key=key, size=path.stat().st_size, content_type=guess_content_type(key))
+                    )
         return sorted(found, key=lambda o: o.key)
 
     def _delete_sync(self, key: str) -> None:
@@ -138,7 +144,9 @@ class LocalStorage:
 
     # --- StorageProvider ---------------------------------------------------------------------
 
-    async def put(self, key: str, data: bytes, content_type: str | None = None, *, overwrite: bool = True) -> StoredObject:
+    async def put(
+        self, key: str, data: bytes, content_type: str | None = None, *, overwrite: bool = True
+    ) -> StoredObject:
         """Store ``data`` under ``key`` atomically; ``overwrite=False`` refuses an existing key."""
         size = await anyio.to_thread.run_sync(self._put_sync, key, bytes(data), overwrite)
         return StoredObject(

@@ -33,8 +33,22 @@ PROVIDER = "s3"
 
 _MISSING = {"NoSuchKey", "404", "NotFound"}
 _EXISTS = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
-_DENIED = {"AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"}
-_THROTTLED = {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "429", "TooManyRequests"}
+_DENIED = {
+    "AccessDenied",
+    "403",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "InvalidToken",
+}
+_THROTTLED = {
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "429",
+    "TooManyRequests",
+}
 _UNSUPPORTED = {"NotImplemented", "501"}
 
 
@@ -80,7 +94,9 @@ class S3Storage:
         self._if_none_match_works: bool | None = None
 
     @classmethod
-    def from_config(cls, name: str, settings: dict[str, Any], config: SwarmConfig | None = None, **deps: Any) -> S3Storage:
+    def from_config(
+        cls, name: str, settings: dict[str, Any], config: SwarmConfig | None = None, **deps: Any
+    ) -> S3Storage:
         """Build from ``providers.storage.backends.<name>``.
 
         Keys: bucket, prefix, endpoint_url, region, presign_expiry_s, timeout_s. Credentials come
@@ -115,7 +131,9 @@ class S3Storage:
                     import boto3
                     from botocore.config import Config
                 except ImportError:
-                    raise ProviderUnavailable(PROVIDER, "boto3 is not installed; run: pip install boto3") from None
+                    raise ProviderUnavailable(
+                        PROVIDER, "boto3 is not installed; run: pip install boto3"
+                    ) from None
                 self._client = boto3.session.Session().client(
                     "s3",
                     endpoint_url=self.endpoint_url,
@@ -143,21 +161,28 @@ class S3Storage:
             status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
             message = _redacted(str(err.get("Message") or code))
             codes = {code, status}
+            if code == "NoSuchBucket":
+                return ProviderUnavailable(
+                    PROVIDER,
+                    f"bucket {self.bucket!r} does not exist; create it or fix providers.storage.backends.s3.bucket",
+                )
             if codes & _MISSING:
                 return InputError(f"no object {key!r} in storage", field="key")
             if codes & _EXISTS:
                 return InputError(f"{key!r} already exists and overwrite is off", field="key")
-            if code == "NoSuchBucket":
-                return ProviderUnavailable(PROVIDER, f"bucket {self.bucket!r} does not exist; create it or fix providers.storage.backends.s3.bucket")
             if codes & _DENIED:
-                return ProviderUnavailable(PROVIDER, f"access denied to {what} ({code}); check the AWS credentials and bucket policy")
+                return ProviderUnavailable(
+                    PROVIDER, f"access denied to {what} ({code}); check the AWS credentials and bucket policy"
+                )
             if codes & _THROTTLED or status == "503":
                 return ProviderRateLimited(PROVIDER, f"throttled on {what} ({code})")
             if status.startswith("5"):
                 return ProviderUnavailable(PROVIDER, f"server error {status} on {what}: {message}")
             return ProviderError(PROVIDER, f"{code or status} on {what}: {message}")
         if isinstance(exc, bex.NoCredentialsError | bex.PartialCredentialsError):
-            return ProviderUnavailable(PROVIDER, "no AWS credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+            return ProviderUnavailable(
+                PROVIDER, "no AWS credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+            )
         if isinstance(exc, bex.ConnectTimeoutError | bex.ReadTimeoutError):
             return ProviderTimeout(PROVIDER, f"timed out after {self.timeout_s:.0f} s on {what}")
         if isinstance(exc, bex.EndpointConnectionError | bex.ConnectionError):
@@ -225,7 +250,9 @@ class S3Storage:
         for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
             for item in page.get("Contents", []):
                 key = item["Key"][len(self.prefix) :]
-                found.append(StoredObject(key=key, size=int(item["Size"]), content_type=guess_content_type(key)))
+                found.append(
+                    StoredObject(key=key, size=int(item["Size"]), content_type=guess_content_type(key))
+                )
         return sorted(found, key=lambda o: o.key)
 
     def _presign_sync(self, key: str, expires_s: int) -> str:
@@ -237,7 +264,9 @@ class S3Storage:
 
     # --- StorageProvider ----------------------------------------------------------------------
 
-    async def put(self, key: str, data: bytes, content_type: str | None = None, *, overwrite: bool = True) -> StoredObject:
+    async def put(
+        self, key: str, data: bytes, content_type: str | None = None, *, overwrite: bool = True
+    ) -> StoredObject:
         """Upload ``data``; ``overwrite=False`` is a conditional (create-only) write."""
         check_key(key)
         content_type = content_type or guess_content_type(key)
