@@ -1,0 +1,151 @@
+"""Per-model circuit breakers that outlive config reloads.
+
+A model that fails ``failure_threshold`` times in a row is *open*: the router skips it at once
+for ``cooldown_s``. After the cooldown it is *half-open*: exactly one call (the probe) may go
+through; its success closes the circuit, its failure opens it for another cooldown. The board
+is keyed by model name and lives beside the config store, so a hot-swapped config keeps the
+state of the models it still names.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from swarm.config import CircuitSpec
+
+CircuitState = Literal["closed", "open", "half_open"]
+
+
+@dataclass
+class _Circuit:
+    consecutive_failures: int = 0
+    open_until: float | None = None
+    probe_in_flight: bool = False
+    times_opened: int = 0
+    last_error: str | None = None
+
+
+class CircuitBoard:
+    """Circuit state of every model, shared by every router built from any config version.
+
+    Args:
+        failure_threshold: consecutive failures that open a circuit.
+        cooldown_s: how long an open circuit skips its model before one probe is let through.
+        clock: monotonic seconds; tests inject a fake one.
+    """
+
+    def __init__(
+        self,
+        *,
+        failure_threshold: int = 3,
+        cooldown_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.failure_threshold = failure_threshold
+        self.cooldown_s = cooldown_s
+        self.clock = clock
+        self._circuits: dict[str, _Circuit] = {}
+        self._lock = threading.Lock()
+
+    def configure(self, spec: CircuitSpec) -> None:
+        """Adopt the thresholds of a (re)loaded config; the per-model state is kept."""
+        with self._lock:
+            self.failure_threshold = spec.failure_threshold
+            self.cooldown_s = spec.cooldown_s
+
+    def _get(self, name: str) -> _Circuit:
+        return self._circuits.setdefault(name, _Circuit())
+
+    def _state(self, circuit: _Circuit, now: float) -> CircuitState:
+        if circuit.open_until is None:
+            return "closed"
+        return "open" if now < circuit.open_until else "half_open"
+
+    def state(self, name: str) -> CircuitState:
+        """``closed``, ``open`` or ``half_open`` (cooldown over, probe allowed or in flight)."""
+        with self._lock:
+            return self._state(self._get(name), self.clock())
+
+    def acquire(self, name: str) -> str | None:
+        """Ask to call ``name``: ``None`` means go ahead, a string is the reason to skip it.
+
+        In the half-open state the first caller becomes the probe; callers arriving while the
+        probe is in flight are skipped. A caller that was let through must report back with
+        ``record_success``, ``record_failure`` or ``release``.
+        """
+        with self._lock:
+            circuit = self._get(name)
+            now = self.clock()
+            state = self._state(circuit, now)
+            if state == "closed":
+                return None
+            if state == "open":
+                assert circuit.open_until is not None
+                return self._open_reason(circuit, circuit.open_until - now)
+            if circuit.probe_in_flight:
+                return "circuit half-open: a probe call is already in flight"
+            circuit.probe_in_flight = True
+            return None
+
+    def _open_reason(self, circuit: _Circuit, remaining_s: float) -> str:
+        until = datetime.now(UTC) + timedelta(seconds=remaining_s)
+        return (
+            f"circuit open until {until.isoformat(timespec='seconds')} (another {remaining_s:.1f} s)"
+            f" after {circuit.consecutive_failures} consecutive failures"
+        )
+
+    def record_success(self, name: str) -> None:
+        """A call went through: the circuit closes and the failure count resets."""
+        with self._lock:
+            circuit = self._get(name)
+            circuit.consecutive_failures = 0
+            circuit.open_until = None
+            circuit.probe_in_flight = False
+            circuit.last_error = None
+
+    def record_failure(self, name: str, error: str | None = None) -> None:
+        """A call failed: count it; open (or re-open, after a failed probe) when due."""
+        with self._lock:
+            circuit = self._get(name)
+            now = self.clock()
+            was_probe = circuit.probe_in_flight
+            circuit.probe_in_flight = False
+            circuit.consecutive_failures += 1
+            circuit.last_error = error
+            if was_probe or circuit.consecutive_failures >= self.failure_threshold:
+                circuit.open_until = now + self.cooldown_s
+                circuit.times_opened += 1
+
+    def release(self, name: str) -> None:
+        """The caller gave up without an outcome (cancelled): let the next caller probe."""
+        with self._lock:
+            self._get(name).probe_in_flight = False
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        """JSON-able state of every known circuit, for a health resource."""
+        with self._lock:
+            now = self.clock()
+            out: dict[str, dict[str, Any]] = {}
+            for name, circuit in sorted(self._circuits.items()):
+                state = self._state(circuit, now)
+                remaining = (circuit.open_until - now) if state == "open" and circuit.open_until else 0.0
+                out[name] = {
+                    "state": state,
+                    "consecutive_failures": circuit.consecutive_failures,
+                    "open_for_s": round(max(remaining, 0.0), 3),
+                    "probe_in_flight": circuit.probe_in_flight,
+                    "times_opened": circuit.times_opened,
+                    "last_error": circuit.last_error,
+                }
+            return out
+
+    def describe(self, name: str) -> dict[str, Any]:
+        """Snapshot of one model's circuit (closed with no failures when never seen)."""
+        snap = self.snapshot()
+        return snap.get(name, {"state": "closed", "consecutive_failures": 0, "open_for_s": 0.0,
+                               "probe_in_flight": False, "times_opened": 0, "last_error": None})

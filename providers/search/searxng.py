@@ -1,0 +1,101 @@
+"""SearXNG over its JSON API: ``GET {url}/search?q=...&format=json``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from providers.base import SearchResult
+from providers.errors import ProviderUnavailable
+from providers.search._http import client_for, json_body, raise_for_status, send
+
+_HINTS = {
+    403: (
+        "the instance refuses JSON output; add `json` to `search.formats` in the instance's"
+        " settings.yml (formats: [html, json]) and restart it"
+    ),
+    429: (
+        "the instance's rate limiter refused the request; for a private instance set"
+        " `server.limiter: false` in settings.yml (or allow this client's IP in limiter.toml)"
+    ),
+}
+
+
+class SearxngSearch:
+    """A SearchProvider backed by a SearXNG instance."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        name: str = "searxng",
+        timeout_s: float = 10.0,
+        categories: str | None = None,
+        language: str | None = None,
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.name = name
+        self.url = (url or "").strip().rstrip("/")
+        self.timeout_s = float(timeout_s)
+        self.categories = categories
+        self.language = language
+        self.http = http
+
+    @classmethod
+    def from_config(
+        cls, name: str, settings: dict[str, Any], config: Any = None, *, http: httpx.AsyncClient | None = None, **deps: Any
+    ) -> SearxngSearch:
+        fmt = settings.get("format", "json")
+        if fmt != "json":
+            from providers.errors import ConfigError
+
+            raise ConfigError(
+                f"format {fmt!r} is not supported; only 'json' is", key=f"providers.search.backends.{name}.format"
+            )
+        return cls(
+            settings.get("url", ""),
+            name=name,
+            timeout_s=settings.get("timeout_s", 10),
+            categories=settings.get("categories"),
+            language=settings.get("language"),
+            http=http,
+        )
+
+    def unconfigured_reason(self) -> str | None:
+        """Why this backend cannot be tried at all, or None when it can."""
+        return None if self.url else "SEARXNG_URL is not set"
+
+    async def search(self, query: str, max_results: int = 10) -> list[SearchResult]:
+        """Query the instance; errors come back as ProviderError subclasses with the fix."""
+        reason = self.unconfigured_reason()
+        if reason:
+            raise ProviderUnavailable(self.name, f"{reason}; point it at a SearXNG instance with JSON output on")
+        params = {"q": query, "format": "json"}
+        if self.categories:
+            params["categories"] = self.categories
+        if self.language:
+            params["language"] = self.language
+        async with client_for(self.http, self.timeout_s) as client:
+            response = await send(
+                self.name, client, "GET", f"{self.url}/search", params=params,
+                headers={"Accept": "application/json"}, timeout_s=self.timeout_s,
+            )
+        raise_for_status(self.name, response, _HINTS)
+        data = json_body(self.name, response)
+        results: list[SearchResult] = []
+        for item in data.get("results") or []:
+            if not isinstance(item, dict) or not item.get("url"):
+                continue
+            results.append(
+                SearchResult(
+                    url=str(item["url"]),
+                    title=str(item.get("title") or item["url"]),
+                    snippet=str(item.get("content") or ""),
+                    source=self.name,
+                    score=float(item["score"]) if isinstance(item.get("score"), int | float) else None,
+                )
+            )
+            if len(results) >= max_results:
+                break
+        return results

@@ -1,0 +1,93 @@
+"""Tavily over its HTTP API: ``POST {base_url}/search`` with a Bearer key."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from providers.base import SearchResult
+from providers.errors import ProviderUnavailable
+from providers.search._http import client_for, json_body, raise_for_status, send
+from swarm.redact import register_secret
+
+DEFAULT_BASE_URL = "https://api.tavily.com"
+_HINTS = {
+    401: "Tavily rejected the API key; check TAVILY_API_KEY",
+    403: "Tavily refused the API key; check TAVILY_API_KEY and the plan it belongs to",
+    432: "the Tavily plan's credit limit is reached",
+    433: "the Tavily pay-as-you-go limit is reached",
+}
+
+
+class TavilySearch:
+    """A SearchProvider backed by the Tavily search API. The key never leaves the request."""
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        name: str = "tavily",
+        base_url: str = DEFAULT_BASE_URL,
+        timeout_s: float = 15.0,
+        search_depth: str = "basic",
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.name = name
+        self._api_key = (api_key or "").strip()
+        register_secret(self._api_key)
+        self.base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
+        self.timeout_s = float(timeout_s)
+        self.search_depth = search_depth
+        self.http = http
+
+    def __repr__(self) -> str:
+        return f"TavilySearch(name={self.name!r}, base_url={self.base_url!r})"
+
+    @classmethod
+    def from_config(
+        cls, name: str, settings: dict[str, Any], config: Any = None, *, http: httpx.AsyncClient | None = None, **deps: Any
+    ) -> TavilySearch:
+        return cls(
+            settings.get("api_key", ""),
+            name=name,
+            base_url=settings.get("base_url") or DEFAULT_BASE_URL,
+            timeout_s=settings.get("timeout_s", 15),
+            search_depth=settings.get("search_depth", "basic"),
+            http=http,
+        )
+
+    def unconfigured_reason(self) -> str | None:
+        """Why this backend cannot be tried at all, or None when it can."""
+        return None if self._api_key else "TAVILY_API_KEY is not set"
+
+    async def search(self, query: str, max_results: int = 10) -> list[SearchResult]:
+        """Ask Tavily; a rejected key or spent plan comes back as ProviderUnavailable."""
+        reason = self.unconfigured_reason()
+        if reason:
+            raise ProviderUnavailable(self.name, reason)
+        payload = {"query": query, "max_results": max(1, min(int(max_results), 20)), "search_depth": self.search_depth}
+        async with client_for(self.http, self.timeout_s) as client:
+            response = await send(
+                self.name, client, "POST", f"{self.base_url}/search", json=payload,
+                headers={"Authorization": f"Bearer {self._api_key}"}, timeout_s=self.timeout_s,
+            )
+        if response.status_code in (432, 433):
+            raise ProviderUnavailable(self.name, f"HTTP {response.status_code}: {_HINTS[response.status_code]}")
+        raise_for_status(self.name, response, _HINTS)
+        data = json_body(self.name, response)
+        results: list[SearchResult] = []
+        for item in data.get("results") or []:
+            if not isinstance(item, dict) or not item.get("url"):
+                continue
+            score = item.get("score")
+            results.append(
+                SearchResult(
+                    url=str(item["url"]),
+                    title=str(item.get("title") or item["url"]),
+                    snippet=str(item.get("content") or ""),
+                    source=self.name,
+                    score=float(score) if isinstance(score, int | float) else None,
+                )
+            )
+        return results[:max_results]

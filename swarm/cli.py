@@ -1,0 +1,239 @@
+"""``swarm``: run any action from the terminal, check config, manage the index, models and
+the local RunPod endpoint.
+
+Examples::
+
+    swarm delegate "Summarise the design in three bullets"
+    swarm research "How do tiers and fallback chains work?"
+    swarm run image_tools upscale --input '{"image": "..."}'
+    swarm config check
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from providers.errors import SwarmError
+
+
+def _print_trace(trace: list[dict[str, Any]], stream: Any = sys.stderr) -> None:
+    """The trace as a readable table."""
+    header = ("step", "kind", "model / provider", "outcome", "ms", "tok in/out", "cost $", "detail")
+    rows = [header]
+    for s in trace:
+        cost = s.get("cost_usd")
+        rows.append((
+            str(s.get("step", "")),
+            str(s.get("kind", "")),
+            str(s.get("model") or s.get("provider") or ""),
+            str(s.get("outcome", "")) + (f" ({s['error_class']})" if s.get("error_class") else ""),
+            f"{float(s.get('latency_ms') or 0):.0f}",
+            f"{s.get('input_tokens') or 0}/{s.get('output_tokens') or 0}",
+            "-" if cost is None else f"{cost:.6f}",
+            str(s.get("detail") or "")[:70],
+        ))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    for n, row in enumerate(rows):
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip(), file=stream)
+        if n == 0:
+            print("  ".join("-" * w for w in widths), file=stream)
+
+
+def _progress_printer(quiet: bool) -> Callable[..., Any]:
+    async def progress(stage: str, message: str, fraction: float | None = None) -> None:
+        if not quiet:
+            pct = f" {fraction * 100:3.0f}%" if fraction is not None else ""
+            print(f"  [{stage}]{pct} {message}", file=sys.stderr, flush=True)
+
+    return progress
+
+
+async def _run_job(args: argparse.Namespace, job: dict[str, Any]) -> int:
+    from swarm.runtime import Runtime
+
+    runtime = Runtime(args.config)
+    try:
+        runner: Any = runtime
+        try:
+            from swarm.runners import make_runner
+
+            runner = make_runner(runtime.config, runtime)
+        except ModuleNotFoundError:
+            pass
+        result = await runner.run(job, _progress_printer(args.quiet))
+    finally:
+        await runtime.aclose()
+    return _report(args, result)
+
+
+def _report(args: argparse.Namespace, result: dict[str, Any]) -> int:
+    text = json.dumps(result, indent=2, ensure_ascii=False)
+    if args.out:
+        Path(args.out).write_text(text + "\n", encoding="utf-8")
+        print(f"result written to {args.out}", file=sys.stderr)
+    if args.json:
+        print(text)
+    else:
+        output = result.get("output") or {}
+        main_text = output.get("text") or output.get("report")
+        if result["status"] == "COMPLETED" and main_text is not None:
+            print(main_text)
+        elif result["status"] == "COMPLETED":
+            print(json.dumps(output, indent=2, ensure_ascii=False))
+        if not args.quiet:
+            print("", file=sys.stderr)
+            _print_trace(result.get("trace", []))
+            totals = result.get("totals", {})
+            print(
+                f"\njob {result['job_id']}: {result['status']} in {result.get('elapsed_ms', 0):.0f} ms,"
+                f" tokens {totals.get('input_tokens', 0)}/{totals.get('output_tokens', 0)},"
+                f" cost ${totals.get('cost_usd') or 0:.6f}",
+                file=sys.stderr,
+            )
+    if result["status"] != "COMPLETED":
+        error = result.get("error") or {}
+        print(f"error: {error.get('type')}: {error.get('message')}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_delegate(args: argparse.Namespace) -> int:
+    inp = {"task": args.task, "kind": args.kind}
+    if args.tier:
+        inp["tier"] = args.tier
+    return asyncio.run(_run_job(args, {"project": "swarm", "action": "delegate", "input": inp}))
+
+
+def cmd_research(args: argparse.Namespace) -> int:
+    inp: dict[str, Any] = {"question": args.question, "depth": args.depth}
+    if args.max_sources:
+        inp["max_sources"] = args.max_sources
+    return asyncio.run(_run_job(args, {"project": "swarm", "action": "research", "input": inp}))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    try:
+        inp = json.loads(args.input) if args.input else {}
+    except json.JSONDecodeError as exc:
+        print(f"error: --input is not valid JSON: {exc}", file=sys.stderr)
+        return 2
+    job = {"project": args.project, "action": args.action, "input": inp}
+    if args.job_id:
+        job["job_id"] = args.job_id
+    return asyncio.run(_run_job(args, job))
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    import yaml
+
+    from swarm.config import config_path, load_config, redacted_dump
+
+    config = load_config(config_path(args.config))
+    print(f"# {config_path(args.config)}: valid", file=sys.stderr)
+    print(yaml.safe_dump(redacted_dump(config), sort_keys=False))
+    missing = sorted({m.api_key_env for m in config.models.values() if m.api_key_env and not os.environ.get(m.api_key_env)})
+    if missing:
+        print(f"# models whose key is unset (skipped at call time): {', '.join(missing)}", file=sys.stderr)
+    return 0
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    async def go() -> dict[str, Any]:
+        from swarm.runtime import Runtime
+
+        runtime = Runtime(args.config)
+        try:
+            return await runtime.providers().llm.health()
+        finally:
+            await runtime.aclose()
+
+    print(json.dumps(asyncio.run(go()), indent=2))
+    return 0
+
+
+def _delegated(target: str) -> Callable[[argparse.Namespace], int]:
+    """A subcommand implemented by another module's ``main(argv)``."""
+
+    def run(args: argparse.Namespace) -> int:
+        from providers.registry import import_string
+
+        return int(import_string(target)(args.rest) or 0)
+
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="swarm", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="config file (default: $SWARM_CONFIG or the project's config.yaml)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def job_flags(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--json", action="store_true", help="print the whole result envelope as JSON")
+        p.add_argument("--out", help="also write the result envelope to this file")
+        p.add_argument("-q", "--quiet", action="store_true", help="no progress and no trace table")
+
+    p = sub.add_parser("delegate", help="delegate a task (primary drafts, reviewer checks)")
+    p.add_argument("task")
+    p.add_argument("--kind", default="bulk_content")
+    p.add_argument("--tier", choices=["fast", "balanced", "premium"])
+    job_flags(p)
+    p.set_defaults(fn=cmd_delegate)
+
+    p = sub.add_parser("research", help="research a question with cited sources")
+    p.add_argument("question")
+    p.add_argument("--depth", default="standard", choices=["quick", "standard", "deep"])
+    p.add_argument("--max-sources", type=int)
+    job_flags(p)
+    p.set_defaults(fn=cmd_research)
+
+    p = sub.add_parser("run", help="run any {project, action} with a JSON input")
+    p.add_argument("project")
+    p.add_argument("action")
+    p.add_argument("--input", help="JSON object")
+    p.add_argument("--job-id", help="resume or de-duplicate by this id")
+    job_flags(p)
+    p.set_defaults(fn=cmd_run)
+
+    config = sub.add_parser("config", help="config tools").add_subparsers(dest="config_command", required=True)
+    p = config.add_parser("check", help="validate and print the effective config, secrets redacted")
+    p.set_defaults(fn=cmd_config_check)
+
+    p = sub.add_parser("health", help="availability and circuit state of every model")
+    p.set_defaults(fn=cmd_health)
+
+    for name, target, help_text in (
+        ("index", "providers.search.local_index:main", "build or update the local search index"),
+        ("models", "swarm.models_store:main", "pull and list image model weights"),
+        ("endpoint", "swarm.endpoint.__main__:main", "a local RunPod endpoint for development and tests"),
+    ):
+        p = sub.add_parser(name, help=help_text, add_help=False)
+        p.add_argument("rest", nargs=argparse.REMAINDER)
+        p.set_defaults(fn=_delegated(target))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=os.environ.get("SWARM_LOG_LEVEL", "WARNING"),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    try:
+        return args.fn(args)
+    except SwarmError as exc:
+        print(f"error: {exc.to_dict()['message']}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
