@@ -1,0 +1,62 @@
+"""Shared fixtures: an isolated SWARM_HOME, config files, and a context factory with fakes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+# Keys of a developer's shell must not leak into tests that assume "no keys".
+for _name in ("DEEPSEEK_API_KEY", "GEMINI_API_KEY", "ANTHROPIC_API_KEY", "TAVILY_API_KEY", "SEARXNG_URL",
+              "RUNPOD_API_KEY", "RUNPOD_ENDPOINT_ID", "SWARM_CONFIG", "SWARM_RUNNER"):
+    os.environ.pop(_name, None)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(autouse=True)
+def swarm_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "swarm-home"
+    monkeypatch.setenv("SWARM_HOME", str(home))
+    return home
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    """A copy of the project's config.yaml that a test may edit."""
+    path = tmp_path / "config.yaml"
+    shutil.copy(ROOT / "config.yaml", path)
+    return path
+
+
+@pytest.fixture
+def make_context() -> Any:
+    """``make_context(llm, **providers)`` -> an async job-context factory for ``dispatch``."""
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from swarm.config import load_config
+    from swarm.context import JobContext, Providers
+
+    saver = InMemorySaver()
+
+    def factory(llm: Any, config: Any = None, **others: Any) -> Any:
+        cfg = config or load_config(ROOT / "config.yaml")
+        factories = {"llm": lambda: llm, **{k: (lambda v=v: v) for k, v in others.items()}}
+
+        async def make(job_id: str) -> JobContext:
+            return JobContext(job_id=job_id, config=cfg, providers=Providers(cfg, factories), checkpointer=saver)
+
+        return make
+
+    return factory

@@ -1,0 +1,97 @@
+"""Config: interpolation, validation errors that name file and key, hot swap, redaction."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from providers.errors import ConfigError
+from swarm.config import ConfigStore, interpolate, load_config, redacted_dump
+
+
+def test_interpolation_uses_env_defaults_and_empty_for_unset() -> None:
+    env = {"A": "x"}
+    assert interpolate("${A}-${B:-dflt}-${C}", env) == "x-dflt-"
+    assert interpolate({"k": ["${A}"]}, env) == {"k": ["x"]}
+    assert interpolate("${A:-y}", {"A": ""}) == "y"  # empty counts as unset
+
+
+def test_project_config_is_valid_and_keeps_design_schema() -> None:
+    config = load_config()
+    llm = config.providers.llm
+    assert llm.default == "deepseek-v3.1-q8"
+    assert llm.tiers["premium"] == ["claude-opus-4-5-thinking"]
+    assert llm.fallback_chain[-1] == "local"
+    assert config.routing.delegation["critical"].reviewer is None
+    for name in ("deepseek-v3.1-q8", "deepseek-v3.1-q4", "gemini-2.5-flash-lite", "claude-sonnet-4-5",
+                 "claude-opus-4-5-thinking", "local"):
+        assert name in config.models
+
+
+def test_unknown_model_in_tier_names_file_key_and_valid_names(config_file: Path) -> None:
+    text = config_file.read_text().replace('fast: ["deepseek-v3.1-q4"', 'fast: ["gpt-99"')
+    config_file.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(config_file)
+    message = str(err.value)
+    assert str(config_file) in message
+    assert "providers.llm.tiers.fast[0]" in message and "gpt-99" in message
+    assert "claude-sonnet-4-5" in message  # lists the valid names
+
+
+def test_misspelled_key_and_bad_type_are_each_named(config_file: Path) -> None:
+    text = config_file.read_text()
+    text = text.replace("    timeout_s: 60\n", "    timeout_secs: 60\n", 1)
+    text = text.replace("max_revisions: 1", "max_revisions: lots")
+    config_file.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(config_file)
+    message = str(err.value)
+    assert "models.deepseek-v3.1-q8.timeout_secs: unknown key" in message
+    assert "limits.max_revisions" in message
+
+
+def test_broken_yaml_reports_line(config_file: Path) -> None:
+    config_file.write_text("providers:\n  llm: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"not valid YAML at line \d+"):
+        load_config(config_file)
+
+
+def test_missing_key_env_is_not_a_startup_failure(config_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DEEPSEEK_API_KEY", raising=False)
+    config = load_config(config_file)
+    assert config.models["deepseek-v3.1-q8"].api_key_env == "DEEPSEEK_API_KEY"
+
+
+def test_hot_swap_picks_up_edit_and_refuses_a_broken_one(config_file: Path, caplog: pytest.LogCaptureFixture) -> None:
+    store = ConfigStore(config_file)
+    assert store.current().limits.max_task_chars == 20000
+    config_file.write_text(config_file.read_text().replace("max_task_chars: 20000", "max_task_chars: 50"))
+    os.utime(config_file, ns=(1, 1))  # a distinct mtime even on coarse clocks
+    assert store.current().limits.max_task_chars == 50
+    good = store.current()
+    config_file.write_text(config_file.read_text().replace("max_task_chars: 50", "max_task_chars: -3"))
+    os.utime(config_file, ns=(2, 2))
+    assert store.current() is good  # the old config keeps serving
+    assert store.last_error and "limits.max_task_chars" in store.last_error
+    assert any("refused" in r.message for r in caplog.records)
+
+
+def test_redacted_dump_masks_secrets(config_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TAVILY_API_KEY", "tvly-supersecretvalue123")
+    dumped = str(redacted_dump(load_config(config_file)))
+    assert "tvly-supersecretvalue123" not in dumped
+    assert re.search(r"'api_key': '\[REDACTED\]'", dumped)
+
+
+def test_config_check_cli_prints_redacted_config(config_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from swarm.cli import main
+
+    monkeypatch.setenv("TAVILY_API_KEY", "tvly-anothersecret4567")
+    assert main(["--config", str(config_file), "config", "check"]) == 0
+    out = capsys.readouterr()
+    assert "tvly-anothersecret4567" not in out.out + out.err
+    assert "deepseek-v3.1-q8" in out.out

@@ -1,0 +1,155 @@
+"""Delegation graph and dispatcher with the shipped fakes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from providers.base import LLMConfig, Message
+from providers.errors import AllProvidersFailed, ProviderUnavailable
+from providers.testing import FakeLLM, FunctionLLM
+from swarm.dispatcher import dispatch
+
+APPROVE = {"approved": True, "score": 9, "issues": [], "suggestion": ""}
+REJECT = {"approved": False, "score": 3, "issues": ["misses the second point"], "suggestion": "cover both"}
+
+
+def job(task: str = "Write two lines about rivers.", **extra: Any) -> dict[str, Any]:
+    return {"project": "swarm", "action": "delegate", "input": {"task": task, **extra}}
+
+
+async def test_draft_review_revise_then_approve(make_context: Any) -> None:
+    llm = FakeLLM(["first draft", REJECT, "second draft", APPROVE])
+    result = await dispatch(job(), make_context(llm))
+    assert result["status"] == "COMPLETED", result["error"]
+    assert result["output"]["text"] == "second draft"
+    assert result["output"]["revisions"] == 1
+    assert result["output"]["review"]["approved"] is True
+    steps = [(s["step"], s["kind"]) for s in result["trace"]]
+    assert steps == [("draft", "llm"), ("draft", "node"), ("review", "llm"), ("review", "node"),
+                     ("revise", "llm"), ("revise", "node"), ("review", "llm"), ("review", "node"),
+                     ("dispatch", "node")]
+    # the reviewer is asked for structured output, and preferred from the route's family
+    review_config: LLMConfig = llm.calls[1][1]
+    assert review_config.json_schema is not None and review_config.prefer == "claude"
+    assert llm.calls[0][1].prefer == "deepseek"
+    # the revise prompt carries the reviewer's issues
+    assert "misses the second point" in llm.calls[2][0][-1].content
+
+
+async def test_revise_loop_is_bounded_by_config(make_context: Any) -> None:
+    llm = FakeLLM(["d1", REJECT, "d2", REJECT, "d3", REJECT])
+    result = await dispatch(job(), make_context(llm))
+    assert result["output"]["revisions"] == 1  # limits.max_revisions
+    assert result["output"]["review"]["approved"] is False
+    assert len(llm.calls) == 4
+
+
+async def test_critical_route_has_no_reviewer(make_context: Any) -> None:
+    llm = FakeLLM(["careful answer"])
+    result = await dispatch(job(kind="critical"), make_context(llm))
+    assert result["output"]["text"] == "careful answer"
+    assert result["output"]["review"] is None
+    assert len(llm.calls) == 1 and llm.calls[0][1].prefer == "claude"
+
+
+async def test_unusable_verdict_keeps_draft_and_says_so(make_context: Any) -> None:
+    llm = FakeLLM(["a draft", "I think it is fine!"])
+    result = await dispatch(job(), make_context(llm))
+    assert result["output"]["text"] == "a draft"
+    assert result["output"]["review"]["status"] == "unusable"
+    assert any(s["step"] == "review" and s["outcome"] == "error" for s in result["trace"])
+
+
+async def test_reviewer_chain_down_returns_draft_with_review_unavailable(make_context: Any) -> None:
+    def answer(messages: list[Message], config: LLMConfig) -> str:
+        if config.step == "review":
+            raise AllProvidersFailed("llm", [])
+        return "draft text"
+
+    result = await dispatch(job(), make_context(FunctionLLM(answer)))
+    assert result["status"] == "COMPLETED"
+    assert result["output"]["review"]["status"] == "unavailable"
+
+
+async def test_primary_chain_down_fails_with_every_attempt_listed(make_context: Any) -> None:
+    from providers.base import TraceStep
+
+    attempts = [TraceStep(step="draft", provider="litellm", model=m, outcome="error", error_class="ProviderUnavailable")
+                for m in ("deepseek-v3.1-q8", "local")]
+
+    def answer(messages: list[Message], config: LLMConfig) -> str:
+        raise AllProvidersFailed("llm", attempts)
+
+    result = await dispatch(job(), make_context(FunctionLLM(answer)))
+    assert result["status"] == "FAILED"
+    assert result["error"]["type"] == "AllProvidersFailed"
+    assert "deepseek-v3.1-q8" in result["error"]["message"] and "local" in result["error"]["message"]
+    assert [s["model"] for s in result["trace"] if s["kind"] == "llm"] == ["deepseek-v3.1-q8", "local"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "needle"),
+    [
+        ({"project": "nope", "action": "delegate", "input": {}}, "unknown project 'nope'; valid: image_tools, swarm"),
+        ({"project": "swarm", "action": "nope", "input": {}}, "valid: delegate, research"),
+        (job(""), "input.task"),
+        (job("   "), "input.task: must not be empty"),
+        ({"project": "swarm", "action": "delegate", "input": {}}, "input.task: Field required"),
+        (job(kind="poetry"), "kind: unknown kind 'poetry'; valid: bulk_content, critical, research"),
+        (job(tier="ultra"), "input.tier"),
+        (job("x" * 20001), "task: is 20001 characters; the limit is 20000"),
+        (job(task=5), "input.task"),
+        ({"project": "swarm"}, "job.action: Field required"),
+    ],
+)
+async def test_bad_input_names_field_and_limit(make_context: Any, raw: dict[str, Any], needle: str) -> None:
+    llm = FakeLLM(["never called"])
+    result = await dispatch(raw, make_context(llm))
+    assert result["status"] == "FAILED"
+    assert result["error"]["type"] == "InputError"
+    assert needle in result["error"]["message"]
+    assert llm.calls == []
+
+
+async def test_secrets_never_reach_result(make_context: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEEPSEEK_API_KEY", "sk-plantedsecret0123456789")
+
+    def leak(messages: list[Message], config: LLMConfig) -> str:
+        raise ProviderUnavailable("deepseek", "auth failed for key sk-plantedsecret0123456789")
+
+    result = await dispatch(job(kind="critical"), make_context(FunctionLLM(leak)))
+    assert "sk-plantedsecret0123456789" not in str(result)
+    assert result["status"] == "FAILED"
+
+
+async def test_unexpected_bug_is_reported_without_traceback(make_context: Any) -> None:
+    def boom(messages: list[Message], config: LLMConfig) -> str:
+        raise ZeroDivisionError("division by zero in /secret/path.py")
+
+    result = await dispatch(job(kind="critical"), make_context(FunctionLLM(boom)))
+    assert result["error"]["type"] == "InternalError"
+    assert "Traceback" not in str(result) and "/secret/path.py" not in str(result)
+
+
+async def test_same_job_id_resumes_without_rerunning_completed_nodes(make_context: Any) -> None:
+    calls: list[str] = []
+    crash = {"armed": True}
+
+    def answer(messages: list[Message], config: LLMConfig) -> Any:
+        calls.append(config.step)
+        if config.step == "review" and crash["armed"]:
+            crash["armed"] = False
+            raise RuntimeError("worker died mid-review")
+        return APPROVE if config.step == "review" else "the draft"
+
+    make = make_context(FunctionLLM(answer))
+    first = await dispatch({**job(), "job_id": "job-resume-1"}, make)
+    assert first["status"] == "FAILED"
+    second = await dispatch({**job(), "job_id": "job-resume-1"}, make)
+    assert second["status"] == "COMPLETED"
+    assert second["output"]["text"] == "the draft"
+    assert calls == ["draft", "review", "review"]  # the draft was not paid for twice
+    third = await dispatch({**job(), "job_id": "job-resume-1"}, make)
+    assert third["output"]["text"] == "the draft" and calls == ["draft", "review", "review"]
