@@ -1,0 +1,130 @@
+"""Local FTS5 index: build, incremental update, query, sanitizing, reading by URI."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from providers.errors import InputError, ProviderUnavailable
+from providers.search.local_index import LocalIndexSearch, build_index, fts_query
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    root = tmp_path / "corpus"
+    _write(root / "checkpoints.md", "# LangGraph checkpoints\n\nA checkpointer saves graph state after every step.\n")
+    _write(root / "notes.txt", "RunPod serverless jobs move from IN_QUEUE to IN_PROGRESS to COMPLETED.\n")
+    _write(
+        root / "sub" / "page.html",
+        "<html><head><title>MCP overview</title><style>.x{color:red}</style></head>"
+        "<body><h1>Model Context Protocol</h1><p>Tools &amp; resources over stdio.</p>"
+        "<script>alert('tracking')</script></body></html>",
+    )
+    _write(root / "image.png", "not text")
+    _write(root / ".hidden" / "secret.md", "# hidden\nnever indexed")
+    return root
+
+
+def test_build_indexes_supported_files_only(corpus, tmp_path):
+    stats = build_index([corpus], tmp_path / "idx.sqlite")
+    assert (stats.added, stats.total, stats.removed) == (3, 3, 0)
+
+
+def test_incremental_adds_updates_removes(corpus, tmp_path):
+    index = tmp_path / "idx.sqlite"
+    build_index([corpus], index)
+    assert build_index([corpus], index).unchanged == 3
+    _write(corpus / "checkpoints.md", "# LangGraph checkpoints\n\nNow about durability=sync too.\n")
+    os.utime(corpus / "checkpoints.md", ns=(1, 1))
+    (corpus / "notes.txt").unlink()
+    _write(corpus / "new.md", "# New\nfresh document")
+    stats = build_index([corpus], index)
+    assert (stats.added, stats.updated, stats.removed, stats.unchanged, stats.total) == (1, 1, 1, 1, 3)
+
+
+def test_touch_without_change_is_not_an_update(corpus, tmp_path):
+    index = tmp_path / "idx.sqlite"
+    build_index([corpus], index)
+    os.utime(corpus / "notes.txt", ns=(5, 5))
+    stats = build_index([corpus], index)
+    assert (stats.updated, stats.unchanged) == (0, 3)
+
+
+def test_missing_path_is_a_clear_input_error(tmp_path):
+    with pytest.raises(InputError, match="does not exist") as info:
+        build_index([tmp_path / "nope"], tmp_path / "idx.sqlite")
+    assert info.value.field == "path"
+
+
+async def test_search_ranks_titles_and_snippets(corpus, tmp_path):
+    backend = LocalIndexSearch([corpus], tmp_path / "idx.sqlite")
+    results = await backend.search("How do LangGraph checkpoints work?", max_results=5)
+    assert results[0].title == "LangGraph checkpoints"
+    assert results[0].url == (corpus / "checkpoints.md").resolve().as_uri()
+    assert "checkpointer saves graph state" in results[0].snippet
+    html_hits = await backend.search("stdio resources")
+    assert html_hits[0].title == "MCP overview"
+    assert "alert" not in html_hits[0].snippet and "color" not in html_hits[0].snippet
+
+
+async def test_search_autobuilds_and_notices_new_files(corpus, tmp_path):
+    index = tmp_path / "deep" / "idx.sqlite"
+    backend = LocalIndexSearch([corpus], index, refresh_interval_s=0)
+    assert not index.exists()
+    assert await backend.search("zebra") == []
+    assert index.exists()
+    _write(corpus / "zebra.md", "# Zebras\nstripes")
+    assert [r.title for r in await backend.search("zebra")] == ["Zebras"]
+
+
+@pytest.mark.parametrize(
+    "query", ['"unbalanced', "NEAR(a b)", "title:secret", "a AND OR NOT", "*", "(((", "col:^x", "-x +y", "' OR 1=1 --"]
+)
+async def test_fts_syntax_in_user_text_never_errors(corpus, tmp_path, query):
+    backend = LocalIndexSearch([corpus], tmp_path / "idx.sqlite")
+    assert isinstance(await backend.search(query), list)
+
+
+def test_fts_query_quotes_every_term():
+    assert fts_query('what is "MCP" NEAR(stdio)?') == '"mcp" OR "near" OR "stdio"'
+    assert fts_query("!!!") == ""
+
+
+async def test_read_document_only_reads_indexed_files(corpus, tmp_path):
+    backend = LocalIndexSearch([corpus], tmp_path / "idx.sqlite")
+    await backend.search("checkpoints")
+    title, text = await backend.read_document((corpus / "checkpoints.md").resolve().as_uri())
+    assert title == "LangGraph checkpoints" and "saves graph state" in text
+    assert await backend.read_document("file:///etc/passwd") is None
+    assert await backend.read_document("https://example.org/") is None
+
+
+async def test_no_corpus_and_no_index_is_unavailable(tmp_path):
+    backend = LocalIndexSearch([tmp_path / "missing"], tmp_path / "idx.sqlite")
+    assert "does not exist" in backend.unconfigured_reason() or "none of the paths" in backend.unconfigured_reason()
+    with pytest.raises(ProviderUnavailable, match="paths"):
+        await backend.search("x")
+
+
+def test_from_config_resolves_relative_paths_against_project_root(tmp_path):
+    from swarm.config import PROJECT_ROOT
+
+    backend = LocalIndexSearch.from_config("local", {"paths": ["docs/corpus"], "index_path": str(tmp_path / "i.sqlite")})
+    assert backend.paths == [(PROJECT_ROOT / "docs" / "corpus").resolve()]
+
+
+async def test_index_kept_from_other_roots_survives_a_config_sync(corpus, tmp_path):
+    other = _write(tmp_path / "other" / "extra.md", "# Extra\nkiwi fruit").parent
+    index = tmp_path / "idx.sqlite"
+    build_index([other], index)
+    backend = LocalIndexSearch([corpus], index)
+    assert [r.title for r in await backend.search("kiwi")] == ["Extra"]
+    assert await backend.search("checkpointer")
