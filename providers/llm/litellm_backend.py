@@ -1,0 +1,285 @@
+"""One model of the ``models`` table, reached through ``litellm.acompletion``.
+
+The boundary where litellm's exceptions are translated, once, into the error tree:
+429 -> ``ProviderRateLimited`` (with Retry-After), timeouts -> ``ProviderTimeout``, refused
+connections and 5xx -> ``ProviderUnavailable``, anything else (401, 400, ...) ->
+``ProviderError``. Every message is redacted. litellm is imported on first call, with its own
+retries off (``num_retries=0``, ``max_retries=0``) and an explicit timeout, so the router, not
+litellm, decides what happens after a failure.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import os
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from providers.base import LLMConfig, LLMResponse, Message, TraceStep
+from providers.errors import (
+    ProviderError,
+    ProviderRateLimited,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
+from swarm.redact import redact
+
+if TYPE_CHECKING:
+    from providers.llm.local_server import LocalServerManager
+    from swarm.config import ModelSpec, SwarmConfig
+
+log = logging.getLogger("swarm.llm")
+
+_HEALTH_TIMEOUT_S = 3.0
+_litellm: Any = None
+
+
+def load_litellm() -> Any:
+    """Import litellm once, offline and quiet (no price-table download, no debug banners)."""
+    global _litellm
+    if _litellm is None:
+        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        import litellm
+
+        litellm.suppress_debug_info = True
+        litellm.turn_off_message_logging = True
+        litellm.telemetry = False
+        for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        # litellm hooks callbacks through CustomLogger methods whose parameters must be named
+        # exactly (kwargs, response_obj, start_time, end_time) or events drop silently; we use
+        # none: every attempt is traced by the router instead.
+        _litellm = litellm
+    return _litellm
+
+
+def missing_key_reason(spec: ModelSpec) -> str | None:
+    """Why ``spec`` cannot be called right now, judged without a network call."""
+    if spec.api_key_env and not os.environ.get(spec.api_key_env):
+        return f"{spec.api_key_env} is not set"
+    return None
+
+
+def schema_instruction(schema: dict[str, Any]) -> str:
+    return (
+        "Answer with one JSON object and nothing else (no prose, no code fences). "
+        f"It must match this JSON Schema:\n{json.dumps(schema, separators=(',', ':'))}"
+    )
+
+
+def with_schema_prompt(messages: list[dict[str, str]], schema: dict[str, Any]) -> list[dict[str, str]]:
+    """Add the schema instruction to the system message (or prepend one)."""
+    instruction = schema_instruction(schema)
+    if messages and messages[0]["role"] == "system":
+        first = {"role": "system", "content": f"{messages[0]['content']}\n\n{instruction}"}
+        return [first, *messages[1:]]
+    return [{"role": "system", "content": instruction}, *messages]
+
+
+def structured_params(
+    mode: str, messages: list[dict[str, str]], schema: dict[str, Any]
+) -> tuple[list[dict[str, str]], dict[str, Any]]:
+    """Messages and extra params that ask for JSON matching ``schema`` in the model's way."""
+    if mode == "json_schema":
+        fmt = {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}}
+        return messages, {"response_format": fmt}
+    if mode == "json_object_schema":
+        # llama.cpp's server turns this into a grammar: valid JSON even from a tiny model.
+        return messages, {"response_format": {"type": "json_object", "schema": schema}}
+    if mode == "json_object":
+        return with_schema_prompt(messages, schema), {"response_format": {"type": "json_object"}}
+    return with_schema_prompt(messages, schema), {}
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta seconds or an HTTP date)."""
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
+
+
+def _retry_after_of(exc: BaseException) -> float | None:
+    for headers in (
+        getattr(exc, "litellm_response_headers", None),
+        getattr(getattr(exc, "response", None), "headers", None),
+        getattr(exc, "headers", None),
+    ):
+        if headers:
+            found = parse_retry_after(headers.get("retry-after") or headers.get("Retry-After"))
+            if found is not None:
+                return found
+    return None
+
+
+def translate_error(exc: BaseException, provider: str, model: str, timeout_s: float) -> ProviderError:
+    """Map one litellm/openai/httpx exception to the error tree, with a secret-free message."""
+    import httpx
+    import openai
+
+    status = getattr(exc, "status_code", None)
+    text = redact(str(exc)).replace("litellm.", "").strip() or type(exc).__name__
+    if len(text) > 300:
+        text = text[:300] + "..."
+    if isinstance(exc, openai.APITimeoutError | httpx.TimeoutException | TimeoutError):
+        return ProviderTimeout(provider, f"no answer within {timeout_s:g} s", model=model)
+    if status == 429 or isinstance(exc, openai.RateLimitError):
+        retry_after = _retry_after_of(exc)
+        hint = f" (Retry-After {retry_after:g} s)" if retry_after is not None else ""
+        return ProviderRateLimited(provider, f"rate limited{hint}: {text}", model=model, retry_after=retry_after)
+    if isinstance(exc, openai.APIConnectionError | httpx.TransportError):
+        return ProviderUnavailable(provider, f"cannot connect: {text}", model=model)
+    if isinstance(status, int) and status >= 500:
+        return ProviderUnavailable(provider, f"HTTP {status}: {text}", model=model)
+    prefix = f"HTTP {status}: " if isinstance(status, int) else ""
+    return ProviderError(provider, f"{prefix}{text}", model=model)
+
+
+class LiteLLMModel:
+    """An ``LLMProvider`` for one entry of the ``models`` table.
+
+    Args:
+        name: the model's name in config (``deepseek-v3.1-q8``, ``local``, ...).
+        spec: its ``ModelSpec``.
+        local_servers: starts the loopback server of a ``local_server`` model before its first
+            call; without one such a model is called as if its server were already running.
+    """
+
+    def __init__(self, name: str, spec: ModelSpec, *, local_servers: LocalServerManager | None = None) -> None:
+        self.name = name
+        self.spec = spec
+        self.local_servers = local_servers
+
+    @classmethod
+    def from_config(cls, name: str, settings: dict[str, Any], config: SwarmConfig, **deps: Any) -> LiteLLMModel:
+        """Registry entry point: ``name`` is a key of ``config.models``."""
+        return cls(name, config.models[name], local_servers=deps.get("local_servers"))
+
+    @property
+    def provider(self) -> str:
+        return self.spec.family
+
+    def unavailable_reason(self) -> str | None:
+        """A reason to skip this model without calling it (its key variable is unset)."""
+        return missing_key_reason(self.spec)
+
+    def _api_key(self) -> str | None:
+        reason = missing_key_reason(self.spec)
+        if reason:
+            raise ProviderUnavailable(self.provider, reason, model=self.name)
+        if self.spec.api_key_env:
+            return os.environ[self.spec.api_key_env]
+        # A keyless OpenAI-compatible server (the local one) still needs a placeholder.
+        return "none" if self.spec.api_base else None
+
+    def _params(self, messages: list[Message], config: LLMConfig, api_key: str | None) -> dict[str, Any]:
+        spec = self.spec
+        chat = [{"role": m.role, "content": m.content} for m in messages]
+        extra: dict[str, Any] = {}
+        if config.json_schema is not None:
+            chat, extra = structured_params(spec.structured_output, chat, config.json_schema)
+        max_tokens = spec.max_output_tokens
+        if config.max_tokens is not None:
+            max_tokens = min(config.max_tokens, max_tokens)
+        params: dict[str, Any] = {
+            "model": spec.litellm_model,
+            "messages": chat,
+            "temperature": config.temperature,
+            "max_tokens": max_tokens,
+            "timeout": spec.timeout_s,
+            "num_retries": 0,
+            "max_retries": 0,
+            **extra,
+        }
+        if spec.api_base:
+            params["api_base"] = spec.api_base
+        if api_key is not None:
+            params["api_key"] = api_key
+        params.update(spec.extra_params)
+        return params
+
+    def _cost(self, input_tokens: int, output_tokens: int) -> float:
+        price = self.spec.price
+        return (input_tokens * price.input_per_mtok + output_tokens * price.output_per_mtok) / 1e6
+
+    async def complete(self, messages: list[Message], config: LLMConfig) -> LLMResponse:
+        """One call, no retries; failures raise a ``ProviderError`` subclass."""
+        api_key = self._api_key()
+        started = time.perf_counter()
+        if self.local_servers is not None and self.spec.local_server is not None:
+            await self.local_servers.ensure(self.name, self.spec)
+        litellm = load_litellm()
+        params = self._params(messages, config, api_key)
+        try:
+            response = await litellm.acompletion(**params)
+        except Exception as exc:  # translated once, here; the router decides what follows
+            error = translate_error(exc, self.provider, self.name, self.spec.timeout_s)
+            if isinstance(error, ProviderUnavailable) and self.local_servers is not None:
+                self.local_servers.forget(self.name)
+            raise error from None
+        latency = (time.perf_counter() - started) * 1000
+        return self._to_response(response, config, latency)
+
+    def _to_response(self, response: Any, config: LLMConfig, latency: float) -> LLMResponse:
+        choices = getattr(response, "choices", None) or []
+        message = getattr(choices[0], "message", None) if choices else None
+        text = (getattr(message, "content", None) or "").strip()
+        if not text:
+            raise ProviderError(self.provider, "empty answer", model=self.name)
+        usage = getattr(response, "usage", None)
+        input_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
+        output_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
+        cost = self._cost(input_tokens, output_tokens)
+        step = TraceStep(
+            step=config.step,
+            kind="llm",
+            provider=self.provider,
+            model=self.name,
+            latency_ms=latency,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cost_usd=cost,
+        )
+        return LLMResponse(
+            text=text,
+            model=self.name,
+            provider=self.provider,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cost_usd=cost,
+            latency_ms=latency,
+            finish_reason=getattr(choices[0], "finish_reason", None),
+            attempts=(step,),
+        )
+
+    async def health_check(self) -> bool:
+        """A cheap real probe: GET ``{api_base}/models`` where the base is OpenAI-compatible,
+        else whether the key is set. Never raises."""
+        if missing_key_reason(self.spec):
+            return False
+        if not self.spec.api_base or not self.spec.litellm_model.startswith("openai/"):
+            return True
+        import httpx
+
+        headers = {}
+        if self.spec.api_key_env:
+            headers["Authorization"] = f"Bearer {os.environ[self.spec.api_key_env]}"
+        try:
+            async with httpx.AsyncClient(timeout=_HEALTH_TIMEOUT_S) as client:
+                reply = await client.get(self.spec.api_base.rstrip("/") + "/models", headers=headers)
+        except httpx.HTTPError as exc:
+            log.info("health check of %s failed: %s", self.name, redact(type(exc).__name__))
+            return False
+        return reply.status_code < 400

@@ -1,0 +1,199 @@
+"""The LLM router: tiers, preference, fallback chain, circuit breakers, short 429 retries.
+
+Chain for one call (names of the ``models`` table, duplicates dropped, first occurrence wins):
+
+1. ``LLMConfig.prefer`` (a ``+search`` style suffix is stripped): a model name is itself; a
+   family is its models that are in the requested tier, or, when none is, the family's first
+   model in ``models`` table order;
+2. the tier's models in order (``LLMConfig.tier``, or ``[providers.llm.default]`` when unset);
+3. each entry of ``providers.llm.fallback_chain``: a model name as is, a family -> the family's
+   first model in ``models`` table order.
+
+Walking it: a model whose key variable is unset, or whose circuit is open, is skipped at once
+(a ``skipped`` trace step with the reason). A call either answers (``ok``) or fails
+(``error``); only a 429 whose Retry-After is at most ``retry.max_retry_after_s`` is retried on
+the same model, at most ``retry.max_retries`` times; every other ``ProviderError`` falls over to
+the next model immediately. Anything that is not a ``ProviderError`` propagates. The answer
+carries every step taken; when the chain runs dry, ``AllProvidersFailed`` lists them all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from providers.base import LLMConfig, LLMProvider, LLMResponse, Message, TraceStep
+from providers.errors import AllProvidersFailed, InputError, ProviderError, ProviderRateLimited
+from providers.llm.litellm_backend import missing_key_reason
+from swarm.redact import redact
+
+if TYPE_CHECKING:
+    from providers.llm.circuit import CircuitBoard
+    from providers.llm.local_server import LocalServerManager
+    from swarm.config import SwarmConfig
+
+
+class LLMRouter:
+    """An ``LLMProvider`` over every model of one config version.
+
+    Args:
+        config: the config whose tiers, fallback chain, retry and circuit settings apply.
+        models: model name -> provider (``LiteLLMModel`` in production, fakes in tests).
+        circuits: the board that outlives config reloads.
+    """
+
+    def __init__(self, config: SwarmConfig, models: Mapping[str, LLMProvider], circuits: CircuitBoard) -> None:
+        self.config = config
+        self.models = dict(models)
+        self.circuits = circuits
+        circuits.configure(config.providers.llm.circuit)
+
+    # --- chain -----------------------------------------------------------------------------
+
+    def _family_first(self, family: str) -> str | None:
+        return next((n for n, spec in self.config.models.items() if spec.family == family), None)
+
+    def _prefer_models(self, prefer: str, tier_models: list[str]) -> list[str]:
+        name = prefer.split("+", 1)[0].strip()
+        if name in self.config.models:
+            return [name]
+        in_tier = [n for n in tier_models if self.config.models[n].family == name]
+        if in_tier:
+            return in_tier
+        first = self._family_first(name)
+        if first is None:
+            families = sorted({spec.family for spec in self.config.models.values()})
+            raise InputError(
+                f"{prefer!r} is neither a model nor a family; models: {', '.join(self.config.models)};"
+                f" families: {', '.join(families)}",
+                field="prefer",
+            )
+        return [first]
+
+    def resolve_chain(self, llm_config: LLMConfig) -> list[str]:
+        """The model names one call will try, in order."""
+        llm = self.config.providers.llm
+        tier_models = list(llm.tiers.get(llm_config.tier, [])) if llm_config.tier else [llm.default]
+        chain: list[str] = []
+        if llm_config.prefer:
+            chain += self._prefer_models(llm_config.prefer, tier_models)
+        chain += tier_models
+        for entry in llm.fallback_chain:
+            name = entry if entry in self.config.models else self._family_first(entry)
+            if name:
+                chain.append(name)
+        return list(dict.fromkeys(chain))
+
+    # --- calls -----------------------------------------------------------------------------
+
+    def _skip_reason(self, name: str) -> str | None:
+        spec = self.config.models.get(name)
+        if spec is not None:
+            reason = missing_key_reason(spec)
+            if reason:
+                return reason
+        if name not in self.models:
+            return "no provider was built for this model"
+        return None
+
+    def _step(self, name: str, config: LLMConfig, **fields: Any) -> TraceStep:
+        spec = self.config.models.get(name)
+        return TraceStep(step=config.step, kind="llm", provider=spec.family if spec else "", model=name, **fields)
+
+    async def complete(self, messages: list[Message], config: LLMConfig) -> LLMResponse:
+        """Answer from the first model of the chain that can; see the module docstring."""
+        attempts: list[TraceStep] = []
+        for name in self.resolve_chain(config):
+            reason = self._skip_reason(name) or self.circuits.acquire(name)
+            if reason:
+                attempts.append(self._step(name, config, outcome="skipped", detail=reason))
+                continue
+            response = await self._call_with_retries(name, messages, config, attempts)
+            if response is not None:
+                return response.model_copy(update={"attempts": (*attempts, *response.attempts)})
+        raise AllProvidersFailed("llm", attempts)
+
+    async def _call_with_retries(
+        self, name: str, messages: list[Message], config: LLMConfig, attempts: list[TraceStep]
+    ) -> LLMResponse | None:
+        """Call one model (its circuit already acquired); ``None`` means fall over."""
+        retry = self.config.providers.llm.retry
+        attempt = 1
+        while True:
+            started = time.perf_counter()
+            try:
+                response = await self.models[name].complete(messages, config)
+            except ProviderError as exc:
+                latency = (time.perf_counter() - started) * 1000
+                detail = redact(str(exc))
+                self.circuits.record_failure(name, detail)
+                attempts.append(
+                    self._step(name, config, attempt=attempt, latency_ms=latency, outcome="error",
+                               error_class=type(exc).__name__, detail=detail)
+                )
+                wait = _short_retry_after(exc, retry.max_retry_after_s)
+                if wait is None or attempt > retry.max_retries:
+                    return None
+                if self.circuits.acquire(name) is not None:
+                    return None  # this failure opened the circuit: do not hammer it
+                await asyncio.sleep(wait)
+                attempt += 1
+                continue
+            except BaseException:
+                self.circuits.release(name)
+                raise
+            self.circuits.record_success(name)
+            if attempt > 1:
+                steps = tuple(s.model_copy(update={"attempt": attempt}) for s in response.attempts)
+                response = response.model_copy(update={"attempts": steps})
+            return response
+
+    # --- health ----------------------------------------------------------------------------
+
+    async def health_check(self) -> bool:
+        """True when at least one model answers its own health check."""
+        results = await asyncio.gather(
+            *(self._healthy(name) for name in self.models), return_exceptions=False
+        )
+        return any(results)
+
+    async def _healthy(self, name: str) -> bool:
+        if self._skip_reason(name):
+            return False
+        return bool(await self.models[name].health_check())
+
+    async def health(self) -> dict[str, dict[str, Any]]:
+        """Per model: ``available`` (would be called now), ``reason`` if not, circuit state."""
+        out: dict[str, dict[str, Any]] = {}
+        for name in self.config.models:
+            circuit = self.circuits.describe(name)
+            reason = self._skip_reason(name)
+            if reason is None and circuit["state"] == "open":
+                reason = f"circuit open for another {circuit['open_for_s']} s"
+            out[name] = {"available": reason is None, "reason": reason, "circuit": circuit}
+        return out
+
+
+def _short_retry_after(exc: ProviderError, limit_s: float) -> float | None:
+    """Seconds to wait before retrying the same model, or ``None`` to fall over."""
+    if isinstance(exc, ProviderRateLimited) and exc.retry_after is not None and exc.retry_after <= limit_s:
+        return exc.retry_after
+    return None
+
+
+def build_llm_router(
+    config: SwarmConfig, *, circuits: CircuitBoard, local_servers: LocalServerManager | None = None
+) -> LLMRouter:
+    """A router with one ``LiteLLMModel`` per entry of ``config.models``.
+
+    ``local_servers`` defaults to the process-wide manager, so a router rebuilt after a
+    config reload reuses the local server already running.
+    """
+    from providers.llm.litellm_backend import LiteLLMModel
+    from providers.llm.local_server import default_local_servers
+
+    servers = local_servers if local_servers is not None else default_local_servers()
+    models = {name: LiteLLMModel(name, spec, local_servers=servers) for name, spec in config.models.items()}
+    return LLMRouter(config, models, circuits)

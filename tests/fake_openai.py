@@ -1,0 +1,297 @@
+"""A loopback OpenAI-compatible chat server that can answer, fail, throttle or hang on cue.
+
+Tests and ``bench/`` point litellm at it (``openai/<model>`` with ``api_base=server.url + "/v1"``)
+to exercise the real HTTP path. What a request gets is chosen by its model name:
+
+- scripted with ``server.script(model, Behaviour...)`` (played in order, the last repeats), or
+- by the name itself: ``status-503``, ``ratelimit-1.5`` (429, Retry-After 1.5), ``ratelimit``
+  (429 without Retry-After), ``hang``, ``malformed``, ``empty``, ``echo``; anything else
+  answers ``"ok from <model>"``.
+
+Every request is recorded in ``server.requests`` so a test can assert what was sent.
+``RefusedPort`` gives a port that refuses connections (bound, never listening).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Kind = Literal["answer", "echo", "status", "rate_limit", "hang", "malformed", "empty"]
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    """What the server does with one request."""
+
+    kind: Kind = "answer"
+    text: str = "ok"
+    status: int = 500
+    retry_after: float | None = None
+    hang_s: float = 30.0
+    delay_s: float = 0.0
+    prompt_tokens: int = 11
+    completion_tokens: int = 7
+
+    @classmethod
+    def answer(cls, text: str = "ok", **kw: Any) -> Behaviour:
+        return cls("answer", text=text, **kw)
+
+    @classmethod
+    def echo(cls) -> Behaviour:
+        """Answer with the last user message."""
+        return cls("echo")
+
+    @classmethod
+    def fail(cls, status: int = 500) -> Behaviour:
+        return cls("status", status=status)
+
+    @classmethod
+    def rate_limited(cls, retry_after: float | None = None) -> Behaviour:
+        return cls("rate_limit", status=429, retry_after=retry_after)
+
+    @classmethod
+    def hang(cls, seconds: float = 30.0) -> Behaviour:
+        """Accept the request and say nothing for ``seconds`` (past any sane client timeout)."""
+        return cls("hang", hang_s=seconds)
+
+    @classmethod
+    def malformed(cls) -> Behaviour:
+        """HTTP 200 with a body that is not JSON."""
+        return cls("malformed")
+
+    @classmethod
+    def empty(cls) -> Behaviour:
+        """A well-formed completion whose content is empty."""
+        return cls("empty", text="")
+
+
+def behaviour_for_name(model: str) -> Behaviour:
+    """The behaviour a model name selects when nothing was scripted for it."""
+    head, _, arg = model.partition("-")
+    if head == "status" and arg.isdigit():
+        return Behaviour.fail(int(arg))
+    if head == "ratelimit":
+        return Behaviour.rate_limited(float(arg) if arg else None)
+    table: dict[str, Behaviour] = {
+        "hang": Behaviour.hang(),
+        "malformed": Behaviour.malformed(),
+        "empty": Behaviour.empty(),
+        "echo": Behaviour.echo(),
+    }
+    return table.get(model, Behaviour.answer(f"ok from {model}"))
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    model: str | None
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class FakeOpenAI:
+    """The server; use as a context manager or call ``start()``/``stop()``.
+
+    Attributes:
+        url: ``http://127.0.0.1:<port>`` (append ``/v1`` for an OpenAI ``api_base``).
+        requests: every request received, in order.
+    """
+
+    def __init__(self) -> None:
+        self.requests: list[RecordedRequest] = []
+        self._scripts: dict[str, list[Behaviour]] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._server: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+        self._sock: socket.socket | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    # --- control ---------------------------------------------------------------------------
+
+    def script(self, model: str, *behaviours: Behaviour) -> None:
+        """Play ``behaviours`` for ``model`` in order; the last one repeats."""
+        with self._lock:
+            self._scripts[model] = list(behaviours)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._scripts.clear()
+            self.requests.clear()
+
+    def requests_for(self, model: str) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.model == model]
+
+    def _next_behaviour(self, model: str) -> Behaviour:
+        with self._lock:
+            queue = self._scripts.get(model)
+            if not queue:
+                return behaviour_for_name(model)
+            return queue.pop(0) if len(queue) > 1 else queue[0]
+
+    # --- HTTP ------------------------------------------------------------------------------
+
+    def _app(self) -> Any:
+        from starlette.applications import Starlette
+        from starlette.requests import Request
+        from starlette.responses import JSONResponse, Response
+        from starlette.routing import Route
+
+        async def models(request: Request) -> Response:
+            self.requests.append(RecordedRequest("GET", request.url.path, None, {}, dict(request.headers)))
+            return JSONResponse({"object": "list", "data": [{"id": "fake", "object": "model"}]})
+
+        async def chat(request: Request) -> Response:
+            body = await request.json()
+            model = str(body.get("model", ""))
+            self.requests.append(
+                RecordedRequest("POST", request.url.path, model, body, dict(request.headers))
+            )
+            return await self._respond(self._next_behaviour(model), model, body)
+
+        return Starlette(
+            routes=[
+                Route("/v1/models", models),
+                Route("/models", models),
+                Route("/v1/chat/completions", chat, methods=["POST"]),
+                Route("/chat/completions", chat, methods=["POST"]),
+            ]
+        )
+
+    async def _respond(self, how: Behaviour, model: str, body: dict[str, Any]) -> Any:
+        from starlette.responses import JSONResponse, Response
+
+        if how.delay_s:
+            await asyncio.sleep(how.delay_s)
+        if how.kind == "hang":
+            assert self._stopping is not None
+            try:
+                await asyncio.wait_for(self._stopping.wait(), how.hang_s)
+            except TimeoutError:
+                pass
+            return JSONResponse({"error": {"message": "hung"}}, status_code=504)
+        if how.kind == "status":
+            return JSONResponse(
+                {"error": {"message": f"fake upstream error {how.status}", "type": "server_error"}},
+                status_code=how.status,
+            )
+        if how.kind == "rate_limit":
+            headers = {} if how.retry_after is None else {"retry-after": f"{how.retry_after:g}"}
+            return JSONResponse(
+                {"error": {"message": "rate limited", "type": "rate_limit_error"}},
+                status_code=429,
+                headers=headers,
+            )
+        if how.kind == "malformed":
+            return Response(b"{this is not json", media_type="application/json")
+        text = how.text
+        if how.kind == "echo":
+            users = [m.get("content", "") for m in body.get("messages", []) if m.get("role") == "user"]
+            text = str(users[-1]) if users else ""
+        return JSONResponse(_completion(model, text, how))
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> FakeOpenAI:
+        import uvicorn
+
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self.port = self._sock.getsockname()[1]
+        config = uvicorn.Config(
+            self._app(), log_level="error", access_log=False, lifespan="off", timeout_graceful_shutdown=1
+        )
+        self._server = uvicorn.Server(config)
+        ready = threading.Event()
+
+        async def serve() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stopping = asyncio.Event()
+            ready.set()
+            await self._server.serve(sockets=[self._sock])
+
+        self._thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True, name="fake-openai")
+        self._thread.start()
+        ready.wait(5)
+        deadline = time.monotonic() + 5
+        while not self._server.started and time.monotonic() < deadline:
+            time.sleep(0.005)
+        if not self._server.started:
+            raise RuntimeError("fake OpenAI server did not start within 5 s")
+        return self
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        if self._loop and self._stopping:
+            self._loop.call_soon_threadsafe(self._stopping.set)
+        self._server.should_exit = True
+        if self._thread:
+            self._thread.join(5)
+        if self._sock:
+            self._sock.close()
+        self._server = None
+
+    def __enter__(self) -> FakeOpenAI:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _completion(model: str, text: str, how: Behaviour) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+        ],
+        "usage": {
+            "prompt_tokens": how.prompt_tokens,
+            "completion_tokens": how.completion_tokens if text else 0,
+            "total_tokens": how.prompt_tokens + (how.completion_tokens if text else 0),
+        },
+    }
+
+
+class RefusedPort:
+    """A loopback port that refuses connections: bound but never listening, so no race."""
+
+    def __init__(self) -> None:
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.bind(("127.0.0.1", 0))
+        self.port: int = self._sock.getsockname()[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def __enter__(self) -> RefusedPort:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def free_port() -> int:
+    """A loopback port that was free a moment ago (for servers that bind by number)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
