@@ -79,10 +79,14 @@ def main(argv: list[str] | None = None) -> None:
         level=os.environ.get("SWARM_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
-    if args.config:
-        from swarm.config import load_config
+    from providers.errors import ConfigError
+    from swarm.config import config_path, load_config
 
-        load_config(args.config)  # fail fast on a broken file, with the keys named
+    try:
+        load_config(config_path(args.config))  # fail fast on a broken file, with the keys named
+    except ConfigError as exc:
+        print(f"swarm-mcp: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     build_server(args.config).run("stdio")
 
 

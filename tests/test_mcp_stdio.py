@@ -1,0 +1,82 @@
+"""The MCP door over real stdio: start-up stays light, bad input is a tool error, the server
+keeps serving afterwards."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ("litellm", "langgraph", "torch", "llama_cpp", "onnxruntime", "boto3", "rembg", "numpy", "PIL")
+
+
+def server_params(config: Path | None = None, **env: str) -> StdioServerParameters:
+    args = ["-m", "mcp_server.server"] + (["--config", str(config)] if config else [])
+    return StdioServerParameters(command=sys.executable, args=args, env={**os.environ, **env}, cwd=str(ROOT))
+
+
+def test_tools_list_imports_no_heavy_module() -> None:
+    probe = r"""
+import anyio, json, sys
+from mcp import Client
+from mcp_server.server import build_server
+
+async def main():
+    async with Client(build_server()) as client:
+        tools = await client.list_tools()
+    heavy = [m for m in %r if m in sys.modules]
+    print(json.dumps({"tools": [t.name for t in tools.tools], "heavy": heavy}))
+
+anyio.run(main)
+""" % (HEAVY,)
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout.strip().splitlines()[-1])
+    assert "delegate" in data["tools"]
+    assert data["heavy"] == []
+
+
+async def test_stdio_tools_have_schemas_and_bad_input_is_a_clear_tool_error() -> None:
+    async with Client(server_params()) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+        delegate = tools["delegate"]
+        assert delegate.output_schema is not None
+        assert set(delegate.output_schema["properties"]) >= {"text", "review", "trace"}
+        assert "task" in delegate.input_schema["required"]
+
+        empty = await client.call_tool("delegate", {"task": ""})
+        assert empty.is_error and "input.task" in empty.content[0].text
+
+        unknown = await client.call_tool("delegate", {"task": "hi", "kind": "poetry"})
+        assert unknown.is_error
+        assert "unknown kind 'poetry'; valid: bulk_content, critical, research" in unknown.content[0].text
+
+        too_long = await client.call_tool("delegate", {"task": "x" * 20_001})
+        assert too_long.is_error and "the limit is 20000" in too_long.content[0].text
+
+        bad_tier = await client.call_tool("delegate", {"task": "hi", "tier": "ultra"})
+        assert bad_tier.is_error and "tier" in bad_tier.content[0].text
+
+        # still serving after all that
+        assert "delegate" in {t.name for t in (await client.list_tools()).tools}
+
+
+def test_broken_config_fails_fast_naming_the_key(tmp_path: Path) -> None:
+    broken = tmp_path / "config.yaml"
+    broken.write_text((ROOT / "config.yaml").read_text().replace("fallback_chain: [\"deepseek\"", "fallback_chain: [\"deepsek\""))
+    out = subprocess.run([sys.executable, "-m", "mcp_server.server", "--config", str(broken)],
+                         capture_output=True, text=True, cwd=ROOT, timeout=60, stdin=subprocess.DEVNULL)
+    assert out.returncode != 0
+    assert "providers.llm.fallback_chain[0]" in out.stderr and "deepsek" in out.stderr
+
+
+@pytest.mark.parametrize("script", ["swarm-mcp", "swarm"])
+def test_console_scripts_are_installed(script: str) -> None:
+    assert (Path(sys.executable).parent / script).exists()
