@@ -1,0 +1,50 @@
+"""A tiny RunPod worker for tests and benchmarks of the endpoint: no models, no config.
+
+``python -m swarm.endpoint.demo_worker`` runs the real SDK worker loop with ``handler``.
+Input ``{"sleep_s": 0.1, "progress": 2, "fail": "message", "echo": ...}``: sends ``progress``
+updates, sleeps, then fails with ``{"error": {...}}`` or answers like the swarm handler does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+
+async def handler(job: dict[str, Any]) -> dict[str, Any]:
+    """Progress, sleep, then an envelope shaped like ``swarm.dispatcher.dispatch``'s."""
+    import runpod
+
+    body = job.get("input") or {}
+    for step in range(int(body.get("progress", 0))):
+        runpod.serverless.progress_update(job, {"stage": "demo", "message": f"step {step + 1}", "fraction": None})
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(float(body.get("sleep_s", 0)))
+    envelope: dict[str, Any] = {
+        "job_id": job["id"],
+        "project": "demo",
+        "action": "sleep",
+        "status": "COMPLETED",
+        "output": {"echo": body.get("echo"), "worker": os.environ.get("RUNPOD_POD_ID"), "pid": os.getpid()},
+        "error": None,
+        "trace": [],
+        "totals": {},
+        "elapsed_ms": 0.0,
+    }
+    if body.get("fail"):
+        envelope.update(status="FAILED", output=None, error={"type": "InputError", "message": str(body["fail"])})
+    if body.get("raise"):
+        raise RuntimeError(str(body["raise"]))
+    return envelope
+
+
+def main() -> None:
+    import runpod
+
+    concurrency = int(os.environ.get("DEMO_WORKER_CONCURRENCY", "1"))
+    runpod.serverless.start({"handler": handler, "concurrency_modifier": lambda _current: concurrency})
+
+
+if __name__ == "__main__":
+    main()

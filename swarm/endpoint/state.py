@@ -1,0 +1,299 @@
+"""The local endpoint's job queue and state machine (no HTTP here).
+
+Jobs move IN_QUEUE -> IN_PROGRESS -> COMPLETED | FAILED, or end CANCELLED (``/cancel``,
+``/purge-queue``) or TIMED_OUT (execution timeout, or queue TTL). Everything runs on the
+server's event loop; nothing here is thread-safe and nothing needs to be.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+FINAL_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"})
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a RunPod endpoint enforces; the defaults are RunPod's own."""
+
+    endpoint_id: str = "local"
+    api_key: str = ""
+    run_limit_bytes: int = 10 * MB
+    runsync_limit_bytes: int = 20 * MB
+    async_retention_s: float = 30 * 60
+    sync_retention_s: float = 60
+    execution_timeout_s: float = 600
+    queue_ttl_s: float = 24 * 3600
+    runsync_wait_s: float = 90
+    runsync_max_wait_s: float = 300
+    take_hold_s: float = 20
+    stop_hold_s: float = 20
+    worker_lost_s: float = 10
+    reap_interval_s: float = 0.2
+
+
+@dataclass
+class Job:
+    """One request, as the endpoint tracks it."""
+
+    id: str
+    input: Any
+    sync: bool
+    execution_timeout_s: float
+    ttl_s: float
+    webhook: str | None = None
+    status: str = "IN_QUEUE"
+    created_at: float = field(default_factory=time.monotonic)
+    started_at: float | None = None
+    finished_at: float | None = None
+    worker_id: str | None = None
+    output: Any = None
+    error: Any = None
+    progress: Any = None
+    stream: list[Any] = field(default_factory=list)
+    retries: int = 0
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def view(self) -> dict[str, Any]:
+        """The job as ``/status`` shows it."""
+        body: dict[str, Any] = {"id": self.id, "status": self.status}
+        if self.started_at is not None:
+            body["delayTime"] = round((self.started_at - self.created_at) * 1000)
+            if self.finished_at is not None:
+                body["executionTime"] = round((self.finished_at - self.started_at) * 1000)
+        if self.worker_id:
+            body["workerId"] = self.worker_id
+        if self.status == "IN_PROGRESS" and self.progress is not None:
+            body["output"] = self.progress
+        elif self.output is not None:
+            body["output"] = self.output
+        if self.error is not None:
+            body["error"] = self.error
+        if self.retries:
+            body["retries"] = self.retries
+        return body
+
+
+@dataclass
+class Worker:
+    """A worker process known by the id it polls with (its ``RUNPOD_POD_ID``)."""
+
+    id: str
+    last_seen: float = field(default_factory=time.monotonic)
+    open_polls: int = 0
+    last_ping: float | None = None
+    stop: list[str] = field(default_factory=list)
+    stop_ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def new_job_id(sync: bool) -> str:
+    """An id shaped like RunPod's: a UUID with a region suffix; sync jobs start ``sync-``."""
+    return f"{'sync-' if sync else ''}{uuid.uuid4()}-u1"
+
+
+class JobStore:
+    """Queue, jobs, workers and the counters ``/health`` reports."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.jobs: dict[str, Job] = {}
+        self.queue: deque[str] = deque()
+        self.workers: dict[str, Worker] = {}
+        self.counts = {"completed": 0, "failed": 0, "retried": 0, "cancelled": 0, "timedOut": 0}
+        self._queued = asyncio.Event()
+        self.closing = asyncio.Event()
+
+    # --- client side -----------------------------------------------------------------------
+
+    def submit(self, job_input: Any, *, sync: bool, policy: dict[str, Any] | None = None, webhook: str | None = None) -> Job:
+        policy = policy or {}
+        timeout_ms = policy.get("executionTimeout")
+        ttl_ms = policy.get("ttl")
+        job = Job(
+            id=new_job_id(sync),
+            input=job_input,
+            sync=sync,
+            execution_timeout_s=timeout_ms / 1000 if timeout_ms else self.settings.execution_timeout_s,
+            ttl_s=ttl_ms / 1000 if ttl_ms else self.settings.queue_ttl_s,
+            webhook=webhook,
+        )
+        self.jobs[job.id] = job
+        self._enqueue(job)
+        return job
+
+    def _enqueue(self, job: Job) -> None:
+        self.queue.append(job.id)
+        self._queued.set()
+
+    def get(self, job_id: str) -> Job | None:
+        return self.jobs.get(job_id)
+
+    def take_stream(self, job: Job) -> list[dict[str, Any]]:
+        """Stream chunks not yet handed out (``/stream`` consumes them, like RunPod's)."""
+        chunks, job.stream = job.stream, []
+        return [{"output": chunk} for chunk in chunks]
+
+    def cancel(self, job: Job) -> None:
+        if job.status == "IN_QUEUE":
+            self._dequeue(job.id)
+            self._finish(job, "CANCELLED")
+        elif job.status == "IN_PROGRESS":
+            self._finish(job, "CANCELLED")
+            self._signal_stop(job)
+
+    def retry(self, job: Job) -> bool:
+        """Queue a FAILED or TIMED_OUT job again under the same id; False for other states."""
+        if job.status not in {"FAILED", "TIMED_OUT"}:
+            return False
+        job.status, job.output, job.error, job.progress = "IN_QUEUE", None, None, None
+        job.started_at = job.finished_at = job.worker_id = None
+        job.created_at = time.monotonic()
+        job.stream.clear()
+        job.retries += 1
+        job.done = asyncio.Event()
+        self.counts["retried"] += 1
+        self._enqueue(job)
+        return True
+
+    def purge_queue(self) -> int:
+        """Cancel every job still waiting for a worker; running jobs are left alone."""
+        removed = 0
+        while self.queue:
+            job = self.jobs.get(self.queue.popleft())
+            if job and job.status == "IN_QUEUE":
+                self._finish(job, "CANCELLED", error="purged from the queue before a worker took it")
+                removed += 1
+        return removed
+
+    def health(self) -> dict[str, Any]:
+        now = time.monotonic()
+        alive = [w for w in self.workers.values() if self._alive(w, now)]
+        busy = {j.worker_id for j in self.jobs.values() if j.status == "IN_PROGRESS"}
+        running = sum(1 for w in alive if w.id in busy)
+        return {
+            "jobs": {
+                "completed": self.counts["completed"],
+                "failed": self.counts["failed"],
+                "inProgress": sum(1 for j in self.jobs.values() if j.status == "IN_PROGRESS"),
+                "inQueue": len(self.queue),
+                "retried": self.counts["retried"],
+            },
+            "workers": {"idle": len(alive) - running, "running": running},
+        }
+
+    # --- worker side -----------------------------------------------------------------------
+
+    def seen(self, worker_id: str) -> Worker:
+        worker = self.workers.get(worker_id)
+        if worker is None:
+            worker = self.workers[worker_id] = Worker(worker_id)
+        worker.last_seen = time.monotonic()
+        return worker
+
+    def take(self, worker_id: str, count: int) -> list[Job]:
+        """Hand up to ``count`` queued jobs to ``worker_id`` (they become IN_PROGRESS)."""
+        taken: list[Job] = []
+        now = time.monotonic()
+        while self.queue and len(taken) < count:
+            job = self.jobs.get(self.queue.popleft())
+            if job is None or job.status != "IN_QUEUE":
+                continue
+            job.status, job.started_at, job.worker_id = "IN_PROGRESS", now, worker_id
+            taken.append(job)
+        if not self.queue:
+            self._queued.clear()
+        return taken
+
+    async def wait_for_work(self, timeout: float) -> None:
+        """Return when a job is queued, the server is closing, or ``timeout`` passed."""
+        if self.queue or self.closing.is_set():
+            return
+        waiters = [asyncio.ensure_future(self._queued.wait()), asyncio.ensure_future(self.closing.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    def requeue(self, jobs: list[Job]) -> None:
+        """Put back jobs a worker never received (its poll went away before the answer)."""
+        for job in reversed(jobs):
+            if job.status == "IN_PROGRESS":
+                job.status, job.started_at, job.worker_id = "IN_QUEUE", None, None
+                self.queue.appendleft(job.id)
+        if self.queue:
+            self._queued.set()
+
+    def post_output(self, worker_id: str, job: Job, body: dict[str, Any]) -> str:
+        """Apply one ``job-done`` post: a progress update or the final result."""
+        if job.status != "IN_PROGRESS" or job.worker_id != worker_id:
+            return "ignored"  # cancelled, timed out or reassigned meanwhile: the result is late
+        if body.get("status") == "IN_PROGRESS":
+            job.progress = body.get("output")
+            return "progress"
+        if body.get("error"):
+            self._finish(job, "FAILED", output=body.get("output"), error=body["error"])
+        else:
+            self._finish(job, "COMPLETED", output=body.get("output"))
+        return job.status
+
+    def post_stream(self, worker_id: str, job: Job, body: dict[str, Any]) -> str:
+        if job.status != "IN_PROGRESS" or job.worker_id != worker_id:
+            return "ignored"
+        if "output" in body:
+            job.stream.append(body["output"])
+        return "streamed"
+
+    # --- housekeeping ----------------------------------------------------------------------
+
+    def reap(self) -> None:
+        """Enforce timeouts, notice lost workers and drop expired results."""
+        now = time.monotonic()
+        for job in list(self.jobs.values()):
+            if job.status == "IN_PROGRESS" and job.started_at is not None:
+                if now - job.started_at > job.execution_timeout_s:
+                    self._finish(job, "TIMED_OUT", error=f"execution timeout of {job.execution_timeout_s:g} s exceeded")
+                    self._signal_stop(job)
+                    continue
+                worker = self.workers.get(job.worker_id or "")
+                if worker is None or not self._alive(worker, now):
+                    self._finish(
+                        job,
+                        "FAILED",
+                        error=f"worker {job.worker_id} stopped responding while running the job; POST /retry/{job.id} to run it again",
+                    )
+            elif job.status == "IN_QUEUE" and now - job.created_at > job.ttl_s:
+                self._dequeue(job.id)
+                self._finish(job, "TIMED_OUT", error=f"no worker took the job within its ttl of {job.ttl_s:g} s")
+            elif job.finished_at is not None:
+                keep = self.settings.sync_retention_s if job.sync else self.settings.async_retention_s
+                if now - job.finished_at > keep:
+                    del self.jobs[job.id]
+
+    def _alive(self, worker: Worker, now: float) -> bool:
+        return worker.open_polls > 0 or now - worker.last_seen <= self.settings.worker_lost_s
+
+    def _dequeue(self, job_id: str) -> None:
+        try:
+            self.queue.remove(job_id)
+        except ValueError:
+            pass
+
+    def _signal_stop(self, job: Job) -> None:
+        worker = self.workers.get(job.worker_id or "")
+        if worker is not None:
+            worker.stop.append(job.id)
+            worker.stop_ready.set()
+
+    def _finish(self, job: Job, status: str, *, output: Any = None, error: Any = None) -> None:
+        job.status, job.finished_at = status, time.monotonic()
+        job.output, job.error, job.progress = output, error, None
+        key = {"COMPLETED": "completed", "FAILED": "failed", "CANCELLED": "cancelled", "TIMED_OUT": "timedOut"}[status]
+        self.counts[key] += 1
+        job.done.set()
