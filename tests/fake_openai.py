@@ -295,3 +295,34 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def make_swarm_config(
+    models: dict[str, dict[str, Any]],
+    *,
+    default: str | None = None,
+    tiers: dict[str, list[str]] | None = None,
+    fallback_chain: list[str] | None = None,
+    circuit: dict[str, Any] | None = None,
+    retry: dict[str, Any] | None = None,
+) -> Any:
+    """A validated ``SwarmConfig`` holding just an LLM section and the given ``models`` table."""
+    from swarm.config import SwarmConfig
+
+    first = next(iter(models))
+    llm: dict[str, Any] = {
+        "default": default or first,
+        "tiers": tiers or {"fast": [first], "balanced": [first], "premium": [first]},
+        "fallback_chain": fallback_chain or [],
+    }
+    if circuit:
+        llm["circuit"] = circuit
+    if retry:
+        llm["retry"] = retry
+    return SwarmConfig.model_validate(
+        {
+            "providers": {"llm": llm},
+            "models": models,
+            "routing": {"delegation": {"critical": {"primary": first, "reviewer": None}}},
+        }
+    )

@@ -48,7 +48,7 @@ def load_litellm() -> Any:
         litellm.turn_off_message_logging = True
         litellm.telemetry = False
         for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
-            logging.getLogger(name).setLevel(logging.WARNING)
+            logging.getLogger(name).setLevel(logging.ERROR)
         # litellm hooks callbacks through CustomLogger methods whose parameters must be named
         # exactly (kwargs, response_obj, start_time, end_time) or events drop silently; we use
         # none: every attempt is traced by the router instead.
@@ -87,8 +87,11 @@ def structured_params(
         fmt = {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}}
         return messages, {"response_format": fmt}
     if mode == "json_object_schema":
-        # llama.cpp's server turns this into a grammar: valid JSON even from a tiny model.
-        return messages, {"response_format": {"type": "json_object", "schema": schema}}
+        # llama.cpp's server turns this into a grammar: valid JSON even from a tiny model. Its
+        # default repeat_penalty (1.1) breaks the grammar in llama-cpp-python 0.3.36 (checked:
+        # unterminated strings and prose after the object), so turn the penalty off here.
+        fmt = {"type": "json_object", "schema": schema}
+        return messages, {"response_format": fmt, "extra_body": {"repeat_penalty": 1.0}}
     if mode == "json_object":
         return with_schema_prompt(messages, schema), {"response_format": {"type": "json_object"}}
     return with_schema_prompt(messages, schema), {}
@@ -207,7 +210,10 @@ class LiteLLMModel:
             params["api_base"] = spec.api_base
         if api_key is not None:
             params["api_key"] = api_key
+        extra_body = {**params.get("extra_body", {}), **spec.extra_params.get("extra_body", {})}
         params.update(spec.extra_params)
+        if extra_body:
+            params["extra_body"] = extra_body
         return params
 
     def _cost(self, input_tokens: int, output_tokens: int) -> float:

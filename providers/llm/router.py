@@ -145,10 +145,9 @@ class LLMRouter:
                 self.circuits.release(name)
                 raise
             self.circuits.record_success(name)
-            if attempt > 1:
-                steps = tuple(s.model_copy(update={"attempt": attempt}) for s in response.attempts)
-                response = response.model_copy(update={"attempts": steps})
-            return response
+            # The trace names the model as config does, and counts this model's attempts.
+            steps = tuple(s.model_copy(update={"model": name, "attempt": attempt}) for s in response.attempts)
+            return response.model_copy(update={"attempts": steps})
 
     # --- health ----------------------------------------------------------------------------
 

@@ -1,0 +1,195 @@
+"""LiteLLMModel and LLMRouter through real litellm against a loopback OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from fake_openai import Behaviour, FakeOpenAI, RefusedPort, make_swarm_config
+
+from providers.base import LLMConfig, Message
+from providers.errors import (
+    ProviderError,
+    ProviderRateLimited,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
+from providers.llm.circuit import CircuitBoard
+from providers.llm.litellm_backend import LiteLLMModel, parse_retry_after
+from providers.llm.router import LLMRouter, build_llm_router
+
+KEY_ENV = "SWARM_TEST_FAKE_KEY"
+SECRET = "sk-test-0123456789abcdefXYZ"
+ASK = [Message(role="user", content="say hi")]
+SCHEMA = {"type": "object", "properties": {"verdict": {"type": "string"}}, "required": ["verdict"]}
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI() as fake:
+        yield fake
+
+
+@pytest.fixture(autouse=True)
+def clean(server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> None:
+    server.reset()
+    monkeypatch.setenv(KEY_ENV, SECRET)
+
+
+def spec(upstream: str, base: str, **extra: object) -> dict[str, object]:
+    return {
+        "family": extra.pop("family", upstream.split("-")[0]),
+        "litellm_model": f"openai/{upstream}",
+        "api_base": f"{base}/v1",
+        "api_key_env": KEY_ENV,
+        "timeout_s": 0.5,
+        "price": {"input_per_mtok": 1.0, "output_per_mtok": 2.0},
+        **extra,
+    }
+
+
+def two_model_router(primary: dict[str, object], server: FakeOpenAI) -> LLMRouter:
+    cfg = make_swarm_config(
+        {"primary": primary, "backup": spec("good", server.url, family="backup")},
+        fallback_chain=["backup"],
+    )
+    return build_llm_router(cfg, circuits=CircuitBoard())
+
+
+@pytest.mark.parametrize(
+    ("upstream", "error_class"),
+    [
+        ("status-500", "ProviderUnavailable"),
+        ("status-503", "ProviderUnavailable"),
+        ("ratelimit-30", "ProviderRateLimited"),
+        ("ratelimit", "ProviderRateLimited"),
+        ("hang", "ProviderTimeout"),
+        ("malformed", "ProviderUnavailable"),
+        ("empty", "ProviderError"),
+        ("status-401", "ProviderError"),
+    ],
+)
+async def test_failure_falls_over_to_the_next_family(server: FakeOpenAI, upstream: str, error_class: str) -> None:
+    router = two_model_router(spec(upstream, server.url), server)
+    answer = await router.complete(ASK, LLMConfig())
+    assert answer.text == "ok from good"
+    failed, ok = answer.attempts
+    assert (failed.model, failed.outcome, failed.error_class) == ("primary", "error", error_class)
+    assert (ok.model, ok.outcome, ok.provider) == ("backup", "ok", "backup")
+    assert len(server.requests_for(upstream)) == 1  # litellm's own retries are off
+    assert SECRET not in (failed.detail or "")
+
+
+async def test_refused_connection_falls_over(server: FakeOpenAI) -> None:
+    with RefusedPort() as refused:
+        answer = await two_model_router(spec("good", refused.url), server).complete(ASK, LLMConfig())
+    assert [(s.model, s.outcome, s.error_class) for s in answer.attempts] == [
+        ("primary", "error", "ProviderUnavailable"), ("backup", "ok", None)
+    ]
+
+
+async def test_hang_times_out_at_the_configured_timeout(server: FakeOpenAI) -> None:
+    model = LiteLLMModel("primary", make_swarm_config({"primary": spec("hang", server.url)}).models["primary"])
+    with pytest.raises(ProviderTimeout, match="within 0.5 s"):
+        await model.complete(ASK, LLMConfig())
+
+
+async def test_short_retry_after_is_retried_on_the_same_model(server: FakeOpenAI) -> None:
+    server.script("flaky", Behaviour.rate_limited(0.05), Behaviour.answer("recovered"))
+    answer = await two_model_router(spec("flaky", server.url), server).complete(ASK, LLMConfig())
+    assert answer.text == "recovered"
+    assert [(s.model, s.attempt, s.outcome) for s in answer.attempts] == [
+        ("primary", 1, "error"), ("primary", 2, "ok")
+    ]
+    assert "Retry-After 0.05 s" in (answer.attempts[0].detail or "")
+
+
+async def test_rate_limit_carries_retry_after(server: FakeOpenAI) -> None:
+    model = LiteLLMModel("p", make_swarm_config({"p": spec("ratelimit-7", server.url)}).models["p"])
+    with pytest.raises(ProviderRateLimited) as err:
+        await model.complete(ASK, LLMConfig())
+    assert err.value.retry_after == 7.0
+
+
+async def test_unset_key_skips_without_a_request(server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = make_swarm_config(
+        {"primary": spec("good", server.url, api_key_env="SWARM_TEST_UNSET_KEY"),
+         "backup": spec("backup-model", server.url, family="backup")},
+        fallback_chain=["backup"],
+    )
+    monkeypatch.delenv("SWARM_TEST_UNSET_KEY", raising=False)
+    answer = await build_llm_router(cfg, circuits=CircuitBoard()).complete(ASK, LLMConfig())
+    assert answer.attempts[0].outcome == "skipped"
+    assert answer.attempts[0].detail == "SWARM_TEST_UNSET_KEY is not set"
+    assert server.requests_for("good") == []
+    with pytest.raises(ProviderUnavailable, match="SWARM_TEST_UNSET_KEY is not set"):
+        await LiteLLMModel("primary", cfg.models["primary"]).complete(ASK, LLMConfig())
+
+
+async def test_request_carries_key_tokens_cost_and_extra_params(server: FakeOpenAI) -> None:
+    cfg = make_swarm_config(
+        {"m": spec("good", server.url, max_output_tokens=100, extra_params={"temperature": 1, "top_p": 0.5})}
+    )
+    answer = await LiteLLMModel("m", cfg.models["m"]).complete(ASK, LLMConfig(max_tokens=500, temperature=0.1))
+    sent = server.requests_for("good")[0]
+    assert sent.headers["authorization"] == f"Bearer {SECRET}"
+    assert sent.body["max_tokens"] == 100
+    assert sent.body["temperature"] == 1 and sent.body["top_p"] == 0.5
+    assert (answer.input_tokens, answer.output_tokens) == (11, 7)
+    assert answer.cost_usd == pytest.approx((11 * 1.0 + 7 * 2.0) / 1e6)
+    assert answer.attempts[0].cost_usd == answer.cost_usd
+
+
+@pytest.mark.parametrize(
+    ("mode", "response_format", "schema_in_prompt"),
+    [
+        ("json_schema", {"type": "json_schema", "json_schema": {"name": "answer", "schema": SCHEMA}}, False),
+        ("json_object_schema", {"type": "json_object", "schema": SCHEMA}, False),
+        ("json_object", {"type": "json_object"}, True),
+        ("prompt", None, True),
+    ],
+)
+async def test_structured_output_modes(
+    server: FakeOpenAI, mode: str, response_format: dict[str, object] | None, schema_in_prompt: bool
+) -> None:
+    server.script("good", Behaviour.answer('{"verdict": "fine"}'))
+    cfg = make_swarm_config({"m": spec("good", server.url, structured_output=mode)})
+    messages = [Message(role="system", content="You review."), *ASK]
+    answer = await LiteLLMModel("m", cfg.models["m"]).complete(messages, LLMConfig(json_schema=SCHEMA))
+    assert json.loads(answer.text) == {"verdict": "fine"}
+    body = server.requests_for("good")[0].body
+    assert body.get("response_format") == response_format
+    # llama.cpp's repeat penalty breaks its grammar; only the grammar mode turns it off.
+    assert ("repeat_penalty" in body) is (mode == "json_object_schema")
+    system = body["messages"][0]
+    assert system["role"] == "system" and system["content"].startswith("You review.")
+    assert ('"required":["verdict"]' in system["content"]) is schema_in_prompt
+    assert len(body["messages"]) == 2
+
+
+async def test_health_check_probes_the_server(server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = make_swarm_config({"m": spec("good", server.url)})
+    assert await LiteLLMModel("m", cfg.models["m"]).health_check() is True
+    assert server.requests[-1].path == "/v1/models"
+    with RefusedPort() as refused:
+        down = make_swarm_config({"m": spec("good", refused.url)})
+        assert await LiteLLMModel("m", down.models["m"]).health_check() is False
+    monkeypatch.delenv(KEY_ENV)
+    assert await LiteLLMModel("m", cfg.models["m"]).health_check() is False
+
+
+async def test_error_messages_are_redacted(server: FakeOpenAI) -> None:
+    model = LiteLLMModel("m", make_swarm_config({"m": spec("status-400", server.url)}).models["m"])
+    with pytest.raises(ProviderError) as err:
+        await model.complete(ASK, LLMConfig())
+    assert type(err.value) is ProviderError
+    assert "HTTP 400" in str(err.value)
+    assert SECRET not in str(err.value)
+
+
+def test_parse_retry_after_accepts_seconds_and_dates() -> None:
+    assert parse_retry_after("2") == 2.0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after(None) is None

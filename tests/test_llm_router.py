@@ -1,0 +1,254 @@
+"""LLMRouter and CircuitBoard with the shipped fakes: chain resolution, skips, circuits, retries."""
+
+from __future__ import annotations
+
+import pytest
+from fake_openai import make_swarm_config
+
+from providers.base import LLMConfig, Message
+from providers.errors import (
+    AllProvidersFailed,
+    InputError,
+    ProviderRateLimited,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
+from providers.llm.circuit import CircuitBoard
+from providers.llm.router import LLMRouter
+from providers.testing import DownLLM, FakeLLM, FunctionLLM
+
+ALPHA_KEY = "SWARM_TEST_ALPHA_KEY"
+BETA_KEY = "SWARM_TEST_BETA_KEY"
+ASK = [Message(role="user", content="hello")]
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _model(family: str, key: str | None = None) -> dict[str, object]:
+    spec: dict[str, object] = {"family": family, "litellm_model": f"openai/{family}"}
+    if key:
+        spec["api_key_env"] = key
+    return spec
+
+
+def config(**overrides: object):
+    models = {
+        "a1": _model("alpha", ALPHA_KEY),
+        "a2": _model("alpha", ALPHA_KEY),
+        "b1": _model("beta", BETA_KEY),
+        "b2": _model("beta", BETA_KEY),
+        "c1": _model("gamma"),
+    }
+    kwargs: dict[str, object] = {
+        "default": "a1",
+        "tiers": {"fast": ["a2", "b1"], "balanced": ["a1", "b2"], "premium": ["b2"]},
+        "fallback_chain": ["beta", "gamma", "a2"],
+        "circuit": {"failure_threshold": 2, "cooldown_s": 10},
+        "retry": {"max_retry_after_s": 2, "max_retries": 1},
+    }
+    kwargs.update(overrides)
+    return make_swarm_config(models, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.fixture(autouse=True)
+def keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ALPHA_KEY, "alpha-secret-value")
+    monkeypatch.setenv(BETA_KEY, "beta-secret-value")
+
+
+def router(models: dict[str, object], *, board: CircuitBoard | None = None, cfg=None) -> LLMRouter:
+    return LLMRouter(cfg or config(), models, board or CircuitBoard())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("tier", "prefer", "expected"),
+    [
+        (None, None, ["a1", "b1", "c1", "a2"]),
+        ("fast", None, ["a2", "b1", "c1"]),
+        ("premium", None, ["b2", "b1", "c1", "a2"]),
+        ("balanced", "beta", ["b2", "a1", "b1", "c1", "a2"]),
+        ("fast", "beta+search", ["b1", "a2", "c1"]),
+        ("fast", "gamma", ["c1", "a2", "b1"]),
+        ("fast", "b2", ["b2", "a2", "b1", "c1"]),
+        (None, "alpha", ["a1", "b1", "c1", "a2"]),
+    ],
+)
+def test_chain_resolution(tier: str | None, prefer: str | None, expected: list[str]) -> None:
+    assert router({}).resolve_chain(LLMConfig(tier=tier, prefer=prefer)) == expected  # type: ignore[arg-type]
+
+
+def test_unknown_prefer_names_valid_choices() -> None:
+    with pytest.raises(InputError) as err:
+        router({}).resolve_chain(LLMConfig(prefer="mistral"))
+    assert err.value.field == "prefer"
+    assert "alpha" in str(err.value) and "b2" in str(err.value)
+
+
+async def test_unset_key_is_skipped_with_reason_without_a_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ALPHA_KEY)
+    a1 = FakeLLM(["never"], model="a1")
+    b1 = FakeLLM(["from b1"], model="b1")
+    answer = await router({"a1": a1, "b1": b1, "c1": FakeLLM(), "a2": FakeLLM()}).complete(ASK, LLMConfig())
+    assert answer.text == "from b1"
+    assert a1.calls == []
+    first, second = answer.attempts
+    assert (first.model, first.outcome, first.detail, first.latency_ms) == (
+        "a1", "skipped", f"{ALPHA_KEY} is not set", 0.0
+    )
+    assert (second.model, second.outcome) == ("b1", "ok")
+
+
+async def test_failure_falls_over_and_trace_keeps_every_step() -> None:
+    models = {"a1": DownLLM(model="a1"), "b1": FakeLLM([ProviderTimeout("beta", "slow", model="b1")]),
+              "c1": FakeLLM(["from c1"]), "a2": FakeLLM()}
+    answer = await router(models).complete(ASK, LLMConfig(step="draft"))
+    assert answer.text == "from c1"
+    assert [(s.model, s.outcome, s.error_class) for s in answer.attempts] == [
+        ("a1", "error", "ProviderUnavailable"),
+        ("b1", "error", "ProviderTimeout"),
+        ("c1", "ok", None),
+    ]
+    assert {s.step for s in answer.attempts} == {"draft"}
+    assert answer.attempts[0].provider == "alpha"
+
+
+async def test_all_fail_raises_with_every_attempt(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(BETA_KEY)
+    models = {name: DownLLM(model=name) for name in ("a1", "b1", "c1", "a2")}
+    with pytest.raises(AllProvidersFailed) as err:
+        await router(models).complete(ASK, LLMConfig())
+    steps = err.value.attempts
+    assert [(s.model, s.outcome) for s in steps] == [
+        ("a1", "error"), ("b1", "skipped"), ("c1", "error"), ("a2", "error")
+    ]
+    assert err.value.to_dict()["attempts"][1]["detail"] == f"{BETA_KEY} is not set"
+    assert "alpha-secret-value" not in str(err.value)
+
+
+async def test_short_retry_after_is_retried_once_on_the_same_model() -> None:
+    a1 = FakeLLM([ProviderRateLimited("alpha", "429", model="a1", retry_after=0.01), "second try"])
+    answer = await router({"a1": a1, "b1": FakeLLM(["b1"]), "c1": FakeLLM(), "a2": FakeLLM()}).complete(
+        ASK, LLMConfig()
+    )
+    assert answer.text == "second try"
+    assert [(s.model, s.attempt, s.outcome) for s in answer.attempts] == [
+        ("a1", 1, "error"), ("a1", 2, "ok")
+    ]
+
+
+async def test_retry_budget_is_bounded_then_falls_over() -> None:
+    limited = ProviderRateLimited("alpha", "429", model="a1", retry_after=0.01)
+    a1 = FakeLLM([limited, limited, limited, "too late"])
+    answer = await router({"a1": a1, "b1": FakeLLM(["from b1"]), "c1": FakeLLM(), "a2": FakeLLM()},
+                          cfg=config(circuit={"failure_threshold": 5, "cooldown_s": 10})).complete(
+        ASK, LLMConfig()
+    )
+    assert answer.text == "from b1"
+    assert [(s.model, s.attempt, s.outcome) for s in answer.attempts] == [
+        ("a1", 1, "error"), ("a1", 2, "error"), ("b1", 1, "ok")
+    ]
+
+
+@pytest.mark.parametrize("retry_after", [30.0, None])
+async def test_long_or_missing_retry_after_falls_over_at_once(retry_after: float | None) -> None:
+    a1 = FakeLLM([ProviderRateLimited("alpha", "429", model="a1", retry_after=retry_after), "unused"])
+    answer = await router({"a1": a1, "b1": FakeLLM(["from b1"]), "c1": FakeLLM(), "a2": FakeLLM()}).complete(
+        ASK, LLMConfig()
+    )
+    assert answer.text == "from b1"
+    assert len(a1.calls) == 1
+    assert answer.attempts[0].error_class == "ProviderRateLimited"
+
+
+async def test_circuit_opens_skips_then_half_open_probe_closes_it() -> None:
+    clock = FakeClock()
+    board = CircuitBoard(clock=clock)
+    healthy = {"up": False}
+
+    def a1_answer(messages: list[Message], cfg: LLMConfig) -> str:
+        if not healthy["up"]:
+            raise ProviderUnavailable("alpha", "HTTP 500", model="a1")
+        return "a1 is back"
+
+    a1 = FunctionLLM(a1_answer, model="a1")
+    models = {"a1": a1, "b1": FakeLLM(["from b1"]), "c1": FakeLLM(), "a2": FakeLLM()}
+    r = router(models, board=board)
+    for _ in range(2):  # failure_threshold: 2
+        assert (await r.complete(ASK, LLMConfig())).text == "from b1"
+    assert board.state("a1") == "open"
+
+    skipped = await r.complete(ASK, LLMConfig())
+    assert len(a1.calls) == 2
+    assert skipped.attempts[0].outcome == "skipped"
+    assert skipped.attempts[0].detail.startswith("circuit open until")
+    assert (await r.health())["a1"]["available"] is False
+
+    clock.now += 10
+    assert board.state("a1") == "half_open"
+    healthy["up"] = True
+    probed = await r.complete(ASK, LLMConfig())
+    assert probed.text == "a1 is back"
+    assert board.state("a1") == "closed"
+    assert board.snapshot()["a1"]["consecutive_failures"] == 0
+
+
+async def test_failed_probe_reopens_and_state_survives_a_config_reload() -> None:
+    clock = FakeClock()
+    board = CircuitBoard(clock=clock)
+    models = {"a1": DownLLM(model="a1"), "b1": FakeLLM(["from b1"]), "c1": FakeLLM(), "a2": FakeLLM()}
+    for _ in range(2):
+        await router(models, board=board).complete(ASK, LLMConfig())
+    clock.now += 10
+    probe = await router(models, board=board).complete(ASK, LLMConfig())
+    assert probe.attempts[0].outcome == "error"  # the one probe went through, and failed
+    assert board.state("a1") == "open"
+    reloaded = router(models, board=board, cfg=config(circuit={"failure_threshold": 2, "cooldown_s": 60}))
+    assert (await reloaded.complete(ASK, LLMConfig())).attempts[0].outcome == "skipped"
+
+
+def test_half_open_lets_exactly_one_probe_through() -> None:
+    clock = FakeClock()
+    board = CircuitBoard(failure_threshold=1, cooldown_s=5, clock=clock)
+    assert board.acquire("m") is None
+    board.record_failure("m", "boom")
+    assert board.acquire("m") is not None
+    clock.now += 5
+    assert board.acquire("m") is None
+    assert "probe" in (board.acquire("m") or "")
+    board.release("m")  # the probe was cancelled: the next caller may probe
+    assert board.acquire("m") is None
+
+
+async def test_non_provider_errors_propagate_and_free_the_probe() -> None:
+    clock = FakeClock()
+    board = CircuitBoard(clock=clock)
+
+    def broken(messages: list[Message], cfg: LLMConfig) -> str:
+        raise ValueError("a bug, not an outage")
+
+    models = {"a1": FunctionLLM(broken), "b1": FakeLLM(), "c1": FakeLLM(), "a2": FakeLLM()}
+    board.configure(config().providers.llm.circuit)
+    board.record_failure("a1")
+    board.record_failure("a1")
+    clock.now += 10
+    with pytest.raises(ValueError):
+        await router(models, board=board).complete(ASK, LLMConfig())
+    assert board.snapshot()["a1"]["probe_in_flight"] is False
+
+
+async def test_health_reports_availability_reason_and_circuit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(BETA_KEY)
+    r = router({"a1": FakeLLM(), "a2": DownLLM(), "b1": FakeLLM(), "b2": FakeLLM(), "c1": FakeLLM()})
+    health = await r.health()
+    assert health["a1"] == {"available": True, "reason": None, "circuit": health["a1"]["circuit"]}
+    assert health["b2"]["reason"] == f"{BETA_KEY} is not set"
+    assert health["a1"]["circuit"]["state"] == "closed"
+    assert await r.health_check() is True
+    down = router({"a1": DownLLM(), "a2": DownLLM(), "c1": DownLLM()})
+    assert await down.health_check() is False
