@@ -1,0 +1,115 @@
+"""The ``swarm/research`` action: a cited report whose every citation resolves to a real source."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from functools import partial
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from providers.errors import InputError
+from swarm.context import JobContext
+
+#: caps for reading one web page during research
+FETCH_MAX_BYTES = 2 * 1024 * 1024
+FETCH_TIMEOUT_S = 10.0
+
+
+class ResearchInput(BaseModel):
+    """Input of ``research``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field(min_length=1, description="what to find out (limit: limits.max_question_chars)")
+    depth: Literal["quick", "standard", "deep"] = Field(
+        default="standard", description="quick: 2 sub-queries, 3 sources read; standard: 3 and 5; deep: 5 and 8"
+    )
+    max_sources: int = Field(default=8, ge=1, le=20, description="most sources kept after ranking")
+    backends: list[str] | None = Field(
+        default=None, description="search backends to use, in order (default: providers.search.fallback_chain)"
+    )
+
+    @field_validator("question")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty or only whitespace")
+        return value
+
+
+def _totals(trace: list[dict[str, Any]]) -> dict[str, Any]:
+    llm_steps = [s for s in trace if s.get("kind") == "llm"]
+    costs = [s["cost_usd"] for s in llm_steps if s.get("cost_usd") is not None]
+    return {
+        "input_tokens": sum(int(s.get("input_tokens") or 0) for s in llm_steps),
+        "output_tokens": sum(int(s.get("output_tokens") or 0) for s in llm_steps),
+        "cost_usd": round(sum(costs), 6) if costs else None,
+    }
+
+
+async def research(inp: ResearchInput, ctx: JobContext) -> dict[str, Any]:
+    """Plan, search in parallel, read, write with [n] citations, check them, review.
+
+    Returns:
+        ``report`` (Markdown), ``sources`` [{id, url, title, snippet, retrieved_at, ...}],
+        ``citations`` [{claim, source_ids, support}], ``removed_citations``, ``review``,
+        ``queries``, ``trace`` and ``totals`` {input_tokens, output_tokens, cost_usd}.
+
+    Raises:
+        InputError: the question is longer than limits.max_question_chars, or ``backends``
+            names a backend that is not configured.
+    """
+    config = ctx.config
+    limit = config.limits.max_question_chars
+    if len(inp.question) > limit:
+        raise InputError(
+            f"is {len(inp.question)} characters; the limit is {limit} (limits.max_question_chars in config)",
+            field="question",
+        )
+    search = ctx.providers.search
+    if inp.backends is not None:
+        only = getattr(search, "only", None)
+        if only is None:
+            raise InputError("this search provider cannot be restricted to named backends", field="backends")
+        search = only(inp.backends)
+    route = config.routing.delegation.get("research")
+
+    from graphs.research.graph import build_graph
+    from graphs.runner import run_graph
+    from swarm.fetch import safe_fetch
+
+    fetch = partial(safe_fetch, max_bytes=FETCH_MAX_BYTES, timeout_s=FETCH_TIMEOUT_S, truncate=True)
+    checkpointer = ctx.checkpointer
+    if checkpointer is None:
+        # langgraph 1.2.22 fails on durability="sync" without a saver; a throwaway one costs little.
+        from langgraph.checkpoint.memory import InMemorySaver
+
+        checkpointer = InMemorySaver()
+    graph = build_graph(ctx.providers.llm, search, fetch, checkpointer)
+    state = await run_graph(
+        graph,
+        {
+            "question": inp.question,
+            "depth": inp.depth,
+            "max_sources": inp.max_sources,
+            "primary": route.primary.split("+", 1)[0] if route else None,
+            "reviewer": route.reviewer if route else None,
+            "max_revisions": config.limits.max_revisions,
+            "revisions": 0,
+            "trace": [],
+        },
+        ctx if checkpointer is ctx.checkpointer else replace(ctx, checkpointer=checkpointer),
+    )
+    await ctx.progress("done", "research finished", 1.0)
+    trace = list(state.get("trace", []))
+    return {
+        "report": state.get("report", ""),
+        "sources": state.get("sources", []),
+        "citations": state.get("citations", []),
+        "removed_citations": state.get("removed_citations", []),
+        "review": state.get("review"),
+        "queries": state.get("queries", []),
+        "trace": trace,
+        "totals": _totals(trace),
+    }

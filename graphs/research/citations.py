@@ -1,0 +1,178 @@
+"""Citation checking: every ``[n]`` in a report must name a source that was retrieved.
+
+``check_citations`` repairs common variants (``[Source 2]``, ``[^2]``, ``[2](url)``), removes
+citations to sources that do not exist, replaces any Sources section the model wrote with one
+generated from the real sources, and ties every sentence carrying a citation to its source ids.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+_CITE = re.compile(r"\[\s*(\d{1,4}(?:\s*(?:,|;|-|–)\s*\d{1,4})*)\s*\]")
+_REPAIRS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"\[(?:sources?|src|ref|refs|citation)\s*#?\s*(\d{1,4}(?:\s*,\s*\d{1,4})*)\]", re.IGNORECASE), r"[\1]"),
+    (re.compile(r"\[\^(\d{1,4})\](?!:)"), r"[\1]"),
+    (re.compile(r"【(\d{1,4})】"), r"[\1]"),
+    (re.compile(r"(\[\d{1,4}(?:\s*,\s*\d{1,4})*\])\((?:[^()\s]|\([^()\s]*\))*\)"), r"\1"),
+)
+_SOURCES_HEADING = re.compile(
+    r"^(?:#{1,6}\s*|\*\*)?(?:sources|references|bibliography|citations|works cited)\b[^\n]*$",
+    re.IGNORECASE | re.MULTILINE,
+)
+_HEADING = re.compile(r"^(#{1,6})\s")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_LIST_MARKER = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
+_WORD = re.compile(r"[a-z0-9]{4,}")
+_MAX_RANGE = 20
+_CODE = re.compile(r"```.*?(?:```|\Z)|`[^`\n]*`", re.DOTALL)
+
+
+@dataclass
+class CitationCheck:
+    """What the checker made of a report."""
+
+    report: str
+    citations: list[dict[str, Any]] = field(default_factory=list)
+    removed: list[dict[str, Any]] = field(default_factory=list)
+    cited_ids: list[int] = field(default_factory=list)
+    dropped_sources_section: bool = False
+
+
+def _protect_code(text: str) -> tuple[str, list[str]]:
+    """Hide code spans and fences (``a[0]`` is not a citation) behind placeholders."""
+    saved: list[str] = []
+
+    def keep(match: re.Match[str]) -> str:
+        saved.append(match.group(0))
+        return f"\x01{len(saved) - 1}\x01"
+
+    return _CODE.sub(keep, text), saved
+
+
+def _restore_code(text: str, saved: Sequence[str]) -> str:
+    return re.sub(r"\x01(\d+)\x01", lambda m: saved[int(m.group(1))], text)
+
+
+def _ids(inner: str) -> list[int]:
+    ids: list[int] = []
+    for part in re.split(r"\s*[,;]\s*", inner.strip()):
+        bounds = re.split(r"\s*[-–]\s*", part)
+        if len(bounds) == 2 and bounds[0].isdigit() and bounds[1].isdigit():
+            low, high = int(bounds[0]), int(bounds[1])
+            ids.extend(range(low, min(high, low + _MAX_RANGE) + 1) if low <= high else [low, high])
+        elif part.isdigit():
+            ids.append(int(part))
+    return list(dict.fromkeys(ids))
+
+
+def _drop_sources_section(text: str) -> tuple[str, bool]:
+    """Remove a model-written Sources/References section (up to the next heading at its level)."""
+    match = _SOURCES_HEADING.search(text)
+    if not match:
+        return text, False
+    heading = _HEADING.match(match.group(0))
+    level = len(heading.group(1)) if heading else 6
+    rest = text[match.end():]
+    end = len(rest)
+    for line in re.finditer(r"^(#{1,6})\s[^\n]*$", rest, re.MULTILINE):
+        if len(line.group(1)) <= level:
+            end = line.start()
+            break
+    return (text[: match.start()] + rest[end:]).rstrip() + "\n", True
+
+
+def _strip_invalid(text: str, valid: set[int], removed: list[dict[str, Any]]) -> str:
+    def replace(match: re.Match[str]) -> str:
+        ids = _ids(match.group(1))
+        kept = [i for i in ids if i in valid]
+        for bad in (i for i in ids if i not in valid):
+            span = valid and f"sources are {min(valid)}-{max(valid)}" or "no sources were retrieved"
+            removed.append({"marker": match.group(0), "source_id": bad, "reason": f"no source {bad} was retrieved ({span})"})
+        return f"[{', '.join(map(str, kept))}]" if kept else "\x00"
+
+    cleaned = _CITE.sub(replace, text)
+    return re.sub(r"[ \t]*\x00", "", cleaned)
+
+
+def _sentences(body: str) -> list[str]:
+    sentences: list[str] = []
+    in_code = False
+    for line in body.splitlines():
+        if line.strip().startswith("```"):
+            in_code = not in_code
+            continue
+        if in_code or not line.strip() or _HEADING.match(line):
+            continue
+        for piece in _SENTENCE_END.split(_LIST_MARKER.sub("", line).strip()):
+            lead = re.match(r"^((?:\[[\d,\s;\-–]+\]\s*)+)(.*)$", piece)
+            if lead and sentences:
+                sentences[-1] += " " + lead.group(1).strip()
+                piece = lead.group(2)
+            if piece.strip():
+                sentences.append(piece.strip())
+    return sentences
+
+
+def _support(claim: str, ids: Sequence[int], texts: Mapping[int, str]) -> float | None:
+    words = set(_WORD.findall(claim.lower()))
+    if not words or not any(i in texts for i in ids):
+        return None
+    found: set[str] = set()
+    for i in ids:
+        found |= words & set(_WORD.findall(texts.get(i, "").lower()))
+    return round(len(found) / len(words), 2)
+
+
+def sources_section(sources: Sequence[Mapping[str, Any]], cited: Sequence[int]) -> str:
+    """A Markdown Sources list of the cited sources, built from retrieved data only."""
+    by_id = {int(s["id"]): s for s in sources}
+    lines = []
+    for i in cited:
+        source = by_id[i]
+        title = re.sub(r"[\[\]\n\r<>]", " ", str(source.get("title") or source["url"])).strip()
+        url = str(source["url"]).replace(">", "%3E").replace(" ", "%20")
+        lines.append(f"[{i}] [{' '.join(title.split())}](<{url}>)")
+    return "## Sources\n\n" + "\n".join(lines) + "\n" if lines else ""
+
+
+def check_citations(
+    report: str, sources: Sequence[Mapping[str, Any]], texts: Mapping[int, str] | None = None
+) -> CitationCheck:
+    """Repair, prune and map the citations of ``report`` against ``sources`` (dicts with ``id``).
+
+    Args:
+        report: the model's Markdown.
+        sources: the retrieved sources; their ``id`` values are the only valid citations.
+        texts: source id -> text the writer saw; used to score how much of each claim's
+            wording its cited sources contain (``support``, 0..1).
+    """
+    valid = {int(s["id"]) for s in sources}
+    text, code = _protect_code(report)
+    for pattern, replacement in _REPAIRS:
+        text = pattern.sub(replacement, text)
+    text, dropped = _drop_sources_section(text)
+    removed: list[dict[str, Any]] = []
+    text = _strip_invalid(text, valid, removed)
+    citations: list[dict[str, Any]] = []
+    cited: dict[int, None] = {}
+    for sentence in _sentences(text):
+        ids = [i for m in _CITE.finditer(sentence) for i in _ids(m.group(1))]
+        if not ids:
+            continue
+        claim = " ".join(_restore_code(_CITE.sub("", sentence), code).split()).strip()
+        claim = re.sub(r"\s+([.,;:!?])", r"\1", claim)
+        ids = list(dict.fromkeys(ids))
+        cited.update(dict.fromkeys(ids))
+        entry: dict[str, Any] = {"claim": claim, "source_ids": sorted(ids)}
+        if texts is not None:
+            entry["support"] = _support(claim, ids, texts)
+        citations.append(entry)
+    ordered = sorted(cited)
+    body = _restore_code(text, code).rstrip()
+    section = sources_section(sources, ordered)
+    final = f"{body}\n\n{section}" if section else body + "\n"
+    return CitationCheck(report=final, citations=citations, removed=removed, cited_ids=ordered, dropped_sources_section=dropped)

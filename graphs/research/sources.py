@@ -1,0 +1,137 @@
+"""Source handling: merge and rank search hits, read the chosen ones, cut them to a budget."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from providers.base import TraceStep
+from providers.errors import SwarmError
+from swarm.redact import redact
+
+Fetcher = Callable[[str], Awaitable[Any]]
+LocalReader = Callable[[str], Awaitable[tuple[str, str] | None]]
+
+_RRF_K = 60
+_TRACKING = re.compile(r"^(utm_\w+|fbclid|gclid|mc_cid|mc_eid|ref)$", re.IGNORECASE)
+_WORD = re.compile(r"[a-z0-9]{3,}")
+_TEXTUAL = ("text/html", "text/plain", "text/markdown", "application/xhtml+xml")
+
+
+def normalize_url(url: str) -> str:
+    """A key under which the same page found twice compares equal."""
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return url.strip()
+    query = urlencode([(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not _TRACKING.match(k)])
+    host = (parts.hostname or "").lower().removeprefix("www.")
+    port = f":{parts.port}" if parts.port and parts.port not in (80, 443) else ""
+    path = parts.path.rstrip("/") or "/"
+    scheme = "https" if parts.scheme in ("http", "https") else parts.scheme
+    return urlunsplit((scheme, host + port, path, query, ""))
+
+
+def rank_sources(hits: Sequence[Mapping[str, Any]], max_sources: int) -> list[dict[str, Any]]:
+    """Merge every sub-query's results: dedupe by URL, rank by reciprocal rank fusion.
+
+    A page found by several sub-queries, or high in one, ranks first; ties keep the order of
+    the sub-queries. Ids are assigned 1..n in rank order.
+    """
+    merged: dict[str, dict[str, Any]] = {}
+    order = 0
+    for hit in sorted(hits, key=lambda h: h["query_index"]):
+        for rank, result in enumerate(hit["results"], start=1):
+            key = normalize_url(result["url"])
+            entry = merged.get(key)
+            if entry is None:
+                entry = merged[key] = {**result, "_score": 0.0, "_order": order, "found_by": []}
+                order += 1
+            elif len(result.get("snippet", "")) > len(entry.get("snippet", "")):
+                entry["snippet"] = result["snippet"]
+            entry["_score"] += 1.0 / (_RRF_K + rank)
+            entry["found_by"].append(hit["query_index"])
+    ranked = sorted(merged.values(), key=lambda e: (-e["_score"], e["_order"]))[:max_sources]
+    return [
+        {
+            "id": i,
+            "url": e["url"],
+            "title": e.get("title") or e["url"],
+            "snippet": e.get("snippet", ""),
+            "retrieved_at": e.get("retrieved_at", ""),
+            "backend": e.get("source", ""),
+            "score": round(e["_score"], 5),
+        }
+        for i, e in enumerate(ranked, start=1)
+    ]
+
+
+def best_passages(text: str, terms: set[str], budget: int) -> str:
+    """The paragraphs of ``text`` that share most words with ``terms``, in document order."""
+    text = text.strip()
+    if len(text) <= budget:
+        return text
+    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
+    pieces: list[str] = []
+    for p in paragraphs:  # very long paragraphs are cut into budget-sized pieces
+        pieces.extend(p[i : i + budget] for i in range(0, len(p), budget))
+    scored = sorted(
+        range(len(pieces)),
+        key=lambda i: (-len(terms & set(_WORD.findall(pieces[i].lower()))), i),
+    )
+    chosen: list[int] = []
+    used = 0
+    for i in scored:
+        if used + len(pieces[i]) > budget and chosen:
+            continue
+        chosen.append(i)
+        used += len(pieces[i]) + 2
+        if used >= budget:
+            break
+    return "\n\n".join(pieces[i] for i in sorted(chosen))[:budget]
+
+
+def terms_of(texts: Sequence[str]) -> set[str]:
+    return {w for t in texts for w in _WORD.findall(t.lower())}
+
+
+def _step(url: str, provider: str, started: float, outcome: str, detail: str, error: str | None = None) -> dict[str, Any]:
+    host = urlsplit(url).hostname or url.rsplit("/", 1)[-1]
+    return TraceStep(
+        step="read", kind="fetch", provider=provider, latency_ms=(time.perf_counter() - started) * 1000,
+        outcome=outcome, error_class=error, detail=redact(f"{host}: {detail}")[:300],  # type: ignore[arg-type]
+    ).model_dump()
+
+
+async def read_source(url: str, *, read_local: LocalReader | None, fetch: Fetcher) -> tuple[str | None, dict[str, Any]]:
+    """Text of one source and the trace step of reading it (None when it could not be read).
+
+    ``file://`` sources are read only from the local index (so a search result naming
+    ``file:///etc/passwd`` reads nothing); http(s) ones over the SSRF-safe fetch.
+    """
+    from providers.search.text import html_to_text
+
+    started = time.perf_counter()
+    scheme = urlsplit(url).scheme.lower()
+    if scheme == "file":
+        found = await read_local(url) if read_local else None
+        if found is None:
+            return None, _step(url, "local", started, "skipped", "not a document of the local index")
+        return found[1], _step(url, "local", started, "ok", f"{len(found[1])} chars")
+    if scheme not in ("http", "https"):
+        return None, _step(url, "web", started, "skipped", f"scheme {scheme!r} is not read")
+    try:
+        page = await fetch(url)
+    except SwarmError as exc:
+        return None, _step(url, "web", started, "error", str(exc), type(exc).__name__)
+    kind = page.content_type.split(";")[0].strip().lower()
+    if page.status >= 400 or (kind and kind not in _TEXTUAL):
+        return None, _step(url, "web", started, "skipped", f"HTTP {page.status} {kind or 'unknown type'}")
+    text = page.text
+    if kind in ("text/html", "application/xhtml+xml") or text.lstrip()[:15].lower().startswith(("<!doctype", "<html")):
+        text = html_to_text(text)[0]
+    suffix = " (truncated)" if page.truncated else ""
+    return text, _step(url, "web", started, "ok", f"{len(text)} chars{suffix}")
