@@ -1,0 +1,44 @@
+"""Executors behind the doors: ``LocalRunner`` (in-process) and ``RunPodRunner`` (an endpoint).
+
+Both expose ``async run(job, progress=None, wait_budget_s=None) -> envelope`` with the same
+envelope, so a tool gives the same result whichever runner config picks.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from providers.errors import ConfigError
+
+
+def make_runner(config: Any, runtime: Any) -> Any:
+    """The runner ``config.runner.kind`` asks for.
+
+    ``auto`` picks RunPod when ``runner.runpod.endpoint_id`` is set and the variable named by
+    ``runner.runpod.api_key_env`` holds a key, else the local runner. ``runpod`` without
+    them is a ``ConfigError`` naming the missing key.
+    """
+    section = config.runner
+    spec = section.runpod
+    key = os.environ.get(spec.api_key_env, "")
+    kind = section.kind
+    if kind == "auto":
+        kind = "runpod" if spec.endpoint_id and key else "local"
+    if kind == "local":
+        from swarm.runners.local import LocalRunner
+
+        return LocalRunner(runtime)
+    if not spec.endpoint_id:
+        raise ConfigError("runner.kind is runpod but no endpoint is set; set RUNPOD_ENDPOINT_ID", key="runner.runpod.endpoint_id")
+    if not key:
+        raise ConfigError(f"runner.kind is runpod but ${spec.api_key_env} is empty; export your RunPod API key", key="runner.runpod.api_key_env")
+    from swarm.runners.runpod import RunPodRunner
+
+    return RunPodRunner(
+        spec.base_url,
+        spec.endpoint_id,
+        key,
+        poll_interval_s=spec.poll_interval_s,
+        timeout_s=spec.timeout_s,
+    )

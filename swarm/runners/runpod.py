@@ -1,0 +1,327 @@
+"""The RunPod executor: send a job to a serverless endpoint and follow it to a final state.
+
+``RunPodRunner.run(job)`` submits with ``/run``, follows ``/status`` (and ``/stream`` for
+chunks) with a growing poll interval, forwards progress, and turns every final state into
+the same envelope the local runner returns. CANCELLED and TIMED_OUT are final (the SDK's own
+endpoint client keeps waiting on them). When the caller is cancelled, the RunPod job is
+cancelled too. The API key never appears in a log, a trace or an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from providers.base import TraceStep
+from swarm.context import ProgressFn
+from swarm.redact import redact, redact_data
+
+log = logging.getLogger("swarm.runners.runpod")
+FINAL_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"})
+RUN_LIMIT_BYTES = 10 * 1024 * 1024
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+class RunPodError(Exception):
+    """A request to the endpoint failed for good: ``type`` and ``message`` go in the envelope."""
+
+    def __init__(self, type_: str, message: str) -> None:
+        self.type = type_
+        self.message = redact(message)
+        super().__init__(self.message)
+
+
+class RunPodRunner:
+    """Executes jobs on a RunPod serverless endpoint (RunPod's API, or ``swarm endpoint serve``).
+
+    Args:
+        base_url: RunPod's API root, ``https://api.runpod.ai/v2`` (or ``http://127.0.0.1:P/v2``).
+        endpoint_id: the serverless endpoint.
+        api_key: sent as ``Authorization: Bearer``; never logged.
+        http: an injected client (tests); otherwise one is opened per ``run``.
+        poll_interval_s: the longest wait between two status polls (the first is 0.1 s).
+        timeout_s: how long ``run`` follows a job when no ``wait_budget_s`` is given.
+        execution_timeout_s: sent as ``policy.executionTimeout`` when set.
+        max_retries: retries of one request on 429, 5xx or a refused connection.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        endpoint_id: str,
+        api_key: str,
+        http: httpx.AsyncClient | None = None,
+        *,
+        poll_interval_s: float = 1.0,
+        timeout_s: float = 600.0,
+        execution_timeout_s: float | None = None,
+        max_retries: int = 5,
+        follow_stream: bool = True,
+    ) -> None:
+        self.root = f"{base_url.rstrip('/')}/{endpoint_id}"
+        self.endpoint_id = endpoint_id
+        self._api_key = api_key
+        self._http = http
+        self.poll_interval_s = poll_interval_s
+        self.timeout_s = timeout_s
+        self.execution_timeout_s = execution_timeout_s
+        self.max_retries = max_retries
+        self.follow_stream = follow_stream
+
+    def __repr__(self) -> str:
+        return f"RunPodRunner(root={self.root!r})"
+
+    # --- one request ---------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _client(self) -> AsyncIterator[httpx.AsyncClient]:
+        if self._http is not None:
+            yield self._http
+            return
+        async with httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0)) as client:
+            yield client
+
+    async def _request(self, http: httpx.AsyncClient, method: str, path: str, body: Any = None, *, retry: bool = True) -> Any:
+        headers = {"Authorization": f"Bearer {self._api_key}"}
+        attempt = 0
+        while True:
+            try:
+                response = await http.request(method, f"{self.root}{path}", json=body, headers=headers)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                if not retry or attempt >= self.max_retries:
+                    raise RunPodError("ProviderUnavailable", f"RunPod endpoint {self.endpoint_id} unreachable: {type(exc).__name__}") from None
+                delay = self._backoff(attempt, None)
+            except httpx.TimeoutException as exc:
+                raise RunPodError("ProviderTimeout", f"RunPod endpoint {self.endpoint_id} did not answer {path.split('/')[1]} in time: {type(exc).__name__}") from None
+            else:
+                if response.status_code < 400:
+                    return response.json()
+                if response.status_code not in RETRY_STATUSES or not retry or attempt >= self.max_retries:
+                    raise self._http_error(response, path)
+                delay = self._backoff(attempt, response.headers.get("retry-after"))
+            attempt += 1
+            log.info("RunPod %s %s: retrying in %.2f s (attempt %d)", method, path.split("/")[1], delay, attempt + 1)
+            await asyncio.sleep(delay)
+
+    @staticmethod
+    def _backoff(attempt: int, retry_after: str | None) -> float:
+        if retry_after:
+            with contextlib.suppress(ValueError):
+                return min(float(retry_after), 30.0)
+        return min(0.25 * 2**attempt, 8.0) * (0.5 + random.random() / 2)
+
+    def _http_error(self, response: httpx.Response, path: str) -> RunPodError:
+        try:
+            detail = str(response.json().get("error") or response.text)
+        except (ValueError, AttributeError):
+            detail = response.text
+        detail = detail[:300]
+        code = response.status_code
+        if code == 401:
+            return RunPodError("ConfigError", f"RunPod rejected the API key (runner.runpod.api_key_env): {detail}")
+        if code == 404 and path.startswith("/run"):
+            return RunPodError("ConfigError", f"RunPod endpoint {self.endpoint_id!r} not found (runner.runpod.endpoint_id): {detail}")
+        if code in (400, 413):
+            return RunPodError("InputError", detail)
+        if code == 429:
+            return RunPodError("ProviderRateLimited", f"RunPod kept answering 429 after {self.max_retries} retries")
+        return RunPodError("ProviderUnavailable" if code >= 500 else "ProviderError", f"RunPod answered HTTP {code}: {detail}")
+
+    # --- the public calls ------------------------------------------------------------------
+
+    async def submit(self, job: dict[str, Any], http: httpx.AsyncClient | None = None) -> str:
+        """Queue ``job`` (``{project, action, input}``) with ``/run``; returns RunPod's job id."""
+        body: dict[str, Any] = {"input": job}
+        if self.execution_timeout_s:
+            body["policy"] = {"executionTimeout": int(self.execution_timeout_s * 1000)}
+        size = len(json.dumps(body, ensure_ascii=False).encode())
+        if size > RUN_LIMIT_BYTES:
+            raise RunPodError(
+                "InputError",
+                f"the job is {size / 1048576:.1f} MB, over RunPod's 10 MB /run limit; pass images as storage keys instead of inline data",
+            )
+        async with self._maybe(http) as client:
+            answer = await self._request(client, "POST", "/run", body)
+        return str(answer["id"])
+
+    async def status(self, job_id: str, http: httpx.AsyncClient | None = None) -> dict[str, Any]:
+        async with self._maybe(http) as client:
+            return dict(await self._request(client, "GET", f"/status/{job_id}"))
+
+    async def stream(self, job_id: str, http: httpx.AsyncClient | None = None) -> dict[str, Any]:
+        """``{status, stream: [{output}, ...]}``; chunks are handed out once."""
+        async with self._maybe(http) as client:
+            return dict(await self._request(client, "GET", f"/stream/{job_id}"))
+
+    async def cancel(self, job_id: str, http: httpx.AsyncClient | None = None) -> dict[str, Any]:
+        async with self._maybe(http) as client:
+            return dict(await self._request(client, "POST", f"/cancel/{job_id}"))
+
+    @contextlib.asynccontextmanager
+    async def _maybe(self, http: httpx.AsyncClient | None) -> AsyncIterator[httpx.AsyncClient]:
+        if http is not None:
+            yield http
+        else:
+            async with self._client() as client:
+                yield client
+
+    async def run(self, job: dict[str, Any], progress: ProgressFn | None = None, wait_budget_s: float | None = None) -> dict[str, Any]:
+        """Run ``job`` on the endpoint and return its envelope (never raises for a job failure).
+
+        Past ``wait_budget_s`` (default ``timeout_s``) the envelope says IN_PROGRESS with the
+        RunPod job id, and the job keeps running there. Cancelling this coroutine cancels the
+        RunPod job.
+        """
+        started = time.perf_counter()
+        budget = wait_budget_s or self.timeout_s
+        job_id: str | None = None
+        async with self._client() as http:
+            try:
+                job_id = await self.submit(job, http)
+                final = await self._follow(http, job_id, progress, started + budget)
+            except RunPodError as exc:
+                return self._failure(job, job_id, exc.type, exc.message, started)
+            except asyncio.CancelledError:
+                if job_id is not None:
+                    await self._cancel_quietly(http, job_id)
+                raise
+        return self._envelope(job, job_id, final, started)
+
+    async def _cancel_quietly(self, http: httpx.AsyncClient, job_id: str) -> None:
+        try:
+            await asyncio.shield(asyncio.wait_for(self._request(http, "POST", f"/cancel/{job_id}", retry=False), 5))
+        except (RunPodError, TimeoutError, asyncio.CancelledError, httpx.HTTPError) as exc:
+            log.warning("could not cancel RunPod job %s: %s", job_id, redact(str(exc)))
+        else:
+            log.info("cancelled RunPod job %s", job_id)
+
+    async def _follow(self, http: httpx.AsyncClient, job_id: str, progress: ProgressFn | None, deadline: float) -> dict[str, Any]:
+        delay = min(0.1, self.poll_interval_s)
+        last_progress: Any = None
+        while True:
+            state = await self._request(http, "GET", f"/status/{job_id}")
+            status = state.get("status")
+            if status == "IN_PROGRESS" and progress is not None:
+                if self.follow_stream:
+                    chunks = (await self._request(http, "GET", f"/stream/{job_id}")).get("stream") or []
+                    for chunk in chunks:
+                        await _forward(progress, chunk.get("output") if isinstance(chunk, dict) else chunk)
+                update = state.get("output")
+                if update is not None and update != last_progress:
+                    last_progress = update
+                    await _forward(progress, update)
+            if status in FINAL_STATES:
+                return dict(state)
+            if time.perf_counter() + delay > deadline:
+                return {"id": job_id, "status": status or "IN_QUEUE", "_budget_exhausted": True}
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, self.poll_interval_s)
+
+    # --- envelopes -------------------------------------------------------------------------
+
+    def _envelope(self, job: dict[str, Any], job_id: str | None, state: dict[str, Any], started: float) -> dict[str, Any]:
+        status = state.get("status")
+        output = state.get("output")
+        if isinstance(output, list) and output and isinstance(output[-1], dict) and "status" in output[-1]:
+            output = output[-1]  # a generator handler with return_aggregate_stream: the envelope is last
+        if status == "COMPLETED":
+            envelope = dict(output) if isinstance(output, dict) and "status" in output else self._bare(job, job_id, output)
+            envelope.setdefault("error", None)
+        elif status == "FAILED":
+            envelope = dict(output) if isinstance(output, dict) and "status" in output else self._bare(job, job_id, None)
+            envelope["status"] = "FAILED"
+            envelope["error"] = worker_error(state.get("error"))
+        elif state.get("_budget_exhausted"):
+            envelope = self._bare(job, job_id, None)
+            envelope["status"] = status
+            envelope["error"] = {
+                "type": "StillRunning",
+                "message": f"RunPod job {job_id} is still {status} after the wait budget; it keeps running, ask for its status later",
+            }
+        else:
+            envelope = self._bare(job, job_id, None)
+            envelope["status"] = "FAILED"
+            envelope["error"] = {
+                "type": "JobCancelled" if status == "CANCELLED" else "JobTimedOut",
+                "message": f"RunPod job {job_id} ended {status}"
+                + (f": {state['error']}" if isinstance(state.get("error"), str) else ""),
+            }
+        envelope["job_id"] = envelope.get("job_id") or job_id
+        self._add_step(envelope, state, started)
+        return redact_data(envelope)
+
+    def _failure(self, job: dict[str, Any], job_id: str | None, type_: str, message: str, started: float) -> dict[str, Any]:
+        envelope = self._bare(job, job_id, None)
+        envelope["status"] = "FAILED"
+        envelope["error"] = {"type": type_, "message": redact(message)}
+        self._add_step(envelope, {"id": job_id, "status": "FAILED"}, started, error_class=type_)
+        return redact_data(envelope)
+
+    @staticmethod
+    def _bare(job: dict[str, Any], job_id: str | None, output: Any) -> dict[str, Any]:
+        return {
+            "job_id": job_id,
+            "project": job.get("project"),
+            "action": job.get("action"),
+            "status": "COMPLETED",
+            "output": output,
+            "error": None,
+            "trace": [],
+            "totals": {},
+            "elapsed_ms": 0.0,
+        }
+
+    def _add_step(self, envelope: dict[str, Any], state: dict[str, Any], started: float, error_class: str | None = None) -> None:
+        elapsed = (time.perf_counter() - started) * 1000
+        detail = f"job {state.get('id')} {state.get('status')}"
+        if "delayTime" in state:
+            detail += f"; queued {state['delayTime']} ms, ran {state.get('executionTime', '?')} ms on {state.get('workerId', '?')}"
+        trace = list(envelope.get("trace") or [])
+        trace.append(
+            TraceStep(
+                step="runpod",
+                kind="node",
+                provider="runpod",
+                model=self.endpoint_id,
+                latency_ms=round(elapsed, 2),
+                outcome="ok" if envelope["status"] == "COMPLETED" else "error",
+                error_class=error_class or (envelope.get("error") or {}).get("type"),
+                detail=detail,
+            ).model_dump()
+        )
+        envelope["trace"] = trace
+        envelope["elapsed_ms"] = round(elapsed, 2)
+
+
+async def _forward(progress: ProgressFn, update: Any) -> None:
+    if isinstance(update, dict) and "stage" in update:
+        await progress(str(update["stage"]), str(update.get("message", "")), update.get("fraction"))
+    elif update is not None:
+        await progress("worker", redact(str(update))[:200], None)
+
+
+def worker_error(raw: Any) -> dict[str, str]:
+    """RunPod's ``error`` field as ``{type, message}``, with no traceback and no secret.
+
+    The swarm handler sends ``{type, message}``; a handler that raised gets the SDK's JSON
+    string with ``error_type``, ``error_message`` and a traceback (dropped here).
+    """
+    if isinstance(raw, dict) and "message" in raw:
+        return {"type": str(raw.get("type") or "WorkerError"), "message": redact(str(raw["message"]))}
+    if isinstance(raw, str):
+        with contextlib.suppress(ValueError):
+            info = json.loads(raw)
+            if isinstance(info, dict) and "error_message" in info:
+                kind = str(info.get("error_type", "")).removeprefix("<class '").removesuffix("'>").rsplit(".", 1)[-1]
+                return {"type": kind or "WorkerError", "message": redact(str(info["error_message"]))[:500]}
+        first = raw.split("\ntraceback:", 1)[0].split("\nTraceback", 1)[0]
+        return {"type": "WorkerError", "message": redact(first)[:500]}
+    return {"type": "WorkerError", "message": redact(str(raw))[:500] if raw is not None else "the worker reported a failure"}
