@@ -214,7 +214,11 @@ async def safe_fetch(
         async with asyncio.timeout(timeout_s):
             if http is not None:
                 return await _fetch(http, url, max_bytes, allow_private, max_redirects, truncate)
-            async with httpx.AsyncClient(trust_env=False, follow_redirects=False, timeout=timeout_s) as client:
+            from providers.search._http import tls_context
+
+            async with httpx.AsyncClient(
+                trust_env=False, follow_redirects=False, timeout=timeout_s, verify=tls_context()
+            ) as client:
                 return await _fetch(client, url, max_bytes, allow_private, max_redirects, truncate)
     except TimeoutError:
         raise ProviderTimeout(_PROVIDER, f"fetch took longer than {timeout_s:g} s") from None

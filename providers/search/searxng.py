@@ -33,6 +33,7 @@ class SearxngSearch:
         timeout_s: float = 10.0,
         categories: str | None = None,
         language: str | None = None,
+        proxy: str | None = None,
         http: httpx.AsyncClient | None = None,
     ) -> None:
         self.name = name
@@ -40,6 +41,7 @@ class SearxngSearch:
         self.timeout_s = float(timeout_s)
         self.categories = categories
         self.language = language
+        self.proxy = proxy or None
         self.http = http
 
     @classmethod
@@ -59,6 +61,7 @@ class SearxngSearch:
             timeout_s=settings.get("timeout_s", 10),
             categories=settings.get("categories"),
             language=settings.get("language"),
+            proxy=settings.get("proxy"),
             http=http,
         )
 
@@ -76,7 +79,7 @@ class SearxngSearch:
             params["categories"] = self.categories
         if self.language:
             params["language"] = self.language
-        async with client_for(self.http, self.timeout_s) as client:
+        async with client_for(self.http, self.timeout_s, self.proxy) as client:
             response = await send(
                 self.name, client, "GET", f"{self.url}/search", params=params,
                 headers={"Accept": "application/json"}, timeout_s=self.timeout_s,

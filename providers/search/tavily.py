@@ -31,6 +31,7 @@ class TavilySearch:
         base_url: str = DEFAULT_BASE_URL,
         timeout_s: float = 15.0,
         search_depth: str = "basic",
+        proxy: str | None = None,
         http: httpx.AsyncClient | None = None,
     ) -> None:
         self.name = name
@@ -39,6 +40,7 @@ class TavilySearch:
         self.base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
         self.timeout_s = float(timeout_s)
         self.search_depth = search_depth
+        self.proxy = proxy or None
         self.http = http
 
     def __repr__(self) -> str:
@@ -54,6 +56,7 @@ class TavilySearch:
             base_url=settings.get("base_url") or DEFAULT_BASE_URL,
             timeout_s=settings.get("timeout_s", 15),
             search_depth=settings.get("search_depth", "basic"),
+            proxy=settings.get("proxy"),
             http=http,
         )
 
@@ -67,7 +70,7 @@ class TavilySearch:
         if reason:
             raise ProviderUnavailable(self.name, reason)
         payload = {"query": query, "max_results": max(1, min(int(max_results), 20)), "search_depth": self.search_depth}
-        async with client_for(self.http, self.timeout_s) as client:
+        async with client_for(self.http, self.timeout_s, self.proxy) as client:
             response = await send(
                 self.name, client, "POST", f"{self.base_url}/search", json=payload,
                 headers={"Authorization": f"Bearer {self._api_key}"}, timeout_s=self.timeout_s,
