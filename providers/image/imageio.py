@@ -1,0 +1,200 @@
+"""Safe image input and output: base64 / URL / storage key in, checked pixels, bytes out.
+
+Every limit is checked before the expensive step it guards: base64 length before decoding,
+magic bytes before Pillow sees the data, the declared width x height (read from the header)
+before any pixel is decoded, and the output size before a model runs. Pillow's own
+``MAX_IMAGE_PIXELS`` only warns up to twice its value, so it is not relied on. Errors are
+``InputError`` naming the field and the limit.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from providers.errors import InputError
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from providers.base import StorageProvider
+
+#: format name -> magic-byte test; Pillow is never given anything that fails these.
+_MAGIC = {
+    "png": lambda b: b.startswith(b"\x89PNG\r\n\x1a\n"),
+    "jpeg": lambda b: b.startswith(b"\xff\xd8\xff"),
+    "webp": lambda b: len(b) >= 12 and b[:4] == b"RIFF" and b[8:12] == b"WEBP",
+    "gif": lambda b: b[:6] in (b"GIF87a", b"GIF89a"),
+    "bmp": lambda b: b.startswith(b"BM"),
+}
+_PIL_FORMAT = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP", "gif": "GIF", "bmp": "BMP"}
+OUTPUT_FORMATS = {"png": "image/png", "webp": "image/webp", "jpeg": "image/jpeg"}
+_DATA_URL = re.compile(r"^data:image/[\w.+-]+;base64,", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """The limits of ``providers.image`` in config."""
+
+    max_input_bytes: int = 20 * 1024 * 1024
+    max_input_pixels: int = 16_777_216
+    max_output_pixels: int = 268_435_456
+    formats: tuple[str, ...] = ("png", "jpeg", "webp", "gif", "bmp")
+
+    @classmethod
+    def from_config(cls, config: Any) -> ImageLimits:
+        image = config.providers.image
+        return cls(image.max_input_bytes, image.max_input_pixels, image.max_output_pixels)
+
+
+def sniff_format(data: bytes) -> str | None:
+    """The format the magic bytes announce, or ``None``."""
+    return next((name for name, test in _MAGIC.items() if test(data[:16])), None)
+
+
+def decode_base64(text: str, limits: ImageLimits, *, field: str = "image") -> bytes:
+    """Base64 (optionally a ``data:image/...;base64,`` URL) to bytes, length checked first."""
+    text = _DATA_URL.sub("", text.strip(), count=1)
+    limit_chars = (limits.max_input_bytes + 2) // 3 * 4
+    if len(text) > limit_chars + 4:
+        raise InputError(
+            f"base64 image is {len(text)} characters; the limit is {limit_chars}"
+            f" ({limits.max_input_bytes} bytes decoded)",
+            field=field,
+        )
+    try:
+        data = base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise InputError("not valid base64", field=field) from None
+    if len(data) > limits.max_input_bytes:
+        raise InputError(f"image is {len(data)} bytes; the limit is {limits.max_input_bytes}", field=field)
+    return data
+
+
+def open_checked(data: bytes, limits: ImageLimits, *, field: str = "image") -> Image.Image:
+    """Decode ``data`` into a loaded Pillow image (first frame), or raise ``InputError``.
+
+    Refuses: too many bytes, unknown magic bytes or a format outside ``limits.formats``, a
+    declared size over ``max_input_pixels`` (checked from the header, before decoding), and
+    truncated or corrupt files. Animated images give their first frame.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    if len(data) > limits.max_input_bytes:
+        raise InputError(f"image is {len(data)} bytes; the limit is {limits.max_input_bytes}", field=field)
+    kind = sniff_format(data)
+    if kind is None or kind not in limits.formats:
+        raise InputError(
+            f"not a supported image (magic bytes {data[:8].hex() or 'empty'}); formats: {', '.join(limits.formats)}",
+            field=field,
+        )
+    try:
+        img = Image.open(io.BytesIO(data), formats=[_PIL_FORMAT[kind]])
+    except Image.DecompressionBombError as exc:
+        declared = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{declared.group(1)} pixels" if declared else "too many pixels"
+        raise InputError(
+            f"image declares {size}; the limit is {limits.max_input_pixels}", field=field
+        ) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise InputError(f"cannot read the {kind} header ({type(exc).__name__})", field=field) from None
+    width, height = img.size
+    if width <= 0 or height <= 0:
+        raise InputError(f"image has an empty size {width}x{height}", field=field)
+    if width * height > limits.max_input_pixels:
+        raise InputError(
+            f"image is {width}x{height} = {width * height} pixels; the limit is {limits.max_input_pixels}",
+            field=field,
+        )
+    try:
+        img.seek(0)
+        img.load()
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        reason = "truncated" if "truncated" in str(exc).lower() else f"corrupt ({type(exc).__name__})"
+        raise InputError(f"{kind} image is {reason}", field=field) from None
+    return img
+
+
+def check_output_pixels(
+    width: int, height: int, scale: float, limits: ImageLimits, *, field: str = "scale"
+) -> tuple[int, int]:
+    """The output size of ``scale``; ``InputError`` when it passes ``max_output_pixels``."""
+    out_w, out_h = round(width * scale), round(height * scale)
+    if out_w * out_h > limits.max_output_pixels:
+        raise InputError(
+            f"output would be {out_w}x{out_h} = {out_w * out_h} pixels; the limit is {limits.max_output_pixels}"
+            f" (input {width}x{height} at x{scale:g})",
+            field=field,
+        )
+    return out_w, out_h
+
+
+def to_rgb_alpha(img: Image.Image) -> tuple[Image.Image, Image.Image | None]:
+    """Split into an RGB image and its alpha channel (``None`` when fully opaque or absent)."""
+    has_alpha = img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
+    if not has_alpha:
+        return img.convert("RGB"), None
+    rgba = img.convert("RGBA")
+    alpha = rgba.getchannel("A")
+    if alpha.getextrema() == (255, 255):
+        return rgba.convert("RGB"), None
+    return rgba.convert("RGB"), alpha
+
+
+def encode(img: Image.Image, output_format: str = "png", *, quality: int = 92) -> bytes:
+    """Encode for output; JPEG has no alpha, so a transparent image is put on white first."""
+    from PIL import Image
+
+    if output_format not in OUTPUT_FORMATS:
+        raise InputError(
+            f"output_format {output_format!r}; valid: {', '.join(OUTPUT_FORMATS)}", field="output_format"
+        )
+    buffer = io.BytesIO()
+    if output_format == "jpeg":
+        if img.mode in ("RGBA", "LA"):
+            background = Image.new("RGB", img.size, (255, 255, 255))
+            background.paste(img.convert("RGBA"), mask=img.convert("RGBA").getchannel("A"))
+            img = background
+        img.convert("RGB").save(buffer, "JPEG", quality=quality)
+    elif output_format == "webp":
+        img.save(buffer, "WEBP", quality=quality, method=4)
+    else:
+        img.save(buffer, "PNG", compress_level=6)
+    return buffer.getvalue()
+
+
+async def read_input(
+    *,
+    image_b64: str | None = None,
+    url: str | None = None,
+    key: str | None = None,
+    storage: StorageProvider | None = None,
+    limits: ImageLimits,
+    fetch_timeout_s: float = 20.0,
+    http: Any = None,
+) -> bytes:
+    """The raw bytes of exactly one of: base64 text, an http(s) URL, a storage key.
+
+    URLs go through ``swarm.fetch.safe_fetch`` (SSRF rules, redirects re-checked, byte cap while
+    streaming). Bytes are not decoded here: pass them to ``open_checked``.
+    """
+    given = [name for name, value in (("image", image_b64), ("url", url), ("key", key)) if value]
+    if len(given) != 1:
+        raise InputError("give exactly one of image (base64), url, key", field="image")
+    if image_b64:
+        return decode_base64(image_b64, limits)
+    if url:
+        from swarm.fetch import safe_fetch
+
+        page = await safe_fetch(url, max_bytes=limits.max_input_bytes, timeout_s=fetch_timeout_s, http=http)
+        return page.content
+    if storage is None:
+        raise InputError("no storage is configured to read a key from", field="key")
+    data = await storage.get(key or "")
+    if len(data) > limits.max_input_bytes:
+        raise InputError(f"object is {len(data)} bytes; the limit is {limits.max_input_bytes}", field="key")
+    return data

@@ -1,0 +1,239 @@
+"""Real-ESRGAN upscaling on torch, with weights from the model store.
+
+CPU by default (fp32, or bf16 autocast when ``half: on``), CUDA when present (fp16 unless
+``half: off``). Tiled with overlap so memory is bounded; the alpha channel is upscaled
+separately (Lanczos) and put back; a scale the network lacks is reached by resampling its
+native x4 output. torch is imported on first use only.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from providers.base import ImageAction, ImageConfig, TraceStep
+from providers.errors import ConfigError, InputError, ProviderUnavailable
+from providers.image.imageio import ImageLimits, check_output_pixels, encode, open_checked, to_rgb_alpha
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from swarm.config import SwarmConfig
+
+PROVIDER = "realesrgan-torch"
+_MODEL_CACHE_SIZE = 2
+
+
+@dataclass(frozen=True)
+class UpscaleSettings:
+    """``providers.image.upscale`` plus the models folder."""
+
+    model: str = "realesrgan-anime-6b"
+    scale: int = 4
+    tile: int = 256
+    tile_pad: int = 16
+    device: str = "auto"
+    half: str = "auto"
+    models_dir: str | None = None
+
+
+def _torch() -> Any:
+    try:
+        import torch
+    except ImportError:
+        raise ProviderUnavailable(
+            PROVIDER,
+            "torch is not installed; run: pip install torch==2.13.0 (CPU) or a CUDA build on a GPU image",
+        ) from None
+    return torch
+
+
+_threads_set = False
+
+
+def _set_threads(torch: Any) -> None:
+    """One intra-op pool sized to the CPUs this process may use (containers often limit them)."""
+    global _threads_set
+    if not _threads_set:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        torch.set_num_threads(max(1, cpus))
+        _threads_set = True
+
+
+class RealESRGANUpscaler:
+    """``ImageProvider`` for ``ImageAction.UPSCALE``."""
+
+    name = PROVIDER
+
+    def __init__(self, settings: UpscaleSettings, limits: ImageLimits | None = None) -> None:
+        self.settings = settings
+        self.limits = limits or ImageLimits()
+        self._models: OrderedDict[tuple[str, str, str], tuple[Any, int]] = OrderedDict()
+        self._lock = threading.Lock()  # one inference at a time: the intra-op pool is shared
+
+    @classmethod
+    def from_config(
+        cls, name: str, settings: dict[str, Any], config: SwarmConfig | None = None, **deps: Any
+    ) -> RealESRGANUpscaler:
+        """Build from ``providers.image.upscale`` (``settings`` override it key by key)."""
+        base: dict[str, Any] = {}
+        limits = ImageLimits()
+        if config is not None:
+            image = config.providers.image
+            base = {**image.upscale.model_dump(), "models_dir": image.models_dir}
+            limits = ImageLimits.from_config(config)
+        merged = {**base, **(settings or {})}
+        known = UpscaleSettings.__dataclass_fields__
+        unknown = sorted(set(merged) - set(known))
+        if unknown:
+            raise ConfigError(
+                f"unknown keys {unknown}; valid: {', '.join(known)}", key="providers.image.upscale"
+            )
+        return cls(UpscaleSettings(**merged), limits)
+
+    # --- model handling ----------------------------------------------------------------------
+
+    def device_and_dtype(self) -> tuple[str, str]:
+        """``(device, precision)``: precision is float32, float16 (CUDA) or bfloat16 (CPU autocast)."""
+        torch = _torch()
+        wanted = self.settings.device
+        if wanted == "cuda" and not torch.cuda.is_available():
+            raise ProviderUnavailable(PROVIDER, "device cuda requested but torch sees no CUDA GPU")
+        device = "cuda" if wanted == "cuda" or (wanted == "auto" and torch.cuda.is_available()) else "cpu"
+        half = self.settings.half
+        if device == "cuda":
+            return device, "float32" if half == "off" else "float16"
+        return device, "bfloat16" if half == "on" else "float32"
+
+    def _model(self, name: str, device: str, precision: str) -> tuple[Any, int]:
+        from swarm import models_store
+
+        spec = models_store.entry(name)
+        if spec.kind != "upscale":
+            raise InputError(f"{name!r} is not an upscaling model", field="model")
+        key = (spec.name, device, precision)
+        if key in self._models:
+            self._models.move_to_end(key)
+            return self._models[key]
+        path = models_store.path_for(spec.name, self.settings.models_dir)
+        torch = _torch()
+        _set_threads(torch)
+        from providers.image import archs
+
+        network, _ = archs.load(str(path), device=device)
+        if precision == "float16":
+            network = network.half()
+        native = int(getattr(network, "native_scale", 4))
+        self._models[key] = (network, native)
+        while len(self._models) > _MODEL_CACHE_SIZE:
+            self._models.popitem(last=False)
+        return network, native
+
+    def _infer_fn(self, network: Any, device: str, precision: str) -> Any:
+        torch = _torch()
+        import numpy as np
+
+        def infer(piece: np.ndarray) -> np.ndarray:
+            with torch.inference_mode():
+                x = torch.from_numpy(np.array(piece, dtype=np.uint8)).to(device).permute(2, 0, 1)[None]
+                x = x.to(torch.float16 if precision == "float16" else torch.float32).div_(255.0)
+                if precision == "bfloat16":
+                    with torch.autocast("cpu", dtype=torch.bfloat16):
+                        y = network(x)
+                else:
+                    y = network(x)
+                y = y.float().clamp_(0, 1).mul_(255.0).round_().to(torch.uint8)
+                return y[0].permute(1, 2, 0).cpu().numpy()
+
+        return infer
+
+    # --- ImageProvider -----------------------------------------------------------------------
+
+    async def process(self, image: bytes, action: ImageAction, config: ImageConfig) -> bytes:
+        """Upscale ``image`` (PNG/JPEG/WebP/GIF/BMP bytes); returns encoded bytes."""
+        data, _ = await self.process_traced(image, action, config)
+        return data
+
+    async def process_traced(
+        self, image: bytes, action: ImageAction, config: ImageConfig
+    ) -> tuple[bytes, TraceStep]:
+        """Like ``process``, plus a ``TraceStep`` (model, device, precision, tiles, sizes, ms)."""
+        if ImageAction(action) is not ImageAction.UPSCALE:
+            raise InputError(f"{PROVIDER} only does upscale, not {action}", field="action")
+        return await anyio.to_thread.run_sync(self._process_sync, image, config)
+
+    def _process_sync(self, image: bytes, config: ImageConfig) -> tuple[bytes, TraceStep]:
+        from swarm import models_store
+
+        started = time.perf_counter()
+        name = models_store.entry(config.model or self.settings.model).name
+        spec = models_store.entry(name)
+        scale = config.scale or (spec.default_scale if config.model else None) or self.settings.scale
+        if scale not in (1, 2, 3, 4):
+            raise InputError(f"scale {scale} is not supported; valid: 2, 3, 4", field="scale")
+        img = open_checked(image, self.limits)
+        width, height = img.size
+        check_output_pixels(width, height, scale, self.limits)
+        rgb, alpha = to_rgb_alpha(img)
+        device, precision = self.device_and_dtype()
+        tile = self.settings.tile if config.tile is None else config.tile
+        with self._lock:
+            network, native = self._model(name, device, precision)
+            check_output_pixels(width, height, native, self.limits)
+            out, tiles = self._run(rgb, network, native, device, precision, tile)
+        result = self._finish(out, alpha, (round(width * scale), round(height * scale)))
+        data = encode(result, config.output_format)
+        step = TraceStep(
+            step="upscale",
+            kind="image",
+            provider=PROVIDER,
+            model=name,
+            latency_ms=(time.perf_counter() - started) * 1000,
+            detail=(
+                f"device={device} precision={precision} tiles={tiles} tile={tile} in={width}x{height}"
+                f" out={result.size[0]}x{result.size[1]} scale={scale} native={native}"
+                f" alpha={'kept' if alpha is not None else 'none'}"
+            ),
+        )
+        return data, step
+
+    def _run(
+        self, rgb: Any, network: Any, native: int, device: str, precision: str, tile: int
+    ) -> tuple[Any, int]:
+        import numpy as np
+
+        from providers.image.tiling import run_tiled
+
+        array = np.asarray(rgb, dtype=np.uint8)
+        try:
+            return run_tiled(
+                array,
+                self._infer_fn(network, device, precision),
+                scale=native,
+                tile=tile,
+                pad=self.settings.tile_pad,
+            )
+        except RuntimeError as exc:
+            if "out of memory" in str(exc).lower():
+                raise ProviderUnavailable(
+                    PROVIDER, f"{device} ran out of memory at tile={tile}; lower providers.image.upscale.tile"
+                ) from None
+            raise
+
+    @staticmethod
+    def _finish(out: np.ndarray, alpha: Any, size: tuple[int, int]) -> Any:
+        from PIL import Image
+
+        result = Image.fromarray(out, "RGB")
+        if result.size != size:
+            result = result.resize(size, Image.Resampling.LANCZOS)
+        if alpha is not None:
+            result = result.convert("RGBA")
+            result.putalpha(alpha.resize(size, Image.Resampling.LANCZOS))
+        return result

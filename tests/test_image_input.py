@@ -1,0 +1,138 @@
+"""Safe image input: every bad input gets a clear InputError naming the field and the limit."""
+
+from __future__ import annotations
+
+import base64
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from providers.errors import InputError
+from providers.image.imageio import (
+    ImageLimits,
+    check_output_pixels,
+    decode_base64,
+    encode,
+    open_checked,
+    read_input,
+    sniff_format,
+)
+from providers.testing import MemoryStorage
+
+FIXTURES = Path(__file__).parent / "fixtures"
+LIMITS = ImageLimits(max_input_bytes=200_000, max_input_pixels=1_000_000, max_output_pixels=4_000_000)
+
+
+def png_bytes(size=(8, 8), mode="RGB") -> bytes:
+    buf = io.BytesIO()
+    Image.new(mode, size, (10, 20, 30) if mode == "RGB" else None).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A tiny, valid-looking PNG whose header claims width x height (bomb shape)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\0" * 64)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def test_real_photo_decodes():
+    img = open_checked((FIXTURES / "grace_hopper_256.jpg").read_bytes(), LIMITS)
+    assert img.size == (256, 300) and sniff_format((FIXTURES / "grace_hopper_256.jpg").read_bytes()) == "jpeg"
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        (b"hello, this is text", "not a supported image"),
+        (b"", "not a supported image"),
+        (b"%PDF-1.7 ...", "not a supported image"),
+        (png_declaring(20_000, 10_000), "200000000 pixels; the limit is 1000000"),
+        (png_declaring(1100, 1000), "the limit is 1000000"),
+        (png_bytes((64, 64))[:60], "truncated|corrupt|header"),
+        ((FIXTURES / "grace_hopper_256.jpg").read_bytes()[:5000], "truncated"),
+        (b"\x89PNG\r\n\x1a\n" + b"\0" * 40, "header"),
+        (b"\0" * 300_000, "bytes; the limit is 200000"),
+    ],
+)
+def test_bad_images_refused(data, match):
+    with pytest.raises(InputError, match=match) as info:
+        open_checked(data, LIMITS)
+    assert info.value.field == "image"
+
+
+def test_format_allow_list():
+    buf = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(buf, "BMP")
+    with pytest.raises(InputError, match="formats: png"):
+        open_checked(buf.getvalue(), ImageLimits(formats=("png",)))
+
+
+def test_animated_gif_gives_first_frame():
+    frames = [Image.new("RGB", (16, 16), c) for c in ((255, 0, 0), (0, 255, 0), (0, 0, 255))]
+    buf = io.BytesIO()
+    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:])
+    img = open_checked(buf.getvalue(), LIMITS)
+    assert img.convert("RGB").getpixel((3, 3)) == (255, 0, 0)
+
+
+def test_base64_rules():
+    raw = png_bytes()
+    assert decode_base64(base64.b64encode(raw).decode(), LIMITS) == raw
+    assert decode_base64("data:image/png;base64," + base64.b64encode(raw).decode(), LIMITS) == raw
+    with pytest.raises(InputError, match="not valid base64"):
+        decode_base64("@@@not-base64@@@", LIMITS)
+    with pytest.raises(InputError, match="characters; the limit is 266668"):
+        decode_base64("A" * 400_000, LIMITS)
+
+
+def test_output_cap():
+    assert check_output_pixels(500, 500, 4, LIMITS) == (2000, 2000)
+    with pytest.raises(InputError, match="4004x4000 = 16016000 pixels; the limit is 4000000") as info:
+        check_output_pixels(1001, 1000, 4, LIMITS)
+    assert info.value.field == "scale"
+
+
+def test_encode_jpeg_flattens_alpha():
+    img = Image.new("RGBA", (4, 4), (0, 0, 0, 0))
+    out = Image.open(io.BytesIO(encode(img, "jpeg")))
+    assert out.mode == "RGB" and out.getpixel((1, 1))[0] > 240
+    with pytest.raises(InputError, match="output_format"):
+        encode(img, "tiff")
+
+
+async def test_read_input_sources():
+    storage = MemoryStorage()
+    raw = png_bytes()
+    await storage.put("in/a.png", raw)
+    assert await read_input(key="in/a.png", storage=storage, limits=LIMITS) == raw
+    assert await read_input(image_b64=base64.b64encode(raw).decode(), limits=LIMITS) == raw
+    with pytest.raises(InputError, match="exactly one"):
+        await read_input(image_b64="x", key="y", limits=LIMITS)
+    with pytest.raises(InputError, match="exactly one"):
+        await read_input(limits=LIMITS)
+    with pytest.raises(InputError) as info:
+        await read_input(key="../etc/passwd", storage=storage, limits=LIMITS)
+    assert info.value.field == "key"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:9/x.png",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://2130706433/x",
+        "file:///etc/passwd",
+    ],
+)
+async def test_read_input_refuses_internal_urls(url):
+    with pytest.raises(InputError):
+        await read_input(url=url, limits=LIMITS)
