@@ -173,6 +173,33 @@ class ObservabilitySection(_Strict):
     capture_content: bool = False
 
 
+class McpHttpSpec(_Strict):
+    """``swarm-mcp --http``: who may connect, how they prove it, how much they may send."""
+
+    allowed_hosts: list[str] = Field(
+        default_factory=list, description="Host header values accepted besides loopback, e.g. mcp.example.com:*"
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=list, description="Origin header values accepted besides loopback, e.g. https://app.example.com"
+    )
+    auth_tokens_env: str | None = Field(
+        default="SWARM_MCP_TOKENS",
+        description="env var holding bearer tokens: 'name=token,name2=token2' or one bare token; unset -> no auth",
+    )
+    max_request_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
+
+
+class McpSection(_Strict):
+    """The MCP server: which tools it lists and how its HTTP transport is guarded."""
+
+    enabled_tools: list[str] | None = Field(
+        default=None, description="tools to list (job_* tools are always on); null -> every available tool"
+    )
+    max_inline_image_bytes: int = Field(default=2 * 1024 * 1024, ge=0, description="largest image returned as base64")
+    report_page_chars: int = Field(default=20_000, ge=1000, description="page size of swarm://jobs/{id}/report")
+    http: McpHttpSpec = McpHttpSpec()
+
+
 class SwarmConfig(_Strict):
     """The whole of ``config.yaml``, validated."""
 
@@ -183,6 +210,7 @@ class SwarmConfig(_Strict):
     runner: RunnerSection = RunnerSection()
     limits: LimitsSection = LimitsSection()
     observability: ObservabilitySection = ObservabilitySection()
+    mcp: McpSection = McpSection()
 
     @model_validator(mode="after")
     def _cross_references(self) -> SwarmConfig:

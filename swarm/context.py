@@ -43,6 +43,12 @@ class Providers:
             self._built[kind] = factory()
         return self._built[kind]
 
+    def memo(self, key: Any, build: Callable[[], Any]) -> Any:
+        """Build once per config version (e.g. a compiled graph over these providers)."""
+        if key not in self._built:
+            self._built[key] = build()
+        return self._built[key]
+
     @property
     def llm(self) -> LLMProvider:
         return self.get("llm")

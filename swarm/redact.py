@@ -7,6 +7,7 @@ like a secret) is replaced wherever it appears.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Iterable
@@ -46,23 +47,46 @@ def _env_secrets() -> Iterable[str]:
             yield value
 
 
-def redact(text: str) -> str:
-    """Return ``text`` with every known secret shape and secret value masked."""
+@functools.lru_cache(maxsize=8)
+def _values_pattern(values: frozenset[str]) -> re.Pattern[str] | None:
+    if not values:
+        return None
+    return re.compile("|".join(re.escape(v) for v in sorted(values, key=len, reverse=True)))
+
+
+def _current_values_pattern() -> re.Pattern[str] | None:
+    return _values_pattern(frozenset({*_extra_secrets, *_env_secrets()}))
+
+
+def _mask(match: re.Match[str]) -> str:
+    return (match.group(1) if match.re.groups else "") + MASK
+
+
+def _redact(text: str, values: re.Pattern[str] | None) -> str:
     if not text:
         return text
-    for value in sorted({*_extra_secrets, *_env_secrets()}, key=len, reverse=True):
-        text = text.replace(value, MASK)
+    if values is not None:
+        text = values.sub(MASK, text)
     for pattern in _PATTERNS:
-        text = pattern.sub(lambda m: (m.group(1) if m.re.groups else "") + MASK, text)
+        text = pattern.sub(_mask, text)
     return text
+
+
+def _walk(data: Any, values: re.Pattern[str] | None) -> Any:
+    if isinstance(data, str):
+        return _redact(data, values)
+    if isinstance(data, dict):
+        return {k: _walk(v, values) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [_walk(v, values) for v in data]
+    return data
+
+
+def redact(text: str) -> str:
+    """Return ``text`` with every known secret shape and secret value masked."""
+    return _redact(text, _current_values_pattern())
 
 
 def redact_data(data: Any) -> Any:
     """Redact every string inside a JSON-like structure (dicts, lists, tuples)."""
-    if isinstance(data, str):
-        return redact(data)
-    if isinstance(data, dict):
-        return {k: redact_data(v) for k, v in data.items()}
-    if isinstance(data, list | tuple):
-        return [redact_data(v) for v in data]
-    return data
+    return _walk(data, _current_values_pattern())

@@ -208,10 +208,11 @@ class FakeOpenAI:
 
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sock.bind(("127.0.0.1", 0))
         self.port = self._sock.getsockname()[1]
         config = uvicorn.Config(
-            self._app(), log_level="error", access_log=False, lifespan="off", timeout_graceful_shutdown=1
+            self._app(), log_level="error", access_log=False, lifespan="off", timeout_graceful_shutdown=1, http="h11"
         )
         self._server = uvicorn.Server(config)
         ready = threading.Event()

@@ -48,7 +48,8 @@ async def delegate(inp: DelegateInput, ctx: JobContext) -> dict[str, Any]:
     from graphs.delegation.graph import build_graph
     from graphs.runner import run_graph
 
-    graph = build_graph(ctx.providers.llm, ctx.checkpointer)
+    providers = ctx.providers
+    graph = providers.memo(("graph:delegation", id(ctx.checkpointer)), lambda: build_graph(providers.llm, ctx.checkpointer))
     await ctx.progress("route", f"{inp.kind}: primary {route.primary}, reviewer {route.reviewer or 'none'}", None)
     state = await run_graph(
         graph,

@@ -1,0 +1,48 @@
+"""Small helpers shared by the bench scripts: timing, medians, one JSON record per figure."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+
+async def timed(fn: Callable[[], Awaitable[Any]], repeat: int, warmup: int = 1) -> list[float]:
+    """Milliseconds of ``repeat`` runs of ``fn`` after ``warmup`` unrecorded ones."""
+    for _ in range(warmup):
+        await fn()
+    samples = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        await fn()
+        samples.append((time.perf_counter() - started) * 1000)
+    return samples
+
+
+def figure(name: str, value: float, unit: str, anchor: str, anchor_value: float, goal: str,
+           met: bool, command: str, **extra: Any) -> dict[str, Any]:
+    """One record: name, value, unit, anchor, anchor_value, ratio, goal, met, command."""
+    return {
+        "name": name,
+        "value": round(value, 3),
+        "unit": unit,
+        "anchor": anchor,
+        "anchor_value": round(anchor_value, 3),
+        "ratio": round(value / anchor_value, 3) if anchor_value else None,
+        "goal": goal,
+        "met": met,
+        "command": command,
+        **extra,
+    }
+
+
+def median(samples: list[float]) -> float:
+    return statistics.median(samples)
+
+
+def emit(records: list[dict[str, Any]]) -> None:
+    json.dump(records, sys.stdout, indent=2)
+    sys.stdout.write("\n")

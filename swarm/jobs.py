@@ -1,0 +1,389 @@
+"""Long jobs: a SQLite job store and a manager that outlives one tool call.
+
+A client cuts a tool call off after a while (Claude Desktop at about 60 s). ``JobManager``
+starts every job as an asyncio task on the runner, waits up to a wait budget and returns
+either the finished envelope or a handle ``{job_id, status: IN_PROGRESS, poll: ...}``; the
+job keeps running and ``job_status`` / ``job_result`` finish the story.
+
+Jobs outlive a restart of the process: a job the store still lists as IN_PROGRESS is
+dispatched again with the same ``job_id`` by ``resume_unfinished``, and the graph resumes from
+its checkpoint (or returns its stored final state). Every job has an owner; a lookup by
+another owner finds nothing (the same answer as an unknown id, so ids cannot be probed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from swarm.context import ProgressFn
+from swarm.redact import redact, redact_data
+
+log = logging.getLogger("swarm.jobs")
+
+IN_PROGRESS = "IN_PROGRESS"
+FINAL_STATUSES = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
+STATUSES = ("IN_PROGRESS", "COMPLETED", "FAILED", "CANCELLED")
+#: a string input longer than this is stored as a stub (an inline image is megabytes)
+MAX_STORED_INPUT_CHARS = 1_000_000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    project TEXT NOT NULL,
+    action TEXT NOT NULL,
+    input TEXT NOT NULL,
+    status TEXT NOT NULL,
+    result TEXT,
+    progress TEXT,
+    idempotency_key TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS jobs_idem ON jobs(owner, idempotency_key) WHERE idempotency_key IS NOT NULL;
+CREATE INDEX IF NOT EXISTS jobs_owner ON jobs(owner, created_at);
+"""
+
+
+class JobStore:
+    """Jobs in one SQLite file: small rows, one connection guarded by a lock (calls are short)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path).expanduser()
+        if str(path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._lock = threading.Lock()
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _exec(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    def create(self, job_id: str, owner: str, job: dict[str, Any], idempotency_key: str | None = None) -> None:
+        now = time.time()
+        self._exec(
+            "INSERT INTO jobs (job_id, owner, project, action, input, status, idempotency_key, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (job_id, owner, job["project"], job["action"], json.dumps(_storable(job.get("input") or {})),
+             IN_PROGRESS, idempotency_key, now, now),
+        )
+
+    def get(self, job_id: str, owner: str | None = None) -> dict[str, Any] | None:
+        """The job's row as a dict, or None when it does not exist or belongs to another owner."""
+        rows = self._exec("SELECT * FROM jobs WHERE job_id = ?", (job_id,))
+        if not rows or (owner is not None and rows[0]["owner"] != owner):
+            return None
+        return _row(rows[0])
+
+    def by_idempotency_key(self, owner: str, key: str) -> dict[str, Any] | None:
+        rows = self._exec("SELECT * FROM jobs WHERE owner = ? AND idempotency_key = ?", (owner, key))
+        return _row(rows[0]) if rows else None
+
+    def set_progress(self, job_id: str, stage: str, message: str, fraction: float | None) -> None:
+        progress = {"stage": stage, "message": redact(message)[:500], "fraction": fraction, "at": time.time()}
+        self._exec("UPDATE jobs SET progress = ?, updated_at = ? WHERE job_id = ?", (json.dumps(progress), time.time(), job_id))
+
+    def finish(self, job_id: str, status: str, envelope: dict[str, Any]) -> None:
+        self._exec(
+            "UPDATE jobs SET status = ?, result = ?, updated_at = ? WHERE job_id = ?",
+            (status, json.dumps(redact_data(envelope)), time.time(), job_id),
+        )
+
+    def list(self, owner: str | None, status: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+        """Newest first; ``owner=None`` lists every owner's jobs (operator use only)."""
+        where, args = [], []
+        if owner is not None:
+            where.append("owner = ?")
+            args.append(owner)
+        if status is not None:
+            where.append("status = ?")
+            args.append(status)
+        sql = "SELECT * FROM jobs" + (" WHERE " + " AND ".join(where) if where else "")
+        rows = self._exec(sql + " ORDER BY created_at DESC LIMIT ?", (*args, limit))
+        return [_row(r) for r in rows]
+
+    def unfinished(self) -> list[dict[str, Any]]:
+        return [_row(r) for r in self._exec("SELECT * FROM jobs WHERE status = ? ORDER BY created_at", (IN_PROGRESS,))]
+
+
+def _storable(value: Any) -> Any:
+    """Input as stored: secrets masked, a huge string (inline image) replaced by a stub."""
+    value = redact_data(value)
+    if isinstance(value, str) and len(value) > MAX_STORED_INPUT_CHARS:
+        return {"_omitted_chars": len(value)}
+    if isinstance(value, dict):
+        return {k: _storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
+    return value
+
+
+def _row(row: sqlite3.Row) -> dict[str, Any]:
+    data = dict(row)
+    for key in ("input", "result", "progress"):
+        if data.get(key):
+            data[key] = json.loads(data[key])
+    return data
+
+
+def handle(row: dict[str, Any]) -> dict[str, Any]:
+    """What a caller gets for a job that is still running: enough to poll it."""
+    return {
+        "job_id": row["job_id"],
+        "project": row["project"],
+        "action": row["action"],
+        "status": row["status"],
+        "progress": row.get("progress"),
+        "poll": {"status": "job_status", "result": "job_result", "cancel": "job_cancel"},
+        "message": (
+            f"job {row['job_id']} is still running; call job_result(job_id=\"{row['job_id']}\", wait_s=...) "
+            "to wait for it, or job_status to see its progress"
+        ),
+    }
+
+
+Listener = Callable[[str, str, "float | None"], Awaitable[None]]
+
+
+class JobManager:
+    """Starts jobs as background tasks, waits within a budget, finds them again by id.
+
+    Args:
+        store: where jobs are recorded.
+        runner: ``() -> runner`` with ``async run(job, progress) -> envelope`` (chosen per job,
+            so a config edit takes effect for the next job).
+        wait_budget_s: ``() -> seconds`` a call waits before it returns a handle.
+        on_finished: ``async (job_id) -> None``, called once a job's result is stored.
+    """
+
+    def __init__(
+        self,
+        store: JobStore,
+        runner: Callable[[], Any],
+        wait_budget_s: Callable[[], float],
+        on_finished: Callable[[str], Awaitable[None]] | None = None,
+    ) -> None:
+        self.store = store
+        self._runner = runner
+        self._wait_budget_s = wait_budget_s
+        self._on_finished = on_finished
+        self._tasks: dict[str, asyncio.Task[dict[str, Any]]] = {}
+        self._listeners: dict[str, set[Listener]] = {}
+        self._closing = False
+
+    # --- starting and waiting ------------------------------------------------------------
+
+    async def submit(
+        self,
+        job: dict[str, Any],
+        owner: str,
+        *,
+        progress: ProgressFn | None = None,
+        wait_s: float | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Start ``job`` and wait up to ``wait_s`` (default: the wait budget).
+
+        Returns the finished envelope, or ``handle(row)`` when the job is still running.
+        The same ``idempotency_key`` from the same owner returns the first job instead of
+        starting another one.
+        """
+        if idempotency_key:
+            existing = self.store.by_idempotency_key(owner, idempotency_key)
+            if existing is not None:
+                return await self.result(existing["job_id"], owner, wait_s=wait_s, progress=progress)
+        job_id = str(uuid.uuid4())
+        self.store.create(job_id, owner, job, idempotency_key)
+        self._start(job_id, {**job, "job_id": job_id})
+        return await self.result(job_id, owner, wait_s=wait_s, progress=progress)
+
+    def _start(self, job_id: str, job: dict[str, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(self._execute(job_id, job), name=f"swarm-job-{job_id}")
+        self._tasks[job_id] = task
+        task.add_done_callback(lambda _t: self._tasks.pop(job_id, None))
+
+    async def _execute(self, job_id: str, job: dict[str, Any]) -> dict[str, Any]:
+        async def progress(stage: str, message: str, fraction: float | None = None) -> None:
+            self.store.set_progress(job_id, stage, message, fraction)
+            for listener in list(self._listeners.get(job_id, ())):
+                try:
+                    await listener(stage, message, fraction)
+                except Exception:  # a client that went away must not fail the job
+                    log.debug("progress listener of job %s failed", job_id, exc_info=True)
+
+        try:
+            envelope = await self._runner().run(job, progress)
+        except asyncio.CancelledError:
+            if self._closing:
+                raise  # shutting down: the row stays IN_PROGRESS and resumes on the next start
+            envelope = self._cancelled(job_id, job)
+            self.store.finish(job_id, "CANCELLED", envelope)
+            await self._notify(job_id)
+            raise
+        except Exception as exc:  # a runner bug: recorded as a failed job, never a silent hang
+            log.error("job %s crashed in the runner: %s", job_id, redact(repr(exc)))
+            envelope = {**self._cancelled(job_id, job), "error": {
+                "type": "InternalError", "message": f"the runner failed on job {job_id}; see the server log"}}
+            envelope["status"] = "FAILED"
+        envelope["job_id"] = job_id
+        status = envelope.get("status")
+        if status not in FINAL_STATUSES:
+            # the runner stopped following a job that still runs elsewhere: keep it open
+            log.warning("job %s came back %s from the runner; left IN_PROGRESS for resume", job_id, status)
+            return envelope
+        self.store.finish(job_id, status, envelope)
+        await self._notify(job_id)
+        return envelope
+
+    @staticmethod
+    def _cancelled(job_id: str, job: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "job_id": job_id, "project": job.get("project"), "action": job.get("action"), "status": "CANCELLED",
+            "output": None, "error": {"type": "JobCancelled", "message": f"job {job_id} was cancelled"},
+            "trace": [], "totals": {}, "elapsed_ms": 0.0,
+        }
+
+    async def _notify(self, job_id: str) -> None:
+        if self._on_finished is None:
+            return
+        try:
+            await self._on_finished(job_id)
+        except Exception:  # a notification must not turn a finished job into a failed one
+            log.warning("finish notification for job %s failed", job_id, exc_info=True)
+
+    async def result(
+        self, job_id: str, owner: str | None, *, wait_s: float | None = None, progress: ProgressFn | None = None
+    ) -> dict[str, Any]:
+        """The finished envelope, waiting up to ``wait_s``; a handle when it is still running.
+
+        Raises:
+            KeyError: no job ``job_id`` is visible to ``owner``.
+        """
+        row = self.store.get(job_id, owner)
+        if row is None:
+            raise KeyError(job_id)
+        if row["status"] in FINAL_STATUSES:
+            return row["result"]
+        task = self._tasks.get(job_id)
+        budget = self._wait_budget_s() if wait_s is None else wait_s
+        if task is not None and budget > 0:
+            listeners = self._listeners.setdefault(job_id, set())
+            if progress is not None:
+                listeners.add(progress)
+            try:
+                await asyncio.wait_for(asyncio.shield(task), budget)
+            except TimeoutError:
+                pass  # still running: the caller gets a handle
+            except asyncio.CancelledError:
+                if _current_cancelled():
+                    raise  # the caller went away; the job keeps running
+                # else job_cancel stopped the job; its row says so
+            finally:
+                if progress is not None:
+                    listeners.discard(progress)
+        row = self.store.get(job_id, owner) or row
+        return row["result"] if row["status"] in FINAL_STATUSES else handle(row)
+
+    def status(self, job_id: str, owner: str | None) -> dict[str, Any]:
+        """``{job_id, status, progress, ...}`` without the output; KeyError when unknown."""
+        row = self.store.get(job_id, owner)
+        if row is None:
+            raise KeyError(job_id)
+        return summary(row, running_here=job_id in self._tasks)
+
+    async def cancel(self, job_id: str, owner: str | None) -> dict[str, Any]:
+        """Cancel a running job (its runner cancels the remote job too); finished jobs stay as they are."""
+        row = self.store.get(job_id, owner)
+        if row is None:
+            raise KeyError(job_id)
+        task = self._tasks.get(job_id)
+        if row["status"] == IN_PROGRESS:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            else:
+                job = {"project": row["project"], "action": row["action"]}
+                self.store.finish(job_id, "CANCELLED", self._cancelled(job_id, job))
+                await self._notify(job_id)
+        return self.status(job_id, owner)
+
+    def list(self, owner: str | None, status: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+        return [summary(r, running_here=r["job_id"] in self._tasks) for r in self.store.list(owner, status, limit)]
+
+    # --- restart -------------------------------------------------------------------------
+
+    def resume_unfinished(self) -> list[str]:
+        """Dispatch again every job left IN_PROGRESS (by a crash or a restart), same job ids."""
+        resumed = []
+        for row in self.store.unfinished():
+            if row["job_id"] in self._tasks:
+                continue
+            if _has_omitted(row["input"]):
+                self.store.finish(row["job_id"], "FAILED", {**self._cancelled(row["job_id"], row), "status": "FAILED",
+                                  "error": {"type": "JobLost", "message": "the server restarted and this job's inline input was too large to keep; submit it again with a storage key"}})
+                continue
+            job = {"project": row["project"], "action": row["action"], "input": row["input"], "job_id": row["job_id"]}
+            self._start(row["job_id"], job)
+            resumed.append(row["job_id"])
+        if resumed:
+            log.info("resumed %d unfinished job(s): %s", len(resumed), ", ".join(resumed))
+        return resumed
+
+    async def aclose(self) -> None:
+        """Stop following running jobs without marking them: they resume on the next start."""
+        tasks = list(self._tasks.values())
+        self._closing = True
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+def _current_cancelled() -> bool:
+    task = asyncio.current_task()
+    return bool(task and task.cancelling())
+
+
+def _has_omitted(value: Any) -> bool:
+    if isinstance(value, dict):
+        return "_omitted_chars" in value or any(_has_omitted(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_omitted(v) for v in value)
+    return False
+
+
+def summary(row: dict[str, Any], running_here: bool = False) -> dict[str, Any]:
+    """A job without its output: status, progress, timing, the error if it failed."""
+    result = row.get("result") or {}
+    return {
+        "job_id": row["job_id"],
+        "project": row["project"],
+        "action": row["action"],
+        "status": row["status"],
+        "progress": row.get("progress"),
+        "error": result.get("error"),
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+        "elapsed_ms": result.get("elapsed_ms"),
+        "running_here": running_here,
+    }
