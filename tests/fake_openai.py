@@ -158,7 +158,8 @@ class FakeOpenAI:
             self.requests.append(
                 RecordedRequest("POST", request.url.path, model, body, dict(request.headers))
             )
-            return await self._respond(self._next_behaviour(model), model, body)
+            key = request.headers.get("authorization", "").removeprefix("Bearer ")
+            return await self._respond(self._next_behaviour(model), model, body, key)
 
         return Starlette(
             routes=[
@@ -169,7 +170,7 @@ class FakeOpenAI:
             ]
         )
 
-    async def _respond(self, how: Behaviour, model: str, body: dict[str, Any]) -> Any:
+    async def _respond(self, how: Behaviour, model: str, body: dict[str, Any], request_key: str = "") -> Any:
         from starlette.responses import JSONResponse, Response
 
         if how.delay_s:
@@ -182,10 +183,10 @@ class FakeOpenAI:
                 pass
             return JSONResponse({"error": {"message": "hung"}}, status_code=504)
         if how.kind == "status":
-            return JSONResponse(
-                {"error": {"message": f"fake upstream error {how.status}", "type": "server_error"}},
-                status_code=how.status,
-            )
+            message = f"fake upstream error {how.status}"
+            if how.status == 401:  # like OpenAI, echo the key that was refused
+                message = f"Incorrect API key provided: {request_key}"
+            return JSONResponse({"error": {"message": message, "type": "server_error"}}, status_code=how.status)
         if how.kind == "rate_limit":
             headers = {} if how.retry_after is None else {"retry-after": f"{how.retry_after:g}"}
             return JSONResponse(

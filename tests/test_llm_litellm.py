@@ -179,6 +179,14 @@ async def test_health_check_probes_the_server(server: FakeOpenAI, monkeypatch: p
     assert await LiteLLMModel("m", cfg.models["m"]).health_check() is False
 
 
+async def test_a_key_echoed_by_the_upstream_is_redacted(server: FakeOpenAI) -> None:
+    model = LiteLLMModel("m", make_swarm_config({"m": spec("status-401", server.url)}).models["m"])
+    with pytest.raises(ProviderError) as err:
+        await model.complete(ASK, LLMConfig())
+    assert "Incorrect API key provided: [REDACTED]" in str(err.value)
+    assert SECRET not in str(err.value)
+
+
 async def test_error_messages_are_redacted(server: FakeOpenAI) -> None:
     model = LiteLLMModel("m", make_swarm_config({"m": spec("status-400", server.url)}).models["m"])
     with pytest.raises(ProviderError) as err:
