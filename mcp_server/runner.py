@@ -1,4 +1,10 @@
-"""How a tool call reaches the executor: the runtime's runner, with MCP progress."""
+"""How a tool call reaches the executor: a background job on the runtime's runner.
+
+A call waits up to the wait budget (``runner.wait_budget_s``); a job that takes longer comes
+back as a handle the client polls with ``job_status`` / ``job_result``. Progress reaches the
+caller as MCP progress notifications while it waits, and the job store keeps the last one
+for whoever polls later.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +12,52 @@ from typing import Any
 
 from mcp.server.mcpserver import Context
 
+LOCAL_OWNER = "local"
 
-async def run_job(ctx: Context, job: dict[str, Any]) -> dict[str, Any]:
-    """Run ``job`` on the configured runner, forwarding progress as MCP notifications."""
-    from mcp_server.tools import raise_for_failure
 
+def owner_of(ctx: Context) -> str:
+    """Who the caller is: the bearer token's identity on authenticated HTTP, else ``local``."""
+    request = ctx.request_context.request
+    user = getattr(request, "user", None) if request is not None else None
+    token = getattr(user, "access_token", None)
+    if token is None:
+        from mcp.server.auth.middleware.auth_context import get_access_token
+
+        token = get_access_token()
+    return f"token:{token.client_id}" if token is not None else LOCAL_OWNER
+
+
+def progress_sender(ctx: Context) -> Any:
+    """``progress(stage, message, fraction)`` -> MCP progress notifications for this request."""
     state = ctx.request_context.lifespan_context
     step = 0
 
     async def progress(stage: str, message: str, fraction: float | None = None) -> None:
         nonlocal step
         step += 1
+        value, total = (round(fraction * 100, 1), 100.0) if fraction is not None else (float(step), None)
         try:
-            await ctx.report_progress(step, None, f"{stage}: {message}")
+            await ctx.report_progress(value, total, f"{stage}: {message}" if message else stage)
         except Exception:  # a client that went away must not fail the job
             state.log.debug("progress notification dropped", exc_info=True)
 
-    result = await state.runner().run(job, progress)
-    raise_for_failure(result)
+    return progress
+
+
+async def run_job(
+    ctx: Context, job: dict[str, Any], *, wait_s: float | None = None, idempotency_key: str | None = None
+) -> dict[str, Any]:
+    """Run ``job`` as a background job; the envelope when it finishes within the wait, else a handle.
+
+    Raises:
+        ToolError: the job finished FAILED (message from ``raise_for_failure``).
+    """
+    from mcp_server.tools import raise_for_failure
+
+    state = ctx.request_context.lifespan_context
+    result = await state.jobs.submit(
+        job, owner_of(ctx), progress=progress_sender(ctx), wait_s=wait_s, idempotency_key=idempotency_key
+    )
+    if result.get("status") != "IN_PROGRESS":
+        raise_for_failure(result)
     return result

@@ -1,7 +1,8 @@
-"""The MCP server: an ``MCPServer`` whose lifespan builds the runtime once.
+"""The MCP server: an ``MCPServer`` whose lifespan builds the runtime and the job manager once.
 
-``swarm-mcp`` serves it over stdio. Starting it and answering ``tools/list`` imports no
-litellm, langgraph, torch or llama_cpp: those load on the first tool call that needs them.
+``swarm-mcp`` serves it over stdio; ``swarm-mcp --http`` over streamable HTTP (see
+``mcp_server.http``). Starting it and answering ``tools/list`` imports no litellm, langgraph,
+torch or llama_cpp: those load on the first tool call that needs them.
 """
 
 from __future__ import annotations
@@ -13,25 +14,31 @@ import os
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from mcp.server import MCPServer
+from mcp.server.subscriptions import InMemorySubscriptionBus, ResourceUpdated
 
 INSTRUCTIONS = (
     "runpod-swarm runs a small AI swarm: `delegate` routes a task to a primary model and a "
-    "reviewer from another provider family, with fallbacks; every result carries a trace of "
-    "each provider call."
+    "reviewer from another provider family, with fallbacks; `research` writes a cited report; "
+    "image tools upscale and cut out images. Every result carries a trace of each provider call. "
+    "A tool that outlasts the wait budget returns status IN_PROGRESS and a job_id: finish it with "
+    "job_result(job_id). Resources: swarm://config, swarm://providers, swarm://jobs/{id}."
 )
 
 
 @dataclass
 class ServerState:
-    """Shared by every request: the runtime (config, circuits, models) and the runner."""
+    """Shared by every request: the runtime (config, circuits, models), the runner and the jobs."""
 
     config_path: str | None
+    bus: Any = None
+    jobs_path: Path | None = None
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("swarm.mcp"))
     _runtime: Any = None
-    _runner: Any = None
+    _jobs: Any = None
 
     @property
     def runtime(self) -> Any:
@@ -49,30 +56,88 @@ class ServerState:
             return self.runtime
         return make_runner(self.runtime.config, self.runtime)
 
+    @property
+    def jobs(self) -> Any:
+        """The job manager (store under ``swarm.config.state_dir()/jobs.sqlite``)."""
+        if self._jobs is None:
+            from swarm.config import state_dir
+            from swarm.jobs import JobManager, JobStore
 
-def build_server(config_path: str | None = None) -> MCPServer:
-    """The MCP server with every tool registered; the runtime is built in the lifespan."""
+            store = JobStore(self.jobs_path or state_dir() / "jobs.sqlite")
+            self._jobs = JobManager(
+                store,
+                runner=self.runner,
+                wait_budget_s=lambda: self.runtime.config.runner.wait_budget_s,
+                on_finished=self._job_finished,
+            )
+        return self._jobs
+
+    async def _job_finished(self, job_id: str) -> None:
+        if self.bus is not None:
+            await self.bus.publish(ResourceUpdated(uri=f"swarm://jobs/{job_id}"))
+
+    async def start(self) -> None:
+        """Resume the jobs a previous server left unfinished (same job ids, from checkpoints)."""
+        from swarm.config import state_dir
+
+        path = self.jobs_path or state_dir() / "jobs.sqlite"
+        if path.exists():  # no store yet -> nothing to resume, and nothing heavy to import
+            self.jobs.resume_unfinished()
+
+    async def aclose(self) -> None:
+        if self._jobs is not None:
+            await self._jobs.aclose()
+            self._jobs.store.close()
+        if self._runtime is not None:
+            await self._runtime.aclose()
+
+
+def build_server(config_path: str | None = None, *, jobs_path: Path | None = None, **server_kwargs: Any) -> MCPServer:
+    """The MCP server with every available tool, resource and prompt registered.
+
+    Args:
+        config_path: config file (default: ``$SWARM_CONFIG`` or the project's config.yaml).
+        jobs_path: the job store (default: ``state_dir()/jobs.sqlite``).
+        server_kwargs: passed to ``MCPServer`` (the HTTP transport adds ``token_verifier`` and ``auth``).
+    """
+    from swarm.config import config_path as resolve_config_path
+    from swarm.config import load_config
+
+    config = load_config(resolve_config_path(config_path))
+    bus = InMemorySubscriptionBus()
+    live: list[ServerState] = []  # the state of the running lifespan, for static resources
 
     @contextlib.asynccontextmanager
     async def lifespan(server: MCPServer) -> AsyncIterator[ServerState]:
-        state = ServerState(config_path=config_path)
+        state = ServerState(config_path=config_path, bus=bus, jobs_path=jobs_path)
+        await state.start()
+        live.append(state)
         try:
             yield state
         finally:
-            if state._runtime is not None:
-                await state._runtime.aclose()
+            live.remove(state)
+            await state.aclose()
 
-    server = MCPServer(name="runpod-swarm", instructions=INSTRUCTIONS, version="0.1.0", lifespan=lifespan)
-    from mcp_server import tools
+    server = MCPServer(
+        name="runpod-swarm", instructions=INSTRUCTIONS, version="0.2.0", lifespan=lifespan,
+        subscriptions=bus, **server_kwargs,
+    )
+    from mcp_server import job_tools, prompts, resources, tools
 
-    tools.register(server)
+    tools.register(server, config)
+    job_tools.register(server)
+    resources.register(server, lambda: live[-1])
+    prompts.register(server)
     return server
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``swarm-mcp [--config PATH]``: serve over stdio."""
+    """``swarm-mcp [--config PATH] [--http [--host H] [--port P]]``."""
     parser = argparse.ArgumentParser(prog="swarm-mcp", description=__doc__)
     parser.add_argument("--config", help="config file (default: $SWARM_CONFIG or the project's config.yaml)")
+    parser.add_argument("--http", action="store_true", help="serve streamable HTTP instead of stdio")
+    parser.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8808, help="HTTP port (default 8808)")
     args = parser.parse_args(argv)
     logging.basicConfig(
         stream=sys.stderr,  # stdout carries the protocol
@@ -87,7 +152,12 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as exc:
         print(f"swarm-mcp: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    build_server(args.config).run("stdio")
+    if args.http:
+        from mcp_server.http import serve_http
+
+        serve_http(args.config, host=args.host, port=args.port)
+    else:
+        build_server(args.config).run("stdio")
 
 
 if __name__ == "__main__":

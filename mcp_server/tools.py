@@ -1,12 +1,18 @@
 """MCP tools: thin wrappers that turn tool arguments into a job for the runner.
 
 No business logic here: validation of limits, routing and execution happen in the
-dispatcher and the graphs, the same code the RunPod worker runs.
+dispatcher and the graphs, the same code the RunPod worker runs. A tool is registered only
+when its action module imports, so the server works whichever actions are installed; config
+``mcp.enabled_tools`` trims the list further to save the client's context.
+
+Annotations are evaluated at registration (no ``from __future__ import annotations``) so the
+limits advertised in input schemas come from the config in force.
 """
 
-from __future__ import annotations
-
-from typing import Any, Literal
+import importlib.util
+import logging
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
@@ -14,6 +20,18 @@ from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
 from mcp_server.runner import run_job
+
+log = logging.getLogger("swarm.mcp")
+
+Tier = Literal["fast", "balanced", "premium"]
+IdempotencyKey = Annotated[
+    str | None,
+    Field(
+        max_length=128,
+        pattern=r"^[A-Za-z0-9_.:\-]+$",
+        description="optional; a retry with the same key returns the first job instead of starting another",
+    ),
+]
 
 
 class TraceStepOut(BaseModel):
@@ -33,16 +51,46 @@ class TraceStepOut(BaseModel):
     detail: str | None = None
 
 
-class DelegateOutput(BaseModel):
-    """The answer, the reviewer's verdict and the full execution trace."""
+class JobOutcome(BaseModel):
+    """Common head of every action result: a finished job, or one still running."""
 
     job_id: str
-    text: str = Field(description="the final answer")
+    status: Literal["COMPLETED", "IN_PROGRESS"] = Field(
+        description="IN_PROGRESS: the job outlasted the wait budget; call job_result(job_id) to get the rest"
+    )
+    message: str | None = Field(default=None, description="what to do next when the job is still running")
+    progress: dict[str, Any] | None = Field(default=None, description="last progress of a running job")
+    trace: list[TraceStepOut] = Field(default_factory=list)
+    totals: dict[str, Any] = Field(default_factory=dict)
+
+
+class DelegateOutput(JobOutcome):
+    """The answer, the reviewer's verdict and the full execution trace."""
+
+    text: str = Field(default="", description="the final answer")
     model: str | None = Field(default=None, description="model that wrote the final answer")
     review: dict[str, Any] | None = Field(default=None, description="reviewer verdict, or null when the route has none")
     revisions: int = 0
-    trace: list[TraceStepOut]
-    totals: dict[str, Any]
+
+
+class ResearchOutput(JobOutcome):
+    """A cited Markdown report; every [n] resolves to an entry of ``sources``."""
+
+    report: str = Field(default="", description="Markdown report with [n] citations")
+    report_uri: str | None = Field(default=None, description="swarm://jobs/{id}/report: the report, paginated")
+    sources: list[dict[str, Any]] = Field(default_factory=list)
+    citations: list[dict[str, Any]] = Field(default_factory=list)
+    review: dict[str, Any] | None = None
+    queries: list[str] = Field(default_factory=list)
+
+
+class ImageOutput(JobOutcome):
+    """A processed image as a storage key and a URL (base64 only when asked and small enough)."""
+
+    key: str | None = Field(default=None, description="storage key of the result; read it as swarm://artifacts/{key}")
+    url: str | None = Field(default=None, description="where to download the result (may expire)")
+    image_base64: str | None = Field(default=None, description="the result inline, only with return_base64=true")
+    details: dict[str, Any] = Field(default_factory=dict, description="size, model, format and other facts")
 
 
 DELEGATE_DESCRIPTION = (
@@ -51,12 +99,58 @@ DELEGATE_DESCRIPTION = (
     "the reviewer returns a verdict, and the draft is revised within a bounded loop. kinds: "
     "bulk_content (cheap drafting, reviewed), critical (strongest model, no reviewer), research "
     "(search-backed, when available). tier: fast | balanced | premium. Returns the final text, "
-    "the review and a trace of every provider call (model, latency, tokens, cost, outcome)."
+    "the review and a trace of every provider call (model, latency, tokens, cost, outcome). "
+    "If status is IN_PROGRESS the job is still running: call job_result with its job_id."
 )
+RESEARCH_DESCRIPTION = (
+    "Research a question on the web and local documents: plans sub-queries, searches in "
+    "parallel, reads the best sources and writes a Markdown report whose every [n] citation "
+    "resolves to a source it read (unsupported citations are removed). depth: quick (about 3 "
+    "sources) | standard (5) | deep (8, slowest). Takes from seconds to minutes: a status of "
+    "IN_PROGRESS means call job_result(job_id) later. The full report is also at report_uri."
+)
+IMAGE_COMMON = (
+    " Give exactly one of `image` (base64 or a data: URL), `url` (http/https) or `key` (a "
+    "storage key from an earlier result). Returns the result's storage key and a download URL; "
+    "set return_base64=true only when you need the bytes inline (small images only)."
+)
+IMAGE_DESCRIPTIONS = {
+    "upscale": "Upscale an image with Real-ESRGAN (anime/illustration models by default, x2-x4)." + IMAGE_COMMON,
+    "remove_background": "Cut the subject out of an image: returns a PNG with a transparent background." + IMAGE_COMMON,
+    "pipeline": "Remove the background, then upscale, in one job (one upload, one result)." + IMAGE_COMMON,
+}
 
 
-def register(server: Any) -> None:
-    """Add the tools to ``server``."""
+def _action_available(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def register(server: Any, config: Any) -> list[str]:
+    """Add every available, enabled action tool to ``server``; returns their names."""
+    enabled = config.mcp.enabled_tools
+    registrars: dict[str, tuple[str, Callable[[Any, Any], None]]] = {
+        "delegate": ("graphs.delegation.action", _register_delegate),
+        "research": ("graphs.research.action", _register_research),
+        **{name: ("graphs.image.action", _image_registrar(name)) for name in IMAGE_DESCRIPTIONS},
+    }
+    names = []
+    for name, (module, registrar) in registrars.items():
+        if enabled is not None and name not in enabled:
+            continue
+        if not _action_available(module):
+            log.debug("tool %s not registered: %s is not installed", name, module)
+            continue
+        registrar(server, config)
+        names.append(name)
+    return names
+
+
+def _register_delegate(server: Any, config: Any) -> None:
+    max_chars = config.limits.max_task_chars
+    kinds = ", ".join(sorted(config.routing.delegation))
 
     @server.tool(
         name="delegate",
@@ -65,36 +159,143 @@ def register(server: Any) -> None:
         annotations=ToolAnnotations(readOnlyHint=True, idempotentHint=False, openWorldHint=True),
     )
     async def delegate(
-        task: str,
+        # the dispatcher enforces both limits with messages naming the config key
+        task: Annotated[str, Field(description="what to do, in plain words",
+                                   json_schema_extra={"minLength": 1, "maxLength": max_chars})],
         ctx: Context,
-        kind: str = "bulk_content",
-        tier: Literal["fast", "balanced", "premium"] | None = None,
+        kind: Annotated[str, Field(description=f"route in routing.delegation: {kinds}", max_length=64)] = "bulk_content",
+        tier: Annotated[Tier | None, Field(description="model tier; default providers.llm.default")] = None,
+        idempotency_key: IdempotencyKey = None,
     ) -> DelegateOutput:
         job = {"project": "swarm", "action": "delegate", "input": _drop_none(task=task, kind=kind, tier=tier)}
-        result = await run_job(ctx, job)
-        output = result["output"] or {}
-        return DelegateOutput(
-            job_id=result["job_id"],
-            text=output.get("text", ""),
-            model=output.get("model"),
-            review=output.get("review"),
-            revisions=output.get("revisions", 0),
-            trace=[TraceStepOut.model_validate(s, strict=False) for s in _public_steps(result["trace"])],
-            totals=result["totals"],
-        )
+        result = await run_job(ctx, job, idempotency_key=idempotency_key)
+        return delegate_output(result)
+
+
+def _register_research(server: Any, config: Any) -> None:
+    max_chars = config.limits.max_question_chars
+
+    @server.tool(
+        name="research",
+        title="Research a question",
+        description=RESEARCH_DESCRIPTION,
+        annotations=ToolAnnotations(readOnlyHint=True, idempotentHint=False, openWorldHint=True),
+    )
+    async def research(
+        question: Annotated[str, Field(description="what to find out",
+                                       json_schema_extra={"minLength": 1, "maxLength": max_chars})],
+        ctx: Context,
+        depth: Annotated[Literal["quick", "standard", "deep"], Field(description="how many sources to read")] = "standard",
+        max_sources: Annotated[int, Field(ge=1, le=20, description="most sources kept after ranking")] = 8,
+        backends: Annotated[list[Annotated[str, Field(max_length=64)]] | None, Field(
+            max_length=8, description="search backends in order (default: providers.search.fallback_chain)")] = None,
+        idempotency_key: IdempotencyKey = None,
+    ) -> ResearchOutput:
+        inp = _drop_none(question=question, depth=depth, max_sources=max_sources, backends=backends)
+        result = await run_job(ctx, {"project": "swarm", "action": "research", "input": inp}, idempotency_key=idempotency_key)
+        return research_output(result)
+
+
+def _image_registrar(action: str) -> Callable[[Any, Any], None]:
+    def registrar(server: Any, config: Any) -> None:
+        inline_limit = config.mcp.max_inline_image_bytes
+        max_b64 = (config.providers.image.max_input_bytes * 4) // 3 + 64
+
+        async def image_tool(
+            ctx: Context,
+            image: Annotated[str | None, Field(description="the image as base64 or a data:image/...;base64 URL",
+                                               json_schema_extra={"maxLength": max_b64})] = None,
+            url: Annotated[str | None, Field(description="http(s) URL of the image", max_length=2048)] = None,
+            key: Annotated[str | None, Field(description="storage key of an earlier result", max_length=512)] = None,
+            scale: Annotated[int | None, Field(ge=1, le=8, description="upscale factor (default from config)")] = None,
+            output_format: Annotated[Literal["png", "webp", "jpeg"] | None, Field(description="default png")] = None,
+            return_base64: Annotated[bool, Field(description="also return the result inline as base64")] = False,
+            idempotency_key: IdempotencyKey = None,
+        ) -> ImageOutput:
+            inp = _drop_none(image=image, url=url, key=key, scale=scale, output_format=output_format)
+            if action == "remove_background":
+                inp.pop("scale", None)
+            result = await run_job(ctx, {"project": "image_tools", "action": action, "input": inp},
+                                   idempotency_key=idempotency_key)
+            return await image_output(ctx, result, return_base64=return_base64, inline_limit=inline_limit)
+
+        server.tool(
+            name=action,
+            title=action.replace("_", " ").capitalize(),
+            description=IMAGE_DESCRIPTIONS[action],
+            annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=False, openWorldHint=True),
+        )(image_tool)
+
+    return registrar
+
+
+# --- envelopes -> tool results -------------------------------------------------------------
 
 
 def _drop_none(**values: Any) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
 
-def _public_steps(trace: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{k: v for k, v in step.items() if k in TraceStepOut.model_fields} for step in trace]
+def public_steps(trace: list[dict[str, Any]]) -> list[TraceStepOut]:
+    return [
+        TraceStepOut.model_validate({k: v for k, v in step.items() if k in TraceStepOut.model_fields}, strict=False)
+        for step in trace
+    ]
+
+
+def _head(result: dict[str, Any]) -> dict[str, Any]:
+    if result.get("status") == "IN_PROGRESS":
+        return {"job_id": result["job_id"], "status": "IN_PROGRESS", "message": result.get("message"),
+                "progress": result.get("progress")}
+    return {"job_id": result["job_id"], "status": "COMPLETED", "trace": public_steps(result.get("trace") or []),
+            "totals": result.get("totals") or {}}
+
+
+def delegate_output(result: dict[str, Any]) -> DelegateOutput:
+    output = result.get("output") or {}
+    return DelegateOutput(
+        **_head(result),
+        text=output.get("text", ""),
+        model=output.get("model"),
+        review=output.get("review"),
+        revisions=output.get("revisions", 0),
+    )
+
+
+def research_output(result: dict[str, Any]) -> ResearchOutput:
+    output = result.get("output") or {}
+    done = result.get("status") != "IN_PROGRESS"
+    return ResearchOutput(
+        **_head(result),
+        report=output.get("report", ""),
+        report_uri=f"swarm://jobs/{result['job_id']}/report" if done else None,
+        sources=output.get("sources", []),
+        citations=output.get("citations", []),
+        review=output.get("review"),
+        queries=[str(q) for q in output.get("queries", [])],
+    )
+
+
+async def image_output(ctx: Context, result: dict[str, Any], *, return_base64: bool, inline_limit: int) -> ImageOutput:
+    output = dict(result.get("output") or {})
+    key = output.pop("key", None) or output.pop("image_key", None)
+    url = output.pop("url", None) or output.pop("image_url", None)
+    inline = output.pop("image_base64", None) or output.pop("image", None)
+    details = {k: v for k, v in output.items() if not (isinstance(v, str) and len(v) > 4096)}
+    if return_base64 and inline is None and key:
+        import base64
+
+        data = await ctx.request_context.lifespan_context.runtime.providers().storage.get(key)
+        if len(data) > inline_limit:
+            details["inline_omitted"] = f"result is {len(data)} bytes, over mcp.max_inline_image_bytes={inline_limit}; download it from url"
+        else:
+            inline = base64.b64encode(data).decode()
+    return ImageOutput(**_head(result), key=key, url=url, image_base64=inline if return_base64 else None, details=details)
 
 
 def raise_for_failure(result: dict[str, Any]) -> None:
     """Turn a FAILED envelope into a tool error a model can act on (no traceback, no secret)."""
-    if result.get("status") == "COMPLETED":
+    if result.get("status") in ("COMPLETED", "IN_PROGRESS"):
         return
     error = result.get("error") or {}
     attempts = [s for s in result.get("trace", []) if s.get("kind") != "node"]
@@ -104,4 +305,5 @@ def raise_for_failure(result: dict[str, Any]) -> None:
             f"{s.get('model') or s.get('provider')} {s.get('outcome')} {s.get('error_class') or ''}".strip()
             for s in attempts
         ))
+    lines.append(f"job_id: {result.get('job_id')}")
     raise ToolError("\n".join(lines))

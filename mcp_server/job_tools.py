@@ -1,0 +1,112 @@
+"""Tools that finish a long job's story: status, result, cancel, list.
+
+A job id that does not exist and one that belongs to another client get the same answer,
+so ids cannot be probed.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import ToolAnnotations
+from pydantic import BaseModel, Field
+
+from mcp_server.runner import owner_of, progress_sender
+
+JobId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$",
+                             description="the job_id a tool returned")]
+MAX_RESULT_WAIT_S = 50.0  # under Claude Desktop's ~60 s tool timeout
+
+
+class JobStatus(BaseModel):
+    """Where one job stands (no output: use job_result for that)."""
+
+    job_id: str
+    project: str
+    action: str
+    status: Literal["IN_PROGRESS", "COMPLETED", "FAILED", "CANCELLED"]
+    progress: dict[str, Any] | None = Field(default=None, description="last progress: stage, message, fraction")
+    error: dict[str, Any] | None = None
+    created_at: float
+    updated_at: float
+    elapsed_ms: float | None = None
+    running_here: bool = Field(description="false for a job that is waiting to be resumed")
+
+
+class JobList(BaseModel):
+    jobs: list[JobStatus]
+
+
+class JobResult(BaseModel):
+    """A finished job's full envelope, or the job's status while it still runs."""
+
+    job_id: str
+    status: Literal["IN_PROGRESS", "COMPLETED", "FAILED", "CANCELLED"]
+    project: str | None = None
+    action: str | None = None
+    output: dict[str, Any] | None = Field(default=None, description="the action's result (same as the action tool's)")
+    error: dict[str, Any] | None = None
+    progress: dict[str, Any] | None = None
+    message: str | None = None
+    trace: list[dict[str, Any]] = Field(default_factory=list)
+    totals: dict[str, Any] = Field(default_factory=dict)
+    elapsed_ms: float | None = None
+
+
+def _unknown(job_id: str) -> ToolError:
+    return ToolError(f"unknown job_id {job_id!r}: no job with this id is visible to you; list_jobs shows yours")
+
+
+def register(server: Any) -> None:
+    """Add job_status, job_result, job_cancel and list_jobs (always on)."""
+    read_only = ToolAnnotations(readOnlyHint=True, idempotentHint=True, openWorldHint=False)
+
+    @server.tool(name="job_status", title="Job status", annotations=read_only,
+                 description="Status and last progress of a job started by another tool (cheap; no output).")
+    async def job_status(job_id: JobId, ctx: Context) -> JobStatus:
+        try:
+            return JobStatus(**ctx.request_context.lifespan_context.jobs.status(job_id, owner_of(ctx)))
+        except KeyError:
+            raise _unknown(job_id) from None
+
+    @server.tool(
+        name="job_result", title="Job result", annotations=read_only,
+        description=(
+            "Wait up to wait_s seconds (default 30, max 50) for a job and return its full result. If it is "
+            "still running, status is IN_PROGRESS: call job_result again. Progress notifications are sent while waiting."
+        ),
+    )
+    async def job_result(
+        job_id: JobId,
+        ctx: Context,
+        wait_s: Annotated[float, Field(ge=0, le=MAX_RESULT_WAIT_S, description="seconds to wait")] = 30.0,
+    ) -> JobResult:
+        jobs = ctx.request_context.lifespan_context.jobs
+        try:
+            result = await jobs.result(job_id, owner_of(ctx), wait_s=wait_s, progress=progress_sender(ctx))
+        except KeyError:
+            raise _unknown(job_id) from None
+        return JobResult.model_validate({k: v for k, v in result.items() if k in JobResult.model_fields})
+
+    @server.tool(
+        name="job_cancel", title="Cancel a job",
+        annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=True, openWorldHint=False),
+        description="Cancel a running job (a RunPod job is cancelled on the endpoint too). A finished job is left as it is.",
+    )
+    async def job_cancel(job_id: JobId, ctx: Context) -> JobStatus:
+        try:
+            return JobStatus(**await ctx.request_context.lifespan_context.jobs.cancel(job_id, owner_of(ctx)))
+        except KeyError:
+            raise _unknown(job_id) from None
+
+    @server.tool(name="list_jobs", title="List jobs", annotations=read_only,
+                 description="Your jobs, newest first, optionally only those with one status.")
+    async def list_jobs(
+        ctx: Context,
+        status: Literal["IN_PROGRESS", "COMPLETED", "FAILED", "CANCELLED"] | None = None,
+        limit: Annotated[int, Field(ge=1, le=100)] = 20,
+    ) -> JobList:
+        rows = ctx.request_context.lifespan_context.jobs.list(owner_of(ctx), status, limit)
+        return JobList(jobs=[JobStatus(**r) for r in rows])

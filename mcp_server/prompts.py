@@ -1,0 +1,30 @@
+"""MCP prompts users reach for: a research brief and a delegate-and-review request."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def register(server: Any) -> None:
+    """Add the prompts to ``server``."""
+
+    @server.prompt(name="research_brief", title="Research brief",
+                   description="Ask for a cited research report on a topic, for a given audience and depth.")
+    def research_brief(topic: str, audience: str = "an engineer new to the topic", depth: str = "standard") -> str:
+        return (
+            f"Research this topic with the `research` tool (depth={depth!r}): {topic}\n\n"
+            f"Then write a brief for {audience}: a three-sentence summary, the key findings as "
+            "bullets, each with its [n] citations kept, open questions, and the sources list. "
+            "Do not add claims the report does not support. If the tool returns status "
+            "IN_PROGRESS, call `job_result` with its job_id until it is COMPLETED."
+        )
+
+    @server.prompt(name="delegate_and_review", title="Delegate and review",
+                   description="Hand a task to the swarm, then check the reviewer's verdict and the trace.")
+    def delegate_and_review(task: str, kind: str = "bulk_content", criteria: str = "correctness and completeness") -> str:
+        return (
+            f"Use the `delegate` tool with kind={kind!r} for this task:\n\n{task}\n\n"
+            f"When it returns, judge the answer on {criteria}. Report: the answer, the reviewer's "
+            "verdict and issues (if any), which models ran (from the trace) and the total cost. "
+            "If the review found problems the revision did not fix, say so plainly."
+        )

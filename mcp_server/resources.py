@@ -1,0 +1,147 @@
+"""MCP resources: config, provider health, jobs, research reports, stored images, graph diagrams.
+
+Everything here reads; nothing starts a job. Job resources are scoped to the caller like the
+job tools, and a finished job publishes ``resources/updated`` for ``swarm://jobs/{id}``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from typing import Any
+
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ResourceError
+
+from mcp_server.runner import owner_of
+
+#: graph name -> "module:build_graph" and how to call it with fakes (no model, no network)
+GRAPHS = ("delegation", "research")
+
+
+def register(server: Any, current_state: Callable[[], Any]) -> None:
+    """Add the static resources and the templates to ``server``.
+
+    Static resources cannot take a ``Context`` in this SDK, so they reach the server state
+    through ``current_state()`` (set by the lifespan).
+    """
+
+    @server.resource("swarm://config", name="config", title="Effective config (redacted)", mime_type="application/json",
+                     description="The config in force now, after ${ENV} expansion, with every secret masked.")
+    def config_resource() -> str:
+        from swarm.config import redacted_dump
+
+        state = current_state()
+        data = redacted_dump(state.runtime.config)
+        if state.runtime.store.last_error:
+            data["_last_reload_error"] = state.runtime.store.last_error
+        return json.dumps(data, indent=2)
+
+    @server.resource("swarm://providers", name="providers", title="Provider health and circuits",
+                     mime_type="application/json",
+                     description="Per LLM model: available now or why not (missing key, circuit open), circuit state.")
+    async def providers_resource() -> str:
+        return json.dumps(await provider_health(current_state()), indent=2)
+
+    @server.resource("swarm://jobs/{job_id}", name="job", title="A job: status and trace", mime_type="application/json",
+                     description="One of your jobs: status, last progress, error and the trace of every provider call.")
+    def job_resource(job_id: str, ctx: Context) -> str:
+        row = _job_row(ctx, job_id)
+        result = row.get("result") or {}
+        from swarm.jobs import summary
+
+        return json.dumps({**summary(row), "trace": result.get("trace", []), "totals": result.get("totals", {})}, indent=2)
+
+    @server.resource("swarm://jobs/{job_id}/report{?page}", name="job-report", title="A research report, paginated",
+                     mime_type="text/markdown",
+                     description="The full Markdown report of a finished research job; large reports come in pages "
+                                 "(?page=1, 2, ...); each page ends with a line naming the next page.")
+    def report_resource(job_id: str, ctx: Context, page: int = 1) -> str:
+        row = _job_row(ctx, job_id)
+        if row["status"] != "COMPLETED":
+            raise ResourceError(f"job {job_id} is {row['status']}; the report exists once it is COMPLETED")
+        output = (row.get("result") or {}).get("output") or {}
+        report = output.get("report") or output.get("text")
+        if not report:
+            raise ResourceError(f"job {job_id} ({row['action']}) has no report")
+        size = ctx.request_context.lifespan_context.runtime.config.mcp.report_page_chars
+        return paginate(report, size, page, f"swarm://jobs/{job_id}/report")
+
+    @server.resource("swarm://artifacts/{+key}", name="artifact", title="A stored image or file",
+                     description="An object from the configured storage (e.g. an upscaled image), by the key a tool returned.")
+    async def artifact_resource(key: str, ctx: Context) -> bytes:
+        from providers.errors import InputError, ProviderError
+
+        storage = ctx.request_context.lifespan_context.runtime.providers().storage
+        try:
+            return bytes(await storage.get(key))
+        except (InputError, ProviderError, FileNotFoundError, KeyError) as exc:
+            raise ResourceError(f"artifact {key!r} cannot be read: {type(exc).__name__}") from None
+
+    @server.resource("swarm://graphs/{name}", name="graph", title="A graph as a Mermaid diagram", mime_type="text/vnd.mermaid",
+                     description=f"The LangGraph of an action as Mermaid text; names: {', '.join(GRAPHS)}.")
+    def graph_resource(name: str) -> str:
+        return mermaid(name)
+
+
+def _job_row(ctx: Context, job_id: str) -> dict[str, Any]:
+    row = ctx.request_context.lifespan_context.jobs.store.get(job_id, owner_of(ctx))
+    if row is None:
+        raise ResourceError(f"unknown job_id {job_id!r}: no job with this id is visible to you")
+    return row
+
+
+def paginate(text: str, size: int, page: int, uri: str) -> str:
+    """Page ``page`` (1-based) of ``text`` cut at ``size`` characters, on a line break when one is near."""
+    pages = max(1, math.ceil(len(text) / size))
+    if not 1 <= page <= pages:
+        raise ResourceError(f"page {page} does not exist; the report has {pages} page(s)")
+    chunks, rest = [], text
+    while rest:
+        cut = len(rest) if len(rest) <= size else (rest.rfind("\n", size // 2, size) + 1 or size)
+        chunks.append(rest[:cut])
+        rest = rest[cut:]
+    if page > len(chunks):
+        raise ResourceError(f"page {page} does not exist; the report has {len(chunks)} page(s)")
+    body = chunks[page - 1]
+    if page < len(chunks):
+        body += f"\n\n<!-- page {page} of {len(chunks)}; next: {uri}?page={page + 1} -->\n"
+    return body
+
+
+async def provider_health(state: Any) -> dict[str, Any]:
+    """LLM models (availability + circuit), search circuits, storage backend, last config error."""
+    runtime = state.runtime
+    config = runtime.config
+    out: dict[str, Any] = {"config_version": runtime.store.version, "config_error": runtime.store.last_error}
+    llm = runtime.providers(config).llm
+    health = getattr(llm, "health", None)
+    out["llm"] = await health() if health is not None else {"healthy": await llm.health_check()}
+    search_circuits = getattr(runtime, "_search_circuits", None)
+    out["search"] = {
+        "chain": list(config.providers.search.fallback_chain),
+        "circuits": search_circuits.snapshot() if search_circuits is not None else {},
+    }
+    out["storage"] = {"backend": config.providers.storage.default}
+    return out
+
+
+def mermaid(name: str) -> str:
+    """The named graph compiled over fakes (no model, no network) and drawn as Mermaid."""
+    from providers.testing import FakeLLM, FakeSearch
+
+    if name == "delegation":
+        from graphs.delegation.graph import build_graph
+
+        graph = build_graph(FakeLLM())
+    elif name == "research":
+        from graphs.research.graph import build_graph
+
+        async def no_fetch(*args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError("diagram only")
+
+        graph = build_graph(FakeLLM(), FakeSearch([]), no_fetch)
+    else:
+        raise ResourceError(f"unknown graph {name!r}; valid: {', '.join(GRAPHS)}")
+    return str(graph.get_graph().draw_mermaid())
