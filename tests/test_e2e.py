@@ -113,3 +113,26 @@ async def test_mcp_client_over_stdio_gets_an_answer_from_the_real_local_model() 
     assert local["input_tokens"] > 0 and local["output_tokens"] > 0 and local["latency_ms"] > 0
     assert data["review"] is not None and "approved" in data["review"]
     assert any(m.startswith("draft") for m in progress)
+
+
+async def test_running_runtime_hot_swaps_config_and_refuses_a_broken_edit(
+    fake_models: FakeOpenAI, config_file: Path
+) -> None:
+    from swarm.runtime import Runtime
+
+    fake_models.script("smollm2-135m-instruct", Behaviour.answer("fine"))
+    runtime = Runtime(config_file)
+    job = {"project": "swarm", "action": "delegate", "input": {"task": "twelve chars", "kind": "critical"}}
+    try:
+        assert (await runtime.run(dict(job)))["status"] == "COMPLETED"
+        config_file.write_text(config_file.read_text().replace("max_task_chars: 20000", "max_task_chars: 5"))
+        os.utime(config_file, ns=(10**9, 10**9))
+        second = await runtime.run(dict(job))
+        assert second["status"] == "FAILED" and "the limit is 5" in second["error"]["message"]
+        config_file.write_text(config_file.read_text().replace("max_task_chars: 5", "max_task_chars: nope"))
+        os.utime(config_file, ns=(2 * 10**9, 2 * 10**9))
+        third = await runtime.run(dict(job))  # refused edit: the last good config keeps serving
+        assert third["status"] == "FAILED" and "the limit is 5" in third["error"]["message"]
+        assert runtime.store.last_error and "limits.max_task_chars" in runtime.store.last_error
+    finally:
+        await runtime.aclose()
