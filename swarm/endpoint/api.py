@@ -256,10 +256,8 @@ async def job_stream(request: Request, store: JobStore) -> Response:
 
 async def ping(request: Request, store: JobStore) -> Response:
     # Pings come from a forked process that can outlive a killed worker, so they say nothing
-    # about liveness here; they are recorded for /health's benefit only.
-    worker_id = request.path_params["worker_id"]
-    worker = store.workers.get(worker_id) or store.seen(worker_id)
-    worker.last_ping = time.monotonic()
+    # about liveness; they do say which jobs the worker still runs (stop signals are re-sent).
+    store.pinged(request.path_params["worker_id"], request.query_params.get("job_id"))
     return Response(status_code=200)
 
 

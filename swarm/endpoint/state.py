@@ -88,6 +88,8 @@ class Worker:
     last_seen: float = field(default_factory=time.monotonic)
     open_polls: int = 0
     last_ping: float | None = None
+    reported: set[str] = field(default_factory=set)
+    stopping: set[str] = field(default_factory=set)
     stop: list[str] = field(default_factory=list)
     stop_ready: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -276,6 +278,21 @@ class JobStore:
                 if now - job.finished_at > keep:
                     del self.jobs[job.id]
 
+    def pinged(self, worker_id: str, job_ids: str | None) -> None:
+        """A heartbeat listing the jobs the worker still runs.
+
+        A stop signal can reach the SDK before it has started the job's task (it then ignores
+        the signal), so a stopped job the worker still reports is signalled again.
+        """
+        worker = self.workers.get(worker_id) or self.seen(worker_id)
+        worker.last_ping = time.monotonic()
+        worker.reported = {j for j in (job_ids or "").split(",") if j}
+        worker.stopping &= worker.reported
+        again = [j for j in worker.stopping if j not in worker.stop]
+        if again:
+            worker.stop.extend(again)
+            worker.stop_ready.set()
+
     def _alive(self, worker: Worker, now: float) -> bool:
         return worker.open_polls > 0 or now - worker.last_seen <= self.settings.worker_lost_s
 
@@ -289,6 +306,7 @@ class JobStore:
         worker = self.workers.get(job.worker_id or "")
         if worker is not None:
             worker.stop.append(job.id)
+            worker.stopping.add(job.id)
             worker.stop_ready.set()
 
     def _finish(self, job: Job, status: str, *, output: Any = None, error: Any = None) -> None:

@@ -20,11 +20,12 @@ log = logging.getLogger("swarm.endpoint.workers")
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
-def worker_env(base_url: str, endpoint_id: str, api_key: str, worker_id: str | None = None, *, ping_interval_ms: int = 10_000) -> dict[str, str]:
+def worker_env(base_url: str, endpoint_id: str, api_key: str, worker_id: str | None = None, *, ping_interval_ms: int = 2_000) -> dict[str, str]:
     """The variables a worker needs to attach to the endpoint at ``base_url`` (``http://host:port``).
 
     The SDK appends ``&job_in_progress=`` and ``&isStream=`` to these URLs, so each carries a
-    query string already, as RunPod's own do. Its start-up fitness checks probe 8.8.8.8 and the
+    query string already, as RunPod's own do. Pings come every 2 s (RunPod: 10 s) so a stop
+    signal the SDK missed is repeated quickly. Its start-up fitness checks probe 8.8.8.8 and the
     GPU, which a loopback development machine may not have, so they are switched off through
     the SDK's own variables.
     """
