@@ -201,3 +201,34 @@ def test_parse_retry_after_accepts_seconds_and_dates() -> None:
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
     assert parse_retry_after("soon") is None
     assert parse_retry_after(None) is None
+
+
+async def test_shipped_config_with_no_keys_answers_from_the_local_model(
+    server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    from providers.llm.local_server import LocalServerManager
+    from swarm.config import DEFAULT_CONFIG_PATH, load_config
+
+    for name in ("DEEPSEEK_API_KEY", "GEMINI_API_KEY", "ANTHROPIC_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SWARM_LOCAL_LLM_PORT", str(server.port))  # "the local server" is already up
+    cfg = load_config(DEFAULT_CONFIG_PATH)
+    servers = LocalServerManager(log_dir=tmp_path)
+    router = build_llm_router(cfg, circuits=CircuitBoard(), local_servers=servers)
+    assert router.resolve_chain(LLMConfig()) == ["deepseek-v3.1-q8", "gemini-2.5-flash-lite", "claude-sonnet-4-5", "local"]
+    answer = await router.complete(ASK, LLMConfig(tier="premium"))
+    assert answer.text == "ok from smollm2-135m-instruct"
+    assert [(s.model, s.outcome, s.detail) for s in answer.attempts[:-1]] == [
+        ("claude-opus-4-5-thinking", "skipped", "ANTHROPIC_API_KEY is not set"),
+        ("deepseek-v3.1-q8", "skipped", "DEEPSEEK_API_KEY is not set"),
+        ("gemini-2.5-flash-lite", "skipped", "GEMINI_API_KEY is not set"),
+        ("claude-sonnet-4-5", "skipped", "ANTHROPIC_API_KEY is not set"),
+    ]
+    assert answer.attempts[-1].model == "local" and answer.attempts[-1].cost_usd == 0.0
+    assert servers.status()["local"]["owned"] is False
+    health = await router.health()
+    assert health["local"]["available"] is True
+    assert health["deepseek-v3.1-q8"] == {
+        "available": False, "reason": "DEEPSEEK_API_KEY is not set", "circuit": health["deepseek-v3.1-q8"]["circuit"]
+    }
+    assert await router.health_check() is True

@@ -252,3 +252,16 @@ async def test_health_reports_availability_reason_and_circuit(monkeypatch: pytes
     assert await r.health_check() is True
     down = router({"a1": DownLLM(), "a2": DownLLM(), "c1": DownLLM()})
     assert await down.health_check() is False
+
+
+def test_importing_the_llm_layer_does_not_import_litellm_or_llama_cpp() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, providers.llm.router, providers.llm.local_server, providers.llm.circuit;"
+        "from providers.llm import build_llm_router, LocalServerManager;"
+        "print(sorted(m for m in ('litellm', 'llama_cpp', 'openai') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
