@@ -47,7 +47,7 @@ def pixels(data: bytes) -> np.ndarray:
 async def test_agrees_with_ncnn_within_one_level(models_dir, model, reference):
     provider = upscaler(models_dir, tile=0)
     assert isinstance(provider, ImageProvider)
-    data, step = await provider.process_traced(
+    data, (step,) = await provider.process_traced(
         (FIXTURES / "sr_input_48.png").read_bytes(), ImageAction.UPSCALE, ImageConfig(model=model, scale=4)
     )
     out = pixels(data).astype(int)
@@ -64,7 +64,7 @@ async def test_tiled_output_matches_untiled_and_overlap_matters(models_dir):
     ).astype(int)
     diffs = {}
     for pad in (2, 16):
-        data, step = await upscaler(models_dir, tile=16, tile_pad=pad).process_traced(
+        data, (step,) = await upscaler(models_dir, tile=16, tile_pad=pad).process_traced(
             src, ImageAction.UPSCALE, ImageConfig()
         )
         assert "tiles=9" in step.detail
@@ -93,7 +93,7 @@ async def test_alpha_kept_and_scale_two(models_dir):
     rgba.putalpha(Image.fromarray(alpha))
     buf = io.BytesIO()
     rgba.save(buf, "PNG")
-    data, step = await upscaler(models_dir, tile=0).process_traced(
+    data, (step,) = await upscaler(models_dir, tile=0).process_traced(
         buf.getvalue(), ImageAction.UPSCALE, ImageConfig(scale=2, output_format="png")
     )
     out = pixels(data)

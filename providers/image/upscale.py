@@ -168,7 +168,7 @@ class RealESRGANUpscaler:
             raise InputError(f"{PROVIDER} only does upscale, not {action}", field="action")
         return await anyio.to_thread.run_sync(self._process_sync, image, config)
 
-    def _process_sync(self, image: bytes, config: ImageConfig) -> tuple[bytes, TraceStep]:
+    def _process_sync(self, image: bytes, config: ImageConfig) -> tuple[bytes, list[TraceStep]]:
         from swarm import models_store
 
         started = time.perf_counter()
@@ -201,7 +201,7 @@ class RealESRGANUpscaler:
                 f" alpha={'kept' if alpha is not None else 'none'}"
             ),
         )
-        return data, step
+        return data, [step]
 
     def _run(
         self, rgb: Any, network: Any, native: int, device: str, precision: str, tile: int

@@ -1,0 +1,256 @@
+"""Background removal with U2-Net family ONNX models on onnxruntime, weights from the store.
+
+Why not the ``rembg`` package itself: rembg 2.0.86 requires scipy, scikit-image, pymatting
+(numba + llvmlite, ~150 MB, seconds of JIT on first call) and pooch, and any session created
+without an explicit model downloads one. What it does for these models is small and is
+reproduced here exactly: the same resize, normalisation, min-max scaling of the first output
+and Lanczos resize of the mask (see ``rembg/sessions/u2netp.py``, ``dis_anime.py``,
+``base.py``). Alpha matting is a guided-filter refinement of the mask edges (He et al.), not
+pymatting's closed-form matting.
+
+The configured model (``isnet-anime`` by default) is tried first; a model that is not pulled
+is skipped with a trace note and ``providers.image.rembg.fallback_models`` follow.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from providers.base import ImageAction, ImageConfig, TraceStep
+from providers.errors import AllProvidersFailed, ConfigError, InputError, ProviderError, ProviderUnavailable
+from providers.image.imageio import ImageLimits, encode, open_checked
+
+if TYPE_CHECKING:
+    import numpy as np
+    from PIL import Image
+
+    from swarm.config import SwarmConfig
+
+PROVIDER = "rembg-onnx"
+_MEAN = (0.485, 0.456, 0.406)
+
+
+@dataclass(frozen=True)
+class RembgSettings:
+    """``providers.image.rembg`` plus the models folder."""
+
+    model: str = "isnet-anime"
+    fallback_models: tuple[str, ...] = ("u2netp",)
+    models_dir: str | None = None
+    threads: int | None = None
+    providers: tuple[str, ...] = field(default_factory=tuple)
+
+
+def _ort() -> Any:
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ProviderUnavailable(
+            PROVIDER, "onnxruntime is not installed; run: pip install onnxruntime==1.32.0"
+        ) from None
+    return onnxruntime
+
+
+class RembgRemover:
+    """``ImageProvider`` for ``ImageAction.REMOVE_BACKGROUND``."""
+
+    name = PROVIDER
+
+    def __init__(self, settings: RembgSettings, limits: ImageLimits | None = None) -> None:
+        self.settings = settings
+        self.limits = limits or ImageLimits()
+        self._sessions: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_config(
+        cls, name: str, settings: dict[str, Any], config: SwarmConfig | None = None, **deps: Any
+    ) -> RembgRemover:
+        """Build from ``providers.image.rembg`` (``settings`` override it key by key)."""
+        base: dict[str, Any] = {}
+        limits = ImageLimits()
+        if config is not None:
+            image = config.providers.image
+            base = {**image.rembg.model_dump(), "models_dir": image.models_dir}
+            limits = ImageLimits.from_config(config)
+        merged = {**base, **(settings or {})}
+        unknown = sorted(set(merged) - set(RembgSettings.__dataclass_fields__))
+        if unknown:
+            raise ConfigError(f"unknown keys {unknown}", key="providers.image.rembg")
+        merged["fallback_models"] = tuple(merged.get("fallback_models") or ())
+        merged["providers"] = tuple(merged.get("providers") or ())
+        return cls(RembgSettings(**merged), limits)
+
+    # --- sessions ----------------------------------------------------------------------------
+
+    def _session(self, name: str) -> tuple[Any, dict[str, Any]]:
+        from swarm import models_store
+
+        spec = models_store.entry(name)
+        if spec.kind != "remove_background":
+            raise InputError(f"{name!r} is not a background-removal model", field="model")
+        if spec.name not in self._sessions:
+            path = models_store.path_for(spec.name, self.settings.models_dir)
+            ort = _ort()
+            options = ort.SessionOptions()
+            cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+            options.intra_op_num_threads = self.settings.threads or cpus
+            available = ort.get_available_providers()
+            wanted = self.settings.providers or ("CUDAExecutionProvider", "CPUExecutionProvider")
+            chosen = [p for p in wanted if p in available] or ["CPUExecutionProvider"]
+            try:
+                session = ort.InferenceSession(str(path), sess_options=options, providers=chosen)
+            except Exception as exc:  # onnxruntime raises its own untyped errors; translated here once
+                raise ProviderError(
+                    PROVIDER, f"cannot load {spec.name}: {type(exc).__name__}", model=spec.name
+                ) from None
+            self._sessions[spec.name] = session
+        return self._sessions[spec.name], dict(spec.extra)
+
+    def chain(self, config: ImageConfig) -> list[str]:
+        """Models to try, in order: the requested/configured one, then the fallbacks."""
+        names = [config.model or self.settings.model, *self.settings.fallback_models]
+        return list(dict.fromkeys(names))
+
+    # --- inference ---------------------------------------------------------------------------
+
+    @staticmethod
+    def predict_mask(session: Any, img: Image.Image, extra: dict[str, Any]) -> Image.Image:
+        """The model's mask for ``img`` (mode L, same size), as rembg computes it."""
+        import numpy as np
+        from PIL import Image
+
+        size = int(extra.get("input_size", 320))
+        std = extra.get("std", (0.229, 0.224, 0.225))
+        small = np.asarray(
+            img.convert("RGB").resize((size, size), Image.Resampling.LANCZOS), dtype=np.float64
+        )
+        small = small / max(float(small.max()), 1e-6)
+        tensor = (small - np.array(_MEAN)) / np.array(std)
+        feed = {session.get_inputs()[0].name: tensor.transpose(2, 0, 1)[None].astype(np.float32)}
+        pred = session.run(None, feed)[0][:, 0, :, :]
+        low, high = float(pred.min()), float(pred.max())
+        pred = (pred - low) / ((high - low) or 1.0)
+        mask = Image.fromarray((np.squeeze(pred) * 255).astype("uint8"), mode="L")
+        return mask.resize(img.size, Image.Resampling.LANCZOS)
+
+    @staticmethod
+    def refine_mask(
+        img: Image.Image, mask: Image.Image, radius: int | None = None, eps: float = 1e-3
+    ) -> Image.Image:
+        """Guided-filter matting: soft, image-aligned mask edges; solid regions stay solid."""
+        import numpy as np
+        from PIL import Image
+
+        guide = np.asarray(img.convert("L"), dtype=np.float32) / 255.0
+        prior = np.asarray(mask, dtype=np.float32) / 255.0
+        radius = radius or max(2, min(img.size) // 64)
+        mean_i, mean_p = _box(guide, radius), _box(prior, radius)
+        var_i = _box(guide * guide, radius) - mean_i * mean_i
+        cov_ip = _box(guide * prior, radius) - mean_i * mean_p
+        a = cov_ip / (var_i + eps)
+        b = mean_p - a * mean_i
+        refined = np.clip(_box(a, radius) * guide + _box(b, radius), 0.0, 1.0)
+        # only the band along the mask's edges changes; solid fore/background keep the model's value
+        edge = (mean_p > 0.01) & (mean_p < 0.99)
+        out = np.where(edge, refined, prior)
+        return Image.fromarray((out * 255 + 0.5).astype(np.uint8), mode="L")
+
+    def _cutout(self, img: Image.Image, mask: Image.Image, config: ImageConfig) -> Image.Image:
+        from PIL import Image
+
+        if config.alpha_matting:
+            mask = self.refine_mask(img, mask)
+        if config.only_mask:
+            return mask
+        cutout = Image.composite(img.convert("RGBA"), Image.new("RGBA", img.size, 0), mask)
+        if config.background_color is not None:
+            background = Image.new("RGBA", img.size, tuple(config.background_color))
+            cutout = Image.alpha_composite(background, cutout)
+        return cutout
+
+    # --- ImageProvider -----------------------------------------------------------------------
+
+    async def process(self, image: bytes, action: ImageAction, config: ImageConfig) -> bytes:
+        data, _ = await self.process_traced(image, action, config)
+        return data
+
+    async def process_traced(
+        self, image: bytes, action: ImageAction, config: ImageConfig
+    ) -> tuple[bytes, list[TraceStep]]:
+        """Like ``process``, plus one ``TraceStep`` per model tried (skips and failures included)."""
+        if ImageAction(action) is not ImageAction.REMOVE_BACKGROUND:
+            raise InputError(f"{PROVIDER} only does remove_background, not {action}", field="action")
+        return await anyio.to_thread.run_sync(self._process_sync, image, config)
+
+    def _process_sync(self, image: bytes, config: ImageConfig) -> tuple[bytes, list[TraceStep]]:
+        img = open_checked(image, self.limits)
+        img = img.convert("RGBA") if img.mode in ("P", "LA", "PA") else img
+        rgb = img.convert("RGB")
+        steps: list[TraceStep] = []
+        for attempt, name in enumerate(self.chain(config), start=1):
+            started = time.perf_counter()
+            try:
+                with self._lock:
+                    session, extra = self._session(name)
+                    mask = self.predict_mask(session, rgb, extra)
+            except ProviderError as exc:
+                steps.append(self._step(name, attempt, started, "skipped" if _missing(exc) else "error", exc))
+                continue
+            result = self._cutout(rgb, mask, config)
+            data = encode(result, config.output_format)
+            providers = ",".join(p.replace("ExecutionProvider", "") for p in session.get_providers()[:1])
+            detail = (
+                f"device={providers.lower()} size={img.size[0]}x{img.size[1]} input={extra.get('input_size')}"
+                f" alpha_matting={config.alpha_matting} only_mask={config.only_mask}"
+            )
+            steps.append(
+                TraceStep(
+                    step="remove_background",
+                    kind="image",
+                    provider=PROVIDER,
+                    model=name,
+                    attempt=attempt,
+                    latency_ms=(time.perf_counter() - started) * 1000,
+                    detail=detail,
+                )
+            )
+            return data, steps
+        raise AllProvidersFailed("remove_background", steps)
+
+    @staticmethod
+    def _step(name: str, attempt: int, started: float, outcome: str, exc: ProviderError) -> TraceStep:
+        from swarm.redact import redact
+
+        return TraceStep(
+            step="remove_background",
+            kind="image",
+            provider=PROVIDER,
+            model=name,
+            attempt=attempt,
+            latency_ms=(time.perf_counter() - started) * 1000,
+            outcome=outcome,  # type: ignore[arg-type]
+            error_class=type(exc).__name__,
+            detail=redact(str(exc)),
+        )
+
+
+def _missing(exc: ProviderError) -> bool:
+    return isinstance(exc, ProviderUnavailable) and "swarm models pull" in str(exc)
+
+
+def _box(values: np.ndarray, radius: int) -> np.ndarray:
+    """Mean over a (2r+1)^2 window with edge replication, via 2-D cumulative sums."""
+    import numpy as np
+
+    width = 2 * radius + 1
+    padded = np.pad(values, radius + 1, mode="edge").astype(np.float64)
+    acc = padded.cumsum(0).cumsum(1)
+    total = acc[width:, width:] - acc[:-width, width:] - acc[width:, :-width] + acc[:-width, :-width]
+    return (total / (width * width)).astype(np.float32)[: values.shape[0], : values.shape[1]]

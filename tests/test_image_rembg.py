@@ -1,0 +1,89 @@
+"""Background removal: real u2netp on a real photograph, options, fallback and its trace."""
+
+from __future__ import annotations
+
+import io
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from providers.base import ImageAction, ImageConfig, ImageProvider
+from providers.errors import AllProvidersFailed, InputError
+from providers.image.rembg_backend import RembgRemover, RembgSettings
+from swarm import models_store
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SHARED = Path(tempfile.gettempdir()) / "swarm-test-models"
+PHOTO = (FIXTURES / "grace_hopper_256.jpg").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def remover():
+    assert models_store.pull(["u2netp"], SHARED)["ok"]
+    return RembgRemover(
+        RembgSettings(model="isnet-anime", fallback_models=("u2netp",), models_dir=str(SHARED))
+    )
+
+
+def decode(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)))
+
+
+async def test_real_photo_gets_opaque_subject_and_transparent_background(remover):
+    assert isinstance(remover, ImageProvider)
+    data, steps = await remover.process_traced(PHOTO, ImageAction.REMOVE_BACKGROUND, ImageConfig())
+    out = decode(data)
+    assert out.shape == (300, 256, 4)
+    alpha = out[..., 3]
+    assert (alpha <= 5).mean() > 0.2  # background (top corners of the portrait)
+    assert (alpha >= 250).mean() > 0.3  # the person
+    assert alpha[:20, :20].max() <= 5 and alpha[:20, -20:].max() <= 5
+    assert alpha[250:, 100:150].min() >= 240  # uniform, centre bottom
+    # the configured isnet-anime is not pulled: skipped with the pull command, then u2netp
+    assert [(s.model, s.outcome) for s in steps] == [("isnet-anime", "skipped"), ("u2netp", "ok")]
+    assert "swarm models pull isnet-anime" in steps[0].detail
+    assert "device=cpu" in steps[1].detail
+
+
+async def test_only_mask_background_colour_and_matting(remover):
+    mask = decode(await remover.process(PHOTO, ImageAction.REMOVE_BACKGROUND, ImageConfig(only_mask=True)))
+    assert mask.ndim == 2 and mask.shape == (300, 256)
+    green = decode(
+        await remover.process(
+            PHOTO, ImageAction.REMOVE_BACKGROUND, ImageConfig(background_color=(0, 255, 0, 255))
+        )
+    )
+    assert tuple(green[5, 5]) == (0, 255, 0, 255) and (green[..., 3] == 255).all()
+    matted = decode(
+        await remover.process(
+            PHOTO, ImageAction.REMOVE_BACKGROUND, ImageConfig(alpha_matting=True, only_mask=True)
+        )
+    )
+    changed = matted.astype(int) != mask.astype(int)
+    assert 0 < changed.mean() < 0.3  # only the edge band moves
+    assert matted[:20, :20].max() <= 5 and matted[260:, 100:150].min() >= 240
+
+
+async def test_jpeg_output_and_u2netp_direct(remover):
+    data, steps = await remover.process_traced(
+        PHOTO, ImageAction.REMOVE_BACKGROUND, ImageConfig(model="u2netp", output_format="jpeg")
+    )
+    assert data[:3] == b"\xff\xd8\xff" and [s.model for s in steps] == ["u2netp"]
+
+
+async def test_every_model_missing_lists_attempts(tmp_path):
+    remover = RembgRemover(RembgSettings(models_dir=str(tmp_path)))
+    with pytest.raises(AllProvidersFailed) as info:
+        await remover.process(PHOTO, ImageAction.REMOVE_BACKGROUND, ImageConfig())
+    assert [s.model for s in info.value.attempts] == ["isnet-anime", "u2netp"]
+    assert "swarm models pull u2netp" in str(info.value)
+
+
+async def test_bad_input_and_wrong_model_kind(remover):
+    with pytest.raises(InputError, match="cannot read the gif header"):
+        await remover.process(b"GIF89a-nope", ImageAction.REMOVE_BACKGROUND, ImageConfig())
+    with pytest.raises(InputError, match="not a background-removal model"):
+        await remover.process(PHOTO, ImageAction.REMOVE_BACKGROUND, ImageConfig(model="realesrgan-anime-6b"))
