@@ -238,3 +238,19 @@ async def test_interrupted_run_resumes_without_replanning(corpus, tmp_path):
     assert ("resume", "resuming at write") in events
     assert _node_steps(result) == ["plan", "rank", "read", "write", "check", "review"]
     assert result["citations"]
+
+
+def test_parse_plan_keeps_keyword_queries_only():
+    from graphs.research.nodes import parse_plan
+
+    text = 'Sure: {"queries": ["https://example.com/search?q=1", "fallback chain order", "", "Q", "fallback chain order", "x ' + "w " * 20 + '"]}'
+    assert parse_plan(text, "question", 3) == (["fallback chain order"], None)
+    assert parse_plan('{"queries": ["question"]}', "Question", 3)[1] == "the planner proposed no usable query"
+    assert parse_plan('["a b", "c d"]', "q", 1) == (["a b"], None)
+
+
+async def test_uncited_report_and_removed_citations_raise_warnings(corpus, tmp_path):
+    ctx, _ = _context(tmp_path, FunctionLLM(Script(report="Checkpoints are great. See [12].")), _local_chain(corpus, tmp_path))
+    result = await research(ResearchInput(question="LangGraph checkpoints"), ctx)
+    assert result["citations"] == [] and "## Sources" not in result["report"]
+    assert any("cites none" in w for w in result["warnings"]) and any("never retrieved" in w for w in result["warnings"])

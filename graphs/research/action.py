@@ -53,7 +53,7 @@ async def research(inp: ResearchInput, ctx: JobContext) -> dict[str, Any]:
 
     Returns:
         ``report`` (Markdown), ``sources`` [{id, url, title, snippet, retrieved_at, ...}],
-        ``citations`` [{claim, source_ids, support}], ``removed_citations``, ``review``,
+        ``citations`` [{claim, source_ids, support}], ``removed_citations``, ``warnings``, ``review``,
         ``queries``, ``trace`` and ``totals`` {input_tokens, output_tokens, cost_usd}.
 
     Raises:
@@ -108,6 +108,7 @@ async def research(inp: ResearchInput, ctx: JobContext) -> dict[str, Any]:
         "sources": state.get("sources", []),
         "citations": state.get("citations", []),
         "removed_citations": state.get("removed_citations", []),
+        "warnings": state.get("warnings", []),
         "review": state.get("review"),
         "queries": state.get("queries", []),
         "trace": trace,

@@ -90,7 +90,11 @@ def parse_plan(text: str, question: str, n: int) -> tuple[list[str], str | None]
     items = data.get("queries") if isinstance(data, dict) else data
     if not isinstance(items, list):
         return [], "the planner's JSON has no list of queries"
-    queries = [" ".join(q.split())[:MAX_QUERY_CHARS] for q in items if isinstance(q, str) and len(q.strip()) > 1]
+    queries = [
+        " ".join(q.split())[:MAX_QUERY_CHARS]
+        for q in items
+        if isinstance(q, str) and len(q.strip()) > 1 and "://" not in q and len(q.split()) <= 16
+    ]
     queries = [q for q in dict.fromkeys(queries) if q.lower() != question.strip().lower()]
     return (queries[:n], None) if queries else ([], "the planner proposed no usable query")
 
@@ -212,10 +216,15 @@ def _writing_nodes(deps: ResearchDeps) -> dict[str, Node]:
         texts = {int(s["id"]): state.get("excerpts", {}).get(str(s["id"])) or s.get("snippet", "") for s in state["sources"]}
         result = check_citations(state["draft"], state["sources"], texts)
         detail = f"{len(result.citations)} cited claims, {len(result.removed)} invalid citations removed"
+        warnings = []
+        if state["sources"] and not result.citations:
+            warnings.append(f"the report cites none of the {len(state['sources'])} sources; treat it as unsupported")
+        if result.removed:
+            warnings.append(f"{len(result.removed)} citation(s) named sources that were never retrieved and were removed")
         if result.dropped_sources_section:
             detail += "; the model's own source list was replaced by the checked one"
         return {"report": result.report, "citations": result.citations, "removed_citations": result.removed,
-                "trace": [node_step("check", started, detail)]}
+                "warnings": warnings, "trace": [node_step("check", started, detail)]}
 
     async def review(state: ResearchState) -> dict[str, Any]:
         started = time.perf_counter()

@@ -54,8 +54,9 @@ WRITE_SYSTEM = (
 
 REVIEW_SYSTEM = (
     "You review a research report against its sources. Check that each cited claim is backed by"
-    " the cited source and that the report answers the question. Reply with JSON only:"
-    ' {"approved": true|false, "issues": ["short issue", ...]} (issues empty when approved).\n'
+    " the cited source and that the report answers the question. Reply with JSON only, an object"
+    " with approved (true or false) and issues (a list of the problems you found, each one short;"
+    " an empty list when approved).\n"
     + UNTRUSTED_RULE
 )
 

@@ -24,6 +24,7 @@ class ResearchState(TypedDict, total=False):
     report: str
     citations: list[dict[str, Any]]
     removed_citations: list[dict[str, Any]]
+    warnings: list[str]
     review: dict[str, Any] | None
     revisions: int
     trace: Annotated[list[dict[str, Any]], operator.add]

