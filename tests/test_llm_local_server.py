@@ -85,6 +85,111 @@ def test_gguf_in_a_missing_package_names_the_install() -> None:
         resolve_gguf("/nonexistent/model.gguf")
 
 
+STUB_SERVER = """
+import argparse, json, os, sys, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+parser = argparse.ArgumentParser()
+for flag in ("--model", "--model_alias", "--host", "--port", "--n_ctx", "--n_threads"):
+    parser.add_argument(flag)
+args = parser.parse_args()
+mode = os.environ.get("STUB_MODE", "serve")
+print("stub llama server", mode, "model", args.model, flush=True)
+if mode == "crash":
+    print("error: cannot load model", flush=True)
+    sys.exit(3)
+if mode == "silent":
+    time.sleep(60)
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({"object": "list", "data": [{"id": args.model_alias}]}).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *a):
+        pass
+
+time.sleep(0.3)  # a moment of "loading the model", so readiness polling is exercised
+ThreadingHTTPServer((args.host, int(args.port)), Handler).serve_forever()
+"""
+
+
+@pytest.fixture
+def stub_llama(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fake ``llama_cpp.server`` module on PYTHONPATH for the spawned child."""
+    package = tmp_path / "stub" / "llama_cpp" / "server"
+    package.mkdir(parents=True)
+    (package.parent / "__init__.py").write_text("")
+    (package / "__init__.py").write_text("")
+    (package / "__main__.py").write_text(STUB_SERVER)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "stub"))
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec",
+        lambda name, *a: object() if name == "llama_cpp" else real_find_spec(name, *a),
+    )
+    weights = tmp_path / "model.gguf"
+    weights.write_bytes(b"GGUF")
+    return weights
+
+
+def stub_spec(weights: Path, **local: object):
+    base = f"http://127.0.0.1:{free_port()}"
+    return make_swarm_config({"local": {**local_spec(base), "local_server": {
+        "gguf": str(weights), "startup_timeout_s": 10, **local}}}).models["local"]
+
+
+async def test_spawns_waits_for_ready_and_stops_its_process_group(
+    manager: LocalServerManager, stub_llama: Path
+) -> None:
+    spec = stub_spec(stub_llama)
+    base = await manager.ensure("local", spec)
+    status = manager.status()["local"]
+    assert status["owned"] is True and status["running"] is True
+    assert await _get_models(base.removesuffix("/v1")) == 200
+    log_text = Path(status["log"]).read_text()
+    assert f"model {stub_llama}" in log_text
+    assert await manager.ensure("local", spec) == base  # no second start
+    manager.stop_all()
+    with pytest.raises(httpx.ConnectError):
+        await _get_models(base.removesuffix("/v1"))
+
+
+async def test_two_managers_start_one_server(tmp_path: Path, stub_llama: Path) -> None:
+    import asyncio
+
+    spec = stub_spec(stub_llama)
+    first, second = LocalServerManager(log_dir=tmp_path / "logs"), LocalServerManager(log_dir=tmp_path / "logs")
+    try:
+        await asyncio.gather(first.ensure("local", spec), second.ensure("local", spec))
+        owners = [m.status()["local"]["owned"] for m in (first, second)]
+        assert sorted(owners) == [False, True]
+    finally:
+        first.stop_all()
+        second.stop_all()
+
+
+async def test_a_server_that_exits_is_reported_with_its_log(
+    manager: LocalServerManager, stub_llama: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STUB_MODE", "crash")
+    with pytest.raises(ProviderUnavailable, match="exited with code 3: .*cannot load model"):
+        await manager.ensure("local", stub_spec(stub_llama))
+
+
+async def test_a_server_that_never_answers_times_out_and_is_killed(
+    manager: LocalServerManager, stub_llama: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STUB_MODE", "silent")
+    with pytest.raises(ProviderUnavailable, match="did not answer within 1 s"):
+        await manager.ensure("local", stub_spec(stub_llama, startup_timeout_s=1))
+    assert manager.status() == {}
+
+
 @pytest.mark.slow
 async def test_real_smollm2_answers_plain_and_json_through_litellm(manager: LocalServerManager) -> None:
     if importlib.util.find_spec("llama_cpp") is None:
