@@ -7,7 +7,6 @@ job tools, and a finished job publishes ``resources/updated`` for ``swarm://jobs
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -94,15 +93,12 @@ def _job_row(ctx: Context, job_id: str) -> dict[str, Any]:
 
 def paginate(text: str, size: int, page: int, uri: str) -> str:
     """Page ``page`` (1-based) of ``text`` cut at ``size`` characters, on a line break when one is near."""
-    pages = max(1, math.ceil(len(text) / size))
-    if not 1 <= page <= pages:
-        raise ResourceError(f"page {page} does not exist; the report has {pages} page(s)")
     chunks, rest = [], text
     while rest:
         cut = len(rest) if len(rest) <= size else (rest.rfind("\n", size // 2, size) + 1 or size)
         chunks.append(rest[:cut])
         rest = rest[cut:]
-    if page > len(chunks):
+    if not 1 <= page <= len(chunks):
         raise ResourceError(f"page {page} does not exist; the report has {len(chunks)} page(s)")
     body = chunks[page - 1]
     if page < len(chunks):

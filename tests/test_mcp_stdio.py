@@ -31,11 +31,11 @@ from mcp_server.server import build_server
 async def main():
     async with Client(build_server()) as client:
         tools = await client.list_tools()
-    heavy = [m for m in %r if m in sys.modules]
+    heavy = [m for m in HEAVY_NAMES if m in sys.modules]
     print(json.dumps({"tools": [t.name for t in tools.tools], "heavy": heavy}))
 
 anyio.run(main)
-""" % (HEAVY,)
+""".replace("HEAVY_NAMES", repr(HEAVY))
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout.strip().splitlines()[-1])

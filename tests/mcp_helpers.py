@@ -1,0 +1,59 @@
+"""Helpers for the MCP tests: a config with a short wait budget and a runtime whose LLM is a fake."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_config(tmp_path: Path, *, wait_budget_s: float = 1.0, enabled_tools: list[str] | None = None,
+                 report_page_chars: int | None = None) -> Path:
+    """The project's config with a short wait budget, the local runner and optional mcp settings."""
+    data = yaml.safe_load((ROOT / "config.yaml").read_text())
+    data["runner"]["wait_budget_s"] = wait_budget_s
+    data["runner"]["kind"] = "local"
+    if enabled_tools is not None:
+        data["mcp"]["enabled_tools"] = enabled_tools
+    if report_page_chars is not None:
+        data["mcp"]["report_page_chars"] = report_page_chars
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+class SlowLLM:
+    """An LLMProvider (a FunctionLLM) answering after ``delay_s``; ``gate`` may hold it instead."""
+
+    def __new__(cls, delay_s: float = 0.0, text: str = "the answer", gate: asyncio.Event | None = None) -> Any:
+        from providers.testing import FunctionLLM
+
+        async def answer(messages: Any, config: Any) -> str:
+            if gate is not None:
+                await gate.wait()
+            if delay_s:
+                await asyncio.sleep(delay_s)
+            return text
+
+        return FunctionLLM(answer, model="slow-fake")
+
+
+def use_fake_llm(monkeypatch: pytest.MonkeyPatch, llm: Any, **others: Any) -> None:
+    """Every Runtime built from now on hands out ``llm`` (and ``others``) instead of real backends."""
+    from swarm.runtime import Runtime
+
+    original = Runtime._factories
+
+    def factories(self: Any, config: Any) -> dict[str, Any]:
+        table = original(self, config)
+        table["llm"] = lambda: llm
+        for kind, provider in others.items():
+            table[kind] = lambda provider=provider: provider
+        return table
+
+    monkeypatch.setattr(Runtime, "_factories", factories)

@@ -1,0 +1,119 @@
+"""Long jobs through the MCP door (in-process client): a job that outlasts the wait budget comes
+back as a handle and is finished through job_result; progress reaches the caller and the store;
+jobs survive a server restart; cancel, idempotency keys and unknown ids behave."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client
+from mcp_helpers import SlowLLM, use_fake_llm, write_config
+
+from mcp_server.server import build_server
+
+
+async def test_a_job_past_the_wait_budget_returns_a_handle_and_job_result_finishes_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    use_fake_llm(monkeypatch, SlowLLM(delay_s=2.5, text="slow but sure"))
+    config = write_config(tmp_path, wait_budget_s=1.0)
+    async with Client(build_server(str(config))) as client:
+        first = await client.call_tool("delegate", {"task": "write a haiku", "kind": "critical"})
+        assert not first.is_error, first.content
+        handle = first.structured_content
+        assert handle["status"] == "IN_PROGRESS" and handle["text"] == ""
+        assert "job_result" in handle["message"]
+        job_id = handle["job_id"]
+
+        status = await client.call_tool("job_status", {"job_id": job_id})
+        assert status.structured_content["status"] == "IN_PROGRESS"
+        assert status.structured_content["progress"]["stage"]  # the last progress is kept for pollers
+
+        done = await client.call_tool("job_result", {"job_id": job_id, "wait_s": 20})
+        result = done.structured_content
+        assert result["status"] == "COMPLETED"
+        assert result["output"]["text"] == "slow but sure"
+        assert any(step["model"] == "slow-fake" for step in result["trace"])
+
+        resource = await client.read_resource(f"swarm://jobs/{job_id}")
+        assert '"status": "COMPLETED"' in resource.contents[0].text
+
+        listed = await client.call_tool("list_jobs", {"status": "COMPLETED"})
+        assert [j["job_id"] for j in listed.structured_content["jobs"]] == [job_id]
+
+
+async def test_progress_notifications_arrive_during_a_tool_call(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    use_fake_llm(monkeypatch, SlowLLM(delay_s=0.2))
+    config = write_config(tmp_path, wait_budget_s=30)
+    seen: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append((progress, total, message))
+
+    async with Client(build_server(str(config))) as client:
+        result = await client.call_tool("delegate", {"task": "hello", "kind": "critical"}, progress_callback=on_progress)
+    assert result.structured_content["status"] == "COMPLETED"
+    assert seen, "no progress notification arrived"
+    assert any(message and message.startswith("route:") for _, _, message in seen)
+
+
+async def test_a_job_left_running_by_a_stopped_server_is_resumed_by_the_next(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = write_config(tmp_path, wait_budget_s=0.5)
+    gate = asyncio.Event()  # never set: the first server's model never answers
+    use_fake_llm(monkeypatch, SlowLLM(gate=gate))
+    async with Client(build_server(str(config))) as client:
+        handle = (await client.call_tool("delegate", {"task": "survive a restart", "kind": "critical"})).structured_content
+        assert handle["status"] == "IN_PROGRESS"
+    # the server stopped with the job unfinished; a new one (with a model that answers) resumes it
+    use_fake_llm(monkeypatch, SlowLLM(text="resumed"))
+    async with Client(build_server(str(config))) as client:
+        done = await client.call_tool("job_result", {"job_id": handle["job_id"], "wait_s": 20})
+        assert done.structured_content["status"] == "COMPLETED"
+        assert done.structured_content["output"]["text"] == "resumed"
+
+
+async def test_cancel_stops_a_running_job_and_unknown_ids_are_clear_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    use_fake_llm(monkeypatch, SlowLLM(gate=asyncio.Event()))
+    config = write_config(tmp_path, wait_budget_s=0.3)
+    async with Client(build_server(str(config))) as client:
+        handle = (await client.call_tool("delegate", {"task": "never ends", "kind": "critical"})).structured_content
+        cancelled = await client.call_tool("job_cancel", {"job_id": handle["job_id"]})
+        assert cancelled.structured_content["status"] == "CANCELLED"
+        result = await client.call_tool("job_result", {"job_id": handle["job_id"], "wait_s": 0})
+        assert result.structured_content["status"] == "CANCELLED"
+        assert result.structured_content["error"]["type"] == "JobCancelled"
+
+        unknown = await client.call_tool("job_result", {"job_id": "no-such-job"})
+        assert unknown.is_error and "unknown job_id 'no-such-job'" in unknown.content[0].text
+        bad = await client.call_tool("job_status", {"job_id": "../../etc/passwd"})
+        assert bad.is_error
+        assert "job_id" in bad.content[0].text
+        # still serving
+        assert (await client.call_tool("list_jobs", {})).structured_content["jobs"]
+
+
+async def test_the_same_idempotency_key_returns_the_first_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    llm = SlowLLM(text="once")
+    use_fake_llm(monkeypatch, llm)
+    config = write_config(tmp_path, wait_budget_s=10)
+    async with Client(build_server(str(config))) as client:
+        args: dict[str, Any] = {"task": "do it once", "kind": "critical", "idempotency_key": "retry-1"}
+        first = (await client.call_tool("delegate", args)).structured_content
+        second = (await client.call_tool("delegate", args)).structured_content
+    assert first["job_id"] == second["job_id"] and second["text"] == "once"
+    assert len(llm.calls) == 1
+
+
+async def test_a_failed_job_is_a_tool_error_naming_the_problem_and_the_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    use_fake_llm(monkeypatch, SlowLLM())
+    config = write_config(tmp_path)
+    async with Client(build_server(str(config))) as client:
+        result = await client.call_tool("delegate", {"task": "hi", "kind": "poetry"})
+        assert result.is_error
+        text = result.content[0].text
+        assert "unknown kind 'poetry'" in text and "job_id: " in text
+        job_id = text.rsplit("job_id: ", 1)[1].strip()
+        status = await client.call_tool("job_status", {"job_id": job_id})
+        assert status.structured_content["status"] == "FAILED"
+        assert status.structured_content["error"]["type"] == "InputError"

@@ -1,0 +1,106 @@
+"""Resources, templates, prompts and the enabled-tools list, through an in-process client."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+from mcp import Client
+from mcp_helpers import SlowLLM, use_fake_llm, write_config
+
+from mcp_server.resources import paginate
+from mcp_server.server import build_server
+
+
+async def test_listing_shows_tools_with_annotations_resources_templates_and_prompts(tmp_path: Path) -> None:
+    async with Client(build_server(str(write_config(tmp_path)))) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+        assert {"delegate", "research", "job_status", "job_result", "job_cancel", "list_jobs"} <= set(tools)
+        assert tools["job_status"].annotations.read_only_hint is True
+        assert tools["job_cancel"].annotations.destructive_hint is True
+        assert tools["research"].annotations.open_world_hint is True
+        assert tools["delegate"].input_schema["properties"]["task"]["maxLength"] == 20000
+        assert tools["research"].input_schema["properties"]["max_sources"]["maximum"] == 20
+        assert tools["research"].output_schema and "report" in tools["research"].output_schema["properties"]
+
+        assert {str(r.uri) for r in (await client.list_resources()).resources} == {"swarm://config", "swarm://providers"}
+        templates = {t.uri_template for t in (await client.list_resource_templates()).resource_templates}
+        assert templates == {"swarm://jobs/{job_id}", "swarm://jobs/{job_id}/report{?page}", "swarm://artifacts/{+key}",
+                             "swarm://graphs/{name}"}
+        prompts = {p.name for p in (await client.list_prompts()).prompts}
+        assert prompts == {"research_brief", "delegate_and_review"}
+        brief = await client.get_prompt("research_brief", {"topic": "RunPod cold starts"})
+        assert "RunPod cold starts" in brief.messages[0].content.text
+
+
+async def test_enabled_tools_trims_the_list_but_job_tools_stay(tmp_path: Path) -> None:
+    async with Client(build_server(str(write_config(tmp_path, enabled_tools=["research"])))) as client:
+        names = {t.name for t in (await client.list_tools()).tools}
+    assert names == {"research", "job_status", "job_result", "job_cancel", "list_jobs"}
+
+
+async def test_config_resource_is_redacted_and_providers_show_availability(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "sk-live-THIS-IS-A-SECRET-1234567890"
+    monkeypatch.setenv("DEEPSEEK_API_KEY", secret)
+    monkeypatch.setenv("TAVILY_API_KEY", "tvly-SECRETSECRETSECRET123")
+    async with Client(build_server(str(write_config(tmp_path)))) as client:
+        config_text = (await client.read_resource("swarm://config")).contents[0].text
+        providers_text = (await client.read_resource("swarm://providers")).contents[0].text
+    assert '"wait_budget_s": 1.0' in config_text
+    assert "tvly-SECRET" not in config_text and secret not in config_text
+    assert '"claude-sonnet-4-5"' in providers_text and "ANTHROPIC_API_KEY" in providers_text  # unavailable: no key
+    assert secret not in providers_text
+
+
+async def test_graph_resource_is_mermaid_built_without_a_model(tmp_path: Path) -> None:
+    async with Client(build_server(str(write_config(tmp_path)))) as client:
+        delegation = (await client.read_resource("swarm://graphs/delegation")).contents[0].text
+        research = (await client.read_resource("swarm://graphs/research")).contents[0].text
+        with pytest.raises(Exception, match="unknown graph 'nope'"):
+            await client.read_resource("swarm://graphs/nope")
+    assert "graph TD" in delegation and "review" in delegation
+    assert "graph TD" in research
+
+
+async def test_report_resource_pages_a_large_report_and_artifacts_come_from_storage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from providers.testing import MemoryStorage
+
+    storage = MemoryStorage()
+    await storage.put("results/cat.png", b"\x89PNG\r\n\x1a\nfake", "image/png")
+    use_fake_llm(monkeypatch, SlowLLM(), storage=storage)
+    report = "\n".join(f"line {i}: " + "x" * 90 for i in range(60))  # ~6 KB -> 3 pages of 2500
+    async with Client(build_server(str(write_config(tmp_path, report_page_chars=2500)))) as client:
+        done = await client.call_tool("delegate", {"task": "t", "kind": "critical"})
+        job_id = done.structured_content["job_id"]
+        jobs = client  # the report of a delegate job is its text; store a long one directly
+        from swarm.config import state_dir
+        from swarm.jobs import JobStore
+
+        store = JobStore(state_dir() / "jobs.sqlite")
+        row = store.get(job_id)
+        store.finish(job_id, "COMPLETED", {**row["result"], "output": {"report": report}})
+        page1 = (await jobs.read_resource(f"swarm://jobs/{job_id}/report")).contents[0].text
+        page3 = (await jobs.read_resource(f"swarm://jobs/{job_id}/report?page=3")).contents[0].text
+        with pytest.raises(Exception, match="page 9 does not exist"):
+            await jobs.read_resource(f"swarm://jobs/{job_id}/report?page=9")
+        with pytest.raises(Exception, match="unknown job_id"):
+            await jobs.read_resource("swarm://jobs/nope/report")
+        blob = (await client.read_resource("swarm://artifacts/results/cat.png")).contents[0]
+    assert page1.startswith("line 0:") and f"next: swarm://jobs/{job_id}/report?page=2" in page1
+    assert page3.rstrip().endswith("x" * 90) and "next:" not in page3
+    assert base64.b64decode(blob.blob).startswith(b"\x89PNG")
+
+
+def test_paginate_cuts_on_line_breaks_and_loses_nothing() -> None:
+    text = "".join(f"{i:04d} {'y' * 40}\n" for i in range(200))
+    pages = []
+    page = 1
+    while True:
+        body = paginate(text, 1000, page, "u")
+        pages.append(body.split("\n\n<!-- page")[0] if "<!-- page" in body else body)
+        if "next:" not in body:
+            break
+        page += 1
+    assert "".join(pages) == text
+    assert all(p.endswith("\n") for p in pages)
