@@ -71,7 +71,8 @@ class WorkerPool:
         """Start ``count`` workers; returns their worker ids."""
         ids = []
         for _ in range(count):
-            env = {**os.environ, **self.extra_env, **worker_env(base_url, endpoint_id, api_key)}
+            # The SDK logs at DEBUG unless told otherwise; a terminal full of polls helps nobody.
+            env = {"RUNPOD_LOG_LEVEL": "INFO", **os.environ, **self.extra_env, **worker_env(base_url, endpoint_id, api_key)}
             worker_id = env["RUNPOD_POD_ID"]
             out: Any = None
             if self.log_dir:
