@@ -1,0 +1,63 @@
+"""``python -m swarm.endpoint serve``: prints what clients and workers need, serves, stops cleanly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from swarm.endpoint.__main__ import main
+
+ROOT = Path(__file__).resolve().parents[1]
+KEY = "rpa_CLITESTKEY0123456789012345"
+
+
+def test_serve_with_a_worker_then_stop_on_ctrl_c(tmp_path: Path) -> None:
+    from conftest import free_port
+
+    port = free_port()
+    worker = f"{sys.executable} -u -m swarm.endpoint.demo_worker"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "swarm.endpoint", "serve", "--port", str(port), "--workers", "1", "--api-key", KEY,
+         "--endpoint-id", "cli-ep", "--worker-command", worker],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env={**os.environ, "SWARM_LOG_LEVEL": "WARNING"},
+    )
+    try:
+        assert proc.stdout is not None
+        banner = []
+        deadline = time.monotonic() + 30
+        while not any(line.startswith("# started 1 worker") for line in banner):
+            assert time.monotonic() < deadline and proc.poll() is None, "".join(banner)
+            banner.append(proc.stdout.readline())
+        text = "".join(banner)
+        assert f"export RUNPOD_API_BASE='http://127.0.0.1:{port}/v2'" in text
+        assert f"RUNPOD_WEBHOOK_GET_JOB='http://127.0.0.1:{port}/v2/cli-ep/job-take/$ID?gpu=local'" in text
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}/v2/cli-ep", headers={"Authorization": f"Bearer {KEY}"}, timeout=60)
+        state = client.post("/runsync", json={"input": {"echo": "cli"}}).json()
+        assert state["status"] == "COMPLETED" and state["output"]["output"]["echo"] == "cli"
+        worker_pid = state["output"]["output"]["pid"]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0
+    deadline = time.monotonic() + 10
+    while _alive(worker_pid):
+        assert time.monotonic() < deadline, "the worker outlived the endpoint"
+        time.sleep(0.1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/status")
+    return not (status.exists() and "zombie" in status.read_text())
+
+
+def test_negative_worker_count_is_refused() -> None:
+    assert main(["serve", "--workers", "-1"]) == 2
