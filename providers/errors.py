@@ -120,3 +120,18 @@ class AllProvidersFailed(ProviderError):
             step.model_dump() if hasattr(step, "model_dump") else dict(step) for step in self.attempts
         ]
         return data
+
+
+class BudgetExceeded(SwarmError):
+    """The job's next LLM call would pass its token or cost budget (``budgets`` in config).
+
+    Not a ``ProviderError``: no fallback can help. ``partial`` carries what the job had produced
+    before it stopped; ``trace`` the attempts so far.
+    """
+
+    kind = "budget_exceeded"
+
+    def __init__(self, message: str, *, tier: str | None = None, partial: Any = None) -> None:
+        self.tier = tier
+        self.partial = partial
+        super().__init__(message)

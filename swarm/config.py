@@ -173,6 +173,13 @@ class ObservabilitySection(_Strict):
     capture_content: bool = False
 
 
+class BudgetSpec(_Strict):
+    """Per-job limits for one tier; unset -> no limit. Checked before each LLM call."""
+
+    max_tokens: int | None = Field(default=None, ge=1, description="input + output tokens of every call of a job")
+    max_cost_usd: float | None = Field(default=None, ge=0, description="summed cost of every call of a job")
+
+
 class McpHttpSpec(_Strict):
     """``swarm-mcp --http``: who may connect, how they prove it, how much they may send."""
 
@@ -211,6 +218,7 @@ class SwarmConfig(_Strict):
     limits: LimitsSection = LimitsSection()
     observability: ObservabilitySection = ObservabilitySection()
     mcp: McpSection = McpSection()
+    budgets: dict[Tier, BudgetSpec] = Field(default_factory=dict, description="per-tier token/cost budget per job")
 
     @model_validator(mode="after")
     def _cross_references(self) -> SwarmConfig:

@@ -41,6 +41,10 @@ class Providers:
                     f"no {kind} provider is configured; valid: {', '.join(sorted(self.factories))}"
                 )
             self._built[kind] = factory()
+            if kind == "llm":  # per-job token/cost budget and content capture (swarm.budget)
+                from swarm.budget import budgeted
+
+                self._built[kind] = budgeted(self._built[kind])
         return self._built[kind]
 
     def memo(self, key: Any, build: Callable[[], Any]) -> Any:

@@ -18,7 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from providers.base import TraceStep
 from providers.errors import AllProvidersFailed, InputError, SwarmError
 from providers.registry import import_string
+from swarm.budget import fill_partial, job_scope
 from swarm.context import JobContext
+from swarm.observability import bind_job, export_job_spans, unbind_job
 from swarm.redact import redact, redact_data
 
 log = logging.getLogger("swarm.dispatcher")
@@ -128,6 +130,8 @@ async def dispatch(raw: dict[str, Any] | JobRequest, make_context: Any) -> dict[
     job: JobRequest | None = None
     job_id = str(uuid.uuid4())
     result = _envelope(None, job_id, started)
+    ctx: JobContext | None = None
+    bound = None
     try:
         try:
             job = raw if isinstance(raw, JobRequest) else JobRequest.model_validate(raw)
@@ -135,13 +139,15 @@ async def dispatch(raw: dict[str, Any] | JobRequest, make_context: Any) -> dict[
             raise input_error_from_validation(exc, prefix="job") from None
         job_id = job.job_id or job_id
         result = _envelope(job, job_id, started)
+        bound = bind_job(job_id)
         fn, model = resolve_action(job.project, job.action)
         try:
             inp = model.model_validate(job.input)
         except ValidationError as exc:
             raise input_error_from_validation(exc) from None
-        ctx: JobContext = await make_context(job_id)
-        output = await fn(inp, ctx)
+        ctx = await make_context(job_id)
+        with job_scope(ctx, job.input):
+            output = await fn(inp, ctx)
         result["trace"] = list(output.pop("trace", []))
         result["output"] = output
     except SwarmError as exc:
@@ -166,7 +172,10 @@ async def dispatch(raw: dict[str, Any] | JobRequest, make_context: Any) -> dict[
     result["totals"] = totals_of(result["trace"])
     result["elapsed_ms"] = round((time.perf_counter() - started) * 1000, 2)
     result.pop("_started", None)
-    return redact_data(result)
+    final = redact_data(result)
+    export_job_spans(final, ctx)
+    unbind_job(bound)
+    return final
 
 
 def _fail(result: dict[str, Any], exc: SwarmError) -> None:
@@ -179,4 +188,5 @@ def _fail(result: dict[str, Any], exc: SwarmError) -> None:
     trace = getattr(exc, "trace", None)
     if trace:
         result["trace"][:0] = trace
+    fill_partial(result, exc)
     log.warning("job %s failed: %s", result["job_id"], redact(str(exc)))

@@ -1,0 +1,180 @@
+"""Per-job token and cost budgets, enforced around the job's LLM provider.
+
+``Providers`` wraps its LLM provider once in ``BudgetedLLM``; ``dispatch`` opens a
+``job_scope`` per job, which puts a ``JobMeter`` in a context variable (LangGraph's node tasks
+inherit it). Before each call the wrapper asks the meter whether the call could pass the budget
+of the job's tier (``budgets`` in config) and, if so, raises ``BudgetExceeded`` carrying the
+partial result and the attempts so far; after each call it adds the tokens and cost the call
+reported. Outside a job scope the wrapper only passes calls through.
+
+The estimate before a call: input tokens ~ characters / 4, plus the call's ``max_tokens``
+when it sets one; cost is projected at the job's observed cost per token. Calls that run in
+parallel are each checked against the totals known when they start, so a fan-out can overshoot
+by what its parallel calls use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from providers.base import LLMConfig, LLMResponse, Message, TraceStep
+from providers.errors import BudgetExceeded
+
+if TYPE_CHECKING:
+    from swarm.config import SwarmConfig
+    from swarm.context import JobContext
+
+#: Key of the job's meter in ``JobContext.extras``.
+METER_KEY = "job_meter"
+
+
+@dataclass
+class JobMeter:
+    """What one job's LLM calls used so far, and the limits they must stay within."""
+
+    config: SwarmConfig
+    tier: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    #: the latest free-text answer (not a structured verdict or plan): the job's partial output
+    last_text: str | None = None
+    last_step: str | None = None
+    #: (step, at) of the answering attempt -> GenAI input/output messages, when capture is on
+    content: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def limits(self, tier: str | None) -> tuple[str, int | None, float | None]:
+        chosen = tier or self.tier
+        spec = self.config.budgets.get(chosen)  # type: ignore[call-overload]
+        return chosen, (spec.max_tokens if spec else None), (spec.max_cost_usd if spec else None)
+
+    def check(self, messages: list[Message], llm_config: LLMConfig) -> None:
+        """Raise ``BudgetExceeded`` when this call could take the job past its budget."""
+        tier, max_tokens, max_cost = self.limits(llm_config.tier)
+        if max_tokens is None and max_cost is None:
+            return
+        estimate = math.ceil(sum(len(m.content) for m in messages) / 4) + (llm_config.max_tokens or 0)
+        reasons = []
+        if max_tokens is not None and self.tokens + estimate > max_tokens:
+            reasons.append(f"{self.tokens} tokens used + ~{estimate} for this call > max_tokens {max_tokens}")
+        if max_cost is not None:
+            per_token = self.cost_usd / self.tokens if self.tokens else 0.0
+            projected = self.cost_usd + estimate * per_token
+            if self.cost_usd >= max_cost or projected > max_cost:
+                reasons.append(f"${self.cost_usd:.4f} spent, ~${projected:.4f} after this call > max_cost_usd {max_cost}")
+        if reasons:
+            raise self.exceeded(llm_config.step, tier, "; ".join(reasons))
+
+    def exceeded(self, step: str, tier: str, reason: str) -> BudgetExceeded:
+        message = (
+            f"stopped before the {step!r} call: the {tier} budget would be passed ({reason});"
+            f" raise budgets.{tier} in config or use a smaller task"
+        )
+        error = BudgetExceeded(message, tier=tier, partial=self.partial(step))
+        refused = TraceStep(step=step, kind="llm", provider="budget", outcome="skipped",
+                            error_class="BudgetExceeded", detail=reason)
+        error.refused = refused.model_dump()  # type: ignore[attr-defined]
+        error.trace = list(self.attempts)  # type: ignore[attr-defined]
+        return error
+
+    def partial(self, stopped_at: str) -> dict[str, Any]:
+        return {
+            "partial": True,
+            "stopped_at": stopped_at,
+            "text": self.last_text,
+            "text_from": self.last_step,
+            "used": {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
+                     "cost_usd": round(self.cost_usd, 6)},
+        }
+
+    def record(self, messages: list[Message], llm_config: LLMConfig, response: LLMResponse) -> None:
+        attempts = list(response.attempts) or [
+            TraceStep(step=llm_config.step, provider=response.provider, model=response.model,
+                      input_tokens=response.input_tokens, output_tokens=response.output_tokens,
+                      cost_usd=response.cost_usd)
+        ]
+        for attempt in attempts:
+            self.input_tokens += attempt.input_tokens
+            self.output_tokens += attempt.output_tokens
+            self.cost_usd += attempt.cost_usd or 0.0
+            self.attempts.append(attempt.model_dump())
+        if llm_config.json_schema is None and response.text.strip():
+            self.last_text, self.last_step = response.text.strip(), llm_config.step
+        if self.config.observability.capture_content:
+            answered = attempts[-1]
+            self.content[(answered.step, answered.at)] = {
+                "input": [{"role": m.role, "parts": [{"type": "text", "content": m.content}]} for m in messages],
+                "output": [{"role": "assistant", "parts": [{"type": "text", "content": response.text}]}],
+            }
+
+
+current_meter: contextvars.ContextVar[JobMeter | None] = contextvars.ContextVar("swarm_job_meter", default=None)
+
+
+def job_tier(config: SwarmConfig, job_input: dict[str, Any] | None) -> str:
+    """The job's tier: its input's ``tier``, else the tier that holds ``providers.llm.default``."""
+    tier = (job_input or {}).get("tier")
+    if isinstance(tier, str) and tier:
+        return tier
+    llm = config.providers.llm
+    return next((name for name, models in llm.tiers.items() if llm.default in models), "balanced")
+
+
+@contextlib.contextmanager
+def job_scope(ctx: JobContext, job_input: dict[str, Any] | None = None) -> Iterator[JobMeter]:
+    """Meter every LLM call of the job run inside this block (kept in ``ctx.extras``)."""
+    meter = JobMeter(config=ctx.config, tier=job_tier(ctx.config, job_input))
+    ctx.extras[METER_KEY] = meter
+    token = current_meter.set(meter)
+    try:
+        yield meter
+    finally:
+        current_meter.reset(token)
+
+
+def fill_partial(result: dict[str, Any], exc: Exception) -> None:
+    """For a ``BudgetExceeded`` job: the partial output and the refused call at the end of the trace."""
+    if not isinstance(exc, BudgetExceeded):
+        return
+    if exc.partial is not None and result.get("output") is None:
+        result["output"] = exc.partial
+    refused = getattr(exc, "refused", None)
+    if refused:
+        result["trace"].append(refused)
+
+
+class BudgetedLLM:
+    """An ``LLMProvider`` that enforces the current job's budget around ``inner``."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    async def complete(self, messages: list[Message], config: LLMConfig) -> LLMResponse:
+        meter = current_meter.get()
+        if meter is None:
+            return await self.inner.complete(messages, config)
+        meter.check(messages, config)
+        response = await self.inner.complete(messages, config)
+        meter.record(messages, config, response)
+        return response
+
+    async def health_check(self) -> bool:
+        return bool(await self.inner.health_check())
+
+    def __getattr__(self, name: str) -> Any:  # router extras (health, models, ...) stay reachable
+        return getattr(self.inner, name)
+
+
+def budgeted(llm: Any) -> Any:
+    """``llm`` wrapped once in ``BudgetedLLM``."""
+    return llm if isinstance(llm, BudgetedLLM) else BudgetedLLM(llm)

@@ -1,0 +1,90 @@
+"""JSON log lines: one object per line, the job id on each, secrets redacted, level from config."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from providers.errors import ProviderUnavailable
+from providers.testing import FunctionLLM
+from swarm.config import load_config
+from swarm.dispatcher import dispatch
+from swarm.observability import configure_logging, job_id_var
+
+
+@pytest.fixture
+def captured() -> Iterator[io.StringIO]:
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    stream = io.StringIO()
+    configure_logging("INFO", stream=stream)
+    yield stream
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+    root.setLevel(level)
+
+
+def lines(stream: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
+
+
+async def test_every_line_of_a_job_carries_its_id(captured: io.StringIO, make_context: Any) -> None:
+    def answer(messages: Any, config: Any) -> str:
+        logging.getLogger("graphs.test").info("drafting now")
+        raise ProviderUnavailable("deepseek", "connection refused")
+
+    job = {"project": "swarm", "action": "delegate", "input": {"task": "hi"}, "job_id": "job-log-7"}
+    result = await dispatch(job, make_context(FunctionLLM(answer)))
+    assert result["status"] == "FAILED"
+    logged = lines(captured)
+    assert {"graphs.test", "swarm.dispatcher"} <= {entry["logger"] for entry in logged}
+    for entry in logged:
+        assert set(entry) >= {"ts", "level", "logger", "message", "job_id"}
+        assert entry["job_id"] == "job-log-7"
+    assert any(e["level"] == "WARNING" and "failed" in e["message"] for e in logged)
+    assert job_id_var.get() is None  # unbound once the job is done
+
+
+def test_secrets_are_redacted_and_exceptions_kept(captured: io.StringIO, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEEPSEEK_API_KEY", "plainvalue-abcdef-123")
+    log = logging.getLogger("swarm.test")
+    log.info("calling with Authorization: Bearer abcdefghijklmnop and key %s", "plainvalue-abcdef-123")
+    try:
+        raise RuntimeError("boom tvly-abcdefghijkl")
+    except RuntimeError:
+        log.exception("crashed")
+    first, second = lines(captured)
+    assert "abcdefghijklmnop" not in first["message"] and "plainvalue" not in first["message"]
+    assert "[REDACTED]" in first["message"]
+    assert first["job_id"] is None
+    assert "RuntimeError" in second["exc"] and "tvly-abcdefghijkl" not in second["exc"]
+
+
+def test_level_comes_from_config(captured: io.StringIO, config_file: Any) -> None:
+    config_file.write_text(config_file.read_text().replace('log_level: "${SWARM_LOG_LEVEL:-INFO}"',
+                                                          'log_level: "WARNING"'))
+    configure_logging(load_config(config_file), stream=captured)
+    logging.getLogger("swarm.test").info("hidden")
+    logging.getLogger("swarm.test").warning("shown")
+    assert [e["message"] for e in lines(captured)] == ["shown"]
+    assert len([h for h in logging.getLogger().handlers if getattr(h, "_swarm_json_handler", False)]) == 1
+
+
+def test_plain_text_mode_is_redacted_too(captured: io.StringIO) -> None:
+    stream = io.StringIO()
+    configure_logging("DEBUG", json=False, stream=stream)
+    token = job_id_var.set("job-9")
+    try:
+        logging.getLogger("x").debug("key sk-abcdefghijklmnopqrstu")
+    finally:
+        job_id_var.reset(token)
+    text = stream.getvalue()
+    assert "[job-9]" in text and "sk-abcdefghijklmnopqrstu" not in text and "[REDACTED]" in text
+
+
