@@ -39,8 +39,14 @@ async def test_mcp_research_answers_from_the_local_index_with_resolving_citation
             {"question": "How does the search fallback chain work?", "depth": "quick", "max_sources": 4},
             progress_callback=on_progress,
         )
-    assert not result.is_error, result.content[0].text
-    data = result.structured_content
+        assert not result.is_error, result.content[0].text
+        data = result.structured_content
+        for _ in range(6):  # past the tool's wait budget the job keeps running: collect it
+            if data["status"] != "IN_PROGRESS":
+                break
+            polled = await client.call_tool("job_result", {"job_id": data["job_id"], "wait_s": 50})
+            assert not polled.is_error, polled.content[0].text
+            data = {**polled.structured_content, **(polled.structured_content.get("output") or {})}
     assert data["status"] == "COMPLETED", data
     assert data["report"].strip()
     corpus = (ROOT / "docs" / "corpus").resolve().as_uri()

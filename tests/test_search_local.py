@@ -128,3 +128,16 @@ async def test_index_kept_from_other_roots_survives_a_config_sync(corpus, tmp_pa
     backend = LocalIndexSearch([corpus], index)
     assert [r.title for r in await backend.search("kiwi")] == ["Extra"]
     assert await backend.search("checkpointer")
+
+
+def test_build_from_config_uses_the_configured_index_path(corpus, tmp_path):
+    from providers.search.local_index import build_index_from_config
+    from swarm.config import DEFAULT_CONFIG_PATH, load_config
+
+    config = load_config(DEFAULT_CONFIG_PATH, env={"SWARM_HOME": str(tmp_path / "home")})
+    stats = build_index_from_config(config, [corpus])
+    assert stats.index_path == str(tmp_path / "home" / "index.sqlite") and stats.added == 3
+    with pytest.raises(InputError, match="does not exist"):
+        build_index_from_config(config, [tmp_path / "missing"])
+    default = build_index_from_config(config)
+    assert default.added >= 5  # the shipped docs/corpus

@@ -299,3 +299,24 @@ class LocalIndexSearch:
         if parsed.scheme != "file" or not self.index_path.exists():
             return None
         return await asyncio.to_thread(self._read, unquote(parsed.path))
+
+
+def build_index_from_config(
+    config: Any, paths: Iterable[str | Path] | None = None, *, name: str = "local", reset: bool = False
+) -> IndexStats:
+    """``swarm index build [PATH...]``: index ``paths`` (default: the configured ones) into the
+    configured ``index_path``; relative paths resolve against the current directory here, as a
+    person typing a path expects.
+
+    Raises:
+        InputError: a path does not exist.
+        ConfigError: there is no ``providers.search.backends.<name>`` section.
+    """
+    from providers.errors import ConfigError
+
+    settings = config.providers.search.backends.get(name)
+    if settings is None:
+        raise ConfigError(f"no settings for the local index; add providers.search.backends.{name}", key="providers.search.backends")
+    backend = LocalIndexSearch.from_config(name, dict(settings), config)
+    chosen = [Path(p).expanduser().resolve() for p in paths] if paths else backend.paths
+    return build_index(chosen, backend.index_path, reset=reset)
