@@ -96,7 +96,7 @@ class WorkerPool:
             return
         proc.wait(timeout=10)
 
-    def stop(self, grace_s: float = 3.0) -> None:
+    def stop(self, grace_s: float = 2.0) -> None:
         """SIGTERM every worker group, then SIGKILL what is left after ``grace_s``."""
         for proc in self.procs.values():
             if proc.poll() is None:
