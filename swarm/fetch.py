@@ -109,7 +109,7 @@ async def _resolve(host: str, port: int) -> list[IPAddress]:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror:
         raise ProviderUnavailable(_PROVIDER, f"cannot resolve host {host!r}") from None
-    return [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
+    return [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
 
 
 async def _pin(url: str, allow_private: bool) -> tuple[str, dict[str, str], dict[str, str]]:

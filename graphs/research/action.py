@@ -27,7 +27,10 @@ class ResearchInput(BaseModel):
     )
     max_sources: int = Field(default=8, ge=1, le=20, description="most sources kept after ranking")
     backends: list[str] | None = Field(
-        default=None, description="search backends to use, in order (default: providers.search.fallback_chain)"
+        default=None,
+        min_length=1,
+        max_length=8,
+        description="search backends to use, in order (default: providers.search.fallback_chain)",
     )
 
     @field_validator("question")

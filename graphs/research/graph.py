@@ -10,7 +10,7 @@ from typing import Any
 
 from langgraph.graph import END, START, StateGraph
 
-from graphs.research.nodes import ResearchDeps, after_review, make_nodes
+from graphs.research.nodes import ResearchDeps, after_review, fan_out, make_nodes
 from graphs.research.sources import Fetcher
 from graphs.research.state import ResearchState
 from providers.base import LLMProvider, SearchProvider
@@ -19,7 +19,6 @@ from providers.base import LLMProvider, SearchProvider
 def build_graph(llm: LLMProvider, search: SearchProvider, fetch: Fetcher, checkpointer: Any = None) -> Any:
     """Compile the research graph; nothing is compiled at import time."""
     nodes = make_nodes(ResearchDeps(llm=llm, search=search, fetch=fetch))
-    fan_out = nodes.pop("fan_out")
     graph = StateGraph(ResearchState)
     for name, fn in nodes.items():
         graph.add_node(name, fn)

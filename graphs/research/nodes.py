@@ -118,13 +118,6 @@ def make_nodes(deps: ResearchDeps) -> dict[str, Node]:
         emit("plan", detail)
         return {"queries": queries, "trace": trace + [node_step("plan", started, detail, outcome)]}
 
-    def fan_out(state: ResearchState) -> list[Send]:
-        total = len(state["queries"])
-        return [
-            Send("search", SearchTask(query=q, query_index=i, total=total, max_results=state["max_sources"]))
-            for i, q in enumerate(state["queries"])
-        ]
-
     async def search(task: SearchTask) -> dict[str, Any]:
         traced = getattr(deps.search, "search_traced", None)
         failed = False
@@ -169,7 +162,16 @@ def make_nodes(deps: ResearchDeps) -> dict[str, Node]:
         detail = f"read {len(excerpts)} of {len(chosen)} sources; the rest are given as snippets"
         return {"excerpts": excerpts, "trace": steps + [node_step("read", started, detail)]}
 
-    return {"plan": plan, "search": search, "rank": rank, "read": read, "fan_out": fan_out, **_writing_nodes(deps)}
+    return {"plan": plan, "search": search, "rank": rank, "read": read, **_writing_nodes(deps)}
+
+
+def fan_out(state: ResearchState) -> list[Send]:
+    """One ``Send`` per sub-query: LangGraph runs the search node for all of them at once."""
+    total = len(state["queries"])
+    return [
+        Send("search", SearchTask(query=q, query_index=i, total=total, max_results=state["max_sources"]))
+        for i, q in enumerate(state["queries"])
+    ]
 
 
 def _no_sources_report(state: ResearchState) -> str:
