@@ -1,14 +1,50 @@
-"""Checkpointers chosen by config: SQLite (default), Postgres, or memory (tests)."""
+"""Checkpointers chosen by config: SQLite (default), Postgres, or memory (tests).
+
+``open_checkpointer(config)`` yields a ready LangGraph saver. The first open of each store in a
+process (and again once a day in a long-lived one) prunes threads whose newest checkpoint is
+older than ``checkpointer.retention_days``: without that, checkpoint tables grow forever.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from providers.errors import ConfigError
 from swarm.config import SwarmConfig
+from swarm.redact import redact, register_secret
+
+log = logging.getLogger("swarm.checkpoint")
+
+POSTGRES_INSTALL = "pip install langgraph-checkpoint-postgres==3.2.0 'psycopg[binary]==3.3.9'"
+PRUNE_INTERVAL_S = 24 * 3600.0
+POSTGRES_POOL_SIZE = 8
+POSTGRES_CONNECT_TIMEOUT_S = 10.0
+# 100-ns intervals between the UUID epoch (1582-10-15) and the Unix epoch.
+_UUID_EPOCH_OFFSET = 0x01B21DD213814000
+
+#: store identity -> monotonic time of its last prune in this process
+_last_pruned: dict[str, float] = {}
+_clock = time.monotonic
+
+
+def checkpoint_id_floor(unix_s: float) -> str:
+    """The smallest LangGraph checkpoint id (a UUIDv6) that can be minted at ``unix_s``.
+
+    LangGraph's checkpoint ids are UUIDv6: their text sorts by creation time, so comparing
+    ids with this floor finds checkpoints older than a moment with plain SQL on any store.
+    """
+    stamp = int(unix_s * 10_000_000) + _UUID_EPOCH_OFFSET
+    value = ((stamp >> 12) & 0xFFFFFFFFFFFF) << 80 | 0x6 << 76 | (stamp & 0x0FFF) << 64 | 0b10 << 62
+    return str(uuid.UUID(int=value))
+
+
+# --- openers -------------------------------------------------------------------------------
 
 
 @contextlib.asynccontextmanager
@@ -34,23 +70,130 @@ async def _memory(config: SwarmConfig) -> AsyncIterator[Any]:
 
 @contextlib.asynccontextmanager
 async def _postgres(config: SwarmConfig) -> AsyncIterator[Any]:
-    if not config.checkpointer.dsn:
-        raise ConfigError("postgres needs a dsn (e.g. ${SWARM_PG_DSN})", key="checkpointer.dsn")
+    dsn = config.checkpointer.dsn
+    if not dsn:
+        raise ConfigError(
+            "postgres needs a dsn, e.g. dsn: \"${SWARM_PG_DSN}\" (postgresql://user:pass@host:5432/db)",
+            key="checkpointer.dsn",
+        )
+    register_secret(dsn)  # a DSN may carry a password: never echo it
     try:
         from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+        from psycopg.rows import dict_row
+        from psycopg_pool import AsyncConnectionPool, PoolTimeout
     except ModuleNotFoundError:
         raise ConfigError(
-            "the postgres checkpointer is not installed: pip install langgraph-checkpoint-postgres",
-            key="checkpointer.kind",
+            f"the postgres checkpointer is not installed: {POSTGRES_INSTALL}", key="checkpointer.kind"
         ) from None
-    async with AsyncPostgresSaver.from_conn_string(config.checkpointer.dsn) as saver:
+    pool = AsyncConnectionPool(
+        dsn,
+        min_size=1,
+        max_size=POSTGRES_POOL_SIZE,
+        open=False,
+        kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
+    )
+    try:
+        await pool.open(wait=True, timeout=POSTGRES_CONNECT_TIMEOUT_S)
+    except PoolTimeout as exc:
+        await pool.close()
+        raise ConfigError(
+            f"cannot connect to PostgreSQL within {POSTGRES_CONNECT_TIMEOUT_S:.0f} s ({redact(str(exc))});"
+            " check that the server runs and the dsn's host, port, user and database",
+            key="checkpointer.dsn",
+        ) from None
+    try:
+        saver = AsyncPostgresSaver(conn=pool)
         await saver.setup()
         yield saver
+    finally:
+        await pool.close()
 
 
 _OPENERS = {"sqlite": _sqlite, "memory": _memory, "postgres": _postgres}
 
 
-def open_checkpointer(config: SwarmConfig) -> contextlib.AbstractAsyncContextManager[Any]:
-    """An async context manager yielding the configured LangGraph saver."""
-    return _OPENERS[config.checkpointer.kind](config)
+@contextlib.asynccontextmanager
+async def _open(config: SwarmConfig, *, prune: bool) -> AsyncIterator[Any]:
+    async with _OPENERS[config.checkpointer.kind](config) as saver:
+        if prune:
+            await _prune_if_due(config, saver)
+        yield saver
+
+
+def open_checkpointer(config: SwarmConfig, *, prune: bool = True) -> contextlib.AbstractAsyncContextManager[Any]:
+    """An async context manager yielding the configured LangGraph saver.
+
+    With ``prune`` (the default) the first open of a store in this process, and any open a day
+    or more after the last prune, deletes threads past ``checkpointer.retention_days``.
+    """
+    return _open(config, prune=prune)
+
+
+# --- pruning -------------------------------------------------------------------------------
+
+
+def _store_key(config: SwarmConfig) -> str:
+    section = config.checkpointer
+    where = section.dsn if section.kind == "postgres" else str(Path(section.path).expanduser())
+    return f"{section.kind}:{where}"
+
+
+async def _prune_if_due(config: SwarmConfig, saver: Any) -> None:
+    key = _store_key(config)
+    last = _last_pruned.get(key)
+    now = _clock()
+    if last is not None and now - last < PRUNE_INTERVAL_S:
+        return
+    _last_pruned[key] = now
+    try:
+        await prune_checkpoints(config, saver)
+    except Exception as exc:  # pruning is housekeeping: a failure must not stop jobs, but is said
+        log.warning("checkpoint pruning failed (%s); will retry in a day", redact(repr(exc)))
+
+
+async def _old_threads_sqlite(saver: Any, floor: str) -> list[str]:
+    sql = "SELECT thread_id FROM checkpoints GROUP BY thread_id HAVING MAX(checkpoint_id) < ?"
+    async with saver.lock, saver.conn.execute(sql, (floor,)) as cursor:
+        return [str(row[0]) for row in await cursor.fetchall()]
+
+
+async def _old_threads_postgres(saver: Any, floor: str) -> list[str]:
+    sql = "SELECT thread_id FROM checkpoints GROUP BY thread_id HAVING MAX(checkpoint_id) < %s"
+    async with saver.conn.connection() as conn:
+        cursor = await conn.execute(sql, (floor,))
+        return [str(row["thread_id"]) for row in await cursor.fetchall()]
+
+
+async def _old_threads_memory(saver: Any, floor: str) -> list[str]:
+    return [
+        str(thread_id)
+        for thread_id, namespaces in saver.storage.items()
+        if max((cid for ns in namespaces.values() for cid in ns), default="") < floor
+    ]
+
+
+_OLD_THREADS = {"sqlite": _old_threads_sqlite, "postgres": _old_threads_postgres, "memory": _old_threads_memory}
+
+
+async def prune_checkpoints(config: SwarmConfig, saver: Any = None, *, now: float | None = None) -> list[str]:
+    """Delete every thread (job) whose newest checkpoint is older than the retention.
+
+    Args:
+        config: its ``checkpointer`` section chooses the store and ``retention_days``.
+        saver: an open saver of that store; ``None`` opens one (without re-pruning) for the call.
+        now: Unix time to measure age from (tests move it forward).
+
+    Returns:
+        The thread ids that were deleted.
+    """
+    if saver is None:
+        async with open_checkpointer(config, prune=False) as opened:
+            return await prune_checkpoints(config, opened, now=now)
+    cutoff = (time.time() if now is None else now) - config.checkpointer.retention_days * 86400
+    floor = checkpoint_id_floor(cutoff)
+    threads = await _OLD_THREADS[config.checkpointer.kind](saver, floor)
+    for thread_id in threads:
+        await saver.adelete_thread(thread_id)
+    if threads:
+        log.info("pruned %d checkpoint threads older than %g days", len(threads), config.checkpointer.retention_days)
+    return threads

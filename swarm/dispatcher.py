@@ -50,6 +50,10 @@ class JobRequest(BaseModel):
     action: str = Field(min_length=1, max_length=64)
     input: dict[str, Any] = Field(default_factory=dict)
     job_id: str | None = Field(default=None, max_length=MAX_JOB_ID_CHARS, pattern=r"^[A-Za-z0-9_.:\-]+$")
+    idempotency_key: str | None = Field(
+        default=None, min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$",
+        description="same key -> same job id (swarm.idempotency); when set it decides the job id",
+    )
 
 
 def resolve_action(project: str, action: str) -> tuple[Any, type[BaseModel]]:
@@ -138,6 +142,10 @@ async def dispatch(raw: dict[str, Any] | JobRequest, make_context: Any) -> dict[
         except ValidationError as exc:
             raise input_error_from_validation(exc, prefix="job") from None
         job_id = job.job_id or job_id
+        if job.idempotency_key is not None:  # beats a door's own per-delivery id (RunPod's)
+            from swarm.idempotency import job_id_for_key
+
+            job_id = job_id_for_key(job.project, job.action, job.idempotency_key)
         result = _envelope(job, job_id, started)
         bound = bind_job(job_id)
         fn, model = resolve_action(job.project, job.action)
