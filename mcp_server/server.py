@@ -61,7 +61,7 @@ class ServerState:
         """The job manager (store under ``swarm.config.state_dir()/jobs.sqlite``)."""
         if self._jobs is None:
             from swarm.config import state_dir
-            from swarm.jobs import JobManager, JobStore
+            from swarm.jobs import JobLoop, JobManager, JobStore
 
             store = JobStore(self.jobs_path or state_dir() / "jobs.sqlite")
             self._jobs = JobManager(
@@ -69,6 +69,7 @@ class ServerState:
                 runner=self.runner,
                 wait_budget_s=lambda: self.runtime.config.runner.wait_budget_s,
                 on_finished=self._job_finished,
+                job_loop=JobLoop(),  # jobs never block the protocol loop
             )
         return self._jobs
 
@@ -85,11 +86,13 @@ class ServerState:
             self.jobs.resume_unfinished()
 
     async def aclose(self) -> None:
+        runtime = self._runtime
         if self._jobs is not None:
-            await self._jobs.aclose()
+            # the runtime's checkpointers were opened on the jobs' loop: close them there
+            await self._jobs.aclose(final=runtime.aclose if runtime is not None else None)
             self._jobs.store.close()
-        if self._runtime is not None:
-            await self._runtime.aclose()
+        elif runtime is not None:
+            await runtime.aclose()
 
 
 def build_server(config_path: str | None = None, *, jobs_path: Path | None = None, **server_kwargs: Any) -> MCPServer:

@@ -14,7 +14,6 @@ another owner finds nothing (the same answer as an unknown id, so ids cannot be 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import sqlite3
@@ -163,6 +162,43 @@ def handle(row: dict[str, Any]) -> dict[str, Any]:
 Listener = Callable[[str, str, "float | None"], Awaitable[None]]
 
 
+class JobLoop:
+    """An event loop in a daemon thread where jobs run, so the server's loop stays responsive.
+
+    A job may block its loop (a heavy first import, CPU-bound image work); with the jobs on
+    their own loop, the MCP server keeps answering pings, polls and other calls meanwhile.
+    """
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name="swarm-jobs", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    async def stop(self, final: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Cancel what still runs there, run ``final()`` on that loop, then end the thread."""
+
+        async def wind_down() -> None:
+            current = asyncio.current_task()
+            pending = [t for t in asyncio.all_tasks() if t is not current]
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            if final is not None:
+                await final()
+
+        try:
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(wind_down(), self.loop))
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            await asyncio.to_thread(self._thread.join, 10)
+            if not self._thread.is_alive():
+                self.loop.close()
+
+
 class JobManager:
     """Starts jobs as background tasks, waits within a budget, finds them again by id.
 
@@ -171,7 +207,8 @@ class JobManager:
         runner: ``() -> runner`` with ``async run(job, progress) -> envelope`` (chosen per job,
             so a config edit takes effect for the next job).
         wait_budget_s: ``() -> seconds`` a call waits before it returns a handle.
-        on_finished: ``async (job_id) -> None``, called once a job's result is stored.
+        on_finished: ``async (job_id) -> None``, called on the caller's loop once a result is stored.
+        job_loop: where jobs run (default: the caller's own loop).
     """
 
     def __init__(
@@ -180,12 +217,14 @@ class JobManager:
         runner: Callable[[], Any],
         wait_budget_s: Callable[[], float],
         on_finished: Callable[[str], Awaitable[None]] | None = None,
+        job_loop: JobLoop | None = None,
     ) -> None:
         self.store = store
         self._runner = runner
         self._wait_budget_s = wait_budget_s
         self._on_finished = on_finished
-        self._tasks: dict[str, asyncio.Task[dict[str, Any]]] = {}
+        self._job_loop = job_loop
+        self._tasks: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._listeners: dict[str, set[Listener]] = {}
         self._closing = False
 
@@ -216,18 +255,34 @@ class JobManager:
         return await self.result(job_id, owner, wait_s=wait_s, progress=progress)
 
     def _start(self, job_id: str, job: dict[str, Any]) -> None:
-        task = asyncio.get_running_loop().create_task(self._execute(job_id, job), name=f"swarm-job-{job_id}")
-        self._tasks[job_id] = task
-        task.add_done_callback(lambda _t: self._tasks.pop(job_id, None))
+        home = asyncio.get_running_loop()
+        coro = self._execute(job_id, job, home)
+        future: asyncio.Future[dict[str, Any]]
+        if self._job_loop is None:
+            future = home.create_task(coro, name=f"swarm-job-{job_id}")
+        else:
+            future = asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._job_loop.loop), loop=home)
+        self._tasks[job_id] = future
+        future.add_done_callback(lambda _f: self._tasks.pop(job_id, None))
 
-    async def _execute(self, job_id: str, job: dict[str, Any]) -> dict[str, Any]:
+    def _on_home(self, home: asyncio.AbstractEventLoop, coro: Awaitable[None]) -> None:
+        """Run ``coro`` on the server's loop without waiting for it (fire and forget)."""
+
+        async def guarded() -> None:
+            try:
+                await coro
+            except Exception:  # a client that went away must not fail the job
+                log.debug("callback on the server loop failed", exc_info=True)
+
+        if home.is_closed():
+            return
+        asyncio.run_coroutine_threadsafe(guarded(), home)
+
+    async def _execute(self, job_id: str, job: dict[str, Any], home: asyncio.AbstractEventLoop) -> dict[str, Any]:
         async def progress(stage: str, message: str, fraction: float | None = None) -> None:
             self.store.set_progress(job_id, stage, message, fraction)
             for listener in list(self._listeners.get(job_id, ())):
-                try:
-                    await listener(stage, message, fraction)
-                except Exception:  # a client that went away must not fail the job
-                    log.debug("progress listener of job %s failed", job_id, exc_info=True)
+                self._on_home(home, listener(stage, message, fraction))
 
         try:
             envelope = await self._runner().run(job, progress)
@@ -236,13 +291,12 @@ class JobManager:
                 raise  # shutting down: the row stays IN_PROGRESS and resumes on the next start
             envelope = self._cancelled(job_id, job)
             self.store.finish(job_id, "CANCELLED", envelope)
-            await self._notify(job_id)
+            self._notify(home, job_id)
             raise
         except Exception as exc:  # a runner bug: recorded as a failed job, never a silent hang
             log.error("job %s crashed in the runner: %s", job_id, redact(repr(exc)))
-            envelope = {**self._cancelled(job_id, job), "error": {
+            envelope = {**self._cancelled(job_id, job), "status": "FAILED", "error": {
                 "type": "InternalError", "message": f"the runner failed on job {job_id}; see the server log"}}
-            envelope["status"] = "FAILED"
         envelope["job_id"] = job_id
         status = envelope.get("status")
         if status not in FINAL_STATUSES:
@@ -250,7 +304,7 @@ class JobManager:
             log.warning("job %s came back %s from the runner; left IN_PROGRESS for resume", job_id, status)
             return envelope
         self.store.finish(job_id, status, envelope)
-        await self._notify(job_id)
+        self._notify(home, job_id)
         return envelope
 
     @staticmethod
@@ -261,13 +315,9 @@ class JobManager:
             "trace": [], "totals": {}, "elapsed_ms": 0.0,
         }
 
-    async def _notify(self, job_id: str) -> None:
-        if self._on_finished is None:
-            return
-        try:
-            await self._on_finished(job_id)
-        except Exception:  # a notification must not turn a finished job into a failed one
-            log.warning("finish notification for job %s failed", job_id, exc_info=True)
+    def _notify(self, home: asyncio.AbstractEventLoop, job_id: str) -> None:
+        if self._on_finished is not None and not self._closing:
+            self._on_home(home, self._on_finished(job_id))
 
     async def result(
         self, job_id: str, owner: str | None, *, wait_s: float | None = None, progress: ProgressFn | None = None
@@ -288,6 +338,12 @@ class JobManager:
             listeners = self._listeners.setdefault(job_id, set())
             if progress is not None:
                 listeners.add(progress)
+                last = row.get("progress")
+                if last:  # a poller sees at once where the job stands
+                    try:
+                        await progress(last["stage"], last["message"], last.get("fraction"))
+                    except Exception:  # a client that went away must not fail the poll
+                        log.debug("progress replay for job %s failed", job_id, exc_info=True)
             try:
                 await asyncio.wait_for(asyncio.shield(task), budget)
             except TimeoutError:
@@ -295,12 +351,21 @@ class JobManager:
             except asyncio.CancelledError:
                 if _current_cancelled():
                     raise  # the caller went away; the job keeps running
-                # else job_cancel stopped the job; its row says so
+                await self._settled(job_id)  # job_cancel stopped the job; wait for its row
             finally:
                 if progress is not None:
                     listeners.discard(progress)
         row = self.store.get(job_id, owner) or row
         return row["result"] if row["status"] in FINAL_STATUSES else handle(row)
+
+    async def _settled(self, job_id: str, timeout_s: float = 10.0) -> None:
+        """Wait until the job's row is final (a cancelled job writes it on its own loop)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            row = self.store.get(job_id)
+            if row is None or row["status"] in FINAL_STATUSES:
+                return
+            await asyncio.sleep(0.02)
 
     def status(self, job_id: str, owner: str | None) -> dict[str, Any]:
         """``{job_id, status, progress, ...}`` without the output; KeyError when unknown."""
@@ -318,12 +383,11 @@ class JobManager:
         if row["status"] == IN_PROGRESS:
             if task is not None:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await self._settled(job_id)
             else:
                 job = {"project": row["project"], "action": row["action"]}
                 self.store.finish(job_id, "CANCELLED", self._cancelled(job_id, job))
-                await self._notify(job_id)
+                self._notify(asyncio.get_running_loop(), job_id)
         return self.status(job_id, owner)
 
     def list(self, owner: str | None, status: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
@@ -348,15 +412,19 @@ class JobManager:
             log.info("resumed %d unfinished job(s): %s", len(resumed), ", ".join(resumed))
         return resumed
 
-    async def aclose(self) -> None:
-        """Stop following running jobs without marking them: they resume on the next start."""
-        tasks = list(self._tasks.values())
+    async def aclose(self, final: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Stop following running jobs without marking them (they resume on the next start);
+        ``final()`` runs on the jobs' loop afterwards (to close what the jobs opened there)."""
         self._closing = True
+        tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if self._job_loop is not None:
+            await self._job_loop.stop(final)
+            return
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if final is not None:
+            await final()
 
 
 def _current_cancelled() -> bool:

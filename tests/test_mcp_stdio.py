@@ -80,3 +80,33 @@ def test_broken_config_fails_fast_naming_the_key(tmp_path: Path) -> None:
 @pytest.mark.parametrize("script", ["swarm-mcp", "swarm"])
 def test_console_scripts_are_installed(script: str) -> None:
     assert (Path(sys.executable).parent / script).exists()
+
+
+async def test_stdio_job_past_a_5s_client_timeout_finishes_through_job_result(tmp_path: Path) -> None:
+    from fake_openai import Behaviour, FakeOpenAI
+    from mcp_helpers import write_config
+
+    config = write_config(tmp_path, wait_budget_s=1.0)
+    progress: list[str] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append(message or "")
+
+    with FakeOpenAI() as models:
+        # the local model (the only one without a key) answers after 6 s: past the client's 5 s timeout
+        models.script("smollm2-135m-instruct", Behaviour.answer("worth the wait", delay_s=6))
+        params = server_params(config, SWARM_LOCAL_LLM_PORT=str(models.port), SWARM_HOME=str(tmp_path / "home"))
+        async with Client(params, read_timeout_seconds=5) as client:
+            first = await client.call_tool("delegate", {"task": "take your time", "kind": "critical"},
+                                           progress_callback=on_progress)
+            assert first.structured_content["status"] == "IN_PROGRESS"
+            job_id = first.structured_content["job_id"]
+            result: dict = {"status": "IN_PROGRESS"}
+            for _ in range(10):  # each call stays under the client's timeout
+                result = (await client.call_tool("job_result", {"job_id": job_id, "wait_s": 3},
+                                                 progress_callback=on_progress)).structured_content
+                if result["status"] != "IN_PROGRESS":
+                    break
+            assert result["status"] == "COMPLETED"
+            assert result["output"]["text"] == "worth the wait"
+    assert any(m.startswith("route:") for m in progress)  # progress reaches whoever waits on the job

@@ -1,0 +1,116 @@
+"""Streamable HTTP on a loopback port: health, bearer tokens (401), Host (421) and Origin (403)
+checks even for an app built for 0.0.0.0, the body cap (413), and per-client job isolation."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import httpx2
+import pytest
+import uvicorn
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp_helpers import SlowLLM, use_fake_llm, write_config
+
+from mcp_server.http import build_http_app, parse_tokens
+from providers.errors import ConfigError
+
+ALICE = "alice-token-0123456789abcdef"
+BOB = "bob-token-0123456789abcdef"
+INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
+MCP_HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def serving(app: Any) -> AsyncIterator[str]:
+    """Serve ``app`` on a loopback port in this event loop (so monkeypatched fakes apply)."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.02)
+        if task.done():
+            task.result()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+def client_for(base: str, token: str | None) -> Client:
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=60))
+    return Client(streamable_http_client(f"{base}/mcp", http_client=http))
+
+
+@pytest.fixture
+def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    use_fake_llm(monkeypatch, SlowLLM(delay_s=2.0, text="for alice"))
+    config = write_config(tmp_path, wait_budget_s=0.5)
+    env = {"SWARM_MCP_TOKENS": f"alice={ALICE},bob={BOB}"}
+    # built for 0.0.0.0: the SDK alone would leave Host/Origin unchecked there
+    return build_http_app(str(config), host="0.0.0.0", port=8808, env=env)
+
+
+async def test_guards_answer_401_421_403_413_and_health_is_open(app: Any) -> None:
+    async with serving(app) as base, httpx.AsyncClient(base_url=base) as http:
+        health = await http.get("/health")
+        assert health.status_code == 200 and health.json()["status"] == "ok" and health.json()["auth"] is True
+
+        body = json.dumps(INIT)
+        assert (await http.post("/mcp", content=body, headers=MCP_HEADERS)).status_code == 401
+        wrong = {**MCP_HEADERS, "authorization": "Bearer not-a-valid-token-at-all"}
+        assert (await http.post("/mcp", content=body, headers=wrong)).status_code == 401
+
+        ok = {**MCP_HEADERS, "authorization": f"Bearer {ALICE}"}
+        bad_host = await http.post("/mcp", content=body, headers={**ok, "host": "evil.example.com"})
+        assert bad_host.status_code == 421
+        bad_origin = await http.post("/mcp", content=body, headers={**ok, "origin": "https://evil.example.com"})
+        assert bad_origin.status_code == 403
+        huge = json.dumps({**INIT, "pad": "x" * (4 * 1024 * 1024 + 10)})
+        assert (await http.post("/mcp", content=huge, headers=ok)).status_code == 413
+
+        accepted = await http.post("/mcp", content=body, headers=ok)
+        assert accepted.status_code == 200, accepted.text
+
+
+async def test_a_client_cannot_see_another_clients_job(app: Any) -> None:
+    async with serving(app) as base:
+        async with client_for(base, ALICE) as alice:
+            handle = (await alice.call_tool("delegate", {"task": "mine", "kind": "critical"})).structured_content
+            assert handle["status"] == "IN_PROGRESS"
+            job_id = handle["job_id"]
+            async with client_for(base, BOB) as bob:
+                peek = await bob.call_tool("job_result", {"job_id": job_id, "wait_s": 0})
+                assert peek.is_error and "unknown job_id" in peek.content[0].text
+                assert (await bob.call_tool("job_cancel", {"job_id": job_id})).is_error
+                assert (await bob.call_tool("list_jobs", {})).structured_content["jobs"] == []
+                with pytest.raises(Exception, match="unknown job_id"):
+                    await bob.read_resource(f"swarm://jobs/{job_id}")
+            done = await alice.call_tool("job_result", {"job_id": job_id, "wait_s": 20})
+            assert done.structured_content["status"] == "COMPLETED"
+            assert done.structured_content["output"]["text"] == "for alice"
+
+
+def test_tokens_parse_named_or_bare_and_short_ones_are_refused() -> None:
+    assert parse_tokens(f"alice={ALICE}, bob={BOB}", "T") == {"alice": ALICE, "bob": BOB}
+    (name,) = parse_tokens(ALICE, "T")
+    assert name.startswith("client-") and ALICE not in name
+    with pytest.raises(ConfigError, match="shorter than 16 characters"):
+        parse_tokens("alice=short", "T")
