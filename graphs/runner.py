@@ -23,9 +23,10 @@ async def run_graph(graph: Any, initial: dict[str, Any], ctx: JobContext) -> dic
             start = None
             await ctx.progress("resume", f"resuming at {', '.join(snapshot.next)}", None)
     final: dict[str, Any] = {}
-    async for mode, chunk in graph.astream(
-        start, config, stream_mode=["custom", "values"], durability="sync"
-    ):
+    # "sync" makes every step durable before the next starts; without a saver there is nothing
+    # to make durable (and langgraph 1.2 fails if asked to).
+    durability = {"durability": "sync"} if ctx.checkpointer is not None else {}
+    async for mode, chunk in graph.astream(start, config, stream_mode=["custom", "values"], **durability):
         if mode == "custom" and isinstance(chunk, dict):
             await ctx.progress(str(chunk.get("stage", "")), str(chunk.get("message", "")), chunk.get("fraction"))
         elif mode == "values":

@@ -159,6 +159,16 @@ def cmd_health(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_index_build(args: argparse.Namespace) -> int:
+    from providers.search.local_index import build_index_from_config
+    from swarm.config import config_path, load_config
+
+    config = load_config(config_path(args.config))
+    stats = build_index_from_config(config, args.paths or None, reset=args.reset)
+    print(json.dumps(stats.to_dict(), indent=2))
+    return 0
+
+
 def _delegated(target: str) -> Callable[[argparse.Namespace], int]:
     """A subcommand implemented by another module's ``main(argv)``."""
 
@@ -209,8 +219,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("health", help="availability and circuit state of every model")
     p.set_defaults(fn=cmd_health)
 
+    index = sub.add_parser("index", help="the local search index").add_subparsers(dest="index_command", required=True)
+    p = index.add_parser("build", help="build or update (incrementally) the local index; default: configured paths")
+    p.add_argument("paths", nargs="*", help="folders or files (default: providers.search.backends.local.paths)")
+    p.add_argument("--reset", action="store_true", help="start the index over")
+    p.set_defaults(fn=cmd_index_build)
+
     for name, target, help_text in (
-        ("index", "providers.search.local_index:main", "build or update the local search index"),
         ("models", "swarm.models_store:main", "pull and list image model weights"),
         ("endpoint", "swarm.endpoint.__main__:main", "a local RunPod endpoint for development and tests"),
     ):
