@@ -61,12 +61,42 @@ def _progress_update(job: dict[str, Any], data: dict[str, Any]) -> None:
         log.warning("progress update failed: %s", redact(str(exc)))
 
 
+async def warm_up() -> None:
+    """Load once, at worker start, what config lists in ``worker.warm`` (never in the MCP server)."""
+    rt = runtime()
+    config = rt.config
+    for kind in config.worker.warm:
+        if kind == "llm":
+            for name, spec in config.models.items():
+                if spec.local_server is not None and spec.local_server.autostart:
+                    await rt.local_servers.ensure(name, spec)
+            continue
+        provider = rt.providers(config).get(kind)
+        warm = getattr(provider, "warm", None)
+        if warm is not None:
+            await warm()
+    log.info("worker warmed: %s", ", ".join(config.worker.warm) or "nothing")
+
+
+def concurrency_modifier(current: int) -> int:
+    """RunPod asks how many jobs this worker may run at once; config answers (hot-swappable)."""
+    return runtime().config.worker.concurrency
+
+
 def main() -> None:
     """Start RunPod's worker loop with this handler."""
+    import asyncio
+    import sys
+
     import runpod
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    runpod.serverless.start({"handler": handler})
+    if not any(arg.startswith("--test_input") for arg in sys.argv):
+        try:
+            asyncio.run(warm_up())
+        except Exception as exc:  # a cold worker still serves; the first job pays the load
+            log.error("warm-up failed: %s", redact(str(exc)))
+    runpod.serverless.start({"handler": handler, "concurrency_modifier": concurrency_modifier})
 
 
 if __name__ == "__main__":

@@ -161,6 +161,13 @@ class RunnerSection(_Strict):
     wait_budget_s: float = Field(default=45.0, gt=0)
 
 
+class WorkerSection(_Strict):
+    """The RunPod worker: jobs per worker and what to load once at start."""
+
+    concurrency: int = Field(default=1, ge=1, le=64)
+    warm: list[Literal["llm", "upscale", "remove_background"]] = Field(default_factory=lambda: ["llm"])
+
+
 class LimitsSection(_Strict):
     max_task_chars: int = Field(default=20_000, ge=1)
     max_revisions: int = Field(default=1, ge=0, le=5)
@@ -215,6 +222,7 @@ class SwarmConfig(_Strict):
     routing: RoutingSection
     checkpointer: CheckpointerSection = CheckpointerSection()
     runner: RunnerSection = RunnerSection()
+    worker: WorkerSection = WorkerSection()
     limits: LimitsSection = LimitsSection()
     observability: ObservabilitySection = ObservabilitySection()
     mcp: McpSection = McpSection()

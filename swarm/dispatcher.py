@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import re
 import time
 import typing
 import uuid
@@ -39,6 +40,7 @@ ACTIONS: dict[str, dict[str, str]] = {
 }
 
 MAX_JOB_ID_CHARS = 128
+JOB_ID_PATTERN = r"^[A-Za-z0-9_.:\-]+$"
 
 
 class JobRequest(BaseModel):
@@ -49,7 +51,7 @@ class JobRequest(BaseModel):
     project: str = Field(min_length=1, max_length=64)
     action: str = Field(min_length=1, max_length=64)
     input: dict[str, Any] = Field(default_factory=dict)
-    job_id: str | None = Field(default=None, max_length=MAX_JOB_ID_CHARS, pattern=r"^[A-Za-z0-9_.:\-]+$")
+    job_id: str | None = Field(default=None, max_length=MAX_JOB_ID_CHARS, pattern=JOB_ID_PATTERN)
     idempotency_key: str | None = Field(
         default=None, min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$",
         description="same key -> same job id (swarm.idempotency); when set it decides the job id",
@@ -132,7 +134,7 @@ async def dispatch(raw: dict[str, Any] | JobRequest, make_context: Any) -> dict[
     """
     started = time.perf_counter()
     job: JobRequest | None = None
-    job_id = str(uuid.uuid4())
+    job_id = _given_job_id(raw) or str(uuid.uuid4())
     result = _envelope(None, job_id, started)
     ctx: JobContext | None = None
     bound = None
@@ -184,6 +186,14 @@ async def dispatch(raw: dict[str, Any] | JobRequest, make_context: Any) -> dict[
     export_job_spans(final, ctx)
     unbind_job(bound)
     return final
+
+
+def _given_job_id(raw: Any) -> str | None:
+    """The caller's job id, even when the rest of the job is malformed (if the id itself is valid)."""
+    value = raw.job_id if isinstance(raw, JobRequest) else (raw.get("job_id") if isinstance(raw, dict) else None)
+    if isinstance(value, str) and len(value) <= MAX_JOB_ID_CHARS and re.fullmatch(JOB_ID_PATTERN, value):
+        return value
+    return None
 
 
 def _fail(result: dict[str, Any], exc: SwarmError) -> None:
