@@ -37,6 +37,7 @@ class ServerState:
     bus: Any = None
     jobs_path: Path | None = None
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("swarm.mcp"))
+    subscribers: dict[str, list[Any]] = field(default_factory=dict)  # uri -> sessions (resources/subscribe)
     _runtime: Any = None
     _jobs: Any = None
 
@@ -73,9 +74,26 @@ class ServerState:
             )
         return self._jobs
 
+    def subscribe(self, uri: str, session: Any) -> None:
+        sessions = self.subscribers.setdefault(uri, [])
+        if session not in sessions:
+            sessions.append(session)
+
+    def unsubscribe(self, uri: str, session: Any) -> None:
+        sessions = self.subscribers.get(uri, [])
+        if session in sessions:
+            sessions.remove(session)
+
     async def _job_finished(self, job_id: str) -> None:
+        """Tell listeners (subscriptions/listen) and subscribers (resources/subscribe) a job changed."""
+        uri = f"swarm://jobs/{job_id}"
         if self.bus is not None:
-            await self.bus.publish(ResourceUpdated(uri=f"swarm://jobs/{job_id}"))
+            await self.bus.publish(ResourceUpdated(uri=uri))
+        for session in list(self.subscribers.get(uri, [])):
+            try:
+                await session.send_resource_updated(uri)
+            except Exception:  # a session that went away is dropped, the others still hear
+                self.unsubscribe(uri, session)
 
     async def start(self) -> None:
         """Resume the jobs a previous server left unfinished (same job ids, from checkpoints)."""
@@ -125,12 +143,13 @@ def build_server(config_path: str | None = None, *, jobs_path: Path | None = Non
         name="runpod-swarm", instructions=INSTRUCTIONS, version="0.2.0", lifespan=lifespan,
         subscriptions=bus, **server_kwargs,
     )
-    from mcp_server import job_tools, prompts, resources, tools
+    from mcp_server import job_tools, prompts, protocol, resources, tools
 
     tools.register(server, config)
     job_tools.register(server)
     resources.register(server, lambda: live[-1])
     prompts.register(server)
+    protocol.register(server, config)
     return server
 
 
