@@ -1,0 +1,37 @@
+"""``python -m bench``: run every figure against its anchor and write RESULTS.md, results.json, plots.
+
+    python -m bench                      # full run (about 10-15 minutes on 2 cores)
+    python -m bench --quick              # CI: every suite tiny; checks the harness, not speed
+    python -m bench --only research,concurrency --out /tmp/bench
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from bench.harness import BENCH_DIR, SUITES, run_all, select, write_results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes; asserts nothing about speed")
+    parser.add_argument("--only", action="append", metavar="SUITES",
+                        help=f"comma-separated suites: {', '.join(s.name for s in SUITES)}")
+    parser.add_argument("--out", type=Path, default=BENCH_DIR, help="where RESULTS.md, results.json, plots/ go")
+    parser.add_argument("--no-plots", action="store_true")
+    parser.add_argument("--budget-s", type=float, default=None, help="time budget of the whole run")
+    args = parser.parse_args(argv)
+    run = run_all(select(args.only), quick=args.quick, budget_s=args.budget_s)
+    files = write_results(run, args.out, plots=not args.no_plots)
+    json.dump({"elapsed_s": run.elapsed_s, "records": len(run.records),
+               "files": {k: str(v) for k, v in files.items()}}, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

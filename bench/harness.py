@@ -1,0 +1,291 @@
+"""The bench harness: run every figure's module, collect one record per figure, write the report.
+
+Each suite is a module ``bench.<name>`` runnable as ``python -m bench.<name>`` that prints its
+records as JSON on stdout. The harness runs each one in its own subprocess (so memory figures,
+environment changes and event loops of one suite cannot touch another), with a time limit, and:
+
+- a module missing from this checkout gives one "not available" record per figure it owns;
+- a module that fails or times out gives one record per figure saying so (with its stderr tail);
+- every record is reduced to exactly ``name, value, unit, anchor, anchor_value, ratio, goal, met,
+  command`` (+ ``note`` when it was not measured) in ``results.json``;
+- ``RESULTS.md`` holds the table, the machine and its load, and the plots in ``plots/``.
+
+Optional plot data a module may add to a record (dropped from ``results.json``):
+``samples_ms`` / ``anchor_samples_ms`` (latency distributions), and ``series``:
+``{"title", "x_label", "y_label", "lines": {label: [[x, y], ...]}}`` (throughput vs image size,
+memory over time, ...), each drawn as one PNG.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH_DIR = ROOT / "bench"
+KEYS = ("name", "value", "unit", "anchor", "anchor_value", "ratio", "goal", "met", "command")
+#: The whole full run must fit in 15 minutes on the 2-core machine; suites past it are skipped.
+FULL_BUDGET_S = 14 * 60
+
+
+@dataclass(frozen=True)
+class Expected:
+    """A figure of the issue's table that a suite owns: reported even when the suite cannot run."""
+
+    name: str
+    unit: str
+    anchor: str
+    goal: str
+
+
+@dataclass(frozen=True)
+class Suite:
+    """One bench module and how to run it."""
+
+    name: str
+    module: str
+    figures: tuple[Expected, ...]
+    full_args: tuple[str, ...] = ()
+    quick_args: tuple[str, ...] = ("--quick",)
+    full_timeout_s: float = 300.0
+    quick_timeout_s: float = 120.0
+    adapt: Callable[[Any, str], list[dict[str, Any]]] | None = None
+    cheap: bool = False
+
+    def command(self, quick: bool) -> str:
+        return " ".join(["python -m", self.module, *(self.quick_args if quick else self.full_args)])
+
+
+def _adapt_research(data: Any, command: str) -> list[dict[str, Any]]:
+    """bench_research prints one summary object; turn it into the figure record."""
+    if isinstance(data, list):
+        return data
+    value, anchor = float(data["fan_out_s"]) * 1000, float(data["one_query_s"]) * 1000
+    return [{
+        "name": f"research fan-out, {data['queries']} searches x {data['search_latency_ms']:.0f} ms",
+        "value": round(value, 3), "unit": "ms", "anchor": "one search (same graph)",
+        "anchor_value": round(anchor, 3), "ratio": round(value / anchor, 3) if anchor else None,
+        "goal": f"<= {data.get('goal_ratio_max', 1.2)}x", "met": bool(data["goal_met"]), "command": command,
+    }]
+
+
+SUITES: tuple[Suite, ...] = (
+    Suite("foundation", "bench.bench_foundation", (
+        Expected("cold start to tools/list (stdio)", "ms", "bare MCPServer with one tool", "<= 1.5x"),
+        Expected("delegation job overhead (2 LLM calls, zero-latency loopback model)", "ms",
+                 "2 raw litellm.acompletion + bare 3-node LangGraph", "<= 1.3x"),
+    ), full_timeout_s=300),
+    Suite("failover", "bench.bench_failover", (
+        Expected("failover, primary refused / 500", "ms",
+                 "fallback alone; litellm Router with default retries", "<= +20 ms"),
+    ), full_timeout_s=240),
+    Suite("research", "bench.bench_research", (
+        Expected("research fan-out, 8 searches x 200 ms", "ms", "one search", "<= 1.2x"),
+    ), quick_args=("--latency-ms", "50", "--queries", "4", "--repeats", "1"), full_timeout_s=120,
+        adapt=_adapt_research, cheap=True),
+    Suite("concurrency", "bench.bench_concurrency", (
+        Expected("500 concurrent delegation jobs, 100 ms provider", "ms", "one job alone", "<= 2x, 0 errors"),
+    ), full_timeout_s=180, cheap=True),
+    Suite("image", "bench.bench_image", (
+        Expected("upscale anime-6B x4, CPU, output MP/s", "MP/s", "RealESRGANer (own venv); ncnn", ">= 1.5x, >= 2x"),
+        Expected("upscale peak RSS, 2048x2048 input", "MB", "RealESRGANer tile=0", "<= 2 GB"),
+        Expected("background removal images/s", "images/s", "rembg CLI", ">= 1x (batch >= 2x)"),
+        Expected("GPU upscale fp16 (when a GPU is lent)", "MP/s", "RealESRGANer fp16, same GPU", ">= 2x"),
+    ), full_timeout_s=420, quick_timeout_s=240),
+    Suite("endpoint", "bench.bench_endpoint", (
+        Expected("RunPod endpoint: concurrent jobs through the local endpoint", "ms", "one job", "see bench/README.md"),
+    ), full_timeout_s=180),
+    Suite("mcp", "bench.bench_mcp", (
+        Expected("MCP server figures", "ms", "see bench/README.md", "see bench/README.md"),
+    ), full_timeout_s=180),
+)
+
+
+def _placeholder(expected: Expected, command: str, note: str) -> dict[str, Any]:
+    return {"name": expected.name, "value": None, "unit": expected.unit, "anchor": expected.anchor,
+            "anchor_value": None, "ratio": None, "goal": expected.goal, "met": None, "command": command,
+            "note": note}
+
+
+def parse_records(stdout: str) -> Any:
+    """The JSON a module printed: the whole stdout, else the last JSON document in it."""
+    text = stdout.strip()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        pass
+    starts = [m.start() for m in re.finditer(r"(?m)^[\[{]", text)]
+    for start in reversed(starts):
+        try:
+            return json.loads(text[start:])
+        except json.JSONDecodeError:
+            continue
+    raise ValueError("no JSON records on stdout")
+
+
+def run_suite(suite: Suite, quick: bool, timeout_s: float) -> list[dict[str, Any]]:
+    """Run one suite in a subprocess; always returns at least one record per expected figure."""
+    command = suite.command(quick)
+    if importlib.util.find_spec(suite.module) is None:
+        return [_placeholder(e, command, f"not available: {suite.module} is not in this checkout")
+                for e in suite.figures]
+    args = [sys.executable, "-m", suite.module, *(suite.quick_args if quick else suite.full_args)]
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "PYTHONUNBUFFERED": "1"}
+    try:
+        done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return [_placeholder(e, command, f"not measured: {suite.module} ran past {timeout_s:.0f} s")
+                for e in suite.figures]
+    tail = " | ".join(done.stderr.strip().splitlines()[-3:])[-400:]
+    if done.returncode != 0:
+        return [_placeholder(e, command, f"failed: exit {done.returncode}: {tail}") for e in suite.figures]
+    try:
+        data = parse_records(done.stdout)
+        records = suite.adapt(data, command) if suite.adapt else data
+    except (ValueError, KeyError, TypeError) as exc:
+        return [_placeholder(e, command, f"failed: unreadable output ({exc}): {tail}") for e in suite.figures]
+    if isinstance(records, dict):
+        records = [records]
+    for record in records:
+        record["command"] = command if quick else (record.get("command") or command)
+    return records
+
+
+def clean(record: dict[str, Any]) -> dict[str, Any]:
+    """Exactly the published keys (+ note when the figure was not measured)."""
+    out = {key: record.get(key) for key in KEYS}
+    if record.get("note"):
+        out["note"] = record["note"]
+    return out
+
+
+@dataclass
+class Run:
+    """One harness run: its records (with plot data) and its circumstances."""
+
+    quick: bool
+    records: list[dict[str, Any]] = field(default_factory=list)
+    started: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    load_before: tuple[float, ...] = field(default_factory=lambda: os.getloadavg())
+    load_after: tuple[float, ...] = ()
+    elapsed_s: float = 0.0
+    suite_seconds: dict[str, float] = field(default_factory=dict)
+
+
+def run_all(suites: Sequence[Suite], quick: bool, budget_s: float | None = None,
+            log: Callable[[str], None] = lambda line: print(line, file=sys.stderr)) -> Run:
+    """Run ``suites`` in order within ``budget_s``; suites past the budget are reported, not run."""
+    run = Run(quick=quick)
+    started = time.perf_counter()
+    budget_s = budget_s if budget_s is not None else (FULL_BUDGET_S if not quick else 10 * 60)
+    for suite in suites:
+        left = budget_s - (time.perf_counter() - started)
+        limit = min(suite.quick_timeout_s if quick else suite.full_timeout_s, left)
+        if limit <= 5:
+            run.records += [_placeholder(e, suite.command(quick), "not run: the harness's time budget was spent")
+                            for e in suite.figures]
+            continue
+        log(f"bench: {suite.name} ({suite.command(quick)}), limit {limit:.0f} s")
+        suite_started = time.perf_counter()
+        run.records += run_suite(suite, quick, limit)
+        run.suite_seconds[suite.name] = round(time.perf_counter() - suite_started, 1)
+        log(f"bench: {suite.name} done in {run.suite_seconds[suite.name]} s")
+    run.elapsed_s = round(time.perf_counter() - started, 1)
+    run.load_after = os.getloadavg()
+    return run
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "**no**"
+    if isinstance(value, float):
+        return f"{value:,.3f}".rstrip("0").rstrip(".") if abs(value) < 1000 else f"{value:,.0f}"
+    return str(value).replace("|", "\\|")
+
+
+def write_markdown(run: Run, path: Path, plots: list[Path]) -> None:
+    load = ", ".join(f"{v:.2f}" for v in run.load_before)
+    load_after = ", ".join(f"{v:.2f}" for v in run.load_after)
+    lines = [
+        "# Bench results",
+        "",
+        f"Generated by `python -m bench{' --quick' if run.quick else ''}` on {run.started} "
+        f"({'quick mode: tiny sizes, the numbers mean nothing' if run.quick else 'full run'}); "
+        f"{run.elapsed_s:.0f} s in all.",
+        "",
+        f"Machine: {os.cpu_count()} CPU cores ({_cpu_model()}), no GPU, Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}. Load average (1, 5, 15 min) {load} before and "
+        f"{load_after} after: other processes shared these 2 cores during the run, so absolute times are "
+        "noisy; each ratio's anchor was measured in the same run, interleaved where the suite does so.",
+        "",
+        "| figure | value | anchor | anchor value | ratio | goal | met | command |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in run.records:
+        value = f"{_cell(r.get('value'))} {r.get('unit') or ''}".strip() if r.get("value") is not None else "-"
+        anchor_value = f"{_cell(r.get('anchor_value'))} {r.get('unit') or ''}".strip() \
+            if r.get("anchor_value") is not None else "-"
+        met = _cell(r.get("met")) if r.get("met") is not None else "n/a"
+        lines.append(f"| {_cell(r.get('name'))} | {value} | {_cell(r.get('anchor'))} | {anchor_value} | "
+                     f"{_cell(r.get('ratio'))} | {_cell(r.get('goal'))} | {met} | `{r.get('command')}` |")
+    notes = [r for r in run.records if r.get("note")]
+    if notes:
+        lines += ["", "## Not measured", ""]
+        lines += [f"- **{r['name']}**: {r['note']}" for r in notes]
+    if run.suite_seconds:
+        lines += ["", "Seconds per suite: " + ", ".join(f"{k} {v}" for k, v in run.suite_seconds.items()) + "."]
+    if plots:
+        lines += ["", "## Plots", ""]
+        lines += [f"![{p.stem}](plots/{p.name})" for p in plots]
+    lines += ["", "What each figure measures, and why a missed goal is missed: bench/README.md.", ""]
+    path.write_text("\n".join(lines), encoding="utf-8")
+
+
+def write_results(run: Run, out_dir: Path, plots: bool = True) -> dict[str, Path]:
+    """Write results.json, RESULTS.md and plots/*.png under ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = out_dir / "results.json"
+    results.write_text(json.dumps([clean(r) for r in run.records], indent=2) + "\n", encoding="utf-8")
+    drawn: list[Path] = []
+    if plots:
+        from bench.plotting import draw_all
+
+        drawn = draw_all(run.records, out_dir / "plots")
+    markdown = out_dir / "RESULTS.md"
+    write_markdown(run, markdown, drawn)
+    return {"results": results, "markdown": markdown, **{p.stem: p for p in drawn}}
+
+
+def select(names: Sequence[str] | None) -> list[Suite]:
+    """Suites by name (``--only``); unknown names raise ``SystemExit`` listing the valid ones."""
+    if not names:
+        return list(SUITES)
+    wanted = [n.strip() for name in names for n in name.split(",") if n.strip()]
+    by_name = {s.name: s for s in SUITES}
+    unknown = [n for n in wanted if n not in by_name]
+    if unknown:
+        raise SystemExit(f"unknown suite(s) {', '.join(unknown)}; valid: {', '.join(by_name)}")
+    return [by_name[n] for n in wanted]
