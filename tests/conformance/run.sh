@@ -34,7 +34,7 @@ PORT="$("$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0))
 cd "$ROOT"
 env -u SWARM_MCP_TOKENS "$PYTHON" -m mcp_server.server --http --host 127.0.0.1 --port "$PORT" >"$OUT/server.log" 2>&1 &
 SERVER=$!
-trap 'kill "$SERVER" 2>/dev/null; wait "$SERVER" 2>/dev/null; rm -rf "$SWARM_HOME"' EXIT
+trap 'kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; rm -rf "$SWARM_HOME"' EXIT
 for _ in $(seq 100); do
   curl -fsS "http://127.0.0.1:$PORT/health" >/dev/null 2>&1 && break
   sleep 0.1
