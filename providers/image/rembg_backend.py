@@ -89,10 +89,10 @@ class RembgRemover:
 
     # --- sessions ----------------------------------------------------------------------------
 
-    def _session(self, name: str) -> tuple[Any, dict[str, Any]]:
+    def _session(self, name: str, field: str | None = None) -> tuple[Any, dict[str, Any]]:
         from swarm import models_store
 
-        spec = models_store.entry(name)
+        spec = models_store.entry(name, field=field)
         if spec.kind != "remove_background":
             raise InputError(f"{name!r} is not a background-removal model", field="model")
         if spec.name not in self._sessions:
@@ -198,7 +198,7 @@ class RembgRemover:
             started = time.perf_counter()
             try:
                 with self._lock:
-                    session, extra = self._session(name)
+                    session, extra = self._session(name, "model" if name == config.model else None)
                     mask = self.predict_mask(session, rgb, extra)
             except ProviderError as exc:
                 steps.append(self._step(name, attempt, started, "skipped" if _missing(exc) else "error", exc))

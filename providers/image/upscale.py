@@ -172,8 +172,12 @@ class RealESRGANUpscaler:
         from swarm import models_store
 
         started = time.perf_counter()
-        name = models_store.entry(config.model or self.settings.model).name
-        spec = models_store.entry(name)
+        spec = (
+            models_store.entry(config.model, field="model")
+            if config.model
+            else models_store.entry(self.settings.model)
+        )
+        name = spec.name
         scale = config.scale or (spec.default_scale if config.model else None) or self.settings.scale
         if scale not in (1, 2, 3, 4):
             raise InputError(f"scale {scale} is not supported; valid: 2, 3, 4", field="scale")

@@ -1,0 +1,1 @@
+"""The image graph: upscale, remove_background and pipeline (remove background, then upscale)."""

@@ -1,0 +1,33 @@
+"""build_graph: the image StateGraph (upscale | remove_background | remove_background -> upscale)."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from langgraph.graph import END, START, StateGraph
+
+from graphs.image.nodes import after, finalize, first_step, make_step
+from graphs.image.state import ImageState
+from providers.base import StorageProvider
+
+STEPS = ("remove_background", "upscale")
+
+
+def build_graph(provider_for: Any, storage: StorageProvider, checkpointer: Any = None) -> Any:
+    """Compile the image graph.
+
+    Args:
+        provider_for: ``kind -> ImageProvider`` (``ctx.providers.image``).
+        storage: where inputs, intermediates and outputs live.
+        checkpointer: optional LangGraph checkpointer (resume by job id).
+    """
+    graph = StateGraph(ImageState)
+    for step in STEPS:
+        graph.add_node(step, make_step(step, provider_for, storage))
+    graph.add_node("finalize", partial(finalize, storage=storage))
+    graph.add_conditional_edges(START, first_step, list(STEPS))
+    graph.add_conditional_edges("remove_background", after("remove_background"), ["upscale", "finalize"])
+    graph.add_conditional_edges("upscale", after("upscale"), ["finalize"])
+    graph.add_edge("finalize", END)
+    return graph.compile(checkpointer=checkpointer)

@@ -1,0 +1,143 @@
+"""image_tools actions through the real dispatcher: graph, providers on real weights, storage."""
+
+from __future__ import annotations
+
+import base64
+import io
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from providers.image.rembg_backend import RembgRemover
+from providers.image.upscale import RealESRGANUpscaler
+from providers.storage.local import LocalStorage
+from swarm import models_store
+from swarm.dispatcher import dispatch
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SHARED = Path(tempfile.gettempdir()) / "swarm-test-models"
+SMALL = (FIXTURES / "sr_input_48.png").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def pulled():
+    assert models_store.pull(["realesrgan-anime-6b", "u2netp"], SHARED)["ok"]
+
+
+@pytest.fixture
+def setup(pulled, make_context, tmp_path, monkeypatch):
+    from swarm.config import load_config
+
+    monkeypatch.setenv("SWARM_MODELS_DIR", str(SHARED))
+    config = load_config(Path(__file__).resolve().parents[1] / "config.yaml")
+    storage = LocalStorage(tmp_path / "artifacts")
+    make = make_context(
+        None,
+        config=config,
+        storage=storage,
+        upscale=RealESRGANUpscaler.from_config("upscale", {}, config),
+        remove_background=RembgRemover.from_config("remove_background", {}, config),
+    )
+    return make, storage
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+async def test_upscale_action_stores_output_and_traces(setup):
+    make, storage = setup
+    result = await dispatch(
+        {
+            "project": "image_tools",
+            "action": "upscale",
+            "job_id": "up-1",
+            "input": {"image": b64(SMALL), "inline": True},
+        },
+        make,
+    )
+    assert result["status"] == "COMPLETED", result["error"]
+    out = result["output"]
+    assert (out["width"], out["height"]) == (192, 192) and out["image_key"] == "image_tools/up-1/upscale.png"
+    assert await storage.get(out["image_key"]) == base64.b64decode(out["image_b64"])
+    assert out["url"].startswith("file://")
+    step = next(s for s in result["trace"] if s["step"] == "upscale")
+    assert step["model"] == "realesrgan-anime-6b" and "tiles=1" in step["detail"] and step["latency_ms"] > 0
+
+
+async def test_pipeline_removes_background_then_upscales_with_alpha(setup):
+    make, storage = setup
+    photo = Image.open(FIXTURES / "grace_hopper_256.jpg").resize((64, 75))
+    buf = io.BytesIO()
+    photo.save(buf, "PNG")
+    await storage.put("uploads/photo.png", buf.getvalue())
+    result = await dispatch(
+        {
+            "project": "image_tools",
+            "action": "pipeline",
+            "job_id": "pipe-1",
+            "input": {"key": "uploads/photo.png", "scale": 2, "output_format": "webp"},
+        },
+        make,
+    )
+    assert result["status"] == "COMPLETED", result["error"]
+    out = result["output"]
+    assert (out["width"], out["height"]) == (128, 150) and out["format"] == "webp"
+    img = np.asarray(Image.open(io.BytesIO(await storage.get(out["image_key"]))).convert("RGBA"))
+    assert img[:10, :10, 3].max() <= 10 and img[-20:, 50:80, 3].min() >= 200
+    steps = [(s["step"], s["model"], s["outcome"]) for s in result["trace"] if s["kind"] == "image"]
+    assert steps == [
+        ("remove_background", "isnet-anime", "skipped"),
+        ("remove_background", "u2netp", "ok"),
+        ("upscale", "realesrgan-anime-6b", "ok"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("inp", "field", "match"),
+    [
+        ({"image": "not base64 !!!"}, "image", "not valid base64"),
+        ({"image": b64(b"plain text, not an image")}, "image", "not a supported image"),
+        ({"image": b64(SMALL[:200])}, "image", "truncated|corrupt"),
+        ({"key": "../../etc/passwd"}, "key", "'..' segment"),
+        ({"url": "http://127.0.0.1:1/x.png"}, None, "127.0.0.1|loopback|not allowed|refused"),
+        ({"url": "http://169.254.169.254/latest/meta-data"}, None, "169.254|link-local|metadata|refused"),
+        ({"image": b64(SMALL), "key": "a.png"}, None, "exactly one"),
+        ({"image": b64(SMALL), "model": "nope"}, "model", "unknown model 'nope'"),
+    ],
+)
+async def test_bad_input_fails_cleanly_and_writes_nothing(setup, inp, field, match):
+    make, storage = setup
+    result = await dispatch({"project": "image_tools", "action": "upscale", "input": inp}, make)
+    assert result["status"] == "FAILED"
+    assert result["error"]["type"] == "InputError"
+    assert __import__("re").search(match, result["error"]["message"]), result["error"]["message"]
+    if field:
+        assert result["error"]["message"].startswith(field) or f"input.{field}" in result["error"]["message"]
+    assert await storage.list() == []
+
+
+async def test_output_pixel_cap_refused_before_running(setup, make_context, config_file, tmp_path):
+    import yaml
+
+    from swarm.config import load_config
+
+    raw = yaml.safe_load(config_file.read_text())
+    raw["providers"]["image"]["max_output_pixels"] = 20_000
+    config_file.write_text(yaml.safe_dump(raw))
+    config = load_config(config_file)
+    storage = LocalStorage(tmp_path / "capped")
+    make = make_context(
+        None, config=config, storage=storage, upscale=RealESRGANUpscaler.from_config("upscale", {}, config)
+    )
+    result = await dispatch(
+        {"project": "image_tools", "action": "upscale", "input": {"image": b64(SMALL)}}, make
+    )
+    assert result["status"] == "FAILED"
+    assert result["error"]["message"] == (
+        "scale: output would be 192x192 = 36864 pixels; the limit is 20000 (input 48x48 at x4)"
+    )
+    assert await storage.list() == []
