@@ -14,6 +14,7 @@ another owner finds nothing (the same answer as an unknown id, so ids cannot be 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sqlite3
@@ -46,6 +47,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     result TEXT,
     progress TEXT,
     idempotency_key TEXT,
+    remote INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL
 );
@@ -76,13 +78,15 @@ class JobStore:
         with self._lock:
             return self._db.execute(sql, args).fetchall()
 
-    def create(self, job_id: str, owner: str, job: dict[str, Any], idempotency_key: str | None = None) -> None:
+    def create(self, job_id: str, owner: str, job: dict[str, Any], idempotency_key: str | None = None,
+               *, remote: bool = False) -> None:
+        """Record a new IN_PROGRESS job; ``remote``: it runs on an endpoint under this (remote) id."""
         now = time.time()
         self._exec(
-            "INSERT INTO jobs (job_id, owner, project, action, input, status, idempotency_key, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO jobs (job_id, owner, project, action, input, status, idempotency_key, remote, created_at,"
+            " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (job_id, owner, job["project"], job["action"], json.dumps(_storable(job.get("input") or {})),
-             IN_PROGRESS, idempotency_key, now, now),
+             IN_PROGRESS, idempotency_key, int(remote), now, now),
         )
 
     def get(self, job_id: str, owner: str | None = None) -> dict[str, Any] | None:
@@ -249,14 +253,31 @@ class JobManager:
             existing = self.store.by_idempotency_key(owner, idempotency_key)
             if existing is not None:
                 return await self.result(existing["job_id"], owner, wait_s=wait_s, progress=progress)
-        job_id = str(uuid.uuid4())
-        self.store.create(job_id, owner, job, idempotency_key)
-        self._start(job_id, {**job, "job_id": job_id})
+        runner = self._runner()
+        if is_remote(runner):
+            job_id = await self._submit_remote(runner, job, owner, idempotency_key)
+        else:
+            job_id = str(uuid.uuid4())
+            self.store.create(job_id, owner, job, idempotency_key)
+            self._start(job_id, {**job, "job_id": job_id})
         return await self.result(job_id, owner, wait_s=wait_s, progress=progress)
 
-    def _start(self, job_id: str, job: dict[str, Any]) -> None:
+    async def _submit_remote(self, runner: Any, job: dict[str, Any], owner: str, idempotency_key: str | None) -> str:
+        """Queue ``job`` on the endpoint; its remote id becomes the job id (so a restart re-attaches)."""
+        try:
+            job_id = str(await runner.submit(job))
+        except Exception as exc:  # the endpoint refused the job: recorded as a FAILED job, with the reason
+            job_id = str(uuid.uuid4())
+            self.store.create(job_id, owner, job, idempotency_key)
+            self.store.finish(job_id, "FAILED", {**self._cancelled(job_id, job), "status": "FAILED", "error": _error_of(exc)})
+            return job_id
+        self.store.create(job_id, owner, job, idempotency_key, remote=True)
+        self._start(job_id, job, remote=True)
+        return job_id
+
+    def _start(self, job_id: str, job: dict[str, Any], *, remote: bool = False) -> None:
         home = asyncio.get_running_loop()
-        coro = self._execute(job_id, job, home)
+        coro = self._execute(job_id, job, home, remote)
         future: asyncio.Future[dict[str, Any]]
         if self._job_loop is None:
             future = home.create_task(coro, name=f"swarm-job-{job_id}")
@@ -278,14 +299,18 @@ class JobManager:
             return
         asyncio.run_coroutine_threadsafe(guarded(), home)
 
-    async def _execute(self, job_id: str, job: dict[str, Any], home: asyncio.AbstractEventLoop) -> dict[str, Any]:
+    async def _execute(self, job_id: str, job: dict[str, Any], home: asyncio.AbstractEventLoop, remote: bool) -> dict[str, Any]:
         async def progress(stage: str, message: str, fraction: float | None = None) -> None:
             self.store.set_progress(job_id, stage, message, fraction)
             for listener in list(self._listeners.get(job_id, ())):
                 self._on_home(home, listener(stage, message, fraction))
 
         try:
-            envelope = await self._runner().run(job, progress)
+            runner = self._runner()
+            if remote:
+                envelope = await self._follow_remote(runner, job_id, job, progress)
+            else:
+                envelope = await runner.run(job, progress)
         except asyncio.CancelledError:
             if self._closing:
                 raise  # shutting down: the row stays IN_PROGRESS and resumes on the next start
@@ -293,10 +318,9 @@ class JobManager:
             self.store.finish(job_id, "CANCELLED", envelope)
             self._notify(home, job_id)
             raise
-        except Exception as exc:  # a runner bug: recorded as a failed job, never a silent hang
-            log.error("job %s crashed in the runner: %s", job_id, redact(repr(exc)))
-            envelope = {**self._cancelled(job_id, job), "status": "FAILED", "error": {
-                "type": "InternalError", "message": f"the runner failed on job {job_id}; see the server log"}}
+        except Exception as exc:  # recorded as a failed job, never a silent hang
+            log.error("job %s failed in the runner: %s", job_id, redact(repr(exc)))
+            envelope = {**self._cancelled(job_id, job), "status": "FAILED", "error": _error_of(exc)}
         envelope["job_id"] = job_id
         status = envelope.get("status")
         if status not in FINAL_STATUSES:
@@ -306,6 +330,28 @@ class JobManager:
         self.store.finish(job_id, status, envelope)
         self._notify(home, job_id)
         return envelope
+
+    async def _follow_remote(self, runner: Any, job_id: str, job: dict[str, Any], progress: ProgressFn) -> dict[str, Any]:
+        """Poll a job on the endpoint to a final state (stream chunks become progress); cancel it there
+        when this job is cancelled, but not when the server is merely shutting down."""
+        started = time.perf_counter()
+        delay = 0.1
+        try:
+            while True:
+                state = dict(await runner.status(job_id))
+                status = state.get("status")
+                if status == "IN_PROGRESS" and getattr(runner, "follow_stream", False):
+                    for chunk in (await runner.stream(job_id)).get("stream") or []:
+                        await _forward_progress(progress, chunk.get("output") if isinstance(chunk, dict) else chunk)
+                if status in REMOTE_FINAL_STATES:
+                    return dict(runner._envelope(job, job_id, state, started))
+                await asyncio.sleep(delay)
+                delay = min(delay * 1.5, float(getattr(runner, "poll_interval_s", 1.0)))
+        except asyncio.CancelledError:
+            if not self._closing:
+                with contextlib.suppress(Exception):  # best effort; the row says CANCELLED either way
+                    await asyncio.wait_for(runner.cancel(job_id), 5)
+            raise
 
     @staticmethod
     def _cancelled(job_id: str, job: dict[str, Any]) -> dict[str, Any]:
@@ -405,8 +451,11 @@ class JobManager:
                 self.store.finish(row["job_id"], "FAILED", {**self._cancelled(row["job_id"], row), "status": "FAILED",
                                   "error": {"type": "JobLost", "message": "the server restarted and this job's inline input was too large to keep; submit it again with a storage key"}})
                 continue
-            job = {"project": row["project"], "action": row["action"], "input": row["input"], "job_id": row["job_id"]}
-            self._start(row["job_id"], job)
+            job = {"project": row["project"], "action": row["action"], "input": row["input"]}
+            if row.get("remote"):
+                self._start(row["job_id"], job, remote=True)  # re-attach to the endpoint's job
+            else:
+                self._start(row["job_id"], {**job, "job_id": row["job_id"]})  # resume from its checkpoint
             resumed.append(row["job_id"])
         if resumed:
             log.info("resumed %d unfinished job(s): %s", len(resumed), ", ".join(resumed))
@@ -425,6 +474,28 @@ class JobManager:
         await asyncio.gather(*tasks, return_exceptions=True)
         if final is not None:
             await final()
+
+
+REMOTE_FINAL_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"})
+
+
+def is_remote(runner: Any) -> bool:
+    """A runner whose jobs live on an endpoint (``submit``/``status``/``cancel`` by remote id)."""
+    return all(callable(getattr(runner, name, None)) for name in ("submit", "status", "cancel", "_envelope"))
+
+
+def _error_of(exc: BaseException) -> dict[str, str]:
+    """``{type, message}`` for an envelope: a runner's typed error as is, anything else as internal."""
+    if isinstance(getattr(exc, "type", None), str) and isinstance(getattr(exc, "message", None), str):
+        return {"type": exc.type, "message": redact(exc.message)}  # type: ignore[attr-defined]
+    return {"type": "InternalError", "message": "the runner failed on this job; see the server log"}
+
+
+async def _forward_progress(progress: ProgressFn, update: Any) -> None:
+    if isinstance(update, dict) and "stage" in update:
+        await progress(str(update["stage"]), str(update.get("message", "")), update.get("fraction"))
+    elif update is not None:
+        await progress("worker", redact(str(update))[:200], None)
 
 
 def _current_cancelled() -> bool:

@@ -117,3 +117,60 @@ async def test_a_failed_job_is_a_tool_error_naming_the_problem_and_the_job(tmp_p
         status = await client.call_tool("job_status", {"job_id": job_id})
         assert status.structured_content["status"] == "FAILED"
         assert status.structured_content["error"]["type"] == "InputError"
+
+
+class FakeEndpoint:
+    """A RunPod-like runner: jobs live "remotely" under the endpoint's ids (submit/status/cancel)."""
+
+    follow_stream = False
+    poll_interval_s = 0.05
+
+    def __init__(self) -> None:
+        self.submitted: list[dict[str, Any]] = []
+        self.cancelled: list[str] = []
+        self.finished = False
+
+    async def submit(self, job: dict[str, Any]) -> str:
+        self.submitted.append(job)
+        return f"rp-{len(self.submitted)}"
+
+    async def status(self, job_id: str) -> dict[str, Any]:
+        if job_id in self.cancelled:
+            return {"id": job_id, "status": "CANCELLED"}
+        if not self.finished:
+            return {"id": job_id, "status": "IN_PROGRESS"}
+        return {"id": job_id, "status": "COMPLETED", "output": {"status": "COMPLETED", "output": {"text": "from the endpoint"},
+                                                                "trace": [], "totals": {}}}
+
+    async def stream(self, job_id: str) -> dict[str, Any]:
+        return {"stream": []}
+
+    async def cancel(self, job_id: str) -> dict[str, Any]:
+        self.cancelled.append(job_id)
+        return {"id": job_id, "status": "CANCELLED"}
+
+    def _envelope(self, job: dict[str, Any], job_id: str, state: dict[str, Any], started: float) -> dict[str, Any]:
+        return {**state.get("output", {"status": "FAILED", "error": {"type": "JobCancelled", "message": "cancelled"}}),
+                "job_id": job_id, "project": job["project"], "action": job["action"]}
+
+
+async def test_with_a_remote_runner_the_job_id_is_the_remote_id_and_a_restart_reattaches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    endpoint = FakeEndpoint()
+    monkeypatch.setattr("swarm.runners.make_runner", lambda config, runtime: endpoint)
+    config = write_config(tmp_path, wait_budget_s=0.3)
+    async with Client(build_server(str(config))) as client:
+        handle = (await client.call_tool("delegate", {"task": "remote work", "kind": "critical"})).structured_content
+    assert handle["status"] == "IN_PROGRESS" and handle["job_id"] == "rp-1"
+    assert endpoint.cancelled == []  # a stopping server leaves the remote job running
+    endpoint.finished = True
+    async with Client(build_server(str(config))) as client:
+        done = (await client.call_tool("job_result", {"job_id": "rp-1", "wait_s": 10})).structured_content
+        assert done["status"] == "COMPLETED" and done["output"]["text"] == "from the endpoint"
+        endpoint.finished = False
+        second = (await client.call_tool("delegate", {"task": "cancel me", "kind": "critical"})).structured_content
+        cancelled = (await client.call_tool("job_cancel", {"job_id": second["job_id"]})).structured_content
+        assert cancelled["status"] == "CANCELLED"
+    assert len(endpoint.submitted) == 2  # re-attached, never submitted twice
+    assert endpoint.cancelled == ["rp-2"]
