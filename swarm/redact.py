@@ -8,6 +8,7 @@ like a secret) is replaced wherever it appears.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import re
 from collections.abc import Iterable
@@ -24,14 +25,22 @@ _PATTERNS: tuple[re.Pattern[str], ...] = tuple(
         r"AIza[0-9A-Za-z_\-]{30,}",  # Google API keys
         r"(?:AKIA|ASIA)[0-9A-Z]{16}",  # AWS access key ids
         r"rpa_[A-Za-z0-9]{20,}",  # RunPod API keys
+        r"ya29\.[0-9A-Za-z_\-]{20,}",  # Google OAuth access tokens
+        r"gh[pousr]_[A-Za-z0-9]{30,}",  # GitHub tokens
+        r"hf_[A-Za-z0-9]{30,}",  # Hugging Face tokens
         # Below, group 1 is kept and only what follows it is masked.
         r"(?i)(bearer\s+)[A-Za-z0-9._~+/\-]{8,}=*",
         r"(?i)([?&](?:x-amz-signature|x-amz-credential|x-amz-security-token|signature|sig|api_key|apikey|key|token|access_token)=)[^&\s\"']+",
         r"(?i)((?:aws_secret_access_key|api_key|apikey|x-api-key)[\"']?\s*[=:]\s*[\"']?)[A-Za-z0-9/+_\-]{8,}",
+        r"(?i)((?:access_token|refresh_token|client_secret|x-goog-api-key|password|passwd)[\"']?\s*[=:]\s*[\"']?)"
+        r"[^\s\"'&,;]{6,}",
+        r"(?i)([?&](?:x-goog-signature|x-goog-credential|awsaccesskeyid)=)[^&\s\"']+",
+        r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?(?:basic|token)\s+)[A-Za-z0-9._~+/=\-]{8,}",
+        r"([a-z][a-z0-9+.\-]*://[^:/@\s\"']+:)[^@/\s\"']+(?=@)",  # the password in scheme://user:pass@host
     )
 )
 
-_SECRET_ENV_SUFFIXES = ("KEY", "TOKEN", "SECRET", "PASSWORD")
+_SECRET_ENV_SUFFIXES = ("KEY", "TOKEN", "SECRET", "PASSWORD", "KEYS", "TOKENS", "SECRETS", "_DSN")
 _extra_secrets: set[str] = set()
 
 
@@ -45,6 +54,17 @@ def _env_secrets() -> Iterable[str]:
     for name, value in os.environ.items():
         if name.upper().endswith(_SECRET_ENV_SUFFIXES) and value and len(value) >= 6:
             yield value
+            yield from _pieces(value)
+
+
+def _pieces(value: str) -> Iterable[str]:
+    """The tokens of a list-valued secret (``alice=tok1,bob=tok2``): each may appear alone."""
+    if not any(sep in value for sep in ",; "):
+        return
+    for part in re.split(r"[,;\s]+", value):
+        token = part.split("=", 1)[-1]
+        if len(token) >= 6:
+            yield token
 
 
 @functools.lru_cache(maxsize=8)
@@ -90,3 +110,71 @@ def redact(text: str) -> str:
 def redact_data(data: Any) -> Any:
     """Redact every string inside a JSON-like structure (dicts, lists, tuples)."""
     return _walk(data, _current_values_pattern())
+
+
+_SECRET_CONFIG_KEY = re.compile(r"(?i)(api_key|apikey|secret|token|password|passwd|dsn|credentials?)s?$")
+
+
+def register_config_secrets(data: Any) -> int:
+    """Register every value in operator config whose key names a secret (``api_key``, ``*_token``,
+    ``*secret``, ``password``, ``dsn``); call it whenever a config is loaded. Returns the count."""
+    count = 0
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if isinstance(value, str) and _SECRET_CONFIG_KEY.search(str(key)) and len(value) >= 6:
+                register_secret(value)
+                count += 1
+            else:
+                count += register_config_secrets(value)
+    elif isinstance(data, list | tuple):
+        count += sum(register_config_secrets(v) for v in data)
+    return count
+
+
+class RedactingFilter(logging.Filter):
+    """Masks secrets in a record's message, arguments and traceback text (never drops one)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        _redact_record(record)
+        return True
+
+
+def _redact_record(record: logging.LogRecord) -> logging.LogRecord:
+    if getattr(record, "_swarm_redacted", False):
+        return record
+    try:
+        message = record.getMessage()
+    except (TypeError, ValueError):  # a bad format string: keep what there is, redacted
+        message = f"{record.msg!r} {record.args!r}"
+    record.msg, record.args = redact(message), None
+    if record.exc_info and not record.exc_text:
+        record.exc_text = logging.Formatter().formatException(record.exc_info)
+    if record.exc_text:
+        record.exc_text = redact(record.exc_text)
+    if record.stack_info:
+        record.stack_info = redact(record.stack_info)
+    record._swarm_redacted = True  # type: ignore[attr-defined]
+    return record
+
+
+_installed_factory: Any = None
+
+
+def install_log_redaction() -> None:
+    """Redact every log record of this process, from any library, wherever it is handled.
+
+    Wraps the log-record factory (so records are masked once, when created, before any handler
+    or formatter sees them) and adds ``RedactingFilter`` to the root logger's handlers. Safe to
+    call more than once; call it right after logging is configured.
+    """
+    global _installed_factory
+    current = logging.getLogRecordFactory()
+    if current is not _installed_factory:
+        def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+            return _redact_record(current(*args, **kwargs))
+
+        _installed_factory = factory
+        logging.setLogRecordFactory(factory)
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())

@@ -1,0 +1,262 @@
+"""Secrets: planted keys never leave through any output path.
+
+Paths covered: the redaction layer itself (every secret shape, env and config values), every
+log record (any library, tracebacks too), the dispatcher's errors and crash path, litellm
+errors whose body echoes the key (a 401 like OpenAI's), the RunPod handler (result and handler
+exception), an MCP tool result, and the CLI's stdout/stderr. ``${VAR}`` in request data stays
+literal: only operator config is interpolated.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fake_openai import Behaviour, FakeOpenAI
+
+ROOT = Path(__file__).resolve().parents[1]
+LOCAL_ALIAS = "smollm2-135m-instruct"
+DEEPSEEK_KEY = "sk-planted-deepseek-0123456789abcdef"
+
+SHAPES = {
+    "openai": "sk-proj-0123456789abcdefghijKLMN",
+    "anthropic": "sk-ant-api03-abcdefghijklmnop_QRSTUV",
+    "tavily": "tvly-dev-0123456789abcdefXYZ",
+    "google": "AIzaSyA0123456789abcdefghijklmnopqrstu",
+    "google-oauth": "ya29.a0AfH6SMBplantedplantedplanted",
+    "aws-id": "AKIAIOSFODNN7EXAMPLE",
+    "runpod": "rpa_0123456789ABCDEFGHIJKLMNOP",
+    "github": "ghp_0123456789abcdefghijklmnopqrstuvwxyz",
+    "hf": "hf_0123456789abcdefghijklmnopqrstuvwx",
+}
+CONTEXTS = {
+    "bearer": ("Authorization: Bearer {}", "opaque-token-0123456789"),
+    "basic": ("Authorization: Basic {}", "dXNlcjpwbGFudGVkLXBhc3N3b3Jk"),
+    "presigned": ("https://b.s3.amazonaws.com/k?X-Amz-Credential=AKIA/x&X-Amz-Signature={}&X-Amz-Date=1", "f00dbeef" * 8),
+    "presigned-v2": ("https://b.s3.amazonaws.com/k?AWSAccessKeyId=AKIAX&Signature={}&Expires=1", "c2lnbmF0dXJlLXBsYW50ZWQ"),
+    "gcs-signed": ("https://storage.googleapis.com/b/k?X-Goog-Signature={}", "abad1dea" * 8),
+    "api_key-query": ("https://api.example.com/v1?api_key={}&q=1", "plantedquerykey123"),
+    "key-query": ("https://generativelanguage.googleapis.com/v1?key={}", "plantedgooglekey123"),
+    "json-api_key": ('{{"api_key": "{}"}}', "planted-json-key-123"),
+    "aws-secret": ("aws_secret_access_key = {}", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
+    "dsn-password": ("postgresql://swarm:{}@db.internal:5432/swarm", "pg-planted-pass"),
+    "client_secret": ("client_secret={}", "planted-client-secret"),
+}
+
+
+@pytest.fixture
+def log_redaction() -> Iterator[None]:
+    import swarm.redact as redact_module
+
+    factory = logging.getLogRecordFactory()
+    redact_module.install_log_redaction()
+    yield
+    logging.setLogRecordFactory(factory)
+    redact_module._installed_factory = None
+    for handler in logging.getLogger().handlers:
+        for f in [f for f in handler.filters if isinstance(f, redact_module.RedactingFilter)]:
+            handler.removeFilter(f)
+
+
+@pytest.mark.parametrize("name", sorted(SHAPES))
+def test_every_known_key_shape_is_masked(name: str) -> None:
+    from swarm.redact import redact
+
+    out = redact(f"upstream said: bad key {SHAPES[name]} (check it)")
+    assert SHAPES[name] not in out and "[REDACTED]" in out and out.startswith("upstream said: bad key")
+
+
+@pytest.mark.parametrize("name", sorted(CONTEXTS))
+def test_secrets_in_headers_urls_and_config_text_are_masked(name: str) -> None:
+    from swarm.redact import redact
+
+    template, secret = CONTEXTS[name]
+    assert secret not in redact(template.format(secret))
+
+
+def test_ordinary_text_is_left_alone() -> None:
+    from swarm.redact import redact
+
+    text = "A basic answer: see https://example.org/docs?page=2 and the token budget of 512; keyboard."
+    assert redact(text) == text
+
+
+def test_values_of_env_vars_named_like_secrets_are_masked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from swarm.redact import redact
+
+    monkeypatch.setenv("ACME_API_KEY", "acme-value-one")
+    monkeypatch.setenv("SOME_SERVICE_TOKEN", "zz-value-two")
+    monkeypatch.setenv("WEBHOOK_SECRET", "qq-value-three")
+    monkeypatch.setenv("SWARM_MCP_TOKENS", "alice=tok-alice-001,bob=tok-bob-0002")
+    monkeypatch.setenv("NOT_SENSITIVE_NAME", "visible-value")
+    out = redact("acme-value-one zz-value-two qq-value-three tok-alice-001 tok-bob-0002 visible-value")
+    assert out.split() == ["[REDACTED]"] * 5 + ["visible-value"]
+
+
+def test_literal_secrets_in_operator_config_are_masked_once_registered() -> None:
+    from swarm.redact import redact, register_config_secrets
+
+    config = {"providers": {"search": {"backends": {"tavily": {"api_key": "literal-in-yaml-777", "timeout_s": 15}}}},
+              "checkpointer": {"dsn": "postgresql://u:literal-dsn-pass@h/db"}, "models": [{"name": "x"}]}
+    assert register_config_secrets(config) == 2
+    assert "literal-in-yaml-777" not in redact("tavily refused literal-in-yaml-777")
+    assert "literal-dsn-pass" not in redact("connect to postgresql://u:literal-dsn-pass@h/db failed")
+
+
+def test_every_log_record_is_redacted_whoever_logs_it(log_redaction: None, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    secret = SHAPES["tavily"]
+    logging.getLogger("LiteLLM").error("request failed with key %s", secret)
+    logging.getLogger("httpx").warning(f"GET https://x?api_key={secret}")
+    try:
+        raise ValueError(f"upstream rejected {SHAPES['openai']}")
+    except ValueError:
+        logging.getLogger("some.library").exception("boom")
+    text = caplog.text + "".join(r.getMessage() for r in caplog.records)
+    assert "request failed with key [REDACTED]" in text
+    assert secret not in text and SHAPES["openai"] not in text
+    assert "ValueError" in caplog.text  # the traceback is kept, only the secret goes
+
+
+def test_redaction_survives_a_broken_format_string(log_redaction: None, caplog: pytest.LogCaptureFixture) -> None:
+    logging.getLogger("x").error("%d items for %s", "not-a-number", SHAPES["openai"])
+    assert SHAPES["openai"] not in caplog.text
+
+
+# --- end to end: dispatcher, litellm 401 echo, handler, MCP, CLI --------------------------------
+
+
+@pytest.fixture
+def echoing_upstreams(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
+    """DeepSeek and the local model both answer 401 with the refused key in the body."""
+    with FakeOpenAI() as server:
+        monkeypatch.setenv("DEEPSEEK_API_KEY", DEEPSEEK_KEY)
+        monkeypatch.setenv("DEEPSEEK_API_BASE", server.url + "/v1")
+        monkeypatch.setenv("SWARM_LOCAL_LLM_PORT", str(server.port))
+        server.script("deepseek-chat", Behaviour.fail(401))
+        server.script(LOCAL_ALIAS, Behaviour.fail(401))
+        yield server
+
+
+def _assert_clean(text: str) -> None:
+    assert DEEPSEEK_KEY not in text
+    assert DEEPSEEK_KEY[:20] not in text  # not even a prefix of it
+
+
+async def test_litellm_error_echoing_the_key_never_reaches_result_or_log(
+    echoing_upstreams: FakeOpenAI, log_redaction: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    from swarm.runtime import Runtime
+
+    caplog.set_level(logging.DEBUG)
+    runtime = Runtime()
+    try:
+        result = await runtime.run({"project": "swarm", "action": "delegate", "input": {"task": "hi", "kind": "critical"}})
+    finally:
+        await runtime.aclose()
+    assert result["status"] == "FAILED" and result["error"]["type"] == "AllProvidersFailed"
+    sent = echoing_upstreams.requests_for("deepseek-chat")
+    assert sent and DEEPSEEK_KEY in sent[0].headers.get("authorization", "")  # the key really was used
+    _assert_clean(json.dumps(result))
+    _assert_clean(caplog.text)
+
+
+async def test_handler_result_and_handler_exception_carry_no_secret(
+    echoing_upstreams: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, log_redaction: None,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import handler
+
+    monkeypatch.setattr(handler, "_runtime", None)
+    job = {"id": "rp-job-1", "input": {"project": "swarm", "action": "delegate", "input": {"task": "hi", "kind": "critical"}}}
+    try:
+        result = await handler.handler(job)
+    finally:
+        if handler._runtime is not None:
+            await handler._runtime.aclose()
+    assert result["status"] == "FAILED"
+    _assert_clean(json.dumps(result))
+
+    class Exploding:
+        async def run(self, body: Any, progress: Any = None) -> Any:
+            raise RuntimeError(f"connection to https://u:{DEEPSEEK_KEY}@db failed with {DEEPSEEK_KEY}")
+
+    monkeypatch.setattr(handler, "_runtime", Exploding())
+    crashed = await handler.handler({"id": "rp-job-2", "input": job["input"]})
+    assert crashed["status"] == "FAILED" and crashed["error"]["type"] == "InternalError"
+    assert "Traceback" not in json.dumps(crashed)
+    _assert_clean(json.dumps(crashed))
+    _assert_clean(caplog.text)
+
+
+async def test_dispatcher_crash_and_errors_carry_no_secret(make_context: Any, caplog: pytest.LogCaptureFixture,
+                                                           log_redaction: None) -> None:
+    from providers.errors import ProviderUnavailable
+    from providers.testing import FunctionLLM
+    from swarm.dispatcher import dispatch
+
+    def crash(messages: Any, config: Any) -> str:
+        raise KeyError(f"lookup of {SHAPES['anthropic']}")
+
+    def provider_error(messages: Any, config: Any) -> str:
+        raise ProviderUnavailable("claude", f"401: invalid x-api-key {SHAPES['anthropic']}")
+
+    job = {"project": "swarm", "action": "delegate", "input": {"task": "hi", "kind": "critical"}}
+    for fn in (crash, provider_error):
+        result = await dispatch(job, make_context(FunctionLLM(fn)))
+        assert result["status"] == "FAILED"
+        assert SHAPES["anthropic"] not in json.dumps(result)
+    assert SHAPES["anthropic"] not in caplog.text
+
+
+async def test_mcp_tool_result_carries_no_secret(echoing_upstreams: FakeOpenAI, tmp_path: Path) -> None:
+    from mcp import Client
+    from mcp_helpers import write_config
+
+    from mcp_server.server import build_server
+
+    config = write_config(tmp_path, wait_budget_s=30)
+    async with Client(build_server(str(config))) as client:
+        result = await client.call_tool("delegate", {"task": "hi", "kind": "critical"})
+    text = json.dumps([c.model_dump() for c in result.content]) + json.dumps(result.structured_content)
+    assert "AllProvidersFailed" in text or "every backend failed" in text
+    _assert_clean(text)
+
+
+def test_cli_output_carries_no_secret(echoing_upstreams: FakeOpenAI) -> None:
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "SWARM_LOG_LEVEL": "DEBUG"}
+    out = subprocess.run(
+        [sys.executable, "-c", "import sys; from swarm.cli import main; sys.exit(main())",
+         "delegate", "hi", "--kind", "critical", "--json"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode != 0 or '"FAILED"' in out.stdout
+    assert "every backend failed" in out.stdout + out.stderr
+    _assert_clean(out.stdout)
+    _assert_clean(out.stderr)
+
+
+async def test_env_references_in_request_data_stay_literal(monkeypatch: pytest.MonkeyPatch) -> None:
+    from swarm.runtime import Runtime
+
+    with FakeOpenAI() as server:
+        monkeypatch.setenv("DEEPSEEK_API_KEY", DEEPSEEK_KEY)
+        monkeypatch.setenv("DEEPSEEK_API_BASE", server.url + "/v1")
+        server.script("deepseek-chat", Behaviour.echo())
+        runtime = Runtime()
+        try:
+            result = await runtime.run({"project": "swarm", "action": "delegate",
+                                        "input": {"task": "Repeat: ${DEEPSEEK_API_KEY} ${HOME:-x}", "kind": "critical"}})
+        finally:
+            await runtime.aclose()
+        bodies = json.dumps([r.body for r in server.requests])
+    assert result["status"] == "COMPLETED", result["error"]
+    assert "${DEEPSEEK_API_KEY} ${HOME:-x}" in result["output"]["text"]
+    assert "${DEEPSEEK_API_KEY}" in bodies and DEEPSEEK_KEY not in bodies and os.environ["HOME"] not in bodies
