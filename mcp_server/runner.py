@@ -18,8 +18,8 @@ LOCAL_OWNER = "local"
 def owner_of(ctx: Context) -> str:
     """Who the caller is: the bearer token's identity on authenticated HTTP, else ``local``."""
     request = ctx.request_context.request
-    user = getattr(request, "user", None) if request is not None else None
-    token = getattr(user, "access_token", None)
+    scope = getattr(request, "scope", None) or {}
+    token = getattr(scope.get("user"), "access_token", None)  # set only when auth is configured
     if token is None:
         from mcp.server.auth.middleware.auth_context import get_access_token
 

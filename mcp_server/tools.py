@@ -198,35 +198,77 @@ def _register_research(server: Any, config: Any) -> None:
 
 def _image_registrar(action: str) -> Callable[[Any, Any], None]:
     def registrar(server: Any, config: Any) -> None:
-        inline_limit = config.mcp.max_inline_image_bytes
-        max_b64 = (config.providers.image.max_input_bytes * 4) // 3 + 64
-
-        async def image_tool(
-            ctx: Context,
-            image: Annotated[str | None, Field(description="the image as base64 or a data:image/...;base64 URL",
-                                               json_schema_extra={"maxLength": max_b64})] = None,
-            url: Annotated[str | None, Field(description="http(s) URL of the image", max_length=2048)] = None,
-            key: Annotated[str | None, Field(description="storage key of an earlier result", max_length=512)] = None,
-            scale: Annotated[int | None, Field(ge=1, le=8, description="upscale factor (default from config)")] = None,
-            output_format: Annotated[Literal["png", "webp", "jpeg"] | None, Field(description="default png")] = None,
-            return_base64: Annotated[bool, Field(description="also return the result inline as base64")] = False,
-            idempotency_key: IdempotencyKey = None,
-        ) -> ImageOutput:
-            inp = _drop_none(image=image, url=url, key=key, scale=scale, output_format=output_format)
-            if action == "remove_background":
-                inp.pop("scale", None)
-            result = await run_job(ctx, {"project": "image_tools", "action": action, "input": inp},
-                                   idempotency_key=idempotency_key)
-            return await image_output(ctx, result, return_base64=return_base64, inline_limit=inline_limit)
-
-        server.tool(
-            name=action,
-            title=action.replace("_", " ").capitalize(),
-            description=IMAGE_DESCRIPTIONS[action],
-            annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=False, openWorldHint=True),
-        )(image_tool)
+        _IMAGE_TOOLS[action](server, config)
 
     return registrar
+
+
+ImageB64 = Annotated[str | None, Field(description="the image as base64 or a data:image/...;base64 URL")]
+ImageUrl = Annotated[str | None, Field(description="http(s) URL of the image (fetched SSRF-safe)", max_length=4096)]
+ImageKey = Annotated[str | None, Field(description="storage key of an earlier result", max_length=1024)]
+OutputFormat = Annotated[Literal["png", "webp", "jpeg"], Field(description="format of the result")]
+ReturnB64 = Annotated[bool, Field(description="also return the result inline as base64 (small results only)")]
+Scale = Annotated[Literal[2, 3, 4] | None, Field(description="upscale factor; default: the model's")]
+Tile = Annotated[int | None, Field(ge=0, le=2048, description="tile size in input pixels; 0 = no tiling")]
+UpscaleModel = Annotated[str | None, Field(
+    max_length=64, description="realesrgan-anime-6b (default), realesrgan-x4plus, realesr-animevideov3-x2/x3/x4")]
+RembgModel = Annotated[str | None, Field(max_length=64, description="isnet-anime (default), u2netp, u2net")]
+Rgba = Annotated[tuple[int, int, int, int] | None, Field(description="fill the background with this RGBA colour (0-255)")]
+
+
+def _image_annotations() -> ToolAnnotations:
+    return ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=False, openWorldHint=True)
+
+
+async def _image_call(ctx: Context, action: str, inp: dict[str, Any], return_base64: bool,
+                      idempotency_key: str | None) -> ImageOutput:
+    inline_limit = ctx.request_context.lifespan_context.runtime.config.mcp.max_inline_image_bytes
+    job = {"project": "image_tools", "action": action, "input": _drop_none(**inp, inline=return_base64 or None)}
+    result = await run_job(ctx, job, idempotency_key=idempotency_key)
+    return image_output(result, return_base64=return_base64, inline_limit=inline_limit)
+
+
+def _register_upscale(server: Any, config: Any) -> None:
+    @server.tool(name="upscale", title="Upscale an image", description=IMAGE_DESCRIPTIONS["upscale"],
+                 annotations=_image_annotations())
+    async def upscale(ctx: Context, image: ImageB64 = None, url: ImageUrl = None, key: ImageKey = None,
+                      scale: Scale = None, model: UpscaleModel = None, tile: Tile = None,
+                      output_format: OutputFormat = "png", return_base64: ReturnB64 = False,
+                      idempotency_key: IdempotencyKey = None) -> ImageOutput:
+        inp = {"image": image, "url": url, "key": key, "scale": scale, "model": model, "tile": tile,
+               "output_format": output_format}
+        return await _image_call(ctx, "upscale", inp, return_base64, idempotency_key)
+
+
+def _register_remove_background(server: Any, config: Any) -> None:
+    @server.tool(name="remove_background", title="Remove an image's background",
+                 description=IMAGE_DESCRIPTIONS["remove_background"], annotations=_image_annotations())
+    async def remove_background(ctx: Context, image: ImageB64 = None, url: ImageUrl = None, key: ImageKey = None,
+                                model: RembgModel = None, alpha_matting: bool = False, only_mask: bool = False,
+                                background_color: Rgba = None, output_format: OutputFormat = "png",
+                                return_base64: ReturnB64 = False, idempotency_key: IdempotencyKey = None) -> ImageOutput:
+        inp = {"image": image, "url": url, "key": key, "model": model, "alpha_matting": alpha_matting or None,
+               "only_mask": only_mask or None, "background_color": background_color, "output_format": output_format}
+        return await _image_call(ctx, "remove_background", inp, return_base64, idempotency_key)
+
+
+def _register_pipeline(server: Any, config: Any) -> None:
+    @server.tool(name="pipeline", title="Cut out, then upscale", description=IMAGE_DESCRIPTIONS["pipeline"],
+                 annotations=_image_annotations())
+    async def pipeline(ctx: Context, image: ImageB64 = None, url: ImageUrl = None, key: ImageKey = None,
+                       model: RembgModel = None, upscale_model: UpscaleModel = None, scale: Scale = None,
+                       tile: Tile = None, background_color: Rgba = None, output_format: OutputFormat = "png",
+                       return_base64: ReturnB64 = False, idempotency_key: IdempotencyKey = None) -> ImageOutput:
+        inp = {"image": image, "url": url, "key": key, "model": model, "upscale_model": upscale_model,
+               "scale": scale, "tile": tile, "background_color": background_color, "output_format": output_format}
+        return await _image_call(ctx, "pipeline", inp, return_base64, idempotency_key)
+
+
+_IMAGE_TOOLS: dict[str, Callable[[Any, Any], None]] = {
+    "upscale": _register_upscale,
+    "remove_background": _register_remove_background,
+    "pipeline": _register_pipeline,
+}
 
 
 # --- envelopes -> tool results -------------------------------------------------------------
@@ -276,21 +318,17 @@ def research_output(result: dict[str, Any]) -> ResearchOutput:
     )
 
 
-async def image_output(ctx: Context, result: dict[str, Any], *, return_base64: bool, inline_limit: int) -> ImageOutput:
+def image_output(result: dict[str, Any], *, return_base64: bool, inline_limit: int) -> ImageOutput:
+    """The stored result's key and URL; base64 only when asked and within mcp.max_inline_image_bytes."""
     output = dict(result.get("output") or {})
-    key = output.pop("key", None) or output.pop("image_key", None)
-    url = output.pop("url", None) or output.pop("image_url", None)
-    inline = output.pop("image_base64", None) or output.pop("image", None)
-    details = {k: v for k, v in output.items() if not (isinstance(v, str) and len(v) > 4096)}
-    if return_base64 and inline is None and key:
-        import base64
-
-        data = await ctx.request_context.lifespan_context.runtime.providers().storage.get(key)
-        if len(data) > inline_limit:
-            details["inline_omitted"] = f"result is {len(data)} bytes, over mcp.max_inline_image_bytes={inline_limit}; download it from url"
-        else:
-            inline = base64.b64encode(data).decode()
-    return ImageOutput(**_head(result), key=key, url=url, image_base64=inline if return_base64 else None, details=details)
+    key = output.pop("image_key", None)
+    url = output.pop("url", None)
+    inline = output.pop("image_b64", None)
+    if inline is not None and len(inline) * 3 // 4 > inline_limit:
+        output["inline_omitted"] = f"result is over mcp.max_inline_image_bytes={inline_limit}; download it from url"
+        inline = None
+    return ImageOutput(**_head(result), key=key, url=url, image_base64=inline if return_base64 else None,
+                       details=output)
 
 
 def raise_for_failure(result: dict[str, Any]) -> None:

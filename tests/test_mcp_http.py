@@ -114,3 +114,13 @@ def test_tokens_parse_named_or_bare_and_short_ones_are_refused() -> None:
     assert name.startswith("client-") and ALICE not in name
     with pytest.raises(ConfigError, match="shorter than 16 characters"):
         parse_tokens("alice=short", "T")
+
+
+async def test_without_tokens_http_serves_everyone_as_the_local_owner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    use_fake_llm(monkeypatch, SlowLLM(text="open"))
+    app = build_http_app(str(write_config(tmp_path, wait_budget_s=10)), env={})
+    async with serving(app) as base, client_for(base, None) as client:
+        done = (await client.call_tool("delegate", {"task": "hi", "kind": "critical"})).structured_content
+        assert done["status"] == "COMPLETED" and done["text"] == "open"
+        jobs = (await client.call_tool("list_jobs", {})).structured_content["jobs"]
+        assert [j["job_id"] for j in jobs] == [done["job_id"]]

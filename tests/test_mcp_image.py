@@ -1,0 +1,52 @@
+"""Image tools through the MCP door on the real models: the result comes back as a storage key
+and URL (not megabytes of base64), readable as swarm://artifacts/{key}."""
+
+from __future__ import annotations
+
+import base64
+import tempfile
+from pathlib import Path
+
+import pytest
+from mcp import Client
+from mcp_helpers import write_config
+
+from mcp_server.server import build_server
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SHARED = Path(tempfile.gettempdir()) / "swarm-test-models"
+
+
+@pytest.fixture(scope="module")
+def pulled() -> None:
+    from swarm import models_store
+
+    assert models_store.pull(["realesrgan-anime-6b"], SHARED)["ok"]
+
+
+@pytest.mark.slow
+async def test_upscale_returns_a_key_and_url_and_the_artifact_resource_serves_it(
+    pulled: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SWARM_MODELS_DIR", str(SHARED))
+    small = (FIXTURES / "sr_input_48.png").read_bytes()
+    async with Client(build_server(str(write_config(tmp_path, wait_budget_s=120)))) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+        assert {"upscale", "remove_background", "pipeline"} <= set(tools)
+        assert tools["upscale"].annotations.read_only_hint is False
+
+        result = await client.call_tool("upscale", {"image": base64.b64encode(small).decode(), "scale": 2})
+        assert not result.is_error, result.content[0].text
+        out = result.structured_content
+        assert out["status"] == "COMPLETED" and out["image_base64"] is None
+        assert out["key"].startswith("image_tools/") and out["url"]
+        assert (out["details"]["width"], out["details"]["height"]) == (96, 96)
+
+        blob = (await client.read_resource(f"swarm://artifacts/{out['key']}")).contents[0]
+        assert base64.b64decode(blob.blob).startswith(b"\x89PNG")
+
+        inline = await client.call_tool("upscale", {"key": out["key"], "scale": 2, "return_base64": True})
+        assert base64.b64decode(inline.structured_content["image_base64"]).startswith(b"\x89PNG")
+
+        bad = await client.call_tool("upscale", {"image": "bm90IGFuIGltYWdl", "url": "https://example.com/x.png"})
+        assert bad.is_error and "exactly one of image, url, key" in bad.content[0].text
