@@ -44,7 +44,7 @@ def _config_with(tmp_path: Path, checkpointer: dict[str, Any]) -> Path:
     raw = yaml.safe_load((ROOT / "config.yaml").read_text())
     raw["checkpointer"] = checkpointer
     path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(raw))
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
 
 
