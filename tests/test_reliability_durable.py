@@ -100,6 +100,7 @@ def _env(**extra: str) -> dict[str, str]:
     return {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", **extra}
 
 
+@pytest.mark.slow  # two worker processes, each importing litellm
 def test_sigkilled_worker_resumes_by_job_id_and_pays_the_draft_once(fake_models: FakeOpenAI) -> None:
     result = _crash_then_resume(fake_models, _env(), "crash-sqlite-1")
     assert result["status"] == "COMPLETED", result["error"]
@@ -115,6 +116,7 @@ def test_sigkilled_worker_resumes_by_job_id_and_pays_the_draft_once(fake_models:
 
 
 @needs_pg
+@pytest.mark.slow
 def test_sigkilled_worker_resumes_from_postgres(fake_models: FakeOpenAI, tmp_path: Path) -> None:
     config = _config_with(tmp_path, {"kind": "postgres", "dsn": "${SWARM_TEST_PG_DSN}"})
     job_id = f"crash-pg-{time.time_ns()}"

@@ -230,6 +230,7 @@ async def test_mcp_tool_result_carries_no_secret(echoing_upstreams: FakeOpenAI, 
     _assert_clean(text)
 
 
+@pytest.mark.slow  # a CLI subprocess importing litellm
 def test_cli_output_carries_no_secret(echoing_upstreams: FakeOpenAI) -> None:
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "SWARM_LOG_LEVEL": "DEBUG"}
     out = subprocess.run(
