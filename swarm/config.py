@@ -322,9 +322,13 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
     if not isinstance(raw, dict):
         raise ConfigError("top level must be a mapping with providers, models, routing", file=str(file))
     try:
-        return SwarmConfig.model_validate(interpolate(raw, env))
+        config = SwarmConfig.model_validate(interpolate(raw, env))
     except ValidationError as exc:
         raise ConfigError(_format_validation_error(exc, str(file))) from None
+    from swarm.redact import register_config_secrets
+
+    register_config_secrets(config.model_dump(mode="json"))  # a key written literally in the file, too
+    return config
 
 
 def config_path(explicit: str | Path | None = None) -> Path:

@@ -261,3 +261,17 @@ async def test_env_references_in_request_data_stay_literal(monkeypatch: pytest.M
     assert result["status"] == "COMPLETED", result["error"]
     assert "${DEEPSEEK_API_KEY} ${HOME:-x}" in result["output"]["text"]
     assert "${DEEPSEEK_API_KEY}" in bodies and DEEPSEEK_KEY not in bodies and os.environ["HOME"] not in bodies
+
+
+def test_loading_a_config_registers_its_literal_secrets(tmp_path: Path) -> None:
+    import yaml
+
+    from swarm.config import load_config
+    from swarm.redact import redact
+
+    raw = yaml.safe_load((ROOT / "config.yaml").read_text())
+    raw["providers"]["search"]["backends"]["tavily"]["api_key"] = "literal-tavily-in-file-4242"
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    load_config(path)
+    assert "literal-tavily-in-file-4242" not in redact("tavily said: bad key literal-tavily-in-file-4242")
