@@ -243,12 +243,39 @@ def bench_rembg(models_dir: str, repeat: int) -> dict[str, Any]:
     }
 
 
+_REMBG_SCRIPT = """
+import io, json, os, sys, time
+from rembg import new_session, remove
+data = open(sys.argv[1], "rb").read()
+session = new_session("u2netp")
+remove(data, session=session)
+best = min((lambda t: (remove(data, session=session), time.perf_counter() - t)[1])(time.perf_counter()) for _ in range(5))
+print(json.dumps({"seconds_per_image": best}))
+"""
+
+
+def bench_rembg_library(python: str, models_dir: str) -> dict[str, Any]:
+    """rembg itself (its own venv: it needs scipy, scikit-image, pymatting/numba) on the same image."""
+    with tempfile.TemporaryDirectory() as tmp:
+        image = Path(tmp) / "in.png"
+        image.write_bytes(_png(_image(512)))
+        env = {**os.environ, "U2NET_HOME": models_dir}
+        proc = subprocess.run(
+            [python, "-c", _REMBG_SCRIPT, str(image)], capture_output=True, text=True, env=env, timeout=600
+        )
+    if proc.returncode != 0:
+        return {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1]}
+    seconds = json.loads(proc.stdout.strip().splitlines()[-1])["seconds_per_image"]
+    return {"rembg_library_images_per_s": round(1 / seconds, 3)}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models-dir", default=None)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--quick", action="store_true", help="smaller sizes (CI smoke run)")
     parser.add_argument("--rss-size", type=int, default=2048)
+    parser.add_argument("--rembg-python", help="python of a venv with rembg installed, to compare against")
     parser.add_argument("--rss-child", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     from swarm import models_store
@@ -262,10 +289,11 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps({"error": "model pull failed", "report": report}))
         sys.exit(1)
     size, repeat = (64, 1) if args.quick else (192, 3)
-    result = {
+    result: dict[str, Any] = {
         "cpu_threads": len(os.sched_getaffinity(0)),
         "upscale": bench_upscale(models_dir, args.device, size, repeat),
         "rembg": bench_rembg(models_dir, 1 if args.quick else 5),
+        "rembg_reference": bench_rembg_library(args.rembg_python, models_dir) if args.rembg_python else None,
         "peak_rss_upscale": bench_rss(models_dir, 256 if args.quick else args.rss_size, args.device, 1800),
     }
     print(json.dumps(result, indent=2))

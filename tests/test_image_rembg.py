@@ -87,3 +87,11 @@ async def test_bad_input_and_wrong_model_kind(remover):
         await remover.process(b"GIF89a-nope", ImageAction.REMOVE_BACKGROUND, ImageConfig())
     with pytest.raises(InputError, match="not a background-removal model"):
         await remover.process(PHOTO, ImageAction.REMOVE_BACKGROUND, ImageConfig(model="realesrgan-anime-6b"))
+
+
+async def test_matches_rembg_library_output(remover):
+    """Fixture: alpha of ``rembg.remove(photo, session=new_session("u2netp"))``, rembg 2.0.86."""
+    data = await remover.process(PHOTO, ImageAction.REMOVE_BACKGROUND, ImageConfig(model="u2netp"))
+    ours = decode(data)[..., 3].astype(int)
+    reference = np.asarray(Image.open(FIXTURES / "rembg_u2netp_grace_hopper_alpha.png")).astype(int)
+    assert np.abs(ours - reference).max() <= 2
