@@ -23,14 +23,18 @@ import json
 import os
 import platform
 import re
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from bench import adapters
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = ROOT / "bench"
@@ -64,20 +68,8 @@ class Suite:
     cheap: bool = False
 
     def command(self, quick: bool) -> str:
-        return " ".join(["python -m", self.module, *(self.quick_args if quick else self.full_args)])
-
-
-def _adapt_research(data: Any, command: str) -> list[dict[str, Any]]:
-    """bench_research prints one summary object; turn it into the figure record."""
-    if isinstance(data, list):
-        return data
-    value, anchor = float(data["fan_out_s"]) * 1000, float(data["one_query_s"]) * 1000
-    return [{
-        "name": f"research fan-out, {data['queries']} searches x {data['search_latency_ms']:.0f} ms",
-        "value": round(value, 3), "unit": "ms", "anchor": "one search (same graph)",
-        "anchor_value": round(anchor, 3), "ratio": round(value / anchor, 3) if anchor else None,
-        "goal": f"<= {data.get('goal_ratio_max', 1.2)}x", "met": bool(data["goal_met"]), "command": command,
-    }]
+        args = (a.replace("{tmpdir}", "$TMPDIR") for a in (self.quick_args if quick else self.full_args))
+        return " ".join(["python -m", self.module, *args])
 
 
 SUITES: tuple[Suite, ...] = (
@@ -93,22 +85,25 @@ SUITES: tuple[Suite, ...] = (
     Suite("research", "bench.bench_research", (
         Expected("research fan-out, 8 searches x 200 ms", "ms", "one search", "<= 1.2x"),
     ), quick_args=("--latency-ms", "50", "--queries", "4", "--repeats", "1"), full_timeout_s=120,
-        adapt=_adapt_research, cheap=True),
+        adapt=adapters.research, cheap=True),
     Suite("concurrency", "bench.bench_concurrency", (
         Expected("500 concurrent delegation jobs, 100 ms provider", "ms", "one job alone", "<= 2x, 0 errors"),
     ), full_timeout_s=180, cheap=True),
+    Suite("endpoint", "bench.bench_endpoint", (
+        Expected("local RunPod endpoint: concurrent jobs", "ms", "one job through the endpoint", "reference"),
+    ), quick_args=("--jobs", "4", "--workers", "1", "--concurrency", "2", "--repeat", "3"), full_timeout_s=180,
+        adapt=adapters.endpoint),
+    Suite("mcp", "bench.bench_mcp", (
+        Expected("MCP tools/list and tool calls, in-process and 200 concurrent over HTTP", "ms",
+                 "bare MCPServer, same call", "<= 1.5x; 0 errors"),
+    ), full_args=("--out", "{tmpdir}/mcp.json"), quick_args=("--iterations", "30", "--out", "{tmpdir}/mcp.json"),
+        full_timeout_s=180, adapt=adapters.mcp),
     Suite("image", "bench.bench_image", (
         Expected("upscale anime-6B x4, CPU, output MP/s", "MP/s", "RealESRGANer (own venv); ncnn", ">= 1.5x, >= 2x"),
         Expected("upscale peak RSS, 2048x2048 input", "MB", "RealESRGANer tile=0", "<= 2 GB"),
         Expected("background removal images/s", "images/s", "rembg CLI", ">= 1x (batch >= 2x)"),
         Expected("GPU upscale fp16 (when a GPU is lent)", "MP/s", "RealESRGANer fp16, same GPU", ">= 2x"),
-    ), full_timeout_s=420, quick_timeout_s=240),
-    Suite("endpoint", "bench.bench_endpoint", (
-        Expected("RunPod endpoint: concurrent jobs through the local endpoint", "ms", "one job", "see bench/README.md"),
-    ), full_timeout_s=180),
-    Suite("mcp", "bench.bench_mcp", (
-        Expected("MCP server figures", "ms", "see bench/README.md", "see bench/README.md"),
-    ), full_timeout_s=180),
+    ), full_timeout_s=600, quick_timeout_s=240, adapt=adapters.image),
 )
 
 
@@ -134,16 +129,31 @@ def parse_records(stdout: str) -> Any:
     raise ValueError("no JSON records on stdout")
 
 
+def _run(args: list[str], env: dict[str, str], timeout_s: float) -> subprocess.CompletedProcess[str]:
+    """``subprocess.run`` in its own process group: a timeout also ends the suite's own children."""
+    with subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise
+    return subprocess.CompletedProcess(args, proc.returncode, stdout, stderr)
+
+
 def run_suite(suite: Suite, quick: bool, timeout_s: float) -> list[dict[str, Any]]:
     """Run one suite in a subprocess; always returns at least one record per expected figure."""
     command = suite.command(quick)
     if importlib.util.find_spec(suite.module) is None:
         return [_placeholder(e, command, f"not available: {suite.module} is not in this checkout")
                 for e in suite.figures]
-    args = [sys.executable, "-m", suite.module, *(suite.quick_args if quick else suite.full_args)]
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "PYTHONUNBUFFERED": "1"}
     try:
-        done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout_s)
+        with tempfile.TemporaryDirectory(prefix="bench-") as tmpdir:  # side files a module writes
+            args = [sys.executable, "-m", suite.module,
+                    *(a.replace("{tmpdir}", tmpdir) for a in (suite.quick_args if quick else suite.full_args))]
+            done = _run(args, env, timeout_s)
     except subprocess.TimeoutExpired:
         return [_placeholder(e, command, f"not measured: {suite.module} ran past {timeout_s:.0f} s")
                 for e in suite.figures]
