@@ -104,3 +104,30 @@ def test_paginate_cuts_on_line_breaks_and_loses_nothing() -> None:
         page += 1
     assert "".join(pages) == text
     assert all(p.endswith("\n") for p in pages)
+
+
+async def test_a_subscriber_hears_when_a_job_finishes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+    import warnings
+
+    use_fake_llm(monkeypatch, SlowLLM(delay_s=1.0))
+    heard: list[str] = []
+
+    async def on_message(message: object) -> None:
+        uri = getattr(getattr(message, "params", None), "uri", None)
+        if uri is not None:
+            heard.append(str(uri))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # resources/subscribe is the handshake-era way; still what clients use
+        async with Client(build_server(str(write_config(tmp_path, wait_budget_s=0.2))), mode="legacy",
+                          message_handler=on_message) as client:
+            handle = (await client.call_tool("delegate", {"task": "t", "kind": "critical"})).structured_content
+            uri = f"swarm://jobs/{handle['job_id']}"
+            await client.subscribe_resource(uri)
+            await client.call_tool("job_result", {"job_id": handle["job_id"], "wait_s": 10})
+            for _ in range(50):
+                if heard:
+                    break
+                await asyncio.sleep(0.05)
+    assert heard == [uri]
