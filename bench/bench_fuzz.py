@@ -213,7 +213,9 @@ def run(examples: int, seed: int | None = None) -> dict[str, Any]:
     """Fuzz ``examples`` jobs on one event loop; raises ``Failure`` (hypothesis shrinks it)."""
     import logging
 
-    logging.getLogger("swarm").setLevel(logging.CRITICAL)  # expected failures would flood the log
+    swarm_log = logging.getLogger("swarm")
+    saved_level = swarm_log.level
+    swarm_log.setLevel(logging.CRITICAL)  # expected failures would flood the log
     import swarm.fetch
 
     async def no_dns(host: str, port: int) -> list[Any]:
@@ -247,6 +249,7 @@ def run(examples: int, seed: int | None = None) -> dict[str, Any]:
     finally:
         loop.close()
         swarm.fetch._resolve = real_resolve
+        swarm_log.setLevel(saved_level)
     return {"examples": sum(outcomes.values()), "seconds": round(time.perf_counter() - started, 1),
             "outcomes": dict(outcomes.most_common())}
 
