@@ -140,8 +140,6 @@ async def test_whole_llm_chain_down_returns_one_error_listing_every_attempt(
 
 # --- search backends -------------------------------------------------------------------------
 
-SHAPE_BUG = ("bug: searxng.py:90 / tavily.py:81 iterate data.get('results') unchecked; a non-list"
-             " 'results' escapes as TypeError instead of ProviderError")
 SEARCH_FAULTS = [
     (Act.status(500, {"error": "x"}), ProviderUnavailable),
     (Act.status(429, {"error": "slow down"}, headers={"Retry-After": "3"}), ProviderRateLimited),
@@ -149,8 +147,8 @@ SEARCH_FAULTS = [
     (Act.truncated(b'{"results": [{"url": "https://a.example"'), ProviderError),
     (Act.status(200, "{not json"), ProviderError),
     (Act.json(["a", "list"]), ProviderError),
-    pytest.param(Act.json({"results": 5}), ProviderError, marks=pytest.mark.xfail(strict=True, reason=SHAPE_BUG)),
-    pytest.param(Act.json({"results": True}), ProviderError, marks=pytest.mark.xfail(strict=True, reason=SHAPE_BUG)),
+    (Act.json({"results": 5}), ProviderError),
+    (Act.json({"results": True}), ProviderError),
 ]
 SEARCH_IDS = ["500", "429-retry-after", "reset", "truncated", "malformed", "json-list", "results-int", "results-bool"]
 
@@ -300,8 +298,6 @@ async def test_runpod_final_states_become_failed_envelopes(state: dict[str, Any]
     assert "Traceback" not in json.dumps(result)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: RunPodRunner._request returns response.json() unguarded "
-                   "(swarm/runners/runpod.py); a 200 with a non-JSON body escapes run() as a JSONDecodeError")
 async def test_runpod_malformed_200_is_a_failed_envelope_not_a_crash() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, content=b"<html>captive portal</html>")

@@ -105,3 +105,13 @@ def json_body(provider: str, response: httpx.Response) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ProviderError(provider, "expected a JSON object")
     return data
+
+
+def result_items(provider: str, data: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``results`` list of a search answer (items that are not objects are dropped)."""
+    items = data.get("results")
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        raise ProviderError(provider, f"expected 'results' to be a list, got {type(items).__name__}")
+    return [item for item in items if isinstance(item, dict)]

@@ -8,7 +8,7 @@ import httpx
 
 from providers.base import SearchResult
 from providers.errors import ProviderUnavailable
-from providers.search._http import client_for, json_body, raise_for_status, send
+from providers.search._http import client_for, json_body, raise_for_status, result_items, send
 from swarm.redact import register_secret
 
 DEFAULT_BASE_URL = "https://api.tavily.com"
@@ -80,8 +80,8 @@ class TavilySearch:
         raise_for_status(self.name, response, _HINTS)
         data = json_body(self.name, response)
         results: list[SearchResult] = []
-        for item in data.get("results") or []:
-            if not isinstance(item, dict) or not item.get("url"):
+        for item in result_items(self.name, data):
+            if not item.get("url"):
                 continue
             score = item.get("score")
             results.append(

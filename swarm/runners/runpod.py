@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import json
 import logging
 import random
@@ -103,7 +104,13 @@ class RunPodRunner:
                 raise RunPodError("ProviderTimeout", f"RunPod endpoint {self.endpoint_id} did not answer {path.split('/')[1]} in time: {type(exc).__name__}") from None
             else:
                 if response.status_code < 400:
-                    return response.json()
+                    try:
+                        return response.json()
+                    except ValueError:
+                        raise RunPodError(
+                            "ProviderError",
+                            f"RunPod endpoint {self.endpoint_id} answered {path.split('/')[1]} with a body that is not JSON",
+                        ) from None
                 if response.status_code not in RETRY_STATUSES or not retry or attempt >= self.max_retries:
                     raise self._http_error(response, path)
                 delay = self._backoff(attempt, response.headers.get("retry-after"))
@@ -115,7 +122,9 @@ class RunPodRunner:
     def _backoff(attempt: int, retry_after: str | None) -> float:
         if retry_after:
             with contextlib.suppress(ValueError):
-                return min(float(retry_after), 30.0)
+                seconds = float(retry_after)
+                if math.isfinite(seconds) and seconds >= 0:
+                    return min(seconds, 30.0)
         return min(0.25 * 2**attempt, 8.0) * (0.5 + random.random() / 2)
 
     def _http_error(self, response: httpx.Response, path: str) -> RunPodError:
@@ -150,7 +159,10 @@ class RunPodRunner:
             )
         async with self._maybe(http) as client:
             answer = await self._request(client, "POST", "/run", body)
-        return str(answer["id"])
+        job_id = answer.get("id") if isinstance(answer, dict) else None
+        if not isinstance(job_id, str) or not job_id:
+            raise RunPodError("ProviderError", f"RunPod endpoint {self.endpoint_id} accepted the job but returned no job id")
+        return job_id
 
     async def status(self, job_id: str, http: httpx.AsyncClient | None = None) -> dict[str, Any]:
         async with self._maybe(http) as client:
