@@ -137,8 +137,8 @@ def _run(args: list[str], env: dict[str, str], timeout_s: float) -> subprocess.C
             stdout, stderr = proc.communicate(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-            raise
+            stdout, stderr = proc.communicate()
+            raise subprocess.TimeoutExpired(args, timeout_s, output=stdout, stderr=stderr) from None
     return subprocess.CompletedProcess(args, proc.returncode, stdout, stderr)
 
 
@@ -154,9 +154,18 @@ def run_suite(suite: Suite, quick: bool, timeout_s: float) -> list[dict[str, Any
             args = [sys.executable, "-m", suite.module,
                     *(a.replace("{tmpdir}", tmpdir) for a in (suite.quick_args if quick else suite.full_args))]
             done = _run(args, env, timeout_s)
-    except subprocess.TimeoutExpired:
-        return [_placeholder(e, command, f"not measured: {suite.module} ran past {timeout_s:.0f} s")
-                for e in suite.figures]
+    except subprocess.TimeoutExpired as exc:
+        note = f"not measured: {suite.module} ran past {timeout_s:.0f} s"
+        printed = exc.output if isinstance(exc.output, str) else ""
+        try:  # a module that prints records as it goes keeps what it finished
+            partial = parse_records(printed) if printed.strip() else None
+        except ValueError:
+            partial = None
+        if isinstance(partial, list) and partial and all(isinstance(r, dict) and "name" in r for r in partial):
+            for record in partial:
+                record["command"] = command
+            return [*partial, _placeholder(Expected(f"{suite.name}: the rest of the suite", "", "", ""), command, note)]
+        return [_placeholder(e, command, note) for e in suite.figures]
     tail = " | ".join(done.stderr.strip().splitlines()[-3:])[-400:]
     if done.returncode != 0:
         return [_placeholder(e, command, f"failed: exit {done.returncode}: {tail}") for e in suite.figures]

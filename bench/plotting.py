@@ -32,13 +32,13 @@ def draw_ratios(records: list[dict[str, Any]], path: Path) -> Path | None:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(10, 0.45 * len(measured) + 1.5))
     labels = [r["name"][:70] for r in measured]
-    colours = ["#2e7d32" if r.get("met") else "#c62828" for r in measured]
+    colours = ["#9e9e9e" if r.get("met") is None else "#2e7d32" if r["met"] else "#c62828" for r in measured]
     ax.barh(range(len(measured)), [r["ratio"] for r in measured], color=colours)
     ax.axvline(1.0, color="black", linewidth=0.8)
     ax.set_yticks(range(len(measured)), labels, fontsize=8)
     ax.invert_yaxis()
     ax.set_xscale("log")
-    ax.set_xlabel("value / anchor (log scale; green: goal met, red: missed)")
+    ax.set_xlabel("value / anchor (log scale; green: goal met, red: missed, grey: reference only)")
     ax.set_title("Every figure against its anchor, same run")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -75,3 +75,21 @@ def test_only_rejects_unknown_suites() -> None:
     with pytest.raises(SystemExit, match="valid: foundation"):
         harness.select(["nope"])
     assert [s.name for s in harness.select(["research,concurrency"])] == ["research", "concurrency"]
+
+
+def test_timeout_keeps_the_records_printed_so_far(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    module = tmp_path / "slow_bench_for_test.py"
+    module.write_text(
+        "import json, sys, time\n"
+        "print(json.dumps([{'name': 'fast part', 'value': 1.0, 'unit': 'ms', 'anchor': 'a', 'anchor_value': 1.0,"
+        " 'ratio': 1.0, 'goal': '<= 2x', 'met': True}]), flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    suite = harness.Suite("slow", "slow_bench_for_test", (harness.Expected("slow part", "ms", "a", "g"),),
+                          quick_timeout_s=6)
+    run = harness.run_all([suite], quick=True, log=lambda line: None)
+    assert [r["name"] for r in run.records] == ["fast part", "slow: the rest of the suite"], run.records
+    assert run.records[1]["note"].startswith("not measured: slow_bench_for_test ran past 6 s")
+    assert run.elapsed_s < 30  # the sleeping child was killed, not waited for
