@@ -147,3 +147,15 @@ async def test_real_otlp_http_exporter_posts_to_a_loopback_collector(make_contex
     assert sorted(span.name for span in spans) == ["chat claude-sonnet-4-5", "swarm.job", "swarm.node draft"]
     service = {a.key: a.value.string_value for a in request.resource_spans[0].resource.attributes}
     assert service["service.name"] == "runpod-swarm"
+
+
+def test_opentelemetry_is_imported_only_when_an_endpoint_is_set() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, swarm.dispatcher, swarm.observability, swarm.budget;"
+        "print(sorted({m.split('.')[0] for m in sys.modules if m.startswith('opentelemetry')}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
