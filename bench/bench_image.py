@@ -95,8 +95,10 @@ def bench_upscale(models_dir: str, device: str, size: int, repeat: int) -> dict[
 
     path = models_store.path_for("realesrgan-anime-6b", models_dir)
     model, _ = archs.load(str(path), device=device)
+    model = model.to(memory_format=torch.channels_last)  # as the provider runs it
     img = np.asarray(_image(size))
     x = torch.from_numpy(img.copy()).permute(2, 0, 1)[None].float().div(255).to(device)
+    x = x.contiguous(memory_format=torch.channels_last)
     out_mp = (size * 4) ** 2 / 1e6
 
     half_model = copy.deepcopy(model).half() if device == "cuda" else None
@@ -107,7 +109,7 @@ def bench_upscale(models_dir: str, device: str, size: int, repeat: int) -> dict[
                 with torch.autocast("cpu", dtype=torch.bfloat16):
                     y = model(x)
             elif precision == "fp16":
-                y = half_model(x.half())
+                y = half_model(x.half().contiguous(memory_format=torch.channels_last))
             else:
                 y = model(x)
             return y.float().clamp(0, 1).mul(255).round().cpu()
@@ -174,6 +176,18 @@ def bench_ncnn(img: Any, reference: Any, out_mp: float, repeat: int) -> dict[str
     return {"ncnn_fp32_out_mp_s": round(out_mp / t, 4), "ncnn_vs_torch_fp32_max_diff_levels": diff}
 
 
+def _peak_rss_kib() -> int:
+    """This process's peak RSS. VmHWM belongs to the process's own memory map; ru_maxrss would
+    carry over the high-water mark of the parent that forked it (Linux keeps it across exec)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def rss_child(models_dir: str, size: int, device: str) -> None:
     """Run in a fresh process: upscale ``size``x``size`` x4 through the provider, print peak RSS."""
     import anyio
@@ -187,7 +201,7 @@ def rss_child(models_dir: str, size: int, device: str) -> None:
     provider = RealESRGANUpscaler(settings, ImageLimits(max_output_pixels=1 << 30))
     started = time.perf_counter()
     out, steps = anyio.run(provider.process_traced, data, ImageAction.UPSCALE, ImageConfig())
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak_kib = _peak_rss_kib()
     print(
         json.dumps(
             {
