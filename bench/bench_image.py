@@ -197,7 +197,7 @@ def rss_child(models_dir: str, size: int, device: str) -> None:
     from providers.image.upscale import RealESRGANUpscaler, UpscaleSettings
 
     data = _png(_image(size))
-    settings = UpscaleSettings(models_dir=models_dir, device=device, half="on" if device == "cpu" else "auto")
+    settings = UpscaleSettings(models_dir=models_dir, device=device)  # config defaults: fp32 on CPU
     provider = RealESRGANUpscaler(settings, ImageLimits(max_output_pixels=1 << 30))
     started = time.perf_counter()
     out, steps = anyio.run(provider.process_traced, data, ImageAction.UPSCALE, ImageConfig())
