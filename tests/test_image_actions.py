@@ -141,3 +141,56 @@ async def test_output_pixel_cap_refused_before_running(setup, make_context, conf
         "scale: output would be 192x192 = 36864 pixels; the limit is 20000 (input 48x48 at x4)"
     )
     assert await storage.list() == []
+
+
+async def test_remove_background_to_s3_returns_presigned_url(pulled, make_context, monkeypatch):
+    """Output written to S3 (moto's server over HTTP); the URL fetches the same bytes."""
+    import socket
+
+    import boto3
+    import httpx
+    from moto.server import ThreadedMotoServer
+
+    from providers.storage.s3 import S3Storage
+    from swarm.config import load_config
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "moto-secret-value-123456")
+        monkeypatch.setenv("SWARM_MODELS_DIR", str(SHARED))
+        endpoint = f"http://127.0.0.1:{port}"
+        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket="art")
+        config = load_config(Path(__file__).resolve().parents[1] / "config.yaml")
+        storage = S3Storage("art", prefix="swarm/", endpoint_url=endpoint)
+        make = make_context(
+            None,
+            config=config,
+            storage=storage,
+            remove_background=RembgRemover.from_config("remove_background", {}, config),
+        )
+        result = await dispatch(
+            {
+                "project": "image_tools",
+                "action": "remove_background",
+                "job_id": "s3-1",
+                "input": {"image": b64(SMALL), "model": "u2netp", "only_mask": True},
+            },
+            make,
+        )
+        assert result["status"] == "COMPLETED", result["error"]
+        out = result["output"]
+        print("URL", out["url"])
+        assert "X-Amz-Signature=" in out["url"]
+        async with httpx.AsyncClient() as http:
+            fetched = (await http.get(out["url"])).content
+        assert fetched == await storage.get(out["image_key"])
+        assert Image.open(io.BytesIO(fetched)).mode == "L"
+        # the trace and the error paths never carry the signature
+        assert "Signature" not in str(result["trace"])
+    finally:
+        server.stop()
