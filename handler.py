@@ -90,7 +90,11 @@ def main() -> None:
 
     import runpod
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from swarm.observability import configure_logging
+    from swarm.redact import install_log_redaction
+
+    configure_logging(runtime().config)  # JSON lines with the job id, level from config
+    install_log_redaction()
     if not any(arg.startswith("--test_input") for arg in sys.argv):
         try:
             asyncio.run(warm_up())

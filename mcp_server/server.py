@@ -161,19 +161,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8808, help="HTTP port (default 8808)")
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        stream=sys.stderr,  # stdout carries the protocol
-        level=os.environ.get("SWARM_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
     from providers.errors import ConfigError
     from swarm.config import config_path, load_config
+    from swarm.observability import configure_logging
+    from swarm.redact import install_log_redaction
 
     try:
-        load_config(config_path(args.config))  # fail fast on a broken file, with the keys named
+        config = load_config(config_path(args.config))  # fail fast on a broken file, with the keys named
     except ConfigError as exc:
         print(f"swarm-mcp: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    # JSON lines on stderr (stdout carries the protocol); SWARM_LOG_LEVEL overrides config.
+    configure_logging(os.environ.get("SWARM_LOG_LEVEL") or config)
+    install_log_redaction()
     if args.http:
         from mcp_server.http import serve_http
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import os
 import sys
 from collections.abc import Callable
@@ -237,11 +236,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=os.environ.get("SWARM_LOG_LEVEL", "WARNING"),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    from swarm.observability import configure_logging
+    from swarm.redact import install_log_redaction
+
+    configure_logging(os.environ.get("SWARM_LOG_LEVEL", "WARNING"), json=False)
+    install_log_redaction()
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     try:
         return args.fn(args)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import shlex
 import sys
@@ -31,7 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=os.environ.get("SWARM_LOG_LEVEL", "INFO"), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from swarm.observability import configure_logging
+    from swarm.redact import install_log_redaction
+
+    configure_logging(os.environ.get("SWARM_LOG_LEVEL", "INFO"), json=False)
+    install_log_redaction()
     if args.workers < 0:
         print("error: --workers must be 0 or more", file=sys.stderr)
         return 2
