@@ -12,10 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fake_openai import Behaviour, FakeOpenAI, free_port
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
-
-from fake_openai import Behaviour, FakeOpenAI, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 needs_llama = pytest.mark.skipif(

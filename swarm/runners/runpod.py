@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import json
 import logging
+import math
 import random
 import time
 from collections.abc import AsyncIterator
