@@ -227,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, target, help_text in (
         ("models", "swarm.models_store:main", "pull and list image model weights"),
         ("endpoint", "swarm.endpoint.__main__:main", "a local RunPod endpoint for development and tests"),
+        ("bench", "bench.__main__:main", "every speed figure against its anchor (writes bench/RESULTS.md)"),
     ):
         p = sub.add_parser(name, help=help_text, add_help=False)
         p.add_argument("rest", nargs=argparse.REMAINDER)
