@@ -168,15 +168,12 @@ def cmd_index_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def _delegated(target: str) -> Callable[[argparse.Namespace], int]:
-    """A subcommand implemented by another module's ``main(argv)``."""
-
-    def run(args: argparse.Namespace) -> int:
-        from providers.registry import import_string
-
-        return int(import_string(target)(args.rest) or 0)
-
-    return run
+#: Subcommands implemented by another module's ``main(argv)``; their flags are theirs.
+DELEGATED: dict[str, tuple[str, str]] = {
+    "models": ("swarm.models_store:main", "pull and list image model weights"),
+    "endpoint": ("swarm.endpoint.__main__:main", "a local RunPod endpoint for development and tests"),
+    "bench": ("bench.__main__:main", "every speed figure against its anchor (writes bench/RESULTS.md)"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -224,18 +221,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reset", action="store_true", help="start the index over")
     p.set_defaults(fn=cmd_index_build)
 
-    for name, target, help_text in (
-        ("models", "swarm.models_store:main", "pull and list image model weights"),
-        ("endpoint", "swarm.endpoint.__main__:main", "a local RunPod endpoint for development and tests"),
-        ("bench", "bench.__main__:main", "every speed figure against its anchor (writes bench/RESULTS.md)"),
-    ):
+    for name, (_, help_text) in DELEGATED.items():
         p = sub.add_parser(name, help=help_text, add_help=False)
         p.add_argument("rest", nargs=argparse.REMAINDER)
-        p.set_defaults(fn=_delegated(target))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in DELEGATED:
+        from providers.registry import import_string
+
+        return int(import_string(DELEGATED[argv[0]][0])(argv[1:]) or 0)
     args = build_parser().parse_args(argv)
     from swarm.observability import configure_logging
     from swarm.redact import install_log_redaction
