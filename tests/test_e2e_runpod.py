@@ -1,0 +1,111 @@
+"""End to end through RunPod's path: an MCP client over stdio -> `swarm-mcp` with the RunPod
+runner -> the local endpoint -> two real runpod worker processes running `handler.py` ->
+dispatcher -> graph -> back. The `local` model is a loopback fake OpenAI server; the image
+action runs the real u2netp weights."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from fake_openai import Behaviour, FakeOpenAI
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
+
+from swarm import models_store
+from swarm.endpoint.server import EndpointServer
+from swarm.endpoint.state import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = Path(tempfile.gettempdir()) / "swarm-test-models"
+PHOTO = (ROOT / "tests" / "fixtures" / "grace_hopper_256.jpg").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def fake_llm() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeOpenAI) -> Iterator[dict[str, Any]]:
+    assert models_store.pull(["u2netp"], MODELS)["ok"]
+    home = tmp_path_factory.mktemp("runpod-e2e")
+    config = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))
+    config["models"]["local"]["api_base"] = f"{fake_llm.url}/v1"
+    config["models"]["local"].pop("local_server", None)
+    config["worker"]["warm"] = []
+    config_path = home / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    shutil.copytree(ROOT / "docs", home / "docs", dirs_exist_ok=True)
+    shared = {
+        "SWARM_CONFIG": str(config_path),
+        "SWARM_HOME": str(home),  # one artifact store for workers and MCP server alike
+        "SWARM_MODELS_DIR": str(MODELS),
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+    }
+    settings = Settings(endpoint_id="ep-e2e", take_hold_s=2, stop_hold_s=2)
+    server = EndpointServer(settings, workers=2, log_dir=home / "logs", worker_env_extra=shared)
+    with server:
+        yield {"server": server, "env": shared, "home": home}
+
+
+def mcp_params(stack: dict[str, Any]) -> StdioServerParameters:
+    server: EndpointServer = stack["server"]
+    env = {
+        **os.environ,
+        **stack["env"],
+        "RUNPOD_API_BASE": server.api_base,
+        "RUNPOD_ENDPOINT_ID": server.settings.endpoint_id,
+        "RUNPOD_API_KEY": server.settings.api_key,
+    }
+    return StdioServerParameters(command=str(Path(sys.executable).parent / "swarm-mcp"), args=[], env=env, cwd=str(ROOT))
+
+
+async def test_delegate_and_an_image_action_run_on_runpod_workers(stack: dict[str, Any], fake_llm: FakeOpenAI) -> None:
+    fake_llm.script("smollm2-135m-instruct", Behaviour.answer("answered by a RunPod worker"))
+    async with Client(mcp_params(stack)) as client:
+        result = await client.call_tool("delegate", {"task": "Say hello.", "kind": "critical"})
+        assert not result.is_error, result.content[0].text
+        data = result.structured_content
+        assert data["text"] == "answered by a RunPod worker"
+        kinds = [(s["step"], s["model"] or s["provider"], s["outcome"]) for s in data["trace"]]
+        assert ("draft", "local", "ok") in kinds
+        assert any(s["step"] == "runpod" for s in data["trace"]), kinds  # it really went through the endpoint
+
+        image = await client.call_tool("remove_background", {"image": base64.b64encode(PHOTO).decode()})
+        assert not image.is_error, image.content[0].text
+        out = image.structured_content
+        stored = Path(stack["home"]) / "artifacts" / out["key"]
+        assert stored.is_file() and stored.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+async def test_twenty_concurrent_jobs_complete_across_two_workers(stack: dict[str, Any], fake_llm: FakeOpenAI) -> None:
+    from swarm.runners.runpod import RunPodRunner
+
+    fake_llm.script("smollm2-135m-instruct", Behaviour.answer("ok", delay_s=0.2))
+    server: EndpointServer = stack["server"]
+    runner = RunPodRunner(server.api_base, server.settings.endpoint_id, server.settings.api_key, poll_interval_s=0.2, timeout_s=180)
+    jobs = [{"project": "swarm", "action": "delegate", "input": {"task": f"job {i}", "kind": "critical"}} for i in range(20)]
+    results = await asyncio.gather(*(runner.run(job) for job in jobs))
+    assert [r["status"] for r in results] == ["COMPLETED"] * 20
+    details = [s["detail"] for r in results for s in r["trace"] if s["step"] == "runpod"]
+    workers = {d.rsplit(" on ", 1)[-1] for d in details if " on " in d}
+    assert len(details) == 20 and len(workers) == 2, details  # both workers took jobs
+
+
+async def test_handler_error_is_a_clear_tool_error_without_traceback(stack: dict[str, Any]) -> None:
+    async with Client(mcp_params(stack)) as client:
+        result = await client.call_tool("delegate", {"task": "x" * 20_001})
+    assert result.is_error
+    text = result.content[0].text
+    assert "the limit is 20000" in text and "Traceback" not in text
