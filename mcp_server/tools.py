@@ -115,9 +115,9 @@ IMAGE_COMMON = (
     "set return_base64=true only when you need the bytes inline (small images only)."
 )
 IMAGE_DESCRIPTIONS = {
-    "upscale": "Upscale an image with Real-ESRGAN (anime/illustration models by default, x2-x4)." + IMAGE_COMMON,
+    "upscale_image": "Upscale an image with Real-ESRGAN (anime/illustration models by default, x2-x4)." + IMAGE_COMMON,
     "remove_background": "Cut the subject out of an image: returns a PNG with a transparent background." + IMAGE_COMMON,
-    "pipeline": "Remove the background, then upscale, in one job (one upload, one result)." + IMAGE_COMMON,
+    "process_image": "Remove the background, then upscale, in one job (one upload, one result)." + IMAGE_COMMON,
 }
 
 
@@ -229,7 +229,7 @@ async def _image_call(ctx: Context, action: str, inp: dict[str, Any], return_bas
 
 
 def _register_upscale(server: Any, config: Any) -> None:
-    @server.tool(name="upscale", title="Upscale an image", description=IMAGE_DESCRIPTIONS["upscale"],
+    @server.tool(name="upscale_image", title="Upscale an image", description=IMAGE_DESCRIPTIONS["upscale_image"],
                  annotations=_image_annotations())
     async def upscale(ctx: Context, image: ImageB64 = None, url: ImageUrl = None, key: ImageKey = None,
                       scale: Scale = None, model: UpscaleModel = None, tile: Tile = None,
@@ -253,7 +253,7 @@ def _register_remove_background(server: Any, config: Any) -> None:
 
 
 def _register_pipeline(server: Any, config: Any) -> None:
-    @server.tool(name="pipeline", title="Cut out, then upscale", description=IMAGE_DESCRIPTIONS["pipeline"],
+    @server.tool(name="process_image", title="Cut out, then upscale", description=IMAGE_DESCRIPTIONS["process_image"],
                  annotations=_image_annotations())
     async def pipeline(ctx: Context, image: ImageB64 = None, url: ImageUrl = None, key: ImageKey = None,
                        model: RembgModel = None, upscale_model: UpscaleModel = None, scale: Scale = None,
@@ -264,10 +264,11 @@ def _register_pipeline(server: Any, config: Any) -> None:
         return await _image_call(ctx, "pipeline", inp, return_base64, idempotency_key)
 
 
+#: MCP tool name -> registrar (the dispatcher actions are upscale, remove_background, pipeline).
 _IMAGE_TOOLS: dict[str, Callable[[Any, Any], None]] = {
-    "upscale": _register_upscale,
+    "upscale_image": _register_upscale,
     "remove_background": _register_remove_background,
-    "pipeline": _register_pipeline,
+    "process_image": _register_pipeline,
 }
 
 

@@ -32,10 +32,10 @@ async def test_upscale_returns_a_key_and_url_and_the_artifact_resource_serves_it
     small = (FIXTURES / "sr_input_48.png").read_bytes()
     async with Client(build_server(str(write_config(tmp_path, wait_budget_s=120)))) as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}
-        assert {"upscale", "remove_background", "pipeline"} <= set(tools)
-        assert tools["upscale"].annotations.read_only_hint is False
+        assert {"upscale_image", "remove_background", "process_image"} <= set(tools)
+        assert tools["upscale_image"].annotations.read_only_hint is False
 
-        result = await client.call_tool("upscale", {"image": base64.b64encode(small).decode(), "scale": 2})
+        result = await client.call_tool("upscale_image", {"image": base64.b64encode(small).decode(), "scale": 2})
         assert not result.is_error, result.content[0].text
         out = result.structured_content
         assert out["status"] == "COMPLETED" and out["image_base64"] is None
@@ -45,8 +45,8 @@ async def test_upscale_returns_a_key_and_url_and_the_artifact_resource_serves_it
         blob = (await client.read_resource(f"swarm://artifacts/{out['key']}")).contents[0]
         assert base64.b64decode(blob.blob).startswith(b"\x89PNG")
 
-        inline = await client.call_tool("upscale", {"key": out["key"], "scale": 2, "return_base64": True})
+        inline = await client.call_tool("upscale_image", {"key": out["key"], "scale": 2, "return_base64": True})
         assert base64.b64decode(inline.structured_content["image_base64"]).startswith(b"\x89PNG")
 
-        bad = await client.call_tool("upscale", {"image": "bm90IGFuIGltYWdl", "url": "https://example.com/x.png"})
+        bad = await client.call_tool("upscale_image", {"image": "bm90IGFuIGltYWdl", "url": "https://example.com/x.png"})
         assert bad.is_error and "exactly one of image, url, key" in bad.content[0].text
