@@ -108,7 +108,7 @@ async def measure(jobs: int, delay_ms: float, single_repeat: int, checkpointer: 
 
 async def bare_langgraph(jobs: int, delay_ms: float) -> dict[str, Any]:
     """The floor: a bare 3-node LangGraph (2 sleeping nodes, no checkpointer), N at once vs one."""
-    from langgraph.graph import END, START, StateGraph
+    from bench.common import bare_three_node_graph
 
     async def call(state: State) -> State:
         await asyncio.sleep(delay_ms / 1000)
@@ -117,15 +117,7 @@ async def bare_langgraph(jobs: int, delay_ms: float) -> dict[str, Any]:
     async def last(state: State) -> State:
         return {"text": "done"}
 
-    graph = StateGraph(State)
-    graph.add_node("one", call)
-    graph.add_node("two", call)
-    graph.add_node("three", last)
-    graph.add_edge(START, "one")
-    graph.add_edge("one", "two")
-    graph.add_edge("two", "three")
-    graph.add_edge("three", END)
-    compiled = graph.compile()
+    compiled = bare_three_node_graph(State, call, last)
     await compiled.ainvoke({"text": ""})
     single = []
     for _ in range(5):

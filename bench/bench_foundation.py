@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import emit, figure, median, timed
+from bench.common import bare_three_node_graph, emit, figure, median, timed
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -68,7 +68,6 @@ VERDICT = '{"approved": true, "score": 9, "issues": [], "suggestion": ""}'
 async def delegation_overhead(repeat: int) -> dict[str, Any]:
     import litellm
     from fake_openai import Behaviour, FakeOpenAI
-    from langgraph.graph import END, START, StateGraph
     from typing_extensions import TypedDict
 
     from swarm.runtime import Runtime
@@ -102,15 +101,7 @@ async def delegation_overhead(repeat: int) -> dict[str, Any]:
         async def last(state: S) -> S:
             return {"b": "done"}
 
-        graph = StateGraph(S)
-        graph.add_node("one", call)
-        graph.add_node("two", call)
-        graph.add_node("three", last)
-        graph.add_edge(START, "one")
-        graph.add_edge("one", "two")
-        graph.add_edge("two", "three")
-        graph.add_edge("three", END)
-        bare = graph.compile()
+        bare = bare_three_node_graph(S, call, last)
 
         async def anchor() -> None:
             await bare.ainvoke({})

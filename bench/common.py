@@ -46,3 +46,18 @@ def median(samples: list[float]) -> float:
 def emit(records: list[dict[str, Any]]) -> None:
     json.dump(records, sys.stdout, indent=2)
     sys.stdout.write("\n")
+
+
+def bare_three_node_graph(state_type: Any, call: Callable[[Any], Awaitable[Any]], last: Callable[[Any], Awaitable[Any]]) -> Any:
+    """The anchor graph: START -> call -> call -> last -> END, no checkpointer."""
+    from langgraph.graph import END, START, StateGraph
+
+    graph = StateGraph(state_type)
+    graph.add_node("one", call)
+    graph.add_node("two", call)
+    graph.add_node("three", last)
+    graph.add_edge(START, "one")
+    graph.add_edge("one", "two")
+    graph.add_edge("two", "three")
+    graph.add_edge("three", END)
+    return graph.compile()
