@@ -88,7 +88,10 @@ class ImageOutput(JobOutcome):
     """A processed image as a storage key and a URL (base64 only when asked and small enough)."""
 
     key: str | None = Field(default=None, description="storage key of the result; read it as swarm://artifacts/{key}")
-    url: str | None = Field(default=None, description="where to download the result (may expire)")
+    url: str | None = Field(
+        default=None,
+        description="where to download the result, when the store has a plain URL (presigned URLs are never returned)",
+    )
     image_base64: str | None = Field(default=None, description="the result inline, only with return_base64=true")
     details: dict[str, Any] = Field(default_factory=dict, description="size, model, format and other facts")
 

@@ -143,8 +143,9 @@ async def test_output_pixel_cap_refused_before_running(setup, make_context, conf
     assert await storage.list() == []
 
 
-async def test_remove_background_to_s3_returns_presigned_url(pulled, make_context, monkeypatch):
-    """Output written to S3 (moto's server over HTTP); the URL fetches the same bytes."""
+async def test_remove_background_to_s3_stores_output_and_keeps_signed_urls_out_of_the_result(pulled, make_context, monkeypatch):
+    """Output written to S3 (moto's server over HTTP); the result names the key and resource, and no
+    presigned URL (a credential) reaches it; the key presigns to the same bytes."""
     import socket
 
     import boto3
@@ -177,11 +178,11 @@ async def test_remove_background_to_s3_returns_presigned_url(pulled, make_contex
 
         inp = RemoveBackgroundInput(image=b64(SMALL), model="u2netp", only_mask=True)
         out = await remove_background(inp, await make("s3-1"))
-        assert (
-            "X-Amz-Signature=" in out["url"] and out["image_key"] == "image_tools/s3-1/remove_background.png"
-        )
+        assert out["image_key"] == "image_tools/s3-1/remove_background.png"
+        assert out["url"] is None and out["resource"] == f"swarm://artifacts/{out['image_key']}"
+        assert "Signature" not in str(out)
         async with httpx.AsyncClient() as http:
-            fetched = (await http.get(out["url"])).content
+            fetched = (await http.get(await storage.url(out["image_key"]))).content
         assert fetched == await storage.get(out["image_key"])
         assert Image.open(io.BytesIO(fetched)).mode == "L"
         assert "Signature" not in str(out["trace"])

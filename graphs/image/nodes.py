@@ -13,6 +13,7 @@ from langgraph.config import get_stream_writer
 
 from graphs.image.state import ImageState
 from providers.base import ImageAction, ImageConfig, StorageProvider, TraceStep
+from swarm.redact import redact
 
 #: steps each action runs, in order; the last one writes the requested output format.
 PLANS: dict[str, tuple[str, ...]] = {
@@ -86,10 +87,17 @@ async def finalize(state: ImageState, storage: StorageProvider) -> dict[str, Any
     with Image.open(io.BytesIO(data)) as img:
         width, height = img.size
     fmt = state.get("options", {}).get("output_format", "png")
+    url: str | None = await storage.url(key)
+    note = None
+    if url and redact(url) != url:
+        # A presigned URL is a credential: results, traces and logs never carry one.
+        url, note = None, f"read swarm://artifacts/{key}, or presign the key with your own credentials"
     return {
         "result": {
             "image_key": key,
-            "url": await storage.url(key),
+            "resource": f"swarm://artifacts/{key}",
+            "url": url,
+            **({"url_note": note} if note else {}),
             "width": width,
             "height": height,
             "format": fmt,
