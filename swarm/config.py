@@ -172,6 +172,7 @@ class LimitsSection(_Strict):
     max_task_chars: int = Field(default=20_000, ge=1)
     max_revisions: int = Field(default=1, ge=0, le=5)
     max_question_chars: int = Field(default=2_000, ge=1)
+    job_deadline_s: float = Field(default=900.0, gt=0, le=86_400)
 
 
 class ObservabilitySection(_Strict):

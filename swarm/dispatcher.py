@@ -6,6 +6,7 @@ local runner. Actions are found by table lookup and imported on first use.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import re
@@ -40,6 +41,13 @@ ACTIONS: dict[str, dict[str, str]] = {
 }
 
 MAX_JOB_ID_CHARS = 128
+
+
+class JobDeadlineExceeded(SwarmError):
+    """The whole job ran past ``limits.job_deadline_s``."""
+
+    kind = "job_deadline_exceeded"
+
 JOB_ID_PATTERN = r"^[A-Za-z0-9_.:\-]+$"
 
 
@@ -156,8 +164,16 @@ async def dispatch(raw: dict[str, Any] | JobRequest, make_context: Any) -> dict[
         except ValidationError as exc:
             raise input_error_from_validation(exc) from None
         ctx = await make_context(job_id)
+        deadline_s = ctx.config.limits.job_deadline_s
         with job_scope(ctx, job.input):
-            output = await fn(inp, ctx)
+            try:
+                async with asyncio.timeout(deadline_s):
+                    output = await fn(inp, ctx)
+            except TimeoutError:
+                raise JobDeadlineExceeded(
+                    f"job {job_id} passed limits.job_deadline_s={deadline_s:g} s; completed steps are"
+                    " checkpointed: run it again with the same job_id to resume"
+                ) from None
         result["trace"] = list(output.pop("trace", []))
         result["output"] = output
     except SwarmError as exc:

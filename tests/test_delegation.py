@@ -153,3 +153,29 @@ async def test_same_job_id_resumes_without_rerunning_completed_nodes(make_contex
     assert calls == ["draft", "review", "review"]  # the draft was not paid for twice
     third = await dispatch({**job(), "job_id": "job-resume-1"}, make)
     assert third["output"]["text"] == "the draft" and calls == ["draft", "review", "review"]
+
+
+async def test_a_job_past_its_deadline_stops_cleanly_and_resumes_by_id(make_context: Any) -> None:
+    import asyncio
+
+    from swarm.config import load_config
+
+    config = load_config()
+    config = config.model_copy(update={"limits": config.limits.model_copy(update={"job_deadline_s": 0.3})})
+    calls: list[str] = []
+    slow = {"review": True}
+
+    async def answer(messages: list[Message], config_: LLMConfig) -> Any:
+        calls.append(config_.step)
+        if config_.step == "review" and slow["review"]:
+            slow["review"] = False
+            await asyncio.sleep(5)  # a hanging reviewer
+        return APPROVE if config_.step == "review" else "the draft"
+
+    make = make_context(FunctionLLM(answer), config=config)
+    first = await dispatch({**job(), "job_id": "job-deadline-1"}, make)
+    assert first["status"] == "FAILED" and first["error"]["type"] == "JobDeadlineExceeded"
+    assert "limits.job_deadline_s=0.3" in first["error"]["message"]
+    second = await dispatch({**job(), "job_id": "job-deadline-1"}, make)
+    assert second["status"] == "COMPLETED" and second["output"]["text"] == "the draft"
+    assert calls == ["draft", "review", "review"]  # the draft was not paid for twice
