@@ -196,12 +196,18 @@ class RunPodRunner:
         budget = wait_budget_s or self.timeout_s
         job_id: str | None = None
         async with self._client() as http:
+            submitting = asyncio.ensure_future(self.submit(job, http))
             try:
-                job_id = await self.submit(job, http)
+                # Shielded: a caller cancelled while /run is in flight must still learn the id
+                # (a worker may already be running the job) so that the job can be cancelled.
+                job_id = await asyncio.shield(submitting)
                 final = await self._follow(http, job_id, progress, started + budget)
             except RunPodError as exc:
                 return self._failure(job, job_id, exc.type, exc.message, started)
             except asyncio.CancelledError:
+                if job_id is None:
+                    with contextlib.suppress(Exception, asyncio.CancelledError):
+                        job_id = await asyncio.wait_for(submitting, 5)
                 if job_id is not None:
                     await self._cancel_quietly(http, job_id)
                 raise
