@@ -1,0 +1,166 @@
+"""The job store: one SQLite table of jobs (owner, input, status, progress, result envelope).
+
+Input is stored redacted, with huge strings (inline images) replaced by a stub. A lookup by
+another owner finds nothing, the same answer as an unknown id.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from swarm.redact import redact, redact_data
+
+IN_PROGRESS = "IN_PROGRESS"
+FINAL_STATUSES = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
+STATUSES = ("IN_PROGRESS", "COMPLETED", "FAILED", "CANCELLED")
+#: a string input longer than this is stored as a stub (an inline image is megabytes)
+MAX_STORED_INPUT_CHARS = 1_000_000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    project TEXT NOT NULL,
+    action TEXT NOT NULL,
+    input TEXT NOT NULL,
+    status TEXT NOT NULL,
+    result TEXT,
+    progress TEXT,
+    idempotency_key TEXT,
+    remote INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS jobs_idem ON jobs(owner, idempotency_key) WHERE idempotency_key IS NOT NULL;
+CREATE INDEX IF NOT EXISTS jobs_owner ON jobs(owner, created_at);
+"""
+
+
+class JobStore:
+    """Jobs in one SQLite file: small rows, one connection guarded by a lock (calls are short)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path).expanduser()
+        if str(path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._lock = threading.Lock()
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _exec(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    def create(self, job_id: str, owner: str, job: dict[str, Any], idempotency_key: str | None = None,
+               *, remote: bool = False) -> None:
+        """Record a new IN_PROGRESS job; ``remote``: it runs on an endpoint under this (remote) id."""
+        now = time.time()
+        self._exec(
+            "INSERT INTO jobs (job_id, owner, project, action, input, status, idempotency_key, remote, created_at,"
+            " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (job_id, owner, job["project"], job["action"], json.dumps(_storable(job.get("input") or {})),
+             IN_PROGRESS, idempotency_key, int(remote), now, now),
+        )
+
+    def get(self, job_id: str, owner: str | None = None) -> dict[str, Any] | None:
+        """The job's row as a dict, or None when it does not exist or belongs to another owner."""
+        rows = self._exec("SELECT * FROM jobs WHERE job_id = ?", (job_id,))
+        if not rows or (owner is not None and rows[0]["owner"] != owner):
+            return None
+        return _row(rows[0])
+
+    def by_idempotency_key(self, owner: str, key: str) -> dict[str, Any] | None:
+        rows = self._exec("SELECT * FROM jobs WHERE owner = ? AND idempotency_key = ?", (owner, key))
+        return _row(rows[0]) if rows else None
+
+    def set_progress(self, job_id: str, stage: str, message: str, fraction: float | None) -> None:
+        progress = {"stage": stage, "message": redact(message)[:500], "fraction": fraction, "at": time.time()}
+        self._exec("UPDATE jobs SET progress = ?, updated_at = ? WHERE job_id = ?", (json.dumps(progress), time.time(), job_id))
+
+    def finish(self, job_id: str, status: str, envelope: dict[str, Any]) -> None:
+        self._exec(
+            "UPDATE jobs SET status = ?, result = ?, updated_at = ? WHERE job_id = ?",
+            (status, json.dumps(redact_data(envelope)), time.time(), job_id),
+        )
+
+    def list(self, owner: str | None, status: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+        """Newest first; ``owner=None`` lists every owner's jobs (operator use only)."""
+        where, args = [], []
+        if owner is not None:
+            where.append("owner = ?")
+            args.append(owner)
+        if status is not None:
+            where.append("status = ?")
+            args.append(status)
+        sql = "SELECT * FROM jobs" + (" WHERE " + " AND ".join(where) if where else "")
+        rows = self._exec(sql + " ORDER BY created_at DESC LIMIT ?", (*args, limit))
+        return [_row(r) for r in rows]
+
+    def unfinished(self) -> list[dict[str, Any]]:
+        return [_row(r) for r in self._exec("SELECT * FROM jobs WHERE status = ? ORDER BY created_at", (IN_PROGRESS,))]
+
+
+def _storable(value: Any) -> Any:
+    """Input as stored: secrets masked, a huge string (inline image) replaced by a stub."""
+    value = redact_data(value)
+    if isinstance(value, str) and len(value) > MAX_STORED_INPUT_CHARS:
+        return {"_omitted_chars": len(value)}
+    if isinstance(value, dict):
+        return {k: _storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
+    return value
+
+
+def _row(row: sqlite3.Row) -> dict[str, Any]:
+    data = dict(row)
+    for key in ("input", "result", "progress"):
+        if data.get(key):
+            data[key] = json.loads(data[key])
+    return data
+
+
+def handle(row: dict[str, Any]) -> dict[str, Any]:
+    """What a caller gets for a job that is still running: enough to poll it."""
+    return {
+        "job_id": row["job_id"],
+        "project": row["project"],
+        "action": row["action"],
+        "status": row["status"],
+        "progress": row.get("progress"),
+        "poll": {"status": "job_status", "result": "job_result", "cancel": "job_cancel"},
+        "message": (
+            f"job {row['job_id']} is still running; call job_result(job_id=\"{row['job_id']}\", wait_s=...) "
+            "to wait for it, or job_status to see its progress"
+        ),
+    }
+
+
+
+def summary(row: dict[str, Any], running_here: bool = False) -> dict[str, Any]:
+    """A job without its output: status, progress, timing, the error if it failed."""
+    result = row.get("result") or {}
+    return {
+        "job_id": row["job_id"],
+        "project": row["project"],
+        "action": row["action"],
+        "status": row["status"],
+        "progress": row.get("progress"),
+        "error": result.get("error"),
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+        "elapsed_ms": result.get("elapsed_ms"),
+        "running_here": running_here,
+    }
