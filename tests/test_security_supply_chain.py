@@ -1,6 +1,7 @@
 """Supply chain: every locked requirement is pinned and hash-checked, the malicious litellm
 releases are named nowhere and not installed, and no unexpected ``.pth`` start-up hook sits in
-site-packages (the litellm 1.82.8 credential stealer shipped as a ``.pth`` file)."""
+site-packages (a malicious litellm release, CVE-2026-33634, shipped its credential stealer as a
+``.pth`` file)."""
 
 from __future__ import annotations
 
