@@ -132,14 +132,14 @@ def _row(row: sqlite3.Row) -> dict[str, Any]:
     return data
 
 
+def _identity(row: dict[str, Any]) -> dict[str, Any]:
+    return {key: row.get(key) for key in ("job_id", "project", "action", "status", "progress")}
+
+
 def handle(row: dict[str, Any]) -> dict[str, Any]:
     """What a caller gets for a job that is still running: enough to poll it."""
     return {
-        "job_id": row["job_id"],
-        "project": row["project"],
-        "action": row["action"],
-        "status": row["status"],
-        "progress": row.get("progress"),
+        **_identity(row),
         "poll": {"status": "job_status", "result": "job_result", "cancel": "job_cancel"},
         "message": (
             f"job {row['job_id']} is still running; call job_result(job_id=\"{row['job_id']}\", wait_s=...) "
@@ -148,16 +148,11 @@ def handle(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-
 def summary(row: dict[str, Any], running_here: bool = False) -> dict[str, Any]:
     """A job without its output: status, progress, timing, the error if it failed."""
     result = row.get("result") or {}
     return {
-        "job_id": row["job_id"],
-        "project": row["project"],
-        "action": row["action"],
-        "status": row["status"],
-        "progress": row.get("progress"),
+        **_identity(row),
         "error": result.get("error"),
         "created_at": row["created_at"],
         "updated_at": row["updated_at"],
