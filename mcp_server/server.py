@@ -51,10 +51,8 @@ class ServerState:
 
     def runner(self) -> Any:
         """The runner chosen by config (``runner.kind``), re-chosen when config changes."""
-        try:
-            from swarm.runners import make_runner
-        except ModuleNotFoundError:
-            return self.runtime
+        from swarm.runners import make_runner
+
         return make_runner(self.runtime.config, self.runtime)
 
     @property

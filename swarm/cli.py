@@ -60,13 +60,9 @@ async def _run_job(args: argparse.Namespace, job: dict[str, Any]) -> int:
 
     runtime = Runtime(args.config)
     try:
-        runner: Any = runtime
-        try:
-            from swarm.runners import make_runner
+        from swarm.runners import make_runner
 
-            runner = make_runner(runtime.config, runtime)
-        except ModuleNotFoundError:
-            pass
+        runner = make_runner(runtime.config, runtime)
         result = await runner.run(job, _progress_printer(args.quiet))
     finally:
         await runtime.aclose()

@@ -209,22 +209,15 @@ class RembgRemover:
                 f"device={providers.lower()} size={img.size[0]}x{img.size[1]} input={extra.get('input_size')}"
                 f" alpha_matting={config.alpha_matting} only_mask={config.only_mask}"
             )
-            steps.append(
-                TraceStep(
-                    step="remove_background",
-                    kind="image",
-                    provider=PROVIDER,
-                    model=name,
-                    attempt=attempt,
-                    latency_ms=(time.perf_counter() - started) * 1000,
-                    detail=detail,
-                )
-            )
+            steps.append(self._step(name, attempt, started, "ok", detail=detail))
             return data, steps
         raise AllProvidersFailed("remove_background", steps)
 
     @staticmethod
-    def _step(name: str, attempt: int, started: float, outcome: str, exc: ProviderError) -> TraceStep:
+    def _step(
+        name: str, attempt: int, started: float, outcome: str, exc: ProviderError | None = None, *, detail: str = ""
+    ) -> TraceStep:
+        """One attempt of one model: ``detail`` on success, the redacted error on failure."""
         from swarm.redact import redact
 
         return TraceStep(
@@ -235,8 +228,8 @@ class RembgRemover:
             attempt=attempt,
             latency_ms=(time.perf_counter() - started) * 1000,
             outcome=outcome,  # type: ignore[arg-type]
-            error_class=type(exc).__name__,
-            detail=redact(str(exc)),
+            error_class=type(exc).__name__ if exc else None,
+            detail=redact(str(exc)) if exc else detail,
         )
 
 
