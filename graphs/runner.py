@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from providers.errors import SwarmError
 from swarm.context import JobContext
 
 
@@ -26,9 +27,15 @@ async def run_graph(graph: Any, initial: dict[str, Any], ctx: JobContext) -> dic
     # "sync" makes every step durable before the next starts; without a saver there is nothing
     # to make durable (and langgraph 1.2 fails if asked to).
     durability = {"durability": "sync"} if ctx.checkpointer is not None else {}
-    async for mode, chunk in graph.astream(start, config, stream_mode=["custom", "values"], **durability):
-        if mode == "custom" and isinstance(chunk, dict):
-            await ctx.progress(str(chunk.get("stage", "")), str(chunk.get("message", "")), chunk.get("fraction"))
-        elif mode == "values":
-            final = chunk
+    try:
+        async for mode, chunk in graph.astream(start, config, stream_mode=["custom", "values"], **durability):
+            if mode == "custom" and isinstance(chunk, dict):
+                await ctx.progress(str(chunk.get("stage", "")), str(chunk.get("message", "")), chunk.get("fraction"))
+            elif mode == "values":
+                final = chunk
+    except SwarmError as exc:
+        # the state after the last completed node: what the action can return as a partial result
+        if getattr(exc, "graph_state", None) is None:
+            exc.graph_state = dict(final)  # type: ignore[attr-defined]
+        raise
     return final

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from conftest import ROOT
@@ -92,3 +94,91 @@ def test_job_tier_defaults_to_the_default_models_tier() -> None:
     assert job_tier(cfg, {}) == "balanced"  # deepseek-v3.1-q8 is in the balanced tier
     assert job_tier(cfg, {"tier": "fast"}) == "fast"
     assert cfg.budgets["fast"].max_tokens == 20000  # the shipped config.yaml sets budgets
+
+
+# --- research: a stop keeps what the searches and reads found ---------------------------------
+
+
+def _research_context(tmp_path: Any, llm: Any, max_tokens: int) -> Any:
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from providers.search.chain import SearchChain
+    from providers.search.local_index import LocalIndexSearch
+    from swarm.context import JobContext, Providers
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "checkpoints.md").write_text(
+        "# LangGraph checkpoints\n\nA checkpointer saves graph state after every step.\n", encoding="utf-8"
+    )
+    (corpus / "runpod.md").write_text("# RunPod job states\n\nJobs go IN_QUEUE, then COMPLETED.\n", encoding="utf-8")
+    cfg = load_config(ROOT / "config.yaml", env={"SWARM_HOME": str(tmp_path / "home")})
+    cfg = cfg.model_copy(update={"budgets": {"balanced": BudgetSpec(max_tokens=max_tokens)}})
+    search = SearchChain([("local", LocalIndexSearch([corpus], tmp_path / "idx.sqlite"))])
+    saver = InMemorySaver()
+
+    async def make(job_id: str) -> JobContext:
+        return JobContext(job_id=job_id, config=cfg, providers=Providers(cfg, {"llm": lambda: llm, "search": lambda: search}),
+                          checkpointer=saver)
+
+    return make
+
+
+def _research_brain(messages: list[Message], config: LLMConfig) -> Any:
+    if config.step == "plan":
+        return {"queries": ["langgraph checkpoint", "runpod job states"]}
+    if config.step in ("write", "revise"):
+        return "Checkpoints save state after every step [1]. Jobs end COMPLETED [2]."
+    return APPROVE
+
+
+RESEARCH = {"project": "swarm", "action": "research", "input": {"question": "How do LangGraph checkpoints work?"}}
+
+
+async def test_research_budget_stop_before_write_returns_the_sources_found(tmp_path: Any) -> None:
+    from providers.testing import FunctionLLM
+
+    llm = FunctionLLM(_research_brain)
+    result = await dispatch(RESEARCH, _research_context(tmp_path, llm, max_tokens=150))
+    assert result["error"]["type"] == "BudgetExceeded" and "'write'" in result["error"]["message"], result["error"]
+    output = result["output"]
+    assert output["partial"] is True and output["stopped_at"] == "write" and output["report"] is None
+    assert {Path(s["url"]).name for s in output["sources"]} == {"checkpoints.md", "runpod.md"}
+    assert output["queries"][1:] == ["langgraph checkpoint", "runpod job states"]
+    steps = [(s["step"], s["kind"], s["outcome"]) for s in result["trace"]]
+    # every completed node's steps (searches and reads included), then the refused call
+    assert steps[:2] == [("plan", "llm", "ok"), ("plan", "node", "ok")]
+    assert sum(kind == "search" for _, kind, _ in steps) == 3 and ("read", "node", "ok") in steps
+    assert steps[-2:] == [("write", "llm", "skipped"), ("dispatch", "node", "error")]
+    assert len(steps) == len({json.dumps(s, sort_keys=True) for s in result["trace"]})  # no step twice
+    assert result["totals"]["provider_calls"] >= 6
+
+
+async def test_research_budget_stop_before_review_returns_the_checked_report(tmp_path: Any) -> None:
+    from providers.testing import FunctionLLM
+
+    llm = FunctionLLM(_research_brain)
+    result = await dispatch(RESEARCH, _research_context(tmp_path, llm, max_tokens=520))
+    assert result["error"]["type"] == "BudgetExceeded" and "'review'" in result["error"]["message"], result["error"]
+    output = result["output"]
+    assert output["stopped_at"] == "review" and output["report"].startswith("Checkpoints save state")
+    assert [c["n"] if isinstance(c, dict) and "n" in c else c for c in output["citations"]]
+    assert ("write", "llm", "ok") in [(s["step"], s["kind"], s["outcome"]) for s in result["trace"]]
+
+
+async def test_research_writer_chain_exhausted_degrades_to_the_sources_found(tmp_path: Any) -> None:
+    """Every writer model failing is not a failed job: the report lists the sources it found."""
+    from providers.errors import AllProvidersFailed
+    from providers.testing import FunctionLLM
+
+    def brain(messages: list[Message], config: LLMConfig) -> Any:
+        if config.step == "write":
+            raise AllProvidersFailed("llm", [TraceStep(step="write", provider="local", outcome="error",
+                                                       error_class="ProviderUnavailable", detail="refused")])
+        return _research_brain(messages, config)
+
+    result = await dispatch(RESEARCH, _research_context(tmp_path, FunctionLLM(brain), max_tokens=100_000))
+    assert result["status"] == "COMPLETED", result["error"]
+    assert result["output"]["report"].startswith("## What the search found (no report written)")
+    assert "checkpoints.md" in result["output"]["report"] and len(result["output"]["sources"]) == 2
+    assert ("write", "llm", "error") in [(s["step"], s["kind"], s["outcome"]) for s in result["trace"]]

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from providers.errors import InputError
+from providers.errors import AllProvidersFailed, BudgetExceeded, InputError
 from swarm.context import JobContext
 
 #: caps for reading one web page during research
@@ -79,7 +79,6 @@ async def research(inp: ResearchInput, ctx: JobContext) -> dict[str, Any]:
     route = config.routing.delegation.get("research")
 
     from graphs.research.graph import build_graph
-    from graphs.runner import run_graph
     from swarm.fetch import safe_fetch
 
     fetch = partial(safe_fetch, max_bytes=FETCH_MAX_BYTES, timeout_s=FETCH_TIMEOUT_S, truncate=True)
@@ -90,20 +89,11 @@ async def research(inp: ResearchInput, ctx: JobContext) -> dict[str, Any]:
 
         checkpointer = InMemorySaver()
     graph = build_graph(ctx.providers.llm, search, fetch, checkpointer)
-    state = await run_graph(
-        graph,
-        {
-            "question": inp.question,
-            "depth": inp.depth,
-            "max_sources": inp.max_sources,
-            "primary": route.primary.split("+", 1)[0] if route else None,
-            "reviewer": route.reviewer if route else None,
-            "max_revisions": config.limits.max_revisions,
-            "revisions": 0,
-            "trace": [],
-        },
-        ctx if checkpointer is ctx.checkpointer else replace(ctx, checkpointer=checkpointer),
-    )
+    try:
+        state = await _run(graph, inp, route, config, ctx, checkpointer)
+    except (BudgetExceeded, AllProvidersFailed) as exc:
+        _attach_partial(exc)
+        raise
     await ctx.progress("done", "research finished", 1.0)
     trace = list(state.get("trace", []))
     return {
@@ -117,3 +107,44 @@ async def research(inp: ResearchInput, ctx: JobContext) -> dict[str, Any]:
         "trace": trace,
         "totals": _totals(trace),
     }
+
+
+async def _run(graph: Any, inp: ResearchInput, route: Any, config: Any, ctx: JobContext, checkpointer: Any) -> dict[str, Any]:
+    from graphs.runner import run_graph
+
+    return await run_graph(
+        graph,
+        {
+            "question": inp.question,
+            "depth": inp.depth,
+            "max_sources": inp.max_sources,
+            "primary": route.primary.split("+", 1)[0] if route else None,
+            "reviewer": route.reviewer if route else None,
+            "max_revisions": config.limits.max_revisions,
+            "revisions": 0,
+            "trace": [],
+        },
+        ctx if checkpointer is ctx.checkpointer else replace(ctx, checkpointer=checkpointer),
+    )
+
+
+def _attach_partial(exc: BudgetExceeded | AllProvidersFailed) -> None:
+    """What the research had when it stopped: its sources, queries and any report, with the
+    steps of every completed node in the error's trace (searches and reads included)."""
+    state = getattr(exc, "graph_state", None) or {}
+    partial = dict(exc.partial) if isinstance(exc.partial, dict) else {}
+    partial.update(
+        partial=True,
+        report=state.get("report") or None,
+        sources=state.get("sources", []),
+        citations=state.get("citations", []),
+        queries=state.get("queries", []),
+    )
+    exc.partial = partial
+    steps = list(state.get("trace", []))
+    def key(step: dict[str, Any]) -> tuple[Any, ...]:
+        return step.get("step"), step.get("kind"), step.get("provider"), step.get("model"), step.get("at")
+
+    seen = {key(s) for s in steps}  # the meter holds the completed nodes' LLM attempts too
+    steps += [s for s in getattr(exc, "trace", None) or [] if key(s) not in seen]
+    exc.trace = steps  # type: ignore[attr-defined]

@@ -187,7 +187,7 @@ def _no_sources_report(state: ResearchState) -> str:
 def _extractive_report(state: ResearchState, error: str) -> str:
     lines = [f"- {s['title']}: {' '.join(str(s.get('snippet', '')).split())[:300]} [{s['id']}]" for s in state["sources"]]
     return (
-        "## Sources found (no report written)\n\nThe writer model did not answer"
+        "## What the search found (no report written)\n\nThe writer model did not answer"
         f" ({error[:200]}), so here is what the search found:\n\n" + "\n".join(lines) + "\n"
     )
 
