@@ -7,6 +7,7 @@ older than ``checkpointer.retention_days``: without that, checkpoint tables grow
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -49,15 +50,12 @@ def checkpoint_id_floor(unix_s: float) -> str:
 
 @contextlib.asynccontextmanager
 async def _sqlite(config: SwarmConfig) -> AsyncIterator[Any]:
-    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+    from graphs.sqlite_saver import LoopSqliteSaver
 
     path = Path(config.checkpointer.path).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
-    async with AsyncSqliteSaver.from_conn_string(str(path)) as saver:
-        await saver.setup()  # switches the file to WAL
-        # WAL + NORMAL: a commit survives a killed process (the crash we guard against); only
-        # an OS crash may lose the last commits. FULL would fsync on every graph step.
-        await saver.conn.execute("PRAGMA synchronous=NORMAL")
+    # Upstream's schema and SQL, run on the loop's thread (no aiosqlite hop): see sqlite_saver.
+    with LoopSqliteSaver.open(str(path)) as saver:
         yield saver
 
 
@@ -152,9 +150,18 @@ async def _prune_if_due(config: SwarmConfig, saver: Any) -> None:
 
 
 async def _old_threads_sqlite(saver: Any, floor: str) -> list[str]:
+    # A scan of every checkpoint: run it on a connection of its own in a thread, so jobs on the
+    # saver's connection go on meanwhile (WAL readers never block the writer).
+    import sqlite3
+
+    path = saver.conn.execute("PRAGMA database_list").fetchone()[2]
     sql = "SELECT thread_id FROM checkpoints GROUP BY thread_id HAVING MAX(checkpoint_id) < ?"
-    async with saver.lock, saver.conn.execute(sql, (floor,)) as cursor:
-        return [str(row[0]) for row in await cursor.fetchall()]
+
+    def scan() -> list[str]:
+        with contextlib.closing(sqlite3.connect(path, timeout=saver.busy_timeout_s)) as conn:
+            return [str(row[0]) for row in conn.execute(sql, (floor,))]
+
+    return await asyncio.to_thread(scan)
 
 
 async def _old_threads_postgres(saver: Any, floor: str) -> list[str]:
