@@ -10,19 +10,37 @@ pymatting's closed-form matting.
 
 The configured model (``isnet-anime`` by default) is tried first; a model that is not pulled
 is skipped with a trace note and ``providers.image.rembg.fallback_models`` follow.
+
+Batches (``process_batch``): u2netp's ONNX input is fixed at batch 1 (``[1, 3, 320, 320]``), so
+images are not stacked; instead one worker per core runs decode, inference (a session with one
+intra-op thread; onnxruntime releases the GIL) and cutout/encode of its own image, so the cores
+stay busy on inference while the Python-side work of other images overlaps with it. At most one
+decoded image per worker is alive at a time; one bad image gives that image an error and the
+others their results.
 """
 
 from __future__ import annotations
 
+import io
+import os
 import threading
 import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from providers.base import ImageAction, ImageConfig, TraceStep
-from providers.errors import AllProvidersFailed, ConfigError, InputError, ProviderError, ProviderUnavailable
+from providers.errors import (
+    AllProvidersFailed,
+    ConfigError,
+    InputError,
+    ProviderError,
+    ProviderUnavailable,
+    SwarmError,
+)
 from providers.image.imageio import ImageLimits, encode, open_checked
 
 if TYPE_CHECKING:
@@ -44,6 +62,36 @@ class RembgSettings:
     models_dir: str | None = None
     threads: int | None = None
     providers: tuple[str, ...] = field(default_factory=tuple)
+    #: zlib level of PNG output: 1 encodes a 512x512 cutout ~4x faster than Pillow's default 6
+    #: for ~16% more bytes; the pixels are the same.
+    png_compress_level: int = 1
+    #: concurrent images in ``process_batch``; default: one per CPU core.
+    batch_workers: int | None = None
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One image of a batch: the output bytes and size, or the error that image met."""
+
+    index: int
+    data: bytes | None = None
+    size: tuple[int, int] | None = None
+    error: SwarmError | None = None
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """``items`` in input order; ``steps``: model skips first, then one step per image."""
+
+    items: list[BatchItem]
+    steps: list[TraceStep]
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 def _ort() -> Any:
@@ -88,29 +136,30 @@ class RembgRemover:
 
     # --- sessions ----------------------------------------------------------------------------
 
-    def _session(self, name: str, field: str | None = None) -> tuple[Any, dict[str, Any]]:
+    def _session(self, name: str, field: str | None = None, threads: int | None = None) -> tuple[Any, dict[str, Any]]:
+        """The session for ``name`` with ``threads`` intra-op threads (0: onnxruntime picks)."""
         from swarm import models_store
 
         spec = models_store.entry(name, field=field)
         if spec.kind != "remove_background":
             raise InputError(f"{name!r} is not a background-removal model", field="model")
-        if spec.name not in self._sessions:
+        threads = (self.settings.threads or 0) if threads is None else threads
+        if (spec.name, threads) not in self._sessions:
             path = models_store.path_for(spec.name, self.settings.models_dir)
             ort = _ort()
-            options = ort.SessionOptions()
-            # 0 lets onnxruntime pick (physical cores), as rembg does; measured as fast here
-            options.intra_op_num_threads = self.settings.threads or 0
             available = ort.get_available_providers()
             wanted = self.settings.providers or ("CUDAExecutionProvider", "CPUExecutionProvider")
             chosen = [p for p in wanted if p in available] or ["CPUExecutionProvider"]
             try:
-                session = ort.InferenceSession(str(path), sess_options=options, providers=chosen)
+                session = ort.InferenceSession(
+                    str(path), sess_options=_session_options(ort, threads), providers=chosen
+                )
             except Exception as exc:  # onnxruntime raises its own untyped errors; translated here once
                 raise ProviderError(
                     PROVIDER, f"cannot load {spec.name}: {type(exc).__name__}", model=spec.name
                 ) from None
-            self._sessions[spec.name] = session
-        return self._sessions[spec.name], dict(spec.extra)
+            self._sessions[spec.name, threads] = session
+        return self._sessions[spec.name, threads], dict(spec.extra)
 
     def chain(self, config: ImageConfig) -> list[str]:
         """Models to try, in order: the requested/configured one, then the fallbacks."""
@@ -133,7 +182,8 @@ class RembgRemover:
         small = small / max(float(small.max()), 1e-6)
         tensor = (small - np.array(_MEAN)) / np.array(std)
         feed = {session.get_inputs()[0].name: tensor.transpose(2, 0, 1)[None].astype(np.float32)}
-        pred = session.run(None, feed)[0][:, 0, :, :]
+        # only the fused output d0: the six side outputs are not copied out
+        pred = session.run([session.get_outputs()[0].name], feed)[0][:, 0, :, :]
         low, high = float(pred.min()), float(pred.max())
         pred = (pred - low) / ((high - low) or 1.0)
         mask = Image.fromarray((np.squeeze(pred) * 255).astype("uint8"), mode="L")
@@ -189,33 +239,96 @@ class RembgRemover:
         return await anyio.to_thread.run_sync(self._process_sync, image, config)
 
     def _process_sync(self, image: bytes, config: ImageConfig) -> tuple[bytes, list[TraceStep]]:
-        img = open_checked(image, self.limits)
-        img = img.convert("RGBA") if img.mode in ("P", "LA", "PA") else img
-        rgb = img.convert("RGB")
+        rgb, size = self._decode(image)
         steps: list[TraceStep] = []
         for attempt, name in enumerate(self.chain(config), start=1):
             started = time.perf_counter()
             try:
                 with self._lock:
                     session, extra = self._session(name, "model" if name == config.model else None)
-                    mask = self.predict_mask(session, rgb, extra)
+                    mask = _infer(session, rgb, extra, name)
             except ProviderError as exc:
                 steps.append(self._step(name, attempt, started, "skipped" if _missing(exc) else "error", exc))
                 continue
-            result = self._cutout(rgb, mask, config)
-            data = encode(result, config.output_format)
-            providers = ",".join(p.replace("ExecutionProvider", "") for p in session.get_providers()[:1])
-            detail = (
-                f"device={providers.lower()} size={img.size[0]}x{img.size[1]} input={extra.get('input_size')}"
-                f" alpha_matting={config.alpha_matting} only_mask={config.only_mask}"
-            )
-            steps.append(self._step(name, attempt, started, "ok", detail=detail))
+            data = self._encode(self._cutout(rgb, mask, config), config.output_format)
+            steps.append(self._step(name, attempt, started, "ok", detail=_detail(session, size, extra, config)))
             return data, steps
         raise AllProvidersFailed("remove_background", steps)
 
+    def _decode(self, image: bytes, field: str = "image") -> tuple[Image.Image, tuple[int, int]]:
+        img = open_checked(image, self.limits, field=field)
+        img = img.convert("RGBA") if img.mode in ("P", "LA", "PA") else img
+        return img.convert("RGB"), img.size
+
+    def _encode(self, img: Image.Image, output_format: str) -> bytes:
+        if output_format != "png":
+            return encode(img, output_format)
+        buffer = io.BytesIO()
+        img.save(buffer, "PNG", compress_level=self.settings.png_compress_level)
+        return buffer.getvalue()
+
+    # --- batches -----------------------------------------------------------------------------
+
+    async def process_batch(
+        self, images: Sequence[bytes], action: ImageAction, config: ImageConfig
+    ) -> BatchOutcome:
+        """Remove the background of every image in ``images`` with one model, concurrently.
+
+        The model is chosen once (the chain as in ``process_traced``); each image then gets its
+        own result or error: a bad image does not cost the others theirs. Raises
+        ``AllProvidersFailed`` only when no model of the chain loads.
+        """
+        if ImageAction(action) is not ImageAction.REMOVE_BACKGROUND:
+            raise InputError(f"{PROVIDER} only does remove_background, not {action}", field="action")
+        return await anyio.to_thread.run_sync(self._batch_sync, list(images), config)
+
+    def _batch_sync(self, images: list[bytes], config: ImageConfig) -> BatchOutcome:
+        workers = max(1, min(self.settings.batch_workers or _cores(), len(images)))
+        # one image at a time uses every core on it; several share the cores one thread each
+        threads = None if workers == 1 else max(1, _cores() // workers)
+        steps: list[TraceStep] = []
+        for attempt, name in enumerate(self.chain(config), start=1):
+            started = time.perf_counter()
+            try:
+                with self._lock:
+                    session, extra = self._session(name, "model" if name == config.model else None, threads)
+            except ProviderError as exc:
+                steps.append(self._step(name, attempt, started, "skipped" if _missing(exc) else "error", exc))
+                continue
+
+            def one(index: int, session: Any = session, extra: dict[str, Any] = extra, name: str = name) -> tuple[BatchItem, TraceStep]:
+                return self._batch_one(index, images[index], session, extra, name, config)
+
+            # map() keeps input order; a worker holds one decoded image at a time
+            with ThreadPoolExecutor(workers, thread_name_prefix="rembg-batch") as pool:
+                done = list(pool.map(one, range(len(images))))
+            return BatchOutcome([item for item, _ in done], [*steps, *(step for _, step in done)])
+        raise AllProvidersFailed("remove_background", steps)
+
+    def _batch_one(
+        self, index: int, image: bytes, session: Any, extra: dict[str, Any], name: str, config: ImageConfig
+    ) -> tuple[BatchItem, TraceStep]:
+        started = time.perf_counter()
+        try:
+            rgb, size = self._decode(image, field=f"images[{index}]")
+            mask = _infer(session, rgb, extra, name)
+            data = self._encode(self._cutout(rgb, mask, config), config.output_format)
+        except (InputError, ProviderError) as exc:
+            step = self._step(name, 1, started, "error", exc, index=index)
+            return BatchItem(index, error=exc), step
+        detail = f"index={index} {_detail(session, size, extra, config)}"
+        return BatchItem(index, data=data, size=size), self._step(name, 1, started, "ok", detail=detail)
+
     @staticmethod
     def _step(
-        name: str, attempt: int, started: float, outcome: str, exc: ProviderError | None = None, *, detail: str = ""
+        name: str,
+        attempt: int,
+        started: float,
+        outcome: str,
+        exc: SwarmError | None = None,
+        *,
+        detail: str = "",
+        index: int | None = None,
     ) -> TraceStep:
         """One attempt of one model: ``detail`` on success, the redacted error on failure."""
         from swarm.redact import redact
@@ -229,8 +342,33 @@ class RembgRemover:
             latency_ms=(time.perf_counter() - started) * 1000,
             outcome=outcome,  # type: ignore[arg-type]
             error_class=type(exc).__name__ if exc else None,
-            detail=redact(str(exc)) if exc else detail,
+            detail=(f"index={index} " if index is not None and exc else "") + redact(str(exc)) if exc else detail,
         )
+
+
+def _session_options(ort: Any, threads: int) -> Any:
+    options = ort.SessionOptions()
+    # 0 lets onnxruntime pick (physical cores), as rembg does
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return options
+
+
+def _infer(session: Any, rgb: Image.Image, extra: dict[str, Any], name: str) -> Image.Image:
+    try:
+        return RembgRemover.predict_mask(session, rgb, extra)
+    except Exception as exc:  # onnxruntime's untyped run errors, translated here once
+        raise ProviderError(PROVIDER, f"inference failed: {type(exc).__name__}", model=name) from None
+
+
+def _detail(session: Any, size: tuple[int, int], extra: dict[str, Any], config: ImageConfig) -> str:
+    device = ",".join(p.replace("ExecutionProvider", "") for p in session.get_providers()[:1]).lower()
+    return (
+        f"device={device} size={size[0]}x{size[1]} input={extra.get('input_size')}"
+        f" alpha_matting={config.alpha_matting} only_mask={config.only_mask}"
+    )
 
 
 def _missing(exc: ProviderError) -> bool:
