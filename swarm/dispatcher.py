@@ -7,6 +7,7 @@ local runner. Actions are found by table lookup and imported on first use.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import re
@@ -84,9 +85,14 @@ def resolve_action(project: str, action: str) -> tuple[Any, type[BaseModel]]:
             f"action {project}/{action} is not available in this installation ({exc.name} is missing)",
             field="action",
         ) from None
+    return fn, _input_model(fn)
+
+
+@functools.lru_cache(maxsize=64)
+def _input_model(fn: Any) -> type[BaseModel]:
+    """The type of ``fn``'s first parameter; cached: resolving hints costs ~0.1 ms per job."""
     first = next(iter(inspect.signature(fn).parameters))
-    model = typing.get_type_hints(fn)[first]
-    return fn, model
+    return typing.get_type_hints(fn)[first]  # type: ignore[no-any-return]
 
 
 def input_error_from_validation(exc: ValidationError, prefix: str = "input") -> InputError:
@@ -119,7 +125,7 @@ def _envelope(job: JobRequest | None, job_id: str, started: float) -> dict[str, 
 
 def totals_of(trace: list[dict[str, Any]]) -> dict[str, Any]:
     """Token and cost totals over every step of a trace (unknown costs are left out)."""
-    costs = [s.get("cost_usd") for s in trace if s.get("cost_usd") is not None]
+    costs = [float(s["cost_usd"]) for s in trace if s.get("cost_usd") is not None]
     return {
         "input_tokens": sum(int(s.get("input_tokens") or 0) for s in trace),
         "output_tokens": sum(int(s.get("output_tokens") or 0) for s in trace),

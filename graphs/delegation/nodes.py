@@ -103,9 +103,9 @@ def make_nodes(llm: LLMProvider) -> dict[str, Node]:
         except AllProvidersFailed as exc:
             # The draft stands; the missing review is said plainly in result and trace.
             attempts = [a.model_dump() if hasattr(a, "model_dump") else dict(a) for a in exc.attempts]
-            verdict = {"approved": None, "status": "unavailable", "error": exc.to_dict()["message"]}
+            unavailable = {"approved": None, "status": "unavailable", "error": exc.to_dict()["message"]}
             return {
-                "review": verdict,
+                "review": unavailable,
                 "trace": attempts + [_node_step("review", started, "no reviewer answered", "error")],
             }
         attempts = [a.model_dump() for a in response.attempts]
@@ -140,11 +140,13 @@ def make_nodes(llm: LLMProvider) -> dict[str, Node]:
     return {"draft": draft, "review": review, "revise": revise, "finalize": finalize}
 
 
-def after_draft(state: DelegationState) -> str:
+# The routers are async on purpose: LangGraph runs a sync router of an async graph in the
+# default thread pool (a thread hop and GIL hand-off per call, 2 per job), an async one inline.
+async def after_draft(state: DelegationState) -> str:
     return "review" if state.get("reviewer") else "finalize"
 
 
-def after_review(state: DelegationState) -> str:
+async def after_review(state: DelegationState) -> str:
     verdict = state.get("review") or {}
     if verdict.get("approved") is False and state.get("revisions", 0) < state.get("max_revisions", 0):
         return "revise"
