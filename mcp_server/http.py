@@ -14,11 +14,13 @@ import hashlib
 import hmac
 import logging
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.transport_security import TransportSecuritySettings
+from pydantic import AnyHttpUrl
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
@@ -84,14 +86,14 @@ def build_http_app(config_path: str | None = None, *, host: str = "127.0.0.1", p
     from swarm.config import config_path as resolve_config_path
     from swarm.config import load_config
 
-    env = os.environ if env is None else env
+    environ: Mapping[str, str] = os.environ if env is None else env
     config = load_config(resolve_config_path(config_path))
     http = config.mcp.http
-    tokens = parse_tokens(env.get(http.auth_tokens_env, ""), http.auth_tokens_env) if http.auth_tokens_env else {}
+    tokens = parse_tokens(environ.get(http.auth_tokens_env, ""), http.auth_tokens_env) if http.auth_tokens_env else {}
     if tokens:
         server_kwargs.update(
             token_verifier=StaticTokenVerifier(tokens),
-            auth=AuthSettings(issuer_url=f"http://{host}:{port}", resource_server_url=None, required_scopes=[]),
+            auth=AuthSettings(issuer_url=AnyHttpUrl(f"http://{host}:{port}"), resource_server_url=None, required_scopes=[]),
         )
     elif host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("serving on %s without auth: set $%s to require bearer tokens", host, http.auth_tokens_env)

@@ -13,7 +13,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
-from mcp_server.runner import owner_of, progress_sender
+from mcp_server.runner import owner_of, progress_sender, server_state
 
 JobId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$",
                              description="the job_id a tool returned")]
@@ -61,13 +61,13 @@ def _unknown(job_id: str) -> ToolError:
 
 def register(server: Any) -> None:
     """Add job_status, job_result, job_cancel and list_jobs (always on)."""
-    read_only = ToolAnnotations(readOnlyHint=True, idempotentHint=True, openWorldHint=False)
+    read_only = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
 
     @server.tool(name="job_status", title="Job status", annotations=read_only,
                  description="Status and last progress of a job started by another tool (cheap; no output).")
     async def job_status(job_id: JobId, ctx: Context) -> JobStatus:
         try:
-            return JobStatus(**ctx.request_context.lifespan_context.jobs.status(job_id, owner_of(ctx)))
+            return JobStatus(**server_state(ctx).jobs.status(job_id, owner_of(ctx)))
         except KeyError:
             raise _unknown(job_id) from None
 
@@ -83,7 +83,7 @@ def register(server: Any) -> None:
         ctx: Context,
         wait_s: Annotated[float, Field(ge=0, le=MAX_RESULT_WAIT_S, description="seconds to wait")] = 30.0,
     ) -> JobResult:
-        jobs = ctx.request_context.lifespan_context.jobs
+        jobs = server_state(ctx).jobs
         try:
             result = await jobs.result(job_id, owner_of(ctx), wait_s=wait_s, progress=progress_sender(ctx))
         except KeyError:
@@ -92,12 +92,12 @@ def register(server: Any) -> None:
 
     @server.tool(
         name="job_cancel", title="Cancel a job",
-        annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=True, openWorldHint=False),
+        annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False),
         description="Cancel a running job (a RunPod job is cancelled on the endpoint too). A finished job is left as it is.",
     )
     async def job_cancel(job_id: JobId, ctx: Context) -> JobStatus:
         try:
-            return JobStatus(**await ctx.request_context.lifespan_context.jobs.cancel(job_id, owner_of(ctx)))
+            return JobStatus(**await server_state(ctx).jobs.cancel(job_id, owner_of(ctx)))
         except KeyError:
             raise _unknown(job_id) from None
 
@@ -108,5 +108,5 @@ def register(server: Any) -> None:
         status: Literal["IN_PROGRESS", "COMPLETED", "FAILED", "CANCELLED"] | None = None,
         limit: Annotated[int, Field(ge=1, le=100)] = 20,
     ) -> JobList:
-        rows = ctx.request_context.lifespan_context.jobs.list(owner_of(ctx), status, limit)
+        rows = server_state(ctx).jobs.list(owner_of(ctx), status, limit)
         return JobList(jobs=[JobStatus(**r) for r in rows])

@@ -13,7 +13,7 @@ from typing import Any
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ResourceError
 
-from mcp_server.runner import owner_of
+from mcp_server.runner import owner_of, server_state
 
 #: graph name -> "module:build_graph" and how to call it with fakes (no model, no network)
 GRAPHS = ("delegation", "research")
@@ -64,7 +64,7 @@ def register(server: Any, current_state: Callable[[], Any]) -> None:
         report = output.get("report") or output.get("text")
         if not report:
             raise ResourceError(f"job {job_id} ({row['action']}) has no report")
-        size = ctx.request_context.lifespan_context.runtime.config.mcp.report_page_chars
+        size = server_state(ctx).runtime.config.mcp.report_page_chars
         return paginate(report, size, page, f"swarm://jobs/{job_id}/report")
 
     @server.resource("swarm://artifacts/{+key}", name="artifact", title="A stored image or file",
@@ -72,7 +72,7 @@ def register(server: Any, current_state: Callable[[], Any]) -> None:
     async def artifact_resource(key: str, ctx: Context) -> bytes:
         from providers.errors import InputError, ProviderError
 
-        storage = ctx.request_context.lifespan_context.runtime.providers().storage
+        storage = server_state(ctx).runtime.providers().storage
         try:
             return bytes(await storage.get(key))
         except (InputError, ProviderError, FileNotFoundError, KeyError) as exc:
@@ -85,7 +85,7 @@ def register(server: Any, current_state: Callable[[], Any]) -> None:
 
 
 def _job_row(ctx: Context, job_id: str) -> dict[str, Any]:
-    row = ctx.request_context.lifespan_context.jobs.store.get(job_id, owner_of(ctx))
+    row = server_state(ctx).jobs.store.get(job_id, owner_of(ctx))
     if row is None:
         raise ResourceError(f"unknown job_id {job_id!r}: no job with this id is visible to you")
     return row
@@ -132,12 +132,12 @@ def mermaid(name: str) -> str:
 
         graph = build_graph(FakeLLM())
     elif name == "research":
-        from graphs.research.graph import build_graph
+        from graphs.research.graph import build_graph as build_research
 
         async def no_fetch(*args: Any, **kwargs: Any) -> Any:
             raise RuntimeError("diagram only")
 
-        graph = build_graph(FakeLLM(), FakeSearch([]), no_fetch)
+        graph = build_research(FakeLLM(), FakeSearch([]), no_fetch)
     else:
         raise ResourceError(f"unknown graph {name!r}; valid: {', '.join(GRAPHS)}")
     return str(graph.get_graph().draw_mermaid())

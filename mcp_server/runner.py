@@ -15,6 +15,11 @@ from mcp.server.mcpserver import Context
 LOCAL_OWNER = "local"
 
 
+def server_state(ctx: Context) -> Any:
+    """The server's lifespan state (``ServerState``: runtime, jobs, log, subscriptions)."""
+    return ctx.request_context.lifespan_context
+
+
 def owner_of(ctx: Context) -> str:
     """Who the caller is: the bearer token's identity on authenticated HTTP, else ``local``."""
     request = ctx.request_context.request
@@ -29,7 +34,7 @@ def owner_of(ctx: Context) -> str:
 
 def progress_sender(ctx: Context) -> Any:
     """``progress(stage, message, fraction)`` -> MCP progress notifications for this request."""
-    state = ctx.request_context.lifespan_context
+    state = server_state(ctx)
     step = 0
 
     async def progress(stage: str, message: str, fraction: float | None = None) -> None:
@@ -54,7 +59,7 @@ async def run_job(
     """
     from mcp_server.tools import raise_for_failure
 
-    state = ctx.request_context.lifespan_context
+    state = server_state(ctx)
     result = await state.jobs.submit(
         job, owner_of(ctx), progress=progress_sender(ctx), wait_s=wait_s, idempotency_key=idempotency_key
     )

@@ -146,7 +146,7 @@ def cmd_health(args: argparse.Namespace) -> int:
 
         runtime = Runtime(args.config)
         try:
-            return await runtime.providers().llm.health()
+            return await runtime.providers().llm.health()  # type: ignore[attr-defined]  # the router's
         finally:
             await runtime.aclose()
 

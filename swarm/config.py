@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -165,7 +166,7 @@ class WorkerSection(_Strict):
     """The RunPod worker: jobs per worker and what to load once at start."""
 
     concurrency: int = Field(default=1, ge=1, le=64)
-    warm: list[Literal["llm", "upscale", "remove_background"]] = Field(default_factory=lambda: ["llm"])
+    warm: list[Literal["llm", "upscale", "remove_background"]] = Field(default_factory=lambda: ["llm"])  # type: ignore[arg-type]
 
 
 class LimitsSection(_Strict):
@@ -276,20 +277,20 @@ class SwarmConfig(_Strict):
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def interpolate(value: Any, env: dict[str, str] | None = None) -> Any:
+def interpolate(value: Any, env: Mapping[str, str] | None = None) -> Any:
     """Expand ``${VAR}`` and ``${VAR:-default}`` in every string of operator config.
 
     An unset ``${VAR}`` becomes the empty string: a backend whose key or URL is empty is
     unavailable at call time, which is not a startup failure. Only config files go through
     this function, never request data.
     """
-    env = os.environ if env is None else env
+    environ: Mapping[str, str] = os.environ if env is None else env
     if isinstance(value, str):
-        return _VAR.sub(lambda m: env.get(m.group(1)) or (m.group(2) or ""), value)
+        return _VAR.sub(lambda m: environ.get(m.group(1)) or (m.group(2) or ""), value)
     if isinstance(value, dict):
-        return {k: interpolate(v, env) for k, v in value.items()}
+        return {k: interpolate(v, environ) for k, v in value.items()}
     if isinstance(value, list):
-        return [interpolate(v, env) for v in value]
+        return [interpolate(v, environ) for v in value]
     return value
 
 

@@ -14,6 +14,7 @@ another owner finds nothing (the same answer as an unknown id, so ids cannot be 
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import logging
 import threading
@@ -314,7 +315,7 @@ class JobManager:
 
     # --- restart -------------------------------------------------------------------------
 
-    def resume_unfinished(self) -> list[str]:
+    def resume_unfinished(self) -> builtins.list[str]:  # ``list`` here is the method above
         """Dispatch again every job left IN_PROGRESS (by a crash or a restart), same job ids."""
         resumed = []
         for row in self.store.unfinished():

@@ -6,6 +6,7 @@ another owner finds nothing, the same answer as an unknown id.
 
 from __future__ import annotations
 
+import builtins
 import json
 import sqlite3
 import threading
@@ -108,7 +109,7 @@ class JobStore:
         rows = self._exec(sql + " ORDER BY created_at DESC LIMIT ?", (*args, limit))
         return [_row(r) for r in rows]
 
-    def unfinished(self) -> list[dict[str, Any]]:
+    def unfinished(self) -> builtins.list[dict[str, Any]]:  # ``list`` here is the method above
         return [_row(r) for r in self._exec("SELECT * FROM jobs WHERE status = ? ORDER BY created_at", (IN_PROGRESS,))]
 
 

@@ -439,7 +439,7 @@ def pull_one(
                 errors.append(f"{source.describe()}: produced sha256 {digest}, expected {want}")
                 continue
             sidecar = _sidecar(target)
-            if converted_download and digest != want:
+            if isinstance(source, UrlSource) and converted_download and digest != want:
                 # trusted through the download's checksum; record what it became
                 record = {"source": source.url, "source_checksum": source.checksum, "sha256": digest}
                 tmp_record = Path(tmp) / sidecar.name

@@ -14,7 +14,7 @@ from providers.base import LLMProvider
 def build_graph(llm: LLMProvider, checkpointer: Any = None) -> Any:
     """Compile the delegation graph over ``llm``; nothing is compiled at import time."""
     nodes = make_nodes(llm)
-    graph = StateGraph(DelegationState)
+    graph: Any = StateGraph(DelegationState)  # langgraph's add_node overloads do not see TypedDict nodes
     for name, fn in nodes.items():
         graph.add_node(name, fn)
     graph.add_edge(START, "draft")

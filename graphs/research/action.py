@@ -147,4 +147,4 @@ def _attach_partial(exc: BudgetExceeded | AllProvidersFailed) -> None:
 
     seen = {key(s) for s in steps}  # the meter holds the completed nodes' LLM attempts too
     steps += [s for s in getattr(exc, "trace", None) or [] if key(s) not in seen]
-    exc.trace = steps  # type: ignore[attr-defined]
+    exc.trace = steps  # type: ignore[union-attr]

@@ -130,7 +130,7 @@ class RealESRGANUpscaler:
         if precision == "float16":
             network = network.half()
         # NHWC lets oneDNN (CPU) and cuDNN tensor cores (CUDA fp16) pick their faster kernels
-        network = network.to(memory_format=torch.channels_last)
+        network = network.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         native = int(getattr(network, "native_scale", 4))
         self._models[key] = (network, native)
         while len(self._models) > _MODEL_CACHE_SIZE:
@@ -165,8 +165,8 @@ class RealESRGANUpscaler:
 
     async def process_traced(
         self, image: bytes, action: ImageAction, config: ImageConfig
-    ) -> tuple[bytes, TraceStep]:
-        """Like ``process``, plus a ``TraceStep`` (model, device, precision, tiles, sizes, ms)."""
+    ) -> tuple[bytes, list[TraceStep]]:
+        """Like ``process``, plus its trace steps (model, device, precision, tiles, sizes, ms)."""
         if ImageAction(action) is not ImageAction.UPSCALE:
             raise InputError(f"{PROVIDER} only does upscale, not {action}", field="action")
         return await anyio.to_thread.run_sync(self._process_sync, image, config)
