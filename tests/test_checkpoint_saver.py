@@ -201,3 +201,30 @@ async def test_the_sqlite_checkpointer_kind_opens_this_saver_in_wal(tmp_path: Pa
         assert isinstance(saver, LoopSqliteSaver)
         assert saver.conn.execute("PRAGMA synchronous").fetchone() == (1,)  # NORMAL
     assert _rows(tmp_path / "kind.sqlite", "PRAGMA journal_mode") == [("wal",)]
+
+
+async def test_writes_of_concurrent_jobs_share_commits(tmp_path: Path) -> None:
+    path = tmp_path / "cp.sqlite"
+    with LoopSqliteSaver.open(str(path)) as saver:
+        await asyncio.gather(*(
+            saver.aput(_config(f"g{i}"), _checkpoint({"task": str(i)}), {"step": 0}, {}) for i in range(30)
+        ))
+        assert saver.writes == 30
+        assert saver.commits == 1  # all 30 were issued in one loop iteration
+    assert _rows(path, "SELECT count(*) FROM checkpoints") == [(30,)]
+
+
+async def test_a_failing_write_fails_only_its_own_caller(tmp_path: Path) -> None:
+    path = tmp_path / "cp.sqlite"
+    with LoopSqliteSaver.open(str(path)) as saver:
+        saver.conn.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON checkpoints WHEN NEW.thread_id = 'bad'"
+            " BEGIN SELECT RAISE(ABORT, 'refused by trigger'); END"
+        )
+        results = await asyncio.gather(
+            *(saver.aput(_config(t), _checkpoint({"task": t}), {"step": 0}, {}) for t in ("a", "bad", "b")),
+            return_exceptions=True,
+        )
+    assert isinstance(results[1], sqlite3.IntegrityError) and "refused by trigger" in str(results[1])
+    assert [r["configurable"]["thread_id"] for r in (results[0], results[2])] == ["a", "b"]  # type: ignore[index]
+    assert _rows(path, "SELECT thread_id FROM checkpoints ORDER BY thread_id") == [("a",), ("b",)]
