@@ -4,6 +4,12 @@ Each takes exactly one of ``image`` (base64 or a data URL), ``url`` (fetched SSR
 ``key`` (an object in the configured storage), checks every limit before anything runs or is
 written, then runs the image graph. The result names the stored output:
 ``{image_key, url, width, height, format, bytes, trace}`` (+ ``image_b64`` when ``inline``).
+
+``remove_background`` also takes ``images``: up to ``MAX_BATCH_IMAGES`` sources, processed in
+one batch. Its result is ``{results, images, succeeded, failed, format, trace}``: one entry per
+image in input order, either the stored output (as above, plus ``index``) or
+``{index, error: {type, message}}``; a bad image fails alone, its message names
+``images[i].<field>`` and the limit.
 """
 
 from __future__ import annotations
@@ -11,16 +17,19 @@ from __future__ import annotations
 import base64
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from swarm.context import JobContext
 
 INLINE_MAX_BYTES = 4 * 1024 * 1024
+#: most images one remove_background job takes in ``images``
+MAX_BATCH_IMAGES = 16
 _EXT = {"png": "png", "jpeg": "jpg", "webp": "webp", "gif": "gif", "bmp": "bmp"}
+_SOURCES = ("image", "url", "key")
 
 
-class ImageInput(BaseModel):
-    """Where the image comes from, and how the result is returned."""
+class ImageSource(BaseModel):
+    """One image: exactly one of ``image``, ``url``, ``key``."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -31,17 +40,31 @@ class ImageInput(BaseModel):
         default=None, max_length=4096, description="an http(s) URL to fetch the image from"
     )
     key: str | None = Field(default=None, max_length=1024, description="a key in the configured storage")
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> ImageSource:
+        given = [name for name in _SOURCES if getattr(self, name)]
+        if getattr(self, "images", None) is not None:
+            if given:
+                raise ValueError(f"give images or one of image, url, key, not both (got images and {', '.join(given)})")
+            return self
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of image, url, key (got {', '.join(given) or 'none'})")
+        return self
+
+    @property
+    def source(self) -> str:
+        """The name of the field that holds the image."""
+        return next(name for name in _SOURCES if getattr(self, name))
+
+
+class ImageInput(ImageSource):
+    """Where the image comes from, and how the result is returned."""
+
     output_format: Literal["png", "webp", "jpeg"] = "png"
     inline: bool = Field(
         default=False, description=f"also return the output as base64 (up to {INLINE_MAX_BYTES} bytes)"
     )
-
-    @model_validator(mode="after")
-    def _exactly_one_source(self) -> ImageInput:
-        given = [name for name in ("image", "url", "key") if getattr(self, name)]
-        if len(given) != 1:
-            raise ValueError(f"give exactly one of image, url, key (got {', '.join(given) or 'none'})")
-        return self
 
 
 class UpscaleInput(ImageInput):
@@ -58,8 +81,8 @@ class UpscaleInput(ImageInput):
     )
 
 
-class RemoveBackgroundInput(ImageInput):
-    """Cut the subject out; transparent (or coloured) background."""
+class BackgroundOptions(ImageInput):
+    """The background-removal options remove_background and pipeline share."""
 
     model: str | None = Field(
         default=None, description="isnet-anime, u2netp, u2net; default: providers.image.rembg.model"
@@ -69,13 +92,32 @@ class RemoveBackgroundInput(ImageInput):
     background_color: tuple[int, int, int, int] | None = Field(default=None, description="RGBA, each 0-255")
 
     @model_validator(mode="after")
-    def _colour_range(self) -> RemoveBackgroundInput:
+    def _colour_range(self) -> BackgroundOptions:
         if self.background_color and not all(0 <= c <= 255 for c in self.background_color):
             raise ValueError("background_color channels must be 0-255")
         return self
 
 
-class PipelineInput(RemoveBackgroundInput):
+class RemoveBackgroundInput(BackgroundOptions):
+    """Cut the subject out; transparent (or coloured) background. One image, or a batch."""
+
+    images: list[ImageSource] | None = Field(
+        default=None,
+        description=f"several images in one job, each {{image | url | key}} (1 to {MAX_BATCH_IMAGES});"
+        " instead of image/url/key; one result per image",
+        json_schema_extra={"minItems": 1, "maxItems": MAX_BATCH_IMAGES},
+    )
+
+    @field_validator("images", mode="before")
+    @classmethod
+    def _count(cls, value: Any) -> Any:
+        # counted before any item is validated: a huge list costs nothing
+        if isinstance(value, list) and not 1 <= len(value) <= MAX_BATCH_IMAGES:
+            raise ValueError(f"{len(value)} images; give 1 to {MAX_BATCH_IMAGES} per job (MAX_BATCH_IMAGES)")
+        return value
+
+
+class PipelineInput(BackgroundOptions):
     """Remove the background, then upscale (alpha kept through the upscale)."""
 
     model: str | None = Field(default=None, description="background-removal model")
@@ -90,7 +132,11 @@ async def upscale(inp: UpscaleInput, ctx: JobContext) -> dict[str, Any]:
 
 
 async def remove_background(inp: RemoveBackgroundInput, ctx: JobContext) -> dict[str, Any]:
-    """Remove the background of one image."""
+    """Remove the background of one image, or of each of ``images`` in one batch."""
+    if inp.images is not None:
+        from graphs.image.batch import run_batch
+
+        return await run_batch(inp, inp.images, _rembg_options(inp), ctx)
     return await _run("remove_background", inp, _rembg_options(inp), ctx)
 
 
@@ -105,7 +151,7 @@ async def pipeline(inp: PipelineInput, ctx: JobContext) -> dict[str, Any]:
     return await _run("pipeline", inp, options, ctx)
 
 
-def _rembg_options(inp: RemoveBackgroundInput) -> dict[str, Any]:
+def _rembg_options(inp: BackgroundOptions) -> dict[str, Any]:
     return {
         "remove_background_model": inp.model,
         "alpha_matting": inp.alpha_matting,
@@ -114,10 +160,20 @@ def _rembg_options(inp: RemoveBackgroundInput) -> dict[str, Any]:
     }
 
 
+def image_graph(ctx: JobContext) -> Any:
+    """The compiled image graph, built once per providers and checkpointer."""
+    from graphs.image.graph import build_graph
+
+    providers = ctx.providers
+    return providers.memo(
+        ("graph:image", id(ctx.checkpointer)),
+        lambda: build_graph(providers.image, providers.storage, ctx.checkpointer),
+    )
+
+
 async def _run(action: str, inp: ImageInput, options: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     import anyio
 
-    from graphs.image.graph import build_graph
     from graphs.runner import run_graph
     from providers.image.imageio import ImageLimits, read_input
 
@@ -129,11 +185,7 @@ async def _run(action: str, inp: ImageInput, options: dict[str, Any], ctx: JobCo
     input_key = inp.key or f"image_tools/{ctx.job_id}/input.{_EXT[kind]}"
     if not inp.key:
         await storage.put(input_key, data, overwrite=True)
-    providers = ctx.providers
-    graph = providers.memo(
-        ("graph:image", id(ctx.checkpointer)),
-        lambda: build_graph(providers.image, providers.storage, ctx.checkpointer),
-    )
+    graph = image_graph(ctx)
     state = await run_graph(
         graph,
         {

@@ -1,4 +1,5 @@
-"""build_graph: the image StateGraph (upscale | remove_background | remove_background -> upscale)."""
+"""build_graph: the image StateGraph (upscale | remove_background | remove_background -> upscale
+| remove_background_batch)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,15 @@ from typing import Any
 
 from langgraph.graph import END, START, StateGraph
 
-from graphs.image.nodes import after, finalize, first_step, make_step
+from graphs.image.nodes import (
+    BATCH_STEP,
+    after,
+    finalize,
+    finalize_batch,
+    first_step,
+    make_batch_step,
+    make_step,
+)
 from graphs.image.state import ImageState
 from providers.base import StorageProvider
 
@@ -26,7 +35,11 @@ def build_graph(provider_for: Any, storage: StorageProvider, checkpointer: Any =
     for step in STEPS:
         graph.add_node(step, make_step(step, provider_for, storage))
     graph.add_node("finalize", partial(finalize, storage=storage))
-    graph.add_conditional_edges(START, first_step, list(STEPS))
+    graph.add_node(BATCH_STEP, make_batch_step("remove_background", provider_for, storage))
+    graph.add_node("finalize_batch", partial(finalize_batch, storage=storage))
+    graph.add_conditional_edges(START, first_step, [*STEPS, BATCH_STEP])
+    graph.add_edge(BATCH_STEP, "finalize_batch")
+    graph.add_edge("finalize_batch", END)
     graph.add_conditional_edges("remove_background", after("remove_background"), ["upscale", "finalize"])
     graph.add_conditional_edges("upscale", after("upscale"), ["finalize"])
     graph.add_edge("finalize", END)

@@ -1,9 +1,11 @@
 """Nodes of the image graph. Each reads ``current_key`` from storage, runs one provider and
 writes its output under ``image_tools/<job_id>/<step>.<ext>`` (overwrite: a resumed node
-writes the same key again)."""
+writes the same key again). The batch node reads every key of ``batch`` and writes
+``image_tools/<job_id>/<step>-<index>.<ext>``."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import time
 from collections.abc import Awaitable, Callable
@@ -13,13 +15,18 @@ from langgraph.config import get_stream_writer
 
 from graphs.image.state import ImageState
 from providers.base import ImageAction, ImageConfig, StorageProvider, TraceStep
+from providers.errors import InputError, ProviderError, SwarmError
 from swarm.redact import redact
+
+#: the node that runs remove_background on every image of ``batch``
+BATCH_STEP = "remove_background_batch"
 
 #: steps each action runs, in order; the last one writes the requested output format.
 PLANS: dict[str, tuple[str, ...]] = {
     "upscale": ("upscale",),
     "remove_background": ("remove_background",),
     "pipeline": ("remove_background", "upscale"),
+    BATCH_STEP: (BATCH_STEP,),
 }
 _STEP_OPTIONS = {
     "upscale": ("scale", "tile"),
@@ -38,6 +45,14 @@ def _progress(stage: str, message: str, fraction: float | None) -> None:
         return
 
 
+def _config(step: str, options: dict[str, Any], fmt: str) -> ImageConfig:
+    return ImageConfig(
+        model=options.get(f"{step}_model"),
+        output_format=fmt,
+        **{k: options[k] for k in _STEP_OPTIONS[step] if options.get(k) is not None},
+    )
+
+
 def make_step(
     step: str, provider_for: Callable[[str], Any], storage: StorageProvider
 ) -> Callable[[ImageState], Awaitable[dict[str, Any]]]:
@@ -49,11 +64,7 @@ def make_step(
         last = plan[-1] == step
         # an intermediate image keeps its alpha: PNG whatever the final format
         fmt = options.get("output_format", "png") if last else "png"
-        config = ImageConfig(
-            model=options.get(f"{step}_model"),
-            output_format=fmt,
-            **{k: options[k] for k in _STEP_OPTIONS[step] if options.get(k) is not None},
-        )
+        config = _config(step, options, fmt)
         index = plan.index(step)
         _progress(step, f"{step} ({index + 1}/{len(plan)})", index / len(plan))
         started = time.perf_counter()
@@ -78,6 +89,104 @@ def make_step(
     return node
 
 
+def batch_output_key(job_id: str, step: str, index: int, output_format: str) -> str:
+    return f"image_tools/{job_id}/{step}-{index}.{'jpg' if output_format == 'jpeg' else output_format}"
+
+
+def make_batch_step(
+    step: str, provider_for: Callable[[str], Any], storage: StorageProvider
+) -> Callable[[ImageState], Awaitable[dict[str, Any]]]:
+    """A node running ``step`` on every image of ``batch`` in one provider call.
+
+    A provider with ``process_batch`` gets all images at once; another one gets them in turn.
+    Each image ends as its stored output or its own error; the others go on.
+    """
+
+    async def node(state: ImageState) -> dict[str, Any]:
+        options = state.get("options", {})
+        fmt = options.get("output_format", "png")
+        config = _config(step, options, fmt)
+        batch = state["batch"]
+        _progress(step, f"{step} on {len(batch)} images", 0.0)
+        images = await asyncio.gather(*(storage.get(entry["key"]) for entry in batch))
+        indices = [entry["index"] for entry in batch]
+        provider = provider_for(step)
+        if hasattr(provider, "process_batch"):
+            outcome = await provider.process_batch(images, ImageAction(step), config, indices=indices)
+            outputs = [(item.index, item.data, item.error) for item in outcome.items]
+            steps = outcome.steps
+        else:
+            outputs, steps = await _one_by_one(provider, step, images, indices, config)
+        results = []
+        for index, data, error in outputs:
+            if error is not None or data is None:
+                results.append({"index": index, "error": _error(error)})
+                continue
+            key = batch_output_key(state["job_id"], step, index, fmt)
+            await storage.put(key, data, _content_type(fmt), overwrite=True)
+            width, height = _size(data)
+            results.append(
+                {"index": index, "image_key": key, "width": width, "height": height, "format": fmt, "bytes": len(data)}
+            )
+        return {"batch_results": results, "steps_done": [BATCH_STEP], "trace": [s.model_dump() for s in steps]}
+
+    return node
+
+
+async def _one_by_one(
+    provider: Any, step: str, images: list[bytes], indices: list[int], config: ImageConfig
+) -> tuple[list[tuple[int, bytes | None, SwarmError | None]], list[TraceStep]]:
+    outputs: list[tuple[int, bytes | None, SwarmError | None]] = []
+    steps: list[TraceStep] = []
+    for index, data in zip(indices, images, strict=True):
+        started = time.perf_counter()
+        try:
+            out = await provider.process(data, ImageAction(step), config)
+        except (InputError, ProviderError) as exc:
+            outputs.append((index, None, exc))
+            outcome, error_class = "error", type(exc).__name__
+        else:
+            outputs.append((index, out, None))
+            outcome, error_class = "ok", None
+        steps.append(TraceStep(
+            step=step, kind="image", provider=type(provider).__name__, outcome=outcome, error_class=error_class,
+            latency_ms=(time.perf_counter() - started) * 1000, detail=f"index={index}",
+        ))
+    return outputs, steps
+
+
+def _error(exc: SwarmError | None) -> dict[str, Any]:
+    if exc is None:
+        return {"type": "ProviderError", "message": "the provider returned no image"}
+    return exc.to_dict()
+
+
+async def _public_url(storage: StorageProvider, key: str) -> dict[str, Any]:
+    url: str | None = await storage.url(key)
+    if url and redact(url) != url:
+        # A presigned URL is a credential: results, traces and logs never carry one.
+        return {"url": None, "url_note": f"read swarm://artifacts/{key}, or presign the key with your own credentials"}
+    return {"url": url}
+
+
+def _size(data: bytes) -> tuple[int, int]:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as img:  # the header only
+        return img.size
+
+
+async def finalize_batch(state: ImageState, storage: StorageProvider) -> dict[str, Any]:
+    """Add each stored output's resource and url."""
+    described = []
+    for entry in state.get("batch_results", []):
+        if "image_key" in entry:
+            key = entry["image_key"]
+            entry = {**entry, "resource": f"swarm://artifacts/{key}", **(await _public_url(storage, key))}
+        described.append(entry)
+    return {"result": {"results": described}}
+
+
 async def finalize(state: ImageState, storage: StorageProvider) -> dict[str, Any]:
     """Describe the output: key, url, size, format."""
     from PIL import Image
@@ -87,17 +196,11 @@ async def finalize(state: ImageState, storage: StorageProvider) -> dict[str, Any
     with Image.open(io.BytesIO(data)) as img:
         width, height = img.size
     fmt = state.get("options", {}).get("output_format", "png")
-    url: str | None = await storage.url(key)
-    note = None
-    if url and redact(url) != url:
-        # A presigned URL is a credential: results, traces and logs never carry one.
-        url, note = None, f"read swarm://artifacts/{key}, or presign the key with your own credentials"
     return {
         "result": {
             "image_key": key,
             "resource": f"swarm://artifacts/{key}",
-            "url": url,
-            **({"url_note": note} if note else {}),
+            **(await _public_url(storage, key)),
             "width": width,
             "height": height,
             "format": fmt,

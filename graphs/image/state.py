@@ -11,10 +11,12 @@ from typing import Annotated, Any, TypedDict
 
 
 class ImageState(TypedDict, total=False):
-    action: str  # upscale | remove_background | pipeline
+    action: str  # upscale | remove_background | pipeline | remove_background_batch
     job_id: str
     current_key: str  # the image the next step reads
     options: dict[str, Any]  # ImageConfig fields (model per step, scale, output_format, ...)
     steps_done: Annotated[list[str], operator.add]
     trace: Annotated[list[dict[str, Any]], operator.add]
     result: dict[str, Any]
+    batch: list[dict[str, Any]]  # remove_background_batch: [{index, key}] of the images that were read
+    batch_results: list[dict[str, Any]]  # one per batch entry: stored output, or {index, error}

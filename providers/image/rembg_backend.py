@@ -71,11 +71,10 @@ class RembgSettings:
 
 @dataclass(frozen=True)
 class BatchItem:
-    """One image of a batch: the output bytes and size, or the error that image met."""
+    """One image of a batch: the output bytes, or the error that image met."""
 
     index: int
     data: bytes | None = None
-    size: tuple[int, int] | None = None
     error: SwarmError | None = None
 
 
@@ -270,19 +269,29 @@ class RembgRemover:
     # --- batches -----------------------------------------------------------------------------
 
     async def process_batch(
-        self, images: Sequence[bytes], action: ImageAction, config: ImageConfig
+        self,
+        images: Sequence[bytes],
+        action: ImageAction,
+        config: ImageConfig,
+        *,
+        indices: Sequence[int] | None = None,
     ) -> BatchOutcome:
         """Remove the background of every image in ``images`` with one model, concurrently.
 
         The model is chosen once (the chain as in ``process_traced``); each image then gets its
-        own result or error: a bad image does not cost the others theirs. Raises
-        ``AllProvidersFailed`` only when no model of the chain loads.
+        own result or error: a bad image does not cost the others theirs. ``indices`` number
+        the images in errors and trace steps (``images[i]``; default 0..n-1), for a caller that
+        passes on a subset of its input. Raises ``AllProvidersFailed`` only when no model of the
+        chain loads.
         """
         if ImageAction(action) is not ImageAction.REMOVE_BACKGROUND:
             raise InputError(f"{PROVIDER} only does remove_background, not {action}", field="action")
-        return await anyio.to_thread.run_sync(self._batch_sync, list(images), config)
+        numbers = list(indices) if indices is not None else list(range(len(images)))
+        if len(numbers) != len(images):
+            raise InputError(f"{len(numbers)} indices for {len(images)} images", field="indices")
+        return await anyio.to_thread.run_sync(self._batch_sync, list(images), numbers, config)
 
-    def _batch_sync(self, images: list[bytes], config: ImageConfig) -> BatchOutcome:
+    def _batch_sync(self, images: list[bytes], numbers: list[int], config: ImageConfig) -> BatchOutcome:
         workers = max(1, min(self.settings.batch_workers or _cores(), len(images)))
         # one image at a time uses every core on it; several share the cores one thread each
         threads = None if workers == 1 else max(1, _cores() // workers)
@@ -297,7 +306,7 @@ class RembgRemover:
                 continue
 
             def one(index: int, session: Any = session, extra: dict[str, Any] = extra, name: str = name) -> tuple[BatchItem, TraceStep]:
-                return self._batch_one(index, images[index], session, extra, name, config)
+                return self._batch_one(numbers[index], images[index], session, extra, name, config)
 
             # map() keeps input order; a worker holds one decoded image at a time
             with ThreadPoolExecutor(workers, thread_name_prefix="rembg-batch") as pool:
@@ -317,7 +326,7 @@ class RembgRemover:
             step = self._step(name, 1, started, "error", exc, index=index)
             return BatchItem(index, error=exc), step
         detail = f"index={index} {_detail(session, size, extra, config)}"
-        return BatchItem(index, data=data, size=size), self._step(name, 1, started, "ok", detail=detail)
+        return BatchItem(index, data=data), self._step(name, 1, started, "ok", detail=detail)
 
     @staticmethod
     def _step(

@@ -1,0 +1,118 @@
+"""remove_background on a list of images: each read and checked on its own, then one batch
+through the image graph (``remove_background_batch``), one result per image in input order.
+
+A bad image (not base64, not an image, over a limit, a URL that fails) gets an error entry
+naming ``images[i].<field>`` and the limit; the other images still run. The job fails only
+when no image could be read at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from typing import TYPE_CHECKING, Any
+
+from providers.errors import InputError, SwarmError
+
+if TYPE_CHECKING:
+    from graphs.image.action import ImageSource, RemoveBackgroundInput
+    from providers.image.imageio import ImageLimits
+    from swarm.context import JobContext
+
+
+async def run_batch(
+    inp: RemoveBackgroundInput, sources: list[ImageSource], options: dict[str, Any], ctx: JobContext
+) -> dict[str, Any]:
+    """``{results, images, succeeded, failed, format, trace}`` for ``sources``."""
+    from graphs.image.action import image_graph
+    from graphs.image.nodes import BATCH_STEP
+    from graphs.runner import run_graph
+    from providers.image.imageio import ImageLimits
+
+    limits = ImageLimits.from_config(ctx.config)
+    storage = ctx.providers.storage
+    await ctx.progress("input", f"reading {len(sources)} images", 0.0)
+    # every image is read and checked before anything is written
+    read = await asyncio.gather(*(_read_one(i, src, limits, ctx) for i, src in enumerate(sources)))
+    failed = [entry for entry in read if "error" in entry]
+    good = [entry for entry in read if "error" not in entry]
+    if not good:
+        reasons = "; ".join(entry["error"]["message"] for entry in failed[:3])
+        raise InputError(f"none of the {len(sources)} images could be read: {reasons}", field="images")
+    await asyncio.gather(*(storage.put(e["key"], e.pop("data"), overwrite=True) for e in good if e["write"]))
+    state = await run_graph(
+        image_graph(ctx),
+        {
+            "action": BATCH_STEP,
+            "job_id": ctx.job_id,
+            "batch": [{"index": e["index"], "key": e["key"]} for e in good],
+            "options": {**options, "output_format": inp.output_format},
+            "steps_done": [],
+            "trace": [],
+        },
+        ctx,
+    )
+    results = sorted([*failed, *state["result"]["results"]], key=lambda entry: entry["index"])
+    trace = [*(_read_step(entry) for entry in failed), *state.get("trace", [])]
+    if inp.inline:
+        await _inline(results, storage)
+    succeeded = sum(1 for entry in results if "image_key" in entry)
+    await ctx.progress("done", f"{succeeded} of {len(results)} images", 1.0)
+    return {
+        "results": results,
+        "images": len(results),
+        "succeeded": succeeded,
+        "failed": len(results) - succeeded,
+        "format": inp.output_format,
+        "trace": trace,
+    }
+
+
+def _read_step(entry: dict[str, Any]) -> dict[str, Any]:
+    """The trace step of an image that failed before the model: one step per image, always."""
+    from providers.base import TraceStep
+
+    error = entry["error"]
+    return TraceStep(
+        step="read_input", kind="node", provider="image_tools", outcome="error",
+        error_class=error["type"], detail=error["message"],
+    ).model_dump()
+
+
+async def _read_one(index: int, source: ImageSource, limits: ImageLimits, ctx: JobContext) -> dict[str, Any]:
+    """``{index, key, data, write}``, or ``{index, error}`` naming ``images[index].<field>``."""
+    import anyio
+
+    from graphs.image.action import _EXT
+    from providers.image.imageio import open_checked, read_input, sniff_format
+
+    field = f"images[{index}].{source.source}"
+    storage = ctx.providers.storage
+    try:
+        data = await read_input(image_b64=source.image, url=source.url, key=source.key, storage=storage, limits=limits)
+        await anyio.to_thread.run_sync(lambda: open_checked(data, limits, field=field))
+    except InputError as exc:
+        message = str(exc).removeprefix(f"{exc.field}: ") if exc.field else str(exc)
+        return {"index": index, "error": InputError(message, field=field).to_dict()}
+    except SwarmError as exc:  # a URL that could not be fetched: this image fails, the others go on
+        error = exc.to_dict()
+        return {"index": index, "error": {**error, "message": f"{field}: {error['message']}"}}
+    if source.key:
+        return {"index": index, "key": source.key, "data": data, "write": False}
+    key = f"image_tools/{ctx.job_id}/input-{index}.{_EXT[sniff_format(data) or 'png']}"
+    return {"index": index, "key": key, "data": data, "write": True}
+
+
+async def _inline(results: list[dict[str, Any]], storage: Any) -> None:
+    """Base64 of each output while the running total stays within INLINE_MAX_BYTES."""
+    from graphs.image.action import INLINE_MAX_BYTES
+
+    total = 0
+    for entry in results:
+        if "image_key" not in entry:
+            continue
+        total += entry["bytes"]
+        if total <= INLINE_MAX_BYTES:
+            entry["image_b64"] = base64.b64encode(await storage.get(entry["image_key"])).decode()
+        else:
+            entry["inline_omitted"] = f"outputs pass {INLINE_MAX_BYTES} bytes in all; read image_key"
