@@ -188,3 +188,95 @@ async def test_remove_background_to_s3_stores_output_and_keeps_signed_urls_out_o
         assert "Signature" not in str(out["trace"])
     finally:
         server.stop()
+
+
+# --- remove_background on a list of images -------------------------------------------------------
+
+
+def photo_png(size: tuple[int, int], mirror: bool = False) -> bytes:
+    img = Image.open(FIXTURES / "grace_hopper_256.jpg").convert("RGB").resize(size)
+    if mirror:
+        img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
+
+
+async def test_remove_background_batch_one_result_per_image_and_a_bad_one_fails_alone(setup):
+    make, storage = setup
+    first, second = photo_png((128, 150)), photo_png((96, 112), mirror=True)
+    await storage.put("uploads/second.png", second)
+    job = {
+        "project": "image_tools",
+        "action": "remove_background",
+        "job_id": "batch-1",
+        "input": {
+            "images": [{"image": b64(first)}, {"image": "not base64 !!!"}, {"key": "uploads/second.png"},
+                       {"image": b64(b"plain text")}],
+            "model": "u2netp",
+            "inline": True,
+        },
+    }
+    result = await dispatch(job, make)
+    assert result["status"] == "COMPLETED", result["error"]
+    out = result["output"]
+    assert (out["images"], out["succeeded"], out["failed"]) == (4, 2, 2)
+    results = out["results"]
+    assert [r["index"] for r in results] == [0, 1, 2, 3]
+    assert results[1]["error"] == {"type": "InputError", "message": "images[1].image: not valid base64"}
+    assert results[3]["error"]["message"].startswith("images[3].image: not a supported image")
+    for entry, source, size in ((results[0], first, (128, 150)), (results[2], second, (96, 112))):
+        assert entry["image_key"] == f"image_tools/batch-1/remove_background-{entry['index']}.png"
+        assert (entry["width"], entry["height"]) == size
+        stored = await storage.get(entry["image_key"])
+        assert base64.b64decode(entry["image_b64"]) == stored
+        # the same pixels as the single-image action gives for that image
+        single = await dispatch(
+            {"project": "image_tools", "action": "remove_background", "job_id": f"one-{entry['index']}",
+             "input": {"image": b64(source), "model": "u2netp"}},
+            make,
+        )
+        alone = await storage.get(single["output"]["image_key"])
+        assert (np.asarray(Image.open(io.BytesIO(stored))) == np.asarray(Image.open(io.BytesIO(alone)))).all()
+        alpha = np.asarray(Image.open(io.BytesIO(stored)))[..., 3]
+        assert alpha.min() <= 5 and alpha.max() >= 250
+    # one trace step per image: two read failures, two model runs
+    steps = [(s["step"], s["outcome"], (s["detail"] or "").split(" ")[0]) for s in result["trace"] if s["kind"] != "node"
+             or s["step"] == "read_input"]
+    assert sorted(steps) == sorted([
+        ("read_input", "error", "images[1].image:"), ("read_input", "error", "images[3].image:"),
+        ("remove_background", "ok", "index=0"), ("remove_background", "ok", "index=2"),
+    ])
+    # the bad images were never written
+    keys = [obj.key for obj in await storage.list()]
+    assert "image_tools/batch-1/input-0.png" in keys
+    assert not [k for k in keys if k.startswith("image_tools/batch-1/") and ("-1." in k or "-3." in k)]
+
+
+@pytest.mark.parametrize(
+    ("images", "extra", "match"),
+    [
+        ([{"image": "eA=="}] * 17, {}, r"^input\.images: 17 images; give 1 to 16 per job \(MAX_BATCH_IMAGES\)"),
+        ([], {}, r"^input\.images: 0 images; give 1 to 16"),
+        ([{"image": "eA==", "url": "https://example.com/x.png"}], {}, r"input\.images\.0: give exactly one of image, url, key"),
+        ([{"image": "eA=="}], {"image": "eA=="}, "give images or one of image, url, key, not both"),
+        ([{"image": "!!"}, {"image": b64(b"text")}], {}, r"^images: none of the 2 images could be read: images\[0\]\.image"),
+    ],
+)
+async def test_remove_background_batch_bad_input(setup, images, extra, match):
+    make, storage = setup
+    result = await dispatch(
+        {"project": "image_tools", "action": "remove_background", "input": {"images": images, **extra}}, make
+    )
+    assert result["status"] == "FAILED"
+    assert result["error"]["type"] == "InputError"
+    assert __import__("re").search(match, result["error"]["message"]), result["error"]["message"]
+    assert await storage.list() == []
+
+
+async def test_pipeline_does_not_take_images(setup):
+    make, _ = setup
+    result = await dispatch(
+        {"project": "image_tools", "action": "pipeline", "input": {"images": [{"image": b64(SMALL)}]}}, make
+    )
+    assert result["status"] == "FAILED" and "input.images" in result["error"]["message"]

@@ -95,3 +95,67 @@ async def test_matches_rembg_library_output(remover):
     ours = decode(data)[..., 3].astype(int)
     reference = np.asarray(Image.open(FIXTURES / "rembg_u2netp_grace_hopper_alpha.png")).astype(int)
     assert np.abs(ours - reference).max() <= 2
+
+
+# --- batches ------------------------------------------------------------------------------------
+
+
+def png(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def batch_photos() -> list[bytes]:
+    """Three different real photos: the portrait, mirrored and 512x512, and as an RGBA PNG."""
+    photo = Image.open(io.BytesIO(PHOTO)).convert("RGB")
+    mirrored = photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT).resize((512, 512), Image.Resampling.BICUBIC)
+    return [PHOTO, png(mirrored), png(photo.convert("RGBA"))]
+
+
+async def test_batch_gives_each_image_the_single_path_result(remover):
+    photos = batch_photos()
+    config = ImageConfig(model="u2netp")
+    outcome = await remover.process_batch(photos, ImageAction.REMOVE_BACKGROUND, config)
+    assert [item.index for item in outcome.items] == [0, 1, 2]
+    for photo, item in zip(photos, outcome.items, strict=True):
+        assert item.error is None
+        single = await remover.process(photo, ImageAction.REMOVE_BACKGROUND, config)
+        ours, alone = decode(item.data), decode(single)
+        assert ours.shape == alone.shape and (ours == alone).all()  # bit-identical pixels, alpha included
+        alpha = ours[..., 3]
+        assert (alpha <= 5).mean() > 0.2 and (alpha >= 250).mean() > 0.3
+    assert decode(outcome.items[1].data).shape == (512, 512, 4)
+    assert [(s.model, s.outcome) for s in outcome.steps] == [("u2netp", "ok")] * 3
+    assert [s.detail.split()[0] for s in outcome.steps] == ["index=0", "index=1", "index=2"]
+
+
+async def test_batch_bad_images_fail_alone(remover):
+    good = batch_photos()[1]
+    truncated = good[: len(good) // 2]
+    outcome = await remover.process_batch(
+        [good, b"not an image at all", truncated, PHOTO],
+        ImageAction.REMOVE_BACKGROUND,
+        ImageConfig(),
+        indices=[0, 5, 6, 7],
+    )
+    data = [item.data is not None for item in outcome.items]
+    assert data == [True, False, False, True]
+    errors = [item.error for item in outcome.items if item.error]
+    assert all(isinstance(e, InputError) for e in errors)
+    assert str(errors[0]).startswith("images[5]: not a supported image")
+    assert str(errors[1]) == "images[6]: png image is truncated"
+    # the configured isnet-anime is not pulled: one skip for the batch, then one step per image
+    assert [(s.model, s.outcome) for s in outcome.steps] == [
+        ("isnet-anime", "skipped"), ("u2netp", "ok"), ("u2netp", "error"), ("u2netp", "error"), ("u2netp", "ok"),
+    ]
+    assert outcome.steps[2].detail.startswith("index=5 images[5]: not a supported image")
+    alpha = decode(outcome.items[3].data)[..., 3]
+    assert alpha[:20, :20].max() <= 5 and alpha[250:, 100:150].min() >= 240
+
+
+async def test_batch_with_no_model_pulled_lists_attempts(tmp_path):
+    remover = RembgRemover(RembgSettings(models_dir=str(tmp_path)))
+    with pytest.raises(AllProvidersFailed) as info:
+        await remover.process_batch([PHOTO, PHOTO], ImageAction.REMOVE_BACKGROUND, ImageConfig())
+    assert [s.model for s in info.value.attempts] == ["isnet-anime", "u2netp"]

@@ -50,3 +50,43 @@ async def test_upscale_returns_a_key_and_url_and_the_artifact_resource_serves_it
 
         bad = await client.call_tool("upscale_image", {"image": "bm90IGFuIGltYWdl", "url": "https://example.com/x.png"})
         assert bad.is_error and "exactly one of image, url, key" in bad.content[0].text
+
+
+async def test_remove_background_with_a_list_of_images(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``images`` through the MCP door: one entry per image, a bad one fails alone, the limit is named."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from swarm import models_store
+
+    assert models_store.pull(["u2netp"], SHARED)["ok"]
+    monkeypatch.setenv("SWARM_MODELS_DIR", str(SHARED))
+    photo = base64.b64encode((FIXTURES / "grace_hopper_256.jpg").read_bytes()).decode()
+    async with Client(build_server(str(write_config(tmp_path, wait_budget_s=120)))) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+        assert "images" in tools["remove_background"].input_schema["properties"]
+
+        result = await client.call_tool("remove_background", {
+            "images": [{"image": photo}, {"image": "bm90IGFuIGltYWdl"}, {"image": photo}],
+            "model": "u2netp", "return_base64": True,
+        })
+        assert not result.is_error, result.content[0].text
+        out = result.structured_content
+        assert out["status"] == "COMPLETED" and out["key"] is None
+        assert (out["details"]["succeeded"], out["details"]["failed"]) == (2, 1)
+        first, bad, third = out["results"]
+        assert bad["index"] == 1 and bad["error"]["message"].startswith("images[1].image: not a supported image")
+        for entry in (first, third):
+            assert entry["key"].startswith("image_tools/") and (entry["width"], entry["height"]) == (256, 300)
+            alpha = np.asarray(Image.open(io.BytesIO(base64.b64decode(entry["image_base64"]))))[..., 3]
+            assert alpha[:20, :20].max() <= 5 and alpha[250:, 100:150].min() >= 240
+            blob = (await client.read_resource(f"swarm://artifacts/{entry['key']}")).contents[0]
+            assert base64.b64decode(blob.blob) == base64.b64decode(entry["image_base64"])
+        per_image = [s for s in out["trace"] if s["step"] in ("read_input", "remove_background")]
+        assert sorted(s["outcome"] for s in per_image) == ["error", "ok", "ok"]
+
+        too_many = await client.call_tool("remove_background", {"images": [{"image": photo}] * 17})
+        assert too_many.is_error
+        assert "input.images: 17 images; give 1 to 16 per job (MAX_BATCH_IMAGES)" in too_many.content[0].text
