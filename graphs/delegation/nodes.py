@@ -140,13 +140,11 @@ def make_nodes(llm: LLMProvider) -> dict[str, Node]:
     return {"draft": draft, "review": review, "revise": revise, "finalize": finalize}
 
 
-# The routers are async on purpose: LangGraph runs a sync router of an async graph in the
-# default thread pool (a thread hop and GIL hand-off per call, 2 per job), an async one inline.
-async def after_draft(state: DelegationState) -> str:
+def after_draft(state: DelegationState) -> str:
     return "review" if state.get("reviewer") else "finalize"
 
 
-async def after_review(state: DelegationState) -> str:
+def after_review(state: DelegationState) -> str:
     verdict = state.get("review") or {}
     if verdict.get("approved") is False and state.get("revisions", 0) < state.get("max_revisions", 0):
         return "revise"
