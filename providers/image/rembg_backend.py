@@ -50,6 +50,8 @@ if TYPE_CHECKING:
     from swarm.config import SwarmConfig
 
 PROVIDER = "rembg-onnx"
+#: zlib's run-length strategy: cutouts are long runs of transparent pixels
+_Z_RLE = 3
 _MEAN = (0.485, 0.456, 0.406)
 
 
@@ -62,8 +64,8 @@ class RembgSettings:
     models_dir: str | None = None
     threads: int | None = None
     providers: tuple[str, ...] = field(default_factory=tuple)
-    #: zlib level of PNG output: 1 encodes a 512x512 cutout ~4x faster than Pillow's default 6
-    #: for ~16% more bytes; the pixels are the same.
+    #: zlib level of PNG output; with the run-length strategy (``_Z_RLE``) level 1 encodes a
+    #: 512x512 cutout ~4x faster than Pillow's default (level 6) for ~6% more bytes; same pixels.
     png_compress_level: int = 1
     #: concurrent images in ``process_batch``; default: one per CPU core.
     batch_workers: int | None = None
@@ -263,7 +265,7 @@ class RembgRemover:
         if output_format != "png":
             return encode(img, output_format)
         buffer = io.BytesIO()
-        img.save(buffer, "PNG", compress_level=self.settings.png_compress_level)
+        img.save(buffer, "PNG", compress_level=self.settings.png_compress_level, compress_type=_Z_RLE)
         return buffer.getvalue()
 
     # --- batches -----------------------------------------------------------------------------
