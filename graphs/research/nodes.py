@@ -165,7 +165,7 @@ def make_nodes(deps: ResearchDeps) -> dict[str, Node]:
     return {"plan": plan, "search": search, "rank": rank, "read": read, **_writing_nodes(deps)}
 
 
-def fan_out(state: ResearchState) -> list[Send]:
+async def fan_out(state: ResearchState) -> list[Send]:
     """One ``Send`` per sub-query: LangGraph runs the search node for all of them at once."""
     total = len(state["queries"])
     return [
@@ -263,7 +263,7 @@ def _verdict(text: str) -> dict[str, Any] | None:
     return {"approved": data["approved"], "issues": [str(i)[:300] for i in issues][:5] if isinstance(issues, list) else []}
 
 
-def after_review(state: ResearchState) -> str:
+async def after_review(state: ResearchState) -> str:
     """Revise when the reviewer asked for changes and the revision budget allows it."""
     verdict = state.get("review") or {}
     if verdict.get("approved") is False and verdict.get("issues") and state.get("revisions", 0) < state.get("max_revisions", 0):
