@@ -210,13 +210,13 @@ def library(in_dir: Path, models_dir: str) -> float:
     return float(json.loads(proc.stdout.strip().splitlines()[-1])["seconds"])
 
 
-def alpha_diff(ours: bytes, theirs: bytes) -> int:
-    """Largest per-pixel difference of the alpha channels, in 1/255 levels."""
+def max_diff(ours: bytes, theirs: bytes, channels: slice) -> int:
+    """Largest per-pixel difference over ``channels`` of RGBA, in 1/255 levels."""
     import numpy as np
     from PIL import Image
 
-    a = np.asarray(Image.open(io.BytesIO(ours)).convert("RGBA"))[..., 3].astype(int)
-    b = np.asarray(Image.open(io.BytesIO(theirs)).convert("RGBA"))[..., 3].astype(int)
+    a = np.asarray(Image.open(io.BytesIO(ours)).convert("RGBA"))[..., channels].astype(int)
+    b = np.asarray(Image.open(io.BytesIO(theirs)).convert("RGBA"))[..., channels].astype(int)
     return int(np.abs(a - b).max())
 
 
@@ -274,7 +274,9 @@ def run(count: int, rounds: int, quick: bool, models_dir: str) -> dict[str, Any]
             result[name] = NOT_MEASURED
         return result
     result["rembg_cli_folder"] = _rate(count, best["cli_folder"], command="rembg p <in> <out> -m u2netp")
-    result["alpha_max_diff_vs_rembg_cli_levels"] = max(alpha_diff(a, b) for a, b in zip(outputs["sequential"], cli_out, strict=True))
+    pairs = list(zip(outputs["sequential"], cli_out, strict=True))
+    result["alpha_max_diff_vs_rembg_cli_levels"] = max(max_diff(a, b, slice(3, 4)) for a, b in pairs)
+    result["rgba_max_diff_vs_rembg_cli_levels"] = max(max_diff(a, b, slice(0, 4)) for a, b in pairs)
     ratios = {
         "sequential_vs_cli_folder": best["cli_folder"] / best["sequential"],
         "batch_vs_cli_folder": best["cli_folder"] / best["batch"],

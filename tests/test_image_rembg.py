@@ -94,7 +94,7 @@ async def test_matches_rembg_library_output(remover):
     data = await remover.process(PHOTO, ImageAction.REMOVE_BACKGROUND, ImageConfig(model="u2netp"))
     ours = decode(data)[..., 3].astype(int)
     reference = np.asarray(Image.open(FIXTURES / "rembg_u2netp_grace_hopper_alpha.png")).astype(int)
-    assert np.abs(ours - reference).max() <= 2
+    assert np.abs(ours - reference).max() <= 1  # 0 measured here; 1 allows other CPUs' kernels
 
 
 # --- batches ------------------------------------------------------------------------------------
