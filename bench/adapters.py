@@ -65,29 +65,11 @@ def mcp(data: Any, command: str) -> list[dict[str, Any]]:
 
 
 def image(data: Any, command: str) -> list[dict[str, Any]]:
-    """bench_image: upscale MP/s vs ncnn, peak RSS, rembg images/s; GPU row only with a GPU."""
+    """bench_image: upscale MP/s vs RealESRGANer and ncnn, peak RSS, rembg images/s; GPU row only with a GPU."""
     if isinstance(data, list):
         return data
+    out = [*_upscale_speed(data.get("upscale", {}), command), *_upscale_rss(data, command)]
     up = data.get("upscale", {})
-    out = []
-    low = "fp16" if up.get("device") == "cuda" else "bf16"
-    ncnn = up.get("ncnn_fp32_out_mp_s")
-    for precision in (low, "fp32"):
-        value = up.get(f"torch_{precision}_out_mp_s")
-        if value is None:
-            continue
-        out.append(record(f"upscale anime-6B x4, {up.get('device', 'cpu').upper()} {precision}, output MP/s "
-                          f"({up.get('input')} input)", value, "MP/s", "ncnn fp32, same weights and image", ncnn,
-                          ">= 2x ncnn (RealESRGANer >= 1.5x: needs its own venv, not measured here)",
-                          bool(ncnn) and value >= 2 * ncnn, command))
-    rss = data.get("peak_rss_upscale", {})
-    if "peak_rss_mb" in rss:
-        out.append(record(f"upscale peak RSS, {rss['input']} input x4 (tiled)", rss["peak_rss_mb"], "MB",
-                          "the 2 GB goal (RealESRGANer tile=0 not measured here)", 2048.0, "<= 2 GB",
-                          rss["peak_rss_mb"] <= 2048, command))
-    else:
-        out.append(record("upscale peak RSS, 2048x2048 input", None, "MB", "RealESRGANer tile=0", None, "<= 2 GB",
-                          None, command, note=f"not measured: {rss.get('error')}"))
     rembg = data.get("rembg", {})
     if "images_per_s" in rembg:
         out.append(record(f"background removal images/s ({rembg['model']}, {rembg['input']}, sequential)",
@@ -97,3 +79,75 @@ def image(data: Any, command: str) -> list[dict[str, Any]]:
         out.append(record("GPU upscale fp16 (when a GPU is lent)", None, "MP/s", "RealESRGANer fp16, same GPU", None,
                           ">= 2x", None, command, note="not measured: no GPU on this machine"))
     return out
+
+
+_REALESRGANER = "RealESRGANer fp32 (realesrgan 0.3.0, own venv), same weights and image"
+
+
+def _upscale_speed(up: dict[str, Any], command: str) -> list[dict[str, Any]]:
+    """Our fp32 and bf16/fp16 output MP/s, each against RealESRGANer (>= 1.5x) and ncnn (>= 2x)."""
+    out = []
+    low = "fp16" if up.get("device") == "cuda" else "bf16"
+    anchors = (("RealESRGANer", _REALESRGANER, up.get("realesrganer_fp32_out_mp_s"), 1.5, up.get("realesrganer")),
+               ("ncnn", "ncnn fp32, same weights and image", up.get("ncnn_fp32_out_mp_s"), 2.0, up.get("ncnn")))
+    for precision in ("fp32", low):
+        value = up.get(f"torch_{precision}_out_mp_s")
+        if value is None:
+            continue
+        for short, anchor, anchor_value, times, why in anchors:
+            note = {} if anchor_value else {"note": f"anchor {short}: {why or 'not measured'}"}
+            out.append(record(f"upscale anime-6B x4, {up.get('device', 'cpu').upper()} {precision}, output MP/s "
+                              f"({up.get('input')} input) vs {short}", value, "MP/s", anchor, anchor_value,
+                              f">= {times:g}x {short}", value >= times * anchor_value if anchor_value else None,
+                              command, **note))
+    return out
+
+
+def _upscale_rss(data: dict[str, Any], command: str) -> list[dict[str, Any]]:
+    """Our tiled peak RSS against RealESRGANer tile=0 (same input) and tiled; its tile=0 scaling."""
+    rss = data.get("peak_rss_upscale", {})
+    ref = data.get("peak_rss_realesrganer") or {}
+    runs = ref.get("runs", [])
+    whole = [r for r in runs if r.get("tile") == 0 and "failed" not in r and "peak_rss_mb" in r]
+    if "peak_rss_mb" not in rss:
+        return [record("upscale peak RSS, 2048x2048 input", None, "MB", "RealESRGANer tile=0", None, "<= 2 GB",
+                       None, command, note=f"not measured: {rss.get('error')}")]
+    ours, size = rss["peak_rss_mb"], rss["input"]
+    same = next((r for r in runs if r.get("tile") == 0 and r.get("input") == size), None)
+    if same is None:
+        anchor, anchor_value = f"RealESRGANer tile=0, same input ({ref.get('error', 'not measured')})", None
+    elif "failed" in same:
+        anchor = (f"RealESRGANer tile=0, same input: fails at a {same.get('cap_gb'):g} GB address-space cap "
+                  f"(anchor value = the cap, a lower bound{_fit(whole, size)})")
+        anchor_value = same["cap_gb"] * 1024
+    else:
+        anchor, anchor_value = "RealESRGANer tile=0, same input", same["peak_rss_mb"]
+    series = {"title": "Peak RSS of one x4 upscale vs input size", "x_label": "input side (px)",
+              "y_label": "peak RSS (MB)", "lines": {
+                  "RealESRGANer tile=0": [[int(r["input"].split("x")[0]), r["peak_rss_mb"]] for r in whole],
+                  "ours (tiled, fp32)": [[int(size.split("x")[0]), ours]]}}
+    note = {} if anchor_value else {"note": f"anchor {anchor}"}
+    out = [record(f"upscale peak RSS, {size} input x4 (ours, tiled) vs RealESRGANer tile=0", ours, "MB", anchor,
+                  anchor_value, "<= 2 GB", ours <= 2048, command, series=series, **note)]
+    for run in runs:
+        if run.get("tile") and "peak_rss_mb" in run and run.get("input") == size:
+            how = " (one full tile through the network, the rest a same-shape stand-in)" if run.get("real_tile") else ""
+            out.append(record(f"upscale peak RSS, {size} input x4 (ours, tiled) vs RealESRGANer tile={run['tile']}",
+                              ours, "MB", f"RealESRGANer tile={run['tile']} tile_pad=10, same input{how}",
+                              run["peak_rss_mb"], "reference (<= 2 GB is the goal)", None, command))
+    for run in whole:
+        out.append(record(f"RealESRGANer tile=0 peak RSS, {run['input']} input x4 (reference)", run["peak_rss_mb"],
+                          "MB", "the 2 GB goal", 2048.0, "reference", None, command))
+    return out
+
+
+def _fit(whole: list[dict[str, Any]], size: str) -> str:
+    """``; ~N GB by a linear fit ...`` from two or more tile=0 runs (peak RSS is affine in pixels)."""
+    if len(whole) < 2:
+        return ""
+    (p0, m0), (p1, m1) = [(int(r["input"].split("x")[0]) ** 2, r["peak_rss_mb"]) for r in (whole[0], whole[-1])]
+    if p1 == p0:
+        return ""
+    pixels = int(size.split("x")[0]) ** 2
+    estimate = m0 + (m1 - m0) * (pixels - p0) / (p1 - p0)
+    return f"; ~{estimate / 1024:.0f} GB by a linear fit of its {whole[0]['input']} and {whole[-1]['input']} runs"

@@ -93,3 +93,97 @@ def test_timeout_keeps_the_records_printed_so_far(tmp_path: Path, monkeypatch: p
     assert [r["name"] for r in run.records] == ["fast part", "slow: the rest of the suite"], run.records
     assert run.records[1]["note"].startswith("not measured: slow_bench_for_test ran past 6 s")
     assert run.elapsed_s < 30  # the sleeping child was killed, not waited for
+
+
+def _image_summary(realesrganer: float | None, capped: bool = True) -> dict:
+    up = {"device": "cpu", "input": "192x192", "torch_fp32_out_mp_s": 0.30, "torch_bf16_out_mp_s": 0.60,
+          "ncnn_fp32_out_mp_s": 0.40}
+    if realesrganer is None:
+        up["realesrganer"] = "not measured: the RealESRGANer venv is missing (run python -m bench.ref_realesrganer --setup)"
+        return {"upscale": up, "peak_rss_upscale": {"input": "2048x2048", "peak_rss_mb": 1800.0},
+                "peak_rss_realesrganer": {"error": up["realesrganer"]}}
+    up["realesrganer_fp32_out_mp_s"] = realesrganer
+    runs = [{"input": "256x256", "tile": 0, "peak_rss_mb": 1300.0},
+            {"input": "512x512", "tile": 0, "peak_rss_mb": 3800.0},
+            {"input": "2048x2048", "tile": 0, "cap_gb": 8.0, "failed": "RuntimeError: can't allocate memory",
+             "peak_rss_mb": 7100.0} if capped else {"input": "2048x2048", "tile": 0, "peak_rss_mb": 9000.0},
+            {"input": "2048x2048", "tile": 400, "real_tile": 420, "peak_rss_mb": 3600.0}]
+    return {"upscale": up, "peak_rss_upscale": {"input": "2048x2048", "peak_rss_mb": 1800.0},
+            "peak_rss_realesrganer": {"runs": runs}}
+
+
+def test_image_upscale_rows_are_anchored_on_realesrganer_and_on_ncnn() -> None:
+    from bench import adapters
+
+    records = {r["name"]: r for r in adapters.image(_image_summary(0.19), "python -m bench.bench_image")}
+    fp32 = records["upscale anime-6B x4, CPU fp32, output MP/s (192x192 input) vs RealESRGANer"]
+    assert fp32["anchor_value"] == 0.19 and fp32["ratio"] == pytest.approx(0.30 / 0.19, rel=1e-2)
+    assert fp32["goal"] == ">= 1.5x RealESRGANer" and fp32["met"] is True
+    bf16_ncnn = records["upscale anime-6B x4, CPU bf16, output MP/s (192x192 input) vs ncnn"]
+    assert bf16_ncnn["anchor_value"] == 0.40 and bf16_ncnn["met"] is False  # 1.5x < 2x
+    rss = records["upscale peak RSS, 2048x2048 input x4 (ours, tiled) vs RealESRGANer tile=0"]
+    assert rss["anchor_value"] == 8 * 1024 and rss["met"] is True
+    assert "fails at a 8 GB address-space cap" in rss["anchor"]
+    assert "~53 GB by a linear fit of its 256x256 and 512x512 runs" in rss["anchor"]  # 1300 + 2500 * 63 / 3
+    tiled = records["upscale peak RSS, 2048x2048 input x4 (ours, tiled) vs RealESRGANer tile=400"]
+    assert tiled["anchor_value"] == 3600.0 and "stand-in" in tiled["anchor"]
+    assert "RealESRGANer tile=0 peak RSS, 512x512 input x4 (reference)" in records
+    measured = {r["name"]: r for r in adapters.image(_image_summary(0.19, capped=False), "c")}
+    assert measured[rss["name"]]["anchor_value"] == 9000.0  # a tile=0 run that fits is the anchor itself
+
+
+def test_image_rows_say_how_to_build_a_missing_realesrganer_venv() -> None:
+    from bench import adapters
+
+    records = adapters.image(_image_summary(None), "python -m bench.bench_image --quick")
+    anchored = [r for r in records if "RealESRGANer" in r["name"]]
+    assert len(anchored) == 3  # fp32, bf16 speed rows and the RSS row
+    for record in anchored:
+        assert record["anchor_value"] is None and record["ratio"] is None
+        assert "python -m bench.ref_realesrganer --setup" in record["note"]
+    assert [r["met"] for r in anchored] == [None, None, True]  # the RSS goal is 2 GB, anchor or not
+    ncnn = [r for r in records if r["name"].endswith("vs ncnn")]
+    assert [r["met"] for r in ncnn] == [False, False] and all("note" not in r for r in ncnn)
+
+
+def test_realesrganer_anchor_is_skipped_with_the_setup_hint_when_its_venv_is_missing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import contextlib
+
+    from bench import bench_image, ref_realesrganer
+
+    monkeypatch.setattr(ref_realesrganer, "check", lambda: None)
+    with contextlib.ExitStack() as stack:
+        why = bench_image._realesrganer(stack, "/nonexistent", 64, 2, wanted=True)
+    assert why == f"not measured: the RealESRGANer venv is missing ({ref_realesrganer.SETUP_HINT})"
+    assert ref_realesrganer.measure_rss("/nonexistent", 2, quick=True)["error"] == why
+
+
+def test_upstream_rrdbnet_key_names_are_the_ones_our_architecture_uses() -> None:
+    pytest.importorskip("torch")
+    from bench import ref_realesrganer
+    from providers.image import archs
+
+    ours = list(archs.RRDBNet(num_block=6).state_dict())
+    assert sorted(ref_realesrganer.upstream_keys(6)) == sorted(ours)
+    assert len(ours) == 2 * (1 + 6 * 3 * 5 + 5)
+
+
+def test_tiled_rss_stand_in_runs_the_network_on_exactly_one_full_tile() -> None:
+    torch = pytest.importorskip("torch")
+    from types import SimpleNamespace
+
+    from bench import realesrganer_runner
+
+    seen: list[tuple[int, int]] = []
+
+    def network(x):
+        seen.append(tuple(x.shape[-2:]))
+        return torch.zeros(1, 3, x.shape[-2] * 4, x.shape[-1] * 4)
+
+    upsampler = SimpleNamespace(model=network, tile_pad=10)
+    assert realesrganer_runner._one_real_tile(upsampler, 400, 10) == 420
+    for h, w in [(410, 410), (410, 420), (420, 420), (420, 420), (58, 420)]:
+        assert tuple(upsampler.model(torch.zeros(1, 3, h, w)).shape) == (1, 3, 4 * h, 4 * w)
+    assert seen == [(420, 420)]
