@@ -159,3 +159,16 @@ async def test_batch_with_no_model_pulled_lists_attempts(tmp_path):
     with pytest.raises(AllProvidersFailed) as info:
         await remover.process_batch([PHOTO, PHOTO], ImageAction.REMOVE_BACKGROUND, ImageConfig())
     assert [s.model for s in info.value.attempts] == ["isnet-anime", "u2netp"]
+
+
+async def test_two_batches_at_once_share_the_session_and_agree(remover):
+    import asyncio
+
+    photos = batch_photos()[:2]
+    config = ImageConfig(model="u2netp")
+    first, second = await asyncio.gather(
+        remover.process_batch(photos, ImageAction.REMOVE_BACKGROUND, config),
+        remover.process_batch(photos[::-1], ImageAction.REMOVE_BACKGROUND, config),
+    )
+    assert [i.data for i in first.items] == [i.data for i in second.items][::-1]
+    assert all(i.data for i in first.items)

@@ -113,8 +113,11 @@ class RembgRemover:
     def __init__(self, settings: RembgSettings, limits: ImageLimits | None = None) -> None:
         self.settings = settings
         self.limits = limits or ImageLimits()
-        self._sessions: dict[str, Any] = {}
+        self._sessions: dict[tuple[str, int], Any] = {}
         self._lock = threading.Lock()
+        # batch inferences in flight across all batches: one per worker slot, so two batch jobs
+        # at once share the cores instead of doubling the threads on them
+        self._batch_slots = threading.BoundedSemaphore(settings.batch_workers or _cores())
 
     @classmethod
     def from_config(
@@ -322,7 +325,8 @@ class RembgRemover:
         started = time.perf_counter()
         try:
             rgb, size = self._decode(image, field=f"images[{index}]")
-            mask = _infer(session, rgb, extra, name)
+            with self._batch_slots:
+                mask = _infer(session, rgb, extra, name)
             data = self._encode(self._cutout(rgb, mask, config), config.output_format)
         except (InputError, ProviderError) as exc:
             step = self._step(name, 1, started, "error", exc, index=index)
