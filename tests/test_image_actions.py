@@ -280,3 +280,35 @@ async def test_pipeline_does_not_take_images(setup):
         {"project": "image_tools", "action": "pipeline", "input": {"images": [{"image": b64(SMALL)}]}}, make
     )
     assert result["status"] == "FAILED" and "input.images" in result["error"]["message"]
+
+
+async def test_batch_node_calls_a_provider_without_batches_once_per_image():
+    """A provider with only ``process`` still serves a batch: one call per image, a failure stays its own."""
+    from graphs.image.nodes import make_batch_step
+    from providers.errors import InputError
+    from providers.testing import MemoryStorage
+
+    calls = []
+
+    class OneAtATime:
+        async def process(self, image, action, config):
+            calls.append(image)
+            if image == b"bad":
+                raise InputError("cannot read it", field="image")
+            buf = io.BytesIO()
+            Image.new("RGBA", (len(image), 2)).save(buf, "PNG")
+            return buf.getvalue()
+
+    storage = MemoryStorage()
+    await storage.put("in/a", b"first")
+    await storage.put("in/b", b"bad")
+    node = make_batch_step("remove_background", lambda kind: OneAtATime(), storage)
+    state = {"job_id": "j", "batch": [{"index": 0, "key": "in/a"}, {"index": 4, "key": "in/b"}], "options": {}}
+    out = await node(state)
+    assert calls == [b"first", b"bad"]
+    ok, bad = out["batch_results"]
+    assert ok["image_key"] == "image_tools/j/remove_background-0.png"
+    assert (ok["width"], ok["height"]) == (5, 2)
+    assert Image.open(io.BytesIO(await storage.get(ok["image_key"]))).size == (5, 2)
+    assert bad == {"index": 4, "error": {"type": "InputError", "message": "image: cannot read it"}}
+    assert [(s["outcome"], s["detail"]) for s in out["trace"]] == [("ok", "index=0"), ("error", "index=4")]

@@ -45,7 +45,7 @@ def _progress(stage: str, message: str, fraction: float | None) -> None:
         return
 
 
-def _config(step: str, options: dict[str, Any], fmt: str) -> ImageConfig:
+def _config(step: str, options: dict[str, Any], fmt: Any) -> ImageConfig:
     return ImageConfig(
         model=options.get(f"{step}_model"),
         output_format=fmt,
@@ -140,16 +140,15 @@ async def _one_by_one(
     steps: list[TraceStep] = []
     for index, data in zip(indices, images, strict=True):
         started = time.perf_counter()
+        error: SwarmError | None = None
         try:
-            out = await provider.process(data, ImageAction(step), config)
+            outputs.append((index, await provider.process(data, ImageAction(step), config), None))
         except (InputError, ProviderError) as exc:
             outputs.append((index, None, exc))
-            outcome, error_class = "error", type(exc).__name__
-        else:
-            outputs.append((index, out, None))
-            outcome, error_class = "ok", None
+            error = exc
         steps.append(TraceStep(
-            step=step, kind="image", provider=type(provider).__name__, outcome=outcome, error_class=error_class,
+            step=step, kind="image", provider=type(provider).__name__, outcome="error" if error else "ok",
+            error_class=type(error).__name__ if error else None,
             latency_ms=(time.perf_counter() - started) * 1000, detail=f"index={index}",
         ))
     return outputs, steps
