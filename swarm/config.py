@@ -109,6 +109,10 @@ class UpscaleSpec(_Strict):
 class RembgSpec(_Strict):
     model: str = "isnet-anime"
     fallback_models: list[str] = Field(default_factory=lambda: ["u2netp"])
+    #: zlib level of the PNG cutouts (1: ~4x faster than 6 for ~6% more bytes, same pixels)
+    png_compress_level: int = Field(default=1, ge=0, le=9)
+    #: images of one batch in flight at once (default: one per CPU core)
+    batch_workers: int | None = Field(default=None, ge=1, le=64)
 
 
 class ImageSection(_Strict):
