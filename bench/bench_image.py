@@ -1,15 +1,20 @@
-"""Image benchmarks: upscale throughput vs ncnn, peak RSS at 2048x2048, rembg images/s.
+"""Image benchmarks: upscale throughput vs RealESRGANer and ncnn, peak RSS, rembg images/s.
 
-Run: ``python -m bench.bench_image [--quick] [--device cpu|cuda] [--models-dir DIR]``.
+Run: ``python -m bench.bench_image [--quick] [--device cpu|cuda] [--models-dir DIR] [--no-realesrganer]``.
 Prints one JSON object. Same weights (the model store's realesrgan-anime-6b, converted from
 the ncnn files the ``ncnn`` reference runs) and the same image for every contender.
 
 Measured quantities:
-  * upscale output megapixels/s for torch fp32, torch bf16 autocast (CPU) or fp16 (CUDA), and
-    ncnn fp32 on CPU; the ratio torch/ncnn;
-  * the fraction of the CPU's (or GPU's) measured matmul FLOP/s the upscaler reaches;
-  * max per-channel difference of bf16/fp16 output vs fp32, in 1/255 levels;
-  * peak RSS of a fresh process upscaling a 2048x2048 input x4 with tiling (default tile);
+  * upscale output megapixels/s for torch fp32, torch bf16 autocast (CPU) or fp16 (CUDA), ncnn
+    fp32 and upstream ``RealESRGANer`` fp32 on CPU (its own venv: ``python -m
+    bench.ref_realesrganer --setup``; without it those rows say "not measured"), timed in
+    interleaved rounds; the ratios torch/RealESRGANer and torch/ncnn;
+  * the fraction of the CPU's (or GPU's) measured matmul FLOP/s each contender reaches;
+  * max per-channel difference of bf16/fp16, ncnn and RealESRGANer output vs our fp32, in 1/255
+    levels;
+  * peak RSS of a fresh process upscaling a 2048x2048 input x4 with tiling (default tile), and of
+    ``RealESRGANer``: tile=0 at 256 and 512, tile=0 at 2048 under an 8 GB address-space cap, and
+    tile=400 at 2048;
   * background removal images/s (u2netp, 512x512), sequential.
 """
 
