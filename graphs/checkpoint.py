@@ -100,7 +100,7 @@ async def _postgres(config: SwarmConfig) -> AsyncIterator[Any]:
             key="checkpointer.dsn",
         ) from None
     try:
-        saver = AsyncPostgresSaver(conn=pool)
+        saver = AsyncPostgresSaver(conn=pool)  # type: ignore[arg-type]  # the pool's rows are dicts (row_factory)
         await saver.setup()
         yield saver
     finally:

@@ -19,7 +19,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field
 
-from mcp_server.runner import run_job
+from mcp_server.runner import run_job, server_state
 
 log = logging.getLogger("swarm.mcp")
 
@@ -166,7 +166,7 @@ def _register_delegate(server: Any, config: Any) -> None:
         name="delegate",
         title="Delegate a task",
         description=DELEGATE_DESCRIPTION,
-        annotations=ToolAnnotations(readOnlyHint=True, idempotentHint=False, openWorldHint=True),
+        annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=False, open_world_hint=True),
     )
     async def delegate(
         # the dispatcher enforces both limits with messages naming the config key
@@ -189,7 +189,7 @@ def _register_research(server: Any, config: Any) -> None:
         name="research",
         title="Research a question",
         description=RESEARCH_DESCRIPTION,
-        annotations=ToolAnnotations(readOnlyHint=True, idempotentHint=False, openWorldHint=True),
+        annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=False, open_world_hint=True),
     )
     async def research(
         question: Annotated[str, Field(description="what to find out",
@@ -227,12 +227,12 @@ Rgba = Annotated[tuple[int, int, int, int] | None, Field(description="fill the b
 
 
 def _image_annotations() -> ToolAnnotations:
-    return ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=False, openWorldHint=True)
+    return ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True)
 
 
 async def _image_call(ctx: Context, action: str, inp: dict[str, Any], return_base64: bool,
                       idempotency_key: str | None) -> ImageOutput:
-    inline_limit = ctx.request_context.lifespan_context.runtime.config.mcp.max_inline_image_bytes
+    inline_limit = server_state(ctx).runtime.config.mcp.max_inline_image_bytes
     job = {"project": "image_tools", "action": action, "input": _drop_none(**inp, inline=return_base64 or None)}
     result = await run_job(ctx, job, idempotency_key=idempotency_key)
     return image_output(result, return_base64=return_base64, inline_limit=inline_limit)

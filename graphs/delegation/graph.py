@@ -31,7 +31,7 @@ def _routed(node: Node, route: Callable[[DelegationState], str]) -> Callable[[De
 
 def build_graph(llm: LLMProvider, checkpointer: Any = None) -> Any:
     """Compile the delegation graph over ``llm``; nothing is compiled at import time."""
-    graph = StateGraph(DelegationState)
+    graph: Any = StateGraph(DelegationState)  # langgraph's add_node overloads do not see TypedDict nodes
     for name, fn in make_nodes(llm).items():
         if name in ROUTES:
             route, ends = ROUTES[name]

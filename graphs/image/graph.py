@@ -31,7 +31,7 @@ def build_graph(provider_for: Any, storage: StorageProvider, checkpointer: Any =
         storage: where inputs, intermediates and outputs live.
         checkpointer: optional LangGraph checkpointer (resume by job id).
     """
-    graph = StateGraph(ImageState)
+    graph: Any = StateGraph(ImageState)  # langgraph's add_node overloads do not see TypedDict nodes
     for step in STEPS:
         graph.add_node(step, make_step(step, provider_for, storage))
     graph.add_node("finalize", partial(finalize, storage=storage))
