@@ -1,5 +1,6 @@
 """``python -m bench``: run every figure against its anchor and write RESULTS.md, results.json, plots.
 
+    python -m bench --setup              # once: the reference venvs (RealESRGANer, rembg CLI), then a full run
     python -m bench                      # full run (about 10-15 minutes on 2 cores)
     python -m bench --quick              # CI: every suite tiny; checks the harness, not speed
     python -m bench --only research,concurrency --out /tmp/bench
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -24,7 +26,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=BENCH_DIR, help="where RESULTS.md, results.json, plots/ go")
     parser.add_argument("--no-plots", action="store_true")
     parser.add_argument("--budget-s", type=float, default=None, help="time budget of the whole run")
+    parser.add_argument("--setup", action="store_true",
+                        help="first build the reference venvs under .bench-venvs/ (pip; minutes the first time)")
     args = parser.parse_args(argv)
+    if args.setup:
+        for module in ("bench.ref_realesrganer", "bench.bench_rembg"):
+            done = subprocess.run([sys.executable, "-m", module, "--setup", *(["--quick"] if module.endswith("rembg") else [])],
+                                  check=False, stdout=subprocess.DEVNULL)
+            if done.returncode != 0:
+                print(f"{module} --setup failed (exit {done.returncode}); its rows will say not measured",
+                      file=sys.stderr)
     run = run_all(select(args.only), quick=args.quick, budget_s=args.budget_s)
     files = write_results(run, args.out, plots=not args.no_plots)
     json.dump({"elapsed_s": run.elapsed_s, "records": len(run.records),

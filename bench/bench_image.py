@@ -1,4 +1,4 @@
-"""Image benchmarks: upscale throughput vs RealESRGANer and ncnn, peak RSS, rembg images/s.
+"""Image benchmarks: upscale throughput vs RealESRGANer and ncnn, and peak RSS (rembg: bench/bench_rembg.py).
 
 Run: ``python -m bench.bench_image [--quick] [--device cpu|cuda] [--models-dir DIR] [--no-realesrganer]``.
 Prints one JSON object. Same weights (the model store's realesrgan-anime-6b, converted from
@@ -14,8 +14,7 @@ Measured quantities:
     levels;
   * peak RSS of a fresh process upscaling a 2048x2048 input x4 with tiling (default tile), and of
     ``RealESRGANer``: tile=0 at 256 and 512, tile=0 at 2048 under an 8 GB address-space cap, and
-    tile=400 at 2048;
-  * background removal images/s (u2netp, 512x512), sequential.
+    tile=400 at 2048.
 """
 
 from __future__ import annotations
@@ -316,60 +315,12 @@ def rss_realesrganer(models_dir: str, device: str, quick: bool, wanted: bool) ->
     return ref_realesrganer.measure_rss(models_dir, torch.get_num_threads(), quick)
 
 
-def bench_rembg(models_dir: str, repeat: int) -> dict[str, Any]:
-    import anyio
-
-    from providers.base import ImageAction, ImageConfig
-    from providers.image.rembg_backend import RembgRemover, RembgSettings
-
-    remover = RembgRemover(RembgSettings(model="u2netp", fallback_models=(), models_dir=models_dir))
-    data = _png(_image(512))
-
-    def run() -> None:
-        anyio.run(remover.process, data, ImageAction.REMOVE_BACKGROUND, ImageConfig())
-
-    t = _timeit(run, repeat)
-    return {
-        "model": "u2netp",
-        "input": "512x512",
-        "images_per_s": round(1 / t, 3),
-        "seconds_per_image": round(t, 3),
-    }
-
-
-_REMBG_SCRIPT = """
-import io, json, os, sys, time
-from rembg import new_session, remove
-data = open(sys.argv[1], "rb").read()
-session = new_session("u2netp")
-remove(data, session=session)
-best = min((lambda t: (remove(data, session=session), time.perf_counter() - t)[1])(time.perf_counter()) for _ in range(5))
-print(json.dumps({"seconds_per_image": best}))
-"""
-
-
-def bench_rembg_library(python: str, models_dir: str) -> dict[str, Any]:
-    """rembg itself (its own venv: it needs scipy, scikit-image, pymatting/numba) on the same image."""
-    with tempfile.TemporaryDirectory() as tmp:
-        image = Path(tmp) / "in.png"
-        image.write_bytes(_png(_image(512)))
-        env = {**os.environ, "U2NET_HOME": models_dir}
-        proc = subprocess.run(
-            [python, "-c", _REMBG_SCRIPT, str(image)], capture_output=True, text=True, env=env, timeout=600
-        )
-    if proc.returncode != 0:
-        return {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1]}
-    seconds = json.loads(proc.stdout.strip().splitlines()[-1])["seconds_per_image"]
-    return {"rembg_library_images_per_s": round(1 / seconds, 3)}
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models-dir", default=None)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--quick", action="store_true", help="smaller sizes (CI smoke run)")
     parser.add_argument("--rss-size", type=int, default=2048)
-    parser.add_argument("--rembg-python", help="python of a venv with rembg installed, to compare against")
     parser.add_argument("--realesrganer", action=argparse.BooleanOptionalAction, default=True,
                         help="measure upstream RealESRGANer as the anchor when its venv exists "
                              "(python -m bench.ref_realesrganer --setup builds it)")
@@ -389,8 +340,6 @@ def main(argv: list[str] | None = None) -> None:
     result: dict[str, Any] = {
         "cpu_threads": len(os.sched_getaffinity(0)),
         "upscale": bench_upscale(models_dir, args.device, size, repeat, args.realesrganer),
-        "rembg": bench_rembg(models_dir, 1 if args.quick else 5),
-        "rembg_reference": bench_rembg_library(args.rembg_python, models_dir) if args.rembg_python else None,
         "peak_rss_upscale": bench_rss(models_dir, 256 if args.quick else args.rss_size, args.device, 1800),
         "peak_rss_realesrganer": rss_realesrganer(models_dir, args.device, args.quick, args.realesrganer),
     }

@@ -98,12 +98,14 @@ SUITES: tuple[Suite, ...] = (
                  "bare MCPServer, same call", "<= 1.5x; 0 errors"),
     ), full_args=("--out", "{tmpdir}/mcp.json"), quick_args=("--iterations", "30", "--out", "{tmpdir}/mcp.json"),
         full_timeout_s=180, adapt=adapters.mcp),
+    Suite("rembg", "bench.bench_rembg", (
+        Expected("background removal images/s", "images/s", "rembg CLI", ">= 1x (batch >= 2x)"),
+    ), quick_args=("--quick",), full_timeout_s=300, quick_timeout_s=180, adapt=adapters.rembg),
     Suite("image", "bench.bench_image", (
         Expected("upscale anime-6B x4, CPU, output MP/s", "MP/s", "RealESRGANer (own venv); ncnn", ">= 1.5x, >= 2x"),
         Expected("upscale peak RSS, 2048x2048 input", "MB", "RealESRGANer tile=0", "<= 2 GB"),
-        Expected("background removal images/s", "images/s", "rembg CLI", ">= 1x (batch >= 2x)"),
         Expected("GPU upscale fp16 (when a GPU is lent)", "MP/s", "RealESRGANer fp16, same GPU", ">= 2x"),
-    ), full_timeout_s=600, quick_timeout_s=240, adapt=adapters.image),
+    ), full_timeout_s=840, quick_timeout_s=240, adapt=adapters.image),
 )
 
 

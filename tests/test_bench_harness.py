@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -187,3 +188,35 @@ def test_tiled_rss_stand_in_runs_the_network_on_exactly_one_full_tile() -> None:
     for h, w in [(410, 410), (410, 420), (420, 420), (420, 420), (58, 420)]:
         assert tuple(upsampler.model(torch.zeros(1, 3, h, w)).shape) == (1, 3, 4 * h, 4 * w)
     assert seen == [(420, 420)]
+
+
+def _rembg_summary(cli: Any) -> dict[str, Any]:
+    return {"model": "u2netp", "input": "512x512", "images": 16,
+            "ours_sequential": {"images_per_s": 3.0}, "ours_batch": {"images_per_s": 4.0},
+            "ours_batch_dispatch": {"images_per_s": 3.9}, "rembg_cli_folder": cli,
+            "rembg_library_in_process": {"images_per_s": 2.5},
+            "ratios": {"batch_vs_cli_marginal_image": 1.3}}
+
+
+def test_rembg_rows_are_anchored_on_the_cli_folder_mode_with_their_goals() -> None:
+    from bench import adapters
+
+    rows = {r["name"]: r for r in adapters.rembg(_rembg_summary({"images_per_s": 2.5}), "python -m bench.bench_rembg")}
+    seq = rows["background removal images/s (u2netp, 512x512), sequential vs rembg CLI"]
+    batch = rows["background removal images/s (u2netp, 512x512), batch of 16 vs rembg CLI"]
+    assert (seq["ratio"], seq["goal"], seq["met"]) == (1.2, ">= 1x", True)
+    assert (batch["ratio"], batch["goal"], batch["met"]) == (1.6, ">= 2x", False)
+    assert "rembg p" in seq["anchor"] and all(r["command"] == "python -m bench.bench_rembg" for r in rows.values())
+    assert len(rows) == 5  # + dispatch, marginal-image and library references
+    missing = adapters.rembg(_rembg_summary("not measured: run python -m bench.bench_rembg --setup"), "c")
+    assert all(r["met"] is None for r in missing)
+    assert "--setup" in missing[0]["note"]
+
+
+def test_quick_rembg_suite_runs_through_the_harness(tmp_path: Path) -> None:
+    assert main(["--quick", "--only", "rembg", "--out", str(tmp_path), "--no-plots"]) == 0
+    records = json.loads((tmp_path / "results.json").read_text())
+    names = [r["name"] for r in records]
+    assert any("sequential vs rembg CLI" in n for n in names) and any("batch of 2 vs rembg CLI" in n for n in names)
+    for record in records:
+        assert record["value"] is None or record["value"] > 0, record
