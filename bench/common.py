@@ -23,7 +23,7 @@ async def timed(fn: Callable[[], Awaitable[Any]], repeat: int, warmup: int = 1) 
 
 
 def figure(name: str, value: float, unit: str, anchor: str, anchor_value: float, goal: str,
-           met: bool, command: str, **extra: Any) -> dict[str, Any]:
+           met: bool | None, command: str, **extra: Any) -> dict[str, Any]:
     """One record: name, value, unit, anchor, anchor_value, ratio, goal, met, command."""
     return {
         "name": name,
@@ -48,13 +48,14 @@ def emit(records: list[dict[str, Any]]) -> None:
     sys.stdout.write("\n")
 
 
-def bare_three_node_graph(state_type: Any, call: Callable[[Any], Awaitable[Any]], last: Callable[[Any], Awaitable[Any]]) -> Any:
-    """The anchor graph: START -> call -> call -> last -> END, no checkpointer."""
+def bare_three_node_graph(state_type: Any, call: Callable[[Any], Awaitable[Any]], last: Callable[[Any], Awaitable[Any]],
+                          second: Callable[[Any], Awaitable[Any]] | None = None) -> Any:
+    """The anchor graph: START -> call -> call (or ``second``) -> last -> END, no checkpointer."""
     from langgraph.graph import END, START, StateGraph
 
     graph = StateGraph(state_type)
     graph.add_node("one", call)
-    graph.add_node("two", call)
+    graph.add_node("two", second or call)
     graph.add_node("three", last)
     graph.add_edge(START, "one")
     graph.add_edge("one", "two")

@@ -40,6 +40,16 @@ _PATTERNS: tuple[re.Pattern[str], ...] = tuple(
     )
 )
 
+
+def _scoped(pattern: str) -> str:
+    """``pattern`` as one alternative of a bigger regex (a leading ``(?i)`` becomes scoped)."""
+    return f"(?i:{pattern[4:]})" if pattern.startswith("(?i)") else f"(?:{pattern})"
+
+
+#: One scan that finds whether any pattern could match: most strings of a result hold no secret
+#: shape, and one search is cheaper than a substitution per pattern.
+_ANY_PATTERN = re.compile("|".join(_scoped(p.pattern) for p in _PATTERNS))
+
 _SECRET_ENV_SUFFIXES = ("KEY", "TOKEN", "SECRET", "PASSWORD", "KEYS", "TOKENS", "SECRETS", "_DSN")
 _extra_secrets: set[str] = set()
 
@@ -87,6 +97,8 @@ def _redact(text: str, values: re.Pattern[str] | None) -> str:
         return text
     if values is not None:
         text = values.sub(MASK, text)
+    if _ANY_PATTERN.search(text) is None:
+        return text
     for pattern in _PATTERNS:
         text = pattern.sub(_mask, text)
     return text
