@@ -120,7 +120,7 @@ async def _litellm_router_anchor(
     anchor = median(samples)
     return figure(
         f"litellm Router (default retries), primary {label}", anchor, "ms", "our router, same failure", ours,
-        "reference only: what the failover goal avoids", True, COMMAND, samples=repeat,
+        "reference only: what the failover goal avoids", None, COMMAND, samples=repeat,
     )
 
 
