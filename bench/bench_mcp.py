@@ -22,7 +22,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -30,16 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-
-async def timed(fn: Callable[[], Awaitable[Any]], iterations: int) -> list[float]:
-    for _ in range(10):  # warm-up
-        await fn()
-    samples = []
-    for _ in range(iterations):
-        started = time.perf_counter()
-        await fn()
-        samples.append((time.perf_counter() - started) * 1000)
-    return samples
+from bench.common import timed  # noqa: E402  (after the path set-up above)
 
 
 def summary(samples: list[float]) -> dict[str, float]:
@@ -87,8 +78,8 @@ async def in_process(iterations: int, config: Path, trimmed: Path) -> dict[str, 
             bare_samples: list[float] = []
             swarm_samples: list[float] = []
             for _ in range(3):
-                bare_samples += await timed(bare_fn, iterations // 3)
-                swarm_samples += await timed(swarm_fn, iterations // 3)
+                bare_samples += await timed(bare_fn, iterations // 3, warmup=10)
+                swarm_samples += await timed(swarm_fn, iterations // 3, warmup=10)
             b, s = summary(bare_samples), summary(swarm_samples)
             out[name] = {"bare": b, "swarm": s, "ratio_median": round(s["median_ms"] / b["median_ms"], 2)}
     return out
