@@ -434,14 +434,14 @@ def pull_one(
                 continue
             digest = sha256_file(produced)
             want = expected_sha256(spec)
-            converted_download = isinstance(source, UrlSource) and source.convert == "pth"
-            if want and digest != want and not converted_download:
+            pth = source if isinstance(source, UrlSource) and source.convert == "pth" else None
+            if want and digest != want and pth is None:
                 errors.append(f"{source.describe()}: produced sha256 {digest}, expected {want}")
                 continue
             sidecar = _sidecar(target)
-            if isinstance(source, UrlSource) and converted_download and digest != want:
+            if pth is not None and digest != want:
                 # trusted through the download's checksum; record what it became
-                record = {"source": source.url, "source_checksum": source.checksum, "sha256": digest}
+                record = {"source": pth.url, "source_checksum": pth.checksum, "sha256": digest}
                 tmp_record = Path(tmp) / sidecar.name
                 tmp_record.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
                 os.replace(tmp_record, sidecar)

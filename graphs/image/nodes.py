@@ -34,8 +34,10 @@ _STEP_OPTIONS = {
 }
 
 
-def output_key(job_id: str, step: str, output_format: str) -> str:
-    return f"image_tools/{job_id}/{step}.{'jpg' if output_format == 'jpeg' else output_format}"
+def output_key(job_id: str, step: str, output_format: str, index: int | None = None) -> str:
+    """Where ``step`` stores its output (``<step>-<index>`` for one image of a batch)."""
+    name = step if index is None else f"{step}-{index}"
+    return f"image_tools/{job_id}/{name}.{'jpg' if output_format == 'jpeg' else output_format}"
 
 
 def _progress(stage: str, message: str, fraction: float | None) -> None:
@@ -89,10 +91,6 @@ def make_step(
     return node
 
 
-def batch_output_key(job_id: str, step: str, index: int, output_format: str) -> str:
-    return f"image_tools/{job_id}/{step}-{index}.{'jpg' if output_format == 'jpeg' else output_format}"
-
-
 def make_batch_step(
     step: str, provider_for: Callable[[str], Any], storage: StorageProvider
 ) -> Callable[[ImageState], Awaitable[dict[str, Any]]]:
@@ -122,7 +120,7 @@ def make_batch_step(
             if error is not None or data is None:
                 results.append({"index": index, "error": _error(error)})
                 continue
-            key = batch_output_key(state["job_id"], step, index, fmt)
+            key = output_key(state["job_id"], step, fmt, index)
             await storage.put(key, data, _content_type(fmt), overwrite=True)
             width, height = _size(data)
             results.append(
