@@ -90,7 +90,7 @@ async def research(inp: ResearchInput, ctx: JobContext) -> dict[str, Any]:
         checkpointer = InMemorySaver()
     graph = build_graph(ctx.providers.llm, search, fetch, checkpointer)
     try:
-        state = await _run(graph, inp, route, config, ctx, checkpointer)
+        state = await _run(graph, inp, route, ctx, checkpointer)
     except (BudgetExceeded, AllProvidersFailed) as exc:
         _attach_partial(exc)
         raise
@@ -109,7 +109,7 @@ async def research(inp: ResearchInput, ctx: JobContext) -> dict[str, Any]:
     }
 
 
-async def _run(graph: Any, inp: ResearchInput, route: Any, config: Any, ctx: JobContext, checkpointer: Any) -> dict[str, Any]:
+async def _run(graph: Any, inp: ResearchInput, route: Any, ctx: JobContext, checkpointer: Any) -> dict[str, Any]:
     from graphs.runner import run_graph
 
     return await run_graph(
@@ -120,7 +120,7 @@ async def _run(graph: Any, inp: ResearchInput, route: Any, config: Any, ctx: Job
             "max_sources": inp.max_sources,
             "primary": route.primary.split("+", 1)[0] if route else None,
             "reviewer": route.reviewer if route else None,
-            "max_revisions": config.limits.max_revisions,
+            "max_revisions": ctx.config.limits.max_revisions,
             "revisions": 0,
             "trace": [],
         },
