@@ -8,7 +8,10 @@ these Protocols only; which backend stands behind them is decided by config.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import enum
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -64,6 +67,33 @@ class LLMConfig(_Frozen):
         default=None, description="ask for JSON that matches this schema (constrained where supported)"
     )
     step: str = "llm"
+
+
+AttemptEvent = Literal["calling", "failed"]
+#: ``(event, model, detail)``: a chain is about to call ``model`` (detail: what it skipped to get
+#: there) or ``model`` just failed (detail: the error class).
+AttemptListener = Callable[[AttemptEvent, str, str], None]
+_attempt_listener: contextvars.ContextVar[AttemptListener | None] = contextvars.ContextVar(
+    "attempt_listener", default=None
+)
+
+
+@contextlib.contextmanager
+def listen_to_attempts(listener: AttemptListener) -> Iterator[None]:
+    """Within this block, an LLM chain tells ``listener`` which model it calls as it goes, so
+    progress names the model really tried or answering, not the one the route asked for."""
+    token = _attempt_listener.set(listener)
+    try:
+        yield
+    finally:
+        _attempt_listener.reset(token)
+
+
+def notify_attempt(event: AttemptEvent, model: str, detail: str = "") -> None:
+    """Called by LLM chains (the router); a no-op when nobody listens."""
+    listener = _attempt_listener.get()
+    if listener is not None:
+        listener(event, model, detail)
 
 
 class LLMResponse(_Frozen):

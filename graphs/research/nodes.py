@@ -16,14 +16,22 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from langgraph.config import get_stream_writer
 from langgraph.types import Send
 
+from graphs.progress import emit, model_progress
 from graphs.research import prompts
 from graphs.research.citations import check_citations
 from graphs.research.sources import Fetcher, best_passages, rank_sources, read_source, terms_of
 from graphs.research.state import ResearchState, SearchTask
-from providers.base import LLMConfig, LLMProvider, LLMResponse, Message, SearchProvider, TraceStep
+from providers.base import (
+    LLMConfig,
+    LLMProvider,
+    LLMResponse,
+    Message,
+    SearchProvider,
+    TraceStep,
+    listen_to_attempts,
+)
 from providers.errors import AllProvidersFailed, ProviderError
 
 #: sub-queries planned, sources read, characters of source text given to the writer
@@ -47,13 +55,6 @@ class ResearchDeps:
     searches_done: int = 0
 
 
-def emit(stage: str, message: str, fraction: float | None = None) -> None:
-    try:
-        get_stream_writer()({"stage": stage, "message": message, "fraction": fraction})
-    except RuntimeError:  # invoked outside a streaming run: nobody listens
-        pass
-
-
 def node_step(name: str, started: float, detail: str, outcome: str = "ok") -> dict[str, Any]:
     return TraceStep(
         step=name, kind="node", provider="graph", latency_ms=(time.perf_counter() - started) * 1000,
@@ -65,10 +66,14 @@ def _dump(steps: Any) -> list[dict[str, Any]]:
     return [s.model_dump() if hasattr(s, "model_dump") else dict(s) for s in steps]
 
 
+_VERBS = {"plan": "planning", "write": "writing", "revise": "revising", "review": "reviewing"}
+
+
 async def ask(llm: LLMProvider, messages: list[Message], config: LLMConfig) -> tuple[LLMResponse | None, list[dict[str, Any]], str]:
     """One LLM call: (response or None, its attempts as trace dicts, error text)."""
     try:
-        response = await llm.complete(messages, config)
+        with listen_to_attempts(model_progress(config.step, _VERBS.get(config.step, config.step))):
+            response = await llm.complete(messages, config)
     except AllProvidersFailed as exc:
         return None, _dump(exc.attempts), exc.to_dict()["message"]
     except ProviderError as exc:

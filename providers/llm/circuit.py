@@ -97,6 +97,7 @@ class CircuitBoard:
         return (
             f"circuit open until {until.isoformat(timespec='seconds')} (another {remaining_s:.1f} s)"
             f" after {circuit.consecutive_failures} consecutive failures"
+            + (f"; last: {circuit.last_error[:300]}" if circuit.last_error else "")
         )
 
     def record_success(self, name: str) -> None:

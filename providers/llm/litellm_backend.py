@@ -232,8 +232,12 @@ class LiteLLMModel:
             response = await litellm.acompletion(**params)
         except Exception as exc:  # translated once, here; the router decides what follows
             error = translate_error(exc, self.provider, self.name, self.spec.timeout_s)
-            if isinstance(error, ProviderUnavailable) and self.local_servers is not None:
-                self.local_servers.forget(self.name)
+            if isinstance(error, ProviderUnavailable | ProviderTimeout) and self.local_servers is not None:
+                # A local server that died shows up here as a bare connection error: say what
+                # happened to it instead (signal, uptime, last log lines, log path).
+                crash = await self.local_servers.crash_report(self.name)
+                if crash is not None:
+                    error = ProviderUnavailable(self.provider, crash, model=self.name)
             raise error from None
         latency = (time.perf_counter() - started) * 1000
         return self._to_response(response, config, latency)

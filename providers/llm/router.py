@@ -24,7 +24,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from providers.base import LLMConfig, LLMProvider, LLMResponse, Message, TraceStep
+from providers.base import LLMConfig, LLMProvider, LLMResponse, Message, TraceStep, notify_attempt
 from providers.errors import AllProvidersFailed, InputError, ProviderError, ProviderRateLimited
 from providers.llm.litellm_backend import missing_key_reason
 from swarm.redact import redact
@@ -110,6 +110,8 @@ class LLMRouter:
             if reason:
                 attempts.append(self._step(name, config, outcome="skipped", detail=reason))
                 continue
+            skipped = [a.model or "" for a in attempts if a.outcome == "skipped"]
+            notify_attempt("calling", name, f"skipped: {', '.join(skipped)}" if skipped else "")
             response = await self._call_with_retries(name, messages, config, attempts)
             if response is not None:
                 return response.model_copy(update={"attempts": (*attempts, *response.attempts)})
@@ -135,6 +137,7 @@ class LLMRouter:
                 )
                 wait = _short_retry_after(exc, retry.max_retry_after_s)
                 if wait is None or attempt > retry.max_retries:
+                    notify_attempt("failed", name, type(exc).__name__)
                     return None
                 if self.circuits.acquire(name) is not None:
                     return None  # this failure opened the circuit: do not hammer it
