@@ -9,8 +9,7 @@ path: this module imports nothing from the project). Two things happen before th
   20824, ``ggml_backend_amx_mul_mat``). ``llama_cpp.server`` has no flag for the model
   parameter ``use_extra_bufts``, so the model's default parameters are wrapped here to turn it
   off. This runs on every CPU, AMD included, so every machine serves the model the same way
-  and the tests on any machine exercise the fix. On a 135M model the repacked layouts buy
-  nothing measurable (see README, "The local model").
+  and the tests on any machine exercise the fix (README, "The local model, on every CPU").
 * **Dies with its parent.** The server runs in its own process group (so a terminal's Ctrl-C
   does not hit it first), which also means nothing kills it when the parent is SIGKILLed.
   Linux's ``PR_SET_PDEATHSIG`` sends it SIGKILL when the parent dies, and a watchdog thread
