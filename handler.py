@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from swarm.redact import redact
+from core.redact import redact
 
 log = logging.getLogger("swarm.handler")
 _runtime: Any = None
@@ -90,8 +90,8 @@ def main() -> None:
 
     import runpod
 
+    from core.redact import install_log_redaction
     from swarm.observability import configure_logging
-    from swarm.redact import install_log_redaction
 
     configure_logging(runtime().config)  # JSON lines with the job id, level from config
     install_log_redaction()

@@ -48,7 +48,7 @@ def _config_file(folder: str, checkpointer: str) -> str:
     """The shipped config with only ``checkpointer.kind`` changed."""
     import yaml
 
-    from swarm.config import DEFAULT_CONFIG_PATH
+    from core.config import DEFAULT_CONFIG_PATH
 
     raw = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text(encoding="utf-8"))
     raw.setdefault("checkpointer", {})["kind"] = checkpointer

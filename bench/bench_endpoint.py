@@ -28,7 +28,7 @@ from typing import Any
 
 from swarm.endpoint.server import EndpointServer
 from swarm.endpoint.state import Settings
-from swarm.runners.runpod import RunPodRunner
+from swarm.executors.runpod import RunPodRunner
 
 DEMO = [sys.executable, "-u", "-m", "swarm.endpoint.demo_worker"]
 

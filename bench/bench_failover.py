@@ -89,8 +89,8 @@ async def failover(repeat: int, anchor_repeat: int) -> list[dict[str, Any]]:
 
 
 async def _fails(model: Any, ask: list[Any]) -> None:
+    from core.errors import ProviderError
     from providers.base import LLMConfig
-    from providers.errors import ProviderError
 
     try:
         await model.complete(ask, LLMConfig())

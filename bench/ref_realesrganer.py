@@ -89,9 +89,8 @@ def write_pth(models_dir: str, out_dir: Path) -> Path:
     import torch
     from safetensors.torch import load_file
 
-    from swarm import models_store
-
-    state = load_file(str(models_store.path_for("realesrgan-anime-6b", models_dir)))
+    from providers.image import weights
+    state = load_file(str(weights.path_for("realesrgan-anime-6b", models_dir)))
     expected = upstream_keys(6)
     if sorted(state) != sorted(expected):
         odd = sorted(set(state) ^ set(expected))[:5]

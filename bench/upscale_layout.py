@@ -29,11 +29,9 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from bench import bench_image
-    from providers.image import archs
-    from swarm import models_store
-
-    models_dir = str(models_store.resolve_models_dir(args.models_dir))
-    nchw, _ = archs.load(str(models_store.path_for("realesrgan-anime-6b", models_dir)))
+    from providers.image import archs, weights
+    models_dir = str(weights.resolve_models_dir(args.models_dir))
+    nchw, _ = archs.load(str(weights.path_for("realesrgan-anime-6b", models_dir)))
     channels_last = copy.deepcopy(nchw).to(memory_format=torch.channels_last)
     img = np.asarray(bench_image._image(args.size))
     x = torch.from_numpy(img.copy()).permute(2, 0, 1)[None].float().div(255).contiguous()

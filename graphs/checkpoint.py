@@ -16,9 +16,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from providers.errors import ConfigError
-from swarm.config import SwarmConfig
-from swarm.redact import redact, register_secret
+from core.config import SwarmConfig
+from core.errors import ConfigError
+from core.redact import redact, register_secret
 
 log = logging.getLogger("swarm.checkpoint")
 

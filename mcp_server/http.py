@@ -24,7 +24,7 @@ from pydantic import AnyHttpUrl
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from providers.errors import ConfigError
+from core.errors import ConfigError
 
 log = logging.getLogger("swarm.mcp.http")
 
@@ -82,9 +82,9 @@ def security_settings(config: Any) -> TransportSecuritySettings:
 def build_http_app(config_path: str | None = None, *, host: str = "127.0.0.1", port: int = 8808,
                    env: dict[str, str] | None = None, **server_kwargs: Any) -> Any:
     """The Starlette app serving MCP at ``/mcp`` and a health check at ``/health``."""
+    from core.config import config_path as resolve_config_path
+    from core.config import load_config
     from mcp_server.server import build_server
-    from swarm.config import config_path as resolve_config_path
-    from swarm.config import load_config
 
     environ: Mapping[str, str] = os.environ if env is None else env
     config = load_config(resolve_config_path(config_path))

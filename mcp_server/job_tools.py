@@ -13,7 +13,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
-from mcp_server.runner import owner_of, progress_sender, server_state
+from mcp_server.calls import owner_of, progress_sender, server_state
 
 JobId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$",
                              description="the job_id a tool returned")]

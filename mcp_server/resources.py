@@ -13,7 +13,7 @@ from typing import Any
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ResourceError
 
-from mcp_server.runner import owner_of, server_state
+from mcp_server.calls import owner_of, server_state
 
 #: graph name -> "module:build_graph" and how to call it with fakes (no model, no network)
 GRAPHS = ("delegation", "research")
@@ -29,7 +29,7 @@ def register(server: Any, current_state: Callable[[], Any]) -> None:
     @server.resource("swarm://config", name="config", title="Effective config (redacted)", mime_type="application/json",
                      description="The config in force now, after ${ENV} expansion, with every secret masked.")
     def config_resource() -> str:
-        from swarm.config import redacted_dump
+        from core.config import redacted_dump
 
         state = current_state()
         data = redacted_dump(state.runtime.config)
@@ -70,7 +70,7 @@ def register(server: Any, current_state: Callable[[], Any]) -> None:
     @server.resource("swarm://artifacts/{+key}", name="artifact", title="A stored image or file",
                      description="An object from the configured storage (e.g. an upscaled image), by the key a tool returned.")
     async def artifact_resource(key: str, ctx: Context) -> bytes:
-        from providers.errors import InputError, ProviderError
+        from core.errors import InputError, ProviderError
 
         storage = server_state(ctx).runtime.providers().storage
         try:

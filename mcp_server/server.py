@@ -51,15 +51,15 @@ class ServerState:
 
     def runner(self) -> Any:
         """The runner chosen by config (``runner.kind``), re-chosen when config changes."""
-        from swarm.runners import make_runner
+        from swarm.executors import make_runner
 
         return make_runner(self.runtime.config, self.runtime)
 
     @property
     def jobs(self) -> Any:
-        """The job manager (store under ``swarm.config.state_dir()/jobs.sqlite``)."""
+        """The job manager (store under ``core.config.state_dir()/jobs.sqlite``)."""
         if self._jobs is None:
-            from swarm.config import state_dir
+            from core.config import state_dir
             from swarm.jobs import JobLoop, JobManager, JobStore
 
             store = JobStore(self.jobs_path or state_dir() / "jobs.sqlite")
@@ -95,7 +95,7 @@ class ServerState:
 
     async def start(self) -> None:
         """Resume the jobs a previous server left unfinished (same job ids, from checkpoints)."""
-        from swarm.config import state_dir
+        from core.config import state_dir
 
         path = self.jobs_path or state_dir() / "jobs.sqlite"
         if path.exists():  # no store yet -> nothing to resume, and nothing heavy to import
@@ -119,8 +119,8 @@ def build_server(config_path: str | None = None, *, jobs_path: Path | None = Non
         jobs_path: the job store (default: ``state_dir()/jobs.sqlite``).
         server_kwargs: passed to ``MCPServer`` (the HTTP transport adds ``token_verifier`` and ``auth``).
     """
-    from swarm.config import config_path as resolve_config_path
-    from swarm.config import load_config
+    from core.config import config_path as resolve_config_path
+    from core.config import load_config
 
     config = load_config(resolve_config_path(config_path))
     bus = InMemorySubscriptionBus()
@@ -159,10 +159,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8808, help="HTTP port (default 8808)")
     args = parser.parse_args(argv)
-    from providers.errors import ConfigError
-    from swarm.config import config_path, load_config
+    from core.config import config_path, load_config
+    from core.errors import ConfigError
+    from core.redact import install_log_redaction
     from swarm.observability import configure_logging
-    from swarm.redact import install_log_redaction
 
     try:
         config = load_config(config_path(args.config))  # fail fast on a broken file, with the keys named

@@ -19,7 +19,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field
 
-from mcp_server.runner import run_job, server_state
+from mcp_server.calls import run_job, server_state
 
 log = logging.getLogger("swarm.mcp")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from providers.errors import ConfigError
+from core.errors import ConfigError
 
 BACKENDS: dict[str, dict[str, str]] = {
     "llm": {

@@ -12,6 +12,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
+from core.errors import InputError, ProviderError, ProviderUnavailable
 from providers.base import (
     LLMConfig,
     LLMResponse,
@@ -20,7 +21,6 @@ from providers.base import (
     StoredObject,
     TraceStep,
 )
-from providers.errors import InputError, ProviderError, ProviderUnavailable
 
 Responder = Callable[[list[Message], LLMConfig], "str | dict[str, Any] | Awaitable[str | dict[str, Any]]"]
 

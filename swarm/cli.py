@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from providers.errors import SwarmError
+from core.errors import SwarmError
 
 
 def _print_trace(trace: list[dict[str, Any]], stream: Any = sys.stderr) -> None:
@@ -61,7 +61,7 @@ async def _run_job(args: argparse.Namespace, job: dict[str, Any]) -> int:
 
     runtime = Runtime(args.config)
     try:
-        from swarm.runners import make_runner
+        from swarm.executors import make_runner
 
         runner = make_runner(runtime.config, runtime)
         result = await runner.run(job, _progress_printer(args.quiet))
@@ -130,7 +130,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_config_check(args: argparse.Namespace) -> int:
     import yaml
 
-    from swarm.config import config_path, load_config, redacted_dump
+    from core.config import config_path, load_config, redacted_dump
 
     config = load_config(config_path(args.config))
     print(f"# {config_path(args.config)}: valid", file=sys.stderr)
@@ -156,8 +156,8 @@ def cmd_health(args: argparse.Namespace) -> int:
 
 
 def cmd_index_build(args: argparse.Namespace) -> int:
+    from core.config import config_path, load_config
     from providers.search.local_index import build_index_from_config
-    from swarm.config import config_path, load_config
 
     config = load_config(config_path(args.config))
     stats = build_index_from_config(config, args.paths or None, reset=args.reset)
@@ -173,7 +173,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 #: Subcommands implemented by another module's ``main(argv)``; their flags are theirs.
 DELEGATED: dict[str, tuple[str, str]] = {
-    "models": ("swarm.models_store:main", "pull and list image model weights"),
+    "models": ("swarm.models_cli:main", "pull and list image model weights"),
     "endpoint": ("swarm.endpoint.__main__:main", "a local RunPod endpoint for development and tests"),
     "bench": ("bench.__main__:main", "every speed figure against its anchor (writes bench/RESULTS.md)"),
 }
@@ -242,8 +242,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return int(import_string(DELEGATED[argv[0]][0])(argv[1:]) or 0)
     args = build_parser().parse_args(argv)
+    from core.redact import install_log_redaction
     from swarm.observability import configure_logging
-    from swarm.redact import install_log_redaction
 
     configure_logging(os.environ.get("SWARM_LOG_LEVEL", "WARNING"), json=False)
     install_log_redaction()

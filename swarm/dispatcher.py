@@ -18,13 +18,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from core.errors import AllProvidersFailed, InputError, SwarmError
+from core.redact import redact, redact_data
+from graphs.budget import fill_partial, job_scope
+from graphs.context import JobContext
 from providers.base import TraceStep
-from providers.errors import AllProvidersFailed, InputError, SwarmError
 from providers.registry import import_string
-from swarm.budget import fill_partial, job_scope
-from swarm.context import JobContext
 from swarm.observability import bind_job, export_job_spans, unbind_job
-from swarm.redact import redact, redact_data
 
 log = logging.getLogger("swarm.dispatcher")
 
@@ -171,7 +171,7 @@ async def dispatch(raw: dict[str, Any] | JobRequest, make_context: Any) -> dict[
             raise input_error_from_validation(exc) from None
         ctx = await make_context(job_id)
         deadline_s = ctx.config.limits.job_deadline_s
-        with job_scope(ctx, job.input):
+        with job_scope(ctx.config, ctx.extras, job.input):
             try:
                 async with asyncio.timeout(deadline_s):
                     output = await fn(inp, ctx)

@@ -26,13 +26,13 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
-from providers.errors import ProviderError, ProviderUnavailable, SwarmError
-from swarm.redact import redact, redact_data
+from core.errors import ProviderError, ProviderUnavailable, SwarmError
+from core.redact import redact, redact_data
 
 if TYPE_CHECKING:
     import argparse
 
-    from swarm.config import ModelSpec, SwarmConfig
+    from core.config import ModelSpec, SwarmConfig
     from swarm.runtime import Runtime
 
 Status = Literal["ok", "warn", "fail", "info"]
@@ -110,8 +110,8 @@ async def check_cpu() -> Finding:
 
 def disk_targets(config: SwarmConfig) -> list[tuple[str, Path]]:
     """(labels, nearest existing folder) of the state and models dirs, one entry per filesystem."""
-    from swarm.config import state_dir
-    from swarm.models_store import resolve_models_dir
+    from core.config import state_dir
+    from providers.image.weights import resolve_models_dir
 
     by_device: dict[int, tuple[list[str], Path]] = {}
     for label, path in (("state", state_dir()), ("models", resolve_models_dir(config.providers.image.models_dir))):
@@ -252,7 +252,7 @@ def _installed(package: str, import_name: str, version: str) -> bool:
 
 def weights_state(name: str, models_dir: str | None) -> tuple[Status, str, str]:
     """(status, detail, fix) of one model of the store: present, preparable offline, or not."""
-    from swarm import models_store as store
+    from providers.image import weights as store
 
     spec = store.entry(name)
     target = store.resolve_models_dir(models_dir) / spec.filename
@@ -427,7 +427,7 @@ async def run_doctor(config: SwarmConfig, *, runtime: Runtime | None = None, can
 
 async def doctor(config_file: str | None, *, canary: bool = True) -> list[Finding]:
     """Load the config (a broken one is the only finding), run every check, close the runtime."""
-    from swarm.config import config_path
+    from core.config import config_path
     from swarm.runtime import Runtime
 
     path = config_path(config_file)

@@ -23,7 +23,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from swarm.context import ProgressFn
+from core.redact import redact
+from graphs.context import ProgressFn
 from swarm.jobstore import (  # noqa: F401  (re-exported: the job API lives here)
     FINAL_STATUSES,
     IN_PROGRESS,
@@ -32,7 +33,6 @@ from swarm.jobstore import (  # noqa: F401  (re-exported: the job API lives here
     handle,
     summary,
 )
-from swarm.redact import redact
 
 log = logging.getLogger("swarm.jobs")
 

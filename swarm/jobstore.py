@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from swarm.redact import redact, redact_data
+from core.redact import redact, redact_data
 
 IN_PROGRESS = "IN_PROGRESS"
 FINAL_STATUSES = frozenset({"COMPLETED", "FAILED", "CANCELLED"})

@@ -3,7 +3,7 @@
 Logs: ``configure_logging(config_or_level)`` installs one handler on the root logger that writes
 one JSON object per line to stderr (stdout belongs to the MCP stdio transport): ``ts``, ``level``,
 ``logger``, ``message``, ``job_id`` (from a context variable that ``dispatch`` binds), every string
-passed through ``swarm.redact.redact``.
+passed through ``core.redact.redact``.
 
 Traces: when ``observability.otlp_endpoint`` is set, ``export_job(result, config)`` turns the
 trace of a finished job into spans after the fact (explicit start and end times from each step's
@@ -23,8 +23,8 @@ from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from swarm.config import SwarmConfig
-    from swarm.context import JobContext
+    from core.config import SwarmConfig
+    from graphs.context import JobContext
 
 log = logging.getLogger("swarm.observability")
 
@@ -56,7 +56,7 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per record: ts, level, logger, message, job_id (+ exc when there is one)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        from swarm.redact import redact
+        from core.redact import redact
 
         entry: dict[str, Any] = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
@@ -72,7 +72,7 @@ class JsonFormatter(logging.Formatter):
 
 class _PlainRedactingFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        from swarm.redact import redact
+        from core.redact import redact
 
         job_id = getattr(record, "job_id", None) or job_id_var.get()
         record.job = f" [{job_id}]" if job_id else ""
@@ -161,7 +161,7 @@ def _tracer(endpoint: str) -> Any:
                 from opentelemetry.sdk.trace import TracerProvider
                 from opentelemetry.sdk.trace.export import BatchSpanProcessor
             except ModuleNotFoundError as exc:
-                from providers.errors import ConfigError
+                from core.errors import ConfigError
 
                 raise ConfigError(
                     f"needs OpenTelemetry ({exc.name} is missing): pip install opentelemetry-sdk"
@@ -337,7 +337,7 @@ def export_job(result: dict[str, Any], config: SwarmConfig | None, content: dict
             if capture and content:
                 recorded = content.get((step.get("step"), step.get("at")))
                 if recorded:
-                    from swarm.redact import redact
+                    from core.redact import redact
 
                     attrs["gen_ai.input.messages"] = redact(json.dumps(recorded["input"], ensure_ascii=False))
                     attrs["gen_ai.output.messages"] = redact(json.dumps(recorded["output"], ensure_ascii=False))

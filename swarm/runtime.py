@@ -13,8 +13,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from swarm.config import ConfigStore, SwarmConfig
-from swarm.context import JobContext, ProgressFn, Providers, _no_progress
+from core.config import ConfigStore, SwarmConfig
+from graphs.context import JobContext, ProgressFn, Providers, _no_progress
 
 log = logging.getLogger("swarm.runtime")
 

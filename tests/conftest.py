@@ -45,8 +45,8 @@ def make_context() -> Any:
     """``make_context(llm, **providers)`` -> an async job-context factory for ``dispatch``."""
     from langgraph.checkpoint.memory import InMemorySaver
 
-    from swarm.config import load_config
-    from swarm.context import JobContext, Providers
+    from core.config import load_config
+    from graphs.context import JobContext, Providers
 
     saver = InMemorySaver()
 

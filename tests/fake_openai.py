@@ -8,7 +8,10 @@ to exercise the real HTTP path. What a request gets is chosen by its model name:
   (429 without Retry-After), ``hang``, ``malformed``, ``empty``, ``echo``; anything else
   answers ``"ok from <model>"``.
 
-Every request is recorded in ``server.requests`` so a test can assert what was sent.
+Every request is recorded in ``server.requests`` so a test can assert what was sent. The local
+model manager's canary completion (sent before it adopts a server on its port) is answered
+aside, like a healthy llama server would, and counted in ``server.canaries`` instead: it does
+not consume a scripted behaviour. Set ``server.canary_ok = False`` to make it fail (HTTP 500).
 ``RefusedPort`` gives a port that refuses connections (bound, never listening).
 """
 
@@ -105,6 +108,8 @@ class FakeOpenAI:
 
     def __init__(self) -> None:
         self.requests: list[RecordedRequest] = []
+        self.canaries = 0
+        self.canary_ok = True
         self._scripts: dict[str, list[Behaviour]] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -155,6 +160,10 @@ class FakeOpenAI:
         async def chat(request: Request) -> Response:
             body = await request.json()
             model = str(body.get("model", ""))
+            if _is_canary(body):
+                self.canaries += 1
+                how = Behaviour.answer("hello") if self.canary_ok else Behaviour.fail(500)
+                return await self._respond(how, model, body)
             self.requests.append(
                 RecordedRequest("POST", request.url.path, model, body, dict(request.headers))
             )
@@ -292,6 +301,13 @@ class RefusedPort:
         self.close()
 
 
+def _is_canary(body: dict[str, Any]) -> bool:
+    from providers.llm.local_server import CANARY_PROMPT
+
+    messages = body.get("messages") or [{}]
+    return isinstance(messages, list) and messages[-1].get("content") == CANARY_PROMPT
+
+
 def free_port() -> int:
     """A loopback port that was free a moment ago (for servers that bind by number)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -309,7 +325,7 @@ def make_swarm_config(
     retry: dict[str, Any] | None = None,
 ) -> Any:
     """A validated ``SwarmConfig`` holding just an LLM section and the given ``models`` table."""
-    from swarm.config import SwarmConfig
+    from core.config import SwarmConfig
 
     first = next(iter(models))
     llm: dict[str, Any] = {

@@ -8,10 +8,10 @@ from typing import Any
 
 from conftest import ROOT
 
+from core.config import BudgetSpec, load_config
+from graphs.budget import BudgetedLLM, current_meter, job_tier
 from providers.base import LLMConfig, LLMResponse, Message, TraceStep
 from providers.testing import FakeLLM
-from swarm.budget import BudgetedLLM, current_meter, job_tier
-from swarm.config import BudgetSpec, load_config
 from swarm.dispatcher import dispatch
 
 REJECT = {"approved": False, "score": 3, "issues": ["too short"], "suggestion": "longer"}
@@ -102,9 +102,9 @@ def test_job_tier_defaults_to_the_default_models_tier() -> None:
 def _research_context(tmp_path: Any, llm: Any, max_tokens: int) -> Any:
     from langgraph.checkpoint.memory import InMemorySaver
 
+    from graphs.context import JobContext, Providers
     from providers.search.chain import SearchChain
     from providers.search.local_index import LocalIndexSearch
-    from swarm.context import JobContext, Providers
 
     corpus = tmp_path / "corpus"
     corpus.mkdir()
@@ -168,7 +168,7 @@ async def test_research_budget_stop_before_review_returns_the_checked_report(tmp
 
 async def test_research_writer_chain_exhausted_degrades_to_the_sources_found(tmp_path: Any) -> None:
     """Every writer model failing is not a failed job: the report lists the sources it found."""
-    from providers.errors import AllProvidersFailed
+    from core.errors import AllProvidersFailed
     from providers.testing import FunctionLLM
 
     def brain(messages: list[Message], config: LLMConfig) -> Any:

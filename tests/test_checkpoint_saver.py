@@ -191,8 +191,8 @@ async def test_a_lock_held_past_the_busy_timeout_fails_the_write_cleanly(tmp_pat
 async def test_the_sqlite_checkpointer_kind_opens_this_saver_in_wal(tmp_path: Path, config_file: Path) -> None:
     import yaml
 
+    from core.config import load_config
     from graphs.checkpoint import open_checkpointer
-    from swarm.config import load_config
 
     raw = yaml.safe_load(config_file.read_text(encoding="utf-8"))
     raw["checkpointer"] = {"kind": "sqlite", "path": str(tmp_path / "kind.sqlite")}

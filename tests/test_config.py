@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from providers.errors import ConfigError
-from swarm.config import ConfigStore, interpolate, load_config, redacted_dump
+from core.config import ConfigStore, interpolate, load_config, redacted_dump
+from core.errors import ConfigError
 
 
 def test_interpolation_uses_env_defaults_and_empty_for_unset() -> None:

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from core.errors import AllProvidersFailed, ProviderUnavailable
 from providers.base import LLMConfig, Message
-from providers.errors import AllProvidersFailed, ProviderUnavailable
 from providers.testing import FakeLLM, FunctionLLM
 from swarm.dispatcher import dispatch
 
@@ -158,7 +158,7 @@ async def test_same_job_id_resumes_without_rerunning_completed_nodes(make_contex
 async def test_a_job_past_its_deadline_stops_cleanly_and_resumes_by_id(make_context: Any) -> None:
     import asyncio
 
-    from swarm.config import load_config
+    from core.config import load_config
 
     config = load_config()
     config = config.model_copy(update={"limits": config.limits.model_copy(update={"job_deadline_s": 0.3})})
@@ -183,12 +183,12 @@ async def test_a_job_past_its_deadline_stops_cleanly_and_resumes_by_id(make_cont
 
 async def test_progress_names_the_model_tried_and_the_one_that_answered(monkeypatch: pytest.MonkeyPatch) -> None:
     """No DeepSeek key, Gemini failing: progress must not claim DeepSeek drafted."""
+    from fake_openai import Behaviour, FakeOpenAI, make_swarm_config
     from langgraph.checkpoint.memory import InMemorySaver
 
-    from fake_openai import Behaviour, FakeOpenAI, make_swarm_config
+    from graphs.context import JobContext, Providers
     from providers.llm.circuit import CircuitBoard
     from providers.llm.router import build_llm_router
-    from swarm.context import JobContext, Providers
 
     monkeypatch.delenv("DEEPSEEK_API_KEY", raising=False)
     with FakeOpenAI() as server:

@@ -21,7 +21,7 @@ from fake_openai import Behaviour, FakeOpenAI
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
-from swarm import models_store
+from providers.image import pull as weights_pull
 from swarm.endpoint.server import EndpointServer
 from swarm.endpoint.state import Settings
 
@@ -38,7 +38,7 @@ def fake_llm() -> Iterator[FakeOpenAI]:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeOpenAI) -> Iterator[dict[str, Any]]:
-    assert models_store.pull(["u2netp"], MODELS)["ok"]
+    assert weights_pull.pull(["u2netp"], MODELS)["ok"]
     home = tmp_path_factory.mktemp("runpod-e2e")
     config = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))
     config["models"]["local"]["api_base"] = f"{fake_llm.url}/v1"
@@ -90,7 +90,7 @@ async def test_delegate_and_an_image_action_run_on_runpod_workers(stack: dict[st
 
 
 async def test_twenty_concurrent_jobs_complete_across_two_workers(stack: dict[str, Any], fake_llm: FakeOpenAI) -> None:
-    from swarm.runners.runpod import RunPodRunner
+    from swarm.executors.runpod import RunPodRunner
 
     fake_llm.script("smollm2-135m-instruct", Behaviour.answer("ok", delay_s=0.2))
     server: EndpointServer = stack["server"]

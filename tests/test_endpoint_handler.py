@@ -18,7 +18,7 @@ from fake_openai import FakeOpenAI
 
 from swarm.endpoint.server import EndpointServer
 from swarm.endpoint.state import Settings
-from swarm.runners.runpod import RunPodRunner
+from swarm.executors.runpod import RunPodRunner
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -20,7 +20,7 @@ import pytest
 
 from swarm.endpoint.server import EndpointServer
 from swarm.endpoint.state import Settings
-from swarm.runners.runpod import RunPodRunner
+from swarm.executors.runpod import RunPodRunner
 
 DEMO = [sys.executable, "-u", "-m", "swarm.endpoint.demo_worker"]
 SETTINGS = dict(endpoint_id="ep-workers", take_hold_s=2, stop_hold_s=2, worker_lost_s=6)

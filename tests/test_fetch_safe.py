@@ -11,9 +11,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from providers.errors import InputError, ProviderError, ProviderTimeout
-from swarm import fetch
-from swarm.fetch import blocked_reason, safe_fetch
+from core.errors import InputError, ProviderError, ProviderTimeout
+from providers.web import fetch
+from providers.web.fetch import blocked_reason, safe_fetch
 
 
 class _Handler(BaseHTTPRequestHandler):

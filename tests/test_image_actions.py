@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from providers.image import pull as weights_pull
 from providers.image.rembg_backend import RembgRemover
 from providers.image.upscale import RealESRGANUpscaler
 from providers.storage.local import LocalStorage
-from swarm import models_store
 from swarm.dispatcher import dispatch
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -24,12 +24,12 @@ SMALL = (FIXTURES / "sr_input_48.png").read_bytes()
 
 @pytest.fixture(scope="module")
 def pulled():
-    assert models_store.pull(["realesrgan-anime-6b", "u2netp"], SHARED)["ok"]
+    assert weights_pull.pull(["realesrgan-anime-6b", "u2netp"], SHARED)["ok"]
 
 
 @pytest.fixture
 def setup(pulled, make_context, tmp_path, monkeypatch):
-    from swarm.config import load_config
+    from core.config import load_config
 
     monkeypatch.setenv("SWARM_MODELS_DIR", str(SHARED))
     config = load_config(Path(__file__).resolve().parents[1] / "config.yaml")
@@ -123,7 +123,7 @@ async def test_bad_input_fails_cleanly_and_writes_nothing(setup, inp, field, mat
 async def test_output_pixel_cap_refused_before_running(setup, make_context, config_file, tmp_path):
     import yaml
 
-    from swarm.config import load_config
+    from core.config import load_config
 
     raw = yaml.safe_load(config_file.read_text())
     raw["providers"]["image"]["max_output_pixels"] = 20_000
@@ -152,8 +152,8 @@ async def test_remove_background_to_s3_stores_output_and_keeps_signed_urls_out_o
     import httpx
     from moto.server import ThreadedMotoServer
 
+    from core.config import load_config
     from providers.storage.s3 import S3Storage
-    from swarm.config import load_config
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -284,8 +284,8 @@ async def test_pipeline_does_not_take_images(setup):
 
 async def test_batch_node_calls_a_provider_without_batches_once_per_image():
     """A provider with only ``process`` still serves a batch: one call per image, a failure stays its own."""
+    from core.errors import InputError
     from graphs.image.nodes import make_batch_step
-    from providers.errors import InputError
     from providers.testing import MemoryStorage
 
     calls = []

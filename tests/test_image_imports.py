@@ -18,7 +18,9 @@ MODULES = [
     "providers.image.ncnn_convert",
     "providers.storage.local",
     "providers.storage.s3",
-    "swarm.models_store",
+    "providers.image.weights",
+    "providers.image.pull",
+    "swarm.models_cli",
 ]
 HEAVY = ["torch", "onnxruntime", "PIL", "numpy", "boto3", "botocore", "safetensors"]
 

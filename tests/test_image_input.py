@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from providers.errors import InputError
+from core.errors import InputError
 from providers.image.imageio import (
     ImageLimits,
     check_output_pixels,

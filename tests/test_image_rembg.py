@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core.errors import AllProvidersFailed, InputError
 from providers.base import ImageAction, ImageConfig, ImageProvider
-from providers.errors import AllProvidersFailed, InputError
+from providers.image import pull as weights_pull
 from providers.image.rembg_backend import RembgRemover, RembgSettings
-from swarm import models_store
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SHARED = Path(tempfile.gettempdir()) / "swarm-test-models"
@@ -22,7 +22,7 @@ PHOTO = (FIXTURES / "grace_hopper_256.jpg").read_bytes()
 
 @pytest.fixture(scope="module")
 def remover():
-    assert models_store.pull(["u2netp"], SHARED)["ok"]
+    assert weights_pull.pull(["u2netp"], SHARED)["ok"]
     return RembgRemover(
         RembgSettings(model="isnet-anime", fallback_models=("u2netp",), models_dir=str(SHARED))
     )

@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core.errors import InputError, ProviderUnavailable
 from providers.base import ImageAction, ImageConfig, ImageProvider
-from providers.errors import InputError, ProviderUnavailable
+from providers.image import pull as weights_pull
+from providers.image import weights
 from providers.image.imageio import ImageLimits
 from providers.image.tiling import plan_tiles
 from providers.image.upscale import RealESRGANUpscaler, UpscaleSettings
-from swarm import models_store
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SHARED = Path(tempfile.gettempdir()) / "swarm-test-models"
@@ -23,7 +24,7 @@ SHARED = Path(tempfile.gettempdir()) / "swarm-test-models"
 
 @pytest.fixture(scope="module")
 def models_dir():
-    report = models_store.pull(["realesrgan-anime-6b", "realesr-animevideov3-x4"], SHARED)
+    report = weights_pull.pull(["realesrgan-anime-6b", "realesr-animevideov3-x4"], SHARED)
     assert report["ok"], report
     return str(SHARED)
 
@@ -125,9 +126,9 @@ async def test_model_that_cannot_be_prepared_names_pull_command(tmp_path, monkey
     # it from offline (an empty folder with the package installed works: test_models_first_use)
     import dataclasses
 
-    spec = models_store.MODELS["realesrgan-anime-6b"]
+    spec = weights.MODELS["realesrgan-anime-6b"]
     elsewhere = dataclasses.replace(spec.sources[0], version="0.0.0")
-    monkeypatch.setitem(models_store.MODELS, spec.name, dataclasses.replace(spec, sources=(elsewhere, *spec.sources[1:])))
+    monkeypatch.setitem(weights.MODELS, spec.name, dataclasses.replace(spec, sources=(elsewhere, *spec.sources[1:])))
     provider = upscaler(str(tmp_path))
     with pytest.raises(ProviderUnavailable, match="not installed; run: swarm models pull realesrgan-anime-6b"):
         await provider.process(

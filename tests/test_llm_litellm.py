@@ -8,13 +8,13 @@ from collections.abc import Iterator
 import pytest
 from fake_openai import Behaviour, FakeOpenAI, RefusedPort, make_swarm_config
 
-from providers.base import LLMConfig, Message
-from providers.errors import (
+from core.errors import (
     ProviderError,
     ProviderRateLimited,
     ProviderTimeout,
     ProviderUnavailable,
 )
+from providers.base import LLMConfig, Message
 from providers.llm.circuit import CircuitBoard
 from providers.llm.litellm_backend import LiteLLMModel, parse_retry_after
 from providers.llm.router import LLMRouter, build_llm_router
@@ -206,8 +206,8 @@ def test_parse_retry_after_accepts_seconds_and_dates() -> None:
 async def test_shipped_config_with_no_keys_answers_from_the_local_model(
     server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, tmp_path
 ) -> None:
+    from core.config import DEFAULT_CONFIG_PATH, load_config
     from providers.llm.local_server import LocalServerManager
-    from swarm.config import DEFAULT_CONFIG_PATH, load_config
 
     for name in ("DEEPSEEK_API_KEY", "GEMINI_API_KEY", "ANTHROPIC_API_KEY"):
         monkeypatch.delenv(name, raising=False)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 from fake_openai import make_swarm_config
 
-from providers.base import LLMConfig, Message
-from providers.errors import (
+from core.errors import (
     AllProvidersFailed,
     InputError,
     ProviderRateLimited,
     ProviderTimeout,
     ProviderUnavailable,
 )
+from providers.base import LLMConfig, Message
 from providers.llm.circuit import CircuitBoard
 from providers.llm.router import LLMRouter
 from providers.testing import DownLLM, FakeLLM, FunctionLLM

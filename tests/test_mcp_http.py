@@ -18,8 +18,8 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp_helpers import SlowLLM, use_fake_llm, write_config
 
+from core.errors import ConfigError
 from mcp_server.http import build_http_app, parse_tokens
-from providers.errors import ConfigError
 
 ALICE = "alice-token-0123456789abcdef"
 BOB = "bob-token-0123456789abcdef"

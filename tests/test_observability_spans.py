@@ -12,10 +12,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
+from core.config import load_config
 from providers.base import LLMConfig, Message
 from providers.testing import FakeLLM, FunctionLLM
 from swarm import observability
-from swarm.config import load_config
 from swarm.dispatcher import dispatch
 
 APPROVE = {"approved": True, "score": 9, "issues": [], "suggestion": ""}
@@ -74,8 +74,8 @@ async def test_delegation_job_becomes_root_node_and_chat_spans(exporter: InMemor
 
 
 async def test_failed_attempt_sets_error_type_and_status(exporter: InMemorySpanExporter, make_context: Any) -> None:
+    from core.errors import AllProvidersFailed
     from providers.base import TraceStep
-    from providers.errors import AllProvidersFailed
 
     def answer(messages: list[Message], config: LLMConfig) -> str:
         raise AllProvidersFailed("llm", [TraceStep(step="draft", provider="claude", model="claude-sonnet-4-5",
@@ -154,7 +154,7 @@ def test_opentelemetry_is_imported_only_when_an_endpoint_is_set() -> None:
     import sys
 
     code = (
-        "import sys, swarm.dispatcher, swarm.observability, swarm.budget;"
+        "import sys, swarm.dispatcher, swarm.observability, graphs.budget;"
         "print(sorted({m.split('.')[0] for m in sys.modules if m.startswith('opentelemetry')}))"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)

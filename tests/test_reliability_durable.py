@@ -204,9 +204,9 @@ async def test_postgres_checkpointer_from_config_runs_and_resumes(fake_models: F
 async def test_postgres_unreachable_is_a_config_error_without_the_password(tmp_path: Path) -> None:
     from fake_openai import RefusedPort
 
+    from core.config import load_config
+    from core.errors import ConfigError
     from graphs.checkpoint import open_checkpointer
-    from providers.errors import ConfigError
-    from swarm.config import load_config
 
     with RefusedPort() as port:
         dsn = f"postgresql://swarm:pg-pass-planted-777@127.0.0.1:{port.port}/db?connect_timeout=1"
@@ -226,10 +226,10 @@ async def test_postgres_unreachable_is_a_config_error_without_the_password(tmp_p
 
 @pytest.mark.parametrize("kind", ["sqlite", "memory", pytest.param("postgres", marks=needs_pg)])
 async def test_prune_deletes_threads_past_retention_only(kind: str, tmp_path: Path) -> None:
+    from core.config import load_config
     from graphs.checkpoint import open_checkpointer, prune_checkpoints
     from graphs.delegation.graph import build_graph
     from providers.testing import FakeLLM
-    from swarm.config import load_config
 
     section = {"sqlite": {"kind": "sqlite", "path": str(tmp_path / "cp.sqlite")}, "memory": {"kind": "memory"},
                "postgres": {"kind": "postgres", "dsn": PG_DSN or ""}}[kind]
@@ -250,7 +250,7 @@ async def test_prune_deletes_threads_past_retention_only(kind: str, tmp_path: Pa
 
 async def test_opener_prunes_at_most_once_per_process_and_day(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import graphs.checkpoint as checkpoint
-    from swarm.config import load_config
+    from core.config import load_config
 
     config = load_config(_config_with(tmp_path, {"kind": "sqlite", "path": str(tmp_path / "once.sqlite")}))
     runs: list[float] = []

@@ -18,8 +18,8 @@ import pytest
 from fake_openai import Behaviour, FakeOpenAI, RefusedPort, make_swarm_config
 from hostile_http import Act, HostileServer
 
+from core.errors import ProviderError, ProviderRateLimited, ProviderTimeout, ProviderUnavailable
 from providers.base import LLMConfig, Message
-from providers.errors import ProviderError, ProviderRateLimited, ProviderTimeout, ProviderUnavailable
 
 ASK = [Message(role="user", content="say hi")]
 KEY_ENV = "SWARM_RELIABILITY_FAKE_KEY"
@@ -243,7 +243,7 @@ JOB = {"project": "swarm", "action": "delegate", "input": {"task": "hi"}}
 
 
 def _runpod(handler: Callable[[httpx.Request], httpx.Response]) -> Any:
-    from swarm.runners.runpod import RunPodRunner
+    from swarm.executors.runpod import RunPodRunner
 
     http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
     return RunPodRunner("http://runpod.test/v2", "ep1", "rpa_PLANTEDKEY0123456789ABCDEF", http, poll_interval_s=0.01)

@@ -11,10 +11,10 @@ from typing import Any
 import httpx
 import pytest
 
-from providers.errors import ConfigError
-from swarm.runners import make_runner
-from swarm.runners.local import LocalRunner
-from swarm.runners.runpod import RunPodRunner, worker_error
+from core.errors import ConfigError
+from swarm.executors import make_runner
+from swarm.executors.local import LocalRunner
+from swarm.executors.runpod import RunPodRunner, worker_error
 
 KEY = "rpa_ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 JOB = {"project": "swarm", "action": "delegate", "input": {"task": "t"}}
@@ -170,7 +170,7 @@ def test_worker_error_shapes() -> None:
 
 @pytest.fixture
 def config_with(config_file: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
-    from swarm.config import load_config
+    from core.config import load_config
 
     def load(**env: str) -> Any:
         for name, value in env.items():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from search_fake_servers import serve
 
-from providers.errors import ProviderError, ProviderRateLimited, ProviderTimeout, ProviderUnavailable
+from core.errors import ProviderError, ProviderRateLimited, ProviderTimeout, ProviderUnavailable
 from providers.search.searxng import SearxngSearch
 from providers.search.tavily import TavilySearch
 

@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 from search_fake_servers import serve
 
+from core.config import load_config
+from core.errors import AllProvidersFailed, ConfigError, InputError, ProviderUnavailable
 from providers.base import SearchResult
-from providers.errors import AllProvidersFailed, ConfigError, InputError, ProviderUnavailable
 from providers.llm.circuit import CircuitBoard
 from providers.search.chain import SearchChain, build_search
 from providers.testing import FakeSearch
-from swarm.config import load_config
 
 
 class Down:
@@ -35,7 +35,7 @@ def _config(tmp_path: Path, searxng_url: str = "", tavily_key: str = "", corpus:
         "SWARM_HOME": str(tmp_path / "home"),
         "SWARM_CORPUS": str(corpus or tmp_path / "corpus"),
     }
-    from swarm.config import DEFAULT_CONFIG_PATH
+    from core.config import DEFAULT_CONFIG_PATH
 
     return load_config(DEFAULT_CONFIG_PATH, env=env)
 

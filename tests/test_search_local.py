@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from providers.errors import InputError, ProviderUnavailable
+from core.errors import InputError, ProviderUnavailable
 from providers.search.local_index import LocalIndexSearch, build_index, fts_query
 
 
@@ -115,7 +115,7 @@ async def test_no_corpus_and_no_index_is_unavailable(tmp_path):
 
 
 def test_from_config_resolves_relative_paths_against_project_root(tmp_path):
-    from swarm.config import PROJECT_ROOT
+    from core.config import PROJECT_ROOT
 
     backend = LocalIndexSearch.from_config("local", {"paths": ["docs/corpus"], "index_path": str(tmp_path / "i.sqlite")})
     assert backend.paths == [(PROJECT_ROOT / "docs" / "corpus").resolve()]
@@ -131,8 +131,8 @@ async def test_index_kept_from_other_roots_survives_a_config_sync(corpus, tmp_pa
 
 
 def test_build_from_config_uses_the_configured_index_path(corpus, tmp_path):
+    from core.config import DEFAULT_CONFIG_PATH, load_config
     from providers.search.local_index import build_index_from_config
-    from swarm.config import DEFAULT_CONFIG_PATH, load_config
 
     config = load_config(DEFAULT_CONFIG_PATH, env={"SWARM_HOME": str(tmp_path / "home")})
     stats = build_index_from_config(config, [corpus])

@@ -53,7 +53,7 @@ CONTEXTS = {
 
 @pytest.fixture
 def log_redaction() -> Iterator[None]:
-    import swarm.redact as redact_module
+    import core.redact as redact_module
 
     factory = logging.getLogRecordFactory()
     redact_module.install_log_redaction()
@@ -67,7 +67,7 @@ def log_redaction() -> Iterator[None]:
 
 @pytest.mark.parametrize("name", sorted(SHAPES))
 def test_every_known_key_shape_is_masked(name: str) -> None:
-    from swarm.redact import redact
+    from core.redact import redact
 
     out = redact(f"upstream said: bad key {SHAPES[name]} (check it)")
     assert SHAPES[name] not in out and "[REDACTED]" in out and out.startswith("upstream said: bad key")
@@ -75,21 +75,21 @@ def test_every_known_key_shape_is_masked(name: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(CONTEXTS))
 def test_secrets_in_headers_urls_and_config_text_are_masked(name: str) -> None:
-    from swarm.redact import redact
+    from core.redact import redact
 
     template, secret = CONTEXTS[name]
     assert secret not in redact(template.format(secret))
 
 
 def test_ordinary_text_is_left_alone() -> None:
-    from swarm.redact import redact
+    from core.redact import redact
 
     text = "A basic answer: see https://example.org/docs?page=2 and the token budget of 512; keyboard."
     assert redact(text) == text
 
 
 def test_values_of_env_vars_named_like_secrets_are_masked(monkeypatch: pytest.MonkeyPatch) -> None:
-    from swarm.redact import redact
+    from core.redact import redact
 
     monkeypatch.setenv("ACME_API_KEY", "acme-value-one")
     monkeypatch.setenv("SOME_SERVICE_TOKEN", "zz-value-two")
@@ -101,7 +101,7 @@ def test_values_of_env_vars_named_like_secrets_are_masked(monkeypatch: pytest.Mo
 
 
 def test_literal_secrets_in_operator_config_are_masked_once_registered() -> None:
-    from swarm.redact import redact, register_config_secrets
+    from core.redact import redact, register_config_secrets
 
     config = {"providers": {"search": {"backends": {"tavily": {"api_key": "literal-in-yaml-777", "timeout_s": 15}}}},
               "checkpointer": {"dsn": "postgresql://u:literal-dsn-pass@h/db"}, "models": [{"name": "x"}]}
@@ -198,7 +198,7 @@ async def test_handler_result_and_handler_exception_carry_no_secret(
 
 async def test_dispatcher_crash_and_errors_carry_no_secret(make_context: Any, caplog: pytest.LogCaptureFixture,
                                                            log_redaction: None) -> None:
-    from providers.errors import ProviderUnavailable
+    from core.errors import ProviderUnavailable
     from providers.testing import FunctionLLM
     from swarm.dispatcher import dispatch
 
@@ -266,8 +266,8 @@ async def test_env_references_in_request_data_stay_literal(monkeypatch: pytest.M
 def test_loading_a_config_registers_its_literal_secrets(tmp_path: Path) -> None:
     import yaml
 
-    from swarm.config import load_config
-    from swarm.redact import redact
+    from core.config import load_config
+    from core.redact import redact
 
     raw = yaml.safe_load((ROOT / "config.yaml").read_text())
     raw["providers"]["search"]["backends"]["tavily"]["api_key"] = "literal-tavily-in-file-4242"

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
+from core.errors import ConfigError, InputError
 from providers.base import StorageProvider
-from providers.errors import ConfigError, InputError
 from providers.storage.local import LocalStorage
 
 

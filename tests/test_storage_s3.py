@@ -8,8 +8,8 @@ import urllib.request
 import httpx
 import pytest
 
+from core.errors import ConfigError, InputError, ProviderUnavailable
 from providers.base import StorageProvider
-from providers.errors import ConfigError, InputError, ProviderUnavailable
 from providers.storage.s3 import S3Storage
 
 SECRET = "moto-secret-key-value-123456"

@@ -6,8 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from providers.errors import InputError
-from swarm.context import JobContext
+from core.errors import InputError
+from graphs.context import JobContext
 
 
 class DelegateInput(BaseModel):
@@ -46,7 +46,7 @@ async def delegate(inp: DelegateInput, ctx: JobContext) -> dict[str, Any]:
         return await _research_route(inp, ctx)
 
     from graphs.delegation.graph import build_graph
-    from graphs.runner import run_graph
+    from graphs.run import run_graph
 
     providers = ctx.providers
     graph = providers.memo(("graph:delegation", id(ctx.checkpointer)), lambda: build_graph(providers.llm, ctx.checkpointer))

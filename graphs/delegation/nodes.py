@@ -12,11 +12,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from core.errors import AllProvidersFailed, SwarmError
 from graphs.delegation import prompts
 from graphs.delegation.state import DelegationState
 from graphs.progress import emit, model_progress
 from providers.base import LLMConfig, LLMProvider, LLMResponse, Message, TraceStep, listen_to_attempts
-from providers.errors import AllProvidersFailed, SwarmError
 
 Node = Callable[[DelegationState], Awaitable[dict[str, Any]]]
 

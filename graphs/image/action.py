@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from swarm.context import JobContext
+from graphs.context import JobContext
 
 INLINE_MAX_BYTES = 4 * 1024 * 1024
 #: most images one remove_background job takes in ``images``
@@ -174,7 +174,7 @@ def image_graph(ctx: JobContext) -> Any:
 async def _run(action: str, inp: ImageInput, options: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     import anyio
 
-    from graphs.runner import run_graph
+    from graphs.run import run_graph
     from providers.image.imageio import ImageLimits, read_input
 
     limits = ImageLimits.from_config(ctx.config)
@@ -211,15 +211,14 @@ async def _run(action: str, inp: ImageInput, options: dict[str, Any], ctx: JobCo
 
 def _check(data: bytes, limits: Any, action: str, options: dict[str, Any], ctx: JobContext) -> str:
     """Decode-check the input and the output size before anything runs or is written."""
+    from providers.image import weights
     from providers.image.imageio import check_output_pixels, open_checked, sniff_format
-    from swarm import models_store
-
     img = open_checked(data, limits)
     if action in ("upscale", "pipeline"):
         settings = ctx.config.providers.image.upscale
         model = options.get("upscale_model")
         field = "model" if action == "upscale" else "upscale_model"
-        default = models_store.entry(model, field=field).default_scale if model else None
+        default = weights.entry(model, field=field).default_scale if model else None
         scale = options.get("scale") or default or settings.scale
         check_output_pixels(img.size[0], img.size[1], scale, limits)
     return sniff_format(data) or "png"

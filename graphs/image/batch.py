@@ -12,12 +12,12 @@ import asyncio
 import base64
 from typing import TYPE_CHECKING, Any
 
-from providers.errors import InputError, SwarmError
+from core.errors import InputError, SwarmError
 
 if TYPE_CHECKING:
+    from graphs.context import JobContext
     from graphs.image.action import ImageSource, RemoveBackgroundInput
     from providers.image.imageio import ImageLimits
-    from swarm.context import JobContext
 
 
 async def run_batch(
@@ -26,7 +26,7 @@ async def run_batch(
     """``{results, images, succeeded, failed, format, trace}`` for ``sources``."""
     from graphs.image.action import image_graph
     from graphs.image.nodes import BATCH_STEP
-    from graphs.runner import run_graph
+    from graphs.run import run_graph
     from providers.image.imageio import ImageLimits
 
     limits = ImageLimits.from_config(ctx.config)

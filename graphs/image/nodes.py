@@ -11,11 +11,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from core.errors import InputError, ProviderError, SwarmError
+from core.redact import redact
 from graphs.image.state import ImageState
 from graphs.progress import emit
 from providers.base import ImageAction, ImageConfig, StorageProvider, TraceStep
-from providers.errors import InputError, ProviderError, SwarmError
-from swarm.redact import redact
 
 #: the node that runs remove_background on every image of ``batch``
 BATCH_STEP = "remove_background_batch"

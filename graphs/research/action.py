@@ -8,8 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from providers.errors import AllProvidersFailed, BudgetExceeded, InputError
-from swarm.context import JobContext
+from core.errors import AllProvidersFailed, BudgetExceeded, InputError
+from graphs.context import JobContext
 
 #: caps for reading one web page during research
 FETCH_MAX_BYTES = 2 * 1024 * 1024
@@ -79,7 +79,7 @@ async def research(inp: ResearchInput, ctx: JobContext) -> dict[str, Any]:
     route = config.routing.delegation.get("research")
 
     from graphs.research.graph import build_graph
-    from swarm.fetch import safe_fetch
+    from providers.web.fetch import safe_fetch
 
     fetch = partial(safe_fetch, max_bytes=FETCH_MAX_BYTES, timeout_s=FETCH_TIMEOUT_S, truncate=True)
     checkpointer = ctx.checkpointer
@@ -110,7 +110,7 @@ async def research(inp: ResearchInput, ctx: JobContext) -> dict[str, Any]:
 
 
 async def _run(graph: Any, inp: ResearchInput, route: Any, ctx: JobContext, checkpointer: Any) -> dict[str, Any]:
-    from graphs.runner import run_graph
+    from graphs.run import run_graph
 
     return await run_graph(
         graph,

@@ -18,6 +18,7 @@ from typing import Any
 
 from langgraph.types import Send
 
+from core.errors import AllProvidersFailed, ProviderError
 from graphs.progress import emit, model_progress
 from graphs.research import prompts
 from graphs.research.citations import check_citations
@@ -32,7 +33,6 @@ from providers.base import (
     TraceStep,
     listen_to_attempts,
 )
-from providers.errors import AllProvidersFailed, ProviderError
 
 #: sub-queries planned, sources read, characters of source text given to the writer
 DEPTH: dict[str, dict[str, int]] = {

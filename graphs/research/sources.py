@@ -8,9 +8,9 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from core.errors import SwarmError
+from core.redact import redact
 from providers.base import TraceStep
-from providers.errors import SwarmError
-from swarm.redact import redact
 
 Fetcher = Callable[[str], Awaitable[Any]]
 LocalReader = Callable[[str], Awaitable[tuple[str, str] | None]]

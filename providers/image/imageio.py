@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from providers.errors import InputError
+from core.errors import InputError
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -179,7 +179,7 @@ async def read_input(
 ) -> bytes:
     """The raw bytes of exactly one of: base64 text, an http(s) URL, a storage key.
 
-    URLs go through ``swarm.fetch.safe_fetch`` (SSRF rules, redirects re-checked, byte cap while
+    URLs go through ``providers.web.fetch.safe_fetch`` (SSRF rules, redirects re-checked, byte cap while
     streaming). Bytes are not decoded here: pass them to ``open_checked``.
     """
     given = [name for name, value in (("image", image_b64), ("url", url), ("key", key)) if value]
@@ -188,7 +188,7 @@ async def read_input(
     if image_b64:
         return decode_base64(image_b64, limits)
     if url:
-        from swarm.fetch import safe_fetch
+        from providers.web.fetch import safe_fetch
 
         page = await safe_fetch(url, max_bytes=limits.max_input_bytes, timeout_s=fetch_timeout_s, http=http)
         return page.content

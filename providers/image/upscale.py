@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from core.errors import ConfigError, InputError, ProviderUnavailable
 from providers.base import ImageAction, ImageConfig, TraceStep
-from providers.errors import ConfigError, InputError, ProviderUnavailable
 from providers.image.imageio import ImageLimits, check_output_pixels, encode, open_checked, to_rgb_alpha
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from swarm.config import SwarmConfig
+    from core.config import SwarmConfig
 
 PROVIDER = "realesrgan-torch"
 _MODEL_CACHE_SIZE = 2
@@ -112,9 +112,9 @@ class RealESRGANUpscaler:
         return device, "bfloat16" if half == "on" else "float32"
 
     def _model(self, name: str, device: str, precision: str) -> tuple[Any, int]:
-        from swarm import models_store
-
-        spec = models_store.entry(name)
+        from providers.image import pull as weights_pull
+        from providers.image import weights
+        spec = weights.entry(name)
         if spec.kind != "upscale":
             raise InputError(f"{name!r} is not an upscaling model", field="model")
         key = (spec.name, device, precision)
@@ -122,7 +122,7 @@ class RealESRGANUpscaler:
             self._models.move_to_end(key)
             return self._models[key]
         # prepared from the installed weights package on first use; a URL-only model names its pull
-        path = models_store.ensure(spec.name, self.settings.models_dir)
+        path = weights_pull.ensure(spec.name, self.settings.models_dir)
         torch = _torch()
         _set_threads(torch)
         from providers.image import archs
@@ -173,13 +173,12 @@ class RealESRGANUpscaler:
         return await anyio.to_thread.run_sync(self._process_sync, image, config)
 
     def _process_sync(self, image: bytes, config: ImageConfig) -> tuple[bytes, list[TraceStep]]:
-        from swarm import models_store
-
+        from providers.image import weights
         started = time.perf_counter()
         spec = (
-            models_store.entry(config.model, field="model")
+            weights.entry(config.model, field="model")
             if config.model
-            else models_store.entry(self.settings.model)
+            else weights.entry(self.settings.model)
         )
         name = spec.name
         scale = config.scale or (spec.default_scale if config.model else None) or self.settings.scale

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from swarm.config import CircuitSpec
+from core.config import CircuitSpec
 
 CircuitState = Literal["closed", "open", "half_open"]
 

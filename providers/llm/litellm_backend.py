@@ -18,18 +18,18 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from providers.base import LLMConfig, LLMResponse, Message, TraceStep
-from providers.errors import (
+from core.errors import (
     ProviderError,
     ProviderRateLimited,
     ProviderTimeout,
     ProviderUnavailable,
 )
-from swarm.redact import redact
+from core.redact import redact
+from providers.base import LLMConfig, LLMResponse, Message, TraceStep
 
 if TYPE_CHECKING:
+    from core.config import ModelSpec, SwarmConfig
     from providers.llm.local_server import LocalServerManager
-    from swarm.config import ModelSpec, SwarmConfig
 
 log = logging.getLogger("swarm.llm")
 

@@ -33,11 +33,11 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from providers.errors import ConfigError, ProviderUnavailable
-from swarm.redact import redact
+from core.errors import ConfigError, ProviderUnavailable
+from core.redact import redact
 
 if TYPE_CHECKING:
-    from swarm.config import ModelSpec
+    from core.config import ModelSpec
 
 log = logging.getLogger("swarm.llm.local")
 
@@ -134,7 +134,7 @@ class LocalServerManager:
     @property
     def log_dir(self) -> Path:
         if self._log_dir is None:
-            from swarm.config import state_dir
+            from core.config import state_dir
 
             self._log_dir = state_dir() / "logs"
         return self._log_dir

@@ -24,15 +24,15 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from core.errors import AllProvidersFailed, InputError, ProviderError, ProviderRateLimited
+from core.redact import redact
 from providers.base import LLMConfig, LLMProvider, LLMResponse, Message, TraceStep, notify_attempt
-from providers.errors import AllProvidersFailed, InputError, ProviderError, ProviderRateLimited
 from providers.llm.litellm_backend import missing_key_reason
-from swarm.redact import redact
 
 if TYPE_CHECKING:
+    from core.config import SwarmConfig
     from providers.llm.circuit import CircuitBoard
     from providers.llm.local_server import LocalServerManager
-    from swarm.config import SwarmConfig
 
 
 class LLMRouter:

@@ -14,13 +14,13 @@ from typing import Any
 
 import httpx
 
-from providers.errors import (
+from core.errors import (
     ProviderError,
     ProviderRateLimited,
     ProviderTimeout,
     ProviderUnavailable,
 )
-from swarm.redact import redact
+from core.redact import redact
 
 
 @functools.cache

@@ -14,15 +14,15 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from core.errors import AllProvidersFailed, ConfigError, InputError, ProviderError
+from core.redact import redact
 from providers.base import SearchProvider, SearchResult, TraceStep
-from providers.errors import AllProvidersFailed, ConfigError, InputError, ProviderError
-from swarm.redact import redact
 
 if TYPE_CHECKING:
     import httpx
 
+    from core.config import SwarmConfig
     from providers.llm.circuit import CircuitBoard
-    from swarm.config import SwarmConfig
 
 BackendFactory = Callable[[str], SearchProvider]
 

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+from core.errors import InputError, ProviderError, ProviderUnavailable
 from providers.base import SearchResult
-from providers.errors import InputError, ProviderError, ProviderUnavailable
 from providers.search.text import document_text
 
 log = logging.getLogger("providers.search.local")
@@ -201,7 +201,7 @@ class LocalIndexSearch:
 
     @classmethod
     def from_config(cls, name: str, settings: dict[str, Any], config: Any = None, **deps: Any) -> LocalIndexSearch:
-        from swarm.config import PROJECT_ROOT, state_dir
+        from core.config import PROJECT_ROOT, state_dir
 
         raw_paths = settings.get("paths") or ["docs/corpus"]
         raw_paths = [raw_paths] if isinstance(raw_paths, str) else raw_paths
@@ -312,7 +312,7 @@ def build_index_from_config(
         InputError: a path does not exist.
         ConfigError: there is no ``providers.search.backends.<name>`` section.
     """
-    from providers.errors import ConfigError
+    from core.errors import ConfigError
 
     settings = config.providers.search.backends.get(name)
     if settings is None:

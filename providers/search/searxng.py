@@ -6,8 +6,8 @@ from typing import Any
 
 import httpx
 
+from core.errors import ProviderUnavailable
 from providers.base import SearchResult
-from providers.errors import ProviderUnavailable
 from providers.search._http import client_for, json_body, raise_for_status, result_items, send
 
 _HINTS = {
@@ -50,7 +50,7 @@ class SearxngSearch:
     ) -> SearxngSearch:
         fmt = settings.get("format", "json")
         if fmt != "json":
-            from providers.errors import ConfigError
+            from core.errors import ConfigError
 
             raise ConfigError(
                 f"format {fmt!r} is not supported; only 'json' is", key=f"providers.search.backends.{name}.format"

@@ -6,10 +6,10 @@ from typing import Any
 
 import httpx
 
+from core.errors import ProviderUnavailable
+from core.redact import register_secret
 from providers.base import SearchResult
-from providers.errors import ProviderUnavailable
 from providers.search._http import client_for, json_body, raise_for_status, result_items, send
-from swarm.redact import register_secret
 
 DEFAULT_BASE_URL = "https://api.tavily.com"
 _HINTS = {

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import mimetypes
 
-from providers.errors import InputError
+from core.errors import InputError
 
 MAX_KEY_CHARS = 1024
 #: Segments starting with this are our own temporary files; callers may not name them.

@@ -16,12 +16,12 @@ from urllib.parse import quote
 
 import anyio
 
+from core.errors import ConfigError, InputError, ProviderUnavailable
 from providers.base import StoredObject
-from providers.errors import ConfigError, InputError, ProviderUnavailable
 from providers.storage.keys import TEMP_MARK, check_key, check_prefix, guess_content_type
 
 if TYPE_CHECKING:
-    from swarm.config import SwarmConfig
+    from core.config import SwarmConfig
 
 
 class LocalStorage:
@@ -46,7 +46,7 @@ class LocalStorage:
         """Build from ``providers.storage.backends.<name>`` (keys: root, public_base_url)."""
         root = settings.get("root")
         if not root:
-            from swarm.config import state_dir
+            from core.config import state_dir
 
             root = state_dir() / "artifacts"
         if not isinstance(root, str | os.PathLike):

@@ -1,7 +1,7 @@
 """S3 (or any S3-compatible store) through boto3, confined to one bucket and prefix.
 
 boto3 is imported on first use and its blocking calls run in a worker thread. Failures are
-translated once, here, into the error tree; messages pass through ``swarm.redact`` so neither a
+translated once, here, into the error tree; messages pass through ``core.redact`` so neither a
 signature nor a key ever leaves this module.
 """
 
@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
-from providers.base import StoredObject
-from providers.errors import (
+from core.errors import (
     ConfigError,
     InputError,
     ProviderError,
@@ -22,10 +21,11 @@ from providers.errors import (
     ProviderTimeout,
     ProviderUnavailable,
 )
+from providers.base import StoredObject
 from providers.storage.keys import check_key, check_prefix, guess_content_type
 
 if TYPE_CHECKING:
-    from swarm.config import SwarmConfig
+    from core.config import SwarmConfig
 
 T = TypeVar("T")
 MAX_PRESIGN_S = 7 * 24 * 3600  # SigV4 refuses longer
@@ -53,7 +53,7 @@ _UNSUPPORTED = {"NotImplemented", "501"}
 
 
 def _redacted(text: str) -> str:
-    from swarm.redact import redact
+    from core.redact import redact
 
     return redact(text)
 

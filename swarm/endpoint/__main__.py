@@ -30,8 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = build_parser().parse_args(argv)
+    from core.redact import install_log_redaction
     from swarm.observability import configure_logging
-    from swarm.redact import install_log_redaction
 
     configure_logging(os.environ.get("SWARM_LOG_LEVEL", "INFO"), json=False)
     install_log_redaction()

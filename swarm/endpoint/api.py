@@ -23,8 +23,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from core.redact import redact
 from swarm.endpoint.state import MB, Job, JobStore, Settings
-from swarm.redact import redact
 
 log = logging.getLogger("swarm.endpoint")
 MAX_EXECUTION_TIMEOUT_MS = 7 * 24 * 3600 * 1000

@@ -20,7 +20,7 @@ from swarm.endpoint.workers import WorkerPool, shell_exports, worker_env
 
 
 def new_api_key() -> str:
-    """A throwaway key shaped like RunPod's (so ``swarm.redact`` masks it in logs)."""
+    """A throwaway key shaped like RunPod's (so ``core.redact`` masks it in logs)."""
     return "rpa_" + secrets.token_hex(20).upper()
 
 

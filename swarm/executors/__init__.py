@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from providers.errors import ConfigError
+from core.errors import ConfigError
 
 
 def make_runner(config: Any, runtime: Any) -> Any:
@@ -26,14 +26,14 @@ def make_runner(config: Any, runtime: Any) -> Any:
     if kind == "auto":
         kind = "runpod" if spec.endpoint_id and key else "local"
     if kind == "local":
-        from swarm.runners.local import LocalRunner
+        from swarm.executors.local import LocalRunner
 
         return LocalRunner(runtime)
     if not spec.endpoint_id:
         raise ConfigError("runner.kind is runpod but no endpoint is set; set RUNPOD_ENDPOINT_ID", key="runner.runpod.endpoint_id")
     if not key:
         raise ConfigError(f"runner.kind is runpod but ${spec.api_key_env} is empty; export your RunPod API key", key="runner.runpod.api_key_env")
-    from swarm.runners.runpod import RunPodRunner
+    from swarm.executors.runpod import RunPodRunner
 
     return RunPodRunner(
         spec.base_url,

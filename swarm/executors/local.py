@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from swarm.context import ProgressFn
+from graphs.context import ProgressFn
 
 
 class LocalRunner:

@@ -22,12 +22,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from core.errors import BudgetExceeded
 from providers.base import LLMConfig, LLMResponse, Message, TraceStep
-from providers.errors import BudgetExceeded
 
 if TYPE_CHECKING:
-    from swarm.config import SwarmConfig
-    from swarm.context import JobContext
+    from core.config import SwarmConfig
 
 #: Key of the job's meter in ``JobContext.extras``.
 METER_KEY = "job_meter"
@@ -131,10 +130,12 @@ def job_tier(config: SwarmConfig, job_input: dict[str, Any] | None) -> str:
 
 
 @contextlib.contextmanager
-def job_scope(ctx: JobContext, job_input: dict[str, Any] | None = None) -> Iterator[JobMeter]:
-    """Meter every LLM call of the job run inside this block (kept in ``ctx.extras``)."""
-    meter = JobMeter(config=ctx.config, tier=job_tier(ctx.config, job_input))
-    ctx.extras[METER_KEY] = meter
+def job_scope(
+    config: SwarmConfig, extras: dict[str, Any], job_input: dict[str, Any] | None = None
+) -> Iterator[JobMeter]:
+    """Meter every LLM call of the job run inside this block (kept in the job's ``extras``)."""
+    meter = JobMeter(config=config, tier=job_tier(config, job_input))
+    extras[METER_KEY] = meter
     token = current_meter.set(meter)
     try:
         yield meter

@@ -11,9 +11,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from core.errors import ConfigError
+from graphs.budget import budgeted
+
 if TYPE_CHECKING:
+    from core.config import SwarmConfig
     from providers.base import ImageProvider, LLMProvider, SearchProvider, StorageProvider
-    from swarm.config import SwarmConfig
 
 ProgressFn = Callable[[str, str, "float | None"], Awaitable[None]]
 
@@ -33,17 +36,13 @@ class Providers:
     def get(self, kind: str) -> Any:
         """The provider for ``kind`` (llm, search, storage, upscale, remove_background)."""
         if kind not in self._built:
-            from providers.errors import ConfigError
-
             factory = self.factories.get(kind)
             if factory is None:
                 raise ConfigError(
                     f"no {kind} provider is configured; valid: {', '.join(sorted(self.factories))}"
                 )
             self._built[kind] = factory()
-            if kind == "llm":  # per-job token/cost budget and content capture (swarm.budget)
-                from swarm.budget import budgeted
-
+            if kind == "llm":  # per-job token/cost budget and content capture (graphs.budget)
                 self._built[kind] = budgeted(self._built[kind])
         return self._built[kind]
 

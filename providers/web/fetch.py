@@ -20,7 +20,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
 
-from providers.errors import InputError, ProviderError, ProviderTimeout, ProviderUnavailable
+from core.errors import InputError, ProviderError, ProviderTimeout, ProviderUnavailable
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _PROVIDER = "fetch"

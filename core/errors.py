@@ -19,7 +19,7 @@ class SwarmError(Exception):
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe description for job results and tool errors (already redacted)."""
-        from swarm.redact import redact
+        from core.redact import redact
 
         return {"type": type(self).__name__, "message": redact(str(self))}
 

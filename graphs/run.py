@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from providers.errors import SwarmError
-from swarm.context import JobContext
+from core.errors import SwarmError
+from graphs.context import JobContext
 
 
 async def run_graph(graph: Any, initial: dict[str, Any], ctx: JobContext) -> dict[str, Any]:

@@ -19,9 +19,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from providers.errors import ConfigError
+from core.errors import ConfigError
 
-log = logging.getLogger("swarm.config")
+log = logging.getLogger("core.config")
 
 TIERS = ("fast", "balanced", "premium")
 Tier = Literal["fast", "balanced", "premium"]
@@ -331,7 +331,7 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
         config = SwarmConfig.model_validate(interpolate(raw, env))
     except ValidationError as exc:
         raise ConfigError(_format_validation_error(exc, str(file))) from None
-    from swarm.redact import register_config_secrets
+    from core.redact import register_config_secrets
 
     register_config_secrets(config.model_dump(mode="json"))  # a key written literally in the file, too
     return config
@@ -345,7 +345,7 @@ def config_path(explicit: str | Path | None = None) -> Path:
 
 def redacted_dump(config: SwarmConfig) -> dict[str, Any]:
     """The effective config as data, with every secret-looking field masked."""
-    from swarm.redact import MASK, redact_data
+    from core.redact import MASK, redact_data
 
     def walk(node: Any) -> Any:
         if isinstance(node, dict):

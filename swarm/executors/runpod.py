@@ -21,11 +21,11 @@ from typing import Any
 
 import httpx
 
+from core.redact import redact, redact_data
+from graphs.context import ProgressFn
 from providers.base import TraceStep
-from swarm.context import ProgressFn
-from swarm.redact import redact, redact_data
 
-log = logging.getLogger("swarm.runners.runpod")
+log = logging.getLogger("swarm.executors.runpod")
 FINAL_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"})
 RUN_LIMIT_BYTES = 10 * 1024 * 1024
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})

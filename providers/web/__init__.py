@@ -1,0 +1,1 @@
+"""Web access for providers: safe fetching of user-supplied URLs (SSRF-checked)."""

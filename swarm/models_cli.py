@@ -1,0 +1,39 @@
+"""``swarm models``: pull and list image model weights (``providers.image.pull``)."""
+
+from __future__ import annotations
+
+import sys
+
+from core.errors import ConfigError
+from providers.image.pull import pull
+from providers.image.weights import list_models
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``swarm models pull [NAME...] [--models-dir DIR] [--force]`` | ``list``."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(prog="swarm models")
+    sub = parser.add_subparsers(dest="command", required=True)
+    pull_cmd = sub.add_parser("pull", help="fetch and verify models (default: every offline-capable one)")
+    pull_cmd.add_argument("names", nargs="*")
+    pull_cmd.add_argument("--models-dir")
+    pull_cmd.add_argument("--force", action="store_true")
+    list_cmd = sub.add_parser("list", help="known models and whether they are present")
+    list_cmd.add_argument("--models-dir")
+    args = parser.parse_args(argv)
+    if args.command == "list":
+        print(json.dumps(list_models(args.models_dir), indent=2))
+        return 0
+    try:
+        report = pull(args.names, args.models_dir, force=args.force)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(report, indent=2))
+    return 0 if report["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
