@@ -3,7 +3,7 @@
 ``python -m bench.bench_endpoint [--jobs 20] [--workers 2] [--concurrency 4] [--sleep-s 0.1]``
 
 Real ``runpod`` worker processes (``swarm.endpoint.demo_worker``: a handler that sleeps
-``--sleep-s``) behind the local endpoint; jobs go through ``RunPodRunner``. Prints one JSON
+``--sleep-s``) behind the local endpoint; jobs go through ``RunPodExecutor``. Prints one JSON
 object:
 
 - ``cold_start_s``: worker process start -> first job completed.
@@ -28,12 +28,12 @@ from typing import Any
 
 from swarm.endpoint.server import EndpointServer
 from swarm.endpoint.state import Settings
-from swarm.executors.runpod import RunPodRunner
+from swarm.executors.runpod import RunPodExecutor
 
 DEMO = [sys.executable, "-u", "-m", "swarm.endpoint.demo_worker"]
 
 
-async def _timed(runner: RunPodRunner, job_input: dict[str, Any]) -> float:
+async def _timed(runner: RunPodExecutor, job_input: dict[str, Any]) -> float:
     started = time.perf_counter()
     envelope = await runner.run(job_input)
     if envelope["status"] != "COMPLETED":
@@ -62,7 +62,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         )
         started = time.perf_counter()
         with server:
-            runner = RunPodRunner(server.api_base, "bench", server.settings.api_key, poll_interval_s=args.poll_s)
+            runner = RunPodExecutor(server.api_base, "bench", server.settings.api_key, poll_interval_s=args.poll_s)
             await _timed(runner, job)
             cold_start = time.perf_counter() - started
             await asyncio.sleep(1.5)  # let every worker attach before timing steady state
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=4, help="jobs each worker runs at once (concurrency_modifier)")
     parser.add_argument("--sleep-s", type=float, default=0.1, help="what one job costs in the handler")
     parser.add_argument("--repeat", type=int, default=5, help="single-job samples (median reported)")
-    parser.add_argument("--poll-s", type=float, default=0.2, help="RunPodRunner's longest poll interval")
+    parser.add_argument("--poll-s", type=float, default=0.2, help="RunPodExecutor's longest poll interval")
     logging.basicConfig(level=logging.WARNING)
     result = asyncio.run(measure(parser.parse_args(argv)))
     print(json.dumps(result, indent=2))

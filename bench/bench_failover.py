@@ -37,7 +37,7 @@ def _spec(upstream: str, base: str, family: str) -> dict[str, Any]:
 def _router(primary_base: str, primary_upstream: str, server_url: str) -> Any:
     from fake_openai import make_swarm_config
 
-    from providers.llm.circuit import CircuitBoard
+    from providers.circuit import CircuitBoard
     from providers.llm.router import build_llm_router
 
     cfg = make_swarm_config(
@@ -128,7 +128,7 @@ async def circuit_skip(repeat: int) -> list[dict[str, Any]]:
     from fake_openai import make_swarm_config
 
     from providers.base import LLMConfig, Message
-    from providers.llm.circuit import CircuitBoard
+    from providers.circuit import CircuitBoard
     from providers.llm.router import LLMRouter
     from providers.testing import DownLLM, FakeLLM
 

@@ -51,9 +51,9 @@ class ServerState:
 
     def runner(self) -> Any:
         """The runner chosen by config (``runner.kind``), re-chosen when config changes."""
-        from swarm.executors import make_runner
+        from swarm.executors import make_executor
 
-        return make_runner(self.runtime.config, self.runtime)
+        return make_executor(self.runtime.config, self.runtime)
 
     @property
     def jobs(self) -> Any:

@@ -261,7 +261,7 @@ class ImageItem(BaseModel):
 
 
 def _register_remove_background(server: Any, config: Any) -> None:
-    from graphs.image.action import MAX_BATCH_IMAGES
+    from graphs.image.inputs import MAX_BATCH_IMAGES
 
     # the count is checked by the dispatcher, whose error names input.images and the limit
     Images = Annotated[list[ImageItem] | None, Field(

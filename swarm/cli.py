@@ -61,9 +61,9 @@ async def _run_job(args: argparse.Namespace, job: dict[str, Any]) -> int:
 
     runtime = Runtime(args.config)
     try:
-        from swarm.executors import make_runner
+        from swarm.executors import make_executor
 
-        runner = make_runner(runtime.config, runtime)
+        runner = make_executor(runtime.config, runtime)
         result = await runner.run(job, _progress_printer(args.quiet))
     finally:
         await runtime.aclose()

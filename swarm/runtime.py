@@ -39,7 +39,7 @@ class Runtime:
     @property
     def circuits(self) -> Any:
         if self._circuits is None:
-            from providers.llm.circuit import CircuitBoard
+            from providers.circuit import CircuitBoard
 
             self._circuits = CircuitBoard()
         return self._circuits
@@ -73,7 +73,7 @@ class Runtime:
             from providers.search.chain import build_search
 
             if self._search_circuits is None:
-                from providers.llm.circuit import CircuitBoard
+                from providers.circuit import CircuitBoard
 
                 self._search_circuits = CircuitBoard()
             return build_search(config, circuits=self._search_circuits)

@@ -187,7 +187,7 @@ async def test_progress_names_the_model_tried_and_the_one_that_answered(monkeypa
     from langgraph.checkpoint.memory import InMemorySaver
 
     from graphs.context import JobContext, Providers
-    from providers.llm.circuit import CircuitBoard
+    from providers.circuit import CircuitBoard
     from providers.llm.router import build_llm_router
 
     monkeypatch.delenv("DEEPSEEK_API_KEY", raising=False)

@@ -90,11 +90,11 @@ async def test_delegate_and_an_image_action_run_on_runpod_workers(stack: dict[st
 
 
 async def test_twenty_concurrent_jobs_complete_across_two_workers(stack: dict[str, Any], fake_llm: FakeOpenAI) -> None:
-    from swarm.executors.runpod import RunPodRunner
+    from swarm.executors.runpod import RunPodExecutor
 
     fake_llm.script("smollm2-135m-instruct", Behaviour.answer("ok", delay_s=0.2))
     server: EndpointServer = stack["server"]
-    runner = RunPodRunner(server.api_base, server.settings.endpoint_id, server.settings.api_key, poll_interval_s=0.2, timeout_s=180)
+    runner = RunPodExecutor(server.api_base, server.settings.endpoint_id, server.settings.api_key, poll_interval_s=0.2, timeout_s=180)
     jobs = [{"project": "swarm", "action": "delegate", "input": {"task": f"job {i}", "kind": "critical"}} for i in range(20)]
     results = await asyncio.gather(*(runner.run(job) for job in jobs))
     assert [r["status"] for r in results] == ["COMPLETED"] * 20

@@ -18,7 +18,7 @@ from fake_openai import FakeOpenAI
 
 from swarm.endpoint.server import EndpointServer
 from swarm.endpoint.state import Settings
-from swarm.executors.runpod import RunPodRunner
+from swarm.executors.runpod import RunPodExecutor
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,8 +51,8 @@ def endpoint(tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeOpenAI) -> 
         yield server
 
 
-def _runner(server: EndpointServer) -> RunPodRunner:
-    return RunPodRunner(server.api_base, server.settings.endpoint_id, server.settings.api_key, poll_interval_s=0.2, timeout_s=120)
+def _runner(server: EndpointServer) -> RunPodExecutor:
+    return RunPodExecutor(server.api_base, server.settings.endpoint_id, server.settings.api_key, poll_interval_s=0.2, timeout_s=120)
 
 
 async def test_unknown_action_comes_back_as_a_clear_failed_envelope(endpoint: EndpointServer) -> None:

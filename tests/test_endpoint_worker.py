@@ -20,7 +20,7 @@ import pytest
 
 from swarm.endpoint.server import EndpointServer
 from swarm.endpoint.state import Settings
-from swarm.executors.runpod import RunPodRunner
+from swarm.executors.runpod import RunPodExecutor
 
 DEMO = [sys.executable, "-u", "-m", "swarm.endpoint.demo_worker"]
 SETTINGS = dict(endpoint_id="ep-workers", take_hold_s=2, stop_hold_s=2, worker_lost_s=6)
@@ -67,8 +67,8 @@ def client(endpoint: EndpointServer) -> Iterator[httpx.Client]:
         yield c
 
 
-def runner_for(server: EndpointServer, **kw: Any) -> RunPodRunner:
-    return RunPodRunner(server.api_base, server.settings.endpoint_id, server.settings.api_key, poll_interval_s=0.2, **kw)
+def runner_for(server: EndpointServer, **kw: Any) -> RunPodExecutor:
+    return RunPodExecutor(server.api_base, server.settings.endpoint_id, server.settings.api_key, poll_interval_s=0.2, **kw)
 
 
 def test_runsync_completes_on_a_real_worker(endpoint: EndpointServer, client: httpx.Client) -> None:

@@ -15,7 +15,7 @@ from core.errors import (
     ProviderUnavailable,
 )
 from providers.base import LLMConfig, Message
-from providers.llm.circuit import CircuitBoard
+from providers.circuit import CircuitBoard
 from providers.llm.litellm_backend import LiteLLMModel, parse_retry_after
 from providers.llm.router import LLMRouter, build_llm_router
 

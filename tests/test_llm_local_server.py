@@ -14,7 +14,7 @@ from fake_openai import FakeOpenAI, free_port, make_swarm_config
 
 from core.errors import AllProvidersFailed, ConfigError, ProviderUnavailable
 from providers.base import LLMConfig, Message
-from providers.llm.circuit import CircuitBoard
+from providers.circuit import CircuitBoard
 from providers.llm.litellm_backend import LiteLLMModel
 from providers.llm.local_server import LocalServerManager, local_port, resolve_gguf
 from providers.llm.router import build_llm_router

@@ -13,7 +13,7 @@ from core.errors import (
     ProviderUnavailable,
 )
 from providers.base import LLMConfig, Message
-from providers.llm.circuit import CircuitBoard
+from providers.circuit import CircuitBoard
 from providers.llm.router import LLMRouter
 from providers.testing import DownLLM, FakeLLM, FunctionLLM
 
@@ -259,7 +259,7 @@ def test_importing_the_llm_layer_does_not_import_litellm_or_llama_cpp() -> None:
     import sys
 
     code = (
-        "import sys, providers.llm.router, providers.llm.local_server, providers.llm.circuit;"
+        "import sys, providers.llm.router, providers.llm.local_server, providers.circuit;"
         "from providers.llm import build_llm_router, LocalServerManager;"
         "print(sorted(m for m in ('litellm', 'llama_cpp', 'openai') if m in sys.modules))"
     )

@@ -158,7 +158,7 @@ async def test_with_a_remote_runner_the_job_id_is_the_remote_id_and_a_restart_re
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     endpoint = FakeEndpoint()
-    monkeypatch.setattr("swarm.executors.make_runner", lambda config, runtime: endpoint)
+    monkeypatch.setattr("swarm.executors.make_executor", lambda config, runtime: endpoint)
     config = write_config(tmp_path, wait_budget_s=0.3)
     async with Client(build_server(str(config))) as client:
         handle = (await client.call_tool("delegate", {"task": "remote work", "kind": "critical"})).structured_content

@@ -44,7 +44,7 @@ def _spec(alias: str, base: str, family: str, timeout_s: float = 1.0) -> dict[st
 
 def _router(primary_base: str, backup_base: str, *, clock: Callable[[], float] | None = None,
             threshold: int = 3, primary_alias: str = "primary-model") -> Any:
-    from providers.llm.circuit import CircuitBoard
+    from providers.circuit import CircuitBoard
     from providers.llm.router import build_llm_router
 
     config = make_swarm_config(
@@ -243,10 +243,10 @@ JOB = {"project": "swarm", "action": "delegate", "input": {"task": "hi"}}
 
 
 def _runpod(handler: Callable[[httpx.Request], httpx.Response]) -> Any:
-    from swarm.executors.runpod import RunPodRunner
+    from swarm.executors.runpod import RunPodExecutor
 
     http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-    return RunPodRunner("http://runpod.test/v2", "ep1", "rpa_PLANTEDKEY0123456789ABCDEF", http, poll_interval_s=0.01)
+    return RunPodExecutor("http://runpod.test/v2", "ep1", "rpa_PLANTEDKEY0123456789ABCDEF", http, poll_interval_s=0.01)
 
 
 def _scripted(statuses: list[httpx.Response]) -> tuple[Callable[[httpx.Request], httpx.Response], list[str]]:

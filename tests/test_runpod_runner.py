@@ -1,4 +1,4 @@
-"""RunPodRunner against scripted HTTP answers (httpx.MockTransport), and make_runner's choice."""
+"""RunPodExecutor against scripted HTTP answers (httpx.MockTransport), and make_executor's choice."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import httpx
 import pytest
 
 from core.errors import ConfigError
-from swarm.executors import make_runner
-from swarm.executors.local import LocalRunner
-from swarm.executors.runpod import RunPodRunner, worker_error
+from swarm.executors import make_executor
+from swarm.executors.local import LocalExecutor
+from swarm.executors.runpod import RunPodExecutor, worker_error
 
 KEY = "rpa_ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 JOB = {"project": "swarm", "action": "delegate", "input": {"task": "t"}}
@@ -37,8 +37,8 @@ def ok(body: dict[str, Any], status: int = 200, **headers: str) -> httpx.Respons
     return httpx.Response(status, json=body, headers=headers)
 
 
-def runner(http: httpx.AsyncClient, **kw: Any) -> RunPodRunner:
-    return RunPodRunner("https://api.example/v2", "ep1", KEY, http, poll_interval_s=0.01, **kw)
+def runner(http: httpx.AsyncClient, **kw: Any) -> RunPodExecutor:
+    return RunPodExecutor("https://api.example/v2", "ep1", KEY, http, poll_interval_s=0.01, **kw)
 
 
 async def test_completed_job_returns_the_workers_envelope_and_a_runpod_step() -> None:
@@ -165,7 +165,7 @@ def test_worker_error_shapes() -> None:
     assert worker_error(None)["type"] == "WorkerError"
 
 
-# --- make_runner ----------------------------------------------------------------------------
+# --- make_executor ----------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -181,22 +181,22 @@ def config_with(config_file: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[
 
 
 def test_auto_is_local_without_endpoint_or_key(config_with: Callable[..., Any]) -> None:
-    assert isinstance(make_runner(config_with(), runtime=object()), LocalRunner)
-    assert isinstance(make_runner(config_with(RUNPOD_ENDPOINT_ID="ep"), runtime=object()), LocalRunner)
+    assert isinstance(make_executor(config_with(), runtime=object()), LocalExecutor)
+    assert isinstance(make_executor(config_with(RUNPOD_ENDPOINT_ID="ep"), runtime=object()), LocalExecutor)
 
 
 def test_auto_is_runpod_with_endpoint_and_key(config_with: Callable[..., Any]) -> None:
-    chosen = make_runner(config_with(RUNPOD_ENDPOINT_ID="ep9", RUNPOD_API_KEY=KEY, RUNPOD_API_BASE="http://127.0.0.1:1/v2"), runtime=object())
-    assert isinstance(chosen, RunPodRunner)
+    chosen = make_executor(config_with(RUNPOD_ENDPOINT_ID="ep9", RUNPOD_API_KEY=KEY, RUNPOD_API_BASE="http://127.0.0.1:1/v2"), runtime=object())
+    assert isinstance(chosen, RunPodExecutor)
     assert chosen.root == "http://127.0.0.1:1/v2/ep9"
     assert KEY not in repr(chosen)
 
 
 def test_forced_runpod_without_key_names_the_variable(config_with: Callable[..., Any]) -> None:
     with pytest.raises(ConfigError, match="RUNPOD_API_KEY"):
-        make_runner(config_with(SWARM_RUNNER="runpod", RUNPOD_ENDPOINT_ID="ep"), runtime=object())
+        make_executor(config_with(SWARM_RUNNER="runpod", RUNPOD_ENDPOINT_ID="ep"), runtime=object())
     with pytest.raises(ConfigError, match="endpoint_id"):
-        make_runner(config_with(SWARM_RUNNER="runpod", RUNPOD_ENDPOINT_ID=""), runtime=object())
+        make_executor(config_with(SWARM_RUNNER="runpod", RUNPOD_ENDPOINT_ID=""), runtime=object())
 
 
 async def test_local_runner_calls_the_runtime() -> None:
@@ -204,4 +204,4 @@ async def test_local_runner_calls_the_runtime() -> None:
         async def run(self, job: dict[str, Any], progress: Any = None) -> dict[str, Any]:
             return {"status": "COMPLETED", "job": job}
 
-    assert (await LocalRunner(Runtime()).run(JOB))["job"] == JOB
+    assert (await LocalExecutor(Runtime()).run(JOB))["job"] == JOB

@@ -10,7 +10,7 @@ from search_fake_servers import serve
 from core.config import load_config
 from core.errors import AllProvidersFailed, ConfigError, InputError, ProviderUnavailable
 from providers.base import SearchResult
-from providers.llm.circuit import CircuitBoard
+from providers.circuit import CircuitBoard
 from providers.search.chain import SearchChain, build_search
 from providers.testing import FakeSearch
 

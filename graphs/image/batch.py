@@ -13,10 +13,11 @@ import base64
 from typing import TYPE_CHECKING, Any
 
 from core.errors import InputError, SwarmError
+from graphs.image.graph import image_graph
+from graphs.image.inputs import EXT, INLINE_MAX_BYTES, ImageSource, RemoveBackgroundInput
 
 if TYPE_CHECKING:
     from graphs.context import JobContext
-    from graphs.image.action import ImageSource, RemoveBackgroundInput
     from providers.image.imageio import ImageLimits
 
 
@@ -24,7 +25,6 @@ async def run_batch(
     inp: RemoveBackgroundInput, sources: list[ImageSource], options: dict[str, Any], ctx: JobContext
 ) -> dict[str, Any]:
     """``{results, images, succeeded, failed, format, trace}`` for ``sources``."""
-    from graphs.image.action import image_graph
     from graphs.image.nodes import BATCH_STEP
     from graphs.run import run_graph
     from providers.image.imageio import ImageLimits
@@ -83,7 +83,6 @@ async def _read_one(index: int, source: ImageSource, limits: ImageLimits, ctx: J
     """``{index, key, data, write}``, or ``{index, error}`` naming ``images[index].<field>``."""
     import anyio
 
-    from graphs.image.action import _EXT
     from providers.image.imageio import open_checked, read_input, sniff_format
 
     field = f"images[{index}].{source.source}"
@@ -99,14 +98,12 @@ async def _read_one(index: int, source: ImageSource, limits: ImageLimits, ctx: J
         return {"index": index, "error": {**error, "message": f"{field}: {error['message']}"}}
     if source.key:
         return {"index": index, "key": source.key, "data": data, "write": False}
-    key = f"image_tools/{ctx.job_id}/input-{index}.{_EXT[sniff_format(data) or 'png']}"
+    key = f"image_tools/{ctx.job_id}/input-{index}.{EXT[sniff_format(data) or 'png']}"
     return {"index": index, "key": key, "data": data, "write": True}
 
 
 async def _inline(results: list[dict[str, Any]], storage: Any) -> None:
     """Base64 of each output while the running total stays within INLINE_MAX_BYTES."""
-    from graphs.image.action import INLINE_MAX_BYTES
-
     total = 0
     for entry in results:
         if "image_key" not in entry:

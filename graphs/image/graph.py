@@ -8,6 +8,7 @@ from typing import Any
 
 from langgraph.graph import END, START, StateGraph
 
+from graphs.context import JobContext
 from graphs.image.nodes import (
     BATCH_STEP,
     after,
@@ -44,3 +45,12 @@ def build_graph(provider_for: Any, storage: StorageProvider, checkpointer: Any =
     graph.add_conditional_edges("upscale", after("upscale"), ["finalize"])
     graph.add_edge("finalize", END)
     return graph.compile(checkpointer=checkpointer)
+
+
+def image_graph(ctx: JobContext) -> Any:
+    """The compiled image graph, built once per providers and checkpointer."""
+    providers = ctx.providers
+    return providers.memo(
+        ("graph:image", id(ctx.checkpointer)),
+        lambda: build_graph(providers.image, providers.storage, ctx.checkpointer),
+    )

@@ -11,7 +11,7 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "CircuitBoard": "providers.llm.circuit",
+    "CircuitBoard": "providers.circuit",
     "LiteLLMModel": "providers.llm.litellm_backend",
     "LLMRouter": "providers.llm.router",
     "build_llm_router": "providers.llm.router",

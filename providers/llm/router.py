@@ -31,7 +31,7 @@ from providers.llm.litellm_backend import missing_key_reason
 
 if TYPE_CHECKING:
     from core.config import SwarmConfig
-    from providers.llm.circuit import CircuitBoard
+    from providers.circuit import CircuitBoard
     from providers.llm.local_server import LocalServerManager
 
 

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     import httpx
 
     from core.config import SwarmConfig
-    from providers.llm.circuit import CircuitBoard
+    from providers.circuit import CircuitBoard
 
 BackendFactory = Callable[[str], SearchProvider]
 

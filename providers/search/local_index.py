@@ -23,7 +23,7 @@ from urllib.parse import unquote, urlparse
 
 from core.errors import InputError, ProviderError, ProviderUnavailable
 from providers.base import SearchResult
-from providers.search.text import document_text
+from providers.web.text import document_text
 
 log = logging.getLogger("providers.search.local")
 

@@ -8,7 +8,7 @@ import httpx
 
 from core.errors import ProviderUnavailable
 from providers.base import SearchResult
-from providers.search._http import client_for, json_body, raise_for_status, result_items, send
+from providers.web.http import client_for, json_body, raise_for_status, result_items, send
 
 _HINTS = {
     403: (

@@ -9,7 +9,7 @@ import httpx
 from core.errors import ProviderUnavailable
 from core.redact import register_secret
 from providers.base import SearchResult
-from providers.search._http import client_for, json_body, raise_for_status, result_items, send
+from providers.web.http import client_for, json_body, raise_for_status, result_items, send
 
 DEFAULT_BASE_URL = "https://api.tavily.com"
 _HINTS = {

@@ -214,7 +214,7 @@ async def safe_fetch(
         async with asyncio.timeout(timeout_s):
             if http is not None:
                 return await _fetch(http, url, max_bytes, allow_private, max_redirects, truncate)
-            from providers.search._http import tls_context
+            from providers.web.http import tls_context
 
             async with httpx.AsyncClient(
                 trust_env=False, follow_redirects=False, timeout=timeout_s, verify=tls_context()

@@ -28,7 +28,7 @@ class EndpointServer:
     """The endpoint on a loopback port, served by uvicorn on a background thread.
 
     Use as a context manager. ``url`` is ``http://host:port``; ``api_base`` is what
-    ``RunPodRunner`` takes as ``base_url``.
+    ``RunPodExecutor`` takes as ``base_url``.
     """
 
     def __init__(

@@ -1,7 +1,8 @@
-"""Executors behind the doors: ``LocalRunner`` (in-process) and ``RunPodRunner`` (an endpoint).
+"""Executors behind the doors: ``LocalExecutor`` (in-process) and ``RunPodExecutor`` (an endpoint).
 
 Both expose ``async run(job, progress=None, wait_budget_s=None) -> envelope`` with the same
-envelope, so a tool gives the same result whichever runner config picks.
+envelope, so a tool gives the same result whichever executor config picks (the config
+section keeps its name, `runner:`).
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ from typing import Any
 from core.errors import ConfigError
 
 
-def make_runner(config: Any, runtime: Any) -> Any:
-    """The runner ``config.runner.kind`` asks for.
+def make_executor(config: Any, runtime: Any) -> Any:
+    """The executor ``config.runner.kind`` asks for.
 
     ``auto`` picks RunPod when ``runner.runpod.endpoint_id`` is set and the variable named by
-    ``runner.runpod.api_key_env`` holds a key, else the local runner. ``runpod`` without
+    ``runner.runpod.api_key_env`` holds a key, else the local executor. ``runpod`` without
     them is a ``ConfigError`` naming the missing key.
     """
     section = config.runner
@@ -26,16 +27,16 @@ def make_runner(config: Any, runtime: Any) -> Any:
     if kind == "auto":
         kind = "runpod" if spec.endpoint_id and key else "local"
     if kind == "local":
-        from swarm.executors.local import LocalRunner
+        from swarm.executors.local import LocalExecutor
 
-        return LocalRunner(runtime)
+        return LocalExecutor(runtime)
     if not spec.endpoint_id:
         raise ConfigError("runner.kind is runpod but no endpoint is set; set RUNPOD_ENDPOINT_ID", key="runner.runpod.endpoint_id")
     if not key:
         raise ConfigError(f"runner.kind is runpod but ${spec.api_key_env} is empty; export your RunPod API key", key="runner.runpod.api_key_env")
-    from swarm.executors.runpod import RunPodRunner
+    from swarm.executors.runpod import RunPodExecutor
 
-    return RunPodRunner(
+    return RunPodExecutor(
         spec.base_url,
         spec.endpoint_id,
         key,

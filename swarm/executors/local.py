@@ -7,14 +7,14 @@ from typing import Any
 from graphs.context import ProgressFn
 
 
-class LocalRunner:
+class LocalExecutor:
     """Runs jobs in this process through ``runtime.run`` (``swarm.runtime.Runtime``)."""
 
     def __init__(self, runtime: Any) -> None:
         self.runtime = runtime
 
     def __repr__(self) -> str:
-        return "LocalRunner()"
+        return "LocalExecutor()"
 
     async def run(self, job: dict[str, Any], progress: ProgressFn | None = None, wait_budget_s: float | None = None) -> dict[str, Any]:
         """The job's envelope; ``wait_budget_s`` is accepted for symmetry and ignored (the job runs here)."""

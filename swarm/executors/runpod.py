@@ -1,8 +1,8 @@
 """The RunPod executor: send a job to a serverless endpoint and follow it to a final state.
 
-``RunPodRunner.run(job)`` submits with ``/run``, follows ``/status`` (and ``/stream`` for
+``RunPodExecutor.run(job)`` submits with ``/run``, follows ``/status`` (and ``/stream`` for
 chunks) with a growing poll interval, forwards progress, and turns every final state into
-the same envelope the local runner returns. CANCELLED and TIMED_OUT are final (the SDK's own
+the same envelope the local executor returns. CANCELLED and TIMED_OUT are final (the SDK's own
 endpoint client keeps waiting on them). When the caller is cancelled, the RunPod job is
 cancelled too. The API key never appears in a log, a trace or an error.
 """
@@ -40,7 +40,7 @@ class RunPodError(Exception):
         super().__init__(self.message)
 
 
-class RunPodRunner:
+class RunPodExecutor:
     """Executes jobs on a RunPod serverless endpoint (RunPod's API, or ``swarm endpoint serve``).
 
     Args:
@@ -78,7 +78,7 @@ class RunPodRunner:
         self.follow_stream = follow_stream
 
     def __repr__(self) -> str:
-        return f"RunPodRunner(root={self.root!r})"
+        return f"RunPodExecutor(root={self.root!r})"
 
     # --- one request ---------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""HTTP plumbing shared by the web search backends: one client rule, one error translation.
+"""HTTP plumbing shared by the web backends (search, safe fetch): one client rule, one error
+translation.
 
 Upstream failures become ``ProviderError`` subclasses here, once, so each backend only adds
 what is specific to it (the fix for a 403 on SearXNG, a rejected key on Tavily).
