@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 from core.redact import redact
+from core.rules import valid_job_id
 
 log = logging.getLogger("swarm.handler")
 _runtime: Any = None
@@ -46,8 +47,7 @@ async def handler(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def _job_id(job: dict[str, Any]) -> str | None:
-    raw = str(job.get("id") or "")
-    return raw if raw and len(raw) <= 128 and all(c.isalnum() or c in "_.:-" for c in raw) else None
+    return valid_job_id(str(job.get("id") or ""))
 
 
 def _progress_update(job: dict[str, Any], data: dict[str, Any]) -> None:

@@ -20,11 +20,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from core.errors import ConfigError
+from core.rules import Tier
 
 log = logging.getLogger("core.config")
 
-TIERS = ("fast", "balanced", "premium")
-Tier = Literal["fast", "balanced", "premium"]
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG_PATH = PROJECT_ROOT / "config.yaml"
 _SECRET_FIELD = re.compile(r"(?i)(api_key|secret|token|password|dsn)$")

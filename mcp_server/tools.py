@@ -19,16 +19,16 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.rules import IDEMPOTENCY_KEY_PATTERN, MAX_IDEMPOTENCY_KEY_CHARS, Tier
 from mcp_server.calls import run_job, server_state
 
 log = logging.getLogger("swarm.mcp")
 
-Tier = Literal["fast", "balanced", "premium"]
 IdempotencyKey = Annotated[
     str | None,
     Field(
-        max_length=128,
-        pattern=r"^[A-Za-z0-9_.:\-]+$",
+        max_length=MAX_IDEMPOTENCY_KEY_CHARS,
+        pattern=IDEMPOTENCY_KEY_PATTERN,
         description="optional; a retry with the same key returns the first job instead of starting another",
     ),
 ]

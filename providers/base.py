@@ -17,6 +17,8 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.rules import Tier
+
 Role = Literal["system", "user", "assistant"]
 Outcome = Literal["ok", "error", "skipped"]
 
@@ -57,7 +59,7 @@ class TraceStep(_Frozen):
 class LLMConfig(_Frozen):
     """Per-call choices. Unset fields fall back to config (tier, model defaults)."""
 
-    tier: Literal["fast", "balanced", "premium"] | None = None
+    tier: Tier | None = None
     prefer: str | None = Field(
         default=None, description="a family (deepseek, claude, ...) or model name to try first"
     )

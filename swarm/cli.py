@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import SwarmError
+from core.rules import TIERS
 
 
 def _print_trace(trace: list[dict[str, Any]], stream: Any = sys.stderr) -> None:
@@ -192,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("delegate", help="delegate a task (primary drafts, reviewer checks)")
     p.add_argument("task")
     p.add_argument("--kind", default="bulk_content")
-    p.add_argument("--tier", choices=["fast", "balanced", "premium"])
+    p.add_argument("--tier", choices=TIERS)
     job_flags(p)
     p.set_defaults(fn=cmd_delegate)
 

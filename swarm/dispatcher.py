@@ -10,7 +10,6 @@ import asyncio
 import functools
 import inspect
 import logging
-import re
 import time
 import typing
 import uuid
@@ -20,6 +19,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core.errors import AllProvidersFailed, InputError, SwarmError
 from core.redact import redact, redact_data
+from core.rules import (
+    IDEMPOTENCY_KEY_PATTERN,
+    JOB_ID_PATTERN,
+    MAX_IDEMPOTENCY_KEY_CHARS,
+    MAX_JOB_ID_CHARS,
+    valid_job_id,
+)
 from graphs.budget import fill_partial, job_scope
 from graphs.context import JobContext
 from providers.base import TraceStep
@@ -41,16 +47,10 @@ ACTIONS: dict[str, dict[str, str]] = {
     },
 }
 
-MAX_JOB_ID_CHARS = 128
-
-
 class JobDeadlineExceeded(SwarmError):
     """The whole job ran past ``limits.job_deadline_s``."""
 
     kind = "job_deadline_exceeded"
-
-JOB_ID_PATTERN = r"^[A-Za-z0-9_.:\-]+$"
-
 
 class JobRequest(BaseModel):
     """One job as both doors receive it."""
@@ -62,7 +62,7 @@ class JobRequest(BaseModel):
     input: dict[str, Any] = Field(default_factory=dict)
     job_id: str | None = Field(default=None, max_length=MAX_JOB_ID_CHARS, pattern=JOB_ID_PATTERN)
     idempotency_key: str | None = Field(
-        default=None, min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$",
+        default=None, min_length=1, max_length=MAX_IDEMPOTENCY_KEY_CHARS, pattern=IDEMPOTENCY_KEY_PATTERN,
         description="same key -> same job id (swarm.idempotency); when set it decides the job id",
     )
 
@@ -213,9 +213,7 @@ async def dispatch(raw: dict[str, Any] | JobRequest, make_context: Any) -> dict[
 def _given_job_id(raw: Any) -> str | None:
     """The caller's job id, even when the rest of the job is malformed (if the id itself is valid)."""
     value = raw.job_id if isinstance(raw, JobRequest) else (raw.get("job_id") if isinstance(raw, dict) else None)
-    if isinstance(value, str) and len(value) <= MAX_JOB_ID_CHARS and re.fullmatch(JOB_ID_PATTERN, value):
-        return value
-    return None
+    return valid_job_id(value)
 
 
 def _fail(result: dict[str, Any], exc: SwarmError) -> None:

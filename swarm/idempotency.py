@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import hashlib
 
-MAX_KEY_CHARS = 200
-KEY_PATTERN = r"^[\x21-\x7e]+$"  # printable ASCII, no spaces
-
 
 def job_id_for_key(project: str, action: str, key: str, owner: str = "") -> str:
     """The job id that ``key`` stands for (``idem-`` + 32 hex chars, valid as a job_id).

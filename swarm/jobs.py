@@ -25,6 +25,7 @@ from typing import Any
 
 from core.redact import redact
 from graphs.context import ProgressFn
+from swarm.executors import RemoteExecutor
 from swarm.jobstore import (  # noqa: F401  (re-exported: the job API lives here)
     FINAL_STATUSES,
     IN_PROGRESS,
@@ -214,13 +215,13 @@ class JobManager:
             while True:
                 state = dict(await runner.status(job_id))
                 status = state.get("status")
-                if status == "IN_PROGRESS" and getattr(runner, "follow_stream", False):
+                if status == "IN_PROGRESS" and runner.follow_stream:
                     for chunk in (await runner.stream(job_id)).get("stream") or []:
                         await _forward_progress(progress, chunk.get("output") if isinstance(chunk, dict) else chunk)
                 if status in REMOTE_FINAL_STATES:
-                    return dict(runner._envelope(job, job_id, state, started))
+                    return dict(runner.envelope(job, job_id, state, started))
                 await asyncio.sleep(delay)
-                delay = min(delay * 1.5, float(getattr(runner, "poll_interval_s", 1.0)))
+                delay = min(delay * 1.5, float(runner.poll_interval_s))
         except asyncio.CancelledError:
             if not self._closing:
                 with contextlib.suppress(Exception):  # best effort; the row says CANCELLED either way
@@ -354,8 +355,8 @@ REMOTE_FINAL_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"
 
 
 def is_remote(runner: Any) -> bool:
-    """A runner whose jobs live on an endpoint (``submit``/``status``/``cancel`` by remote id)."""
-    return all(callable(getattr(runner, name, None)) for name in ("submit", "status", "cancel", "_envelope"))
+    """An executor whose jobs live on an endpoint (``submit``/``status``/``cancel`` by remote id)."""
+    return isinstance(runner, RemoteExecutor)
 
 
 def _error_of(exc: BaseException) -> dict[str, str]:

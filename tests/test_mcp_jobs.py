@@ -5,6 +5,7 @@ jobs survive a server restart; cancel, idempotency keys and unknown ids behave."
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +131,13 @@ class FakeEndpoint:
         self.cancelled: list[str] = []
         self.finished = False
 
+    async def run(self, job: dict[str, Any], progress: Any = None, wait_budget_s: float | None = None) -> dict[str, Any]:
+        started = time.perf_counter()
+        job_id = await self.submit(job)
+        while (state := await self.status(job_id))["status"] == "IN_PROGRESS":
+            await asyncio.sleep(self.poll_interval_s)
+        return self.envelope(job, job_id, state, started)
+
     async def submit(self, job: dict[str, Any]) -> str:
         self.submitted.append(job)
         return f"rp-{len(self.submitted)}"
@@ -149,7 +157,7 @@ class FakeEndpoint:
         self.cancelled.append(job_id)
         return {"id": job_id, "status": "CANCELLED"}
 
-    def _envelope(self, job: dict[str, Any], job_id: str, state: dict[str, Any], started: float) -> dict[str, Any]:
+    def envelope(self, job: dict[str, Any], job_id: str, state: dict[str, Any], started: float) -> dict[str, Any]:
         return {**state.get("output", {"status": "FAILED", "error": {"type": "JobCancelled", "message": "cancelled"}}),
                 "job_id": job_id, "project": job["project"], "action": job["action"]}
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.errors import InputError
+from core.rules import Tier
 from graphs.context import JobContext
 
 
@@ -17,7 +18,7 @@ class DelegateInput(BaseModel):
 
     task: str = Field(min_length=1, description="what to do, in plain words")
     kind: str = Field(default="bulk_content", description="a key of routing.delegation in config")
-    tier: Literal["fast", "balanced", "premium"] | None = Field(
+    tier: Tier | None = Field(
         default=None, description="model tier; default: providers.llm.default"
     )
 

@@ -8,12 +8,43 @@ section keeps its name, `runner:`).
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from core.errors import ConfigError
+from graphs.context import ProgressFn
 
 
-def make_executor(config: Any, runtime: Any) -> Any:
+@runtime_checkable
+class Executor(Protocol):
+    """Runs one job to its envelope, here or elsewhere."""
+
+    async def run(
+        self, job: dict[str, Any], progress: ProgressFn | None = None, wait_budget_s: float | None = None
+    ) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class RemoteExecutor(Executor, Protocol):
+    """An executor whose jobs live on an endpoint under the endpoint's own ids, so a long job can
+    be submitted, polled, followed, cancelled, and re-attached after a restart."""
+
+    follow_stream: bool
+    poll_interval_s: float
+
+    async def submit(self, job: dict[str, Any]) -> str: ...
+
+    async def status(self, job_id: str) -> dict[str, Any]: ...
+
+    async def stream(self, job_id: str) -> dict[str, Any]: ...
+
+    async def cancel(self, job_id: str) -> dict[str, Any]: ...
+
+    def envelope(self, job: dict[str, Any], job_id: str | None, state: dict[str, Any], started: float) -> dict[str, Any]:
+        """The job's envelope from the endpoint's final ``state`` (``started``: perf_counter)."""
+        ...
+
+
+def make_executor(config: Any, runtime: Any) -> Executor:
     """The executor ``config.runner.kind`` asks for.
 
     ``auto`` picks RunPod when ``runner.runpod.endpoint_id`` is set and the variable named by

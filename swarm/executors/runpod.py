@@ -211,7 +211,7 @@ class RunPodExecutor:
                 if job_id is not None:
                     await self._cancel_quietly(http, job_id)
                 raise
-        return self._envelope(job, job_id, final, started)
+        return self.envelope(job, job_id, final, started)
 
     async def _cancel_quietly(self, http: httpx.AsyncClient, job_id: str) -> None:
         try:
@@ -245,7 +245,7 @@ class RunPodExecutor:
 
     # --- envelopes -------------------------------------------------------------------------
 
-    def _envelope(self, job: dict[str, Any], job_id: str | None, state: dict[str, Any], started: float) -> dict[str, Any]:
+    def envelope(self, job: dict[str, Any], job_id: str | None, state: dict[str, Any], started: float) -> dict[str, Any]:
         status = state.get("status")
         output = state.get("output")
         if isinstance(output, list) and output and isinstance(output[-1], dict) and "status" in output[-1]:

@@ -1,0 +1,28 @@
+"""Rules that more than one layer applies, written once: tier names, job ids, idempotency keys.
+
+Every door, the dispatcher, the config schema and the CLI read these; none keeps its own copy.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal, get_args
+
+#: The tiers a job or a call may ask for, cheapest first.
+Tier = Literal["fast", "balanced", "premium"]
+TIERS: tuple[str, ...] = get_args(Tier)
+
+#: A job id: what a caller may pass to resume or de-duplicate a job (also its checkpoint thread).
+MAX_JOB_ID_CHARS = 128
+JOB_ID_PATTERN = r"^[A-Za-z0-9_.:\-]+$"  # ASCII only: str.isalnum() would admit other scripts
+
+#: An idempotency key: same key, same job (printable ASCII, no spaces).
+MAX_IDEMPOTENCY_KEY_CHARS = 200
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]+$"
+
+
+def valid_job_id(value: object) -> str | None:
+    """``value`` when it is a valid job id, else ``None``."""
+    if isinstance(value, str) and len(value) <= MAX_JOB_ID_CHARS and re.fullmatch(JOB_ID_PATTERN, value):
+        return value
+    return None
