@@ -91,7 +91,7 @@ def main() -> None:
     import runpod
 
     from core.redact import install_log_redaction
-    from swarm.observability import configure_logging
+    from swarm.logs import configure_logging
 
     configure_logging(runtime().config)  # JSON lines with the job id, level from config
     install_log_redaction()

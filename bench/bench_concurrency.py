@@ -81,11 +81,6 @@ def _runtime(delay_s: float, config_path: str | None = None, upstream: contextli
     opened: list[Any] = []
 
     class BenchRuntime(Runtime):
-        def _factories(self, config: Any) -> dict[str, Any]:
-            factories = super()._factories(config)
-            factories["llm"] = lambda: llm
-            return factories
-
         async def checkpointer(self, config: Any) -> Any:
             if upstream is None:
                 return await super().checkpointer(config)
@@ -94,7 +89,7 @@ def _runtime(delay_s: float, config_path: str | None = None, upstream: contextli
                 opened.append(await upstream.enter_async_context(_upstream_sqlite(path)))
             return opened[0]
 
-    return BenchRuntime(config_path)
+    return BenchRuntime(config_path, providers={"llm": llm})
 
 
 async def _job(runtime: Any, index: int, latencies: list[float], errors: list[str]) -> None:

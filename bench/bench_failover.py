@@ -46,7 +46,7 @@ def _router(primary_base: str, primary_upstream: str, server_url: str) -> Any:
         # The circuit must stay closed here: this measures failing over, not skipping.
         circuit={"failure_threshold": 1_000_000, "cooldown_s": 30},
     )
-    return build_llm_router(cfg, circuits=CircuitBoard())
+    return build_llm_router(cfg.providers.llm, cfg.models, circuits=CircuitBoard())
 
 
 async def failover(repeat: int, anchor_repeat: int) -> list[dict[str, Any]]:
@@ -140,12 +140,12 @@ async def circuit_skip(repeat: int) -> list[dict[str, Any]]:
     )
     backup = FakeLLM(["ok"])
     ask = [Message(role="user", content="hi")]
-    open_router = LLMRouter(cfg, {"primary": DownLLM(), "backup": backup}, CircuitBoard())
+    open_router = LLMRouter(cfg.providers.llm, cfg.models, {"primary": DownLLM(), "backup": backup}, CircuitBoard())
     await open_router.complete(ask, LLMConfig())  # the one failure that opens the circuit
     answer = await open_router.complete(ask, LLMConfig())
     assert answer.attempts[0].outcome == "skipped", answer.attempts
     alone_cfg = make_swarm_config({"backup": {"family": "second", "litellm_model": "openai/y"}})
-    alone_router = LLMRouter(alone_cfg, {"backup": backup}, CircuitBoard())
+    alone_router = LLMRouter(alone_cfg.providers.llm, alone_cfg.models, {"backup": backup}, CircuitBoard())
     skip, alone = [], []
     for _ in range(repeat):
         alone += await timed(lambda: alone_router.complete(ask, LLMConfig()), 1, warmup=0)

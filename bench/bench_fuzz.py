@@ -107,7 +107,7 @@ def input_strategy(model: Any) -> st.SearchStrategy[dict[str, Any]]:
 def actions() -> list[tuple[str, str, Any]]:
     """(project, action, input model) for every action this installation can run."""
     from core.errors import InputError
-    from swarm.dispatcher import ACTIONS, resolve_action
+    from graphs.actions import ACTIONS, resolve_action
 
     found = []
     for project, table in ACTIONS.items():

@@ -105,7 +105,7 @@ async def serving(app: Any) -> AsyncIterator[str]:
 async def http_concurrency(config: Path, sessions: int = 10, per_session: int = 20) -> dict[str, Any]:
     from mcp.server.transport_security import TransportSecuritySettings
 
-    from mcp_server.http import build_http_app
+    from mcp_server.server import build_http_app
 
     bare_app = bare_server().streamable_http_app(transport_security=TransportSecuritySettings(
         allowed_hosts=["127.0.0.1:*"], allowed_origins=["http://127.0.0.1:*"]))

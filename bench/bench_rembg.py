@@ -134,12 +134,14 @@ def ours_dispatch(models_dir: str, data: list[bytes], storage_dir: Path) -> floa
 
     from core.config import load_config
     from graphs.context import JobContext, Providers
+    from providers.image.imageio import ImageLimits
     from providers.image.rembg_backend import RembgRemover
     from providers.storage.local import LocalStorage
     from swarm.dispatcher import dispatch
 
     config = load_config(ROOT / "config.yaml")
-    remover = RembgRemover.from_config("remove_background", {"models_dir": models_dir}, config)
+    remover = RembgRemover.from_config("remove_background", config.providers.image.rembg, models_dir=models_dir,
+                                       limits=ImageLimits.from_config(config))
     storage = LocalStorage(storage_dir)
     providers = Providers(config, {"storage": lambda: storage, "remove_background": lambda: remover})
 

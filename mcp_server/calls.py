@@ -8,16 +8,21 @@ for whoever polls later.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
+from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.mcpserver import Context
+
+from mcp_server.results import raise_for_failure
+from mcp_server.state import ServerState
 
 LOCAL_OWNER = "local"
 
 
-def server_state(ctx: Context) -> Any:
-    """The server's lifespan state (``ServerState``: runtime, jobs, log, subscriptions)."""
-    return ctx.request_context.lifespan_context
+def server_state(ctx: Context) -> ServerState:
+    """The server's lifespan state: runtime, jobs, log, subscriptions."""
+    # a tool's bare ``Context`` types the lifespan state as a dict; the lifespan yields a ServerState
+    return cast(ServerState, ctx.request_context.lifespan_context)
 
 
 def owner_of(ctx: Context) -> str:
@@ -26,8 +31,6 @@ def owner_of(ctx: Context) -> str:
     scope = getattr(request, "scope", None) or {}
     token = getattr(scope.get("user"), "access_token", None)  # set only when auth is configured
     if token is None:
-        from mcp.server.auth.middleware.auth_context import get_access_token
-
         token = get_access_token()
     return f"token:{token.client_id}" if token is not None else LOCAL_OWNER
 
@@ -57,8 +60,6 @@ async def run_job(
     Raises:
         ToolError: the job finished FAILED (message from ``raise_for_failure``).
     """
-    from mcp_server.tools import raise_for_failure
-
     state = server_state(ctx)
     result = await state.jobs.submit(
         job, owner_of(ctx), progress=progress_sender(ctx), wait_s=wait_s, idempotency_key=idempotency_key

@@ -5,7 +5,8 @@ on: loopback names plus ``mcp.http.allowed_hosts`` / ``allowed_origins`` from co
 Host is 421, a bad Origin 403). Bearer tokens come from the env var named by
 ``mcp.http.auth_tokens_env`` (``name=token,name2=token2`` or one bare token); with tokens
 set, a request without a valid one is 401 and each client sees only its own jobs. Bodies
-over ``mcp.http.max_request_bytes`` are 413.
+over ``mcp.http.max_request_bytes`` are 413. ``mcp_server.server.build_http_app`` puts these
+around the MCP server.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from mcp.server import MCPServer
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.transport_security import TransportSecuritySettings
@@ -79,43 +81,44 @@ def security_settings(config: Any) -> TransportSecuritySettings:
     )
 
 
-def build_http_app(config_path: str | None = None, *, host: str = "127.0.0.1", port: int = 8808,
-                   env: dict[str, str] | None = None, **server_kwargs: Any) -> Any:
-    """The Starlette app serving MCP at ``/mcp`` and a health check at ``/health``."""
-    from core.config import config_path as resolve_config_path
-    from core.config import load_config
-    from mcp_server.server import build_server
+def auth_kwargs(config: Any, *, host: str, port: int, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The ``MCPServer`` arguments that require a bearer token, or none when no token is set.
 
+    Tokens come from the env var named by ``mcp.http.auth_tokens_env``; serving beyond
+    loopback without any is allowed, with a warning.
+
+    Raises:
+        ConfigError: a token is malformed or too short.
+    """
     environ: Mapping[str, str] = os.environ if env is None else env
-    config = load_config(resolve_config_path(config_path))
     http = config.mcp.http
     tokens = parse_tokens(environ.get(http.auth_tokens_env, ""), http.auth_tokens_env) if http.auth_tokens_env else {}
     if tokens:
-        server_kwargs.update(
-            token_verifier=StaticTokenVerifier(tokens),
-            auth=AuthSettings(issuer_url=AnyHttpUrl(f"http://{host}:{port}"), resource_server_url=None, required_scopes=[]),
-        )
-    elif host not in ("127.0.0.1", "localhost", "::1"):
+        return {
+            "token_verifier": StaticTokenVerifier(tokens),
+            "auth": AuthSettings(issuer_url=AnyHttpUrl(f"http://{host}:{port}"), resource_server_url=None, required_scopes=[]),
+        }
+    if host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("serving on %s without auth: set $%s to require bearer tokens", host, http.auth_tokens_env)
-    server = build_server(config_path, **server_kwargs)
+    return {}
+
+
+def http_app(server: MCPServer, config: Any, *, host: str, auth: bool) -> Any:
+    """``server`` at ``/mcp`` behind the Host/Origin checks and the body cap, plus ``/health``."""
 
     @server.custom_route("/health", methods=["GET"])
     async def health(request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok", "server": server.name, "version": server.version, "auth": bool(tokens)})
+        return JSONResponse({"status": "ok", "server": server.name, "version": server.version, "auth": auth})
 
     return server.streamable_http_app(
         transport_security=security_settings(config),
-        max_request_body_size=http.max_request_bytes,
+        max_request_body_size=config.mcp.http.max_request_bytes,
         host=host,
     )
 
 
-def serve_http(config_path: str | None, *, host: str, port: int) -> None:
+def serve(app: Any, *, host: str, port: int) -> None:
     """Run the HTTP app under uvicorn until interrupted."""
     import uvicorn
 
-    try:
-        app = build_http_app(config_path, host=host, port=port)
-    except ConfigError as exc:
-        raise SystemExit(f"swarm-mcp: {exc}") from None
     uvicorn.run(app, host=host, port=port, log_level=os.environ.get("SWARM_LOG_LEVEL", "info").lower())

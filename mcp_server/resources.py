@@ -14,18 +14,23 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ResourceError
 
 from mcp_server.calls import owner_of, server_state
+from mcp_server.state import ServerState
 
-#: graph name -> "module:build_graph" and how to call it with fakes (no model, no network)
+#: the graphs swarm://graphs/{name} draws (compiled over fakes: no model, no network)
 GRAPHS = ("delegation", "research")
 
 
-def register(server: Any, current_state: Callable[[], Any]) -> None:
+def register(server: Any, current_state: Callable[[], ServerState]) -> None:
     """Add the static resources and the templates to ``server``.
 
     Static resources cannot take a ``Context`` in this SDK, so they reach the server state
     through ``current_state()`` (set by the lifespan).
     """
+    _register_static(server, current_state)
+    _register_templates(server)
 
+
+def _register_static(server: Any, current_state: Callable[[], ServerState]) -> None:
     @server.resource("swarm://config", name="config", title="Effective config (redacted)", mime_type="application/json",
                      description="The config in force now, after ${ENV} expansion, with every secret masked.")
     def config_resource() -> str:
@@ -43,12 +48,14 @@ def register(server: Any, current_state: Callable[[], Any]) -> None:
     async def providers_resource() -> str:
         return json.dumps(await provider_health(current_state()), indent=2)
 
+
+def _register_templates(server: Any) -> None:
     @server.resource("swarm://jobs/{job_id}", name="job", title="A job: status and trace", mime_type="application/json",
                      description="One of your jobs: status, last progress, error and the trace of every provider call.")
     def job_resource(job_id: str, ctx: Context) -> str:
         row = _job_row(ctx, job_id)
         result = row.get("result") or {}
-        from swarm.jobs import summary
+        from mcp_server.jobstore import summary  # on first use: sqlite3 is not needed to start
 
         return json.dumps({**summary(row), "trace": result.get("trace", []), "totals": result.get("totals", {})}, indent=2)
 
@@ -106,7 +113,7 @@ def paginate(text: str, size: int, page: int, uri: str) -> str:
     return body
 
 
-async def provider_health(state: Any) -> dict[str, Any]:
+async def provider_health(state: ServerState) -> dict[str, Any]:
     """LLM models (availability + circuit), search circuits, storage backend, last config error."""
     runtime = state.runtime
     config = runtime.config

@@ -1,4 +1,7 @@
-"""MCP tools: thin wrappers that turn tool arguments into a job for the runner.
+"""MCP action tools: their signatures (names, input schemas, descriptions) and registration.
+
+Each tool is a thin wrapper that turns its arguments into a job for the runner; the output
+models live in ``mcp_server.outputs`` and the envelope -> result mapping in ``mcp_server.results``.
 
 No business logic here: validation of limits, routing and execution happen in the
 dispatcher and the graphs, the same code the RunPod worker runs. A tool is registered only
@@ -15,12 +18,13 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context
-from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.rules import IDEMPOTENCY_KEY_PATTERN, MAX_IDEMPOTENCY_KEY_CHARS, Tier
 from mcp_server.calls import run_job, server_state
+from mcp_server.outputs import DelegateOutput, ImageOutput, ResearchOutput
+from mcp_server.results import delegate_output, image_output, research_output
 
 log = logging.getLogger("swarm.mcp")
 
@@ -32,73 +36,6 @@ IdempotencyKey = Annotated[
         description="optional; a retry with the same key returns the first job instead of starting another",
     ),
 ]
-
-
-class TraceStepOut(BaseModel):
-    """One provider attempt, skip or graph node."""
-
-    step: str
-    kind: str
-    provider: str
-    model: str | None = None
-    attempt: int = 1
-    latency_ms: float
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_usd: float | None = None
-    outcome: str
-    error_class: str | None = None
-    detail: str | None = None
-
-
-class JobOutcome(BaseModel):
-    """Common head of every action result: a finished job, or one still running."""
-
-    job_id: str
-    status: Literal["COMPLETED", "IN_PROGRESS"] = Field(
-        description="IN_PROGRESS: the job outlasted the wait budget; call job_result(job_id) to get the rest"
-    )
-    message: str | None = Field(default=None, description="what to do next when the job is still running")
-    progress: dict[str, Any] | None = Field(default=None, description="last progress of a running job")
-    trace: list[TraceStepOut] = Field(default_factory=list)
-    totals: dict[str, Any] = Field(default_factory=dict)
-
-
-class DelegateOutput(JobOutcome):
-    """The answer, the reviewer's verdict and the full execution trace."""
-
-    text: str = Field(default="", description="the final answer")
-    model: str | None = Field(default=None, description="model that wrote the final answer")
-    review: dict[str, Any] | None = Field(default=None, description="reviewer verdict, or null when the route has none")
-    revisions: int = 0
-
-
-class ResearchOutput(JobOutcome):
-    """A cited Markdown report; every [n] resolves to an entry of ``sources``."""
-
-    report: str = Field(default="", description="Markdown report with [n] citations")
-    report_uri: str | None = Field(default=None, description="swarm://jobs/{id}/report: the report, paginated")
-    sources: list[dict[str, Any]] = Field(default_factory=list)
-    citations: list[dict[str, Any]] = Field(default_factory=list)
-    review: dict[str, Any] | None = None
-    queries: list[str] = Field(default_factory=list)
-
-
-class ImageOutput(JobOutcome):
-    """A processed image as a storage key and a URL (base64 only when asked and small enough)."""
-
-    key: str | None = Field(default=None, description="storage key of the result; read it as swarm://artifacts/{key}")
-    url: str | None = Field(
-        default=None,
-        description="where to download the result, when the store has a plain URL (presigned URLs are never returned)",
-    )
-    image_base64: str | None = Field(default=None, description="the result inline, only with return_base64=true")
-    details: dict[str, Any] = Field(default_factory=dict, description="size, model, format and other facts")
-    results: list[dict[str, Any]] | None = Field(
-        default=None,
-        description="with `images`: one entry per image, in order: {index, key, url, width, height, bytes,"
-        " image_base64?} or {index, error: {type, message}}",
-    )
 
 
 DELEGATE_DESCRIPTION = (
@@ -301,95 +238,5 @@ _IMAGE_TOOLS: dict[str, Callable[[Any, Any], None]] = {
 }
 
 
-# --- envelopes -> tool results -------------------------------------------------------------
-
-
 def _drop_none(**values: Any) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
-
-
-def public_steps(trace: list[dict[str, Any]]) -> list[TraceStepOut]:
-    return [
-        TraceStepOut.model_validate({k: v for k, v in step.items() if k in TraceStepOut.model_fields}, strict=False)
-        for step in trace
-    ]
-
-
-def _head(result: dict[str, Any]) -> dict[str, Any]:
-    if result.get("status") == "IN_PROGRESS":
-        return {"job_id": result["job_id"], "status": "IN_PROGRESS", "message": result.get("message"),
-                "progress": result.get("progress")}
-    return {"job_id": result["job_id"], "status": "COMPLETED", "trace": public_steps(result.get("trace") or []),
-            "totals": result.get("totals") or {}}
-
-
-def delegate_output(result: dict[str, Any]) -> DelegateOutput:
-    output = result.get("output") or {}
-    return DelegateOutput(
-        **_head(result),
-        text=output.get("text", ""),
-        model=output.get("model"),
-        review=output.get("review"),
-        revisions=output.get("revisions", 0),
-    )
-
-
-def research_output(result: dict[str, Any]) -> ResearchOutput:
-    output = result.get("output") or {}
-    done = result.get("status") != "IN_PROGRESS"
-    return ResearchOutput(
-        **_head(result),
-        report=output.get("report", ""),
-        report_uri=f"swarm://jobs/{result['job_id']}/report" if done else None,
-        sources=output.get("sources", []),
-        citations=output.get("citations", []),
-        review=output.get("review"),
-        queries=[str(q) for q in output.get("queries", [])],
-    )
-
-
-def image_output(result: dict[str, Any], *, return_base64: bool, inline_limit: int) -> ImageOutput:
-    """The stored result's key and URL; base64 only when asked and within mcp.max_inline_image_bytes."""
-    output = dict(result.get("output") or {})
-    key = output.pop("image_key", None)
-    url = output.pop("url", None)
-    inline = _inline_within(output, output.pop("image_b64", None), inline_limit)
-    results = output.pop("results", None)
-    if results is not None:
-        results = [_batch_entry(entry, return_base64, inline_limit) for entry in results]
-    return ImageOutput(**_head(result), key=key, url=url, image_base64=inline if return_base64 else None,
-                       details=output, results=results)
-
-
-def _inline_within(entry: dict[str, Any], inline: str | None, inline_limit: int) -> str | None:
-    if inline is not None and len(inline) * 3 // 4 > inline_limit:
-        entry["inline_omitted"] = f"result is over mcp.max_inline_image_bytes={inline_limit}; download it from url"
-        return None
-    return inline
-
-
-def _batch_entry(entry: dict[str, Any], return_base64: bool, inline_limit: int) -> dict[str, Any]:
-    """One image of a batch result, with the same key/url/image_base64 names as a single result."""
-    out = {k: v for k, v in entry.items() if k not in ("image_key", "image_b64")}
-    if "image_key" in entry:
-        out["key"] = entry["image_key"]
-    inline = _inline_within(out, entry.get("image_b64"), inline_limit)
-    if inline is not None and return_base64:
-        out["image_base64"] = inline
-    return out
-
-
-def raise_for_failure(result: dict[str, Any]) -> None:
-    """Turn a FAILED envelope into a tool error a model can act on (no traceback, no secret)."""
-    if result.get("status") in ("COMPLETED", "IN_PROGRESS"):
-        return
-    error = result.get("error") or {}
-    attempts = [s for s in result.get("trace", []) if s.get("kind") != "node"]
-    lines = [f"{error.get('type', 'Error')}: {error.get('message', 'the job failed')}"]
-    if attempts and error.get("type") == "AllProvidersFailed":
-        lines.append("attempts: " + "; ".join(
-            f"{s.get('model') or s.get('provider')} {s.get('outcome')} {s.get('error_class') or ''}".strip()
-            for s in attempts
-        ))
-    lines.append(f"job_id: {result.get('job_id')}")
-    raise ToolError("\n".join(lines))

@@ -4,6 +4,11 @@ The four contracts are the design's, verbatim: ``LLMProvider.complete(messages, 
 ``LLMProvider.health_check()``, ``SearchProvider.search(query, max_results)``,
 ``ImageProvider.process(image, action, config)``, plus ``StorageProvider``. Graphs talk to
 these Protocols only; which backend stands behind them is decided by config.
+
+What some providers can do beyond their contract is declared here too, as ``runtime_checkable``
+Protocols a caller tests with ``isinstance`` (never ``hasattr``): ``TracedImageProvider``,
+``BatchImageProvider``, ``TracedSearch``, ``SelectableSearch``, ``DocumentReader`` and
+``Configurable``.
 """
 
 from __future__ import annotations
@@ -11,12 +16,14 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import enum
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.errors import SwarmError
 from core.rules import Tier
 
 Role = Literal["system", "user", "assistant"]
@@ -99,7 +106,11 @@ def notify_attempt(event: AttemptEvent, model: str, detail: str = "") -> None:
 
 
 class LLMResponse(_Frozen):
-    """What a model answered, with the attempts it took to get there."""
+    """What a model answered, with the attempts it took to get there.
+
+    Its usage (model, provider, tokens, cost, latency) is that of the attempt that answered:
+    build one with ``from_step`` so the two never disagree.
+    """
 
     text: str
     model: str
@@ -110,6 +121,21 @@ class LLMResponse(_Frozen):
     latency_ms: float = 0.0
     finish_reason: str | None = None
     attempts: tuple[TraceStep, ...] = ()
+
+    @classmethod
+    def from_step(cls, text: str, step: TraceStep, *, finish_reason: str | None = None) -> LLMResponse:
+        """The answer of one call whose trace step is ``step``; the usage is the step's."""
+        return cls(
+            text=text,
+            model=step.model or "",
+            provider=step.provider,
+            input_tokens=step.input_tokens,
+            output_tokens=step.output_tokens,
+            cost_usd=step.cost_usd,
+            latency_ms=step.latency_ms,
+            finish_reason=finish_reason,
+            attempts=(step,),
+        )
 
 
 class SearchResult(_Frozen):
@@ -143,6 +169,23 @@ class ImageConfig(_Frozen):
     only_mask: bool = False
     background_color: tuple[int, int, int, int] | None = None
     output_format: Literal["png", "webp", "jpeg"] = "png"
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One image of a batch: the output bytes, or the error that image met."""
+
+    index: int
+    data: bytes | None = None
+    error: SwarmError | None = None
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """``items`` in input order; ``steps``: model skips first, then one step per image."""
+
+    items: list[BatchItem]
+    steps: list[TraceStep]
 
 
 class StoredObject(_Frozen):
@@ -194,3 +237,61 @@ class StorageProvider(Protocol):
     async def list(self, prefix: str = "") -> list[StoredObject]: ...
 
     async def url(self, key: str, expires_s: int = 3600) -> str: ...
+
+
+# --- optional capabilities ---------------------------------------------------------------------
+
+
+@runtime_checkable
+class Configurable(Protocol):
+    """A backend that can say, without a network call, why it cannot be tried at all."""
+
+    def unconfigured_reason(self) -> str | None: ...
+
+
+@runtime_checkable
+class TracedSearch(SearchProvider, Protocol):
+    """A search provider that also reports its attempts (a chain: one step per backend)."""
+
+    async def search_traced(
+        self, query: str, max_results: int = 10, *, step: str = "search"
+    ) -> tuple[list[SearchResult], list[TraceStep]]: ...
+
+
+@runtime_checkable
+class SelectableSearch(SearchProvider, Protocol):
+    """A search provider that can be narrowed to some of its named backends."""
+
+    def only(self, names: Sequence[str]) -> SearchProvider: ...
+
+
+@runtime_checkable
+class DocumentReader(Protocol):
+    """Reads the full text of a document it holds locally (the local index)."""
+
+    async def read_document(self, url: str) -> tuple[str, str] | None:
+        """``(title, text)`` of the document at ``url``, or ``None`` when it holds none there."""
+        ...
+
+
+@runtime_checkable
+class TracedImageProvider(ImageProvider, Protocol):
+    """An image provider that also reports its trace steps (model, device, skips, ms)."""
+
+    async def process_traced(
+        self, image: bytes, action: ImageAction, config: ImageConfig
+    ) -> tuple[bytes, list[TraceStep]]: ...
+
+
+@runtime_checkable
+class BatchImageProvider(ImageProvider, Protocol):
+    """An image provider that takes many images in one call, each with its own result."""
+
+    async def process_batch(
+        self,
+        images: Sequence[bytes],
+        action: ImageAction,
+        config: ImageConfig,
+        *,
+        indices: Sequence[int] | None = None,
+    ) -> BatchOutcome: ...

@@ -1,7 +1,10 @@
 """Names in config -> backend classes, imported only when config chooses them.
 
-A backend class offers ``from_config(name, settings, config, **deps)``; the registry looks it
-up by table, never by an if/elif ladder, so adding a backend is one line here.
+A backend class offers ``from_config(name, settings, **deps)``: ``settings`` is its own config
+section (``providers.storage.backends.<name>``, ``providers.image.upscale``, one entry of
+``models``), ``deps`` what it needs injected by keyword (an ``httpx.AsyncClient``, the state or
+models directory, the local server manager), never the whole app config. The registry looks a
+class up by table, never by an if/elif ladder, so adding a backend is one line here.
 """
 
 from __future__ import annotations

@@ -38,17 +38,7 @@ def _response(text: str, model: str, config: LLMConfig, messages: list[Message],
         output_tokens=out_tokens,
         cost_usd=0.0,
     )
-    return LLMResponse(
-        text=text,
-        model=model,
-        provider="fake",
-        input_tokens=in_tokens,
-        output_tokens=out_tokens,
-        cost_usd=0.0,
-        latency_ms=latency,
-        finish_reason="stop",
-        attempts=(step,),
-    )
+    return LLMResponse.from_step(text, step, finish_reason="stop")
 
 
 class FunctionLLM:

@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(import_string(DELEGATED[argv[0]][0])(argv[1:]) or 0)
     args = build_parser().parse_args(argv)
     from core.redact import install_log_redaction
-    from swarm.observability import configure_logging
+    from swarm.logs import configure_logging
 
     configure_logging(os.environ.get("SWARM_LOG_LEVEL", "WARNING"), json=False)
     install_log_redaction()

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal
 
 from core.errors import ProviderError, ProviderUnavailable, SwarmError
 from core.redact import redact, redact_data
@@ -62,13 +62,6 @@ class Check:
     name: str
     run: Callable[[], Awaitable[Finding]]
     timeout_s: float = CHECK_TIMEOUT_S
-
-
-@runtime_checkable
-class Configurable(Protocol):
-    """A backend that can say, without a network call, why it cannot be tried at all."""
-
-    def unconfigured_reason(self) -> str | None: ...
 
 
 def _message(exc: BaseException) -> str:
@@ -226,9 +219,12 @@ async def _web_search(name: str, backend: Any) -> Finding:
 
 
 async def check_search(name: str, config: SwarmConfig) -> Finding:
+    from core.config import state_dir
+    from providers.base import Configurable
     from providers.registry import backend_class
 
-    backend = backend_class("search", name).from_config(name, dict(config.providers.search.backends[name]), config)
+    settings = dict(config.providers.search.backends[name])
+    backend = backend_class("search", name).from_config(name, settings, state_dir=state_dir())
     if name == "local":
         found = await _local_index(name, backend)
         if found is not None:
@@ -308,6 +304,7 @@ _RUNPOD_FIX = {401: "RunPod refused the key: check {env}", 404: "no such endpoin
 
 
 async def check_storage(config: SwarmConfig) -> Finding:
+    from core.config import state_dir
     from providers.registry import backend_class
 
     section = config.providers.storage
@@ -315,7 +312,7 @@ async def check_storage(config: SwarmConfig) -> Finding:
     where = f"{name} {settings.get('root') or settings.get('bucket') or ''}".strip()
     key = f"doctor-probe-{secrets.token_hex(4)}.txt"
     try:
-        storage = backend_class("storage", name).from_config(name, settings, config)
+        storage = backend_class("storage", name).from_config(name, settings, state_dir=state_dir())
         await storage.put(key, b"swarm doctor probe\n")
         await storage.delete(key)
     except (SwarmError, OSError) as exc:

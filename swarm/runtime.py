@@ -3,6 +3,10 @@ and builds a ``JobContext`` per job from the config that is current when the job
 
 The local runner and the RunPod handler both go through ``Runtime.run``; nothing here is
 built at import time.
+
+Each backend gets its own config section and what it needs injected (the state and models
+directories, the image limits, the circuit boards, the local server manager), never the whole
+config. Tests swap providers through ``Runtime.override`` (or the ``providers`` argument).
 """
 
 from __future__ import annotations
@@ -10,21 +14,48 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable, Iterator, Mapping
+from functools import partial
+from operator import attrgetter
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, ClassVar
 
-from core.config import ConfigStore, SwarmConfig
+from core.config import ConfigStore, SwarmConfig, state_dir
 from graphs.context import JobContext, ProgressFn, Providers, _no_progress
 
 log = logging.getLogger("swarm.runtime")
 
+#: the section of ``providers.image`` that configures each image backend
+_IMAGE_SECTIONS = {"upscale": attrgetter("upscale"), "remove_background": attrgetter("rembg")}
+#: the kinds of provider a job may ask for (``Providers.get``)
+PROVIDER_KINDS = ("llm", "search", "storage", *_IMAGE_SECTIONS)
+
+
+def _known_kinds(providers: Mapping[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(providers) - set(PROVIDER_KINDS))
+    if unknown:
+        raise ValueError(f"unknown provider kind(s) {', '.join(unknown)}; valid: {', '.join(PROVIDER_KINDS)}")
+    return dict(providers)
+
 
 class Runtime:
-    """Process-wide state shared by every job; config is re-read before each job (hot swap)."""
+    """Process-wide state shared by every job; config is re-read before each job (hot swap).
 
-    def __init__(self, config_path: str | Path | None = None) -> None:
+    Args:
+        config_path: the config file (default: ``SWARM_CONFIG``, then the project's own).
+        providers: providers to hand out instead of the configured ones, by kind (``llm``,
+            ``search``, ``storage``, ``upscale``, ``remove_background``): fakes in tests.
+    """
+
+    #: providers every runtime hands out instead of the configured ones while an ``override``
+    #: block runs (they win over the ``providers`` argument); read-only, replaced as a whole
+    provider_overrides: ClassVar[Mapping[str, Any]] = MappingProxyType({})
+
+    def __init__(self, config_path: str | Path | None = None, *, providers: Mapping[str, Any] | None = None) -> None:
         self.store = ConfigStore(config_path)
-        self._providers: tuple[SwarmConfig, Providers] | None = None
+        self._own_providers = _known_kinds(providers or {})
+        self._providers: tuple[SwarmConfig, tuple[tuple[str, int], ...], Providers] | None = None
         self._circuits: Any = None
         self._local_servers: Any = None
         self._search_circuits: Any = None
@@ -52,47 +83,79 @@ class Runtime:
             self._local_servers = LocalServerManager()
         return self._local_servers
 
+    @staticmethod
+    @contextlib.contextmanager
+    def override(**providers: Any) -> Iterator[None]:
+        """Within this block every runtime, one built inside it included (the MCP server's, the
+        worker's), hands out ``providers`` by kind instead of the configured ones: the seam for
+        tests, as pydantic-ai's ``Agent.override``. Blocks nest; the inner one wins.
+
+        Raises:
+            ValueError: a keyword is not a provider kind.
+        """
+        outer = Runtime.provider_overrides
+        Runtime.provider_overrides = MappingProxyType({**outer, **_known_kinds(providers)})
+        try:
+            yield
+        finally:
+            Runtime.provider_overrides = outer
+
     def providers(self, config: SwarmConfig | None = None) -> Providers:
-        """Providers for ``config`` (default: current); rebuilt only when the config changed."""
+        """Providers for ``config`` (default: current); rebuilt only when the config or an
+        override changed."""
         config = config or self.config
-        if self._providers and self._providers[0] is config:
-            return self._providers[1]
-        providers = Providers(config=config, factories=self._factories(config))
-        self._providers = (config, providers)
+        chosen = {**self._own_providers, **Runtime.provider_overrides}
+        stamp = tuple(sorted((kind, id(provider)) for kind, provider in chosen.items()))
+        if self._providers and self._providers[0] is config and self._providers[1] == stamp:
+            return self._providers[2]
+        factories = self._factories(config)
+        factories.update({kind: partial(_given, provider) for kind, provider in chosen.items()})
+        providers = Providers(config=config, factories=factories)
+        self._providers = (config, stamp, providers)
         return providers
 
-    def _factories(self, config: SwarmConfig) -> dict[str, Any]:
+    def _factories(self, config: SwarmConfig) -> dict[str, Callable[[], Any]]:
+        return {
+            "llm": partial(self._llm, config),
+            "search": partial(self._search, config),
+            "storage": partial(self._storage, config),
+            **{kind: partial(self._image, config, kind) for kind in _IMAGE_SECTIONS},
+        }
+
+    def _llm(self, config: SwarmConfig) -> Any:
+        from providers.llm.router import build_llm_router
+
+        return build_llm_router(
+            config.providers.llm, config.models, circuits=self.circuits, local_servers=self.local_servers
+        )
+
+    def _search(self, config: SwarmConfig) -> Any:
+        from providers.search.chain import build_search
+
+        if self._search_circuits is None:
+            from providers.circuit import CircuitBoard
+
+            self._search_circuits = CircuitBoard()
+        return build_search(config.providers.search, circuits=self._search_circuits, state_dir=state_dir())
+
+    def _storage(self, config: SwarmConfig) -> Any:
         from providers.registry import backend_class
 
-        def llm() -> Any:
-            from providers.llm.router import build_llm_router
+        section = config.providers.storage
+        settings = section.backends.get(section.default, {})
+        return backend_class("storage", section.default).from_config(section.default, settings, state_dir=state_dir())
 
-            return build_llm_router(config, circuits=self.circuits, local_servers=self.local_servers)
+    def _image(self, config: SwarmConfig, kind: str) -> Any:
+        from providers.image.imageio import ImageLimits
+        from providers.registry import backend_class
 
-        def search() -> Any:
-            from providers.search.chain import build_search
-
-            if self._search_circuits is None:
-                from providers.circuit import CircuitBoard
-
-                self._search_circuits = CircuitBoard()
-            return build_search(config, circuits=self._search_circuits)
-
-        def storage() -> Any:
-            section = config.providers.storage
-            cls = backend_class("storage", section.default)
-            return cls.from_config(section.default, section.backends.get(section.default, {}), config)
-
-        def image(kind: str) -> Any:
-            return lambda: backend_class("image", kind).from_config(kind, {}, config)
-
-        return {
-            "llm": llm,
-            "search": search,
-            "storage": storage,
-            "upscale": image("upscale"),
-            "remove_background": image("remove_background"),
-        }
+        image = config.providers.image
+        return backend_class("image", kind).from_config(
+            kind,
+            _IMAGE_SECTIONS[kind](image),
+            models_dir=image.models_dir,
+            limits=ImageLimits.from_section(image),
+        )
 
     async def checkpointer(self, config: SwarmConfig) -> Any:
         """A LangGraph saver for this event loop, opened once and kept until ``aclose``."""
@@ -128,3 +191,8 @@ class Runtime:
         self._savers.clear()
         if self._local_servers is not None:
             self._local_servers.stop_all()
+
+
+def _given(provider: Any) -> Any:
+    """The factory of a provider handed in (``providers`` argument or ``Runtime.override``)."""
+    return provider

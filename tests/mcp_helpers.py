@@ -44,16 +44,11 @@ class SlowLLM:
 
 
 def use_fake_llm(monkeypatch: pytest.MonkeyPatch, llm: Any, **others: Any) -> None:
-    """Every Runtime built from now on hands out ``llm`` (and ``others``) instead of real backends."""
+    """Until the test ends, every Runtime hands out ``llm`` (and ``others``) instead of real
+    backends: what ``Runtime.override`` does in a ``with`` block, undone by ``monkeypatch``."""
+    from types import MappingProxyType
+
     from swarm.runtime import Runtime
 
-    original = Runtime._factories
-
-    def factories(self: Any, config: Any) -> dict[str, Any]:
-        table = original(self, config)
-        table["llm"] = lambda: llm
-        for kind, provider in others.items():
-            table[kind] = lambda provider=provider: provider
-        return table
-
-    monkeypatch.setattr(Runtime, "_factories", factories)
+    chosen = MappingProxyType({**Runtime.provider_overrides, "llm": llm, **others})
+    monkeypatch.setattr(Runtime, "provider_overrides", chosen)

@@ -103,7 +103,7 @@ def test_rembg_speed_settings_reach_the_provider_and_are_range_checked(config_fi
     text = config_file.read_text().replace('      fallback_models: ["u2netp"]\n',
                                            '      fallback_models: ["u2netp"]\n      png_compress_level: 6\n      batch_workers: 3\n', 1)
     config_file.write_text(text)
-    settings = RembgRemover.from_config("rembg", {}, load_config(config_file)).settings
+    settings = RembgRemover.from_config("rembg", load_config(config_file).providers.image.rembg).settings
     assert (settings.png_compress_level, settings.batch_workers) == (6, 3)
     config_file.write_text(text.replace("png_compress_level: 6", "png_compress_level: 11"))
     with pytest.raises(ConfigError, match=r"providers\.image\.rembg\.png_compress_level.*9"):

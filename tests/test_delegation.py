@@ -201,7 +201,7 @@ async def test_progress_names_the_model_tried_and_the_one_that_answered(monkeypa
             "local": {"family": "local", "litellm_model": "openai/small", "api_base": base},
         }
         cfg = make_swarm_config(models, fallback_chain=["deepseek", "gemini", "local"])
-        router = build_llm_router(cfg, circuits=CircuitBoard())
+        router = build_llm_router(cfg.providers.llm, cfg.models, circuits=CircuitBoard())
         seen: list[tuple[str, str]] = []
 
         async def progress(stage: str, message: str, fraction: float | None = None) -> None:

@@ -129,7 +129,8 @@ def test_hub_json_follows_the_runpod_hub_format() -> None:
 
 
 def test_tests_json_jobs_are_valid_swarm_jobs() -> None:
-    from swarm.dispatcher import ACTIONS, JobRequest
+    from graphs.actions import ACTIONS
+    from swarm.dispatcher import JobRequest
 
     spec = json.loads((ROOT / ".runpod" / "tests.json").read_text(encoding="utf-8"))
     assert spec["tests"] and spec["config"]["gpuCount"] >= 1

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from providers.image import pull as weights_pull
+from providers.image.imageio import ImageLimits
 from providers.image.rembg_backend import RembgRemover
 from providers.image.upscale import RealESRGANUpscaler
 from providers.storage.local import LocalStorage
@@ -20,6 +21,22 @@ from swarm.dispatcher import dispatch
 FIXTURES = Path(__file__).parent / "fixtures"
 SHARED = Path(tempfile.gettempdir()) / "swarm-test-models"
 SMALL = (FIXTURES / "sr_input_48.png").read_bytes()
+
+
+def upscaler(config) -> RealESRGANUpscaler:
+    """The upscaler as the runtime builds it: its section, the models folder and limits injected."""
+    image = config.providers.image
+    return RealESRGANUpscaler.from_config(
+        "upscale", image.upscale, models_dir=image.models_dir, limits=ImageLimits.from_config(config)
+    )
+
+
+def remover(config) -> RembgRemover:
+    """The background remover as the runtime builds it."""
+    image = config.providers.image
+    return RembgRemover.from_config(
+        "remove_background", image.rembg, models_dir=image.models_dir, limits=ImageLimits.from_config(config)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +55,8 @@ def setup(pulled, make_context, tmp_path, monkeypatch):
         None,
         config=config,
         storage=storage,
-        upscale=RealESRGANUpscaler.from_config("upscale", {}, config),
-        remove_background=RembgRemover.from_config("remove_background", {}, config),
+        upscale=upscaler(config),
+        remove_background=remover(config),
     )
     return make, storage
 
@@ -131,7 +148,7 @@ async def test_output_pixel_cap_refused_before_running(setup, make_context, conf
     config = load_config(config_file)
     storage = LocalStorage(tmp_path / "capped")
     make = make_context(
-        None, config=config, storage=storage, upscale=RealESRGANUpscaler.from_config("upscale", {}, config)
+        None, config=config, storage=storage, upscale=upscaler(config)
     )
     result = await dispatch(
         {"project": "image_tools", "action": "upscale", "input": {"image": b64(SMALL)}}, make
@@ -172,7 +189,7 @@ async def test_remove_background_to_s3_stores_output_and_keeps_signed_urls_out_o
             None,
             config=config,
             storage=storage,
-            remove_background=RembgRemover.from_config("remove_background", {}, config),
+            remove_background=remover(config),
         )
         from graphs.image.action import RemoveBackgroundInput, remove_background
 

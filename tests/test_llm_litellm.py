@@ -54,7 +54,7 @@ def two_model_router(primary: dict[str, object], server: FakeOpenAI) -> LLMRoute
         {"primary": primary, "backup": spec("good", server.url, family="backup")},
         fallback_chain=["backup"],
     )
-    return build_llm_router(cfg, circuits=CircuitBoard())
+    return build_llm_router(cfg.providers.llm, cfg.models, circuits=CircuitBoard())
 
 
 @pytest.mark.parametrize(
@@ -119,7 +119,7 @@ async def test_unset_key_skips_without_a_request(server: FakeOpenAI, monkeypatch
         fallback_chain=["backup"],
     )
     monkeypatch.delenv("SWARM_TEST_UNSET_KEY", raising=False)
-    answer = await build_llm_router(cfg, circuits=CircuitBoard()).complete(ASK, LLMConfig())
+    answer = await build_llm_router(cfg.providers.llm, cfg.models, circuits=CircuitBoard()).complete(ASK, LLMConfig())
     assert answer.attempts[0].outcome == "skipped"
     assert answer.attempts[0].detail == "SWARM_TEST_UNSET_KEY is not set"
     assert server.requests_for("good") == []
@@ -214,7 +214,7 @@ async def test_shipped_config_with_no_keys_answers_from_the_local_model(
     monkeypatch.setenv("SWARM_LOCAL_LLM_PORT", str(server.port))  # "the local server" is already up
     cfg = load_config(DEFAULT_CONFIG_PATH)
     servers = LocalServerManager(log_dir=tmp_path)
-    router = build_llm_router(cfg, circuits=CircuitBoard(), local_servers=servers)
+    router = build_llm_router(cfg.providers.llm, cfg.models, circuits=CircuitBoard(), local_servers=servers)
     assert router.resolve_chain(LLMConfig()) == ["deepseek-v3.1-q8", "gemini-2.5-flash-lite", "claude-sonnet-4-5", "local"]
     answer = await router.complete(ASK, LLMConfig(tier="premium"))
     assert answer.text == "ok from smollm2-135m-instruct"

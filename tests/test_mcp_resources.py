@@ -75,7 +75,7 @@ async def test_report_resource_pages_a_large_report_and_artifacts_come_from_stor
         job_id = done.structured_content["job_id"]
         jobs = client  # the report of a delegate job is its text; store a long one directly
         from core.config import state_dir
-        from swarm.jobs import JobStore
+        from mcp_server.jobstore import JobStore
 
         store = JobStore(state_dir() / "jobs.sqlite")
         row = store.get(job_id)

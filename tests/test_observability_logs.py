@@ -14,7 +14,7 @@ from core.config import load_config
 from core.errors import ProviderUnavailable
 from providers.testing import FunctionLLM
 from swarm.dispatcher import dispatch
-from swarm.observability import configure_logging, job_id_var
+from swarm.logs import configure_logging, job_id_var
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from opentelemetry.trace import StatusCode
 from core.config import load_config
 from providers.base import LLMConfig, Message
 from providers.testing import FakeLLM, FunctionLLM
-from swarm import observability
+from swarm import telemetry
 from swarm.dispatcher import dispatch
 
 APPROVE = {"approved": True, "score": 9, "issues": [], "suggestion": ""}
@@ -27,9 +27,9 @@ def exporter() -> Iterator[InMemorySpanExporter]:
     memory = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(memory))
-    observability.use_tracer_provider(provider)
+    telemetry.use_tracer_provider(provider)
     yield memory
-    observability.use_tracer_provider(None)
+    telemetry.use_tracer_provider(None)
 
 
 def config_with(**observability_section: Any) -> Any:
@@ -137,7 +137,7 @@ async def test_real_otlp_http_exporter_posts_to_a_loopback_collector(make_contex
         job = {**JOB, "input": {"task": "hi", "kind": "critical"}}
         result = await dispatch(job, make_context(FakeLLM(["ok"], model="claude-sonnet-4-5"), config=cfg))
         assert result["status"] == "COMPLETED"
-        observability.shutdown_tracing()  # flushes the batch processor
+        telemetry.shutdown_tracing()  # flushes the batch processor
     finally:
         server.shutdown()
         server.server_close()
@@ -154,7 +154,7 @@ def test_opentelemetry_is_imported_only_when_an_endpoint_is_set() -> None:
     import sys
 
     code = (
-        "import sys, swarm.dispatcher, swarm.observability, graphs.budget;"
+        "import sys, swarm.dispatcher, swarm.logs, swarm.telemetry, graphs.budget;"
         "print(sorted({m.split('.')[0] for m in sys.modules if m.startswith('opentelemetry')}))"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)

@@ -52,7 +52,7 @@ def _router(primary_base: str, backup_base: str, *, clock: Callable[[], float] |
         fallback_chain=["backup"], circuit={"failure_threshold": threshold, "cooldown_s": 30},
     )
     circuits = CircuitBoard(clock=clock) if clock else CircuitBoard()
-    return build_llm_router(config, circuits=circuits)
+    return build_llm_router(config.providers.llm, config.models, circuits=circuits)
 
 
 # --- LLM: byte-level faults through litellm, then the fallback -------------------------------

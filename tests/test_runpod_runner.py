@@ -157,6 +157,26 @@ async def test_caller_cancellation_cancels_the_remote_job() -> None:
     assert seen[-1].method == "POST" and seen[-1].url.path == "/v2/ep1/cancel/j6"
 
 
+async def test_every_executor_answers_with_the_same_envelope_keys() -> None:
+    from swarm.dispatcher import dispatch
+    from swarm.envelope import ENVELOPE_KEYS
+
+    async def no_context(job_id: str) -> Any:
+        raise AssertionError("a job for an unknown project never builds a context")
+
+    local = await dispatch({"project": "nope", "action": "x", "job_id": "j8"}, no_context)
+    # RunPod's SDK drops a null "error" from the handler's answer, and totals may be missing.
+    sent = {"job_id": "j7", "project": "swarm", "action": "delegate", "status": "COMPLETED", "output": {"text": "hi"}, "trace": []}
+    http, _ = scripted({"run": [ok({"id": "j7"})], "status": [ok({"id": "j7", "status": "COMPLETED", "output": sent})]})
+    remote = await runner(http).run(JOB)
+    plain, _ = scripted({"run": [ok({"id": "j9"})], "status": [ok({"id": "j9", "status": "TIMED_OUT"})]})
+    timed_out = await runner(plain).run(JOB)
+    assert tuple(local) == tuple(remote) == tuple(timed_out) == ENVELOPE_KEYS
+    assert local["status"] == "FAILED" and local["error"]["type"] == "InputError" and local["job_id"] == "j8"
+    assert remote["error"] is None and remote["totals"] == {} and remote["output"] == {"text": "hi"}
+    assert timed_out["project"] == "swarm" and timed_out["job_id"] == "j9" and timed_out["error"]["type"] == "JobTimedOut"
+
+
 def test_worker_error_shapes() -> None:
     sdk = json.dumps({"error_type": "<class 'ValueError'>", "error_message": f"bad {KEY}", "error_traceback": "Traceback (most recent call last): ..."})
     assert worker_error(sdk) == {"type": "ValueError", "message": "bad [REDACTED]"}

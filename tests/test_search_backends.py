@@ -19,7 +19,7 @@ def fake():
 
 
 async def test_searxng_maps_results_and_sends_json_format(fake):
-    backend = SearxngSearch.from_config("searxng", {"url": fake.url + "/", "format": "json", "timeout_s": 5}, None)
+    backend = SearxngSearch.from_config("searxng", {"url": fake.url + "/", "format": "json", "timeout_s": 5})
     results = await backend.search("langgraph checkpoints", max_results=5)
     assert [r.url for r in results] == ["https://example.org/a", "https://example.org/b"]
     assert results[0].title == "Alpha page" and results[0].snippet == "alpha about checkpoints"
@@ -67,14 +67,14 @@ async def test_searxng_refused_connection_is_unavailable():
 
 
 async def test_searxng_without_url_is_unavailable_and_says_so():
-    backend = SearxngSearch.from_config("searxng", {"url": "", "format": "json"}, None)
+    backend = SearxngSearch.from_config("searxng", {"url": "", "format": "json"})
     assert backend.unconfigured_reason() == "SEARXNG_URL is not set"
     with pytest.raises(ProviderUnavailable, match="SEARXNG_URL is not set"):
         await backend.search("q")
 
 
 async def test_tavily_posts_query_with_bearer_key(fake):
-    backend = TavilySearch.from_config("tavily", {"api_key": KEY, "base_url": fake.url, "timeout_s": 5}, None)
+    backend = TavilySearch.from_config("tavily", {"api_key": KEY, "base_url": fake.url, "timeout_s": 5})
     results = await backend.search("what is mcp", max_results=1)
     assert [r.url for r in results] == ["https://example.org/a"]
     request = fake.requests[0]
@@ -93,7 +93,27 @@ async def test_tavily_errors_never_carry_the_key(fake, mode, error):
 
 
 async def test_tavily_without_key_is_unavailable():
-    backend = TavilySearch.from_config("tavily", {"api_key": ""}, None)
+    backend = TavilySearch.from_config("tavily", {"api_key": ""})
     assert backend.unconfigured_reason() == "TAVILY_API_KEY is not set"
     with pytest.raises(ProviderUnavailable, match="TAVILY_API_KEY"):
         await backend.search("q")
+
+
+def test_one_reading_of_a_search_answer_for_both_backends():
+    from providers.web.http import search_results
+
+    data = {"results": [
+        {"title": "no url"},
+        "not an object",
+        {"url": "https://example.org/a", "content": "alpha", "score": 3},
+        {"url": "https://example.org/b", "title": "Beta", "score": "high"},
+        {"url": "https://example.org/c"},
+    ]}
+    results = search_results("tavily", data, 2)
+    assert [(r.url, r.title, r.snippet, r.score, r.source) for r in results] == [
+        ("https://example.org/a", "https://example.org/a", "alpha", 3.0, "tavily"),
+        ("https://example.org/b", "Beta", "", None, "tavily"),
+    ]
+    assert search_results("searxng", {}, 5) == []
+    with pytest.raises(ProviderError, match="'results' to be a list"):
+        search_results("searxng", {"results": {"url": "x"}}, 5)

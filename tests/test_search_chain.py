@@ -81,7 +81,7 @@ async def test_build_search_skips_unconfigured_backends_and_uses_local(tmp_path)
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     (corpus / "a.md").write_text("# Apples\nred apples grow on trees")
-    chain = build_search(_config(tmp_path, corpus=corpus), circuits=CircuitBoard())
+    chain = build_search(_config(tmp_path, corpus=corpus).providers.search, circuits=CircuitBoard())
     assert chain.names == ["searxng", "tavily", "local"]
     results, trace = await chain.search_traced("apples")
     assert [r.title for r in results] == ["Apples"]
@@ -95,14 +95,14 @@ async def test_build_search_over_real_http_falls_back_from_a_failing_searxng(tmp
     (corpus / "a.md").write_text("# Apples\nred apples")
     with serve() as searx:
         searx.mode = "403"
-        chain = build_search(_config(tmp_path, searxng_url=searx.url, corpus=corpus))
+        chain = build_search(_config(tmp_path, searxng_url=searx.url, corpus=corpus).providers.search)
         results, trace = await chain.search_traced("apples")
     assert trace[0].outcome == "error" and "search.formats" in trace[0].detail
     assert results[0].source == "local"
 
 
 async def test_only_restricts_and_rejects_unknown_names(tmp_path):
-    chain = build_search(_config(tmp_path))
+    chain = build_search(_config(tmp_path).providers.search)
     assert chain.only(["local"]).names == ["local"]
     with pytest.raises(InputError, match="valid: searxng, tavily, local") as info:
         chain.only(["bing"])
@@ -111,8 +111,6 @@ async def test_only_restricts_and_rejects_unknown_names(tmp_path):
 
 def test_chain_naming_an_unconfigured_backend_is_a_config_error(tmp_path):
     config = _config(tmp_path)
-    section = config.providers.search.model_copy(update={"fallback_chain": ["local", "bing"]})
-    providers = config.providers.model_copy(update={"search": section})
-    bad = config.model_copy(update={"providers": providers})
+    bad = config.providers.search.model_copy(update={"fallback_chain": ["local", "bing"]})
     with pytest.raises(ConfigError, match="bing"):
         build_search(bad)

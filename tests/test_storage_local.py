@@ -96,14 +96,14 @@ async def test_symlink_escape_refused(store, tmp_path):
 
 
 async def test_url_and_from_config(tmp_path):
-    store = LocalStorage.from_config("local", {"root": str(tmp_path)}, None)
+    store = LocalStorage.from_config("local", {"root": str(tmp_path)})
     await store.put("out/x y.png", b"1")
     url = await store.url("out/x y.png")
     assert url.startswith("file://") and url.endswith("/out/x%20y.png")
     public = LocalStorage(tmp_path, public_base_url="https://cdn.example/artifacts/")
     assert await public.url("out/x y.png") == "https://cdn.example/artifacts/out/x%20y.png"
     with pytest.raises(ConfigError, match="root"):
-        LocalStorage.from_config("local", {"root": 5}, None)
+        LocalStorage.from_config("local", {"root": 5})
 
 
 async def test_parent_is_a_file(store):

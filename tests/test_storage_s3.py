@@ -46,7 +46,7 @@ def store(moto_url, aws_env):
     bucket = f"b{_free_port()}"
     boto3.client("s3", endpoint_url=moto_url, region_name="us-east-1").create_bucket(Bucket=bucket)
     return S3Storage.from_config(
-        "s3", {"bucket": bucket, "prefix": "swarm", "endpoint_url": moto_url, "region": "us-east-1"}, None
+        "s3", {"bucket": bucket, "prefix": "swarm", "endpoint_url": moto_url, "region": "us-east-1"}
     )
 
 
@@ -116,4 +116,4 @@ async def test_errors_never_carry_signatures(moto_url, aws_env):
 
 def test_empty_bucket_is_a_config_error():
     with pytest.raises(ConfigError, match="SWARM_S3_BUCKET"):
-        S3Storage.from_config("s3", {"bucket": ""}, None)
+        S3Storage.from_config("s3", {"bucket": ""})

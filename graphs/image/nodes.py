@@ -15,7 +15,15 @@ from core.errors import InputError, ProviderError, SwarmError
 from core.redact import redact
 from graphs.image.state import ImageState
 from graphs.progress import emit
-from providers.base import ImageAction, ImageConfig, StorageProvider, TraceStep
+from providers.base import (
+    BatchImageProvider,
+    ImageAction,
+    ImageConfig,
+    ImageProvider,
+    StorageProvider,
+    TracedImageProvider,
+    TraceStep,
+)
 
 #: the node that runs remove_background on every image of ``batch``
 BATCH_STEP = "remove_background_batch"
@@ -48,7 +56,7 @@ def _config(step: str, options: dict[str, Any], fmt: Any) -> ImageConfig:
 
 
 def make_step(
-    step: str, provider_for: Callable[[str], Any], storage: StorageProvider
+    step: str, provider_for: Callable[[str], ImageProvider], storage: StorageProvider
 ) -> Callable[[ImageState], Awaitable[dict[str, Any]]]:
     """A node running ``step`` (upscale or remove_background) with the provider for it."""
 
@@ -64,7 +72,7 @@ def make_step(
         started = time.perf_counter()
         data = await storage.get(state["current_key"])
         provider = provider_for(step)
-        if hasattr(provider, "process_traced"):
+        if isinstance(provider, TracedImageProvider):
             out, steps = await provider.process_traced(data, ImageAction(step), config)
         else:
             out = await provider.process(data, ImageAction(step), config)
@@ -84,11 +92,11 @@ def make_step(
 
 
 def make_batch_step(
-    step: str, provider_for: Callable[[str], Any], storage: StorageProvider
+    step: str, provider_for: Callable[[str], ImageProvider], storage: StorageProvider
 ) -> Callable[[ImageState], Awaitable[dict[str, Any]]]:
     """A node running ``step`` on every image of ``batch`` in one provider call.
 
-    A provider with ``process_batch`` gets all images at once; another one gets them in turn.
+    A ``BatchImageProvider`` gets all images at once; another one gets them in turn.
     Each image ends as its stored output or its own error; the others go on.
     """
 
@@ -101,7 +109,7 @@ def make_batch_step(
         images = await asyncio.gather(*(storage.get(entry["key"]) for entry in batch))
         indices = [entry["index"] for entry in batch]
         provider = provider_for(step)
-        if hasattr(provider, "process_batch"):
+        if isinstance(provider, BatchImageProvider):
             outcome = await provider.process_batch(images, ImageAction(step), config, indices=indices)
             outputs = [(item.index, item.data, item.error) for item in outcome.items]
             steps = outcome.steps
@@ -124,7 +132,7 @@ def make_batch_step(
 
 
 async def _one_by_one(
-    provider: Any, step: str, images: list[bytes], indices: list[int], config: ImageConfig
+    provider: ImageProvider, step: str, images: list[bytes], indices: list[int], config: ImageConfig
 ) -> tuple[list[tuple[int, bytes | None, SwarmError | None]], list[TraceStep]]:
     outputs: list[tuple[int, bytes | None, SwarmError | None]] = []
     steps: list[TraceStep] = []

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.errors import AllProvidersFailed, BudgetExceeded, InputError
 from graphs.context import JobContext
+from providers.base import SelectableSearch
 
 #: caps for reading one web page during research
 FETCH_MAX_BYTES = 2 * 1024 * 1024
@@ -72,10 +73,9 @@ async def research(inp: ResearchInput, ctx: JobContext) -> dict[str, Any]:
         )
     search = ctx.providers.search
     if inp.backends is not None:
-        only = getattr(search, "only", None)
-        if only is None:
+        if not isinstance(search, SelectableSearch):
             raise InputError("this search provider cannot be restricted to named backends", field="backends")
-        search = only(inp.backends)
+        search = search.only(inp.backends)
     route = config.routing.delegation.get("research")
 
     from graphs.research.graph import build_graph

@@ -25,11 +25,13 @@ from graphs.research.citations import check_citations
 from graphs.research.sources import Fetcher, best_passages, rank_sources, read_source, terms_of
 from graphs.research.state import ResearchState, SearchTask
 from providers.base import (
+    DocumentReader,
     LLMConfig,
     LLMProvider,
     LLMResponse,
     Message,
     SearchProvider,
+    TracedSearch,
     TraceStep,
     listen_to_attempts,
 )
@@ -124,11 +126,12 @@ def make_nodes(deps: ResearchDeps) -> dict[str, Node]:
         return {"queries": queries, "trace": trace + [node_step("plan", started, detail, outcome)]}
 
     async def search(task: SearchTask) -> dict[str, Any]:
-        traced = getattr(deps.search, "search_traced", None)
         failed = False
         try:
-            if traced is not None:
-                results, steps = await traced(task["query"], task["max_results"], step=f"search[{task['query_index']}]")
+            if isinstance(deps.search, TracedSearch):
+                results, steps = await deps.search.search_traced(
+                    task["query"], task["max_results"], step=f"search[{task['query_index']}]"
+                )
             else:
                 results, steps = await deps.search.search(task["query"], task["max_results"]), []
         except AllProvidersFailed as exc:
@@ -155,7 +158,7 @@ def make_nodes(deps: ResearchDeps) -> dict[str, Node]:
         depth = DEPTH[state["depth"]]
         chosen = state["sources"][: depth["read"]]
         emit("read", f"reading {len(chosen)} of {len(state['sources'])} sources")
-        reader = getattr(deps.search, "read_document", None)
+        reader = deps.search.read_document if isinstance(deps.search, DocumentReader) else None
         outcomes = await asyncio.gather(*(read_source(s["url"], read_local=reader, fetch=deps.fetch) for s in chosen))
         terms = terms_of([state["question"], *state.get("queries", [])])
         budget = max(400, depth["budget"] // max(1, len(state["sources"])))

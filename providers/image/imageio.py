@@ -21,6 +21,7 @@ from core.errors import InputError
 if TYPE_CHECKING:
     from PIL import Image
 
+    from core.config import ImageSection, SwarmConfig
     from providers.base import StorageProvider
 
 #: format name -> magic-byte test; Pillow is never given anything that fails these.
@@ -46,9 +47,14 @@ class ImageLimits:
     formats: tuple[str, ...] = ("png", "jpeg", "webp", "gif", "bmp")
 
     @classmethod
-    def from_config(cls, config: Any) -> ImageLimits:
-        image = config.providers.image
+    def from_section(cls, image: ImageSection) -> ImageLimits:
+        """The limits of ``providers.image``."""
         return cls(image.max_input_bytes, image.max_input_pixels, image.max_output_pixels)
+
+    @classmethod
+    def from_config(cls, config: SwarmConfig) -> ImageLimits:
+        """The limits of ``config.providers.image``."""
+        return cls.from_section(config.providers.image)
 
 
 def sniff_format(data: bytes) -> str | None:

@@ -35,20 +35,20 @@ import anyio
 
 from core.errors import (
     AllProvidersFailed,
-    ConfigError,
     InputError,
     ProviderError,
     ProviderUnavailable,
     SwarmError,
 )
-from providers.base import ImageAction, ImageConfig, TraceStep
+from providers.base import BatchItem, BatchOutcome, ImageAction, ImageConfig, TraceStep
+from providers.image.backend import SingleActionBackend
 from providers.image.imageio import ImageLimits, encode, open_checked
 
 if TYPE_CHECKING:
     import numpy as np
     from PIL import Image
 
-    from core.config import SwarmConfig
+    from core.config import RembgSpec
 
 PROVIDER = "rembg-onnx"
 #: zlib's run-length strategy: cutouts are long runs of transparent pixels
@@ -72,23 +72,6 @@ class RembgSettings:
     batch_workers: int | None = None
 
 
-@dataclass(frozen=True)
-class BatchItem:
-    """One image of a batch: the output bytes, or the error that image met."""
-
-    index: int
-    data: bytes | None = None
-    error: SwarmError | None = None
-
-
-@dataclass(frozen=True)
-class BatchOutcome:
-    """``items`` in input order; ``steps``: model skips first, then one step per image."""
-
-    items: list[BatchItem]
-    steps: list[TraceStep]
-
-
 def _cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -106,9 +89,11 @@ def _ort() -> Any:
     return onnxruntime
 
 
-class RembgRemover:
-    """``ImageProvider`` for ``ImageAction.REMOVE_BACKGROUND``."""
+class RembgRemover(SingleActionBackend):
+    """``ImageProvider`` for ``ImageAction.REMOVE_BACKGROUND``; also a ``TracedImageProvider``
+    and a ``BatchImageProvider``."""
 
+    action = ImageAction.REMOVE_BACKGROUND
     name = PROVIDER
 
     def __init__(self, settings: RembgSettings, limits: ImageLimits | None = None) -> None:
@@ -122,22 +107,18 @@ class RembgRemover:
 
     @classmethod
     def from_config(
-        cls, name: str, settings: dict[str, Any], config: SwarmConfig | None = None, **deps: Any
+        cls,
+        name: str,
+        settings: RembgSpec,
+        *,
+        models_dir: str | None = None,
+        limits: ImageLimits | None = None,
     ) -> RembgRemover:
-        """Build from ``providers.image.rembg`` (``settings`` override it key by key)."""
-        base: dict[str, Any] = {}
-        limits = ImageLimits()
-        if config is not None:
-            image = config.providers.image
-            base = {**image.rembg.model_dump(), "models_dir": image.models_dir}
-            limits = ImageLimits.from_config(config)
-        merged = {**base, **(settings or {})}
-        unknown = sorted(set(merged) - set(RembgSettings.__dataclass_fields__))
-        if unknown:
-            raise ConfigError(f"unknown keys {unknown}", key="providers.image.rembg")
-        merged["fallback_models"] = tuple(merged.get("fallback_models") or ())
-        merged["providers"] = tuple(merged.get("providers") or ())
-        return cls(RembgSettings(**merged), limits)
+        """Build from ``providers.image.rembg``; ``models_dir`` and ``limits`` come from
+        ``providers.image`` (the caller passes them: they are not in this section)."""
+        fields = settings.model_dump()
+        fields["fallback_models"] = tuple(fields["fallback_models"])
+        return cls(RembgSettings(**fields, models_dir=models_dir), limits)
 
     # --- sessions ----------------------------------------------------------------------------
 
@@ -230,21 +211,10 @@ class RembgRemover:
             cutout = Image.alpha_composite(background, cutout)
         return cutout
 
-    # --- ImageProvider -----------------------------------------------------------------------
-
-    async def process(self, image: bytes, action: ImageAction, config: ImageConfig) -> bytes:
-        data, _ = await self.process_traced(image, action, config)
-        return data
-
-    async def process_traced(
-        self, image: bytes, action: ImageAction, config: ImageConfig
-    ) -> tuple[bytes, list[TraceStep]]:
-        """Like ``process``, plus one ``TraceStep`` per model tried (skips and failures included)."""
-        if ImageAction(action) is not ImageAction.REMOVE_BACKGROUND:
-            raise InputError(f"{PROVIDER} only does remove_background, not {action}", field="action")
-        return await anyio.to_thread.run_sync(self._process_sync, image, config)
+    # --- ImageProvider (process, process_traced: SingleActionBackend) ------------------------
 
     def _process_sync(self, image: bytes, config: ImageConfig) -> tuple[bytes, list[TraceStep]]:
+        """The first model of the chain that works; one step per model tried."""
         rgb, size = self._decode(image)
         steps: list[TraceStep] = []
         for attempt, name in enumerate(self.chain(config), start=1):
@@ -291,8 +261,7 @@ class RembgRemover:
         passes on a subset of its input. Raises ``AllProvidersFailed`` only when no model of the
         chain loads.
         """
-        if ImageAction(action) is not ImageAction.REMOVE_BACKGROUND:
-            raise InputError(f"{PROVIDER} only does remove_background, not {action}", field="action")
+        self.check_action(action)
         numbers = list(indices) if indices is not None else list(range(len(images)))
         if len(numbers) != len(images):
             raise InputError(f"{len(numbers)} indices for {len(images)} images", field="indices")

@@ -15,16 +15,15 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import anyio
-
-from core.errors import ConfigError, InputError, ProviderUnavailable
+from core.errors import InputError, ProviderUnavailable
 from providers.base import ImageAction, ImageConfig, TraceStep
+from providers.image.backend import SingleActionBackend
 from providers.image.imageio import ImageLimits, check_output_pixels, encode, open_checked, to_rgb_alpha
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from core.config import SwarmConfig
+    from core.config import UpscaleSpec
 
 PROVIDER = "realesrgan-torch"
 _MODEL_CACHE_SIZE = 2
@@ -66,9 +65,10 @@ def _set_threads(torch: Any) -> None:
         _threads_set = True
 
 
-class RealESRGANUpscaler:
-    """``ImageProvider`` for ``ImageAction.UPSCALE``."""
+class RealESRGANUpscaler(SingleActionBackend):
+    """``ImageProvider`` (and ``TracedImageProvider``) for ``ImageAction.UPSCALE``."""
 
+    action = ImageAction.UPSCALE
     name = PROVIDER
 
     def __init__(self, settings: UpscaleSettings, limits: ImageLimits | None = None) -> None:
@@ -79,23 +79,16 @@ class RealESRGANUpscaler:
 
     @classmethod
     def from_config(
-        cls, name: str, settings: dict[str, Any], config: SwarmConfig | None = None, **deps: Any
+        cls,
+        name: str,
+        settings: UpscaleSpec,
+        *,
+        models_dir: str | None = None,
+        limits: ImageLimits | None = None,
     ) -> RealESRGANUpscaler:
-        """Build from ``providers.image.upscale`` (``settings`` override it key by key)."""
-        base: dict[str, Any] = {}
-        limits = ImageLimits()
-        if config is not None:
-            image = config.providers.image
-            base = {**image.upscale.model_dump(), "models_dir": image.models_dir}
-            limits = ImageLimits.from_config(config)
-        merged = {**base, **(settings or {})}
-        known = UpscaleSettings.__dataclass_fields__
-        unknown = sorted(set(merged) - set(known))
-        if unknown:
-            raise ConfigError(
-                f"unknown keys {unknown}; valid: {', '.join(known)}", key="providers.image.upscale"
-            )
-        return cls(UpscaleSettings(**merged), limits)
+        """Build from ``providers.image.upscale``; ``models_dir`` and ``limits`` come from
+        ``providers.image`` (the caller passes them: they are not in this section)."""
+        return cls(UpscaleSettings(**settings.model_dump(), models_dir=models_dir), limits)
 
     # --- model handling ----------------------------------------------------------------------
 
@@ -157,22 +150,10 @@ class RealESRGANUpscaler:
 
         return infer
 
-    # --- ImageProvider -----------------------------------------------------------------------
-
-    async def process(self, image: bytes, action: ImageAction, config: ImageConfig) -> bytes:
-        """Upscale ``image`` (PNG/JPEG/WebP/GIF/BMP bytes); returns encoded bytes."""
-        data, _ = await self.process_traced(image, action, config)
-        return data
-
-    async def process_traced(
-        self, image: bytes, action: ImageAction, config: ImageConfig
-    ) -> tuple[bytes, list[TraceStep]]:
-        """Like ``process``, plus its trace steps (model, device, precision, tiles, sizes, ms)."""
-        if ImageAction(action) is not ImageAction.UPSCALE:
-            raise InputError(f"{PROVIDER} only does upscale, not {action}", field="action")
-        return await anyio.to_thread.run_sync(self._process_sync, image, config)
+    # --- ImageProvider (process, process_traced: SingleActionBackend) ------------------------
 
     def _process_sync(self, image: bytes, config: ImageConfig) -> tuple[bytes, list[TraceStep]]:
+        """One step: model, device, precision, tiles, sizes, ms."""
         from providers.image import weights
         started = time.perf_counter()
         spec = (

@@ -1,8 +1,8 @@
 """LLM providers: one ``LiteLLMModel`` per configured model, an ``LLMRouter`` over them.
 
-``build_llm_router(config, circuits=CircuitBoard())`` is the entry point; the names below are
-imported on first access so ``import providers.llm`` stays cheap (litellm itself is imported
-only on the first call of a model).
+``build_llm_router(config.providers.llm, config.models, circuits=CircuitBoard())`` is the entry
+point; the names below are imported on first access so ``import providers.llm`` stays cheap
+(litellm itself is imported only on the first call of a model).
 """
 
 from __future__ import annotations

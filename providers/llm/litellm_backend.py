@@ -28,7 +28,7 @@ from core.redact import redact
 from providers.base import LLMConfig, LLMResponse, Message, TraceStep
 
 if TYPE_CHECKING:
-    from core.config import ModelSpec, SwarmConfig
+    from core.config import ModelSpec
     from providers.llm.local_server import LocalServerManager
 
 log = logging.getLogger("swarm.llm")
@@ -166,9 +166,11 @@ class LiteLLMModel:
         self.local_servers = local_servers
 
     @classmethod
-    def from_config(cls, name: str, settings: dict[str, Any], config: SwarmConfig, **deps: Any) -> LiteLLMModel:
-        """Registry entry point: ``name`` is a key of ``config.models``."""
-        return cls(name, config.models[name], local_servers=deps.get("local_servers"))
+    def from_config(
+        cls, name: str, spec: ModelSpec, *, local_servers: LocalServerManager | None = None
+    ) -> LiteLLMModel:
+        """Registry entry point: ``name`` is a key of the ``models`` table, ``spec`` its entry."""
+        return cls(name, spec, local_servers=local_servers)
 
     @property
     def provider(self) -> str:
@@ -262,17 +264,7 @@ class LiteLLMModel:
             output_tokens=output_tokens,
             cost_usd=cost,
         )
-        return LLMResponse(
-            text=text,
-            model=self.name,
-            provider=self.provider,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            cost_usd=cost,
-            latency_ms=latency,
-            finish_reason=getattr(choices[0], "finish_reason", None),
-            attempts=(step,),
-        )
+        return LLMResponse.from_step(text, step, finish_reason=getattr(choices[0], "finish_reason", None))
 
     async def health_check(self) -> bool:
         """A cheap real probe: GET ``{api_base}/models`` where the base is OpenAI-compatible,

@@ -30,7 +30,7 @@ from providers.base import LLMConfig, LLMProvider, LLMResponse, Message, TraceSt
 from providers.llm.litellm_backend import missing_key_reason
 
 if TYPE_CHECKING:
-    from core.config import SwarmConfig
+    from core.config import LLMSection, ModelSpec
     from providers.circuit import CircuitBoard
     from providers.llm.local_server import LocalServerManager
 
@@ -39,34 +39,42 @@ class LLMRouter:
     """An ``LLMProvider`` over every model of one config version.
 
     Args:
-        config: the config whose tiers, fallback chain, retry and circuit settings apply.
+        section: ``providers.llm``: default, tiers, fallback chain, retry and circuit settings.
+        specs: the ``models`` table (name -> ``ModelSpec``): families, keys, order.
         models: model name -> provider (``LiteLLMModel`` in production, fakes in tests).
         circuits: the board that outlives config reloads.
     """
 
-    def __init__(self, config: SwarmConfig, models: Mapping[str, LLMProvider], circuits: CircuitBoard) -> None:
-        self.config = config
+    def __init__(
+        self,
+        section: LLMSection,
+        specs: Mapping[str, ModelSpec],
+        models: Mapping[str, LLMProvider],
+        circuits: CircuitBoard,
+    ) -> None:
+        self.section = section
+        self.specs = dict(specs)
         self.models = dict(models)
         self.circuits = circuits
-        circuits.configure(config.providers.llm.circuit)
+        circuits.configure(section.circuit)
 
     # --- chain -----------------------------------------------------------------------------
 
     def _family_first(self, family: str) -> str | None:
-        return next((n for n, spec in self.config.models.items() if spec.family == family), None)
+        return next((n for n, spec in self.specs.items() if spec.family == family), None)
 
     def _prefer_models(self, prefer: str, tier_models: list[str]) -> list[str]:
         name = prefer.split("+", 1)[0].strip()
-        if name in self.config.models:
+        if name in self.specs:
             return [name]
-        in_tier = [n for n in tier_models if self.config.models[n].family == name]
+        in_tier = [n for n in tier_models if self.specs[n].family == name]
         if in_tier:
             return in_tier
         first = self._family_first(name)
         if first is None:
-            families = sorted({spec.family for spec in self.config.models.values()})
+            families = sorted({spec.family for spec in self.specs.values()})
             raise InputError(
-                f"{prefer!r} is neither a model nor a family; models: {', '.join(self.config.models)};"
+                f"{prefer!r} is neither a model nor a family; models: {', '.join(self.specs)};"
                 f" families: {', '.join(families)}",
                 field="prefer",
             )
@@ -74,14 +82,14 @@ class LLMRouter:
 
     def resolve_chain(self, llm_config: LLMConfig) -> list[str]:
         """The model names one call will try, in order."""
-        llm = self.config.providers.llm
+        llm = self.section
         tier_models = list(llm.tiers.get(llm_config.tier, [])) if llm_config.tier else [llm.default]
         chain: list[str] = []
         if llm_config.prefer:
             chain += self._prefer_models(llm_config.prefer, tier_models)
         chain += tier_models
         for entry in llm.fallback_chain:
-            name = entry if entry in self.config.models else self._family_first(entry)
+            name = entry if entry in self.specs else self._family_first(entry)
             if name:
                 chain.append(name)
         return list(dict.fromkeys(chain))
@@ -89,7 +97,7 @@ class LLMRouter:
     # --- calls -----------------------------------------------------------------------------
 
     def _skip_reason(self, name: str) -> str | None:
-        spec = self.config.models.get(name)
+        spec = self.specs.get(name)
         if spec is not None:
             reason = missing_key_reason(spec)
             if reason:
@@ -99,7 +107,7 @@ class LLMRouter:
         return None
 
     def _step(self, name: str, config: LLMConfig, **fields: Any) -> TraceStep:
-        spec = self.config.models.get(name)
+        spec = self.specs.get(name)
         return TraceStep(step=config.step, kind="llm", provider=spec.family if spec else "", model=name, **fields)
 
     async def complete(self, messages: list[Message], config: LLMConfig) -> LLMResponse:
@@ -121,7 +129,7 @@ class LLMRouter:
         self, name: str, messages: list[Message], config: LLMConfig, attempts: list[TraceStep]
     ) -> LLMResponse | None:
         """Call one model (its circuit already acquired); ``None`` means fall over."""
-        retry = self.config.providers.llm.retry
+        retry = self.section.retry
         attempt = 1
         while True:
             started = time.perf_counter()
@@ -169,7 +177,7 @@ class LLMRouter:
     async def health(self) -> dict[str, dict[str, Any]]:
         """Per model: ``available`` (would be called now), ``reason`` if not, circuit state."""
         out: dict[str, dict[str, Any]] = {}
-        for name in self.config.models:
+        for name in self.specs:
             circuit = self.circuits.describe(name)
             reason = self._skip_reason(name)
             if reason is None and circuit["state"] == "open":
@@ -186,16 +194,22 @@ def _short_retry_after(exc: ProviderError, limit_s: float) -> float | None:
 
 
 def build_llm_router(
-    config: SwarmConfig, *, circuits: CircuitBoard, local_servers: LocalServerManager | None = None
+    section: LLMSection,
+    specs: Mapping[str, ModelSpec],
+    *,
+    circuits: CircuitBoard,
+    local_servers: LocalServerManager | None = None,
 ) -> LLMRouter:
-    """A router with one ``LiteLLMModel`` per entry of ``config.models``.
+    """A router over ``providers.llm`` (``section``) with one model per entry of ``specs``
+    (the ``models`` table), each built by the registry's ``litellm`` backend.
 
     ``local_servers`` defaults to the process-wide manager, so a router rebuilt after a
     config reload reuses the local server already running.
     """
-    from providers.llm.litellm_backend import LiteLLMModel
     from providers.llm.local_server import default_local_servers
+    from providers.registry import backend_class
 
     servers = local_servers if local_servers is not None else default_local_servers()
-    models = {name: LiteLLMModel(name, spec, local_servers=servers) for name, spec in config.models.items()}
-    return LLMRouter(config, models, circuits)
+    backend = backend_class("llm", "litellm")
+    models = {name: backend.from_config(name, spec, local_servers=servers) for name, spec in specs.items()}
+    return LLMRouter(section, specs, models, circuits)

@@ -12,16 +12,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.errors import AllProvidersFailed, ConfigError, InputError, ProviderError
 from core.redact import redact
-from providers.base import SearchProvider, SearchResult, TraceStep
+from providers.base import Configurable, DocumentReader, SearchProvider, SearchResult, TraceStep
 
 if TYPE_CHECKING:
     import httpx
 
-    from core.config import SwarmConfig
+    from core.config import SearchSection
     from providers.circuit import CircuitBoard
 
 BackendFactory = Callable[[str], SearchProvider]
@@ -91,8 +92,7 @@ class SearchChain:
 
     async def _try(self, name: str, backend: SearchProvider, query: str, max_results: int, step: str) -> tuple[list[SearchResult] | None, TraceStep]:
         started = time.perf_counter()
-        reason_fn = getattr(backend, "unconfigured_reason", None)
-        reason = reason_fn() if reason_fn else None
+        reason = backend.unconfigured_reason() if isinstance(backend, Configurable) else None
         if reason:
             return None, _step(name, step, started, "skipped", detail=reason)
         if self.circuits is not None:
@@ -141,18 +141,28 @@ class SearchChain:
     async def read_document(self, url: str) -> tuple[str, str] | None:
         """(title, text) of a document that one of the backends holds locally, else None."""
         for _, backend in self.backends:
-            reader = getattr(backend, "read_document", None)
-            if reader is not None:
-                found = await reader(url)
+            if isinstance(backend, DocumentReader):
+                found = await backend.read_document(url)
                 if found is not None:
                     return found
         return None
 
 
 def build_search(
-    config: SwarmConfig, *, circuits: CircuitBoard | None = None, http: httpx.AsyncClient | None = None
+    section: SearchSection,
+    *,
+    circuits: CircuitBoard | None = None,
+    http: httpx.AsyncClient | None = None,
+    state_dir: Path | None = None,
 ) -> SearchChain:
     """The chain named by ``providers.search.fallback_chain`` (or just ``default``).
+
+    Args:
+        section: ``providers.search``.
+        circuits: a board shared across config versions (None: no circuit breaking).
+        http: a client every HTTP backend uses (None: each opens a short-lived one).
+        state_dir: where a backend keeps its files unless its settings say otherwise (the
+            local index).
 
     Raises:
         ConfigError: the chain names a backend missing from ``providers.search.backends`` or
@@ -160,7 +170,6 @@ def build_search(
     """
     from providers.registry import backend_class
 
-    section = config.providers.search
     order = list(section.fallback_chain) or [section.default]
     if circuits is not None:
         circuits.configure(section.circuit)
@@ -173,7 +182,7 @@ def build_search(
                 key="providers.search.fallback_chain",
             )
         cls = backend_class("search", name)
-        return cls.from_config(name, dict(section.backends[name]), config, http=http)
+        return cls.from_config(name, dict(section.backends[name]), http=http, state_dir=state_dir)
 
     backends = [(name, factory(name)) for name in dict.fromkeys(order)]
     known = list(dict.fromkeys([*order, *section.backends]))

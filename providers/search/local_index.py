@@ -15,13 +15,13 @@ import os
 import re
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from core.errors import InputError, ProviderError, ProviderUnavailable
+from core.errors import ConfigError, InputError, ProviderError, ProviderUnavailable
 from providers.base import SearchResult
 from providers.web.text import document_text
 
@@ -200,12 +200,25 @@ class LocalIndexSearch:
         self._lock = asyncio.Lock()
 
     @classmethod
-    def from_config(cls, name: str, settings: dict[str, Any], config: Any = None, **deps: Any) -> LocalIndexSearch:
-        from core.config import PROJECT_ROOT, state_dir
+    def from_config(
+        cls, name: str, settings: Mapping[str, Any], *, state_dir: Path | None = None, **_deps: object
+    ) -> LocalIndexSearch:
+        """Build from ``providers.search.backends.<name>`` (paths, index_path,
+        refresh_interval_s); without ``index_path`` the index lives in ``state_dir``.
+
+        Raises:
+            ConfigError: neither ``index_path`` nor ``state_dir`` is given.
+        """
+        from core.config import PROJECT_ROOT
 
         raw_paths = settings.get("paths") or ["docs/corpus"]
         raw_paths = [raw_paths] if isinstance(raw_paths, str) else raw_paths
-        index_path = settings.get("index_path") or str(state_dir() / "index.sqlite")
+        index_path = settings.get("index_path") or (state_dir / "index.sqlite" if state_dir else None)
+        if not index_path:
+            raise ConfigError(
+                "index_path is not set; set it (e.g. ~/.cache/runpod-swarm/index.sqlite)",
+                key=f"providers.search.backends.{name}.index_path",
+            )
         return cls(
             [resolve_path(str(p), PROJECT_ROOT) for p in raw_paths if str(p).strip()],
             resolve_path(str(index_path), PROJECT_ROOT),
@@ -312,11 +325,11 @@ def build_index_from_config(
         InputError: a path does not exist.
         ConfigError: there is no ``providers.search.backends.<name>`` section.
     """
-    from core.errors import ConfigError
+    from core.config import state_dir
 
     settings = config.providers.search.backends.get(name)
     if settings is None:
         raise ConfigError(f"no settings for the local index; add providers.search.backends.{name}", key="providers.search.backends")
-    backend = LocalIndexSearch.from_config(name, dict(settings), config)
+    backend = LocalIndexSearch.from_config(name, dict(settings), state_dir=state_dir())
     chosen = [Path(p).expanduser().resolve() for p in paths] if paths else backend.paths
     return build_index(chosen, backend.index_path, reset=reset)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
 
 from core.errors import ProviderUnavailable
 from providers.base import SearchResult
-from providers.web.http import client_for, json_body, raise_for_status, result_items, send
+from providers.web.http import client_for, json_body, raise_for_status, search_results, send
 
 _HINTS = {
     403: (
@@ -46,8 +47,10 @@ class SearxngSearch:
 
     @classmethod
     def from_config(
-        cls, name: str, settings: dict[str, Any], config: Any = None, *, http: httpx.AsyncClient | None = None, **deps: Any
+        cls, name: str, settings: Mapping[str, Any], *, http: httpx.AsyncClient | None = None, **_deps: object
     ) -> SearxngSearch:
+        """Build from ``providers.search.backends.<name>`` (url, format, timeout_s, categories,
+        language, proxy); ``http`` is the client to use (None: a short-lived one per search)."""
         fmt = settings.get("format", "json")
         if fmt != "json":
             from core.errors import ConfigError
@@ -85,20 +88,4 @@ class SearxngSearch:
                 headers={"Accept": "application/json"}, timeout_s=self.timeout_s,
             )
         raise_for_status(self.name, response, _HINTS)
-        data = json_body(self.name, response)
-        results: list[SearchResult] = []
-        for item in result_items(self.name, data):
-            if not item.get("url"):
-                continue
-            results.append(
-                SearchResult(
-                    url=str(item["url"]),
-                    title=str(item.get("title") or item["url"]),
-                    snippet=str(item.get("content") or ""),
-                    source=self.name,
-                    score=float(item["score"]) if isinstance(item.get("score"), int | float) else None,
-                )
-            )
-            if len(results) >= max_results:
-                break
-        return results
+        return search_results(self.name, json_body(self.name, response), max_results)

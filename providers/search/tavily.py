@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -9,7 +10,7 @@ import httpx
 from core.errors import ProviderUnavailable
 from core.redact import register_secret
 from providers.base import SearchResult
-from providers.web.http import client_for, json_body, raise_for_status, result_items, send
+from providers.web.http import client_for, json_body, raise_for_status, search_results, send
 
 DEFAULT_BASE_URL = "https://api.tavily.com"
 _HINTS = {
@@ -48,8 +49,10 @@ class TavilySearch:
 
     @classmethod
     def from_config(
-        cls, name: str, settings: dict[str, Any], config: Any = None, *, http: httpx.AsyncClient | None = None, **deps: Any
+        cls, name: str, settings: Mapping[str, Any], *, http: httpx.AsyncClient | None = None, **_deps: object
     ) -> TavilySearch:
+        """Build from ``providers.search.backends.<name>`` (api_key, base_url, timeout_s,
+        search_depth, proxy); ``http`` is the client to use (None: a short-lived one per search)."""
         return cls(
             settings.get("api_key", ""),
             name=name,
@@ -78,19 +81,4 @@ class TavilySearch:
         if response.status_code in (432, 433):
             raise ProviderUnavailable(self.name, f"HTTP {response.status_code}: {_HINTS[response.status_code]}")
         raise_for_status(self.name, response, _HINTS)
-        data = json_body(self.name, response)
-        results: list[SearchResult] = []
-        for item in result_items(self.name, data):
-            if not item.get("url"):
-                continue
-            score = item.get("score")
-            results.append(
-                SearchResult(
-                    url=str(item["url"]),
-                    title=str(item.get("title") or item["url"]),
-                    snippet=str(item.get("content") or ""),
-                    source=self.name,
-                    score=float(score) if isinstance(score, int | float) else None,
-                )
-            )
-        return results[:max_results]
+        return search_results(self.name, json_body(self.name, response), max_results)

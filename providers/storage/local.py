@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 import anyio
@@ -19,9 +20,6 @@ import anyio
 from core.errors import ConfigError, InputError, ProviderUnavailable
 from providers.base import StoredObject
 from providers.storage.keys import TEMP_MARK, check_key, check_prefix, guess_content_type
-
-if TYPE_CHECKING:
-    from core.config import SwarmConfig
 
 
 class LocalStorage:
@@ -41,14 +39,17 @@ class LocalStorage:
 
     @classmethod
     def from_config(
-        cls, name: str, settings: dict[str, Any], config: SwarmConfig | None = None, **deps: Any
+        cls, name: str, settings: Mapping[str, Any], *, state_dir: Path | None = None, **_deps: object
     ) -> LocalStorage:
-        """Build from ``providers.storage.backends.<name>`` (keys: root, public_base_url)."""
-        root = settings.get("root")
-        if not root:
-            from core.config import state_dir
+        """Build from ``providers.storage.backends.<name>`` (keys: root, public_base_url);
+        without ``root`` the objects live in ``state_dir/artifacts``.
 
-            root = state_dir() / "artifacts"
+        Raises:
+            ConfigError: ``root`` is not a path, or neither ``root`` nor ``state_dir`` is given.
+        """
+        root = settings.get("root") or (state_dir / "artifacts" if state_dir else None)
+        if not root:
+            raise ConfigError("root is not set; name the storage folder", key=f"providers.storage.backends.{name}.root")
         if not isinstance(root, str | os.PathLike):
             raise ConfigError("root must be a folder path", key=f"providers.storage.backends.{name}.root")
         return cls(root, public_base_url=settings.get("public_base_url"))

@@ -8,8 +8,8 @@ signature nor a key ever leaves this module.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import anyio
 
@@ -23,9 +23,6 @@ from core.errors import (
 )
 from providers.base import StoredObject
 from providers.storage.keys import check_key, check_prefix, guess_content_type
-
-if TYPE_CHECKING:
-    from core.config import SwarmConfig
 
 T = TypeVar("T")
 MAX_PRESIGN_S = 7 * 24 * 3600  # SigV4 refuses longer
@@ -95,12 +92,13 @@ class S3Storage:
 
     @classmethod
     def from_config(
-        cls, name: str, settings: dict[str, Any], config: SwarmConfig | None = None, **deps: Any
+        cls, name: str, settings: Mapping[str, Any], *, client: Any = None, **_deps: object
     ) -> S3Storage:
         """Build from ``providers.storage.backends.<name>``.
 
         Keys: bucket, prefix, endpoint_url, region, presign_expiry_s, timeout_s. Credentials come
         from the standard AWS chain (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, profile, role).
+        ``client`` is an already-built boto3 S3 client (tests); built on first use otherwise.
         """
         bucket = settings.get("bucket")
         if not bucket:
@@ -118,7 +116,7 @@ class S3Storage:
             region=settings.get("region"),
             presign_expiry_s=int(settings.get("presign_expiry_s", 3600)),
             timeout_s=float(settings.get("timeout_s", 30.0)),
-            client=deps.get("client"),
+            client=client,
         )
 
     # --- client and error translation ---------------------------------------------------------

@@ -1,5 +1,5 @@
 """HTTP plumbing shared by the web backends (search, safe fetch): one client rule, one error
-translation.
+translation, one reading of a search answer.
 
 Upstream failures become ``ProviderError`` subclasses here, once, so each backend only adds
 what is specific to it (the fix for a 403 on SearXNG, a rejected key on Tavily).
@@ -22,6 +22,7 @@ from core.errors import (
     ProviderUnavailable,
 )
 from core.redact import redact
+from providers.base import SearchResult
 
 
 @functools.cache
@@ -116,3 +117,26 @@ def result_items(provider: str, data: dict[str, Any]) -> list[dict[str, Any]]:
     if not isinstance(items, list):
         raise ProviderError(provider, f"expected 'results' to be a list, got {type(items).__name__}")
     return [item for item in items if isinstance(item, dict)]
+
+
+def search_results(provider: str, data: dict[str, Any], max_results: int) -> list[SearchResult]:
+    """The first ``max_results`` hits of a search answer whose items carry ``url``, ``title``,
+    ``content`` and ``score`` (SearXNG and Tavily both answer so); items without a URL are
+    dropped, a missing title becomes the URL, a score that is not a number becomes ``None``."""
+    results: list[SearchResult] = []
+    for item in result_items(provider, data):
+        if len(results) >= max_results:
+            break
+        if not item.get("url"):
+            continue
+        score = item.get("score")
+        results.append(
+            SearchResult(
+                url=str(item["url"]),
+                title=str(item.get("title") or item["url"]),
+                snippet=str(item.get("content") or ""),
+                source=provider,
+                score=float(score) if isinstance(score, int | float) else None,
+            )
+        )
+    return results

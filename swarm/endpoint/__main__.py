@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = build_parser().parse_args(argv)
     from core.redact import install_log_redaction
-    from swarm.observability import configure_logging
+    from swarm.logs import configure_logging
 
     configure_logging(os.environ.get("SWARM_LOG_LEVEL", "INFO"), json=False)
     install_log_redaction()

@@ -11,6 +11,8 @@ import asyncio
 import os
 from typing import Any
 
+from swarm.envelope import JobEnvelope
+
 
 async def handler(job: dict[str, Any]) -> dict[str, Any]:
     """Progress, sleep, then an envelope shaped like ``swarm.dispatcher.dispatch``'s."""
@@ -21,22 +23,16 @@ async def handler(job: dict[str, Any]) -> dict[str, Any]:
         runpod.serverless.progress_update(job, {"stage": "demo", "message": f"step {step + 1}", "fraction": None})
         await asyncio.sleep(0.05)
     await asyncio.sleep(float(body.get("sleep_s", 0)))
-    envelope: dict[str, Any] = {
-        "job_id": job["id"],
-        "project": "demo",
-        "action": "sleep",
-        "status": "COMPLETED",
-        "output": {"echo": body.get("echo"), "worker": os.environ.get("RUNPOD_POD_ID"), "pid": os.getpid()},
-        "error": None,
-        "trace": [],
-        "totals": {},
-        "elapsed_ms": 0.0,
-    }
+    envelope = JobEnvelope.for_job(
+        {"project": "demo", "action": "sleep"},
+        job["id"],
+        output={"echo": body.get("echo"), "worker": os.environ.get("RUNPOD_POD_ID"), "pid": os.getpid()},
+    )
     if body.get("fail"):
-        envelope.update(status="FAILED", output=None, error={"type": "InputError", "message": str(body["fail"])})
+        envelope = envelope.failed({"type": "InputError", "message": str(body["fail"])}, output=None)
     if body.get("raise"):
         raise RuntimeError(str(body["raise"]))
-    return envelope
+    return envelope.to_dict()
 
 
 def main() -> None:

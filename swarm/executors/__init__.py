@@ -1,8 +1,8 @@
 """Executors behind the doors: ``LocalExecutor`` (in-process) and ``RunPodExecutor`` (an endpoint).
 
 Both expose ``async run(job, progress=None, wait_budget_s=None) -> envelope`` with the same
-envelope, so a tool gives the same result whichever executor config picks (the config
-section keeps its name, `runner:`).
+envelope (``swarm.envelope.JobEnvelope.to_dict()``), so a tool gives the same result whichever
+executor config picks (the config section keeps its name, `runner:`).
 """
 
 from __future__ import annotations

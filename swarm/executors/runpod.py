@@ -24,6 +24,7 @@ import httpx
 from core.redact import redact, redact_data
 from graphs.context import ProgressFn
 from providers.base import TraceStep
+from swarm.envelope import JobEnvelope
 
 log = logging.getLogger("swarm.executors.runpod")
 FINAL_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"})
@@ -246,77 +247,53 @@ class RunPodExecutor:
     # --- envelopes -------------------------------------------------------------------------
 
     def envelope(self, job: dict[str, Any], job_id: str | None, state: dict[str, Any], started: float) -> dict[str, Any]:
+        """The job's envelope from the endpoint's final ``state`` (``started``: perf_counter)."""
         status = state.get("status")
         output = state.get("output")
         if isinstance(output, list) and output and isinstance(output[-1], dict) and "status" in output[-1]:
             output = output[-1]  # a generator handler with return_aggregate_stream: the envelope is last
+        # The swarm handler answers with an envelope; any other handler's output is the job's output.
+        sent = JobEnvelope.from_dict(output, job, job_id) if isinstance(output, dict) and "status" in output else None
         if status == "COMPLETED":
-            envelope = dict(output) if isinstance(output, dict) and "status" in output else self._bare(job, job_id, output)
-            envelope.setdefault("error", None)
+            envelope = sent or JobEnvelope.for_job(job, job_id, output=output)
         elif status == "FAILED":
-            envelope = dict(output) if isinstance(output, dict) and "status" in output else self._bare(job, job_id, None)
-            envelope["status"] = "FAILED"
-            envelope["error"] = worker_error(state.get("error"))
+            envelope = (sent or JobEnvelope.for_job(job, job_id)).failed(worker_error(state.get("error")))
         elif state.get("_budget_exhausted"):
-            envelope = self._bare(job, job_id, None)
-            envelope["status"] = status
-            envelope["error"] = {
+            envelope = JobEnvelope.for_job(job, job_id, status=status, error={
                 "type": "StillRunning",
                 "message": f"RunPod job {job_id} is still {status} after the wait budget; it keeps running, ask for its status later",
-            }
+            })
         else:
-            envelope = self._bare(job, job_id, None)
-            envelope["status"] = "FAILED"
-            envelope["error"] = {
+            envelope = JobEnvelope.for_job(job, job_id).failed({
                 "type": "JobCancelled" if status == "CANCELLED" else "JobTimedOut",
                 "message": f"RunPod job {job_id} ended {status}"
                 + (f": {state['error']}" if isinstance(state.get("error"), str) else ""),
-            }
-        envelope["job_id"] = envelope.get("job_id") or job_id
-        self._add_step(envelope, state, started)
-        return redact_data(envelope)
+            })
+        return self._finish(envelope.replace(job_id=envelope.job_id or job_id), state, started)
 
     def _failure(self, job: dict[str, Any], job_id: str | None, type_: str, message: str, started: float) -> dict[str, Any]:
-        envelope = self._bare(job, job_id, None)
-        envelope["status"] = "FAILED"
-        envelope["error"] = {"type": type_, "message": redact(message)}
-        self._add_step(envelope, {"id": job_id, "status": "FAILED"}, started, error_class=type_)
-        return redact_data(envelope)
+        envelope = JobEnvelope.for_job(job, job_id).failed({"type": type_, "message": redact(message)})
+        return self._finish(envelope, {"id": job_id, "status": "FAILED"}, started, error_class=type_)
 
-    @staticmethod
-    def _bare(job: dict[str, Any], job_id: str | None, output: Any) -> dict[str, Any]:
-        return {
-            "job_id": job_id,
-            "project": job.get("project"),
-            "action": job.get("action"),
-            "status": "COMPLETED",
-            "output": output,
-            "error": None,
-            "trace": [],
-            "totals": {},
-            "elapsed_ms": 0.0,
-        }
-
-    def _add_step(self, envelope: dict[str, Any], state: dict[str, Any], started: float, error_class: str | None = None) -> None:
+    def _finish(self, envelope: JobEnvelope, state: dict[str, Any], started: float,
+                error_class: str | None = None) -> dict[str, Any]:
+        """``envelope`` with the runpod step last and this side's elapsed time, as a redacted dict."""
         elapsed = (time.perf_counter() - started) * 1000
         detail = f"job {state.get('id')} {state.get('status')}"
         if "delayTime" in state:
             detail += f"; queued {state['delayTime']} ms, ran {state.get('executionTime', '?')} ms on {state.get('workerId', '?')}"
-        trace = list(envelope.get("trace") or [])
-        trace.append(
-            TraceStep(
-                step="runpod",
-                kind="node",
-                provider="runpod",
-                model=self.endpoint_id,
-                latency_ms=round(elapsed, 2),
-                outcome="ok" if envelope["status"] == "COMPLETED" else "error",
-                error_class=error_class or (envelope.get("error") or {}).get("type"),
-                detail=detail,
-            ).model_dump()
-        )
-        envelope["trace"] = trace
-        envelope["elapsed_ms"] = round(elapsed, 2)
+        step = TraceStep(
+            step="runpod",
+            kind="node",
+            provider="runpod",
+            model=self.endpoint_id,
+            latency_ms=round(elapsed, 2),
+            outcome="ok" if envelope.status == "COMPLETED" else "error",
+            error_class=error_class or (envelope.error or {}).get("type"),
+            detail=detail,
+        ).model_dump()
+        envelope = envelope.replace(trace=[*envelope.trace, step], elapsed_ms=round(elapsed, 2))
+        return redact_data(envelope.to_dict())
 
 
 async def _forward(progress: ProgressFn, update: Any) -> None:

@@ -1,4 +1,4 @@
-"""Long jobs: a manager that outlives one tool call, over the SQLite job store (swarm.jobstore).
+"""Long jobs: a manager that outlives one tool call, over the SQLite job store (mcp_server.jobstore).
 
 A client cuts a tool call off after a while (Claude Desktop at about 60 s). ``JobManager``
 starts every job as an asyncio task on the runner, waits up to a wait budget and returns
@@ -25,15 +25,8 @@ from typing import Any
 
 from core.redact import redact
 from graphs.context import ProgressFn
+from mcp_server.jobstore import FINAL_STATUSES, IN_PROGRESS, JobStore, handle, summary
 from swarm.executors import RemoteExecutor
-from swarm.jobstore import (  # noqa: F401  (re-exported: the job API lives here)
-    FINAL_STATUSES,
-    IN_PROGRESS,
-    STATUSES,
-    JobStore,
-    handle,
-    summary,
-)
 
 log = logging.getLogger("swarm.jobs")
 

@@ -1,118 +1,25 @@
-"""Observability: JSON logs that carry the job id, and a job's trace exported as OpenTelemetry spans.
+"""A finished job's trace exported as OpenTelemetry spans (the logs live in ``swarm.logs``).
 
-Logs: ``configure_logging(config_or_level)`` installs one handler on the root logger that writes
-one JSON object per line to stderr (stdout belongs to the MCP stdio transport): ``ts``, ``level``,
-``logger``, ``message``, ``job_id`` (from a context variable that ``dispatch`` binds), every string
-passed through ``core.redact.redact``.
-
-Traces: when ``observability.otlp_endpoint`` is set, ``export_job(result, config)`` turns the
-trace of a finished job into spans after the fact (explicit start and end times from each step's
-``at`` and ``latency_ms``): one ``swarm.job`` root span, one span per graph node, one per provider
-attempt, with the OpenTelemetry GenAI semantic-convention attributes. The provider layer stays
-untouched, and nothing of OpenTelemetry is imported unless an endpoint is configured.
+When ``observability.otlp_endpoint`` is set, ``export_job(result, config)`` turns the trace of a
+finished job into spans after the fact (explicit start and end times from each step's ``at`` and
+``latency_ms``): one ``swarm.job`` root span, one span per graph node, one per provider attempt,
+with the OpenTelemetry GenAI semantic-convention attributes. The provider layer stays untouched,
+and nothing of OpenTelemetry is imported unless an endpoint is configured.
 """
 
 from __future__ import annotations
 
-import contextvars
 import json
 import logging
-import sys
 import threading
 from datetime import UTC, datetime
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from core.config import SwarmConfig
     from graphs.context import JobContext
 
-log = logging.getLogger("swarm.observability")
-
-#: The id of the job the current task works for; ``None`` outside a job.
-job_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("swarm_job_id", default=None)
-
-_HANDLER_MARK = "_swarm_json_handler"
-
-
-def bind_job(job_id: str | None) -> contextvars.Token[str | None]:
-    """Tag every log line of the current task (and tasks it starts) with ``job_id``."""
-    return job_id_var.set(job_id)
-
-
-def unbind_job(token: contextvars.Token[str | None] | None) -> None:
-    """Undo ``bind_job`` (a token from another context is ignored: the task is ending anyway)."""
-    if token is None:
-        return
-    try:
-        job_id_var.reset(token)
-    except ValueError:
-        job_id_var.set(None)
-
-
-# --- logs ----------------------------------------------------------------------------------
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per record: ts, level, logger, message, job_id (+ exc when there is one)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        from core.redact import redact
-
-        entry: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": redact(record.getMessage()),
-            "job_id": getattr(record, "job_id", None) or job_id_var.get(),
-        }
-        if record.exc_info:
-            entry["exc"] = redact(self.formatException(record.exc_info))
-        return json.dumps(entry, ensure_ascii=False, default=str)
-
-
-class _PlainRedactingFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        from core.redact import redact
-
-        job_id = getattr(record, "job_id", None) or job_id_var.get()
-        record.job = f" [{job_id}]" if job_id else ""
-        return redact(super().format(record))
-
-
-def configure_logging(config_or_level: SwarmConfig | str | int | None = None, json: bool = True,
-                      stream: IO[str] | None = None) -> logging.Handler:
-    """Install the swarm log handler on the root logger (idempotent: replaces its own earlier one).
-
-    Args:
-        config_or_level: a ``SwarmConfig`` (uses ``observability.log_level``), a level name or
-            number; ``None`` means INFO.
-        json: JSON lines (default) or plain text; both are redacted and carry the job id.
-        stream: where to write; default stderr.
-
-    Returns:
-        The installed handler.
-    """
-    level: str | int
-    if config_or_level is None:
-        level = "INFO"
-    elif isinstance(config_or_level, str | int):
-        level = config_or_level
-    else:
-        level = config_or_level.observability.log_level
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(
-        JsonFormatter() if json else _PlainRedactingFormatter("%(asctime)s %(levelname)s %(name)s%(job)s: %(message)s")
-    )
-    setattr(handler, _HANDLER_MARK, True)
-    root = logging.getLogger()
-    for old in [h for h in root.handlers if getattr(h, _HANDLER_MARK, False)]:
-        root.removeHandler(old)
-    root.addHandler(handler)
-    root.setLevel(level.upper() if isinstance(level, str) else level)
-    return handler
-
-
-# --- traces ---------------------------------------------------------------------------------
+log = logging.getLogger("swarm.telemetry")
 
 #: litellm's provider prefix -> ``gen_ai.provider.name`` (well-known values of the semconv).
 GENAI_PROVIDER = {
@@ -288,7 +195,7 @@ def export_job(result: dict[str, Any], config: SwarmConfig | None, content: dict
     if config is None or not config.observability.otlp_endpoint:
         return
     tracer = _tracer(config.observability.otlp_endpoint)
-    capture = config.observability.capture_content
+    recorded = content if config.observability.capture_content and content else None
     from opentelemetry import trace as otel_trace
 
     trace = list(result.get("trace") or [])
@@ -299,6 +206,15 @@ def export_job(result: dict[str, Any], config: SwarmConfig | None, content: dict
     else:
         job_end = now
         job_start = now - int(float(result.get("elapsed_ms") or 0) * 1e6)
+    root = _root_span(tracer, result, job_start)
+    root_ctx = otel_trace.set_span_in_context(root)
+    for node, attempts in _group_by_node(trace):
+        _export_node(tracer, root_ctx, node, attempts, config, recorded, now)
+    root.end(end_time=max(job_end, job_start))
+
+
+def _root_span(tracer: Any, result: dict[str, Any], start: int) -> Any:
+    """The ``swarm.job`` span: the job's names, status, token and cost totals, error type."""
     root_attrs: dict[str, Any] = {
         "swarm.job.id": str(result.get("job_id") or ""),
         "swarm.job.project": str(result.get("project") or ""),
@@ -313,40 +229,44 @@ def export_job(result: dict[str, Any], config: SwarmConfig | None, content: dict
     error = result.get("error") or {}
     if error.get("type"):
         root_attrs["error.type"] = error["type"]
-    root = tracer.start_span("swarm.job", start_time=job_start, attributes=root_attrs)
+    root = tracer.start_span("swarm.job", start_time=start, attributes=root_attrs)
     if error:
         from opentelemetry.trace import Status, StatusCode
 
         root.set_status(Status(StatusCode.ERROR, str(error.get("type"))))
-    root_ctx = otel_trace.set_span_in_context(root)
-    for node, attempts in _group_by_node(trace):
-        parent_ctx = root_ctx
-        node_span = None
-        node_start = node_end = 0
-        if node is not None:
-            node_start, node_end = _span_times(node, now)
-            node_start = min([node_start, *(_span_times(a, now)[0] for a in attempts)])
-            attrs = _step_attributes(node, config)
-            node_span = tracer.start_span(_span_name(node, attrs), context=root_ctx, start_time=node_start,
-                                          attributes=attrs)
-            _set_status(node_span, node)
-            parent_ctx = otel_trace.set_span_in_context(node_span)
-        for step in attempts:
-            start, end_attempt = _span_times(step, now)
-            attrs = _step_attributes(step, config)
-            if capture and content:
-                recorded = content.get((step.get("step"), step.get("at")))
-                if recorded:
-                    from core.redact import redact
+    return root
 
-                    attrs["gen_ai.input.messages"] = redact(json.dumps(recorded["input"], ensure_ascii=False))
-                    attrs["gen_ai.output.messages"] = redact(json.dumps(recorded["output"], ensure_ascii=False))
-            span = tracer.start_span(_span_name(step, attrs), context=parent_ctx, start_time=start, attributes=attrs)
-            _set_status(span, step)
-            span.end(end_time=max(end_attempt, start))
-        if node_span is not None:
-            node_span.end(end_time=max(node_end, node_start))
-    root.end(end_time=max(job_end, job_start))
+
+def _export_node(tracer: Any, root_ctx: Any, node: dict[str, Any] | None, attempts: list[dict[str, Any]],
+                 config: SwarmConfig, content: dict[Any, Any] | None, now: int) -> None:
+    """One node's span (when there is a node) with a child span per provider attempt."""
+    from opentelemetry import trace as otel_trace
+
+    parent_ctx = root_ctx
+    node_span = None
+    node_start = node_end = 0
+    if node is not None:
+        node_start, node_end = _span_times(node, now)
+        node_start = min([node_start, *(_span_times(a, now)[0] for a in attempts)])
+        attrs = _step_attributes(node, config)
+        node_span = tracer.start_span(_span_name(node, attrs), context=root_ctx, start_time=node_start,
+                                      attributes=attrs)
+        _set_status(node_span, node)
+        parent_ctx = otel_trace.set_span_in_context(node_span)
+    for step in attempts:
+        start, end_attempt = _span_times(step, now)
+        attrs = _step_attributes(step, config)
+        recorded = content.get((step.get("step"), step.get("at"))) if content else None
+        if recorded:
+            from core.redact import redact
+
+            attrs["gen_ai.input.messages"] = redact(json.dumps(recorded["input"], ensure_ascii=False))
+            attrs["gen_ai.output.messages"] = redact(json.dumps(recorded["output"], ensure_ascii=False))
+        span = tracer.start_span(_span_name(step, attrs), context=parent_ctx, start_time=start, attributes=attrs)
+        _set_status(span, step)
+        span.end(end_time=max(end_attempt, start))
+    if node_span is not None:
+        node_span.end(end_time=max(node_end, node_start))
 
 
 def export_job_spans(result: dict[str, Any], ctx: JobContext | None) -> None:

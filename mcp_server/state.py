@@ -1,0 +1,105 @@
+"""The state every MCP request shares: the runtime, the runner, the job manager, the subscribers.
+
+``mcp_server.server`` builds one per lifespan; tools and resources reach it through
+``mcp_server.calls.server_state``. The runtime and the job manager are built on first use,
+so starting the server and answering ``tools/list`` imports neither.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mcp.server.subscriptions import ResourceUpdated
+
+if TYPE_CHECKING:
+    from mcp_server.jobs import JobManager
+
+
+@dataclass
+class ServerState:
+    """Shared by every request: the runtime (config, circuits, models), the runner and the jobs."""
+
+    config_path: str | None
+    bus: Any = None
+    jobs_path: Path | None = None
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("swarm.mcp"))
+    subscribers: dict[str, list[Any]] = field(default_factory=dict)  # uri -> sessions (resources/subscribe)
+    _runtime: Any = None
+    _jobs: JobManager | None = None
+
+    @property
+    def runtime(self) -> Any:
+        if self._runtime is None:
+            from swarm.runtime import Runtime
+
+            self._runtime = Runtime(self.config_path)
+        return self._runtime
+
+    def runner(self) -> Any:
+        """The runner chosen by config (``runner.kind``), re-chosen when config changes."""
+        from swarm.executors import make_executor
+
+        return make_executor(self.runtime.config, self.runtime)
+
+    @property
+    def jobs_file(self) -> Path:
+        """The job store: ``jobs_path``, else ``core.config.state_dir()/jobs.sqlite``."""
+        from core.config import state_dir
+
+        return self.jobs_path or state_dir() / "jobs.sqlite"
+
+    @property
+    def jobs(self) -> JobManager:
+        """The job manager over the store at ``jobs_file``, built on first use."""
+        if self._jobs is None:
+            # imported on first use: the store's sqlite3 is not needed to start or list tools
+            from mcp_server.jobs import JobLoop, JobManager
+            from mcp_server.jobstore import JobStore
+
+            store = JobStore(self.jobs_file)
+            self._jobs = JobManager(
+                store,
+                runner=self.runner,
+                wait_budget_s=lambda: self.runtime.config.runner.wait_budget_s,
+                on_finished=self._job_finished,
+                job_loop=JobLoop(),  # jobs never block the protocol loop
+            )
+        return self._jobs
+
+    def subscribe(self, uri: str, session: Any) -> None:
+        sessions = self.subscribers.setdefault(uri, [])
+        if session not in sessions:
+            sessions.append(session)
+
+    def unsubscribe(self, uri: str, session: Any) -> None:
+        sessions = self.subscribers.get(uri, [])
+        if session in sessions:
+            sessions.remove(session)
+
+    async def _job_finished(self, job_id: str) -> None:
+        """Tell listeners (subscriptions/listen) and subscribers (resources/subscribe) a job changed."""
+        uri = f"swarm://jobs/{job_id}"
+        if self.bus is not None:
+            await self.bus.publish(ResourceUpdated(uri=uri))
+        for session in list(self.subscribers.get(uri, [])):
+            try:
+                await session.send_resource_updated(uri)
+            except Exception:  # a session that went away is dropped, the others still hear
+                self.unsubscribe(uri, session)
+
+    async def start(self) -> None:
+        """Resume the jobs a previous server left unfinished (same job ids, from checkpoints)."""
+        if self.jobs_file.exists():  # no store yet -> nothing to resume, and nothing heavy to import
+            self.jobs.resume_unfinished()
+
+    async def aclose(self) -> None:
+        runtime = self._runtime
+        if self._jobs is not None:
+            # the runtime's checkpointers were opened on the jobs' loop: close them there
+            await self._jobs.aclose(final=runtime.aclose if runtime is not None else None)
+            self._jobs.store.close()
+        elif runtime is not None:
+            await runtime.aclose()

@@ -1,0 +1,95 @@
+"""The job envelope: what every executor and door returns for one job, whatever ran it.
+
+``dispatch`` builds it in-process, the RunPod executor rebuilds it from an endpoint's answer,
+and the endpoint's demo worker answers with one. Callers that expect dicts (the doors, the job
+store, the tests) get ``to_dict()``, which always has the same keys in the same order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+
+class NamedJob(Protocol):
+    """A validated job (``swarm.dispatcher.JobRequest``): the envelope needs its two names."""
+
+    @property
+    def project(self) -> str: ...
+
+    @property
+    def action(self) -> str: ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class JobEnvelope:
+    """One job's result.
+
+    Attributes:
+        job_id: the job's id (the caller's, the idempotency key's, or the endpoint's).
+        project: the job's project; ``None`` when the job never named a valid one.
+        action: the job's action; ``None`` likewise.
+        status: ``COMPLETED`` or ``FAILED``; ``CANCELLED``, or RunPod's ``IN_QUEUE`` /
+            ``IN_PROGRESS`` when a remote job outlived the caller's wait.
+        output: what the action returned (minus its trace), or a partial result.
+        error: ``{type, message, ...}`` when the job did not complete; never a traceback or a secret.
+        trace: one step per graph node and provider attempt, the dispatch (and runpod) step last.
+        totals: token, cost and provider-call totals over the trace.
+        elapsed_ms: wall time of the job as its executor saw it.
+    """
+
+    job_id: str | None
+    project: str | None = None
+    action: str | None = None
+    status: str = "COMPLETED"
+    output: Any = None
+    error: dict[str, Any] | None = None
+    trace: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    totals: dict[str, Any] = dataclasses.field(default_factory=dict)
+    elapsed_ms: float = 0.0
+
+    @classmethod
+    def for_job(cls, job: NamedJob | Mapping[str, Any] | None, job_id: str | None, **fields: Any) -> JobEnvelope:
+        """The envelope of ``job`` (a ``JobRequest``, a raw job dict, or ``None`` for a malformed one).
+
+        Args:
+            job: where ``project`` and ``action`` come from.
+            job_id: the job's id.
+            **fields: any other envelope field (``status``, ``output``, ``error``, ...).
+        """
+        if job is None:
+            project = action = None
+        elif isinstance(job, Mapping):
+            project, action = job.get("project"), job.get("action")
+        else:
+            project, action = job.project, job.action
+        return cls(job_id=job_id, project=project, action=action, **fields)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], job: NamedJob | Mapping[str, Any] | None = None,
+                  job_id: str | None = None) -> JobEnvelope:
+        """An envelope another process sent (a worker's answer); keys it lacks come from ``job``.
+
+        Keys outside the envelope's are dropped.
+        """
+        base = cls.for_job(job, job_id)
+        given = {key: data[key] for key in ENVELOPE_KEYS if key in data}
+        given["trace"] = list(given.get("trace") or [])
+        return dataclasses.replace(base, **given)
+
+    def failed(self, error: dict[str, Any], **fields: Any) -> JobEnvelope:
+        """This envelope as FAILED with ``error`` (and any other field replaced)."""
+        return dataclasses.replace(self, status="FAILED", error=error, **fields)
+
+    def replace(self, **fields: Any) -> JobEnvelope:
+        """A copy with ``fields`` replaced."""
+        return dataclasses.replace(self, **fields)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The envelope as the doors and the job store pass it on (a shallow dict, keys in order)."""
+        return {key: getattr(self, key) for key in ENVELOPE_KEYS}
+
+
+#: The envelope's keys, in the order ``to_dict`` writes them.
+ENVELOPE_KEYS = tuple(field.name for field in dataclasses.fields(JobEnvelope))

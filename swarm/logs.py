@@ -1,0 +1,99 @@
+"""Logs: JSON lines that carry the job id (OpenTelemetry spans live in ``swarm.telemetry``).
+
+``configure_logging(config_or_level)`` installs one handler on the root logger that writes one
+JSON object per line to stderr (stdout belongs to the MCP stdio transport): ``ts``, ``level``,
+``logger``, ``message``, ``job_id`` (from a context variable that ``dispatch`` binds), every
+string passed through ``core.redact.redact``.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from core.config import SwarmConfig
+
+#: The id of the job the current task works for; ``None`` outside a job.
+job_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("swarm_job_id", default=None)
+
+_HANDLER_MARK = "_swarm_json_handler"
+
+
+def bind_job(job_id: str | None) -> contextvars.Token[str | None]:
+    """Tag every log line of the current task (and tasks it starts) with ``job_id``."""
+    return job_id_var.set(job_id)
+
+
+def unbind_job(token: contextvars.Token[str | None] | None) -> None:
+    """Undo ``bind_job`` (a token from another context is ignored: the task is ending anyway)."""
+    if token is None:
+        return
+    try:
+        job_id_var.reset(token)
+    except ValueError:
+        job_id_var.set(None)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: ts, level, logger, message, job_id (+ exc when there is one)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from core.redact import redact
+
+        entry: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": redact(record.getMessage()),
+            "job_id": getattr(record, "job_id", None) or job_id_var.get(),
+        }
+        if record.exc_info:
+            entry["exc"] = redact(self.formatException(record.exc_info))
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+class _PlainRedactingFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        from core.redact import redact
+
+        job_id = getattr(record, "job_id", None) or job_id_var.get()
+        record.job = f" [{job_id}]" if job_id else ""
+        return redact(super().format(record))
+
+
+def configure_logging(config_or_level: SwarmConfig | str | int | None = None, json: bool = True,
+                      stream: IO[str] | None = None) -> logging.Handler:
+    """Install the swarm log handler on the root logger (idempotent: replaces its own earlier one).
+
+    Args:
+        config_or_level: a ``SwarmConfig`` (uses ``observability.log_level``), a level name or
+            number; ``None`` means INFO.
+        json: JSON lines (default) or plain text; both are redacted and carry the job id.
+        stream: where to write; default stderr.
+
+    Returns:
+        The installed handler.
+    """
+    level: str | int
+    if config_or_level is None:
+        level = "INFO"
+    elif isinstance(config_or_level, str | int):
+        level = config_or_level
+    else:
+        level = config_or_level.observability.log_level
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(
+        JsonFormatter() if json else _PlainRedactingFormatter("%(asctime)s %(levelname)s %(name)s%(job)s: %(message)s")
+    )
+    setattr(handler, _HANDLER_MARK, True)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, _HANDLER_MARK, False)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper() if isinstance(level, str) else level)
+    return handler
