@@ -30,6 +30,11 @@ ACTIONS: dict[str, dict[str, str]] = {
 }
 
 
+def action_module(project: str, action: str) -> str:
+    """The module that holds an action (to check it is installed without importing it)."""
+    return ACTIONS[project][action].partition(":")[0]
+
+
 def resolve_action(project: str, action: str) -> tuple[Any, type[BaseModel]]:
     """The action function and its input model; ``InputError`` listing the valid names."""
     actions = ACTIONS.get(project)

@@ -26,6 +26,7 @@ from typing import Any
 from core.redact import redact
 from graphs.context import ProgressFn
 from mcp_server.jobstore import FINAL_STATUSES, IN_PROGRESS, JobStore, handle, summary
+from swarm.envelope import JobEnvelope
 from swarm.executors import RemoteExecutor
 
 log = logging.getLogger("swarm.jobs")
@@ -223,11 +224,8 @@ class JobManager:
 
     @staticmethod
     def _cancelled(job_id: str, job: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "job_id": job_id, "project": job.get("project"), "action": job.get("action"), "status": "CANCELLED",
-            "output": None, "error": {"type": "JobCancelled", "message": f"job {job_id} was cancelled"},
-            "trace": [], "totals": {}, "elapsed_ms": 0.0,
-        }
+        error = {"type": "JobCancelled", "message": f"job {job_id} was cancelled"}
+        return JobEnvelope.for_job(job, job_id, status="CANCELLED", error=error).to_dict()
 
     def _notify(self, home: asyncio.AbstractEventLoop, job_id: str) -> None:
         if self._on_finished is not None and not self._closing:

