@@ -28,6 +28,7 @@ RUN python -m pip install --require-hashes --no-deps -r requirements/build.lock 
 
 # The project itself (the same code the MCP server's local runner uses).
 COPY pyproject.toml README.md config.yaml handler.py test_input.json ./
+COPY core/ core/
 COPY swarm/ swarm/
 COPY providers/ providers/
 COPY graphs/ graphs/

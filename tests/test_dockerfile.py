@@ -73,6 +73,20 @@ def test_every_copy_source_exists() -> None:
             assert source.rstrip("/") not in ignored, f"COPY source {source} is excluded by .dockerignore"
 
 
+def test_every_project_package_is_copied_into_the_image() -> None:
+    """A package the project ships (pyproject's package list) but the image lacks fails at the
+    first import in the container, far from the change that caused it."""
+    import tomllib
+
+    include = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]["packages"]["find"]["include"]
+    shipped = {pattern.rstrip("*") for pattern in include} - {"bench"}  # bench: a dev tool, not in the worker
+    copied = set()
+    for args in (a for k, a in instructions() if k in {"COPY", "ADD"}):
+        parts = [p for p in shlex.split(args) if not p.startswith("--")]
+        copied |= {source.rstrip("/") for source in parts[:-1]}
+    assert shipped - copied == set()
+
+
 def _run_lines() -> list[str]:
     return [a for k, a in instructions() if k == "RUN"]
 
