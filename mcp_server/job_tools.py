@@ -74,8 +74,8 @@ def register(server: Any) -> None:
     @server.tool(
         name="job_result", title="Job result", annotations=read_only,
         description=(
-            "Wait up to wait_s seconds (default 30, max 50) for a job and return its full result. If it is "
-            "still running, status is IN_PROGRESS: call job_result again. Progress notifications are sent while waiting."
+            "Wait up to wait_s seconds for a job and return its full result; status IN_PROGRESS: still "
+            "running, call again. Sends progress while waiting."
         ),
     )
     async def job_result(
@@ -93,7 +93,7 @@ def register(server: Any) -> None:
     @server.tool(
         name="job_cancel", title="Cancel a job",
         annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False),
-        description="Cancel a running job (a RunPod job is cancelled on the endpoint too). A finished job is left as it is.",
+        description="Cancel a running job (on RunPod too). A finished job is left as it is.",
     )
     async def job_cancel(job_id: JobId, ctx: Context) -> JobStatus:
         try:

@@ -7,9 +7,9 @@ Every result starts with ``JobOutcome``: a finished job (trace and totals) or on
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, WithJsonSchema
 
 
 class TraceStepOut(BaseModel):
@@ -29,16 +29,19 @@ class TraceStepOut(BaseModel):
     detail: str | None = None
 
 
+#: the trace as output schemas advertise it: a list of objects, not TraceStepOut's full schema again
+#: in every tool (results are still validated against ``TraceStepOut``)
+Trace = Annotated[list[TraceStepOut], WithJsonSchema({"type": "array", "items": {"type": "object"}})]
+
+
 class JobOutcome(BaseModel):
     """Common head of every action result: a finished job, or one still running."""
 
     job_id: str
-    status: Literal["COMPLETED", "IN_PROGRESS"] = Field(
-        description="IN_PROGRESS: the job outlasted the wait budget; call job_result(job_id) to get the rest"
-    )
-    message: str | None = Field(default=None, description="what to do next when the job is still running")
-    progress: dict[str, Any] | None = Field(default=None, description="last progress of a running job")
-    trace: list[TraceStepOut] = Field(default_factory=list)
+    status: Literal["COMPLETED", "IN_PROGRESS"] = Field(description="IN_PROGRESS: call job_result(job_id)")
+    message: str | None = Field(default=None, description="what to do next, while running")
+    progress: dict[str, Any] | None = None
+    trace: Trace = Field(default_factory=list)
     totals: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -46,16 +49,16 @@ class DelegateOutput(JobOutcome):
     """The answer, the reviewer's verdict and the full execution trace."""
 
     text: str = Field(default="", description="the final answer")
-    model: str | None = Field(default=None, description="model that wrote the final answer")
-    review: dict[str, Any] | None = Field(default=None, description="reviewer verdict, or null when the route has none")
+    model: str | None = Field(default=None, description="who wrote it")
+    review: dict[str, Any] | None = Field(default=None, description="reviewer verdict (null: no reviewer)")
     revisions: int = 0
 
 
 class ResearchOutput(JobOutcome):
     """A cited Markdown report; every [n] resolves to an entry of ``sources``."""
 
-    report: str = Field(default="", description="Markdown report with [n] citations")
-    report_uri: str | None = Field(default=None, description="swarm://jobs/{id}/report: the report, paginated")
+    report: str = ""
+    report_uri: str | None = Field(default=None, description="the report, paginated")
     sources: list[dict[str, Any]] = Field(default_factory=list)
     citations: list[dict[str, Any]] = Field(default_factory=list)
     review: dict[str, Any] | None = None
@@ -65,15 +68,11 @@ class ResearchOutput(JobOutcome):
 class ImageOutput(JobOutcome):
     """A processed image as a storage key and a URL (base64 only when asked and small enough)."""
 
-    key: str | None = Field(default=None, description="storage key of the result; read it as swarm://artifacts/{key}")
-    url: str | None = Field(
-        default=None,
-        description="where to download the result, when the store has a plain URL (presigned URLs are never returned)",
-    )
-    image_base64: str | None = Field(default=None, description="the result inline, only with return_base64=true")
-    details: dict[str, Any] = Field(default_factory=dict, description="size, model, format and other facts")
+    key: str | None = Field(default=None, description="storage key; resource swarm://artifacts/{key}")
+    url: str | None = Field(default=None, description="plain download URL, when the store has one")
+    image_base64: str | None = None
+    details: dict[str, Any] = Field(default_factory=dict, description="width, height, format, bytes, model...")
     results: list[dict[str, Any]] | None = Field(
-        default=None,
-        description="with `images`: one entry per image, in order: {index, key, url, width, height, bytes,"
-        " image_base64?} or {index, error: {type, message}}",
+        default=None, description="with `images`, in order: {index, key, url, width, height, bytes, image_base64?}"
+        " or {index, error}",
     )

@@ -4,11 +4,14 @@ and a failed one as a tool error a model can act on.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import CallToolResult, ContentBlock, TextContent
 
 from mcp_server.outputs import DelegateOutput, ImageOutput, ResearchOutput, TraceStepOut
+from mcp_server.previews import StoredImage
 
 
 def public_steps(trace: list[dict[str, Any]]) -> list[TraceStepOut]:
@@ -62,6 +65,24 @@ def image_output(result: dict[str, Any], *, return_base64: bool, inline_limit: i
         results = [_batch_entry(entry, return_base64, inline_limit) for entry in results]
     return ImageOutput(**_head(result), key=key, url=url, image_base64=inline if return_base64 else None,
                        details=output, results=results)
+
+
+def stored_images(output: ImageOutput) -> list[StoredImage]:
+    """The images a finished result holds: its one result, or each good entry of a batch."""
+    if output.status != "COMPLETED":
+        return []
+    if output.results is not None:
+        return [StoredImage.from_entry(entry, entry["key"], f"images[{entry.get('index', n)}]")
+                for n, entry in enumerate(output.results) if entry.get("key")]
+    return [StoredImage.from_entry(output.details, output.key, "result")] if output.key else []
+
+
+def image_result(output: ImageOutput, image_blocks: list[ContentBlock]) -> CallToolResult:
+    """The structured output, its JSON as text (for clients without structured content), then per
+    image its preview and link."""
+    structured = output.model_dump(mode="json")
+    return CallToolResult(content=[TextContent(text=json.dumps(structured, indent=2)), *image_blocks],
+                          structured_content=structured)
 
 
 def _inline_within(entry: dict[str, Any], inline: str | None, inline_limit: int) -> str | None:

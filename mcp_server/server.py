@@ -19,7 +19,7 @@ from mcp.server import MCPServer
 from mcp.server.subscriptions import InMemorySubscriptionBus
 
 from core.errors import ConfigError
-from mcp_server import http, job_tools, prompts, protocol, resources, tools
+from mcp_server import http, job_tools, prompts, protocol, resources, schemas, tools
 from mcp_server.state import ServerState
 
 INSTRUCTIONS = (
@@ -63,6 +63,8 @@ def build_server(config_path: str | None = None, *, jobs_path: Path | None = Non
     )
     tools.register(server, config)
     job_tools.register(server)
+    # the SDK lists a server's registered tools on its tool manager only
+    schemas.compact_tools(server._tool_manager.list_tools())
     resources.register(server, lambda: live[-1])
     prompts.register(server)
     protocol.register(server, config)

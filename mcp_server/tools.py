@@ -18,56 +18,47 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context
-from mcp.types import ToolAnnotations
+from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.rules import IDEMPOTENCY_KEY_PATTERN, MAX_IDEMPOTENCY_KEY_CHARS, Tier
 from graphs.actions import action_module
 from mcp_server.calls import run_job, server_state
 from mcp_server.outputs import DelegateOutput, ImageOutput, ResearchOutput
-from mcp_server.results import delegate_output, image_output, research_output
+from mcp_server.previews import image_blocks
+from mcp_server.results import delegate_output, image_output, image_result, research_output, stored_images
 
 log = logging.getLogger("swarm.mcp")
 
 IdempotencyKey = Annotated[
     str | None,
-    Field(
-        max_length=MAX_IDEMPOTENCY_KEY_CHARS,
-        pattern=IDEMPOTENCY_KEY_PATTERN,
-        description="optional; a retry with the same key returns the first job instead of starting another",
-    ),
+    Field(max_length=MAX_IDEMPOTENCY_KEY_CHARS, pattern=IDEMPOTENCY_KEY_PATTERN,
+          description="a retry with the same key gets the first job"),
 ]
 
-
+# Descriptions say what a model needs to call the tool right (what it does, the choices, the
+# limits that are not in the schema, what to do with IN_PROGRESS) and nothing the schema says.
 DELEGATE_DESCRIPTION = (
-    "Delegate a task to the swarm. The route for `kind` (config routing.delegation) picks the "
-    "primary model family and an optional reviewer from another family; the primary drafts, "
-    "the reviewer returns a verdict, and the draft is revised within a bounded loop. kinds: "
-    "bulk_content (cheap drafting, reviewed), critical (strongest model, no reviewer), research "
-    "(search-backed, when available). tier: fast | balanced | premium. Returns the final text, "
-    "the review and a trace of every provider call (model, latency, tokens, cost, outcome). "
-    "If status is IN_PROGRESS the job is still running: call job_result with its job_id."
+    "A primary model drafts; if the route for `kind` has a reviewer (another model family), it checks "
+    "and the draft is revised (bounded). kinds: bulk_content (cheap, reviewed), critical (strongest, no "
+    "reviewer), research (search-backed). Returns text, review, trace. status IN_PROGRESS: call "
+    "job_result(job_id)."
 )
 RESEARCH_DESCRIPTION = (
-    "Research a question on the web and local documents: plans sub-queries, searches in "
-    "parallel, reads the best sources and writes a Markdown report whose every [n] citation "
-    "resolves to a source it read (unsupported citations are removed). depth: quick (about 3 "
-    "sources) | standard (5) | deep (8, slowest). Takes from seconds to minutes: a status of "
-    "IN_PROGRESS means call job_result(job_id) later. The full report is also at report_uri."
+    "Searches the web and local documents in parallel, reads the best sources and writes a Markdown "
+    "report whose every [n] cites a source it read. depth: quick (~3 sources), standard (5), deep (8, "
+    "slowest). status IN_PROGRESS: call job_result(job_id)."
 )
 IMAGE_COMMON = (
-    " Give exactly one of `image` (base64 or a data: URL), `url` (http/https) or `key` (a "
-    "storage key from an earlier result). Returns the result's storage key and a download URL; "
-    "set return_base64=true only when you need the bytes inline (small images only)."
+    " Give exactly one of image, url, key. Returns a storage key, a preview and a link to the full image."
 )
 #: MCP tool name -> the ``image_tools`` action it runs (graphs/actions.py)
 IMAGE_TOOL_ACTIONS = {"upscale_image": "upscale", "remove_background": "remove_background", "process_image": "pipeline"}
 IMAGE_DESCRIPTIONS = {
-    "upscale_image": "Upscale an image with Real-ESRGAN (anime/illustration models by default, x2-x4)." + IMAGE_COMMON,
-    "remove_background": "Cut the subject out of an image: returns a PNG with a transparent background." + IMAGE_COMMON
-    + " For several images at once (faster per image), give `images` instead: a list of {image | url | key};"
-    " `results` then holds one entry per image, and a bad image fails alone.",
-    "process_image": "Remove the background, then upscale, in one job (one upload, one result)." + IMAGE_COMMON,
+    "upscale_image": "Upscale an image with Real-ESRGAN (x2-x4; anime/illustration model by default)." + IMAGE_COMMON,
+    "remove_background": "Cut the subject out of an image (transparent background)." + IMAGE_COMMON
+    + " Several images (faster per image): give `images`; `results` has one entry each, a bad one fails alone.",
+    "process_image": "Remove the background, then upscale, in one job." + IMAGE_COMMON,
 }
 
 
@@ -135,7 +126,7 @@ def _register_research(server: Any, config: Any) -> None:
         question: Annotated[str, Field(description="what to find out",
                                        json_schema_extra={"minLength": 1, "maxLength": max_chars})],
         ctx: Context,
-        depth: Annotated[Literal["quick", "standard", "deep"], Field(description="how many sources to read")] = "standard",
+        depth: Literal["quick", "standard", "deep"] = "standard",
         max_sources: Annotated[int, Field(ge=1, le=20, description="most sources kept after ranking")] = 8,
         backends: Annotated[list[Annotated[str, Field(max_length=64)]] | None, Field(
             max_length=8, description="search backends in order (default: providers.search.fallback_chain)")] = None,
@@ -153,17 +144,23 @@ def _image_registrar(action: str) -> Callable[[Any, Any], None]:
     return registrar
 
 
-ImageB64 = Annotated[str | None, Field(description="the image as base64 or a data:image/...;base64 URL")]
-ImageUrl = Annotated[str | None, Field(description="http(s) URL of the image (fetched SSRF-safe)", max_length=4096)]
-ImageKey = Annotated[str | None, Field(description="storage key of an earlier result", max_length=1024)]
-OutputFormat = Annotated[Literal["png", "webp", "jpeg"], Field(description="format of the result")]
-ReturnB64 = Annotated[bool, Field(description="also return the result inline as base64 (small results only)")]
-Scale = Annotated[Literal[2, 3, 4] | None, Field(description="upscale factor; default: the model's")]
-Tile = Annotated[int | None, Field(ge=0, le=2048, description="tile size in input pixels; 0 = no tiling")]
+MAX_IMAGE_URL_CHARS = 4096
+MAX_KEY_CHARS = 1024
+ImageB64 = Annotated[str | None, Field(description="base64 or a data: URL")]
+ImageUrl = Annotated[str | None, Field(description="http(s)", max_length=MAX_IMAGE_URL_CHARS)]
+ImageKey = Annotated[str | None, Field(description="storage key of an earlier result", max_length=MAX_KEY_CHARS)]
+OutputFormat = Literal["png", "webp", "jpeg"]
+ReturnB64 = Annotated[bool, Field(description="also inline as base64, up to mcp.max_inline_image_bytes")]
+Scale = Annotated[Literal[2, 3, 4] | None, Field(description="default: the model's")]
+Tile = Annotated[int | None, Field(ge=0, le=2048, description="tile size in input pixels; 0: none")]
 UpscaleModel = Annotated[str | None, Field(
     max_length=64, description="realesrgan-anime-6b (default), realesrgan-x4plus, realesr-animevideov3-x2/x3/x4")]
 RembgModel = Annotated[str | None, Field(max_length=64, description="isnet-anime (default), u2netp, u2net")]
-Rgba = Annotated[tuple[int, int, int, int] | None, Field(description="fill the background with this RGBA colour (0-255)")]
+Rgba = Annotated[tuple[int, int, int, int] | None, Field(description="RGBA 0-255 to fill the background")]
+
+
+#: an image tool answers with content blocks (preview, link) and structured content checked against ImageOutput
+ImageResult = Annotated[CallToolResult, ImageOutput]
 
 
 def _image_annotations() -> ToolAnnotations:
@@ -171,11 +168,14 @@ def _image_annotations() -> ToolAnnotations:
 
 
 async def _image_call(ctx: Context, action: str, inp: dict[str, Any], return_base64: bool,
-                      idempotency_key: str | None) -> ImageOutput:
-    inline_limit = server_state(ctx).runtime.config.mcp.max_inline_image_bytes
+                      idempotency_key: str | None) -> CallToolResult:
+    runtime = server_state(ctx).runtime
+    inline_limit = runtime.config.mcp.max_inline_image_bytes
     job = {"project": "image_tools", "action": action, "input": _drop_none(**inp, inline=return_base64 or None)}
     result = await run_job(ctx, job, idempotency_key=idempotency_key)
-    return image_output(result, return_base64=return_base64, inline_limit=inline_limit)
+    output = image_output(result, return_base64=return_base64, inline_limit=inline_limit)
+    blocks = await image_blocks(stored_images(output), runtime.providers().storage, inline_limit)
+    return image_result(output, blocks)
 
 
 def _register_upscale(server: Any, config: Any) -> None:
@@ -184,20 +184,21 @@ def _register_upscale(server: Any, config: Any) -> None:
     async def upscale(ctx: Context, image: ImageB64 = None, url: ImageUrl = None, key: ImageKey = None,
                       scale: Scale = None, model: UpscaleModel = None, tile: Tile = None,
                       output_format: OutputFormat = "png", return_base64: ReturnB64 = False,
-                      idempotency_key: IdempotencyKey = None) -> ImageOutput:
+                      idempotency_key: IdempotencyKey = None) -> ImageResult:
         inp = {"image": image, "url": url, "key": key, "scale": scale, "model": model, "tile": tile,
                "output_format": output_format}
         return await _image_call(ctx, "upscale", inp, return_base64, idempotency_key)
 
 
 class ImageItem(BaseModel):
-    """One image of `images`: exactly one of image, url, key."""
+    """Exactly one of image, url, key."""
 
     model_config = ConfigDict(extra="forbid")
 
-    image: ImageB64 = None
-    url: ImageUrl = None
-    key: ImageKey = None
+    # the same limits as the top-level image/url/key, whose descriptions say the rest
+    image: str | None = None
+    url: Annotated[str | None, Field(max_length=MAX_IMAGE_URL_CHARS)] = None
+    key: Annotated[str | None, Field(max_length=MAX_KEY_CHARS)] = None
 
 
 def _register_remove_background(server: Any, config: Any) -> None:
@@ -205,7 +206,7 @@ def _register_remove_background(server: Any, config: Any) -> None:
 
     # the count is checked by the dispatcher, whose error names input.images and the limit
     Images = Annotated[list[ImageItem] | None, Field(
-        description=f"several images in one job (1 to {MAX_BATCH_IMAGES}), instead of image/url/key",
+        description=f"1 to {MAX_BATCH_IMAGES} images, instead of image/url/key",
         json_schema_extra={"maxItems": MAX_BATCH_IMAGES})]
 
     @server.tool(name="remove_background", title="Remove an image's background",
@@ -214,7 +215,7 @@ def _register_remove_background(server: Any, config: Any) -> None:
                                 images: Images = None,
                                 model: RembgModel = None, alpha_matting: bool = False, only_mask: bool = False,
                                 background_color: Rgba = None, output_format: OutputFormat = "png",
-                                return_base64: ReturnB64 = False, idempotency_key: IdempotencyKey = None) -> ImageOutput:
+                                return_base64: ReturnB64 = False, idempotency_key: IdempotencyKey = None) -> ImageResult:
         inp = {"image": image, "url": url, "key": key, "model": model, "alpha_matting": alpha_matting or None,
                "only_mask": only_mask or None, "background_color": background_color, "output_format": output_format,
                "images": None if images is None else [item.model_dump(exclude_none=True) for item in images]}
@@ -227,7 +228,7 @@ def _register_pipeline(server: Any, config: Any) -> None:
     async def pipeline(ctx: Context, image: ImageB64 = None, url: ImageUrl = None, key: ImageKey = None,
                        model: RembgModel = None, upscale_model: UpscaleModel = None, scale: Scale = None,
                        tile: Tile = None, background_color: Rgba = None, output_format: OutputFormat = "png",
-                       return_base64: ReturnB64 = False, idempotency_key: IdempotencyKey = None) -> ImageOutput:
+                       return_base64: ReturnB64 = False, idempotency_key: IdempotencyKey = None) -> ImageResult:
         inp = {"image": image, "url": url, "key": key, "model": model, "upscale_model": upscale_model,
                "scale": scale, "tile": tile, "background_color": background_color, "output_format": output_format}
         return await _image_call(ctx, "pipeline", inp, return_base64, idempotency_key)

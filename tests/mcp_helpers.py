@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def write_config(tmp_path: Path, *, wait_budget_s: float = 1.0, enabled_tools: list[str] | None = None,
-                 report_page_chars: int | None = None) -> Path:
+                 report_page_chars: int | None = None, max_inline_image_bytes: int | None = None) -> Path:
     """The project's config with a short wait budget, the local runner and optional mcp settings."""
     data = yaml.safe_load((ROOT / "config.yaml").read_text())
     data["runner"]["wait_budget_s"] = wait_budget_s
@@ -22,6 +22,8 @@ def write_config(tmp_path: Path, *, wait_budget_s: float = 1.0, enabled_tools: l
         data["mcp"]["enabled_tools"] = enabled_tools
     if report_page_chars is not None:
         data["mcp"]["report_page_chars"] = report_page_chars
+    if max_inline_image_bytes is not None:
+        data["mcp"]["max_inline_image_bytes"] = max_inline_image_bytes
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(data))
     return path

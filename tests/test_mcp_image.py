@@ -88,3 +88,108 @@ async def test_remove_background_with_a_list_of_images(tmp_path: Path, monkeypat
         too_many = await client.call_tool("remove_background", {"images": [{"image": photo}] * 17})
         assert too_many.is_error
         assert "input.images: 17 images; give 1 to 16 per job (MAX_BATCH_IMAGES)" in too_many.content[0].text
+
+
+def _png(size: tuple[int, int], mode: str = "RGB") -> bytes:
+    import io
+
+    from PIL import Image
+
+    photo = Image.open(FIXTURES / "grace_hopper_256.jpg").convert(mode).resize(size)
+    buffer = io.BytesIO()
+    photo.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.slow
+async def test_stdio_image_results_show_a_preview_and_link_the_full_image(tmp_path: Path) -> None:
+    """Over stdio, as Claude Desktop calls it: each image result carries an image block (the result
+    itself when it fits mcp.max_inline_image_bytes, else a downscaled copy of the same shape) and a
+    resource_link whose resources/read returns the stored bytes exactly; a batch gives one of each
+    per good image."""
+    import io
+
+    from mcp.types import ImageContent, ResourceLink, TextContent
+    from PIL import Image
+    from test_mcp_stdio import server_params
+
+    from providers.image import pull as weights_pull
+    assert weights_pull.pull(["realesrgan-anime-6b", "u2netp"], SHARED)["ok"]
+    limit = 30_000
+    config = write_config(tmp_path, wait_budget_s=120, max_inline_image_bytes=limit)
+    home = tmp_path / "home"
+    params = server_params(config, SWARM_MODELS_DIR=str(SHARED), SWARM_HOME=str(home), SWARM_STORAGE="local")
+
+    def blocks(result: object) -> tuple[list[str], list[ImageContent], list[ResourceLink]]:
+        content = result.content  # type: ignore[attr-defined]
+        texts = [b.text for b in content[1:] if isinstance(b, TextContent)]
+        return texts, [b for b in content if isinstance(b, ImageContent)], [b for b in content if isinstance(b, ResourceLink)]
+
+    async with Client(params) as client:
+        async def check_link(link: ResourceLink, key: str) -> bytes:
+            stored = (home / "artifacts" / key).read_bytes()
+            assert str(link.uri) == f"swarm://artifacts/{key}" and link.mime_type == "image/png"
+            assert link.size == len(stored)
+            read = (await client.read_resource(str(link.uri))).contents[0]
+            assert base64.b64decode(read.blob) == stored  # the full image, byte for byte
+            return stored
+
+        # small enough: the preview is the result itself
+        small = await client.call_tool("upscale_image", {"image": base64.b64encode(_png((24, 12))).decode(), "scale": 4})
+        assert not small.is_error, small.content[0].text
+        texts, images, links = blocks(small)
+        assert len(images) == len(links) == 1
+        stored = await check_link(links[0], small.structured_content["key"])
+        assert base64.b64decode(images[0].data) == stored and images[0].mime_type == "image/png"
+        assert "96x48" in texts[0] and f"{len(stored)} bytes" in texts[0]
+
+        # too big to inline: a downscaled copy, same aspect ratio, its real size in the text
+        big = await client.call_tool("upscale_image", {"image": base64.b64encode(_png((160, 80))).decode(), "scale": 4})
+        assert not big.is_error, big.content[0].text
+        texts, images, links = blocks(big)
+        assert len(images) == len(links) == 1
+        stored = await check_link(links[0], big.structured_content["key"])
+        assert len(stored) > limit
+        preview = base64.b64decode(images[0].data)
+        assert len(preview) <= limit
+        with Image.open(io.BytesIO(preview)) as shown:
+            assert shown.format == images[0].mime_type.split("/")[1].upper()
+            width, height = shown.size
+        assert width < 640 and abs(width / height - 2.0) < 0.05
+        assert "640x320" in texts[0] and f"{len(stored)} bytes" in texts[0] and "downscaled" in texts[0]
+        assert all(big.structured_content["url"] not in text for text in texts)  # links name swarm://, no URL
+
+        # a batch: one preview and one link per good image, none for the bad one
+        cutout = base64.b64encode(_png((48, 64))).decode()
+        batch = await client.call_tool("remove_background", {
+            "images": [{"image": cutout}, {"image": "bm90IGFuIGltYWdl"}, {"image": cutout}], "model": "u2netp"})
+        assert not batch.is_error, batch.content[0].text
+        texts, images, links = blocks(batch)
+        assert len(images) == len(links) == 2
+        assert [t.split(":")[0] for t in texts] == ["images[0]", "images[2]"]
+        for image, link, entry in zip(images, links, [batch.structured_content["results"][i] for i in (0, 2)],
+                                      strict=True):
+            await check_link(link, entry["key"])
+            assert len(base64.b64decode(image.data)) <= limit // 2  # the batch shares the budget
+            with Image.open(io.BytesIO(base64.b64decode(image.data))) as shown:
+                assert shown.mode == "RGBA" and abs(shown.width / shown.height - 48 / 64) < 0.05
+
+
+def test_preview_downscales_to_fit_and_keeps_shape_and_alpha() -> None:
+    import io
+
+    from PIL import Image
+
+    from mcp_server.previews import preview
+
+    data = _png((400, 100), "RGBA")
+    same = preview(data, "image/png", 400, 100, len(data))
+    assert same is not None and same.data == data and not same.downscaled
+
+    small = preview(data, "image/png", 400, 100, 8_000)
+    assert small is not None and small.downscaled and len(small.data) <= 8_000 and small.mime_type == "image/png"
+    with Image.open(io.BytesIO(small.data)) as img:
+        assert img.mode == "RGBA" and img.size == (small.width, small.height)
+        assert abs(img.width / img.height - 4.0) < 0.1
+
+    assert preview(data, "image/png", 400, 100, 50) is None  # nothing that small: text and link only

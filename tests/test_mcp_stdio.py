@@ -110,3 +110,26 @@ async def test_stdio_job_past_a_5s_client_timeout_finishes_through_job_result(tm
             assert result["status"] == "COMPLETED"
             assert result["output"]["text"] == "worth the wait"
     assert any(m.startswith("route:") for m in progress)  # progress reaches whoever waits on the job
+
+
+#: the issue's goal for tools/list: 3,500 tokens at 4 characters a token (it was ~31,000 characters)
+TOOLS_LIST_MAX_CHARS = 3_500 * 4
+
+
+async def test_tools_list_fits_its_budget_and_keeps_every_limit() -> None:
+    """What every conversation pays in context: the tools/list result as the server sends it
+    (compact JSON), all default tools included; the limits a model needs are still in the schemas."""
+    from mcp_server.server import build_server
+
+    async with Client(build_server()) as client:
+        listed = await client.list_tools()
+    sizes = {t.name: len(t.model_dump_json(by_alias=True, exclude_none=True)) for t in listed.tools}
+    assert {"delegate", "research", "upscale_image", "remove_background", "process_image", "job_result"} <= set(sizes)
+    assert sum(sizes.values()) <= TOOLS_LIST_MAX_CHARS, sizes
+    tools = {t.name: t for t in listed.tools}
+    assert tools["delegate"].input_schema["properties"]["task"]["maxLength"] == 20_000
+    assert tools["remove_background"].input_schema["properties"]["images"]["maxItems"] == 16
+    assert tools["job_result"].input_schema["properties"]["wait_s"]["maximum"] == 50
+    assert tools["delegate"].input_schema["properties"]["tier"]["enum"] == ["fast", "balanced", "premium", None]
+    assert "job_result" in tools["research"].description  # what to do with IN_PROGRESS
+    assert "title" not in str(tools["delegate"].input_schema)

@@ -1,0 +1,88 @@
+"""Smaller tool schemas: the same JSON Schema meaning in fewer characters.
+
+Every client pays for ``tools/list`` in context on every conversation. Pydantic's schemas repeat
+what a model does not need: a ``title`` on every field (the field's name, re-cased),
+``anyOf: [X, {"type": "null"}]`` for an optional field, ``"default": null``, ``"additionalProperties":
+true`` (the default), a description on the output schema that repeats the tool's. The rewrite keeps
+every constraint (types, lengths, patterns, enums, ranges, required, non-null defaults); validation
+is untouched, since the SDK validates arguments and results with the pydantic models, not with
+these schemas.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: keywords whose value is a schema / a list of schemas / a name -> schema map
+_SCHEMA_KEYS = ("items", "additionalProperties", "not")
+_SCHEMA_LIST_KEYS = ("anyOf", "oneOf", "allOf", "prefixItems")
+_SCHEMA_MAP_KEYS = ("properties", "$defs")
+
+
+def compact_schema(schema: dict[str, Any], *, output: bool = False) -> dict[str, Any]:
+    """``schema`` with the same meaning, written shorter (a new dict; the input is left alone).
+
+    Args:
+        schema: a JSON Schema object as pydantic writes it.
+        output: an output schema: names and types only. Its descriptions (the tool's description
+            says what comes back) and defaults (a result carries every field) go too.
+    """
+    return _node(schema, output)
+
+
+def _node(schema: dict[str, Any], output: bool) -> dict[str, Any]:
+    node: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key == "title" and isinstance(value, str):
+            continue
+        if key in _SCHEMA_KEYS and isinstance(value, dict):
+            node[key] = _node(value, output)
+        elif key in _SCHEMA_LIST_KEYS and isinstance(value, list):
+            node[key] = [_node(v, output) if isinstance(v, dict) else v for v in value]
+        elif key in _SCHEMA_MAP_KEYS and isinstance(value, dict):
+            node[key] = {name: _node(v, output) if isinstance(v, dict) else v for name, v in value.items()}
+        else:
+            node[key] = value
+    if "default" in node and (node["default"] is None or output):
+        del node["default"]
+    if output and isinstance(node.get("description"), str):
+        del node["description"]
+    if node.get("additionalProperties") is True:
+        del node["additionalProperties"]
+    return _same_prefix_items(_nullable(node))
+
+
+def _nullable(node: dict[str, Any]) -> dict[str, Any]:
+    """``anyOf: [{"type": T, ...}, {"type": "null"}]`` -> ``{"type": [T, "null"], ...}``."""
+    options = node.get("anyOf")
+    if not isinstance(options, list) or len(options) != 2 or {"type": "null"} not in options:
+        return node
+    other = options[0] if options[1] == {"type": "null"} else options[1]
+    if not isinstance(other.get("type"), str) or "const" in other or set(other) & set(node) - {"anyOf"}:
+        return node  # a $ref, a nested union or a clashing keyword: leave the anyOf
+    merged = {**{k: v for k, v in node.items() if k != "anyOf"}, **other, "type": [other["type"], "null"]}
+    if "enum" in other:
+        merged["enum"] = [*other["enum"], None]  # an enum admits only its members: null joins them
+    return merged
+
+
+def _same_prefix_items(node: dict[str, Any]) -> dict[str, Any]:
+    """A fixed-length tuple of one item type (an RGBA colour) -> ``items`` plus its length."""
+    prefix = node.get("prefixItems")
+    if not isinstance(prefix, list) or not prefix or "items" in node or any(p != prefix[0] for p in prefix):
+        return node
+    if node.get("minItems") != len(prefix) or node.get("maxItems") != len(prefix):
+        return node
+    rest = {k: v for k, v in node.items() if k != "prefixItems"}
+    return {**rest, "items": prefix[0]}
+
+
+def compact_tools(tools: list[Any]) -> None:
+    """Rewrite each registered tool's input and output schema in place (``mcp...tools.Tool``)."""
+    for tool in tools:
+        tool.parameters = compact_schema(tool.parameters)
+        metadata = tool.fn_metadata
+        if metadata.output_schema is not None:
+            # the SDK reads this live; results are still validated against the output model
+            metadata.output_schema = compact_schema(metadata.output_schema, output=True)
+            tool.__dict__.pop("output_schema", None)  # drop the cached copy, if one was read
