@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from core.errors import ConfigError
+from core.redact import MASK, redact_data, register_config_secrets
 from core.rules import Tier
 
 log = logging.getLogger("core.config")
@@ -330,8 +331,6 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
         config = SwarmConfig.model_validate(interpolate(raw, env))
     except ValidationError as exc:
         raise ConfigError(_format_validation_error(exc, str(file))) from None
-    from core.redact import register_config_secrets
-
     register_config_secrets(config.model_dump(mode="json"))  # a key written literally in the file, too
     return config
 
@@ -344,8 +343,6 @@ def config_path(explicit: str | Path | None = None) -> Path:
 
 def redacted_dump(config: SwarmConfig) -> dict[str, Any]:
     """The effective config as data, with every secret-looking field masked."""
-    from core.redact import MASK, redact_data
-
     def walk(node: Any) -> Any:
         if isinstance(node, dict):
             return {

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from core.redact import redact
+
 
 class SwarmError(Exception):
     """Base of every error this project raises on purpose."""
@@ -19,8 +21,6 @@ class SwarmError(Exception):
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe description for job results and tool errors (already redacted)."""
-        from core.redact import redact
-
         return {"type": type(self).__name__, "message": redact(str(self))}
 
 

@@ -40,6 +40,7 @@ from core.errors import (
     ProviderUnavailable,
     SwarmError,
 )
+from core.redact import redact
 from providers.base import BatchItem, BatchOutcome, ImageAction, ImageConfig, TraceStep
 from providers.image.backend import SingleActionBackend
 from providers.image.imageio import ImageLimits, encode, open_checked
@@ -317,8 +318,6 @@ class RembgRemover(SingleActionBackend):
         index: int | None = None,
     ) -> TraceStep:
         """One attempt of one model: ``detail`` on success, the redacted error on failure."""
-        from core.redact import redact
-
         return TraceStep(
             step="remove_background",
             kind="image",

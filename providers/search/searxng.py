@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from core.errors import ProviderUnavailable
+from core.errors import ConfigError, ProviderUnavailable
 from providers.base import SearchResult
 from providers.web.http import client_for, json_body, raise_for_status, search_results, send
 
@@ -53,8 +53,6 @@ class SearxngSearch:
         language, proxy); ``http`` is the client to use (None: a short-lived one per search)."""
         fmt = settings.get("format", "json")
         if fmt != "json":
-            from core.errors import ConfigError
-
             raise ConfigError(
                 f"format {fmt!r} is not supported; only 'json' is", key=f"providers.search.backends.{name}.format"
             )

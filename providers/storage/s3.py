@@ -21,6 +21,7 @@ from core.errors import (
     ProviderTimeout,
     ProviderUnavailable,
 )
+from core.redact import redact
 from providers.base import StoredObject
 from providers.storage.keys import check_key, check_prefix, guess_content_type
 
@@ -50,8 +51,6 @@ _UNSUPPORTED = {"NotImplemented", "501"}
 
 
 def _redacted(text: str) -> str:
-    from core.redact import redact
-
     return redact(text)
 
 

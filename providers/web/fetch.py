@@ -21,6 +21,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 import httpx
 
 from core.errors import InputError, ProviderError, ProviderTimeout, ProviderUnavailable
+from providers.web.http import tls_context
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _PROVIDER = "fetch"
@@ -214,8 +215,6 @@ async def safe_fetch(
         async with asyncio.timeout(timeout_s):
             if http is not None:
                 return await _fetch(http, url, max_bytes, allow_private, max_redirects, truncate)
-            from providers.web.http import tls_context
-
             async with httpx.AsyncClient(
                 trust_env=False, follow_redirects=False, timeout=timeout_s, verify=tls_context()
             ) as client:
