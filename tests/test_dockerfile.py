@@ -10,10 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 INSTRUCTIONS = {"FROM", "ARG", "ENV", "WORKDIR", "COPY", "ADD", "RUN", "CMD", "ENTRYPOINT", "LABEL", "EXPOSE", "USER", "VOLUME", "SHELL", "HEALTHCHECK", "STOPSIGNAL", "ONBUILD"}
+WHEELHOUSE = "build/wheels"
 HEAVY = ("torch", "litellm", "langgraph", "onnxruntime", "rembg", "llama_cpp", "boto3", "PIL", "numpy", "runpod")
 
 
@@ -48,12 +47,88 @@ def test_dockerfile_parses_with_known_instructions() -> None:
     assert first == "FROM"
 
 
-def test_base_image_carries_cuda_torch() -> None:
-    pairs = instructions()
-    args = dict(a.split("=", 1) for k, a in pairs if k == "ARG" and "=" in a)
-    image = next(a for k, a in pairs if k == "FROM")
-    image = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], image)
-    assert "torch" in image and "cuda" in image, image
+def stages() -> list[list[tuple[str, str]]]:
+    """The instructions of each build stage, in order (the global ARGs before the first FROM dropped)."""
+    result: list[list[tuple[str, str]]] = []
+    for keyword, args in instructions():
+        if keyword == "FROM":
+            result.append([])
+        if result:
+            result[-1].append((keyword, args))
+    return result
+
+
+def build_args() -> dict[str, str]:
+    return dict(a.split("=", 1) for k, a in instructions() if k == "ARG" and "=" in a)
+
+
+def lock_pins(name: str) -> dict[str, str]:
+    """package -> the whole pinned entry (version and hashes) of requirements/<name>.lock."""
+    text = (ROOT / "requirements" / f"{name}.lock").read_text(encoding="utf-8")
+    entries: dict[str, str] = {}
+    for block in re.split(r"\n(?=[A-Za-z0-9])", text):
+        match = re.match(r"([A-Za-z0-9_.\-\[\]]+)==(\S+)", block)
+        if match:
+            hashes = sorted(re.findall(r"--hash=(\S+)", block))
+            entries[re.sub(r"\[.*\]", "", match.group(1)).lower()] = f"{match.group(2)} {' '.join(hashes)}"
+    return entries
+
+
+def installed_locks() -> set[str]:
+    """The lock names the Dockerfile installs, with ${TORCH_VARIANT} expanded to every variant."""
+    names = set()
+    for line in _run_lines():
+        for match in re.findall(r"-r \S*requirements/([\w${}-]+)\.lock", line):
+            if "${TORCH_VARIANT}" in match:
+                names |= {match.replace("${TORCH_VARIANT}", v) for v in TORCH_VARIANTS}
+            else:
+                names.add(match)
+    return names
+
+
+TORCH_VARIANTS = ("cpu", "cuda")
+
+
+def test_the_image_is_multi_stage_and_the_runtime_has_no_compiler() -> None:
+    builder, *_, runtime = stages()
+    assert len(stages()) >= 2
+    builder_runs = " ".join(a for k, a in builder if k == "RUN")
+    assert "GGML_NATIVE=OFF" in builder_runs, "llama.cpp must not be built for the build machine's CPU only"
+    assert "worker.lock" in builder_runs  # llama-cpp-python compiles where the toolchain is
+    runtime_runs = " ".join(a for k, a in runtime if k == "RUN")
+    assert not re.search(r"build-essential|cmake|gcc|g\+\+", runtime_runs), runtime_runs
+    assert any(k == "COPY" and a.startswith("--from=") and "/opt/venv" in a for k, a in runtime)
+
+
+def test_torch_comes_from_the_locks_not_from_the_base_image() -> None:
+    args = build_args()
+    for name in ("BASE_IMAGE", "BUILDER_IMAGE"):
+        assert "torch" not in args[name], f"{name}={args[name]}: torch must come from requirements/torch-<variant>.lock"
+    assert args["TORCH_VARIANT"] in TORCH_VARIANTS
+    for variant in TORCH_VARIANTS:
+        torch = [p for p in lock_pins(f"torch-{variant}") if p == "torch"]
+        assert torch, f"requirements/torch-{variant}.lock pins no torch"
+    # the cpu image holds the very torch the tests ran with
+    assert lock_pins("torch-cpu")["torch"] == lock_pins("main")["torch"]
+    assert lock_pins("torch-cuda")["torch"].split()[0] == lock_pins("main")["torch"].split()[0].split("+")[0]
+
+
+def test_the_dockerfile_and_the_locks_agree() -> None:
+    """Every lock meant for the image is installed, hash-checked, and the locks it combines pin
+    what they share identically (torch-<variant>.lock goes in with --no-deps after worker.lock)."""
+    locks = {p.stem for p in (ROOT / "requirements").glob("*.lock")} - {"main"}  # main: the dev venv
+    assert installed_locks() == locks, f"installed {sorted(installed_locks())}, locks {sorted(locks)}"
+    for line in _run_lines():
+        if "pip install" in line:
+            for command in line.split("&&"):
+                if "pip install" in command:
+                    assert "-r " in command or command.rstrip().endswith(" ."), f"a package installed outside the locks: {command}"
+    assert "torch" not in lock_pins("worker"), "torch comes from torch-<variant>.lock, not worker.lock"
+    shared = {**lock_pins("build"), **lock_pins("worker")}
+    for variant in TORCH_VARIANTS:
+        for package, pin in lock_pins(f"torch-{variant}").items():
+            if package in shared:
+                assert pin.split()[0] == shared[package].split()[0], f"torch-{variant}.lock and worker/build.lock disagree on {package}"
 
 
 def test_entry_point_is_the_handler() -> None:
@@ -63,12 +138,16 @@ def test_entry_point_is_the_handler() -> None:
 
 
 def test_every_copy_source_exists() -> None:
-    copies = [a for k, a in instructions() if k in {"COPY", "ADD"}]
+    copies = [a for k, a in instructions() if k in {"COPY", "ADD"} and not a.startswith("--from=")]
     assert copies
-    ignored = (ROOT / ".dockerignore").read_text(encoding="utf-8").split()
+    lines = (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
+    ignored = {line.strip() for line in lines if line.strip() and not line.startswith("#")}
     for args in copies:
         parts = [p for p in shlex.split(args) if not p.startswith("--")]
         for source in parts[:-1]:
+            if source.rstrip("/") == WHEELHOUSE:  # made by scripts/worker-image before the build
+                assert f"!{WHEELHOUSE}" in ignored, f".dockerignore must let {WHEELHOUSE} into the context"
+                continue
             assert (ROOT / source).exists(), f"COPY source {source} does not exist"
             assert source.rstrip("/") not in ignored, f"COPY source {source} is excluded by .dockerignore"
 
@@ -92,9 +171,10 @@ def _run_lines() -> list[str]:
 
 
 def test_repo_files_named_by_run_exist() -> None:
-    named = {m for line in _run_lines() for m in re.findall(r"(?:requirements|scripts)/[\w./-]+", line)}
+    named = {m for line in _run_lines() for m in re.findall(r"(?:requirements|scripts)/[\w./${}-]+", line)}
     assert named, "RUN names no lock file: dependencies would not be pinned"
-    missing = sorted(p for p in named if not (ROOT / p).exists() and p != "requirements/worker.lock")
+    expanded = {p.replace("${TORCH_VARIANT}", v) for p in named for v in TORCH_VARIANTS}
+    missing = sorted(p for p in expanded if not (ROOT / p).exists())
     assert not missing, f"RUN names files the repo lacks: {missing}"
     for line in _run_lines():
         if "pip install" in line and "-r requirements/" in line:
@@ -102,11 +182,9 @@ def test_repo_files_named_by_run_exist() -> None:
 
 
 def test_worker_lock_exists() -> None:
-    if not (ROOT / "requirements" / "worker.lock").exists():
-        pytest.skip("requirements/worker.lock (the lead's lock for the worker image) is not written yet")
     text = (ROOT / "requirements" / "worker.lock").read_text(encoding="utf-8")
     assert "runpod==" in text and "--hash=sha256:" in text
-    assert not re.search(r"^torch==", text, re.M), "torch comes from the CUDA base image, not the lock"
+    assert not re.search(r"^torch==", text, re.M), "torch comes from requirements/torch-<variant>.lock"
 
 
 def test_swarm_commands_run_by_the_image_exist() -> None:
