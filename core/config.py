@@ -68,6 +68,11 @@ class ModelSpec(_Strict):
     price: Price = Price()
     local_server: LocalServerSpec | None = None
     extra_params: dict[str, Any] = Field(default_factory=dict)
+    free_text_params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="extra litellm params for free-text calls only (a call with a json_schema keeps"
+        " its own): e.g. repeat and frequency penalties that stop a small model looping",
+    )
 
 
 class CircuitSpec(_Strict):

@@ -59,8 +59,11 @@ class ResearchOutput(JobOutcome):
 
     report: str = ""
     report_uri: str | None = Field(default=None, description="the report, paginated")
+    mode: str | None = None
+    support: float | None = None
     sources: list[dict[str, Any]] = Field(default_factory=list)
     citations: list[dict[str, Any]] = Field(default_factory=list)
+    unsupported_sentences: list[dict[str, Any]] = Field(default_factory=list)
     review: dict[str, Any] | None = None
     queries: list[str] = Field(default_factory=list)
 

@@ -47,8 +47,11 @@ def research_output(result: dict[str, Any]) -> ResearchOutput:
         **_head(result),
         report=output.get("report", ""),
         report_uri=f"swarm://jobs/{result['job_id']}/report" if done else None,
+        mode=output.get("mode"),
+        support=output.get("support"),
         sources=output.get("sources", []),
         citations=output.get("citations", []),
+        unsupported_sentences=output.get("unsupported_sentences", []),
         review=output.get("review"),
         queries=[str(q) for q in output.get("queries", [])],
     )

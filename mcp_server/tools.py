@@ -46,8 +46,8 @@ DELEGATE_DESCRIPTION = (
 )
 RESEARCH_DESCRIPTION = (
     "Searches the web and local documents in parallel, reads the best sources and writes a Markdown "
-    "report whose every [n] cites a source it read. depth: quick (~3 sources), standard (5), deep (8, "
-    "slowest). status IN_PROGRESS: call job_result(job_id)."
+    "report; a sentence its cited passage does not back is removed. depth: quick (~3 sources), standard "
+    "(5), deep (8, slowest). mode extractive: quotes only. status IN_PROGRESS: call job_result(job_id)."
 )
 IMAGE_COMMON = (
     " Give exactly one of image, url, key. Returns a storage key, a preview and a link to the full image."
@@ -127,12 +127,13 @@ def _register_research(server: Any, config: Any) -> None:
                                        json_schema_extra={"minLength": 1, "maxLength": max_chars})],
         ctx: Context,
         depth: Literal["quick", "standard", "deep"] = "standard",
+        mode: Literal["extractive", "abstractive", "auto"] = "auto",
         max_sources: Annotated[int, Field(ge=1, le=20, description="most sources kept after ranking")] = 8,
         backends: Annotated[list[Annotated[str, Field(max_length=64)]] | None, Field(
             max_length=8, description="search backends in order (default: providers.search.fallback_chain)")] = None,
         idempotency_key: IdempotencyKey = None,
     ) -> ResearchOutput:
-        inp = _drop_none(question=question, depth=depth, max_sources=max_sources, backends=backends)
+        inp = _drop_none(question=question, depth=depth, mode=mode, max_sources=max_sources, backends=backends)
         result = await run_job(ctx, {"project": "swarm", "action": "research", "input": inp}, idempotency_key=idempotency_key)
         return research_output(result)
 

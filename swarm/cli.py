@@ -110,7 +110,7 @@ def cmd_delegate(args: argparse.Namespace) -> int:
 
 
 def cmd_research(args: argparse.Namespace) -> int:
-    inp: dict[str, Any] = {"question": args.question, "depth": args.depth}
+    inp: dict[str, Any] = {"question": args.question, "depth": args.depth, "mode": args.mode}
     if args.max_sources:
         inp["max_sources"] = args.max_sources
     return asyncio.run(_run_job(args, {"project": "swarm", "action": "research", "input": inp}))
@@ -201,6 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("question")
     p.add_argument("--depth", default="standard", choices=["quick", "standard", "deep"])
     p.add_argument("--max-sources", type=int)
+    p.add_argument("--mode", default="auto", choices=["auto", "extractive", "abstractive"],
+                   help="extractive: quoted passages only; abstractive: the model writes; auto: extractive"
+                   " when the writer is the local model or its draft fails the grounding check")
     job_flags(p)
     p.set_defaults(fn=cmd_research)
 

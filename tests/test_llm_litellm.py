@@ -168,6 +168,20 @@ async def test_structured_output_modes(
     assert len(body["messages"]) == 2
 
 
+async def test_free_text_params_reach_free_text_only(server: FakeOpenAI) -> None:
+    """Penalties against loops go with free text; a grammar-constrained JSON call keeps its
+    repeat_penalty 1.0 (a penalty breaks llama.cpp's grammar)."""
+    free = {"frequency_penalty": 0.5, "extra_body": {"repeat_penalty": 1.3}}
+    cfg = make_swarm_config({"m": spec("good", server.url, structured_output="json_object_schema", free_text_params=free)})
+    model = LiteLLMModel("m", cfg.models["m"])
+    await model.complete(ASK, LLMConfig())
+    server.script("good", Behaviour.answer('{"verdict": "fine"}'))
+    await model.complete(ASK, LLMConfig(json_schema=SCHEMA))
+    text_call, json_call = (r.body for r in server.requests_for("good"))
+    assert text_call["frequency_penalty"] == 0.5 and text_call["repeat_penalty"] == 1.3
+    assert "frequency_penalty" not in json_call and json_call["repeat_penalty"] == 1.0
+
+
 async def test_health_check_probes_the_server(server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = make_swarm_config({"m": spec("good", server.url)})
     assert await LiteLLMModel("m", cfg.models["m"]).health_check() is True

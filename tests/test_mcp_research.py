@@ -43,7 +43,13 @@ async def test_research_job_sends_progress_and_its_report_is_a_resource(tmp_path
         assert not result.is_error, result.content[0].text
         out = result.structured_content
         report = (await client.read_resource(out["report_uri"])).contents[0].text
+        quoted = await client.call_tool("research", {"question": "How do checkpoints work?", "depth": "quick",
+                                                     "mode": "extractive"})
+        assert not quoted.is_error, quoted.content[0].text
     assert out["status"] == "COMPLETED" and "[1]" in out["report"]
+    assert out["mode"] == "abstractive" and out["support"] == 1.0 and out["unsupported_sentences"] == []
+    extractive = quoted.structured_content
+    assert extractive["mode"] == "extractive" and "saves graph state after every step [1]" in extractive["report"]
     assert {s["title"] for s in out["sources"]} >= {"LangGraph checkpoints"}
     assert report == out["report"]
     assert len(messages) >= 3, messages  # plan, search, write, ... each a notification

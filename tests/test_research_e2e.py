@@ -57,5 +57,9 @@ async def test_mcp_research_answers_from_the_local_index_with_resolving_citation
     assert all(set(c["source_ids"]) <= ids for c in data["citations"])
     searches = [(s["provider"], s["outcome"]) for s in data["trace"] if s["kind"] == "search"]
     assert ("searxng", "skipped") in searches and ("local", "ok") in searches
-    assert any(s["kind"] == "llm" and s["model"] == "local" and s["outcome"] == "ok" and s["step"] == "write" for s in data["trace"])
+    # keyless, the local model plans; auto mode then quotes the sources instead of letting it write
+    assert any(s["kind"] == "llm" and s["model"] == "local" and s["step"] == "plan" and s["outcome"] == "ok" for s in data["trace"])
+    assert not any(s["kind"] == "llm" and s["step"] == "write" for s in data["trace"])
+    assert data["mode"] == "extractive" and data["support"] == 1.0 and data["citations"]
+    assert all(c["passage"]["source_id"] in c["source_ids"] for c in data["citations"])
     assert any("search" in m for m in progress)

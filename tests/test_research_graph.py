@@ -251,6 +251,7 @@ def test_parse_plan_keeps_keyword_queries_only():
 
 async def test_uncited_report_and_removed_citations_raise_warnings(corpus, tmp_path):
     ctx, _ = _context(tmp_path, FunctionLLM(Script(report="Checkpoints are great. See [12].")), _local_chain(corpus, tmp_path))
-    result = await research(ResearchInput(question="LangGraph checkpoints"), ctx)
+    result = await research(ResearchInput(question="LangGraph checkpoints", mode="abstractive"), ctx)
     assert result["citations"] == [] and "## Sources" not in result["report"]
+    assert "Checkpoints are great" not in result["report"] and result["support"] == 0.0
     assert any("cites none" in w for w in result["warnings"]) and any("never retrieved" in w for w in result["warnings"])

@@ -1,4 +1,5 @@
-"""The ``swarm/research`` action: a cited report whose every citation resolves to a real source."""
+"""The ``swarm/research`` action: a cited report whose every factual sentence is backed by the
+passage it cites."""
 
 from __future__ import annotations
 
@@ -27,6 +28,11 @@ class ResearchInput(BaseModel):
         default="standard", description="quick: 2 sub-queries, 3 sources read; standard: 3 and 5; deep: 5 and 8"
     )
     max_sources: int = Field(default=8, ge=1, le=20, description="most sources kept after ranking")
+    mode: Literal["extractive", "abstractive", "auto"] = Field(
+        default="auto",
+        description="extractive: the sources' own words, no model writes; abstractive: a model writes;"
+        " auto: abstractive unless the writer is the local model or its draft fails the grounding check",
+    )
     backends: list[str] | None = Field(
         default=None,
         min_length=1,
@@ -56,9 +62,13 @@ async def research(inp: ResearchInput, ctx: JobContext) -> dict[str, Any]:
     """Plan, search in parallel, read, write with [n] citations, check them, review.
 
     Returns:
-        ``report`` (Markdown), ``sources`` [{id, url, title, snippet, retrieved_at, ...}],
-        ``citations`` [{claim, source_ids, support}], ``removed_citations``, ``warnings``, ``review``,
-        ``queries``, ``trace`` and ``totals`` {input_tokens, output_tokens, cost_usd}.
+        ``report`` (Markdown), ``mode`` (extractive or abstractive: what the report is),
+        ``support`` (supported / factual sentences of the checked draft), ``sources``
+        [{id, url, title, snippet, retrieved_at, ...}], ``citations`` [{claim, source_ids,
+        support, passage: {source_id, start, end, heading, overlap}}], ``unsupported_sentences``
+        [{sentence, source_ids, reason}], ``repeats_removed``, ``removed_citations``,
+        ``warnings``, ``review``, ``queries``, ``trace`` and ``totals`` {input_tokens,
+        output_tokens, cost_usd}.
 
     Raises:
         InputError: the question is longer than limits.max_question_chars, or ``backends``
@@ -98,8 +108,12 @@ async def research(inp: ResearchInput, ctx: JobContext) -> dict[str, Any]:
     trace = list(state.get("trace", []))
     return {
         "report": state.get("report", ""),
+        "mode": state.get("report_mode"),
+        "support": state.get("support"),
         "sources": state.get("sources", []),
         "citations": state.get("citations", []),
+        "unsupported_sentences": state.get("unsupported_sentences", []),
+        "repeats_removed": state.get("repeats_removed", []),
         "removed_citations": state.get("removed_citations", []),
         "warnings": state.get("warnings", []),
         "review": state.get("review"),
@@ -118,6 +132,7 @@ async def _run(graph: Any, inp: ResearchInput, route: Any, ctx: JobContext, chec
             "question": inp.question,
             "depth": inp.depth,
             "max_sources": inp.max_sources,
+            "mode": inp.mode,
             "primary": route.primary.split("+", 1)[0] if route else None,
             "reviewer": route.reviewer if route else None,
             "max_revisions": ctx.config.limits.max_revisions,

@@ -8,11 +8,15 @@ generated from the real sources, and ties every sentence carrying a citation to 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from graphs.research.passages import SENTENCE_BREAK
+
 _CITE = re.compile(r"\[\s*(\d{1,4}(?:\s*(?:,|;|-|–)\s*\d{1,4})*)\s*\]")
+#: a citation marker, ``[2]``, ``[1, 3]`` or ``[2-4]``; group 1 holds the ids (see ``marker_ids``)
+CITE_MARKER = _CITE
 _REPAIRS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\[(?:sources?|src|ref|refs|citation)\s*#?\s*(\d{1,4}(?:\s*,\s*\d{1,4})*)\]", re.IGNORECASE), r"[\1]"),
     (re.compile(r"\[\^(\d{1,4})\](?!:)"), r"[\1]"),
@@ -24,7 +28,6 @@ _SOURCES_HEADING = re.compile(
     re.IGNORECASE | re.MULTILINE,
 )
 _HEADING = re.compile(r"^(#{1,6})\s")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _LIST_MARKER = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
 _WORD = re.compile(r"[a-z0-9]{4,}")
 _MAX_RANGE = 20
@@ -57,7 +60,8 @@ def _restore_code(text: str, saved: Sequence[str]) -> str:
     return re.sub(r"\x01(\d+)\x01", lambda m: saved[int(m.group(1))], text)
 
 
-def _ids(inner: str) -> list[int]:
+def marker_ids(inner: str) -> list[int]:
+    """The source ids inside one marker's brackets (``1, 3`` or ``2-4``), in order, once each."""
     ids: list[int] = []
     for part in re.split(r"\s*[,;]\s*", inner.strip()):
         bounds = re.split(r"\s*[-–]\s*", part)
@@ -85,13 +89,17 @@ def _drop_sources_section(text: str) -> tuple[str, bool]:
     return (text[: match.start()] + rest[end:]).rstrip() + "\n", True
 
 
+def invalid_citation(marker: str, bad: int, valid: Collection[int]) -> dict[str, Any]:
+    """The ``removed_citations`` entry for id ``bad`` of ``marker``."""
+    span = valid and f"sources are {min(valid)}-{max(valid)}" or "no sources were retrieved"
+    return {"marker": marker, "source_id": bad, "reason": f"no source {bad} was retrieved ({span})"}
+
+
 def _strip_invalid(text: str, valid: set[int], removed: list[dict[str, Any]]) -> str:
     def replace(match: re.Match[str]) -> str:
-        ids = _ids(match.group(1))
+        ids = marker_ids(match.group(1))
         kept = [i for i in ids if i in valid]
-        for bad in (i for i in ids if i not in valid):
-            span = valid and f"sources are {min(valid)}-{max(valid)}" or "no sources were retrieved"
-            removed.append({"marker": match.group(0), "source_id": bad, "reason": f"no source {bad} was retrieved ({span})"})
+        removed.extend(invalid_citation(match.group(0), bad, valid) for bad in ids if bad not in valid)
         return f"[{', '.join(map(str, kept))}]" if kept else "\x00"
 
     cleaned = _CITE.sub(replace, text)
@@ -107,7 +115,7 @@ def _sentences(body: str) -> list[str]:
             continue
         if in_code or not line.strip() or _HEADING.match(line):
             continue
-        for piece in _SENTENCE_END.split(_LIST_MARKER.sub("", line).strip()):
+        for piece in SENTENCE_BREAK.split(_LIST_MARKER.sub("", line).strip()):
             lead = re.match(r"^((?:\[[\d,\s;\-–]+\]\s*)+)(.*)$", piece)
             if lead and sentences:
                 sentences[-1] += " " + lead.group(1).strip()
@@ -125,6 +133,20 @@ def _support(claim: str, ids: Sequence[int], texts: Mapping[int, str]) -> float 
     for i in ids:
         found |= words & set(_WORD.findall(texts.get(i, "").lower()))
     return round(len(found) / len(words), 2)
+
+
+def _repair(text: str) -> tuple[str, bool]:
+    for pattern, replacement in _REPAIRS:
+        text = pattern.sub(replacement, text)
+    return _drop_sources_section(text)
+
+
+def normalize_report(report: str) -> tuple[str, bool]:
+    """``report`` with citation variants repaired to ``[n]`` and any Sources section the model
+    wrote removed (code left as it is); True when such a section was removed."""
+    text, code = _protect_code(report)
+    text, dropped = _repair(text)
+    return _restore_code(text, code), dropped
 
 
 def sources_section(sources: Sequence[Mapping[str, Any]], cited: Sequence[int]) -> str:
@@ -152,15 +174,13 @@ def check_citations(
     """
     valid = {int(s["id"]) for s in sources}
     text, code = _protect_code(report)
-    for pattern, replacement in _REPAIRS:
-        text = pattern.sub(replacement, text)
-    text, dropped = _drop_sources_section(text)
+    text, dropped = _repair(text)
     removed: list[dict[str, Any]] = []
     text = _strip_invalid(text, valid, removed)
     citations: list[dict[str, Any]] = []
     cited: dict[int, None] = {}
     for sentence in _sentences(text):
-        ids = [i for m in _CITE.finditer(sentence) for i in _ids(m.group(1))]
+        ids = [i for m in _CITE.finditer(sentence) for i in marker_ids(m.group(1))]
         if not ids:
             continue
         claim = " ".join(_restore_code(_CITE.sub("", sentence), code).split()).strip()

@@ -1,5 +1,5 @@
-"""Nodes of the research graph: plan, search (one per sub-query, fanned out), rank, read,
-write, check, review.
+"""Nodes of the research graph up to the writing: plan, search (one per sub-query, fanned
+out), rank, read. The writing nodes (write, check, review) are in ``writing.py``.
 
 Each node returns the trace steps it produced (every provider attempt, then one node step),
 and computes its output from the state alone, so a node that runs again after a resume gives
@@ -21,8 +21,8 @@ from langgraph.types import Send
 from core.errors import AllProvidersFailed, ProviderError
 from graphs.progress import emit, model_progress
 from graphs.research import prompts
-from graphs.research.citations import check_citations
-from graphs.research.sources import Fetcher, best_passages, rank_sources, read_source, terms_of
+from graphs.research.passages import Passage, content_stems, select_passages, split_passages
+from graphs.research.sources import Fetcher, rank_sources, read_source
 from graphs.research.state import ResearchState, SearchTask
 from providers.base import (
     DocumentReader,
@@ -43,6 +43,9 @@ DEPTH: dict[str, dict[str, int]] = {
     "deep": {"queries": 5, "read": 8, "budget": 16_000},
 }
 MAX_QUERY_CHARS = 300
+#: passages kept per read source for the checker and the extractive report: this many times the
+#: writer's share, at most POOL_MAX_CHARS characters
+POOL_FACTOR, POOL_MAX_CHARS = 4, 8_000
 
 Node = Callable[..., Awaitable[dict[str, Any]]]
 
@@ -123,7 +126,8 @@ def make_nodes(deps: ResearchDeps) -> dict[str, Node]:
         else:
             detail, outcome = f"{len(planned)} sub-queries planned, plus the question itself", "ok"
         emit("plan", detail)
-        return {"queries": queries, "trace": trace + [node_step("plan", started, detail, outcome)]}
+        return {"queries": queries, "planned_by": response.provider if response else None,
+                "trace": trace + [node_step("plan", started, detail, outcome)]}
 
     async def search(task: SearchTask) -> dict[str, Any]:
         failed = False
@@ -160,17 +164,22 @@ def make_nodes(deps: ResearchDeps) -> dict[str, Node]:
         emit("read", f"reading {len(chosen)} of {len(state['sources'])} sources")
         reader = deps.search.read_document if isinstance(deps.search, DocumentReader) else None
         outcomes = await asyncio.gather(*(read_source(s["url"], read_local=reader, fetch=deps.fetch) for s in chosen))
-        terms = terms_of([state["question"], *state.get("queries", [])])
+        terms = set(content_stems(" ".join([state["question"], *state.get("queries", [])])))
         budget = max(400, depth["budget"] // max(1, len(state["sources"])))
         excerpts: dict[str, str] = {}
+        passages: dict[str, list[Passage]] = {}
         for source, (text, _) in zip(chosen, outcomes, strict=True):
             if text:
-                excerpts[str(source["id"])] = best_passages(text, terms, budget)
+                # the pool the checker and the extractive report draw on; the writer sees its best part
+                pool = select_passages(split_passages(text), terms, min(POOL_MAX_CHARS, POOL_FACTOR * budget))
+                passages[str(source["id"])] = pool
+                excerpts[str(source["id"])] = "\n\n".join(p["text"] for p in select_passages(pool, terms, budget))
         steps = [step for _, step in outcomes]
-        detail = f"read {len(excerpts)} of {len(chosen)} sources; the rest are given as snippets"
-        return {"excerpts": excerpts, "trace": steps + [node_step("read", started, detail)]}
+        count = sum(len(p) for p in passages.values())
+        detail = f"read {len(excerpts)} of {len(chosen)} sources ({count} passages kept); the rest are given as snippets"
+        return {"excerpts": excerpts, "passages": passages, "trace": steps + [node_step("read", started, detail)]}
 
-    return {"plan": plan, "search": search, "rank": rank, "read": read, **_writing_nodes(deps)}
+    return {"plan": plan, "search": search, "rank": rank, "read": read}
 
 
 async def fan_out(state: ResearchState) -> list[Send]:
@@ -180,100 +189,3 @@ async def fan_out(state: ResearchState) -> list[Send]:
         Send("search", SearchTask(query=q, query_index=i, total=total, max_results=state["max_sources"]))
         for i, q in enumerate(state["queries"])
     ]
-
-
-def _no_sources_report(state: ResearchState) -> str:
-    attempts = [s for s in state.get("trace", []) if s.get("kind") == "search"]
-    lines = [f"- {s['provider']}: {s['outcome']}{' - ' + s['detail'] if s.get('detail') else ''}" for s in attempts]
-    listed = "\n".join(dict.fromkeys(lines)) or "- no search backend was tried"
-    return (
-        f"## No sources found\n\nNo search backend returned anything for: {state['question']}\n\n"
-        f"Nothing is cited, because nothing was retrieved. Search attempts:\n\n{listed}\n"
-    )
-
-
-def _extractive_report(state: ResearchState, error: str) -> str:
-    lines = [f"- {s['title']}: {' '.join(str(s.get('snippet', '')).split())[:300]} [{s['id']}]" for s in state["sources"]]
-    return (
-        "## What the search found (no report written)\n\nThe writer model did not answer"
-        f" ({error[:200]}), so here is what the search found:\n\n" + "\n".join(lines) + "\n"
-    )
-
-
-def _writing_nodes(deps: ResearchDeps) -> dict[str, Node]:
-    async def write(state: ResearchState) -> dict[str, Any]:
-        started = time.perf_counter()
-        revision = state.get("revisions", 0) + (1 if state.get("review") else 0)
-        if not state["sources"]:
-            emit("write", "no sources were found; nothing to cite")
-            detail = "no sources: wrote the no-sources report without a model"
-            return {"draft": _no_sources_report(state), "written_by": None, "revisions": revision,
-                    "trace": [node_step("write", started, detail, "error")]}
-        emit("write", f"writing with {state.get('primary') or 'the default model'}" + (f" (revision {revision})" if revision else ""))
-        messages = prompts.write_messages(state["question"], state["sources"], state.get("excerpts", {}), state.get("review"))
-        config = LLMConfig(prefer=state.get("primary"), step="write" if not revision else "revise")
-        response, trace, error = await ask(deps.llm, messages, config)
-        if response is None or not response.text.strip():
-            why = error or "the model answered with nothing"
-            return {"draft": _extractive_report(state, why), "written_by": None, "revisions": revision,
-                    "trace": trace + [node_step("write", started, f"writer failed: {why}", "error")]}
-        return {"draft": response.text.strip(), "written_by": response.model, "revisions": revision,
-                "trace": trace + [node_step("write", started, f"written by {response.model}")]}
-
-    async def check(state: ResearchState) -> dict[str, Any]:
-        started = time.perf_counter()
-        emit("check", "checking citations")
-        texts = {int(s["id"]): state.get("excerpts", {}).get(str(s["id"])) or s.get("snippet", "") for s in state["sources"]}
-        result = check_citations(state["draft"], state["sources"], texts)
-        detail = f"{len(result.citations)} cited claims, {len(result.removed)} invalid citations removed"
-        warnings = []
-        if state["sources"] and not result.citations:
-            warnings.append(f"the report cites none of the {len(state['sources'])} sources; treat it as unsupported")
-        if result.removed:
-            warnings.append(f"{len(result.removed)} citation(s) named sources that were never retrieved and were removed")
-        if result.dropped_sources_section:
-            detail += "; the model's own source list was replaced by the checked one"
-        return {"report": result.report, "citations": result.citations, "removed_citations": result.removed,
-                "warnings": warnings, "trace": [node_step("check", started, detail)]}
-
-    async def review(state: ResearchState) -> dict[str, Any]:
-        started = time.perf_counter()
-        reviewer = state.get("reviewer")
-        if not reviewer or not state["sources"]:
-            why = "no reviewer configured for research" if not reviewer else "nothing to review without sources"
-            return {"review": {"approved": None, "status": "skipped", "reason": why},
-                    "trace": [node_step("review", started, why, "skipped")]}
-        emit("review", f"reviewing with {reviewer}")
-        config = LLMConfig(prefer=reviewer, json_schema=prompts.REVIEW_SCHEMA, temperature=0.0, step="review")
-        messages = prompts.review_messages(state["question"], state["report"], state["sources"], state.get("excerpts", {}))
-        response, trace, error = await ask(deps.llm, messages, config)
-        verdict = _verdict(response.text) if response else None
-        if response is None or verdict is None:
-            status, why = ("unavailable", error) if response is None else ("unusable", "the reviewer's answer held no valid JSON verdict")
-            return {"review": {"approved": None, "status": status, "error": why[:300]},
-                    "trace": trace + [node_step("review", started, why, "error")]}
-        verdict |= {"status": "done", "reviewer": response.model}
-        detail = f"{'approved' if verdict['approved'] else 'changes requested'} by {response.model}"
-        return {"review": verdict, "trace": trace + [node_step("review", started, detail)]}
-
-    return {"write": write, "check": check, "review": review}
-
-
-def _verdict(text: str) -> dict[str, Any] | None:
-    match = re.search(r"\{.*\}", text, re.DOTALL)
-    try:
-        data = json.loads(match.group(0)) if match else None
-    except json.JSONDecodeError:
-        return None
-    if not isinstance(data, dict) or not isinstance(data.get("approved"), bool):
-        return None
-    issues = data.get("issues")
-    return {"approved": data["approved"], "issues": [str(i)[:300] for i in issues][:5] if isinstance(issues, list) else []}
-
-
-async def after_review(state: ResearchState) -> str:
-    """Revise when the reviewer asked for changes and the revision budget allows it."""
-    verdict = state.get("review") or {}
-    if verdict.get("approved") is False and verdict.get("issues") and state.get("revisions", 0) < state.get("max_revisions", 0):
-        return "write"
-    return "done"

@@ -1,4 +1,4 @@
-"""Source handling: merge and rank search hits, read the chosen ones, cut them to a budget."""
+"""Source handling: merge and rank search hits, read the chosen ones."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ LocalReader = Callable[[str], Awaitable[tuple[str, str] | None]]
 
 _RRF_K = 60
 _TRACKING = re.compile(r"^(utm_\w+|fbclid|gclid|mc_cid|mc_eid|ref)$", re.IGNORECASE)
-_WORD = re.compile(r"[a-z0-9]{3,}")
 _TEXTUAL = ("text/html", "text/plain", "text/markdown", "application/xhtml+xml")
 
 
@@ -67,35 +66,6 @@ def rank_sources(hits: Sequence[Mapping[str, Any]], max_sources: int) -> list[di
         }
         for i, e in enumerate(ranked, start=1)
     ]
-
-
-def best_passages(text: str, terms: set[str], budget: int) -> str:
-    """The paragraphs of ``text`` that share most words with ``terms``, in document order."""
-    text = text.strip()
-    if len(text) <= budget:
-        return text
-    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
-    pieces: list[str] = []
-    for p in paragraphs:  # very long paragraphs are cut into budget-sized pieces
-        pieces.extend(p[i : i + budget] for i in range(0, len(p), budget))
-    scored = sorted(
-        range(len(pieces)),
-        key=lambda i: (-len(terms & set(_WORD.findall(pieces[i].lower()))), i),
-    )
-    chosen: list[int] = []
-    used = 0
-    for i in scored:
-        if used + len(pieces[i]) > budget and chosen:
-            continue
-        chosen.append(i)
-        used += len(pieces[i]) + 2
-        if used >= budget:
-            break
-    return "\n\n".join(pieces[i] for i in sorted(chosen))[:budget]
-
-
-def terms_of(texts: Sequence[str]) -> set[str]:
-    return {w for t in texts for w in _WORD.findall(t.lower())}
 
 
 def _step(url: str, provider: str, started: float, outcome: str, detail: str, error: str | None = None) -> dict[str, Any]:

@@ -13,17 +13,30 @@ class ResearchState(TypedDict, total=False):
     primary: str | None
     reviewer: str | None
     max_revisions: int
+    #: what the caller asked for: extractive, abstractive or auto
+    mode: str
+    #: the family of the model that answered the planner (auto mode: "local" -> extractive)
+    planned_by: str | None
     queries: list[str]
     #: one entry per searched sub-query: {query_index, query, results: [SearchResult dicts], failed}
     hits: Annotated[list[dict[str, Any]], operator.add]
     sources: list[dict[str, Any]]
     #: source id (as a string: checkpoint-safe keys) -> the text the writer sees
     excerpts: dict[str, str]
+    #: source id (as a string) -> passages kept from it: {text, start, end, heading} (passages.py)
+    passages: dict[str, list[dict[str, Any]]]
     draft: str
     written_by: str | None
+    #: what the draft (then the report) is: "extractive", "abstractive", or None without sources
+    report_mode: str | None
     report: str
     citations: list[dict[str, Any]]
     removed_citations: list[dict[str, Any]]
+    #: sentences the grounding check removed: {sentence, source_ids, reason}
+    unsupported_sentences: list[dict[str, Any]]
+    #: supported / factual sentences of the checked draft (None: it stated nothing)
+    support: float | None
+    repeats_removed: list[dict[str, str]]
     warnings: list[str]
     review: dict[str, Any] | None
     revisions: int

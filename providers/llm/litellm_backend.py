@@ -212,10 +212,14 @@ class LiteLLMModel:
             params["api_base"] = spec.api_base
         if api_key is not None:
             params["api_key"] = api_key
-        extra_body = {**params.get("extra_body", {}), **spec.extra_params.get("extra_body", {})}
-        params.update(spec.extra_params)
-        if extra_body:
-            params["extra_body"] = extra_body
+        # free text gets its own decoding settings (penalties against loops); the JSON calls keep
+        # theirs, as a penalty breaks llama.cpp's grammar (see structured_params)
+        overrides = [spec.extra_params] + ([spec.free_text_params] if config.json_schema is None else [])
+        for override in overrides:
+            extra_body = {**params.get("extra_body", {}), **override.get("extra_body", {})}
+            params.update(override)
+            if extra_body:
+                params["extra_body"] = extra_body
         return params
 
     def _cost(self, input_tokens: int, output_tokens: int) -> float:

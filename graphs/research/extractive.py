@@ -1,0 +1,153 @@
+"""The grounded extractive report: the sources' own words, ranked with BM25 for each
+sub-question, each sentence carrying the ``[n]`` of its source, under a short opening made of
+the passages' best sentences. No model writes any of it, so it cannot state what the sources
+do not; it is the floor when the writer is weak or its draft fails the grounding check.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from graphs.research.grounding import normalise
+from graphs.research.passages import (
+    Passage,
+    bm25_scores,
+    content_stems,
+    query_terms,
+    sentences_of,
+    snippet_passage,
+)
+
+#: passages quoted under each sub-question, by depth
+PER_QUERY = {"quick": 2, "standard": 3, "deep": 3}
+#: a quoted passage is trimmed to the best run of sentences that fits this
+MAX_QUOTE_CHARS = 420
+OPENING_SENTENCES = 2
+NO_ANSWER = "The sources found do not answer this question."
+_LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
+_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+")
+
+
+def flatten(text: str) -> str:
+    """A passage as one line of prose: headings and list markers off, list items ended."""
+    out = ""
+    for line in text.splitlines():
+        line = _HEADING.sub("", line).strip()
+        if not line:
+            continue
+        item = _LIST_ITEM.match(line)
+        if item:
+            line = line[item.end():]
+            if out and out[-1] not in ".!?:;":
+                out += "."
+        out = f"{out} {line}" if out else line
+    return " ".join(out.split())
+
+
+def _cite(sentence: str, source_id: int) -> str:
+    """``sentence`` with ``[n]`` before its final punctuation."""
+    sentence = sentence.strip()
+    if sentence[-1:] in ".!?":
+        return f"{sentence[:-1]} [{source_id}]{sentence[-1]}"
+    return f"{sentence} [{source_id}]"
+
+
+def _hits(sentence: str, terms: set[str]) -> int:
+    return len(terms & set(content_stems(sentence)))
+
+
+def _trim(sentences: Sequence[str], terms: set[str]) -> list[str]:
+    """The run of consecutive sentences with most query terms that fits ``MAX_QUOTE_CHARS``."""
+    best: tuple[int, int, int] = (-1, 0, 0)  # hits, -start, end
+    for start in range(len(sentences)):
+        used, end = 0, start
+        while end < len(sentences) and (used + len(sentences[end]) <= MAX_QUOTE_CHARS or end == start):
+            used += len(sentences[end]) + 1
+            end += 1
+        hits = sum(_hits(s, terms) for s in sentences[start:end])
+        if (hits, -start) > best[:2]:
+            best = (hits, -start, end)
+    start, end = -best[1], best[2]
+    chosen = list(sentences[start:end])
+    if len(chosen) == 1 and len(chosen[0]) > MAX_QUOTE_CHARS:
+        chosen[0] = chosen[0][:MAX_QUOTE_CHARS].rsplit(" ", 1)[0] + " …"
+    return chosen
+
+
+def _pool(sources: Sequence[Mapping[str, Any]], passages: Mapping[str, Sequence[Passage]]) -> list[tuple[int, str]]:
+    pool: list[tuple[int, str]] = []
+    for source in sources:
+        sid = int(source["id"])
+        for passage in passages.get(str(sid)) or [snippet_passage(str(source.get("snippet", "")))]:
+            text = flatten(passage["text"])
+            if text:
+                pool.append((sid, text))
+    return pool
+
+
+def _ranked(query: str, pool: Sequence[tuple[int, str]]) -> list[int]:
+    scores = bm25_scores(query, [text for _, text in pool])
+    return [i for i in sorted(range(len(pool)), key=lambda i: (-scores[i], i)) if scores[i] > 0]
+
+
+def _opening(question: str, pool: Sequence[tuple[int, str]], used: set[str]) -> list[str]:
+    """The best sentence of each of the top passages for the whole question, other sources first."""
+    terms = query_terms(question)
+    ranked = _ranked(question, pool)
+    by_source: dict[int, int] = {}
+    for i in ranked:
+        by_source.setdefault(pool[i][0], i)
+    picks = list(by_source.values())[:OPENING_SENTENCES] or ranked[:OPENING_SENTENCES]
+    opening = []
+    for i in picks:
+        sid, text = pool[i]
+        sentence = max(sentences_of(text), key=lambda s: (_hits(s, terms), -len(s)), default="")
+        if sentence and normalise(sentence) not in used and len(sentence) <= MAX_QUOTE_CHARS:
+            used.add(normalise(sentence))
+            opening.append(_cite(sentence, sid))
+    return opening
+
+
+def extractive_report(
+    question: str,
+    sub_questions: Sequence[str],
+    sources: Sequence[Mapping[str, Any]],
+    passages: Mapping[str, Sequence[Passage]],
+    per_query: int = 2,
+) -> str:
+    """The report in the sources' own words.
+
+    Args:
+        question: the research question (the opening answers it).
+        sub_questions: one section each; passages are not repeated across sections.
+        sources: the ranked sources (``id``, ``snippet``).
+        passages: source id (as a string) -> passages read from it; a source without any is
+            represented by its search snippet.
+        per_query: passages quoted under each sub-question.
+    """
+    pool = _pool(sources, passages)
+    used: set[str] = set()
+    opening = _opening(question, pool, used)
+    lines = ["## In short", "", " ".join(opening) if opening else NO_ANSWER, "", "## What the sources say"]
+    taken: set[int] = set()
+    if len(sub_questions) == 1:  # no plan: one section, a little deeper
+        per_query += 1
+    for sub_question in sub_questions:
+        lines += ["", f"### {' '.join(sub_question.split()).lstrip('#')}", ""]
+        terms = query_terms(f"{sub_question} {question}")
+        items: list[str] = []
+        for i in _ranked(sub_question, pool):
+            sid, text = pool[i]
+            fresh = [s for s in sentences_of(text) if normalise(s) not in used]
+            if i in taken or not fresh:
+                continue
+            taken.add(i)
+            quote = _trim(fresh, terms)
+            used.update(normalise(s) for s in quote)
+            items.append("- " + " ".join(_cite(s, sid) for s in quote))
+            if len(items) == per_query:
+                break
+        lines += items or ["No passage found answers this sub-question."]
+    return "\n".join(lines).strip() + "\n"

@@ -1,0 +1,161 @@
+"""Passages: a document cut into paragraph-sized pieces that keep their place in it, the word
+stems every check compares, and BM25 ranking over a pool of passages.
+
+A passage is a plain dict (checkpoint-safe): ``text`` (a verbatim slice of the document),
+``start`` and ``end`` (character offsets into the text as read; ``None`` for a search snippet)
+and ``heading`` (the nearest Markdown heading above it, or ``None``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+Passage = dict[str, Any]
+
+#: a passage is at most this long; shorter paragraphs under one heading are merged up to it
+MAX_PASSAGE_CHARS = 700
+_PARAGRAPH = re.compile(r"\S.*?(?=\n[ \t]*\n|\Z)", re.DOTALL)
+_HEADING_LINE = re.compile(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$")
+#: where one sentence ends and the next begins: after . ! or ? and before a capital, a digit,
+#: a quote, a bracket or code (so "e.g. this" stays one sentence)
+SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[*`A-Z0-9])")
+_TOKEN = re.compile(r"[a-z0-9]+")
+_SUFFIXES = ("ations", "ation", "ings", "ing", "ers", "ies", "ied", "ure", "es", "ed", "er", "ly", "s")
+STOPWORDS = frozenset(
+    """a about above after again against all also am an and any are as at be because been before
+    being below between both but by can could did do does doing done down during each either else
+    etc even ever every few for from further get gets got had has have having he her here hers him
+    his how however i if in into is it its itself just let like may me might more most much must my
+    no nor not now of off on once one only or other our ours out over own per rather same shall she
+    should so some such than that the their theirs them then there these they this those through
+    thus to too under until up upon us use used uses using very via was we well were what when
+    where whether which while who whom whose why will with within without would yet you your yours
+    e g ie eg""".split()
+)
+
+
+def stem(word: str) -> str:
+    """A light stem: one common suffix off, then the first six letters (fails/failed -> fail,
+    providers/provided -> provid, checkpointer/checkpoints -> checkp)."""
+    if word.isdigit():
+        return word
+    for suffix in _SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            word = word[: -len(suffix)] + ("y" if suffix in ("ies", "ied") else "")
+            break
+    return word[:6]
+
+
+def content_stems(text: str) -> list[str]:
+    """The stems of the content words of ``text`` (stop words and single letters dropped)."""
+    return [stem(w) for w in _TOKEN.findall(text.lower()) if w not in STOPWORDS and (len(w) > 1 or w.isdigit())]
+
+
+def numbers_in(text: str) -> set[str]:
+    return {w for w in _TOKEN.findall(text.lower()) if w.isdigit()}
+
+
+def sentences_of(text: str) -> list[str]:
+    """Sentences of one paragraph (a plain split at ., ! or ? before a capital, digit or quote)."""
+    flat = " ".join(text.split())
+    return [s for s in SENTENCE_BREAK.split(flat) if s.strip()]
+
+
+def _paragraphs(text: str) -> Iterable[tuple[int, int, str | None, bool]]:
+    """(start, end, heading, is_heading_only) for each blank-line separated block."""
+    heading: str | None = None
+    for match in _PARAGRAPH.finditer(text):
+        block = match.group(0).rstrip()
+        start, end = match.start(), match.start() + len(block)
+        first, _, rest = block.partition("\n")
+        found = _HEADING_LINE.match(first)
+        if found:
+            heading = found.group(1).strip()
+            if not rest.strip():
+                yield start, end, heading, True
+                continue
+            start += len(first) + 1
+            while start < end and text[start].isspace():
+                start += 1
+        yield start, end, heading, False
+
+
+def split_passages(text: str, max_chars: int = MAX_PASSAGE_CHARS) -> list[Passage]:
+    """Cut ``text`` into passages of at most ``max_chars`` that keep their offsets and heading."""
+    passages: list[Passage] = []
+    for start, end, heading, heading_only in _paragraphs(text):
+        if heading_only:
+            continue
+        last = passages[-1] if passages else None
+        if last and last["heading"] == heading and end - last["start"] <= max_chars:
+            last["end"] = end
+            last["text"] = text[last["start"] : end]
+            continue
+        while end - start > max_chars:  # a long paragraph: cut at a sentence end before the limit
+            window = text[start : start + max_chars]
+            cut = max((m.end() for m in re.finditer(r"[.!?](?=\s)", window)), default=0) or max_chars
+            passages.append({"start": start, "end": start + cut, "heading": heading, "text": text[start : start + cut]})
+            start += cut
+            while start < end and text[start].isspace():
+                start += 1
+        if end > start:
+            passages.append({"start": start, "end": end, "heading": heading, "text": text[start:end]})
+    return passages
+
+
+def snippet_passage(snippet: str) -> Passage:
+    """A search snippet as the only passage of a source that was not read."""
+    return {"start": None, "end": None, "heading": None, "text": " ".join(snippet.split())}
+
+
+def select_passages(passages: Sequence[Passage], terms: set[str], budget: int) -> list[Passage]:
+    """The passages sharing most stems with ``terms``, within ``budget`` characters, in document order."""
+    order = sorted(range(len(passages)), key=lambda i: (-len(terms & set(content_stems(passages[i]["text"]))), i))
+    chosen: list[int] = []
+    used = 0
+    for i in order:
+        size = len(passages[i]["text"]) + 2
+        if used + size > budget and chosen:
+            continue
+        chosen.append(i)
+        used += size
+        if used >= budget:
+            break
+    return [passages[i] for i in sorted(chosen)]
+
+
+def query_terms(query: str) -> set[str]:
+    """The stems of ``query`` plus those of adjacent words joined ("fall back" also finds
+    "fallback", "check point" "checkpoint")."""
+    words = [w for w in _TOKEN.findall(query.lower()) if w not in STOPWORDS and len(w) > 1]
+    joined = {stem(a + b) for a, b in zip(words, words[1:], strict=False)}
+    return set(content_stems(query)) | joined
+
+
+def bm25_scores(query: str, documents: Sequence[str], *, k1: float = 1.5, b: float = 0.75) -> list[float]:
+    """Okapi BM25 of ``query`` against each of ``documents`` (same stems as the checker)."""
+    docs = [Counter(content_stems(d)) for d in documents]
+    if not docs:
+        return []
+    lengths = [sum(d.values()) for d in docs]
+    average = (sum(lengths) / len(docs)) or 1.0
+    frequency: Counter[str] = Counter(term for d in docs for term in d)
+    terms = query_terms(query)
+    scores = []
+    for doc, length in zip(docs, lengths, strict=True):
+        score = 0.0
+        for term in terms & doc.keys():
+            idf = math.log(1 + (len(docs) - frequency[term] + 0.5) / (frequency[term] + 0.5))
+            tf = doc[term]
+            score += idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * length / average))
+        scores.append(score)
+    return scores
+
+
+def pool_of(passages: Mapping[str, Sequence[Passage]]) -> list[tuple[int, Passage]]:
+    """Every passage of every source as ``(source id, passage)``, sources in id order."""
+    return [(int(sid), p) for sid in sorted(passages, key=int) for p in passages[sid]]

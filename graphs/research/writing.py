@@ -1,0 +1,216 @@
+"""The writing nodes of the research graph: write, check, review.
+
+``write`` drafts the report: abstractive (a model writes it from the passages) or extractive (the
+passages' own words, no model). With ``mode: auto`` it is extractive when the writer is the
+local model. ``check`` drops repeated sentences, keeps only the factual sentences a cited passage
+backs (``grounding.py``), falls back to the extractive report in auto mode when an abstractive
+draft fails that check, and then maps the remaining citations (``citations.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from typing import Any
+
+from graphs.progress import emit
+from graphs.research import prompts
+from graphs.research.citations import check_citations, normalize_report
+from graphs.research.extractive import PER_QUERY, extractive_report
+from graphs.research.grounding import Grounding, drop_repeats, ground, normalise
+from graphs.research.nodes import Node, ResearchDeps, ask, node_step
+from graphs.research.passages import Passage, snippet_passage
+from graphs.research.state import ResearchState
+from providers.base import LLMConfig
+
+#: in auto mode an abstractive draft with less support than this is replaced by the extractive report
+MIN_DRAFT_SUPPORT = 0.75
+#: the family of the bundled local model: in auto mode it never writes the report
+LOCAL_FAMILY = "local"
+NOTHING_SUPPORTED = (
+    "None of the writer's sentences is backed by the passage it cites, so every one was removed"
+    " (see unsupported_sentences). Ask again with mode extractive for what the sources say in their own words.\n"
+)
+_OUTER_FENCE = re.compile(r"^\s*```[\w-]*\n(.*)\n```\s*$", re.DOTALL)
+
+
+def _no_sources_report(state: ResearchState) -> str:
+    attempts = [s for s in state.get("trace", []) if s.get("kind") == "search"]
+    lines = [f"- {s['provider']}: {s['outcome']}{' - ' + s['detail'] if s.get('detail') else ''}" for s in attempts]
+    listed = "\n".join(dict.fromkeys(lines)) or "- no search backend was tried"
+    return (
+        f"## No sources found\n\nNo search backend returned anything for: {state['question']}\n\n"
+        f"Nothing is cited, because nothing was retrieved. Search attempts:\n\n{listed}\n"
+    )
+
+
+def _extractive(state: ResearchState) -> str:
+    queries = state.get("queries") or [state["question"]]
+    return extractive_report(
+        state["question"], queries[1:] or queries[:1], state["sources"], state.get("passages", {}),
+        PER_QUERY.get(state["depth"], 2),
+    )
+
+
+def _passages(state: ResearchState) -> dict[int, list[Passage]]:
+    """Source id -> what the checker holds its sentences against: the passages read, else the snippet."""
+    read = state.get("passages", {})
+    return {int(s["id"]): read.get(str(s["id"])) or [snippet_passage(str(s.get("snippet", "")))] for s in state["sources"]}
+
+
+def _write_node(deps: ResearchDeps) -> Node:
+    async def write(state: ResearchState) -> dict[str, Any]:
+        started = time.perf_counter()
+        revision = state.get("revisions", 0) + (1 if state.get("review") else 0)
+        base = {"written_by": None, "revisions": revision, "report_mode": "extractive"}
+        if not state["sources"]:
+            emit("write", "no sources were found; nothing to cite")
+            detail = "no sources: wrote the no-sources report without a model"
+            return {**base, "draft": _no_sources_report(state), "report_mode": None,
+                    "trace": [node_step("write", started, detail, "error")]}
+        mode = state.get("mode", "auto")
+        if mode == "extractive" or (mode == "auto" and state.get("planned_by") == LOCAL_FAMILY):
+            why = "as asked" if mode == "extractive" else "the writer would be the local model, which planned"
+            emit("write", "quoting the best passages for each sub-question")
+            return {**base, "draft": _extractive(state),
+                    "trace": [node_step("write", started, f"extractive report ({why}); no model called")]}
+        emit("write", f"writing with {state.get('primary') or 'the default model'}" + (f" (revision {revision})" if revision else ""))
+        messages = prompts.write_messages(state["question"], state["sources"], state.get("excerpts", {}), state.get("review"))
+        config = LLMConfig(prefer=state.get("primary"), step="write" if not revision else "revise")
+        response, trace, error = await ask(deps.llm, messages, config)
+        if response is None or not response.text.strip():
+            why = error or "the model answered with nothing"
+            return {**base, "draft": _extractive(state),
+                    "trace": trace + [node_step("write", started, f"writer failed: {why}; extractive report", "error")]}
+        if mode == "auto" and response.provider == LOCAL_FAMILY:
+            detail = f"{response.model} (local) answered; auto mode returns the extractive report instead"
+            return {**base, "draft": _extractive(state), "trace": trace + [node_step("write", started, detail)]}
+        return {**base, "draft": response.text.strip(), "written_by": response.model, "report_mode": "abstractive",
+                "trace": trace + [node_step("write", started, f"written by {response.model}")]}
+
+    return write
+
+
+def _screen(draft: str, state: ResearchState) -> tuple[Grounding, list[dict[str, str]], bool]:
+    """Normalise, drop repeats, ground: (grounding, repeats dropped, model sources section dropped)."""
+    fenced = _OUTER_FENCE.match(draft)  # a report wrapped whole in a code fence is prose, not code
+    text, dropped_section = normalize_report(fenced.group(1) if fenced else draft)
+    text, repeats = drop_repeats(text)
+    titles = {int(s["id"]): str(s.get("title", "")) for s in state["sources"]}
+    return ground(text, _passages(state), titles=titles), repeats, dropped_section
+
+
+def _fails(grounding: Grounding) -> bool:
+    return grounding.supported == 0 or (grounding.support or 0.0) < MIN_DRAFT_SUPPORT
+
+
+async def check(state: ResearchState) -> dict[str, Any]:
+    started = time.perf_counter()
+    emit("check", "checking every sentence against the passage it cites")
+    sources = state["sources"]
+    report_mode = state.get("report_mode")
+    if not sources:  # the no-sources report cites nothing and states only what was tried
+        text, repeats = drop_repeats(state["draft"])
+        return {"report": text, "citations": [], "removed_citations": [], "unsupported_sentences": [],
+                "support": None, "repeats_removed": repeats, "warnings": [],
+                "trace": [node_step("check", started, "no sources: nothing to check")]}
+    grounding, repeats, dropped_section = _screen(state["draft"], state)
+    unsupported = list(grounding.unsupported)
+    warnings: list[str] = []
+    if report_mode == "abstractive" and state.get("mode", "auto") == "auto" and _fails(grounding):
+        warnings.append(f"the written draft failed the grounding check (support {grounding.support or 0:.2f},"
+                        f" {grounding.supported} of {grounding.factual} factual sentences); the report quotes the sources instead")
+        unsupported = [{**u, "draft": "abstractive (replaced)"} for u in unsupported]
+        invalid = grounding.invalid
+        grounding, more, _ = _screen(_extractive(state), state)
+        grounding.invalid = invalid + grounding.invalid
+        unsupported += grounding.unsupported
+        repeats += more
+        report_mode = "extractive"
+    # when no fact survived, what is left is debris (fragments, lead-ins): say so instead
+    nothing = not grounding.report.strip() or (grounding.factual and not grounding.supported)
+    body = NOTHING_SUPPORTED if nothing else grounding.report
+    texts = {int(s["id"]): state.get("excerpts", {}).get(str(s["id"])) or s.get("snippet", "") for s in sources}
+    result = check_citations(body, sources, texts)
+    for citation in result.citations:
+        evidence = grounding.evidence.get(normalise(citation["claim"]))
+        if evidence:
+            citation["passage"] = evidence
+    removed = grounding.invalid + result.removed
+    warnings += _warnings(len(sources), result.citations, removed, unsupported, repeats)
+    detail = (f"{report_mode}: {grounding.supported} of {grounding.factual} factual sentences supported;"
+              f" {len(unsupported)} unsupported and {len(repeats)} repeated removed; {len(removed)} invalid citations removed")
+    if dropped_section:
+        detail += "; the model's own source list was replaced by the checked one"
+    return {"report": result.report, "citations": result.citations, "removed_citations": removed,
+            "unsupported_sentences": unsupported, "support": grounding.support, "repeats_removed": repeats,
+            "report_mode": report_mode, "warnings": warnings, "trace": [node_step("check", started, detail)]}
+
+
+def _warnings(sources: int, citations: list[Any], removed: list[Any], unsupported: list[Any], repeats: list[Any]) -> list[str]:
+    warnings = []
+    if not citations:
+        warnings.append(f"the report cites none of the {sources} sources; treat it as unsupported")
+    if removed:
+        warnings.append(f"{len(removed)} citation(s) named sources that were never retrieved and were removed")
+    if unsupported:
+        warnings.append(f"{len(unsupported)} sentence(s) that no cited passage supports were removed")
+    if repeats:
+        warnings.append(f"{len(repeats)} repeated sentence(s) or line(s) were removed")
+    return warnings
+
+
+def _review_node(deps: ResearchDeps) -> Node:
+    async def review(state: ResearchState) -> dict[str, Any]:
+        started = time.perf_counter()
+        reviewer = state.get("reviewer")
+        why = ""
+        if not reviewer:
+            why = "no reviewer configured for research"
+        elif not state["sources"]:
+            why = "nothing to review without sources"
+        elif state.get("report_mode") == "extractive":
+            why = "extractive report: the sources' own words, held against them by the check"
+        if why:
+            return {"review": {"approved": None, "status": "skipped", "reason": why},
+                    "trace": [node_step("review", started, why, "skipped")]}
+        emit("review", f"reviewing with {reviewer}")
+        config = LLMConfig(prefer=reviewer, json_schema=prompts.REVIEW_SCHEMA, temperature=0.0, step="review")
+        messages = prompts.review_messages(state["question"], state["report"], state["sources"], state.get("excerpts", {}))
+        response, trace, error = await ask(deps.llm, messages, config)
+        verdict = _verdict(response.text) if response else None
+        if response is None or verdict is None:
+            status, why = ("unavailable", error) if response is None else ("unusable", "the reviewer's answer held no valid JSON verdict")
+            return {"review": {"approved": None, "status": status, "error": why[:300]},
+                    "trace": trace + [node_step("review", started, why, "error")]}
+        verdict |= {"status": "done", "reviewer": response.model}
+        detail = f"{'approved' if verdict['approved'] else 'changes requested'} by {response.model}"
+        return {"review": verdict, "trace": trace + [node_step("review", started, detail)]}
+
+    return review
+
+
+def writing_nodes(deps: ResearchDeps) -> dict[str, Node]:
+    """write, check and review, closed over their dependencies."""
+    return {"write": _write_node(deps), "check": check, "review": _review_node(deps)}
+
+
+def _verdict(text: str) -> dict[str, Any] | None:
+    match = re.search(r"\{.*\}", text, re.DOTALL)
+    try:
+        data = json.loads(match.group(0)) if match else None
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("approved"), bool):
+        return None
+    issues = data.get("issues")
+    return {"approved": data["approved"], "issues": [str(i)[:300] for i in issues][:5] if isinstance(issues, list) else []}
+
+
+async def after_review(state: ResearchState) -> str:
+    """Revise when the reviewer asked for changes and the revision budget allows it."""
+    verdict = state.get("review") or {}
+    if verdict.get("approved") is False and verdict.get("issues") and state.get("revisions", 0) < state.get("max_revisions", 0):
+        return "write"
+    return "done"

@@ -1,0 +1,219 @@
+"""Sentence-level grounding, the repeat check and the extractive report, on their own and in the
+research graph with the shipped fakes over a real local index."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from test_research_graph import Script, _context, _local_chain, _node_steps, _write
+
+from graphs.research.action import ResearchInput, research
+from graphs.research.extractive import extractive_report
+from graphs.research.grounding import drop_repeats, ground
+from graphs.research.passages import bm25_scores, split_passages
+from providers.base import LLMConfig, LLMResponse, Message
+from providers.testing import FakeLLM, FunctionLLM
+
+DOC = (
+    "# Fallback\n\nWhen a model fails, the router tries the next model of the fallback chain.\n\n"
+    "## Circuits\n\nA circuit opens after 3 failures and stays open for 30 seconds.\n"
+)
+PASSAGES = {1: split_passages(DOC), 2: split_passages("# Search\n\nThe local index ranks documents with BM25.\n")}
+
+
+def test_passages_keep_their_offsets_and_heading():
+    passages = split_passages(DOC)
+    assert [p["heading"] for p in passages] == ["Fallback", "Circuits"]
+    for p in passages:
+        assert DOC[p["start"] : p["end"]] == p["text"]
+    assert passages[1]["text"] == "A circuit opens after 3 failures and stays open for 30 seconds."
+    long = "# T\n\n" + " ".join(f"Sentence number {i} is here." for i in range(100))
+    pieces = split_passages(long, max_chars=200)
+    assert all(len(p["text"]) <= 200 and long[p["start"] : p["end"]] == p["text"] for p in pieces)
+    assert pieces[0]["text"].endswith(".")
+
+
+def test_invented_sentence_is_removed_and_supported_one_stays():
+    report = (
+        "When a model fails, the router tries the next model in the fallback chain [1]. "
+        "The router is a hosted search engine that queries its own search results [1]."
+    )
+    result = ground(report, PASSAGES)
+    assert "tries the next model" in result.report
+    assert "hosted search engine" not in result.report
+    assert result.factual == 2 and result.supported == 1 and result.support == 0.5
+    [removed] = result.unsupported
+    assert removed["sentence"].startswith("The router is a hosted search engine") and removed["source_ids"] == [1]
+    assert "content words" in removed["reason"]
+    assert result.evidence  # the kept sentence names the passage behind it
+    [evidence] = result.evidence.values()
+    assert evidence["source_id"] == 1 and evidence["heading"] == "Fallback" and evidence["start"] == len("# Fallback\n\n")
+
+
+def test_sentence_citing_a_nonexistent_source_is_removed():
+    result = ground("The local index ranks documents with BM25 [7].", PASSAGES)
+    assert "BM25" not in result.report
+    assert result.unsupported[0]["reason"] == "cites only sources that were never retrieved"
+    assert result.invalid == [{"marker": "[7]", "source_id": 7, "reason": "no source 7 was retrieved (sources are 1-2)"}]
+
+
+def test_a_report_without_any_citation_does_not_pass():
+    result = ground("The router tries the next model of the fallback chain. Circuits open after failures.", PASSAGES)
+    assert result.supported == 0 and result.factual == 2 and result.support == 0.0
+    assert not result.report.strip()
+    assert {u["reason"] for u in result.unsupported} == {"states a fact without citing a source"}
+
+
+def test_wrong_numbers_quotes_and_sources_are_caught():
+    result = ground(
+        "A circuit opens after 5 failures [1]. "
+        'The router "always retries forever" [1]. '
+        "The local index ranks documents with BM25 [1]. "
+        "A circuit opens after 3 failures and stays open for 30 seconds [1].",
+        PASSAGES,
+    )
+    reasons = [u["reason"] for u in result.unsupported]
+    assert "does not state 5" in reasons[0]
+    assert "quoted 'always retries forever'" in reasons[1]
+    assert "content words" in reasons[2]  # true, but source 1 does not say it
+    assert result.supported == 1 and "30 seconds" in result.report
+
+
+def test_a_hard_wrapped_sentence_keeps_the_citation_at_its_end():
+    report = "When a model fails, the router tries the next\nmodel of the fallback chain [1].\n\n- A circuit opens after 3\n  failures [1].\n"
+    result = ground(report, PASSAGES)
+    assert result.factual == 2 and result.supported == 2 and not result.unsupported
+    assert "the next model of the fallback chain [1]." in result.report
+
+
+def test_remarks_headings_and_questions_are_not_factual():
+    report = "## Answer\n\nThe sources do not say how long a job may run.\n\nWhat about retries?\n"
+    result = ground(report, PASSAGES)
+    assert result.factual == 0 and result.support is None and result.report == report
+
+
+def test_repeated_sentences_and_lines_are_dropped_by_normalised_comparison():
+    text = (
+        "# Report\n\n"
+        "The swarm falls back to the next model [1]. The Swarm falls back to the next model.\n"
+        "- The swarm uses layers.\n- the swarm uses layers!\n\n"
+        "It runs and runs and runs and runs and runs and runs.\n\n"
+        "| a | b |\n|---|---|\n|---|---|\n"
+    )
+    kept, dropped = drop_repeats(text)
+    assert kept.count("falls back") == 1 and kept.count("uses layers") == 1
+    assert "runs and runs" not in kept
+    assert kept.count("|---|---|") == 2  # table rules are not sentences
+    assert [d["reason"] for d in dropped] == [
+        "repeats an earlier sentence", "repeats an earlier line", "repeats one phrase over and over",
+    ]
+
+
+def test_code_is_neither_a_citation_nor_a_sentence():
+    report = "Call `fallback[0]` to get the first model [1].\n\n```\nThe router is magic.\n```\n"
+    result = ground(report, {1: split_passages("Call fallback[0] to get the first model of the chain.")})
+    assert result.supported == 1 and "The router is magic." in result.report and not result.invalid
+
+
+def test_bm25_prefers_the_passage_that_answers():
+    scores = bm25_scores("circuit failures", ["the router tries the next model", "a circuit opens after 3 failures"])
+    assert scores[1] > scores[0] == 0
+
+
+def test_extractive_report_quotes_cited_passages_under_each_sub_question():
+    sources = [{"id": 1, "snippet": ""}, {"id": 2, "snippet": ""}]
+    passages = {str(k): v for k, v in PASSAGES.items()}
+    report = extractive_report("How does the fallback work?", ["circuit failures", "local index ranking"], sources, passages)
+    sections = report.split("### ")
+    assert sections[1].startswith("circuit failures") and "3 failures and stays open for 30 seconds [1]." in sections[1]
+    assert sections[2].startswith("local index ranking") and "BM25 [2]" in sections[2]
+    assert "next model of the fallback chain [1]" in report.split("## What the sources say")[0]  # the opening
+    checked = ground(report, PASSAGES)
+    assert checked.support == 1.0 and not checked.unsupported
+    assert drop_repeats(report)[1] == []
+
+
+# --- in the graph -----------------------------------------------------------------------------
+
+
+class LocalFamily(FunctionLLM):
+    """A FunctionLLM that answers as the bundled local model does (family ``local``)."""
+
+    async def complete(self, messages: list[Message], config: LLMConfig) -> LLMResponse:
+        response = await super().complete(messages, config)
+        return response.model_copy(update={"provider": "local", "model": "local"})
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    root = tmp_path / "corpus"
+    _write(root / "checkpoints.md", "# LangGraph checkpoints\n\nA checkpointer saves graph state after every step.\n\n"
+           "With durability sync a resumed run re-runs only the interrupted node.\n")
+    _write(root / "runpod.md", "# RunPod job states\n\nJobs go IN_QUEUE, IN_PROGRESS, then COMPLETED or FAILED.\n")
+    return root
+
+
+def _cited(report: str) -> set[int]:
+    return {int(n) for group in re.findall(r"\[([\d, ]+)\]", report) for n in group.split(",") if n.strip()}
+
+
+async def test_invented_sentence_in_a_written_report_is_removed_and_listed(corpus, tmp_path):
+    report = ("A checkpointer saves graph state after every step [1]. "
+              "A runpod server is a hosted search engine that uses the mcp server to query its own results [2]. "
+              "With durability sync a resumed run re-runs only the interrupted node [1].")
+    ctx, _ = _context(tmp_path, FunctionLLM(Script(report=report)), _local_chain(corpus, tmp_path))
+    result = await research(ResearchInput(question="How do LangGraph checkpoints resume a run?", mode="abstractive"), ctx)
+    assert result["mode"] == "abstractive" and result["support"] == round(2 / 3, 3)
+    assert "hosted search engine" not in result["report"] and "saves graph state" in result["report"]
+    assert [u["source_ids"] for u in result["unsupported_sentences"]] == [[2]]
+    assert result["citations"][0]["passage"]["heading"] == "LangGraph checkpoints"
+    assert any("no cited passage supports" in w for w in result["warnings"])
+    check = next(s for s in result["trace"] if s["step"] == "check")
+    assert "2 of 3 factual sentences supported" in check["detail"]
+
+
+async def test_auto_mode_quotes_the_sources_when_the_draft_fails_the_check(corpus, tmp_path):
+    llm = FunctionLLM(Script(report="Checkpoints are a kind of database. RunPod is fast and cheap [2]."))
+    ctx, _ = _context(tmp_path, llm, _local_chain(corpus, tmp_path))
+    result = await research(ResearchInput(question="How do LangGraph checkpoints resume a run?"), ctx)
+    assert result["mode"] == "extractive" and result["support"] == 1.0
+    assert "database" not in result["report"] and "saves graph state after every step [1]" in result["report"]
+    assert all(u["draft"] == "abstractive (replaced)" for u in result["unsupported_sentences"])
+    assert any("failed the grounding check" in w for w in result["warnings"])
+    assert result["review"]["status"] == "skipped"  # nothing a model wrote is left to review
+    assert _cited(result["report"]) <= {s["id"] for s in result["sources"]}
+
+
+async def test_auto_mode_does_not_let_the_local_model_write(corpus, tmp_path):
+    brain = Script()
+    ctx, events = _context(tmp_path, LocalFamily(brain), _local_chain(corpus, tmp_path))
+    result = await research(ResearchInput(question="How do LangGraph checkpoints resume a run?", depth="quick"), ctx)
+    assert "write" not in brain.seen and "review" not in brain.seen  # the local model planned only
+    assert result["mode"] == "extractive" and result["support"] == 1.0
+    assert result["citations"] and all(c.get("passage") for c in result["citations"])
+    assert _node_steps(result) == ["plan", "rank", "read", "write", "check", "review"]
+    write = next(s for s in result["trace"] if s["step"] == "write" and s["kind"] == "node")
+    assert "local model" in write["detail"] and "no model called" in write["detail"]
+
+
+async def test_extractive_mode_calls_no_writer_and_abstractive_keeps_a_good_draft(corpus, tmp_path):
+    llm = FakeLLM([{"queries": ["checkpoint durability"]}])
+    ctx, _ = _context(tmp_path / "e", llm, _local_chain(corpus, tmp_path / "e"))
+    result = await research(ResearchInput(question="checkpoints", mode="extractive"), ctx)
+    assert [c.step for _, c in llm.calls] == ["plan"] and result["mode"] == "extractive"
+    assert "### checkpoint durability" in result["report"]
+
+    good = Script(report="A checkpointer saves graph state after every step [1]. Jobs can end COMPLETED or FAILED [2].")
+    ctx, _ = _context(tmp_path / "a", FunctionLLM(good), _local_chain(corpus, tmp_path / "a"))
+    result = await research(ResearchInput(question="checkpoints and job states", mode="abstractive"), ctx)
+    assert result["mode"] == "abstractive" and result["support"] == 1.0 and not result["unsupported_sentences"]
+
+
+async def test_a_looping_writer_loses_its_repeats(corpus, tmp_path):
+    loop = " ".join(["A checkpointer saves graph state after every step [1]."] * 5)
+    ctx, _ = _context(tmp_path, FunctionLLM(Script(report=loop)), _local_chain(corpus, tmp_path))
+    result = await research(ResearchInput(question="checkpoints", mode="abstractive"), ctx)
+    assert result["report"].count("saves graph state") == 1
+    assert len(result["repeats_removed"]) == 4 and any("repeated" in w for w in result["warnings"])
