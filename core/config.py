@@ -151,10 +151,19 @@ class RoutingSection(_Strict):
 
 
 class CheckpointerSection(_Strict):
-    kind: Literal["sqlite", "postgres", "memory"] = "sqlite"
+    """Where job checkpoints live. ``auto``: PostgreSQL when ``dsn`` is set (so every RunPod
+    worker can resume any job), else SQLite at ``path`` (resume within this machine/volume)."""
+
+    kind: Literal["auto", "sqlite", "postgres", "memory"] = "sqlite"
     path: str = "~/.cache/runpod-swarm/checkpoints.sqlite"
     dsn: str | None = None
     retention_days: float = Field(default=7.0, gt=0)
+
+    @model_validator(mode="after")
+    def _resolve_auto(self) -> CheckpointerSection:
+        if self.kind == "auto":
+            object.__setattr__(self, "kind", "postgres" if self.dsn else "sqlite")
+        return self
 
 
 class RunPodRunnerSpec(_Strict):

@@ -108,3 +108,15 @@ def test_rembg_speed_settings_reach_the_provider_and_are_range_checked(config_fi
     config_file.write_text(text.replace("png_compress_level: 6", "png_compress_level: 11"))
     with pytest.raises(ConfigError, match=r"providers\.image\.rembg\.png_compress_level.*9"):
         load_config(config_file)
+
+
+def test_checkpointer_auto_is_postgres_exactly_when_a_dsn_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shipped config: workers share checkpoints through PostgreSQL once a DSN is given."""
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.delenv("SWARM_CHECKPOINTER", raising=False)
+    monkeypatch.delenv("SWARM_CHECKPOINTER_DSN", raising=False)
+    assert load_config(root / "config.yaml").checkpointer.kind == "sqlite"
+    monkeypatch.setenv("SWARM_CHECKPOINTER_DSN", "postgresql://swarm:pw@db:5432/swarm")
+    section = load_config(root / "config.yaml").checkpointer
+    assert section.kind == "postgres" and section.dsn == "postgresql://swarm:pw@db:5432/swarm"
+    assert "pw" not in str(redacted_dump(load_config(root / "config.yaml"))["checkpointer"])
