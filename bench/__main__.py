@@ -4,6 +4,9 @@
     python -m bench                      # full run (about 10-15 minutes on 2 cores)
     python -m bench --quick              # CI: every suite tiny; checks the harness, not speed
     python -m bench --only research,concurrency --out /tmp/bench
+
+RESULTS.md and results.json are rewritten (atomically) as each figure is measured: a run that is
+stopped, or a suite cut by its time budget, keeps every finished row and names the others.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.harness import BENCH_DIR, SUITES, run_all, select, write_results
+from bench.harness import BENCH_DIR, SUITES, Run, run_all, select, write_results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,7 +39,10 @@ def main(argv: list[str] | None = None) -> int:
             if done.returncode != 0:
                 print(f"{module} --setup failed (exit {done.returncode}); its rows will say not measured",
                       file=sys.stderr)
-    run = run_all(select(args.only), quick=args.quick, budget_s=args.budget_s)
+    def save(run: Run, suite_done: bool) -> None:  # every figure on disk the moment it is measured
+        write_results(run, args.out, plots=suite_done and not args.no_plots)
+
+    run = run_all(select(args.only), quick=args.quick, budget_s=args.budget_s, on_update=save)
     files = write_results(run, args.out, plots=not args.no_plots)
     json.dump({"elapsed_s": run.elapsed_s, "records": len(run.records),
                "files": {k: str(v) for k, v in files.items()}}, sys.stdout, indent=2)

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import emit, figure, median, timed
+from bench.common import emit, emit_record, figure, median, timed
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -160,8 +160,8 @@ async def circuit_skip(repeat: int) -> list[dict[str, Any]]:
 
 async def main(quick: bool) -> None:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    records = await failover(repeat=10 if quick else 40, anchor_repeat=1 if quick else 3)
-    records += await circuit_skip(repeat=200 if quick else 2000)
+    records = [emit_record(r) for r in await failover(repeat=10 if quick else 40, anchor_repeat=1 if quick else 3)]
+    records += [emit_record(r) for r in await circuit_skip(repeat=200 if quick else 2000)]
     emit(records)
 
 

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import bare_three_node_graph, emit, figure, median, timed
+from bench.common import bare_three_node_graph, emit, emit_record, figure, median, timed
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -159,7 +159,8 @@ async def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--quick", action="store_true", help="few samples; checks the harness, not speed")
     args = parser.parse_args(argv)
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    records = [await cold_start(2 if args.quick else 7), *await delegation_overhead(3 if args.quick else 30)]
+    records = [emit_record(await cold_start(2 if args.quick else 7))]  # on stdout at once: a later cut keeps it
+    records += [emit_record(r) for r in await delegation_overhead(3 if args.quick else 30)]
     emit(records)
     return records
 

@@ -1,12 +1,21 @@
-"""Small helpers shared by the bench scripts: timing, medians, one JSON record per figure."""
+"""Small helpers shared by the bench scripts: timing, medians, one JSON record per figure.
+
+A suite keeps what it measured by printing each finished part at once (``emit_part``,
+``emit_record``): the harness writes it to the results files the moment it arrives, so a suite
+cut by its time budget or killed by a crash keeps its finished rows. ``seconds_left`` reads the
+budget the harness gave the suite, so slow rows can size themselves to it.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import platform
 import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 
@@ -46,6 +55,52 @@ def median(samples: list[float]) -> float:
 def emit(records: list[dict[str, Any]]) -> None:
     json.dump(records, sys.stdout, indent=2)
     sys.stdout.write("\n")
+
+
+#: Prefix of a stdout line that carries one finished part of a suite: ``bench-part {"key": k, "value": v}``.
+PART_PREFIX = "bench-part "
+#: Environment variable holding the wall-clock time (``time.time()``) by which the suite must be done.
+DEADLINE_ENV = "BENCH_DEADLINE"
+
+
+def emit_part(key: str, value: Any) -> None:
+    """Print one finished part of a suite's summary now, so a later timeout or crash cannot lose it."""
+    sys.stdout.write(PART_PREFIX + json.dumps({"key": key, "value": value}) + "\n")
+    sys.stdout.flush()
+
+
+def emit_record(record: dict[str, Any]) -> dict[str, Any]:
+    """Print one finished figure record now (a suite that prints records, not a summary)."""
+    emit_part(record["name"], record)
+    return record
+
+
+def seconds_left(default: float = float("inf")) -> float:
+    """Seconds until the harness's deadline for this suite; ``default`` when run by hand."""
+    deadline = os.environ.get(DEADLINE_ENV)
+    if not deadline:
+        return default
+    try:
+        return float(deadline) - time.time()
+    except ValueError:
+        return default
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (``platform.processor()`` elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def machine() -> str:
+    """Which machine made a figure: CPU model and core count (``Intel(R) Xeon(R) ..., 2 cores``)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{cpu_model()}, {cores} cores"
 
 
 def bare_three_node_graph(state_type: Any, call: Callable[[Any], Awaitable[Any]], last: Callable[[Any], Awaitable[Any]],

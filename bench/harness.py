@@ -27,6 +27,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import adapters
+from bench.common import DEADLINE_ENV, PART_PREFIX, machine
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = ROOT / "bench"
@@ -51,6 +53,8 @@ class Expected:
     unit: str
     anchor: str
     goal: str
+    #: the key of the ``bench-part`` that yields this row (None: a record of this very name)
+    part: str | None = None
 
 
 @dataclass(frozen=True)
@@ -80,7 +84,8 @@ SUITES: tuple[Suite, ...] = (
     ), full_timeout_s=300),
     Suite("failover", "bench.bench_failover", (
         Expected("failover, primary refused / 500", "ms",
-                 "fallback alone; litellm Router with default retries", "<= +20 ms"),
+                 "fallback alone; litellm Router with default retries", "<= +20 ms",
+                 part="failover when the primary refuses"),
     ), full_timeout_s=240),
     Suite("research", "bench.bench_research", (
         Expected("research fan-out, 8 searches x 200 ms", "ms", "one search", "<= 1.2x"),
@@ -102,9 +107,14 @@ SUITES: tuple[Suite, ...] = (
         Expected("background removal images/s", "images/s", "rembg CLI", ">= 1x (batch >= 2x)"),
     ), quick_args=("--quick",), full_timeout_s=300, quick_timeout_s=180, adapt=adapters.rembg),
     Suite("image", "bench.bench_image", (
-        Expected("upscale anime-6B x4, CPU, output MP/s", "MP/s", "RealESRGANer (own venv); ncnn", ">= 1.5x, >= 2x"),
-        Expected("upscale peak RSS, 2048x2048 input", "MB", "RealESRGANer tile=0", "<= 2 GB"),
-        Expected("GPU upscale fp16 (when a GPU is lent)", "MP/s", "RealESRGANer fp16, same GPU", ">= 2x"),
+        Expected("upscale anime-6B x4, CPU, output MP/s", "MP/s", "RealESRGANer (own venv); ncnn", ">= 1.5x, >= 2x",
+                 part="upscale"),
+        Expected("upscale peak RSS, 2048x2048 input", "MB", "RealESRGANer tile=0", "<= 2 GB",
+                 part="peak_rss_upscale"),
+        Expected("RealESRGANer peak RSS (tile=0 scaling, tile=400 at 2048x2048)", "MB", "the 2 GB goal",
+                 "reference", part="peak_rss_realesrganer"),
+        Expected("GPU upscale fp16 (when a GPU is lent)", "MP/s", "RealESRGANer fp16, same GPU", ">= 2x",
+                 part="upscale"),
     ), full_timeout_s=840, quick_timeout_s=240, adapt=adapters.image),
 )
 
@@ -131,53 +141,124 @@ def parse_records(stdout: str) -> Any:
     raise ValueError("no JSON records on stdout")
 
 
-def _run(args: list[str], env: dict[str, str], timeout_s: float) -> subprocess.CompletedProcess[str]:
-    """``subprocess.run`` in its own process group: a timeout also ends the suite's own children."""
+@dataclass
+class _Outcome:
+    """What a suite's process did: its exit status (``None``: killed at its time limit) and output."""
+
+    returncode: int | None
+    stdout: str
+    stderr: str
+
+
+def _stream(args: list[str], env: dict[str, str], timeout_s: float,
+            on_part: Callable[[str, Any], None]) -> _Outcome:
+    """Run ``args`` in its own process group, calling ``on_part`` for each ``bench-part`` line as it
+    is printed; past ``timeout_s`` the whole group (the suite's own children too) is killed."""
+    out_lines: list[str] = []
+    err_lines: list[str] = []
     with subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           start_new_session=True) as proc:
+        def read_stdout() -> None:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                out_lines.append(line)
+                if line.startswith(PART_PREFIX):
+                    try:
+                        part = json.loads(line[len(PART_PREFIX):])
+                        key, value = str(part["key"]), part["value"]
+                    except (ValueError, KeyError, TypeError):
+                        continue  # a torn line from a killed process: the part was not finished
+                    on_part(key, value)
+
+        def read_stderr() -> None:
+            assert proc.stderr is not None
+            err_lines.extend(proc.stderr)
+
+        readers = [threading.Thread(target=fn, daemon=True) for fn in (read_stdout, read_stderr)]
+        for reader in readers:
+            reader.start()
         try:
-            stdout, stderr = proc.communicate(timeout=timeout_s)
+            returncode: int | None = proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
-            stdout, stderr = proc.communicate()
-            raise subprocess.TimeoutExpired(args, timeout_s, output=stdout, stderr=stderr) from None
-    return subprocess.CompletedProcess(args, proc.returncode, stdout, stderr)
+            proc.wait()
+            returncode = None
+        for reader in readers:
+            reader.join(timeout=10)
+    return _Outcome(returncode, "".join(out_lines), "".join(err_lines))
 
 
-def run_suite(suite: Suite, quick: bool, timeout_s: float) -> list[dict[str, Any]]:
-    """Run one suite in a subprocess; always returns at least one record per expected figure."""
+def _adapted(suite: Suite, data: Any, command: str) -> list[dict[str, Any]]:
+    records = suite.adapt(data, command) if suite.adapt else data
+    if isinstance(records, dict):
+        records = [records]
+    if not isinstance(records, list) or not all(isinstance(r, dict) and "name" in r for r in records):
+        raise ValueError("the suite printed something other than figure records")
+    return records
+
+
+def _partial(suite: Suite, parts: dict[str, Any], printed: str, command: str) -> list[dict[str, Any]]:
+    """Records from the parts a suite finished (else the last record list it printed), or none."""
+    try:
+        if parts:
+            return _adapted(suite, dict(parts) if suite.adapt else list(parts.values()), command)
+        data = parse_records(printed) if printed.strip() else None
+        return _adapted(suite, data, command) if isinstance(data, list) and data else []
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return []
+
+
+def _finished(expected: Expected, parts: dict[str, Any], records: list[dict[str, Any]]) -> bool:
+    return expected.part in parts if expected.part else any(r.get("name") == expected.name for r in records)
+
+
+def suite_rows(suite: Suite, command: str, parts: dict[str, Any], printed: str, why: str) -> list[dict[str, Any]]:
+    """A suite that did not finish: the rows it finished, then each unfinished row named with ``why``."""
+    kept = _partial(suite, parts, printed, command)
+    for record in kept:
+        record["command"] = command
+    unfinished = [_placeholder(e, command, why) for e in suite.figures if not _finished(e, parts, kept)]
+    if kept and not unfinished:  # every expected row came, but the suite did not: say so
+        unfinished = [_placeholder(Expected(f"{suite.name}: the rest of the suite", "", "", ""), command, why)]
+    return [*kept, *unfinished]
+
+
+def run_suite(suite: Suite, quick: bool, timeout_s: float,
+              on_progress: Callable[[list[dict[str, Any]]], None] | None = None) -> list[dict[str, Any]]:
+    """Run one suite in a subprocess; always returns at least one record per expected figure.
+
+    ``on_progress`` gets the suite's rows so far each time it finishes a part (finished rows, then
+    the rows still being measured), so the caller can write them to disk at once.
+    """
     command = suite.command(quick)
     if importlib.util.find_spec(suite.module) is None:
         return [_placeholder(e, command, f"not available: {suite.module} is not in this checkout")
                 for e in suite.figures]
-    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "PYTHONUNBUFFERED": "1"}
-    try:
-        with tempfile.TemporaryDirectory(prefix="bench-") as tmpdir:  # side files a module writes
-            args = [sys.executable, "-m", suite.module,
-                    *(a.replace("{tmpdir}", tmpdir) for a in (suite.quick_args if quick else suite.full_args))]
-            done = _run(args, env, timeout_s)
-    except subprocess.TimeoutExpired as exc:
-        note = f"not measured: {suite.module} ran past {timeout_s:.0f} s"
-        printed = exc.output if isinstance(exc.output, str) else ""
-        try:  # a module that prints records as it goes keeps what it finished
-            partial = parse_records(printed) if printed.strip() else None
-        except ValueError:
-            partial = None
-        if isinstance(partial, list) and partial and all(isinstance(r, dict) and "name" in r for r in partial):
-            for record in partial:
-                record["command"] = command
-            return [*partial, _placeholder(Expected(f"{suite.name}: the rest of the suite", "", "", ""), command, note)]
-        return [_placeholder(e, command, note) for e in suite.figures]
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "PYTHONUNBUFFERED": "1",
+           DEADLINE_ENV: f"{time.time() + timeout_s:.3f}"}
+    parts: dict[str, Any] = {}
+
+    def on_part(key: str, value: Any) -> None:
+        parts[key] = value
+        if on_progress is not None:
+            on_progress(suite_rows(suite, command, parts, "", "measuring: this row is not finished yet"))
+
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmpdir:  # side files a module writes
+        args = [sys.executable, "-m", suite.module,
+                *(a.replace("{tmpdir}", tmpdir) for a in (suite.quick_args if quick else suite.full_args))]
+        done = _stream(args, env, timeout_s, on_part)
     tail = " | ".join(done.stderr.strip().splitlines()[-3:])[-400:]
+    if done.returncode is None:
+        why = f"not measured: {suite.module} ran past {timeout_s:.0f} s (its share of the time budget)"
+        return suite_rows(suite, command, parts, done.stdout, why)
     if done.returncode != 0:
-        return [_placeholder(e, command, f"failed: exit {done.returncode}: {tail}") for e in suite.figures]
+        return suite_rows(suite, command, parts, "", f"failed: exit {done.returncode}: {tail}")
     try:
-        data = parse_records(done.stdout)
-        records = suite.adapt(data, command) if suite.adapt else data
+        records = _adapted(suite, parse_records(done.stdout), command)
     except (ValueError, KeyError, TypeError) as exc:
+        if parts:
+            return suite_rows(suite, command, parts, "", f"failed: unreadable output ({exc}): {tail}")
         return [_placeholder(e, command, f"failed: unreadable output ({exc}): {tail}") for e in suite.figures]
-    if isinstance(records, dict):
-        records = [records]
     for record in records:
         record["command"] = command if quick else (record.get("command") or command)
     return records
@@ -193,48 +274,79 @@ def clean(record: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass
 class Run:
-    """One harness run: its records (with plot data) and its circumstances."""
+    """One harness run: its records (with plot data) and its circumstances.
+
+    ``records`` are final; ``pending`` are the rows still to come while the run goes on (the running
+    suite's unfinished rows, then every suite not reached yet), so a file written mid-run names them.
+    """
 
     quick: bool
     records: list[dict[str, Any]] = field(default_factory=list)
+    pending: list[dict[str, Any]] = field(default_factory=list)
     started: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     load_before: tuple[float, ...] = field(default_factory=lambda: os.getloadavg())
     load_after: tuple[float, ...] = ()
     elapsed_s: float = 0.0
     suite_seconds: dict[str, float] = field(default_factory=dict)
+    finished: bool = False
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Every row of the report: the final ones, then those still to come."""
+        return [*self.records, *self.pending]
+
+
+#: What a row still to come says if the run stops before it (the harness killed, the machine gone).
+NOT_REACHED = "not measured: the run had not reached this suite when this file was written"
 
 
 def run_all(suites: Sequence[Suite], quick: bool, budget_s: float | None = None,
-            log: Callable[[str], None] = lambda line: print(line, file=sys.stderr)) -> Run:
-    """Run ``suites`` in order within ``budget_s``; suites past the budget are reported, not run."""
+            log: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+            on_update: Callable[[Run, bool], None] | None = None) -> Run:
+    """Run ``suites`` in order within ``budget_s``; suites past the budget are reported, not run.
+
+    ``on_update(run, suite_done)`` is called before the first suite, each time a suite finishes a
+    part, and after each suite, so every figure reaches disk the moment it is measured.
+    """
     run = Run(quick=quick)
     started = time.perf_counter()
     budget_s = budget_s if budget_s is not None else (FULL_BUDGET_S if not quick else 10 * 60)
-    for suite in suites:
+
+    def not_reached(rest: Sequence[Suite]) -> list[dict[str, Any]]:
+        return [_placeholder(e, s.command(quick), NOT_REACHED) for s in rest for e in s.figures]
+
+    def update(suite_done: bool) -> None:
+        run.elapsed_s = round(time.perf_counter() - started, 1)
+        if on_update is not None:
+            on_update(run, suite_done)
+
+    run.pending = not_reached(suites)
+    update(False)
+    for index, suite in enumerate(suites):
         left = budget_s - (time.perf_counter() - started)
         limit = min(suite.quick_timeout_s if quick else suite.full_timeout_s, left)
+        rest = not_reached(suites[index + 1:])
         if limit <= 5:
             run.records += [_placeholder(e, suite.command(quick), "not run: the harness's time budget was spent")
                             for e in suite.figures]
+            run.pending = rest
+            update(False)
             continue
         log(f"bench: {suite.name} ({suite.command(quick)}), limit {limit:.0f} s")
         suite_started = time.perf_counter()
-        run.records += run_suite(suite, quick, limit)
+
+        def progress(rows: list[dict[str, Any]], rest: list[dict[str, Any]] = rest) -> None:
+            run.pending = [*rows, *rest]
+            update(False)
+
+        run.records += run_suite(suite, quick, limit, on_progress=progress)
+        run.pending = rest
         run.suite_seconds[suite.name] = round(time.perf_counter() - suite_started, 1)
         log(f"bench: {suite.name} done in {run.suite_seconds[suite.name]} s")
-    run.elapsed_s = round(time.perf_counter() - started, 1)
+        update(True)
     run.load_after = os.getloadavg()
+    run.finished = True
+    update(False)
     return run
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def _cell(value: Any) -> str:
@@ -248,31 +360,36 @@ def _cell(value: Any) -> str:
 
 
 def write_markdown(run: Run, path: Path, plots: list[Path]) -> None:
+    """RESULTS.md: every row of ``run`` (the final ones and those still to come), written atomically."""
     load = ", ".join(f"{v:.2f}" for v in run.load_before)
-    load_after = ", ".join(f"{v:.2f}" for v in run.load_after)
+    load_after = ", ".join(f"{v:.2f}" for v in run.load_after or os.getloadavg())
+    state = (f"{run.elapsed_s:.0f} s in all" if run.finished else
+             f"**in progress** after {run.elapsed_s:.0f} s: {len(run.pending)} rows still to come, each "
+             "saying why it has no figure yet")
     lines = [
         "# Bench results",
         "",
         f"Generated by `python -m bench{' --quick' if run.quick else ''}` on {run.started} "
-        f"({'quick mode: tiny sizes, the numbers mean nothing' if run.quick else 'full run'}); "
-        f"{run.elapsed_s:.0f} s in all.",
+        f"({'quick mode: tiny sizes, the numbers mean nothing' if run.quick else 'full run'}); {state}.",
         "",
-        f"Machine: {os.cpu_count()} CPU cores ({_cpu_model()}), no GPU, Python {platform.python_version()}, "
+        f"Machine: {machine()}, no GPU, Python {platform.python_version()}, "
         f"{platform.system()} {platform.release()}. Load average (1, 5, 15 min) {load} before and "
-        f"{load_after} after: other processes shared these 2 cores during the run, so absolute times are "
-        "noisy; each ratio's anchor was measured in the same run, interleaved where the suite does so.",
+        f"{load_after} {'after' if run.finished else 'now'}: other processes shared these cores during the run, "
+        "so absolute times are noisy; each ratio's anchor was measured in the same run, interleaved where the "
+        "suite does so.",
         "",
         "| figure | value | anchor | anchor value | ratio | goal | met | command |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for r in run.records:
+    rows = run.rows()
+    for r in rows:
         value = f"{_cell(r.get('value'))} {r.get('unit') or ''}".strip() if r.get("value") is not None else "-"
         anchor_value = f"{_cell(r.get('anchor_value'))} {r.get('unit') or ''}".strip() \
             if r.get("anchor_value") is not None else "-"
         met = _cell(r.get("met")) if r.get("met") is not None else "n/a"
         lines.append(f"| {_cell(r.get('name'))} | {value} | {_cell(r.get('anchor'))} | {anchor_value} | "
                      f"{_cell(r.get('ratio'))} | {_cell(r.get('goal'))} | {met} | `{r.get('command')}` |")
-    notes = [r for r in run.records if r.get("note")]
+    notes = [r for r in rows if r.get("note")]
     if notes:
         lines += ["", "## Not measured", ""]
         lines += [f"- **{r['name']}**: {r['note']}" for r in notes]
@@ -282,19 +399,27 @@ def write_markdown(run: Run, path: Path, plots: list[Path]) -> None:
         lines += ["", "## Plots", ""]
         lines += [f"![{p.stem}](plots/{p.name})" for p in plots]
     lines += ["", "What each figure measures, and why a missed goal is missed: bench/README.md.", ""]
-    path.write_text("\n".join(lines), encoding="utf-8")
+    write_atomic(path, "\n".join(lines))
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` in one step: a reader (or a crash) never sees half a file."""
+    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.",
+                                     delete=False) as tmp:
+        tmp.write(text)
+    os.replace(tmp.name, path)
 
 
 def write_results(run: Run, out_dir: Path, plots: bool = True) -> dict[str, Path]:
-    """Write results.json, RESULTS.md and plots/*.png under ``out_dir``."""
+    """Write results.json, RESULTS.md and plots/*.png under ``out_dir`` (each file atomically)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     results = out_dir / "results.json"
-    results.write_text(json.dumps([clean(r) for r in run.records], indent=2) + "\n", encoding="utf-8")
+    write_atomic(results, json.dumps([clean(r) for r in run.rows()], indent=2) + "\n")
     drawn: list[Path] = []
     if plots:
         from bench.plotting import draw_all
 
-        drawn = draw_all(run.records, out_dir / "plots")
+        drawn = draw_all(run.records, out_dir / "plots", machine=machine())
     markdown = out_dir / "RESULTS.md"
     write_markdown(run, markdown, drawn)
     return {"results": results, "markdown": markdown, **{p.stem: p for p in drawn}}

@@ -21,6 +21,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -167,16 +168,27 @@ RSS_PLAN_FULL = ((256, 0, 0.0, False), (512, 0, 0.0, False), (2048, 0, 8.0, Fals
 RSS_PLAN_QUICK = ((256, 0, 0.0, False),)
 
 
-def measure_rss(models_dir: str, threads: int, quick: bool) -> dict[str, Any]:
-    """RealESRGANer's peak-RSS rows, or ``{"error": ...}`` when its venv is missing."""
+def measure_rss(models_dir: str, threads: int, quick: bool,
+                seconds_left: Callable[[], float] = lambda: float("inf")) -> dict[str, Any]:
+    """RealESRGANer's peak-RSS rows, or ``{"error": ...}`` when its venv is missing.
+
+    Each run gets the time ``seconds_left()`` still allows (at most 300 s); a run with under 20 s
+    left is not started and says so, so the rows before it are kept.
+    """
     import tempfile
 
     if check() is None:
         return {"error": f"not measured: the RealESRGANer venv is missing ({SETUP_HINT})"}
+    runs = []
     with tempfile.TemporaryDirectory(prefix="realesrganer-") as tmp:
         model = write_pth(models_dir, Path(tmp))
-        runs = [rss_run(model, size, tile, threads, cap, one)
-                for size, tile, cap, one in (RSS_PLAN_QUICK if quick else RSS_PLAN_FULL)]
+        for size, tile, cap, one in (RSS_PLAN_QUICK if quick else RSS_PLAN_FULL):
+            left = seconds_left() - 5
+            if left < 20:
+                runs.append({"input": f"{size}x{size}", "tile": tile,
+                             "error": "not run: the suite's time budget was spent"})
+                continue
+            runs.append(rss_run(model, size, tile, threads, cap, one, timeout_s=min(300.0, left)))
     return {"runs": runs}
 
 
