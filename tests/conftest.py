@@ -60,3 +60,16 @@ def make_context() -> Any:
         return make
 
     return factory
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    """Two small Markdown sources the research tests search, read and cite."""
+    root = tmp_path / "corpus"
+    root.mkdir(parents=True)
+    (root / "checkpoints.md").write_text(
+        "# LangGraph checkpoints\n\nA checkpointer saves graph state after every step.\n\n"
+        "With durability sync a resumed run re-runs only the interrupted node.\n", encoding="utf-8")
+    (root / "runpod.md").write_text(
+        "# RunPod job states\n\nJobs go IN_QUEUE, IN_PROGRESS, then COMPLETED or FAILED.\n", encoding="utf-8")
+    return root

@@ -30,15 +30,6 @@ def _write(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
-@pytest.fixture
-def corpus(tmp_path: Path) -> Path:
-    root = tmp_path / "corpus"
-    _write(root / "checkpoints.md", "# LangGraph checkpoints\n\nA checkpointer saves graph state after every step.\n\n"
-           "With durability sync a resumed run re-runs only the interrupted node.\n")
-    _write(root / "runpod.md", "# RunPod job states\n\nJobs go IN_QUEUE, IN_PROGRESS, then COMPLETED or FAILED.\n")
-    return root
-
-
 class Script:
     """A FunctionLLM brain: answers by step; records what each step was shown."""
 

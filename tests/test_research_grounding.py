@@ -4,10 +4,8 @@ research graph with the shipped fakes over a real local index."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-import pytest
-from test_research_graph import Script, _context, _local_chain, _node_steps, _write
+from test_research_graph import Script, _context, _local_chain, _node_steps
 
 from graphs.research.action import ResearchInput, research
 from graphs.research.extractive import extractive_report
@@ -144,15 +142,6 @@ class LocalFamily(FunctionLLM):
     async def complete(self, messages: list[Message], config: LLMConfig) -> LLMResponse:
         response = await super().complete(messages, config)
         return response.model_copy(update={"provider": "local", "model": "local"})
-
-
-@pytest.fixture
-def corpus(tmp_path: Path) -> Path:
-    root = tmp_path / "corpus"
-    _write(root / "checkpoints.md", "# LangGraph checkpoints\n\nA checkpointer saves graph state after every step.\n\n"
-           "With durability sync a resumed run re-runs only the interrupted node.\n")
-    _write(root / "runpod.md", "# RunPod job states\n\nJobs go IN_QUEUE, IN_PROGRESS, then COMPLETED or FAILED.\n")
-    return root
 
 
 def _cited(report: str) -> set[int]:

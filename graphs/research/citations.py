@@ -106,6 +106,22 @@ def _strip_invalid(text: str, valid: set[int], removed: list[dict[str, Any]]) ->
     return re.sub(r"[ \t]*\x00", "", cleaned)
 
 
+_LEAD_MARKERS = re.compile(r"^((?:\[[\d,\s;\-–]+\]\s*)+)(.*)$")
+
+
+def split_sentences(line: str) -> list[str]:
+    """Sentences of one line; a citation written after the full stop stays with its sentence."""
+    sentences: list[str] = []
+    for piece in SENTENCE_BREAK.split(line.strip()):
+        lead = _LEAD_MARKERS.match(piece)
+        if lead and sentences:
+            sentences[-1] += " " + lead.group(1).strip()
+            piece = lead.group(2)
+        if piece.strip():
+            sentences.append(piece.strip())
+    return sentences
+
+
 def _sentences(body: str) -> list[str]:
     sentences: list[str] = []
     in_code = False
@@ -115,13 +131,7 @@ def _sentences(body: str) -> list[str]:
             continue
         if in_code or not line.strip() or _HEADING.match(line):
             continue
-        for piece in SENTENCE_BREAK.split(_LIST_MARKER.sub("", line).strip()):
-            lead = re.match(r"^((?:\[[\d,\s;\-–]+\]\s*)+)(.*)$", piece)
-            if lead and sentences:
-                sentences[-1] += " " + lead.group(1).strip()
-                piece = lead.group(2)
-            if piece.strip():
-                sentences.append(piece.strip())
+        sentences += split_sentences(_LIST_MARKER.sub("", line))
     return sentences
 
 

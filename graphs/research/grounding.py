@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from graphs.research.citations import CITE_MARKER, invalid_citation, marker_ids
-from graphs.research.passages import SENTENCE_BREAK, Passage, content_stems, numbers_in
+from graphs.research.citations import CITE_MARKER, invalid_citation, marker_ids, split_sentences
+from graphs.research.passages import Passage, content_stems, numbers_in
 
 #: share of a sentence's content words one cited passage must contain
 MIN_OVERLAP = 0.6
@@ -28,7 +28,6 @@ _LOOP_NGRAM, _LOOP_TIMES = 3, 3
 _PREFIX = re.compile(r"^(\s*(?:>\s*)*(?:(?:[-*+]|\d+[.)])\s+)?)")
 _HEADING = re.compile(r"^\s{0,3}(#{1,6})\s")
 _LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
-_LEAD_MARKERS = re.compile(r"^((?:\[[\d,\s;\-–]+\]\s*)+)(.*)$")
 _CODE_SPAN = re.compile(r"`[^`\n]*`")
 _LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
 _QUOTED = re.compile(r"\"([^\"\n]{3,300})\"|“([^”\n]{3,300})”|`([^`\n]{2,200})`")
@@ -43,19 +42,6 @@ def normalise(sentence: str) -> str:
 
 def _flat(text: str) -> str:
     return " ".join(text.replace("`", "").replace("*", "").lower().split())
-
-
-def _split(body: str) -> list[str]:
-    """Sentences of one line; a citation after the full stop stays with its sentence."""
-    sentences: list[str] = []
-    for piece in SENTENCE_BREAK.split(body.strip()):
-        lead = _LEAD_MARKERS.match(piece)
-        if lead and sentences:
-            sentences[-1] += " " + lead.group(1).strip()
-            piece = lead.group(2)
-        if piece.strip():
-            sentences.append(piece.strip())
-    return sentences
 
 
 def _block_start(line: str) -> bool:
@@ -105,7 +91,7 @@ def _rewrite(text: str, keep: Callable[[str], bool], keep_line: Callable[[str], 
         if keep_line is not None and not keep_line(line):
             continue
         prefix = _PREFIX.match(line).group(1)  # type: ignore[union-attr]
-        kept = [s for s in _split(line[len(prefix):]) if keep(s)]
+        kept = [s for s in split_sentences(line[len(prefix):]) if keep(s)]
         if kept:
             out.append(prefix + " ".join(kept))
     return re.sub(r"\n{3,}", "\n\n", "\n".join(out)).strip() + "\n"
