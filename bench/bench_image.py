@@ -299,7 +299,7 @@ def rss_child(models_dir: str, size: int, device: str, stand_in: bool = False) -
     from providers.image.upscale import RealESRGANUpscaler, UpscaleSettings
 
     data = _png(_image(size))
-    settings = UpscaleSettings(models_dir=models_dir, device=device)  # config defaults: fp32 on CPU
+    settings = UpscaleSettings(models_dir=models_dir, device=device, precision="fp32")  # the fp32 row, on any CPU
     provider = RealESRGANUpscaler(settings, ImageLimits(max_output_pixels=1 << 30))
     counts: dict[str, int] = {}
     if stand_in:  # the provider's own tiling and buffers; only most tiles skip the network

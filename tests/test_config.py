@@ -120,3 +120,10 @@ def test_checkpointer_auto_is_postgres_exactly_when_a_dsn_is_set(monkeypatch: py
     section = load_config(root / "config.yaml").checkpointer
     assert section.kind == "postgres" and section.dsn == "postgresql://swarm:pw@db:5432/swarm"
     assert "pw" not in str(redacted_dump(load_config(root / "config.yaml"))["checkpointer"])
+
+
+def test_the_renamed_half_key_says_what_replaced_it(config_file: Path) -> None:
+    text = config_file.read_text().replace('      tile: 256\n', '      tile: 256\n      half: "on"\n', 1)
+    config_file.write_text(text)
+    with pytest.raises(ConfigError, match=r"providers\.image\.upscale.*half was replaced by precision"):
+        load_config(config_file)

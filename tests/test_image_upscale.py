@@ -30,7 +30,10 @@ def models_dir():
 
 
 def upscaler(models_dir, **kw) -> RealESRGANUpscaler:
+    """fp32 pinned: these tests hold the bit-level agreement that ``precision: fp32`` promises
+    (``auto`` is tests/test_image_precision.py)."""
     limits = kw.pop("limits", None)
+    kw.setdefault("precision", "fp32")
     return RealESRGANUpscaler(UpscaleSettings(models_dir=models_dir, device="cpu", **kw), limits)
 
 
@@ -56,6 +59,7 @@ async def test_agrees_with_ncnn_within_one_level(models_dir, model, reference):
     assert out.shape == ref.shape == (192, 192, 3)
     assert np.abs(out - ref).max() <= 1
     assert step.model == model and "device=cpu" in step.detail and "tiles=1" in step.detail
+    assert "precision=fp32 (pinned in config)" in step.detail
 
 
 async def test_tiled_output_matches_untiled_and_overlap_matters(models_dir):

@@ -1,7 +1,9 @@
 """Real-ESRGAN upscaling on torch, with weights from the model store.
 
-CPU by default (fp32, or bf16 autocast when ``half: on``), CUDA when present (fp16 unless
-``half: off``). Tiled with overlap so memory is bounded; the alpha channel is upscaled
+CPU by default, CUDA when present. ``precision: auto`` (the default) runs fp16 on CUDA and, on
+CPU, the fastest path within the accuracy floor, measured once per machine and model
+(``precision.py``: bf16 autocast where the CPU has it, else fp32); ``fp32``, ``bf16`` or ``fp16``
+pin one. Tiled with overlap so memory is bounded; the alpha channel is upscaled
 separately (Lanczos) and put back; a scale the network lacks is reached by resampling its
 native x4 output. torch is imported on first use only.
 """
@@ -12,13 +14,15 @@ import os
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from core.errors import InputError, ProviderUnavailable
+from core.errors import ConfigError, InputError, ProviderUnavailable
 from providers.base import ImageAction, ImageConfig, TraceStep
 from providers.image.backend import SingleActionBackend
 from providers.image.imageio import ImageLimits, check_output_pixels, encode, open_checked, to_rgb_alpha
+from providers.image.precision import CACHE_FILE, AutoPrecision, CpuInfo, describe_pinned, read_cpu_info
 
 if TYPE_CHECKING:
     import numpy as np
@@ -38,7 +42,7 @@ class UpscaleSettings:
     tile: int = 256
     tile_pad: int = 16
     device: str = "auto"
-    half: str = "auto"
+    precision: str = "auto"
     models_dir: str | None = None
 
 
@@ -71,9 +75,22 @@ class RealESRGANUpscaler(SingleActionBackend):
     action = ImageAction.UPSCALE
     name = PROVIDER
 
-    def __init__(self, settings: UpscaleSettings, limits: ImageLimits | None = None) -> None:
+    def __init__(
+        self,
+        settings: UpscaleSettings,
+        limits: ImageLimits | None = None,
+        *,
+        cpu_info: Callable[[], CpuInfo] = read_cpu_info,
+        auto_precision: AutoPrecision | None = None,
+    ) -> None:
+        from providers.image.weights import resolve_models_dir
+
         self.settings = settings
         self.limits = limits or ImageLimits()
+        self.cpu_info = cpu_info
+        self.auto_precision = auto_precision or AutoPrecision(
+            resolve_models_dir(settings.models_dir) / CACHE_FILE, cpu_info
+        )
         self._models: OrderedDict[tuple[str, str, str], tuple[Any, int]] = OrderedDict()
         self._lock = threading.Lock()  # one inference at a time: the intra-op pool is shared
 
@@ -92,17 +109,34 @@ class RealESRGANUpscaler(SingleActionBackend):
 
     # --- model handling ----------------------------------------------------------------------
 
-    def device_and_dtype(self) -> tuple[str, str]:
-        """``(device, precision)``: precision is float32, float16 (CUDA) or bfloat16 (CPU autocast)."""
+    def device(self) -> str:
+        """``cuda`` or ``cpu``, from ``providers.image.upscale.device`` and what torch sees."""
         torch = _torch()
         wanted = self.settings.device
         if wanted == "cuda" and not torch.cuda.is_available():
             raise ProviderUnavailable(PROVIDER, "device cuda requested but torch sees no CUDA GPU")
-        device = "cuda" if wanted == "cuda" or (wanted == "auto" and torch.cuda.is_available()) else "cpu"
-        half = self.settings.half
+        return "cuda" if wanted == "cuda" or (wanted == "auto" and torch.cuda.is_available()) else "cpu"
+
+    def precision(self, name: str, device: str) -> tuple[str, str]:
+        """``(precision, trace text)`` for model ``name`` on ``device``: pinned in config, or
+        (``auto``) fp16 on CUDA and the measured choice on CPU. Call with the lock held: a
+        measurement runs the model."""
+        pinned = self.settings.precision
+        if pinned == "fp16" and device == "cpu":
+            raise ConfigError(
+                "fp16 is for CUDA; on CPU use auto, bf16 or fp32", key="providers.image.upscale.precision"
+            )
+        if pinned != "auto":
+            return pinned, describe_pinned(pinned, self.cpu_info() if device == "cpu" else None)
         if device == "cuda":
-            return device, "float32" if half == "off" else "float16"
-        return device, "bfloat16" if half == "on" else "float32"
+            return "fp16", "fp16 (auto: the CUDA default, not measured)"
+        network, _ = self._model(name, device, "fp32")
+
+        def run(precision: str, image: np.ndarray) -> np.ndarray:
+            return self._infer_fn(network, device, precision)(image)
+
+        decision = self.auto_precision.decide(name, str(_torch().__version__), run)
+        return decision.precision, decision.describe()
 
     def _model(self, name: str, device: str, precision: str) -> tuple[Any, int]:
         from providers.image import pull as weights_pull
@@ -110,7 +144,8 @@ class RealESRGANUpscaler(SingleActionBackend):
         spec = weights.entry(name)
         if spec.kind != "upscale":
             raise InputError(f"{name!r} is not an upscaling model", field="model")
-        key = (spec.name, device, precision)
+        weights_dtype = "fp16" if precision == "fp16" else "fp32"  # bf16 is autocast on fp32 weights
+        key = (spec.name, device, weights_dtype)
         if key in self._models:
             self._models.move_to_end(key)
             return self._models[key]
@@ -121,7 +156,7 @@ class RealESRGANUpscaler(SingleActionBackend):
         from providers.image import archs
 
         network, _ = archs.load(str(path), device=device)
-        if precision == "float16":
+        if weights_dtype == "fp16":
             network = network.half()
         # NHWC lets oneDNN (CPU) and cuDNN tensor cores (CUDA fp16) pick their faster kernels
         network = network.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
@@ -138,10 +173,10 @@ class RealESRGANUpscaler(SingleActionBackend):
         def infer(piece: np.ndarray) -> np.ndarray:
             with torch.inference_mode():
                 x = torch.from_numpy(np.array(piece, dtype=np.uint8)).to(device).permute(2, 0, 1)[None]
-                x = x.to(torch.float16 if precision == "float16" else torch.float32).div_(255.0)
+                x = x.to(torch.float16 if precision == "fp16" else torch.float32).div_(255.0)
                 x = x.contiguous(memory_format=torch.channels_last)
-                if precision == "bfloat16":
-                    with torch.autocast("cpu", dtype=torch.bfloat16):
+                if precision == "bf16":
+                    with torch.autocast(device, dtype=torch.bfloat16):
                         y = network(x)
                 else:
                     y = network(x)
@@ -169,9 +204,10 @@ class RealESRGANUpscaler(SingleActionBackend):
         width, height = img.size
         check_output_pixels(width, height, scale, self.limits)
         rgb, alpha = to_rgb_alpha(img)
-        device, precision = self.device_and_dtype()
+        device = self.device()
         tile = self.settings.tile if config.tile is None else config.tile
         with self._lock:
+            precision, why = self.precision(name, device)
             network, native = self._model(name, device, precision)
             check_output_pixels(width, height, native, self.limits)
             out, tiles = self._run(rgb, network, native, device, precision, tile)
@@ -184,7 +220,7 @@ class RealESRGANUpscaler(SingleActionBackend):
             model=name,
             latency_ms=(time.perf_counter() - started) * 1000,
             detail=(
-                f"device={device} precision={precision} tiles={tiles} tile={tile} in={width}x{height}"
+                f"device={device} precision={why} tiles={tiles} tile={tile} in={width}x{height}"
                 f" out={result.size[0]}x{result.size[1]} scale={scale} native={native}"
                 f" alpha={'kept' if alpha is not None else 'none'}"
             ),
