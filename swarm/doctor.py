@@ -319,7 +319,22 @@ async def check_checkpointer(config: SwarmConfig) -> Finding:
     if section.kind == "memory":
         return Finding("checkpointer", "info", "memory: nothing survives a restart (jobs cannot resume)")
     where = Path(section.path).expanduser() if section.kind == "sqlite" else "(checkpointer.dsn)"
+    if section.kind == "sqlite" and runpod_worker() and not str(where).startswith(NETWORK_VOLUME):
+        return Finding(
+            "checkpointer", "warn",
+            f"sqlite {where}: opened, but inside this worker: a job resumes only on the worker that ran it",
+            f"set SWARM_CHECKPOINTER_DSN (PostgreSQL) or SWARM_HOME={NETWORK_VOLUME}/swarm (a network volume)",
+        )
     return Finding("checkpointer", "ok", f"{section.kind} {where}: opened")
+
+
+#: Where RunPod mounts an endpoint's network volume.
+NETWORK_VOLUME = "/runpod-volume"
+
+
+def runpod_worker() -> bool:
+    """Running as a RunPod worker (RunPod sets these; so does ``scripts/worker-image check``)."""
+    return bool(os.environ.get("RUNPOD_POD_ID") or os.environ.get("RUNPOD_WEBHOOK_GET_JOB"))
 
 
 def _health_summary(reply: Any) -> str:

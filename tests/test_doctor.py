@@ -284,3 +284,21 @@ def test_the_real_local_model_passes_its_canary_and_is_stopped_after(
     assert f"port {port}" in canary["detail"] and "started it" in canary["detail"]
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=2)
+
+
+def test_sqlite_checkpoints_inside_a_runpod_worker_are_a_warning_with_the_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("SWARM_CHECKPOINTER_DSN", raising=False)
+    monkeypatch.setenv("SWARM_HOME", str(tmp_path / "state"))
+    config = write_config(tmp_path)
+    monkeypatch.delenv("RUNPOD_POD_ID", raising=False)
+    monkeypatch.delenv("RUNPOD_WEBHOOK_GET_JOB", raising=False)
+    _, found = findings(capsys, config, "--quick")
+    assert found["checkpointer"]["status"] == "ok"
+
+    monkeypatch.setenv("RUNPOD_POD_ID", "pod-1")
+    _, found = findings(capsys, config, "--quick")
+    line = found["checkpointer"]
+    assert line["status"] == "warn" and "resumes only on the worker that ran it" in line["detail"]
+    assert "SWARM_CHECKPOINTER_DSN" in line["fix"] and "/runpod-volume" in line["fix"]
