@@ -123,7 +123,7 @@ class JobManager:
             if existing is not None:
                 return await self.result(existing["job_id"], owner, wait_s=wait_s, progress=progress)
         runner = self._runner()
-        if is_remote(runner):
+        if isinstance(runner, RemoteExecutor):
             job_id = await self._submit_remote(runner, job, owner, idempotency_key)
         else:
             job_id = str(uuid.uuid4())
@@ -343,11 +343,6 @@ class JobManager:
 
 
 REMOTE_FINAL_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"})
-
-
-def is_remote(runner: Any) -> bool:
-    """An executor whose jobs live on an endpoint (``submit``/``status``/``cancel`` by remote id)."""
-    return isinstance(runner, RemoteExecutor)
 
 
 def _error_of(exc: BaseException) -> dict[str, str]:

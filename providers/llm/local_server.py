@@ -139,12 +139,6 @@ class LocalServerManager:
             self._log_dir = state_dir() / "logs"
         return self._log_dir
 
-    def forget(self, name: str) -> None:
-        """The server stopped answering: probe (and maybe restart) it before the next call."""
-        server = self._servers.get(name)
-        if server and (server.process is None or server.process.poll() is not None):
-            self._servers.pop(name, None)
-
     async def crash_report(self, name: str) -> str | None:
         """After a failed call: if the server this manager started has exited, say how (and
         forget it, so the next call starts it again); ``None`` when it still runs or is not ours.
@@ -152,8 +146,8 @@ class LocalServerManager:
         A process killed mid-request is seen by the client first, so wait a moment for its exit.
         """
         server = self._servers.get(name)
-        if server is None or server.process is None:
-            self.forget(name)
+        if server is None or server.process is None:  # not ours: probe (and canary) it next call
+            self._servers.pop(name, None)
             return None
         deadline = time.monotonic() + _EXIT_GRACE_S
         while server.process.poll() is None and time.monotonic() < deadline:
