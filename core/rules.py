@@ -20,6 +20,10 @@ JOB_ID_PATTERN = r"^[A-Za-z0-9_.:\-]+$"  # ASCII only: str.isalnum() would admit
 MAX_IDEMPOTENCY_KEY_CHARS = 200
 IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]+$"
 
+#: What separates the pages of a document's text (PDF pages, PPTX slides): a form feed, as
+#: pdftotext writes it. The local index joins pages with it; passages count it to know their page.
+PAGE_BREAK = "\f"
+
 
 def valid_job_id(value: object) -> str | None:
     """``value`` when it is a valid job id, else ``None``."""

@@ -8,6 +8,7 @@ Examples::
     swarm run image_tools upscale --input '{"image": "..."}'
     swarm config check
     swarm doctor
+    swarm index build ~/papers
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 from core.errors import SwarmError
 from core.rules import TIERS
+from swarm import index_cli
 
 
 def _print_trace(trace: list[dict[str, Any]], stream: Any = sys.stderr) -> None:
@@ -156,16 +158,6 @@ def cmd_health(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_index_build(args: argparse.Namespace) -> int:
-    from core.config import config_path, load_config
-    from providers.search.local_index import build_index_from_config
-
-    config = load_config(config_path(args.config))
-    stats = build_index_from_config(config, args.paths or None, reset=args.reset)
-    print(json.dumps(stats.to_dict(), indent=2))
-    return 0
-
-
 def cmd_doctor(args: argparse.Namespace) -> int:
     from swarm.doctor import cmd_doctor as doctor
 
@@ -227,11 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", "--no-canary", dest="quick", action="store_true", help="do not start the local model")
     p.set_defaults(fn=cmd_doctor)
 
-    index = sub.add_parser("index", help="the local search index").add_subparsers(dest="index_command", required=True)
-    p = index.add_parser("build", help="build or update (incrementally) the local index; default: configured paths")
-    p.add_argument("paths", nargs="*", help="folders or files (default: providers.search.backends.local.paths)")
-    p.add_argument("--reset", action="store_true", help="start the index over")
-    p.set_defaults(fn=cmd_index_build)
+    index_cli.add_parser(sub)
 
     for name, (_, help_text) in DELEGATED.items():
         p = sub.add_parser(name, help=help_text, add_help=False)

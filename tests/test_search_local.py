@@ -141,3 +141,24 @@ def test_build_from_config_uses_the_configured_index_path(corpus, tmp_path):
         build_index_from_config(config, [tmp_path / "missing"])
     default = build_index_from_config(config)
     assert default.added >= 5  # the shipped docs/corpus
+
+
+async def test_an_index_of_the_older_layout_is_rebuilt_not_misread(corpus, tmp_path):
+    import sqlite3
+
+    index = tmp_path / "idx.sqlite"
+    old = sqlite3.connect(index)
+    old.executescript(
+        "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+        "CREATE TABLE docs(id INTEGER PRIMARY KEY, path TEXT UNIQUE NOT NULL, mtime_ns INTEGER NOT NULL,"
+        " size INTEGER NOT NULL, sha256 TEXT NOT NULL, title TEXT NOT NULL);"
+        "CREATE VIRTUAL TABLE docs_fts USING fts5(title, body, tokenize='porter unicode61');"
+        "INSERT INTO docs VALUES (1, '/gone.md', 1, 1, 'x', 'Stale');"
+        "INSERT INTO docs_fts(rowid, title, body) VALUES (1, 'Stale', 'checkpointer of a file that is gone');"
+    )
+    old.close()
+    backend = LocalIndexSearch([corpus], index)
+    assert await backend.read_document("file:///gone.md") is None  # not misread before the upgrade
+    titles = [r.title for r in await backend.search("checkpointer")]
+    assert titles == ["LangGraph checkpoints"]
+    assert build_index([corpus], index).unchanged == 3

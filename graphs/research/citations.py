@@ -8,9 +8,10 @@ generated from the real sources, and ties every sentence carrying a citation to 
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from graphs.research.passages import SENTENCE_BREAK
 
@@ -159,20 +160,58 @@ def normalize_report(report: str) -> tuple[str, bool]:
     return _restore_code(text, code), dropped
 
 
-def sources_section(sources: Sequence[Mapping[str, Any]], cited: Sequence[int]) -> str:
-    """A Markdown Sources list of the cited sources, built from retrieved data only."""
+def page_label(pages: Collection[int]) -> str:
+    """``p. 12`` or ``pp. 3-5, 12``: the pages of one source that the report cites."""
+    ordered = sorted(set(pages))
+    runs: list[list[int]] = []
+    for page in ordered:
+        if runs and page == runs[-1][-1] + 1:
+            runs[-1].append(page)
+        else:
+            runs.append([page])
+    spans = [str(r[0]) if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in runs]
+    return ("p. " if len(ordered) == 1 else "pp. ") + ", ".join(spans)
+
+
+def cited_pages(evidence: Iterable[Mapping[str, Any]]) -> dict[int, list[int]]:
+    """Source id -> the pages of the passages that back the report's sentences (grounding's
+    evidence: ``{source_id, page, ...}``); sources without pages are left out."""
+    pages: dict[int, set[int]] = {}
+    for where in evidence:
+        if where.get("source_id") is not None and where.get("page"):
+            pages.setdefault(int(where["source_id"]), set()).add(int(where["page"]))
+    return {sid: sorted(found) for sid, found in pages.items()}
+
+
+def _source_line(sid: int, source: Mapping[str, Any], pages: Sequence[int]) -> str:
+    title = re.sub(r"[\[\]\n\r<>]", " ", str(source.get("title") or source["url"])).strip()
+    url = str(source["url"])
+    where = ""
+    if pages:  # a paged document: name the file and the cited pages; the link opens the first
+        parts = urlsplit(url)
+        name = unquote(parts.path.rsplit("/", 1)[-1]) or parts.netloc
+        where = f" — {' '.join(name.split())} {page_label(pages)}"
+        url = url.split("#", 1)[0] + f"#page={min(pages)}"
+    url = url.replace(">", "%3E").replace(" ", "%20")
+    return f"[{sid}] [{' '.join(title.split())}](<{url}>){where}"
+
+
+def sources_section(
+    sources: Sequence[Mapping[str, Any]], cited: Sequence[int], pages: Mapping[int, Sequence[int]] | None = None
+) -> str:
+    """A Markdown Sources list of the cited sources, built from retrieved data only; a source
+    with cited ``pages`` (source id -> page numbers) reads ``[3] [Title](<url#page=12>) — file.pdf p. 12``."""
     by_id = {int(s["id"]): s for s in sources}
-    lines = []
-    for i in cited:
-        source = by_id[i]
-        title = re.sub(r"[\[\]\n\r<>]", " ", str(source.get("title") or source["url"])).strip()
-        url = str(source["url"]).replace(">", "%3E").replace(" ", "%20")
-        lines.append(f"[{i}] [{' '.join(title.split())}](<{url}>)")
+    lines = [_source_line(i, by_id[i], (pages or {}).get(i, ())) for i in cited]
     return "## Sources\n\n" + "\n".join(lines) + "\n" if lines else ""
 
 
 def check_citations(
-    report: str, sources: Sequence[Mapping[str, Any]], texts: Mapping[int, str] | None = None
+    report: str,
+    sources: Sequence[Mapping[str, Any]],
+    texts: Mapping[int, str] | None = None,
+    *,
+    pages: Mapping[int, Sequence[int]] | None = None,
 ) -> CitationCheck:
     """Repair, prune and map the citations of ``report`` against ``sources`` (dicts with ``id``).
 
@@ -181,6 +220,8 @@ def check_citations(
         sources: the retrieved sources; their ``id`` values are the only valid citations.
         texts: source id -> text the writer saw; used to score how much of each claim's
             wording its cited sources contain (``support``, 0..1).
+        pages: source id -> the pages its cited passages lie on (``cited_pages``), named in
+            the Sources list.
     """
     valid = {int(s["id"]) for s in sources}
     text, code = _protect_code(report)
@@ -203,6 +244,6 @@ def check_citations(
         citations.append(entry)
     ordered = sorted(cited)
     body = _restore_code(text, code).rstrip()
-    section = sources_section(sources, ordered)
+    section = sources_section(sources, ordered, pages)
     final = f"{body}\n\n{section}" if section else body + "\n"
     return CitationCheck(report=final, citations=citations, removed=removed, cited_ids=ordered, dropped_sources_section=dropped)

@@ -154,7 +154,7 @@ class Grounding:
     supported: int = 0
     unsupported: list[dict[str, Any]] = field(default_factory=list)
     invalid: list[dict[str, Any]] = field(default_factory=list)
-    #: normalised claim -> {source_id, start, end, heading, overlap} of the passage backing it
+    #: normalised claim -> {source_id, start, end, heading, page, overlap} of the passage backing it
     evidence: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
@@ -237,7 +237,7 @@ def ground(
         where = verdict.passage or {}
         result.evidence[normalise(claim)] = {
             "source_id": verdict.source_id, "start": where.get("start"), "end": where.get("end"),
-            "heading": where.get("heading"), "overlap": round(verdict.overlap, 2),
+            "heading": where.get("heading"), "page": where.get("page"), "overlap": round(verdict.overlap, 2),
         }
         return True
 

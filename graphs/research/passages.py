@@ -2,8 +2,10 @@
 stems every check compares, and BM25 ranking over a pool of passages.
 
 A passage is a plain dict (checkpoint-safe): ``text`` (a verbatim slice of the document),
-``start`` and ``end`` (character offsets into the text as read; ``None`` for a search snippet)
-and ``heading`` (the nearest Markdown heading above it, or ``None``).
+``start`` and ``end`` (character offsets into the text as read; ``None`` for a search snippet),
+``heading`` (the nearest Markdown heading above it on its page, or ``None``) and ``page`` (1-based,
+for text whose pages are separated by form feeds, as the local index keeps PDF pages and PPTX
+slides; else ``None``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+
+from core.rules import PAGE_BREAK
 
 Passage = dict[str, Any]
 
@@ -65,51 +69,64 @@ def sentences_of(text: str) -> list[str]:
     return [s for s in SENTENCE_BREAK.split(flat) if s.strip()]
 
 
-def _paragraphs(text: str) -> Iterable[tuple[int, int, str | None, bool]]:
-    """(start, end, heading, is_heading_only) for each blank-line separated block."""
+def _blocks(text: str) -> Iterable[tuple[int, str, int | None]]:
+    """(offset, block, page) for each blank-line separated block of each page."""
+    paged = PAGE_BREAK in text
+    offset = 0
+    for number, page in enumerate(text.split(PAGE_BREAK), start=1):
+        for match in _PARAGRAPH.finditer(page):
+            yield offset + match.start(), match.group(0).rstrip(), number if paged else None
+        offset += len(page) + len(PAGE_BREAK)
+
+
+def _paragraphs(text: str) -> Iterable[tuple[int, int, str | None, bool, int | None]]:
+    """(start, end, heading, is_heading_only, page) for each blank-line separated block."""
     heading: str | None = None
-    for match in _PARAGRAPH.finditer(text):
-        block = match.group(0).rstrip()
-        start, end = match.start(), match.start() + len(block)
+    current_page: int | None = None
+    for offset, block, page in _blocks(text):
+        if page != current_page:  # a heading holds on its own page only (a slide's title)
+            heading, current_page = None, page
+        start, end = offset, offset + len(block)
         first, _, rest = block.partition("\n")
         found = _HEADING_LINE.match(first)
         if found:
             heading = found.group(1).strip()
             if not rest.strip():
-                yield start, end, heading, True
+                yield start, end, heading, True, page
                 continue
             start += len(first) + 1
             while start < end and text[start].isspace():
                 start += 1
-        yield start, end, heading, False
+        yield start, end, heading, False, page
 
 
 def split_passages(text: str, max_chars: int = MAX_PASSAGE_CHARS) -> list[Passage]:
-    """Cut ``text`` into passages of at most ``max_chars`` that keep their offsets and heading."""
+    """Cut ``text`` into passages of at most ``max_chars`` that keep their offsets, heading and page."""
     passages: list[Passage] = []
-    for start, end, heading, heading_only in _paragraphs(text):
+    for start, end, heading, heading_only, page in _paragraphs(text):
         if heading_only:
             continue
         last = passages[-1] if passages else None
-        if last and last["heading"] == heading and end - last["start"] <= max_chars:
+        if last and (last["heading"], last["page"]) == (heading, page) and end - last["start"] <= max_chars:
             last["end"] = end
             last["text"] = text[last["start"] : end]
             continue
         while end - start > max_chars:  # a long paragraph: cut at a sentence end before the limit
             window = text[start : start + max_chars]
             cut = max((m.end() for m in re.finditer(r"[.!?](?=\s)", window)), default=0) or max_chars
-            passages.append({"start": start, "end": start + cut, "heading": heading, "text": text[start : start + cut]})
+            passages.append({"start": start, "end": start + cut, "heading": heading, "page": page,
+                             "text": text[start : start + cut]})
             start += cut
             while start < end and text[start].isspace():
                 start += 1
         if end > start:
-            passages.append({"start": start, "end": end, "heading": heading, "text": text[start:end]})
+            passages.append({"start": start, "end": end, "heading": heading, "page": page, "text": text[start:end]})
     return passages
 
 
 def snippet_passage(snippet: str) -> Passage:
     """A search snippet as the only passage of a source that was not read."""
-    return {"start": None, "end": None, "heading": None, "text": " ".join(snippet.split())}
+    return {"start": None, "end": None, "heading": None, "page": None, "text": " ".join(snippet.split())}
 
 
 def select_passages(passages: Sequence[Passage], terms: set[str], budget: int) -> list[Passage]:

@@ -16,7 +16,7 @@ from typing import Any
 
 from graphs.progress import emit
 from graphs.research import prompts
-from graphs.research.citations import check_citations, normalize_report
+from graphs.research.citations import check_citations, cited_pages, normalize_report
 from graphs.research.extractive import PER_QUERY, extractive_report
 from graphs.research.grounding import Grounding, drop_repeats, ground, normalise
 from graphs.research.nodes import Node, ResearchDeps, ask, node_step
@@ -132,7 +132,7 @@ async def check(state: ResearchState) -> dict[str, Any]:
     nothing = not grounding.report.strip() or (grounding.factual and not grounding.supported)
     body = NOTHING_SUPPORTED if nothing else grounding.report
     texts = {int(s["id"]): state.get("excerpts", {}).get(str(s["id"])) or s.get("snippet", "") for s in sources}
-    result = check_citations(body, sources, texts)
+    result = check_citations(body, sources, texts, pages=cited_pages(grounding.evidence.values()))
     for citation in result.citations:
         evidence = grounding.evidence.get(normalise(citation["claim"]))
         if evidence:

@@ -1,0 +1,304 @@
+"""Text out of the documents people keep: PDF, DOCX, PPTX, HTML, Markdown and plain text.
+
+``extract(path, raw)`` returns the title and the text of each page (PDF pages, PPTX slides; one
+"page" for the formats without pages). The parsers are small and pure Python on top of what the
+worker already installs (pypdf; python-docx and python-pptx over lxml), and each is imported on
+first use, so nothing here slows ``swarm-mcp``'s start. HTML goes through ``providers.web.text``,
+the same extraction that reads web pages.
+
+What cannot be read raises ``UnreadableDocument`` with the reason (corrupt, encrypted, a PDF with
+no text layer); the same bytes give the same answer, so the index remembers it. A parser that
+is not installed raises ``ConfigError`` naming the ``pip install`` to run.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.errors import ConfigError, InputError
+from core.rules import PAGE_BREAK
+from providers.web.text import document_text
+
+#: the largest file read, by format family: text is indexed whole, Office and PDF files are parsed
+MAX_TEXT_BYTES = 5 * 1024 * 1024
+MAX_DOCUMENT_BYTES = 100 * 1024 * 1024
+_MAX_TITLE_CHARS = 120
+#: formats the index does not read, and what to do about them (other suffixes are passed over)
+UNSUPPORTED = {
+    ".doc": "the legacy Word format is not read: save it as .docx",
+    ".ppt": "the legacy PowerPoint format is not read: save it as .pptx",
+}
+
+
+class UnreadableDocument(InputError):
+    """A file that cannot be read as what its name says: corrupt, encrypted, or without text.
+
+    ``kind`` is ``no_text`` for a PDF without a text layer (it wants OCR), else ``unreadable``.
+    """
+
+    def __init__(self, message: str, *, kind: str = "unreadable") -> None:
+        self.kind = kind
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class Extracted:
+    """What one file holds: its title and the text of each page."""
+
+    title: str
+    pages: tuple[str, ...]
+    kind: str
+    #: PDF and PPTX: page numbers are real (cited as ``p. N``); else one page standing for the file
+    paged: bool = False
+    #: pages with no text (a scanned page of a PDF, a picture-only slide)
+    empty_pages: tuple[int, ...] = ()
+
+    @property
+    def body(self) -> str:
+        """The text as indexed: pages joined by ``PAGE_BREAK`` when the document has pages."""
+        return PAGE_BREAK.join(self.pages) if self.paged else "".join(self.pages)
+
+    @property
+    def note(self) -> str:
+        """What the build should say about a document it did index (some pages without text)."""
+        if not self.paged or not self.empty_pages:
+            return ""
+        unit = "slides" if self.kind == "pptx" else "pages"
+        return f"{len(self.empty_pages)} of {len(self.pages)} {unit} have no text ({_spans(self.empty_pages)})"
+
+
+def _spans(numbers: Iterable[int]) -> str:
+    runs: list[list[int]] = []
+    for n in sorted(numbers):
+        if runs and n == runs[-1][-1] + 1:
+            runs[-1].append(n)
+        else:
+            runs.append([n])
+    return ", ".join(str(r[0]) if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in runs)
+
+
+def _clean(text: str) -> str:
+    """Page text with the page separator and NULs taken out and runs of blank lines shortened."""
+    text = text.replace(PAGE_BREAK, "\n").replace("\x00", "")
+    return re.sub(r"\n[ \t]*\n(?:[ \t]*\n)+", "\n\n", text).strip()
+
+
+_HEADING_WORDS = 8
+_HEADING_CHARS = 60
+
+
+def _looks_like_heading(line: str, before: str, after: str) -> bool:
+    """A PDF line that is a heading: short, unpunctuated, on its own after a finished sentence (or
+    at the top), and followed by a line that starts a sentence. A wrapped line fails the second
+    test, a table cell usually the last."""
+    return (
+        0 < len(line) <= _HEADING_CHARS and len(line.split()) <= _HEADING_WORDS
+        and line[-1] not in ".,;:!?-" and (line[0].isupper() or line[0].isdigit())
+        and (not before or before[-1] in ".!?:") and after[:1].isupper()
+    )
+
+
+def _pdf_page_text(text: str) -> str:
+    """pypdf's lines of one page, with the lines that look like headings written as Markdown
+    headings (``## Failure handling``) so a passage knows its section and a sentence does not run
+    into the title above it."""
+    lines = [line.strip() for line in _clean(text).splitlines()]
+    out: list[str] = []
+    for i, line in enumerate(lines):
+        before = next((p for p in reversed(lines[:i]) if p), "")
+        after = next((n for n in lines[i + 1 :] if n), "")
+        out.append(f"\n## {line}\n" if _looks_like_heading(line, before, after) else line)
+    return _clean("\n".join(out))
+
+
+def _title(found: str | None, first_text: str, path: Path) -> str:
+    """A document's own title, else its first short line, else its file name."""
+    found = " ".join(str(found or "").split())
+    if found:
+        return found[:_MAX_TITLE_CHARS]
+    first = next((line.strip() for line in first_text.splitlines() if line.strip()), "")
+    if 0 < len(first) <= _MAX_TITLE_CHARS and not first.endswith("."):
+        return first.lstrip("# ").strip() or path.stem
+    return path.stem.replace("_", " ").replace("-", " ")
+
+
+def _needs(module: str, package: str) -> Any:
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ConfigError(f"reading these files needs {package}: pip install {package}") from None
+
+
+def _plain(path: Path, raw: bytes) -> Extracted:
+    title, body = document_text(path, raw)
+    kind = {".html": "html", ".htm": "html", ".md": "markdown", ".markdown": "markdown"}.get(path.suffix.lower(), "text")
+    return Extracted(title=title, pages=(body,), kind=kind)
+
+
+def _pdf(path: Path, raw: bytes) -> Extracted:
+    pypdf = _needs("pypdf", "pypdf")
+    from pypdf.errors import DependencyError, PyPdfError
+
+    try:
+        reader = pypdf.PdfReader(io.BytesIO(raw))
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise UnreadableDocument("the PDF is encrypted with a password; save an unprotected copy")
+        metadata_title = reader.metadata.title if reader.metadata else None
+        pages = list(reader.pages)
+    except DependencyError as exc:  # AES-encrypted: pypdf needs the cryptography package
+        raise ConfigError(f"reading this PDF needs more than pypdf: {exc}") from None
+    except PyPdfError as exc:
+        raise UnreadableDocument(f"not a readable PDF ({type(exc).__name__}: {exc})") from None
+    texts: list[str] = []
+    failed: list[str] = []
+    for number, page in enumerate(pages, start=1):
+        try:
+            texts.append(_pdf_page_text(page.extract_text() or ""))
+        except Exception as exc:  # one broken page must not lose the others; reported
+            texts.append("")
+            failed.append(f"page {number}: {type(exc).__name__}: {exc}"[:200])
+    if not texts:
+        raise UnreadableDocument("the PDF has no pages")
+    if failed and not any(texts):
+        raise UnreadableDocument(f"no page could be read ({failed[0]})")
+    empty = tuple(i for i, text in enumerate(texts, start=1) if not text)
+    if len(empty) == len(texts):
+        raise UnreadableDocument(
+            f"no text layer on any of its {len(texts)} page(s) (a scan, or drawings only): run OCR first"
+            " (e.g. ocrmypdf) to index it",
+            kind="no_text",
+        )
+    title = _title(metadata_title, next(t for t in texts if t), path)
+    return Extracted(title=title, pages=tuple(texts), kind="pdf", paged=True, empty_pages=empty)
+
+
+_DOCX_HEADING = re.compile(r"^Heading ([1-6])$")
+
+
+def _docx_blocks(document: Any) -> Iterator[str]:
+    from docx.table import Table
+
+    for item in document.iter_inner_content():
+        if isinstance(item, Table):
+            for row in item.rows:  # a merged cell repeats in every cell it spans: keep it once
+                cells = list(dict.fromkeys(" ".join(c.text.split()) for c in row.cells))
+                line = " | ".join(c for c in cells if c)
+                if line:
+                    yield line
+            continue
+        text = " ".join(item.text.split())
+        if not text:
+            continue
+        style = item.style.name if item.style is not None else ""
+        heading = _DOCX_HEADING.match(style or "")
+        if style == "Title" or heading:
+            yield "#" * (int(heading.group(1)) if heading else 1) + " " + text
+        elif (style or "").startswith("List"):
+            yield "- " + text
+        else:
+            yield text
+
+
+def _docx(path: Path, raw: bytes) -> Extracted:
+    docx = _needs("docx", "python-docx")
+    try:
+        document = docx.Document(io.BytesIO(raw))
+        blocks = list(_docx_blocks(document))
+        own_title = document.core_properties.title
+    except Exception as exc:  # python-docx raises many kinds on a broken file; reported
+        raise UnreadableDocument(f"not a readable DOCX ({type(exc).__name__}: {exc})") from None
+    body = "\n\n".join(blocks)
+    if not body.strip():
+        raise UnreadableDocument("the document holds no text")
+    return Extracted(title=_title(own_title, body, path), pages=(body,), kind="docx")
+
+
+def _shape_texts(shapes: Iterable[Any]) -> Iterator[str]:
+    """Text of the shapes of a slide in reading order (top to bottom, left to right)."""
+    from pptx.shapes.group import GroupShape
+
+    for shape in sorted(shapes, key=lambda s: (s.top or 0, s.left or 0)):
+        if isinstance(shape, GroupShape):
+            yield from _shape_texts(shape.shapes)
+        elif shape.has_table:
+            for row in shape.table.rows:
+                line = " | ".join(" ".join(c.text.split()) for c in row.cells if c.text.strip())
+                if line:
+                    yield line
+        elif shape.has_text_frame:
+            lines = (" ".join(p.text.split()) for p in shape.text_frame.paragraphs)
+            block = "\n".join(line for line in lines if line)
+            if block:
+                yield block
+
+
+def _slide_text(slide: Any) -> str:
+    title_shape = slide.shapes.title
+    title = " ".join(title_shape.text.split()) if title_shape is not None and title_shape.has_text_frame else ""
+    others = [s for s in slide.shapes if title_shape is None or s.shape_id != title_shape.shape_id]
+    blocks = list(_shape_texts(others))
+    if slide.has_notes_slide and slide.notes_slide.notes_text_frame is not None:
+        notes = " ".join(slide.notes_slide.notes_text_frame.text.split())
+        if notes:
+            blocks.append(f"Notes: {notes}")
+    if title and blocks:
+        blocks.insert(0, f"# {title}")
+    elif title:
+        blocks = [title]
+    return _clean("\n\n".join(blocks))
+
+
+def _pptx(path: Path, raw: bytes) -> Extracted:
+    pptx = _needs("pptx", "python-pptx")
+    try:
+        deck = pptx.Presentation(io.BytesIO(raw))
+        slides = tuple(_slide_text(slide) for slide in deck.slides)
+        own_title = deck.core_properties.title
+    except Exception as exc:  # python-pptx raises many kinds on a broken file; reported
+        raise UnreadableDocument(f"not a readable PPTX ({type(exc).__name__}: {exc})") from None
+    if not any(slides):
+        raise UnreadableDocument(f"no text on any of its {len(slides)} slide(s)")
+    empty = tuple(i for i, text in enumerate(slides, start=1) if not text)
+    title = _title(own_title, next(s for s in slides if s), path)
+    return Extracted(title=title, pages=slides, kind="pptx", paged=True, empty_pages=empty)
+
+
+#: suffix -> reader; the table every format is chosen from
+READERS: dict[str, Callable[[Path, bytes], Extracted]] = {
+    ".md": _plain, ".markdown": _plain, ".txt": _plain, ".text": _plain, ".html": _plain, ".htm": _plain,
+    ".pdf": _pdf, ".docx": _docx, ".pptx": _pptx,
+}
+SUFFIXES = frozenset(READERS)
+_TEXT_SUFFIXES = frozenset({".md", ".markdown", ".txt", ".text", ".html", ".htm"})
+
+
+def size_limit(path: Path) -> int:
+    """The largest file of this format that is read."""
+    return MAX_TEXT_BYTES if path.suffix.lower() in _TEXT_SUFFIXES else MAX_DOCUMENT_BYTES
+
+
+def extract(path: Path, raw: bytes) -> Extracted:
+    """Title and pages of the file at ``path`` whose bytes are ``raw``.
+
+    Raises:
+        UnreadableDocument: corrupt, encrypted, or without any text (the reason says which).
+        ConfigError: the parser for this format is not installed (says what to install).
+    """
+    reader = READERS.get(path.suffix.lower())
+    if reader is None:
+        raise UnreadableDocument(UNSUPPORTED.get(path.suffix.lower(), f"{path.suffix or 'this'} files are not read"))
+    quiet = logging.getLogger("pypdf")  # its warnings about malformed PDFs would break a progress bar
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        return reader(path, raw)
+    finally:
+        quiet.setLevel(level)

@@ -1,0 +1,307 @@
+"""The local index on disk: a SQLite FTS5 (BM25) table with one row per page, and its build.
+
+``build_index(paths, index_path)`` adds, updates and removes documents incrementally: a file
+whose mtime and size (else content hash) are unchanged is not read again, a vanished one is
+dropped. A file that yields no text (a PDF without a text layer, a corrupt or encrypted file, one
+too big) is listed with the reason in the build's ``problems`` and in the index (``describe``),
+never silently skipped; the build goes on.
+
+Each page of a document (PDF page, PPTX slide; the whole text for other formats) is one FTS row
+whose rowid is ``doc_id * PAGE_SLOTS + page``, so a document's rows are one rowid range.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.errors import ConfigError, InputError
+from providers.search.documents import (
+    SUFFIXES,
+    UNSUPPORTED,
+    Extracted,
+    UnreadableDocument,
+    extract,
+    size_limit,
+)
+
+log = logging.getLogger("providers.search.local")
+
+SCHEMA_VERSION = "2"
+#: rowids per document: a document's page ``n`` is row ``doc_id * PAGE_SLOTS + n`` (0: unpaged)
+PAGE_SLOTS = 1 << 20
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS docs(
+    id INTEGER PRIMARY KEY, path TEXT UNIQUE NOT NULL, mtime_ns INTEGER NOT NULL, size INTEGER NOT NULL,
+    sha256 TEXT NOT NULL, title TEXT NOT NULL, kind TEXT NOT NULL, pages INTEGER, note TEXT NOT NULL DEFAULT '');
+CREATE TABLE IF NOT EXISTS problems(
+    path TEXT PRIMARY KEY, mtime_ns INTEGER NOT NULL, size INTEGER NOT NULL, sha256 TEXT NOT NULL,
+    kind TEXT NOT NULL, reason TEXT NOT NULL);
+CREATE VIRTUAL TABLE IF NOT EXISTS docs_fts USING fts5(title, body, tokenize='porter unicode61');
+"""
+#: commit this often during a build, so an interrupted build of a big folder keeps its work
+_COMMIT_EVERY_S = 2.0
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass(frozen=True)
+class IndexStats:
+    """What one build did; ``problems`` lists every file under the roots that is not (fully)
+    indexed: ``{path, kind, reason, new}`` (kind ``no_text``, ``unreadable``, ``error``, or
+    ``partial`` for an indexed document with pages without text)."""
+
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    skipped: int = 0
+    no_text: int = 0
+    total: int = 0
+    index_path: str = ""
+    problems: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def connect(index_path: Path) -> sqlite3.Connection:
+    """Open (creating or upgrading) the index; an index of an older layout is emptied (it is
+    derived data: the next build reads the files again)."""
+    index_path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(index_path), timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    row = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+    if row is None or row[0] != SCHEMA_VERSION:
+        conn.executescript("DROP TABLE IF EXISTS docs; DROP TABLE IF EXISTS problems; DROP TABLE IF EXISTS docs_fts;")
+        conn.executescript(_SCHEMA)
+        with conn:
+            conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,))
+    return conn
+
+
+def recorded_roots(conn: sqlite3.Connection) -> list[str]:
+    row = conn.execute("SELECT value FROM meta WHERE key='roots'").fetchone()
+    return json.loads(row[0]) if row else []
+
+
+def iter_files(root: Path) -> Iterator[Path]:
+    """The files under ``root`` the index reads or reports (hidden files and folders skipped)."""
+    wanted = SUFFIXES | UNSUPPORTED.keys()
+    if root.is_file():
+        if root.suffix.lower() in wanted:
+            yield root
+        return
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            path = Path(folder, name)
+            if not name.startswith((".", "~$")) and path.suffix.lower() in wanted and path.is_file():
+                yield path
+
+
+def _under(path: str, roots: Iterable[Path]) -> bool:
+    return any(path == str(r) or path.startswith(str(r).rstrip(os.sep) + os.sep) for r in roots)
+
+
+def _drop_doc(conn: sqlite3.Connection, doc_id: int) -> None:
+    conn.execute("DELETE FROM docs WHERE id=?", (doc_id,))
+    conn.execute("DELETE FROM docs_fts WHERE rowid BETWEEN ? AND ?", (doc_id * PAGE_SLOTS, (doc_id + 1) * PAGE_SLOTS - 1))
+
+
+def _store_pages(conn: sqlite3.Connection, doc_id: int, found: Extracted) -> None:
+    conn.execute("DELETE FROM docs_fts WHERE rowid BETWEEN ? AND ?", (doc_id * PAGE_SLOTS, (doc_id + 1) * PAGE_SLOTS - 1))
+    rows = [(number if found.paged else 0, text) for number, text in enumerate(found.pages, start=1) if text]
+    conn.executemany(
+        "INSERT INTO docs_fts(rowid, title, body) VALUES (?, ?, ?)",
+        [(doc_id * PAGE_SLOTS + page, found.title, text) for page, text in rows],
+    )
+
+
+class _Builder:
+    """One build's state: what the index knew, what it found, what went wrong."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.docs = {r[1]: (r[0], r[2], r[3], r[4]) for r in conn.execute("SELECT id, path, mtime_ns, size, sha256 FROM docs")}
+        self.known_problems = {
+            r[0]: r[1:] for r in conn.execute("SELECT path, mtime_ns, size, sha256, kind, reason FROM problems")
+        }
+        self.counts = dict.fromkeys(("added", "updated", "removed", "unchanged", "skipped", "no_text"), 0)
+        self.problems: list[dict[str, Any]] = []
+
+    def _remember_problem(self, key: str, stat: os.stat_result, digest: str, kind: str, reason: str) -> None:
+        if key in self.docs:
+            _drop_doc(self.conn, self.docs[key][0])
+        self.conn.execute(
+            "INSERT OR REPLACE INTO problems(path, mtime_ns, size, sha256, kind, reason) VALUES (?, ?, ?, ?, ?, ?)",
+            (key, stat.st_mtime_ns, stat.st_size, digest, kind, reason),
+        )
+
+    def sync(self, path: Path) -> str:
+        """Bring one file up to date; returns added / updated / unchanged, or ``problem`` (counted
+        and listed here)."""
+        key = str(path)
+        try:
+            stat = path.stat()
+            row, known = self.docs.get(key), self.known_problems.get(key)
+            if row and (row[1], row[2]) == (stat.st_mtime_ns, stat.st_size):
+                return "unchanged"
+            if known and (known[0], known[1]) == (stat.st_mtime_ns, stat.st_size):
+                return self._remembered(key, known)
+            if stat.st_size > size_limit(path):
+                reason = f"{stat.st_size / 2**20:.1f} MiB is over the {size_limit(path) // 2**20} MiB limit for {path.suffix} files"
+                self._remember_problem(key, stat, "", "unreadable", reason)
+                return self._report(key, "unreadable", reason)
+            raw = path.read_bytes()
+        except OSError as exc:  # not remembered: a permission or a disk fixed later should be retried
+            return self._report(key, "error", f"cannot read it: {exc.strerror or exc}")
+        digest = hashlib.sha256(raw).hexdigest()
+        if row and row[3] == digest:
+            self.conn.execute("UPDATE docs SET mtime_ns=?, size=? WHERE id=?", (stat.st_mtime_ns, stat.st_size, row[0]))
+            return "unchanged"
+        if known and known[2] == digest:
+            self.conn.execute("UPDATE problems SET mtime_ns=?, size=? WHERE path=?", (stat.st_mtime_ns, stat.st_size, key))
+            return self._remembered(key, known)
+        try:
+            found = extract(path, raw)
+        except UnreadableDocument as exc:
+            self._remember_problem(key, stat, digest, exc.kind, str(exc))
+            return self._report(key, exc.kind, str(exc))
+        except ConfigError as exc:  # a parser missing: not remembered, so installing it is enough
+            return self._report(key, "error", str(exc))
+        if len(found.pages) >= PAGE_SLOTS:
+            reason = f"{len(found.pages)} pages is over the limit of {PAGE_SLOTS - 1}"
+            self._remember_problem(key, stat, digest, "unreadable", reason)
+            return self._report(key, "unreadable", reason)
+        return self._store(key, stat, digest, found, row)
+
+    def _remembered(self, key: str, known: tuple[Any, ...]) -> str:
+        self.problems.append({"path": key, "kind": known[3], "reason": known[4], "new": False})
+        self.counts["no_text" if known[3] == "no_text" else "skipped"] += 1
+        return "problem"
+
+    def _report(self, key: str, kind: str, reason: str) -> str:
+        self.problems.append({"path": key, "kind": kind, "reason": reason, "new": True})
+        self.counts["no_text" if kind == "no_text" else "skipped"] += 1
+        return "problem"
+
+    def _store(self, key: str, stat: os.stat_result, digest: str, found: Extracted, row: tuple[Any, ...] | None) -> str:
+        self.conn.execute("DELETE FROM problems WHERE path=?", (key,))
+        values = (stat.st_mtime_ns, stat.st_size, digest, found.title, found.kind, len(found.pages) if found.paged else None, found.note)
+        if row:
+            doc_id = row[0]
+            self.conn.execute("UPDATE docs SET mtime_ns=?, size=?, sha256=?, title=?, kind=?, pages=?, note=? WHERE id=?", (*values, doc_id))
+        else:
+            cur = self.conn.execute(
+                "INSERT INTO docs(path, mtime_ns, size, sha256, title, kind, pages, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (key, *values)
+            )
+            doc_id = int(cur.lastrowid or 0)
+        _store_pages(self.conn, doc_id, found)
+        if found.note:
+            self.problems.append({"path": key, "kind": "partial", "reason": found.note, "new": True})
+        return "updated" if row else "added"
+
+    def notes_of_unchanged(self, seen: set[str]) -> None:
+        """Indexed documents read in earlier builds that have pages without text: still worth saying."""
+        listed = {p["path"] for p in self.problems}
+        for path, note in self.conn.execute("SELECT path, note FROM docs WHERE note != ''"):
+            if path in seen and path not in listed:
+                self.problems.append({"path": path, "kind": "partial", "reason": note, "new": False})
+
+    def remove_missing(self, seen: set[str], roots: list[Path]) -> None:
+        for key, row in self.docs.items():
+            if key not in seen and _under(key, roots):
+                _drop_doc(self.conn, row[0])
+                self.counts["removed"] += 1
+        for key in self.known_problems:
+            if key not in seen and _under(key, roots):
+                self.conn.execute("DELETE FROM problems WHERE path=?", (key,))
+
+
+def build_index(
+    paths: Iterable[str | Path], index_path: str | Path, *, reset: bool = False, progress: Progress | None = None
+) -> IndexStats:
+    """Index every PDF, DOCX, PPTX, HTML, Markdown and text file under ``paths`` into ``index_path``.
+
+    Incremental: unchanged files (same mtime and size, or same hash) are not read again; files
+    that vanished from under these roots are removed. Documents indexed earlier from other roots
+    are kept unless ``reset`` is set. ``progress(done, total, path)`` is called after each file.
+
+    Raises:
+        InputError: a path does not exist (field ``path``).
+    """
+    roots = [Path(p).expanduser().resolve() for p in paths]
+    for root in roots:
+        if not root.exists():
+            raise InputError(f"{root} does not exist; give a folder or file of documents (PDF, DOCX, PPTX, HTML, Markdown, text)", field="path")
+    index_file = Path(index_path).expanduser()
+    files = list(dict.fromkeys(p for root in roots for p in iter_files(root)))
+    conn = connect(index_file)
+    try:
+        if reset:
+            with conn:
+                conn.executescript("DELETE FROM docs; DELETE FROM docs_fts; DELETE FROM problems; DELETE FROM meta WHERE key='roots';")
+        builder = _Builder(conn)
+        committed = time.monotonic()
+        for done, path in enumerate(files, start=1):
+            outcome = builder.sync(path)
+            if outcome != "problem":
+                builder.counts[outcome] += 1
+            if time.monotonic() - committed > _COMMIT_EVERY_S:
+                conn.commit()
+                committed = time.monotonic()
+            if progress:
+                progress(done, len(files), str(path))
+        seen = {str(p) for p in files}
+        builder.remove_missing(seen, roots)
+        builder.notes_of_unchanged(seen)
+        recorded = dict.fromkeys([*recorded_roots(conn), *map(str, roots)])
+        conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('roots', ?)", (json.dumps(list(recorded)),))
+        conn.commit()
+        total = conn.execute("SELECT count(*) FROM docs").fetchone()[0]
+    finally:
+        conn.close()
+    return IndexStats(**builder.counts, total=total, index_path=str(index_file), problems=builder.problems)
+
+
+def describe(index_path: str | Path) -> dict[str, Any]:
+    """The index as it stands: documents and pages by format, and every file it could not read.
+
+    Raises:
+        InputError: there is no index at ``index_path``.
+    """
+    index_file = Path(index_path).expanduser()
+    if not index_file.exists():
+        raise InputError(f"there is no index at {index_file}; build it with: swarm index build", field="index_path")
+    conn = sqlite3.connect(f"file:{index_file}?mode=ro", uri=True, timeout=30)
+    try:
+        layout = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        if layout is None or layout[0] != SCHEMA_VERSION:
+            raise InputError(f"the index at {index_file} is of an older layout; rebuild it with: swarm index build", field="index_path")
+        kinds = {
+            kind: {"documents": count, "pages": pages or 0}
+            for kind, count, pages in conn.execute("SELECT kind, count(*), sum(pages) FROM docs GROUP BY kind ORDER BY kind")
+        }
+        problems = [
+            {"path": p, "kind": k, "reason": r} for p, k, r in conn.execute("SELECT path, kind, reason FROM problems ORDER BY path")
+        ]
+        problems += [
+            {"path": p, "kind": "partial", "reason": n} for p, n in conn.execute("SELECT path, note FROM docs WHERE note != '' ORDER BY path")
+        ]
+        roots = recorded_roots(conn)
+    finally:
+        conn.close()
+    return {
+        "index_path": str(index_file), "roots": roots, "documents": sum(k["documents"] for k in kinds.values()),
+        "by_kind": kinds, "no_text": sum(p["kind"] == "no_text" for p in problems),
+        "unreadable": sum(p["kind"] != "partial" and p["kind"] != "no_text" for p in problems), "problems": problems,
+    }
