@@ -13,7 +13,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 INSTRUCTIONS = {"FROM", "ARG", "ENV", "WORKDIR", "COPY", "ADD", "RUN", "CMD", "ENTRYPOINT", "LABEL", "EXPOSE", "USER", "VOLUME", "SHELL", "HEALTHCHECK", "STOPSIGNAL", "ONBUILD"}
 WHEELHOUSE = "build/wheels"
-HEAVY = ("torch", "litellm", "langgraph", "onnxruntime", "rembg", "llama_cpp", "boto3", "PIL", "numpy", "runpod")
+HEAVY = ("torch", "litellm", "langgraph", "onnxruntime", "rembg", "llama_cpp", "boto3", "PIL", "numpy", "runpod",
+         "pypdf", "docx", "pptx", "lxml")
 
 
 def instructions(path: Path = ROOT / "Dockerfile") -> list[tuple[str, str]]:

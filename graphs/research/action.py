@@ -65,7 +65,7 @@ async def research(inp: ResearchInput, ctx: JobContext) -> dict[str, Any]:
         ``report`` (Markdown), ``mode`` (extractive or abstractive: what the report is),
         ``support`` (supported / factual sentences of the checked draft), ``sources``
         [{id, url, title, snippet, retrieved_at, ...}], ``citations`` [{claim, source_ids,
-        support, passage: {source_id, start, end, heading, overlap}}], ``unsupported_sentences``
+        support, passage: {source_id, start, end, heading, page, overlap}}], ``unsupported_sentences``
         [{sentence, source_ids, reason}], ``repeats_removed``, ``removed_citations``,
         ``warnings``, ``review``, ``queries``, ``trace`` and ``totals`` {input_tokens,
         output_tokens, cost_usd}.

@@ -23,7 +23,7 @@ class ResearchState(TypedDict, total=False):
     sources: list[dict[str, Any]]
     #: source id (as a string: checkpoint-safe keys) -> the text the writer sees
     excerpts: dict[str, str]
-    #: source id (as a string) -> passages kept from it: {text, start, end, heading} (passages.py)
+    #: source id (as a string) -> passages kept from it: {text, start, end, heading, page} (passages.py)
     passages: dict[str, list[dict[str, Any]]]
     draft: str
     written_by: str | None
