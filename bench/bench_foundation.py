@@ -157,10 +157,16 @@ async def delegation_overhead(repeat: int) -> list[dict[str, Any]]:
 async def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="few samples; checks the harness, not speed")
+    parser.add_argument("--only", choices=("cold-start", "overhead"), help="measure one figure only")
+    parser.add_argument("--repeat", type=int, default=None, help="samples of the overhead figure (default 30)")
     args = parser.parse_args(argv)
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    records = [emit_record(await cold_start(2 if args.quick else 7))]  # on stdout at once: a later cut keeps it
-    records += [emit_record(r) for r in await delegation_overhead(3 if args.quick else 30)]
+    records = []
+    if args.only != "overhead":  # on stdout at once: a later cut keeps it
+        records.append(emit_record(await cold_start(2 if args.quick else 7)))
+    if args.only != "cold-start":
+        repeat = args.repeat or (3 if args.quick else 30)
+        records += [emit_record(r) for r in await delegation_overhead(repeat)]
     emit(records)
     return records
 

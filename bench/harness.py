@@ -91,6 +91,10 @@ SUITES: tuple[Suite, ...] = (
         Expected("research fan-out, 8 searches x 200 ms", "ms", "one search", "<= 1.2x"),
     ), quick_args=("--latency-ms", "50", "--queries", "4", "--repeats", "1"), full_timeout_s=120,
         adapt=adapters.research, cheap=True),
+    Suite("consensus", "bench.bench_consensus", (
+        Expected("consensus of 3 models of different latency (200/400/600 ms) + synthesis", "ms",
+                 "the slowest model called alone", "<= 1.2x"),
+    ), quick_args=("--quick",), full_timeout_s=120, cheap=True),
     Suite("concurrency", "bench.bench_concurrency", (
         Expected("500 concurrent delegation jobs, 100 ms provider", "ms", "one job alone", "<= 2x, 0 errors"),
     ), full_timeout_s=180, cheap=True),
@@ -116,6 +120,16 @@ SUITES: tuple[Suite, ...] = (
         Expected("GPU upscale fp16 (when a GPU is lent)", "MP/s", "RealESRGANer fp16, same GPU", ">= 2x",
                  part="upscale"),
     ), full_timeout_s=840, quick_timeout_s=240, adapt=adapters.image),
+    # last: it measures what the time left allows (each mode's rows as soon as that mode is done)
+    Suite("research_quality", "bench.bench_research_quality", (
+        Expected("research quality, extractive, keyless: fact recall", "share",
+                 "naive baseline: top BM25 passages pasted in order", ">= 0.7 and >= the baseline's"),
+        Expected("research quality, extractive, keyless: support rate of cited sentences", "share",
+                 "naive baseline: top BM25 passages pasted in order", ">= 0.95"),
+        Expected("research quality, abstractive, keyless: fact recall", "share",
+                 "naive baseline: top BM25 passages pasted in order", ">= 0.7 and >= the baseline's"),
+    ), full_args=("--modes", "extractive,abstractive"), quick_args=("--modes", "extractive", "--questions", "2"),
+        full_timeout_s=600, quick_timeout_s=240),
 )
 
 

@@ -130,6 +130,10 @@ class RembgSpec(_Strict):
     png_compress_level: int = Field(default=1, ge=0, le=9)
     #: images of one batch in flight at once (default: one per CPU core)
     batch_workers: int | None = Field(default=None, ge=1, le=64)
+    #: auto: the fastest path within mask IoU >= 0.99 and mean alpha diff <= 1 level of onnxruntime
+    #: fp32, measured once per machine and model (torch bf16/fp16 where the CPU has them); fp32:
+    #: onnxruntime fp32 (agrees with the rembg library); torch-fp32/bf16/fp16: those, pinned
+    precision: Literal["auto", "fp32", "torch-fp32", "torch-bf16", "torch-fp16"] = "auto"
 
 
 class ImageSection(_Strict):
@@ -158,8 +162,16 @@ class DelegationRoute(_Strict):
     reviewer: str | None = None
 
 
+class ConsensusRoute(_Strict):
+    """``consensus``: the models (or families) asked at once, and who writes the synthesis."""
+
+    models: list[str] = Field(min_length=2, max_length=8)
+    synthesizer: str
+
+
 class RoutingSection(_Strict):
     delegation: dict[str, DelegationRoute]
+    consensus: ConsensusRoute | None = None
 
 
 class CheckpointerSection(_Strict):
@@ -186,8 +198,19 @@ class RunPodRunnerSpec(_Strict):
     timeout_s: float = Field(default=600.0, gt=0)
 
 
+#: the most worker processes ``runner.local.processes`` may ask for
+MAX_LOCAL_PROCESSES = 64
+
+
+class LocalRunnerSpec(_Strict):
+    """The local executor: ``processes`` > 1 runs jobs in that many worker processes."""
+
+    processes: int = Field(default=1, ge=1, le=MAX_LOCAL_PROCESSES)
+
+
 class RunnerSection(_Strict):
     kind: Literal["auto", "local", "runpod"] = "auto"
+    local: LocalRunnerSpec = LocalRunnerSpec()
     runpod: RunPodRunnerSpec = RunPodRunnerSpec()
     wait_budget_s: float = Field(default=45.0, gt=0)
 
@@ -204,6 +227,16 @@ class LimitsSection(_Strict):
     max_revisions: int = Field(default=1, ge=0, le=5)
     max_question_chars: int = Field(default=2_000, ge=1)
     job_deadline_s: float = Field(default=900.0, gt=0, le=86_400)
+    #: research: undecided sentences sent to the reviewer in its one entailment call; 0 turns it off
+    max_entailment_sentences: int = Field(default=12, ge=0, le=100)
+
+
+class ThreadsSection(_Strict):
+    """Conversations: a thread keeps its newest ``max_turns`` turns; a prompt carries the newest
+    turns that fit in ``max_chars``."""
+
+    max_turns: int = Field(default=20, ge=2, le=1000)
+    max_chars: int = Field(default=24_000, ge=1000, le=1_000_000)
 
 
 class ObservabilitySection(_Strict):
@@ -256,6 +289,7 @@ class SwarmConfig(_Strict):
     runner: RunnerSection = RunnerSection()
     worker: WorkerSection = WorkerSection()
     limits: LimitsSection = LimitsSection()
+    threads: ThreadsSection = ThreadsSection()
     observability: ObservabilitySection = ObservabilitySection()
     mcp: McpSection = McpSection()
     budgets: dict[Tier, BudgetSpec] = Field(default_factory=dict, description="per-tier token/cost budget per job")
@@ -292,6 +326,7 @@ class SwarmConfig(_Strict):
                         f"routing.delegation.{kind}.{role}: {target!r} names no model or family;"
                         f" families: {', '.join(sorted(families))}"
                     )
+        problems += _consensus_problems(self.routing.consensus, names, families)
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -300,6 +335,15 @@ class SwarmConfig(_Strict):
         """Family of a model name, or the name itself when it already is a family."""
         spec = self.models.get(name)
         return spec.family if spec else name
+
+
+def _consensus_problems(route: ConsensusRoute | None, names: set[str], families: set[str]) -> list[str]:
+    """``routing.consensus`` entries that name no model or family."""
+    if route is None:
+        return []
+    targets = [*((f"models[{i}]", m) for i, m in enumerate(route.models)), ("synthesizer", route.synthesizer)]
+    return [f"routing.consensus.{key}: {target!r} names no model or family; families: {', '.join(sorted(families))}"
+            for key, target in targets if target not in names and target not in families]
 
 
 # --- interpolation -------------------------------------------------------------------------

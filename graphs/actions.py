@@ -21,6 +21,7 @@ ACTIONS: dict[str, dict[str, str]] = {
     "swarm": {
         "delegate": "graphs.delegation.action:delegate",
         "research": "graphs.research.action:research",
+        "consensus": "graphs.consensus.action:consensus",
     },
     "image_tools": {
         "upscale": "graphs.image.action:upscale",

@@ -53,16 +53,19 @@ def progress_sender(ctx: Context) -> Any:
 
 
 async def run_job(
-    ctx: Context, job: dict[str, Any], *, wait_s: float | None = None, idempotency_key: str | None = None
+    ctx: Context, job: dict[str, Any], *, wait_s: float | None = None, idempotency_key: str | None = None,
+    thread_id: str | None = None,
 ) -> dict[str, Any]:
     """Run ``job`` as a background job; the envelope when it finishes within the wait, else a handle.
+    With ``thread_id`` its turns join that conversation when it completes.
 
     Raises:
         ToolError: the job finished FAILED (message from ``raise_for_failure``).
     """
     state = server_state(ctx)
     result = await state.jobs.submit(
-        job, owner_of(ctx), progress=progress_sender(ctx), wait_s=wait_s, idempotency_key=idempotency_key
+        job, owner_of(ctx), progress=progress_sender(ctx), wait_s=wait_s, idempotency_key=idempotency_key,
+        thread_id=thread_id,
     )
     if result.get("status") != "IN_PROGRESS":
         raise_for_failure(result)

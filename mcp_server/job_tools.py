@@ -11,12 +11,11 @@ from typing import Annotated, Any, Literal
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, WithJsonSchema
 
 from mcp_server.calls import owner_of, progress_sender, server_state
 
-JobId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$",
-                             description="the job_id a tool returned")]
+JobId = Annotated[str, Field(max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]  # the pattern's + implies minLength 1
 MAX_RESULT_WAIT_S = 50.0  # under Claude Desktop's ~60 s tool timeout
 
 
@@ -36,7 +35,8 @@ class JobStatus(BaseModel):
 
 
 class JobList(BaseModel):
-    jobs: list[JobStatus]
+    #: advertised as a list of objects (job_status's schema names their fields); validated as JobStatus
+    jobs: Annotated[list[JobStatus], WithJsonSchema({"type": "array", "items": {"type": "object"}})]
 
 
 class JobResult(BaseModel):
@@ -61,7 +61,8 @@ def _unknown(job_id: str) -> ToolError:
 
 def register(server: Any) -> None:
     """Add job_status, job_result, job_cancel and list_jobs (always on)."""
-    read_only = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
+    # idempotentHint means something only for tools that are not read-only (MCP spec): left out
+    read_only = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 
     @server.tool(name="job_status", title="Job status", annotations=read_only,
                  description="Status and last progress of a job started by another tool (cheap; no output).")
@@ -74,8 +75,8 @@ def register(server: Any) -> None:
     @server.tool(
         name="job_result", title="Job result", annotations=read_only,
         description=(
-            "Wait up to wait_s seconds for a job and return its full result; status IN_PROGRESS: still "
-            "running, call again. Sends progress while waiting."
+            "Waits up to wait_s for a job's full result (sending progress); status IN_PROGRESS: still "
+            "running, call again."
         ),
     )
     async def job_result(
@@ -92,7 +93,7 @@ def register(server: Any) -> None:
 
     @server.tool(
         name="job_cancel", title="Cancel a job",
-        annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False),
+        annotations=ToolAnnotations(destructive_hint=True, idempotent_hint=True, open_world_hint=False),
         description="Cancel a running job (on RunPod too). A finished job is left as it is.",
     )
     async def job_cancel(job_id: JobId, ctx: Context) -> JobStatus:
@@ -102,7 +103,7 @@ def register(server: Any) -> None:
             raise _unknown(job_id) from None
 
     @server.tool(name="list_jobs", title="List jobs", annotations=read_only,
-                 description="Your jobs, newest first, optionally only those with one status.")
+                 description="Your jobs, newest first (fields as job_status), optionally of one status.")
     async def list_jobs(
         ctx: Context,
         status: Literal["IN_PROGRESS", "COMPLETED", "FAILED", "CANCELLED"] | None = None,

@@ -82,6 +82,8 @@ class JobManager:
         wait_budget_s: ``() -> seconds`` a call waits before it returns a handle.
         on_finished: ``async (job_id) -> None``, called on the caller's loop once a result is stored.
         job_loop: where jobs run (default: the caller's own loop).
+        on_completed: ``(row, envelope) -> envelope``, run on a COMPLETED job before its result is
+            stored (the job's thread keeps its turns there: ``swarm.threads.record_turns``).
     """
 
     def __init__(
@@ -91,8 +93,10 @@ class JobManager:
         wait_budget_s: Callable[[], float],
         on_finished: Callable[[str], Awaitable[None]] | None = None,
         job_loop: JobLoop | None = None,
+        on_completed: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]] | None = None,
     ) -> None:
         self.store = store
+        self._on_completed = on_completed
         self._runner = runner
         self._wait_budget_s = wait_budget_s
         self._on_finished = on_finished
@@ -111,8 +115,10 @@ class JobManager:
         progress: ProgressFn | None = None,
         wait_s: float | None = None,
         idempotency_key: str | None = None,
+        thread_id: str | None = None,
     ) -> dict[str, Any]:
-        """Start ``job`` and wait up to ``wait_s`` (default: the wait budget).
+        """Start ``job`` and wait up to ``wait_s`` (default: the wait budget); ``thread_id``: the
+        conversation its turns join when it completes.
 
         Returns the finished envelope, or ``handle(row)`` when the job is still running.
         The same ``idempotency_key`` from the same owner returns the first job instead of
@@ -124,14 +130,15 @@ class JobManager:
                 return await self.result(existing["job_id"], owner, wait_s=wait_s, progress=progress)
         runner = self._runner()
         if isinstance(runner, RemoteExecutor):
-            job_id = await self._submit_remote(runner, job, owner, idempotency_key)
+            job_id = await self._submit_remote(runner, job, owner, idempotency_key, thread_id)
         else:
             job_id = str(uuid.uuid4())
-            self.store.create(job_id, owner, job, idempotency_key)
+            self.store.create(job_id, owner, job, idempotency_key, thread_id=thread_id)
             self._start(job_id, {**job, "job_id": job_id})
         return await self.result(job_id, owner, wait_s=wait_s, progress=progress)
 
-    async def _submit_remote(self, runner: Any, job: dict[str, Any], owner: str, idempotency_key: str | None) -> str:
+    async def _submit_remote(self, runner: Any, job: dict[str, Any], owner: str, idempotency_key: str | None,
+                             thread_id: str | None) -> str:
         """Queue ``job`` on the endpoint; its remote id becomes the job id (so a restart re-attaches)."""
         try:
             job_id = str(await runner.submit(job))
@@ -140,7 +147,7 @@ class JobManager:
             self.store.create(job_id, owner, job, idempotency_key)
             self.store.finish(job_id, "FAILED", {**self._cancelled(job_id, job), "status": "FAILED", "error": _error_of(exc)})
             return job_id
-        self.store.create(job_id, owner, job, idempotency_key, remote=True)
+        self.store.create(job_id, owner, job, idempotency_key, remote=True, thread_id=thread_id)
         self._start(job_id, job, remote=True)
         return job_id
 
@@ -196,6 +203,10 @@ class JobManager:
             # the runner stopped following a job that still runs elsewhere: keep it open
             log.warning("job %s came back %s from the runner; left IN_PROGRESS for resume", job_id, status)
             return envelope
+        if status == "COMPLETED" and self._on_completed is not None:
+            row = self.store.get(job_id)
+            if row is not None:
+                envelope = self._on_completed(row, envelope)
         self.store.finish(job_id, status, envelope)
         self._notify(home, job_id)
         return envelope

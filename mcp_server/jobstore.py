@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     progress TEXT,
     idempotency_key TEXT,
     remote INTEGER NOT NULL DEFAULT 0,
+    thread_id TEXT,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL
 );
@@ -55,6 +56,9 @@ class JobStore:
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(_SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+            if "thread_id" not in columns:  # a store written before threads existed
+                self._db.execute("ALTER TABLE jobs ADD COLUMN thread_id TEXT")
 
     def close(self) -> None:
         with self._lock:
@@ -65,14 +69,15 @@ class JobStore:
             return self._db.execute(sql, args).fetchall()
 
     def create(self, job_id: str, owner: str, job: dict[str, Any], idempotency_key: str | None = None,
-               *, remote: bool = False) -> None:
-        """Record a new IN_PROGRESS job; ``remote``: it runs on an endpoint under this (remote) id."""
+               *, remote: bool = False, thread_id: str | None = None) -> None:
+        """Record a new IN_PROGRESS job; ``remote``: it runs on an endpoint under this (remote) id;
+        ``thread_id``: the conversation its turns join when it completes (swarm.threads)."""
         now = time.time()
         self._exec(
-            "INSERT INTO jobs (job_id, owner, project, action, input, status, idempotency_key, remote, created_at,"
-            " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO jobs (job_id, owner, project, action, input, status, idempotency_key, remote, thread_id,"
+            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (job_id, owner, job["project"], job["action"], json.dumps(_storable(job.get("input") or {})),
-             IN_PROGRESS, idempotency_key, int(remote), now, now),
+             IN_PROGRESS, idempotency_key, int(remote), thread_id, now, now),
         )
 
     def get(self, job_id: str, owner: str | None = None) -> dict[str, Any] | None:

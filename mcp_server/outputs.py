@@ -29,9 +29,9 @@ class TraceStepOut(BaseModel):
     detail: str | None = None
 
 
-#: the trace as output schemas advertise it: a list of objects, not TraceStepOut's full schema again
-#: in every tool (results are still validated against ``TraceStepOut``)
-Trace = Annotated[list[TraceStepOut], WithJsonSchema({"type": "array", "items": {"type": "object"}})]
+#: the trace as output schemas advertise it: a list (of TraceStepOut objects, which the tools' text
+#: need not spell out in every tool; results are still validated against ``TraceStepOut``)
+Trace = Annotated[list[TraceStepOut], WithJsonSchema({"type": "array"})]
 
 
 class JobOutcome(BaseModel):
@@ -52,6 +52,7 @@ class DelegateOutput(JobOutcome):
     model: str | None = Field(default=None, description="who wrote it")
     review: dict[str, Any] | None = Field(default=None, description="reviewer verdict (null: no reviewer)")
     revisions: int = 0
+    thread_id: str | None = None
 
 
 class ResearchOutput(JobOutcome):
@@ -61,11 +62,22 @@ class ResearchOutput(JobOutcome):
     report_uri: str | None = Field(default=None, description="the report, paginated")
     mode: str | None = None
     support: float | None = None
+    grounding: dict[str, Any] | None = None
     sources: list[dict[str, Any]] = Field(default_factory=list)
     citations: list[dict[str, Any]] = Field(default_factory=list)
     unsupported_sentences: list[dict[str, Any]] = Field(default_factory=list)
     review: dict[str, Any] | None = None
     queries: list[str] = Field(default_factory=list)
+    thread_id: str | None = None
+
+
+class ConsensusOutput(JobOutcome):
+    """Each model's position (who answered, stance, text, cost), the ones that failed, and the synthesis."""
+
+    synthesis: str = ""
+    synthesizer: str | None = None
+    positions: list[dict[str, Any]] = Field(default_factory=list)
+    failed: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class ImageOutput(JobOutcome):

@@ -17,7 +17,7 @@ from mcp_server.calls import owner_of, server_state
 from mcp_server.state import ServerState
 
 #: the graphs swarm://graphs/{name} draws (compiled over fakes: no model, no network)
-GRAPHS = ("delegation", "research")
+GRAPHS = ("delegation", "research", "consensus")
 
 
 def register(server: Any, current_state: Callable[[], ServerState]) -> None:
@@ -85,6 +85,16 @@ def _register_templates(server: Any) -> None:
         except (InputError, ProviderError, FileNotFoundError, KeyError) as exc:
             raise ResourceError(f"artifact {key!r} cannot be read: {type(exc).__name__}") from None
 
+    @server.resource("swarm://threads/{thread_id}", name="thread", title="A conversation", mime_type="application/json",
+                     description="One of your threads: every kept turn (who said what) and how many were dropped.")
+    async def thread_resource(thread_id: str, ctx: Context) -> str:
+        from mcp_server.thread_tools import read_thread, unknown_thread
+
+        thread = await read_thread(ctx, thread_id)
+        if thread is None:
+            raise ResourceError(unknown_thread(thread_id))
+        return json.dumps(thread, indent=2)
+
     @server.resource("swarm://graphs/{name}", name="graph", title="A graph as a Mermaid diagram", mime_type="text/vnd.mermaid",
                      description=f"The LangGraph of an action as Mermaid text; names: {', '.join(GRAPHS)}.")
     def graph_resource(name: str) -> str:
@@ -145,6 +155,10 @@ def mermaid(name: str) -> str:
             raise RuntimeError("diagram only")
 
         graph = build_research(FakeLLM(), FakeSearch([]), no_fetch)
+    elif name == "consensus":
+        from graphs.consensus.graph import build_graph as build_consensus
+
+        graph = build_consensus(FakeLLM())
     else:
         raise ResourceError(f"unknown graph {name!r}; valid: {', '.join(GRAPHS)}")
     return str(graph.get_graph().draw_mermaid())

@@ -10,7 +10,7 @@ from typing import Any
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, ContentBlock, TextContent
 
-from mcp_server.outputs import DelegateOutput, ImageOutput, ResearchOutput, TraceStepOut
+from mcp_server.outputs import ConsensusOutput, DelegateOutput, ImageOutput, ResearchOutput, TraceStepOut
 from mcp_server.previews import StoredImage
 
 
@@ -29,7 +29,7 @@ def _head(result: dict[str, Any]) -> dict[str, Any]:
             "totals": result.get("totals") or {}}
 
 
-def delegate_output(result: dict[str, Any]) -> DelegateOutput:
+def delegate_output(result: dict[str, Any], thread_id: str | None = None) -> DelegateOutput:
     output = result.get("output") or {}
     return DelegateOutput(
         **_head(result),
@@ -37,10 +37,22 @@ def delegate_output(result: dict[str, Any]) -> DelegateOutput:
         model=output.get("model"),
         review=output.get("review"),
         revisions=output.get("revisions", 0),
+        thread_id=output.get("thread_id") or thread_id,
     )
 
 
-def research_output(result: dict[str, Any]) -> ResearchOutput:
+def consensus_output(result: dict[str, Any]) -> ConsensusOutput:
+    output = result.get("output") or {}
+    return ConsensusOutput(
+        **_head(result),
+        synthesis=output.get("synthesis", ""),
+        synthesizer=output.get("synthesizer"),
+        positions=output.get("positions", []),
+        failed=output.get("failed", []),
+    )
+
+
+def research_output(result: dict[str, Any], thread_id: str | None = None) -> ResearchOutput:
     output = result.get("output") or {}
     done = result.get("status") != "IN_PROGRESS"
     return ResearchOutput(
@@ -49,11 +61,13 @@ def research_output(result: dict[str, Any]) -> ResearchOutput:
         report_uri=f"swarm://jobs/{result['job_id']}/report" if done else None,
         mode=output.get("mode"),
         support=output.get("support"),
+        grounding=output.get("grounding"),
         sources=output.get("sources", []),
         citations=output.get("citations", []),
         unsupported_sentences=output.get("unsupported_sentences", []),
         review=output.get("review"),
         queries=[str(q) for q in output.get("queries", [])],
+        thread_id=output.get("thread_id") or thread_id,
     )
 
 

@@ -25,7 +25,7 @@ def compact_schema(schema: dict[str, Any], *, output: bool = False) -> dict[str,
     Args:
         schema: a JSON Schema object as pydantic writes it.
         output: an output schema: names and types only. Its descriptions (the tool's description
-            says what comes back) and defaults (a result carries every field) go too.
+            says what comes back), defaults and ``required`` (a result carries every field) go too.
     """
     return _node(schema, output)
 
@@ -47,6 +47,8 @@ def _node(schema: dict[str, Any], output: bool) -> dict[str, Any]:
         del node["default"]
     if output and isinstance(node.get("description"), str):
         del node["description"]
+    if output and isinstance(node.get("required"), list):
+        del node["required"]
     if node.get("additionalProperties") is True:
         del node["additionalProperties"]
     return _same_prefix_items(_nullable(node))

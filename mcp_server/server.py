@@ -19,7 +19,7 @@ from mcp.server import MCPServer
 from mcp.server.subscriptions import InMemorySubscriptionBus
 
 from core.errors import ConfigError
-from mcp_server import http, job_tools, prompts, protocol, resources, schemas, tools
+from mcp_server import http, job_tools, prompts, protocol, resources, schemas, thread_tools, tools
 from mcp_server.state import ServerState
 
 INSTRUCTIONS = (
@@ -27,7 +27,9 @@ INSTRUCTIONS = (
     "reviewer from another provider family, with fallbacks; `research` writes a cited report; "
     "image tools upscale and cut out images. Every result carries a trace of each provider call. "
     "A tool that outlasts the wait budget returns status IN_PROGRESS and a job_id: finish it with "
-    "job_result(job_id). Resources: swarm://config, swarm://providers, swarm://jobs/{id}."
+    "job_result(job_id). delegate replies carry a thread_id: pass it back to continue the conversation; "
+    "`consensus` asks several models at once. Resources: swarm://config, swarm://providers, swarm://jobs/{id}, "
+    "swarm://threads/{id}."
 )
 
 
@@ -63,6 +65,7 @@ def build_server(config_path: str | None = None, *, jobs_path: Path | None = Non
     )
     tools.register(server, config)
     job_tools.register(server)
+    thread_tools.register(server)
     # the SDK lists a server's registered tools on its tool manager only
     schemas.compact_tools(server._tool_manager.list_tools())
     resources.register(server, lambda: live[-1])

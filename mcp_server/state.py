@@ -8,6 +8,7 @@ so starting the server and answering ``tools/list`` imports neither.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,7 @@ from mcp.server.subscriptions import ResourceUpdated
 
 if TYPE_CHECKING:
     from mcp_server.jobs import JobManager
+    from swarm.threads import ThreadStore
 
 
 @dataclass
@@ -29,6 +31,8 @@ class ServerState:
     subscribers: dict[str, list[Any]] = field(default_factory=dict)  # uri -> sessions (resources/subscribe)
     _runtime: Any = None
     _jobs: JobManager | None = None
+    _threads: ThreadStore | None = None
+    _threads_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def runtime(self) -> Any:
@@ -66,8 +70,27 @@ class ServerState:
                 wait_budget_s=lambda: self.runtime.config.runner.wait_budget_s,
                 on_finished=self._job_finished,
                 job_loop=JobLoop(),  # jobs never block the protocol loop
+                on_completed=self._thread_turns,
             )
         return self._jobs
+
+    @property
+    def threads(self) -> ThreadStore:
+        """Conversations, in the checkpointer's kind of store (swarm.threads), opened on first use."""
+        with self._threads_lock:  # the protocol loop and the jobs' loop may both ask first
+            if self._threads is None:
+                from swarm.threads import open_thread_store
+
+                self._threads = open_thread_store(self.runtime.config.checkpointer)
+            return self._threads
+
+    def _thread_turns(self, row: dict[str, Any], envelope: dict[str, Any]) -> dict[str, Any]:
+        """A completed job's turns join its thread, if it has one (before its result is stored)."""
+        if not row.get("thread_id"):
+            return envelope
+        from swarm.threads import record_turns
+
+        return record_turns(self.threads, row, envelope, self.runtime.config.threads.max_turns)
 
     def subscribe(self, uri: str, session: Any) -> None:
         sessions = self.subscribers.setdefault(uri, [])
@@ -98,8 +121,22 @@ class ServerState:
     async def aclose(self) -> None:
         runtime = self._runtime
         if self._jobs is not None:
-            # the runtime's checkpointers were opened on the jobs' loop: close them there
-            await self._jobs.aclose(final=runtime.aclose if runtime is not None else None)
+            # the runtime's checkpointers and worker pool live on the jobs' loop: close them there
+            await self._jobs.aclose(final=_closer(runtime) if runtime is not None else None)
             self._jobs.store.close()
         elif runtime is not None:
             await runtime.aclose()
+        if self._threads is not None:
+            self._threads.close()
+
+
+def _closer(runtime: Any) -> Any:
+    """The jobs loop's last step: the worker-process pool (runner.local.processes > 1), then the runtime."""
+
+    async def close() -> None:
+        from swarm.executors import close_pool
+
+        await close_pool(runtime)
+        await runtime.aclose()
+
+    return close

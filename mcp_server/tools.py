@@ -24,42 +24,57 @@ from pydantic import BaseModel, ConfigDict, Field
 from core.rules import IDEMPOTENCY_KEY_PATTERN, MAX_IDEMPOTENCY_KEY_CHARS, Tier
 from graphs.actions import action_module
 from mcp_server.calls import run_job, server_state
-from mcp_server.outputs import DelegateOutput, ImageOutput, ResearchOutput
+from mcp_server.outputs import ConsensusOutput, DelegateOutput, ImageOutput, ResearchOutput
 from mcp_server.previews import image_blocks
-from mcp_server.results import delegate_output, image_output, image_result, research_output, stored_images
+from mcp_server.results import (
+    consensus_output,
+    delegate_output,
+    image_output,
+    image_result,
+    research_output,
+    stored_images,
+)
+from mcp_server.thread_tools import ThreadId, open_thread
 
 log = logging.getLogger("swarm.mcp")
 
 IdempotencyKey = Annotated[
     str | None,
-    Field(max_length=MAX_IDEMPOTENCY_KEY_CHARS, pattern=IDEMPOTENCY_KEY_PATTERN,
-          description="a retry with the same key gets the first job"),
+    Field(max_length=MAX_IDEMPOTENCY_KEY_CHARS, pattern=IDEMPOTENCY_KEY_PATTERN, description="same key: same job"),
 ]
 
 # Descriptions say what a model needs to call the tool right (what it does, the choices, the
 # limits that are not in the schema, what to do with IN_PROGRESS) and nothing the schema says.
 DELEGATE_DESCRIPTION = (
-    "A primary model drafts; if the route for `kind` has a reviewer (another model family), it checks "
-    "and the draft is revised (bounded). kinds: bulk_content (cheap, reviewed), critical (strongest, no "
-    "reviewer), research (search-backed). Returns text, review, trace. status IN_PROGRESS: call "
+    "A primary model drafts; the route's reviewer (another model family), if any, checks it and the "
+    "draft is revised (bounded). kinds: bulk_content (cheap, reviewed), critical (strongest, no "
+    "reviewer), research (search-backed). Pass a reply's thread_id to continue it. status IN_PROGRESS: call "
     "job_result(job_id)."
 )
 RESEARCH_DESCRIPTION = (
-    "Searches the web and local documents in parallel, reads the best sources and writes a Markdown "
-    "report; a sentence its cited passage does not back is removed. depth: quick (~3 sources), standard "
-    "(5), deep (8, slowest). mode extractive: quotes only. status IN_PROGRESS: call job_result(job_id)."
+    "Searches the web and local documents, reads the best sources and writes a Markdown report whose "
+    "every sentence is backed by a cited passage. depth: quick (~3 sources), standard (5), deep (8, "
+    "slowest). mode extractive: quotes only. status IN_PROGRESS: call job_result(job_id)."
+)
+CONSENSUS_DESCRIPTION = (
+    "Asks several models at once (optional stances), then one writes agreements, disagreements and a "
+    "recommendation naming who said what. status IN_PROGRESS: call job_result(job_id)."
 )
 IMAGE_COMMON = (
-    " Give exactly one of image, url, key. Returns a storage key, a preview and a link to the full image."
+    " Give one of image, url, key. Returns its storage key, a preview and a full-size link."
 )
 #: MCP tool name -> the ``image_tools`` action it runs (graphs/actions.py)
 IMAGE_TOOL_ACTIONS = {"upscale_image": "upscale", "remove_background": "remove_background", "process_image": "pipeline"}
 IMAGE_DESCRIPTIONS = {
     "upscale_image": "Upscale an image with Real-ESRGAN (x2-x4; anime/illustration model by default)." + IMAGE_COMMON,
     "remove_background": "Cut the subject out of an image (transparent background)." + IMAGE_COMMON
-    + " Several images (faster per image): give `images`; `results` has one entry each, a bad one fails alone.",
+    + " Several images (faster): give `images`; `results` has one entry each, a bad one fails alone.",
     "process_image": "Remove the background, then upscale, in one job." + IMAGE_COMMON,
 }
+
+
+#: read-only and open world; not idempotent (each call is a new job), MCP's default, so left out
+ACTION_ANNOTATIONS = ToolAnnotations(read_only_hint=True, open_world_hint=True)
 
 
 def _action_available(module: str) -> bool:
@@ -75,6 +90,7 @@ def register(server: Any, config: Any) -> list[str]:
     registrars: dict[str, tuple[str, Callable[[Any, Any], None]]] = {
         "delegate": (action_module("swarm", "delegate"), _register_delegate),
         "research": (action_module("swarm", "research"), _register_research),
+        "consensus": (action_module("swarm", "consensus"), _register_consensus),
         **{tool: (action_module("image_tools", action), _image_registrar(tool)) for tool, action in IMAGE_TOOL_ACTIONS.items()},
     }
     names = []
@@ -97,20 +113,23 @@ def _register_delegate(server: Any, config: Any) -> None:
         name="delegate",
         title="Delegate a task",
         description=DELEGATE_DESCRIPTION,
-        annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=False, open_world_hint=True),
+        annotations=ACTION_ANNOTATIONS,
     )
     async def delegate(
         # the dispatcher enforces both limits with messages naming the config key
         task: Annotated[str, Field(description="what to do, in plain words",
                                    json_schema_extra={"minLength": 1, "maxLength": max_chars})],
         ctx: Context,
-        kind: Annotated[str, Field(description=f"route in routing.delegation: {kinds}", max_length=64)] = "bulk_content",
-        tier: Annotated[Tier | None, Field(description="model tier; default providers.llm.default")] = None,
+        kind: Annotated[str, Field(description=f"one of {kinds}", max_length=64)] = "bulk_content",
+        tier: Annotated[Tier | None, Field(description="default: providers.llm.default")] = None,
+        thread_id: ThreadId = None,
         idempotency_key: IdempotencyKey = None,
     ) -> DelegateOutput:
-        job = {"project": "swarm", "action": "delegate", "input": _drop_none(task=task, kind=kind, tier=tier)}
-        result = await run_job(ctx, job, idempotency_key=idempotency_key)
-        return delegate_output(result)
+        thread_id, history = await open_thread(ctx, thread_id)
+        inp = _drop_none(task=task, kind=kind, tier=tier, thread_id=thread_id, history=history or None)
+        job = {"project": "swarm", "action": "delegate", "input": inp}
+        result = await run_job(ctx, job, idempotency_key=idempotency_key, thread_id=thread_id)
+        return delegate_output(result, thread_id)
 
 
 def _register_research(server: Any, config: Any) -> None:
@@ -118,9 +137,9 @@ def _register_research(server: Any, config: Any) -> None:
 
     @server.tool(
         name="research",
-        title="Research a question",
+        title="Research",
         description=RESEARCH_DESCRIPTION,
-        annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=False, open_world_hint=True),
+        annotations=ACTION_ANNOTATIONS,
     )
     async def research(
         question: Annotated[str, Field(description="what to find out",
@@ -130,12 +149,39 @@ def _register_research(server: Any, config: Any) -> None:
         mode: Literal["extractive", "abstractive", "auto"] = "auto",
         max_sources: Annotated[int, Field(ge=1, le=20, description="most sources kept after ranking")] = 8,
         backends: Annotated[list[Annotated[str, Field(max_length=64)]] | None, Field(
-            max_length=8, description="search backends in order (default: providers.search.fallback_chain)")] = None,
+            max_length=8, description="in order; default providers.search.fallback_chain")] = None,
+        thread_id: ThreadId = None,
         idempotency_key: IdempotencyKey = None,
     ) -> ResearchOutput:
+        # the report joins the thread (a delegate follow-up sees it); the search itself takes the question only
+        thread_id, _turns = await open_thread(ctx, thread_id)
         inp = _drop_none(question=question, depth=depth, mode=mode, max_sources=max_sources, backends=backends)
-        result = await run_job(ctx, {"project": "swarm", "action": "research", "input": inp}, idempotency_key=idempotency_key)
-        return research_output(result)
+        result = await run_job(ctx, {"project": "swarm", "action": "research", "input": inp},
+                               idempotency_key=idempotency_key, thread_id=thread_id)
+        return research_output(result, thread_id)
+
+
+def _register_consensus(server: Any, config: Any) -> None:
+    from graphs.consensus.action import MAX_MODELS
+
+    route = config.routing.consensus
+    default = f"default {', '.join(route.models)}" if route else "required: no routing.consensus in config"
+
+    @server.tool(name="consensus", title="Consensus", description=CONSENSUS_DESCRIPTION,
+                 annotations=ACTION_ANNOTATIONS)
+    async def consensus(
+        question: Annotated[str, Field(json_schema_extra={"minLength": 1, "maxLength": config.limits.max_task_chars})],
+        ctx: Context,
+        models: Annotated[list[Annotated[str, Field(max_length=64)]] | None, Field(
+            min_length=1, max_length=MAX_MODELS, description=f"models or families; {default}")] = None,
+        stances: Annotated[list[Literal["for", "against", "neutral"]] | None, Field(
+            max_length=MAX_MODELS, description="one per model")] = None,
+        tier: Tier | None = None,
+        idempotency_key: IdempotencyKey = None,
+    ) -> ConsensusOutput:
+        inp = _drop_none(question=question, models=models, stances=stances, tier=tier)
+        result = await run_job(ctx, {"project": "swarm", "action": "consensus", "input": inp}, idempotency_key=idempotency_key)
+        return consensus_output(result)
 
 
 def _image_registrar(action: str) -> Callable[[Any, Any], None]:
@@ -149,9 +195,9 @@ MAX_IMAGE_URL_CHARS = 4096
 MAX_KEY_CHARS = 1024
 ImageB64 = Annotated[str | None, Field(description="base64 or a data: URL")]
 ImageUrl = Annotated[str | None, Field(description="http(s)", max_length=MAX_IMAGE_URL_CHARS)]
-ImageKey = Annotated[str | None, Field(description="storage key of an earlier result", max_length=MAX_KEY_CHARS)]
+ImageKey = Annotated[str | None, Field(description="an earlier result's storage key", max_length=MAX_KEY_CHARS)]
 OutputFormat = Literal["png", "webp", "jpeg"]
-ReturnB64 = Annotated[bool, Field(description="also inline as base64, up to mcp.max_inline_image_bytes")]
+ReturnB64 = Annotated[bool, Field(description="also as base64, up to mcp.max_inline_image_bytes")]
 Scale = Annotated[Literal[2, 3, 4] | None, Field(description="default: the model's")]
 Tile = Annotated[int | None, Field(ge=0, le=2048, description="tile size in input pixels; 0: none")]
 UpscaleModel = Annotated[str | None, Field(
@@ -165,7 +211,8 @@ ImageResult = Annotated[CallToolResult, ImageOutput]
 
 
 def _image_annotations() -> ToolAnnotations:
-    return ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True)
+    # not read-only (it stores), not destructive; not idempotent and open world are MCP's defaults
+    return ToolAnnotations(read_only_hint=False, destructive_hint=False)
 
 
 async def _image_call(ctx: Context, action: str, inp: dict[str, Any], return_base64: bool,
@@ -192,7 +239,7 @@ def _register_upscale(server: Any, config: Any) -> None:
 
 
 class ImageItem(BaseModel):
-    """Exactly one of image, url, key."""
+    # no docstring: it would be the schema's description, and the tool's says "one of image, url, key"
 
     model_config = ConfigDict(extra="forbid")
 
@@ -210,7 +257,7 @@ def _register_remove_background(server: Any, config: Any) -> None:
         description=f"1 to {MAX_BATCH_IMAGES} images, instead of image/url/key",
         json_schema_extra={"maxItems": MAX_BATCH_IMAGES})]
 
-    @server.tool(name="remove_background", title="Remove an image's background",
+    @server.tool(name="remove_background", title="Remove background",
                  description=IMAGE_DESCRIPTIONS["remove_background"], annotations=_image_annotations())
     async def remove_background(ctx: Context, image: ImageB64 = None, url: ImageUrl = None, key: ImageKey = None,
                                 images: Images = None,

@@ -5,10 +5,11 @@ to exercise the real HTTP path. What a request gets is chosen by its model name:
 
 - scripted with ``server.script(model, Behaviour...)`` (played in order, the last repeats), or
 - by the name itself: ``status-503``, ``ratelimit-1.5`` (429, Retry-After 1.5), ``ratelimit``
-  (429 without Retry-After), ``hang``, ``malformed``, ``empty``, ``echo``; anything else
-  answers ``"ok from <model>"``.
+  (429 without Retry-After), ``hang``, ``malformed``, ``empty``, ``echo``, ``slow-0.5`` (answers
+  ``"ok from slow-0.5"`` after 0.5 s); anything else answers ``"ok from <model>"``.
 
-Every request is recorded in ``server.requests`` so a test can assert what was sent. The local
+Every request is recorded in ``server.requests`` so a test can assert what was sent, with the
+moments (``time.monotonic()``) it arrived and was answered: ``started``, ``finished``. The local
 model manager's canary completion (sent before it adopts a server on its port) is answered
 aside, like a healthy llama server would, and counted in ``server.canaries`` instead: it does
 not consume a scripted behaviour. Set ``server.canary_ok = False`` to make it fail (HTTP 500).
@@ -80,6 +81,8 @@ def behaviour_for_name(model: str) -> Behaviour:
         return Behaviour.fail(int(arg))
     if head == "ratelimit":
         return Behaviour.rate_limited(float(arg) if arg else None)
+    if head == "slow" and arg.replace(".", "", 1).isdigit():
+        return Behaviour.answer(f"ok from {model}", delay_s=float(arg))
     table: dict[str, Behaviour] = {
         "hang": Behaviour.hang(),
         "malformed": Behaviour.malformed(),
@@ -96,6 +99,8 @@ class RecordedRequest:
     model: str | None
     body: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
 
 
 class FakeOpenAI:
@@ -164,11 +169,13 @@ class FakeOpenAI:
                 self.canaries += 1
                 how = Behaviour.answer("hello") if self.canary_ok else Behaviour.fail(500)
                 return await self._respond(how, model, body)
-            self.requests.append(
-                RecordedRequest("POST", request.url.path, model, body, dict(request.headers))
-            )
+            recorded = RecordedRequest("POST", request.url.path, model, body, dict(request.headers))
+            self.requests.append(recorded)
             key = request.headers.get("authorization", "").removeprefix("Bearer ")
-            return await self._respond(self._next_behaviour(model), model, body, key)
+            try:
+                return await self._respond(self._next_behaviour(model), model, body, key)
+            finally:
+                recorded.finished = time.monotonic()
 
         return Starlette(
             routes=[

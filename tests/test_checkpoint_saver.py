@@ -228,3 +228,35 @@ async def test_a_failing_write_fails_only_its_own_caller(tmp_path: Path) -> None
     assert isinstance(results[1], sqlite3.IntegrityError) and "refused by trigger" in str(results[1])
     assert [r["configurable"]["thread_id"] for r in (results[0], results[2])] == ["a", "b"]  # type: ignore[index]
     assert _rows(path, "SELECT thread_id FROM checkpoints ORDER BY thread_id") == [("a",), ("b",)]
+
+
+async def test_a_steps_writes_commit_with_the_checkpoint_that_follows_them(tmp_path: Path) -> None:
+    path = tmp_path / "cp.sqlite"
+    with LoopSqliteSaver.open(str(path)) as saver:
+        final = await _delegation_graph(saver).ainvoke(_initial("one job alone"), _config("solo"), durability="sync")
+        commits, writes = saver.commits, saver.writes
+    assert final["final"].endswith("job alone")
+    assert writes == 9  # 5 checkpoints (input, start, draft, review, finalize) + 4 tasks' writes
+    assert commits == 5  # each task's writes rode in the commit of its step's checkpoint
+    assert _rows(path, "SELECT count(DISTINCT task_id) FROM writes WHERE thread_id = 'solo'") == [(4,)]
+
+
+async def test_the_wal_is_checkpointed_on_a_thread_not_in_a_jobs_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import graphs.sqlite_saver as module
+
+    monkeypatch.setattr(module, "WAL_CHECKPOINT_COMMITS", 10)
+    path = tmp_path / "cp.sqlite"
+    with LoopSqliteSaver.open(str(path)) as saver:
+        assert saver.conn.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)  # never inside a commit
+        empty_size = path.stat().st_size
+        for i in range(9):
+            await saver.aput(_config(f"w{i}"), _checkpoint({"task": "x" * 20_000}), {"step": 0}, {})
+        assert saver.wal is not None and saver.wal.runs == 0
+        assert path.stat().st_size == empty_size  # 9 commits, all still in the WAL only
+        await saver.aput(_config("w9"), _checkpoint({"task": "x" * 20_000}), {"step": 0}, {})
+        saver.wal.close()  # wait for the background checkpoint the 10th commit started
+        assert saver.wal.runs == 1 and saver.wal.failures == 0
+        assert path.stat().st_size > empty_size + 10 * 20_000  # the pages were copied into the file
+    assert _rows(path, "SELECT count(*) FROM checkpoints") == [(10,)]

@@ -93,7 +93,7 @@ async def test_primary_chain_down_fails_with_every_attempt_listed(make_context: 
     ("raw", "needle"),
     [
         ({"project": "nope", "action": "delegate", "input": {}}, "unknown project 'nope'; valid: image_tools, swarm"),
-        ({"project": "swarm", "action": "nope", "input": {}}, "valid: delegate, research"),
+        ({"project": "swarm", "action": "nope", "input": {}}, "valid: consensus, delegate, research"),
         (job(""), "input.task"),
         (job("   "), "input.task: must not be empty"),
         ({"project": "swarm", "action": "delegate", "input": {}}, "input.task: Field required"),

@@ -104,9 +104,18 @@ async def test_a_client_cannot_see_another_clients_job(app: Any) -> None:
                 assert (await bob.call_tool("list_jobs", {})).structured_content["jobs"] == []
                 with pytest.raises(Exception, match="unknown job_id"):
                     await bob.read_resource(f"swarm://jobs/{job_id}")
+                # threads are owned the same way: bob can neither list, read nor continue alice's
+                thread_id = handle["thread_id"]
+                assert (await bob.call_tool("list_threads", {})).structured_content["threads"] == []
+                stolen = await bob.call_tool("delegate", {"task": "yours?", "kind": "critical", "thread_id": thread_id})
+                assert stolen.is_error and "unknown thread_id" in stolen.content[0].text
+                with pytest.raises(Exception, match="unknown thread_id"):
+                    await bob.read_resource(f"swarm://threads/{thread_id}")
             done = await alice.call_tool("job_result", {"job_id": job_id, "wait_s": 20})
             assert done.structured_content["status"] == "COMPLETED"
             assert done.structured_content["output"]["text"] == "for alice"
+            mine = (await alice.call_tool("list_threads", {})).structured_content["threads"]
+            assert [(t["thread_id"], t["turns"]) for t in mine] == [(thread_id, 2)]
 
 
 def test_tokens_parse_named_or_bare_and_short_ones_are_refused() -> None:

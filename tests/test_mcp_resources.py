@@ -27,7 +27,7 @@ async def test_listing_shows_tools_with_annotations_resources_templates_and_prom
         assert {str(r.uri) for r in (await client.list_resources()).resources} == {"swarm://config", "swarm://providers"}
         templates = {t.uri_template for t in (await client.list_resource_templates()).resource_templates}
         assert templates == {"swarm://jobs/{job_id}", "swarm://jobs/{job_id}/report{?page}", "swarm://artifacts/{+key}",
-                             "swarm://graphs/{name}"}
+                             "swarm://graphs/{name}", "swarm://threads/{thread_id}"}
         prompts = {p.name for p in (await client.list_prompts()).prompts}
         assert prompts == {"research_brief", "delegate_and_review"}
         brief = await client.get_prompt("research_brief", {"topic": "RunPod cold starts"})
@@ -37,7 +37,7 @@ async def test_listing_shows_tools_with_annotations_resources_templates_and_prom
 async def test_enabled_tools_trims_the_list_but_job_tools_stay(tmp_path: Path) -> None:
     async with Client(build_server(str(write_config(tmp_path, enabled_tools=["research"])))) as client:
         names = {t.name for t in (await client.list_tools()).tools}
-    assert names == {"research", "job_status", "job_result", "job_cancel", "list_jobs"}
+    assert names == {"research", "job_status", "job_result", "job_cancel", "list_jobs", "list_threads"}
 
 
 async def test_config_resource_is_redacted_and_providers_show_availability(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -44,7 +44,8 @@ async def test_mcp_research_answers_from_the_local_index_with_resolving_citation
         for _ in range(6):  # past the tool's wait budget the job keeps running: collect it
             if data["status"] != "IN_PROGRESS":
                 break
-            polled = await client.call_tool("job_result", {"job_id": data["job_id"], "wait_s": 50})
+            polled = await client.call_tool("job_result", {"job_id": data["job_id"], "wait_s": 50},
+                                            progress_callback=on_progress)  # a slow machine searches after the tool's wait
             assert not polled.is_error, polled.content[0].text
             data = {**polled.structured_content, **(polled.structured_content.get("output") or {})}
     assert data["status"] == "COMPLETED", data

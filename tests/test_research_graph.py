@@ -47,6 +47,8 @@ class Script:
             return self.report
         if config.step == "review":
             return self.reviews.pop(0) if len(self.reviews) > 1 else self.reviews[0]
+        if config.step == "entail":  # the "fake" family stands in for the claude reviewer: its verdicts go unused
+            return {"verdicts": []}
         raise AssertionError(config.step)
 
 

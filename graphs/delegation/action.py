@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from core.errors import InputError
 from core.rules import Tier
 from graphs.context import JobContext
+from graphs.delegation.history import THREAD_ID_PATTERN, Turn, history_step, window
 
 
 class DelegateInput(BaseModel):
@@ -21,6 +22,9 @@ class DelegateInput(BaseModel):
     tier: Tier | None = Field(
         default=None, description="model tier; default: providers.llm.default"
     )
+    thread_id: str | None = Field(default=None, pattern=THREAD_ID_PATTERN, description="the conversation")
+    history: list[Turn] = Field(default_factory=list, max_length=1000,
+                                description="the thread's earlier turns, oldest first (the door sends them)")
 
     @field_validator("task")
     @classmethod
@@ -52,6 +56,8 @@ async def delegate(inp: DelegateInput, ctx: JobContext) -> dict[str, Any]:
     providers = ctx.providers
     graph = providers.memo(("graph:delegation", id(ctx.checkpointer)), lambda: build_graph(providers.llm, ctx.checkpointer))
     await ctx.progress("route", f"{inp.kind}: primary {route.primary}, reviewer {route.reviewer or 'none'}", None)
+    kept, left_out = window(inp.history, config.threads.max_chars)
+    opening = [history_step(inp.thread_id, inp.history, kept, left_out, config.threads.max_chars)] if inp.thread_id else []
     state = await run_graph(
         graph,
         {
@@ -61,11 +67,13 @@ async def delegate(inp: DelegateInput, ctx: JobContext) -> dict[str, Any]:
             "primary": route.primary,
             "reviewer": route.reviewer,
             "max_revisions": config.limits.max_revisions,
-            "trace": [],
+            "history": [t.model_dump() for t in kept],
+            "trace": opening,
         },
         ctx,
     )
     return {
+        **({"thread_id": inp.thread_id} if inp.thread_id else {}),
         "text": state.get("final", state.get("draft", "")),
         "model": state.get("drafted_by"),
         "kind": inp.kind,
@@ -85,6 +93,7 @@ async def _research_route(inp: DelegateInput, ctx: JobContext) -> dict[str, Any]
         ) from None
     result = await research(ResearchInput(question=inp.task), ctx)
     return {
+        **({"thread_id": inp.thread_id} if inp.thread_id else {}),
         "text": result.get("report", ""),
         "model": None,
         "kind": inp.kind,

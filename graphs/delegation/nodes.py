@@ -14,6 +14,7 @@ from typing import Any
 
 from core.errors import AllProvidersFailed, SwarmError
 from graphs.delegation import prompts
+from graphs.delegation.history import Turn
 from graphs.delegation.state import DelegationState
 from graphs.progress import emit, model_progress
 from providers.base import LLMConfig, LLMProvider, LLMResponse, Message, TraceStep, listen_to_attempts
@@ -43,6 +44,10 @@ async def _call(
         raise
 
 
+def _history(state: DelegationState) -> list[Turn]:
+    return [Turn.model_validate(t) for t in state.get("history") or []]
+
+
 def parse_verdict(text: str) -> dict[str, Any] | None:
     """The reviewer's JSON verdict, or None when the answer holds no usable verdict."""
     match = re.search(r"\{.*\}", text, re.DOTALL)
@@ -70,7 +75,8 @@ def make_nodes(llm: LLMProvider) -> dict[str, Node]:
     async def draft(state: DelegationState) -> dict[str, Any]:
         started = time.perf_counter()
         config = LLMConfig(tier=state.get("tier"), prefer=state["primary"], step="draft")  # type: ignore[arg-type]
-        response = await _call(llm, state, prompts.draft_messages(state["task"], state["kind"]), config, "drafting")
+        messages = prompts.draft_messages(state["task"], state["kind"], _history(state))
+        response = await _call(llm, state, messages, config, "drafting")
         emit("draft", f"drafted by {response.model}")
         attempts = [a.model_dump() for a in response.attempts]
         return {
@@ -92,7 +98,8 @@ def make_nodes(llm: LLMProvider) -> dict[str, Node]:
         )
         try:
             with listen_to_attempts(model_progress("review", "reviewing")):
-                response = await llm.complete(prompts.review_messages(state["task"], state["draft"]), config)
+                messages = prompts.review_messages(state["task"], state["draft"], _history(state))
+                response = await llm.complete(messages, config)
         except AllProvidersFailed as exc:
             # The draft stands; the missing review is said plainly in result and trace.
             attempts = [a.model_dump() if hasattr(a, "model_dump") else dict(a) for a in exc.attempts]
@@ -115,7 +122,8 @@ def make_nodes(llm: LLMProvider) -> dict[str, Node]:
         started = time.perf_counter()
         number = state.get("revisions", 0) + 1
         config = LLMConfig(tier=state.get("tier"), prefer=state["primary"], step="revise")  # type: ignore[arg-type]
-        messages = prompts.revise_messages(state["task"], state["kind"], state["draft"], state["review"] or {})
+        messages = prompts.revise_messages(state["task"], state["kind"], state["draft"], state["review"] or {},
+                                           _history(state))
         verb = f"revision {number} of at most {state['max_revisions']}"
         response = await _call(llm, state, messages, config, verb)
         attempts = [a.model_dump() for a in response.attempts]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from graphs.delegation.history import HISTORY_NOTE, Turn, transcript
+from graphs.delegation.history import messages as history_messages
 from providers.base import Message
 
 PRIMARY_SYSTEM = {
@@ -32,27 +34,33 @@ VERDICT_SCHEMA = {
 }
 
 
-def draft_messages(task: str, kind: str) -> list[Message]:
-    return [
-        Message(role="system", content=PRIMARY_SYSTEM.get(kind, DEFAULT_SYSTEM)),
-        Message(role="user", content=task),
-    ]
+def _opening(kind: str, history: list[Turn]) -> list[Message]:
+    """The system prompt, then a thread's earlier turns (each answer names its model)."""
+    system = PRIMARY_SYSTEM.get(kind, DEFAULT_SYSTEM)
+    if not history:
+        return [Message(role="system", content=system)]
+    return [Message(role="system", content=f"{system}\n\n{HISTORY_NOTE}"), *history_messages(history)]
 
 
-def review_messages(task: str, draft: str) -> list[Message]:
+def draft_messages(task: str, kind: str, history: list[Turn] | None = None) -> list[Message]:
+    return [*_opening(kind, history or []), Message(role="user", content=task)]
+
+
+def review_messages(task: str, draft: str, history: list[Turn] | None = None) -> list[Message]:
+    earlier = f"<conversation>\n{transcript(history)}\n</conversation>\n\n" if history else ""
     return [
         Message(role="system", content=REVIEW_SYSTEM),
         Message(
             role="user",
-            content=f"<task>\n{task}\n</task>\n\n<answer>\n{draft}\n</answer>\n\nYour JSON verdict:",
+            content=f"{earlier}<task>\n{task}\n</task>\n\n<answer>\n{draft}\n</answer>\n\nYour JSON verdict:",
         ),
     ]
 
 
-def revise_messages(task: str, kind: str, draft: str, review: dict) -> list[Message]:
+def revise_messages(task: str, kind: str, draft: str, review: dict, history: list[Turn] | None = None) -> list[Message]:
     issues = "\n".join(f"- {issue}" for issue in review.get("issues") or []) or "- (none listed)"
     return [
-        Message(role="system", content=PRIMARY_SYSTEM.get(kind, DEFAULT_SYSTEM)),
+        *_opening(kind, history or []),
         Message(role="user", content=task),
         Message(role="assistant", content=draft),
         Message(

@@ -13,6 +13,7 @@ class DelegationState(TypedDict, total=False):
     primary: str
     reviewer: str | None
     max_revisions: int
+    history: list[dict[str, Any]]  # a thread's earlier turns in the prompt (history.Turn)
     draft: str
     drafted_by: str
     review: dict[str, Any] | None

@@ -63,7 +63,10 @@ async def research(inp: ResearchInput, ctx: JobContext) -> dict[str, Any]:
 
     Returns:
         ``report`` (Markdown), ``mode`` (extractive or abstractive: what the report is),
-        ``support`` (supported / factual sentences of the checked draft), ``sources``
+        ``support`` (supported / factual sentences of the checked draft), ``grounding``
+        {factual, supported, support, undecided, settled_by_reviewer, entailed, not_entailed,
+        reviewer: {status, model, asked, reason}} (sentences a reviewer of another family
+        settled when the words alone could not), ``sources``
         [{id, url, title, snippet, retrieved_at, ...}], ``citations`` [{claim, source_ids,
         support, passage: {source_id, start, end, heading, page, overlap}}], ``unsupported_sentences``
         [{sentence, source_ids, reason}], ``repeats_removed``, ``removed_citations``,
@@ -110,6 +113,7 @@ async def research(inp: ResearchInput, ctx: JobContext) -> dict[str, Any]:
         "report": state.get("report", ""),
         "mode": state.get("report_mode"),
         "support": state.get("support"),
+        "grounding": state.get("grounding"),
         "sources": state.get("sources", []),
         "citations": state.get("citations", []),
         "unsupported_sentences": state.get("unsupported_sentences", []),
@@ -135,6 +139,8 @@ async def _run(graph: Any, inp: ResearchInput, route: Any, ctx: JobContext, chec
             "mode": inp.mode,
             "primary": route.primary.split("+", 1)[0] if route else None,
             "reviewer": route.reviewer if route else None,
+            "reviewer_family": ctx.config.family_of(route.reviewer.split("+", 1)[0]) if route and route.reviewer else None,
+            "max_entailment_sentences": ctx.config.limits.max_entailment_sentences,
             "max_revisions": ctx.config.limits.max_revisions,
             "revisions": 0,
             "trace": [],

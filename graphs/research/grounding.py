@@ -7,6 +7,11 @@ without citations, punctuation or spacing) and a sentence that loops on one phra
 its content words (``MIN_OVERLAP``), every number it states and every span it quotes verbatim;
 an uncited factual sentence, or one citing only sources that were never retrieved, goes too.
 Each removal is listed with its reason.
+
+A sentence the words alone cannot settle (every number and quote found, but only between
+``UNDECIDED_OVERLAP`` and ``MIN_OVERLAP`` of its content words) is *undecided*: ``ground`` lists it
+in ``Grounding.undecided`` with the passages it cites, and removes it as unsupported unless a
+``ReviewerVerdict`` for it is given (``entailment.py`` asks a reviewer of another family).
 """
 
 from __future__ import annotations
@@ -22,6 +27,10 @@ from graphs.research.passages import Passage, content_stems, numbers_in
 
 #: share of a sentence's content words one cited passage must contain
 MIN_OVERLAP = 0.6
+#: below MIN_OVERLAP but at least this share: undecided, for a reviewer to settle; below it: unsupported
+UNDECIDED_OVERLAP = 0.3
+#: passages of each undecided sentence kept for the reviewer: the best one of each cited source
+UNDECIDED_PASSAGES = 3
 #: sentences that repeat a phrase of this many words this many times are loops
 _LOOP_NGRAM, _LOOP_TIMES = 3, 3
 
@@ -145,6 +154,15 @@ def is_factual(claim: str, *, cited: bool) -> bool:
     return cited or not (_ABOUT_SOURCES.search(plain) and _NEGATION.search(plain))
 
 
+@dataclass(frozen=True)
+class ReviewerVerdict:
+    """A reviewer's answer on one undecided sentence: does its cited passage entail it?"""
+
+    entailed: bool
+    model: str
+    reason: str = ""
+
+
 @dataclass
 class Grounding:
     """What ``ground`` made of a report."""
@@ -155,7 +173,14 @@ class Grounding:
     unsupported: list[dict[str, Any]] = field(default_factory=list)
     invalid: list[dict[str, Any]] = field(default_factory=list)
     #: normalised claim -> {source_id, start, end, heading, page, overlap} of the passage backing it
+    #: (plus ``reason: "reviewer: <model>"`` when a reviewer confirmed it)
     evidence: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: sentences the words alone could not settle and no verdict was given for:
+    #: {key, sentence, source_ids, overlap, reason, passages: [{source_id, text, heading, page}]}
+    undecided: list[dict[str, Any]] = field(default_factory=list)
+    #: undecided sentences a given ``ReviewerVerdict`` settled: entailed, and not entailed
+    entailed: int = 0
+    not_entailed: int = 0
 
     @property
     def support(self) -> float | None:
@@ -163,20 +188,28 @@ class Grounding:
         return round(self.supported / self.factual, 3) if self.factual else None
 
 
+#: how a cited passage judges a sentence, best first
+_SUPPORTED, _UNDECIDED, _UNSUPPORTED = 2, 1, 0
+
+
 @dataclass(frozen=True)
 class _Verdict:
-    ok: bool
+    rank: int
     overlap: float
     source_id: int | None = None
     passage: Passage | None = None
     problem: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.rank == _SUPPORTED
 
 
 def _judge(claim: str, ids: Sequence[int], passages: Mapping[int, Sequence[Passage]], titles: Mapping[int, str]) -> _Verdict:
     words = set(content_stems(claim))
     numbers = numbers_in(claim)
     quotes = [_flat(next(g for g in m.groups() if g)) for m in _QUOTED.finditer(claim)]
-    best = _Verdict(False, -1.0, problem="the cited sources have no text to check against")
+    best = _Verdict(_UNSUPPORTED, -1.0, problem="the cited sources have no text to check against")
     for sid in ids:
         for passage in passages.get(sid, ()):
             text = f"{titles.get(sid, '')}\n{passage.get('heading') or ''}\n{passage['text']}"
@@ -190,10 +223,62 @@ def _judge(claim: str, ids: Sequence[int], passages: Mapping[int, Sequence[Passa
                 problem = f"the cited passage does not state {', '.join(missing_numbers)}"
             elif overlap < MIN_OVERLAP:
                 problem = f"only {overlap:.0%} of its content words are in the cited passage (needs {MIN_OVERLAP:.0%})"
-            verdict = _Verdict(not problem, overlap, sid, passage, problem)
-            if (verdict.ok, verdict.overlap) > (best.ok, best.overlap):
+            rank = _SUPPORTED if not problem else _UNSUPPORTED
+            if problem and not missing_quotes and not missing_numbers and overlap >= UNDECIDED_OVERLAP:
+                rank = _UNDECIDED
+            verdict = _Verdict(rank, overlap, sid, passage, problem)
+            if (verdict.rank, verdict.overlap) > (best.rank, best.overlap):
                 best = verdict
     return best
+
+
+def _cited_passages(claim: str, verdict: _Verdict, ids: Sequence[int], passages: Mapping[int, Sequence[Passage]]) -> list[dict[str, Any]]:
+    """What a reviewer is shown: the passage that left ``claim`` undecided, then the passage of
+    each other cited source that shares most content words with it."""
+    words = set(content_stems(claim))
+    best: list[tuple[int, int, Passage]] = []
+    for sid in ids:
+        if sid == verdict.source_id:
+            continue
+        scored = [(len(words & set(content_stems(p["text"]))), -i, p) for i, p in enumerate(passages.get(sid, ()))]
+        if scored:
+            hits, _, passage = max(scored, key=lambda t: t[:2])
+            best.append((hits, sid, passage))
+    best.sort(key=lambda t: -t[0])
+    chosen = [(verdict.source_id, verdict.passage)] if verdict.passage is not None else []
+    chosen += [(sid, p) for _, sid, p in best]
+    return [{"source_id": sid, "text": p["text"], "heading": p.get("heading"), "page": p.get("page")}
+            for sid, p in chosen[:UNDECIDED_PASSAGES]]
+
+
+def _record(result: Grounding, claim: str, ids: list[int], verdict: _Verdict, reviewed: ReviewerVerdict | None,
+            passages: Mapping[int, Sequence[Passage]]) -> bool:
+    """Count a cited factual sentence in ``result`` by the passages' verdict, or the reviewer's
+    when it settled an undecided one; True when the sentence stays."""
+    key = normalise(claim)
+    if reviewed is not None and not reviewed.entailed:
+        result.not_entailed += 1
+        reason = f"reviewer {reviewed.model}: not entailed" + (f" ({reviewed.reason})" if reviewed.reason else "")
+        result.unsupported.append({"sentence": claim, "source_ids": ids, "reason": reason, "reviewer": reviewed.model})
+        return False
+    if not verdict.ok and reviewed is None:
+        entry: dict[str, Any] = {"sentence": claim, "source_ids": ids, "reason": verdict.problem}
+        if verdict.rank == _UNDECIDED:
+            entry["undecided"] = True
+            result.undecided.append({**entry, "key": key, "overlap": round(verdict.overlap, 2),
+                                     "passages": _cited_passages(claim, verdict, ids, passages)})
+        result.unsupported.append(entry)
+        return False
+    result.supported += 1
+    where = verdict.passage or {}
+    result.evidence[key] = {
+        "source_id": verdict.source_id, "start": where.get("start"), "end": where.get("end"),
+        "heading": where.get("heading"), "page": where.get("page"), "overlap": round(verdict.overlap, 2),
+    }
+    if reviewed is not None:
+        result.entailed += 1
+        result.evidence[key]["reason"] = f"reviewer: {reviewed.model}"
+    return True
 
 
 def ground(
@@ -201,6 +286,7 @@ def ground(
     passages: Mapping[int, Sequence[Passage]],
     *,
     titles: Mapping[int, str] | None = None,
+    verdicts: Mapping[str, ReviewerVerdict] | None = None,
 ) -> Grounding:
     """Keep the sentences of ``report`` that the passages of their cited sources back.
 
@@ -208,10 +294,13 @@ def ground(
         report: Markdown whose citation markers are already in ``[n]`` form.
         passages: source id -> the passages read from it; its keys are the valid ids.
         titles: source id -> title, read as context of every passage of that source.
+        verdicts: normalised claim (``normalise``) -> a reviewer's verdict on that undecided
+            sentence; an undecided sentence without one is removed as unsupported.
     """
     result = Grounding(report="")
     valid = set(passages)
     names = titles or {}
+    settled = verdicts or {}
 
     def keep(sentence: str) -> bool:
         markers = list(CITE_MARKER.finditer(_CODE_SPAN.sub("", sentence)))  # `a[0]` is code, not a citation
@@ -230,16 +319,8 @@ def ground(
             result.unsupported.append({"sentence": claim, "source_ids": [], "reason": "states a fact without citing a source"})
             return False
         verdict = _judge(claim, good, passages, names)
-        if not verdict.ok:
-            result.unsupported.append({"sentence": claim, "source_ids": good, "reason": verdict.problem})
-            return False
-        result.supported += 1
-        where = verdict.passage or {}
-        result.evidence[normalise(claim)] = {
-            "source_id": verdict.source_id, "start": where.get("start"), "end": where.get("end"),
-            "heading": where.get("heading"), "page": where.get("page"), "overlap": round(verdict.overlap, 2),
-        }
-        return True
+        reviewed = settled.get(normalise(claim)) if verdict.rank == _UNDECIDED else None
+        return _record(result, claim, good, verdict, reviewed, passages)
 
     result.report = drop_empty_sections(_rewrite(report, keep))
     return result

@@ -32,6 +32,27 @@ REVIEW_SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
 }
 
+ENTAIL_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "verdicts": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "integer"},
+                    "entailed": {"type": "boolean"},
+                    "reason": {"type": "string", "maxLength": 200},
+                },
+                "required": ["id", "entailed", "reason"],
+                "additionalProperties": False,
+            },
+        },
+    },
+    "required": ["verdicts"],
+    "additionalProperties": False,
+}
+
 PLAN_SYSTEM = (
     "You plan web and document searches. Given a research question, reply with JSON only:"
     ' {"queries": [...]} holding {n} short, distinct search queries (keywords, not sentences)'
@@ -58,6 +79,15 @@ REVIEW_SYSTEM = (
     " with approved (true or false) and issues (a list of the problems you found, each one short;"
     " an empty list when approved).\n"
     + UNTRUSTED_RULE
+)
+
+ENTAIL_SYSTEM = (
+    "You check sentences of a research report against the passages they cite. For each numbered"
+    " sentence decide whether its cited passages, on their own, state what the sentence says:"
+    " entailed true when they do (paraphrase is fine), false when the sentence adds, changes or"
+    " contradicts anything. Judge only by the passages, never by what you know. Reply with JSON"
+    ' only: {"verdicts": [{"id": <sentence number>, "entailed": true or false, "reason": "<short>"}]},'
+    " one verdict per sentence.\n" + UNTRUSTED_RULE
 )
 
 _TAG = re.compile(r"</?\s*source\b[^>]*>?", re.IGNORECASE)
@@ -110,3 +140,23 @@ def review_messages(
         f"Report to review:\n<report>\n{_defuse(report)}\n</report>"
     )
     return [Message(role="system", content=REVIEW_SYSTEM), Message(role="user", content=content)]
+
+
+_SENTENCE_TAG = re.compile(r"</?\s*sentence\b[^>]*>?", re.IGNORECASE)
+
+
+def entail_messages(sentences: Sequence[Mapping[str, Any]], sources: Sequence[Mapping[str, Any]]) -> list[Message]:
+    """One batched entailment request: each sentence (``{id, sentence, passages: [{source_id,
+    text}]}``) with the text of the passages it cites, as quoted data blocks."""
+    by_id = {int(s["id"]): s for s in sources}
+    parts = []
+    for item in sentences:
+        sentence = _SENTENCE_TAG.sub("[tag removed]", _defuse(str(item["sentence"])))
+        blocks = []
+        for passage in item["passages"]:
+            source = by_id.get(int(passage["source_id"]), {})
+            blocks.append(quote_source(int(passage["source_id"]), str(source.get("title", "")),
+                                       str(source.get("url", "")), str(passage["text"])))
+        parts.append(f"Sentence {item['id']}:\n<sentence>{sentence}</sentence>\nIts cited passages:\n\n" + "\n\n".join(blocks))
+    content = "\n\n".join(parts) + f"\n\nGive one verdict for each of the {len(sentences)} sentences."
+    return [Message(role="system", content=ENTAIL_SYSTEM), Message(role="user", content=content)]

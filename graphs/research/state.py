@@ -12,6 +12,10 @@ class ResearchState(TypedDict, total=False):
     max_sources: int
     primary: str | None
     reviewer: str | None
+    #: the reviewer's model family (config); it settles undecided sentences only when it differs from the writer's
+    reviewer_family: str | None
+    #: undecided sentences sent to the reviewer at most (limits.max_entailment_sentences; 0: none)
+    max_entailment_sentences: int
     max_revisions: int
     #: what the caller asked for: extractive, abstractive or auto
     mode: str
@@ -27,6 +31,8 @@ class ResearchState(TypedDict, total=False):
     passages: dict[str, list[dict[str, Any]]]
     draft: str
     written_by: str | None
+    #: the family of the model that wrote the draft (extractive: the one that planned)
+    writer_family: str | None
     #: what the draft (then the report) is: "extractive", "abstractive", or None without sources
     report_mode: str | None
     report: str
@@ -36,6 +42,9 @@ class ResearchState(TypedDict, total=False):
     unsupported_sentences: list[dict[str, Any]]
     #: supported / factual sentences of the checked draft (None: it stated nothing)
     support: float | None
+    #: {factual, supported, support, undecided, settled_by_reviewer, entailed, not_entailed,
+    #: reviewer: {status, model, asked, reason}} of the checked report (entailment.py)
+    grounding: dict[str, Any] | None
     repeats_removed: list[dict[str, str]]
     warnings: list[str]
     review: dict[str, Any] | None

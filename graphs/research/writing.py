@@ -3,8 +3,9 @@
 ``write`` drafts the report: abstractive (a model writes it from the passages) or extractive (the
 passages' own words, no model). With ``mode: auto`` it is extractive when the writer is the
 local model. ``check`` drops repeated sentences, keeps only the factual sentences a cited passage
-backs (``grounding.py``), falls back to the extractive report in auto mode when an abstractive
-draft fails that check, and then maps the remaining citations (``citations.py``).
+backs (``grounding.py``), has the reviewer settle those the words alone cannot (``entailment.py``,
+one call), falls back to the extractive report in auto mode when an abstractive draft fails that
+check, and then maps the remaining citations (``citations.py``).
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from typing import Any
 from graphs.progress import emit
 from graphs.research import prompts
 from graphs.research.citations import check_citations, cited_pages, normalize_report
+from graphs.research.entailment import Reviewer, Settlement, settle
 from graphs.research.extractive import PER_QUERY, extractive_report
-from graphs.research.grounding import Grounding, drop_repeats, ground, normalise
+from graphs.research.grounding import Grounding, ReviewerVerdict, drop_repeats, ground, normalise
 from graphs.research.nodes import Node, ResearchDeps, ask, node_step
 from graphs.research.passages import Passage, snippet_passage
 from graphs.research.state import ResearchState
@@ -63,7 +65,8 @@ def _write_node(deps: ResearchDeps) -> Node:
     async def write(state: ResearchState) -> dict[str, Any]:
         started = time.perf_counter()
         revision = state.get("revisions", 0) + (1 if state.get("review") else 0)
-        base = {"written_by": None, "revisions": revision, "report_mode": "extractive"}
+        base = {"written_by": None, "revisions": revision, "report_mode": "extractive",
+                "writer_family": state.get("planned_by")}
         if not state["sources"]:
             emit("write", "no sources were found; nothing to cite")
             detail = "no sources: wrote the no-sources report without a model"
@@ -87,37 +90,72 @@ def _write_node(deps: ResearchDeps) -> Node:
             detail = f"{response.model} (local) answered; auto mode returns the extractive report instead"
             return {**base, "draft": _extractive(state), "trace": trace + [node_step("write", started, detail)]}
         return {**base, "draft": response.text.strip(), "written_by": response.model, "report_mode": "abstractive",
+                "writer_family": response.provider,
                 "trace": trace + [node_step("write", started, f"written by {response.model}")]}
 
     return write
 
 
-def _screen(draft: str, state: ResearchState) -> tuple[Grounding, list[dict[str, str]], bool]:
+def _screen(
+    draft: str, state: ResearchState, verdicts: dict[str, ReviewerVerdict] | None = None
+) -> tuple[Grounding, list[dict[str, str]], bool]:
     """Normalise, drop repeats, ground: (grounding, repeats dropped, model sources section dropped)."""
     fenced = _OUTER_FENCE.match(draft)  # a report wrapped whole in a code fence is prose, not code
     text, dropped_section = normalize_report(fenced.group(1) if fenced else draft)
     text, repeats = drop_repeats(text)
     titles = {int(s["id"]): str(s.get("title", "")) for s in state["sources"]}
-    return ground(text, _passages(state), titles=titles), repeats, dropped_section
+    return ground(text, _passages(state), titles=titles, verdicts=verdicts), repeats, dropped_section
+
+
+def _reviewer(state: ResearchState) -> Reviewer:
+    return Reviewer(name=state.get("reviewer"), family=state.get("reviewer_family"),
+                    writer_family=state.get("writer_family"), max_sentences=state.get("max_entailment_sentences", 0))
+
+
+def _grounding_field(first: Grounding, reviewed: Grounding, final: Grounding, settlement: Settlement) -> dict[str, Any]:
+    """The ``grounding`` result: the final report's figures and what the reviewer settled."""
+    return {
+        "factual": final.factual, "supported": final.supported, "support": final.support,
+        "undecided": len(first.undecided), "settled_by_reviewer": reviewed.entailed + reviewed.not_entailed,
+        "entailed": reviewed.entailed, "not_entailed": reviewed.not_entailed,
+        "reviewer": settlement.summary(),
+    }
 
 
 def _fails(grounding: Grounding) -> bool:
     return grounding.supported == 0 or (grounding.support or 0.0) < MIN_DRAFT_SUPPORT
 
 
-async def check(state: ResearchState) -> dict[str, Any]:
-    started = time.perf_counter()
-    emit("check", "checking every sentence against the passage it cites")
+def _check_node(deps: ResearchDeps) -> Node:
+    async def check(state: ResearchState) -> dict[str, Any]:
+        started = time.perf_counter()
+        if not state["sources"]:  # the no-sources report cites nothing and states only what was tried
+            text, repeats = drop_repeats(state["draft"])
+            return {"report": text, "citations": [], "removed_citations": [], "unsupported_sentences": [],
+                    "support": None, "repeats_removed": repeats, "warnings": [], "grounding": None,
+                    "trace": [node_step("check", started, "no sources: nothing to check")]}
+        emit("check", "checking every sentence against the passage it cites")
+        first, repeats, dropped_section = _screen(state["draft"], state)
+        settlement = await settle(deps.llm, first.undecided, state["sources"], _reviewer(state), state.get("trace", []))
+        reviewed = _screen(state["draft"], state, settlement.verdicts)[0] if settlement.verdicts else first
+        return _checked(state, started, (first, reviewed, settlement), repeats, dropped_section)
+
+    return check
+
+
+def _checked(state: ResearchState, started: float, screened: tuple[Grounding, Grounding, Settlement],
+             repeats: list[dict[str, str]], dropped_section: bool) -> dict[str, Any]:
+    """The check's result from the draft's grounding before and after the reviewer's verdicts:
+    the auto-mode fallback to the extractive report, the citations mapped, warnings, the trace."""
+    first, reviewed, settlement = screened
+    grounding = reviewed
     sources = state["sources"]
     report_mode = state.get("report_mode")
-    if not sources:  # the no-sources report cites nothing and states only what was tried
-        text, repeats = drop_repeats(state["draft"])
-        return {"report": text, "citations": [], "removed_citations": [], "unsupported_sentences": [],
-                "support": None, "repeats_removed": repeats, "warnings": [],
-                "trace": [node_step("check", started, "no sources: nothing to check")]}
-    grounding, repeats, dropped_section = _screen(state["draft"], state)
     unsupported = list(grounding.unsupported)
     warnings: list[str] = []
+    if reviewed.undecided:
+        warnings.append(f"{len(reviewed.undecided)} sentence(s) whose words the cited passage only partly holds were removed"
+                        f" unconfirmed ({'the reviewer did not settle them' if settlement.status == 'done' else settlement.reason})")
     if report_mode == "abstractive" and state.get("mode", "auto") == "auto" and _fails(grounding):
         warnings.append(f"the written draft failed the grounding check (support {grounding.support or 0:.2f},"
                         f" {grounding.supported} of {grounding.factual} factual sentences); the report quotes the sources instead")
@@ -139,13 +177,16 @@ async def check(state: ResearchState) -> dict[str, Any]:
             citation["passage"] = evidence
     removed = grounding.invalid + result.removed
     warnings += _warnings(len(sources), result.citations, removed, unsupported, repeats)
-    detail = (f"{report_mode}: {grounding.supported} of {grounding.factual} factual sentences supported;"
+    summary = _grounding_field(first, reviewed, grounding, settlement)
+    detail = (f"{report_mode}: {grounding.supported} of {grounding.factual} factual sentences supported"
+              f" ({summary['settled_by_reviewer']} of {summary['undecided']} undecided settled by the reviewer);"
               f" {len(unsupported)} unsupported and {len(repeats)} repeated removed; {len(removed)} invalid citations removed")
     if dropped_section:
         detail += "; the model's own source list was replaced by the checked one"
     return {"report": result.report, "citations": result.citations, "removed_citations": removed,
             "unsupported_sentences": unsupported, "support": grounding.support, "repeats_removed": repeats,
-            "report_mode": report_mode, "warnings": warnings, "trace": [node_step("check", started, detail)]}
+            "report_mode": report_mode, "warnings": warnings, "grounding": summary,
+            "trace": settlement.trace + [node_step("check", started, detail)]}
 
 
 def _warnings(sources: int, citations: list[Any], removed: list[Any], unsupported: list[Any], repeats: list[Any]) -> list[str]:
@@ -193,7 +234,7 @@ def _review_node(deps: ResearchDeps) -> Node:
 
 def writing_nodes(deps: ResearchDeps) -> dict[str, Node]:
     """write, check and review, closed over their dependencies."""
-    return {"write": _write_node(deps), "check": check, "review": _review_node(deps)}
+    return {"write": _write_node(deps), "check": _check_node(deps), "review": _review_node(deps)}
 
 
 def _verdict(text: str) -> dict[str, Any] | None:

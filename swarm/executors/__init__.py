@@ -7,7 +7,10 @@ executor config picks (the config section keeps its name, `runner:`).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import weakref
 from typing import Any, Protocol, runtime_checkable
 
 from core.errors import ConfigError
@@ -58,9 +61,7 @@ def make_executor(config: Any, runtime: Any) -> Executor:
     if kind == "auto":
         kind = "runpod" if spec.endpoint_id and key else "local"
     if kind == "local":
-        from swarm.executors.local import LocalExecutor
-
-        return LocalExecutor(runtime)
+        return _local(section.local.processes, runtime)
     if not spec.endpoint_id:
         raise ConfigError("runner.kind is runpod but no endpoint is set; set RUNPOD_ENDPOINT_ID", key="runner.runpod.endpoint_id")
     if not key:
@@ -74,3 +75,49 @@ def make_executor(config: Any, runtime: Any) -> Executor:
         poll_interval_s=spec.poll_interval_s,
         timeout_s=spec.timeout_s,
     )
+
+
+#: runtime -> its process executor: the MCP server asks ``make_executor`` once per job, and a
+#: pool must outlive the call (re-made only when ``runner.local.processes`` changes)
+_pools: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+_retiring: set[Any] = set()  # close tasks of pools the config no longer asks for
+
+
+def _local(processes: int, runtime: Any) -> Executor:
+    """The in-process executor, or with ``processes`` > 1 the runtime's worker-process pool."""
+    if processes == 1:
+        from swarm.executors.local import LocalExecutor
+
+        with contextlib.suppress(TypeError):  # a runtime that takes no weak reference has no pool
+            _retire(_pools.pop(runtime, None))
+        return LocalExecutor(runtime)
+    pool = _pools.get(runtime)
+    if pool is not None and pool.processes == processes:
+        return pool  # type: ignore[no-any-return]
+    from swarm.executors.processes import ProcessExecutor
+
+    _retire(pool)
+    pool = _pools[runtime] = ProcessExecutor(processes, str(runtime.store.path))
+    return pool  # type: ignore[no-any-return]
+
+
+def _retire(pool: Any) -> None:
+    """Stop a pool the config no longer asks for, once its running jobs are done."""
+    if pool is None:
+        return
+    try:
+        task = asyncio.get_running_loop().create_task(pool.aclose())
+    except RuntimeError:  # no loop: stop it here
+        asyncio.run(pool.aclose())
+        return
+    _retiring.add(task)
+    task.add_done_callback(_retiring.discard)
+
+
+async def close_pool(runtime: Any) -> None:
+    """Stop the runtime's worker-process pool, if it has one (a door's shutdown calls this on
+    the loop its jobs ran on; an in-flight job stops at its last checkpoint)."""
+    with contextlib.suppress(TypeError):
+        pool = _pools.pop(runtime, None)
+        if pool is not None:
+            await pool.aclose()

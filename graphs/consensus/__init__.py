@@ -1,0 +1,1 @@
+"""graphs/consensus: ask several models at once, then synthesize."""

@@ -1,0 +1,91 @@
+"""The ``swarm/consensus`` action: ask several models at once (optionally with stances), then a
+synthesizer writes agreements, disagreements and a recommendation naming which model said what."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from core.errors import InputError
+from core.rules import Tier
+from graphs.consensus.state import Participant
+from graphs.context import JobContext
+
+Stance = Literal["for", "against", "neutral"]
+MAX_MODELS = 8
+
+
+class ConsensusInput(BaseModel):
+    """Input of ``consensus``: the question, the models (default: routing.consensus) and their stances."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field(min_length=1)
+    models: list[str] | None = Field(default=None, min_length=1, max_length=MAX_MODELS)
+    stances: list[Stance] | None = Field(default=None, min_length=1, max_length=MAX_MODELS)
+    tier: Tier | None = None
+
+    @field_validator("question")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty or only whitespace")
+        return value
+
+
+def participants(inp: ConsensusInput, ctx: JobContext) -> tuple[list[Participant], str]:
+    """The models to ask (each with its stance and the model names that count as it) and the synthesizer."""
+    config = ctx.config
+    route = config.routing.consensus
+    models = inp.models or (route.models if route else None)
+    if not models:
+        raise InputError("give models, or set routing.consensus.models in config", field="models")
+    families = {spec.family for spec in config.models.values()}
+    for i, name in enumerate(models):
+        if name not in config.models and name not in families:
+            raise InputError(f"{name!r} names no model or family; models: {', '.join(config.models)};"
+                             f" families: {', '.join(sorted(families))}", field=f"models[{i}]")
+    if len(set(models)) != len(models):
+        raise InputError("lists a model twice; ask each model once", field="models")
+    if inp.stances is not None and len(inp.stances) != len(models):
+        raise InputError(f"has {len(inp.stances)} entries for {len(models)} models; give one stance per model",
+                         field="stances")
+    chosen = [
+        Participant(model=name, stance=inp.stances[i] if inp.stances else None,
+                    accepts=[n for n, spec in config.models.items() if name in (n, spec.family)])
+        for i, name in enumerate(models)
+    ]
+    return chosen, route.synthesizer if route else models[0]
+
+
+async def consensus(inp: ConsensusInput, ctx: JobContext) -> dict[str, Any]:
+    """Every model at once, each through the router; then one synthesis naming who said what."""
+    limit = ctx.config.limits.max_task_chars
+    if len(inp.question) > limit:
+        raise InputError(f"is {len(inp.question)} characters; the limit is {limit} (limits.max_task_chars in config)",
+                         field="question")
+    chosen, synthesizer = participants(inp, ctx)
+
+    from graphs.consensus.graph import build_graph
+    from graphs.run import run_graph
+
+    providers = ctx.providers
+    graph = providers.memo(("graph:consensus", id(ctx.checkpointer)), lambda: build_graph(providers.llm, ctx.checkpointer))
+    await ctx.progress("ask", f"asking {len(chosen)} models at once: {', '.join(p['model'] for p in chosen)}", None)
+    state = await run_graph(
+        graph,
+        {"question": inp.question, "tier": inp.tier, "participants": chosen, "synthesizer": synthesizer,
+         "answers": [], "trace": []},
+        ctx,
+    )
+    answers = sorted(state.get("answers", []), key=lambda a: a["index"])
+    synthesis = state.get("synthesis") or {}
+    return {
+        "synthesis": synthesis.get("text", ""),
+        "synthesizer": synthesis.get("model"),
+        "synthesis_status": synthesis.get("status", "unavailable"),
+        "positions": [{k: v for k, v in a.items() if k != "index"} for a in answers if a["status"] != "failed"],
+        "failed": [{k: v for k, v in a.items() if k != "index"} for a in answers if a["status"] == "failed"],
+        "trace": state.get("trace", []),
+    }

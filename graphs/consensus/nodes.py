@@ -1,0 +1,85 @@
+"""Nodes of the consensus graph: ``ask`` (one branch per model, all at once) and ``synthesize``.
+
+Each branch goes through the ``LLMProvider`` (the router: its fallbacks and circuits, the job's
+budget) and catches its own failure, so one model that fails is reported, not fatal.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from core.errors import AllProvidersFailed, BudgetExceeded
+from graphs.consensus import prompts
+from graphs.consensus.state import AskTask, ConsensusState
+from graphs.progress import emit, model_progress
+from providers.base import LLMConfig, LLMProvider, TraceStep, listen_to_attempts
+
+Node = Callable[[Any], Awaitable[dict[str, Any]]]
+
+
+def _node_step(name: str, started: float, detail: str, outcome: str = "ok") -> dict[str, Any]:
+    return TraceStep(step=name, kind="node", provider="graph", latency_ms=(time.perf_counter() - started) * 1000,
+                     outcome=outcome, detail=detail).model_dump()  # type: ignore[arg-type]
+
+
+def _attempts(exc: Exception) -> list[dict[str, Any]]:
+    return [a.model_dump() if hasattr(a, "model_dump") else dict(a) for a in getattr(exc, "attempts", [])]
+
+
+def make_nodes(llm: LLMProvider) -> dict[str, Node]:
+    """The graph's nodes, closed over the LLM provider they use."""
+
+    async def ask(task: AskTask) -> dict[str, Any]:
+        started = time.perf_counter()
+        who = task["participant"]
+        stance = who["stance"]
+        config = LLMConfig(tier=task["tier"], prefer=who["model"], step="ask")  # type: ignore[arg-type]
+        verb = f"asking ({stance} stance)" if stance else "asking"
+        try:
+            with listen_to_attempts(model_progress("ask", verb)):
+                response = await llm.complete(prompts.position_messages(task["question"], stance), config)
+        except (AllProvidersFailed, BudgetExceeded) as exc:
+            emit("ask", f"{who['model']} gave no answer ({type(exc).__name__})")
+            failed = {"index": task["index"], "asked": who["model"], "stance": stance, "status": "failed",
+                      "error_type": type(exc).__name__, "error": str(exc)[:500]}
+            step = _node_step("ask", started, f"{who['model']}: no answer ({type(exc).__name__})", "error")
+            return {"answers": [failed], "trace": _attempts(exc) + [step]}
+        stand_in = response.model not in who["accepts"]
+        emit("ask", f"{response.model} answered" + (f" in place of {who['model']}" if stand_in else ""))
+        answer = {
+            "index": task["index"], "asked": who["model"], "model": response.model, "stance": stance,
+            "status": "stand_in" if stand_in else "answered", "text": response.text.strip(),
+            "latency_ms": round(response.latency_ms, 2), "input_tokens": response.input_tokens,
+            "output_tokens": response.output_tokens, "cost_usd": response.cost_usd,
+        }
+        detail = f"{response.model} answered" + (f" in place of {who['model']}" if stand_in else "")
+        return {"answers": [answer], "trace": [a.model_dump() for a in response.attempts] + [_node_step("ask", started, detail)]}
+
+    async def synthesize(state: ConsensusState) -> dict[str, Any]:
+        started = time.perf_counter()
+        answers = sorted(state.get("answers", []), key=lambda a: a["index"])
+        answered = [a for a in answers if a["status"] != "failed"]
+        failed = [a for a in answers if a["status"] == "failed"]
+        if not answered:
+            partial = {"positions": [], "failed": failed}
+            if all(f["error_type"] == "BudgetExceeded" for f in failed):  # no model was even asked
+                raise BudgetExceeded(failed[0]["error"], partial=partial)
+            attempts = [s for s in state.get("trace", []) if s.get("kind") != "node"]
+            raise AllProvidersFailed("llm", attempts, partial=partial)
+        config = LLMConfig(tier=state.get("tier"), prefer=state["synthesizer"], step="synthesize")  # type: ignore[arg-type]
+        try:
+            with listen_to_attempts(model_progress("synthesize", f"weighing {len(answered)} answers")):
+                response = await llm.complete(prompts.synthesis_messages(state["question"], answered, failed), config)
+        except (AllProvidersFailed, BudgetExceeded) as exc:
+            # the positions stand; the missing synthesis is said plainly in result and trace
+            return {"synthesis": {"status": "unavailable", "error": str(exc)[:500]},
+                    "trace": _attempts(exc) + [_node_step("synthesize", started, "no synthesizer answered", "error")]}
+        emit("synthesize", f"synthesized by {response.model}")
+        synthesis: dict[str, Any] = {"status": "done", "model": response.model, "text": response.text.strip(),
+                                     "cost_usd": response.cost_usd}
+        return {"synthesis": synthesis, "trace": [a.model_dump() for a in response.attempts]
+                + [_node_step("synthesize", started, f"synthesized by {response.model}")]}
+
+    return {"ask": ask, "synthesize": synthesize}

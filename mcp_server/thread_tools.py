@@ -1,0 +1,74 @@
+"""Conversations at the door: open a call's thread, list your threads.
+
+A thread belongs to the caller that started it (``owner_of``, like jobs); an id that does not
+exist and one that belongs to another client get the same answer, so ids cannot be probed.
+Store calls are short but synchronous (SQLite, or PostgreSQL over the network): they run in a
+worker thread so the protocol loop keeps answering.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import ToolAnnotations
+from pydantic import BaseModel, Field
+
+from mcp_server.calls import owner_of, server_state
+
+MAX_THREAD_ID_CHARS = 64
+
+#: the tools' descriptions and the server's instructions say what it is for; an id that is not one of
+#: the caller's threads (malformed ones included) is refused by ``open_thread``, the action checks the format
+ThreadId = Annotated[str | None, Field(max_length=MAX_THREAD_ID_CHARS)]
+
+
+def unknown_thread(thread_id: str) -> str:
+    return f"unknown thread_id {thread_id!r}: no thread with this id is visible to you; list_threads shows yours"
+
+
+async def open_thread(ctx: Context, thread_id: str | None) -> tuple[str, list[dict[str, Any]]]:
+    """(the call's thread id, its stored turns): a new thread when ``thread_id`` is None.
+
+    Raises:
+        ToolError: ``thread_id`` is not one of the caller's threads.
+    """
+    store = server_state(ctx).threads
+    owner = owner_of(ctx)
+    if thread_id is None:
+        return await asyncio.to_thread(store.create, owner), []
+    thread = await asyncio.to_thread(store.get, thread_id, owner)
+    if thread is None:
+        raise ToolError(unknown_thread(thread_id))
+    return thread_id, [{k: t[k] for k in ("n", "role", "model", "content")} for t in thread["turns"]]
+
+
+async def read_thread(ctx: Context, thread_id: str) -> dict[str, Any] | None:
+    """One of the caller's threads with every kept turn, or None."""
+    return await asyncio.to_thread(server_state(ctx).threads.get, thread_id, owner_of(ctx))
+
+
+class ThreadSummary(BaseModel):
+    thread_id: str
+    turns: int
+    dropped: int = Field(description="oldest turns dropped (threads.max_turns)")
+    started_with: str
+    models: list[str]
+    updated_at: float
+
+
+class ThreadList(BaseModel):
+    threads: list[dict[str, Any]]
+
+
+def register(server: Any) -> None:
+    """Add list_threads (always on, like list_jobs)."""
+
+    @server.tool(name="list_threads", title="List threads",
+                 annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False),
+                 description="Your conversations, latest first; turns: swarm://threads/{thread_id}.")
+    async def list_threads(ctx: Context, limit: Annotated[int, Field(ge=1, le=100)] = 20) -> ThreadList:
+        rows = await asyncio.to_thread(server_state(ctx).threads.list, owner_of(ctx), limit)
+        return ThreadList(threads=[ThreadSummary(**r).model_dump() for r in rows])

@@ -1,0 +1,267 @@
+"""Conversation threads: the turns of a conversation, kept per owner in the checkpointer's kind of store.
+
+A thread lives in PostgreSQL when ``checkpointer.kind`` is postgres (the same ``dsn``), else in
+``threads.sqlite`` next to ``checkpointer.path``; ``memory`` keeps it for the process only.
+
+Where turns are appended (the design): the door that owns the caller's identity keeps the thread.
+A call with a ``thread_id`` sends the thread's turns in the job input (``history``), so the action
+sees them wherever the job runs, in-process or on the RunPod worker, which needs no access to this
+store and knows nothing of MCP owners. When the job finishes COMPLETED, ``record_turns`` appends
+the user's turn and the answer (which model said it) before the envelope is stored; both the local
+and the remote path end there, so each keeps the thread the same way, and a job resumed after a
+restart appends once (a job's turns are keyed by its id).
+
+A thread is bounded: past ``threads.max_turns`` the oldest turns are dropped, and the job's trace
+gets a ``thread`` step saying which.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import logging
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from core.errors import ConfigError
+from core.redact import redact, redact_data, register_secret
+from graphs.delegation.history import THREAD_ID_PATTERN
+from providers.base import TraceStep
+
+if TYPE_CHECKING:
+    from core.config import CheckpointerSection
+
+log = logging.getLogger("swarm.threads")
+
+__all__ = ["THREAD_ID_PATTERN", "ThreadStore", "open_thread_store", "record_turns"]
+#: what a turn's answer is taken from, per action: (input field of the question, output field of the answer)
+TURN_FIELDS = {"delegate": ("task", "text"), "research": ("question", "report")}
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS swarm_threads (
+    thread_id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    created_at {real} NOT NULL,
+    updated_at {real} NOT NULL,
+    next_turn INTEGER NOT NULL DEFAULT 1,
+    dropped INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS swarm_threads_owner ON swarm_threads(owner, updated_at);
+CREATE TABLE IF NOT EXISTS swarm_thread_turns (
+    thread_id TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    role TEXT NOT NULL,
+    model TEXT,
+    content TEXT NOT NULL,
+    job_id TEXT,
+    at {real} NOT NULL,
+    PRIMARY KEY (thread_id, n)
+);
+"""
+
+Exec = Callable[[str, tuple[Any, ...]], list[dict[str, Any]]]
+
+
+class _Sqlite:
+    def __init__(self, path: str) -> None:
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
+        self._db.row_factory = sqlite3.Row
+        self._lock = threading.Lock()
+        with self._lock:
+            if path != ":memory:":
+                self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(_SCHEMA.format(real="REAL"))
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Exec]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            def run(sql: str, args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+                return [dict(r) for r in self._db.execute(sql, args).fetchall()]
+
+            try:
+                yield run
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+class _Postgres:
+    def __init__(self, dsn: str) -> None:
+        register_secret(dsn)
+        try:
+            import psycopg
+            from psycopg.rows import dict_row
+        except ModuleNotFoundError:
+            raise ConfigError("threads on postgres need psycopg: pip install 'psycopg[binary]==3.3.9'",
+                              key="checkpointer.kind") from None
+        try:
+            self._db = psycopg.connect(dsn, autocommit=True, row_factory=dict_row, connect_timeout=10)
+        except psycopg.OperationalError as exc:
+            raise ConfigError(f"cannot connect to PostgreSQL for threads ({redact(str(exc))})",
+                              key="checkpointer.dsn") from None
+        self._lock = threading.Lock()
+        with self._lock:
+            self._db.execute(_SCHEMA.format(real="DOUBLE PRECISION"))  # type: ignore[arg-type]
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Exec]:
+        def run(sql: str, args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+            cursor = self._db.execute(sql.replace("?", "%s"), args)  # type: ignore[arg-type]
+            return list(cursor.fetchall()) if cursor.description else []
+
+        with self._lock, self._db.transaction():
+            yield run
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+class ThreadStore:
+    """Threads and their turns. Every read takes the caller's owner: another owner's thread is not
+    found, the same answer as an unknown id, so ids cannot be probed."""
+
+    def __init__(self, backend: _Sqlite | _Postgres) -> None:
+        self._backend = backend
+
+    def close(self) -> None:
+        self._backend.close()
+
+    def create(self, owner: str) -> str:
+        """A new, empty thread of ``owner``; its id."""
+        thread_id = f"thr-{uuid.uuid4().hex}"
+        now = time.time()
+        with self._backend.transaction() as run:
+            run("INSERT INTO swarm_threads (thread_id, owner, created_at, updated_at) VALUES (?, ?, ?, ?)",
+                (thread_id, owner, now, now))
+        return thread_id
+
+    def get(self, thread_id: str, owner: str) -> dict[str, Any] | None:
+        """``{thread_id, created_at, updated_at, dropped, turns}``, or None (unknown or not yours)."""
+        with self._backend.transaction() as run:
+            rows = run("SELECT * FROM swarm_threads WHERE thread_id = ? AND owner = ?", (thread_id, owner))
+            if not rows:
+                return None
+            turns = run("SELECT n, role, model, content, job_id, at FROM swarm_thread_turns WHERE thread_id = ?"
+                        " ORDER BY n", (thread_id,))
+        head = rows[0]
+        return {"thread_id": thread_id, "created_at": head["created_at"], "updated_at": head["updated_at"],
+                "dropped": head["dropped"], "turns": turns}
+
+    def list(self, owner: str, limit: int = 20) -> list[dict[str, Any]]:
+        """The owner's threads, most recently used first: id, turn count, the last turn's model and start."""
+        with self._backend.transaction() as run:
+            heads = run("SELECT * FROM swarm_threads WHERE owner = ? ORDER BY updated_at DESC LIMIT ?", (owner, limit))
+            out = []
+            for head in heads:
+                turns = run("SELECT n, role, model, content FROM swarm_thread_turns WHERE thread_id = ? ORDER BY n",
+                            (head["thread_id"],))
+                first = next((t["content"] for t in turns if t["role"] == "user"), "")
+                models = [t["model"] for t in turns if t["role"] == "assistant" and t["model"]]
+                out.append({"thread_id": head["thread_id"], "turns": len(turns), "dropped": head["dropped"],
+                            "started_with": first[:120], "models": list(dict.fromkeys(models)),
+                            "updated_at": head["updated_at"]})
+        return out
+
+    def append(self, thread_id: str, owner: str, turns: builtins.list[dict[str, Any]], max_turns: int,
+               job_id: str | None = None) -> tuple[builtins.list[int], builtins.list[int]]:  # ``list``: the method above
+        """Add ``turns`` (role, model, content); keep the newest ``max_turns``.
+
+        Returns:
+            (numbers of the turns added, numbers of the turns dropped). Nothing is added when
+            ``job_id`` already added its turns (a resumed job), or the thread is not ``owner``'s.
+        """
+        now = time.time()
+        with self._backend.transaction() as run:
+            head = run("SELECT next_turn FROM swarm_threads WHERE thread_id = ? AND owner = ?", (thread_id, owner))
+            if not head or (job_id and run("SELECT n FROM swarm_thread_turns WHERE thread_id = ? AND job_id = ?",
+                                           (thread_id, job_id))):
+                return [], []
+            first = int(head[0]["next_turn"])
+            added = list(range(first, first + len(turns)))
+            for n, turn in zip(added, turns, strict=True):
+                run("INSERT INTO swarm_thread_turns (thread_id, n, role, model, content, job_id, at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (thread_id, n, turn["role"], turn.get("model"), redact(turn["content"]), job_id, now))
+            floor = first + len(turns) - max_turns  # turns numbered below this are dropped
+            dropped = [int(r["n"]) for r in run(
+                "SELECT n FROM swarm_thread_turns WHERE thread_id = ? AND n < ? ORDER BY n", (thread_id, floor))]
+            if dropped:
+                run("DELETE FROM swarm_thread_turns WHERE thread_id = ? AND n < ?", (thread_id, floor))
+            run("UPDATE swarm_threads SET next_turn = ?, dropped = dropped + ?, updated_at = ? WHERE thread_id = ?",
+                (first + len(turns), len(dropped), now, thread_id))
+        return added, dropped
+
+
+def open_thread_store(section: CheckpointerSection) -> ThreadStore:
+    """The thread store of the checkpointer's kind (its own config section, nothing else)."""
+    if section.kind == "postgres":
+        if not section.dsn:
+            raise ConfigError("postgres needs a dsn for threads too", key="checkpointer.dsn")
+        return ThreadStore(_Postgres(section.dsn))
+    if section.kind == "memory":
+        return ThreadStore(_Sqlite(":memory:"))
+    return ThreadStore(_Sqlite(str(Path(section.path).expanduser().with_name("threads.sqlite"))))
+
+
+def spans(numbers: list[int]) -> str:
+    """``[1, 2, 3, 7]`` -> ``"1-3, 7"``."""
+    out: list[str] = []
+    for n in sorted(numbers):
+        if out and out[-1].split("-")[-1] == str(n - 1):
+            out[-1] = f"{out[-1].split('-')[0]}-{n}"
+        else:
+            out.append(str(n))
+    return ", ".join(out)
+
+
+def turns_of(action: str, job_input: dict[str, Any], output: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The user's turn and the answer of one finished job (None: the action keeps no thread)."""
+    fields = TURN_FIELDS.get(action)
+    if fields is None:
+        return None
+    asked, answered = fields
+    model = output.get("model") or ("research" if "research" in (action, output.get("kind")) else None)
+    return [{"role": "user", "model": None, "content": str(job_input.get(asked, ""))},
+            {"role": "assistant", "model": model, "content": str(output.get(answered, ""))}]
+
+
+def record_turns(store: ThreadStore, row: dict[str, Any], envelope: dict[str, Any], max_turns: int) -> dict[str, Any]:
+    """Append a COMPLETED job's turns to its thread (``row``: the job store's row: owner, input, thread_id).
+
+    Returns the envelope with ``output.thread_id`` and a ``thread`` trace step saying which turns
+    were added and which were dropped; a job without a thread comes back as it was.
+    """
+    thread_id = row.get("thread_id")
+    job_input: dict[str, Any] = row["input"] if isinstance(row.get("input"), dict) else {}
+    turns = turns_of(row.get("action", ""), job_input, envelope.get("output") or {}) if thread_id else None
+    if not thread_id or turns is None or envelope.get("status") != "COMPLETED":
+        return envelope
+    started = time.perf_counter()
+    try:
+        added, dropped = store.append(thread_id, row["owner"], redact_data(turns), max_turns, job_id=row.get("job_id"))
+    except Exception as exc:  # the answer still reaches the caller; the lost turn is said in the trace
+        log.error("thread %s: turns of job %s not saved: %s", thread_id, row.get("job_id"), redact(repr(exc)))
+        detail, outcome = f"thread {thread_id}: turns not saved ({type(exc).__name__})", "error"
+    else:
+        detail = f"thread {thread_id}: saved turns {spans(added)}" if added else f"thread {thread_id}: already saved"
+        if dropped:
+            detail += f"; dropped turns {spans(dropped)} (oldest past threads.max_turns={max_turns})"
+        outcome = "ok"
+    step = TraceStep(step="thread", kind="node", provider="threads", outcome=outcome,  # type: ignore[arg-type]
+                     latency_ms=(time.perf_counter() - started) * 1000, detail=detail).model_dump()
+    output = {**(envelope.get("output") or {}), "thread_id": thread_id}
+    return {**envelope, "output": output, "trace": [*(envelope.get("trace") or []), step]}

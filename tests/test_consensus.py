@@ -1,0 +1,154 @@
+"""The consensus action: every model at once through the router, failures reported, one synthesis."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from core.config import BudgetSpec, SwarmConfig
+from core.errors import ConfigError, ProviderUnavailable
+from graphs.context import JobContext, Providers
+from providers.base import LLMConfig, Message
+from providers.testing import FunctionLLM
+from swarm.dispatcher import dispatch
+
+DELAYS = {"model-a": 0.05, "model-b": 0.15, "model-c": 0.25}
+
+
+def config(**consensus: Any) -> SwarmConfig:
+    models = {name: {"family": f"family-{name[-1]}", "litellm_model": f"openai/{name}"}
+              for name in [*DELAYS, "model-d", "synth"]}
+    return SwarmConfig.model_validate({
+        # default model-d, no fallback chain: a model-d that fails has nothing to fall over to
+        "providers": {"llm": {"default": "model-d", "tiers": {"fast": ["model-a"]}, "fallback_chain": []}},
+        "models": models,
+        "routing": {"delegation": {"critical": {"primary": "model-a"}},
+                    "consensus": consensus or {"models": list(DELAYS), "synthesizer": "synth"}},
+    })
+
+
+class Models:
+    """One FunctionLLM per model behind a real router; records when each call ran."""
+
+    def __init__(self, cfg: SwarmConfig, failing: frozenset[str] = frozenset()) -> None:
+        from providers.circuit import CircuitBoard
+        from providers.llm.router import LLMRouter
+
+        self.spans: dict[str, tuple[float, float]] = {}
+        self.prompts: dict[str, list[Message]] = {}
+
+        def model(name: str) -> FunctionLLM:
+            async def answer(messages: list[Message], llm_config: LLMConfig) -> str:
+                started = time.monotonic()
+                self.prompts[name] = messages
+                await asyncio.sleep(DELAYS.get(name, 0.0))
+                self.spans[name] = (started, time.monotonic())
+                if name in failing:
+                    raise ProviderUnavailable("fake", "connection refused", model=name)
+                if name == "synth":
+                    return "## Agreements\n" + messages[-1].content
+                return f"{name} says yes"
+
+            return FunctionLLM(answer, model=name)
+
+        self.router = LLMRouter(cfg.providers.llm, cfg.models, {n: model(n) for n in cfg.models}, CircuitBoard())
+
+
+def context(cfg: SwarmConfig, llm: Any, events: list[str]) -> Any:
+    async def progress(stage: str, message: str, fraction: float | None = None) -> None:
+        events.append(f"{stage}: {message}")
+
+    async def make(job_id: str) -> JobContext:
+        return JobContext(job_id=job_id, config=cfg, providers=Providers(cfg, {"llm": lambda: llm}), progress=progress)
+
+    return make
+
+
+def job(**inp: Any) -> dict[str, Any]:
+    return {"project": "swarm", "action": "consensus", "input": {"question": "Ship on Friday?", **inp}}
+
+
+async def test_models_are_asked_at_once_and_the_synthesis_names_each() -> None:
+    cfg = config()
+    models, events = Models(cfg), []
+    result = await dispatch(job(stances=["for", "against", "neutral"]), context(cfg, models.router, events))
+    assert result["status"] == "COMPLETED", result["error"]
+    out = result["output"]
+    assert [(p["model"], p["stance"], p["text"]) for p in out["positions"]] == [
+        ("model-a", "for", "model-a says yes"), ("model-b", "against", "model-b says yes"),
+        ("model-c", "neutral", "model-c says yes")]
+    assert out["failed"] == []
+    # every call started before the first one finished: they overlapped
+    assert max(s for s, _ in (models.spans[m] for m in DELAYS)) < min(e for _, e in (models.spans[m] for m in DELAYS))
+    # each model was told its stance; the synthesizer saw who said what
+    assert "supporting side" in models.prompts["model-a"][0].content
+    assert "critical side" in models.prompts["model-b"][0].content
+    synthesis_prompt = models.prompts["synth"][-1].content
+    for name, stance in (("model-a", "for"), ("model-b", "against"), ("model-c", "neutral")):
+        assert f'<answer model="{name}" stance="{stance}">\n{name} says yes' in synthesis_prompt
+    assert out["synthesizer"] == "synth" and out["synthesis"].startswith("## Agreements")
+    # cost and tokens per model, and the trace names every model
+    assert all(p["input_tokens"] > 0 and "latency_ms" in p for p in out["positions"])
+    assert {s["model"] for s in result["trace"] if s["kind"] == "llm"} == {*DELAYS, "synth"}
+    # progress names the model actually answering
+    assert any(e.startswith("ask: asking (for stance) with model-a") for e in events), events
+    assert "ask: model-c answered" in events and "synthesize: synthesized by synth" in events
+
+
+async def test_a_failing_model_is_reported_and_the_others_answer() -> None:
+    cfg = config(models=["model-a", "model-d", "model-c"], synthesizer="synth")
+    models, events = Models(cfg, failing=frozenset({"model-d"})), []
+    result = await dispatch(job(), context(cfg, models.router, events))
+    assert result["status"] == "COMPLETED", result["error"]
+    out = result["output"]
+    assert [p["model"] for p in out["positions"]] == ["model-a", "model-c"]
+    assert [(f["asked"], f["error_type"]) for f in out["failed"]] == [("model-d", "AllProvidersFailed")]
+    assert "model-d did not answer (AllProvidersFailed)" in models.prompts["synth"][-1].content
+    assert any(s["model"] == "model-d" and s["outcome"] == "error" for s in result["trace"])
+    assert "ask: model-d gave no answer (AllProvidersFailed)" in events
+
+
+async def test_no_model_answering_fails_the_job_with_every_attempt() -> None:
+    cfg = config(models=["model-a", "model-b"], synthesizer="synth")
+    models = Models(cfg, failing=frozenset({"model-a", "model-b", "model-d"}))
+    result = await dispatch(job(), context(cfg, models.router, []))
+    assert result["status"] == "FAILED" and result["error"]["type"] == "AllProvidersFailed"
+    assert {s["model"] for s in result["trace"] if s.get("outcome") == "error"} >= {"model-a", "model-b"}
+
+
+async def test_each_model_is_asked_under_the_jobs_budget() -> None:
+    cfg = config().model_copy(update={"budgets": {"fast": BudgetSpec(max_tokens=20)}})
+    models = Models(cfg)
+    result = await dispatch(job(tier="fast"), context(cfg, models.router, []))
+    assert result["status"] == "FAILED" and result["error"]["type"] == "BudgetExceeded", result["error"]
+    assert "budgets.fast" in result["error"]["message"]
+    assert models.spans == {}  # refused before any model was called
+    assert [f["asked"] for f in result["output"]["failed"]] == list(DELAYS)
+
+
+@pytest.mark.parametrize(("inp", "message"), [
+    ({"stances": ["for"]}, "stances: has 1 entries for 3 models"),
+    ({"models": ["model-a", "nope"]}, "'nope' names no model or family"),
+    ({"models": ["model-a", "model-a"]}, "lists a model twice"),
+    ({"stances": ["maybe", "for", "for"]}, "input.stances.0"),
+])
+async def test_bad_input_names_the_field(inp: dict[str, Any], message: str) -> None:
+    cfg = config()
+    result = await dispatch(job(**inp), context(cfg, Models(cfg).router, []))
+    assert result["status"] == "FAILED" and result["error"]["type"] == "InputError"
+    assert message in result["error"]["message"], result["error"]
+
+
+def test_consensus_route_and_thread_limits_are_validated_naming_the_key(config_file: Any) -> None:
+    from core.config import load_config
+
+    text = config_file.read_text()
+    config_file.write_text(text.replace('models: ["deepseek", "gemini", "claude"]', 'models: ["deepseek", "gemni"]'))
+    with pytest.raises(ConfigError, match=r"routing\.consensus\.models\[1\]: 'gemni' names no model or family"):
+        load_config(config_file)
+    config_file.write_text(text.replace("max_turns: 20", "max_turns: 1"))
+    with pytest.raises(ConfigError, match=r"threads\.max_turns: .*greater than or equal to 2"):
+        load_config(config_file)

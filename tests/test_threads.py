@@ -1,0 +1,137 @@
+"""Threads: the store (SQLite, PostgreSQL), ownership, the bound, and what a continued delegation sees."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.config import CheckpointerSection
+from providers.base import LLMConfig, Message
+from providers.testing import FunctionLLM
+from swarm.dispatcher import dispatch
+from swarm.threads import open_thread_store, record_turns
+
+PG_DSN = os.environ.get("SWARM_TEST_PG_DSN")
+needs_pg = pytest.mark.skipif(
+    not PG_DSN, reason="SWARM_TEST_PG_DSN is unset: run through scripts/test, which starts PostgreSQL (scripts/services)"
+)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=needs_pg)])
+def section(request: pytest.FixtureRequest, tmp_path: Path) -> CheckpointerSection:
+    if request.param == "postgres":
+        return CheckpointerSection(kind="postgres", dsn=PG_DSN)
+    return CheckpointerSection(kind="sqlite", path=str(tmp_path / "state" / "checkpoints.sqlite"))
+
+
+def turn(role: str, content: str, model: str | None = None) -> dict[str, Any]:
+    return {"role": role, "content": content, "model": model}
+
+
+def test_turns_survive_a_reopen_and_belong_to_their_owner(section: CheckpointerSection) -> None:
+    store = open_thread_store(section)
+    thread_id = store.create("alice")
+    assert store.append(thread_id, "alice", [turn("user", "hi"), turn("assistant", "hello", "model-a")], 10,
+                        job_id="job-1") == ([1, 2], [])
+    store.close()
+
+    reopened = open_thread_store(section)
+    try:
+        thread = reopened.get(thread_id, "alice")
+        assert thread is not None
+        assert [(t["n"], t["role"], t["model"], t["content"]) for t in thread["turns"]] == [
+            (1, "user", None, "hi"), (2, "assistant", "model-a", "hello")]
+        # another owner sees nothing and can add nothing: the same answer as an unknown id
+        assert reopened.get(thread_id, "mallory") is None
+        assert reopened.append(thread_id, "mallory", [turn("user", "x")], 10) == ([], [])
+        assert thread_id not in {t["thread_id"] for t in reopened.list("mallory")}
+        listed = {t["thread_id"]: t for t in reopened.list("alice")}
+        assert listed[thread_id]["turns"] == 2 and listed[thread_id]["models"] == ["model-a"]
+        # a resumed job appends its turns once
+        assert reopened.append(thread_id, "alice", [turn("user", "hi")], 10, job_id="job-1") == ([], [])
+    finally:
+        reopened.close()
+
+
+def test_the_oldest_turns_are_dropped_past_max_turns(section: CheckpointerSection) -> None:
+    store = open_thread_store(section)
+    try:
+        thread_id = store.create("alice")
+        for i in range(3):
+            added, dropped = store.append(thread_id, "alice", [turn("user", f"q{i}"), turn("assistant", f"a{i}", "m")], 4)
+        assert (added, dropped) == ([5, 6], [1, 2])
+        thread = store.get(thread_id, "alice")
+        assert thread is not None and thread["dropped"] == 2
+        assert [t["content"] for t in thread["turns"]] == ["q1", "a1", "q2", "a2"]
+    finally:
+        store.close()
+
+
+def test_record_turns_says_in_the_trace_what_was_saved_and_dropped(tmp_path: Path) -> None:
+    store = open_thread_store(CheckpointerSection(kind="memory"))
+    thread_id = store.create("local")
+    row = {"job_id": "j1", "owner": "local", "action": "delegate", "thread_id": thread_id, "input": {"task": "q1"}}
+    envelope = {"status": "COMPLETED", "output": {"text": "a1", "model": "model-a"}, "trace": []}
+    first = record_turns(store, row, envelope, max_turns=2)
+    assert first["output"]["thread_id"] == thread_id
+    assert first["trace"][-1]["detail"] == f"thread {thread_id}: saved turns 1-2"
+    second = record_turns(store, {**row, "job_id": "j2", "input": {"task": "q2"}}, envelope, max_turns=2)
+    assert second["trace"][-1]["detail"] == (
+        f"thread {thread_id}: saved turns 3-4; dropped turns 1-2 (oldest past threads.max_turns=2)")
+    failed = {"status": "FAILED", "output": None, "trace": []}
+    assert record_turns(store, {**row, "job_id": "j3"}, failed, max_turns=2) is failed  # only a completed job adds turns
+    store.close()
+
+
+THREAD = "thr-" + "a" * 32
+
+
+async def test_a_continued_delegation_sees_who_said_what(make_context: Any) -> None:
+    seen: list[list[Message]] = []
+
+    def answer(messages: list[Message], config: LLMConfig) -> str:
+        seen.append(messages)
+        return '{"approved": true, "score": 9, "issues": [], "suggestion": ""}' if config.step == "review" else "v2"
+
+    history = [{"n": 1, "role": "user", "model": None, "content": "Write a haiku about rivers."},
+               {"n": 2, "role": "assistant", "model": "gemini-2.5-flash-lite", "content": "Water finds its way"}]
+    job = {"project": "swarm", "action": "delegate",
+           "input": {"task": "Make it about mountains.", "thread_id": THREAD, "history": history}}
+    result = await dispatch(job, make_context(FunctionLLM(answer)))
+    assert result["status"] == "COMPLETED", result["error"]
+    assert result["output"]["thread_id"] == THREAD
+    draft = seen[0]
+    assert "Earlier turns of this conversation" in draft[0].content
+    assert [(m.role, m.content) for m in draft[1:]] == [
+        ("user", "Write a haiku about rivers."), ("assistant", "[gemini-2.5-flash-lite]: Water finds its way"),
+        ("user", "Make it about mountains.")]
+    assert "gemini-2.5-flash-lite: Water finds its way" in seen[1][-1].content  # the reviewer sees the thread too
+    step = next(s for s in result["trace"] if s["step"] == "thread")
+    assert step["detail"] == f"thread {THREAD}: turns 1-2 in the prompt"
+
+
+async def test_a_long_thread_is_cut_to_max_chars_and_the_trace_says_which(make_context: Any) -> None:
+    from core.config import ThreadsSection, load_config
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "config.yaml")
+    cfg = cfg.model_copy(update={"threads": ThreadsSection(max_turns=4, max_chars=1000)})
+    seen: list[list[Message]] = []
+
+    def answer(messages: list[Message], config: LLMConfig) -> str:
+        seen.append(messages)
+        return "short answer"
+
+    # turns 1-2 were dropped by the store already; 3-6 are kept, 400 characters each
+    history = [{"n": n, "role": "user" if n % 2 else "assistant", "model": None if n % 2 else "model-x",
+                "content": f"turn {n} " + "x" * 393} for n in range(3, 7)]
+    job = {"project": "swarm", "action": "delegate",
+           "input": {"task": "go on", "kind": "critical", "thread_id": THREAD, "history": history}}
+    result = await dispatch(job, make_context(FunctionLLM(answer), config=cfg))
+    assert result["status"] == "COMPLETED", result["error"]
+    assert [m.content[:6] for m in seen[0][1:-1]] == ["turn 5", "[model"]
+    step = next(s for s in result["trace"] if s["step"] == "thread")
+    assert step["detail"] == (f"thread {THREAD}: turns 5-6 in the prompt; turns 1-2 dropped earlier (threads.max_turns);"
+                              " turns 3-4 left out (threads.max_chars=1000)")
