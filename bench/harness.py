@@ -96,7 +96,11 @@ SUITES: tuple[Suite, ...] = (
                  "the slowest model called alone", "<= 1.2x"),
     ), quick_args=("--quick",), full_timeout_s=120, cheap=True),
     Suite("concurrency", "bench.bench_concurrency", (
-        Expected("500 concurrent delegation jobs, 100 ms provider", "ms", "one job alone", "<= 2x, 0 errors"),
+        Expected("500 concurrent delegation jobs, 100 ms provider", "ms",
+                 "500 bare 3-node LangGraph runs at once, same load (the floor)",
+                 "<= 1.25x the floor, 0 errors, flat memory (<= 10 MB)"),
+        Expected("500 concurrent delegation jobs, 2 worker processes (runner.local.processes: 2), jobs/s", "jobs/s",
+                 "the same jobs, 1 worker process", "reference: growth from 1 to 2 processes on 2 cores"),
     ), full_timeout_s=180, cheap=True),
     Suite("endpoint", "bench.bench_endpoint", (
         Expected("local RunPod endpoint: concurrent jobs", "ms", "one job through the endpoint", "reference"),
