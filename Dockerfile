@@ -23,7 +23,6 @@ ARG BASE_IMAGE=python:3.11-slim-bookworm
 ARG BUILDER_IMAGE=python:3.11-slim-bookworm
 
 FROM ${BUILDER_IMAGE} AS builder
-ARG TORCH_VARIANT=cpu
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_NO_INDEX=1 \
@@ -50,6 +49,9 @@ RUN python -m pip install --require-hashes --no-deps --no-build-isolation -r /sr
 # pinned identically (scripts/lock compiles it with -c worker.lock); `pip check` proves the set
 # whole. The weight packages come after it: they only carry files, and their metadata pins
 # runtimes (numpy, onnxruntime) from years ago that nothing imports.
+# The variant's ARG is declared here, not above: every RUN after an ARG has it in its cache key,
+# so declared earlier it would make each variant compile llama-cpp-python again.
+ARG TORCH_VARIANT=cpu
 COPY build/wheels/torch/ /wheels/
 RUN test -f /src/requirements/torch-${TORCH_VARIANT}.lock \
  && python -m pip install --require-hashes --no-deps -r /src/requirements/torch-${TORCH_VARIANT}.lock \

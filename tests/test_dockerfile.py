@@ -146,6 +146,11 @@ def test_the_llama_layer_installs_exactly_worker_locks_entry() -> None:
     hashes = sorted(re.findall(r"--hash=(\S+)", entry))
     assert f"{version} {' '.join(hashes)}" == lock_pins("worker")["llama-cpp-python"]
     assert any("-r /wheels/llama.lock" in line and "GGML_NATIVE=OFF" in line for line in _run_lines())
+    # an ARG is in the cache key of every RUN after it: TORCH_VARIANT must come after the llama layer
+    builder = stages()[0]
+    llama_at = next(i for i, (k, a) in enumerate(builder) if k == "RUN" and "/wheels/llama.lock" in a)
+    variant_at = next(i for i, (k, a) in enumerate(builder) if k == "ARG" and a.startswith("TORCH_VARIANT"))
+    assert variant_at > llama_at, "ARG TORCH_VARIANT before the llama layer: each variant would compile it again"
 
 
 def test_entry_point_is_the_handler() -> None:
