@@ -6,14 +6,17 @@ so ids cannot be probed.
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp.types import ToolAnnotations
+from mcp.types import CallToolResult, ContentBlock, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field, WithJsonSchema
 
 from mcp_server.calls import owner_of, progress_sender, server_state
+from mcp_server.previews import image_blocks
+from mcp_server.results import image_output, stored_images
 
 JobId = Annotated[str, Field(max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]  # the pattern's + implies minLength 1
 MAX_RESULT_WAIT_S = 50.0  # under Claude Desktop's ~60 s tool timeout
@@ -83,13 +86,18 @@ def register(server: Any) -> None:
         job_id: JobId,
         ctx: Context,
         wait_s: Annotated[float, Field(ge=0, le=MAX_RESULT_WAIT_S, description="seconds to wait")] = 30.0,
-    ) -> JobResult:
-        jobs = server_state(ctx).jobs
+    ) -> Annotated[CallToolResult, JobResult]:
+        state = server_state(ctx)
         try:
-            result = await jobs.result(job_id, owner_of(ctx), wait_s=wait_s, progress=progress_sender(ctx))
+            result = await state.jobs.result(job_id, owner_of(ctx), wait_s=wait_s, progress=progress_sender(ctx))
         except KeyError:
             raise _unknown(job_id) from None
-        return JobResult.model_validate({k: v for k, v in result.items() if k in JobResult.model_fields})
+        structured = JobResult.model_validate({k: v for k, v in result.items() if k in JobResult.model_fields})
+        dumped = structured.model_dump(mode="json")
+        blocks = await _image_blocks(state, result) if result.get("project") == "image_tools" else []
+        # an image job collected here shows its images like the image tool would have (preview + link)
+        return CallToolResult(content=[TextContent(text=json.dumps(dumped, indent=2)), *blocks],
+                              structured_content=dumped)
 
     @server.tool(
         name="job_cancel", title="Cancel a job",
@@ -111,3 +119,13 @@ def register(server: Any) -> None:
     ) -> JobList:
         rows = server_state(ctx).jobs.list(owner_of(ctx), status, limit)
         return JobList(jobs=[JobStatus(**r) for r in rows])
+
+
+async def _image_blocks(state: Any, result: dict[str, Any]) -> list[ContentBlock]:
+    """A finished image job's preview and resource_link per stored image (none while it runs)."""
+    if result.get("status") != "COMPLETED":
+        return []
+    runtime = state.runtime
+    limit = runtime.config.mcp.max_inline_image_bytes
+    output = image_output(result, return_base64=False, inline_limit=limit)
+    return await image_blocks(stored_images(output), runtime.providers().storage, limit)

@@ -193,3 +193,36 @@ def test_preview_downscales_to_fit_and_keeps_shape_and_alpha() -> None:
         assert abs(img.width / img.height - 4.0) < 0.1
 
     assert preview(data, "image/png", 400, 100, 50) is None  # nothing that small: text and link only
+
+
+async def test_an_image_job_collected_by_job_result_shows_its_image(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the tool's wait the image tool answers IN_PROGRESS; job_result then brings what the
+    tool would have: the envelope plus a preview image block and a resource_link that reads back."""
+    import io
+
+    from mcp.types import ImageContent, ResourceLink
+    from PIL import Image
+
+    from providers.image import pull as weights_pull
+    assert weights_pull.pull(["u2netp"], SHARED)["ok"]
+    monkeypatch.setenv("SWARM_MODELS_DIR", str(SHARED))
+    photo = base64.b64encode((FIXTURES / "grace_hopper_256.jpg").read_bytes()).decode()
+    async with Client(build_server(str(write_config(tmp_path, wait_budget_s=0.01)))) as client:
+        started = await client.call_tool("remove_background", {"image": photo, "model": "u2netp"})
+        assert not started.is_error, started.content[0].text
+        job_id = started.structured_content["job_id"]
+        collected = await client.call_tool("job_result", {"job_id": job_id, "wait_s": 50})
+        assert not collected.is_error, collected.content[0].text
+        assert collected.structured_content["status"] == "COMPLETED"
+        key = collected.structured_content["output"]["image_key"]
+        images = [b for b in collected.content if isinstance(b, ImageContent)]
+        links = [b for b in collected.content if isinstance(b, ResourceLink)]
+        assert len(images) == 1 and len(links) == 1
+        preview = Image.open(io.BytesIO(base64.b64decode(images[0].data)))
+        assert abs(preview.width / preview.height - 256 / 300) < 0.02
+        assert str(links[0].uri) == f"swarm://artifacts/{key}"
+        full = (await client.read_resource(links[0].uri)).contents[0]
+        assert Image.open(io.BytesIO(base64.b64decode(full.blob))).size == (256, 300)
+
+        text_only = await client.call_tool("job_result", {"job_id": "no-such-job"})
+        assert text_only.is_error
