@@ -33,6 +33,23 @@ INSTRUCTIONS = (
 )
 
 
+class SwarmServer(MCPServer):
+    """``MCPServer`` whose artifact reads carry the stored object's MIME type (image/png, ...):
+    a resource template has one MIME type for every URI it matches, the SDK's default text/plain."""
+
+    async def read_resource(self, uri: Any, context: Any = None) -> Any:
+        result = await super().read_resource(uri, context)
+        prefix = "swarm://artifacts/"
+        if not str(uri).startswith(prefix) or not isinstance(result, list):
+            return result
+        from dataclasses import replace
+
+        from mcp_server.previews import mime_type_of
+
+        mime = mime_type_of(str(uri).removeprefix(prefix))
+        return [replace(item, mime_type=mime) for item in result]
+
+
 def build_server(config_path: str | None = None, *, jobs_path: Path | None = None, **server_kwargs: Any) -> MCPServer:
     """The MCP server with every available tool, resource and prompt registered.
 
@@ -59,7 +76,7 @@ def build_server(config_path: str | None = None, *, jobs_path: Path | None = Non
             live.remove(state)
             await state.aclose()
 
-    server = MCPServer(
+    server = SwarmServer(
         name="runpod-swarm", instructions=INSTRUCTIONS, version="0.2.0", lifespan=lifespan,
         subscriptions=bus, **server_kwargs,
     )

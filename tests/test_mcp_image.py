@@ -222,6 +222,7 @@ async def test_an_image_job_collected_by_job_result_shows_its_image(tmp_path: Pa
         assert abs(preview.width / preview.height - 256 / 300) < 0.02
         assert str(links[0].uri) == f"swarm://artifacts/{key}"
         full = (await client.read_resource(links[0].uri)).contents[0]
+        assert full.mime_type == links[0].mime_type == "image/png"  # not the template's text/plain
         assert Image.open(io.BytesIO(base64.b64decode(full.blob))).size == (256, 300)
 
         text_only = await client.call_tool("job_result", {"job_id": "no-such-job"})
