@@ -76,6 +76,13 @@ def image(data: Any, command: str) -> list[dict[str, Any]]:
     if isinstance(data, list):
         return data
     out = [*_upscale_speed(data.get("upscale", {}), command)]
+    auto = data.get("upscale_auto")
+    if isinstance(auto, dict) and auto.get("out_mp_s"):
+        up = data.get("upscale", {})
+        out.append(record(f"upscale anime-6B x4, {up.get('device', 'cpu').upper()} precision auto, output MP/s "
+                          f"({up.get('input')} input) vs fp32", auto["out_mp_s"], "MP/s",
+                          f"ours fp32, same run; auto chose {auto['precision']}: {auto['why']}",
+                          up.get("torch_fp32_out_mp_s"), "reference: auto's speed-up here", None, command))
     if "peak_rss_upscale" in data:  # a suite cut before this part: the harness names the row
         out += _upscale_rss(data, command)
     up = data.get("upscale", {})
@@ -115,7 +122,26 @@ def rembg(data: Any, command: str) -> list[dict[str, Any]]:
         out.append(record(f"background removal images/s ({what}), sequential vs rembg library in-process",
                           value, "images/s", "rembg.remove() with a warm session (no startup)",
                           library["images_per_s"], "reference", None, command))
-    return out
+    return out + _rembg_auto(data, what, n, command)
+
+
+def _rembg_auto(data: Any, what: str, n: Any, command: str) -> list[dict[str, Any]]:
+    """bench_rembg's ``precision: auto`` rows: the chosen path against fp32 and the rembg library."""
+    auto = data.get("auto")
+    if not isinstance(auto, dict) or not auto.get("images_per_s"):
+        return []
+    library = data.get("rembg_library_in_process")
+    lib_ips = library.get("images_per_s") if isinstance(library, dict) else None
+    chose = f"auto chose {auto['path']} ({auto['why']})"  # the machine's choice: in the anchor, the name stays put
+    return [
+        record(f"background removal images/s ({what}), batch of {n}, precision auto vs fp32",
+               auto["images_per_s"], "images/s", f"ours, onnxruntime fp32 (precision: fp32), same batch; {chose}",
+               (data.get("ours_batch") or {}).get("images_per_s"), "reference: auto's speed-up here", None, command),
+        record(f"background removal images/s ({what}), batch of {n}, precision auto vs rembg library in-process",
+               auto["images_per_s"], "images/s", "rembg.remove() with a warm session (no startup)", lib_ips,
+               ">= 2x", auto["images_per_s"] >= 2 * lib_ips if lib_ips else None, command,
+               **({} if lib_ips else {"note": f"rembg library: {library or 'not measured'}"})),
+    ]
 
 
 _REALESRGANER = "RealESRGANer fp32 (realesrgan 0.3.0, own venv), same weights and image"

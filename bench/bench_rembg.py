@@ -16,7 +16,15 @@ round, best round kept:
     command is timed (interpreter start, imports and model load included: that is what a user
     of the CLI pays), nothing subtracted; its startup alone is the same command on 1 image;
   * the rembg CLI, one image per command: ``rembg i <in> <out> -m u2netp`` (reference);
-  * the rembg library in-process, session warm (reference: no startup in it).
+  * the rembg library in-process, session warm (reference: no startup in it);
+  * ours with ``precision: auto``: the path chosen on this machine (measured afresh, its cache in
+    a temp dir: onnxruntime fp32 or torch bf16/fp16 within the mask floor), batch, against fp32
+    and against the rembg library (goal: batch >= 2x the library warm in-process).
+
+Every figure is printed as a ``bench-part`` the moment it is measured (again after each round,
+best so far), so a cut run keeps them; the slow rows (the CLI per image, the CLI startup, the
+library, the auto decision, further rounds) run only when ``BENCH_DEADLINE`` leaves them time,
+estimated from this machine's first round, else they say why they were skipped.
 
 ``--setup`` makes ``.bench-venvs/rembg`` (git-ignored) with ``pip install "rembg[cpu,cli]"``.
 Without that venv the rembg rows read "not measured". ``--quick``: 2 images, 1 round, no
@@ -29,47 +37,20 @@ import argparse
 import io
 import json
 import os
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from bench.common import emit_part, seconds_left
+from bench.rembg_reference import VENV, cli_folder, cli_single, library, max_diff, setup
+
 ROOT = Path(__file__).resolve().parents[1]
 PHOTO = ROOT / "tests" / "fixtures" / "grace_hopper_256.jpg"
-VENV = ROOT / ".bench-venvs" / "rembg"
-REMBG_REQUIREMENT = "rembg[cpu,cli]"
 NOT_MEASURED = "not measured: run python -m bench.bench_rembg --setup"
-
-#: rembg's in-process loop, run by the venv's python: session loaded once, then timed.
-_LIBRARY_SCRIPT = """
-import json, sys, time
-from pathlib import Path
-from rembg import new_session, remove
-files = sorted(Path(sys.argv[1]).iterdir())
-session = new_session("u2netp")
-remove(files[0].read_bytes(), session=session)
-started = time.perf_counter()
-for path in files:
-    remove(path.read_bytes(), session=session)
-print(json.dumps({"seconds": time.perf_counter() - started}))
-"""
-
-
-def setup() -> dict[str, Any]:
-    """Create the rembg venv (idempotent): its own interpreter, so rembg's pins touch nothing of ours."""
-    python = VENV / "bin" / "python"
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-    subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", REMBG_REQUIREMENT],
-        check=True,
-    )
-    version = subprocess.run([str(VENV / "bin" / "rembg"), "--version"], capture_output=True, text=True)
-    return {"venv": str(VENV.relative_to(ROOT)), "rembg": version.stdout.strip()}
-
+#: seconds kept free at the end for the summary and the harness
+RESERVE_S = 10.0
 
 def images(count: int, size: int = 512) -> list[bytes]:
     """``count`` distinct PNGs: the photo at ``size``x``size``, mirrored and brightened in turn."""
@@ -93,10 +74,36 @@ def _rate(count: int, seconds: float, **extra: Any) -> dict[str, Any]:
 # --- ours ------------------------------------------------------------------------------------
 
 
-def make_remover(models_dir: str) -> Any:
+def make_remover(models_dir: str, precision: str = "fp32", cache: Path | None = None) -> Any:
+    """Our remover on u2netp; ``precision: auto`` with its decision cache at ``cache``."""
+    from providers.image.precision import AutoPrecision, read_cpu_info
     from providers.image.rembg_backend import RembgRemover, RembgSettings
+    from providers.image.rembg_paths import PROBE_SIZE
 
-    return RembgRemover(RembgSettings(model="u2netp", fallback_models=(), models_dir=models_dir))
+    settings = RembgSettings(model="u2netp", fallback_models=(), models_dir=models_dir, precision=precision)
+    auto = AutoPrecision(cache, read_cpu_info, probe_size=PROBE_SIZE, rounds=2) if cache else None
+    return RembgRemover(settings, auto_precision=auto)
+
+
+def auto_decision(models_dir: str, cache: Path) -> tuple[Any, dict[str, Any]]:
+    """A ``precision: auto`` remover, warmed (its decision measured now), and what it chose."""
+    from providers.base import ImageAction, ImageConfig
+
+    remover = make_remover(models_dir, "auto", cache)
+    started = time.perf_counter()
+    _, (step,) = anyio_run(remover.process_traced, PHOTO.read_bytes(), ImageAction.REMOVE_BACKGROUND, ImageConfig())
+    decided_s = time.perf_counter() - started
+    (decision,) = json.loads(cache.read_text())["decisions"].values() if cache.exists() else [None]
+    path = step.detail.split("path=", 1)[1].split(" (", 1)[0]
+    why = step.detail.split(" (", 1)[1].split(") size=", 1)[0]
+    return remover, {"path": path, "why": why, "decided_s": round(decided_s, 2),
+                     "measured": decision["measured"] if decision else {}}
+
+
+def anyio_run(fn: Any, *args: Any) -> Any:
+    import anyio
+
+    return anyio.run(fn, *args)
 
 
 def ours_sequential(remover: Any, data: list[bytes]) -> tuple[float, list[bytes]]:
@@ -163,66 +170,16 @@ def ours_dispatch(models_dir: str, data: list[bytes], storage_dir: Path) -> floa
     return time.perf_counter() - started
 
 
-# --- rembg -------------------------------------------------------------------------------------
-
-
-def _rembg_env(models_dir: str) -> dict[str, str]:
-    """U2NET_HOME holds u2netp.onnx with rembg's own md5, so rembg uses it and downloads nothing;
-    OMP_NUM_THREADS would change rembg's thread count only (ours ignores it): left out."""
-    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
-    return {**env, "U2NET_HOME": models_dir}
-
-
-def cli_folder(in_dir: Path, out_dir: Path, models_dir: str) -> float:
-    """Seconds of the whole ``rembg p`` command; every input must come out."""
-    shutil.rmtree(out_dir, ignore_errors=True)
-    cmd = [str(VENV / "bin" / "rembg"), "p", str(in_dir), str(out_dir), "-m", "u2netp"]
-    started = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=_rembg_env(models_dir), timeout=900)
-    seconds = time.perf_counter() - started
-    made = sorted(out_dir.glob("*.png")) if out_dir.exists() else []
-    # rembg p prints per-image exceptions and carries on: a missing output is a failed run
-    if proc.returncode != 0 or len(made) != len(list(in_dir.iterdir())):
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:]
-        raise RuntimeError(f"rembg p made {len(made)} outputs, rc={proc.returncode}: {tail}")
-    return seconds
-
-
-def cli_single(files: list[Path], out_dir: Path, models_dir: str) -> float:
-    """Seconds of one ``rembg i`` command per file, in turn."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    env = _rembg_env(models_dir)
-    started = time.perf_counter()
-    for path in files:
-        target = out_dir / f"{path.stem}.png"
-        cmd = [str(VENV / "bin" / "rembg"), "i", "-m", "u2netp", str(path), str(target)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-        if proc.returncode != 0 or not target.exists():
-            raise RuntimeError(f"rembg i failed rc={proc.returncode}: {proc.stderr.strip().splitlines()[-1:]}")
-    return time.perf_counter() - started
-
-
-def library(in_dir: Path, models_dir: str) -> float:
-    proc = subprocess.run(
-        [str(VENV / "bin" / "python"), "-c", _LIBRARY_SCRIPT, str(in_dir)],
-        capture_output=True, text=True, env=_rembg_env(models_dir), timeout=900,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"rembg library run failed: {proc.stderr.strip().splitlines()[-1:]}")
-    return float(json.loads(proc.stdout.strip().splitlines()[-1])["seconds"])
-
-
-def max_diff(ours: bytes, theirs: bytes, channels: slice) -> int:
-    """Largest per-pixel difference over ``channels`` of RGBA, in 1/255 levels."""
-    import numpy as np
-    from PIL import Image
-
-    a = np.asarray(Image.open(io.BytesIO(ours)).convert("RGBA"))[..., channels].astype(int)
-    b = np.asarray(Image.open(io.BytesIO(theirs)).convert("RGBA"))[..., channels].astype(int)
-    return int(np.abs(a - b).max())
-
-
 # --- the run -----------------------------------------------------------------------------------
+
+
+def _fits(seconds: float, what: str, skipped: dict[str, str]) -> bool:
+    """Whether ``seconds`` of work fit before the deadline; if not, say so in ``skipped``."""
+    left = seconds_left() - RESERVE_S
+    if seconds <= left:
+        return True
+    skipped[what] = f"skipped: needs ~{seconds:.0f} s on this machine, {max(left, 0):.0f} s of the budget left"
+    return False
 
 
 def run(count: int, rounds: int, quick: bool, models_dir: str) -> dict[str, Any]:
@@ -233,6 +190,8 @@ def run(count: int, rounds: int, quick: bool, models_dir: str) -> dict[str, Any]
     have_venv = (VENV / "bin" / "rembg").exists()
     best: dict[str, float] = {}
     outputs: dict[str, list[bytes]] = {}
+    skipped: dict[str, str] = {}
+    auto: dict[str, Any] = {}
 
     def keep(name: str, seconds: float) -> None:
         best[name] = min(seconds, best.get(name, float("inf")))
@@ -245,20 +204,66 @@ def run(count: int, rounds: int, quick: bool, models_dir: str) -> dict[str, Any]
             (in_dir / f"img{index:03d}.png").write_bytes(blob)
         (one_dir / "img000.png").write_bytes(data[0])
         files = sorted(in_dir.iterdir())
-        for _ in range(rounds):
+        auto_remover = None
+        for round_number in range(rounds):
+            # a round costs about what the first one did; later rounds only sharpen the figures
+            if round_number and not _fits(best["round"], f"round {round_number + 1}", skipped):
+                break
+            started = time.perf_counter()
             seconds, outputs["sequential"] = ours_sequential(remover, data)
             keep("sequential", seconds)
-            if have_venv:
+            per_image = best["sequential"] / count
+            if have_venv and _fits(count * per_image * 2 + 15, "rembg_cli_folder", skipped):
                 keep("cli_folder", cli_folder(in_dir, Path(tmp) / "out", models_dir))
             seconds, outputs["batch"] = ours_batch(remover, data)
             keep("batch", seconds)
             keep("dispatch", ours_dispatch(models_dir, data, Path(tmp) / "store"))
+            if not auto and _fits(60 + count * per_image, "auto", skipped):
+                auto_remover, auto = auto_decision(models_dir, Path(tmp) / "precision.json")
+                ours_batch(auto_remover, data[:2])  # warm-up: its batch sessions
+                started += auto["decided_s"]  # once only: not part of what a further round costs
+            if auto_remover is not None and auto["path"] != "fp32":
+                seconds, outputs["auto"] = ours_batch(auto_remover, data)
+                keep("auto", seconds)
             if have_venv and not quick:
-                keep("cli_startup", cli_folder(one_dir, Path(tmp) / "out1", models_dir))
-                keep("cli_i", cli_single(files[:4], Path(tmp) / "outi", models_dir))
-                keep("library", library(in_dir, models_dir))
-        cli_out = [(Path(tmp) / "out" / p.name).read_bytes() for p in files] if have_venv else []
+                _rembg_slow_rows(keep, skipped, per_image, count, Path(tmp), models_dir)
+            keep("round", time.perf_counter() - started)
+            cli_out = [(Path(tmp) / "out" / p.name).read_bytes() for p in files] if "cli_folder" in best else []
+            for key, value in summarize(count, rounds, quick, best, outputs, cli_out, auto, skipped).items():
+                emit_part(key, value)  # the figures so far, on the harness's side now
+        return summarize(count, rounds, quick, best, outputs, cli_out, auto, skipped)
 
+
+def _rembg_slow_rows(keep: Any, skipped: dict[str, str], per_image: float, count: int, tmp: Path,
+                     models_dir: str) -> None:
+    """The rembg CLI's startup, ``rembg i`` per image and the library in-process, where time allows."""
+    if _fits(20, "cli_startup", skipped):
+        keep("cli_startup", cli_folder(tmp / "one", tmp / "out1", models_dir))
+    if _fits(4 * (per_image * 2 + 12), "cli_i", skipped):
+        keep("cli_i", cli_single(sorted((tmp / "in").iterdir())[:4], tmp / "outi", models_dir))
+    if _fits(count * per_image * 2 + 20, "library", skipped):
+        keep("library", library(tmp / "in", models_dir))
+
+
+def _auto_summary(count: int, workers: int, best: dict[str, float], auto: dict[str, Any],
+                  skipped: dict[str, str], ratios: dict[str, float]) -> Any:
+    """``precision: auto``'s part: what it chose, why, its batch images/s; its ratios into ``ratios``."""
+    if not auto:
+        return skipped.get("auto", "not measured yet")
+    same = auto["path"] == "fp32"  # auto runs exactly the fp32 rows' path: their figure is its figure
+    seconds = best["batch"] if same else best.get("auto")
+    if seconds:
+        ratios["auto_batch_vs_fp32_batch"] = best["batch"] / seconds
+        if "library" in best:
+            ratios["auto_batch_vs_rembg_library"] = best["library"] / seconds
+    return {**auto, **(_rate(count, seconds, workers=workers) if seconds else {}),
+            "timed": "the fp32 batch (same path)" if same else "batch, interleaved with fp32"}
+
+
+def summarize(count: int, rounds: int, quick: bool, best: dict[str, float], outputs: dict[str, list[bytes]],
+              cli_out: list[bytes], auto: dict[str, Any], skipped: dict[str, str]) -> dict[str, Any]:
+    """The suite's summary object from the best times so far (what ``adapters.rembg`` reads)."""
+    workers = min(count, len(os.sched_getaffinity(0)))
     result: dict[str, Any] = {
         "model": "u2netp",
         "input": "512x512",
@@ -266,36 +271,47 @@ def run(count: int, rounds: int, quick: bool, models_dir: str) -> dict[str, Any]
         "rounds": rounds,
         "cpu_threads": len(os.sched_getaffinity(0)),
         "load_average": round(os.getloadavg()[0], 2),
-        "ours_sequential": _rate(count, best["sequential"]),
-        "ours_batch": _rate(count, best["batch"], workers=min(count, len(os.sched_getaffinity(0)))),
+        "ours_sequential": _rate(count, best["sequential"], precision="fp32"),
+        "ours_batch": _rate(count, best["batch"], workers=workers, precision="fp32"),
         "ours_batch_dispatch": _rate(count, best["dispatch"], path="dispatch(remove_background, images=[base64...])"),
         "batch_identical_to_sequential": outputs["batch"] == outputs["sequential"],
     }
-    if not have_venv:
+    ratios: dict[str, float] = {}
+    result["auto"] = _auto_summary(count, workers, best, auto, skipped, ratios)
+    if skipped:
+        result["skipped"] = dict(skipped)
+    if "cli_folder" not in best:
         for name in ("rembg_cli_folder", "rembg_cli_startup_1_image", "rembg_cli_i", "rembg_library_in_process"):
-            result[name] = NOT_MEASURED
+            result[name] = NOT_MEASURED if not (VENV / "bin" / "rembg").exists() else skipped.get("rembg_cli_folder", "")
+        result["ratios"] = {name: round(value, 3) for name, value in ratios.items()}
         return result
     result["rembg_cli_folder"] = _rate(count, best["cli_folder"], command="rembg p <in> <out> -m u2netp")
-    pairs = list(zip(outputs["sequential"], cli_out, strict=True))
-    result["alpha_max_diff_vs_rembg_cli_levels"] = max(max_diff(a, b, slice(3, 4)) for a, b in pairs)
-    result["rgba_max_diff_vs_rembg_cli_levels"] = max(max_diff(a, b, slice(0, 4)) for a, b in pairs)
-    ratios = {
+    if cli_out:
+        pairs = list(zip(outputs["sequential"], cli_out, strict=True))
+        result["alpha_max_diff_vs_rembg_cli_levels"] = max(max_diff(a, b, slice(3, 4)) for a, b in pairs)
+        result["rgba_max_diff_vs_rembg_cli_levels"] = max(max_diff(a, b, slice(0, 4)) for a, b in pairs)
+    ratios.update({
         "sequential_vs_cli_folder": best["cli_folder"] / best["sequential"],
         "batch_vs_cli_folder": best["cli_folder"] / best["batch"],
         "batch_vs_sequential": best["sequential"] / best["batch"],
         "batch_dispatch_vs_cli_folder": best["cli_folder"] / best["dispatch"],
-    }
+    })
     if quick:
         result["rembg_cli_startup_1_image"] = result["rembg_cli_i"] = result["rembg_library_in_process"] = "skipped (--quick)"
     else:
-        result["rembg_cli_startup_1_image"] = {"seconds": round(best["cli_startup"], 3), "command": "rembg p <dir with 1 image> <out> -m u2netp"}
-        result["rembg_cli_i"] = _rate(4, best["cli_i"], command="rembg i -m u2netp <in> <out>, once per image")
-        result["rembg_library_in_process"] = _rate(count, best["library"], command="rembg.remove(data, session=new_session('u2netp')), warm")
-        ratios["sequential_vs_cli_i"] = (best["cli_i"] / 4) / (best["sequential"] / count)
-        ratios["sequential_vs_rembg_library"] = best["library"] / best["sequential"]
-        ratios["batch_vs_rembg_library"] = best["library"] / best["batch"]
+        result["rembg_cli_startup_1_image"] = ({"seconds": round(best["cli_startup"], 3), "command": "rembg p <dir with 1 image> <out> -m u2netp"}
+                                               if "cli_startup" in best else skipped.get("cli_startup"))
+        result["rembg_cli_i"] = (_rate(4, best["cli_i"], command="rembg i -m u2netp <in> <out>, once per image")
+                                 if "cli_i" in best else skipped.get("cli_i"))
+        result["rembg_library_in_process"] = (_rate(count, best["library"], command="rembg.remove(data, session=new_session('u2netp')), warm")
+                                              if "library" in best else skipped.get("library"))
+        if "cli_i" in best:
+            ratios["sequential_vs_cli_i"] = (best["cli_i"] / 4) / (best["sequential"] / count)
+        if "library" in best:
+            ratios["sequential_vs_rembg_library"] = best["library"] / best["sequential"]
+            ratios["batch_vs_rembg_library"] = best["library"] / best["batch"]
         # the CLI's cost of one more image (its startup left out): where the ratio tends for large N
-        if count > 1:
+        if count > 1 and "cli_startup" in best:
             marginal = max(best["cli_folder"] - best["cli_startup"], 1e-9) / (count - 1)
             ratios["batch_vs_cli_marginal_image"] = marginal / (best["batch"] / count)
     result["ratios"] = {name: round(value, 3) for name, value in ratios.items()}
@@ -303,6 +319,8 @@ def run(count: int, rounds: int, quick: bool, models_dir: str) -> dict[str, Any]
         "sequential >= 1x rembg CLI folder": ratios["sequential_vs_cli_folder"] >= 1.0,
         "batch >= 2x rembg CLI folder": ratios["batch_vs_cli_folder"] >= 2.0,
     }
+    if "auto_batch_vs_rembg_library" in ratios:
+        result["goals"]["auto batch >= 2x rembg library in-process"] = ratios["auto_batch_vs_rembg_library"] >= 2.0
     return result
 
 

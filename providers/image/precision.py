@@ -8,8 +8,13 @@ picks the fastest whose output stays within the floor: PSNR >= ``PSNR_FLOOR_DB``
 output on both images. A lower precision must also be ``MIN_SPEEDUP`` times faster than fp32,
 so noise in the timing never trades accuracy for nothing.
 
+The same machinery chooses background removal's path (``rembg_paths.py``): there the candidates
+are onnxruntime fp32 (the reference) and torch fp32/bf16/fp16 on the same weights, and the floor
+is a mask one (``Floor``: each metric with its bound and direction). The first candidate of a
+set is the reference every other is scored and timed against.
+
 The decision is kept in ``precision.json`` in the models folder, keyed by CPU model name, the
-flags that matter, model name and torch version: the measurement runs once per machine. A
+flags that matter, model name and runtime versions: the measurement runs once per machine. A
 corrupt or unwritable cache is logged and measured again; it never fails an upscale.
 
 Nothing here imports torch; numpy and Pillow are imported when images are made.
@@ -52,6 +57,40 @@ RunFn = Callable[[str, "np.ndarray"], "np.ndarray"]
 
 
 @dataclass(frozen=True)
+class Metric:
+    """One accuracy metric of a floor: its bound, and whether higher or lower is better."""
+
+    name: str  # the key in ``Decision.measured`` rows: ``<name>_<probe image>``
+    label: str  # how the why-text names it: ``PSNR``
+    unit: str  # `` dB``
+    bound: float
+    higher_is_better: bool = True
+
+    def worst(self, values: list[float]) -> float:
+        return min(values) if self.higher_is_better else max(values)
+
+    def passes(self, value: float) -> bool:
+        return value >= self.bound if self.higher_is_better else value <= self.bound
+
+    def text(self, value: float) -> str:
+        return f"{self.label} {value:.{1 if abs(value) >= 10 else 3}f}{self.unit}"
+
+
+@dataclass(frozen=True)
+class Floor:
+    """An accuracy floor: ``score(reference, output)`` gives each metric's value on one image;
+    a candidate passes when every metric's worst value over the probe images is within bound."""
+
+    metrics: tuple[Metric, ...]
+    score: Callable[[np.ndarray, np.ndarray], dict[str, float]]
+
+
+def psnr_floor() -> Floor:
+    """The upscaler's floor: PSNR >= ``PSNR_FLOOR_DB`` (read when called) against fp32."""
+    return Floor((Metric("psnr", "PSNR", " dB", PSNR_FLOOR_DB),), lambda ref, out: {"psnr": psnr(ref, out)})
+
+
+@dataclass(frozen=True)
 class CpuInfo:
     """What the precision choice needs to know about a CPU."""
 
@@ -76,9 +115,11 @@ def read_cpu_info(path: str = "/proc/cpuinfo") -> CpuInfo:
     return CpuInfo(model, flags)
 
 
-def candidates_for(cpu: CpuInfo) -> list[str]:
-    """The precisions worth measuring on ``cpu``, fp32 (the reference) first."""
-    return [name for name, needs in CPU_CANDIDATES.items() if not needs or needs & cpu.flags]
+def candidates_for(cpu: CpuInfo, table: dict[str, frozenset[str]] | None = None) -> list[str]:
+    """The candidates of ``table`` (default ``CPU_CANDIDATES``) worth measuring on ``cpu``,
+    the reference (the table's first) first."""
+    table = CPU_CANDIDATES if table is None else table
+    return [name for name, needs in table.items() if not needs or needs & cpu.flags]
 
 
 @dataclass(frozen=True)
@@ -156,9 +197,11 @@ def _line_art(size: int) -> np.ndarray:
 
 
 def measure(run: RunFn, candidates: list[str], images: dict[str, np.ndarray], *, rounds: int = 3,
-            timer: Callable[[], float] = time.perf_counter) -> Decision:
+            timer: Callable[[], float] = time.perf_counter, floor: Floor | None = None) -> Decision:
     """Time each candidate on ``images`` (best of ``rounds``, interleaved, after one untimed run
-    whose output is compared with fp32's) and choose the fastest within the floor."""
+    whose output is compared with the reference's, ``candidates[0]``) and choose the fastest
+    within ``floor`` (default ``psnr_floor()``)."""
+    floor = floor or psnr_floor()
     outputs = {name: {label: run(name, image) for label, image in images.items()} for name in candidates}
     best = dict.fromkeys(candidates, math.inf)
     for _ in range(rounds):
@@ -167,43 +210,48 @@ def measure(run: RunFn, candidates: list[str], images: dict[str, np.ndarray], *,
             for image in images.values():
                 run(name, image)
             best[name] = min(best[name], timer() - started)
-    reference = outputs["fp32"]
+    reference = candidates[0]
     measured: dict[str, dict[str, float]] = {}
     for name in candidates:
-        speedup = best["fp32"] / best[name] if best[name] > 0 else 1.0
+        speedup = best[reference] / best[name] if best[name] > 0 else 1.0
         row = {"seconds": round(best[name], 4), "speedup": round(speedup, 2)}
-        if name != "fp32":  # the reference: its PSNR against itself is infinite, and not JSON
+        if name != reference:  # its score against itself is perfect (PSNR infinite, not JSON)
             for label in images:
-                row[f"psnr_{label}"] = round(psnr(reference[label], outputs[name][label]), 2)
+                scores = floor.score(outputs[reference][label], outputs[name][label])
+                row.update({f"{metric}_{label}": round(value, 4) for metric, value in scores.items()})
         measured[name] = row
-    return _choose(measured, list(images))
+    return _choose(measured, list(images), floor, reference)
 
 
-def _choose(measured: dict[str, dict[str, float]], labels: list[str]) -> Decision:
-    def worst(name: str) -> float:
-        return min(measured[name][f"psnr_{label}"] for label in labels)
+def _choose(measured: dict[str, dict[str, float]], labels: list[str], floor: Floor, reference: str) -> Decision:
+    def worst(name: str, metric: Metric) -> float:
+        return metric.worst([measured[name][f"{metric.name}_{label}"] for label in labels])
 
-    chosen, notes = "fp32", []
+    chosen, notes = reference, []
     for name, row in measured.items():
-        if name == "fp32":
+        if name == reference:
             continue
-        if worst(name) < PSNR_FLOOR_DB:
-            notes.append(f"{name} {row['speedup']}x but PSNR {worst(name):.1f} dB < {PSNR_FLOOR_DB:g}")
+        missed = [m for m in floor.metrics if not m.passes(worst(name, m))]
+        if missed:
+            notes.append(f"{name} {row['speedup']}x but " + ", ".join(
+                f"{m.text(worst(name, m))} {'<' if m.higher_is_better else '>'} {m.bound:g}" for m in missed))
         elif row["speedup"] < MIN_SPEEDUP:
-            notes.append(f"{name} only {row['speedup']}x fp32")
+            notes.append(f"{name} only {row['speedup']}x {reference}")
         elif row["speedup"] > measured[chosen]["speedup"]:
             chosen = name
-    if chosen == "fp32":
-        why = "auto: " + ("; ".join(notes) if notes else "fp32 is the only candidate")
+    if chosen == reference:
+        why = "auto: " + ("; ".join(notes) if notes else f"{reference} is the only candidate")
     else:
-        why = f"auto: {measured[chosen]['speedup']}x fp32, PSNR {worst(chosen):.1f} dB"
+        scores = ", ".join(m.text(worst(chosen, m)) for m in floor.metrics)
+        why = f"auto: {measured[chosen]['speedup']}x {reference}, {scores}"
     return Decision(chosen, why, measured)
 
 
-def cache_key(cpu: CpuInfo, model: str, torch_version: str) -> str:
-    """One machine and model: CPU model name, the flags that matter, model, torch version."""
+def cache_key(cpu: CpuInfo, model: str, versions: str) -> str:
+    """One machine and model: CPU model name, the flags that matter, model, runtime versions
+    (``torch 2.13.0``)."""
     flags = ",".join(sorted(cpu.flags & RELEVANT_FLAGS))
-    return f"{cpu.model} [{flags}] {model} torch {torch_version}"
+    return f"{cpu.model} [{flags}] {model} {versions}"
 
 
 class AutoPrecision:
@@ -227,21 +275,33 @@ class AutoPrecision:
         self._decided: dict[str, Decision] = {}
         self._lock = threading.Lock()
 
-    def decide(self, model: str, torch_version: str, run: RunFn) -> Decision:
-        """The precision for ``model`` on this CPU; ``run`` is called only when nothing is cached."""
+    def decide(self, model: str, versions: str, run: RunFn, *, table: dict[str, frozenset[str]] | None = None,
+               floor: Floor | None = None, probes: Callable[[], dict[str, np.ndarray]] | None = None) -> Decision:
+        """The path for ``model`` on this CPU; ``run`` is called only when nothing is cached.
+
+        Args:
+            model: the model name (part of the cache key).
+            versions: the runtimes' versions, ``torch 2.13.0`` (part of the cache key).
+            run: runs one candidate on one probe image.
+            table: candidate -> CPU flags any one of which it needs (``CPU_CANDIDATES``); its
+                first entry is the reference.
+            floor: the accuracy floor (``psnr_floor()``).
+            probes: makes the probe images (``probe_images(probe_size)``).
+        """
         cpu = self.cpu_info()
-        candidates = candidates_for(cpu)
-        if candidates == ["fp32"]:
-            wanted = sorted(set().union(*CPU_CANDIDATES.values()))
-            return Decision("fp32", f"auto: this CPU has none of {', '.join(wanted)}")
-        key = cache_key(cpu, model, torch_version)
+        table = CPU_CANDIDATES if table is None else table
+        candidates = candidates_for(cpu, table)
+        if len(candidates) == 1:
+            wanted = sorted(set().union(*table.values()))
+            return Decision(candidates[0], f"auto: this CPU has none of {', '.join(wanted)}")
+        key = cache_key(cpu, model, versions)
         with self._lock:
             if key not in self._decided:
                 cached = self._load().get(key)
                 if cached is None:
                     started = time.perf_counter()
-                    images = probe_images(self.probe_size)
-                    cached = measure(run, candidates, images, rounds=self.rounds, timer=self.timer)
+                    images = probes() if probes else probe_images(self.probe_size)
+                    cached = measure(run, candidates, images, rounds=self.rounds, timer=self.timer, floor=floor)
                     log.info("precision for %s on %s: %s, measured in %.1f s", model, cpu.model,
                              cached.describe(), time.perf_counter() - started)
                     self._store(key, cached)

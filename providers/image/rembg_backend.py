@@ -12,6 +12,10 @@ The configured model (``isnet-anime`` by default) is tried first; a model that i
 (and cannot be prepared from an installed package) is skipped with a trace note naming its
 ``swarm models pull`` and ``providers.image.rembg.fallback_models`` follow.
 
+Which path runs a model (``providers.image.rembg.precision``): onnxruntime fp32, or torch bf16/
+fp16 on the same weights where the CPU has them and they are faster within a mask floor, measured
+once per machine (``rembg_paths.py``); the trace step names the path and why.
+
 Batches (``process_batch``): u2netp's ONNX input is fixed at batch 1 (``[1, 3, 320, 320]``), so
 images are not stacked; instead one worker per core runs decode, inference (a session with one
 intra-op thread; onnxruntime releases the GIL) and cutout/encode of its own image, so the cores
@@ -26,7 +30,7 @@ import io
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -44,6 +48,8 @@ from core.redact import redact
 from providers.base import BatchItem, BatchOutcome, ImageAction, ImageConfig, TraceStep
 from providers.image.backend import SingleActionBackend
 from providers.image.imageio import ImageLimits, encode, open_checked
+from providers.image.precision import AutoPrecision, CpuInfo, read_cpu_info
+from providers.image.rembg_paths import MaskNet, PathChooser
 
 if TYPE_CHECKING:
     import numpy as np
@@ -71,6 +77,8 @@ class RembgSettings:
     png_compress_level: int = 1
     #: concurrent images in ``process_batch``; default: one per CPU core.
     batch_workers: int | None = None
+    #: ``auto`` (measured per machine) or a path of ``rembg_paths.PINNABLE``
+    precision: str = "auto"
 
 
 def _cores() -> int:
@@ -97,9 +105,20 @@ class RembgRemover(SingleActionBackend):
     action = ImageAction.REMOVE_BACKGROUND
     name = PROVIDER
 
-    def __init__(self, settings: RembgSettings, limits: ImageLimits | None = None) -> None:
+    def __init__(
+        self,
+        settings: RembgSettings,
+        limits: ImageLimits | None = None,
+        *,
+        cpu_info: Callable[[], CpuInfo] = read_cpu_info,
+        auto_precision: AutoPrecision | None = None,
+        paths: dict[str, frozenset[str]] | None = None,
+    ) -> None:
+        """``cpu_info``, ``auto_precision`` and ``paths`` (the candidates of ``auto``, default
+        ``rembg_paths.PATHS``) are for tests: a faked CPU, a cache in a temporary folder."""
         self.settings = settings
         self.limits = limits or ImageLimits()
+        self.paths = PathChooser(settings.precision, settings.models_dir, cpu_info, auto_precision, paths)
         self._sessions: dict[tuple[str, int], Any] = {}
         self._lock = threading.Lock()
         # batch inferences in flight across all batches: one per worker slot, so two batch jobs
@@ -149,6 +168,13 @@ class RembgRemover(SingleActionBackend):
             self._sessions[spec.name, threads] = session
         return self._sessions[spec.name, threads], dict(spec.extra)
 
+    def _net(self, name: str, field: str | None = None, threads: int | None = None) -> tuple[MaskNet, dict[str, Any], str]:
+        """The mask network of ``name`` on its chosen path, its settings, and ``device=... path=...``
+        for the trace. Call with ``self._lock`` held: under ``auto`` the first call measures."""
+        session, extra = self._session(name, field, threads)
+        net, why = self.paths.net(name, session, extra, lambda: self._session(name)[0], self.predict_mask)
+        return net, extra, why
+
     def chain(self, config: ImageConfig) -> list[str]:
         """Models to try, in order: the requested/configured one, then the fallbacks."""
         names = [config.model or self.settings.model, *self.settings.fallback_models]
@@ -157,7 +183,7 @@ class RembgRemover(SingleActionBackend):
     # --- inference ---------------------------------------------------------------------------
 
     @staticmethod
-    def predict_mask(session: Any, img: Image.Image, extra: dict[str, Any]) -> Image.Image:
+    def predict_mask(net: MaskNet, img: Image.Image, extra: dict[str, Any]) -> Image.Image:
         """The model's mask for ``img`` (mode L, same size), as rembg computes it."""
         import numpy as np
         from PIL import Image
@@ -169,9 +195,7 @@ class RembgRemover(SingleActionBackend):
         )
         small = small / max(float(small.max()), 1e-6)
         tensor = (small - np.array(_MEAN)) / np.array(std)
-        feed = {session.get_inputs()[0].name: tensor.transpose(2, 0, 1)[None].astype(np.float32)}
-        # only the fused output d0: the six side outputs are not copied out
-        pred = session.run([session.get_outputs()[0].name], feed)[0][:, 0, :, :]
+        pred = net(np.ascontiguousarray(tensor.transpose(2, 0, 1)[None], dtype=np.float32))
         low, high = float(pred.min()), float(pred.max())
         pred = (pred - low) / ((high - low) or 1.0)
         mask = Image.fromarray((np.squeeze(pred) * 255).astype("uint8"), mode="L")
@@ -222,13 +246,13 @@ class RembgRemover(SingleActionBackend):
             started = time.perf_counter()
             try:
                 with self._lock:
-                    session, extra = self._session(name, "model" if name == config.model else None)
-                    mask = _infer(session, rgb, extra, name)
+                    net, extra, why = self._net(name, "model" if name == config.model else None)
+                    mask = _infer(net, rgb, extra, name)
             except ProviderError as exc:
                 steps.append(self._step(name, attempt, started, "skipped" if _missing(exc) else "error", exc))
                 continue
             data = self._encode(self._cutout(rgb, mask, config), config.output_format)
-            steps.append(self._step(name, attempt, started, "ok", detail=_detail(session, size, extra, config)))
+            steps.append(self._step(name, attempt, started, "ok", detail=_detail(why, size, extra, config)))
             return data, steps
         raise AllProvidersFailed("remove_background", steps)
 
@@ -277,13 +301,14 @@ class RembgRemover(SingleActionBackend):
             started = time.perf_counter()
             try:
                 with self._lock:
-                    session, extra = self._session(name, "model" if name == config.model else None, threads)
+                    net, extra, why = self._net(name, "model" if name == config.model else None, threads)
             except ProviderError as exc:
                 steps.append(self._step(name, attempt, started, "skipped" if _missing(exc) else "error", exc))
                 continue
 
-            def one(index: int, session: Any = session, extra: dict[str, Any] = extra, name: str = name) -> tuple[BatchItem, TraceStep]:
-                return self._batch_one(numbers[index], images[index], session, extra, name, config)
+            def one(index: int, net: MaskNet = net, extra: dict[str, Any] = extra, name: str = name,
+                    why: str = why) -> tuple[BatchItem, TraceStep]:
+                return self._batch_one(numbers[index], images[index], net, (name, why), extra, config)
 
             # map() keeps input order; a worker holds one decoded image at a time
             with ThreadPoolExecutor(workers, thread_name_prefix="rembg-batch") as pool:
@@ -292,18 +317,19 @@ class RembgRemover(SingleActionBackend):
         raise AllProvidersFailed("remove_background", steps)
 
     def _batch_one(
-        self, index: int, image: bytes, session: Any, extra: dict[str, Any], name: str, config: ImageConfig
+        self, index: int, image: bytes, net: MaskNet, chosen: tuple[str, str], extra: dict[str, Any],
+        config: ImageConfig,
     ) -> tuple[BatchItem, TraceStep]:
-        started = time.perf_counter()
+        (name, why), started = chosen, time.perf_counter()
         try:
             rgb, size = self._decode(image, field=f"images[{index}]")
             with self._batch_slots:
-                mask = _infer(session, rgb, extra, name)
+                mask = _infer(net, rgb, extra, name)
             data = self._encode(self._cutout(rgb, mask, config), config.output_format)
         except (InputError, ProviderError) as exc:
             step = self._step(name, 1, started, "error", exc, index=index)
             return BatchItem(index, error=exc), step
-        detail = f"index={index} {_detail(session, size, extra, config)}"
+        detail = f"index={index} {_detail(why, size, extra, config)}"
         return BatchItem(index, data=data), self._step(name, 1, started, "ok", detail=detail)
 
     @staticmethod
@@ -341,17 +367,16 @@ def _session_options(ort: Any, threads: int) -> Any:
     return options
 
 
-def _infer(session: Any, rgb: Image.Image, extra: dict[str, Any], name: str) -> Image.Image:
+def _infer(net: MaskNet, rgb: Image.Image, extra: dict[str, Any], name: str) -> Image.Image:
     try:
-        return RembgRemover.predict_mask(session, rgb, extra)
-    except Exception as exc:  # onnxruntime's untyped run errors, translated here once
+        return RembgRemover.predict_mask(net, rgb, extra)
+    except Exception as exc:  # onnxruntime's and torch's untyped run errors, translated here once
         raise ProviderError(PROVIDER, f"inference failed: {type(exc).__name__}", model=name) from None
 
 
-def _detail(session: Any, size: tuple[int, int], extra: dict[str, Any], config: ImageConfig) -> str:
-    device = ",".join(p.replace("ExecutionProvider", "") for p in session.get_providers()[:1]).lower()
+def _detail(why: str, size: tuple[int, int], extra: dict[str, Any], config: ImageConfig) -> str:
     return (
-        f"device={device} size={size[0]}x{size[1]} input={extra.get('input_size')}"
+        f"{why} size={size[0]}x{size[1]} input={extra.get('input_size')}"
         f" alpha_matting={config.alpha_matting} only_mask={config.only_mask}"
     )
 

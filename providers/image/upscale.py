@@ -2,8 +2,9 @@
 
 CPU by default, CUDA when present. ``precision: auto`` (the default) runs fp16 on CUDA and, on
 CPU, the fastest path within the accuracy floor, measured once per machine and model
-(``precision.py``: bf16 autocast where the CPU has it, else fp32); ``fp32``, ``bf16`` or ``fp16``
-pin one. Tiled with overlap so memory is bounded; the alpha channel is upscaled
+(``precision.py``: bf16 autocast where the CPU has it, and the same weights through the ``ncnn``
+package where it and the weights package are installed, ``ncnn_runner.py``; else fp32);
+``fp32``, ``bf16`` or ``fp16`` pin one. Tiled with overlap so memory is bounded; the alpha channel is upscaled
 separately (Lanczos) and put back; a scale the network lacks is reached by resampling its
 native x4 output. torch is imported on first use only.
 """
@@ -22,7 +23,16 @@ from core.errors import ConfigError, InputError, ProviderUnavailable
 from providers.base import ImageAction, ImageConfig, TraceStep
 from providers.image.backend import SingleActionBackend
 from providers.image.imageio import ImageLimits, check_output_pixels, encode, open_checked, to_rgb_alpha
-from providers.image.precision import CACHE_FILE, AutoPrecision, CpuInfo, describe_pinned, read_cpu_info
+from providers.image.ncnn_runner import NcnnNets, ncnn_version
+from providers.image.ncnn_runner import files_for as ncnn_files_for
+from providers.image.precision import (
+    CACHE_FILE,
+    CPU_CANDIDATES,
+    AutoPrecision,
+    CpuInfo,
+    describe_pinned,
+    read_cpu_info,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -82,7 +92,11 @@ class RealESRGANUpscaler(SingleActionBackend):
         *,
         cpu_info: Callable[[], CpuInfo] = read_cpu_info,
         auto_precision: AutoPrecision | None = None,
+        table: dict[str, frozenset[str]] | None = None,
     ) -> None:
+        """``cpu_info``, ``auto_precision`` and ``table`` (the candidates of ``auto``; default
+        ``CPU_CANDIDATES`` plus ``ncnn`` where it and the model's ncnn files are installed) are
+        for tests: a faked CPU, a cache in a temporary folder, a forced candidate set."""
         from providers.image.weights import resolve_models_dir
 
         self.settings = settings
@@ -91,6 +105,8 @@ class RealESRGANUpscaler(SingleActionBackend):
         self.auto_precision = auto_precision or AutoPrecision(
             resolve_models_dir(settings.models_dir) / CACHE_FILE, cpu_info
         )
+        self.table = table
+        self._ncnn = NcnnNets()
         self._models: OrderedDict[tuple[str, str, str], tuple[Any, int]] = OrderedDict()
         self._lock = threading.Lock()  # one inference at a time: the intra-op pool is shared
 
@@ -133,10 +149,18 @@ class RealESRGANUpscaler(SingleActionBackend):
         network, _ = self._model(name, device, "fp32")
 
         def run(precision: str, image: np.ndarray) -> np.ndarray:
-            return self._infer_fn(network, device, precision)(image)
+            net = self._model(name, device, precision)[0] if precision == "ncnn" else network
+            return self._infer_fn(net, device, precision)(image)
 
-        decision = self.auto_precision.decide(name, str(_torch().__version__), run)
+        table = self.table if self.table is not None else self._candidates(name)
+        versions = f"torch {_torch().__version__}" + (f" ncnn {ncnn_version()}" if "ncnn" in table else "")
+        decision = self.auto_precision.decide(name, versions, run, table=table)
         return decision.precision, decision.describe()
+
+    @staticmethod
+    def _candidates(name: str) -> dict[str, frozenset[str]]:
+        """``CPU_CANDIDATES``, plus ``ncnn`` (any CPU) where ncnn and ``name``'s ncnn files are installed."""
+        return {**CPU_CANDIDATES, "ncnn": frozenset()} if ncnn_files_for(name) else dict(CPU_CANDIDATES)
 
     def _model(self, name: str, device: str, precision: str) -> tuple[Any, int]:
         from providers.image import pull as weights_pull
@@ -144,6 +168,8 @@ class RealESRGANUpscaler(SingleActionBackend):
         spec = weights.entry(name)
         if spec.kind != "upscale":
             raise InputError(f"{name!r} is not an upscaling model", field="model")
+        if precision == "ncnn":  # the same weights through ncnn: its infer function is the "network"
+            return self._ncnn.infer_fn(spec.name), self._model(name, device, "fp32")[1]
         weights_dtype = "fp16" if precision == "fp16" else "fp32"  # bf16 is autocast on fp32 weights
         key = (spec.name, device, weights_dtype)
         if key in self._models:
@@ -167,6 +193,8 @@ class RealESRGANUpscaler(SingleActionBackend):
         return network, native
 
     def _infer_fn(self, network: Any, device: str, precision: str) -> Any:
+        if precision == "ncnn":
+            return network
         torch = _torch()
         import numpy as np
 
