@@ -239,7 +239,8 @@ def test_parse_plan_keeps_keyword_queries_only():
     text = 'Sure: {"queries": ["https://example.com/search?q=1", "fallback chain order", "", "Q", "fallback chain order", "x ' + "w " * 20 + '"]}'
     assert parse_plan(text, "question", 3) == (["fallback chain order"], None)
     assert parse_plan('{"queries": ["question"]}', "Question", 3)[1] == "the planner proposed no usable query"
-    assert parse_plan('["a b", "c d"]', "q", 1) == (["a b"], None)
+    assert parse_plan('["alpha beta", "gamma delta"]', "q", 1) == (["alpha beta"], None)
+    assert parse_plan('["a b", "of the"]', "q", 1) == ([], "the planner proposed no usable query")  # no content word
 
 
 async def test_uncited_report_and_removed_citations_raise_warnings(corpus, tmp_path):

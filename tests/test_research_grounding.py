@@ -4,13 +4,14 @@ research graph with the shipped fakes over a real local index."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from test_research_graph import Script, _context, _local_chain, _node_steps
 
 from graphs.research.action import ResearchInput, research
-from graphs.research.extractive import extractive_report
+from graphs.research.extractive import _cite, extractive_report
 from graphs.research.grounding import drop_repeats, ground
-from graphs.research.passages import bm25_scores, split_passages
+from graphs.research.passages import bm25_scores, sentences_of, split_passages
 from providers.base import LLMConfig, LLMResponse, Message
 from providers.testing import FakeLLM, FunctionLLM
 
@@ -125,8 +126,8 @@ def test_extractive_report_quotes_cited_passages_under_each_sub_question():
     passages = {str(k): v for k, v in PASSAGES.items()}
     report = extractive_report("How does the fallback work?", ["circuit failures", "local index ranking"], sources, passages)
     sections = report.split("### ")
-    assert sections[1].startswith("circuit failures") and "3 failures and stays open for 30 seconds [1]." in sections[1]
-    assert sections[2].startswith("local index ranking") and "BM25 [2]" in sections[2]
+    assert sections[-2].startswith("circuit failures") and "3 failures and stays open for 30 seconds [1]." in sections[-2]
+    assert sections[-1].startswith("local index ranking") and "BM25 [2]" in sections[-1]
     assert "next model of the fallback chain [1]" in report.split("## What the sources say")[0]  # the opening
     checked = ground(report, PASSAGES)
     assert checked.support == 1.0 and not checked.unsupported
@@ -206,3 +207,77 @@ async def test_a_looping_writer_loses_its_repeats(corpus, tmp_path):
     result = await research(ResearchInput(question="checkpoints", mode="abstractive"), ctx)
     assert result["report"].count("saves graph state") == 1
     assert len(result["repeats_removed"]) == 4 and any("repeated" in w for w in result["warnings"])
+
+
+# --- code fences, verbatim copies, quoted loops -----------------------------------------------
+
+CORPUS = Path(__file__).resolve().parents[1] / "bench" / "research_quality" / "corpus"
+#: real READMEs with RST roles, code, link rows and lists: every sentence of them must survive
+REAL_DOCS = ("websockets.txt", "idna.md", "python-dotenv.md", "portalocker.md", "backoff.txt", "tomli.md", "h11.txt")
+TOMLI = {1: split_passages("Tomli is a Python library for parsing TOML. It is fully compatible with TOML v1.0.0.")}
+
+
+def test_a_line_opening_with_inline_triple_backtick_code_is_checked():
+    report = "```python import tomli``` Tomli was invented on Mars in 2003 [1].\nTomli is a Python library for parsing TOML [1].\n"
+    result = ground(report, TOMLI)
+    assert "Mars" not in result.report and "library for parsing TOML [1]" in result.report
+    assert result.factual == 2 and result.supported == 1
+
+
+def test_a_fence_that_never_closes_hides_nothing():
+    report = (
+        "Tomli is a Python library for parsing TOML [1].\n\n```python\nimport tomli\n"
+        "tomli.build_a_base_on_mars(year=2003)\n\nTomli was invented on Mars in 2003 [1].\n"
+    )
+    kept, _ = drop_repeats(report)
+    result = ground(kept, TOMLI)
+    assert "```" not in result.report and "Mars" not in result.report and "build_a_base" not in result.report
+    assert result.report == "Tomli is a Python library for parsing TOML [1].\n"
+    assert {u["reason"] for u in result.unsupported} >= {"states a fact without citing a source"}
+    closed = "Tomli is a Python library for parsing TOML [1].\n\n```python\nimport tomli\n```\n"
+    assert ground(closed, TOMLI).report == closed  # a code block that closes is code, kept as it is
+
+
+def test_a_sentence_copied_from_its_passage_is_always_supported():
+    checked = 0
+    for name in REAL_DOCS:
+        for passage in split_passages((CORPUS / name).read_text(encoding="utf-8")):
+            for sentence in sentences_of(passage["text"]):
+                for copy in (f"{sentence} [1]", _cite(sentence, 1)):
+                    result = ground(copy, {1: [passage]})
+                    assert not result.unsupported, (name, copy, result.unsupported)
+                    checked += result.factual
+    assert checked > 200  # the property was exercised on real text, not on a handful of lines
+
+
+def test_rst_roles_and_code_spans_in_a_copied_sentence_are_supported():
+    # "with :rfc:" once became "with:rfc:", and the quote between ``websockets`` and `6455` did not match
+    passage = ("**Correctness**: ``websockets`` is heavily tested for compliance with :rfc:`6455`. "
+               "Continuous integration fails under 100% branch coverage.")
+    copy = "**Correctness**: ``websockets`` is heavily tested for compliance with :rfc:`6455` [3]."
+    result = ground(copy, {3: split_passages(passage)})
+    assert result.supported == 1 and not result.unsupported
+    assert ground('It is tested for :rfc:`9999` and "never fails" [3].', {3: split_passages(passage)}).supported == 0
+
+
+def test_a_verbatim_quote_of_code_or_links_is_no_loop():
+    example = (
+        'config = { **dotenv_values(".env.shared"), # load shared development variables '
+        '**dotenv_values(".env.secret"), # load sensitive variables '
+        '**dotenv_values(".env.local"), # load local variables **os.environ, }'
+    )
+    links = "[CI](https://ci.example/lock) [Coverage](https://ci.example/lock/cov) [PyPI](https://ci.example/lock/pypi)"
+    passages = {1: split_passages(f"This notably enables:\n\n{example}\n"), 2: split_passages(links)}
+    report = f"- {example} [1]\n- {links} [2]\n- It loops and loops and loops and loops and loops again [1].\n"
+    kept, dropped = drop_repeats(report, passages)
+    assert "dotenv_values" in kept and "ci.example/lock/pypi" in kept
+    assert [d["reason"] for d in dropped] == ["repeats one phrase over and over"] and "loops again" not in kept
+    assert len(drop_repeats(report)[1]) == 3  # without the passages all three are loops
+
+
+def test_every_real_sentence_copied_with_its_citation_survives_the_repeat_check():
+    for name in REAL_DOCS:
+        for passage in split_passages((CORPUS / name).read_text(encoding="utf-8")):
+            lines = [f"- {_cite(s, 1)}" for s in dict.fromkeys(sentences_of(passage["text"]))]
+            _, dropped = drop_repeats("\n".join(lines), {1: [passage]})
+            assert not [d for d in dropped if d["reason"] == "repeats one phrase over and over"], (name, dropped)

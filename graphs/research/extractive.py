@@ -1,7 +1,9 @@
-"""The grounded extractive report: the sources' own words, ranked with BM25 for each
-sub-question, each sentence carrying the ``[n]`` of its source, under a short opening made of
-the passages' best sentences. No model writes any of it, so it cannot state what the sources
-do not; it is the floor when the writer is weak or its draft fails the grounding check.
+"""The grounded extractive report: the sources' own words, ranked with BM25 for the question
+and each sub-question, each sentence carrying the ``[n]`` of its source, under a short opening
+made of the passages' best sentences. The question always has the first section; a planned
+sub-question has one after it unless it is junk (``queries.py``). No model writes any of it, so
+it cannot state what the sources do not; it is the floor when the writer is weak or its draft
+fails the grounding check.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from graphs.research.passages import (
     sentences_of,
     snippet_passage,
 )
+from graphs.research.queries import useful_sub_queries
 
 #: passages quoted under each sub-question, by depth
 PER_QUERY = {"quick": 2, "standard": 3, "deep": 3}
@@ -47,11 +50,13 @@ def flatten(text: str) -> str:
 
 
 def _cite(sentence: str, source_id: int) -> str:
-    """``sentence`` with ``[n]`` before its final punctuation."""
+    """``sentence`` with ``[n]`` before its final punctuation; one that does not end with
+    ``.``, ``!`` or ``?`` (cut short, a link target, code) gets a full stop after the marker,
+    so the sentence splitter never joins it to the next quote."""
     sentence = sentence.strip()
     if sentence[-1:] in ".!?":
         return f"{sentence[:-1]} [{source_id}]{sentence[-1]}"
-    return f"{sentence} [{source_id}]"
+    return f"{sentence.rstrip(',;:')} [{source_id}]."
 
 
 def _hits(sentence: str, terms: set[str]) -> int:
@@ -120,25 +125,31 @@ def extractive_report(
     """The report in the sources' own words.
 
     Args:
-        question: the research question (the opening answers it).
-        sub_questions: one section each; passages are not repeated across sections.
+        question: the research question: the opening answers it, and it has the first section,
+            so its best passages are quoted before any sub-question's.
+        sub_questions: one section each after the question's, unless ``junk_reason`` refuses
+            one (code, a repeated word, nothing the question or an earlier one lacks);
+            passages are not repeated across sections.
         sources: the ranked sources (``id``, ``snippet``).
         passages: source id (as a string) -> passages read from it; a source without any is
             represented by its search snippet.
-        per_query: passages quoted under each sub-question.
+        per_query: passages quoted under each section.
     """
     pool = _pool(sources, passages)
     used: set[str] = set()
     opening = _opening(question, pool, used)
-    lines = ["## In short", "", " ".join(opening) if opening else NO_ANSWER, "", "## What the sources say"]
+    # one source's sentence a line: a quote never runs into the next source's
+    lines = ["## In short", "", *(f"- {s}" for s in opening)] if opening else ["## In short", "", NO_ANSWER]
+    lines += ["", "## What the sources say"]
     taken: set[int] = set()
-    if len(sub_questions) == 1:  # no plan: one section, a little deeper
+    sections = [" ".join(question.split()), *useful_sub_queries(question, sub_questions)]
+    if len(sections) == 1:  # no usable plan: one section, a little deeper
         per_query += 1
-    for sub_question in sub_questions:
-        lines += ["", f"### {' '.join(sub_question.split()).lstrip('#')}", ""]
-        terms = query_terms(f"{sub_question} {question}")
+    for i_section, section in enumerate(sections):
+        lines += ["", f"### {section.lstrip('#').strip()}", ""]
+        terms = query_terms(section if i_section == 0 else f"{section} {question}")
         items: list[str] = []
-        for i in _ranked(sub_question, pool):
+        for i in _ranked(section, pool):
             sid, text = pool[i]
             fresh = [s for s in sentences_of(text) if normalise(s) not in used]
             if i in taken or not fresh:
@@ -149,5 +160,8 @@ def extractive_report(
             items.append("- " + " ".join(_cite(s, sid) for s in quote))
             if len(items) == per_query:
                 break
-        lines += items or ["No passage found answers this sub-question."]
+        if items or i_section:
+            lines += items or ["No passage found answers this sub-question."]
+        else:  # the opening quoted all the question's passages had to say
+            lines = lines[:-3]
     return "\n".join(lines).strip() + "\n"

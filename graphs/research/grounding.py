@@ -2,11 +2,17 @@
 against the text of the passages it cites.
 
 ``drop_repeats`` removes a sentence or line that repeats an earlier one (compared lower-cased,
-without citations, punctuation or spacing) and a sentence that loops on one phrase.
+without citations, punctuation or spacing) and a sentence that loops on one phrase, unless a
+passage it cites holds it word for word (a code example, a row of links).
 ``ground`` keeps a factual sentence only when a passage of a source it cites contains enough of
-its content words (``MIN_OVERLAP``), every number it states and every span it quotes verbatim;
-an uncited factual sentence, or one citing only sources that were never retrieved, goes too.
-Each removal is listed with its reason.
+its content words (``MIN_OVERLAP``), every number it states and the words of every span it
+quotes, in order; an uncited factual sentence, or one citing only sources that were never
+retrieved, goes too. Each removal is listed with its reason. A sentence copied from a passage
+with its ``[n]`` is always kept.
+
+Code between a fence line (only ```, and a language word when it opens) and a closing one is
+not a claim and is left as it is. A line that merely opens with inline ```code``` is prose; a
+fence that never closes is dropped, and the lines after it are checked as prose.
 
 A sentence the words alone cannot settle (every number and quote found, but only between
 ``UNDECIDED_OVERLAP`` and ``MIN_OVERLAP`` of its content words) is *undecided*: ``ground`` lists it
@@ -38,6 +44,9 @@ _PREFIX = re.compile(r"^(\s*(?:>\s*)*(?:(?:[-*+]|\d+[.)])\s+)?)")
 _HEADING = re.compile(r"^\s{0,3}(#{1,6})\s")
 _LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
 _CODE_SPAN = re.compile(r"`[^`\n]*`")
+#: a code fence: a line that is only ``` and, when it opens a block, a language word
+_FENCE_OPEN = re.compile(r"^\s*```\s*[\w+#.-]*\s*$")
+_FENCE_CLOSE = re.compile(r"^\s*```\s*$")
 _LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
 _QUOTED = re.compile(r"\"([^\"\n]{3,300})\"|“([^”\n]{3,300})”|`([^`\n]{2,200})`")
 _ABOUT_SOURCES = re.compile(r"\b(?:sources?|documents?|passages?|search results?|excerpts?|context)\b", re.IGNORECASE)
@@ -49,8 +58,31 @@ def normalise(sentence: str) -> str:
     return " ".join(re.findall(r"[a-z0-9]+", CITE_MARKER.sub(" ", sentence).lower()))
 
 
-def _flat(text: str) -> str:
-    return " ".join(text.replace("`", "").replace("*", "").lower().split())
+def _claim(sentence: str) -> str:
+    """``sentence`` without its citation markers (and the space before each), spacing collapsed;
+    nothing else changes, so a sentence copied from a passage stays a copy of it."""
+    return " ".join(re.sub(r"\s*" + CITE_MARKER.pattern, "", sentence).split())
+
+
+def _words(text: str) -> str:
+    """The words and numbers of ``text`` in order: what a quote or a copy is compared by, so
+    that spacing, punctuation and Markdown or RST markup never decide it."""
+    return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+def _fenced(lines: Sequence[str]) -> list[bool]:
+    """For each line, whether it is a fence of a code block that closes. A line opening with
+    inline code (```x``` text) is no fence; a fence that never closes is no fence either, so
+    the lines after it are read as prose (and checked) rather than hidden as code."""
+    marks = [False] * len(lines)
+    opened: int | None = None
+    for i, line in enumerate(lines):
+        if opened is None and _FENCE_OPEN.match(line):
+            opened = i
+        elif opened is not None and _FENCE_CLOSE.match(line):
+            marks[opened] = marks[i] = True
+            opened = None
+    return marks
 
 
 def _block_start(line: str) -> bool:
@@ -64,10 +96,14 @@ def _reflow(text: str) -> list[str]:
     from the citation at its end; code blocks are left as they are."""
     lines: list[str] = []
     in_code = joinable = False
-    for line in text.splitlines():
-        if line.strip().startswith("```"):
+    raw = text.splitlines()
+    for line, fence in zip(raw, _fenced(raw), strict=True):
+        if fence:
             in_code = not in_code
             lines.append(line)
+            joinable = False
+            continue
+        if not in_code and _FENCE_OPEN.match(line):  # a fence that never closes: the marker goes
             joinable = False
             continue
         if joinable and not in_code and not _block_start(line):
@@ -81,12 +117,13 @@ def _reflow(text: str) -> list[str]:
 def _rewrite(text: str, keep: Callable[[str], bool], keep_line: Callable[[str], bool] | None = None) -> str:
     """``text`` with the sentences ``keep`` refuses taken out (a line left empty goes too).
 
-    Code blocks are kept as they are; headings go to ``keep_line`` only.
+    Code blocks (between fences that close) are kept as they are; headings go to ``keep_line`` only.
     """
     out: list[str] = []
     in_code = False
-    for line in _reflow(text):
-        if line.strip().startswith("```"):
+    lines = _reflow(text)
+    for line, fence in zip(lines, _fenced(lines), strict=True):
+        if fence:
             in_code = not in_code
             out.append(line)
             continue
@@ -112,12 +149,37 @@ def _loops(sentence: str) -> bool:
     return bool(grams) and max(grams.values()) >= _LOOP_TIMES
 
 
-def drop_repeats(text: str) -> tuple[str, list[dict[str, str]]]:
+def _cited_ids(sentence: str) -> list[int]:
+    """The source ids a sentence's markers name (``a[0]`` in code is no marker)."""
+    markers = CITE_MARKER.finditer(_CODE_SPAN.sub("", sentence))
+    return list(dict.fromkeys(i for m in markers for i in marker_ids(m.group(1))))
+
+
+def drop_repeats(text: str, passages: Mapping[int, Sequence[Passage]] | None = None) -> tuple[str, list[dict[str, str]]]:
     """``text`` without repeated lines or sentences and without looping sentences.
+
+    A sentence that a passage of a source it cites holds word for word is no loop, however
+    often a phrase recurs in it (a code example, a row of links): the source says it so.
+
+    Args:
+        text: the report.
+        passages: source id -> its passages, for that exception; without them every looping
+            sentence goes.
 
     Returns:
         The text and what was dropped: ``[{text, reason}]``.
     """
+    held: dict[int, str] = {}
+
+    def quoted(sentence: str) -> bool:
+        words = f" {normalise(sentence)} "
+        for sid in _cited_ids(sentence):
+            if sid not in held:
+                held[sid] = "\n".join(f" {normalise(p['text'])} " for p in (passages or {}).get(sid, ()))
+            if words.strip() and words in held[sid]:
+                return True
+        return False
+
     seen_lines: set[str] = set()
     seen_sentences: set[str] = set()
     dropped: list[dict[str, str]] = []
@@ -132,7 +194,7 @@ def drop_repeats(text: str) -> tuple[str, list[dict[str, str]]]:
 
     def keep(sentence: str) -> bool:
         key = normalise(sentence)
-        if _loops(sentence):
+        if _loops(sentence) and not quoted(sentence):
             dropped.append({"text": sentence[:300], "reason": "repeats one phrase over and over"})
             return False
         if key and len(key.split()) >= 2 and key in seen_sentences:
@@ -208,14 +270,15 @@ class _Verdict:
 def _judge(claim: str, ids: Sequence[int], passages: Mapping[int, Sequence[Passage]], titles: Mapping[int, str]) -> _Verdict:
     words = set(content_stems(claim))
     numbers = numbers_in(claim)
-    quotes = [_flat(next(g for g in m.groups() if g)) for m in _QUOTED.finditer(claim)]
+    quotes = [_words(next(g for g in m.groups() if g)) for m in _QUOTED.finditer(claim)]
     best = _Verdict(_UNSUPPORTED, -1.0, problem="the cited sources have no text to check against")
     for sid in ids:
         for passage in passages.get(sid, ()):
             text = f"{titles.get(sid, '')}\n{passage.get('heading') or ''}\n{passage['text']}"
             overlap = len(words & set(content_stems(text))) / len(words)
             missing_numbers = sorted(numbers - numbers_in(text))
-            missing_quotes = [q for q in quotes if q not in _flat(text)]
+            words_of_text = _words(text)
+            missing_quotes = [q for q in quotes if q not in words_of_text]
             problem = ""
             if missing_quotes:
                 problem = f"the quoted {missing_quotes[0][:80]!r} is not in the cited passage"
@@ -304,8 +367,8 @@ def ground(
 
     def keep(sentence: str) -> bool:
         markers = list(CITE_MARKER.finditer(_CODE_SPAN.sub("", sentence)))  # `a[0]` is code, not a citation
-        ids = list(dict.fromkeys(i for m in markers for i in marker_ids(m.group(1))))
-        claim = re.sub(r"\s+([.,;:!?])", r"\1", " ".join(CITE_MARKER.sub(" ", sentence).split()))
+        ids = _cited_ids(sentence)
+        claim = _claim(sentence)
         good = [i for i in ids if i in valid]
         if ids and not good:
             for marker in markers:

@@ -22,6 +22,7 @@ from core.errors import AllProvidersFailed, ProviderError
 from graphs.progress import emit, model_progress
 from graphs.research import prompts
 from graphs.research.passages import Passage, content_stems, select_passages, split_passages
+from graphs.research.queries import junk_form
 from graphs.research.sources import Fetcher, rank_sources, read_source
 from graphs.research.state import ResearchState, SearchTask
 from providers.base import (
@@ -89,7 +90,8 @@ async def ask(llm: LLMProvider, messages: list[Message], config: LLMConfig) -> t
 
 
 def parse_plan(text: str, question: str, n: int) -> tuple[list[str], str | None]:
-    """Sub-queries from the planner's answer, or ([], why it is unusable)."""
+    """Sub-queries from the planner's answer, or ([], why it is unusable). A query that is no
+    search phrase whatever the question (code, SQL, one word repeated: ``junk_form``) is dropped."""
     match = re.search(r"\{.*\}|\[.*\]", text, re.DOTALL)
     if not match:
         return [], "no JSON in the planner's answer"
@@ -103,7 +105,7 @@ def parse_plan(text: str, question: str, n: int) -> tuple[list[str], str | None]
     queries = [
         " ".join(q.split())[:MAX_QUERY_CHARS]
         for q in items
-        if isinstance(q, str) and len(q.strip()) > 1 and "://" not in q and len(q.split()) <= 16
+        if isinstance(q, str) and len(q.strip()) > 1 and "://" not in q and len(q.split()) <= 16 and not junk_form(q)
     ]
     queries = [q for q in dict.fromkeys(queries) if q.lower() != question.strip().lower()]
     return (queries[:n], None) if queries else ([], "the planner proposed no usable query")

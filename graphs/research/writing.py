@@ -48,10 +48,9 @@ def _no_sources_report(state: ResearchState) -> str:
 
 
 def _extractive(state: ResearchState) -> str:
-    queries = state.get("queries") or [state["question"]]
+    planned = (state.get("queries") or [])[1:]  # the first query is the question itself
     return extractive_report(
-        state["question"], queries[1:] or queries[:1], state["sources"], state.get("passages", {}),
-        PER_QUERY.get(state["depth"], 2),
+        state["question"], planned, state["sources"], state.get("passages", {}), PER_QUERY.get(state["depth"], 2),
     )
 
 
@@ -102,9 +101,10 @@ def _screen(
     """Normalise, drop repeats, ground: (grounding, repeats dropped, model sources section dropped)."""
     fenced = _OUTER_FENCE.match(draft)  # a report wrapped whole in a code fence is prose, not code
     text, dropped_section = normalize_report(fenced.group(1) if fenced else draft)
-    text, repeats = drop_repeats(text)
+    passages = _passages(state)
+    text, repeats = drop_repeats(text, passages)
     titles = {int(s["id"]): str(s.get("title", "")) for s in state["sources"]}
-    return ground(text, _passages(state), titles=titles, verdicts=verdicts), repeats, dropped_section
+    return ground(text, passages, titles=titles, verdicts=verdicts), repeats, dropped_section
 
 
 def _reviewer(state: ResearchState) -> Reviewer:

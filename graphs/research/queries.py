@@ -1,0 +1,70 @@
+"""Which planned sub-queries are worth a search and a section of the report.
+
+A small planner writes junk now and then: SQL or code ("SELECT * FROM SortedContainers"), one
+name repeated until the length limit ("SortedContainers.SortedContainers..."), the question
+again in other words. ``junk_form`` catches what is junk whatever the question (the plan drops
+it before searching); ``junk_reason`` adds the sub-queries that repeat the question or an
+earlier sub-query (the extractive report makes no section of them: the question has its own).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+
+from graphs.research.passages import content_stems
+
+#: a sub-query longer than this is not a search phrase
+MAX_SUB_QUERY_CHARS = 150
+#: no word of a search phrase is this long ("SortedContainersSortedContainers...")
+MAX_WORD_CHARS = 40
+#: two sub-queries sharing this share of their content words (Jaccard) say the same
+NEAR_DUPLICATE = 0.8
+_WORD = re.compile(r"[a-z0-9]+")
+_SQL = re.compile(r"\b(?:select|insert|update|delete|drop|create)\b.*\b(?:from|into|set|where|table)\b", re.IGNORECASE)
+#: statement punctuation, a call ``f(x)``, an operator, a wildcard: code, not a phrase
+_CODE = re.compile(r"[;{}=<>\\$]|\w\(|(?:^|\s)\*(?:\s|$)|->|::|&&|\|\|")
+
+
+def junk_form(query: str) -> str | None:
+    """Why ``query`` is no search phrase whatever it is about (code, SQL, a repeated or
+    over-long word, no word at all), or None when its form is fine."""
+    words = _WORD.findall(query.lower())
+    if not content_stems(query):
+        return "it has no content word"
+    if len(query) > MAX_SUB_QUERY_CHARS:
+        return f"it is longer than {MAX_SUB_QUERY_CHARS} characters"
+    if _SQL.search(query) or _CODE.search(query):
+        return "it is code, not a search phrase"
+    if any(len(w) > MAX_WORD_CHARS for w in words):
+        return f"it has a word longer than {MAX_WORD_CHARS} characters"
+    counts = Counter(w for w in words if len(w) > 2)
+    if counts and max(counts.values()) >= 3:
+        return "it repeats one word over and over"
+    return None
+
+
+def junk_reason(query: str, question: str, kept: Sequence[str] = ()) -> str | None:
+    """Why ``query`` should make no section beside ``question`` and the ``kept`` sub-queries:
+    ``junk_form``, no content word the question lacks, or a near-duplicate of a kept one."""
+    form = junk_form(query)
+    if form:
+        return form
+    stems = set(content_stems(query))
+    if not stems - set(content_stems(question)):
+        return "it adds no word to the question"
+    for other in kept:
+        theirs = set(content_stems(other))
+        if len(stems & theirs) / len(stems | theirs) >= NEAR_DUPLICATE:
+            return f"it repeats the sub-query {other[:80]!r}"
+    return None
+
+
+def useful_sub_queries(question: str, queries: Sequence[str]) -> list[str]:
+    """``queries`` without junk and without those ``junk_reason`` refuses, in order."""
+    kept: list[str] = []
+    for query in queries:
+        if junk_reason(query, question, kept) is None:
+            kept.append(" ".join(query.split()))
+    return kept

@@ -1,0 +1,85 @@
+"""The extractive report on its own: the question always has the first section, junk
+sub-queries make none, and no sentence of the report ever names two sources."""
+
+from __future__ import annotations
+
+import re
+
+from graphs.research.citations import CITE_MARKER, marker_ids, split_sentences
+from graphs.research.extractive import extractive_report
+from graphs.research.grounding import ground
+from graphs.research.nodes import parse_plan
+from graphs.research.passages import split_passages
+from graphs.research.queries import junk_form, junk_reason, useful_sub_queries
+
+QUESTION = "Which queue types does Tinyq provide, and does it need a C compiler?"
+TINYQ = (
+    "# Tinyq\n\nTinyq is a small queue library for Python.\n\n"
+    "## Installing\n\nInstall it with pip; Tinyq is written in pure Python and needs no C compiler.\n\n"
+    "## Types\n\nTinyq provides three queue types: FifoQueue, LifoQueue and PriorityQueue, each safe to share between threads.\n\n"
+    "## License\n\nTinyq is released under the MIT license by its authors.\n"
+)
+OTHER = "# Bigq\n\nBigq stores queues in Redis so that several machines can share them.\n"
+PASSAGES = {"1": split_passages(TINYQ), "2": split_passages(OTHER)}
+SOURCES = [{"id": 1, "snippet": ""}, {"id": 2, "snippet": ""}]
+JUNK = ["SELECT * FROM Tinyq", "Tinyq." * 30, "Tinyq queue types", "Tinyq queue types provide"]
+
+
+def _sections(report: str) -> dict[str, str]:
+    return {part.split("\n", 1)[0].strip(): part.split("\n", 1)[1] for part in report.split("### ")[1:]}
+
+
+def test_junk_sub_queries_are_told_apart_from_real_ones():
+    assert junk_form("SELECT * FROM SortedContainers") and junk_form("config = dotenv_values('.env')")
+    assert junk_form("SortedContainers." * 12) and junk_form("x" * 60)
+    assert junk_reason("Tinyq queue types", QUESTION) == "it adds no word to the question"
+    assert junk_reason("Tinyq license terms", QUESTION, ["the tinyq LICENSE terms"]) is not None
+    for fine in ("Tinyq license", "uvicorn[standard] extras", "HTTP/2 support in httpx", "Python 3.11 tomllib"):
+        assert junk_form(fine) is None, fine
+    assert useful_sub_queries(QUESTION, [*JUNK, "Tinyq license", "tinyq LICENSE"]) == ["Tinyq license"]
+
+
+def test_the_plan_drops_code_and_repeated_words_before_searching():
+    text = '{"queries": ["SELECT * FROM Tinyq", "' + "Tinyq." * 30 + '", "Tinyq license"]}'
+    assert parse_plan(text, QUESTION, 3) == (["Tinyq license"], None)
+    assert parse_plan('{"queries": ["SELECT * FROM Tinyq"]}', QUESTION, 3) == ([], "the planner proposed no usable query")
+
+
+def test_the_question_gets_the_first_section_even_when_the_plan_is_junk():
+    report = extractive_report(QUESTION, JUNK, SOURCES, PASSAGES)
+    sections = _sections(report)
+    assert list(sections) == [QUESTION]  # no section for any junk sub-query
+    assert "SELECT" not in report and "Tinyq.Tinyq" not in report
+    answer = sections[QUESTION]
+    assert "FifoQueue, LifoQueue and PriorityQueue" in report and "no C compiler" in report
+    assert "FifoQueue" in answer or "FifoQueue" in report.split("## What the sources say")[0]
+
+
+def test_the_question_is_answered_before_any_sub_question():
+    # the sub-question ranks the types passage first too; the question's section quotes it
+    report = extractive_report(QUESTION, ["PriorityQueue threads", "Tinyq license"], SOURCES, PASSAGES, per_query=1)
+    sections = _sections(report)
+    assert list(sections) == [QUESTION, "PriorityQueue threads", "Tinyq license"]
+    assert "PriorityQueue" in sections[QUESTION] + report.split("## What the sources say")[0]
+    assert "MIT license" in sections["Tinyq license"]
+    checked = ground(report, {int(k): v for k, v in PASSAGES.items()})
+    assert checked.support == 1.0 and not checked.unsupported
+
+
+def test_no_sentence_of_the_report_names_two_sources():
+    # source 1's best sentence ends without a full stop (an RST link target), source 2's starts
+    # in lower case: joined on one line the splitter would make them one sentence citing [1] ... [2]
+    passages = {
+        "1": split_passages("The queue types of Tinyq are listed in `the queue docs <https://tinyq.example/queues>`_"),
+        "2": split_passages("queue types differ in Tinyq: PriorityQueue pops the smallest item first …"),
+    }
+    report = extractive_report("Which queue types does Tinyq have?", [], SOURCES, passages)
+    opening = report.split("## What the sources say")[0]
+    assert opening.startswith("## In short") and "[1]" in opening and "[2]" in opening
+    for line in report.splitlines():
+        for sentence in split_sentences(re.sub(r"^\s*-\s+", "", line)):
+            ids = {i for m in CITE_MARKER.finditer(sentence) for i in marker_ids(m.group(1))}
+            assert len(ids) <= 1, sentence
+    checked = ground(report, {int(k): v for k, v in passages.items()})
+    assert checked.support == 1.0 and not checked.unsupported
+    assert "## In short" in checked.report and checked.report.count("[1]") >= 1 and checked.report.count("[2]") >= 1
