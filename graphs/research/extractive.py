@@ -26,7 +26,7 @@ from graphs.research.queries import useful_sub_queries
 #: passages quoted under each sub-question, by depth
 PER_QUERY = {"quick": 2, "standard": 3, "deep": 3}
 #: a quoted passage is trimmed to the best run of sentences that fits this
-MAX_QUOTE_CHARS = 420
+MAX_QUOTE_CHARS = 600
 OPENING_SENTENCES = 2
 NO_ANSWER = "The sources found do not answer this question."
 _LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
@@ -147,6 +147,7 @@ def extractive_report(
         per_query += 1
     for i_section, section in enumerate(sections):
         lines += ["", f"### {section.lstrip('#').strip()}", ""]
+        wanted = per_query + 1 if i_section == 0 else per_query  # the question's own section goes deepest
         terms = query_terms(section if i_section == 0 else f"{section} {question}")
         items: list[str] = []
         for i in _ranked(section, pool):
@@ -158,7 +159,7 @@ def extractive_report(
             quote = _trim(fresh, terms)
             used.update(normalise(s) for s in quote)
             items.append("- " + " ".join(_cite(s, sid) for s in quote))
-            if len(items) == per_query:
+            if len(items) == wanted:
                 break
         if items or i_section:
             lines += items or ["No passage found answers this sub-question."]
