@@ -153,9 +153,10 @@ def _register_research(server: Any, config: Any) -> None:
         thread_id: ThreadId = None,
         idempotency_key: IdempotencyKey = None,
     ) -> ResearchOutput:
-        # the report joins the thread (a delegate follow-up sees it); the search itself takes the question only
-        thread_id, _turns = await open_thread(ctx, thread_id)
-        inp = _drop_none(question=question, depth=depth, mode=mode, max_sources=max_sources, backends=backends)
+        # the report joins the thread; the planner of a follow-up sees the earlier turns
+        thread_id, history = await open_thread(ctx, thread_id)
+        inp = _drop_none(question=question, depth=depth, mode=mode, max_sources=max_sources, backends=backends,
+                         thread_id=thread_id, history=history or None)
         result = await run_job(ctx, {"project": "swarm", "action": "research", "input": inp},
                                idempotency_key=idempotency_key, thread_id=thread_id)
         return research_output(result, thread_id)

@@ -165,3 +165,37 @@ def test_a_job_store_from_before_threads_gains_the_column(tmp_path: Path) -> Non
         assert (store.get("j1") or {})["thread_id"] == "thr-1"
     finally:
         store.close()
+
+
+async def test_a_research_follow_up_plans_with_the_threads_earlier_turns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """research with a thread_id: the planner sees the earlier turns (who said what), so a
+    follow-up's "it" can be searched for; the report joins the thread; the trace names the turns."""
+    from mcp_helpers import use_fake_llm
+
+    plans: list[str] = []
+
+    def answer(messages: list[Message], config: LLMConfig) -> Any:
+        if config.step == "plan":
+            plans.append(messages[-1].content)
+            return '{"queries": ["search fallback chain"]}'
+        return "The local index answers when SearXNG is not configured."
+
+    use_fake_llm(monkeypatch, FunctionLLM(answer, model="model-x"))
+    config = write_config(tmp_path, wait_budget_s=60)
+    monkeypatch.setenv("SWARM_HOME", str(tmp_path / "home"))
+    async with Client(build_server(str(config))) as client:
+        first = (await client.call_tool("delegate", {"task": "Which search backends does the swarm have?",
+                                                     "kind": "critical"})).structured_content
+        follow = await client.call_tool("research", {"question": "How does it fall back when one fails?",
+                                                     "depth": "quick", "mode": "extractive", "max_sources": 3,
+                                                     "thread_id": first["thread_id"]})
+        assert not follow.is_error, follow.content[0].text
+        out = follow.structured_content
+        thread = json.loads((await client.read_resource(f"swarm://threads/{first['thread_id']}")).contents[0].text)
+    assert out["thread_id"] == first["thread_id"] and out["status"] == "COMPLETED"
+    assert "<conversation>" in plans[-1] and "Which search backends does the swarm have?" in plans[-1]
+    assert "model-x: The local index answers" in plans[-1]  # the earlier answer, with the model that wrote it
+    assert plans[-1].endswith("Research question:\nHow does it fall back when one fails?")
+    assert any(s["step"] == "thread" and "turns 1-2 in the prompt" in (s["detail"] or "") for s in out["trace"])
+    assert [t["content"] for t in thread["turns"]][2] == "How does it fall back when one fails?"
+    assert thread["turns"][3]["content"] == out["report"]

@@ -11,8 +11,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.errors import AllProvidersFailed, BudgetExceeded, InputError
 from graphs.context import JobContext
+from graphs.delegation.history import THREAD_ID_PATTERN, Turn, history_step, window
 from providers.base import SelectableSearch
 
+#: characters of a thread's earlier turns the planner sees (a follow-up's "it" resolves against them)
+PLAN_CONTEXT_CHARS = 2000
 #: caps for reading one web page during research
 FETCH_MAX_BYTES = 2 * 1024 * 1024
 FETCH_TIMEOUT_S = 10.0
@@ -39,6 +42,9 @@ class ResearchInput(BaseModel):
         max_length=8,
         description="search backends to use, in order (default: providers.search.fallback_chain)",
     )
+    thread_id: str | None = Field(default=None, pattern=THREAD_ID_PATTERN, description="the conversation")
+    history: list[Turn] = Field(default_factory=list, max_length=1000,
+                                description="the thread's earlier turns, oldest first (the door sends them)")
 
     @field_validator("question")
     @classmethod
@@ -110,6 +116,7 @@ async def research(inp: ResearchInput, ctx: JobContext) -> dict[str, Any]:
     await ctx.progress("done", "research finished", 1.0)
     trace = list(state.get("trace", []))
     return {
+        **({"thread_id": inp.thread_id} if inp.thread_id else {}),
         "report": state.get("report", ""),
         "mode": state.get("report_mode"),
         "support": state.get("support"),
@@ -143,10 +150,23 @@ async def _run(graph: Any, inp: ResearchInput, route: Any, ctx: JobContext, chec
             "max_entailment_sentences": ctx.config.limits.max_entailment_sentences,
             "max_revisions": ctx.config.limits.max_revisions,
             "revisions": 0,
-            "trace": [],
+            **_thread_context(inp, ctx.config.threads.max_chars),
         },
         ctx if checkpointer is ctx.checkpointer else replace(ctx, checkpointer=checkpointer),
     )
+
+
+def _thread_context(inp: ResearchInput, max_chars: int) -> dict[str, Any]:
+    """A follow-up's context for the planner: the thread's newest turns within
+    ``PLAN_CONTEXT_CHARS`` (and ``threads.max_chars``), and the ``thread`` trace step saying which.
+    The search, the sources and the check take the question and the sources only."""
+    if not inp.thread_id:
+        return {"trace": []}
+    kept, left_out = window(inp.history, min(max_chars, PLAN_CONTEXT_CHARS))
+    context = "\n".join(f"{t.model or 'a model' if t.role == 'assistant' else 'user'}: {' '.join(t.content.split())}"
+                        for t in kept)
+    step = history_step(inp.thread_id, inp.history, kept, left_out, min(max_chars, PLAN_CONTEXT_CHARS))
+    return {"context": context, "trace": [step]}
 
 
 def _attach_partial(exc: BudgetExceeded | AllProvidersFailed) -> None:

@@ -120,7 +120,7 @@ def make_nodes(deps: ResearchDeps) -> dict[str, Node]:
         question = " ".join(state["question"].split())
         emit("plan", f"planning up to {n} sub-queries")
         config = LLMConfig(prefer=state.get("primary"), json_schema=prompts.PLAN_SCHEMA, temperature=0.0, step="plan")
-        response, trace, error = await ask(deps.llm, prompts.plan_messages(question, n), config)
+        response, trace, error = await ask(deps.llm, prompts.plan_messages(question, n, state.get("context") or ""), config)
         planned, problem = parse_plan(response.text, question, n) if response else ([], f"planner failed: {error}")
         queries = [question[:MAX_QUERY_CHARS], *planned]
         if problem:

@@ -8,6 +8,8 @@ from typing import Annotated, Any, TypedDict
 
 class ResearchState(TypedDict, total=False):
     question: str
+    #: a thread's earlier turns, for the planner of a follow-up ("" or absent: none)
+    context: str
     depth: str
     max_sources: int
     primary: str | None
