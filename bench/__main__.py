@@ -17,7 +17,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.harness import BENCH_DIR, SUITES, Run, run_all, select, write_results
+from bench.harness import BENCH_DIR, run_all
+from bench.results import Run, write_results
+from bench.suites import SUITES, select
 
 
 def main(argv: list[str] | None = None) -> int:

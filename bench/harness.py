@@ -14,6 +14,9 @@ Optional plot data a module may add to a record (dropped from ``results.json``):
 ``samples_ms`` / ``anchor_samples_ms`` (latency distributions), and ``series``:
 ``{"title", "x_label", "y_label", "lines": {label: [[x, y], ...]}}`` (throughput vs image size,
 memory over time, ...), each drawn as one PNG.
+
+The suites and their figures are tabled in ``bench.suites``; ``bench.results`` holds ``Run`` and
+writes the files. Their names stay importable from here.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import platform
 import re
 import signal
 import subprocess
@@ -30,111 +32,24 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import adapters
-from bench.common import DEADLINE_ENV, PART_PREFIX, machine
+from bench.common import DEADLINE_ENV, PART_PREFIX
+from bench.results import KEYS, Run, clean, write_atomic, write_markdown, write_results
+from bench.suites import SUITES, Expected, Suite, select
+
+__all__ = [
+    "BENCH_DIR", "FULL_BUDGET_S", "KEYS", "NOT_REACHED", "ROOT", "SUITES", "Expected", "Run", "Suite",
+    "clean", "parse_records", "run_all", "run_suite", "select", "suite_rows", "write_atomic",
+    "write_markdown", "write_results",
+]
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = ROOT / "bench"
-KEYS = ("name", "value", "unit", "anchor", "anchor_value", "ratio", "goal", "met", "command")
 #: The whole full run must fit in 15 minutes on the 2-core machine; suites past it are skipped.
 FULL_BUDGET_S = 14 * 60
-
-
-@dataclass(frozen=True)
-class Expected:
-    """A figure of the issue's table that a suite owns: reported even when the suite cannot run."""
-
-    name: str
-    unit: str
-    anchor: str
-    goal: str
-    #: the key of the ``bench-part`` that yields this row (None: a record of this very name)
-    part: str | None = None
-
-
-@dataclass(frozen=True)
-class Suite:
-    """One bench module and how to run it."""
-
-    name: str
-    module: str
-    figures: tuple[Expected, ...]
-    full_args: tuple[str, ...] = ()
-    quick_args: tuple[str, ...] = ("--quick",)
-    full_timeout_s: float = 300.0
-    quick_timeout_s: float = 120.0
-    adapt: Callable[[Any, str], list[dict[str, Any]]] | None = None
-    cheap: bool = False
-
-    def command(self, quick: bool) -> str:
-        args = (a.replace("{tmpdir}", "$TMPDIR") for a in (self.quick_args if quick else self.full_args))
-        return " ".join(["python -m", self.module, *args])
-
-
-SUITES: tuple[Suite, ...] = (
-    Suite("foundation", "bench.bench_foundation", (
-        Expected("cold start to tools/list (stdio)", "ms", "bare MCPServer with one tool", "<= 1.5x"),
-        Expected("delegation job overhead (2 LLM calls, zero-latency loopback model)", "ms",
-                 "2 raw litellm.acompletion + bare 3-node LangGraph", "<= 1.3x"),
-    ), full_timeout_s=300),
-    Suite("failover", "bench.bench_failover", (
-        Expected("failover, primary refused / 500", "ms",
-                 "fallback alone; litellm Router with default retries", "<= +20 ms",
-                 part="failover when the primary refuses"),
-    ), full_timeout_s=240),
-    Suite("research", "bench.bench_research", (
-        Expected("research fan-out, 8 searches x 200 ms", "ms", "one search", "<= 1.2x"),
-    ), quick_args=("--latency-ms", "50", "--queries", "4", "--repeats", "1"), full_timeout_s=120,
-        adapt=adapters.research, cheap=True),
-    Suite("consensus", "bench.bench_consensus", (
-        Expected("consensus of 3 models of different latency (200/400/600 ms) + synthesis", "ms",
-                 "the slowest model called alone", "<= 1.2x"),
-    ), quick_args=("--quick",), full_timeout_s=120, cheap=True),
-    Suite("concurrency", "bench.bench_concurrency", (
-        Expected("500 concurrent delegation jobs, 100 ms provider", "ms",
-                 "500 bare 3-node LangGraph runs at once, same load (the floor)",
-                 "<= 1.25x the floor, 0 errors, flat memory (<= 10 MB)"),
-        Expected("500 concurrent delegation jobs, 2 worker processes (runner.local.processes: 2), jobs/s", "jobs/s",
-                 "the same jobs, 1 worker process", "reference: growth from 1 to 2 processes on 2 cores"),
-    ), full_timeout_s=180, cheap=True),
-    Suite("endpoint", "bench.bench_endpoint", (
-        Expected("local RunPod endpoint: concurrent jobs", "ms", "one job through the endpoint", "reference"),
-    ), quick_args=("--jobs", "4", "--workers", "1", "--concurrency", "2", "--repeat", "3"), full_timeout_s=180,
-        adapt=adapters.endpoint),
-    Suite("mcp", "bench.bench_mcp", (
-        Expected("MCP tools/list and tool calls, in-process and 200 concurrent over HTTP", "ms",
-                 "bare MCPServer, same call", "<= 1.5x; 0 errors"),
-    ), full_args=("--out", "{tmpdir}/mcp.json"), quick_args=("--iterations", "30", "--out", "{tmpdir}/mcp.json"),
-        full_timeout_s=180, adapt=adapters.mcp),
-    Suite("rembg", "bench.bench_rembg", (
-        Expected("background removal images/s", "images/s", "rembg CLI", ">= 1x (batch >= 2x)"),
-    ), quick_args=("--quick",), full_timeout_s=300, quick_timeout_s=180, adapt=adapters.rembg),
-    Suite("image", "bench.bench_image", (
-        Expected("upscale anime-6B x4, CPU, output MP/s", "MP/s", "RealESRGANer (own venv); ncnn", ">= 1.5x, >= 2x",
-                 part="upscale"),
-        Expected("upscale peak RSS, 2048x2048 input", "MB", "RealESRGANer tile=0", "<= 2 GB",
-                 part="peak_rss_upscale"),
-        Expected("RealESRGANer peak RSS (tile=0 scaling, tile=400 at 2048x2048)", "MB", "the 2 GB goal",
-                 "reference", part="peak_rss_realesrganer"),
-        Expected("GPU upscale fp16 (when a GPU is lent)", "MP/s", "RealESRGANer fp16, same GPU", ">= 2x",
-                 part="upscale"),
-    ), full_timeout_s=840, quick_timeout_s=240, adapt=adapters.image),
-    # last: it measures what the time left allows (each mode's rows as soon as that mode is done)
-    Suite("research_quality", "bench.bench_research_quality", (
-        Expected("research quality, extractive, keyless: fact recall", "share",
-                 "naive baseline: top BM25 passages pasted in order", ">= 0.7 and >= the baseline's"),
-        Expected("research quality, extractive, keyless: support rate of cited sentences", "share",
-                 "naive baseline: top BM25 passages pasted in order", ">= 0.95"),
-        Expected("research quality, abstractive, keyless: fact recall", "share",
-                 "naive baseline: top BM25 passages pasted in order", ">= 0.7 and >= the baseline's"),
-    ), full_args=("--modes", "extractive,abstractive"), quick_args=("--modes", "extractive", "--questions", "2"),
-        full_timeout_s=600, quick_timeout_s=240),
-)
 
 
 def _placeholder(expected: Expected, command: str, note: str) -> dict[str, Any]:
@@ -282,37 +197,6 @@ def run_suite(suite: Suite, quick: bool, timeout_s: float,
     return records
 
 
-def clean(record: dict[str, Any]) -> dict[str, Any]:
-    """Exactly the published keys (+ note when the figure was not measured)."""
-    out = {key: record.get(key) for key in KEYS}
-    if record.get("note"):
-        out["note"] = record["note"]
-    return out
-
-
-@dataclass
-class Run:
-    """One harness run: its records (with plot data) and its circumstances.
-
-    ``records`` are final; ``pending`` are the rows still to come while the run goes on (the running
-    suite's unfinished rows, then every suite not reached yet), so a file written mid-run names them.
-    """
-
-    quick: bool
-    records: list[dict[str, Any]] = field(default_factory=list)
-    pending: list[dict[str, Any]] = field(default_factory=list)
-    started: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
-    load_before: tuple[float, ...] = field(default_factory=lambda: os.getloadavg())
-    load_after: tuple[float, ...] = ()
-    elapsed_s: float = 0.0
-    suite_seconds: dict[str, float] = field(default_factory=dict)
-    finished: bool = False
-
-    def rows(self) -> list[dict[str, Any]]:
-        """Every row of the report: the final ones, then those still to come."""
-        return [*self.records, *self.pending]
-
-
 #: What a row still to come says if the run stops before it (the harness killed, the machine gone).
 NOT_REACHED = "not measured: the run had not reached this suite when this file was written"
 
@@ -365,91 +249,3 @@ def run_all(suites: Sequence[Suite], quick: bool, budget_s: float | None = None,
     run.finished = True
     update(False)
     return run
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "**no**"
-    if isinstance(value, float):
-        return f"{value:,.3f}".rstrip("0").rstrip(".") if abs(value) < 1000 else f"{value:,.0f}"
-    return str(value).replace("|", "\\|")
-
-
-def write_markdown(run: Run, path: Path, plots: list[Path]) -> None:
-    """RESULTS.md: every row of ``run`` (the final ones and those still to come), written atomically."""
-    load = ", ".join(f"{v:.2f}" for v in run.load_before)
-    load_after = ", ".join(f"{v:.2f}" for v in run.load_after or os.getloadavg())
-    state = (f"{run.elapsed_s:.0f} s in all" if run.finished else
-             f"**in progress** after {run.elapsed_s:.0f} s: {len(run.pending)} rows still to come, each "
-             "saying why it has no figure yet")
-    lines = [
-        "# Bench results",
-        "",
-        f"Generated by `python -m bench{' --quick' if run.quick else ''}` on {run.started} "
-        f"({'quick mode: tiny sizes, the numbers mean nothing' if run.quick else 'full run'}); {state}.",
-        "",
-        f"Machine: {machine()}, no GPU, Python {platform.python_version()}, "
-        f"{platform.system()} {platform.release()}. Load average (1, 5, 15 min) {load} before and "
-        f"{load_after} {'after' if run.finished else 'now'}: other processes shared these cores during the run, "
-        "so absolute times are noisy; each ratio's anchor was measured in the same run, interleaved where the "
-        "suite does so.",
-        "",
-        "| figure | value | anchor | anchor value | ratio | goal | met | command |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    rows = run.rows()
-    for r in rows:
-        value = f"{_cell(r.get('value'))} {r.get('unit') or ''}".strip() if r.get("value") is not None else "-"
-        anchor_value = f"{_cell(r.get('anchor_value'))} {r.get('unit') or ''}".strip() \
-            if r.get("anchor_value") is not None else "-"
-        met = _cell(r.get("met")) if r.get("met") is not None else "n/a"
-        lines.append(f"| {_cell(r.get('name'))} | {value} | {_cell(r.get('anchor'))} | {anchor_value} | "
-                     f"{_cell(r.get('ratio'))} | {_cell(r.get('goal'))} | {met} | `{r.get('command')}` |")
-    notes = [r for r in rows if r.get("note")]
-    if notes:
-        lines += ["", "## Not measured", ""]
-        lines += [f"- **{r['name']}**: {r['note']}" for r in notes]
-    if run.suite_seconds:
-        lines += ["", "Seconds per suite: " + ", ".join(f"{k} {v}" for k, v in run.suite_seconds.items()) + "."]
-    if plots:
-        lines += ["", "## Plots", ""]
-        lines += [f"![{p.stem}](plots/{p.name})" for p in plots]
-    lines += ["", "What each figure measures, and why a missed goal is missed: bench/README.md.", ""]
-    write_atomic(path, "\n".join(lines))
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` in one step: a reader (or a crash) never sees half a file."""
-    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.",
-                                     delete=False) as tmp:
-        tmp.write(text)
-    os.replace(tmp.name, path)
-
-
-def write_results(run: Run, out_dir: Path, plots: bool = True) -> dict[str, Path]:
-    """Write results.json, RESULTS.md and plots/*.png under ``out_dir`` (each file atomically)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    results = out_dir / "results.json"
-    write_atomic(results, json.dumps([clean(r) for r in run.rows()], indent=2) + "\n")
-    drawn: list[Path] = []
-    if plots:
-        from bench.plotting import draw_all
-
-        drawn = draw_all(run.records, out_dir / "plots", machine=machine())
-    markdown = out_dir / "RESULTS.md"
-    write_markdown(run, markdown, drawn)
-    return {"results": results, "markdown": markdown, **{p.stem: p for p in drawn}}
-
-
-def select(names: Sequence[str] | None) -> list[Suite]:
-    """Suites by name (``--only``); unknown names raise ``SystemExit`` listing the valid ones."""
-    if not names:
-        return list(SUITES)
-    wanted = [n.strip() for name in names for n in name.split(",") if n.strip()]
-    by_name = {s.name: s for s in SUITES}
-    unknown = [n for n in wanted if n not in by_name]
-    if unknown:
-        raise SystemExit(f"unknown suite(s) {', '.join(unknown)}; valid: {', '.join(by_name)}")
-    return [by_name[n] for n in wanted]

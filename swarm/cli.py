@@ -159,7 +159,7 @@ def cmd_health(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from swarm.doctor import cmd_doctor as doctor
+    from swarm.doctor_report import cmd_doctor as doctor
 
     return doctor(args)
 

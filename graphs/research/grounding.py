@@ -10,9 +10,8 @@ quotes, in order; an uncited factual sentence, or one citing only sources that w
 retrieved, goes too. Each removal is listed with its reason. A sentence copied from a passage
 with its ``[n]`` is always kept.
 
-Code between a fence line (only ```, and a language word when it opens) and a closing one is
-not a claim and is left as it is. A line that merely opens with inline ```code``` is prose; a
-fence that never closes is dropped, and the lines after it are checked as prose.
+The Markdown layout (code fences, wrapped paragraphs, headings) is walked by ``markdown_blocks``;
+code blocks are not claims and are left as they are.
 
 A sentence the words alone cannot settle (every number and quote found, but only between
 ``UNDECIDED_OVERLAP`` and ``MIN_OVERLAP`` of its content words) is *undecided*: ``ground`` lists it
@@ -24,11 +23,12 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from graphs.research.citations import CITE_MARKER, invalid_citation, marker_ids, split_sentences
+from graphs.research.citations import CITE_MARKER, invalid_citation, marker_ids
+from graphs.research.markdown_blocks import drop_empty_sections, rewrite_sentences
 from graphs.research.passages import Passage, content_stems, numbers_in
 
 #: share of a sentence's content words one cited passage must contain
@@ -40,13 +40,7 @@ UNDECIDED_PASSAGES = 3
 #: sentences that repeat a phrase of this many words this many times are loops
 _LOOP_NGRAM, _LOOP_TIMES = 3, 3
 
-_PREFIX = re.compile(r"^(\s*(?:>\s*)*(?:(?:[-*+]|\d+[.)])\s+)?)")
-_HEADING = re.compile(r"^\s{0,3}(#{1,6})\s")
-_LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
 _CODE_SPAN = re.compile(r"`[^`\n]*`")
-#: a code fence: a line that is only ``` and, when it opens a block, a language word
-_FENCE_OPEN = re.compile(r"^\s*```\s*[\w+#.-]*\s*$")
-_FENCE_CLOSE = re.compile(r"^\s*```\s*$")
 _LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
 _QUOTED = re.compile(r"\"([^\"\n]{3,300})\"|“([^”\n]{3,300})”|`([^`\n]{2,200})`")
 _ABOUT_SOURCES = re.compile(r"\b(?:sources?|documents?|passages?|search results?|excerpts?|context)\b", re.IGNORECASE)
@@ -68,79 +62,6 @@ def _words(text: str) -> str:
     """The words and numbers of ``text`` in order: what a quote or a copy is compared by, so
     that spacing, punctuation and Markdown or RST markup never decide it."""
     return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
-
-
-def _fenced(lines: Sequence[str]) -> list[bool]:
-    """For each line, whether it is a fence of a code block that closes. A line opening with
-    inline code (```x``` text) is no fence; a fence that never closes is no fence either, so
-    the lines after it are read as prose (and checked) rather than hidden as code."""
-    marks = [False] * len(lines)
-    opened: int | None = None
-    for i, line in enumerate(lines):
-        if opened is None and _FENCE_OPEN.match(line):
-            opened = i
-        elif opened is not None and _FENCE_CLOSE.match(line):
-            marks[opened] = marks[i] = True
-            opened = None
-    return marks
-
-
-def _block_start(line: str) -> bool:
-    """A line that begins a block of its own: blank, heading, list item, quote, table, fence."""
-    stripped = line.strip()
-    return not stripped or bool(_HEADING.match(line) or _LIST_ITEM.match(line)) or stripped[0] in ">|`"
-
-
-def _reflow(text: str) -> list[str]:
-    """Lines with hard-wrapped paragraphs and list items joined, so a sentence is never cut
-    from the citation at its end; code blocks are left as they are."""
-    lines: list[str] = []
-    in_code = joinable = False
-    raw = text.splitlines()
-    for line, fence in zip(raw, _fenced(raw), strict=True):
-        if fence:
-            in_code = not in_code
-            lines.append(line)
-            joinable = False
-            continue
-        if not in_code and _FENCE_OPEN.match(line):  # a fence that never closes: the marker goes
-            joinable = False
-            continue
-        if joinable and not in_code and not _block_start(line):
-            lines[-1] = f"{lines[-1].rstrip()} {line.strip()}"
-            continue
-        lines.append(line)
-        joinable = not in_code and bool(line.strip()) and not _HEADING.match(line) and line.strip()[0] not in "|`"
-    return lines
-
-
-def _rewrite(text: str, keep: Callable[[str], bool], keep_line: Callable[[str], bool] | None = None) -> str:
-    """``text`` with the sentences ``keep`` refuses taken out (a line left empty goes too).
-
-    Code blocks (between fences that close) are kept as they are; headings go to ``keep_line`` only.
-    """
-    out: list[str] = []
-    in_code = False
-    lines = _reflow(text)
-    for line, fence in zip(lines, _fenced(lines), strict=True):
-        if fence:
-            in_code = not in_code
-            out.append(line)
-            continue
-        if in_code or not line.strip() or set(line.strip()) <= set("|-: =*_"):
-            out.append(line)
-            continue
-        if _HEADING.match(line):
-            if keep_line is None or keep_line(line):
-                out.append(line)
-            continue
-        if keep_line is not None and not keep_line(line):
-            continue
-        prefix = _PREFIX.match(line).group(1)  # type: ignore[union-attr]
-        kept = [s for s in split_sentences(line[len(prefix):]) if keep(s)]
-        if kept:
-            out.append(prefix + " ".join(kept))
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(out)).strip() + "\n"
 
 
 def _loops(sentence: str) -> bool:
@@ -203,7 +124,7 @@ def drop_repeats(text: str, passages: Mapping[int, Sequence[Passage]] | None = N
         seen_sentences.add(key)
         return True
 
-    return _rewrite(text, keep, keep_line), dropped
+    return rewrite_sentences(text, keep, keep_line), dropped
 
 
 def is_factual(claim: str, *, cited: bool) -> bool:
@@ -385,31 +306,5 @@ def ground(
         reviewed = settled.get(normalise(claim)) if verdict.rank == _UNDECIDED else None
         return _record(result, claim, good, verdict, reviewed, passages)
 
-    result.report = drop_empty_sections(_rewrite(report, keep))
+    result.report = drop_empty_sections(rewrite_sentences(report, keep))
     return result
-
-
-def _heading_level(line: str) -> int | None:
-    match = _HEADING.match(line)
-    return len(match.group(1)) if match else None
-
-
-def drop_empty_sections(text: str) -> str:
-    """Remove headings left with nothing under them before the next heading of their level."""
-    lines = text.splitlines()
-
-    def body_follows(index: int, level: int) -> bool:
-        for line in lines[index + 1 :]:
-            found = _heading_level(line)
-            if found is not None:
-                if found <= level:
-                    return False
-                continue
-            if line.strip():
-                return True
-        return False
-
-    kept: Iterator[str] = (
-        line for i, line in enumerate(lines) if (level := _heading_level(line)) is None or body_follows(i, level)
-    )
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).strip() + "\n"

@@ -1,0 +1,265 @@
+"""The sections of ``config.yaml``: one frozen pydantic model per section, field limits included.
+
+``core.config`` assembles them into ``SwarmConfig`` (and re-exports every name here); the checks
+that span sections live in ``core.config_refs``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from core.rules import Tier
+
+
+class StrictModel(BaseModel):
+    """A config section: unknown keys are an error, and a loaded config never changes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Price(StrictModel):
+    """USD per million tokens."""
+
+    input_per_mtok: float = Field(default=0.0, ge=0)
+    output_per_mtok: float = Field(default=0.0, ge=0)
+
+
+class LocalServerSpec(StrictModel):
+    """A GGUF model served on loopback by llama-cpp-python, started on demand."""
+
+    gguf: str = Field(description="path, or pkg:<python package>/<file> inside an installed package")
+    n_ctx: int = Field(default=4096, ge=256)
+    n_threads: int | None = None
+    autostart: bool = True
+    startup_timeout_s: float = Field(default=90.0, gt=0)
+
+
+class ModelSpec(StrictModel):
+    """One model the router may call, reached through litellm."""
+
+    family: str = Field(description="provider family used by fallback_chain and routing")
+    litellm_model: str
+    api_base: str | None = None
+    api_key_env: str | None = Field(
+        default=None, description="env var holding the key; unset or empty -> model unavailable"
+    )
+    timeout_s: float = Field(default=60.0, gt=0, le=600)
+    max_output_tokens: int = Field(default=1024, ge=1)
+    structured_output: Literal["json_schema", "json_object_schema", "json_object", "prompt"] = (
+        "json_schema"
+    )
+    price: Price = Price()
+    local_server: LocalServerSpec | None = None
+    extra_params: dict[str, Any] = Field(default_factory=dict)
+    free_text_params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="extra litellm params for free-text calls only (a call with a json_schema keeps"
+        " its own): e.g. repeat and frequency penalties that stop a small model looping",
+    )
+
+
+class CircuitSpec(StrictModel):
+    failure_threshold: int = Field(default=3, ge=1)
+    cooldown_s: float = Field(default=30.0, ge=0)
+
+
+class RetrySpec(StrictModel):
+    """Retries only where they pay: a 429 whose Retry-After is short."""
+
+    max_retry_after_s: float = Field(default=2.0, ge=0)
+    max_retries: int = Field(default=1, ge=0, le=5)
+
+
+class LLMSection(StrictModel):
+    default: str
+    tiers: dict[Tier, list[str]]
+    fallback_chain: list[str] = Field(default_factory=list)
+    circuit: CircuitSpec = CircuitSpec()
+    retry: RetrySpec = RetrySpec()
+
+
+class SearchSection(StrictModel):
+    default: str = "local"
+    fallback_chain: list[str] = Field(default_factory=list)
+    backends: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    circuit: CircuitSpec = CircuitSpec()
+
+
+class UpscaleSpec(StrictModel):
+    model: str = "realesrgan-anime-6b"
+    scale: int = Field(default=4, ge=1, le=8)
+    tile: int = Field(default=256, ge=0)
+    tile_pad: int = Field(default=16, ge=0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    #: auto: fp16 on CUDA; on CPU the fastest path within PSNR >= 45 dB of fp32, measured once per
+    #: machine and model (bf16 where the CPU has avx512_bf16/amx_bf16). fp32: bit-level agreement.
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_half(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "half" in data:
+            raise ValueError(
+                "half was replaced by precision: auto (measured per machine), fp32, bf16 or fp16; "
+                "half: off -> precision: fp32, half: on -> precision: bf16 on CPU / fp16 on CUDA"
+            )
+        return data
+
+
+class RembgSpec(StrictModel):
+    model: str = "isnet-anime"
+    fallback_models: list[str] = Field(default_factory=lambda: ["u2netp"])
+    #: zlib level of the PNG cutouts (1: ~4x faster than 6 for ~6% more bytes, same pixels)
+    png_compress_level: int = Field(default=1, ge=0, le=9)
+    #: images of one batch in flight at once (default: one per CPU core)
+    batch_workers: int | None = Field(default=None, ge=1, le=64)
+    #: auto: the fastest path within mask IoU >= 0.99 and mean alpha diff <= 1 level of onnxruntime
+    #: fp32, measured once per machine and model (torch bf16/fp16 where the CPU has them); fp32:
+    #: onnxruntime fp32 (agrees with the rembg library); torch-fp32/bf16/fp16: those, pinned
+    precision: Literal["auto", "fp32", "torch-fp32", "torch-bf16", "torch-fp16"] = "auto"
+
+
+class ImageSection(StrictModel):
+    upscale: UpscaleSpec = UpscaleSpec()
+    rembg: RembgSpec = RembgSpec()
+    models_dir: str = "~/.cache/runpod-swarm/models"
+    max_input_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
+    max_input_pixels: int = Field(default=16_777_216, ge=1)
+    max_output_pixels: int = Field(default=268_435_456, ge=1)
+
+
+class StorageSection(StrictModel):
+    default: str = "local"
+    backends: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class ProvidersSection(StrictModel):
+    llm: LLMSection
+    search: SearchSection = SearchSection()
+    image: ImageSection = ImageSection()
+    storage: StorageSection = StorageSection()
+
+
+class DelegationRoute(StrictModel):
+    primary: str
+    reviewer: str | None = None
+
+
+class ConsensusRoute(StrictModel):
+    """``consensus``: the models (or families) asked at once, and who writes the synthesis."""
+
+    models: list[str] = Field(min_length=2, max_length=8)
+    synthesizer: str
+
+
+class RoutingSection(StrictModel):
+    delegation: dict[str, DelegationRoute]
+    consensus: ConsensusRoute | None = None
+
+
+class CheckpointerSection(StrictModel):
+    """Where job checkpoints live. ``auto``: PostgreSQL when ``dsn`` is set (so every RunPod
+    worker can resume any job), else SQLite at ``path`` (resume within this machine/volume)."""
+
+    kind: Literal["auto", "sqlite", "postgres", "memory"] = "sqlite"
+    path: str = "~/.cache/runpod-swarm/checkpoints.sqlite"
+    dsn: str | None = None
+    retention_days: float = Field(default=7.0, gt=0)
+
+    @model_validator(mode="after")
+    def _resolve_auto(self) -> CheckpointerSection:
+        if self.kind == "auto":
+            object.__setattr__(self, "kind", "postgres" if self.dsn else "sqlite")
+        return self
+
+
+class RunPodRunnerSpec(StrictModel):
+    endpoint_id: str = ""
+    api_key_env: str = "RUNPOD_API_KEY"
+    base_url: str = "https://api.runpod.ai/v2"
+    poll_interval_s: float = Field(default=1.0, gt=0)
+    timeout_s: float = Field(default=600.0, gt=0)
+
+
+#: the most worker processes ``runner.local.processes`` may ask for
+MAX_LOCAL_PROCESSES = 64
+
+
+class LocalRunnerSpec(StrictModel):
+    """The local executor: ``processes`` > 1 runs jobs in that many worker processes."""
+
+    processes: int = Field(default=1, ge=1, le=MAX_LOCAL_PROCESSES)
+
+
+class RunnerSection(StrictModel):
+    kind: Literal["auto", "local", "runpod"] = "auto"
+    local: LocalRunnerSpec = LocalRunnerSpec()
+    runpod: RunPodRunnerSpec = RunPodRunnerSpec()
+    wait_budget_s: float = Field(default=45.0, gt=0)
+
+
+class WorkerSection(StrictModel):
+    """The RunPod worker: jobs per worker and what to load once at start."""
+
+    concurrency: int = Field(default=1, ge=1, le=64)
+    warm: list[Literal["llm", "upscale", "remove_background"]] = Field(default_factory=lambda: ["llm"])  # type: ignore[arg-type]
+
+
+class LimitsSection(StrictModel):
+    max_task_chars: int = Field(default=20_000, ge=1)
+    max_revisions: int = Field(default=1, ge=0, le=5)
+    max_question_chars: int = Field(default=2_000, ge=1)
+    job_deadline_s: float = Field(default=900.0, gt=0, le=86_400)
+    #: research: undecided sentences sent to the reviewer in its one entailment call; 0 turns it off
+    max_entailment_sentences: int = Field(default=12, ge=0, le=100)
+
+
+class ThreadsSection(StrictModel):
+    """Conversations: a thread keeps its newest ``max_turns`` turns; a prompt carries the newest
+    turns that fit in ``max_chars``."""
+
+    max_turns: int = Field(default=20, ge=2, le=1000)
+    max_chars: int = Field(default=24_000, ge=1000, le=1_000_000)
+
+
+class ObservabilitySection(StrictModel):
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    otlp_endpoint: str | None = None
+    capture_content: bool = False
+
+
+class BudgetSpec(StrictModel):
+    """Per-job limits for one tier; unset -> no limit. Checked before each LLM call."""
+
+    max_tokens: int | None = Field(default=None, ge=1, description="input + output tokens of every call of a job")
+    max_cost_usd: float | None = Field(default=None, ge=0, description="summed cost of every call of a job")
+
+
+class McpHttpSpec(StrictModel):
+    """``swarm-mcp --http``: who may connect, how they prove it, how much they may send."""
+
+    allowed_hosts: list[str] = Field(
+        default_factory=list, description="Host header values accepted besides loopback, e.g. mcp.example.com:*"
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=list, description="Origin header values accepted besides loopback, e.g. https://app.example.com"
+    )
+    auth_tokens_env: str | None = Field(
+        default="SWARM_MCP_TOKENS",
+        description="env var holding bearer tokens: 'name=token,name2=token2' or one bare token; unset -> no auth",
+    )
+    max_request_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
+
+
+class McpSection(StrictModel):
+    """The MCP server: which tools it lists and how its HTTP transport is guarded."""
+
+    enabled_tools: list[str] | None = Field(
+        default=None, description="tools to list (job_* tools are always on); null -> every available tool"
+    )
+    max_inline_image_bytes: int = Field(default=2 * 1024 * 1024, ge=0, description="largest image returned as base64")
+    report_page_chars: int = Field(default=20_000, ge=1000, description="page size of swarm://jobs/{id}/report")
+    http: McpHttpSpec = McpHttpSpec()

