@@ -19,7 +19,8 @@ round, best round kept:
   * the rembg library in-process, session warm (reference: no startup in it);
   * ours with ``precision: auto``: the path chosen on this machine (measured afresh, its cache in
     a temp dir: onnxruntime fp32 or torch bf16/fp16 within the mask floor), batch, against fp32
-    and against the rembg library (goal: batch >= 2x the library warm in-process).
+    and against the rembg library (goal: batch >= 2x the library warm in-process); its alpha
+    against the fp32 batch's, worst image (``vs_fp32_batch_worst``: IoU, mean levels).
 
 Every figure is printed as a ``bench-part`` the moment it is measured (again after each round,
 best so far), so a cut run keeps them; the slow rows (the CLI per image, the CLI startup, the
@@ -246,7 +247,7 @@ def _rembg_slow_rows(keep: Any, skipped: dict[str, str], per_image: float, count
 
 
 def _auto_summary(count: int, workers: int, best: dict[str, float], auto: dict[str, Any],
-                  skipped: dict[str, str], ratios: dict[str, float]) -> Any:
+                  skipped: dict[str, str], ratios: dict[str, float], outputs: dict[str, list[bytes]]) -> Any:
     """``precision: auto``'s part: what it chose, why, its batch images/s; its ratios into ``ratios``."""
     if not auto:
         return skipped.get("auto", "not measured yet")
@@ -256,8 +257,23 @@ def _auto_summary(count: int, workers: int, best: dict[str, float], auto: dict[s
         ratios["auto_batch_vs_fp32_batch"] = best["batch"] / seconds
         if "library" in best:
             ratios["auto_batch_vs_rembg_library"] = best["library"] / seconds
-    return {**auto, **(_rate(count, seconds, workers=workers) if seconds else {}),
+    floor = {} if same or "auto" not in outputs else {"vs_fp32_batch_worst": _worst_mask_scores(outputs)}
+    return {**auto, **(_rate(count, seconds, workers=workers) if seconds else {}), **floor,
             "timed": "the fp32 batch (same path)" if same else "batch, interleaved with fp32"}
+
+
+def _worst_mask_scores(outputs: dict[str, list[bytes]]) -> dict[str, float]:
+    """The auto batch's alpha against the fp32 batch's, image by image: lowest IoU, highest mean diff."""
+    import numpy as np
+    from PIL import Image
+
+    from providers.image.rembg_paths import mask_scores
+
+    def alpha(data: bytes) -> Any:
+        return np.asarray(Image.open(io.BytesIO(data)))[..., 3]
+
+    scores = [mask_scores(alpha(ref), alpha(out)) for ref, out in zip(outputs["batch"], outputs["auto"], strict=True)]
+    return {"iou": round(min(s["iou"] for s in scores), 4), "alpha_diff": round(max(s["alpha_diff"] for s in scores), 3)}
 
 
 def summarize(count: int, rounds: int, quick: bool, best: dict[str, float], outputs: dict[str, list[bytes]],
@@ -277,7 +293,7 @@ def summarize(count: int, rounds: int, quick: bool, best: dict[str, float], outp
         "batch_identical_to_sequential": outputs["batch"] == outputs["sequential"],
     }
     ratios: dict[str, float] = {}
-    result["auto"] = _auto_summary(count, workers, best, auto, skipped, ratios)
+    result["auto"] = _auto_summary(count, workers, best, auto, skipped, ratios, outputs)
     if skipped:
         result["skipped"] = dict(skipped)
     if "cli_folder" not in best:

@@ -129,6 +129,59 @@ def test_torch_runs_the_onnx_graph_as_onnxruntime_does(models_dir):
     assert pair.shape[0] == 2 and float(np.abs(pair[:1].numpy() - expected).max()) < 1e-4
 
 
+def test_bf16_keeps_the_measured_nodes_in_fp32_and_passes_the_floor_on_both_probes(models_dir):
+    import onnxruntime as ort
+    import torch
+
+    path = Path(models_dir) / "u2netp.onnx"
+    net = OnnxTorchNet(read_graph(path), (1, 3, 320, 320))
+    ops = [net.plan[i].op for i in sorted(net.fp32_nodes)]
+    # the tail of the half-resolution decoder block (its last two convs up to the residual Add),
+    # then the output head: 6 side convs, 5 resizes, the concat, the fusion conv, the sigmoid
+    assert ops[:7] == ["Conv", "Relu", "Resize", "Concat", "Conv", "Relu", "Add"]
+    assert ops[7:].count("Conv") == 7 and ops[-1] == "Sigmoid" and len(ops) == 7 + 14
+    tail_add = net.plan[sorted(net.fp32_nodes)[6]]
+    assert net.shapes[tail_add.outputs[0]][2] == 160
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = session.get_inputs()[0].name, session.get_outputs()[0].name
+    extra = {"input_size": 320}
+
+    def masks(run) -> dict[str, np.ndarray]:
+        return {label: np.asarray(RembgRemover.predict_mask(run, Image.fromarray(image), extra))
+                for label, image in rembg_paths.mask_probes().items()}
+
+    reference = masks(lambda batch: session.run([names[1]], {names[0]: batch})[0][:, 0])
+    mixed = masks(lambda batch: net(torch.from_numpy(batch), torch.bfloat16)[0][:, 0].numpy())
+    net.fp32_nodes = frozenset()
+    all_bf16 = masks(lambda batch: net(torch.from_numpy(batch), torch.bfloat16)[0][:, 0].numpy())
+    for label in reference:
+        scores = mask_scores(reference[label], mixed[label])
+        assert scores["iou"] >= rembg_paths.IOU_FLOOR and scores["alpha_diff"] <= rembg_paths.ALPHA_DIFF_FLOOR / 4
+    # every node in bf16 misses the floor on the photo: the fp32 nodes are what passes it
+    assert mask_scores(reference["photo"], all_bf16["photo"])["alpha_diff"] > rembg_paths.ALPHA_DIFF_FLOOR
+
+
+def test_thread_limit_applies_to_the_calling_thread_only():
+    import threading
+
+    import torch
+
+    seen: list[int] = []
+
+    def worker() -> None:
+        with rembg_paths.thread_limit(1) as limited:
+            seen.extend([int(limited), torch.get_num_threads()])
+        seen.append(torch.get_num_threads())
+
+    before = torch.get_num_threads()
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert seen[0] == 1, "no OpenMP runtime found in this process"
+    assert seen[1] == 1 and seen[2] == before and torch.get_num_threads() == before
+
+
 def test_a_graph_with_an_op_torch_cannot_run_is_refused():
     graph = Graph([Node("LSTM", ["x"], ["y"])], {}, ["x"], ["y"])
     with pytest.raises(UnsupportedGraph, match="LSTM"):
@@ -153,13 +206,14 @@ async def alpha(provider: RembgRemover, image: bytes = PHOTO) -> tuple[np.ndarra
 async def test_auto_runs_the_faster_torch_path_within_the_floor_then_reuses_it(models_dir, tmp_path, monkeypatch):
     fp32, _ = await alpha(remover(models_dir, tmp_path, EPYC, "fp32"))
     chosen, detail = await alpha(remover(models_dir, tmp_path, SAPPHIRE, paths=FP16_ONLY, costs=[1.0, 0.25]))
-    assert "device=cpu path=torch-fp16 (auto: 4.0x fp32, IoU 0.99" in detail
+    assert "device=cpu path=torch-fp16 (auto: 4.0x fp32, IoU " in detail and " levels) size=" in detail
     assert not np.array_equal(chosen, fp32)  # torch really ran ...
     scores = mask_scores(fp32, chosen)  # ... within the floor on the real photo
     assert scores["iou"] >= rembg_paths.IOU_FLOOR and scores["alpha_diff"] <= rembg_paths.ALPHA_DIFF_FLOOR
 
     (key,) = json.loads((tmp_path / "precision.json").read_text())["decisions"]
     assert "Platinum 8480+" in key and MODEL in key and "onnxruntime " in key and "torch " in key
+    assert rembg_paths.REVISION in key  # a decision measured before the paths changed is not reused
 
     def no_measuring(*args, **kwargs):
         raise AssertionError("measured although a decision was cached")
@@ -197,8 +251,18 @@ async def test_pinned_paths_run_and_are_named_in_the_trace(models_dir, tmp_path)
     assert not (tmp_path / "precision.json").exists()
 
 
-async def test_batch_on_a_torch_path_gives_each_image_the_single_path_result(models_dir, tmp_path):
-    provider = remover(models_dir, tmp_path, SAPPHIRE, "torch-fp16")
+@pytest.mark.parametrize("path", ["torch-fp16", "torch-bf16"])
+async def test_batch_on_a_torch_path_gives_each_image_the_single_path_result(models_dir, tmp_path, monkeypatch, path):
+    limits: list[int] = []
+    real_limit = rembg_paths.thread_limit
+
+    def recording(threads):
+        limits.append(threads)
+        return real_limit(threads)
+
+    monkeypatch.setattr(rembg_paths, "thread_limit", recording)
+    monkeypatch.setattr("providers.image.rembg_backend._cores", lambda: 2)
+    provider = remover(models_dir, tmp_path, SAPPHIRE, path)
     mirrored = Image.open(io.BytesIO(PHOTO)).transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     buffer = io.BytesIO()
     mirrored.save(buffer, "PNG")
@@ -207,11 +271,13 @@ async def test_batch_on_a_torch_path_gives_each_image_the_single_path_result(mod
     for photo, item in zip(photos, outcome.items, strict=True):
         single, _ = await alpha(provider, photo)
         assert np.array_equal(np.asarray(Image.open(io.BytesIO(item.data)))[..., 3], single)
-    assert all("path=torch-fp16 (pinned in config)" in step.detail for step in outcome.steps)
+    assert all(f"path={path} (pinned in config)" in step.detail for step in outcome.steps)
+    # the batch's 2 workers ran their forwards one thread each, side by side; single images on the pool
+    assert limits == [1, 1, 1]
 
 
 async def test_torch_failing_while_measuring_leaves_onnxruntime_and_says_why(models_dir, tmp_path, monkeypatch):
-    def broken(self, path):
+    def broken(self, path, threads=None):
         def run(batch):
             raise RuntimeError("could not create a primitive\nlong oneDNN detail")
         return run

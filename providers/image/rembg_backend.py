@@ -172,7 +172,7 @@ class RembgRemover(SingleActionBackend):
         """The mask network of ``name`` on its chosen path, its settings, and ``device=... path=...``
         for the trace. Call with ``self._lock`` held: under ``auto`` the first call measures."""
         session, extra = self._session(name, field, threads)
-        net, why = self.paths.net(name, session, extra, lambda: self._session(name)[0], self.predict_mask)
+        net, why = self.paths.net(name, session, extra, lambda: self._session(name, threads=1)[0], self.predict_mask, threads)
         return net, extra, why
 
     def chain(self, config: ImageConfig) -> list[str]:
