@@ -50,19 +50,34 @@ def _scoped(pattern: str) -> str:
 #: shape, and one search is cheaper than a substitution per pattern.
 _ANY_PATTERN = re.compile("|".join(_scoped(p.pattern) for p in _PATTERNS))
 
+#: Lower-case words one of which every match of a pattern above holds (``sk-`` for the ``sk-``
+#: keys, ``key=`` for ``?api_key=...``, ``://`` for a password in a URL, ...): text of ASCII
+#: characters only whose lower-case form holds none of them matches no pattern, so its one scan
+#: is a few substring tests. Add a pattern, add its words (tests/test_security_secrets.py fuzzes
+#: the pair).
+_TRIGGERS: tuple[str, ...] = (
+    "sk-", "tvly-", "aiza", "akia", "asia", "rpa_", "ya29.", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "hf_",
+    "bearer", "signature=", "credential=", "token=", "sig=", "key=", "awsaccesskeyid=",
+    "aws_secret_access_key", "api_key", "apikey", "api-key",
+    "access_token", "refresh_token", "client_secret", "password", "passwd", "authorization", "://",
+)
+
 _SECRET_ENV_SUFFIXES = ("KEY", "TOKEN", "SECRET", "PASSWORD", "KEYS", "TOKENS", "SECRETS", "_DSN")
 _extra_secrets: set[str] = set()
+#: no pattern matches fewer characters, and no secret value is shorter (``register_secret``,
+#: ``_env_secrets``): a shorter string is returned as it is (tests/test_security_secrets.py checks it)
+MIN_SECRET_CHARS = 6
 
 
 def register_secret(value: str | None) -> None:
     """Add one literal value to redact everywhere (e.g. a secret read from config)."""
-    if value and len(value) >= 6:
+    if value and len(value) >= MIN_SECRET_CHARS:
         _extra_secrets.add(value)
 
 
 def _env_secrets() -> Iterable[str]:
     for name, value in os.environ.items():
-        if name.upper().endswith(_SECRET_ENV_SUFFIXES) and value and len(value) >= 6:
+        if name.upper().endswith(_SECRET_ENV_SUFFIXES) and value and len(value) >= MIN_SECRET_CHARS:
             yield value
             yield from _pieces(value)
 
@@ -73,27 +88,50 @@ def _pieces(value: str) -> Iterable[str]:
         return
     for part in re.split(r"[,;\s]+", value):
         token = part.split("=", 1)[-1]
-        if len(token) >= 6:
+        if len(token) >= MIN_SECRET_CHARS:
             yield token
 
 
 @functools.lru_cache(maxsize=8)
-def _values_pattern(values: frozenset[str]) -> re.Pattern[str] | None:
+def _values_pattern(values: frozenset[str]) -> tuple[re.Pattern[str] | None, re.Pattern[str]]:
+    """(the secret values, one scan for a value or any pattern's shape)."""
     if not values:
-        return None
-    return re.compile("|".join(re.escape(v) for v in sorted(values, key=len, reverse=True)))
+        return None, _ANY_PATTERN
+    alternatives = "|".join(re.escape(v) for v in sorted(values, key=len, reverse=True))
+    return re.compile(alternatives), re.compile(f"{alternatives}|{_ANY_PATTERN.pattern}")
 
 
-def _current_values_pattern() -> re.Pattern[str] | None:
-    return _values_pattern(frozenset({*_extra_secrets, *_env_secrets()}))
+#: (the environment it was built from, the extra secrets it holds, the patterns): rebuilt when
+#: either changed, so a secret set in the environment at any time is redacted from then on
+_cached: tuple[dict[Any, Any], frozenset[str], tuple[re.Pattern[str] | None, re.Pattern[str]]] | None = None
+
+
+def _environment() -> dict[Any, Any]:
+    """The process environment as a plain dict (``os.environ``'s own, not decoded: a cheap compare)."""
+    data = getattr(os.environ, "_data", None)
+    return data if isinstance(data, dict) else dict(os.environ)
+
+
+def _current_patterns() -> tuple[re.Pattern[str] | None, re.Pattern[str]]:
+    global _cached
+    environment = _environment()
+    cached = _cached
+    if cached is not None and cached[0] == environment and cached[1] == _extra_secrets:
+        return cached[2]
+    snapshot = dict(environment)  # before the scan: a change during it shows at the next call
+    extra = frozenset(_extra_secrets)
+    patterns = _values_pattern(frozenset({*extra, *_env_secrets()}))
+    _cached = (snapshot, extra, patterns)
+    return patterns
 
 
 def _mask(match: re.Match[str]) -> str:
     return (match.group(1) if match.re.groups else "") + MASK
 
 
-def _redact(text: str, values: re.Pattern[str] | None) -> str:
-    if not text:
+def _redact(text: str, patterns: tuple[re.Pattern[str] | None, re.Pattern[str]]) -> str:
+    values = patterns[0]
+    if len(text) < MIN_SECRET_CHARS or not _may_hold_secret(text, patterns):
         return text
     if values is not None:
         text = values.sub(MASK, text)
@@ -104,24 +142,52 @@ def _redact(text: str, values: re.Pattern[str] | None) -> str:
     return text
 
 
-def _walk(data: Any, values: re.Pattern[str] | None) -> Any:
+def _may_hold_secret(text: str, patterns: tuple[re.Pattern[str] | None, re.Pattern[str]]) -> bool:
+    """False only when no secret value and no pattern can match anywhere in ``text``."""
+    values, anything = patterns
+    if values is not None and values.search(text) is not None:
+        return True
+    if not text.isascii():  # case-insensitive matching beyond ASCII (K, ſ, ...): the full scan
+        return anything.search(text) is not None
+    lowered = text.lower()
+    return any(word in lowered for word in _TRIGGERS)
+
+
+def _copy(data: Any, strings: list[str]) -> Any:
+    """``data`` with its containers copied (tuples as lists), every string in it added to ``strings``."""
     if isinstance(data, str):
-        return _redact(data, values)
+        strings.append(data)
+        return data
     if isinstance(data, dict):
-        return {k: _walk(v, values) for k, v in data.items()}
+        return {k: _copy(v, strings) for k, v in data.items()}
     if isinstance(data, list | tuple):
-        return [_walk(v, values) for v in data]
+        return [_copy(v, strings) for v in data]
+    return data
+
+
+def _walk(data: Any, patterns: tuple[re.Pattern[str] | None, re.Pattern[str]]) -> Any:
+    if isinstance(data, str):
+        return _redact(data, patterns)
+    if isinstance(data, dict):
+        return {k: _walk(v, patterns) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [_walk(v, patterns) for v in data]
     return data
 
 
 def redact(text: str) -> str:
     """Return ``text`` with every known secret shape and secret value masked."""
-    return _redact(text, _current_values_pattern())
+    return _redact(text, _current_patterns())
 
 
 def redact_data(data: Any) -> Any:
     """Redact every string inside a JSON-like structure (dicts, lists, tuples)."""
-    return _walk(data, _current_values_pattern())
+    patterns = _current_patterns()
+    found: list[str] = []
+    copied = _copy(data, found)
+    # one test over all the strings joined: a match inside one string is a match in the whole
+    # (no pattern looks behind or anchors), so "nothing" here means nothing in any of them
+    return _walk(copied, patterns) if _may_hold_secret("\x00".join(found), patterns) else copied
 
 
 _SECRET_CONFIG_KEY = re.compile(r"(?i)(api_key|apikey|secret|token|password|passwd|dsn|credentials?)s?$")

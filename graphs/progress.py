@@ -1,23 +1,100 @@
 """Progress events from inside a graph run: one writer for every graph's nodes.
 
-Events go to LangGraph's custom stream (``stream_mode="custom"``), which the graph runner turns
-into the job's progress callback (CLI lines, MCP progress notifications).
+``run_graph`` opens a ``relay`` around the run: ``emit`` hands each event to it through a
+context variable (node tasks inherit it), and the relay passes the events on to the job's progress
+callback (CLI lines, MCP progress notifications) in order, on one task of the job's event loop,
+while the nodes keep running. This costs LangGraph nothing: its own ``custom`` stream mode
+would make it start a waiter task on every tick of every run.
 """
 
 from __future__ import annotations
 
-from langgraph.config import get_stream_writer
+import asyncio
+import contextlib
+import contextvars
+import logging
+import threading
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from providers.base import AttemptEvent, AttemptListener
 
+log = logging.getLogger("graphs.progress")
+
+Event = tuple[str, str, "float | None"]
+ProgressCallback = Callable[[str, str, "float | None"], Awaitable[None]]
+
+_relay: contextvars.ContextVar[_Relay | None] = contextvars.ContextVar("swarm_progress_relay", default=None)
+
 
 def emit(stage: str, message: str, fraction: float | None = None) -> None:
-    """Send one progress event; a no-op outside a streaming run (nobody listens)."""
-    try:
-        writer = get_stream_writer()
-    except RuntimeError:
+    """Send one progress event; a no-op outside a run that listens (nobody would hear it)."""
+    relay = _relay.get()
+    if relay is not None:
+        relay.put((stage, message, fraction))
+
+
+class _Relay:
+    """Delivers events to ``progress`` in the order they were emitted, one at a time."""
+
+    def __init__(self, progress: ProgressCallback) -> None:
+        self.progress = progress
+        self.loop = asyncio.get_running_loop()
+        self.thread = threading.get_ident()
+        self.pending: deque[Event] = deque()
+        self.task: asyncio.Task[None] | None = None
+
+    def put(self, event: Event) -> None:
+        if threading.get_ident() != self.thread:  # a node's code running on a worker thread
+            self.loop.call_soon_threadsafe(self.put, event)
+            return
+        self.pending.append(event)
+        if self.task is None or self.task.done():
+            self.task = self.loop.create_task(self._deliver())
+
+    async def _deliver(self) -> None:
+        while self.pending:
+            await self.progress(*self.pending.popleft())
+
+    async def flush(self) -> None:
+        """Wait until every event emitted so far has been delivered."""
+        while self.task is not None and not self.task.done():
+            await self.task
+        if self.task is not None:
+            self.task.result()  # a failing progress callback fails the job, as it would inline
+
+    def cancel(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+
+@contextlib.asynccontextmanager
+async def relay(progress: ProgressCallback | None) -> AsyncIterator[None]:
+    """Within this block, ``emit`` reaches ``progress`` (``None``: nobody listens, events are dropped).
+
+    Leaving the block normally waits until every event is delivered; leaving it by an error
+    delivers what it can first (the error wins), and a cancellation drops what is pending.
+    """
+    if progress is None:
+        yield
         return
-    writer({"stage": stage, "message": message, "fraction": fraction})
+    current = _Relay(progress)
+    token = _relay.set(current)
+    try:
+        yield
+    except asyncio.CancelledError:
+        current.cancel()
+        raise
+    except BaseException:
+        try:
+            await current.flush()
+        except Exception as exc:  # the job's own error is the one to report
+            log.debug("a progress callback failed after the job failed: %r", exc)
+        raise
+    else:
+        await current.flush()
+    finally:
+        _relay.reset(token)
 
 
 def model_progress(stage: str, verb: str) -> AttemptListener:

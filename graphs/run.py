@@ -5,18 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 from core.errors import SwarmError
-from graphs.context import JobContext
+from graphs.context import JobContext, _no_progress
+from graphs.progress import relay
 
 
 async def run_graph(graph: Any, initial: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Run ``graph`` under thread ``ctx.job_id`` with durable (sync) checkpoints.
 
     A job id whose checkpoint stopped midway resumes from there (the interrupted node runs
-    again, completed ones do not); a finished one returns its stored final state.
+    again, completed ones do not); a finished one returns its stored final state. Progress the
+    nodes ``emit`` reaches ``ctx.progress`` (``graphs.progress.relay``).
     """
     config = {"configurable": {"thread_id": ctx.job_id}}
     start: dict[str, Any] | None = initial
-    if ctx.checkpointer is not None:
+    # a new job (the common case) has no checkpoint: one saver read says so, without the
+    # state snapshot LangGraph would assemble around it
+    if ctx.checkpointer is not None and await ctx.checkpointer.aget_tuple(config) is not None:
         snapshot = await graph.aget_state(config)
         if snapshot.values:
             if not snapshot.next:
@@ -28,11 +32,9 @@ async def run_graph(graph: Any, initial: dict[str, Any], ctx: JobContext) -> dic
     # to make durable (and langgraph 1.2 fails if asked to).
     durability = {"durability": "sync"} if ctx.checkpointer is not None else {}
     try:
-        async for mode, chunk in graph.astream(start, config, stream_mode=["custom", "values"], **durability):
-            if mode == "custom" and isinstance(chunk, dict):
-                await ctx.progress(str(chunk.get("stage", "")), str(chunk.get("message", "")), chunk.get("fraction"))
-            elif mode == "values":
-                final = chunk
+        async with relay(None if ctx.progress is _no_progress else ctx.progress):
+            async for values in graph.astream(start, config, stream_mode="values", **durability):
+                final = values
     except SwarmError as exc:
         # the state after the last completed node: what the action can return as a partial result
         if getattr(exc, "graph_state", None) is None:

@@ -153,9 +153,9 @@ async def test_concurrent_graph_runs_on_one_saver_each_keep_their_own_state(tmp_
             stored = theirs.get_tuple(_config(f"job-{i}"))
             assert stored is not None
             assert stored.checkpoint["channel_values"]["final"] == finals[i]["final"]
-            assert stored.metadata["step"] == 3  # input, draft, review, finalize
+            assert stored.metadata["step"] == 2  # input, draft, review (which ends the job)
     counts = _rows(path, "SELECT count(DISTINCT thread_id), count(*) FROM checkpoints")
-    assert counts == [(jobs, jobs * 5)]
+    assert counts == [(jobs, jobs * 4)]
 
 
 async def test_a_locked_database_waits_without_blocking_the_loop(tmp_path: Path) -> None:
@@ -236,9 +236,9 @@ async def test_a_steps_writes_commit_with_the_checkpoint_that_follows_them(tmp_p
         final = await _delegation_graph(saver).ainvoke(_initial("one job alone"), _config("solo"), durability="sync")
         commits, writes = saver.commits, saver.writes
     assert final["final"].endswith("job alone")
-    assert writes == 9  # 5 checkpoints (input, start, draft, review, finalize) + 4 tasks' writes
-    assert commits == 5  # each task's writes rode in the commit of its step's checkpoint
-    assert _rows(path, "SELECT count(DISTINCT task_id) FROM writes WHERE thread_id = 'solo'") == [(4,)]
+    assert writes == 7  # 4 checkpoints (input, start, draft, review: it ends the job) + 3 tasks' writes
+    assert commits == 4  # each task's writes rode in the commit of its step's checkpoint
+    assert _rows(path, "SELECT count(DISTINCT task_id) FROM writes WHERE thread_id = 'solo'") == [(3,)]
 
 
 async def test_the_wal_is_checkpointed_on_a_thread_not_in_a_jobs_commit(

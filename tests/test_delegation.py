@@ -220,3 +220,34 @@ async def test_progress_names_the_model_tried_and_the_one_that_answered(monkeypa
         "drafting with local (skipped: deepseek-chat)",
         "drafted by local",
     ], seen
+    assert seen[-1] == ("done", "finished"), seen  # every event was delivered before the job returned
+
+
+async def test_progress_relay_keeps_order_reaches_threads_and_fails_with_its_callback() -> None:
+    """``emit`` -> ``relay``: in order even when the callback is slow, from worker threads too,
+    all delivered before the block ends; a failing callback fails the run; nothing outside a relay."""
+    import asyncio
+
+    from graphs.progress import emit, relay
+
+    seen: list[str] = []
+
+    async def slow(stage: str, message: str, fraction: float | None = None) -> None:
+        await asyncio.sleep(0.001 if int(message) % 2 else 0)
+        seen.append(message)
+
+    emit("x", "outside")  # nobody listens: dropped, no error
+    async with relay(slow):
+        for i in range(5):
+            emit("x", str(i))
+            await asyncio.sleep(0)
+        await asyncio.to_thread(emit, "x", "5")
+        emit("x", "6")
+    assert seen == ["0", "1", "2", "3", "4", "5", "6"]
+
+    async def broken(stage: str, message: str, fraction: float | None = None) -> None:
+        raise RuntimeError("the client went away")
+
+    with pytest.raises(RuntimeError, match="went away"):
+        async with relay(broken):
+            emit("x", "lost")

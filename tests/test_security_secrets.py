@@ -100,6 +100,55 @@ def test_values_of_env_vars_named_like_secrets_are_masked(monkeypatch: pytest.Mo
     assert out.split() == ["[REDACTED]"] * 5 + ["visible-value"]
 
 
+def test_a_secret_set_changed_or_removed_in_env_between_calls_is_seen_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Redaction caches its patterns: any change to the environment must still show at the next call."""
+    from core.redact import redact, redact_data
+
+    assert redact("first-secret-value") == "first-secret-value"
+    monkeypatch.setenv("LATE_API_KEY", "first-secret-value")
+    assert redact_data({"a": ["first-secret-value"]}) == {"a": ["[REDACTED]"]}
+    monkeypatch.setenv("LATE_API_KEY", "second-secret-value")  # same names, another value
+    assert redact("first-secret-value second-secret-value") == "first-secret-value [REDACTED]"
+    os.environ["OTHER_TOKEN"] = "third-secret-value"  # straight into os.environ, not via monkeypatch
+    try:
+        assert redact("third-secret-value") == "[REDACTED]"
+    finally:
+        del os.environ["OTHER_TOKEN"]
+    assert redact("third-secret-value") == "third-secret-value"
+    monkeypatch.delenv("LATE_API_KEY")
+    assert redact("second-secret-value") == "second-secret-value"
+
+
+def test_no_secret_shape_or_value_is_shorter_than_the_length_redaction_skips() -> None:
+    """Strings under MIN_SECRET_CHARS are returned unscanned: no pattern may match fewer characters."""
+    try:
+        from re import _parser as sre_parse  # type: ignore[attr-defined]
+    except ImportError:  # Python < 3.11
+        import sre_parse  # type: ignore[no-redef]
+
+    from core.redact import _PATTERNS, MIN_SECRET_CHARS, redact, register_secret
+
+    def opcodes(parsed: Any) -> set[str]:  # every opcode in a parsed pattern, nested ones too
+        found = set()
+        for op, arg in parsed:
+            found.add(str(op) + (":behind" if str(op).startswith("ASSERT") and arg[0] < 0 else ""))
+            for item in arg if isinstance(arg, (list, tuple)) else ():
+                if isinstance(item, sre_parse.SubPattern):
+                    found |= opcodes(item)
+                elif isinstance(item, (list, tuple)):
+                    found |= set().union(*(opcodes(i) for i in item if isinstance(i, sre_parse.SubPattern)))
+        return found
+
+    for pattern in _PATTERNS:
+        parsed = sre_parse.parse(pattern.pattern)
+        assert parsed.getwidth()[0] >= MIN_SECRET_CHARS, pattern.pattern
+        # redact_data tests all strings joined at once: sound only without anchors or look-behind
+        assert not {op for op in opcodes(parsed) if op == "AT" or op.endswith(":behind")}, pattern.pattern
+    register_secret("x" * (MIN_SECRET_CHARS - 1))  # too short to register: it would mask ordinary words
+    assert redact("x" * (MIN_SECRET_CHARS - 1)) == "x" * (MIN_SECRET_CHARS - 1)
+    assert redact("?sig=x") == "?sig=[REDACTED]"  # the shortest shape, exactly MIN_SECRET_CHARS long
+
+
 def test_literal_secrets_in_operator_config_are_masked_once_registered() -> None:
     from core.redact import redact, register_config_secrets
 
@@ -275,3 +324,50 @@ def test_loading_a_config_registers_its_literal_secrets(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     load_config(path)
     assert "literal-tavily-in-file-4242" not in redact("tavily said: bad key literal-tavily-in-file-4242")
+
+
+def test_the_quick_scan_never_misses_a_shape_the_patterns_catch() -> None:
+    """``_may_hold_secret`` skips the patterns on text holding none of ``_TRIGGERS``: fuzz it with
+    text built from the patterns' own words (random case, cut short) and check it never says
+    "nothing" where a pattern matches; every pattern must have matched often enough to count."""
+    import random
+
+    from core.redact import _ANY_PATTERN, _PATTERNS, _may_hold_secret
+
+    words = ["sk-ant-", "sk-", "tvly-", "AIza", "AKIA", "ASIA", "rpa_", "ya29.", "ghp_", "gho_", "ghs_", "hf_",
+             "Bearer ", "bearer\t", "?", "&", "=", ":", "://", "@", "/", "x-amz-", "x-goog-", "signature", "credential",
+             "security-token", "sig", "api_key", "apikey", "x-api-key", "aws_secret_access_key", "access_token",
+             "refresh_token", "client_secret", "password", "passwd", "authorization", "basic ", "token ", "token",
+             "key", "id", "awsaccesskeyid", "https", "user", " ", "\n", '"', "'", "ABCDEFGHIJKLMNOP0123",
+             "abcdefghijklmnopqrstuvwxyz0123456789", "Q1w2E3r4", "-_", ".", "?sig=", "&x-amz-signature=",
+             "?x-goog-signature=", "&x-goog-credential=", "?awsaccesskeyid=", "&token=", "Authorization: Basic ",
+             'authorization"=token ', "https://bob:", "ftp://a:", "@host"]
+    rng = random.Random(17)
+    hits = dict.fromkeys(range(len(_PATTERNS)), 0)
+    for _ in range(40_000):
+        parts = []
+        for word in rng.choices(words, k=rng.randint(1, 8)):
+            if rng.random() < 0.3:
+                word = "".join(c.upper() if rng.random() < 0.5 else c.lower() for c in word)
+            if rng.random() < 0.1 and len(word) > 1:
+                cut = rng.randrange(len(word))
+                word = word[:cut] + word[cut + 1:]
+            parts.append(word)
+        text = "".join(parts)
+        if _ANY_PATTERN.search(text) is None:
+            continue
+        assert _may_hold_secret(text, (None, _ANY_PATTERN)), text
+        for i, pattern in enumerate(_PATTERNS):
+            hits[i] += pattern.search(text) is not None
+    assert min(hits.values()) >= 20, {_PATTERNS[i].pattern[:40]: n for i, n in hits.items()}
+
+
+def test_redact_data_masks_a_secret_wherever_it_sits_among_clean_strings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.redact import redact_data
+
+    monkeypatch.setenv("NESTED_API_KEY", "nested-secret-42")
+    clean = {"trace": [{"step": "draft", "detail": "ok"}] * 5, "text": "plain words", "n": 3, "t": ("a", "b")}
+    assert redact_data(clean) == {**clean, "t": ["a", "b"]}  # copied, tuples as lists, as before
+    data = {**clean, "trace": [*clean["trace"], {"detail": "upstream said nested-secret-42 and Bearer abcdefgh123"}]}
+    assert redact_data(data)["trace"][-1]["detail"] == "upstream said [REDACTED] and Bearer [REDACTED]"
+    assert redact_data(["caf\u00e9 ", "x", "sk-proj-0123456789abcdefghij"]) == ["caf\u00e9 ", "x", "[REDACTED]"]

@@ -1,4 +1,9 @@
-"""build_graph: the delegation StateGraph (draft -> review -> bounded revise loop)."""
+"""build_graph: the delegation StateGraph (draft -> review -> bounded revise loop).
+
+A node that ends the job sets ``final`` itself and routes to END: a separate ``finalize`` node
+would cost LangGraph one more step (a task, and a durable checkpoint with a saver) per job to
+copy one string.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +13,15 @@ from typing import Any
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command
 
-from graphs.delegation.nodes import Node, after_draft, after_review, make_nodes
+from graphs.delegation.nodes import FINALIZE, Node, after_draft, after_review, finalize, make_nodes
 from graphs.delegation.state import DelegationState
 from providers.base import LLMProvider
 
 #: node -> (router, where it may go). The node itself routes (a ``Command``): a conditional edge
 #: would cost LangGraph a fresh state read and a runnable call per step (~15% of a job's CPU).
 ROUTES: dict[str, tuple[Callable[[DelegationState], str], tuple[str, ...]]] = {
-    "draft": (after_draft, ("review", "finalize")),
-    "review": (after_review, ("revise", "finalize")),
+    "draft": (after_draft, ("review", END)),
+    "review": (after_review, ("revise", END)),
 }
 
 
@@ -24,7 +29,11 @@ def _routed(node: Node, route: Callable[[DelegationState], str]) -> Callable[[De
     async def run(state: DelegationState) -> Command[str]:
         update = await node(state)
         # a shallow merge is the state the router would read: routers read plain (non-reducer) keys
-        return Command(update=update, goto=route({**state, **update}))  # type: ignore[typeddict-item]
+        merged: DelegationState = {**state, **update}  # type: ignore[typeddict-item]
+        goto = route(merged)
+        if goto == FINALIZE:
+            return Command(update={**update, **finalize(merged)}, goto=END)
+        return Command(update=update, goto=goto)
 
     return run
 
@@ -40,5 +49,4 @@ def build_graph(llm: LLMProvider, checkpointer: Any = None) -> Any:
             graph.add_node(name, fn)
     graph.add_edge(START, "draft")
     graph.add_edge("revise", "review")
-    graph.add_edge("finalize", END)
     return graph.compile(checkpointer=checkpointer)

@@ -1,4 +1,5 @@
-"""Nodes of the delegation graph: draft, review, revise, finalize.
+"""Nodes of the delegation graph: draft, review, revise (and ``finalize``, which the node that
+ends the job applies to its own update: see ``graph``).
 
 Nodes talk to the ``LLMProvider`` Protocol only. Each returns the trace steps it produced
 (every provider attempt, then one node step), so a resumed job's trace is complete.
@@ -20,6 +21,8 @@ from graphs.progress import emit, model_progress
 from providers.base import LLMConfig, LLMProvider, LLMResponse, Message, TraceStep, listen_to_attempts
 
 Node = Callable[[DelegationState], Awaitable[dict[str, Any]]]
+#: what a router returns when the job is done
+FINALIZE = "finalize"
 
 
 def _node_step(name: str, started: float, detail: str, outcome: str = "ok") -> dict[str, Any]:
@@ -134,19 +137,21 @@ def make_nodes(llm: LLMProvider) -> dict[str, Node]:
             "trace": attempts + [_node_step("revise", started, f"revision {number} by {response.model}")],
         }
 
-    async def finalize(state: DelegationState) -> dict[str, Any]:
-        emit("done", "finished")
-        return {"final": state["draft"]}
+    return {"draft": draft, "review": review, "revise": revise}
 
-    return {"draft": draft, "review": review, "revise": revise, "finalize": finalize}
+
+def finalize(state: DelegationState) -> dict[str, Any]:
+    """The update that ends the job: the draft as it stands is the final text."""
+    emit("done", "finished")
+    return {"final": state["draft"]}
 
 
 def after_draft(state: DelegationState) -> str:
-    return "review" if state.get("reviewer") else "finalize"
+    return "review" if state.get("reviewer") else FINALIZE
 
 
 def after_review(state: DelegationState) -> str:
     verdict = state.get("review") or {}
     if verdict.get("approved") is False and state.get("revisions", 0) < state.get("max_revisions", 0):
         return "revise"
-    return "finalize"
+    return FINALIZE
