@@ -251,3 +251,37 @@ async def test_progress_relay_keeps_order_reaches_threads_and_fails_with_its_cal
     with pytest.raises(RuntimeError, match="went away"):
         async with relay(broken):
             emit("x", "lost")
+
+
+async def test_a_job_checkpointed_before_the_old_finalize_step_still_finishes(make_context: Any) -> None:
+    """Jobs checkpointed by the version with a separate ``finalize`` step (draft -> review ->
+    finalize) resume on today's graph after a deploy: the draft is not paid again."""
+    from dataclasses import replace
+
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.graph import END, START, StateGraph
+
+    from graphs.delegation.graph import build_graph
+    from graphs.delegation.state import DelegationState
+    from graphs.run import run_graph
+    from providers.testing import FunctionLLM
+
+    calls: list[str] = []
+
+    def answer(messages: Any, config: Any) -> Any:
+        calls.append(config.step)
+        return {"approved": True, "score": 9, "issues": [], "suggestion": ""} if config.step == "review" else "old draft"
+
+    saver = InMemorySaver()
+    old: Any = StateGraph(DelegationState)
+    old.add_node("draft", lambda s: {"draft": "old draft", "drafted_by": "m", "trace": []})
+    old.add_node("finalize", lambda s: {"final": "never"})
+    old.add_edge(START, "draft")
+    old.add_edge("draft", "finalize")
+    old.add_edge("finalize", END)
+    config = {"configurable": {"thread_id": "upgrade-1"}}
+    await old.compile(checkpointer=saver, interrupt_before=["finalize"]).ainvoke(
+        {"task": "t", "kind": "critical", "primary": "local", "reviewer": None, "max_revisions": 1, "trace": []}, config)
+    ctx = replace(await make_context(FunctionLLM(answer))("upgrade-1"), checkpointer=saver)
+    state = await run_graph(build_graph(FunctionLLM(answer), saver), {}, ctx)
+    assert state["final"] == "old draft" and calls == []

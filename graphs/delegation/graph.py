@@ -49,4 +49,12 @@ def build_graph(llm: LLMProvider, checkpointer: Any = None) -> Any:
             graph.add_node(name, fn)
     graph.add_edge(START, "draft")
     graph.add_edge("revise", "review")
+    # reached only by a job checkpointed by an earlier version, whose next step was `finalize`:
+    # after a deploy it still finishes (no edge leads here, so a new job never pays for it)
+    graph.add_node(FINALIZE, _finalize_node)
+    graph.add_edge(FINALIZE, END)
     return graph.compile(checkpointer=checkpointer)
+
+
+async def _finalize_node(state: DelegationState) -> dict[str, Any]:
+    return finalize(state)
