@@ -68,3 +68,17 @@ def test_support_scores_the_wording_of_claims_against_source_text():
 def test_markdown_links_and_code_are_not_citations():
     check = check_citations("See [the docs](https://x.org). Use `a[0]` here.\n```\nx = [1]\n```\n", SOURCES)
     assert check.citations == [] and check.removed == []
+
+
+def test_a_sentence_that_opens_with_code_is_its_own_claim() -> None:
+    """Code spans are hidden behind placeholders while citations are read; a sentence opening
+    with one still starts a new claim, so each claim matches the sentence the checker grounded."""
+    from graphs.research.citations import check_citations
+
+    report = ("`routing.delegation.<kind>` names a `primary` and an optional `reviewer` [1]. "
+              "`research: { primary: \"deepseek\" }` means the research graph writes with DeepSeek first [1].")
+    result = check_citations(report, [{"id": 1, "url": "file:///x.md", "title": "x"}], {1: report})
+    assert [c["claim"] for c in result.citations] == [
+        "`routing.delegation.<kind>` names a `primary` and an optional `reviewer`.",
+        "`research: { primary: \"deepseek\" }` means the research graph writes with DeepSeek first.",
+    ]

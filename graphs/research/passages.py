@@ -26,7 +26,9 @@ _PARAGRAPH = re.compile(r"\S.*?(?=\n[ \t]*\n|\Z)", re.DOTALL)
 _HEADING_LINE = re.compile(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$")
 #: where one sentence ends and the next begins: after . ! or ? and before a capital, a digit,
 #: a quote, a bracket or code (so "e.g. this" stays one sentence)
-SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[*`A-Z0-9])")
+#: a sentence ends at . ! ? before one that starts like a sentence; \x01 is the placeholder of a
+#: code span hidden while citations are read (citations._protect_code), so "`x` means y." starts one too
+SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[*`A-Z0-9\x01])")
 _TOKEN = re.compile(r"[a-z0-9]+")
 _SUFFIXES = ("ations", "ation", "ings", "ing", "ers", "ies", "ied", "ure", "es", "ed", "er", "ly", "s")
 STOPWORDS = frozenset(
