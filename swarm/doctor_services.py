@@ -93,6 +93,10 @@ async def check_runpod(config: SwarmConfig) -> Finding:
     if not spec.endpoint_id:
         return Finding("runpod", "info", "not configured (jobs run in-process)")
     key = os.environ.get(spec.api_key_env, "")
+    if not key and runpod_worker():
+        # RunPod sets RUNPOD_ENDPOINT_ID on its own workers; jobs come to them, they send none
+        return Finding("runpod", "info", f"this is a RunPod worker of endpoint {spec.endpoint_id}: jobs come from "
+                                         f"its queue ({spec.api_key_env} is not needed here, and should not be set)")
     if not key:
         status: Status = "fail" if config.runner.kind == "runpod" else "warn"
         detail = f"endpoint {spec.endpoint_id} is set but {spec.api_key_env} is not -> jobs run in-process"

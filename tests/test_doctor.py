@@ -302,3 +302,21 @@ def test_sqlite_checkpoints_inside_a_runpod_worker_are_a_warning_with_the_fix(
     line = found["checkpointer"]
     assert line["status"] == "warn" and "resumes only on the worker that ran it" in line["detail"]
     assert "SWARM_CHECKPOINTER_DSN" in line["fix"] and "/runpod-volume" in line["fix"]
+
+
+def test_a_runpod_worker_without_the_account_key_is_not_warned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """RunPod sets RUNPOD_ENDPOINT_ID on its workers, which must not hold RUNPOD_API_KEY: doctor
+    says what the worker is instead of asking for the key; off a worker the warning stays."""
+    monkeypatch.setenv("RUNPOD_ENDPOINT_ID", "ep-1")
+    monkeypatch.delenv("RUNPOD_API_KEY", raising=False)
+    monkeypatch.delenv("RUNPOD_POD_ID", raising=False)
+    monkeypatch.delenv("RUNPOD_WEBHOOK_GET_JOB", raising=False)
+    config = write_config(tmp_path)
+    _, found = findings(capsys, config, "--quick")
+    assert found["runpod"]["status"] == "warn" and "RUNPOD_API_KEY" in found["runpod"]["detail"]
+
+    monkeypatch.setenv("RUNPOD_POD_ID", "pod-1")
+    _, found = findings(capsys, config, "--quick")
+    assert found["runpod"]["status"] == "info" and "RunPod worker of endpoint ep-1" in found["runpod"]["detail"]
