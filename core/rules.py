@@ -30,3 +30,11 @@ def valid_job_id(value: object) -> str | None:
     if isinstance(value, str) and len(value) <= MAX_JOB_ID_CHARS and re.fullmatch(JOB_ID_PATTERN, value):
         return value
     return None
+
+
+def not_blank(value: str) -> str:
+    """A text field that must say something (a task, a question): only whitespace is refused.
+    Use as ``_check = field_validator("task")(not_blank)``."""
+    if not value.strip():
+        raise ValueError("must not be empty or only whitespace")
+    return value

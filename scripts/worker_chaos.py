@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from worker_check import Endpoint, container_env, job_passed, trace_summary
+from worker_check import Endpoint, container_env, job_passed, remove_containers, trace_summary
 from worker_docker import ROOT, docker, say
 
 sys.path.insert(0, str(ROOT / "tests"))
@@ -92,10 +92,7 @@ def cmd_chaos(args: argparse.Namespace, logs: Path) -> int:
             try:
                 return _chaos(args, endpoint, models, dsn, names)
             finally:
-                for name in names:
-                    with (logs / f"{name}.log").open("w", encoding="utf-8") as handle:
-                        subprocess.run(["docker", "logs", name], stdout=handle, stderr=subprocess.STDOUT, check=False)
-                    docker("rm", "-f", name, check=False)
+                remove_containers(names, logs)
                 endpoint.close()
     finally:
         stop_postgres(exported)

@@ -209,12 +209,17 @@ def cmd_check(args: argparse.Namespace) -> int:
     try:
         return _check(args, endpoint, names, logs)
     finally:
-        for name in names:
-            with (logs / f"{name}.log").open("w", encoding="utf-8") as handle:
-                subprocess.run(["docker", "logs", name], stdout=handle, stderr=subprocess.STDOUT, check=False)
-            docker("rm", "-f", name, check=False)
+        remove_containers(names, logs)
         endpoint.close()
         say(f"logs: {logs.relative_to(ROOT)}/")
+
+
+def remove_containers(names: list[str], logs: Path) -> None:
+    """Keep each container's log in ``logs/<name>.log``, then remove it (gone or not)."""
+    for name in names:
+        with (logs / f"{name}.log").open("w", encoding="utf-8") as handle:
+            subprocess.run(["docker", "logs", name], stdout=handle, stderr=subprocess.STDOUT, check=False)
+        docker("rm", "-f", name, check=False)
 
 
 def _check(args: argparse.Namespace, endpoint: Endpoint, names: list[str], logs: Path) -> int:

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.errors import InputError
-from core.rules import Tier
+from core.rules import Tier, not_blank
 from graphs.consensus.state import Participant
 from graphs.context import JobContext
 
@@ -26,12 +26,7 @@ class ConsensusInput(BaseModel):
     stances: list[Stance] | None = Field(default=None, min_length=1, max_length=MAX_MODELS)
     tier: Tier | None = None
 
-    @field_validator("question")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be empty or only whitespace")
-        return value
+    _not_blank = field_validator("question")(not_blank)
 
 
 def participants(inp: ConsensusInput, ctx: JobContext) -> tuple[list[Participant], str]:

@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.errors import InputError
-from core.rules import Tier
+from core.rules import Tier, not_blank
 from graphs.context import JobContext
 from graphs.delegation.history import THREAD_ID_PATTERN, Turn, history_step, window
 
@@ -26,12 +26,7 @@ class DelegateInput(BaseModel):
     history: list[Turn] = Field(default_factory=list, max_length=1000,
                                 description="the thread's earlier turns, oldest first (the door sends them)")
 
-    @field_validator("task")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be empty or only whitespace")
-        return value
+    _not_blank = field_validator("task")(not_blank)
 
 
 async def delegate(inp: DelegateInput, ctx: JobContext) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.errors import AllProvidersFailed, BudgetExceeded, InputError
+from core.rules import not_blank
 from graphs.context import JobContext
 from graphs.delegation.history import THREAD_ID_PATTERN, Turn, history_step, window
 from providers.base import SelectableSearch
@@ -46,12 +47,7 @@ class ResearchInput(BaseModel):
     history: list[Turn] = Field(default_factory=list, max_length=1000,
                                 description="the thread's earlier turns, oldest first (the door sends them)")
 
-    @field_validator("question")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be empty or only whitespace")
-        return value
+    _not_blank = field_validator("question")(not_blank)
 
 
 def _totals(trace: list[dict[str, Any]]) -> dict[str, Any]:
