@@ -44,6 +44,13 @@ def _job(task: str, job_id: str | None = None) -> dict[str, Any]:
     return job
 
 
+async def _caught_at_review(pool: Any, fake: FakeOpenAI, job_id: str) -> asyncio.Task[dict[str, Any]]:
+    """A delegation job started on ``pool``, once its draft is done and its review call is open."""
+    running = asyncio.create_task(pool.run(_job("Say one thing.", job_id)))
+    await _until(lambda: any(_is_review(r) for r in fake.requests_for(LOCAL_ALIAS)), 60, "the review call")
+    return running
+
+
 async def _until(predicate: Any, timeout_s: float, what: str) -> None:
     deadline = time.monotonic() + timeout_s
     while not predicate():
@@ -125,8 +132,7 @@ async def test_cancel_reaches_the_worker_and_the_job_resumes_by_id(tmp_path: Pat
     fake_models.script(LOCAL_ALIAS, Behaviour.answer(DRAFT), Behaviour.hang(60))
     pool = ProcessExecutor(2, str(_config(tmp_path, 2)))
     try:
-        running = asyncio.create_task(pool.run(_job("Say one thing.", "cancel-me-1")))
-        await _until(lambda: any(_is_review(r) for r in fake_models.requests_for(LOCAL_ALIAS)), 60, "the review call")
+        running = await _caught_at_review(pool, fake_models, "cancel-me-1")
         started = time.monotonic()
         running.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -150,8 +156,7 @@ async def test_a_killed_worker_fails_its_job_and_a_new_process_resumes_it(tmp_pa
     fake_models.script(LOCAL_ALIAS, Behaviour.answer(DRAFT), Behaviour.hang(60))
     pool = ProcessExecutor(2, str(_config(tmp_path, 2)))
     try:
-        running = asyncio.create_task(pool.run(_job("Say one thing.", "kill-me-1")))
-        await _until(lambda: any(_is_review(r) for r in fake_models.requests_for(LOCAL_ALIAS)), 60, "the review call")
+        running = await _caught_at_review(pool, fake_models, "kill-me-1")
         victim = next(w for w in pool.workers if w.calls)
         os.kill(victim.pid, signal.SIGKILL)
         failed = await asyncio.wait_for(running, 30)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from test_image_precision import ScriptedClock
 
 from core.config import RembgSpec, load_config
 from core.errors import ConfigError
@@ -35,20 +36,6 @@ MODEL = "u2netp"
 SAPPHIRE = CpuInfo("Intel(R) Xeon(R) Platinum 8480+", frozenset({"avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16"}))
 EPYC = CpuInfo("AMD EPYC 7763 64-Core Processor", frozenset({"avx2", "fma"}))
 FP16_ONLY = {"fp32": frozenset(), "torch-fp16": frozenset()}
-
-
-class ScriptedClock:
-    """``measure`` reads the clock before and after each candidate, candidates in order: each
-    pair of reads advances by that candidate's scripted cost."""
-
-    def __init__(self, costs: list[float]) -> None:
-        self.costs, self.now, self.reads = costs, 0.0, 0
-
-    def __call__(self) -> float:
-        if self.reads % 2:
-            self.now += self.costs[(self.reads // 2) % len(self.costs)]
-        self.reads += 1
-        return self.now
 
 
 # --- the floor ----------------------------------------------------------------------------------
