@@ -78,3 +78,5 @@ class JobContext:
     checkpointer: Any = None
     progress: ProgressFn = _no_progress
     extras: dict[str, Any] = field(default_factory=dict)
+    #: the job id was minted for this job just now, so no checkpoint can exist under it yet
+    new_job: bool = False

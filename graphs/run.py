@@ -6,7 +6,22 @@ from typing import Any
 
 from core.errors import SwarmError
 from graphs.context import JobContext, _no_progress
+from graphs.lean_saver import LeanStartSaver
 from graphs.progress import relay
+
+
+def lean_checkpointer(ctx: JobContext, saver: Any = None) -> Any:
+    """``saver`` (default ``ctx.checkpointer``) in a ``LeanStartSaver``; ``None`` stays ``None``.
+
+    For graphs whose first step runs one task (see ``graphs.lean_saver``). The job's own saver
+    gets one wrapper per config version; another (a job's throwaway saver) a wrapper of its own.
+    """
+    if saver is None or saver is ctx.checkpointer:
+        shared = ctx.checkpointer
+        if shared is None:
+            return None
+        return ctx.providers.memo(("lean-saver", id(shared)), lambda: LeanStartSaver(shared))
+    return LeanStartSaver(saver)
 
 
 async def run_graph(graph: Any, initial: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
@@ -18,9 +33,14 @@ async def run_graph(graph: Any, initial: dict[str, Any], ctx: JobContext) -> dic
     """
     config = {"configurable": {"thread_id": ctx.job_id}}
     start: dict[str, Any] | None = initial
-    # a new job (the common case) has no checkpoint: one saver read says so, without the
-    # state snapshot LangGraph would assemble around it
-    if ctx.checkpointer is not None and await ctx.checkpointer.aget_tuple(config) is not None:
+    lean = graph.checkpointer if isinstance(graph.checkpointer, LeanStartSaver) else None
+    # a job id minted for this job has no checkpoint (nor does LangGraph's own first read need to
+    # ask the store); for any other, one saver read says whether it has one, without the state
+    # snapshot LangGraph would assemble around it
+    if ctx.new_job:
+        if lean is not None:
+            lean.expect_new(ctx.job_id)
+    elif ctx.checkpointer is not None and await ctx.checkpointer.aget_tuple(config) is not None:
         snapshot = await graph.aget_state(config)
         if snapshot.values:
             if not snapshot.next:
@@ -40,4 +60,7 @@ async def run_graph(graph: Any, initial: dict[str, Any], ctx: JobContext) -> dic
         if getattr(exc, "graph_state", None) is None:
             exc.graph_state = dict(final)  # type: ignore[attr-defined]
         raise
+    finally:
+        if lean is not None:  # drop what it held if the run ended early
+            lean.forget(ctx.job_id)
     return final

@@ -102,6 +102,7 @@ async def dispatch(raw: dict[str, Any] | JobRequest, make_context: Any) -> dict[
         bound = bind_job(envelope.job_id)
         fn, inp = _action_and_input(job)
         ctx = await make_context(envelope.job_id)
+        ctx.new_job = job.idempotency_key is None and job.job_id is None and _given_job_id(raw) is None
         output = await _run_action(fn, inp, ctx, job, envelope.job_id)
         envelope = envelope.replace(trace=list(output.pop("trace", [])), output=output)
     except SwarmError as exc:

@@ -46,10 +46,11 @@ async def delegate(inp: DelegateInput, ctx: JobContext) -> dict[str, Any]:
         return await _research_route(inp, ctx)
 
     from graphs.delegation.graph import build_graph
-    from graphs.run import run_graph
+    from graphs.run import lean_checkpointer, run_graph
 
     providers = ctx.providers
-    graph = providers.memo(("graph:delegation", id(ctx.checkpointer)), lambda: build_graph(providers.llm, ctx.checkpointer))
+    graph = providers.memo(("graph:delegation", id(ctx.checkpointer)),
+                           lambda: build_graph(providers.llm, lean_checkpointer(ctx)))
     await ctx.progress("route", f"{inp.kind}: primary {route.primary}, reviewer {route.reviewer or 'none'}", None)
     kept, left_out = window(inp.history, config.threads.max_chars)
     opening = [history_step(inp.thread_id, inp.history, kept, left_out, config.threads.max_chars)] if inp.thread_id else []

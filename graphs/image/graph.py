@@ -19,6 +19,7 @@ from graphs.image.nodes import (
     make_step,
 )
 from graphs.image.state import ImageState
+from graphs.run import lean_checkpointer
 from providers.base import StorageProvider
 
 STEPS = ("remove_background", "upscale")
@@ -52,5 +53,5 @@ def image_graph(ctx: JobContext) -> Any:
     providers = ctx.providers
     return providers.memo(
         ("graph:image", id(ctx.checkpointer)),
-        lambda: build_graph(providers.image, providers.storage, ctx.checkpointer),
+        lambda: build_graph(providers.image, providers.storage, lean_checkpointer(ctx)),
     )

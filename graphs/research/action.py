@@ -94,6 +94,7 @@ async def research(inp: ResearchInput, ctx: JobContext) -> dict[str, Any]:
     route = config.routing.delegation.get("research")
 
     from graphs.research.graph import build_graph
+    from graphs.run import lean_checkpointer
     from providers.web.fetch import safe_fetch
 
     fetch = partial(safe_fetch, max_bytes=FETCH_MAX_BYTES, timeout_s=FETCH_TIMEOUT_S, truncate=True)
@@ -103,7 +104,7 @@ async def research(inp: ResearchInput, ctx: JobContext) -> dict[str, Any]:
         from langgraph.checkpoint.memory import InMemorySaver
 
         checkpointer = InMemorySaver()
-    graph = build_graph(ctx.providers.llm, search, fetch, checkpointer)
+    graph = build_graph(ctx.providers.llm, search, fetch, lean_checkpointer(ctx, checkpointer))
     try:
         state = await _run(graph, inp, route, ctx, checkpointer)
     except (BudgetExceeded, AllProvidersFailed) as exc:
