@@ -153,14 +153,33 @@ def _may_hold_secret(text: str, patterns: tuple[re.Pattern[str] | None, re.Patte
     return any(word in lowered for word in _TRIGGERS)
 
 
+_SEQUENCES = (list, tuple)
+#: types with nothing to redact inside: returned as they are, without a call per value
+_PLAIN = frozenset({int, float, bool, type(None)})
+
+
 def _copy(data: Any, strings: list[str]) -> Any:
-    """``data`` with its containers copied (tuples as lists), every string in it added to ``strings``."""
-    if isinstance(data, str):
+    """``data`` with its containers copied (tuples as lists), every string in it added to ``strings``.
+
+    Every job result passes through here: plain values are kept without a call of their own."""
+    kind = type(data)
+    if kind is dict:
+        out = {}
+        for key, value in data.items():
+            if type(value) in _PLAIN:
+                out[key] = value
+            elif type(value) is str:
+                strings.append(value)
+                out[key] = value
+            else:
+                out[key] = _copy(value, strings)
+        return out
+    if kind is str or isinstance(data, str):
         strings.append(data)
         return data
     if isinstance(data, dict):
         return {k: _copy(v, strings) for k, v in data.items()}
-    if isinstance(data, list | tuple):
+    if isinstance(data, _SEQUENCES):
         return [_copy(v, strings) for v in data]
     return data
 
@@ -170,7 +189,7 @@ def _walk(data: Any, patterns: tuple[re.Pattern[str] | None, re.Pattern[str]]) -
         return _redact(data, patterns)
     if isinstance(data, dict):
         return {k: _walk(v, patterns) for k, v in data.items()}
-    if isinstance(data, list | tuple):
+    if isinstance(data, _SEQUENCES):
         return [_walk(v, patterns) for v in data]
     return data
 

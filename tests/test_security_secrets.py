@@ -371,3 +371,25 @@ def test_redact_data_masks_a_secret_wherever_it_sits_among_clean_strings(monkeyp
     data = {**clean, "trace": [*clean["trace"], {"detail": "upstream said nested-secret-42 and Bearer abcdefgh123"}]}
     assert redact_data(data)["trace"][-1]["detail"] == "upstream said [REDACTED] and Bearer [REDACTED]"
     assert redact_data(["caf\u00e9 ", "x", "sk-proj-0123456789abcdefghij"]) == ["caf\u00e9 ", "x", "[REDACTED]"]
+
+
+def test_redact_data_reaches_every_kind_of_value_and_returns_a_copy(monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.redact import redact_data
+
+    class Text(str):
+        pass
+
+    class Record(dict):  # type: ignore[type-arg]
+        pass
+
+    monkeypatch.setenv("KINDS_API_KEY", "kinds-secret-4242")
+    data = {"n": 1, "f": 0.5, "b": True, "none": None, "sub": Text("has kinds-secret-4242"),
+            "rec": Record(x=("kinds-secret-4242", 2)), "deep": [{"t": ("ok", ["kinds-secret-4242"])}]}
+    out = redact_data(data)
+    assert out == {"n": 1, "f": 0.5, "b": True, "none": None, "sub": "has [REDACTED]",
+                   "rec": {"x": ["[REDACTED]", 2]}, "deep": [{"t": ["ok", ["[REDACTED]"]]}]}
+    clean = {"trace": [{"step": "a", "ms": 1.5}], "rec": Record(k="v")}
+    copied = redact_data(clean)
+    copied["trace"][0]["step"] = "changed"
+    copied["rec"]["k"] = "changed"
+    assert clean == {"trace": [{"step": "a", "ms": 1.5}], "rec": {"k": "v"}}  # the input is untouched
