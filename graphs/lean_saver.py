@@ -127,15 +127,19 @@ class LeanStartSaver(BaseCheckpointSaver):
         versions.update(new_versions)
         return _without_parent(config), versions
 
-    def _held_for_writes(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]]) -> tuple[bool, _Held | None]:
-        """(drop the writes?, the held checkpoint to store first, if any)."""
+    def _writes_plan(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]]) -> tuple[bool, tuple | None]:
+        """(drop the writes?, ``put``'s arguments for the held checkpoint to store first, if any)."""
         thread = _thread(config)
         held = None if thread is None else self._held.get(thread)
         if held is None or config["configurable"].get("checkpoint_id") not in held.ids:
             return False, None
-        if any(channel in _RESUMABLE for channel, _ in writes):
-            return False, held
-        return True, None
+        if not any(channel in _RESUMABLE for channel, _ in writes):
+            return True, None
+        if held.last is None:
+            return False, None
+        last_config, checkpoint, metadata = held.last
+        stored_config, versions = self._release(last_config, checkpoint, {})
+        return False, (stored_config, checkpoint, metadata, versions)
 
     # --- writes ----------------------------------------------------------------------------
 
@@ -149,13 +153,11 @@ class LeanStartSaver(BaseCheckpointSaver):
 
     async def aput_writes(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str,
                           task_path: str = "") -> None:
-        drop, store_first = self._held_for_writes(config, writes)
+        drop, store_first = self._writes_plan(config, writes)
         if drop:
             return
-        if store_first is not None and store_first.last is not None:
-            last_config, checkpoint, metadata = store_first.last
-            stored_config, versions = self._release(last_config, checkpoint, {})
-            await self.inner.aput(stored_config, checkpoint, metadata, versions)
+        if store_first is not None:
+            await self.inner.aput(*store_first)
         await self.inner.aput_writes(config, writes, task_id, task_path)
 
     def put(self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata,
@@ -168,13 +170,11 @@ class LeanStartSaver(BaseCheckpointSaver):
 
     def put_writes(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str,
                    task_path: str = "") -> None:
-        drop, store_first = self._held_for_writes(config, writes)
+        drop, store_first = self._writes_plan(config, writes)
         if drop:
             return
-        if store_first is not None and store_first.last is not None:
-            last_config, checkpoint, metadata = store_first.last
-            stored_config, versions = self._release(last_config, checkpoint, {})
-            self.inner.put(stored_config, checkpoint, metadata, versions)
+        if store_first is not None:
+            self.inner.put(*store_first)
         self.inner.put_writes(config, writes, task_id, task_path)
 
     async def adelete_thread(self, thread_id: str) -> None:
