@@ -240,4 +240,4 @@ class LeanStartSaver(BaseCheckpointSaver):
 # LangGraph asks, on every run, whether ``aput_writes`` takes ``task_path`` (``inspect.signature``):
 # a signature stored on the function answers at once instead of being rebuilt from its code.
 for _method in (LeanStartSaver.aput_writes, LeanStartSaver.put_writes):
-    _method.__signature__ = inspect.signature(_method)  # type: ignore[attr-defined]
+    _method.__signature__ = inspect.signature(_method)  # type: ignore[union-attr]

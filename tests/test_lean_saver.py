@@ -33,8 +33,8 @@ def _config(thread: str) -> dict[str, Any]:
 
 
 def _graph(saver: Any, calls: list[str] | None = None, fail_draft: bool = False) -> Any:
-    from graphs.delegation.graph import build_graph
     from core.errors import ProviderUnavailable
+    from graphs.delegation.graph import build_graph
     from providers.testing import FunctionLLM
 
     async def answer(messages: Any, config: Any) -> Any:
