@@ -1,6 +1,6 @@
 """Concurrency figures (issue 17, item 4): 500 delegation jobs at once against the framework's floor.
 
-    python -m bench.bench_concurrency [--quick] [--jobs 500] [--delay-ms 100] [--rounds 3] [--no-processes]
+    python -m bench.bench_concurrency [--quick] [--jobs 500] [--delay-ms 100] [--rounds 3] [--no-processes] [--settle]
 
 Every job goes through the local executor (``LocalExecutor.run`` -> ``Runtime.run``: dispatcher,
 delegation graph, SQLite checkpoints in a temporary ``SWARM_HOME``, budget meter, redaction) with
@@ -326,8 +326,16 @@ async def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--delay-ms", type=float, default=100.0)
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds; the median round is reported")
     parser.add_argument("--no-processes", action="store_true", help="leave out the worker-process throughput row")
+    parser.add_argument("--settle", action="store_true",
+                        help="freeze the start-up heap first (core.heap.settle, as the doors do); every variant alike")
     args = parser.parse_args(argv)
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    if args.settle:
+        import graphs.delegation.graph  # noqa: F401  # what the jobs import, frozen with the rest
+        import swarm.executors.local  # noqa: F401
+        from core.heap import settle
+
+        settle()
     jobs = args.jobs or (50 if args.quick else 500)
     rounds = args.rounds or (1 if args.quick else 3)
     repeat = 3 if args.quick else 5  # one job alone: only the vs_one_job column uses it

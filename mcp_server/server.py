@@ -19,6 +19,7 @@ from mcp.server import MCPServer
 from mcp.server.subscriptions import InMemorySubscriptionBus
 
 from core.errors import ConfigError
+from core.heap import settle
 from mcp_server import http, job_tools, prompts, protocol, resources, schemas, thread_tools, tools
 from mcp_server.state import ServerState
 
@@ -69,6 +70,7 @@ def build_server(config_path: str | None = None, *, jobs_path: Path | None = Non
     async def lifespan(server: MCPServer) -> AsyncIterator[ServerState]:
         state = ServerState(config_path=config_path, bus=bus, jobs_path=jobs_path)
         await state.start()
+        settle()  # start-up's objects leave the collector's walk (core/heap.py)
         live.append(state)
         try:
             yield state

@@ -65,6 +65,7 @@ def _worker_main(conn: Connection, config_path: str | None, initializer: str | N
 
 
 async def _serve(conn: Connection, config_path: str | None) -> None:
+    from core.heap import settle
     from core.redact import install_log_redaction
     from swarm.logs import configure_logging
     from swarm.runtime import Runtime
@@ -73,6 +74,7 @@ async def _serve(conn: Connection, config_path: str | None) -> None:
     configure_logging(os.environ.get("SWARM_LOG_LEVEL") or runtime.config)  # as the RunPod worker does
     install_log_redaction()
     inbox = _WorkerInbox(conn, runtime, asyncio.get_running_loop())
+    settle()  # start-up's objects leave the collector's walk (core/heap.py)
     threading.Thread(target=inbox.read, name="swarm-worker-inbox", daemon=True).start()
     inbox.send(("ready", os.getpid()))
     await inbox.stopped
