@@ -3,16 +3,23 @@
 RunPod delivers ``{"id": ..., "input": {"project", "action", "input"}}``. The handler is
 async so RunPod's per-job cancel works. Errors come back as ``{"error": {"type", "message"}}``
 with no traceback and no secret (the SDK would otherwise put the exception text and traceback
-into the job result). ``runpod.serverless.start`` runs only under ``__main__``.
+into the job result). ``runpod.serverless.start`` runs only under ``__main__``, after the warm-up
+of ``worker.warm``: the LLM servers before the worker loop starts, the image models beside it
+(``warm_in_background``), so no job waits on a model it does not use.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
+import time
+from collections.abc import Sequence
 from typing import Any
 
 from core.redact import redact
 from core.rules import valid_job_id
+from providers.base import Warmable
 
 log = logging.getLogger("swarm.handler")
 _runtime: Any = None
@@ -61,21 +68,81 @@ def _progress_update(job: dict[str, Any], data: dict[str, Any]) -> None:
         log.warning("progress update failed: %s", redact(str(exc)))
 
 
-async def warm_up() -> None:
-    """Load once, at worker start, what config lists in ``worker.warm`` (never in the MCP server)."""
+#: kinds of ``worker.warm`` warmed beside the worker loop, not before it: loading a model and
+#: measuring its precision takes seconds to minutes that the first job (maybe not an image job)
+#: would otherwise wait; an image job arriving meanwhile waits on the provider's own lock
+BACKGROUND_WARM = frozenset({"upscale", "remove_background"})
+
+
+async def warm_up(kinds: Sequence[str] | None = None) -> None:
+    """Load once, at worker start, what config lists in ``worker.warm`` (never in the MCP server).
+
+    Args:
+        kinds: warm only these, in order (default: all of ``worker.warm``).
+    """
     rt = runtime()
     config = rt.config
-    for kind in config.worker.warm:
+    kinds = list(config.worker.warm if kinds is None else kinds)
+    for kind in kinds:
         if kind == "llm":
             for name, spec in config.models.items():
                 if spec.local_server is not None and spec.local_server.autostart:
                     await rt.local_servers.ensure(name, spec)
             continue
         provider = rt.providers(config).get(kind)
-        warm = getattr(provider, "warm", None)
-        if warm is not None:
-            await warm()
-    log.info("worker warmed: %s", ", ".join(config.worker.warm) or "nothing")
+        if isinstance(provider, Warmable):
+            await provider.warm()
+    log.info("worker warmed: %s", ", ".join(kinds) or "nothing")
+
+
+def start_warm_up() -> threading.Thread | None:
+    """The worker's warm-up: the kinds of ``worker.warm`` outside ``BACKGROUND_WARM`` now, the
+    others in a background thread (returned; None when there is none), so the worker loop,
+    started next, takes jobs at once. A failure is logged; the first job then loads as today."""
+    warm = runtime().config.worker.warm
+    try:
+        asyncio.run(warm_up([kind for kind in warm if kind not in BACKGROUND_WARM]))
+    except Exception as exc:  # a cold worker still serves; the first job pays the load
+        log.error("warm-up failed: %s", redact(str(exc)))
+    return warm_in_background([kind for kind in warm if kind in BACKGROUND_WARM])
+
+
+def warm_in_background(kinds: Sequence[str]) -> threading.Thread | None:
+    """Warm the providers of ``kinds`` in a daemon thread with its own event loop and return it
+    (None when none of them has anything to warm).
+
+    The providers are built here, in the caller's thread, so a job that arrives at once gets the
+    very instance being warmed and waits on its lock instead of loading a second copy. A failure
+    is logged (redacted) and that kind's first job loads it, as without warm-up.
+    """
+    rt = runtime()
+    providers = rt.providers(rt.config)
+    warmable: dict[str, Warmable] = {}
+    for kind in kinds:
+        try:
+            provider = providers.get(kind)
+        except Exception as exc:  # a cold worker still serves; the job reports the same error
+            log.error("warm-up of %s failed: %s: %s", kind, type(exc).__name__, redact(str(exc)))
+            continue
+        if isinstance(provider, Warmable):
+            warmable[kind] = provider
+    if not warmable:
+        return None
+    thread = threading.Thread(target=asyncio.run, args=(_warm_each(warmable),), name="swarm-warm", daemon=True)
+    thread.start()
+    return thread
+
+
+async def _warm_each(providers: dict[str, Warmable]) -> None:
+    for kind, provider in providers.items():
+        started = time.perf_counter()
+        try:
+            await provider.warm()
+        except Exception as exc:  # a cold provider still serves: its first job loads it
+            log.error("background warm-up of %s failed after %.1f s: %s: %s", kind,
+                      time.perf_counter() - started, type(exc).__name__, redact(str(exc)))
+        else:
+            log.info("worker warmed %s in the background in %.1f s", kind, time.perf_counter() - started)
 
 
 def concurrency_modifier(current: int) -> int:
@@ -85,21 +152,19 @@ def concurrency_modifier(current: int) -> int:
 
 def main() -> None:
     """Start RunPod's worker loop with this handler."""
-    import asyncio
     import sys
 
     import runpod
 
+    from core.heap import settle
     from core.redact import install_log_redaction
     from swarm.logs import configure_logging
 
     configure_logging(runtime().config)  # JSON lines with the job id, level from config
     install_log_redaction()
     if not any(arg.startswith("--test_input") for arg in sys.argv):
-        try:
-            asyncio.run(warm_up())
-        except Exception as exc:  # a cold worker still serves; the first job pays the load
-            log.error("warm-up failed: %s", redact(str(exc)))
+        start_warm_up()
+    settle()  # start-up's objects leave the collector's walk (core/heap.py)
     runpod.serverless.start({"handler": handler, "concurrency_modifier": concurrency_modifier})
 
 

@@ -7,8 +7,8 @@ these Protocols only; which backend stands behind them is decided by config.
 
 What some providers can do beyond their contract is declared here too, as ``runtime_checkable``
 Protocols a caller tests with ``isinstance`` (never ``hasattr``): ``TracedImageProvider``,
-``BatchImageProvider``, ``TracedSearch``, ``SelectableSearch``, ``DocumentReader`` and
-``Configurable``.
+``BatchImageProvider``, ``TracedSearch``, ``SelectableSearch``, ``DocumentReader``,
+``Configurable`` and ``Warmable``.
 """
 
 from __future__ import annotations
@@ -247,6 +247,16 @@ class Configurable(Protocol):
     """A backend that can say, without a network call, why it cannot be tried at all."""
 
     def unconfigured_reason(self) -> str | None: ...
+
+
+@runtime_checkable
+class Warmable(Protocol):
+    """A backend that can load its default model (and make its one-off choices) ahead of the
+    first job: the RunPod worker calls ``warm`` at start for the kinds ``worker.warm`` lists."""
+
+    async def warm(self) -> None:
+        """Load what the first job would load; a job arriving meanwhile waits, never fails."""
+        ...
 
 
 @runtime_checkable

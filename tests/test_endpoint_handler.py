@@ -36,6 +36,7 @@ def endpoint(tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeOpenAI) -> 
     local = config["models"]["local"]
     local["api_base"] = f"{fake_llm.url}/v1"
     local.pop("local_server", None)
+    config["worker"]["warm"] = ["llm"]  # the image models' background warm-up is tests/test_handler_warm.py's
     config_path = home / "config.yaml"
     config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
     if (ROOT / "docs").is_dir():

@@ -1,8 +1,9 @@
 """What the image backends share: one action each, run in a worker thread, traced.
 
 A backend subclasses ``SingleActionBackend``, names its ``action`` and ``name`` and implements
-``_process_sync``; ``process`` (the ``ImageProvider`` contract) and ``process_traced`` (the
-``TracedImageProvider`` capability) are this one implementation.
+``_process_sync``; ``process`` (the ``ImageProvider`` contract), ``process_traced`` (the
+``TracedImageProvider`` capability) and ``warm`` (``Warmable``: ``_warm_sync`` in a worker
+thread; a backend with nothing to load ahead keeps the no-op) are this one implementation.
 """
 
 from __future__ import annotations
@@ -39,6 +40,14 @@ class SingleActionBackend:
         """Like ``process``, plus its trace steps (one per model tried, skips and failures included)."""
         self.check_action(action)
         return await anyio.to_thread.run_sync(self._process_sync, image, config)
+
+    async def warm(self) -> None:
+        """Load the configured model and make its one-off choices (``Warmable``), off the event
+        loop, so the first job finds them done; a job arriving meanwhile waits on the same lock."""
+        await anyio.to_thread.run_sync(self._warm_sync)
+
+    def _warm_sync(self) -> None:
+        """The warm-up, in a worker thread; nothing by default."""
 
     def _process_sync(self, image: bytes, config: ImageConfig) -> tuple[bytes, list[TraceStep]]:
         """The work, in a worker thread: encoded output and its trace steps."""

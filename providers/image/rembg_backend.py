@@ -14,7 +14,8 @@ The configured model (``isnet-anime`` by default) is tried first; a model that i
 
 Which path runs a model (``providers.image.rembg.precision``): onnxruntime fp32, or torch bf16/
 fp16 on the same weights where the CPU has them and they are faster within a mask floor, measured
-once per machine (``rembg_paths.py``); the trace step names the path and why.
+once per machine (``rembg_paths.py``); the trace step names the path and why. ``warm`` (the
+RunPod worker, at start) loads the model and makes that decision before the first job.
 
 Batches (``process_batch``): u2netp's ONNX input is fixed at batch 1 (``[1, 3, 320, 320]``), so
 images are not stacked; instead one worker per core runs decode, inference (a session with one
@@ -236,6 +237,14 @@ class RembgRemover(SingleActionBackend):
             cutout = Image.alpha_composite(background, cutout)
         return cutout
 
+    # --- Warmable (warm: SingleActionBackend) -------------------------------------------------
+
+    def _warm_sync(self) -> None:
+        """Load the model a job without ``model`` gets (the first of the chain that loads) on
+        its path: under ``auto`` on CPU the path is decided (cached, else measured) here, not
+        in the first job. Raises ``AllProvidersFailed`` when no model of the chain loads."""
+        self._first_loaded(ImageConfig())
+
     # --- ImageProvider (process, process_traced: SingleActionBackend) ------------------------
 
     def _process_sync(self, image: bytes, config: ImageConfig) -> tuple[bytes, list[TraceStep]]:
@@ -296,6 +305,21 @@ class RembgRemover(SingleActionBackend):
         workers = max(1, min(self.settings.batch_workers or _cores(), len(images)))
         # one image at a time uses every core on it; several share the cores one thread each
         threads = None if workers == 1 else max(1, _cores() // workers)
+        name, net, extra, why, steps = self._first_loaded(config, threads)
+
+        def one(index: int) -> tuple[BatchItem, TraceStep]:
+            return self._batch_one(numbers[index], images[index], net, (name, why), extra, config)
+
+        # map() keeps input order; a worker holds one decoded image at a time
+        with ThreadPoolExecutor(workers, thread_name_prefix="rembg-batch") as pool:
+            done = list(pool.map(one, range(len(images))))
+        return BatchOutcome([item for item, _ in done], [*steps, *(step for _, step in done)])
+
+    def _first_loaded(
+        self, config: ImageConfig, threads: int | None = None
+    ) -> tuple[str, MaskNet, dict[str, Any], str, list[TraceStep]]:
+        """The first model of the chain that loads: its name, net, settings and trace text, and
+        a step for each model skipped before it. Raises ``AllProvidersFailed`` when none loads."""
         steps: list[TraceStep] = []
         for attempt, name in enumerate(self.chain(config), start=1):
             started = time.perf_counter()
@@ -305,15 +329,7 @@ class RembgRemover(SingleActionBackend):
             except ProviderError as exc:
                 steps.append(self._step(name, attempt, started, "skipped" if _missing(exc) else "error", exc))
                 continue
-
-            def one(index: int, net: MaskNet = net, extra: dict[str, Any] = extra, name: str = name,
-                    why: str = why) -> tuple[BatchItem, TraceStep]:
-                return self._batch_one(numbers[index], images[index], net, (name, why), extra, config)
-
-            # map() keeps input order; a worker holds one decoded image at a time
-            with ThreadPoolExecutor(workers, thread_name_prefix="rembg-batch") as pool:
-                done = list(pool.map(one, range(len(images))))
-            return BatchOutcome([item for item, _ in done], [*steps, *(step for _, step in done)])
+            return name, net, extra, why, steps
         raise AllProvidersFailed("remove_background", steps)
 
     def _batch_one(

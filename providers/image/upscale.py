@@ -4,7 +4,8 @@ CPU by default, CUDA when present. ``precision: auto`` (the default) runs fp16 o
 CPU, the fastest path within the accuracy floor, measured once per machine and model
 (``precision.py``: bf16 autocast where the CPU has it, and the same weights through the ``ncnn``
 package where it and the weights package are installed, ``ncnn_runner.py``; else fp32);
-``fp32``, ``bf16`` or ``fp16`` pin one. Tiled with overlap so memory is bounded; the alpha channel is upscaled
+``fp32``, ``bf16`` or ``fp16`` pin one; ``warm`` (the RunPod worker, at start) loads the model and
+makes that decision before the first job. Tiled with overlap so memory is bounded; the alpha channel is upscaled
 separately (Lanczos) and put back; a scale the network lacks is reached by resampling its
 native x4 output. torch is imported on first use only.
 """
@@ -212,6 +213,20 @@ class RealESRGANUpscaler(SingleActionBackend):
                 return y[0].permute(1, 2, 0).cpu().numpy()
 
         return infer
+
+    # --- Warmable (warm: SingleActionBackend) -------------------------------------------------
+
+    def _warm_sync(self) -> None:
+        """Load the configured model at the precision a job runs it at: under ``auto`` on CPU
+        the decision (cached, else measured) is made here, not in the first job; a pinned
+        precision just loads."""
+        from providers.image import weights
+
+        name = weights.entry(self.settings.model).name
+        device = self.device()
+        with self._lock:
+            precision, _ = self.precision(name, device)
+            self._model(name, device, precision)
 
     # --- ImageProvider (process, process_traced: SingleActionBackend) ------------------------
 
