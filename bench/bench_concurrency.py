@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import operator
 import os
 import statistics
@@ -184,6 +185,7 @@ async def _burst(variant: str, jobs: int, delay_ms: float, single_repeat: int) -
             for i in range(single_repeat):
                 await _job(executor, 10_000 + i, single, errors)
             latencies: list[float] = []
+            gc.collect()  # every burst (and the floor's) starts from the same collector state
             with _PeakRss() as rss:
                 cpu = time.process_time()
                 started = time.perf_counter()
@@ -257,6 +259,7 @@ async def _bare_once(jobs: int, delay_ms: float) -> Run:
         started = time.perf_counter()
         await compiled.ainvoke({"text": ""})
         single.append((time.perf_counter() - started) * 1000)
+    gc.collect()
     with _PeakRss() as rss:
         cpu = time.process_time()
         started = time.perf_counter()
