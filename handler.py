@@ -46,11 +46,44 @@ async def handler(job: dict[str, Any]) -> dict[str, Any]:
     async def progress(stage: str, message: str, fraction: float | None = None) -> None:
         _progress_update(job, {"stage": stage, "message": message, "fraction": fraction})
 
+    _activity.started()
     try:
         return await runtime().run(body, progress)
     except Exception as exc:  # never hand the SDK a traceback: it would land in the job result
         log.error("job %s crashed: %s", job.get("id"), redact(repr(exc)))
         return {"status": "FAILED", "error": {"type": "InternalError", "message": "internal error; see the worker log"}}
+    finally:
+        _activity.ended()
+
+
+class _Activity:
+    """Jobs in flight and when the last one ended: the background warm-up waits for a quiet moment."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running = 0
+        self._quiet_since = time.monotonic()
+
+    def started(self) -> None:
+        with self._lock:
+            self._running += 1
+
+    def ended(self) -> None:
+        with self._lock:
+            self._running -= 1
+            if self._running == 0:
+                self._quiet_since = time.monotonic()
+
+    def wait_quiet(self, idle_s: float, poll_s: float = 0.05) -> None:
+        """Block until no job has run for ``idle_s`` seconds."""
+        while True:
+            with self._lock:
+                if self._running == 0 and time.monotonic() - self._quiet_since >= idle_s:
+                    return
+            time.sleep(poll_s)
+
+
+_activity = _Activity()
 
 
 def _job_id(job: dict[str, Any]) -> str | None:
@@ -72,6 +105,11 @@ def _progress_update(job: dict[str, Any], data: dict[str, Any]) -> None:
 #: measuring its precision takes seconds to minutes that the first job (maybe not an image job)
 #: would otherwise wait; an image job arriving meanwhile waits on the provider's own lock
 BACKGROUND_WARM = frozenset({"upscale", "remove_background"})
+#: the background warm-up of each kind starts once no job has run for this long: measuring a
+#: precision takes the CPU for 10-50 s on 2 cores, and a job running beside it took twice as long
+#: (`scripts/worker-image check`: first job 12.5 s vs 1-3 s); an image job that comes first makes
+#: the decision itself, as without warm-up
+WARM_IDLE_S = 1.0
 
 
 async def warm_up(kinds: Sequence[str] | None = None) -> None:
@@ -113,7 +151,8 @@ def warm_in_background(kinds: Sequence[str]) -> threading.Thread | None:
 
     The providers are built here, in the caller's thread, so a job that arrives at once gets the
     very instance being warmed and waits on its lock instead of loading a second copy. A failure
-    is logged (redacted) and that kind's first job loads it, as without warm-up.
+    is logged (redacted) and that kind's first job loads it, as without warm-up. Each kind waits
+    for a quiet moment (``WARM_IDLE_S`` without a job) before it starts.
     """
     rt = runtime()
     providers = rt.providers(rt.config)
@@ -135,6 +174,7 @@ def warm_in_background(kinds: Sequence[str]) -> threading.Thread | None:
 
 async def _warm_each(providers: dict[str, Warmable]) -> None:
     for kind, provider in providers.items():
+        _activity.wait_quiet(WARM_IDLE_S)  # this thread's own loop: nothing else waits on it
         started = time.perf_counter()
         try:
             await provider.warm()

@@ -112,6 +112,40 @@ async def test_worker_takes_jobs_while_the_image_warm_up_is_still_running(worker
         await runtime.aclose()
 
 
+async def test_the_image_warm_up_waits_until_no_job_has_run_for_a_moment(worker, monkeypatch: pytest.MonkeyPatch):
+    """A job in flight holds the warm-up back (it would take the CPU from the job); the warm-up
+    starts WARM_IDLE_S after the last job ended."""
+    from providers.testing import FunctionLLM
+
+    monkeypatch.setattr(handler, "WARM_IDLE_S", 0.3)
+    slow = GatedUpscaler()
+    slow.gate.set()
+    answer_now = asyncio.Event()
+
+    async def answer(messages: Any, config: Any) -> str:
+        await answer_now.wait()
+        return "hello"
+
+    runtime = worker(upscale=slow, llm=FunctionLLM(answer))
+    try:
+        job = asyncio.create_task(run_job(DELEGATE))
+        await asyncio.sleep(0.1)  # the job is in flight
+        thread = await asyncio.to_thread(handler.start_warm_up)
+        assert thread is not None
+        assert not await asyncio.to_thread(slow.warming.wait, 1.0)  # held back while the job runs
+        answer_now.set()
+        result = await job
+        ended = asyncio.get_running_loop().time()
+        assert result["status"] == "COMPLETED", result["error"]
+        assert await asyncio.to_thread(slow.warming.wait, 10)
+        assert asyncio.get_running_loop().time() - ended >= 0.25  # a quiet moment first
+        await asyncio.to_thread(thread.join, 30)
+        assert slow.warmed
+    finally:
+        answer_now.set()
+        await runtime.aclose()
+
+
 async def test_failed_warm_up_is_logged_redacted_and_the_worker_goes_on(worker, caplog: pytest.LogCaptureFixture):
     broken = GatedUpscaler(fail=ProviderUnavailable("gated-fake", f"weights fetch refused for key {SECRET}"))
     broken.gate.set()
