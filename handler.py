@@ -74,6 +74,11 @@ class _Activity:
             if self._running == 0:
                 self._quiet_since = time.monotonic()
 
+    def restart_quiet(self) -> None:
+        """Count the quiet moment from now (the worker loop is about to take its first jobs)."""
+        with self._lock:
+            self._quiet_since = time.monotonic()
+
     def wait_quiet(self, idle_s: float, poll_s: float = 0.05) -> None:
         """Block until no job has run for ``idle_s`` seconds."""
         while True:
@@ -109,7 +114,7 @@ BACKGROUND_WARM = frozenset({"upscale", "remove_background"})
 #: precision takes the CPU for 10-50 s on 2 cores, and a job running beside it took twice as long
 #: (`scripts/worker-image check`: first job 12.5 s vs 1-3 s); an image job that comes first makes
 #: the decision itself, as without warm-up
-WARM_IDLE_S = 1.0
+WARM_IDLE_S = 2.0
 
 
 async def warm_up(kinds: Sequence[str] | None = None) -> None:
@@ -167,6 +172,7 @@ def warm_in_background(kinds: Sequence[str]) -> threading.Thread | None:
             warmable[kind] = provider
     if not warmable:
         return None
+    _activity.restart_quiet()  # the first job's poll comes after this: give it the chance to arrive
     thread = threading.Thread(target=asyncio.run, args=(_warm_each(warmable),), name="swarm-warm", daemon=True)
     thread.start()
     return thread
