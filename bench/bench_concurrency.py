@@ -16,7 +16,8 @@ time of a burst over N, which load from other processes disturbs far less than t
 Reference rows: the same jobs on upstream's ``AsyncSqliteSaver``, on the memory checkpointer and
 with no checkpointer at all (against the same floor), the floor against one bare run, and the throughput of N jobs through
 ``ProcessExecutor`` (``runner.local.processes``) with 2 worker processes against 1. Variants run
-interleaved for ``--rounds`` rounds; each row reports its median round and every round's ratio.
+interleaved for ``--rounds`` rounds, each burst paired with a floor run right beside it (the
+floor first in odd rounds); each row reports its median pair and every pair's ratio.
 """
 
 from __future__ import annotations
@@ -144,6 +145,27 @@ class _PeakRss:
         self.peak_mb = max(self.peak_mb, _rss_mb())
 
 
+class _GcTime:
+    """Time the cyclic collector spends (every generation) while the block runs."""
+
+    def __init__(self) -> None:
+        self.ms = 0.0
+        self._started = 0.0
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.ms += (time.perf_counter() - self._started) * 1000
+
+    def __enter__(self) -> _GcTime:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+
 def _rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
@@ -161,6 +183,7 @@ class Run:
     errors: list[str] = field(default_factory=list)
     rss_before_mb: float = 0.0
     rss_peak_mb: float = 0.0
+    gc_ms: float = 0.0  # the cyclic collector's time during the burst
 
     @property
     def ratio(self) -> float:
@@ -186,14 +209,15 @@ async def _burst(variant: str, jobs: int, delay_ms: float, single_repeat: int) -
                 await _job(executor, 10_000 + i, single, errors)
             latencies: list[float] = []
             gc.collect()  # every burst (and the floor's) starts from the same collector state
-            with _PeakRss() as rss:
+            with _PeakRss() as rss, _GcTime() as collector:
                 cpu = time.process_time()
                 started = time.perf_counter()
                 await asyncio.gather(*(_job(executor, i, latencies, errors) for i in range(jobs)))
                 wall_ms = (time.perf_counter() - started) * 1000
                 cpu_ms = (time.process_time() - cpu) * 1000
             await runtime.aclose()
-    return Run(wall_ms, cpu_ms, statistics.median(single), latencies, single, errors, rss.before_mb, rss.peak_mb)
+    return Run(wall_ms, cpu_ms, statistics.median(single), latencies, single, errors, rss.before_mb, rss.peak_mb,
+               collector.ms)
 
 
 def _median_run(runs: list[Run]) -> Run:
@@ -233,6 +257,7 @@ def _against_floor(variant: str, runs: list[Run], floor: list[Run], jobs: int, d
         round_ratios=[round(r, 2) for r in ratios],
         vs_one_job=round(run.ratio, 2), floor_vs_one_run=round(base.ratio, 2), one_job_ms=round(run.one_ms, 1),
         cpu_ms_per_job=round(run.cpu_ms / jobs, 3), floor_cpu_ms_per_job=round(base.cpu_ms / jobs, 3),
+        gc_ms=round(run.gc_ms, 1), floor_gc_ms=round(base.gc_ms, 1),
         rss_growth_mb=round(growth, 1), rss_creep_mb=round(creep, 1),
         rss_before_by_round_mb=[round(r.rss_before_mb, 1) for r in runs],
         rss_peak_by_round_mb=[round(r.rss_peak_mb, 1) for r in runs],
@@ -260,13 +285,13 @@ async def _bare_once(jobs: int, delay_ms: float) -> Run:
         await compiled.ainvoke({"text": ""})
         single.append((time.perf_counter() - started) * 1000)
     gc.collect()
-    with _PeakRss() as rss:
+    with _PeakRss() as rss, _GcTime() as collector:
         cpu = time.process_time()
         started = time.perf_counter()
         await asyncio.gather(*(compiled.ainvoke({"text": ""}) for _ in range(jobs)))
         wall_ms = (time.perf_counter() - started) * 1000
     return Run(wall_ms, (time.process_time() - cpu) * 1000, statistics.median(single), single=single,
-               rss_before_mb=rss.before_mb, rss_peak_mb=rss.peak_mb)
+               rss_before_mb=rss.before_mb, rss_peak_mb=rss.peak_mb, gc_ms=collector.ms)
 
 
 def _bare_record(runs: list[Run], jobs: int, delay_ms: float) -> dict[str, Any]:
@@ -342,20 +367,22 @@ async def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     jobs = args.jobs or (50 if args.quick else 500)
     rounds = args.rounds or (1 if args.quick else 3)
     repeat = 3 if args.quick else 5  # one job alone: only the vs_one_job column uses it
-    variants = ["sqlite", "bare"] if args.quick else ["sqlite", "upstream", "memory", "none", "bare"]
+    variants = ["sqlite"] if args.quick else ["sqlite", "upstream", "memory", "none"]
     runs: dict[str, list[Run]] = {v: [] for v in variants}
+    # each variant's burst has its own floor run right beside it (before it in odd rounds): the
+    # speed of this machine drifts by tens of percent within seconds, and a floor measured several
+    # bursts away moved every ratio by that much
+    floors: dict[str, list[Run]] = {v: [] for v in variants}
     records: list[dict[str, Any]] = []
     for number in range(rounds):  # interleaved, so a burst of load elsewhere hits every variant alike
         started = time.monotonic()
         for variant in variants:
-            if variant == "bare":
-                runs[variant].append(await _bare_once(jobs, args.delay_ms))
-            else:
-                runs[variant].append(await _burst(variant, jobs, args.delay_ms, repeat))
+            pair = [_burst(variant, jobs, args.delay_ms, repeat), _bare_once(jobs, args.delay_ms)]
+            for index in ((1, 0) if number % 2 else (0, 1)):
+                (runs[variant] if index == 0 else floors[variant]).append(await pair[index])
         # every finished round re-emits the rows, so a harness that cuts the suite keeps them
-        records = [emit_record(_against_floor(v, r, runs["bare"], jobs, args.delay_ms))
-                   for v, r in runs.items() if v != "bare"]
-        records.append(emit_record(_bare_record(runs["bare"], jobs, args.delay_ms)))
+        records = [emit_record(_against_floor(v, r, floors[v], jobs, args.delay_ms)) for v, r in runs.items()]
+        records.append(emit_record(_bare_record(floors["sqlite"], jobs, args.delay_ms)))
         reserve = 0 if args.no_processes else PROCESSES_RESERVE_S
         if number + 1 < rounds and seconds_left() < 1.3 * (time.monotonic() - started) + reserve:
             break  # the harness's budget would not hold another round
