@@ -97,7 +97,8 @@ async def test_twenty_concurrent_jobs_complete_across_two_workers(stack: dict[st
     runner = RunPodExecutor(server.api_base, server.settings.endpoint_id, server.settings.api_key, poll_interval_s=0.2, timeout_s=180)
     jobs = [{"project": "swarm", "action": "delegate", "input": {"task": f"job {i}", "kind": "critical"}} for i in range(20)]
     results = await asyncio.gather(*(runner.run(job) for job in jobs))
-    assert [r["status"] for r in results] == ["COMPLETED"] * 20
+    failed = [r["error"] for r in results if r["status"] != "COMPLETED"]
+    assert not failed, failed
     details = [s["detail"] for r in results for s in r["trace"] if s["step"] == "runpod"]
     workers = {d.rsplit(" on ", 1)[-1] for d in details if " on " in d}
     assert len(details) == 20 and len(workers) == 2, details  # both workers took jobs
