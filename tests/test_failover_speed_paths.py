@@ -8,34 +8,18 @@ The speed itself is measured in ``bench/bench_failover.py``, not here.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from fake_openai import FakeOpenAI, RefusedPort, make_swarm_config
+from test_llm_litellm import ASK, KEY_ENV, SECRET, clean, server  # noqa: F401  # the loopback server, its reset
 
 from core.errors import ProviderUnavailable
-from providers.base import LLMConfig, Message
+from providers.base import LLMConfig
 from providers.circuit import CircuitBoard
 from providers.llm import litellm_backend
 from providers.llm.litellm_backend import LiteLLMModel, load_litellm
 from providers.llm.router import LLMRouter, build_llm_router
-
-KEY_ENV = "SWARM_TEST_FAKE_KEY"
-SECRET = "sk-test-0123456789abcdefXYZ"
-ASK = [Message(role="user", content="say hi")]
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as fake:
-        yield fake
-
-
-@pytest.fixture(autouse=True)
-def clean(server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> None:
-    server.reset()
-    monkeypatch.setenv(KEY_ENV, SECRET)
 
 
 @pytest.fixture
@@ -65,7 +49,7 @@ def spec(upstream: str, base: str, family: str) -> dict[str, object]:
     }
 
 
-def router(primary_base: str, primary_upstream: str, server: FakeOpenAI) -> LLMRouter:
+def router(primary_base: str, primary_upstream: str, server: FakeOpenAI) -> LLMRouter:  # noqa: F811 (the imported fixture)
     cfg = make_swarm_config(
         {
             "primary": spec(primary_upstream, primary_base, "first"),
@@ -78,7 +62,7 @@ def router(primary_base: str, primary_upstream: str, server: FakeOpenAI) -> LLMR
 
 @pytest.mark.parametrize("failure", ["refused", "HTTP 500"])
 async def test_failover_trace_is_complete_and_litellm_does_no_work_of_its_own(
-    server: FakeOpenAI, litellm_failure_logs: list[str], failure: str
+    server: FakeOpenAI, litellm_failure_logs: list[str], failure: str  # noqa: F811 (the imported fixture)
 ) -> None:
     with RefusedPort() as refused:
         base, upstream = (refused.url, "good") if failure == "refused" else (server.url, "status-500")
@@ -95,7 +79,7 @@ async def test_failover_trace_is_complete_and_litellm_does_no_work_of_its_own(
 
 
 async def test_other_litellm_callers_keep_their_failure_logging(
-    server: FakeOpenAI, litellm_failure_logs: list[str]
+    server: FakeOpenAI, litellm_failure_logs: list[str]  # noqa: F811 (the imported fixture)
 ) -> None:
     litellm = load_litellm()
     model = LiteLLMModel("m", make_swarm_config({"m": spec("status-500", server.url, "first")}).models["m"])
@@ -116,7 +100,7 @@ async def test_other_litellm_callers_keep_their_failure_logging(
 
 
 async def test_without_litellms_switch_a_failure_still_falls_over(
-    server: FakeOpenAI, litellm_failure_logs: list[str], monkeypatch: pytest.MonkeyPatch
+    server: FakeOpenAI, litellm_failure_logs: list[str], monkeypatch: pytest.MonkeyPatch  # noqa: F811 (the imported fixture)
 ) -> None:
     monkeypatch.setattr(litellm_backend, "_litellm_internal_call", None)  # a litellm without the flag
     answer = await router(server.url, "status-500", server).complete(ASK, LLMConfig())

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 from test_image_precision import AMX, FIXTURES, upscaler
-from test_image_warm import models_dir  # noqa: F401 (a fixture)
+from test_image_warm import gate_measure, models_dir  # noqa: F401 (models_dir: a fixture)
 
 import handler
 from core.config import load_config
@@ -168,17 +168,7 @@ async def test_failed_warm_up_is_logged_redacted_and_the_worker_goes_on(worker, 
 async def test_an_upscale_job_during_the_warm_up_waits_for_its_decision(worker, models_dir, tmp_path, monkeypatch):  # noqa: F811
     """The real upscaler: the job arrives while the warm-up measures; it runs the decided path
     and measures nothing itself."""
-    started, release = threading.Event(), threading.Event()
-    real_measure = precision.measure
-    measures: list[Any] = []
-
-    def gated(*args: Any, **kwargs: Any) -> precision.Decision:
-        measures.append(args)
-        started.set()
-        assert release.wait(30)
-        return real_measure(*args, **kwargs)
-
-    monkeypatch.setattr(precision, "measure", gated)
+    started, release, measures = gate_measure(monkeypatch)
     runtime = worker(upscale=upscaler(models_dir, tmp_path, AMX, costs=[1.0, 0.25]), llm=FakeLLM(["hello"]))
     try:
         thread = await asyncio.to_thread(handler.start_warm_up)

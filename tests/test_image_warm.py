@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -103,12 +104,9 @@ async def test_pinned_upscaler_warm_loads_without_measuring(models_dir, tmp_path
     assert not (tmp_path / "precision.json").exists()
 
 
-async def test_a_job_arriving_during_the_warm_measurement_waits_for_it(models_dir, tmp_path, monkeypatch):
-    """The warm-up's thread holds the decision; a job in another thread waits on the same lock
-    and runs the decided path: measured once in all."""
-    import asyncio
-    import threading
-
+def gate_measure(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event, list[Any]]:
+    """Make ``precision.measure`` set ``started``, wait for ``release``, then measure; the list
+    holds one entry per call."""
     started, release = threading.Event(), threading.Event()
     real_measure = precision.measure
     measures: list[Any] = []
@@ -120,6 +118,16 @@ async def test_a_job_arriving_during_the_warm_measurement_waits_for_it(models_di
         return real_measure(*args, **kwargs)
 
     monkeypatch.setattr(precision, "measure", gated)
+    return started, release, measures
+
+
+async def test_a_job_arriving_during_the_warm_measurement_waits_for_it(models_dir, tmp_path, monkeypatch):
+    """The warm-up's thread holds the decision; a job in another thread waits on the same lock
+    and runs the decided path: measured once in all."""
+    import asyncio
+    import threading
+
+    started, release, measures = gate_measure(monkeypatch)
     provider = upscaler(models_dir, tmp_path, AMX, costs=[1.0, 0.25])
     warm = threading.Thread(target=asyncio.run, args=(provider.warm(),), name="warm")
     warm.start()
