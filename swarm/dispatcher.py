@@ -93,7 +93,9 @@ async def dispatch(raw: dict[str, Any] | JobRequest, make_context: Any) -> dict[
         (and ``attempts`` when a chain ran dry); no traceback and no secret ever reaches them.
     """
     started = time.perf_counter()
-    envelope = JobEnvelope.for_job(None, _given_job_id(raw) or str(uuid.uuid4()))
+    given = _given_job_id(raw)
+    minted = None if given else str(uuid.uuid4())
+    envelope = JobEnvelope.for_job(None, given or minted)
     ctx: JobContext | None = None
     bound = None
     try:
@@ -102,7 +104,7 @@ async def dispatch(raw: dict[str, Any] | JobRequest, make_context: Any) -> dict[
         bound = bind_job(envelope.job_id)
         fn, inp = _action_and_input(job)
         ctx = await make_context(envelope.job_id)
-        ctx.new_job = job.idempotency_key is None and job.job_id is None and _given_job_id(raw) is None
+        ctx.new_job = envelope.job_id == minted  # an id minted here has no checkpoint yet
         output = await _run_action(fn, inp, ctx, job, envelope.job_id)
         envelope = envelope.replace(trace=list(output.pop("trace", [])), output=output)
     except SwarmError as exc:
