@@ -1,6 +1,6 @@
 """Concurrency figures (issue 17, item 4): 500 delegation jobs at once against the framework's floor.
 
-    python -m bench.bench_concurrency [--quick] [--jobs 500] [--delay-ms 100] [--rounds 3] [--no-processes] [--settle]
+    python -m bench.bench_concurrency [--quick] [--jobs 500] [--delay-ms 100] [--rounds 5] [--no-processes] [--no-settle]
 
 Every job goes through the local executor (``LocalExecutor.run`` -> ``Runtime.run``: dispatcher,
 delegation graph, SQLite checkpoints in a temporary ``SWARM_HOME``, budget meter, redaction) with
@@ -13,11 +13,19 @@ any LangGraph job in one Python process here; goal <= 1.25x with 0 errors and fl
 shows whether the baseline creeps from round to round). ``cpu_ms_per_job`` is the process CPU
 time of a burst over N, which load from other processes disturbs far less than the wall time.
 
+The bench process first settles as every door does once started (``core.heap.settle``: start-up's
+heap frozen, the collector's young threshold raised; ``--no-settle`` runs with Python's defaults):
+the jobs and the floor alike run in the process configuration the product ships.
+
 Reference rows: the same jobs on upstream's ``AsyncSqliteSaver``, on the memory checkpointer and
-with no checkpointer at all (against the same floor), the floor against one bare run, and the throughput of N jobs through
+with no checkpointer at all (against the same floor), the bench's bare graph itself with
+LangGraph's ``InMemorySaver`` and every step durable (what LangGraph adds for durable steps, with
+no code of ours), the floor against one bare run, and the throughput of N jobs through
 ``ProcessExecutor`` (``runner.local.processes``) with 2 worker processes against 1. Variants run
-interleaved for ``--rounds`` rounds, each burst paired with a floor run right beside it (the
-floor first in odd rounds); each row reports its median pair and every pair's ratio.
+interleaved for ``--rounds`` rounds (the reference variants in the first ``REFERENCE_ROUNDS`` only:
+the headline's ratio moves by +-0.3 from pair to pair here, so it gets the most pairs), each burst
+paired with a floor run right beside it (the floor first in odd rounds); each row reports its
+median pair and every pair's ratio.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import itertools
 import operator
 import os
 import statistics
@@ -228,7 +237,11 @@ NAMES = {
     "upstream": (", langgraph AsyncSqliteSaver (reference: the saver before)", "reference: upstream aiosqlite saver"),
     "memory": (", memory checkpointer (reference)", "reference: cost without SQLite"),
     "none": (", no checkpointer (reference: not durable)", "reference: cost without any checkpoint"),
+    "bare-durable": ("", "reference: what LangGraph itself adds for a checkpoint at every step"),
 }
+DURABLE_FLOOR = "{jobs} concurrent bare 3-node LangGraph runs, {delay_ms:.0f} ms nodes, InMemorySaver, every step durable"
+#: rounds that run the reference variants too (later rounds add pairs to the headline only)
+REFERENCE_ROUNDS = 3
 #: seconds one round of the worker-process row may take here (spawns, imports, 2 x N jobs)
 PROCESSES_RESERVE_S = 40
 #: a burst (after the first) or the baseline from round to round may grow RSS by this much
@@ -250,14 +263,17 @@ def _against_floor(variant: str, runs: list[Run], floor: list[Run], jobs: int, d
     shipped = variant == "sqlite"
     suffix, goal = ("", f"<= 1.25x the floor, 0 errors, flat memory (<= {RSS_FLAT_MB} MB)") if shipped else NAMES[variant]
     met = run.wall_ms <= 1.25 * base.wall_ms and not errors and max(growth, creep) <= RSS_FLAT_MB
+    title = (DURABLE_FLOOR.format(jobs=jobs, delay_ms=delay_ms) if variant == "bare-durable"
+             else f"{jobs} concurrent delegation jobs, {delay_ms:.0f} ms provider{suffix}")
     return figure(
-        f"{jobs} concurrent delegation jobs, {delay_ms:.0f} ms provider{suffix}", run.wall_ms, "ms",
+        title, run.wall_ms, "ms",
         FLOOR.replace("500", str(jobs)), base.wall_ms, goal, met if shipped else None, COMMAND,
         errors=len(errors), first_error=errors[0] if errors else None, jobs=jobs, rounds=len(runs),
         round_ratios=[round(r, 2) for r in ratios],
         vs_one_job=round(run.ratio, 2), floor_vs_one_run=round(base.ratio, 2), one_job_ms=round(run.one_ms, 1),
         cpu_ms_per_job=round(run.cpu_ms / jobs, 3), floor_cpu_ms_per_job=round(base.cpu_ms / jobs, 3),
         gc_ms=round(run.gc_ms, 1), floor_gc_ms=round(base.gc_ms, 1),
+        collector={"threshold": list(gc.get_threshold()), "frozen": gc.get_freeze_count()},
         rss_growth_mb=round(growth, 1), rss_creep_mb=round(creep, 1),
         rss_before_by_round_mb=[round(r.rss_before_mb, 1) for r in runs],
         rss_peak_by_round_mb=[round(r.rss_peak_mb, 1) for r in runs],
@@ -267,7 +283,8 @@ def _against_floor(variant: str, runs: list[Run], floor: list[Run], jobs: int, d
     )
 
 
-async def _bare_once(jobs: int, delay_ms: float) -> Run:
+async def _bare_once(jobs: int, delay_ms: float, *, durable: bool = False) -> Run:
+    """N bare 3-node runs at once; ``durable``: with LangGraph's ``InMemorySaver``, every step durable."""
     from bench.common import bare_three_node_graph
 
     async def call(state: State) -> State:
@@ -277,20 +294,39 @@ async def _bare_once(jobs: int, delay_ms: float) -> Run:
     async def last(state: State) -> State:
         return {"text": "done"}
 
-    compiled = bare_three_node_graph(State, call, last)
-    await compiled.ainvoke({"text": ""})
+    saver = None
+    if durable:
+        from langgraph.checkpoint.memory import InMemorySaver
+
+        saver = InMemorySaver()
+    compiled = bare_three_node_graph(State, call, last, checkpointer=saver)
+    runs = itertools.count()
+
+    def invoke() -> Any:
+        if saver is None:
+            return compiled.ainvoke({"text": ""})
+        return compiled.ainvoke({"text": ""}, {"configurable": {"thread_id": f"bare-{next(runs)}"}}, durability="sync")
+
+    await invoke()
     single = []
     for _ in range(5):
         started = time.perf_counter()
-        await compiled.ainvoke({"text": ""})
+        await invoke()
         single.append((time.perf_counter() - started) * 1000)
+    latencies: list[float] = []
+
+    async def timed() -> None:
+        begun = time.perf_counter()
+        await invoke()
+        latencies.append((time.perf_counter() - begun) * 1000)
+
     gc.collect()
     with _PeakRss() as rss, _GcTime() as collector:
         cpu = time.process_time()
         started = time.perf_counter()
-        await asyncio.gather(*(compiled.ainvoke({"text": ""}) for _ in range(jobs)))
+        await asyncio.gather(*(timed() for _ in range(jobs)))
         wall_ms = (time.perf_counter() - started) * 1000
-    return Run(wall_ms, (time.process_time() - cpu) * 1000, statistics.median(single), single=single,
+    return Run(wall_ms, (time.process_time() - cpu) * 1000, statistics.median(single), latencies, single,
                rss_before_mb=rss.before_mb, rss_peak_mb=rss.peak_mb, gc_ms=collector.ms)
 
 
@@ -354,20 +390,22 @@ async def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--delay-ms", type=float, default=100.0)
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds; the median round is reported")
     parser.add_argument("--no-processes", action="store_true", help="leave out the worker-process throughput row")
-    parser.add_argument("--settle", action="store_true",
-                        help="freeze the start-up heap first (core.heap.settle, as the doors do); every variant alike")
+    parser.add_argument("--no-settle", action="store_true",
+                        help="leave the collector as Python starts it; by default the bench process settles as the"
+                             " doors do (core.heap.settle: start-up heap frozen, young threshold raised), every"
+                             " variant and the floor alike")
     args = parser.parse_args(argv)
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    if args.settle:
+    if not args.no_settle:
         import graphs.delegation.graph  # noqa: F401  # what the jobs import, frozen with the rest
         import swarm.executors.local  # noqa: F401
         from core.heap import settle
 
         settle()
     jobs = args.jobs or (50 if args.quick else 500)
-    rounds = args.rounds or (1 if args.quick else 3)
+    rounds = args.rounds or (1 if args.quick else 5)
     repeat = 3 if args.quick else 5  # one job alone: only the vs_one_job column uses it
-    variants = ["sqlite"] if args.quick else ["sqlite", "upstream", "memory", "none"]
+    variants = ["sqlite"] if args.quick else ["sqlite", "upstream", "memory", "none", "bare-durable"]
     runs: dict[str, list[Run]] = {v: [] for v in variants}
     # each variant's burst has its own floor run right beside it (before it in odd rounds): the
     # speed of this machine drifts by tens of percent within seconds, and a floor measured several
@@ -376,8 +414,10 @@ async def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     records: list[dict[str, Any]] = []
     for number in range(rounds):  # interleaved, so a burst of load elsewhere hits every variant alike
         started = time.monotonic()
-        for variant in variants:
-            pair = [_burst(variant, jobs, args.delay_ms, repeat), _bare_once(jobs, args.delay_ms)]
+        for variant in variants if number < REFERENCE_ROUNDS else variants[:1]:
+            ours = (_bare_once(jobs, args.delay_ms, durable=True) if variant == "bare-durable"
+                    else _burst(variant, jobs, args.delay_ms, repeat))
+            pair = [ours, _bare_once(jobs, args.delay_ms)]
             for index in ((1, 0) if number % 2 else (0, 1)):
                 (runs[variant] if index == 0 else floors[variant]).append(await pair[index])
         # every finished round re-emits the rows, so a harness that cuts the suite keeps them

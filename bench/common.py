@@ -104,8 +104,8 @@ def machine() -> str:
 
 
 def bare_three_node_graph(state_type: Any, call: Callable[[Any], Awaitable[Any]], last: Callable[[Any], Awaitable[Any]],
-                          second: Callable[[Any], Awaitable[Any]] | None = None) -> Any:
-    """The anchor graph: START -> call -> call (or ``second``) -> last -> END, no checkpointer."""
+                          second: Callable[[Any], Awaitable[Any]] | None = None, checkpointer: Any = None) -> Any:
+    """The anchor graph: START -> call -> call (or ``second``) -> last -> END, no checkpointer by default."""
     from langgraph.graph import END, START, StateGraph
 
     graph = StateGraph(state_type)
@@ -116,4 +116,4 @@ def bare_three_node_graph(state_type: Any, call: Callable[[Any], Awaitable[Any]]
     graph.add_edge("one", "two")
     graph.add_edge("two", "three")
     graph.add_edge("three", END)
-    return graph.compile()
+    return graph.compile(checkpointer=checkpointer)

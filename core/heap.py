@@ -1,4 +1,4 @@
-"""``settle()``: collect once and freeze what survives, when a long-lived process has started.
+"""``settle()``: collect once, freeze what survives and space out young collections, once started.
 
 A door (the RunPod worker, the MCP server, a local worker process) ends its start-up holding
 ~100k long-lived objects: modules, compiled graphs, config, pydantic schemas. Python's cyclic
@@ -7,15 +7,33 @@ collections come every few hundred milliseconds. ``gc.freeze()`` moves them out 
 collector's generations for good, so a collection walks only what jobs made. Objects frozen here
 are never collected even if they later become garbage in a cycle: call it once, after start-up,
 never per job.
+
+Python's default young-generation threshold (700 net container allocations) suits scripts, not a
+server whose every job step allocates thousands of short-lived dicts, tasks and futures that die
+by reference counting anyway: under 500 concurrent delegation jobs the collector ran ~300 young
+and ~30 middle collections per burst, each walking hundreds of live jobs' objects (240-350 ms of
+a ~1.7 s burst, settled or not). ``YOUNG_THRESHOLD`` collects the young generation every 50,000
+allocations instead: the same burst spends 40-80 ms in the collector. Cyclic garbage is still
+freed, only later: at most ``YOUNG_THRESHOLD`` objects (a few MB) wait for it.
 """
 
 from __future__ import annotations
 
 import gc
 
+#: net container allocations between two young-generation collections once a door has started
+YOUNG_THRESHOLD = 50_000
 
-def settle() -> int:
-    """Collect, then freeze every surviving object; returns how many are frozen now."""
+
+def settle(young_threshold: int = YOUNG_THRESHOLD) -> int:
+    """Collect, freeze every surviving object, raise the young threshold; returns how many are frozen.
+
+    A threshold already above ``young_threshold`` (set by whoever embeds us) is kept, and a
+    collector turned off (threshold 0) stays off.
+    """
     gc.collect()
     gc.freeze()
+    young, middle, old = gc.get_threshold()
+    if young:
+        gc.set_threshold(max(young, young_threshold), middle, old)
     return gc.get_freeze_count()

@@ -8,13 +8,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from core.heap import settle
+from core.heap import YOUNG_THRESHOLD, settle
 
 
 @pytest.fixture
 def unfrozen() -> Iterator[None]:
+    threshold = gc.get_threshold()
     yield
     gc.unfreeze()  # the rest of the test session runs as before
+    gc.set_threshold(*threshold)
 
 
 class _Node:
@@ -32,3 +34,29 @@ def test_settle_freezes_what_exists_and_later_cycles_are_still_freed(unfrozen: N
     del later
     gc.collect()
     assert gone() is None  # a job's cyclic garbage is still collected
+
+
+def test_settle_spaces_out_young_collections_and_cycles_still_go_without_an_explicit_collect(unfrozen: None) -> None:
+    gc.set_threshold(700, 10, 10)
+    settle()
+    assert gc.get_threshold() == (YOUNG_THRESHOLD, 10, 10)
+    collections = gc.get_stats()[0]["collections"]
+    cycle = _Node()
+    gone = weakref.ref(cycle)
+    del cycle
+    keep = [[] for _ in range(YOUNG_THRESHOLD // 2)]  # half the threshold: no collection yet
+    assert gc.get_stats()[0]["collections"] == collections
+    assert gone() is not None
+    keep += [[] for _ in range(YOUNG_THRESHOLD)]  # past it: the collector runs by itself
+    assert gc.get_stats()[0]["collections"] > collections
+    assert gone() is None
+    del keep
+
+
+def test_settle_keeps_a_higher_threshold_and_a_collector_turned_off(unfrozen: None) -> None:
+    gc.set_threshold(200_000, 5, 5)
+    settle()
+    assert gc.get_threshold() == (200_000, 5, 5)
+    gc.set_threshold(0, 10, 10)
+    settle()
+    assert gc.get_threshold()[0] == 0
