@@ -83,3 +83,37 @@ def test_no_sentence_of_the_report_names_two_sources():
     checked = ground(report, {int(k): v for k, v in passages.items()})
     assert checked.support == 1.0 and not checked.unsupported
     assert "## In short" in checked.report and checked.report.count("[1]") >= 1 and checked.report.count("[2]") >= 1
+
+
+
+LOCKS = (
+    "# Locks\n\nWhen another holder has the lock, AlreadyLocked lets Locky callers handle contention.\n\n"
+    "```python\nimport locky\n\nwith locky.Lock('worker.lock', timeout=1):\n    print('The first holder.')\n```\n\n"
+    "The second Locky holder cannot enter while the first holds the lock.\n"
+)
+LOCKS_QUESTION = "Can a second Locky holder enter while the lock is held?"
+
+
+def test_a_passage_that_starts_inside_code_quotes_it_as_code_not_as_an_uncited_sentence():
+    # max_chars splits at the blank line inside the fence: the second passage starts in the code
+    passages = split_passages(LOCKS, max_chars=120)
+    inside = [p for p in passages if p["text"].startswith("with locky")]
+    assert len(inside) == 1 and inside[0].get("code_open") is True
+    assert not any(p.get("code_open") for p in passages if p is not inside[0])
+    report = extractive_report(LOCKS_QUESTION, [], [{"id": 1, "snippet": ""}], {"1": passages})
+    assert "The second Locky holder cannot enter" in report
+    for line in report.splitlines():
+        if "with locky.Lock" in line:  # the code is one inline code span: the fence it lacked is added
+            assert "``` with locky.Lock" in line and line.count("```") % 2 == 0
+    checked = ground(report, {1: passages})
+    assert not [u for u in checked.unsupported if not u["source_ids"]]  # no sentence without its [n]
+    assert checked.support == 1.0
+
+
+def test_fences_of_tildes_longer_marks_and_an_unclosed_fence_are_read_as_markdown_does():
+    text = ("Intro about Locky.\n\n~~~\nlocky.run()\n\n```\nstill code\n~~~\n\n"
+            "Prose between.\n\n````\n```\n\ncode line here\n````\n\nMore prose.\n\n```\nopen()\n\nnever closed()\n")
+    passages = split_passages(text, max_chars=20)
+    inside = {p["text"].split("\n")[0] for p in passages if p.get("code_open")}
+    assert inside == {"```", "code line here", "never closed()"}
+    assert {p["text"] for p in passages if not p.get("code_open")} >= {"Intro about Locky.", "Prose between.", "More prose."}

@@ -24,6 +24,8 @@ Passage = dict[str, Any]
 MAX_PASSAGE_CHARS = 700
 _PARAGRAPH = re.compile(r"\S.*?(?=\n[ \t]*\n|\Z)", re.DOTALL)
 _HEADING_LINE = re.compile(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$")
+#: a Markdown code fence line: three or more backticks or tildes, indented at most 3 spaces
+_FENCE_LINE = re.compile(r"^[ ]{0,3}(`{3,}|~{3,})(.*)$", re.MULTILINE)
 #: where one sentence ends and the next begins: after . ! or ? and before a capital, a digit,
 #: a quote, a bracket or code (so "e.g. this" stays one sentence)
 #: a sentence ends at . ! ? before one that starts like a sentence; \x01 is the placeholder of a
@@ -102,8 +104,39 @@ def _paragraphs(text: str) -> Iterable[tuple[int, int, str | None, bool, int | N
         yield start, end, heading, False, page
 
 
+def _code_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each fenced code block's inside, from the end of its opening fence line to
+    the start of its closing one (or the text's end when it never closes)."""
+    spans: list[tuple[int, int]] = []
+    opened: tuple[str, int] | None = None  # the open fence's mark and where its code starts
+    for found in _FENCE_LINE.finditer(text):
+        mark, rest = found.group(1), found.group(2)
+        if opened is None:
+            if mark[0] == "~" or "`" not in rest:  # an info string may not hold a backtick
+                opened = (mark, found.end())
+        elif mark[0] == opened[0][0] and len(mark) >= len(opened[0]) and not rest.strip():
+            spans.append((opened[1], found.start()))
+            opened = None
+    if opened is not None:
+        spans.append((opened[1], len(text)))
+    return spans
+
+
 def split_passages(text: str, max_chars: int = MAX_PASSAGE_CHARS) -> list[Passage]:
-    """Cut ``text`` into passages of at most ``max_chars`` that keep their offsets, heading and page."""
+    """Cut ``text`` into passages of at most ``max_chars`` that keep their offsets, heading and page.
+
+    A passage that starts inside a fenced code block (a blank line in the code split it from its
+    opening fence) says so: ``code_open: True``; ``extractive.flatten`` reads its first lines as code.
+    """
+    passages = _split(text, max_chars)
+    spans = _code_spans(text) if "```" in text or "~~~" in text else []
+    for passage in passages:
+        if any(start <= passage["start"] < end for start, end in spans):
+            passage["code_open"] = True
+    return passages
+
+
+def _split(text: str, max_chars: int) -> list[Passage]:
     passages: list[Passage] = []
     for start, end, heading, heading_only, page in _paragraphs(text):
         if heading_only:
