@@ -141,6 +141,20 @@ async def test_request_carries_key_tokens_cost_and_extra_params(server: FakeOpen
     assert answer.attempts[0].cost_usd == answer.cost_usd
 
 
+async def test_a_call_limit_caps_the_answer_and_a_thinking_budget_comes_on_top(server: FakeOpenAI) -> None:
+    thinking = {"thinking": {"type": "enabled", "budget_tokens": 4096}, "temperature": 1}
+    cfg = make_swarm_config({"plain": spec("good", server.url, max_output_tokens=512),
+                             "thinks": spec("good", server.url, max_output_tokens=8192, extra_params=thinking)})
+    await LiteLLMModel("plain", cfg.models["plain"]).complete(ASK, LLMConfig(max_tokens=128))
+    assert server.requests_for("good")[0].body["max_tokens"] == 128
+    # Anthropic refuses max_tokens <= budget_tokens: the planner's 128 answer tokens come after the
+    # thinking (the loopback server speaks OpenAI, which has no `thinking`: read the request built)
+    thinks = LiteLLMModel("thinks", cfg.models["thinks"])
+    assert thinks._params(ASK, LLMConfig(max_tokens=128), "key")["max_tokens"] == 4096 + 128
+    assert thinks._params(ASK, LLMConfig(max_tokens=6000), "key")["max_tokens"] == 8192
+    assert thinks._params(ASK, LLMConfig(), "key")["max_tokens"] == 8192
+
+
 @pytest.mark.parametrize(
     ("mode", "response_format", "schema_in_prompt"),
     [

@@ -38,9 +38,11 @@ class Script:
         self.report = report or "Checkpoints save state after every step [1]. RunPod jobs can fail [2]. Also see [9]."
         self.reviews = list(reviews or [{"approved": True, "issues": []}])
         self.seen: dict[str, list[list[Message]]] = {}
+        self.configs: dict[str, list[LLMConfig]] = {}
 
     def __call__(self, messages: list[Message], config: LLMConfig) -> Any:
         self.seen.setdefault(config.step, []).append(messages)
+        self.configs.setdefault(config.step, []).append(config)
         if config.step == "plan":
             return self.plan
         if config.step in ("write", "revise"):
@@ -95,6 +97,10 @@ async def test_end_to_end_report_cites_only_retrieved_sources(corpus, tmp_path):
     assert ("search", "search 3/3") in events
     # the writer saw the documents' text, read from the index
     assert "saves graph state after every step" in brain.seen["write"][0][1].content
+    # the planner's answer is capped to what its phrases need; the writer's is not
+    from graphs.research.nodes import DEPTH, PLAN_TOKENS_BASE, PLAN_TOKENS_PER_QUERY
+    assert brain.configs["plan"][0].max_tokens == PLAN_TOKENS_BASE + PLAN_TOKENS_PER_QUERY * DEPTH["standard"]["queries"]
+    assert brain.configs["write"][0].max_tokens is None
 
 
 async def test_unusable_plan_falls_back_to_the_question_and_says_so(corpus, tmp_path):
@@ -241,6 +247,16 @@ def test_parse_plan_keeps_keyword_queries_only():
     assert parse_plan('{"queries": ["question"]}', "Question", 3)[1] == "the planner proposed no usable query"
     assert parse_plan('["alpha beta", "gamma delta"]', "q", 1) == (["alpha beta"], None)
     assert parse_plan('["a b", "of the"]', "q", 1) == ([], "the planner proposed no usable query")  # no content word
+
+
+def test_a_plan_cut_at_its_token_limit_keeps_the_phrases_it_finished():
+    from graphs.research.nodes import parse_plan
+
+    cut = '{"queries": ["backoff max_tries limit", "backoff max_time give up", "backoff on_exc'
+    assert parse_plan(cut, "When does backoff give up?", 3) == (["backoff max_tries limit", "backoff max_time give up"], None)
+    assert parse_plan('{ "queries": [ "backoff_decorator_get_retrying_backoff_decor', "q", 3) == (
+        [], "the planner's JSON does not parse")
+    assert parse_plan("I cannot plan this.", "q", 3) == ([], "no JSON in the planner's answer")
 
 
 async def test_uncited_report_and_removed_citations_raise_warnings(corpus, tmp_path):

@@ -44,6 +44,10 @@ DEPTH: dict[str, dict[str, int]] = {
     "deep": {"queries": 5, "read": 8, "budget": 16_000},
 }
 MAX_QUERY_CHARS = 300
+#: the planner's answer, in tokens: a JSON list of n search phrases needs ~15-25 tokens a phrase;
+#: the bundled 135M model otherwise ran to its 512-token limit on 5 of 12 bench questions (one
+#: runaway phrase, 13-24 s on 2 cores) for a plan that was junk either way
+PLAN_TOKENS_BASE, PLAN_TOKENS_PER_QUERY = 32, 48
 #: passages kept per read source for the checker and the extractive report: this many times the
 #: writer's share, at most POOL_MAX_CHARS characters
 POOL_FACTOR, POOL_MAX_CHARS = 4, 8_000
@@ -89,16 +93,24 @@ async def ask(llm: LLMProvider, messages: list[Message], config: LLMConfig) -> t
     return response, _dump(response.attempts), ""
 
 
+#: a JSON string followed by the comma or bracket that shows it was finished
+_FINISHED_STRING = re.compile(r'"((?:[^"\\\n]|\\.)*)"\s*[,\]]')
+
+
 def parse_plan(text: str, question: str, n: int) -> tuple[list[str], str | None]:
     """Sub-queries from the planner's answer, or ([], why it is unusable). A query that is no
     search phrase whatever the question (code, SQL, one word repeated: ``junk_form``) is dropped."""
     match = re.search(r"\{.*\}|\[.*\]", text, re.DOTALL)
-    if not match:
-        return [], "no JSON in the planner's answer"
     try:
-        data = json.loads(match.group(0))
+        data = json.loads(match.group(0)) if match else None
     except json.JSONDecodeError:
-        return [], "the planner's JSON does not parse"
+        data = None
+    if data is None:  # cut at the token limit (or broken): the phrases it finished still count
+        opened = re.search(r"\[", text)
+        finished = [json.loads(f'"{m}"') for m in _FINISHED_STRING.findall(text[opened.end():])] if opened else []
+        if not finished:
+            return [], "the planner's JSON does not parse" if match or opened else "no JSON in the planner's answer"
+        data = finished
     items = data.get("queries") if isinstance(data, dict) else data
     if not isinstance(items, list):
         return [], "the planner's JSON has no list of queries"
@@ -119,7 +131,8 @@ def make_nodes(deps: ResearchDeps) -> dict[str, Node]:
         n = DEPTH[state["depth"]]["queries"]
         question = " ".join(state["question"].split())
         emit("plan", f"planning up to {n} sub-queries")
-        config = LLMConfig(prefer=state.get("primary"), json_schema=prompts.PLAN_SCHEMA, temperature=0.0, step="plan")
+        config = LLMConfig(prefer=state.get("primary"), json_schema=prompts.PLAN_SCHEMA, temperature=0.0, step="plan",
+                           max_tokens=PLAN_TOKENS_BASE + PLAN_TOKENS_PER_QUERY * n)
         response, trace, error = await ask(deps.llm, prompts.plan_messages(question, n, state.get("context") or ""), config)
         planned, problem = parse_plan(response.text, question, n) if response else ([], f"planner failed: {error}")
         queries = [question[:MAX_QUERY_CHARS], *planned]

@@ -194,6 +194,13 @@ def translate_error(exc: BaseException, provider: str, model: str, timeout_s: fl
     return ProviderError(provider, f"{prefix}{text}", model=model)
 
 
+
+def _thinking_budget(extra_params: dict[str, Any]) -> int:
+    """The thinking tokens a model's ``extra_params`` give it (Anthropic's ``thinking.budget_tokens``)."""
+    thinking = extra_params.get("thinking")
+    budget = thinking.get("budget_tokens") if isinstance(thinking, dict) else None
+    return budget if isinstance(budget, int) and budget > 0 else 0
+
 class LiteLLMModel:
     """An ``LLMProvider`` for one entry of the ``models`` table.
 
@@ -241,7 +248,8 @@ class LiteLLMModel:
             chat, extra = structured_params(spec.structured_output, chat, config.json_schema)
         max_tokens = spec.max_output_tokens
         if config.max_tokens is not None:
-            max_tokens = min(config.max_tokens, max_tokens)
+            # the caller limits the answer; a model that thinks first gets its budget on top
+            max_tokens = min(config.max_tokens + _thinking_budget(spec.extra_params), max_tokens)
         params: dict[str, Any] = {
             "model": spec.litellm_model,
             "messages": chat,
