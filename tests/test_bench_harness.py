@@ -122,11 +122,19 @@ def test_image_upscale_rows_are_anchored_on_realesrganer_and_on_ncnn() -> None:
     from bench import adapters
 
     records = {r["name"]: r for r in adapters.image(_image_summary(0.19), "python -m bench.bench_image")}
-    fp32 = records["upscale anime-6B x4, CPU fp32, output MP/s (192x192 input) vs RealESRGANer"]
+    # no auto figure (a cut or older run): the fp32 rows carry issue 17's goals
+    fp32 = records["upscale anime-6B x4, CPU fp32 (pinned), output MP/s (192x192 input) vs RealESRGANer"]
     assert fp32["anchor_value"] == 0.19 and fp32["ratio"] == pytest.approx(0.30 / 0.19, rel=1e-2)
-    assert fp32["goal"] == ">= 1.5x RealESRGANer" and fp32["met"] is True
-    bf16_ncnn = records["upscale anime-6B x4, CPU bf16, output MP/s (192x192 input) vs ncnn"]
-    assert bf16_ncnn["anchor_value"] == 0.40 and bf16_ncnn["met"] is False  # 1.5x < 2x
+    assert fp32["goal"] == ">= 2x RealESRGANer" and fp32["met"] is False
+    bf16_ncnn = records["upscale anime-6B x4, CPU bf16 (pinned), output MP/s (192x192 input) vs ncnn"]
+    assert bf16_ncnn["anchor_value"] == 0.40 and bf16_ncnn["met"] is None and bf16_ncnn["goal"].startswith("reference")
+    # with one, the goals are on the path auto chose (what runs by default); pinned rows are references
+    summary = {**_image_summary(0.19), "upscale_auto": {"precision": "bf16", "why": "2x fp32, PSNR 50 dB", "out_mp_s": 0.62}}
+    chosen = {r["name"]: r for r in adapters.image(summary, "c")}
+    auto = "upscale anime-6B x4, CPU precision auto (chose bf16), output MP/s (192x192 input) vs "
+    assert (chosen[auto + "RealESRGANer"]["goal"], chosen[auto + "RealESRGANer"]["met"]) == (">= 2x RealESRGANer", True)
+    assert (chosen[auto + "ncnn"]["goal"], chosen[auto + "ncnn"]["met"]) == (">= 1.5x ncnn", True)  # 0.62 / 0.40
+    assert [r["met"] for n, r in chosen.items() if "(pinned)" in n] == [None] * 4
     rss = records["upscale peak RSS, 2048x2048 input x4 (ours, tiled) vs RealESRGANer tile=0"]
     assert rss["anchor_value"] == 8 * 1024 and rss["met"] is True
     assert "fails at a 8 GB address-space cap" in rss["anchor"]
@@ -149,7 +157,7 @@ def test_image_rows_say_how_to_build_a_missing_realesrganer_venv() -> None:
         assert "python -m bench.ref_realesrganer --setup" in record["note"]
     assert [r["met"] for r in anchored] == [None, None, True]  # the RSS goal is 2 GB, anchor or not
     ncnn = [r for r in records if r["name"].endswith("vs ncnn")]
-    assert [r["met"] for r in ncnn] == [False, False] and all("note" not in r for r in ncnn)
+    assert [r["met"] for r in ncnn] == [False, None] and all("note" not in r for r in ncnn)  # bf16: a reference
 
 
 def test_realesrganer_anchor_is_skipped_with_the_setup_hint_when_its_venv_is_missing(
@@ -207,12 +215,18 @@ def test_rembg_rows_are_anchored_on_the_cli_folder_mode_with_their_goals() -> No
     from bench import adapters
 
     rows = {r["name"]: r for r in adapters.rembg(_rembg_summary({"images_per_s": 2.5}), "python -m bench.bench_rembg")}
-    seq = rows["background removal images/s (u2netp, 512x512), sequential vs rembg CLI"]
-    batch = rows["background removal images/s (u2netp, 512x512), batch of 16 vs rembg CLI"]
+    seq = rows["background removal images/s (u2netp, 512x512), sequential, fp32 vs rembg CLI"]
+    batch = rows["background removal images/s (u2netp, 512x512), batch of 16, fp32 vs rembg CLI"]
     assert (seq["ratio"], seq["goal"], seq["met"]) == (1.2, ">= 1x", True)
-    assert (batch["ratio"], batch["goal"], batch["met"]) == (1.6, ">= 2x", False)
+    assert (batch["ratio"], batch["goal"], batch["met"]) == (1.6, ">= 2x", False)  # no auto figure: fp32 carries it
     assert "rembg p" in seq["anchor"] and all(r["command"] == "python -m bench.bench_rembg" for r in rows.values())
     assert len(rows) == 5  # + dispatch, marginal-image and library references
+    summary = {**_rembg_summary({"images_per_s": 2.5}), "auto": {"images_per_s": 6.0, "path": "torch-bf16", "why": "w"}}
+    chosen = {r["name"]: r for r in adapters.rembg(summary, "c")}
+    auto = chosen["background removal images/s (u2netp, 512x512), batch of 16, precision auto (chose torch-bf16) vs rembg CLI"]
+    assert (auto["ratio"], auto["goal"], auto["met"]) == (2.4, ">= 2x", True)
+    pinned = chosen[batch["name"]]
+    assert pinned["met"] is None and pinned["goal"].startswith("reference") and pinned["ratio"] == 1.6
     missing = adapters.rembg(_rembg_summary("not measured: run python -m bench.bench_rembg --setup"), "c")
     assert all(r["met"] is None for r in missing)
     assert "--setup" in missing[0]["note"]
@@ -222,6 +236,6 @@ def test_quick_rembg_suite_runs_through_the_harness(tmp_path: Path) -> None:
     assert main(["--quick", "--only", "rembg", "--out", str(tmp_path), "--no-plots"]) == 0
     records = json.loads((tmp_path / "results.json").read_text())
     names = [r["name"] for r in records]
-    assert any("sequential vs rembg CLI" in n for n in names) and any("batch of 2 vs rembg CLI" in n for n in names)
+    assert any("sequential, fp32 vs rembg CLI" in n for n in names) and any("batch of 2, fp32 vs rembg CLI" in n for n in names)
     for record in records:
         assert record["value"] is None or record["value"] > 0, record
