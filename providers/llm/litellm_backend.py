@@ -194,12 +194,12 @@ def translate_error(exc: BaseException, provider: str, model: str, timeout_s: fl
     return ProviderError(provider, f"{prefix}{text}", model=model)
 
 
-
 def _thinking_budget(extra_params: dict[str, Any]) -> int:
     """The thinking tokens a model's ``extra_params`` give it (Anthropic's ``thinking.budget_tokens``)."""
     thinking = extra_params.get("thinking")
     budget = thinking.get("budget_tokens") if isinstance(thinking, dict) else None
     return budget if isinstance(budget, int) and budget > 0 else 0
+
 
 class LiteLLMModel:
     """An ``LLMProvider`` for one entry of the ``models`` table.
