@@ -158,6 +158,9 @@ def mode_records(label: str, rows: Sequence[dict[str, Any]], anchor_rows: Sequen
     same = {r["id"] for r in rows}
     base = totals([r["figures"] for r in anchor_rows if r["id"] in same])
     n = f"{len(rows)} questions" + (f" {note}" if note else "")
+    quoted = sum(r.get("report_mode") == "extractive" for r in rows)
+    if label.startswith("abstractive") and quoted:  # what came back is not what the label says: say so
+        n += f"; {quoted} of {len(rows)} reports quote the sources (the check backed none of the written draft)"
     anchor = f"{BASELINE}, same {n}"
     seconds = sum(r["seconds"] for r in rows) / len(rows) if rows else 0.0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from test_research_graph import Script, _context, _local_chain, _node_steps
 
@@ -12,6 +13,7 @@ from graphs.research.action import ResearchInput, research
 from graphs.research.extractive import _cite, extractive_report
 from graphs.research.grounding import drop_repeats, ground
 from graphs.research.passages import bm25_scores, sentences_of, split_passages
+from graphs.research.writing import CHECK_RULE, NOTHING_SUPPORTED
 from providers.base import LLMConfig, LLMResponse, Message
 from providers.testing import FakeLLM, FunctionLLM
 
@@ -199,6 +201,55 @@ async def test_extractive_mode_calls_no_writer_and_abstractive_keeps_a_good_draf
     ctx, _ = _context(tmp_path / "a", FunctionLLM(good), _local_chain(corpus, tmp_path / "a"))
     result = await research(ResearchInput(question="checkpoints and job states", mode="abstractive"), ctx)
     assert result["mode"] == "abstractive" and result["support"] == 1.0 and not result["unsupported_sentences"]
+
+
+UNBACKED = "Checkpoints are a kind of database [1]. RunPod is fast and cheap [2]."
+BACKED = "A checkpointer saves graph state after every step [1]. Jobs can end COMPLETED or FAILED [2]."
+
+
+class Drafts(Script):
+    """A Script whose writer answers with each of ``drafts`` in turn."""
+
+    def __init__(self, *drafts: str) -> None:
+        super().__init__()
+        self.drafts = list(drafts)
+
+    def __call__(self, messages: list[Message], config: LLMConfig) -> Any:
+        if config.step in ("write", "revise"):
+            self.seen.setdefault(config.step, []).append(messages)
+            return self.drafts.pop(0)
+        return super().__call__(messages, config)
+
+
+async def test_an_abstractive_draft_nothing_backs_goes_back_with_the_checks_reasons(corpus, tmp_path):
+    brain = Drafts(UNBACKED, BACKED)
+    ctx, _ = _context(tmp_path, FunctionLLM(brain), _local_chain(corpus, tmp_path))
+    result = await research(ResearchInput(question="checkpoints and job states", mode="abstractive"), ctx)
+    assert len(brain.seen["review"]) == 1  # the revised draft's: no model reviewed the notice of the empty one
+    revise = brain.seen["revise"][0][1].content
+    assert CHECK_RULE in revise and 'removed: "Checkpoints are a kind of database.", citing [1]: only 33%' in revise
+    assert result["mode"] == "abstractive" and result["support"] == 1.0 and result["review"]["status"] == "done"
+    assert "saves graph state" in result["report"] and "database" not in result["report"]
+    review = next(s for s in result["trace"] if s["step"] == "review" and s["kind"] == "node")
+    assert "go to the writer (no model called)" in review["detail"]
+
+
+async def test_an_abstractive_draft_nothing_backs_is_replaced_by_quotes_when_no_revision_is_left(corpus, tmp_path):
+    brain = Drafts(UNBACKED, UNBACKED)
+    ctx, _ = _context(tmp_path, FunctionLLM(brain), _local_chain(corpus, tmp_path))
+    result = await research(ResearchInput(question="How do LangGraph checkpoints resume a run?", mode="abstractive"), ctx)
+    assert len(brain.seen["write"]) + len(brain.seen["revise"]) == 2 and "review" not in brain.seen
+    assert result["mode"] == "extractive" and result["support"] == 1.0
+    assert "saves graph state after every step [1]" in result["report"] and "database" not in result["report"]
+    assert any("failed the grounding check" in w for w in result["warnings"])
+    assert sum(u.get("draft") == "abstractive (replaced)" for u in result["unsupported_sentences"]) == 2
+
+    local = Script(report=UNBACKED)  # the local model would write the same again: no revision
+    ctx, _ = _context(tmp_path / "local", LocalFamily(local), _local_chain(corpus, tmp_path / "local"))
+    result = await research(ResearchInput(question="How do LangGraph checkpoints resume a run?", mode="abstractive"), ctx)
+    assert len(local.seen["write"]) == 1 and "revise" not in local.seen and "review" not in local.seen
+    assert result["mode"] == "extractive" and result["review"]["status"] == "skipped"
+    assert result["report"] != NOTHING_SUPPORTED and _cited(result["report"])
 
 
 async def test_a_looping_writer_loses_its_repeats(corpus, tmp_path):

@@ -34,7 +34,9 @@ class ResearchInput(BaseModel):
     max_sources: int = Field(default=8, ge=1, le=20, description="most sources kept after ranking")
     mode: Literal["extractive", "abstractive", "auto"] = Field(
         default="auto",
-        description="extractive: the sources' own words, no model writes; abstractive: a model writes;"
+        description="extractive: the sources' own words, no model writes; abstractive: a model writes (a draft"
+        " the sources back none of goes back to the writer with the check's reasons while revisions are left,"
+        " then the report quotes the sources);"
         " auto: abstractive unless the writer is the local model or its draft fails the grounding check",
     )
     backends: list[str] | None = Field(

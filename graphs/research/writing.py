@@ -5,7 +5,10 @@ passages' own words, no model). With ``mode: auto`` it is extractive when the wr
 local model. ``check`` drops repeated sentences, keeps only the factual sentences a cited passage
 backs (``grounding.py``), has the reviewer settle those the words alone cannot (``entailment.py``,
 one call), falls back to the extractive report in auto mode when an abstractive draft fails that
-check, and then maps the remaining citations (``citations.py``).
+check, and then maps the remaining citations (``citations.py``). In abstractive mode a draft of
+which nothing survives goes back to the writer with the check's reasons as the review (``review``
+passes them on without a model call) while a revision is left and the writer is not the local
+model; otherwise the report quotes the sources, with a warning, rather than come back empty.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ MIN_DRAFT_SUPPORT = 0.75
 LOCAL_FAMILY = "local"
 NOTHING_SUPPORTED = (
     "None of the writer's sentences is backed by the passage it cites, so every one was removed"
-    " (see unsupported_sentences). Ask again with mode extractive for what the sources say in their own words.\n"
+    " (see unsupported_sentences).\n"
 )
 _OUTER_FENCE = re.compile(r"^\s*```[\w-]*\n(.*)\n```\s*$", re.DOTALL)
 
@@ -126,6 +129,18 @@ def _fails(grounding: Grounding) -> bool:
     return grounding.supported == 0 or (grounding.support or 0.0) < MIN_DRAFT_SUPPORT
 
 
+def _revision_left(state: ResearchState) -> bool:
+    """Another draft may be written: revisions remain and the writer is not the local model,
+    which would write the same kind of draft again."""
+    return state.get("writer_family") != LOCAL_FAMILY and state.get("revisions", 0) < state.get("max_revisions", 0)
+
+
+def _nothing_backed(state: ResearchState) -> bool:
+    """The checked report is a model's draft of which no factual sentence survived the check."""
+    grounding = state.get("grounding") or {}
+    return state.get("report_mode") == "abstractive" and grounding.get("supported") == 0
+
+
 def _check_node(deps: ResearchDeps) -> Node:
     async def check(state: ResearchState) -> dict[str, Any]:
         started = time.perf_counter()
@@ -156,9 +171,16 @@ def _checked(state: ResearchState, started: float, screened: tuple[Grounding, Gr
     if reviewed.undecided:
         warnings.append(f"{len(reviewed.undecided)} sentence(s) whose words the cited passage only partly holds were removed"
                         f" unconfirmed ({'the reviewer did not settle them' if settlement.status == 'done' else settlement.reason})")
-    if report_mode == "abstractive" and state.get("mode", "auto") == "auto" and _fails(grounding):
+    mode = state.get("mode", "auto")
+    # asked for a written report and none of it is backed: revise with the check's reasons where a
+    # revision is left (the review node passes them on), else quote the sources rather than return nothing
+    none_backed = report_mode == "abstractive" and grounding.supported == 0
+    if none_backed and mode == "abstractive" and _revision_left(state):
+        pass
+    elif report_mode == "abstractive" and ((mode == "auto" and _fails(grounding)) or none_backed):
         warnings.append(f"the written draft failed the grounding check (support {grounding.support or 0:.2f},"
-                        f" {grounding.supported} of {grounding.factual} factual sentences); the report quotes the sources instead")
+                        f" {grounding.supported} of {grounding.factual} factual sentences); the report quotes the sources"
+                        " instead (the draft's sentences are in unsupported_sentences)")
         unsupported = [{**u, "draft": "abstractive (replaced)"} for u in unsupported]
         invalid = grounding.invalid
         grounding, more, _ = _screen(_extractive(state), state)
@@ -213,6 +235,11 @@ def _review_node(deps: ResearchDeps) -> Node:
             why = "nothing to review without sources"
         elif state.get("report_mode") == "extractive":
             why = "extractive report: the sources' own words, held against them by the check"
+        elif _nothing_backed(state):  # reviewing the notice that replaced it would tell the writer less
+            issues = _check_issues(state)
+            detail = f"nothing in the draft survived the check: its {len(issues) - 1} reason(s) go to the writer (no model called)"
+            return {"review": {"approved": False, "status": "check", "issues": issues, "reason": detail},
+                    "trace": [node_step("review", started, detail)]}
         if why:
             return {"review": {"approved": None, "status": "skipped", "reason": why},
                     "trace": [node_step("review", started, why, "skipped")]}
@@ -230,6 +257,22 @@ def _review_node(deps: ResearchDeps) -> Node:
         return {"review": verdict, "trace": trace + [node_step("review", started, detail)]}
 
     return review
+
+
+#: the check's reasons passed on to the writer as a review's issues: the rule, then the first removals
+CHECK_RULE = ("None of your sentences was backed by the passage it cites: cite a source [n] for every factual"
+              " sentence, and state only what that source's passage says, in its words where you can.")
+CHECK_ISSUES = 4
+
+
+def _check_issues(state: ResearchState) -> list[str]:
+    removed = [u for u in state.get("unsupported_sentences", []) if u.get("sentence")]
+    return [CHECK_RULE] + [f"removed: \"{u['sentence'][:160]}\", citing {_ids(u.get('source_ids'))}: {u['reason']}"
+                           for u in removed[:CHECK_ISSUES]]
+
+
+def _ids(source_ids: list[int] | None) -> str:
+    return ", ".join(f"[{i}]" for i in source_ids) if source_ids else "no source"
 
 
 def writing_nodes(deps: ResearchDeps) -> dict[str, Node]:
