@@ -257,6 +257,9 @@ def test_a_plan_cut_at_its_token_limit_keeps_the_phrases_it_finished():
     assert parse_plan('{ "queries": [ "backoff_decorator_get_retrying_backoff_decor', "q", 3) == (
         [], "the planner's JSON does not parse")
     assert parse_plan("I cannot plan this.", "q", 3) == ([], "no JSON in the planner's answer")
+    # strings JSON would not read (an escape it lacks, a raw tab) are skipped, not raised
+    assert parse_plan('["regex \\d+ pattern", "retry backoff limit", "b', "q", 3) == (["retry backoff limit"], None)
+    assert parse_plan('["tab\there x", "C:\\path foo", "b', "q", 3) == ([], "the planner's JSON does not parse")
 
 
 async def test_uncited_report_and_removed_citations_raise_warnings(corpus, tmp_path):

@@ -252,6 +252,24 @@ async def test_an_abstractive_draft_nothing_backs_is_replaced_by_quotes_when_no_
     assert result["report"] != NOTHING_SUPPORTED and _cited(result["report"])
 
 
+async def test_with_no_reviewer_a_draft_nothing_backs_still_goes_back_and_an_honest_one_stays(corpus, tmp_path):
+    brain = Drafts(UNBACKED, BACKED)
+    ctx, _ = _context(tmp_path, FunctionLLM(brain), _local_chain(corpus, tmp_path))
+    research_route = ctx.config.routing.delegation["research"]
+    ctx.config.routing.delegation["research"] = research_route.model_copy(update={"reviewer": None})
+    result = await research(ResearchInput(question="checkpoints and job states", mode="abstractive"), ctx)
+    assert len(brain.seen["revise"]) == 1 and "review" not in brain.seen
+    assert result["mode"] == "abstractive" and "saves graph state" in result["report"]
+    assert result["review"]["status"] == "skipped"  # the revised draft: no reviewer configured
+
+    honest = "The sources do not say how a run is resumed after a crash."  # states no fact: nothing to back
+    brain = Drafts(honest)
+    ctx, _ = _context(tmp_path / "h", FunctionLLM(brain), _local_chain(corpus, tmp_path / "h"))
+    result = await research(ResearchInput(question="How is a crashed run resumed?", mode="abstractive"), ctx)
+    assert "revise" not in brain.seen and result["mode"] == "abstractive"
+    assert result["report"].strip() == honest
+
+
 async def test_a_looping_writer_loses_its_repeats(corpus, tmp_path):
     loop = " ".join(["A checkpointer saves graph state after every step [1]."] * 5)
     ctx, _ = _context(tmp_path, FunctionLLM(Script(report=loop)), _local_chain(corpus, tmp_path))

@@ -97,6 +97,15 @@ async def ask(llm: LLMProvider, messages: list[Message], config: LLMConfig) -> t
 _FINISHED_STRING = re.compile(r'"((?:[^"\\\n]|\\.)*)"\s*[,\]]')
 
 
+def _json_string(body: str) -> str | None:
+    """A salvaged string's value; ``None`` where JSON would not read it (``\\d``, a raw tab)."""
+    try:
+        value = json.loads(f'"{body}"')
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, str) else None
+
+
 def parse_plan(text: str, question: str, n: int) -> tuple[list[str], str | None]:
     """Sub-queries from the planner's answer, or ([], why it is unusable). A query that is no
     search phrase whatever the question (code, SQL, one word repeated: ``junk_form``) is dropped."""
@@ -107,7 +116,7 @@ def parse_plan(text: str, question: str, n: int) -> tuple[list[str], str | None]
         data = None
     if data is None:  # cut at the token limit (or broken): the phrases it finished still count
         opened = re.search(r"\[", text)
-        finished = [json.loads(f'"{m}"') for m in _FINISHED_STRING.findall(text[opened.end():])] if opened else []
+        finished = [q for m in _FINISHED_STRING.findall(text[opened.end():]) if (q := _json_string(m))] if opened else []
         if not finished:
             return [], "the planner's JSON does not parse" if match or opened else "no JSON in the planner's answer"
         data = finished

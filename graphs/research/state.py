@@ -37,6 +37,9 @@ class ResearchState(TypedDict, total=False):
     writer_family: str | None
     #: what the draft (then the report) is: "extractive", "abstractive", or None without sources
     report_mode: str | None
+    #: the check found nothing backed in a written draft and a revision is left: the review node
+    #: passes the check's reasons on to the writer instead of calling a model
+    revise_unbacked: bool
     report: str
     citations: list[dict[str, Any]]
     removed_citations: list[dict[str, Any]]

@@ -135,10 +135,9 @@ def _revision_left(state: ResearchState) -> bool:
     return state.get("writer_family") != LOCAL_FAMILY and state.get("revisions", 0) < state.get("max_revisions", 0)
 
 
-def _nothing_backed(state: ResearchState) -> bool:
-    """The checked report is a model's draft of which no factual sentence survived the check."""
-    grounding = state.get("grounding") or {}
-    return state.get("report_mode") == "abstractive" and grounding.get("supported") == 0
+def _nothing_left(grounding: Grounding) -> bool:
+    """No fact survived the check: what is left is debris (fragments, lead-ins) or nothing."""
+    return not grounding.report.strip() or bool(grounding.factual and not grounding.supported)
 
 
 def _check_node(deps: ResearchDeps) -> Node:
@@ -174,8 +173,9 @@ def _checked(state: ResearchState, started: float, screened: tuple[Grounding, Gr
     mode = state.get("mode", "auto")
     # asked for a written report and none of it is backed: revise with the check's reasons where a
     # revision is left (the review node passes them on), else quote the sources rather than return nothing
-    none_backed = report_mode == "abstractive" and grounding.supported == 0
-    if none_backed and mode == "abstractive" and _revision_left(state):
+    none_backed = report_mode == "abstractive" and _nothing_left(grounding)
+    revise = none_backed and mode == "abstractive" and _revision_left(state)
+    if revise:
         pass
     elif report_mode == "abstractive" and ((mode == "auto" and _fails(grounding)) or none_backed):
         warnings.append(f"the written draft failed the grounding check (support {grounding.support or 0:.2f},"
@@ -188,9 +188,7 @@ def _checked(state: ResearchState, started: float, screened: tuple[Grounding, Gr
         unsupported += grounding.unsupported
         repeats += more
         report_mode = "extractive"
-    # when no fact survived, what is left is debris (fragments, lead-ins): say so instead
-    nothing = not grounding.report.strip() or (grounding.factual and not grounding.supported)
-    body = NOTHING_SUPPORTED if nothing else grounding.report
+    body = NOTHING_SUPPORTED if _nothing_left(grounding) else grounding.report
     texts = {int(s["id"]): state.get("excerpts", {}).get(str(s["id"])) or s.get("snippet", "") for s in sources}
     result = check_citations(body, sources, texts, pages=cited_pages(grounding.evidence.values()))
     for citation in result.citations:
@@ -207,7 +205,7 @@ def _checked(state: ResearchState, started: float, screened: tuple[Grounding, Gr
         detail += "; the model's own source list was replaced by the checked one"
     return {"report": result.report, "citations": result.citations, "removed_citations": removed,
             "unsupported_sentences": unsupported, "support": grounding.support, "repeats_removed": repeats,
-            "report_mode": report_mode, "warnings": warnings, "grounding": summary,
+            "report_mode": report_mode, "warnings": warnings, "grounding": summary, "revise_unbacked": revise,
             "trace": settlement.trace + [node_step("check", started, detail)]}
 
 
@@ -228,6 +226,11 @@ def _review_node(deps: ResearchDeps) -> Node:
     async def review(state: ResearchState) -> dict[str, Any]:
         started = time.perf_counter()
         reviewer = state.get("reviewer")
+        if state.get("revise_unbacked"):  # a model reviewing the notice that replaced it would tell the writer less
+            issues = _check_issues(state)
+            detail = f"nothing in the draft survived the check: its {len(issues) - 1} reason(s) go to the writer (no model called)"
+            return {"review": {"approved": False, "status": "check", "issues": issues, "reason": detail},
+                    "trace": [node_step("review", started, detail)]}
         why = ""
         if not reviewer:
             why = "no reviewer configured for research"
@@ -235,11 +238,6 @@ def _review_node(deps: ResearchDeps) -> Node:
             why = "nothing to review without sources"
         elif state.get("report_mode") == "extractive":
             why = "extractive report: the sources' own words, held against them by the check"
-        elif _nothing_backed(state):  # reviewing the notice that replaced it would tell the writer less
-            issues = _check_issues(state)
-            detail = f"nothing in the draft survived the check: its {len(issues) - 1} reason(s) go to the writer (no model called)"
-            return {"review": {"approved": False, "status": "check", "issues": issues, "reason": detail},
-                    "trace": [node_step("review", started, detail)]}
         if why:
             return {"review": {"approved": None, "status": "skipped", "reason": why},
                     "trace": [node_step("review", started, why, "skipped")]}
@@ -260,7 +258,7 @@ def _review_node(deps: ResearchDeps) -> Node:
 
 
 #: the check's reasons passed on to the writer as a review's issues: the rule, then the first removals
-CHECK_RULE = ("None of your sentences was backed by the passage it cites: cite a source [n] for every factual"
+CHECK_RULE = ("Nothing in your report was backed by the passage it cites: cite a source [n] for every factual"
               " sentence, and state only what that source's passage says, in its words where you can.")
 CHECK_ISSUES = 4
 
