@@ -59,6 +59,11 @@ class ModelSpec(StrictModel):
         description="extra litellm params for free-text calls only (a call with a json_schema keeps"
         " its own): e.g. repeat and frequency penalties that stop a small model looping",
     )
+    stop_on_loop: bool = Field(
+        default=False,
+        description="stream free-text answers and end one where a sentence comes round a third time"
+        " (providers/llm/loop_guard.py): for small local models that loop to their token limit",
+    )
 
 
 class CircuitSpec(StrictModel):

@@ -40,6 +40,8 @@ class Behaviour:
     delay_s: float = 0.0
     prompt_tokens: int = 11
     completion_tokens: int = 7
+    #: a streamed answer (``"stream": true``) sends one word per chunk, this long apart
+    token_delay_s: float = 0.0
 
     @classmethod
     def answer(cls, text: str = "ok", **kw: Any) -> Behaviour:
@@ -101,6 +103,11 @@ class RecordedRequest:
     headers: dict[str, str] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
+    #: a streamed answer: chunks sent, whether the stream has ended, and whether the client hung
+    #: up before the last chunk
+    chunks_sent: int = 0
+    stream_ended: bool = False
+    hung_up: bool = False
 
 
 class FakeOpenAI:
@@ -173,7 +180,7 @@ class FakeOpenAI:
             self.requests.append(recorded)
             key = request.headers.get("authorization", "").removeprefix("Bearer ")
             try:
-                return await self._respond(self._next_behaviour(model), model, body, key)
+                return await self._respond(self._next_behaviour(model), model, body, key, recorded)
             finally:
                 recorded.finished = time.monotonic()
 
@@ -186,7 +193,9 @@ class FakeOpenAI:
             ]
         )
 
-    async def _respond(self, how: Behaviour, model: str, body: dict[str, Any], request_key: str = "") -> Any:
+    async def _respond(
+        self, how: Behaviour, model: str, body: dict[str, Any], request_key: str = "", recorded: RecordedRequest | None = None
+    ) -> Any:
         from starlette.responses import JSONResponse, Response
 
         if how.delay_s:
@@ -216,6 +225,8 @@ class FakeOpenAI:
         if how.kind == "echo":
             users = [m.get("content", "") for m in body.get("messages", []) if m.get("role") == "user"]
             text = str(users[-1]) if users else ""
+        if body.get("stream"):
+            return _streamed(model, text, how, recorded or RecordedRequest("POST", "", model, body))
         return JSONResponse(_completion(model, text, how))
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -284,6 +295,36 @@ def _completion(model: str, text: str, how: Behaviour) -> dict[str, Any]:
             "total_tokens": how.prompt_tokens + (how.completion_tokens if text else 0),
         },
     }
+
+
+def _streamed(model: str, text: str, how: Behaviour, recorded: RecordedRequest) -> Any:
+    """Server-sent events as llama.cpp's server sends them: one piece of text per chunk, no usage."""
+    import json
+    import re
+
+    from starlette.responses import StreamingResponse
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
+        data = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        return f"data: {json.dumps(data)}\n\n"
+
+    async def events() -> Any:
+        pieces = re.findall(r"\S+\s*|\s+", text)
+        try:
+            yield chunk({"role": "assistant", "content": ""})
+            for piece in pieces:
+                if how.token_delay_s:
+                    await asyncio.sleep(how.token_delay_s)
+                yield chunk({"content": piece})
+                recorded.chunks_sent += 1
+            yield chunk({}, "stop")
+            yield "data: [DONE]\n\n"
+        finally:
+            recorded.hung_up = recorded.chunks_sent < len(pieces)
+            recorded.stream_ended = True
+
+    return StreamingResponse(events(), media_type="text/event-stream")
 
 
 class RefusedPort:

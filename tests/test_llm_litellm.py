@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 
@@ -194,6 +195,39 @@ async def test_free_text_params_reach_free_text_only(server: FakeOpenAI) -> None
     text_call, json_call = (r.body for r in server.requests_for("good"))
     assert text_call["frequency_penalty"] == 0.5 and text_call["repeat_penalty"] == 1.3
     assert "frequency_penalty" not in json_call and json_call["repeat_penalty"] == 1.0
+
+
+LOOP = "Intro to the answer. " + "The same sentence comes again and again. And so does this one. " * 40
+
+
+async def test_a_looping_answer_is_cut_where_it_repeats_and_the_server_stops(server: FakeOpenAI) -> None:
+    server.script("good", Behaviour.answer(LOOP, token_delay_s=0.002))
+    cfg = make_swarm_config({"m": spec("good", server.url, stop_on_loop=True, timeout_s=5)})
+    answer = await LiteLLMModel("m", cfg.models["m"]).complete(ASK, LLMConfig(step="write"))
+    assert answer.text == "Intro to the answer. The same sentence comes again and again. And so does this one."
+    assert answer.finish_reason == "loop" and "stopped where the answer began to repeat itself" in answer.attempts[0].detail
+    sent = server.requests_for("good")[0]
+    assert sent.body["stream"] is True
+    assert answer.output_tokens == 4 + 2 * 12 + 7  # the words received up to the third "The same sentence ..."
+    assert answer.input_tokens > 0 and answer.cost_usd == pytest.approx((answer.input_tokens + 2 * 35) / 1e6)
+    for _ in range(200):  # the server sees the hang-up at its next chunk
+        if sent.stream_ended:
+            break
+        await asyncio.sleep(0.01)
+    assert sent.hung_up and sent.chunks_sent < 100  # it stopped sending: 323 words were scripted
+
+
+async def test_a_streamed_answer_that_does_not_loop_arrives_whole_and_json_calls_do_not_stream(server: FakeOpenAI) -> None:
+    text = "Checkpoints save state. " * 2 + "A circuit opens after three failures.\n- one\n- one\n- one"
+    server.script("good", Behaviour.answer(text), Behaviour.answer('{"verdict": "fine"}'))
+    cfg = make_swarm_config({"m": spec("good", server.url, stop_on_loop=True)})
+    model = LiteLLMModel("m", cfg.models["m"])
+    answer = await model.complete(ASK, LLMConfig())
+    assert answer.text == text.strip() and answer.finish_reason == "stop"  # twice, and short lines, are no loop
+    assert answer.output_tokens == len(text.split()) and not server.requests_for("good")[0].hung_up
+    verdict = await model.complete(ASK, LLMConfig(json_schema=SCHEMA))
+    assert json.loads(verdict.text) == {"verdict": "fine"} and "stream" not in server.requests_for("good")[1].body
+    assert (verdict.input_tokens, verdict.output_tokens) == (11, 7)  # the server's own count
 
 
 async def test_health_check_probes_the_server(server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -30,6 +30,7 @@ from core.errors import (
 )
 from core.redact import redact
 from providers.base import LLMConfig, LLMResponse, Message, TraceStep
+from providers.llm.loop_guard import LoopGuard
 
 if TYPE_CHECKING:
     from core.config import ModelSpec
@@ -201,6 +202,37 @@ def _thinking_budget(extra_params: dict[str, Any]) -> int:
     return budget if isinstance(budget, int) and budget > 0 else 0
 
 
+async def _stream(litellm: Any, params: dict[str, Any], guard: LoopGuard) -> tuple[str | None, int]:
+    """Stream one answer into ``guard`` until it ends or loops: (finish reason, pieces received).
+
+    Closing the stream early hangs up on the server, which stops generating (llama.cpp's does).
+    """
+    finish: str | None = None
+    pieces = 0
+    stream = await litellm.acompletion(**params, stream=True)
+    try:
+        async for chunk in stream:
+            choices = getattr(chunk, "choices", None) or []
+            if not choices:
+                continue
+            finish = getattr(choices[0], "finish_reason", None) or finish
+            piece = getattr(getattr(choices[0], "delta", None), "content", None)
+            if piece:
+                pieces += 1
+                if guard.feed(piece):
+                    return "loop", pieces
+    finally:
+        await stream.aclose()
+    return finish, pieces
+
+
+def _prompt_tokens(model: str, chat: list[dict[str, Any]]) -> int:
+    try:
+        return int(load_litellm().token_counter(model=model, messages=chat))
+    except Exception:  # a tokenizer that cannot load: about four characters a token
+        return sum(len(str(m.get("content", ""))) for m in chat) // 4
+
+
 class LiteLLMModel:
     """An ``LLMProvider`` for one entry of the ``models`` table.
 
@@ -286,9 +318,13 @@ class LiteLLMModel:
             await self.local_servers.ensure(self.name, self.spec)
         litellm = load_litellm()
         params = self._params(messages, config, api_key)
+        guard = LoopGuard() if self.spec.stop_on_loop and config.json_schema is None else None
         try:
             with _litellm_logging_off():
-                response = await litellm.acompletion(**params)
+                if guard is not None:
+                    finish, pieces = await _stream(litellm, params, guard)
+                else:
+                    response = await litellm.acompletion(**params)
         except Exception as exc:  # translated once, here; the router decides what follows
             error = translate_error(exc, self.provider, self.name, self.spec.timeout_s)
             if isinstance(error, ProviderUnavailable | ProviderTimeout) and self.local_servers is not None:
@@ -299,7 +335,26 @@ class LiteLLMModel:
                     error = ProviderUnavailable(self.provider, crash, model=self.name)
             raise error from None
         latency = (time.perf_counter() - started) * 1000
+        if guard is not None:
+            return self._streamed_response(guard, finish, pieces, params["messages"], config, latency)
         return self._to_response(response, config, latency)
+
+    def _streamed_response(self, guard: LoopGuard, finish: str | None, pieces: int, chat: list[dict[str, Any]],
+                           config: LLMConfig, latency: float) -> LLMResponse:
+        """A streamed answer as a response: its tokens counted from the stream (one piece per token
+        from a llama.cpp server; the prompt counted by litellm's tokenizer, as the stream does not)."""
+        text = guard.answer.strip()
+        if not text:
+            raise ProviderError(self.provider, "empty answer", model=self.name)
+        input_tokens = _prompt_tokens(self.spec.litellm_model, chat)
+        detail = "streamed; tokens counted from the stream"
+        if finish == "loop":
+            detail = (f"streamed; stopped where the answer began to repeat itself ({guard.dropped_chars} characters"
+                      f" of repeats cut after {pieces} tokens); tokens counted from the stream")
+        step = TraceStep(step=config.step, kind="llm", provider=self.provider, model=self.name, latency_ms=latency,
+                         input_tokens=input_tokens, output_tokens=pieces, cost_usd=self._cost(input_tokens, pieces),
+                         detail=detail)
+        return LLMResponse.from_step(text, step, finish_reason=finish)
 
     def _to_response(self, response: Any, config: LLMConfig, latency: float) -> LLMResponse:
         choices = getattr(response, "choices", None) or []
