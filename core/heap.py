@@ -14,7 +14,9 @@ by reference counting anyway: under 500 concurrent delegation jobs the collector
 and ~30 middle collections per burst, each walking hundreds of live jobs' objects (240-350 ms of
 a ~1.7 s burst, settled or not). ``YOUNG_THRESHOLD`` collects the young generation every 50,000
 allocations instead: the same burst spends 40-80 ms in the collector. Cyclic garbage is still
-freed, only later: at most ``YOUNG_THRESHOLD`` objects (a few MB) wait for it.
+freed, only later: a cycle that dies young waits at most ``YOUNG_THRESHOLD`` allocations; one that
+outlived a young collection waits for the middle generation's (every 10 young ones, Python's
+default) or a full one.
 """
 
 from __future__ import annotations
