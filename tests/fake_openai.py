@@ -42,6 +42,9 @@ class Behaviour:
     completion_tokens: int = 7
     #: a streamed answer (``"stream": true``) sends one word per chunk, this long apart
     token_delay_s: float = 0.0
+    #: a streamed answer ends after this many words with no finish reason, as llama.cpp's server
+    #: ends one it interrupts for another request
+    stream_cut_after: int | None = None
 
     @classmethod
     def answer(cls, text: str = "ok", **kw: Any) -> Behaviour:
@@ -313,15 +316,16 @@ def _streamed(model: str, text: str, how: Behaviour, recorded: RecordedRequest) 
         pieces = re.findall(r"\S+\s*|\s+", text)
         try:
             yield chunk({"role": "assistant", "content": ""})
-            for piece in pieces:
+            for piece in pieces[: how.stream_cut_after]:
                 if how.token_delay_s:
                     await asyncio.sleep(how.token_delay_s)
                 yield chunk({"content": piece})
                 recorded.chunks_sent += 1
-            yield chunk({}, "stop")
+            if how.stream_cut_after is None:
+                yield chunk({}, "stop")
             yield "data: [DONE]\n\n"
         finally:
-            recorded.hung_up = recorded.chunks_sent < len(pieces)
+            recorded.hung_up = recorded.chunks_sent < len(pieces[: how.stream_cut_after])
             recorded.stream_ended = True
 
     return StreamingResponse(events(), media_type="text/event-stream")

@@ -230,6 +230,16 @@ async def test_a_streamed_answer_that_does_not_loop_arrives_whole_and_json_calls
     assert (verdict.input_tokens, verdict.output_tokens) == (11, 7)  # the server's own count
 
 
+async def test_a_stream_the_server_cut_short_is_asked_again_whole(server: FakeOpenAI) -> None:
+    text = "Rivers carry water to the sea. Most start in the mountains."
+    server.script("good", Behaviour.answer(text, stream_cut_after=3), Behaviour.answer(text))
+    cfg = make_swarm_config({"m": spec("good", server.url, stop_on_loop=True)})
+    answer = await LiteLLMModel("m", cfg.models["m"]).complete(ASK, LLMConfig())
+    assert answer.text == text and (answer.input_tokens, answer.output_tokens) == (11, 7)
+    first, second = server.requests_for("good")
+    assert first.body["stream"] is True and first.chunks_sent == 3 and "stream" not in second.body
+
+
 async def test_health_check_probes_the_server(server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = make_swarm_config({"m": spec("good", server.url)})
     assert await LiteLLMModel("m", cfg.models["m"]).health_check() is True

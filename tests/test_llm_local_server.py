@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import re
@@ -93,7 +94,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import llama_cpp.llama_cpp as low
 
 parser = argparse.ArgumentParser()
-for flag in ("--model", "--model_alias", "--host", "--port", "--n_ctx", "--n_threads"):
+for flag in ("--model", "--model_alias", "--host", "--port", "--n_ctx", "--n_threads", "--interrupt_requests"):
     parser.add_argument(flag)
 args = parser.parse_args()
 mode = os.environ.get("STUB_MODE", "serve")
@@ -391,6 +392,16 @@ async def test_real_smollm2_answers_plain_and_json_through_litellm(manager: Loca
     )
     data = json.loads(structured.text)
     assert isinstance(data["city"], str) and isinstance(data["confident"], bool)
+
+    # Streamed free text (stop_on_loop), two answers at once: the server serves them in turn and
+    # neither is cut short for the other (llama-cpp-python's server interrupts a stream by default).
+    streamed = make_swarm_config({"local": {**local_spec(base), "stop_on_loop": True}})
+    model = LiteLLMModel("local", streamed.models["local"], local_servers=manager)
+    ask = [Message(role="user", content="Write three sentences about rivers.")]
+    both = await asyncio.gather(*(model.complete(ask, LLMConfig(temperature=0.0)) for _ in range(2)))
+    for answer in both:
+        assert answer.finish_reason in ("stop", "length", "loop") and answer.text
+        assert (answer.attempts[0].detail or "").startswith("streamed")  # not asked again, whole
 
     # A second manager (another process, say) finds it running and leaves it alone.
     other = LocalServerManager(log_dir=manager.log_dir)

@@ -223,7 +223,9 @@ async def _stream(litellm: Any, params: dict[str, Any], guard: LoopGuard) -> tup
                     return "loop", pieces
     finally:
         await stream.aclose()
-    return finish, pieces
+    # litellm closes every stream with a "stop"; what the server itself sent (None: it hung up
+    # before saying why) is kept apart
+    return getattr(stream, "received_finish_reason", finish), pieces
 
 
 def _prompt_tokens(model: str, chat: list[dict[str, Any]]) -> int:
@@ -323,6 +325,12 @@ class LiteLLMModel:
             with _litellm_logging_off():
                 if guard is not None:
                     finish, pieces = await _stream(litellm, params, guard)
+                    if finish is None:  # ended with no reason: a server that cut it short to
+                        # serve another request (llama.cpp's interrupt_requests) - ask again, whole
+                        log.info("%s: streamed answer ended early (%d tokens); asked again without streaming",
+                                 self.name, pieces)
+                        guard = None
+                        response = await litellm.acompletion(**params)
                 else:
                     response = await litellm.acompletion(**params)
         except Exception as exc:  # translated once, here; the router decides what follows

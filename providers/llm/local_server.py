@@ -224,6 +224,9 @@ class LocalServerManager:
         command = [
             self.python, str(LAUNCHER), "--model", str(gguf), "--model_alias", server_alias(spec),
             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(local.n_ctx),
+            # by default the server ends a streamed answer early whenever another request
+            # arrives (``interrupt_requests``); answers wait their turn instead
+            "--interrupt_requests", "false",
         ]
         if local.n_threads:
             command += ["--n_threads", str(local.n_threads)]
