@@ -123,6 +123,8 @@ async def delegation_overhead(repeat: int) -> list[dict[str, Any]]:
         def replay(params: dict[str, Any]) -> Any:
             async def node(state: S) -> S:
                 response = await litellm.acompletion(**params)
+                if params.get("stream"):  # the local model's free text is streamed (stop_on_loop)
+                    return {"a": "".join([c.choices[0].delta.content or "" async for c in response if c.choices])}
                 return {"a": response.choices[0].message.content}
 
             return node
