@@ -186,6 +186,10 @@ def _upscale_speed(up: dict[str, Any], command: str, auto: dict[str, Any] | None
         value = up.get(f"torch_{precision}_out_mp_s")
         if value is not None:
             rows(f"{precision} (pinned)", value, auto is None and precision == "fp32")
+        elif isinstance(up.get(f"torch_{precision}"), str):  # not timed here: one row says why
+            out.append(record(f"upscale anime-6B x4, {device} {precision} (pinned), output MP/s ({up.get('input')} input)",
+                              None, "MP/s", "ours fp32, same run", up.get("torch_fp32_out_mp_s"), PINNED, None,
+                              command, note=up[f"torch_{precision}"]))
     return out
 
 

@@ -57,7 +57,8 @@ def upscale_auto(models_dir: str, device: str, up: dict[str, Any]) -> dict[str, 
         started = time.perf_counter()
         chosen, why = upscaler.precision("realesrgan-anime-6b", device)
         decided_s = time.perf_counter() - started
-    value = up.get(f"torch_{chosen}_out_mp_s")
+    # the same path's interleaved figure: ncnn's is the ncnn anchor's, the others are torch's
+    value = up.get("ncnn_fp32_out_mp_s" if chosen == "ncnn" else f"torch_{chosen}_out_mp_s")
     result = {"precision": chosen, "why": why, "decided_s": round(decided_s, 2), "out_mp_s": value}
     for anchor in ("torch_fp32", "realesrganer_fp32", "ncnn_fp32"):
         if value and up.get(f"{anchor}_out_mp_s"):

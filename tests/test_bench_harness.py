@@ -239,3 +239,36 @@ def test_quick_rembg_suite_runs_through_the_harness(tmp_path: Path) -> None:
     assert any("sequential, fp32 vs rembg CLI" in n for n in names) and any("batch of 2, fp32 vs rembg CLI" in n for n in names)
     for record in records:
         assert record["value"] is None or record["value"] > 0, record
+
+
+def test_bf16_is_timed_only_where_the_cpu_runs_it_and_its_row_says_why_not() -> None:
+    from bench import adapters, bench_image
+    from providers.image.precision import CpuInfo
+
+    amx = CpuInfo("Intel(R) Xeon(R)", frozenset({"avx2", "avx512f", "amx_bf16", "amx_tile"}))
+    avx2 = CpuInfo("AMD EPYC", frozenset({"avx2", "fma", "f16c"}))
+    assert bench_image.low_precision_missing("cpu", amx) is None
+    assert bench_image.low_precision_missing("cuda", avx2) is None  # fp16 on a GPU is always timed
+    why = bench_image.low_precision_missing("cpu", avx2)
+    assert why == "not measured: this CPU has none of amx_bf16, avx512_bf16 (bf16 would run emulated)"
+    summary = _image_summary(0.19)
+    del summary["upscale"]["torch_bf16_out_mp_s"]
+    summary["upscale"]["torch_bf16"] = why
+    summary["upscale_auto"] = {"precision": "ncnn", "why": "auto: 1.2x fp32", "out_mp_s": 0.40}
+    records = {r["name"]: r for r in adapters.image(summary, "c")}
+    bf16 = records["upscale anime-6B x4, CPU bf16 (pinned), output MP/s (192x192 input)"]
+    assert (bf16["value"], bf16["met"], bf16["note"]) == (None, None, why)
+    assert not [name for name in records if "bf16 (pinned)" in name and name.endswith(("ncnn", "RealESRGANer"))]
+    auto = records["upscale anime-6B x4, CPU precision auto (chose ncnn), output MP/s (192x192 input) vs ncnn"]
+    assert (auto["ratio"], auto["met"]) == (1.0, False)  # ncnn chosen is ncnn itself: 1x, not 1.5x
+
+
+def test_auto_choosing_ncnn_reads_the_ncnn_figure_of_the_same_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench import upscale_contenders
+    from providers.image import upscale
+
+    monkeypatch.setattr(upscale.RealESRGANUpscaler, "precision", lambda self, name, device: ("ncnn", "ncnn (auto: 1.2x)"))
+    up = {"torch_fp32_out_mp_s": 0.16, "ncnn_fp32_out_mp_s": 0.20, "realesrganer_fp32_out_mp_s": 0.10}
+    result = upscale_contenders.upscale_auto("/nonexistent", "cpu", up)
+    assert (result["precision"], result["out_mp_s"]) == ("ncnn", 0.20)
+    assert (result["vs_ncnn"], result["vs_torch"], result["vs_realesrganer"]) == (1.0, 1.25, 2.0)
