@@ -225,7 +225,9 @@ def run_all(suites: Sequence[Suite], quick: bool, budget_s: float | None = None,
     update(False)
     for index, suite in enumerate(suites):
         left = budget_s - (time.perf_counter() - started)
-        limit = min(suite.quick_timeout_s if quick else suite.full_timeout_s, left)
+        reserved = 0.0 if quick else sum(later.reserve_s for later in suites[index + 1:])
+        limit = min(suite.quick_timeout_s if quick else suite.full_timeout_s, left - reserved)
+        limit = max(limit, min(left, suite.reserve_s)) if not quick else limit
         rest = not_reached(suites[index + 1:])
         if limit <= 5:
             run.records += [_placeholder(e, suite.command(quick), "not run: the harness's time budget was spent")

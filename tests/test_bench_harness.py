@@ -272,3 +272,14 @@ def test_auto_choosing_ncnn_reads_the_ncnn_figure_of_the_same_run(monkeypatch: p
     result = upscale_contenders.upscale_auto("/nonexistent", "cpu", up)
     assert (result["precision"], result["out_mp_s"]) == ("ncnn", 0.20)
     assert (result["vs_ncnn"], result["vs_torch"], result["vs_realesrganer"]) == (1.0, 1.25, 2.0)
+
+
+def test_a_research_mode_that_answered_no_question_keeps_its_goal_rows_saying_why() -> None:
+    from bench import bench_research_quality
+
+    rows = bench_research_quality.unmeasured_records("abstractive, keyless", "of 12: the time budget ended the rest", "c")
+    names = [r["name"] for r in rows]
+    assert "research quality, abstractive, keyless: fact recall" in names
+    assert all(r["value"] is None and r["met"] is None and r["note"].startswith("not measured: no question fitted")
+               for r in rows)
+    assert all("the time budget ended the rest" in r["note"] for r in rows)

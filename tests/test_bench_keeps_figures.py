@@ -77,6 +77,30 @@ def test_a_suite_cut_by_its_budget_keeps_finished_rows_on_disk_and_names_the_res
     assert "**in progress**" in next(md for finished, rows, md in snapshots if rows == mid[0])
 
 
+def test_a_later_suite_s_reserve_is_left_to_it_by_the_suites_before(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the AMD machine lost: the image suite used the time the research-quality rows needed."""
+    greedy = _fake_suite(tmp_path, monkeypatch, "fake_greedy", f"""
+        import time
+        from bench.common import emit_record
+        emit_record({{'name': 'greedy row', **{ROW % (1.0, 1.0)}}})
+        time.sleep(60)
+    """)
+    last = _fake_suite(tmp_path, monkeypatch, "fake_last", f"""
+        from bench.common import emit_record
+        emit_record({{'name': 'last row', **{ROW % (1.0, 1.0)}}})
+    """)
+    suites = [harness.Suite("greedy", greedy, (harness.Expected("greedy row", "ms", "a", "<= 2x"),
+                                                harness.Expected("greedy slow row", "ms", "a", "<= 2x")),
+                            full_timeout_s=600),
+              harness.Suite("last", last, (harness.Expected("last row", "ms", "a", "<= 2x"),), reserve_s=8)]
+    lines: list[str] = []
+    run = harness.run_all(suites, quick=False, budget_s=14, log=lines.append)
+    rows = {r["name"]: r for r in run.records}
+    assert rows["greedy slow row"]["note"].startswith("not measured: fake_greedy ran past 6 s")
+    assert rows["last row"]["value"] == 1.0 and "note" not in rows["last row"]
+    assert "bench: greedy (python -m fake_greedy), limit 6 s" in lines
+
+
 def test_a_crash_mid_suite_keeps_the_rows_before_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     module = _fake_suite(tmp_path, monkeypatch, "fake_crashing_rows", f"""
         from bench.common import emit_record

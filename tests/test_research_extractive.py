@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from graphs.research.citations import CITE_MARKER, marker_ids, split_sentences
-from graphs.research.extractive import extractive_report
+from graphs.research.extractive import extractive_report, flatten
 from graphs.research.grounding import ground
 from graphs.research.nodes import parse_plan
 from graphs.research.passages import split_passages
@@ -114,6 +114,18 @@ def test_fences_of_tildes_longer_marks_and_an_unclosed_fence_are_read_as_markdow
     text = ("Intro about Locky.\n\n~~~\nlocky.run()\n\n```\nstill code\n~~~\n\n"
             "Prose between.\n\n````\n```\n\ncode line here\n````\n\nMore prose.\n\n```\nopen()\n\nnever closed()\n")
     passages = split_passages(text, max_chars=20)
-    inside = {p["text"].split("\n")[0] for p in passages if p.get("code_open")}
-    assert inside == {"```", "code line here", "never closed()"}
+    inside = {p["text"].split("\n")[0]: p["code_fence"] for p in passages if p.get("code_open")}
+    assert inside == {"```": "~~~", "code line here": "````", "never closed()": "```"}
     assert {p["text"] for p in passages if not p.get("code_open")} >= {"Intro about Locky.", "Prose between.", "More prose."}
+
+
+def test_a_passage_inside_a_tilde_or_four_backtick_fence_gets_that_fence_so_its_close_matches():
+    for fence in ("~~~", "````"):
+        text = f"Locky locks files.\n\n{fence}\nlocky.acquire()\n\nlocky.release()\n{fence}\n\nLocky releases locks on exit.\n"
+        passages = split_passages(text, max_chars=40)
+        (inside,) = [p for p in passages if p.get("code_open")]
+        flat = flatten(inside["text"], True, inside["code_fence"])
+        assert flat.startswith(f"{fence} locky.release()") and flat.count(fence) == 2, flat
+        report = extractive_report("How does Locky release locks?", [], [{"id": 1, "snippet": ""}], {"1": passages})
+        quoted = [line for line in report.splitlines() if "locky.release()" in line]
+        assert quoted and all(line.count(fence) % 2 == 0 for line in quoted), report

@@ -33,13 +33,14 @@ _LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s+")
 
 
-def flatten(text: str, code_open: bool = False) -> str:
+def flatten(text: str, code_open: bool = False, fence: str = "```") -> str:
     """A passage as one line of prose: headings and list markers off, list items ended.
 
     ``code_open``: the passage starts inside a fenced code block (``split_passages`` says so); it
-    gets the opening fence it lacks, so its first lines read as code, not as an uncited sentence.
+    gets the opening fence it lacks (``fence``, the block's own mark, so that its closing fence
+    closes it), and its first lines read as code, not as an uncited sentence.
     """
-    out = "```" if code_open else ""
+    out = fence if code_open else ""
     for line in text.splitlines():
         line = _HEADING.sub("", line).strip()
         if not line:
@@ -90,7 +91,7 @@ def _pool(sources: Sequence[Mapping[str, Any]], passages: Mapping[str, Sequence[
     for source in sources:
         sid = int(source["id"])
         for passage in passages.get(str(sid)) or [snippet_passage(str(source.get("snippet", "")))]:
-            text = flatten(passage["text"], bool(passage.get("code_open")))
+            text = flatten(passage["text"], bool(passage.get("code_open")), passage.get("code_fence") or "```")
             if text:
                 pool.append((sid, text))
     return pool

@@ -104,10 +104,11 @@ def _paragraphs(text: str) -> Iterable[tuple[int, int, str | None, bool, int | N
         yield start, end, heading, False, page
 
 
-def _code_spans(text: str) -> list[tuple[int, int]]:
-    """(start, end) of each fenced code block's inside, from the end of its opening fence line to
-    the start of its closing one (or the text's end when it never closes)."""
-    spans: list[tuple[int, int]] = []
+def _code_spans(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, fence) of each fenced code block's inside, from the end of its opening fence
+    line to the start of its closing one (or the text's end when it never closes), and the
+    opening fence's mark (three or more backticks or tildes)."""
+    spans: list[tuple[int, int, str]] = []
     opened: tuple[str, int] | None = None  # the open fence's mark and where its code starts
     for found in _FENCE_LINE.finditer(text):
         mark, rest = found.group(1), found.group(2)
@@ -115,10 +116,10 @@ def _code_spans(text: str) -> list[tuple[int, int]]:
             if mark[0] == "~" or "`" not in rest:  # an info string may not hold a backtick
                 opened = (mark, found.end())
         elif mark[0] == opened[0][0] and len(mark) >= len(opened[0]) and not rest.strip():
-            spans.append((opened[1], found.start()))
+            spans.append((opened[1], found.start(), opened[0]))
             opened = None
     if opened is not None:
-        spans.append((opened[1], len(text)))
+        spans.append((opened[1], len(text), opened[0]))
     return spans
 
 
@@ -126,13 +127,17 @@ def split_passages(text: str, max_chars: int = MAX_PASSAGE_CHARS) -> list[Passag
     """Cut ``text`` into passages of at most ``max_chars`` that keep their offsets, heading and page.
 
     A passage that starts inside a fenced code block (a blank line in the code split it from its
-    opening fence) says so: ``code_open: True``; ``extractive.flatten`` reads its first lines as code.
+    opening fence) says so: ``code_open: True``, and ``code_fence`` is that block's opening mark
+    (a closing ``~~~`` or four-backtick fence only closes its own kind); ``extractive.flatten``
+    reads its first lines as code.
     """
     passages = _split(text, max_chars)
     spans = _code_spans(text) if "```" in text or "~~~" in text else []
     for passage in passages:
-        if any(start <= passage["start"] < end for start, end in spans):
+        fence = next((mark for start, end, mark in spans if start <= passage["start"] < end), None)
+        if fence:
             passage["code_open"] = True
+            passage["code_fence"] = fence
     return passages
 
 

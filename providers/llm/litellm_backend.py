@@ -195,11 +195,23 @@ def translate_error(exc: BaseException, provider: str, model: str, timeout_s: fl
     return ProviderError(provider, f"{prefix}{text}", model=model)
 
 
+#: the thinking budget litellm gives each ``reasoning_effort`` (its DEFAULT_REASONING_EFFORT_*_THINKING_BUDGET)
+_EFFORT_BUDGETS = {"none": 0, "disable": 0, "minimal": 1024, "low": 1024, "medium": 2048, "high": 4096,
+                   "xhigh": 8192, "max": 16384}
+
+
 def _thinking_budget(extra_params: dict[str, Any]) -> int:
-    """The thinking tokens a model's ``extra_params`` give it (Anthropic's ``thinking.budget_tokens``)."""
+    """The thinking tokens a model's ``extra_params`` give it: Anthropic's (and Gemini's through
+    litellm) ``thinking.budget_tokens``, else what litellm turns ``reasoning_effort`` into (an
+    effort it does not know counts as the largest, so the answer is never starved)."""
     thinking = extra_params.get("thinking")
     budget = thinking.get("budget_tokens") if isinstance(thinking, dict) else None
-    return budget if isinstance(budget, int) and budget > 0 else 0
+    if isinstance(budget, int) and budget > 0:
+        return budget
+    effort = extra_params.get("reasoning_effort")
+    if isinstance(effort, str) and effort:
+        return _EFFORT_BUDGETS.get(effort.lower(), max(_EFFORT_BUDGETS.values()))
+    return 0
 
 
 async def _stream(litellm: Any, params: dict[str, Any], guard: LoopGuard) -> tuple[str | None, int]:
