@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mcp.server import MCPServer
 from mcp.server.subscriptions import InMemorySubscriptionBus
@@ -22,6 +22,9 @@ from core.errors import ConfigError
 from core.heap import settle
 from mcp_server import http, job_tools, prompts, protocol, resources, schemas, thread_tools, tools
 from mcp_server.state import ServerState
+
+if TYPE_CHECKING:
+    from core.config import SwarmConfig
 
 INSTRUCTIONS = (
     "runpod-swarm runs a small AI swarm: `delegate` routes a task to a primary model and a "
@@ -51,18 +54,20 @@ class SwarmServer(MCPServer):
         return [replace(item, mime_type=mime) for item in result]
 
 
-def build_server(config_path: str | None = None, *, jobs_path: Path | None = None, **server_kwargs: Any) -> MCPServer:
+def build_server(config_path: str | None = None, *, jobs_path: Path | None = None, config: SwarmConfig | None = None,
+                 **server_kwargs: Any) -> MCPServer:
     """The MCP server with every available tool, resource and prompt registered.
 
     Args:
         config_path: config file (default: ``$SWARM_CONFIG`` or the project's config.yaml).
         jobs_path: the job store (default: ``state_dir()/jobs.sqlite``).
+        config: ``config_path`` already loaded (``main`` has it: read once on a cold start).
         server_kwargs: passed to ``MCPServer`` (the HTTP transport adds ``token_verifier`` and ``auth``).
     """
     from core.config import config_path as resolve_config_path
     from core.config import load_config
 
-    config = load_config(resolve_config_path(config_path))
+    config = config or load_config(resolve_config_path(config_path))
     bus = InMemorySubscriptionBus()
     live: list[ServerState] = []  # the state of the running lifespan, for static resources
 
@@ -94,7 +99,7 @@ def build_server(config_path: str | None = None, *, jobs_path: Path | None = Non
 
 
 def build_http_app(config_path: str | None = None, *, host: str = "127.0.0.1", port: int = 8808,
-                   env: dict[str, str] | None = None, **server_kwargs: Any) -> Any:
+                   env: dict[str, str] | None = None, config: SwarmConfig | None = None, **server_kwargs: Any) -> Any:
     """The Starlette app serving MCP at ``/mcp`` and a health check at ``/health``.
 
     Args:
@@ -102,14 +107,15 @@ def build_http_app(config_path: str | None = None, *, host: str = "127.0.0.1", p
         host: the bind address (loopback needs no token; anything else warns without one).
         port: the port, for the issuer URL of bearer-token auth.
         env: where the tokens' env var is read (default: ``os.environ``).
+        config: ``config_path`` already loaded.
         server_kwargs: passed to ``build_server``.
     """
     from core.config import config_path as resolve_config_path
     from core.config import load_config
 
-    config = load_config(resolve_config_path(config_path))
+    config = config or load_config(resolve_config_path(config_path))
     auth = http.auth_kwargs(config, host=host, port=port, env=env)
-    server = build_server(config_path, **{**server_kwargs, **auth})
+    server = build_server(config_path, config=config, **{**server_kwargs, **auth})
     return http.http_app(server, config, host=host, auth=bool(auth))
 
 
@@ -135,12 +141,12 @@ def main(argv: list[str] | None = None) -> None:
     install_log_redaction()
     if args.http:
         try:
-            app = build_http_app(args.config, host=args.host, port=args.port)
+            app = build_http_app(args.config, host=args.host, port=args.port, config=config)
         except ConfigError as exc:  # a malformed or short bearer token
             raise SystemExit(f"swarm-mcp: {exc}") from None
         http.serve(app, host=args.host, port=args.port)
     else:
-        build_server(args.config).run("stdio")
+        build_server(args.config, config=config).run("stdio")
 
 
 if __name__ == "__main__":
