@@ -192,14 +192,14 @@ def mode_records(label: str, rows: Sequence[dict[str, Any]], anchor_rows: Sequen
     return records
 
 
-def unmeasured_records(label: str, note: str, command: str) -> list[dict[str, Any]]:
-    """The goal rows of a mode that answered no question, each saying why."""
-    why = f"not measured: no question fitted the time left ({seconds_left():.0f} s; {note or 'none answered'})"
-    goals = (("fact recall", "share", ">= 0.7 and >= the baseline's"), ("support rate of cited sentences", "share", ">= 0.95"),
-             ("factual sentences cited", "share", "1.0"), ("seconds per question (depth quick)", "s", "<= 30 s"))
-    return [{"name": f"research quality, {label}: {title}", "value": None, "unit": unit, "anchor": BASELINE,
-             "anchor_value": None, "ratio": None, "goal": goal, "met": None, "command": command, "note": why}
-            for title, unit, goal in goals]
+def unmeasured_records(label: str, note: str, command: str, depth: str = "quick") -> list[dict[str, Any]]:
+    """The rows ``mode_records`` writes for a mode, for one that answered no question: the same
+    names and goals, no value, each saying why."""
+    left = seconds_left()
+    why = (f"not measured: no question fitted the time left"
+           f"{f' ({left:.0f} s)' if left != float('inf') else ''}; {note or 'none answered'}")
+    return [{**row, "value": None, "anchor_value": None, "ratio": None, "met": None, "anchor": BASELINE, "note": why}
+            for row in mode_records(label, [], [], "", command, depth)]
 
 
 def retrieval_records(questions: Sequence[dict[str, Any]], pool: Sequence[CorpusPassage], k: int,
@@ -249,7 +249,7 @@ async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
                     if rows:
                         records += [emit_record(r) for r in mode_records(f"{mode}, keyless", rows, baseline, note, command, args.depth)]
                     else:  # not one question fitted: the mode's goal rows say so instead of vanishing
-                        records += [emit_record(r) for r in unmeasured_records(f"{mode}, keyless", note, command)]
+                        records += [emit_record(r) for r in unmeasured_records(f"{mode}, keyless", note, command, args.depth)]
                     if note:
                         print(f"  {mode}: {note}", file=sys.stderr)
             finally:

@@ -225,13 +225,16 @@ def run_all(suites: Sequence[Suite], quick: bool, budget_s: float | None = None,
     update(False)
     for index, suite in enumerate(suites):
         left = budget_s - (time.perf_counter() - started)
-        reserved = 0.0 if quick else sum(later.reserve_s for later in suites[index + 1:])
-        limit = min(suite.quick_timeout_s if quick else suite.full_timeout_s, left - reserved)
-        limit = max(limit, min(left, suite.reserve_s)) if not quick else limit
+        timeout = suite.quick_timeout_s if quick else suite.full_timeout_s
+        reserving = [] if quick else [later for later in suites[index + 1:] if later.reserve_s]
+        reserved = sum(later.reserve_s for later in reserving)
+        # what later suites reserved is not this suite's; its own reserve it gets whatever they hold
+        limit = min(timeout, max(left - reserved, min(left, suite.reserve_s)))
         rest = not_reached(suites[index + 1:])
         if limit <= 5:
-            run.records += [_placeholder(e, suite.command(quick), "not run: the harness's time budget was spent")
-                            for e in suite.figures]
+            why = ("not run: the harness's time budget was spent" if left <= 5 else
+                   f"not run: the {left:.0f} s left are reserved for {', '.join(s.name for s in reserving)}")
+            run.records += [_placeholder(e, suite.command(quick), why) for e in suite.figures]
             run.pending = rest
             update(False)
             continue

@@ -277,9 +277,14 @@ def test_auto_choosing_ncnn_reads_the_ncnn_figure_of_the_same_run(monkeypatch: p
 def test_a_research_mode_that_answered_no_question_keeps_its_goal_rows_saying_why() -> None:
     from bench import bench_research_quality
 
-    rows = bench_research_quality.unmeasured_records("abstractive, keyless", "of 12: the time budget ended the rest", "c")
+    rows = bench_research_quality.unmeasured_records("abstractive, keyless", "of 12: the time budget ended the rest",
+                                                     "c", "standard")
+    measured = bench_research_quality.mode_records("abstractive, keyless", [], [], "", "c", "standard")
+    assert [(r["name"], r["goal"]) for r in rows] == [(r["name"], r["goal"]) for r in measured]  # the same rows
     names = [r["name"] for r in rows]
     assert "research quality, abstractive, keyless: fact recall" in names
+    assert "research quality, abstractive, keyless: seconds per question (depth standard)" in names
+    assert "research quality, abstractive, keyless: repeated sentences" in names
     assert all(r["value"] is None and r["met"] is None and r["note"].startswith("not measured: no question fitted")
                for r in rows)
     assert all("the time budget ended the rest" in r["note"] for r in rows)

@@ -99,6 +99,10 @@ def test_a_later_suite_s_reserve_is_left_to_it_by_the_suites_before(tmp_path: Pa
     assert rows["greedy slow row"]["note"].startswith("not measured: fake_greedy ran past 6 s")
     assert rows["last row"]["value"] == 1.0 and "note" not in rows["last row"]
     assert "bench: greedy (python -m fake_greedy), limit 6 s" in lines
+    held = harness.run_all(suites, quick=False, budget_s=12, log=lambda line: None)  # 12 - 8 leaves greedy 4 s
+    skipped = {r["name"]: r for r in held.records}["greedy row"]
+    assert skipped["note"] == "not run: the 12 s left are reserved for last"
+    assert {r["name"]: r for r in held.records}["last row"]["value"] == 1.0
 
 
 def test_a_crash_mid_suite_keeps_the_rows_before_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

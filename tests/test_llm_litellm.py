@@ -155,7 +155,8 @@ async def test_a_call_limit_caps_the_answer_and_a_thinking_budget_comes_on_top(s
     assert thinks._params(ASK, LLMConfig(max_tokens=6000), "key")["max_tokens"] == 8192
     assert thinks._params(ASK, LLMConfig(), "key")["max_tokens"] == 8192
     # a reasoning model configured with reasoning_effort thinks too: litellm's budget for it on top
-    for effort, budget in (("low", 1024), ("high", 4096), ("none", 0), ("unheard-of", 16384)):
+    for effort, budget in (("low", 1024), ("HIGH", 4096), ("none", 0), ("unheard-of", 16384), (False, 0),
+                           ({"effort": "medium"}, 2048)):
         cfg = make_swarm_config({"r": spec("good", server.url, max_output_tokens=32768,
                                            extra_params={"reasoning_effort": effort})})
         assert LiteLLMModel("r", cfg.models["r"])._params(ASK, LLMConfig(max_tokens=128), "k")["max_tokens"] == budget + 128

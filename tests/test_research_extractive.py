@@ -124,7 +124,7 @@ def test_a_passage_inside_a_tilde_or_four_backtick_fence_gets_that_fence_so_its_
         text = f"Locky locks files.\n\n{fence}\nlocky.acquire()\n\nlocky.release()\n{fence}\n\nLocky releases locks on exit.\n"
         passages = split_passages(text, max_chars=40)
         (inside,) = [p for p in passages if p.get("code_open")]
-        flat = flatten(inside["text"], True, inside["code_fence"])
+        flat = flatten(inside["text"], inside["code_fence"])
         assert flat.startswith(f"{fence} locky.release()") and flat.count(fence) == 2, flat
         report = extractive_report("How does Locky release locks?", [], [{"id": 1, "snippet": ""}], {"1": passages})
         quoted = [line for line in report.splitlines() if "locky.release()" in line]

@@ -33,14 +33,14 @@ _LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s+")
 
 
-def flatten(text: str, code_open: bool = False, fence: str = "```") -> str:
+def flatten(text: str, code_fence: str | None = None) -> str:
     """A passage as one line of prose: headings and list markers off, list items ended.
 
-    ``code_open``: the passage starts inside a fenced code block (``split_passages`` says so); it
-    gets the opening fence it lacks (``fence``, the block's own mark, so that its closing fence
-    closes it), and its first lines read as code, not as an uncited sentence.
+    ``code_fence``: the passage starts inside a fenced code block opened by this mark
+    (``split_passages`` says so); it gets the opening fence it lacks (the block's own mark, so
+    that its closing fence closes it), and its first lines read as code, not as an uncited sentence.
     """
-    out = fence if code_open else ""
+    out = code_fence or ""
     for line in text.splitlines():
         line = _HEADING.sub("", line).strip()
         if not line:
@@ -91,7 +91,8 @@ def _pool(sources: Sequence[Mapping[str, Any]], passages: Mapping[str, Sequence[
     for source in sources:
         sid = int(source["id"])
         for passage in passages.get(str(sid)) or [snippet_passage(str(source.get("snippet", "")))]:
-            text = flatten(passage["text"], bool(passage.get("code_open")), passage.get("code_fence") or "```")
+            # a passage split by an earlier version has code_open and no code_fence: backticks then
+            text = flatten(passage["text"], passage.get("code_fence") or ("```" if passage.get("code_open") else None))
             if text:
                 pool.append((sid, text))
     return pool

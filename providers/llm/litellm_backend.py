@@ -209,9 +209,11 @@ def _thinking_budget(extra_params: dict[str, Any]) -> int:
     if isinstance(budget, int) and budget > 0:
         return budget
     effort = extra_params.get("reasoning_effort")
-    if isinstance(effort, str) and effort:
-        return _EFFORT_BUDGETS.get(effort.lower(), max(_EFFORT_BUDGETS.values()))
-    return 0
+    if isinstance(effort, dict):  # the Responses API's {"effort": "high", ...}
+        effort = effort.get("effort")
+    if effort is None or effort is False or effort == "":  # unset, or YAML's `off`
+        return 0
+    return _EFFORT_BUDGETS.get(str(effort).lower(), max(_EFFORT_BUDGETS.values()))
 
 
 async def _stream(litellm: Any, params: dict[str, Any], guard: LoopGuard) -> tuple[str | None, int]:
