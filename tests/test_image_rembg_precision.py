@@ -149,11 +149,15 @@ def test_bf16_keeps_the_measured_nodes_in_fp32_and_passes_the_floor_on_both_prob
     assert mask_scores(reference["photo"], all_bf16["photo"])["alpha_diff"] > rembg_paths.ALPHA_DIFF_FLOOR
 
 
-def test_thread_limit_applies_to_the_calling_thread_only():
+def test_thread_limit_applies_to_the_calling_thread_only(monkeypatch: pytest.MonkeyPatch):
+    import importlib.util
     import threading
 
     import torch
 
+    if importlib.util.find_spec("ncnn") is not None:
+        import ncnn  # noqa: F401  # its own libgomp copy, loaded first: the limit must still reach torch's
+    monkeypatch.setattr(rembg_paths, "_OPENMP", [])  # found afresh, with both copies in the process
     seen: list[int] = []
 
     def worker() -> None:
@@ -167,6 +171,19 @@ def test_thread_limit_applies_to_the_calling_thread_only():
     thread.join()
     assert seen[0] == 1, "no OpenMP runtime found in this process"
     assert seen[1] == 1 and seen[2] == before and torch.get_num_threads() == before
+
+
+def test_the_openmp_runtime_limited_is_torchs_own_not_another_wheels_copy():
+    torch_dir = "/venv/site-packages/torch"
+    ncnn_copy = "/venv/site-packages/ncnn.libs/libgomp-6a29c32d.so.1.0.0"
+    ours = f"{torch_dir}/lib/libgomp.so.1"
+    assert rembg_paths.pick_openmp({ncnn_copy, ours}, torch_dir) == ours  # ncnn's sorts first
+    assert rembg_paths.pick_openmp({ncnn_copy, ours}, torch_dir + "/") == ours
+    # a torch that uses the system's runtime: the copy no wheel bundled
+    system = "/usr/lib/x86_64-linux-gnu/libgomp.so.1"
+    assert rembg_paths.pick_openmp({ncnn_copy, system}, torch_dir) == system
+    assert rembg_paths.pick_openmp({ncnn_copy}, torch_dir) == ncnn_copy  # only one: that one
+    assert rembg_paths.pick_openmp(set(), torch_dir) is None
 
 
 def test_a_graph_with_an_op_torch_cannot_run_is_refused():

@@ -27,7 +27,7 @@ from __future__ import annotations
 import ctypes
 import importlib.util
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -135,15 +135,33 @@ def _openmp() -> Any:
     """The OpenMP runtime torch loaded (found once in ``/proc/self/maps``), or None where there
     is none to find (not Linux, a torch built without OpenMP)."""
     if not _OPENMP:
+        import torch
+
         lib = None
         try:
             with open("/proc/self/maps", encoding="utf-8") as maps:
-                found = sorted({line.split()[-1] for line in maps if "libgomp" in line or "libiomp" in line})
-            lib = ctypes.CDLL(found[0]) if found else None
+                found = {line.split()[-1] for line in maps if "libgomp" in line or "libiomp" in line}
+            chosen = pick_openmp(found, str(Path(torch.__file__).parent))
+            lib = ctypes.CDLL(chosen) if chosen else None
         except OSError:
             pass
         _OPENMP.append(lib)
     return _OPENMP[0]
+
+
+def pick_openmp(loaded: Collection[str], torch_dir: str) -> str | None:
+    """Which of the OpenMP runtimes ``loaded`` in this process is torch's: the one inside torch's
+    package (``torch/lib``); else (a torch that uses the system's) the first not bundled by another
+    wheel (``<package>.libs``). Wheels bundle their own copies: with ncnn loaded there are two
+    libgomp, and limiting ncnn's leaves torch's threads as they were (found on an AMD machine,
+    where ncnn's copy sorted first)."""
+    ordered = sorted(loaded)
+    inside = [path for path in ordered if path.startswith(torch_dir.rstrip("/") + "/")]
+    if inside:
+        return inside[0]
+    unbundled = [path for path in ordered if not Path(path).parent.name.endswith(".libs")]
+    candidates = unbundled or ordered
+    return candidates[0] if candidates else None
 
 
 _OPENMP: list[Any] = []
