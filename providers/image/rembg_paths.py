@@ -155,13 +155,9 @@ def pick_openmp(loaded: Collection[str], torch_dir: str) -> str | None:
     wheel (``<package>.libs``). Wheels bundle their own copies: with ncnn loaded there are two
     libgomp, and limiting ncnn's leaves torch's threads as they were (found on an AMD machine,
     where ncnn's copy sorted first)."""
-    ordered = sorted(loaded)
-    inside = [path for path in ordered if path.startswith(torch_dir.rstrip("/") + "/")]
-    if inside:
-        return inside[0]
-    unbundled = [path for path in ordered if not Path(path).parent.name.endswith(".libs")]
-    candidates = unbundled or ordered
-    return candidates[0] if candidates else None
+    inside = torch_dir.rstrip("/") + "/"
+    return min(loaded, default=None,
+               key=lambda path: (not path.startswith(inside), Path(path).parent.name.endswith(".libs"), path))
 
 
 _OPENMP: list[Any] = []
