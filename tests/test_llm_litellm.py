@@ -223,6 +223,36 @@ async def test_a_looping_answer_is_cut_where_it_repeats_and_the_server_stops(ser
     assert sent.hung_up and sent.chunks_sent < 100  # it stopped sending: 323 words were scripted
 
 
+@pytest.mark.parametrize(("loop", "kept"), [
+    # a run-on loop never ends a sentence; a loop of short lines has no sentence long enough to count
+    ("Rivers matter. And the river flows to the sea" + " and the river flows to the sea" * 60,
+     "Rivers matter. And the river flows to the sea"),
+    ("Cities:\n- Paris\n- London\n" + "- Paris\n- London\n" * 60, "Cities:\n- Paris\n- London"),
+    # the same sentence with other citation markers and case is the same sentence
+    ("Rivers reach the sea [1]. " + "Rivers reach the sea [2]. rivers reach the sea [3]! " * 30, "Rivers reach the sea [1]."),
+])
+async def test_loops_that_end_no_sentence_or_differ_in_markers_are_cut_too(server: FakeOpenAI, loop: str, kept: str) -> None:
+    server.script("good", Behaviour.answer(loop, token_delay_s=0.002))
+    cfg = make_swarm_config({"m": spec("good", server.url, stop_on_loop=True, timeout_s=5)})
+    answer = await LiteLLMModel("m", cfg.models["m"]).complete(ASK, LLMConfig(step="write"))
+    assert answer.text == kept and answer.finish_reason == "loop"
+    sent = server.requests_for("good")[0]
+    for _ in range(200):
+        if sent.stream_ended:
+            break
+        await asyncio.sleep(0.01)
+    assert sent.hung_up and sent.chunks_sent < len(loop.split()) // 3
+
+
+async def test_repetition_that_is_no_loop_arrives_whole(server: FakeOpenAI) -> None:
+    text = ("Very, very, very good. Row, row, row your boat. Zeros: 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0."
+            " Ha ha ha ha ha. The river flows; the river flows; the end.")
+    server.script("good", Behaviour.answer(text))
+    cfg = make_swarm_config({"m": spec("good", server.url, stop_on_loop=True)})
+    answer = await LiteLLMModel("m", cfg.models["m"]).complete(ASK, LLMConfig())
+    assert answer.text == text and answer.finish_reason == "stop"
+
+
 async def test_a_streamed_answer_that_does_not_loop_arrives_whole_and_json_calls_do_not_stream(server: FakeOpenAI) -> None:
     text = "Checkpoints save state. " * 2 + "A circuit opens after three failures.\n- one\n- one\n- one"
     server.script("good", Behaviour.answer(text), Behaviour.answer('{"verdict": "fine"}'))
