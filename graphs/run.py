@@ -64,3 +64,21 @@ async def run_graph(graph: Any, initial: dict[str, Any], ctx: JobContext) -> dic
         if lean is not None:  # drop what it held if the run ended early
             lean.forget(ctx.job_id)
     return final
+
+
+def attach_partial(exc: Any, output: dict[str, Any]) -> None:
+    """Give a failed job's error (``BudgetExceeded``/``AllProvidersFailed``) what it had produced:
+    ``output`` with ``partial: True`` over any partial the error carries, and the trace steps of
+    every completed node (``exc.graph_state``, set by ``run_graph``) before the error's own."""
+    state = getattr(exc, "graph_state", None) or {}
+    partial = dict(exc.partial) if isinstance(exc.partial, dict) else {}
+    partial.update(partial=True, **output)
+    exc.partial = partial
+    steps = list(state.get("trace", []))
+
+    def key(step: dict[str, Any]) -> tuple[Any, ...]:
+        return step.get("step"), step.get("kind"), step.get("provider"), step.get("model"), step.get("at")
+
+    seen = {key(s) for s in steps}  # the meter holds the completed nodes' LLM attempts too
+    steps += [s for s in getattr(exc, "trace", None) or [] if key(s) not in seen]
+    exc.trace = steps

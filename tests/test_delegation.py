@@ -89,6 +89,28 @@ async def test_primary_chain_down_fails_with_every_attempt_listed(make_context: 
     assert [s["model"] for s in result["trace"] if s["kind"] == "llm"] == ["deepseek-v3.1-q8", "local"]
 
 
+async def test_a_chain_down_at_the_revision_keeps_the_draft_and_review_as_partial(make_context: Any) -> None:
+    from providers.base import TraceStep
+
+    down = [TraceStep(step="revise", provider="litellm", model=m, outcome="error", error_class="ProviderError")
+            for m in ("deepseek-v3.1-q8", "local")]
+    verdict = {"approved": False, "score": 3, "issues": ["too short"], "suggestion": "add a line"}
+
+    def answer(messages: list[Message], config: LLMConfig) -> Any:
+        if config.step == "revise":
+            raise AllProvidersFailed("llm", down)
+        return verdict if config.step == "review" else "first draft"
+
+    result = await dispatch(job(), make_context(FunctionLLM(answer)))
+    assert result["status"] == "FAILED" and result["error"]["type"] == "AllProvidersFailed"
+    output = result["output"]
+    assert output["partial"] is True and output["stopped_at"] == "revise"
+    assert output["text"] == "first draft" and output["review"]["approved"] is False and output["revisions"] == 0
+    steps = [(s["step"], s["kind"]) for s in result["trace"]]
+    assert ("draft", "llm") in steps and ("review", "llm") in steps
+    assert [s["model"] for s in result["trace"] if s["step"] == "revise"] == ["deepseek-v3.1-q8", "local"]
+
+
 @pytest.mark.parametrize(
     ("raw", "needle"),
     [

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from core.errors import InputError
+from core.errors import AllProvidersFailed, InputError
 from core.rules import Tier, not_blank
 from graphs.context import JobContext
 from graphs.delegation.history import THREAD_ID_PATTERN, Turn, history_step, window
@@ -54,9 +54,8 @@ async def delegate(inp: DelegateInput, ctx: JobContext) -> dict[str, Any]:
     await ctx.progress("route", f"{inp.kind}: primary {route.primary}, reviewer {route.reviewer or 'none'}", None)
     kept, left_out = window(inp.history, config.threads.max_chars)
     opening = [history_step(inp.thread_id, inp.history, kept, left_out, config.threads.max_chars)] if inp.thread_id else []
-    state = await run_graph(
-        graph,
-        {
+    try:
+        state = await run_graph(graph, {
             "task": inp.task,
             "kind": inp.kind,
             "tier": inp.tier,
@@ -65,9 +64,14 @@ async def delegate(inp: DelegateInput, ctx: JobContext) -> dict[str, Any]:
             "max_revisions": config.limits.max_revisions,
             "history": [t.model_dump() for t in kept],
             "trace": opening,
-        },
-        ctx,
-    )
+        }, ctx)
+    except AllProvidersFailed as exc:  # (a budget stop carries its partial already: graphs.budget)
+        _attach_partial(exc, inp)
+        raise
+    return {**_output(state, inp), "trace": state.get("trace", [])}
+
+
+def _output(state: dict[str, Any], inp: DelegateInput) -> dict[str, Any]:
     return {
         **({"thread_id": inp.thread_id} if inp.thread_id else {}),
         "text": state.get("final", state.get("draft", "")),
@@ -75,8 +79,19 @@ async def delegate(inp: DelegateInput, ctx: JobContext) -> dict[str, Any]:
         "kind": inp.kind,
         "review": state.get("review"),
         "revisions": state.get("revisions", 0),
-        "trace": state.get("trace", []),
     }
+
+
+def _attach_partial(exc: AllProvidersFailed, inp: DelegateInput) -> None:
+    """A job whose chain ran dry after its draft keeps it: the latest draft (``text``), who wrote
+    it, the review that asked for changes, the revisions made and the step that failed
+    (``stopped_at``), with every completed step's trace."""
+    from graphs.run import attach_partial
+
+    state = getattr(exc, "graph_state", None) or {}
+    if state.get("draft"):
+        steps = [getattr(a, "step", None) or (a.get("step") if isinstance(a, dict) else None) for a in exc.attempts]
+        attach_partial(exc, {**_output(state, inp), "stopped_at": next((s for s in steps if s), None)})
 
 
 async def _research_route(inp: DelegateInput, ctx: JobContext) -> dict[str, Any]:

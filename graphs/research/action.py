@@ -171,20 +171,12 @@ def _thread_context(inp: ResearchInput, max_chars: int) -> dict[str, Any]:
 def _attach_partial(exc: BudgetExceeded | AllProvidersFailed) -> None:
     """What the research had when it stopped: its sources, queries and any report, with the
     steps of every completed node in the error's trace (searches and reads included)."""
-    state = getattr(exc, "graph_state", None) or {}
-    partial = dict(exc.partial) if isinstance(exc.partial, dict) else {}
-    partial.update(
-        partial=True,
-        report=state.get("report") or None,
-        sources=state.get("sources", []),
-        citations=state.get("citations", []),
-        queries=state.get("queries", []),
-    )
-    exc.partial = partial
-    steps = list(state.get("trace", []))
-    def key(step: dict[str, Any]) -> tuple[Any, ...]:
-        return step.get("step"), step.get("kind"), step.get("provider"), step.get("model"), step.get("at")
+    from graphs.run import attach_partial
 
-    seen = {key(s) for s in steps}  # the meter holds the completed nodes' LLM attempts too
-    steps += [s for s in getattr(exc, "trace", None) or [] if key(s) not in seen]
-    exc.trace = steps  # type: ignore[union-attr]
+    state = getattr(exc, "graph_state", None) or {}
+    attach_partial(exc, {
+        "report": state.get("report") or None,
+        "sources": state.get("sources", []),
+        "citations": state.get("citations", []),
+        "queries": state.get("queries", []),
+    })
