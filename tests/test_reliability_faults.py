@@ -261,10 +261,10 @@ def _scripted(statuses: list[httpx.Response]) -> tuple[Callable[[httpx.Request],
     return handler, seen
 
 
-async def test_runpod_429_with_retry_after_and_5xx_are_retried_then_succeed() -> None:
+async def test_runpod_429_with_retry_after_is_retried_then_succeeds() -> None:
     handler, seen = _scripted([
         httpx.Response(429, headers={"Retry-After": "0"}, json={"error": "slow"}),
-        httpx.Response(503, json={"error": "busy"}),
+        httpx.Response(429, json={"error": "slow"}),
         httpx.Response(200, json={"id": "rp-1", "status": "IN_QUEUE"}),
     ])
     result = await _runpod(handler).run(JOB)
@@ -272,13 +272,13 @@ async def test_runpod_429_with_retry_after_and_5xx_are_retried_then_succeed() ->
     assert seen.count("POST /v2/ep1/run") == 3
 
 
-async def test_runpod_persistent_5xx_ends_in_a_clear_error() -> None:
+async def test_runpod_5xx_to_run_ends_in_a_clear_error_without_a_second_job() -> None:
     handler, seen = _scripted([httpx.Response(502, json={"error": "bad gateway"})])
     runner = _runpod(handler)
     runner.max_retries = 2
     result = await runner.run(JOB)
     assert result["status"] == "FAILED" and result["error"]["type"] == "ProviderUnavailable"
-    assert "502" in result["error"]["message"] and seen.count("POST /v2/ep1/run") == 3
+    assert "502" in result["error"]["message"] and seen.count("POST /v2/ep1/run") == 1
     assert "rpa_PLANTEDKEY" not in json.dumps(result)
 
 

@@ -54,14 +54,23 @@ async def test_completed_job_returns_the_workers_envelope_and_a_runpod_step() ->
     assert seen[0].headers["authorization"] == f"Bearer {KEY}"
 
 
-async def test_429_and_503_are_retried_with_backoff() -> None:
+async def test_429_on_run_and_5xx_on_status_are_retried_with_backoff() -> None:
     http, seen = scripted({
-        "run": [ok({}, 429, **{"retry-after": "0"}), ok({}, 503), ok({"id": "j2", "status": "IN_QUEUE"})],
-        "status": [ok({}, 502), ok({"id": "j2", "status": "COMPLETED", "output": {"plain": 1}})],
+        "run": [ok({}, 429, **{"retry-after": "0"}), ok({}, 429), ok({"id": "j2", "status": "IN_QUEUE"})],
+        "status": [ok({}, 502), ok({}, 503), ok({"id": "j2", "status": "COMPLETED", "output": {"plain": 1}})],
     })
     result = await runner(http).run(JOB)
     assert result["status"] == "COMPLETED" and result["output"] == {"plain": 1}
-    assert [r.url.path.split("/")[3] for r in seen] == ["run", "run", "run", "status", "status"]
+    assert [r.url.path.split("/")[3] for r in seen] == ["run", "run", "run", "status", "status", "status"]
+
+
+@pytest.mark.parametrize("code", [500, 502, 503, 504])
+async def test_a_5xx_to_run_is_not_sent_again_so_a_queued_job_never_runs_twice(code: int) -> None:
+    http, seen = scripted({"run": [ok({"error": "upstream timed out"}, code), ok({"id": "j3", "status": "IN_QUEUE"})]})
+    result = await runner(http).run(JOB)
+    assert [r.url.path.split("/")[3] for r in seen] == ["run"]
+    assert result["status"] == "FAILED" and result["error"]["type"] == "ProviderUnavailable"
+    assert f"HTTP {code} to /run" in result["error"]["message"] and "second job" in result["error"]["message"]
 
 
 async def test_persistent_429_becomes_a_rate_limit_error() -> None:

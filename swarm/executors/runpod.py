@@ -30,6 +30,10 @@ log = logging.getLogger("swarm.executors.runpod")
 FINAL_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"})
 RUN_LIMIT_BYTES = 10 * 1024 * 1024
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: what ``/run`` is retried on: answers that say the job was not queued. A 5xx may come after
+#: RunPod queued it (a gateway's timeout, say), and a second ``/run`` would then start a second,
+#: paid job; a refused connection or a 429 never queued anything.
+RUN_RETRY_STATUSES = frozenset({429})
 
 
 class RunPodError(Exception):
@@ -52,7 +56,8 @@ class RunPodExecutor:
         poll_interval_s: the longest wait between two status polls (the first is 0.1 s).
         timeout_s: how long ``run`` follows a job when no ``wait_budget_s`` is given.
         execution_timeout_s: sent as ``policy.executionTimeout`` when set.
-        max_retries: retries of one request on 429, 5xx or a refused connection.
+        max_retries: retries of one request on 429, 5xx or a refused connection (``/run``: on 429
+            or a refused connection only, ``RUN_RETRY_STATUSES``).
     """
 
     def __init__(
@@ -112,7 +117,8 @@ class RunPodExecutor:
                             "ProviderError",
                             f"RunPod endpoint {self.endpoint_id} answered {path.split('/')[1]} with a body that is not JSON",
                         ) from None
-                if response.status_code not in RETRY_STATUSES or not retry or attempt >= self.max_retries:
+                retried = RUN_RETRY_STATUSES if path == "/run" else RETRY_STATUSES
+                if response.status_code not in retried or not retry or attempt >= self.max_retries:
                     raise self._http_error(response, path)
                 delay = self._backoff(attempt, response.headers.get("retry-after"))
             attempt += 1
@@ -143,6 +149,10 @@ class RunPodExecutor:
             return RunPodError("InputError", detail)
         if code == 429:
             return RunPodError("ProviderRateLimited", f"RunPod kept answering 429 after {self.max_retries} retries")
+        if code >= 500 and path == "/run":
+            return RunPodError("ProviderUnavailable", f"RunPod answered HTTP {code} to /run: {detail} (not sent again: the job may"
+                               " have been queued all the same, and a second /run would start a second job; look for it"
+                               " in the endpoint's requests before submitting again)")
         return RunPodError("ProviderUnavailable" if code >= 500 else "ProviderError", f"RunPod answered HTTP {code}: {detail}")
 
     # --- the public calls ------------------------------------------------------------------
