@@ -128,6 +128,9 @@ async def warm_up(kinds: Sequence[str] | None = None) -> None:
     kinds = list(config.worker.warm if kinds is None else kinds)
     for kind in kinds:
         if kind == "llm":
+            from providers.llm.litellm_backend import warm_litellm
+
+            warm_litellm()  # ~6 s of import the first job's first call would pay (and its trace show)
             for name, spec in config.models.items():
                 if spec.local_server is not None and spec.local_server.autostart:
                     await rt.local_servers.ensure(name, spec)

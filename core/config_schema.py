@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core.rules import Tier
 
@@ -234,6 +234,12 @@ class ObservabilitySection(StrictModel):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     otlp_endpoint: str | None = None
     capture_content: bool = False
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _any_case(cls, value: Any) -> Any:
+        """``debug`` is ``DEBUG`` (``SWARM_LOG_LEVEL=debug`` lands here through interpolation)."""
+        return value.strip().upper() if isinstance(value, str) else value
 
 
 class BudgetSpec(StrictModel):

@@ -133,11 +133,11 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         config = load_config(config_path(args.config))  # fail fast on a broken file, with the keys named
+        # JSON lines on stderr (stdout carries the protocol); SWARM_LOG_LEVEL overrides config.
+        configure_logging(os.environ.get("SWARM_LOG_LEVEL") or config)
     except ConfigError as exc:
         print(f"swarm-mcp: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    # JSON lines on stderr (stdout carries the protocol); SWARM_LOG_LEVEL overrides config.
-    configure_logging(os.environ.get("SWARM_LOG_LEVEL") or config)
     install_log_redaction()
     if args.http:
         try:

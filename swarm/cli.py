@@ -237,10 +237,10 @@ def main(argv: list[str] | None = None) -> int:
     from core.redact import install_log_redaction
     from swarm.logs import configure_logging
 
-    configure_logging(os.environ.get("SWARM_LOG_LEVEL", "WARNING"), json=False)
-    install_log_redaction()
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     try:
+        configure_logging(os.environ.get("SWARM_LOG_LEVEL", "WARNING"), json=False)
+        install_log_redaction()
         return args.fn(args)
     except SwarmError as exc:
         print(f"error: {exc.to_dict()['message']}", file=sys.stderr)

@@ -18,6 +18,9 @@ from typing import IO, TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from core.config import SwarmConfig
 
+#: the level names a log level may be given as (any case)
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
 #: The id of the job the current task works for; ``None`` outside a job.
 job_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("swarm_job_id", default=None)
 
@@ -91,9 +94,16 @@ def configure_logging(config_or_level: SwarmConfig | str | int | None = None, js
         JsonFormatter() if json else _PlainRedactingFormatter("%(asctime)s %(levelname)s %(name)s%(job)s: %(message)s")
     )
     setattr(handler, _HANDLER_MARK, True)
+    if isinstance(level, str):
+        level = level.strip().upper()
+        if level not in LEVELS:
+            from core.errors import ConfigError
+
+            raise ConfigError(f"log level {level.lower()!r} is not one of {', '.join(LEVELS)} (any case)",
+                              key="SWARM_LOG_LEVEL / observability.log_level")
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, _HANDLER_MARK, False)]:
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(level.upper() if isinstance(level, str) else level)
+    root.setLevel(level)
     return handler

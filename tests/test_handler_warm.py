@@ -186,3 +186,20 @@ async def test_an_upscale_job_during_the_warm_up_waits_for_its_decision(worker, 
     (decision,) = json.loads((tmp_path / "precision.json").read_text())["decisions"].values()
     (step,) = [s for s in result["trace"] if s["step"] == "upscale" and s["kind"] == "image"]
     assert f"precision={precision.Decision(**decision).describe()}" in step["detail"]
+
+
+def test_the_llm_warm_up_imports_litellm_and_what_its_first_failover_imports(worker_config: Path) -> None:
+    """In a fresh interpreter (this one imported litellm long ago): after the ``llm`` warm-up the
+    first job's first call pays no import, and its trace's latency is the provider's own."""
+    import subprocess
+    import sys
+
+    code = ("import asyncio, sys, handler\n"
+            "assert 'litellm' not in sys.modules\n"
+            "asyncio.run(handler.warm_up(['llm']))\n"
+            "print('litellm' in sys.modules, 'fastapi.exceptions' in sys.modules)\n")
+    env = {**__import__("os").environ, "SWARM_CONFIG": str(worker_config)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=Path(handler.__file__).parent, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["True", "True"]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from fake_openai import Behaviour, FakeOpenAI, RefusedPort, make_swarm_config
@@ -274,6 +276,42 @@ async def test_a_stream_the_server_cut_short_is_asked_again_whole(server: FakeOp
     assert answer.text == text and (answer.input_tokens, answer.output_tokens) == (11, 7)
     first, second = server.requests_for("good")
     assert first.body["stream"] is True and first.chunks_sent == 3 and "stream" not in second.body
+
+
+async def test_the_first_calls_latency_leaves_out_the_litellm_import(server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> None:
+    from providers.llm import litellm_backend
+
+    server.script("good", Behaviour.answer("hello"))
+    cfg = make_swarm_config({"m": spec("good", server.url)})
+    model = LiteLLMModel("m", cfg.models["m"])
+    await model.complete(ASK, LLMConfig())  # the fake server's and litellm's own first-call costs
+    loaded = litellm_backend.load_litellm()
+
+    def slow_import() -> object:  # as in a fresh process, whose first call imports litellm (~6 s on 2 cores)
+        time.sleep(1.0)
+        return loaded
+
+    monkeypatch.setattr(litellm_backend, "load_litellm", slow_import)
+    answer = await model.complete(ASK, LLMConfig())
+    assert answer.text == "hello" and answer.attempts[0].latency_ms < 1000, answer.attempts  # the server answers in ms
+
+
+def test_loading_litellm_at_debug_log_level_writes_nothing_to_stdout() -> None:
+    """``swarm --json`` and the stdio MCP server own stdout; litellm's handler writes its records
+    below WARNING there, from its import on."""
+    import subprocess
+    import sys
+
+    code = ("import logging, sys\n"
+            "logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)\n"
+            "from providers.llm.litellm_backend import load_litellm\n"
+            "load_litellm()\n"
+            "logging.getLogger('LiteLLM').info('an info record of litellm')\n")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "LITELLM_LOG"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).parent.parent, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout == ""
 
 
 async def test_health_check_probes_the_server(server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> None:

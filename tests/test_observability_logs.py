@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -74,6 +76,24 @@ def test_level_comes_from_config(captured: io.StringIO, config_file: Any) -> Non
     logging.getLogger("swarm.test").warning("shown")
     assert [e["message"] for e in lines(captured)] == ["shown"]
     assert len([h for h in logging.getLogger().handlers if getattr(h, "_swarm_json_handler", False)]) == 1
+
+
+def test_a_level_in_any_case_is_taken_and_an_unknown_one_is_named(captured: io.StringIO, config_file: Any,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("SWARM_LOG_LEVEL", "warning")  # through ${SWARM_LOG_LEVEL:-INFO} in config.yaml
+    configure_logging(load_config(config_file), stream=captured)
+    logging.getLogger("swarm.test").info("hidden")
+    logging.getLogger("swarm.test").warning("shown")
+    assert [e["message"] for e in lines(captured)] == ["shown"]
+    for command in (["-m", "swarm.cli", "config", "check"], ["-m", "mcp_server.server"], ["-m", "swarm.endpoint", "serve", "--workers", "0"]):
+        env = {**os.environ, "SWARM_LOG_LEVEL": "verbose", "SWARM_CONFIG": str(config_file)}
+        done = subprocess.run([sys.executable, *command], capture_output=True, text=True, timeout=120,
+                              cwd=Path(__file__).parent.parent, env=env, stdin=subprocess.DEVNULL)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-1500:]
+        assert "log_level" in done.stderr and "INFO" in done.stderr and "WARNING" in done.stderr
 
 
 def test_plain_text_mode_is_redacted_too(captured: io.StringIO) -> None:

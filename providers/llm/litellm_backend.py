@@ -12,12 +12,13 @@ litellm, decides what happens after a failure, and with its own logging off (see
 from __future__ import annotations
 
 import email.utils
+import importlib
 import json
 import logging
 import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -50,19 +51,34 @@ def load_litellm() -> Any:
     global _litellm
     if _litellm is None:
         os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        # litellm's own log handler writes records below WARNING to *stdout*, from the import on
+        # (at DEBUG unless LITELLM_LOG says otherwise): `swarm --json` and the stdio MCP server
+        # own stdout. Our records of litellm's calls are the trace and our own loggers.
+        os.environ.setdefault("LITELLM_LOG", "ERROR")
+        for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
+            logging.getLogger(name).setLevel(logging.ERROR)
         import litellm
 
         litellm.suppress_debug_info = True
         litellm.turn_off_message_logging = True
         litellm.telemetry = False
-        for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
-            logging.getLogger(name).setLevel(logging.ERROR)
         # litellm hooks callbacks through CustomLogger methods whose parameters must be named
         # exactly (kwargs, response_obj, start_time, end_time) or events drop silently; we use
         # none: every attempt is traced by the router instead.
         _load_internal_call_flag()
         _litellm = litellm
     return _litellm
+
+
+def warm_litellm() -> None:
+    """Import litellm and what its first call and first failure would import: the OpenAI SDK's
+    resources (~450 modules, ~0.7 s on a process's first call to an OpenAI-compatible server) and
+    ``fastapi.exceptions`` (litellm maps every error through a guardrail check that imports it:
+    ~0.6 s on a process's first failover). For a worker's warm-up, never the MCP server's start."""
+    load_litellm()
+    for module in ("openai.resources", "fastapi.exceptions"):
+        with suppress(ImportError):
+            importlib.import_module(module)
 
 
 def _load_internal_call_flag() -> None:
@@ -329,10 +345,10 @@ class LiteLLMModel:
     async def complete(self, messages: list[Message], config: LLMConfig) -> LLMResponse:
         """One call, no retries; failures raise a ``ProviderError`` subclass."""
         api_key = self._api_key()
+        litellm = load_litellm()  # the process's one-off import is no provider's latency
         started = time.perf_counter()
         if self.local_servers is not None and self.spec.local_server is not None:
             await self.local_servers.ensure(self.name, self.spec)
-        litellm = load_litellm()
         params = self._params(messages, config, api_key)
         guard = LoopGuard() if self.spec.stop_on_loop and config.json_schema is None else None
         try:

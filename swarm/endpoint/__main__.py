@@ -30,10 +30,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = build_parser().parse_args(argv)
+    from core.errors import ConfigError
     from core.redact import install_log_redaction
     from swarm.logs import configure_logging
 
-    configure_logging(os.environ.get("SWARM_LOG_LEVEL", "INFO"), json=False)
+    try:
+        configure_logging(os.environ.get("SWARM_LOG_LEVEL", "INFO"), json=False)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     install_log_redaction()
     if args.workers < 0:
         print("error: --workers must be 0 or more", file=sys.stderr)
