@@ -105,10 +105,14 @@ def register(server: Any) -> None:
         description="Cancel a running job (on RunPod too). A finished job is left as it is.",
     )
     async def job_cancel(job_id: JobId, ctx: Context) -> JobStatus:
+        from mcp_server.jobs import RunsElsewhere
+
         try:
             return JobStatus(**await server_state(ctx).jobs.cancel(job_id, owner_of(ctx)))
         except KeyError:
             raise _unknown(job_id) from None
+        except RunsElsewhere as exc:
+            raise ToolError(str(exc)) from None
 
     @server.tool(name="list_jobs", title="List jobs", annotations=read_only,
                  description="Your jobs, newest first (fields as job_status), optionally of one status.")

@@ -72,6 +72,10 @@ class JobLoop:
                 self.loop.close()
 
 
+class RunsElsewhere(Exception):
+    """The job runs in another server process on the same store: only that one can stop it."""
+
+
 class JobManager:
     """Starts jobs as background tasks, waits within a budget, finds them again by id.
 
@@ -307,6 +311,10 @@ class JobManager:
             if task is not None:
                 task.cancel()
                 await self._settled(job_id)
+            elif self.store.lease.alive(row.get("runner")):
+                pid = str(row.get("runner")).split("-", 1)[0]
+                raise RunsElsewhere(f"job {job_id} runs in another swarm-mcp process (pid {pid}) on this store;"
+                                    " cancel it from the client connected to that server, or stop that server")
             else:
                 job = {"project": row["project"], "action": row["action"]}
                 self.store.finish(job_id, "CANCELLED", self._cancelled(job_id, job))
@@ -319,10 +327,19 @@ class JobManager:
     # --- restart -------------------------------------------------------------------------
 
     def resume_unfinished(self) -> builtins.list[str]:  # ``list`` here is the method above
-        """Dispatch again every job left IN_PROGRESS (by a crash or a restart), same job ids."""
-        resumed = []
+        """Dispatch again every job left IN_PROGRESS (by a crash or a restart), same job ids.
+
+        A job another live server process runs (two MCP clients on one store) is left to it,
+        and of two servers resuming a dead one's job only the one that claims it first runs it.
+        """
+        resumed, elsewhere = [], 0
         for row in self.store.unfinished():
             if row["job_id"] in self._tasks:
+                continue
+            if self.store.lease.alive(row.get("runner")):
+                elsewhere += 1
+                continue
+            if not self.store.claim(row["job_id"], row.get("runner")):
                 continue
             if _has_omitted(row["input"]):
                 self.store.finish(row["job_id"], "FAILED", {**self._cancelled(row["job_id"], row), "status": "FAILED",
@@ -336,6 +353,8 @@ class JobManager:
             resumed.append(row["job_id"])
         if resumed:
             log.info("resumed %d unfinished job(s): %s", len(resumed), ", ".join(resumed))
+        if elsewhere:
+            log.info("%d unfinished job(s) left to the server process(es) running them", elsewhere)
         return resumed
 
     async def aclose(self, final: Callable[[], Awaitable[None]] | None = None) -> None:

@@ -2,17 +2,26 @@
 
 Input is stored redacted, with huge strings (inline images) replaced by a stub. A lookup by
 another owner finds nothing, the same answer as an unknown id.
+
+Several servers may share one store (two MCP clients on one machine start two ``swarm-mcp``
+processes over the same ``~/.cache/runpod-swarm``). Each row names the server process that runs
+it (``runner``: a ``Lease`` token); a server resumes an unfinished job only when the process that
+ran it is gone (its lease file is no longer locked) and it wins the row (``claim``), so a live
+job is never run twice.
 """
 
 from __future__ import annotations
 
 import builtins
 import json
+import os
+import re
 import sqlite3
 import threading
 import time
+import uuid
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from core.redact import redact, redact_data
 
@@ -43,13 +52,77 @@ CREATE INDEX IF NOT EXISTS jobs_owner ON jobs(owner, created_at);
 """
 
 
-class JobStore:
-    """Jobs in one SQLite file: small rows, one connection guarded by a lock (calls are short)."""
+_TOKEN = re.compile(r"\d{1,10}-[0-9a-f]{12}")
 
-    def __init__(self, path: str | Path) -> None:
+
+class Lease:
+    """This process's hold on the jobs it runs: an exclusive ``flock`` on
+    ``<folder>/<token>.lock``, held from start to ``close`` (the kernel drops it when the process
+    dies, however it dies). ``alive(token)`` tells whether the holder of a token still runs.
+
+    Without ``fcntl`` (Windows) every other token counts as gone, as before leases existed.
+    """
+
+    def __init__(self, folder: Path | None) -> None:
+        self.token = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        self.folder = folder
+        self._file: IO[str] | None = None
+        fcntl = _fcntl()
+        if folder is None or fcntl is None:
+            return
+        folder.mkdir(parents=True, exist_ok=True)
+        self._file = open(folder / f"{self.token}.lock", "w", encoding="utf-8")  # noqa: SIM115 (held until close)
+        fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        for old in folder.glob("*.lock"):  # files of killed servers (their locks went with them)
+            self.alive(old.stem)
+
+    def alive(self, token: str | None) -> bool:
+        """Whether the process holding ``token`` still runs (``None``: a row from before leases)."""
+        if token == self.token:
+            return True
+        fcntl = _fcntl()
+        if token is None or self.folder is None or fcntl is None or not _TOKEN.fullmatch(token):
+            return False
+        path = self.folder / f"{token}.lock"
+        try:
+            held = open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed below)
+        except OSError:
+            return False
+        with held:
+            try:
+                fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return True  # locked: its process runs
+            path.unlink(missing_ok=True)  # a dead process's file
+            return False
+
+    def close(self) -> None:
+        if self._file is not None and self.folder is not None:
+            (self.folder / f"{self.token}.lock").unlink(missing_ok=True)
+            self._file.close()  # releases the lock
+            self._file = None
+
+
+def _fcntl() -> Any:
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        return None
+    return fcntl
+
+
+class JobStore:
+    """Jobs in one SQLite file: small rows, one connection guarded by a lock (calls are short).
+
+    ``lease``: this process's (default: a new one, its lock file under ``<store's folder>/runners``).
+    """
+
+    def __init__(self, path: str | Path, lease: Lease | None = None) -> None:
         self.path = Path(path).expanduser()
-        if str(path) != ":memory:":
+        memory = str(path) == ":memory:"
+        if not memory:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.lease = lease or Lease(None if memory else self.path.parent / "runners")
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._lock = threading.Lock()
@@ -59,10 +132,22 @@ class JobStore:
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
             if "thread_id" not in columns:  # a store written before threads existed
                 self._db.execute("ALTER TABLE jobs ADD COLUMN thread_id TEXT")
+            if "runner" not in columns:  # a store written before leases existed
+                self._db.execute("ALTER TABLE jobs ADD COLUMN runner TEXT")
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+        self.lease.close()
+
+    def claim(self, job_id: str, runner: str | None) -> bool:
+        """Take over an unfinished job last run by ``runner`` (a gone process); ``False`` when
+        another server took it first."""
+        with self._lock:
+            cursor = self._db.execute(
+                "UPDATE jobs SET runner = ?, updated_at = ? WHERE job_id = ? AND status = ? AND runner IS ?",
+                (self.lease.token, time.time(), job_id, IN_PROGRESS, runner))
+            return cursor.rowcount == 1
 
     def _exec(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         with self._lock:
@@ -75,9 +160,9 @@ class JobStore:
         now = time.time()
         self._exec(
             "INSERT INTO jobs (job_id, owner, project, action, input, status, idempotency_key, remote, thread_id,"
-            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " runner, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (job_id, owner, job["project"], job["action"], json.dumps(_storable(job.get("input") or {})),
-             IN_PROGRESS, idempotency_key, int(remote), thread_id, now, now),
+             IN_PROGRESS, idempotency_key, int(remote), thread_id, self.lease.token, now, now),
         )
 
     def get(self, job_id: str, owner: str | None = None) -> dict[str, Any] | None:

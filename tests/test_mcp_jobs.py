@@ -80,6 +80,38 @@ async def test_a_job_left_running_by_a_stopped_server_is_resumed_by_the_next(tmp
         assert done.structured_content["output"]["text"] == "resumed"
 
 
+async def test_a_second_server_on_the_same_store_leaves_a_live_servers_job_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two MCP clients on one machine start two servers over one state folder: the second must
+    not run the first one's live job again (twice the model calls, and a result overwritten)."""
+    from providers.testing import FunctionLLM
+
+    config = write_config(tmp_path, wait_budget_s=0.5)
+    use_fake_llm(monkeypatch, SlowLLM(gate=asyncio.Event()))  # the first server's model never answers
+    async with Client(build_server(str(config))) as first:
+        handle = (await first.call_tool("delegate", {"task": "run me once", "kind": "critical"})).structured_content
+        assert handle["status"] == "IN_PROGRESS"
+        calls: list[str] = []
+
+        async def record(messages: Any, llm_config: Any) -> str:
+            calls.append(llm_config.step)
+            return "ran twice"
+
+        use_fake_llm(monkeypatch, FunctionLLM(record))
+        async with Client(build_server(str(config))) as second:
+            status = (await second.call_tool("job_status", {"job_id": handle["job_id"]})).structured_content
+            assert status["status"] == "IN_PROGRESS" and status["running_here"] is False
+            cancel = await second.call_tool("job_cancel", {"job_id": handle["job_id"]})
+            assert cancel.is_error and "another swarm-mcp process" in cancel.content[0].text
+            await anyio.sleep(0.5)
+            assert calls == []
+            assert (await first.call_tool("job_status", {"job_id": handle["job_id"]})).structured_content["running_here"]
+    # the first server is gone: the next one resumes its job
+    use_fake_llm(monkeypatch, SlowLLM(text="resumed"))
+    async with Client(build_server(str(config))) as third:
+        done = await third.call_tool("job_result", {"job_id": handle["job_id"], "wait_s": 20})
+        assert done.structured_content["status"] == "COMPLETED" and done.structured_content["output"]["text"] == "resumed"
+
+
 async def test_cancel_stops_a_running_job_and_unknown_ids_are_clear_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     use_fake_llm(monkeypatch, SlowLLM(gate=asyncio.Event()))
     config = write_config(tmp_path, wait_budget_s=0.3)
