@@ -88,3 +88,34 @@ def compact_tools(tools: list[Any]) -> None:
             # the SDK reads this live; results are still validated against the output model
             metadata.output_schema = compact_schema(metadata.output_schema, output=True)
             tool.__dict__.pop("output_schema", None)  # drop the cached copy, if one was read
+
+
+def forbid_unknown_arguments(tools: list[Any]) -> None:
+    """Make each registered tool refuse arguments it does not have (``remove_background(...,
+    only_masks=true)`` ran as a cut-out before, the misspelt flag silently dropped) and say so in
+    its schema (``additionalProperties: false``). The SDK reads ``fn_metadata.arg_model`` live."""
+    from pydantic import ConfigDict
+
+    for tool in tools:
+        metadata = tool.fn_metadata
+        base = metadata.arg_model
+        if base.model_config.get("extra") == "forbid":
+            continue
+        metadata.arg_model = type(base.__name__, (base,), {
+            "model_config": ConfigDict(**{**base.model_config, "extra": "forbid"}),
+            "__module__": base.__module__,
+        })
+        tool.parameters = {**tool.parameters, "additionalProperties": False}
+
+
+def argument_errors(tool: str, error: Any, known: list[str]) -> str:
+    """One line per bad argument of ``tool`` (a pydantic ``ValidationError``): where, and what is
+    wrong, with the limit pydantic names; never the value given (it may be a secret)."""
+    lines = []
+    for item in error.errors(include_url=False, include_input=False):
+        where = ".".join(str(part) for part in item["loc"]) or "arguments"
+        if item["type"] == "extra_forbidden":
+            lines.append(f"{where}: unknown argument; {tool} takes {', '.join(known)}")
+        else:
+            lines.append(f"{where}: {item['msg']}")
+    return f"invalid arguments for {tool}: " + "; ".join(lines)

@@ -53,6 +53,23 @@ class SwarmServer(MCPServer):
         mime = mime_type_of(str(uri).removeprefix(prefix))
         return [replace(item, mime_type=mime) for item in result]
 
+    async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+        """The SDK's call, with bad arguments told as the house tells bad input: each field and
+        what is wrong with it, an unknown one with the arguments the tool takes (the SDK's text
+        is pydantic's, with the input value echoed and a link)."""
+        from mcp.server.mcpserver.exceptions import ToolError
+        from pydantic import ValidationError
+
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            cause = exc.__cause__
+            if not isinstance(cause, ValidationError) or not cause.title.endswith("Arguments"):
+                raise
+            tool = self._tool_manager.get_tool(name)
+            known = list(tool.fn_metadata.arg_model.model_fields) if tool is not None else []
+            raise ToolError(schemas.argument_errors(name, cause, known)) from None
+
 
 def build_server(config_path: str | None = None, *, jobs_path: Path | None = None, config: SwarmConfig | None = None,
                  **server_kwargs: Any) -> MCPServer:
@@ -91,6 +108,7 @@ def build_server(config_path: str | None = None, *, jobs_path: Path | None = Non
     job_tools.register(server)
     thread_tools.register(server)
     # the SDK lists a server's registered tools on its tool manager only
+    schemas.forbid_unknown_arguments(server._tool_manager.list_tools())
     schemas.compact_tools(server._tool_manager.list_tools())
     resources.register(server, lambda: live[-1])
     prompts.register(server)

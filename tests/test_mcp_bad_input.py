@@ -28,3 +28,26 @@ async def test_unknown_tool_wrong_types_and_missing_arguments_are_clear_errors(t
         assert bad_status.is_error and "status" in bad_status.content[0].text
 
         assert (await client.call_tool("list_jobs", {})).structured_content == {"jobs": []}
+
+
+async def test_an_unknown_or_misspelt_argument_is_refused_naming_what_the_tool_takes(tmp_path: Path) -> None:
+    secret = "sk-ant-api03-NOTREALbutLONGenough0123456789"
+    async with Client(build_server(str(write_config(tmp_path)))) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+        assert all(t.input_schema.get("additionalProperties") is False for t in tools.values())
+
+        typo = await client.call_tool("remove_background", {"image": "aGk=", "only_masks": True})
+        text = typo.content[0].text
+        assert typo.is_error and text.startswith("invalid arguments for remove_background: only_masks: unknown argument")
+        assert "only_mask," in text  # the argument meant is among those listed
+
+        extra = await client.call_tool("delegate", {"task": "hi", "bogus": 1})
+        assert extra.is_error and "bogus: unknown argument; delegate takes task" in extra.content[0].text
+
+        # pydantic's own text echoed the value given (a pasted key, say) and a link; ours names the field only
+        wrong = await client.call_tool("research", {"question": "q", "max_sources": secret})
+        text = wrong.content[0].text
+        assert wrong.is_error and text.startswith("invalid arguments for research: max_sources: ")
+        assert secret not in text and "NOTREAL" not in text and "pydantic.dev" not in text
+
+        assert not (await client.call_tool("list_jobs", {"limit": 1})).is_error
