@@ -12,6 +12,7 @@ from typing import Any, cast
 
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
 
 from mcp_server.results import raise_for_failure
 from mcp_server.state import ServerState
@@ -62,11 +63,16 @@ async def run_job(
     Raises:
         ToolError: the job finished FAILED (message from ``raise_for_failure``).
     """
+    from mcp_server.jobs import IdempotencyConflict
+
     state = server_state(ctx)
-    result = await state.jobs.submit(
-        job, owner_of(ctx), progress=progress_sender(ctx), wait_s=wait_s, idempotency_key=idempotency_key,
-        thread_id=thread_id,
-    )
+    try:
+        result = await state.jobs.submit(
+            job, owner_of(ctx), progress=progress_sender(ctx), wait_s=wait_s, idempotency_key=idempotency_key,
+            thread_id=thread_id,
+        )
+    except IdempotencyConflict as exc:
+        raise ToolError(str(exc)) from None
     if result.get("status") != "IN_PROGRESS":
         raise_for_failure(result)
     return result

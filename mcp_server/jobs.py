@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import json
 import logging
 import threading
 import time
@@ -25,7 +26,7 @@ from typing import Any
 
 from core.redact import redact
 from graphs.context import ProgressFn
-from mcp_server.jobstore import FINAL_STATUSES, IN_PROGRESS, JobStore, handle, summary
+from mcp_server.jobstore import FINAL_STATUSES, IN_PROGRESS, JobStore, handle, storable, summary
 from swarm.envelope import JobEnvelope
 from swarm.executors import RemoteExecutor
 
@@ -70,6 +71,27 @@ class JobLoop:
             await asyncio.to_thread(self._thread.join, 10)
             if not self._thread.is_alive():
                 self.loop.close()
+
+
+class IdempotencyConflict(ValueError):
+    """An idempotency key reused for another request."""
+
+
+def _same_request(row: dict[str, Any], job: dict[str, Any], key: str) -> None:
+    """Raise ``IdempotencyConflict`` when ``key`` named another action or other input (the
+    conversation a retry opens, ``thread_id``/``history``, aside: each call of a tool opens its own)."""
+    def core(value: Any) -> Any:
+        value = value if isinstance(value, dict) else {}
+        return {k: v for k, v in value.items() if k not in ("thread_id", "history")}
+
+    if (row["project"], row["action"]) != (job["project"], job["action"]):
+        raise IdempotencyConflict(
+            f"idempotency_key {key!r} already names a {row['project']}/{row['action']} job ({row['job_id']});"
+            f" use a new key for this {job['project']}/{job['action']} call")
+    if core(row.get("input")) != core(json.loads(json.dumps(storable(job.get("input") or {})))):
+        raise IdempotencyConflict(
+            f"idempotency_key {key!r} already names job {row['job_id']} with other input; a retry must send the"
+            " same input, and a new request a new key")
 
 
 class RunsElsewhere(Exception):
@@ -131,6 +153,7 @@ class JobManager:
         if idempotency_key:
             existing = self.store.by_idempotency_key(owner, idempotency_key)
             if existing is not None:
+                _same_request(existing, job, idempotency_key)
                 return await self.result(existing["job_id"], owner, wait_s=wait_s, progress=progress)
         runner = self._runner()
         if isinstance(runner, RemoteExecutor):

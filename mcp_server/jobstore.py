@@ -161,7 +161,7 @@ class JobStore:
         self._exec(
             "INSERT INTO jobs (job_id, owner, project, action, input, status, idempotency_key, remote, thread_id,"
             " runner, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (job_id, owner, job["project"], job["action"], json.dumps(_storable(job.get("input") or {})),
+            (job_id, owner, job["project"], job["action"], json.dumps(storable(job.get("input") or {})),
              IN_PROGRESS, idempotency_key, int(remote), thread_id, self.lease.token, now, now),
         )
 
@@ -203,15 +203,15 @@ class JobStore:
         return [_row(r) for r in self._exec("SELECT * FROM jobs WHERE status = ? ORDER BY created_at", (IN_PROGRESS,))]
 
 
-def _storable(value: Any) -> Any:
+def storable(value: Any) -> Any:
     """Input as stored: secrets masked, a huge string (inline image) replaced by a stub."""
     value = redact_data(value)
     if isinstance(value, str) and len(value) > MAX_STORED_INPUT_CHARS:
         return {"_omitted_chars": len(value)}
     if isinstance(value, dict):
-        return {k: _storable(v) for k, v in value.items()}
+        return {k: storable(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_storable(v) for v in value]
+        return [storable(v) for v in value]
     return value
 
 

@@ -162,9 +162,13 @@ class ThreadStore:
                 "dropped": head["dropped"], "turns": turns}
 
     def list(self, owner: str, limit: int = 20) -> list[dict[str, Any]]:
-        """The owner's threads, most recently used first: id, turn count, the last turn's model and start."""
+        """The owner's threads with at least one turn, most recently used first: id, turn count, the
+        last turn's model and start."""
         with self._backend.transaction() as run:
-            heads = run("SELECT * FROM swarm_threads WHERE owner = ? ORDER BY updated_at DESC LIMIT ?", (owner, limit))
+            # a thread with no turn yet (its first job still running, or refused for bad input) is no
+            # conversation to list; it stays usable by its id
+            heads = run("SELECT * FROM swarm_threads WHERE owner = ? AND EXISTS (SELECT 1 FROM swarm_thread_turns t"
+                        " WHERE t.thread_id = swarm_threads.thread_id) ORDER BY updated_at DESC LIMIT ?", (owner, limit))
             out = []
             for head in heads:
                 turns = run("SELECT n, role, model, content FROM swarm_thread_turns WHERE thread_id = ? ORDER BY n",

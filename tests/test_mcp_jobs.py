@@ -144,6 +144,23 @@ async def test_the_same_idempotency_key_returns_the_first_job(tmp_path: Path, mo
     assert len(llm.calls) == 1
 
 
+async def test_an_idempotency_key_reused_for_another_request_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    llm = SlowLLM(text="once")
+    use_fake_llm(monkeypatch, llm)
+    config = write_config(tmp_path, wait_budget_s=10)
+    async with Client(build_server(str(config))) as client:
+        first = (await client.call_tool("delegate", {"task": "do it once", "kind": "critical", "idempotency_key": "k-1"}))
+        assert first.structured_content["text"] == "once"
+        other_tool = await client.call_tool("research", {"question": "rivers?", "idempotency_key": "k-1"})
+        assert other_tool.is_error and "'k-1' already names a swarm/delegate job" in other_tool.content[0].text
+        other_input = await client.call_tool("delegate", {"task": "something else", "kind": "critical", "idempotency_key": "k-1"})
+        assert other_input.is_error and "with other input" in other_input.content[0].text
+        assert len(llm.calls) == 1
+        # an empty thread (each call opens one) is no conversation to list
+        threads = (await client.call_tool("list_threads", {})).structured_content["threads"]
+        assert [t["turns"] for t in threads] == [2]
+
+
 async def test_a_failed_job_is_a_tool_error_naming_the_problem_and_the_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     use_fake_llm(monkeypatch, SlowLLM())
     config = write_config(tmp_path)
