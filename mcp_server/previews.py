@@ -51,11 +51,13 @@ def mime_type_of(key: str, fmt: str | None = None) -> str:
 
 
 def preview(data: bytes, mime_type: str, width: int, height: int, limit: int) -> Preview | None:
-    """``data`` itself when it fits ``limit`` bytes, else a downscaled copy that does (None if none can).
+    """``data`` itself when it fits ``limit`` bytes and ``PREVIEW_MAX_SIDE`` pixels a side, else a
+    downscaled copy that does (None if none can). A flat image compresses small whatever its size,
+    and a chat refuses a side of thousands of pixels (Claude: 8000) or reads it shrunk anyway.
 
     The copy keeps the aspect ratio and an alpha channel (PNG), or is a JPEG when the image is opaque.
     """
-    if len(data) <= limit:
+    if len(data) <= limit and 0 < max(width, height) <= PREVIEW_MAX_SIDE:
         return Preview(data, mime_type, width, height, downscaled=False)
     from PIL import Image  # on first use: the server starts without Pillow loaded
 

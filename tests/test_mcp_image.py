@@ -195,6 +195,21 @@ def test_preview_downscales_to_fit_and_keeps_shape_and_alpha() -> None:
     assert preview(data, "image/png", 400, 100, 50) is None  # nothing that small: text and link only
 
 
+def test_a_wide_image_that_compresses_small_is_still_shrunk_to_a_side_a_chat_shows() -> None:
+    import io
+
+    from PIL import Image
+
+    from mcp_server.previews import PREVIEW_MAX_SIDE, preview
+
+    flat = Image.new("RGB", (12000, 1200), (40, 90, 200))  # a flat panorama: ~50 KB of PNG
+    buffer = io.BytesIO()
+    flat.save(buffer, "PNG")
+    shown = preview(buffer.getvalue(), "image/png", 12000, 1200, 1_000_000)
+    assert shown is not None and shown.downscaled and len(buffer.getvalue()) < 1_000_000
+    assert (shown.width, shown.height) == (PREVIEW_MAX_SIDE, round(1200 * PREVIEW_MAX_SIDE / 12000))
+
+
 async def test_an_image_job_collected_by_job_result_shows_its_image(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Past the tool's wait the image tool answers IN_PROGRESS; job_result then brings what the
     tool would have: the envelope plus a preview image block and a resource_link that reads back."""
