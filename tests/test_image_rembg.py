@@ -88,8 +88,10 @@ async def test_every_model_missing_lists_attempts(tmp_path):
 async def test_bad_input_and_wrong_model_kind(remover):
     with pytest.raises(InputError, match="cannot read the gif header"):
         await remover.process(b"GIF89a-nope", ImageAction.REMOVE_BACKGROUND, ImageConfig())
-    with pytest.raises(InputError, match="not a background-removal model"):
+    with pytest.raises(InputError, match="not a background-removal model; valid: isnet-anime, u2net, u2netp$"):
         await remover.process(PHOTO, ImageAction.REMOVE_BACKGROUND, ImageConfig(model="realesrgan-anime-6b"))
+    with pytest.raises(InputError, match="unknown model 'bogus'; valid: isnet-anime, u2net, u2netp$"):
+        await remover.process(PHOTO, ImageAction.REMOVE_BACKGROUND, ImageConfig(model="bogus"))
 
 
 async def test_matches_rembg_library_output(remover):

@@ -110,7 +110,7 @@ def _check(data: bytes, limits: Any, action: str, options: dict[str, Any], ctx: 
         settings = ctx.config.providers.image.upscale
         model = options.get("upscale_model")
         field = "model" if action == "upscale" else "upscale_model"
-        default = weights.entry(model, field=field).default_scale if model else None
+        default = weights.entry(model, field=field, kind="upscale").default_scale if model else None
         scale = options.get("scale") or default or settings.scale
         check_output_pixels(img.size[0], img.size[1], scale, limits)
     return sniff_format(data) or "png"

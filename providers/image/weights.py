@@ -200,16 +200,20 @@ CONVERTED_SHA256 = {
 }
 
 
-def entry(name: str, *, field: str | None = None) -> ModelEntry:
-    """The table entry of ``name`` (aliases resolved).
+def entry(name: str, *, field: str | None = None, kind: str | None = None) -> ModelEntry:
+    """The table entry of ``name`` (aliases resolved); with ``kind`` ("upscale" or
+    "remove_background"), one of that kind.
 
     Raises:
-        ConfigError: unknown name from config; ``InputError`` instead when ``field`` names the
-            request field it came from. Both list the valid names.
+        ConfigError: unknown name (or one of another kind) from config; ``InputError`` instead
+            when ``field`` names the request field it came from. Both list the valid names (of
+            ``kind``, when given).
     """
     spec = MODELS.get(ALIASES.get(name, name))
-    if spec is None:
-        message = f"unknown model {name!r}; valid: {', '.join(sorted([*MODELS, *ALIASES]))}"
+    if spec is None or (kind is not None and spec.kind != kind):
+        valid = sorted(n for n in [*MODELS, *ALIASES] if kind is None or MODELS[ALIASES.get(n, n)].kind == kind)
+        what = {"upscale": "an upscaling", "remove_background": "a background-removal"}.get(kind or "", "a")
+        message = (f"unknown model {name!r}" if spec is None else f"{name!r} is not {what} model") + f"; valid: {', '.join(valid)}"
         if field:
             raise InputError(message, field=field)
         raise ConfigError(message)
