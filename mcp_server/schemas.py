@@ -92,8 +92,10 @@ def compact_tools(tools: list[Any]) -> None:
 
 def forbid_unknown_arguments(tools: list[Any]) -> None:
     """Make each registered tool refuse arguments it does not have (``remove_background(...,
-    only_masks=true)`` ran as a cut-out before, the misspelt flag silently dropped) and say so in
-    its schema (``additionalProperties: false``). The SDK reads ``fn_metadata.arg_model`` live."""
+    only_masks=true)`` ran as a cut-out before, the misspelt flag silently dropped). The SDK reads
+    ``fn_metadata.arg_model`` live. The schemas do not add ``additionalProperties: false``: ~300
+    characters of every conversation's ``tools/list`` for what the refusal (which lists the
+    tool's arguments) already tells a model."""
     from pydantic import ConfigDict
 
     for tool in tools:
@@ -105,7 +107,6 @@ def forbid_unknown_arguments(tools: list[Any]) -> None:
             "model_config": ConfigDict(**{**base.model_config, "extra": "forbid"}),
             "__module__": base.__module__,
         })
-        tool.parameters = {**tool.parameters, "additionalProperties": False}
 
 
 def argument_errors(tool: str, error: Any, known: list[str]) -> str:

@@ -70,6 +70,9 @@ class LLMConfig(_Frozen):
     prefer: str | None = Field(
         default=None, description="a family (deepseek, claude, ...) or model name to try first"
     )
+    avoid: str | None = Field(
+        default=None, description="a family to try last (a review: the drafter's), after every other"
+    )
     temperature: float = 0.2
     max_tokens: int | None = None
     json_schema: dict[str, Any] | None = Field(

@@ -7,6 +7,7 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fake_openai import Behaviour, FakeOpenAI, RefusedPort, make_swarm_config
@@ -312,6 +313,44 @@ def test_loading_litellm_at_debug_log_level_writes_nothing_to_stdout() -> None:
                           cwd=Path(__file__).parent.parent, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout == ""
+
+
+@pytest.mark.parametrize("beta_up", [True, False])
+async def test_the_review_goes_to_another_family_and_a_self_review_says_so(
+        server: FakeOpenAI, make_context: Any, monkeypatch: pytest.MonkeyPatch, beta_up: bool) -> None:
+    """The route's reviewer (gamma) has no key; the fallback chain lists the drafter's family
+    (alpha) before beta. The review goes to beta, another family; with beta down too, alpha
+    reviews its own draft and the verdict and the trace say it is no independent review."""
+    from core.config import SwarmConfig
+    from swarm.dispatcher import dispatch
+
+    monkeypatch.delenv("SWARM_TEST_NO_SUCH_KEY", raising=False)
+    verdict = {"approved": True, "score": 8, "issues": [], "suggestion": ""}
+    server.script("alpha-1", Behaviour.answer("an alpha draft"), Behaviour.answer(json.dumps(verdict)))
+    server.script("beta-1", Behaviour.answer(json.dumps(verdict)) if beta_up else Behaviour.fail(500))
+    cfg = SwarmConfig.model_validate({
+        "providers": {"llm": {"default": "alpha-1", "tiers": {"fast": ["alpha-1"], "balanced": ["alpha-1"],
+                                                              "premium": ["alpha-1"]},
+                              "fallback_chain": ["alpha-1", "beta-1"]}},
+        "models": {"alpha-1": spec("alpha-1", server.url), "beta-1": spec("beta-1", server.url),
+                   "gamma-1": spec("gamma-1", server.url, api_key_env="SWARM_TEST_NO_SUCH_KEY")},
+        "routing": {"delegation": {"critical": {"primary": "alpha-1", "reviewer": "gamma-1"}}},
+    })
+    router = build_llm_router(cfg.providers.llm, cfg.models, circuits=CircuitBoard())
+    result = await dispatch({"project": "swarm", "action": "delegate", "input": {"task": "Say hi.", "kind": "critical"}},
+                            make_context(router, config=cfg))
+    assert result["status"] == "COMPLETED", result["error"]
+    review = result["output"]["review"]
+    reviews = [(s["model"], s["outcome"]) for s in result["trace"] if s["step"] == "review" and s["kind"] == "llm"]
+    if beta_up:
+        assert review["reviewer"] == "beta-1" and "self_review" not in review
+        assert reviews == [("gamma-1", "skipped"), ("beta-1", "ok")]
+    else:
+        assert review["reviewer"] == "alpha-1" and review["self_review"] is True
+        assert "drafter's own family (alpha)" in review["note"]
+        assert reviews == [("gamma-1", "skipped"), ("beta-1", "error"), ("alpha-1", "ok")]
+        node = next(s for s in result["trace"] if s["step"] == "review" and s["kind"] == "node")
+        assert "self-review" in node["detail"]
 
 
 async def test_health_check_probes_the_server(server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> None:

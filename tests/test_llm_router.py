@@ -84,6 +84,12 @@ def test_chain_resolution(tier: str | None, prefer: str | None, expected: list[s
     assert router({}).resolve_chain(LLMConfig(tier=tier, prefer=prefer)) == expected  # type: ignore[arg-type]
 
 
+def test_an_avoided_family_goes_last_in_its_order() -> None:
+    chain = router({}).resolve_chain(LLMConfig(tier="balanced", prefer="beta", avoid="beta"))
+    assert chain == ["a1", "c1", "a2", "b2", "b1"]  # was b2, a1, b1, c1, a2
+    assert router({}).resolve_chain(LLMConfig(avoid="delta")) == ["a1", "b1", "c1", "a2"]  # no such family: as is
+
+
 def test_unknown_prefer_names_valid_choices() -> None:
     with pytest.raises(InputError) as err:
         router({}).resolve_chain(LLMConfig(prefer="mistral"))

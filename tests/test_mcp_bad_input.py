@@ -33,9 +33,6 @@ async def test_unknown_tool_wrong_types_and_missing_arguments_are_clear_errors(t
 async def test_an_unknown_or_misspelt_argument_is_refused_naming_what_the_tool_takes(tmp_path: Path) -> None:
     secret = "sk-ant-api03-NOTREALbutLONGenough0123456789"
     async with Client(build_server(str(write_config(tmp_path)))) as client:
-        tools = {t.name: t for t in (await client.list_tools()).tools}
-        assert all(t.input_schema.get("additionalProperties") is False for t in tools.values())
-
         typo = await client.call_tool("remove_background", {"image": "aGk=", "only_masks": True})
         text = typo.content[0].text
         assert typo.is_error and text.startswith("invalid arguments for remove_background: only_masks: unknown argument")

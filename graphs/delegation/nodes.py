@@ -85,6 +85,7 @@ def make_nodes(llm: LLMProvider) -> dict[str, Node]:
         return {
             "draft": response.text.strip(),
             "drafted_by": response.model,
+            "drafted_family": response.provider,
             "revisions": 0,
             "trace": attempts + [_node_step("draft", started, f"drafted by {response.model}")],
         }
@@ -92,9 +93,11 @@ def make_nodes(llm: LLMProvider) -> dict[str, Node]:
     async def review(state: DelegationState) -> dict[str, Any]:
         started = time.perf_counter()
         reviewer = state["reviewer"] or ""
+        drafter = state.get("drafted_family")
         config = LLMConfig(
             tier=state.get("tier"),  # type: ignore[arg-type]
             prefer=reviewer,
+            avoid=drafter,  # another family reviews wherever one answers
             json_schema=prompts.VERDICT_SCHEMA,
             temperature=0.0,
             step="review",
@@ -119,6 +122,11 @@ def make_nodes(llm: LLMProvider) -> dict[str, Node]:
             return {"review": verdict, "trace": attempts + [_node_step("review", started, verdict["error"], "error")]}
         verdict |= {"status": "done", "reviewer": response.model}
         detail = f"{'approved' if verdict['approved'] else 'changes requested'} by {response.model}"
+        if drafter and response.provider == drafter:  # no model of another family answered
+            verdict["self_review"] = True
+            verdict["note"] = (f"reviewed by {response.model}, of the drafter's own family ({drafter}): no model of"
+                               " another family answered, so this is no independent review")
+            detail += f" (a self-review: {drafter} reviewed {drafter}'s draft)"
         return {"review": verdict, "trace": attempts + [_node_step("review", started, detail)]}
 
     async def revise(state: DelegationState) -> dict[str, Any]:
@@ -133,6 +141,7 @@ def make_nodes(llm: LLMProvider) -> dict[str, Node]:
         return {
             "draft": response.text.strip() or state["draft"],
             "drafted_by": response.model,
+            "drafted_family": response.provider,
             "revisions": number,
             "trace": attempts + [_node_step("revise", started, f"revision {number} by {response.model}")],
         }

@@ -16,6 +16,7 @@ class DelegationState(TypedDict, total=False):
     history: list[dict[str, Any]]  # a thread's earlier turns in the prompt (history.Turn)
     draft: str
     drafted_by: str
+    drafted_family: str  # the drafter's family: the review avoids it
     review: dict[str, Any] | None
     revisions: int
     final: str

@@ -92,7 +92,10 @@ class LLMRouter:
             name = entry if entry in self.specs else self._family_first(entry)
             if name:
                 chain.append(name)
-        return list(dict.fromkeys(chain))
+        chain = list(dict.fromkeys(chain))
+        if llm_config.avoid:  # its models go last, in their order: used only when no other family answers
+            chain.sort(key=lambda n: self.specs[n].family == llm_config.avoid if n in self.specs else False)
+        return chain
 
     # --- calls -----------------------------------------------------------------------------
 
