@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.errors import SwarmError
 from swarm.doctor_finding import Finding, Status, error_message
+from swarm.executors import runpod_worker
 
 if TYPE_CHECKING:
     from core.config import SwarmConfig
@@ -68,11 +69,6 @@ async def check_checkpointer(config: SwarmConfig) -> Finding:
 
 #: Where RunPod mounts an endpoint's network volume.
 NETWORK_VOLUME = "/runpod-volume"
-
-
-def runpod_worker() -> bool:
-    """Running as a RunPod worker (RunPod sets these; so does ``scripts/worker-image check``)."""
-    return bool(os.environ.get("RUNPOD_POD_ID") or os.environ.get("RUNPOD_WEBHOOK_GET_JOB"))
 
 
 def _health_summary(reply: Any) -> str:

@@ -214,6 +214,29 @@ def test_auto_is_local_without_endpoint_or_key(config_with: Callable[..., Any]) 
     assert isinstance(make_executor(config_with(RUNPOD_ENDPOINT_ID="ep"), runtime=object()), LocalExecutor)
 
 
+def test_an_endpoint_without_its_key_runs_locally_and_says_so_once_except_on_a_worker(
+        config_with: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    import swarm.executors
+
+    monkeypatch.setattr(swarm.executors, "_warned", set())
+    monkeypatch.delenv("RUNPOD_API_KEY", raising=False)
+    for name in ("RUNPOD_POD_ID", "RUNPOD_WEBHOOK_GET_JOB"):
+        monkeypatch.delenv(name, raising=False)
+    cfg = config_with(RUNPOD_ENDPOINT_ID="ep-noid")
+    with caplog.at_level("WARNING", logger="swarm.executors"):
+        for _ in range(3):  # asked per job
+            assert isinstance(make_executor(cfg, runtime=object()), LocalExecutor)
+    said = [r.getMessage() for r in caplog.records if "ep-noid" in r.getMessage()]
+    assert len(said) == 1 and "$RUNPOD_API_KEY is empty: jobs run in-process" in said[0]
+
+    caplog.clear()  # a RunPod worker has RUNPOD_ENDPOINT_ID from RunPod and rightly no key: no warning
+    monkeypatch.setattr(swarm.executors, "_warned", set())
+    monkeypatch.setenv("RUNPOD_POD_ID", "pod-1")
+    with caplog.at_level("WARNING", logger="swarm.executors"):
+        assert isinstance(make_executor(cfg, runtime=object()), LocalExecutor)
+    assert not [r for r in caplog.records if "ep-noid" in r.getMessage()]
+
+
 def test_auto_is_runpod_with_endpoint_and_key(config_with: Callable[..., Any]) -> None:
     chosen = make_executor(config_with(RUNPOD_ENDPOINT_ID="ep9", RUNPOD_API_KEY=KEY, RUNPOD_API_BASE="http://127.0.0.1:1/v2"), runtime=object())
     assert isinstance(chosen, RunPodExecutor)

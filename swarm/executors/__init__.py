@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import weakref
 from typing import Any, Protocol, runtime_checkable
 
 from core.errors import ConfigError
 from graphs.context import ProgressFn
+
+log = logging.getLogger("swarm.executors")
 
 
 @runtime_checkable
@@ -47,6 +50,16 @@ class RemoteExecutor(Executor, Protocol):
         ...
 
 
+def runpod_worker() -> bool:
+    """Running as a RunPod worker (RunPod sets these; so does ``scripts/worker-image check``): it
+    has ``RUNPOD_ENDPOINT_ID`` set by RunPod and no key, and takes jobs from the queue."""
+    return bool(os.environ.get("RUNPOD_POD_ID") or os.environ.get("RUNPOD_WEBHOOK_GET_JOB"))
+
+
+#: endpoints whose missing key was already logged by this process
+_warned: set[str] = set()
+
+
 def make_executor(config: Any, runtime: Any) -> Executor:
     """The executor ``config.runner.kind`` asks for.
 
@@ -60,6 +73,10 @@ def make_executor(config: Any, runtime: Any) -> Executor:
     kind = section.kind
     if kind == "auto":
         kind = "runpod" if spec.endpoint_id and key else "local"
+        if spec.endpoint_id and not key and not runpod_worker() and spec.endpoint_id not in _warned:
+            _warned.add(spec.endpoint_id)  # once a process: this is asked per job
+            log.warning("runner.runpod.endpoint_id is set (%s) but $%s is empty: jobs run in-process, not on the"
+                        " endpoint; export %s to send them there", spec.endpoint_id, spec.api_key_env, spec.api_key_env)
     if kind == "local":
         return _local(section.local.processes, runtime)
     if not spec.endpoint_id:
