@@ -106,11 +106,8 @@ class AllProvidersFailed(ProviderError):
         lines = []
         for step in self.attempts:
             data = step.model_dump() if hasattr(step, "model_dump") else dict(step)
-            lines.append(
-                f"{data.get('model') or data.get('provider')}: {data.get('outcome')}"
-                f" {data.get('error_class') or ''} {data.get('detail') or ''}".rstrip()
-                + f" ({data.get('latency_ms', 0):.0f} ms)"
-            )
+            said = " ".join(str(p) for p in (data.get("outcome"), data.get("error_class"), data.get("detail")) if p)
+            lines.append(f"{data.get('model') or data.get('provider')}: {said} ({data.get('latency_ms', 0):.0f} ms)")
         summary = "; ".join(lines) if lines else "no backend configured"
         super().__init__(capability, f"every backend failed: {summary}")
 

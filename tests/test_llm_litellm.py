@@ -85,6 +85,32 @@ async def test_failure_falls_over_to_the_next_family(server: FakeOpenAI, upstrea
     assert SECRET not in (failed.detail or "")
 
 
+async def test_a_refused_key_names_its_variable_and_every_message_reads_once(server: FakeOpenAI) -> None:
+    from core.errors import AllProvidersFailed
+
+    model = LiteLLMModel("primary", make_swarm_config({"primary": spec("status-401", server.url)}).models["primary"])
+    with pytest.raises(ProviderError) as refused:
+        await model.complete(ASK, LLMConfig())
+    assert f"HTTP 401: the key in ${KEY_ENV} was refused" in str(refused.value) and SECRET not in str(refused.value)
+
+    import litellm  # a DNS failure that litellm reports as HTTP 500 (aiohttp, Anthropic), its class name twice
+
+    from providers.llm.litellm_backend import translate_error
+
+    dns = litellm.InternalServerError(message="AnthropicException - Cannot connect to host api.anthropic.com:443"
+                                      " ssl:<x> [Domain name not found]. Handle with `InternalServerError`.",
+                                      llm_provider="anthropic", model="claude")
+    error = translate_error(dns, "claude", "claude-sonnet-4-5", 30)
+    assert isinstance(error, ProviderUnavailable) and "cannot connect: InternalServerError: AnthropicException" in str(error)
+    assert "HTTP 500" not in str(error) and "Handle with" not in str(error)
+    twice = litellm.AuthenticationError(message="AuthenticationError: DeepseekException - bad key", llm_provider="deepseek", model="d")
+    assert "AuthenticationError: DeepseekException - bad key" in str(translate_error(twice, "deepseek", "d", 30, "DEEPSEEK_API_KEY"))
+    assert "AuthenticationError: AuthenticationError" not in str(translate_error(twice, "deepseek", "d", 30))
+
+    skipped = AllProvidersFailed("llm", [{"model": "gemini-2.5-flash", "outcome": "skipped", "detail": "GEMINI_API_KEY is not set"}])
+    assert "gemini-2.5-flash: skipped GEMINI_API_KEY is not set (0 ms)" in str(skipped)
+
+
 async def test_refused_connection_falls_over(server: FakeOpenAI) -> None:
     with RefusedPort() as refused:
         answer = await two_model_router(spec("good", refused.url), server).complete(ASK, LLMConfig())

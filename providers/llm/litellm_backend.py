@@ -16,6 +16,7 @@ import importlib
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -188,13 +189,26 @@ def _retry_after_of(exc: BaseException) -> float | None:
     return None
 
 
-def translate_error(exc: BaseException, provider: str, model: str, timeout_s: float) -> ProviderError:
-    """Map one litellm/openai/httpx exception to the error tree, with a secret-free message."""
+#: litellm reports some connection failures as HTTP 500 (aiohttp's, for Anthropic): their text says so
+_NO_CONNECTION = re.compile(
+    r"cannot connect to host|connection refused|name or service not known|domain name not found|"
+    r"temporary failure in name resolution|nodename nor servname|getaddrinfo failed", re.IGNORECASE)
+#: "AuthenticationError: AuthenticationError: ..." (litellm's class name, then the same again)
+_REPEATED_HEAD = re.compile(r"^(\w+): \1: ")
+#: " Handle with `InternalServerError`." and the like: advice to litellm's own callers
+_HANDLE_WITH = re.compile(r"\s*Handle with `\w+`\.?")
+
+
+def translate_error(exc: BaseException, provider: str, model: str, timeout_s: float,
+                    key_env: str | None = None) -> ProviderError:
+    """Map one litellm/openai/httpx exception to the error tree, with a secret-free message;
+    ``key_env`` (the variable the key came from) is named when the provider refuses the key."""
     import httpx
     import openai
 
     status = getattr(exc, "status_code", None)
     text = redact(str(exc)).replace("litellm.", "").strip() or type(exc).__name__
+    text = _HANDLE_WITH.sub("", _REPEATED_HEAD.sub(r"\1: ", text))
     if len(text) > 300:
         text = text[:300] + "..."
     if isinstance(exc, openai.APITimeoutError | httpx.TimeoutException | TimeoutError):
@@ -203,10 +217,12 @@ def translate_error(exc: BaseException, provider: str, model: str, timeout_s: fl
         retry_after = _retry_after_of(exc)
         hint = f" (Retry-After {retry_after:g} s)" if retry_after is not None else ""
         return ProviderRateLimited(provider, f"rate limited{hint}: {text}", model=model, retry_after=retry_after)
-    if isinstance(exc, openai.APIConnectionError | httpx.TransportError):
+    if isinstance(exc, openai.APIConnectionError | httpx.TransportError) or _NO_CONNECTION.search(text):
         return ProviderUnavailable(provider, f"cannot connect: {text}", model=model)
     if isinstance(status, int) and status >= 500:
         return ProviderUnavailable(provider, f"HTTP {status}: {text}", model=model)
+    if status in (401, 403) and key_env:
+        return ProviderError(provider, f"HTTP {status}: the key in ${key_env} was refused: {text}", model=model)
     prefix = f"HTTP {status}: " if isinstance(status, int) else ""
     return ProviderError(provider, f"{prefix}{text}", model=model)
 
@@ -364,7 +380,7 @@ class LiteLLMModel:
                 else:
                     response = await litellm.acompletion(**params)
         except Exception as exc:  # translated once, here; the router decides what follows
-            error = translate_error(exc, self.provider, self.name, self.spec.timeout_s)
+            error = translate_error(exc, self.provider, self.name, self.spec.timeout_s, self.spec.api_key_env)
             if isinstance(error, ProviderUnavailable | ProviderTimeout) and self.local_servers is not None:
                 # A local server that died shows up here as a bare connection error: say what
                 # happened to it instead (signal, uptime, last log lines, log path).
