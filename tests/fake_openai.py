@@ -125,6 +125,7 @@ class FakeOpenAI:
         self.requests: list[RecordedRequest] = []
         self.canaries = 0
         self.canary_ok = True
+        self.models_key: str | None = None  # set: GET /models refuses (401) any other bearer key
         self._scripts: dict[str, list[Behaviour]] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -170,6 +171,8 @@ class FakeOpenAI:
 
         async def models(request: Request) -> Response:
             self.requests.append(RecordedRequest("GET", request.url.path, None, {}, dict(request.headers)))
+            if self.models_key and request.headers.get("authorization") != f"Bearer {self.models_key}":
+                return JSONResponse({"error": {"message": "Authentication Fails", "type": "authentication_error"}}, 401)
             return JSONResponse({"object": "list", "data": [{"id": "fake", "object": "model"}]})
 
         async def chat(request: Request) -> Response:

@@ -101,6 +101,23 @@ def test_a_set_key_is_probed_for_real_and_never_printed(
     assert FAKE_KEY not in out and FAKE_KEY[3:] not in out
 
 
+def test_deepseek_as_shipped_is_probed_and_a_refused_key_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DEEPSEEK_API_KEY", FAKE_KEY)
+    with FakeOpenAI() as fake:
+        monkeypatch.setenv("DEEPSEEK_API_BASE", fake.url)  # litellm_model stays deepseek/deepseek-chat
+        monkeypatch.setenv("DEEPSEEK_Q4_API_BASE", fake.url)
+        fake.models_key = "the-key-deepseek-knows"
+        code, out = doctor(capsys, write_config(tmp_path), "--quick")
+        refused = line_of(out, "model deepseek-v3.1-q8")
+        assert refused.startswith("FAIL  ") and "DEEPSEEK_API_KEY is valid" in refused and code == 1
+        fake.models_key = FAKE_KEY
+        code, out = doctor(capsys, write_config(tmp_path), "--quick")
+        assert line_of(out, "model deepseek-v3.1-q8").startswith("OK    ") and f"GET {fake.url}/models answered" in out
+    assert FAKE_KEY not in out
+
+
 def test_unwritable_storage_is_a_fail_with_the_fix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")

@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("swarm.llm")
 
 _HEALTH_TIMEOUT_S = 3.0
+#: litellm model prefixes whose api_base answers ``GET /models`` (OpenAI-compatible)
+_PROBED_PREFIXES = ("openai/", "deepseek/")
 _litellm: Any = None
 #: litellm's own "this is one of my sub-calls" flag: while it is set, litellm's wrapper skips its
 #: success and failure logging for the call (``None`` where this litellm has no such flag).
@@ -434,9 +436,9 @@ class LiteLLMModel:
 
     @property
     def probes_network(self) -> bool:
-        """Whether ``health_check`` sends a request (an OpenAI-compatible ``api_base``) rather
-        than only looking at the key."""
-        return bool(self.spec.api_base) and self.spec.litellm_model.startswith("openai/")
+        """Whether ``health_check`` sends a request (an OpenAI-compatible ``api_base``: ``openai/``
+        models, and DeepSeek's API, which has ``GET /models`` too) rather than only looking at the key."""
+        return bool(self.spec.api_base) and self.spec.litellm_model.startswith(_PROBED_PREFIXES)
 
     async def health_check(self) -> bool:
         """A cheap real probe: GET ``{api_base}/models`` where the base is OpenAI-compatible,
