@@ -123,7 +123,10 @@ def interpolate(value: Any, env: Mapping[str, str] | None = None) -> Any:
     return value
 
 
-def _format_validation_error(exc: ValidationError, file: str) -> str:
+def _format_validation_error(exc: ValidationError, file: str, data: Any = None) -> str:
+    """One line per problem, each with the file; ``data`` (the interpolated file): also the
+    cross-references pydantic never reached (its after-validator runs only once every field is
+    valid), so one run names every bad key."""
     lines = []
     for err in exc.errors():
         loc = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in err["loc"])
@@ -135,8 +138,31 @@ def _format_validation_error(exc: ValidationError, file: str) -> str:
             msg = "required key is missing; add it (see README, Config reference)"
         elif msg.startswith("Value error, "):
             msg = msg.removeprefix("Value error, ")
-        lines.append(f"{file}: {loc + ': ' if loc else ''}{msg}")
+        for part in msg.split("\n"):  # the cross-reference check joins its problems with line breaks
+            lines.append(f"{file}: {loc + ': ' if loc else ''}{part}")
+    if data is not None and not any(not err["loc"] for err in exc.errors()):
+        lines += [f"{file}: {problem}" for problem in _unreached_cross_references(data)]
     return "invalid config:\n  " + "\n  ".join(lines)
+
+
+def _unreached_cross_references(data: Any) -> list[str]:
+    """The cross-reference problems of ``data``, read leniently: a model entry with a bad field
+    still counts under its name and family, and an LLM section with one still names its models
+    (only ``default``, ``tiers`` and ``fallback_chain`` are read). Best effort: none where the
+    references themselves cannot be read."""
+    def lenient(model: type[Any], raw: Any, keys: tuple[str, ...]) -> Any:
+        try:
+            return model.model_validate(raw)
+        except ValidationError:
+            return model.model_construct(**{k: raw[k] for k in keys if k in raw})
+
+    try:
+        models = {str(name): lenient(ModelSpec, spec, ("family",)) for name, spec in data["models"].items()}
+        llm = lenient(LLMSection, data["providers"]["llm"], ("default", "tiers", "fallback_chain"))
+        routing = RoutingSection.model_validate(data["routing"])
+        return cross_reference_problems(models, llm, routing)
+    except (ValidationError, KeyError, TypeError, AttributeError):
+        return []
 
 
 #: PyYAML's libyaml-backed safe loader where the wheel has it (the same documents, ~13x faster:
@@ -159,10 +185,11 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
         raise ConfigError(f"not valid YAML{where}: {getattr(exc, 'problem', exc)}", file=str(file)) from None
     if not isinstance(raw, dict):
         raise ConfigError("top level must be a mapping with providers, models, routing", file=str(file))
+    data = interpolate(raw, env)
     try:
-        config = SwarmConfig.model_validate(interpolate(raw, env))
+        config = SwarmConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format_validation_error(exc, str(file))) from None
+        raise ConfigError(_format_validation_error(exc, str(file), data)) from None
     register_config_secrets(config.model_dump(mode="json"))  # a key written literally in the file, too
     return config
 

@@ -54,6 +54,25 @@ def test_misspelled_key_and_bad_type_are_each_named(config_file: Path) -> None:
     assert "limits.max_revisions" in message
 
 
+def test_bad_fields_and_bad_references_are_all_named_in_one_run_each_line_with_the_file(config_file: Path) -> None:
+    text = config_file.read_text()
+    text = text.replace("    timeout_s: 60\n", '    timeout_s: "soon"\n', 1)  # a bad field in the very model referenced
+    text = text.replace("max_revisions: 1", "max_revisons: 1")
+    text = text.replace('fast: ["deepseek-v3.1-q4"', 'fast: ["gpt-99"')
+    text = text.replace('reviewer: "claude"', 'reviewer: "claudee"', 1)
+    assert 'reviewer: "claudee"' in text
+    config_file.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(config_file)
+    lines = str(err.value).splitlines()[1:]
+    assert all(line.strip().startswith(f"{config_file}: ") for line in lines), lines
+    named = "\n".join(lines)
+    assert "models.deepseek-v3.1-q8.timeout_s" in named and "limits.max_revisons: unknown key" in named
+    assert "providers.llm.tiers.fast[0]: unknown model 'gpt-99'" in named and "'claudee' names no model or family" in named
+    assert "'deepseek-v3.1-q8'" not in named and "'deepseek'" not in named  # a model with a bad field is no unknown one
+    assert len(lines) == 4
+
+
 def test_broken_yaml_reports_line(config_file: Path) -> None:
     config_file.write_text("providers:\n  llm: [unclosed\n")
     with pytest.raises(ConfigError, match=r"not valid YAML at line \d+"):
