@@ -92,6 +92,12 @@ def test_base64_rules():
         decode_base64("@@@not-base64@@@", LIMITS)
     with pytest.raises(InputError, match="characters; the limit is 266668"):
         decode_base64("A" * 400_000, LIMITS)
+    encoded = base64.b64encode(raw).decode()  # a good image under a wrong label says so
+    with pytest.raises(InputError, match=r"a data: URL of text/plain, not an image type; send data:image/png;base64"):
+        decode_base64("data:text/plain;base64," + encoded, LIMITS)
+    with pytest.raises(InputError, match="a data: URL of image/png without ;base64"):
+        decode_base64("data:image/png," + encoded, LIMITS)
+    assert decode_base64("DATA:IMAGE/WEBP;base64," + encoded, LIMITS) == raw
 
 
 def test_output_cap():
