@@ -63,7 +63,9 @@ def _register_templates(server: Any) -> None:
                      mime_type="text/markdown",
                      description="The full Markdown report of a finished research job; large reports come in pages "
                                  "(?page=1, 2, ...); each page ends with a line naming the next page.")
-    def report_resource(job_id: str, ctx: Context, page: int = 1) -> str:
+    def report_resource(job_id: str, ctx: Context, page: str = "1") -> str:
+        if not page.strip().isdigit():  # typed here: the SDK's own conversion error names nothing
+            raise ResourceError(f"page must be a whole number from 1 (got {page[:20]!r})")
         row = _job_row(ctx, job_id)
         if row["status"] != "COMPLETED":
             raise ResourceError(f"job {job_id} is {row['status']}; the report exists once it is COMPLETED")
@@ -72,18 +74,21 @@ def _register_templates(server: Any) -> None:
         if not report:
             raise ResourceError(f"job {job_id} ({row['action']}) has no report")
         size = server_state(ctx).runtime.config.mcp.report_page_chars
-        return paginate(report, size, page, f"swarm://jobs/{job_id}/report")
+        return paginate(report, size, int(page), f"swarm://jobs/{job_id}/report")
 
     @server.resource("swarm://artifacts/{+key}", name="artifact", title="A stored image or file",
                      description="An object from the configured storage (e.g. an upscaled image), by the key a tool returned.")
     async def artifact_resource(key: str, ctx: Context) -> bytes:
         from core.errors import InputError, ProviderError
+        from core.redact import redact
 
         storage = server_state(ctx).runtime.providers().storage
         try:
             return bytes(await storage.get(key))
-        except (InputError, ProviderError, FileNotFoundError, KeyError) as exc:
-            raise ResourceError(f"artifact {key!r} cannot be read: {type(exc).__name__}") from None
+        except (FileNotFoundError, KeyError):
+            raise ResourceError(f"no artifact {key!r} in storage: use the key an image tool returned") from None
+        except (InputError, ProviderError) as exc:  # our own messages (a bad key, storage down), redacted
+            raise ResourceError(f"artifact {key!r} cannot be read: {redact(str(exc))}") from None
 
     @server.resource("swarm://threads/{thread_id}", name="thread", title="A conversation", mime_type="application/json",
                      description="One of your threads: every kept turn (who said what) and how many were dropped.")

@@ -86,6 +86,10 @@ async def test_report_resource_pages_a_large_report_and_artifacts_come_from_stor
             await jobs.read_resource(f"swarm://jobs/{job_id}/report?page=9")
         with pytest.raises(Exception, match="unknown job_id"):
             await jobs.read_resource("swarm://jobs/nope/report")
+        with pytest.raises(Exception, match=r"page must be a whole number from 1 \(got 'abc'\)"):
+            await jobs.read_resource(f"swarm://jobs/{job_id}/report?page=abc")
+        with pytest.raises(Exception, match="no object 'results/dog.png' in storage"):
+            await client.read_resource("swarm://artifacts/results/dog.png")
         blob = (await client.read_resource("swarm://artifacts/results/cat.png")).contents[0]
     assert page1.startswith("line 0:") and f"next: swarm://jobs/{job_id}/report?page=2" in page1
     assert page3.rstrip().endswith("x" * 90) and "next:" not in page3
