@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 
-def register(server: Any) -> None:
-    """Add the prompts to ``server``."""
+def register(server: Any, config: Any = None) -> None:
+    """Add the prompts to ``server``; ``config``: the delegation kinds ``delegate_and_review`` takes
+    (a prompt naming another would send the model to a call that fails)."""
+    kinds = sorted(config.routing.delegation) if config is not None else None
 
     @server.prompt(name="research_brief", title="Research brief",
                    description="Ask for a cited research report on a topic, for a given audience and depth.")
-    def research_brief(topic: str, audience: str = "an engineer new to the topic", depth: str = "standard") -> str:
+    def research_brief(topic: str, audience: str = "an engineer new to the topic",
+                       depth: Literal["quick", "standard", "deep"] = "standard") -> str:
         return (
             f"Research this topic with the `research` tool (depth={depth!r}): {topic}\n\n"
             f"Then write a brief for {audience}: a three-sentence summary, the key findings as "
@@ -22,6 +25,8 @@ def register(server: Any) -> None:
     @server.prompt(name="delegate_and_review", title="Delegate and review",
                    description="Hand a task to the swarm, then check the reviewer's verdict and the trace.")
     def delegate_and_review(task: str, kind: str = "bulk_content", criteria: str = "correctness and completeness") -> str:
+        if kinds is not None and kind not in kinds:
+            raise ValueError(f"kind: unknown kind {kind!r}; valid: {', '.join(kinds)}")
         return (
             f"Use the `delegate` tool with kind={kind!r} for this task:\n\n{task}\n\n"
             f"When it returns, judge the answer on {criteria}. Report: the answer, the reviewer's "

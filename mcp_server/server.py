@@ -53,6 +53,30 @@ class SwarmServer(MCPServer):
         mime = mime_type_of(str(uri).removeprefix(prefix))
         return [replace(item, mime_type=mime) for item in result]
 
+    async def get_prompt(self, name: str, arguments: dict[str, Any] | None = None, context: Any = None) -> Any:
+        """The SDK's, with a bad argument named to the client (the SDK answers any failure with
+        'Internal server error')."""
+        from mcp.shared.exceptions import MCPError
+        from pydantic import ValidationError
+
+        try:
+            return await super().get_prompt(name, arguments, context)
+        except ValueError as exc:
+            cause: BaseException = exc
+            while cause.__cause__ is not None:
+                cause = cause.__cause__
+            prompt = self._prompt_manager.get_prompt(name)
+            if prompt is None:
+                raise MCPError(-32602, f"unknown prompt {name!r}") from None
+            if isinstance(cause, ValidationError):
+                known = [a.name for a in prompt.arguments or []]
+                message = schemas.argument_errors(f"prompt {name}", cause, known)
+            elif isinstance(cause, ValueError) and cause is not exc:  # a prompt's own check of an argument
+                message = f"invalid arguments for prompt {name}: {cause}"
+            else:
+                raise
+            raise MCPError(-32602, message) from None
+
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
         """The SDK's call, with bad arguments told as the house tells bad input: each field and
         what is wrong with it, an unknown one with the arguments the tool takes (the SDK's text
@@ -111,7 +135,7 @@ def build_server(config_path: str | None = None, *, jobs_path: Path | None = Non
     schemas.forbid_unknown_arguments(server._tool_manager.list_tools())
     schemas.compact_tools(server._tool_manager.list_tools())
     resources.register(server, lambda: live[-1])
-    prompts.register(server)
+    prompts.register(server, config)
     protocol.register(server, config)
     return server
 

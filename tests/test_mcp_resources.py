@@ -32,6 +32,11 @@ async def test_listing_shows_tools_with_annotations_resources_templates_and_prom
         assert prompts == {"research_brief", "delegate_and_review"}
         brief = await client.get_prompt("research_brief", {"topic": "RunPod cold starts"})
         assert "RunPod cold starts" in brief.messages[0].content.text
+        # a prompt that would send the model to a call that fails is refused, naming the argument
+        with pytest.raises(Exception, match="prompt research_brief: depth: Input should be 'quick', 'standard' or 'deep'"):
+            await client.get_prompt("research_brief", {"topic": "t", "depth": "huge"})
+        with pytest.raises(Exception, match="kind: unknown kind 'bogus'; valid: bulk_content, critical, research"):
+            await client.get_prompt("delegate_and_review", {"task": "t", "kind": "bogus"})
 
 
 async def test_enabled_tools_trims_the_list_but_job_tools_stay(tmp_path: Path) -> None:
