@@ -90,25 +90,6 @@ def compact_tools(tools: list[Any]) -> None:
             tool.__dict__.pop("output_schema", None)  # drop the cached copy, if one was read
 
 
-def forbid_unknown_arguments(tools: list[Any]) -> None:
-    """Make each registered tool refuse arguments it does not have (``remove_background(...,
-    only_masks=true)`` ran as a cut-out before, the misspelt flag silently dropped). The SDK reads
-    ``fn_metadata.arg_model`` live. The schemas do not add ``additionalProperties: false``: ~300
-    characters of every conversation's ``tools/list`` for what the refusal (which lists the
-    tool's arguments) already tells a model."""
-    from pydantic import ConfigDict
-
-    for tool in tools:
-        metadata = tool.fn_metadata
-        base = metadata.arg_model
-        if base.model_config.get("extra") == "forbid":
-            continue
-        metadata.arg_model = type(base.__name__, (base,), {
-            "model_config": ConfigDict(**{**base.model_config, "extra": "forbid"}),
-            "__module__": base.__module__,
-        })
-
-
 def argument_errors(tool: str, error: Any, known: list[str]) -> str:
     """One line per bad argument of ``tool`` (a pydantic ``ValidationError``): where, and what is
     wrong, with the limit pydantic names; never the value given (it may be a secret)."""
