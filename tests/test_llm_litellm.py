@@ -275,7 +275,12 @@ async def test_loops_that_end_no_sentence_or_differ_in_markers_are_cut_too(serve
 
 async def test_repetition_that_is_no_loop_arrives_whole(server: FakeOpenAI) -> None:
     text = ("Very, very, very good. Row, row, row your boat. Zeros: 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0."
-            " Ha ha ha ha ha. The river flows; the river flows; the end.")
+            " Ha ha ha ha ha. The river flows; the river flows; the end.\n"
+            # lines that differ by an operator or an index are different sentences
+            "result = compute(a, b) + 1\nresult = compute(a, b) - 1\nresult = compute(a, b) * 1\n"
+            "buffer[0] = initial_value;\nbuffer[1] = initial_value;\nbuffer[2] = initial_value;\n"
+            # code repeats itself by nature: nothing inside a fence counts
+            "```python\n" + 'print("hello, world!")\n' * 4 + "```\nThat is all.")
     server.script("good", Behaviour.answer(text))
     cfg = make_swarm_config({"m": spec("good", server.url, stop_on_loop=True)})
     answer = await LiteLLMModel("m", cfg.models["m"]).complete(ASK, LLMConfig())
