@@ -150,11 +150,21 @@ def _unreached_cross_references(data: Any) -> list[str]:
     still counts under its name and family, and an LLM section with one still names its models
     (only ``default``, ``tiers`` and ``fallback_chain`` are read). Best effort: none where the
     references themselves cannot be read."""
+    def strings(value: Any) -> bool:
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+    shapes: dict[str, Any] = {  # what a lenient read keeps: only values of the right shape
+        "family": lambda v: isinstance(v, str),
+        "default": lambda v: isinstance(v, str),
+        "fallback_chain": strings,
+        "tiers": lambda v: isinstance(v, dict) and all(isinstance(k, str) and strings(t) for k, t in v.items()),
+    }
+
     def lenient(model: type[Any], raw: Any, keys: tuple[str, ...]) -> Any:
         try:
             return model.model_validate(raw)
         except ValidationError:
-            return model.model_construct(**{k: raw[k] for k in keys if k in raw})
+            return model.model_construct(**{k: raw[k] for k in keys if k in raw and shapes[k](raw[k])})
 
     try:
         models = {str(name): lenient(ModelSpec, spec, ("family",)) for name, spec in data["models"].items()}

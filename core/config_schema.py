@@ -231,15 +231,19 @@ class ThreadsSection(StrictModel):
 
 
 class ObservabilitySection(StrictModel):
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     otlp_endpoint: str | None = None
     capture_content: bool = False
 
     @field_validator("log_level", mode="before")
     @classmethod
     def _any_case(cls, value: Any) -> Any:
-        """``debug`` is ``DEBUG`` (``SWARM_LOG_LEVEL=debug`` lands here through interpolation)."""
-        return value.strip().upper() if isinstance(value, str) else value
+        """``debug`` is ``DEBUG`` (``SWARM_LOG_LEVEL=debug`` lands here through interpolation);
+        logging's aliases ``WARN`` and ``FATAL`` are ``WARNING`` and ``CRITICAL``."""
+        if not isinstance(value, str):
+            return value
+        value = value.strip().upper()
+        return {"WARN": "WARNING", "FATAL": "CRITICAL"}.get(value, value)
 
 
 class BudgetSpec(StrictModel):

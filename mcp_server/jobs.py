@@ -334,7 +334,7 @@ class JobManager:
             if task is not None:
                 task.cancel()
                 await self._settled(job_id)
-            elif self.store.lease.alive(row.get("runner")):
+            elif row.get("runner") != self.store.lease.token and self.store.lease.alive(row.get("runner")):
                 pid = str(row.get("runner")).split("-", 1)[0]
                 raise RunsElsewhere(f"job {job_id} runs in another swarm-mcp process (pid {pid}) on this store;"
                                     " cancel it from the client connected to that server, or stop that server")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import builtins
 import json
+import logging
 import os
 import re
 import sqlite3
@@ -24,6 +25,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from core.redact import redact, redact_data
+
+log = logging.getLogger("swarm.mcp")
 
 IN_PROGRESS = "IN_PROGRESS"
 FINAL_STATUSES = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
@@ -60,7 +63,10 @@ class Lease:
     ``<folder>/<token>.lock``, held from start to ``close`` (the kernel drops it when the process
     dies, however it dies). ``alive(token)`` tells whether the holder of a token still runs.
 
-    Without ``fcntl`` (Windows) every other token counts as gone, as before leases existed.
+    The file is locked under a temporary name and only then renamed into place, so another
+    server never finds it unlocked and takes it for a dead one's. Without ``fcntl`` (Windows),
+    or on a filesystem without ``flock``, there is no lease: every other token counts as gone,
+    as before leases existed (a warning says so once).
     """
 
     def __init__(self, folder: Path | None) -> None:
@@ -69,10 +75,23 @@ class Lease:
         self._file: IO[str] | None = None
         fcntl = _fcntl()
         if folder is None or fcntl is None:
+            if folder is not None:
+                log.warning("no file locks here (no fcntl): servers sharing %s cannot tell each other's jobs apart", folder)
             return
         folder.mkdir(parents=True, exist_ok=True)
-        self._file = open(folder / f"{self.token}.lock", "w", encoding="utf-8")  # noqa: SIM115 (held until close)
-        fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        staging = folder / f"{self.token}.tmp"
+        held = open(staging, "w", encoding="utf-8")  # noqa: SIM115 (held until close)
+        try:
+            fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:  # a filesystem without flock (some FUSE and sync mounts)
+            held.close()
+            staging.unlink(missing_ok=True)
+            log.warning("file locks do not work in %s (%s): servers sharing it cannot tell each other's jobs apart",
+                        folder, type(exc).__name__)
+            self.folder = None
+            return
+        os.replace(staging, folder / f"{self.token}.lock")
+        self._file = held
         for old in folder.glob("*.lock"):  # files of killed servers (their locks went with them)
             self.alive(old.stem)
 
@@ -85,16 +104,18 @@ class Lease:
             return False
         path = self.folder / f"{token}.lock"
         try:
-            held = open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed below)
+            fd = os.open(path, os.O_RDWR)  # never created here: a missing file is a gone process
         except OSError:
             return False
-        with held:
-            try:
-                fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                return True  # locked: its process runs
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True  # locked: its process runs
+        else:
             path.unlink(missing_ok=True)  # a dead process's file
             return False
+        finally:
+            os.close(fd)
 
     def close(self) -> None:
         if self._file is not None and self.folder is not None:

@@ -63,6 +63,8 @@ def preview(data: bytes, mime_type: str, width: int, height: int, limit: int) ->
 
     try:
         with Image.open(io.BytesIO(data)) as img:
+            if len(data) <= limit and max(img.size) <= PREVIEW_MAX_SIDE:  # the job gave no size: it fits as is
+                return Preview(data, mime_type, *img.size, downscaled=False)
             img.load()
             has_alpha = img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info
             source = img.convert("RGBA" if has_alpha else "RGB")
@@ -126,8 +128,9 @@ async def _blocks_for(image: StoredImage, storage: Any, limit: int, budget: int)
     if shown is None:
         return [TextContent(text=f"{text}. No preview: even a {PREVIEW_MIN_SIDE}px copy is over {limit} bytes."), link]
     if shown.downscaled:
-        text += (f". The preview is a downscaled copy ({shown.width}x{shown.height}, {len(shown.data)} bytes):"
-                 f" the result is over its share of mcp.max_inline_image_bytes={budget}")
+        why = (f"the result is over its share of mcp.max_inline_image_bytes={budget}" if len(data) > limit
+               else f"a chat shows at most {PREVIEW_MAX_SIDE} px a side")
+        text += f". The preview is a downscaled copy ({shown.width}x{shown.height}, {len(shown.data)} bytes): {why}"
     preview_block = ImageContent(data=base64.b64encode(shown.data).decode(), mime_type=shown.mime_type)
     return [TextContent(text=text), preview_block, link]
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 
-def register(server: Any, config: Any = None) -> None:
-    """Add the prompts to ``server``; ``config``: the delegation kinds ``delegate_and_review`` takes
-    (a prompt naming another would send the model to a call that fails)."""
-    kinds = sorted(config.routing.delegation) if config is not None else None
+def register(server: Any, kinds_of: Callable[[], list[str]] | None = None) -> None:
+    """Add the prompts to ``server``; ``kinds_of()``: the delegation kinds ``delegate_and_review``
+    takes now (read at each render: a hot-swapped config's new kind counts at once; a prompt
+    naming an unknown one would send the model to a call that fails)."""
 
     @server.prompt(name="research_brief", title="Research brief",
                    description="Ask for a cited research report on a topic, for a given audience and depth.")
@@ -25,6 +26,7 @@ def register(server: Any, config: Any = None) -> None:
     @server.prompt(name="delegate_and_review", title="Delegate and review",
                    description="Hand a task to the swarm, then check the reviewer's verdict and the trace.")
     def delegate_and_review(task: str, kind: str = "bulk_content", criteria: str = "correctness and completeness") -> str:
+        kinds = kinds_of() if kinds_of is not None else None
         if kinds is not None and kind not in kinds:
             raise ValueError(f"kind: unknown kind {kind!r}; valid: {', '.join(kinds)}")
         return (

@@ -64,7 +64,7 @@ def _register_templates(server: Any) -> None:
                      description="The full Markdown report of a finished research job; large reports come in pages "
                                  "(?page=1, 2, ...); each page ends with a line naming the next page.")
     def report_resource(job_id: str, ctx: Context, page: str = "1") -> str:
-        if not page.strip().isdigit():  # typed here: the SDK's own conversion error names nothing
+        if not page.strip().isdecimal():  # typed here: the SDK's own conversion error names nothing
             raise ResourceError(f"page must be a whole number from 1 (got {page[:20]!r})")
         row = _job_row(ctx, job_id)
         if row["status"] != "COMPLETED":

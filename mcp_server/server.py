@@ -141,7 +141,7 @@ def build_server(config_path: str | None = None, *, jobs_path: Path | None = Non
     # the SDK lists a server's registered tools on its tool manager only
     schemas.compact_tools(server._tool_manager.list_tools())
     resources.register(server, lambda: live[-1])
-    prompts.register(server, config)
+    prompts.register(server, lambda: sorted((live[-1].runtime.config if live else config).routing.delegation))
     protocol.register(server, config)
     return server
 

@@ -18,8 +18,9 @@ from typing import IO, TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from core.config import SwarmConfig
 
-#: the level names a log level may be given as (any case)
-LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+#: the level names a log level may be given as (any case; WARN and FATAL are logging's aliases)
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_ALIASES = {"WARN": "WARNING", "FATAL": "CRITICAL"}
 
 #: The id of the job the current task works for; ``None`` outside a job.
 job_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("swarm_job_id", default=None)
@@ -96,6 +97,7 @@ def configure_logging(config_or_level: SwarmConfig | str | int | None = None, js
     setattr(handler, _HANDLER_MARK, True)
     if isinstance(level, str):
         level = level.strip().upper()
+        level = _ALIASES.get(level, level)
         if level not in LEVELS:
             from core.errors import ConfigError
 

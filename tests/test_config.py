@@ -73,6 +73,17 @@ def test_bad_fields_and_bad_references_are_all_named_in_one_run_each_line_with_t
     assert len(lines) == 4
 
 
+def test_a_bad_shape_is_one_error_not_one_per_character(config_file: Path) -> None:
+    text = config_file.read_text()
+    text = text.replace('fallback_chain: ["deepseek", "gemini", "claude", "local"]', "fallback_chain: deepseek")
+    assert "fallback_chain: deepseek" in text
+    config_file.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(config_file)
+    lines = str(err.value).splitlines()[1:]
+    assert len(lines) == 1 and "providers.llm.fallback_chain: Input should be a valid list" in lines[0], lines
+
+
 def test_broken_yaml_reports_line(config_file: Path) -> None:
     config_file.write_text("providers:\n  llm: [unclosed\n")
     with pytest.raises(ConfigError, match=r"not valid YAML at line \d+"):

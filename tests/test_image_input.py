@@ -98,6 +98,7 @@ def test_base64_rules():
     with pytest.raises(InputError, match="a data: URL of image/png without ;base64"):
         decode_base64("data:image/png," + encoded, LIMITS)
     assert decode_base64("DATA:IMAGE/WEBP;base64," + encoded, LIMITS) == raw
+    assert decode_base64("data:image/png;charset=utf-8;name=cat.png;base64," + encoded, LIMITS) == raw  # RFC 2397 parameters
 
 
 def test_output_cap():

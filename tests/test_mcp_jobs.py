@@ -237,3 +237,32 @@ async def test_with_a_remote_runner_the_job_id_is_the_remote_id_and_a_restart_re
         assert cancelled["status"] == "CANCELLED"
     assert len(endpoint.submitted) == 2  # re-attached, never submitted twice
     assert endpoint.cancelled == ["rp-2"]
+
+
+def test_leases_tell_live_servers_from_gone_ones_and_a_store_works_without_file_locks(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import fcntl
+
+    from mcp_server.jobstore import JobStore, Lease
+
+    folder = tmp_path / "runners"
+    folder.mkdir()
+    stale = folder / "4242-0123456789ab.lock"  # a killed server's file: nobody holds its lock
+    stale.write_text("")
+    first, second = Lease(folder), Lease(folder)
+    assert not stale.exists() and not list(folder.glob("*.tmp"))  # swept; the live ones were locked before named
+    assert second.alive(first.token) and first.alive(second.token) and first.alive(first.token)
+    assert not first.alive("4242-0123456789ab") and not first.alive("../../etc/passwd") and not first.alive(None)
+    first.close()
+    assert not second.alive(first.token) and not (folder / f"{first.token}.lock").exists()
+    second.close()
+
+    def no_locks(*args: Any) -> None:
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)  # a mount without flock: the store still works, lease-less
+    store = JobStore(tmp_path / "jobs.sqlite")
+    store.create("j1", "me", {"project": "swarm", "action": "delegate", "input": {"task": "t"}})
+    assert store.get("j1")["runner"] == store.lease.token and not store.lease.alive("4242-0123456789ab")
+    assert store.claim("j1", store.lease.token)
+    store.close()

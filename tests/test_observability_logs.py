@@ -88,6 +88,9 @@ def test_a_level_in_any_case_is_taken_and_an_unknown_one_is_named(captured: io.S
     logging.getLogger("swarm.test").info("hidden")
     logging.getLogger("swarm.test").warning("shown")
     assert [e["message"] for e in lines(captured)] == ["shown"]
+    for alias, level in (("warn", logging.WARNING), ("Critical", logging.CRITICAL), ("fatal", logging.CRITICAL)):
+        configure_logging(alias, stream=captured)
+        assert logging.getLogger().level == level
     for command in (["-m", "swarm.cli", "config", "check"], ["-m", "mcp_server.server"], ["-m", "swarm.endpoint", "serve", "--workers", "0"]):
         env = {**os.environ, "SWARM_LOG_LEVEL": "verbose", "SWARM_CONFIG": str(config_file)}
         done = subprocess.run([sys.executable, *command], capture_output=True, text=True, timeout=120,

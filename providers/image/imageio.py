@@ -34,7 +34,7 @@ _MAGIC = {
 }
 _PIL_FORMAT = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP", "gif": "GIF", "bmp": "BMP"}
 OUTPUT_FORMATS = {"png": "image/png", "webp": "image/webp", "jpeg": "image/jpeg"}
-_DATA_URL = re.compile(r"^data:image/[\w.+-]+;base64,", re.IGNORECASE)
+_DATA_URL = re.compile(r"^data:image/[\w.+-]+(?:;[^,;]*)*;base64,", re.IGNORECASE)
 #: any data: URL head: one that is not image/...;base64 is named as such, not as bad base64
 _ANY_DATA_URL = re.compile(r"^data:([^,;]*)((?:;[^,;]*)*),", re.IGNORECASE)
 
@@ -67,15 +67,15 @@ def sniff_format(data: bytes) -> str | None:
 def decode_base64(text: str, limits: ImageLimits, *, field: str = "image") -> bytes:
     """Base64 (optionally a ``data:image/...;base64,`` URL) to bytes, length checked first."""
     text = text.strip()
-    head = _ANY_DATA_URL.match(text[:256])
-    if head and not _DATA_URL.match(text):
-        media, params = head.group(1) or "text/plain", head.group(2)
-        if ";base64" not in params.lower():
+    head, image_head = _ANY_DATA_URL.match(text[:256]), _DATA_URL.match(text[:256])
+    if head and not image_head:
+        media = head.group(1) or "text/plain"
+        if media.lower().startswith("image/"):
             raise InputError(f"a data: URL of {media} without ;base64; send data:image/png;base64,... (or plain base64)",
                              field=field)
         raise InputError(f"a data: URL of {media}, not an image type; send data:image/png;base64,..."
                          " (or image/jpeg, image/webp), or plain base64", field=field)
-    text = _DATA_URL.sub("", text, count=1)
+    text = text[image_head.end():] if image_head else text
     limit_chars = (limits.max_input_bytes + 2) // 3 * 4
     if len(text) > limit_chars + 4:
         raise InputError(
