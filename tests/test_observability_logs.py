@@ -91,12 +91,17 @@ def test_a_level_in_any_case_is_taken_and_an_unknown_one_is_named(captured: io.S
     for alias, level in (("warn", logging.WARNING), ("Critical", logging.CRITICAL), ("fatal", logging.CRITICAL)):
         configure_logging(alias, stream=captured)
         assert logging.getLogger().level == level
+    # a config whose log_level does not read $SWARM_LOG_LEVEL: the variable alone is refused, by
+    # the logging set-up itself (with the shipped config, the config's own check answers first)
+    literal = config_file.with_name("literal-level.yaml")
+    literal.write_text(config_file.read_text().replace('log_level: "${SWARM_LOG_LEVEL:-INFO}"', 'log_level: "INFO"'))
     for command in (["-m", "swarm.cli", "config", "check"], ["-m", "mcp_server.server"], ["-m", "swarm.endpoint", "serve", "--workers", "0"]):
-        env = {**os.environ, "SWARM_LOG_LEVEL": "verbose", "SWARM_CONFIG": str(config_file)}
-        done = subprocess.run([sys.executable, *command], capture_output=True, text=True, timeout=120,
-                              cwd=Path(__file__).parent.parent, env=env, stdin=subprocess.DEVNULL)
-        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-1500:]
-        assert "log_level" in done.stderr and "INFO" in done.stderr and "WARNING" in done.stderr
+        for config in (config_file, literal):
+            env = {**os.environ, "SWARM_LOG_LEVEL": "verbose", "SWARM_CONFIG": str(config)}
+            done = subprocess.run([sys.executable, *command], capture_output=True, text=True, timeout=120,
+                                  cwd=Path(__file__).parent.parent, env=env, stdin=subprocess.DEVNULL)
+            assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-1500:]
+            assert "log_level" in done.stderr and "INFO" in done.stderr and "WARNING" in done.stderr
 
 
 def test_plain_text_mode_is_redacted_too(captured: io.StringIO) -> None:
