@@ -51,8 +51,10 @@ MODES = ("extractive", "auto", "abstractive")
 #: the variables that would give the run a key or a search server: the bench is keyless
 KEYS = ("SEARXNG_URL", "TAVILY_API_KEY", "DEEPSEEK_API_KEY", "GEMINI_API_KEY", "ANTHROPIC_API_KEY",
         "DEEPSEEK_API_BASE", "DEEPSEEK_Q4_API_BASE", "SWARM_CONFIG")
-#: first guess of one question's seconds per mode, before one has been timed (2 cores)
-FIRST_GUESS_S = {"extractive": 15.0, "auto": 15.0, "abstractive": 75.0}
+#: first guess of one question's seconds per mode, before one has been timed (2 cores). Abstractive
+#: measured 21.6 s (AMD EPYC) and 24.7 s (Xeon) a question in full runs, 43 s beside other work;
+#: 75 s (from before the loop guard) asked for 117.5 s left and left the mode unmeasured with 117 s
+FIRST_GUESS_S = {"extractive": 15.0, "auto": 15.0, "abstractive": 45.0}
 BASELINE = "naive baseline: top BM25 passages pasted in order"
 
 
