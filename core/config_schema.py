@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from core.rules import Tier
+from core.rules import LogLevel, Tier, log_level_name
 
 
 class StrictModel(BaseModel):
@@ -231,7 +231,7 @@ class ThreadsSection(StrictModel):
 
 
 class ObservabilitySection(StrictModel):
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_level: LogLevel = "INFO"
     otlp_endpoint: str | None = None
     capture_content: bool = False
 
@@ -240,10 +240,7 @@ class ObservabilitySection(StrictModel):
     def _any_case(cls, value: Any) -> Any:
         """``debug`` is ``DEBUG`` (``SWARM_LOG_LEVEL=debug`` lands here through interpolation);
         logging's aliases ``WARN`` and ``FATAL`` are ``WARNING`` and ``CRITICAL``."""
-        if not isinstance(value, str):
-            return value
-        value = value.strip().upper()
-        return {"WARN": "WARNING", "FATAL": "CRITICAL"}.get(value, value)
+        return log_level_name(value) if isinstance(value, str) else value
 
 
 class BudgetSpec(StrictModel):

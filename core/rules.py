@@ -20,6 +20,19 @@ JOB_ID_PATTERN = r"^[A-Za-z0-9_.:\-]+$"  # ASCII only: str.isalnum() would admit
 MAX_IDEMPOTENCY_KEY_CHARS = 200
 IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]+$"
 
+#: The log levels a config or ``SWARM_LOG_LEVEL`` may name (any case; ``log_level_name`` maps
+#: logging's aliases WARN and FATAL onto WARNING and CRITICAL).
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)
+_LOG_LEVEL_ALIASES = {"WARN": "WARNING", "FATAL": "CRITICAL"}
+
+
+def log_level_name(value: str) -> str:
+    """``value`` upper-cased, stripped, with logging's aliases resolved (not checked: see ``LOG_LEVELS``)."""
+    name = value.strip().upper()
+    return _LOG_LEVEL_ALIASES.get(name, name)
+
+
 #: What separates the pages of a document's text (PDF pages, PPTX slides): a form feed, as
 #: pdftotext writes it. The local index joins pages with it; passages count it to know their page.
 PAGE_BREAK = "\f"

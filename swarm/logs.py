@@ -15,12 +15,11 @@ import sys
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any
 
+from core.rules import LOG_LEVELS, log_level_name
+
 if TYPE_CHECKING:
     from core.config import SwarmConfig
 
-#: the level names a log level may be given as (any case; WARN and FATAL are logging's aliases)
-LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-_ALIASES = {"WARN": "WARNING", "FATAL": "CRITICAL"}
 
 #: The id of the job the current task works for; ``None`` outside a job.
 job_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("swarm_job_id", default=None)
@@ -96,12 +95,11 @@ def configure_logging(config_or_level: SwarmConfig | str | int | None = None, js
     )
     setattr(handler, _HANDLER_MARK, True)
     if isinstance(level, str):
-        level = level.strip().upper()
-        level = _ALIASES.get(level, level)
-        if level not in LEVELS:
+        level = log_level_name(level)
+        if level not in LOG_LEVELS:
             from core.errors import ConfigError
 
-            raise ConfigError(f"log level {level.lower()!r} is not one of {', '.join(LEVELS)} (any case)",
+            raise ConfigError(f"log level {level.lower()!r} is not one of {', '.join(LOG_LEVELS)} (any case)",
                               key="SWARM_LOG_LEVEL / observability.log_level")
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, _HANDLER_MARK, False)]:
