@@ -14,14 +14,14 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from core.config_refs import cross_reference_problems
+from core.config_refs import cross_reference_problems, lenient_cross_reference_problems
 from core.config_schema import (
     MAX_LOCAL_PROCESSES,
     BudgetSpec,
@@ -45,7 +45,9 @@ from core.config_schema import (
     RoutingSection,
     RunnerSection,
     RunPodRunnerSpec,
+    SearchBackends,
     SearchSection,
+    StorageBackends,
     StorageSection,
     StrictModel,
     ThreadsSection,
@@ -53,7 +55,7 @@ from core.config_schema import (
     WorkerSection,
 )
 from core.errors import ConfigError
-from core.redact import MASK, redact_data, register_config_secrets
+from core.redact import MASK, is_secret_entry, redact, redact_data, register_config_secrets
 from core.rules import Tier
 
 __all__ = [
@@ -70,7 +72,6 @@ log = logging.getLogger("core.config")
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG_PATH = PROJECT_ROOT / "config.yaml"
-_SECRET_FIELD = re.compile(r"(?i)(api_key|secret|token|password|dsn)$")
 
 
 class SwarmConfig(StrictModel):
@@ -103,7 +104,9 @@ class SwarmConfig(StrictModel):
 
 # --- interpolation -------------------------------------------------------------------------
 
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+#: ``${VAR}`` or ``${VAR:-default}``; a default holds no ``${`` (nesting is not supported)
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-((?:(?!\$\{)[^}])*))?\}")
+_SUPPORTED_FORMS = "only ${VAR} and ${VAR:-default} are expanded"
 
 
 def interpolate(value: Any, env: Mapping[str, str] | None = None) -> Any:
@@ -123,7 +126,46 @@ def interpolate(value: Any, env: Mapping[str, str] | None = None) -> Any:
     return value
 
 
-def _format_validation_error(exc: ValidationError, file: str, data: Any = None) -> str:
+def _strings(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    """``(key path, text)`` of every string in the raw file, paths as errors name them (``a.b[0]``)."""
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _strings(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _strings(v, f"{path}[{i}]")
+
+
+def _unsupported_forms(raw: Any) -> list[str]:
+    """One line per string of the raw file that keeps a ``${`` once the supported forms are taken
+    out (``${X-d}``, ``${X:?msg}``, ``${X:=d}``, ``${A:-${B}}``): it would stay literal."""
+    lines = []
+    for path, text in _strings(raw):
+        rest = _VAR.sub("", text)
+        if "${" in rest:
+            form = rest[rest.index("${"):].split("}", 1)[0] + "}"
+            where = "" if form == text else f" in {redact(text)!r}"  # a secret may sit in a default
+            lines.append(f"{path or '(top level)'}: unsupported form {redact(form)!r}{where}; {_SUPPORTED_FORMS}")
+    return lines
+
+
+def _unset_notes(raw: Any, env: Mapping[str, str] | None) -> dict[str, str]:
+    """Key path -> `` (from ${VAR}, unset)`` for each value that interpolation left empty because
+    the variables it names are unset: an error about that key then says where the empty came from."""
+    environ: Mapping[str, str] = os.environ if env is None else env
+    notes = {}
+    for path, text in _strings(raw):
+        found = _VAR.findall(text)
+        if found and not interpolate(text, environ):
+            notes[path] = f" (from {', '.join('${' + name + '}' for name, _ in found)}, unset)"
+    return notes
+
+
+def _format_validation_error(
+    exc: ValidationError, file: str, data: Any = None, notes: Mapping[str, str] | None = None
+) -> str:
     """One line per problem, each with the file; ``data`` (the interpolated file): also the
     cross-references pydantic never reached (its after-validator runs only once every field is
     valid), so one run names every bad key."""
@@ -133,7 +175,9 @@ def _format_validation_error(exc: ValidationError, file: str, data: Any = None) 
         loc = loc.replace(".[", "[")
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
-            msg = "unknown key; remove it or check its spelling (see README, Config reference)"
+            valid = _valid_keys(err["loc"])
+            msg = "unknown key; remove it or check its spelling" + (
+                f"; valid: {', '.join(valid)}" if valid else " (see README, Config reference)")
         elif err["type"] == "missing":
             msg = "required key is missing; add it (see README, Config reference)"
         elif msg.startswith("Value error, "):
@@ -142,64 +186,134 @@ def _format_validation_error(exc: ValidationError, file: str, data: Any = None) 
             lines.append(f"{file}: {loc + ': ' if loc else ''}{part}")
     if data is not None and not any(not err["loc"] for err in exc.errors()):
         lines += [f"{file}: {problem}" for problem in _unreached_cross_references(data)]
+    for i, line in enumerate(lines):  # the cross-reference lines name their key first, too
+        key = line.removeprefix(f"{file}: ").split(": ", 1)[0]
+        lines[i] += (notes or {}).get(key, "")
     return "invalid config:\n  " + "\n  ".join(lines)
 
 
 def _unreached_cross_references(data: Any) -> list[str]:
-    """The cross-reference problems of ``data``, read leniently: a model entry with a bad field
-    still counts under its name and family, and an LLM section with one still names its models
-    (only ``default``, ``tiers`` and ``fallback_chain`` are read). Best effort: none where the
-    references themselves cannot be read."""
-    def strings(value: Any) -> bool:
-        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    """The cross-reference problems of ``data`` (the raw file), each part read on its own."""
+    return lenient_cross_reference_problems(data)
 
-    shapes: dict[str, Any] = {  # what a lenient read keeps: only values of the right shape
-        "family": lambda v: isinstance(v, str),
-        "default": lambda v: isinstance(v, str),
-        "fallback_chain": strings,
-        "tiers": lambda v: isinstance(v, dict) and all(isinstance(k, str) and strings(t) for k, t in v.items()),
-    }
 
-    def lenient(model: type[Any], raw: Any, keys: tuple[str, ...]) -> Any:
-        try:
-            return model.model_validate(raw)
-        except ValidationError:
-            return model.model_construct(**{k: raw[k] for k in keys if k in raw and shapes[k](raw[k])})
+#: the keys whose settings ``SearchSection``/``StorageSection`` keep as plain dicts, checked
+#: against these models (so an unknown key there lists these models' fields)
+_SETTINGS_MODELS: dict[tuple[str, ...], type[BaseModel]] = {
+    ("providers", "search", "backends"): SearchBackends,
+    ("providers", "storage", "backends"): StorageBackends,
+}
 
-    try:
-        models = {str(name): lenient(ModelSpec, spec, ("family",)) for name, spec in data["models"].items()}
-        llm = lenient(LLMSection, data["providers"]["llm"], ("default", "tiers", "fallback_chain"))
-        routing = RoutingSection.model_validate(data["routing"])
-        return cross_reference_problems(models, llm, routing)
-    except (ValidationError, KeyError, TypeError, AttributeError):
-        return []
+
+def _valid_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys the section holding ``loc``'s last key accepts (empty where it cannot be told)."""
+    node: Any = SwarmConfig
+    for i, part in enumerate(loc[:-1]):
+        settings = _SETTINGS_MODELS.get(tuple(map(str, loc[: i + 1])))
+        if settings is not None:
+            node = settings
+            continue
+        node = _field_model(node, part)
+        if node is None:
+            return []
+    return list(node.model_fields) if isinstance(node, type) and issubclass(node, BaseModel) else []
+
+
+def _field_model(node: Any, part: Any) -> Any:
+    """The model (or ``dict[str, model]`` / ``list[model]`` annotation) found one key below ``node``."""
+    if isinstance(node, type) and issubclass(node, BaseModel):
+        field = node.model_fields.get(str(part))
+        return None if field is None else _unwrap(field.annotation)
+    args = [a for a in getattr(node, "__args__", ()) if a is not type(None)]
+    return _unwrap(args[-1]) if args else None  # dict[str, X] or list[X]: one key or index down
+
+
+def _unwrap(annotation: Any) -> Any:
+    """``X | None`` -> ``X``."""
+    args = [a for a in getattr(annotation, "__args__", ()) if a is not type(None)]
+    if len(args) == 1 and type(annotation).__name__ in ("UnionType", "_UnionGenericAlias"):
+        return args[0]
+    return annotation
 
 
 #: PyYAML's libyaml-backed safe loader where the wheel has it (the same documents, ~13x faster:
 #: 2 ms instead of 27 for config.yaml, and ~100 ms less on a cold start, where the pure-Python
 #: parser's code is loaded too); else the pure-Python one. Both read config.yaml the same (a test);
 #: libyaml is laxer in corners (a tab after ``key:``), never stricter on what a config holds
-_SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_BASE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def load_config(path: str | Path | None = None, env: dict[str, str] | None = None) -> SwarmConfig:
-    """Read, interpolate and validate one config file; raise ``ConfigError`` naming the keys."""
-    file = Path(path) if path else config_path()
+class _UniqueKeyLoader(_BASE_LOADER):  # type: ignore[misc]
+    """The safe loader, refusing a key written twice in one mapping (YAML's last-wins would
+    silently drop the first). Only the construction step is Python: libyaml still parses."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # ``<<: *base``: overriding what a merge brings is what it is for
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                first = seen.get(key)
+            except TypeError:
+                continue  # an unhashable key: the base constructor names it
+            if first is not None:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} at line {line} (first at line {first}); keep one",
+                    key_node.start_mark,
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)  # type: ignore[no-any-return]
+
+
+_SAFE_LOADER: Any = _UniqueKeyLoader
+
+
+def _read_yaml(file: Path) -> Any:
+    """The parsed document of ``file``; ``ConfigError`` naming the file for anything unreadable."""
     try:
-        raw = yaml.load(file.read_text(encoding="utf-8"), Loader=_SAFE_LOADER)
+        text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError("file not found; set SWARM_CONFIG or pass --config", file=str(file)) from None
+    except IsADirectoryError:
+        raise ConfigError("is a directory; pass the config file itself (e.g. its config.yaml)", file=str(file)) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); save it as UTF-8",
+            file=str(file),
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read it ({exc.strerror or exc}); check the path and its permissions",
+                          file=str(file)) from None
+    try:
+        return yaml.load(text, Loader=_SAFE_LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"not valid YAML{where}: {getattr(exc, 'problem', exc)}", file=str(file)) from None
+        problem = getattr(exc, "problem", None) or exc
+        if str(problem).startswith("duplicate key"):
+            where = ""  # the problem names its line
+        raise ConfigError(f"not valid YAML{where}: {problem}", file=str(file)) from None
+
+
+def load_config(path: str | Path | None = None, env: dict[str, str] | None = None) -> SwarmConfig:
+    """Read, interpolate and validate one config file; raise ``ConfigError`` naming every bad key."""
+    file = Path(path) if path else config_path()
+    raw = _read_yaml(file)
     if not isinstance(raw, dict):
         raise ConfigError("top level must be a mapping with providers, models, routing", file=str(file))
+    unsupported = [f"{file}: {line}" for line in _unsupported_forms(raw)]
     data = interpolate(raw, env)
     try:
         config = SwarmConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format_validation_error(exc, str(file), data)) from None
+        message = _format_validation_error(exc, str(file), data, _unset_notes(raw, env))
+        if unsupported:
+            message += "\n  " + "\n  ".join(unsupported)
+        raise ConfigError(message) from None
+    if unsupported:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(unsupported))
     register_config_secrets(config.model_dump(mode="json"))  # a key written literally in the file, too
     return config
 
@@ -214,9 +328,7 @@ def redacted_dump(config: SwarmConfig) -> dict[str, Any]:
     """The effective config as data, with every secret-looking field masked."""
     def walk(node: Any) -> Any:
         if isinstance(node, dict):
-            return {
-                k: (MASK if _SECRET_FIELD.search(str(k)) and v else walk(v)) for k, v in node.items()
-            }
+            return {k: (MASK if is_secret_entry(k, v) else walk(v)) for k, v in node.items()}
         if isinstance(node, list):
             return [walk(v) for v in node]
         return node

@@ -9,15 +9,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from core.rules import LogLevel, Tier, log_level_name
-
-
-class StrictModel(BaseModel):
-    """A config section: unknown keys are an error, and a loaded config never changes."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from core.config_backends import (
+    STORAGE_BACKENDS,
+    SearchBackends,
+    StorageBackends,
+    StrictModel,
+    as_details,
+    chain_problems,
+    checked_backends,
+    only_local_index,
+    raise_all,
+    unknown_name,
+)
+from core.rules import MCP_ACTION_TOOLS, MCP_ALWAYS_ON_TOOLS, LogLevel, Tier, log_level_name
 
 
 class Price(StrictModel):
@@ -87,10 +94,35 @@ class LLMSection(StrictModel):
 
 
 class SearchSection(StrictModel):
+    """``providers.search``: the chain tries ``fallback_chain`` in order (just ``default`` when it is empty)."""
+
     default: str = "local"
     fallback_chain: list[str] = Field(default_factory=list)
-    backends: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    backends: dict[str, dict[str, Any]] = Field(default_factory=only_local_index)
     circuit: CircuitSpec = CircuitSpec()
+
+    @field_validator("backends")
+    @classmethod
+    def _typed_backends(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        return checked_backends(SearchBackends, value)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _chain_names_configured_backends(cls, data: Any, handler: Any) -> Any:
+        """Every name the chain may try has its settings under ``backends`` (the chain builds
+        each one from them), checked on the raw section too, so a bad backend setting and a
+        misspelled chain entry are named in the same run."""
+        try:
+            section = handler(data)
+        except ValidationError as exc:
+            raw = data if isinstance(data, Mapping) else {}
+            names = chain_problems(raw.get("default", "local"), raw.get("fallback_chain"), raw.get("backends"))
+            if not names:
+                raise
+            raise_all(cls.__name__, [*as_details(exc), *names])
+            raise
+        raise_all(cls.__name__, chain_problems(section.default, section.fallback_chain, section.backends))
+        return section
 
 
 class UpscaleSpec(StrictModel):
@@ -137,8 +169,23 @@ class ImageSection(StrictModel):
 
 
 class StorageSection(StrictModel):
+    """``providers.storage``: ``default`` is the backend every artifact goes to."""
+
     default: str = "local"
     backends: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @field_validator("default")
+    @classmethod
+    def _known_default(cls, value: str) -> str:
+        # local needs no settings (it defaults to SWARM_HOME/artifacts); s3 says what is missing
+        raise_all("StorageSection", [] if value in STORAGE_BACKENDS else [
+            unknown_name((), value, "storage backend", list(STORAGE_BACKENDS))])
+        return value
+
+    @field_validator("backends")
+    @classmethod
+    def _typed_backends(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        return checked_backends(StorageBackends, value)
 
 
 class ProvidersSection(StrictModel):
@@ -275,3 +322,17 @@ class McpSection(StrictModel):
     max_inline_image_bytes: int = Field(default=2 * 1024 * 1024, ge=0, description="largest image returned as base64")
     report_page_chars: int = Field(default=20_000, ge=1000, description="page size of swarm://jobs/{id}/report")
     http: McpHttpSpec = McpHttpSpec()
+
+    @field_validator("enabled_tools")
+    @classmethod
+    def _known_tools(cls, value: list[str] | None) -> list[str] | None:
+        valid = {*MCP_ACTION_TOOLS, *MCP_ALWAYS_ON_TOOLS}
+        raise_all(cls.__name__, [
+            InitErrorDetails(
+                type=PydanticCustomError(
+                    "unknown_tool", f"unknown tool {name!r}; valid: {', '.join(MCP_ACTION_TOOLS)}"
+                    f" ({', '.join(MCP_ALWAYS_ON_TOOLS)} are always on)"),
+                loc=(i,), input=name)
+            for i, name in enumerate(value or []) if name not in valid
+        ])
+        return value

@@ -158,6 +158,12 @@ _SEQUENCES = (list, tuple)
 _PLAIN = frozenset({int, float, bool, type(None)})
 
 
+#: keys whose values are base64 of binary data (an image the job made): never text to redact.
+#: Random base64 holds a Google-key shape (``AIza`` + 30 of its letters) now and then (~5% of
+#: 4 MB images): masked, the image came back corrupt; scanned, 4 MB cost ~1-2 s of the loop.
+BINARY_KEYS = frozenset({"image_b64", "image_base64"})
+
+
 def _copy(data: Any, strings: list[str]) -> Any:
     """``data`` with its containers copied (tuples as lists), every string in it added to ``strings``.
 
@@ -166,7 +172,7 @@ def _copy(data: Any, strings: list[str]) -> Any:
     if kind is dict:
         out = {}
         for key, value in data.items():
-            if type(value) in _PLAIN:
+            if type(value) in _PLAIN or key in BINARY_KEYS:
                 out[key] = value
             elif type(value) is str:
                 strings.append(value)
@@ -178,7 +184,7 @@ def _copy(data: Any, strings: list[str]) -> Any:
         strings.append(data)
         return data
     if isinstance(data, dict):
-        return {k: _copy(v, strings) for k, v in data.items()}
+        return {k: v if k in BINARY_KEYS else _copy(v, strings) for k, v in data.items()}
     if isinstance(data, _SEQUENCES):
         return [_copy(v, strings) for v in data]
     return data
@@ -188,7 +194,7 @@ def _walk(data: Any, patterns: tuple[re.Pattern[str] | None, re.Pattern[str]]) -
     if isinstance(data, str):
         return _redact(data, patterns)
     if isinstance(data, dict):
-        return {k: _walk(v, patterns) for k, v in data.items()}
+        return {k: v if k in BINARY_KEYS else _walk(v, patterns) for k, v in data.items()}
     if isinstance(data, _SEQUENCES):
         return [_walk(v, patterns) for v in data]
     return data
@@ -209,16 +215,36 @@ def redact_data(data: Any) -> Any:
     return _walk(copied, patterns) if _may_hold_secret("\x00".join(found), patterns) else copied
 
 
-_SECRET_CONFIG_KEY = re.compile(r"(?i)(api_key|apikey|secret|token|password|passwd|dsn|credentials?)s?$")
+#: A config key or HTTP header name whose value is a secret: ``api_key``, ``x-api-key``,
+#: ``api-key``, ``client_secret``, ``*_token``, ``x-auth-token``, ``X-Auth``, ``Authorization``,
+#: ``bearer``, ``cookie``, ``password``, ``dsn``, ``credentials`` (any case; ``_`` or ``-``). A
+#: count such as ``max_tokens`` matches too: only text values are secrets (``is_secret_entry``).
+SECRET_KEY_NAME = re.compile(
+    r"(?i)(?:^|[_\-.])(?:api[_\-]?key|(?:private|access|secret)[_\-]key|secret|token|password|passwd|dsn"
+    r"|credentials?|auth|authorization|bearer|cookie)s?$"
+    # and any name that merely ends in one (``accessToken``, ``clientSecret``, ``githubtoken``)
+    r"|(?i:api_?key|secret|token|password|passwd|dsn|credentials?)s?$"
+)
+
+
+def is_secret_entry(key: object, value: object) -> bool:
+    """Whether a config entry holds a secret: its key is named like one and its value is text
+    (or a list of texts), not empty. ``redacted_dump`` masks these; a load registers them."""
+    if not SECRET_KEY_NAME.search(str(key)):
+        return False
+    if isinstance(value, list | tuple):
+        return bool(value) and all(isinstance(v, str) for v in value)
+    return isinstance(value, str) and bool(value)
 
 
 def register_config_secrets(data: Any) -> int:
-    """Register every value in operator config whose key names a secret (``api_key``, ``*_token``,
-    ``*secret``, ``password``, ``dsn``); call it whenever a config is loaded. Returns the count."""
+    """Register every value in operator config whose key names a secret (``SECRET_KEY_NAME``:
+    ``api_key``, ``x-api-key``, ``Authorization``, ``*_token``, ``password``, ``dsn``, ...); call
+    it whenever a config is loaded. Returns the count."""
     count = 0
     if isinstance(data, dict):
         for key, value in data.items():
-            if isinstance(value, str) and _SECRET_CONFIG_KEY.search(str(key)) and len(value) >= 6:
+            if isinstance(value, str) and is_secret_entry(key, value) and len(value) >= MIN_SECRET_CHARS:
                 register_secret(value)
                 count += 1
             else:

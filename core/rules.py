@@ -33,6 +33,10 @@ def log_level_name(value: str) -> str:
     return _LOG_LEVEL_ALIASES.get(name, name)
 
 
+#: The longest name a job may give for a model, family, kind or backend: any config name fits,
+#: and an error that names the unknown one never echoes megabytes back.
+MAX_NAME_CHARS = 100
+
 #: What separates the pages of a document's text (PDF pages, PPTX slides): a form feed, as
 #: pdftotext writes it. The local index joins pages with it; passages count it to know their page.
 PAGE_BREAK = "\f"
@@ -51,3 +55,16 @@ def not_blank(value: str) -> str:
     if not value.strip():
         raise ValueError("must not be empty or only whitespace")
     return value
+
+
+#: The suffixes a ``routing.delegation`` target may carry after its model or family
+#: (``deepseek+search``: the delegation graph searches first, graphs/delegation/action.py).
+ROUTE_SUFFIXES: tuple[str, ...] = ("search",)
+
+#: The MCP action tools ``mcp.enabled_tools`` chooses among (mcp_server/tools.py registers them;
+#: tests/test_config_mcp_tools.py checks the two agree).
+MCP_ACTION_TOOLS: tuple[str, ...] = (
+    "delegate", "research", "consensus", "upscale_image", "remove_background", "process_image",
+)
+#: The MCP tools listed whatever ``mcp.enabled_tools`` says (naming one there changes nothing).
+MCP_ALWAYS_ON_TOOLS: tuple[str, ...] = ("job_status", "job_result", "job_cancel", "list_jobs", "list_threads")

@@ -165,7 +165,7 @@ def test_the_fast_yaml_loader_reads_config_yaml_as_the_pure_python_one_does(monk
     from core import config as config_module
 
     # libyaml ships in PyYAML's wheels: a cold start reads config.yaml ~13x faster with it
-    assert config_module._SAFE_LOADER is getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    assert issubclass(config_module._SAFE_LOADER, getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     fast = config_module.load_config(config_module.DEFAULT_CONFIG_PATH, env={})
     monkeypatch.setattr(config_module, "_SAFE_LOADER", yaml.SafeLoader)
     assert config_module.load_config(config_module.DEFAULT_CONFIG_PATH, env={}) == fast

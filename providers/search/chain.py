@@ -10,6 +10,7 @@ well, so an empty web search still reaches the local index. When no backend answ
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,9 +27,10 @@ if TYPE_CHECKING:
     from providers.circuit import CircuitBoard
 
 BackendFactory = Callable[[str], SearchProvider]
+log = logging.getLogger("providers.search.chain")
 
 
-def _step(name: str, step: str, started: float, outcome: str, *, error: ProviderError | None = None, detail: str = "") -> TraceStep:
+def _step(name: str, step: str, started: float, outcome: str, *, error: Exception | None = None, detail: str = "") -> TraceStep:
     return TraceStep(
         step=step,
         kind="search",
@@ -109,6 +111,11 @@ class SearchChain:
             if self.circuits is not None:
                 self.circuits.release(name)
             raise
+        except Exception as exc:  # a backend bug must not end the job: counted and traced as a failure
+            log.warning("search backend %s raised %s", name, type(exc).__name__, exc_info=True)
+            if self.circuits is not None:
+                self.circuits.record_failure(name, type(exc).__name__)
+            return None, _step(name, step, started, "error", error=exc, detail=f"unexpected {type(exc).__name__}: {exc}")
         if self.circuits is not None:
             self.circuits.record_success(name)
         return results, _step(name, step, started, "ok", detail=f"{len(results)} results")
@@ -175,15 +182,15 @@ def build_search(
         circuits.configure(section.circuit)
 
     def factory(name: str) -> SearchProvider:
-        if name not in section.backends:
+        if name not in section.backends and name != "local":  # the local index runs on its defaults
             raise ConfigError(
                 f"{name!r} has no settings; add providers.search.backends.{name} or remove it from the chain;"
                 f" configured: {', '.join(sorted(section.backends))}",
                 key="providers.search.fallback_chain",
             )
         cls = backend_class("search", name)
-        return cls.from_config(name, dict(section.backends[name]), http=http, state_dir=state_dir)
+        return cls.from_config(name, dict(section.backends.get(name) or {}), http=http, state_dir=state_dir)
 
     backends = [(name, factory(name)) for name in dict.fromkeys(order)]
-    known = list(dict.fromkeys([*order, *section.backends]))
+    known = list(dict.fromkeys([*order, *section.backends, "local"]))
     return SearchChain(backends, circuits=circuits, factory=factory, known=known)

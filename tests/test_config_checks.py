@@ -1,0 +1,221 @@
+"""Config checks a reviewer found missing: backend settings, secret headers, one run naming every
+bad key, route suffixes, duplicate keys, unsupported ``${...}`` forms, MCP tool names, unreadable files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core.config import ConfigStore, load_config, redacted_dump
+from core.errors import ConfigError
+from core.redact import redact
+
+
+def _edit(config_file: Path, *pairs: tuple[str, str]) -> None:
+    text = config_file.read_text()
+    for old, new in pairs:
+        assert old in text, old
+        text = text.replace(old, new, 1)
+    config_file.write_text(text)
+
+
+def _problems(config_file: Path, env: dict[str, str] | None = None) -> str:
+    with pytest.raises(ConfigError) as err:
+        load_config(config_file, env=env if env is not None else {})
+    message = str(err.value)
+    assert str(config_file) in message
+    return message
+
+
+# --- 1. backend settings ------------------------------------------------------------------------
+
+def test_bad_search_and_storage_backend_settings_are_each_named_in_one_run(config_file: Path) -> None:
+    _edit(config_file,
+          ('format: "json"\n        timeout_s: 10', 'formt: "json"\n        timeout_s: "ten"'),
+          ("        timeout_s: 15\n", "        timeout_s: -10\n"),
+          ("presign_expiry_s: 3600", 'presign_expiry_s: "1h"\n        presign_expiry: 60'),
+          ('default: "${SWARM_STORAGE:-local}"', 'default: "s4"'),
+          ('default: "searxng"', 'default: "serxng"'),
+          ('fallback_chain: ["searxng", "tavily", "local"]', 'fallback_chain: ["searxng", "bing", "local"]'))
+    message = _problems(config_file)
+    assert "providers.search.backends.searxng.formt: unknown key" in message
+    assert "valid: url, format, timeout_s" in message
+    assert "providers.search.backends.searxng.timeout_s: Input should be a valid number" in message
+    assert "providers.search.backends.tavily.timeout_s: Input should be greater than 0" in message
+    assert "providers.storage.backends.s3.presign_expiry_s: Input should be a valid integer" in message
+    assert "providers.storage.backends.s3.presign_expiry: unknown key" in message
+    assert "providers.storage.default: 's4' is not a storage backend; valid: local, s3" in message
+    assert "providers.search.default: 'serxng' is not a configured search backend" in message
+    assert "providers.search.fallback_chain[1]: 'bing' is not a configured search backend" in message
+    assert "valid: searxng, tavily, local" in message
+
+
+def test_backend_settings_from_env_are_typed_and_an_unknown_backend_lists_the_shipped_ones(config_file: Path) -> None:
+    _edit(config_file, ("        timeout_s: 10\n", '        timeout_s: "${SEARXNG_TIMEOUT:-7}"\n'))
+    config = load_config(config_file, env={})
+    assert config.providers.search.backends["searxng"]["timeout_s"] == 7.0
+    assert config.providers.storage.backends["s3"]["presign_expiry_s"] == 3600
+    _edit(config_file, ("      tavily:\n", "      bing:\n        timeout_s: 5\n      tavily:\n"))
+    assert "providers.search.backends.bing: unknown key; remove it or check its spelling; valid: searxng, tavily, local" \
+        in _problems(config_file)
+
+
+def test_hot_reload_refuses_a_bad_backend_setting(config_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SWARM_STORAGE", "local")
+    store = ConfigStore(config_file)
+    _edit(config_file, ("presign_expiry_s: 3600", "presign_expiry_s: 99999999"))
+    assert store.current().providers.storage.backends["s3"]["presign_expiry_s"] == 3600
+    assert store.last_error and "providers.storage.backends.s3.presign_expiry_s" in store.last_error
+
+
+def test_shipped_backend_names_match_the_registry() -> None:
+    from core.config_backends import SEARCH_BACKENDS, STORAGE_BACKENDS
+    from providers.registry import BACKENDS
+
+    assert set(SEARCH_BACKENDS) == set(BACKENDS["search"])
+    assert set(STORAGE_BACKENDS) == set(BACKENDS["storage"])
+
+
+async def test_search_chain_treats_a_backend_crash_as_a_failure_and_tries_the_next() -> None:
+    from providers.base import SearchResult
+    from providers.circuit import CircuitBoard
+    from providers.search.chain import SearchChain
+    from providers.testing import FakeSearch
+
+    class Broken:
+        async def search(self, query: str, max_results: int = 10) -> list[SearchResult]:
+            raise ValueError("could not convert string to float: 'ten'")
+
+    hit = SearchResult(url="https://a", title="a", snippet="s", source="fake")
+    chain = SearchChain([("broken", Broken()), ("fake", FakeSearch([hit]))], circuits=CircuitBoard())
+    results, trace = await chain.search_traced("q")
+    assert results == [hit]
+    assert [(s.provider, s.outcome, s.error_class) for s in trace] == [
+        ("broken", "error", "ValueError"), ("fake", "ok", None)]
+    assert "unexpected ValueError" in (trace[0].detail or "")
+
+
+# --- 2. secrets in extra headers ----------------------------------------------------------------
+
+def test_secret_headers_are_masked_in_the_dump_and_registered(config_file: Path) -> None:
+    headers = {"x-api-key": "hdr-secret-0001", "api-key": "hdr-secret-0002", "X-Auth": "hdr-secret-0003",
+               "Authorization": "Basic hdr-secret-0004", "x-auth-token": "hdr-secret-0005", "Cookie": "sid=hdr-secret-6"}
+    block = "".join(f'        "{k}": "{v}"\n' for k, v in headers.items())
+    _edit(config_file, ("      temperature: 1\n", f"      temperature: 1\n      extra_headers:\n{block}"))
+    config = load_config(config_file, env={})
+    dumped = redacted_dump(config)["models"]["claude-opus-4-5-thinking"]["extra_params"]["extra_headers"]
+    assert set(dumped.values()) == {"[REDACTED]"}
+    for value in headers.values():
+        assert value not in redact(f"upstream said {value}")
+    assert redacted_dump(config)["budgets"]["fast"]["max_tokens"] == 20000  # a count, not a secret
+
+
+# --- 3. one run names every bad key -------------------------------------------------------------
+
+@pytest.mark.parametrize("pairs,expected", [
+    ((('critical: { primary: "claude", reviewer: null }', 'critical: { primay: "claude" }'),
+      ('fast: ["deepseek-v3.1-q4"', 'fast: ["gpt-99"')),
+     ["routing.delegation.critical.primay", "providers.llm.tiers.fast[0]: unknown model 'gpt-99'"]),
+    ((('consensus: { models: ["deepseek", "gemini", "claude"]', 'consensus: { models: ["deepseek"]'),
+      ('fast: ["deepseek-v3.1-q4"', 'fast: ["gpt-99"')),
+     ["routing.consensus.models", "providers.llm.tiers.fast[0]: unknown model 'gpt-99'"]),
+    ((("    family: gemini\n", ""),
+      ('fallback_chain: ["deepseek", "gemini"', 'fallback_chain: ["deepsek", "gemini"')),
+     ["models.gemini-2.5-flash-lite.family: required key is missing",
+      "providers.llm.fallback_chain[0]: 'deepsek' is neither a model nor a family"]),
+    ((('premium: ["claude-opus-4-5-thinking"]', 'premium: "some-model"'),
+      ('default: "deepseek-v3.1-q8"', 'default: "unknown"')),
+     ["providers.llm.tiers.premium", "providers.llm.default: unknown model 'unknown'"]),
+])
+def test_a_malformed_section_does_not_hide_the_other_bad_references(
+    config_file: Path, pairs: tuple[tuple[str, str], ...], expected: list[str]
+) -> None:
+    _edit(config_file, *pairs)
+    message = _problems(config_file)
+    for line in expected:
+        assert line in message
+
+
+# --- 4. route suffixes --------------------------------------------------------------------------
+
+def test_an_unknown_route_suffix_is_refused_with_the_valid_ones(config_file: Path) -> None:
+    _edit(config_file, ('primary: "deepseek+search"', 'primary: "deepseek+serch"'))
+    assert "routing.delegation.research.primary: unknown suffix '+serch' in 'deepseek+serch'; valid: +search" \
+        in _problems(config_file)
+
+
+# --- 5. duplicate keys --------------------------------------------------------------------------
+
+def test_a_duplicate_key_is_refused_with_its_line(config_file: Path) -> None:
+    _edit(config_file, ("  max_revisions: 1\n", "  max_revisions: 1\n  max_revisions: 3\n"))
+    line = config_file.read_text().splitlines().index("  max_revisions: 3") + 1
+    assert f"duplicate key 'max_revisions' at line {line}" in _problems(config_file)
+
+
+def test_a_yaml_merge_may_still_override_the_keys_it_brings() -> None:
+    import yaml
+
+    from core.config import _SAFE_LOADER
+
+    text = "base: &b {x: 1, y: 2}\nuse: {<<: *b, x: 3}\n"
+    assert yaml.load(text, Loader=_SAFE_LOADER)["use"] == {"x": 3, "y": 2}
+    with pytest.raises(yaml.YAMLError, match="duplicate key 'x' at line 2"):
+        yaml.load("use: {x: 1,\n  x: 2}\n", Loader=_SAFE_LOADER)
+
+
+# --- 6. unsupported ${...} forms ----------------------------------------------------------------
+
+@pytest.mark.parametrize("form", ["${X-default}", "${X:?msg}", "${X:=d}", "${A:-${B}}"])
+def test_an_unsupported_interpolation_form_is_named_with_the_supported_ones(config_file: Path, form: str) -> None:
+    _edit(config_file, ('region: "${AWS_REGION:-us-east-1}"', f'region: "{form}"'))
+    message = _problems(config_file, env={"A": "a", "B": "b", "X": "x"})
+    assert "providers.storage.backends.s3.region: unsupported" in message
+    assert "only ${VAR} and ${VAR:-default} are expanded" in message
+
+
+def test_an_env_value_holding_dollar_brace_is_not_a_form(config_file: Path) -> None:
+    config = load_config(config_file, env={"AWS_REGION": "odd-${region}"})
+    assert config.providers.storage.backends["s3"]["region"] == "odd-${region}"
+
+
+def test_an_error_about_a_value_an_unset_variable_left_empty_names_the_variable(config_file: Path) -> None:
+    _edit(config_file, ('default: "deepseek-v3.1-q8"', 'default: "${SWARM_DEFAULT_MODEL}"'),
+          ("max_revisions: 1", 'max_revisions: "${SWARM_REVISIONS}"'))
+    message = _problems(config_file, env={})
+    assert "providers.llm.default: unknown model ''; valid: " in message
+    assert message.split("providers.llm.default: ")[1].split("\n")[0].endswith("(from ${SWARM_DEFAULT_MODEL}, unset)")
+    assert "limits.max_revisions: Input should be a valid integer" in message and "(from ${SWARM_REVISIONS}, unset)" in message
+
+
+# --- 8. unreadable files ------------------------------------------------------------------------
+
+def test_a_directory_or_a_non_utf8_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="is a directory"):
+        load_config(tmp_path)
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes("limits: {note: caf\u00e9}\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"not UTF-8 text \(byte 0xe9") as err:
+        load_config(latin)
+    assert str(latin) in str(err.value)
+
+
+def test_the_local_index_needs_no_settings_to_be_searched(config_file: Path, tmp_path: Path) -> None:
+    """A config that names ``local`` without settings under ``backends`` loaded before (the
+    local index runs on its defaults); it must still load, and its chain must build."""
+    from providers.search.chain import build_search
+
+    text = config_file.read_text()
+    start = text.index("      local:\n        paths:")
+    config_file.write_text(text[:start] + text[text.index("\n\n", start) + 1:])
+    config = load_config(config_file, env={})
+    assert "local" not in config.providers.search.backends
+    chain = build_search(config.providers.search, state_dir=tmp_path)  # the runtime passes SWARM_HOME
+    assert [name for name, _ in chain.backends] == ["searxng", "tavily", "local"]
+
+
+def test_an_unsupported_form_holding_a_secret_is_named_without_it(config_file: Path) -> None:
+    _edit(config_file, ('api_key: "${TAVILY_API_KEY}"', 'api_key: "${TAVILY_KEY-tvly-SECRETVALUE123456}"'))
+    message = _problems(config_file, env={})
+    assert "providers.search.backends.tavily.api_key: unsupported form" in message
+    assert "SECRETVALUE123456" not in message
