@@ -55,19 +55,30 @@ class DelegateOutput(JobOutcome):
     thread_id: str | None = None
 
 
+#: a list advertised as a bare array: every character of an output schema is paid in every
+#: conversation's tools/list (tests/test_mcp_stdio.py), and the field names say what they hold
+Objects = Annotated[list[dict[str, Any]], WithJsonSchema({"type": "array"})]
+Strings = Annotated[list[str], WithJsonSchema({"type": "array"})]
+
+
 class ResearchOutput(JobOutcome):
-    """A cited Markdown report; every [n] resolves to an entry of ``sources``."""
+    """A cited Markdown report; every [n] resolves to an entry of ``sources``, and each source
+    and citation names its ``resource`` (``swarm://jobs/{job_id}/sources/{n}``: the passages it
+    was cited for, their text and offsets)."""
 
     report: str = ""
     report_uri: str | None = Field(default=None, description="the report, paginated")
     mode: str | None = None
     support: float | None = None
     grounding: dict[str, Any] | None = None
-    sources: list[dict[str, Any]] = Field(default_factory=list)
-    citations: list[dict[str, Any]] = Field(default_factory=list)
-    unsupported_sentences: list[dict[str, Any]] = Field(default_factory=list)
+    sources: Objects = Field(default_factory=list)
+    citations: Objects = Field(default_factory=list)
+    unsupported_sentences: Objects = Field(default_factory=list)
+    removed_citations: Objects = Field(default_factory=list)
+    repeats_removed: Objects = Field(default_factory=list)
+    warnings: Strings = Field(default_factory=list)
     review: dict[str, Any] | None = None
-    queries: list[str] = Field(default_factory=list)
+    queries: Strings = Field(default_factory=list)
     thread_id: str | None = None
 
 

@@ -15,6 +15,8 @@ def register(server: Any, kinds_of: Callable[[], list[str]] | None = None) -> No
                    description="Ask for a cited research report on a topic, for a given audience and depth.")
     def research_brief(topic: str, audience: str = "an engineer new to the topic",
                        depth: Literal["quick", "standard", "deep"] = "standard") -> str:
+        if not topic.strip():
+            raise ValueError("topic: must not be empty")
         return (
             f"Research this topic with the `research` tool (depth={depth!r}): {topic}\n\n"
             f"Then write a brief for {audience}: a three-sentence summary, the key findings as "
@@ -26,6 +28,8 @@ def register(server: Any, kinds_of: Callable[[], list[str]] | None = None) -> No
     @server.prompt(name="delegate_and_review", title="Delegate and review",
                    description="Hand a task to the swarm, then check the reviewer's verdict and the trace.")
     def delegate_and_review(task: str, kind: str = "bulk_content", criteria: str = "correctness and completeness") -> str:
+        if not task.strip():
+            raise ValueError("task: must not be empty")
         kinds = kinds_of() if kinds_of is not None else None
         if kinds is not None and kind not in kinds:
             raise ValueError(f"kind: unknown kind {kind!r}; valid: {', '.join(kinds)}")

@@ -1,4 +1,5 @@
-"""MCP resources: config, provider health, jobs, research reports, stored images, graph diagrams.
+"""MCP resources: config, provider health, jobs, research reports and their sources, stored
+images, graph diagrams.
 
 Everything here reads; nothing starts a job. Job resources are scoped to the caller like the
 job tools, and a finished job publishes ``resources/updated`` for ``swarm://jobs/{id}``.
@@ -28,6 +29,7 @@ def register(server: Any, current_state: Callable[[], ServerState]) -> None:
     """
     _register_static(server, current_state)
     _register_templates(server)
+    _register_source_templates(server)
 
 
 def _register_static(server: Any, current_state: Callable[[], ServerState]) -> None:
@@ -64,7 +66,7 @@ def _register_templates(server: Any) -> None:
                      description="The full Markdown report of a finished research job; large reports come in pages "
                                  "(?page=1, 2, ...); each page ends with a line naming the next page.")
     def report_resource(job_id: str, ctx: Context, page: str = "1") -> str:
-        if not page.strip().isdecimal():  # typed here: the SDK's own conversion error names nothing
+        if not (page.strip().isascii() and page.strip().isdecimal()):  # typed here: the SDK's own conversion error names nothing
             raise ResourceError(f"page must be a whole number from 1 (got {page[:20]!r})")
         row = _job_row(ctx, job_id)
         if row["status"] != "COMPLETED":
@@ -106,11 +108,82 @@ def _register_templates(server: Any) -> None:
         return mermaid(name)
 
 
+def _register_source_templates(server: Any) -> None:
+    """What a research report's citations open: each source's cited passages, and its whole text."""
+    @server.resource("swarm://jobs/{job_id}/sources/{n}", name="job-source", title="A research source and its cited passages",
+                     mime_type="text/markdown",
+                     description="Source n of a finished research job: title, URL, and each passage the report cites it "
+                                 "for (text, character offsets, heading, page; a search snippet is marked as one).")
+    def source_resource(job_id: str, n: str, ctx: Context) -> str:
+        output, source = _research_source(ctx, job_id, n)
+        return source_markdown(source, (output.get("cited_passages") or {}).get(str(source["id"]), []),
+                               [c for c in output.get("citations", []) if (c.get("passage") or {}).get("source_id") == source["id"]],
+                               f"swarm://jobs/{job_id}/sources/{source['id']}/text")
+
+    @server.resource("swarm://jobs/{job_id}/sources/{n}/text", name="job-source-text", title="A research source's whole text",
+                     mime_type="text/plain",
+                     description="The whole text of source n of a research job, as the local index holds it now (the "
+                                 "passages' offsets count into it); a web page is not fetched again: open its URL.")
+    async def source_text_resource(job_id: str, n: str, ctx: Context) -> str:
+        from providers.base import DocumentReader
+
+        _, source = _research_source(ctx, job_id, n)
+        search = server_state(ctx).runtime.providers().search
+        found = await search.read_document(str(source["url"])) if isinstance(search, DocumentReader) else None
+        if found is None:
+            raise ResourceError(f"source {source['id']} is not a document of the local index; its text is at its url "
+                                f"({source['url']}), its cited passages at swarm://jobs/{job_id}/sources/{source['id']}")
+        return found[1]
+
+
 def _job_row(ctx: Context, job_id: str) -> dict[str, Any]:
     row = server_state(ctx).jobs.store.get(job_id, owner_of(ctx))
     if row is None:
         raise ResourceError(f"unknown job_id {job_id!r}: no job with this id is visible to you")
     return row
+
+
+def _research_source(ctx: Context, job_id: str, n: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A finished research job's output and its source ``n``, or a ResourceError saying what is wrong."""
+    row = _job_row(ctx, job_id)
+    if row["status"] != "COMPLETED":
+        raise ResourceError(f"job {job_id} is {row['status']}; its sources exist once it is COMPLETED")
+    output = (row.get("result") or {}).get("output") or {}
+    ids = [s.get("id") for s in output.get("sources", [])]
+    if row.get("action") != "research" or not ids:
+        raise ResourceError(f"job {job_id} ({row.get('action')}) has no sources")
+    source = next((s for s in output["sources"] if str(s.get("id")) == n.strip()), None)
+    if source is None:
+        raise ResourceError(f"job {job_id} has no source {n[:20]!r}; its sources are {', '.join(map(str, ids))}")
+    return output, source
+
+
+def source_markdown(source: dict[str, Any], passages: list[dict[str, Any]], citations: list[dict[str, Any]],
+                    text_uri: str) -> str:
+    """One source as a reader opens it: title and URL, then each cited passage (where it lies
+    in the text, its heading and page) quoted, with the report's sentences that cite it."""
+    lines = [f"# [{source['id']}] {' '.join(str(source.get('title') or source['url']).split())}", "",
+             f"- url: <{source['url']}>"]
+    if source.get("retrieved_at"):
+        lines.append(f"- retrieved: {source['retrieved_at']}")
+    if str(source["url"]).startswith("file:"):  # a document of the local index; a web page is not kept
+        lines.append(f"- whole text: {text_uri}")
+    if not passages:
+        lines += ["", "No passage of this source backs a sentence of the report."]
+    for number, passage in enumerate(passages, start=1):
+        if passage.get("snippet"):
+            where = "search snippet (the page was not read: no offsets)"
+        else:
+            where = f"characters {passage['start']}-{passage['end']}"
+            where += f", under \"{passage['heading']}\"" if passage.get("heading") else ""
+            where += f", page {passage['page']}" if passage.get("page") else ""
+        lines += ["", f"## Passage {number}: {where}", ""]
+        lines += [f"> {line}".rstrip() for line in str(passage.get("text", "")).splitlines()]
+        claims = [c["claim"] for c in citations
+                  if ((c.get("passage") or {}).get("start"), (c.get("passage") or {}).get("end")) == (passage.get("start"), passage.get("end"))]
+        if claims:
+            lines += ["", "Cited for:", *(f"- {claim}" for claim in claims)]
+    return "\n".join(lines) + "\n"
 
 
 def paginate(text: str, size: int, page: int, uri: str) -> str:

@@ -52,19 +52,39 @@ def consensus_output(result: dict[str, Any]) -> ConsensusOutput:
     )
 
 
+def source_uri(job_id: str, source_id: Any) -> str:
+    """The resource that opens one source of a research job: its cited passages with their offsets."""
+    return f"swarm://jobs/{job_id}/sources/{source_id}"
+
+
+def _cited_source(citation: dict[str, Any]) -> Any:
+    """The source whose passage backs ``citation`` (else the first it cites), or None."""
+    passage = citation.get("passage") or {}
+    if passage.get("source_id") is not None:
+        return passage["source_id"]
+    return (citation.get("source_ids") or [None])[0]
+
+
 def research_output(result: dict[str, Any], thread_id: str | None = None) -> ResearchOutput:
     output = result.get("output") or {}
     done = result.get("status") != "IN_PROGRESS"
+    job_id = result["job_id"]
+    sources = [{**s, "resource": source_uri(job_id, s["id"])} if "id" in s else s for s in output.get("sources", [])]
+    citations = [{**c, "resource": source_uri(job_id, sid)} if (sid := _cited_source(c)) is not None else c
+                 for c in output.get("citations", [])]
     return ResearchOutput(
         **_head(result),
         report=output.get("report", ""),
-        report_uri=f"swarm://jobs/{result['job_id']}/report" if done else None,
+        report_uri=f"swarm://jobs/{job_id}/report" if done else None,
         mode=output.get("mode"),
         support=output.get("support"),
         grounding=output.get("grounding"),
-        sources=output.get("sources", []),
-        citations=output.get("citations", []),
+        sources=sources,
+        citations=citations,
         unsupported_sentences=output.get("unsupported_sentences", []),
+        removed_citations=output.get("removed_citations", []),
+        repeats_removed=output.get("repeats_removed", []),
+        warnings=[str(w) for w in output.get("warnings", [])],
         review=output.get("review"),
         queries=[str(q) for q in output.get("queries", [])],
         thread_id=output.get("thread_id") or thread_id,

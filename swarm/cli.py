@@ -87,6 +87,8 @@ def _report(args: argparse.Namespace, result: dict[str, Any]) -> int:
             print(main_text)
         elif result["status"] == "COMPLETED":
             print(json.dumps(output, indent=2, ensure_ascii=False))
+        for warning in output.get("warnings") or []:  # e.g. a research draft replaced by quotes
+            print(f"warning: {warning}", file=sys.stderr)
         if not args.quiet:
             print("", file=sys.stderr)
             _print_trace(result.get("trace", []))
@@ -113,7 +115,7 @@ def cmd_delegate(args: argparse.Namespace) -> int:
 
 def cmd_research(args: argparse.Namespace) -> int:
     inp: dict[str, Any] = {"question": args.question, "depth": args.depth, "mode": args.mode}
-    if args.max_sources:
+    if args.max_sources is not None:  # 0 too: the input model refuses it, naming the limit
         inp["max_sources"] = args.max_sources
     return asyncio.run(_run_job(args, {"project": "swarm", "action": "research", "input": inp}))
 

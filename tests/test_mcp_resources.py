@@ -27,7 +27,8 @@ async def test_listing_shows_tools_with_annotations_resources_templates_and_prom
         assert {str(r.uri) for r in (await client.list_resources()).resources} == {"swarm://config", "swarm://providers"}
         templates = {t.uri_template for t in (await client.list_resource_templates()).resource_templates}
         assert templates == {"swarm://jobs/{job_id}", "swarm://jobs/{job_id}/report{?page}", "swarm://artifacts/{+key}",
-                             "swarm://graphs/{name}", "swarm://threads/{thread_id}"}
+                             "swarm://graphs/{name}", "swarm://threads/{thread_id}",
+                             "swarm://jobs/{job_id}/sources/{n}", "swarm://jobs/{job_id}/sources/{n}/text"}
         prompts = {p.name for p in (await client.list_prompts()).prompts}
         assert prompts == {"research_brief", "delegate_and_review"}
         brief = await client.get_prompt("research_brief", {"topic": "RunPod cold starts"})
@@ -37,6 +38,10 @@ async def test_listing_shows_tools_with_annotations_resources_templates_and_prom
             await client.get_prompt("research_brief", {"topic": "t", "depth": "huge"})
         with pytest.raises(Exception, match="kind: unknown kind 'bogus'; valid: bulk_content, critical, research"):
             await client.get_prompt("delegate_and_review", {"task": "t", "kind": "bogus"})
+        with pytest.raises(Exception, match="topic: must not be empty"):
+            await client.get_prompt("research_brief", {"topic": "  "})
+        with pytest.raises(Exception, match="task: must not be empty"):
+            await client.get_prompt("delegate_and_review", {"task": ""})
 
 
 async def test_enabled_tools_trims_the_list_but_job_tools_stay(tmp_path: Path) -> None:
@@ -93,6 +98,8 @@ async def test_report_resource_pages_a_large_report_and_artifacts_come_from_stor
             await jobs.read_resource("swarm://jobs/nope/report")
         with pytest.raises(Exception, match=r"page must be a whole number from 1 \(got 'abc'\)"):
             await jobs.read_resource(f"swarm://jobs/{job_id}/report?page=abc")
+        with pytest.raises(Exception, match="page must be a whole number from 1"):  # an Arabic-Indic one
+            await jobs.read_resource(f"swarm://jobs/{job_id}/report?page=\u0661")
         with pytest.raises(Exception, match="no object 'results/dog.png' in storage"):
             await client.read_resource("swarm://artifacts/results/dog.png")
         blob = (await client.read_resource("swarm://artifacts/results/cat.png")).contents[0]

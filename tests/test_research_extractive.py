@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from graphs.research.citations import CITE_MARKER, marker_ids, split_sentences
-from graphs.research.extractive import extractive_report, flatten
+from graphs.research.extractive import NO_ANSWER, extractive_report, flatten, opening_floor
 from graphs.research.grounding import ground
 from graphs.research.nodes import parse_plan
 from graphs.research.passages import split_passages
@@ -26,7 +26,11 @@ JUNK = ["SELECT * FROM Tinyq", "Tinyq." * 30, "Tinyq queue types", "Tinyq queue 
 
 
 def _sections(report: str) -> dict[str, str]:
-    return {part.split("\n", 1)[0].strip(): part.split("\n", 1)[1] for part in report.split("### ")[1:]}
+    """Section title (a sub-query's ``Search: `...``` unwrapped) -> its body."""
+    def title(line: str) -> str:
+        line = line.strip()
+        return line.removeprefix("Search: `").removesuffix("`") if line.startswith("Search: `") else line
+    return {title(part.split("\n", 1)[0]): part.split("\n", 1)[1] for part in report.split("### ")[1:]}
 
 
 def test_junk_sub_queries_are_told_apart_from_real_ones():
@@ -129,3 +133,14 @@ def test_a_passage_inside_a_tilde_or_four_backtick_fence_gets_that_fence_so_its_
         report = extractive_report("How does Locky release locks?", [], [{"id": 1, "snippet": ""}], {"1": passages})
         quoted = [line for line in report.splitlines() if "locky.release()" in line]
         assert quoted and all(line.count(fence) % 2 == 0 for line in quoted), report
+
+
+def test_the_opening_says_the_sources_do_not_answer_when_no_sentence_shares_enough_of_the_question():
+    """BM25 ranked a passage sharing one word ("queue") first and its best sentence opened the
+    report as the answer; a sentence must share two of the question's terms (30% of a long one's)."""
+    off_topic = "When will Bigq add a queue dashboard, and how are its release notes written?"
+    report = extractive_report(off_topic, [], SOURCES, PASSAGES)
+    assert report.split("## What the sources say")[0].strip() == f"## In short\n\n{NO_ANSWER}"
+    answered = extractive_report(QUESTION, [], SOURCES, PASSAGES)
+    assert NO_ANSWER not in answered and "FifoQueue" in answered.split("## What the sources say")[0]
+    assert opening_floor({"queue"}) == 1 and opening_floor(set("abcde")) == 2 and opening_floor(set("abcdefghij")) == 3

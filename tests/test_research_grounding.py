@@ -128,8 +128,8 @@ def test_extractive_report_quotes_cited_passages_under_each_sub_question():
     passages = {str(k): v for k, v in PASSAGES.items()}
     report = extractive_report("How does the fallback work?", ["circuit failures", "local index ranking"], sources, passages)
     sections = report.split("### ")
-    assert sections[-2].startswith("circuit failures") and "3 failures and stays open for 30 seconds [1]." in sections[-2]
-    assert sections[-1].startswith("local index ranking") and "BM25 [2]" in sections[-1]
+    assert sections[-2].startswith("Search: `circuit failures`") and "3 failures and stays open for 30 seconds [1]." in sections[-2]
+    assert sections[-1].startswith("Search: `local index ranking`") and "BM25 [2]" in sections[-1]
     assert "next model of the fallback chain [1]" in report.split("## What the sources say")[0]  # the opening
     checked = ground(report, PASSAGES)
     assert checked.support == 1.0 and not checked.unsupported
@@ -195,7 +195,7 @@ async def test_extractive_mode_calls_no_writer_and_abstractive_keeps_a_good_draf
     ctx, _ = _context(tmp_path / "e", llm, _local_chain(corpus, tmp_path / "e"))
     result = await research(ResearchInput(question="checkpoints", mode="extractive"), ctx)
     assert [c.step for _, c in llm.calls] == ["plan"] and result["mode"] == "extractive"
-    assert "### checkpoint durability" in result["report"]
+    assert "### Search: `checkpoint durability`" in result["report"]
 
     good = Script(report="A checkpointer saves graph state after every step [1]. Jobs can end COMPLETED or FAILED [2].")
     ctx, _ = _context(tmp_path / "a", FunctionLLM(good), _local_chain(corpus, tmp_path / "a"))

@@ -3,9 +3,10 @@ passage it cites."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from functools import partial
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -13,7 +14,8 @@ from core.errors import AllProvidersFailed, BudgetExceeded, InputError
 from core.rules import not_blank
 from graphs.context import JobContext
 from graphs.delegation.history import THREAD_ID_PATTERN, Turn, history_step, window
-from providers.base import SelectableSearch
+from graphs.research.citations import cited_passages
+from providers.base import Configurable, SearchProvider, SelectableSearch
 
 #: characters of a thread's earlier turns the planner sees (a follow-up's "it" resolves against them)
 PLAN_CONTEXT_CHARS = 2000
@@ -25,7 +27,7 @@ FETCH_TIMEOUT_S = 10.0
 class ResearchInput(BaseModel):
     """Input of ``research``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # a wrong type is refused, not coerced (true -> 1)
 
     question: str = Field(min_length=1, description="what to find out (limit: limits.max_question_chars)")
     depth: Literal["quick", "standard", "deep"] = Field(
@@ -52,6 +54,26 @@ class ResearchInput(BaseModel):
     _not_blank = field_validator("question")(not_blank)
 
 
+@runtime_checkable
+class _NamedBackends(Protocol):
+    """A search chain's ``(name, backend)`` pairs (``providers.search.chain.SearchChain``)."""
+
+    backends: Sequence[tuple[str, SearchProvider]]
+
+
+def _refuse_unconfigured(search: SearchProvider) -> None:
+    """Refuse ``backends`` at once when none of them can be tried (a key or URL missing),
+    instead of planning, searching nothing and answering "no sources"; the backends' own
+    ``unconfigured_reason`` says what is missing, without a network call."""
+    if not isinstance(search, _NamedBackends) or not search.backends:
+        return
+    reasons = [f"{name}: {reason}" for name, backend in search.backends
+               if isinstance(backend, Configurable) and (reason := backend.unconfigured_reason())]
+    if len(reasons) == len(search.backends):
+        raise InputError(f"none of them can be searched ({'; '.join(reasons)}); set what is missing,"
+                         " or leave backends out to use providers.search.fallback_chain", field="backends")
+
+
 def _totals(trace: list[dict[str, Any]]) -> dict[str, Any]:
     llm_steps = [s for s in trace if s.get("kind") == "llm"]
     costs = [s["cost_usd"] for s in llm_steps if s.get("cost_usd") is not None]
@@ -74,12 +96,13 @@ async def research(inp: ResearchInput, ctx: JobContext) -> dict[str, Any]:
         [{id, url, title, snippet, retrieved_at, ...}], ``citations`` [{claim, source_ids,
         support, passage: {source_id, start, end, heading, page, overlap}}], ``unsupported_sentences``
         [{sentence, source_ids, reason}], ``repeats_removed``, ``removed_citations``,
-        ``warnings``, ``review``, ``queries``, ``trace`` and ``totals`` {input_tokens,
-        output_tokens, cost_usd}.
+        ``warnings``, ``cited_passages`` {source id: [{text, start, end, heading, page,
+        snippet?}]} (the passages the citations rest on), ``review``, ``queries``, ``trace`` and
+        ``totals`` {input_tokens, output_tokens, cost_usd}.
 
     Raises:
         InputError: the question is longer than limits.max_question_chars, or ``backends``
-            names a backend that is not configured.
+            names a backend that is not configured or none that can be searched (a key missing).
     """
     config = ctx.config
     limit = config.limits.max_question_chars
@@ -93,6 +116,7 @@ async def research(inp: ResearchInput, ctx: JobContext) -> dict[str, Any]:
         if not isinstance(search, SelectableSearch):
             raise InputError("this search provider cannot be restricted to named backends", field="backends")
         search = search.only(inp.backends)
+        _refuse_unconfigured(search)
     route = config.routing.delegation.get("research")
 
     from graphs.research.graph import build_graph
@@ -126,6 +150,7 @@ async def research(inp: ResearchInput, ctx: JobContext) -> dict[str, Any]:
         "repeats_removed": state.get("repeats_removed", []),
         "removed_citations": state.get("removed_citations", []),
         "warnings": state.get("warnings", []),
+        "cited_passages": cited_passages(state.get("citations", []), state.get("passages", {}), state.get("sources", [])),
         "review": state.get("review"),
         "queries": state.get("queries", []),
         "trace": trace,

@@ -234,8 +234,9 @@ def check_citations(
         ids = [i for m in _CITE.finditer(sentence) for i in marker_ids(m.group(1))]
         if not ids:
             continue
-        claim = " ".join(_restore_code(_CITE.sub("", sentence), code).split()).strip()
-        claim = re.sub(r"\s+([.,;:!?])", r"\1", claim)
+        # spacing tidied outside code only: the claim's code reads as the report's
+        prose = re.sub(r"\s+([.,;:!?])", r"\1", " ".join(_CITE.sub("", sentence).split()))
+        claim = _restore_code(prose, code).strip()
         ids = list(dict.fromkeys(ids))
         cited.update(dict.fromkeys(ids))
         entry: dict[str, Any] = {"claim": claim, "source_ids": sorted(ids)}
@@ -247,3 +248,41 @@ def check_citations(
     section = sources_section(sources, ordered, pages)
     final = f"{body}\n\n{section}" if section else body + "\n"
     return CitationCheck(report=final, citations=citations, removed=removed, cited_ids=ordered, dropped_sources_section=dropped)
+
+
+def cited_passages(
+    citations: Sequence[Mapping[str, Any]],
+    passages: Mapping[str, Sequence[Mapping[str, Any]]],
+    sources: Sequence[Mapping[str, Any]],
+) -> dict[str, list[dict[str, Any]]]:
+    """Source id (a string) -> the passages that back the report's citations, once each, in
+    document order: ``{text, start, end, heading, page}``, plus ``snippet: True`` for a source
+    that was not read (its search snippet, without offsets). What a reader opens to see a
+    citation's evidence (``swarm://jobs/{id}/sources/{n}``).
+
+    Args:
+        citations: the report's citations (``passage``: ``{source_id, start, end}`` where known).
+        passages: source id (a string) -> the passages read from it.
+        sources: the retrieved sources (``id``, ``snippet``).
+    """
+    snippets = {str(s["id"]): str(s.get("snippet") or "") for s in sources}
+    found: dict[str, dict[tuple[Any, Any], dict[str, Any]]] = {}
+    for citation in citations:
+        where = citation.get("passage") or {}
+        sid = str(where.get("source_id", ""))
+        if sid not in snippets:
+            continue
+        key = (where.get("start"), where.get("end"))
+        if key in found.get(sid, {}):
+            continue
+        if where.get("start") is None:
+            entry = {"text": " ".join(snippets[sid].split()), "start": None, "end": None,
+                     "heading": None, "page": None, "snippet": True}
+        else:
+            match = next((p for p in passages.get(sid, ()) if (p.get("start"), p.get("end")) == key), None)
+            if match is None:
+                continue
+            entry = {k: match.get(k) for k in ("text", "start", "end", "heading", "page")}
+        found.setdefault(sid, {})[key] = entry
+    return {sid: sorted(entries.values(), key=lambda p: p["start"] if p["start"] is not None else -1)
+            for sid, entries in sorted(found.items(), key=lambda item: int(item[0]))}

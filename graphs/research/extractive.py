@@ -1,7 +1,8 @@
 """The grounded extractive report: the sources' own words, ranked with BM25 for the question
 and each sub-question, each sentence carrying the ``[n]`` of its source, under a short opening
 made of the passages' best sentences. The question always has the first section; a planned
-sub-question has one after it unless it is junk (``queries.py``). No model writes any of it, so
+sub-question has one after it unless it is junk (``queries.py``), headed as the search string it
+is (``### Search: `...```): the planner's words, never a statement. No model writes any of it, so
 it cannot state what the sources do not; it is the floor when the writer is weak or its draft
 fails the grounding check.
 """
@@ -33,8 +34,19 @@ _LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s+")
 
 
+def _section_heading(section: str, *, first: bool) -> str:
+    """The heading of one section: the question as asked, a sub-query as the search string it
+    is (``### Search: `...```), so that a planner's phrase never reads as a statement of fact."""
+    if first:
+        return f"### {section.lstrip('#').strip()}"
+    return f"### Search: `{' '.join(section.replace('`', ' ').split())}`"
+
+
 def flatten(text: str, code_fence: str | None = None) -> str:
-    """A passage as one line of prose: headings and list markers off, list items ended.
+    """A passage as one line of prose: headings, list markers and table rows off, list items ended.
+
+    A table row (a line starting with ``|``) is no sentence: its cells joined would be quoted as
+    one, cited, and read as prose.
 
     ``code_fence``: the passage starts inside a fenced code block opened by this mark
     (``split_passages`` says so); it gets the opening fence it lacks (the block's own mark, so
@@ -43,7 +55,7 @@ def flatten(text: str, code_fence: str | None = None) -> str:
     out = code_fence or ""
     for line in text.splitlines():
         line = _HEADING.sub("", line).strip()
-        if not line:
+        if not line or line.startswith("|"):
             continue
         item = _LIST_ITEM.match(line)
         if item:
@@ -103,9 +115,19 @@ def _ranked(query: str, pool: Sequence[tuple[int, str]]) -> list[int]:
     return [i for i in sorted(range(len(pool)), key=lambda i: (-scores[i], i)) if scores[i] > 0]
 
 
+def opening_floor(terms: set[str]) -> int:
+    """How many of the question's terms a sentence must share to open the report as its answer:
+    two (one for a one-term question), and 30% of them for a long question. A passage that
+    BM25 ranks first may share one word with the question and answer nothing."""
+    return max(min(2, len(terms)), round(0.3 * len(terms)))
+
+
 def _opening(question: str, pool: Sequence[tuple[int, str]], used: set[str]) -> list[str]:
-    """The best sentence of each of the top passages for the whole question, other sources first."""
+    """The best sentence of each of the top passages for the whole question, other sources first;
+    none that shares fewer than ``opening_floor`` of its terms (then the report says the sources
+    found do not answer it, and still quotes what they say under each search)."""
     terms = query_terms(question)
+    floor = opening_floor(terms)
     ranked = _ranked(question, pool)
     by_source: dict[int, int] = {}
     for i in ranked:
@@ -115,7 +137,7 @@ def _opening(question: str, pool: Sequence[tuple[int, str]], used: set[str]) -> 
     for i in picks:
         sid, text = pool[i]
         sentence = max(sentences_of(text), key=lambda s: (_hits(s, terms), -len(s)), default="")
-        if sentence and normalise(sentence) not in used and len(sentence) <= MAX_QUOTE_CHARS:
+        if sentence and _hits(sentence, terms) >= floor and normalise(sentence) not in used and len(sentence) <= MAX_QUOTE_CHARS:
             used.add(normalise(sentence))
             opening.append(_cite(sentence, sid))
     return opening
@@ -152,7 +174,7 @@ def extractive_report(
     if len(sections) == 1:  # no usable plan: one section, a little deeper
         per_query += 1
     for i_section, section in enumerate(sections):
-        lines += ["", f"### {section.lstrip('#').strip()}", ""]
+        lines += ["", _section_heading(section, first=i_section == 0), ""]
         wanted = per_query + 1 if i_section == 0 else per_query  # the question's own section goes deepest
         terms = query_terms(section if i_section == 0 else f"{section} {question}")
         items: list[str] = []

@@ -41,6 +41,9 @@ UNDECIDED_PASSAGES = 3
 _LOOP_NGRAM, _LOOP_TIMES = 3, 3
 
 _CODE_SPAN = re.compile(r"`[^`\n]*`")
+_HEADING_TEXT = re.compile(r"^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$")
+_CODE_SPLIT = re.compile(r"(`[^`\n]*`)")
+_MARKER_WITH_SPACE = re.compile(r"\s*" + CITE_MARKER.pattern)
 _LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
 _QUOTED = re.compile(r"\"([^\"\n]{3,300})\"|“([^”\n]{3,300})”|`([^`\n]{2,200})`")
 _ABOUT_SOURCES = re.compile(r"\b(?:sources?|documents?|passages?|search results?|excerpts?|context)\b", re.IGNORECASE)
@@ -54,8 +57,11 @@ def normalise(sentence: str) -> str:
 
 def _claim(sentence: str) -> str:
     """``sentence`` without its citation markers (and the space before each), spacing collapsed;
-    nothing else changes, so a sentence copied from a passage stays a copy of it."""
-    return " ".join(re.sub(r"\s*" + CITE_MARKER.pattern, "", sentence).split())
+    nothing else changes (a ``[7]`` inside a code span is code and stays), so a sentence copied
+    from a passage stays a copy of it."""
+    pieces = _CODE_SPLIT.split(sentence)  # odd pieces are code spans: `items[7]` is code, not a citation
+    bare = (piece if i % 2 else _MARKER_WITH_SPACE.sub("", piece) for i, piece in enumerate(pieces))
+    return " ".join("".join(bare).split())
 
 
 def _words(text: str) -> str:
@@ -259,6 +265,8 @@ def _record(result: Grounding, claim: str, ids: list[int], verdict: _Verdict, re
         "source_id": verdict.source_id, "start": where.get("start"), "end": where.get("end"),
         "heading": where.get("heading"), "page": where.get("page"), "overlap": round(verdict.overlap, 2),
     }
+    if verdict.passage is not None and where.get("start") is None:  # the source was not read
+        result.evidence[key]["snippet"] = True
     if reviewed is not None:
         result.entailed += 1
         result.evidence[key]["reason"] = f"reviewer: {reviewed.model}"
@@ -306,5 +314,37 @@ def ground(
         reviewed = settled.get(normalise(claim)) if verdict.rank == _UNDECIDED else None
         return _record(result, claim, good, verdict, reviewed, passages)
 
-    result.report = drop_empty_sections(rewrite_sentences(report, keep))
+    result.report = drop_empty_sections(rewrite_sentences(report, keep, _heading_check(passages, names, result)))
     return result
+
+
+#: a heading's leading section number: "1. ", "2) ", "Step 3: ", "Part IV - "
+_ORDINAL = re.compile(r"^\s*(?:(?:step|part|section|phase|stage)\s+)?(?:\d+|[ivxlc]+)(?:\.\d+)*[.):\-]?\s+", re.IGNORECASE)
+
+
+def _heading_check(passages: Mapping[int, Sequence[Passage]], titles: Mapping[int, str], result: Grounding) -> Any:
+    """A ``keep_line`` that drops a heading stating a number or code that no passage (nor
+    title) holds: a heading cites nothing, so it is held to what any source says. A question,
+    or an extractive ``Search: `...``` heading (a search string, not a statement), stays."""
+    haystack: dict[str, Any] = {}
+
+    def keep_line(line: str) -> bool:
+        heading = _HEADING_TEXT.match(line)
+        if heading is None:
+            return True
+        text = _claim(heading.group(1))
+        if text.endswith("?") or text.startswith("Search: `"):
+            return True
+        if not haystack:
+            everything = "\n".join([*titles.values(), *(p["text"] for ps in passages.values() for p in ps)])
+            haystack.update(numbers=numbers_in(everything), words=f" {_words(everything)} ")
+        # a section's own number ("## 2. Workers", "Step 3:") is the writer's order, not a claim
+        missing = sorted(numbers_in(_ORDINAL.sub("", text)) - haystack["numbers"])
+        code = [_words(m.group(0)) for m in _CODE_SPAN.finditer(text)]
+        missing += [c for c in code if c and f" {c} " not in haystack["words"]]
+        if missing:
+            result.unsupported.append({"sentence": text, "source_ids": [],
+                                       "reason": f"a heading states {missing[0][:80]!r}, which no source holds"})
+        return not missing
+
+    return keep_line

@@ -95,7 +95,21 @@ def rewrite_sentences(text: str, keep: Callable[[str], bool], keep_line: Callabl
         kept = [s for s in split_sentences(line[len(prefix):]) if keep(s)]
         if kept:
             out.append(prefix + " ".join(kept))
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(out)).strip() + "\n"
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(_drop_orphan_separators(out))).strip() + "\n"
+
+
+_TABLE_SEPARATOR = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(?:\|\s*:?-{3,}:?\s*)*\|?\s*$")
+
+
+def _drop_orphan_separators(lines: Sequence[str]) -> list[str]:
+    """``lines`` without a table's ``|---|---|`` row once the header row above it is gone
+    (removed as a sentence): alone it draws nothing, or a rule, and says nothing."""
+    kept: list[str] = []
+    for line in lines:
+        if "|" in line and _TABLE_SEPARATOR.match(line) and not (kept and "|" in kept[-1]):
+            continue
+        kept.append(line)
+    return kept
 
 
 def _heading_level(line: str) -> int | None:

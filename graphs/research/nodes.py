@@ -200,7 +200,10 @@ def make_nodes(deps: ResearchDeps) -> dict[str, Node]:
                 excerpts[str(source["id"])] = "\n\n".join(p["text"] for p in select_passages(pool, terms, budget))
         steps = [step for _, step in outcomes]
         count = sum(len(p) for p in passages.values())
-        detail = f"read {len(excerpts)} of {len(chosen)} sources ({count} passages kept); the rest are given as snippets"
+        rest = len(state["sources"]) - len(excerpts)
+        detail = (f"read {len(excerpts)} of {len(state['sources'])} sources ({count} passages kept)"
+                  + (f"; {len(chosen) - len(excerpts)} of the {len(chosen)} opened had no text" if len(excerpts) < len(chosen) else "")
+                  + (f"; the other {rest} are given as search snippets" if rest else ""))
         return {"excerpts": excerpts, "passages": passages, "trace": steps + [node_step("read", started, detail)]}
 
     return {"plan": plan, "search": search, "rank": rank, "read": read}

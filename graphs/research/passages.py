@@ -153,7 +153,7 @@ def _split(text: str, max_chars: int) -> list[Passage]:
             continue
         while end - start > max_chars:  # a long paragraph: cut at a sentence end before the limit
             window = text[start : start + max_chars]
-            cut = max((m.end() for m in re.finditer(r"[.!?](?=\s)", window)), default=0) or max_chars
+            cut = max(_sentence_ends(window), default=0) or max_chars
             passages.append({"start": start, "end": start + cut, "heading": heading, "page": page,
                              "text": text[start : start + cut]})
             start += cut
@@ -162,6 +162,24 @@ def _split(text: str, max_chars: int) -> list[Passage]:
         if end > start:
             passages.append({"start": start, "end": end, "heading": heading, "page": page, "text": text[start:end]})
     return passages
+
+
+#: a line that so far holds only a number: the dot after it marks a list item ("4. "), no sentence end
+_LIST_NUMBER = re.compile(r"(?:^|\n)[ \t]*\d{1,9}$")
+
+
+_ITEM_START = re.compile(r"\n(?=[ \t]*(?:[-*+]|\d{1,9}[.)])[ \t])")
+
+
+def _sentence_ends(window: str) -> Iterable[int]:
+    """Where a long paragraph may be cut: just past each sentence end of ``window`` (``.``,
+    ``!`` or ``?`` before a space), except the dot of a list number at a line's start
+    (``4. Save``, which would leave ``4.`` as a passage of its own), and before each list item."""
+    for match in re.finditer(r"[.!?](?=\s)", window):
+        if match.group(0) == "." and _LIST_NUMBER.search(window, 0, match.start()):
+            continue
+        yield match.end()
+    yield from (match.start() for match in _ITEM_START.finditer(window))
 
 
 def snippet_passage(snippet: str) -> Passage:

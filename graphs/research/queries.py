@@ -1,8 +1,9 @@
 """Which planned sub-queries are worth a search and a section of the report.
 
 A small planner writes junk now and then: SQL or code ("SELECT * FROM SortedContainers"), one
-name repeated until the length limit ("SortedContainers.SortedContainers..."), the question
-again in other words. ``junk_form`` catches what is junk whatever the question (the plan drops
+name repeated until the length limit ("SortedContainers.SortedContainers..."), one made-up
+identifier (``add_mcp_server_query_list``, ``keywords:runpods``), the question again in
+other words. ``junk_form`` catches what is junk whatever the question (the plan drops
 it before searching); ``junk_reason`` adds the sub-queries that repeat the question or an
 earlier sub-query (the extractive report makes no section of them: the question has its own).
 """
@@ -25,6 +26,10 @@ _WORD = re.compile(r"[a-z0-9]+")
 _SQL = re.compile(r"\b(?:select|insert|update|delete|drop|create)\b.*\b(?:from|into|set|where|table)\b", re.IGNORECASE)
 #: statement punctuation, a call ``f(x)``, an operator, a wildcard: code, not a phrase
 _CODE = re.compile(r"[;{}=<>\\$]|\w\(|(?:^|\s)\*(?:\s|$)|->|::|&&|\|\|")
+#: one token the planner made up, not a phrase: a lower-case snake_case name of four words or
+#: more (``add_mcp_server_query_list``), a ``field:value`` (``keywords:runpods``). A real name
+#: a corpus holds (``RUNPOD_LOG_LEVEL``, ``max_tokens``, ``python-3.12``) is a good search.
+_IDENTIFIER = re.compile(r"^[a-z0-9]+(?:_[a-z0-9]+){3,}$|^[a-z]+:\S+$")
 
 
 def junk_form(query: str) -> str | None:
@@ -37,6 +42,8 @@ def junk_form(query: str) -> str | None:
         return f"it is longer than {MAX_SUB_QUERY_CHARS} characters"
     if _SQL.search(query) or _CODE.search(query):
         return "it is code, not a search phrase"
+    if _IDENTIFIER.match(query.strip()):
+        return "it is an identifier, not a search phrase"
     if any(len(w) > MAX_WORD_CHARS for w in words):
         return f"it has a word longer than {MAX_WORD_CHARS} characters"
     counts = Counter(w for w in words if len(w) > 2)
