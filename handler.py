@@ -1,9 +1,9 @@
 """The RunPod door: validate the job, call the dispatcher, return result + trace.
 
 RunPod delivers ``{"id": ..., "input": {"project", "action", "input"}}``. The handler is
-async so RunPod's per-job cancel works. Errors come back as ``{"error": {"type", "message"}}``
-with no traceback and no secret (the SDK would otherwise put the exception text and traceback
-into the job result). ``runpod.serverless.start`` runs only under ``__main__``, after the warm-up
+async so RunPod's per-job cancel works. Errors come back as ``error``, the JSON string of
+``{"type", "message"}`` (RunPod takes strings only), beside the envelope, with no traceback and
+no secret (the SDK would otherwise put the exception text and traceback into the job result). ``runpod.serverless.start`` runs only under ``__main__``, after the warm-up
 of ``worker.warm``: the LLM servers before the worker loop starts, the image models beside it
 (``warm_in_background``), so no job waits on a model it does not use.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from typing import Any
 from core.redact import redact
 from core.rules import valid_job_id
 from providers.base import Warmable
+from swarm.envelope import for_runpod
 
 log = logging.getLogger("swarm.handler")
 _runtime: Any = None
@@ -36,24 +38,41 @@ def runtime() -> Any:
 
 
 async def handler(job: dict[str, Any]) -> dict[str, Any]:
-    """Run one RunPod job through the dispatcher and return its envelope."""
+    """Run one RunPod job through the dispatcher and return its envelope, shaped for RunPod.
+
+    A body that is not an object gets the dispatcher's FAILED envelope too (job id, trace).
+    """
     body = job.get("input")
-    if not isinstance(body, dict):
-        return {"status": "FAILED", "error": {"type": "InputError", "message": "input: must be an object with project, action, input"}}
-    body = dict(body)
-    body.setdefault("job_id", _job_id(job))
 
     async def progress(stage: str, message: str, fraction: float | None = None) -> None:
         _progress_update(job, {"stage": stage, "message": message, "fraction": fraction})
 
     _activity.started()
     try:
-        return await runtime().run(body, progress)
+        if isinstance(body, dict):
+            body = _inline_on_local_disk(dict(body))
+            body.setdefault("job_id", _job_id(job))
+        envelope = await runtime().run(body, progress)
+        if not isinstance(body, dict) and _job_id(job):
+            envelope["job_id"] = _job_id(job)
     except Exception as exc:  # never hand the SDK a traceback: it would land in the job result
         log.error("job %s crashed: %s", job.get("id"), redact(repr(exc)))
-        return {"status": "FAILED", "error": {"type": "InternalError", "message": "internal error; see the worker log"}}
+        envelope = {"job_id": _job_id(job), "status": "FAILED", "output": None, "trace": [],
+                    "error": {"type": "InternalError", "message": "internal error; see the worker log"}}
     finally:
         _activity.ended()
+    return for_runpod(envelope)
+
+
+def _inline_on_local_disk(body: dict[str, Any]) -> dict[str, Any]:
+    """An image job that does not say ``inline`` gets its result inline when this worker stores
+    artifacts on its own disk: a ``file://`` URL there reaches no client."""
+    inp = body.get("input")
+    if body.get("project") != "image_tools" or not isinstance(inp, dict) or "inline" in inp:
+        return body
+    if runtime().config.providers.storage.default != "local":
+        return body
+    return {**body, "input": {**inp, "inline": True}}
 
 
 class _Activity:
@@ -96,7 +115,8 @@ def _job_id(job: dict[str, Any]) -> str | None:
 
 
 def _progress_update(job: dict[str, Any], data: dict[str, Any]) -> None:
-    if not job.get("id") or job.get("id") == "local_test":
+    # no job-done URL (``--rp_serve_api``, ``--test_input``): the SDK would log an error per update
+    if not job.get("id") or job.get("id") == "local_test" or not os.environ.get("RUNPOD_WEBHOOK_POST_OUTPUT"):
         return
     import runpod
 
@@ -199,18 +219,38 @@ def concurrency_modifier(current: int) -> int:
     return runtime().config.worker.concurrency
 
 
+def configure_worker_logging() -> None:
+    """The worker's logs: JSON lines with the job id, level from config, secrets redacted.
+
+    The SDK's own logger prints each job's input and whole output at its default level (DEBUG):
+    inputs may hold signed URLs, outputs whole reports and images, and ``print`` bypasses
+    redaction. It gets INFO unless ``RUNPOD_LOG_LEVEL`` says otherwise. The SDK's import also
+    installs a root handler (``logging.basicConfig`` in ``rp_upload``) that would write every
+    line a second time, unredacted and without the job id: it is removed.
+    """
+    if not (os.environ.get("RUNPOD_LOG_LEVEL") or os.environ.get("RUNPOD_DEBUG_LEVEL")):
+        os.environ["RUNPOD_LOG_LEVEL"] = "INFO"
+    import runpod  # noqa: F401  (its import installs the handler removed below)
+
+    from core.redact import install_log_redaction
+    from swarm.logs import configure_logging
+
+    root = logging.getLogger()
+    for extra in [h for h in root.handlers if type(h) is logging.StreamHandler]:
+        root.removeHandler(extra)
+    configure_logging(runtime().config)
+    install_log_redaction()
+
+
 def main() -> None:
     """Start RunPod's worker loop with this handler."""
     import sys
 
+    configure_worker_logging()  # before the SDK's loggers read their level
     import runpod
 
     from core.heap import settle
-    from core.redact import install_log_redaction
-    from swarm.logs import configure_logging
 
-    configure_logging(runtime().config)  # JSON lines with the job id, level from config
-    install_log_redaction()
     if not any(arg.startswith("--test_input") for arg in sys.argv):
         start_warm_up()
     settle()  # start-up's objects leave the collector's walk (core/heap.py)

@@ -50,6 +50,9 @@ class ProviderError(SwarmError):
     """An upstream failure, translated once at the backend's boundary."""
 
     kind = "provider_error"
+    #: the call's own time when the backend measured it (leaving out a one-off import); else the
+    #: router's clock around the call is the attempt's latency
+    latency_ms: float | None = None
 
     def __init__(self, provider: str, message: str, *, model: str | None = None) -> None:
         self.provider = provider

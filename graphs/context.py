@@ -68,6 +68,10 @@ class Providers:
         return self.get(action)
 
 
+#: ``JobContext.extras`` key: the job id named a finished job, whose stored result came back
+REPLAYED = "replayed"
+
+
 @dataclass
 class JobContext:
     """Everything one job may use. ``progress(stage, message, fraction)`` reaches the client."""
@@ -80,3 +84,6 @@ class JobContext:
     extras: dict[str, Any] = field(default_factory=dict)
     #: the job id was minted for this job just now, so no checkpoint can exist under it yet
     new_job: bool = False
+    #: ``project/action`` of the job: its checkpoints record it, so a job id given again for
+    #: another action is refused instead of resuming the other graph's state
+    job_kind: str | None = None

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.errors import SwarmError
-from graphs.context import JobContext, _no_progress
+from core.errors import InputError, SwarmError
+from graphs.context import REPLAYED, JobContext, _no_progress
 from graphs.lean_saver import LeanStartSaver
 from graphs.progress import relay
+
+#: the checkpoint metadata key that records ``project/action`` (``JobContext.job_kind``)
+JOB_KIND_KEY = "swarm_job"
 
 
 def lean_checkpointer(ctx: JobContext, saver: Any = None) -> Any:
@@ -31,7 +34,8 @@ async def run_graph(graph: Any, initial: dict[str, Any], ctx: JobContext) -> dic
     again, completed ones do not); a finished one returns its stored final state. Progress the
     nodes ``emit`` reaches ``ctx.progress`` (``graphs.progress.relay``).
     """
-    config = {"configurable": {"thread_id": ctx.job_id}}
+    # the job's kind rides in ``configurable``, which LangGraph copies into every checkpoint's metadata
+    config = {"configurable": {"thread_id": ctx.job_id, **({JOB_KIND_KEY: ctx.job_kind} if ctx.job_kind else {})}}
     start: dict[str, Any] | None = initial
     lean = graph.checkpointer if isinstance(graph.checkpointer, LeanStartSaver) else None
     # a job id minted for this job has no checkpoint (nor does LangGraph's own first read need to
@@ -40,10 +44,15 @@ async def run_graph(graph: Any, initial: dict[str, Any], ctx: JobContext) -> dic
     if ctx.new_job:
         if lean is not None:
             lean.expect_new(ctx.job_id)
-    elif ctx.checkpointer is not None and await ctx.checkpointer.aget_tuple(config) is not None:
+    elif ctx.checkpointer is not None and (stored := await ctx.checkpointer.aget_tuple(config)) is not None:
+        recorded = (stored.metadata or {}).get(JOB_KIND_KEY)
+        if recorded and ctx.job_kind and recorded != ctx.job_kind:
+            raise InputError(f"job_id: {ctx.job_id!r} is a job of {recorded}, not {ctx.job_kind}; "
+                             "give this job another job_id (or none)")
         snapshot = await graph.aget_state(config)
         if snapshot.values:
             if not snapshot.next:
+                ctx.extras[REPLAYED] = True
                 return dict(snapshot.values)
             start = None
             await ctx.progress("resume", f"resuming at {', '.join(snapshot.next)}", None)

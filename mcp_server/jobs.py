@@ -28,7 +28,7 @@ from core.redact import redact
 from graphs.context import ProgressFn
 from mcp_server.jobstore import FINAL_STATUSES, IN_PROGRESS, JobStore, handle, storable, summary
 from swarm.envelope import JobEnvelope
-from swarm.executors import RemoteExecutor
+from swarm.executors import AdoptsImages, RemoteExecutor
 
 log = logging.getLogger("swarm.jobs")
 
@@ -251,7 +251,10 @@ class JobManager:
                     for chunk in (await runner.stream(job_id)).get("stream") or []:
                         await _forward_progress(progress, chunk.get("output") if isinstance(chunk, dict) else chunk)
                 if status in REMOTE_FINAL_STATES:
-                    return dict(runner.envelope(job, job_id, state, started))
+                    envelope = dict(runner.envelope(job, job_id, state, started))
+                    if isinstance(runner, AdoptsImages):  # images a worker on its own disk sent inline
+                        envelope = dict(await runner.adopt_images(job, envelope))
+                    return envelope
                 await asyncio.sleep(delay)
                 delay = min(delay * 1.5, float(runner.poll_interval_s))
         except asyncio.CancelledError:

@@ -247,7 +247,8 @@ def _check(args: argparse.Namespace, endpoint: Endpoint, names: list[str], logs:
         status = body["status"] if ok or not isinstance(output, dict) else f"{body['status']}/{output.get('status')}"
         print(f"{name:48} {status:10} {str(body.get('workerId')):28} {body.get('executionTime', 0) / 1000:6.1f}  {trace_summary(output)}")
         if not ok:
-            print(f"    {json.dumps(output.get('error') if isinstance(output, dict) else body.get('error'))[:400]}")
+            error = output.get("error") if isinstance(output, dict) else None  # RunPod moves it out
+            print(f"    {json.dumps(error or body.get('error'))[:400]}")
     print()
     doctor = subprocess.run(["docker", "exec", names[0], "swarm", "doctor", "--quick"], capture_output=True, text=True, check=False)
     say("swarm doctor --quick in the container:")

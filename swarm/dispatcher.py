@@ -25,7 +25,7 @@ from core.rules import (
 )
 from graphs.actions import resolve_action
 from graphs.budget import fill_partial, job_scope
-from graphs.context import JobContext
+from graphs.context import REPLAYED, JobContext
 from providers.base import TraceStep
 from swarm.envelope import JobEnvelope
 from swarm.idempotency import job_id_for_key
@@ -105,6 +105,7 @@ async def dispatch(raw: dict[str, Any] | JobRequest, make_context: Any) -> dict[
         fn, inp = _action_and_input(job)
         ctx = await make_context(envelope.job_id)
         ctx.new_job = envelope.job_id == minted  # an id minted here has no checkpoint yet
+        ctx.job_kind = f"{job.project}/{job.action}"
         output = await _run_action(fn, inp, ctx, job, envelope.job_id)
         envelope = envelope.replace(trace=list(output.pop("trace", [])), output=output)
     except SwarmError as exc:
@@ -115,7 +116,7 @@ async def dispatch(raw: dict[str, Any] | JobRequest, make_context: Any) -> dict[
             "type": "InternalError",
             "message": f"internal error in {envelope.project}/{envelope.action}; see the worker log for job {envelope.job_id}",
         })
-    trace = [*envelope.trace, _dispatch_step(envelope, started)]
+    trace = [*envelope.trace, _dispatch_step(envelope, started, ctx)]
     envelope = envelope.replace(
         trace=trace, totals=totals_of(trace), elapsed_ms=round((time.perf_counter() - started) * 1000, 2)
     )
@@ -126,6 +127,8 @@ async def dispatch(raw: dict[str, Any] | JobRequest, make_context: Any) -> dict[
 
 
 def _validate_job(raw: dict[str, Any] | JobRequest) -> JobRequest:
+    if not isinstance(raw, dict | JobRequest):
+        raise InputError(f"job: must be an object with project, action and input, not {type(raw).__name__}")
     try:
         return raw if isinstance(raw, JobRequest) else JobRequest.model_validate(raw)
     except ValidationError as exc:
@@ -162,7 +165,8 @@ async def _run_action(fn: Any, inp: BaseModel, ctx: JobContext, job: JobRequest,
             ) from None
 
 
-def _dispatch_step(envelope: JobEnvelope, started: float) -> dict[str, Any]:
+def _dispatch_step(envelope: JobEnvelope, started: float, ctx: JobContext | None = None) -> dict[str, Any]:
+    replayed = ctx is not None and ctx.extras.get(REPLAYED)
     return TraceStep(
         step="dispatch",
         kind="node",
@@ -170,6 +174,9 @@ def _dispatch_step(envelope: JobEnvelope, started: float) -> dict[str, Any]:
         latency_ms=(time.perf_counter() - started) * 1000,
         outcome="ok" if envelope.status == "COMPLETED" else "error",
         error_class=(envelope.error or {}).get("type"),
+        # a finished job asked for again: what a client adding up costs must not count twice
+        detail=("replayed: the stored result of this job id; no provider was called now, the steps"
+                " above and the totals are those of its first run") if replayed else None,
     ).model_dump()
 
 

@@ -8,6 +8,7 @@ store, the tests) get ``to_dict()``, which always has the same keys in the same 
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -93,3 +94,17 @@ class JobEnvelope:
 
 #: The envelope's keys, in the order ``to_dict`` writes them.
 ENVELOPE_KEYS = tuple(field.name for field in dataclasses.fields(JobEnvelope))
+
+
+def for_runpod(envelope: dict[str, Any]) -> dict[str, Any]:
+    """``envelope`` with its ``error`` as the JSON string of ``{type, message, ...}``.
+
+    RunPod takes a handler's ``error`` as a string only: a dict ends the job COMPLETED with no
+    output (runpod-python#299). The SDK moves ``error`` out of the rest, which becomes the job's
+    ``output``, so the job ends FAILED with the envelope (trace, partial output) still in it;
+    ``swarm.executors.runpod.worker_error`` reads the error back.
+    """
+    error = envelope.get("error")
+    if error is None or isinstance(error, str):
+        return envelope
+    return {**envelope, "error": json.dumps(error, ensure_ascii=False, default=str)}

@@ -33,7 +33,7 @@ def config(**consensus: Any) -> SwarmConfig:
 class Models:
     """One FunctionLLM per model behind a real router; records when each call ran."""
 
-    def __init__(self, cfg: SwarmConfig, failing: frozenset[str] = frozenset()) -> None:
+    def __init__(self, cfg: SwarmConfig, failing: frozenset[str] = frozenset(), echo: bool = False) -> None:
         from providers.circuit import CircuitBoard
         from providers.llm.router import LLMRouter
 
@@ -48,8 +48,8 @@ class Models:
                 self.spans[name] = (started, time.monotonic())
                 if name in failing:
                     raise ProviderUnavailable("fake", "connection refused", model=name)
-                if name == "synth":
-                    return "## Agreements\n" + messages[-1].content
+                if name == "synth":  # ``echo``: as SmolLM2-135M did, the prompt copied back
+                    return "## Agreements\n" + (messages[-1].content if echo else "All three say yes.")
                 return f"{name} says yes"
 
             return FunctionLLM(answer, model=name)
@@ -109,6 +109,19 @@ async def test_a_failing_model_is_reported_and_the_others_answer() -> None:
     assert "model-d did not answer (AllProvidersFailed)" in models.prompts["synth"][-1].content
     assert any(s["model"] == "model-d" and s["outcome"] == "error" for s in result["trace"])
     assert "ask: model-d gave no answer (AllProvidersFailed)" in events
+
+
+async def test_a_synthesis_that_echoes_the_prompt_is_no_synthesis() -> None:
+    """The keyless synthesizer copied the prompt (``<question>...</question><answer model=...>``)
+    and the job said ``synthesis_status: done``."""
+    cfg = config()
+    models, events = Models(cfg, echo=True), []
+    result = await dispatch(job(), context(cfg, models.router, events))
+    assert result["status"] == "COMPLETED", result["error"]
+    out = result["output"]
+    assert out["synthesis_status"] == "unavailable" and out["synthesis"] == "" and len(out["positions"]) == 3
+    node = next(s for s in result["trace"] if s["step"] == "synthesize" and s["kind"] == "node")
+    assert node["outcome"] == "error" and "synth echoed the prompt's markup" in node["detail"]
 
 
 async def test_no_model_answering_fails_the_job_with_every_attempt() -> None:

@@ -124,6 +124,18 @@ async def test_a_chain_down_at_the_revision_keeps_the_draft_and_review_as_partia
         (job("x" * 20001), "task: is 20001 characters; the limit is 20000"),
         (job(task=5), "input.task"),
         ({"project": "swarm"}, "job.action: Field required"),
+        (job(kind="K" * 2_000_000), "input.kind: String should have at most 100 characters (limit max_length=100)"),
+        ({"project": "swarm", "action": "consensus", "input": {"question": "q", "models": ["M" * 1000]}},
+         "input.models.0: String should have at most 100 characters"),
+        ({"project": "image_tools", "action": "upscale", "input": {"image": "aGk=", "model": "M" * 1000}},
+         "input.model: String should have at most 100 characters"),
+        ("not an object", "job: must be an object with project, action and input, not str"),
+        ({"project": "swarm", "action": "research", "input": {"question": "q", "max_sources": True}},
+         "input.max_sources: Input should be a valid integer"),
+        ({"project": "swarm", "action": "research", "input": {"question": "q", "max_sources": "5"}},
+         "input.max_sources: Input should be a valid integer"),
+        ({"project": "image_tools", "action": "upscale", "input": {"image": "aGk=", "inline": 1}},
+         "input.inline: Input should be a valid boolean"),
     ],
 )
 async def test_bad_input_names_field_and_limit(make_context: Any, raw: dict[str, Any], needle: str) -> None:
@@ -132,6 +144,7 @@ async def test_bad_input_names_field_and_limit(make_context: Any, raw: dict[str,
     assert result["status"] == "FAILED"
     assert result["error"]["type"] == "InputError"
     assert needle in result["error"]["message"]
+    assert len(result["error"]["message"]) < 500  # names the field and the limit; never echoes the value
     assert llm.calls == []
 
 

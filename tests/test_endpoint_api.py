@@ -116,10 +116,21 @@ def test_post_status_and_failed_result_keep_the_error(endpoint: Callable[..., Si
     sides = endpoint()
     job_id = sides.submit()
     sides.take()
+    sides.done(job_id, {"output": {"partial": True}, "error": '{"type": "InputError", "message": "bad"}'})
+    state = sides.client.post(f"/status/{job_id}").json()
+    assert state["status"] == "FAILED" and state["output"] == {"partial": True}
+    assert state["error"] == '{"type": "InputError", "message": "bad"}'
+
+
+def test_an_error_that_is_no_string_ends_the_job_as_runpod_does(endpoint: Callable[..., Sides]) -> None:
+    """RunPod takes ``error`` as a string only; a dict ends the job COMPLETED with no output
+    (runpod-python#299): the local endpoint does the same, so a handler that sends one fails here."""
+    sides = endpoint()
+    job_id = sides.submit()
+    sides.take()
     sides.done(job_id, {"output": {"partial": True}, "error": {"type": "InputError", "message": "bad"}})
     state = sides.client.post(f"/status/{job_id}").json()
-    assert state["status"] == "FAILED"
-    assert state["error"] == {"type": "InputError", "message": "bad"}
+    assert state["status"] == "COMPLETED" and state.get("output") is None and "error" not in state
 
 
 def test_no_work_answers_204_after_the_hold(endpoint: Callable[..., Sides]) -> None:

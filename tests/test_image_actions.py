@@ -85,6 +85,34 @@ async def test_upscale_action_stores_output_and_traces(setup):
     assert step["model"] == "realesrgan-anime-6b" and "tiles=1" in step["detail"] and step["latency_ms"] > 0
 
 
+@pytest.mark.parametrize("failing", ["put", "get"])
+async def test_a_storage_call_that_fails_leaves_its_step_in_the_trace(make_context, tmp_path, failing):
+    """The error named the store; the trace had only the dispatch step, so where the job stopped
+    (reading the input, writing the output) and how long the store took was nowhere."""
+    from core.config import load_config
+    from core.errors import ProviderUnavailable
+
+    class Unreachable(LocalStorage):
+        name = "s3"
+
+        async def put(self, key, data, content_type=None, *, overwrite=True):
+            if failing == "put":
+                raise ProviderUnavailable("s3", "cannot reach http://127.0.0.1:9")
+            return await super().put(key, data, content_type, overwrite=overwrite)
+
+        async def get(self, key):
+            raise ProviderUnavailable("s3", "cannot reach http://127.0.0.1:9")
+
+    config = load_config(Path(__file__).resolve().parents[1] / "config.yaml")
+    make = make_context(None, config=config, storage=Unreachable(tmp_path / "s3"), upscale=upscaler(config))
+    result = await dispatch({"project": "image_tools", "action": "upscale", "job_id": f"st-{failing}",
+                             "input": {"image": b64(SMALL)}}, make)
+    assert result["status"] == "FAILED" and "cannot reach http://127.0.0.1:9" in result["error"]["message"]
+    step = next(s for s in result["trace"] if s["kind"] == "storage")
+    assert step["step"] == f"storage.{failing}" and step["provider"] == "s3" and step["outcome"] == "error"
+    assert step["detail"].startswith(f"image_tools/st-{failing}/input.png: ") and step["error_class"] == "ProviderUnavailable"
+
+
 async def test_pipeline_removes_background_then_upscales_with_alpha(setup):
     make, storage = setup
     photo = Image.open(FIXTURES / "grace_hopper_256.jpg").resize((64, 75))

@@ -119,6 +119,27 @@ async def test_refused_connection_falls_over(server: FakeOpenAI) -> None:
     ]
 
 
+async def test_a_refused_connection_says_so_and_its_latency_leaves_out_the_litellm_import(
+    server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """litellm reports a refused connection to an OpenAI-compatible server as an HTTP 500
+    ("Connection error."); and a process's first call, failing, used to bill the import to it."""
+    from providers.llm import litellm_backend
+
+    loaded = litellm_backend.load_litellm()
+
+    def slow_import() -> object:  # a fresh process's first call imports litellm (~6 s on 2 cores)
+        time.sleep(1.0)
+        return loaded
+
+    monkeypatch.setattr(litellm_backend, "load_litellm", slow_import)
+    with RefusedPort() as refused:
+        answer = await two_model_router(spec("good", refused.url), server).complete(ASK, LLMConfig())
+    failed = answer.attempts[0]
+    assert failed.outcome == "error" and "(primary): cannot connect: " in (failed.detail or ""), failed
+    assert "HTTP 500" not in (failed.detail or "") and failed.latency_ms < 1000, failed
+
+
 async def test_hang_times_out_at_the_configured_timeout(server: FakeOpenAI) -> None:
     model = LiteLLMModel("primary", make_swarm_config({"primary": spec("hang", server.url)}).models["primary"])
     with pytest.raises(ProviderTimeout, match="within 0.5 s"):

@@ -422,3 +422,18 @@ async def test_real_smollm2_answers_plain_and_json_through_litellm(manager: Loca
 async def _get_models(base: str) -> int:
     async with httpx.AsyncClient(timeout=2) as client:
         return (await client.get(f"{base}/v1/models")).status_code
+
+
+def test_a_crash_report_keeps_the_line_that_says_why_before_the_shutdown_lines(tmp_path: Path) -> None:
+    """uvicorn logs three lines of shutdown after the cause; the report used to show only those."""
+    from providers.llm.local_server import _tail
+
+    log = tmp_path / "local-llm-8765.log"
+    log.write_text("llama_model_load: loaded\nINFO: Started server process [7]\n"
+                   "ERROR: [Errno 98] error while attempting to bind on address ('127.0.0.1', 8765): address already in use\n"
+                   "INFO: Waiting for application shutdown.\nINFO: Application shutdown complete.\nINFO: Finished server process [7]\n")
+    shown = _tail(log)
+    assert shown.startswith("ERROR: [Errno 98] error while attempting to bind") and "address already in use | ... | " in shown
+    assert shown.endswith("INFO: Finished server process [7]")
+    log.write_text("one\ntwo\nthree\nfour\n")
+    assert _tail(log) == "two | three | four"

@@ -17,7 +17,7 @@ LATENCY_S = {"fast": 0.3, "medium": 0.8, "slow": 1.4}
 
 
 def consensus_config(tmp_path: Path, base: str) -> Path:
-    """The shipped config plus four loopback models (one failing) and a synthesizer that echoes its prompt."""
+    """The shipped config plus four loopback models (one failing) and a synthesizer."""
     path = write_config(tmp_path, wait_budget_s=30)
     data = yaml.safe_load(path.read_text())
 
@@ -27,7 +27,7 @@ def consensus_config(tmp_path: Path, base: str) -> Path:
 
     data["models"].update({name: spec(f"slow-{delay}", f"family-{name}") for name, delay in LATENCY_S.items()})
     data["models"]["broken"] = spec("status-500", "family-broken")
-    data["models"]["synth"] = spec("echo", "family-synth")
+    data["models"]["synth"] = spec("synthesizer", "family-synth")
     # the default is the broken model and nothing follows it: a failing model has no stand-in
     data["providers"]["llm"].update(default="broken", fallback_chain=[])
     data["routing"]["consensus"] = {"models": ["fast", "medium", "slow"], "synthesizer": "synth"}
@@ -63,14 +63,15 @@ async def test_consensus_asks_every_model_at_once_and_names_each_position(tmp_pa
     assert [(p["model"], p["stance"], p["text"]) for p in out["positions"]] == [
         ("fast", "for", "ok from slow-0.3"), ("medium", "against", "ok from slow-0.8"),
         ("slow", "neutral", "ok from slow-1.4")]
-    assert out["failed"] == [] and out["synthesizer"] == "synth"
+    assert out["failed"] == [] and out["synthesizer"] == "synth" and out["synthesis"] == "ok from synthesizer"
+    synthesis_prompts = [r.body["messages"][-1]["content"] for r in models.requests_for("synthesizer")]
     for name, stance in (("fast", "for"), ("medium", "against"), ("slow", "neutral")):
-        assert f'<answer model="{name}" stance="{stance}">' in out["synthesis"]  # the synthesizer saw who said what
+        assert f'<answer model="{name}" stance="{stance}">' in synthesis_prompts[0]  # the synthesizer saw who said what
     assert all(p["input_tokens"] == 11 and p["output_tokens"] == 7 for p in out["positions"])  # usage per model
     assert any(m.startswith("ask: asking (against stance) with medium") for m in progress), progress
     assert "ask: slow answered" in progress and "synthesize: synthesized by synth" in progress
 
     assert [p["model"] for p in with_failure["positions"]] == ["fast", "slow"]
     assert [(f["asked"], f["error_type"]) for f in with_failure["failed"]] == [("broken", "AllProvidersFailed")]
-    assert "broken did not answer (AllProvidersFailed)" in with_failure["synthesis"]
+    assert "broken did not answer (AllProvidersFailed)" in synthesis_prompts[1]
     assert any(s["model"] == "broken" and s["outcome"] == "error" for s in with_failure["trace"])

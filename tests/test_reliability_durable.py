@@ -148,8 +148,37 @@ async def test_same_idempotency_key_yields_one_job(make_context: Any) -> None:
     assert first["job_id"] == second["job_id"] and first["job_id"].startswith("idem-")
     assert second["output"]["text"] == "one answer"
     assert calls == ["draft"]  # the second submission called no provider
+    assert first["trace"][-1]["detail"] is None
+    assert second["trace"][-1]["detail"].startswith("replayed: the stored result of this job id; no provider was called")
     other = await dispatch({**job, "idempotency_key": "order-43"}, make)
     assert other["job_id"] != first["job_id"] and calls == ["draft", "draft"]
+
+
+async def test_a_job_id_given_again_for_another_action_is_refused_not_resumed(make_context: Any) -> None:
+    """A job id names one job: given again for another action it used to come back COMPLETED with
+    the other graph's state (consensus: an empty synthesis over the delegation's trace) or crash
+    (upscale: KeyError). Same action, same id: the stored result, no provider call."""
+    from providers.testing import FunctionLLM
+    from swarm.dispatcher import dispatch
+
+    calls: list[str] = []
+
+    def answer(messages: Any, config: Any) -> str:
+        calls.append(config.step)
+        return "one answer"
+
+    make = make_context(FunctionLLM(answer))
+    first = await dispatch({"project": "swarm", "action": "delegate", "job_id": "rev-j1",
+                            "input": {"task": "Say hello.", "kind": "critical"}}, make)
+    assert first["status"] == "COMPLETED" and calls == ["draft"]
+    for project, action, inp in [("swarm", "consensus", {"question": "Is tea good?"})]:  # any graph: run_graph
+        other = await dispatch({"project": project, "action": action, "job_id": "rev-j1", "input": inp}, make)
+        assert other["status"] == "FAILED", other
+        assert other["error"] == {"type": "InputError", "message": (
+            f"job_id: 'rev-j1' is a job of swarm/delegate, not {project}/{action}; give this job another job_id (or none)")}
+    again = await dispatch({"project": "swarm", "action": "delegate", "job_id": "rev-j1",
+                            "input": {"task": "Say hello.", "kind": "critical"}}, make)
+    assert again["output"]["text"] == "one answer" and calls == ["draft"]
 
 
 @pytest.mark.parametrize("key", ["", "has space", "x" * 201, "tab\there"])

@@ -3,12 +3,12 @@ synthesizer writes agreements, disagreements and a recommendation naming which m
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.errors import InputError
-from core.rules import Tier, not_blank
+from core.rules import MAX_NAME_CHARS, Tier, not_blank
 from graphs.consensus.state import Participant
 from graphs.context import JobContext
 
@@ -19,10 +19,10 @@ MAX_MODELS = 8
 class ConsensusInput(BaseModel):
     """Input of ``consensus``: the question, the models (default: routing.consensus) and their stances."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # a wrong type is refused, not coerced (true -> 1)
 
     question: str = Field(min_length=1)
-    models: list[str] | None = Field(default=None, min_length=1, max_length=MAX_MODELS)
+    models: list[Annotated[str, Field(max_length=MAX_NAME_CHARS)]] | None = Field(default=None, min_length=1, max_length=MAX_MODELS)
     stances: list[Stance] | None = Field(default=None, min_length=1, max_length=MAX_MODELS)
     tier: Tier | None = None
 

@@ -6,6 +6,7 @@ budget) and catches its own failure, so one model that fails is reported, not fa
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -17,6 +18,9 @@ from graphs.progress import emit, model_progress
 from providers.base import LLMConfig, LLMProvider, TraceStep, listen_to_attempts
 
 Node = Callable[[Any], Awaitable[dict[str, Any]]]
+
+#: the synthesis prompt's own markup (``prompts.synthesis_messages``) in an answer: the model echoed it
+_ECHOED_PROMPT = re.compile(r"</?question>|<answer model=|</answer>")
 
 
 def _node_step(name: str, started: float, detail: str, outcome: str = "ok") -> dict[str, Any]:
@@ -76,6 +80,10 @@ def make_nodes(llm: LLMProvider) -> dict[str, Node]:
             # the positions stand; the missing synthesis is said plainly in result and trace
             return {"synthesis": {"status": "unavailable", "error": str(exc)[:500]},
                     "trace": _attempts(exc) + [_node_step("synthesize", started, "no synthesizer answered", "error")]}
+        if _ECHOED_PROMPT.search(response.text):  # a small model that copies its input is no synthesis
+            detail = f"{response.model} echoed the prompt's markup instead of a synthesis; the positions stand"
+            return {"synthesis": {"status": "unavailable", "model": response.model, "error": detail},
+                    "trace": [a.model_dump() for a in response.attempts] + [_node_step("synthesize", started, detail, "error")]}
         emit("synthesize", f"synthesized by {response.model}")
         synthesis: dict[str, Any] = {"status": "done", "model": response.model, "text": response.text.strip(),
                                      "cost_usd": response.cost_usd}

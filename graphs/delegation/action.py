@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.errors import AllProvidersFailed, InputError
-from core.rules import Tier, not_blank
+from core.rules import MAX_NAME_CHARS, Tier, not_blank
 from graphs.context import JobContext
 from graphs.delegation.history import THREAD_ID_PATTERN, Turn, history_step, window
 
@@ -15,10 +15,10 @@ from graphs.delegation.history import THREAD_ID_PATTERN, Turn, history_step, win
 class DelegateInput(BaseModel):
     """Input of ``delegate``: the task, its kind (a key of routing.delegation) and a tier."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # a wrong type is refused, not coerced (true -> 1)
 
     task: str = Field(min_length=1, description="what to do, in plain words")
-    kind: str = Field(default="bulk_content", description="a key of routing.delegation in config")
+    kind: str = Field(default="bulk_content", max_length=MAX_NAME_CHARS, description="a key of routing.delegation in config")
     tier: Tier | None = Field(
         default=None, description="model tier; default: providers.llm.default"
     )

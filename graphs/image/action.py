@@ -29,6 +29,7 @@ from graphs.image.inputs import (
     RemoveBackgroundInput,
     UpscaleInput,
 )
+from graphs.image.nodes import storage_step
 
 
 async def upscale(inp: UpscaleInput, ctx: JobContext) -> dict[str, Any]:
@@ -76,7 +77,8 @@ async def _run(action: str, inp: ImageInput, options: dict[str, Any], ctx: JobCo
     kind = await anyio.to_thread.run_sync(_check, data, limits, action, options, ctx)
     input_key = inp.key or f"image_tools/{ctx.job_id}/input.{EXT[kind]}"
     if not inp.key:
-        await storage.put(input_key, data, overwrite=True)
+        with storage_step(storage, "put", input_key):
+            await storage.put(input_key, data, overwrite=True)
     graph = image_graph(ctx)
     state = await run_graph(
         graph,

@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from core.rules import MAX_NAME_CHARS
+
 INLINE_MAX_BYTES = 4 * 1024 * 1024
 #: most images one remove_background job takes in ``images``
 MAX_BATCH_IMAGES = 16
@@ -21,7 +23,7 @@ _SOURCES = ("image", "url", "key")
 class ImageSource(BaseModel):
     """One image: exactly one of ``image``, ``url``, ``key``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # a wrong type is refused, not coerced (true -> 1)
 
     image: str | None = Field(
         default=None, description="the image as base64 (or a data:image/...;base64, URL)"
@@ -61,7 +63,7 @@ class UpscaleInput(ImageInput):
     """Upscale with Real-ESRGAN."""
 
     model: str | None = Field(
-        default=None, description="realesrgan-anime-6b, realesrgan-x4plus, realesr-animevideov3-x2/x3/x4"
+        default=None, max_length=MAX_NAME_CHARS, description="realesrgan-anime-6b, realesrgan-x4plus, realesr-animevideov3-x2/x3/x4"
     )
     scale: Literal[2, 3, 4] | None = Field(
         default=None, description="default: the model's, else providers.image.upscale.scale"
@@ -75,11 +77,11 @@ class BackgroundOptions(ImageInput):
     """The background-removal options remove_background and pipeline share."""
 
     model: str | None = Field(
-        default=None, description="isnet-anime, u2netp, u2net; default: providers.image.rembg.model"
+        default=None, max_length=MAX_NAME_CHARS, description="isnet-anime, u2netp, u2net; default: providers.image.rembg.model"
     )
     alpha_matting: bool = False
     only_mask: bool = False
-    background_color: tuple[int, int, int, int] | None = Field(default=None, description="RGBA, each 0-255")
+    background_color: tuple[int, int, int, int] | None = Field(default=None, strict=False, description="RGBA, each 0-255")  # JSON sends a list
 
     @model_validator(mode="after")
     def _colour_range(self) -> BackgroundOptions:
@@ -110,7 +112,7 @@ class RemoveBackgroundInput(BackgroundOptions):
 class PipelineInput(BackgroundOptions):
     """Remove the background, then upscale (alpha kept through the upscale)."""
 
-    model: str | None = Field(default=None, description="background-removal model")
-    upscale_model: str | None = None
+    model: str | None = Field(default=None, max_length=MAX_NAME_CHARS, description="background-removal model")
+    upscale_model: str | None = Field(default=None, max_length=MAX_NAME_CHARS)
     scale: Literal[2, 3, 4] | None = None
     tile: int | None = Field(default=None, ge=0, le=2048)

@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 import io
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from core.errors import InputError, ProviderError, SwarmError
@@ -24,6 +25,23 @@ from providers.base import (
     TracedImageProvider,
     TraceStep,
 )
+
+
+@contextmanager
+def storage_step(storage: StorageProvider, op: str, key: str) -> Iterator[None]:
+    """A storage call that fails leaves its step in the job's trace (backend, key, latency): the
+    error names the store, the trace shows where in the job it stopped. Successful calls add
+    nothing: the image steps already carry the job's latency."""
+    started = time.perf_counter()
+    try:
+        yield
+    except SwarmError as exc:
+        step = TraceStep(step=f"storage.{op}", kind="storage", provider=str(getattr(storage, "name", "") or type(storage).__name__),
+                         latency_ms=(time.perf_counter() - started) * 1000, outcome="error",
+                         error_class=type(exc).__name__, detail=redact(f"{key}: {exc}")[:300])
+        exc.trace = [*(getattr(exc, "trace", None) or []), step.model_dump()]  # type: ignore[attr-defined]
+        raise
+
 
 #: the node that runs remove_background on every image of ``batch``
 BATCH_STEP = "remove_background_batch"
@@ -70,7 +88,8 @@ def make_step(
         index = plan.index(step)
         emit(step, f"{step} ({index + 1}/{len(plan)})", index / len(plan))
         started = time.perf_counter()
-        data = await storage.get(state["current_key"])
+        with storage_step(storage, "get", state["current_key"]):
+            data = await storage.get(state["current_key"])
         provider = provider_for(step)
         if isinstance(provider, TracedImageProvider):
             out, steps = await provider.process_traced(data, ImageAction(step), config)
@@ -85,7 +104,8 @@ def make_step(
                 )
             ]
         key = output_key(state["job_id"], step, fmt)
-        await storage.put(key, out, _content_type(fmt), overwrite=True)
+        with storage_step(storage, "put", key):
+            await storage.put(key, out, _content_type(fmt), overwrite=True)
         return {"current_key": key, "steps_done": [step], "trace": [s.model_dump() for s in steps]}
 
     return node

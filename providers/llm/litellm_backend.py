@@ -44,6 +44,7 @@ _HEALTH_TIMEOUT_S = 3.0
 #: litellm model prefixes whose api_base answers ``GET /models`` (OpenAI-compatible)
 _PROBED_PREFIXES = ("openai/", "deepseek/")
 _litellm: Any = None
+_warmed = False  # warm_litellm has run in this process
 #: litellm's own "this is one of my sub-calls" flag: while it is set, litellm's wrapper skips its
 #: success and failure logging for the call (``None`` where this litellm has no such flag).
 _litellm_internal_call: ContextVar[bool] | None = None
@@ -78,10 +79,14 @@ def warm_litellm() -> None:
     resources (~450 modules, ~0.7 s on a process's first call to an OpenAI-compatible server) and
     ``fastapi.exceptions`` (litellm maps every error through a guardrail check that imports it:
     ~0.6 s on a process's first failover). For a worker's warm-up, never the MCP server's start."""
+    global _warmed
     load_litellm()
+    if _warmed:
+        return
     for module in ("openai.resources", "fastapi.exceptions"):
         with suppress(ImportError):
             importlib.import_module(module)
+    _warmed = True
 
 
 def _load_internal_call_flag() -> None:
@@ -194,7 +199,8 @@ def _retry_after_of(exc: BaseException) -> float | None:
 #: litellm reports some connection failures as HTTP 500 (aiohttp's, for Anthropic): their text says so
 _NO_CONNECTION = re.compile(
     r"cannot connect to host|connection refused|name or service not known|domain name not found|"
-    r"temporary failure in name resolution|nodename nor servname|getaddrinfo failed", re.IGNORECASE)
+    r"temporary failure in name resolution|nodename nor servname|getaddrinfo failed|"
+    r"^(?:\w+: )*(?:\w+Exception - )?connection error\.?$", re.IGNORECASE)
 #: "AuthenticationError: AuthenticationError: ..." (litellm's class name, then the same again)
 _REPEATED_HEAD = re.compile(r"^(\w+): \1: ")
 #: " Handle with `InternalServerError`." and the like: advice to litellm's own callers
@@ -363,7 +369,8 @@ class LiteLLMModel:
     async def complete(self, messages: list[Message], config: LLMConfig) -> LLMResponse:
         """One call, no retries; failures raise a ``ProviderError`` subclass."""
         api_key = self._api_key()
-        litellm = load_litellm()  # the process's one-off import is no provider's latency
+        warm_litellm()  # the process's one-off imports (~2 s with the first failure's) are no provider's latency
+        litellm = load_litellm()
         started = time.perf_counter()
         if self.local_servers is not None and self.spec.local_server is not None:
             await self.local_servers.ensure(self.name, self.spec)
@@ -389,6 +396,7 @@ class LiteLLMModel:
                 crash = await self.local_servers.crash_report(self.name)
                 if crash is not None:
                     error = ProviderUnavailable(self.provider, crash, model=self.name)
+            error.latency_ms = (time.perf_counter() - started) * 1000  # the router's clock holds the import
             raise error from None
         latency = (time.perf_counter() - started) * 1000
         if guard is not None:

@@ -24,6 +24,7 @@ import fcntl
 import importlib.util
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -367,12 +368,21 @@ def _terminate(process: subprocess.Popen[bytes]) -> None:
         process.wait(5)
 
 
+#: a log line that says what went wrong (uvicorn logs its shutdown after the cause)
+_CAUSE = re.compile(r"error|errno|exception|fatal|failed|cannot|no such|denied|killed", re.IGNORECASE)
+
+
 def _tail(path: Path, lines: int = 3) -> str:
+    """The last ``lines`` lines of the log, after the last line before them that names an error
+    (``[Errno 98] address already in use`` comes before uvicorn's three lines of shutdown)."""
     try:
-        text = path.read_text(errors="replace").strip().splitlines()[-lines:]
+        every = path.read_text(errors="replace").strip().splitlines()
     except OSError:
         return "(no log)"
-    return redact(" | ".join(text))[-600:]
+    last = every[-lines:]
+    cause = next((line for line in reversed(every[:-lines]) if _CAUSE.search(line)), None)
+    shown = " | ".join(last) if cause is None else f"{cause[:300]} | ... | " + " | ".join(last)
+    return redact(shown)[-900:]
 
 
 _default: LocalServerManager | None = None

@@ -139,7 +139,8 @@ class LLMRouter:
             try:
                 response = await self.models[name].complete(messages, config)
             except ProviderError as exc:
-                latency = (time.perf_counter() - started) * 1000
+                # the backend's own measure leaves out a one-off import (litellm's, on a first call)
+                latency = exc.latency_ms if exc.latency_ms is not None else (time.perf_counter() - started) * 1000
                 detail = redact(str(exc))
                 self.circuits.record_failure(name, detail)
                 attempts.append(

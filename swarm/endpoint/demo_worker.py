@@ -2,7 +2,7 @@
 
 ``python -m swarm.endpoint.demo_worker`` runs the real SDK worker loop with ``handler``.
 Input ``{"sleep_s": 0.1, "progress": 2, "fail": "message", "echo": ...}``: sends ``progress``
-updates, sleeps, then fails with ``{"error": {...}}`` or answers like the swarm handler does.
+updates, sleeps, then fails with ``error`` (a string, as RunPod takes it) or answers like the swarm handler does.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import asyncio
 import os
 from typing import Any
 
-from swarm.envelope import JobEnvelope
+from swarm.envelope import JobEnvelope, for_runpod
 
 
 async def handler(job: dict[str, Any]) -> dict[str, Any]:
@@ -32,7 +32,7 @@ async def handler(job: dict[str, Any]) -> dict[str, Any]:
         envelope = envelope.failed({"type": "InputError", "message": str(body["fail"])}, output=None)
     if body.get("raise"):
         raise RuntimeError(str(body["raise"]))
-    return envelope.to_dict()
+    return for_runpod(envelope.to_dict())
 
 
 def main() -> None:

@@ -8,11 +8,14 @@ server's event loop; nothing here is thread-safe and nothing needs to be.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
+
+log = logging.getLogger("swarm.endpoint")
 
 FINAL_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"})
 MB = 1024 * 1024
@@ -239,8 +242,15 @@ class JobStore:
         if body.get("status") == "IN_PROGRESS":
             job.progress = body.get("output")
             return "progress"
-        if body.get("error"):
-            self._finish(job, "FAILED", output=body.get("output"), error=body["error"])
+        error = body.get("error")
+        if error and not isinstance(error, str):
+            # RunPod takes ``error`` as a string only; anything else ends the job COMPLETED with no
+            # output (runpod-python#299), so a handler that sends one loses its result there, and here
+            log.warning("job %s: the handler's error is a %s, not a string; RunPod would drop the result",
+                        job.id, type(error).__name__)
+            self._finish(job, "COMPLETED", output=None)
+        elif error:
+            self._finish(job, "FAILED", output=body.get("output"), error=error)
         else:
             self._finish(job, "COMPLETED", output=body.get("output"))
         return job.status

@@ -50,6 +50,13 @@ class RemoteExecutor(Executor, Protocol):
         ...
 
 
+@runtime_checkable
+class AdoptsImages(Protocol):
+    """A remote executor that brings a worker's inline images into this side's storage."""
+
+    async def adopt_images(self, job: dict[str, Any], envelope: dict[str, Any]) -> dict[str, Any]: ...
+
+
 def runpod_worker() -> bool:
     """Running as a RunPod worker (RunPod sets these; so does ``scripts/worker-image check``): it
     has ``RUNPOD_ENDPOINT_ID`` set by RunPod and no key, and takes jobs from the queue."""
@@ -91,6 +98,8 @@ def make_executor(config: Any, runtime: Any) -> Executor:
         key,
         poll_interval_s=spec.poll_interval_s,
         timeout_s=spec.timeout_s,
+        # this side's disk is no storage the worker shares: image results come back inline
+        local_storage=(lambda: runtime.providers().storage) if config.providers.storage.default == "local" else None,
     )
 
 

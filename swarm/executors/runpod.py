@@ -10,18 +10,21 @@ cancelled too. The API key never appears in a log, a trace or an error.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import logging
 import math
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
 
+from core.errors import SwarmError
 from core.redact import redact, redact_data
+from graphs.actions import ACTIONS
 from graphs.context import ProgressFn
 from providers.base import TraceStep
 from swarm.envelope import JobEnvelope
@@ -58,6 +61,9 @@ class RunPodExecutor:
         execution_timeout_s: sent as ``policy.executionTimeout`` when set.
         max_retries: retries of one request on 429, 5xx or a refused connection (``/run``: on 429
             or a refused connection only, ``RUN_RETRY_STATUSES``).
+        local_storage: this side's storage (a factory), when it is the local filesystem: an
+            image a worker on its own disk sent inline is stored here under the same key by
+            ``adopt_images`` (url, previews, resources).
     """
 
     def __init__(
@@ -72,6 +78,7 @@ class RunPodExecutor:
         execution_timeout_s: float | None = None,
         max_retries: int = 5,
         follow_stream: bool = True,
+        local_storage: Callable[[], Any] | None = None,
     ) -> None:
         self.root = f"{base_url.rstrip('/')}/{endpoint_id}"
         self.endpoint_id = endpoint_id
@@ -82,6 +89,7 @@ class RunPodExecutor:
         self.execution_timeout_s = execution_timeout_s
         self.max_retries = max_retries
         self.follow_stream = follow_stream
+        self._local_storage = local_storage
 
     def __repr__(self) -> str:
         return f"RunPodExecutor(root={self.root!r})"
@@ -222,7 +230,37 @@ class RunPodExecutor:
                 if job_id is not None:
                     await self._cancel_quietly(http, job_id)
                 raise
-        return self.envelope(job, job_id, final, started)
+        return await self.adopt_images(job, self.envelope(job, job_id, final, started))
+
+    # --- image results when this side's storage is its own disk --------------------------------
+
+    async def adopt_images(self, job: dict[str, Any], envelope: dict[str, Any]) -> dict[str, Any]:
+        """Store the images a worker on its own disk sent inline (``handler``: ``file://`` URLs
+        there reach no client) in this side's storage under their keys, with this side's url;
+        the base64 stays only where the job asked for it. An image that cannot be stored here
+        keeps the worker's key and url, with a note; the job's result stands either way."""
+        output = envelope.get("output")
+        if self._local_storage is None or job.get("project") != "image_tools" or not isinstance(output, dict):
+            return envelope
+        asked = isinstance(job.get("input"), dict) and bool(job["input"].get("inline"))
+        results = output.get("results")
+        entries: list[Any] = results if isinstance(results, list) else [output]
+        for entry in entries:
+            if not (isinstance(entry, dict) and entry.get("image_key") and str(entry.get("url", "")).startswith("file:")):
+                continue  # a store both sides reach (S3), or no image
+            data = entry.get("image_b64") if asked else entry.pop("image_b64", None)
+            if not isinstance(data, str):
+                entry["note"] = "the image stays on the worker's disk (not sent inline: send inline, or use S3 on both sides)"
+                continue
+            key = str(entry["image_key"])
+            try:
+                storage = self._local_storage()
+                await storage.put(key, base64.b64decode(data, validate=True), overwrite=True)
+                entry["url"] = await storage.url(key)
+            except (SwarmError, OSError, ValueError) as exc:  # binascii.Error is a ValueError
+                log.warning("image %s of job %s not stored here: %s", key, envelope.get("job_id"), redact(str(exc)))
+                entry["note"] = f"the image could not be stored here ({type(exc).__name__}); the url is the worker's"
+        return envelope
 
     async def _cancel_quietly(self, http: httpx.AsyncClient, job_id: str) -> None:
         try:
@@ -264,7 +302,15 @@ class RunPodExecutor:
             output = output[-1]  # a generator handler with return_aggregate_stream: the envelope is last
         # The swarm handler answers with an envelope; any other handler's output is the job's output.
         sent = JobEnvelope.from_dict(output, job, job_id) if isinstance(output, dict) and "status" in output else None
-        if status == "COMPLETED":
+        if status == "COMPLETED" and sent is None and output is None and job.get("project") in ACTIONS:
+            # RunPod's answer to a handler error that was no string: a worker image older than
+            # this client (its handler sent the error as an object), whose error was dropped
+            envelope = JobEnvelope.for_job(job, job_id).failed({
+                "type": "WorkerError",
+                "message": f"RunPod job {job_id} ended COMPLETED with no output: the worker's error was lost on the way"
+                           " (a worker image older than this client sends it as an object); rebuild and redeploy the image",
+            })
+        elif status == "COMPLETED":
             envelope = sent or JobEnvelope.for_job(job, job_id, output=output)
         elif status == "FAILED":
             envelope = (sent or JobEnvelope.for_job(job, job_id)).failed(worker_error(state.get("error")))
@@ -313,14 +359,25 @@ async def _forward(progress: ProgressFn, update: Any) -> None:
         await progress("worker", redact(str(update))[:200], None)
 
 
-def worker_error(raw: Any) -> dict[str, str]:
+#: what a swarm error carries besides type and message (``SwarmError.to_dict``)
+_ERROR_KEYS = ("type", "message", "attempts", "field", "key", "partial")
+
+
+def worker_error(raw: Any) -> dict[str, Any]:
     """RunPod's ``error`` field as ``{type, message}``, with no traceback and no secret.
 
-    The swarm handler sends ``{type, message}``; a handler that raised gets the SDK's JSON
+    The swarm handler sends the JSON string of ``{type, message, ...}`` (``handler.for_runpod``;
+    its other keys, such as ``attempts``, are kept); a handler that raised gets the SDK's JSON
     string with ``error_type``, ``error_message`` and a traceback (dropped here).
     """
+    if isinstance(raw, str):
+        with contextlib.suppress(ValueError):
+            decoded = json.loads(raw)
+            if isinstance(decoded, dict) and "message" in decoded and "type" in decoded:
+                raw = decoded
     if isinstance(raw, dict) and "message" in raw:
-        return {"type": str(raw.get("type") or "WorkerError"), "message": redact(str(raw["message"]))}
+        kept = redact_data({k: raw[k] for k in _ERROR_KEYS if k in raw})  # never a worker's traceback
+        return {**kept, "type": str(raw.get("type") or "WorkerError"), "message": redact(str(raw["message"]))}
     if isinstance(raw, str):
         with contextlib.suppress(ValueError):
             info = json.loads(raw)
