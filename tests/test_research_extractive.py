@@ -137,10 +137,19 @@ def test_a_passage_inside_a_tilde_or_four_backtick_fence_gets_that_fence_so_its_
 
 def test_the_opening_says_the_sources_do_not_answer_when_no_sentence_shares_enough_of_the_question():
     """BM25 ranked a passage sharing one word ("queue") first and its best sentence opened the
-    report as the answer; a sentence must share two of the question's terms (30% of a long one's)."""
+    report as the answer; a sentence must share two of a longer question's terms (30% of a long one's)."""
     off_topic = "When will Bigq add a queue dashboard, and how are its release notes written?"
     report = extractive_report(off_topic, [], SOURCES, PASSAGES)
     assert report.split("## What the sources say")[0].strip() == f"## In short\n\n{NO_ANSWER}"
     answered = extractive_report(QUESTION, [], SOURCES, PASSAGES)
     assert NO_ANSWER not in answered and "FifoQueue" in answered.split("## What the sources say")[0]
-    assert opening_floor({"queue"}) == 1 and opening_floor(set("abcde")) == 2 and opening_floor(set("abcdefghij")) == 3
+    assert opening_floor({"queue"}) == opening_floor(set("abc")) == 1
+    assert opening_floor(set("abcde")) == 2 and opening_floor(set("abcdefghij")) == 3
+
+
+def test_a_passage_that_ends_inside_a_code_block_is_quoted_with_its_fence_closed():
+    """portalocker's README: a passage cut inside a code block was quoted as "...failures:
+    ```python import portalocker [1]." and the unclosed fence hid the report's Sources section."""
+    text = "Handle contention separately from other failures:\n\n```python\nimport portalocker\n"
+    assert flatten(text) == "Handle contention separately from other failures: ```python import portalocker ```"
+    assert flatten("Run it:\n\n```console\npip install x\n```\n\nDone.") == "Run it: ```console pip install x ``` Done."

@@ -48,6 +48,9 @@ def flatten(text: str, code_fence: str | None = None) -> str:
     A table row (a line starting with ``|``) is no sentence: its cells joined would be quoted as
     one, cited, and read as prose.
 
+    A passage that ends inside a fenced code block gets that block's closing fence (an unclosed
+    fence in a quote turns the rest of the report, Sources included, into code).
+
     ``code_fence``: the passage starts inside a fenced code block opened by this mark
     (``split_passages`` says so); it gets the opening fence it lacks (the block's own mark, so
     that its closing fence closes it), and its first lines read as code, not as an uncited sentence.
@@ -63,6 +66,8 @@ def flatten(text: str, code_fence: str | None = None) -> str:
             if out and out[-1] not in ".!?:;":
                 out += "."
         out = f"{out} {line}" if out else line
+    if out.count("```") % 2:  # the passage ends inside a code block: closed here, or the quote's
+        out += " ```"  # open fence would swallow the rest of the report, Sources included
     return " ".join(out.split())
 
 
@@ -117,9 +122,10 @@ def _ranked(query: str, pool: Sequence[tuple[int, str]]) -> list[int]:
 
 def opening_floor(terms: set[str]) -> int:
     """How many of the question's terms a sentence must share to open the report as its answer:
-    two (one for a one-term question), and 30% of them for a long question. A passage that
-    BM25 ranks first may share one word with the question and answer nothing."""
-    return max(min(2, len(terms)), round(0.3 * len(terms)))
+    one for a short question (up to three terms: "How does the fallback work?"), else two, and
+    30% of them for a long one. A passage that BM25 ranks first may share one word of a long
+    question with it and answer nothing."""
+    return 1 if len(terms) <= 3 else max(2, round(0.3 * len(terms)))
 
 
 def _opening(question: str, pool: Sequence[tuple[int, str]], used: set[str]) -> list[str]:
