@@ -66,14 +66,17 @@ def test_extractive_sub_query_headings_read_as_searches_not_statements():
 
 
 def test_an_abstractive_heading_with_a_number_or_code_no_source_holds_is_dropped():
+    """A section's own number ("1.", "Step 2:") is the writer's order, not a claim; a number in
+    the heading's text ("3) Retries since 2019") still has to be in a source."""
     passages = {1: [_passage("The router retries three times before it gives up.")]}
-    report = ("## Retries since 2019\n\nThe router retries three times before it gives up [1].\n\n"
+    report = ("## 3) Retries since 2019\n\nThe router retries three times before it gives up [1].\n\n"
               "## Calling `retry_all()`\n\nThe router retries three times before it gives up, really [1].\n\n"
-              "## How retries work\n\nIt retries three times before it gives up [1].\n")
+              "## 1. How retries work\n\nIt retries three times before it gives up [1].\n\n"
+              "## Step 2: Giving up\n\nThe router gives up after three retries [1].\n")
     checked = ground(report, passages)
     assert "2019" not in checked.report and "retry_all" not in checked.report
-    assert "## How retries work" in checked.report
-    assert {u["sentence"] for u in checked.unsupported} >= {"Retries since 2019", "Calling `retry_all()`"}
+    assert "## 1. How retries work" in checked.report and "## Step 2: Giving up" in checked.report
+    assert {u["sentence"] for u in checked.unsupported} >= {"3) Retries since 2019", "Calling `retry_all()`"}
 
 
 def test_table_rows_are_not_quoted_as_sentences_and_a_separator_never_stays_alone():
@@ -165,13 +168,3 @@ def test_a_lone_identifier_is_no_sub_query_but_a_phrase_naming_one_is():
     for fine in ("max_sources limit", "python-dotenv", "langgraph", "Python 3.11 tomllib", "HTTP/2 support in httpx",
                  "RUNPOD_LOG_LEVEL", "max_tokens", "python-3.12", "swarm-mcp-1.0.0"):  # names a corpus holds
         assert junk_form(fine) is None, fine
-
-
-def test_a_numbered_heading_is_the_writers_order_not_a_claim():
-    passages = {1: [_passage("The router retries three times before it gives up.")]}
-    report = ("## 1. Serving\n\nThe router retries three times before it gives up [1].\n\n"
-              "## Step 2: Workers\n\nIt retries three times before it gives up [1].\n\n"
-              "## 3) Retries since 2019\n\nThe router retries three times before it gives up, really [1].\n")
-    checked = ground(report, passages)
-    assert "## 1. Serving" in checked.report and "## Step 2: Workers" in checked.report
-    assert "2019" not in checked.report  # a number in the heading's text still has to be in a source
