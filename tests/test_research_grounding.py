@@ -95,6 +95,23 @@ def test_remarks_headings_and_questions_are_not_factual():
     assert result.factual == 0 and result.support is None and result.report == report
 
 
+
+def test_a_colon_sentence_that_leads_into_nothing_is_a_claim():
+    # the keyless 135M writer's whole report on uvicorn once was one invented, uncited sentence
+    # about another package ending in ':'; read as a lead-in, it passed as "no claim at all"
+    invented = "The router is a protocol that lets servers talk to clients over any host:"
+    for report in (invented + "\n", f"{invented}\n\n## Next\n\nWhat about retries?\n"):
+        result = ground(report, PASSAGES)
+        assert result.factual == 1 and result.supported == 0, report
+        assert invented not in result.report
+        assert result.unsupported[0]["reason"] == "states a fact without citing a source"
+    # a lead-in to a list, a block or a paragraph is still no claim of its own
+    for follows in ("- the next model of the fallback chain [1]", "```\nretry()\n```", "When a model fails [1]."):
+        led = ground(f"The router does this:\n\n{follows}\n", PASSAGES)
+        assert "The router does this:" in led.report, follows
+    mid = ground("In short: a circuit opens after 3 failures [1].", PASSAGES)
+    assert mid.factual == 1 and mid.supported == 1
+
 def test_repeated_sentences_and_lines_are_dropped_by_normalised_comparison():
     text = (
         "# Report\n\n"

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from graphs.research.citations import CITE_MARKER, invalid_citation, marker_ids
-from graphs.research.markdown_blocks import drop_empty_sections, rewrite_sentences
+from graphs.research.markdown_blocks import dangling_lead_ins, drop_empty_sections, rewrite_sentences
 from graphs.research.passages import Passage, content_stems, numbers_in
 
 #: share of a sentence's content words one cited passage must contain
@@ -133,12 +133,12 @@ def drop_repeats(text: str, passages: Mapping[int, Sequence[Passage]] | None = N
     return rewrite_sentences(text, keep, keep_line), dropped
 
 
-def is_factual(claim: str, *, cited: bool) -> bool:
+def is_factual(claim: str, *, cited: bool, lead_in: bool = True) -> bool:
     """Whether a sentence states something a source must back: not a question, a lead-in
-    (ends with ':'), a fragment of under two content words, or an uncited remark that the
-    sources do not cover something."""
+    (ends with ':' and, ``lead_in``, something follows it), a fragment of under two content
+    words, or an uncited remark that the sources do not cover something."""
     plain = _LINK.sub(r"\1", claim).replace("*", "").replace("_", " ").strip()
-    if plain.endswith(("?", ":")) or len(content_stems(plain)) < 2:
+    if plain.endswith("?") or (lead_in and plain.endswith(":")) or len(content_stems(plain)) < 2:
         return False
     return cited or not (_ABOUT_SOURCES.search(plain) and _NEGATION.search(plain))
 
@@ -293,6 +293,7 @@ def ground(
     valid = set(passages)
     names = titles or {}
     settled = verdicts or {}
+    dangling = dangling_lead_ins(report)
 
     def keep(sentence: str) -> bool:
         markers = list(CITE_MARKER.finditer(_CODE_SPAN.sub("", sentence)))  # `a[0]` is code, not a citation
@@ -304,7 +305,7 @@ def ground(
                 result.invalid += [invalid_citation(marker.group(0), i, valid) for i in marker_ids(marker.group(1))]
             result.unsupported.append({"sentence": claim, "source_ids": ids, "reason": "cites only sources that were never retrieved"})
             return False
-        if not is_factual(claim, cited=bool(ids)):
+        if not is_factual(claim, cited=bool(ids), lead_in=sentence not in dangling):
             return True
         result.factual += 1
         if not good:

@@ -98,6 +98,29 @@ def rewrite_sentences(text: str, keep: Callable[[str], bool], keep_line: Callabl
     return re.sub(r"\n{3,}", "\n\n", "\n".join(_drop_orphan_separators(out))).strip() + "\n"
 
 
+
+def dangling_lead_ins(text: str) -> set[str]:
+    """The sentences that end a line with ':' and lead into nothing: after them comes only a
+    heading, or the end of the text. Such a sentence is a statement cut short, not a lead-in
+    (a keyless writer's whole invented report was one, and read as no claim at all)."""
+    found: set[str] = set()
+    in_code = False
+    lines = _reflow(text)
+    for index, (line, fence) in enumerate(zip(lines, _fenced(lines), strict=True)):
+        if fence:
+            in_code = not in_code
+            continue
+        if in_code or not line.strip() or _HEADING.match(line):
+            continue
+        prefix = _PREFIX.match(line).group(1)  # type: ignore[union-attr]
+        sentences = split_sentences(line[len(prefix):])
+        if not sentences or not sentences[-1].rstrip().endswith(":"):
+            continue
+        after = next((later for later in lines[index + 1:] if later.strip()), None)
+        if after is None or _HEADING.match(after):
+            found.add(sentences[-1])
+    return found
+
 _TABLE_SEPARATOR = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(?:\|\s*:?-{3,}:?\s*)*\|?\s*$")
 
 
