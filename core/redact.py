@@ -1,16 +1,19 @@
 """One redaction layer for logs, traces, errors and job results.
 
 Patterns catch the shapes of well-known secrets; on top of that, the value of every
-environment variable whose name ends in KEY, TOKEN or SECRET (and of every config field named
-like a secret) is replaced wherever it appears.
+environment variable whose name ends in KEY, TOKEN or SECRET, or that config names as holding a
+secret (``api_key_env: MY_CREDENTIAL``), and of every config field named like a secret, is
+replaced wherever it appears, as written and as an upstream may echo it escaped (JSON, URL).
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import re
+import urllib.parse
 from collections.abc import Iterable
 from typing import Any
 
@@ -30,13 +33,15 @@ _PATTERNS: tuple[re.Pattern[str], ...] = tuple(
         r"hf_[A-Za-z0-9]{30,}",  # Hugging Face tokens
         # Below, group 1 is kept and only what follows it is masked.
         r"(?i)(bearer\s+)[A-Za-z0-9._~+/\-]{8,}=*",
-        r"(?i)([?&](?:x-amz-signature|x-amz-credential|x-amz-security-token|signature|sig|api_key|apikey|key|token|access_token)=)[^&\s\"']+",
-        r"(?i)((?:aws_secret_access_key|api_key|apikey|x-api-key)[\"']?\s*[=:]\s*[\"']?)[A-Za-z0-9/+_\-]{8,}",
-        r"(?i)((?:access_token|refresh_token|client_secret|x-goog-api-key|password|passwd)[\"']?\s*[=:]\s*[\"']?)"
+        r"(?i)([?&](?:x-amz-signature|x-amz-credential|x-amz-security-token|signature|sig|api_key|apikey|api-key|key|token"
+        r"|access_token|private_token|code|auth|secret)=)[^&\s\"']+",
+        r"(?i)((?:aws_secret_access_key|secretaccesskey|api_key|apikey|api-key)[\"']?\s*[=:]\s*[\"']?)[A-Za-z0-9/+_\-]{8,}",
+        r"(?i)((?:access_token|refresh_token|client_secret|x-goog-api-key|x-auth-token|password|passwd|cookie)[\"']?\s*[=:]\s*[\"']?)"
         r"[^\s\"'&,;]{6,}",
         r"(?i)([?&](?:x-goog-signature|x-goog-credential|awsaccesskeyid)=)[^&\s\"']+",
-        r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?(?:basic|token)\s+)[A-Za-z0-9._~+/=\-]{8,}",
-        r"([a-z][a-z0-9+.\-]*://[^:/@\s\"']+:)[^@/\s\"']+(?=@)",  # the password in scheme://user:pass@host
+        r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?(?:basic|token|aws4-hmac-sha256)\s+)[^\r\n\"']{8,}",
+        r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?digest\s+)[^\r\n]{8,}",  # quoted parameters: the rest of the line
+        r"([a-z][a-z0-9+.\-]*://[^:/@\s\"']*:)[^@/\s\"']+(?=@)",  # the password in scheme://user:pass@host (user may be empty)
     )
 )
 
@@ -57,13 +62,16 @@ _ANY_PATTERN = re.compile("|".join(_scoped(p.pattern) for p in _PATTERNS))
 #: the pair).
 _TRIGGERS: tuple[str, ...] = (
     "sk-", "tvly-", "aiza", "akia", "asia", "rpa_", "ya29.", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "hf_",
-    "bearer", "signature=", "credential=", "token=", "sig=", "key=", "awsaccesskeyid=",
-    "aws_secret_access_key", "api_key", "apikey", "api-key",
+    "bearer", "signature=", "credential=", "token=", "sig=", "key=", "awsaccesskeyid=", "code=", "auth=", "secret=",
+    "aws_secret_access_key", "secretaccesskey", "api_key", "apikey", "api-key", "x-auth-token", "cookie",
     "access_token", "refresh_token", "client_secret", "password", "passwd", "authorization", "://",
 )
 
 _SECRET_ENV_SUFFIXES = ("KEY", "TOKEN", "SECRET", "PASSWORD", "KEYS", "TOKENS", "SECRETS", "_DSN")
 _extra_secrets: set[str] = set()
+#: names of environment variables that config says hold a secret (``api_key_env``, ``auth_tokens_env``),
+#: whatever their names end in
+_secret_env_names: set[str] = set()
 #: no pattern matches fewer characters, and no secret value is shorter (``register_secret``,
 #: ``_env_secrets``): a shorter string is returned as it is (tests/test_security_secrets.py checks it)
 MIN_SECRET_CHARS = 6
@@ -75,9 +83,15 @@ def register_secret(value: str | None) -> None:
         _extra_secrets.add(value)
 
 
+def register_secret_env(name: str | None) -> None:
+    """Treat the value of environment variable ``name`` as a secret, now and whenever it changes."""
+    if name:
+        _secret_env_names.add(name)
+
+
 def _env_secrets() -> Iterable[str]:
     for name, value in os.environ.items():
-        if name.upper().endswith(_SECRET_ENV_SUFFIXES) and value and len(value) >= MIN_SECRET_CHARS:
+        if (name.upper().endswith(_SECRET_ENV_SUFFIXES) or name in _secret_env_names) and value and len(value) >= MIN_SECRET_CHARS:
             yield value
             yield from _pieces(value)
 
@@ -92,18 +106,27 @@ def _pieces(value: str) -> Iterable[str]:
             yield token
 
 
+def _forms(value: str) -> set[str]:
+    """``value`` and the forms an upstream echoes it in: JSON-escaped (``\\"``, ``\\\\``, ``\\u00e9``)
+    and URL-quoted (``%2B``, ``+`` for a space): a key with ``+/=`` came back in either, unmasked."""
+    forms = {value, json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1],
+             urllib.parse.quote(value, safe=""), urllib.parse.quote(value), urllib.parse.quote_plus(value)}
+    return {form for form in forms if len(form) >= MIN_SECRET_CHARS}
+
+
 @functools.lru_cache(maxsize=8)
 def _values_pattern(values: frozenset[str]) -> tuple[re.Pattern[str] | None, re.Pattern[str]]:
-    """(the secret values, one scan for a value or any pattern's shape)."""
+    """(the secret values in every form ``_forms`` gives, one scan for a value or any pattern's shape)."""
     if not values:
         return None, _ANY_PATTERN
-    alternatives = "|".join(re.escape(v) for v in sorted(values, key=len, reverse=True))
+    every = set().union(*(_forms(v) for v in values))
+    alternatives = "|".join(re.escape(v) for v in sorted(every, key=len, reverse=True))
     return re.compile(alternatives), re.compile(f"{alternatives}|{_ANY_PATTERN.pattern}")
 
 
 #: (the environment it was built from, the extra secrets it holds, the patterns): rebuilt when
 #: either changed, so a secret set in the environment at any time is redacted from then on
-_cached: tuple[dict[Any, Any], frozenset[str], tuple[re.Pattern[str] | None, re.Pattern[str]]] | None = None
+_cached: tuple[dict[Any, Any], tuple[frozenset[str], frozenset[str]], tuple[re.Pattern[str] | None, re.Pattern[str]]] | None = None
 
 
 def _environment() -> dict[Any, Any]:
@@ -116,12 +139,13 @@ def _current_patterns() -> tuple[re.Pattern[str] | None, re.Pattern[str]]:
     global _cached
     environment = _environment()
     cached = _cached
-    if cached is not None and cached[0] == environment and cached[1] == _extra_secrets:
+    if cached is not None and cached[0] == environment and cached[1] == (_extra_secrets, _secret_env_names):
         return cached[2]
     snapshot = dict(environment)  # before the scan: a change during it shows at the next call
     extra = frozenset(_extra_secrets)
+    names = frozenset(_secret_env_names)
     patterns = _values_pattern(frozenset({*extra, *_env_secrets()}))
-    _cached = (snapshot, extra, patterns)
+    _cached = (snapshot, (extra, names), patterns)
     return patterns
 
 
@@ -239,12 +263,17 @@ def is_secret_entry(key: object, value: object) -> bool:
 
 def register_config_secrets(data: Any) -> int:
     """Register every value in operator config whose key names a secret (``SECRET_KEY_NAME``:
-    ``api_key``, ``x-api-key``, ``Authorization``, ``*_token``, ``password``, ``dsn``, ...); call
-    it whenever a config is loaded. Returns the count."""
+    ``api_key``, ``x-api-key``, ``Authorization``, ``*_token``, ``password``, ``dsn``, ...), and
+    every environment variable a ``*_env`` key of such a name points at (``api_key_env``,
+    ``auth_tokens_env``: its value is a secret whatever the variable is called); call it whenever
+    a config is loaded. Returns the count."""
     count = 0
     if isinstance(data, dict):
         for key, value in data.items():
-            if isinstance(value, str) and is_secret_entry(key, value) and len(value) >= MIN_SECRET_CHARS:
+            if isinstance(value, str) and str(key).endswith("_env") and SECRET_KEY_NAME.search(str(key)[:-4]):
+                register_secret_env(value)
+                count += 1
+            elif isinstance(value, str) and is_secret_entry(key, value) and len(value) >= MIN_SECRET_CHARS:
                 register_secret(value)
                 count += 1
             else:

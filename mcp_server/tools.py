@@ -21,7 +21,7 @@ from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.rules import IDEMPOTENCY_KEY_PATTERN, MAX_IDEMPOTENCY_KEY_CHARS, Tier
+from core.rules import IDEMPOTENCY_KEY_PATTERN, MAX_IDEMPOTENCY_KEY_CHARS, MAX_NAME_CHARS, Tier
 from graphs.actions import action_module
 from mcp_server.calls import run_job, server_state
 from mcp_server.outputs import ConsensusOutput, DelegateOutput, ImageOutput, ResearchOutput
@@ -120,7 +120,7 @@ def _register_delegate(server: Any, config: Any) -> None:
         task: Annotated[str, Field(description="what to do, in plain words",
                                    json_schema_extra={"minLength": 1, "maxLength": max_chars})],
         ctx: Context,
-        kind: Annotated[str, Field(description=f"one of {kinds}", max_length=64)] = "bulk_content",
+        kind: Annotated[str, Field(description=f"one of {kinds}", max_length=MAX_NAME_CHARS)] = "bulk_content",
         tier: Annotated[Tier | None, Field(description="default: providers.llm.default")] = None,
         thread_id: ThreadId = None,
         idempotency_key: IdempotencyKey = None,
@@ -148,7 +148,7 @@ def _register_research(server: Any, config: Any) -> None:
         depth: Literal["quick", "standard", "deep"] = "standard",
         mode: Literal["extractive", "abstractive", "auto"] = "auto",
         max_sources: Annotated[int, Field(ge=1, le=20, description="most sources kept after ranking")] = 8,
-        backends: Annotated[list[Annotated[str, Field(max_length=64)]] | None, Field(
+        backends: Annotated[list[Annotated[str, Field(max_length=MAX_NAME_CHARS)]] | None, Field(
             max_length=8, description="in order; default providers.search.fallback_chain")] = None,
         thread_id: ThreadId = None,
         idempotency_key: IdempotencyKey = None,
@@ -173,7 +173,7 @@ def _register_consensus(server: Any, config: Any) -> None:
     async def consensus(
         question: Annotated[str, Field(json_schema_extra={"minLength": 1, "maxLength": config.limits.max_task_chars})],
         ctx: Context,
-        models: Annotated[list[Annotated[str, Field(max_length=64)]] | None, Field(
+        models: Annotated[list[Annotated[str, Field(max_length=MAX_NAME_CHARS)]] | None, Field(
             min_length=1, max_length=MAX_MODELS, description=f"models or families; {default}")] = None,
         stances: Annotated[list[Literal["for", "against", "neutral"]] | None, Field(
             max_length=MAX_MODELS, description="one per model")] = None,
@@ -202,8 +202,8 @@ ReturnB64 = Annotated[bool, Field(description="also as base64, up to mcp.max_inl
 Scale = Annotated[Literal[2, 3, 4] | None, Field(description="default: the model's")]
 Tile = Annotated[int | None, Field(ge=0, le=2048, description="tile size in input pixels; 0: none")]
 UpscaleModel = Annotated[str | None, Field(
-    max_length=64, description="realesrgan-anime-6b (default), realesrgan-x4plus, realesr-animevideov3-x2/x3/x4")]
-RembgModel = Annotated[str | None, Field(max_length=64, description="isnet-anime (default), u2netp, u2net")]
+    max_length=MAX_NAME_CHARS, description="realesrgan-anime-6b (default), realesrgan-x4plus, realesr-animevideov3-x2/x3/x4")]
+RembgModel = Annotated[str | None, Field(max_length=MAX_NAME_CHARS, description="isnet-anime (default), u2netp, u2net")]
 Rgba = Annotated[tuple[int, int, int, int] | None, Field(description="RGBA 0-255 to fill the background")]
 
 

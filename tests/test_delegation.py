@@ -129,6 +129,8 @@ async def test_a_chain_down_at_the_revision_keeps_the_draft_and_review_as_partia
          "input.models.0: String should have at most 100 characters"),
         ({"project": "image_tools", "action": "upscale", "input": {"image": "aGk=", "model": "M" * 1000}},
          "input.model: String should have at most 100 characters"),
+        ({"project": "swarm", "action": "research", "input": {"question": "q", "backends": ["x" * 100_000]}},
+         "input.backends.0: String should have at most 100 characters"),
         ("not an object", "job: must be an object with project, action and input, not str"),
         ({"project": "swarm", "action": "research", "input": {"question": "q", "max_sources": True}},
          "input.max_sources: Input should be a valid integer"),

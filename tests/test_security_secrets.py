@@ -48,6 +48,14 @@ CONTEXTS = {
     "aws-secret": ("aws_secret_access_key = {}", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
     "dsn-password": ("postgresql://swarm:{}@db.internal:5432/swarm", "pg-planted-pass"),
     "client_secret": ("client_secret={}", "planted-client-secret"),
+    "azure-function-code": ("https://f.azurewebsites.net/api/x?api-version=1&code={}", "AzFuncPlanted0123"),
+    "private_token-query": ("https://gitlab.example/api?private_token={}", "glplanted0123"),
+    "api-key-header": ("api-key: {}", "azureopenaiplanted0123"),
+    "x-auth-token-header": ("X-Auth-Token: {}", "plantedauthtoken"),
+    "cookie-header": ("Cookie: {}", "session=plantedcookie0123"),
+    "digest": ('Authorization: Digest username="u", response="{}"', "6629fae49393a05397450978507c4ef1"),
+    "sigv4": ("Authorization: AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/x, Signature={}", "fe5f80f77d5fa3beca038a248ff027"),
+    "dsn-empty-user": ("redis://:{}@cache.internal:6379/0", "redis-planted-pass"),
 }
 
 
@@ -99,6 +107,45 @@ def test_values_of_env_vars_named_like_secrets_are_masked(monkeypatch: pytest.Mo
     out = redact("acme-value-one zz-value-two qq-value-three tok-alice-001 tok-bob-0002 visible-value")
     assert out.split() == ["[REDACTED]"] * 5 + ["visible-value"]
 
+
+def test_an_env_var_config_names_as_a_key_is_masked_whatever_its_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``api_key_env: WEIRD_CREDENTIAL``: the name ends in no secret suffix, the value is a key all the same
+    (a 401 body echoing it reached the trace, the error, the log and the MCP result)."""
+    import yaml
+
+    from core.config import load_config
+    from core.redact import redact
+
+    monkeypatch.setenv("WEIRD_CREDENTIAL", "credVALUE42abc")
+    monkeypatch.setenv("RUNNER_CRED", "runner-value-77")
+    assert redact("credVALUE42abc") == "credVALUE42abc"  # nothing says it is a secret yet
+    raw = yaml.safe_load((ROOT / "config.yaml").read_text())
+    next(iter(raw["models"].values()))["api_key_env"] = "WEIRD_CREDENTIAL"
+    raw.setdefault("runner", {}).setdefault("runpod", {})["api_key_env"] = "RUNNER_CRED"
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    load_config(path)
+    assert redact("Incorrect API key provided: credVALUE42abc; runner-value-77") == \
+        "Incorrect API key provided: [REDACTED]; [REDACTED]"
+    monkeypatch.setenv("WEIRD_CREDENTIAL", "rotated-value-99")  # a new value is a secret too
+    assert redact("rotated-value-99") == "[REDACTED]"
+
+
+def test_a_secret_echoed_escaped_or_url_quoted_is_masked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keys with symbols (AWS secrets, base64 tokens, passwords) come back JSON-escaped or URL-quoted."""
+    import urllib.parse
+
+    from core.redact import redact, redact_data
+
+    key = "Zq9!x#Yw$7&kP=4/Lm+\"q\\z'end"
+    monkeypatch.setenv("SYMBOL_API_KEY", key)
+    forms = [key, json.dumps(key)[1:-1], urllib.parse.quote(key, safe=""), urllib.parse.quote(key), urllib.parse.quote_plus(key)]
+    for form in forms:
+        out = redact(f"upstream: bad key {form} (401)")
+        assert form not in out and out == "upstream: bad key [REDACTED] (401)", form
+    body = json.dumps({"error": {"message": f"Incorrect API key provided: {key}"}})
+    assert "[REDACTED]" in redact(body) and json.dumps(key)[1:-1] not in redact(body)
+    assert redact_data({"e": [f"?k={urllib.parse.quote_plus(key)}"]}) == {"e": ["?k=[REDACTED]"]}
 
 def test_a_secret_set_changed_or_removed_in_env_between_calls_is_seen_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """Redaction caches its patterns: any change to the environment must still show at the next call."""
@@ -341,7 +388,9 @@ def test_the_quick_scan_never_misses_a_shape_the_patterns_catch() -> None:
              "key", "id", "awsaccesskeyid", "https", "user", " ", "\n", '"', "'", "ABCDEFGHIJKLMNOP0123",
              "abcdefghijklmnopqrstuvwxyz0123456789", "Q1w2E3r4", "-_", ".", "?sig=", "&x-amz-signature=",
              "?x-goog-signature=", "&x-goog-credential=", "?awsaccesskeyid=", "&token=", "Authorization: Basic ",
-             'authorization"=token ', "https://bob:", "ftp://a:", "@host"]
+             'authorization"=token ', "https://bob:", "ftp://a:", "@host", "digest ", "Authorization: Digest ",
+             "aws4-hmac-sha256 ", "code", "auth", "secret", "private_token", "api-key", "x-auth-token", "cookie",
+             "secretaccesskey", "redis://:", "&code=", "?auth=", "&secret="]
     rng = random.Random(17)
     hits = dict.fromkeys(range(len(_PATTERNS)), 0)
     for _ in range(40_000):

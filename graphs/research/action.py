@@ -6,12 +6,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from functools import partial
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Annotated, Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.errors import AllProvidersFailed, BudgetExceeded, InputError
-from core.rules import not_blank
+from core.rules import MAX_NAME_CHARS, not_blank
 from graphs.context import JobContext
 from graphs.delegation.history import THREAD_ID_PATTERN, Turn, history_step, window
 from graphs.research.citations import cited_passages
@@ -41,7 +41,7 @@ class ResearchInput(BaseModel):
         " then the report quotes the sources);"
         " auto: abstractive unless the writer is the local model or its draft fails the grounding check",
     )
-    backends: list[str] | None = Field(
+    backends: list[Annotated[str, Field(max_length=MAX_NAME_CHARS)]] | None = Field(
         default=None,
         min_length=1,
         max_length=8,
