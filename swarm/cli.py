@@ -87,6 +87,10 @@ def _report(args: argparse.Namespace, result: dict[str, Any]) -> int:
             print(main_text)
         elif result["status"] == "COMPLETED":
             print(json.dumps(output, indent=2, ensure_ascii=False))
+        elif output.get("partial") and main_text:  # what a failed job had made: printed, marked as such
+            stopped = f" (stopped at {output['stopped_at']})" if output.get("stopped_at") else ""
+            print(f"partial result{stopped}: the job failed, this is what it had produced", file=sys.stderr)
+            print(main_text)
         for warning in output.get("warnings") or []:  # e.g. a research draft replaced by quotes
             print(f"warning: {warning}", file=sys.stderr)
         if not args.quiet:

@@ -89,8 +89,10 @@ async def dispatch(raw: dict[str, Any] | JobRequest, make_context: Any) -> dict[
 
     Returns:
         ``JobEnvelope.to_dict()``: ``{job_id, project, action, status, output, error, trace,
-        totals, elapsed_ms}``; status is COMPLETED or FAILED. Errors carry ``{type, message}``
-        (and ``attempts`` when a chain ran dry); no traceback and no secret ever reaches them.
+        totals, elapsed_ms}``; status is COMPLETED or FAILED. Errors carry ``{type, message}``;
+        when a chain ran dry, its attempts are steps of ``trace`` (and listed in the message), and
+        what the job had made is ``output`` with ``partial: true``. No traceback and no secret
+        ever reaches them.
     """
     started = time.perf_counter()
     given = _given_job_id(raw)

@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Kind = Literal["answer", "echo", "status", "rate_limit", "hang", "malformed", "empty"]
+Kind = Literal["answer", "echo", "status", "rate_limit", "hang", "malformed", "empty", "keepalive"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,8 @@ class Behaviour:
     #: a streamed answer ends after this many words with no finish reason, as llama.cpp's server
     #: ends one it interrupts for another request
     stream_cut_after: int | None = None
+    #: the completion carries a ``usage`` object (some OpenAI-compatible servers send none)
+    usage: bool = True
 
     @classmethod
     def answer(cls, text: str = "ok", **kw: Any) -> Behaviour:
@@ -72,6 +74,12 @@ class Behaviour:
     def malformed(cls) -> Behaviour:
         """HTTP 200 with a body that is not JSON."""
         return cls("malformed")
+
+    @classmethod
+    def keepalive(cls, seconds: float, text: str = "late answer") -> Behaviour:
+        """HTTP 200 at once, then a blank line every 0.25 s for ``seconds`` (what DeepSeek's API
+        sends while a request waits in its queue), then the answer: no read ever waits long."""
+        return cls("keepalive", text=text, hang_s=seconds)
 
     @classmethod
     def empty(cls) -> Behaviour:
@@ -227,6 +235,8 @@ class FakeOpenAI:
             )
         if how.kind == "malformed":
             return Response(b"{this is not json", media_type="application/json")
+        if how.kind == "keepalive":
+            return _kept_alive(model, how)
         text = how.text
         if how.kind == "echo":
             users = [m.get("content", "") for m in body.get("messages", []) if m.get("role") == "user"]
@@ -295,12 +305,27 @@ def _completion(model: str, text: str, how: Behaviour) -> dict[str, Any]:
         "choices": [
             {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
         ],
-        "usage": {
+        **({"usage": {
             "prompt_tokens": how.prompt_tokens,
             "completion_tokens": how.completion_tokens if text else 0,
             "total_tokens": how.prompt_tokens + (how.completion_tokens if text else 0),
-        },
+        }} if how.usage else {}),
     }
+
+
+def _kept_alive(model: str, how: Behaviour) -> Any:
+    import json
+
+    from starlette.responses import StreamingResponse
+
+    async def body() -> Any:
+        ends = time.monotonic() + how.hang_s
+        while time.monotonic() < ends:
+            yield b"\n"
+            await asyncio.sleep(0.25)
+        yield json.dumps(_completion(model, how.text, how)).encode()
+
+    return StreamingResponse(body(), media_type="application/json")
 
 
 def _streamed(model: str, text: str, how: Behaviour, recorded: RecordedRequest) -> Any:

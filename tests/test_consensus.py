@@ -111,6 +111,33 @@ async def test_a_failing_model_is_reported_and_the_others_answer() -> None:
     assert "ask: model-d gave no answer (AllProvidersFailed)" in events
 
 
+async def test_a_stand_in_already_on_the_panel_is_a_failure_and_a_new_one_is_named() -> None:
+    """model-d fails and its chain's fallback, model-a, answers for it: with model-a on the panel
+    already that is one opinion, not two that agree, and model-d is listed as failed."""
+    cfg = config(models=["model-a", "model-d", "model-b"], synthesizer="synth")
+    chained = SwarmConfig.model_validate({**cfg.model_dump(), "providers": {
+        "llm": {**cfg.providers.llm.model_dump(), "fallback_chain": ["model-a"]}}})
+    models = Models(chained, failing=frozenset({"model-d"}))
+    result = await dispatch(job(), context(chained, models.router, []))
+    assert result["status"] == "COMPLETED", result["error"]
+    out = result["output"]
+    assert [(p["asked"], p["model"], p["status"]) for p in out["positions"]] == [
+        ("model-a", "model-a", "answered"), ("model-b", "model-b", "answered")]
+    assert [(f["asked"], f["error_type"]) for f in out["failed"]] == [("model-d", "StandInAlreadyOnPanel")]
+    prompt = models.prompts["synth"][-1].content
+    assert prompt.count('<answer model="model-a"') == 1 and "model-d did not answer (StandInAlreadyOnPanel)" in prompt
+    # a stand-in not on the panel yet is a position, and the synthesizer is told whose place it took
+    cfg = config(models=["model-d", "model-b"], synthesizer="synth")
+    chained = SwarmConfig.model_validate({**cfg.model_dump(), "providers": {
+        "llm": {**cfg.providers.llm.model_dump(), "fallback_chain": ["model-a"]}}})
+    models = Models(chained, failing=frozenset({"model-d"}))
+    out = (await dispatch(job(), context(chained, models.router, [])))["output"]
+    assert [(p["asked"], p["model"], p["status"]) for p in out["positions"]] == [
+        ("model-d", "model-a", "stand_in"), ("model-b", "model-b", "answered")]
+    prompt = models.prompts["synth"][-1].content
+    assert '<answer model="model-a" in_place_of="model-d">' in prompt
+    assert "model-d did not answer; model-a answered in its place." in prompt
+
 async def test_a_synthesis_that_echoes_the_prompt_is_no_synthesis() -> None:
     """The keyless synthesizer copied the prompt (``<question>...</question><answer model=...>``)
     and the job said ``synthesis_status: done``."""

@@ -322,3 +322,21 @@ async def test_a_job_checkpointed_before_the_old_finalize_step_still_finishes(ma
     ctx = replace(await make_context(FunctionLLM(answer))("upgrade-1"), checkpointer=saver)
     state = await run_graph(build_graph(FunctionLLM(answer), saver), {}, ctx)
     assert state["final"] == "old draft" and calls == []
+
+
+def test_the_cli_prints_a_failed_job_s_partial_result_marked_as_such(capsys: pytest.CaptureFixture[str]) -> None:
+    """Every model failed at revise: the draft the job had made reaches a text-mode user too."""
+    import argparse
+
+    from swarm.cli import _report
+
+    result = {"job_id": "j1", "status": "FAILED", "trace": [], "totals": {},
+              "error": {"type": "AllProvidersFailed", "message": "every model failed"},
+              "output": {"partial": True, "text": "the draft so far", "stopped_at": "revise"}}
+    args = argparse.Namespace(out=None, json=False, quiet=True)
+    assert _report(args, result) == 1
+    out, err = capsys.readouterr()
+    assert out == "the draft so far\n"
+    assert "partial result (stopped at revise)" in err and "error: AllProvidersFailed: every model failed" in err
+    _report(args, {**result, "output": {}})  # nothing made: nothing printed but the error
+    assert capsys.readouterr().out == ""

@@ -146,6 +146,38 @@ async def test_hang_times_out_at_the_configured_timeout(server: FakeOpenAI) -> N
         await model.complete(ASK, LLMConfig())
 
 
+async def test_a_server_that_keeps_the_request_alive_times_out_at_the_configured_timeout(server: FakeOpenAI) -> None:
+    """A blank line every 0.25 s (DeepSeek's API while a request queues) never lets a read wait:
+    ``timeout_s`` bounds the whole call, and the chain falls over to the next model in time."""
+    server.script("queued", Behaviour.keepalive(3.0))
+    model = LiteLLMModel("primary", make_swarm_config({"primary": spec("queued", server.url)}).models["primary"])
+    started = time.monotonic()
+    with pytest.raises(ProviderTimeout, match="within 0.5 s"):
+        await model.complete(ASK, LLMConfig())
+    assert time.monotonic() - started < 2.0
+    answer = await two_model_router(spec("queued", server.url), server).complete(ASK, LLMConfig())
+    assert answer.text == "ok from good"
+    assert [(s.model, s.outcome) for s in answer.attempts] == [("primary", "error"), ("backup", "ok")]
+    server.script("queued", Behaviour.keepalive(0.6, text="in time"))  # within the limit it answers
+    patient = LiteLLMModel("p", make_swarm_config({"p": spec("queued", server.url, timeout_s=3)}).models["p"])
+    assert (await patient.complete(ASK, LLMConfig())).text == "in time"
+
+
+async def test_an_answer_without_usage_has_unknown_cost_not_zero(server: FakeOpenAI) -> None:
+    server.script("nousage", Behaviour.answer("fine", usage=False))
+    answer = await LiteLLMModel("m", make_swarm_config({"m": spec("nousage", server.url)}).models["m"]).complete(
+        ASK, LLMConfig())
+    assert answer.text == "fine" and answer.cost_usd is None
+    assert "no token usage" in (answer.attempts[0].detail or "")
+
+
+async def test_an_empty_answer_says_what_was_billed_and_how_long_it_took(server: FakeOpenAI) -> None:
+    server.script("blank", Behaviour("empty", text="", delay_s=0.2, prompt_tokens=100))
+    model = LiteLLMModel("m", make_swarm_config({"m": spec("blank", server.url)}).models["m"])
+    with pytest.raises(ProviderError, match=r"empty answer \(100 input and 0 output tokens billed\)") as err:
+        await model.complete(ASK, LLMConfig())
+    assert 200 <= (err.value.latency_ms or 0) < 450  # the call's time, not the router's clock
+
 async def test_short_retry_after_is_retried_on_the_same_model(server: FakeOpenAI) -> None:
     server.script("flaky", Behaviour.rate_limited(0.05), Behaviour.answer("recovered"))
     answer = await two_model_router(spec("flaky", server.url), server).complete(ASK, LLMConfig())

@@ -63,6 +63,7 @@ async def consensus(inp: ConsensusInput, ctx: JobContext) -> dict[str, Any]:
     chosen, synthesizer = participants(inp, ctx)
 
     from graphs.consensus.graph import build_graph
+    from graphs.consensus.nodes import panel
     from graphs.run import run_graph
 
     providers = ctx.providers
@@ -74,13 +75,13 @@ async def consensus(inp: ConsensusInput, ctx: JobContext) -> dict[str, Any]:
          "answers": [], "trace": []},
         ctx,
     )
-    answers = sorted(state.get("answers", []), key=lambda a: a["index"])
+    positions, failed = panel(state.get("answers", []))
     synthesis = state.get("synthesis") or {}
     return {
         "synthesis": synthesis.get("text", ""),
         "synthesizer": synthesis.get("model"),
         "synthesis_status": synthesis.get("status", "unavailable"),
-        "positions": [{k: v for k, v in a.items() if k != "index"} for a in answers if a["status"] != "failed"],
-        "failed": [{k: v for k, v in a.items() if k != "index"} for a in answers if a["status"] == "failed"],
+        "positions": [{k: v for k, v in a.items() if k != "index"} for a in positions],
+        "failed": [{k: v for k, v in a.items() if k != "index"} for a in failed],
         "trace": state.get("trace", []),
     }

@@ -32,6 +32,34 @@ def _attempts(exc: Exception) -> list[dict[str, Any]]:
     return [a.model_dump() if hasattr(a, "model_dump") else dict(a) for a in getattr(exc, "attempts", [])]
 
 
+def panel(answers: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(the positions, the failed) of a run's answers, in the order the models were asked.
+
+    A stand-in (the asked model failed and its chain's fallback answered) counts as a position
+    only when no answer of the same model and stance is on the panel already: otherwise one
+    model's view would read as two agreeing ones, and the asked model's failure would be lost.
+    """
+    ordered = sorted(answers, key=lambda a: a["index"])
+    seen = {(a["model"], a.get("stance")) for a in ordered if a["status"] == "answered"}
+    positions: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
+    for answer in ordered:
+        if answer["status"] == "failed":
+            failed.append(answer)
+            continue
+        if answer["status"] == "stand_in":
+            key = (answer["model"], answer.get("stance"))
+            if key in seen:
+                failed.append({"index": answer["index"], "asked": answer["asked"], "stance": answer.get("stance"),
+                               "status": "failed", "error_type": "StandInAlreadyOnPanel",
+                               "error": f"{answer['asked']} gave no answer; its fallback {answer['model']} is on the"
+                                        " panel already, so its answer is not counted twice"})
+                continue
+            seen.add(key)
+        positions.append(answer)
+    return positions, failed
+
+
 def make_nodes(llm: LLMProvider) -> dict[str, Node]:
     """The graph's nodes, closed over the LLM provider they use."""
 
@@ -63,9 +91,7 @@ def make_nodes(llm: LLMProvider) -> dict[str, Node]:
 
     async def synthesize(state: ConsensusState) -> dict[str, Any]:
         started = time.perf_counter()
-        answers = sorted(state.get("answers", []), key=lambda a: a["index"])
-        answered = [a for a in answers if a["status"] != "failed"]
-        failed = [a for a in answers if a["status"] == "failed"]
+        answered, failed = panel(state.get("answers", []))
         if not answered:
             partial = {"positions": [], "failed": failed}
             if all(f["error_type"] == "BudgetExceeded" for f in failed):  # no model was even asked

@@ -29,9 +29,12 @@ def position_messages(question: str, stance: str | None) -> list[Message]:
 
 def synthesis_messages(question: str, answers: list[dict[str, Any]], failed: list[dict[str, Any]]) -> list[Message]:
     blocks = [
-        f"<answer model=\"{a['model']}\"" + (f" stance=\"{a['stance']}\"" if a.get("stance") else "") + f">\n{a['text']}\n</answer>"
+        f"<answer model=\"{a['model']}\"" + (f" stance=\"{a['stance']}\"" if a.get("stance") else "")
+        + (f" in_place_of=\"{a['asked']}\"" if a.get("status") == "stand_in" else "") + f">\n{a['text']}\n</answer>"
         for a in answers
     ]
     missing = "".join(f"\n{f['asked']} did not answer ({f['error_type']})." for f in failed)
+    missing += "".join(f"\n{a['asked']} did not answer; {a['model']} answered in its place." for a in answers
+                       if a.get("status") == "stand_in")
     body = f"<question>\n{question}\n</question>\n\n" + "\n\n".join(blocks) + missing + "\n\nYour synthesis:"
     return [Message(role="system", content=SYNTHESIS_SYSTEM), Message(role="user", content=body)]

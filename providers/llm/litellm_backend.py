@@ -11,6 +11,7 @@ litellm, decides what happens after a failure, and with its own logging off (see
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import importlib
 import json
@@ -205,6 +206,8 @@ _NO_CONNECTION = re.compile(
 _REPEATED_HEAD = re.compile(r"^(\w+): \1: ")
 #: " Handle with `InternalServerError`." and the like: advice to litellm's own callers
 _HANDLE_WITH = re.compile(r"\s*Handle with `\w+`\.?")
+#: " at 0x7fd3..." in a repr (aiohttp's ``ssl:<ssl.SSLContext object at 0x...>``): noise that differs per run
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 
 def translate_error(exc: BaseException, provider: str, model: str, timeout_s: float,
@@ -216,7 +219,7 @@ def translate_error(exc: BaseException, provider: str, model: str, timeout_s: fl
 
     status = getattr(exc, "status_code", None)
     text = redact(str(exc)).replace("litellm.", "").strip() or type(exc).__name__
-    text = _HANDLE_WITH.sub("", _REPEATED_HEAD.sub(r"\1: ", text))
+    text = _ADDRESS.sub("", _HANDLE_WITH.sub("", _REPEATED_HEAD.sub(r"\1: ", text)))
     if len(text) > 300:
         text = text[:300] + "..."
     if isinstance(exc, openai.APITimeoutError | httpx.TimeoutException | TimeoutError):
@@ -229,6 +232,8 @@ def translate_error(exc: BaseException, provider: str, model: str, timeout_s: fl
         return ProviderUnavailable(provider, f"cannot connect: {text}", model=model)
     if isinstance(status, int) and status >= 500:
         return ProviderUnavailable(provider, f"HTTP {status}: {text}", model=model)
+    if isinstance(status, int) and 200 <= status < 300:  # a success status with a body that is no answer
+        return ProviderUnavailable(provider, f"unreadable answer (HTTP {status}): {text}", model=model)
     if status in (401, 403) and key_env:
         return ProviderError(provider, f"HTTP {status}: the key in ${key_env} was refused: {text}", model=model)
     prefix = f"HTTP {status}: " if isinstance(status, int) else ""
@@ -377,17 +382,20 @@ class LiteLLMModel:
         params = self._params(messages, config, api_key)
         guard = LoopGuard() if self.spec.stop_on_loop and config.json_schema is None else None
         try:
-            with _litellm_logging_off():
-                if guard is not None:
-                    finish, pieces = await _stream(litellm, params, guard)
-                    if finish is None:  # ended with no reason: a server that cut it short to
-                        # serve another request (llama.cpp's interrupt_requests) - ask again, whole
-                        log.info("%s: streamed answer ended early (%d tokens); asked again without streaming",
-                                 self.name, pieces)
-                        guard = None
+            # the whole call, not only the gap between bytes: a server that keeps a request alive
+            # with a blank line a second (DeepSeek's API while it queues) held it 10 s past timeout_s
+            async with asyncio.timeout(self.spec.timeout_s):
+                with _litellm_logging_off():
+                    if guard is not None:
+                        finish, pieces = await _stream(litellm, params, guard)
+                        if finish is None:  # ended with no reason: a server that cut it short to
+                            # serve another request (llama.cpp's interrupt_requests) - ask again, whole
+                            log.info("%s: streamed answer ended early (%d tokens); asked again without streaming",
+                                     self.name, pieces)
+                            guard = None
+                            response = await litellm.acompletion(**params)
+                    else:
                         response = await litellm.acompletion(**params)
-                else:
-                    response = await litellm.acompletion(**params)
         except Exception as exc:  # translated once, here; the router decides what follows
             error = translate_error(exc, self.provider, self.name, self.spec.timeout_s, self.spec.api_key_env)
             if isinstance(error, ProviderUnavailable | ProviderTimeout) and self.local_servers is not None:
@@ -399,9 +407,13 @@ class LiteLLMModel:
             error.latency_ms = (time.perf_counter() - started) * 1000  # the router's clock holds the import
             raise error from None
         latency = (time.perf_counter() - started) * 1000
-        if guard is not None:
-            return self._streamed_response(guard, finish, pieces, params["messages"], config, latency)
-        return self._to_response(response, config, latency)
+        try:
+            if guard is not None:
+                return self._streamed_response(guard, finish, pieces, params["messages"], config, latency)
+            return self._to_response(response, config, latency)
+        except ProviderError as error:  # an answer with nothing in it: its time is the call's
+            error.latency_ms = latency
+            raise
 
     def _streamed_response(self, guard: LoopGuard, finish: str | None, pieces: int, chat: list[dict[str, Any]],
                            config: LLMConfig, latency: float) -> LLMResponse:
@@ -424,12 +436,17 @@ class LiteLLMModel:
         choices = getattr(response, "choices", None) or []
         message = getattr(choices[0], "message", None) if choices else None
         text = (getattr(message, "content", None) or "").strip()
-        if not text:
-            raise ProviderError(self.provider, "empty answer", model=self.name)
         usage = getattr(response, "usage", None)
         input_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
         output_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
-        cost = self._cost(input_tokens, output_tokens)
+        if not text:
+            what = ("reasoning only, no answer" if (getattr(message, "reasoning_content", None) or "").strip()
+                    else "no choices" if not choices else "empty answer")
+            billed = f" ({input_tokens} input and {output_tokens} output tokens billed)" if input_tokens or output_tokens else ""
+            raise ProviderError(self.provider, f"{what}{billed}", model=self.name)
+        # no usage reported: the tokens and the cost are unknown, not zero (a paid call read as free)
+        known = usage is not None and (input_tokens or output_tokens)
+        cost = self._cost(input_tokens, output_tokens) if known else None
         step = TraceStep(
             step=config.step,
             kind="llm",
@@ -439,6 +456,7 @@ class LiteLLMModel:
             input_tokens=input_tokens,
             output_tokens=output_tokens,
             cost_usd=cost,
+            detail=None if known else "the server reported no token usage: tokens and cost unknown",
         )
         return LLMResponse.from_step(text, step, finish_reason=getattr(choices[0], "finish_reason", None))
 
