@@ -361,6 +361,7 @@ async def test_a_stream_the_server_cut_short_is_asked_again_whole(server: FakeOp
     assert answer.text == text and (answer.input_tokens, answer.output_tokens) == (11, 7)
     first, second = server.requests_for("good")
     assert first.body["stream"] is True and first.chunks_sent == 3 and "stream" not in second.body
+    assert "ended early (3 tokens); asked again without streaming" in (answer.attempts[0].detail or "")  # in the trace
 
 
 async def test_the_first_calls_latency_leaves_out_the_litellm_import(server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -381,6 +381,7 @@ class LiteLLMModel:
             await self.local_servers.ensure(self.name, self.spec)
         params = self._params(messages, config, api_key)
         guard = LoopGuard() if self.spec.stop_on_loop and config.json_schema is None else None
+        note = None
         try:
             # the whole call, not only the gap between bytes: a server that keeps a request alive
             # with a blank line a second (DeepSeek's API while it queues) held it 10 s past timeout_s
@@ -393,6 +394,7 @@ class LiteLLMModel:
                             log.info("%s: streamed answer ended early (%d tokens); asked again without streaming",
                                      self.name, pieces)
                             guard = None
+                            note = f"the streamed answer ended early ({pieces} tokens); asked again without streaming"
                             response = await litellm.acompletion(**params)
                     else:
                         response = await litellm.acompletion(**params)
@@ -410,7 +412,7 @@ class LiteLLMModel:
         try:
             if guard is not None:
                 return self._streamed_response(guard, finish, pieces, params["messages"], config, latency)
-            return self._to_response(response, config, latency)
+            return self._to_response(response, config, latency, note)
         except ProviderError as error:  # an answer with nothing in it: its time is the call's
             error.latency_ms = latency
             raise
@@ -432,7 +434,7 @@ class LiteLLMModel:
                          detail=detail)
         return LLMResponse.from_step(text, step, finish_reason=finish)
 
-    def _to_response(self, response: Any, config: LLMConfig, latency: float) -> LLMResponse:
+    def _to_response(self, response: Any, config: LLMConfig, latency: float, note: str | None = None) -> LLMResponse:
         choices = getattr(response, "choices", None) or []
         message = getattr(choices[0], "message", None) if choices else None
         text = (getattr(message, "content", None) or "").strip()
@@ -456,7 +458,7 @@ class LiteLLMModel:
             input_tokens=input_tokens,
             output_tokens=output_tokens,
             cost_usd=cost,
-            detail=None if known else "the server reported no token usage: tokens and cost unknown",
+            detail="; ".join(filter(None, [note, None if known else "the server reported no token usage: tokens and cost unknown"])) or None,
         )
         return LLMResponse.from_step(text, step, finish_reason=getattr(choices[0], "finish_reason", None))
 
