@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field, WithJsonSchema
 
 from mcp_server.calls import owner_of, progress_sender, server_state
 from mcp_server.previews import image_blocks
-from mcp_server.results import image_output, stored_images
+from mcp_server.results import image_output, inline_within, stored_images
 
 JobId = Annotated[str, Field(max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]  # the pattern's + implies minLength 1
 MAX_RESULT_WAIT_S = 50.0  # under Claude Desktop's ~60 s tool timeout
@@ -92,9 +92,11 @@ def register(server: Any) -> None:
             result = await state.jobs.result(job_id, owner_of(ctx), wait_s=wait_s, progress=progress_sender(ctx))
         except KeyError:
             raise _unknown(job_id) from None
-        structured = JobResult.model_validate({k: v for k, v in result.items() if k in JobResult.model_fields})
+        image_job = result.get("project") == "image_tools"
+        shown = _inline_capped(result, state.runtime.config.mcp.max_inline_image_bytes) if image_job else result
+        structured = JobResult.model_validate({k: v for k, v in shown.items() if k in JobResult.model_fields})
         dumped = structured.model_dump(mode="json")
-        blocks = await _image_blocks(state, result) if result.get("project") == "image_tools" else []
+        blocks = await _image_blocks(state, result) if image_job else []
         # an image job collected here shows its images like the image tool would have (preview + link)
         return CallToolResult(content=[TextContent(text=json.dumps(dumped, indent=2)), *blocks],
                               structured_content=dumped)
@@ -123,6 +125,24 @@ def register(server: Any) -> None:
     ) -> JobList:
         rows = server_state(ctx).jobs.list(owner_of(ctx), status, limit)
         return JobList(jobs=[JobStatus(**r) for r in rows])
+
+
+def _inline_capped(result: dict[str, Any], limit: int) -> dict[str, Any]:
+    """``result`` with each base64 copy of an image (the single one, each of a batch) over
+    ``mcp.max_inline_image_bytes`` dropped and noted, as the image tools themselves return it."""
+
+    def capped(entry: dict[str, Any]) -> dict[str, Any]:
+        out = {k: v for k, v in entry.items() if k != "image_b64"}
+        inline = inline_within(out, entry.get("image_b64"), limit)
+        return out if inline is None else {**out, "image_b64": inline}
+
+    output = result.get("output")
+    if not isinstance(output, dict):
+        return result
+    shown = capped(output)
+    if isinstance(output.get("results"), list):
+        shown["results"] = [capped(entry) if isinstance(entry, dict) else entry for entry in output["results"]]
+    return {**result, "output": shown}
 
 
 async def _image_blocks(state: Any, result: dict[str, Any]) -> list[ContentBlock]:

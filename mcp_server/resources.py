@@ -79,6 +79,7 @@ def _register_templates(server: Any) -> None:
         return paginate(report, size, int(page), f"swarm://jobs/{job_id}/report")
 
     @server.resource("swarm://artifacts/{+key}", name="artifact", title="A stored image or file",
+                     mime_type="application/octet-stream",  # a read names the object's own type (SwarmServer)
                      description="An object from the configured storage (e.g. an upscaled image), by the key a tool returned.")
     async def artifact_resource(key: str, ctx: Context) -> bytes:
         from core.errors import InputError, ProviderError

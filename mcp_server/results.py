@@ -96,7 +96,7 @@ def image_output(result: dict[str, Any], *, return_base64: bool, inline_limit: i
     output = dict(result.get("output") or {})
     key = output.pop("image_key", None)
     url = output.pop("url", None)
-    inline = _inline_within(output, output.pop("image_b64", None), inline_limit)
+    inline = inline_within(output, output.pop("image_b64", None), inline_limit)
     results = output.pop("results", None)
     if results is not None:
         results = [_batch_entry(entry, return_base64, inline_limit) for entry in results]
@@ -122,7 +122,7 @@ def image_result(output: ImageOutput, image_blocks: list[ContentBlock]) -> CallT
                           structured_content=structured)
 
 
-def _inline_within(entry: dict[str, Any], inline: str | None, inline_limit: int) -> str | None:
+def inline_within(entry: dict[str, Any], inline: str | None, inline_limit: int) -> str | None:
     if inline is not None and len(inline) * 3 // 4 > inline_limit:
         entry["inline_omitted"] = f"result is over mcp.max_inline_image_bytes={inline_limit}; download it from url"
         return None
@@ -134,7 +134,7 @@ def _batch_entry(entry: dict[str, Any], return_base64: bool, inline_limit: int) 
     out = {k: v for k, v in entry.items() if k not in ("image_key", "image_b64")}
     if "image_key" in entry:
         out["key"] = entry["image_key"]
-    inline = _inline_within(out, entry.get("image_b64"), inline_limit)
+    inline = inline_within(out, entry.get("image_b64"), inline_limit)
     if inline is not None and return_base64:
         out["image_base64"] = inline
     return out

@@ -204,7 +204,8 @@ Tile = Annotated[int | None, Field(ge=0, le=2048, description="tile size in inpu
 UpscaleModel = Annotated[str | None, Field(
     max_length=MAX_NAME_CHARS, description="realesrgan-anime-6b (default), realesrgan-x4plus, realesr-animevideov3-x2/x3/x4")]
 RembgModel = Annotated[str | None, Field(max_length=MAX_NAME_CHARS, description="isnet-anime (default), u2netp, u2net")]
-Rgba = Annotated[tuple[int, int, int, int] | None, Field(description="RGBA 0-255 to fill the background")]
+Channel = Annotated[int, Field(ge=0, le=255)]
+Rgba = Annotated[tuple[Channel, Channel, Channel, Channel] | None, Field(description="RGBA 0-255 to fill the background")]
 
 
 #: an image tool answers with content blocks (preview, link) and structured content checked against ImageOutput

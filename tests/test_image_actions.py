@@ -359,3 +359,28 @@ async def test_batch_node_calls_a_provider_without_batches_once_per_image():
     assert Image.open(io.BytesIO(await storage.get(ok["image_key"]))).size == (5, 2)
     assert bad == {"index": 4, "error": {"type": "InputError", "message": "image: cannot read it"}}
     assert [(s["outcome"], s["detail"]) for s in out["trace"]] == [("ok", "index=0"), ("error", "index=4")]
+
+
+async def test_upscale_reports_progress_tile_by_tile(setup):
+    """Progress moves while the model runs (it sat at 0% for the whole upscale): one event per
+    tile, sent from the model's worker thread through the job's loop, in order."""
+    import dataclasses
+
+    make, _ = setup
+    events: list[tuple[str, str, float | None]] = []
+
+    async def progress(stage: str, message: str, fraction: float | None = None) -> None:
+        events.append((stage, message, fraction))
+
+    async def make_with_progress(job_id: str):
+        return dataclasses.replace(await make(job_id), progress=progress)
+
+    result = await dispatch(
+        {"project": "image_tools", "action": "upscale", "job_id": "up-tiles",
+         "input": {"image": b64(SMALL), "tile": 16, "scale": 2}},
+        make_with_progress,
+    )
+    assert result["status"] == "COMPLETED", result["error"]
+    tiles = [(message, fraction) for stage, message, fraction in events if "tile" in message]
+    assert [message for message, _ in tiles] == [f"upscale (1/1): tile {n}/9" for n in range(10)]
+    assert [fraction for _, fraction in tiles] == pytest.approx([n / 9 for n in range(10)])

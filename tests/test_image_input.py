@@ -143,3 +143,58 @@ async def test_read_input_sources():
 async def test_read_input_refuses_internal_urls(url):
     with pytest.raises(InputError):
         await read_input(url=url, limits=LIMITS)
+
+
+def _gradient_16bit() -> tuple[bytes, list[int]]:
+    """A 16-bit greyscale PNG whose columns run 0..65535, and each column's 8-bit value."""
+    import numpy as np
+
+    levels = np.linspace(0, 65535, 64).astype(np.uint16)
+    buf = io.BytesIO()
+    Image.fromarray(np.tile(levels, (4, 1))).save(buf, "PNG")
+    return buf.getvalue(), [round(int(v) / 257) for v in levels]
+
+
+def test_16bit_greyscale_is_scaled_to_8_bits_not_clipped():
+    """``convert("RGB")`` clipped every level over 255 to white: a gradient came out black and white."""
+    import numpy as np
+
+    from providers.image.imageio import to_8bit, to_rgb_alpha
+
+    data, expected = _gradient_16bit()
+    rgb, alpha = to_rgb_alpha(open_checked(data, LIMITS))
+    red = np.asarray(rgb)[0, :, 0].astype(int)
+    assert alpha is None and np.abs(red - expected).max() <= 1
+    assert red[31] == expected[31] and 120 <= red[31] <= 130  # mid-grey, not white
+    # the other wide modes a decoder may give (big-endian, 32-bit) scale the same way
+    wide = Image.fromarray(np.array([[0, 32768, 65535]], dtype=np.int32))
+    assert wide.mode == "I" and np.asarray(to_8bit(wide)).tolist() == [[0, 128, 255]]
+    big = Image.frombytes("I;16B", (3, 1), np.array([0, 32768, 65535], dtype=">u2").tobytes())
+    assert np.asarray(to_8bit(big)).tolist() == [[0, 128, 255]]
+
+
+def test_exif_orientation_is_applied():
+    """A photo stored landscape with orientation 6 (rotate 90) is upright (portrait) once opened."""
+    import numpy as np
+
+    stored = Image.new("RGB", (96, 64), (0, 0, 255))
+    stored.paste((255, 0, 0), (0, 0, 48, 64))  # left half red as stored: the top once upright
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    stored.save(buf, "JPEG", exif=exif.tobytes(), quality=95)
+    img = open_checked(buf.getvalue(), LIMITS)
+    assert img.size == (64, 96)
+    pixels = np.asarray(img.convert("RGB")).astype(int)
+    assert pixels[10, 32, 0] > 200 and pixels[10, 32, 2] < 60  # top: red
+    assert pixels[85, 32, 2] > 200 and pixels[85, 32, 0] < 60  # bottom: blue
+
+
+async def test_an_empty_source_is_named_as_empty():
+    """``""`` (a zero-byte file's base64) was taken for no source at all: "give exactly one of ...\""""
+    cases = [({"image_b64": ""}, "image"), ({"image_b64": "  \n"}, "image"), ({"url": ""}, "url"), ({"key": ""}, "key")]
+    for source, field in cases:
+        with pytest.raises(InputError, match="is empty") as info:
+            await read_input(**source, storage=MemoryStorage(), limits=LIMITS)
+        assert info.value.field == field
+    assert str(info.value) == "key: is empty"

@@ -250,3 +250,15 @@ async def test_ncnn_below_the_floor_is_not_chosen(models_dir, tmp_path, monkeypa
     monkeypatch.setattr(precision, "PSNR_FLOOR_DB", 200.0)
     _, detail = await upscale(upscaler(models_dir, tmp_path, EPYC, table=NCNN_ONLY, costs=[1.0, 0.5]))
     assert "precision=fp32 (auto: ncnn 2.0x but PSNR " in detail and "< 200" in detail
+
+
+@needs_ncnn
+async def test_the_trace_step_names_the_engine_that_ran(models_dir, tmp_path):
+    """The step said realesrgan-torch while its detail said precision=ncnn."""
+    image = (FIXTURES / "sr_input_48.png").read_bytes()
+    ran: dict[str, str] = {}
+    for setting, table, costs in (("fp32", None, None), ("auto", NCNN_ONLY, [1.0, 0.5])):
+        provider = upscaler(models_dir, tmp_path / setting, EPYC, setting, table=table, costs=costs)
+        _, (step,) = await provider.process_traced(image, ImageAction.UPSCALE, ImageConfig())
+        ran[step.detail.split("precision=")[1].split(" ")[0]] = step.provider
+    assert ran == {"fp32": "realesrgan-torch", "ncnn": "realesrgan-ncnn"}

@@ -148,3 +148,35 @@ async def test_bad_scale_and_action(models_dir):
         )
     with pytest.raises(InputError, match="only does upscale"):
         await provider.process(b"", ImageAction.REMOVE_BACKGROUND, ImageConfig())
+
+
+async def test_cancelling_an_upscale_stops_its_thread_between_tiles_and_frees_the_model(models_dir):
+    """A cancelled job's worker thread stops at its next tile: it no longer holds the model for
+    the whole image, so the next upscale runs at once instead of after every remaining tile."""
+    import asyncio
+
+    from providers.image.backend import listen_to_progress
+
+    buffer = io.BytesIO()
+    Image.open(FIXTURES / "sr_input_48.png").resize((128, 128)).save(buffer, "PNG")
+    provider = upscaler(models_dir, tile=16, tile_pad=4)  # 64 tiles
+    reported: list[tuple[int, int]] = []
+    with listen_to_progress(lambda done, total: reported.append((done, total))):
+        running = asyncio.create_task(
+            provider.process_traced(buffer.getvalue(), ImageAction.UPSCALE, ImageConfig(scale=4))
+        )
+    while len(reported) < 3:  # 0 (before the first tile), then two tiles done
+        await asyncio.sleep(0.01)
+    running.cancel()
+    done_at_cancel = reported[-1][0]
+    with pytest.raises(asyncio.CancelledError):
+        await running
+
+    # the same provider (its model lock) is free for the next job: one small untiled image
+    data, (step,) = await provider.process_traced(
+        (FIXTURES / "sr_input_48.png").read_bytes(), ImageAction.UPSCALE, ImageConfig(scale=2)
+    )
+    assert Image.open(io.BytesIO(data)).size == (96, 96)
+    assert {total for _, total in reported} == {64}
+    # at most the tile under way when the cancel came was finished; the rest never ran
+    assert reported[-1][0] <= done_at_cancel + 1 < 64, reported[-3:]

@@ -110,3 +110,11 @@ async def test_parent_is_a_file(store):
     await store.put("a", b"file")
     with pytest.raises(InputError):
         await store.put("a/b", b"x")
+
+
+async def test_a_key_naming_a_folder_is_no_object(store):
+    """``get("a")`` with ``a/b.png`` stored raised IsADirectoryError (an internal error)."""
+    await store.put("a/b.png", b"\\x89PNG")
+    with pytest.raises(InputError, match="no object 'a' in storage") as info:
+        await store.get("a")
+    assert info.value.field == "key"

@@ -6,7 +6,7 @@ their inputs, limits and file extensions from here.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -18,6 +18,8 @@ MAX_BATCH_IMAGES = 16
 #: file extension of each format an input may have
 EXT = {"png": "png", "jpeg": "jpg", "webp": "webp", "gif": "gif", "bmp": "bmp"}
 _SOURCES = ("image", "url", "key")
+#: one colour channel
+Channel = Annotated[int, Field(ge=0, le=255)]
 
 
 class ImageSource(BaseModel):
@@ -35,7 +37,9 @@ class ImageSource(BaseModel):
 
     @model_validator(mode="after")
     def _exactly_one_source(self) -> ImageSource:
-        given = [name for name in _SOURCES if getattr(self, name)]
+        # present counts, even empty: "" (a zero-byte file's base64) fails when read, naming that
+        # image alone, rather than the whole job here as "got none"
+        given = [name for name in _SOURCES if getattr(self, name) is not None]
         if getattr(self, "images", None) is not None:
             if given:
                 raise ValueError(f"give images or one of image, url, key, not both (got images and {', '.join(given)})")
@@ -47,7 +51,7 @@ class ImageSource(BaseModel):
     @property
     def source(self) -> str:
         """The name of the field that holds the image."""
-        return next(name for name in _SOURCES if getattr(self, name))
+        return next(name for name in _SOURCES if getattr(self, name) is not None)
 
 
 class ImageInput(ImageSource):
@@ -81,13 +85,9 @@ class BackgroundOptions(ImageInput):
     )
     alpha_matting: bool = False
     only_mask: bool = False
-    background_color: tuple[int, int, int, int] | None = Field(default=None, strict=False, description="RGBA, each 0-255")  # JSON sends a list
-
-    @model_validator(mode="after")
-    def _colour_range(self) -> BackgroundOptions:
-        if self.background_color and not all(0 <= c <= 255 for c in self.background_color):
-            raise ValueError("background_color channels must be 0-255")
-        return self
+    background_color: tuple[Channel, Channel, Channel, Channel] | None = Field(
+        default=None, strict=False, description="RGBA, each 0-255"
+    )  # JSON sends a list
 
 
 class RemoveBackgroundInput(BackgroundOptions):

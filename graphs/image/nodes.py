@@ -25,6 +25,7 @@ from providers.base import (
     TracedImageProvider,
     TraceStep,
 )
+from providers.image.backend import listen_to_progress
 
 
 @contextmanager
@@ -91,24 +92,37 @@ def make_step(
         with storage_step(storage, "get", state["current_key"]):
             data = await storage.get(state["current_key"])
         provider = provider_for(step)
-        if isinstance(provider, TracedImageProvider):
-            out, steps = await provider.process_traced(data, ImageAction(step), config)
-        else:
-            out = await provider.process(data, ImageAction(step), config)
-            steps = [
-                TraceStep(
-                    step=step,
-                    kind="image",
-                    provider=type(provider).__name__,
-                    latency_ms=(time.perf_counter() - started) * 1000,
-                )
-            ]
+        with listen_to_progress(_tile_progress(step, index, len(plan))):
+            if isinstance(provider, TracedImageProvider):
+                out, steps = await provider.process_traced(data, ImageAction(step), config)
+            else:
+                out = await provider.process(data, ImageAction(step), config)
+                steps = [
+                    TraceStep(
+                        step=step,
+                        kind="image",
+                        provider=type(provider).__name__,
+                        latency_ms=(time.perf_counter() - started) * 1000,
+                    )
+                ]
         key = output_key(state["job_id"], step, fmt)
         with storage_step(storage, "put", key):
             await storage.put(key, out, _content_type(fmt), overwrite=True)
         return {"current_key": key, "steps_done": [step], "trace": [s.model_dump() for s in steps]}
 
     return node
+
+
+def _tile_progress(step: str, index: int, steps: int) -> Callable[[int, int], None]:
+    """A progress listener for step ``index`` of ``steps``: "upscale (1/1): tile 3/12". It runs
+    on the provider's worker thread (``emit`` hands the event to the loop); at most one event per
+    percent of the step, so a run of thousands of small tiles does not flood the client."""
+
+    def on_progress(done: int, total: int) -> None:
+        if done == 0 or done == total or done * 100 // total != (done - 1) * 100 // total:
+            emit(step, f"{step} ({index + 1}/{steps}): tile {done}/{total}", (index + done / total) / steps)
+
+    return on_progress
 
 
 def make_batch_step(

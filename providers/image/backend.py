@@ -4,16 +4,61 @@ A backend subclasses ``SingleActionBackend``, names its ``action`` and ``name`` 
 ``_process_sync``; ``process`` (the ``ImageProvider`` contract), ``process_traced`` (the
 ``TracedImageProvider`` capability) and ``warm`` (``Warmable``: ``_warm_sync`` in a worker
 thread; a backend with nothing to load ahead keeps the no-op) are this one implementation.
+
+Work that runs in steps (the upscaler's tiles) calls ``checkpoint(done, total)`` between them: it
+stops the work once the caller of ``process_traced`` was cancelled (a worker thread cannot be
+killed, and it holds the model's lock), and reports progress to the listener a caller set with
+``listen_to_progress``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import contextvars
+import threading
+from collections.abc import Callable, Iterator
 from typing import ClassVar
 
 import anyio
 
 from core.errors import InputError
 from providers.base import ImageAction, ImageConfig, TraceStep
+
+#: ``(done, total)``: ``done`` of the ``total`` steps of one image's work are finished
+ProgressListener = Callable[[int, int], None]
+_progress_listener: contextvars.ContextVar[ProgressListener | None] = contextvars.ContextVar(
+    "image_progress_listener", default=None
+)
+#: set when the coroutine waiting for this worker thread's result was cancelled
+_stop: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar("image_work_stop", default=None)
+
+
+class WorkCancelled(Exception):
+    """Raised in the worker thread by ``checkpoint`` once its caller was cancelled; nobody awaits
+    the result any more, so this only unwinds the work (and releases its locks)."""
+
+
+@contextlib.contextmanager
+def listen_to_progress(listener: ProgressListener) -> Iterator[None]:
+    """Within this block, image work tells ``listener`` how far it is. ``listener`` is called on
+    the backend's worker thread: it must be thread-safe (``graphs.progress.emit`` is)."""
+    token = _progress_listener.set(listener)
+    try:
+        yield
+    finally:
+        _progress_listener.reset(token)
+
+
+def checkpoint(done: int, total: int) -> None:
+    """Between two steps of the work, on its worker thread: raise ``WorkCancelled`` when the
+    caller was cancelled, else report ``done`` of ``total`` to the progress listener, if any."""
+    stop = _stop.get()
+    if stop is not None and stop.is_set():
+        raise WorkCancelled(f"cancelled after step {done} of {total}")
+    listener = _progress_listener.get()
+    if listener is not None:
+        listener(done, total)
 
 
 class SingleActionBackend:
@@ -39,7 +84,15 @@ class SingleActionBackend:
     ) -> tuple[bytes, list[TraceStep]]:
         """Like ``process``, plus its trace steps (one per model tried, skips and failures included)."""
         self.check_action(action)
-        return await anyio.to_thread.run_sync(self._process_sync, image, config)
+        stop = threading.Event()
+        token = _stop.set(stop)  # the worker thread runs in a copy of this context: it sees ``stop``
+        try:
+            return await anyio.to_thread.run_sync(self._process_sync, image, config)
+        except asyncio.CancelledError:
+            stop.set()  # the thread cannot be killed: it stops at its next ``checkpoint``
+            raise
+        finally:
+            _stop.reset(token)
 
     async def warm(self) -> None:
         """Load the configured model and make its one-off choices (``Warmable``), off the event

@@ -97,9 +97,11 @@ def open_checked(data: bytes, limits: ImageLimits, *, field: str = "image") -> I
 
     Refuses: too many bytes, unknown magic bytes or a format outside ``limits.formats``, a
     declared size over ``max_input_pixels`` (checked from the header, before decoding), and
-    truncated or corrupt files. Animated images give their first frame.
+    truncated or corrupt files. Animated images give their first frame. The image comes back
+    upright (its EXIF orientation applied: ``size`` is the size a viewer shows) and with 8-bit
+    channels (``to_8bit``).
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     if len(data) > limits.max_input_bytes:
         raise InputError(f"image is {len(data)} bytes; the limit is {limits.max_input_bytes}", field=field)
@@ -133,7 +135,25 @@ def open_checked(data: bytes, limits: ImageLimits, *, field: str = "image") -> I
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         reason = "truncated" if "truncated" in str(exc).lower() else f"corrupt ({type(exc).__name__})"
         raise InputError(f"{kind} image is {reason}", field=field) from None
-    return img
+    ImageOps.exif_transpose(img, in_place=True)  # a phone photo is stored sideways, with a tag saying so
+    return to_8bit(img)
+
+
+#: modes of one channel wider than 8 bits (16-bit PNG greyscale), which ``convert`` would clip
+_WIDE_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")
+
+
+def to_8bit(img: Image.Image) -> Image.Image:
+    """``img`` with 8-bit channels: a 16-bit greyscale image scaled to ``L`` (``v / 257``,
+    rounded), as ``convert("L")``/``convert("RGB")`` do not (they clip every value over 255 to
+    white). Any other image is returned as it is."""
+    if img.mode not in _WIDE_MODES:
+        return img
+    import numpy as np
+    from PIL import Image
+
+    wide = np.asarray(img).astype(np.int64)
+    return Image.fromarray(((np.clip(wide, 0, 65535) + 128) // 257).astype(np.uint8), "L")
 
 
 def check_output_pixels(
@@ -199,9 +219,12 @@ async def read_input(
     URLs go through ``providers.web.fetch.safe_fetch`` (SSRF rules, redirects re-checked, byte cap while
     streaming). Bytes are not decoded here: pass them to ``open_checked``.
     """
-    given = [name for name, value in (("image", image_b64), ("url", url), ("key", key)) if value]
+    given = [(name, value) for name, value in (("image", image_b64), ("url", url), ("key", key)) if value is not None]
     if len(given) != 1:
         raise InputError("give exactly one of image (base64), url, key", field="image")
+    name, value = given[0]
+    if not value.strip():  # a zero-byte file's base64 is ""
+        raise InputError("is empty", field=name)
     if image_b64:
         return decode_base64(image_b64, limits)
     if url:

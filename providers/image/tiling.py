@@ -48,6 +48,9 @@ def run_tiled(
 ) -> tuple[np.ndarray, int]:
     """Run ``infer`` (uint8 HxWx3 -> uint8 (H*scale)x(W*scale)x3) tile by tile.
 
+    ``on_tile(done, total)`` is called before the first tile (``done`` 0) and after each one; an
+    exception it raises stops the run there.
+
     Returns:
         The assembled uint8 output and the number of tiles run.
     """
@@ -56,6 +59,8 @@ def run_tiled(
     height, width = image.shape[:2]
     tiles = plan_tiles(width, height, tile, pad)
     out = np.empty((height * scale, width * scale, image.shape[2]), dtype=np.uint8)
+    if on_tile:
+        on_tile(0, len(tiles))
     for index, (part, piece) in enumerate(_pieces(image, tiles)):
         result = infer(piece)
         kx0, ky0, kx1, ky1 = part.keep

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.errors import ConfigError, InputError, ProviderUnavailable
 from providers.base import ImageAction, ImageConfig, TraceStep
-from providers.image.backend import SingleActionBackend
+from providers.image.backend import SingleActionBackend, checkpoint
 from providers.image.imageio import ImageLimits, check_output_pixels, encode, open_checked, to_rgb_alpha
 from providers.image.ncnn_runner import NcnnNets, ncnn_version
 from providers.image.ncnn_runner import files_for as ncnn_files_for
@@ -41,6 +41,8 @@ if TYPE_CHECKING:
     from core.config import UpscaleSpec
 
 PROVIDER = "realesrgan-torch"
+#: the provider a trace step names: the engine that ran (torch unless the ncnn candidate was chosen)
+_ENGINE = {"ncnn": "realesrgan-ncnn"}
 _MODEL_CACHE_SIZE = 2
 
 
@@ -259,7 +261,7 @@ class RealESRGANUpscaler(SingleActionBackend):
         step = TraceStep(
             step="upscale",
             kind="image",
-            provider=PROVIDER,
+            provider=_ENGINE.get(precision, PROVIDER),
             model=name,
             latency_ms=(time.perf_counter() - started) * 1000,
             detail=(
@@ -285,6 +287,7 @@ class RealESRGANUpscaler(SingleActionBackend):
                 scale=native,
                 tile=tile,
                 pad=self.settings.tile_pad,
+                on_tile=checkpoint,  # stops between tiles once the job is cancelled, and reports progress
             )
         except RuntimeError as exc:
             if "out of memory" in str(exc).lower():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,9 @@ class LocalStorage:
             raise InputError(f"no object {key!r} in storage", field="key") from None
         except OSError as exc:
             raise ProviderUnavailable("local", f"cannot read {key!r}: {exc.strerror}") from None
+        if stat.S_ISDIR(os.fstat(fd).st_mode):  # Linux opens a folder read-only; reading it fails
+            os.close(fd)
+            raise InputError(f"no object {key!r} in storage (it is a folder)", field="key")
         with os.fdopen(fd, "rb") as handle:
             return handle.read()
 
