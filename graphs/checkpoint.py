@@ -71,7 +71,8 @@ async def _postgres(config: SwarmConfig) -> AsyncIterator[Any]:
     dsn = config.checkpointer.dsn
     if not dsn:
         raise ConfigError(
-            "postgres needs a dsn, e.g. dsn: \"${SWARM_PG_DSN}\" (postgresql://user:pass@host:5432/db)",
+            "postgres needs a dsn: set SWARM_CHECKPOINTER_DSN (the shipped dsn: \"${SWARM_CHECKPOINTER_DSN}\"),"
+            " e.g. postgresql://USER:PASSWORD@HOST:5432/DB",
             key="checkpointer.dsn",
         )
     register_secret(dsn)  # a DSN may carry a password: never echo it
@@ -88,14 +89,18 @@ async def _postgres(config: SwarmConfig) -> AsyncIterator[Any]:
         min_size=1,
         max_size=POSTGRES_POOL_SIZE,
         open=False,
+        # a connection PostgreSQL dropped (a restart) is replaced before a job gets it, and a job
+        # waits for a connection as long as the first one may take, not psycopg_pool's 30 s
+        check=AsyncConnectionPool.check_connection,
+        timeout=POSTGRES_CONNECT_TIMEOUT_S,
         kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
     )
     try:
         await pool.open(wait=True, timeout=POSTGRES_CONNECT_TIMEOUT_S)
-    except PoolTimeout as exc:
+    except PoolTimeout:
         await pool.close()
         raise ConfigError(
-            f"cannot connect to PostgreSQL within {POSTGRES_CONNECT_TIMEOUT_S:.0f} s ({redact(str(exc))});"
+            f"cannot connect to PostgreSQL within {POSTGRES_CONNECT_TIMEOUT_S:.0f} s ({await _why_not(dsn)});"
             " check that the server runs and the dsn's host, port, user and database",
             key="checkpointer.dsn",
         ) from None
@@ -105,6 +110,18 @@ async def _postgres(config: SwarmConfig) -> AsyncIterator[Any]:
         yield saver
     finally:
         await pool.close()
+
+
+async def _why_not(dsn: str) -> str:
+    """Why ``dsn`` does not connect, in psycopg's words (the pool only says it timed out)."""
+    import psycopg
+
+    try:
+        connection = await psycopg.AsyncConnection.connect(dsn, connect_timeout=POSTGRES_CONNECT_TIMEOUT_S)
+    except Exception as exc:  # noqa: BLE001 - any reason is the answer (a malformed dsn is a ProgrammingError)
+        return redact(" ".join(str(exc).split()))[:300] or type(exc).__name__
+    await connection.close()
+    return "it connects now; it did not in time"
 
 
 _OPENERS = {"sqlite": _sqlite, "memory": _memory, "postgres": _postgres}

@@ -9,20 +9,34 @@ worker thread so the protocol loop keeps answering.
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 from mcp.server.mcpserver import Context
-from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
+from core.errors import SwarmError
 from mcp_server.calls import owner_of, server_state
+
+T = TypeVar("T")
 
 MAX_THREAD_ID_CHARS = 64
 
 #: the tools' descriptions and the server's instructions say what it is for; an id that is not one of
 #: the caller's threads (malformed ones included) is refused by ``open_thread``, the action checks the format
 ThreadId = Annotated[str | None, Field(max_length=MAX_THREAD_ID_CHARS)]
+
+
+async def _stored(ctx: Context, call: Callable[[Any], T]) -> T:
+    """``call(store)`` on the thread store (opened at first use), in a worker thread; a store that
+    cannot be reached (PostgreSQL down) is a ``ToolError`` that says so: the next call tries again."""
+    state = server_state(ctx)
+    try:
+        return await asyncio.to_thread(lambda: call(state.threads))
+    except SwarmError as exc:
+        raise ToolError(f"{type(exc).__name__}: {exc}") from None
 
 
 def unknown_thread(thread_id: str) -> str:
@@ -35,19 +49,23 @@ async def open_thread(ctx: Context, thread_id: str | None) -> tuple[str, list[di
     Raises:
         ToolError: ``thread_id`` is not one of the caller's threads.
     """
-    store = server_state(ctx).threads
     owner = owner_of(ctx)
     if thread_id is None:
-        return await asyncio.to_thread(store.create, owner), []
-    thread = await asyncio.to_thread(store.get, thread_id, owner)
+        return await _stored(ctx, lambda store: store.create(owner)), []
+    thread = await _stored(ctx, lambda store: store.get(thread_id, owner))
     if thread is None:
         raise ToolError(unknown_thread(thread_id))
     return thread_id, [{k: t[k] for k in ("n", "role", "model", "content")} for t in thread["turns"]]
 
 
 async def read_thread(ctx: Context, thread_id: str) -> dict[str, Any] | None:
-    """One of the caller's threads with every kept turn, or None."""
-    return await asyncio.to_thread(server_state(ctx).threads.get, thread_id, owner_of(ctx))
+    """One of the caller's threads with every kept turn, or None (for the ``swarm://threads`` resource:
+    a store that cannot be reached is a ``ResourceError``)."""
+    owner = owner_of(ctx)
+    try:
+        return await _stored(ctx, lambda store: store.get(thread_id, owner))
+    except ToolError as exc:  # for the resource: said as what it is, not "error creating resource"
+        raise ResourceError(str(exc)) from None
 
 
 class ThreadSummary(BaseModel):
@@ -70,5 +88,6 @@ def register(server: Any) -> None:
                  annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False),
                  description="Your conversations, latest first; turns: swarm://threads/{thread_id}.")
     async def list_threads(ctx: Context, limit: Annotated[int, Field(ge=1, le=100)] = 20) -> ThreadList:
-        rows = await asyncio.to_thread(server_state(ctx).threads.list, owner_of(ctx), limit)
+        owner = owner_of(ctx)
+        rows = await _stored(ctx, lambda store: store.list(owner, limit))
         return ThreadList(threads=[ThreadSummary(**r).model_dump() for r in rows])

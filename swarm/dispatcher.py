@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from core.errors import AllProvidersFailed, InputError, SwarmError
+from core.errors import AllProvidersFailed, InputError, ProviderUnavailable, SwarmError
 from core.redact import redact, redact_data
 from core.rules import (
     IDEMPOTENCY_KEY_PATTERN,
@@ -113,11 +113,14 @@ async def dispatch(raw: dict[str, Any] | JobRequest, make_context: Any) -> dict[
     except SwarmError as exc:
         envelope = _failure(envelope, exc)
     except Exception as exc:  # a bug, not an input or provider problem: logged, never leaked
-        log.error("job %s crashed: %s", envelope.job_id, redact(repr(exc)), exc_info=log.isEnabledFor(logging.DEBUG))
-        envelope = envelope.failed({
-            "type": "InternalError",
-            "message": f"internal error in {envelope.project}/{envelope.action}; see the worker log for job {envelope.job_id}",
-        })
+        if (unavailable := _store_unavailable(exc, envelope.job_id)) is not None:
+            envelope = _failure(envelope, unavailable)
+        else:
+            log.error("job %s crashed: %s", envelope.job_id, redact(repr(exc)), exc_info=log.isEnabledFor(logging.DEBUG))
+            envelope = envelope.failed({
+                "type": "InternalError",
+                "message": f"internal error in {envelope.project}/{envelope.action}; see the worker log for job {envelope.job_id}",
+            })
     trace = [*envelope.trace, _dispatch_step(envelope, started, ctx)]
     envelope = envelope.replace(
         trace=trace, totals=totals_of(trace), elapsed_ms=round((time.perf_counter() - started) * 1000, 2)
@@ -127,6 +130,22 @@ async def dispatch(raw: dict[str, Any] | JobRequest, make_context: Any) -> dict[
     unbind_job(bound)
     return final
 
+
+#: (package, class name) of errors that mean the checkpoint database cannot be reached now
+_DATABASE_DOWN = frozenset({("psycopg", "OperationalError"), ("psycopg_pool", "PoolTimeout"),
+                            ("psycopg", "InterfaceError")})
+
+
+def _store_unavailable(exc: BaseException, job_id: str) -> ProviderUnavailable | None:
+    """The checkpointer's PostgreSQL went away (stopped, restarted, out of connections) during a
+    job: a provider being unavailable, said as such, not an internal error. The checkpoints it
+    did store stand, so the same job id resumes."""
+    for kind in type(exc).__mro__:
+        if (kind.__module__.split(".")[0], kind.__name__) in _DATABASE_DOWN:
+            detail = redact(" ".join(str(exc).split()))[:300] or type(exc).__name__
+            return ProviderUnavailable("checkpointer", f"PostgreSQL (checkpointer.dsn) is unreachable: {detail};"
+                                       f" run the job again with job_id {job_id!r} to resume it")
+    return None
 
 def _validate_job(raw: dict[str, Any] | JobRequest) -> JobRequest:
     if not isinstance(raw, dict | JobRequest):

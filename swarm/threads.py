@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.errors import ConfigError
+from core.errors import ConfigError, ProviderUnavailable
 from core.redact import redact, redact_data, register_secret
 from graphs.delegation.history import THREAD_ID_PATTERN
 from providers.base import TraceStep
@@ -98,6 +98,13 @@ class _Sqlite:
             self._db.close()
 
 
+class ThreadStoreUnavailable(ProviderUnavailable):
+    """The thread store's database cannot be reached now; the next call tries again."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("threads", detail)
+
+
 class _Postgres:
     def __init__(self, dsn: str) -> None:
         register_secret(dsn)
@@ -107,8 +114,10 @@ class _Postgres:
         except ModuleNotFoundError:
             raise ConfigError("threads on postgres need psycopg: pip install 'psycopg[binary]==3.3.9'",
                               key="checkpointer.kind") from None
+        self._psycopg = psycopg
+        self._connect = lambda: psycopg.connect(dsn, autocommit=True, row_factory=dict_row, connect_timeout=10)
         try:
-            self._db = psycopg.connect(dsn, autocommit=True, row_factory=dict_row, connect_timeout=10)
+            self._db = self._connect()
         except psycopg.OperationalError as exc:
             raise ConfigError(f"cannot connect to PostgreSQL for threads ({redact(str(exc))})",
                               key="checkpointer.dsn") from None
@@ -118,12 +127,30 @@ class _Postgres:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Exec]:
+        """One transaction; a connection lost since the last one (PostgreSQL restarted) is opened
+        again first, and a failure to reach it is ``ThreadStoreUnavailable``, not a crash."""
+
         def run(sql: str, args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
             cursor = self._db.execute(sql.replace("?", "%s"), args)  # type: ignore[arg-type]
             return list(cursor.fetchall()) if cursor.description else []
 
-        with self._lock, self._db.transaction():
-            yield run
+        with self._lock:
+            try:
+                if self._db.closed or self._db.broken or not self._alive():
+                    self._db = self._connect()
+                with self._db.transaction():
+                    yield run
+            except self._psycopg.OperationalError as exc:
+                raise ThreadStoreUnavailable(f"PostgreSQL (checkpointer.dsn) is unreachable: {redact(str(exc))[:300]}"
+                                             "; threads come back when it does, no restart needed") from None
+
+    def _alive(self) -> bool:
+        """Whether the connection still answers (PostgreSQL restarted since closes it under us)."""
+        try:
+            self._db.execute("SELECT 1")
+        except self._psycopg.OperationalError:
+            return False
+        return True
 
     def close(self) -> None:
         with self._lock:

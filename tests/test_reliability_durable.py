@@ -251,6 +251,25 @@ async def test_postgres_unreachable_is_a_config_error_without_the_password(tmp_p
             checkpoint.POSTGRES_CONNECT_TIMEOUT_S = saved
     assert "checkpointer.dsn" in str(info.value)
     assert "pg-pass-planted-777" not in str(info.value)
+    assert "refused" in str(info.value).lower()  # psycopg's reason, not only the pool's "timed out"
+
+
+async def test_postgres_lost_during_a_job_is_unavailable_and_names_the_job_to_resume(make_context: Any) -> None:
+    """PostgreSQL stopped mid-job: the saver's OperationalError came back as "internal error"."""
+    import psycopg
+
+    from providers.testing import FunctionLLM
+    from swarm.dispatcher import dispatch
+
+    def lost(messages: Any, config: Any) -> str:  # where the saver raised it: inside the running job
+        raise psycopg.OperationalError("the connection is lost")
+
+    result = await dispatch({"project": "swarm", "action": "delegate", "job_id": "pg-lost-1", "input": {"task": "hi"}},
+                            make_context(FunctionLLM(lost)))
+    assert result["status"] == "FAILED"
+    assert result["error"]["type"] == "ProviderUnavailable"
+    assert "PostgreSQL (checkpointer.dsn) is unreachable: the connection is lost" in result["error"]["message"]
+    assert "job_id 'pg-lost-1' to resume" in result["error"]["message"]
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "memory", pytest.param("postgres", marks=needs_pg)])

@@ -56,6 +56,36 @@ def test_turns_survive_a_reopen_and_belong_to_their_owner(section: CheckpointerS
         reopened.close()
 
 
+@needs_pg
+def test_a_postgres_store_reconnects_after_a_restart_and_says_when_it_cannot(tmp_path: Path) -> None:
+    """PostgreSQL restarted under a running MCP server: every thread call failed ("the connection
+    is lost") until the server was restarted. Its backend ended here with pg_terminate_backend."""
+    import psycopg
+
+    from swarm.threads import ThreadStoreUnavailable
+
+    store = open_thread_store(CheckpointerSection(kind="postgres", dsn=PG_DSN))
+    backend = store._backend
+    owner = f"reconnect-{os.getpid()}-{id(store)}"  # the database is shared with the other tests
+    thread = store.create(owner)
+
+    def kill_backend() -> None:
+        pid = backend._db.info.backend_pid  # type: ignore[union-attr]
+        with psycopg.connect(str(PG_DSN), autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+    kill_backend()
+    assert store.get(thread, owner) is not None  # reconnected, nothing to restart
+    connect = backend._connect  # type: ignore[union-attr]
+    backend._connect = lambda: psycopg.connect("postgresql://u:pw-secret-1@127.0.0.1:9/none", connect_timeout=2)  # type: ignore[union-attr]
+    kill_backend()
+    with pytest.raises(ThreadStoreUnavailable, match=r"checkpointer.dsn\) is unreachable") as err:
+        store.list(owner, 5)
+    assert "pw-secret-1" not in str(err.value)
+    backend._connect = connect  # type: ignore[union-attr]
+    assert store.get(thread, owner) is not None and store.list(owner, 5) == []  # back as soon as it is
+    store.close()
+
 def test_the_oldest_turns_are_dropped_past_max_turns(section: CheckpointerSection) -> None:
     store = open_thread_store(section)
     try:
