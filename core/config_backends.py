@@ -69,7 +69,8 @@ class S3StorageSpec(StrictModel):
 
     bucket: str = Field(default="", description="empty -> choosing s3 fails with the fix")
     prefix: str = ""
-    endpoint_url: str | None = None
+    endpoint_url: str | None = Field(default=None, pattern=r"^(?:https?://[^\s/]+\S*)?$",
+                                     description="http(s)://host[:port]; empty: AWS")
     region: str | None = None
     #: S3 signs a URL for at most 7 days
     presign_expiry_s: int = Field(default=3600, ge=1, le=604_800)

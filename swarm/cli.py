@@ -130,6 +130,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     except json.JSONDecodeError as exc:
         print(f"error: --input is not valid JSON: {exc}", file=sys.stderr)
         return 2
+    if isinstance(inp, dict) and inp.get("thread_id"):
+        # a thread's turns are kept and sent by swarm-mcp; here the id was echoed with no history
+        print("error: input.thread_id: conversations are kept by swarm-mcp (its tools take thread_id and list_threads"
+              " lists them); the command line runs one job at a time, so leave thread_id out", file=sys.stderr)
+        return 2
     job = {"project": args.project, "action": args.action, "input": inp}
     if args.job_id:
         job["job_id"] = args.job_id

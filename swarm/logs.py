@@ -69,6 +69,10 @@ class _PlainRedactingFormatter(logging.Formatter):
         return redact(super().format(record))
 
 
+#: loggers whose DEBUG lines hold request signatures, credentials' ids and signed URLs
+_SIGNING_LOGGERS = ("botocore", "boto3", "s3transfer", "urllib3")
+
+
 def configure_logging(config_or_level: SwarmConfig | str | int | None = None, json: bool = True,
                       stream: IO[str] | None = None) -> logging.Handler:
     """Install the swarm log handler on the root logger (idempotent: replaces its own earlier one).
@@ -106,4 +110,8 @@ def configure_logging(config_or_level: SwarmConfig | str | int | None = None, js
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    # at DEBUG these print what signs a request (botocore's canonical request and signature, every
+    # header): nothing of theirs below WARNING reaches a log, whatever the level
+    for chatty in _SIGNING_LOGGERS:
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
     return handler

@@ -169,3 +169,13 @@ def test_the_fast_yaml_loader_reads_config_yaml_as_the_pure_python_one_does(monk
     fast = config_module.load_config(config_module.DEFAULT_CONFIG_PATH, env={})
     monkeypatch.setattr(config_module, "_SAFE_LOADER", yaml.SafeLoader)
     assert config_module.load_config(config_module.DEFAULT_CONFIG_PATH, env={}) == fast
+
+
+def test_an_s3_endpoint_without_a_scheme_is_named_at_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``s3.example.com`` passed every check, then failed each image job as InternalError (boto3's ValueError)."""
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.setenv("SWARM_S3_ENDPOINT_URL", "s3.example.com")
+    with pytest.raises(ConfigError, match=r"providers\.storage\.backends\.s3\.endpoint_url"):
+        load_config(root / "config.yaml")
+    monkeypatch.setenv("SWARM_S3_ENDPOINT_URL", "http://127.0.0.1:9000")
+    assert load_config(root / "config.yaml").providers.storage.backends["s3"]["endpoint_url"] == "http://127.0.0.1:9000"

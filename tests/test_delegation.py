@@ -340,3 +340,11 @@ def test_the_cli_prints_a_failed_job_s_partial_result_marked_as_such(capsys: pyt
     assert "partial result (stopped at revise)" in err and "error: AllProvidersFailed: every model failed" in err
     _report(args, {**result, "output": {}})  # nothing made: nothing printed but the error
     assert capsys.readouterr().out == ""
+
+
+def test_the_cli_refuses_a_thread_id_it_would_ignore(capsys: pytest.CaptureFixture[str]) -> None:
+    """``swarm run ... thread_id`` came back COMPLETED, the id echoed, no history sent, nothing saved."""
+    from swarm.cli import main
+
+    assert main(["run", "swarm", "delegate", "--input", '{"task": "and another?", "thread_id": "thr-1"}']) == 2
+    assert "input.thread_id: conversations are kept by swarm-mcp" in capsys.readouterr().err

@@ -116,3 +116,13 @@ def test_plain_text_mode_is_redacted_too(captured: io.StringIO) -> None:
     assert "[job-9]" in text and "sk-abcdefghijklmnopqrstu" not in text and "[REDACTED]" in text
 
 
+
+
+def test_at_debug_botocore_s_signing_lines_stay_out_of_the_log(captured: io.StringIO) -> None:
+    """botocore logs the canonical request and the signature of every presigned URL at DEBUG."""
+    configure_logging("DEBUG", stream=captured)
+    logging.getLogger("botocore.auth").debug("Signature:\nfe5f80f77d5fa3beca038a248ff027d0445342fe")
+    logging.getLogger("urllib3.connectionpool").debug("GET /bucket/k?X-Amz-Signature=... 200")
+    logging.getLogger("swarm.test").debug("ours still shown")
+    logging.getLogger("botocore.credentials").warning("a warning still shown")
+    assert [e["message"] for e in lines(captured)] == ["ours still shown", "a warning still shown"]

@@ -65,6 +65,8 @@ async def test_overwrite_and_create_only(store):
         "a ",
         "",
         "x" * 2000,
+        "é" * 600,  # 600 characters, 1,200 bytes: S3's limit is in bytes
+        "x" * 300,  # one part over a file name's 255 bytes (was "local: cannot write", storage down)
         ".swarm-tmp-abc",
     ],
 )

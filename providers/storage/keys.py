@@ -25,8 +25,9 @@ def check_key(key: object, *, field: str = "key") -> str:
     """
     if not isinstance(key, str) or not key:
         raise InputError("storage key must be a non-empty string", field=field)
-    if len(key) > MAX_KEY_CHARS:
-        raise InputError(f"storage key is {len(key)} characters; the limit is {MAX_KEY_CHARS}", field=field)
+    if len(key) > MAX_KEY_CHARS or len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_CHARS:
+        raise InputError(f"storage key is {len(key.encode('utf-8', 'surrogatepass'))} bytes in UTF-8; the limit is"
+                         f" {MAX_KEY_CHARS} (S3's)", field=field)
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in key):
         raise InputError("storage key contains a control character (NUL, newline, ...)", field=field)
     if key.startswith("/") or "\\" in key or (len(key) > 1 and key[1] == ":"):

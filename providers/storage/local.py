@@ -8,6 +8,7 @@ under the resolved root, so a symlink planted inside the root cannot lead out of
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import stat
@@ -103,6 +104,9 @@ class LocalStorage:
                 except FileExistsError:
                     raise InputError(f"{key!r} already exists and overwrite is off", field="key") from None
         except OSError as exc:
+            if exc.errno == errno.ENAMETOOLONG:  # the key, not the disk: a part of it over the file system's 255 bytes
+                raise InputError(f"storage key {key[:80]!r}... has a part too long for a file name"
+                                 " (255 bytes between slashes)", field="key") from None
             raise ProviderUnavailable("local", f"cannot write {key!r}: {exc.strerror}") from None
         finally:
             tmp.unlink(missing_ok=True)
@@ -115,6 +119,9 @@ class LocalStorage:
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise InputError(f"no object {key!r} in storage", field="key") from None
         except OSError as exc:
+            if exc.errno == errno.ENAMETOOLONG:
+                raise InputError(f"no object {key[:80]!r}... in storage (a part of the key is over 255 bytes)",
+                                 field="key") from None
             raise ProviderUnavailable("local", f"cannot read {key!r}: {exc.strerror}") from None
         if stat.S_ISDIR(os.fstat(fd).st_mode):  # Linux opens a folder read-only; reading it fails
             os.close(fd)
