@@ -62,7 +62,14 @@ class JobLoop:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
             if final is not None:
-                await final()
+                try:
+                    await final()
+                except asyncio.CancelledError:
+                    if current is not None and current.cancelling():
+                        raise
+                    # a task cancelled above that belongs to what ``final`` closes (psycopg_pool's
+                    # workers) re-raised its cancellation from that close: the close is done
+                    log.debug("a task cancelled at shutdown was re-raised while closing; ignored")
 
         try:
             await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(wind_down(), self.loop))

@@ -187,10 +187,12 @@ class Runtime:
         return await dispatch(job, make_context)
 
     async def aclose(self) -> None:
-        await self._exit.aclose()
-        self._savers.clear()
-        if self._local_servers is not None:
-            self._local_servers.stop_all()
+        try:
+            await self._exit.aclose()
+        finally:  # whatever a saver's close raised, the local model servers are stopped (never orphaned)
+            self._savers.clear()
+            if self._local_servers is not None:
+                self._local_servers.stop_all()
 
 
 def _given(provider: Any) -> Any:

@@ -266,3 +266,28 @@ def test_leases_tell_live_servers_from_gone_ones_and_a_store_works_without_file_
     assert store.get("j1")["runner"] == store.lease.token and not store.lease.alive("4242-0123456789ab")
     assert store.claim("j1", store.lease.token)
     store.close()
+
+
+async def test_shutdown_ends_cleanly_when_a_close_meets_a_task_cancelled_before_it() -> None:
+    """With PostgreSQL checkpoints ``swarm-mcp`` exited 1 with a CancelledError traceback on every
+    clean shutdown: the jobs' loop cancelled psycopg_pool's workers, and the pool's close gathered
+    them. Here a worker task stands in for the pool's, and the close gathers it the same way."""
+    from mcp_server.jobs import JobLoop
+
+    jobs = JobLoop()
+    spawned: dict[str, asyncio.Task[None]] = {}
+
+    async def spawn() -> None:
+        spawned["worker"] = asyncio.get_running_loop().create_task(asyncio.sleep(3600))
+
+    await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(spawn(), jobs.loop))
+    closed: list[str] = []
+
+    async def final() -> None:
+        try:
+            await asyncio.gather(spawned["worker"])  # re-raises the worker's cancellation
+        finally:
+            closed.append("pool")
+
+    await jobs.stop(final)  # raised CancelledError before
+    assert closed == ["pool"] and spawned["worker"].cancelled()
