@@ -237,11 +237,28 @@ class ThreadStore:
         return added, dropped
 
 
+def _say_threads_left_in_sqlite(path: Path) -> int:
+    """Threads a SQLite store kept before the switch to PostgreSQL are not carried over: say how
+    many, where, and that they are not gone (switching back shows them). Returns the count."""
+    if not path.is_file():
+        return 0
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            count = int(db.execute("SELECT count(*) FROM swarm_threads").fetchone()[0])
+    except sqlite3.Error:
+        return 0
+    if count:
+        log.warning("%d thread(s) kept in %s before the switch to PostgreSQL are not visible with checkpointer.dsn;"
+                    " they are still there (unset the dsn to see them again)", count, path)
+    return count
+
+
 def open_thread_store(section: CheckpointerSection) -> ThreadStore:
     """The thread store of the checkpointer's kind (its own config section, nothing else)."""
     if section.kind == "postgres":
         if not section.dsn:
             raise ConfigError("postgres needs a dsn for threads too", key="checkpointer.dsn")
+        _say_threads_left_in_sqlite(Path(section.path).expanduser().with_name("threads.sqlite"))
         return ThreadStore(_Postgres(section.dsn))
     if section.kind == "memory":
         return ThreadStore(_Sqlite(":memory:"))

@@ -86,6 +86,17 @@ def test_a_postgres_store_reconnects_after_a_restart_and_says_when_it_cannot(tmp
     assert store.get(thread, owner) is not None and store.list(owner, 5) == []  # back as soon as it is
     store.close()
 
+@needs_pg
+def test_threads_left_in_sqlite_at_the_switch_to_postgres_are_said(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """An operator set SWARM_CHECKPOINTER_DSN: the SQLite threads vanished from list_threads, nothing said why."""
+    path = tmp_path / "state" / "checkpoints.sqlite"
+    sqlite_store = open_thread_store(CheckpointerSection(kind="sqlite", path=str(path)))
+    sqlite_store.append(sqlite_store.create("alice"), "alice", [turn("user", "hi")], 10)
+    sqlite_store.close()
+    with caplog.at_level("WARNING", logger="swarm.threads"):
+        open_thread_store(CheckpointerSection(kind="postgres", dsn=PG_DSN, path=str(path))).close()
+    assert f"1 thread(s) kept in {path.with_name('threads.sqlite')} before the switch to PostgreSQL" in caplog.text
+
 def test_the_oldest_turns_are_dropped_past_max_turns(section: CheckpointerSection) -> None:
     store = open_thread_store(section)
     try:
