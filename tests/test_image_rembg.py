@@ -177,3 +177,36 @@ async def test_two_batches_at_once_share_the_session_and_agree(remover):
     )
     assert [i.data for i in first.items] == [i.data for i in second.items][::-1]
     assert all(i.data for i in first.items)
+
+
+async def test_a_cancelled_batch_stops_before_its_next_image(remover):
+    """Cancelling a background-removal batch ran every image to the end on the pool's threads."""
+    import asyncio
+    import threading
+
+    photos = [PHOTO] * 12
+    started: list[int] = []
+    first_done = threading.Event()
+    original = remover._batch_one
+
+    def counted(index, *args, **kwargs):
+        started.append(index)
+        try:
+            return original(index, *args, **kwargs)
+        finally:
+            first_done.set()
+
+    remover._batch_one = counted
+    try:
+        task = asyncio.ensure_future(remover.process_batch(photos, ImageAction.REMOVE_BACKGROUND, ImageConfig(model="u2netp")))
+        await asyncio.to_thread(first_done.wait, 120)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.sleep(0)
+        settled = len(started)
+        # the images already on a worker finish; no new one starts (one per worker at most)
+        await asyncio.to_thread(lambda: __import__("time").sleep(2.0))
+        assert len(started) == settled < len(photos), started
+    finally:
+        del remover._batch_one

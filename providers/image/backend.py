@@ -18,13 +18,14 @@ import contextlib
 import contextvars
 import threading
 from collections.abc import Callable, Iterator
-from typing import ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import anyio
 
 from core.errors import InputError
 from providers.base import ImageAction, ImageConfig, TraceStep
 
+T = TypeVar("T")
 #: ``(done, total)``: ``done`` of the ``total`` steps of one image's work are finished
 ProgressListener = Callable[[int, int], None]
 _progress_listener: contextvars.ContextVar[ProgressListener | None] = contextvars.ContextVar(
@@ -61,6 +62,27 @@ def checkpoint(done: int, total: int) -> None:
         listener(done, total)
 
 
+async def run_stoppable(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` in a worker thread that stops at its next ``checkpoint`` (or ``stop_flag``
+    test) once the awaiting coroutine is cancelled: a thread cannot be killed, and it holds the
+    model's lock and the cores."""
+    stop = threading.Event()
+    token = _stop.set(stop)  # the worker thread runs in a copy of this context: it sees ``stop``
+    try:
+        return await anyio.to_thread.run_sync(fn, *args)
+    except asyncio.CancelledError:
+        stop.set()
+        raise
+    finally:
+        _stop.reset(token)
+
+
+def stop_flag() -> threading.Event | None:
+    """In ``run_stoppable``'s worker thread: the event set when its caller was cancelled, for
+    threads of its own (a batch's pool) that do not inherit the context."""
+    return _stop.get()
+
+
 class SingleActionBackend:
     """Base of an ``ImageProvider`` that does exactly one ``ImageAction``."""
 
@@ -84,15 +106,7 @@ class SingleActionBackend:
     ) -> tuple[bytes, list[TraceStep]]:
         """Like ``process``, plus its trace steps (one per model tried, skips and failures included)."""
         self.check_action(action)
-        stop = threading.Event()
-        token = _stop.set(stop)  # the worker thread runs in a copy of this context: it sees ``stop``
-        try:
-            return await anyio.to_thread.run_sync(self._process_sync, image, config)
-        except asyncio.CancelledError:
-            stop.set()  # the thread cannot be killed: it stops at its next ``checkpoint``
-            raise
-        finally:
-            _stop.reset(token)
+        return await run_stoppable(self._process_sync, image, config)
 
     async def warm(self) -> None:
         """Load the configured model and make its one-off choices (``Warmable``), off the event

@@ -36,8 +36,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import anyio
-
 from core.errors import (
     AllProvidersFailed,
     InputError,
@@ -47,7 +45,7 @@ from core.errors import (
 )
 from core.redact import redact
 from providers.base import BatchItem, BatchOutcome, ImageAction, ImageConfig, TraceStep
-from providers.image.backend import SingleActionBackend
+from providers.image.backend import SingleActionBackend, WorkCancelled, run_stoppable, stop_flag
 from providers.image.imageio import ImageLimits, encode, open_checked
 from providers.image.matting import refine_mask
 from providers.image.precision import AutoPrecision, CpuInfo, read_cpu_info
@@ -275,15 +273,18 @@ class RembgRemover(SingleActionBackend):
         numbers = list(indices) if indices is not None else list(range(len(images)))
         if len(numbers) != len(images):
             raise InputError(f"{len(numbers)} indices for {len(images)} images", field="indices")
-        return await anyio.to_thread.run_sync(self._batch_sync, list(images), numbers, config)
+        return await run_stoppable(self._batch_sync, list(images), numbers, config)
 
     def _batch_sync(self, images: list[bytes], numbers: list[int], config: ImageConfig) -> BatchOutcome:
         workers = max(1, min(self.settings.batch_workers or _cores(), len(images)))
         # one image at a time uses every core on it; several share the cores one thread each
         threads = None if workers == 1 else max(1, _cores() // workers)
         name, net, extra, why, steps = self._first_loaded(config, threads)
+        stop = stop_flag()  # the pool's threads do not see the context: they are handed the event
 
         def one(index: int) -> tuple[BatchItem, TraceStep]:
+            if stop is not None and stop.is_set():  # the caller was cancelled: no more images
+                raise WorkCancelled(f"cancelled before image {numbers[index]}")
             return self._batch_one(numbers[index], images[index], net, (name, why), extra, config)
 
         # map() keeps input order; a worker holds one decoded image at a time
