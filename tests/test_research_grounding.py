@@ -367,3 +367,17 @@ def test_every_real_sentence_copied_with_its_citation_survives_the_repeat_check(
             lines = [f"- {_cite(s, 1)}" for s in dict.fromkeys(sentences_of(passage["text"]))]
             _, dropped = drop_repeats("\n".join(lines), {1: [passage]})
             assert not [d for d in dropped if d["reason"] == "repeats one phrase over and over"], (name, dropped)
+
+
+async def test_a_weak_abstractive_draft_by_the_local_model_is_replaced_by_quotes(corpus, tmp_path):
+    """Keyless abstractive: the 135M writer's few backed sentences held fewer facts than quoting
+    (bench: one such report kept 0 of 4 facts). A cloud writer's weak draft is kept, checked."""
+    weak = ("A checkpointer saves graph state after every step [1]. Checkpoints are a kind of database [1]. "
+            "RunPod is fast and cheap [2].")
+    ctx, _ = _context(tmp_path / "local", LocalFamily(Script(report=weak)), _local_chain(corpus, tmp_path / "local"))
+    result = await research(ResearchInput(question="How do LangGraph checkpoints resume a run?", mode="abstractive"), ctx)
+    assert result["mode"] == "extractive" and result["support"] == 1.0
+    assert any("failed the grounding check (support 0.33" in w for w in result["warnings"])
+    ctx, _ = _context(tmp_path / "cloud", FunctionLLM(Script(report=weak)), _local_chain(corpus, tmp_path / "cloud"))
+    result = await research(ResearchInput(question="How do LangGraph checkpoints resume a run?", mode="abstractive"), ctx)
+    assert result["mode"] == "abstractive" and "saves graph state" in result["report"]

@@ -175,7 +175,10 @@ def _checked(state: ResearchState, started: float, screened: tuple[Grounding, Gr
     # revision is left (the review node passes them on), else quote the sources rather than return nothing
     none_backed = report_mode == "abstractive" and _nothing_left(grounding)
     revise = none_backed and mode == "abstractive" and _revision_left(state)
-    if not revise and report_mode == "abstractive" and ((mode == "auto" and _fails(grounding)) or none_backed):
+    # a weak draft (support under MIN_DRAFT_SUPPORT) is replaced in auto mode, and whenever the local
+    # model wrote it: it gets no revision, and its few backed sentences held fewer facts than quotes
+    weak = _fails(grounding) and (mode == "auto" or state.get("writer_family") == LOCAL_FAMILY)
+    if not revise and report_mode == "abstractive" and (weak or none_backed):
         warnings.append(f"the written draft failed the grounding check (support {grounding.support or 0:.2f},"
                         f" {grounding.supported} of {grounding.factual} factual sentences); the report quotes the sources"
                         " instead (the draft's sentences are in unsupported_sentences)")
