@@ -83,6 +83,22 @@ def register_secret(value: str | None) -> None:
         _extra_secrets.add(value)
 
 
+def register_dsn(dsn: str | None) -> None:
+    """A database DSN and its password as written, percent-decoded, and as a ``password=`` value:
+    a driver's error quotes a piece of a malformed DSN (``invalid percent-encoded token: "pw%zz"``)."""
+    if not dsn:
+        return
+    register_secret(dsn)
+    passwords = re.findall(r"(?i)\bpassword\s*=\s*'?([^'\s]+)", dsn)
+    if "://" in dsn:
+        userinfo = dsn.split("://", 1)[1].split("/", 1)[0].rpartition("@")[0]
+        if ":" in userinfo:
+            passwords.append(userinfo.split(":", 1)[1])
+    for password in passwords:
+        register_secret(password)
+        register_secret(urllib.parse.unquote(password))
+
+
 def register_secret_env(name: str | None) -> None:
     """Treat the value of environment variable ``name`` as a secret, now and whenever it changes."""
     if name:

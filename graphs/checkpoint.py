@@ -18,7 +18,7 @@ from typing import Any
 
 from core.config import SwarmConfig
 from core.errors import ConfigError
-from core.redact import redact, register_secret
+from core.redact import redact, register_dsn
 
 log = logging.getLogger("swarm.checkpoint")
 
@@ -75,7 +75,7 @@ async def _postgres(config: SwarmConfig) -> AsyncIterator[Any]:
             " e.g. postgresql://USER:PASSWORD@HOST:5432/DB",
             key="checkpointer.dsn",
         )
-    register_secret(dsn)  # a DSN may carry a password: never echo it
+    register_dsn(dsn)  # a DSN may carry a password: never echo it, nor a piece of it
     try:
         from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
         from psycopg.rows import dict_row
@@ -112,13 +112,37 @@ async def _postgres(config: SwarmConfig) -> AsyncIterator[Any]:
         await pool.close()
 
 
+MALFORMED_DSN = ("the dsn is malformed (postgresql://USER:PASSWORD@HOST:PORT/DB; a password with '%', '@', '/'"
+                 " or ':' must be percent-encoded)")
+
+
+def dsn_problem(dsn: str) -> str | None:
+    """What is wrong with ``dsn`` before any connection (a driver would quote the wrong part, often
+    a piece of the password), or None."""
+    netloc = dsn.split("://", 1)[1].split("/", 1)[0] if "://" in dsn else ""
+    if netloc.count("@") > 1:
+        return "the dsn is malformed: its password holds an '@'; write it as %40"
+    return None
+
+
 async def _why_not(dsn: str) -> str:
-    """Why ``dsn`` does not connect, in psycopg's words (the pool only says it timed out)."""
+    """Why ``dsn`` does not connect (the pool only says it timed out): psycopg's words for a server
+    that refuses, a database that is missing, a host that does not resolve; a malformed dsn is
+    said without them, as they quote the part that is wrong (often the password)."""
+    return await why_dsn_fails(dsn)
+
+
+async def why_dsn_fails(dsn: str) -> str:
+    """One connection attempt to ``dsn``: what went wrong, with no part of the password in it."""
     import psycopg
 
+    if (problem := dsn_problem(dsn)) is not None:
+        return problem
     try:
-        connection = await psycopg.AsyncConnection.connect(dsn, connect_timeout=POSTGRES_CONNECT_TIMEOUT_S)
-    except Exception as exc:  # noqa: BLE001 - any reason is the answer (a malformed dsn is a ProgrammingError)
+        connection = await psycopg.AsyncConnection.connect(dsn, connect_timeout=max(1, int(POSTGRES_CONNECT_TIMEOUT_S)))
+    except psycopg.ProgrammingError:
+        return MALFORMED_DSN
+    except Exception as exc:  # noqa: BLE001 - any other reason is the answer
         return redact(" ".join(str(exc).split()))[:300] or type(exc).__name__
     await connection.close()
     return "it connects now; it did not in time"

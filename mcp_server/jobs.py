@@ -57,19 +57,19 @@ class JobLoop:
 
         async def wind_down() -> None:
             current = asyncio.current_task()
-            pending = [t for t in asyncio.all_tasks() if t is not current]
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+
+            async def cancel(tasks: list[asyncio.Task[Any]]) -> None:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+            # the jobs first; then ``final`` closes what they used while its own helpers still run
+            # (psycopg_pool's workers: cancelled before its close, the close re-raised their
+            # cancellation and left the pool's connections open); then whatever is left
+            await cancel([t for t in asyncio.all_tasks() if t.get_name().startswith(JOB_TASK_PREFIX)])
             if final is not None:
-                try:
-                    await final()
-                except asyncio.CancelledError:
-                    if current is not None and current.cancelling():
-                        raise
-                    # a task cancelled above that belongs to what ``final`` closes (psycopg_pool's
-                    # workers) re-raised its cancellation from that close: the close is done
-                    log.debug("a task cancelled at shutdown was re-raised while closing; ignored")
+                await final()
+            await cancel([t for t in asyncio.all_tasks() if t is not current])
 
         try:
             await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(wind_down(), self.loop))
@@ -78,6 +78,18 @@ class JobLoop:
             await asyncio.to_thread(self._thread.join, 10)
             if not self._thread.is_alive():
                 self.loop.close()
+
+
+#: the name of a job's task on the jobs' loop (``JobLoop.stop`` cancels these first)
+JOB_TASK_PREFIX = "swarm-job-"
+
+
+async def _named(coro: Awaitable[Any], name: str) -> Any:
+    """``coro``, in a task called ``name`` (``run_coroutine_threadsafe`` names its tasks Task-N)."""
+    task = asyncio.current_task()
+    if task is not None:
+        task.set_name(name)
+    return await coro
 
 
 class IdempotencyConflict(ValueError):
@@ -190,9 +202,10 @@ class JobManager:
         coro = self._execute(job_id, job, home, remote)
         future: asyncio.Future[dict[str, Any]]
         if self._job_loop is None:
-            future = home.create_task(coro, name=f"swarm-job-{job_id}")
+            future = home.create_task(coro, name=f"{JOB_TASK_PREFIX}{job_id}")
         else:
-            future = asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._job_loop.loop), loop=home)
+            named = _named(coro, f"{JOB_TASK_PREFIX}{job_id}")
+            future = asyncio.wrap_future(asyncio.run_coroutine_threadsafe(named, self._job_loop.loop), loop=home)
         self._tasks[job_id] = future
         future.add_done_callback(lambda _f: self._tasks.pop(job_id, None))
 

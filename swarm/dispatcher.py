@@ -136,7 +136,7 @@ _DATABASE_DOWN = frozenset({("psycopg", "OperationalError"), ("psycopg_pool", "P
                             ("psycopg", "InterfaceError")})
 
 
-def _store_unavailable(exc: BaseException, job_id: str) -> ProviderUnavailable | None:
+def _store_unavailable(exc: BaseException, job_id: str | None) -> ProviderUnavailable | None:
     """The checkpointer's PostgreSQL went away (stopped, restarted, out of connections) during a
     job: a provider being unavailable, said as such, not an internal error. The checkpoints it
     did store stand, so the same job id resumes."""

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.errors import ConfigError, ProviderUnavailable
-from core.redact import redact, redact_data, register_secret
+from core.redact import redact, redact_data, register_dsn
 from graphs.delegation.history import THREAD_ID_PATTERN
 from providers.base import TraceStep
 
@@ -107,7 +107,11 @@ class ThreadStoreUnavailable(ProviderUnavailable):
 
 class _Postgres:
     def __init__(self, dsn: str) -> None:
-        register_secret(dsn)
+        from graphs.checkpoint import MALFORMED_DSN, dsn_problem
+
+        register_dsn(dsn)
+        if (problem := dsn_problem(dsn)) is not None:
+            raise ConfigError(problem, key="checkpointer.dsn")
         try:
             import psycopg
             from psycopg.rows import dict_row
@@ -118,6 +122,8 @@ class _Postgres:
         self._connect = lambda: psycopg.connect(dsn, autocommit=True, row_factory=dict_row, connect_timeout=10)
         try:
             self._db = self._connect()
+        except psycopg.ProgrammingError:
+            raise ConfigError(MALFORMED_DSN, key="checkpointer.dsn") from None
         except psycopg.OperationalError as exc:
             raise ConfigError(f"cannot connect to PostgreSQL for threads ({redact(str(exc))})",
                               key="checkpointer.dsn") from None

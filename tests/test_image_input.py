@@ -198,3 +198,15 @@ async def test_an_empty_source_is_named_as_empty():
             await read_input(**source, storage=MemoryStorage(), limits=LIMITS)
         assert info.value.field == field
     assert str(info.value) == "key: is empty"
+
+
+def test_an_empty_field_beside_a_filled_one_is_unset_and_alone_it_is_given():
+    """Tool callers send "" for optional strings: ``{"image": <b64>, "url": ""}`` was refused as two sources."""
+    from pydantic import ValidationError
+
+    from graphs.image.inputs import ImageInput
+
+    assert ImageInput.model_validate({"image": "aGk=", "url": "", "key": ""}).source == "image"
+    assert ImageInput.model_validate({"url": ""}).source == "url"  # read later as "url: is empty"
+    with pytest.raises(ValidationError, match="got image, url"):
+        ImageInput.model_validate({"image": "aGk=", "url": "https://example.org/a.png"})

@@ -268,26 +268,31 @@ def test_leases_tell_live_servers_from_gone_ones_and_a_store_works_without_file_
     store.close()
 
 
-async def test_shutdown_ends_cleanly_when_a_close_meets_a_task_cancelled_before_it() -> None:
+async def test_shutdown_cancels_the_jobs_then_closes_while_the_closers_own_tasks_still_run() -> None:
     """With PostgreSQL checkpoints ``swarm-mcp`` exited 1 with a CancelledError traceback on every
-    clean shutdown: the jobs' loop cancelled psycopg_pool's workers, and the pool's close gathered
-    them. Here a worker task stands in for the pool's, and the close gathers it the same way."""
-    from mcp_server.jobs import JobLoop
+    clean shutdown: the jobs' loop cancelled every task, psycopg_pool's workers too, and the pool's
+    close re-raised their cancellation and left its connections open. A job and a pool worker stand
+    in for theirs here."""
+    from mcp_server.jobs import JOB_TASK_PREFIX, JobLoop
 
     jobs = JobLoop()
-    spawned: dict[str, asyncio.Task[None]] = {}
+    tasks: dict[str, asyncio.Task[None]] = {}
+    seen: list[str] = []
 
     async def spawn() -> None:
-        spawned["worker"] = asyncio.get_running_loop().create_task(asyncio.sleep(3600))
+        loop = asyncio.get_running_loop()
+        tasks["job"] = loop.create_task(asyncio.sleep(3600), name=f"{JOB_TASK_PREFIX}j1")
+        tasks["worker"] = loop.create_task(asyncio.sleep(3600), name="pool-worker")
+        tasks["straggler"] = loop.create_task(asyncio.sleep(3600))
 
     await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(spawn(), jobs.loop))
-    closed: list[str] = []
 
-    async def final() -> None:
-        try:
-            await asyncio.gather(spawned["worker"])  # re-raises the worker's cancellation
-        finally:
-            closed.append("pool")
+    async def final() -> None:  # the pool's close: it stops its own workers
+        seen.append(f"job cancelled: {tasks['job'].cancelled()}, worker running: {not tasks['worker'].done()}")
+        tasks["worker"].cancel()
+        await asyncio.gather(tasks["worker"], return_exceptions=True)
+        seen.append("pool closed")
 
     await jobs.stop(final)  # raised CancelledError before
-    assert closed == ["pool"] and spawned["worker"].cancelled()
+    assert seen == ["job cancelled: True, worker running: True", "pool closed"]
+    assert tasks["straggler"].cancelled()

@@ -254,6 +254,39 @@ async def test_postgres_unreachable_is_a_config_error_without_the_password(tmp_p
     assert "refused" in str(info.value).lower()  # psycopg's reason, not only the pool's "timed out"
 
 
+@pytest.mark.parametrize("dsn", [
+    "postgresql://swarm:my%zzsecretpw@127.0.0.1:{port}/swarm",  # psycopg quoted the bad token: the password
+    "postgresql://swarm:Secr@tpw99zz@127.0.0.1:{port}/swarm",  # an '@' in it: the rest read as the host
+])
+async def test_a_malformed_dsn_is_said_without_any_piece_of_its_password(tmp_path: Path, dsn: str) -> None:
+    from fake_openai import RefusedPort
+
+    from core.config import load_config
+    from core.errors import ConfigError
+    from core.redact import redact
+    from graphs.checkpoint import open_checkpointer
+    from swarm.threads import open_thread_store
+
+    with RefusedPort() as port:
+        dsn = dsn.format(port=port.port)
+        config = load_config(_config_with(tmp_path, {"kind": "postgres", "dsn": dsn}))
+        import graphs.checkpoint as checkpoint
+
+        checkpoint.POSTGRES_CONNECT_TIMEOUT_S, saved = 1.0, checkpoint.POSTGRES_CONNECT_TIMEOUT_S
+        try:
+            with pytest.raises(ConfigError) as info:
+                async with open_checkpointer(config):
+                    pass
+        finally:
+            checkpoint.POSTGRES_CONNECT_TIMEOUT_S = saved
+        with pytest.raises(ConfigError) as threads:
+            open_thread_store(config.checkpointer)
+    for message in (str(info.value), str(threads.value)):
+        assert "malformed" in message and "checkpointer.dsn" in message
+        assert "secretpw" not in message and "tpw99zz" not in message, message
+    password = dsn.split("://", 1)[1].rpartition("@")[0].split(":", 1)[1]  # registered by the load, as it is
+    assert redact(f"psycopg said: bad token: \"{password}\"") == "psycopg said: bad token: \"[REDACTED]\""
+
 async def test_postgres_lost_during_a_job_is_unavailable_and_names_the_job_to_resume(make_context: Any) -> None:
     """PostgreSQL stopped mid-job: the saver's OperationalError came back as "internal error"."""
     import psycopg

@@ -37,9 +37,10 @@ class ImageSource(BaseModel):
 
     @model_validator(mode="after")
     def _exactly_one_source(self) -> ImageSource:
-        # present counts, even empty: "" (a zero-byte file's base64) fails when read, naming that
-        # image alone, rather than the whole job here as "got none"
-        given = [name for name in _SOURCES if getattr(self, name) is not None]
+        # an empty field beside a filled one is a client's "unset" (tool callers send "" for optional
+        # strings); an empty one alone is given: "" (a zero-byte file's base64) fails when read,
+        # naming that image alone, rather than the whole job here as "got none"
+        given = self._given()
         if getattr(self, "images", None) is not None:
             if given:
                 raise ValueError(f"give images or one of image, url, key, not both (got images and {', '.join(given)})")
@@ -48,10 +49,15 @@ class ImageSource(BaseModel):
             raise ValueError(f"give exactly one of image, url, key (got {', '.join(given) or 'none'})")
         return self
 
+    def _given(self) -> list[str]:
+        present = [name for name in _SOURCES if getattr(self, name) is not None]
+        filled = [name for name in present if getattr(self, name) != ""]
+        return filled or present
+
     @property
     def source(self) -> str:
         """The name of the field that holds the image."""
-        return next(name for name in _SOURCES if getattr(self, name) is not None)
+        return self._given()[0]
 
 
 class ImageInput(ImageSource):

@@ -383,20 +383,24 @@ class LiteLLMModel:
         guard = LoopGuard() if self.spec.stop_on_loop and config.json_schema is None else None
         note = None
         try:
-            # the whole call, not only the gap between bytes: a server that keeps a request alive
+            # each request whole, not only the gap between bytes: a server that keeps a request alive
             # with a blank line a second (DeepSeek's API while it queues) held it 10 s past timeout_s
-            async with asyncio.timeout(self.spec.timeout_s):
-                with _litellm_logging_off():
-                    if guard is not None:
+            limit = self.spec.timeout_s
+            with _litellm_logging_off():
+                if guard is not None:
+                    async with asyncio.timeout(limit):
                         finish, pieces = await _stream(litellm, params, guard)
-                        if finish is None:  # ended with no reason: a server that cut it short to
-                            # serve another request (llama.cpp's interrupt_requests) - ask again, whole
-                            log.info("%s: streamed answer ended early (%d tokens); asked again without streaming",
-                                     self.name, pieces)
-                            guard = None
-                            note = f"the streamed answer ended early ({pieces} tokens); asked again without streaming"
+                    if finish is None:  # ended with no reason: a server that cut it short to
+                        # serve another request (llama.cpp's interrupt_requests) - ask again, whole,
+                        # with a timeout of its own (it comes when the server is busiest)
+                        log.info("%s: streamed answer ended early (%d tokens); asked again without streaming",
+                                 self.name, pieces)
+                        guard = None
+                        note = f"the streamed answer ended early ({pieces} tokens); asked again without streaming"
+                        async with asyncio.timeout(limit):
                             response = await litellm.acompletion(**params)
-                    else:
+                else:
+                    async with asyncio.timeout(limit):
                         response = await litellm.acompletion(**params)
         except Exception as exc:  # translated once, here; the router decides what follows
             error = translate_error(exc, self.provider, self.name, self.spec.timeout_s, self.spec.api_key_env)
