@@ -230,25 +230,33 @@ async def test_postgres_checkpointer_from_config_runs_and_resumes(fake_models: F
     assert rows and rows[0] > 0
 
 
-async def test_postgres_unreachable_is_a_config_error_without_the_password(tmp_path: Path) -> None:
-    from fake_openai import RefusedPort
-
+async def _opening_fails(tmp_path: Path, dsn: str, *, timeout_s: float) -> tuple[Any, Any]:
+    """(the ConfigError opening a postgres checkpointer at ``dsn`` raised, the config), with the
+    connect timeout cut to ``timeout_s``."""
     from core.config import load_config
     from core.errors import ConfigError
     from graphs.checkpoint import open_checkpointer
 
+    config = load_config(_config_with(tmp_path, {"kind": "postgres", "dsn": dsn}))
+    import graphs.checkpoint as checkpoint
+
+    checkpoint.POSTGRES_CONNECT_TIMEOUT_S, saved = timeout_s, checkpoint.POSTGRES_CONNECT_TIMEOUT_S
+    try:
+        with pytest.raises(ConfigError) as info:
+            async with open_checkpointer(config):
+                pass
+    finally:
+        checkpoint.POSTGRES_CONNECT_TIMEOUT_S = saved
+    return info, config
+
+
+async def test_postgres_unreachable_is_a_config_error_without_the_password(tmp_path: Path) -> None:
+    from fake_openai import RefusedPort
+
+
     with RefusedPort() as port:
         dsn = f"postgresql://swarm:pg-pass-planted-777@127.0.0.1:{port.port}/db?connect_timeout=1"
-        config = load_config(_config_with(tmp_path, {"kind": "postgres", "dsn": dsn}))
-        import graphs.checkpoint as checkpoint
-
-        checkpoint.POSTGRES_CONNECT_TIMEOUT_S, saved = 2.0, checkpoint.POSTGRES_CONNECT_TIMEOUT_S
-        try:
-            with pytest.raises(ConfigError) as info:
-                async with open_checkpointer(config):
-                    pass
-        finally:
-            checkpoint.POSTGRES_CONNECT_TIMEOUT_S = saved
+        info, _ = await _opening_fails(tmp_path, dsn, timeout_s=2.0)
     assert "checkpointer.dsn" in str(info.value)
     assert "pg-pass-planted-777" not in str(info.value)
     assert "refused" in str(info.value).lower()  # psycopg's reason, not only the pool's "timed out"
@@ -261,24 +269,13 @@ async def test_postgres_unreachable_is_a_config_error_without_the_password(tmp_p
 async def test_a_malformed_dsn_is_said_without_any_piece_of_its_password(tmp_path: Path, dsn: str) -> None:
     from fake_openai import RefusedPort
 
-    from core.config import load_config
     from core.errors import ConfigError
     from core.redact import redact
-    from graphs.checkpoint import open_checkpointer
     from swarm.threads import open_thread_store
 
     with RefusedPort() as port:
         dsn = dsn.format(port=port.port)
-        config = load_config(_config_with(tmp_path, {"kind": "postgres", "dsn": dsn}))
-        import graphs.checkpoint as checkpoint
-
-        checkpoint.POSTGRES_CONNECT_TIMEOUT_S, saved = 1.0, checkpoint.POSTGRES_CONNECT_TIMEOUT_S
-        try:
-            with pytest.raises(ConfigError) as info:
-                async with open_checkpointer(config):
-                    pass
-        finally:
-            checkpoint.POSTGRES_CONNECT_TIMEOUT_S = saved
+        info, config = await _opening_fails(tmp_path, dsn, timeout_s=1.0)
         with pytest.raises(ConfigError) as threads:
             open_thread_store(config.checkpointer)
     for message in (str(info.value), str(threads.value)):
@@ -286,6 +283,7 @@ async def test_a_malformed_dsn_is_said_without_any_piece_of_its_password(tmp_pat
         assert "secretpw" not in message and "tpw99zz" not in message, message
     password = dsn.split("://", 1)[1].rpartition("@")[0].split(":", 1)[1]  # registered by the load, as it is
     assert redact(f"psycopg said: bad token: \"{password}\"") == "psycopg said: bad token: \"[REDACTED]\""
+
 
 async def test_postgres_lost_during_a_job_is_unavailable_and_names_the_job_to_resume(make_context: Any) -> None:
     """PostgreSQL stopped mid-job: the saver's OperationalError came back as "internal error"."""
