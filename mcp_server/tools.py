@@ -205,7 +205,7 @@ UpscaleModel = Annotated[str | None, Field(
     max_length=MAX_NAME_CHARS, description="realesrgan-anime-6b (default), realesrgan-x4plus, realesr-animevideov3-x2/x3/x4")]
 RembgModel = Annotated[str | None, Field(max_length=MAX_NAME_CHARS, description="isnet-anime (default), u2netp, u2net")]
 Channel = Annotated[int, Field(ge=0, le=255)]
-Rgba = Annotated[tuple[Channel, Channel, Channel, Channel] | None, Field(description="RGBA 0-255 to fill the background")]
+Rgba = Annotated[tuple[Channel, Channel, Channel, Channel] | None, Field(description="RGBA fill")]
 
 
 #: an image tool answers with content blocks (preview, link) and structured content checked against ImageOutput
