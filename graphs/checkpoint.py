@@ -126,14 +126,9 @@ def dsn_problem(dsn: str) -> str | None:
 
 
 async def _why_not(dsn: str) -> str:
-    """Why ``dsn`` does not connect (the pool only says it timed out): psycopg's words for a server
-    that refuses, a database that is missing, a host that does not resolve; a malformed dsn is
-    said without them, as they quote the part that is wrong (often the password)."""
-    return await why_dsn_fails(dsn)
-
-
-async def why_dsn_fails(dsn: str) -> str:
-    """One connection attempt to ``dsn``: what went wrong, with no part of the password in it."""
+    """Why ``dsn`` does not connect (the pool only says it timed out), from one attempt: psycopg's
+    words for a server that refuses, a database that is missing, a host that does not resolve; a
+    malformed dsn is said without them, as they quote the part that is wrong (often the password)."""
     import psycopg
 
     if (problem := dsn_problem(dsn)) is not None:
