@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -238,6 +239,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _not_a_failed_job(record: logging.LogRecord) -> bool:
+    from swarm.dispatcher import JOB_FAILED_MARK
+
+    return not getattr(record, JOB_FAILED_MARK, False)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in DELEGATED:
@@ -250,7 +257,8 @@ def main(argv: list[str] | None = None) -> int:
 
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     try:
-        configure_logging(os.environ.get("SWARM_LOG_LEVEL", "WARNING"), json=False)
+        handler = configure_logging(os.environ.get("SWARM_LOG_LEVEL", "WARNING"), json=False)
+        handler.addFilter(_not_a_failed_job)  # the `error:` line below the result says it once
         install_log_redaction()
         return args.fn(args)
     except SwarmError as exc:

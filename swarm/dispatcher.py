@@ -34,6 +34,9 @@ from swarm.telemetry import export_job_spans
 
 log = logging.getLogger("swarm.dispatcher")
 
+#: set on the log record of a failed job: the CLI, which prints the error itself, filters it out
+JOB_FAILED_MARK = "swarm_job_failed"
+
 
 class JobDeadlineExceeded(SwarmError):
     """The whole job ran past ``limits.job_deadline_s``."""
@@ -219,5 +222,6 @@ def _failure(envelope: JobEnvelope, exc: SwarmError) -> JobEnvelope:
     if trace:
         result["trace"][:0] = trace
     fill_partial(result, exc)
-    log.warning("job %s failed: %s", envelope.job_id, redact(str(exc)))
+    # marked: a door that prints the error itself (the CLI) drops this line instead of saying it twice
+    log.warning("job %s failed: %s", envelope.job_id, redact(str(exc)), extra={JOB_FAILED_MARK: True})
     return envelope.failed(error, output=result["output"], trace=result["trace"])

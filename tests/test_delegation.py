@@ -348,3 +348,13 @@ def test_the_cli_refuses_a_thread_id_it_would_ignore(capsys: pytest.CaptureFixtu
 
     assert main(["run", "swarm", "delegate", "--input", '{"task": "and another?", "thread_id": "thr-1"}']) == 2
     assert "input.thread_id: conversations are kept by swarm-mcp" in capsys.readouterr().err
+
+
+def test_the_cli_says_a_failed_job_s_error_once(capsys: pytest.CaptureFixture[str]) -> None:
+    """The dispatcher's WARNING line and the CLI's ``error:`` line said the same failure twice."""
+    from swarm.cli import main
+
+    assert main(["run", "swarm", "nosuch", "-q"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("unknown action 'nosuch'") == 1, err
+    assert "error: InputError: action: unknown action 'nosuch'" in err
