@@ -299,6 +299,33 @@ def register_config_secrets(data: Any) -> int:
     return count
 
 
+def short_secrets(data: Any, where: str = "") -> list[str]:
+    """Where a secret shorter than ``MIN_SECRET_CHARS`` sits, which no log, trace or error masks:
+    config entries named like a secret (by their key path) and the environment variables that a
+    ``*_env`` key points at or whose names end like a secret's (by name). ``swarm doctor`` warns."""
+    found: list[str] = []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            path = f"{where}.{key}" if where else str(key)
+            if isinstance(value, str) and str(key).endswith("_env") and SECRET_KEY_NAME.search(str(key)[:-4]):
+                continue  # its variable is checked by name below
+            if is_secret_entry(key, value):
+                values = value if isinstance(value, list | tuple) else [value]
+                if any(0 < len(v) < MIN_SECRET_CHARS for v in values):
+                    found.append(path)
+            else:
+                found += short_secrets(value, path)
+    elif isinstance(data, list | tuple):
+        for n, value in enumerate(data):
+            found += short_secrets(value, f"{where}[{n}]")
+    if not where:
+        for name, value in sorted(os.environ.items()):
+            secret_name = name.upper().endswith(_SECRET_ENV_SUFFIXES) or name in _secret_env_names
+            if secret_name and 0 < len(value.strip()) < MIN_SECRET_CHARS:
+                found.append(f"${name}")
+    return found
+
+
 class RedactingFilter(logging.Filter):
     """Masks secrets in a record's message, arguments and traceback text (never drops one)."""
 

@@ -1,6 +1,6 @@
 """``swarm doctor``: check this machine and this config, one line per finding with its fix.
 
-The CPU, the local model's canary completion, every configured model (key set? health check),
+The CPU, secrets too short to be masked, the local model's canary completion, every configured model (key set? health check),
 the search backends, the image weights, storage (a probe written and deleted), the
 checkpointer, the RunPod endpoint when configured, free disk. Checks run concurrently, each
 under its own timeout, so doctor never hangs; a check that raises is a FAIL carrying its
@@ -93,12 +93,26 @@ async def check_disk(labels: str, folder: Path) -> Finding:
     return Finding(check, "ok", detail)
 
 
+async def check_secrets(config: SwarmConfig) -> Finding:
+    """A secret under ``MIN_SECRET_CHARS`` is never masked (it would mask ordinary words): say where."""
+    from core.redact import MIN_SECRET_CHARS, short_secrets
+
+    short = short_secrets(config.model_dump(mode="python"))
+    if not short:
+        return Finding("secrets", "ok", f"every secret set is {MIN_SECRET_CHARS}+ characters: masked in logs, traces and results")
+    return Finding(
+        "secrets", "warn",
+        f"{', '.join(short)}: under {MIN_SECRET_CHARS} characters, so never masked in logs, traces, errors or results",
+        "set the real value (no provider's key or token is that short) or unset it",
+    )
+
+
 # --- running ------------------------------------------------------------------------------------
 
 
 def plan(config: SwarmConfig, local_servers: Any, *, canary: bool = True) -> list[Check]:
     """Every check for ``config``, in the order they are reported."""
-    checks = [Check("cpu", check_cpu)]
+    checks = [Check("cpu", check_cpu), Check("secrets", partial(check_secrets, config))]
     for name, spec in config.models.items():
         if spec.local_server is None:
             checks.append(Check(f"model {name}", partial(check_model, name, spec)))

@@ -145,7 +145,7 @@ def test_json_has_one_object_per_check_and_the_overall_status(
     models = [
         "deepseek-v3.1-q8", "deepseek-v3.1-q4", "gemini-2.5-flash-lite", "claude-sonnet-4-5", "claude-opus-4-5-thinking"
     ]
-    expected = {"config", "cpu", "canary local", "storage", "checkpointer", "runpod", *(f"model {m}" for m in models)}
+    expected = {"config", "cpu", "secrets", "canary local", "storage", "checkpointer", "runpod", *(f"model {m}" for m in models)}
     expected |= {"search searxng", "search tavily", "search local"}
     expected |= {"image realesrgan-anime-6b", "image isnet-anime", "image u2netp"}
     assert expected <= set(checks) and all(c in expected or c.startswith("disk ") for c in checks)
@@ -337,3 +337,22 @@ def test_a_runpod_worker_without_the_account_key_is_not_warned(
     monkeypatch.setenv("RUNPOD_POD_ID", "pod-1")
     _, found = findings(capsys, config, "--quick")
     assert found["runpod"]["status"] == "info" and "RunPod worker of endpoint ep-1" in found["runpod"]["detail"]
+
+
+def test_a_secret_too_short_to_be_masked_is_a_warning_naming_where_it_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Values under MIN_SECRET_CHARS are never masked: a 5-character key reached traces as it is."""
+    code, out = doctor(capsys, write_config(tmp_path), "--quick")
+    assert line_of(out, "secrets").startswith("OK    ")
+    monkeypatch.setenv("DEEPSEEK_API_KEY", "abc12")
+
+    def edit(raw: dict[str, Any]) -> None:
+        raw["models"]["deepseek-v3.1-q8"]["api_key_env"] = "DOCTOR_SHORT_CRED"
+
+    monkeypatch.setenv("DOCTOR_SHORT_CRED", "xyz")
+    code, out = doctor(capsys, write_config(tmp_path, edit), "--quick")
+    line = line_of(out, "secrets")
+    assert line.startswith("WARN  ") and "$DEEPSEEK_API_KEY" in line and "$DOCTOR_SHORT_CRED" in line, line
+    assert "never masked" in line and "fix: set the real value" in line
+    assert "abc12" not in out
