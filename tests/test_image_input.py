@@ -7,6 +7,7 @@ import io
 import struct
 import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -171,6 +172,28 @@ def test_16bit_greyscale_is_scaled_to_8_bits_not_clipped():
     assert wide.mode == "I" and np.asarray(to_8bit(wide)).tolist() == [[0, 128, 255]]
     big = Image.frombytes("I;16B", (3, 1), np.array([0, 32768, 65535], dtype=">u2").tobytes())
     assert np.asarray(to_8bit(big)).tolist() == [[0, 128, 255]]
+
+
+@pytest.mark.parametrize("mode", ["I;16", "L", "RGB"])
+def test_a_trns_colour_stays_transparent(mode: str) -> None:
+    """PNG's tRNS makes one grey level or colour transparent; outside palette images it was dropped
+    (a 16-bit level also sits among others that share its 8-bit value: only the exact one is clear)."""
+    import numpy as np
+
+    from providers.image.imageio import to_rgb_alpha
+
+    values: dict[str, Any] = {
+        "I;16": ([0, 1000, 1100, 65535], np.uint16, 1000),
+        "L": ([0, 100, 101, 255], np.uint8, 100),
+        "RGB": ([[0, 0, 0], [10, 20, 30], [10, 20, 31], [255, 255, 255]], np.uint8, (10, 20, 30)),
+    }
+    pixels, dtype, clear = values[mode]
+    buf = io.BytesIO()
+    Image.fromarray(np.array([pixels], dtype=dtype)).save(buf, "PNG", transparency=clear)
+    img = open_checked(buf.getvalue(), LIMITS)
+    rgb, alpha = to_rgb_alpha(img)
+    assert alpha is not None and np.asarray(alpha).tolist() == [[255, 0, 255, 255]]
+    assert rgb.mode == "RGB" and rgb.size == (4, 1)
 
 
 def test_exif_orientation_is_applied():

@@ -146,14 +146,20 @@ _WIDE_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")
 def to_8bit(img: Image.Image) -> Image.Image:
     """``img`` with 8-bit channels: a 16-bit greyscale image scaled to ``L`` (``v / 257``,
     rounded), as ``convert("L")``/``convert("RGB")`` do not (they clip every value over 255 to
-    white). Any other image is returned as it is."""
+    white); with a ``tRNS`` level, ``LA`` whose alpha is 0 exactly there. Any other image is
+    returned as it is."""
     if img.mode not in _WIDE_MODES:
         return img
     import numpy as np
     from PIL import Image
 
     wide = np.asarray(img).astype(np.int64)
-    return Image.fromarray(((np.clip(wide, 0, 65535) + 128) // 257).astype(np.uint8), "L")
+    grey = ((np.clip(wide, 0, 65535) + 128) // 257).astype(np.uint8)
+    transparent = img.info.get("transparency")
+    if isinstance(transparent, int):  # a tRNS level: exact on the 16-bit values (several share an 8-bit one)
+        alpha = np.where(wide == transparent, 0, 255).astype(np.uint8)
+        return Image.fromarray(np.stack([grey, alpha], axis=-1), "LA")
+    return Image.fromarray(grey, "L")
 
 
 def check_output_pixels(
@@ -172,7 +178,8 @@ def check_output_pixels(
 
 def to_rgb_alpha(img: Image.Image) -> tuple[Image.Image, Image.Image | None]:
     """Split into an RGB image and its alpha channel (``None`` when fully opaque or absent)."""
-    has_alpha = img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
+    # a tRNS chunk makes one colour transparent in P, L and RGB images alike
+    has_alpha = img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info
     if not has_alpha:
         return img.convert("RGB"), None
     rgba = img.convert("RGBA")
