@@ -352,6 +352,32 @@ async def test_a_streamed_answer_that_does_not_loop_arrives_whole_and_json_calls
     assert (verdict.input_tokens, verdict.output_tokens) == (11, 7)  # the server's own count
 
 
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_an_answer_past_max_tokens_is_cut_at_the_cap_and_says_so(server: FakeOpenAI, streamed: bool) -> None:
+    """A server that ignores max_tokens sent 5 MB; it went whole into the check, the trace and the result."""
+    from providers.llm.litellm_backend import CHARS_PER_TOKEN_CAP
+
+    words = [f"w{n:05d} " for n in range(3000)]  # 21,000 characters, all different: no loop
+    server.script("good", Behaviour.answer("".join(words), token_delay_s=0.001))
+    cfg = make_swarm_config({"m": spec("good", server.url, stop_on_loop=streamed, timeout_s=5)})
+    answer = await LiteLLMModel("m", cfg.models["m"]).complete(ASK, LLMConfig(max_tokens=100))
+    cap = 100 * CHARS_PER_TOKEN_CAP
+    assert answer.text == "".join(words)[:cap].strip() and answer.finish_reason == "length"
+    assert f"cut at {cap}" in (answer.attempts[0].detail or "") and "max_tokens" in (answer.attempts[0].detail or "")
+    sent = server.requests_for("good")[0]
+    assert sent.body["max_tokens"] == 100 and bool(sent.body.get("stream")) is streamed
+    if streamed:  # it hung up instead of reading the rest
+        for _ in range(200):
+            if sent.stream_ended:
+                break
+            await asyncio.sleep(0.01)
+        assert sent.hung_up and sent.chunks_sent < 1000
+    # within the cap an answer is whole
+    server.script("good", Behaviour.answer("".join(words[:100])))
+    answer = await LiteLLMModel("m", cfg.models["m"]).complete(ASK, LLMConfig(max_tokens=100))
+    assert answer.text == "".join(words[:100]).strip() and answer.finish_reason == "stop"
+
+
 async def test_a_stream_the_server_cut_short_is_asked_again_whole(server: FakeOpenAI) -> None:
     text = "Rivers carry water to the sea. Most start in the mountains."
     server.script("good", Behaviour.answer(text, stream_cut_after=3), Behaviour.answer(text))

@@ -42,6 +42,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("swarm.llm")
 
 _HEALTH_TIMEOUT_S = 3.0
+#: an answer longer than ``max_tokens`` x this many characters is cut there: no tokenizer makes
+#: tokens that long on average (English runs ~4), so only a server that ignores ``max_tokens``
+#: sends more (a 5 MB answer went whole into the research check, the trace and the result)
+CHARS_PER_TOKEN_CAP = 16
 #: litellm model prefixes whose api_base answers ``GET /models`` (OpenAI-compatible)
 _PROBED_PREFIXES = ("openai/", "deepseek/")
 _litellm: Any = None
@@ -261,13 +265,20 @@ def _thinking_budget(extra_params: dict[str, Any]) -> int:
     return _EFFORT_BUDGETS.get(str(effort).lower(), max(_EFFORT_BUDGETS.values()))
 
 
+def answer_cap(params: dict[str, Any]) -> int:
+    """The most characters of answer a call keeps (``CHARS_PER_TOKEN_CAP`` per ``max_tokens``)."""
+    return int(params.get("max_tokens") or 0) * CHARS_PER_TOKEN_CAP
+
+
 async def _stream(litellm: Any, params: dict[str, Any], guard: LoopGuard) -> tuple[str | None, int]:
-    """Stream one answer into ``guard`` until it ends or loops: (finish reason, pieces received).
+    """Stream one answer into ``guard`` until it ends, loops (``loop``) or runs past
+    ``answer_cap`` (``overlong``): (finish reason, pieces received).
 
     Closing the stream early hangs up on the server, which stops generating (llama.cpp's does).
     """
     finish: str | None = None
     pieces = 0
+    received, cap = 0, answer_cap(params)
     stream = await litellm.acompletion(**params, stream=True)
     try:
         async for chunk in stream:
@@ -278,8 +289,11 @@ async def _stream(litellm: Any, params: dict[str, Any], guard: LoopGuard) -> tup
             piece = getattr(getattr(choices[0], "delta", None), "content", None)
             if piece:
                 pieces += 1
+                received += len(piece)
                 if guard.feed(piece):
                     return "loop", pieces
+                if cap and received > cap:
+                    return "overlong", pieces
     finally:
         await stream.aclose()
     # litellm closes every stream with a "stop"; what the server itself sent (None: it hung up
@@ -415,22 +429,27 @@ class LiteLLMModel:
         latency = (time.perf_counter() - started) * 1000
         try:
             if guard is not None:
-                return self._streamed_response(guard, finish, pieces, params["messages"], config, latency)
-            return self._to_response(response, config, latency, note)
+                return self._streamed_response(guard, finish, pieces, params, config, latency)
+            return self._to_response(response, config, latency, note, answer_cap(params))
         except ProviderError as error:  # an answer with nothing in it: its time is the call's
             error.latency_ms = latency
             raise
 
-    def _streamed_response(self, guard: LoopGuard, finish: str | None, pieces: int, chat: list[dict[str, Any]],
+    def _streamed_response(self, guard: LoopGuard, finish: str | None, pieces: int, params: dict[str, Any],
                            config: LLMConfig, latency: float) -> LLMResponse:
         """A streamed answer as a response: its tokens counted from the stream (one piece per token
         from a llama.cpp server; the prompt counted by litellm's tokenizer, as the stream does not)."""
         text = guard.answer.strip()
         if not text:
             raise ProviderError(self.provider, "empty answer", model=self.name)
-        input_tokens = _prompt_tokens(self.spec.litellm_model, chat)
+        input_tokens = _prompt_tokens(self.spec.litellm_model, params["messages"])
         detail = "streamed; tokens counted from the stream"
-        if finish == "loop":
+        if finish == "overlong":
+            cap = answer_cap(params)
+            detail = (f"streamed; the server sent more than max_tokens={params['max_tokens']} allows: cut at"
+                      f" {cap} characters after {pieces} tokens; tokens counted from the stream")
+            text, finish = text[:cap], "length"
+        elif finish == "loop":
             detail = (f"streamed; stopped where the answer began to repeat itself ({guard.dropped_chars} characters"
                       f" of repeats cut after {pieces} tokens); tokens counted from the stream")
         step = TraceStep(step=config.step, kind="llm", provider=self.provider, model=self.name, latency_ms=latency,
@@ -438,10 +457,16 @@ class LiteLLMModel:
                          detail=detail)
         return LLMResponse.from_step(text, step, finish_reason=finish)
 
-    def _to_response(self, response: Any, config: LLMConfig, latency: float, note: str | None = None) -> LLMResponse:
+    def _to_response(self, response: Any, config: LLMConfig, latency: float, note: str | None = None,
+                     cap: int = 0) -> LLMResponse:
         choices = getattr(response, "choices", None) or []
         message = getattr(choices[0], "message", None) if choices else None
         text = (getattr(message, "content", None) or "").strip()
+        finish = getattr(choices[0], "finish_reason", None) if choices else None
+        if cap and len(text) > cap:  # a server that ignores max_tokens: what it may say is kept, no more
+            note = "; ".join(filter(None, [note, f"the server sent {len(text)} characters, more than max_tokens allows:"
+                                                 f" cut at {cap}"]))
+            text, finish = text[:cap], "length"
         usage = getattr(response, "usage", None)
         input_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
         output_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
@@ -464,7 +489,7 @@ class LiteLLMModel:
             cost_usd=cost,
             detail="; ".join(filter(None, [note, None if known else "the server reported no token usage: tokens and cost unknown"])) or None,
         )
-        return LLMResponse.from_step(text, step, finish_reason=getattr(choices[0], "finish_reason", None))
+        return LLMResponse.from_step(text, step, finish_reason=finish)
 
     @property
     def probes_network(self) -> bool:
