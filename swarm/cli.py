@@ -7,6 +7,7 @@ Examples::
     swarm research "How do tiers and fallback chains work?"
     swarm run image_tools upscale --input '{"image": "..."}'
     swarm config check
+    swarm threads import
     swarm doctor
     swarm index build ~/papers
 """
@@ -170,6 +171,17 @@ def cmd_health(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_threads_import(args: argparse.Namespace) -> int:
+    from core.config import config_path, load_config
+    from swarm.threads import import_sqlite_threads
+
+    config = load_config(config_path(args.config))
+    path, copied, skipped = import_sqlite_threads(config.checkpointer)
+    print(f"threads: {copied} copied from {path} into PostgreSQL (checkpointer.dsn), {skipped} already there;"
+          f" {path} is left as it was", file=sys.stderr)
+    return 0
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from swarm.doctor_report import cmd_doctor as doctor
 
@@ -222,6 +234,12 @@ def build_parser() -> argparse.ArgumentParser:
     config = sub.add_parser("config", help="config tools").add_subparsers(dest="config_command", required=True)
     p = config.add_parser("check", help="validate and print the effective config, secrets redacted")
     p.set_defaults(fn=cmd_config_check)
+
+    threads = sub.add_parser("threads", help="conversation threads (kept by swarm-mcp)").add_subparsers(
+        dest="threads_command", required=True)
+    p = threads.add_parser("import", help="copy the threads kept in SQLite into PostgreSQL after a switch to it"
+                           " (checkpointer.kind: postgres); threads already there are skipped")
+    p.set_defaults(fn=cmd_threads_import)
 
     p = sub.add_parser("health", help="availability and circuit state of every model")
     p.set_defaults(fn=cmd_health)

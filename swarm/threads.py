@@ -243,20 +243,77 @@ class ThreadStore:
         return added, dropped
 
 
-def _say_threads_left_in_sqlite(path: Path) -> int:
-    """Threads a SQLite store kept before the switch to PostgreSQL are not carried over: say how
-    many, where, and that they are not gone (switching back shows them). Returns the count."""
+    def thread_ids(self) -> set[str]:
+        """Every thread's id, of every owner (for ``import_from``)."""
+        with self._backend.transaction() as run:
+            return {str(r["thread_id"]) for r in run("SELECT thread_id FROM swarm_threads", ())}
+
+    def import_from(self, source: ThreadStore) -> tuple[int, int]:
+        """Copy every thread of ``source`` this store does not have (by id), each with its owner and
+        turns, one transaction a thread; a thread already here is left as it is, so running it again
+        copies nothing twice. Returns (threads copied, threads already here)."""
+        have = self.thread_ids()
+        copied = skipped = 0
+        with source._backend.transaction() as read:
+            heads = read("SELECT * FROM swarm_threads ORDER BY created_at", ())
+        for head in heads:
+            if head["thread_id"] in have:
+                skipped += 1
+                continue
+            with source._backend.transaction() as read:
+                turns = read("SELECT * FROM swarm_thread_turns WHERE thread_id = ? ORDER BY n", (head["thread_id"],))
+            with self._backend.transaction() as run:
+                run("INSERT INTO swarm_threads (thread_id, owner, created_at, updated_at, next_turn, dropped)"
+                    " VALUES (?, ?, ?, ?, ?, ?)", tuple(head[k] for k in
+                    ("thread_id", "owner", "created_at", "updated_at", "next_turn", "dropped")))
+                for turn in turns:
+                    run("INSERT INTO swarm_thread_turns (thread_id, n, role, model, content, job_id, at)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?)", tuple(turn[k] for k in
+                        ("thread_id", "n", "role", "model", "content", "job_id", "at")))
+            copied += 1
+        return copied, skipped
+
+
+def sqlite_threads_path(section: CheckpointerSection) -> Path:
+    """Where a SQLite checkpointer keeps its threads: ``threads.sqlite`` beside ``checkpointer.path``."""
+    return Path(section.path).expanduser().with_name("threads.sqlite")
+
+
+def _say_threads_left_in_sqlite(path: Path, store: ThreadStore) -> int:
+    """Threads a SQLite store kept before the switch to PostgreSQL and not imported since: say how
+    many, where, that they are not gone, and the command that carries them over. Returns the count."""
     if not path.is_file():
         return 0
     try:
         with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
-            count = int(db.execute("SELECT count(*) FROM swarm_threads").fetchone()[0])
+            ids = {str(r[0]) for r in db.execute("SELECT thread_id FROM swarm_threads")}
     except sqlite3.Error:
         return 0
+    count = len(ids - store.thread_ids()) if ids else 0
     if count:
-        log.warning("%d thread(s) kept in %s before the switch to PostgreSQL are not visible with checkpointer.dsn;"
-                    " they are still there (unset the dsn to see them again)", count, path)
+        log.warning("%d thread(s) kept in %s before the switch to PostgreSQL are not in it; they are still"
+                    " there: `swarm threads import` copies them over (or unset the dsn to see them again)", count, path)
     return count
+
+
+def import_sqlite_threads(section: CheckpointerSection) -> tuple[Path, int, int]:
+    """``swarm threads import``: copy the threads kept in SQLite (before a switch to PostgreSQL)
+    into the PostgreSQL store ``section`` names. Returns (the SQLite file, copied, already there)."""
+    if section.kind != "postgres" or not section.dsn:
+        raise ConfigError("threads are imported into PostgreSQL: set checkpointer.kind: postgres and its dsn",
+                          key="checkpointer.kind")
+    path = sqlite_threads_path(section)
+    if not path.is_file():
+        raise ConfigError(f"no SQLite thread store at {path} (beside checkpointer.path) to import from",
+                          key="checkpointer.path")
+    source = ThreadStore(_Sqlite(str(path)))
+    target = ThreadStore(_Postgres(section.dsn))
+    try:
+        copied, skipped = target.import_from(source)
+    finally:
+        source.close()
+        target.close()
+    return path, copied, skipped
 
 
 def open_thread_store(section: CheckpointerSection) -> ThreadStore:
@@ -264,11 +321,12 @@ def open_thread_store(section: CheckpointerSection) -> ThreadStore:
     if section.kind == "postgres":
         if not section.dsn:
             raise ConfigError("postgres needs a dsn for threads too", key="checkpointer.dsn")
-        _say_threads_left_in_sqlite(Path(section.path).expanduser().with_name("threads.sqlite"))
-        return ThreadStore(_Postgres(section.dsn))
+        store = ThreadStore(_Postgres(section.dsn))
+        _say_threads_left_in_sqlite(sqlite_threads_path(section), store)
+        return store
     if section.kind == "memory":
         return ThreadStore(_Sqlite(":memory:"))
-    return ThreadStore(_Sqlite(str(Path(section.path).expanduser().with_name("threads.sqlite"))))
+    return ThreadStore(_Sqlite(str(sqlite_threads_path(section))))
 
 
 def spans(numbers: list[int]) -> str:

@@ -96,6 +96,62 @@ def test_threads_left_in_sqlite_at_the_switch_to_postgres_are_said(tmp_path: Pat
     with caplog.at_level("WARNING", logger="swarm.threads"):
         open_thread_store(CheckpointerSection(kind="postgres", dsn=PG_DSN, path=str(path))).close()
     assert f"1 thread(s) kept in {path.with_name('threads.sqlite')} before the switch to PostgreSQL" in caplog.text
+    assert "`swarm threads import` copies them over" in caplog.text
+
+
+@needs_pg
+def test_swarm_threads_import_carries_sqlite_threads_into_postgres_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """There was no way to carry a conversation over after the switch, only to switch back."""
+    import yaml
+    from conftest import ROOT
+
+    from swarm.cli import main
+
+    path = tmp_path / "state" / "checkpoints.sqlite"
+    old = open_thread_store(CheckpointerSection(kind="sqlite", path=str(path)))
+    kept = old.create("alice")
+    old.append(kept, "alice", [turn("user", "hi"), turn("assistant", "hello", "local")], 10, job_id="job-1")
+    old.create("bob")  # no turn yet: carried over all the same (usable by its id)
+    old.close()
+    raw = yaml.safe_load((ROOT / "config.yaml").read_text())
+    raw["checkpointer"] = {"kind": "postgres", "dsn": PG_DSN, "path": str(path)}
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+
+    assert main(["--config", str(config), "threads", "import"]) == 0
+    assert "2 copied from" in capsys.readouterr().err
+    store = open_thread_store(CheckpointerSection(kind="postgres", dsn=PG_DSN, path=str(path)))
+    thread = store.get(kept, "alice")
+    assert thread is not None and [(t["role"], t["content"], t["model"]) for t in thread["turns"]] == [
+        ("user", "hi", None), ("assistant", "hello", "local")]
+    assert store.get(kept, "bob") is None  # its owner came along
+    assert store.append(kept, "alice", [turn("user", "again")], 10, job_id="job-1") == ([], [])  # job ids too
+    assert store.append(kept, "alice", [turn("user", "next")], 10, job_id="job-2") == ([3], [])
+    store.close()
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="swarm.threads"):
+        assert main(["--config", str(config), "threads", "import"]) == 0  # again: nothing twice
+        open_thread_store(CheckpointerSection(kind="postgres", dsn=PG_DSN, path=str(path))).close()
+    err = capsys.readouterr().err
+    assert "0 copied from" in err and "2 already there" in err, err
+    assert "before the switch" not in caplog.text  # nothing left behind to warn about
+
+
+def test_swarm_threads_import_needs_postgres(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+    from conftest import ROOT
+
+    from swarm.cli import main
+
+    raw = yaml.safe_load((ROOT / "config.yaml").read_text())
+    raw["checkpointer"] = {"kind": "sqlite", "path": str(tmp_path / "checkpoints.sqlite")}
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    assert main(["--config", str(config), "threads", "import"]) == 2
+    err = capsys.readouterr().err
+    assert "checkpointer.kind" in err and "imported into PostgreSQL" in err, err
 
 def test_the_oldest_turns_are_dropped_past_max_turns(section: CheckpointerSection) -> None:
     store = open_thread_store(section)
