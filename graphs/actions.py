@@ -7,6 +7,7 @@ search backends) is imported only when a job asks for it. Adding an action is on
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
 import typing
 from typing import Any
@@ -62,3 +63,12 @@ def _input_model(fn: Any) -> type[BaseModel]:
     """The type of ``fn``'s first parameter; cached: resolving hints costs ~0.1 ms per job."""
     first = next(iter(inspect.signature(fn).parameters))
     return typing.get_type_hints(fn)[first]  # type: ignore[no-any-return]
+
+
+def partial_output(project: str, action: str, state: dict[str, Any]) -> dict[str, Any]:
+    """What a stopped job had made, from its last checkpoint's ``state``: the action module's
+    ``partial_output(state)`` (nothing where it has none), marked ``partial: True``."""
+    module = importlib.import_module(action_module(project, action))
+    made = getattr(module, "partial_output", None)
+    return {**(made(state) if made is not None else {}), "partial": True}
+

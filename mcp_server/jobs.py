@@ -27,6 +27,7 @@ from typing import Any
 from core.redact import redact
 from graphs.context import ProgressFn
 from mcp_server.jobstore import FINAL_STATUSES, IN_PROGRESS, JobStore, handle, storable, summary
+from providers.base import TraceStep
 from swarm.envelope import JobEnvelope
 from swarm.executors import AdoptsImages, RemoteExecutor
 
@@ -34,6 +35,9 @@ log = logging.getLogger("swarm.jobs")
 
 
 Listener = Callable[[str, str, "float | None"], Awaitable[None]]
+StoppedJob = Callable[[str, str, str], Awaitable[tuple["dict[str, Any] | None", "list[dict[str, Any]]"]]]
+#: how long a cancelled job waits to read what its checkpoint holds
+STOPPED_READ_S = 5.0
 
 
 class JobLoop:
@@ -129,6 +133,8 @@ class JobManager:
         job_loop: where jobs run (default: the caller's own loop).
         on_completed: ``(row, envelope) -> envelope``, run on a COMPLETED job before its result is
             stored (the job's thread keeps its turns there: ``swarm.threads.record_turns``).
+        stopped_job: ``async (job_id, project, action) -> (partial output, trace)`` from a local
+            job's last checkpoint (``Runtime.stopped_job``): what a cancelled job had made.
     """
 
     def __init__(
@@ -139,9 +145,11 @@ class JobManager:
         on_finished: Callable[[str], Awaitable[None]] | None = None,
         job_loop: JobLoop | None = None,
         on_completed: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]] | None = None,
+        stopped_job: StoppedJob | None = None,
     ) -> None:
         self.store = store
         self._on_completed = on_completed
+        self._stopped_job = stopped_job
         self._runner = runner
         self._wait_budget_s = wait_budget_s
         self._on_finished = on_finished
@@ -237,7 +245,7 @@ class JobManager:
         except asyncio.CancelledError:
             if self._closing:
                 raise  # shutting down: the row stays IN_PROGRESS and resumes on the next start
-            envelope = self._cancelled(job_id, job)
+            envelope = await self._cancelled_with_partial(job_id, job, remote)
             self.store.finish(job_id, "CANCELLED", envelope)
             self._notify(home, job_id)
             raise
@@ -282,6 +290,35 @@ class JobManager:
                 with contextlib.suppress(Exception):  # best effort; the row says CANCELLED either way
                     await asyncio.wait_for(runner.cancel(job_id), 5)
             raise
+
+    async def _cancelled_with_partial(self, job_id: str, job: dict[str, Any], remote: bool) -> dict[str, Any]:
+        """A cancelled job's envelope with what it had made: the partial output and the trace of the
+        steps its last checkpoint holds (paid for: they stay in the answer), a ``cancel`` step
+        naming where it stopped, the totals, and the time since it was submitted."""
+        from swarm.dispatcher import totals_of
+
+        envelope = self._cancelled(job_id, job)
+        output: dict[str, Any] | None = None
+        trace: list[dict[str, Any]] = []
+        if self._stopped_job is not None and not remote:
+            try:
+                output, trace = await asyncio.wait_for(self._stopped_job(job_id, job["project"], job["action"]),
+                                                       STOPPED_READ_S)
+            except Exception as exc:  # the answer says cancelled either way
+                log.warning("job %s: what it had made could not be read from its checkpoint: %s", job_id,
+                            redact(repr(exc)))
+        row = self.store.get(job_id) or {}
+        last = row.get("progress") or {}
+        where = f" (last progress: {last['stage']}: {last.get('message', '')})" if last.get("stage") else ""
+        kept = "; the steps above had finished (and were paid): they are in the partial output" if trace else ""
+        trace = [*trace, TraceStep(step="cancel", kind="node", provider="jobs", outcome="error",
+                                   error_class="JobCancelled", detail=f"cancelled{where}{kept}").model_dump()]
+        envelope.update(trace=trace, totals=totals_of(trace))
+        if output:
+            envelope["output"] = output
+        if row.get("created_at"):
+            envelope["elapsed_ms"] = round((time.time() - float(row["created_at"])) * 1000, 2)
+        return envelope
 
     @staticmethod
     def _cancelled(job_id: str, job: dict[str, Any]) -> dict[str, Any]:

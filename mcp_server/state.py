@@ -71,6 +71,7 @@ class ServerState:
                 on_finished=self._job_finished,
                 job_loop=JobLoop(),  # jobs never block the protocol loop
                 on_completed=self._thread_turns,
+                stopped_job=lambda job_id, project, action: self.runtime.stopped_job(job_id, project, action),
             )
         return self._jobs
 

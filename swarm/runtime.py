@@ -177,6 +177,20 @@ class Runtime:
             progress=progress or _no_progress,
         )
 
+    async def stopped_job(self, job_id: str, project: str, action: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        """(partial output, trace) of a job stopped midway (cancelled), from its last checkpoint:
+        ``(None, [])`` when it has none (stopped before its first step finished, or no saver)."""
+        from graphs.actions import partial_output
+
+        saver = await self.checkpointer(self.config)
+        if saver is None:
+            return None, []
+        stored = await saver.aget_tuple({"configurable": {"thread_id": job_id, "checkpoint_ns": ""}})
+        state = dict(stored.checkpoint.get("channel_values") or {}) if stored is not None else {}
+        if not state:
+            return None, []
+        return partial_output(project, action, state), list(state.get("trace") or [])
+
     async def run(self, job: dict[str, Any], progress: ProgressFn | None = None) -> dict[str, Any]:
         """Dispatch one job in-process (the local runner) and return its envelope."""
         from swarm.dispatcher import dispatch

@@ -132,6 +132,37 @@ async def test_cancel_stops_a_running_job_and_unknown_ids_are_clear_errors(tmp_p
         assert (await client.call_tool("list_jobs", {})).structured_content["jobs"]
 
 
+async def test_a_cancelled_job_keeps_what_it_had_made_its_trace_and_its_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cancelled during the review, after the draft was paid: the answer had output null, trace [],
+    totals {} and elapsed_ms 0; the draft and its call vanished."""
+    from providers.testing import FunctionLLM
+
+    async def answer(messages: Any, llm_config: Any) -> str:
+        if llm_config.step == "review":
+            await asyncio.Event().wait()  # the reviewer never answers
+        return "the paid draft"
+
+    use_fake_llm(monkeypatch, FunctionLLM(answer, model="drafter"))
+    config = write_config(tmp_path, wait_budget_s=0.3)
+    async with Client(build_server(str(config))) as client:
+        handle = (await client.call_tool("delegate", {"task": "draft then hang", "kind": "bulk_content"})).structured_content
+        for _ in range(100):  # until the draft is made (and checkpointed: the review is under way)
+            status = (await client.call_tool("job_status", {"job_id": handle["job_id"]})).structured_content
+            if (status.get("progress") or {}).get("stage") == "draft":
+                break
+            await anyio.sleep(0.05)
+        await anyio.sleep(0.3)
+        assert (await client.call_tool("job_cancel", {"job_id": handle["job_id"]})).structured_content["status"] == "CANCELLED"
+        result = (await client.call_tool("job_result", {"job_id": handle["job_id"], "wait_s": 0})).structured_content
+    assert result["status"] == "CANCELLED" and result["error"]["type"] == "JobCancelled"
+    assert result["output"]["partial"] is True and result["output"]["text"] == "the paid draft", result["output"]
+    drafts = [s for s in result["trace"] if s["step"] == "draft" and s["kind"] == "llm"]
+    assert drafts and drafts[0]["model"] == "drafter"
+    cancel = result["trace"][-1]
+    assert cancel["step"] == "cancel" and cancel["error_class"] == "JobCancelled" and "last progress: draft: drafted by drafter" in cancel["detail"]
+    assert result["totals"]["provider_calls"] >= 1 and result["elapsed_ms"] > 0
+
+
 async def test_the_same_idempotency_key_returns_the_first_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     llm = SlowLLM(text="once")
     use_fake_llm(monkeypatch, llm)

@@ -54,6 +54,15 @@ def participants(inp: ConsensusInput, ctx: JobContext) -> tuple[list[Participant
     return chosen, route.synthesizer if route else models[0]
 
 
+def partial_output(state: dict[str, Any]) -> dict[str, Any]:
+    """The answers a stopped panel had so far (no synthesis yet)."""
+    from graphs.consensus.nodes import panel
+
+    positions, failed = panel(state.get("answers", []))
+    return {"positions": [{k: v for k, v in a.items() if k != "index"} for a in positions],
+            "failed": [{k: v for k, v in a.items() if k != "index"} for a in failed]}
+
+
 async def consensus(inp: ConsensusInput, ctx: JobContext) -> dict[str, Any]:
     """Every model at once, each through the router; then one synthesis naming who said what."""
     limit = ctx.config.limits.max_task_chars

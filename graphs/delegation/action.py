@@ -71,6 +71,14 @@ async def delegate(inp: DelegateInput, ctx: JobContext) -> dict[str, Any]:
     return {**_output(state, inp), "trace": state.get("trace", [])}
 
 
+def partial_output(state: dict[str, Any]) -> dict[str, Any]:
+    """A stopped job's draft, who wrote it, the review and the revisions (nothing before a draft)."""
+    if not state.get("draft"):
+        return {}
+    return {"text": state.get("final", state["draft"]), "model": state.get("drafted_by"), "kind": state.get("kind"),
+            "review": state.get("review"), "revisions": state.get("revisions", 0)}
+
+
 def _output(state: dict[str, Any], inp: DelegateInput) -> dict[str, Any]:
     return {
         **({"thread_id": inp.thread_id} if inp.thread_id else {}),

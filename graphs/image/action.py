@@ -64,6 +64,17 @@ def _rembg_options(inp: BackgroundOptions) -> dict[str, Any]:
     }
 
 
+def partial_output(state: dict[str, Any]) -> dict[str, Any]:
+    """The steps a stopped image job had finished, the stored image the next would have read and,
+    in a batch, each image's stored result so far."""
+    made: dict[str, Any] = {"steps_done": state.get("steps_done", [])}
+    if state.get("steps_done") and state.get("current_key"):
+        made["image_key"] = state["current_key"]
+    if state.get("batch_results"):
+        made["results"] = state["batch_results"]
+    return made
+
+
 async def _run(action: str, inp: ImageInput, options: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     import anyio
 

@@ -193,15 +193,19 @@ def _thread_context(inp: ResearchInput, max_chars: int) -> dict[str, Any]:
     return {"context": context, "trace": [step]}
 
 
-def _attach_partial(exc: BudgetExceeded | AllProvidersFailed) -> None:
-    """What the research had when it stopped: its sources, queries and any report, with the
-    steps of every completed node in the error's trace (searches and reads included)."""
-    from graphs.run import attach_partial
-
-    state = getattr(exc, "graph_state", None) or {}
-    attach_partial(exc, {
+def partial_output(state: dict[str, Any]) -> dict[str, Any]:
+    """What a research had when it stopped: its sources, queries and any report."""
+    return {
         "report": state.get("report") or None,
         "sources": state.get("sources", []),
         "citations": state.get("citations", []),
         "queries": state.get("queries", []),
-    })
+    }
+
+
+def _attach_partial(exc: BudgetExceeded | AllProvidersFailed) -> None:
+    """``partial_output`` of the state when it stopped, with the steps of every completed node in
+    the error's trace (searches and reads included)."""
+    from graphs.run import attach_partial
+
+    attach_partial(exc, partial_output(getattr(exc, "graph_state", None) or {}))
