@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from core.redact import redact
+from core.redact import MASK, redact
 from graphs.context import ProgressFn
 from mcp_server.jobstore import FINAL_STATUSES, IN_PROGRESS, JobStore, handle, storable, summary
 from providers.base import TraceStep
@@ -38,6 +38,8 @@ Listener = Callable[[str, str, "float | None"], Awaitable[None]]
 StoppedJob = Callable[[str, str, str], Awaitable[tuple["dict[str, Any] | None", "list[dict[str, Any]]"]]]
 #: how long a cancelled job waits to read what its checkpoint holds
 STOPPED_READ_S = 5.0
+#: how often ``job_result`` re-reads the row of a job another server process runs
+ROW_POLL_S = 0.5
 
 
 class JobLoop:
@@ -271,13 +273,30 @@ class JobManager:
         when this job is cancelled, but not when the server is merely shutting down."""
         started = time.perf_counter()
         delay = 0.1
+        unreachable_since: float | None = None
         try:
             while True:
-                state = dict(await runner.status(job_id))
-                status = state.get("status")
-                if status == "IN_PROGRESS" and runner.follow_stream:
-                    for chunk in (await runner.stream(job_id)).get("stream") or []:
-                        await _forward_progress(progress, chunk.get("output") if isinstance(chunk, dict) else chunk)
+                try:
+                    state = dict(await runner.status(job_id))
+                    status = state.get("status")
+                    if status == "IN_PROGRESS" and runner.follow_stream:
+                        for chunk in (await runner.stream(job_id)).get("stream") or []:
+                            await _forward_progress(progress, chunk.get("output") if isinstance(chunk, dict) else chunk)
+                except Exception as exc:
+                    # a poll that timed out or met a 5xx says nothing of the job, which runs on: keep
+                    # following (it was marked FAILED for good, its result orphaned and billed)
+                    if getattr(exc, "type", None) not in TRANSIENT_REMOTE_ERRORS:
+                        raise
+                    unreachable_since = unreachable_since or time.monotonic()
+                    wait = min(max(delay, float(runner.poll_interval_s)) * 2, UNREACHABLE_POLL_MAX_S)
+                    await progress("runpod", f"{getattr(exc, 'message', exc)}; the job runs on there: asking again in"
+                                   f" {wait:.0f} s (unreachable for {time.monotonic() - unreachable_since:.0f} s)", None)
+                    delay = wait
+                    await asyncio.sleep(wait)
+                    continue
+                if unreachable_since is not None:
+                    log.info("job %s: RunPod answers again after %.0f s", job_id, time.monotonic() - unreachable_since)
+                    unreachable_since, delay = None, 0.1
                 if status in REMOTE_FINAL_STATES:
                     envelope = dict(runner.envelope(job, job_id, state, started))
                     if isinstance(runner, AdoptsImages):  # images a worker on its own disk sent inline
@@ -342,31 +361,63 @@ class JobManager:
             raise KeyError(job_id)
         if row["status"] in FINAL_STATUSES:
             return row["result"]
-        task = self._tasks.get(job_id)
+        task = self._tasks.get(job_id) or self._adopt(row)
         budget = self._wait_budget_s() if wait_s is None else wait_s
-        if task is not None and budget > 0:
-            listeners = self._listeners.setdefault(job_id, set())
-            if progress is not None:
-                listeners.add(progress)
-                last = row.get("progress")
-                if last:  # a poller sees at once where the job stands
-                    try:
-                        await progress(last["stage"], last["message"], last.get("fraction"))
-                    except Exception:  # a client that went away must not fail the poll
-                        log.debug("progress replay for job %s failed", job_id, exc_info=True)
-            try:
-                await asyncio.wait_for(asyncio.shield(task), budget)
-            except TimeoutError:
-                pass  # still running: the caller gets a handle
-            except asyncio.CancelledError:
-                if _current_cancelled():
-                    raise  # the caller went away; the job keeps running
-                await self._settled(job_id)  # job_cancel stopped the job; wait for its row
-            finally:
-                if progress is not None:
-                    listeners.discard(progress)
+        if task is None and budget > 0:  # another live server runs it: its row tells when it ends
+            row = await self._row_settles(job_id, owner, budget) or row
+        elif task is not None and budget > 0:
+            await self._wait_here(job_id, task, row, budget, progress)
         row = self.store.get(job_id, owner) or row
-        return row["result"] if row["status"] in FINAL_STATUSES else handle(row)
+        if row["status"] in FINAL_STATUSES:
+            return row["result"]
+        return handle(row, elsewhere=None if job_id in self._tasks else _pid_of(row))
+
+    async def _wait_here(self, job_id: str, task: asyncio.Future[dict[str, Any]], row: dict[str, Any], budget: float,
+                         progress: ProgressFn | None) -> None:
+        """Wait up to ``budget`` for a job this process runs, relaying its progress to ``progress``."""
+        listeners = self._listeners.setdefault(job_id, set())
+        if progress is not None:
+            listeners.add(progress)
+            last = row.get("progress")
+            if last:  # a poller sees at once where the job stands
+                try:
+                    await progress(last["stage"], last["message"], last.get("fraction"))
+                except Exception:  # a client that went away must not fail the poll
+                    log.debug("progress replay for job %s failed", job_id, exc_info=True)
+        try:
+            await asyncio.wait_for(asyncio.shield(task), budget)
+        except TimeoutError:
+            pass  # still running: the caller gets a handle
+        except asyncio.CancelledError:
+            if _current_cancelled():
+                raise  # the caller went away; the job keeps running
+            await self._settled(job_id)  # job_cancel stopped the job; wait for its row
+        finally:
+            if progress is not None:
+                listeners.discard(progress)
+
+    async def _row_settles(self, job_id: str, owner: str | None, timeout_s: float) -> dict[str, Any] | None:
+        """The job's row once it is final, or as it stands after ``timeout_s`` (a job another
+        server process runs: only the store says when it ends)."""
+        deadline = time.monotonic() + timeout_s
+        row = self.store.get(job_id, owner)
+        while row is not None and row["status"] not in FINAL_STATUSES and time.monotonic() < deadline:
+            await asyncio.sleep(min(ROW_POLL_S, max(0.0, deadline - time.monotonic())))
+            row = self.store.get(job_id, owner)
+        return row
+
+    def _adopt(self, row: dict[str, Any]) -> asyncio.Future[dict[str, Any]] | None:
+        """Run here an unfinished job nobody runs: its server process is gone (killed while
+        another server lives on), or this one stopped following it (RunPod unreachable). A job
+        another live process runs is left to it. The running task, or None."""
+        if row["status"] != IN_PROGRESS or self._closing:
+            return None
+        runner = row.get("runner")
+        if runner != self.store.lease.token and (self.store.lease.folder is None or self.store.lease.alive(runner)):
+            return None  # runs elsewhere, or no file locks here to tell (then only a restart resumes it)
+        if self._resume_row(row):
+            log.info("job %s: its server process is gone; resumed here", row["job_id"])
+        return self._tasks.get(row["job_id"])
 
     async def _settled(self, job_id: str, timeout_s: float = 10.0) -> None:
         """Wait until the job's row is final (a cancelled job writes it on its own loop)."""
@@ -382,6 +433,8 @@ class JobManager:
         row = self.store.get(job_id, owner)
         if row is None:
             raise KeyError(job_id)
+        if job_id not in self._tasks and self._adopt(row) is not None:
+            row = self.store.get(job_id, owner) or row
         return summary(row, running_here=job_id in self._tasks)
 
     async def cancel(self, job_id: str, owner: str | None) -> dict[str, Any]:
@@ -422,23 +475,33 @@ class JobManager:
             if self.store.lease.alive(row.get("runner")):
                 elsewhere += 1
                 continue
-            if not self.store.claim(row["job_id"], row.get("runner")):
-                continue
-            if _has_omitted(row["input"]):
-                self.store.finish(row["job_id"], "FAILED", {**self._cancelled(row["job_id"], row), "status": "FAILED",
-                                  "error": {"type": "JobLost", "message": "the server restarted and this job's inline input was too large to keep; submit it again with a storage key"}})
-                continue
-            job = {"project": row["project"], "action": row["action"], "input": row["input"]}
-            if row.get("remote"):
-                self._start(row["job_id"], job, remote=True)  # re-attach to the endpoint's job
-            else:
-                self._start(row["job_id"], {**job, "job_id": row["job_id"]})  # resume from its checkpoint
-            resumed.append(row["job_id"])
+            if self._resume_row(row):
+                resumed.append(row["job_id"])
         if resumed:
             log.info("resumed %d unfinished job(s): %s", len(resumed), ", ".join(resumed))
         if elsewhere:
             log.info("%d unfinished job(s) left to the server process(es) running them", elsewhere)
         return resumed
+
+    def _resume_row(self, row: dict[str, Any]) -> bool:
+        """Claim an unfinished job of a gone process (or one this process let go of) and run it
+        again under its id: from its checkpoint, or re-attached to the endpoint's job. A job whose
+        stored input lost something (an inline image too large to keep, a secret never written to
+        disk) fails as ``JobLost`` instead of running on what is left. False: not claimed."""
+        job_id = row["job_id"]
+        if job_id in self._tasks or not self.store.claim(job_id, row.get("runner")):
+            return False
+        lost = _input_lost(row["input"]) if not row.get("remote") else None
+        if lost is not None:
+            self.store.finish(job_id, "FAILED", {**self._cancelled(job_id, row), "status": "FAILED",
+                              "error": {"type": "JobLost", "message": lost}})
+            return False
+        job = {"project": row["project"], "action": row["action"], "input": row["input"]}
+        if row.get("remote"):
+            self._start(job_id, job, remote=True)  # re-attach to the endpoint's job
+        else:
+            self._start(job_id, {**job, "job_id": job_id})  # resume from its checkpoint
+        return True
 
     async def aclose(self, final: Callable[[], Awaitable[None]] | None = None) -> None:
         """Stop following running jobs without marking them (they resume on the next start);
@@ -456,6 +519,10 @@ class JobManager:
 
 
 REMOTE_FINAL_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"})
+#: error types of a status poll that say nothing of the job itself (``RunPodError.type``)
+TRANSIENT_REMOTE_ERRORS = frozenset({"ProviderTimeout", "ProviderUnavailable", "ProviderRateLimited"})
+#: the longest wait between two polls while the endpoint does not answer
+UNREACHABLE_POLL_MAX_S = 30.0
 
 
 def _error_of(exc: BaseException) -> dict[str, str]:
@@ -483,3 +550,29 @@ def _has_omitted(value: Any) -> bool:
     if isinstance(value, list):
         return any(_has_omitted(v) for v in value)
     return False
+
+
+def _has_mask(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(_has_mask(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_mask(v) for v in value)
+    return isinstance(value, str) and MASK in value
+
+
+def _input_lost(value: Any) -> str | None:
+    """Why a job's stored input cannot run again after a restart (None: it can). The store keeps
+    input redacted, so a job resumed from it would fetch a signed URL without its signature or
+    run a task with its secret masked: a different job."""
+    if _has_omitted(value):
+        return "the server restarted and this job's inline input was too large to keep; submit it again with a storage key"
+    if _has_mask(value):
+        return ("the server restarted before this job finished, and its input held a secret (a signed URL, a key or a"
+                " password), which is never written to disk; submit it again")
+    return None
+
+
+def _pid_of(row: dict[str, Any]) -> str | None:
+    """The pid of the server process that runs a job (from its lease token)."""
+    runner = row.get("runner")
+    return str(runner).split("-", 1)[0] if runner else None

@@ -201,11 +201,23 @@ class JobStore:
         progress = {"stage": stage, "message": redact(message)[:500], "fraction": fraction, "at": time.time()}
         self._exec("UPDATE jobs SET progress = ?, updated_at = ? WHERE job_id = ?", (json.dumps(progress), time.time(), job_id))
 
-    def finish(self, job_id: str, status: str, envelope: dict[str, Any]) -> None:
-        self._exec(
-            "UPDATE jobs SET status = ?, result = ?, updated_at = ? WHERE job_id = ?",
-            (status, json.dumps(redact_data(envelope)), time.time(), job_id),
-        )
+    def finish(self, job_id: str, status: str, envelope: dict[str, Any]) -> bool:
+        """Store a job's final state; a job already final stays as it is (a cancel is not
+        overwritten by the result of a server that ran it meanwhile). Whether it was stored."""
+        with self._lock:
+            cursor = self._db.execute(
+                "UPDATE jobs SET status = ?, result = ?, updated_at = ? WHERE job_id = ? AND status = ?",
+                (status, json.dumps(redact_data(envelope)), time.time(), job_id, IN_PROGRESS),
+            )
+            return cursor.rowcount == 1
+
+    def prune(self, older_than_s: float) -> int:
+        """Delete finished jobs last updated more than ``older_than_s`` ago (their input and result
+        with them); unfinished ones stay. The count."""
+        with self._lock:
+            cursor = self._db.execute("DELETE FROM jobs WHERE status != ? AND updated_at < ?",
+                                      (IN_PROGRESS, time.time() - older_than_s))
+            return cursor.rowcount
 
     def list(self, owner: str | None, status: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
         """Newest first; ``owner=None`` lists every owner's jobs (operator use only)."""
@@ -248,13 +260,15 @@ def _identity(row: dict[str, Any]) -> dict[str, Any]:
     return {key: row.get(key) for key in ("job_id", "project", "action", "status", "progress")}
 
 
-def handle(row: dict[str, Any]) -> dict[str, Any]:
-    """What a caller gets for a job that is still running: enough to poll it."""
+def handle(row: dict[str, Any], elsewhere: str | None = None) -> dict[str, Any]:
+    """What a caller gets for a job that is still running: enough to poll it; ``elsewhere``: the
+    pid of the other server process on this store that runs it."""
+    where = f" in another swarm-mcp process (pid {elsewhere})" if elsewhere else ""
     return {
         **_identity(row),
         "poll": {"status": "job_status", "result": "job_result", "cancel": "job_cancel"},
         "message": (
-            f"job {row['job_id']} is still running; call job_result(job_id=\"{row['job_id']}\", wait_s=...) "
+            f"job {row['job_id']} is still running{where}; call job_result(job_id=\"{row['job_id']}\", wait_s=...) "
             "to wait for it, or job_status to see its progress"
         ),
     }

@@ -115,8 +115,12 @@ class ServerState:
                 self.unsubscribe(uri, session)
 
     async def start(self) -> None:
-        """Resume the jobs a previous server left unfinished (same job ids, from checkpoints)."""
+        """Resume the jobs a previous server left unfinished (same job ids, from checkpoints), and
+        drop finished ones older than ``checkpointer.retention_days`` (as their checkpoints go)."""
         if self.jobs_file.exists():  # no store yet -> nothing to resume, and nothing heavy to import
+            days = self.runtime.config.checkpointer.retention_days
+            if pruned := self.jobs.store.prune(days * 86400):
+                self.log.info("dropped %d finished job(s) older than %g days (checkpointer.retention_days)", pruned, days)
             self.jobs.resume_unfinished()
 
     async def aclose(self) -> None:

@@ -270,6 +270,119 @@ async def test_with_a_remote_runner_the_job_id_is_the_remote_id_and_a_restart_re
     assert endpoint.cancelled == ["rp-2"]
 
 
+async def test_a_status_poll_that_times_out_leaves_the_remote_job_followed_not_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One read timeout on /status marked the job FAILED for good while it ran on at RunPod (its
+    result orphaned and billed, and a retry paid twice)."""
+    from swarm.executors.runpod import RunPodError
+
+    class Flaky(FakeEndpoint):
+        polls = 0
+
+        async def status(self, job_id: str) -> dict[str, Any]:
+            self.polls += 1
+            if self.polls in (2, 3):
+                raise RunPodError("ProviderTimeout", "RunPod endpoint ep did not answer status in time: ReadTimeout")
+            if self.polls == 4:
+                raise RunPodError("ProviderUnavailable", "RunPod answered HTTP 502: bad gateway")
+            self.finished = self.polls >= 6
+            return await super().status(job_id)
+
+    endpoint = Flaky()
+    monkeypatch.setattr("swarm.executors.make_executor", lambda config, runtime: endpoint)
+    async with Client(build_server(str(write_config(tmp_path, wait_budget_s=0.1)))) as client:
+        handle = (await client.call_tool("delegate", {"task": "remote work", "kind": "critical"})).structured_content
+        done = (await client.call_tool("job_result", {"job_id": handle["job_id"], "wait_s": 20})).structured_content
+    assert done["status"] == "COMPLETED" and done["output"]["text"] == "from the endpoint", done
+    assert endpoint.polls >= 6 and endpoint.cancelled == []
+    # an answer that is about the job itself still ends it
+    class Gone(FakeEndpoint):
+        async def submit(self, job: dict[str, Any]) -> str:
+            return "rp-gone"
+
+        async def status(self, job_id: str) -> dict[str, Any]:
+            raise RunPodError("ProviderError", "RunPod answered HTTP 404: job not found")
+
+    monkeypatch.setattr("swarm.executors.make_executor", lambda config, runtime: Gone())
+    async with Client(build_server(str(write_config(tmp_path, wait_budget_s=5)))) as client:
+        failed = await client.call_tool("delegate", {"task": "lost", "kind": "critical"})
+        assert failed.is_error and "404" in failed.content[0].text
+        status = (await client.call_tool("job_status", {"job_id": "rp-gone"})).structured_content
+    assert status["status"] == "FAILED"
+
+
+async def test_a_job_whose_server_died_is_run_by_a_live_one_when_asked_and_waits_are_waited(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Server A was killed while B lived on: B never resumed A's job (only a starting server
+    does), kept calling it "still running", and job_result(wait_s=5) came back at once (a client
+    that followed the advice made 4,670 calls in 20 s)."""
+    config = write_config(tmp_path, wait_budget_s=0.5)
+    use_fake_llm(monkeypatch, SlowLLM(gate=asyncio.Event()))  # A's model never answers
+    submitted: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+    stop_first = asyncio.Event()
+
+    async def server_a() -> None:
+        async with Client(build_server(str(config))) as first:
+            call = await first.call_tool("delegate", {"task": "outlive my server", "kind": "critical"})
+            submitted.set_result(call.structured_content)
+            await stop_first.wait()
+
+    first_task = asyncio.create_task(server_a())
+    handle = await submitted
+
+    class _Stack:
+        async def aclose(self) -> None:
+            stop_first.set()
+            await first_task
+
+    stack = _Stack()
+    use_fake_llm(monkeypatch, SlowLLM(text="adopted"))
+    async with Client(build_server(str(config))) as second:
+        started = time.monotonic()
+        waited = (await second.call_tool("job_result", {"job_id": handle["job_id"], "wait_s": 1.0})).structured_content
+        assert time.monotonic() - started >= 0.9  # waited on A's job, as asked
+        assert waited["status"] == "IN_PROGRESS" and "in another swarm-mcp process (pid" in waited["message"]
+        await stack.aclose()  # A goes away; its job stays IN_PROGRESS in the store
+        status = (await second.call_tool("job_status", {"job_id": handle["job_id"]})).structured_content
+        assert status["running_here"] is True
+        done = (await second.call_tool("job_result", {"job_id": handle["job_id"], "wait_s": 20})).structured_content
+    assert done["status"] == "COMPLETED" and done["output"]["text"] == "adopted"
+
+
+async def test_a_job_whose_input_held_a_secret_is_not_resumed_on_its_masked_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store keeps input redacted; a job resumed from it ran a different task (the password
+    masked) or fetched a signed URL without its signature."""
+    config = write_config(tmp_path, wait_budget_s=0.3)
+    use_fake_llm(monkeypatch, SlowLLM(gate=asyncio.Event()))
+    task = "connect with postgresql://app:hunter2-secret-pw@db/prod and list the tables"
+    async with Client(build_server(str(config))) as client:
+        handle = (await client.call_tool("delegate", {"task": task, "kind": "critical"})).structured_content
+    use_fake_llm(monkeypatch, SlowLLM(text="ran on the masked task"))
+    async with Client(build_server(str(config))) as client:
+        done = (await client.call_tool("job_result", {"job_id": handle["job_id"], "wait_s": 10})).structured_content
+    assert done["status"] == "FAILED" and done["error"]["type"] == "JobLost", done
+    assert "held a secret" in done["error"]["message"] and "hunter2" not in str(done)
+
+
+def test_a_final_job_is_not_overwritten_and_old_finished_jobs_are_pruned(tmp_path: Path) -> None:
+    from mcp_server.jobstore import JobStore
+
+    store = JobStore(tmp_path / "jobs.sqlite")
+    job = {"project": "swarm", "action": "delegate", "input": {"task": "t"}}
+    store.create("j1", "me", job)
+    assert store.finish("j1", "CANCELLED", {"status": "CANCELLED"})
+    assert not store.finish("j1", "COMPLETED", {"status": "COMPLETED"})  # a late result of another server
+    assert store.get("j1")["status"] == "CANCELLED"
+    store.create("j2", "me", job)  # unfinished: kept however old
+    assert store.prune(3600) == 0
+    assert store.prune(-1) == 1 and store.get("j1") is None and store.get("j2") is not None
+    store.close()
+
+
 def test_leases_tell_live_servers_from_gone_ones_and_a_store_works_without_file_locks(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import fcntl
