@@ -38,6 +38,8 @@ Listener = Callable[[str, str, "float | None"], Awaitable[None]]
 StoppedJob = Callable[[str, str, str], Awaitable[tuple["dict[str, Any] | None", "list[dict[str, Any]]"]]]
 #: how long a cancelled job waits to read what its checkpoint holds
 STOPPED_READ_S = 5.0
+#: jobs one manager runs at once unless told (``mcp.max_running_jobs``)
+DEFAULT_MAX_RUNNING = 32
 #: how often ``job_result`` re-reads the row of a job another server process runs
 ROW_POLL_S = 0.5
 
@@ -119,6 +121,10 @@ def _same_request(row: dict[str, Any], job: dict[str, Any], key: str) -> None:
             " same input, and a new request a new key")
 
 
+class TooManyJobs(ValueError):
+    """This server already runs ``mcp.max_running_jobs`` jobs."""
+
+
 class RunsElsewhere(Exception):
     """The job runs in another server process on the same store: only that one can stop it."""
 
@@ -137,6 +143,7 @@ class JobManager:
             stored (the job's thread keeps its turns there: ``swarm.threads.record_turns``).
         stopped_job: ``async (job_id, project, action) -> (partial output, trace)`` from a local
             job's last checkpoint (``Runtime.stopped_job``): what a cancelled job had made.
+        max_running: ``() -> n``: ``submit`` refuses a job while ``n`` run here (``TooManyJobs``).
     """
 
     def __init__(
@@ -148,8 +155,10 @@ class JobManager:
         job_loop: JobLoop | None = None,
         on_completed: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]] | None = None,
         stopped_job: StoppedJob | None = None,
+        max_running: Callable[[], int] | None = None,
     ) -> None:
         self.store = store
+        self._max_running = max_running or (lambda: DEFAULT_MAX_RUNNING)
         self._on_completed = on_completed
         self._stopped_job = stopped_job
         self._runner = runner
@@ -184,6 +193,11 @@ class JobManager:
             if existing is not None:
                 _same_request(existing, job, idempotency_key)
                 return await self.result(existing["job_id"], owner, wait_s=wait_s, progress=progress)
+        limit = self._max_running()
+        if len(self._tasks) >= limit:
+            raise TooManyJobs(
+                f"{len(self._tasks)} jobs are running in this server, its limit (mcp.max_running_jobs={limit});"
+                " wait for one with job_result, or stop one with job_cancel, then call again")
         runner = self._runner()
         if isinstance(runner, RemoteExecutor):
             job_id = await self._submit_remote(runner, job, owner, idempotency_key, thread_id)

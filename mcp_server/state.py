@@ -72,6 +72,7 @@ class ServerState:
                 job_loop=JobLoop(),  # jobs never block the protocol loop
                 on_completed=self._thread_turns,
                 stopped_job=lambda job_id, project, action: self.runtime.stopped_job(job_id, project, action),
+                max_running=lambda: self.runtime.config.mcp.max_running_jobs,
             )
         return self._jobs
 

@@ -368,6 +368,29 @@ async def test_a_job_whose_input_held_a_secret_is_not_resumed_on_its_masked_copy
     assert "held a secret" in done["error"]["message"] and "hunter2" not in str(done)
 
 
+async def test_jobs_past_max_running_jobs_are_refused_naming_the_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """300 calls started 300 jobs at once on one local model; nothing said no."""
+    import yaml
+
+    use_fake_llm(monkeypatch, SlowLLM(gate=asyncio.Event()))
+    config = write_config(tmp_path, wait_budget_s=0.05)
+    data = yaml.safe_load(config.read_text())
+    data["mcp"]["max_running_jobs"] = 2
+    config.write_text(yaml.safe_dump(data))
+    async with Client(build_server(str(config))) as client:
+        first = await client.call_tool("delegate", {"task": "one", "kind": "critical", "idempotency_key": "k-one"})
+        await client.call_tool("delegate", {"task": "two", "kind": "critical"})
+        third = await client.call_tool("delegate", {"task": "three", "kind": "critical"})
+        assert third.is_error and "mcp.max_running_jobs=2" in third.content[0].text
+        again = await client.call_tool("delegate", {"task": "one", "kind": "critical", "idempotency_key": "k-one"})
+        assert again.structured_content["job_id"] == first.structured_content["job_id"]  # a retry is no new job
+        await client.call_tool("job_cancel", {"job_id": first.structured_content["job_id"]})
+        fourth = await client.call_tool("delegate", {"task": "four", "kind": "critical"})
+        assert not fourth.is_error and fourth.structured_content["status"] == "IN_PROGRESS"
+        listed = (await client.call_tool("list_jobs", {})).structured_content["jobs"]
+    assert len(listed) == 3  # the refused call left no job behind
+
+
 def test_a_final_job_is_not_overwritten_and_old_finished_jobs_are_pruned(tmp_path: Path) -> None:
     from mcp_server.jobstore import JobStore
 
