@@ -1,0 +1,52 @@
+"""``scripts/setup`` before it installs anything: the Python it needs, and a broken .venv made again."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import ROOT
+
+
+def clone_with_setup(tmp_path: Path) -> Path:
+    """A folder with only ``scripts/setup`` (it stops at the missing locks, after its checks)."""
+    clone = tmp_path / "clone"
+    (clone / "scripts").mkdir(parents=True)
+    shutil.copy2(ROOT / "scripts" / "setup", clone / "scripts" / "setup")
+    return clone
+
+
+def run_setup(clone: Path, python: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHON": python}
+    return subprocess.run([str(clone / "scripts" / "setup")], env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_another_python_is_named_with_the_fix_before_anything_is_made(tmp_path: Path) -> None:
+    """PYTHON=python3.12 left a 3.12 .venv and a ResolutionImpossible about torch; rerunning with
+    3.11 kept that .venv."""
+    clone = clone_with_setup(tmp_path)
+    fake = tmp_path / "python3.12"
+    fake.write_text('#!/bin/sh\ncase "$2" in *platform*) echo 3.12.1;; *) exit 1;; esac\n')
+    fake.chmod(0o755)
+    done = run_setup(clone, str(fake))
+    assert done.returncode == 1
+    assert "needs Python 3.11" in done.stderr and "is 3.12.1" in done.stderr and "python3.11-venv" in done.stderr
+    assert not (clone / ".venv").exists()
+
+
+def test_a_half_made_venv_is_made_again(tmp_path: Path) -> None:
+    """Setup killed while `python -m venv` ran left bin/python without pip: every rerun failed
+    with 'No module named pip'."""
+    clone = clone_with_setup(tmp_path)
+    (clone / ".venv" / "bin").mkdir(parents=True)
+    base = getattr(sys, "_base_executable", sys.executable)
+    (clone / ".venv" / "bin" / "python").symlink_to(base)  # no pyvenv.cfg: not this folder's venv
+    done = run_setup(clone, base)
+    assert "making it again" in done.stderr, done.stderr
+    assert "requirements" in done.stderr and done.returncode != 0  # it went on to the (missing) locks
+    check = subprocess.run([str(clone / ".venv" / "bin" / "python"), "-c", "import pip, sys; print(sys.prefix)"],
+                           capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0 and Path(check.stdout.strip()).resolve() == (clone / ".venv").resolve()
