@@ -55,6 +55,7 @@ from core.config_schema import (
     WorkerSection,
 )
 from core.errors import ConfigError
+from core.paths import state_dir, unwritable_state
 from core.redact import MASK, is_secret_entry, redact, redact_data, register_config_secrets
 from core.rules import Tier
 
@@ -118,12 +119,20 @@ def interpolate(value: Any, env: Mapping[str, str] | None = None) -> Any:
     """
     environ: Mapping[str, str] = os.environ if env is None else env
     if isinstance(value, str):
-        return _VAR.sub(lambda m: environ.get(m.group(1)) or (m.group(2) or ""), value)
+        return _VAR.sub(lambda m: _value_of(m.group(1), environ) or (m.group(2) or ""), value)
     if isinstance(value, dict):
         return {k: interpolate(v, environ) for k, v in value.items()}
     if isinstance(value, list):
         return [interpolate(v, environ) for v in value]
     return value
+
+
+def _value_of(name: str, environ: Mapping[str, str]) -> str | None:
+    """``environ[name]``; ``SWARM_HOME`` is always the state folder (``core.paths.state_dir``:
+    absolute, ``XDG_CACHE_HOME`` honoured), so config and code never disagree on where it is."""
+    if name == "SWARM_HOME" and environ is os.environ:
+        return str(state_dir())
+    return environ.get(name)
 
 
 def _strings(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
@@ -336,9 +345,16 @@ def redacted_dump(config: SwarmConfig) -> dict[str, Any]:
     return redact_data(walk(config.model_dump(mode="json")))
 
 
-def state_dir() -> Path:
-    """Where jobs, checkpoints and the local index live unless config says otherwise."""
-    return Path(os.environ.get("SWARM_HOME") or "~/.cache/runpod-swarm").expanduser()
+def check_state_folders(config: SwarmConfig) -> None:
+    """``ConfigError`` naming each state folder this config writes that cannot be made or written
+    (read-only HOME, ``SWARM_HOME`` naming a file): the doors check at start, so a job never
+    fails as an internal error over it."""
+    folders = [("SWARM_HOME", state_dir())]
+    if config.checkpointer.kind == "sqlite":
+        folders.append(("checkpointer.path", Path(config.checkpointer.path).expanduser().absolute().parent))
+    if (problems := unwritable_state(folders)):
+        text = "; ".join(why if n == 0 else f"{key}: {why}" for n, (key, why) in enumerate(problems))
+        raise ConfigError(f"{text}; set SWARM_HOME to a writable folder (or the key in config.yaml)", key=problems[0][0])
 
 
 class ConfigStore:

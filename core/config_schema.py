@@ -24,6 +24,7 @@ from core.config_backends import (
     raise_all,
     unknown_name,
 )
+from core.paths import state_dir
 from core.rules import MCP_ACTION_TOOLS, MCP_ALWAYS_ON_TOOLS, LogLevel, Tier, log_level_name
 
 
@@ -162,7 +163,8 @@ class RembgSpec(StrictModel):
 class ImageSection(StrictModel):
     upscale: UpscaleSpec = UpscaleSpec()
     rembg: RembgSpec = RembgSpec()
-    models_dir: str = "~/.cache/runpod-swarm/models"
+    #: empty: ``$SWARM_MODELS_DIR``, else ``<state_dir>/models`` (``core.paths.models_dir_default``)
+    models_dir: str = ""
     max_input_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
     max_input_pixels: int = Field(default=16_777_216, ge=1)
     max_output_pixels: int = Field(default=268_435_456, ge=1)
@@ -217,7 +219,7 @@ class CheckpointerSection(StrictModel):
     worker can resume any job), else SQLite at ``path`` (resume within this machine/volume)."""
 
     kind: Literal["auto", "sqlite", "postgres", "memory"] = "sqlite"
-    path: str = "~/.cache/runpod-swarm/checkpoints.sqlite"
+    path: str = Field(default_factory=lambda: str(state_dir() / "checkpoints.sqlite"))
     dsn: str | None = None
     retention_days: float = Field(default=7.0, gt=0)
 

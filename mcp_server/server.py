@@ -175,12 +175,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8808, help="HTTP port (default 8808)")
     args = parser.parse_args(argv)
-    from core.config import config_path, load_config
+    from core.config import check_state_folders, config_path, load_config
     from core.redact import install_log_redaction
     from swarm.logs import configure_logging
 
     try:
         config = load_config(config_path(args.config))  # fail fast on a broken file, with the keys named
+        check_state_folders(config)  # jobs, threads and checkpoints need their folder: say so at start
         # JSON lines on stderr (stdout carries the protocol); SWARM_LOG_LEVEL overrides config.
         configure_logging(os.environ.get("SWARM_LOG_LEVEL") or config)
     except ConfigError as exc:

@@ -164,6 +164,9 @@ class Runtime:
         key = (id(asyncio.get_running_loop()), config.checkpointer.model_dump_json())
         async with self._saver_lock:
             if key not in self._savers:
+                from core.config import check_state_folders
+
+                check_state_folders(config)  # a read-only HOME is a ConfigError naming the path, not an internal error
                 self._savers[key] = await self._exit.enter_async_context(open_checkpointer(config))
             return self._savers[key]
 

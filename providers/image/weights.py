@@ -228,9 +228,13 @@ def expected_sha256(spec: ModelEntry) -> str | None:
 
 
 def resolve_models_dir(models_dir: str | os.PathLike[str] | None) -> Path:
-    """The models folder: the argument, else ``$SWARM_MODELS_DIR``, else the user cache."""
-    chosen = models_dir or os.environ.get("SWARM_MODELS_DIR") or "~/.cache/runpod-swarm/models"
-    return Path(chosen).expanduser()
+    """The models folder: the argument, else ``$SWARM_MODELS_DIR``, else ``<state_dir>/models``
+    (``SWARM_HOME`` moves it too: a read-only HOME with SWARM_HOME set kept it under HOME)."""
+    if models_dir:
+        return Path(models_dir).expanduser()
+    from core.paths import models_dir_default
+
+    return models_dir_default()
 
 
 def sha256_file(path: Path) -> str:
