@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+from dataclasses import dataclass
 from typing import Any
 
 from core.errors import InputError, SwarmError
@@ -11,6 +14,38 @@ from graphs.progress import relay
 
 #: the checkpoint metadata key that records ``project/action`` (``JobContext.job_kind``)
 JOB_KIND_KEY = "swarm_job"
+#: the checkpoint metadata key that records the digest of the job's input (``InputIdentity``)
+JOB_INPUT_KEY = "swarm_input"
+#: ``JobContext.extras`` key of the job's ``InputIdentity`` (the dispatcher sets it)
+JOB_INPUT = "job_input"
+
+
+@dataclass(frozen=True)
+class InputIdentity:
+    """What a job id given again is checked against: the digest of the input the action runs on.
+
+    ``id_field``/``id_value`` name what the caller named the job by (``job_id``, or the
+    ``idempotency_key`` that decided it). A door that resumes a job sends its input again as
+    given (RunPod's /retry, MCP's ``resume_unfinished``, which refuses a copy its store masked).
+    """
+
+    digest: str
+    id_field: str
+    id_value: str
+
+    @classmethod
+    def of(cls, data: dict[str, Any], id_field: str, id_value: str) -> InputIdentity:
+        """The identity of ``data``, a validated input (``model_dump(mode="json")``)."""
+        # ASCII escapes: a lone surrogate (valid JSON, "\ud800") has no UTF-8 form to hash
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
+        return cls(hashlib.sha256(canonical.encode("ascii")).hexdigest(), id_field, id_value)
+
+    def check(self, recorded: Any) -> None:
+        """``InputError`` when ``recorded`` (a checkpoint's digest) is another input's; a
+        checkpoint written before digests were recorded has none and resumes."""
+        if recorded and recorded != self.digest:
+            raise InputError(f"{self.id_value!r} was used for another input; use a new {self.id_field},"
+                             " or the same input to resume", field=self.id_field)
 
 
 def lean_checkpointer(ctx: JobContext, saver: Any = None) -> Any:
@@ -34,8 +69,11 @@ async def run_graph(graph: Any, initial: dict[str, Any], ctx: JobContext) -> dic
     again, completed ones do not); a finished one returns its stored final state. Progress the
     nodes ``emit`` reaches ``ctx.progress`` (``graphs.progress.relay``).
     """
-    # the job's kind rides in ``configurable``, which LangGraph copies into every checkpoint's metadata
-    config = {"configurable": {"thread_id": ctx.job_id, **({JOB_KIND_KEY: ctx.job_kind} if ctx.job_kind else {})}}
+    # the job's kind and input digest ride in ``configurable``, which LangGraph copies into every
+    # checkpoint's metadata
+    identity: InputIdentity | None = ctx.extras.get(JOB_INPUT)
+    config = {"configurable": {"thread_id": ctx.job_id, **({JOB_KIND_KEY: ctx.job_kind} if ctx.job_kind else {}),
+                               **({JOB_INPUT_KEY: identity.digest} if identity else {})}}
     start: dict[str, Any] | None = initial
     lean = graph.checkpointer if isinstance(graph.checkpointer, LeanStartSaver) else None
     # a job id minted for this job has no checkpoint (nor does LangGraph's own first read need to
@@ -49,6 +87,8 @@ async def run_graph(graph: Any, initial: dict[str, Any], ctx: JobContext) -> dic
         if recorded and ctx.job_kind and recorded != ctx.job_kind:
             raise InputError(f"job_id: {ctx.job_id!r} is a job of {recorded}, not {ctx.job_kind}; "
                              "give this job another job_id (or none)")
+        if identity is not None:
+            identity.check((stored.metadata or {}).get(JOB_INPUT_KEY))
         snapshot = await graph.aget_state(config)
         if snapshot.values:
             if not snapshot.next:

@@ -19,13 +19,15 @@ import asyncio
 import json
 import logging
 import os
+import shlex
 import sys
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from core.errors import SwarmError
-from core.rules import TIERS
+from core.rules import JOB_ID_PATTERN, MAX_JOB_ID_CHARS, TIERS, valid_job_id
 from swarm import index_cli
 
 
@@ -59,6 +61,37 @@ def _progress_printer(quiet: bool) -> Callable[..., Any]:
             print(f"  [{stage}]{pct} {message}", file=sys.stderr, flush=True)
 
     return progress
+
+
+#: the exit status of a job stopped by Ctrl-C (128 + SIGINT, as a shell reports it)
+EXIT_INTERRUPTED = 130
+
+
+def _run(args: argparse.Namespace, job: dict[str, Any]) -> int:
+    """Run ``job`` under an id made here when none is given, so that a Ctrl-C can say how to
+    resume it: the checkpointed steps are kept, and the same id with the same input resumes."""
+    if args.job_id is not None and valid_job_id(args.job_id) is None:
+        print(f"error: --job-id: {args.job_id[:40]!r} is not a job id: at most {MAX_JOB_ID_CHARS} characters"
+              f" of {JOB_ID_PATTERN}", file=sys.stderr)
+        return 2
+    job = {**job, "job_id": args.job_id or str(uuid.uuid4())}
+    if not args.quiet:
+        print(f"job {job['job_id']}: started", file=sys.stderr, flush=True)
+    try:
+        # on Ctrl-C asyncio.run cancels the job (its runtime closes, a remote job is cancelled)
+        # and then raises KeyboardInterrupt here
+        return asyncio.run(_run_job(args, job))
+    except KeyboardInterrupt:
+        print(f"\njob {job['job_id']}: interrupted; the finished steps are kept: resume with: {_resume_command(args, job)}",
+              file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
+
+
+def _resume_command(args: argparse.Namespace, job: dict[str, Any]) -> str:
+    config = ["--config", args.config] if args.config else []
+    argv = ["swarm", *config, "run", job["project"], job["action"], "--job-id", job["job_id"],
+            "--input", json.dumps(job["input"], ensure_ascii=False)]
+    return shlex.join(argv)
 
 
 async def _run_job(args: argparse.Namespace, job: dict[str, Any]) -> int:
@@ -116,14 +149,14 @@ def cmd_delegate(args: argparse.Namespace) -> int:
     inp = {"task": args.task, "kind": args.kind}
     if args.tier:
         inp["tier"] = args.tier
-    return asyncio.run(_run_job(args, {"project": "swarm", "action": "delegate", "input": inp}))
+    return _run(args, {"project": "swarm", "action": "delegate", "input": inp})
 
 
 def cmd_research(args: argparse.Namespace) -> int:
     inp: dict[str, Any] = {"question": args.question, "depth": args.depth, "mode": args.mode}
     if args.max_sources is not None:  # 0 too: the input model refuses it, naming the limit
         inp["max_sources"] = args.max_sources
-    return asyncio.run(_run_job(args, {"project": "swarm", "action": "research", "input": inp}))
+    return _run(args, {"project": "swarm", "action": "research", "input": inp})
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -137,10 +170,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("error: input.thread_id: conversations are kept by swarm-mcp (its tools take thread_id and list_threads"
               " lists them); the command line runs one job at a time, so leave thread_id out", file=sys.stderr)
         return 2
-    job = {"project": args.project, "action": args.action, "input": inp}
-    if args.job_id:
-        job["job_id"] = args.job_id
-    return asyncio.run(_run_job(args, job))
+    return _run(args, {"project": args.project, "action": args.action, "input": inp})
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
@@ -205,6 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--json", action="store_true", help="print the whole result envelope as JSON")
         p.add_argument("--out", help="also write the result envelope to this file")
         p.add_argument("-q", "--quiet", action="store_true", help="no progress and no trace table")
+        p.add_argument("--job-id", help="the job's id (default: a new one, printed): the same id with the same"
+                       " input resumes an interrupted job or returns a finished one's result")
 
     p = sub.add_parser("delegate", help="delegate a task (primary drafts, reviewer checks)")
     p.add_argument("task")
@@ -227,7 +259,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("project")
     p.add_argument("action")
     p.add_argument("--input", help="JSON object")
-    p.add_argument("--job-id", help="resume or de-duplicate by this id")
     job_flags(p)
     p.set_defaults(fn=cmd_run)
 

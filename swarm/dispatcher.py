@@ -111,6 +111,7 @@ async def dispatch(raw: dict[str, Any] | JobRequest, make_context: Any) -> dict[
         ctx = await make_context(envelope.job_id)
         ctx.new_job = envelope.job_id == minted  # an id minted here has no checkpoint yet
         ctx.job_kind = f"{job.project}/{job.action}"
+        _record_input(ctx, job, inp)
         output = await _run_action(fn, inp, ctx, job, envelope.job_id)
         envelope = envelope.replace(trace=list(output.pop("trace", [])), output=output)
     except SwarmError as exc:
@@ -173,6 +174,17 @@ def _action_and_input(job: JobRequest) -> tuple[Any, BaseModel]:
         return fn, model.model_validate(job.input)
     except ValidationError as exc:
         raise input_error_from_validation(exc) from None
+
+
+def _record_input(ctx: JobContext, job: JobRequest, inp: BaseModel) -> None:
+    """Give the job the digest of the input its action runs on, which its checkpoints record: the
+    same id given again with other input is refused (``graphs.run.InputIdentity``), not answered
+    with the first job's result. Named by the idempotency key when one decided the job id."""
+    # imported here, not at the top: graphs.run brings in LangGraph, which only a job needs
+    from graphs.run import JOB_INPUT, InputIdentity
+
+    named_by = ("idempotency_key", job.idempotency_key) if job.idempotency_key else ("job_id", ctx.job_id)
+    ctx.extras[JOB_INPUT] = InputIdentity.of(inp.model_dump(mode="json"), *named_by)
 
 
 async def _run_action(fn: Any, inp: BaseModel, ctx: JobContext, job: JobRequest, job_id: str | None) -> Any:

@@ -358,3 +358,75 @@ def test_the_cli_says_a_failed_job_s_error_once(capsys: pytest.CaptureFixture[st
     err = capsys.readouterr().err
     assert err.count("unknown action 'nosuch'") == 1, err
     assert "error: InputError: action: unknown action 'nosuch'" in err
+
+
+async def test_a_job_id_given_again_with_other_input_is_refused_not_answered_from_the_first(make_context: Any) -> None:
+    """The same job id with another task came back COMPLETED with the first task's answer (the
+    checkpoint was matched on project/action only). Now the input's digest is checked too; the
+    same input still returns the stored result, and an id minted by the dispatcher is covered."""
+    calls: list[str] = []
+
+    def answer(messages: list[Message], config: LLMConfig) -> Any:
+        calls.append(config.step)
+        return APPROVE if config.step == "review" else "Paris is the capital of France."
+
+    make = make_context(FunctionLLM(answer))
+    first = await dispatch({**job("What is the capital of France?"), "job_id": "same-id-1"}, make)
+    assert first["status"] == "COMPLETED" and calls == ["draft", "review"]
+    other = await dispatch({**job("Write a haiku about the sea."), "job_id": "same-id-1"}, make)
+    assert other["status"] == "FAILED" and other["output"] is None, other
+    assert other["error"] == {"type": "InputError", "message": (
+        "job_id: 'same-id-1' was used for another input; use a new job_id, or the same input to resume")}
+    assert other["trace"][-1]["provider"] == "dispatcher"  # the trace still comes back
+    assert calls == ["draft", "review"]
+    for changed in ({"kind": "critical"}, {"tier": "fast"}):  # any field of the input, not only the task
+        refused = await dispatch({**job("What is the capital of France?", **changed), "job_id": "same-id-1"}, make)
+        assert refused["error"]["type"] == "InputError" and "same-id-1" in refused["error"]["message"]
+    again = await dispatch({**job("What is the capital of France?"), "job_id": "same-id-1"}, make)
+    assert again["status"] == "COMPLETED" and again["output"]["text"] == "Paris is the capital of France."
+    assert calls == ["draft", "review"]
+    minted = await dispatch(job("What is the capital of France?"), make)  # no id: the dispatcher makes one
+    reused = await dispatch({**job("Write a haiku about the sea."), "job_id": minted["job_id"]}, make)
+    assert reused["error"]["type"] == "InputError" and "was used for another input" in reused["error"]["message"]
+
+
+async def test_an_idempotency_key_given_again_with_other_input_is_refused_naming_the_key(make_context: Any) -> None:
+    calls: list[str] = []
+
+    def answer(messages: list[Message], config: LLMConfig) -> str:
+        calls.append(config.step)
+        return "one answer"
+
+    make = make_context(FunctionLLM(answer))
+    first = {"project": "swarm", "action": "delegate", "idempotency_key": "order-7", "input": {"task": "Say hi.", "kind": "critical"}}
+    assert (await dispatch(first, make))["status"] == "COMPLETED"
+    other = await dispatch({**first, "input": {"task": "Say bye.", "kind": "critical"}}, make)
+    assert other["error"] == {"type": "InputError", "message": (
+        "idempotency_key: 'order-7' was used for another input; use a new idempotency_key, or the same input to resume")}
+    assert calls == ["draft"]
+
+
+async def test_a_job_checkpointed_before_input_digests_were_recorded_still_resumes(
+    make_context: Any, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Checkpoints written before the input's digest was recorded carry none: they resume, without
+    paying for the draft again."""
+    import swarm.dispatcher
+
+    calls: list[str] = []
+    crash = {"review": True}
+
+    def answer(messages: list[Message], config: LLMConfig) -> Any:
+        calls.append(config.step)
+        if config.step == "review" and crash["review"]:
+            crash["review"] = False
+            raise RuntimeError("worker died mid-review")
+        return APPROVE if config.step == "review" else "the draft"
+
+    make = make_context(FunctionLLM(answer))
+    with monkeypatch.context() as before:  # the code before digests: nothing recorded
+        before.setattr(swarm.dispatcher, "_record_input", lambda ctx, job, inp: None)
+        assert (await dispatch({**job(), "job_id": "old-ckpt-1"}, make))["status"] == "FAILED"
+    resumed = await dispatch({**job(), "job_id": "old-ckpt-1"}, make)
+    assert resumed["status"] == "COMPLETED" and resumed["output"]["text"] == "the draft"
+    assert calls == ["draft", "review", "review"]

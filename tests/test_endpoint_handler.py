@@ -218,3 +218,25 @@ def test_worker_errors_keep_what_a_swarm_error_carries_and_a_swarm_job_that_lost
     assert lost["status"] == "FAILED" and lost["error"]["type"] == "WorkerError" and "older than this client" in lost["error"]["message"]
     other = runner.envelope({"anything": 1}, "rp-2", {"id": "rp-2", "status": "COMPLETED"}, 0.0)
     assert other["status"] == "COMPLETED"  # another handler may well answer nothing
+
+
+async def test_a_body_job_id_sent_again_with_another_task_is_refused_by_the_worker(
+    endpoint: EndpointServer, fake_llm: FakeOpenAI,
+) -> None:
+    """Two /run calls with the same body ``job_id`` and different tasks: the second came back
+    COMPLETED with the first task's answer. The same task again still returns the stored result."""
+    def job(task: str) -> dict[str, Any]:
+        return {"project": "swarm", "action": "delegate", "job_id": "body-id-reused-1", "input": {"task": task, "kind": "critical"}}
+
+    first = await _runner(endpoint).run(job("What is the capital of France?"))
+    assert first["status"] == "COMPLETED", first["error"]
+    calls = len(fake_llm.requests)
+    other = await _runner(endpoint).run(job("Write a haiku about the sea."))
+    assert other["status"] == "FAILED", other
+    assert other["error"]["type"] == "InputError"
+    assert other["error"]["message"] == (
+        "job_id: 'body-id-reused-1' was used for another input; use a new job_id, or the same input to resume")
+    assert [step["provider"] for step in other["trace"]] == ["dispatcher", "runpod"]
+    again = await _runner(endpoint).run(job("What is the capital of France?"))
+    assert again["status"] == "COMPLETED" and again["output"]["text"] == first["output"]["text"]
+    assert len(fake_llm.requests) == calls  # neither paid for a model call

@@ -1,0 +1,123 @@
+"""Ctrl-C in ``swarm delegate``: the real CLI in a subprocess, litellm against a loopback fake server.
+
+A Ctrl-C printed a ~158-line ``KeyboardInterrupt`` traceback, exited by the signal and never
+named the job id, so the draft it had checkpointed could not be resumed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from fake_openai import Behaviour, FakeOpenAI
+
+ROOT = Path(__file__).resolve().parents[1]
+LOCAL = "smollm2-135m-instruct"  # what config.yaml's ``local`` model sends as its name
+APPROVE = '{"approved": true, "score": 9, "issues": [], "suggestion": ""}'
+CLI = [sys.executable, "-m", "swarm.cli"]
+
+
+@pytest.fixture
+def fake_llm() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI() as server:
+        yield server
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path, fake_llm: FakeOpenAI) -> tuple[Path, dict[str, str]]:
+    """The project's config with ``bulk_content`` drafted and reviewed by ``local`` (the fake)."""
+    config = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))
+    config["models"]["local"]["api_base"] = f"{fake_llm.url}/v1"
+    config["models"]["local"].pop("local_server", None)
+    config["routing"]["delegation"]["bulk_content"] = {"primary": "local", "reviewer": "local"}
+    config["runner"]["kind"] = "local"
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and not k.startswith("RUNPOD_")}
+    env.update(SWARM_HOME=str(tmp_path / "home"), LITELLM_LOCAL_MODEL_COST_MAP="True", PYTHONPATH=str(ROOT))
+    return path, env
+
+
+def _reviews(fake: FakeOpenAI) -> int:
+    return sum("response_format" in r.body for r in fake.requests_for(LOCAL))
+
+
+def _drafts(fake: FakeOpenAI) -> int:
+    return sum("response_format" not in r.body for r in fake.requests_for(LOCAL))
+
+
+def _cli(argv: list[str]) -> list[str]:
+    """A printed ``swarm ...`` command as this interpreter runs it."""
+    assert argv[0] == "swarm", argv
+    return [*CLI, *argv[1:]]
+
+
+def test_ctrl_c_names_the_job_and_its_resume_command_which_does_not_pay_for_the_draft_again(
+    cli_env: tuple[Path, dict[str, str]], fake_llm: FakeOpenAI,
+) -> None:
+    config, env = cli_env
+    fake_llm.script(LOCAL, Behaviour.answer("The kept draft."), Behaviour.hang(300))
+    proc = subprocess.Popen([*CLI, "--config", str(config), "delegate", "One sentence on Ctrl-C, 'quoted'."],
+                            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 90
+    while _reviews(fake_llm) == 0 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # the draft is checkpointed before the review starts
+    assert _reviews(fake_llm) == 1 and _drafts(fake_llm) == 1, proc.poll()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err and "CancelledError" not in err, err
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert lines[0].startswith("job ") and lines[0].endswith(": started"), lines[0]
+    job_id = lines[0].removeprefix("job ").removesuffix(": started")
+    head, _, command = lines[-1].partition(": resume with: ")
+    assert head == f"job {job_id}: interrupted; the finished steps are kept", lines[-1]
+    argv = shlex.split(command)
+    assert argv[argv.index("--job-id") + 1] == job_id and argv[argv.index("--config") + 1] == str(config)
+
+    fake_llm.script(LOCAL, Behaviour.answer(APPROVE))
+    resumed = subprocess.run(_cli(argv), env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout == "The kept draft.\n"
+    assert "resuming at review" in resumed.stderr
+    assert _drafts(fake_llm) == 1 and _reviews(fake_llm) == 2  # only the interrupted review ran again
+
+    # delegate takes --job-id too: the same task under that id is the finished job's result
+    again = subprocess.run([*CLI, "--config", str(config), "delegate", "--job-id", job_id, "-q",
+                            "One sentence on Ctrl-C, 'quoted'."], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert (again.returncode, again.stdout, again.stderr) == (0, "The kept draft.\n", "")
+    assert _drafts(fake_llm) == 1 and _reviews(fake_llm) == 2
+
+
+def test_a_bad_job_id_is_refused_before_any_job_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    from swarm.cli import main
+
+    assert main(["research", "What?", "--job-id", "has space"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --job-id: 'has space' is not a job id: at most 128 characters"), err
+    assert "started" not in err
+
+
+def test_the_cli_prints_the_job_id_it_made_and_the_envelope_carries_it(
+    cli_env: tuple[Path, dict[str, str]], fake_llm: FakeOpenAI,
+) -> None:
+    config, env = cli_env
+    fake_llm.script(LOCAL, Behaviour.answer("A draft."), Behaviour.answer(APPROVE))
+    done = subprocess.run([*CLI, "--config", str(config), "delegate", "Say hi.", "--json"],
+                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    envelope: dict[str, Any] = json.loads(done.stdout)
+    assert done.stderr.splitlines()[0] == f"job {envelope['job_id']}: started"
+    assert envelope["status"] == "COMPLETED" and envelope["trace"][-1]["provider"] == "dispatcher"
