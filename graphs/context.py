@@ -70,6 +70,8 @@ class Providers:
 
 #: ``JobContext.extras`` key: the job id named a finished job, whose stored result came back
 REPLAYED = "replayed"
+#: ``JobContext.extras`` key: the nodes a job stopped midway was resumed at (``graphs.run``)
+RESUMED_AT = "resumed_at"
 
 
 @dataclass

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.errors import InputError, SwarmError
-from graphs.context import REPLAYED, JobContext, _no_progress
+from graphs.context import REPLAYED, RESUMED_AT, JobContext, _no_progress
 from graphs.lean_saver import LeanStartSaver
 from graphs.progress import relay
 
@@ -95,6 +95,7 @@ async def run_graph(graph: Any, initial: dict[str, Any], ctx: JobContext) -> dic
                 ctx.extras[REPLAYED] = True
                 return dict(snapshot.values)
             start = None
+            ctx.extras[RESUMED_AT] = list(snapshot.next)
             await ctx.progress("resume", f"resuming at {', '.join(snapshot.next)}", None)
     final: dict[str, Any] = {}
     # "sync" makes every step durable before the next starts; without a saver there is nothing

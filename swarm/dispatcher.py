@@ -25,7 +25,7 @@ from core.rules import (
 )
 from graphs.actions import resolve_action
 from graphs.budget import fill_partial, job_scope
-from graphs.context import REPLAYED, JobContext
+from graphs.context import REPLAYED, RESUMED_AT, JobContext
 from providers.base import TraceStep
 from swarm.envelope import JobEnvelope
 from swarm.idempotency import job_id_for_key
@@ -203,6 +203,15 @@ async def _run_action(fn: Any, inp: BaseModel, ctx: JobContext, job: JobRequest,
 
 def _dispatch_step(envelope: JobEnvelope, started: float, ctx: JobContext | None = None) -> dict[str, Any]:
     replayed = ctx is not None and ctx.extras.get(REPLAYED)
+    resumed = ctx.extras.get(RESUMED_AT) if ctx is not None else None
+    detail = None
+    if replayed:  # a finished job asked for again: what a client adding up costs must not count twice
+        detail = ("replayed: the stored result of this job id; no provider was called now, the steps"
+                  " above and the totals are those of its first run")
+    elif resumed:  # the steps above before it are the first run's; a call cut off then is in no trace
+        detail = (f"resumed at {', '.join(resumed)} from its checkpoint: the steps finished before it stopped"
+                  " were not run again; a provider call in flight when it stopped may have been billed and"
+                  " is not in this trace")
     return TraceStep(
         step="dispatch",
         kind="node",
@@ -210,9 +219,7 @@ def _dispatch_step(envelope: JobEnvelope, started: float, ctx: JobContext | None
         latency_ms=(time.perf_counter() - started) * 1000,
         outcome="ok" if envelope.status == "COMPLETED" else "error",
         error_class=(envelope.error or {}).get("type"),
-        # a finished job asked for again: what a client adding up costs must not count twice
-        detail=("replayed: the stored result of this job id; no provider was called now, the steps"
-                " above and the totals are those of its first run") if replayed else None,
+        detail=detail,
     ).model_dump()
 
 

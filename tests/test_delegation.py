@@ -188,8 +188,11 @@ async def test_same_job_id_resumes_without_rerunning_completed_nodes(make_contex
     assert second["status"] == "COMPLETED"
     assert second["output"]["text"] == "the draft"
     assert calls == ["draft", "review", "review"]  # the draft was not paid for twice
+    # the trace says it resumed, and that a call cut off when it stopped is in no trace
+    assert "resumed at review from its checkpoint" in second["trace"][-1]["detail"]
     third = await dispatch({**job(), "job_id": "job-resume-1"}, make)
     assert third["output"]["text"] == "the draft" and calls == ["draft", "review", "review"]
+    assert third["trace"][-1]["detail"].startswith("replayed:")
 
 
 async def test_a_job_past_its_deadline_stops_cleanly_and_resumes_by_id(make_context: Any) -> None:
