@@ -202,6 +202,7 @@ def _ratios(best: dict[str, float], ours: tuple[str, ...]) -> dict[str, float]:
 def low_precision_missing(device: str, cpu: Any = None) -> str | None:
     """Why the bench does not time torch bf16 on this CPU (none of the instructions that run it
     natively: it would be emulated, ~10x slower than fp32 on an AVX2-only AMD EPYC), or None."""
+    from providers.image.cpu import named_flags
     from providers.image.precision import CPU_CANDIDATES, candidates_for, read_cpu_info
 
     if device != "cpu":
@@ -209,7 +210,7 @@ def low_precision_missing(device: str, cpu: Any = None) -> str | None:
     cpu = cpu or read_cpu_info()
     if "bf16" in candidates_for(cpu):
         return None
-    return f"not measured: this CPU has none of {', '.join(sorted(CPU_CANDIDATES['bf16']))} (bf16 would run emulated)"
+    return f"not measured: this CPU has none of {', '.join(named_flags(cpu, CPU_CANDIDATES['bf16']))} (bf16 would run emulated)"
 
 
 def _realesrganer(stack: contextlib.ExitStack, models_dir: str, size: int, threads: int,
@@ -354,6 +355,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--quick", action="store_true", help="smaller sizes (CI smoke run)")
     parser.add_argument("--rss-size", type=int, default=2048)
+    parser.add_argument("--speed-only", action="store_true",
+                        help="the upscale speed part only (the GPU suite: peak RSS is the CPU suite's)")
     parser.add_argument("--realesrganer", action=argparse.BooleanOptionalAction, default=True,
                         help="measure upstream RealESRGANer as the anchor when its venv exists "
                              "(python -m bench.ref_realesrganer --setup builds it)")
@@ -378,11 +381,16 @@ def main(argv: list[str] | None = None) -> None:
         emit_part(key, value)
 
     part("upscale", bench_upscale(models_dir, args.device, size, repeat, args.realesrganer))
+    if args.speed_only:
+        print(json.dumps(result, indent=2))
+        return
     # what a user gets by default carries the goals: measured before the peak-RSS rows. The choice
     # times each candidate on two 64x64 probes: 10.2 s on a 2-core AMD EPYC (AVX2); the threshold
-    # was 120 s, which a suite with 115 s left skipped silently, leaving the goals on pinned fp32
-    if seconds_left() > 30:
-        part("upscale_auto", upscale_auto(models_dir, args.device, result["upscale"]))
+    # was 120 s, which a suite with 115 s left skipped silently, leaving the goals on pinned fp32.
+    # Skipped, its rows still say why (adapters.image)
+    left = seconds_left()
+    part("upscale_auto", upscale_auto(models_dir, args.device, result["upscale"]) if left > 30 else
+         {"error": f"not measured: {left:.0f} s left to the suite, under the 30 s the choice needs"})
     reserve = REALESRGANER_RSS_RESERVE_S if args.realesrganer and not args.quick else 0.0
     part("peak_rss_upscale", our_rss(models_dir, 256 if args.quick else args.rss_size, args.device,
                                      result["upscale"].get("torch_fp32_out_mp_s"), reserve))

@@ -8,6 +8,7 @@ budget the harness gave the suite, so slow rows can size themselves to it.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -95,6 +96,23 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown CPU"
+
+
+@functools.cache
+def gpu_name() -> str | None:
+    """The CUDA GPU torch sees (``NVIDIA H200``), or None: no torch, no GPU, or a driver that fails.
+    torch is imported on the first call only, and the answer kept."""
+    import importlib.util
+
+    try:
+        if importlib.util.find_spec("torch") is None:
+            return None
+        import torch
+
+        return str(torch.cuda.get_device_name(0)) if torch.cuda.is_available() else None
+    except (ImportError, ValueError, RuntimeError, OSError, AssertionError) as exc:  # a broken driver is "no GPU", said once
+        print(f"bench: GPU detection failed ({type(exc).__name__}: {exc}); reporting no GPU", file=sys.stderr)
+        return None
 
 
 def machine() -> str:

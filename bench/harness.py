@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.common import DEADLINE_ENV, PART_PREFIX
+from bench.common import DEADLINE_ENV, PART_PREFIX, gpu_name
 from bench.results import KEYS, Run, clean, write_atomic, write_markdown, write_results
 from bench.suites import SUITES, Expected, Suite, select
 
@@ -197,6 +197,8 @@ def run_suite(suite: Suite, quick: bool, timeout_s: float,
     return records
 
 
+#: What the rows of a GPU suite say on a machine without one.
+NO_GPU = "not measured: no GPU on this machine (torch sees no CUDA device)"
 #: What a row still to come says if the run stops before it (the harness killed, the machine gone).
 NOT_REACHED = "not measured: the run had not reached this suite when this file was written"
 
@@ -231,6 +233,11 @@ def run_all(suites: Sequence[Suite], quick: bool, budget_s: float | None = None,
         # what later suites reserved is not this suite's; its own reserve it gets whatever they hold
         limit = min(timeout, max(left - reserved, min(left, suite.reserve_s)))
         rest = not_reached(suites[index + 1:])
+        if suite.needs_gpu and not gpu_name():
+            run.records += [_placeholder(e, suite.command(quick), NO_GPU) for e in suite.figures]
+            run.pending = rest
+            update(False)
+            continue
         if limit <= 5:
             why = ("not run: the harness's time budget was spent" if left <= 5 else
                    f"not run: the {left:.0f} s left are reserved for {', '.join(s.name for s in reserving)}")

@@ -42,6 +42,8 @@ class Suite:
     #: given that much less (a suite that sizes itself to its deadline, like the image suite,
     #: then drops reference rows, not this suite's goal rows)
     reserve_s: float = 0.0
+    #: runs only where torch sees a CUDA GPU (``bench.common.gpu_name``); elsewhere its rows say so
+    needs_gpu: bool = False
 
     def command(self, quick: bool) -> str:
         args = (a.replace("{tmpdir}", "$TMPDIR") for a in (self.quick_args if quick else self.full_args))
@@ -94,9 +96,12 @@ SUITES: tuple[Suite, ...] = (
                  part="peak_rss_upscale"),
         Expected("RealESRGANer peak RSS (tile=0 scaling, tile=400 at 2048x2048)", "MB", "the 2 GB goal",
                  "reference", part="peak_rss_realesrganer"),
-        Expected("GPU upscale fp16 (when a GPU is lent)", "MP/s", "RealESRGANer fp16, same GPU", ">= 2x",
-                 part="upscale"),
     ), full_timeout_s=840, quick_timeout_s=240, adapt=adapters.image),
+    # the same suite on the GPU, where one is lent: its speed rows only (peak RSS is the CPU suite's)
+    Suite("image_gpu", "bench.bench_image", (
+        Expected(adapters.GPU_ROW, "MP/s", "RealESRGANer fp16, same GPU", ">= 2x", part="upscale"),
+    ), full_args=("--device", "cuda", "--speed-only"), quick_args=("--quick", "--device", "cuda", "--speed-only"),
+        full_timeout_s=240, quick_timeout_s=120, adapt=adapters.image, needs_gpu=True),
     # last: it measures what the time left allows (each mode's rows as soon as that mode is done)
     Suite("research_quality", "bench.bench_research_quality", (
         Expected("research quality, extractive, keyless: fact recall", "share",

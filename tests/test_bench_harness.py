@@ -150,13 +150,13 @@ def test_image_rows_say_how_to_build_a_missing_realesrganer_venv() -> None:
     from bench import adapters
 
     records = adapters.image(_image_summary(None), "python -m bench.bench_image --quick")
-    anchored = [r for r in records if "RealESRGANer" in r["name"]]
+    anchored = [r for r in records if "RealESRGANer" in r["name"] and "precision auto" not in r["name"]]
     assert len(anchored) == 3  # fp32, bf16 speed rows and the RSS row
     for record in anchored:
         assert record["anchor_value"] is None and record["ratio"] is None
         assert "python -m bench.ref_realesrganer --setup" in record["note"]
     assert [r["met"] for r in anchored] == [None, None, True]  # the RSS goal is 2 GB, anchor or not
-    ncnn = [r for r in records if r["name"].endswith("vs ncnn")]
+    ncnn = [r for r in records if r["name"].endswith("vs ncnn") and "precision auto" not in r["name"]]
     assert [r["met"] for r in ncnn] == [False, None] and all("note" not in r for r in ncnn)  # bf16: a reference
 
 
@@ -288,3 +288,95 @@ def test_a_research_mode_that_answered_no_question_keeps_its_goal_rows_saying_wh
     assert all(r["value"] is None and r["met"] is None and r["note"].startswith("not measured: no question fitted")
                for r in rows)
     assert all("the time budget ended the rest" in r["note"] for r in rows)
+
+
+# --- the precision auto rows are always there; the GPU is detected, not assumed ----------------------
+
+_AUTO = "upscale anime-6B x4, CPU precision auto, output MP/s (192x192 input) vs "
+
+
+@pytest.mark.parametrize(("auto", "why"), [
+    (None, "did not reach the precision auto part"),
+    ({"error": "not measured: 25 s left to the suite, under the 30 s the choice needs"}, "25 s left to the suite"),
+    ({"precision": "bf16", "why": "auto: 3.9x fp32", "out_mp_s": None}, "auto chose bf16 (auto: 3.9x fp32), a path"),
+], ids=["cut", "budget", "untimed-path"])
+def test_unmeasured_auto_rows_are_written_and_say_why(auto: Any, why: str) -> None:
+    """They vanished while the bf16 row said "the goal is on the row of the path auto chose"."""
+    from bench import adapters
+
+    summary = _image_summary(0.19)
+    if auto is not None:
+        summary["upscale_auto"] = auto
+    records = {r["name"]: r for r in adapters.image(summary, "c")}
+    for anchor in ("RealESRGANer", "ncnn"):
+        row = records[_AUTO + anchor]
+        assert row["value"] is None and row["met"] is None and why in row["note"] and row["goal"].startswith(">= ")
+    vs_fp32 = records[_AUTO + "fp32"]
+    assert vs_fp32["value"] is None and why in vs_fp32["note"]
+    assert records["upscale anime-6B x4, CPU bf16 (pinned), output MP/s (192x192 input) vs ncnn"]["goal"] == adapters.PINNED
+
+
+def test_a_measured_auto_row_says_whose_figure_it_is() -> None:
+    from bench import adapters
+
+    summary = {**_image_summary(0.19), "upscale_auto": {"precision": "ncnn", "why": "auto: 2x", "out_mp_s": 0.40}}
+    row = {r["name"]: r for r in adapters.image(summary, "c")}[_AUTO + "fp32"]
+    assert "the ncnn contender's" in row["anchor"] and "not the provider's" in row["anchor"]
+
+
+def test_the_machine_line_names_the_gpu_torch_sees(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench import results
+
+    for gpu, expected in ((None, ", no GPU, "), ("NVIDIA H200", ", GPU: NVIDIA H200, ")):
+        monkeypatch.setattr(results, "gpu_name", lambda gpu=gpu: gpu)
+        results.write_markdown(results.Run(quick=True), tmp_path / "RESULTS.md", [])
+        machine_line = next(line for line in (tmp_path / "RESULTS.md").read_text().splitlines()
+                            if line.startswith("Machine: "))
+        assert expected in machine_line and ("no GPU" in machine_line) == (gpu is None)
+
+
+def test_gpu_detection_is_lazy_and_a_broken_driver_is_no_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import types
+
+    from bench import common
+
+    class BrokenCuda:
+        @staticmethod
+        def is_available() -> bool:
+            raise RuntimeError("CUDA driver initialization failed")
+
+    common.gpu_name.cache_clear()
+    monkeypatch.setitem(sys.modules, "torch", types.SimpleNamespace(cuda=BrokenCuda))
+    try:
+        assert common.gpu_name() is None
+    finally:
+        common.gpu_name.cache_clear()
+
+
+def test_the_gpu_suite_runs_with_device_cuda_only_where_a_gpu_is_seen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bench import adapters
+
+    gpu_suite = next(s for s in harness.SUITES if s.needs_gpu)
+    assert "--device cuda" in gpu_suite.command(False) and "--device cuda" in gpu_suite.command(True)
+    assert [e.name for e in gpu_suite.figures] == [adapters.GPU_ROW]
+    assert not any(e.name == adapters.GPU_ROW for s in harness.SUITES if not s.needs_gpu for e in s.figures)
+
+    (tmp_path / "fake_gpu_suite.py").write_text(
+        "import sys\nfrom bench.common import emit_part\n"
+        "assert sys.argv[1:3] == ['--device', 'cuda'], sys.argv\n"
+        "emit_part('upscale', {'device': 'cuda', 'input': '64x64', 'torch_fp32_out_mp_s': 2.0,"
+        " 'torch_fp16_out_mp_s': 6.0})\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    suite = harness.Suite("image_gpu", "fake_gpu_suite", gpu_suite.figures, full_args=("--device", "cuda"),
+                          quick_args=("--device", "cuda"), adapt=adapters.image, needs_gpu=True)
+    monkeypatch.setattr(harness, "gpu_name", lambda: None)
+    (skipped,) = harness.run_all([suite], quick=True, log=lambda line: None).records
+    assert (skipped["name"], skipped["value"]) == (adapters.GPU_ROW, None)
+    assert skipped["note"] == "not measured: no GPU on this machine (torch sees no CUDA device)"
+    monkeypatch.setattr(harness, "gpu_name", lambda: "NVIDIA H200")
+    rows = {r["name"]: r for r in harness.run_all([suite], quick=True, log=lambda line: None).records}
+    assert rows[adapters.GPU_ROW]["value"] == 6.0  # torch fp16 on the GPU

@@ -11,6 +11,7 @@ import json
 import logging
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from core.errors import ConfigError
 from providers.base import ImageAction, ImageConfig
 from providers.image import ncnn_runner, precision
 from providers.image import pull as weights_pull
+from providers.image import upscale as upscale_module
 from providers.image.precision import AutoPrecision, CpuInfo, read_cpu_info
 from providers.image.upscale import RealESRGANUpscaler, UpscaleSettings
 
@@ -29,8 +31,9 @@ FIXTURES = Path(__file__).parent / "fixtures"
 SHARED = Path(tempfile.gettempdir()) / "swarm-test-models"
 MODEL = "realesrgan-anime-6b"
 
-AMX = CpuInfo("Intel(R) Xeon(R) Platinum 8480+", frozenset({"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}))
-EPYC = CpuInfo("AMD EPYC 7763 64-Core Processor", frozenset({"avx2", "fma", "sse4_2"}))
+AMX = CpuInfo("Intel(R) Xeon(R) Platinum 8480+", frozenset({"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}),
+              "x86_64", 2, "6/143/8")
+EPYC = CpuInfo("AMD EPYC 7763 64-Core Processor", frozenset({"avx2", "fma", "sse4_2"}), "x86_64", 2, "25/1/1")
 
 
 class FakeModel:
@@ -53,19 +56,63 @@ class FakeModel:
         return np.clip(out.round(), 0, 255).astype(np.uint8)
 
 
-def chooser(tmp_path: Path, cpu: CpuInfo, model: FakeModel) -> AutoPrecision:
-    return AutoPrecision(tmp_path / "precision.json", lambda: cpu, probe_size=16, rounds=2, timer=model.clock)
+#: the load average the fakes measure at: well below any core count, so decisions are cached
+IDLE = 0.25
+
+
+def chooser(tmp_path: Path, cpu: CpuInfo, model: FakeModel, load: float | None = IDLE) -> AutoPrecision:
+    return AutoPrecision(tmp_path / "precision.json", lambda: cpu, probe_size=16, rounds=2, timer=model.clock,
+                         load=lambda: load)
 
 
 def test_reads_model_name_and_flags_of_the_first_cpu(tmp_path):
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text(
-        "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Processor\nflags\t\t: fpu avx512f amx_bf16 avx512_bf16\n\n"
+        "processor\t: 0\ncpu family\t: 6\nmodel\t\t: 143\nmodel name\t: Intel(R) Xeon(R) Processor\n"
+        "stepping\t: 8\nflags\t\t: fpu avx512f amx_bf16 avx512_bf16\n\n"
         "processor\t: 1\nmodel name\t: other\nflags\t\t: fpu\n"
     )
-    assert read_cpu_info(str(cpuinfo)) == CpuInfo("Intel(R) Xeon(R) Processor",
-                                                   frozenset({"fpu", "avx512f", "amx_bf16", "avx512_bf16"}))
-    assert read_cpu_info(str(tmp_path / "absent")) == CpuInfo("unknown", frozenset())
+    read = read_cpu_info(str(cpuinfo), machine=lambda: "x86_64", cpus=lambda: 4)
+    assert read == CpuInfo("Intel(R) Xeon(R) Processor", frozenset({"fpu", "avx512f", "amx_bf16", "avx512_bf16"}),
+                           "x86_64", 4, "6/143/8")
+
+
+ARM_CPUINFO = (
+    "processor\t: 0\nBogoMIPS\t: 2100.00\nFeatures\t: fp asimd evtstrm aes sha2 crc32 atomics fphp asimdhp "
+    "asimddp sve i8mm bf16 svebf16\nCPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x1\n"
+    "CPU part\t: 0xd40\nCPU revision\t: 1\n\nprocessor\t: 1\nFeatures\t: fp\n"
+)
+
+
+def test_arm_and_machines_without_cpuinfo_get_keys_of_their_own(tmp_path):
+    """ARM has Features and CPU part, no model name or flags; macOS has no file: every such machine
+    was "unknown []" and shared one cache entry."""
+    (tmp_path / "arm").write_text(ARM_CPUINFO)
+    arm = read_cpu_info(str(tmp_path / "arm"), machine=lambda: "aarch64", cpus=lambda: 8)
+    assert (arm.model, arm.arch, arm.cpus, arm.ident) == ("ARM 0x41:0xd40", "aarch64", 8, "0x41/0xd40/0x1/1")
+    assert {"bf16", "sve", "asimd"} <= arm.flags
+    assert precision.candidates_for(arm) == ["fp32", "bf16"]  # ARM's bf16 is offered: measured like any
+    mac = read_cpu_info(str(tmp_path / "absent"), machine=lambda: "arm64", cpus=lambda: 10)
+    (tmp_path / "arm_no_bf16").write_text(ARM_CPUINFO.replace(" bf16 svebf16", ""))
+    graviton2 = read_cpu_info(str(tmp_path / "arm_no_bf16"), machine=lambda: "aarch64", cpus=lambda: 8)
+    keys = {precision.cache_key(cpu, MODEL, "torch 2.13.0") for cpu in (arm, mac, graviton2, EPYC, AMX)}
+    assert len(keys) == 5
+    assert precision.cache_key(arm, MODEL, "v") != precision.cache_key(replace(arm, cpus=2), MODEL, "v")
+    assert "aarch64" in precision.cache_key(arm, MODEL, "v") and "bf16" in precision.cache_key(arm, MODEL, "v")
+    # on ARM the missing feature is ARM's; x86 names x86's
+    model = FakeModel({"fp32": 1.0}, {})
+    assert chooser(tmp_path, graviton2, model).decide(MODEL, "t", model.run).why == "auto: this CPU has none of bf16"
+    assert precision.describe_pinned("bf16", EPYC).endswith("lacks amx_bf16/avx512_bf16: emulated, slow)")
+
+
+def test_an_entry_under_the_old_key_format_is_ignored_and_measured_again(tmp_path):
+    old_key = f"{AMX.model} [amx_bf16,amx_tile,avx2,avx512_bf16,avx512f] {MODEL} torch 2.13.0"
+    old = {"precision": "bf16", "why": "auto: 3.9x fp32, PSNR 50.7 dB", "measured": {}}
+    (tmp_path / "precision.json").write_text(json.dumps({"decisions": {old_key: old}}))
+    model = FakeModel({"fp32": 1.0, "bf16": 0.95}, {"bf16": 0.5})
+    decision = chooser(tmp_path, AMX, model).decide(MODEL, "torch 2.13.0", model.run)
+    assert model.calls and decision.precision == "fp32"  # measured here, not read from the old entry
+    assert len(json.loads((tmp_path / "precision.json").read_text())["decisions"]) == 2
 
 
 def test_cpu_without_bf16_gets_fp32_without_measuring(tmp_path):
@@ -95,7 +142,7 @@ def test_bf16_that_misses_the_floor_falls_back_to_fp32(tmp_path):
 def test_bf16_within_the_floor_but_barely_faster_stays_fp32(tmp_path):
     model = FakeModel({"fp32": 1.0, "bf16": 0.95}, {"bf16": 0.5})
     decision = chooser(tmp_path, AMX, model).decide(MODEL, "torch 2.13.0", model.run)
-    assert (decision.precision, decision.why) == ("fp32", "auto: bf16 only 1.05x fp32")
+    assert (decision.precision, decision.why) == ("fp32", "auto: bf16 only 1.05x fp32; load 0.25 on 2 CPUs")
 
 
 def test_decision_is_cached_per_machine_model_and_torch_then_reused(tmp_path):
@@ -126,6 +173,156 @@ def test_corrupt_cache_is_logged_and_measured_again(tmp_path, caplog):
     assert json.loads((tmp_path / "precision.json").read_text())["decisions"]
 
 
+class Breaks(FakeModel):
+    """``FakeModel`` whose ``broken`` candidates raise ``error`` from their ``after``-th call on."""
+
+    def __init__(self, cost, noise, broken: set[str], error: Exception, after: int = 0) -> None:
+        super().__init__(cost, noise)
+        self.broken, self.error, self.after = broken, error, after
+
+    def run(self, name, image):
+        out = super().run(name, image)
+        if name in self.broken and self.calls.count(name) > self.after:
+            raise self.error
+        return out
+
+
+THREE = {"fp32": frozenset[str](), "bf16": frozenset[str](), "ncnn": frozenset[str]()}
+BF16_CRASH = RuntimeError('"mkldnn_convolution" not implemented for \'BFloat16\'')
+
+
+@pytest.mark.parametrize("after", [0, 3], ids=["first-run", "timed-round"])
+def test_a_candidate_that_raises_is_dropped_named_and_the_decision_cached(tmp_path, after):
+    model = Breaks({"fp32": 1.0, "bf16": 0.2, "ncnn": 0.5}, {"ncnn": 0.5}, {"bf16"}, BF16_CRASH, after)
+    decision = chooser(tmp_path, AMX, model).decide(MODEL, "t", model.run, table=THREE)
+    assert decision.precision == "ncnn" and "bf16" not in decision.measured
+    assert decision.why.startswith("auto: 2.0x fp32, PSNR ")
+    assert "; bf16 failed: RuntimeError: \"mkldnn_convolution\" not implemented for 'BFloat16'; load 0.25" in decision.why
+    model.calls.clear()
+    assert chooser(tmp_path, AMX, model).decide(MODEL, "t", model.run, table=THREE) == decision
+    assert model.calls == []  # cached: the next start does not measure (and fail) again
+
+
+def test_a_failure_names_no_object_address_and_the_reference_failing_is_an_error(tmp_path):
+    error = RuntimeError("extract failed for <ncnn.Extractor object at 0x7f3a5c2b1e90>\nstatus -100")
+    model = Breaks({"fp32": 1.0, "ncnn": 0.5}, {}, {"ncnn"}, error)
+    decision = chooser(tmp_path, EPYC, model).decide(MODEL, "t", model.run, table=NCNN_ONLY)
+    assert decision.why == "auto: ncnn failed: RuntimeError: extract failed for <ncnn.Extractor object>; load 0.25 on 2 CPUs"
+    broken_reference = Breaks({"fp32": 1.0, "ncnn": 0.5}, {}, {"fp32"}, MemoryError("no memory"))
+    with pytest.raises(MemoryError):
+        chooser(tmp_path / "ref", EPYC, broken_reference).decide(MODEL, "t", broken_reference.run, table=NCNN_ONLY)
+    assert not (tmp_path / "ref" / "precision.json").exists()
+
+
+def test_a_candidate_far_slower_than_the_reference_is_dropped_after_one_round(tmp_path):
+    model = FakeModel({"fp32": 1.0, "bf16": 10.0}, {})  # emulated bf16: minutes per round on real images
+    auto = AutoPrecision(tmp_path / "precision.json", lambda: AMX, probe_size=16, rounds=5, timer=model.clock,
+                         load=lambda: IDLE)
+    decision = auto.decide(MODEL, "t", model.run)
+    assert decision.precision == "fp32" and decision.why.startswith("auto: bf16 dropped after one round: 10.0x slower")
+    assert model.calls.count("bf16") == 2 * 2 and model.calls.count("fp32") == 2 * 6  # untimed + 1 round vs + 5
+
+
+def test_one_disturbed_round_does_not_decide(tmp_path):
+    """Round 2 of three is disturbed (ncnn 20x fp32 in it): the median of the rounds' ratios keeps 2x."""
+    clock = ScriptedClock([1.0, 0.5, 1.0, 0.05, 1.0, 0.5])
+    images = precision.probe_images(16)
+    decision = precision.measure(FakeModel({"fp32": 0, "ncnn": 0}, {}).run, ["fp32", "ncnn"], images,
+                                 rounds=3, timer=clock)
+    assert (decision.measured["ncnn"]["seconds"], decision.measured["ncnn"]["speedup"]) == (0.5, 2.0)
+    assert decision.why.startswith("auto: 2.0x fp32, PSNR inf dB")
+
+
+def test_load_and_cores_are_recorded_and_a_busy_machine_does_not_cache(tmp_path):
+    model = FakeModel({"fp32": 1.0, "bf16": 0.25}, {"bf16": 0.5})
+    chooser(tmp_path, AMX, model, load=0.4).decide(MODEL, "t", model.run)
+    (entry,) = json.loads((tmp_path / "precision.json").read_text())["decisions"].values()
+    assert entry["conditions"] == {"cpus": 2, "load_1m": 0.4} and entry["why"].endswith("; load 0.40 on 2 CPUs")
+
+    busy, model.calls[:] = tmp_path / "busy", []
+    auto = chooser(busy, AMX, model, load=4.6)  # load 4-5 on 2 cores: the reviewer's flips
+    decision = auto.decide(MODEL, "t", model.run)
+    assert decision.why.endswith("; load 4.60 on 2 CPUs: busy, not cached, measured again at the next start")
+    assert not (busy / "precision.json").exists()
+    measured_once = len(model.calls)
+    assert auto.decide(MODEL, "t", model.run) == decision and len(model.calls) == measured_once  # this process
+    chooser(busy, AMX, model).decide(MODEL, "t", model.run)  # the next start, idle: measured and cached
+    assert len(model.calls) > measured_once and (busy / "precision.json").exists()
+
+
+@pytest.mark.parametrize("rule", ["PSNR_FLOOR_DB", "MIN_SPEEDUP"])
+def test_a_changed_floor_or_min_speedup_measures_again(tmp_path, monkeypatch, rule):
+    model = FakeModel({"fp32": 1.0, "bf16": 0.25}, {"bf16": 0.5})
+    chooser(tmp_path, AMX, model).decide(MODEL, "t", model.run)
+    model.calls.clear()
+    monkeypatch.setattr(precision, rule, getattr(precision, rule) + 1)
+    chooser(tmp_path, AMX, model).decide(MODEL, "t", model.run)
+    assert model.calls and len(json.loads((tmp_path / "precision.json").read_text())["decisions"]) == 2
+
+
+def test_a_malformed_entry_costs_only_itself(tmp_path):
+    model = FakeModel({"fp32": 1.0, "bf16": 0.25}, {"bf16": 0.5})
+    chooser(tmp_path, AMX, model).decide(MODEL, "t", model.run)
+    saved = json.loads((tmp_path / "precision.json").read_text())["decisions"]
+    saved["some other machine"] = {"precision": "bf16"}  # no why: unreadable
+    saved["a newer writer's entry"] = {"precision": "bf16", "why": "w", "measured": {}, "new_field": 1}
+    (tmp_path / "precision.json").write_text(json.dumps({"decisions": saved}))
+    model.calls.clear()
+    chooser(tmp_path, AMX, model).decide(MODEL, "t", model.run)
+    assert model.calls == []  # the good entry still answers
+    chooser(tmp_path, AMX, model).decide("other-model", "t", model.run)
+    assert len(json.loads((tmp_path / "precision.json").read_text())["decisions"]) == 4  # nothing dropped
+
+
+def test_the_cache_file_has_the_mode_of_any_new_file(tmp_path):
+    import os
+
+    model = FakeModel({"fp32": 1.0, "bf16": 0.25}, {"bf16": 0.5})
+    previous = os.umask(0o022)
+    try:
+        chooser(tmp_path, AMX, model).decide(MODEL, "t", model.run)
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "precision.json").stat().st_mode & 0o777 == 0o644  # as any new file, not 0600
+
+
+def test_a_failed_write_leaves_no_temp_file(tmp_path, monkeypatch):
+    import os
+
+    model = FakeModel({"fp32": 1.0, "bf16": 0.25}, {"bf16": 0.5})
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    decision = chooser(tmp_path / "full", AMX, model).decide(MODEL, "t", model.run)
+    assert decision.precision == "bf16"  # this process keeps it
+    assert [p.name for p in (tmp_path / "full").iterdir() if p.name.startswith(".precision-")] == []
+
+
+def _store_decisions(path: str, first: int, count: int) -> None:
+    def fixed(*args, **kwargs):
+        return precision.Decision("fp32", "auto: x")
+
+    precision.measure = fixed  # in this child process only
+    for n in range(first, first + count):
+        AutoPrecision(Path(path), lambda: AMX, load=lambda: IDLE).decide(f"model-{n}", "t", run=None)  # type: ignore[arg-type]
+
+
+def test_processes_writing_at_once_keep_every_entry(tmp_path):
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    path = tmp_path / "precision.json"
+    workers = [context.Process(target=_store_decisions, args=(str(path), 25 * k, 25)) for k in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+    assert [w.exitcode for w in workers] == [0] * 4
+    assert len(json.loads(path.read_text())["decisions"]) == 100
+
+
 def test_config_offers_auto_and_the_explicit_precisions():
     assert UpscaleSpec().precision == "auto"
     assert UpscaleSpec(precision="fp32").precision == "fp32"
@@ -148,7 +345,8 @@ def upscaler(models_dir: str, cache: Path, cpu: CpuInfo, precision_setting: str 
     test does not depend on whether ncnn is installed); ``costs`` script the clock per candidate."""
     settings = UpscaleSettings(models_dir=models_dir, device="cpu", precision=precision_setting, tile=0)
     timer = ScriptedClock(costs) if costs else time.perf_counter
-    auto = AutoPrecision(cache / "precision.json", lambda: cpu, probe_size=16, rounds=1, timer=timer)
+    auto = AutoPrecision(cache / "precision.json", lambda: cpu, probe_size=16, rounds=1, timer=timer,
+                         load=lambda: IDLE)
     table = dict(precision.CPU_CANDIDATES) if table is None else table
     return RealESRGANUpscaler(settings, cpu_info=lambda: cpu, auto_precision=auto, table=table)
 
@@ -183,14 +381,15 @@ async def test_upscaler_on_a_cpu_without_bf16_runs_fp32_bit_for_bit(models_dir, 
 
 async def test_upscaler_falls_back_to_fp32_when_bf16_misses_the_floor(models_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(precision, "PSNR_FLOOR_DB", 200.0)  # real bf16 on real weights: below any floor
-    _, detail = await upscale(upscaler(models_dir, tmp_path, AMX))
+    # scripted as faster: emulated bf16 on a CPU without it is dropped as too slow before the floor counts
+    _, detail = await upscale(upscaler(models_dir, tmp_path, AMX, costs=[1.0, 0.25]))
     assert "precision=fp32 (auto: bf16 " in detail and "< 200" in detail
 
 
 async def test_upscaler_runs_the_cached_bf16_choice_without_measuring(models_dir, tmp_path, monkeypatch):
-    import torch
-
-    key = precision.cache_key(AMX, MODEL, f"torch {torch.__version__}")
+    provider = upscaler(models_dir, tmp_path, AMX)
+    key = provider.auto_precision.key(MODEL, upscale_module.versions(provider.table or {}))
+    assert upscale_module.REVISION in key and "floor psnr>=45 min 1.1x" in key  # a change there measures again
     cached = {"precision": "bf16", "why": "auto: 3.9x fp32, PSNR 50.7 dB", "measured": {}}
     (tmp_path / "precision.json").write_text(json.dumps({"decisions": {key: cached}}))
 
@@ -198,11 +397,33 @@ async def test_upscaler_runs_the_cached_bf16_choice_without_measuring(models_dir
         raise AssertionError("measured although a decision was cached")
 
     monkeypatch.setattr(precision, "measure", no_measuring)
-    out, detail = await upscale(upscaler(models_dir, tmp_path, AMX))
+    out, detail = await upscale(provider)
     fp32, _ = await upscale(upscaler(models_dir, tmp_path, AMX, "fp32"))
     assert "precision=bf16 (auto: 3.9x fp32, PSNR 50.7 dB)" in detail
     assert not np.array_equal(out, fp32)  # bf16 really ran ...
     assert precision.psnr(fp32, out) >= precision.PSNR_FLOOR_DB  # ... within the floor
+
+
+async def test_bf16_without_kernels_fails_neither_warm_up_nor_the_jobs(models_dir, tmp_path, monkeypatch):
+    """A torch without bf16 kernels: warm-up raised, then every job, and nothing was cached."""
+    import torch
+
+    real_autocast = torch.autocast
+
+    def no_bf16_kernels(device, dtype=None, **kwargs):
+        if dtype is torch.bfloat16:
+            raise RuntimeError('"mkldnn_convolution" not implemented for \'BFloat16\'')
+        return real_autocast(device, dtype=dtype, **kwargs)
+
+    monkeypatch.setattr(torch, "autocast", no_bf16_kernels)
+    provider = upscaler(models_dir, tmp_path, AMX)
+    await provider.warm()
+    out, detail = await upscale(provider)
+    fp32, _ = await upscale(upscaler(models_dir, tmp_path, AMX, "fp32"))
+    assert np.array_equal(out, fp32)
+    assert "precision=fp32 (auto: bf16 failed: RuntimeError: \"mkldnn_convolution\" not implemented for" in detail
+    (entry,) = json.loads((tmp_path / "precision.json").read_text())["decisions"].values()
+    assert entry["precision"] == "fp32"  # cached: the next start does not measure and fail again
 
 
 async def test_explicit_choices_are_named_in_the_trace(models_dir, tmp_path):
@@ -262,3 +483,16 @@ async def test_the_trace_step_names_the_engine_that_ran(models_dir, tmp_path):
         _, (step,) = await provider.process_traced(image, ImageAction.UPSCALE, ImageConfig())
         ran[step.detail.split("precision=")[1].split(" ")[0]] = step.provider
     assert ran == {"fp32": "realesrgan-torch", "ncnn": "realesrgan-ncnn"}
+
+
+@needs_ncnn
+async def test_ncnn_failing_while_measured_leaves_the_other_candidates(models_dir, tmp_path, monkeypatch):
+    def extract_fails(self, piece):
+        raise RuntimeError("ncnn extract failed with status -100")
+
+    monkeypatch.setattr(ncnn_runner.NcnnNet, "infer", extract_fails)
+    provider = upscaler(models_dir, tmp_path, EPYC, table=NCNN_ONLY)
+    await provider.warm()
+    _, detail = await upscale(provider)
+    assert "precision=fp32 (auto: ncnn failed: RuntimeError: ncnn extract failed with status -100; load " in detail
+    assert (tmp_path / "precision.json").exists()

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from test_image_precision import ScriptedClock
+from test_image_precision import IDLE, ScriptedClock
 
 from core.config import RembgSpec, load_config
 from core.errors import ConfigError
@@ -198,7 +198,8 @@ def test_a_graph_with_an_op_torch_cannot_run_is_refused():
 def remover(models_dir: str, cache: Path, cpu: CpuInfo, setting: str = "auto", *,
             paths: dict[str, frozenset[str]] | None = None, costs: list[float] | None = None) -> RembgRemover:
     settings = RembgSettings(model=MODEL, fallback_models=(), models_dir=models_dir, precision=setting)
-    auto = AutoPrecision(cache / "precision.json", lambda: cpu, rounds=1, timer=ScriptedClock(costs or [1.0]))
+    auto = AutoPrecision(cache / "precision.json", lambda: cpu, rounds=1, timer=ScriptedClock(costs or [1.0]),
+                         load=lambda: IDLE)
     return RembgRemover(settings, cpu_info=lambda: cpu, auto_precision=auto, paths=paths)
 
 
@@ -210,7 +211,7 @@ async def alpha(provider: RembgRemover, image: bytes = PHOTO) -> tuple[np.ndarra
 async def test_auto_runs_the_faster_torch_path_within_the_floor_then_reuses_it(models_dir, tmp_path, monkeypatch):
     fp32, _ = await alpha(remover(models_dir, tmp_path, EPYC, "fp32"))
     chosen, detail = await alpha(remover(models_dir, tmp_path, SAPPHIRE, paths=FP16_ONLY, costs=[1.0, 0.25]))
-    assert "device=cpu path=torch-fp16 (auto: 4.0x fp32, IoU " in detail and " levels) size=" in detail
+    assert "device=cpu path=torch-fp16 (auto: 4.0x fp32, IoU " in detail and " levels; load 0.25 on " in detail
     assert not np.array_equal(chosen, fp32)  # torch really ran ...
     scores = mask_scores(fp32, chosen)  # ... within the floor on the real photo
     assert scores["iou"] >= rembg_paths.IOU_FLOOR and scores["alpha_diff"] <= rembg_paths.ALPHA_DIFF_FLOOR
@@ -280,14 +281,53 @@ async def test_batch_on_a_torch_path_gives_each_image_the_single_path_result(mod
     assert limits == [1, 1, 1]
 
 
-async def test_torch_failing_while_measuring_leaves_onnxruntime_and_says_why(models_dir, tmp_path, monkeypatch):
+@pytest.mark.parametrize("error", [RuntimeError("could not create a primitive\nlong oneDNN detail"),
+                                   ValueError("could not create a primitive")], ids=["RuntimeError", "ValueError"])
+async def test_torch_failing_while_measuring_leaves_onnxruntime_says_why_and_is_cached(models_dir, tmp_path, monkeypatch,
+                                                                                      error):
     def broken(self, path, threads=None):
         def run(batch):
-            raise RuntimeError("could not create a primitive\nlong oneDNN detail")
+            raise error
         return run
 
     monkeypatch.setattr(rembg_paths.TorchNets, "net", broken)
     out, detail = await alpha(remover(models_dir, tmp_path, SAPPHIRE, paths=FP16_ONLY, costs=[1.0, 0.25]))
-    assert "path=fp32 (auto: torch cannot run u2netp: RuntimeError: could not create a primitive)" in detail
+    name = type(error).__name__
+    assert f"path=fp32 (auto: torch-fp16 failed: {name}: could not create a primitive; load 0.25 on " in detail
     pinned, _ = await alpha(remover(models_dir, tmp_path, SAPPHIRE, "fp32"))
     assert np.array_equal(out, pinned)
+    (entry,) = json.loads((tmp_path / "precision.json").read_text())["decisions"].values()
+    assert entry["precision"] == "fp32"  # the next start neither measures nor fails again
+
+
+async def test_the_reference_failing_while_measuring_leaves_onnxruntime_and_says_why(models_dir, tmp_path, monkeypatch):
+    def probes_fail():
+        raise OSError("probes/portrait_256.jpg: No such file")
+
+    monkeypatch.setattr(rembg_paths, "mask_probes", probes_fail)
+    _, detail = await alpha(remover(models_dir, tmp_path, SAPPHIRE, paths=FP16_ONLY))
+    assert "path=fp32 (auto: measuring u2netp failed: OSError: probes/portrait_256.jpg: No such file)" in detail
+
+
+async def test_the_trace_step_names_the_engine_that_ran(models_dir, tmp_path):
+    """The step said rembg-onnx while its detail said path=torch-fp32."""
+    ran = {}
+    for setting in ("fp32", "torch-fp32"):
+        provider = remover(models_dir, tmp_path, EPYC, setting)
+        _, (step,) = await provider.process_traced(PHOTO, ImageAction.REMOVE_BACKGROUND, ImageConfig())
+        outcome = await provider.process_batch([PHOTO, PHOTO], ImageAction.REMOVE_BACKGROUND, ImageConfig())
+        ran[setting] = {step.provider, *(s.provider for s in outcome.steps)}
+    assert ran == {"fp32": {"rembg-onnx"}, "torch-fp32": {"rembg-torch"}}
+
+
+async def test_a_pinned_torch_path_without_torch_names_the_pip_command(models_dir, tmp_path, monkeypatch):
+    import sys
+
+    from core.errors import AllProvidersFailed
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # as where torch is not installed
+    with pytest.raises(AllProvidersFailed) as failed:
+        await alpha(remover(models_dir, tmp_path, EPYC, "torch-bf16"))
+    (step,) = failed.value.attempts
+    assert (step.provider, step.error_class) == ("rembg-torch", "ProviderUnavailable")
+    assert "torch-bf16 runs on torch, which is not installed; run: pip install torch==2.13.0" in step.detail

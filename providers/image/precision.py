@@ -13,26 +13,43 @@ are onnxruntime fp32 (the reference) and torch fp32/bf16/fp16 on the same weight
 is a mask one (``Floor``: each metric with its bound and direction). The first candidate of a
 set is the reference every other is scored and timed against.
 
-The decision is kept in ``precision.json`` in the models folder, keyed by CPU model name, the
-flags that matter, model name and runtime versions: the measurement runs once per machine. A
-corrupt or unwritable cache is logged and measured again; it never fails an upscale.
+Each candidate is measured on its own: one that raises (bf16 on a torch without bf16 kernels, an
+ncnn extract error) is dropped and named in the why-text, and the others still decide; only the
+reference failing is an error. A candidate slower than ``DROP_SLOWER_THAN`` x the reference in
+the first timed round is dropped there (a bound on emulated or pathological paths; a call that
+never returns cannot be bounded in-thread). The speed-up is the median over rounds of the
+reference's time over the candidate's in the same round: a round disturbed by another process
+moves one ratio, not the choice.
+
+The decision is kept in ``precision.json`` in the models folder (``precision_cache.py``), keyed by
+architecture, CPU model and identification, usable cores, the flags that matter, model name,
+runtime versions and the rules (floor, ``MIN_SPEEDUP``, ``MEASURE_REVISION``): the measurement runs
+once per machine. The load average and core count at the measurement are in the entry and the
+why-text; a decision measured under heavy load (1-minute load above the core count) is used by
+this process only and measured again at the next start. A corrupt or unwritable cache is logged
+and measured again; it never fails an upscale.
 
 Nothing here imports torch; numpy and Pillow are imported when images are made.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
-import tempfile
+import re
+import statistics
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from core.redact import redact
+from providers.image.cpu import CpuInfo, named_flags, read_cpu_info, usable_cpus
+from providers.image.precision_cache import DecisionCache
+from providers.image.precision_probes import probe_images
 
 if TYPE_CHECKING:
     import numpy as np
@@ -46,11 +63,19 @@ MIN_SPEEDUP = 1.1
 #: candidate -> CPU flags, any one of which makes it worth measuring (empty: always)
 CPU_CANDIDATES: dict[str, frozenset[str]] = {
     "fp32": frozenset(),
-    "bf16": frozenset({"avx512_bf16", "amx_bf16"}),
+    # x86: AVX512-BF16 or AMX; ARM: the ``bf16`` feature (torch's bf16 there may or may not be fast:
+    # it is offered, and the measurement decides)
+    "bf16": frozenset({"avx512_bf16", "amx_bf16", "bf16"}),
 }
-#: the flags that change which path is fastest: part of the cache key
-RELEVANT_FLAGS = frozenset({"avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_fp16"})
+#: the flags that change which path is fastest: part of the cache key (x86 flags, ARM features)
+RELEVANT_FLAGS = frozenset({"avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_fp16",
+                            "asimd", "asimdhp", "bf16", "i8mm", "sve", "sve2"})
 CACHE_FILE = "precision.json"
+#: a candidate this many times slower than the reference in the first timed round is dropped there
+DROP_SLOWER_THAN = 3.0
+#: changes when how candidates are measured or chosen changes: part of the cache key
+#: (2: median of paired per-round ratios, failures and slow candidates dropped, load recorded)
+MEASURE_REVISION = "measure 2"
 
 #: runs the model at a precision on one uint8 HxWx3 image, returning its uint8 output
 RunFn = Callable[[str, "np.ndarray"], "np.ndarray"]
@@ -90,31 +115,6 @@ def psnr_floor() -> Floor:
     return Floor((Metric("psnr", "PSNR", " dB", PSNR_FLOOR_DB),), lambda ref, out: {"psnr": psnr(ref, out)})
 
 
-@dataclass(frozen=True)
-class CpuInfo:
-    """What the precision choice needs to know about a CPU."""
-
-    model: str
-    flags: frozenset[str]
-
-
-def read_cpu_info(path: str = "/proc/cpuinfo") -> CpuInfo:
-    """Model name and flags of the first CPU in ``path`` (empty where the file is absent)."""
-    model, flags = "unknown", frozenset[str]()
-    try:
-        text = Path(path).read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return CpuInfo(model, flags)
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        key = key.strip()
-        if key == "model name" and model == "unknown":
-            model = value.strip()
-        elif key == "flags" and not flags:
-            flags = frozenset(value.split())
-    return CpuInfo(model, flags)
-
-
 def candidates_for(cpu: CpuInfo, table: dict[str, frozenset[str]] | None = None) -> list[str]:
     """The candidates of ``table`` (default ``CPU_CANDIDATES``) worth measuring on ``cpu``,
     the reference (the table's first) first."""
@@ -128,12 +128,15 @@ class Decision:
 
     precision: str
     why: str
-    #: candidate -> {"seconds": best time over both images, "speedup": vs fp32, "psnr_<image>": dB
-    #: (fp32, the reference, has no PSNR)}
+    #: candidate -> {"seconds": median time over both images, "speedup": vs fp32 (median of the
+    #: rounds' ratios), "psnr_<image>": dB (fp32, the reference, has no PSNR)}; a candidate that
+    #: failed or was dropped has no row
     measured: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: where it was measured: {"load_1m": 1-minute load average before, "cpus": usable cores}
+    conditions: dict[str, float] = field(default_factory=dict)
 
     def describe(self) -> str:
-        """``bf16 (auto: 3.9x fp32, PSNR 47.1 dB)``: what the trace step shows."""
+        """``bf16 (auto: 3.9x fp32, PSNR 47.1 dB; load 0.40 on 2 CPUs)``: what the trace step shows."""
         return f"{self.precision} ({self.why})"
 
 
@@ -145,89 +148,76 @@ def psnr(reference: np.ndarray, output: np.ndarray) -> float:
     return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
 
 
-def probe_images(size: int = 64) -> dict[str, np.ndarray]:
-    """The two fixed ``size`` x ``size`` RGB inputs: ``photo`` and ``line_art``."""
-    return {"photo": _photo_like(size), "line_art": _line_art(size)}
-
-
-def _photo_like(size: int) -> np.ndarray:
-    """A dead-leaves image (ISO 19567-2's texture model): seeded overlapping discs with power-law
-    radii, which has the edges, flat regions and 1/f spectrum of photos. On anime-6B its bf16
-    PSNR is within 1 dB of the test photo's (random-phase 1/f noise scores 9 dB lower than any
-    real photo: a texture no photo has)."""
-    import numpy as np
-    from PIL import Image, ImageDraw
-
-    rng = np.random.default_rng(7)
-    big = size * 4
-    canvas = Image.new("RGB", (big, big), (128, 128, 128))
-    draw = ImageDraw.Draw(canvas)
-    for _ in range(400):
-        radius = big * 0.02 / np.sqrt(rng.uniform(0.0016, 1.0))
-        x, y = rng.uniform(-0.1, 1.1, 2) * big
-        grey = rng.uniform(0.15, 0.85)
-        colour = np.clip(grey + rng.normal(0, 0.08, 3), 0, 1)
-        draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=tuple(int(v * 255) for v in colour))
-    return np.asarray(canvas.resize((size, size), Image.Resampling.LANCZOS), dtype=np.uint8)
-
-
-def _line_art(size: int) -> np.ndarray:
-    import numpy as np
-    from PIL import Image, ImageDraw
-
-    big = size * 4  # drawn large, then reduced: anti-aliased edges as in real line art
-    canvas = Image.new("RGB", (big, big), (250, 248, 245))
-    draw = ImageDraw.Draw(canvas)
-
-    def box(*fractions: float) -> list[float]:
-        return [f * big for f in fractions]
-
-    line, width = (30, 25, 35), max(2, big // 48)
-    draw.ellipse(box(0.22, 0.18, 0.78, 0.82), fill=(255, 224, 200), outline=line, width=width)
-    draw.polygon(box(0.15, 0.45, 0.3, 0.08, 0.7, 0.05, 0.88, 0.42, 0.62, 0.3, 0.4, 0.32), fill=(92, 60, 150),
-                 outline=line, width=width)
-    for x in (0.36, 0.58):
-        draw.ellipse(box(x, 0.46, x + 0.1, 0.6), fill=(40, 120, 200), outline=line, width=width)
-        draw.ellipse(box(x + 0.03, 0.48, x + 0.06, 0.52), fill=(255, 255, 255))
-    draw.arc(box(0.4, 0.55, 0.62, 0.72), 20, 160, fill=line, width=width)
-    for k in range(5):  # hatching: thin parallel strokes, the hardest case for a smooth model
-        offset = 0.05 * k
-        draw.line(box(0.05 + offset, 0.95, 0.2 + offset, 0.7), fill=line, width=max(1, width // 2))
-    return np.asarray(canvas.resize((size, size), Image.Resampling.LANCZOS), dtype=np.uint8)
-
-
 def measure(run: RunFn, candidates: list[str], images: dict[str, np.ndarray], *, rounds: int = 3,
             timer: Callable[[], float] = time.perf_counter, floor: Floor | None = None) -> Decision:
-    """Time each candidate on ``images`` (best of ``rounds``, interleaved, after one untimed run
-    whose output is compared with the reference's, ``candidates[0]``) and choose the fastest
-    within ``floor`` (default ``psnr_floor()``)."""
+    """Score and time each candidate on ``images`` and choose the fastest within ``floor``
+    (default ``psnr_floor()``).
+
+    Each candidate first runs once untimed, its output scored against the reference's
+    (``candidates[0]``); then ``rounds`` interleaved timed rounds. A candidate that raises is
+    dropped and named in the why-text; so is one ``DROP_SLOWER_THAN`` x slower than the reference
+    in the first round. The reference raising is an error: it propagates.
+    """
     floor = floor or psnr_floor()
-    outputs = {name: {label: run(name, image) for label, image in images.items()} for name in candidates}
-    best = dict.fromkeys(candidates, math.inf)
-    for _ in range(rounds):
-        for name in candidates:
-            started = timer()
-            for image in images.values():
-                run(name, image)
-            best[name] = min(best[name], timer() - started)
-    reference = candidates[0]
+    reference, labels = candidates[0], list(images)
+    expected = {label: run(reference, image) for label, image in images.items()}
+    scores: dict[str, dict[str, float]] = {}
+    dropped: dict[str, str] = {}  # candidate -> why it has no row
+    for name in candidates[1:]:
+        try:
+            scores[name] = {}
+            for label, image in images.items():
+                values = floor.score(expected[label], run(name, image))
+                scores[name].update({f"{metric}_{label}": round(value, 4) for metric, value in values.items()})
+        except Exception as exc:  # a broken candidate is dropped; the others still decide
+            dropped[name] = failure(name, exc)
+    times = _timed_rounds(run, [n for n in candidates if n not in dropped], images, rounds, timer, dropped)
     measured: dict[str, dict[str, float]] = {}
-    for name in candidates:
-        speedup = best[reference] / best[name] if best[name] > 0 else 1.0
-        row = {"seconds": round(best[name], 4), "speedup": round(speedup, 2)}
-        if name != reference:  # its score against itself is perfect (PSNR infinite, not JSON)
-            for label in images:
-                scores = floor.score(outputs[reference][label], outputs[name][label])
-                row.update({f"{metric}_{label}": round(value, 4) for metric, value in scores.items()})
-        measured[name] = row
-    return _choose(measured, list(images), floor, reference)
+    for name, took in times.items():
+        ratios = [ref / mine if mine > 0 else 1.0 for ref, mine in zip(times[reference], took, strict=False)]
+        row = {"seconds": round(statistics.median(took), 4), "speedup": round(statistics.median(ratios), 2)}
+        measured[name] = {**row, **scores.get(name, {})}
+    return _choose(measured, labels, floor, reference, list(dropped.values()))
 
 
-def _choose(measured: dict[str, dict[str, float]], labels: list[str], floor: Floor, reference: str) -> Decision:
+def _timed_rounds(run: RunFn, names: list[str], images: dict[str, np.ndarray], rounds: int,
+                  timer: Callable[[], float], dropped: dict[str, str]) -> dict[str, list[float]]:
+    """Each name's seconds per round (all images), interleaved; ``names[0]`` is the reference.
+    Drops into ``dropped`` a candidate that raises or is too slow after its first round."""
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for round_number in range(max(1, rounds)):
+        for name in [n for n in times if n not in dropped]:
+            started = timer()
+            try:
+                for image in images.values():
+                    run(name, image)
+            except Exception as exc:
+                if name == names[0]:
+                    raise
+                dropped[name] = failure(name, exc)
+                continue
+            times[name].append(timer() - started)
+            slower = times[name][0] / times[names[0]][0] if times[names[0]][0] > 0 else 1.0
+            if round_number == 0 and name != names[0] and slower > DROP_SLOWER_THAN:
+                dropped[name] = f"{name} dropped after one round: {slower:.1f}x slower than {names[0]}"
+    return {name: took for name, took in times.items() if name not in dropped}
+
+
+_ADDRESS = re.compile(r"\s*\bat 0x[0-9a-fA-F]+|0x[0-9a-fA-F]{8,}")
+
+
+def failure(name: str, exc: BaseException) -> str:
+    """``ncnn failed: RuntimeError: <first line>``: redacted, object addresses removed, bounded."""
+    first = (str(exc).splitlines() or [""])[0]
+    return f"{name} failed: {type(exc).__name__}: {redact(_ADDRESS.sub('', first))[:200]}".rstrip(": ")
+
+
+def _choose(measured: dict[str, dict[str, float]], labels: list[str], floor: Floor, reference: str,
+            dropped: list[str] | None = None) -> Decision:
     def worst(name: str, metric: Metric) -> float:
         return metric.worst([measured[name][f"{metric.name}_{label}"] for label in labels])
 
-    chosen, notes = reference, []
+    chosen, notes = reference, list(dropped or [])
     for name, row in measured.items():
         if name == reference:
             continue
@@ -243,15 +233,32 @@ def _choose(measured: dict[str, dict[str, float]], labels: list[str], floor: Flo
         why = "auto: " + ("; ".join(notes) if notes else f"{reference} is the only candidate")
     else:
         scores = ", ".join(m.text(worst(chosen, m)) for m in floor.metrics)
-        why = f"auto: {measured[chosen]['speedup']}x {reference}, {scores}"
+        why = f"auto: {measured[chosen]['speedup']}x {reference}, {scores}" + "".join(f"; {n}" for n in dropped or [])
     return Decision(chosen, why, measured)
 
 
 def cache_key(cpu: CpuInfo, model: str, versions: str) -> str:
-    """One machine and model: CPU model name, the flags that matter, model, runtime versions
-    (``torch 2.13.0``)."""
+    """One machine and model: architecture, CPU model name and identification, usable cores, the
+    flags that matter, model, runtime versions and rules (``torch 2.13.0 ...``). A key of an
+    older format is never looked up again: its entry is ignored, and measured afresh."""
     flags = ",".join(sorted(cpu.flags & RELEVANT_FLAGS))
-    return f"{cpu.model} [{flags}] {model} {versions}"
+    ident = f" ({cpu.ident})" if cpu.ident else ""
+    return f"{cpu.arch or '?'} {cpu.model}{ident} x{cpu.cpus} [{flags}] {model} {versions}"
+
+
+def rules(floor: Floor) -> str:
+    """What a decision was chosen under, for the cache key: the floor's bounds, ``MIN_SPEEDUP``
+    (both read when called) and ``MEASURE_REVISION``."""
+    bounds = ",".join(f"{m.name}{'>=' if m.higher_is_better else '<='}{m.bound:g}" for m in floor.metrics)
+    return f"floor {bounds} min {MIN_SPEEDUP:g}x {MEASURE_REVISION}"
+
+
+def load_average() -> float | None:
+    """The 1-minute load average, or None where the platform has none."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
 
 
 class AutoPrecision:
@@ -263,17 +270,26 @@ class AutoPrecision:
         probe_size: side of the probe images, in input pixels.
         rounds: timed rounds per candidate.
         timer: the clock the candidates are timed with (tests pass a fake).
+        load: the 1-minute load average before a measurement (tests pass a fixed one); a decision
+            measured above the core count is not cached.
     """
 
     def __init__(self, cache_path: Path, cpu_info: Callable[[], CpuInfo] = read_cpu_info, *,
-                 probe_size: int = 64, rounds: int = 3, timer: Callable[[], float] = time.perf_counter) -> None:
+                 probe_size: int = 64, rounds: int = 3, timer: Callable[[], float] = time.perf_counter,
+                 load: Callable[[], float | None] | None = None) -> None:
         self.cache_path = cache_path
         self.cpu_info = cpu_info
         self.probe_size = probe_size
         self.rounds = rounds
         self.timer = timer
+        self.load = load if load is not None else load_average
+        self._cache = DecisionCache(cache_path)
         self._decided: dict[str, Decision] = {}
         self._lock = threading.Lock()
+
+    def key(self, model: str, versions: str, floor: Floor | None = None) -> str:
+        """The cache key of ``model`` on this machine under ``floor`` (``psnr_floor()``)."""
+        return cache_key(self.cpu_info(), model, f"{versions} {rules(floor or psnr_floor())}")
 
     def decide(self, model: str, versions: str, run: RunFn, *, table: dict[str, frozenset[str]] | None = None,
                floor: Floor | None = None, probes: Callable[[], dict[str, np.ndarray]] | None = None) -> Decision:
@@ -292,52 +308,47 @@ class AutoPrecision:
         table = CPU_CANDIDATES if table is None else table
         candidates = candidates_for(cpu, table)
         if len(candidates) == 1:
-            wanted = sorted(set().union(*table.values()))
+            wanted = named_flags(cpu, set().union(*table.values()))
             return Decision(candidates[0], f"auto: this CPU has none of {', '.join(wanted)}")
-        key = cache_key(cpu, model, versions)
+        key = self.key(model, versions, floor)
         with self._lock:
             if key not in self._decided:
-                cached = self._load().get(key)
+                cached = self._cache.load(_parse).get(key)
                 if cached is None:
-                    started = time.perf_counter()
-                    images = probes() if probes else probe_images(self.probe_size)
-                    cached = measure(run, candidates, images, rounds=self.rounds, timer=self.timer, floor=floor)
-                    log.info("precision for %s on %s: %s, measured in %.1f s", model, cpu.model,
-                             cached.describe(), time.perf_counter() - started)
-                    self._store(key, cached)
+                    cached = self._measure(cpu, model, key, run, candidates, floor, probes)
                 self._decided[key] = cached
             return self._decided[key]
 
-    def _load(self) -> dict[str, Decision]:
-        try:
-            raw = json.loads(self.cache_path.read_text(encoding="utf-8"))
-            return {key: Decision(**value) for key, value in raw.get("decisions", {}).items()}
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError, TypeError, AttributeError) as exc:
-            log.warning("ignoring unreadable precision cache %s (%s: %s); measuring again",
-                        self.cache_path, type(exc).__name__, exc)
-            return {}
+    def _measure(self, cpu: CpuInfo, model: str, key: str, run: RunFn, candidates: list[str], floor: Floor | None,
+                 probes: Callable[[], dict[str, np.ndarray]] | None) -> Decision:
+        """Measure, note the load and cores in the decision, and cache it unless the load was heavy."""
+        cpus, load = cpu.cpus or usable_cpus(), self.load()
+        started = time.perf_counter()
+        images = probes() if probes else probe_images(self.probe_size)
+        decision = measure(run, candidates, images, rounds=self.rounds, timer=self.timer, floor=floor)
+        busy = load is not None and load > cpus
+        where = f"load {load:.2f} on {cpus} CPUs" if load is not None else f"{cpus} CPUs"
+        decision = replace(decision, why=f"{decision.why}; {where}" + (
+            ": busy, not cached, measured again at the next start" if busy else ""),
+            conditions={"cpus": cpus, **({"load_1m": round(load, 2)} if load is not None else {})})
+        log.info("precision for %s on %s: %s, measured in %.1f s", model, cpu.model,
+                 decision.describe(), time.perf_counter() - started)
+        if not busy:
+            self._cache.store(key, asdict(decision))
+        return decision
 
-    def _store(self, key: str, decision: Decision) -> None:
-        decisions = {name: asdict(value) for name, value in self._load().items()}
-        decisions[key] = asdict(decision)
-        text = json.dumps({"decisions": decisions}, indent=2, sort_keys=True)
-        try:
-            self.cache_path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.cache_path.parent, prefix=".precision-", suffix=".json")
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-            os.replace(tmp, self.cache_path)  # a reader never sees half a file
-        except OSError as exc:
-            log.warning("could not write the precision cache %s (%s); this process keeps the decision",
-                        self.cache_path, exc)
+
+def _parse(value: Any) -> Decision:
+    decision = Decision(**value)
+    if not isinstance(decision.precision, str) or not isinstance(decision.why, str):
+        raise TypeError("precision and why must be strings")
+    return decision
 
 
 def describe_pinned(precision: str, cpu: CpuInfo | None) -> str:
     """The trace text of a precision set in config (``cpu`` is None off the CPU)."""
     needs = CPU_CANDIDATES.get(precision, frozenset())
     if cpu is not None and needs and not needs & cpu.flags:
-        return f"{precision} (pinned in config; this CPU lacks {'/'.join(sorted(needs))}: emulated, slow)"
+        return f"{precision} (pinned in config; this CPU lacks {'/'.join(named_flags(cpu, needs))}: emulated, slow)"
     return f"{precision} (pinned in config)"
 

@@ -14,7 +14,8 @@ The configured model (``isnet-anime`` by default) is tried first; a model that i
 
 Which path runs a model (``providers.image.rembg.precision``): onnxruntime fp32, or torch bf16/
 fp16 on the same weights where the CPU has them and they are faster within a mask floor, measured
-once per machine (``rembg_paths.py``); the trace step names the path and why. ``warm`` (the
+once per machine (``rembg_paths.py``); the trace step names the path and why, and its provider
+is the engine that ran (``rembg-onnx``, or ``rembg-torch`` on a torch path). ``warm`` (the
 RunPod worker, at start) loads the model and makes that decision before the first job.
 
 Batches (``process_batch``): u2netp's ONNX input is fixed at batch 1 (``[1, 3, 320, 320]``), so
@@ -230,12 +231,14 @@ class RembgRemover(SingleActionBackend):
             try:
                 with self._lock:
                     net, extra, why = self._net(name, "model" if name == config.model else None)
-                    mask = _infer(net, rgb, extra, name)
+                    mask = _infer(net, rgb, extra, name, self.paths.engine(name))
             except ProviderError as exc:
-                steps.append(self._step(name, attempt, started, "skipped" if _missing(exc) else "error", exc))
+                steps.append(self._step(name, attempt, started, "skipped" if _missing(exc) else "error", exc,
+                                        provider=self.paths.engine(name)))
                 continue
             data = self._encode(self._cutout(rgb, mask, config), config.output_format)
-            steps.append(self._step(name, attempt, started, "ok", detail=_detail(why, size, extra, config)))
+            steps.append(self._step(name, attempt, started, "ok", detail=_detail(why, size, extra, config),
+                                    provider=self.paths.engine(name)))
             return data, steps
         raise AllProvidersFailed("remove_background", steps)
 
@@ -304,7 +307,8 @@ class RembgRemover(SingleActionBackend):
                 with self._lock:
                     net, extra, why = self._net(name, "model" if name == config.model else None, threads)
             except ProviderError as exc:
-                steps.append(self._step(name, attempt, started, "skipped" if _missing(exc) else "error", exc))
+                steps.append(self._step(name, attempt, started, "skipped" if _missing(exc) else "error", exc,
+                                        provider=self.paths.engine(name)))
                 continue
             return name, net, extra, why, steps
         raise AllProvidersFailed("remove_background", steps)
@@ -313,17 +317,17 @@ class RembgRemover(SingleActionBackend):
         self, index: int, image: bytes, net: MaskNet, chosen: tuple[str, str], extra: dict[str, Any],
         config: ImageConfig,
     ) -> tuple[BatchItem, TraceStep]:
-        (name, why), started = chosen, time.perf_counter()
+        (name, why), started, provider = chosen, time.perf_counter(), self.paths.engine(chosen[0])
         try:
             rgb, size = self._decode(image, field=f"images[{index}]")
             with self._batch_slots:
-                mask = _infer(net, rgb, extra, name)
+                mask = _infer(net, rgb, extra, name, provider)
             data = self._encode(self._cutout(rgb, mask, config), config.output_format)
         except (InputError, ProviderError) as exc:
-            step = self._step(name, 1, started, "error", exc, index=index)
+            step = self._step(name, 1, started, "error", exc, index=index, provider=provider)
             return BatchItem(index, error=exc), step
         detail = f"index={index} {_detail(why, size, extra, config)}"
-        return BatchItem(index, data=data), self._step(name, 1, started, "ok", detail=detail)
+        return BatchItem(index, data=data), self._step(name, 1, started, "ok", detail=detail, provider=provider)
 
     @staticmethod
     def _step(
@@ -335,12 +339,14 @@ class RembgRemover(SingleActionBackend):
         *,
         detail: str = "",
         index: int | None = None,
+        provider: str = PROVIDER,
     ) -> TraceStep:
-        """One attempt of one model: ``detail`` on success, the redacted error on failure."""
+        """One attempt of one model on ``provider`` (the engine that ran): ``detail`` on success,
+        the redacted error on failure."""
         return TraceStep(
             step="remove_background",
             kind="image",
-            provider=PROVIDER,
+            provider=provider,
             model=name,
             attempt=attempt,
             latency_ms=(time.perf_counter() - started) * 1000,
@@ -360,11 +366,11 @@ def _session_options(ort: Any, threads: int) -> Any:
     return options
 
 
-def _infer(net: MaskNet, rgb: Image.Image, extra: dict[str, Any], name: str) -> Image.Image:
+def _infer(net: MaskNet, rgb: Image.Image, extra: dict[str, Any], name: str, provider: str = PROVIDER) -> Image.Image:
     try:
         return RembgRemover.predict_mask(net, rgb, extra)
     except Exception as exc:  # onnxruntime's and torch's untyped run errors, translated here once
-        raise ProviderError(PROVIDER, f"inference failed: {type(exc).__name__}", model=name) from None
+        raise ProviderError(provider, f"inference failed: {type(exc).__name__}", model=name) from None
 
 
 def _detail(why: str, size: tuple[int, int], extra: dict[str, Any], config: ImageConfig) -> str:

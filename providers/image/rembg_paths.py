@@ -13,13 +13,16 @@ Paths (``PATHS``; the first is the reference):
 
 * ``fp32``: onnxruntime fp32, the model as shipped; agrees with the rembg library within 1 level.
 * ``torch-bf16``: the ONNX graph run by torch (``onnx_torch.py``) in bf16, where the CPU has
-  AVX512-BF16 or AMX (oneDNN's bf16 convolutions).
+  AVX512-BF16 or AMX (oneDNN's bf16 convolutions), or ARM's ``bf16`` (measured: it may not pay).
 * ``torch-fp16``: the same in fp16, where the CPU has AVX512-FP16 or AMX-FP16.
 * ``torch-fp32``: torch in fp32; never faster than onnxruntime where measured, so pinned only.
 
 A batch's workers (one per core) each run their own single-threaded torch forward, side by side,
 as they do with onnxruntime (``TorchNets``); a single image runs on torch's whole pool. ``auto``
-times both candidates one thread per call: the per-core rate a batch runs at.
+times both candidates one thread per call: the per-core rate a batch runs at. A torch path that
+fails while measured is dropped (the why-text names the error) and the decision cached; anything
+else failing leaves onnxruntime, and the trace says why. The trace step's provider is the engine
+that ran: ``rembg-onnx`` or ``rembg-torch`` (``engine``).
 """
 
 from __future__ import annotations
@@ -32,7 +35,9 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from providers.image.onnx_torch import UnsupportedGraph
+from core.errors import ProviderUnavailable
+from core.redact import redact
+from providers.image.cpu import named_flags
 from providers.image.precision import CACHE_FILE, AutoPrecision, CpuInfo, Floor, Metric, probe_images
 
 if TYPE_CHECKING:
@@ -43,12 +48,16 @@ REFERENCE = "fp32"
 #: path -> CPU flags any one of which makes it worth measuring under ``auto`` (empty: always)
 PATHS: dict[str, frozenset[str]] = {
     REFERENCE: frozenset(),
-    "torch-bf16": frozenset({"avx512_bf16", "amx_bf16"}),
+    "torch-bf16": frozenset({"avx512_bf16", "amx_bf16", "bf16"}),  # bf16: ARM's feature
     "torch-fp16": frozenset({"avx512_fp16", "amx_fp16"}),
 }
 #: every path config can pin
 PINNABLE = (*PATHS, "torch-fp32")
 _DTYPES = {"torch-fp32": None, "torch-bf16": "bfloat16", "torch-fp16": "float16"}
+#: the trace step's provider: the engine that runs a path
+ONNX_ENGINE, TORCH_ENGINE = "rembg-onnx", "rembg-torch"
+#: what to install for a torch path (requirements/torch-cpu.in)
+TORCH_PIP = "pip install torch==2.13.0 (the CPU wheel: --index-url https://download.pytorch.org/whl/cpu)"
 #: the floor against the reference's mask: IoU of the alpha >= 128 regions ...
 IOU_FLOOR = 0.99
 #: ... and the mean absolute alpha difference, in levels of 255
@@ -117,8 +126,13 @@ def describe_pinned(path: str, cpu: CpuInfo) -> str:
     """The trace text of a path set in config."""
     needs = PATHS.get(path, frozenset())
     if needs and not needs & cpu.flags:
-        return f"{path} (pinned in config; this CPU lacks {'/'.join(sorted(needs))}: emulated, slow)"
+        return f"{path} (pinned in config; this CPU lacks {'/'.join(named_flags(cpu, needs))}: emulated, slow)"
     return f"{path} (pinned in config)"
+
+
+def engine(path: str) -> str:
+    """The provider a trace step names for ``path``: ``rembg-torch`` or ``rembg-onnx``."""
+    return TORCH_ENGINE if path.startswith("torch-") else ONNX_ENGINE
 
 
 def onnxruntime_net(session: Any) -> MaskNet:
@@ -264,6 +278,9 @@ class PathChooser:
         """The ``MaskNet`` of ``path`` (``session`` for the reference; ``threads`` per torch call)."""
         if path == REFERENCE:
             return onnxruntime_net(session)
+        if importlib.util.find_spec("torch") is None:
+            raise ProviderUnavailable(TORCH_ENGINE, f"providers.image.rembg.precision {path} runs on torch, which is "
+                                      f"not installed; run: {TORCH_PIP} (or set precision: auto)")
         if name not in self._torch:
             from providers.image import pull as weights_pull
 
@@ -289,11 +306,15 @@ class PathChooser:
                 # one thread per call for every candidate: the per-core rate a batch runs at
                 return np.asarray(predict(self.build(name, path, session, extra, 1), Image.fromarray(image), extra))
 
-            try:
+            try:  # a torch path failing is dropped inside; this is the reference or the probes failing
                 decision = self.auto.decide(name, versions(), run, table=available_paths(self.table),
                                             floor=mask_floor(), probes=mask_probes)
                 self._chosen[name] = decision.precision, decision.describe()
-            except (UnsupportedGraph, RuntimeError) as exc:  # torch cannot run it: onnxruntime, and the trace says why
-                self._chosen[name] = REFERENCE, (
-                    f"{REFERENCE} (auto: torch cannot run {name}: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]})")
+            except Exception as exc:  # onnxruntime, not cached, and the trace says why
+                first = redact((str(exc).splitlines() or [""])[0])[:200]
+                self._chosen[name] = REFERENCE, f"{REFERENCE} (auto: measuring {name} failed: {type(exc).__name__}: {first})"
         return self._chosen[name]
+
+    def engine(self, name: str) -> str:
+        """The engine that runs ``name``'s chosen path (``rembg-onnx`` before one is chosen)."""
+        return engine(self._chosen.get(name, (REFERENCE, ""))[0])

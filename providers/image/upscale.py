@@ -44,6 +44,9 @@ PROVIDER = "realesrgan-torch"
 #: the provider a trace step names: the engine that ran (torch unless the ncnn candidate was chosen)
 _ENGINE = {"ncnn": "realesrgan-ncnn"}
 _MODEL_CACHE_SIZE = 2
+#: changes when how a candidate runs changes (its tensors, autocast, ncnn options), so a cached
+#: decision is measured again; the floor and ``MIN_SPEEDUP`` are in the key already (``precision.rules``)
+REVISION = "upscale-paths 1"
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,11 @@ def _set_threads(torch: Any) -> None:
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         torch.set_num_threads(max(1, cpus))
         _threads_set = True
+
+
+def versions(table: dict[str, frozenset[str]]) -> str:
+    """``REVISION`` and the runtimes' versions (ncnn's where it is a candidate): part of the cache key."""
+    return f"{REVISION} torch {_torch().__version__}" + (f" ncnn {ncnn_version()}" if "ncnn" in table else "")
 
 
 class RealESRGANUpscaler(SingleActionBackend):
@@ -156,8 +164,7 @@ class RealESRGANUpscaler(SingleActionBackend):
             return self._infer_fn(net, device, precision)(image)
 
         table = self.table if self.table is not None else self._candidates(name)
-        versions = f"torch {_torch().__version__}" + (f" ncnn {ncnn_version()}" if "ncnn" in table else "")
-        decision = self.auto_precision.decide(name, versions, run, table=table)
+        decision = self.auto_precision.decide(name, versions(table), run, table=table)
         return decision.precision, decision.describe()
 
     @staticmethod

@@ -1,0 +1,101 @@
+"""``precision.json``: the decisions ``precision.AutoPrecision`` measured, one per machine and model.
+
+A JSON object ``{"decisions": {key: decision}}``. Writers in several processes (workers sharing
+a models folder) merge: each takes an exclusive ``flock`` on a sidecar ``precision.json.lock``
+around read, merge and replace (where ``fcntl`` exists), and replaces the file in one step, so
+a reader never sees half a file and no writer drops another's entry. An entry this version cannot
+read is skipped (and kept in the file for the version that wrote it); a corrupt file is logged and
+measured again. The file is created with the mode of any new file (``0o666`` less the umask).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import secrets
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; writes stay atomic, a race can drop an entry
+    fcntl = None  # type: ignore[assignment]
+
+log = logging.getLogger("providers.image.precision")
+
+T = TypeVar("T")
+
+
+class DecisionCache:
+    """The decisions file at ``path``; ``parse`` turns one stored entry into a decision."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def load(self, parse: Callable[[dict[str, Any]], T]) -> dict[str, T]:
+        """Every readable entry; an unreadable one is logged and skipped, not the whole file."""
+        decisions: dict[str, T] = {}
+        for key, value in self._raw().items():
+            try:
+                decisions[key] = parse(value)
+            except (TypeError, ValueError, AttributeError) as exc:
+                log.warning("ignoring unreadable entry %r of the precision cache %s (%s); measuring it again",
+                            key, self.path, type(exc).__name__)
+        return decisions
+
+    def store(self, key: str, value: dict[str, Any]) -> None:
+        """Set ``key`` to ``value``, keeping every other entry; logged, never raised, on failure."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._locked():
+                decisions = self._raw()
+                decisions[key] = value
+                self._replace(json.dumps({"decisions": decisions}, indent=2, sort_keys=True))
+        except OSError as exc:
+            log.warning("could not write the precision cache %s (%s); this process keeps the decision",
+                        self.path, exc)
+
+    def _raw(self) -> dict[str, Any]:
+        try:
+            raw = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            log.warning("ignoring unreadable precision cache %s (%s: %s); measuring again",
+                        self.path, type(exc).__name__, exc)
+            return {}
+        decisions = raw.get("decisions") if isinstance(raw, dict) else None
+        if not isinstance(decisions, dict):
+            log.warning("ignoring unreadable precision cache %s (no decisions object); measuring again", self.path)
+            return {}
+        return decisions
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        if fcntl is None:
+            yield
+            return
+        fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    def _replace(self, text: str) -> None:
+        """Write ``text`` to a new file beside ``path`` and rename it over ``path``: a reader never
+        sees half a file. ``os.open`` with ``0o666`` gives it the umask's mode, as any new file;
+        the temporary file is removed when anything fails."""
+        tmp = self.path.parent / f".precision-{secrets.token_hex(6)}.json"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
