@@ -21,7 +21,8 @@ never returns cannot be bounded in-thread). The speed-up is the median over roun
 reference's time over the candidate's in the same round: a round disturbed by another process
 moves one ratio, not the choice.
 
-The decision is kept in ``precision.json`` in the models folder (``precision_cache.py``), keyed by
+The decision is kept in ``precision.json`` in the state folder (``decisions_file``; the models
+folder may be baked into an image, where a decision would be lost at every cold start), keyed by
 architecture, CPU model and identification, usable cores, the flags that matter, model name,
 runtime versions and the rules (floor, ``MIN_SPEEDUP``, ``MEASURE_REVISION``): the measurement runs
 once per machine. The load average and core count at the measurement are in the entry and the
@@ -71,6 +72,15 @@ CPU_CANDIDATES: dict[str, frozenset[str]] = {
 RELEVANT_FLAGS = frozenset({"avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_fp16",
                             "asimd", "asimdhp", "bf16", "i8mm", "sve", "sve2"})
 CACHE_FILE = "precision.json"
+
+
+def decisions_file() -> Path:
+    """Where decisions are kept: ``<state_dir>/precision.json`` (``SWARM_HOME``: on RunPod, a
+    network volume keeps them across cold starts; the image's baked models folder would not)."""
+    from core.paths import state_dir
+
+    return state_dir() / CACHE_FILE
+
 #: a candidate this many times slower than the reference in the first timed round is dropped there
 DROP_SLOWER_THAN = 3.0
 #: changes when how candidates are measured or chosen changes: part of the cache key

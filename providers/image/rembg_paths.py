@@ -1,7 +1,7 @@
 """Which path background removal runs on this CPU: onnxruntime fp32, or torch on the same weights.
 
 ``precision: auto`` (``providers.image.rembg.precision``) measures, once per machine, model and
-runtime versions (cached in ``<models_dir>/precision.json`` beside the upscaler's decisions),
+runtime versions (cached in ``<state_dir>/precision.json`` beside the upscaler's decisions),
 the paths this CPU supports and runs the fastest whose masks stay within the floor against
 onnxruntime fp32's: mask IoU >= ``IOU_FLOOR`` (alpha >= 128 is foreground) and mean alpha
 difference <= ``ALPHA_DIFF_FLOOR`` levels, on a real photo (``probes/portrait_256.jpg``, the
@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 from core.errors import ProviderUnavailable
 from core.redact import redact
 from providers.image.cpu import named_flags
-from providers.image.precision import CACHE_FILE, AutoPrecision, CpuInfo, Floor, Metric, probe_images
+from providers.image.precision import AutoPrecision, CpuInfo, Floor, Metric, decisions_file, probe_images
 
 if TYPE_CHECKING:
     import numpy as np
@@ -246,18 +246,14 @@ class PathChooser:
         precision: ``providers.image.rembg.precision``.
         models_dir: the models folder (the torch paths read the ``.onnx`` file from it).
         cpu_info: reads the CPU (tests pass a fake).
-        auto_precision: the decision cache (default: ``<models_dir>/precision.json``).
+        auto_precision: the decision cache (default: ``<state_dir>/precision.json``).
         table: the candidates of ``auto`` (default ``PATHS``; tests force a set).
     """
 
     def __init__(self, precision: str, models_dir: str | None, cpu_info: Callable[[], CpuInfo],
                  auto_precision: AutoPrecision | None = None, table: dict[str, frozenset[str]] | None = None) -> None:
-        from providers.image.weights import resolve_models_dir
-
         self.precision, self.models_dir, self.cpu_info, self.table = precision, models_dir, cpu_info, table
-        self.auto = auto_precision or AutoPrecision(
-            resolve_models_dir(models_dir) / CACHE_FILE, cpu_info, probe_size=PROBE_SIZE, rounds=2
-        )
+        self.auto = auto_precision or AutoPrecision(decisions_file(), cpu_info, probe_size=PROBE_SIZE, rounds=2)
         self._torch: dict[str, TorchNets] = {}
         self._chosen: dict[str, tuple[str, str]] = {}
 

@@ -27,10 +27,10 @@ from providers.image.imageio import ImageLimits, check_output_pixels, encode, op
 from providers.image.ncnn_runner import NcnnNets, ncnn_version
 from providers.image.ncnn_runner import files_for as ncnn_files_for
 from providers.image.precision import (
-    CACHE_FILE,
     CPU_CANDIDATES,
     AutoPrecision,
     CpuInfo,
+    decisions_file,
     describe_pinned,
     read_cpu_info,
 )
@@ -108,14 +108,10 @@ class RealESRGANUpscaler(SingleActionBackend):
         """``cpu_info``, ``auto_precision`` and ``table`` (the candidates of ``auto``; default
         ``CPU_CANDIDATES`` plus ``ncnn`` where it and the model's ncnn files are installed) are
         for tests: a faked CPU, a cache in a temporary folder, a forced candidate set."""
-        from providers.image.weights import resolve_models_dir
-
         self.settings = settings
         self.limits = limits or ImageLimits()
         self.cpu_info = cpu_info
-        self.auto_precision = auto_precision or AutoPrecision(
-            resolve_models_dir(settings.models_dir) / CACHE_FILE, cpu_info
-        )
+        self.auto_precision = auto_precision or AutoPrecision(decisions_file(), cpu_info)
         self.table = table
         self._ncnn = NcnnNets()
         self._models: OrderedDict[tuple[str, str, str], tuple[Any, int]] = OrderedDict()
