@@ -17,10 +17,13 @@ if TYPE_CHECKING:
 async def check_canary(name: str, spec: ModelSpec, local_servers: Any) -> Finding:
     """Start (or adopt) the local model's server: ``ensure`` requires a canary completion."""
     from providers.llm.local_server import local_port
+    from providers.llm.local_sharing import PortInUse
 
     started = time.monotonic()
     try:
         await local_servers.ensure(name, spec)
+    except PortInUse as exc:  # its own fix: another program holds the port
+        return Finding(f"canary {name}", "fail", error_message(exc), exc.fix)
     except SwarmError as exc:
         fix = "the local model ends every fallback chain (a keyless machine has no other); --quick skips this"
         return Finding(f"canary {name}", "fail", error_message(exc), fix)

@@ -6,6 +6,7 @@ import asyncio
 import importlib.util
 import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -437,3 +438,244 @@ def test_a_crash_report_keeps_the_line_that_says_why_before_the_shutdown_lines(t
     assert shown.endswith("INFO: Finished server process [7]")
     log.write_text("one\ntwo\nthree\nfour\n")
     assert _tail(log) == "two | three | four"
+
+
+# --- several processes on one port (Claude Desktop and Claude Code, the CLI and swarm-mcp) ------
+
+
+class BusyServer:
+    """A model server busy generating for another process: it accepts connections at once but
+    answers every request (``GET /models`` too) only after ``delay_s``, longer than the probe waits."""
+
+    def __init__(self, delay_s: float) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            def _send(self, payload: dict[str, object]) -> None:
+                time.sleep(delay_s)
+                body = json.dumps(payload).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                self._send({"object": "list", "data": [{"id": "smollm2-135m-instruct"}]})
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("content-length") or 0))
+                self._send({"id": "c1", "object": "chat.completion", "created": 0, "model": "smollm2-135m-instruct",
+                            "choices": [{"index": 0, "finish_reason": "stop",
+                                         "message": {"role": "assistant", "content": "hello while busy"}}]})
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> BusyServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def stub_spec_at(weights: Path, base: str):
+    return make_swarm_config({"local": {**local_spec(base), "local_server": {
+        "gguf": str(weights), "startup_timeout_s": 10}}}).models["local"]
+
+
+async def test_a_server_too_busy_to_answer_the_probe_is_adopted_not_started_twice(
+    manager: LocalServerManager, stub_llama: Path
+) -> None:
+    """Another process's server, generating, answered GET /models in 8-9 s: the 1 s probe took it
+    for absent and a second server was spawned, which died on "address already in use"."""
+    from providers.llm.local_sharing import PROBE_TIMEOUT_S
+
+    with BusyServer(delay_s=PROBE_TIMEOUT_S + 0.5) as busy:
+        spec = stub_spec_at(stub_llama, busy.url)
+        assert await manager.ensure("local", spec) == f"{busy.url}/v1"
+    assert manager.status()["local"]["owned"] is False
+    assert not list(manager.log_dir.glob("local-llm-*.log"))  # nothing was spawned
+
+
+async def test_the_server_outlives_its_starter_while_another_manager_uses_it(
+    tmp_path: Path, stub_llama: Path
+) -> None:
+    """The process that started the server used to kill it at its exit, mid-use by another."""
+    spec = stub_spec(stub_llama)
+    starter, other = LocalServerManager(log_dir=tmp_path / "logs"), LocalServerManager(log_dir=tmp_path / "logs")
+    try:
+        base = (await starter.ensure("local", spec)).removesuffix("/v1")
+        await other.ensure("local", spec)
+        assert starter.status()["local"]["owned"] is True and other.status()["local"]["owned"] is False
+        starter.stop_all()
+        assert await _get_models(base) == 200
+        answer = await LiteLLMModel("local", spec, local_servers=other).complete(
+            [Message(role="user", content="hi")], LLMConfig()
+        )
+        assert answer.text == "hello from the stub"
+        other.stop_all()  # the last user leaves: the server (whose starter left first) goes too
+        assert await _refused_soon(base), "the server outlived its last user"
+    finally:
+        starter.stop_all()
+        other.stop_all()
+
+
+OWNER = """
+import asyncio, sys
+from pathlib import Path
+from providers.llm.local_server import LocalServerManager
+from fake_openai import make_swarm_config
+
+spec = make_swarm_config({"local": {
+    "family": "local", "litellm_model": "openai/smollm2-135m-instruct",
+    "api_base": sys.argv[1], "local_server": {"gguf": sys.argv[2], "startup_timeout_s": 20}}}).models["local"]
+manager = LocalServerManager(log_dir=Path(sys.argv[3]))
+asyncio.run(manager.ensure("local", spec))
+print(manager.status()["local"]["pid"], flush=True)
+sys.stdin.readline()  # then exit normally: atexit runs stop_all
+"""
+
+
+def _child_env() -> dict[str, str]:
+    import os
+
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [os.environ["PYTHONPATH"], str(Path(__file__).parent), str(Path(__file__).parents[1])])}
+
+
+async def test_a_server_another_process_started_keeps_serving_after_that_process_exits(
+    manager: LocalServerManager, stub_llama: Path, tmp_path: Path
+) -> None:
+    """Two `swarm delegate` 0.3 s apart: A completed, and B's review failed with "cannot connect"."""
+    import subprocess
+    import sys
+
+    base = f"http://127.0.0.1:{free_port()}"
+    spec = stub_spec_at(stub_llama, base)
+    owner = subprocess.Popen(
+        [sys.executable, "-c", OWNER, f"{base}/v1", str(stub_llama), str(manager.log_dir)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=_child_env(),
+    )
+    try:
+        assert owner.stdout is not None and owner.stdin is not None
+        server_pid = int(await asyncio.to_thread(owner.stdout.readline))
+        await manager.ensure("local", spec)
+        assert manager.status()["local"]["owned"] is False
+        owner.stdin.write("exit\n")
+        owner.stdin.flush()
+        assert await asyncio.to_thread(owner.wait, 10) == 0
+        answer = await LiteLLMModel("local", spec, local_servers=manager).complete(
+            [Message(role="user", content="review this")], LLMConfig()
+        )
+        assert answer.text == "hello from the stub" and _alive(server_pid)
+        manager.stop_all()  # every process is gone: the server must not be orphaned
+        assert await _refused_soon(base), "the server outlived every process that used it"
+        assert not _alive(server_pid)
+    finally:
+        owner.kill()
+        owner.wait(10)
+
+
+async def _refused_soon(base: str, within_s: float = 10.0) -> bool:
+    """Whether ``base`` refuses connections within ``within_s`` (a server on its way out)."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            await _get_models(base)
+        except httpx.ConnectError:
+            return True
+        except httpx.HTTPError:
+            pass
+        await asyncio.sleep(0.1)
+    return False
+
+
+# --- the port held by another program -----------------------------------------------------------
+
+PORT_FIX = r"port {port} is used by another program: stop it, or set SWARM_LOCAL_LLM_PORT to a free port"
+
+
+class OtherProgram:
+    """``python3 -m http.server`` on a loopback port: HTTP, but no model server (404 on /v1/models)."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+        class Quiet(SimpleHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+        self.port = self._server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> OtherProgram:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+async def test_a_port_another_program_answers_on_says_so_and_what_to_do(
+    manager: LocalServerManager, stub_llama: Path
+) -> None:
+    from providers.llm.local_sharing import PortInUse
+
+    with OtherProgram() as other:
+        spec = stub_spec_at(stub_llama, other.url)
+        with pytest.raises(PortInUse, match=re.escape(PORT_FIX.format(port=other.port)) + r" \(GET .*HTTP 404\)"):
+            await manager.ensure("local", spec)
+    assert not list(manager.log_dir.glob("local-llm-*.log"))  # no server spawned to fail on bind
+
+
+async def test_a_server_that_cannot_bind_its_port_says_another_program_holds_it(
+    manager: LocalServerManager, stub_llama: Path
+) -> None:
+    """A port bound by another program but not (yet) listening: the spawned server fails to bind."""
+    from fake_openai import RefusedPort
+
+    with RefusedPort() as taken:
+        with pytest.raises(ProviderUnavailable) as raised:
+            await manager.ensure("local", stub_spec_at(stub_llama, taken.url))
+    message = str(raised.value)
+    assert message.startswith(f"local (local): {PORT_FIX.format(port=taken.port)} (local model server exited")
+    assert "Address already in use" in message and re.search(r"log: \S+local-llm-\d+\.log", message)
+
+
+async def test_an_earlier_runs_bind_error_in_the_log_is_not_blamed(
+    manager: LocalServerManager, stub_llama: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every run appends to the same log: a crash is explained by its own lines only."""
+    from providers.llm.local_sharing import PortInUse
+
+    spec = stub_spec(stub_llama)
+    manager.log_dir.mkdir(parents=True)
+    log_path = manager.log_dir / f"local-llm-{local_port(spec, 'local')}.log"
+    log_path.write_text("ERROR: [Errno 98] error while attempting to bind: address already in use\n" + "old\n" * 5)
+    monkeypatch.setenv("STUB_MODE", "crash")
+    with pytest.raises(ProviderUnavailable) as raised:
+        await manager.ensure("local", spec)
+    assert "cannot load model" in str(raised.value) and "Errno 98" not in str(raised.value)
+    assert not isinstance(raised.value, PortInUse)
+
+
+async def test_doctor_says_the_port_is_taken_and_what_to_do(manager: LocalServerManager, stub_llama: Path) -> None:
+    from swarm.doctor_models import check_canary
+
+    with OtherProgram() as other:
+        finding = await check_canary("local", stub_spec_at(stub_llama, other.url), manager)
+    assert finding.status == "fail"
+    assert finding.fix == PORT_FIX.format(port=other.port)
+    assert PORT_FIX.format(port=other.port) in finding.detail

