@@ -127,7 +127,7 @@ async def test_backends_that_cannot_be_searched_are_refused_before_any_work(tmp_
 
 
 def _cli_args(**extra: Any) -> argparse.Namespace:
-    return argparse.Namespace(out=None, json=False, quiet=True, **extra)
+    return argparse.Namespace(out=None, json=False, quiet=True, job_id=None, config=None, **extra)
 
 
 def test_cli_passes_max_sources_zero_on_so_it_is_refused(monkeypatch: pytest.MonkeyPatch):
