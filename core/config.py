@@ -81,7 +81,7 @@ class SwarmConfig(StrictModel):
     providers: ProvidersSection
     models: dict[str, ModelSpec]
     routing: RoutingSection
-    checkpointer: CheckpointerSection = CheckpointerSection()
+    checkpointer: CheckpointerSection = Field(default_factory=CheckpointerSection)  # its path: at load, not import
     runner: RunnerSection = RunnerSection()
     worker: WorkerSection = WorkerSection()
     limits: LimitsSection = LimitsSection()
@@ -130,8 +130,8 @@ def interpolate(value: Any, env: Mapping[str, str] | None = None) -> Any:
 def _value_of(name: str, environ: Mapping[str, str]) -> str | None:
     """``environ[name]``; ``SWARM_HOME`` is always the state folder (``core.paths.state_dir``:
     absolute, ``XDG_CACHE_HOME`` honoured), so config and code never disagree on where it is."""
-    if name == "SWARM_HOME" and environ is os.environ:
-        return str(state_dir())
+    if name == "SWARM_HOME":
+        return str(state_dir(environ))
     return environ.get(name)
 
 

@@ -219,7 +219,9 @@ class CheckpointerSection(StrictModel):
     worker can resume any job), else SQLite at ``path`` (resume within this machine/volume)."""
 
     kind: Literal["auto", "sqlite", "postgres", "memory"] = "sqlite"
-    path: str = Field(default_factory=lambda: str(state_dir() / "checkpoints.sqlite"))
+    #: empty: ``<state_dir>/checkpoints.sqlite``, resolved when a config is loaded (not at import:
+    #: a user without a home gets a ConfigError from ``load_config``, not a traceback on import)
+    path: str = ""
     dsn: str | None = None
     retention_days: float = Field(default=7.0, gt=0)
 
@@ -227,6 +229,8 @@ class CheckpointerSection(StrictModel):
     def _resolve_auto(self) -> CheckpointerSection:
         if self.kind == "auto":
             object.__setattr__(self, "kind", "postgres" if self.dsn else "sqlite")
+        if not self.path:
+            object.__setattr__(self, "path", str(state_dir() / "checkpoints.sqlite"))
         return self
 
 

@@ -12,7 +12,7 @@ start with the path and the fix instead of failing every job as an internal erro
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from core.errors import ConfigError
@@ -28,12 +28,14 @@ def _expand(value: str, key: str) -> Path:
         raise ConfigError(_NO_HOME, key=key) from None
 
 
-def state_dir() -> Path:
-    """Where jobs, checkpoints, threads, logs and the local index live unless config says otherwise."""
-    if os.environ.get("SWARM_HOME"):
-        return _expand(os.environ["SWARM_HOME"], "SWARM_HOME")
-    if os.environ.get("XDG_CACHE_HOME", "").startswith("/"):
-        return Path(os.environ["XDG_CACHE_HOME"]) / "runpod-swarm"
+def state_dir(env: Mapping[str, str] | None = None) -> Path:
+    """Where jobs, checkpoints, threads, logs and the local index live unless config says
+    otherwise; ``env``: the variables to read (default: this process's)."""
+    env = os.environ if env is None else env
+    if env.get("SWARM_HOME"):
+        return _expand(env["SWARM_HOME"], "SWARM_HOME")
+    if env.get("XDG_CACHE_HOME", "").startswith("/"):
+        return Path(env["XDG_CACHE_HOME"]) / "runpod-swarm"
     return _expand("~/.cache/runpod-swarm", "SWARM_HOME")
 
 

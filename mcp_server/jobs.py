@@ -166,6 +166,9 @@ class JobManager:
         self._on_finished = on_finished
         self._job_loop = job_loop
         self._tasks: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        #: jobs this process stopped following while they still run (a RunPod endpoint that came back
+        #: IN_PROGRESS): the only rows of its own that ``_adopt`` takes up again
+        self._let_go: set[str] = set()
         self._listeners: dict[str, set[Listener]] = {}
         self._closing = False
 
@@ -273,6 +276,7 @@ class JobManager:
         if status not in FINAL_STATUSES:
             # the runner stopped following a job that still runs elsewhere: keep it open
             log.warning("job %s came back %s from the runner; left IN_PROGRESS for resume", job_id, status)
+            self._let_go.add(job_id)
             return envelope
         if status == "COMPLETED" and self._on_completed is not None:
             row = self.store.get(job_id)
@@ -384,7 +388,8 @@ class JobManager:
         row = self.store.get(job_id, owner) or row
         if row["status"] in FINAL_STATUSES:
             return row["result"]
-        return handle(row, elsewhere=None if job_id in self._tasks else _pid_of(row))
+        elsewhere = row.get("runner") not in (None, self.store.lease.token) and self.store.lease.alive(row.get("runner"))
+        return handle(row, elsewhere=_pid_of(row) if elsewhere else None)
 
     async def _wait_here(self, job_id: str, task: asyncio.Future[dict[str, Any]], row: dict[str, Any], budget: float,
                          progress: ProgressFn | None) -> None:
@@ -426,8 +431,13 @@ class JobManager:
         another live process runs is left to it. The running task, or None."""
         if row["status"] != IN_PROGRESS or self._closing:
             return None
-        runner = row.get("runner")
-        if runner != self.store.lease.token and (self.store.lease.folder is None or self.store.lease.alive(runner)):
+        runner, job_id = row.get("runner"), row["job_id"]
+        if runner == self.store.lease.token:
+            # this process's own: only one it let go of (a job being cancelled is not in ``_tasks``
+            # either while it writes its result, and must not run again)
+            if job_id not in self._let_go:
+                return None
+        elif not self.store.lease.locks or self.store.lease.alive(runner):
             return None  # runs elsewhere, or no file locks here to tell (then only a restart resumes it)
         if self._resume_row(row):
             log.info("job %s: its server process is gone; resumed here", row["job_id"])
@@ -505,6 +515,7 @@ class JobManager:
         job_id = row["job_id"]
         if job_id in self._tasks or not self.store.claim(job_id, row.get("runner")):
             return False
+        self._let_go.discard(job_id)
         lost = _input_lost(row["input"]) if not row.get("remote") else None
         if lost is not None:
             self.store.finish(job_id, "FAILED", {**self._cancelled(job_id, row), "status": "FAILED",

@@ -77,6 +77,7 @@ class Lease:
         if folder is None or fcntl is None:
             if folder is not None:
                 log.warning("no file locks here (no fcntl): servers sharing %s cannot tell each other's jobs apart", folder)
+            self.folder = None
             return
         folder.mkdir(parents=True, exist_ok=True)
         staging = folder / f"{self.token}.tmp"
@@ -94,6 +95,11 @@ class Lease:
         self._file = held
         for old in folder.glob("*.lock"):  # files of killed servers (their locks went with them)
             self.alive(old.stem)
+
+    @property
+    def locks(self) -> bool:
+        """Whether this lease can tell a live server from a gone one (file locks work here)."""
+        return self._file is not None
 
     def alive(self, token: str | None) -> bool:
         """Whether the process holding ``token`` still runs (``None``: a row from before leases)."""

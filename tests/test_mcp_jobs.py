@@ -391,6 +391,58 @@ async def test_jobs_past_max_running_jobs_are_refused_naming_the_limit(tmp_path:
     assert len(listed) == 3  # the refused call left no job behind
 
 
+class _CountingRunner:
+    """Counts the jobs it starts; each takes ``seconds``."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.runs = seconds, []  # type: ignore[var-annotated]
+
+    async def run(self, job: dict[str, Any], progress: Any) -> dict[str, Any]:
+        self.runs.append(job["job_id"])
+        await progress("draft", "drafted", None)
+        await asyncio.sleep(self.seconds)
+        return {"status": "COMPLETED", "output": {"text": "ran"}, "trace": []}
+
+
+async def test_a_job_being_cancelled_is_not_taken_up_again_by_a_status_call(tmp_path: Path) -> None:
+    """While a cancel read the job's checkpoint, the job was in no task and its row still
+    IN_PROGRESS: job_status took it for a job let go of and ran it again, billed."""
+    from mcp_server.jobs import JobLoop, JobManager
+    from mcp_server.jobstore import JobStore
+
+    async def slow_checkpoint(job_id: str, project: str, action: str) -> tuple[None, list[Any]]:
+        await asyncio.sleep(1.0)
+        return None, []
+
+    runner = _CountingRunner(3.0)
+    manager = JobManager(JobStore(tmp_path / "jobs.sqlite"), lambda: runner, wait_budget_s=lambda: 0,
+                         job_loop=JobLoop(), stopped_job=slow_checkpoint)
+    handle = await manager.submit({"project": "swarm", "action": "delegate", "input": {"task": "t"}}, "me", wait_s=0)
+    await asyncio.sleep(0.2)
+    cancel = asyncio.create_task(manager.cancel(handle["job_id"], "me"))
+    await asyncio.sleep(0.1)
+    manager.status(handle["job_id"], "me")
+    assert (await cancel)["status"] == "CANCELLED"
+    await manager.aclose()
+    assert runner.runs == [handle["job_id"]] and manager.store.get(handle["job_id"])["status"] == "CANCELLED"
+
+
+async def test_without_file_locks_another_servers_job_is_left_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Windows (no fcntl): every other server's job looked gone, and job_status ran it a second time."""
+    import mcp_server.jobstore as jobstore
+    from mcp_server.jobs import JobManager
+
+    monkeypatch.setattr(jobstore, "_fcntl", lambda: None)
+    runner = _CountingRunner(1.0)
+    first = JobManager(jobstore.JobStore(tmp_path / "jobs.sqlite"), lambda: runner, wait_budget_s=lambda: 0)
+    second = JobManager(jobstore.JobStore(tmp_path / "jobs.sqlite"), lambda: runner, wait_budget_s=lambda: 0)
+    handle = await first.submit({"project": "swarm", "action": "delegate", "input": {"task": "t"}}, "me", wait_s=0)
+    await asyncio.sleep(0.1)
+    assert second.status(handle["job_id"], "me")["running_here"] is False
+    done = await first.result(handle["job_id"], "me", wait_s=5)
+    assert done["status"] == "COMPLETED" and runner.runs == [handle["job_id"]]
+
+
 def test_a_final_job_is_not_overwritten_and_old_finished_jobs_are_pruned(tmp_path: Path) -> None:
     from mcp_server.jobstore import JobStore
 

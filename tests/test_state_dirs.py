@@ -36,6 +36,18 @@ def test_state_dir_is_absolute_follows_xdg_and_names_the_fix_without_a_home(
     with pytest.raises(ConfigError) as err:
         state_dir()
     assert "HOME is unset" in str(err.value) and "SWARM_HOME" in str(err.value)
+    # the same at a config load (the checkpointer's default path is made there, not at import)
+    from core.config import CheckpointerSection, SwarmConfig, config_path, load_config
+
+    with pytest.raises(ConfigError, match="HOME is unset"):
+        load_config(config_path(None))
+    with pytest.raises(ConfigError, match="HOME is unset"):
+        CheckpointerSection()
+    monkeypatch.setenv("SWARM_HOME", str(tmp_path / "later"))  # a default made at import was frozen
+    assert SwarmConfig.model_fields["checkpointer"].default_factory is not None
+    assert CheckpointerSection().path == str(tmp_path / "later" / "checkpoints.sqlite")
+    # a load with its own environment reads SWARM_HOME from it (an empty one gave /checkpoints.sqlite)
+    assert interpolate("${SWARM_HOME}/x", {"SWARM_HOME": "/srv/swarm"}) == "/srv/swarm/x"
 
 
 def test_an_unusable_state_folder_is_named_with_the_fix_at_both_doors(
