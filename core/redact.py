@@ -22,15 +22,16 @@ MASK = "[REDACTED]"
 _PATTERNS: tuple[re.Pattern[str], ...] = tuple(
     re.compile(p)
     for p in (
-        r"sk-ant-[A-Za-z0-9_\-]{8,}",  # Anthropic
-        r"sk-[A-Za-z0-9_\-]{16,}",  # OpenAI / DeepSeek style
-        r"tvly-[A-Za-z0-9_\-]{8,}",  # Tavily
-        r"AIza[0-9A-Za-z_\-]{30,}",  # Google API keys
-        r"(?:AKIA|ASIA)[0-9A-Z]{16}",  # AWS access key ids
-        r"rpa_[A-Za-z0-9]{20,}",  # RunPod API keys
-        r"ya29\.[0-9A-Za-z_\-]{20,}",  # Google OAuth access tokens
-        r"gh[pousr]_[A-Za-z0-9]{30,}",  # GitHub tokens
-        r"hf_[A-Za-z0-9]{30,}",  # Hugging Face tokens
+        # a key's prefix starts a token: "task-management-system" holds "sk-management-system"
+        r"(?<![A-Za-z0-9])sk-ant-[A-Za-z0-9_\-]{8,}",  # Anthropic
+        r"(?<![A-Za-z0-9])sk-[A-Za-z0-9_\-]{16,}",  # OpenAI / DeepSeek style
+        r"(?<![A-Za-z0-9])tvly-[A-Za-z0-9_\-]{8,}",  # Tavily
+        r"(?<![A-Za-z0-9])AIza[0-9A-Za-z_\-]{30,}",  # Google API keys
+        r"(?<![A-Za-z0-9])(?:AKIA|ASIA)[0-9A-Z]{16}",  # AWS access key ids
+        r"(?<![A-Za-z0-9])rpa_[A-Za-z0-9]{20,}",  # RunPod API keys
+        r"(?<![A-Za-z0-9])ya29\.[0-9A-Za-z_\-]{20,}",  # Google OAuth access tokens
+        r"(?<![A-Za-z0-9])gh[pousr]_[A-Za-z0-9]{30,}",  # GitHub tokens
+        r"(?<![A-Za-z0-9])hf_[A-Za-z0-9]{30,}",  # Hugging Face tokens
         # Below, group 1 is kept and only what follows it is masked.
         r"(?i)(bearer\s+)[A-Za-z0-9._~+/\-]{8,}=*",
         r"(?i)([?&](?:x-amz-signature|x-amz-credential|x-amz-security-token|signature|sig|api_key|apikey|api-key|key|token"

@@ -189,11 +189,25 @@ def test_no_secret_shape_or_value_is_shorter_than_the_length_redaction_skips() -
     for pattern in _PATTERNS:
         parsed = sre_parse.parse(pattern.pattern)
         assert parsed.getwidth()[0] >= MIN_SECRET_CHARS, pattern.pattern
-        # redact_data tests all strings joined at once: sound only without anchors or look-behind
-        assert not {op for op in opcodes(parsed) if op == "AT" or op.endswith(":behind")}, pattern.pattern
+        # redact_data tests all strings joined by "\x00" at once: sound without anchors or a positive
+        # look-behind; a negative look-behind of word characters sees "\x00" where a string starts
+        assert not {op for op in opcodes(parsed) if op == "AT" or op == "ASSERT:behind"}, pattern.pattern
     register_secret("x" * (MIN_SECRET_CHARS - 1))  # too short to register: it would mask ordinary words
     assert redact("x" * (MIN_SECRET_CHARS - 1)) == "x" * (MIN_SECRET_CHARS - 1)
     assert redact("?sig=x") == "?sig=[REDACTED]"  # the shortest shape, exactly MIN_SECRET_CHARS long
+
+
+def test_a_key_prefix_inside_a_word_is_no_key() -> None:
+    """'task-management-system' holds 'sk-management-system': it was masked, and a job whose
+    input said so was refused as holding a secret when resumed."""
+    from core.redact import redact
+
+    for text in ("Design a task-management-system for a small team", "ask-questions-about-everything-here",
+                 "the shf_abcdefghijklmnopqrstuvwxyz0123456789 build", "MYAKIAABCDEFGHIJKLMNOP"):
+        assert redact(text) == text
+    for key in ("sk-abcdefghijklmnop1234", "hf_abcdefghijklmnopqrstuvwxyz0123456789", "AKIAABCDEFGHIJKLMNOP"):
+        assert redact(f"key {key} end") == "key [REDACTED] end" and redact(f'"{key}"') == '"[REDACTED]"'
+        assert redact(f"x={key}") == "x=[REDACTED]"
 
 
 def test_literal_secrets_in_operator_config_are_masked_once_registered() -> None:
@@ -381,7 +395,7 @@ def test_the_quick_scan_never_misses_a_shape_the_patterns_catch() -> None:
 
     from core.redact import _ANY_PATTERN, _PATTERNS, _may_hold_secret
 
-    words = ["sk-ant-", "sk-", "tvly-", "AIza", "AKIA", "ASIA", "rpa_", "ya29.", "ghp_", "gho_", "ghs_", "hf_",
+    words = ["sk-ant-", "sk-", "tvly-", "AIza", "AKIA", "ASIA", "rpa_", "ya29.", "ghp_", "gho_", "ghs_", "hf_", " hf_", " ghp_", " AKIA", " ASIA",
              "Bearer ", "bearer\t", "?", "&", "=", ":", "://", "@", "/", "x-amz-", "x-goog-", "signature", "credential",
              "security-token", "sig", "api_key", "apikey", "x-api-key", "aws_secret_access_key", "access_token",
              "refresh_token", "client_secret", "password", "passwd", "authorization", "basic ", "token ", "token",
