@@ -184,7 +184,10 @@ def _record_input(ctx: JobContext, job: JobRequest, inp: BaseModel) -> None:
     from graphs.run import JOB_INPUT, InputIdentity
 
     named_by = ("idempotency_key", job.idempotency_key) if job.idempotency_key else ("job_id", ctx.job_id)
-    ctx.extras[JOB_INPUT] = InputIdentity.of(inp.model_dump(mode="json"), *named_by)
+    # the fields the caller set, secrets masked: a release that adds a field with a default, or a
+    # signed URL signed again for the same object, is the same input when the job is resumed
+    given = redact_data(inp.model_dump(mode="json", exclude_unset=True))
+    ctx.extras[JOB_INPUT] = InputIdentity.of(given, *named_by)
 
 
 async def _run_action(fn: Any, inp: BaseModel, ctx: JobContext, job: JobRequest, job_id: str | None) -> Any:

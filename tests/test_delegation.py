@@ -433,3 +433,21 @@ async def test_a_job_checkpointed_before_input_digests_were_recorded_still_resum
     resumed = await dispatch({**job(), "job_id": "old-ckpt-1"}, make)
     assert resumed["status"] == "COMPLETED" and resumed["output"]["text"] == "the draft"
     assert calls == ["draft", "review", "review"]
+
+
+def test_an_input_digest_ignores_defaults_and_secrets() -> None:
+    """A release that adds a field with a default changed the digest of every unfinished job, and a
+    signed URL signed again for a resume counted as another input: both were refused."""
+    from graphs.image.inputs import UpscaleInput
+    from swarm.dispatcher import JobRequest, _record_input
+
+    def digest(raw: dict[str, Any]) -> str:
+        ctx = type("Ctx", (), {"extras": {}, "job_id": "j1"})()
+        _record_input(ctx, JobRequest(project="image_tools", action="upscale", input=raw), UpscaleInput(**raw))  # type: ignore[arg-type]
+        return str(ctx.extras["job_input"].digest)
+
+    url = "https://b.s3.amazonaws.com/cat.png?X-Amz-Credential=AKIAABCDEFGHIJKLMNOP&X-Amz-Signature="
+    assert digest({"url": url + "aaaa1111"}) == digest({"url": url + "bbbb2222"})
+    assert digest({"url": url + "aaaa1111"}) != digest({"url": url.replace("cat", "dog") + "aaaa1111"})
+    assert digest({"url": url + "a", "scale": 4}) != digest({"url": url + "a", "scale": 2})
+
