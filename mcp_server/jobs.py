@@ -306,6 +306,9 @@ class JobManager:
                     if getattr(exc, "type", None) not in TRANSIENT_REMOTE_ERRORS:
                         raise
                     unreachable_since = unreachable_since or time.monotonic()
+                    gave_up = _gave_up(runner, unreachable_since)
+                    if gave_up is not None:
+                        raise gave_up from None
                     wait = min(max(delay, float(runner.poll_interval_s)) * 2, UNREACHABLE_POLL_MAX_S)
                     await progress("runpod", f"{getattr(exc, 'message', exc)}; the job runs on there: asking again in"
                                    f" {wait:.0f} s (unreachable for {time.monotonic() - unreachable_since:.0f} s)", None)
@@ -562,6 +565,20 @@ async def _forward_progress(progress: ProgressFn, update: Any) -> None:
         await progress(str(update["stage"]), str(update.get("message", "")), update.get("fraction"))
     elif update is not None:
         await progress("worker", redact(str(update))[:200], None)
+
+
+def _gave_up(runner: Any, since: float) -> Exception | None:
+    """The error that ends following a job whose endpoint has not answered for ``runner.timeout_s``
+    (RunPod keeps a result 30 minutes; an endpoint down that long is no blip), else None."""
+    limit = float(getattr(runner, "timeout_s", 600.0))
+    waited = time.monotonic() - since
+    if waited < limit:
+        return None
+    from swarm.executors.runpod import RunPodError
+
+    return RunPodError("ProviderUnavailable", f"the endpoint did not answer for {waited:.0f} s (runner.runpod.timeout_s="
+                       f"{limit:g}); the job may still run there: look for it in the endpoint's requests before"
+                       " submitting it again")
 
 
 def _current_cancelled() -> bool:

@@ -87,11 +87,22 @@ def _run(args: argparse.Namespace, job: dict[str, Any]) -> int:
         return EXIT_INTERRUPTED
 
 
+#: an input longer than this is not printed in the resume command (an inline image is megabytes)
+RESUME_INPUT_CHARS = 2000
+
+
 def _resume_command(args: argparse.Namespace, job: dict[str, Any]) -> str:
+    """The command that resumes ``job``; an input that holds a secret (a signed URL, a key) or is
+    long is not printed: the line says to give the same input again."""
+    from core.redact import redact
+
     config = ["--config", args.config] if args.config else []
-    argv = ["swarm", *config, "run", job["project"], job["action"], "--job-id", job["job_id"],
-            "--input", json.dumps(job["input"], ensure_ascii=False)]
-    return shlex.join(argv)
+    argv = ["swarm", *config, "run", job["project"], job["action"], "--job-id", job["job_id"]]
+    given = json.dumps(job["input"], ensure_ascii=False)
+    if redact(given) != given or len(given) > RESUME_INPUT_CHARS:
+        why = "it holds a secret" if redact(given) != given else f"it is {len(given)} characters"
+        return f"{shlex.join(argv)} --input '<the same input as before: {why}, so it is not printed>'"
+    return shlex.join([*argv, "--input", given])
 
 
 async def _run_job(args: argparse.Namespace, job: dict[str, Any]) -> int:

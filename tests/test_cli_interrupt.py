@@ -121,3 +121,19 @@ def test_the_cli_prints_the_job_id_it_made_and_the_envelope_carries_it(
     envelope: dict[str, Any] = json.loads(done.stdout)
     assert done.stderr.splitlines()[0] == f"job {envelope['job_id']}: started"
     assert envelope["status"] == "COMPLETED" and envelope["trace"][-1]["provider"] == "dispatcher"
+
+
+def test_the_resume_line_never_prints_a_secret_or_a_huge_input() -> None:
+    """It printed a signed URL's credential and signature, and a whole inline image."""
+    import argparse
+
+    from swarm.cli import _resume_command
+
+    args = argparse.Namespace(config=None)
+    url = "https://b.s3.amazonaws.com/c.png?X-Amz-Credential=AKIAABCDEFGHIJKLMNOP&X-Amz-Signature=deadbeefcafe1234"
+    line = _resume_command(args, {"project": "image_tools", "action": "upscale", "job_id": "j1", "input": {"url": url}})
+    assert "AKIA" not in line and "deadbeef" not in line and "--job-id j1" in line and "it holds a secret" in line
+    line = _resume_command(args, {"project": "image_tools", "action": "upscale", "job_id": "j1", "input": {"image": "A" * 5000}})
+    assert "AAAA" not in line and "characters, so it is not printed" in line
+    line = _resume_command(args, {"project": "swarm", "action": "delegate", "job_id": "j1", "input": {"task": "hi"}})
+    assert line == """swarm run swarm delegate --job-id j1 --input '{"task": "hi"}'"""

@@ -311,6 +311,20 @@ async def test_a_status_poll_that_times_out_leaves_the_remote_job_followed_not_f
         status = (await client.call_tool("job_status", {"job_id": "rp-gone"})).structured_content
     assert status["status"] == "FAILED"
 
+    class Down(FakeEndpoint):  # never answers again: followed for runner.timeout_s, then given up, saying so
+        timeout_s = 0.5
+
+        async def submit(self, job: dict[str, Any]) -> str:
+            return "rp-down"
+
+        async def status(self, job_id: str) -> dict[str, Any]:
+            raise RunPodError("ProviderTimeout", "RunPod endpoint ep did not answer status in time: ReadTimeout")
+
+    monkeypatch.setattr("swarm.executors.make_executor", lambda config, runtime: Down())
+    async with Client(build_server(str(write_config(tmp_path, wait_budget_s=10)))) as client:
+        down = await client.call_tool("delegate", {"task": "unreachable", "kind": "critical"})
+    assert down.is_error and "did not answer for" in down.content[0].text and "runner.runpod.timeout_s" in down.content[0].text
+
 
 async def test_a_job_whose_server_died_is_run_by_a_live_one_when_asked_and_waits_are_waited(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
