@@ -508,9 +508,10 @@ async def test_a_server_too_busy_to_answer_the_probe_is_adopted_not_started_twic
 async def test_the_server_outlives_its_starter_while_another_manager_uses_it(
     tmp_path: Path, stub_llama: Path
 ) -> None:
-    """The process that started the server used to kill it at its exit, mid-use by another."""
+    """The process that started the server used to kill it at its exit, mid-use by another; and
+    two state folders (two log folders) on the one port count each other as users too."""
     spec = stub_spec(stub_llama)
-    starter, other = LocalServerManager(log_dir=tmp_path / "logs"), LocalServerManager(log_dir=tmp_path / "logs")
+    starter, other = LocalServerManager(log_dir=tmp_path / "home-a" / "logs"), LocalServerManager(log_dir=tmp_path / "home-b" / "logs")
     try:
         base = (await starter.ensure("local", spec)).removesuffix("/v1")
         await other.ensure("local", spec)

@@ -51,6 +51,7 @@ from providers.llm.local_sharing import (
     bind_failed,
     canary,
     lock_start,
+    port_lock_dir,
     port_open,
     probe,
 )
@@ -138,7 +139,8 @@ class LocalServerManager:
     that no other process uses any more.
 
     Args:
-        log_dir: where server logs (and the port's lock files) go; default ``<state_dir>/logs``.
+        log_dir: where server logs go; default ``<state_dir>/logs`` (the port's lock files are
+            machine-wide, ``port_lock_dir``: the port is, whatever SWARM_HOME each process has).
         python: interpreter that runs ``llama_cpp.server`` (default: this one).
     """
 
@@ -213,8 +215,7 @@ class LocalServerManager:
         server is not stopped by another process leaving, nor by its launcher."""
         if port in self._users:
             return
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        users = self._users[port] = UsersLock(self.log_dir / f"local-llm-{port}.users")
+        users = self._users[port] = UsersLock(port_lock_dir() / f"local-llm-{port}.users")
         await asyncio.to_thread(users.join)  # waits while a last user stops the server
 
     async def _start(self, name: str, spec: ModelSpec) -> _Server:
@@ -231,7 +232,8 @@ class LocalServerManager:
         if importlib.util.find_spec("llama_cpp") is None:
             raise ProviderUnavailable("local", f"llama-cpp-python is not installed; run: {LLAMA_CPP_INSTALL}", model=name)
         gguf = resolve_gguf(spec.local_server.gguf)
-        lock_file = await asyncio.to_thread(lock_start, self.log_dir / f"local-llm-{port}.lock")
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        lock_file = await asyncio.to_thread(lock_start, port_lock_dir() / f"local-llm-{port}.lock")
         try:  # another process may have started it while we waited
             adopted = await self._adopt(name, spec, base, port, await probe(base))
             return adopted if adopted is not None else await self._spawn(name, spec, base, port, gguf)

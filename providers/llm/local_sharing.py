@@ -8,7 +8,7 @@ the same state folder, so they meet on the same port:
   server took 8-9 s while it decoded a long answer), nothing at all (connection refused: the
   only case in which a new server is started), or another program answering HTTP.
 * **Who uses the server** (``UsersLock``): each process that uses it holds a shared ``flock`` on
-  ``<logs>/local-llm-<port>.users`` until it stops using it (the kernel drops the lock when the
+  ``<port_lock_dir>/local-llm-<port>.users`` until it stops using it (the kernel drops the lock when the
   process dies, SIGKILL included). The server's launcher exits as soon as nobody holds it, so a
   server outlives the process that started it while others use it, and is never orphaned.
 * **A port taken by another program** (``PortInUse``): the error says what to do.
@@ -112,6 +112,19 @@ async def canary(base: str, alias: str, timeout_s: float) -> CanaryFailure | Non
     except (ValueError, KeyError, IndexError, TypeError):
         return CanaryFailure("canary answer is not a chat completion")
     return None
+
+
+def port_lock_dir() -> Path:
+    """Where the port's start lock and users file live: one folder per user for the machine
+    (``$XDG_RUNTIME_DIR``, else the temp folder), not under ``SWARM_HOME``: two processes with
+    different state folders still meet on the same port, and each must count the other."""
+    import os
+    import tempfile
+
+    base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+    folder = Path(base) / f"runpod-swarm-{os.getuid()}"
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return folder
 
 
 def port_in_use_fix(port: int) -> str:
