@@ -303,7 +303,7 @@ def register_config_secrets(data: Any) -> int:
 def short_secrets(data: Any, where: str = "") -> list[str]:
     """Where a secret shorter than ``MIN_SECRET_CHARS`` sits, which no log, trace or error masks:
     config entries named like a secret (by their key path) and the environment variables that a
-    ``*_env`` key points at or whose names end like a secret's (by name). ``swarm doctor`` warns."""
+    ``*_env`` key points at (by name). ``swarm doctor`` warns."""
     found: list[str] = []
     if isinstance(data, dict):
         for key, value in data.items():
@@ -319,10 +319,10 @@ def short_secrets(data: Any, where: str = "") -> list[str]:
     elif isinstance(data, list | tuple):
         for n, value in enumerate(data):
             found += short_secrets(value, f"{where}[{n}]")
-    if not where:
-        for name, value in sorted(os.environ.items()):
-            secret_name = name.upper().endswith(_SECRET_ENV_SUFFIXES) or name in _secret_env_names
-            if secret_name and 0 < len(value.strip()) < MIN_SECRET_CHARS:
+    if not where:  # the variables config names as secrets (``api_key_env``: a flag such as
+        # HF_HUB_DISABLE_IMPLICIT_TOKEN=1 merely ends like one)
+        for name in sorted(_secret_env_names):
+            if 0 < len(os.environ.get(name, "").strip()) < MIN_SECRET_CHARS:
                 found.append(f"${name}")
     return found
 

@@ -351,10 +351,11 @@ def test_a_secret_too_short_to_be_masked_is_a_warning_naming_where_it_is(
         raw["models"]["deepseek-v3.1-q8"]["api_key_env"] = "DOCTOR_SHORT_CRED"
 
     monkeypatch.setenv("DOCTOR_SHORT_CRED", "xyz")
+    monkeypatch.setenv("HF_HUB_DISABLE_IMPLICIT_TOKEN", "1")  # ends like a secret, is a flag: not named
     code, out = doctor(capsys, write_config(tmp_path, edit), "--quick")
     line = line_of(out, "secrets")
     assert line.startswith("WARN  ") and "$DEEPSEEK_API_KEY" in line and "$DOCTOR_SHORT_CRED" in line, line
-    assert "never masked" in line and "fix: set the real value" in line
+    assert "never masked" in line and "fix: set the real value" in line and "HF_HUB" not in line
     assert "abc12" not in out
 
 
