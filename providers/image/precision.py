@@ -275,7 +275,7 @@ class AutoPrecision:
     """``precision: auto`` on CPU: the cached decision, else a measurement that is then cached.
 
     Args:
-        cache_path: the JSON file of decisions (``<models_dir>/precision.json``).
+        cache_path: the JSON file of decisions (``decisions_file()``: ``<state_dir>/precision.json``).
         cpu_info: reads the CPU (tests pass a fake).
         probe_size: side of the probe images, in input pixels.
         rounds: timed rounds per candidate.
