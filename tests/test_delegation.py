@@ -170,8 +170,8 @@ async def test_unexpected_bug_is_reported_without_traceback(make_context: Any) -
     assert "Traceback" not in str(result) and "/secret/path.py" not in str(result)
 
 
-async def test_same_job_id_resumes_without_rerunning_completed_nodes(make_context: Any) -> None:
-    calls: list[str] = []
+def _review_dies_once(calls: list[str]) -> Any:
+    """An answer function that drafts, and whose first review raises (a worker dying mid-review)."""
     crash = {"armed": True}
 
     def answer(messages: list[Message], config: LLMConfig) -> Any:
@@ -181,7 +181,12 @@ async def test_same_job_id_resumes_without_rerunning_completed_nodes(make_contex
             raise RuntimeError("worker died mid-review")
         return APPROVE if config.step == "review" else "the draft"
 
-    make = make_context(FunctionLLM(answer))
+    return answer
+
+
+async def test_same_job_id_resumes_without_rerunning_completed_nodes(make_context: Any) -> None:
+    calls: list[str] = []
+    make = make_context(FunctionLLM(_review_dies_once(calls)))
     first = await dispatch({**job(), "job_id": "job-resume-1"}, make)
     assert first["status"] == "FAILED"
     second = await dispatch({**job(), "job_id": "job-resume-1"}, make)
@@ -417,16 +422,7 @@ async def test_a_job_checkpointed_before_input_digests_were_recorded_still_resum
     import swarm.dispatcher
 
     calls: list[str] = []
-    crash = {"review": True}
-
-    def answer(messages: list[Message], config: LLMConfig) -> Any:
-        calls.append(config.step)
-        if config.step == "review" and crash["review"]:
-            crash["review"] = False
-            raise RuntimeError("worker died mid-review")
-        return APPROVE if config.step == "review" else "the draft"
-
-    make = make_context(FunctionLLM(answer))
+    make = make_context(FunctionLLM(_review_dies_once(calls)))
     with monkeypatch.context() as before:  # the code before digests: nothing recorded
         before.setattr(swarm.dispatcher, "_record_input", lambda ctx, job, inp: None)
         assert (await dispatch({**job(), "job_id": "old-ckpt-1"}, make))["status"] == "FAILED"

@@ -302,7 +302,8 @@ async def test_a_server_on_the_port_is_adopted_only_after_its_canary(manager: Lo
         assert running.canaries == 2
 
 
-PARENT = """
+#: a process that starts the local server (``argv``: api_base, gguf, log folder) and prints its pid
+_STARTS_THE_SERVER = """
 import asyncio, os, sys, time
 from pathlib import Path
 from providers.llm.local_server import LocalServerManager
@@ -314,8 +315,8 @@ spec = make_swarm_config({"local": {
 manager = LocalServerManager(log_dir=Path(sys.argv[3]))
 asyncio.run(manager.ensure("local", spec))
 print(manager.status()["local"]["pid"], flush=True)
-time.sleep(120)
 """
+PARENT = _STARTS_THE_SERVER + "time.sleep(120)\n"
 
 
 def test_the_server_dies_with_a_sigkilled_parent(stub_llama: Path, tmp_path: Path) -> None:
@@ -443,13 +444,33 @@ def test_a_crash_report_keeps_the_line_that_says_why_before_the_shutdown_lines(t
 # --- several processes on one port (Claude Desktop and Claude Code, the CLI and swarm-mcp) ------
 
 
-class BusyServer:
+class _LoopbackHTTP:
+    """An HTTP server on a free loopback port (``url``, ``port``) while the ``with`` block runs."""
+
+    def __init__(self, handler: type) -> None:
+        import threading
+        from http.server import ThreadingHTTPServer
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.port = self._server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> _LoopbackHTTP:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class BusyServer(_LoopbackHTTP):
     """A model server busy generating for another process: it accepts connections at once but
     answers every request (``GET /models`` too) only after ``delay_s``, longer than the probe waits."""
 
     def __init__(self, delay_s: float) -> None:
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from http.server import BaseHTTPRequestHandler
 
         class Handler(BaseHTTPRequestHandler):
             def _send(self, payload: dict[str, object]) -> None:
@@ -473,17 +494,7 @@ class BusyServer:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> BusyServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(Handler)
 
 
 def stub_spec_at(weights: Path, base: str):
@@ -529,20 +540,7 @@ async def test_the_server_outlives_its_starter_while_another_manager_uses_it(
         other.stop_all()
 
 
-OWNER = """
-import asyncio, sys
-from pathlib import Path
-from providers.llm.local_server import LocalServerManager
-from fake_openai import make_swarm_config
-
-spec = make_swarm_config({"local": {
-    "family": "local", "litellm_model": "openai/smollm2-135m-instruct",
-    "api_base": sys.argv[1], "local_server": {"gguf": sys.argv[2], "startup_timeout_s": 20}}}).models["local"]
-manager = LocalServerManager(log_dir=Path(sys.argv[3]))
-asyncio.run(manager.ensure("local", spec))
-print(manager.status()["local"]["pid"], flush=True)
-sys.stdin.readline()  # then exit normally: atexit runs stop_all
-"""
+OWNER = _STARTS_THE_SERVER + "sys.stdin.readline()  # then exit normally: atexit runs stop_all\n"
 
 
 def _child_env() -> dict[str, str]:
@@ -604,29 +602,17 @@ async def _refused_soon(base: str, within_s: float = 10.0) -> bool:
 PORT_FIX = r"port {port} is used by another program: stop it, or set SWARM_LOCAL_LLM_PORT to a free port"
 
 
-class OtherProgram:
+class OtherProgram(_LoopbackHTTP):
     """``python3 -m http.server`` on a loopback port: HTTP, but no model server (404 on /v1/models)."""
 
     def __init__(self) -> None:
-        import threading
-        from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+        from http.server import SimpleHTTPRequestHandler
 
         class Quiet(SimpleHTTPRequestHandler):
             def log_message(self, *args: object) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-        self.port = self._server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> OtherProgram:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(Quiet)
 
 
 async def test_a_port_another_program_answers_on_says_so_and_what_to_do(

@@ -296,34 +296,34 @@ async def test_a_status_poll_that_times_out_leaves_the_remote_job_followed_not_f
         done = (await client.call_tool("job_result", {"job_id": handle["job_id"], "wait_s": 20})).structured_content
     assert done["status"] == "COMPLETED" and done["output"]["text"] == "from the endpoint", done
     assert endpoint.polls >= 6 and endpoint.cancelled == []
-    # an answer that is about the job itself still ends it
-    class Gone(FakeEndpoint):
-        async def submit(self, job: dict[str, Any]) -> str:
-            return "rp-gone"
+    # an answer about the job itself ends it at once; an endpoint that never answers again is
+    # followed for runner.timeout_s, then given up, saying so
+    for job_id, error, timeout_s, said in (
+        ("rp-gone", RunPodError("ProviderError", "RunPod answered HTTP 404: job not found"), 600.0, "404"),
+        ("rp-down", RunPodError("ProviderTimeout", "RunPod endpoint ep did not answer status in time"), 0.5,
+         "did not answer for"),
+    ):
+        monkeypatch.setattr("swarm.executors.make_executor",
+                            lambda config, runtime, i=job_id, e=error, t=timeout_s: _Failing(i, e, t))
+        async with Client(build_server(str(write_config(tmp_path, wait_budget_s=10)))) as client:
+            failed = await client.call_tool("delegate", {"task": "lost", "kind": "critical"})
+            assert failed.is_error and said in failed.content[0].text, failed.content[0].text
+            status = (await client.call_tool("job_status", {"job_id": job_id})).structured_content
+        assert status["status"] == "FAILED"
 
-        async def status(self, job_id: str) -> dict[str, Any]:
-            raise RunPodError("ProviderError", "RunPod answered HTTP 404: job not found")
 
-    monkeypatch.setattr("swarm.executors.make_executor", lambda config, runtime: Gone())
-    async with Client(build_server(str(write_config(tmp_path, wait_budget_s=5)))) as client:
-        failed = await client.call_tool("delegate", {"task": "lost", "kind": "critical"})
-        assert failed.is_error and "404" in failed.content[0].text
-        status = (await client.call_tool("job_status", {"job_id": "rp-gone"})).structured_content
-    assert status["status"] == "FAILED"
+class _Failing(FakeEndpoint):
+    """An endpoint whose every status poll raises ``error``."""
 
-    class Down(FakeEndpoint):  # never answers again: followed for runner.timeout_s, then given up, saying so
-        timeout_s = 0.5
+    def __init__(self, job_id: str, error: Exception, timeout_s: float) -> None:
+        super().__init__()
+        self.job_id, self.error, self.timeout_s = job_id, error, timeout_s
 
-        async def submit(self, job: dict[str, Any]) -> str:
-            return "rp-down"
+    async def submit(self, job: dict[str, Any]) -> str:
+        return self.job_id
 
-        async def status(self, job_id: str) -> dict[str, Any]:
-            raise RunPodError("ProviderTimeout", "RunPod endpoint ep did not answer status in time: ReadTimeout")
-
-    monkeypatch.setattr("swarm.executors.make_executor", lambda config, runtime: Down())
-    async with Client(build_server(str(write_config(tmp_path, wait_budget_s=10)))) as client:
-        down = await client.call_tool("delegate", {"task": "unreachable", "kind": "critical"})
-    assert down.is_error and "did not answer for" in down.content[0].text and "runner.runpod.timeout_s" in down.content[0].text
+    async def status(self, job_id: str) -> dict[str, Any]:
+        raise self.error
 
 
 async def test_a_job_whose_server_died_is_run_by_a_live_one_when_asked_and_waits_are_waited(
