@@ -133,7 +133,8 @@ class UpscaleSpec(StrictModel):
     tile_pad: int = Field(default=16, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     #: auto: fp16 on CUDA; on CPU the fastest path within PSNR >= 45 dB of fp32, measured once per
-    #: machine and model (bf16 where the CPU has avx512_bf16/amx_bf16). fp32: bit-level agreement.
+    #: machine and model (bf16 where the CPU has avx512_bf16/amx_bf16, fp16 where it has
+    #: avx512_fp16/amx_fp16, ncnn). fp32: bit-level agreement; bf16/fp16: pinned (emulated without them).
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
 
     @model_validator(mode="before")

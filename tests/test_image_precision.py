@@ -91,9 +91,9 @@ def test_arm_and_machines_without_cpuinfo_get_keys_of_their_own(tmp_path):
     arm = read_cpu_info(str(tmp_path / "arm"), machine=lambda: "aarch64", cpus=lambda: 8)
     assert (arm.model, arm.arch, arm.cpus, arm.ident) == ("ARM 0x41:0xd40", "aarch64", 8, "0x41/0xd40/0x1/1")
     assert {"bf16", "sve", "asimd"} <= arm.flags
-    assert precision.candidates_for(arm) == ["fp32", "bf16"]  # ARM's bf16 is offered: measured like any
+    assert precision.candidates_for(arm) == ["fp32", "bf16", "fp16"]  # ARM bf16 and fp16 (asimdhp) are offered: measured like any
     mac = read_cpu_info(str(tmp_path / "absent"), machine=lambda: "arm64", cpus=lambda: 10)
-    (tmp_path / "arm_no_bf16").write_text(ARM_CPUINFO.replace(" bf16 svebf16", ""))
+    (tmp_path / "arm_no_bf16").write_text(ARM_CPUINFO.replace(" bf16 svebf16", "").replace(" asimdhp", ""))
     graviton2 = read_cpu_info(str(tmp_path / "arm_no_bf16"), machine=lambda: "aarch64", cpus=lambda: 8)
     keys = {precision.cache_key(cpu, MODEL, "torch 2.13.0") for cpu in (arm, mac, graviton2, EPYC, AMX)}
     assert len(keys) == 5
@@ -101,7 +101,7 @@ def test_arm_and_machines_without_cpuinfo_get_keys_of_their_own(tmp_path):
     assert "aarch64" in precision.cache_key(arm, MODEL, "v") and "bf16" in precision.cache_key(arm, MODEL, "v")
     # on ARM the missing feature is ARM's; x86 names x86's
     model = FakeModel({"fp32": 1.0}, {})
-    assert chooser(tmp_path, graviton2, model).decide(MODEL, "t", model.run).why == "auto: this CPU has none of bf16"
+    assert chooser(tmp_path, graviton2, model).decide(MODEL, "t", model.run).why == "auto: this CPU has none of asimdhp, bf16"
     assert precision.describe_pinned("bf16", EPYC).endswith("lacks amx_bf16/avx512_bf16: emulated, slow)")
 
 
@@ -119,7 +119,7 @@ def test_cpu_without_bf16_gets_fp32_without_measuring(tmp_path):
     model = FakeModel({"fp32": 1.0, "bf16": 0.1}, {})
     decision = chooser(tmp_path, EPYC, model).decide(MODEL, "torch 2.13.0", model.run)
     assert decision.precision == "fp32"
-    assert decision.describe() == "fp32 (auto: this CPU has none of amx_bf16, avx512_bf16)"
+    assert decision.describe() == "fp32 (auto: this CPU has none of amx_bf16, amx_fp16, avx512_bf16, avx512_fp16)"
     assert model.calls == [] and not (tmp_path / "precision.json").exists()
 
 
@@ -375,7 +375,7 @@ async def upscale(provider: RealESRGANUpscaler) -> tuple[np.ndarray, str]:
 async def test_upscaler_on_a_cpu_without_bf16_runs_fp32_bit_for_bit(models_dir, tmp_path):
     auto, detail = await upscale(upscaler(models_dir, tmp_path, EPYC))
     pinned, _ = await upscale(upscaler(models_dir, tmp_path, EPYC, "fp32"))
-    assert "precision=fp32 (auto: this CPU has none of amx_bf16, avx512_bf16)" in detail
+    assert "precision=fp32 (auto: this CPU has none of amx_bf16, amx_fp16, avx512_bf16, avx512_fp16)" in detail
     assert np.array_equal(auto, pinned)
 
 
@@ -433,8 +433,23 @@ async def test_explicit_choices_are_named_in_the_trace(models_dir, tmp_path):
     assert provider.precision(MODEL, "cuda") == ("bf16", "bf16 (pinned in config)")
     auto_on_gpu = upscaler(models_dir, tmp_path, EPYC)
     assert auto_on_gpu.precision(MODEL, "cuda") == ("fp16", "fp16 (auto: the CUDA default, not measured)")
-    with pytest.raises(ConfigError, match="key providers.image.upscale.precision: fp16 is for CUDA"):
-        await upscale(upscaler(models_dir, tmp_path, EPYC, "fp16"))
+    # fp16 on a CPU without AVX512-FP16/AMX-FP16 runs emulated, as the trace says (it was refused)
+    _, detail = await upscale(upscaler(models_dir, tmp_path, EPYC, "fp16"))
+    assert "precision=fp16 (pinned in config; this CPU lacks amx_fp16/avx512_fp16: emulated, slow)" in detail
+
+
+GRANITE = CpuInfo("Intel(R) Xeon(R) 6979P", frozenset({"avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16",
+                                                       "amx_fp16", "amx_tile"}), "x86_64", 2, "6/173/1")
+
+
+async def test_a_cpu_with_fp16_units_has_fp16_measured_and_chosen_within_the_floor(models_dir, tmp_path):
+    """Issue 17: torch fp16 where the hardware has it (AVX512-FP16, AMX-FP16) is a candidate too."""
+    assert precision.candidates_for(GRANITE) == ["fp32", "bf16", "fp16"] and precision.candidates_for(AMX) == ["fp32", "bf16"]
+    # scripted clock: fp32 1.0 s, bf16 0.5 s, fp16 0.25 s (emulated here, really run for the PSNR)
+    out, detail = await upscale(upscaler(models_dir, tmp_path, GRANITE, costs=[1.0, 0.5, 0.25]))
+    fp32, _ = await upscale(upscaler(models_dir, tmp_path, GRANITE, "fp32"))
+    assert "precision=fp16 (auto: 4" in detail, detail
+    assert not np.array_equal(out, fp32) and precision.psnr(fp32, out) >= precision.PSNR_FLOOR_DB
 
 
 # --- ncnn, the same weights through the ncnn package -------------------------------------------

@@ -67,6 +67,9 @@ CPU_CANDIDATES: dict[str, frozenset[str]] = {
     # x86: AVX512-BF16 or AMX; ARM: the ``bf16`` feature (torch's bf16 there may or may not be fast:
     # it is offered, and the measurement decides)
     "bf16": frozenset({"avx512_bf16", "amx_bf16", "bf16"}),
+    # fp16 autocast: x86 with AVX512-FP16 (Sapphire Rapids on) or AMX-FP16 (Granite Rapids); ARM's
+    # half-precision SIMD. Elsewhere torch emulates it (~0.1x): not offered, and dropped if pinned
+    "fp16": frozenset({"avx512_fp16", "amx_fp16", "asimdhp"}),
 }
 #: the flags that change which path is fastest: part of the cache key (x86 flags, ARM features)
 RELEVANT_FLAGS = frozenset({"avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_fp16",

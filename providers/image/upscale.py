@@ -2,7 +2,7 @@
 
 CPU by default, CUDA when present. ``precision: auto`` (the default) runs fp16 on CUDA and, on
 CPU, the fastest path within the accuracy floor, measured once per machine and model
-(``precision.py``: bf16 autocast where the CPU has it, and the same weights through the ``ncnn``
+(``precision.py``: bf16 or fp16 autocast where the CPU has it, and the same weights through the ``ncnn``
 package where it and the weights package are installed, ``ncnn_runner.py``; else fp32);
 ``fp32``, ``bf16`` or ``fp16`` pin one; ``warm`` (the RunPod worker, at start) loads the model and
 makes that decision before the first job. Tiled with overlap so memory is bounded; the alpha channel is upscaled
@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from core.errors import ConfigError, InputError, ProviderUnavailable
+from core.errors import InputError, ProviderUnavailable
 from providers.base import ImageAction, ImageConfig, TraceStep
 from providers.image.backend import SingleActionBackend, checkpoint
 from providers.image.imageio import ImageLimits, check_output_pixels, encode, open_checked, to_rgb_alpha
@@ -145,10 +145,6 @@ class RealESRGANUpscaler(SingleActionBackend):
         (``auto``) fp16 on CUDA and the measured choice on CPU. Call with the lock held: a
         measurement runs the model."""
         pinned = self.settings.precision
-        if pinned == "fp16" and device == "cpu":
-            raise ConfigError(
-                "fp16 is for CUDA; on CPU use auto, bf16 or fp32", key="providers.image.upscale.precision"
-            )
         if pinned != "auto":
             return pinned, describe_pinned(pinned, self.cpu_info() if device == "cpu" else None)
         if device == "cuda":
@@ -176,7 +172,8 @@ class RealESRGANUpscaler(SingleActionBackend):
             raise InputError(f"{name!r} is not an upscaling model", field="model")
         if precision == "ncnn":  # the same weights through ncnn: its infer function is the "network"
             return self._ncnn.infer_fn(spec.name), self._model(name, device, "fp32")[1]
-        weights_dtype = "fp16" if precision == "fp16" else "fp32"  # bf16 is autocast on fp32 weights
+        # CUDA fp16 halves the weights; on CPU bf16 and fp16 are autocast on fp32 weights
+        weights_dtype = "fp16" if precision == "fp16" and device == "cuda" else "fp32"
         key = (spec.name, device, weights_dtype)
         if key in self._models:
             self._models.move_to_end(key)
@@ -207,10 +204,12 @@ class RealESRGANUpscaler(SingleActionBackend):
         def infer(piece: np.ndarray) -> np.ndarray:
             with torch.inference_mode():
                 x = torch.from_numpy(np.array(piece, dtype=np.uint8)).to(device).permute(2, 0, 1)[None]
-                x = x.to(torch.float16 if precision == "fp16" else torch.float32).div_(255.0)
+                half_weights = precision == "fp16" and device == "cuda"
+                x = x.to(torch.float16 if half_weights else torch.float32).div_(255.0)
                 x = x.contiguous(memory_format=torch.channels_last)
-                if precision == "bf16":
-                    with torch.autocast(device, dtype=torch.bfloat16):
+                autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+                if autocast is not None and not half_weights:
+                    with torch.autocast(device, dtype=autocast):
                         y = network(x)
                 else:
                     y = network(x)
