@@ -418,6 +418,22 @@ class JobManager:
             if progress is not None:
                 listeners.discard(progress)
 
+    async def settles_elsewhere(self, job_id: str, timeout_s: float = 86_400.0) -> bool:
+        """Wait until a job this process does not run is final in the store (another server ran
+        it), taking it up here if its process dies meanwhile; whether it ended within ``timeout_s``
+        (``False`` too when this process took it up: its own end is announced as usual)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and not self._closing:
+            row = self.store.get(job_id)
+            if row is None:
+                return False
+            if row["status"] in FINAL_STATUSES:
+                return True
+            if job_id in self._tasks or self._adopt(row) is not None:
+                return False
+            await asyncio.sleep(ROW_POLL_S)
+        return False
+
     async def _row_settles(self, job_id: str, owner: str | None, timeout_s: float) -> dict[str, Any] | None:
         """The job's row once it is final, or as it stands after ``timeout_s`` (a job another
         server process runs: only the store says when it ends)."""

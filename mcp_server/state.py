@@ -7,6 +7,7 @@ so starting the server and answering ``tools/list`` imports neither.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -33,6 +34,8 @@ class ServerState:
     _jobs: JobManager | None = None
     _threads: ThreadStore | None = None
     _threads_lock: threading.Lock = field(default_factory=threading.Lock)
+    _watching: set[str] = field(default_factory=set)  # jobs another process runs whose row is watched
+    _watchers: set[Any] = field(default_factory=set)
 
     @property
     def runtime(self) -> Any:
@@ -98,6 +101,29 @@ class ServerState:
         sessions = self.subscribers.setdefault(uri, [])
         if session not in sessions:
             sessions.append(session)
+        self._watch_elsewhere(uri)
+
+    def _watch_elsewhere(self, uri: str) -> None:
+        """A job another server process runs on this store ends there, and only that process was
+        told: watch its row here, so this server's subscribers hear it too."""
+        job_id = uri.removeprefix("swarm://jobs/")
+        if job_id == uri or "/" in job_id or not self.jobs_file.exists() or job_id in self._watching:
+            return
+        row = self.jobs.store.get(job_id)
+        if row is None or row["status"] != "IN_PROGRESS" or self.jobs.status(job_id, None)["running_here"]:
+            return
+        self._watching.add(job_id)
+
+        async def watch() -> None:
+            try:
+                settled = await self.jobs.settles_elsewhere(job_id)
+                if settled:
+                    await self._job_finished(job_id)
+            finally:
+                self._watching.discard(job_id)
+
+        self._watchers.add(task := asyncio.get_running_loop().create_task(watch()))
+        task.add_done_callback(self._watchers.discard)
 
     def unsubscribe(self, uri: str, session: Any) -> None:
         sessions = self.subscribers.get(uri, [])
@@ -125,6 +151,8 @@ class ServerState:
             self.jobs.resume_unfinished()
 
     async def aclose(self) -> None:
+        for watcher in list(self._watchers):
+            watcher.cancel()
         runtime = self._runtime
         if self._jobs is not None:
             # the runtime's checkpointers and worker pool live on the jobs' loop: close them there

@@ -149,3 +149,44 @@ async def test_a_subscriber_hears_when_a_job_finishes(tmp_path: Path, monkeypatc
                     break
                 await asyncio.sleep(0.05)
     assert heard == [uri]
+
+
+async def test_a_subscriber_hears_when_another_server_finishes_the_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two clients, two servers on one store: a job ran by A ended there, and B's subscribers never heard."""
+    import asyncio
+    import warnings
+
+    use_fake_llm(monkeypatch, SlowLLM(delay_s=3.0, text="done by A"))  # B subscribes meanwhile
+    config = str(write_config(tmp_path, wait_budget_s=0.2))
+    heard: list[str] = []
+
+    async def on_message(message: object) -> None:
+        uri = getattr(getattr(message, "params", None), "uri", None)
+        if uri is not None:
+            heard.append(str(uri))
+
+    submitted: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    stop_a = asyncio.Event()
+
+    async def server_a() -> None:
+        async with Client(build_server(config)) as first:
+            call = await first.call_tool("delegate", {"task": "t", "kind": "critical"})
+            submitted.set_result(call.structured_content["job_id"])
+            await stop_a.wait()
+
+    task = asyncio.create_task(server_a())
+    job_id = await submitted
+    uri = f"swarm://jobs/{job_id}"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        async with Client(build_server(config), mode="legacy", message_handler=on_message) as second:
+            await second.subscribe_resource(uri)
+            assert not heard
+            for _ in range(200):
+                if heard:
+                    break
+                await asyncio.sleep(0.05)
+            result = (await second.call_tool("job_result", {"job_id": job_id, "wait_s": 5})).structured_content
+    stop_a.set()
+    await task
+    assert heard == [uri] and result["output"]["text"] == "done by A"
