@@ -329,7 +329,7 @@ class McpSection(StrictModel):
     max_inline_image_bytes: int = Field(default=2 * 1024 * 1024, ge=0, description="largest image returned as base64")
     report_page_chars: int = Field(default=20_000, ge=1000, description="page size of swarm://jobs/{id}/report")
     max_running_jobs: int = Field(default=32, ge=1, le=10_000,
-                                  description="jobs one server runs at once; a call past it is refused, naming the limit")
+                                  description="jobs one server runs at once; the rest wait, queued, and say so in their progress")
     http: McpHttpSpec = McpHttpSpec()
 
     @field_validator("enabled_tools")

@@ -63,7 +63,7 @@ async def run_job(
     Raises:
         ToolError: the job finished FAILED (message from ``raise_for_failure``).
     """
-    from mcp_server.jobs import IdempotencyConflict, TooManyJobs
+    from mcp_server.jobs import IdempotencyConflict
 
     state = server_state(ctx)
     try:
@@ -71,7 +71,7 @@ async def run_job(
             job, owner_of(ctx), progress=progress_sender(ctx), wait_s=wait_s, idempotency_key=idempotency_key,
             thread_id=thread_id,
         )
-    except (IdempotencyConflict, TooManyJobs) as exc:
+    except IdempotencyConflict as exc:
         raise ToolError(str(exc)) from None
     if result.get("status") != "IN_PROGRESS":
         raise_for_failure(result)

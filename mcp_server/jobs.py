@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from core.redact import MASK, redact
@@ -121,10 +121,6 @@ def _same_request(row: dict[str, Any], job: dict[str, Any], key: str) -> None:
             " same input, and a new request a new key")
 
 
-class TooManyJobs(ValueError):
-    """This server already runs ``mcp.max_running_jobs`` jobs."""
-
-
 class RunsElsewhere(Exception):
     """The job runs in another server process on the same store: only that one can stop it."""
 
@@ -143,7 +139,8 @@ class JobManager:
             stored (the job's thread keeps its turns there: ``swarm.threads.record_turns``).
         stopped_job: ``async (job_id, project, action) -> (partial output, trace)`` from a local
             job's last checkpoint (``Runtime.stopped_job``): what a cancelled job had made.
-        max_running: ``() -> n``: ``submit`` refuses a job while ``n`` run here (``TooManyJobs``).
+        max_running: ``() -> n``: at most ``n`` jobs run at once here; the others wait, queued, in
+            submission order (their progress says so) and start as slots free.
     """
 
     def __init__(
@@ -159,6 +156,8 @@ class JobManager:
     ) -> None:
         self.store = store
         self._max_running = max_running or (lambda: DEFAULT_MAX_RUNNING)
+        self._running = 0
+        self._slots: asyncio.Condition | None = None  # made on the jobs' loop, where every job runs
         self._on_completed = on_completed
         self._stopped_job = stopped_job
         self._runner = runner
@@ -196,11 +195,6 @@ class JobManager:
             if existing is not None:
                 _same_request(existing, job, idempotency_key)
                 return await self.result(existing["job_id"], owner, wait_s=wait_s, progress=progress)
-        limit = self._max_running()
-        if len(self._tasks) >= limit:
-            raise TooManyJobs(
-                f"{len(self._tasks)} jobs are running in this server, its limit (mcp.max_running_jobs={limit});"
-                " wait for one with job_result, or stop one with job_cancel, then call again")
         runner = self._runner()
         if isinstance(runner, RemoteExecutor):
             job_id = await self._submit_remote(runner, job, owner, idempotency_key, thread_id)
@@ -256,11 +250,12 @@ class JobManager:
                 self._on_home(home, listener(stage, message, fraction))
 
         try:
-            runner = self._runner()
-            if remote:
-                envelope = await self._follow_remote(runner, job_id, job, progress)
-            else:
-                envelope = await runner.run(job, progress)
+            async with self._slot(job_id, progress):
+                runner = self._runner()
+                if remote:
+                    envelope = await self._follow_remote(runner, job_id, job, progress)
+                else:
+                    envelope = await runner.run(job, progress)
         except asyncio.CancelledError:
             if self._closing:
                 raise  # shutting down: the row stays IN_PROGRESS and resumes on the next start
@@ -285,6 +280,28 @@ class JobManager:
         self.store.finish(job_id, status, envelope)
         self._notify(home, job_id)
         return envelope
+
+    @contextlib.asynccontextmanager
+    async def _slot(self, job_id: str, progress: ProgressFn) -> AsyncIterator[None]:
+        """Hold one of ``mcp.max_running_jobs`` slots while the job runs (a client in a loop, or a
+        model retrying, started hundreds of jobs at once on one local model); a job past the limit
+        waits, saying so in its progress, and a cancel stops the wait too."""
+        if self._slots is None:
+            self._slots = asyncio.Condition()
+        slots = self._slots
+        async with slots:
+            limit = self._max_running()
+            if self._running >= limit:
+                await progress("queued", f"{self._running} jobs run in this server, its limit"
+                               f" (mcp.max_running_jobs={limit}): this one starts when one ends", None)
+                await slots.wait_for(lambda: self._running < self._max_running())
+            self._running += 1
+        try:
+            yield
+        finally:
+            async with slots:
+                self._running -= 1
+                slots.notify()
 
     async def _follow_remote(self, runner: Any, job_id: str, job: dict[str, Any], progress: ProgressFn) -> dict[str, Any]:
         """Poll a job on the endpoint to a final state (stream chunks become progress); cancel it there

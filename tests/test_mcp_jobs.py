@@ -382,27 +382,39 @@ async def test_a_job_whose_input_held_a_secret_is_not_resumed_on_its_masked_copy
     assert "held a secret" in done["error"]["message"] and "hunter2" not in str(done)
 
 
-async def test_jobs_past_max_running_jobs_are_refused_naming_the_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """300 calls started 300 jobs at once on one local model; nothing said no."""
+async def test_jobs_past_max_running_jobs_wait_queued_and_start_as_slots_free(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """300 calls started 300 jobs at once on one local model; nothing held them back."""
     import yaml
 
-    use_fake_llm(monkeypatch, SlowLLM(gate=asyncio.Event()))
+    from providers.testing import FunctionLLM
+
+    started: list[str] = []
+
+    async def answer(messages: Any, llm_config: Any) -> str:
+        task = messages[-1].content
+        name = next(n for n in ("one", "two", "three") if f"TASK-{n}" in task)
+        started.append(name)
+        await asyncio.sleep(0.3 if name == "three" else 30)  # one and two hold their slots
+        return f"done {name}"
+
+    use_fake_llm(monkeypatch, FunctionLLM(answer))
     config = write_config(tmp_path, wait_budget_s=0.05)
     data = yaml.safe_load(config.read_text())
     data["mcp"]["max_running_jobs"] = 2
     config.write_text(yaml.safe_dump(data))
     async with Client(build_server(str(config))) as client:
-        first = await client.call_tool("delegate", {"task": "one", "kind": "critical", "idempotency_key": "k-one"})
-        await client.call_tool("delegate", {"task": "two", "kind": "critical"})
-        third = await client.call_tool("delegate", {"task": "three", "kind": "critical"})
-        assert third.is_error and "mcp.max_running_jobs=2" in third.content[0].text
-        again = await client.call_tool("delegate", {"task": "one", "kind": "critical", "idempotency_key": "k-one"})
-        assert again.structured_content["job_id"] == first.structured_content["job_id"]  # a retry is no new job
-        await client.call_tool("job_cancel", {"job_id": first.structured_content["job_id"]})
-        fourth = await client.call_tool("delegate", {"task": "four", "kind": "critical"})
-        assert not fourth.is_error and fourth.structured_content["status"] == "IN_PROGRESS"
-        listed = (await client.call_tool("list_jobs", {})).structured_content["jobs"]
-    assert len(listed) == 3  # the refused call left no job behind
+        one = (await client.call_tool("delegate", {"task": "TASK-one", "kind": "critical"})).structured_content
+        await client.call_tool("delegate", {"task": "TASK-two", "kind": "critical"})
+        third = await client.call_tool("delegate", {"task": "TASK-three", "kind": "critical"})
+        assert not third.is_error and third.structured_content["status"] == "IN_PROGRESS"
+        job = third.structured_content["job_id"]
+        status = (await client.call_tool("job_status", {"job_id": job})).structured_content
+        assert status["progress"]["stage"] == "queued" and "mcp.max_running_jobs=2" in status["progress"]["message"]
+        await anyio.sleep(0.5)
+        assert "three" not in started  # still waiting for a slot
+        await client.call_tool("job_cancel", {"job_id": one["job_id"]})  # a slot frees: three starts
+        done = (await client.call_tool("job_result", {"job_id": job, "wait_s": 20})).structured_content
+    assert done["status"] == "COMPLETED" and done["output"]["text"] == "done three"
 
 
 class _CountingRunner:
