@@ -19,7 +19,6 @@ import pytest
 from PIL import Image
 
 from core.config import UpscaleSpec
-from core.errors import ConfigError
 from providers.base import ImageAction, ImageConfig
 from providers.image import ncnn_runner, precision
 from providers.image import pull as weights_pull
