@@ -619,29 +619,14 @@ def _current_cancelled() -> bool:
     return bool(task and task.cancelling())
 
 
-def _has_omitted(value: Any) -> bool:
-    if isinstance(value, dict):
-        return "_omitted_chars" in value or any(_has_omitted(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_has_omitted(v) for v in value)
-    return False
-
-
-def _has_mask(value: Any) -> bool:
-    if isinstance(value, dict):
-        return any(_has_mask(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_has_mask(v) for v in value)
-    return isinstance(value, str) and MASK in value
-
-
 def _input_lost(value: Any) -> str | None:
     """Why a job's stored input cannot run again after a restart (None: it can). The store keeps
-    input redacted, so a job resumed from it would fetch a signed URL without its signature or
-    run a task with its secret masked: a different job."""
-    if _has_omitted(value):
+    input redacted and huge strings as stubs (``jobstore.storable``), so a job resumed from it would
+    fetch a signed URL without its signature or run a task with its secret masked: a different job."""
+    stored = json.dumps(value, ensure_ascii=False)  # the row's JSON: one scan for either mark
+    if '"_omitted_chars":' in stored:
         return "the server restarted and this job's inline input was too large to keep; submit it again with a storage key"
-    if _has_mask(value):
+    if MASK in stored:
         return ("the server restarted before this job finished, and its input held a secret (a signed URL, a key or a"
                 " password), which is never written to disk; submit it again")
     return None
