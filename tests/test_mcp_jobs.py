@@ -541,3 +541,12 @@ async def test_shutdown_cancels_the_jobs_then_closes_while_the_closers_own_tasks
     await jobs.stop(final)  # raised CancelledError before
     assert seen == ["job cancelled: True, worker running: True", "pool closed"]
     assert tasks["straggler"].cancelled()
+
+
+def test_what_a_stored_input_lost_is_said_for_each_mark() -> None:
+    from mcp_server.jobs import _input_lost
+    from mcp_server.jobstore import storable
+
+    assert _input_lost(storable({"task": "Design a task-management-system"})) is None
+    assert "too large to keep" in str(_input_lost(storable({"images": [{"image": "A" * 1_000_001}]})))
+    assert "held a secret" in str(_input_lost(storable({"url": "https://h/x?X-Amz-Signature=abcdef123456"})))
