@@ -24,14 +24,29 @@ from graphs.research.passages import (
 )
 from graphs.research.queries import useful_sub_queries
 
-#: passages quoted under each sub-question, by depth
-PER_QUERY = {"quick": 2, "standard": 3, "deep": 3}
+#: passages quoted under each sub-question, by depth, at most: fewer when the rest are off the
+#: point (``_section``); the question's own section one more
+PER_QUERY = {"quick": 3, "standard": 4, "deep": 4}
 #: a quoted passage is trimmed to the best run of sentences that fits this
 MAX_QUOTE_CHARS = 600
 OPENING_SENTENCES = 2
+#: after a section's first item, a passage is quoted only when BM25 scores it at least this share
+#: of the section's best, and it says as many of the section's words as the opening asks
+CLOSE_TO_BEST = 0.35
 NO_ANSWER = "The sources found do not answer this question."
 _LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
-_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+")
+_HEADING = re.compile(r"^\s{0,3}#{1,6}(?:\s|$)")
+#: a line that only underlines or overlines a heading (Markdown's setext ``===`` and ``---``, RST's
+#: marks), or a Markdown thematic break; fences (``~~~``, backticks) are read before this
+_UNDERLINE = re.compile(r"^([=\-^*+#_])\1{2,}$")
+#: a code fence line: its mark and the rest of the line (an info string, or nothing on a close)
+_FENCE = re.compile(r"^[ ]{0,3}(`{3,}|~{3,})(.*)$")
+#: what marks a snippet's sentence as code or table cells flattened onto one line by the search engine
+_FLAT_CODE = re.compile(r"`{3}|~{3}|\s\|\s")
+#: a fenced code block flattened into a line, or a URL: no words a sentence says
+_LINK_OR_CODE = re.compile(r"(`{3,}|~{3,}).*?(?:\1|$)|\b[a-z][a-z0-9+.-]*://\S+")
+#: where an over-long sentence may be cut: after . ; ! or ? and a space, whatever follows
+_CLAUSE_END = re.compile(r"(?<=[.;!?])\s+")
 
 
 def _section_heading(section: str, *, first: bool) -> str:
@@ -45,6 +60,11 @@ def _section_heading(section: str, *, first: bool) -> str:
 def flatten(text: str, code_fence: str | None = None) -> str:
     """A passage as one line of prose: headings, list markers and table rows off, list items ended.
 
+    A heading inside a passage (an ATX ``## ...`` line, or a line underlined with ``===`` or
+    ``---`` as setext Markdown and RST write one) is left out and the text before it ended: joined
+    to the next paragraph, "Results and traces Every job result carries..." reads as one sentence.
+    Lines inside a fenced code block are code: a ``# comment`` there is no heading.
+
     A table row (a line starting with ``|``) is no sentence: its cells joined would be quoted as
     one, cited, and read as prose.
 
@@ -56,19 +76,70 @@ def flatten(text: str, code_fence: str | None = None) -> str:
     that its closing fence closes it), and its first lines read as code, not as an uncited sentence.
     """
     out = code_fence or ""
-    for line in text.splitlines():
-        line = _HEADING.sub("", line).strip()
+    fence = code_fence  # the mark of the code block the line is in; None in prose
+    heading_from: int | None = None  # where the last prose line starts in ``out``, if it may be a heading
+    for raw in text.splitlines():
+        line = raw.strip()
+        after = _fence_after(fence, raw)
+        if fence is not None or after is not None:  # code, or a fence line
+            fence, heading_from = after, None
+            out = f"{out} {line}" if out and line else out or line
+            continue
         if not line or line.startswith("|"):
+            heading_from = None
+            continue
+        if _HEADING.match(line) or _UNDERLINE.match(line):
+            if _UNDERLINE.match(line) and heading_from is not None:
+                out = out[:heading_from].rstrip()  # the line above it was a heading
+            out, heading_from = _ended(out), None
             continue
         item = _LIST_ITEM.match(line)
         if item:
             line = line[item.end():]
-            if out and out[-1] not in ".!?:;":
-                out += "."
+            out = _ended(out)
+        heading_from = len(out)
         out = f"{out} {line}" if out else line
-    if out.count("```") % 2:  # the passage ends inside a code block: closed here, or the quote's
-        out += " ```"  # open fence would swallow the rest of the report, Sources included
+    if fence is not None:  # the passage ends inside a code block: closed here, or the quote's
+        out += f" {fence}"  # open fence would swallow the rest of the report, Sources included
+    elif out.count("```") % 2:  # a fence inside a line (a snippet flattened by the search engine)
+        out += " ```"
     return " ".join(out.split())
+
+
+def _fence_after(fence: str | None, line: str) -> str | None:
+    """The open code fence after ``line``, given the one before it (``None``: prose): a backtick
+    fence's info string holds no backtick, and a close is a bare mark of the same kind, as long."""
+    found = _FENCE.match(line)
+    if not found:
+        return fence
+    mark, rest = found.group(1), found.group(2)
+    if fence is None:
+        return mark if mark[0] == "~" or "`" not in rest else None
+    return None if mark[0] == fence[0] and len(mark) >= len(fence) and not rest.strip() else fence
+
+
+def _ended(text: str) -> str:
+    """``text`` ended as a sentence, so the next line does not run into it."""
+    return f"{text}." if text and text[-1] not in ".!?:;" else text
+
+
+def quotable_snippet(snippet: str, title: str = "") -> str:
+    """The whole sentences of a search snippet, the rest left out.
+
+    A snippet is the search engine's cut of a page: it may begin and end mid-sentence (marked
+    ``…``), begin with the page's title run into its first paragraph ("runpod-swarm: project
+    overview runpod-swarm is a modular..."), and hold code or table cells flattened onto one line.
+    Quoted, each of those reads as a garbled sentence, yet counts as supported (the snippet holds it).
+    """
+    text = " ".join(snippet.split())
+    if title and text.startswith(f"{title} "):
+        text = text[len(title) + 1:]
+    sentences = sentences_of(text)
+    if sentences and sentences[0].startswith("…"):
+        sentences = sentences[1:]
+    if sentences and sentences[-1].endswith("…"):
+        sentences = sentences[:-1]
+    return " ".join(s for s in sentences if not _FLAT_CODE.search(s))
 
 
 def _cite(sentence: str, source_id: int) -> str:
@@ -85,29 +156,44 @@ def _hits(sentence: str, terms: set[str]) -> int:
     return len(terms & set(content_stems(sentence)))
 
 
+def _said(text: str, terms: set[str]) -> set[str]:
+    """The ``terms`` that ``text`` says in words: not in a link target or a fenced code block
+    ("library" in ``docs.python.org/library/pyexpat.html`` is no word of the sentence)."""
+    return terms & set(content_stems(_LINK_OR_CODE.sub(" ", text)))
+
+
 def _trim(sentences: Sequence[str], terms: set[str]) -> list[str]:
-    """The run of consecutive sentences with most query terms that fits ``MAX_QUOTE_CHARS``."""
+    """The run of consecutive sentences with most query terms that fits ``MAX_QUOTE_CHARS``.
+
+    A sentence longer than that (a run of badges, links and code the splitter found no sentence
+    end in) is read as its pieces ending at ``.``, ``;``, ``!`` or ``?``, and quoted as the part of
+    it the run holds; a piece still too long is left out: cut at a word, it would be quoted as
+    half a sentence ending in "…"."""
+    pieces = [(n, p) for n, s in enumerate(sentences)
+              for p in ([s] if len(s) <= MAX_QUOTE_CHARS else _CLAUSE_END.split(s)) if len(p) <= MAX_QUOTE_CHARS]
     best: tuple[int, int, int] = (-1, 0, 0)  # hits, -start, end
-    for start in range(len(sentences)):
+    for start in range(len(pieces)):
         used, end = 0, start
-        while end < len(sentences) and (used + len(sentences[end]) <= MAX_QUOTE_CHARS or end == start):
-            used += len(sentences[end]) + 1
+        while end < len(pieces) and used + len(pieces[end][1]) <= MAX_QUOTE_CHARS:
+            used += len(pieces[end][1]) + 1
             end += 1
-        hits = sum(_hits(s, terms) for s in sentences[start:end])
+        hits = sum(_hits(p, terms) for _, p in pieces[start:end])
         if (hits, -start) > best[:2]:
             best = (hits, -start, end)
-    start, end = -best[1], best[2]
-    chosen = list(sentences[start:end])
-    if len(chosen) == 1 and len(chosen[0]) > MAX_QUOTE_CHARS:
-        chosen[0] = chosen[0][:MAX_QUOTE_CHARS].rsplit(" ", 1)[0] + " …"
-    return chosen
+    quote: dict[int, str] = {}
+    for n, piece in pieces[-best[1]:best[2]]:  # a sentence's pieces joined again: one quote, one [n]
+        quote[n] = f"{quote[n]} {piece}" if n in quote else piece
+    return list(quote.values())
 
 
 def _pool(sources: Sequence[Mapping[str, Any]], passages: Mapping[str, Sequence[Passage]]) -> list[tuple[int, str]]:
     pool: list[tuple[int, str]] = []
     for source in sources:
         sid = int(source["id"])
-        for passage in passages.get(str(sid)) or [snippet_passage(str(source.get("snippet", "")))]:
+        read = passages.get(str(sid))
+        if not read:  # not read: what its search snippet holds of whole sentences
+            read = [snippet_passage(quotable_snippet(str(source.get("snippet", "")), str(source.get("title") or "")))]
+        for passage in read:
             # a passage split by an earlier version has code_open and no code_fence: backticks then
             text = flatten(passage["text"], passage.get("code_fence") or ("```" if passage.get("code_open") else None))
             if text:
@@ -115,38 +201,77 @@ def _pool(sources: Sequence[Mapping[str, Any]], passages: Mapping[str, Sequence[
     return pool
 
 
-def _ranked(query: str, pool: Sequence[tuple[int, str]]) -> list[int]:
+def _ranked(query: str, pool: Sequence[tuple[int, str]]) -> list[tuple[int, float]]:
+    """``(pool index, BM25 score)`` of each passage that shares a term with ``query``, best first."""
     scores = bm25_scores(query, [text for _, text in pool])
-    return [i for i in sorted(range(len(pool)), key=lambda i: (-scores[i], i)) if scores[i] > 0]
+    return [(i, scores[i]) for i in sorted(range(len(pool)), key=lambda i: (-scores[i], i)) if scores[i] > 0]
 
 
-def opening_floor(terms: set[str]) -> int:
-    """How many of the question's terms a sentence must share to open the report as its answer:
-    one for a short question (up to three terms: "How does the fallback work?"), else two, and
-    30% of them for a long one. A passage that BM25 ranks first may share one word of a long
-    question with it and answer nothing."""
-    return 1 if len(terms) <= 3 else max(2, round(0.3 * len(terms)))
+def opening_floor(words: set[str]) -> int:
+    """How many of the question's words (``content_stems``: single words, not the joined pairs
+    ``query_terms`` adds for matching) a sentence must share to open the report as its answer:
+    one for a short question (up to three words: "How does the fallback work?"), else two, and
+    30% of them, rounded up, for a long one. A passage that BM25 ranks first may share one word
+    of a long question with it and answer nothing; the joined pairs ("keepre", "asyncj") are no
+    words a sentence can be asked to hold."""
+    return 1 if len(words) <= 3 else max(2, -(-3 * len(words) // 10))
 
 
 def _opening(question: str, pool: Sequence[tuple[int, str]], used: set[str]) -> list[str]:
-    """The best sentence of each of the top passages for the whole question, other sources first;
-    none that shares fewer than ``opening_floor`` of its terms (then the report says the sources
-    found do not answer it, and still quotes what they say under each search)."""
+    """The best sentence of each of the top passages for the whole question, other sources
+    first, then, while there is room, another sentence of those passages that holds words of the
+    question the opening lacks (a question of two parts answered by one passage); none that
+    shares fewer than ``opening_floor`` of its words (then the report says the sources found do
+    not answer it, and still quotes what they say under each search)."""
     terms = query_terms(question)
-    floor = opening_floor(terms)
-    ranked = _ranked(question, pool)
+    floor = opening_floor(set(content_stems(question)))
+    ranked = [i for i, _ in _ranked(question, pool)]
     by_source: dict[int, int] = {}
     for i in ranked:
         by_source.setdefault(pool[i][0], i)
     picks = list(by_source.values())[:OPENING_SENTENCES] or ranked[:OPENING_SENTENCES]
-    opening = []
+    chosen: list[tuple[int, str]] = []
+    more: list[tuple[int, str]] = []  # the other sentences of the picked passages that reach the floor
     for i in picks:
         sid, text = pool[i]
-        sentence = max(sentences_of(text), key=lambda s: (_hits(s, terms), -len(s)), default="")
-        if sentence and _hits(sentence, terms) >= floor and normalise(sentence) not in used and len(sentence) <= MAX_QUOTE_CHARS:
-            used.add(normalise(sentence))
-            opening.append(_cite(sentence, sid))
-    return opening
+        fit = [s for s in sentences_of(text) if normalise(s) not in used and len(s) <= MAX_QUOTE_CHARS]
+        fit = sorted((s for s in fit if len(_said(s, terms)) >= floor), key=lambda s: (-len(_said(s, terms)), len(s)))
+        chosen += [(sid, s) for s in fit[:1]]
+        more += [(sid, s) for s in fit[1:]]
+    covered = {t for _, s in chosen for t in _said(s, terms)}
+    for sid, sentence in more:
+        if len(chosen) < OPENING_SENTENCES and _said(sentence, terms) - covered:
+            chosen.append((sid, sentence))
+            covered |= _said(sentence, terms)
+    used.update(normalise(s) for _, s in chosen)
+    return [_cite(s, sid) for sid, s in chosen]
+
+
+def _section(query: str, terms: set[str], pool: Sequence[tuple[int, str]], wanted: int,
+             used: set[str], taken: set[int]) -> list[str]:
+    """Up to ``wanted`` quotes for one section, best passage first: the first always, each other
+    only if BM25 scores it close to the first (``CLOSE_TO_BEST``) and it says ``opening_floor``
+    of the query's words: a fixed count of items padded a short answer with passages that share
+    a common word or two with the question and answer nothing. A passage left out stays free for
+    a later section, whose search it may answer."""
+    floor = opening_floor(set(content_stems(query)))
+    items: list[str] = []
+    best = 0.0
+    for i, score in _ranked(query, pool):
+        sid, text = pool[i]
+        fresh = [s for s in sentences_of(text) if normalise(s) not in used]
+        quote = _trim(fresh, terms) if i not in taken else []
+        if not quote:
+            continue
+        best = best or score
+        if items and (score < CLOSE_TO_BEST * best or len(_said(" ".join(quote), terms)) < floor):
+            continue
+        taken.add(i)
+        used.update(normalise(s) for s in quote)
+        items.append("- " + " ".join(_cite(s, sid) for s in quote))
+        if len(items) == wanted:
+            break
+    return items
 
 
 def extractive_report(
@@ -154,7 +279,7 @@ def extractive_report(
     sub_questions: Sequence[str],
     sources: Sequence[Mapping[str, Any]],
     passages: Mapping[str, Sequence[Passage]],
-    per_query: int = 2,
+    per_query: int = 3,
 ) -> str:
     """The report in the sources' own words.
 
@@ -164,10 +289,10 @@ def extractive_report(
         sub_questions: one section each after the question's, unless ``junk_reason`` refuses
             one (code, a repeated word, nothing the question or an earlier one lacks);
             passages are not repeated across sections.
-        sources: the ranked sources (``id``, ``snippet``).
+        sources: the ranked sources (``id``, ``title``, ``snippet``).
         passages: source id (as a string) -> passages read from it; a source without any is
-            represented by its search snippet.
-        per_query: passages quoted under each section.
+            represented by the whole sentences of its search snippet.
+        per_query: passages quoted under each section, at most (fewer when the rest are off the point).
     """
     pool = _pool(sources, passages)
     used: set[str] = set()
@@ -183,18 +308,7 @@ def extractive_report(
         lines += ["", _section_heading(section, first=i_section == 0), ""]
         wanted = per_query + 1 if i_section == 0 else per_query  # the question's own section goes deepest
         terms = query_terms(section if i_section == 0 else f"{section} {question}")
-        items: list[str] = []
-        for i in _ranked(section, pool):
-            sid, text = pool[i]
-            fresh = [s for s in sentences_of(text) if normalise(s) not in used]
-            if i in taken or not fresh:
-                continue
-            taken.add(i)
-            quote = _trim(fresh, terms)
-            used.update(normalise(s) for s in quote)
-            items.append("- " + " ".join(_cite(s, sid) for s in quote))
-            if len(items) == wanted:
-                break
+        items = _section(section, terms, pool, wanted, used, taken)
         if items or i_section:
             lines += items or ["No passage found answers this sub-question."]
         else:  # the opening quoted all the question's passages had to say

@@ -46,11 +46,33 @@ STOPWORDS = frozenset(
 )
 
 
+#: irregular past forms read as their verb ("Results are kept" answers "how long does it keep");
+#: only forms that rarely mean anything else ("left", "bound", "saw" are not here)
+_IRREGULAR = {
+    form: verb
+    for verb, forms in {
+        "keep": "kept", "hold": "held", "run": "ran", "build": "built", "send": "sent", "spend": "spent",
+        "make": "made", "write": "wrote written", "choose": "chose chosen", "give": "gave given",
+        "take": "took taken", "show": "shown", "know": "knew known", "begin": "began begun",
+        "break": "broke broken", "hide": "hid hidden", "feed": "fed", "lead": "led", "meet": "met",
+        "sell": "sold", "tell": "told", "think": "thought", "catch": "caught", "bring": "brought",
+        "buy": "bought", "teach": "taught", "stand": "stood", "understand": "understood",
+        "draw": "drew drawn", "grow": "grew grown", "throw": "threw thrown", "freeze": "froze frozen",
+        "speak": "spoke spoken", "forget": "forgot forgotten", "drive": "drove driven", "lose": "lost",
+        "find": "found", "pay": "paid", "say": "said", "go": "went gone", "see": "seen", "fall": "fell fallen",
+        "feel": "felt", "mean": "meant", "seek": "sought", "deal": "dealt",
+    }.items()
+    for form in forms.split()
+}
+
+
 def stem(word: str) -> str:
-    """A light stem: one common suffix off, then the first six letters (fails/failed -> fail,
-    providers/provided -> provid, checkpointer/checkpoints -> checkp)."""
+    """A light stem: an irregular past form as its verb (kept -> keep), else one common suffix
+    off, then the first six letters (fails/failed -> fail, providers/provided -> provid,
+    checkpointer/checkpoints -> checkp)."""
     if word.isdigit():
         return word
+    word = _IRREGULAR.get(word, word)
     for suffix in _SUFFIXES:
         if word.endswith(suffix) and len(word) - len(suffix) >= 3:
             word = word[: -len(suffix)] + ("y" if suffix in ("ies", "ied") else "")

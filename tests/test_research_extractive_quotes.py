@@ -1,0 +1,125 @@
+"""What the extractive report quotes: the opening answers a long question whose answer the
+sources hold, and no bullet is a garbled piece of a page (a heading run into its paragraph, half
+a sentence, code cut by a search snippet) or a passage that only shares a common word with the
+question."""
+
+from __future__ import annotations
+
+from graphs.research.extractive import NO_ANSWER, extractive_report, flatten, opening_floor, quotable_snippet
+from graphs.research.grounding import ground
+from graphs.research.passages import content_stems, snippet_passage, split_passages, stem
+
+RUNPOD = (
+    "# RunPod Serverless: jobs, states and limits\n\n"
+    "A RunPod Serverless endpoint runs a worker image on demand. The worker's handler receives one job\n"
+    "at a time and returns a JSON-serializable result.\n\n"
+    "## Job states\n\n"
+    "`IN_QUEUE` -> `IN_PROGRESS` -> one of `COMPLETED`, `FAILED`, `CANCELLED`, `TIMED_OUT`.\n"
+    "Results of async jobs are kept for 30 minutes, of `runsync` jobs for 1 minute. The default\n"
+    "execution timeout is 600 s. If a handler raises, the SDK puts the exception text and traceback in\n"
+    "the job result.\n"
+)
+CONFIG = (
+    "# Providers and config\n\n"
+    "A running MCP server or worker re-reads the config file before the next job when it changed. An edit\n"
+    "that fails validation is refused and logged, and the last good config keeps serving.\n"
+)
+KEEP_QUESTION = "How long does RunPod keep the results of async jobs, and what is the default execution timeout?"
+
+
+def _opening(report: str) -> str:
+    return report.split("## What the sources say")[0]
+
+
+def _bullets(report: str) -> list[str]:
+    return [line for line in report.splitlines() if line.startswith("- ")]
+
+
+def test_the_opening_quotes_both_answers_to_a_long_two_part_question():
+    """The reviewer's question: 9 words, but the joined pairs query_terms adds ("keepre",
+    "asyncj", ...) made 13 terms and a floor of 4, and "kept" did not match "keep": the opening
+    said the sources do not answer while the first bullet quoted both answers."""
+    passages = {"1": split_passages(RUNPOD), "2": split_passages(CONFIG)}
+    report = extractive_report(KEEP_QUESTION, [], [{"id": 1}, {"id": 2}], passages)
+    opening = _opening(report)
+    assert NO_ANSWER not in report
+    assert "Results of async jobs are kept for 30 minutes" in opening and "execution timeout is 600 s" in opening
+    assert "config" not in opening  # "keeps serving" and "job" do not make an answer
+    checked = ground(report, {1: passages["1"], 2: passages["2"]})
+    assert checked.support == 1.0 and not checked.unsupported
+
+
+def test_the_floor_counts_the_questions_words_and_kept_is_keep():
+    words = set(content_stems(KEEP_QUESTION))
+    assert len(words) == 9 and opening_floor(words) == 3
+    assert stem("kept") == stem("keep") == stem("keeps") and stem("written") == stem("write")
+    assert opening_floor(set("abcdefg")) == 3  # 30% of 7, rounded up: two words of a long question are not enough
+
+
+def test_a_heading_inside_a_passage_is_left_out_not_run_into_the_text():
+    text = "Tools report progress per stage\n### Progress and long jobs\nClaude Desktop waits about 60 seconds."
+    assert flatten(text) == "Tools report progress per stage. Claude Desktop waits about 60 seconds."
+    rst = "Installation\n============\n\nInstall it with pip.\n\nUsage\n-----\nCall it."
+    assert flatten(rst) == "Install it with pip. Call it."
+    # in code, a "# comment" is code, and "---" is no heading underline
+    code = "Run it:\n\n```bash\n# install first\npip install x\n---\n```"
+    assert flatten(code) == "Run it: ```bash # install first pip install x --- ```"
+
+
+def test_a_search_snippet_is_quoted_by_whole_sentences_only():
+    """The local index's snippet of a page that was not read: its title run into the first
+    paragraph, a last sentence cut ("web search …"), and one that starts in a code block."""
+    title = "runpod-swarm: project overview"
+    snippet = (f"{title} runpod-swarm is a modular AI swarm that runs as a RunPod worker. Every external"
+               " dependency (chat models, web search …")
+    assert quotable_snippet(snippet, title) == "runpod-swarm is a modular AI swarm that runs as a RunPod worker."
+    code = ('… config.yaml"}}}} ``` API keys go into the `env` block. The research tool `research(question)`:'
+            " - `question`: what …")
+    assert quotable_snippet(code) == ""
+    sources = [{"id": 1, "title": title, "snippet": snippet}, {"id": 2, "title": "MCP usage", "snippet": code}]
+    report = extractive_report("What is runpod-swarm, and which modular AI swarm worker does it run?", [], sources, {})
+    assert "runpod-swarm is a modular AI swarm that runs as a RunPod worker [1]." in report
+    assert "project overview runpod-swarm" not in report and "…" not in report and "```" not in report
+    assert "[2]" not in report
+    checked = ground(report, {s["id"]: [snippet_passage(s["snippet"])] for s in sources})  # as the checker reads them
+    assert checked.support == 1.0 and not checked.unsupported
+
+
+def test_an_over_long_sentence_is_quoted_up_to_a_clause_end_never_cut_mid_sentence():
+    """An RST README's badges and link targets hold no sentence end the splitter takes: the quote
+    was the "sentence"'s first 600 characters and " …", a fragment counted as supported."""
+    badges = "\n".join(f".. image:: https://img.shields.io/pypi/{kind}/xxhash.svg\n   :target: https://pypi.org/project/xxhash/"
+                       for kind in ("v", "l", "pyversions", "wheel"))
+    text = (f"{badges}\n.. _xxHash: https://github.com/Cyan4973/xxHash\nxxhash is a Python binding for the xxHash_"
+            " library by `Yann Collet`__.\n__ Cyan4973_\nInstallation: `pip install xxhash`, or from the source with a"
+            " compiler and the `XXHASH_LINK_SO` variable set for the shared library in use\n")
+    passages = {"1": split_passages(text)}
+    report = extractive_report("What is xxhash a Python binding for?", [], [{"id": 1}], passages)
+    (bullet,) = _bullets(report)
+    assert bullet.endswith("library by `Yann Collet`__ [1].") and "…" not in bullet, bullet
+    checked = ground(report, {1: passages["1"]})
+    assert checked.support == 1.0
+
+
+LOCKY = (
+    "# Locky\n\nLocky takes file locks on Linux, macOS and Windows with one call.\n\n"
+    "## Remote locks\n\nLocky coordinates locks across machines through a Redis server.\n\n"
+    "## Changelog\n\nVersion 2 dropped Python 3.8 support and renamed the package.\n"
+)
+OTHERS = {
+    "2": "# Hashy\n\nHashy is a hashing library; its operating mode is chosen at build time.\n",
+    "3": "# Webby\n\nWebby serves web pages; machines behind a proxy need a trusted header.\n",
+    "4": "# Tomly\n\nTomly reads TOML files and supports the current format version.\n",
+}
+
+
+def test_a_section_quotes_no_passage_that_only_shares_a_common_word_with_the_question():
+    """The items of a section were a fixed count: any passage sharing one word ("machines",
+    "operating", "support") with the question filled the list."""
+    question = "Which operating systems does Locky support, and how does it coordinate locks across machines?"
+    passages = {"1": split_passages(LOCKY), **{k: split_passages(v) for k, v in OTHERS.items()}}
+    sources = [{"id": int(k)} for k in passages]
+    report = extractive_report(question, [], sources, passages)
+    assert "Linux, macOS and Windows" in report and "through a Redis server" in report
+    for padding in ("Hashy", "Webby", "Tomly", "Version 2 dropped"):
+        assert padding not in report, report
