@@ -162,3 +162,13 @@ async def test_an_index_of_the_older_layout_is_rebuilt_not_misread(corpus, tmp_p
     titles = [r.title for r in await backend.search("checkpointer")]
     assert titles == ["LangGraph checkpoints"]
     assert build_index([corpus], index).unchanged == 3
+
+
+def test_a_snippet_drops_its_heading_lines_so_no_title_runs_into_a_sentence() -> None:
+    from providers.search.local_index import _snippet_text
+
+    assert _snippet_text("…the end.\n\n## Progress and long jobs\nTools report progress. …") == (
+        "…the end. Tools report progress. …"
+    )
+    assert _snippet_text("## Only a heading") == "Only a heading"  # nothing else: the heading stays
+    assert _snippet_text("a # mark mid-line") == "a mark mid-line"

@@ -41,6 +41,17 @@ _STOPWORDS = frozenset(
 )
 _MAX_QUERY_TERMS = 32
 _HEADING_MARK = re.compile(r"(?:^|(?<=\s))#{1,6}\s")
+_HEADING_LINE = re.compile(r"^[ \t]*#{1,6}[ \t][^\n]*(?:\n|$)", re.MULTILINE)
+
+
+def _snippet_text(raw: str) -> str:
+    """A snippet as one line, without its Markdown heading lines: a heading's text run into the
+    paragraph under it reads as one garbled sentence ("Progress and long jobs Tools report ...").
+    A snippet that is only headings keeps their text."""
+    body = _HEADING_LINE.sub(" ", raw)
+    if not body.strip(" …\n"):
+        body = raw
+    return " ".join(_HEADING_MARK.sub(" ", body).split())
 #: the best page of each document is chosen among its matching pages (FTS5's bm25() cannot be
 #: aggregated directly, hence the materialized step)
 _BEST_PAGES = """
@@ -173,7 +184,7 @@ class LocalIndexSearch:
             path, title, pages = docs[doc]
             page = row % PAGE_SLOTS
             url = Path(path).as_uri() + (f"#page={page}" if pages and page else "")
-            snippet = " ".join(_HEADING_MARK.sub(" ", str(snippets.get(row, ""))).split())
+            snippet = _snippet_text(str(snippets.get(row, "")))
             results.append(SearchResult(url=url, title=title, snippet=snippet, source=self.name, score=round(-rank, 4)))
         return results
 
