@@ -16,19 +16,24 @@ set is the reference every other is scored and timed against.
 Each candidate is measured on its own: one that raises (bf16 on a torch without bf16 kernels, an
 ncnn extract error) is dropped and named in the why-text, and the others still decide; only the
 reference failing is an error. A candidate slower than ``DROP_SLOWER_THAN`` x the reference in
-the first timed round is dropped there (a bound on emulated or pathological paths; a call that
-never returns cannot be bounded in-thread). The speed-up is the median over rounds of the
-reference's time over the candidate's in the same round: a round disturbed by another process
-moves one ratio, not the choice.
+the first timed round is dropped there (a bound on emulated or pathological paths). A whole
+measurement has ``MEASURE_BUDGET_S``, checked before each run: once spent, the candidates not yet
+timed are dropped, named in the why-text, and the rounds done decide. A run that never returns
+(a hang in native code) cannot be bounded in-thread: only a subprocess could, and the models live
+in this one. The speed-up is the median over rounds of the reference's time over the candidate's
+in the same round: a round disturbed by another process moves one ratio, not the choice.
 
 The decision is kept in ``precision.json`` in the state folder (``decisions_file``; the models
 folder may be baked into an image, where a decision would be lost at every cold start), keyed by
 architecture, CPU model and identification, usable cores, the flags that matter, model name,
 runtime versions and the rules (floor, ``MIN_SPEEDUP``, ``MEASURE_REVISION``): the measurement runs
-once per machine. The load average and core count at the measurement are in the entry and the
-why-text; a decision measured under heavy load (1-minute load above the core count) is used by
-this process only and measured again at the next start. A corrupt or unwritable cache is logged
-and measured again; it never fails an upscale.
+once per machine. Processes measuring at once on one machine would time each other's load: a
+measurement holds a lock per machine (``DecisionCache.measuring``), and a process that waited for
+it reads the cache again and takes the holder's decision (see ``AutoPrecision``). The load average
+and core count at the measurement are in the entry and the why-text; a decision measured under
+heavy load (1-minute load above the core count) is used by this process only and measured again
+at the next start. A corrupt or unwritable cache is logged and measured again; it never fails an
+upscale.
 
 Nothing here imports torch; numpy and Pillow are imported when images are made.
 """
@@ -36,7 +41,6 @@ Nothing here imports torch; numpy and Pillow are imported when images are made.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import re
 import statistics
@@ -50,7 +54,7 @@ from typing import TYPE_CHECKING, Any
 from core.redact import redact
 from providers.image.cpu import CpuInfo, named_flags, read_cpu_info, usable_cpus
 from providers.image.precision_cache import DecisionCache
-from providers.image.precision_probes import probe_images
+from providers.image.precision_probes import Floor, Metric, probe_images, psnr
 
 if TYPE_CHECKING:
     import numpy as np
@@ -89,38 +93,13 @@ DROP_SLOWER_THAN = 3.0
 #: changes when how candidates are measured or chosen changes: part of the cache key
 #: (2: median of paired per-round ratios, failures and slow candidates dropped, load recorded)
 MEASURE_REVISION = "measure 2"
+#: wall-clock seconds one measurement may take; spent, the candidates not yet timed are dropped
+MEASURE_BUDGET_S = 120.0
+#: how long a process waits for another's measurement on this machine before running the reference
+WAIT_FOR_MEASUREMENT_S = 300.0
 
 #: runs the model at a precision on one uint8 HxWx3 image, returning its uint8 output
 RunFn = Callable[[str, "np.ndarray"], "np.ndarray"]
-
-
-@dataclass(frozen=True)
-class Metric:
-    """One accuracy metric of a floor: its bound, and whether higher or lower is better."""
-
-    name: str  # the key in ``Decision.measured`` rows: ``<name>_<probe image>``
-    label: str  # how the why-text names it: ``PSNR``
-    unit: str  # `` dB``
-    bound: float
-    higher_is_better: bool = True
-
-    def worst(self, values: list[float]) -> float:
-        return min(values) if self.higher_is_better else max(values)
-
-    def passes(self, value: float) -> bool:
-        return value >= self.bound if self.higher_is_better else value <= self.bound
-
-    def text(self, value: float) -> str:
-        return f"{self.label} {value:.{1 if abs(value) >= 10 else 3}f}{self.unit}"
-
-
-@dataclass(frozen=True)
-class Floor:
-    """An accuracy floor: ``score(reference, output)`` gives each metric's value on one image;
-    a candidate passes when every metric's worst value over the probe images is within bound."""
-
-    metrics: tuple[Metric, ...]
-    score: Callable[[np.ndarray, np.ndarray], dict[str, float]]
 
 
 def psnr_floor() -> Floor:
@@ -153,25 +132,34 @@ class Decision:
         return f"{self.precision} ({self.why})"
 
 
-def psnr(reference: np.ndarray, output: np.ndarray) -> float:
-    """Peak signal-to-noise ratio of ``output`` against ``reference`` (uint8), in dB."""
-    import numpy as np
+class Budget:
+    """``seconds`` on ``clock`` from when it is made; ``spent()`` is checked before each run."""
 
-    mse = float(np.mean((reference.astype(np.float64) - output.astype(np.float64)) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
+    def __init__(self, seconds: float, clock: Callable[[], float]) -> None:
+        self.seconds, self.clock, self.started = seconds, clock, clock()
+
+    def spent(self) -> bool:
+        return self.clock() - self.started > self.seconds
+
+    def why(self, name: str) -> str:
+        return f"{name} not measured: the {self.seconds:g} s measuring budget ran out"
 
 
 def measure(run: RunFn, candidates: list[str], images: dict[str, np.ndarray], *, rounds: int = 3,
-            timer: Callable[[], float] = time.perf_counter, floor: Floor | None = None) -> Decision:
+            timer: Callable[[], float] = time.perf_counter, floor: Floor | None = None,
+            budget_s: float | None = None, clock: Callable[[], float] = time.monotonic) -> Decision:
     """Score and time each candidate on ``images`` and choose the fastest within ``floor``
     (default ``psnr_floor()``).
 
     Each candidate first runs once untimed, its output scored against the reference's
     (``candidates[0]``); then ``rounds`` interleaved timed rounds. A candidate that raises is
     dropped and named in the why-text; so is one ``DROP_SLOWER_THAN`` x slower than the reference
-    in the first round. The reference raising is an error: it propagates.
+    in the first round. The reference raising is an error: it propagates. Once ``budget_s``
+    (``MEASURE_BUDGET_S``) seconds on ``clock`` have passed, no run starts: a candidate without a
+    score and a whole timed round is dropped, named, and the rounds done decide.
     """
     floor = floor or psnr_floor()
+    budget = Budget(MEASURE_BUDGET_S if budget_s is None else budget_s, clock)
     reference, labels = candidates[0], list(images)
     expected = {label: run(reference, image) for label, image in images.items()}
     scores: dict[str, dict[str, float]] = {}
@@ -180,11 +168,15 @@ def measure(run: RunFn, candidates: list[str], images: dict[str, np.ndarray], *,
         try:
             scores[name] = {}
             for label, image in images.items():
+                if budget.spent():
+                    dropped[name] = budget.why(name)
+                    break
                 values = floor.score(expected[label], run(name, image))
                 scores[name].update({f"{metric}_{label}": round(value, 4) for metric, value in values.items()})
         except Exception as exc:  # a broken candidate is dropped; the others still decide
             dropped[name] = failure(name, exc)
-    times = _timed_rounds(run, [n for n in candidates if n not in dropped], images, rounds, timer, dropped)
+    names = [n for n in candidates if n not in dropped]
+    times = _timed_rounds(run, names, images, rounds, timer, dropped, budget)
     measured: dict[str, dict[str, float]] = {}
     for name, took in times.items():
         ratios = [ref / mine if mine > 0 else 1.0 for ref, mine in zip(times[reference], took, strict=False)]
@@ -194,15 +186,19 @@ def measure(run: RunFn, candidates: list[str], images: dict[str, np.ndarray], *,
 
 
 def _timed_rounds(run: RunFn, names: list[str], images: dict[str, np.ndarray], rounds: int,
-                  timer: Callable[[], float], dropped: dict[str, str]) -> dict[str, list[float]]:
+                  timer: Callable[[], float], dropped: dict[str, str],
+                  budget: Budget) -> dict[str, list[float]]:
     """Each name's seconds per round (all images), interleaved; ``names[0]`` is the reference.
-    Drops into ``dropped`` a candidate that raises or is too slow after its first round."""
+    Drops into ``dropped`` a candidate that raises or is too slow after its first round; once
+    ``budget`` is spent, stops, dropping each candidate without a whole round."""
     times: dict[str, list[float]] = {name: [] for name in names}
     for round_number in range(max(1, rounds)):
         for name in [n for n in times if n not in dropped]:
             started = timer()
             try:
                 for image in images.values():
+                    if budget.spent():
+                        return _cut(times, names[0], dropped, budget, rounds)
                     run(name, image)
             except Exception as exc:
                 if name == names[0]:
@@ -214,6 +210,19 @@ def _timed_rounds(run: RunFn, names: list[str], images: dict[str, np.ndarray], r
             if round_number == 0 and name != names[0] and slower > DROP_SLOWER_THAN:
                 dropped[name] = f"{name} dropped after one round: {slower:.1f}x slower than {names[0]}"
     return {name: took for name, took in times.items() if name not in dropped}
+
+
+def _cut(times: dict[str, list[float]], reference: str, dropped: dict[str, str], budget: Budget,
+         rounds: int) -> dict[str, list[float]]:
+    """The rounds done when ``budget`` ran out: a candidate without a whole round is dropped."""
+    for name, took in times.items():
+        if not took and name != reference and name not in dropped:
+            dropped[name] = budget.why(name)
+    kept = {name: took for name, took in times.items() if took and name not in dropped}
+    if len(kept) > 1:  # the reference and a candidate were timed, in fewer rounds than asked
+        done = min(map(len, kept.values()))
+        dropped["(rounds)"] = f"timed {done} of {rounds} rounds: the {budget.seconds:g} s budget ran out"
+    return kept
 
 
 _ADDRESS = re.compile(r"\s*\bat 0x[0-9a-fA-F]+|0x[0-9a-fA-F]{8,}")
@@ -250,13 +259,18 @@ def _choose(measured: dict[str, dict[str, float]], labels: list[str], floor: Flo
     return Decision(chosen, why, measured)
 
 
-def cache_key(cpu: CpuInfo, model: str, versions: str) -> str:
-    """One machine and model: architecture, CPU model name and identification, usable cores, the
-    flags that matter, model, runtime versions and rules (``torch 2.13.0 ...``). A key of an
-    older format is never looked up again: its entry is ignored, and measured afresh."""
+def machine_key(cpu: CpuInfo) -> str:
+    """One machine: architecture, CPU model name and identification, usable cores, the flags that matter."""
     flags = ",".join(sorted(cpu.flags & RELEVANT_FLAGS))
     ident = f" ({cpu.ident})" if cpu.ident else ""
-    return f"{cpu.arch or '?'} {cpu.model}{ident} x{cpu.cpus} [{flags}] {model} {versions}"
+    return f"{cpu.arch or '?'} {cpu.model}{ident} x{cpu.cpus} [{flags}]"
+
+
+def cache_key(cpu: CpuInfo, model: str, versions: str) -> str:
+    """One machine (``machine_key``) and model: model, runtime versions and rules
+    (``torch 2.13.0 ...``). A key of an older format is never looked up again: its entry is
+    ignored, and measured afresh."""
+    return f"{machine_key(cpu)} {model} {versions}"
 
 
 def rules(floor: Floor) -> str:
@@ -277,6 +291,14 @@ def load_average() -> float | None:
 class AutoPrecision:
     """``precision: auto`` on CPU: the cached decision, else a measurement that is then cached.
 
+    A measurement holds this machine's measurement lock (``DecisionCache.measuring``). A process
+    that finds it held (a second worker warming up, any model) waits, then reads the cache
+    again and takes the decision the holder cached, measuring nothing. It waits at most
+    ``wait_s``: a holder that long is most likely stuck in a run that never returns, so this
+    process runs the reference (``fp32``: always within the floor), says so in the trace and
+    caches nothing, and the next start measures. A holder that dies (even by SIGKILL) releases
+    the lock at once.
+
     Args:
         cache_path: the JSON file of decisions (``decisions_file()``: ``<state_dir>/precision.json``).
         cpu_info: reads the CPU (tests pass a fake).
@@ -285,17 +307,19 @@ class AutoPrecision:
         timer: the clock the candidates are timed with (tests pass a fake).
         load: the 1-minute load average before a measurement (tests pass a fixed one); a decision
             measured above the core count is not cached.
+        wait_s: how long to wait for another process's measurement (``WAIT_FOR_MEASUREMENT_S``).
     """
 
     def __init__(self, cache_path: Path, cpu_info: Callable[[], CpuInfo] = read_cpu_info, *,
                  probe_size: int = 64, rounds: int = 3, timer: Callable[[], float] = time.perf_counter,
-                 load: Callable[[], float | None] | None = None) -> None:
+                 load: Callable[[], float | None] | None = None, wait_s: float | None = None) -> None:
         self.cache_path = cache_path
         self.cpu_info = cpu_info
         self.probe_size = probe_size
         self.rounds = rounds
         self.timer = timer
         self.load = load if load is not None else load_average
+        self.wait_s = WAIT_FOR_MEASUREMENT_S if wait_s is None else wait_s
         self._cache = DecisionCache(cache_path)
         self._decided: dict[str, Decision] = {}
         self._lock = threading.Lock()
@@ -328,9 +352,21 @@ class AutoPrecision:
             if key not in self._decided:
                 cached = self._cache.load(_parse).get(key)
                 if cached is None:
-                    cached = self._measure(cpu, model, key, run, candidates, floor, probes)
+                    with self._cache.measuring(machine_key(cpu), self.wait_s) as held:
+                        # a process that waited there takes what the holder cached meanwhile
+                        cached = self._cache.load(_parse).get(key)
+                        if cached is None and not held:
+                            cached = self._not_measured(candidates[0])
+                        if cached is None:
+                            cached = self._measure(cpu, model, key, run, candidates, floor, probes)
                 self._decided[key] = cached
             return self._decided[key]
+
+    def _not_measured(self, reference: str) -> Decision:
+        log.warning("another process has been measuring on this machine for over %g s; running %s, "
+                    "the reference, and measuring at the next start", self.wait_s, reference)
+        return Decision(reference, f"auto: the reference, not measured: another process held this machine's "
+                                   f"measurement lock over {self.wait_s:g} s; measured at the next start")
 
     def _measure(self, cpu: CpuInfo, model: str, key: str, run: RunFn, candidates: list[str], floor: Floor | None,
                  probes: Callable[[], dict[str, np.ndarray]] | None) -> Decision:

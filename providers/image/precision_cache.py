@@ -6,15 +6,23 @@ around read, merge and replace (where ``fcntl`` exists), and replaces the file i
 a reader never sees half a file and no writer drops another's entry. An entry this version cannot
 read is skipped (and kept in the file for the version that wrote it); a corrupt file is logged and
 measured again. The file is created with the mode of any new file (``0o666`` less the umask).
+
+A measurement holds ``measuring``'s lock, an exclusive ``flock`` on a sidecar of its own
+(``precision.json.<machine hash>.measuring``), so processes measuring at once on one machine
+take turns instead of timing each other's load. The lock files stay (removing one races a
+waiter); the kernel releases a lock when its holder dies, killed or not.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
 import json
 import logging
 import os
 import secrets
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -58,6 +66,29 @@ class DecisionCache:
             log.warning("could not write the precision cache %s (%s); this process keeps the decision",
                         self.path, exc)
 
+    @contextlib.contextmanager
+    def measuring(self, machine: str, wait_s: float, *, poll_s: float = 0.1) -> Iterator[bool]:
+        """Hold the measurement lock of ``machine`` (a text naming this machine): yields True once
+        held, False when another process held it for ``wait_s`` seconds. Where no lock can be
+        taken (no ``fcntl``, an unwritable folder, a filesystem without ``flock``) it yields True
+        at once, logged: measuring unlocked, as before locks, beats not measuring."""
+        if fcntl is None:
+            yield True
+            return
+        digest = hashlib.sha256(machine.encode()).hexdigest()[:12]
+        lock_path = self.path.parent / f"{self.path.name}.{digest}.measuring"
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            log.warning("could not open the measurement lock %s (%s); measuring without it", lock_path, exc)
+            yield True
+            return
+        try:
+            yield _acquire(fd, lock_path, wait_s, poll_s)
+        finally:
+            os.close(fd)  # closing releases the lock
+
     def _raw(self) -> dict[str, Any]:
         try:
             raw = json.loads(self.path.read_text(encoding="utf-8"))
@@ -99,3 +130,21 @@ class DecisionCache:
             with contextlib.suppress(OSError):
                 tmp.unlink()
             raise
+
+
+def _acquire(fd: int, lock_path: Path, wait_s: float, poll_s: float) -> bool:
+    """Take an exclusive ``flock`` on ``fd``, polling (a blocking ``flock`` cannot time out):
+    False once ``wait_s`` has passed, True when taken or when the filesystem has no ``flock``."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
+                log.warning("could not lock %s (%s); measuring without the lock", lock_path, exc)
+                return True
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        time.sleep(min(poll_s, left))

@@ -1,12 +1,53 @@
-"""The probe images ``precision: auto`` measures the upscaler's candidates on: a photo-like one and
-a line-art one, fixed (seeded), made with numpy and Pillow when called."""
+"""The probe images ``precision: auto`` measures the upscaler's candidates on, a photo-like one and
+a line-art one, fixed (seeded), made with numpy and Pillow when called; and how a candidate's
+output on them is scored against the reference's (``Floor``, ``Metric``, ``psnr``)."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import numpy as np
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One accuracy metric of a floor: its bound, and whether higher or lower is better."""
+
+    name: str  # the key in ``Decision.measured`` rows: ``<name>_<probe image>``
+    label: str  # how the why-text names it: ``PSNR``
+    unit: str  # `` dB``
+    bound: float
+    higher_is_better: bool = True
+
+    def worst(self, values: list[float]) -> float:
+        return min(values) if self.higher_is_better else max(values)
+
+    def passes(self, value: float) -> bool:
+        return value >= self.bound if self.higher_is_better else value <= self.bound
+
+    def text(self, value: float) -> str:
+        return f"{self.label} {value:.{1 if abs(value) >= 10 else 3}f}{self.unit}"
+
+
+@dataclass(frozen=True)
+class Floor:
+    """An accuracy floor: ``score(reference, output)`` gives each metric's value on one image;
+    a candidate passes when every metric's worst value over the probe images is within bound."""
+
+    metrics: tuple[Metric, ...]
+    score: Callable[[np.ndarray, np.ndarray], dict[str, float]]
+
+
+def psnr(reference: np.ndarray, output: np.ndarray) -> float:
+    """Peak signal-to-noise ratio of ``output`` against ``reference`` (uint8), in dB."""
+    import numpy as np
+
+    mse = float(np.mean((reference.astype(np.float64) - output.astype(np.float64)) ** 2))
+    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
 
 
 def probe_images(size: int = 64) -> dict[str, np.ndarray]:
