@@ -53,6 +53,11 @@ class ProviderError(SwarmError):
     #: the call's own time when the backend measured it (leaving out a one-off import); else the
     #: router's clock around the call is the attempt's latency
     latency_ms: float | None = None
+    #: what a call that answered unusably (nothing but reasoning, an empty answer) was billed: the
+    #: router puts it on the failed attempt, so the job's totals and budget count it
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float | None = None
 
     def __init__(self, provider: str, message: str, *, model: str | None = None) -> None:
         self.provider = provider

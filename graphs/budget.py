@@ -5,7 +5,8 @@
 inherit it). Before each call the wrapper asks the meter whether the call could pass the budget
 of the job's tier (``budgets`` in config) and, if so, raises ``BudgetExceeded`` carrying the
 partial result and the attempts so far; after each call it adds the tokens and cost the call
-reported. Outside a job scope the wrapper only passes calls through.
+reported, a failed one's too (an empty answer is billed all the same). Outside a job scope the
+wrapper only passes calls through.
 
 The estimate before a call: input tokens ~ characters / 4, plus the call's ``max_tokens``
 when it sets one; cost is projected at the job's observed cost per token. Calls that run in
@@ -22,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from core.errors import BudgetExceeded
+from core.errors import AllProvidersFailed, BudgetExceeded
 from providers.base import LLMConfig, LLMResponse, Message, TraceStep
 
 if TYPE_CHECKING:
@@ -96,17 +97,21 @@ class JobMeter:
                      "cost_usd": round(self.cost_usd, 6)},
         }
 
+    def count(self, attempts: list[TraceStep]) -> None:
+        """Add the attempts, failed ones too: an unusable answer's tokens were billed all the same."""
+        for attempt in attempts:
+            self.input_tokens += attempt.input_tokens
+            self.output_tokens += attempt.output_tokens
+            self.cost_usd += attempt.cost_usd or 0.0
+            self.attempts.append(attempt.model_dump())
+
     def record(self, messages: list[Message], llm_config: LLMConfig, response: LLMResponse) -> None:
         attempts = list(response.attempts) or [
             TraceStep(step=llm_config.step, provider=response.provider, model=response.model,
                       input_tokens=response.input_tokens, output_tokens=response.output_tokens,
                       cost_usd=response.cost_usd)
         ]
-        for attempt in attempts:
-            self.input_tokens += attempt.input_tokens
-            self.output_tokens += attempt.output_tokens
-            self.cost_usd += attempt.cost_usd or 0.0
-            self.attempts.append(attempt.model_dump())
+        self.count(attempts)
         if llm_config.json_schema is None and response.text.strip():
             self.last_text, self.last_step = response.text.strip(), llm_config.step
         if self.config.observability.capture_content:
@@ -165,7 +170,11 @@ class BudgetedLLM:
         if meter is None:
             return await self.inner.complete(messages, config)
         meter.check(messages, config)
-        response = await self.inner.complete(messages, config)
+        try:
+            response = await self.inner.complete(messages, config)
+        except AllProvidersFailed as exc:  # what the failed attempts were billed counts against the budget
+            meter.count([a if isinstance(a, TraceStep) else TraceStep.model_validate(a) for a in exc.attempts])
+            raise
         meter.record(messages, config, response)
         return response
 

@@ -86,10 +86,16 @@ async def consensus(inp: ConsensusInput, ctx: JobContext) -> dict[str, Any]:
     )
     positions, failed = panel(state.get("answers", []))
     synthesis = state.get("synthesis") or {}
+    status = synthesis.get("status", "unavailable")
+    error = None if status == "done" else synthesis.get("error") or "no synthesizer answered"
     return {
         "synthesis": synthesis.get("text", ""),
         "synthesizer": synthesis.get("model"),
-        "synthesis_status": synthesis.get("status", "unavailable"),
+        "synthesis_status": status,
+        # as a delegation's missing review: the answers stand, and why the synthesis is missing is
+        # said where the caller reads it (the CLI prints warnings)
+        "synthesis_error": error,
+        "warnings": [f"no synthesis; the {len(positions)} positions stand: {error}"] if error else [],
         "positions": [{k: v for k, v in a.items() if k != "index"} for a in positions],
         "failed": [{k: v for k, v in a.items() if k != "index"} for a in failed],
         "trace": state.get("trace", []),

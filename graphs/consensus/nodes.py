@@ -103,13 +103,15 @@ def make_nodes(llm: LLMProvider) -> dict[str, Node]:
             with listen_to_attempts(model_progress("synthesize", f"weighing {len(answered)} answers")):
                 response = await llm.complete(prompts.synthesis_messages(state["question"], answered, failed), config)
         except (AllProvidersFailed, BudgetExceeded) as exc:
-            # the positions stand; the missing synthesis is said plainly in result and trace
-            return {"synthesis": {"status": "unavailable", "error": str(exc)[:500]},
+            # the positions stand; the missing synthesis is said plainly, every attempt named, in
+            # result (``synthesis_error`` and a warning: action.py) and trace
+            return {"synthesis": {"status": "unavailable", "error": exc.to_dict()["message"]},
                     "trace": _attempts(exc) + [_node_step("synthesize", started, "no synthesizer answered", "error")]}
         if _ECHOED_PROMPT.search(response.text):  # a small model that copies its input is no synthesis
-            detail = f"{response.model} echoed the prompt's markup instead of a synthesis; the positions stand"
-            return {"synthesis": {"status": "unavailable", "model": response.model, "error": detail},
-                    "trace": [a.model_dump() for a in response.attempts] + [_node_step("synthesize", started, detail, "error")]}
+            error = f"{response.model} echoed the prompt's markup instead of a synthesis"
+            return {"synthesis": {"status": "unavailable", "model": response.model, "error": error},
+                    "trace": [a.model_dump() for a in response.attempts]
+                    + [_node_step("synthesize", started, f"{error}; the positions stand", "error")]}
         emit("synthesize", f"synthesized by {response.model}")
         synthesis: dict[str, Any] = {"status": "done", "model": response.model, "text": response.text.strip(),
                                      "cost_usd": response.cost_usd}

@@ -32,6 +32,9 @@ class ResearchState(TypedDict, total=False):
     #: source id (as a string) -> passages kept from it: {text, start, end, heading, page} (passages.py)
     passages: dict[str, list[dict[str, Any]]]
     draft: str
+    #: why no model wrote the draft, every attempt named (None: one did, or none was asked); the
+    #: check turns it into a warning, as the report then quotes the sources instead
+    write_failure: str | None
     written_by: str | None
     #: the family of the model that wrote the draft (extractive: the one that planned)
     writer_family: str | None

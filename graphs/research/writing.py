@@ -68,7 +68,7 @@ def _write_node(deps: ResearchDeps) -> Node:
         started = time.perf_counter()
         revision = state.get("revisions", 0) + (1 if state.get("review") else 0)
         base = {"written_by": None, "revisions": revision, "report_mode": "extractive",
-                "writer_family": state.get("planned_by")}
+                "writer_family": state.get("planned_by"), "write_failure": None}
         if not state["sources"]:
             emit("write", "no sources were found; nothing to cite")
             detail = "no sources: wrote the no-sources report without a model"
@@ -85,8 +85,8 @@ def _write_node(deps: ResearchDeps) -> Node:
         config = LLMConfig(prefer=state.get("primary"), step="write" if not revision else "revise")
         response, trace, error = await ask(deps.llm, messages, config)
         if response is None or not response.text.strip():
-            why = error or "the model answered with nothing"
-            return {**base, "draft": _extractive(state),
+            why = error or f"{response.model if response else 'the model'} answered with nothing"
+            return {**base, "draft": _extractive(state), "write_failure": why,
                     "trace": trace + [node_step("write", started, f"writer failed: {why}; extractive report", "error")]}
         if mode == "auto" and response.provider == LOCAL_FAMILY:
             detail = f"{response.model} (local) answered; auto mode returns the extractive report instead"
@@ -167,6 +167,10 @@ def _checked(state: ResearchState, started: float, screened: tuple[Grounding, Gr
     report_mode = state.get("report_mode")
     unsupported = list(grounding.unsupported)
     warnings: list[str] = []
+    if state.get("write_failure"):  # the fallback is useful, but not what was asked: say so, and why
+        asked = "an abstractive report was asked for" if state.get("mode") == "abstractive" else "in auto mode a model writes the report"
+        warnings.append(f"{asked}, but no model could write it ({state['write_failure']});"
+                        " the report quotes the sources instead")
     if reviewed.undecided:
         warnings.append(f"{len(reviewed.undecided)} sentence(s) whose words the cited passage only partly holds were removed"
                         f" unconfirmed ({'the reviewer did not settle them' if settlement.status == 'done' else settlement.reason})")

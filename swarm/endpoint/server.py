@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import signal
 import socket
 import sys
 import threading
@@ -166,7 +167,7 @@ def serve(
     settings: Settings | None = None,
     out: TextIO = sys.stdout,
 ) -> None:
-    """Serve in the foreground until interrupted (Ctrl-C), with ``workers`` worker processes."""
+    """Serve in the foreground until interrupted (Ctrl-C or SIGTERM), with ``workers`` worker processes."""
     base = settings or Settings()
     settings = replace(base, endpoint_id=endpoint_id, api_key=api_key or base.api_key or new_api_key())
     server = EndpointServer(settings, host=host, port=port, workers=workers, worker_command=worker_command)
@@ -186,6 +187,10 @@ def serve(
         finally:
             await asyncio.to_thread(server.pool.stop)
 
+    # uvicorn shuts down gracefully on SIGTERM, then raises it again under the handler it found:
+    # the default one ended the process before ``finally`` stopped the workers (they went on
+    # polling a closed port). Under this one SIGTERM ends the serve as Ctrl-C does.
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler) if _main_thread() else None
     try:
         asyncio.run(main())
     except KeyboardInterrupt:
@@ -193,3 +198,10 @@ def serve(
     finally:
         server.pool.stop()
         server._sock.close()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main_thread() -> bool:
+    """Signal handlers can be set only from the main thread (a test may call ``serve`` on another)."""
+    return threading.current_thread() is threading.main_thread()
