@@ -53,7 +53,7 @@ def _no_sources_report(state: ResearchState) -> str:
 def _extractive(state: ResearchState) -> str:
     planned = (state.get("queries") or [])[1:]  # the first query is the question itself
     return extractive_report(
-        state["question"], planned, state["sources"], state.get("passages", {}), PER_QUERY.get(state["depth"], 2),
+        state["question"], planned, state["sources"], state.get("passages", {}), PER_QUERY.get(state["depth"], PER_QUERY["quick"]),
     )
 
 
