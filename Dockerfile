@@ -16,9 +16,11 @@
 #   BAKE_WEIGHTS   1: the offline image weights are pulled into /app/models (`swarm models pull`);
 #                  0: /app/models points at the network volume, /runpod-volume/models
 #
-# Two stages: `builder` compiles llama-cpp-python from its hash-checked sdist (portable x86-64
-# with AVX2, no -march=native: the image runs on whatever CPU RunPod gives it) and installs every
-# lock into /opt/venv; the runtime stage copies that venv and has no compiler.
+# Two stages: `builder` compiles llama-cpp-python from its hash-checked sdist and installs every
+# lock into /opt/venv; the runtime stage copies that venv and has no compiler. llama.cpp is built
+# with requirements/llama-cmake-args (as scripts/setup does): no -march=native, one CPU module per
+# instruction-set level (x64 up to AVX-512 and AMX), the best loaded at run time on whatever CPU
+# RunPod gives the worker (providers/llm/llama_launch.py).
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 ARG BUILDER_IMAGE=python:3.11-slim-bookworm
 
@@ -39,7 +41,7 @@ ENV PATH=/opt/venv/bin:$PATH
 COPY requirements/build.lock /src/requirements/
 COPY build/wheels/llama/ /wheels/
 RUN python -m pip install --require-hashes --no-deps -r /src/requirements/build.lock \
- && CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_OPENMP=OFF -DLLAVA_BUILD=OFF" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
+ && CMAKE_ARGS="$(cat /wheels/llama-cmake-args) -DGGML_OPENMP=OFF -DLLAVA_BUILD=OFF" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
     python -m pip install --require-hashes --no-deps --no-build-isolation -r /wheels/llama.lock
 # 2: every other runtime pin (llama-cpp-python is already satisfied at its locked version).
 COPY requirements/ /src/requirements/

@@ -161,6 +161,9 @@ def wheelhouse(variant: str) -> None:
                 os.link(file, WHEELS / ("llama" if is_llama else part) / file.name)
                 placed.add(file.name)
     (WHEELS / "llama" / "llama.lock").write_text(llama_lock(), encoding="utf-8")
+    # the same build flags as scripts/setup: one CPU module per instruction-set level, the best
+    # loaded at run time on whatever CPU RunPod gives the worker
+    shutil.copyfile(ROOT / "requirements" / "llama-cmake-args", WHEELS / "llama" / "llama-cmake-args")
     for part in parts:
         folder = WHEELS / part
         say(f"wheelhouse: {folder.relative_to(ROOT)} holds {sum(1 for _ in folder.iterdir())} files, {_size(folder)}")

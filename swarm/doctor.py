@@ -15,6 +15,7 @@ live by area in ``doctor_models`` (models, image weights), ``doctor_search`` and
 from __future__ import annotations
 
 import asyncio
+import os
 import platform
 import shutil
 from functools import partial
@@ -68,6 +69,27 @@ async def check_cpu() -> Finding:
     return Finding("cpu", "ok", f"{model} {present}{amx}".strip())
 
 
+async def check_llama_cpu() -> Finding:
+    """Which llama.cpp CPU module the local model server loads on this CPU (llama_launch.py)."""
+    from providers.llm.llama_launch import VARIANT_ENV, VariantError, choose_cpu_variant, lib_dir
+
+    check = "llama.cpp cpu"
+    try:
+        folder = lib_dir()
+        variant = choose_cpu_variant(folder, os.environ.get(VARIANT_ENV) or None)
+    except VariantError as exc:
+        forced = os.environ.get(VARIANT_ENV)
+        fix = f"unset {VARIANT_ENV} (or set one of the usable modules)" if forced else "run scripts/setup"
+        return Finding(check, "fail", str(exc), fix)
+    if variant is None:
+        return Finding(
+            check, "warn", "llama-cpp-python was built for the CPU that compiled it (-march=native): "
+            "on another CPU the local model may die with SIGILL",
+            "run scripts/setup: it rebuilds it with a module per CPU level, chosen at run time",
+        )
+    return Finding(check, "ok", f"module {variant.describe()}")
+
+
 def disk_targets(config: SwarmConfig) -> list[tuple[str, Path]]:
     """(labels, nearest existing folder) of the state and models dirs, one entry per filesystem."""
     from core.config import state_dir
@@ -113,6 +135,8 @@ async def check_secrets(config: SwarmConfig) -> Finding:
 def plan(config: SwarmConfig, local_servers: Any, *, canary: bool = True) -> list[Check]:
     """Every check for ``config``, in the order they are reported."""
     checks = [Check("cpu", check_cpu), Check("secrets", partial(check_secrets, config))]
+    if any(spec.local_server is not None for spec in config.models.values()):
+        checks.append(Check("llama.cpp cpu", check_llama_cpu))
     for name, spec in config.models.items():
         if spec.local_server is None:
             checks.append(Check(f"model {name}", partial(check_model, name, spec)))

@@ -94,7 +94,12 @@ def test_the_image_is_multi_stage_and_the_runtime_has_no_compiler() -> None:
     builder, *_, runtime = stages()
     assert len(stages()) >= 2
     builder_runs = " ".join(a for k, a in builder if k == "RUN")
-    assert "GGML_NATIVE=OFF" in builder_runs, "llama.cpp must not be built for the build machine's CPU only"
+    # llama.cpp is built with the flags scripts/setup uses: not for the build machine's CPU only,
+    # but one CPU module per instruction-set level, chosen where it runs
+    assert "$(cat /wheels/llama-cmake-args)" in builder_runs
+    flags = (ROOT / "requirements" / "llama-cmake-args").read_text(encoding="utf-8").split()
+    assert {"-DGGML_NATIVE=OFF", "-DGGML_BACKEND_DL=ON", "-DGGML_CPU_ALL_VARIANTS=ON"} <= set(flags)
+    assert "requirements/llama-cmake-args" in (ROOT / "scripts" / "setup").read_text(encoding="utf-8")
     assert "worker.lock" in builder_runs  # llama-cpp-python compiles where the toolchain is
     runtime_runs = " ".join(a for k, a in runtime if k == "RUN")
     assert not re.search(r"build-essential|cmake|gcc|g\+\+", runtime_runs), runtime_runs

@@ -115,6 +115,7 @@ class _Server:
     base_url: str
     started_at: float = 0.0  # time.monotonic() at spawn
     log_offset: int = 0  # where this run's lines begin in the log (earlier runs append to it too)
+    cpu_module: str | None = None  # the llama.cpp CPU module it chose (llama_launch.py's log line)
 
     def exit_report(self, during: str = "") -> str | None:
         """What happened to an owned server that has exited, or ``None`` while it runs."""
@@ -310,7 +311,9 @@ class LocalServerManager:
             _terminate(process)
             self._servers.pop(name, None)
             raise
-        log.info("local model %s ready on port %d", name, port)
+        server.cpu_module = _cpu_module(_read_from(log_path, offset))
+        cpu = f" (llama.cpp CPU module {server.cpu_module})" if server.cpu_module else ""
+        log.info("local model %s ready on port %d%s", name, port, cpu)
         return server
 
     async def _wait_ready(self, name: str, spec: ModelSpec, server: _Server) -> None:
@@ -374,6 +377,7 @@ class LocalServerManager:
                 "pid": server.process.pid if server.process else None,
                 "running": server.process is None or server.process.poll() is None,
                 "log": str(server.log_path) if server.log_path else None,
+                "cpu_module": server.cpu_module,
             }
             for name, server in self._servers.items()
         }
@@ -411,6 +415,18 @@ def _terminate(process: subprocess.Popen[bytes]) -> None:
 
 #: a log line that says what went wrong (uvicorn logs its shutdown after the cause)
 _CAUSE = re.compile(r"error|errno|exception|fatal|failed|cannot|no such|denied|killed", re.IGNORECASE)
+
+
+_CPU_LINE = re.compile(r"^swarm: llama\.cpp CPU (?:module (?P<module>.+)|code linked in)", re.MULTILINE)
+
+
+def _cpu_module(log_text: str) -> str | None:
+    """What ``llama_launch.py`` said it loaded: the module's description, "linked in" for a build
+    without modules, None when the log does not say (another launcher)."""
+    found = _CPU_LINE.search(log_text)
+    if found is None:
+        return None
+    return found["module"] or "linked in (built for the compiling machine's CPU)"
 
 
 def _read_from(path: Path, offset: int = 0) -> str:
