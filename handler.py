@@ -18,6 +18,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from core.credentials import CREDENTIALS_FIELD
 from core.redact import redact
 from core.rules import valid_job_id
 from providers.base import Warmable
@@ -41,8 +42,12 @@ async def handler(job: dict[str, Any]) -> dict[str, Any]:
     """Run one RunPod job through the dispatcher and return its envelope, shaped for RunPod.
 
     A body that is not an object gets the dispatcher's FAILED envelope too (job id, trace).
+    The provider keys its client forwarded (``core.credentials.CREDENTIALS_FIELD``) leave the
+    SDK's own copy of the input first, before anything validates, stores, logs or traces it;
+    the dispatcher checks them and runs this job alone with them.
     """
     body = job.get("input")
+    forwarded = body.pop(CREDENTIALS_FIELD, None) if isinstance(body, dict) else None
 
     async def progress(stage: str, message: str, fraction: float | None = None) -> None:
         _progress_update(job, {"stage": stage, "message": message, "fraction": fraction})
@@ -52,7 +57,7 @@ async def handler(job: dict[str, Any]) -> dict[str, Any]:
         if isinstance(body, dict):
             body = _inline_on_local_disk(dict(body))
             body.setdefault("job_id", _job_id(job))
-        envelope = await runtime().run(body, progress)
+        envelope = await runtime().run(body, progress, credentials={} if forwarded is None else forwarded)
         if not isinstance(body, dict) and _job_id(job):
             envelope["job_id"] = _job_id(job)
     except Exception as exc:  # never hand the SDK a traceback: it would land in the job result

@@ -7,6 +7,7 @@ that span sections live in ``core.config_refs``.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -241,6 +242,11 @@ class RunPodRunnerSpec(StrictModel):
     base_url: str = "https://api.runpod.ai/v2"
     poll_interval_s: float = Field(default=1.0, gt=0)
     timeout_s: float = Field(default=600.0, gt=0)
+    forward_credentials: bool = Field(
+        default=True,
+        description="send this side's provider keys (the variables models and search backends take"
+        " their keys from) with each job, for that job only; false sends none (core/credentials.py)",
+    )
 
 
 #: the most worker processes ``runner.local.processes`` may ask for
@@ -330,7 +336,22 @@ class McpSection(StrictModel):
     report_page_chars: int = Field(default=20_000, ge=1000, description="page size of swarm://jobs/{id}/report")
     max_running_jobs: int = Field(default=32, ge=1, le=10_000,
                                   description="jobs one server runs at once; the rest wait, queued, and say so in their progress")
+    file_roots: list[str] = Field(
+        default_factory=list,
+        description="folders whose files the image tools' path may read; empty: any over stdio, none over HTTP",
+    )
     http: McpHttpSpec = McpHttpSpec()
+
+    @field_validator("file_roots")
+    @classmethod
+    def _absolute_roots(cls, value: list[str]) -> list[str]:
+        raise_all(cls.__name__, [
+            InitErrorDetails(
+                type=PydanticCustomError("relative_root", f"{root!r} is not an absolute path; give the full path of a folder"),
+                loc=(i,), input=root)
+            for i, root in enumerate(value) if not Path(root).expanduser().is_absolute()
+        ])
+        return value
 
     @field_validator("enabled_tools")
     @classmethod

@@ -10,10 +10,12 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from core.credentials import JobCredentials, credentials_scope
 from core.errors import AllProvidersFailed, InputError, ProviderUnavailable, SwarmError
 from core.redact import redact, redact_data
 from core.rules import (
@@ -83,12 +85,16 @@ def totals_of(trace: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-async def dispatch(raw: dict[str, Any] | JobRequest, make_context: Any) -> dict[str, Any]:
+async def dispatch(raw: dict[str, Any] | JobRequest, make_context: Any,
+                   credentials: Callable[[], JobCredentials] | None = None) -> dict[str, Any]:
     """Validate one job, run its action and return the result envelope.
 
     Args:
         raw: ``{project, action, input, job_id?}``.
         make_context: ``async (job_id) -> JobContext`` (the runtime builds providers, checkpointer).
+        credentials: a RunPod job's: checks what its client forwarded (``core.credentials``;
+            an ``InputError`` fails the job); the job runs with them, and its dispatch step names
+            them. ``None``: a job run in-process, with this process's environment only.
 
     Returns:
         ``JobEnvelope.to_dict()``: ``{job_id, project, action, status, output, error, trace,
@@ -103,16 +109,19 @@ async def dispatch(raw: dict[str, Any] | JobRequest, make_context: Any) -> dict[
     envelope = JobEnvelope.for_job(None, given or minted)
     ctx: JobContext | None = None
     bound = None
+    forwarded: JobCredentials | None = None
     try:
         job = _validate_job(raw)
         envelope = JobEnvelope.for_job(job, _job_id_of(job, envelope.job_id))
         bound = bind_job(envelope.job_id)
         fn, inp = _action_and_input(job)
-        ctx = await make_context(envelope.job_id)
-        ctx.new_job = envelope.job_id == minted  # an id minted here has no checkpoint yet
-        ctx.job_kind = f"{job.project}/{job.action}"
-        _record_input(ctx, job, inp)
-        output = await _run_action(fn, inp, ctx, job, envelope.job_id)
+        forwarded = credentials() if credentials is not None else None
+        with credentials_scope(forwarded):  # this job's tasks only: never another job's keys
+            ctx = await make_context(envelope.job_id)
+            ctx.new_job = envelope.job_id == minted  # an id minted here has no checkpoint yet
+            ctx.job_kind = f"{job.project}/{job.action}"
+            _record_input(ctx, job, inp)
+            output = await _run_action(fn, inp, ctx, job, envelope.job_id)
         envelope = envelope.replace(trace=list(output.pop("trace", [])), output=output)
     except SwarmError as exc:
         envelope = _failure(envelope, exc)
@@ -125,7 +134,7 @@ async def dispatch(raw: dict[str, Any] | JobRequest, make_context: Any) -> dict[
                 "type": "InternalError",
                 "message": f"internal error in {envelope.project}/{envelope.action}; see the worker log for job {envelope.job_id}",
             })
-    trace = [*envelope.trace, _dispatch_step(envelope, started, ctx)]
+    trace = [*envelope.trace, _dispatch_step(envelope, started, ctx, forwarded)]
     envelope = envelope.replace(
         trace=trace, totals=totals_of(trace), elapsed_ms=round((time.perf_counter() - started) * 1000, 2)
     )
@@ -204,7 +213,8 @@ async def _run_action(fn: Any, inp: BaseModel, ctx: JobContext, job: JobRequest,
             ) from None
 
 
-def _dispatch_step(envelope: JobEnvelope, started: float, ctx: JobContext | None = None) -> dict[str, Any]:
+def _dispatch_step(envelope: JobEnvelope, started: float, ctx: JobContext | None = None,
+                   forwarded: JobCredentials | None = None) -> dict[str, Any]:
     replayed = ctx is not None and ctx.extras.get(REPLAYED)
     resumed = ctx.extras.get(RESUMED_AT) if ctx is not None else None
     detail = None
@@ -215,6 +225,8 @@ def _dispatch_step(envelope: JobEnvelope, started: float, ctx: JobContext | None
         detail = (f"resumed at {', '.join(resumed)} from its checkpoint: the steps finished before it stopped"
                   " were not run again; a provider call in flight when it stopped may have been billed and"
                   " is not in this trace")
+    keys = forwarded.detail() if forwarded is not None else None  # names only, never a value
+    detail = "; ".join(filter(None, [detail, keys])) or None
     return TraceStep(
         step="dispatch",
         kind="node",

@@ -13,6 +13,9 @@ from swarm.doctor_finding import Finding, Status, error_message
 if TYPE_CHECKING:
     from core.config import ModelSpec, SwarmConfig
 
+#: how long ``GET /models`` may take before the model counts as unreachable (its health check's limit)
+PROBE_TIMEOUT_S = 3.0
+
 
 async def check_canary(name: str, spec: ModelSpec, local_servers: Any) -> Finding:
     """Start (or adopt) the local model's server: ``ensure`` requires a canary completion."""
@@ -45,16 +48,47 @@ async def check_model(name: str, spec: ModelSpec) -> Finding:
     if reason:
         return Finding(check, "warn", f"{reason} -> skipped", f"export {spec.api_key_env}=...")
     model = LiteLLMModel(name, spec)
-    healthy = await model.health_check()
     key = f"{spec.api_key_env} set, " if spec.api_key_env else ""
     if not model.probes_network:
         return Finding(check, "ok", f"{key}no cheap probe for {spec.litellm_model}: checked on its first call")
     models_url = f"{(spec.api_base or '').rstrip('/')}/models"
-    if healthy:
+    failure = await probe_failure(spec, models_url)
+    if failure is None:
         return Finding(check, "ok", f"{key}GET {models_url} answered")
-    valid = f" and that {spec.api_key_env} is valid" if spec.api_key_env else ""
-    detail = f"{key}GET {models_url} failed (refused, timed out or HTTP >= 400)"
-    return Finding(check, "fail", detail, f"check that {spec.api_base} is up{valid}")
+    what, fix = failure
+    return Finding(check, "fail", f"{key}GET {models_url} failed: {what}", fix)
+
+
+async def probe_failure(spec: ModelSpec, models_url: str) -> tuple[str, str] | None:
+    """``None`` when ``GET models_url`` answers (what the model's health check sends); else what
+    went wrong and its fix: the key refused (401/403), the service failing (5xx), no answer at all."""
+    import httpx
+
+    from core.credentials import credential
+
+    headers = {"Authorization": f"Bearer {credential(spec.api_key_env)}"} if spec.api_key_env else {}
+    up = f"check that {spec.api_base} is up"
+    try:
+        async with httpx.AsyncClient(timeout=PROBE_TIMEOUT_S) as client:
+            reply = await client.get(models_url, headers=headers)
+    except httpx.TimeoutException:
+        return f"unreachable: no answer within {PROBE_TIMEOUT_S:g} s (timed out)", f"{up} and answering"
+    except httpx.ConnectError:
+        return "unreachable: could not connect (connection refused, or no such host)", f"{up} and the address is right"
+    except httpx.HTTPError as exc:
+        return f"unreachable: {type(exc).__name__}", up
+    status = reply.status_code
+    if status < 400:
+        return None
+    if status in (401, 403):
+        key = spec.api_key_env or "the key"
+        return f"HTTP {status}: the service refused the key", f"check that {key} is valid (not mistyped, expired or revoked)"
+    if status == 429:
+        return "HTTP 429: the service is rate-limiting this key", "wait and run doctor again; check the account's limits"
+    if status >= 500:
+        return (f"HTTP {status}: the service failed (the key is not the problem)",
+                f"try again later; if it persists, {up} (the provider's status page)")
+    return f"HTTP {status}: the address answered, but not as the API expected", f"check that {spec.api_base} is the API's base URL"
 
 
 # --- image weights ------------------------------------------------------------------------------

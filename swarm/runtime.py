@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Callable, Iterator, Mapping
 from functools import partial
 from operator import attrgetter
@@ -21,7 +22,14 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, ClassVar
 
-from core.config import ConfigStore, SwarmConfig, state_dir
+from core.config import ConfigStore, SearchSection, SwarmConfig, load_config, state_dir
+from core.credentials import (
+    JobCredentials,
+    accept_credentials,
+    config_credential_names,
+    current_credentials,
+    provider_credential_names,
+)
 from graphs.context import JobContext, ProgressFn, Providers, _no_progress
 
 log = logging.getLogger("swarm.runtime")
@@ -130,13 +138,16 @@ class Runtime:
         )
 
     def _search(self, config: SwarmConfig) -> Any:
+        return self._search_of(config.providers.search)
+
+    def _search_of(self, section: SearchSection) -> Any:
         from providers.search.chain import build_search
 
         if self._search_circuits is None:
             from providers.circuit import CircuitBoard
 
             self._search_circuits = CircuitBoard()
-        return build_search(config.providers.search, circuits=self._search_circuits, state_dir=state_dir())
+        return build_search(section, circuits=self._search_circuits, state_dir=state_dir())
 
     def _storage(self, config: SwarmConfig) -> Any:
         from providers.registry import backend_class
@@ -175,7 +186,7 @@ class Runtime:
         return JobContext(
             job_id=job_id,
             config=config,
-            providers=self.providers(config),
+            providers=self._job_providers(config, current_credentials()),
             checkpointer=await self.checkpointer(config),
             progress=progress or _no_progress,
         )
@@ -194,14 +205,43 @@ class Runtime:
             return None, []
         return partial_output(project, action, state), list(state.get("trace") or [])
 
-    async def run(self, job: dict[str, Any], progress: ProgressFn | None = None) -> dict[str, Any]:
-        """Dispatch one job in-process (the local runner) and return its envelope."""
+    async def run(self, job: dict[str, Any], progress: ProgressFn | None = None, *,
+                  credentials: Any = None) -> dict[str, Any]:
+        """Dispatch one job in-process and return its envelope.
+
+        Args:
+            credentials: a RunPod job's ``core.credentials.CREDENTIALS_FIELD`` as its client sent
+                it (``{}`` when it sent none), already taken out of ``job``; ``None`` for a job
+                of this process's own (the local runner), which uses this environment only.
+        """
         from swarm.dispatcher import dispatch
 
         async def make_context(job_id: str) -> JobContext:
             return await self.context(job_id, progress)
 
-        return await dispatch(job, make_context)
+        check = None if credentials is None else partial(self.job_credentials, credentials)
+        return await dispatch(job, make_context, check)
+
+    def job_credentials(self, forwarded: Any) -> JobCredentials:
+        """A RunPod job's forwarded credentials, checked against the provider keys this worker's
+        config names (``InputError`` for a bad value; unknown names are ignored)."""
+        return accept_credentials(forwarded, provider_credential_names(self.config, self.store.path))
+
+    def _job_providers(self, config: SwarmConfig, forwarded: JobCredentials | None) -> Providers:
+        """The providers of one job: the shared ones, except a search chain of its own when its
+        client forwarded a key config's search backends take (``${TAVILY_API_KEY}``), which the
+        shared chain, built from this process's environment, lacks."""
+        shared = self.providers(config)
+        if forwarded is None or not forwarded.values or "search" in {**self._own_providers, **Runtime.provider_overrides}:
+            return shared
+        searched = config_credential_names(self.store.path).get("search", frozenset())
+        keys = {name: value for name, value in forwarded.values.items() if name in searched}
+        if not keys:
+            return shared
+        section = load_config(self.store.path, env={**os.environ, **keys}).providers.search
+        factories: dict[str, Callable[[], Any]] = {kind: partial(shared.get, kind) for kind in shared.factories}
+        factories["search"] = partial(self._search_of, section)
+        return Providers(config=config, factories=factories)  # dropped with the job, keys and all
 
     async def aclose(self) -> None:
         try:

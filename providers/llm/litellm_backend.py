@@ -25,6 +25,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from core.credentials import credential, missing_credential
 from core.errors import (
     ProviderError,
     ProviderRateLimited,
@@ -131,10 +132,9 @@ def _litellm_logging_off() -> Iterator[None]:
 
 
 def missing_key_reason(spec: ModelSpec) -> str | None:
-    """Why ``spec`` cannot be called right now, judged without a network call."""
-    if spec.api_key_env and not os.environ.get(spec.api_key_env):
-        return f"{spec.api_key_env} is not set"
-    return None
+    """Why ``spec`` cannot be called right now, judged without a network call: its key is set
+    neither here nor, in a RunPod job, by the job's client (``core.credentials``)."""
+    return missing_credential(spec.api_key_env) if spec.api_key_env else None
 
 
 def schema_instruction(schema: dict[str, Any]) -> str:
@@ -343,7 +343,7 @@ class LiteLLMModel:
         if reason:
             raise ProviderUnavailable(self.provider, reason, model=self.name)
         if self.spec.api_key_env:
-            return os.environ[self.spec.api_key_env]
+            return credential(self.spec.api_key_env)
         # A keyless OpenAI-compatible server (the local one) still needs a placeholder.
         return "none" if self.spec.api_base else None
 
@@ -384,6 +384,12 @@ class LiteLLMModel:
     def _cost(self, input_tokens: int, output_tokens: int) -> float:
         price = self.spec.price
         return (input_tokens * price.input_per_mtok + output_tokens * price.output_per_mtok) / 1e6
+
+    def _billed(self, error: ProviderError, input_tokens: int, output_tokens: int) -> ProviderError:
+        """``error`` of a call that answered unusably, carrying what it was billed (unknown: none)."""
+        error.input_tokens, error.output_tokens = input_tokens, output_tokens
+        error.cost_usd = self._cost(input_tokens, output_tokens) if input_tokens or output_tokens else None
+        return error
 
     async def complete(self, messages: list[Message], config: LLMConfig) -> LLMResponse:
         """One call, no retries; failures raise a ``ProviderError`` subclass."""
@@ -440,9 +446,11 @@ class LiteLLMModel:
         """A streamed answer as a response: its tokens counted from the stream (one piece per token
         from a llama.cpp server; the prompt counted by litellm's tokenizer, as the stream does not)."""
         text = guard.answer.strip()
-        if not text:
-            raise ProviderError(self.provider, "empty answer", model=self.name)
         input_tokens = _prompt_tokens(self.spec.litellm_model, params["messages"])
+        if not text:
+            error = ProviderError(self.provider, f"empty answer ({input_tokens} input and {pieces} output tokens,"
+                                  " counted from the stream)", model=self.name)
+            raise self._billed(error, input_tokens, pieces)
         detail = "streamed; tokens counted from the stream"
         if finish == "overlong":
             cap = answer_cap(params)
@@ -474,7 +482,7 @@ class LiteLLMModel:
             what = ("reasoning only, no answer" if (getattr(message, "reasoning_content", None) or "").strip()
                     else "no choices" if not choices else "empty answer")
             billed = f" ({input_tokens} input and {output_tokens} output tokens billed)" if input_tokens or output_tokens else ""
-            raise ProviderError(self.provider, f"{what}{billed}", model=self.name)
+            raise self._billed(ProviderError(self.provider, f"{what}{billed}", model=self.name), input_tokens, output_tokens)
         # no usage reported: the tokens and the cost are unknown, not zero (a paid call read as free)
         known = usage is not None and (input_tokens or output_tokens)
         cost = self._cost(input_tokens, output_tokens) if known else None
@@ -508,7 +516,7 @@ class LiteLLMModel:
 
         headers = {}
         if self.spec.api_key_env:
-            headers["Authorization"] = f"Bearer {os.environ[self.spec.api_key_env]}"
+            headers["Authorization"] = f"Bearer {credential(self.spec.api_key_env)}"
         try:
             async with httpx.AsyncClient(timeout=_HEALTH_TIMEOUT_S) as client:
                 reply = await client.get(self.spec.api_base.rstrip("/") + "/models", headers=headers)

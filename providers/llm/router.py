@@ -143,9 +143,10 @@ class LLMRouter:
                 latency = exc.latency_ms if exc.latency_ms is not None else (time.perf_counter() - started) * 1000
                 detail = redact(str(exc))
                 self.circuits.record_failure(name, detail)
-                attempts.append(
+                attempts.append(  # with what an unusable answer was billed: totals and the budget count it
                     self._step(name, config, attempt=attempt, latency_ms=latency, outcome="error",
-                               error_class=type(exc).__name__, detail=detail)
+                               error_class=type(exc).__name__, detail=detail, input_tokens=exc.input_tokens,
+                               output_tokens=exc.output_tokens, cost_usd=exc.cost_usd)
                 )
                 wait = _short_retry_after(exc, retry.max_retry_after_s)
                 if wait is None or attempt > retry.max_retries:

@@ -90,6 +90,7 @@ def make_executor(config: Any, runtime: Any) -> Executor:
         raise ConfigError("runner.kind is runpod but no endpoint is set; set RUNPOD_ENDPOINT_ID", key="runner.runpod.endpoint_id")
     if not key:
         raise ConfigError(f"runner.kind is runpod but ${spec.api_key_env} is empty; export your RunPod API key", key="runner.runpod.api_key_env")
+    from core.credentials import client_credentials
     from swarm.executors.runpod import RunPodExecutor
 
     return RunPodExecutor(
@@ -100,6 +101,8 @@ def make_executor(config: Any, runtime: Any) -> Executor:
         timeout_s=spec.timeout_s,
         # this side's disk is no storage the worker shares: image results come back inline
         local_storage=(lambda: runtime.providers().storage) if config.providers.storage.default == "local" else None,
+        # this side's provider keys go with each job (runner.runpod.forward_credentials)
+        credentials=lambda: client_credentials(config, runtime.store.path),
     )
 
 

@@ -5,6 +5,10 @@ chunks) with a growing poll interval, forwards progress, and turns every final s
 the same envelope the local executor returns. CANCELLED and TIMED_OUT are final (the SDK's own
 endpoint client keeps waiting on them). When the caller is cancelled, the RunPod job is
 cancelled too. The API key never appears in a log, a trace or an error.
+
+Each job carries this side's provider keys (``runner.runpod.forward_credentials``): the values of
+the variables config names for a model or search backend (``core.credentials``), under the input's
+reserved ``CREDENTIALS_FIELD``, so ``DEEPSEEK_API_KEY`` set here reaches the worker for that job.
 """
 
 from __future__ import annotations
@@ -17,13 +21,15 @@ import logging
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import httpx
 
+from core.credentials import CREDENTIALS_FIELD
 from core.errors import SwarmError
 from core.redact import redact, redact_data
+from core.rules import valid_job_id
 from graphs.actions import ACTIONS
 from graphs.context import ProgressFn
 from providers.base import TraceStep
@@ -64,6 +70,8 @@ class RunPodExecutor:
         local_storage: this side's storage (a factory), when it is the local filesystem: an
             image a worker on its own disk sent inline is stored here under the same key by
             ``adopt_images`` (url, previews, resources).
+        credentials: this side's provider keys to send with each job, read at each submit
+            (``core.credentials.client_credentials``); none when not given.
     """
 
     def __init__(
@@ -79,6 +87,7 @@ class RunPodExecutor:
         max_retries: int = 5,
         follow_stream: bool = True,
         local_storage: Callable[[], Any] | None = None,
+        credentials: Callable[[], Mapping[str, str]] | None = None,
     ) -> None:
         self.root = f"{base_url.rstrip('/')}/{endpoint_id}"
         self.endpoint_id = endpoint_id
@@ -90,6 +99,7 @@ class RunPodExecutor:
         self.max_retries = max_retries
         self.follow_stream = follow_stream
         self._local_storage = local_storage
+        self._credentials = credentials
 
     def __repr__(self) -> str:
         return f"RunPodExecutor(root={self.root!r})"
@@ -166,8 +176,12 @@ class RunPodExecutor:
     # --- the public calls ------------------------------------------------------------------
 
     async def submit(self, job: dict[str, Any], http: httpx.AsyncClient | None = None) -> str:
-        """Queue ``job`` (``{project, action, input}``) with ``/run``; returns RunPod's job id."""
-        body: dict[str, Any] = {"input": job}
+        """Queue ``job`` (``{project, action, input}``) with ``/run``; returns RunPod's job id.
+
+        The provider keys of ``credentials`` go in the request body only, never into ``job``
+        (which the caller may store)."""
+        keys = dict(self._credentials()) if self._credentials is not None else {}
+        body: dict[str, Any] = {"input": {**job, CREDENTIALS_FIELD: keys} if keys else job}
         if self.execution_timeout_s:
             body["policy"] = {"executionTimeout": int(self.execution_timeout_s * 1000)}
         size = len(json.dumps(body, ensure_ascii=False).encode())
@@ -328,14 +342,18 @@ class RunPodExecutor:
         return self._finish(envelope.replace(job_id=envelope.job_id or job_id), state, started)
 
     def _failure(self, job: dict[str, Any], job_id: str | None, type_: str, message: str, started: float) -> dict[str, Any]:
-        envelope = JobEnvelope.for_job(job, job_id).failed({"type": type_, "message": redact(message)})
+        """The FAILED envelope of a request that failed (``job_id``: RunPod's, ``None`` when /run
+        never gave one); it keeps the job id the caller gave and showed, as a worker's would."""
+        envelope = JobEnvelope.for_job(job, valid_job_id(job.get("job_id")) or job_id).failed(
+            {"type": type_, "message": redact(message)})
         return self._finish(envelope, {"id": job_id, "status": "FAILED"}, started, error_class=type_)
 
     def _finish(self, envelope: JobEnvelope, state: dict[str, Any], started: float,
                 error_class: str | None = None) -> dict[str, Any]:
         """``envelope`` with the runpod step last and this side's elapsed time, as a redacted dict."""
         elapsed = (time.perf_counter() - started) * 1000
-        detail = f"job {state.get('id')} {state.get('status')}"
+        detail = (f"job {state['id']} {state.get('status')}" if state.get("id")
+                  else f"the job was not queued on endpoint {self.endpoint_id}")
         if "delayTime" in state:
             detail += f"; queued {state['delayTime']} ms, ran {state.get('executionTime', '?')} ms on {state.get('workerId', '?')}"
         step = TraceStep(

@@ -1,0 +1,310 @@
+"""Provider keys set on the client reach the RunPod worker, for that job only (core/credentials.py).
+
+The real local endpoint runs the project's own ``handler.py`` as a runpod worker (our logs and the
+SDK's at DEBUG, into files); its config points the DeepSeek models and the local one at a loopback
+fake OpenAI server that records each request's Authorization header. The worker's environment
+holds no provider key (conftest.py removes them before any worker starts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from fake_openai import FakeOpenAI, RefusedPort
+
+from core.config import load_config
+from core.credentials import client_credentials, provider_credential_names
+from swarm.endpoint.server import EndpointServer
+from swarm.endpoint.state import Settings
+from swarm.executors import make_executor
+from swarm.executors.runpod import FINAL_STATES, RunPodExecutor
+from swarm.runtime import Runtime
+
+ROOT = Path(__file__).resolve().parents[1]
+CLIENT_KEY = "sk-CLIENTFORWARDED0123456789"
+WORKER_KEY = "sk-WORKEROWNKEY9876543210"
+TASK = "Explain what a circuit breaker does."
+
+
+def _write_config(folder: Path, fake_url: str, **runpod: Any) -> Path:
+    """The project's config with DeepSeek and the local model on the fake server."""
+    config = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))
+    for name in ("deepseek-v3.1-q8", "deepseek-v3.1-q4"):
+        config["models"][name].update(litellm_model="openai/deepseek-fake", api_base=f"{fake_url}/v1")
+    local = config["models"]["local"]
+    local.update(litellm_model="openai/local-fake", api_base=f"{fake_url}/v1")
+    local.pop("local_server", None)
+    config["worker"]["warm"] = ["llm"]
+    config["runner"]["runpod"].update(runpod)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def fake_llm() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def endpoint(tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeOpenAI) -> Iterator[EndpointServer]:
+    home = tmp_path_factory.mktemp("worker-home")
+    config = _write_config(home, fake_llm.url)
+    if (ROOT / "docs").is_dir():
+        shutil.copytree(ROOT / "docs", home / "docs", dirs_exist_ok=True)
+    env = {"SWARM_CONFIG": str(config), "SWARM_HOME": str(home), "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+           "RUNPOD_LOG_LEVEL": "DEBUG", "SWARM_LOG_LEVEL": "DEBUG"}
+    assert not os.environ.get("DEEPSEEK_API_KEY")  # the worker inherits this process's environment
+    server = EndpointServer(Settings(endpoint_id="ep-keys", take_hold_s=2, stop_hold_s=2), workers=1,
+                            log_dir=home / "logs", worker_env_extra=env)
+    with server:
+        yield server
+
+
+@pytest.fixture
+def client_env(monkeypatch: pytest.MonkeyPatch, endpoint: EndpointServer) -> None:
+    """The client's shell: the endpoint's settings and a DeepSeek key, nothing else."""
+    monkeypatch.setenv("RUNPOD_API_BASE", endpoint.api_base)
+    monkeypatch.setenv("RUNPOD_ENDPOINT_ID", endpoint.settings.endpoint_id)
+    monkeypatch.setenv("RUNPOD_API_KEY", endpoint.settings.api_key)
+    monkeypatch.setenv("DEEPSEEK_API_KEY", CLIENT_KEY)
+
+
+async def _submit_and_wait(runner: Any, job: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """RunPod's job id and the job's envelope, as the CLI and the MCP server get them."""
+    started = time.perf_counter()
+    job_id = await runner.submit(job)
+    for _ in range(600):
+        state = await runner.status(job_id)
+        if state.get("status") in FINAL_STATES:
+            return job_id, runner.envelope(job, job_id, state, started)
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"job {job_id} did not finish")
+
+
+def _step(envelope: dict[str, Any], provider: str) -> dict[str, Any]:
+    return next(step for step in envelope["trace"] if step.get("provider") == provider)
+
+
+def _files_holding(folder: Path, text: str) -> list[str]:
+    return [str(path) for path in folder.rglob("*") if path.is_file() and text.encode() in path.read_bytes()]
+
+
+@pytest.mark.usefixtures("client_env")
+async def test_a_key_set_on_the_client_runs_the_job_on_the_worker_and_stays_out_of_everything_kept(
+    tmp_path: Path, endpoint: EndpointServer, fake_llm: FakeOpenAI
+) -> None:
+    fake_llm.reset()
+    runtime = Runtime(_write_config(tmp_path / "client", fake_llm.url))
+    runner = make_executor(runtime.config, runtime)  # what `swarm delegate` and swarm-mcp use
+    job = {"project": "swarm", "action": "delegate", "input": {"task": TASK, "kind": "critical"}, "job_id": "keys-1"}
+    try:
+        runpod_id, envelope = await _submit_and_wait(runner, job)
+    finally:
+        await runtime.aclose()
+    assert envelope["status"] == "COMPLETED", envelope["error"]
+    # sent with the job under the reserved field: only the keys config names, never the RunPod key
+    assert endpoint.store is not None
+    assert endpoint.store.get(runpod_id).input["_credentials"] == {"DEEPSEEK_API_KEY": CLIENT_KEY}
+    assert "_credentials" not in job  # the caller's job (which the MCP server stores) is left alone
+    calls = fake_llm.requests_for("deepseek-fake")
+    assert calls and {call.headers.get("authorization") for call in calls} == {f"Bearer {CLIENT_KEY}"}
+    assert not fake_llm.requests_for("local-fake")  # not the local model, as the reviewer saw
+    assert "credentials from the client: DEEPSEEK_API_KEY" in _step(envelope, "dispatcher")["detail"]
+    skipped = {step["model"]: step["detail"] for step in envelope["trace"] if step.get("outcome") == "skipped"}
+    assert skipped.get("claude-opus-4-5-thinking") == "ANTHROPIC_API_KEY is not set on this worker and the client did not send it"
+    # the value is in no result, log or stored file of the worker (its logs ran at DEBUG)
+    assert CLIENT_KEY not in json.dumps(envelope)
+    assert CLIENT_KEY not in json.dumps(await runner.status(runpod_id))
+    assert endpoint.pool.log_dir is not None
+    home = endpoint.pool.log_dir.parent
+    await asyncio.sleep(0.5)  # the worker's last lines for this job
+    logs = "".join(path.read_text(errors="replace") for path in (home / "logs").glob("*.log"))
+    assert "keys-1" in logs and "DEBUG" in logs  # the logs do cover this job, verbosely
+    assert _files_holding(home, CLIENT_KEY) == []
+    assert list(home.glob("checkpoints.sqlite*"))  # the job was checkpointed (and the key is not there)
+
+
+@pytest.mark.usefixtures("client_env")
+async def test_forward_credentials_false_sends_none(tmp_path: Path, endpoint: EndpointServer, fake_llm: FakeOpenAI) -> None:
+    fake_llm.reset()
+    runtime = Runtime(_write_config(tmp_path / "client", fake_llm.url, forward_credentials=False))
+    runner = make_executor(runtime.config, runtime)
+    job = {"project": "swarm", "action": "delegate", "input": {"task": TASK, "kind": "critical"}, "job_id": "keys-off"}
+    try:
+        runpod_id, envelope = await _submit_and_wait(runner, job)
+    finally:
+        await runtime.aclose()
+    assert endpoint.store is not None
+    assert "_credentials" not in endpoint.store.get(runpod_id).input
+    assert envelope["status"] == "COMPLETED", envelope["error"]
+    assert not fake_llm.requests_for("deepseek-fake") and fake_llm.requests_for("local-fake")
+    skipped = {step["model"]: step["detail"] for step in envelope["trace"] if step.get("outcome") == "skipped"}
+    assert skipped["deepseek-v3.1-q8"] == "DEEPSEEK_API_KEY is not set on this worker and the client did not send it"
+    assert "credentials" not in (_step(envelope, "dispatcher")["detail"] or "")
+
+
+async def _handler_run(job: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """``handler.handler`` in this process, with a runtime of its own (the worker's config)."""
+    import handler
+
+    monkeypatch.setattr(handler, "_runtime", None)
+    try:
+        return await handler.handler(job)
+    finally:
+        if handler._runtime is not None:
+            await handler._runtime.aclose()
+
+
+async def test_jobs_running_at_once_each_use_their_own_clients_key_and_keep_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_llm: FakeOpenAI
+) -> None:
+    import handler
+
+    fake_llm.reset()
+    monkeypatch.setenv("SWARM_CONFIG", str(_write_config(tmp_path, fake_llm.url)))
+    monkeypatch.setattr(handler, "_runtime", None)
+    keys = {"alpha": "sk-ALPHACLIENTKEY0000001", "beta": "sk-BETACLIENTKEY00000002"}
+
+    def job(name: str, credentials: dict[str, str]) -> dict[str, Any]:
+        task = {"task": f"Task {name}: {TASK}", "kind": "critical"}
+        return {"id": f"rp-{name}", "input": {"project": "swarm", "action": "delegate", "input": task, "_credentials": credentials}}
+
+    try:  # one worker, one runtime, the two jobs at once (worker.concurrency)
+        results = await asyncio.gather(*(handler.handler(job(name, {"DEEPSEEK_API_KEY": key})) for name, key in keys.items()))
+        after = await handler.handler(job("after", {}))  # a later client that sent no key
+    finally:
+        if handler._runtime is not None:
+            await handler._runtime.aclose()
+    assert [result["status"] for result in results] == ["COMPLETED", "COMPLETED"]
+    for name, key in keys.items():
+        sent = {call.headers.get("authorization") for call in fake_llm.requests_for("deepseek-fake")
+                if f"Task {name}:" in json.dumps(call.body)}
+        assert sent == {f"Bearer {key}"}, name
+    assert not [call for call in fake_llm.requests_for("deepseek-fake") if "Task after:" in json.dumps(call.body)]
+    skipped = {step["model"]: step["detail"] for step in after["trace"] if step.get("outcome") == "skipped"}
+    assert skipped["deepseek-v3.1-q8"] == "DEEPSEEK_API_KEY is not set on this worker and the client did not send it"
+
+
+async def test_the_workers_own_key_wins_and_unknown_names_are_ignored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_llm: FakeOpenAI
+) -> None:
+    fake_llm.reset()
+    monkeypatch.setenv("SWARM_CONFIG", str(_write_config(tmp_path, fake_llm.url)))
+    monkeypatch.setenv("DEEPSEEK_API_KEY", WORKER_KEY)  # the endpoint owner's
+    body = {"project": "swarm", "action": "delegate", "input": {"task": TASK, "kind": "critical"},
+            "_credentials": {"DEEPSEEK_API_KEY": CLIENT_KEY, "SOME_OTHER_API_KEY": "sk-NOTUSEDANYWHERE123"}}
+    job = {"id": "rp-own-1", "input": body}
+    result = await _handler_run(job, monkeypatch)
+    assert result["status"] == "COMPLETED", result["error"]
+    assert "_credentials" not in job["input"]  # out of the SDK's own copy, before the job ran
+    calls = fake_llm.requests_for("deepseek-fake")
+    assert calls and {call.headers.get("authorization") for call in calls} == {f"Bearer {WORKER_KEY}"}
+    detail = _step(result, "dispatcher")["detail"]
+    assert "the worker's own kept over the client's: DEEPSEEK_API_KEY" in detail
+    assert "1 forwarded name(s) this worker's config does not use, ignored" in detail
+    assert "credentials from the client" not in detail
+    assert "SOME_OTHER_API_KEY" not in json.dumps(result) and CLIENT_KEY not in json.dumps(result)
+
+
+@pytest.mark.parametrize(("forwarded", "field", "problem"), [
+    ({"DEEPSEEK_API_KEY": 1234567890}, "_credentials.DEEPSEEK_API_KEY", "must be a string, not int"),
+    ({"DEEPSEEK_API_KEY": "sk-" + "x" * 5000}, "_credentials.DEEPSEEK_API_KEY", "over the limit of 4096"),
+    ("sk-JUSTAKEYNOOBJECT12345", "_credentials", "must be an object"),
+])
+async def test_a_bad_forwarded_value_fails_the_job_naming_the_field_not_the_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_llm: FakeOpenAI, forwarded: Any, field: str, problem: str
+) -> None:
+    fake_llm.reset()
+    monkeypatch.setenv("SWARM_CONFIG", str(_write_config(tmp_path, fake_llm.url)))
+    body = {"project": "swarm", "action": "delegate", "input": {"task": TASK}, "_credentials": forwarded}
+    result = await _handler_run({"id": "rp-bad-1", "input": body}, monkeypatch)
+    assert result["status"] == "FAILED" and result["job_id"] == "rp-bad-1"
+    error = json.loads(result["error"])
+    assert error["type"] == "InputError"
+    assert error["message"].startswith(f"{field}: ") and problem in error["message"]
+    assert "1234567890" not in result["error"] and "xxxxxxxx" not in result["error"] and "NOOBJECT" not in result["error"]
+    assert not fake_llm.requests  # no provider was called
+
+
+async def test_a_search_key_from_the_client_reaches_that_jobs_search_only(tmp_path: Path) -> None:
+    from search_fake_servers import serve
+
+    from core.credentials import JobCredentials, credentials_scope
+
+    config = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))
+    with serve() as tavily:
+        config["providers"]["search"].update(default="tavily", fallback_chain=["tavily"])
+        config["providers"]["search"]["backends"]["tavily"]["base_url"] = tavily.url
+        path = tmp_path / "config.yaml"
+        path.write_text(yaml.safe_dump(config), encoding="utf-8")
+        runtime = Runtime(path)
+        try:
+            forwarded = runtime.job_credentials({"TAVILY_API_KEY": "tvly-CLIENTSEARCHKEY123"})
+            with credentials_scope(forwarded):
+                ctx = await runtime.context("search-job")
+            results = await ctx.providers.search.search("checkpoints", 2)
+            shared = (await runtime.context("another-job")).providers.search
+            with credentials_scope(JobCredentials()):
+                assert (await runtime.context("remote-no-keys")).providers.search is shared
+        finally:
+            await runtime.aclose()
+    assert results and tavily.requests[-1]["headers"]["Authorization"] == "Bearer tvly-CLIENTSEARCHKEY123"
+    assert ctx.providers.llm is (await _shared_llm(runtime))  # everything else stays shared
+
+
+async def _shared_llm(runtime: Runtime) -> Any:
+    return runtime.providers(runtime.config).llm
+
+
+def test_the_forwarded_names_come_from_config_and_never_include_the_runpod_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))
+    # a self-hosted model on a RunPod vLLM endpoint may well take the RunPod key: it stays here
+    config["models"]["deepseek-v3.1-q4"]["api_key_env"] = "RUNPOD_API_KEY"
+    config["models"]["gemini-2.5-flash-lite"]["api_key_env"] = "MY_GEMINI_CREDENTIAL"
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    loaded = load_config(path)
+    assert provider_credential_names(loaded, path) == {"DEEPSEEK_API_KEY", "MY_GEMINI_CREDENTIAL",
+                                                       "ANTHROPIC_API_KEY", "TAVILY_API_KEY"}
+    for name, value in {"RUNPOD_API_KEY": "rpa_SHOULDSTAYHERE12345", "MY_GEMINI_CREDENTIAL": "AIzaGEMINIKEY1234",
+                        "SEARXNG_URL": "http://127.0.0.1:9", "DEEPSEEK_API_BASE": "http://127.0.0.1:9"}.items():
+        monkeypatch.setenv(name, value)
+    assert client_credentials(loaded, path) == {"MY_GEMINI_CREDENTIAL": "AIzaGEMINIKEY1234"}
+
+
+async def test_a_refused_submit_keeps_the_job_id_the_caller_was_shown() -> None:
+    with RefusedPort() as refused:
+        runner = RunPodExecutor(f"{refused.url}/v2", "ep", "rpa_KEY", max_retries=0)
+        envelope = await runner.run({"project": "swarm", "action": "delegate", "input": {"task": "hi"}, "job_id": "local-7"})
+    assert envelope["status"] == "FAILED" and envelope["job_id"] == "local-7"
+    assert envelope["error"]["type"] == "ProviderUnavailable"
+    step = _step(envelope, "runpod")
+    assert "None" not in step["detail"] and "not queued" in step["detail"]
+
+
+def test_the_cli_prints_the_same_job_id_when_runpod_refuses_the_submit(endpoint: EndpointServer, tmp_path: Path) -> None:
+    env = {**os.environ, "RUNPOD_API_BASE": endpoint.api_base, "RUNPOD_ENDPOINT_ID": endpoint.settings.endpoint_id,
+           "RUNPOD_API_KEY": "rpa_WRONGKEY0123456789012345", "SWARM_HOME": str(tmp_path / "home")}
+    done = subprocess.run([sys.executable, "-m", "swarm.cli", "delegate", "hi"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    out = done.stdout + done.stderr
+    started = next(line for line in out.splitlines() if line.endswith(": started"))
+    job_id = started.removeprefix("job ").removesuffix(": started")
+    assert f"job {job_id}: FAILED" in out and "job None" not in out, out
