@@ -14,20 +14,23 @@ import logging
 import os
 import re
 import urllib.parse
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
 
 MASK = "[REDACTED]"
+
+# a key's prefix starts a token: "task-management-system" holds "sk-management-system"
+_GOOGLE_KEY = r"(?<![A-Za-z0-9])AIza[0-9A-Za-z_\-]{30,}"
+_AWS_KEY_ID = r"(?<![A-Za-z0-9])(?:AKIA|ASIA)[0-9A-Z]{16}"
 
 _PATTERNS: tuple[re.Pattern[str], ...] = tuple(
     re.compile(p)
     for p in (
-        # a key's prefix starts a token: "task-management-system" holds "sk-management-system"
         r"(?<![A-Za-z0-9])sk-ant-[A-Za-z0-9_\-]{8,}",  # Anthropic
         r"(?<![A-Za-z0-9])sk-[A-Za-z0-9_\-]{16,}",  # OpenAI / DeepSeek style
         r"(?<![A-Za-z0-9])tvly-[A-Za-z0-9_\-]{8,}",  # Tavily
-        r"(?<![A-Za-z0-9])AIza[0-9A-Za-z_\-]{30,}",  # Google API keys
-        r"(?<![A-Za-z0-9])(?:AKIA|ASIA)[0-9A-Z]{16}",  # AWS access key ids
+        _GOOGLE_KEY,  # Google API keys
+        _AWS_KEY_ID,  # AWS access key ids
         r"(?<![A-Za-z0-9])rpa_[A-Za-z0-9]{20,}",  # RunPod API keys
         r"(?<![A-Za-z0-9])ya29\.[0-9A-Za-z_\-]{20,}",  # Google OAuth access tokens
         r"(?<![A-Za-z0-9])gh[pousr]_[A-Za-z0-9]{30,}",  # GitHub tokens
@@ -131,19 +134,30 @@ def _forms(value: str) -> set[str]:
     return {form for form in forms if len(form) >= MIN_SECRET_CHARS}
 
 
+class _Scan(NamedTuple):
+    """What one redaction looks for, built once per set of secrets."""
+
+    #: every secret value in every form ``_forms`` gives (None: no secret is known)
+    values: re.Pattern[str] | None
+    #: one scan for a value or any pattern's shape
+    anything: re.Pattern[str]
+    #: those forms as plain strings, for a substring test over a blob (``_redact_blob``)
+    forms: tuple[str, ...] = ()
+
+
 @functools.lru_cache(maxsize=8)
-def _values_pattern(values: frozenset[str]) -> tuple[re.Pattern[str] | None, re.Pattern[str]]:
-    """(the secret values in every form ``_forms`` gives, one scan for a value or any pattern's shape)."""
+def _values_pattern(values: frozenset[str]) -> _Scan:
+    """The scan for the secret values ``values`` and every pattern."""
     if not values:
-        return None, _ANY_PATTERN
-    every = set().union(*(_forms(v) for v in values))
-    alternatives = "|".join(re.escape(v) for v in sorted(every, key=len, reverse=True))
-    return re.compile(alternatives), re.compile(f"{alternatives}|{_ANY_PATTERN.pattern}")
+        return _Scan(None, _ANY_PATTERN)
+    every = sorted(set().union(*(_forms(v) for v in values)), key=len, reverse=True)
+    alternatives = "|".join(re.escape(v) for v in every)
+    return _Scan(re.compile(alternatives), re.compile(f"{alternatives}|{_ANY_PATTERN.pattern}"), tuple(every))
 
 
-#: (the environment it was built from, the extra secrets it holds, the patterns): rebuilt when
+#: (the environment it was built from, the extra secrets it holds, the scan): rebuilt when
 #: either changed, so a secret set in the environment at any time is redacted from then on
-_cached: tuple[dict[Any, Any], tuple[frozenset[str], frozenset[str]], tuple[re.Pattern[str] | None, re.Pattern[str]]] | None = None
+_cached: tuple[dict[Any, Any], tuple[frozenset[str], frozenset[str]], _Scan] | None = None
 
 
 def _environment() -> dict[Any, Any]:
@@ -152,7 +166,7 @@ def _environment() -> dict[Any, Any]:
     return data if isinstance(data, dict) else dict(os.environ)
 
 
-def _current_patterns() -> tuple[re.Pattern[str] | None, re.Pattern[str]]:
+def _current_patterns() -> _Scan:
     global _cached
     environment = _environment()
     cached = _cached
@@ -170,9 +184,15 @@ def _mask(match: re.Match[str]) -> str:
     return (match.group(1) if match.re.groups else "") + MASK
 
 
-def _redact(text: str, patterns: tuple[re.Pattern[str] | None, re.Pattern[str]]) -> str:
-    values = patterns[0]
-    if len(text) < MIN_SECRET_CHARS or not _may_hold_secret(text, patterns):
+def _redact(text: str, scan: _Scan) -> str:
+    if len(text) >= BLOB_MIN_CHARS and (start := _blob_start(text)) is not None:
+        return _redact_blob(text, start, scan)
+    return _redact_text(text, scan)
+
+
+def _redact_text(text: str, scan: _Scan) -> str:
+    values = scan.values
+    if len(text) < MIN_SECRET_CHARS or not _may_hold_secret(text, scan):
         return text
     if values is not None:
         text = values.sub(MASK, text)
@@ -183,15 +203,92 @@ def _redact(text: str, patterns: tuple[re.Pattern[str] | None, re.Pattern[str]])
     return text
 
 
-def _may_hold_secret(text: str, patterns: tuple[re.Pattern[str] | None, re.Pattern[str]]) -> bool:
+def _may_hold_secret(text: str, patterns: _Scan | tuple[re.Pattern[str] | None, re.Pattern[str]]) -> bool:
     """False only when no secret value and no pattern can match anywhere in ``text``."""
-    values, anything = patterns
+    values, anything = patterns[0], patterns[1]
     if values is not None and values.search(text) is not None:
         return True
     if not text.isascii():  # case-insensitive matching beyond ASCII (K, ſ, ...): the full scan
         return anything.search(text) is not None
     lowered = text.lower()
     return any(word in lowered for word in _TRIGGERS)
+
+
+# --- blobs: base64 (an image given inline), megabytes long -------------------------------------
+# ``_redact_text`` costs ~1 s a megabyte on random base64: its lower-case form holds trigger words
+# ("aiza", "akia", "asia") by chance, and the patterns then run over all of it. Inside a blob's body
+# (``[A-Za-z0-9+/]``, ``=`` at its end only, ASCII white space) only two patterns can match: every
+# other one needs a character base64 lacks (``-``, ``_``, ``.``, ``:``, ``?``, ``&``, ``@``, a
+# quote), an ``=`` with text after it, or (``bearer``) white space after a word; a blob where that
+# word stands before white space, or a secret value appears, takes ``_redact_text``. What comes out
+# is the same text either way (tests/test_redact_speed.py fuzzes the two against each other).
+
+#: a string this long or longer is tested for being a blob
+BLOB_MIN_CHARS = 4096
+_BLOB_HEAD = re.compile(r"data:image/[A-Za-z0-9.+\-]+;base64,", re.IGNORECASE)
+_BLOB_BODY = re.compile(r"[A-Za-z0-9+/\t\n\r ]*={0,2}[\t\n\r ]*")
+_BLOB_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=\t\n\r ")
+_BLOB_SPACE = ("\n", " ", "\r", "\t")
+_PATTERN_OF = {pattern.pattern: pattern for pattern in _PATTERNS}
+#: the patterns that can match inside a blob's body, in ``_PATTERNS`` order, each with the literals
+#: every match of it starts with
+_BLOB_SHAPES = ((_PATTERN_OF[_GOOGLE_KEY], ("AIza",)), (_PATTERN_OF[_AWS_KEY_ID], ("AKIA", "ASIA")))
+
+
+def _blob_start(text: str) -> int | None:
+    """Where the base64 of ``text`` starts (after a ``data:image/...;base64,`` head), or ``None``
+    when ``text`` is not base64 throughout."""
+    head = _BLOB_HEAD.match(text)
+    start = head.end() if head else 0
+    return start if _BLOB_BODY.fullmatch(text, start) else None
+
+
+def _redact_blob(text: str, start: int, scan: _Scan) -> str:
+    """``_redact_text(text, scan)`` for a blob whose base64 starts at ``start``, in a few
+    substring searches."""
+    head, body = text[:start], text[start:]
+    if _holds_a_value(text, start, scan.forms) or _bearer_before_space(body):
+        return _redact_text(text, scan)  # rare: the exact general path
+    for pattern, prefixes in _BLOB_SHAPES:  # one after the other, as ``_redact_text`` does
+        body = _mask_shape(body, pattern, prefixes)
+    return (_redact_text(head, scan) if head else "") + body
+
+
+def _holds_a_value(text: str, start: int, forms: tuple[str, ...]) -> bool:
+    # a form with a character a body lacks can only sit across the head
+    return any(form in text[:start + len(form) - 1] or (_BLOB_CHARS.issuperset(form) and form in text)
+               for form in forms)
+
+
+def _bearer_before_space(body: str) -> bool:
+    if not any(space in body for space in _BLOB_SPACE):
+        return False
+    lowered = body.lower()
+    at = lowered.find("bearer")
+    while at != -1:
+        if lowered[at + 6:at + 7] in _BLOB_SPACE:
+            return True
+        at = lowered.find("bearer", at + 1)
+    return False
+
+
+def _mask_shape(body: str, pattern: re.Pattern[str], prefixes: tuple[str, ...]) -> str:
+    """``pattern.sub(_mask, body)``, trying only where one of ``prefixes`` starts."""
+    starts = []
+    for prefix in prefixes:
+        at = body.find(prefix)
+        while at != -1:
+            starts.append(at)
+            at = body.find(prefix, at + 1)
+    pieces, done = [], 0
+    for at in sorted(starts):
+        if at < done:
+            continue  # inside the last match
+        match = pattern.match(body, at)  # its look-behind sees the character before ``at``
+        if match:
+            pieces += [body[done:at], _mask(match)]
+            done = match.end()
+    return "".join([*pieces, body[done:]]) if pieces else body
 
 
 _SEQUENCES = (list, tuple)
@@ -231,13 +328,13 @@ def _copy(data: Any, strings: list[str]) -> Any:
     return data
 
 
-def _walk(data: Any, patterns: tuple[re.Pattern[str] | None, re.Pattern[str]]) -> Any:
+def _walk(data: Any, one: Callable[[str], str]) -> Any:
     if isinstance(data, str):
-        return _redact(data, patterns)
+        return one(data)
     if isinstance(data, dict):
-        return {k: v if k in BINARY_KEYS else _walk(v, patterns) for k, v in data.items()}
+        return {k: v if k in BINARY_KEYS else _walk(v, one) for k, v in data.items()}
     if isinstance(data, _SEQUENCES):
-        return [_walk(v, patterns) for v in data]
+        return [_walk(v, one) for v in data]
     return data
 
 
@@ -248,12 +345,26 @@ def redact(text: str) -> str:
 
 def redact_data(data: Any) -> Any:
     """Redact every string inside a JSON-like structure (dicts, lists, tuples)."""
-    patterns = _current_patterns()
+    scan = _current_patterns()
     found: list[str] = []
     copied = _copy(data, found)
+    # a blob (an inline image) is redacted on its own (``_redact_blob``): joined to the rest, its
+    # megabytes would take the slow path of ``_redact_text``
+    blobs = {id(s): start for s in found if len(s) >= BLOB_MIN_CHARS and (start := _blob_start(s)) is not None}
+    texts = [s for s in found if id(s) not in blobs] if blobs else found
     # one test over all the strings joined: a match inside one string is a match in the whole
     # (no pattern looks behind or anchors), so "nothing" here means nothing in any of them
-    return _walk(copied, patterns) if _may_hold_secret("\x00".join(found), patterns) else copied
+    texts_may_hold = _may_hold_secret("\x00".join(texts), scan)
+    if not blobs and not texts_may_hold:
+        return copied
+
+    def one(text: str) -> str:
+        start = blobs.get(id(text))
+        if start is not None:
+            return _redact_blob(text, start, scan)
+        return _redact_text(text, scan) if texts_may_hold else text
+
+    return _walk(copied, one)
 
 
 #: A config key or HTTP header name whose value is a secret: ``api_key``, ``x-api-key``,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+import anyio
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
@@ -36,19 +37,52 @@ def owner_of(ctx: Context) -> str:
     return f"token:{token.client_id}" if token is not None else LOCAL_OWNER
 
 
+#: the scale of every progress value sent (a percentage of the job)
+PROGRESS_TOTAL = 100.0
+#: the stage of a job's last event (research, image, delegation): only it may fill the bar
+FINAL_STAGE = "done"
+
+
+class ProgressScale:
+    """MCP progress values for one request: a percentage of the job that always increases.
+
+    MCP requires each notification's value to be above the last. A job's ``fraction`` is the
+    value when it moves forward and stays under the total (a stage's own fraction, such as
+    research's "search 2/2" at 1.0, must not fill the bar early: only ``done`` does); any other
+    step (no fraction, or one that would go back) moves the value up by 1% of what is left.
+    """
+
+    def __init__(self) -> None:
+        self.last: float | None = None
+
+    def next(self, stage: str, fraction: float | None) -> float:
+        percent = None if fraction is None else round(fraction * PROGRESS_TOTAL, 2)
+        fills = stage == FINAL_STAGE
+        if percent is not None and (percent < PROGRESS_TOTAL or fills and percent == PROGRESS_TOTAL) \
+                and (self.last is None or percent > self.last):
+            value = percent
+        elif self.last is None:
+            value = 0.0
+        else:  # at least 0.01 more, as sent (rounded)
+            value = max(round(self.last + (PROGRESS_TOTAL - self.last) / 100, 2), round(self.last + 0.01, 2))
+        self.last = value
+        return value
+
+
 def progress_sender(ctx: Context) -> Any:
-    """``progress(stage, message, fraction)`` -> MCP progress notifications for this request."""
+    """``progress(stage, message, fraction)`` -> MCP progress notifications for this request, their
+    values increasing (``ProgressScale``) and sent in the order the job made them."""
     state = server_state(ctx)
-    step = 0
+    scale = ProgressScale()
+    in_order = anyio.Lock()  # each event reaches this loop as its own task
 
     async def progress(stage: str, message: str, fraction: float | None = None) -> None:
-        nonlocal step
-        step += 1
-        value, total = (round(fraction * 100, 1), 100.0) if fraction is not None else (float(step), None)
-        try:
-            await ctx.report_progress(value, total, f"{stage}: {message}" if message else stage)
-        except Exception:  # a client that went away must not fail the job
-            state.log.debug("progress notification dropped", exc_info=True)
+        async with in_order:
+            value = scale.next(stage, fraction)
+            try:
+                await ctx.report_progress(value, PROGRESS_TOTAL, f"{stage}: {message}" if message else stage)
+            except Exception:  # a client that went away must not fail the job
+                state.log.debug("progress notification dropped", exc_info=True)
 
     return progress
 

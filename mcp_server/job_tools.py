@@ -15,8 +15,9 @@ from mcp.types import CallToolResult, ContentBlock, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field, WithJsonSchema
 
 from mcp_server.calls import owner_of, progress_sender, server_state
+from mcp_server.outputs import ImageOutput, ResearchOutput
 from mcp_server.previews import image_blocks
-from mcp_server.results import image_output, inline_within, stored_images
+from mcp_server.results import public_steps, research_blocks, stored_images, tool_output, tool_output_fields
 
 JobId = Annotated[str, Field(max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]  # the pattern's + implies minLength 1
 MAX_RESULT_WAIT_S = 50.0  # under Claude Desktop's ~60 s tool timeout
@@ -49,7 +50,8 @@ class JobResult(BaseModel):
     status: Literal["IN_PROGRESS", "COMPLETED", "FAILED", "CANCELLED"]
     project: str | None = None
     action: str | None = None
-    output: dict[str, Any] | None = Field(default=None, description="the action's result (same as the action tool's)")
+    output: dict[str, Any] | None = Field(
+        default=None, description="COMPLETED: the action tool's own result fields; else what the job had made")
     error: dict[str, Any] | None = None
     progress: dict[str, Any] | None = None
     message: str | None = None
@@ -92,14 +94,7 @@ def register(server: Any) -> None:
             result = await state.jobs.result(job_id, owner_of(ctx), wait_s=wait_s, progress=progress_sender(ctx))
         except KeyError:
             raise _unknown(job_id) from None
-        image_job = result.get("project") == "image_tools"
-        shown = _inline_capped(result, state.runtime.config.mcp.max_inline_image_bytes) if image_job else result
-        structured = JobResult.model_validate({k: v for k, v in shown.items() if k in JobResult.model_fields})
-        dumped = structured.model_dump(mode="json")
-        blocks = await _image_blocks(state, result) if image_job else []
-        # an image job collected here shows its images like the image tool would have (preview + link)
-        return CallToolResult(content=[TextContent(text=json.dumps(dumped, indent=2)), *blocks],
-                              structured_content=dumped)
+        return await _job_result(state, result)
 
     @server.tool(
         name="job_cancel", title="Cancel a job",
@@ -127,29 +122,22 @@ def register(server: Any) -> None:
         return JobList(jobs=[JobStatus(**r) for r in rows])
 
 
-def _inline_capped(result: dict[str, Any], limit: int) -> dict[str, Any]:
-    """``result`` with each base64 copy of an image (the single one, each of a batch) over
-    ``mcp.max_inline_image_bytes`` dropped and noted, as the image tools themselves return it."""
-
-    def capped(entry: dict[str, Any]) -> dict[str, Any]:
-        out = {k: v for k, v in entry.items() if k != "image_b64"}
-        inline = inline_within(out, entry.get("image_b64"), limit)
-        return out if inline is None else {**out, "image_b64": inline}
-
-    output = result.get("output")
-    if not isinstance(output, dict):
-        return result
-    shown = capped(output)
-    if isinstance(output.get("results"), list):
-        shown["results"] = [capped(entry) if isinstance(entry, dict) else entry for entry in output["results"]]
-    return {**result, "output": shown}
-
-
-async def _image_blocks(state: Any, result: dict[str, Any]) -> list[ContentBlock]:
-    """A finished image job's preview and resource_link per stored image (none while it runs)."""
-    if result.get("status") != "COMPLETED":
-        return []
+async def _job_result(state: Any, result: dict[str, Any]) -> CallToolResult:
+    """``result`` as job_result answers it: a finished job's output as its tool returned it (same
+    fields, same content blocks: the research report as Markdown with a link per source, an
+    image's preview and link), the public trace, and the rest of the envelope."""
     runtime = state.runtime
     limit = runtime.config.mcp.max_inline_image_bytes
-    output = image_output(result, return_base64=False, inline_limit=limit)
-    return await image_blocks(stored_images(output), runtime.providers().storage, limit)
+    own = tool_output(result, limit)
+    shown = {k: v for k, v in result.items() if k in JobResult.model_fields}
+    shown["trace"] = [step.model_dump(mode="json") for step in public_steps(result.get("trace") or [])]
+    if own is not None:
+        shown["output"] = tool_output_fields(own)
+    structured = JobResult.model_validate(shown).model_dump(mode="json")
+    if isinstance(own, ResearchOutput):
+        return CallToolResult(content=research_blocks(own), structured_content=structured)
+    blocks: list[ContentBlock] = []
+    if isinstance(own, ImageOutput):
+        blocks = await image_blocks(stored_images(own), runtime.providers().storage, limit)
+    return CallToolResult(content=[TextContent(text=json.dumps(structured, indent=2)), *blocks],
+                          structured_content=structured)

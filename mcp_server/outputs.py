@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, WithJsonSchema
+from pydantic import BaseModel, Field, WithJsonSchema, field_validator
+
+#: decimals of a public trace step's ``latency_ms`` (0.1 ms: a reader needs no nanoseconds)
+LATENCY_DECIMALS = 1
 
 
 class TraceStepOut(BaseModel):
-    """One provider attempt, skip or graph node."""
+    """One provider attempt, skip or graph node, and when it was recorded (``at``, UTC ISO 8601)."""
 
     step: str
     kind: str
@@ -27,6 +30,12 @@ class TraceStepOut(BaseModel):
     outcome: str
     error_class: str | None = None
     detail: str | None = None
+    at: str | None = None
+
+    @field_validator("latency_ms")
+    @classmethod
+    def _rounded(cls, value: float) -> float:
+        return round(value, LATENCY_DECIMALS)
 
 
 #: the trace as output schemas advertise it: a list (of TraceStepOut objects, which the tools' text

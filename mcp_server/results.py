@@ -1,17 +1,34 @@
 """Envelopes -> tool results: a finished or running job's envelope as the tool's output model,
 and a failed one as a tool error a model can act on.
+
+``job_result`` maps a finished envelope with the same functions (``tool_output``), so a job
+collected later reads exactly like the tool's own answer.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp_types import CallToolResult, ContentBlock, TextContent
+from mcp_types import CallToolResult, ContentBlock, ResourceLink, TextContent
 
-from mcp_server.outputs import ConsensusOutput, DelegateOutput, ImageOutput, ResearchOutput, TraceStepOut
+from graphs.actions import ACTIONS
+from mcp_server.outputs import (
+    ConsensusOutput,
+    DelegateOutput,
+    ImageOutput,
+    JobOutcome,
+    ResearchOutput,
+    TraceStepOut,
+)
 from mcp_server.previews import StoredImage
+
+#: the fields every action result starts with; ``job_result`` has them at its own top level
+HEAD_FIELDS = frozenset(JobOutcome.model_fields)
+#: the project whose every action is an image tool (``ImageOutput``)
+IMAGE_PROJECT = "image_tools"
 
 
 def public_steps(trace: list[dict[str, Any]]) -> list[TraceStepOut]:
@@ -22,11 +39,12 @@ def public_steps(trace: list[dict[str, Any]]) -> list[TraceStepOut]:
 
 
 def _head(result: dict[str, Any]) -> dict[str, Any]:
+    """job_id, status and the public trace; while running, the message and progress too (and the
+    steps so far, where the handle has them)."""
+    head = {"job_id": result["job_id"], "trace": public_steps(result.get("trace") or [])}
     if result.get("status") == "IN_PROGRESS":
-        return {"job_id": result["job_id"], "status": "IN_PROGRESS", "message": result.get("message"),
-                "progress": result.get("progress")}
-    return {"job_id": result["job_id"], "status": "COMPLETED", "trace": public_steps(result.get("trace") or []),
-            "totals": result.get("totals") or {}}
+        return {**head, "status": "IN_PROGRESS", "message": result.get("message"), "progress": result.get("progress")}
+    return {**head, "status": "COMPLETED", "totals": result.get("totals") or {}}
 
 
 def delegate_output(result: dict[str, Any], thread_id: str | None = None) -> DelegateOutput:
@@ -89,6 +107,74 @@ def research_output(result: dict[str, Any], thread_id: str | None = None) -> Res
         queries=[str(q) for q in output.get("queries", [])],
         thread_id=output.get("thread_id") or thread_id,
     )
+
+
+def research_result(output: ResearchOutput) -> CallToolResult:
+    """A research answer: the structured output (all of it), shown as the report in Markdown, a
+    line on what the check found, and a link per source to the passages it was cited for. The
+    JSON (trace, citations with offsets) is for programs: as text it was ten times the report."""
+    structured = output.model_dump(mode="json")
+    if output.status != "COMPLETED":
+        return CallToolResult(content=[TextContent(text=json.dumps(structured, indent=2))],
+                              structured_content=structured)
+    return CallToolResult(content=research_blocks(output), structured_content=structured)
+
+
+def research_blocks(output: ResearchOutput) -> list[ContentBlock]:
+    """The report (its own Sources list included), then one ``resource_link`` per source."""
+    links: list[ContentBlock] = [
+        ResourceLink(uri=s["resource"], name=f"source-{s['id']}", title=f"[{s['id']}] {s.get('title') or s.get('url')}",
+                     description="the passages cited from this source, quoted with their offsets",
+                     mime_type="text/markdown")
+        for s in output.sources if s.get("resource")
+    ]
+    return [TextContent(text=f"{output.report.rstrip()}\n\n---\n{_check_summary(output)}"), *links]
+
+
+def _check_summary(output: ResearchOutput) -> str:
+    """What the citation check found, and where the rest of the result is."""
+    lines = []
+    if output.support is not None:
+        lines.append(f"Checked ({output.mode or 'report'}): {output.support:.0%} of factual sentences backed by "
+                     "the passage they cite.")
+    removed = {"unsupported sentence(s)": output.unsupported_sentences,
+               "citation(s) of sources never read": output.removed_citations, "repeat(s)": output.repeats_removed}
+    taken = [f"{len(items)} {what}" for what, items in removed.items() if items]
+    if taken:
+        lines.append("The check took out " + ", ".join(taken) + ".")
+    lines.extend(f"Warning: {w}" for w in output.warnings)
+    where = f"job {output.job_id}; report in pages: {output.report_uri}" if output.report_uri else f"job {output.job_id}"
+    lines.append(f"{where}; each source's cited passages: the links below; trace and citations with offsets: "
+                 "the structured result.")
+    return "\n".join(lines)
+
+
+def _polled_image(result: dict[str, Any], inline_limit: int) -> ImageOutput:
+    # the stored output holds base64 only when the call asked for it (return_base64)
+    return image_output(result, return_base64=True, inline_limit=inline_limit)
+
+
+#: (project, action) -> the tool output of its finished envelope (every image action: ``ImageOutput``)
+_TOOL_OUTPUTS: dict[tuple[str, str], Callable[[dict[str, Any], int], JobOutcome]] = {
+    ("swarm", "delegate"): lambda result, _limit: delegate_output(result),
+    ("swarm", "research"): lambda result, _limit: research_output(result),
+    ("swarm", "consensus"): lambda result, _limit: consensus_output(result),
+    **{(IMAGE_PROJECT, action): _polled_image for action in ACTIONS[IMAGE_PROJECT]},
+}
+
+
+def tool_output(result: dict[str, Any], inline_limit: int) -> JobOutcome | None:
+    """What the action's tool returned (or would have) for a COMPLETED envelope; None for any
+    other status (a cancelled or failed job's partial output is no tool answer)."""
+    make = _TOOL_OUTPUTS.get((str(result.get("project")), str(result.get("action"))))
+    if result.get("status") != "COMPLETED" or make is None:
+        return None
+    return make(result, inline_limit)
+
+
+def tool_output_fields(output: JobOutcome) -> dict[str, Any]:
+    """``output`` without the head ``job_result`` already has (job_id, status, trace, ...)."""
+    return output.model_dump(mode="json", exclude=set(HEAD_FIELDS))
 
 
 def image_output(result: dict[str, Any], *, return_base64: bool, inline_limit: int) -> ImageOutput:

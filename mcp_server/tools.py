@@ -4,7 +4,9 @@ Each tool is a thin wrapper that turns its arguments into a job for the runner; 
 models live in ``mcp_server.outputs`` and the envelope -> result mapping in ``mcp_server.results``.
 
 No business logic here: validation of limits, routing and execution happen in the
-dispatcher and the graphs, the same code the RunPod worker runs. A tool is registered only
+dispatcher and the graphs, the same code the RunPod worker runs. The one exception is what only
+this side can reach: a local image file (``path``) is read here and sent as data, and what can be
+refused before a job exists (a bad path, an image over the size limit) is. A tool is registered only
 when its action module imports, so the server works whichever actions are installed; config
 ``mcp.enabled_tools`` trims the list further to save the client's context.
 
@@ -12,15 +14,19 @@ Annotations are evaluated at registration (no ``from __future__ import annotatio
 limits advertised in input schemas come from the config in force.
 """
 
+import asyncio
+import base64
 import importlib.util
 import logging
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.errors import InputError
 from core.rules import IDEMPOTENCY_KEY_PATTERN, MAX_IDEMPOTENCY_KEY_CHARS, MAX_NAME_CHARS, Tier
 from graphs.actions import action_module
 from mcp_server.calls import run_job, server_state
@@ -32,15 +38,18 @@ from mcp_server.results import (
     image_output,
     image_result,
     research_output,
+    research_result,
     stored_images,
 )
 from mcp_server.thread_tools import ThreadId, open_thread
+from providers.image.imageio import ImageLimits, base64_payload, looks_like_path, read_file
 
 log = logging.getLogger("swarm.mcp")
 
+# no description: the name says it (a retry with the same key gets the same job), and six tools
+# would repeat it in every client's context
 IdempotencyKey = Annotated[
-    str | None,
-    Field(max_length=MAX_IDEMPOTENCY_KEY_CHARS, pattern=IDEMPOTENCY_KEY_PATTERN, description="same key: same job"),
+    str | None, Field(max_length=MAX_IDEMPOTENCY_KEY_CHARS, pattern=IDEMPOTENCY_KEY_PATTERN),
 ]
 
 # Descriptions say what a model needs to call the tool right (what it does, the choices, the
@@ -60,15 +69,13 @@ CONSENSUS_DESCRIPTION = (
     "Asks several models at once (optional stances), then one writes agreements, disagreements and a "
     "recommendation naming who said what. status IN_PROGRESS: call job_result(job_id)."
 )
-IMAGE_COMMON = (
-    " Give one of image, url, key. Returns its storage key, a preview and a full-size link."
-)
+IMAGE_COMMON = " One of image, path, url, key. Returns a storage key, a preview, a full-size link."
 #: MCP tool name -> the ``image_tools`` action it runs (graphs/actions.py)
 IMAGE_TOOL_ACTIONS = {"upscale_image": "upscale", "remove_background": "remove_background", "process_image": "pipeline"}
 IMAGE_DESCRIPTIONS = {
     "upscale_image": "Upscale an image with Real-ESRGAN (x2-x4; anime/illustration model by default)." + IMAGE_COMMON,
     "remove_background": "Cut the subject out of an image (transparent background)." + IMAGE_COMMON
-    + " Several images (faster): give `images`; `results` has one entry each, a bad one fails alone.",
+    + " Several images (faster): `images`, one result each; a bad one fails alone.",
     "process_image": "Remove the background, then upscale, in one job." + IMAGE_COMMON,
 }
 
@@ -152,14 +159,14 @@ def _register_research(server: Any, config: Any) -> None:
             max_length=8, description="in order; default providers.search.fallback_chain")] = None,
         thread_id: ThreadId = None,
         idempotency_key: IdempotencyKey = None,
-    ) -> ResearchOutput:
+    ) -> Annotated[CallToolResult, ResearchOutput]:
         # the report joins the thread; the planner of a follow-up sees the earlier turns
         thread_id, history = await open_thread(ctx, thread_id)
         inp = _drop_none(question=question, depth=depth, mode=mode, max_sources=max_sources, backends=backends,
                          thread_id=thread_id, history=history or None)
         result = await run_job(ctx, {"project": "swarm", "action": "research", "input": inp},
                                idempotency_key=idempotency_key, thread_id=thread_id)
-        return research_output(result, thread_id)
+        return research_result(research_output(result, thread_id))
 
 
 def _register_consensus(server: Any, config: Any) -> None:
@@ -195,15 +202,17 @@ def _image_registrar(action: str) -> Callable[[Any, Any], None]:
 MAX_IMAGE_URL_CHARS = 4096
 MAX_KEY_CHARS = 1024
 ImageB64 = Annotated[str | None, Field(description="base64 or a data: URL")]
+# its length is checked when it is read (imageio.local_path): a limit no path reaches, not worth the context
+ImagePath = Annotated[str | None, Field(description="a local file: absolute path or file:// URL")]
 ImageUrl = Annotated[str | None, Field(description="http(s)", max_length=MAX_IMAGE_URL_CHARS)]
-ImageKey = Annotated[str | None, Field(description="an earlier result's storage key", max_length=MAX_KEY_CHARS)]
+ImageKey = Annotated[str | None, Field(description="a result's storage key", max_length=MAX_KEY_CHARS)]
 OutputFormat = Literal["png", "webp", "jpeg"]
-ReturnB64 = Annotated[bool, Field(description="also as base64, up to mcp.max_inline_image_bytes")]
+ReturnB64 = Annotated[bool, Field(description="also as base64 (size-capped)")]
 Scale = Annotated[Literal[2, 3, 4] | None, Field(description="default: the model's")]
-Tile = Annotated[int | None, Field(ge=0, le=2048, description="tile size in input pixels; 0: none")]
+Tile = Annotated[int | None, Field(ge=0, le=2048, description="input px per tile; 0: none")]
 UpscaleModel = Annotated[str | None, Field(
     max_length=MAX_NAME_CHARS, description="realesrgan-anime-6b (default), realesrgan-x4plus, realesr-animevideov3-x2/x3/x4")]
-RembgModel = Annotated[str | None, Field(max_length=MAX_NAME_CHARS, description="isnet-anime (default), u2netp, u2net")]
+RembgModel = Annotated[str | None, Field(max_length=MAX_NAME_CHARS, description="u2netp (default), isnet-anime, u2net")]
 Channel = Annotated[int, Field(ge=0, le=255)]
 Rgba = Annotated[tuple[Channel, Channel, Channel, Channel] | None, Field(description="RGBA fill")]
 
@@ -221,6 +230,10 @@ async def _image_call(ctx: Context, action: str, inp: dict[str, Any], return_bas
                       idempotency_key: str | None) -> CallToolResult:
     runtime = server_state(ctx).runtime
     inline_limit = runtime.config.mcp.max_inline_image_bytes
+    try:
+        inp = await _read_sources(ctx, runtime.config, inp)
+    except InputError as exc:  # before any job exists: said as a failed job would say it
+        raise ToolError(f"{type(exc).__name__}: {exc}") from None
     job = {"project": "image_tools", "action": action, "input": _drop_none(**inp, inline=return_base64 or None)}
     result = await run_job(ctx, job, idempotency_key=idempotency_key)
     output = image_output(result, return_base64=return_base64, inline_limit=inline_limit)
@@ -228,25 +241,79 @@ async def _image_call(ctx: Context, action: str, inp: dict[str, Any], return_bas
     return image_result(output, blocks)
 
 
+async def _read_sources(ctx: Context, config: Any, inp: dict[str, Any]) -> dict[str, Any]:
+    """``inp`` with a local file (``path``) read here, into ``image``: the runner, local or a RunPod
+    worker, gets the image as data and needs no access to this machine's disk. What can be refused
+    before a job exists is: a bad path, a file path given as ``image``, a single image over the
+    size limit (a batch's image fails alone, in its job)."""
+    limits = ImageLimits.from_config(config)
+    sources = [inp.get(name) for name in ("image", "path", "url", "key")]
+    if inp.get("images") is None and all(source is None for source in sources):
+        raise InputError("give one of image, path, url, key (got none)", field="image")
+    if inp.get("images") is not None and inp.get("path"):
+        raise InputError("give images or one of image, path, url, key, not both (got images and path)", field="path")
+    out = await _read_source(ctx, config, limits, inp, "")
+    if out.get("image"):
+        base64_payload(out["image"], limits, field="image")
+    if inp.get("images") is not None:
+        out["images"] = [await _read_source(ctx, config, limits, item, f"images[{n}].")
+                         for n, item in enumerate(inp["images"])]
+    return out
+
+
+async def _read_source(ctx: Context, config: Any, limits: ImageLimits, source: dict[str, Any],
+                       prefix: str) -> dict[str, Any]:
+    """``source`` (one image's image/url/key/path) with its file read into ``image``."""
+    rest = {k: v for k, v in source.items() if k != "path"}
+    path, given = source.get("path"), [name for name in ("image", "url", "key") if source.get(name)]
+    if path is None or (path == "" and given):  # an empty field beside a filled one: a client's "unset"
+        image = rest.get("image")
+        if image and looks_like_path(image):
+            raise InputError("looks like a file's path; give a local file as path (an absolute path or a file://"
+                             " URL); image takes base64 or a data: URL", field=f"{prefix}image")
+        if str(rest.get("url") or "").strip()[:5].lower() == "file:":
+            raise InputError("a file:// URL names a local file: give it as path; url takes http(s)", field=f"{prefix}url")
+        return rest
+    if given:
+        raise InputError(f"give one of image, path, url, key (got path and {', '.join(given)})", field=f"{prefix}path")
+    roots = _file_roots(ctx, config, f"{prefix}path")
+    data = await asyncio.to_thread(read_file, path, limits, roots=roots, field=f"{prefix}path")
+    return {**rest, "image": base64.b64encode(data).decode()}
+
+
+def _file_roots(ctx: Context, config: Any, field: str) -> list[str] | None:
+    """The folders ``path`` may read (``None``: any). Over stdio the client runs on this machine
+    as this user, and may name any file it could open itself; over HTTP the file would be the
+    server's, so only ``mcp.file_roots`` are read, and none when the key is empty."""
+    roots = list(config.mcp.file_roots)
+    if ctx.request_context.request is None:  # stdio, or a client in this process
+        return roots or None
+    if not roots:
+        raise InputError("local files are not read over HTTP (the file would be the server's); send the image as"
+                         " url, key or base64, or list the folders it may read in mcp.file_roots", field=field)
+    return roots
+
+
 def _register_upscale(server: Any, config: Any) -> None:
     @server.tool(name="upscale_image", title="Upscale an image", description=IMAGE_DESCRIPTIONS["upscale_image"],
                  annotations=_image_annotations())
-    async def upscale(ctx: Context, image: ImageB64 = None, url: ImageUrl = None, key: ImageKey = None,
-                      scale: Scale = None, model: UpscaleModel = None, tile: Tile = None,
+    async def upscale(ctx: Context, image: ImageB64 = None, path: ImagePath = None, url: ImageUrl = None,
+                      key: ImageKey = None, scale: Scale = None, model: UpscaleModel = None, tile: Tile = None,
                       output_format: OutputFormat = "png", return_base64: ReturnB64 = False,
                       idempotency_key: IdempotencyKey = None) -> ImageResult:
-        inp = {"image": image, "url": url, "key": key, "scale": scale, "model": model, "tile": tile,
+        inp = {"image": image, "path": path, "url": url, "key": key, "scale": scale, "model": model, "tile": tile,
                "output_format": output_format}
         return await _image_call(ctx, "upscale", inp, return_base64, idempotency_key)
 
 
 class ImageItem(BaseModel):
-    # no docstring: it would be the schema's description, and the tool's says "one of image, url, key"
+    # no docstring: it would be the schema's description, and the tool's says "one of image, path, url, key"
 
     model_config = ConfigDict(extra="forbid")
 
-    # the same limits as the top-level image/url/key, whose descriptions say the rest
+    # the same limits as the top-level image/path/url/key, whose descriptions say the rest
     image: str | None = None
+    path: str | None = None
     url: Annotated[str | None, Field(max_length=MAX_IMAGE_URL_CHARS)] = None
     key: Annotated[str | None, Field(max_length=MAX_KEY_CHARS)] = None
 
@@ -256,17 +323,17 @@ def _register_remove_background(server: Any, config: Any) -> None:
 
     # the count is checked by the dispatcher, whose error names input.images and the limit
     Images = Annotated[list[ImageItem] | None, Field(
-        description=f"1 to {MAX_BATCH_IMAGES} images, instead of image/url/key",
+        description=f"1 to {MAX_BATCH_IMAGES} images, instead of image/path/url/key",
         json_schema_extra={"maxItems": MAX_BATCH_IMAGES})]
 
     @server.tool(name="remove_background", title="Remove background",
                  description=IMAGE_DESCRIPTIONS["remove_background"], annotations=_image_annotations())
-    async def remove_background(ctx: Context, image: ImageB64 = None, url: ImageUrl = None, key: ImageKey = None,
-                                images: Images = None,
+    async def remove_background(ctx: Context, image: ImageB64 = None, path: ImagePath = None, url: ImageUrl = None,
+                                key: ImageKey = None, images: Images = None,
                                 model: RembgModel = None, alpha_matting: bool = False, only_mask: bool = False,
                                 background_color: Rgba = None, output_format: OutputFormat = "png",
                                 return_base64: ReturnB64 = False, idempotency_key: IdempotencyKey = None) -> ImageResult:
-        inp = {"image": image, "url": url, "key": key, "model": model, "alpha_matting": alpha_matting or None,
+        inp = {"image": image, "path": path, "url": url, "key": key, "model": model, "alpha_matting": alpha_matting or None,
                "only_mask": only_mask or None, "background_color": background_color, "output_format": output_format,
                "images": None if images is None else [item.model_dump(exclude_none=True) for item in images]}
         return await _image_call(ctx, "remove_background", inp, return_base64, idempotency_key)
@@ -275,11 +342,11 @@ def _register_remove_background(server: Any, config: Any) -> None:
 def _register_pipeline(server: Any, config: Any) -> None:
     @server.tool(name="process_image", title="Cut out, then upscale", description=IMAGE_DESCRIPTIONS["process_image"],
                  annotations=_image_annotations())
-    async def pipeline(ctx: Context, image: ImageB64 = None, url: ImageUrl = None, key: ImageKey = None,
-                       model: RembgModel = None, upscale_model: UpscaleModel = None, scale: Scale = None,
+    async def pipeline(ctx: Context, image: ImageB64 = None, path: ImagePath = None, url: ImageUrl = None,
+                       key: ImageKey = None, model: RembgModel = None, upscale_model: UpscaleModel = None, scale: Scale = None,
                        tile: Tile = None, background_color: Rgba = None, output_format: OutputFormat = "png",
                        return_base64: ReturnB64 = False, idempotency_key: IdempotencyKey = None) -> ImageResult:
-        inp = {"image": image, "url": url, "key": key, "model": model, "upscale_model": upscale_model,
+        inp = {"image": image, "path": path, "url": url, "key": key, "model": model, "upscale_model": upscale_model,
                "scale": scale, "tile": tile, "background_color": background_color, "output_format": output_format}
         return await _image_call(ctx, "pipeline", inp, return_base64, idempotency_key)
 

@@ -130,8 +130,8 @@ def test_config_check_cli_prints_redacted_config(config_file: Path, monkeypatch:
 def test_rembg_speed_settings_reach_the_provider_and_are_range_checked(config_file: Path) -> None:
     from providers.image.rembg_backend import RembgRemover
 
-    text = config_file.read_text().replace('      fallback_models: ["u2netp"]\n',
-                                           '      fallback_models: ["u2netp"]\n      png_compress_level: 6\n      batch_workers: 3\n', 1)
+    text = config_file.read_text().replace('      fallback_models: ["isnet-anime"]\n',
+                                           '      fallback_models: ["isnet-anime"]\n      png_compress_level: 6\n      batch_workers: 3\n', 1)
     config_file.write_text(text)
     settings = RembgRemover.from_config("rembg", load_config(config_file).providers.image.rembg).settings
     assert (settings.png_compress_level, settings.batch_workers) == (6, 3)

@@ -135,8 +135,7 @@ async def test_pipeline_removes_background_then_upscales_with_alpha(setup):
     assert img[:10, :10, 3].max() <= 10 and img[-20:, 50:80, 3].min() >= 200
     steps = [(s["step"], s["model"], s["outcome"]) for s in result["trace"] if s["kind"] == "image"]
     assert steps == [
-        ("remove_background", "isnet-anime", "skipped"),
-        ("remove_background", "u2netp", "ok"),
+        ("remove_background", "u2netp", "ok"),  # the offline default: isnet-anime is not tried
         ("upscale", "realesrgan-anime-6b", "ok"),
     ]
 

@@ -229,7 +229,7 @@ async def test_an_image_job_collected_by_job_result_shows_its_image(tmp_path: Pa
         collected = await client.call_tool("job_result", {"job_id": job_id, "wait_s": 50})
         assert not collected.is_error, collected.content[0].text
         assert collected.structured_content["status"] == "COMPLETED"
-        key = collected.structured_content["output"]["image_key"]
+        key = collected.structured_content["output"]["key"]  # the tool's own field names
         images = [b for b in collected.content if isinstance(b, ImageContent)]
         links = [b for b in collected.content if isinstance(b, ResourceLink)]
         assert len(images) == 1 and len(links) == 1

@@ -85,9 +85,10 @@ async def test_job_result_keeps_to_the_inline_limit_like_the_tool(models: None, 
         assert single.structured_content["details"]["inline_omitted"] == note  # the tool's own answer
 
         collected = await client.call_tool("job_result", {"job_id": single.structured_content["job_id"]})
-        output = collected.structured_content["output"]
-        assert output["bytes"] > limit and "image_b64" not in output and output["inline_omitted"] == note
+        output = collected.structured_content["output"]  # as the tool returned it
+        assert output["details"]["bytes"] > limit and output["image_base64"] is None
+        assert output["details"]["inline_omitted"] == note
 
         collected = await client.call_tool("job_result", {"job_id": batch.structured_content["job_id"]})
         (entry,) = collected.structured_content["output"]["results"]
-        assert entry["bytes"] > limit and "image_b64" not in entry and entry["inline_omitted"] == note
+        assert entry["bytes"] > limit and "image_base64" not in entry and entry["inline_omitted"] == note

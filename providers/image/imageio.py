@@ -1,4 +1,4 @@
-"""Safe image input and output: base64 / URL / storage key in, checked pixels, bytes out.
+"""Safe image input and output: base64 / URL / storage key / local file in, checked pixels, bytes out.
 
 Every limit is checked before the expensive step it guards: base64 length before decoding,
 magic bytes before Pillow sees the data, the declared width x height (read from the header)
@@ -12,8 +12,13 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import os
 import re
+import stat
+import urllib.parse
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.errors import InputError
@@ -64,8 +69,9 @@ def sniff_format(data: bytes) -> str | None:
     return next((name for name, test in _MAGIC.items() if test(data[:16])), None)
 
 
-def decode_base64(text: str, limits: ImageLimits, *, field: str = "image") -> bytes:
-    """Base64 (optionally a ``data:image/...;base64,`` URL) to bytes, length checked first."""
+def base64_payload(text: str, limits: ImageLimits, *, field: str = "image") -> str:
+    """The base64 of ``text`` (plain, or a ``data:image/...;base64,`` URL), its length checked
+    against ``limits`` (cheap: nothing is decoded). The MCP tools call it before a job exists."""
     text = text.strip()
     head, image_head = _ANY_DATA_URL.match(text[:256]), _DATA_URL.match(text[:256])
     if head and not image_head:
@@ -76,13 +82,24 @@ def decode_base64(text: str, limits: ImageLimits, *, field: str = "image") -> by
         raise InputError(f"a data: URL of {media}, not an image type; send data:image/png;base64,..."
                          " (or image/jpeg, image/webp), or plain base64", field=field)
     text = text[image_head.end():] if image_head else text
-    limit_chars = (limits.max_input_bytes + 2) // 3 * 4
+    limit_chars = base64_limit_chars(limits)
     if len(text) > limit_chars + 4:
         raise InputError(
             f"base64 image is {len(text)} characters; the limit is {limit_chars}"
-            f" ({limits.max_input_bytes} bytes decoded)",
+            f" ({limits.max_input_bytes} bytes decoded, providers.image.max_input_bytes)",
             field=field,
         )
+    return text
+
+
+def base64_limit_chars(limits: ImageLimits) -> int:
+    """The base64 length of ``limits.max_input_bytes`` bytes."""
+    return (limits.max_input_bytes + 2) // 3 * 4
+
+
+def decode_base64(text: str, limits: ImageLimits, *, field: str = "image") -> bytes:
+    """Base64 (optionally a ``data:image/...;base64,`` URL) to bytes, length checked first."""
+    text = base64_payload(text, limits, field=field)
     try:
         data = base64.b64decode("".join(text.split()), validate=True)
     except (binascii.Error, ValueError):
@@ -245,3 +262,109 @@ async def read_input(
     if len(data) > limits.max_input_bytes:
         raise InputError(f"object is {len(data)} bytes; the limit is {limits.max_input_bytes}", field="key")
     return data
+
+
+# --- a local file (the MCP tools' ``path``) -----------------------------------------------------
+
+#: longest path taken (Linux's PATH_MAX)
+MAX_PATH_CHARS = 4096
+_WINDOWS_PATH = re.compile(r"^[A-Za-z]:[\\/]")
+_EXTENSION = re.compile(r"\.[A-Za-z0-9]{1,5}$")
+
+
+def looks_like_path(text: str) -> bool:
+    """Whether ``text``, given as an image's base64, is rather a file's name (``/home/me/cat.png``,
+    ``~/cat.png``, ``C:\\cat.png``, ``file:///...``, ``cat.png``): said so, it tells a caller to
+    give it as ``path``. An image's base64 that starts with ``/`` (JPEG's ``/9j/``) is not one."""
+    text = text.strip()
+    if not text or len(text) > MAX_PATH_CHARS or _ANY_DATA_URL.match(text):
+        return False
+    if text[:5].lower() == "file:" or text.startswith("~") or _WINDOWS_PATH.match(text):
+        return True
+    try:
+        data = base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError):  # not base64: a name if it has a folder or an extension
+        return "/" in text or "\\" in text or _EXTENSION.search(text) is not None
+    return text.startswith("/") and sniff_format(data) is None
+
+
+def local_path(text: str, *, field: str = "path") -> Path:
+    """``text`` (an absolute path, ``~/...``, or a ``file://`` URL) as an absolute ``Path``."""
+    text = text.strip()
+    if not text:
+        raise InputError("is empty", field=field)
+    if len(text) > MAX_PATH_CHARS:
+        raise InputError(f"is {len(text)} characters; the limit is {MAX_PATH_CHARS}", field=field)
+    if "\x00" in text:
+        raise InputError("holds a NUL character", field=field)
+    if text[:5].lower() == "file:":
+        parsed = urllib.parse.urlsplit(text)
+        if parsed.netloc not in ("", "localhost"):
+            raise InputError(f"a file:// URL of host {parsed.netloc!r}; only files on the machine the MCP server"
+                             " runs on can be read", field=field)
+        text = urllib.parse.unquote(parsed.path)
+        if os.name == "nt" and re.match(r"^/[A-Za-z]:", text):  # file:///C:/Users/... -> C:/Users/...
+            text = text[1:]
+    path = Path(text).expanduser()
+    if not path.is_absolute():
+        raise InputError(f"{text!r} is not an absolute path; give the full path (/home/me/cat.png,"
+                         " C:\\Users\\me\\cat.png) or a file:// URL", field=field)
+    return path
+
+
+def read_file(text: str, limits: ImageLimits, *, roots: Sequence[str] | None = None, field: str = "path") -> bytes:
+    """The bytes of the image file ``text`` names (``local_path``), checked before and while it is
+    read: inside one of ``roots`` once every link is followed (``None``: anywhere), a regular file
+    (not a folder, device or pipe: opened without blocking, then checked on the open file), at most
+    ``limits.max_input_bytes``, and an image by its magic bytes.
+
+    Raises:
+        InputError: naming ``field``, the file, and what was wrong.
+    """
+    path = local_path(text, field=field)
+    real = Path(os.path.realpath(path))
+    if roots is not None and not any(real.is_relative_to(os.path.realpath(Path(r).expanduser())) for r in roots):
+        raise InputError(f"{path} is outside the folders this server may read (mcp.file_roots)", field=field)
+    # not blocking: a pipe would wait for a writer; not following a link made since realpath
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(real, flags)
+    except FileNotFoundError:
+        raise InputError(f"no such file: {path}", field=field) from None
+    except PermissionError:
+        raise InputError(f"cannot read {path}: permission denied", field=field) from None
+    except OSError as exc:
+        raise InputError(f"cannot open {path}: {exc.strerror or type(exc).__name__}", field=field) from None
+    try:
+        data = _read_regular(fd, path, limits.max_input_bytes, field)
+    finally:
+        os.close(fd)
+    if not data:
+        raise InputError(f"{path} is empty", field=field)
+    kind = sniff_format(data)
+    if kind is None or kind not in limits.formats:
+        raise InputError(f"{path} is not a supported image (by its first bytes); formats: {', '.join(limits.formats)}",
+                         field=field)
+    return data
+
+
+def _read_regular(fd: int, path: Path, limit: int, field: str) -> bytes:
+    """Up to ``limit`` bytes of the open file ``fd``, refused unless it is a regular file that small."""
+    info = os.fstat(fd)
+    if stat.S_ISDIR(info.st_mode):
+        raise InputError(f"{path} is a folder, not a file", field=field)
+    if not stat.S_ISREG(info.st_mode):
+        raise InputError(f"{path} is not a regular file (a device, pipe or socket)", field=field)
+    if info.st_size > limit:
+        raise InputError(f"{path} is {info.st_size} bytes; the limit is {limit} (providers.image.max_input_bytes)",
+                         field=field)
+    chunks, size = [], 0
+    while size <= limit:  # the file may have grown since fstat
+        chunk = os.read(fd, limit + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    if size > limit:
+        raise InputError(f"{path} is over {limit} bytes (providers.image.max_input_bytes)", field=field)
+    return b"".join(chunks)

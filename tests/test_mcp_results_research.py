@@ -1,0 +1,68 @@
+"""What a client shows a model of a research answer: the report as Markdown with a link per
+source, not the whole structured result as JSON text (22 KB for a 2 KB report); the structured
+content stays complete and valid against the tool's output schema."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client
+from mcp.types import ResourceLink, TextContent
+from mcp_helpers import use_fake_llm, write_config
+
+from mcp_server.outputs import ResearchOutput
+from mcp_server.results import research_blocks
+from mcp_server.server import build_server
+
+
+def brain(messages: Any, config: Any) -> Any:
+    if config.step == "plan":
+        return {"queries": ["langgraph checkpoint durability", "runpod job states"]}
+    if config.step in ("write", "revise"):
+        return "Checkpoints save state after every step [1]. RunPod jobs can fail [2]."
+    return {"approved": True, "issues": []}
+
+
+def test_the_blocks_are_the_report_what_the_check_did_and_a_link_per_source() -> None:
+    output = ResearchOutput(
+        job_id="j1", status="COMPLETED", report="Jobs can fail [1].\n\n## Sources\n\n[1] [States](<https://x.org/s>)\n",
+        report_uri="swarm://jobs/j1/report", mode="abstractive", support=0.5,
+        sources=[{"id": 1, "title": "States", "url": "https://x.org/s", "resource": "swarm://jobs/j1/sources/1"}],
+        unsupported_sentences=[{"sentence": "The moon is made of cheese."}],
+        warnings=["one sentence had no passage behind it"],
+    )
+    text, link = research_blocks(output)
+    assert isinstance(text, TextContent) and isinstance(link, ResourceLink)
+    assert text.text.startswith("Jobs can fail [1].\n\n## Sources")
+    assert "50% of factual sentences backed" in text.text and "1 unsupported sentence(s)" in text.text
+    assert "Warning: one sentence had no passage behind it" in text.text and "swarm://jobs/j1/report" in text.text
+    assert str(link.uri) == "swarm://jobs/j1/sources/1" and link.title == "[1] States"
+    assert link.mime_type == "text/markdown"
+
+
+async def test_the_research_tool_shows_markdown_and_links_and_keeps_the_full_structured_result(
+        corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from providers.search.chain import SearchChain
+    from providers.search.local_index import LocalIndexSearch
+    from providers.testing import FunctionLLM
+
+    search = SearchChain([("local", LocalIndexSearch([corpus], tmp_path / "idx.sqlite"))])
+    use_fake_llm(monkeypatch, FunctionLLM(brain), search=search)
+    async with Client(build_server(str(write_config(tmp_path, wait_budget_s=60)))) as client:
+        result = await client.call_tool("research", {"question": "How do checkpoints and RunPod jobs work?",
+                                                     "depth": "quick"})
+        # the client checked structured_content against the tool's outputSchema
+        out = result.structured_content
+        collected = await client.call_tool("job_result", {"job_id": out["job_id"]})
+    assert not result.is_error and out["status"] == "COMPLETED"
+    assert out["trace"] and out["citations"] and out["sources"]  # the whole result, for programs
+    first, *links = result.content
+    assert isinstance(first, TextContent) and first.text.startswith(out["report"].rstrip())
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(first.text)
+    assert [str(link.uri) for link in links if isinstance(link, ResourceLink)] == [s["resource"] for s in out["sources"]]
+    assert len(first.text) < len(json.dumps(out)) / 2
+    assert [b.model_dump() for b in collected.content] == [b.model_dump() for b in result.content]
