@@ -27,6 +27,7 @@ from typing import Any
 from core.redact import MASK, redact
 from graphs.context import ProgressFn
 from mcp_server.jobstore import FINAL_STATUSES, IN_PROGRESS, JobStore, handle, storable, summary
+from mcp_server.protocol import call_cancelled
 from providers.base import TraceStep
 from swarm.envelope import JobEnvelope
 from swarm.executors import AdoptsImages, RemoteExecutor
@@ -202,7 +203,7 @@ class JobManager:
             job_id = str(uuid.uuid4())
             self.store.create(job_id, owner, job, idempotency_key, thread_id=thread_id)
             self._start(job_id, {**job, "job_id": job_id})
-        return await self.result(job_id, owner, wait_s=wait_s, progress=progress)
+        return await self.result(job_id, owner, wait_s=wait_s, progress=progress, cancel_with_call=True)
 
     async def _submit_remote(self, runner: Any, job: dict[str, Any], owner: str, idempotency_key: str | None,
                              thread_id: str | None) -> str:
@@ -387,9 +388,13 @@ class JobManager:
             self._on_home(home, self._on_finished(job_id))
 
     async def result(
-        self, job_id: str, owner: str | None, *, wait_s: float | None = None, progress: ProgressFn | None = None
+        self, job_id: str, owner: str | None, *, wait_s: float | None = None, progress: ProgressFn | None = None,
+        cancel_with_call: bool = False,
     ) -> dict[str, Any]:
         """The finished envelope, waiting up to ``wait_s``; a handle when it is still running.
+        ``cancel_with_call``: the tool call waiting here started the job, and the client cancelling
+        that call (``notifications/cancelled``) cancels the job too; a poll (``job_result``) that is
+        cancelled, or a client that goes away, only stops waiting.
 
         Raises:
             KeyError: no job ``job_id`` is visible to ``owner``.
@@ -404,7 +409,7 @@ class JobManager:
         if task is None and budget > 0:  # another live server runs it: its row tells when it ends
             row = await self._row_settles(job_id, owner, budget) or row
         elif task is not None and budget > 0:
-            await self._wait_here(job_id, task, row, budget, progress)
+            await self._wait_here(job_id, task, row, budget, progress, cancel_with_call)
         row = self.store.get(job_id, owner) or row
         if row["status"] in FINAL_STATUSES:
             return row["result"]
@@ -412,8 +417,9 @@ class JobManager:
         return handle(row, elsewhere=_pid_of(row) if elsewhere else None)
 
     async def _wait_here(self, job_id: str, task: asyncio.Future[dict[str, Any]], row: dict[str, Any], budget: float,
-                         progress: ProgressFn | None) -> None:
-        """Wait up to ``budget`` for a job this process runs, relaying its progress to ``progress``."""
+                         progress: ProgressFn | None, cancel_with_call: bool = False) -> None:
+        """Wait up to ``budget`` for a job this process runs, relaying its progress to ``progress``;
+        with ``cancel_with_call``, a client's cancel of the waiting call cancels the job."""
         listeners = self._listeners.setdefault(job_id, set())
         if progress is not None:
             listeners.add(progress)
@@ -429,7 +435,10 @@ class JobManager:
             pass  # still running: the caller gets a handle
         except asyncio.CancelledError:
             if _current_cancelled():
-                raise  # the caller went away; the job keeps running
+                if cancel_with_call and call_cancelled():  # the spec: a cancelled request's work SHOULD stop
+                    log.info("job %s: the client cancelled the call that started it; cancelling the job", job_id)
+                    task.cancel()  # the job writes its CANCELLED row (partial output kept) on its own loop
+                raise  # else the caller went away (the connection closed): the job keeps running
             await self._settled(job_id)  # job_cancel stopped the job; wait for its row
         finally:
             if progress is not None:
@@ -569,6 +578,9 @@ class JobManager:
         ``final()`` runs on the jobs' loop afterwards (to close what the jobs opened there)."""
         self._closing = True
         tasks = list(self._tasks.values())
+        if tasks:
+            log.info("stopping: %d running job(s) let go, for the next server to resume: %s", len(tasks),
+                     ", ".join(self._tasks))
         for task in tasks:
             task.cancel()
         if self._job_loop is not None:

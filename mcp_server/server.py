@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
 import sys
-from collections.abc import AsyncIterator
+import threading
+import time
+import traceback
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from mcp.server import MCPServer
 from mcp.server.subscriptions import InMemorySubscriptionBus
@@ -94,7 +98,8 @@ class SwarmServer(MCPServer):
             takes = f"{name} takes {', '.join(known)}"
             raise ToolError(f"invalid arguments for {name}: " + "; ".join(f"{key}: unknown argument; {takes}" for key in unknown))
         try:
-            return await super().call_tool(name, arguments, context)
+            with protocol.serving_call(context):  # a job the call starts ends with it if the client cancels it
+                return await super().call_tool(name, arguments, context)
         except ToolError as exc:
             cause = exc.__cause__
             if not isinstance(cause, ValidationError) or not cause.title.endswith("Arguments"):
@@ -193,9 +198,68 @@ def main(argv: list[str] | None = None) -> None:
             app = build_http_app(args.config, host=args.host, port=args.port, config=config)
         except ConfigError as exc:  # a malformed or short bearer token
             raise SystemExit(f"swarm-mcp: {exc}") from None
-        http.serve(app, host=args.host, port=args.port)
+        _serve_then_exit(lambda: http.serve(app, host=args.host, port=args.port))
     else:
-        build_server(args.config, config=config).run("stdio")
+        _serve_then_exit(lambda: build_server(args.config, config=config).run("stdio"))
+
+
+#: how long an ending server waits for its jobs' worker threads (an upscale stops between two tiles)
+#: before it exits without them: well under the 2 s the MCP SDK's stdio client waits before SIGTERM,
+#: and paid at every exit where an idle library thread lives on (pycares' resolver, after a model call)
+WORKER_GRACE_S = 0.5
+
+
+def _serve_then_exit(serve: Callable[[], None]) -> NoReturn:
+    """Serve until the client goes (stdin closes, Ctrl-C), then end the process, exit code 0 for a
+    client that went away, without finalizing the interpreter under a running worker thread.
+
+    The lifespan has let the jobs go by then (still IN_PROGRESS in the store: the next server
+    resumes them), but a job's worker thread inside torch or ncnn cannot be stopped mid-call, and
+    finalizing the interpreter under it aborts the process ("terminate called without an active
+    exception", exit 134: a crash to the client). So the threads get ``WORKER_GRACE_S`` to stop;
+    any still running then are ended with the process by ``os._exit``, after the logs and the
+    protocol's stdout are flushed.
+    """
+    try:
+        serve()
+    except BaseException as exc:  # every way out ends the same, with its own code
+        code = _exit_code(exc)
+    else:
+        code = 0
+    running = _threads_left(WORKER_GRACE_S)
+    if not running:
+        sys.exit(code)  # nothing runs under the interpreter's finalization: the usual exit
+    logging.getLogger("swarm.mcp").info("exiting without the interpreter's finalization: %d thread(s) still run (%s)",
+                                        len(running), ", ".join(sorted(set(running))))
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a pipe the client already closed
+            stream.flush()
+    os._exit(code)
+
+
+def _threads_left(grace_s: float) -> list[str]:
+    """The names of the threads besides this one still running after waiting up to ``grace_s`` for
+    them (one native code started and Python only saw, a dummy, cannot be waited for: it counts)."""
+    deadline = time.monotonic() + grace_s
+    others = [t for t in threading.enumerate() if t is not threading.current_thread()]
+    for thread in others:
+        if not isinstance(thread, threading._DummyThread):
+            thread.join(max(0.0, deadline - time.monotonic()))
+    return [t.name for t in others if isinstance(t, threading._DummyThread) or t.is_alive()]
+
+
+def _exit_code(exc: BaseException) -> int:
+    """The exit code a stop by ``exc`` gives (a traceback or message printed as Python would)."""
+    if isinstance(exc, KeyboardInterrupt):
+        return 130  # 128 + SIGINT, as a shell reports Ctrl-C
+    if isinstance(exc, SystemExit):
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or 0
+        print(exc.code, file=sys.stderr)
+        return 1
+    traceback.print_exception(exc)
+    return 1
 
 
 if __name__ == "__main__":
