@@ -116,10 +116,10 @@ async def _run_job(args: argparse.Namespace, job: dict[str, Any]) -> int:
         result = await runner.run(job, _progress_printer(args.quiet))
     finally:
         await runtime.aclose()
-    return _report(args, result)
+    return _report(args, result, job)
 
 
-def _report(args: argparse.Namespace, result: dict[str, Any]) -> int:
+def _report(args: argparse.Namespace, result: dict[str, Any], job: dict[str, Any] | None = None) -> int:
     text = json.dumps(result, indent=2, ensure_ascii=False)
     if args.out:
         Path(args.out).write_text(text + "\n", encoding="utf-8")
@@ -152,6 +152,8 @@ def _report(args: argparse.Namespace, result: dict[str, Any]) -> int:
     if result["status"] != "COMPLETED":
         error = result.get("error") or {}
         print(f"error: {error.get('type')}: {error.get('message')}", file=sys.stderr)
+        if error.get("type") == "StillRunning" and job is not None:  # the same id follows, never resubmits
+            print(f"follow it with: {_resume_command(args, job)}", file=sys.stderr)
         return 1
     return 0
 

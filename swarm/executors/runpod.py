@@ -9,6 +9,12 @@ cancelled too. The API key never appears in a log, a trace or an error.
 Each job carries this side's provider keys (``runner.runpod.forward_credentials``): the values of
 the variables config names for a model or search backend (``core.credentials``), under the input's
 reserved ``CREDENTIALS_FIELD``, so ``DEEPSEEK_API_KEY`` set here reaches the worker for that job.
+
+RunPod's ``/run`` takes no idempotency key, so ``run`` keeps one small record per local job id
+(``<state>/runpod-jobs/<job id>.json``: endpoint, RunPod's job id, the job's digest), written as
+soon as ``/run`` answers: running the same job (same id, same input) again follows that RunPod job
+instead of paying for a second one, unless the endpoint no longer has it or it ended FAILED,
+CANCELLED or TIMED_OUT. Another input under the same id is sent, for the worker to refuse.
 """
 
 from __future__ import annotations
@@ -16,18 +22,22 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
 import json
 import logging
 import math
+import os
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from core.credentials import CREDENTIALS_FIELD
 from core.errors import SwarmError
+from core.paths import state_dir
 from core.redact import redact, redact_data
 from core.rules import valid_job_id
 from graphs.actions import ACTIONS
@@ -43,14 +53,19 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 #: RunPod queued it (a gateway's timeout, say), and a second ``/run`` would then start a second,
 #: paid job; a refused connection or a 429 never queued anything.
 RUN_RETRY_STATUSES = frozenset({429})
+#: how often a job still waiting for a worker is reported (the first report comes at once)
+QUEUE_NOTICE_S = 10.0
+#: final states after which running the same job id again submits it anew (a retry)
+RESUBMIT_STATES = frozenset({"FAILED", "CANCELLED", "TIMED_OUT"})
 
 
 class RunPodError(Exception):
     """A request to the endpoint failed for good: ``type`` and ``message`` go in the envelope."""
 
-    def __init__(self, type_: str, message: str) -> None:
+    def __init__(self, type_: str, message: str, http_status: int | None = None) -> None:
         self.type = type_
         self.message = redact(message)
+        self.http_status = http_status
         super().__init__(self.message)
 
 
@@ -72,6 +87,8 @@ class RunPodExecutor:
             ``adopt_images`` (url, previews, resources).
         credentials: this side's provider keys to send with each job, read at each submit
             (``core.credentials.client_credentials``); none when not given.
+        jobs_dir: where ``run`` records the RunPod job id of each local job id (default:
+            ``<state_dir>/runpod-jobs``, found at the first job).
     """
 
     def __init__(
@@ -88,6 +105,7 @@ class RunPodExecutor:
         follow_stream: bool = True,
         local_storage: Callable[[], Any] | None = None,
         credentials: Callable[[], Mapping[str, str]] | None = None,
+        jobs_dir: Path | None = None,
     ) -> None:
         self.root = f"{base_url.rstrip('/')}/{endpoint_id}"
         self.endpoint_id = endpoint_id
@@ -100,6 +118,7 @@ class RunPodExecutor:
         self.follow_stream = follow_stream
         self._local_storage = local_storage
         self._credentials = credentials
+        self._jobs_dir = jobs_dir
 
     def __repr__(self) -> str:
         return f"RunPodExecutor(root={self.root!r})"
@@ -171,7 +190,7 @@ class RunPodExecutor:
             return RunPodError("ProviderUnavailable", f"RunPod answered HTTP {code} to /run: {detail} (not sent again: the job may"
                                " have been queued all the same, and a second /run would start a second job; look for it"
                                " in the endpoint's requests before submitting again)")
-        return RunPodError("ProviderUnavailable" if code >= 500 else "ProviderError", f"RunPod answered HTTP {code}: {detail}")
+        return RunPodError("ProviderUnavailable" if code >= 500 else "ProviderError", f"RunPod answered HTTP {code}: {detail}", code)
 
     # --- the public calls ------------------------------------------------------------------
 
@@ -228,17 +247,22 @@ class RunPodExecutor:
         started = time.perf_counter()
         budget = wait_budget_s or self.timeout_s
         job_id: str | None = None
+        record = self._record_path(job)
         async with self._client() as http:
-            submitting = asyncio.ensure_future(self.submit(job, http))
+            submitting: asyncio.Future[str] | None = None
             try:
-                # Shielded: a caller cancelled while /run is in flight must still learn the id
-                # (a worker may already be running the job) so that the job can be cancelled.
-                job_id = await asyncio.shield(submitting)
-                final = await self._follow(http, job_id, progress, started + budget)
+                job_id, since = await self._earlier(http, record, _digest(job), progress)
+                if job_id is None:
+                    submitting = asyncio.ensure_future(self.submit(job, http))
+                    # Shielded: a caller cancelled while /run is in flight must still learn the
+                    # id (a worker may already be running the job) so that it can be cancelled.
+                    job_id = await asyncio.shield(submitting)
+                    self._remember(record, job_id, _digest(job), since)
+                final = await self._follow(http, job_id, progress, started + budget, since)
             except RunPodError as exc:
                 return self._failure(job, job_id, exc.type, exc.message, started)
             except asyncio.CancelledError:
-                if job_id is None:
+                if job_id is None and submitting is not None:
                     with contextlib.suppress(Exception, asyncio.CancelledError):
                         job_id = await asyncio.wait_for(submitting, 5)
                 if job_id is not None:
@@ -284,12 +308,70 @@ class RunPodExecutor:
         else:
             log.info("cancelled RunPod job %s", job_id)
 
-    async def _follow(self, http: httpx.AsyncClient, job_id: str, progress: ProgressFn | None, deadline: float) -> dict[str, Any]:
+    # --- one RunPod job per local job id ----------------------------------------------------
+
+    def _record_path(self, job: dict[str, Any]) -> Path | None:
+        local_id = valid_job_id(job.get("job_id"))
+        if local_id is None:
+            return None
+        return (self._jobs_dir or state_dir() / "runpod-jobs") / f"{local_id}.json"
+
+    async def _earlier(self, http: httpx.AsyncClient, record: Path | None, digest: str,
+                       progress: ProgressFn | None) -> tuple[str | None, float]:
+        """The RunPod job an earlier run of this job (same id, same ``digest``) submitted, when the
+        endpoint still has it and it did not fail (following it costs nothing more), and when it was sent."""
+        now = time.time()
+        try:
+            kept = json.loads(record.read_text(encoding="utf-8")) if record is not None else None
+        except FileNotFoundError:
+            kept = None
+        except (OSError, ValueError) as exc:
+            log.warning("the record %s of an earlier run is unreadable (%s); the job is submitted anew", record, type(exc).__name__)
+            kept = None
+        if (not isinstance(kept, dict) or kept.get("endpoint_id") != self.endpoint_id
+                or kept.get("digest") != digest or not isinstance(kept.get("runpod_job_id"), str)):
+            return None, now
+        earlier, since = kept["runpod_job_id"], float(kept.get("submitted_at") or now)
+        try:
+            status = (await self._request(http, "GET", f"/status/{earlier}")).get("status")
+        except RunPodError as exc:
+            if exc.http_status != 404:
+                raise  # unknown whether it still runs: submitting again might pay twice
+            status = None
+        if status is not None and status not in RESUBMIT_STATES:
+            log.info("following RunPod job %s, submitted for this job id %.0f s ago", earlier, now - since)
+            return earlier, since
+        why = f"ended {status}" if status else "is gone from the endpoint (its result expired)"
+        if progress is not None:
+            await progress("runpod", f"RunPod job {earlier}, submitted earlier for this job id, {why}; submitting it anew", None)
+        return None, now
+
+    def _remember(self, record: Path | None, job_id: str, digest: str, since: float) -> None:
+        if record is None:
+            return
+        text = json.dumps({"endpoint_id": self.endpoint_id, "runpod_job_id": job_id, "digest": digest, "submitted_at": since})
+        try:
+            record.parent.mkdir(parents=True, exist_ok=True)
+            partial = record.with_suffix(".part")
+            partial.write_text(text, encoding="utf-8")
+            os.replace(partial, record)
+        except OSError as exc:  # the job is queued all the same; only a re-run would submit again
+            log.warning("RunPod job %s not recorded in %s (%s): running this job id again submits it again",
+                        job_id, record.parent, type(exc).__name__)
+
+    async def _follow(self, http: httpx.AsyncClient, job_id: str, progress: ProgressFn | None, deadline: float,
+                      since: float | None = None) -> dict[str, Any]:
         delay = min(0.1, self.poll_interval_s)
         last_progress: Any = None
+        since = time.time() if since is None else since
+        told_at = -math.inf
         while True:
             state = await self._request(http, "GET", f"/status/{job_id}")
             status = state.get("status")
+            if status == "IN_QUEUE" and progress is not None and time.perf_counter() - told_at >= QUEUE_NOTICE_S:
+                told_at = time.perf_counter()
+                await progress("queued", f"queued on endpoint {self.endpoint_id}, no worker has taken it yet"
+                               f" ({max(0.0, time.time() - since):.0f} s)", None)
             if status == "IN_PROGRESS" and progress is not None:
                 if self.follow_stream:
                     chunks = (await self._request(http, "GET", f"/stream/{job_id}")).get("stream") or []
@@ -329,9 +411,12 @@ class RunPodExecutor:
         elif status == "FAILED":
             envelope = (sent or JobEnvelope.for_job(job, job_id)).failed(worker_error(state.get("error")))
         elif state.get("_budget_exhausted"):
+            local_id = valid_job_id(job.get("job_id"))
+            again = (f"; run this job again with job id {local_id} to follow it (it is not submitted again)"
+                     if local_id else ", ask for its status later")
             envelope = JobEnvelope.for_job(job, job_id, status=status, error={
                 "type": "StillRunning",
-                "message": f"RunPod job {job_id} is still {status} after the wait budget; it keeps running, ask for its status later",
+                "message": f"RunPod job {job_id} is still {status} after the wait budget; it keeps running there{again}",
             })
         else:
             envelope = JobEnvelope.for_job(job, job_id).failed({
@@ -368,6 +453,11 @@ class RunPodExecutor:
         ).model_dump()
         envelope = envelope.replace(trace=[*envelope.trace, step], elapsed_ms=round(elapsed, 2))
         return redact_data(envelope.to_dict())
+
+
+def _digest(job: dict[str, Any]) -> str:
+    """What makes a re-run the same job: its whole body (this side's keys are no part of it)."""
+    return hashlib.sha256(json.dumps(job, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
 
 
 async def _forward(progress: ProgressFn, update: Any) -> None:
