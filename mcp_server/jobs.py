@@ -26,8 +26,8 @@ from typing import Any
 
 from core.redact import MASK, redact
 from graphs.context import ProgressFn
+from mcp_server.cancel import call_cancelled
 from mcp_server.jobstore import FINAL_STATUSES, IN_PROGRESS, JobStore, handle, storable, summary
-from mcp_server.protocol import call_cancelled
 from providers.base import TraceStep
 from swarm.envelope import JobEnvelope
 from swarm.executors import AdoptsImages, RemoteExecutor

@@ -92,12 +92,16 @@ class ResearchOutput(JobOutcome):
 
 
 class ConsensusOutput(JobOutcome):
-    """Each model's position (who answered, stance, text, cost), the ones that failed, and the synthesis."""
+    """Each model's position (who answered, stance, text, cost), the ones that failed, and the
+    synthesis; when there is none, ``synthesis_status`` and ``synthesis_error`` say why (and a warning)."""
 
     synthesis: str = ""
     synthesizer: str | None = None
-    positions: list[dict[str, Any]] = Field(default_factory=list)
-    failed: list[dict[str, Any]] = Field(default_factory=list)
+    synthesis_status: str | None = None
+    synthesis_error: str | None = None
+    warnings: Strings = Field(default_factory=list)
+    positions: Objects = Field(default_factory=list)
+    failed: Objects = Field(default_factory=list)
 
 
 class ImageOutput(JobOutcome):
@@ -107,7 +111,7 @@ class ImageOutput(JobOutcome):
     url: str | None = Field(default=None, description="plain download URL, when the store has one")
     image_base64: str | None = None
     details: dict[str, Any] = Field(default_factory=dict, description="width, height, format, bytes, model...")
-    results: list[dict[str, Any]] | None = Field(
+    results: Objects | None = Field(
         default=None, description="with `images`, in order: {index, key, url, width, height, bytes, image_base64?}"
         " or {index, error}",
     )

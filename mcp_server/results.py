@@ -65,6 +65,9 @@ def consensus_output(result: dict[str, Any]) -> ConsensusOutput:
         **_head(result),
         synthesis=output.get("synthesis", ""),
         synthesizer=output.get("synthesizer"),
+        synthesis_status=output.get("synthesis_status"),
+        synthesis_error=output.get("synthesis_error"),
+        warnings=[str(w) for w in output.get("warnings", [])],
         positions=output.get("positions", []),
         failed=output.get("failed", []),
     )
@@ -226,17 +229,107 @@ def _batch_entry(entry: dict[str, Any], return_base64: bool, inline_limit: int) 
     return out
 
 
+#: characters of a failed job's partial answer quoted in its error (the rest: ``job_result``)
+PARTIAL_TEXT_CHARS = 1500
+#: trace steps spelt out in a failed job's error (the rest: ``job_result``)
+ERROR_TRACE_STEPS = 12
+#: the output fields a reader reads first, in order: a draft, a report, a synthesis
+_READABLE_FIELDS = ("text", "report", "synthesis")
+#: what marks a partial output without being any of what it made
+_PARTIAL_MARKS = frozenset({"partial", "stopped_at"})
+
+
+class ToolFailed(ToolError):
+    """A FAILED (or cancelled) job as a tool error: its text (``str``) is what a model reads; ``result``
+    is the same failure as an ``isError`` result whose structured content is the whole job (error,
+    partial output, public trace, totals). The SDK sends only the text of a ``ToolError``; a door
+    that catches this one (its ``__cause__`` once the SDK has wrapped it) may send ``result``:
+    neither the SDK nor its client checks an ``isError`` result against the output schema."""
+
+    def __init__(self, text: str, result: CallToolResult) -> None:
+        super().__init__(text)
+        self.result = result
+
+
 def raise_for_failure(result: dict[str, Any]) -> None:
-    """Turn a FAILED envelope into a tool error a model can act on (no traceback, no secret)."""
+    """Turn a FAILED envelope into a tool error a model can act on (no traceback, no secret): the
+    error, every attempt, the partial answer (its start), the trace and totals, and the job to
+    collect the rest from.
+
+    Raises:
+        ToolFailed: the envelope is neither COMPLETED nor IN_PROGRESS.
+    """
     if result.get("status") in ("COMPLETED", "IN_PROGRESS"):
         return
+    text = failure_text(result)
+    structured = failure_structured(result)
+    raise ToolFailed(text, CallToolResult(content=[TextContent(text=text)], structured_content=structured,
+                                          is_error=True))
+
+
+def failure_structured(result: dict[str, Any]) -> dict[str, Any]:
+    """A failed job as structured content: what ``job_result`` holds of it, the trace made public."""
+    steps = public_steps(result.get("trace") or [])
+    return {"job_id": result.get("job_id"), "status": result.get("status") or "FAILED",
+            "error": result.get("error") or {}, "output": result.get("output"),
+            "trace": [s.model_dump(mode="json") for s in steps], "totals": result.get("totals") or {}}
+
+
+def failure_text(result: dict[str, Any]) -> str:
+    """The error, each attempt (who, outcome, error class, latency), the partial answer, the trace
+    and totals, then where the rest is."""
     error = result.get("error") or {}
-    attempts = [s for s in result.get("trace", []) if s.get("kind") != "node"]
+    steps = public_steps(result.get("trace") or [])
+    attempts = [s for s in steps if s.kind != "node" and s.outcome != "ok"]  # the ones that answered: in the trace
     lines = [f"{error.get('type', 'Error')}: {error.get('message', 'the job failed')}"]
     if attempts and error.get("type") == "AllProvidersFailed":
-        lines.append("attempts: " + "; ".join(
-            f"{s.get('model') or s.get('provider')} {s.get('outcome')} {s.get('error_class') or ''}".strip()
-            for s in attempts
-        ))
+        lines.append("attempts: " + "; ".join(_step_line(s, with_step=False) for s in attempts))
+    output = result.get("output")
+    partial = _partial(output)
+    if partial is not None:
+        stopped = f" (stopped at {partial['stopped_at']})" if partial.get("stopped_at") else ""
+        lines.append(f"partial result{stopped}:")
+        readable = _readable(partial)
+        if readable:
+            lines.append(readable)
+    if steps:
+        shown = "; ".join(_step_line(s) for s in steps[:ERROR_TRACE_STEPS])
+        more = f"; {len(steps) - ERROR_TRACE_STEPS} more steps" if len(steps) > ERROR_TRACE_STEPS else ""
+        lines.append(f"trace: {shown}{more}")
+    lines.append(f"totals: {_totals_line(result.get('totals') or {}, steps)}")
+    if partial is not None:
+        lines.append(f"partial result available: job_result({result.get('job_id')})")
     lines.append(f"job_id: {result.get('job_id')}")
-    raise ToolError("\n".join(lines))
+    return "\n".join(lines)
+
+
+def _partial(output: Any) -> dict[str, Any] | None:
+    """A failed job's output when it marks itself partial and holds something besides the mark."""
+    if not isinstance(output, dict) or not output.get("partial"):
+        return None
+    made = any(value not in (None, "", [], {}, 0) for key, value in output.items() if key not in _PARTIAL_MARKS)
+    return output if made else None
+
+
+def _readable(output: dict[str, Any]) -> str:
+    """The start of the partial answer a model reads (a draft, a report, a synthesis or the positions)."""
+    text = next((str(output[f]) for f in _READABLE_FIELDS if output.get(f)), "")
+    if not text and output.get("positions"):
+        text = "\n".join(f"{p.get('model')}: {p.get('text', '')}" for p in output["positions"] if isinstance(p, dict))
+    if len(text) > PARTIAL_TEXT_CHARS:
+        text = f"{text[:PARTIAL_TEXT_CHARS]} [... {len(text) - PARTIAL_TEXT_CHARS} more characters]"
+    return text
+
+
+def _step_line(step: TraceStepOut, *, with_step: bool = True) -> str:
+    parts = [step.step, step.kind] if with_step else []
+    parts += [step.model or step.provider, step.outcome, step.error_class or "", f"{step.latency_ms} ms"]
+    return " ".join(p for p in parts if p)
+
+
+def _totals_line(totals: dict[str, Any], steps: list[TraceStepOut]) -> str:
+    cost = totals.get("cost_usd")
+    latency = round(sum(s.latency_ms for s in steps if s.kind != "node"), 1)
+    return (f"{totals.get('input_tokens', 0)} in / {totals.get('output_tokens', 0)} out tokens, "
+            f"cost {'unknown' if cost is None else f'${cost:.6f}'}, {totals.get('provider_calls', len(steps))} "
+            f"provider calls, {latency} ms in providers")

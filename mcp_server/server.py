@@ -25,6 +25,8 @@ from mcp.server.subscriptions import InMemorySubscriptionBus
 from core.errors import ConfigError
 from core.heap import settle
 from mcp_server import http, job_tools, prompts, protocol, resources, schemas, thread_tools, tools
+from mcp_server.cancel import serving_call
+from mcp_server.results import ToolFailed
 from mcp_server.state import ServerState
 
 if TYPE_CHECKING:
@@ -98,10 +100,12 @@ class SwarmServer(MCPServer):
             takes = f"{name} takes {', '.join(known)}"
             raise ToolError(f"invalid arguments for {name}: " + "; ".join(f"{key}: unknown argument; {takes}" for key in unknown))
         try:
-            with protocol.serving_call(context):  # a job the call starts ends with it if the client cancels it
+            with serving_call(context):  # a job the call starts ends with it if the client cancels it
                 return await super().call_tool(name, arguments, context)
         except ToolError as exc:
             cause = exc.__cause__
+            if isinstance(exc, ToolFailed) or isinstance(cause, ToolFailed):  # a failed job: its partial and trace too
+                return (exc if isinstance(exc, ToolFailed) else cause).result  # type: ignore[union-attr]
             if not isinstance(cause, ValidationError) or not cause.title.endswith("Arguments"):
                 raise
             raise ToolError(schemas.argument_errors(name, cause, known)) from None
