@@ -54,3 +54,12 @@ def use_fake_llm(monkeypatch: pytest.MonkeyPatch, llm: Any, **others: Any) -> No
 
     chosen = MappingProxyType({**Runtime.provider_overrides, "llm": llm, **others})
     monkeypatch.setattr(Runtime, "provider_overrides", chosen)
+
+
+def research_brain(messages: Any, config: Any) -> Any:
+    """A fake model for research through MCP: two planned queries, a cited two-sentence report, approved."""
+    if config.step == "plan":
+        return {"queries": ["langgraph checkpoint durability", "runpod job states"]}
+    if config.step in ("write", "revise"):
+        return "Checkpoints save state after every step [1]. RunPod jobs can fail [2]."
+    return {"approved": True, "issues": []}

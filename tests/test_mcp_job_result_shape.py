@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from mcp import Client
 from mcp.types import ImageContent, ResourceLink, TextContent
-from mcp_helpers import use_fake_llm, write_config
+from mcp_helpers import research_brain, use_fake_llm, write_config
 
 from mcp_server.outputs import JobOutcome
 from mcp_server.server import build_server
@@ -22,12 +22,6 @@ SHARED = Path(tempfile.gettempdir()) / "swarm-test-models"
 HEAD = set(JobOutcome.model_fields)
 
 
-def brain(messages: Any, config: Any) -> Any:
-    if config.step == "plan":
-        return {"queries": ["langgraph checkpoint durability", "runpod job states"]}
-    if config.step in ("write", "revise"):
-        return "Checkpoints save state after every step [1]. RunPod jobs can fail [2]."
-    return {"approved": True, "issues": []}
 
 
 def _search(corpus: Path, tmp_path: Path) -> Any:
@@ -43,7 +37,7 @@ async def test_a_research_past_the_wait_ends_in_job_result_as_the_tool_answers(
     ``report_uri``, the raw ``cited_passages``; a research past the tool's wait could not be checked."""
     from providers.testing import FunctionLLM
 
-    use_fake_llm(monkeypatch, FunctionLLM(brain), search=_search(corpus, tmp_path))
+    use_fake_llm(monkeypatch, FunctionLLM(research_brain), search=_search(corpus, tmp_path))
     ask = {"question": "How do checkpoints and RunPod jobs work?", "depth": "quick", "idempotency_key": "q-1"}
     async with Client(build_server(str(write_config(tmp_path, wait_budget_s=0.01)))) as client:
         started = (await client.call_tool("research", ask)).structured_content

@@ -4,21 +4,12 @@ arrive during the job, the result carries the report and sources, and the report
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 from mcp import Client
-from mcp_helpers import use_fake_llm, write_config
+from mcp_helpers import research_brain, use_fake_llm, write_config
 
 from mcp_server.server import build_server
-
-
-def brain(messages: Any, config: Any) -> Any:
-    if config.step == "plan":
-        return {"queries": ["langgraph checkpoint durability", "runpod job states"]}
-    if config.step in ("write", "revise"):
-        return "Checkpoints save state after every step [1]. RunPod jobs can fail [2]."
-    return {"approved": True, "issues": []}
 
 
 async def test_research_job_sends_progress_and_its_report_is_a_resource(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -31,7 +22,7 @@ async def test_research_job_sends_progress_and_its_report_is_a_resource(tmp_path
     (corpus / "checkpoints.md").write_text("# LangGraph checkpoints\n\nA checkpointer saves graph state after every step.\n")
     (corpus / "runpod.md").write_text("# RunPod job states\n\nJobs go IN_QUEUE, IN_PROGRESS, then COMPLETED or FAILED.\n")
     search = SearchChain([("local", LocalIndexSearch([corpus], tmp_path / "idx.sqlite"))])
-    use_fake_llm(monkeypatch, FunctionLLM(brain), search=search)
+    use_fake_llm(monkeypatch, FunctionLLM(research_brain), search=search)
     messages: list[str] = []
 
     async def on_progress(value: float, total: float | None, message: str | None) -> None:

@@ -6,24 +6,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 from mcp import Client
 from mcp.types import ResourceLink, TextContent
-from mcp_helpers import use_fake_llm, write_config
+from mcp_helpers import research_brain, use_fake_llm, write_config
 
 from mcp_server.outputs import ResearchOutput
 from mcp_server.results import research_blocks
 from mcp_server.server import build_server
-
-
-def brain(messages: Any, config: Any) -> Any:
-    if config.step == "plan":
-        return {"queries": ["langgraph checkpoint durability", "runpod job states"]}
-    if config.step in ("write", "revise"):
-        return "Checkpoints save state after every step [1]. RunPod jobs can fail [2]."
-    return {"approved": True, "issues": []}
 
 
 def test_the_blocks_are_the_report_what_the_check_did_and_a_link_per_source() -> None:
@@ -50,7 +41,7 @@ async def test_the_research_tool_shows_markdown_and_links_and_keeps_the_full_str
     from providers.testing import FunctionLLM
 
     search = SearchChain([("local", LocalIndexSearch([corpus], tmp_path / "idx.sqlite"))])
-    use_fake_llm(monkeypatch, FunctionLLM(brain), search=search)
+    use_fake_llm(monkeypatch, FunctionLLM(research_brain), search=search)
     async with Client(build_server(str(write_config(tmp_path, wait_budget_s=60)))) as client:
         result = await client.call_tool("research", {"question": "How do checkpoints and RunPod jobs work?",
                                                      "depth": "quick"})
