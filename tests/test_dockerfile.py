@@ -150,7 +150,9 @@ def test_the_llama_layer_installs_exactly_worker_locks_entry() -> None:
     version = pins(entry)["llama_cpp_python"][0]
     hashes = sorted(re.findall(r"--hash=(\S+)", entry))
     assert f"{version} {' '.join(hashes)}" == lock_pins("worker")["llama-cpp-python"]
-    assert any("-r /wheels/llama.lock" in line and "GGML_NATIVE=OFF" in line for line in _run_lines())
+    # built with setup's flags (a module per CPU level), which the wheelhouse copies beside the lock
+    assert any("-r /wheels/llama.lock" in line and "$(cat /wheels/llama-cmake-args)" in line for line in _run_lines())
+    assert "llama-cmake-args" in (ROOT / "scripts" / "worker_image.py").read_text(encoding="utf-8")
     # an ARG is in the cache key of every RUN after it: TORCH_VARIANT must come after the llama layer
     builder = stages()[0]
     llama_at = next(i for i, (k, a) in enumerate(builder) if k == "RUN" and "/wheels/llama.lock" in a)
