@@ -163,7 +163,12 @@ async def test_runner_forwards_progress_and_returns_the_envelope(endpoint: Endpo
     assert envelope["status"] == "COMPLETED", envelope
     assert envelope["output"]["echo"] == "p"
     assert envelope["error"] is None
-    assert updates and all(stage == "demo" for stage, _, _ in updates)
+    # a loaded machine may poll before a worker takes the job: then the first update says so
+    stages = [stage for stage, _, _ in updates]
+    if stages and stages[0] == "queued":
+        assert "no worker has taken it yet" in updates[0][1]
+        stages = stages[1:]
+    assert stages and all(stage == "demo" for stage in stages), updates
     assert updates[-1][1] == "step 3"
     assert envelope["trace"][-1]["provider"] == "runpod"
 
