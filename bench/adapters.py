@@ -65,9 +65,12 @@ def mcp(data: Any, command: str) -> list[dict[str, Any]]:
                           row["bare"]["median_ms"], "<= 1.5x",
                           row["swarm"]["median_ms"] <= 1.5 * row["bare"]["median_ms"], command))
     for tool, row in data["http_200_concurrent"].items():
+        anchor = "median single-call latency under that load"
+        if row["errors"]:  # a missed goal says what failed, not only that something did
+            anchor += f"; {row['errors']} of {row['calls']} calls failed, first: " + " | ".join(
+                str(e)[:160] for e in row.get("first_errors", [])[:2])
         out.append(record(f"MCP over HTTP: {row['calls']} concurrent {tool} calls (wall)", row["wall_s"] * 1000, "ms",
-                          "median single-call latency under that load", row["median_ms"], "0 errors",
-                          row["errors"] == 0, command))
+                          anchor, row["median_ms"], "0 errors", row["errors"] == 0, command))
     return out
 
 

@@ -232,6 +232,23 @@ def test_rembg_rows_are_anchored_on_the_cli_folder_mode_with_their_goals() -> No
     assert "--setup" in missing[0]["note"]
 
 
+def test_mcp_concurrency_row_that_missed_zero_errors_says_what_failed() -> None:
+    from bench import adapters
+
+    def row(errors: int, first: list[str]) -> dict[str, Any]:
+        return {"calls": 200, "errors": errors, "first_errors": first, "wall_s": 2.0, "median_ms": 900.0}
+
+    timing = {"swarm": {"median_ms": 1.0}, "bare": {"median_ms": 1.0}}
+    data = {"in_process": {"tools_list": timing, "trivial_call": timing}, "http_200_concurrent": {
+        "swarm_list_jobs": row(0, []), "swarm_delegate": row(3, ["ReadTimeout('x')", "job failed: queue full"])}}
+    rows = {r["name"]: r for r in adapters.mcp(data, "c")}
+    ok = rows["MCP over HTTP: 200 concurrent swarm_list_jobs calls (wall)"]
+    bad = rows["MCP over HTTP: 200 concurrent swarm_delegate calls (wall)"]
+    assert ok["met"] is True and ok["anchor"] == "median single-call latency under that load"
+    assert bad["met"] is False
+    assert "3 of 200 calls failed" in bad["anchor"] and "ReadTimeout" in bad["anchor"] and "queue full" in bad["anchor"]
+
+
 def test_quick_rembg_suite_runs_through_the_harness(tmp_path: Path) -> None:
     assert main(["--quick", "--only", "rembg", "--out", str(tmp_path), "--no-plots"]) == 0
     records = json.loads((tmp_path / "results.json").read_text())
