@@ -310,14 +310,14 @@ class JobManager:
         started = time.perf_counter()
         delay = 0.1
         unreachable_since: float | None = None
+        row = self.store.get(job_id)
+        relay = runner.relay(progress, since=row["created_at"] if row else None)  # queued, then the worker's own
         try:
             while True:
                 try:
                     state = dict(await runner.status(job_id))
                     status = state.get("status")
-                    if status == "IN_PROGRESS" and runner.follow_stream:
-                        for chunk in (await runner.stream(job_id)).get("stream") or []:
-                            await _forward_progress(progress, chunk.get("output") if isinstance(chunk, dict) else chunk)
+                    await relay.saw(job_id, state)
                 except Exception as exc:
                     # a poll that timed out or met a 5xx says nothing of the job, which runs on: keep
                     # following (it was marked FAILED for good, its result orphaned and billed)
@@ -603,13 +603,6 @@ def _error_of(exc: BaseException) -> dict[str, str]:
     if isinstance(getattr(exc, "type", None), str) and isinstance(getattr(exc, "message", None), str):
         return {"type": exc.type, "message": redact(exc.message)}  # type: ignore[attr-defined]
     return {"type": "InternalError", "message": "the runner failed on this job; see the server log"}
-
-
-async def _forward_progress(progress: ProgressFn, update: Any) -> None:
-    if isinstance(update, dict) and "stage" in update:
-        await progress(str(update["stage"]), str(update.get("message", "")), update.get("fraction"))
-    elif update is not None:
-        await progress("worker", redact(str(update))[:200], None)
 
 
 def _gave_up(runner: Any, since: float) -> Exception | None:

@@ -89,6 +89,22 @@ async def test_delegate_and_an_image_action_run_on_runpod_workers(stack: dict[st
         assert stored.is_file() and stored.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+async def test_an_mcp_job_on_runpod_shows_the_workers_progress(stack: dict[str, Any], fake_llm: FakeOpenAI) -> None:
+    """The MCP server follows a RunPod job itself (it survives a restart); what the worker reports
+    with ``progress_update`` reaches the client as progress, as it does through ``swarm delegate``."""
+    fake_llm.script("smollm2-135m-instruct", Behaviour.answer("slow answer", delay_s=2.0))
+    messages: list[str] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        messages.append(message or "")
+
+    async with Client(mcp_params(stack)) as client:
+        result = await client.call_tool("delegate", {"task": "Say hello slowly.", "kind": "critical"},
+                                        progress_callback=on_progress)
+    assert not result.is_error, result.content[0].text
+    assert any("drafting with local" in m for m in messages), messages  # the worker's own words
+
+
 async def test_twenty_concurrent_jobs_complete_across_two_workers(stack: dict[str, Any], fake_llm: FakeOpenAI) -> None:
     from swarm.executors.runpod import RunPodExecutor
 

@@ -210,6 +210,12 @@ class FakeEndpoint:
     """A RunPod-like runner: jobs live "remotely" under the endpoint's ids (submit/status/cancel)."""
 
     follow_stream = False
+    endpoint_id = "ep-fake"
+
+    def relay(self, progress: Any, since: float | None = None) -> Any:
+        from swarm.executors.runpod import ProgressRelay
+
+        return ProgressRelay(self, progress, time.time() if since is None else since)  # type: ignore[arg-type]
     poll_interval_s = 0.05
 
     def __init__(self) -> None:

@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,12 @@ class WorkerEndpoint:
     """A remote runner whose jobs run through the RunPod door (``handler.handler``), as on the worker."""
 
     follow_stream = False
+    endpoint_id = "ep-fake"
+
+    def relay(self, progress: Any, since: float | None = None) -> Any:
+        from swarm.executors.runpod import ProgressRelay
+
+        return ProgressRelay(self, progress, time.time() if since is None else since)  # type: ignore[arg-type]
     poll_interval_s = 0.02
 
     def __init__(self) -> None:

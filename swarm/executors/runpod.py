@@ -359,28 +359,19 @@ class RunPodExecutor:
             log.warning("RunPod job %s not recorded in %s (%s): running this job id again submits it again",
                         job_id, record.parent, type(exc).__name__)
 
+    def relay(self, progress: ProgressFn | None, since: float | None = None) -> ProgressRelay:
+        """What a follower of one job tells its caller from each ``/status`` answer (``since``: the
+        wall-clock time the job was submitted)."""
+        return ProgressRelay(self, progress, time.time() if since is None else since)
+
     async def _follow(self, http: httpx.AsyncClient, job_id: str, progress: ProgressFn | None, deadline: float,
                       since: float | None = None) -> dict[str, Any]:
         delay = min(0.1, self.poll_interval_s)
-        last_progress: Any = None
-        since = time.time() if since is None else since
-        told_at = -math.inf
+        relay = self.relay(progress, since)
         while True:
             state = await self._request(http, "GET", f"/status/{job_id}")
             status = state.get("status")
-            if status == "IN_QUEUE" and progress is not None and time.perf_counter() - told_at >= QUEUE_NOTICE_S:
-                told_at = time.perf_counter()
-                await progress("queued", f"queued on endpoint {self.endpoint_id}, no worker has taken it yet"
-                               f" ({max(0.0, time.time() - since):.0f} s)", None)
-            if status == "IN_PROGRESS" and progress is not None:
-                if self.follow_stream:
-                    chunks = (await self._request(http, "GET", f"/stream/{job_id}")).get("stream") or []
-                    for chunk in chunks:
-                        await _forward(progress, chunk.get("output") if isinstance(chunk, dict) else chunk)
-                update = state.get("output")
-                if update is not None and update != last_progress:
-                    last_progress = update
-                    await _forward(progress, update)
+            await relay.saw(job_id, state, http)
             if status in FINAL_STATES:
                 return dict(state)
             if time.perf_counter() + delay > deadline:
@@ -460,7 +451,38 @@ def _digest(job: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(job, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
 
 
-async def _forward(progress: ProgressFn, update: Any) -> None:
+class ProgressRelay:
+    """Progress from a job's ``/status`` polls: "queued, no worker has taken it yet (N s)" every
+    ``QUEUE_NOTICE_S`` while it waits, then what the worker reports (``progress_update``: the status
+    ``output`` while IN_PROGRESS, each change once) and, when the runner follows streams, the
+    ``/stream`` chunks. Used by the runner's own wait and by the MCP server's follower alike."""
+
+    def __init__(self, runner: RunPodExecutor, progress: ProgressFn | None, since: float) -> None:
+        self._runner, self._progress, self._since = runner, progress, since
+        self._told_at = -math.inf
+        self._last: Any = None
+
+    async def saw(self, job_id: str, state: Mapping[str, Any], http: httpx.AsyncClient | None = None) -> None:
+        progress, status = self._progress, state.get("status")
+        if progress is None:
+            return
+        if status == "IN_QUEUE" and time.perf_counter() - self._told_at >= QUEUE_NOTICE_S:
+            self._told_at = time.perf_counter()
+            await progress("queued", f"queued on endpoint {self._runner.endpoint_id}, no worker has taken it yet"
+                           f" ({max(0.0, time.time() - self._since):.0f} s)", None)
+        if status != "IN_PROGRESS":
+            return
+        if self._runner.follow_stream:
+            for chunk in (await self._runner.stream(job_id, http)).get("stream") or []:
+                await forward_progress(progress, chunk.get("output") if isinstance(chunk, dict) else chunk)
+        update = state.get("output")
+        if update is not None and update != self._last:
+            self._last = update
+            await forward_progress(progress, update)
+
+
+async def forward_progress(progress: ProgressFn, update: Any) -> None:
+    """One update a worker sent (``{stage, message, fraction}``, or anything else, shown redacted)."""
     if isinstance(update, dict) and "stage" in update:
         await progress(str(update["stage"]), str(update.get("message", "")), update.get("fraction"))
     elif update is not None:
