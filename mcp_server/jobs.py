@@ -24,7 +24,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from core.redact import MASK, redact
+from core.redact import MASK, redact, redact_data
 from graphs.context import ProgressFn
 from mcp_server.cancel import call_cancelled
 from mcp_server.jobstore import FINAL_STATUSES, IN_PROGRESS, JobStore, handle, storable, summary
@@ -414,7 +414,32 @@ class JobManager:
         if row["status"] in FINAL_STATUSES:
             return row["result"]
         elsewhere = row.get("runner") not in (None, self.store.lease.token) and self.store.lease.alive(row.get("runner"))
-        return handle(row, elsewhere=_pid_of(row) if elsewhere else None)
+        running = handle(row, elsewhere=_pid_of(row) if elsewhere else None)
+        if task is not None and not row.get("remote"):
+            running["trace"] = await self._steps_so_far(job_id, row)
+        return running
+
+    async def _steps_so_far(self, job_id: str, row: dict[str, Any]) -> list[dict[str, Any]]:
+        """The trace of the steps a job running here has finished (its last checkpoint holds them),
+        for the handle of a job still running: what it has called, and paid, so far. ``[]`` when
+        there is no checkpoint yet, or no saver; a job on an endpoint reports progress only."""
+        stopped_job = self._stopped_job
+        if stopped_job is None:
+            return []
+
+        async def read() -> list[dict[str, Any]]:
+            return list((await stopped_job(job_id, row["project"], row["action"]))[1])
+
+        try:
+            if self._job_loop is None:
+                trace = await asyncio.wait_for(read(), STOPPED_READ_S)
+            else:  # the saver lives on the jobs' loop
+                future = asyncio.run_coroutine_threadsafe(read(), self._job_loop.loop)
+                trace = await asyncio.wait_for(asyncio.wrap_future(future), STOPPED_READ_S)
+        except Exception as exc:  # the handle says "still running" either way
+            log.debug("job %s: steps so far not read: %s", job_id, redact(repr(exc)))
+            return []
+        return [redact_data(step) for step in trace if isinstance(step, dict)]
 
     async def _wait_here(self, job_id: str, task: asyncio.Future[dict[str, Any]], row: dict[str, Any], budget: float,
                          progress: ProgressFn | None, cancel_with_call: bool = False) -> None:

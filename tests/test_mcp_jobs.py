@@ -206,6 +206,25 @@ async def test_a_failed_job_is_a_tool_error_naming_the_problem_and_the_job(tmp_p
         assert status.structured_content["error"]["type"] == "InputError"
 
 
+async def test_a_running_jobs_handle_carries_the_steps_it_has_finished(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A job past the wait budget answers IN_PROGRESS with the trace of the steps done so far (the
+    draft it already paid for), read from its checkpoint; before any step it is empty."""
+    use_fake_llm(monkeypatch, SlowLLM(delay_s=2.0, text="slow"))
+    config = write_config(tmp_path, wait_budget_s=0.3)
+    async with Client(build_server(str(config))) as client:
+        first = (await client.call_tool("delegate", {"task": "write a haiku", "kind": "bulk_content"})).structured_content
+        assert first["status"] == "IN_PROGRESS" and first["trace"] == []  # drafting: no step done yet
+        seen: list[list[tuple[str, str]]] = []
+        for _ in range(60):
+            polled = (await client.call_tool("job_result", {"job_id": first["job_id"], "wait_s": 0.5})).structured_content
+            if polled["status"] != "IN_PROGRESS":
+                break
+            seen.append([(step["step"], step["outcome"]) for step in polled["trace"]])
+        assert polled["status"] == "COMPLETED"
+        assert any(("draft", "ok") in steps for steps in seen), seen  # the review was still running then
+        assert all(("review", "ok") not in steps for steps in seen), seen
+
+
 class FakeEndpoint:
     """A RunPod-like runner: jobs live "remotely" under the endpoint's ids (submit/status/cancel)."""
 
