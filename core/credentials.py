@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import logging
 import os
 import re
@@ -80,6 +81,26 @@ def credential(name: str) -> str | None:
         return own
     job = _current.get()
     return (job.values.get(name) or None) if job is not None else None
+
+
+#: salts the fingerprint of a forwarded key (``credential_holder``): a per-process secret, so the
+#: fingerprint a circuit is named by says nothing of the key outside this process
+_FINGERPRINT_SALT = os.urandom(16)
+
+
+def credential_holder(name: str | None) -> str | None:
+    """Whose key ``name`` a call uses for the running job: ``None`` for this process's own (or no
+    key), else ``"client key <fingerprint>"`` for the key this job's client forwarded, the same
+    for every job that forwards the same value. A circuit breaker keys on it: a client's wrong key
+    opens the circuit for that key, not for the worker's own or another client's."""
+    if not name or os.environ.get(name):
+        return None
+    job = _current.get()
+    value = job.values.get(name) if job is not None else None
+    if not value:
+        return None
+    digest = hashlib.blake2b(value.encode(), key=_FINGERPRINT_SALT, digest_size=5).hexdigest()
+    return f"client key {digest}"
 
 
 def missing_credential(name: str) -> str | None:

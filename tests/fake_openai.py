@@ -134,6 +134,8 @@ class FakeOpenAI:
         self.canaries = 0
         self.canary_ok = True
         self.models_key: str | None = None  # set: GET /models refuses (401) any other bearer key
+        #: model -> the bearer keys its chat completions accept (another key: 401); models not named accept any
+        self.chat_keys: dict[str, set[str]] = {}
         self._scripts: dict[str, list[Behaviour]] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -194,6 +196,9 @@ class FakeOpenAI:
             self.requests.append(recorded)
             key = request.headers.get("authorization", "").removeprefix("Bearer ")
             try:
+                if model in self.chat_keys and key not in self.chat_keys[model]:
+                    recorded.finished = time.monotonic()
+                    return JSONResponse({"error": {"message": "Authentication Fails", "type": "authentication_error"}}, 401)
                 return await self._respond(self._next_behaviour(model), model, body, key, recorded)
             finally:
                 recorded.finished = time.monotonic()

@@ -199,6 +199,42 @@ async def test_jobs_running_at_once_each_use_their_own_clients_key_and_keep_none
     assert skipped["deepseek-v3.1-q8"] == "DEEPSEEK_API_KEY is not set on this worker and the client did not send it"
 
 
+async def test_a_clients_wrong_key_opens_the_circuit_for_that_key_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_llm: FakeOpenAI
+) -> None:
+    """One worker runtime serves every client: the 401s of a client whose forwarded key is wrong
+    open DeepSeek's circuit for that key; another client's good key still reaches DeepSeek."""
+    import handler
+
+    fake_llm.reset()
+    good, bad = "sk-GOODCLIENTKEY00000001", "sk-WRONGCLIENTKEY0000002"
+    monkeypatch.setattr(fake_llm, "chat_keys", {"deepseek-fake": {good}})
+    monkeypatch.setenv("SWARM_CONFIG", str(_write_config(tmp_path, fake_llm.url)))
+    monkeypatch.setattr(handler, "_runtime", None)
+
+    def job(n: int, key: str) -> dict[str, Any]:
+        task = {"task": f"Task {n}: {TASK}", "kind": "critical"}
+        return {"id": f"rp-circuit-{n}", "input": {"project": "swarm", "action": "delegate", "input": task,
+                                                   "_credentials": {"DEEPSEEK_API_KEY": key}}}
+
+    try:
+        wrong = [await handler.handler(job(n, bad)) for n in range(4)]  # past the failure threshold (3)
+        right = await handler.handler(job(9, good))
+        board = handler._runtime.circuits.snapshot() if handler._runtime is not None else {}
+    finally:
+        if handler._runtime is not None:
+            await handler._runtime.aclose()
+    last = {step["model"]: step for step in wrong[-1]["trace"] if step.get("model") == "deepseek-v3.1-q8"}
+    assert last["deepseek-v3.1-q8"]["outcome"] == "skipped" and "circuit open" in last["deepseek-v3.1-q8"]["detail"]
+    answered = [step for step in right["trace"] if step.get("model") == "deepseek-v3.1-q8"]
+    assert right["status"] == "COMPLETED" and [s["outcome"] for s in answered] == ["ok"], right["trace"]
+    assert board.get("deepseek-v3.1-q8", {}).get("state", "closed") == "closed"  # the worker's own circuit
+    opened = [name for name, c in board.items() if c["state"] == "open"]
+    assert "deepseek-v3.1-q8 (client key " in " ".join(opened), board
+    assert all(name.startswith("deepseek-v3.1-q") and "(client key " in name for name in opened), board
+    assert bad not in json.dumps(board) and good not in json.dumps(board)
+
+
 async def test_the_workers_own_key_wins_and_unknown_names_are_ignored(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_llm: FakeOpenAI
 ) -> None:
@@ -308,3 +344,24 @@ def test_the_cli_prints_the_same_job_id_when_runpod_refuses_the_submit(endpoint:
     started = next(line for line in out.splitlines() if line.endswith(": started"))
     job_id = started.removeprefix("job ").removesuffix(": started")
     assert f"job {job_id}: FAILED" in out and "job None" not in out, out
+
+
+def test_a_forwarded_key_is_named_by_a_salted_fingerprint_and_the_workers_own_by_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from core.credentials import JobCredentials, credential_holder, credentials_scope
+
+    monkeypatch.delenv("DEEPSEEK_API_KEY", raising=False)
+    assert credential_holder("DEEPSEEK_API_KEY") is None and credential_holder(None) is None
+    one, other = JobCredentials(values={"DEEPSEEK_API_KEY": CLIENT_KEY}), JobCredentials(values={"DEEPSEEK_API_KEY": WORKER_KEY})
+    with credentials_scope(one):
+        first = credential_holder("DEEPSEEK_API_KEY")
+        assert credential_holder("GEMINI_API_KEY") is None  # not forwarded
+    with credentials_scope(JobCredentials(values={"DEEPSEEK_API_KEY": CLIENT_KEY})):
+        assert credential_holder("DEEPSEEK_API_KEY") == first  # the same key, another job: one circuit
+    with credentials_scope(other):
+        assert credential_holder("DEEPSEEK_API_KEY") not in (None, first)
+    assert first is not None and first.startswith("client key ") and CLIENT_KEY[3:13] not in first
+    monkeypatch.setenv("DEEPSEEK_API_KEY", WORKER_KEY)
+    with credentials_scope(one):
+        assert credential_holder("DEEPSEEK_API_KEY") is None  # the worker's own key wins: its own circuit

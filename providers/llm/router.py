@@ -24,6 +24,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from core.credentials import credential_holder
 from core.errors import AllProvidersFailed, InputError, ProviderError, ProviderRateLimited
 from core.redact import redact
 from providers.base import LLMConfig, LLMProvider, LLMResponse, Message, TraceStep, notify_attempt
@@ -109,6 +110,13 @@ class LLMRouter:
             return "no provider was built for this model"
         return None
 
+    def _circuit(self, name: str) -> str:
+        """The circuit of ``name`` for this call: the model's, or, when the running job uses a key
+        its client forwarded, the model's with that key (``core.credentials.credential_holder``)."""
+        spec = self.specs.get(name)
+        holder = credential_holder(spec.api_key_env if spec else None)
+        return name if holder is None else f"{name} ({holder})"
+
     def _step(self, name: str, config: LLMConfig, **fields: Any) -> TraceStep:
         spec = self.specs.get(name)
         return TraceStep(step=config.step, kind="llm", provider=spec.family if spec else "", model=name, **fields)
@@ -117,7 +125,7 @@ class LLMRouter:
         """Answer from the first model of the chain that can; see the module docstring."""
         attempts: list[TraceStep] = []
         for name in self.resolve_chain(config):
-            reason = self._skip_reason(name) or self.circuits.acquire(name)
+            reason = self._skip_reason(name) or self.circuits.acquire(self._circuit(name))
             if reason:
                 attempts.append(self._step(name, config, outcome="skipped", detail=reason))
                 continue
@@ -133,6 +141,7 @@ class LLMRouter:
     ) -> LLMResponse | None:
         """Call one model (its circuit already acquired); ``None`` means fall over."""
         retry = self.section.retry
+        circuit = self._circuit(name)
         attempt = 1
         while True:
             started = time.perf_counter()
@@ -142,7 +151,7 @@ class LLMRouter:
                 # the backend's own measure leaves out a one-off import (litellm's, on a first call)
                 latency = exc.latency_ms if exc.latency_ms is not None else (time.perf_counter() - started) * 1000
                 detail = redact(str(exc))
-                self.circuits.record_failure(name, detail)
+                self.circuits.record_failure(circuit, detail)
                 attempts.append(  # with what an unusable answer was billed: totals and the budget count it
                     self._step(name, config, attempt=attempt, latency_ms=latency, outcome="error",
                                error_class=type(exc).__name__, detail=detail, input_tokens=exc.input_tokens,
@@ -152,15 +161,15 @@ class LLMRouter:
                 if wait is None or attempt > retry.max_retries:
                     notify_attempt("failed", name, type(exc).__name__)
                     return None
-                if self.circuits.acquire(name) is not None:
+                if self.circuits.acquire(circuit) is not None:
                     return None  # this failure opened the circuit: do not hammer it
                 await asyncio.sleep(wait)
                 attempt += 1
                 continue
             except BaseException:
-                self.circuits.release(name)
+                self.circuits.release(circuit)
                 raise
-            self.circuits.record_success(name)
+            self.circuits.record_success(circuit)
             # The trace names the model as config does, and counts this model's attempts.
             steps = tuple(s.model_copy(update={"model": name, "attempt": attempt}) for s in response.attempts)
             return response.model_copy(update={"attempts": steps})
