@@ -655,7 +655,9 @@ def _input_lost(value: Any) -> str | None:
     fetch a signed URL without its signature or run a task with its secret masked: a different job."""
     stored = json.dumps(value, ensure_ascii=False)  # the row's JSON: one scan for either mark
     if '"_omitted_chars":' in stored:
-        return "the server restarted and this job's inline input was too large to keep; submit it again with a storage key"
+        return ("the server restarted and this job's inline input (an image read from a path, or sent as base64) was"
+                " too large to keep; call the tool again with the same arguments (a path is read again), or give"
+                " the image by url or storage key, which a restart keeps")
     if MASK in stored:
         return ("the server restarted before this job finished, and its input held a secret (a signed URL, a key or a"
                 " password), which is never written to disk; submit it again")

@@ -573,5 +573,6 @@ def test_what_a_stored_input_lost_is_said_for_each_mark() -> None:
     from mcp_server.jobstore import storable
 
     assert _input_lost(storable({"task": "Design a task-management-system"})) is None
-    assert "too large to keep" in str(_input_lost(storable({"images": [{"image": "A" * 1_000_001}]})))
+    lost = str(_input_lost(storable({"images": [{"image": "A" * 1_000_001}]})))
+    assert "too large to keep" in lost and "call the tool again with the same arguments (a path is read again)" in lost
     assert "held a secret" in str(_input_lost(storable({"url": "https://h/x?X-Amz-Signature=abcdef123456"})))
