@@ -61,10 +61,34 @@ DELEGATE_DESCRIPTION = (
     "job_result(job_id)."
 )
 RESEARCH_DESCRIPTION = (
-    "Searches the web and local documents, reads the best sources and writes a Markdown report whose "
+    "Searches {where}, reads the best sources and writes a Markdown report whose "
     "every sentence is backed by a cited passage. depth: quick (~3 sources), standard (5), deep (8, "
     "slowest). mode extractive: quotes only. status IN_PROGRESS: call job_result(job_id)."
 )
+
+
+def research_description(config: Any) -> str:
+    """The research tool's description, saying what it really searches with this config and
+    environment: the web backends of the chain that are set up, else only the local documents (a
+    model told "the web" would trust a keyless answer for news it cannot have)."""
+    from providers.base import Configurable
+    from providers.search.chain import build_search
+
+    try:
+        chain = build_search(config.providers.search)
+    except Exception:  # a broken search section fails the job with its own message
+        return RESEARCH_DESCRIPTION.format(where="the configured search backends")
+    reasons = {name: backend.unconfigured_reason() if isinstance(backend, Configurable) else None
+               for name, backend in chain.backends if name != "local"}
+    web = [name for name, reason in reasons.items() if not reason]
+    local = "local" in chain.names
+    if web:
+        return RESEARCH_DESCRIPTION.format(where=f"the web ({', '.join(web)})" + (" and local documents" if local else ""))
+    if not local:
+        return RESEARCH_DESCRIPTION.format(where=f"{', '.join(chain.names)} (not set up here: a call names what is missing)")
+    return RESEARCH_DESCRIPTION.format(
+        where="local documents only (the project's document index; no web search is set up"
+        + (f": {'; '.join(str(r) for r in reasons.values())}" if reasons else "") + ", so recent events are out of reach)")
 CONSENSUS_DESCRIPTION = (
     "Asks several models at once (optional stances), then one writes agreements, disagreements and a "
     "recommendation naming who said what. status IN_PROGRESS: call job_result(job_id)."
@@ -145,7 +169,7 @@ def _register_research(server: Any, config: Any) -> None:
     @server.tool(
         name="research",
         title="Research",
-        description=RESEARCH_DESCRIPTION,
+        description=research_description(config),
         annotations=ACTION_ANNOTATIONS,
     )
     async def research(

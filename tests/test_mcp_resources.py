@@ -45,6 +45,22 @@ async def test_listing_shows_tools_with_annotations_resources_templates_and_prom
             await client.get_prompt("delegate_and_review", {"task": ""})
 
 
+async def test_the_research_description_says_what_is_searched_with_this_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keyless, a model must not be told "the web": only the local documents are searched."""
+    monkeypatch.delenv("SEARXNG_URL", raising=False)
+    monkeypatch.delenv("TAVILY_API_KEY", raising=False)
+    async with Client(build_server(str(write_config(tmp_path)))) as client:
+        keyless = {t.name: t for t in (await client.list_tools()).tools}["research"].description or ""
+    assert keyless.startswith("Searches local documents only") and "the web" not in keyless
+    assert "SEARXNG_URL is not set" in keyless and "TAVILY_API_KEY is not set" in keyless
+    monkeypatch.setenv("SEARXNG_URL", "http://127.0.0.1:9")
+    async with Client(build_server(str(write_config(tmp_path)))) as client:
+        web = {t.name: t for t in (await client.list_tools()).tools}["research"].description or ""
+    assert web.startswith("Searches the web (searxng) and local documents")
+
+
 async def test_enabled_tools_trims_the_list_but_job_tools_stay(tmp_path: Path) -> None:
     async with Client(build_server(str(write_config(tmp_path, enabled_tools=["research"])))) as client:
         names = {t.name for t in (await client.list_tools()).tools}

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from core.errors import ConfigError, ProviderUnavailable
 from providers.base import SearchResult
 from providers.web.http import client_for, json_body, raise_for_status, search_results, send
+
+if TYPE_CHECKING:
+    import httpx
 
 _HINTS = {
     403: (

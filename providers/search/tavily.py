@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from core.errors import ProviderUnavailable
 from core.redact import register_secret
 from providers.base import SearchResult
 from providers.web.http import client_for, json_body, raise_for_status, search_results, send
+
+if TYPE_CHECKING:
+    import httpx
 
 DEFAULT_BASE_URL = "https://api.tavily.com"
 _HINTS = {

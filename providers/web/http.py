@@ -11,9 +11,7 @@ import functools
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from core.errors import (
     ProviderError,
@@ -23,6 +21,9 @@ from core.errors import (
 )
 from core.redact import redact
 from providers.base import SearchResult
+
+if TYPE_CHECKING:  # imported where a request is made: the MCP server lists its tools without it (~40 ms)
+    import httpx
 
 
 @functools.cache
@@ -49,6 +50,8 @@ async def client_for(
     if http is not None:
         yield http
         return
+    import httpx
+
     async with httpx.AsyncClient(
         timeout=timeout_s, follow_redirects=False, verify=tls_context(), trust_env=False, proxy=proxy or None
     ) as client:
@@ -74,6 +77,8 @@ async def send(
     **kwargs: Any,
 ) -> httpx.Response:
     """Send one request; transport failures become ProviderTimeout / ProviderUnavailable."""
+    import httpx
+
     try:
         return await client.request(method, url, timeout=timeout_s, **kwargs)
     except httpx.TimeoutException:
