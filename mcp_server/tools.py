@@ -86,9 +86,8 @@ def research_description(config: Any) -> str:
         return RESEARCH_DESCRIPTION.format(where=f"the web ({', '.join(web)})" + (" and local documents" if local else ""))
     if not local:
         return RESEARCH_DESCRIPTION.format(where=f"{', '.join(chain.names)} (not set up here: a call names what is missing)")
-    return RESEARCH_DESCRIPTION.format(
-        where="local documents only (the project's document index; no web search is set up"
-        + (f": {'; '.join(str(r) for r in reasons.values())}" if reasons else "") + ", so recent events are out of reach)")
+    unset = f" (web not set up: {', '.join(reasons)})" if reasons else ""
+    return RESEARCH_DESCRIPTION.format(where=f"local documents only{unset}")
 CONSENSUS_DESCRIPTION = (
     "Asks several models at once (optional stances), then one writes agreements, disagreements and a "
     "recommendation naming who said what. status IN_PROGRESS: call job_result(job_id)."

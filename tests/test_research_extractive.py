@@ -153,3 +153,23 @@ def test_a_passage_that_ends_inside_a_code_block_is_quoted_with_its_fence_closed
     text = "Handle contention separately from other failures:\n\n```python\nimport portalocker\n"
     assert flatten(text) == "Handle contention separately from other failures: ```python import portalocker ```"
     assert flatten("Run it:\n\n```console\npip install x\n```\n\nDone.") == "Run it: ```console pip install x ``` Done."
+
+
+def test_a_sentence_under_a_heading_that_names_the_question_opens_the_report():
+    """"What does a circuit breaker do in Relayd?": the answer's own sentence says only "circuit";
+    its heading says "Circuit breakers". Before, the floor (two of the question's words) let only
+    the overview's "Relayd is a ..." sentence open the report."""
+    docs = (
+        "# Relayd\n\nRelayd is a small message relay that runs as a daemon.\n\n"
+        "## Circuit breakers\n\nA backend that fails three times in a row is skipped for a while; then one probe "
+        "call is let through, and its success closes the circuit.\n"
+    )
+    report = extractive_report("What does a circuit breaker do in Relayd?", [], [{"id": 1, "snippet": ""}],
+                               {"1": split_passages(docs)})
+    opening = report.split("## What the sources say")[0]
+    first = [line for line in opening.splitlines() if line.startswith("- ")][0]
+    assert "closes the circuit" in first, report
+    # a heading alone never carries a sentence that says none of the question's words
+    unrelated = "# Relayd\n\n## Circuit breakers\n\nSee the config reference for the numbers.\n"
+    quiet = extractive_report("What does a circuit breaker do?", [], [{"id": 1, "snippet": ""}], {"1": split_passages(unrelated)})
+    assert "See the config reference" not in quiet.split("## What the sources say")[0]

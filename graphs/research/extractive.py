@@ -186,8 +186,11 @@ def _trim(sentences: Sequence[str], terms: set[str]) -> list[str]:
     return list(quote.values())
 
 
-def _pool(sources: Sequence[Mapping[str, Any]], passages: Mapping[str, Sequence[Passage]]) -> list[tuple[int, str]]:
+def _pool(sources: Sequence[Mapping[str, Any]], passages: Mapping[str, Sequence[Passage]]
+          ) -> tuple[list[tuple[int, str]], list[str]]:
+    """``(source id, passage text)`` of every passage read, and each one's heading ("" if none)."""
     pool: list[tuple[int, str]] = []
+    headings: list[str] = []
     for source in sources:
         sid = int(source["id"])
         read = passages.get(str(sid))
@@ -198,7 +201,8 @@ def _pool(sources: Sequence[Mapping[str, Any]], passages: Mapping[str, Sequence[
             text = flatten(passage["text"], passage.get("code_fence") or ("```" if passage.get("code_open") else None))
             if text:
                 pool.append((sid, text))
-    return pool
+                headings.append(str(passage.get("heading") or ""))
+    return pool, headings
 
 
 def _ranked(query: str, pool: Sequence[tuple[int, str]]) -> list[tuple[int, float]]:
@@ -217,34 +221,45 @@ def opening_floor(words: set[str]) -> int:
     return 1 if len(words) <= 3 else max(2, -(-3 * len(words) // 10))
 
 
-def _opening(question: str, pool: Sequence[tuple[int, str]], used: set[str]) -> list[str]:
+def _opening(question: str, pool: Sequence[tuple[int, str]], used: set[str], headings: Sequence[str] = ()) -> list[str]:
     """The best sentence of each of the top passages for the whole question, other sources
     first, then, while there is room, another sentence of those passages that holds words of the
     question the opening lacks (a question of two parts answered by one passage); none that
     shares fewer than ``opening_floor`` of its words (then the report says the sources found do
-    not answer it, and still quotes what they say under each search)."""
+    not answer it, and still quotes what they say under each search).
+
+    A passage's heading counts with its sentences (the sentence under "Circuit breakers" that
+    says "closes the circuit" answers "what does a circuit breaker do"), in ranking the passages and
+    in the words a sentence shares with the question, for a sentence that says one of them itself."""
     terms = query_terms(question)
     floor = opening_floor(set(content_stems(question)))
-    ranked = [i for i, _ in _ranked(question, pool)]
+    titled = [f"{headings[i]}. {text}" if i < len(headings) and headings[i] else text for i, (_, text) in enumerate(pool)]
+    ranked = [i for i, _ in _ranked(question, [(sid, text) for (sid, _), text in zip(pool, titled, strict=True)])]
     by_source: dict[int, int] = {}
     for i in ranked:
         by_source.setdefault(pool[i][0], i)
     picks = list(by_source.values())[:OPENING_SENTENCES] or ranked[:OPENING_SENTENCES]
-    chosen: list[tuple[int, str]] = []
-    more: list[tuple[int, str]] = []  # the other sentences of the picked passages that reach the floor
+
+    def says(i: int, sentence: str) -> set[str]:
+        own = _said(sentence, terms)
+        heading = headings[i] if i < len(headings) else ""
+        return own | _said(heading, terms) if own and heading else own
+
+    chosen: list[tuple[int, str, set[str]]] = []
+    more: list[tuple[int, str, set[str]]] = []  # the other sentences of the picked passages that reach the floor
     for i in picks:
         sid, text = pool[i]
-        fit = [s for s in sentences_of(text) if normalise(s) not in used and len(s) <= MAX_QUOTE_CHARS]
-        fit = sorted((s for s in fit if len(_said(s, terms)) >= floor), key=lambda s: (-len(_said(s, terms)), len(s)))
-        chosen += [(sid, s) for s in fit[:1]]
-        more += [(sid, s) for s in fit[1:]]
-    covered = {t for _, s in chosen for t in _said(s, terms)}
-    for sid, sentence in more:
-        if len(chosen) < OPENING_SENTENCES and _said(sentence, terms) - covered:
-            chosen.append((sid, sentence))
-            covered |= _said(sentence, terms)
-    used.update(normalise(s) for _, s in chosen)
-    return [_cite(s, sid) for sid, s in chosen]
+        fit = [(s, says(i, s)) for s in sentences_of(text) if normalise(s) not in used and len(s) <= MAX_QUOTE_CHARS]
+        fit = sorted(((s, w) for s, w in fit if len(w) >= floor), key=lambda f: (-len(f[1]), len(f[0])))
+        chosen += [(sid, s, w) for s, w in fit[:1]]
+        more += [(sid, s, w) for s, w in fit[1:]]
+    covered = {t for _, _, w in chosen for t in w}
+    for sid, sentence, words in more:
+        if len(chosen) < OPENING_SENTENCES and words - covered:
+            chosen.append((sid, sentence, words))
+            covered |= words
+    used.update(normalise(s) for _, s, _ in chosen)
+    return [_cite(s, sid) for sid, s, _ in chosen]
 
 
 def _section(query: str, terms: set[str], pool: Sequence[tuple[int, str]], wanted: int,
@@ -294,9 +309,9 @@ def extractive_report(
             represented by the whole sentences of its search snippet.
         per_query: passages quoted under each section, at most (fewer when the rest are off the point).
     """
-    pool = _pool(sources, passages)
+    pool, headings = _pool(sources, passages)
     used: set[str] = set()
-    opening = _opening(question, pool, used)
+    opening = _opening(question, pool, used, headings)
     # one source's sentence a line: a quote never runs into the next source's
     lines = ["## In short", "", *(f"- {s}" for s in opening)] if opening else ["## In short", "", NO_ANSWER]
     lines += ["", "## What the sources say"]
