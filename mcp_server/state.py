@@ -63,7 +63,8 @@ class ServerState:
         """The job manager over the store at ``jobs_file``, built on first use."""
         if self._jobs is None:
             # imported on first use: the store's sqlite3 is not needed to start or list tools
-            from mcp_server.jobs import JobLoop, JobManager
+            from mcp_server.jobloop import JobLoop
+            from mcp_server.jobs import JobManager
             from mcp_server.jobstore import JobStore
 
             store = JobStore(self.jobs_file)

@@ -458,7 +458,8 @@ class _CountingRunner:
 async def test_a_job_being_cancelled_is_not_taken_up_again_by_a_status_call(tmp_path: Path) -> None:
     """While a cancel read the job's checkpoint, the job was in no task and its row still
     IN_PROGRESS: job_status took it for a job let go of and ran it again, billed."""
-    from mcp_server.jobs import JobLoop, JobManager
+    from mcp_server.jobloop import JobLoop
+    from mcp_server.jobs import JobManager
     from mcp_server.jobstore import JobStore
 
     async def slow_checkpoint(job_id: str, project: str, action: str) -> tuple[None, list[Any]]:
@@ -543,7 +544,7 @@ async def test_shutdown_cancels_the_jobs_then_closes_while_the_closers_own_tasks
     clean shutdown: the jobs' loop cancelled every task, psycopg_pool's workers too, and the pool's
     close re-raised their cancellation and left its connections open. A job and a pool worker stand
     in for theirs here."""
-    from mcp_server.jobs import JOB_TASK_PREFIX, JobLoop
+    from mcp_server.jobloop import JOB_TASK_PREFIX, JobLoop
 
     jobs = JobLoop()
     tasks: dict[str, asyncio.Task[None]] = {}
@@ -569,7 +570,7 @@ async def test_shutdown_cancels_the_jobs_then_closes_while_the_closers_own_tasks
 
 
 def test_what_a_stored_input_lost_is_said_for_each_mark() -> None:
-    from mcp_server.jobs import _input_lost
+    from mcp_server.jobresume import _input_lost
     from mcp_server.jobstore import storable
 
     assert _input_lost(storable({"task": "Design a task-management-system"})) is None

@@ -1,0 +1,88 @@
+"""Following a job on a RunPod endpoint: poll it to a final state, through an endpoint that
+stops answering for a while, and cancel it there when the job is cancelled here.
+
+``JobManager`` (mcp_server.jobs) runs ``follow_remote`` for a job whose runner is a
+``RemoteExecutor``; the job id is the endpoint's own, so a restart re-attaches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from graphs.context import ProgressFn
+from mcp_server.jobstore import JobStore
+from swarm.executors import AdoptsImages
+
+log = logging.getLogger("swarm.jobs")
+
+REMOTE_FINAL_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"})
+#: error types of a status poll that say nothing of the job itself (``RunPodError.type``)
+TRANSIENT_REMOTE_ERRORS = frozenset({"ProviderTimeout", "ProviderUnavailable", "ProviderRateLimited"})
+#: the longest wait between two polls while the endpoint does not answer
+UNREACHABLE_POLL_MAX_S = 30.0
+
+
+async def follow_remote(runner: Any, job_id: str, job: dict[str, Any], progress: ProgressFn, *, store: JobStore,
+                        closing: Callable[[], bool]) -> dict[str, Any]:
+    """Poll a job on the endpoint to a final state (stream chunks become progress); cancel it there
+    when this job is cancelled, but not when the server is merely shutting down (``closing()``)."""
+    started = time.perf_counter()
+    delay = 0.1
+    unreachable_since: float | None = None
+    row = store.get(job_id)
+    relay = runner.relay(progress, since=row["created_at"] if row else None)  # queued, then the worker's own
+    try:
+        while True:
+            try:
+                state = dict(await runner.status(job_id))
+                status = state.get("status")
+                await relay.saw(job_id, state)
+            except Exception as exc:
+                # a poll that timed out or met a 5xx says nothing of the job, which runs on: keep
+                # following (it was marked FAILED for good, its result orphaned and billed)
+                if getattr(exc, "type", None) not in TRANSIENT_REMOTE_ERRORS:
+                    raise
+                unreachable_since = unreachable_since or time.monotonic()
+                gave_up = _gave_up(runner, unreachable_since)
+                if gave_up is not None:
+                    raise gave_up from None
+                wait = min(max(delay, float(runner.poll_interval_s)) * 2, UNREACHABLE_POLL_MAX_S)
+                await progress("runpod", f"{getattr(exc, 'message', exc)}; the job runs on there: asking again in"
+                               f" {wait:.0f} s (unreachable for {time.monotonic() - unreachable_since:.0f} s)", None)
+                delay = wait
+                await asyncio.sleep(wait)
+                continue
+            if unreachable_since is not None:
+                log.info("job %s: RunPod answers again after %.0f s", job_id, time.monotonic() - unreachable_since)
+                unreachable_since, delay = None, 0.1
+            if status in REMOTE_FINAL_STATES:
+                envelope = dict(runner.envelope(job, job_id, state, started))
+                if isinstance(runner, AdoptsImages):  # images a worker on its own disk sent inline
+                    envelope = dict(await runner.adopt_images(job, envelope))
+                return envelope
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, float(runner.poll_interval_s))
+    except asyncio.CancelledError:
+        if not closing():
+            with contextlib.suppress(Exception):  # best effort; the row says CANCELLED either way
+                await asyncio.wait_for(runner.cancel(job_id), 5)
+        raise
+
+
+def _gave_up(runner: Any, since: float) -> Exception | None:
+    """The error that ends following a job whose endpoint has not answered for ``runner.timeout_s``
+    (RunPod keeps a result 30 minutes; an endpoint down that long is no blip), else None."""
+    limit = float(getattr(runner, "timeout_s", 600.0))
+    waited = time.monotonic() - since
+    if waited < limit:
+        return None
+    from swarm.executors.runpod import RunPodError
+
+    return RunPodError("ProviderUnavailable", f"the endpoint did not answer for {waited:.0f} s (runner.runpod.timeout_s="
+                       f"{limit:g}); the job may still run there: look for it in the endpoint's requests before"
+                       " submitting it again")
