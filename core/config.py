@@ -56,7 +56,8 @@ from core.config_schema import (
 )
 from core.errors import ConfigError
 from core.paths import state_dir, unwritable_state
-from core.redact import MASK, is_secret_entry, redact, redact_data, register_config_secrets
+from core.redact import MASK, redact, redact_data
+from core.redact_config import is_secret_entry, register_config_secrets
 from core.rules import Tier
 
 __all__ = [

@@ -28,7 +28,8 @@ import yaml
 from core.config import _VAR as ENV_REFERENCE  # the ${VAR} forms that interpolation expands
 from core.config import SwarmConfig
 from core.errors import InputError
-from core.redact import MIN_SECRET_CHARS, SECRET_KEY_NAME, register_secret
+from core.redact import MIN_SECRET_CHARS, register_forwarded_secret
+from core.redact_config import SECRET_KEY_NAME
 
 log = logging.getLogger("core.credentials")
 
@@ -129,7 +130,9 @@ def current_credentials() -> JobCredentials | None:
 
 
 def accept_credentials(raw: Any, names: Collection[str]) -> JobCredentials:
-    """Check a job's ``CREDENTIALS_FIELD`` and register each value accepted as a secret.
+    """Check a job's ``CREDENTIALS_FIELD`` and register each value accepted as a secret (one of
+    the most recent ``core.redact.FORWARDED_SECRETS_KEPT`` a client forwarded: a worker serving
+    many clients does not keep them all).
 
     Args:
         raw: the field as the client sent it (``None``: it sent none).
@@ -163,7 +166,7 @@ def accept_credentials(raw: Any, names: Collection[str]) -> JobCredentials:
         if len(value) < MIN_SECRET_CHARS:
             raise InputError(f"is shorter than {MIN_SECRET_CHARS} characters: no provider key is, and a value"
                              " this short could not be masked in logs and traces", field=where)
-        register_secret(value)
+        register_forwarded_secret(value)
         if os.environ.get(name):
             kept.append(name)
         else:

@@ -1,90 +1,69 @@
 """One redaction layer for logs, traces, errors and job results.
 
-Patterns catch the shapes of well-known secrets; on top of that, the value of every
-environment variable whose name ends in KEY, TOKEN or SECRET, or that config names as holding a
-secret (``api_key_env: MY_CREDENTIAL``), and of every config field named like a secret, is
-replaced wherever it appears, as written and as an upstream may echo it escaped (JSON, URL).
+Patterns catch the shapes of well-known secrets (``core.redact_patterns``); on top of that, the
+value of every environment variable whose name ends in KEY, TOKEN or SECRET, or that config names
+as holding a secret (``api_key_env: MY_CREDENTIAL``), and of every config field named like a
+secret (``core.redact_config``), is replaced wherever it appears, as written and as an upstream
+may echo it escaped (JSON, URL). A value a client forwarded with a RunPod job is masked too, but
+only the most recent ``FORWARDED_SECRETS_KEPT`` of them (``register_forwarded_secret``).
 """
 
 from __future__ import annotations
 
-import functools
-import json
 import logging
 import os
 import re
+import threading
 import urllib.parse
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from typing import Any, NamedTuple
+from typing import Any
 
-MASK = "[REDACTED]"
-
-# a key's prefix starts a token: "task-management-system" holds "sk-management-system"
-_GOOGLE_KEY = r"(?<![A-Za-z0-9])AIza[0-9A-Za-z_\-]{30,}"
-_AWS_KEY_ID = r"(?<![A-Za-z0-9])(?:AKIA|ASIA)[0-9A-Z]{16}"
-
-_PATTERNS: tuple[re.Pattern[str], ...] = tuple(
-    re.compile(p)
-    for p in (
-        r"(?<![A-Za-z0-9])sk-ant-[A-Za-z0-9_\-]{8,}",  # Anthropic
-        r"(?<![A-Za-z0-9])sk-[A-Za-z0-9_\-]{16,}",  # OpenAI / DeepSeek style
-        r"(?<![A-Za-z0-9])tvly-[A-Za-z0-9_\-]{8,}",  # Tavily
-        _GOOGLE_KEY,  # Google API keys
-        _AWS_KEY_ID,  # AWS access key ids
-        r"(?<![A-Za-z0-9])rpa_[A-Za-z0-9]{20,}",  # RunPod API keys
-        r"(?<![A-Za-z0-9])ya29\.[0-9A-Za-z_\-]{20,}",  # Google OAuth access tokens
-        r"(?<![A-Za-z0-9])gh[pousr]_[A-Za-z0-9]{30,}",  # GitHub tokens
-        r"(?<![A-Za-z0-9])hf_[A-Za-z0-9]{30,}",  # Hugging Face tokens
-        # Below, group 1 is kept and only what follows it is masked.
-        r"(?i)(bearer\s+)[A-Za-z0-9._~+/\-]{8,}=*",
-        r"(?i)([?&](?:x-amz-signature|x-amz-credential|x-amz-security-token|signature|sig|api_key|apikey|api-key|key|token"
-        r"|access_token|private_token|code|auth|secret)=)[^&\s\"']+",
-        r"(?i)((?:aws_secret_access_key|secretaccesskey|api_key|apikey|api-key)[\"']?\s*[=:]\s*[\"']?)[A-Za-z0-9/+_\-]{8,}",
-        r"(?i)((?:access_token|refresh_token|client_secret|x-goog-api-key|x-auth-token|password|passwd|cookie)[\"']?\s*[=:]\s*[\"']?)"
-        r"[^\s\"'&,;]{6,}",
-        r"(?i)([?&](?:x-goog-signature|x-goog-credential|awsaccesskeyid)=)[^&\s\"']+",
-        r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?(?:basic|token|aws4-hmac-sha256)\s+)[^\r\n\"']{8,}",
-        r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?digest\s+)[^\r\n]{8,}",  # quoted parameters: the rest of the line
-        r"([a-z][a-z0-9+.\-]*://[^:/@\s\"']*:)[^@/\s\"']+(?=@)",  # the password in scheme://user:pass@host (user may be empty)
-    )
-)
-
-
-def _scoped(pattern: str) -> str:
-    """``pattern`` as one alternative of a bigger regex (a leading ``(?i)`` becomes scoped)."""
-    return f"(?i:{pattern[4:]})" if pattern.startswith("(?i)") else f"(?:{pattern})"
-
-
-#: One scan that finds whether any pattern could match: most strings of a result hold no secret
-#: shape, and one search is cheaper than a substitution per pattern.
-_ANY_PATTERN = re.compile("|".join(_scoped(p.pattern) for p in _PATTERNS))
-
-#: Lower-case words one of which every match of a pattern above holds (``sk-`` for the ``sk-``
-#: keys, ``key=`` for ``?api_key=...``, ``://`` for a password in a URL, ...): text of ASCII
-#: characters only whose lower-case form holds none of them matches no pattern, so its one scan
-#: is a few substring tests. Add a pattern, add its words (tests/test_security_secrets.py fuzzes
-#: the pair).
-_TRIGGERS: tuple[str, ...] = (
-    "sk-", "tvly-", "aiza", "akia", "asia", "rpa_", "ya29.", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "hf_",
-    "bearer", "signature=", "credential=", "token=", "sig=", "key=", "awsaccesskeyid=", "code=", "auth=", "secret=",
-    "aws_secret_access_key", "secretaccesskey", "api_key", "apikey", "api-key", "x-auth-token", "cookie",
-    "access_token", "refresh_token", "client_secret", "password", "passwd", "authorization", "://",
-)
+from core.redact_blob import BLOB_MIN_CHARS, _blob_start, _redact_blob
+from core.redact_patterns import MASK as MASK
+from core.redact_patterns import MIN_SECRET_CHARS, _may_hold_secret, _redact_text, _Scan, _values_pattern
 
 _SECRET_ENV_SUFFIXES = ("KEY", "TOKEN", "SECRET", "PASSWORD", "KEYS", "TOKENS", "SECRETS", "_DSN")
 _extra_secrets: set[str] = set()
 #: names of environment variables that config says hold a secret (``api_key_env``, ``auth_tokens_env``),
 #: whatever their names end in
 _secret_env_names: set[str] = set()
-#: no pattern matches fewer characters, and no secret value is shorter (``register_secret``,
-#: ``_env_secrets``): a shorter string is returned as it is (tests/test_security_secrets.py checks it)
-MIN_SECRET_CHARS = 6
+#: how many values forwarded by clients (``register_forwarded_secret``) stay masked: the most
+#: recent ones. A worker serving many clients would otherwise keep every key it was ever sent,
+#: and rebuild its scan over all of them for each new one.
+FORWARDED_SECRETS_KEPT = 256
+#: the forwarded values, least recently registered first
+_forwarded_order: OrderedDict[str, None] = OrderedDict()
+#: the same values, replaced whole when they change (read without the lock, compared by identity)
+_forwarded_secrets: frozenset[str] = frozenset()
+_forwarded_lock = threading.Lock()
 
 
 def register_secret(value: str | None) -> None:
-    """Add one literal value to redact everywhere (e.g. a secret read from config)."""
-    if value and len(value) >= MIN_SECRET_CHARS:
+    """Add one literal value to redact everywhere (e.g. a secret read from config).
+
+    A value a client forwarded (``register_forwarded_secret``) stays in the bounded set: a
+    job's config loaded with it, or a backend built with it, registers it here too."""
+    if value and len(value) >= MIN_SECRET_CHARS and value not in _forwarded_secrets:
         _extra_secrets.add(value)
+
+
+def register_forwarded_secret(value: str | None) -> None:
+    """Redact ``value``, a provider key a client forwarded with a job (``core.credentials``),
+    while it is among the ``FORWARDED_SECRETS_KEPT`` most recently registered; registering it
+    again makes it the most recent. The process's own secrets (environment, config) are kept
+    apart, all of them, for the life of the process."""
+    global _forwarded_secrets
+    if not value or len(value) < MIN_SECRET_CHARS:
+        return
+    with _forwarded_lock:
+        if value in _forwarded_order:
+            _forwarded_order.move_to_end(value)
+            return  # the same values: the scan built for them stands
+        _forwarded_order[value] = None
+        while len(_forwarded_order) > FORWARDED_SECRETS_KEPT:
+            _forwarded_order.popitem(last=False)
+        _forwarded_secrets = frozenset(_forwarded_order)
 
 
 def register_dsn(dsn: str | None) -> None:
@@ -126,38 +105,9 @@ def _pieces(value: str) -> Iterable[str]:
             yield token
 
 
-def _forms(value: str) -> set[str]:
-    """``value`` and the forms an upstream echoes it in: JSON-escaped (``\\"``, ``\\\\``, ``\\u00e9``)
-    and URL-quoted (``%2B``, ``+`` for a space): a key with ``+/=`` came back in either, unmasked."""
-    forms = {value, json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1],
-             urllib.parse.quote(value, safe=""), urllib.parse.quote(value), urllib.parse.quote_plus(value)}
-    return {form for form in forms if len(form) >= MIN_SECRET_CHARS}
-
-
-class _Scan(NamedTuple):
-    """What one redaction looks for, built once per set of secrets."""
-
-    #: every secret value in every form ``_forms`` gives (None: no secret is known)
-    values: re.Pattern[str] | None
-    #: one scan for a value or any pattern's shape
-    anything: re.Pattern[str]
-    #: those forms as plain strings, for a substring test over a blob (``_redact_blob``)
-    forms: tuple[str, ...] = ()
-
-
-@functools.lru_cache(maxsize=8)
-def _values_pattern(values: frozenset[str]) -> _Scan:
-    """The scan for the secret values ``values`` and every pattern."""
-    if not values:
-        return _Scan(None, _ANY_PATTERN)
-    every = sorted(set().union(*(_forms(v) for v in values)), key=len, reverse=True)
-    alternatives = "|".join(re.escape(v) for v in every)
-    return _Scan(re.compile(alternatives), re.compile(f"{alternatives}|{_ANY_PATTERN.pattern}"), tuple(every))
-
-
-#: (the environment it was built from, the extra secrets it holds, the scan): rebuilt when
-#: either changed, so a secret set in the environment at any time is redacted from then on
-_cached: tuple[dict[Any, Any], tuple[frozenset[str], frozenset[str]], _Scan] | None = None
+#: (the environment it was built from, the extra secrets it holds, the forwarded ones, the scan):
+#: rebuilt when any changed, so a secret set in the environment at any time is redacted from then on
+_cached: tuple[dict[Any, Any], tuple[frozenset[str], frozenset[str]], frozenset[str], _Scan] | None = None
 
 
 def _environment() -> dict[Any, Any]:
@@ -170,125 +120,22 @@ def _current_patterns() -> _Scan:
     global _cached
     environment = _environment()
     cached = _cached
-    if cached is not None and cached[0] == environment and cached[1] == (_extra_secrets, _secret_env_names):
-        return cached[2]
+    forwarded = _forwarded_secrets
+    if (cached is not None and cached[0] == environment and cached[1] == (_extra_secrets, _secret_env_names)
+            and cached[2] is forwarded):
+        return cached[3]
     snapshot = dict(environment)  # before the scan: a change during it shows at the next call
     extra = frozenset(_extra_secrets)
     names = frozenset(_secret_env_names)
-    patterns = _values_pattern(frozenset({*extra, *_env_secrets()}))
-    _cached = (snapshot, (extra, names), patterns)
+    patterns = _values_pattern(frozenset({*extra, *forwarded, *_env_secrets()}))
+    _cached = (snapshot, (extra, names), forwarded, patterns)
     return patterns
-
-
-def _mask(match: re.Match[str]) -> str:
-    return (match.group(1) if match.re.groups else "") + MASK
 
 
 def _redact(text: str, scan: _Scan) -> str:
     if len(text) >= BLOB_MIN_CHARS and (start := _blob_start(text)) is not None:
         return _redact_blob(text, start, scan)
     return _redact_text(text, scan)
-
-
-def _redact_text(text: str, scan: _Scan) -> str:
-    values = scan.values
-    if len(text) < MIN_SECRET_CHARS or not _may_hold_secret(text, scan):
-        return text
-    if values is not None:
-        text = values.sub(MASK, text)
-    if _ANY_PATTERN.search(text) is None:
-        return text
-    for pattern in _PATTERNS:
-        text = pattern.sub(_mask, text)
-    return text
-
-
-def _may_hold_secret(text: str, patterns: _Scan | tuple[re.Pattern[str] | None, re.Pattern[str]]) -> bool:
-    """False only when no secret value and no pattern can match anywhere in ``text``."""
-    values, anything = patterns[0], patterns[1]
-    if values is not None and values.search(text) is not None:
-        return True
-    if not text.isascii():  # case-insensitive matching beyond ASCII (K, ſ, ...): the full scan
-        return anything.search(text) is not None
-    lowered = text.lower()
-    return any(word in lowered for word in _TRIGGERS)
-
-
-# --- blobs: base64 (an image given inline), megabytes long -------------------------------------
-# ``_redact_text`` costs ~1 s a megabyte on random base64: its lower-case form holds trigger words
-# ("aiza", "akia", "asia") by chance, and the patterns then run over all of it. Inside a blob's body
-# (``[A-Za-z0-9+/]``, ``=`` at its end only, ASCII white space) only two patterns can match: every
-# other one needs a character base64 lacks (``-``, ``_``, ``.``, ``:``, ``?``, ``&``, ``@``, a
-# quote), an ``=`` with text after it, or (``bearer``) white space after a word; a blob where that
-# word stands before white space, or a secret value appears, takes ``_redact_text``. What comes out
-# is the same text either way (tests/test_redact_speed.py fuzzes the two against each other).
-
-#: a string this long or longer is tested for being a blob
-BLOB_MIN_CHARS = 4096
-_BLOB_HEAD = re.compile(r"data:image/[A-Za-z0-9.+\-]+;base64,", re.IGNORECASE)
-_BLOB_BODY = re.compile(r"[A-Za-z0-9+/\t\n\r ]*={0,2}[\t\n\r ]*")
-_BLOB_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=\t\n\r ")
-_BLOB_SPACE = ("\n", " ", "\r", "\t")
-_PATTERN_OF = {pattern.pattern: pattern for pattern in _PATTERNS}
-#: the patterns that can match inside a blob's body, in ``_PATTERNS`` order, each with the literals
-#: every match of it starts with
-_BLOB_SHAPES = ((_PATTERN_OF[_GOOGLE_KEY], ("AIza",)), (_PATTERN_OF[_AWS_KEY_ID], ("AKIA", "ASIA")))
-
-
-def _blob_start(text: str) -> int | None:
-    """Where the base64 of ``text`` starts (after a ``data:image/...;base64,`` head), or ``None``
-    when ``text`` is not base64 throughout."""
-    head = _BLOB_HEAD.match(text)
-    start = head.end() if head else 0
-    return start if _BLOB_BODY.fullmatch(text, start) else None
-
-
-def _redact_blob(text: str, start: int, scan: _Scan) -> str:
-    """``_redact_text(text, scan)`` for a blob whose base64 starts at ``start``, in a few
-    substring searches."""
-    head, body = text[:start], text[start:]
-    if _holds_a_value(text, start, scan.forms) or _bearer_before_space(body):
-        return _redact_text(text, scan)  # rare: the exact general path
-    for pattern, prefixes in _BLOB_SHAPES:  # one after the other, as ``_redact_text`` does
-        body = _mask_shape(body, pattern, prefixes)
-    return (_redact_text(head, scan) if head else "") + body
-
-
-def _holds_a_value(text: str, start: int, forms: tuple[str, ...]) -> bool:
-    # a form with a character a body lacks can only sit across the head
-    return any(form in text[:start + len(form) - 1] or (_BLOB_CHARS.issuperset(form) and form in text)
-               for form in forms)
-
-
-def _bearer_before_space(body: str) -> bool:
-    if not any(space in body for space in _BLOB_SPACE):
-        return False
-    lowered = body.lower()
-    at = lowered.find("bearer")
-    while at != -1:
-        if lowered[at + 6:at + 7] in _BLOB_SPACE:
-            return True
-        at = lowered.find("bearer", at + 1)
-    return False
-
-
-def _mask_shape(body: str, pattern: re.Pattern[str], prefixes: tuple[str, ...]) -> str:
-    """``pattern.sub(_mask, body)``, trying only where one of ``prefixes`` starts."""
-    starts = []
-    for prefix in prefixes:
-        at = body.find(prefix)
-        while at != -1:
-            starts.append(at)
-            at = body.find(prefix, at + 1)
-    pieces, done = [], 0
-    for at in sorted(starts):
-        if at < done:
-            continue  # inside the last match
-        match = pattern.match(body, at)  # its look-behind sees the character before ``at``
-        if match:
-            pieces += [body[done:at], _mask(match)]
-            done = match.end()
-    return "".join([*pieces, body[done:]]) if pieces else body
 
 
 _SEQUENCES = (list, tuple)
@@ -365,77 +212,6 @@ def redact_data(data: Any) -> Any:
         return _redact_text(text, scan) if texts_may_hold else text
 
     return _walk(copied, one)
-
-
-#: A config key or HTTP header name whose value is a secret: ``api_key``, ``x-api-key``,
-#: ``api-key``, ``client_secret``, ``*_token``, ``x-auth-token``, ``X-Auth``, ``Authorization``,
-#: ``bearer``, ``cookie``, ``password``, ``dsn``, ``credentials`` (any case; ``_`` or ``-``). A
-#: count such as ``max_tokens`` matches too: only text values are secrets (``is_secret_entry``).
-SECRET_KEY_NAME = re.compile(
-    r"(?i)(?:^|[_\-.])(?:api[_\-]?key|(?:private|access|secret)[_\-]key|secret|token|password|passwd|dsn"
-    r"|credentials?|auth|authorization|bearer|cookie)s?$"
-    # and any name that merely ends in one (``accessToken``, ``clientSecret``, ``githubtoken``)
-    r"|(?i:api_?key|secret|token|password|passwd|dsn|credentials?)s?$"
-)
-
-
-def is_secret_entry(key: object, value: object) -> bool:
-    """Whether a config entry holds a secret: its key is named like one and its value is text
-    (or a list of texts), not empty. ``redacted_dump`` masks these; a load registers them."""
-    if not SECRET_KEY_NAME.search(str(key)):
-        return False
-    if isinstance(value, list | tuple):
-        return bool(value) and all(isinstance(v, str) for v in value)
-    return isinstance(value, str) and bool(value)
-
-
-def register_config_secrets(data: Any) -> int:
-    """Register every value in operator config whose key names a secret (``SECRET_KEY_NAME``:
-    ``api_key``, ``x-api-key``, ``Authorization``, ``*_token``, ``password``, ``dsn``, ...), and
-    every environment variable a ``*_env`` key of such a name points at (``api_key_env``,
-    ``auth_tokens_env``: its value is a secret whatever the variable is called); call it whenever
-    a config is loaded. Returns the count."""
-    count = 0
-    if isinstance(data, dict):
-        for key, value in data.items():
-            if isinstance(value, str) and str(key).endswith("_env") and SECRET_KEY_NAME.search(str(key)[:-4]):
-                register_secret_env(value)
-                count += 1
-            elif isinstance(value, str) and is_secret_entry(key, value) and len(value) >= MIN_SECRET_CHARS:
-                register_secret(value)
-                count += 1
-            else:
-                count += register_config_secrets(value)
-    elif isinstance(data, list | tuple):
-        count += sum(register_config_secrets(v) for v in data)
-    return count
-
-
-def short_secrets(data: Any, where: str = "") -> list[str]:
-    """Where a secret shorter than ``MIN_SECRET_CHARS`` sits, which no log, trace or error masks:
-    config entries named like a secret (by their key path) and the environment variables that a
-    ``*_env`` key points at (by name). ``swarm doctor`` warns."""
-    found: list[str] = []
-    if isinstance(data, dict):
-        for key, value in data.items():
-            path = f"{where}.{key}" if where else str(key)
-            if isinstance(value, str) and str(key).endswith("_env") and SECRET_KEY_NAME.search(str(key)[:-4]):
-                continue  # its variable is checked by name below
-            if is_secret_entry(key, value):
-                values = value if isinstance(value, list | tuple) else [value]
-                if any(0 < len(v) < MIN_SECRET_CHARS for v in values):
-                    found.append(path)
-            else:
-                found += short_secrets(value, path)
-    elif isinstance(data, list | tuple):
-        for n, value in enumerate(data):
-            found += short_secrets(value, f"{where}[{n}]")
-    if not where:  # the variables config names as secrets (``api_key_env``: a flag such as
-        # HF_HUB_DISABLE_IMPLICIT_TOKEN=1 merely ends like one)
-        for name in sorted(_secret_env_names):
-            if 0 < len(os.environ.get(name, "").strip()) < MIN_SECRET_CHARS:
-                found.append(f"${name}")
-    return found
 
 
 class RedactingFilter(logging.Filter):

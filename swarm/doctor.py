@@ -117,7 +117,8 @@ async def check_disk(labels: str, folder: Path) -> Finding:
 
 async def check_secrets(config: SwarmConfig) -> Finding:
     """A secret under ``MIN_SECRET_CHARS`` is never masked (it would mask ordinary words): say where."""
-    from core.redact import MIN_SECRET_CHARS, short_secrets
+    from core.redact import MIN_SECRET_CHARS
+    from core.redact_config import short_secrets
 
     short = short_secrets(config.model_dump(mode="python"))
     if not short:

@@ -89,7 +89,7 @@ async def test_a_body_that_is_no_object_gets_a_whole_envelope_with_the_runpod_jo
 
 def test_for_runpod_sends_the_error_as_a_string_and_the_client_reads_all_of_it_back() -> None:
     from swarm.envelope import for_runpod
-    from swarm.executors.runpod import worker_error
+    from swarm.executors.runpod_envelope import worker_error
 
     attempts = [{"model": "deepseek", "outcome": "error"}]
     error = {"type": "AllProvidersFailed", "message": "every model failed", "attempts": attempts}
@@ -209,7 +209,7 @@ async def test_adopting_images_keeps_the_result_when_an_image_cannot_be_taken(tm
 
 
 def test_worker_errors_keep_what_a_swarm_error_carries_and_a_swarm_job_that_lost_its_error_fails() -> None:
-    from swarm.executors.runpod import worker_error
+    from swarm.executors.runpod_envelope import worker_error
 
     raw = json.dumps({"type": "InputError", "message": "bad", "traceback": "File x.py, line 1", "field": "task"})
     assert worker_error(raw) == {"type": "InputError", "message": "bad", "field": "task"}

@@ -96,7 +96,7 @@ class WorkerEndpoint:
     endpoint_id = "ep-fake"
 
     def relay(self, progress: Any, since: float | None = None) -> Any:
-        from swarm.executors.runpod import ProgressRelay
+        from swarm.executors.runpod_progress import ProgressRelay
 
         return ProgressRelay(self, progress, time.time() if since is None else since)  # type: ignore[arg-type]
     poll_interval_s = 0.02

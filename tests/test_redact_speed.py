@@ -50,7 +50,9 @@ def test_a_blob_comes_out_exactly_as_the_general_path_makes_it() -> None:
     """Fuzz: base64 with key shapes, near misses, ``bearer`` before a line break, secret values
     (plain, with ``+/=``, and one only a head can hold) and data: URL heads, through the blob path
     and the general one; each kind of mask must have happened often enough to count."""
-    from core.redact import MASK, _blob_start, _redact_blob, _redact_text, _values_pattern
+    from core.redact import MASK
+    from core.redact_blob import _blob_start, _redact_blob
+    from core.redact_patterns import _redact_text, _values_pattern
 
     scan = _values_pattern(VALUES)
     rng = random.Random(29)
@@ -71,7 +73,8 @@ def test_a_blob_comes_out_exactly_as_the_general_path_makes_it() -> None:
 
 
 def test_text_with_characters_base64_lacks_is_no_blob() -> None:
-    from core.redact import BLOB_MIN_CHARS, _blob_start, redact_data
+    from core.redact import redact_data
+    from core.redact_blob import BLOB_MIN_CHARS, _blob_start
 
     base = "A" * BLOB_MIN_CHARS
     for text in (base + "=x", base + "-sk", "data:text/plain;base64," + base, base + "?key=1", "x " + base + "\x0b"):
@@ -85,6 +88,7 @@ def test_a_large_blob_keeps_its_secrets_masked_without_the_general_path(monkeypa
     blob nor the text beside it is scanned pattern by pattern (the ~1 s a megabyte that made a
     25 MB image wait 66-107 s for its size error)."""
     import core.redact as redact_module
+    import core.redact_blob as redact_blob_module
 
     rng = random.Random(3)
     key = "AIza" + "SyA" + "x" * 33
@@ -100,12 +104,15 @@ def test_a_large_blob_keeps_its_secrets_masked_without_the_general_path(monkeypa
 
     original = redact_module._redact_text
     monkeypatch.setattr(redact_module, "_redact_text", counting)
+    monkeypatch.setattr(redact_blob_module, "_redact_text", counting)
     assert redact_module.redact_data(data) == expected
+    assert general, "the general path was not patched where redact_data calls it"
     assert all(n < 100 for n in general), general  # at most the data: URL's head
 
 
 def test_a_secret_value_inside_a_blob_is_masked(monkeypatch: pytest.MonkeyPatch) -> None:
-    from core.redact import BLOB_MIN_CHARS, redact, redact_data
+    from core.redact import redact, redact_data
+    from core.redact_blob import BLOB_MIN_CHARS
 
     monkeypatch.setenv("BLOB_TEST_API_KEY", "Zq9Xw8Vc7Bn6")
     blob = "A" * BLOB_MIN_CHARS + "Zq9Xw8Vc7Bn6" + "B" * 8 + "=="

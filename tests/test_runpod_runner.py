@@ -14,7 +14,8 @@ import pytest
 from core.errors import ConfigError
 from swarm.executors import make_executor
 from swarm.executors.local import LocalExecutor
-from swarm.executors.runpod import RunPodExecutor, worker_error
+from swarm.executors.runpod import RunPodExecutor
+from swarm.executors.runpod_envelope import worker_error
 
 KEY = "rpa_ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 JOB = {"project": "swarm", "action": "delegate", "input": {"task": "t"}}

@@ -173,7 +173,8 @@ def test_no_secret_shape_or_value_is_shorter_than_the_length_redaction_skips() -
     except ImportError:  # Python < 3.11
         import sre_parse  # type: ignore[no-redef]
 
-    from core.redact import _PATTERNS, MIN_SECRET_CHARS, redact, register_secret
+    from core.redact import MIN_SECRET_CHARS, redact, register_secret
+    from core.redact_patterns import _PATTERNS
 
     def opcodes(parsed: Any) -> set[str]:  # every opcode in a parsed pattern, nested ones too
         found = set()
@@ -211,7 +212,8 @@ def test_a_key_prefix_inside_a_word_is_no_key() -> None:
 
 
 def test_literal_secrets_in_operator_config_are_masked_once_registered() -> None:
-    from core.redact import redact, register_config_secrets
+    from core.redact import redact
+    from core.redact_config import register_config_secrets
 
     config = {"providers": {"search": {"backends": {"tavily": {"api_key": "literal-in-yaml-777", "timeout_s": 15}}}},
               "checkpointer": {"dsn": "postgresql://u:literal-dsn-pass@h/db"}, "models": [{"name": "x"}]}
@@ -393,7 +395,7 @@ def test_the_quick_scan_never_misses_a_shape_the_patterns_catch() -> None:
     "nothing" where a pattern matches; every pattern must have matched often enough to count."""
     import random
 
-    from core.redact import _ANY_PATTERN, _PATTERNS, _may_hold_secret
+    from core.redact_patterns import _ANY_PATTERN, _PATTERNS, _may_hold_secret
 
     words = ["sk-ant-", "sk-", "tvly-", "AIza", "AKIA", "ASIA", "rpa_", "ya29.", "ghp_", "gho_", "ghs_", "hf_", " hf_", " ghp_", " AKIA", " ASIA",
              "Bearer ", "bearer\t", "?", "&", "=", ":", "://", "@", "/", "x-amz-", "x-goog-", "signature", "credential",
@@ -471,7 +473,7 @@ def test_an_image_s_base64_is_never_read_as_text_to_redact() -> None:
 
 
 def test_secret_names_match_in_camel_case_and_behind_separators_but_not_inside_words() -> None:
-    from core.redact import SECRET_KEY_NAME
+    from core.redact_config import SECRET_KEY_NAME
 
     for name in ("accessToken", "clientSecret", "githubtoken", "x-api-key", "X-Auth", "api_key", "Authorization"):
         assert SECRET_KEY_NAME.search(name), name

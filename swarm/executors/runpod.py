@@ -1,20 +1,17 @@
 """The RunPod executor: send a job to a serverless endpoint and follow it to a final state.
 
 ``RunPodExecutor.run(job)`` submits with ``/run``, follows ``/status`` (and ``/stream`` for
-chunks) with a growing poll interval, forwards progress, and turns every final state into
-the same envelope the local executor returns. CANCELLED and TIMED_OUT are final (the SDK's own
-endpoint client keeps waiting on them). When the caller is cancelled, the RunPod job is
-cancelled too. The API key never appears in a log, a trace or an error.
+chunks) with a growing poll interval, forwards progress (``runpod_progress``), and turns every
+final state into the same envelope the local executor returns (``runpod_envelope``). CANCELLED and
+TIMED_OUT are final (the SDK's own endpoint client keeps waiting on them). When the caller is
+cancelled, the RunPod job is cancelled too. The API key never appears in a log, a trace or an error.
 
 Each job carries this side's provider keys (``runner.runpod.forward_credentials``): the values of
 the variables config names for a model or search backend (``core.credentials``), under the input's
 reserved ``CREDENTIALS_FIELD``, so ``DEEPSEEK_API_KEY`` set here reaches the worker for that job.
 
-RunPod's ``/run`` takes no idempotency key, so ``run`` keeps one small record per local job id
-(``<state>/runpod-jobs/<job id>.json``: endpoint, RunPod's job id, the job's digest), written as
-soon as ``/run`` answers: running the same job (same id, same input) again follows that RunPod job
-instead of paying for a second one, unless the endpoint no longer has it or it ended FAILED,
-CANCELLED or TIMED_OUT. Another input under the same id is sent, for the worker to refuse.
+RunPod's ``/run`` takes no idempotency key: running the same job (same id, same input) again
+follows the RunPod job an earlier run submitted (``runpod_record``) instead of paying for a second.
 """
 
 from __future__ import annotations
@@ -22,11 +19,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import hashlib
 import json
 import logging
 import math
-import os
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -37,13 +32,11 @@ import httpx
 
 from core.credentials import CREDENTIALS_FIELD
 from core.errors import SwarmError
-from core.paths import state_dir
-from core.redact import redact, redact_data
-from core.rules import valid_job_id
-from graphs.actions import ACTIONS
+from core.redact import redact
 from graphs.context import ProgressFn
-from providers.base import TraceStep
-from swarm.envelope import JobEnvelope
+from swarm.executors.runpod_envelope import RunPodError, failure_envelope, final_envelope
+from swarm.executors.runpod_progress import ProgressRelay
+from swarm.executors.runpod_record import SubmitRecords, job_digest
 
 log = logging.getLogger("swarm.executors.runpod")
 FINAL_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"})
@@ -53,20 +46,6 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 #: RunPod queued it (a gateway's timeout, say), and a second ``/run`` would then start a second,
 #: paid job; a refused connection or a 429 never queued anything.
 RUN_RETRY_STATUSES = frozenset({429})
-#: how often a job still waiting for a worker is reported (the first report comes at once)
-QUEUE_NOTICE_S = 10.0
-#: final states after which running the same job id again submits it anew (a retry)
-RESUBMIT_STATES = frozenset({"FAILED", "CANCELLED", "TIMED_OUT"})
-
-
-class RunPodError(Exception):
-    """A request to the endpoint failed for good: ``type`` and ``message`` go in the envelope."""
-
-    def __init__(self, type_: str, message: str, http_status: int | None = None) -> None:
-        self.type = type_
-        self.message = redact(message)
-        self.http_status = http_status
-        super().__init__(self.message)
 
 
 class RunPodExecutor:
@@ -118,7 +97,7 @@ class RunPodExecutor:
         self.follow_stream = follow_stream
         self._local_storage = local_storage
         self._credentials = credentials
-        self._jobs_dir = jobs_dir
+        self._records = SubmitRecords(endpoint_id, jobs_dir)
 
     def __repr__(self) -> str:
         return f"RunPodExecutor(root={self.root!r})"
@@ -247,20 +226,21 @@ class RunPodExecutor:
         started = time.perf_counter()
         budget = wait_budget_s or self.timeout_s
         job_id: str | None = None
-        record = self._record_path(job)
+        record = self._records.path(job)
         async with self._client() as http:
             submitting: asyncio.Future[str] | None = None
             try:
-                job_id, since = await self._earlier(http, record, _digest(job), progress)
+                job_id, since = await self._records.earlier(
+                    lambda earlier: self._request(http, "GET", f"/status/{earlier}"), record, job_digest(job), progress)
                 if job_id is None:
                     submitting = asyncio.ensure_future(self.submit(job, http))
                     # Shielded: a caller cancelled while /run is in flight must still learn the
                     # id (a worker may already be running the job) so that it can be cancelled.
                     job_id = await asyncio.shield(submitting)
-                    self._remember(record, job_id, _digest(job), since)
+                    self._records.remember(record, job_id, job_digest(job), since)
                 final = await self._follow(http, job_id, progress, started + budget, since)
             except RunPodError as exc:
-                return self._failure(job, job_id, exc.type, exc.message, started)
+                return failure_envelope(self.endpoint_id, job, job_id, exc.type, exc.message, started)
             except asyncio.CancelledError:
                 if job_id is None and submitting is not None:
                     with contextlib.suppress(Exception, asyncio.CancelledError):
@@ -308,56 +288,7 @@ class RunPodExecutor:
         else:
             log.info("cancelled RunPod job %s", job_id)
 
-    # --- one RunPod job per local job id ----------------------------------------------------
-
-    def _record_path(self, job: dict[str, Any]) -> Path | None:
-        local_id = valid_job_id(job.get("job_id"))
-        if local_id is None:
-            return None
-        return (self._jobs_dir or state_dir() / "runpod-jobs") / f"{local_id}.json"
-
-    async def _earlier(self, http: httpx.AsyncClient, record: Path | None, digest: str,
-                       progress: ProgressFn | None) -> tuple[str | None, float]:
-        """The RunPod job an earlier run of this job (same id, same ``digest``) submitted, when the
-        endpoint still has it and it did not fail (following it costs nothing more), and when it was sent."""
-        now = time.time()
-        try:
-            kept = json.loads(record.read_text(encoding="utf-8")) if record is not None else None
-        except FileNotFoundError:
-            kept = None
-        except (OSError, ValueError) as exc:
-            log.warning("the record %s of an earlier run is unreadable (%s); the job is submitted anew", record, type(exc).__name__)
-            kept = None
-        if (not isinstance(kept, dict) or kept.get("endpoint_id") != self.endpoint_id
-                or kept.get("digest") != digest or not isinstance(kept.get("runpod_job_id"), str)):
-            return None, now
-        earlier, since = kept["runpod_job_id"], float(kept.get("submitted_at") or now)
-        try:
-            status = (await self._request(http, "GET", f"/status/{earlier}")).get("status")
-        except RunPodError as exc:
-            if exc.http_status != 404:
-                raise  # unknown whether it still runs: submitting again might pay twice
-            status = None
-        if status is not None and status not in RESUBMIT_STATES:
-            log.info("following RunPod job %s, submitted for this job id %.0f s ago", earlier, now - since)
-            return earlier, since
-        why = f"ended {status}" if status else "is gone from the endpoint (its result expired)"
-        if progress is not None:
-            await progress("runpod", f"RunPod job {earlier}, submitted earlier for this job id, {why}; submitting it anew", None)
-        return None, now
-
-    def _remember(self, record: Path | None, job_id: str, digest: str, since: float) -> None:
-        if record is None:
-            return
-        text = json.dumps({"endpoint_id": self.endpoint_id, "runpod_job_id": job_id, "digest": digest, "submitted_at": since})
-        try:
-            record.parent.mkdir(parents=True, exist_ok=True)
-            partial = record.with_suffix(".part")
-            partial.write_text(text, encoding="utf-8")
-            os.replace(partial, record)
-        except OSError as exc:  # the job is queued all the same; only a re-run would submit again
-            log.warning("RunPod job %s not recorded in %s (%s): running this job id again submits it again",
-                        job_id, record.parent, type(exc).__name__)
+    # --- following a job -------------------------------------------------------------------
 
     def relay(self, progress: ProgressFn | None, since: float | None = None) -> ProgressRelay:
         """What a follower of one job tells its caller from each ``/status`` answer (``since``: the
@@ -383,137 +314,4 @@ class RunPodExecutor:
 
     def envelope(self, job: dict[str, Any], job_id: str | None, state: dict[str, Any], started: float) -> dict[str, Any]:
         """The job's envelope from the endpoint's final ``state`` (``started``: perf_counter)."""
-        status = state.get("status")
-        output = state.get("output")
-        if isinstance(output, list) and output and isinstance(output[-1], dict) and "status" in output[-1]:
-            output = output[-1]  # a generator handler with return_aggregate_stream: the envelope is last
-        # The swarm handler answers with an envelope; any other handler's output is the job's output.
-        sent = JobEnvelope.from_dict(output, job, job_id) if isinstance(output, dict) and "status" in output else None
-        if status == "COMPLETED" and sent is None and output is None and job.get("project") in ACTIONS:
-            # RunPod's answer to a handler error that was no string: a worker image older than
-            # this client (its handler sent the error as an object), whose error was dropped
-            envelope = JobEnvelope.for_job(job, job_id).failed({
-                "type": "WorkerError",
-                "message": f"RunPod job {job_id} ended COMPLETED with no output: the worker's error was lost on the way"
-                           " (a worker image older than this client sends it as an object); rebuild and redeploy the image",
-            })
-        elif status == "COMPLETED":
-            envelope = sent or JobEnvelope.for_job(job, job_id, output=output)
-        elif status == "FAILED":
-            envelope = (sent or JobEnvelope.for_job(job, job_id)).failed(worker_error(state.get("error")))
-        elif state.get("_budget_exhausted"):
-            local_id = valid_job_id(job.get("job_id"))
-            again = (f"; run this job again with job id {local_id} to follow it (it is not submitted again)"
-                     if local_id else ", ask for its status later")
-            envelope = JobEnvelope.for_job(job, job_id, status=status, error={
-                "type": "StillRunning",
-                "message": f"RunPod job {job_id} is still {status} after the wait budget; it keeps running there{again}",
-            })
-        else:
-            envelope = JobEnvelope.for_job(job, job_id).failed({
-                "type": "JobCancelled" if status == "CANCELLED" else "JobTimedOut",
-                "message": f"RunPod job {job_id} ended {status}"
-                + (f": {state['error']}" if isinstance(state.get("error"), str) else ""),
-            })
-        return self._finish(envelope.replace(job_id=envelope.job_id or job_id), state, started)
-
-    def _failure(self, job: dict[str, Any], job_id: str | None, type_: str, message: str, started: float) -> dict[str, Any]:
-        """The FAILED envelope of a request that failed (``job_id``: RunPod's, ``None`` when /run
-        never gave one); it keeps the job id the caller gave and showed, as a worker's would."""
-        envelope = JobEnvelope.for_job(job, valid_job_id(job.get("job_id")) or job_id).failed(
-            {"type": type_, "message": redact(message)})
-        return self._finish(envelope, {"id": job_id, "status": "FAILED"}, started, error_class=type_)
-
-    def _finish(self, envelope: JobEnvelope, state: dict[str, Any], started: float,
-                error_class: str | None = None) -> dict[str, Any]:
-        """``envelope`` with the runpod step last and this side's elapsed time, as a redacted dict."""
-        elapsed = (time.perf_counter() - started) * 1000
-        detail = (f"job {state['id']} {state.get('status')}" if state.get("id")
-                  else f"the job was not queued on endpoint {self.endpoint_id}")
-        if "delayTime" in state:
-            detail += f"; queued {state['delayTime']} ms, ran {state.get('executionTime', '?')} ms on {state.get('workerId', '?')}"
-        step = TraceStep(
-            step="runpod",
-            kind="node",
-            provider="runpod",
-            model=self.endpoint_id,
-            latency_ms=round(elapsed, 2),
-            outcome="ok" if envelope.status == "COMPLETED" else "error",
-            error_class=error_class or (envelope.error or {}).get("type"),
-            detail=detail,
-        ).model_dump()
-        envelope = envelope.replace(trace=[*envelope.trace, step], elapsed_ms=round(elapsed, 2))
-        return redact_data(envelope.to_dict())
-
-
-def _digest(job: dict[str, Any]) -> str:
-    """What makes a re-run the same job: its whole body (this side's keys are no part of it)."""
-    return hashlib.sha256(json.dumps(job, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
-
-
-class ProgressRelay:
-    """Progress from a job's ``/status`` polls: "queued, no worker has taken it yet (N s)" every
-    ``QUEUE_NOTICE_S`` while it waits, then what the worker reports (``progress_update``: the status
-    ``output`` while IN_PROGRESS, each change once) and, when the runner follows streams, the
-    ``/stream`` chunks. Used by the runner's own wait and by the MCP server's follower alike."""
-
-    def __init__(self, runner: RunPodExecutor, progress: ProgressFn | None, since: float) -> None:
-        self._runner, self._progress, self._since = runner, progress, since
-        self._told_at = -math.inf
-        self._last: Any = None
-
-    async def saw(self, job_id: str, state: Mapping[str, Any], http: httpx.AsyncClient | None = None) -> None:
-        progress, status = self._progress, state.get("status")
-        if progress is None:
-            return
-        if status == "IN_QUEUE" and time.perf_counter() - self._told_at >= QUEUE_NOTICE_S:
-            self._told_at = time.perf_counter()
-            await progress("queued", f"queued on endpoint {self._runner.endpoint_id}, no worker has taken it yet"
-                           f" ({max(0.0, time.time() - self._since):.0f} s)", None)
-        if status != "IN_PROGRESS":
-            return
-        if self._runner.follow_stream:
-            for chunk in (await self._runner.stream(job_id, http)).get("stream") or []:
-                await forward_progress(progress, chunk.get("output") if isinstance(chunk, dict) else chunk)
-        update = state.get("output")
-        if update is not None and update != self._last:
-            self._last = update
-            await forward_progress(progress, update)
-
-
-async def forward_progress(progress: ProgressFn, update: Any) -> None:
-    """One update a worker sent (``{stage, message, fraction}``, or anything else, shown redacted)."""
-    if isinstance(update, dict) and "stage" in update:
-        await progress(str(update["stage"]), str(update.get("message", "")), update.get("fraction"))
-    elif update is not None:
-        await progress("worker", redact(str(update))[:200], None)
-
-
-#: what a swarm error carries besides type and message (``SwarmError.to_dict``)
-_ERROR_KEYS = ("type", "message", "attempts", "field", "key", "partial")
-
-
-def worker_error(raw: Any) -> dict[str, Any]:
-    """RunPod's ``error`` field as ``{type, message}``, with no traceback and no secret.
-
-    The swarm handler sends the JSON string of ``{type, message, ...}`` (``handler.for_runpod``;
-    its other keys, such as ``attempts``, are kept); a handler that raised gets the SDK's JSON
-    string with ``error_type``, ``error_message`` and a traceback (dropped here).
-    """
-    if isinstance(raw, str):
-        with contextlib.suppress(ValueError):
-            decoded = json.loads(raw)
-            if isinstance(decoded, dict) and "message" in decoded and "type" in decoded:
-                raw = decoded
-    if isinstance(raw, dict) and "message" in raw:
-        kept = redact_data({k: raw[k] for k in _ERROR_KEYS if k in raw})  # never a worker's traceback
-        return {**kept, "type": str(raw.get("type") or "WorkerError"), "message": redact(str(raw["message"]))}
-    if isinstance(raw, str):
-        with contextlib.suppress(ValueError):
-            info = json.loads(raw)
-            if isinstance(info, dict) and "error_message" in info:
-                kind = str(info.get("error_type", "")).removeprefix("<class '").removesuffix("'>").rsplit(".", 1)[-1]
-                return {"type": kind or "WorkerError", "message": redact(str(info["error_message"]))[:500]}
-        first = raw.split("\ntraceback:", 1)[0].split("\nTraceback", 1)[0]
-        return {"type": "WorkerError", "message": redact(first)[:500]}
-    return {"type": "WorkerError", "message": redact(str(raw))[:500] if raw is not None else "the worker reported a failure"}
+        return final_envelope(self.endpoint_id, job, job_id, state, started)

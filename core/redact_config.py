@@ -1,0 +1,80 @@
+"""Secrets named by operator config: which keys name one, registering their values at load, and
+``swarm doctor``'s warning about a secret too short to mask."""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+from core.redact import MIN_SECRET_CHARS, _secret_env_names, register_secret, register_secret_env
+
+#: A config key or HTTP header name whose value is a secret: ``api_key``, ``x-api-key``,
+#: ``api-key``, ``client_secret``, ``*_token``, ``x-auth-token``, ``X-Auth``, ``Authorization``,
+#: ``bearer``, ``cookie``, ``password``, ``dsn``, ``credentials`` (any case; ``_`` or ``-``). A
+#: count such as ``max_tokens`` matches too: only text values are secrets (``is_secret_entry``).
+SECRET_KEY_NAME = re.compile(
+    r"(?i)(?:^|[_\-.])(?:api[_\-]?key|(?:private|access|secret)[_\-]key|secret|token|password|passwd|dsn"
+    r"|credentials?|auth|authorization|bearer|cookie)s?$"
+    # and any name that merely ends in one (``accessToken``, ``clientSecret``, ``githubtoken``)
+    r"|(?i:api_?key|secret|token|password|passwd|dsn|credentials?)s?$"
+)
+
+
+def is_secret_entry(key: object, value: object) -> bool:
+    """Whether a config entry holds a secret: its key is named like one and its value is text
+    (or a list of texts), not empty. ``redacted_dump`` masks these; a load registers them."""
+    if not SECRET_KEY_NAME.search(str(key)):
+        return False
+    if isinstance(value, list | tuple):
+        return bool(value) and all(isinstance(v, str) for v in value)
+    return isinstance(value, str) and bool(value)
+
+
+def register_config_secrets(data: Any) -> int:
+    """Register every value in operator config whose key names a secret (``SECRET_KEY_NAME``:
+    ``api_key``, ``x-api-key``, ``Authorization``, ``*_token``, ``password``, ``dsn``, ...), and
+    every environment variable a ``*_env`` key of such a name points at (``api_key_env``,
+    ``auth_tokens_env``: its value is a secret whatever the variable is called); call it whenever
+    a config is loaded. Returns the count."""
+    count = 0
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if isinstance(value, str) and str(key).endswith("_env") and SECRET_KEY_NAME.search(str(key)[:-4]):
+                register_secret_env(value)
+                count += 1
+            elif isinstance(value, str) and is_secret_entry(key, value) and len(value) >= MIN_SECRET_CHARS:
+                register_secret(value)
+                count += 1
+            else:
+                count += register_config_secrets(value)
+    elif isinstance(data, list | tuple):
+        count += sum(register_config_secrets(v) for v in data)
+    return count
+
+
+def short_secrets(data: Any, where: str = "") -> list[str]:
+    """Where a secret shorter than ``MIN_SECRET_CHARS`` sits, which no log, trace or error masks:
+    config entries named like a secret (by their key path) and the environment variables that a
+    ``*_env`` key points at (by name). ``swarm doctor`` warns."""
+    found: list[str] = []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            path = f"{where}.{key}" if where else str(key)
+            if isinstance(value, str) and str(key).endswith("_env") and SECRET_KEY_NAME.search(str(key)[:-4]):
+                continue  # its variable is checked by name below
+            if is_secret_entry(key, value):
+                values = value if isinstance(value, list | tuple) else [value]
+                if any(0 < len(v) < MIN_SECRET_CHARS for v in values):
+                    found.append(path)
+            else:
+                found += short_secrets(value, path)
+    elif isinstance(data, list | tuple):
+        for n, value in enumerate(data):
+            found += short_secrets(value, f"{where}[{n}]")
+    if not where:  # the variables config names as secrets (``api_key_env``: a flag such as
+        # HF_HUB_DISABLE_IMPLICIT_TOKEN=1 merely ends like one)
+        for name in sorted(_secret_env_names):
+            if 0 < len(os.environ.get(name, "").strip()) < MIN_SECRET_CHARS:
+                found.append(f"${name}")
+    return found

@@ -1,0 +1,125 @@
+"""What a RunPod job's end becomes: the envelope the local executor would return, with the
+runpod step last in its trace, redacted; ``RunPodError``, a request to the endpoint that failed
+for good; and ``worker_error``, RunPod's ``error`` field as ``{type, message}``."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from typing import Any
+
+from core.redact import redact, redact_data
+from core.rules import valid_job_id
+from graphs.actions import ACTIONS
+from providers.base import TraceStep
+from swarm.envelope import JobEnvelope
+
+
+class RunPodError(Exception):
+    """A request to the endpoint failed for good: ``type`` and ``message`` go in the envelope."""
+
+    def __init__(self, type_: str, message: str, http_status: int | None = None) -> None:
+        self.type = type_
+        self.message = redact(message)
+        self.http_status = http_status
+        super().__init__(self.message)
+
+
+def final_envelope(endpoint_id: str, job: dict[str, Any], job_id: str | None, state: dict[str, Any],
+                   started: float) -> dict[str, Any]:
+    """The envelope of ``job`` from ``endpoint_id``'s final ``state`` (``started``: perf_counter)."""
+    status = state.get("status")
+    output = state.get("output")
+    if isinstance(output, list) and output and isinstance(output[-1], dict) and "status" in output[-1]:
+        output = output[-1]  # a generator handler with return_aggregate_stream: the envelope is last
+    # The swarm handler answers with an envelope; any other handler's output is the job's output.
+    sent = JobEnvelope.from_dict(output, job, job_id) if isinstance(output, dict) and "status" in output else None
+    if status == "COMPLETED" and sent is None and output is None and job.get("project") in ACTIONS:
+        # RunPod's answer to a handler error that was no string: a worker image older than
+        # this client (its handler sent the error as an object), whose error was dropped
+        envelope = JobEnvelope.for_job(job, job_id).failed({
+            "type": "WorkerError",
+            "message": f"RunPod job {job_id} ended COMPLETED with no output: the worker's error was lost on the way"
+                       " (a worker image older than this client sends it as an object); rebuild and redeploy the image",
+        })
+    elif status == "COMPLETED":
+        envelope = sent or JobEnvelope.for_job(job, job_id, output=output)
+    elif status == "FAILED":
+        envelope = (sent or JobEnvelope.for_job(job, job_id)).failed(worker_error(state.get("error")))
+    elif state.get("_budget_exhausted"):
+        local_id = valid_job_id(job.get("job_id"))
+        again = (f"; run this job again with job id {local_id} to follow it (it is not submitted again)"
+                 if local_id else ", ask for its status later")
+        envelope = JobEnvelope.for_job(job, job_id, status=status, error={
+            "type": "StillRunning",
+            "message": f"RunPod job {job_id} is still {status} after the wait budget; it keeps running there{again}",
+        })
+    else:
+        envelope = JobEnvelope.for_job(job, job_id).failed({
+            "type": "JobCancelled" if status == "CANCELLED" else "JobTimedOut",
+            "message": f"RunPod job {job_id} ended {status}"
+            + (f": {state['error']}" if isinstance(state.get("error"), str) else ""),
+        })
+    return _finish(endpoint_id, envelope.replace(job_id=envelope.job_id or job_id), state, started)
+
+
+def failure_envelope(endpoint_id: str, job: dict[str, Any], job_id: str | None, type_: str, message: str,
+                     started: float) -> dict[str, Any]:
+    """The FAILED envelope of a request that failed (``job_id``: RunPod's, ``None`` when /run
+    never gave one); it keeps the job id the caller gave and showed, as a worker's would."""
+    envelope = JobEnvelope.for_job(job, valid_job_id(job.get("job_id")) or job_id).failed(
+        {"type": type_, "message": redact(message)})
+    return _finish(endpoint_id, envelope, {"id": job_id, "status": "FAILED"}, started, error_class=type_)
+
+
+def _finish(endpoint_id: str, envelope: JobEnvelope, state: dict[str, Any], started: float,
+            error_class: str | None = None) -> dict[str, Any]:
+    """``envelope`` with the runpod step last and this side's elapsed time, as a redacted dict."""
+    elapsed = (time.perf_counter() - started) * 1000
+    detail = (f"job {state['id']} {state.get('status')}" if state.get("id")
+              else f"the job was not queued on endpoint {endpoint_id}")
+    if "delayTime" in state:
+        detail += f"; queued {state['delayTime']} ms, ran {state.get('executionTime', '?')} ms on {state.get('workerId', '?')}"
+    step = TraceStep(
+        step="runpod",
+        kind="node",
+        provider="runpod",
+        model=endpoint_id,
+        latency_ms=round(elapsed, 2),
+        outcome="ok" if envelope.status == "COMPLETED" else "error",
+        error_class=error_class or (envelope.error or {}).get("type"),
+        detail=detail,
+    ).model_dump()
+    envelope = envelope.replace(trace=[*envelope.trace, step], elapsed_ms=round(elapsed, 2))
+    return redact_data(envelope.to_dict())
+
+
+#: what a swarm error carries besides type and message (``SwarmError.to_dict``)
+_ERROR_KEYS = ("type", "message", "attempts", "field", "key", "partial")
+
+
+def worker_error(raw: Any) -> dict[str, Any]:
+    """RunPod's ``error`` field as ``{type, message}``, with no traceback and no secret.
+
+    The swarm handler sends the JSON string of ``{type, message, ...}`` (``handler.for_runpod``;
+    its other keys, such as ``attempts``, are kept); a handler that raised gets the SDK's JSON
+    string with ``error_type``, ``error_message`` and a traceback (dropped here).
+    """
+    if isinstance(raw, str):
+        with contextlib.suppress(ValueError):
+            decoded = json.loads(raw)
+            if isinstance(decoded, dict) and "message" in decoded and "type" in decoded:
+                raw = decoded
+    if isinstance(raw, dict) and "message" in raw:
+        kept = redact_data({k: raw[k] for k in _ERROR_KEYS if k in raw})  # never a worker's traceback
+        return {**kept, "type": str(raw.get("type") or "WorkerError"), "message": redact(str(raw["message"]))}
+    if isinstance(raw, str):
+        with contextlib.suppress(ValueError):
+            info = json.loads(raw)
+            if isinstance(info, dict) and "error_message" in info:
+                kind = str(info.get("error_type", "")).removeprefix("<class '").removesuffix("'>").rsplit(".", 1)[-1]
+                return {"type": kind or "WorkerError", "message": redact(str(info["error_message"]))[:500]}
+        first = raw.split("\ntraceback:", 1)[0].split("\nTraceback", 1)[0]
+        return {"type": "WorkerError", "message": redact(first)[:500]}
+    return {"type": "WorkerError", "message": redact(str(raw))[:500] if raw is not None else "the worker reported a failure"}
