@@ -153,7 +153,7 @@ async def warm_up(kinds: Sequence[str] | None = None) -> None:
     kinds = list(config.worker.warm if kinds is None else kinds)
     for kind in kinds:
         if kind == "llm":
-            from providers.llm.litellm_backend import warm_litellm
+            from providers.llm.litellm_loader import warm_litellm
 
             warm_litellm()  # ~6 s of import the first job's first call would pay (and its trace show)
             for name, spec in config.models.items():

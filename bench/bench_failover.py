@@ -53,7 +53,8 @@ async def failover(repeat: int, anchor_repeat: int) -> list[dict[str, Any]]:
     from fake_openai import FakeOpenAI, RefusedPort
 
     from providers.base import LLMConfig, Message
-    from providers.llm.litellm_backend import LiteLLMModel, load_litellm
+    from providers.llm.litellm_backend import LiteLLMModel
+    from providers.llm.litellm_loader import load_litellm
 
     litellm = load_litellm()
     ask = [Message(role="user", content="hi")]

@@ -12,14 +12,12 @@ from swarm.doctor_finding import Finding, Status, error_message
 
 if TYPE_CHECKING:
     from core.config import ModelSpec, SwarmConfig
-
-#: how long ``GET /models`` may take before the model counts as unreachable (its health check's limit)
-PROBE_TIMEOUT_S = 3.0
+    from providers.llm.model_access import ModelsProbe
 
 
 async def check_canary(name: str, spec: ModelSpec, local_servers: Any) -> Finding:
     """Start (or adopt) the local model's server: ``ensure`` requires a canary completion."""
-    from providers.llm.local_server import local_port
+    from providers.llm.local_server_config import local_port
     from providers.llm.local_sharing import PortInUse
 
     started = time.monotonic()
@@ -41,43 +39,36 @@ async def not_checked(check: str, why: str, fix: str) -> Finding:
 
 
 async def check_model(name: str, spec: ModelSpec) -> Finding:
-    from providers.llm.litellm_backend import LiteLLMModel, missing_key_reason
+    from providers.llm.model_access import missing_key_reason, probe_models, probes_network
 
     check = f"model {name}"
     reason = missing_key_reason(spec)
     if reason:
         return Finding(check, "warn", f"{reason} -> skipped", f"export {spec.api_key_env}=...")
-    model = LiteLLMModel(name, spec)
     key = f"{spec.api_key_env} set, " if spec.api_key_env else ""
-    if not model.probes_network:
+    if not probes_network(spec):
         return Finding(check, "ok", f"{key}no cheap probe for {spec.litellm_model}: checked on its first call")
-    models_url = f"{(spec.api_base or '').rstrip('/')}/models"
-    failure = await probe_failure(spec, models_url)
+    found = await probe_models(spec)  # the request the model's health check sends
+    failure = probe_failure(spec, found)
     if failure is None:
-        return Finding(check, "ok", f"{key}GET {models_url} answered")
+        return Finding(check, "ok", f"{key}GET {found.url} answered")
     what, fix = failure
-    return Finding(check, "fail", f"{key}GET {models_url} failed: {what}", fix)
+    return Finding(check, "fail", f"{key}GET {found.url} failed: {what}", fix)
 
 
-async def probe_failure(spec: ModelSpec, models_url: str) -> tuple[str, str] | None:
-    """``None`` when ``GET models_url`` answers (what the model's health check sends); else what
-    went wrong and its fix: the key refused (401/403), the service failing (5xx), no answer at all."""
-    import httpx
+def probe_failure(spec: ModelSpec, found: ModelsProbe) -> tuple[str, str] | None:
+    """``None`` when the model's probe (``GET {api_base}/models``) was answered; else what went
+    wrong and its fix: the key refused (401/403), the service failing (5xx), no answer at all."""
+    from providers.llm.model_access import HEALTH_TIMEOUT_S
 
-    from core.credentials import credential
-
-    headers = {"Authorization": f"Bearer {credential(spec.api_key_env)}"} if spec.api_key_env else {}
     up = f"check that {spec.api_base} is up"
-    try:
-        async with httpx.AsyncClient(timeout=PROBE_TIMEOUT_S) as client:
-            reply = await client.get(models_url, headers=headers)
-    except httpx.TimeoutException:
-        return f"unreachable: no answer within {PROBE_TIMEOUT_S:g} s (timed out)", f"{up} and answering"
-    except httpx.ConnectError:
+    if found.no_answer == "timeout":
+        return f"unreachable: no answer within {HEALTH_TIMEOUT_S:g} s (timed out)", f"{up} and answering"
+    if found.no_answer == "connect":
         return "unreachable: could not connect (connection refused, or no such host)", f"{up} and the address is right"
-    except httpx.HTTPError as exc:
-        return f"unreachable: {type(exc).__name__}", up
-    status = reply.status_code
+    if found.status is None:
+        return f"unreachable: {found.error_class}", up
+    status = found.status
     if status < 400:
         return None
     if status in (401, 403):

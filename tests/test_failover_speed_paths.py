@@ -17,8 +17,9 @@ from test_llm_litellm import ASK, KEY_ENV, SECRET, clean, server  # noqa: F401  
 from core.errors import ProviderUnavailable
 from providers.base import LLMConfig
 from providers.circuit import CircuitBoard
-from providers.llm import litellm_backend
-from providers.llm.litellm_backend import LiteLLMModel, load_litellm
+from providers.llm import litellm_loader
+from providers.llm.litellm_backend import LiteLLMModel
+from providers.llm.litellm_loader import load_litellm
 from providers.llm.router import LLMRouter, build_llm_router
 
 
@@ -102,7 +103,7 @@ async def test_other_litellm_callers_keep_their_failure_logging(
 async def test_without_litellms_switch_a_failure_still_falls_over(
     server: FakeOpenAI, litellm_failure_logs: list[str], monkeypatch: pytest.MonkeyPatch  # noqa: F811 (the imported fixture)
 ) -> None:
-    monkeypatch.setattr(litellm_backend, "_litellm_internal_call", None)  # a litellm without the flag
+    monkeypatch.setattr(litellm_loader, "_litellm_internal_call", None)  # a litellm without the flag
     answer = await router(server.url, "status-500", server).complete(ASK, LLMConfig())
     assert [(s.model, s.outcome, s.error_class) for s in answer.attempts] == [
         ("primary", "error", "ProviderUnavailable"),

@@ -20,7 +20,8 @@ from fake_openai import free_port, make_swarm_config
 from providers.base import LLMConfig, Message
 from providers.circuit import CircuitBoard
 from providers.llm.llama_launch import VARIANT_ENV, VariantError, choose_cpu_variant, cpu_modules, lib_dir
-from providers.llm.local_server import LocalServerManager, _cpu_module
+from providers.llm.local_server import LocalServerManager
+from providers.llm.local_server_process import cpu_module as _cpu_module
 from providers.llm.router import build_llm_router
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the module files are Linux .so files")

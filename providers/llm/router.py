@@ -28,7 +28,7 @@ from core.credentials import credential_holder
 from core.errors import AllProvidersFailed, InputError, ProviderError, ProviderRateLimited
 from core.redact import redact
 from providers.base import LLMConfig, LLMProvider, LLMResponse, Message, TraceStep, notify_attempt
-from providers.llm.litellm_backend import missing_key_reason
+from providers.llm.model_access import missing_key_reason
 
 if TYPE_CHECKING:
     from core.config import LLMSection, ModelSpec

@@ -1,0 +1,93 @@
+"""The boundary where litellm's exceptions are translated, once, into the error tree.
+
+429 -> ``ProviderRateLimited`` (with Retry-After), timeouts -> ``ProviderTimeout``, refused
+connections and 5xx -> ``ProviderUnavailable``, anything else (401, 400, ...) ->
+``ProviderError``. Every message is redacted.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import re
+from datetime import UTC, datetime
+
+from core.errors import (
+    ProviderError,
+    ProviderRateLimited,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
+from core.redact import redact
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta seconds or an HTTP date)."""
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
+
+
+def _retry_after_of(exc: BaseException) -> float | None:
+    for headers in (
+        getattr(exc, "litellm_response_headers", None),
+        getattr(getattr(exc, "response", None), "headers", None),
+        getattr(exc, "headers", None),
+    ):
+        if headers:
+            found = parse_retry_after(headers.get("retry-after") or headers.get("Retry-After"))
+            if found is not None:
+                return found
+    return None
+
+
+#: litellm reports some connection failures as HTTP 500 (aiohttp's, for Anthropic): their text says so
+_NO_CONNECTION = re.compile(
+    r"cannot connect to host|connection refused|name or service not known|domain name not found|"
+    r"temporary failure in name resolution|nodename nor servname|getaddrinfo failed|"
+    r"^(?:\w+: )*(?:\w+Exception - )?connection error\.?$", re.IGNORECASE)
+#: "AuthenticationError: AuthenticationError: ..." (litellm's class name, then the same again)
+_REPEATED_HEAD = re.compile(r"^(\w+): \1: ")
+#: " Handle with `InternalServerError`." and the like: advice to litellm's own callers
+_HANDLE_WITH = re.compile(r"\s*Handle with `\w+`\.?")
+#: " at 0x7fd3..." in a repr (aiohttp's ``ssl:<ssl.SSLContext object at 0x...>``): noise that differs per run
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
+def translate_error(exc: BaseException, provider: str, model: str, timeout_s: float,
+                    key_env: str | None = None) -> ProviderError:
+    """Map one litellm/openai/httpx exception to the error tree, with a secret-free message;
+    ``key_env`` (the variable the key came from) is named when the provider refuses the key."""
+    import httpx
+    import openai
+
+    status = getattr(exc, "status_code", None)
+    text = redact(str(exc)).replace("litellm.", "").strip() or type(exc).__name__
+    text = _ADDRESS.sub("", _HANDLE_WITH.sub("", _REPEATED_HEAD.sub(r"\1: ", text)))
+    if len(text) > 300:
+        text = text[:300] + "..."
+    if isinstance(exc, openai.APITimeoutError | httpx.TimeoutException | TimeoutError):
+        return ProviderTimeout(provider, f"no answer within {timeout_s:g} s", model=model)
+    if status == 429 or isinstance(exc, openai.RateLimitError):
+        retry_after = _retry_after_of(exc)
+        hint = f" (Retry-After {retry_after:g} s)" if retry_after is not None else ""
+        return ProviderRateLimited(provider, f"rate limited{hint}: {text}", model=model, retry_after=retry_after)
+    if isinstance(exc, openai.APIConnectionError | httpx.TransportError) or _NO_CONNECTION.search(text):
+        return ProviderUnavailable(provider, f"cannot connect: {text}", model=model)
+    if isinstance(status, int) and status >= 500:
+        return ProviderUnavailable(provider, f"HTTP {status}: {text}", model=model)
+    if isinstance(status, int) and 200 <= status < 300:  # a success status with a body that is no answer
+        return ProviderUnavailable(provider, f"unreadable answer (HTTP {status}): {text}", model=model)
+    if status in (401, 403) and key_env:
+        return ProviderError(provider, f"HTTP {status}: the key in ${key_env} was refused: {text}", model=model)
+    prefix = f"HTTP {status}: " if isinstance(status, int) else ""
+    return ProviderError(provider, f"{prefix}{text}", model=model)

