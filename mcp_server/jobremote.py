@@ -81,7 +81,7 @@ def _gave_up(runner: Any, since: float) -> Exception | None:
     waited = time.monotonic() - since
     if waited < limit:
         return None
-    from swarm.executors.runpod import RunPodError
+    from swarm.executors.runpod_envelope import RunPodError
 
     return RunPodError("ProviderUnavailable", f"the endpoint did not answer for {waited:.0f} s (runner.runpod.timeout_s="
                        f"{limit:g}); the job may still run there: look for it in the endpoint's requests before"

@@ -102,7 +102,7 @@ def for_runpod(envelope: dict[str, Any]) -> dict[str, Any]:
     RunPod takes a handler's ``error`` as a string only: a dict ends the job COMPLETED with no
     output (runpod-python#299). The SDK moves ``error`` out of the rest, which becomes the job's
     ``output``, so the job ends FAILED with the envelope (trace, partial output) still in it;
-    ``swarm.executors.runpod.worker_error`` reads the error back.
+    ``swarm.executors.runpod_envelope.worker_error`` reads the error back.
     """
     error = envelope.get("error")
     if error is None or isinstance(error, str):

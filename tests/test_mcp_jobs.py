@@ -232,7 +232,7 @@ class FakeEndpoint:
     endpoint_id = "ep-fake"
 
     def relay(self, progress: Any, since: float | None = None) -> Any:
-        from swarm.executors.runpod import ProgressRelay
+        from swarm.executors.runpod_progress import ProgressRelay
 
         return ProgressRelay(self, progress, time.time() if since is None else since)  # type: ignore[arg-type]
     poll_interval_s = 0.05
@@ -300,7 +300,7 @@ async def test_a_status_poll_that_times_out_leaves_the_remote_job_followed_not_f
 ) -> None:
     """One read timeout on /status marked the job FAILED for good while it ran on at RunPod (its
     result orphaned and billed, and a retry paid twice)."""
-    from swarm.executors.runpod import RunPodError
+    from swarm.executors.runpod_envelope import RunPodError
 
     class Flaky(FakeEndpoint):
         polls = 0
