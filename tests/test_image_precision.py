@@ -23,6 +23,7 @@ from providers.base import ImageAction, ImageConfig
 from providers.image import ncnn_runner, precision
 from providers.image import pull as weights_pull
 from providers.image import upscale as upscale_module
+from providers.image.cpu_share import CpuShareReader
 from providers.image.precision import AutoPrecision, CpuInfo, read_cpu_info
 from providers.image.upscale import RealESRGANUpscaler, UpscaleSettings
 
@@ -57,11 +58,14 @@ class FakeModel:
 
 #: the load average the fakes measure at: well below any core count, so decisions are cached
 IDLE = 0.25
+#: reads nothing of this process's own CPU share, as on a machine without /proc: the load a test
+#: passes decides, never this machine's (tests/test_precision_busy.py reads fake /proc and cgroups)
+NOT_READ = CpuShareReader(None, None)
 
 
 def chooser(tmp_path: Path, cpu: CpuInfo, model: FakeModel, load: float | None = IDLE) -> AutoPrecision:
     return AutoPrecision(tmp_path / "precision.json", lambda: cpu, probe_size=16, rounds=2, timer=model.clock,
-                         load=lambda: load)
+                         load=lambda: load, cpu_share=NOT_READ)
 
 
 def test_reads_model_name_and_flags_of_the_first_cpu(tmp_path):
@@ -216,7 +220,7 @@ def test_a_failure_names_no_object_address_and_the_reference_failing_is_an_error
 def test_a_candidate_far_slower_than_the_reference_is_dropped_after_one_round(tmp_path):
     model = FakeModel({"fp32": 1.0, "bf16": 10.0}, {})  # emulated bf16: minutes per round on real images
     auto = AutoPrecision(tmp_path / "precision.json", lambda: AMX, probe_size=16, rounds=5, timer=model.clock,
-                         load=lambda: IDLE)
+                         load=lambda: IDLE, cpu_share=NOT_READ)
     decision = auto.decide(MODEL, "t", model.run)
     assert decision.precision == "fp32" and decision.why.startswith("auto: bf16 dropped after one round: 10.0x slower")
     assert model.calls.count("bf16") == 2 * 2 and model.calls.count("fp32") == 2 * 6  # untimed + 1 round vs + 5
@@ -236,12 +240,15 @@ def test_load_and_cores_are_recorded_and_a_busy_machine_does_not_cache(tmp_path)
     model = FakeModel({"fp32": 1.0, "bf16": 0.25}, {"bf16": 0.5})
     chooser(tmp_path, AMX, model, load=0.4).decide(MODEL, "t", model.run)
     (entry,) = json.loads((tmp_path / "precision.json").read_text())["decisions"].values()
-    assert entry["conditions"] == {"cpus": 2, "load_1m": 0.4} and entry["why"].endswith("; load 0.40 on 2 CPUs")
+    # probe_pixels: the two 16x16 probes of a timed round, this machine's speed with its seconds
+    assert entry["conditions"] == {"cpus": 2, "load_1m": 0.4, "probe_pixels": 512}
+    assert entry["why"].endswith("; load 0.40 on 2 CPUs")
 
     busy, model.calls[:] = tmp_path / "busy", []
     auto = chooser(busy, AMX, model, load=4.6)  # load 4-5 on 2 cores: the reviewer's flips
     decision = auto.decide(MODEL, "t", model.run)
-    assert decision.why.endswith("; load 4.60 on 2 CPUs: busy, not cached, measured again at the next start")
+    assert decision.why.endswith("; load 4.60 on 2 CPUs: busy (load above the CPU count), not cached,"
+                                 " measured again at the next start")
     assert not (busy / "precision.json").exists()
     measured_once = len(model.calls)
     assert auto.decide(MODEL, "t", model.run) == decision and len(model.calls) == measured_once  # this process
@@ -305,7 +312,7 @@ def _store_decisions(path: str, first: int, count: int) -> None:
 
     precision.measure = fixed  # in this child process only
     for n in range(first, first + count):
-        AutoPrecision(Path(path), lambda: AMX, load=lambda: IDLE).decide(f"model-{n}", "t", run=None)  # type: ignore[arg-type]
+        AutoPrecision(Path(path), lambda: AMX, load=lambda: IDLE, cpu_share=NOT_READ).decide(f"model-{n}", "t", run=None)  # type: ignore[arg-type]
 
 
 def test_processes_writing_at_once_keep_every_entry(tmp_path):
@@ -345,7 +352,7 @@ def upscaler(models_dir: str, cache: Path, cpu: CpuInfo, precision_setting: str 
     settings = UpscaleSettings(models_dir=models_dir, device="cpu", precision=precision_setting, tile=0)
     timer = ScriptedClock(costs) if costs else time.perf_counter
     auto = AutoPrecision(cache / "precision.json", lambda: cpu, probe_size=16, rounds=1, timer=timer,
-                         load=lambda: IDLE)
+                         load=lambda: IDLE, cpu_share=NOT_READ)
     table = dict(precision.CPU_CANDIDATES) if table is None else table
     return RealESRGANUpscaler(settings, cpu_info=lambda: cpu, auto_precision=auto, table=table)
 

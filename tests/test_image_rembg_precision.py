@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from test_image_precision import IDLE, ScriptedClock
+from test_image_precision import IDLE, NOT_READ, ScriptedClock
 
 from core.config import RembgSpec, load_config
 from core.errors import ConfigError
@@ -199,7 +199,7 @@ def remover(models_dir: str, cache: Path, cpu: CpuInfo, setting: str = "auto", *
             paths: dict[str, frozenset[str]] | None = None, costs: list[float] | None = None) -> RembgRemover:
     settings = RembgSettings(model=MODEL, fallback_models=(), models_dir=models_dir, precision=setting)
     auto = AutoPrecision(cache / "precision.json", lambda: cpu, rounds=1, timer=ScriptedClock(costs or [1.0]),
-                         load=lambda: IDLE)
+                         load=lambda: IDLE, cpu_share=NOT_READ)
     return RembgRemover(settings, cpu_info=lambda: cpu, auto_precision=auto, paths=paths)
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_image_precision import AMX, IDLE, MODEL, FakeModel, chooser
+from test_image_precision import AMX, IDLE, MODEL, NOT_READ, FakeModel, chooser
 
 from providers.image import precision_cache
 from providers.image.precision import AutoPrecision, machine_key
@@ -64,7 +64,7 @@ def test_processes_warming_up_at_once_measure_once_and_share_the_decision(tmp_pa
 def test_a_process_that_waits_too_long_runs_the_reference_uncached(tmp_path):
     model = FakeModel({"fp32": 1.0, "bf16": 0.25}, {"bf16": 0.5})
     auto = AutoPrecision(tmp_path / "precision.json", lambda: AMX, probe_size=16, rounds=2, timer=model.clock,
-                         load=lambda: IDLE, wait_s=0.3)
+                         load=lambda: IDLE, wait_s=0.3, cpu_share=NOT_READ)
     with DecisionCache(tmp_path / "precision.json").measuring(machine_key(AMX), 0) as held:
         assert held
         decision = auto.decide(MODEL, "t", model.run)
@@ -97,7 +97,7 @@ def test_a_holder_killed_while_measuring_does_not_block_the_next(tmp_path):
         holder.join(10)
     model = FakeModel({"fp32": 1.0, "bf16": 0.25}, {"bf16": 0.5})
     auto = AutoPrecision(tmp_path / "precision.json", lambda: AMX, probe_size=16, rounds=2, timer=model.clock,
-                         load=lambda: IDLE, wait_s=60)
+                         load=lambda: IDLE, wait_s=60, cpu_share=NOT_READ)
     assert auto.decide(MODEL, "t", model.run).precision == "bf16" and model.calls  # measured, not the timeout's fp32
     assert json.loads((tmp_path / "precision.json").read_text())["decisions"]
 

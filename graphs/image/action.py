@@ -10,6 +10,10 @@ one batch. Its result is ``{results, images, succeeded, failed, format, trace}``
 image in input order, either the stored output (as above, plus ``index``) or
 ``{index, error: {type, message}}``; a bad image fails alone, its message names
 ``images[i].<field>`` and the limit.
+
+An upscale (or pipeline) runs under the job's deadline (``limits.job_deadline_s``, which the
+dispatcher enforces): one that the upscaler says cannot finish in time at this machine's measured
+speed is refused before anything is written (``providers.image.deadline``).
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ from graphs.image.inputs import (
     RemoveBackgroundInput,
     UpscaleInput,
 )
-from graphs.image.nodes import storage_step
+from graphs.image.nodes import step_config, storage_step
+from providers.image.deadline import Deadline, DeadlineAware, job_deadline
 
 
 async def upscale(inp: UpscaleInput, ctx: JobContext) -> dict[str, Any]:
@@ -76,6 +81,12 @@ def partial_output(state: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _run(action: str, inp: ImageInput, options: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    with job_deadline(ctx.config.limits.job_deadline_s) as deadline:
+        return await _run_by(deadline, action, inp, options, ctx)
+
+
+async def _run_by(deadline: Deadline, action: str, inp: ImageInput, options: dict[str, Any],
+                  ctx: JobContext) -> dict[str, Any]:
     import anyio
 
     from graphs.run import run_graph
@@ -85,7 +96,7 @@ async def _run(action: str, inp: ImageInput, options: dict[str, Any], ctx: JobCo
     storage = ctx.providers.storage
     await ctx.progress("input", "reading the image", 0.0)
     data = await read_input(image_b64=inp.image, url=inp.url, key=inp.key, storage=storage, limits=limits)
-    kind = await anyio.to_thread.run_sync(_check, data, limits, action, options, ctx)
+    kind = await anyio.to_thread.run_sync(_check, data, limits, action, options, ctx, deadline)
     input_key = inp.key or f"image_tools/{ctx.job_id}/input.{EXT[kind]}"
     if not inp.key:
         with storage_step(storage, "put", input_key):
@@ -114,8 +125,10 @@ async def _run(action: str, inp: ImageInput, options: dict[str, Any], ctx: JobCo
     return result
 
 
-def _check(data: bytes, limits: Any, action: str, options: dict[str, Any], ctx: JobContext) -> str:
-    """Decode-check the input and the output size before anything runs or is written."""
+def _check(data: bytes, limits: Any, action: str, options: dict[str, Any], ctx: JobContext,
+           deadline: Deadline) -> str:
+    """Decode-check the input, the output size and whether the upscale can finish by ``deadline``
+    before anything runs or is written."""
     from providers.image import weights
     from providers.image.imageio import check_output_pixels, open_checked, sniff_format
     img = open_checked(data, limits)
@@ -126,4 +139,7 @@ def _check(data: bytes, limits: Any, action: str, options: dict[str, Any], ctx: 
         default = weights.entry(model, field=field, kind="upscale").default_scale if model else None
         scale = options.get("scale") or default or settings.scale
         check_output_pixels(img.size[0], img.size[1], scale, limits)
+        upscaler = ctx.providers.image("upscale")
+        if isinstance(upscaler, DeadlineAware):
+            upscaler.check_deadline(img.size[0], img.size[1], step_config("upscale", options, "png"), deadline)
     return sniff_format(data) or "png"

@@ -66,7 +66,8 @@ def output_key(job_id: str, step: str, output_format: str, index: int | None = N
     return f"image_tools/{job_id}/{name}.{'jpg' if output_format == 'jpeg' else output_format}"
 
 
-def _config(step: str, options: dict[str, Any], fmt: Any) -> ImageConfig:
+def step_config(step: str, options: dict[str, Any], fmt: Any) -> ImageConfig:
+    """The ``ImageConfig`` of ``step`` from the job's options."""
     return ImageConfig(
         model=options.get(f"{step}_model"),
         output_format=fmt,
@@ -85,14 +86,14 @@ def make_step(
         last = plan[-1] == step
         # an intermediate image keeps its alpha: PNG whatever the final format
         fmt = options.get("output_format", "png") if last else "png"
-        config = _config(step, options, fmt)
+        config = step_config(step, options, fmt)
         index = plan.index(step)
         emit(step, f"{step} ({index + 1}/{len(plan)})", index / len(plan))
         started = time.perf_counter()
         with storage_step(storage, "get", state["current_key"]):
             data = await storage.get(state["current_key"])
         provider = provider_for(step)
-        with listen_to_progress(_tile_progress(step, index, len(plan))):
+        with listen_to_progress(_tile_progress(step, index, len(plan)), _messages(step, index, len(plan))):
             if isinstance(provider, TracedImageProvider):
                 out, steps = await provider.process_traced(data, ImageAction(step), config)
             else:
@@ -125,6 +126,17 @@ def _tile_progress(step: str, index: int, steps: int) -> Callable[[int, int], No
     return on_progress
 
 
+def _messages(step: str, index: int | None = None, steps: int = 1) -> Callable[[str], None]:
+    """A message listener for step ``index`` of ``steps`` (None: a batch): "upscale (1/1): waiting
+    for another upscale to finish (5 s)". No fraction: the work has not moved."""
+    prefix = step if index is None else f"{step} ({index + 1}/{steps})"
+
+    def on_message(message: str) -> None:
+        emit(step, f"{prefix}: {message}")
+
+    return on_message
+
+
 def make_batch_step(
     step: str, provider_for: Callable[[str], ImageProvider], storage: StorageProvider
 ) -> Callable[[ImageState], Awaitable[dict[str, Any]]]:
@@ -137,18 +149,19 @@ def make_batch_step(
     async def node(state: ImageState) -> dict[str, Any]:
         options = state.get("options", {})
         fmt = options.get("output_format", "png")
-        config = _config(step, options, fmt)
+        config = step_config(step, options, fmt)
         batch = state["batch"]
         emit(step, f"{step} on {len(batch)} images", 0.0)
         images = await asyncio.gather(*(storage.get(entry["key"]) for entry in batch))
         indices = [entry["index"] for entry in batch]
         provider = provider_for(step)
-        if isinstance(provider, BatchImageProvider):
-            outcome = await provider.process_batch(images, ImageAction(step), config, indices=indices)
-            outputs = [(item.index, item.data, item.error) for item in outcome.items]
-            steps = outcome.steps
-        else:
-            outputs, steps = await _one_by_one(provider, step, images, indices, config)
+        with listen_to_progress(messages=_messages(step)):
+            if isinstance(provider, BatchImageProvider):
+                outcome = await provider.process_batch(images, ImageAction(step), config, indices=indices)
+                outputs = [(item.index, item.data, item.error) for item in outcome.items]
+                steps = outcome.steps
+            else:
+                outputs, steps = await _one_by_one(provider, step, images, indices, config)
         results = []
         for index, data, error in outputs:
             if error is not None or data is None:

@@ -29,11 +29,14 @@ architecture, CPU model and identification, usable cores, the flags that matter,
 runtime versions and the rules (floor, ``MIN_SPEEDUP``, ``MEASURE_REVISION``): the measurement runs
 once per machine. Processes measuring at once on one machine would time each other's load: a
 measurement holds a lock per machine (``DecisionCache.measuring``), and a process that waited for
-it reads the cache again and takes the holder's decision (see ``AutoPrecision``). The load average
-and core count at the measurement are in the entry and the why-text; a decision measured under
-heavy load (1-minute load above the core count) is used by this process only and measured again
-at the next start. A corrupt or unwritable cache is logged and measured again; it never fails an
-upscale.
+it reads the cache again and takes the holder's decision (see ``AutoPrecision``). How much CPU the
+measurement really got (``cpu_share.py``: its threads' run-queue wait, the container's throttling;
+the load average only where neither can be read) and the core count are in the entry and the
+why-text; a disturbed measurement is used by this process only and measured again at the next
+start. The probe pixels timed per round are in the entry too: with the chosen path's seconds they
+are this machine's speed for the model (``deadline.py``). A job that measures (or waits for
+another process's measurement) says so to its progress listener (``backend.report``). A corrupt
+or unwritable cache is logged and measured again; it never fails an upscale.
 
 Nothing here imports torch; numpy and Pillow are imported when images are made.
 """
@@ -41,7 +44,6 @@ Nothing here imports torch; numpy and Pillow are imported when images are made.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import statistics
 import threading
@@ -52,7 +54,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.redact import redact
+from providers.image.backend import report
 from providers.image.cpu import CpuInfo, named_flags, read_cpu_info, usable_cpus
+from providers.image.cpu_share import CpuShareReader, load_average
 from providers.image.precision_cache import DecisionCache
 from providers.image.precision_probes import Floor, Metric, probe_images, psnr
 
@@ -124,12 +128,20 @@ class Decision:
     #: rounds' ratios), "psnr_<image>": dB (fp32, the reference, has no PSNR)}; a candidate that
     #: failed or was dropped has no row
     measured: dict[str, dict[str, float]] = field(default_factory=dict)
-    #: where it was measured: {"load_1m": 1-minute load average before, "cpus": usable cores}
+    #: where it was measured (``CpuShare.conditions``: "cpus", "load_1m", "cpu_wait_share", ...) and
+    #: "probe_pixels", the input pixels of one timed round
     conditions: dict[str, float] = field(default_factory=dict)
 
     def describe(self) -> str:
         """``bf16 (auto: 3.9x fp32, PSNR 47.1 dB; load 0.40 on 2 CPUs)``: what the trace step shows."""
         return f"{self.precision} ({self.why})"
+
+    def probe_speed(self) -> tuple[float, float] | None:
+        """``(pixels, seconds)`` of one timed round of the chosen path, where it was measured
+        (an entry older than ``probe_pixels`` has none)."""
+        pixels = self.conditions.get("probe_pixels")
+        seconds = self.measured.get(self.precision, {}).get("seconds")
+        return (pixels, seconds) if pixels and seconds and seconds > 0 else None
 
 
 class Budget:
@@ -280,14 +292,6 @@ def rules(floor: Floor) -> str:
     return f"floor {bounds} min {MIN_SPEEDUP:g}x {MEASURE_REVISION}"
 
 
-def load_average() -> float | None:
-    """The 1-minute load average, or None where the platform has none."""
-    try:
-        return os.getloadavg()[0]
-    except (AttributeError, OSError):
-        return None
-
-
 class AutoPrecision:
     """``precision: auto`` on CPU: the cached decision, else a measurement that is then cached.
 
@@ -305,14 +309,18 @@ class AutoPrecision:
         probe_size: side of the probe images, in input pixels.
         rounds: timed rounds per candidate.
         timer: the clock the candidates are timed with (tests pass a fake).
-        load: the 1-minute load average before a measurement (tests pass a fixed one); a decision
-            measured above the core count is not cached.
+        load: the 1-minute load average before a measurement (tests pass a fixed one): recorded;
+            it decides only where ``cpu_share`` reads nothing of this process's own.
         wait_s: how long to wait for another process's measurement (``WAIT_FOR_MEASUREMENT_S``).
+        cpu_share: reads how much CPU the measurement got (``CpuShareReader()``: this process's
+            ``/proc`` and cgroup; tests pass one over files of their own); a disturbed
+            measurement is not cached.
     """
 
     def __init__(self, cache_path: Path, cpu_info: Callable[[], CpuInfo] = read_cpu_info, *,
                  probe_size: int = 64, rounds: int = 3, timer: Callable[[], float] = time.perf_counter,
-                 load: Callable[[], float | None] | None = None, wait_s: float | None = None) -> None:
+                 load: Callable[[], float | None] | None = None, wait_s: float | None = None,
+                 cpu_share: CpuShareReader | None = None) -> None:
         self.cache_path = cache_path
         self.cpu_info = cpu_info
         self.probe_size = probe_size
@@ -320,6 +328,7 @@ class AutoPrecision:
         self.timer = timer
         self.load = load if load is not None else load_average
         self.wait_s = WAIT_FOR_MEASUREMENT_S if wait_s is None else wait_s
+        self.cpu_share = cpu_share if cpu_share is not None else CpuShareReader()
         self._cache = DecisionCache(cache_path)
         self._decided: dict[str, Decision] = {}
         self._lock = threading.Lock()
@@ -352,7 +361,7 @@ class AutoPrecision:
             if key not in self._decided:
                 cached = self._cache.load(_parse).get(key)
                 if cached is None:
-                    with self._cache.measuring(machine_key(cpu), self.wait_s) as held:
+                    with self._cache.measuring(machine_key(cpu), self.wait_s, on_wait=self._report_waiting) as held:
                         # a process that waited there takes what the holder cached meanwhile
                         cached = self._cache.load(_parse).get(key)
                         if cached is None and not held:
@@ -362,6 +371,20 @@ class AutoPrecision:
                 self._decided[key] = cached
             return self._decided[key]
 
+    def peek(self, model: str, versions: str, *, table: dict[str, frozenset[str]] | None = None,
+             floor: Floor | None = None) -> Decision | None:
+        """The decision ``decide`` would return without measuring: this process's, else the
+        cached one; None when it would measure (or has nothing to measure)."""
+        if len(candidates_for(self.cpu_info(), CPU_CANDIDATES if table is None else table)) == 1:
+            return None
+        key = self.key(model, versions, floor)
+        # not under ``_lock``: ``decide`` holds it for a whole measurement, and a job asking only
+        # what is known must not wait for one (a dict read is atomic)
+        return self._decided.get(key) or self._cache.load(_parse).get(key)
+
+    def _report_waiting(self) -> None:
+        report(f"waiting for another process measuring the fastest accurate path on this CPU (up to {self.wait_s:g} s)")
+
     def _not_measured(self, reference: str) -> Decision:
         log.warning("another process has been measuring on this machine for over %g s; running %s, "
                     "the reference, and measuring at the next start", self.wait_s, reference)
@@ -370,16 +393,21 @@ class AutoPrecision:
 
     def _measure(self, cpu: CpuInfo, model: str, key: str, run: RunFn, candidates: list[str], floor: Floor | None,
                  probes: Callable[[], dict[str, np.ndarray]] | None) -> Decision:
-        """Measure, note the load and cores in the decision, and cache it unless the load was heavy."""
+        """Measure, note the CPU share it got and its cores in the decision, and cache it unless
+        other work disturbed it."""
         cpus, load = cpu.cpus or usable_cpus(), self.load()
+        report(f"measuring the fastest accurate path on this CPU for {model} (first run on this machine,"
+               f" up to {MEASURE_BUDGET_S:g} s)")
         started = time.perf_counter()
         images = probes() if probes else probe_images(self.probe_size)
+        before = self.cpu_share.sample()
         decision = measure(run, candidates, images, rounds=self.rounds, timer=self.timer, floor=floor)
-        busy = load is not None and load > cpus
-        where = f"load {load:.2f} on {cpus} CPUs" if load is not None else f"{cpus} CPUs"
-        decision = replace(decision, why=f"{decision.why}; {where}" + (
-            ": busy, not cached, measured again at the next start" if busy else ""),
-            conditions={"cpus": cpus, **({"load_1m": round(load, 2)} if load is not None else {})})
+        share = self.cpu_share.between(before, self.cpu_share.sample(), cpus, load)
+        busy = share.busy()
+        decision = replace(decision, why=f"{decision.why}; {share.describe()}" + (
+            f": busy ({busy}), not cached, measured again at the next start" if busy else ""),
+            conditions={**share.conditions(), "probe_pixels": sum(image.shape[0] * image.shape[1]
+                                                                  for image in images.values())})
         log.info("precision for %s on %s: %s, measured in %.1f s", model, cpu.model,
                  decision.describe(), time.perf_counter() - started)
         if not busy:

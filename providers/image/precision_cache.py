@@ -67,11 +67,13 @@ class DecisionCache:
                         self.path, exc)
 
     @contextlib.contextmanager
-    def measuring(self, machine: str, wait_s: float, *, poll_s: float = 0.1) -> Iterator[bool]:
+    def measuring(self, machine: str, wait_s: float, *, poll_s: float = 0.1,
+                  on_wait: Callable[[], None] | None = None) -> Iterator[bool]:
         """Hold the measurement lock of ``machine`` (a text naming this machine): yields True once
-        held, False when another process held it for ``wait_s`` seconds. Where no lock can be
-        taken (no ``fcntl``, an unwritable folder, a filesystem without ``flock``) it yields True
-        at once, logged: measuring unlocked, as before locks, beats not measuring."""
+        held, False when another process held it for ``wait_s`` seconds; ``on_wait`` is called
+        once when it has to wait. Where no lock can be taken (no ``fcntl``, an unwritable folder,
+        a filesystem without ``flock``) it yields True at once, logged: measuring unlocked, as
+        before locks, beats not measuring."""
         if fcntl is None:
             yield True
             return
@@ -85,7 +87,7 @@ class DecisionCache:
             yield True
             return
         try:
-            yield _acquire(fd, lock_path, wait_s, poll_s)
+            yield _acquire(fd, lock_path, wait_s, poll_s, on_wait)
         finally:
             os.close(fd)  # closing releases the lock
 
@@ -132,9 +134,11 @@ class DecisionCache:
             raise
 
 
-def _acquire(fd: int, lock_path: Path, wait_s: float, poll_s: float) -> bool:
+def _acquire(fd: int, lock_path: Path, wait_s: float, poll_s: float,
+             on_wait: Callable[[], None] | None = None) -> bool:
     """Take an exclusive ``flock`` on ``fd``, polling (a blocking ``flock`` cannot time out):
-    False once ``wait_s`` has passed, True when taken or when the filesystem has no ``flock``."""
+    False once ``wait_s`` has passed, True when taken or when the filesystem has no ``flock``;
+    ``on_wait`` is called once, at the first time it is held elsewhere."""
     deadline = time.monotonic() + wait_s
     while True:
         try:
@@ -144,6 +148,9 @@ def _acquire(fd: int, lock_path: Path, wait_s: float, poll_s: float) -> bool:
             if exc.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
                 log.warning("could not lock %s (%s); measuring without the lock", lock_path, exc)
                 return True
+        if on_wait is not None:
+            on_wait()
+            on_wait = None
         left = deadline - time.monotonic()
         if left <= 0:
             return False

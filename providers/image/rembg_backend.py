@@ -24,10 +24,14 @@ intra-op thread; onnxruntime releases the GIL) and cutout/encode of its own imag
 stay busy on inference while the Python-side work of other images overlaps with it. At most one
 decoded image per worker is alive at a time; one bad image gives that image an error and the
 others their results.
+
+A job that waits for the model another job holds (or, in a batch, for worker slots another batch
+holds for more than ``WAIT_REPORT_EVERY_S``) says so to its progress listener.
 """
 
 from __future__ import annotations
 
+import contextvars
 import io
 import os
 import threading
@@ -46,7 +50,15 @@ from core.errors import (
 )
 from core.redact import redact
 from providers.base import BatchItem, BatchOutcome, ImageAction, ImageConfig, TraceStep
-from providers.image.backend import SingleActionBackend, WorkCancelled, run_stoppable, stop_flag
+from providers.image.backend import (
+    WAIT_REPORT_EVERY_S,
+    ReportingLock,
+    SingleActionBackend,
+    WorkCancelled,
+    acquire_reporting,
+    run_stoppable,
+    stop_flag,
+)
 from providers.image.imageio import ImageLimits, encode, open_checked
 from providers.image.matting import refine_mask
 from providers.image.precision import AutoPrecision, CpuInfo, read_cpu_info
@@ -61,6 +73,9 @@ PROVIDER = "rembg-onnx"
 #: zlib's run-length strategy: cutouts are long runs of transparent pixels
 _Z_RLE = 3
 _MEAN = (0.485, 0.456, 0.406)
+#: what a job waiting for the model or for batch slots is told the holder does
+_REMOVING, _WARMING = "another background removal", "the background remover's warm-up (loading the model, choosing its path)"
+_BATCH = "another background-removal batch"
 
 
 @dataclass(frozen=True)
@@ -120,7 +135,7 @@ class RembgRemover(SingleActionBackend):
         self.limits = limits or ImageLimits()
         self.paths = PathChooser(settings.precision, settings.models_dir, cpu_info, auto_precision, paths)
         self._sessions: dict[tuple[str, int], Any] = {}
-        self._lock = threading.Lock()
+        self._lock = ReportingLock()
         # batch inferences in flight across all batches: one per worker slot, so two batch jobs
         # at once share the cores instead of doubling the threads on them
         self._batch_slots = threading.BoundedSemaphore(settings.batch_workers or _cores())
@@ -218,7 +233,7 @@ class RembgRemover(SingleActionBackend):
         """Load the model a job without ``model`` gets (the first of the chain that loads) on
         its path: under ``auto`` on CPU the path is decided (cached, else measured) here, not
         in the first job. Raises ``AllProvidersFailed`` when no model of the chain loads."""
-        self._first_loaded(ImageConfig())
+        self._first_loaded(ImageConfig(), doing=_WARMING)
 
     # --- ImageProvider (process, process_traced: SingleActionBackend) ------------------------
 
@@ -229,7 +244,7 @@ class RembgRemover(SingleActionBackend):
         for attempt, name in enumerate(self.chain(config), start=1):
             started = time.perf_counter()
             try:
-                with self._lock:
+                with self._lock.hold(_REMOVING):
                     net, extra, why = self._net(name, "model" if name == config.model else None)
                     mask = _infer(net, rgb, extra, name, self.paths.engine(name))
             except ProviderError as exc:
@@ -283,7 +298,10 @@ class RembgRemover(SingleActionBackend):
         # one image at a time uses every core on it; several share the cores one thread each
         threads = None if workers == 1 else max(1, _cores() // workers)
         name, net, extra, why, steps = self._first_loaded(config, threads)
-        stop = stop_flag()  # the pool's threads do not see the context: they are handed the event
+        stop = stop_flag()
+        # the pool's threads do not inherit the context: each image runs in a copy of this one, so
+        # it sees the stop event and the progress listener
+        context = contextvars.copy_context()
 
         def one(index: int) -> tuple[BatchItem, TraceStep]:
             if stop is not None and stop.is_set():  # the caller was cancelled: no more images
@@ -292,19 +310,20 @@ class RembgRemover(SingleActionBackend):
 
         # map() keeps input order; a worker holds one decoded image at a time
         with ThreadPoolExecutor(workers, thread_name_prefix="rembg-batch") as pool:
-            done = list(pool.map(one, range(len(images))))
+            done = list(pool.map(lambda index: context.copy().run(one, index), range(len(images))))
         return BatchOutcome([item for item, _ in done], [*steps, *(step for _, step in done)])
 
     def _first_loaded(
-        self, config: ImageConfig, threads: int | None = None
+        self, config: ImageConfig, threads: int | None = None, doing: str = _REMOVING
     ) -> tuple[str, MaskNet, dict[str, Any], str, list[TraceStep]]:
         """The first model of the chain that loads: its name, net, settings and trace text, and
-        a step for each model skipped before it. Raises ``AllProvidersFailed`` when none loads."""
+        a step for each model skipped before it. Raises ``AllProvidersFailed`` when none loads.
+        ``doing`` is what a job waiting for the model meanwhile is told."""
         steps: list[TraceStep] = []
         for attempt, name in enumerate(self.chain(config), start=1):
             started = time.perf_counter()
             try:
-                with self._lock:
+                with self._lock.hold(doing):
                     net, extra, why = self._net(name, "model" if name == config.model else None, threads)
             except ProviderError as exc:
                 steps.append(self._step(name, attempt, started, "skipped" if _missing(exc) else "error", exc,
@@ -320,8 +339,13 @@ class RembgRemover(SingleActionBackend):
         (name, why), started, provider = chosen, time.perf_counter(), self.paths.engine(chosen[0])
         try:
             rgb, size = self._decode(image, field=f"images[{index}]")
-            with self._batch_slots:
+            # a slot another batch holds for long is a wait worth telling; a short one is sharing
+            acquire_reporting(lambda timeout: self._batch_slots.acquire(timeout=timeout), lambda: _BATCH,
+                              first_after_s=WAIT_REPORT_EVERY_S)
+            try:
                 mask = _infer(net, rgb, extra, name, provider)
+            finally:
+                self._batch_slots.release()
             data = self._encode(self._cutout(rgb, mask, config), config.output_format)
         except (InputError, ProviderError) as exc:
             step = self._step(name, 1, started, "error", exc, index=index, provider=provider)

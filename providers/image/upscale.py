@@ -8,12 +8,16 @@ package where it and the weights package are installed, ``ncnn_runner.py``; else
 makes that decision before the first job. Tiled with overlap so memory is bounded; the alpha channel is upscaled
 separately (Lanczos) and put back; a scale the network lacks is reached by resampling its
 native x4 output. torch is imported on first use only.
+
+One inference at a time (the intra-op pool is shared): a job that waits for another says so to its
+progress listener, and so does one measuring its precision. An upscale that cannot finish before
+the job's deadline at this machine's measured speed is refused (``deadline.py``): before it waits
+for the model, once it holds it, and, where no speed was known, after its first tiles.
 """
 
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -22,7 +26,17 @@ from typing import TYPE_CHECKING, Any
 
 from core.errors import InputError, ProviderUnavailable
 from providers.base import ImageAction, ImageConfig, TraceStep
-from providers.image.backend import SingleActionBackend, checkpoint
+from providers.image.backend import ReportingLock, SingleActionBackend, checkpoint
+from providers.image.deadline import (
+    Deadline,
+    Job,
+    Speed,
+    Speeds,
+    TileWatch,
+    check_fits,
+    current_deadline,
+    work_pixels,
+)
 from providers.image.imageio import ImageLimits, check_output_pixels, encode, open_checked, to_rgb_alpha
 from providers.image.ncnn_runner import NcnnNets, ncnn_version
 from providers.image.ncnn_runner import files_for as ncnn_files_for
@@ -30,6 +44,7 @@ from providers.image.precision import (
     CPU_CANDIDATES,
     AutoPrecision,
     CpuInfo,
+    Decision,
     decisions_file,
     describe_pinned,
     read_cpu_info,
@@ -44,6 +59,11 @@ PROVIDER = "realesrgan-torch"
 #: the provider a trace step names: the engine that ran (torch unless the ncnn candidate was chosen)
 _ENGINE = {"ncnn": "realesrgan-ncnn"}
 _MODEL_CACHE_SIZE = 2
+#: where a speed figure comes from, as a refusal names it
+_MEASURED_AUTO = "measured by precision auto on this CPU"
+_MEASURED_RUN = "measured on an earlier upscale in this process"
+#: what a job waiting for the model is told the holder does
+_UPSCALING, _WARMING = "another upscale", "the upscaler's warm-up (loading the model, choosing its precision)"
 #: changes when how a candidate runs changes (its tensors, autocast, ncnn options), so a cached
 #: decision is measured again; the floor and ``MIN_SPEEDUP`` are in the key already (``precision.rules``)
 REVISION = "upscale-paths 1"
@@ -115,7 +135,9 @@ class RealESRGANUpscaler(SingleActionBackend):
         self.table = table
         self._ncnn = NcnnNets()
         self._models: OrderedDict[tuple[str, str, str], tuple[Any, int]] = OrderedDict()
-        self._lock = threading.Lock()  # one inference at a time: the intra-op pool is shared
+        self._lock = ReportingLock()  # one inference at a time: the intra-op pool is shared
+        #: the fastest speed known per model on this machine (``deadline.Speeds``)
+        self.speeds = Speeds()
 
     @classmethod
     def from_config(
@@ -157,7 +179,23 @@ class RealESRGANUpscaler(SingleActionBackend):
 
         table = self.table if self.table is not None else self._candidates(name)
         decision = self.auto_precision.decide(name, versions(table), run, table=table)
+        self._note_measured(name, decision)
         return decision.precision, decision.describe()
+
+    def _note_measured(self, name: str, decision: Decision) -> None:
+        speed = decision.probe_speed()
+        if speed is not None:
+            self.speeds.note(name, *speed, _MEASURED_AUTO)
+
+    def known_speed(self, name: str, device: str) -> Speed | None:
+        """The fastest speed known for ``name`` here: an earlier upscale's, or the one ``precision:
+        auto`` measured (this process's decision, else the cached one; nothing is measured here)."""
+        if self.speeds.get(name) is None and self.settings.precision == "auto" and device == "cpu":
+            table = self.table if self.table is not None else self._candidates(name)
+            decision = self.auto_precision.peek(name, versions(table), table=table)
+            if decision is not None:
+                self._note_measured(name, decision)
+        return self.speeds.get(name)
 
     @staticmethod
     def _candidates(name: str) -> dict[str, frozenset[str]]:
@@ -228,36 +266,58 @@ class RealESRGANUpscaler(SingleActionBackend):
 
         name = weights.entry(self.settings.model).name
         device = self.device()
-        with self._lock:
+        with self._lock.hold(_WARMING):
             precision, _ = self.precision(name, device)
             self._model(name, device, precision)
 
-    # --- ImageProvider (process, process_traced: SingleActionBackend) ------------------------
+    # --- DeadlineAware ------------------------------------------------------------------------
 
-    def _process_sync(self, image: bytes, config: ImageConfig) -> tuple[bytes, list[TraceStep]]:
-        """One step: model, device, precision, tiles, sizes, ms."""
+    def check_deadline(self, width: int, height: int, config: ImageConfig, deadline: Deadline) -> None:
+        """``InputError`` (field ``image``) when a ``width`` x ``height`` input cannot be upscaled
+        before ``deadline`` at the speed known for this machine; the image action calls it before
+        anything is written."""
+        name, _ = self._resolve(config)
+        check_fits(self._job(name, width, height, config), self.known_speed(name, self.device()), deadline)
+
+    def _job(self, name: str, width: int, height: int, config: ImageConfig) -> Job:
+        tile = self.settings.tile if config.tile is None else config.tile
+        return Job(name, width, height, tile, self.settings.tile_pad)
+
+    def _resolve(self, config: ImageConfig) -> tuple[str, int]:
+        """The model's name and the scale of ``config`` (``InputError`` for an unknown model or scale)."""
         from providers.image import weights
-        started = time.perf_counter()
+
         spec = (
             weights.entry(config.model, field="model", kind="upscale")
             if config.model
             else weights.entry(self.settings.model)
         )
-        name = spec.name
         scale = config.scale or (spec.default_scale if config.model else None) or self.settings.scale
         if scale not in (1, 2, 3, 4):
             raise InputError(f"scale {scale} is not supported; valid: 2, 3, 4", field="scale")
+        return spec.name, scale
+
+    # --- ImageProvider (process, process_traced: SingleActionBackend) ------------------------
+
+    def _process_sync(self, image: bytes, config: ImageConfig) -> tuple[bytes, list[TraceStep]]:
+        """One step: model, device, precision, tiles, sizes, ms."""
+        started = time.perf_counter()
+        name, scale = self._resolve(config)
         img = open_checked(image, self.limits)
         width, height = img.size
         check_output_pixels(width, height, scale, self.limits)
-        rgb, alpha = to_rgb_alpha(img)
         device = self.device()
-        tile = self.settings.tile if config.tile is None else config.tile
-        with self._lock:
+        job, deadline = self._job(name, width, height, config), current_deadline()
+        check_fits(job, self.known_speed(name, device), deadline)  # before waiting for the model
+        rgb, alpha = to_rgb_alpha(img)
+        tile = job.tile
+        with self._lock.hold(_UPSCALING):
             precision, why = self.precision(name, device)
             network, native = self._model(name, device, precision)
             check_output_pixels(width, height, native, self.limits)
-            out, tiles = self._run(rgb, network, native, device, precision, tile)
+            known = self.known_speed(name, device)
+            check_fits(job, known, deadline)  # a wait or a measurement took time; a speed may be known now
+            out, tiles = self._run(rgb, network, native, (device, precision), job, TileWatch(job, job.tiles(), deadline, known))
         result = self._finish(out, alpha, (round(width * scale), round(height * scale)))
         data = encode(result, config.output_format)
         step = TraceStep(
@@ -275,28 +335,37 @@ class RealESRGANUpscaler(SingleActionBackend):
         return data, [step]
 
     def _run(
-        self, rgb: Any, network: Any, native: int, device: str, precision: str, tile: int
+        self, rgb: Any, network: Any, native: int, path: tuple[str, str], job: Job, watch: TileWatch
     ) -> tuple[Any, int]:
+        """Run ``job``'s tiles on ``path`` (device, precision); its speed is noted in ``speeds``."""
         import numpy as np
 
         from providers.image.tiling import run_tiled
 
+        (device, precision), tile = path, job.tile
+
+        def on_tile(done: int, total: int) -> None:
+            checkpoint(done, total)  # stops between tiles once the job is cancelled, and reports progress
+            watch.tile_done(done, total)  # stops a job its own tiles say cannot finish in time
+
         array = np.asarray(rgb, dtype=np.uint8)
+        started = time.perf_counter()
         try:
-            return run_tiled(
-                array,
-                self._infer_fn(network, device, precision),
-                scale=native,
-                tile=tile,
-                pad=self.settings.tile_pad,
-                on_tile=checkpoint,  # stops between tiles once the job is cancelled, and reports progress
+            out, tiles = run_tiled(
+                array, self._infer_fn(network, device, precision), scale=native, tile=tile, pad=job.pad, on_tile=on_tile,
             )
+        except InputError:
+            if watch.measured is not None:  # stopped by its own tiles: the next job is told up front
+                self.speeds.note(job.model, *watch.measured, _MEASURED_RUN)
+            raise
         except RuntimeError as exc:
             if "out of memory" in str(exc).lower():
                 raise ProviderUnavailable(
                     PROVIDER, f"{device} ran out of memory at tile={tile}; lower providers.image.upscale.tile"
                 ) from None
             raise
+        self.speeds.note(job.model, work_pixels(job.tiles()), time.perf_counter() - started, _MEASURED_RUN)
+        return out, tiles
 
     @staticmethod
     def _finish(out: np.ndarray, alpha: Any, size: tuple[int, int]) -> Any:

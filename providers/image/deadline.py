@@ -1,0 +1,219 @@
+"""Refusing an upscale that cannot finish within the job's deadline, before it wastes minutes.
+
+The dispatcher kills a job at ``limits.job_deadline_s``; a 4096x4096 upscale on a CPU (256 tiles
+at the default tile size) needs far longer, and used to run until it was killed. The image
+action opens ``job_deadline`` around its run; the upscaler then estimates how long the job's
+tiles need (``work_pixels``: the padded tiles' pixels, what the network really runs on) at the
+speed of its model on this machine (``Speeds``) and raises ``InputError`` naming the image, the
+estimate, the limit and what would fit (``check_fits``). It checks before waiting for the model,
+again once it holds the model (a wait or a precision measurement took time), and, where no speed
+was known, after the job's first warm tiles (``TileWatch``).
+
+The speed is measured, never assumed: ``precision: auto``'s timing on its probe images (kept
+with the decision per machine and model, ``precision.json``), and each upscale this process
+finished. The fastest figure known is used, so a job is refused only when even it says the job
+cannot fit; where no figure exists, nothing is refused up front. On the AVX2 EPYC of
+bench/README.md the 64x64 probes run anime-6B at ~12,000 input pixels/s and a 288x288 padded
+tile at ~8,700: the probe figure errs towards accepting.
+
+Nothing here imports anything heavy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from core.errors import InputError
+from providers.base import ImageConfig
+from providers.image.tiling import Tile, plan_tiles
+
+#: the config key of the deadline, named in every refusal
+DEADLINE_KEY = "limits.job_deadline_s"
+#: the tiles a job runs before its own speed decides, where no speed was known: the first one
+#: carries the network's one-off set-up, so the rate is taken over the next ones
+WARM_TILES = 1
+MEASURED_TILES = 2
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """The job must be done by ``at`` on ``clock`` (``limit_s`` after it started)."""
+
+    limit_s: float
+    at: float
+    key: str = DEADLINE_KEY
+    clock: Callable[[], float] = time.monotonic
+
+    def left(self) -> float:
+        """Seconds left before the deadline."""
+        return self.at - self.clock()
+
+
+_deadline: contextvars.ContextVar[Deadline | None] = contextvars.ContextVar("image_job_deadline", default=None)
+
+
+@contextlib.contextmanager
+def job_deadline(limit_s: float, *, key: str = DEADLINE_KEY,
+                 clock: Callable[[], float] = time.monotonic) -> Iterator[Deadline]:
+    """Within this block (and the worker threads it starts), image work must finish within
+    ``limit_s`` seconds from now; ``clock`` is for tests."""
+    deadline = Deadline(limit_s, clock() + limit_s, key, clock)
+    token = _deadline.set(deadline)
+    try:
+        yield deadline
+    finally:
+        _deadline.reset(token)
+
+
+def current_deadline() -> Deadline | None:
+    """The deadline ``job_deadline`` set around this work, or None (no deadline: never refused)."""
+    return _deadline.get()
+
+
+@runtime_checkable
+class DeadlineAware(Protocol):
+    """An image provider that can tell, before a job runs, that it cannot finish in time."""
+
+    def check_deadline(self, width: int, height: int, config: ImageConfig, deadline: Deadline) -> None:
+        """Raise ``InputError`` (field ``image``) when a ``width`` x ``height`` input cannot be
+        done before ``deadline`` at the speed known for this machine; else return."""
+
+
+@dataclass(frozen=True)
+class Speed:
+    """Input pixels per second through a model's network on this machine, and where that figure
+    comes from ("measured by precision auto on this CPU")."""
+
+    pixels_per_s: float
+    source: str
+
+
+@dataclass
+class Speeds:
+    """The fastest speed known per model, in this process (thread-safe)."""
+
+    _best: dict[str, Speed] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def note(self, model: str, pixels: float, seconds: float, source: str) -> None:
+        """``pixels`` ran in ``seconds``; kept when faster than what was known."""
+        if pixels <= 0 or seconds <= 0:
+            return
+        speed = Speed(pixels / seconds, source)
+        with self._lock:
+            known = self._best.get(model)
+            if known is None or speed.pixels_per_s > known.pixels_per_s:
+                self._best[model] = speed
+
+    def get(self, model: str) -> Speed | None:
+        with self._lock:
+            return self._best.get(model)
+
+
+def work_pixels(tiles: list[Tile]) -> int:
+    """The input pixels the network runs on: each tile with its padding."""
+    return sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in (t.padded for t in tiles))
+
+
+@dataclass(frozen=True)
+class Job:
+    """What an upscale runs: ``width`` x ``height`` through ``model``, in ``tile`` tiles with ``pad``."""
+
+    model: str
+    width: int
+    height: int
+    tile: int
+    pad: int
+
+    def tiles(self) -> list[Tile]:
+        return plan_tiles(self.width, self.height, self.tile, self.pad)
+
+    def largest_fitting(self, pixels_per_s: float, seconds: float) -> tuple[int, int]:
+        """The largest input of this aspect whose tiles run within ``seconds`` at ``pixels_per_s``."""
+        low, high = 0.0, 1.0
+        for _ in range(24):
+            middle = (low + high) / 2
+            width, height = max(1, int(self.width * middle)), max(1, int(self.height * middle))
+            fits = work_pixels(plan_tiles(width, height, self.tile, self.pad)) / pixels_per_s <= seconds
+            low, high = (middle, high) if fits else (low, middle)
+        return max(1, int(self.width * low)), max(1, int(self.height * low))
+
+
+def check_fits(job: Job, speed: Speed | None, deadline: Deadline | None) -> None:
+    """``InputError`` (field ``image``) when ``job``'s tiles need longer at ``speed`` than
+    ``deadline`` leaves; nothing without a speed or a deadline."""
+    if speed is None or deadline is None:
+        return
+    tiles = job.tiles()
+    pixels = work_pixels(tiles)
+    needs, left = pixels / speed.pixels_per_s, deadline.left()
+    if needs <= left:
+        return
+    raise InputError(
+        f"a {job.width}x{job.height} input needs about {needs:,.0f} s to upscale on this machine "
+        f"({len(tiles)} tiles, {pixels / 1e6:.1f} M pixels through {job.model} at ~{speed.pixels_per_s:,.0f} "
+        f"pixels/s, {speed.source}); {deadline.key} is {deadline.limit_s:g} s ({max(left, 0):,.0f} s left). "
+        + _what_fits(job, speed.pixels_per_s, needs, left, deadline),
+        field="image",
+    )
+
+
+def _what_fits(job: Job, pixels_per_s: float, needs: float, left: float, deadline: Deadline,
+               tiles_s: float = 0.0) -> str:
+    """The largest input whose tiles fit in what this job had for them (``left`` plus the
+    ``tiles_s`` it already spent on tiles), and the deadline that would let this one finish."""
+    width, height = job.largest_fitting(pixels_per_s, max(left + tiles_s, 0.0))
+    used = deadline.limit_s - left  # already spent by this job: reading, waiting, measuring, tiles
+    raise_to = math.ceil((needs + used) / 10) * 10
+    return (f"What fits: an input of at most ~{width}x{height} (every scale runs the model's x4 network, so a "
+            f"smaller scale takes as long), or raise {deadline.key} to at least {raise_to}.")
+
+
+class TileWatch:
+    """Where no speed was known before the run: after ``WARM_TILES`` + ``MEASURED_TILES`` tiles,
+    the job's own speed over the measured ones (or the fastest known, if faster) decides whether
+    the rest can finish in time; ``tile_done`` raises ``InputError`` when it cannot."""
+
+    def __init__(self, job: Job, tiles: list[Tile], deadline: Deadline | None, known: Speed | None) -> None:
+        self.job, self.tiles, self.deadline, self.known = job, tiles, deadline, known
+        self._warm_at: float | None = None
+        self._decided = deadline is None or known is not None  # a known speed was checked up front
+        #: ``(pixels, seconds)`` of the measured tiles, once they ran: the next job's speed
+        self.measured: tuple[int, float] | None = None
+
+    def tile_done(self, done: int, total: int) -> None:
+        """Call after each tile (``done`` of ``total``; 0 before the first)."""
+        if self._decided or self.deadline is None:
+            return
+        if done == WARM_TILES:
+            self._warm_at = self.deadline.clock()
+        elif self._warm_at is not None and done == WARM_TILES + MEASURED_TILES:
+            self._decided = True
+            if done < total:
+                self._check(done, total)
+
+    def _check(self, done: int, total: int) -> None:
+        assert self.deadline is not None and self._warm_at is not None
+        seconds = self.deadline.clock() - self._warm_at  # the measured tiles; the warm one is not counted
+        ran = work_pixels(self.tiles[WARM_TILES:done])
+        if seconds <= 0 or ran <= 0:
+            return
+        self.measured, rate = (ran, seconds), ran / seconds
+        needs, left = work_pixels(self.tiles[done:]) / rate, self.deadline.left()
+        if needs <= left:
+            return
+        raise InputError(
+            f"a {self.job.width}x{self.job.height} input cannot be upscaled in time on this machine: stopped after "
+            f"{done} of {total} tiles, which ran at ~{rate:,.0f} pixels/s through {self.job.model}; the other "
+            f"{total - done} need about {needs:,.0f} s and {max(left, 0):,.0f} s of {self.deadline.key}="
+            f"{self.deadline.limit_s:g} s are left. "
+            + _what_fits(self.job, rate, needs, left, self.deadline, work_pixels(self.tiles[:done]) / rate),
+            field="image",
+        )

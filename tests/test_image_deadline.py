@@ -1,0 +1,187 @@
+"""An upscale that cannot finish within ``limits.job_deadline_s`` is refused up front (or, where no
+speed was known, after its first tiles), at a speed measured on this machine, not assumed.
+
+The speed is what ``precision: auto`` measured (a cached decision written here, as a warm worker
+would have it) or what an earlier upscale in this process ran at; the upscales run the real
+anime-6B weights.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import io
+import json
+import re
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from PIL import Image
+from test_image_precision import AMX, MODEL, NOT_READ
+
+from core.config import load_config
+from core.errors import InputError
+from providers.base import ImageAction, ImageConfig
+from providers.image import precision
+from providers.image import pull as weights_pull
+from providers.image import upscale as upscale_module
+from providers.image.backend import listen_to_progress
+from providers.image.deadline import Deadline, Job, Speed, check_fits, job_deadline, work_pixels
+from providers.image.imageio import ImageLimits
+from providers.image.precision import AutoPrecision
+from providers.image.upscale import RealESRGANUpscaler, UpscaleSettings
+from providers.storage.local import LocalStorage
+from swarm.dispatcher import dispatch
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SHARED = Path(tempfile.gettempdir()) / "swarm-test-models"
+SMALL = (FIXTURES / "sr_input_48.png").read_bytes()
+#: fp32 and bf16 on a faked AMX CPU: auto has something to measure, so its decision carries a speed
+TABLE = {"fp32": frozenset[str](), "bf16": frozenset({"amx_bf16"})}
+#: the cached decision's speed: 8,192 probe pixels per round in 2 s (4,096 input pixels/s)
+PROBE_PIXELS, ROUND_SECONDS = 8192, 2.0
+DEADLINE_S = 10
+
+
+@pytest.fixture(scope="module")
+def models_dir():
+    assert weights_pull.pull([MODEL], SHARED)["ok"]
+    return str(SHARED)
+
+
+def png(width: int, height: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.open(FIXTURES / "sr_input_48.png").resize((width, height)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def measured_upscaler(models_dir: str, cache: Path, limits: ImageLimits | None = None) -> RealESRGANUpscaler:
+    """``precision: auto`` with a decision cached as a measurement on this (faked) machine would have
+    left it: fp32, its timed round of the probes at ``ROUND_SECONDS``."""
+    settings = UpscaleSettings(models_dir=models_dir, device="cpu", precision="auto", tile=256)
+    auto = AutoPrecision(cache / "precision.json", lambda: AMX, probe_size=16, rounds=1, cpu_share=NOT_READ)
+    provider = RealESRGANUpscaler(settings, limits, cpu_info=lambda: AMX, auto_precision=auto, table=TABLE)
+    key = auto.key(MODEL, upscale_module.versions(TABLE))
+    decision = {"precision": "fp32", "why": "auto: bf16 only 1.02x fp32",
+                "measured": {"fp32": {"seconds": ROUND_SECONDS, "speedup": 1.0},
+                             "bf16": {"seconds": 1.96, "speedup": 1.02, "psnr_photo": 50.0, "psnr_line_art": 50.0}},
+                "conditions": {"cpus": 2, "load_1m": 0.3, "probe_pixels": PROBE_PIXELS}}
+    (cache / "precision.json").write_text(json.dumps({"decisions": {key: decision}}))
+    return provider
+
+
+@pytest.fixture
+def job_setup(models_dir, make_context, config_file, tmp_path, monkeypatch):
+    monkeypatch.setenv("SWARM_MODELS_DIR", str(SHARED))
+    raw = yaml.safe_load(config_file.read_text())
+    raw["limits"]["job_deadline_s"] = DEADLINE_S
+    config_file.write_text(yaml.safe_dump(raw))
+    config = load_config(config_file)
+    storage = LocalStorage(tmp_path / "artifacts")
+    cache = tmp_path / "state"
+    cache.mkdir()
+    provider = measured_upscaler(models_dir, cache, ImageLimits.from_config(config))
+    return make_context(None, config=config, storage=storage, upscale=provider), storage
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+async def test_an_upscale_that_cannot_finish_in_time_is_refused_before_anything_is_written(job_setup):
+    """512x512 in 256-pixel tiles is 4 padded tiles, 295,936 pixels: ~72 s at the measured 4,096
+    pixels/s, past the 10 s deadline. It used to start and run until the dispatcher killed it."""
+    make, storage = job_setup
+    result = await dispatch({"project": "image_tools", "action": "upscale", "input": {"image": b64(png(512, 512))}},
+                            make)
+    assert result["status"] == "FAILED", result
+    assert result["error"]["type"] == "InputError"
+    message = result["error"]["message"]
+    assert message.startswith("image: a 512x512 input needs about 72 s to upscale on this machine (4 tiles, 0.3 M "
+                              "pixels through realesrgan-anime-6b at ~4,096 pixels/s, measured by precision auto "
+                              f"on this CPU); limits.job_deadline_s is {DEADLINE_S} s ("), message
+    assert f"or raise limits.job_deadline_s to at least {80}" in message
+    # what it says fits does fit at that speed, with the whole deadline
+    width, height = map(int, re.search(r"at most ~(\d+)x(\d+)", message).groups())  # type: ignore[union-attr]
+    assert 100 < width == height < 512
+    pixels = work_pixels(Job(MODEL, width, height, 256, 16).tiles())
+    assert pixels / (PROBE_PIXELS / ROUND_SECONDS) <= DEADLINE_S
+    assert await storage.list() == []
+
+
+async def test_an_upscale_that_fits_at_the_measured_speed_runs(job_setup):
+    make, _ = job_setup
+    result = await dispatch({"project": "image_tools", "action": "upscale", "input": {"image": b64(SMALL)}}, make)
+    assert result["status"] == "COMPLETED", result["error"]
+    assert result["output"]["width"] == 192
+
+
+async def test_the_speed_comes_from_this_machine_an_earlier_upscale_teaches_it(models_dir):
+    """Pinned fp32 measures nothing: before any upscale nothing is refused (no speed is assumed);
+    after one, its own speed refuses an input far past the deadline, before waiting for the model."""
+    provider = RealESRGANUpscaler(UpscaleSettings(models_dir=models_dir, device="cpu", precision="fp32", tile=64))
+    huge = Deadline(60.0, time.monotonic() + 60.0)
+    assert provider.known_speed(MODEL, "cpu") is None
+    provider.check_deadline(4096, 4096, ImageConfig(), huge)  # no figure yet: not refused
+    await provider.process(png(96, 96), ImageAction.UPSCALE, ImageConfig(scale=2))
+    speed = provider.known_speed(MODEL, "cpu")
+    assert speed is not None and speed.source == "measured on an earlier upscale in this process"
+    with pytest.raises(InputError) as refused:
+        provider.check_deadline(4096, 4096, ImageConfig(), huge)
+    assert refused.value.field == "image"
+    assert "a 4096x4096 input needs about " in str(refused.value) and "limits.job_deadline_s is 60 s" in str(refused.value)
+    with job_deadline(60.0), pytest.raises(InputError, match="4096x4096 input needs about"):  # the same in a job
+        await provider.process(png(4096, 4096), ImageAction.UPSCALE, ImageConfig())
+
+
+async def test_without_a_known_speed_the_first_tiles_decide_and_the_rest_never_run(models_dir):
+    """No speed known (pinned fp32, a fresh process): the job's own tiles measure it. On a clock
+    where each real millisecond is a second, 64 tiles cannot finish in 1 s: it stops after 3."""
+    provider = RealESRGANUpscaler(UpscaleSettings(models_dir=models_dir, device="cpu", precision="fp32",
+                                                  tile=16, tile_pad=4))
+    reported: list[int] = []
+    with job_deadline(1.0, clock=lambda: time.monotonic() * 1000), listen_to_progress(
+            lambda done, total: reported.append(done)), pytest.raises(InputError) as stopped:
+        await provider.process(png(128, 128), ImageAction.UPSCALE, ImageConfig(scale=4))
+    assert stopped.value.field == "image"
+    assert str(stopped.value).startswith("image: a 128x128 input cannot be upscaled in time on this machine: "
+                                         "stopped after 3 of 64 tiles")
+    assert "limits.job_deadline_s=1 s are left" in str(stopped.value)
+    assert reported == [0, 1, 2, 3]  # the other 61 tiles never ran
+    # what those tiles measured is this machine's speed now: the same job is refused up front
+    assert provider.known_speed(MODEL, "cpu") is not None
+    reported.clear()
+    with job_deadline(1.0, clock=lambda: time.monotonic() * 1000), listen_to_progress(
+            lambda done, total: reported.append(done)), pytest.raises(InputError, match="128x128 input needs about"):
+        await provider.process(png(128, 128), ImageAction.UPSCALE, ImageConfig(scale=4))
+    assert reported == []
+
+
+def test_a_job_is_refused_only_past_the_time_it_has_left():
+    job, speed = Job(MODEL, 1024, 1024, 256, 16), Speed(10_000.0, "measured")
+    needs = work_pixels(job.tiles()) / speed.pixels_per_s  # 16 tiles of 288x288 (edges 272): ~125 s
+    check_fits(job, speed, Deadline(900.0, time.monotonic() + needs + 5))
+    check_fits(job, None, Deadline(1.0, time.monotonic() + 1))  # no speed known: never refused
+    with pytest.raises(InputError, match="1024x1024 input needs about 125 s"):
+        check_fits(job, speed, Deadline(900.0, time.monotonic() + needs - 5))
+
+
+def test_config_keeps_a_deadline_a_cpu_upscale_of_the_largest_input_passes():
+    """The case this guards: 4096x4096 (the input pixel limit) at 256-pixel tiles is 256 tiles, far
+    past the shipped deadline at any speed these CPUs reach (bench/README.md: ~9,000-12,000 pixels/s)."""
+    config = load_config(Path(__file__).resolve().parents[1] / "config.yaml")
+    job = Job(MODEL, 4096, 4096, config.providers.image.upscale.tile, 16)
+    assert len(job.tiles()) == 256
+    with pytest.raises(InputError, match="4096x4096 input needs about"):
+        check_fits(job, Speed(12_000.0, "measured"), Deadline(config.limits.job_deadline_s,
+                                                              time.monotonic() + config.limits.job_deadline_s))
+
+
+def test_a_cached_decision_without_the_probe_pixels_gives_no_speed():
+    """Entries measured before the probe pixels were recorded say nothing about speed: no guess."""
+    old = precision.Decision("fp32", "auto: x", {"fp32": {"seconds": 2.0, "speedup": 1.0}}, {"cpus": 2})
+    assert old.probe_speed() is None
+    assert dataclasses.replace(old, conditions={"cpus": 2, "probe_pixels": 512}).probe_speed() == (512, 2.0)
