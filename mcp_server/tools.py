@@ -279,6 +279,11 @@ async def _read_sources(ctx: Context, config: Any, inp: dict[str, Any]) -> dict[
     if out.get("image"):
         base64_payload(out["image"], limits, field="image")
     if inp.get("images") is not None:
+        from graphs.image.inputs import MAX_BATCH_IMAGES
+
+        if not 1 <= len(inp["images"]) <= MAX_BATCH_IMAGES:  # before any file is read
+            raise InputError(f"{len(inp['images'])} images; give 1 to {MAX_BATCH_IMAGES} per job (MAX_BATCH_IMAGES)",
+                             field="images")
         out["images"] = [await _read_source(ctx, config, limits, item, f"images[{n}].")
                          for n, item in enumerate(inp["images"])]
     return out

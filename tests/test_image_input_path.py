@@ -135,6 +135,18 @@ async def test_what_is_not_an_image_file_is_named(echo: EchoImages, tmp_path: Pa
         assert await jobs_of(client) == []
 
 
+async def test_too_many_images_are_refused_before_any_file_is_read(echo: EchoImages, tmp_path: Path) -> None:
+    """17 paths were all read (and 17 non-images refused for the first one's content) before the
+    count made a job fail; the count comes first now, naming the field and the limit."""
+    not_images = [{"path": "/etc/passwd"}] * 17
+    async with Client(build_server(config_with(tmp_path))) as client:
+        result = await client.call_tool("remove_background", {"images": not_images})
+        assert result.is_error, result.content[0].text
+        assert "InputError: images: 17 images; give 1 to 16 per job (MAX_BATCH_IMAGES)" in result.content[0].text
+        assert await jobs_of(client) == []
+    assert echo.seen == []
+
+
 async def test_an_image_over_the_limit_is_refused_before_a_job_exists(echo: EchoImages, tmp_path: Path) -> None:
     """A 25 MB base64 image made a job and waited 66-107 s for its size error; now the tool says
     so at once, naming the field and the limit, and no job is made."""

@@ -73,6 +73,16 @@ async def test_searxng_without_url_is_unavailable_and_says_so():
         await backend.search("q")
 
 
+@pytest.mark.parametrize("url", ["not a url", "searxng:8080", "ftp://user:s3cretpass@host/", "http://"])
+async def test_searxng_with_a_url_that_is_no_http_url_is_unconfigured_without_quoting_it(url):
+    backend = SearxngSearch.from_config("searxng", {"url": url, "format": "json"})
+    reason = backend.unconfigured_reason()
+    assert reason == "SEARXNG_URL is not an http(s) URL (like http://your-searxng:8080)"
+    with pytest.raises(ProviderUnavailable, match="not an http") as raised:
+        await backend.search("q")
+    assert "s3cretpass" not in str(raised.value)
+
+
 async def test_tavily_posts_query_with_bearer_key(fake):
     backend = TavilySearch.from_config("tavily", {"api_key": KEY, "base_url": fake.url, "timeout_s": 5})
     results = await backend.search("what is mcp", max_results=1)

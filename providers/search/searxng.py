@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -68,8 +69,14 @@ class SearxngSearch:
         )
 
     def unconfigured_reason(self) -> str | None:
-        """Why this backend cannot be tried at all, or None when it can."""
-        return None if self.url else "SEARXNG_URL is not set"
+        """Why this backend cannot be tried at all, or None when it can (the value itself is never
+        quoted: a URL may carry a password)."""
+        if not self.url:
+            return "SEARXNG_URL is not set"
+        parts = urllib.parse.urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            return "SEARXNG_URL is not an http(s) URL (like http://your-searxng:8080)"
+        return None
 
     async def search(self, query: str, max_results: int = 10) -> list[SearchResult]:
         """Query the instance; errors come back as ProviderError subclasses with the fix."""
