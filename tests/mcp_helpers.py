@@ -12,6 +12,23 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
+#: the wait budget of a test whose image job must finish within the call: on a fresh SWARM_HOME the
+#: first image job measures ``precision: auto`` (up to MEASURE_BUDGET_S = 120 s of wall time, and
+#: longer on a loaded machine), then runs; a budget at that measurement's size raced it
+IMAGE_WAIT_BUDGET_S = 600.0
+
+
+async def collect(client: Any, job_id: str, deadline_s: float = IMAGE_WAIT_BUDGET_S) -> Any:
+    """``job_result`` of ``job_id``, asked again (each call waits up to 50 s, the tool's most) until
+    the job is no longer IN_PROGRESS or ``deadline_s`` has passed; the last call's result."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + deadline_s
+    while True:
+        result = await client.call_tool("job_result", {"job_id": job_id, "wait_s": 50})
+        if result.is_error or result.structured_content["status"] != "IN_PROGRESS" or loop.time() > deadline:
+            return result
+
+
 def write_config(tmp_path: Path, *, wait_budget_s: float = 1.0, enabled_tools: list[str] | None = None,
                  report_page_chars: int | None = None, max_inline_image_bytes: int | None = None) -> Path:
     """The project's config with a short wait budget, the local runner and optional mcp settings."""

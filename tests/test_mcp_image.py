@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from mcp import Client
-from mcp_helpers import write_config
+from mcp_helpers import IMAGE_WAIT_BUDGET_S, collect, write_config
 
 from mcp_server.server import build_server
 
@@ -29,7 +29,7 @@ async def test_upscale_returns_a_key_and_url_and_the_artifact_resource_serves_it
 ) -> None:
     monkeypatch.setenv("SWARM_MODELS_DIR", str(SHARED))
     small = (FIXTURES / "sr_input_48.png").read_bytes()
-    async with Client(build_server(str(write_config(tmp_path, wait_budget_s=120)))) as client:
+    async with Client(build_server(str(write_config(tmp_path, wait_budget_s=IMAGE_WAIT_BUDGET_S)))) as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}
         assert {"upscale_image", "remove_background", "process_image"} <= set(tools)
         assert tools["upscale_image"].annotations.read_only_hint is False
@@ -62,7 +62,7 @@ async def test_remove_background_with_a_list_of_images(tmp_path: Path, monkeypat
     assert weights_pull.pull(["u2netp"], SHARED)["ok"]
     monkeypatch.setenv("SWARM_MODELS_DIR", str(SHARED))
     photo = base64.b64encode((FIXTURES / "grace_hopper_256.jpg").read_bytes()).decode()
-    async with Client(build_server(str(write_config(tmp_path, wait_budget_s=120)))) as client:
+    async with Client(build_server(str(write_config(tmp_path, wait_budget_s=IMAGE_WAIT_BUDGET_S)))) as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}
         assert "images" in tools["remove_background"].input_schema["properties"]
 
@@ -116,7 +116,7 @@ async def test_stdio_image_results_show_a_preview_and_link_the_full_image(tmp_pa
     from providers.image import pull as weights_pull
     assert weights_pull.pull(["realesrgan-anime-6b", "u2netp"], SHARED)["ok"]
     limit = 30_000
-    config = write_config(tmp_path, wait_budget_s=120, max_inline_image_bytes=limit)
+    config = write_config(tmp_path, wait_budget_s=IMAGE_WAIT_BUDGET_S, max_inline_image_bytes=limit)
     home = tmp_path / "home"
     params = server_params(config, SWARM_MODELS_DIR=str(SHARED), SWARM_HOME=str(home), SWARM_STORAGE="local")
 
@@ -226,7 +226,7 @@ async def test_an_image_job_collected_by_job_result_shows_its_image(tmp_path: Pa
         started = await client.call_tool("remove_background", {"image": photo, "model": "u2netp"})
         assert not started.is_error, started.content[0].text
         job_id = started.structured_content["job_id"]
-        collected = await client.call_tool("job_result", {"job_id": job_id, "wait_s": 50})
+        collected = await collect(client, job_id)  # the first image job measures precision: auto first
         assert not collected.is_error, collected.content[0].text
         assert collected.structured_content["status"] == "COMPLETED"
         key = collected.structured_content["output"]["key"]  # the tool's own field names

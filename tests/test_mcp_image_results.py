@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from mcp import Client
-from mcp_helpers import write_config
+from mcp_helpers import IMAGE_WAIT_BUDGET_S, write_config
 
 from mcp_server.server import build_server
 
@@ -41,7 +41,7 @@ async def test_a_folder_key_is_no_object_for_the_resource_and_for_its_image_alon
     internal error: the resource read failed with a traceback, a batch failed every image."""
     (swarm_home / "artifacts" / "image_tools" / "earlier").mkdir(parents=True)
     (swarm_home / "artifacts" / "image_tools" / "earlier" / "x.png").write_bytes(b"\x89PNG\r\n\x1a\n")
-    async with Client(build_server(str(write_config(tmp_path, wait_budget_s=120)))) as client:
+    async with Client(build_server(str(write_config(tmp_path, wait_budget_s=IMAGE_WAIT_BUDGET_S)))) as client:
         with pytest.raises(Exception, match="no object 'image_tools' in storage"):
             await client.read_resource("swarm://artifacts/image_tools")
 
@@ -75,7 +75,7 @@ async def test_job_result_keeps_to_the_inline_limit_like_the_tool(models: None, 
     """job_result handed back the whole base64 of a result over mcp.max_inline_image_bytes (megabytes
     in a chat), where the image tool itself drops it and says why."""
     limit = 2_000
-    config = str(write_config(tmp_path, wait_budget_s=120, max_inline_image_bytes=limit))
+    config = str(write_config(tmp_path, wait_budget_s=IMAGE_WAIT_BUDGET_S, max_inline_image_bytes=limit))
     async with Client(build_server(config)) as client:
         single = await client.call_tool("upscale_image", {"image": SMALL, "scale": 2, "return_base64": True})
         batch = await client.call_tool("remove_background", {

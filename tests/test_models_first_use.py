@@ -144,7 +144,7 @@ def test_corrupt_file_is_not_silently_replaced(tmp_path, no_network):
 async def test_image_tools_over_mcp_work_with_an_empty_models_dir(tmp_path, monkeypatch):
     """The issue: ``upscale_image`` right after setup failed until ``swarm models pull`` ran."""
     from mcp import Client
-    from mcp_helpers import write_config
+    from mcp_helpers import IMAGE_WAIT_BUDGET_S, write_config
 
     from mcp_server.server import build_server
 
@@ -152,7 +152,7 @@ async def test_image_tools_over_mcp_work_with_an_empty_models_dir(tmp_path, monk
     monkeypatch.setenv("SWARM_MODELS_DIR", str(models))
     small = base64.b64encode((FIXTURES / "sr_input_48.png").read_bytes()).decode()
     photo = base64.b64encode((FIXTURES / "grace_hopper_256.jpg").read_bytes()).decode()
-    async with Client(build_server(str(write_config(tmp_path, wait_budget_s=120)))) as client:
+    async with Client(build_server(str(write_config(tmp_path, wait_budget_s=IMAGE_WAIT_BUDGET_S)))) as client:
         up = await client.call_tool("upscale_image", {"image": small, "scale": 2})
         assert not up.is_error, up.content[0].text
         assert (up.structured_content["details"]["width"], up.structured_content["details"]["height"]) == (96, 96)
