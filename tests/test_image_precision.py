@@ -240,8 +240,8 @@ def test_load_and_cores_are_recorded_and_a_busy_machine_does_not_cache(tmp_path)
     model = FakeModel({"fp32": 1.0, "bf16": 0.25}, {"bf16": 0.5})
     chooser(tmp_path, AMX, model, load=0.4).decide(MODEL, "t", model.run)
     (entry,) = json.loads((tmp_path / "precision.json").read_text())["decisions"].values()
-    # probe_pixels: the two 16x16 probes of a timed round, this machine's speed with its seconds
-    assert entry["conditions"] == {"cpus": 2, "load_1m": 0.4, "probe_pixels": 512}
+    # where it was measured, nothing more: the probes' timing is no upscale speed (deadline.py)
+    assert entry["conditions"] == {"cpus": 2, "load_1m": 0.4}
     assert entry["why"].endswith("; load 0.40 on 2 CPUs")
 
     busy, model.calls[:] = tmp_path / "busy", []

@@ -82,7 +82,7 @@ def test_a_loaded_host_does_not_keep_a_quiet_container_from_caching(tmp_path):
     assert why.endswith("; 2 CPUs, waited for a CPU 5%, host load 40.00"), why
     (entry,) = entries.values()
     assert entry["precision"] == "bf16"
-    assert entry["conditions"] == {"cpus": 2, "load_1m": 40.0, "cpu_wait_share": 0.05, "probe_pixels": 512}
+    assert entry["conditions"] == {"cpus": 2, "load_1m": 40.0, "cpu_wait_share": 0.05}
 
 
 def test_a_process_kept_off_the_cpus_does_not_cache_whatever_the_load_says(tmp_path):

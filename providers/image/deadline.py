@@ -5,16 +5,20 @@ at the default tile size) needs far longer, and used to run until it was killed.
 action opens ``job_deadline`` around its run; the upscaler then estimates how long the job's
 tiles need (``work_pixels``: the padded tiles' pixels, what the network really runs on) at the
 speed of its model on this machine (``Speeds``) and raises ``InputError`` naming the image, the
-estimate, the limit and what would fit (``check_fits``). It checks before waiting for the model,
-again once it holds the model (a wait or a precision measurement took time), and, where no speed
-was known, after the job's first warm tiles (``TileWatch``).
+estimate, the limit and what would fit (``check_fits``). It checks before waiting for the model
+and again once it holds the model (a wait or a precision measurement took time).
 
-The speed is measured, never assumed: ``precision: auto``'s timing on its probe images (kept
-with the decision per machine and model, ``precision.json``), and each upscale this process
-finished. The fastest figure known is used, so a job is refused only when even it says the job
-cannot fit; where no figure exists, nothing is refused up front. On the AVX2 EPYC of
-bench/README.md the 64x64 probes run anime-6B at ~12,000 input pixels/s and a 288x288 padded
-tile at ~8,700: the probe figure errs towards accepting.
+The speed is measured on real upscale tiles, never assumed: each upscale this process ran (the
+fastest figure is kept). ``precision: auto``'s timing of its 64x64 probes is not one: per-call
+overhead dominates it (realesr-animevideov3-x4: ~5,500 pixels/s there, ~30,000 in real upscales).
+A figure from a small job carries its first tile's set-up too, so up front a job is refused only
+when it would not fit even at ``UP_FRONT_MARGIN`` times that speed; where no figure exists,
+nothing is refused up front.
+
+Whatever was known up front, the job's own tiles decide (``TileWatch``): after its first warm
+tiles and every ``RECHECK_EVERY_TILES`` after, the rate of its tiles since the warm ones says
+whether the rest can finish in what is left, so a job accepted on a figure too fast for now (load,
+another model) stops early with the same kind of message instead of being killed at the deadline.
 
 Nothing here imports anything heavy.
 """
@@ -36,10 +40,18 @@ from providers.image.tiling import Tile, plan_tiles
 
 #: the config key of the deadline, named in every refusal
 DEADLINE_KEY = "limits.job_deadline_s"
-#: the tiles a job runs before its own speed decides, where no speed was known: the first one
-#: carries the network's one-off set-up, so the rate is taken over the next ones
+#: the tiles a job runs before its own speed first decides: the first one carries the network's
+#: one-off set-up, so the rate is taken over the next ones
 WARM_TILES = 1
 MEASURED_TILES = 2
+#: after that, the job's rate since its warm tiles decides again every this many tiles: a job that
+#: falls behind (the machine got busier) stops early instead of at the deadline
+RECHECK_EVERY_TILES = 8
+#: up front a job is refused only when it would not fit even at this many times the known speed:
+#: that figure is a whole earlier upscale's, and a small one's includes its first tile's set-up,
+#: which can make it read several times slow; a job accepted on the margin that is too slow for
+#: its deadline is still stopped by its own tiles (``TileWatch``)
+UP_FRONT_MARGIN = 2.0
 
 
 @dataclass(frozen=True)
@@ -147,14 +159,15 @@ class Job:
 
 
 def check_fits(job: Job, speed: Speed | None, deadline: Deadline | None) -> None:
-    """``InputError`` (field ``image``) when ``job``'s tiles need longer at ``speed`` than
-    ``deadline`` leaves; nothing without a speed or a deadline."""
+    """``InputError`` (field ``image``) when ``job``'s tiles need longer than ``deadline`` leaves
+    even at ``UP_FRONT_MARGIN`` times ``speed``; nothing without a speed or a deadline. The
+    message gives the estimate at ``speed`` itself, and what fits at it."""
     if speed is None or deadline is None:
         return
     tiles = job.tiles()
     pixels = work_pixels(tiles)
     needs, left = pixels / speed.pixels_per_s, deadline.left()
-    if needs <= left:
+    if needs / UP_FRONT_MARGIN <= left:
         return
     raise InputError(
         f"a {job.width}x{job.height} input needs about {needs:,.0f} s to upscale on this machine "
@@ -177,31 +190,29 @@ def _what_fits(job: Job, pixels_per_s: float, needs: float, left: float, deadlin
 
 
 class TileWatch:
-    """Where no speed was known before the run: after ``WARM_TILES`` + ``MEASURED_TILES`` tiles,
-    the job's own speed over the measured ones (or the fastest known, if faster) decides whether
-    the rest can finish in time; ``tile_done`` raises ``InputError`` when it cannot."""
+    """The job's own speed decides whether it can finish in time, whatever was known up front:
+    after ``WARM_TILES`` + ``MEASURED_TILES`` tiles and every ``RECHECK_EVERY_TILES`` after, the
+    rate of its tiles since the warm ones says whether the rest fit in what is left;
+    ``tile_done`` raises ``InputError`` when they cannot."""
 
-    def __init__(self, job: Job, tiles: list[Tile], deadline: Deadline | None, known: Speed | None) -> None:
-        self.job, self.tiles, self.deadline, self.known = job, tiles, deadline, known
+    def __init__(self, job: Job, tiles: list[Tile], deadline: Deadline | None) -> None:
+        self.job, self.tiles, self.deadline = job, tiles, deadline
         self._warm_at: float | None = None
-        self._decided = deadline is None or known is not None  # a known speed was checked up front
-        #: ``(pixels, seconds)`` of the measured tiles, once they ran: the next job's speed
+        #: ``(pixels, seconds)`` of the tiles since the warm ones, at the latest check: the next job's speed
         self.measured: tuple[int, float] | None = None
 
     def tile_done(self, done: int, total: int) -> None:
         """Call after each tile (``done`` of ``total``; 0 before the first)."""
-        if self._decided or self.deadline is None:
+        if self.deadline is None or done >= total:
             return
         if done == WARM_TILES:
             self._warm_at = self.deadline.clock()
-        elif self._warm_at is not None and done == WARM_TILES + MEASURED_TILES:
-            self._decided = True
-            if done < total:
-                self._check(done, total)
+        elif self._warm_at is not None and _check_due(done):
+            self._check(done, total)
 
     def _check(self, done: int, total: int) -> None:
         assert self.deadline is not None and self._warm_at is not None
-        seconds = self.deadline.clock() - self._warm_at  # the measured tiles; the warm one is not counted
+        seconds = self.deadline.clock() - self._warm_at  # the tiles since the warm one, which is not counted
         ran = work_pixels(self.tiles[WARM_TILES:done])
         if seconds <= 0 or ran <= 0:
             return
@@ -217,3 +228,10 @@ class TileWatch:
             + _what_fits(self.job, rate, needs, left, self.deadline, work_pixels(self.tiles[:done]) / rate),
             field="image",
         )
+
+
+def _check_due(done: int) -> bool:
+    """Whether the job's own rate decides after tile ``done``: first after the measured tiles,
+    then every ``RECHECK_EVERY_TILES``."""
+    since_first = done - WARM_TILES - MEASURED_TILES
+    return since_first >= 0 and since_first % RECHECK_EVERY_TILES == 0

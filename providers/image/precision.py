@@ -33,8 +33,8 @@ it reads the cache again and takes the holder's decision (see ``AutoPrecision``)
 measurement really got (``cpu_share.py``: its threads' run-queue wait, the container's throttling;
 the load average only where neither can be read) and the core count are in the entry and the
 why-text; a disturbed measurement is used by this process only and measured again at the next
-start. The probe pixels timed per round are in the entry too: with the chosen path's seconds they
-are this machine's speed for the model (``deadline.py``). A job that measures (or waits for
+start. The probe timings are no measure of an upscale's speed (per-call overhead dominates them on
+64x64 probes): ``deadline.py`` uses real upscales' tiles. A job that measures (or waits for
 another process's measurement) says so to its progress listener (``backend.report``). A corrupt
 or unwritable cache is logged and measured again; it never fails an upscale.
 
@@ -128,20 +128,12 @@ class Decision:
     #: rounds' ratios), "psnr_<image>": dB (fp32, the reference, has no PSNR)}; a candidate that
     #: failed or was dropped has no row
     measured: dict[str, dict[str, float]] = field(default_factory=dict)
-    #: where it was measured (``CpuShare.conditions``: "cpus", "load_1m", "cpu_wait_share", ...) and
-    #: "probe_pixels", the input pixels of one timed round
+    #: where it was measured (``CpuShare.conditions``: "cpus", "load_1m", "cpu_wait_share", ...)
     conditions: dict[str, float] = field(default_factory=dict)
 
     def describe(self) -> str:
         """``bf16 (auto: 3.9x fp32, PSNR 47.1 dB; load 0.40 on 2 CPUs)``: what the trace step shows."""
         return f"{self.precision} ({self.why})"
-
-    def probe_speed(self) -> tuple[float, float] | None:
-        """``(pixels, seconds)`` of one timed round of the chosen path, where it was measured
-        (an entry older than ``probe_pixels`` has none)."""
-        pixels = self.conditions.get("probe_pixels")
-        seconds = self.measured.get(self.precision, {}).get("seconds")
-        return (pixels, seconds) if pixels and seconds and seconds > 0 else None
 
 
 class Budget:
@@ -371,17 +363,6 @@ class AutoPrecision:
                 self._decided[key] = cached
             return self._decided[key]
 
-    def peek(self, model: str, versions: str, *, table: dict[str, frozenset[str]] | None = None,
-             floor: Floor | None = None) -> Decision | None:
-        """The decision ``decide`` would return without measuring: this process's, else the
-        cached one; None when it would measure (or has nothing to measure)."""
-        if len(candidates_for(self.cpu_info(), CPU_CANDIDATES if table is None else table)) == 1:
-            return None
-        key = self.key(model, versions, floor)
-        # not under ``_lock``: ``decide`` holds it for a whole measurement, and a job asking only
-        # what is known must not wait for one (a dict read is atomic)
-        return self._decided.get(key) or self._cache.load(_parse).get(key)
-
     def _report_waiting(self) -> None:
         report(f"waiting for another process measuring the fastest accurate path on this CPU (up to {self.wait_s:g} s)")
 
@@ -406,8 +387,7 @@ class AutoPrecision:
         busy = share.busy()
         decision = replace(decision, why=f"{decision.why}; {share.describe()}" + (
             f": busy ({busy}), not cached, measured again at the next start" if busy else ""),
-            conditions={**share.conditions(), "probe_pixels": sum(image.shape[0] * image.shape[1]
-                                                                  for image in images.values())})
+            conditions=share.conditions())
         log.info("precision for %s on %s: %s, measured in %.1f s", model, cpu.model,
                  decision.describe(), time.perf_counter() - started)
         if not busy:

@@ -11,8 +11,9 @@ native x4 output. torch is imported on first use only.
 
 One inference at a time (the intra-op pool is shared): a job that waits for another says so to its
 progress listener, and so does one measuring its precision. An upscale that cannot finish before
-the job's deadline at this machine's measured speed is refused (``deadline.py``): before it waits
-for the model, once it holds it, and, where no speed was known, after its first tiles.
+the job's deadline is refused (``deadline.py``): up front (before it waits for the model and once
+it holds it) where even twice the speed its earlier upscales ran at would not do, and by its own
+tiles' speed, after its first tiles and every few tiles after, where it falls behind.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from providers.image.backend import ReportingLock, SingleActionBackend, checkpoi
 from providers.image.deadline import (
     Deadline,
     Job,
-    Speed,
     Speeds,
     TileWatch,
     check_fits,
@@ -44,7 +44,6 @@ from providers.image.precision import (
     CPU_CANDIDATES,
     AutoPrecision,
     CpuInfo,
-    Decision,
     decisions_file,
     describe_pinned,
     read_cpu_info,
@@ -60,7 +59,6 @@ PROVIDER = "realesrgan-torch"
 _ENGINE = {"ncnn": "realesrgan-ncnn"}
 _MODEL_CACHE_SIZE = 2
 #: where a speed figure comes from, as a refusal names it
-_MEASURED_AUTO = "measured by precision auto on this CPU"
 _MEASURED_RUN = "measured on an earlier upscale in this process"
 #: what a job waiting for the model is told the holder does
 _UPSCALING, _WARMING = "another upscale", "the upscaler's warm-up (loading the model, choosing its precision)"
@@ -136,7 +134,7 @@ class RealESRGANUpscaler(SingleActionBackend):
         self._ncnn = NcnnNets()
         self._models: OrderedDict[tuple[str, str, str], tuple[Any, int]] = OrderedDict()
         self._lock = ReportingLock()  # one inference at a time: the intra-op pool is shared
-        #: the fastest speed known per model on this machine (``deadline.Speeds``)
+        #: the fastest speed per model this process's upscales ran at (``deadline.Speeds``)
         self.speeds = Speeds()
 
     @classmethod
@@ -179,23 +177,7 @@ class RealESRGANUpscaler(SingleActionBackend):
 
         table = self.table if self.table is not None else self._candidates(name)
         decision = self.auto_precision.decide(name, versions(table), run, table=table)
-        self._note_measured(name, decision)
         return decision.precision, decision.describe()
-
-    def _note_measured(self, name: str, decision: Decision) -> None:
-        speed = decision.probe_speed()
-        if speed is not None:
-            self.speeds.note(name, *speed, _MEASURED_AUTO)
-
-    def known_speed(self, name: str, device: str) -> Speed | None:
-        """The fastest speed known for ``name`` here: an earlier upscale's, or the one ``precision:
-        auto`` measured (this process's decision, else the cached one; nothing is measured here)."""
-        if self.speeds.get(name) is None and self.settings.precision == "auto" and device == "cpu":
-            table = self.table if self.table is not None else self._candidates(name)
-            decision = self.auto_precision.peek(name, versions(table), table=table)
-            if decision is not None:
-                self._note_measured(name, decision)
-        return self.speeds.get(name)
 
     @staticmethod
     def _candidates(name: str) -> dict[str, frozenset[str]]:
@@ -274,10 +256,10 @@ class RealESRGANUpscaler(SingleActionBackend):
 
     def check_deadline(self, width: int, height: int, config: ImageConfig, deadline: Deadline) -> None:
         """``InputError`` (field ``image``) when a ``width`` x ``height`` input cannot be upscaled
-        before ``deadline`` at the speed known for this machine; the image action calls it before
-        anything is written."""
+        before ``deadline`` at the speed an earlier upscale here ran at; the image action calls it
+        before anything is written."""
         name, _ = self._resolve(config)
-        check_fits(self._job(name, width, height, config), self.known_speed(name, self.device()), deadline)
+        check_fits(self._job(name, width, height, config), self.speeds.get(name), deadline)
 
     def _job(self, name: str, width: int, height: int, config: ImageConfig) -> Job:
         tile = self.settings.tile if config.tile is None else config.tile
@@ -308,16 +290,15 @@ class RealESRGANUpscaler(SingleActionBackend):
         check_output_pixels(width, height, scale, self.limits)
         device = self.device()
         job, deadline = self._job(name, width, height, config), current_deadline()
-        check_fits(job, self.known_speed(name, device), deadline)  # before waiting for the model
+        check_fits(job, self.speeds.get(name), deadline)  # before waiting for the model
         rgb, alpha = to_rgb_alpha(img)
         tile = job.tile
         with self._lock.hold(_UPSCALING):
             precision, why = self.precision(name, device)
             network, native = self._model(name, device, precision)
             check_output_pixels(width, height, native, self.limits)
-            known = self.known_speed(name, device)
-            check_fits(job, known, deadline)  # a wait or a measurement took time; a speed may be known now
-            out, tiles = self._run(rgb, network, native, (device, precision), job, TileWatch(job, job.tiles(), deadline, known))
+            check_fits(job, self.speeds.get(name), deadline)  # a wait or a measurement took time; a speed may be known now
+            out, tiles = self._run(rgb, network, native, (device, precision), job, TileWatch(job, job.tiles(), deadline))
         result = self._finish(out, alpha, (round(width * scale), round(height * scale)))
         data = encode(result, config.output_format)
         step = TraceStep(
@@ -346,7 +327,7 @@ class RealESRGANUpscaler(SingleActionBackend):
 
         def on_tile(done: int, total: int) -> None:
             checkpoint(done, total)  # stops between tiles once the job is cancelled, and reports progress
-            watch.tile_done(done, total)  # stops a job its own tiles say cannot finish in time
+            watch.tile_done(done, total)  # stops a job its own tiles say cannot finish in time, known speed or not
 
         array = np.asarray(rgb, dtype=np.uint8)
         started = time.perf_counter()
