@@ -87,7 +87,8 @@ async def test_remove_background_with_a_list_of_images(tmp_path: Path, monkeypat
 
         too_many = await client.call_tool("remove_background", {"images": [{"image": photo}] * 17})
         assert too_many.is_error
-        assert "input.images: 17 images; give 1 to 16 per job (MAX_BATCH_IMAGES)" in too_many.content[0].text
+        # refused by the tool before any image is read or a job made (the dispatcher says input.images)
+        assert "InputError: images: 17 images; give 1 to 16 per job (MAX_BATCH_IMAGES)" in too_many.content[0].text
 
 
 def _png(size: tuple[int, int], mode: str = "RGB") -> bytes:
