@@ -89,3 +89,6 @@ class JobContext:
     #: ``project/action`` of the job: its checkpoints record it, so a job id given again for
     #: another action is refused instead of resuming the other graph's state
     job_kind: str | None = None
+    #: when the dispatcher stops the job (``time.monotonic()``; ``limits.job_deadline_s`` after it
+    #: started): work that can tell up front it would not finish (an upscale) reads it from here
+    deadline_at: float | None = None

@@ -204,6 +204,7 @@ async def _run_action(fn: Any, inp: BaseModel, ctx: JobContext, job: JobRequest,
     deadline_s = ctx.config.limits.job_deadline_s
     with job_scope(ctx.config, ctx.extras, job.input):
         try:
+            ctx.deadline_at = time.monotonic() + deadline_s
             async with asyncio.timeout(deadline_s):
                 return await fn(inp, ctx)
         except TimeoutError:

@@ -24,6 +24,7 @@ from test_image_precision import AMX, MODEL, NOT_READ
 
 from core.config import load_config
 from core.errors import InputError
+from graphs.context import JobContext
 from providers.base import ImageAction, ImageConfig
 from providers.image import pull as weights_pull
 from providers.image import upscale as upscale_module
@@ -252,3 +253,40 @@ def test_config_keeps_a_deadline_a_cpu_upscale_of_the_largest_input_passes():
     with pytest.raises(InputError, match="4096x4096 input needs about"):
         check_fits(job, Speed(12_000.0, "measured"), Deadline(config.limits.job_deadline_s,
                                                               time.monotonic() + config.limits.job_deadline_s))
+
+
+async def test_the_upscale_counts_from_when_the_dispatcher_started_the_job(job_setup):
+    """The dispatcher starts the job's clock (``JobContext.deadline_at``); the image action reads it
+    rather than starting a fresh ``limits.job_deadline_s`` of its own, so the time a job spent before
+    the upscale (reading and storing its input, waiting) counts. Here only 4 s of the 10 s are left:
+    a 256x256 input (~16 s at the earlier speed; ~8 s at twice it) would fit 10 s, not 4."""
+    make, storage, provider = job_setup
+    provider.speeds.note(MODEL, EARLIER_SPEED, 1.0, RUN)
+    from graphs.image.action import upscale
+    from graphs.image.inputs import UpscaleInput
+
+    ctx = await make("job-late")
+    provider.check_deadline(256, 256, ImageConfig(), Deadline(DEADLINE_S, time.monotonic() + DEADLINE_S))  # fits 10 s
+    ctx.deadline_at = time.monotonic() + 4.0
+    with pytest.raises(InputError) as refused:
+        await upscale(UpscaleInput(image=b64(png(256, 256))), ctx)
+    assert f"limits.job_deadline_s is {DEADLINE_S} s (" in str(refused.value)
+    assert re.search(r"\((\d) s left\)", str(refused.value)), str(refused.value)
+    assert await storage.list() == []
+
+
+async def test_the_dispatcher_gives_the_job_its_deadline(job_setup):
+    """``deadline_at`` is ``limits.job_deadline_s`` after the dispatcher started the action."""
+    make, _, _ = job_setup
+    seen: list[JobContext] = []
+
+    async def watched(job_id: str) -> JobContext:
+        seen.append(await make(job_id))
+        return seen[-1]
+
+    before = time.monotonic()
+    result = await dispatch({"project": "image_tools", "action": "upscale", "input": {"image": b64(SMALL)}}, watched)
+    after = time.monotonic()
+    assert result["status"] == "COMPLETED", result["error"]
+    assert seen[0].deadline_at is not None
+    assert before + DEADLINE_S <= seen[0].deadline_at <= after + DEADLINE_S

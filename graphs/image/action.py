@@ -81,7 +81,8 @@ def partial_output(state: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _run(action: str, inp: ImageInput, options: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    with job_deadline(ctx.config.limits.job_deadline_s) as deadline:
+    # the dispatcher's clock, started with the job: reading and storing the input count too
+    with job_deadline(ctx.config.limits.job_deadline_s, at=ctx.deadline_at) as deadline:
         return await _run_by(deadline, action, inp, options, ctx)
 
 

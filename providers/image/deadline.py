@@ -72,11 +72,12 @@ _deadline: contextvars.ContextVar[Deadline | None] = contextvars.ContextVar("ima
 
 
 @contextlib.contextmanager
-def job_deadline(limit_s: float, *, key: str = DEADLINE_KEY,
+def job_deadline(limit_s: float, *, at: float | None = None, key: str = DEADLINE_KEY,
                  clock: Callable[[], float] = time.monotonic) -> Iterator[Deadline]:
-    """Within this block (and the worker threads it starts), image work must finish within
-    ``limit_s`` seconds from now; ``clock`` is for tests."""
-    deadline = Deadline(limit_s, clock() + limit_s, key, clock)
+    """Within this block (and the worker threads it starts), image work must finish by ``at`` on
+    ``clock`` (the job's own deadline, which the dispatcher set when the job started), or within
+    ``limit_s`` seconds from now when the job has none; ``clock`` is for tests."""
+    deadline = Deadline(limit_s, clock() + limit_s if at is None else at, key, clock)
     token = _deadline.set(deadline)
     try:
         yield deadline
