@@ -167,3 +167,22 @@ def test_a_forced_module_this_cpu_cannot_run_stops_the_server_with_the_reason(tm
     assert done.returncode == 78, done.stderr
     assert f"{VARIANT_ENV}='{unusable[-1]}': this CPU lacks an instruction that module needs; usable here:" in done.stderr
     assert modules  # the module list the message names comes from the same folder
+
+
+def test_on_any_cpu_a_module_it_cannot_run_is_never_chosen_and_refused_when_forced(monkeypatch) -> None:
+    """The path the test above takes only on a CPU that lacks some module's instructions (an AVX2
+    machine), taken on every CPU: the best module is made to score 0 here, as ggml's own score does
+    on a CPU without its instructions (an AVX-512 module on an AVX2 EPYC)."""
+    from providers.llm import llama_launch
+
+    real = choose_cpu_variant(lib_dir())
+    if real is None or len(real.scores) < 2:
+        pytest.skip("this build links its CPU code in: there is no module to choose")
+    best = real.name
+    measured = {path: dict(real.scores)[name] for name, path in cpu_modules(lib_dir()).items()}
+    monkeypatch.setattr(llama_launch, "score", lambda path: 0 if path == real.path else measured[path])
+    chosen = choose_cpu_variant(lib_dir())
+    assert chosen is not None and chosen.name != best and dict(chosen.scores)[best] == 0
+    with pytest.raises(VariantError, match=f"{VARIANT_ENV}='{best}': this CPU lacks an instruction that module needs;"
+                                           " usable here: "):
+        choose_cpu_variant(lib_dir(), forced=best)
