@@ -165,6 +165,11 @@ def test_a_lone_identifier_is_no_sub_query_but_a_phrase_naming_one_is():
 
     for junk in ("add_mcp_server_query_list", "keywords:runpods"):
         assert junk_form(junk) == "it is an identifier, not a search phrase", junk
-    for fine in ("max_sources limit", "python-dotenv", "langgraph", "Python 3.11 tomllib", "HTTP/2 support in httpx",
+    # seen keyless on 2026-12-03: "Search: `keywords:`" made a section that found nothing
+    for junk in ("keywords:", "Sub-query 1:"):
+        assert junk_form(junk) == "it is a label with nothing after it", junk
+    for junk in ("search keywords", "query 2", "sub-query"):
+        assert junk_form(junk) == "it names the plan's parts, not a subject", junk
+    for fine in ("keywords: circuit breaker", "max_sources limit", "python-dotenv", "langgraph", "Python 3.11 tomllib", "HTTP/2 support in httpx",
                  "RUNPOD_LOG_LEVEL", "max_tokens", "python-3.12", "swarm-mcp-1.0.0"):  # names a corpus holds
         assert junk_form(fine) is None, fine

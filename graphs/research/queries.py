@@ -2,8 +2,8 @@
 
 A small planner writes junk now and then: SQL or code ("SELECT * FROM SortedContainers"), one
 name repeated until the length limit ("SortedContainers.SortedContainers..."), one made-up
-identifier (``add_mcp_server_query_list``, ``keywords:runpods``), the question again in
-other words. ``junk_form`` catches what is junk whatever the question (the plan drops
+identifier (``add_mcp_server_query_list``, ``keywords:runpods``), a bare label (``keywords:``),
+the question again in other words. ``junk_form`` catches what is junk whatever the question (the plan drops
 it before searching); ``junk_reason`` adds the sub-queries that repeat the question or an
 earlier sub-query (the extractive report makes no section of them: the question has its own).
 """
@@ -30,6 +30,11 @@ _CODE = re.compile(r"[;{}=<>\\$]|\w\(|(?:^|\s)\*(?:\s|$)|->|::|&&|\|\|")
 #: more (``add_mcp_server_query_list``), a ``field:value`` (``keywords:runpods``). A real name
 #: a corpus holds (``RUNPOD_LOG_LEVEL``, ``max_tokens``, ``python-3.12``) is a good search.
 _IDENTIFIER = re.compile(r"^[a-z0-9]+(?:_[a-z0-9]+){3,}$|^[a-z]+:\S+$")
+#: a label with nothing after it (``keywords:``, ``Sub-query 1:``): the planner's frame, not a phrase
+_LABEL = re.compile(r"^[\w\s-]{1,40}:$")
+#: words that name a plan's parts, not a subject: a sub-query of only these searches for nothing
+_PLAN_WORDS = frozenset({"keyword", "keywords", "query", "queries", "subquery", "sub", "search", "searches",
+                         "question", "questions", "topic", "topics", "answer", "phrase", "term", "terms"})
 
 
 def junk_form(query: str) -> str | None:
@@ -42,8 +47,12 @@ def junk_form(query: str) -> str | None:
         return f"it is longer than {MAX_SUB_QUERY_CHARS} characters"
     if _SQL.search(query) or _CODE.search(query):
         return "it is code, not a search phrase"
+    if _LABEL.match(query.strip()):
+        return "it is a label with nothing after it"
     if _IDENTIFIER.match(query.strip()):
         return "it is an identifier, not a search phrase"
+    if all(w in _PLAN_WORDS or w.isdigit() for w in words):
+        return "it names the plan's parts, not a subject"
     if any(len(w) > MAX_WORD_CHARS for w in words):
         return f"it has a word longer than {MAX_WORD_CHARS} characters"
     counts = Counter(w for w in words if len(w) > 2)
