@@ -148,7 +148,8 @@ def make_nodes(deps: ResearchDeps) -> dict[str, Node]:
         if problem:
             detail, outcome = f"plan unusable ({problem}); fell back to the question itself", "error"
         else:
-            detail, outcome = f"{len(planned)} sub-queries planned, plus the question itself", "ok"
+            detail, outcome = (f"{len(planned)} sub-quer{'y' if len(planned) == 1 else 'ies'} planned, plus the"
+                               " question itself"), "ok"
         emit("plan", detail)
         return {"queries": queries, "planned_by": response.provider if response else None,
                 "trace": trace + [node_step("plan", started, detail, outcome)]}
