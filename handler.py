@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import threading
 import time
@@ -23,6 +24,8 @@ from core.redact import redact
 from core.rules import valid_job_id
 from providers.base import Warmable
 from swarm.envelope import for_runpod
+from swarm.executors.runpod_progress import steps_update
+from swarm.logs import job_id_var
 
 log = logging.getLogger("swarm.handler")
 _runtime: Any = None
@@ -44,13 +47,18 @@ async def handler(job: dict[str, Any]) -> dict[str, Any]:
     A body that is not an object gets the dispatcher's FAILED envelope too (job id, trace).
     The provider keys its client forwarded (``core.credentials.CREDENTIALS_FIELD``) leave the
     SDK's own copy of the input first, before anything validates, stores, logs or traces it;
-    the dispatcher checks them and runs this job alone with them.
+    the dispatcher checks them and runs this job alone with them. Each progress update carries
+    the trace steps the job has finished so far (``_FinishedSteps``), for a client polling it.
     """
     body = job.get("input")
     forwarded = body.pop(CREDENTIALS_FIELD, None) if isinstance(body, dict) else None
+    finished = _FinishedSteps(body)
 
     async def progress(stage: str, message: str, fraction: float | None = None) -> None:
-        _progress_update(job, {"stage": stage, "message": message, "fraction": fraction})
+        if not _listened(job):
+            return  # nobody reads an update here: nor its steps
+        update = {"stage": stage, "message": message, "fraction": fraction}
+        _progress_update(job, {**update, **await finished.update(stage)})
 
     _activity.started()
     try:
@@ -119,9 +127,53 @@ def _job_id(job: dict[str, Any]) -> str | None:
     return valid_job_id(str(job.get("id") or ""))
 
 
+def _listened(job: dict[str, Any]) -> bool:
+    """Whether a progress update of ``job`` reaches anyone: not without a job-done URL
+    (``--rp_serve_api``, ``--test_input``), where the SDK would log an error per update."""
+    return bool(job.get("id")) and job.get("id") != "local_test" and bool(os.environ.get("RUNPOD_WEBHOOK_POST_OUTPUT"))
+
+
+#: a progress update reads the job's finished steps again when its stage changes (a node ended and
+#: the next one reports) or this long after the last read; in between it carries the last read's
+STEPS_REREAD_S = 2.0
+#: how long one read of the job's checkpoint may take; the update then carries the last read's steps
+STEPS_READ_S = 2.0
+
+
+class _FinishedSteps:
+    """The trace steps one job has finished, for its progress updates: read from its last
+    checkpoint as a stopped job's are (``Runtime.stopped_job``; every finished node is durable
+    before the next starts), bounded and redacted (``runpod_progress.steps_update``), so that a
+    client polling the job while it runs shows them, as it shows a local job's. Read only for an
+    update that reaches someone, at most once per stage or ``STEPS_REREAD_S``; a failed read
+    (logged) leaves the update with the steps read before, and the job goes on."""
+
+    def __init__(self, body: Any) -> None:
+        self._body = body
+        self._stage: str | None = None
+        self._read_at = -math.inf
+        self._last: dict[str, Any] = {}
+
+    async def update(self, stage: str) -> dict[str, Any]:
+        """``{trace, trace_total}`` for an update of ``stage`` (``{}`` before any read succeeded)."""
+        if stage == self._stage and time.monotonic() - self._read_at < STEPS_REREAD_S:
+            return self._last
+        self._stage, self._read_at = stage, time.monotonic()
+        job_id = job_id_var.get()  # the id the dispatcher gave the job (its checkpoint's thread)
+        if not job_id or not isinstance(self._body, dict):
+            return self._last
+        project, action = str(self._body.get("project")), str(self._body.get("action"))
+        try:
+            _, trace = await asyncio.wait_for(runtime().stopped_job(job_id, project, action), STEPS_READ_S)
+            self._last = steps_update(trace)
+        except Exception as exc:  # progress is best effort: a failed read never fails the job
+            log.warning("job %s: the steps it finished were not read for its progress: %s", job_id,
+                        redact(repr(exc)))
+        return self._last
+
+
 def _progress_update(job: dict[str, Any], data: dict[str, Any]) -> None:
-    # no job-done URL (``--rp_serve_api``, ``--test_input``): the SDK would log an error per update
-    if not job.get("id") or job.get("id") == "local_test" or not os.environ.get("RUNPOD_WEBHOOK_POST_OUTPUT"):
+    if not _listened(job):
         return
     import runpod
 

@@ -16,6 +16,7 @@ from mcp_server.jobloop import JobLoop
 from mcp_server.jobstore import JobStore
 from providers.base import TraceStep
 from swarm.envelope import JobEnvelope
+from swarm.executors.runpod_progress import ProgressRelay
 
 log = logging.getLogger("swarm.jobs")
 
@@ -69,10 +70,14 @@ async def cancelled_with_partial(store: JobStore, stopped_job: StoppedJob | None
 
 
 async def steps_so_far(stopped_job: StoppedJob | None, job_loop: JobLoop | None, job_id: str,
-                       row: dict[str, Any]) -> list[dict[str, Any]]:
+                       row: dict[str, Any], relay: ProgressRelay | None = None) -> list[dict[str, Any]]:
     """The trace of the steps a job running here has finished (its last checkpoint holds them),
     for the handle of a job still running: what it has called, and paid, so far. ``[]`` when
-    there is no checkpoint yet, or no saver; a job on an endpoint reports progress only."""
+    there is no checkpoint yet, or no saver. A job on an endpoint (``row["remote"]``): the steps
+    its worker last reported with its progress (``relay``, the job's follower), ``[]`` from a
+    worker that reports none."""
+    if row.get("remote"):
+        return relay.steps if relay is not None else []
     if stopped_job is None:
         return []
 

@@ -11,12 +11,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 from graphs.context import ProgressFn
 from mcp_server.jobstore import JobStore
 from swarm.executors import AdoptsImages
+from swarm.executors.runpod_progress import ProgressRelay
 
 log = logging.getLogger("swarm.jobs")
 
@@ -28,14 +29,19 @@ UNREACHABLE_POLL_MAX_S = 30.0
 
 
 async def follow_remote(runner: Any, job_id: str, job: dict[str, Any], progress: ProgressFn, *, store: JobStore,
-                        closing: Callable[[], bool]) -> dict[str, Any]:
+                        closing: Callable[[], bool],
+                        relays: MutableMapping[str, ProgressRelay] | None = None) -> dict[str, Any]:
     """Poll a job on the endpoint to a final state (stream chunks become progress); cancel it there
-    when this job is cancelled, but not when the server is merely shutting down (``closing()``)."""
+    when this job is cancelled, but not when the server is merely shutting down (``closing()``).
+    ``relays[job_id]`` holds the job's relay while it is followed: the steps its worker reports
+    finished, for the answer of a poll that finds it still running (``jobenvelopes.steps_so_far``)."""
     started = time.perf_counter()
     delay = 0.1
     unreachable_since: float | None = None
     row = store.get(job_id)
     relay = runner.relay(progress, since=row["created_at"] if row else None)  # queued, then the worker's own
+    if relays is not None:
+        relays[job_id] = relay
     try:
         while True:
             try:
@@ -72,6 +78,9 @@ async def follow_remote(runner: Any, job_id: str, job: dict[str, Any], progress:
             with contextlib.suppress(Exception):  # best effort; the row says CANCELLED either way
                 await asyncio.wait_for(runner.cancel(job_id), 5)
         raise
+    finally:
+        if relays is not None:
+            relays.pop(job_id, None)
 
 
 def _gave_up(runner: Any, since: float) -> Exception | None:

@@ -40,6 +40,7 @@ from mcp_server.jobremote import follow_remote
 from mcp_server.jobresume import ResumesJobs
 from mcp_server.jobstore import FINAL_STATUSES, IN_PROGRESS, JobStore, handle, storable, summary
 from swarm.executors import RemoteExecutor
+from swarm.executors.runpod_progress import ProgressRelay
 
 log = logging.getLogger("swarm.jobs")
 
@@ -116,6 +117,8 @@ class JobManager(ResumesJobs):
         #: IN_PROGRESS): the only rows of its own that ``_adopt`` takes up again
         self._let_go: set[str] = set()
         self._listeners: dict[str, set[Listener]] = {}
+        #: the followers of the jobs on an endpoint this process follows: the steps their workers report
+        self._relays: dict[str, ProgressRelay] = {}
         self._closing = False
 
     # --- starting and waiting ------------------------------------------------------------
@@ -201,7 +204,7 @@ class JobManager(ResumesJobs):
                 runner = self._runner()
                 if remote:
                     envelope = await follow_remote(runner, job_id, job, progress, store=self.store,
-                                                   closing=lambda: self._closing)
+                                                   closing=lambda: self._closing, relays=self._relays)
                 else:
                     envelope = await runner.run(job, progress)
         except asyncio.CancelledError:
@@ -261,8 +264,8 @@ class JobManager(ResumesJobs):
             return row["result"]
         elsewhere = row.get("runner") not in (None, self.store.lease.token) and self.store.lease.alive(row.get("runner"))
         running = handle(row, elsewhere=_pid_of(row) if elsewhere else None)
-        if task is not None and not row.get("remote"):
-            running["trace"] = await steps_so_far(self._stopped_job, self._job_loop, job_id, row)
+        if task is not None:  # what a local job's checkpoint holds, or a remote job's worker last reported
+            running["trace"] = await steps_so_far(self._stopped_job, self._job_loop, job_id, row, self._relays.get(job_id))
         return running
 
     async def _wait_here(self, job_id: str, task: asyncio.Future[dict[str, Any]], row: dict[str, Any], budget: float,

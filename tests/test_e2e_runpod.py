@@ -59,7 +59,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeOpenAI) -> Ite
         yield {"server": server, "env": shared, "home": home}
 
 
-def mcp_params(stack: dict[str, Any]) -> StdioServerParameters:
+def mcp_params(stack: dict[str, Any], **env_extra: str) -> StdioServerParameters:
     server: EndpointServer = stack["server"]
     env = {
         **os.environ,
@@ -67,6 +67,7 @@ def mcp_params(stack: dict[str, Any]) -> StdioServerParameters:
         "RUNPOD_API_BASE": server.api_base,
         "RUNPOD_ENDPOINT_ID": server.settings.endpoint_id,
         "RUNPOD_API_KEY": server.settings.api_key,
+        **env_extra,
     }
     return StdioServerParameters(command=str(Path(sys.executable).parent / "swarm-mcp"), args=[], env=env, cwd=str(ROOT))
 
@@ -126,3 +127,32 @@ async def test_handler_error_is_a_clear_tool_error_without_traceback(stack: dict
     assert result.is_error
     text = result.content[0].text
     assert "the limit is 20000" in text and "Traceback" not in text
+
+
+async def test_an_mcp_job_on_runpod_polled_while_it_runs_shows_the_steps_its_worker_finished(
+        stack: dict[str, Any], fake_llm: FakeOpenAI) -> None:
+    """A reviewed delegation on the endpoint whose draft is done while its review has not answered:
+    ``job_result`` answers IN_PROGRESS with the draft in ``trace``, as a local job's handle does
+    (the worker sends the steps it has finished with its progress; RunPod's status carried words only)."""
+    fake_llm.script("smollm2-135m-instruct", Behaviour.answer("the draft"), Behaviour.hang(600))  # the review hangs
+    config = yaml.safe_load(Path(stack["env"]["SWARM_CONFIG"]).read_text(encoding="utf-8"))
+    config["runner"]["wait_budget_s"] = 1  # the MCP server's own: delegate answers with a handle at once
+    short_wait = Path(stack["home"]) / "config-mcp-short-wait.yaml"
+    short_wait.write_text(yaml.safe_dump(config), encoding="utf-8")
+    async with Client(mcp_params(stack, SWARM_CONFIG=str(short_wait))) as client:
+        started = await client.call_tool("delegate", {"task": "Draft a greeting, then review it.", "kind": "bulk_content"})
+        assert not started.is_error, started.content[0].text
+        polled = started.structured_content
+        job_id = polled["job_id"]
+        try:
+            for _ in range(150):  # each poll waits up to 2 s: minutes on a loaded machine, no timing asserted
+                if polled["status"] != "IN_PROGRESS" or (polled.get("progress") or {}).get("stage") == "review":
+                    break
+                polled = (await client.call_tool("job_result", {"job_id": job_id, "wait_s": 2})).structured_content
+        finally:
+            await client.call_tool("job_cancel", {"job_id": job_id})  # the review would hang for 10 minutes
+            fake_llm.script("smollm2-135m-instruct", Behaviour.answer("ok"))
+    assert polled["status"] == "IN_PROGRESS" and polled["progress"]["stage"] == "review", polled  # reviewing now
+    steps = [(s["step"], s["model"] or s["provider"], s["outcome"]) for s in polled["trace"]]
+    assert ("draft", "local", "ok") in steps, steps  # the draft its worker finished, with provider and model
+    assert all(s["step"] != "runpod" for s in polled["trace"])  # the runpod step comes with the result

@@ -305,8 +305,8 @@ class RunPodExecutor:
             await relay.saw(job_id, state, http)
             if status in FINAL_STATES:
                 return dict(state)
-            if time.perf_counter() + delay > deadline:
-                return {"id": job_id, "status": status or "IN_QUEUE", "_budget_exhausted": True}
+            if time.perf_counter() + delay > deadline:  # with the steps the worker said it had finished
+                return {"id": job_id, "status": status or "IN_QUEUE", "_budget_exhausted": True, "_steps": relay.steps}
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, self.poll_interval_s)
 

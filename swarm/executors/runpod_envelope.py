@@ -51,7 +51,8 @@ def final_envelope(endpoint_id: str, job: dict[str, Any], job_id: str | None, st
         local_id = valid_job_id(job.get("job_id"))
         again = (f"; run this job again with job id {local_id} to follow it (it is not submitted again)"
                  if local_id else ", ask for its status later")
-        envelope = JobEnvelope.for_job(job, job_id, status=status, error={
+        # the steps its worker last reported finished (``runpod_progress``); the result will have them all
+        envelope = JobEnvelope.for_job(job, job_id, status=status, trace=list(state.get("_steps") or []), error={
             "type": "StillRunning",
             "message": f"RunPod job {job_id} is still {status} after the wait budget; it keeps running there{again}",
         })
