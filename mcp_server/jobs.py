@@ -265,8 +265,14 @@ class JobManager(ResumesJobs):
         elsewhere = row.get("runner") not in (None, self.store.lease.token) and self.store.lease.alive(row.get("runner"))
         running = handle(row, elsewhere=_pid_of(row) if elsewhere else None)
         if task is not None:  # what a local job's checkpoint holds, or a remote job's worker last reported
-            running["trace"] = await steps_so_far(self._stopped_job, self._job_loop, job_id, row, self._relays.get(job_id))
+            running["trace"] = await self.steps_so_far(job_id, row)
         return running
+
+    async def steps_so_far(self, job_id: str, row: dict[str, Any]) -> list[dict[str, Any]]:
+        """The trace steps a job this process runs has finished (``[]`` for one it does not run)."""
+        if job_id not in self._tasks:
+            return []
+        return await steps_so_far(self._stopped_job, self._job_loop, job_id, row, self._relays.get(job_id))
 
     async def _wait_here(self, job_id: str, task: asyncio.Future[dict[str, Any]], row: dict[str, Any], budget: float,
                          progress: ProgressFn | None, cancel_with_call: bool = False) -> None:

@@ -54,12 +54,8 @@ def _register_static(server: Any, current_state: Callable[[], ServerState]) -> N
 def _register_templates(server: Any) -> None:
     @server.resource("swarm://jobs/{job_id}", name="job", title="A job: status and trace", mime_type="application/json",
                      description="One of your jobs: status, last progress, error and the trace of every provider call.")
-    def job_resource(job_id: str, ctx: Context) -> str:
-        row = _job_row(ctx, job_id)
-        result = row.get("result") or {}
-        from mcp_server.jobstore import summary  # on first use: sqlite3 is not needed to start
-
-        return json.dumps({**summary(row), "trace": result.get("trace", []), "totals": result.get("totals", {})}, indent=2)
+    async def job_resource(job_id: str, ctx: Context) -> str:
+        return await _job_json(ctx, job_id)
 
     @server.resource("swarm://jobs/{job_id}/report{?page}", name="job-report", title="A research report, paginated",
                      mime_type="text/markdown",
@@ -135,6 +131,17 @@ def _register_source_templates(server: Any) -> None:
             raise ResourceError(f"source {source['id']} is not a document of the local index; its text is at its url "
                                 f"({source['url']}), its cited passages at swarm://jobs/{job_id}/sources/{source['id']}")
         return found[1]
+
+
+async def _job_json(ctx: Context, job_id: str) -> str:
+    row = _job_row(ctx, job_id)
+    result = row.get("result") or {}
+    from mcp_server.jobstore import summary  # on first use: sqlite3 is not needed to start
+
+    trace = result.get("trace")
+    if trace is None:  # still running: the steps it has finished so far, as job_result shows them
+        trace = await server_state(ctx).jobs.steps_so_far(job_id, row)
+    return json.dumps({**summary(row), "trace": trace, "totals": result.get("totals", {})}, indent=2)
 
 
 def _job_row(ctx: Context, job_id: str) -> dict[str, Any]:

@@ -206,3 +206,21 @@ async def test_a_subscriber_hears_when_another_server_finishes_the_job(tmp_path:
     stop_a.set()
     await task
     assert heard == [uri] and result["output"]["text"] == "done by A"
+
+
+async def test_a_running_jobs_resource_shows_the_steps_it_has_finished(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``swarm://jobs/{id}`` of a job still running carries the steps it has finished, as its
+    ``job_result`` handle does (it said ``trace: []`` until the job ended)."""
+    use_fake_llm(monkeypatch, SlowLLM(delay_s=2.0, text="slow"))
+    async with Client(build_server(str(write_config(tmp_path, wait_budget_s=0.3)))) as client:
+        first = (await client.call_tool("delegate", {"task": "write a haiku", "kind": "bulk_content"})).structured_content
+        assert first["status"] == "IN_PROGRESS"
+        seen: list[list[tuple[str, str]]] = []
+        for _ in range(60):
+            read = json.loads((await client.read_resource(f"swarm://jobs/{first['job_id']}")).contents[0].text)
+            if read["status"] != "IN_PROGRESS":
+                break
+            seen.append([(step["step"], step["outcome"]) for step in read["trace"]])
+            await client.call_tool("job_result", {"job_id": first["job_id"], "wait_s": 0.5})
+        assert read["status"] == "COMPLETED" and ("review", "ok") in [(s["step"], s["outcome"]) for s in read["trace"]]
+        assert any(("draft", "ok") in steps for steps in seen), seen  # the review was still running then
