@@ -60,7 +60,7 @@ async def _run_once(url: str, n_queries: int) -> float:
 
     def brain(messages: list[Message], config: LLMConfig) -> Any:
         if config.step == "plan":
-            return {"queries": [f"sub query {i}" for i in range(n_queries - 1)]} if n_queries > 1 else "no plan"
+            return {"queries": [f"checkpoint durability aspect {i}" for i in range(n_queries - 1)]} if n_queries > 1 else "no plan"
         return "A finding [1]."
 
     chain = SearchChain([("searxng", SearxngSearch(url, timeout_s=10))])
