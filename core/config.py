@@ -1,8 +1,10 @@
-"""Config: ``SwarmConfig`` (the whole of ``config.yaml``), ``${ENV}`` interpolation, loading, hot reload.
+"""Config: ``SwarmConfig`` (the whole of ``config.yaml``), loading, hot reload.
 
 Every choice of model, backend, tier, fallback and route lives in config. The section models live
-in ``core.config_schema`` and the checks across sections in ``core.config_refs``; every section
-name stays importable from here. Loading is pure (no side effects beyond reading the file);
+in ``core.config_schema``, the checks across sections in ``core.config_refs``, ``${ENV}``
+interpolation in ``core.config_interpolation`` and how a failed validation reads in
+``core.config_problems``; every section name and ``interpolate`` stay importable from here.
+Loading is pure (no side effects beyond reading the file);
 ``ConfigStore`` re-reads an edited file before the next job and keeps the last good config when a
 new one fails validation.
 """
@@ -12,16 +14,16 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import re
 import threading
-from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
-from core.config_refs import cross_reference_problems, lenient_cross_reference_problems
+from core.config_interpolation import interpolate, unset_notes, unsupported_forms
+from core.config_problems import format_validation_error
+from core.config_refs import cross_reference_problems
 from core.config_schema import (
     MAX_LOCAL_PROCESSES,
     BudgetSpec,
@@ -45,9 +47,7 @@ from core.config_schema import (
     RoutingSection,
     RunnerSection,
     RunPodRunnerSpec,
-    SearchBackends,
     SearchSection,
-    StorageBackends,
     StorageSection,
     StrictModel,
     ThreadsSection,
@@ -56,7 +56,7 @@ from core.config_schema import (
 )
 from core.errors import ConfigError
 from core.paths import state_dir, unwritable_state
-from core.redact import MASK, redact, redact_data
+from core.redact import MASK, redact_data
 from core.redact_config import is_secret_entry, register_config_secrets
 from core.rules import Tier
 
@@ -102,148 +102,6 @@ class SwarmConfig(StrictModel):
         """Family of a model name, or the name itself when it already is a family."""
         spec = self.models.get(name)
         return spec.family if spec else name
-
-
-# --- interpolation -------------------------------------------------------------------------
-
-#: ``${VAR}`` or ``${VAR:-default}``; a default holds no ``${`` (nesting is not supported)
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-((?:(?!\$\{)[^}])*))?\}")
-_SUPPORTED_FORMS = "only ${VAR} and ${VAR:-default} are expanded"
-
-
-def interpolate(value: Any, env: Mapping[str, str] | None = None) -> Any:
-    """Expand ``${VAR}`` and ``${VAR:-default}`` in every string of operator config.
-
-    An unset ``${VAR}`` becomes the empty string: a backend whose key or URL is empty is
-    unavailable at call time, which is not a startup failure. Only config files go through
-    this function, never request data.
-    """
-    environ: Mapping[str, str] = os.environ if env is None else env
-    if isinstance(value, str):
-        return _VAR.sub(lambda m: _value_of(m.group(1), environ) or (m.group(2) or ""), value)
-    if isinstance(value, dict):
-        return {k: interpolate(v, environ) for k, v in value.items()}
-    if isinstance(value, list):
-        return [interpolate(v, environ) for v in value]
-    return value
-
-
-def _value_of(name: str, environ: Mapping[str, str]) -> str | None:
-    """``environ[name]``; ``SWARM_HOME`` is always the state folder (``core.paths.state_dir``:
-    absolute, ``XDG_CACHE_HOME`` honoured), so config and code never disagree on where it is."""
-    if name == "SWARM_HOME":
-        return str(state_dir(environ))
-    return environ.get(name)
-
-
-def _strings(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
-    """``(key path, text)`` of every string in the raw file, paths as errors name them (``a.b[0]``)."""
-    if isinstance(value, str):
-        yield path, value
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            yield from _strings(v, f"{path}.{k}" if path else str(k))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            yield from _strings(v, f"{path}[{i}]")
-
-
-def _unsupported_forms(raw: Any) -> list[str]:
-    """One line per string of the raw file that keeps a ``${`` once the supported forms are taken
-    out (``${X-d}``, ``${X:?msg}``, ``${X:=d}``, ``${A:-${B}}``): it would stay literal."""
-    lines = []
-    for path, text in _strings(raw):
-        rest = _VAR.sub("", text)
-        if "${" in rest:
-            form = rest[rest.index("${"):].split("}", 1)[0] + "}"
-            where = "" if form == text else f" in {redact(text)!r}"  # a secret may sit in a default
-            lines.append(f"{path or '(top level)'}: unsupported form {redact(form)!r}{where}; {_SUPPORTED_FORMS}")
-    return lines
-
-
-def _unset_notes(raw: Any, env: Mapping[str, str] | None) -> dict[str, str]:
-    """Key path -> `` (from ${VAR}, unset)`` for each value that interpolation left empty because
-    the variables it names are unset: an error about that key then says where the empty came from."""
-    environ: Mapping[str, str] = os.environ if env is None else env
-    notes = {}
-    for path, text in _strings(raw):
-        found = _VAR.findall(text)
-        if found and not interpolate(text, environ):
-            notes[path] = f" (from {', '.join('${' + name + '}' for name, _ in found)}, unset)"
-    return notes
-
-
-def _format_validation_error(
-    exc: ValidationError, file: str, data: Any = None, notes: Mapping[str, str] | None = None
-) -> str:
-    """One line per problem, each with the file; ``data`` (the interpolated file): also the
-    cross-references pydantic never reached (its after-validator runs only once every field is
-    valid), so one run names every bad key."""
-    lines = []
-    for err in exc.errors():
-        loc = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in err["loc"])
-        loc = loc.replace(".[", "[")
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            valid = _valid_keys(err["loc"])
-            msg = "unknown key; remove it or check its spelling" + (
-                f"; valid: {', '.join(valid)}" if valid else " (see README, Config reference)")
-        elif err["type"] == "missing":
-            msg = "required key is missing; add it (see README, Config reference)"
-        elif msg.startswith("Value error, "):
-            msg = msg.removeprefix("Value error, ")
-        for part in msg.split("\n"):  # the cross-reference check joins its problems with line breaks
-            lines.append(f"{file}: {loc + ': ' if loc else ''}{part}")
-    if data is not None and not any(not err["loc"] for err in exc.errors()):
-        lines += [f"{file}: {problem}" for problem in _unreached_cross_references(data)]
-    for i, line in enumerate(lines):  # the cross-reference lines name their key first, too
-        key = line.removeprefix(f"{file}: ").split(": ", 1)[0]
-        lines[i] += (notes or {}).get(key, "")
-    return "invalid config:\n  " + "\n  ".join(lines)
-
-
-def _unreached_cross_references(data: Any) -> list[str]:
-    """The cross-reference problems of ``data`` (the raw file), each part read on its own."""
-    return lenient_cross_reference_problems(data)
-
-
-#: the keys whose settings ``SearchSection``/``StorageSection`` keep as plain dicts, checked
-#: against these models (so an unknown key there lists these models' fields)
-_SETTINGS_MODELS: dict[tuple[str, ...], type[BaseModel]] = {
-    ("providers", "search", "backends"): SearchBackends,
-    ("providers", "storage", "backends"): StorageBackends,
-}
-
-
-def _valid_keys(loc: tuple[Any, ...]) -> list[str]:
-    """The keys the section holding ``loc``'s last key accepts (empty where it cannot be told)."""
-    node: Any = SwarmConfig
-    for i, part in enumerate(loc[:-1]):
-        settings = _SETTINGS_MODELS.get(tuple(map(str, loc[: i + 1])))
-        if settings is not None:
-            node = settings
-            continue
-        node = _field_model(node, part)
-        if node is None:
-            return []
-    return list(node.model_fields) if isinstance(node, type) and issubclass(node, BaseModel) else []
-
-
-def _field_model(node: Any, part: Any) -> Any:
-    """The model (or ``dict[str, model]`` / ``list[model]`` annotation) found one key below ``node``."""
-    if isinstance(node, type) and issubclass(node, BaseModel):
-        field = node.model_fields.get(str(part))
-        return None if field is None else _unwrap(field.annotation)
-    args = [a for a in getattr(node, "__args__", ()) if a is not type(None)]
-    return _unwrap(args[-1]) if args else None  # dict[str, X] or list[X]: one key or index down
-
-
-def _unwrap(annotation: Any) -> Any:
-    """``X | None`` -> ``X``."""
-    args = [a for a in getattr(annotation, "__args__", ()) if a is not type(None)]
-    if len(args) == 1 and type(annotation).__name__ in ("UnionType", "_UnionGenericAlias"):
-        return args[0]
-    return annotation
 
 
 #: PyYAML's libyaml-backed safe loader where the wheel has it (the same documents, ~13x faster:
@@ -313,12 +171,12 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
     raw = _read_yaml(file)
     if not isinstance(raw, dict):
         raise ConfigError("top level must be a mapping with providers, models, routing", file=str(file))
-    unsupported = [f"{file}: {line}" for line in _unsupported_forms(raw)]
+    unsupported = [f"{file}: {line}" for line in unsupported_forms(raw)]
     data = interpolate(raw, env)
     try:
         config = SwarmConfig.model_validate(data)
     except ValidationError as exc:
-        message = _format_validation_error(exc, str(file), data, _unset_notes(raw, env))
+        message = format_validation_error(exc, str(file), SwarmConfig, data, unset_notes(raw, env))
         if unsupported:
             message += "\n  " + "\n  ".join(unsupported)
         raise ConfigError(message) from None

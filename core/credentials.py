@@ -25,8 +25,8 @@ from typing import Any
 
 import yaml
 
-from core.config import _VAR as ENV_REFERENCE  # the ${VAR} forms that interpolation expands
 from core.config import SwarmConfig
+from core.config_interpolation import ENV_REFERENCE  # the ${VAR} forms that interpolation expands
 from core.errors import InputError
 from core.redact import MIN_SECRET_CHARS, register_forwarded_secret
 from core.redact_config import SECRET_KEY_NAME

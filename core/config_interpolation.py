@@ -1,0 +1,86 @@
+"""``${VAR}`` and ``${VAR:-default}`` in operator config: expanding them, and naming what they left.
+
+Only config files go through here, never request data. An unset ``${VAR}`` becomes the empty
+string (a backend whose key or URL is empty is unavailable at call time, which is not a startup
+failure); ``unset_notes`` lets an error about such a key say where the empty came from. Any other
+shell form (``${X-d}``, ``${X:?msg}``, ``${A:-${B}}``) would stay literal: ``unsupported_forms``
+names each, and ``core.config.load_config`` refuses the file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from core.paths import state_dir
+from core.redact import redact
+
+__all__ = ["ENV_REFERENCE", "interpolate", "unset_notes", "unsupported_forms"]
+
+#: ``${VAR}`` or ``${VAR:-default}``; a default holds no ``${`` (nesting is not supported)
+ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-((?:(?!\$\{)[^}])*))?\}")
+_SUPPORTED_FORMS = "only ${VAR} and ${VAR:-default} are expanded"
+
+
+def interpolate(value: Any, env: Mapping[str, str] | None = None) -> Any:
+    """Expand ``${VAR}`` and ``${VAR:-default}`` in every string of operator config.
+
+    An unset ``${VAR}`` becomes the empty string: a backend whose key or URL is empty is
+    unavailable at call time, which is not a startup failure. Only config files go through
+    this function, never request data.
+    """
+    environ: Mapping[str, str] = os.environ if env is None else env
+    if isinstance(value, str):
+        return ENV_REFERENCE.sub(lambda m: _value_of(m.group(1), environ) or (m.group(2) or ""), value)
+    if isinstance(value, dict):
+        return {k: interpolate(v, environ) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, environ) for v in value]
+    return value
+
+
+def _value_of(name: str, environ: Mapping[str, str]) -> str | None:
+    """``environ[name]``; ``SWARM_HOME`` is always the state folder (``core.paths.state_dir``:
+    absolute, ``XDG_CACHE_HOME`` honoured), so config and code never disagree on where it is."""
+    if name == "SWARM_HOME":
+        return str(state_dir(environ))
+    return environ.get(name)
+
+
+def _strings(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    """``(key path, text)`` of every string in the raw file, paths as errors name them (``a.b[0]``)."""
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _strings(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _strings(v, f"{path}[{i}]")
+
+
+def unsupported_forms(raw: Any) -> list[str]:
+    """One line per string of the raw file that keeps a ``${`` once the supported forms are taken
+    out (``${X-d}``, ``${X:?msg}``, ``${X:=d}``, ``${A:-${B}}``): it would stay literal."""
+    lines = []
+    for path, text in _strings(raw):
+        rest = ENV_REFERENCE.sub("", text)
+        if "${" in rest:
+            form = rest[rest.index("${"):].split("}", 1)[0] + "}"
+            where = "" if form == text else f" in {redact(text)!r}"  # a secret may sit in a default
+            lines.append(f"{path or '(top level)'}: unsupported form {redact(form)!r}{where}; {_SUPPORTED_FORMS}")
+    return lines
+
+
+def unset_notes(raw: Any, env: Mapping[str, str] | None) -> dict[str, str]:
+    """Key path -> `` (from ${VAR}, unset)`` for each value that interpolation left empty because
+    the variables it names are unset: an error about that key then says where the empty came from."""
+    environ: Mapping[str, str] = os.environ if env is None else env
+    notes = {}
+    for path, text in _strings(raw):
+        found = ENV_REFERENCE.findall(text)
+        if found and not interpolate(text, environ):
+            notes[path] = f" (from {', '.join('${' + name + '}' for name, _ in found)}, unset)"
+    return notes

