@@ -5,6 +5,7 @@ jobs survive a server restart; cancel, idempotency keys and unknown ids behave."
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import time
 from pathlib import Path
 from typing import Any
@@ -351,43 +352,118 @@ class _Failing(FakeEndpoint):
         raise self.error
 
 
+class Signal:
+    """An event set from any thread (a job runs on its server's own jobs loop) and awaited on the test's loop."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._event = asyncio.Event()
+
+    def set(self) -> None:
+        self._loop.call_soon_threadsafe(self._event.set)
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
+
+class Latch:
+    """Closed until the test opens it; awaited on any loop (a job's model or checkpoint read runs on
+    its jobs loop). A waiter that is cancelled leaves it closed for the others."""
+
+    def __init__(self) -> None:
+        self._opened: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+    def open(self) -> None:
+        if not self._opened.done():
+            self._opened.set_result(None)
+
+    async def wait(self) -> None:
+        await asyncio.shield(asyncio.wrap_future(self._opened))
+
+
+def reads_of_a_running_job_by_another_server(monkeypatch: pytest.MonkeyPatch, job_ids: set[str]) -> Signal:
+    """Set once a server that does not run one of ``job_ids`` reads its row while it is IN_PROGRESS
+    (how a server follows a job of another: only the store says when it ends)."""
+    from mcp_server.jobstore import IN_PROGRESS, JobStore
+
+    seen, real_get = Signal(), JobStore.get
+
+    def get(store: JobStore, job_id: str, owner: str | None = None) -> dict[str, Any] | None:
+        row = real_get(store, job_id, owner)
+        if job_id in job_ids and row and row["status"] == IN_PROGRESS and row.get("runner") != store.lease.token:
+            seen.set()
+        return row
+
+    monkeypatch.setattr(JobStore, "get", get)
+    return seen
+
+
 async def test_a_job_whose_server_died_is_run_by_a_live_one_when_asked_and_waits_are_waited(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Server A was killed while B lived on: B never resumed A's job (only a starting server
     does), kept calling it "still running", and job_result(wait_s=5) came back at once (a client
-    that followed the advice made 4,670 calls in 20 s)."""
-    config = write_config(tmp_path, wait_budget_s=0.5)
-    use_fake_llm(monkeypatch, SlowLLM(gate=asyncio.Event()))  # A's model never answers
-    submitted: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+    that followed the advice made 4,670 calls in 20 s).
+
+    A runs two jobs: ``waited`` answers once the test opens ``answer_waited``, ``orphaned`` never
+    while A lives. B's job_result on ``waited`` must still be waiting when A finishes it: the latch
+    is opened only once B has read the job's row as running, and B's answer must be A's result."""
+    config = write_config(tmp_path, wait_budget_s=0.1)
+    answer_waited, a_is_gone = Latch(), False
+
+    async def answer(messages: Any, llm_config: Any) -> str:
+        said = " ".join(str(message.content) for message in messages)
+        if "TASK-waited" in said:
+            await answer_waited.wait()
+            return "finished by A"
+        if not a_is_gone:
+            await asyncio.Event().wait()  # A's model never answers the orphaned job
+        return "adopted"
+
+    from providers.testing import FunctionLLM
+
+    use_fake_llm(monkeypatch, FunctionLLM(answer, model="slow-fake"))
+    submitted: asyncio.Future[tuple[str, str]] = asyncio.get_running_loop().create_future()
     stop_first = asyncio.Event()
 
     async def server_a() -> None:
         async with Client(build_server(str(config))) as first:
-            call = await first.call_tool("delegate", {"task": "outlive my server", "kind": "critical"})
-            submitted.set_result(call.structured_content)
+            handles = [(await first.call_tool("delegate", {"task": f"TASK-{name}", "kind": "critical"})).structured_content
+                       for name in ("waited", "orphaned")]
+            assert all(h["status"] == "IN_PROGRESS" for h in handles), handles
+            submitted.set_result((handles[0]["job_id"], handles[1]["job_id"]))
             await stop_first.wait()
 
     first_task = asyncio.create_task(server_a())
-    handle = await submitted
+    try:
+        await asyncio.wait({first_task, submitted}, return_when=asyncio.FIRST_COMPLETED)
+        if not submitted.done():
+            await first_task  # A failed before its jobs were submitted: its error
+        waited_id, orphaned_id = submitted.result()
+        async with Client(build_server(str(config))) as second:
+            asked = (await second.call_tool("job_result", {"job_id": waited_id, "wait_s": 0})).structured_content
+            assert asked["status"] == "IN_PROGRESS" and "in another swarm-mcp process (pid" in asked["message"]
 
-    class _Stack:
-        async def aclose(self) -> None:
+            read_running = reads_of_a_running_job_by_another_server(monkeypatch, {waited_id})
+            waiting = asyncio.create_task(second.call_tool("job_result", {"job_id": waited_id, "wait_s": 50}))
+            reading = asyncio.create_task(read_running.wait())
+            await asyncio.wait({waiting, reading}, return_when=asyncio.FIRST_COMPLETED)
+            assert reading.done(), ("job_result answered without reading the running job's row", waiting.result())
+            answer_waited.open()  # A finishes its job now, while B's call is waiting on it
+            waited = (await waiting).structured_content
+            assert waited["status"] == "COMPLETED" and waited["output"]["text"] == "finished by A", waited
+
             stop_first.set()
-            await first_task
-
-    stack = _Stack()
-    use_fake_llm(monkeypatch, SlowLLM(text="adopted"))
-    async with Client(build_server(str(config))) as second:
-        started = time.monotonic()
-        waited = (await second.call_tool("job_result", {"job_id": handle["job_id"], "wait_s": 1.0})).structured_content
-        assert time.monotonic() - started >= 0.9  # waited on A's job, as asked
-        assert waited["status"] == "IN_PROGRESS" and "in another swarm-mcp process (pid" in waited["message"]
-        await stack.aclose()  # A goes away; its job stays IN_PROGRESS in the store
-        status = (await second.call_tool("job_status", {"job_id": handle["job_id"]})).structured_content
-        assert status["running_here"] is True
-        done = (await second.call_tool("job_result", {"job_id": handle["job_id"], "wait_s": 20})).structured_content
-    assert done["status"] == "COMPLETED" and done["output"]["text"] == "adopted"
+            await first_task  # A goes away; its other job stays IN_PROGRESS in the store
+            a_is_gone = True
+            status = (await second.call_tool("job_status", {"job_id": orphaned_id})).structured_content
+            assert status["running_here"] is True
+            done = (await second.call_tool("job_result", {"job_id": orphaned_id, "wait_s": 20})).structured_content
+        assert done["status"] == "COMPLETED" and done["output"]["text"] == "adopted"
+    finally:  # a failed assert must not leave A serving
+        answer_waited.open()
+        stop_first.set()
+        await first_task
 
 
 async def test_a_job_whose_input_held_a_secret_is_not_resumed_on_its_masked_copy(
@@ -455,28 +531,61 @@ class _CountingRunner:
         return {"status": "COMPLETED", "output": {"text": "ran"}, "trace": []}
 
 
-async def test_a_job_being_cancelled_is_not_taken_up_again_by_a_status_call(tmp_path: Path) -> None:
+class _RunsUntilCancelled:
+    """Counts the jobs it starts; ``started`` is set once one runs, and each runs until it is cancelled."""
+
+    def __init__(self) -> None:
+        self.runs: list[str] = []
+        self.started = Signal()
+
+    async def run(self, job: dict[str, Any], progress: Any) -> dict[str, Any]:
+        self.runs.append(job["job_id"])
+        await progress("draft", "drafted", None)
+        self.started.set()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable: the job runs until it is cancelled")
+
+
+async def test_a_job_being_cancelled_is_not_taken_up_again_by_a_status_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """While a cancel read the job's checkpoint, the job was in no task and its row still
-    IN_PROGRESS: job_status took it for a job let go of and ran it again, billed."""
+    IN_PROGRESS: job_status took it for a job let go of and ran it again, billed.
+
+    The checkpoint read is held open until the status call has been made inside that window."""
+    import mcp_server.jobenvelopes as jobenvelopes
     from mcp_server.jobloop import JobLoop
     from mcp_server.jobs import JobManager
-    from mcp_server.jobstore import JobStore
+    from mcp_server.jobstore import IN_PROGRESS, JobStore
 
-    async def slow_checkpoint(job_id: str, project: str, action: str) -> tuple[None, list[Any]]:
-        await asyncio.sleep(1.0)
+    # the read ends when the test opens it, never cut short by the read's own time limit
+    monkeypatch.setattr(jobenvelopes, "STOPPED_READ_S", 86_400.0)
+    reading, read_done, cancelling = Signal(), Latch(), False
+
+    async def checkpoint(job_id: str, project: str, action: str) -> tuple[None, list[Any]]:
+        if cancelling:  # the cancelled job reads what it had made (a handle reads its steps too)
+            reading.set()
+            await read_done.wait()
         return None, []
 
-    runner = _CountingRunner(3.0)
+    runner = _RunsUntilCancelled()
     manager = JobManager(JobStore(tmp_path / "jobs.sqlite"), lambda: runner, wait_budget_s=lambda: 0,
-                         job_loop=JobLoop(), stopped_job=slow_checkpoint)
+                         job_loop=JobLoop(), stopped_job=checkpoint)
     handle = await manager.submit({"project": "swarm", "action": "delegate", "input": {"task": "t"}}, "me", wait_s=0)
-    await asyncio.sleep(0.2)
-    cancel = asyncio.create_task(manager.cancel(handle["job_id"], "me"))
-    await asyncio.sleep(0.1)
-    manager.status(handle["job_id"], "me")
+    job_id = handle["job_id"]
+    await runner.started.wait()
+    cancelling = True
+    cancel = asyncio.create_task(manager.cancel(job_id, "me"))
+    await reading.wait()  # the cancelled job is reading its checkpoint: in no task, its row not final
+    try:
+        status = manager.status(job_id, "me")
+        assert status["status"] == IN_PROGRESS and status["running_here"] is False, status
+        assert runner.runs == [job_id]
+    finally:
+        read_done.open()
     assert (await cancel)["status"] == "CANCELLED"
     await manager.aclose()
-    assert runner.runs == [handle["job_id"]] and manager.store.get(handle["job_id"])["status"] == "CANCELLED"
+    assert runner.runs == [job_id] and manager.store.get(job_id)["status"] == "CANCELLED"
 
 
 async def test_without_file_locks_another_servers_job_is_left_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
