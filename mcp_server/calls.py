@@ -13,8 +13,8 @@ from typing import Any, cast
 import anyio
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.mcpserver import Context
-from mcp.server.mcpserver.exceptions import ToolError
 
+from core.errors import InputError
 from mcp_server.results import raise_for_failure
 from mcp_server.state import ServerState
 
@@ -95,7 +95,8 @@ async def run_job(
     With ``thread_id`` its turns join that conversation when it completes.
 
     Raises:
-        ToolError: the job finished FAILED (message from ``raise_for_failure``).
+        ToolFailed: the job finished FAILED (``raise_for_failure``).
+        InputError: ``idempotency_key`` already names another request.
     """
     from mcp_server.jobs import IdempotencyConflict
 
@@ -105,8 +106,8 @@ async def run_job(
             job, owner_of(ctx), progress=progress_sender(ctx), wait_s=wait_s, idempotency_key=idempotency_key,
             thread_id=thread_id,
         )
-    except IdempotencyConflict as exc:
-        raise ToolError(str(exc)) from None
+    except IdempotencyConflict as exc:  # its text starts with the field: "idempotency_key 'k' already names..."
+        raise InputError(str(exc)) from None
     if result.get("status") != "IN_PROGRESS":
         raise_for_failure(result)
     return result

@@ -1,7 +1,8 @@
 """Tools that finish a long job's story: status, result, cancel, list.
 
 A job id that does not exist and one that belongs to another client get the same answer,
-so ids cannot be probed.
+so ids cannot be probed. Errors are raised (``InputError``...) and answered by the server in the
+shape of a failed job's (``SwarmServer.call_tool``).
 """
 
 from __future__ import annotations
@@ -10,14 +11,21 @@ import json
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context
-from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, ContentBlock, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field, WithJsonSchema
 
+from core.errors import InputError
 from mcp_server.calls import owner_of, progress_sender, server_state
 from mcp_server.outputs import ImageOutput, ResearchOutput
 from mcp_server.previews import image_blocks
-from mcp_server.results import public_steps, research_blocks, stored_images, tool_output, tool_output_fields
+from mcp_server.results import (
+    call_failed,
+    public_steps,
+    research_blocks,
+    stored_images,
+    tool_output,
+    tool_output_fields,
+)
 
 JobId = Annotated[str, Field(max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]  # the pattern's + implies minLength 1
 MAX_RESULT_WAIT_S = 50.0  # under Claude Desktop's ~60 s tool timeout
@@ -60,8 +68,8 @@ class JobResult(BaseModel):
     elapsed_ms: float | None = None
 
 
-def _unknown(job_id: str) -> ToolError:
-    return ToolError(f"unknown job_id {job_id!r}: no job with this id is visible to you; list_jobs shows yours")
+def _unknown(job_id: str) -> InputError:
+    return InputError(f"unknown job_id {job_id!r}: no job with this id is visible to you; list_jobs shows yours")
 
 
 def register(server: Any) -> None:
@@ -108,8 +116,8 @@ def register(server: Any) -> None:
             return JobStatus(**await server_state(ctx).jobs.cancel(job_id, owner_of(ctx)))
         except KeyError:
             raise _unknown(job_id) from None
-        except RunsElsewhere as exc:
-            raise ToolError(str(exc)) from None
+        except RunsElsewhere as exc:  # no SwarmError: told by its own name, as a job's error is
+            raise call_failed({"type": type(exc).__name__, "message": str(exc)}) from None
 
     @server.tool(name="list_jobs", title="List jobs", annotations=read_only,
                  description="Your jobs, newest first (fields as job_status), optionally of one status.")

@@ -2,7 +2,9 @@
 and a failed one as a tool error a model can act on.
 
 ``job_result`` maps a finished envelope with the same functions (``tool_output``), so a job
-collected later reads exactly like the tool's own answer.
+collected later reads exactly like the tool's own answer. An error found before or without a job
+(input the door refuses, an unknown job id, a crash) is told as a failed job with no job
+(``call_failed``): whichever layer found it, a client reads one shape.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from typing import Any
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, ContentBlock, ResourceLink, TextContent
 
+from core.errors import SwarmError
+from core.redact import redact
 from graphs.actions import ACTIONS
 from mcp_server.outputs import (
     ConsensusOutput,
@@ -240,11 +244,12 @@ _PARTIAL_MARKS = frozenset({"partial", "stopped_at"})
 
 
 class ToolFailed(ToolError):
-    """A FAILED (or cancelled) job as a tool error: its text (``str``) is what a model reads; ``result``
-    is the same failure as an ``isError`` result whose structured content is the whole job (error,
-    partial output, public trace, totals). The SDK sends only the text of a ``ToolError``; a door
-    that catches this one (its ``__cause__`` once the SDK has wrapped it) may send ``result``:
-    neither the SDK nor its client checks an ``isError`` result against the output schema."""
+    """A failed tool call as a tool error: its text (``str``) is what a model reads; ``result`` is the
+    same failure as an ``isError`` result whose structured content is the whole job (error, partial
+    output, public trace, totals), or the error alone when no job was made (``call_failed``). The SDK
+    sends a ``ToolError``'s text after "Error executing tool NAME: "; the server sends ``result``
+    instead (``SwarmServer.call_tool``): neither the SDK nor its client checks an ``isError`` result
+    against the output schema."""
 
     def __init__(self, text: str, result: CallToolResult) -> None:
         super().__init__(text)
@@ -261,10 +266,32 @@ def raise_for_failure(result: dict[str, Any]) -> None:
     """
     if result.get("status") in ("COMPLETED", "IN_PROGRESS"):
         return
+    raise _failed(result)
+
+
+#: what a client reads of an exception nobody raised on purpose: nothing of it (its text may hold a
+#: secret, its traceback the server's insides); the server log has it, redacted
+INTERNAL_ERROR = {"type": "InternalError", "message": "the server failed on this call; its log has the details"}
+
+
+def public_error(exc: BaseException) -> dict[str, str]:
+    """``{type, message}`` of ``exc`` as a job's envelope carries it: a ``SwarmError`` by its class
+    and redacted text, anything else as ``INTERNAL_ERROR``."""
+    return exc.to_dict() if isinstance(exc, SwarmError) else dict(INTERNAL_ERROR)
+
+
+def call_failed(error: dict[str, str]) -> ToolFailed:
+    """An error found before or without a job as the failure a job's error is: ``isError``, the text
+    "Type: field: message" (no trace, totals or job line: nothing ran), and the structured content
+    of a failed job whose ``job_id`` is null."""
+    said = {"type": error["type"], "message": redact(error["message"])}
+    return _failed({"job_id": None, "status": "FAILED", "error": said})
+
+
+def _failed(result: dict[str, Any]) -> ToolFailed:
     text = failure_text(result)
     structured = failure_structured(result)
-    raise ToolFailed(text, CallToolResult(content=[TextContent(text=text)], structured_content=structured,
-                                          is_error=True))
+    return ToolFailed(text, CallToolResult(content=[TextContent(text=text)], structured_content=structured, is_error=True))
 
 
 def failure_structured(result: dict[str, Any]) -> dict[str, Any]:
@@ -296,6 +323,8 @@ def failure_text(result: dict[str, Any]) -> str:
         shown = "; ".join(_step_line(s) for s in steps[:ERROR_TRACE_STEPS])
         more = f"; {len(steps) - ERROR_TRACE_STEPS} more steps" if len(steps) > ERROR_TRACE_STEPS else ""
         lines.append(f"trace: {shown}{more}")
+    if result.get("job_id") is None:  # refused before any job: nothing ran, nothing to collect
+        return "\n".join(lines)
     lines.append(f"totals: {_totals_line(result.get('totals') or {}, steps)}")
     if partial is not None:
         lines.append(f"partial result available: job_result({result.get('job_id')})")

@@ -20,17 +20,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from mcp.server import MCPServer
+from mcp.server.mcpserver.exceptions import ResourceError, ToolError, UnexpectedToolError
 from mcp.server.subscriptions import InMemorySubscriptionBus
+from pydantic import ValidationError
 
-from core.errors import ConfigError
+from core.errors import ConfigError, InputError, SwarmError
 from core.heap import settle
 from mcp_server import http, job_tools, prompts, protocol, resources, schemas, thread_tools, tools
 from mcp_server.cancel import serving_call
-from mcp_server.results import ToolFailed
+from mcp_server.results import ToolFailed, call_failed, public_error
 from mcp_server.state import ServerState
 
 if TYPE_CHECKING:
     from core.config import SwarmConfig
+
+log = logging.getLogger("swarm.mcp")
 
 INSTRUCTIONS = (
     "runpod-swarm runs a small AI swarm: `delegate` routes a task to a primary model and a "
@@ -84,31 +88,49 @@ class SwarmServer(MCPServer):
             raise MCPError(-32602, message) from None
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
-        """The SDK's call, with bad arguments told as the house tells bad input: each field and
-        what is wrong with it, an unknown one refused with the arguments the tool takes (the SDK's
-        text is pydantic's, with the input value echoed and a link)."""
-        from mcp.server.mcpserver.exceptions import ToolError
-        from pydantic import ValidationError
-
+        """The SDK's call, every failure answered as a failed job answers (``results.call_failed``):
+        ``isError``, "Type: field: message" and the structured error, where the SDK sent "Error
+        executing tool NAME: ..." or, for a crash, only that. Bad arguments are told as the house
+        tells bad input: each field and what is wrong with it, an unknown one refused with the
+        arguments the tool takes (the SDK's text is pydantic's, with the input value echoed and a link)."""
         tool = self._tool_manager.get_tool(name)
         fields = tool.fn_metadata.arg_model.model_fields if tool is not None else {}
         known = [field.alias or field_name for field_name, field in fields.items()]  # the names on the wire
-        # an argument the tool does not have is refused (the SDK drops it: a misspelt only_mask
-        # ran as a cut-out); checked here, not by a stricter model per tool: nothing at start-up
-        unknown = [key for key in arguments or {} if key not in known] if tool is not None else []
-        if unknown:
-            takes = f"{name} takes {', '.join(known)}"
-            raise ToolError(f"invalid arguments for {name}: " + "; ".join(f"{key}: unknown argument; {takes}" for key in unknown))
         try:
+            if tool is None:
+                raise InputError(f"unknown tool {name!r}: tools/list names the tools this server has")
+            # an argument the tool does not have is refused (the SDK drops it: a misspelt only_mask
+            # ran as a cut-out); checked here, not by a stricter model per tool: nothing at start-up
+            unknown = [key for key in arguments or {} if key not in known]
+            if unknown:
+                takes = f"{name} takes {', '.join(known)}"
+                raise InputError(f"invalid arguments for {name}: "
+                                 + "; ".join(f"{key}: unknown argument; {takes}" for key in unknown))
             with serving_call(context):  # a job the call starts ends with it if the client cancels it
                 return await super().call_tool(name, arguments, context)
-        except ToolError as exc:
-            cause = exc.__cause__
-            if isinstance(exc, ToolFailed) or isinstance(cause, ToolFailed):  # a failed job: its partial and trace too
-                return (exc if isinstance(exc, ToolFailed) else cause).result  # type: ignore[union-attr]
-            if not isinstance(cause, ValidationError) or not cause.title.endswith("Arguments"):
-                raise
-            raise ToolError(schemas.argument_errors(name, cause, known)) from None
+        except (ToolError, SwarmError) as exc:
+            return _failure(name, exc, known).result
+
+
+def _failure(tool: str, exc: BaseException, known: list[str]) -> ToolFailed:
+    """What a tools/call that raised ``exc`` answers: a failed job's own error as it is; an error
+    found at the door (bad arguments, a ``SwarmError`` a tool raised before or without a job) in the
+    same shape; a crash as ``InternalError``, nothing of it told (the log has it)."""
+    cause = exc
+    while isinstance(cause, ToolError) and not isinstance(cause, ToolFailed) and cause.__cause__ is not None:
+        cause = cause.__cause__  # what the tool raised, under the SDK's "Error executing tool" wrapper(s)
+    if isinstance(cause, ToolFailed):
+        return cause
+    if isinstance(cause, ValidationError) and cause.title.endswith("Arguments"):
+        cause = InputError(schemas.argument_errors(tool, cause, known))
+    if isinstance(cause, SwarmError):
+        log.info("tool %s refused: %s", tool, type(cause).__name__)
+        return call_failed(public_error(cause))
+    if isinstance(cause, ToolError | ResourceError) and not isinstance(exc, UnexpectedToolError):  # said on purpose
+        log.info("tool %s refused: %s", tool, cause)
+        return call_failed({"type": type(cause).__name__, "message": str(cause)})
+    log.error("tool %s failed", tool, exc_info=cause)  # redacted: install_log_redaction
+    return call_failed(public_error(cause))
 
 
 def build_server(config_path: str | None = None, *, jobs_path: Path | None = None, config: SwarmConfig | None = None,
@@ -233,8 +255,8 @@ def _serve_then_exit(serve: Callable[[], None]) -> NoReturn:
     running = _threads_left(WORKER_GRACE_S)
     if not running:
         sys.exit(code)  # nothing runs under the interpreter's finalization: the usual exit
-    logging.getLogger("swarm.mcp").info("exiting without the interpreter's finalization: %d thread(s) still run (%s)",
-                                        len(running), ", ".join(sorted(set(running))))
+    log.info("exiting without the interpreter's finalization: %d thread(s) still run (%s)",
+             len(running), ", ".join(sorted(set(running))))
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # a pipe the client already closed

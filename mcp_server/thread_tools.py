@@ -13,11 +13,11 @@ from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
 from mcp.server.mcpserver import Context
-from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+from mcp.server.mcpserver.exceptions import ResourceError
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
-from core.errors import SwarmError
+from core.errors import InputError, SwarmError
 from mcp_server.calls import owner_of, server_state
 
 T = TypeVar("T")
@@ -31,12 +31,10 @@ ThreadId = Annotated[str | None, Field(max_length=MAX_THREAD_ID_CHARS)]
 
 async def _stored(ctx: Context, call: Callable[[Any], T]) -> T:
     """``call(store)`` on the thread store (opened at first use), in a worker thread; a store that
-    cannot be reached (PostgreSQL down) is a ``ToolError`` that says so: the next call tries again."""
+    cannot be reached (PostgreSQL down) raises its ``SwarmError``, which says so (a tool answers it
+    as a failed job's error): the next call tries again."""
     state = server_state(ctx)
-    try:
-        return await asyncio.to_thread(lambda: call(state.threads))
-    except SwarmError as exc:
-        raise ToolError(f"{type(exc).__name__}: {exc}") from None
+    return await asyncio.to_thread(lambda: call(state.threads))
 
 
 def unknown_thread(thread_id: str) -> str:
@@ -47,14 +45,15 @@ async def open_thread(ctx: Context, thread_id: str | None) -> tuple[str, list[di
     """(the call's thread id, its stored turns): a new thread when ``thread_id`` is None.
 
     Raises:
-        ToolError: ``thread_id`` is not one of the caller's threads.
+        InputError: ``thread_id`` is not one of the caller's threads.
+        SwarmError: the thread store cannot be reached.
     """
     owner = owner_of(ctx)
     if thread_id is None:
         return await _stored(ctx, lambda store: store.create(owner)), []
     thread = await _stored(ctx, lambda store: store.get(thread_id, owner))
     if thread is None:
-        raise ToolError(unknown_thread(thread_id))
+        raise InputError(unknown_thread(thread_id))
     return thread_id, [{k: t[k] for k in ("n", "role", "model", "content")} for t in thread["turns"]]
 
 
@@ -64,8 +63,8 @@ async def read_thread(ctx: Context, thread_id: str) -> dict[str, Any] | None:
     owner = owner_of(ctx)
     try:
         return await _stored(ctx, lambda store: store.get(thread_id, owner))
-    except ToolError as exc:  # for the resource: said as what it is, not "error creating resource"
-        raise ResourceError(str(exc)) from None
+    except SwarmError as exc:  # for the resource: said as what it is, not "error creating resource"
+        raise ResourceError(f"{type(exc).__name__}: {exc}") from None
 
 
 class ThreadSummary(BaseModel):

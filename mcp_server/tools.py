@@ -22,7 +22,6 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context
-from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -253,10 +252,8 @@ async def _image_call(ctx: Context, action: str, inp: dict[str, Any], return_bas
                       idempotency_key: str | None) -> CallToolResult:
     runtime = server_state(ctx).runtime
     inline_limit = runtime.config.mcp.max_inline_image_bytes
-    try:
-        inp = await _read_sources(ctx, runtime.config, inp)
-    except InputError as exc:  # before any job exists: said as a failed job would say it
-        raise ToolError(f"{type(exc).__name__}: {exc}") from None
+    # an InputError here (before any job exists) is answered as a failed job's (SwarmServer.call_tool)
+    inp = await _read_sources(ctx, runtime.config, inp)
     job = {"project": "image_tools", "action": action, "input": _drop_none(**inp, inline=return_base64 or None)}
     result = await run_job(ctx, job, idempotency_key=idempotency_key)
     output = image_output(result, return_base64=return_base64, inline_limit=inline_limit)

@@ -35,7 +35,7 @@ async def test_an_unknown_or_misspelt_argument_is_refused_naming_what_the_tool_t
     async with Client(build_server(str(write_config(tmp_path)))) as client:
         typo = await client.call_tool("remove_background", {"image": "aGk=", "only_masks": True})
         text = typo.content[0].text
-        assert typo.is_error and text.startswith("invalid arguments for remove_background: only_masks: unknown argument")
+        assert typo.is_error and text.startswith("InputError: invalid arguments for remove_background: only_masks: unknown argument")
         assert "only_mask," in text  # the argument meant is among those listed
 
         extra = await client.call_tool("delegate", {"task": "hi", "bogus": 1})
@@ -44,7 +44,7 @@ async def test_an_unknown_or_misspelt_argument_is_refused_naming_what_the_tool_t
         # pydantic's own text echoed the value given (a pasted key, say) and a link; ours names the field only
         wrong = await client.call_tool("research", {"question": "q", "max_sources": secret})
         text = wrong.content[0].text
-        assert wrong.is_error and text.startswith("invalid arguments for research: max_sources: ")
+        assert wrong.is_error and text.startswith("InputError: invalid arguments for research: max_sources: ")
         assert secret not in text and "NOTREAL" not in text and "pydantic.dev" not in text
 
         assert not (await client.call_tool("list_jobs", {"limit": 1})).is_error
