@@ -14,8 +14,6 @@ Annotations are evaluated at registration (no ``from __future__ import annotatio
 limits advertised in input schemas come from the config in force.
 """
 
-import asyncio
-import base64
 import importlib.util
 import logging
 from collections.abc import Callable
@@ -41,7 +39,7 @@ from mcp_server.results import (
     stored_images,
 )
 from mcp_server.thread_tools import ThreadId, open_thread
-from providers.image.imageio import ImageLimits, base64_payload, looks_like_path, read_file
+from swarm.local_images import read_local_sources
 
 log = logging.getLogger("swarm.mcp")
 
@@ -253,57 +251,12 @@ async def _image_call(ctx: Context, action: str, inp: dict[str, Any], return_bas
     runtime = server_state(ctx).runtime
     inline_limit = runtime.config.mcp.max_inline_image_bytes
     # an InputError here (before any job exists) is answered as a failed job's (SwarmServer.call_tool)
-    inp = await _read_sources(ctx, runtime.config, inp)
+    inp = await read_local_sources(runtime.config, inp, lambda field: _file_roots(ctx, runtime.config, field))
     job = {"project": "image_tools", "action": action, "input": _drop_none(**inp, inline=return_base64 or None)}
     result = await run_job(ctx, job, idempotency_key=idempotency_key)
     output = image_output(result, return_base64=return_base64, inline_limit=inline_limit)
     blocks = await image_blocks(stored_images(output), runtime.providers().storage, inline_limit)
     return image_result(output, blocks)
-
-
-async def _read_sources(ctx: Context, config: Any, inp: dict[str, Any]) -> dict[str, Any]:
-    """``inp`` with a local file (``path``) read here, into ``image``: the runner, local or a RunPod
-    worker, gets the image as data and needs no access to this machine's disk. What can be refused
-    before a job exists is: a bad path, a file path given as ``image``, a single image over the
-    size limit (a batch's image fails alone, in its job)."""
-    limits = ImageLimits.from_config(config)
-    sources = [inp.get(name) for name in ("image", "path", "url", "key")]
-    if inp.get("images") is None and all(source is None for source in sources):
-        raise InputError("give one of image, path, url, key (got none)", field="image")
-    if inp.get("images") is not None and inp.get("path"):
-        raise InputError("give images or one of image, path, url, key, not both (got images and path)", field="path")
-    out = await _read_source(ctx, config, limits, inp, "")
-    if out.get("image"):
-        base64_payload(out["image"], limits, field="image")
-    if inp.get("images") is not None:
-        from graphs.image.inputs import MAX_BATCH_IMAGES
-
-        if not 1 <= len(inp["images"]) <= MAX_BATCH_IMAGES:  # before any file is read
-            raise InputError(f"{len(inp['images'])} images; give 1 to {MAX_BATCH_IMAGES} per job (MAX_BATCH_IMAGES)",
-                             field="images")
-        out["images"] = [await _read_source(ctx, config, limits, item, f"images[{n}].")
-                         for n, item in enumerate(inp["images"])]
-    return out
-
-
-async def _read_source(ctx: Context, config: Any, limits: ImageLimits, source: dict[str, Any],
-                       prefix: str) -> dict[str, Any]:
-    """``source`` (one image's image/url/key/path) with its file read into ``image``."""
-    rest = {k: v for k, v in source.items() if k != "path"}
-    path, given = source.get("path"), [name for name in ("image", "url", "key") if source.get(name)]
-    if path is None or (path == "" and given):  # an empty field beside a filled one: a client's "unset"
-        image = rest.get("image")
-        if image and looks_like_path(image):
-            raise InputError("looks like a file's path; give a local file as path (an absolute path or a file://"
-                             " URL); image takes base64 or a data: URL", field=f"{prefix}image")
-        if str(rest.get("url") or "").strip()[:5].lower() == "file:":
-            raise InputError("a file:// URL names a local file: give it as path; url takes http(s)", field=f"{prefix}url")
-        return rest
-    if given:
-        raise InputError(f"give one of image, path, url, key (got path and {', '.join(given)})", field=f"{prefix}path")
-    roots = _file_roots(ctx, config, f"{prefix}path")
-    data = await asyncio.to_thread(read_file, path, limits, roots=roots, field=f"{prefix}path")
-    return {**rest, "image": base64.b64encode(data).decode()}
 
 
 def _file_roots(ctx: Context, config: Any, field: str) -> list[str] | None:

@@ -5,7 +5,7 @@ Examples::
 
     swarm delegate "Summarise the design in three bullets"
     swarm research "How do tiers and fallback chains work?"
-    swarm run image_tools upscale --input '{"image": "..."}'
+    swarm run image_tools upscale --input '{"path": "cat.png", "scale": 4}'
     swarm config check
     swarm threads import
     swarm doctor
@@ -113,10 +113,39 @@ async def _run_job(args: argparse.Namespace, job: dict[str, Any]) -> int:
         from swarm.executors import make_executor
 
         runner = make_executor(runtime.config, runtime)
-        result = await runner.run(job, _progress_printer(args.quiet))
+        try:
+            sent = await _with_local_files(runtime.config, job)
+        except SwarmError as exc:  # before any job exists: nothing ran, nothing to resume
+            print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 2
+        result = await runner.run(sent, _progress_printer(args.quiet))
     finally:
         await runtime.aclose()
     return _report(args, result, job)
+
+
+async def _with_local_files(config: Any, job: dict[str, Any]) -> dict[str, Any]:
+    """An image job whose input names local files (``path``, ``images[i].path``) with them read
+    into ``image``, as the MCP server reads them: the runner, local or a RunPod worker, gets the
+    data. ``job`` itself keeps the paths (a resume command names the file, not megabytes)."""
+    inp = job.get("input")
+    if job.get("project") != "image_tools" or not isinstance(inp, dict):
+        return job
+    items = inp.get("images") if isinstance(inp.get("images"), list) else []
+    if "path" not in inp and not any(isinstance(item, dict) and "path" in item for item in items):
+        return job
+    from swarm.local_images import read_local_sources
+
+    def here(source: Any) -> Any:  # a relative path names a file in the folder the command runs in
+        path = source.get("path") if isinstance(source, dict) else None
+        if isinstance(path, str) and path and not path.lower().startswith("file:") and not os.path.isabs(path):
+            return {**source, "path": os.path.abspath(path)}
+        return source
+
+    inp = here(inp)
+    if items:
+        inp = {**inp, "images": [here(item) for item in items]}
+    return {**job, "input": await read_local_sources(config, inp, prefix="input.")}
 
 
 def _report(args: argparse.Namespace, result: dict[str, Any], job: dict[str, Any] | None = None) -> int:

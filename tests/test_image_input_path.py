@@ -234,3 +234,24 @@ def test_what_looks_like_a_path() -> None:
         assert looks_like_path(text), text
     for text in ("not base64 !!!", "bm90IGFuIGltYWdl", base64.b64encode(SMALL.read_bytes()).decode(), ""):
         assert not looks_like_path(text), text
+
+
+def test_the_command_line_reads_a_local_file_too(echo: EchoImages, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """``swarm run image_tools ... --input '{"path": ...}'`` reads the file as the MCP server does
+    (it said "input.path: Extra inputs are not permitted"); a relative path names a file in the folder
+    the command runs in; a bad one is refused before any job, naming input.path."""
+    from swarm.cli import main
+
+    config = config_with(tmp_path)
+    monkeypatch.chdir(FIXTURES)
+    assert main(["--config", config, "run", "image_tools", "upscale", "--input",
+                 json.dumps({"path": SMALL.name, "scale": 2}), "-q"]) == 0
+    assert main(["--config", config, "run", "image_tools", "remove_background", "--input",
+                 json.dumps({"images": [{"path": str(PHOTO)}, {"path": SMALL.as_uri()}]}), "-q"]) == 0
+    assert echo.seen[0] == SMALL.read_bytes()
+    assert sorted(echo.seen[1:], key=len) == [SMALL.read_bytes(), PHOTO.read_bytes()]
+    capsys.readouterr()
+    assert main(["--config", config, "run", "image_tools", "upscale", "--input", json.dumps({"path": "nope.png"}), "-q"]) == 2
+    assert f"error: InputError: input.path: no such file: {FIXTURES / 'nope.png'}" in capsys.readouterr().err
+    assert len(echo.seen) == 3

@@ -1,0 +1,76 @@
+"""Image inputs given as local files (``path``), read by the door that runs on the user's machine.
+
+The MCP server and the ``swarm`` command line take an image as ``path`` (an absolute path or a
+``file://`` URL) besides ``image`` (base64), ``url`` and ``key``: the door reads the file into
+``image``, so the runner, local or a RunPod worker, gets the image as data and needs no access to
+this machine's disk. What can be refused before a job exists is refused here: no image at all, a
+bad or unreadable path, a file path given as ``image`` or as a ``file://`` url, more than
+``MAX_BATCH_IMAGES`` images, a single image over the size limit (a batch's image fails alone,
+in its job). Each error names the field as the door's caller wrote it (``prefix``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Callable
+from typing import Any
+
+from core.errors import InputError
+from providers.image.imageio import ImageLimits, base64_payload, looks_like_path, read_file
+
+#: the folders a ``path`` may be read from, for the field that names it (``None``: any); it may
+#: refuse (``InputError``) where the door reads no local file at all
+RootsFor = Callable[[str], "list[str] | None"]
+
+
+def any_file(field: str) -> None:
+    """Roots for a door run by the user on their own machine: any file they could open."""
+    return None
+
+
+async def read_local_sources(config: Any, inp: dict[str, Any], roots_for: RootsFor = any_file,
+                             prefix: str = "") -> dict[str, Any]:
+    """``inp`` (an image action's input: image/path/url/key, or ``images``) with every ``path``
+    read into ``image``; the fields of errors start with ``prefix`` (``"input."`` on the command line)."""
+    limits = ImageLimits.from_config(config)
+    sources = [inp.get(name) for name in ("image", "path", "url", "key")]
+    if inp.get("images") is None and all(source is None for source in sources):
+        raise InputError("give one of image, path, url, key (got none)", field=f"{prefix}image")
+    if inp.get("images") is not None and inp.get("path"):
+        raise InputError("give images or one of image, path, url, key, not both (got images and path)",
+                         field=f"{prefix}path")
+    out = await _read_source(limits, inp, prefix, roots_for)
+    if out.get("image"):
+        base64_payload(out["image"], limits, field=f"{prefix}image")
+    if inp.get("images") is not None:
+        from graphs.image.inputs import MAX_BATCH_IMAGES
+
+        images = inp["images"]
+        if not isinstance(images, list) or not 1 <= len(images) <= MAX_BATCH_IMAGES:  # before any file is read
+            count = f"{len(images)} images" if isinstance(images, list) else "not a list"
+            raise InputError(f"{count}; give 1 to {MAX_BATCH_IMAGES} per job (MAX_BATCH_IMAGES)", field=f"{prefix}images")
+        out["images"] = [await _read_source(limits, item, f"{prefix}images[{n}].", roots_for) if isinstance(item, dict)
+                         else item for n, item in enumerate(images)]
+    return out
+
+
+async def _read_source(limits: ImageLimits, source: dict[str, Any], prefix: str, roots_for: RootsFor) -> dict[str, Any]:
+    """``source`` (one image's image/url/key/path) with its file read into ``image``."""
+    rest = {k: v for k, v in source.items() if k != "path"}
+    path, given = source.get("path"), [name for name in ("image", "url", "key") if source.get(name)]
+    if path is None or (path == "" and given):  # an empty field beside a filled one: a client's "unset"
+        image = rest.get("image")
+        if isinstance(image, str) and image and looks_like_path(image):
+            raise InputError("looks like a file's path; give a local file as path (an absolute path or a file://"
+                             " URL); image takes base64 or a data: URL", field=f"{prefix}image")
+        if str(rest.get("url") or "").strip()[:5].lower() == "file:":
+            raise InputError("a file:// URL names a local file: give it as path; url takes http(s)", field=f"{prefix}url")
+        return rest
+    if given:
+        raise InputError(f"give one of image, path, url, key (got path and {', '.join(given)})", field=f"{prefix}path")
+    if not isinstance(path, str):
+        raise InputError("must be a string: an absolute path or a file:// URL", field=f"{prefix}path")
+    roots = roots_for(f"{prefix}path")
+    data = await asyncio.to_thread(read_file, path, limits, roots=roots, field=f"{prefix}path")
+    return {**rest, "image": base64.b64encode(data).decode()}
