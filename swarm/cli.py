@@ -131,7 +131,8 @@ async def _with_local_files(config: Any, job: dict[str, Any]) -> dict[str, Any]:
     inp = job.get("input")
     if job.get("project") != "image_tools" or not isinstance(inp, dict):
         return job
-    items = inp.get("images") if isinstance(inp.get("images"), list) else []
+    images = inp.get("images")
+    items: list[Any] = images if isinstance(images, list) else []
     if "path" not in inp and not any(isinstance(item, dict) and "path" in item for item in items):
         return job
     from swarm.local_images import read_local_sources
