@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import os
 import threading
 import time
@@ -22,10 +21,10 @@ from typing import Any
 from core.credentials import CREDENTIALS_FIELD
 from core.redact import redact
 from core.rules import valid_job_id
+from graphs.progress import listen_to_steps
 from providers.base import Warmable
 from swarm.envelope import for_runpod
 from swarm.executors.runpod_progress import steps_update
-from swarm.logs import job_id_var
 
 log = logging.getLogger("swarm.handler")
 _runtime: Any = None
@@ -52,20 +51,21 @@ async def handler(job: dict[str, Any]) -> dict[str, Any]:
     """
     body = job.get("input")
     forwarded = body.pop(CREDENTIALS_FIELD, None) if isinstance(body, dict) else None
-    finished = _FinishedSteps(body)
+    finished = _FinishedSteps()
 
     async def progress(stage: str, message: str, fraction: float | None = None) -> None:
         if not _listened(job):
             return  # nobody reads an update here: nor its steps
         update = {"stage": stage, "message": message, "fraction": fraction}
-        _progress_update(job, {**update, **await finished.update(stage)})
+        _progress_update(job, {**update, **finished.update(stage)})
 
     _activity.started()
     try:
         if isinstance(body, dict):
             body = _inline_on_local_disk(dict(body))
             body.setdefault("job_id", _job_id(job))
-        envelope = await runtime().run(body, progress, credentials={} if forwarded is None else forwarded)
+        with listen_to_steps(finished.seen):
+            envelope = await runtime().run(body, progress, credentials={} if forwarded is None else forwarded)
         if not isinstance(body, dict) and _job_id(job):
             envelope["job_id"] = _job_id(job)
     except Exception as exc:  # never hand the SDK a traceback: it would land in the job result
@@ -133,43 +133,29 @@ def _listened(job: dict[str, Any]) -> bool:
     return bool(job.get("id")) and job.get("id") != "local_test" and bool(os.environ.get("RUNPOD_WEBHOOK_POST_OUTPUT"))
 
 
-#: a progress update reads the job's finished steps again when its stage changes (a node ended and
-#: the next one reports) or this long after the last read; in between it carries the last read's
-STEPS_REREAD_S = 2.0
-#: how long one read of the job's checkpoint may take; the update then carries the last read's steps
-STEPS_READ_S = 2.0
-
-
 class _FinishedSteps:
-    """The trace steps one job has finished, for its progress updates: read from its last
-    checkpoint as a stopped job's are (``Runtime.stopped_job``; every finished node is durable
-    before the next starts), bounded and redacted (``runpod_progress.steps_update``), so that a
-    client polling the job while it runs shows them, as it shows a local job's. Read only for an
-    update that reaches someone, at most once per stage or ``STEPS_REREAD_S``; a failed read
-    (logged) leaves the update with the steps read before, and the job goes on."""
+    """The trace steps one job has finished, for its progress updates, so that a client polling
+    the job while it runs shows them as it shows a local job's: the graph hands its state's trace
+    after every step (``graphs.progress.listen_to_steps``: nothing is read, no I/O on the job's
+    loop), and an update that reaches someone carries them, bounded and redacted
+    (``runpod_progress.steps_update``, built once per new trace). The last update ("done") carries
+    none: the result that follows has them all."""
 
-    def __init__(self, body: Any) -> None:
-        self._body = body
-        self._stage: str | None = None
-        self._read_at = -math.inf
-        self._last: dict[str, Any] = {}
+    def __init__(self) -> None:
+        self._trace: list[dict[str, Any]] = []
+        self._shown: dict[str, Any] | None = {}
 
-    async def update(self, stage: str) -> dict[str, Any]:
-        """``{trace, trace_total}`` for an update of ``stage`` (``{}`` before any read succeeded)."""
-        if stage == self._stage and time.monotonic() - self._read_at < STEPS_REREAD_S:
-            return self._last
-        self._stage, self._read_at = stage, time.monotonic()
-        job_id = job_id_var.get()  # the id the dispatcher gave the job (its checkpoint's thread)
-        if not job_id or not isinstance(self._body, dict):
-            return self._last
-        project, action = str(self._body.get("project")), str(self._body.get("action"))
-        try:
-            _, trace = await asyncio.wait_for(runtime().stopped_job(job_id, project, action), STEPS_READ_S)
-            self._last = steps_update(trace)
-        except Exception as exc:  # progress is best effort: a failed read never fails the job
-            log.warning("job %s: the steps it finished were not read for its progress: %s", job_id,
-                        redact(repr(exc)))
-        return self._last
+    def seen(self, trace: list[dict[str, Any]]) -> None:
+        if trace is not self._trace:
+            self._trace, self._shown = trace, None
+
+    def update(self, stage: str) -> dict[str, Any]:
+        """``{trace, trace_total}`` for an update of ``stage`` (``{}`` before any step, and for "done")."""
+        if stage == "done" or not self._trace:
+            return {}
+        if self._shown is None:
+            self._shown = steps_update(self._trace)
+        return self._shown
 
 
 def _progress_update(job: dict[str, Any], data: dict[str, Any]) -> None:

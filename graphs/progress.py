@@ -15,7 +15,8 @@ import contextvars
 import logging
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
 
 from providers.base import AttemptEvent, AttemptListener
 
@@ -25,6 +26,29 @@ Event = tuple[str, str, "float | None"]
 ProgressCallback = Callable[[str, str, "float | None"], Awaitable[None]]
 
 _relay: contextvars.ContextVar[_Relay | None] = contextvars.ContextVar("swarm_progress_relay", default=None)
+#: who hears the trace of a job's finished steps as its graph runs (``listen_to_steps``)
+StepsListener = Callable[[list[dict[str, Any]]], None]
+_steps: contextvars.ContextVar[StepsListener | None] = contextvars.ContextVar("swarm_steps_listener", default=None)
+
+
+@contextlib.contextmanager
+def listen_to_steps(listener: StepsListener) -> Iterator[None]:
+    """Within this block, ``listener`` gets the trace of the steps each graph run has finished,
+    after every step (``run_graph``: the state it already holds; nothing is read or copied): a
+    door that reports progress (the RunPod worker) sends them with it."""
+    token = _steps.set(listener)
+    try:
+        yield
+    finally:
+        _steps.reset(token)
+
+
+def publish_steps(trace: list[dict[str, Any]]) -> None:
+    """Hand ``trace`` (the finished steps, oldest first) to the listener, if any; it must not keep
+    a reference it mutates: a graph's state lists are new objects at every step."""
+    listener = _steps.get()
+    if listener is not None:
+        listener(trace)
 
 
 def emit(stage: str, message: str, fraction: float | None = None) -> None:

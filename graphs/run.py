@@ -10,7 +10,7 @@ from typing import Any
 from core.errors import InputError, SwarmError
 from graphs.context import REPLAYED, RESUMED_AT, JobContext, _no_progress
 from graphs.lean_saver import LeanStartSaver
-from graphs.progress import relay
+from graphs.progress import publish_steps, relay
 
 #: the checkpoint metadata key that records ``project/action`` (``JobContext.job_kind``)
 JOB_KIND_KEY = "swarm_job"
@@ -105,6 +105,7 @@ async def run_graph(graph: Any, initial: dict[str, Any], ctx: JobContext) -> dic
         async with relay(None if ctx.progress is _no_progress else ctx.progress):
             async for values in graph.astream(start, config, stream_mode="values", **durability):
                 final = values
+                publish_steps(values.get("trace") or [])
     except SwarmError as exc:
         # the state after the last completed node: what the action can return as a partial result
         if getattr(exc, "graph_state", None) is None:

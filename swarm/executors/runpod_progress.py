@@ -46,7 +46,8 @@ def steps_update(trace: Sequence[Any]) -> dict[str, Any]:
     kept: list[dict[str, Any]] = []
     size = 0
     for step in reversed(steps[-PROGRESS_STEPS_MAX:]):
-        shown = redact_data({key: _clipped(value) for key, value in step.items()})
+        # masked before it is cut: a secret cut in two would no longer be found and masked
+        shown = {key: _clipped(value) for key, value in redact_data(dict(step)).items()}
         size += len(json.dumps(shown, ensure_ascii=False, default=str).encode())
         if size > PROGRESS_STEPS_MAX_BYTES:
             break
