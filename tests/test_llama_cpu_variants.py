@@ -176,8 +176,8 @@ def test_on_any_cpu_a_module_it_cannot_run_is_never_chosen_and_refused_when_forc
     from providers.llm import llama_launch
 
     real = choose_cpu_variant(lib_dir())
-    if real is None or len(real.scores) < 2:
-        pytest.skip("this build links its CPU code in: there is no module to choose")
+    if real is None or sum(value > 0 for _, value in real.scores) < 2:
+        pytest.skip("fewer than 2 modules run on this CPU: with the best one out, none would be left to choose")
     best = real.name
     measured = {path: dict(real.scores)[name] for name, path in cpu_modules(lib_dir()).items()}
     monkeypatch.setattr(llama_launch, "score", lambda path: 0 if path == real.path else measured[path])

@@ -168,8 +168,12 @@ def test_a_lone_identifier_is_no_sub_query_but_a_phrase_naming_one_is():
     # seen keyless on 2026-12-03: "Search: `keywords:`" made a section that found nothing
     for junk in ("keywords:", "Sub-query 1:"):
         assert junk_form(junk) == "it is a label with nothing after it", junk
-    for junk in ("search keywords", "query 2", "sub-query"):
+    for junk in ("keywords", "query 2", "sub-query", "search query 1"):
         assert junk_form(junk) == "it names the plan's parts, not a subject", junk
+    # two such words may be the subject itself, and the question may ask about them (found by review)
+    for fine in ("keyword search", "search terms", "search queries"):
+        assert junk_form(fine, "How does BM25 compare with dense retrieval?") is None, fine
+    assert junk_form("queries", "What makes good search queries?") is None
     for fine in ("keywords: circuit breaker", "max_sources limit", "python-dotenv", "langgraph", "Python 3.11 tomllib", "HTTP/2 support in httpx",
                  "RUNPOD_LOG_LEVEL", "max_tokens", "python-3.12", "swarm-mcp-1.0.0"):  # names a corpus holds
         assert junk_form(fine) is None, fine

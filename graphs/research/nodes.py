@@ -126,7 +126,7 @@ def parse_plan(text: str, question: str, n: int) -> tuple[list[str], str | None]
     queries = [
         " ".join(q.split())[:MAX_QUERY_CHARS]
         for q in items
-        if isinstance(q, str) and len(q.strip()) > 1 and "://" not in q and len(q.split()) <= 16 and not junk_form(q)
+        if isinstance(q, str) and len(q.strip()) > 1 and "://" not in q and len(q.split()) <= 16 and not junk_form(q, question)
     ]
     queries = [q for q in dict.fromkeys(queries) if q.lower() != question.strip().lower()]
     return (queries[:n], None) if queries else ([], "the planner proposed no usable query")

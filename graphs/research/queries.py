@@ -35,11 +35,14 @@ _LABEL = re.compile(r"^[\w\s-]{1,40}:$")
 #: words that name a plan's parts, not a subject: a sub-query of only these searches for nothing
 _PLAN_WORDS = frozenset({"keyword", "keywords", "query", "queries", "subquery", "sub", "search", "searches",
                          "question", "questions", "topic", "topics", "answer", "phrase", "term", "terms"})
+#: of those, the ones that only ever frame a plan ("sub-query 2")
+_FRAME_WORDS = frozenset({"sub", "subquery"})
 
 
-def junk_form(query: str) -> str | None:
+def junk_form(query: str, question: str = "") -> str | None:
     """Why ``query`` is no search phrase whatever it is about (code, SQL, a repeated or
-    over-long word, no word at all), or None when its form is fine."""
+    over-long word, no word at all, only the words that name a plan's parts unless ``question``
+    asks about them: "search queries"), or None when its form is fine."""
     words = _WORD.findall(query.lower())
     if not content_stems(query):
         return "it has no content word"
@@ -51,7 +54,11 @@ def junk_form(query: str) -> str | None:
         return "it is a label with nothing after it"
     if _IDENTIFIER.match(query.strip()):
         return "it is an identifier, not a search phrase"
-    if all(w in _PLAN_WORDS or w.isdigit() for w in words):
+    asked = set(_WORD.findall(question.lower()))
+    # a numbered or lone frame ("query 2", "sub-query", "keywords"); two real words ("keyword
+    # search", "search terms") may be the subject itself
+    framed = len(words) == 1 or any(w.isdigit() or w in _FRAME_WORDS for w in words)
+    if framed and all((w in _PLAN_WORDS and w not in asked) or w.isdigit() for w in words):
         return "it names the plan's parts, not a subject"
     if any(len(w) > MAX_WORD_CHARS for w in words):
         return f"it has a word longer than {MAX_WORD_CHARS} characters"
@@ -64,7 +71,7 @@ def junk_form(query: str) -> str | None:
 def junk_reason(query: str, question: str, kept: Sequence[str] = ()) -> str | None:
     """Why ``query`` should make no section beside ``question`` and the ``kept`` sub-queries:
     ``junk_form``, no content word the question lacks, or a near-duplicate of a kept one."""
-    form = junk_form(query)
+    form = junk_form(query, question)
     if form:
         return form
     stems = set(content_stems(query))
