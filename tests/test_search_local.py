@@ -172,3 +172,18 @@ def test_a_snippet_drops_its_heading_lines_so_no_title_runs_into_a_sentence() ->
     )
     assert _snippet_text("## Only a heading") == "Only a heading"  # nothing else: the heading stays
     assert _snippet_text("a # mark mid-line") == "a mark mid-line"
+
+
+async def test_a_copy_of_a_document_in_another_root_is_found_once_ours_first(tmp_path: Path) -> None:
+    """Every clone of the project shares the index in $SWARM_HOME and each adds its docs/corpus:
+    a report cited the same text twice, once per clone. A search returns each content once, the
+    copy under the asking config's own paths."""
+    other, ours = tmp_path / "old-clone" / "corpus", tmp_path / "new-clone" / "corpus"
+    for root in (other, ours):
+        root.mkdir(parents=True)
+        (root / "breakers.md").write_text("# Circuit breakers\n\nA breaker opens after failures in a row.\n")
+    (ours / "chains.md").write_text("# Fallback chains\n\nEach failure moves to the next model.\n")
+    index = tmp_path / "index.sqlite"
+    await LocalIndexSearch([other], index).search("breaker")  # the old clone indexed first
+    found = await LocalIndexSearch([ours], index).search("breaker failures", max_results=5)
+    assert [Path(r.url.removeprefix("file://")) for r in found] == [ours / "breakers.md", ours / "chains.md"]

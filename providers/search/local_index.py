@@ -167,26 +167,46 @@ class LocalIndexSearch:
     def _query(self, match: str, limit: int) -> list[SearchResult]:
         conn = sqlite3.connect(f"file:{self.index_path}?mode=ro", uri=True, timeout=30)
         try:
-            best = conn.execute(_BEST_PAGES, {"match": match, "slots": PAGE_SLOTS, "limit": limit}).fetchall()
+            # twice as many: a copy of a document (a second clone's docs/corpus) is dropped below
+            best = conn.execute(_BEST_PAGES, {"match": match, "slots": PAGE_SLOTS, "limit": 2 * limit}).fetchall()
+            docs = {doc: conn.execute("SELECT path, title, pages, sha256 FROM docs WHERE id=?", (doc,)).fetchone()
+                    for doc, _, _ in best}
+            best = self._without_copies(best, docs)[:limit]
             rows = [r for _, r, _ in best]
             marks = ",".join("?" * len(rows))
             snippets = dict(conn.execute(
                 f"SELECT rowid, snippet(docs_fts, 1, '', '', ' … ', 32) FROM docs_fts WHERE docs_fts MATCH ? AND rowid IN ({marks})",
                 (match, *rows),
             ).fetchall()) if rows else {}
-            docs = {doc: conn.execute("SELECT path, title, pages FROM docs WHERE id=?", (doc,)).fetchone() for doc, _, _ in best}
         finally:
             conn.close()
         results = []
         for doc, row, rank in best:
             if docs.get(doc) is None:  # removed by a build between the two reads
                 continue
-            path, title, pages = docs[doc]
+            path, title, pages, _ = docs[doc]
             page = row % PAGE_SLOTS
             url = Path(path).as_uri() + (f"#page={page}" if pages and page else "")
             snippet = _snippet_text(str(snippets.get(row, "")))
             results.append(SearchResult(url=url, title=title, snippet=snippet, source=self.name, score=round(-rank, 4)))
         return results
+
+    def _without_copies(self, best: list[Any], docs: Mapping[int, Any]) -> list[Any]:
+        """``best`` with one document per content (sha256): the index keeps every root it was ever
+        given, so two clones of the project (or a moved one) both hold docs/corpus, and a report
+        cited the same text twice. The copy under this config's own paths is kept, else the best ranked."""
+        def ours(doc: int) -> bool:
+            path = Path(docs[doc][0])
+            return any(path.is_relative_to(root) for root in self.paths)
+
+        keep: dict[str, int] = {}
+        for doc, _, _ in best:
+            if docs.get(doc) is None:
+                continue
+            digest = docs[doc][3]
+            if digest not in keep or (ours(doc) and not ours(keep[digest])):
+                keep[digest] = doc
+        return [hit for hit in best if docs.get(hit[0]) is None or keep.get(docs[hit[0]][3]) == hit[0]]
 
     async def search(self, query: str, max_results: int = 10) -> list[SearchResult]:
         """BM25-ranked documents matching any content word of ``query``."""
