@@ -5,6 +5,7 @@ content stays complete and valid against the tool's output schema."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,19 @@ async def test_the_research_tool_shows_markdown_and_links_and_keeps_the_full_str
     assert isinstance(first, TextContent) and first.text.startswith(out["report"].rstrip())
     with pytest.raises(json.JSONDecodeError):
         json.loads(first.text)
-    assert [str(link.uri) for link in links if isinstance(link, ResourceLink)] == [s["resource"] for s in out["sources"]]
+    cited = {int(n) for n in re.findall(r"\[(\d+)\]", out["report"])}
+    assert cited and [str(link.uri) for link in links if isinstance(link, ResourceLink)] == [
+        s["resource"] for s in out["sources"] if s["id"] in cited]  # a link per source the report cites
     assert len(first.text) < len(json.dumps(out)) / 2
     assert [b.model_dump() for b in collected.content] == [b.model_dump() for b in result.content]
+
+
+def test_a_source_found_but_not_cited_gets_no_link() -> None:
+    """A link says "the passages cited from this source": one for a source the report never cites
+    showed nothing (a newcomer saw 8 links under a report citing [1] only)."""
+    sources = [{"id": n, "title": f"S{n}", "url": f"https://x.org/{n}", "resource": f"swarm://jobs/j1/sources/{n}"}
+               for n in (1, 2, 3)]
+    output = ResearchOutput(job_id="j1", status="COMPLETED", sources=sources,
+                            report="A [1]. C [3].\n\n## Sources\n\n[1] [S1](<https://x.org/1>)\n[3] [S3](<https://x.org/3>)\n")
+    _, *links = research_blocks(output)
+    assert [link.title for link in links if isinstance(link, ResourceLink)] == ["[1] S1", "[3] S3"]
