@@ -57,7 +57,13 @@ async def handler(job: dict[str, Any]) -> dict[str, Any]:
         if not _listened(job):
             return  # nobody reads an update here: nor its steps
         update = {"stage": stage, "message": message, "fraction": fraction}
-        _progress_update(job, {**update, **finished.update(stage)})
+        try:
+            steps = finished.update(stage)
+        except Exception as exc:  # progress is best effort: the update goes without its steps
+            log.warning("job %s: its finished steps were left out of a progress update: %s", job.get("id"),
+                        redact(repr(exc)))
+            steps = {}
+        _progress_update(job, {**update, **steps})
 
     _activity.started()
     try:

@@ -10,7 +10,6 @@ collected later reads exactly like the tool's own answer. An error found before 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -132,7 +131,7 @@ def research_blocks(output: ResearchOutput) -> list[ContentBlock]:
     """The report (its own Sources list included), then one ``resource_link`` per source the report
     cites: a source found and not cited has no passage to show (8 links for one citation, before);
     the structured result still lists every source."""
-    cited = {int(n) for n in re.findall(r"\[(\d+)\]", output.report)}
+    cited = {n for citation in output.citations for n in citation.get("source_ids") or []}
     links: list[ContentBlock] = [
         ResourceLink(uri=s["resource"], name=f"source-{s['id']}", title=f"[{s['id']}] {s.get('title') or s.get('url')}",
                      description="the passages cited from this source, quoted with their offsets",

@@ -139,8 +139,9 @@ async def _with_local_files(config: Any, job: dict[str, Any]) -> dict[str, Any]:
 
     def here(source: Any) -> Any:  # a relative path names a file in the folder the command runs in
         path = source.get("path") if isinstance(source, dict) else None
-        if isinstance(path, str) and path and not path.lower().startswith("file:") and not os.path.isabs(path):
-            return {**source, "path": os.path.abspath(path)}
+        if isinstance(path, str) and path.strip() and not path.strip().lower().startswith("file:"):
+            full = os.path.expanduser(path.strip())  # quoted JSON: the shell expanded no ~
+            return {**source, "path": full if os.path.isabs(full) else os.path.abspath(full)}
         return source
 
     inp = here(inp)

@@ -251,6 +251,11 @@ def test_the_command_line_reads_a_local_file_too(echo: EchoImages, tmp_path: Pat
                  json.dumps({"images": [{"path": str(PHOTO)}, {"path": SMALL.as_uri()}]}), "-q"]) == 0
     assert echo.seen[0] == SMALL.read_bytes()
     assert sorted(echo.seen[1:], key=len) == [SMALL.read_bytes(), PHOTO.read_bytes()]
+    monkeypatch.setenv("HOME", str(FIXTURES))  # quoted JSON: no shell expanded the ~ (found by review)
+    assert main(["--config", config, "run", "image_tools", "upscale", "--input",
+                 json.dumps({"path": f" ~/{SMALL.name}"}), "-q"]) == 0
+    assert echo.seen[-1] == SMALL.read_bytes()
+    del echo.seen[-1]
     capsys.readouterr()
     assert main(["--config", config, "run", "image_tools", "upscale", "--input", json.dumps({"path": "nope.png"}), "-q"]) == 2
     assert f"error: InputError: input.path: no such file: {FIXTURES / 'nope.png'}" in capsys.readouterr().err

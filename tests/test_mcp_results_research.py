@@ -5,7 +5,6 @@ content stays complete and valid against the tool's output schema."""
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pytest
@@ -26,6 +25,7 @@ def test_the_blocks_are_the_report_what_the_check_did_and_a_link_per_source() ->
         unsupported_sentences=[{"sentence": "The moon is made of cheese."}],
         warnings=["one sentence had no passage behind it"],
     )
+    output = output.model_copy(update={"citations": [{"claim": "Jobs can fail.", "source_ids": [1]}]})
     text, link = research_blocks(output)
     assert isinstance(text, TextContent) and isinstance(link, ResourceLink)
     assert text.text.startswith("Jobs can fail [1].\n\n## Sources")
@@ -55,7 +55,7 @@ async def test_the_research_tool_shows_markdown_and_links_and_keeps_the_full_str
     assert isinstance(first, TextContent) and first.text.startswith(out["report"].rstrip())
     with pytest.raises(json.JSONDecodeError):
         json.loads(first.text)
-    cited = {int(n) for n in re.findall(r"\[(\d+)\]", out["report"])}
+    cited = {n for citation in out["citations"] for n in citation["source_ids"]}
     assert cited and [str(link.uri) for link in links if isinstance(link, ResourceLink)] == [
         s["resource"] for s in out["sources"] if s["id"] in cited]  # a link per source the report cites
     assert len(first.text) < len(json.dumps(out)) / 2
@@ -68,6 +68,8 @@ def test_a_source_found_but_not_cited_gets_no_link() -> None:
     sources = [{"id": n, "title": f"S{n}", "url": f"https://x.org/{n}", "resource": f"swarm://jobs/j1/sources/{n}"}
                for n in (1, 2, 3)]
     output = ResearchOutput(job_id="j1", status="COMPLETED", sources=sources,
-                            report="A [1]. C [3].\n\n## Sources\n\n[1] [S1](<https://x.org/1>)\n[3] [S3](<https://x.org/3>)\n")
+                            citations=[{"claim": "A.", "source_ids": [1]}, {"claim": "C, as `x[2]` says.", "source_ids": [3]}],
+                            report="A [1]. C, as `x[2]` says [3].\n\n## Sources\n\n[1] [S1](<https://x.org/1>)\n"
+                                   "[3] [S3](<https://x.org/3>)\n")
     _, *links = research_blocks(output)
     assert [link.title for link in links if isinstance(link, ResourceLink)] == ["[1] S1", "[3] S3"]

@@ -187,3 +187,18 @@ async def test_a_copy_of_a_document_in_another_root_is_found_once_ours_first(tmp
     await LocalIndexSearch([other], index).search("breaker")  # the old clone indexed first
     found = await LocalIndexSearch([ours], index).search("breaker failures", max_results=5)
     assert [Path(r.url.removeprefix("file://")) for r in found] == [ours / "breakers.md", ours / "chains.md"]
+
+
+async def test_many_copies_still_leave_as_many_documents_as_asked(tmp_path: Path) -> None:
+    """Three clones' copies of every file rank alike: the search still returns ``max_results``
+    different documents, not a third of them."""
+    roots = [tmp_path / f"clone-{n}" / "corpus" for n in range(3)]
+    for root in roots:
+        root.mkdir(parents=True)
+        for k in range(6):
+            (root / f"doc{k}.md").write_text(f"# Doc {k}\n\nA breaker note number {k}.\n")
+    index = tmp_path / "index.sqlite"
+    for root in roots[:2]:
+        await LocalIndexSearch([root], index).search("breaker")
+    found = await LocalIndexSearch([roots[2]], index).search("breaker note", max_results=5)
+    assert len(found) == 5 and all(str(roots[2]) in r.url for r in found)

@@ -167,37 +167,56 @@ class LocalIndexSearch:
     def _query(self, match: str, limit: int) -> list[SearchResult]:
         conn = sqlite3.connect(f"file:{self.index_path}?mode=ro", uri=True, timeout=30)
         try:
-            # twice as many: a copy of a document (a second clone's docs/corpus) is dropped below
-            best = conn.execute(_BEST_PAGES, {"match": match, "slots": PAGE_SLOTS, "limit": 2 * limit}).fetchall()
-            docs = {doc: conn.execute("SELECT path, title, pages, sha256 FROM docs WHERE id=?", (doc,)).fetchone()
-                    for doc, _, _ in best}
-            best = self._without_copies(best, docs)[:limit]
+            # more than asked: a copy of a document (another clone's docs/corpus) is dropped below,
+            # and the window grows while copies leave fewer than ``limit`` documents
+            window = 2 * limit
+            while True:
+                hits = conn.execute(_BEST_PAGES, {"match": match, "slots": PAGE_SLOTS, "limit": window}).fetchall()
+                docs = {doc: conn.execute("SELECT path, title, pages, sha256 FROM docs WHERE id=?", (doc,)).fetchone()
+                        for doc, _, _ in hits}
+                best = self._without_copies(hits, docs)
+                if len(best) >= limit or len(hits) < window:
+                    break
+                window *= 2
+            best = best[:limit]
             rows = [r for _, r, _ in best]
             marks = ",".join("?" * len(rows))
             snippets = dict(conn.execute(
                 f"SELECT rowid, snippet(docs_fts, 1, '', '', ' … ', 32) FROM docs_fts WHERE docs_fts MATCH ? AND rowid IN ({marks})",
                 (match, *rows),
             ).fetchall()) if rows else {}
+            # copies rank alike, so the window may hold another clone's and not ours: name ours
+            paths = {doc: self._our_copy(conn, docs[doc][0], docs[doc][3]) for doc, _, _ in best if docs.get(doc)}
         finally:
             conn.close()
         results = []
         for doc, row, rank in best:
             if docs.get(doc) is None:  # removed by a build between the two reads
                 continue
-            path, title, pages, _ = docs[doc]
+            _, title, pages, _ = docs[doc]
+            path = paths[doc]
             page = row % PAGE_SLOTS
             url = Path(path).as_uri() + (f"#page={page}" if pages and page else "")
             snippet = _snippet_text(str(snippets.get(row, "")))
             results.append(SearchResult(url=url, title=title, snippet=snippet, source=self.name, score=round(-rank, 4)))
         return results
 
+    def _ours(self, path: str) -> bool:
+        return any(Path(path).is_relative_to(root) for root in self.paths)
+
+    def _our_copy(self, conn: sqlite3.Connection, path: str, digest: str) -> str:
+        """``path``, or the path of its copy under this config's own paths where there is one."""
+        if self._ours(path):
+            return path
+        copies = [row[0] for row in conn.execute("SELECT path FROM docs WHERE sha256=? ORDER BY path", (digest,))]
+        return next((copy for copy in copies if self._ours(copy)), path)
+
     def _without_copies(self, best: list[Any], docs: Mapping[int, Any]) -> list[Any]:
         """``best`` with one document per content (sha256): the index keeps every root it was ever
         given, so two clones of the project (or a moved one) both hold docs/corpus, and a report
         cited the same text twice. The copy under this config's own paths is kept, else the best ranked."""
         def ours(doc: int) -> bool:
-            path = Path(docs[doc][0])
-            return any(path.is_relative_to(root) for root in self.paths)
+            return self._ours(docs[doc][0])
 
         keep: dict[str, int] = {}
         for doc, _, _ in best:
