@@ -40,7 +40,9 @@ async def read_local_sources(config: Any, inp: dict[str, Any], roots_for: RootsF
     if inp.get("images") is not None and inp.get("path"):
         raise InputError("give images or one of image, path, url, key, not both (got images and path)",
                          field=f"{prefix}path")
-    out = await _read_source(limits, inp, prefix, roots_for)
+    # a client's "unset" path ("") beside images: images are the source
+    top = {k: v for k, v in inp.items() if k != "path"} if inp.get("images") is not None and inp.get("path") == "" else inp
+    out = await _read_source(limits, top, prefix, roots_for)
     if out.get("image"):
         base64_payload(out["image"], limits, field=f"{prefix}image")
     if inp.get("images") is not None:

@@ -247,8 +247,8 @@ def test_the_command_line_reads_a_local_file_too(echo: EchoImages, tmp_path: Pat
     monkeypatch.chdir(FIXTURES)
     assert main(["--config", config, "run", "image_tools", "upscale", "--input",
                  json.dumps({"path": SMALL.name, "scale": 2}), "-q"]) == 0
-    assert main(["--config", config, "run", "image_tools", "remove_background", "--input",
-                 json.dumps({"images": [{"path": str(PHOTO)}, {"path": SMALL.as_uri()}]}), "-q"]) == 0
+    assert main(["--config", config, "run", "image_tools", "remove_background", "--input",  # "" is a client's unset
+                 json.dumps({"images": [{"path": str(PHOTO)}, {"path": SMALL.as_uri()}], "path": ""}), "-q"]) == 0
     assert echo.seen[0] == SMALL.read_bytes()
     assert sorted(echo.seen[1:], key=len) == [SMALL.read_bytes(), PHOTO.read_bytes()]
     monkeypatch.setenv("HOME", str(FIXTURES))  # quoted JSON: no shell expanded the ~ (found by review)
