@@ -32,7 +32,9 @@ from swarm import index_cli
 
 
 def _print_trace(trace: list[dict[str, Any]], stream: Any = sys.stderr) -> None:
-    """The trace as a readable table."""
+    """The trace as a readable table; nothing when no step ran (an input refused before the job)."""
+    if not trace:
+        return
     header = ("step", "kind", "model / provider", "outcome", "ms", "tok in/out", "cost $", "detail")
     rows = [header]
     for s in trace:
@@ -115,10 +117,13 @@ async def _run_job(args: argparse.Namespace, job: dict[str, Any]) -> int:
         runner = make_executor(runtime.config, runtime)
         try:
             sent = await _with_local_files(runtime.config, job)
-        except SwarmError as exc:  # before any job exists: nothing ran, nothing to resume
-            print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-            return 2
-        result = await runner.run(sent, _progress_printer(args.quiet))
+        except SwarmError as exc:  # before the job ran: a FAILED envelope as the dispatcher's, for --json/--out
+            from core.redact import redact
+
+            result = {"job_id": job["job_id"], "status": "FAILED", "output": None, "trace": [], "totals": {},
+                      "error": {"type": type(exc).__name__, "message": redact(str(exc))}}
+        else:
+            result = await runner.run(sent, _progress_printer(args.quiet))
     finally:
         await runtime.aclose()
     return _report(args, result, job)

@@ -257,6 +257,10 @@ def test_the_command_line_reads_a_local_file_too(echo: EchoImages, tmp_path: Pat
     assert echo.seen[-1] == SMALL.read_bytes()
     del echo.seen[-1]
     capsys.readouterr()
-    assert main(["--config", config, "run", "image_tools", "upscale", "--input", json.dumps({"path": "nope.png"}), "-q"]) == 2
-    assert f"error: InputError: input.path: no such file: {FIXTURES / 'nope.png'}" in capsys.readouterr().err
+    assert main(["--config", config, "run", "image_tools", "upscale", "--input", json.dumps({"path": "nope.png"}),
+                 "-q", "--json"]) == 1
+    said = capsys.readouterr()
+    assert f"error: InputError: input.path: no such file: {FIXTURES / 'nope.png'}" in said.err
+    failed = json.loads(said.out)  # a script reading --json gets the FAILED envelope, as for any failed job
+    assert failed["status"] == "FAILED" and failed["error"]["type"] == "InputError" and failed["trace"] == []
     assert len(echo.seen) == 3
