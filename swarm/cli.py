@@ -142,17 +142,8 @@ async def _with_local_files(config: Any, job: dict[str, Any]) -> dict[str, Any]:
         return job
     from swarm.local_images import read_local_sources
 
-    def here(source: Any) -> Any:  # a relative path names a file in the folder the command runs in
-        path = source.get("path") if isinstance(source, dict) else None
-        if isinstance(path, str) and path.strip() and not path.strip().lower().startswith("file:"):
-            full = os.path.expanduser(path.strip())  # quoted JSON: the shell expanded no ~
-            return {**source, "path": full if os.path.isabs(full) else os.path.abspath(full)}
-        return source
-
-    inp = here(inp)
-    if items:
-        inp = {**inp, "images": [here(item) for item in items]}
-    return {**job, "input": await read_local_sources(config, inp, prefix="input.")}
+    # a relative path names a file in the folder the command runs in
+    return {**job, "input": await read_local_sources(config, inp, prefix="input.", base=Path.cwd())}
 
 
 def _report(args: argparse.Namespace, result: dict[str, Any], job: dict[str, Any] | None = None) -> int:

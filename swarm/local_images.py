@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from core.errors import InputError
@@ -30,9 +31,10 @@ def any_file(field: str) -> None:
 
 
 async def read_local_sources(config: Any, inp: dict[str, Any], roots_for: RootsFor = any_file,
-                             prefix: str = "") -> dict[str, Any]:
+                             prefix: str = "", base: Path | None = None) -> dict[str, Any]:
     """``inp`` (an image action's input: image/path/url/key, or ``images``) with every ``path``
-    read into ``image``; the fields of errors start with ``prefix`` (``"input."`` on the command line)."""
+    read into ``image``; the fields of errors start with ``prefix`` (``"input."`` on the command line);
+    a relative path names a file in ``base`` (the command line's working folder), else is refused."""
     limits = ImageLimits.from_config(config)
     sources = [inp.get(name) for name in ("image", "path", "url", "key")]
     if inp.get("images") is None and all(source is None for source in sources):
@@ -42,7 +44,7 @@ async def read_local_sources(config: Any, inp: dict[str, Any], roots_for: RootsF
                          field=f"{prefix}path")
     # a client's "unset" path ("") beside images: images are the source
     top = {k: v for k, v in inp.items() if k != "path"} if inp.get("images") is not None and inp.get("path") == "" else inp
-    out = await _read_source(limits, top, prefix, roots_for)
+    out = await _read_source(limits, top, prefix, roots_for, base)
     if out.get("image"):
         base64_payload(out["image"], limits, field=f"{prefix}image")
     if inp.get("images") is not None:
@@ -52,12 +54,13 @@ async def read_local_sources(config: Any, inp: dict[str, Any], roots_for: RootsF
         if not isinstance(images, list) or not 1 <= len(images) <= MAX_BATCH_IMAGES:  # before any file is read
             count = f"{len(images)} images" if isinstance(images, list) else "not a list"
             raise InputError(f"{count}; give 1 to {MAX_BATCH_IMAGES} per job (MAX_BATCH_IMAGES)", field=f"{prefix}images")
-        out["images"] = [await _read_source(limits, item, f"{prefix}images[{n}].", roots_for) if isinstance(item, dict)
+        out["images"] = [await _read_source(limits, item, f"{prefix}images[{n}].", roots_for, base) if isinstance(item, dict)
                          else item for n, item in enumerate(images)]
     return out
 
 
-async def _read_source(limits: ImageLimits, source: dict[str, Any], prefix: str, roots_for: RootsFor) -> dict[str, Any]:
+async def _read_source(limits: ImageLimits, source: dict[str, Any], prefix: str, roots_for: RootsFor,
+                       base: Path | None) -> dict[str, Any]:
     """``source`` (one image's image/url/key/path) with its file read into ``image``."""
     rest = {k: v for k, v in source.items() if k != "path"}
     path, given = source.get("path"), [name for name in ("image", "url", "key") if source.get(name)]
@@ -74,5 +77,5 @@ async def _read_source(limits: ImageLimits, source: dict[str, Any], prefix: str,
     if not isinstance(path, str):
         raise InputError("must be a string: an absolute path or a file:// URL", field=f"{prefix}path")
     roots = roots_for(f"{prefix}path")
-    data = await asyncio.to_thread(read_file, path, limits, roots=roots, field=f"{prefix}path")
+    data = await asyncio.to_thread(read_file, path, limits, roots=roots, field=f"{prefix}path", base=base)
     return {**rest, "image": base64.b64encode(data).decode()}

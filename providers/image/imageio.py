@@ -288,8 +288,10 @@ def looks_like_path(text: str) -> bool:
     return text.startswith("/") and sniff_format(data) is None
 
 
-def local_path(text: str, *, field: str = "path") -> Path:
-    """``text`` (an absolute path, ``~/...``, or a ``file://`` URL) as an absolute ``Path``."""
+def local_path(text: str, *, field: str = "path", base: Path | None = None) -> Path:
+    """``text`` (an absolute path, ``~/...``, or a ``file://`` URL) as an absolute ``Path``; a
+    relative path is refused, or names a file in ``base`` when the door has one (the command line's
+    working folder)."""
     text = text.strip()
     if not text:
         raise InputError("is empty", field=field)
@@ -297,7 +299,8 @@ def local_path(text: str, *, field: str = "path") -> Path:
         raise InputError(f"is {len(text)} characters; the limit is {MAX_PATH_CHARS}", field=field)
     if "\x00" in text:
         raise InputError("holds a NUL character", field=field)
-    if text[:5].lower() == "file:":
+    is_url = text[:5].lower() == "file:"
+    if is_url:
         parsed = urllib.parse.urlsplit(text)
         if parsed.netloc not in ("", "localhost"):
             raise InputError(f"a file:// URL of host {parsed.netloc!r}; only files on the machine the MCP server"
@@ -306,13 +309,16 @@ def local_path(text: str, *, field: str = "path") -> Path:
         if os.name == "nt" and re.match(r"^/[A-Za-z]:", text):  # file:///C:/Users/... -> C:/Users/...
             text = text[1:]
     path = Path(text).expanduser()
+    if base is not None and not path.is_absolute() and not is_url:
+        path = base / path
     if not path.is_absolute():
         raise InputError(f"{text!r} is not an absolute path; give the full path (/home/me/cat.png,"
                          " C:\\Users\\me\\cat.png) or a file:// URL", field=field)
     return path
 
 
-def read_file(text: str, limits: ImageLimits, *, roots: Sequence[str] | None = None, field: str = "path") -> bytes:
+def read_file(text: str, limits: ImageLimits, *, roots: Sequence[str] | None = None, field: str = "path",
+              base: Path | None = None) -> bytes:
     """The bytes of the image file ``text`` names (``local_path``), checked before and while it is
     read: inside one of ``roots`` once every link is followed (``None``: anywhere), a regular file
     (not a folder, device or pipe: opened without blocking, then checked on the open file), at most
@@ -321,7 +327,7 @@ def read_file(text: str, limits: ImageLimits, *, roots: Sequence[str] | None = N
     Raises:
         InputError: naming ``field``, the file, and what was wrong.
     """
-    path = local_path(text, field=field)
+    path = local_path(text, field=field, base=base)
     real = Path(os.path.realpath(path))
     if roots is not None and not any(real.is_relative_to(os.path.realpath(Path(r).expanduser())) for r in roots):
         raise InputError(f"{path} is outside the folders this server may read (mcp.file_roots)", field=field)
