@@ -93,7 +93,8 @@ async def test_delegate_and_an_image_action_run_on_runpod_workers(stack: dict[st
 async def test_an_mcp_job_on_runpod_shows_the_workers_progress(stack: dict[str, Any], fake_llm: FakeOpenAI) -> None:
     """The MCP server follows a RunPod job itself (it survives a restart); what the worker reports
     with ``progress_update`` reaches the client as progress, as it does through ``swarm delegate``."""
-    fake_llm.script("smollm2-135m-instruct", Behaviour.answer("slow answer", delay_s=2.0))
+    # the draft lasts 5 s: on a loaded machine a 2 s draft could pass between two status polls (seen once in CI)
+    fake_llm.script("smollm2-135m-instruct", Behaviour.answer("slow answer", delay_s=5.0))
     messages: list[str] = []
 
     async def on_progress(value: float, total: float | None, message: str | None) -> None:
