@@ -4,8 +4,11 @@ The CPU, secrets too short to be masked, the local model's canary completion, ev
 the search backends, the image weights, storage (a probe written and deleted), the
 checkpointer, the RunPod endpoint when configured, free disk. Checks run concurrently, each
 under its own timeout, so doctor never hangs; a check that raises is a FAIL carrying its
-(redacted) error. A fresh machine without keys has no FAIL: a missing key is a WARN naming the
-variable, and no key's value is ever printed. Exit status 1 when any check FAILs, else 0.
+(redacted) error. A fresh machine without keys ends OK: an optional backend left unconfigured
+(a key or URL unset, a fallback's weights not pulled) is INFO naming the variable or the pull,
+while its chain still has a member that runs here (the local model ends every LLM chain, the
+local index the search chain); it is a WARN when it leaves its chain with none. No key's value
+is ever printed. Exit status 1 when any check FAILs, else 0.
 
 This module plans and runs the checks and holds the machine's own (CPU, free disk); the others
 live by area in ``doctor_models`` (models, image weights), ``doctor_search`` and
@@ -24,7 +27,14 @@ from typing import TYPE_CHECKING, Any
 
 from core.errors import SwarmError
 from swarm.doctor_finding import Check, Finding, error_message
-from swarm.doctor_models import check_canary, check_model, check_weights, image_models, not_checked
+from swarm.doctor_models import (
+    check_canary,
+    check_model,
+    check_weights,
+    image_models,
+    model_fallbacks,
+    not_checked,
+)
 from swarm.doctor_search import check_search
 from swarm.doctor_services import RUNPOD_TIMEOUT_S, check_checkpointer, check_runpod, check_storage
 
@@ -138,9 +148,10 @@ def plan(config: SwarmConfig, local_servers: Any, *, canary: bool = True) -> lis
     checks = [Check("cpu", check_cpu), Check("secrets", partial(check_secrets, config))]
     if any(spec.local_server is not None for spec in config.models.values()):
         checks.append(Check("llama.cpp cpu", check_llama_cpu))
+    fallbacks = model_fallbacks(config)
     for name, spec in config.models.items():
         if spec.local_server is None:
-            checks.append(Check(f"model {name}", partial(check_model, name, spec)))
+            checks.append(Check(f"model {name}", partial(check_model, name, spec, fallbacks[name])))
         elif canary:
             run = partial(check_canary, name, spec, local_servers)
             checks.append(Check(f"canary {name}", run, spec.local_server.startup_timeout_s + 30))
@@ -150,8 +161,8 @@ def plan(config: SwarmConfig, local_servers: Any, *, canary: bool = True) -> lis
             checks.append(Check(f"canary {name}", run))
     checks += [Check(f"search {n}", partial(check_search, n, config)) for n in config.providers.search.backends]
     models_dir = config.providers.image.models_dir
-    for name, role, fallbacks in image_models(config):
-        checks.append(Check(f"image {name}", partial(check_weights, name, role, fallbacks, models_dir)))
+    for name, role, chain in image_models(config):
+        checks.append(Check(f"image {name}", partial(check_weights, name, role, chain, models_dir)))
     checks += [
         Check("storage", partial(check_storage, config)),
         Check("checkpointer", partial(check_checkpointer, config)),

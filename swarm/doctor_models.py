@@ -1,5 +1,9 @@
 """``swarm doctor`` checks of the models: the local model's canary, every LLM (key set? health
-check) and the image weights (present, preparable offline, or needing a pull)."""
+check) and the image weights (present, preparable offline, or needing a pull).
+
+An optional model left unconfigured (its key unset, a fallback's weights not pulled) is INFO
+while every chain it is in still has a member that runs here, and WARN once it leaves one with
+none; what was configured and is broken keeps its FAIL."""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from core.errors import ProviderUnavailable, SwarmError
-from swarm.doctor_finding import Finding, Status, error_message
+from swarm.doctor_finding import TO_USE_IT, Finding, Status, error_message, goes_on_to
 
 if TYPE_CHECKING:
     from core.config import ModelSpec, SwarmConfig
@@ -38,11 +42,33 @@ async def not_checked(check: str, why: str, fix: str) -> Finding:
     return Finding(check, "warn", f"not checked ({why})", fix)
 
 
-async def check_model(name: str, spec: ModelSpec) -> Finding:
+def model_fallbacks(config: SwarmConfig) -> dict[str, str | None]:
+    """Per model: what its chains go on to when it is skipped (``goes_on_to``), ``None`` when
+    one of them would have no model left that runs here. The chains are the router's own: one
+    per tier, and the default's (no tier). A model runs here when no key it needs is missing (the
+    local model needs none); whether it answers is its own finding (its probe, the canary)."""
+    from providers.base import LLMConfig
+    from providers.circuit import CircuitBoard
+    from providers.llm.model_access import missing_key_reason
+    from providers.llm.router import LLMRouter
+
+    section = config.providers.llm
+    router = LLMRouter(section, config.models, {}, CircuitBoard())
+    chains = [router.resolve_chain(LLMConfig(tier=tier)) for tier in section.tiers]
+    chains.append(router.resolve_chain(LLMConfig()))
+    runs_here = {name for name, spec in config.models.items() if missing_key_reason(spec) is None}
+    return {name: goes_on_to(chains, name, runs_here) for name in config.models}
+
+
+async def check_model(name: str, spec: ModelSpec, fallback: str | None = None) -> Finding:
+    """``fallback``: what the model's chains go on to without it (``model_fallbacks``); with one,
+    an unset key is INFO (an option), without one a WARN (a chain has nothing that runs here)."""
     from providers.llm.model_access import missing_key_reason, probe_models, probes_network
 
     check = f"model {name}"
     reason = missing_key_reason(spec)
+    if reason and fallback:
+        return Finding(check, "info", f"{reason}: skipped, {fallback}", f"export {spec.api_key_env}=...", TO_USE_IT)
     if reason:
         return Finding(check, "warn", f"{reason} -> skipped", f"export {spec.api_key_env}=...")
     key = f"{spec.api_key_env} set, " if spec.api_key_env else ""
@@ -112,22 +138,33 @@ def weights_state(name: str, models_dir: str | None) -> tuple[Status, str, str]:
     return "warn", "not pulled; needs internet", pull
 
 
-async def check_weights(name: str, role: str, fallbacks: list[str], models_dir: str | None) -> Finding:
+async def check_weights(name: str, role: str, chain: list[str], models_dir: str | None) -> Finding:
+    """``chain``: the models tried in turn for ``role`` (``name`` among them; ``[]`` for a model
+    with no fallback). A model that needs a pull is a WARN when it comes first, and says what is
+    used meanwhile; a fallback behind it is INFO while another model of the chain is usable."""
     status, detail, fix = await asyncio.to_thread(weights_state, name, models_dir)
-    if status == "warn" and fallbacks:
-        states = [(f, (await asyncio.to_thread(weights_state, f, models_dir))[0]) for f in fallbacks]
-        usable = [f for f, state in states if state in ("ok", "info")]
-        none = "no fallback is present or preparable offline either"
-        detail += f"; {usable[0]} is used meanwhile" if usable else f"; {none}"
+    others = [m for m in chain if m != name]
+    if status != "warn" or not others:
+        return Finding(f"image {name}", status, f"{role}: {detail}", fix)
+    states = [(m, (await asyncio.to_thread(weights_state, m, models_dir))[0]) for m in others]
+    usable = [m for m, state in states if state in ("ok", "info")]
+    if chain[0] != name:  # a fallback: only a chain with nothing else usable needs it
+        if usable:
+            return Finding(f"image {name}", "info", f"{role}: {detail}; the chain still has {usable[0]}", fix, TO_USE_IT)
+        return Finding(f"image {name}", status, f"{role}: {detail}", fix)
+    none = "no fallback is present or preparable offline either"
+    detail += f"; {usable[0]} is used meanwhile" if usable else f"; {none}"
     return Finding(f"image {name}", status, f"{role}: {detail}", fix)
 
 
 def image_models(config: SwarmConfig) -> list[tuple[str, str, list[str]]]:
-    """(name, role, fallbacks) of every configured image model, each once."""
+    """(name, role, chain) of every configured image model, each once; ``chain`` is the models
+    its role tries in turn (``[]`` for the upscaler, which has no fallback)."""
     image = config.providers.image
-    rows = [(image.upscale.model, "upscale", []), (image.rembg.model, "remove_background", image.rembg.fallback_models)]
-    rows += [(f, "remove_background fallback", []) for f in image.rembg.fallback_models]
+    rembg = list(dict.fromkeys([image.rembg.model, *image.rembg.fallback_models]))
+    rows = [(image.upscale.model, "upscale", []), (image.rembg.model, "remove_background", rembg)]
+    rows += [(f, "remove_background fallback", rembg) for f in image.rembg.fallback_models]
     seen: dict[str, tuple[str, str, list[str]]] = {}
-    for name, role, fallbacks in rows:
-        seen.setdefault(name, (name, role, [f for f in fallbacks if f != name]))
+    for name, role, chain in rows:
+        seen.setdefault(name, (name, role, chain))
     return list(seen.values())

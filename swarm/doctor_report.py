@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 from core.redact import redact, redact_data
@@ -18,6 +17,7 @@ _LABELS: dict[Status, str] = {"ok": "OK", "warn": "WARN", "fail": "FAIL", "info"
 
 
 def overall(findings: list[Finding]) -> Status:
+    """FAIL when any check fails, else WARN when any warns, else OK (INFO lines are options, not faults)."""
     statuses = {f.status for f in findings}
     return "fail" if "fail" in statuses else "warn" if "warn" in statuses else "ok"
 
@@ -26,7 +26,7 @@ def format_lines(findings: list[Finding]) -> list[str]:
     """One aligned line per finding, then a count per status; secrets redacted."""
     width = max((len(f.check) for f in findings), default=0)
     lines = [
-        f"{_LABELS[f.status]:<6}{f.check:<{width}}  {f.detail}" + (f"; fix: {f.fix}" if f.fix else "")
+        f"{_LABELS[f.status]:<6}{f.check:<{width}}  {f.detail}" + (f"; {f.fix_label}: {f.fix}" if f.fix else "")
         for f in findings
     ]
     counts = ", ".join(f"{sum(f.status == s for f in findings)} {s}" for s in _LABELS)
@@ -37,7 +37,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     """``swarm doctor [--json] [--quick]``: print the findings; exit 1 when any check FAILs."""
     findings = asyncio.run(doctor(args.config, canary=not args.quick))
     if args.json:
-        report = {"status": overall(findings), "findings": [asdict(f) for f in findings]}
+        rows = [{"check": f.check, "status": f.status, "detail": f.detail, "fix": f.fix} for f in findings]
+        report = {"status": overall(findings), "findings": rows}
         print(json.dumps(redact_data(report), indent=2, ensure_ascii=False))
     else:
         print("\n".join(format_lines(findings)))

@@ -1,5 +1,7 @@
 """``swarm doctor`` checks of the search backends: the local index (documents counted), free
-web backends with a test query, paid ones for config only."""
+web backends with a test query, paid ones for config only. A web backend left unconfigured
+(its URL or key unset) is INFO while the chain has another backend that runs here (the local
+index), else a WARN; one set to a value it cannot use stays a WARN."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.errors import ProviderError
-from swarm.doctor_finding import Finding, error_message
+from swarm.doctor_finding import TO_USE_IT, Finding, error_message, goes_on_to
 
 if TYPE_CHECKING:
     from core.config import SwarmConfig
@@ -21,6 +23,9 @@ _SEARCH_FIX = {
 }
 #: Backends a test query costs nothing on; the others (paid per search) are only checked for config.
 _FREE_TO_QUERY = {"searxng"}
+#: The setting that, left empty, means the backend is simply not configured (an option unused,
+#: not a fault); a backend not named here, or one whose setting is set but unusable, is a fault.
+_OPTIONAL_SETTING = {"searxng": "url", "tavily": "api_key"}
 
 
 def _count_documents(index: Path) -> int:
@@ -43,7 +48,8 @@ async def _local_index(name: str, backend: Any) -> Finding | None:
     paths = ", ".join(str(p) for p in backend.paths if p.exists())
     if not paths:
         return None
-    return Finding(check, "warn", f"no index yet at {index} (built from {paths} on first search)", "swarm index build")
+    # built on first search, as image weights are prepared on first use: nothing is wrong
+    return Finding(check, "info", f"no index yet at {index} (built from {paths} on first search)", "swarm index build")
 
 
 async def _web_search(name: str, backend: Any) -> Finding:
@@ -56,19 +62,42 @@ async def _web_search(name: str, backend: Any) -> Finding:
     return Finding(f"search {name}", "ok", f"answered a test query ({len(results)} results)")
 
 
-async def check_search(name: str, config: SwarmConfig) -> Finding:
+def _backend(name: str, config: SwarmConfig) -> Any:
     from core.config import state_dir
-    from providers.base import Configurable
     from providers.registry import backend_class
 
-    settings = dict(config.providers.search.backends[name])
-    backend = backend_class("search", name).from_config(name, settings, state_dir=state_dir())
+    settings = dict(config.providers.search.backends.get(name) or {})  # the local index runs on its defaults
+    return backend_class("search", name).from_config(name, settings, state_dir=state_dir())
+
+
+def _unconfigured_reason(backend: Any) -> str | None:
+    from providers.base import Configurable
+
+    return backend.unconfigured_reason() if isinstance(backend, Configurable) else None
+
+
+def _chain_goes_on(name: str, config: SwarmConfig) -> str | None:
+    """What the search chain goes on to without ``name`` (``goes_on_to``): the backends of
+    ``fallback_chain`` (or ``default``) that can be tried here, judged without a network call."""
+    section = config.providers.search
+    chain = list(dict.fromkeys(section.fallback_chain or [section.default]))
+    runs_here = {other for other in chain if other != name and _unconfigured_reason(_backend(other, config)) is None}
+    return goes_on_to([chain], name, runs_here, "the search chain")
+
+
+async def check_search(name: str, config: SwarmConfig) -> Finding:
+    backend = _backend(name, config)
     if name == "local":
         found = await _local_index(name, backend)
         if found is not None:
             return found
-    reason = backend.unconfigured_reason() if isinstance(backend, Configurable) else None
-    if reason:
-        fix = _SEARCH_FIX.get(name, f"set providers.search.backends.{name}")
-        return Finding(f"search {name}", "warn", f"{reason} -> the search chain skips it", fix)
-    return await _web_search(name, backend)
+    reason = _unconfigured_reason(backend)
+    if not reason:
+        return await _web_search(name, backend)
+    fix = _SEARCH_FIX.get(name, f"set providers.search.backends.{name}")
+    setting = _OPTIONAL_SETTING.get(name)
+    unset = setting is not None and not config.providers.search.backends[name].get(setting)
+    fallback = _chain_goes_on(name, config) if unset else None
+    if fallback:
+        return Finding(f"search {name}", "info", f"{reason}: skipped, {fallback}", fix, TO_USE_IT)
+    return Finding(f"search {name}", "warn", f"{reason} -> the search chain skips it", fix)

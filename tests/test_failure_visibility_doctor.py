@@ -1,7 +1,10 @@
 """``swarm doctor`` says why a model's probe (``GET {api_base}/models``) failed: a refused key
 (401/403: check the key), a failing service (5xx: the key is not the problem) or no answer at
 all (refused or timed out: the address). It printed "failed (refused, timed out or HTTP >= 400)"
-for all of them, so a 500 sent people to rotate a good key."""
+for all of them, so a 500 sent people to rotate a good key.
+
+An optional backend left unconfigured is INFO only while its chain has another member that runs
+here: one that leaves a chain with none, or a value set but unusable, stays a WARN (or a FAIL)."""
 
 from __future__ import annotations
 
@@ -94,3 +97,76 @@ def test_a_server_that_never_answers_is_unreachable(tmp_path: Path, monkeypatch:
         base = f"http://127.0.0.1:{silent.getsockname()[1]}"
         line = _probe(tmp_path, monkeypatch, capsys, base)
     assert line["status"] == "fail" and "unreachable" in line["detail"] and "timed out" in line["detail"], line
+
+
+def test_an_unset_key_stays_a_warning_where_it_leaves_a_chain_with_no_model_that_runs_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without ``local`` in the fallback chain and only GEMINI_API_KEY set, the fast tier still has
+    gemini; the balanced and premium tiers (and the default's chain) have nothing that runs here."""
+    monkeypatch.setenv("GEMINI_API_KEY", FAKE_KEY)  # gemini has no cheap probe: nothing is sent
+
+    def edit(raw: dict[str, Any]) -> None:
+        raw["providers"]["llm"]["fallback_chain"] = ["deepseek", "claude"]
+
+    code, found = findings(capsys, write_config(tmp_path, edit), "--quick")
+
+    assert code == 0
+    fast = found["model deepseek-v3.1-q4"]
+    assert fast["status"] == "info" and fast["detail"].endswith("skipped, the chain goes on to gemini-2.5-flash-lite"), fast
+    for model, env in (("deepseek-v3.1-q8", "DEEPSEEK_API_KEY"), ("claude-sonnet-4-5", "ANTHROPIC_API_KEY"),
+                       ("claude-opus-4-5-thinking", "ANTHROPIC_API_KEY")):
+        line = found[f"model {model}"]
+        assert line["status"] == "warn", line
+        assert (line["detail"], line["fix"]) == (f"{env} is not set -> skipped", f"export {env}=..."), line
+
+
+def test_an_unset_search_backend_stays_a_warning_when_the_local_index_cannot_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SWARM_CORPUS", str(tmp_path / "no-such-corpus"))  # and no index in the fresh SWARM_HOME
+
+    code, found = findings(capsys, write_config(tmp_path), "--quick")
+
+    assert code == 0
+    assert found["search local"]["status"] == "warn" and "no-such-corpus" in found["search local"]["detail"]
+    for name, env in (("searxng", "SEARXNG_URL"), ("tavily", "TAVILY_API_KEY")):
+        line = found[f"search {name}"]
+        assert line["status"] == "warn" and line["detail"] == f"{env} is not set -> the search chain skips it", line
+
+
+def test_a_search_url_set_but_unusable_is_not_taken_for_an_option(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The local index still runs here, but SEARXNG_URL was set: not a URL is a WARN, a server
+    that refuses is a FAIL; the backend left unset beside it (tavily) is INFO."""
+    monkeypatch.setenv("SEARXNG_URL", "searx.example.org")
+    code, found = findings(capsys, write_config(tmp_path), "--quick")
+    line = found["search searxng"]
+    assert code == 0 and line["status"] == "warn" and "SEARXNG_URL is not an http(s) URL" in line["detail"], line
+    assert found["search tavily"]["status"] == "info"
+
+    with RefusedPort() as refused:
+        monkeypatch.setenv("SEARXNG_URL", refused.url)
+        code, found = findings(capsys, write_config(tmp_path), "--quick")
+    assert code == 1 and found["search searxng"]["status"] == "fail", found["search searxng"]
+
+
+def test_an_image_fallback_not_pulled_stays_a_warning_when_the_model_before_it_is_missing_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """u2net first, isnet-anime behind it: both need a download, so remove_background has no
+    model here and neither line is an option."""
+    monkeypatch.setenv("SWARM_MODELS_DIR", str(tmp_path / "models"))
+
+    def edit(raw: dict[str, Any]) -> None:
+        raw["providers"]["image"]["rembg"].update(model="u2net", fallback_models=["isnet-anime"])
+
+    code, found = findings(capsys, write_config(tmp_path, edit), "--quick")
+
+    assert code == 0
+    primary, fallback = found["image u2net"], found["image isnet-anime"]
+    assert primary["status"] == "warn" and "no fallback is present or preparable offline either" in primary["detail"]
+    assert fallback["status"] == "warn", fallback
+    assert fallback["detail"] == "remove_background fallback: not pulled; needs internet"
+    assert fallback["fix"] == "swarm models pull isnet-anime"
