@@ -83,3 +83,49 @@ def test_a_snippet_citation_says_it_is_a_snippet_and_has_no_offsets() -> None:
     assert "search snippet (the page was not read: no offsets)" in page
     assert "> Tinyq keeps queues in memory." in page and "- Tinyq keeps queues in memory." in page
     assert "whole text" not in page  # a web page is not kept: its url is the way to it
+
+
+QUEUES = {
+    "tinyq": "Tinyq queues keep every queue message in memory until a worker takes it.",
+    "bigq": "Bigq queues write every queue message to disk before a worker sees it.",
+    "slowq": "Slowq queues retry a failed queue message three times with a growing delay.",
+}
+
+
+def last_first(messages: Any, config: Any) -> Any:
+    """A writer citing only the last of the sources it is shown (in the graph's numbering: [3])."""
+    if config.step == "plan":
+        return {"queries": ["queue message worker"]}
+    if config.step in ("write", "revise"):
+        shown = dict(re.findall(r'<source id="(\d+)" title="([^"]*)"', messages[1].content))
+        last = max(shown, key=int)
+        return f"{QUEUES[shown[last].split()[0].lower()]} [{last}]"
+    return {"approved": True, "issues": []}
+
+
+async def test_the_source_a_report_cites_first_is_source_1_and_its_resource_opens_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from providers.search.chain import SearchChain
+    from providers.search.local_index import LocalIndexSearch
+    from providers.testing import FunctionLLM
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for name, sentence in QUEUES.items():
+        (corpus / f"{name}.md").write_text(f"# {name.capitalize()} queues\n\n{sentence}\n")
+    search = SearchChain([("local", LocalIndexSearch([corpus], tmp_path / "idx.sqlite"))])
+    use_fake_llm(monkeypatch, FunctionLLM(last_first), search=search)
+    async with Client(build_server(str(write_config(tmp_path, wait_budget_s=60)))) as client:
+        result = await client.call_tool("research", {"question": "How does a queue message reach a worker?",
+                                                     "depth": "quick", "mode": "abstractive"})
+        assert not result.is_error, result.content[0].text
+        out = result.structured_content
+        first = (await client.read_resource(f"swarm://jobs/{out['job_id']}/sources/1")).contents[0].text
+
+    assert len(out["sources"]) == 3 and out["support"] == 1.0
+    cited = out["sources"][0]
+    sentence = QUEUES[cited["title"].split()[0].lower()]
+    assert out["report"].startswith(f"{sentence} [1]") and "\n[1] [" + cited["title"] in out["report"]
+    assert [(c["claim"], c["source_ids"], c["passage"]["source_id"]) for c in out["citations"]] == [(sentence, [1], 1)]
+    assert out["citations"][0]["resource"] == cited["resource"] == f"swarm://jobs/{out['job_id']}/sources/1"
+    assert first.startswith(f"# [1] {cited['title']}") and f"> {sentence}" in first and f"- {sentence}" in first

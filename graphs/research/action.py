@@ -15,6 +15,7 @@ from core.rules import MAX_NAME_CHARS, not_blank
 from graphs.context import JobContext
 from graphs.delegation.history import THREAD_ID_PATTERN, Turn, history_step, window
 from graphs.research.citations import cited_passages
+from graphs.research.numbering import number_by_citation
 from providers.base import Configurable, SearchProvider, SelectableSearch
 
 #: characters of a thread's earlier turns the planner sees (a follow-up's "it" resolves against them)
@@ -93,7 +94,8 @@ async def research(inp: ResearchInput, ctx: JobContext) -> dict[str, Any]:
         {factual, supported, support, undecided, settled_by_reviewer, entailed, not_entailed,
         reviewer: {status, model, asked, reason}} (sentences a reviewer of another family
         settled when the words alone could not), ``sources``
-        [{id, url, title, snippet, retrieved_at, ...}], ``citations`` [{claim, source_ids,
+        [{id, url, title, snippet, retrieved_at, ...}] (ids 1..k in order of first citation in
+        the report, then the sources not cited; every id below is that number), ``citations`` [{claim, source_ids,
         support, passage: {source_id, start, end, heading, page, overlap}}], ``unsupported_sentences``
         [{sentence, source_ids, reason}], ``repeats_removed``, ``removed_citations``,
         ``warnings``, ``cited_passages`` {source id: [{text, start, end, heading, page,
@@ -137,6 +139,7 @@ async def research(inp: ResearchInput, ctx: JobContext) -> dict[str, Any]:
         _attach_partial(exc)
         raise
     await ctx.progress("done", "research finished", 1.0)
+    state = number_by_citation(state)  # [1]..[k] as the report cites them: the one renumbering
     trace = list(state.get("trace", []))
     return {
         **({"thread_id": inp.thread_id} if inp.thread_id else {}),
@@ -194,7 +197,9 @@ def _thread_context(inp: ResearchInput, max_chars: int) -> dict[str, Any]:
 
 
 def partial_output(state: dict[str, Any]) -> dict[str, Any]:
-    """What a research had when it stopped: its sources, queries and any report."""
+    """What a research had when it stopped: its sources, queries and any report, numbered as
+    a finished one is (``number_by_citation``)."""
+    state = number_by_citation(state)
     return {
         "report": state.get("report") or None,
         "sources": state.get("sources", []),

@@ -3,6 +3,7 @@
 ``check_citations`` repairs common variants (``[Source 2]``, ``[^2]``, ``[2](url)``), removes
 citations to sources that do not exist, replaces any Sources section the model wrote with one
 generated from the real sources, and ties every sentence carrying a citation to its source ids.
+``renumber_report`` renumbers a checked report's markers and Sources list (``numbering.py``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ _LIST_MARKER = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
 _WORD = re.compile(r"[a-z0-9]{4,}")
 _MAX_RANGE = 20
 _CODE = re.compile(r"```.*?(?:```|\Z)|`[^`\n]*`", re.DOTALL)
+#: the heading of the Sources list ``check_citations`` ends a report with, and one line of it
+SOURCES_LIST_HEADING = "## Sources"
+_SOURCE_LINE = re.compile(r"^\[(\d{1,4})\] ")
 
 
 @dataclass
@@ -203,7 +207,50 @@ def sources_section(
     with cited ``pages`` (source id -> page numbers) reads ``[3] [Title](<url#page=12>) — file.pdf p. 12``."""
     by_id = {int(s["id"]): s for s in sources}
     lines = [_source_line(i, by_id[i], (pages or {}).get(i, ())) for i in cited]
-    return "## Sources\n\n" + "\n".join(lines) + "\n" if lines else ""
+    return f"{SOURCES_LIST_HEADING}\n\n" + "\n".join(lines) + "\n" if lines else ""
+
+
+def split_sources_section(report: str) -> tuple[str, list[str]]:
+    """``report`` (``check_citations``' output) as (the body before the Sources list it ends with,
+    that list's lines); ``(report, [])`` when it ends with none."""
+    at = report.rfind(f"\n{SOURCES_LIST_HEADING}\n\n")
+    if at < 0:
+        return report, []
+    lines = report[at + len(SOURCES_LIST_HEADING) + 3:].rstrip("\n").split("\n")
+    if not all(_SOURCE_LINE.match(line) for line in lines):  # a heading of the body, not the list
+        return report, []
+    return report[: at + 1], lines
+
+
+def cited_in_order(text: str) -> list[int]:
+    """The source ids the citation markers of ``text`` name (code left out), in order of first
+    appearance, once each."""
+    plain, _ = _protect_code(text)
+    return list(dict.fromkeys(i for m in _CITE.finditer(plain) for i in marker_ids(m.group(1))))
+
+
+def renumber_markers(text: str, new_id: Mapping[int, int]) -> str:
+    """``text`` with each citation marker's ids replaced by ``new_id`` (ids it lacks stay), in
+    ascending order; a marker ``new_id`` changes nothing in is left as written, code too."""
+    def renumber(match: re.Match[str]) -> str:
+        ids = marker_ids(match.group(1))
+        renumbered = [new_id.get(i, i) for i in ids]
+        return match.group(0) if renumbered == ids else f"[{', '.join(map(str, sorted(set(renumbered))))}]"
+
+    plain, code = _protect_code(text)
+    return _restore_code(_CITE.sub(renumber, plain), code)
+
+
+def renumber_report(report: str, new_id: Mapping[int, int]) -> str:
+    """``report`` (``check_citations``' output) with its markers and its Sources list renumbered
+    by ``new_id`` (old id -> new id); the list stays in ascending order of the new ids."""
+    body, lines = split_sources_section(report)
+    body = renumber_markers(body, new_id)
+    if not lines:
+        return body
+    entries = [(int(m.group(1)), m.string[m.end():]) for m in map(_SOURCE_LINE.match, lines) if m]
+    numbered = sorted((new_id.get(old, old), rest) for old, rest in entries)
+    return f"{body}{SOURCES_LIST_HEADING}\n\n" + "\n".join(f"[{new}] {rest}" for new, rest in numbered) + "\n"
 
 
 def check_citations(
