@@ -7,7 +7,6 @@ shape of a failed job's (``SwarmServer.call_tool``).
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context
@@ -20,12 +19,14 @@ from mcp_server.outputs import ImageOutput, ResearchOutput
 from mcp_server.previews import image_blocks
 from mcp_server.results import (
     call_failed,
+    failure_text,
     public_steps,
     research_blocks,
     stored_images,
     tool_output,
     tool_output_fields,
 )
+from mcp_server.texts import handle_text, result_text
 
 JobId = Annotated[str, Field(max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]  # the pattern's + implies minLength 1
 MAX_RESULT_WAIT_S = 50.0  # under Claude Desktop's ~60 s tool timeout
@@ -133,19 +134,28 @@ def register(server: Any) -> None:
 async def _job_result(state: Any, result: dict[str, Any]) -> CallToolResult:
     """``result`` as job_result answers it: a finished job's output as its tool returned it (same
     fields, same content blocks: the research report as Markdown with a link per source, an
-    image's preview and link), the public trace, and the rest of the envelope."""
+    image's preview and link, the answer in words), the public trace, and the rest of the envelope.
+    A failed or cancelled job reads as its tool's own failure did (``isError``, the error, its
+    attempts and partial answer); one still running, as the tool's handle."""
     runtime = state.runtime
     limit = runtime.config.mcp.max_inline_image_bytes
     own = tool_output(result, limit)
     shown = {k: v for k, v in result.items() if k in JobResult.model_fields}
-    shown["trace"] = [step.model_dump(mode="json") for step in public_steps(result.get("trace") or [])]
+    steps = public_steps(result.get("trace") or [])
+    shown["trace"] = [step.model_dump(mode="json") for step in steps]
     if own is not None:
         shown["output"] = tool_output_fields(own)
     structured = JobResult.model_validate(shown).model_dump(mode="json")
+    if own is None:
+        if result.get("status") == "IN_PROGRESS":
+            text = handle_text(str(result["job_id"]), result.get("message"), result.get("progress"), steps)
+            return CallToolResult(content=[TextContent(text=text)], structured_content=structured)
+        # FAILED or CANCELLED: what the tool itself answered (the structured result is the whole job)
+        return CallToolResult(content=[TextContent(text=failure_text(result))], structured_content=structured,
+                              is_error=True)
     if isinstance(own, ResearchOutput):
         return CallToolResult(content=research_blocks(own), structured_content=structured)
     blocks: list[ContentBlock] = []
     if isinstance(own, ImageOutput):
         blocks = await image_blocks(stored_images(own), runtime.providers().storage, limit)
-    return CallToolResult(content=[TextContent(text=json.dumps(structured, indent=2)), *blocks],
-                          structured_content=structured)
+    return CallToolResult(content=[TextContent(text=result_text(own)), *blocks], structured_content=structured)

@@ -9,7 +9,6 @@ collected later reads exactly like the tool's own answer. An error found before 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +27,7 @@ from mcp_server.outputs import (
     TraceStepOut,
 )
 from mcp_server.previews import StoredImage
+from mcp_server.texts import handle_text, result_text, step_line, totals_line, trace_line
 
 #: the fields every action result starts with; ``job_result`` has them at its own top level
 HEAD_FIELDS = frozenset(JobOutcome.model_fields)
@@ -122,8 +122,8 @@ def research_result(output: ResearchOutput) -> CallToolResult:
     JSON (trace, citations with offsets) is for programs: as text it was ten times the report."""
     structured = output.model_dump(mode="json")
     if output.status != "COMPLETED":
-        return CallToolResult(content=[TextContent(text=json.dumps(structured, indent=2))],
-                              structured_content=structured)
+        text = handle_text(output.job_id, output.message, output.progress, output.trace)
+        return CallToolResult(content=[TextContent(text=text)], structured_content=structured)
     return CallToolResult(content=research_blocks(output), structured_content=structured)
 
 
@@ -211,11 +211,16 @@ def stored_images(output: ImageOutput) -> list[StoredImage]:
 
 
 def image_result(output: ImageOutput, image_blocks: list[ContentBlock]) -> CallToolResult:
-    """The structured output, its JSON as text (for clients without structured content), then per
-    image its preview and link."""
-    structured = output.model_dump(mode="json")
-    return CallToolResult(content=[TextContent(text=json.dumps(structured, indent=2)), *image_blocks],
-                          structured_content=structured)
+    """The structured output, the result in words (``texts.result_text``), then per image its line,
+    preview and link."""
+    return text_result(output, image_blocks)
+
+
+def text_result(output: JobOutcome, blocks: list[ContentBlock] = ()) -> CallToolResult:  # type: ignore[assignment]
+    """A delegate, consensus or image answer: the structured output (every field, the full trace)
+    and the result in words (``texts.result_text``), then ``blocks``."""
+    return CallToolResult(content=[TextContent(text=result_text(output)), *blocks],
+                          structured_content=output.model_dump(mode="json"))
 
 
 def inline_within(entry: dict[str, Any], inline: str | None, inline_limit: int) -> str | None:
@@ -238,8 +243,6 @@ def _batch_entry(entry: dict[str, Any], return_base64: bool, inline_limit: int) 
 
 #: characters of a failed job's partial answer quoted in its error (the rest: ``job_result``)
 PARTIAL_TEXT_CHARS = 1500
-#: trace steps spelt out in a failed job's error (the rest: ``job_result``)
-ERROR_TRACE_STEPS = 12
 #: the output fields a reader reads first, in order: a draft, a report, a synthesis
 _READABLE_FIELDS = ("text", "report", "synthesis")
 #: what marks a partial output without being any of what it made
@@ -313,7 +316,7 @@ def failure_text(result: dict[str, Any]) -> str:
     attempts = [s for s in steps if s.kind != "node" and s.outcome != "ok"]  # the ones that answered: in the trace
     lines = [f"{error.get('type', 'Error')}: {error.get('message', 'the job failed')}"]
     if attempts and error.get("type") == "AllProvidersFailed":
-        lines.append("attempts: " + "; ".join(_step_line(s, with_step=False) for s in attempts))
+        lines.append("attempts: " + "; ".join(step_line(s, with_step=False) for s in attempts))
     output = result.get("output")
     partial = _partial(output)
     if partial is not None:
@@ -323,12 +326,10 @@ def failure_text(result: dict[str, Any]) -> str:
         if readable:
             lines.append(readable)
     if steps:
-        shown = "; ".join(_step_line(s) for s in steps[:ERROR_TRACE_STEPS])
-        more = f"; {len(steps) - ERROR_TRACE_STEPS} more steps" if len(steps) > ERROR_TRACE_STEPS else ""
-        lines.append(f"trace: {shown}{more}")
+        lines.append(trace_line(steps))
     if result.get("job_id") is None:  # refused before any job: nothing ran, nothing to collect
         return "\n".join(lines)
-    lines.append(f"totals: {_totals_line(result.get('totals') or {}, steps)}")
+    lines.append(f"totals: {totals_line(result.get('totals') or {}, steps)}")
     if partial is not None:
         lines.append(f"partial result available: job_result({result.get('job_id')})")
     lines.append(f"job_id: {result.get('job_id')}")
@@ -351,17 +352,3 @@ def _readable(output: dict[str, Any]) -> str:
     if len(text) > PARTIAL_TEXT_CHARS:
         text = f"{text[:PARTIAL_TEXT_CHARS]} [... {len(text) - PARTIAL_TEXT_CHARS} more characters]"
     return text
-
-
-def _step_line(step: TraceStepOut, *, with_step: bool = True) -> str:
-    parts = [step.step, step.kind] if with_step else []
-    parts += [step.model or step.provider, step.outcome, step.error_class or "", f"{step.latency_ms} ms"]
-    return " ".join(p for p in parts if p)
-
-
-def _totals_line(totals: dict[str, Any], steps: list[TraceStepOut]) -> str:
-    cost = totals.get("cost_usd")
-    latency = round(sum(s.latency_ms for s in steps if s.kind != "node"), 1)
-    return (f"{totals.get('input_tokens', 0)} in / {totals.get('output_tokens', 0)} out tokens, "
-            f"cost {'unknown' if cost is None else f'${cost:.6f}'}, {totals.get('provider_calls', len(steps))} "
-            f"provider calls, {latency} ms in providers")

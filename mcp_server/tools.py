@@ -37,6 +37,7 @@ from mcp_server.results import (
     research_output,
     research_result,
     stored_images,
+    text_result,
 )
 from mcp_server.thread_tools import ThreadId, open_thread
 from swarm.local_images import read_local_sources
@@ -151,12 +152,12 @@ def _register_delegate(server: Any, config: Any) -> None:
         tier: Annotated[Tier | None, Field(description="default: providers.llm.default")] = None,
         thread_id: ThreadId = None,
         idempotency_key: IdempotencyKey = None,
-    ) -> DelegateOutput:
+    ) -> Annotated[CallToolResult, DelegateOutput]:
         thread_id, history = await open_thread(ctx, thread_id)
         inp = _drop_none(task=task, kind=kind, tier=tier, thread_id=thread_id, history=history or None)
         job = {"project": "swarm", "action": "delegate", "input": inp}
         result = await run_job(ctx, job, idempotency_key=idempotency_key, thread_id=thread_id)
-        return delegate_output(result, thread_id)
+        return text_result(delegate_output(result, thread_id))
 
 
 def _register_research(server: Any, config: Any) -> None:
@@ -206,10 +207,10 @@ def _register_consensus(server: Any, config: Any) -> None:
             max_length=MAX_MODELS, description="one per model")] = None,
         tier: Tier | None = None,
         idempotency_key: IdempotencyKey = None,
-    ) -> ConsensusOutput:
+    ) -> Annotated[CallToolResult, ConsensusOutput]:
         inp = _drop_none(question=question, models=models, stances=stances, tier=tier)
         result = await run_job(ctx, {"project": "swarm", "action": "consensus", "input": inp}, idempotency_key=idempotency_key)
-        return consensus_output(result)
+        return text_result(consensus_output(result))
 
 
 def _image_registrar(action: str) -> Callable[[Any, Any], None]:

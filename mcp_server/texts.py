@@ -1,0 +1,143 @@
+"""What a model reads of a tool's answer: the result in words, not its JSON.
+
+Every action result is structured content (all of it: the full trace, every field) plus text. The
+text was that JSON pretty-printed: for an upscale, 50 lines of trace fields before the picture; for
+a delegated task, the answer as one escaped string. A chat shows the text and a model reads it, so
+it now says what a person would: the answer (or the images, or the positions and synthesis), who
+made it, one line per step of the trace, the totals, and the ids a next call needs (``job_id``,
+``thread_id``, an image's ``key``). A research report has its own text (``results.research_blocks``);
+a failed job, its own (``results.failure_text``); a job still running, ``handle_text``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mcp_server.outputs import ConsensusOutput, DelegateOutput, ImageOutput, JobOutcome, TraceStepOut
+
+#: steps of the trace a text lists one by one (the structured result has all of them)
+TEXT_TRACE_STEPS = 12
+#: characters of one consensus position a text quotes
+POSITION_CHARS = 600
+
+
+def step_line(step: TraceStepOut, *, with_step: bool = True) -> str:
+    """``draft llm qwen2.5 ok 120.0 ms``: where, who, how it went, how long."""
+    parts = [step.step, step.kind] if with_step else []
+    parts += [step.model or step.provider, step.outcome, step.error_class or "", f"{step.latency_ms} ms"]
+    return " ".join(p for p in parts if p)
+
+
+def trace_line(steps: list[TraceStepOut]) -> str:
+    """The steps that ran, the first ``TEXT_TRACE_STEPS`` of them on one line, how many more there
+    are, and how many providers were skipped (an unset key: three a call on a keyless setup)."""
+    ran = [s for s in steps if s.outcome != "skipped"]
+    shown = "; ".join(step_line(s) for s in ran[:TEXT_TRACE_STEPS])
+    more = f"; {len(ran) - TEXT_TRACE_STEPS} more steps" if len(ran) > TEXT_TRACE_STEPS else ""
+    skipped = sorted({s.model or s.provider for s in steps if s.outcome == "skipped"})
+    said = f"; skipped: {', '.join(skipped)}" if skipped else ""
+    return f"trace: {shown}{more}{said}"
+
+
+def totals_line(totals: dict[str, Any], steps: list[TraceStepOut]) -> str:
+    cost = totals.get("cost_usd")
+    latency = round(sum(s.latency_ms for s in steps if s.kind != "node"), 1)
+    return (f"{totals.get('input_tokens', 0)} in / {totals.get('output_tokens', 0)} out tokens, "
+            f"cost {'unknown' if cost is None else f'${cost:.6f}'}, {totals.get('provider_calls', len(steps))} "
+            f"provider calls, {latency} ms in providers")
+
+
+def handle_text(job_id: str, message: str | None, progress: dict[str, Any] | None,
+                steps: list[TraceStepOut]) -> str:
+    """A job still running: what to call next, its last progress and the steps it has finished."""
+    lines = [message or f'job {job_id} is still running; call job_result(job_id="{job_id}") to wait for it']
+    if progress:
+        said = progress.get("message") or progress.get("stage")
+        fraction = progress.get("fraction")
+        done = f" ({fraction:.0%})" if isinstance(fraction, (int, float)) else ""
+        if said or done:
+            lines.append(f"progress: {said or ''}{done}".rstrip())
+    if steps:
+        lines.append(f"finished so far: {trace_line(steps).removeprefix('trace: ')}")
+    lines.append(f"job_id: {job_id}")
+    return "\n".join(lines)
+
+
+def result_text(output: JobOutcome) -> str:
+    """The text of a delegate, consensus or image result (running or finished)."""
+    if output.status == "IN_PROGRESS":
+        return handle_text(output.job_id, output.message, output.progress, output.trace)
+    if isinstance(output, DelegateOutput):
+        body = _delegate(output)
+    elif isinstance(output, ConsensusOutput):
+        body = _consensus(output)
+    elif isinstance(output, ImageOutput):
+        body = _image(output)
+    else:
+        body = ""
+    return f"{body}\n\n---\n{footer(output)}" if body else footer(output)
+
+
+def footer(output: JobOutcome, *, ids: tuple[str, ...] = ()) -> str:
+    """The trace, the totals and the job (with any other id a next call needs)."""
+    lines = [trace_line(output.trace)] if output.trace else []
+    lines.append(f"totals: {totals_line(output.totals, output.trace)}")
+    thread = getattr(output, "thread_id", None)
+    named = [f"job_id: {output.job_id}", *ids, *([f"thread_id: {thread}"] if thread else [])]
+    lines.append("; ".join(named) + "; every field and the full trace: the structured result")
+    return "\n".join(lines)
+
+
+def _delegate(output: DelegateOutput) -> str:
+    lines = [output.text.rstrip() or "(the answer is empty)", ""]
+    who = f"written by {output.model}" if output.model else "written"
+    review = output.review
+    if review is None:
+        lines.append(f"{who}; not reviewed")
+    else:
+        verdict = "approved" if review.get("approved") else "not approved"
+        score = f", score {review['score']}" if review.get("score") is not None else ""
+        revised = f" after {output.revisions} revision(s)" if output.revisions else ""
+        lines.append(f"{who}; review: {verdict}{score}{revised}")
+    return "\n".join(lines)
+
+
+def _consensus(output: ConsensusOutput) -> str:
+    if output.synthesis:
+        by = f" (by {output.synthesizer})" if output.synthesizer else ""
+        lines = [f"Synthesis{by}:", output.synthesis.rstrip()]
+    else:
+        why = ": ".join(str(p) for p in (output.synthesis_status, output.synthesis_error) if p)
+        lines = [f"No synthesis{f' ({why})' if why else ''}."]
+    if output.positions:
+        lines += ["", "Positions:"]
+        for position in output.positions:
+            text = str(position.get("text", "")).strip()
+            if len(text) > POSITION_CHARS:
+                text = f"{text[:POSITION_CHARS]} [... {len(text) - POSITION_CHARS} more characters]"
+            stance = f" ({position['stance']})" if position.get("stance") else ""
+            lines.append(f"- {position.get('model', '?')}{stance}: {text}")
+    for failed in output.failed:
+        said = ": ".join(str(failed[k]) for k in ("error_type", "error") if failed.get(k)) or "no answer"
+        lines.append(f"- {failed.get('asked') or failed.get('model') or '?'} failed: {said}")
+    lines += [f"Warning: {w}" for w in output.warnings]
+    return "\n".join(lines)
+
+
+def _image(output: ImageOutput) -> str:
+    """What was made and its key (the images' own lines, previews and links follow this text)."""
+    ran = [s for s in output.trace if s.kind == "image" and s.outcome == "ok"]
+    made_by = f" by {ran[-1].model or ran[-1].provider}" if ran else ""
+    if output.results is None:
+        details = output.details
+        size = f" {details['width']}x{details['height']}" if details.get("width") and details.get("height") else ""
+        lines = [f"Done{made_by}:{size} image stored as key {output.key}" if output.key else f"Done{made_by}."]
+        if output.url:
+            lines.append(f"download: {output.url}")
+        return "\n".join(lines)
+    good = [e for e in output.results if e.get("key")]
+    lines = [f"Done{made_by}: {len(good)} of {len(output.results)} images"]
+    for n, entry in enumerate(output.results):
+        where = f"images[{entry.get('index', n)}]"
+        lines.append(f"- {where}: key {entry['key']}" if entry.get("key") else f"- {where} failed: {entry.get('error')}")
+    return "\n".join(lines)
