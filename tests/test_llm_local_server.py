@@ -251,20 +251,38 @@ async def test_a_server_that_dies_on_its_canary_is_never_marked_ready(
     assert manager.status() == {}
 
 
-async def test_a_crash_mid_call_is_named_and_the_next_call_restarts_it(
+async def test_a_crash_mid_call_is_named_and_the_call_asks_a_restarted_server_once_more(
     manager: LocalServerManager, stub_llama: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    """A server that crashed during a call failed the call (keyless: the whole job), though a new
+    one answered the next call at once."""
     monkeypatch.setenv("STUB_MODE", "segv_after_canary")
     monkeypatch.setenv("STUB_CRASH_ONCE", str(tmp_path / "crashed-once"))
+    spec = stub_spec(stub_llama)
+    model = LiteLLMModel("local", spec, local_servers=manager)
+    ask = [Message(role="user", content="What is the capital of France?")]
+    answer = await model.complete(ask, LLMConfig())
+    assert answer.text == "hello from the stub"
+    detail = answer.attempts[-1].detail or ""
+    assert re.search(r"exited \(SIGSEGV\) after .*last log lines: .*; log: .*; started it again and asked once more",
+                     detail), detail
+    assert manager.status()["local"]["running"] is True
+    log_path = manager.log_dir / f"local-llm-{local_port(spec, 'local')}.log"
+    assert len(set(re.findall(r"stub llama server segv_after_canary pid (\d+)", log_path.read_text()))) == 2
+
+
+async def test_a_server_that_crashes_again_fails_the_call_naming_the_crash(
+    manager: LocalServerManager, stub_llama: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STUB_MODE", "segv_after_canary")
     spec = stub_spec(stub_llama)
     model = LiteLLMModel("local", spec, local_servers=manager)
     ask = [Message(role="user", content="What is the capital of France?")]
     with pytest.raises(ProviderUnavailable, match=r"exited \(SIGSEGV\) after .*last log lines: .*; log: "):
         await model.complete(ask, LLMConfig())
     assert manager.status() == {}  # forgotten: the next call starts a new one
-    answer = await model.complete(ask, LLMConfig())
-    assert answer.text == "hello from the stub"
-    assert manager.status()["local"]["running"] is True
+    log_path = manager.log_dir / f"local-llm-{local_port(spec, 'local')}.log"
+    assert len(set(re.findall(r"stub llama server segv_after_canary pid (\d+)", log_path.read_text()))) == 2
 
 
 async def test_repeated_crashes_open_the_circuit_with_the_reason(
@@ -283,7 +301,7 @@ async def test_repeated_crashes_open_the_circuit_with_the_reason(
         assert "exited (SIGSEGV)" in str(raised.value)
     log_path = manager.log_dir / f"local-llm-{local_port(spec, 'local')}.log"
     starts = re.findall(r"stub llama server segv_after_canary pid (\d+)", log_path.read_text())
-    assert len(set(starts)) == 2  # restarted once per call, not in a loop
+    assert len(set(starts)) == 4  # started again once within each call, not in a loop
     with pytest.raises(AllProvidersFailed) as raised:
         await router.complete(ask, LLMConfig())
     skipped = raised.value.attempts[-1]

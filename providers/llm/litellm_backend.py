@@ -76,50 +76,73 @@ class LiteLLMModel:
         return build_params(self.spec, messages, config, api_key)
 
     async def complete(self, messages: list[Message], config: LLMConfig) -> LLMResponse:
-        """One call, no retries; failures raise a ``ProviderError`` subclass."""
+        """One call; failures raise a ``ProviderError`` subclass. The one retry: a local server
+        that exited during the call (a crash, an OOM kill) is started again and asked once more,
+        the crash said in the answer's trace detail; a second crash fails the call, naming it."""
         api_key = self._api_key()
         litellm_loader.warm_litellm()  # the process's one-off imports (~2 s with the first failure's) are no provider's latency
         litellm = litellm_loader.load_litellm()
         started = time.perf_counter()
-        if self.local_servers is not None and self.spec.local_server is not None:
-            await self.local_servers.ensure(self.name, self.spec)
+        local = self.local_servers is not None and self.spec.local_server is not None
+        if local:
+            await self.local_servers.ensure(self.name, self.spec)  # type: ignore[union-attr]
         params = self._params(messages, config, api_key)
-        guard = LoopGuard() if self.spec.stop_on_loop and config.json_schema is None else None
-        note = None
-        try:
-            # each request whole, not only the gap between bytes: a server that keeps a request alive
-            # with a blank line a second (DeepSeek's API while it queues) held it 10 s past timeout_s
-            limit = self.spec.timeout_s
-            with litellm_loader.litellm_logging_off():
-                if guard is not None:
-                    async with asyncio.timeout(limit):
-                        finish, pieces = await stream_answer(litellm, params, guard)
-                    if finish is None:  # ended with no reason: a server that cut it short to
-                        # serve another request (llama.cpp's interrupt_requests) - ask again, whole,
-                        # with a timeout of its own (it comes when the server is busiest)
-                        log.info("%s: streamed answer ended early (%d tokens); asked again without streaming",
-                                 self.name, pieces)
-                        guard = None
-                        note = f"the streamed answer ended early ({pieces} tokens); asked again without streaming"
-                        async with asyncio.timeout(limit):
-                            response = await litellm.acompletion(**params)
-                else:
-                    async with asyncio.timeout(limit):
-                        response = await litellm.acompletion(**params)
-        except Exception as exc:  # translated once, here; the router decides what follows
-            raise await self._failure(exc, started) from None
+        use_guard = self.spec.stop_on_loop and config.json_schema is None
+        restarted = None
+        while True:
+            guard = LoopGuard() if use_guard else None
+            try:
+                finish, pieces, response, note = await self._exchange(litellm, params, guard)
+                break
+            except Exception as exc:  # translated once, here; the router decides what follows
+                error, crash = await self._failure(exc, started)
+                if not local or crash is None or restarted is not None:
+                    raise error from None
+            restarted = crash
+            log.warning("%s: %s; starting it again and asking once more", self.name, crash)
+            await self.local_servers.ensure(self.name, self.spec)  # type: ignore[union-attr]
+        if response is not None:  # asked whole (a streamed answer that ended early, too)
+            guard = None
+        if restarted is not None:
+            note = "; ".join(n for n in (f"{restarted}; started it again and asked once more", note) if n)
         latency = (time.perf_counter() - started) * 1000
         try:
             if guard is not None:
-                return streamed_response(self.name, self.spec, guard, finish, pieces, params, config, latency)
+                return streamed_response(self.name, self.spec, guard, finish, pieces, params, config, latency, note)
             return to_response(self.name, self.spec, response, config, latency, note, answer_cap(params))
         except ProviderError as error:  # an answer with nothing in it: its time is the call's
             error.latency_ms = latency
             raise
 
-    async def _failure(self, exc: Exception, started: float) -> ProviderError:
-        """The error a failed call raises: ``exc`` translated, or what happened to a local server."""
+    async def _exchange(self, litellm: Any, params: dict[str, Any],
+                        guard: LoopGuard | None) -> tuple[Any, int, Any, str | None]:
+        """One request: ``(finish, pieces, None, note)`` streamed through ``guard``, or
+        ``(None, 0, response, note)`` whole (also when a streamed answer ended early)."""
+        # each request whole, not only the gap between bytes: a server that keeps a request alive
+        # with a blank line a second (DeepSeek's API while it queues) held it 10 s past timeout_s
+        limit = self.spec.timeout_s
+        with litellm_loader.litellm_logging_off():
+            if guard is not None:
+                async with asyncio.timeout(limit):
+                    finish, pieces = await stream_answer(litellm, params, guard)
+                if finish is not None:
+                    return finish, pieces, None, None
+                # ended with no reason: a server that cut it short to serve another request
+                # (llama.cpp's interrupt_requests) - ask again, whole, with a timeout of its own
+                # (it comes when the server is busiest)
+                log.info("%s: streamed answer ended early (%d tokens); asked again without streaming",
+                         self.name, pieces)
+                note = f"the streamed answer ended early ({pieces} tokens); asked again without streaming"
+                async with asyncio.timeout(limit):
+                    return None, 0, await litellm.acompletion(**params), note
+            async with asyncio.timeout(limit):
+                return None, 0, await litellm.acompletion(**params), None
+
+    async def _failure(self, exc: Exception, started: float) -> tuple[ProviderError, str | None]:
+        """The error a failed call raises: ``exc`` translated, or what happened to a local server
+        (then also that report: the server exited and is forgotten, so ``ensure`` starts it again)."""
         error = translate_error(exc, self.provider, self.name, self.spec.timeout_s, self.spec.api_key_env)
+        crash = None
         if isinstance(error, ProviderUnavailable | ProviderTimeout) and self.local_servers is not None:
             # A local server that died shows up here as a bare connection error: say what
             # happened to it instead (signal, uptime, last log lines, log path).
@@ -127,7 +150,7 @@ class LiteLLMModel:
             if crash is not None:
                 error = ProviderUnavailable(self.provider, crash, model=self.name)
         error.latency_ms = (time.perf_counter() - started) * 1000  # the router's clock holds the import
-        return error
+        return error, crash
 
     @property
     def probes_network(self) -> bool:

@@ -69,9 +69,10 @@ def billed(spec: ModelSpec, error: ProviderError, input_tokens: int, output_toke
 
 
 def streamed_response(name: str, spec: ModelSpec, guard: LoopGuard, finish: str | None, pieces: int,
-                      params: dict[str, Any], config: LLMConfig, latency: float) -> LLMResponse:
+                      params: dict[str, Any], config: LLMConfig, latency: float, note: str | None = None) -> LLMResponse:
     """A streamed answer as a response: its tokens counted from the stream (one piece per token
-    from a llama.cpp server; the prompt counted by litellm's tokenizer, as the stream does not)."""
+    from a llama.cpp server; the prompt counted by litellm's tokenizer, as the stream does not);
+    ``note``, what happened on the way (a restarted server), leads its trace detail."""
     text = guard.answer.strip()
     input_tokens = _prompt_tokens(spec.litellm_model, params["messages"])
     if not text:
@@ -89,7 +90,7 @@ def streamed_response(name: str, spec: ModelSpec, guard: LoopGuard, finish: str 
                   f" of repeats cut after {pieces} tokens); tokens counted from the stream")
     step = TraceStep(step=config.step, kind="llm", provider=spec.family, model=name, latency_ms=latency,
                      input_tokens=input_tokens, output_tokens=pieces, cost_usd=call_cost(spec, input_tokens, pieces),
-                     detail=detail)
+                     detail=f"{note}; {detail}" if note else detail)
     return LLMResponse.from_step(text, step, finish_reason=finish)
 
 

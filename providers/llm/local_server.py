@@ -17,7 +17,8 @@ answered: ``GET /models`` alone is answered by a server that then crashes on its
   a second. So a server outlives the process that started it while another one uses it, and dies
   with its last user, SIGKILLed or not.
 * A server that exits is a clear fault: ``crash_report`` says "local model server exited
-  (SIGSEGV) after N s; last log lines: ...; log: <path>", and the next call starts it again.
+  (SIGSEGV) after N s; last log lines: ...; log: <path>"; the call that met it starts it again
+  and asks once more (``LiteLLMModel.complete``), and a second crash fails that call.
 
 One start at a time: an asyncio lock inside the process, a file lock across processes.
 
