@@ -7,6 +7,7 @@ shape of a failed job's (``SwarmServer.call_tool``).
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context
@@ -146,13 +147,15 @@ async def _job_result(state: Any, result: dict[str, Any]) -> CallToolResult:
     if own is not None:
         shown["output"] = tool_output_fields(own)
     structured = JobResult.model_validate(shown).model_dump(mode="json")
-    if own is None:
-        if result.get("status") == "IN_PROGRESS":
-            text = handle_text(str(result["job_id"]), result.get("message"), result.get("progress"), steps)
-            return CallToolResult(content=[TextContent(text=text)], structured_content=structured)
-        # FAILED or CANCELLED: what the tool itself answered (the structured result is the whole job)
-        return CallToolResult(content=[TextContent(text=failure_text(result))], structured_content=structured,
-                              is_error=True)
+    status = result.get("status")
+    if status == "IN_PROGRESS":
+        text = handle_text(str(result["job_id"]), result.get("message"), result.get("progress"), steps)
+        return CallToolResult(content=[TextContent(text=text)], structured_content=structured)
+    if status in ("FAILED", "CANCELLED"):  # what the tool itself answered; the whole job is structured
+        return CallToolResult(content=[TextContent(text=failure_text(result, collected=True))],
+                              structured_content=structured, is_error=True)
+    if own is None:  # finished by an action no tool answers for: the envelope as it is
+        return CallToolResult(content=[TextContent(text=json.dumps(structured, indent=2))], structured_content=structured)
     if isinstance(own, ResearchOutput):
         return CallToolResult(content=research_blocks(own), structured_content=structured)
     blocks: list[ContentBlock] = []

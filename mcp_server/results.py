@@ -9,7 +9,7 @@ collected later reads exactly like the tool's own answer. An error found before 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from mcp.server.mcpserver.exceptions import ToolError
@@ -122,7 +122,7 @@ def research_result(output: ResearchOutput) -> CallToolResult:
     JSON (trace, citations with offsets) is for programs: as text it was ten times the report."""
     structured = output.model_dump(mode="json")
     if output.status != "COMPLETED":
-        text = handle_text(output.job_id, output.message, output.progress, output.trace)
+        text = handle_text(output.job_id, output.message, output.progress, output.trace, output.thread_id)
         return CallToolResult(content=[TextContent(text=text)], structured_content=structured)
     return CallToolResult(content=research_blocks(output), structured_content=structured)
 
@@ -153,9 +153,14 @@ def _check_summary(output: ResearchOutput) -> str:
     if taken:
         lines.append("The check took out " + ", ".join(taken) + ".")
     lines.extend(f"Warning: {w}" for w in output.warnings)
-    where = f"job {output.job_id}; report in pages: {output.report_uri}" if output.report_uri else f"job {output.job_id}"
-    lines.append(f"{where}; each source's cited passages: the links below; trace and citations with offsets: "
-                 "the structured result.")
+    if output.trace:
+        lines.append(trace_line(output.trace))
+    lines.append(f"totals: {totals_line(output.totals, output.trace)}")
+    where = f"job_id: {output.job_id}" + (f"; thread_id: {output.thread_id}" if output.thread_id else "")
+    if output.report_uri:
+        where += f"; report in pages: {output.report_uri}"
+    lines.append(f"{where}; each source's cited passages: the links below; the full trace and citations with "
+                 "offsets: the structured result.")
     return "\n".join(lines)
 
 
@@ -216,7 +221,7 @@ def image_result(output: ImageOutput, image_blocks: list[ContentBlock]) -> CallT
     return text_result(output, image_blocks)
 
 
-def text_result(output: JobOutcome, blocks: list[ContentBlock] = ()) -> CallToolResult:  # type: ignore[assignment]
+def text_result(output: JobOutcome, blocks: Sequence[ContentBlock] = ()) -> CallToolResult:
     """A delegate, consensus or image answer: the structured output (every field, the full trace)
     and the result in words (``texts.result_text``), then ``blocks``."""
     return CallToolResult(content=[TextContent(text=result_text(output)), *blocks],
@@ -308,9 +313,10 @@ def failure_structured(result: dict[str, Any]) -> dict[str, Any]:
             "trace": [s.model_dump(mode="json") for s in steps], "totals": result.get("totals") or {}}
 
 
-def failure_text(result: dict[str, Any]) -> str:
+def failure_text(result: dict[str, Any], *, collected: bool = False) -> str:
     """The error, each attempt (who, outcome, error class, latency), the partial answer, the trace
-    and totals, then where the rest is."""
+    and totals, then where the rest is: ``job_result``, or (``collected``: this is job_result's
+    answer) its structured ``output``."""
     error = result.get("error") or {}
     steps = public_steps(result.get("trace") or [])
     attempts = [s for s in steps if s.kind != "node" and s.outcome != "ok"]  # the ones that answered: in the trace
@@ -331,7 +337,8 @@ def failure_text(result: dict[str, Any]) -> str:
         return "\n".join(lines)
     lines.append(f"totals: {totals_line(result.get('totals') or {}, steps)}")
     if partial is not None:
-        lines.append(f"partial result available: job_result({result.get('job_id')})")
+        lines.append("the whole partial result: this answer's structured output" if collected
+                     else f"partial result available: job_result({result.get('job_id')})")
     lines.append(f"job_id: {result.get('job_id')}")
     return "\n".join(lines)
 

@@ -17,8 +17,8 @@ from mcp_server.outputs import ConsensusOutput, DelegateOutput, ImageOutput, Job
 
 #: steps of the trace a text lists one by one (the structured result has all of them)
 TEXT_TRACE_STEPS = 12
-#: characters of one consensus position a text quotes
-POSITION_CHARS = 600
+#: a review's issues a text lists one by one
+REVIEW_ISSUES = 5
 
 
 def step_line(step: TraceStepOut, *, with_step: bool = True) -> str:
@@ -35,11 +35,12 @@ def trace_line(steps: list[TraceStepOut]) -> str:
     shown = "; ".join(step_line(s) for s in ran[:TEXT_TRACE_STEPS])
     more = f"; {len(ran) - TEXT_TRACE_STEPS} more steps" if len(ran) > TEXT_TRACE_STEPS else ""
     skipped = sorted({s.model or s.provider for s in steps if s.outcome == "skipped"})
-    said = f"; skipped: {', '.join(skipped)}" if skipped else ""
-    return f"trace: {shown}{more}{said}"
+    said = f"skipped: {', '.join(skipped)}" if skipped else ""
+    return "trace: " + "; ".join(part for part in (f"{shown}{more}" if ran else "", said) if part)
 
 
 def totals_line(totals: dict[str, Any], steps: list[TraceStepOut]) -> str:
+    """Tokens, cost, provider calls and the time spent in providers."""
     cost = totals.get("cost_usd")
     latency = round(sum(s.latency_ms for s in steps if s.kind != "node"), 1)
     return (f"{totals.get('input_tokens', 0)} in / {totals.get('output_tokens', 0)} out tokens, "
@@ -48,7 +49,7 @@ def totals_line(totals: dict[str, Any], steps: list[TraceStepOut]) -> str:
 
 
 def handle_text(job_id: str, message: str | None, progress: dict[str, Any] | None,
-                steps: list[TraceStepOut]) -> str:
+                steps: list[TraceStepOut], thread_id: str | None = None) -> str:
     """A job still running: what to call next, its last progress and the steps it has finished."""
     lines = [message or f'job {job_id} is still running; call job_result(job_id="{job_id}") to wait for it']
     if progress:
@@ -59,14 +60,15 @@ def handle_text(job_id: str, message: str | None, progress: dict[str, Any] | Non
             lines.append(f"progress: {said or ''}{done}".rstrip())
     if steps:
         lines.append(f"finished so far: {trace_line(steps).removeprefix('trace: ')}")
-    lines.append(f"job_id: {job_id}")
+    lines.append(f"job_id: {job_id}" + (f"; thread_id: {thread_id}" if thread_id else ""))
     return "\n".join(lines)
 
 
 def result_text(output: JobOutcome) -> str:
     """The text of a delegate, consensus or image result (running or finished)."""
+    thread = output.thread_id if isinstance(output, DelegateOutput) else None
     if output.status == "IN_PROGRESS":
-        return handle_text(output.job_id, output.message, output.progress, output.trace)
+        return handle_text(output.job_id, output.message, output.progress, output.trace, thread)
     if isinstance(output, DelegateOutput):
         body = _delegate(output)
     elif isinstance(output, ConsensusOutput):
@@ -75,15 +77,15 @@ def result_text(output: JobOutcome) -> str:
         body = _image(output)
     else:
         body = ""
-    return f"{body}\n\n---\n{footer(output)}" if body else footer(output)
+    said = footer(output, thread)
+    return f"{body}\n\n---\n{said}" if body else said
 
 
-def footer(output: JobOutcome, *, ids: tuple[str, ...] = ()) -> str:
-    """The trace, the totals and the job (with any other id a next call needs)."""
+def footer(output: JobOutcome, thread_id: str | None = None) -> str:
+    """The trace, the totals and the ids a next call needs (the job's, and its thread's)."""
     lines = [trace_line(output.trace)] if output.trace else []
     lines.append(f"totals: {totals_line(output.totals, output.trace)}")
-    thread = getattr(output, "thread_id", None)
-    named = [f"job_id: {output.job_id}", *ids, *([f"thread_id: {thread}"] if thread else [])]
+    named = [f"job_id: {output.job_id}", *([f"thread_id: {thread_id}"] if thread_id else [])]
     lines.append("; ".join(named) + "; every field and the full trace: the structured result")
     return "\n".join(lines)
 
@@ -91,15 +93,33 @@ def footer(output: JobOutcome, *, ids: tuple[str, ...] = ()) -> str:
 def _delegate(output: DelegateOutput) -> str:
     lines = [output.text.rstrip() or "(the answer is empty)", ""]
     who = f"written by {output.model}" if output.model else "written"
-    review = output.review
-    if review is None:
-        lines.append(f"{who}; not reviewed")
-    else:
-        verdict = "approved" if review.get("approved") else "not approved"
-        score = f", score {review['score']}" if review.get("score") is not None else ""
-        revised = f" after {output.revisions} revision(s)" if output.revisions else ""
-        lines.append(f"{who}; review: {verdict}{score}{revised}")
+    revised = f" after {output.revisions} revision(s)" if output.revisions else ""
+    lines.append(f"{who}{revised}; {_review(output.review)}")
+    review = output.review or {}
+    if review.get("note"):
+        lines.append(f"note: {review['note']}")
+    issues = [str(i) for i in review.get("issues") or []]
+    lines += [f"- {issue}" for issue in issues[:REVIEW_ISSUES]]
+    if len(issues) > REVIEW_ISSUES:
+        lines.append(f"- ... {len(issues) - REVIEW_ISSUES} more issues")
+    if review.get("suggestion"):
+        lines.append(f"suggestion: {review['suggestion']}")
     return "\n".join(lines)
+
+
+def _review(review: dict[str, Any] | None) -> str:
+    """The verdict in words: who reviewed, how it went, or why there is no review."""
+    if review is None:
+        return "not reviewed"
+    status = review.get("status")
+    if status in ("unavailable", "unusable") or review.get("approved") is None:
+        why = review.get("error") or status or "no verdict"
+        return f"no review ({why})"
+    verdict = "approved" if review["approved"] else "changes requested"
+    score = f", score {review['score']}" if review.get("score") is not None else ""
+    by = f" by {review['reviewer']}" if review.get("reviewer") else ""
+    self_review = " (a self-review: no independent reviewer answered)" if review.get("self_review") else ""
+    return f"review{by}: {verdict}{score}{self_review}"
 
 
 def _consensus(output: ConsensusOutput) -> str:
@@ -113,10 +133,10 @@ def _consensus(output: ConsensusOutput) -> str:
         lines += ["", "Positions:"]
         for position in output.positions:
             text = str(position.get("text", "")).strip()
-            if len(text) > POSITION_CHARS:
-                text = f"{text[:POSITION_CHARS]} [... {len(text) - POSITION_CHARS} more characters]"
             stance = f" ({position['stance']})" if position.get("stance") else ""
-            lines.append(f"- {position.get('model', '?')}{stance}: {text}")
+            asked = position.get("asked")
+            stood_in = f" (standing in for {asked})" if asked and asked != position.get("model") else ""
+            lines.append(f"- {position.get('model', '?')}{stood_in}{stance}: {text}")
     for failed in output.failed:
         said = ": ".join(str(failed[k]) for k in ("error_type", "error") if failed.get(k)) or "no answer"
         lines.append(f"- {failed.get('asked') or failed.get('model') or '?'} failed: {said}")
@@ -132,12 +152,20 @@ def _image(output: ImageOutput) -> str:
         details = output.details
         size = f" {details['width']}x{details['height']}" if details.get("width") and details.get("height") else ""
         lines = [f"Done{made_by}:{size} image stored as key {output.key}" if output.key else f"Done{made_by}."]
-        if output.url:
+        if output.url:  # a file:// or public URL; a presigned one never enters a result
             lines.append(f"download: {output.url}")
+        lines += [str(details[k]) for k in ("url_note", "inline_omitted") if details.get(k)]
         return "\n".join(lines)
     good = [e for e in output.results if e.get("key")]
     lines = [f"Done{made_by}: {len(good)} of {len(output.results)} images"]
     for n, entry in enumerate(output.results):
         where = f"images[{entry.get('index', n)}]"
-        lines.append(f"- {where}: key {entry['key']}" if entry.get("key") else f"- {where} failed: {entry.get('error')}")
+        lines.append(f"- {where}: key {entry['key']}" if entry.get("key") else f"- {where} failed: {_error(entry.get('error'))}")
     return "\n".join(lines)
+
+
+def _error(error: Any) -> str:
+    """``{type, message}`` as "Type: message" (a string as it is)."""
+    if isinstance(error, dict):
+        return ": ".join(str(error[k]) for k in ("type", "message") if error.get(k)) or "failed"
+    return str(error or "failed")

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from mcp import Client
 from mcp.types import ImageContent, ResourceLink, TextContent
-from mcp_helpers import SlowLLM, collect, use_fake_llm, write_config
+from mcp_helpers import SlowLLM, use_fake_llm, write_config
 
 from mcp_server.server import build_server
 
@@ -51,7 +51,7 @@ async def test_a_delegated_answer_reads_as_the_answer_then_its_trace_and_ids(
     assert isinstance(block, TextContent) and _not_json(block.text)
     text = block.text
     assert text.startswith("Rivers run to the sea.\nThe sea does not fill.\n"), text
-    assert "written by writer; review: approved, score 8" in text
+    assert "written by writer; review by writer: approved, score 8" in text
     assert "trace: " in text and "draft llm writer ok" in text and "review llm writer ok" in text
     assert f"{done['totals']['input_tokens']} in / {done['totals']['output_tokens']} out tokens" in text
     assert f"job_id: {done['job_id']}" in text and f"thread_id: {done['thread_id']}" in text
@@ -63,20 +63,20 @@ async def test_a_delegated_answer_reads_as_the_answer_then_its_trace_and_ids(
 async def test_a_running_job_reads_as_what_to_call_next(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import asyncio
 
-    gate = asyncio.Event()
-    use_fake_llm(monkeypatch, SlowLLM(gate=gate))
+    use_fake_llm(monkeypatch, SlowLLM(gate=asyncio.Event()))  # never set: the job runs until the server stops
     async with Client(build_server(str(write_config(tmp_path, wait_budget_s=0.05)))) as client:
         tool = await client.call_tool("delegate", {"task": "hello"})
         polled = await client.call_tool("job_result", {"job_id": tool.structured_content["job_id"], "wait_s": 0})
-        gate.set()
-        await collect(client, tool.structured_content["job_id"], deadline_s=30)
 
     job_id = tool.structured_content["job_id"]
     assert tool.structured_content["status"] == "IN_PROGRESS"
     for result in (tool, polled):
         text = result.content[0].text  # type: ignore[union-attr]
         assert _not_json(text) and not result.is_error
-        assert f'job_result(job_id="{job_id}"' in text and text.rstrip().endswith(f"job_id: {job_id}"), text
+        assert f'job_result(job_id="{job_id}"' in text and text.splitlines()[-1].startswith(f"job_id: {job_id}"), text
+    # the tool's handle names the thread the call opened (a model reading text continues it by that)
+    assert tool.content[0].text.splitlines()[-1] == (  # type: ignore[union-attr]
+        f"job_id: {job_id}; thread_id: {tool.structured_content['thread_id']}")
 
 
 def _all_down(messages: Any, config: Any) -> Any:
@@ -125,3 +125,82 @@ async def test_an_image_result_reads_as_what_was_made_and_its_key(
     assert first.text.startswith(f"Done by u2netp: {width}x{height} image stored as key {done['key']}\n"), first.text
     assert "trace: remove_background image u2netp ok" in first.text and f"job_id: {done['job_id']}" in first.text
     assert [type(b) for b in blocks] == [TextContent, ImageContent, ResourceLink]
+
+
+def _done(output: dict[str, Any], **head: Any) -> dict[str, Any]:
+    step = {"step": "draft", "kind": "llm", "provider": "local", "model": "local", "latency_ms": 12.0, "outcome": "ok"}
+    skipped = {**step, "model": "deepseek-v3.1-q8", "provider": "deepseek", "latency_ms": 0.0, "outcome": "skipped"}
+    return {"job_id": "j-1", "status": "COMPLETED", "output": output, "trace": [skipped, step],
+            "totals": {"input_tokens": 5, "output_tokens": 7, "cost_usd": None, "provider_calls": 1}, **head}
+
+
+@pytest.mark.parametrize(("review", "said"), [
+    ({"approved": None, "status": "unavailable", "error": "llm: every backend failed"},
+     "written by local; no review (llm: every backend failed)"),
+    ({"approved": None, "status": "unusable", "reviewer": "local", "error": "the reviewer's answer held no valid JSON verdict"},
+     "no review (the reviewer's answer held no valid JSON verdict)"),
+    ({"approved": True, "score": 7, "status": "done", "reviewer": "local", "self_review": True,
+      "note": "reviewed by local, of the drafter's own family (local): no independent review"},
+     "review by local: approved, score 7 (a self-review: no independent reviewer answered)\n"
+     "note: reviewed by local, of the drafter's own family"),
+    ({"approved": False, "score": 4, "status": "done", "reviewer": "gemini-2.5-flash-lite",
+      "issues": ["too long", "no example"], "suggestion": "cut it to two lines"},
+     "review by gemini-2.5-flash-lite: changes requested, score 4\n- too long\n- no example\nsuggestion: cut it to two lines"),
+])
+def test_a_delegated_answer_says_how_its_review_went(review: dict[str, Any], said: str) -> None:
+    """A review nobody gave read "review: not approved"; a self-review read as an independent one."""
+    from mcp_server.results import delegate_output
+    from mcp_server.texts import result_text
+
+    text = result_text(delegate_output(_done({"text": "Two lines.", "model": "local", "review": review}), "thr-1"))
+    assert text.startswith("Two lines.\n\nwritten by local; ") and said in text, text
+    assert "trace: draft llm local ok 12.0 ms; skipped: deepseek-v3.1-q8" in text
+    assert "job_id: j-1; thread_id: thr-1" in text
+
+
+def test_a_consensus_reads_as_its_synthesis_positions_and_failures() -> None:
+    from mcp_server.results import consensus_output
+    from mcp_server.texts import result_text
+
+    long = "word " * 400
+    text = result_text(consensus_output(_done({
+        "synthesis": "Both agree on X.", "synthesizer": "claude-sonnet-4-5",
+        "positions": [{"model": "local", "asked": "gemini-2.5-flash-lite", "stance": "for", "text": long},
+                      {"model": "deepseek-v3.1-q8", "text": "No."}],
+        "failed": [{"asked": "gemini-2.5-flash-lite", "error_type": "StandInAlreadyOnPanel", "error": "no answer"}],
+    })))
+    assert text.startswith("Synthesis (by claude-sonnet-4-5):\nBoth agree on X.\n\nPositions:\n")
+    assert f"- local (standing in for gemini-2.5-flash-lite) (for): {long.strip()}\n" in text  # whole, as structured
+    assert "- deepseek-v3.1-q8: No." in text
+    assert "- gemini-2.5-flash-lite failed: StandInAlreadyOnPanel: no answer" in text
+
+
+def test_a_batch_reads_as_each_images_key_or_its_error() -> None:
+    from mcp_server.results import image_output
+    from mcp_server.texts import result_text
+
+    results = [{"index": 0, "image_key": "image_tools/j-1/0.png", "width": 4, "height": 4},
+               {"index": 1, "error": {"type": "InputError", "message": "images[1]: not an image"}}]
+    text = result_text(image_output(_done({"results": results}), return_base64=False, inline_limit=1000))
+    assert "Done: 1 of 2 images\n- images[0]: key image_tools/j-1/0.png\n- images[1] failed: InputError: " \
+           "images[1]: not an image" in text, text
+
+
+def test_a_research_text_names_its_thread_trace_and_totals() -> None:
+    """The research text had no thread_id: a model reading text could not continue the conversation."""
+    from mcp_server.results import research_output, research_result
+
+    result = research_result(research_output(_done({"report": "Rivers flow [1].", "sources": [], "citations": []}),
+                                             "thr-9"))
+    text = result.content[0].text  # type: ignore[union-attr]
+    assert text.startswith("Rivers flow [1].\n\n---\n")
+    assert "trace: draft llm local ok 12.0 ms; skipped: deepseek-v3.1-q8" in text
+    assert "totals: 5 in / 7 out tokens" in text and "job_id: j-1; thread_id: thr-9; report in pages: " in text
+
+
+def test_a_step_list_of_skips_only_has_no_empty_part() -> None:
+    from mcp_server.outputs import TraceStepOut
+    from mcp_server.texts import trace_line
+
+    skipped = TraceStepOut(step="draft", kind="llm", provider="google", model="gemini", latency_ms=0, outcome="skipped")
+    assert trace_line([skipped]) == "trace: skipped: gemini"
