@@ -10,7 +10,7 @@ import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.errors import ProviderError
+from core.errors import ProviderError, SwarmError
 from swarm.doctor_finding import TO_USE_IT, Finding, error_message, goes_on_to
 
 if TYPE_CHECKING:
@@ -81,8 +81,17 @@ def _chain_goes_on(name: str, config: SwarmConfig) -> str | None:
     ``fallback_chain`` (or ``default``) that can be tried here, judged without a network call."""
     section = config.providers.search
     chain = list(dict.fromkeys(section.fallback_chain or [section.default]))
-    runs_here = {other for other in chain if other != name and _unconfigured_reason(_backend(other, config)) is None}
+    runs_here = {other for other in chain if other != name and _can_run(other, config)}
     return goes_on_to([chain], name, runs_here, "the search chain")
+
+
+def _can_run(name: str, config: SwarmConfig) -> bool:
+    """Whether ``name`` is configured to be tried; one its own settings break is not (its own
+    check says how), and does not fail the check of another."""
+    try:
+        return _unconfigured_reason(_backend(name, config)) is None
+    except (SwarmError, ValueError, TypeError):
+        return False
 
 
 async def check_search(name: str, config: SwarmConfig) -> Finding:

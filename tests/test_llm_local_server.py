@@ -129,6 +129,17 @@ class Handler(BaseHTTPRequestHandler):
         if crash_now and once:
             crash_now = not os.path.exists(once)
             open(once, "w").close()
+        if mode == "segv_then_500" and completions > 1:  # the first server crashes, the next one errs
+            crash_now = not os.path.exists(once)
+            if not crash_now:
+                body = json.dumps({"error": {"message": "decode failed", "type": "server_error"}}).encode()
+                self.send_response(500)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
+            open(once, "w").close()
         if crash_now:
             print("ggml_backend_amx_mul_mat: about to fault", flush=True)
             os.kill(os.getpid(), signal.SIGSEGV)
@@ -283,6 +294,40 @@ async def test_a_server_that_crashes_again_fails_the_call_naming_the_crash(
     assert manager.status() == {}  # forgotten: the next call starts a new one
     log_path = manager.log_dir / f"local-llm-{local_port(spec, 'local')}.log"
     assert len(set(re.findall(r"stub llama server segv_after_canary pid (\d+)", log_path.read_text()))) == 2
+
+
+async def test_calls_in_flight_when_the_server_crashed_each_ask_the_restarted_one(
+    manager: LocalServerManager, stub_llama: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The first call to see the crash took the report; the others in flight on that server got
+    a bare "Connection error" and no second try (keyless consensus: three calls at once)."""
+    monkeypatch.setenv("STUB_MODE", "segv_after_canary")
+    monkeypatch.setenv("STUB_CRASH_ONCE", str(tmp_path / "crashed-once"))
+    spec = stub_spec(stub_llama)
+    model = LiteLLMModel("local", spec, local_servers=manager)
+    await manager.ensure("local", spec)
+    ask = [Message(role="user", content="What is the capital of France?")]
+    answers = await asyncio.gather(*(model.complete(ask, LLMConfig()) for _ in range(3)))
+    assert [a.text for a in answers] == ["hello from the stub"] * 3
+    crashed = [a for a in answers if "exited (SIGSEGV)" in (a.attempts[-1].detail or "")]
+    assert crashed, [a.attempts[-1].detail for a in answers]  # at least the call that met the crash says so
+    log_path = manager.log_dir / f"local-llm-{local_port(spec, 'local')}.log"
+    assert len(set(re.findall(r"stub llama server segv_after_canary pid (\d+)", log_path.read_text()))) == 2
+
+
+async def test_a_failure_after_the_restart_says_the_crash_first(
+    manager: LocalServerManager, stub_llama: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("STUB_MODE", "segv_then_500")
+    monkeypatch.setenv("STUB_CRASH_ONCE", str(tmp_path / "crashed-once"))
+    model = LiteLLMModel("local", stub_spec(stub_llama), local_servers=manager)
+    ask = [Message(role="user", content="What is the capital of France?")]
+    with pytest.raises(ProviderUnavailable) as raised:
+        await model.complete(ask, LLMConfig())
+    message = str(raised.value)
+    assert re.search(r"^local \(local\): local model server exited \(SIGSEGV\) after .*; started it again and asked "
+                     r"once more: .*", message), message
+    assert raised.value.latency_ms and raised.value.latency_ms > 0
 
 
 async def test_repeated_crashes_open_the_circuit_with_the_reason(

@@ -29,8 +29,11 @@ from providers.llm.model_access import missing_key_reason, probe_models, probes_
 if TYPE_CHECKING:
     from core.config import ModelSpec
     from providers.llm.local_server import LocalServerManager
+    from providers.llm.local_server_process import LocalServer
 
 log = logging.getLogger("swarm.llm")
+#: how a report about another process's server ends (``crash_report``): not so once started again here
+NEXT_CALL_STARTS = "; the next call starts a new one"
 
 
 class LiteLLMModel:
@@ -78,29 +81,36 @@ class LiteLLMModel:
     async def complete(self, messages: list[Message], config: LLMConfig) -> LLMResponse:
         """One call; failures raise a ``ProviderError`` subclass. The one retry: a local server
         that exited during the call (a crash, an OOM kill) is started again and asked once more,
-        the crash said in the answer's trace detail; a second crash fails the call, naming it."""
+        with a timeout of its own (so such a call may last up to twice ``timeout_s`` and a
+        start); the crash is said in the answer's trace detail, or leads the error's message."""
         api_key = self._api_key()
         litellm_loader.warm_litellm()  # the process's one-off imports (~2 s with the first failure's) are no provider's latency
         litellm = litellm_loader.load_litellm()
         started = time.perf_counter()
-        local = self.local_servers is not None and self.spec.local_server is not None
-        if local:
-            await self.local_servers.ensure(self.name, self.spec)  # type: ignore[union-attr]
+        manager = self.local_servers if self.spec.local_server is not None else None
+        if manager is not None:
+            await manager.ensure(self.name, self.spec)
         params = self._params(messages, config, api_key)
         use_guard = self.spec.stop_on_loop and config.json_schema is None
-        restarted = None
+        restarted: str | None = None
         while True:
             guard = LoopGuard() if use_guard else None
+            used = manager.serving(self.name) if manager is not None else None
             try:
                 finish, pieces, response, note = await self._exchange(litellm, params, guard)
                 break
             except Exception as exc:  # translated once, here; the router decides what follows
-                error, crash = await self._failure(exc, started)
-                if not local or crash is None or restarted is not None:
+                error, crash = await self._failure(exc, started, used)
+                if restarted is not None:
+                    raise self._after_restart(error, restarted, started) from None
+                if manager is None or crash is None:
                     raise error from None
-            restarted = crash
-            log.warning("%s: %s; starting it again and asking once more", self.name, crash)
-            await self.local_servers.ensure(self.name, self.spec)  # type: ignore[union-attr]
+            restarted = crash.removesuffix(NEXT_CALL_STARTS)
+            log.warning("%s: %s; starting it again and asking once more", self.name, restarted)
+            try:
+                await manager.ensure(self.name, self.spec)
+            except ProviderError as exc:
+                raise self._after_restart(exc, restarted, started) from None
         if response is not None:  # asked whole (a streamed answer that ended early, too)
             guard = None
         if restarted is not None:
@@ -113,6 +123,15 @@ class LiteLLMModel:
         except ProviderError as error:  # an answer with nothing in it: its time is the call's
             error.latency_ms = latency
             raise
+
+    def _after_restart(self, error: ProviderError, crash: str, started: float) -> ProviderError:
+        """The error of a call whose server exited and was started again: the crash first, then
+        what went wrong after it (a second crash, a timeout, a start that failed)."""
+        said = str(error).removeprefix(f"{error.provider} ({error.model}): " if error.model else f"{error.provider}: ")
+        # the same error (its class decides what the router does next), its message with the crash first
+        error.args = (f"{self.provider} ({self.name}): {crash}; started it again and asked once more: {said}",)
+        error.latency_ms = (time.perf_counter() - started) * 1000
+        return error
 
     async def _exchange(self, litellm: Any, params: dict[str, Any],
                         guard: LoopGuard | None) -> tuple[Any, int, Any, str | None]:
@@ -138,7 +157,8 @@ class LiteLLMModel:
             async with asyncio.timeout(limit):
                 return None, 0, await litellm.acompletion(**params), None
 
-    async def _failure(self, exc: Exception, started: float) -> tuple[ProviderError, str | None]:
+    async def _failure(self, exc: Exception, started: float,
+                       used: LocalServer | None = None) -> tuple[ProviderError, str | None]:
         """The error a failed call raises: ``exc`` translated, or what happened to a local server
         (then also that report: the server exited and is forgotten, so ``ensure`` starts it again)."""
         error = translate_error(exc, self.provider, self.name, self.spec.timeout_s, self.spec.api_key_env)
@@ -146,7 +166,7 @@ class LiteLLMModel:
         if isinstance(error, ProviderUnavailable | ProviderTimeout) and self.local_servers is not None:
             # A local server that died shows up here as a bare connection error: say what
             # happened to it instead (signal, uptime, last log lines, log path).
-            crash = await self.local_servers.crash_report(self.name)
+            crash = await self.local_servers.crash_report(self.name, used)
             if crash is not None:
                 error = ProviderUnavailable(self.provider, crash, model=self.name)
         error.latency_ms = (time.perf_counter() - started) * 1000  # the router's clock holds the import

@@ -85,6 +85,8 @@ class LocalServerManager:
         self._servers: dict[str, LocalServer] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._users: dict[int, UsersLock] = {}  # port -> this manager's share of its server
+        #: model -> (the server whose exit was last reported, the report): for the other calls it was serving
+        self._last_crash: dict[str, tuple[LocalServer, str]] = {}
         self._atexit_registered = False
 
     @property
@@ -95,15 +97,24 @@ class LocalServerManager:
             self._log_dir = state_dir() / "logs"
         return self._log_dir
 
-    async def crash_report(self, name: str) -> str | None:
+    def serving(self, name: str) -> LocalServer | None:
+        """The server the model's calls go to now (what a call names to ``crash_report``)."""
+        return self._servers.get(name)
+
+    async def crash_report(self, name: str, used: LocalServer | None = None) -> str | None:
         """After a failed call: if the server this manager started has exited, say how (and
         forget it, so the next call starts it again); ``None`` when it still runs. A server
         another process started is forgotten too (probed again next call); if its port now
-        refuses connections, that is said.
+        refuses connections, that is said. ``used``: the server the call went to (``serving``
+        when it began): when another call in flight on it reported its exit first, the same
+        report (each call that met the crash can start it again and ask once more).
 
         A process killed mid-request is seen by the client first, so wait a moment for its exit.
         """
         server = self._servers.get(name)
+        last = self._last_crash.get(name)
+        if used is not None and server is not used and last is not None and last[0] is used:
+            return last[1]
         if server is None or server.process is None:
             self._servers.pop(name, None)
             if server is not None and not await port_open(_host(server.base_url), server.port):
@@ -117,6 +128,7 @@ class LocalServerManager:
         if report is not None:
             log.warning("%s", report)
             self._servers.pop(name, None)
+            self._last_crash[name] = (server, report)
         return report
 
     async def ensure(self, name: str, spec: ModelSpec) -> str:
