@@ -80,6 +80,8 @@ async def handler(job: dict[str, Any]) -> dict[str, Any]:
                     "error": {"type": "InternalError", "message": "internal error; see the worker log"}}
     finally:
         _activity.ended()
+        if _ordered is not None and _listened(job):  # no update of this job may land after its result
+            await asyncio.to_thread(_ordered.flush, str(job.get("id")), PROGRESS_FLUSH_S)
     return for_runpod(envelope)
 
 
@@ -165,14 +167,28 @@ class _FinishedSteps:
 
 
 def _progress_update(job: dict[str, Any], data: dict[str, Any]) -> None:
+    """Queue ``data`` for the job's endpoint: sent in order, the newest winning (``OrderedProgress``)."""
     if not _listened(job):
         return
-    import runpod
-
     try:
-        runpod.serverless.progress_update(job, data)
+        _updates().send(job, data)
     except Exception as exc:  # progress is best effort; the job itself goes on
         log.warning("progress update failed: %s", redact(str(exc)))
+
+
+_ordered: Any = None
+#: how long a finished job waits for its last progress updates to be sent, before its result
+PROGRESS_FLUSH_S = 2.0
+
+
+def _updates() -> Any:
+    """The worker's one ``OrderedProgress`` (made on first use)."""
+    global _ordered
+    if _ordered is None:
+        from swarm.executors.ordered_progress import OrderedProgress
+
+        _ordered = OrderedProgress()
+    return _ordered
 
 
 #: kinds of ``worker.warm`` warmed beside the worker loop, not before it: loading a model and

@@ -147,7 +147,10 @@ async def test_an_mcp_job_on_runpod_polled_while_it_runs_shows_the_steps_its_wor
         job_id = polled["job_id"]
         try:
             for _ in range(150):  # each poll waits up to 2 s: minutes on a loaded machine, no timing asserted
-                if polled["status"] != "IN_PROGRESS" or (polled.get("progress") or {}).get("stage") == "review":
+                # the review's first progress can reach the client before the update that carries the
+                # finished draft (the worker publishes a step when LangGraph hands it over): poll on
+                reviewing = (polled.get("progress") or {}).get("stage") == "review"
+                if polled["status"] != "IN_PROGRESS" or (reviewing and any(s["step"] == "draft" for s in polled["trace"])):
                     break
                 polled = (await client.call_tool("job_result", {"job_id": job_id, "wait_s": 2})).structured_content
         finally:

@@ -211,7 +211,6 @@ async def test_job_result_of_a_remote_job_still_running_shows_the_steps_its_work
 def worker(monkeypatch: pytest.MonkeyPatch) -> Any:
     """``handler.handler`` in this process with a fake model (real dispatcher, graph and SQLite
     checkpoints under the test's SWARM_HOME) and the updates it sends to RunPod recorded."""
-    import runpod
 
     import handler
     from providers.testing import FakeLLM
@@ -232,7 +231,17 @@ def worker(monkeypatch: pytest.MonkeyPatch) -> Any:
     with Runtime.override(llm=Announcing(["the draft", verdict], model="fake-model")):
         monkeypatch.setattr(handler, "_runtime", None)
         sent: list[dict[str, Any]] = []
-        monkeypatch.setattr(runpod.serverless, "progress_update", lambda job, data: sent.append(data))
+
+        class Recorded:
+            """The worker's sender (``OrderedProgress``), recording each update as it is made."""
+
+            def send(self, job: Any, data: dict[str, Any]) -> None:
+                sent.append(data)
+
+            def flush(self, job_id: str, timeout_s: float = 0.0) -> bool:
+                return True
+
+        monkeypatch.setattr(handler, "_ordered", Recorded())
         monkeypatch.setenv("RUNPOD_WEBHOOK_POST_OUTPUT", "http://127.0.0.1:9/job-done/w1/$ID")
 
         async def run(job_id: str) -> dict[str, Any]:
