@@ -27,7 +27,7 @@ from mcp_server.results import (
     tool_output,
     tool_output_fields,
 )
-from mcp_server.texts import handle_text, result_text
+from mcp_server.texts import handle_text, job_line, jobs_text, result_text
 
 JobId = Annotated[str, Field(max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]  # the pattern's + implies minLength 1
 MAX_RESULT_WAIT_S = 50.0  # under Claude Desktop's ~60 s tool timeout
@@ -81,9 +81,9 @@ def register(server: Any) -> None:
 
     @server.tool(name="job_status", title="Job status", annotations=read_only,
                  description="Status and last progress of a job started by another tool (cheap; no output).")
-    async def job_status(job_id: JobId, ctx: Context) -> JobStatus:
+    async def job_status(job_id: JobId, ctx: Context) -> Annotated[CallToolResult, JobStatus]:
         try:
-            return JobStatus(**server_state(ctx).jobs.status(job_id, owner_of(ctx)))
+            return _status_result(JobStatus(**server_state(ctx).jobs.status(job_id, owner_of(ctx))))
         except KeyError:
             raise _unknown(job_id) from None
 
@@ -111,11 +111,11 @@ def register(server: Any) -> None:
         annotations=ToolAnnotations(destructive_hint=True, idempotent_hint=True, open_world_hint=False),
         description="Cancel a running job (on RunPod too). A finished job is left as it is.",
     )
-    async def job_cancel(job_id: JobId, ctx: Context) -> JobStatus:
+    async def job_cancel(job_id: JobId, ctx: Context) -> Annotated[CallToolResult, JobStatus]:
         from mcp_server.jobs import RunsElsewhere
 
         try:
-            return JobStatus(**await server_state(ctx).jobs.cancel(job_id, owner_of(ctx)))
+            return _status_result(JobStatus(**await server_state(ctx).jobs.cancel(job_id, owner_of(ctx))))
         except KeyError:
             raise _unknown(job_id) from None
         except RunsElsewhere as exc:  # no SwarmError: told by its own name, as a job's error is
@@ -127,9 +127,16 @@ def register(server: Any) -> None:
         ctx: Context,
         status: Literal["IN_PROGRESS", "COMPLETED", "FAILED", "CANCELLED"] | None = None,
         limit: Annotated[int, Field(ge=1, le=100)] = 20,
-    ) -> JobList:
+    ) -> Annotated[CallToolResult, JobList]:
         rows = server_state(ctx).jobs.list(owner_of(ctx), status, limit)
-        return JobList(jobs=[JobStatus(**r) for r in rows])
+        listed = JobList(jobs=[JobStatus(**r) for r in rows]).model_dump(mode="json")
+        return CallToolResult(content=[TextContent(text=jobs_text(listed["jobs"]))], structured_content=listed)
+
+
+def _status_result(status: JobStatus) -> CallToolResult:
+    """A job's status as one line a model reads, all of it as structured content."""
+    structured = status.model_dump(mode="json")
+    return CallToolResult(content=[TextContent(text=job_line(structured))], structured_content=structured)
 
 
 async def _job_result(state: Any, result: dict[str, Any]) -> CallToolResult:

@@ -159,8 +159,8 @@ def _check_summary(output: ResearchOutput) -> str:
     where = f"job_id: {output.job_id}" + (f"; thread_id: {output.thread_id}" if output.thread_id else "")
     if output.report_uri:
         where += f"; report in pages: {output.report_uri}"
-    lines.append(f"{where}; each source's cited passages: the links below; the full trace and citations with "
-                 "offsets: the structured result.")
+    links = "each source's cited passages: the links below; " if output.citations else ""
+    lines.append(f"{where}; {links}the full trace and citations with offsets: the structured result.")
     return "\n".join(lines)
 
 

@@ -21,31 +21,48 @@ TEXT_TRACE_STEPS = 12
 REVIEW_ISSUES = 5
 
 
+#: characters of a failed or fallen-back graph step's detail a text quotes
+NODE_DETAIL_CHARS = 160
+
+
 def step_line(step: TraceStepOut, *, with_step: bool = True) -> str:
-    """``draft llm qwen2.5 ok 120.0 ms``: where, who, how it went, how long."""
+    """``draft llm qwen2.5 ok 120.0 ms``: where, who, how it went, how long (and, for a graph
+    step that did not go as planned, why: its detail)."""
     parts = [step.step, step.kind] if with_step else []
     parts += [step.model or step.provider, step.outcome, step.error_class or "", f"{step.latency_ms} ms"]
-    return " ".join(p for p in parts if p)
+    line = " ".join(p for p in parts if p)
+    if step.kind == "node" and step.outcome != "ok" and step.detail:
+        detail = step.detail if len(step.detail) <= NODE_DETAIL_CHARS else f"{step.detail[:NODE_DETAIL_CHARS]}..."
+        line += f" ({detail})"
+    return line
+
+
+def _worth_a_line(step: TraceStepOut) -> bool:
+    """A provider call, or a graph step that did not go as planned (one that did is the frame
+    around the calls: its time is in the totals, its row in the structured trace)."""
+    return step.outcome != "skipped" if step.kind != "node" else step.outcome not in ("ok", "skipped")
 
 
 def trace_line(steps: list[TraceStepOut]) -> str:
-    """The steps that ran, the first ``TEXT_TRACE_STEPS`` of them on one line, how many more there
-    are, and how many providers were skipped (an unset key: three a call on a keyless setup)."""
-    ran = [s for s in steps if s.outcome != "skipped"]
+    """The provider calls and the graph steps that did not go as planned, the first
+    ``TEXT_TRACE_STEPS`` of them on one line, how many more there are, and the providers skipped
+    (an unset key: three a call on a keyless setup; an open circuit)."""
+    ran = [s for s in steps if _worth_a_line(s)]
     shown = "; ".join(step_line(s) for s in ran[:TEXT_TRACE_STEPS])
     more = f"; {len(ran) - TEXT_TRACE_STEPS} more steps" if len(ran) > TEXT_TRACE_STEPS else ""
-    skipped = sorted({s.model or s.provider for s in steps if s.outcome == "skipped"})
+    skipped = sorted({s.model or s.provider for s in steps if s.outcome == "skipped" and s.kind != "node"})
     said = f"skipped: {', '.join(skipped)}" if skipped else ""
     return "trace: " + "; ".join(part for part in (f"{shown}{more}" if ran else "", said) if part)
 
 
 def totals_line(totals: dict[str, Any], steps: list[TraceStepOut]) -> str:
-    """Tokens, cost, provider calls and the time spent in providers."""
+    """Tokens, cost, provider calls, the time spent in providers and the job's own time."""
     cost = totals.get("cost_usd")
     latency = round(sum(s.latency_ms for s in steps if s.kind != "node"), 1)
+    job = next((s.latency_ms for s in steps if s.step == "dispatch" and s.kind == "node"), None)
     return (f"{totals.get('input_tokens', 0)} in / {totals.get('output_tokens', 0)} out tokens, "
             f"cost {'unknown' if cost is None else f'${cost:.6f}'}, {totals.get('provider_calls', len(steps))} "
-            f"provider calls, {latency} ms in providers")
+            f"provider calls, {latency} ms in providers" + (f", {job} ms in all" if job is not None else ""))
 
 
 def handle_text(job_id: str, message: str | None, progress: dict[str, Any] | None,
@@ -116,7 +133,7 @@ def _review(review: dict[str, Any] | None) -> str:
         why = review.get("error") or status or "no verdict"
         return f"no review ({why})"
     verdict = "approved" if review["approved"] else "changes requested"
-    score = f", score {review['score']}" if review.get("score") is not None else ""
+    score = f", score {review['score']}/10" if review.get("score") is not None else ""
     by = f" by {review['reviewer']}" if review.get("reviewer") else ""
     self_review = " (a self-review: no independent reviewer answered)" if review.get("self_review") else ""
     return f"review{by}: {verdict}{score}{self_review}"
@@ -146,8 +163,8 @@ def _consensus(output: ConsensusOutput) -> str:
 
 def _image(output: ImageOutput) -> str:
     """What was made and its key (the images' own lines, previews and links follow this text)."""
-    ran = [s for s in output.trace if s.kind == "image" and s.outcome == "ok"]
-    made_by = f" by {ran[-1].model or ran[-1].provider}" if ran else ""
+    ran = list(dict.fromkeys(s.model or s.provider for s in output.trace if s.kind == "image" and s.outcome == "ok"))
+    made_by = f" by {' then '.join(ran)}" if ran else ""
     if output.results is None:
         details = output.details
         size = f" {details['width']}x{details['height']}" if details.get("width") and details.get("height") else ""
@@ -169,3 +186,49 @@ def _error(error: Any) -> str:
     if isinstance(error, dict):
         return ": ".join(str(error[k]) for k in ("type", "message") if error.get(k)) or "failed"
     return str(error or "failed")
+
+
+def _when(stamp: float | None) -> str:
+    """A Unix time as UTC, to the second."""
+    if not stamp:
+        return "?"
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def job_line(job: dict[str, Any]) -> str:
+    """One job in one line: id, what it runs, where it stands, when, how long (the fields of
+    ``job_status``)."""
+    progress = job.get("progress") or {}
+    said = progress.get("message") or progress.get("stage")
+    fraction = progress.get("fraction")
+    done = f" {fraction:.0%}" if isinstance(fraction, (int, float)) and job.get("status") == "IN_PROGRESS" else ""
+    status = f"{job.get('status')}{done}" + (f" ({said})" if said and job.get("status") == "IN_PROGRESS" else "")
+    error = job.get("error") or {}
+    if error:
+        status += f": {_error(error)}"
+    if job.get("status") == "IN_PROGRESS" and not job.get("running_here", True):
+        status += " (waiting to be resumed: job_result or job_status resumes it here)"
+    took = f", {job['elapsed_ms'] / 1000:.1f} s" if job.get("elapsed_ms") is not None else ""
+    return f"{job.get('job_id')}  {job.get('project')}/{job.get('action')}  {status}  started {_when(job.get('created_at'))}{took}"
+
+
+def jobs_text(jobs: list[dict[str, Any]]) -> str:
+    """``list_jobs``: one line per job, newest first."""
+    if not jobs:
+        return "no jobs"
+    return f"{len(jobs)} job(s), newest first:\n" + "\n".join(job_line(j) for j in jobs)
+
+
+def threads_text(threads: list[dict[str, Any]]) -> str:
+    """``list_threads``: one line per conversation, latest first."""
+    if not threads:
+        return "no threads"
+    lines = [f"{len(threads)} thread(s), latest first (turns: swarm://threads/{{thread_id}}):"]
+    for t in threads:
+        dropped = f", {t['dropped']} oldest dropped" if t.get("dropped") else ""
+        began = str(t.get("started_with") or "").strip().replace("\n", " ")
+        lines.append(f"{t.get('thread_id')}  {t.get('turns')} turn(s){dropped}  updated {_when(t.get('updated_at'))}"
+                     f"  began: {began}")
+    return "\n".join(lines)

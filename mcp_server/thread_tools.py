@@ -14,11 +14,12 @@ from typing import Annotated, Any, TypeVar
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ResourceError
-from mcp.types import ToolAnnotations
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
 from core.errors import InputError, SwarmError
 from mcp_server.calls import owner_of, server_state
+from mcp_server.texts import threads_text
 
 T = TypeVar("T")
 
@@ -86,7 +87,9 @@ def register(server: Any) -> None:
     @server.tool(name="list_threads", title="List threads",
                  annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False),
                  description="Your conversations, latest first; turns: swarm://threads/{thread_id}.")
-    async def list_threads(ctx: Context, limit: Annotated[int, Field(ge=1, le=100)] = 20) -> ThreadList:
+    async def list_threads(ctx: Context, limit: Annotated[int, Field(ge=1, le=100)] = 20
+                           ) -> Annotated[CallToolResult, ThreadList]:
         owner = owner_of(ctx)
         rows = await _stored(ctx, lambda store: store.list(owner, limit))
-        return ThreadList(threads=[ThreadSummary(**r).model_dump() for r in rows])
+        listed = ThreadList(threads=[ThreadSummary(**r).model_dump() for r in rows]).model_dump(mode="json")
+        return CallToolResult(content=[TextContent(text=threads_text(listed["threads"]))], structured_content=listed)

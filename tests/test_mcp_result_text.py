@@ -51,7 +51,7 @@ async def test_a_delegated_answer_reads_as_the_answer_then_its_trace_and_ids(
     assert isinstance(block, TextContent) and _not_json(block.text)
     text = block.text
     assert text.startswith("Rivers run to the sea.\nThe sea does not fill.\n"), text
-    assert "written by writer; review by writer: approved, score 8" in text
+    assert "written by writer; review by writer: approved, score 8/10" in text
     assert "trace: " in text and "draft llm writer ok" in text and "review llm writer ok" in text
     assert f"{done['totals']['input_tokens']} in / {done['totals']['output_tokens']} out tokens" in text
     assert f"job_id: {done['job_id']}" in text and f"thread_id: {done['thread_id']}" in text
@@ -141,11 +141,11 @@ def _done(output: dict[str, Any], **head: Any) -> dict[str, Any]:
      "no review (the reviewer's answer held no valid JSON verdict)"),
     ({"approved": True, "score": 7, "status": "done", "reviewer": "local", "self_review": True,
       "note": "reviewed by local, of the drafter's own family (local): no independent review"},
-     "review by local: approved, score 7 (a self-review: no independent reviewer answered)\n"
+     "review by local: approved, score 7/10 (a self-review: no independent reviewer answered)\n"
      "note: reviewed by local, of the drafter's own family"),
     ({"approved": False, "score": 4, "status": "done", "reviewer": "gemini-2.5-flash-lite",
       "issues": ["too long", "no example"], "suggestion": "cut it to two lines"},
-     "review by gemini-2.5-flash-lite: changes requested, score 4\n- too long\n- no example\nsuggestion: cut it to two lines"),
+     "review by gemini-2.5-flash-lite: changes requested, score 4/10\n- too long\n- no example\nsuggestion: cut it to two lines"),
 ])
 def test_a_delegated_answer_says_how_its_review_went(review: dict[str, Any], said: str) -> None:
     """A review nobody gave read "review: not approved"; a self-review read as an independent one."""
@@ -204,3 +204,44 @@ def test_a_step_list_of_skips_only_has_no_empty_part() -> None:
 
     skipped = TraceStepOut(step="draft", kind="llm", provider="google", model="gemini", latency_ms=0, outcome="skipped")
     assert trace_line([skipped]) == "trace: skipped: gemini"
+
+
+def test_the_trace_line_lists_calls_and_steps_that_went_wrong_with_why() -> None:
+    """Every graph step had a line ("plan node graph ok") and one that fell back said only "error"."""
+    from mcp_server.outputs import TraceStepOut
+    from mcp_server.texts import totals_line, trace_line
+
+    def step(name: str, kind: str, outcome: str, detail: str | None = None, ms: float = 1.0) -> TraceStepOut:
+        return TraceStepOut(step=name, kind=kind, provider="graph" if kind == "node" else "local", model=None,
+                            latency_ms=ms, outcome=outcome, detail=detail)
+
+    steps = [step("plan", "llm", "ok", ms=900.0),
+             step("plan", "node", "error", "plan unusable (the planner's JSON does not parse); fell back to the question"),
+             step("search", "search", "ok"), step("rank", "node", "ok"), step("review", "node", "skipped"),
+             step("dispatch", "node", "ok", ms=1000.0)]
+    assert trace_line(steps) == ("trace: plan llm local ok 900.0 ms; plan node graph error 1.0 ms (plan unusable (the "
+                                 "planner's JSON does not parse); fell back to the question); search search local ok 1.0 ms")
+    assert totals_line({"provider_calls": 2}, steps).endswith("901.0 ms in providers, 1000.0 ms in all")
+
+
+async def test_job_and_thread_lists_read_as_one_line_each(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """job_status, list_jobs and list_threads answered their JSON (epoch times, 9 KB for 20 jobs)."""
+    from providers.testing import FunctionLLM
+
+    use_fake_llm(monkeypatch, FunctionLLM(_writer, model="writer"))
+    async with Client(build_server(str(write_config(tmp_path, wait_budget_s=30)))) as client:
+        done = (await client.call_tool("delegate", {"task": "two lines on rivers"})).structured_content
+        status = await client.call_tool("job_status", {"job_id": done["job_id"]})
+        jobs = await client.call_tool("list_jobs", {})
+        threads = await client.call_tool("list_threads", {})
+
+    line = status.content[0].text  # type: ignore[union-attr]
+    assert _not_json(line) and "\n" not in line, line
+    assert line.startswith(f"{done['job_id']}  swarm/delegate  COMPLETED  started 20") and " UTC, " in line, line
+    assert status.structured_content["status"] == "COMPLETED"  # all of it, as before
+    listed = jobs.content[0].text  # type: ignore[union-attr]
+    assert listed.splitlines() == ["1 job(s), newest first:", line], listed
+    assert jobs.structured_content["jobs"][0]["job_id"] == done["job_id"]
+    said = threads.content[0].text.splitlines()  # type: ignore[union-attr]
+    assert said[0].startswith("1 thread(s), latest first") and said[1].startswith(f"{done['thread_id']}  2 turn(s)")
+    assert said[1].endswith("began: two lines on rivers"), said
