@@ -111,6 +111,18 @@ async def test_a_failing_model_is_reported_and_the_others_answer() -> None:
     assert "ask: model-d gave no answer (AllProvidersFailed)" in events
 
 
+async def test_a_synthesis_of_one_answer_says_it_is_no_consensus() -> None:
+    """Keyless, every model's chain ends at the local one: one position, and a synthesis of it
+    that read as a consensus."""
+    cfg = config(models=["model-a", "model-d", "model-c"], synthesizer="synth")
+    models = Models(cfg, failing=frozenset({"model-d", "model-c"}))
+    result = await dispatch(job(), context(cfg, models.router, []))
+    out = result["output"]
+    assert result["status"] == "COMPLETED" and [p["model"] for p in out["positions"]] == ["model-a"]
+    assert out["synthesis_status"] == "done"
+    assert out["warnings"] == ["only one of 3 models answered (model-a): the synthesis restates one view, not a consensus"]
+
+
 async def test_a_stand_in_already_on_the_panel_is_a_failure_and_a_new_one_is_named() -> None:
     """model-d fails and its chain's fallback, model-a, answers for it: with model-a on the panel
     already that is one opinion, not two that agree, and model-d is listed as failed."""

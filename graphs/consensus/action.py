@@ -95,8 +95,18 @@ async def consensus(inp: ConsensusInput, ctx: JobContext) -> dict[str, Any]:
         # as a delegation's missing review: the answers stand, and why the synthesis is missing is
         # said where the caller reads it (the CLI prints warnings)
         "synthesis_error": error,
-        "warnings": [f"no synthesis; the {len(positions)} positions stand: {error}"] if error else [],
+        "warnings": _warnings(positions, failed, error),
         "positions": [{k: v for k, v in a.items() if k != "index"} for a in positions],
         "failed": [{k: v for k, v in a.items() if k != "index"} for a in failed],
         "trace": state.get("trace", []),
     }
+
+
+def _warnings(positions: list[dict[str, Any]], failed: list[dict[str, Any]], error: str | None) -> list[str]:
+    """What the caller should know before reading the synthesis: that there is none, or that it
+    weighs one answer only (the others failed or were one model standing in for them all)."""
+    warnings = [f"no synthesis; the {len(positions)} positions stand: {error}"] if error else []
+    if len(positions) == 1 and failed:
+        warnings.append(f"only one of {len(positions) + len(failed)} models answered ({positions[0]['model']}):"
+                        " the synthesis restates one view, not a consensus")
+    return warnings
