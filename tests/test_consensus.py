@@ -150,6 +150,31 @@ async def test_a_stand_in_already_on_the_panel_is_a_failure_and_a_new_one_is_nam
     assert '<answer model="model-a" in_place_of="model-d">' in prompt
     assert "model-d did not answer; model-a answered in its place." in prompt
 
+async def test_models_whose_keys_are_unset_are_not_asked_through_the_same_stand_in_twice(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keyless, every model's chain ends at the local one: it answered three times, and two of the
+    three answers (38 s of CPU) were thrown away as the same model standing in twice."""
+    for key in ("KEY_A", "KEY_B", "KEY_C"):
+        monkeypatch.delenv(key, raising=False)
+    cfg = config(models=["model-a", "model-b", "model-c"], synthesizer="synth")
+    raw = cfg.model_dump()
+    for name, key in (("model-a", "KEY_A"), ("model-b", "KEY_B"), ("model-c", "KEY_C")):
+        raw["models"][name]["api_key_env"] = key
+    raw["providers"]["llm"]["fallback_chain"] = ["model-d"]
+    keyless = SwarmConfig.model_validate(raw)
+    models = Models(keyless)
+    result = await dispatch(job(), context(keyless, models.router, []))
+    assert result["status"] == "COMPLETED", result["error"]
+    out = result["output"]
+    asked = [s["model"] for s in result["trace"] if s["step"] == "ask" and s["kind"] == "llm" and s["outcome"] == "ok"]
+    assert asked == ["model-d"], asked  # once, not three times
+    assert [(p["asked"], p["model"], p["status"]) for p in out["positions"]] == [("model-a", "model-d", "stand_in")]
+    assert [(f["asked"], f["error_type"]) for f in out["failed"]] == [
+        ("model-b", "StandInAlreadyOnPanel"), ("model-c", "StandInAlreadyOnPanel")]
+    assert "not asked the same question twice" in out["failed"][0]["error"]
+    assert out["warnings"] and "restates one view" in out["warnings"][0]
+
+
 async def test_a_synthesis_that_echoes_the_prompt_is_no_synthesis() -> None:
     """The keyless synthesizer copied the prompt (``<question>...</question><answer model=...>``)
     and the job said ``synthesis_status: done``."""

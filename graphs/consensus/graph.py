@@ -15,7 +15,8 @@ from providers.base import LLMProvider
 def fan_out(state: ConsensusState) -> list[Send]:
     """One ``ask`` branch per participant; LangGraph runs the branches of a step concurrently."""
     return [
-        Send("ask", {"index": i, "question": state["question"], "tier": state.get("tier"), "participant": who})
+        Send("ask", {"index": i, "question": state["question"], "tier": state.get("tier"), "participant": who,
+                     "panel": state["participants"]})
         for i, who in enumerate(state["participants"])
     ]
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from core.errors import AllProvidersFailed, BudgetExceeded
 from graphs.consensus import prompts
-from graphs.consensus.state import AskTask, ConsensusState
+from graphs.consensus.state import AskTask, ConsensusState, Participant
 from graphs.progress import emit, model_progress
 from providers.base import LLMConfig, LLMProvider, TraceStep, listen_to_attempts
 
@@ -60,6 +60,34 @@ def panel(answers: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dic
     return positions, failed
 
 
+def already_on_panel(llm: LLMProvider, task: AskTask) -> str | None:
+    """The model that would stand in for this task's participant when it is on the panel already
+    (``panel``'s rule, foreseen): answering as itself for another participant, or standing in for
+    an earlier one, with the same stance. ``None``: ask. Foreseen by the router's
+    ``first_callable`` (no key missing, circuit not open); without one, always ask.
+
+    Keyless, every chain ends at the local model: three models asked meant three answers of it,
+    two of them thrown away (38 s of CPU for a 27 s call)."""
+    first_callable = getattr(llm, "first_callable", None)
+    who, panel_ = task["participant"], task.get("panel") or []
+    if first_callable is None or len(panel_) < 2:
+        return None
+
+    def first(participant: Participant) -> str | None:
+        return first_callable(LLMConfig(tier=task["tier"], prefer=participant["model"], step="ask"))  # type: ignore[arg-type]
+
+    model = first(who)
+    if model is None or model in who["accepts"]:
+        return None
+    for index, other in enumerate(panel_):
+        if index == task["index"] or other["stance"] != who["stance"]:
+            continue
+        theirs = first(other)
+        if theirs == model and (model in other["accepts"] or index < task["index"]):
+            return model
+    return None
+
+
 def make_nodes(llm: LLMProvider) -> dict[str, Node]:
     """The graph's nodes, closed over the LLM provider they use."""
 
@@ -67,6 +95,14 @@ def make_nodes(llm: LLMProvider) -> dict[str, Node]:
         started = time.perf_counter()
         who = task["participant"]
         stance = who["stance"]
+        repeated = already_on_panel(llm, task)
+        if repeated is not None:  # not asked: its stand-in's answer is on the panel already
+            error = (f"{who['model']} cannot be asked here; its fallback {repeated} is on the panel already,"
+                     " so it was not asked the same question twice")
+            emit("ask", f"{who['model']}: not asked ({repeated} answers for it already)")
+            failed = {"index": task["index"], "asked": who["model"], "stance": stance, "status": "failed",
+                      "error_type": "StandInAlreadyOnPanel", "error": error}
+            return {"answers": [failed], "trace": [_node_step("ask", started, error, "skipped")]}
         config = LLMConfig(tier=task["tier"], prefer=who["model"], step="ask")  # type: ignore[arg-type]
         verb = f"asking ({stance} stance)" if stance else "asking"
         try:

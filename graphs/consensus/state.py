@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import operator
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any, NotRequired, TypedDict
 
 
 class Participant(TypedDict):
@@ -31,3 +31,4 @@ class AskTask(TypedDict):
     question: str
     tier: str | None
     participant: Participant
+    panel: NotRequired[list[Participant]]  # every participant (a task checkpointed before it had none)

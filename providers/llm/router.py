@@ -98,6 +98,15 @@ class LLMRouter:
             chain.sort(key=lambda n: self.specs[n].family == llm_config.avoid if n in self.specs else False)
         return chain
 
+    def first_callable(self, llm_config: LLMConfig) -> str | None:
+        """The model a call with ``llm_config`` would try first now (no key missing, circuit not
+        open), or ``None``: a prediction (that model may still fail and the call fall over), for
+        a caller that would not ask one model the same thing twice (consensus)."""
+        for name in self.resolve_chain(llm_config):
+            if self._skip_reason(name) is None and self.circuits.state(self._circuit(name)) != "open":
+                return name
+        return None
+
     # --- calls -----------------------------------------------------------------------------
 
     def _skip_reason(self, name: str) -> str | None:
