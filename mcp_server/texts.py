@@ -59,7 +59,7 @@ def totals_line(totals: dict[str, Any], steps: list[TraceStepOut]) -> str:
     """Tokens, cost, provider calls, the time spent in providers and the job's own time."""
     cost = totals.get("cost_usd")
     latency = round(sum(s.latency_ms for s in steps if s.kind != "node"), 1)
-    job = next((s.latency_ms for s in steps if s.step == "dispatch" and s.kind == "node"), None)
+    job = next((s.latency_ms for s in reversed(steps) if s.step == "dispatch" and s.kind == "node"), None)
     return (f"{totals.get('input_tokens', 0)} in / {totals.get('output_tokens', 0)} out tokens, "
             f"cost {'unknown' if cost is None else f'${cost:.6f}'}, {totals.get('provider_calls', len(steps))} "
             f"provider calls, {latency} ms in providers" + (f", {job} ms in all" if job is not None else ""))
@@ -72,7 +72,7 @@ def handle_text(job_id: str, message: str | None, progress: dict[str, Any] | Non
     if progress:
         said = progress.get("message") or progress.get("stage")
         fraction = progress.get("fraction")
-        done = f" ({fraction:.0%})" if isinstance(fraction, (int, float)) else ""
+        done = f" ({fraction:.0%})" if _fraction(fraction) else ""
         if said or done:
             lines.append(f"progress: {said or ''}{done}".rstrip())
     if steps:
@@ -203,7 +203,7 @@ def job_line(job: dict[str, Any]) -> str:
     progress = job.get("progress") or {}
     said = progress.get("message") or progress.get("stage")
     fraction = progress.get("fraction")
-    done = f" {fraction:.0%}" if isinstance(fraction, (int, float)) and job.get("status") == "IN_PROGRESS" else ""
+    done = f" {fraction:.0%}" if _fraction(fraction) and job.get("status") == "IN_PROGRESS" else ""
     status = f"{job.get('status')}{done}" + (f" ({said})" if said and job.get("status") == "IN_PROGRESS" else "")
     error = job.get("error") or {}
     if error:
@@ -232,3 +232,10 @@ def threads_text(threads: list[dict[str, Any]]) -> str:
         lines.append(f"{t.get('thread_id')}  {t.get('turns')} turn(s){dropped}  updated {_when(t.get('updated_at'))}"
                      f"  began: {began}")
     return "\n".join(lines)
+
+
+def _fraction(value: Any) -> bool:
+    """Whether ``value`` is a progress fraction worth printing (a finite number, not a bool)."""
+    import math
+
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

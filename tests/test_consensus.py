@@ -229,3 +229,22 @@ def test_consensus_route_and_thread_limits_are_validated_naming_the_key(config_f
     config_file.write_text(text.replace("max_turns: 20", "max_turns: 1"))
     with pytest.raises(ConfigError, match=r"threads\.max_turns: .*greater than or equal to 2"):
         load_config(config_file)
+
+
+async def test_a_model_not_asked_for_a_stand_in_that_then_failed_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stand-in foreseen for two keyless models fails when called: the one not asked must not
+    read as "its fallback is on the panel already"."""
+    for key in ("KEY_A", "KEY_B"):
+        monkeypatch.delenv(key, raising=False)
+    cfg = config(models=["model-a", "model-b", "model-c"], synthesizer="synth")
+    raw = cfg.model_dump()
+    for name, key in (("model-a", "KEY_A"), ("model-b", "KEY_B")):
+        raw["models"][name]["api_key_env"] = key
+    raw["providers"]["llm"]["fallback_chain"] = ["model-d"]
+    keyless = SwarmConfig.model_validate(raw)
+    models = Models(keyless, failing=frozenset({"model-d"}))
+    out = (await dispatch(job(), context(keyless, models.router, [])))["output"]
+    assert [p["model"] for p in out["positions"]] == ["model-c"]
+    not_asked = next(f for f in out["failed"] if f["asked"] == "model-b")
+    assert not_asked["error"] == ("model-b was not asked: its fallback model-d was to answer for it on the panel,"
+                                  " and gave no answer"), not_asked

@@ -42,17 +42,18 @@ def test_the_handlers_updates_land_in_the_order_they_were_made(monkeypatch: pyte
 
 
 def test_a_waiting_update_is_replaced_by_the_newer_one_of_its_job() -> None:
-    release = threading.Event()
+    release, taken = threading.Event(), threading.Event()
     sent: list[tuple[str, int]] = []
 
     def post(job: dict[str, Any], data: int) -> None:
         if not sent:
+            taken.set()
             release.wait(10)  # the first update is on the wire while the others are made
         sent.append((job["id"], data))
 
     ordered = OrderedProgress(post)
     ordered.send({"id": "a"}, 1)
-    time.sleep(0.1)  # the sender has taken update 1
+    assert taken.wait(10)  # the sender has taken update 1
     for job_id, data in (("a", 2), ("b", 1), ("a", 3), ("b", 2)):
         ordered.send({"id": job_id}, data)
     release.set()
@@ -78,4 +79,42 @@ def test_a_failed_update_does_not_stop_the_next_and_flush_is_bounded() -> None:
     assert not ordered.flush("a", 0.2)  # still being sent: the caller goes on after its bound
     assert time.monotonic() - started < 5
     gate.set()
+    assert ordered.flush("a", 10) and sent == [2]
+
+
+def test_an_update_still_waiting_when_flush_gives_up_is_dropped() -> None:
+    """It would land after the job's result."""
+    gate, taken = threading.Event(), threading.Event()
+    sent: list[tuple[str, int]] = []
+
+    def post(job: dict[str, Any], data: int) -> None:
+        if job["id"] == "slow":
+            taken.set()
+            gate.wait(10)
+        sent.append((job["id"], data))
+
+    ordered = OrderedProgress(post)
+    ordered.send({"id": "slow"}, 1)
+    assert taken.wait(10)
+    ordered.send({"id": "done-job"}, 1)
+    assert not ordered.flush("done-job", 0.1)
+    gate.set()
+    assert ordered.flush("slow", 10)
+    time.sleep(0.2)
+    assert sent == [("slow", 1)]
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the death is the point
+def test_a_sender_that_dies_is_replaced_by_the_next_send() -> None:
+    sent: list[int] = []
+
+    def post(job: dict[str, Any], data: int) -> None:
+        if data == 1:
+            raise SystemExit  # not an Exception: it ends the sender's thread
+        sent.append(data)
+
+    ordered = OrderedProgress(post)
+    ordered.send({"id": "a"}, 1)
+    assert ordered.flush("a", 10)  # not stuck on the dead sender
+    ordered.send({"id": "a"}, 2)
     assert ordered.flush("a", 10) and sent == [2]

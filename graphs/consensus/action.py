@@ -106,7 +106,7 @@ def _warnings(positions: list[dict[str, Any]], failed: list[dict[str, Any]], err
     """What the caller should know before reading the synthesis: that there is none, or that it
     weighs one answer only (the others failed or were one model standing in for them all)."""
     warnings = [f"no synthesis; the {len(positions)} positions stand: {error}"] if error else []
-    if len(positions) == 1 and failed:
+    if len(positions) == 1 and failed and not error:
         warnings.append(f"only one of {len(positions) + len(failed)} models answered ({positions[0]['model']}):"
                         " the synthesis restates one view, not a consensus")
     return warnings

@@ -45,7 +45,7 @@ def panel(answers: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dic
     failed: list[dict[str, Any]] = []
     for answer in ordered:
         if answer["status"] == "failed":
-            failed.append(answer)
+            failed.append(_as_foreseen(answer, seen))
             continue
         if answer["status"] == "stand_in":
             key = (answer["model"], answer.get("stance"))
@@ -88,6 +88,16 @@ def already_on_panel(llm: LLMProvider, task: AskTask) -> str | None:
     return None
 
 
+def _as_foreseen(answer: dict[str, Any], seen: set[tuple[Any, Any]]) -> dict[str, Any]:
+    """A participant not asked because ``foreseen`` would answer for it (``already_on_panel``),
+    said truly when that model, in the end, gave no answer with its stance."""
+    foreseen = answer.get("foreseen")
+    if foreseen is None or (foreseen, answer.get("stance")) in seen:
+        return answer
+    return {**answer, "error": f"{answer['asked']} was not asked: its fallback {foreseen} was to answer for it"
+                              " on the panel, and gave no answer"}
+
+
 def make_nodes(llm: LLMProvider) -> dict[str, Node]:
     """The graph's nodes, closed over the LLM provider they use."""
 
@@ -101,7 +111,7 @@ def make_nodes(llm: LLMProvider) -> dict[str, Node]:
                      " so it was not asked the same question twice")
             emit("ask", f"{who['model']}: not asked ({repeated} answers for it already)")
             failed = {"index": task["index"], "asked": who["model"], "stance": stance, "status": "failed",
-                      "error_type": "StandInAlreadyOnPanel", "error": error}
+                      "error_type": "StandInAlreadyOnPanel", "error": error, "foreseen": repeated}
             return {"answers": [failed], "trace": [_node_step("ask", started, error, "skipped")]}
         config = LLMConfig(tier=task["tier"], prefer=who["model"], step="ask")  # type: ignore[arg-type]
         verb = f"asking ({stance} stance)" if stance else "asking"
@@ -130,7 +140,8 @@ def make_nodes(llm: LLMProvider) -> dict[str, Node]:
         answered, failed = panel(state.get("answers", []))
         if not answered:
             partial = {"positions": [], "failed": failed}
-            if all(f["error_type"] == "BudgetExceeded" for f in failed):  # no model was even asked
+            asked = [f for f in failed if not f.get("foreseen")]  # the ones not asked ran out of nothing
+            if asked and all(f["error_type"] == "BudgetExceeded" for f in asked):  # no model was even asked
                 raise BudgetExceeded(failed[0]["error"], partial=partial)
             attempts = [s for s in state.get("trace", []) if s.get("kind") != "node"]
             raise AllProvidersFailed("llm", attempts, partial=partial)

@@ -103,8 +103,13 @@ class LLMRouter:
         open), or ``None``: a prediction (that model may still fail and the call fall over), for
         a caller that would not ask one model the same thing twice (consensus)."""
         for name in self.resolve_chain(llm_config):
-            if self._skip_reason(name) is None and self.circuits.state(self._circuit(name)) != "open":
+            if self._skip_reason(name) is not None:
+                continue
+            state = self.circuits.state(self._circuit(name))
+            if state == "closed":
                 return name
+            if state == "half_open":  # one probe at a time may be let through: no safe prediction
+                return None
         return None
 
     # --- calls -----------------------------------------------------------------------------

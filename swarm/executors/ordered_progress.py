@@ -61,11 +61,25 @@ class OrderedProgress:
                 self._thread.start()
 
     def flush(self, job_id: str, timeout_s: float = 2.0) -> bool:
-        """Wait until no update of ``job_id`` waits or is being sent; False when ``timeout_s`` passed."""
+        """Wait until no update of ``job_id`` waits or is being sent; False when ``timeout_s``
+        passed, and then the update still waiting is dropped: none may land after the result."""
         with self._idle:
-            return self._idle.wait_for(lambda: job_id not in self._waiting and self._sending != job_id, timeout_s)
+            done = self._idle.wait_for(lambda: job_id not in self._waiting and self._sending != job_id, timeout_s)
+            if not done and self._waiting.pop(job_id, None) is not None:
+                self._order.remove(job_id)
+            return done
 
     def _run(self) -> None:
+        try:
+            self._post_all()
+        finally:  # however it ended: a later ``send`` starts a new sender, no ``flush`` waits on this one
+            with self._lock:
+                self._sending = None
+                if self._thread is threading.current_thread():
+                    self._thread = None
+                self._idle.notify_all()
+
+    def _post_all(self) -> None:
         while True:
             with self._lock:
                 self._sending = None
