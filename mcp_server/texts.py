@@ -11,6 +11,8 @@ a failed job, its own (``results.failure_text``); a job still running, ``handle_
 
 from __future__ import annotations
 
+import math
+from datetime import UTC, datetime
 from typing import Any
 
 from mcp_server.outputs import ConsensusOutput, DelegateOutput, ImageOutput, JobOutcome, TraceStepOut
@@ -192,8 +194,6 @@ def _when(stamp: float | None) -> str:
     """A Unix time as UTC, to the second."""
     if not stamp:
         return "?"
-    from datetime import UTC, datetime
-
     return datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
@@ -236,6 +236,4 @@ def threads_text(threads: list[dict[str, Any]]) -> str:
 
 def _fraction(value: Any) -> bool:
     """Whether ``value`` is a progress fraction worth printing (a finite number, not a bool)."""
-    import math
-
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
