@@ -267,7 +267,8 @@ DELEGATED: dict[str, tuple[str, str]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="swarm", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="swarm", description=_help_text(__doc__ or ""),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="config file (default: $SWARM_CONFIG or the project's config.yaml)")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -332,6 +333,11 @@ def _not_a_failed_job(record: logging.LogRecord) -> bool:
     from swarm.dispatcher import JOB_FAILED_MARK
 
     return not getattr(record, JOB_FAILED_MARK, False)
+
+
+def _help_text(doc: str) -> str:
+    """The module docstring as ``--help`` shows it: without reST's double backquotes and ``::``."""
+    return doc.replace("``", "").replace("::\n", ":\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -137,3 +137,12 @@ def test_the_resume_line_never_prints_a_secret_or_a_huge_input() -> None:
     assert "AAAA" not in line and "characters, so it is not printed" in line
     line = _resume_command(args, {"project": "swarm", "action": "delegate", "job_id": "j1", "input": {"task": "hi"}})
     assert line == """swarm run swarm delegate --job-id j1 --input '{"task": "hi"}'"""
+
+
+def test_the_help_reads_as_text_not_rest_markup() -> None:
+    """``swarm --help`` showed the docstring's ``swarm`` and ``Examples::`` as written."""
+    from swarm.cli import build_parser
+
+    text = build_parser().format_help()
+    assert "``" not in text and "::" not in text, text
+    assert "swarm: run any action from the terminal" in text and "Examples:\n" in text
