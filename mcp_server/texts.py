@@ -71,12 +71,9 @@ def handle_text(job_id: str, message: str | None, progress: dict[str, Any] | Non
                 steps: list[TraceStepOut], thread_id: str | None = None) -> str:
     """A job still running: what to call next, its last progress and the steps it has finished."""
     lines = [message or f'job {job_id} is still running; call job_result(job_id="{job_id}") to wait for it']
-    if progress:
-        said = progress.get("message") or progress.get("stage")
-        fraction = progress.get("fraction")
-        done = f" ({fraction:.0%})" if _fraction(fraction) else ""
-        if said or done:
-            lines.append(f"progress: {said or ''}{done}".rstrip())
+    said, share = _progress(progress)
+    if said or share:
+        lines.append(f"progress: {said or ''}{f' ({share})' if share else ''}".rstrip())
     if steps:
         lines.append(f"finished so far: {trace_line(steps).removeprefix('trace: ')}")
     lines.append(f"job_id: {job_id}" + (f"; thread_id: {thread_id}" if thread_id else ""))
@@ -200,10 +197,8 @@ def _when(stamp: float | None) -> str:
 def job_line(job: dict[str, Any]) -> str:
     """One job in one line: id, what it runs, where it stands, when, how long (the fields of
     ``job_status``)."""
-    progress = job.get("progress") or {}
-    said = progress.get("message") or progress.get("stage")
-    fraction = progress.get("fraction")
-    done = f" {fraction:.0%}" if _fraction(fraction) and job.get("status") == "IN_PROGRESS" else ""
+    said, share = _progress(job.get("progress"))
+    done = f" {share}" if share and job.get("status") == "IN_PROGRESS" else ""
     status = f"{job.get('status')}{done}" + (f" ({said})" if said and job.get("status") == "IN_PROGRESS" else "")
     error = job.get("error") or {}
     if error:
@@ -234,6 +229,10 @@ def threads_text(threads: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _fraction(value: Any) -> bool:
-    """Whether ``value`` is a progress fraction worth printing (a finite number, not a bool)."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+def _progress(progress: dict[str, Any] | None) -> tuple[str | None, str]:
+    """(what the last progress says, its share done as "40%" or ""): a share only from a finite
+    number, not a bool."""
+    progress = progress or {}
+    fraction = progress.get("fraction")
+    counted = isinstance(fraction, int | float) and not isinstance(fraction, bool) and math.isfinite(fraction)
+    return progress.get("message") or progress.get("stage"), f"{fraction:.0%}" if counted else ""
