@@ -23,6 +23,7 @@ from graphs.research.passages import (
     snippet_passage,
 )
 from graphs.research.queries import useful_sub_queries
+from graphs.research.subjects import missing_line, named_terms, unmentioned
 
 #: passages quoted under each sub-question, by depth, at most: fewer when the rest are off the
 #: point (``_section``); the question's own section one more
@@ -310,22 +311,35 @@ def extractive_report(
         per_query: passages quoted under each section, at most (fewer when the rest are off the point).
     """
     pool, headings = _pool(sources, passages)
+    missing = unmentioned(question, [*(text for _, text in pool), *headings, *(str(s.get("title") or "") for s in sources)])
+    # every name the question gives is in no source: the nearest passages share its common words only
+    off_topic = bool(missing) and len(missing) == len(named_terms(question))
     used: set[str] = set()
-    opening = _opening(question, pool, used, headings)
+    opening = [] if off_topic else _opening(question, pool, used, headings)
     # one source's sentence a line: a quote never runs into the next source's
     lines = ["## In short", "", *(f"- {s}" for s in opening)] if opening else ["## In short", "", NO_ANSWER]
+    if missing:
+        lines += ["", missing_line(missing)]
     lines += ["", "## What the sources say"]
     taken: set[int] = set()
     sections = [" ".join(question.split()), *useful_sub_queries(question, sub_questions)]
     if len(sections) == 1:  # no usable plan: one section, a little deeper
         per_query += 1
     for i_section, section in enumerate(sections):
+        absent = [name for name in missing if set(content_stems(name)) & set(content_stems(section))]
+        if i_section == 0 and off_topic:
+            continue  # the opening said the sources do not answer it, and why
         lines += ["", _section_heading(section, first=i_section == 0), ""]
         wanted = per_query + 1 if i_section == 0 else per_query  # the question's own section goes deepest
         terms = query_terms(section if i_section == 0 else f"{section} {question}")
+        if i_section and absent:  # a search for what no source says
+            lines.append(f"No passage found mentions {' or '.join(absent)}.")
+            continue
         items = _section(section, terms, pool, wanted, used, taken)
         if items or i_section:
             lines += items or ["No passage found answers this sub-question."]
         else:  # the opening quoted all the question's passages had to say
             lines = lines[:-3]
+    if lines[-1] == "## What the sources say":  # nothing under it
+        lines = lines[:-2]
     return "\n".join(lines).strip() + "\n"

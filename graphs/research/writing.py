@@ -27,6 +27,7 @@ from graphs.research.grounding import Grounding, ReviewerVerdict, drop_repeats, 
 from graphs.research.nodes import Node, ResearchDeps, ask, node_step
 from graphs.research.passages import Passage, snippet_passage
 from graphs.research.state import ResearchState
+from graphs.research.subjects import missing_line, unmentioned
 from providers.base import LLMConfig
 
 #: in auto mode an abstractive draft with less support than this is replaced by the extractive report
@@ -201,7 +202,12 @@ def _checked(state: ResearchState, started: float, screened: tuple[Grounding, Gr
         if evidence:
             citation["passage"] = evidence
     removed = grounding.invalid + result.removed
-    warnings += _warnings(len(sources), result.citations, removed, unsupported, repeats)
+    # a report that states nothing (the sources do not answer the question) has nothing to cite
+    warnings += _warnings(len(sources), bool(result.citations) or not grounding.factual, removed, unsupported, repeats)
+    read = [f"{p.get('heading') or ''}\n{p['text']}" for passages in _passages(state).values() for p in passages]
+    missing = unmentioned(state["question"], [*read, *(str(s.get("title") or "") for s in sources)])
+    if missing:  # the question's subject: a report from these sources may answer another question
+        warnings.append(f"{missing_line(missing, sentence=False)}: the report may not answer the question")
     summary = _grounding_field(first, reviewed, grounding, settlement)
     detail = (f"{report_mode}: {grounding.supported} of {grounding.factual} factual sentences supported"
               f" ({summary['settled_by_reviewer']} of {summary['undecided']} undecided settled by the reviewer);"
@@ -214,9 +220,9 @@ def _checked(state: ResearchState, started: float, screened: tuple[Grounding, Gr
             "trace": settlement.trace + [node_step("check", started, detail)]}
 
 
-def _warnings(sources: int, citations: list[Any], removed: list[Any], unsupported: list[Any], repeats: list[Any]) -> list[str]:
+def _warnings(sources: int, cited: bool, removed: list[Any], unsupported: list[Any], repeats: list[Any]) -> list[str]:
     warnings = []
-    if not citations:
+    if not cited:
         warnings.append(f"the report cites none of the {sources} sources; treat it as unsupported")
     if removed:
         warnings.append(f"{len(removed)} citation(s) named sources that were never retrieved and were removed")

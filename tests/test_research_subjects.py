@@ -1,0 +1,72 @@
+"""A question whose subject no source found names is not answered with the nearest passages.
+
+Keyless, "How do I set Kubernetes memory limits for a pod?" against this project's docs came back
+as one quoted sentence about SearXNG's rate limiter (it shares "set" and "limit"), every sentence
+backed by its passage: a confident answer to another question.
+"""
+
+from __future__ import annotations
+
+from test_research_extractive import PASSAGES, SOURCES, _sections
+from test_research_graph import _context, _local_chain
+
+from graphs.research.action import ResearchInput, research
+from graphs.research.citations import marker_ids
+from graphs.research.extractive import NO_ANSWER, extractive_report
+from graphs.research.subjects import missing_line, named_terms, unmentioned
+from providers.testing import FakeLLM
+
+
+def test_names_are_the_words_a_question_names_things_with():
+    assert named_terms("How do I set Kubernetes memory limits for a pod?") == ["Kubernetes"]
+    # a sentence's first capital is no name; a second sentence's neither
+    assert named_terms("Which queue types exist? And does it log?") == []
+    assert named_terms("Does load_dotenv call os.environ, h11 or useEffect over HTTP?") == [
+        "load_dotenv", "os.environ", "h11", "useEffect", "HTTP"]
+    assert named_terms("What is the capital of Australia? I ask for a friend.") == ["Australia"]
+    assert named_terms("uvicorn[standard] and 2.0, with C and I/O") == []  # lower case, numbers, single letters
+
+
+def test_a_name_is_mentioned_when_a_source_says_each_of_its_words():
+    texts = ["Sorted Containers is a pure-Python library.", "# Kubernetes-free\n\nRuns anywhere."]
+    assert unmentioned("Is Sorted Containers faster than Redis or Kubernetes?", texts) == ["Redis"]
+    assert unmentioned("Does sorted work?", texts) == []
+    assert missing_line(["Redis", "Celery", "FIFA"]) == "None of the sources found mentions Redis, Celery or FIFA."
+    assert missing_line(["Redis"], sentence=False) == "none of the sources found mentions Redis"
+
+
+def test_a_question_about_something_no_source_names_gets_no_answer_and_why():
+    """The question shares "queue", "types" and "provide" with Tinyq's passage, enough for the
+    opening's word floor: before, "Tinyq provides three queue types" opened the report as its answer."""
+    report = extractive_report("Which queue types does Kubernetes provide?", [], SOURCES, PASSAGES)
+    assert report == f"## In short\n\n{NO_ANSWER}\n\nNone of the sources found mentions Kubernetes.\n"
+    assert not marker_ids(report)
+
+
+def test_a_question_naming_one_thing_the_sources_have_and_one_they_lack_is_answered_and_says_so():
+    question = "Which queue types does Tinyq provide, and does Kubernetes run it?"
+    report = extractive_report(question, ["Kubernetes queue operator", "Tinyq license terms"], SOURCES, PASSAGES)
+    short = report.split("## What the sources say")[0]
+    assert "FifoQueue" in short and NO_ANSWER not in short
+    assert short.rstrip().endswith("None of the sources found mentions Kubernetes.")
+    sections = _sections(report)
+    assert sections["Kubernetes queue operator"].strip() == "No passage found mentions Kubernetes."
+    assert "MIT license" in sections["Tinyq license terms"]
+    # every name found: the report is as it was
+    plain = extractive_report("Which queue types does Tinyq provide?", [], SOURCES, PASSAGES)
+    assert "mentions" not in plain and "FifoQueue" in plain
+
+
+async def test_the_research_action_warns_and_states_nothing_when_the_subject_is_missing(corpus, tmp_path):
+    llm = FakeLLM([{"queries": ["kubernetes checkpoint step"]}])
+    ctx, _ = _context(tmp_path, llm, _local_chain(corpus, tmp_path))
+    result = await research(ResearchInput(question="Does Kubernetes save graph state after every step?",
+                                          mode="extractive"), ctx)
+    assert NO_ANSWER in result["report"] and "mentions Kubernetes" in result["report"]
+    assert "saves graph state" not in result["report"] and not result["citations"]
+    assert result["warnings"] == ["none of the sources found mentions Kubernetes: the report may not answer the question"]
+
+    answered = await research(ResearchInput(question="Does a LangGraph checkpointer save graph state after every step?",
+                                            mode="extractive"), _context(tmp_path / "b", FakeLLM([{"queries": []}]),
+                                                                         _local_chain(corpus, tmp_path / "b"))[0])
+    assert "saves graph state" in answered["report"] and answered["warnings"] == []
