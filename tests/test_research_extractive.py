@@ -173,3 +173,23 @@ def test_a_sentence_under_a_heading_that_names_the_question_opens_the_report():
     unrelated = "# Relayd\n\n## Circuit breakers\n\nSee the config reference for the numbers.\n"
     quiet = extractive_report("What does a circuit breaker do?", [], [{"id": 1, "snippet": ""}], {"1": split_passages(unrelated)})
     assert "See the config reference" not in quiet.split("## What the sources say")[0]
+
+
+def test_a_quote_that_starts_by_pointing_back_brings_the_sentence_it_points_to():
+    """Keyless, truststore's report opened with "This means that Python applications no longer
+    need to rely on certifi as a root certificate store [1]": what "this" is stood in the sentence
+    before, which was not quoted."""
+    doc = ("# Storey\n\nStorey reads the operating system's own certificate store. This means that "
+           "Python programs no longer need certifi for root certificates.\n\n"
+           "## Other\n\nStorey logs each lookup. However, lookups of certificates stay cached for an hour.\n")
+    passages = {"1": split_passages(doc)}
+    report = extractive_report("Do Python programs still need certifi for root certificates?", [], [{"id": 1, "snippet": ""}],
+                               passages)
+    short = report.split("## What the sources say")[0]
+    assert ("- Storey reads the operating system's own certificate store [1]. This means that Python programs"
+            " no longer need certifi for root certificates [1].") in short, report
+    section = extractive_report("How long do certificate lookups stay cached?", [], [{"id": 1, "snippet": ""}], passages)
+    assert "Storey logs each lookup [1]. However, lookups of certificates stay cached for an hour [1]." in section, section
+    # both sentences of each quote are held against the passage they cite
+    grounded = ground(report, {1: passages["1"]})
+    assert grounded.supported == grounded.factual

@@ -48,6 +48,10 @@ _FLAT_CODE = re.compile(r"`{3}|~{3}|\s\|\s")
 _LINK_OR_CODE = re.compile(r"(`{3,}|~{3,}).*?(?:\1|$)|\b[a-z][a-z0-9+.-]*://\S+")
 #: where an over-long sentence may be cut: after . ; ! or ? and a space, whatever follows
 _CLAUSE_END = re.compile(r"(?<=[.;!?])\s+")
+#: a sentence that starts by pointing back ("This means that...", "However, ...", "It's a ...")
+#: reads as an answer only after the sentence before it: quoted alone, it dangles
+_POINTS_BACK = re.compile(r"^(?:this|that|these|those|thus|therefore|hence|however|instead|otherwise|also|"
+                          r"furthermore|moreover|but|and|so|it|its|they|their|such|then)\b(?!\s*[:=(.])", re.IGNORECASE)
 
 
 def _section_heading(section: str, *, first: bool) -> str:
@@ -163,24 +167,32 @@ def _said(text: str, terms: set[str]) -> set[str]:
     return terms & set(content_stems(_LINK_OR_CODE.sub(" ", text)))
 
 
-def _trim(sentences: Sequence[str], terms: set[str]) -> list[str]:
+def _trim(sentences: Sequence[str], terms: set[str], used: set[str] | frozenset[str] = frozenset()) -> list[str]:
     """The run of consecutive sentences with most query terms that fits ``MAX_QUOTE_CHARS``.
 
     A sentence longer than that (a run of badges, links and code the splitter found no sentence
     end in) is read as its pieces ending at ``.``, ``;``, ``!`` or ``?``, and quoted as the part of
     it the run holds; a piece still too long is left out: cut at a word, it would be quoted as
-    half a sentence ending in "…"."""
-    pieces = [(n, p) for n, s in enumerate(sentences)
+    half a sentence ending in "…". Sentences in ``used`` (quoted already) are left out."""
+    pieces = [(n, p) for n, s in enumerate(sentences) if normalise(s) not in used
               for p in ([s] if len(s) <= MAX_QUOTE_CHARS else _CLAUSE_END.split(s)) if len(p) <= MAX_QUOTE_CHARS]
+    if not pieces:
+        return []
     best: tuple[int, int, int] = (-1, 0, 0)  # hits, -start, end
     for start in range(len(pieces)):
-        used, end = 0, start
-        while end < len(pieces) and used + len(pieces[end][1]) <= MAX_QUOTE_CHARS:
-            used += len(pieces[end][1]) + 1
+        size, end = 0, start
+        while end < len(pieces) and size + len(pieces[end][1]) <= MAX_QUOTE_CHARS:
+            size += len(pieces[end][1]) + 1
             end += 1
         hits = sum(_hits(p, terms) for _, p in pieces[start:end])
         if (hits, -start) > best[:2]:
             best = (hits, -start, end)
+    start, end = -best[1], best[2]
+    # a run that starts by pointing back, after a whole sentence that still fits: quote that one too
+    before = pieces[start - 1] if start else (-1, "")
+    if before[0] == pieces[start][0] - 1 and before[1] == sentences[before[0]] and _POINTS_BACK.match(pieces[start][1]) and (
+            sum(len(p) + 1 for _, p in pieces[start - 1:end]) <= MAX_QUOTE_CHARS + 1):
+        best = (best[0], -(start - 1), end)
     quote: dict[int, str] = {}
     for n, piece in pieces[-best[1]:best[2]]:  # a sentence's pieces joined again: one quote, one [n]
         quote[n] = f"{quote[n]} {piece}" if n in quote else piece
@@ -246,21 +258,34 @@ def _opening(question: str, pool: Sequence[tuple[int, str]], used: set[str], hea
         heading = headings[i] if i < len(headings) else ""
         return own | _said(heading, terms) if own and heading else own
 
-    chosen: list[tuple[int, str, set[str]]] = []
-    more: list[tuple[int, str, set[str]]] = []  # the other sentences of the picked passages that reach the floor
+    chosen: list[tuple[int, list[str], set[str]]] = []
+    more: list[tuple[int, list[str], set[str]]] = []  # the other sentences of the picked passages that reach the floor
     for i in picks:
         sid, text = pool[i]
-        fit = [(s, says(i, s)) for s in sentences_of(text) if normalise(s) not in used and len(s) <= MAX_QUOTE_CHARS]
-        fit = sorted(((s, w) for s, w in fit if len(w) >= floor), key=lambda f: (-len(f[1]), len(f[0])))
-        chosen += [(sid, s, w) for s, w in fit[:1]]
-        more += [(sid, s, w) for s, w in fit[1:]]
+        sentences = sentences_of(text)
+        fit = [(k, says(i, s)) for k, s in enumerate(sentences) if normalise(s) not in used and len(s) <= MAX_QUOTE_CHARS]
+        fit = sorted(((k, w) for k, w in fit if len(w) >= floor), key=lambda f: (-len(f[1]), len(sentences[f[0]])))
+        chosen += [(sid, _with_lead(sentences, k, used), w) for k, w in fit[:1]]
+        more += [(sid, _with_lead(sentences, k, used), w) for k, w in fit[1:]]
     covered = {t for _, _, w in chosen for t in w}
-    for sid, sentence, words in more:
-        if len(chosen) < OPENING_SENTENCES and words - covered:
-            chosen.append((sid, sentence, words))
+    for sid, quote, words in more:
+        if len(chosen) < OPENING_SENTENCES and words - covered and not {normalise(s) for _, q, _ in chosen for s in q} & {
+                normalise(s) for s in quote}:
+            chosen.append((sid, quote, words))
             covered |= words
-    used.update(normalise(s) for _, s, _ in chosen)
-    return [_cite(s, sid) for sid, s, _ in chosen]
+    used.update(normalise(s) for _, quote, _ in chosen for s in quote)
+    return [" ".join(_cite(s, sid) for s in quote) for sid, quote, _ in chosen]
+
+
+def _with_lead(sentences: Sequence[str], k: int, used: set[str]) -> list[str]:
+    """Sentence ``k`` as a quote: after the sentence before it when it starts by pointing back
+    (``_POINTS_BACK``), that one is not quoted yet and both fit ``MAX_QUOTE_CHARS``."""
+    sentence = sentences[k]
+    if k and _POINTS_BACK.match(sentence):
+        before = sentences[k - 1]
+        if normalise(before) not in used and len(before) + len(sentence) < MAX_QUOTE_CHARS:
+            return [before, sentence]
+    return [sentence]
 
 
 def _section(query: str, terms: set[str], pool: Sequence[tuple[int, str]], wanted: int,
@@ -275,8 +300,7 @@ def _section(query: str, terms: set[str], pool: Sequence[tuple[int, str]], wante
     best = 0.0
     for i, score in _ranked(query, pool):
         sid, text = pool[i]
-        fresh = [s for s in sentences_of(text) if normalise(s) not in used]
-        quote = _trim(fresh, terms) if i not in taken else []
+        quote = _trim(sentences_of(text), terms, used) if i not in taken else []
         if not quote:
             continue
         best = best or score
