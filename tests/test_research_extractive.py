@@ -193,3 +193,16 @@ def test_a_quote_that_starts_by_pointing_back_brings_the_sentence_it_points_to()
     # both sentences of each quote are held against the passage they cite
     grounded = ground(report, {1: passages["1"]})
     assert grounded.supported == grounded.factual
+
+
+def test_badges_a_quoted_sentence_starts_with_are_left_out():
+    """A README's first line of linked badge images has no sentence end, so the splitter joins it to
+    the sentence after it: quoted, the opening began with two image links."""
+    doc = ("[![PyPI](https://img.shields.io/pypi/v/storey)](https://pypi.org/project/storey) "
+           "[![CI](https://ci.example/storey/badge.svg?branch=main)](https://ci.example/storey) "
+           "Storey reads the operating system's own certificate store.\n")
+    passages = {"1": split_passages(doc)}
+    report = extractive_report("Which certificate store does Storey read?", [], [{"id": 1, "snippet": ""}], passages)
+    assert "- Storey reads the operating system's own certificate store [1]." in report and "shields" not in report, report
+    grounded = ground(report, {1: passages["1"]})
+    assert grounded.factual and grounded.supported == grounded.factual

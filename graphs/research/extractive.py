@@ -48,6 +48,8 @@ _FLAT_CODE = re.compile(r"`{3}|~{3}|\s\|\s")
 _LINK_OR_CODE = re.compile(r"(`{3,}|~{3,}).*?(?:\1|$)|\b[a-z][a-z0-9+.-]*://\S+")
 #: where an over-long sentence may be cut: after . ; ! or ? and a space, whatever follows
 _CLAUSE_END = re.compile(r"(?<=[.;!?])\s+")
+#: linked images (``[![PyPI](...)](...)``) and bare images at the start of a sentence
+_BADGES = re.compile(r"^(?:(?:\[!\[[^\]]*\]\([^)\s]*\)\]\([^)\s]*\)|!\[[^\]]*\]\([^)\s]*\))\s*)+")
 #: a sentence that starts by pointing back ("This means that...", "However, ...", "It's a ...")
 #: reads as an answer only after the sentence before it: quoted alone, it dangles
 _POINTS_BACK = re.compile(r"^(?:this|that|these|those|thus|therefore|hence|however|instead|otherwise|also|"
@@ -150,8 +152,10 @@ def quotable_snippet(snippet: str, title: str = "") -> str:
 def _cite(sentence: str, source_id: int) -> str:
     """``sentence`` with ``[n]`` before its final punctuation; one that does not end with
     ``.``, ``!`` or ``?`` (cut short, a link target, code) gets a full stop after the marker,
-    so the sentence splitter never joins it to the next quote."""
-    sentence = sentence.strip()
+    so the sentence splitter never joins it to the next quote. Badges it starts with (a README's
+    first line of linked images, which the splitter joins to the sentence after them) are left out:
+    they say nothing."""
+    sentence = _BADGES.sub("", sentence.strip()) or sentence.strip()
     if sentence[-1:] in ".!?":
         return f"{sentence[:-1]} [{source_id}]{sentence[-1]}"
     return f"{sentence.rstrip(',;:')} [{source_id}]."
