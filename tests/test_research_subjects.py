@@ -13,6 +13,7 @@ from test_research_graph import _context, _local_chain
 from graphs.research.action import ResearchInput, research
 from graphs.research.citations import marker_ids
 from graphs.research.extractive import NO_ANSWER, extractive_report
+from graphs.research.passages import split_passages
 from graphs.research.subjects import missing_line, named_terms, unmentioned
 from providers.testing import FakeLLM
 
@@ -25,6 +26,18 @@ def test_names_are_the_words_a_question_names_things_with():
         "load_dotenv", "os.environ", "h11", "useEffect", "HTTP"]
     assert named_terms("What is the capital of Australia? I ask for a friend.") == ["Australia"]
     assert named_terms("uvicorn[standard] and 2.0, with C and I/O") == []  # lower case, numbers, single letters
+    assert named_terms("Does the Café backend need a key?") == ["Café"]
+
+
+def test_generic_capitals_and_title_case_name_nothing():
+    """A review found "Is it OK to use the local model with no keys at all?" unanswered ("none of
+    the sources found mentions OK") and "Why Is My Job Stuck In Queue?" missing "Stuck"."""
+    assert named_terms("Is it OK to use the local model with no keys at all? FAQ, TODO") == []
+    assert named_terms("Why Is My Job Stuck In Queue?") == []
+    assert named_terms("How Does LangGraph Resume A Job After A Crash?") == ["LangGraph"]  # an identifier still is
+    # a question full of names still writes its other words in small letters: not Title Case
+    assert named_terms("Is Sorted Containers faster than Redis or Kubernetes?") == [
+        "Sorted", "Containers", "Redis", "Kubernetes"]
 
 
 def test_a_name_is_mentioned_when_a_source_says_each_of_its_words():
@@ -55,6 +68,41 @@ def test_a_question_naming_one_thing_the_sources_have_and_one_they_lack_is_answe
     # every name found: the report is as it was
     plain = extractive_report("Which queue types does Tinyq provide?", [], SOURCES, PASSAGES)
     assert "mentions" not in plain and "FifoQueue" in plain
+
+
+def test_a_name_in_a_table_row_or_a_heading_is_said_in_the_report_and_the_warning_alike():
+    """The report read the flattened passages (table rows and headings left out), the warning the
+    passages as read: "How does RunPod handle GPU OOM errors?" said "mentions GPU or OOM" in the
+    report and "mentions OOM" in the warning, though a table row of the docs says GPU."""
+    doc = "# Tinyq\n\nTinyq is a queue library.\n\n| part | runs on |\n|---|---|\n| workers | CPU or GPU |\n"
+    passages = {"1": split_passages(doc)}
+    report = extractive_report("Does Tinyq handle GPU OOM errors?", [], SOURCES[:1], passages)
+    assert "None of the sources found mentions OOM." in report and "GPU" not in report.split("## What")[0]
+
+
+def test_a_sub_question_is_skipped_only_when_it_names_what_no_source_says():
+    question = "Which queue types does Tinyq provide, and does load_dotenv read its settings?"
+    report = extractive_report(question, ["load the Tinyq license", "load_dotenv settings file"], SOURCES, PASSAGES)
+    sections = _sections(report)
+    assert sections["load_dotenv settings file"].strip() == "No passage found mentions load_dotenv."
+    assert "MIT license" in sections["load the Tinyq license"]
+
+
+def test_an_off_topic_question_quotes_nothing_under_its_searches_either():
+    report = extractive_report("Which queue types does Kubernetes provide?", ["queue types list"], SOURCES, PASSAGES)
+    assert report == f"## In short\n\n{NO_ANSWER}\n\nNone of the sources found mentions Kubernetes.\n"
+
+
+def test_a_sentence_pointing_back_at_one_the_opening_quotes_goes_on_in_that_quote():
+    """A review found "It retries failed jobs." dropped from the opening (its lead was quoted
+    already) and quoted alone, dangling, further down."""
+    doc = "# Tinyq\n\nTinyq stores every queue in Redis streams with consumer groups for durable queues. It retries failed jobs.\n"
+    passages = {"1": split_passages(doc)}
+    question = "Does Tinyq store durable queues in Redis streams with consumer groups, and does it retry failed jobs?"
+    report = extractive_report(question, [], SOURCES[:1], passages)
+    assert ("- Tinyq stores every queue in Redis streams with consumer groups for durable queues [1]."
+            " It retries failed jobs [1].") in report.split("## What")[0], report
+    assert report.count("It retries failed jobs") == 1
 
 
 async def test_the_research_action_warns_and_states_nothing_when_the_subject_is_missing(corpus, tmp_path):

@@ -23,7 +23,7 @@ from graphs.research.passages import (
     snippet_passage,
 )
 from graphs.research.queries import useful_sub_queries
-from graphs.research.subjects import missing_line, named_terms, unmentioned
+from graphs.research.subjects import missing_line, named_terms, source_texts, unmentioned
 
 #: passages quoted under each sub-question, by depth, at most: fewer when the rest are off the
 #: point (``_section``); the question's own section one more
@@ -192,11 +192,12 @@ def _trim(sentences: Sequence[str], terms: set[str], used: set[str] | frozenset[
         if (hits, -start) > best[:2]:
             best = (hits, -start, end)
     start, end = -best[1], best[2]
-    # a run that starts by pointing back, after a whole sentence that still fits: quote that one too
-    before = pieces[start - 1] if start else (-1, "")
-    if before[0] == pieces[start][0] - 1 and before[1] == sentences[before[0]] and _POINTS_BACK.match(pieces[start][1]) and (
-            sum(len(p) + 1 for _, p in pieces[start - 1:end]) <= MAX_QUOTE_CHARS + 1):
-        best = (best[0], -(start - 1), end)
+    # a run that starts a sentence by pointing back, after a whole sentence that still fits: quote that one too
+    if start > 0:
+        (n_before, before), (n, first) = pieces[start - 1], pieces[start]
+        if (n_before == n - 1 and before == sentences[n_before] and sentences[n].startswith(first)
+                and _POINTS_BACK.match(first) and sum(len(p) + 1 for _, p in pieces[start - 1:end]) <= MAX_QUOTE_CHARS + 1):
+            best = (best[0], -(start - 1), end)
     quote: dict[int, str] = {}
     for n, piece in pieces[-best[1]:best[2]]:  # a sentence's pieces joined again: one quote, one [n]
         quote[n] = f"{quote[n]} {piece}" if n in quote else piece
@@ -273,12 +274,24 @@ def _opening(question: str, pool: Sequence[tuple[int, str]], used: set[str], hea
         more += [(sid, _with_lead(sentences, k, used), w) for k, w in fit[1:]]
     covered = {t for _, _, w in chosen for t in w}
     for sid, quote, words in more:
-        if len(chosen) < OPENING_SENTENCES and words - covered and not {normalise(s) for _, q, _ in chosen for s in q} & {
-                normalise(s) for s in quote}:
-            chosen.append((sid, quote, words))
+        if len(chosen) < OPENING_SENTENCES and words - covered:
+            _add_to_opening(chosen, sid, quote, words)
             covered |= words
     used.update(normalise(s) for _, quote, _ in chosen for s in quote)
     return [" ".join(_cite(s, sid) for s in quote) for sid, quote, _ in chosen]
+
+
+def _add_to_opening(chosen: list[tuple[int, list[str], set[str]]], sid: int, quote: list[str], words: set[str]) -> None:
+    """Add ``quote`` to the opening: a sentence whose lead (``_with_lead``) ends a quote there
+    already goes on in that quote; a lead quoted elsewhere is not quoted again."""
+    lead = normalise(quote[0]) if len(quote) > 1 else None
+    for i, (other_sid, other, other_words) in enumerate(chosen):
+        if lead is not None and other_sid == sid and normalise(other[-1]) == lead:
+            chosen[i] = (sid, [*other, *quote[1:]], other_words | words)
+            return
+    if lead is not None and any(normalise(s) == lead for _, other, _ in chosen for s in other):
+        quote = quote[1:]
+    chosen.append((sid, quote, words))
 
 
 def _with_lead(sentences: Sequence[str], k: int, used: set[str]) -> list[str]:
@@ -339,8 +352,9 @@ def extractive_report(
         per_query: passages quoted under each section, at most (fewer when the rest are off the point).
     """
     pool, headings = _pool(sources, passages)
-    missing = unmentioned(question, [*(text for _, text in pool), *headings, *(str(s.get("title") or "") for s in sources)])
-    # every name the question gives is in no source: the nearest passages share its common words only
+    missing = unmentioned(question, source_texts(sources, passages))
+    # every name the question gives is in no source: the nearest passages share its common words
+    # only, and so do those of its sub-questions: nothing is quoted
     off_topic = bool(missing) and len(missing) == len(named_terms(question))
     used: set[str] = set()
     opening = [] if off_topic else _opening(question, pool, used, headings)
@@ -353,10 +367,8 @@ def extractive_report(
     sections = [" ".join(question.split()), *useful_sub_queries(question, sub_questions)]
     if len(sections) == 1:  # no usable plan: one section, a little deeper
         per_query += 1
-    for i_section, section in enumerate(sections):
-        absent = [name for name in missing if set(content_stems(name)) & set(content_stems(section))]
-        if i_section == 0 and off_topic:
-            continue  # the opening said the sources do not answer it, and why
+    for i_section, section in enumerate([] if off_topic else sections):
+        absent = [name for name in missing if set(content_stems(name)) <= set(content_stems(section))]
         lines += ["", _section_heading(section, first=i_section == 0), ""]
         wanted = per_query + 1 if i_section == 0 else per_query  # the question's own section goes deepest
         terms = query_terms(section if i_section == 0 else f"{section} {question}")

@@ -14,40 +14,60 @@ name ("numpy") is not recognised, and the report stays as it was.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from graphs.research.passages import STOPWORDS, content_stems
 
-#: a word as written: letters, digits and the joints of identifiers (``load_dotenv``, ``os.path``,
-#: ``C++``); a trailing dot, hyphen or apostrophe is punctuation
-_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+#-]*[A-Za-z0-9_+#]|[A-Za-z0-9]")
+#: a word as written: letters (any script), digits and the joints of identifiers (``load_dotenv``,
+#: ``os.path``, ``C++``); a trailing dot, hyphen or apostrophe is punctuation
+_WORD = re.compile(r"[^\W_][\w.+#-]*[\w+#]|[^\W_]")
+#: words in capitals that name nothing a source would have to say
+_GENERIC_CAPS = frozenset("OK OKAY FAQ TODO FYI ASAP AI ETA TLDR IMO IMHO PS NB ELI5 TIL".split())
+#: a question with three or more capitalised words, at least this share of its words (a name-heavy
+#: question still writes its verbs and adjectives in small letters), is written in
+#: Title Case: its capitals are style, and only identifiers and words in capitals name something
+_TITLE_CASE_SHARE = 0.9
 #: where a sentence of the question starts: its first word's capital says nothing
 _SENTENCE_START = re.compile(r"(?:^|[.!?:;]\s+|\n)\s*[\"'(\[]*$")
 
 
-def _is_name(word: str, sentence_start: bool) -> bool:
+def _is_name(word: str, capital_counts: bool) -> bool:
     """A word that names something: an identifier (a digit beside letters, ``_``, an inner dot,
     a capital after a small letter: ``h11``, ``load_dotenv``, ``useEffect``), a word in capitals
-    (``HTTPX``), or a capitalised word that does not start a sentence (``Kubernetes``)."""
-    if len(word) < 2 or word.lower() in STOPWORDS or word.isdigit():
+    (``HTTPX``; not ``OK`` or ``FAQ``), or, where ``capital_counts``, a capitalised word
+    (``Kubernetes``)."""
+    if len(word) < 2 or word.lower() in STOPWORDS or word.isdigit() or word.upper() in _GENERIC_CAPS:
         return False
     letters = [c for c in word if c.isalpha()]
     if not letters:
         return False
     identifier = ("_" in word or "." in word.strip(".") or any(c.isdigit() for c in word)
-                  or re.search(r"[a-z][A-Z]", word) is not None)
+                  or re.search(r"[^\W\d_](?<!\w[A-Z])[A-Z]", word) is not None and not word.isupper())
     shouted = len(letters) >= 2 and all(c.isupper() for c in letters)
-    return identifier or shouted or (word[0].isupper() and not sentence_start)
+    return identifier or shouted or (capital_counts and word[0].isupper())
 
 
 def named_terms(question: str) -> list[str]:
-    """The names ``question`` gives, as written, each once, in order."""
+    """The names ``question`` gives, as written, each once, in order. The capital a sentence starts
+    with is no name; in a question written in Title Case no capital is."""
+    words = [(m.group(), _SENTENCE_START.search(question[: m.start()]) is not None) for m in _WORD.finditer(question)]
+    inner = [w for w, start in words if not start and w.lower() not in STOPWORDS and w[0].isalpha()]
+    capitalised = sum(w[0].isupper() and not w.isupper() for w in inner)  # Speed, not MCP
+    title_case = capitalised >= 3 and capitalised >= _TITLE_CASE_SHARE * len(inner)
     names: dict[str, None] = {}
-    for match in _WORD.finditer(question):
-        start = _SENTENCE_START.search(question[: match.start()]) is not None
-        if _is_name(match.group(), start):
-            names.setdefault(match.group(), None)
+    for word, start in words:
+        if _is_name(word, capital_counts=not start and not title_case):
+            names.setdefault(word, None)
     return list(names)
+
+
+def source_texts(sources: Iterable[Mapping[str, Any]], passages: Mapping[Any, Sequence[Mapping[str, Any]]]) -> list[str]:
+    """What the sources found say, as read: each one's title and snippet, and each passage read
+    from it with its heading (tables and code included: a word in a table row is said)."""
+    texts = [f"{s.get('title') or ''}\n{s.get('snippet') or ''}" for s in sources]
+    texts += [f"{p.get('heading') or ''}\n{p.get('text') or ''}" for read in passages.values() for p in read]
+    return texts
 
 
 def unmentioned(question: str, texts: Iterable[str]) -> list[str]:

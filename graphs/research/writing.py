@@ -27,7 +27,7 @@ from graphs.research.grounding import Grounding, ReviewerVerdict, drop_repeats, 
 from graphs.research.nodes import Node, ResearchDeps, ask, node_step
 from graphs.research.passages import Passage, snippet_passage
 from graphs.research.state import ResearchState
-from graphs.research.subjects import missing_line, unmentioned
+from graphs.research.subjects import missing_line, source_texts, unmentioned
 from providers.base import LLMConfig
 
 #: in auto mode an abstractive draft with less support than this is replaced by the extractive report
@@ -204,8 +204,7 @@ def _checked(state: ResearchState, started: float, screened: tuple[Grounding, Gr
     removed = grounding.invalid + result.removed
     # a report that states nothing (the sources do not answer the question) has nothing to cite
     warnings += _warnings(len(sources), bool(result.citations) or not grounding.factual, removed, unsupported, repeats)
-    read = [f"{p.get('heading') or ''}\n{p['text']}" for passages in _passages(state).values() for p in passages]
-    missing = unmentioned(state["question"], [*read, *(str(s.get("title") or "") for s in sources)])
+    missing = unmentioned(state["question"], source_texts(sources, state.get("passages", {})))
     if missing:  # the question's subject: a report from these sources may answer another question
         warnings.append(f"{missing_line(missing, sentence=False)}: the report may not answer the question")
     summary = _grounding_field(first, reviewed, grounding, settlement)
