@@ -9,6 +9,7 @@ fails the grounding check.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -31,10 +32,14 @@ PER_QUERY = {"quick": 3, "standard": 4, "deep": 4}
 #: a quoted passage is trimmed to the best run of sentences that fits this
 MAX_QUOTE_CHARS = 600
 OPENING_SENTENCES = 2
+#: a source opens the report only when it says this share of what the best one says of the question
+ON_SUBJECT_SHARE = 0.7
 #: after a section's first item, a passage is quoted only when BM25 scores it at least this share
 #: of the section's best, and it says as many of the section's words as the opening asks
 CLOSE_TO_BEST = 0.35
 NO_ANSWER = "The sources found do not answer this question."
+#: the opening when no sentence answers the question on its own, and the sections quote what the sources say
+NO_SHORT_ANSWER = "No sentence of the sources found answers this question on its own; what they say of it is below."
 _LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
 _HEADING = re.compile(r"^\s{0,3}#{1,6}(?:\s|$)")
 #: a line that only underlines or overlines a heading (Markdown's setext ``===`` and ``---``, RST's
@@ -253,9 +258,11 @@ def _opening(question: str, pool: Sequence[tuple[int, str]], used: set[str], hea
     floor = opening_floor(set(content_stems(question)))
     titled = [f"{headings[i]}. {text}" if i < len(headings) and headings[i] else text for i, (_, text) in enumerate(pool)]
     ranked = [i for i, _ in _ranked(question, [(sid, text) for (sid, _), text in zip(pool, titled, strict=True)])]
+    on_subject = _on_subject(question, pool, titled)
     by_source: dict[int, int] = {}
     for i in ranked:
-        by_source.setdefault(pool[i][0], i)
+        if pool[i][0] in on_subject:
+            by_source.setdefault(pool[i][0], i)
     picks = list(by_source.values())[:OPENING_SENTENCES] or ranked[:OPENING_SENTENCES]
 
     def says(i: int, sentence: str) -> set[str]:
@@ -279,6 +286,24 @@ def _opening(question: str, pool: Sequence[tuple[int, str]], used: set[str], hea
             covered |= words
     used.update(normalise(s) for _, quote, _ in chosen for s in quote)
     return [" ".join(_cite(s, sid) for s in quote) for sid, quote, _ in chosen]
+
+
+def _on_subject(question: str, pool: Sequence[tuple[int, str]], texts: Sequence[str]) -> set[int]:
+    """The sources whose passages say, between them, the question's rarer words nearly as well as
+    the source that says most of them (``ON_SUBJECT_SHARE`` of its weight, each word weighing its
+    inverse source frequency): the opening quotes only those. The top passage of each of the first
+    two sources in BM25's order opened the report, and the second was often another library's
+    README that shares "python", "library" and "install" with the question and is about something
+    else (the research quality bench: 6 of 19 opening sentences cited no gold source)."""
+    words = set(content_stems(question))
+    said: dict[int, set[str]] = {}
+    for (sid, _), text in zip(pool, texts, strict=True):
+        said.setdefault(sid, set()).update(words & set(content_stems(text)))
+    n = len(said)
+    weight = {w: math.log(1 + (n - df + 0.5) / (df + 0.5)) for w in words if (df := sum(w in s for s in said.values()))}
+    cover = {sid: sum(weight[w] for w in ws) for sid, ws in said.items()}
+    best = max(cover.values(), default=0.0)
+    return {sid for sid, c in cover.items() if c >= ON_SUBJECT_SHARE * best}
 
 
 def _add_to_opening(chosen: list[tuple[int, list[str], set[str]]], sid: int, quote: list[str], words: set[str]) -> None:
@@ -359,7 +384,8 @@ def extractive_report(
     used: set[str] = set()
     opening = [] if off_topic else _opening(question, pool, used, headings)
     # one source's sentence a line: a quote never runs into the next source's
-    lines = ["## In short", "", *(f"- {s}" for s in opening)] if opening else ["## In short", "", NO_ANSWER]
+    lines = ["## In short", "", *(f"- {s}" for s in opening)] if opening else [
+        "## In short", "", NO_ANSWER if off_topic else NO_SHORT_ANSWER]
     if missing:
         lines += ["", missing_line(missing)]
     lines += ["", "## What the sources say"]
@@ -382,4 +408,6 @@ def extractive_report(
             lines = lines[:-3]
     if lines[-1] == "## What the sources say":  # nothing under it
         lines = lines[:-2]
+    if not opening and not any(line.startswith("- ") for line in lines):  # nothing quoted below either
+        lines[2] = NO_ANSWER
     return "\n".join(lines).strip() + "\n"
