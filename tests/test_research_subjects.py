@@ -118,3 +118,12 @@ async def test_the_research_action_warns_and_states_nothing_when_the_subject_is_
                                             mode="extractive"), _context(tmp_path / "b", FakeLLM([{"queries": []}]),
                                                                          _local_chain(corpus, tmp_path / "b"))[0])
     assert "saves graph state" in answered["report"] and answered["warnings"] == []
+
+
+def test_a_sub_question_naming_something_no_source_says_makes_no_section():
+    """The local planner's searches `checksum_removed`, `clarete_code_server` and `keywords:circuit
+    breaker` each got a section of unrelated passages."""
+    question = "Which queue types does Tinyq provide?"
+    report = extractive_report(question, ["checksum_removed", "keywords:queue license", "Tinyq license terms"],
+                               SOURCES, PASSAGES)
+    assert set(_sections(report)) == {question, "Tinyq license terms"}, report

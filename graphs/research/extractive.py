@@ -377,7 +377,8 @@ def extractive_report(
         per_query: passages quoted under each section, at most (fewer when the rest are off the point).
     """
     pool, headings = _pool(sources, passages)
-    missing = unmentioned(question, source_texts(sources, passages))
+    said = source_texts(sources, passages)
+    missing = unmentioned(question, said)
     # every name the question gives is in no source: the nearest passages share its common words
     # only, and so do those of its sub-questions: nothing is quoted
     off_topic = bool(missing) and len(missing) == len(named_terms(question))
@@ -400,6 +401,9 @@ def extractive_report(
         terms = query_terms(section if i_section == 0 else f"{section} {question}")
         if i_section and absent:  # a search for what no source says
             lines.append(f"No passage found mentions {' or '.join(absent)}.")
+            continue
+        if i_section and unmentioned(section, said):  # a name the planner made up (``checksum_removed``)
+            lines = lines[:-3]
             continue
         items = _section(section, terms, pool, wanted, used, taken)
         if items or i_section:
