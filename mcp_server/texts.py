@@ -154,8 +154,12 @@ def _consensus(output: ConsensusOutput) -> str:
             stood_in = f" (standing in for {asked})" if asked and asked != position.get("model") else ""
             lines.append(f"- {position.get('model', '?')}{stood_in}{stance}: {text}")
     for failed in output.failed:
+        who = failed.get("asked") or failed.get("model") or "?"
+        if failed.get("foreseen") and failed.get("error"):  # not asked, by design: its error says who and why
+            lines.append(f"- {failed['error']}")
+            continue
         said = ": ".join(str(failed[k]) for k in ("error_type", "error") if failed.get(k)) or "no answer"
-        lines.append(f"- {failed.get('asked') or failed.get('model') or '?'} failed: {said}")
+        lines.append(f"- {who} failed: {said}")
     lines += [f"Warning: {w}" for w in output.warnings]
     return "\n".join(lines)
 

@@ -172,6 +172,8 @@ async def test_models_whose_keys_are_unset_are_not_asked_through_the_same_stand_
     assert [(f["asked"], f["error_type"]) for f in out["failed"]] == [
         ("model-b", "StandInAlreadyOnPanel"), ("model-c", "StandInAlreadyOnPanel")]
     assert "not asked the same question twice" in out["failed"][0]["error"]
+    # why it was not asked itself: the newcomer read "StandInAlreadyOnPanel" and never the unset key
+    assert out["failed"][0]["error"].startswith("model-b cannot be asked here (model-b: KEY_B is not set);")
     assert out["warnings"] and "restates one view" in out["warnings"][0]
 
 

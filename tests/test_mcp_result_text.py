@@ -173,6 +173,12 @@ def test_a_consensus_reads_as_its_synthesis_positions_and_failures() -> None:
     assert f"- local (standing in for gemini-2.5-flash-lite) (for): {long.strip()}\n" in text  # whole, as structured
     assert "- deepseek-v3.1-q8: No." in text
     assert "- gemini-2.5-flash-lite failed: StandInAlreadyOnPanel: no answer" in text
+    not_asked = {"asked": "claude-sonnet-4-5", "error_type": "StandInAlreadyOnPanel", "foreseen": "local",
+                 "error": "claude-sonnet-4-5 cannot be asked here (claude-sonnet-4-5: ANTHROPIC_API_KEY is not set); ..."}
+    text = result_text(consensus_output(_done({"synthesis": "X.", "positions": [{"model": "local", "text": "X."}],
+                                               "failed": [not_asked]})))
+    assert "- claude-sonnet-4-5 cannot be asked here (claude-sonnet-4-5: ANTHROPIC_API_KEY is not set); ..." in text
+    assert "claude-sonnet-4-5 failed" not in text
 
 
 def test_a_batch_reads_as_each_images_key_or_its_error() -> None:

@@ -107,8 +107,11 @@ def make_nodes(llm: LLMProvider) -> dict[str, Node]:
         stance = who["stance"]
         repeated = already_on_panel(llm, task)
         if repeated is not None:  # not asked: its stand-in's answer is on the panel already
-            error = (f"{who['model']} cannot be asked here; its fallback {repeated} is on the panel already,"
-                     " so it was not asked the same question twice")
+            passed_over = getattr(llm, "passed_over", None)
+            why = "; ".join(passed_over(LLMConfig(tier=task["tier"], prefer=who["model"], step="ask"))  # type: ignore[arg-type]
+                            ) if passed_over is not None else ""
+            error = (f"{who['model']} cannot be asked here{f' ({why})' if why else ''}; its fallback {repeated}"
+                     " is on the panel already, so it was not asked the same question twice")
             emit("ask", f"{who['model']}: not asked ({repeated} answers for it already)")
             failed = {"index": task["index"], "asked": who["model"], "stance": stance, "status": "failed",
                       "error_type": "StandInAlreadyOnPanel", "error": error, "foreseen": repeated}

@@ -102,15 +102,27 @@ class LLMRouter:
         """The model a call with ``llm_config`` would try first now (no key missing, circuit not
         open), or ``None``: a prediction (that model may still fail and the call fall over), for
         a caller that would not ask one model the same thing twice (consensus)."""
+        return self._first_callable(llm_config)[0]
+
+    def passed_over(self, llm_config: LLMConfig) -> list[str]:
+        """Why the models ahead of ``first_callable``'s would not be tried now, one ``"model:
+        reason"`` each (a key unset, an open circuit): what a caller says of a model it did not ask."""
+        return self._first_callable(llm_config)[1]
+
+    def _first_callable(self, llm_config: LLMConfig) -> tuple[str | None, list[str]]:
+        passed: list[str] = []
         for name in self.resolve_chain(llm_config):
-            if self._skip_reason(name) is not None:
+            reason = self._skip_reason(name)
+            if reason is not None:
+                passed.append(f"{name}: {reason}")
                 continue
             state = self.circuits.state(self._circuit(name))
             if state == "closed":
-                return name
+                return name, passed
             if state == "half_open":  # one probe at a time may be let through: no safe prediction
-                return None
-        return None
+                return None, passed
+            passed.append(f"{name}: its circuit is open")
+        return None, passed
 
     # --- calls -----------------------------------------------------------------------------
 
