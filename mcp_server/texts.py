@@ -62,9 +62,12 @@ def totals_line(totals: dict[str, Any], steps: list[TraceStepOut]) -> str:
     cost = totals.get("cost_usd")
     latency = round(sum(s.latency_ms for s in steps if s.kind != "node"), 1)
     job = next((s.latency_ms for s in reversed(steps) if s.step == "dispatch" and s.kind == "node"), None)
-    return (f"{totals.get('input_tokens', 0)} in / {totals.get('output_tokens', 0)} out tokens, "
+    line = (f"{totals.get('input_tokens', 0)} in / {totals.get('output_tokens', 0)} out tokens, "
             f"cost {'unknown' if cost is None else f'${cost:.6f}'}, {totals.get('provider_calls', len(steps))} "
-            f"provider calls, {latency} ms in providers" + (f", {job} ms in all" if job is not None else ""))
+            f"provider calls, {latency} ms in providers")
+    if job is not None:  # calls made side by side (a consensus panel) add up to more than the job took
+        line += f"{' (some side by side)' if latency > job else ''}, {job} ms in all"
+    return line
 
 
 def handle_text(job_id: str, message: str | None, progress: dict[str, Any] | None,

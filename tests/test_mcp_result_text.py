@@ -228,6 +228,8 @@ def test_the_trace_line_lists_calls_and_steps_that_went_wrong_with_why() -> None
     assert trace_line(steps) == ("trace: plan llm local ok 900.0 ms; plan node graph error 1.0 ms (plan unusable (the "
                                  "planner's JSON does not parse); fell back to the question); search search local ok 1.0 ms")
     assert totals_line({"provider_calls": 2}, steps).endswith("901.0 ms in providers, 1000.0 ms in all")
+    panel = [step("ask", "llm", "ok", ms=800.0), step("ask", "llm", "ok", ms=700.0), step("dispatch", "node", "ok", ms=1000.0)]
+    assert totals_line({"provider_calls": 2}, panel).endswith("1500.0 ms in providers (some side by side), 1000.0 ms in all")
 
 
 async def test_job_and_thread_lists_read_as_one_line_each(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
