@@ -184,7 +184,7 @@ async def test_output_pixel_cap_refused_before_running(setup, make_context, conf
     )
     assert result["status"] == "FAILED"
     assert result["error"]["message"] == (
-        "scale: output would be 192x192 = 36864 pixels; the limit is 20000 (input 48x48 at x4)"
+        "scale: output would be 192x192 = 36,864 pixels; the limit is 20,000 (providers.image.max_output_pixels; input 48x48 at x4)"
     )
     assert await storage.list() == []
 

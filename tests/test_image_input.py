@@ -56,12 +56,12 @@ def test_real_photo_decodes():
         (b"hello, this is text", "not a supported image"),
         (b"", "not a supported image"),
         (b"%PDF-1.7 ...", "not a supported image"),
-        (png_declaring(20_000, 10_000), "200000000 pixels; the limit is 1000000"),
-        (png_declaring(1100, 1000), "the limit is 1000000"),
+        (png_declaring(20_000, 10_000), "200,000,000 pixels; the limit is 1,000,000 \\(providers.image.max_input_pixels\\)"),
+        (png_declaring(1100, 1000), "1100x1000 = 1,100,000 pixels; the limit is 1,000,000 \\(providers.image.max_input_pixels\\)"),
         (png_bytes((64, 64))[:60], "truncated|corrupt|header"),
         ((FIXTURES / "grace_hopper_256.jpg").read_bytes()[:5000], "truncated"),
         (b"\x89PNG\r\n\x1a\n" + b"\0" * 40, "header"),
-        (b"\0" * 300_000, "bytes; the limit is 200000"),
+        (b"\0" * 300_000, "300,000 bytes; the limit is 200,000 \\(providers.image.max_input_bytes\\)"),
     ],
 )
 def test_bad_images_refused(data, match):
@@ -104,7 +104,7 @@ def test_base64_rules():
 
 def test_output_cap():
     assert check_output_pixels(500, 500, 4, LIMITS) == (2000, 2000)
-    with pytest.raises(InputError, match="4004x4000 = 16016000 pixels; the limit is 4000000") as info:
+    with pytest.raises(InputError, match="4004x4000 = 16,016,000 pixels; the limit is 4,000,000 \\(providers.image.max_output_pixels") as info:
         check_output_pixels(1001, 1000, 4, LIMITS)
     assert info.value.field == "scale"
 

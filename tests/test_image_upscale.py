@@ -118,7 +118,7 @@ async def test_jpeg_and_webp_outputs(models_dir):
 
 async def test_output_pixel_cap_refused_before_running(models_dir):
     provider = upscaler(models_dir, limits=ImageLimits(max_output_pixels=30_000))
-    with pytest.raises(InputError, match="limit is 30000") as info:
+    with pytest.raises(InputError, match="limit is 30,000 ") as info:
         await provider.process(
             (FIXTURES / "sr_input_48.png").read_bytes(), ImageAction.UPSCALE, ImageConfig()
         )

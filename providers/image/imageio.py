@@ -105,7 +105,8 @@ def decode_base64(text: str, limits: ImageLimits, *, field: str = "image") -> by
     except (binascii.Error, ValueError):
         raise InputError("not valid base64", field=field) from None
     if len(data) > limits.max_input_bytes:
-        raise InputError(f"image is {len(data)} bytes; the limit is {limits.max_input_bytes}", field=field)
+        raise InputError(f"image is {len(data):,} bytes; the limit is {limits.max_input_bytes:,} (providers.image.max_input_bytes)",
+                         field=field)
     return data
 
 
@@ -121,7 +122,8 @@ def open_checked(data: bytes, limits: ImageLimits, *, field: str = "image") -> I
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     if len(data) > limits.max_input_bytes:
-        raise InputError(f"image is {len(data)} bytes; the limit is {limits.max_input_bytes}", field=field)
+        raise InputError(f"image is {len(data):,} bytes; the limit is {limits.max_input_bytes:,} (providers.image.max_input_bytes)",
+                         field=field)
     kind = sniff_format(data)
     if kind is None or kind not in limits.formats:
         raise InputError(
@@ -132,9 +134,9 @@ def open_checked(data: bytes, limits: ImageLimits, *, field: str = "image") -> I
         img = Image.open(io.BytesIO(data), formats=[_PIL_FORMAT[kind]])
     except Image.DecompressionBombError as exc:
         declared = re.search(r"\((\d+) pixels\)", str(exc))
-        size = f"{declared.group(1)} pixels" if declared else "too many pixels"
+        size = f"{int(declared.group(1)):,} pixels" if declared else "too many pixels"
         raise InputError(
-            f"image declares {size}; the limit is {limits.max_input_pixels}", field=field
+            f"image declares {size}; the limit is {limits.max_input_pixels:,} (providers.image.max_input_pixels)", field=field
         ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"cannot read the {kind} header ({type(exc).__name__})", field=field) from None
@@ -143,7 +145,8 @@ def open_checked(data: bytes, limits: ImageLimits, *, field: str = "image") -> I
         raise InputError(f"image has an empty size {width}x{height}", field=field)
     if width * height > limits.max_input_pixels:
         raise InputError(
-            f"image is {width}x{height} = {width * height} pixels; the limit is {limits.max_input_pixels}",
+            f"image is {width}x{height} = {width * height:,} pixels; the limit is {limits.max_input_pixels:,}"
+            " (providers.image.max_input_pixels)",
             field=field,
         )
     try:
@@ -186,8 +189,8 @@ def check_output_pixels(
     out_w, out_h = round(width * scale), round(height * scale)
     if out_w * out_h > limits.max_output_pixels:
         raise InputError(
-            f"output would be {out_w}x{out_h} = {out_w * out_h} pixels; the limit is {limits.max_output_pixels}"
-            f" (input {width}x{height} at x{scale:g})",
+            f"output would be {out_w}x{out_h} = {out_w * out_h:,} pixels; the limit is {limits.max_output_pixels:,}"
+            f" (providers.image.max_output_pixels; input {width}x{height} at x{scale:g})",
             field=field,
         )
     return out_w, out_h
