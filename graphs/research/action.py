@@ -13,9 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from core.errors import AllProvidersFailed, BudgetExceeded, InputError
 from core.rules import MAX_NAME_CHARS, not_blank
 from graphs.context import JobContext
-from graphs.delegation.history import THREAD_ID_PATTERN, Turn, history_step, window
+from graphs.delegation.history import THREAD_ID_PATTERN, Turn
 from graphs.research.citations import cited_passages
 from graphs.research.numbering import number_by_citation
+from graphs.research.thread_context import context_text, fit, thread_step
 from providers.base import Configurable, SearchProvider, SelectableSearch
 
 #: characters of a thread's earlier turns the planner sees (a follow-up's "it" resolves against them)
@@ -185,15 +186,16 @@ async def _run(graph: Any, inp: ResearchInput, route: Any, ctx: JobContext, chec
 
 def _thread_context(inp: ResearchInput, max_chars: int) -> dict[str, Any]:
     """A follow-up's context for the planner: the thread's newest turns within
-    ``PLAN_CONTEXT_CHARS`` (and ``threads.max_chars``), and the ``thread`` trace step saying which.
-    The search, the sources and the check take the question and the sources only."""
+    ``PLAN_CONTEXT_CHARS`` (and ``threads.max_chars``), a long answer shortened rather than
+    dropped with its question (``thread_context.fit``), and the ``thread`` trace step saying
+    which. The search, the sources and the check take the question and the sources only."""
     if not inp.thread_id:
         return {"trace": []}
-    kept, left_out = window(inp.history, min(max_chars, PLAN_CONTEXT_CHARS))
-    context = "\n".join(f"{t.model or 'a model' if t.role == 'assistant' else 'user'}: {' '.join(t.content.split())}"
-                        for t in kept)
-    step = history_step(inp.thread_id, inp.history, kept, left_out, min(max_chars, PLAN_CONTEXT_CHARS))
-    return {"context": context, "trace": [step]}
+    budget = min(max_chars, PLAN_CONTEXT_CHARS)
+    limit = f"threads.max_chars={max_chars}" if max_chars <= PLAN_CONTEXT_CHARS else \
+        f"the planner's {PLAN_CONTEXT_CHARS} characters"
+    fitted = fit(inp.history, budget)
+    return {"context": context_text(fitted), "trace": [thread_step(inp.thread_id, inp.history, fitted, limit)]}
 
 
 def partial_output(state: dict[str, Any]) -> dict[str, Any]:

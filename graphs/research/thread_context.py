@@ -1,0 +1,145 @@
+"""A research follow-up's view of its thread: the earlier turns the planner reads, within a budget.
+
+A follow-up such as "How long does it stay open?" is searched for what "it" was, so the planner
+must see the earlier question even when the earlier report is longer than the whole budget. The
+turns are taken newest first: a turn that fits is kept whole; an answer that does not is
+shortened (a research report to its "## In short" section, else its first sentences, cut at a
+sentence or word end and marked ``[shortened]``) after room is kept for the question it answers;
+a turn that does not fit even shortened is left out. The ``thread`` trace step says which turns
+the prompt carries whole, which shortened and which were left out, and under which limit.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from graphs.delegation.history import Turn
+from providers.base import TraceStep
+
+#: how a shortened turn ends in the planner's prompt
+SHORTENED_MARK = " [shortened]"
+#: characters a shortened turn needs at least (its mark included); with less room it is left out
+MIN_SHORTENED_CHARS = 60
+_IN_SHORT = re.compile(r"^#{1,6}\s*In short\s*#*\s*$", re.IGNORECASE | re.MULTILINE)
+_HEADING = re.compile(r"^#{1,6}\s", re.MULTILINE)
+_BULLET = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
+#: a sentence's end: . ! or ? (closing quotes or brackets after it) before a space or the end
+_SENTENCE_END = re.compile(r"[.!?][\"'\u201d\u2019)\]]*(?=\s|$)")
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """The turns the planner reads, oldest first, as ``(turn, text, shortened)``, and those left out."""
+
+    kept: list[tuple[Turn, str, bool]]
+    left_out: list[Turn]
+
+
+def flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def summary(content: str) -> str:
+    """A long answer's gist: a report's "## In short" section (its bullets as running text), else
+    the whole answer; whitespace collapsed."""
+    found = _IN_SHORT.search(content)
+    if not found:
+        return flat(content)
+    rest = content[found.end():]
+    following = _HEADING.search(rest)
+    section = rest[: following.start()] if following else rest
+    lines = [_BULLET.sub("", line) for line in section.splitlines()]
+    return flat(" ".join(lines)) or flat(content)
+
+
+def shorten(content: str, limit: int) -> str:
+    """``content``'s summary in at most ``limit`` characters, cut at the last sentence end that
+    keeps half the room (else at a word end that does, with "…"), ending in ``SHORTENED_MARK``;
+    "" when ``limit`` is under ``MIN_SHORTENED_CHARS``."""
+    if limit < MIN_SHORTENED_CHARS:
+        return ""
+    text, room = summary(content), limit - len(SHORTENED_MARK)
+    if len(text) <= room:
+        return text + SHORTENED_MARK
+    ends = [m.end() for m in _SENTENCE_END.finditer(text[: room + 1]) if m.end() <= room]  # "3.5" is no end
+    if ends and ends[-1] >= room // 2:
+        return text[: ends[-1]] + SHORTENED_MARK
+    head = text[: room - 1]  # room for the "…"
+    words = head.rsplit(" ", 1)[0]
+    if len(words) >= room // 2:  # else a very long word: cut inside it
+        head = words
+    return head.rstrip(" ,;:") + "…" + SHORTENED_MARK
+
+
+def fit(turns: list[Turn], max_chars: int) -> Fitted:
+    """The newest turns within ``max_chars`` characters (whitespace collapsed, as the prompt has them).
+
+    A turn that fits is kept whole. An answer that does not is shortened to the room left once the
+    question before it (kept whole when that fits) is counted; a question that does not fit is
+    shortened too. A turn with too little room even shortened is left out, and so is every older
+    one, except the question of a left-out answer when that question fits whole.
+    """
+    texts = [flat(t.content) for t in turns]
+    chosen: dict[int, tuple[str, bool]] = {}
+    room = max_chars
+    i = len(turns) - 1
+    while i >= 0:
+        if len(texts[i]) <= room:
+            chosen[i] = (texts[i], False)
+            room -= len(texts[i])
+            i -= 1
+            continue
+        question = i - 1 if turns[i].role == "assistant" and i and turns[i - 1].role == "user" else None
+        reserve = len(texts[question]) if question is not None and len(texts[question]) <= room else 0
+        short = shorten(turns[i].content, room - reserve)
+        if short:
+            chosen[i] = (short, True)
+            room -= len(short)
+            i -= 1
+            continue
+        if reserve and question is not None:  # the answer left out, its question kept
+            chosen[question] = (texts[question], False)
+        break
+    kept = [(turns[j], *chosen[j]) for j in sorted(chosen)]
+    return Fitted(kept=kept, left_out=[t for j, t in enumerate(turns) if j not in chosen])
+
+
+def spans(numbers: list[int]) -> str:
+    """``[1, 2, 3, 7]`` -> ``"1-3, 7"``."""
+    out: list[list[int]] = []
+    for n in sorted(numbers):
+        if out and out[-1][1] == n - 1:
+            out[-1][1] = n
+        else:
+            out.append([n, n])
+    return ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in out)
+
+
+def _turns(numbers: list[int]) -> str:
+    return f"{'turns' if len(numbers) > 1 else 'turn'} {spans(numbers)}"
+
+
+def context_text(fitted: Fitted) -> str:
+    """The planner's ``<conversation>``: one line a turn, each answer named by the model that wrote it."""
+    return "\n".join(f"{(t.model or 'a model') if t.role == 'assistant' else 'user'}: {text}"
+                     for t, text, _ in fitted.kept)
+
+
+def thread_step(thread_id: str, turns: list[Turn], fitted: Fitted, limit: str) -> dict[str, Any]:
+    """The ``thread`` trace step: the turns the prompt carries (whole or shortened), those dropped
+    by the store and those left out here, and ``limit`` (the budget that cut them)."""
+    started = time.perf_counter()
+    kept = [t.n for t, _, _ in fitted.kept]
+    parts = [f"thread {thread_id}: " + (f"{_turns(kept)} in the prompt" if kept else "no earlier turns")]
+    if turns and turns[0].n > 1:
+        parts.append(f"turns 1-{turns[0].n - 1} dropped earlier (threads.max_turns)")
+    for t, text, shortened in fitted.kept:
+        if shortened:
+            parts.append(f"turn {t.n} shortened to {len(text)} of {len(t.content)} characters ({limit})")
+    if fitted.left_out:
+        parts.append(f"{_turns([t.n for t in fitted.left_out])} left out ({limit})")
+    return TraceStep(step="thread", kind="node", provider="graph", detail="; ".join(parts),
+                     latency_ms=(time.perf_counter() - started) * 1000).model_dump()

@@ -1,0 +1,101 @@
+"""A research follow-up's thread context: an earlier report longer than the planner's budget is
+shortened, not dropped with its question, so "How long does it stay open?" is planned knowing what
+"it" was; turns that fit stay whole; the trace says what was shortened or left out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from graphs.delegation.history import Turn
+from graphs.research.action import PLAN_CONTEXT_CHARS, ResearchInput, _thread_context
+
+SHORTENED_MARK = " [shortened]"  # graphs.research.thread_context.SHORTENED_MARK
+
+THREAD = "thr-" + "c" * 32
+QUESTION = "What does the circuit breaker do in runpod-swarm?"
+IN_SHORT = ("The circuit breaker stops calling a provider after 3 failures in a row [1]. "
+            "It stays open for 60 seconds, then lets one trial call through [2].")
+
+
+def long_report(chars: int = 3000) -> str:
+    """A research report of ``chars`` characters: a short "In short" section, then long quotes."""
+    head = f"## In short\n\n- {IN_SHORT.split(' [1]. ')[0]} [1].\n- {IN_SHORT.split(' [1]. ')[1]}\n\n## What the sources say\n\n"
+    body = "### " + QUESTION + "\n\n"
+    filler = "- The breaker keeps a count of failures per provider and model, and resets it on success [3].\n"
+    while len(head) + len(body) + len(filler) < chars:
+        body += filler
+    report = head + body
+    return report + "x" * (chars - len(report))
+
+
+def follow_up(history: list[dict[str, Any]]) -> ResearchInput:
+    return ResearchInput.model_validate({"question": "How long does it stay open?", "thread_id": THREAD,
+                                         "history": history})
+
+
+def test_a_3000_char_earlier_report_is_shortened_and_its_question_kept() -> None:
+    report = long_report()
+    assert len(report) == 3000
+    out = _thread_context(follow_up([{"n": 1, "role": "user", "content": QUESTION},
+                                     {"n": 2, "role": "assistant", "model": "research", "content": report}]), 24_000)
+    lines = out["context"].splitlines()
+    assert lines[0] == f"user: {QUESTION}"  # the question the follow-up's "it" refers to
+    assert lines[1] == f"research: {IN_SHORT}{SHORTENED_MARK}"  # the report's "In short", marked
+    assert "What the sources say" not in out["context"]
+    assert sum(len(line.split(": ", 1)[1]) for line in lines) <= PLAN_CONTEXT_CHARS
+    shortened = len(lines[1]) - len("research: ")
+    assert out["trace"][0]["detail"] == (f"thread {THREAD}: turns 1-2 in the prompt; turn 2 shortened to {shortened}"
+                                         f" of 3000 characters (the planner's {PLAN_CONTEXT_CHARS} characters)")
+
+
+def test_turns_that_fit_stay_whole_the_next_answer_fills_the_rest_and_older_ones_are_left_out() -> None:
+    history = [{"n": n, "role": "user" if n % 2 else "assistant", "model": None if n % 2 else "model-x",
+                "content": f"turn {n} " + "x" * 393} for n in range(3, 7)]
+    out = _thread_context(follow_up(history), 1000)
+    lines = out["context"].splitlines()
+    assert [line[:16] for line in lines] == ["model-x: turn 4 ", "user: turn 5 xxx", "model-x: turn 6 "]
+    assert lines[1] == f"user: turn 5 {'x' * 393}" and lines[2] == f"model-x: turn 6 {'x' * 393}"  # whole
+    assert lines[0].endswith("x…" + SHORTENED_MARK) and len(lines[0]) - len("model-x: ") == 200
+    assert out["trace"][0]["detail"] == (f"thread {THREAD}: turns 4-6 in the prompt; turns 1-2 dropped earlier"
+                                         " (threads.max_turns); turn 4 shortened to 200 of 400 characters"
+                                         " (threads.max_chars=1000); turn 3 left out (threads.max_chars=1000)")
+
+
+def test_the_newest_exchange_first_then_older_turns_in_what_is_left() -> None:
+    from graphs.research.thread_context import fit
+
+    turns = [Turn(n=1, role="user", content="old question"),
+             Turn(n=2, role="assistant", model="research", content=long_report()),
+             Turn(n=3, role="user", content=QUESTION),
+             Turn(n=4, role="assistant", model="research", content=long_report())]
+    fitted = fit(turns, 2000)
+    assert [(t.n, shortened) for t, _, shortened in fitted.kept] == [(1, False), (2, True), (3, False), (4, True)]
+    assert sum(len(text) for _, text, _ in fitted.kept) <= 2000
+    # the newest answer cut to the room its question leaves (at a sentence end); the older answer
+    # has too little room even shortened: left out, its question kept
+    small = fit(turns, 200)
+    assert [(t.n, shortened) for t, _, shortened in small.kept] == [(1, False), (3, False), (4, True)]
+    assert small.kept[2][1] == IN_SHORT.split(" It stays")[0] + SHORTENED_MARK
+    assert [t.n for t in small.left_out] == [2] and sum(len(text) for _, text, _ in small.kept) <= 200
+
+
+def test_the_question_is_kept_when_its_answer_has_no_room_even_shortened() -> None:
+    from graphs.research.thread_context import fit
+
+    turns = [Turn(n=1, role="user", content=QUESTION), Turn(n=2, role="assistant", content="y" * 3000)]
+    fitted = fit(turns, len(QUESTION) + 20)
+    assert [(t.n, text) for t, text, _ in fitted.kept] == [(1, QUESTION)]
+    assert [t.n for t in fitted.left_out] == [2]
+
+
+def test_an_answer_without_in_short_is_cut_at_a_sentence_or_word_end() -> None:
+    from graphs.research.thread_context import SHORTENED_MARK as MARK
+    from graphs.research.thread_context import shorten
+
+    assert MARK == SHORTENED_MARK
+    answer = "First sentence here. " * 20
+    cut = shorten(answer, 100)
+    assert cut.endswith("here." + SHORTENED_MARK) and len(cut) <= 100
+    words = shorten("word " * 100, 100)
+    assert words.endswith("word…" + SHORTENED_MARK) and len(words) <= 100
+    assert shorten(answer, 10) == ""  # too little room: left out
