@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from mcp import Client
 from mcp_helpers import write_config
 from test_mcp_stdio import server_params
@@ -77,7 +78,8 @@ async def test_a_thread_continues_after_the_server_is_killed_and_restarted(tmp_p
     # the continued call's prompt carried the earlier turns, naming the model that answered
     sent = [(m["role"], m["content"]) for m in models.requests_for(LOCAL_ALIAS)[-1].body["messages"]]
     assert ("user", "Write about rivers.") in sent
-    assert ("assistant", "[local]: Rivers run to the sea.") in sent
+    assert ("assistant", "Rivers run to the sea.") in sent
+    assert "turn 2 by local" in sent[0][1]
     assert sent[-1] == ("user", "Now the same about mountains.")
 
 
@@ -150,7 +152,7 @@ async def test_threads_keep_their_turns_when_the_worker_runs_the_job(tmp_path: P
         thread = json.loads((await client.read_resource(f"swarm://threads/{first['thread_id']}")).contents[0].text)
     # the worker got the earlier turns in the job input and put them in the prompt
     assert endpoint.inputs[1]["history"][1] == {"n": 2, "role": "assistant", "model": "model-x", "content": "answer 1"}
-    assert ("assistant", "[model-x]: answer 1") in [(m.role, m.content) for m in prompts[-1]]
+    assert ("assistant", "answer 1") in [(m.role, m.content) for m in prompts[-1]]
     assert [t["content"] for t in thread["turns"]] == ["first question", "answer 1", "follow-up", "answer 2"]
 
 
@@ -206,3 +208,43 @@ async def test_a_research_follow_up_plans_with_the_threads_earlier_turns(tmp_pat
     assert any(s["step"] == "thread" and "turns 1-2 in the prompt" in (s["detail"] or "") for s in out["trace"])
     assert [t["content"] for t in thread["turns"]][2] == "How does it fall back when one fails?"
     assert thread["turns"][3]["content"] == out["report"]
+
+
+async def test_a_research_follow_up_keeps_the_earlier_question_when_the_report_is_over_the_budget(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The newcomer's thread: a report longer than the thread budget was dropped whole with its
+    question, and "How long does it stay open?" was planned alone; now the question stays, the
+    report comes shortened to its "In short" and the trace says so. (threads.max_chars at its
+    least, 1000, so the report is well over it.)"""
+    from mcp_helpers import use_fake_llm
+
+    plans: list[str] = []
+
+    def answer(messages: list[Message], config: LLMConfig) -> Any:
+        if config.step == "plan":
+            plans.append(messages[-1].content)
+            return '{"queries": ["circuit breaker open", "circuit breaker cooldown"]}'
+        return {"approved": True, "issues": []}
+
+    use_fake_llm(monkeypatch, FunctionLLM(answer, model="model-x"))
+    config = write_config(tmp_path, wait_budget_s=60)
+    data = yaml.safe_load(config.read_text())
+    data["threads"]["max_chars"] = 1000
+    config.write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("SWARM_HOME", str(tmp_path / "home"))
+    asked = "What does the circuit breaker do in runpod-swarm?"
+    async with Client(build_server(str(config))) as client:
+        first = await client.call_tool("research", {"question": asked, "mode": "extractive", "depth": "deep"})
+        assert not first.is_error, first.content[0].text
+        report = first.structured_content["report"]
+        follow = await client.call_tool("research", {"question": "How long does it stay open?", "mode": "extractive",
+                                                     "depth": "quick", "thread_id": first.structured_content["thread_id"]})
+        assert not follow.is_error, follow.content[0].text
+    assert len(report) > 1000  # the earlier report does not fit whole
+    assert f"user: {asked}\nresearch: " in plans[-1] and "[shortened]" in plans[-1]
+    assert "## What the sources say" not in plans[-1].split("</conversation>")[0]
+    step = next(s for s in follow.structured_content["trace"] if s["step"] == "thread")
+    assert step["detail"].startswith(f"thread {first.structured_content['thread_id']}: turns 1-2 in the prompt;"
+                                     " turn 2 shortened to ")
+    assert step["detail"].endswith(f" of {len(report)} characters (threads.max_chars=1000)")
+    assert "left out" not in step["detail"]

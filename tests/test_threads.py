@@ -202,8 +202,9 @@ async def test_a_continued_delegation_sees_who_said_what(make_context: Any) -> N
     assert result["output"]["thread_id"] == THREAD
     draft = seen[0]
     assert "Earlier turns of this conversation" in draft[0].content
+    assert "turn 2 by gemini-2.5-flash-lite" in draft[0].content  # who wrote it: named outside the answer
     assert [(m.role, m.content) for m in draft[1:]] == [
-        ("user", "Write a haiku about rivers."), ("assistant", "[gemini-2.5-flash-lite]: Water finds its way"),
+        ("user", "Write a haiku about rivers."), ("assistant", "Water finds its way"),
         ("user", "Make it about mountains.")]
     assert "gemini-2.5-flash-lite: Water finds its way" in seen[1][-1].content  # the reviewer sees the thread too
     step = next(s for s in result["trace"] if s["step"] == "thread")
@@ -228,7 +229,7 @@ async def test_a_long_thread_is_cut_to_max_chars_and_the_trace_says_which(make_c
            "input": {"task": "go on", "kind": "critical", "thread_id": THREAD, "history": history}}
     result = await dispatch(job, make_context(FunctionLLM(answer), config=cfg))
     assert result["status"] == "COMPLETED", result["error"]
-    assert [m.content[:6] for m in seen[0][1:-1]] == ["turn 5", "[model"]
+    assert [m.content[:6] for m in seen[0][1:-1]] == ["turn 5", "turn 6"]
     step = next(s for s in result["trace"] if s["step"] == "thread")
     assert step["detail"] == (f"thread {THREAD}: turns 5-6 in the prompt; turns 1-2 dropped earlier (threads.max_turns);"
                               " turns 3-4 left out (threads.max_chars=1000)")

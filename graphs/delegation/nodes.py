@@ -11,11 +11,12 @@ import json
 import re
 import time
 from collections.abc import Awaitable, Callable
+from difflib import SequenceMatcher
 from typing import Any
 
 from core.errors import AllProvidersFailed, SwarmError
 from graphs.delegation import prompts
-from graphs.delegation.history import Turn
+from graphs.delegation.history import Turn, label_names, strip_label
 from graphs.delegation.state import DelegationState
 from graphs.progress import emit, model_progress
 from providers.base import LLMConfig, LLMProvider, LLMResponse, Message, TraceStep, listen_to_attempts
@@ -51,8 +52,61 @@ def _history(state: DelegationState) -> list[Turn]:
     return [Turn.model_validate(t) for t in state.get("history") or []]
 
 
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", text.casefold())
+
+
+#: every word of the review prompt and of the verdict's schema
+_PROMPT_WORDS = frozenset(_words(prompts.REVIEW_SYSTEM) + _words(json.dumps(prompts.VERDICT_SCHEMA)))
+#: the prompt's longer field descriptions, alone and after their field's name (normalized)
+_PROMPT_PHRASES = tuple(" ".join(_words(form)) for name, text in prompts.VERDICT_FIELDS.items()
+                        if len(_words(text)) >= 4 for form in (text, f"{name} {text}"))
+#: ``suggestion:`` opening an issue
+_SUGGESTION = re.compile(r"\A\W*suggestion\W*?\s*[:\-\u2013]\s*", re.IGNORECASE)
+
+
+def _echoes_prompt(text: str) -> bool:
+    """Whether ``text`` only repeats the review prompt's own words back: every word of it is the
+    prompt's or the schema's, three or more or in JSON (``one short paragraph``, ``{"type": "string"}``), or it is close to a
+    field's description (``a list of short sentences, empty when approved``)."""
+    words = _words(text)
+    # two words may be a finding in the prompt's own terms ("short answer", "not json")
+    if not words or ((len(words) >= 3 or text.lstrip()[:1] in '{["') and set(words) <= _PROMPT_WORDS):
+        return True
+    said = " ".join(words)
+    return any(SequenceMatcher(None, said, phrase).ratio() >= 0.8 for phrase in _PROMPT_PHRASES)
+
+
+def _same(a: str, b: str) -> bool:
+    return bool(a) and bool(b) and SequenceMatcher(None, a, b).ratio() >= 0.9
+
+
+def _clean_review(issues: list[str], suggestion: str) -> tuple[list[str], str]:
+    """A reviewer's issues and suggestion without what a small model (a keyless self-review by the
+    local model above all) adds that is no finding: the prompt's own field descriptions echoed
+    back, the suggestion again as an issue (``suggestion: ...``: the result lists it once, as the
+    suggestion), and an issue said twice. Only text is dropped: ``approved`` and ``score`` are
+    the reviewer's, kept as given."""
+    suggestion = "" if _echoes_prompt(suggestion) else suggestion.strip()
+    kept: list[str] = []
+    seen: list[str] = []
+    for issue in (i.strip() for i in issues):
+        if match := _SUGGESTION.match(issue):  # the suggestion, as an issue
+            rest = issue[match.end():].strip()
+            if not suggestion and rest and not _echoes_prompt(rest):
+                suggestion = rest  # the only place it was given: it is the suggestion
+            continue
+        said = " ".join(_words(issue))
+        if _echoes_prompt(issue) or _same(said, " ".join(_words(suggestion))) or any(_same(said, s) for s in seen):
+            continue
+        seen.append(said)
+        kept.append(issue)
+    return kept, suggestion
+
+
 def parse_verdict(text: str) -> dict[str, Any] | None:
-    """The reviewer's JSON verdict, or None when the answer holds no usable verdict."""
+    """The reviewer's JSON verdict, or None when the answer holds no usable verdict. Its issues
+    and suggestion are cleaned (``_clean_review``); ``approved`` and ``score`` are as given."""
     match = re.search(r"\{.*\}", text, re.DOTALL)
     if not match:
         return None
@@ -64,12 +118,25 @@ def parse_verdict(text: str) -> dict[str, Any] | None:
         return None
     issues = data.get("issues")
     score = data.get("score")
+    listed = [str(i) for i in issues if i is not None] if isinstance(issues, list) else []
+    kept, suggestion = _clean_review(listed, str(data.get("suggestion") or ""))
     return {
         "approved": data["approved"],
         "score": score if isinstance(score, int) and 1 <= score <= 10 else None,
-        "issues": [str(i) for i in issues][:5] if isinstance(issues, list) else [],
-        "suggestion": str(data.get("suggestion") or ""),
+        "issues": kept[:5],
+        "suggestion": suggestion,
     }
+
+
+def _answer(response: LLMResponse, state: DelegationState) -> str:
+    """The model's answer without a ``[model]: `` label it opened with. Earlier prompts wrote each
+    earlier answer of a thread as ``[model]: text``; models (the small local one above all) copied
+    the label into their answer, which was stored as the thread's next turn, and so it grew. The
+    prompt no longer shows one (``history``), and one a model writes anyway is taken off here,
+    before the text becomes the draft, the job's answer and the thread's turn. Names taken off:
+    each earlier answer's model, this answer's model and provider, the route's families."""
+    names = label_names(_history(state), response.model, response.provider, state.get("primary"), state.get("reviewer"))
+    return strip_label(response.text.strip(), names).strip()
 
 
 def make_nodes(llm: LLMProvider) -> dict[str, Node]:
@@ -83,7 +150,7 @@ def make_nodes(llm: LLMProvider) -> dict[str, Node]:
         emit("draft", f"drafted by {response.model}")
         attempts = [a.model_dump() for a in response.attempts]
         return {
-            "draft": response.text.strip(),
+            "draft": _answer(response, state),
             "drafted_by": response.model,
             "drafted_family": response.provider,
             "revisions": 0,
@@ -139,7 +206,7 @@ def make_nodes(llm: LLMProvider) -> dict[str, Node]:
         response = await _call(llm, state, messages, config, verb)
         attempts = [a.model_dump() for a in response.attempts]
         return {
-            "draft": response.text.strip() or state["draft"],
+            "draft": _answer(response, state) or state["draft"],
             "drafted_by": response.model,
             "drafted_family": response.provider,
             "revisions": number,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from graphs.delegation.history import HISTORY_NOTE, Turn, transcript
+from graphs.delegation.history import Turn, history_note, transcript
 from graphs.delegation.history import messages as history_messages
 from providers.base import Message
 
@@ -15,10 +15,17 @@ PRIMARY_SYSTEM = {
 }
 DEFAULT_SYSTEM = PRIMARY_SYSTEM["bulk_content"]
 
+#: each verdict field and what the review prompt says of it (``nodes.parse_verdict`` drops an
+#: issue that only repeats these words back)
+VERDICT_FIELDS = {
+    "approved": "true/false",
+    "score": "1-10",
+    "issues": "a list of short strings, empty when approved",
+    "suggestion": "one short paragraph",
+}
 REVIEW_SYSTEM = (
     "You review another model's answer to a task. Judge correctness, completeness and "
-    "clarity. Reply with JSON only: approved (true/false), score (1-10), issues (a list of "
-    "short strings, empty when approved), suggestion (one short paragraph)."
+    "clarity. Reply with JSON only: " + ", ".join(f"{k} ({v})" for k, v in VERDICT_FIELDS.items()) + "."
 )
 
 VERDICT_SCHEMA = {
@@ -35,11 +42,12 @@ VERDICT_SCHEMA = {
 
 
 def _opening(kind: str, history: list[Turn]) -> list[Message]:
-    """The system prompt, then a thread's earlier turns (each answer names its model)."""
+    """The system prompt (which names the model of each earlier answer), then a thread's earlier
+    turns, each answer an assistant message of its own text only (see ``history``)."""
     system = PRIMARY_SYSTEM.get(kind, DEFAULT_SYSTEM)
     if not history:
         return [Message(role="system", content=system)]
-    return [Message(role="system", content=f"{system}\n\n{HISTORY_NOTE}"), *history_messages(history)]
+    return [Message(role="system", content=f"{system}\n\n{history_note(history)}"), *history_messages(history)]
 
 
 def draft_messages(task: str, kind: str, history: list[Turn] | None = None) -> list[Message]:
