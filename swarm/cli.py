@@ -146,6 +146,19 @@ async def _with_local_files(config: Any, job: dict[str, Any]) -> dict[str, Any]:
     return {**job, "input": await read_local_sources(config, inp, prefix="input.", base=Path.cwd())}
 
 
+def _consensus_text(output: dict[str, Any]) -> str | None:
+    """A consensus result as text: the synthesis (or why there is none), then each position whole."""
+    if "positions" not in output:
+        return None
+    by = f" (by {output['synthesizer']})" if output.get("synthesizer") else ""
+    lines = [f"## Synthesis{by}", "", output["synthesis"].rstrip()] if output.get("synthesis") else [
+        f"No synthesis ({output.get('synthesis_error') or output.get('synthesis_status') or 'none'})."]
+    for position in output.get("positions") or []:
+        stance = f", {position['stance']}" if position.get("stance") else ""
+        lines += ["", f"## {position.get('model', '?')}{stance}", "", str(position.get("text", "")).strip()]
+    return "\n".join(lines)
+
+
 def _report(args: argparse.Namespace, result: dict[str, Any], job: dict[str, Any] | None = None) -> int:
     text = json.dumps(result, indent=2, ensure_ascii=False)
     if args.out:
@@ -155,7 +168,7 @@ def _report(args: argparse.Namespace, result: dict[str, Any], job: dict[str, Any
         print(text)
     else:
         output = result.get("output") or {}
-        main_text = output.get("text") or output.get("report")
+        main_text = output.get("text") or output.get("report") or _consensus_text(output)
         if result["status"] == "COMPLETED" and main_text is not None:
             print(main_text)
         elif result["status"] == "COMPLETED":
@@ -197,6 +210,17 @@ def cmd_research(args: argparse.Namespace) -> int:
     if args.max_sources is not None:  # 0 too: the input model refuses it, naming the limit
         inp["max_sources"] = args.max_sources
     return _run(args, {"project": "swarm", "action": "research", "input": inp})
+
+
+def cmd_consensus(args: argparse.Namespace) -> int:
+    inp: dict[str, Any] = {"question": args.question}
+    if args.models:
+        inp["models"] = [m.strip() for m in args.models.split(",") if m.strip()]
+    if args.stances:
+        inp["stances"] = [s.strip() for s in args.stances.split(",") if s.strip()]
+    if args.tier:
+        inp["tier"] = args.tier
+    return _run(args, {"project": "swarm", "action": "consensus", "input": inp})
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -295,6 +319,14 @@ def build_parser() -> argparse.ArgumentParser:
                    " when the writer is the local model or its draft fails the grounding check")
     job_flags(p)
     p.set_defaults(fn=cmd_research)
+
+    p = sub.add_parser("consensus", help="ask a panel of models, then synthesize their positions")
+    p.add_argument("question")
+    p.add_argument("--models", help="comma-separated models or families (default: routing.consensus.models)")
+    p.add_argument("--stances", help="comma-separated, one per model: for, against, neutral")
+    p.add_argument("--tier", choices=TIERS)
+    job_flags(p)
+    p.set_defaults(fn=cmd_consensus)
 
     p = sub.add_parser("run", help="run any {project, action} with a JSON input")
     p.add_argument("project")

@@ -350,6 +350,27 @@ def test_the_cli_prints_a_failed_job_s_partial_result_marked_as_such(capsys: pyt
     assert capsys.readouterr().out == ""
 
 
+def test_the_cli_runs_a_consensus_and_prints_its_synthesis_and_positions(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """There was no ``swarm consensus``: ``swarm run swarm consensus --input ...`` printed raw JSON."""
+    from swarm import cli
+
+    jobs: list[dict[str, Any]] = []
+
+    def run(args: Any, job: dict[str, Any]) -> int:
+        jobs.append(job)
+        return cli._report(args, {"job_id": "j1", "status": "COMPLETED", "trace": [], "totals": {}, "output": {
+            "synthesis": "Both say yes.", "synthesizer": "claude", "failed": [],
+            "positions": [{"model": "deepseek", "stance": "for", "text": "Yes."}, {"model": "gemini", "text": "Yes!"}]}})
+
+    monkeypatch.setattr(cli, "_run", run)
+    assert cli.main(["consensus", "Ship it?", "--models", "deepseek, gemini", "--stances", "for,neutral", "-q"]) == 0
+    assert jobs == [{"project": "swarm", "action": "consensus",
+                     "input": {"question": "Ship it?", "models": ["deepseek", "gemini"], "stances": ["for", "neutral"]}}]
+    assert capsys.readouterr().out == ("## Synthesis (by claude)\n\nBoth say yes.\n\n## deepseek, for\n\nYes.\n\n"
+                                       "## gemini\n\nYes!\n")
+
+
 def test_the_cli_refuses_a_thread_id_it_would_ignore(capsys: pytest.CaptureFixture[str]) -> None:
     """``swarm run ... thread_id`` came back COMPLETED, the id echoed, no history sent, nothing saved."""
     from swarm.cli import main
