@@ -151,11 +151,19 @@ def _consensus_text(output: dict[str, Any]) -> str | None:
     if "positions" not in output:
         return None
     by = f" (by {output['synthesizer']})" if output.get("synthesizer") else ""
-    lines = [f"## Synthesis{by}", "", output["synthesis"].rstrip()] if output.get("synthesis") else [
-        f"No synthesis ({output.get('synthesis_error') or output.get('synthesis_status') or 'none'})."]
+    synthesis = str(output.get("synthesis") or "").strip()
+    why = ": ".join(str(p) for p in (output.get("synthesis_status"), output.get("synthesis_error")) if p)
+    lines = [f"## Synthesis{by}", "", synthesis] if synthesis else [f"No synthesis{f' ({why})' if why else ''}."]
     for position in output.get("positions") or []:
+        model, asked = position.get("model") or "?", position.get("asked")
+        stood_in = f" (standing in for {asked})" if asked and asked != model else ""
         stance = f", {position['stance']}" if position.get("stance") else ""
-        lines += ["", f"## {position.get('model', '?')}{stance}", "", str(position.get("text", "")).strip()]
+        lines += ["", f"## {model}{stood_in}{stance}", "", str(position.get("text") or "").strip()]
+    failed = output.get("failed") or []
+    if failed:  # not asked (its stand-in is on the panel: the error says why) or no answer
+        lines += ["", "## Not answered", ""]
+        lines += [f"- {f.get('asked') or f.get('model') or '?'}: {f.get('error') or f.get('error_type') or 'no answer'}"
+                  for f in failed]
     return "\n".join(lines)
 
 

@@ -156,7 +156,22 @@ async def test_the_review_text_through_mcp_says_each_finding_once(
      ["Suggested reading is missing", "The list is not sorted", "Use a short paragraph"], ""),
     # two words in the prompt's own terms may be the finding itself
     (["Short answer", "Not JSON"], "", ["Short answer", "Not JSON"], ""),
+    # a review found these merged or lost: findings that differ by a number, a suggestion other than
+    # the verdict's, a word that starts with "suggestion"
+    (["Line 10 divides by zero", "Line 12 divides by zero", "Suggestion: add error handling",
+      "suggestion-box feature missing"], "Use a context manager",
+     ["Line 10 divides by zero", "Line 12 divides by zero", "Suggestion: add error handling",
+      "suggestion-box feature missing"], "Use a context manager"),
 ])
 def test_parse_verdict_keeps_findings_only(issues: list[str], suggestion: str, kept: list[str], said: str) -> None:
     verdict = parse_verdict(json.dumps({"approved": False, "score": 4, "issues": issues, "suggestion": suggestion}))
     assert verdict == {"approved": False, "score": 4, "issues": kept, "suggestion": said}
+
+
+def test_an_answer_that_is_only_a_label_is_kept_as_it_came() -> None:
+    """Taking the label off left an empty answer, which became the job's text and an empty
+    assistant message in the next prompt (a provider refuses one)."""
+    from graphs.delegation.history import strip_label
+
+    assert strip_label("[local]:", {"local"}) == "[local]:"
+    assert strip_label("[local]: [local]: Hi.", {"local"}) == "Hi."

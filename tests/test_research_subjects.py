@@ -127,3 +127,11 @@ def test_a_sub_question_naming_something_no_source_says_makes_no_section():
     report = extractive_report(question, ["checksum_removed", "keywords:queue license", "Tinyq license terms"],
                                SOURCES, PASSAGES)
     assert set(_sections(report)) == {question, "Tinyq license terms"}, report
+
+
+def test_a_search_operator_is_a_search_and_a_plan_label_is_not():
+    from graphs.research.queries import junk_form
+
+    assert junk_form("site:docs.python.org asyncio timeout") is None
+    assert junk_form("python:3.12 slim image") is None
+    assert junk_form("keywords:circuit breaker") and junk_form("keywords:runpods")

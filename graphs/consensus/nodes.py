@@ -108,8 +108,9 @@ def make_nodes(llm: LLMProvider) -> dict[str, Node]:
         repeated = already_on_panel(llm, task)
         if repeated is not None:  # not asked: its stand-in's answer is on the panel already
             passed_over = getattr(llm, "passed_over", None)
-            why = "; ".join(passed_over(LLMConfig(tier=task["tier"], prefer=who["model"], step="ask"))  # type: ignore[arg-type]
-                            ) if passed_over is not None else ""
+            passed = passed_over(LLMConfig(tier=task["tier"], prefer=who["model"], step="ask")) if passed_over else []  # type: ignore[arg-type]
+            # its own models' reasons (the rest of its chain is the fallbacks': their keys are said elsewhere)
+            why = "; ".join([p for p in passed if p.split(":", 1)[0] in who["accepts"]] or passed)
             error = (f"{who['model']} cannot be asked here{f' ({why})' if why else ''}; its fallback {repeated}"
                      " is on the panel already, so it was not asked the same question twice")
             emit("ask", f"{who['model']}: not asked ({repeated} answers for it already)")

@@ -66,9 +66,10 @@ def strip_label(text: str, names: set[str]) -> str:
     """``text`` without the ``[name]: `` labels it opens with, for a ``name`` of ``names`` (compared
     case-blind; a label repeated as a thread grew is removed each time). Another bracketed opening
     (``[1]: https://...``, a link reference) is the answer's own and stays."""
-    while (match := _LABEL.match(text)) and match.group(1).strip().casefold() in names:
-        text = text[match.end():]
-    return text
+    rest = text
+    while (match := _LABEL.match(rest)) and match.group(1).strip().casefold() in names:
+        rest = rest[match.end():]
+    return rest if rest.strip() else text  # a label and nothing else: no answer to take it off
 
 
 def history_note(turns: list[Turn]) -> str:

@@ -61,8 +61,10 @@ _PROMPT_WORDS = frozenset(_words(prompts.REVIEW_SYSTEM) + _words(json.dumps(prom
 #: the prompt's longer field descriptions, alone and after their field's name (normalized)
 _PROMPT_PHRASES = tuple(" ".join(_words(form)) for name, text in prompts.VERDICT_FIELDS.items()
                         if len(_words(text)) >= 4 for form in (text, f"{name} {text}"))
+#: issues a verdict keeps
+MAX_ISSUES = 5
 #: ``suggestion:`` opening an issue
-_SUGGESTION = re.compile(r"\A\W*suggestion\W*?\s*[:\-\u2013]\s*", re.IGNORECASE)
+_SUGGESTION = re.compile(r"\A\W*suggestion\W*?\s*(?::|\s[-\u2013]\s)\s*", re.IGNORECASE)
 
 
 def _echoes_prompt(text: str) -> bool:
@@ -78,24 +80,29 @@ def _echoes_prompt(text: str) -> bool:
 
 
 def _same(a: str, b: str) -> bool:
-    return bool(a) and bool(b) and SequenceMatcher(None, a, b).ratio() >= 0.9
+    """The same words in the same order: "Line 10 divides by zero" and "Line 12 ..." are two findings."""
+    return bool(a) and a == b
 
 
 def _clean_review(issues: list[str], suggestion: str) -> tuple[list[str], str]:
     """A reviewer's issues and suggestion without what a small model (a keyless self-review by the
     local model above all) adds that is no finding: the prompt's own field descriptions echoed
     back, the suggestion again as an issue (``suggestion: ...``: the result lists it once, as the
-    suggestion), and an issue said twice. Only text is dropped: ``approved`` and ``score`` are
-    the reviewer's, kept as given."""
+    suggestion; another one stays an issue), and an issue said twice. Only text is dropped:
+    ``approved`` and ``score`` are the reviewer's, kept as given. At most ``MAX_ISSUES`` are kept."""
     suggestion = "" if _echoes_prompt(suggestion) else suggestion.strip()
     kept: list[str] = []
     seen: list[str] = []
     for issue in (i.strip() for i in issues):
+        if len(kept) == MAX_ISSUES:
+            break
         if match := _SUGGESTION.match(issue):  # the suggestion, as an issue
             rest = issue[match.end():].strip()
             if not suggestion and rest and not _echoes_prompt(rest):
                 suggestion = rest  # the only place it was given: it is the suggestion
-            continue
+                continue
+            if not rest or _same(" ".join(_words(rest)), " ".join(_words(suggestion))):
+                continue
         said = " ".join(_words(issue))
         if _echoes_prompt(issue) or _same(said, " ".join(_words(suggestion))) or any(_same(said, s) for s in seen):
             continue
@@ -123,7 +130,7 @@ def parse_verdict(text: str) -> dict[str, Any] | None:
     return {
         "approved": data["approved"],
         "score": score if isinstance(score, int) and 1 <= score <= 10 else None,
-        "issues": kept[:5],
+        "issues": kept,
         "suggestion": suggestion,
     }
 
@@ -136,7 +143,8 @@ def _answer(response: LLMResponse, state: DelegationState) -> str:
     before the text becomes the draft, the job's answer and the thread's turn. Names taken off:
     each earlier answer's model, this answer's model and provider, the route's families."""
     names = label_names(_history(state), response.model, response.provider, state.get("primary"), state.get("reviewer"))
-    return strip_label(response.text.strip(), names).strip()
+    text = response.text.strip()
+    return strip_label(text, names).strip() or text  # a label alone: the model's text as it came
 
 
 def make_nodes(llm: LLMProvider) -> dict[str, Node]:

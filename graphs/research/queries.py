@@ -27,11 +27,11 @@ _SQL = re.compile(r"\b(?:select|insert|update|delete|drop|create)\b.*\b(?:from|i
 #: statement punctuation, a call ``f(x)``, an operator, a wildcard: code, not a phrase
 _CODE = re.compile(r"[;{}=<>\\$]|\w\(|(?:^|\s)\*(?:\s|$)|->|::|&&|\|\|")
 #: one token the planner made up, not a phrase: a lower-case snake_case name of four words or
-#: more (``add_mcp_server_query_list``), a ``field:value`` (``keywords:runpods``, ``keywords:circuit
-#: breaker``). A real name a corpus holds (``RUNPOD_LOG_LEVEL``, ``max_tokens``, ``python-3.12``) is
+#: more (``add_mcp_server_query_list``), a ``field:value`` (``keywords:runpods``), a plan's label glued
+#: to its phrase (``keywords:circuit breaker``; ``site:docs.python.org asyncio`` is a search). A real name a corpus holds (``RUNPOD_LOG_LEVEL``, ``max_tokens``, ``python-3.12``) is
 #: a good search; a shorter made-up one (``checksum_removed``) no source says makes no section either
 #: (``graphs.research.extractive``).
-_IDENTIFIER = re.compile(r"^[a-z0-9]+(?:_[a-z0-9]+){3,}$|^[a-z]+:\S")
+_IDENTIFIER = re.compile(r"^[a-z0-9]+(?:_[a-z0-9]+){3,}$|^[a-z]+:\S+$|^(?:keywords?|quer(?:y|ies)|search|terms?|topics?)\s*:\S")
 #: a label with nothing after it (``keywords:``, ``Sub-query 1:``): the planner's frame, not a phrase
 _LABEL = re.compile(r"^[\w\s-]{1,40}:$")
 #: words that name a plan's parts, not a subject: a sub-query of only these searches for nothing
