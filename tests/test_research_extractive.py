@@ -36,6 +36,9 @@ def _sections(report: str) -> dict[str, str]:
 def test_junk_sub_queries_are_told_apart_from_real_ones():
     assert junk_form("SELECT * FROM SortedContainers") and junk_form("config = dotenv_values('.env')")
     assert junk_form("SortedContainers." * 12) and junk_form("x" * 60)
+    # the bundled planner's runaway phrases; a search with a few version numbers is a search
+    assert junk_form("usage: 10.0, 2.0, 3.0, 4.0, 5.0, 6.0") == "it is mostly numbers, not a search phrase"
+    assert junk_form("python 3.11 vs 3.12") is None
     assert junk_reason("Tinyq queue types", QUESTION) == "it adds no word to the question"
     assert junk_reason("Tinyq license terms", QUESTION, ["the tinyq LICENSE terms"]) is not None
     for fine in ("Tinyq license", "uvicorn[standard] extras", "HTTP/2 support in httpx", "Python 3.11 tomllib"):

@@ -13,10 +13,15 @@ from typing import Any
 
 from providers.base import Message
 
+#: the longest search phrase the planner may write: a grammar-constrained model (the bundled local
+#: one) ran a phrase to 200 characters of digits and dashes ("...-1.0.0-amd64-1.0.0-amd64-..." is a
+#: token a character), past the plan's token budget, and the cut JSON left no plan at all (8 of the
+#: quality bench's 12 questions); at this length the grammar closes the phrase and the next begins
+PLAN_QUERY_CHARS = 80
 PLAN_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "queries": {"type": "array", "items": {"type": "string", "minLength": 2, "maxLength": 200}, "minItems": 1, "maxItems": 6},
+        "queries": {"type": "array", "items": {"type": "string", "minLength": 2, "maxLength": PLAN_QUERY_CHARS}, "minItems": 1, "maxItems": 6},
     },
     "required": ["queries"],
     "additionalProperties": False,

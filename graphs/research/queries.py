@@ -62,6 +62,9 @@ def junk_form(query: str, question: str = "") -> str | None:
     framed = len(words) == 1 or any(w.isdigit() or w in _FRAME_WORDS for w in words)
     if framed and all((w in _PLAN_WORDS and w not in asked) or w.isdigit() for w in words):
         return "it names the plan's parts, not a subject"
+    numbers = sum(w.isdigit() for w in words)
+    if numbers >= 6 and numbers * 3 > len(words) * 2:  # "usage: 10.0, 2.0, 3.0, ..."; not "python 3.11 vs 3.12"
+        return "it is mostly numbers, not a search phrase"
     if any(len(w) > MAX_WORD_CHARS for w in words):
         return f"it has a word longer than {MAX_WORD_CHARS} characters"
     counts = Counter(w for w in words if len(w) > 2)
