@@ -250,3 +250,22 @@ async def test_a_model_not_asked_for_a_stand_in_that_then_failed_says_so(monkeyp
     not_asked = next(f for f in out["failed"] if f["asked"] == "model-b")
     assert not_asked["error"] == ("model-b was not asked: its fallback model-d was to answer for it on the panel,"
                                   " and gave no answer"), not_asked
+
+
+async def test_a_position_cut_at_its_token_limit_is_said_to_be() -> None:
+    """A keyless position ended mid-word ("(e)g") with nothing saying it had been cut."""
+    from providers.circuit import CircuitBoard
+    from providers.llm.router import LLMRouter
+
+    class CutShort(FunctionLLM):
+        async def complete(self, messages: list[Message], llm_config: LLMConfig) -> Any:
+            response = await super().complete(messages, llm_config)
+            return response.model_copy(update={"finish_reason": "length"}) if self.model == "model-b" else response
+
+    cfg = config()
+    llms = {n: CutShort(lambda m, c, n=n: f"{n} says (e)g" if n == "model-b" else f"{n} says yes", model=n) for n in cfg.models}
+    router = LLMRouter(cfg.providers.llm, cfg.models, llms, CircuitBoard())
+    result = await dispatch(job(), context(cfg, router, []))
+    out = result["output"]
+    assert [p.get("cut", False) for p in out["positions"]] == [False, True, False]
+    assert "the position of model-b was cut at its token limit and may end mid-sentence" in out["warnings"]

@@ -38,6 +38,21 @@ async def test_draft_review_revise_then_approve(make_context: Any) -> None:
     assert "misses the second point" in llm.calls[2][0][-1].content
 
 
+async def test_a_draft_cut_at_its_token_limit_says_so_in_the_trace(make_context: Any) -> None:
+    """A keyless answer ended mid-word with nothing saying the model's token limit had cut it."""
+    class CutShort(FakeLLM):
+        async def complete(self, messages: Any, config: LLMConfig) -> Any:
+            response = await super().complete(messages, config)
+            return response.model_copy(update={"finish_reason": "length"}) if config.step == "draft" else response
+
+    result = await dispatch(job(), make_context(CutShort(["a draft that ends mid-wo", APPROVE])))
+    assert result["status"] == "COMPLETED", result["error"]
+    draft = next(s for s in result["trace"] if s["step"] == "draft" and s["kind"] == "node")
+    assert draft["detail"] == "drafted by fake (cut at its token limit: the answer may end mid-sentence)"
+    review = next(s for s in result["trace"] if s["step"] == "review" and s["kind"] == "node")
+    assert "token limit" not in review["detail"]
+
+
 async def test_revise_loop_is_bounded_by_config(make_context: Any) -> None:
     llm = FakeLLM(["d1", REJECT, "d2", REJECT, "d3", REJECT])
     result = await dispatch(job(), make_context(llm))

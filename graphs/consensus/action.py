@@ -109,4 +109,7 @@ def _warnings(positions: list[dict[str, Any]], failed: list[dict[str, Any]], err
     if len(positions) == 1 and failed and not error:
         warnings.append(f"only one of {len(positions) + len(failed)} models answered ({positions[0]['model']}):"
                         " the synthesis restates one view, not a consensus")
+    cut = [str(p["model"]) for p in positions if p.get("cut")]
+    if cut:
+        warnings.append(f"the position of {', '.join(cut)} was cut at its token limit and may end mid-sentence")
     return warnings

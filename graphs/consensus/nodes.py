@@ -135,6 +135,7 @@ def make_nodes(llm: LLMProvider) -> dict[str, Node]:
             "status": "stand_in" if stand_in else "answered", "text": response.text.strip(),
             "latency_ms": round(response.latency_ms, 2), "input_tokens": response.input_tokens,
             "output_tokens": response.output_tokens, "cost_usd": response.cost_usd,
+            **({"cut": True} if response.finish_reason == "length" else {}),  # ended by its token limit
         }
         detail = f"{response.model} answered" + (f" in place of {who['model']}" if stand_in else "")
         return {"answers": [answer], "trace": [a.model_dump() for a in response.attempts] + [_node_step("ask", started, detail)]}

@@ -147,6 +147,11 @@ def _answer(response: LLMResponse, state: DelegationState) -> str:
     return strip_label(text, names).strip() or text  # a label alone: the model's text as it came
 
 
+def _cut(response: LLMResponse) -> str:
+    """What the trace says of an answer the model's token limit ended mid-way ("" for a whole one)."""
+    return " (cut at its token limit: the answer may end mid-sentence)" if response.finish_reason == "length" else ""
+
+
 def make_nodes(llm: LLMProvider) -> dict[str, Node]:
     """The graph's nodes, closed over the LLM provider they use."""
 
@@ -162,7 +167,7 @@ def make_nodes(llm: LLMProvider) -> dict[str, Node]:
             "drafted_by": response.model,
             "drafted_family": response.provider,
             "revisions": 0,
-            "trace": attempts + [_node_step("draft", started, f"drafted by {response.model}")],
+            "trace": attempts + [_node_step("draft", started, f"drafted by {response.model}{_cut(response)}")],
         }
 
     async def review(state: DelegationState) -> dict[str, Any]:
@@ -218,7 +223,7 @@ def make_nodes(llm: LLMProvider) -> dict[str, Node]:
             "drafted_by": response.model,
             "drafted_family": response.provider,
             "revisions": number,
-            "trace": attempts + [_node_step("revise", started, f"revision {number} by {response.model}")],
+            "trace": attempts + [_node_step("revise", started, f"revision {number} by {response.model}{_cut(response)}")],
         }
 
     return {"draft": draft, "review": review, "revise": revise}
