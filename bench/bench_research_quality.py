@@ -140,6 +140,7 @@ async def run_mode(runtime: Any, mode: str, questions: Sequence[dict[str, Any]],
             raise RuntimeError(f"{mode} {q['id']}: {result['status']}: {error.get('type')}: {error.get('message')}")
         output = result["output"]
         passages, titles = source_passages(output.get("sources", []))
+        files = {int(src["id"]): Path(unquote(urlparse(str(src["url"])).path)).name for src in output.get("sources", [])}
         rows.append({"id": q["id"], "seconds": seconds, "report": output.get("report", ""),
                      "report_mode": output.get("mode"), "support_reported": output.get("support"),
                      "queries": output.get("queries", []), "warnings": output.get("warnings", []),
@@ -147,7 +148,7 @@ async def run_mode(runtime: Any, mode: str, questions: Sequence[dict[str, Any]],
                      "repeats_removed": output.get("repeats_removed", []),
                      "steps": [[t.get("step"), t.get("provider") or t.get("model"), t.get("outcome"),
                                 round(float(t.get("latency_ms") or 0))] for t in result.get("trace", [])],
-                     "figures": measure(output.get("report", ""), q["facts"], passages, titles)})
+                     "figures": measure(output.get("report", ""), q["facts"], passages, titles, files, q["file"])})
         print(f"  {mode:11} {q['id']:24} {seconds:6.1f} s  facts {rows[-1]['figures'].facts_found}/"
               f"{len(q['facts'])}", file=sys.stderr, flush=True)
     return rows, ""
@@ -188,6 +189,10 @@ def mode_records(label: str, rows: Sequence[dict[str, Any]], anchor_rows: Sequen
         figure(f"research quality, {label}: report length", ours["mean_chars"] or 0.0, "chars", anchor,
                base["mean_chars"] or 0.0, "reference", None, command),
     ]
+    if ours["opening_on_gold"] is not None:  # the baseline has no opening: a reference of its own
+        records.append({**figure(f"research quality, {label}: opening lines citing the question's gold source",
+                                 ours["opening_on_gold"], "share", n, 0.0, "reference", None, command,
+                                 higher_is_better=True), "anchor_value": None})
     if rows is anchor_rows:  # the baseline's own rows: the anchor itself, no goal to meet
         records = [{**r, "goal": "reference", "met": None, "anchor": n, "anchor_value": None, "ratio": None}
                    for r in records]

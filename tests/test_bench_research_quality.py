@@ -179,3 +179,13 @@ def test_the_quick_run_measures_real_keyless_reports_and_prints_rows_as_it_goes(
     assert records["research quality, extractive, keyless: unresolved citations"]["value"] == 0
     assert records["research quality, extractive, keyless: repeated sentences"]["value"] == 0
     assert records["research quality, extractive, keyless: seconds per question (depth quick)"]["value"] > 0
+
+
+def test_the_opening_lines_citing_the_gold_source_are_counted() -> None:
+    body = ("## In short\n\n- Tomli parses TOML [1].\n- Another library parses YAML [2].\nNo citation here.\n\n"
+            "## What the sources say\n\n- Tomli again [1].\n")
+    assert metrics.opening_on_gold(body, {1: "tomli.md", 2: "yaml.md"}, "tomli.md") == (2, 1)
+    assert metrics.opening_on_gold("- no opening [1].\n", {1: "tomli.md"}, "tomli.md") == (0, 0)
+    figures = metrics.measure(body, [], {1: split_passages(TOMLI)}, files={1: "tomli.md", 2: "yaml.md"}, gold_file="tomli.md")
+    assert (figures.opening, figures.opening_on_gold) == (2, 1)
+    assert metrics.totals([figures])["opening_on_gold"] == 0.5

@@ -47,6 +47,9 @@ class ReportFigures:
     sentences: int
     repeats: int
     chars: int
+    #: the lines of the report's "In short" opening, and those citing the question's gold document
+    opening: int = 0
+    opening_on_gold: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -108,8 +111,10 @@ def unresolved(body: str, valid: set[int]) -> int:
 
 
 def measure(report: str, facts: Sequence[str], passages: Mapping[int, Sequence[Passage]],
-            titles: Mapping[int, str] | None = None) -> ReportFigures:
-    """The figures of one report; ``passages`` maps each returned source id to its document's passages."""
+            titles: Mapping[int, str] | None = None, files: Mapping[int, str] | None = None,
+            gold_file: str | None = None) -> ReportFigures:
+    """The figures of one report; ``passages`` maps each returned source id to its document's
+    passages, ``files`` each to its file name (for the opening's lines citing ``gold_file``)."""
     body = prose_of(body_of(report))
     checked = ground(body, passages, titles=titles)
     # a sentence citing only ids no source has is not in ``checked.factual``; it counts here as
@@ -123,7 +128,16 @@ def measure(report: str, facts: Sequence[str], passages: Mapping[int, Sequence[P
         cited_factual=checked.supported + cited_unsupported, supported=checked.supported,
         unresolved=unresolved(body, set(passages)), sentences=len(sentences), repeats=repeated(sentences),
         chars=len(body.strip()),
+        **dict(zip(("opening", "opening_on_gold"), opening_on_gold(body, files or {}, gold_file), strict=True)),
     )
+
+
+def opening_on_gold(body: str, files: Mapping[int, str], gold_file: str | None) -> tuple[int, int]:
+    """The "## In short" lines of ``body`` that quote a source, and those of them citing ``gold_file``."""
+    found = re.search(r"^#{1,6}\s*In short\s*$(.*?)(?=^#{1,6}\s|\Z)", body, re.MULTILINE | re.DOTALL)
+    cited = [ids for line in (found.group(1).splitlines() if found else [])
+             if (ids := {i for m in CITE_MARKER.finditer(line) for i in marker_ids(m.group(1))})]
+    return len(cited), sum(1 for ids in cited if gold_file in {files.get(i) for i in ids})
 
 
 def totals(rows: Sequence[ReportFigures]) -> dict[str, float | None]:
@@ -141,6 +155,7 @@ def totals(rows: Sequence[ReportFigures]) -> dict[str, float | None]:
         "unresolved_citations": float(sum(r.unresolved for r in rows)),
         "repeated_sentences": float(sum(r.repeats for r in rows)),
         "mean_chars": round(sum(r.chars for r in rows) / len(rows), 1) if rows else None,
+        "opening_on_gold": share(sum(r.opening_on_gold for r in rows), sum(r.opening for r in rows)),
     }
 
 
