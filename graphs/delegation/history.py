@@ -11,7 +11,6 @@ reason ``strip_label`` takes such a label off a new answer and off turns stored 
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterable
 from typing import Any, Literal
 
@@ -100,11 +99,15 @@ def _numbers(turns: list[Turn]) -> str:
 def history_step(thread_id: str, turns: list[Turn], kept: list[Turn], left_out: list[Turn],
                  max_chars: int) -> dict[str, Any]:
     """The ``thread`` trace step: which turns the prompt carries and which were dropped, and why."""
-    started = time.perf_counter()
-    parts = [f"thread {thread_id}: " + (f"turns {_numbers(kept)} in the prompt" if kept else "no earlier turns")]
+    left = [f"turns {_numbers(left_out)} left out (threads.max_chars={max_chars})"] if left_out else []
+    return thread_trace_step(thread_id, turns, f"turns {_numbers(kept)}" if kept else None, left)
+
+
+def thread_trace_step(thread_id: str, turns: list[Turn], kept: str | None, notes: list[str]) -> dict[str, Any]:
+    """The ``thread`` trace step of a prompt carrying ``kept`` (``"turns 5-6"``; ``None``: no earlier
+    turn), the turns the store dropped before (``threads.max_turns``), then ``notes`` (what the
+    caller's own budget cut)."""
+    parts = [f"thread {thread_id}: " + (f"{kept} in the prompt" if kept else "no earlier turns")]
     if turns and turns[0].n > 1:
         parts.append(f"turns 1-{turns[0].n - 1} dropped earlier (threads.max_turns)")
-    if left_out:
-        parts.append(f"turns {_numbers(left_out)} left out (threads.max_chars={max_chars})")
-    return TraceStep(step="thread", kind="node", provider="graph", detail="; ".join(parts),
-                     latency_ms=(time.perf_counter() - started) * 1000).model_dump()
+    return TraceStep(step="thread", kind="node", provider="graph", detail="; ".join(parts + notes)).model_dump()

@@ -79,11 +79,6 @@ def _echoes_prompt(text: str) -> bool:
     return any(SequenceMatcher(None, said, phrase).ratio() >= 0.8 for phrase in _PROMPT_PHRASES)
 
 
-def _same(a: str, b: str) -> bool:
-    """The same words in the same order: "Line 10 divides by zero" and "Line 12 ..." are two findings."""
-    return bool(a) and a == b
-
-
 def _clean_review(issues: list[str], suggestion: str) -> tuple[list[str], str]:
     """A reviewer's issues and suggestion without what a small model (a keyless self-review by the
     local model above all) adds that is no finding: the prompt's own field descriptions echoed
@@ -92,7 +87,8 @@ def _clean_review(issues: list[str], suggestion: str) -> tuple[list[str], str]:
     ``approved`` and ``score`` are the reviewer's, kept as given. At most ``MAX_ISSUES`` are kept."""
     suggestion = "" if _echoes_prompt(suggestion) else suggestion.strip()
     kept: list[str] = []
-    seen: list[str] = []
+    # the same words in the same order is a repeat: "Line 10 divides by zero" and "Line 12 ..." are two
+    seen = {" ".join(_words(suggestion))} - {""}
     for issue in (i.strip() for i in issues):
         if len(kept) == MAX_ISSUES:
             break
@@ -100,13 +96,14 @@ def _clean_review(issues: list[str], suggestion: str) -> tuple[list[str], str]:
             rest = issue[match.end():].strip()
             if not suggestion and rest and not _echoes_prompt(rest):
                 suggestion = rest  # the only place it was given: it is the suggestion
+                seen.add(" ".join(_words(rest)))
                 continue
-            if not rest or _same(" ".join(_words(rest)), " ".join(_words(suggestion))):
+            if not rest or " ".join(_words(rest)) in seen:
                 continue
         said = " ".join(_words(issue))
-        if _echoes_prompt(issue) or _same(said, " ".join(_words(suggestion))) or any(_same(said, s) for s in seen):
+        if _echoes_prompt(issue) or said in seen:
             continue
-        seen.append(said)
+        seen.add(said)
         kept.append(issue)
     return kept, suggestion
 
@@ -143,8 +140,7 @@ def _answer(response: LLMResponse, state: DelegationState) -> str:
     before the text becomes the draft, the job's answer and the thread's turn. Names taken off:
     each earlier answer's model, this answer's model and provider, the route's families."""
     names = label_names(_history(state), response.model, response.provider, state.get("primary"), state.get("reviewer"))
-    text = response.text.strip()
-    return strip_label(text, names).strip() or text  # a label alone: the model's text as it came
+    return strip_label(response.text.strip(), names).strip()  # a label alone is kept: see strip_label
 
 
 def _cut(response: LLMResponse) -> str:

@@ -12,12 +12,10 @@ the prompt carries whole, which shortened and which were left out, and under whi
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass
 from typing import Any
 
-from graphs.delegation.history import Turn
-from providers.base import TraceStep
+from graphs.delegation.history import Turn, thread_trace_step
 
 #: how a shortened turn ends in the planner's prompt
 SHORTENED_MARK = " [shortened]"
@@ -131,15 +129,9 @@ def context_text(fitted: Fitted) -> str:
 def thread_step(thread_id: str, turns: list[Turn], fitted: Fitted, limit: str) -> dict[str, Any]:
     """The ``thread`` trace step: the turns the prompt carries (whole or shortened), those dropped
     by the store and those left out here, and ``limit`` (the budget that cut them)."""
-    started = time.perf_counter()
     kept = [t.n for t, _, _ in fitted.kept]
-    parts = [f"thread {thread_id}: " + (f"{_turns(kept)} in the prompt" if kept else "no earlier turns")]
-    if turns and turns[0].n > 1:
-        parts.append(f"turns 1-{turns[0].n - 1} dropped earlier (threads.max_turns)")
-    for t, text, shortened in fitted.kept:
-        if shortened:
-            parts.append(f"turn {t.n} shortened to {len(text)} of {len(t.content)} characters ({limit})")
+    notes = [f"turn {t.n} shortened to {len(text)} of {len(t.content)} characters ({limit})"
+             for t, text, shortened in fitted.kept if shortened]
     if fitted.left_out:
-        parts.append(f"{_turns([t.n for t in fitted.left_out])} left out ({limit})")
-    return TraceStep(step="thread", kind="node", provider="graph", detail="; ".join(parts),
-                     latency_ms=(time.perf_counter() - started) * 1000).model_dump()
+        notes.append(f"{_turns([t.n for t in fitted.left_out])} left out ({limit})")
+    return thread_trace_step(thread_id, turns, _turns(kept) if kept else None, notes)
