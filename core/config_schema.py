@@ -284,7 +284,7 @@ class LimitsSection(StrictModel):
 
 class ThreadsSection(StrictModel):
     """Conversations: a thread keeps its newest ``max_turns`` turns; a prompt carries the newest
-    turns that fit in ``max_chars``."""
+    turns that fit in ``max_chars``, an answer too long for the room left shortened (``graphs.turns``)."""
 
     max_turns: int = Field(default=20, ge=2, le=1000)
     max_chars: int = Field(default=24_000, ge=1000, le=1_000_000)

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.errors import ConfigError, ProviderUnavailable
 from core.redact import redact, redact_data, register_dsn
-from graphs.delegation.history import THREAD_ID_PATTERN
+from graphs.turns import THREAD_ID_PATTERN
 from providers.base import TraceStep
 
 if TYPE_CHECKING:

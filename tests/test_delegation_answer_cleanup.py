@@ -80,7 +80,8 @@ async def test_labels_stored_before_the_fix_are_not_shown_to_the_model_again(mak
 
 
 def test_only_a_label_naming_a_model_is_taken_off() -> None:
-    from graphs.delegation.history import Turn, label_names, strip_label  # (new with the fix)
+    from graphs.delegation.history import label_names, strip_label
+    from graphs.turns import Turn  # (new with the fix)
 
     names = label_names([Turn(n=2, role="assistant", model="gemini-2.5-flash-lite", content="x")], "local", "fake")
     assert strip_label("[Gemini-2.5-flash-lite]: Hi", names) == "Hi"

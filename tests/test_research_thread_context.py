@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from graphs.delegation.history import Turn
 from graphs.research.action import PLAN_CONTEXT_CHARS, ResearchInput, _thread_context
+from graphs.turns import Turn
 
 SHORTENED_MARK = " [shortened]"  # graphs.research.thread_context.SHORTENED_MARK
 
@@ -62,7 +62,7 @@ def test_turns_that_fit_stay_whole_the_next_answer_fills_the_rest_and_older_ones
 
 
 def test_the_newest_exchange_first_then_older_turns_in_what_is_left() -> None:
-    from graphs.research.thread_context import fit
+    from graphs.turns import fit
 
     turns = [Turn(n=1, role="user", content="old question"),
              Turn(n=2, role="assistant", model="research", content=long_report()),
@@ -80,7 +80,7 @@ def test_the_newest_exchange_first_then_older_turns_in_what_is_left() -> None:
 
 
 def test_the_question_is_kept_when_its_answer_has_no_room_even_shortened() -> None:
-    from graphs.research.thread_context import fit
+    from graphs.turns import fit
 
     turns = [Turn(n=1, role="user", content=QUESTION), Turn(n=2, role="assistant", content="y" * 3000)]
     fitted = fit(turns, len(QUESTION) + 20)
@@ -89,8 +89,8 @@ def test_the_question_is_kept_when_its_answer_has_no_room_even_shortened() -> No
 
 
 def test_an_answer_without_in_short_is_cut_at_a_sentence_or_word_end() -> None:
-    from graphs.research.thread_context import SHORTENED_MARK as MARK
-    from graphs.research.thread_context import shorten
+    from graphs.turns import SHORTENED_MARK as MARK
+    from graphs.turns import shorten
 
     assert MARK == SHORTENED_MARK
     answer = "First sentence here. " * 20

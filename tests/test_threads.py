@@ -229,7 +229,41 @@ async def test_a_long_thread_is_cut_to_max_chars_and_the_trace_says_which(make_c
            "input": {"task": "go on", "kind": "critical", "thread_id": THREAD, "history": history}}
     result = await dispatch(job, make_context(FunctionLLM(answer), config=cfg))
     assert result["status"] == "COMPLETED", result["error"]
-    assert [m.content[:6] for m in seen[0][1:-1]] == ["turn 5", "turn 6"]
+    # 5-6 whole (800), turn 4 shortened into the 200 left, turn 3 (400) left out
+    assert [m.content[:6] for m in seen[0][1:-1]] == ["turn 4", "turn 5", "turn 6"]
+    assert seen[0][1].content.endswith("… [shortened]") and len(seen[0][1].content) == 200
     step = next(s for s in result["trace"] if s["step"] == "thread")
-    assert step["detail"] == (f"thread {THREAD}: turns 5-6 in the prompt; turns 1-2 dropped earlier (threads.max_turns);"
-                              " turns 3-4 left out (threads.max_chars=1000)")
+    assert step["detail"] == (f"thread {THREAD}: turns 4-6 in the prompt; turns 1-2 dropped earlier (threads.max_turns);"
+                              " turn 4 shortened to 200 of 400 characters (threads.max_chars=1000);"
+                              " turn 3 left out (threads.max_chars=1000)")
+
+
+async def test_a_follow_up_to_an_answer_longer_than_max_chars_keeps_the_question_and_the_answer_shortened(
+        make_context: Any) -> None:
+    # the newest answer alone was over threads.max_chars: the whole exchange was left out, and
+    # "go on" reached the model with no conversation at all
+    from core.config import ThreadsSection, load_config
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "config.yaml")
+    cfg = cfg.model_copy(update={"threads": ThreadsSection(max_turns=10, max_chars=1000)})
+    seen: list[list[Message]] = []
+
+    def answer(messages: list[Message], config: LLMConfig) -> str:
+        seen.append(messages)
+        return "short answer"
+
+    long_answer = "A circuit breaker stops calls to a failing provider.\n\n```python\n" + "x = 1\n" * 400 + "```\n"
+    history = [{"n": 1, "role": "user", "content": "Write a circuit breaker in Python."},
+               {"n": 2, "role": "assistant", "model": "model-x", "content": long_answer}]
+    job = {"project": "swarm", "action": "delegate",
+           "input": {"task": "go on", "kind": "critical", "thread_id": THREAD, "history": history}}
+    result = await dispatch(job, make_context(FunctionLLM(answer), config=cfg))
+    assert result["status"] == "COMPLETED", result["error"]
+    question, earlier = seen[0][1], seen[0][2]
+    assert (question.role, question.content) == ("user", "Write a circuit breaker in Python.")
+    assert earlier.role == "assistant" and earlier.content.startswith("A circuit breaker stops calls to a failing provider.")
+    assert earlier.content.endswith("[shortened]") and len(question.content) + len(earlier.content) <= 1000
+    step = next(s for s in result["trace"] if s["step"] == "thread")
+    assert step["detail"] == (f"thread {THREAD}: turns 1-2 in the prompt;"
+                              f" turn 2 shortened to {len(earlier.content)} of {len(long_answer)} characters"
+                              " (threads.max_chars=1000)")

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from core.errors import AllProvidersFailed, InputError
 from core.rules import MAX_NAME_CHARS, Tier, not_blank
 from graphs.context import JobContext
-from graphs.delegation.history import THREAD_ID_PATTERN, Turn, history_step, window
+from graphs.turns import THREAD_ID_PATTERN, Turn, fit, thread_step
 
 
 class DelegateInput(BaseModel):
@@ -52,8 +52,11 @@ async def delegate(inp: DelegateInput, ctx: JobContext) -> dict[str, Any]:
     graph = providers.memo(("graph:delegation", id(ctx.checkpointer)),
                            lambda: build_graph(providers.llm, lean_checkpointer(ctx)))
     await ctx.progress("route", f"{inp.kind}: primary {route.primary}, reviewer {route.reviewer or 'none'}", None)
-    kept, left_out = window(inp.history, config.threads.max_chars)
-    opening = [history_step(inp.thread_id, inp.history, kept, left_out, config.threads.max_chars)] if inp.thread_id else []
+    # a turn kept whole goes as stored (code, lines); one too long for what is left is shortened
+    fitted = fit(inp.history, config.threads.max_chars, whole=str)
+    kept = [t.model_copy(update={"content": text}) if shortened else t for t, text, shortened in fitted.kept]
+    limit = f"threads.max_chars={config.threads.max_chars}"
+    opening = [thread_step(inp.thread_id, inp.history, fitted, limit)] if inp.thread_id else []
     try:
         state = await run_graph(graph, {
             "task": inp.task,

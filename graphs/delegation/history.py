@@ -1,7 +1,7 @@
-"""A thread's earlier turns in a delegation prompt: which model said what, newest turns first kept.
+"""A thread's earlier turns in a delegation prompt: which model said what.
 
-The door sends the thread's stored turns in the job input (``history``); this module cuts them to
-``threads.max_chars`` (oldest left out first) and writes them as chat messages. Who wrote each
+The door sends the thread's stored turns in the job input (``history``); ``graphs.turns.fit`` keeps
+the newest within ``threads.max_chars``, and this module writes them as chat messages. Who wrote each
 earlier answer is said once, in the system prompt (``history_note``), never inside the answer: a
 label opening an answer (``[local]: ...``) is text a model copies, small local ones above all, so
 it came back in the new answer and was stored in the thread, growing turn by turn. For the same
@@ -12,14 +12,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from graphs.turns import Turn
+from providers.base import Message
 
-from providers.base import Message, TraceStep
-
-#: a thread id as ``swarm.threads`` mints it
-THREAD_ID_PATTERN = r"^thr-[0-9a-f]{32}$"
 HISTORY_NOTE = (
     "Earlier turns of this conversation follow as messages; you may be a different model than the one "
     "that wrote the earlier answers. Continue the conversation."
@@ -28,30 +24,6 @@ HISTORY_NOTE = (
 UNKNOWN_MODEL = "unknown model"
 #: ``[name]:`` at the start of a text (with any spaces, and the bold markers a model may add)
 _LABEL = re.compile(r"\A\s*(?:\*\*)?\[([^\]\n]{1,128})\](?:\*\*)?\s*:(?:\*\*)?[ \t]*")
-
-
-class Turn(BaseModel):
-    """One stored turn: the user's message or a model's answer (``model`` names who wrote it)."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    n: int = Field(ge=1)
-    role: Literal["user", "assistant"]
-    model: str | None = Field(default=None, max_length=128)
-    content: str
-
-
-def window(turns: list[Turn], max_chars: int) -> tuple[list[Turn], list[Turn]]:
-    """(the newest turns whose text fits in ``max_chars``, the older ones left out)."""
-    kept: list[Turn] = []
-    used = 0
-    for turn in reversed(turns):
-        if used + len(turn.content) > max_chars:
-            break
-        kept.append(turn)
-        used += len(turn.content)
-    kept.reverse()
-    return kept, turns[: len(turns) - len(kept)]
 
 
 def label_names(turns: Iterable[Turn], *more: str | None) -> set[str]:
@@ -90,24 +62,3 @@ def transcript(turns: list[Turn]) -> str:
     names = label_names(turns)
     return "\n".join(f"user: {t.content}" if t.role == "user" else f"{t.model or 'model'}: {strip_label(t.content, names)}"
                      for t in turns)
-
-
-def _numbers(turns: list[Turn]) -> str:
-    return f"{turns[0].n}-{turns[-1].n}" if len(turns) > 1 else str(turns[0].n)
-
-
-def history_step(thread_id: str, turns: list[Turn], kept: list[Turn], left_out: list[Turn],
-                 max_chars: int) -> dict[str, Any]:
-    """The ``thread`` trace step: which turns the prompt carries and which were dropped, and why."""
-    left = [f"turns {_numbers(left_out)} left out (threads.max_chars={max_chars})"] if left_out else []
-    return thread_trace_step(thread_id, turns, f"turns {_numbers(kept)}" if kept else None, left)
-
-
-def thread_trace_step(thread_id: str, turns: list[Turn], kept: str | None, notes: list[str]) -> dict[str, Any]:
-    """The ``thread`` trace step of a prompt carrying ``kept`` (``"turns 5-6"``; ``None``: no earlier
-    turn), the turns the store dropped before (``threads.max_turns``), then ``notes`` (what the
-    caller's own budget cut)."""
-    parts = [f"thread {thread_id}: " + (f"{kept} in the prompt" if kept else "no earlier turns")]
-    if turns and turns[0].n > 1:
-        parts.append(f"turns 1-{turns[0].n - 1} dropped earlier (threads.max_turns)")
-    return TraceStep(step="thread", kind="node", provider="graph", detail="; ".join(parts + notes)).model_dump()

@@ -16,9 +16,10 @@ from typing import Any
 
 from core.errors import AllProvidersFailed, SwarmError
 from graphs.delegation import prompts
-from graphs.delegation.history import Turn, label_names, strip_label
+from graphs.delegation.history import label_names, strip_label
 from graphs.delegation.state import DelegationState
 from graphs.progress import emit, model_progress
+from graphs.turns import Turn
 from providers.base import LLMConfig, LLMProvider, LLMResponse, Message, TraceStep, listen_to_attempts
 
 Node = Callable[[DelegationState], Awaitable[dict[str, Any]]]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from graphs.delegation.history import Turn, history_note, transcript
+from graphs.delegation.history import history_note, transcript
 from graphs.delegation.history import messages as history_messages
+from graphs.turns import Turn
 from providers.base import Message
 
 PRIMARY_SYSTEM = {

@@ -13,10 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from core.errors import AllProvidersFailed, BudgetExceeded, InputError
 from core.rules import MAX_NAME_CHARS, not_blank
 from graphs.context import JobContext
-from graphs.delegation.history import THREAD_ID_PATTERN, Turn
 from graphs.research.citations import cited_passages
 from graphs.research.numbering import number_by_citation
-from graphs.research.thread_context import context_text, fit, thread_step
+from graphs.turns import THREAD_ID_PATTERN, Turn, context_text, fit, thread_step
 from providers.base import Configurable, SearchProvider, SelectableSearch
 
 #: characters of a thread's earlier turns the planner sees (a follow-up's "it" resolves against them)

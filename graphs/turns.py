@@ -1,21 +1,40 @@
-"""A research follow-up's view of its thread: the earlier turns the planner reads, within a budget.
+"""A thread's earlier turns in a prompt, within a budget: what research and delegation share.
 
-A follow-up such as "How long does it stay open?" is searched for what "it" was, so the planner
-must see the earlier question even when the earlier report is longer than the whole budget. The
-turns are taken newest first: a turn that fits is kept whole; an answer that does not is
-shortened (a research report to its "## In short" section, else its first sentences, cut at a
-sentence or word end and marked ``[shortened]``) after room is kept for the question it answers;
-a turn that does not fit even shortened is left out. The ``thread`` trace step says which turns
-the prompt carries whole, which shortened and which were left out, and under which limit.
+The door sends the thread's stored turns in the job input (``history``). The turns are taken
+newest first: a turn that fits is kept whole; an answer that does not is shortened (a research
+report to its "## In short" section, else its first sentences, cut at a sentence or word end and
+marked ``[shortened]``) after room is kept for the question it answers; a turn that does not fit
+even shortened is left out, with every older one. A follow-up such as "How long does it stay
+open?" is only answerable with the earlier question in the prompt, so a long answer before it no
+longer takes the whole exchange out. The ``thread`` trace step says which turns the prompt carries
+whole, which shortened and which were left out, and under which limit.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-from graphs.delegation.history import Turn, thread_trace_step
+from pydantic import BaseModel, ConfigDict, Field
+
+from providers.base import TraceStep
+
+#: a thread id as ``swarm.threads`` mints it
+THREAD_ID_PATTERN = r"^thr-[0-9a-f]{32}$"
+
+
+class Turn(BaseModel):
+    """One stored turn: the user's message or a model's answer (``model`` names who wrote it)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    n: int = Field(ge=1)
+    role: Literal["user", "assistant"]
+    model: str | None = Field(default=None, max_length=128)
+    content: str
+
 
 #: how a shortened turn ends in the planner's prompt
 SHORTENED_MARK = " [shortened]"
@@ -37,6 +56,7 @@ class Fitted:
 
 
 def flat(text: str) -> str:
+    """``text`` with its whitespace collapsed to single spaces."""
     return " ".join(text.split())
 
 
@@ -72,15 +92,17 @@ def shorten(content: str, limit: int) -> str:
     return head.rstrip(" ,;:") + "…" + SHORTENED_MARK
 
 
-def fit(turns: list[Turn], max_chars: int) -> Fitted:
-    """The newest turns within ``max_chars`` characters (whitespace collapsed, as the prompt has them).
+def fit(turns: list[Turn], max_chars: int, whole: Callable[[str], str] = flat) -> Fitted:
+    """The newest turns within ``max_chars`` characters, each counted as ``whole`` writes it (by
+    default whitespace collapsed, as the planner's prompt has them; ``str`` keeps a turn as stored,
+    code and lines intact, as a delegation prompt sends it).
 
     A turn that fits is kept whole. An answer that does not is shortened to the room left once the
     question before it (kept whole when that fits) is counted; a question that does not fit is
     shortened too. A turn with too little room even shortened is left out, and so is every older
     one, except the question of a left-out answer when that question fits whole.
     """
-    texts = [flat(t.content) for t in turns]
+    texts = [whole(t.content) for t in turns]
     chosen: dict[int, tuple[str, bool]] = {}
     room = max_chars
     i = len(turns) - 1
@@ -135,3 +157,13 @@ def thread_step(thread_id: str, turns: list[Turn], fitted: Fitted, limit: str) -
     if fitted.left_out:
         notes.append(f"{_turns([t.n for t in fitted.left_out])} left out ({limit})")
     return thread_trace_step(thread_id, turns, _turns(kept) if kept else None, notes)
+
+
+def thread_trace_step(thread_id: str, turns: list[Turn], kept: str | None, notes: list[str]) -> dict[str, Any]:
+    """The ``thread`` trace step of a prompt carrying ``kept`` (``"turns 5-6"``; ``None``: no earlier
+    turn), the turns the store dropped before (``threads.max_turns``), then ``notes`` (what the
+    caller's own budget cut)."""
+    parts = [f"thread {thread_id}: " + (f"{kept} in the prompt" if kept else "no earlier turns")]
+    if turns and turns[0].n > 1:
+        parts.append(f"turns 1-{turns[0].n - 1} dropped earlier (threads.max_turns)")
+    return TraceStep(step="thread", kind="node", provider="graph", detail="; ".join(parts + notes)).model_dump()
