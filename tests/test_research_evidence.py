@@ -17,9 +17,10 @@ from test_research_graph import Script, _context
 from core.errors import InputError
 from graphs.research.action import ResearchInput, research
 from graphs.research.citations import check_citations, cited_passages
-from graphs.research.extractive import extractive_report, flatten
+from graphs.research.extractive import extractive_report
 from graphs.research.grounding import ground
 from graphs.research.passages import snippet_passage, split_passages
+from graphs.research.quoting import flatten
 from providers.search.chain import SearchChain
 from providers.testing import FakeSearch, FunctionLLM
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 import re
 
 from graphs.research.citations import CITE_MARKER, marker_ids, split_sentences
-from graphs.research.extractive import NO_ANSWER, NO_SHORT_ANSWER, extractive_report, flatten, opening_floor
+from graphs.research.extractive import NO_ANSWER, NO_SHORT_ANSWER, extractive_report
 from graphs.research.grounding import ground
 from graphs.research.nodes import parse_plan
 from graphs.research.passages import split_passages
 from graphs.research.queries import junk_form, junk_reason, useful_sub_queries
+from graphs.research.quoting import flatten, opening_floor
 
 QUESTION = "Which queue types does Tinyq provide, and does it need a C compiler?"
 TINYQ = (

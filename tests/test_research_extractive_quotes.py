@@ -5,9 +5,10 @@ question."""
 
 from __future__ import annotations
 
-from graphs.research.extractive import NO_ANSWER, extractive_report, flatten, opening_floor, quotable_snippet
+from graphs.research.extractive import NO_ANSWER, extractive_report
 from graphs.research.grounding import ground
 from graphs.research.passages import content_stems, snippet_passage, split_passages, stem
+from graphs.research.quoting import flatten, opening_floor, quotable_snippet
 
 RUNPOD = (
     "# RunPod Serverless: jobs, states and limits\n\n"

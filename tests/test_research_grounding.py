@@ -10,9 +10,10 @@ from typing import Any
 from test_research_graph import Script, _context, _local_chain, _node_steps
 
 from graphs.research.action import ResearchInput, research
-from graphs.research.extractive import _cite, extractive_report
+from graphs.research.extractive import extractive_report
 from graphs.research.grounding import drop_repeats, ground
 from graphs.research.passages import bm25_scores, sentences_of, split_passages
+from graphs.research.quoting import cite
 from graphs.research.writing import CHECK_RULE, NOTHING_SUPPORTED
 from providers.base import LLMConfig, LLMResponse, Message
 from providers.testing import FakeLLM, FunctionLLM
@@ -329,7 +330,7 @@ def test_a_sentence_copied_from_its_passage_is_always_supported():
     for name in REAL_DOCS:
         for passage in split_passages((CORPUS / name).read_text(encoding="utf-8")):
             for sentence in sentences_of(passage["text"]):
-                for copy in (f"{sentence} [1]", _cite(sentence, 1)):
+                for copy in (f"{sentence} [1]", cite(sentence, 1)):
                     result = ground(copy, {1: [passage]})
                     assert not result.unsupported, (name, copy, result.unsupported)
                     checked += result.factual
@@ -364,7 +365,7 @@ def test_a_verbatim_quote_of_code_or_links_is_no_loop():
 def test_every_real_sentence_copied_with_its_citation_survives_the_repeat_check():
     for name in REAL_DOCS:
         for passage in split_passages((CORPUS / name).read_text(encoding="utf-8")):
-            lines = [f"- {_cite(s, 1)}" for s in dict.fromkeys(sentences_of(passage["text"]))]
+            lines = [f"- {cite(s, 1)}" for s in dict.fromkeys(sentences_of(passage["text"]))]
             _, dropped = drop_repeats("\n".join(lines), {1: [passage]})
             assert not [d for d in dropped if d["reason"] == "repeats one phrase over and over"], (name, dropped)
 

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from graphs.research.citations import CITE_MARKER, marker_ids, normalize_report, split_sentences
-from graphs.research.extractive import flatten
 from graphs.research.grounding import ground, normalise
 from graphs.research.passages import Passage, bm25_scores, sentences_of, split_passages
+from graphs.research.quoting import flatten
 
 _CODE = re.compile(r"```.*?(?:```|\Z)", re.DOTALL)
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s")

@@ -150,7 +150,7 @@ def split_passages(text: str, max_chars: int = MAX_PASSAGE_CHARS) -> list[Passag
 
     A passage that starts inside a fenced code block (a blank line in the code split it from its
     opening fence) says so: ``code_open: True``, and ``code_fence`` is that block's opening mark
-    (a closing ``~~~`` or four-backtick fence only closes its own kind); ``extractive.flatten``
+    (a closing ``~~~`` or four-backtick fence only closes its own kind); ``quoting.flatten``
     reads its first lines as code.
     """
     passages = _split(text, max_chars)

@@ -1,0 +1,94 @@
+"""The extractive report's opening ("In short"): the best sentence of each of the top passages
+for the question, from the sources on its subject, each carrying the ``[n]`` of its source; none
+that says fewer of the question's words than ``opening_floor`` asks (then the report says that no
+sentence of the sources answers the question on its own).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from graphs.research.grounding import normalise
+from graphs.research.passages import content_stems, query_terms, sentences_of
+from graphs.research.quoting import MAX_QUOTE_CHARS, cite, opening_floor, ranked, said_terms, with_lead
+
+OPENING_SENTENCES = 2
+#: a source opens the report only when it says this share of what the best one says of the question
+ON_SUBJECT_SHARE = 0.7
+
+
+def opening(question: str, pool: Sequence[tuple[int, str]], used: set[str], headings: Sequence[str] = ()) -> list[str]:
+    """The best sentence of each of the top passages for the whole question, other sources
+    first, then, while there is room, another sentence of those passages that holds words of the
+    question the opening lacks (a question of two parts answered by one passage); none that
+    shares fewer than ``opening_floor`` of its words (then the report says the sources found do
+    not answer it, and still quotes what they say under each search).
+
+    A passage's heading counts with its sentences (the sentence under "Circuit breakers" that
+    says "closes the circuit" answers "what does a circuit breaker do"), in ranking the passages and
+    in the words a sentence shares with the question, for a sentence that says one of them itself."""
+    terms = query_terms(question)
+    floor = opening_floor(set(content_stems(question)))
+    titled = [f"{headings[i]}. {text}" if i < len(headings) and headings[i] else text for i, (_, text) in enumerate(pool)]
+    best_first = [i for i, _ in ranked(question, [(sid, text) for (sid, _), text in zip(pool, titled, strict=True)])]
+    on_subject = _on_subject(question, pool, titled)
+    by_source: dict[int, int] = {}
+    for i in best_first:
+        if pool[i][0] in on_subject:
+            by_source.setdefault(pool[i][0], i)
+    picks = list(by_source.values())[:OPENING_SENTENCES] or best_first[:OPENING_SENTENCES]
+
+    def says(i: int, sentence: str) -> set[str]:
+        own = said_terms(sentence, terms)
+        heading = headings[i] if i < len(headings) else ""
+        return own | said_terms(heading, terms) if own and heading else own
+
+    chosen: list[tuple[int, list[str], set[str]]] = []
+    more: list[tuple[int, list[str], set[str]]] = []  # the other sentences of the picked passages that reach the floor
+    for i in picks:
+        sid, text = pool[i]
+        sentences = sentences_of(text)
+        fit = [(k, says(i, s)) for k, s in enumerate(sentences) if normalise(s) not in used and len(s) <= MAX_QUOTE_CHARS]
+        fit = sorted(((k, w) for k, w in fit if len(w) >= floor), key=lambda f: (-len(f[1]), len(sentences[f[0]])))
+        chosen += [(sid, with_lead(sentences, k, used), w) for k, w in fit[:1]]
+        more += [(sid, with_lead(sentences, k, used), w) for k, w in fit[1:]]
+    covered = {t for _, _, w in chosen for t in w}
+    for sid, quote, words in more:
+        if len(chosen) < OPENING_SENTENCES and words - covered:
+            _add_to_opening(chosen, sid, quote, words)
+            covered |= words
+    used.update(normalise(s) for _, quote, _ in chosen for s in quote)
+    return [" ".join(cite(s, sid) for s in quote) for sid, quote, _ in chosen]
+
+
+def _on_subject(question: str, pool: Sequence[tuple[int, str]], texts: Sequence[str]) -> set[int]:
+    """The sources whose passages say, between them, the question's rarer words nearly as well as
+    the source that says most of them (``ON_SUBJECT_SHARE`` of its weight, each word weighing its
+    inverse source frequency): the opening quotes only those. The top passage of each of the first
+    two sources in BM25's order opened the report, and the second was often another library's
+    README that shares "python", "library" and "install" with the question and is about something
+    else (the research quality bench: 6 of 19 opening sentences cited no gold source)."""
+    words = set(content_stems(question))
+    said: dict[int, set[str]] = {}
+    for (sid, _), text in zip(pool, texts, strict=True):
+        said.setdefault(sid, set()).update(words & set(content_stems(text)))
+    n = len(said)
+    weight = {w: math.log(1 + (n - df + 0.5) / (df + 0.5)) for w in words if (df := sum(w in s for s in said.values()))}
+    cover = {sid: sum(weight[w] for w in ws) for sid, ws in said.items()}
+    best = max(cover.values(), default=0.0)
+    return {sid for sid, c in cover.items() if c >= ON_SUBJECT_SHARE * best}
+
+
+def _add_to_opening(chosen: list[tuple[int, list[str], set[str]]], sid: int, quote: list[str], words: set[str]) -> None:
+    """Add ``quote`` to the opening: a sentence whose lead (``with_lead``) ends a quote there
+    already goes on in that quote; a lead quoted elsewhere is not quoted again."""
+    lead = normalise(quote[0]) if len(quote) > 1 else None
+    for i, (other_sid, other, other_words) in enumerate(chosen):
+        if lead is not None and other_sid == sid and normalise(other[-1]) == lead:
+            chosen[i] = (sid, [*other, *quote[1:]], other_words | words)
+            return
+    if lead is not None and any(normalise(s) == lead for _, other, _ in chosen for s in other):
+        quote = quote[1:]
+    chosen.append((sid, quote, words))
+

@@ -1,0 +1,205 @@
+"""Passage text as quotable sentences and quotes, for the extractive report (``extractive.py``)
+and its opening (``opening.py``): a passage flattened to one line of prose, a search snippet cut to
+its whole sentences, a quote trimmed to the best run of sentences that fits ``MAX_QUOTE_CHARS``,
+each sentence cited with the ``[n]`` of its source; passages ranked with BM25 for a query, and how
+many of its words a sentence must say to answer it (``opening_floor``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from graphs.research.grounding import normalise
+from graphs.research.passages import bm25_scores, content_stems, sentences_of
+
+#: a quoted passage is trimmed to the best run of sentences that fits this
+MAX_QUOTE_CHARS = 600
+_LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
+_HEADING = re.compile(r"^\s{0,3}#{1,6}(?:\s|$)")
+#: a line that only underlines or overlines a heading (Markdown's setext ``===`` and ``---``, RST's
+#: marks), or a Markdown thematic break; fences (``~~~``, backticks) are read before this
+_UNDERLINE = re.compile(r"^([=\-^*+#_])\1{2,}$")
+#: a code fence line: its mark and the rest of the line (an info string, or nothing on a close)
+_FENCE = re.compile(r"^[ ]{0,3}(`{3,}|~{3,})(.*)$")
+#: what marks a snippet's sentence as code or table cells flattened onto one line by the search engine
+_FLAT_CODE = re.compile(r"`{3}|~{3}|\s\|\s")
+#: a fenced code block flattened into a line, or a URL: no words a sentence says
+_LINK_OR_CODE = re.compile(r"(`{3,}|~{3,}).*?(?:\1|$)|\b[a-z][a-z0-9+.-]*://\S+")
+#: where an over-long sentence may be cut: after . ; ! or ? and a space, whatever follows
+_CLAUSE_END = re.compile(r"(?<=[.;!?])\s+")
+#: linked images (``[![PyPI](...)](...)``) and bare images at the start of a sentence
+_BADGES = re.compile(r"^(?:(?:\[!\[[^\]]*\]\([^)\s]*\)\]\([^)\s]*\)|!\[[^\]]*\]\([^)\s]*\))\s*)+")
+#: a sentence that starts by pointing back ("This means that...", "However, ...", "It's a ...")
+#: reads as an answer only after the sentence before it: quoted alone, it dangles
+_POINTS_BACK = re.compile(r"^(?:this|that|these|those|thus|therefore|hence|however|instead|otherwise|also|"
+                          r"furthermore|moreover|but|and|so|it|its|they|their|such|then)\b(?!\s*[:=(.])", re.IGNORECASE)
+
+
+def flatten(text: str, code_fence: str | None = None) -> str:
+    """A passage as one line of prose: headings, list markers and table rows off, list items ended.
+
+    A heading inside a passage (an ATX ``## ...`` line, or a line underlined with ``===`` or
+    ``---`` as setext Markdown and RST write one) is left out and the text before it ended: joined
+    to the next paragraph, "Results and traces Every job result carries..." reads as one sentence.
+    Lines inside a fenced code block are code: a ``# comment`` there is no heading.
+
+    A table row (a line starting with ``|``) is no sentence: its cells joined would be quoted as
+    one, cited, and read as prose.
+
+    A passage that ends inside a fenced code block gets that block's closing fence (an unclosed
+    fence in a quote turns the rest of the report, Sources included, into code).
+
+    ``code_fence``: the passage starts inside a fenced code block opened by this mark
+    (``split_passages`` says so); it gets the opening fence it lacks (the block's own mark, so
+    that its closing fence closes it), and its first lines read as code, not as an uncited sentence.
+    """
+    out = code_fence or ""
+    fence = code_fence  # the mark of the code block the line is in; None in prose
+    heading_from: int | None = None  # where the last prose line starts in ``out``, if it may be a heading
+    for raw in text.splitlines():
+        line = raw.strip()
+        after = _fence_after(fence, raw)
+        if fence is not None or after is not None:  # code, or a fence line
+            fence, heading_from = after, None
+            out = f"{out} {line}" if out and line else out or line
+            continue
+        if not line or line.startswith("|"):
+            heading_from = None
+            continue
+        if _HEADING.match(line) or _UNDERLINE.match(line):
+            if _UNDERLINE.match(line) and heading_from is not None:
+                out = out[:heading_from].rstrip()  # the line above it was a heading
+            out, heading_from = _ended(out), None
+            continue
+        item = _LIST_ITEM.match(line)
+        if item:
+            line = line[item.end():]
+            out = _ended(out)
+        heading_from = len(out)
+        out = f"{out} {line}" if out else line
+    if fence is not None:  # the passage ends inside a code block: closed here, or the quote's
+        out += f" {fence}"  # open fence would swallow the rest of the report, Sources included
+    elif out.count("```") % 2:  # a fence inside a line (a snippet flattened by the search engine)
+        out += " ```"
+    return " ".join(out.split())
+
+
+def _fence_after(fence: str | None, line: str) -> str | None:
+    """The open code fence after ``line``, given the one before it (``None``: prose): a backtick
+    fence's info string holds no backtick, and a close is a bare mark of the same kind, as long."""
+    found = _FENCE.match(line)
+    if not found:
+        return fence
+    mark, rest = found.group(1), found.group(2)
+    if fence is None:
+        return mark if mark[0] == "~" or "`" not in rest else None
+    return None if mark[0] == fence[0] and len(mark) >= len(fence) and not rest.strip() else fence
+
+
+def _ended(text: str) -> str:
+    """``text`` ended as a sentence, so the next line does not run into it."""
+    return f"{text}." if text and text[-1] not in ".!?:;" else text
+
+
+def quotable_snippet(snippet: str, title: str = "") -> str:
+    """The whole sentences of a search snippet, the rest left out.
+
+    A snippet is the search engine's cut of a page: it may begin and end mid-sentence (marked
+    ``…``), begin with the page's title run into its first paragraph ("runpod-swarm: project
+    overview runpod-swarm is a modular..."), and hold code or table cells flattened onto one line.
+    Quoted, each of those reads as a garbled sentence, yet counts as supported (the snippet holds it).
+    """
+    text = " ".join(snippet.split())
+    if title and text.startswith(f"{title} "):
+        text = text[len(title) + 1:]
+    sentences = sentences_of(text)
+    if sentences and sentences[0].startswith("…"):
+        sentences = sentences[1:]
+    if sentences and sentences[-1].endswith("…"):
+        sentences = sentences[:-1]
+    return " ".join(s for s in sentences if not _FLAT_CODE.search(s))
+
+
+def cite(sentence: str, source_id: int) -> str:
+    """``sentence`` with ``[n]`` before its final punctuation; one that does not end with
+    ``.``, ``!`` or ``?`` (cut short, a link target, code) gets a full stop after the marker,
+    so the sentence splitter never joins it to the next quote. Badges it starts with (a README's
+    first line of linked images, which the splitter joins to the sentence after them) are left out:
+    they say nothing."""
+    sentence = _BADGES.sub("", sentence.strip()) or sentence.strip()
+    if sentence[-1:] in ".!?":
+        return f"{sentence[:-1]} [{source_id}]{sentence[-1]}"
+    return f"{sentence.rstrip(',;:')} [{source_id}]."
+
+
+def _hits(sentence: str, terms: set[str]) -> int:
+    return len(terms & set(content_stems(sentence)))
+
+
+def said_terms(text: str, terms: set[str]) -> set[str]:
+    """The ``terms`` that ``text`` says in words: not in a link target or a fenced code block
+    ("library" in ``docs.python.org/library/pyexpat.html`` is no word of the sentence)."""
+    return terms & set(content_stems(_LINK_OR_CODE.sub(" ", text)))
+
+
+def trim(sentences: Sequence[str], terms: set[str], used: set[str] | frozenset[str] = frozenset()) -> list[str]:
+    """The run of consecutive sentences with most query terms that fits ``MAX_QUOTE_CHARS``.
+
+    A sentence longer than that (a run of badges, links and code the splitter found no sentence
+    end in) is read as its pieces ending at ``.``, ``;``, ``!`` or ``?``, and quoted as the part of
+    it the run holds; a piece still too long is left out: cut at a word, it would be quoted as
+    half a sentence ending in "…". Sentences in ``used`` (quoted already) are left out."""
+    pieces = [(n, p) for n, s in enumerate(sentences) if normalise(s) not in used
+              for p in ([s] if len(s) <= MAX_QUOTE_CHARS else _CLAUSE_END.split(s)) if len(p) <= MAX_QUOTE_CHARS]
+    if not pieces:
+        return []
+    best: tuple[int, int, int] = (-1, 0, 0)  # hits, -start, end
+    for start in range(len(pieces)):
+        size, end = 0, start
+        while end < len(pieces) and size + len(pieces[end][1]) <= MAX_QUOTE_CHARS:
+            size += len(pieces[end][1]) + 1
+            end += 1
+        hits = sum(_hits(p, terms) for _, p in pieces[start:end])
+        if (hits, -start) > best[:2]:
+            best = (hits, -start, end)
+    start, end = -best[1], best[2]
+    # a run that starts a sentence by pointing back, after a whole sentence that still fits: quote that one too
+    if start > 0:
+        (n_before, before), (n, first) = pieces[start - 1], pieces[start]
+        if (n_before == n - 1 and before == sentences[n_before] and sentences[n].startswith(first)
+                and _POINTS_BACK.match(first) and sum(len(p) + 1 for _, p in pieces[start - 1:end]) <= MAX_QUOTE_CHARS + 1):
+            best = (best[0], -(start - 1), end)
+    quote: dict[int, str] = {}
+    for n, piece in pieces[-best[1]:best[2]]:  # a sentence's pieces joined again: one quote, one [n]
+        quote[n] = f"{quote[n]} {piece}" if n in quote else piece
+    return list(quote.values())
+
+
+def with_lead(sentences: Sequence[str], k: int, used: set[str]) -> list[str]:
+    """Sentence ``k`` as a quote: after the sentence before it when it starts by pointing back
+    (``_POINTS_BACK``), that one is not quoted yet and both fit ``MAX_QUOTE_CHARS``."""
+    sentence = sentences[k]
+    if k and _POINTS_BACK.match(sentence):
+        before = sentences[k - 1]
+        if normalise(before) not in used and len(before) + len(sentence) < MAX_QUOTE_CHARS:
+            return [before, sentence]
+    return [sentence]
+
+
+
+def ranked(query: str, pool: Sequence[tuple[int, str]]) -> list[tuple[int, float]]:
+    """``(pool index, BM25 score)`` of each passage that shares a term with ``query``, best first."""
+    scores = bm25_scores(query, [text for _, text in pool])
+    return [(i, scores[i]) for i in sorted(range(len(pool)), key=lambda i: (-scores[i], i)) if scores[i] > 0]
+
+
+def opening_floor(words: set[str]) -> int:
+    """How many of the question's words (``content_stems``: single words, not the joined pairs
+    ``query_terms`` adds for matching) a sentence must share to open the report as its answer:
+    one for a short question (up to three words: "How does the fallback work?"), else two, and
+    30% of them, rounded up, for a long one. A passage that BM25 ranks first may share one word
+    of a long question with it and answer nothing; the joined pairs ("keepre", "asyncj") are no
+    words a sentence can be asked to hold."""
+    return 1 if len(words) <= 3 else max(2, -(-3 * len(words) // 10))
+
