@@ -13,7 +13,6 @@ whole, which shortened and which were left out, and under which limit.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -43,6 +42,8 @@ MIN_SHORTENED_CHARS = 60
 _IN_SHORT = re.compile(r"^#{1,6}\s*In short\s*#*\s*$", re.IGNORECASE | re.MULTILINE)
 _HEADING = re.compile(r"^#{1,6}\s", re.MULTILINE)
 _BULLET = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
+#: a line opening or closing a fenced code block, and its mark
+_FENCE_LINE = re.compile(r"^[ \t]{0,3}(`{3,}|~{3,})", re.MULTILINE)
 #: a sentence's end: . ! or ? (closing quotes or brackets after it) before a space or the end
 _SENTENCE_END = re.compile(r"[.!?][\"'\u201d\u2019)\]]*(?=\s|$)")
 
@@ -73,36 +74,53 @@ def summary(content: str) -> str:
     return flat(" ".join(lines)) or flat(content)
 
 
-def shorten(content: str, limit: int) -> str:
+def shorten(content: str, limit: int, keep_lines: bool = False) -> str:
     """``content``'s summary in at most ``limit`` characters, cut at the last sentence end that
     keeps half the room (else at a word end that does, with "…"), ending in ``SHORTENED_MARK``;
-    "" when ``limit`` is under ``MIN_SHORTENED_CHARS``."""
+    "" when ``limit`` is under ``MIN_SHORTENED_CHARS``.
+
+    ``keep_lines``: the answer as written instead (a delegation's code keeps its lines and
+    indentation), cut at a line end too, and a code fence the cut leaves open closed."""
     if limit < MIN_SHORTENED_CHARS:
         return ""
-    text, room = summary(content), limit - len(SHORTENED_MARK)
+    text, room = (content.strip() if keep_lines else summary(content)), limit - len(SHORTENED_MARK)
     if len(text) <= room:
-        return text + SHORTENED_MARK
+        return f"{text}\n{SHORTENED_MARK.strip()}" if keep_lines else text + SHORTENED_MARK
+    if keep_lines and (marks := [len(m.group(1)) for m in _FENCE_LINE.finditer(text)]):
+        room -= 1 + max(marks)  # for the fence that closes a cut code block
     ends = [m.end() for m in _SENTENCE_END.finditer(text[: room + 1]) if m.end() <= room]  # "3.5" is no end
+    if keep_lines:
+        ends = sorted(ends + [n for n in range(room + 1) if text[n: n + 1] == "\n"])
     if ends and ends[-1] >= room // 2:
-        return text[: ends[-1]] + SHORTENED_MARK
-    head = text[: room - 1]  # room for the "…"
-    words = head.rsplit(" ", 1)[0]
-    if len(words) >= room // 2:  # else a very long word: cut inside it
-        head = words
-    return head.rstrip(" ,;:") + "…" + SHORTENED_MARK
+        head = text[: ends[-1]]
+    else:
+        head = text[: room - 1]  # room for the "…"
+        words = re.split(r"\s(?=\S*$)", head, maxsplit=1)[0]
+        if len(words) >= room // 2:  # else a very long word: cut inside it
+            head = words
+        head = head.rstrip(" ,;:") + "…"
+    # on a line of its own after code: "``` [shortened]" would be no closing fence
+    return f"{_closed(head.rstrip())}\n{SHORTENED_MARK.strip()}" if keep_lines else head + SHORTENED_MARK
 
 
-def fit(turns: list[Turn], max_chars: int, whole: Callable[[str], str] = flat) -> Fitted:
-    """The newest turns within ``max_chars`` characters, each counted as ``whole`` writes it (by
-    default whitespace collapsed, as the planner's prompt has them; ``str`` keeps a turn as stored,
-    code and lines intact, as a delegation prompt sends it).
+def _closed(text: str) -> str:
+    """``text`` with the code fence it leaves open (an odd count of fence lines) closed."""
+    fences = [m.group(1) for m in _FENCE_LINE.finditer(text)]
+    return f"{text}\n{fences[-1]}" if len(fences) % 2 else text
+
+
+def fit(turns: list[Turn], max_chars: int, keep_lines: bool = False) -> Fitted:
+    """The newest turns within ``max_chars`` characters, each counted as the prompt has it:
+    whitespace collapsed (the planner's), or with ``keep_lines`` as stored, code and lines intact
+    (a delegation's chat messages).
 
     A turn that fits is kept whole. An answer that does not is shortened to the room left once the
-    question before it (kept whole when that fits) is counted; a question that does not fit is
-    shortened too. A turn with too little room even shortened is left out, and so is every older
-    one, except the question of a left-out answer when that question fits whole.
+    question before it is counted: whole when that fits, else shortened too, into a third of the
+    room (a model is never shown an answer without what it answered). A turn with too little room
+    even shortened is left out, and so is every older one, except the question of a left-out
+    answer when that question fits whole.
     """
-    texts = [whole(t.content) for t in turns]
+    texts = [t.content if keep_lines else flat(t.content) for t in turns]
     chosen: dict[int, tuple[str, bool]] = {}
     room = max_chars
     i = len(turns) - 1
@@ -113,14 +131,15 @@ def fit(turns: list[Turn], max_chars: int, whole: Callable[[str], str] = flat) -
             i -= 1
             continue
         question = i - 1 if turns[i].role == "assistant" and i and turns[i - 1].role == "user" else None
-        reserve = len(texts[question]) if question is not None and len(texts[question]) <= room else 0
-        short = shorten(turns[i].content, room - reserve)
+        whole = question is not None and len(texts[question]) <= room
+        reserve = 0 if question is None else len(texts[question]) if whole else max(MIN_SHORTENED_CHARS, room // 3)
+        short = shorten(turns[i].content, room - reserve, keep_lines)
         if short:
             chosen[i] = (short, True)
             room -= len(short)
             i -= 1
             continue
-        if reserve and question is not None:  # the answer left out, its question kept
+        if question is not None and len(texts[question]) <= room:  # the answer left out, its question kept
             chosen[question] = (texts[question], False)
         break
     kept = [(turns[j], *chosen[j]) for j in sorted(chosen)]
@@ -165,5 +184,5 @@ def thread_trace_step(thread_id: str, turns: list[Turn], kept: str | None, notes
     caller's own budget cut)."""
     parts = [f"thread {thread_id}: " + (f"{kept} in the prompt" if kept else "no earlier turns")]
     if turns and turns[0].n > 1:
-        parts.append(f"turns 1-{turns[0].n - 1} dropped earlier (threads.max_turns)")
+        parts.append(f"{_turns(list(range(1, turns[0].n)))} dropped earlier (threads.max_turns)")
     return TraceStep(step="thread", kind="node", provider="graph", detail="; ".join(parts + notes)).model_dump()

@@ -48,17 +48,21 @@ def test_a_3000_char_earlier_report_is_shortened_and_its_question_kept() -> None
                                          f" of 3000 characters (the planner's {PLAN_CONTEXT_CHARS} characters)")
 
 
-def test_turns_that_fit_stay_whole_the_next_answer_fills_the_rest_and_older_ones_are_left_out() -> None:
+def test_turns_that_fit_stay_whole_the_next_answer_and_its_question_share_the_rest() -> None:
     history = [{"n": n, "role": "user" if n % 2 else "assistant", "model": None if n % 2 else "model-x",
                 "content": f"turn {n} " + "x" * 393} for n in range(3, 7)]
     out = _thread_context(follow_up(history), 1000)
     lines = out["context"].splitlines()
-    assert [line[:16] for line in lines] == ["model-x: turn 4 ", "user: turn 5 xxx", "model-x: turn 6 "]
-    assert lines[1] == f"user: turn 5 {'x' * 393}" and lines[2] == f"model-x: turn 6 {'x' * 393}"  # whole
-    assert lines[0].endswith("x…" + SHORTENED_MARK) and len(lines[0]) - len("model-x: ") == 200
-    assert out["trace"][0]["detail"] == (f"thread {THREAD}: turns 4-6 in the prompt; turns 1-2 dropped earlier"
-                                         " (threads.max_turns); turn 4 shortened to 200 of 400 characters"
-                                         " (threads.max_chars=1000); turn 3 left out (threads.max_chars=1000)")
+    assert [line[:16] for line in lines] == ["user: turn 3 xxx", "model-x: turn 4 ", "user: turn 5 xxx", "model-x: turn 6 "]
+    assert lines[2] == f"user: turn 5 {'x' * 393}" and lines[3] == f"model-x: turn 6 {'x' * 393}"  # whole
+    # the 200 left: the answer shortened, and its question, which no longer fits whole, into a third
+    # (an answer is never shown without what it answered)
+    assert lines[1].endswith("x…" + SHORTENED_MARK) and len(lines[1]) - len("model-x: ") == 134
+    assert lines[0].endswith("x…" + SHORTENED_MARK) and len(lines[0]) - len("user: ") == 66
+    assert out["trace"][0]["detail"] == (f"thread {THREAD}: turns 3-6 in the prompt; turns 1-2 dropped earlier"
+                                         " (threads.max_turns); turn 3 shortened to 66 of 400 characters"
+                                         " (threads.max_chars=1000); turn 4 shortened to 134 of 400 characters"
+                                         " (threads.max_chars=1000)")
 
 
 def test_the_newest_exchange_first_then_older_turns_in_what_is_left() -> None:
@@ -99,3 +103,12 @@ def test_an_answer_without_in_short_is_cut_at_a_sentence_or_word_end() -> None:
     words = shorten("word " * 100, 100)
     assert words.endswith("word…" + SHORTENED_MARK) and len(words) <= 100
     assert shorten(answer, 10) == ""  # too little room: left out
+
+
+def test_one_turn_dropped_earlier_is_named_as_one() -> None:
+    # an odd threads.max_turns leaves a thread starting at turn 2: the trace said "turns 1-1"
+    from graphs.turns import Turn, thread_trace_step
+
+    turns = [Turn(n=2, role="assistant", model="m", content="an answer"), Turn(n=3, role="user", content="more")]
+    detail = thread_trace_step(THREAD, turns, "turns 2-3", [])["detail"]
+    assert detail == f"thread {THREAD}: turns 2-3 in the prompt; turn 1 dropped earlier (threads.max_turns)"

@@ -229,13 +229,14 @@ async def test_a_long_thread_is_cut_to_max_chars_and_the_trace_says_which(make_c
            "input": {"task": "go on", "kind": "critical", "thread_id": THREAD, "history": history}}
     result = await dispatch(job, make_context(FunctionLLM(answer), config=cfg))
     assert result["status"] == "COMPLETED", result["error"]
-    # 5-6 whole (800), turn 4 shortened into the 200 left, turn 3 (400) left out
-    assert [m.content[:6] for m in seen[0][1:-1]] == ["turn 4", "turn 5", "turn 6"]
-    assert seen[0][1].content.endswith("… [shortened]") and len(seen[0][1].content) == 200
+    # 5-6 whole (800); turn 4 and its question share the 200 left, shortened (a third for the question)
+    assert [m.content[:6] for m in seen[0][1:-1]] == ["turn 3", "turn 4", "turn 5", "turn 6"]
+    assert [len(m.content) for m in seen[0][1:3]] == [66, 134]
+    assert all(m.content.endswith("…\n[shortened]") for m in seen[0][1:3])
     step = next(s for s in result["trace"] if s["step"] == "thread")
-    assert step["detail"] == (f"thread {THREAD}: turns 4-6 in the prompt; turns 1-2 dropped earlier (threads.max_turns);"
-                              " turn 4 shortened to 200 of 400 characters (threads.max_chars=1000);"
-                              " turn 3 left out (threads.max_chars=1000)")
+    assert step["detail"] == (f"thread {THREAD}: turns 3-6 in the prompt; turns 1-2 dropped earlier (threads.max_turns);"
+                              " turn 3 shortened to 66 of 400 characters (threads.max_chars=1000);"
+                              " turn 4 shortened to 134 of 400 characters (threads.max_chars=1000)")
 
 
 async def test_a_follow_up_to_an_answer_longer_than_max_chars_keeps_the_question_and_the_answer_shortened(
@@ -262,8 +263,39 @@ async def test_a_follow_up_to_an_answer_longer_than_max_chars_keeps_the_question
     question, earlier = seen[0][1], seen[0][2]
     assert (question.role, question.content) == ("user", "Write a circuit breaker in Python.")
     assert earlier.role == "assistant" and earlier.content.startswith("A circuit breaker stops calls to a failing provider.")
-    assert earlier.content.endswith("[shortened]") and len(question.content) + len(earlier.content) <= 1000
+    assert earlier.content.endswith("\n[shortened]") and len(question.content) + len(earlier.content) <= 1000
+    # the code keeps its lines, and the fence the cut left open is closed
+    assert "```python\nx = 1\nx = 1\n" in earlier.content and earlier.content.endswith("x = 1\n```\n[shortened]")
     step = next(s for s in result["trace"] if s["step"] == "thread")
     assert step["detail"] == (f"thread {THREAD}: turns 1-2 in the prompt;"
                               f" turn 2 shortened to {len(earlier.content)} of {len(long_answer)} characters"
                               " (threads.max_chars=1000)")
+
+
+async def test_a_question_too_long_for_the_room_is_shortened_with_its_answer_not_left_out(make_context: Any) -> None:
+    # the answer took all the room and its question was left out: the model read an answer to an
+    # unseen question, in a message list opening with the assistant's turn
+    from core.config import ThreadsSection, load_config
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "config.yaml")
+    cfg = cfg.model_copy(update={"threads": ThreadsSection(max_turns=10, max_chars=1000)})
+    seen: list[list[Message]] = []
+
+    def answer(messages: list[Message], config: LLMConfig) -> str:
+        seen.append(messages)
+        return "short answer"
+
+    question = "Here is my code: " + "call(x) " * 160 + "Why does it fail?"
+    history = [{"n": 1, "role": "user", "content": question},
+               {"n": 2, "role": "assistant", "model": "model-x", "content": "It fails because the call returns early. " * 100}]
+    job = {"project": "swarm", "action": "delegate",
+           "input": {"task": "go on", "kind": "critical", "thread_id": THREAD, "history": history}}
+    result = await dispatch(job, make_context(FunctionLLM(answer), config=cfg))
+    assert result["status"] == "COMPLETED", result["error"]
+    asked, earlier, now = seen[0][1:]
+    assert [m.role for m in (asked, earlier, now)] == ["user", "assistant", "user"]
+    assert asked.content.startswith("Here is my code: call(x)") and asked.content.endswith("[shortened]")
+    assert earlier.content.startswith("It fails because the call returns early.") and earlier.content.endswith("[shortened]")
+    assert len(asked.content) + len(earlier.content) <= 1000 and now.content == "go on"
+    step = next(s for s in result["trace"] if s["step"] == "thread")
+    assert "turns 1-2 in the prompt" in step["detail"] and "turn 1 shortened" in step["detail"] and "left out" not in step["detail"]

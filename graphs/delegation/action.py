@@ -53,7 +53,7 @@ async def delegate(inp: DelegateInput, ctx: JobContext) -> dict[str, Any]:
                            lambda: build_graph(providers.llm, lean_checkpointer(ctx)))
     await ctx.progress("route", f"{inp.kind}: primary {route.primary}, reviewer {route.reviewer or 'none'}", None)
     # a turn kept whole goes as stored (code, lines); one too long for what is left is shortened
-    fitted = fit(inp.history, config.threads.max_chars, whole=str)
+    fitted = fit(inp.history, config.threads.max_chars, keep_lines=True)
     kept = [t.model_copy(update={"content": text}) if shortened else t for t, text, shortened in fitted.kept]
     limit = f"threads.max_chars={config.threads.max_chars}"
     opening = [thread_step(inp.thread_id, inp.history, fitted, limit)] if inp.thread_id else []
