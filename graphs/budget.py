@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from core.errors import AllProvidersFailed, BudgetExceeded
-from providers.base import LLMConfig, LLMResponse, Message, TraceStep
+from providers.base import LLMConfig, LLMResponse, Message, TraceStep, job_memory
 
 if TYPE_CHECKING:
     from core.config import SwarmConfig
@@ -143,7 +143,8 @@ def job_scope(
     extras[METER_KEY] = meter
     token = current_meter.set(meter)
     try:
-        yield meter
+        with job_memory():  # a model that times out is not waited for again in this job
+            yield meter
     finally:
         current_meter.reset(token)
 

@@ -108,6 +108,36 @@ def notify_attempt(event: AttemptEvent, model: str, detail: str = "") -> None:
         listener(event, model, detail)
 
 
+#: the models that gave no answer in time earlier in the running job, each with the reason said
+#: when it is passed over (``job_memory``; ``None`` outside a job)
+_timed_out: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("job_timed_out", default=None)
+
+
+@contextlib.contextmanager
+def job_memory() -> Iterator[dict[str, str]]:
+    """Within this block (one job), a model that times out is remembered, so that the job's later
+    steps go to the next model of their chain at once instead of waiting out the same timeout again
+    (a hung provider cost a delegation 60 s at the draft and 60 s more at the review)."""
+    token = _timed_out.set({})
+    try:
+        yield _timed_out.get() or {}
+    finally:
+        _timed_out.reset(token)
+
+
+def timed_out_in_job(model: str) -> str | None:
+    """Why ``model`` is not asked again in the running job (it timed out in it), else ``None``."""
+    memory = _timed_out.get()
+    return None if memory is None else memory.get(model)
+
+
+def remember_timeout(model: str, reason: str) -> None:
+    """Record that ``model`` timed out in the running job (a no-op outside one)."""
+    memory = _timed_out.get()
+    if memory is not None:
+        memory.setdefault(model, reason)
+
+
 class LLMResponse(_Frozen):
     """What a model answered, with the attempts it took to get there.
 

@@ -486,3 +486,42 @@ def test_an_input_digest_ignores_defaults_and_secrets() -> None:
     assert digest({"url": url + "aaaa1111"}) != digest({"url": url.replace("cat", "dog") + "aaaa1111"})
     assert digest({"url": url + "a", "scale": 4}) != digest({"url": url + "a", "scale": 2})
 
+
+
+async def test_a_model_that_timed_out_is_not_waited_for_again_in_the_same_job() -> None:
+    """DeepSeek accepting connections and never answering cost a delegation its timeout at the
+    draft and again at the review (126 s for "Say hi." with a 60 s timeout); the review now goes to
+    the next model at once, and the trace says why."""
+    from fake_openai import Behaviour, FakeOpenAI
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from core.config import SwarmConfig
+    from graphs.context import JobContext, Providers
+    from providers.circuit import CircuitBoard
+    from providers.llm.router import build_llm_router
+
+    with FakeOpenAI() as server:
+        server.script("ds", Behaviour.hang(30))
+        base = f"{server.url}/v1"
+        cfg = SwarmConfig.model_validate({
+            "providers": {"llm": {"default": "deepseek-chat", "fallback_chain": ["deepseek", "local"],
+                                  "tiers": {t: ["deepseek-chat"] for t in ("fast", "balanced", "premium")}}},
+            "models": {"deepseek-chat": {"family": "deepseek", "litellm_model": "openai/ds", "api_base": base, "timeout_s": 1},
+                       "local": {"family": "local", "litellm_model": "openai/small", "api_base": base}},
+            "routing": {"delegation": {"bulk_content": {"primary": "deepseek", "reviewer": "deepseek"}}},
+        })
+        router = build_llm_router(cfg.providers.llm, cfg.models, circuits=CircuitBoard())
+
+        async def make(job_id: str) -> JobContext:
+            return JobContext(job_id=job_id, config=cfg, providers=Providers(cfg, {"llm": lambda: router}),
+                              checkpointer=InMemorySaver())
+
+        result = await dispatch(job(kind="bulk_content"), make)
+        asked_deepseek = len(server.requests_for("ds"))
+    assert result["status"] == "COMPLETED", result["error"]
+    assert asked_deepseek == 1  # the draft's call; the review did not wait for it again
+    steps = [(s["step"], s["model"], s["outcome"]) for s in result["trace"] if s["kind"] == "llm"]
+    assert steps[:2] == [("draft", "deepseek-chat", "error"), ("draft", "local", "ok")]
+    review = [s for s in result["trace"] if s["kind"] == "llm" and s["step"] == "review"]
+    assert [(s["model"], s["outcome"]) for s in review] == [("deepseek-chat", "skipped"), ("local", "ok")]
+    assert review[0]["detail"] == "no answer within 1 s at draft earlier in this job: not waited for again in it"

@@ -272,3 +272,38 @@ def test_importing_the_llm_layer_does_not_import_litellm_or_llama_cpp() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+async def test_a_model_that_timed_out_in_a_job_is_passed_over_while_a_later_one_can_answer() -> None:
+    from providers.base import job_memory
+
+    models = {"a1": FakeLLM([ProviderTimeout("alpha", "no answer within 60 s", model="a1"), "a1 at last"]),
+              "b1": DownLLM(model="b1"), "c1": FakeLLM(["c1 first", "c1 second"]), "a2": DownLLM(model="a2")}
+    r = router(models)
+    with job_memory():
+        first = await r.complete(ASK, LLMConfig(step="draft"))
+        second = await r.complete(ASK, LLMConfig(step="review"))
+        assert r.passed_over(LLMConfig())[0].startswith("a1: no answer within 60 s at draft earlier in this job")
+    assert (first.text, second.text) == ("c1 first", "c1 second")
+    assert [(s.model, s.outcome) for s in second.attempts] == [("a1", "skipped"), ("b1", "error"), ("c1", "ok")]
+    assert second.attempts[0].detail == "no answer within 60 s at draft earlier in this job: not waited for again in it"
+    # another job (no memory of this one) asks a1 first again
+    assert (await r.complete(ASK, LLMConfig(step="draft"))).text == "a1 at last"
+
+
+async def test_a_model_that_timed_out_is_asked_again_when_it_is_the_chain_s_last_hope() -> None:
+    from providers.base import job_memory
+
+    cfg = config(fallback_chain=["gamma"])  # a circuit opens after 2 failures
+    models = {"a1": FakeLLM([ProviderTimeout("alpha", "no answer within 60 s", model="a1"), "a1 at last"]),
+              "c1": DownLLM(model="c1")}
+    r = router(models, cfg=cfg)
+    with job_memory():
+        with pytest.raises(AllProvidersFailed):
+            await r.complete(ASK, LLMConfig(step="draft"))  # a1 timed out, c1 failed
+        with pytest.raises(AllProvidersFailed) as second:
+            await r.complete(ASK, LLMConfig(step="review"))  # a1 passed over, c1 failed again: its circuit opens
+        assert [(s.model, s.outcome) for s in second.value.attempts] == [("a1", "skipped"), ("c1", "error")]
+        again = await r.complete(ASK, LLMConfig(step="revise"))
+    assert again.text == "a1 at last"
+    assert [(s.model, s.outcome) for s in again.attempts] == [("a1", "ok")]

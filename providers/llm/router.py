@@ -10,7 +10,8 @@ Chain for one call (names of the ``models`` table, duplicates dropped, first occ
    first model in ``models`` table order.
 
 Walking it: a model whose key variable is unset, or whose circuit is open, is skipped at once
-(a ``skipped`` trace step with the reason). A call either answers (``ok``) or fails
+(a ``skipped`` trace step with the reason); so is one that timed out earlier in the same job
+(``providers.base.job_memory``) while a later model of the chain can still be asked. A call either answers (``ok``) or fails
 (``error``); only a 429 whose Retry-After is at most ``retry.max_retry_after_s`` is retried on
 the same model, at most ``retry.max_retries`` times; every other ``ProviderError`` falls over to
 the next model immediately. Anything that is not a ``ProviderError`` propagates. The answer
@@ -25,9 +26,18 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from core.credentials import credential_holder
-from core.errors import AllProvidersFailed, InputError, ProviderError, ProviderRateLimited
+from core.errors import AllProvidersFailed, InputError, ProviderError, ProviderRateLimited, ProviderTimeout
 from core.redact import redact
-from providers.base import LLMConfig, LLMProvider, LLMResponse, Message, TraceStep, notify_attempt
+from providers.base import (
+    LLMConfig,
+    LLMProvider,
+    LLMResponse,
+    Message,
+    TraceStep,
+    notify_attempt,
+    remember_timeout,
+    timed_out_in_job,
+)
 from providers.llm.model_access import missing_key_reason
 
 if TYPE_CHECKING:
@@ -111,8 +121,9 @@ class LLMRouter:
 
     def _first_callable(self, llm_config: LLMConfig) -> tuple[str | None, list[str]]:
         passed: list[str] = []
-        for name in self.resolve_chain(llm_config):
-            reason = self._skip_reason(name)
+        chain = self.resolve_chain(llm_config)
+        for n, name in enumerate(chain):
+            reason = self._skip_reason(name) or self._timed_out(name, chain[n + 1:])
             if reason is not None:
                 passed.append(f"{name}: {reason}")
                 continue
@@ -136,6 +147,15 @@ class LLMRouter:
             return "no provider was built for this model"
         return None
 
+    def _timed_out(self, name: str, later: list[str]) -> str | None:
+        """Why ``name`` is passed over in this call: it timed out earlier in the job and a model
+        ``later`` in the chain can still be asked; ``None`` for a model that is the chain's last hope."""
+        reason = timed_out_in_job(name)
+        if reason is None:
+            return None
+        askable = any(self._skip_reason(m) is None and self.circuits.state(self._circuit(m)) != "open" for m in later)
+        return reason if askable else None
+
     def _circuit(self, name: str) -> str:
         """The circuit of ``name`` for this call: the model's, or, when the running job uses a key
         its client forwarded, the model's with that key (``core.credentials.credential_holder``)."""
@@ -150,8 +170,10 @@ class LLMRouter:
     async def complete(self, messages: list[Message], config: LLMConfig) -> LLMResponse:
         """Answer from the first model of the chain that can; see the module docstring."""
         attempts: list[TraceStep] = []
-        for name in self.resolve_chain(config):
-            reason = self._skip_reason(name) or self.circuits.acquire(self._circuit(name))
+        chain = self.resolve_chain(config)
+        for n, name in enumerate(chain):
+            reason = (self._skip_reason(name) or self._timed_out(name, chain[n + 1:])
+                      or self.circuits.acquire(self._circuit(name)))
             if reason:
                 attempts.append(self._step(name, config, outcome="skipped", detail=reason))
                 continue
@@ -178,6 +200,10 @@ class LLMRouter:
                 latency = exc.latency_ms if exc.latency_ms is not None else (time.perf_counter() - started) * 1000
                 detail = redact(str(exc))
                 self.circuits.record_failure(circuit, detail)
+                if isinstance(exc, ProviderTimeout):  # said on the model's own skipped step: without its name
+                    head = f"{exc.provider}{f' ({exc.model})' if exc.model else ''}: "
+                    said = detail.removeprefix(head)
+                    remember_timeout(name, f"{said} at {config.step} earlier in this job: not waited for again in it")
                 attempts.append(  # with what an unusable answer was billed: totals and the budget count it
                     self._step(name, config, attempt=attempt, latency_ms=latency, outcome="error",
                                error_class=type(exc).__name__, detail=detail, input_tokens=exc.input_tokens,
