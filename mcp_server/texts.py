@@ -23,18 +23,18 @@ TEXT_TRACE_STEPS = 12
 REVIEW_ISSUES = 5
 
 
-#: characters of a failed or fallen-back graph step's detail a text quotes
-NODE_DETAIL_CHARS = 160
+#: characters of a failed step's detail a text quotes (why a model failed, a graph step fell back)
+DETAIL_CHARS = 160
 
 
 def step_line(step: TraceStepOut, *, with_step: bool = True) -> str:
     """``draft llm qwen2.5 ok 120.0 ms``: where, who, how it went, how long (and, for a graph
-    step that did not go as planned, why: its detail)."""
+    step that did not go as planned, or a provider call that failed, why: its detail)."""
     parts = [step.step, step.kind] if with_step else []
     parts += [step.model or step.provider, step.outcome, step.error_class or "", f"{step.latency_ms} ms"]
     line = " ".join(p for p in parts if p)
-    if step.kind == "node" and step.outcome != "ok" and step.detail:
-        detail = step.detail if len(step.detail) <= NODE_DETAIL_CHARS else f"{step.detail[:NODE_DETAIL_CHARS]}..."
+    if step.outcome not in ("ok", "skipped") and step.detail:
+        detail = step.detail if len(step.detail) <= DETAIL_CHARS else f"{step.detail[:DETAIL_CHARS]}..."
         line += f" ({detail})"
     return line
 

@@ -30,14 +30,25 @@ from core.errors import SwarmError
 from core.rules import JOB_ID_PATTERN, MAX_JOB_ID_CHARS, TIERS, valid_job_id
 from swarm import index_cli
 
+#: a step's detail in the trace table; a longer one is cut there and written whole under the table
+DETAIL_CHARS = 70
+
 
 def _print_trace(trace: list[dict[str, Any]], stream: Any = sys.stderr) -> None:
-    """The trace as a readable table; nothing when no step ran (an input refused before the job)."""
+    """The trace as a readable table; nothing when no step ran (an input refused before the job).
+    A detail longer than the column (why a model failed: "cannot connect: ... [Domain name not
+    found]") ends in a note number there, and the note under the table holds all of it."""
     if not trace:
         return
     header = ("step", "kind", "model / provider", "outcome", "ms", "tok in/out", "cost $", "detail")
     rows = [header]
+    notes: list[str] = []
     for s in trace:
+        detail = " ".join(str(s.get("detail") or "").split())
+        if len(detail) > DETAIL_CHARS:
+            notes.append(f"[{len(notes) + 1}] {s.get('step', '')} {s.get('model') or s.get('provider') or ''}: {detail}")
+            mark = f"… [{len(notes)}]"
+            detail = detail[: DETAIL_CHARS - len(mark)].rstrip() + mark
         cost = s.get("cost_usd")
         rows.append((
             str(s.get("step", "")),
@@ -47,13 +58,15 @@ def _print_trace(trace: list[dict[str, Any]], stream: Any = sys.stderr) -> None:
             f"{float(s.get('latency_ms') or 0):.0f}",
             f"{s.get('input_tokens') or 0}/{s.get('output_tokens') or 0}",
             "-" if cost is None else f"{cost:.6f}",
-            str(s.get("detail") or "")[:70],
+            detail,
         ))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     for n, row in enumerate(rows):
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip(), file=stream)
         if n == 0:
             print("  ".join("-" * w for w in widths), file=stream)
+    if notes:
+        print("", *notes, sep="\n", file=stream)
 
 
 def _progress_printer(quiet: bool) -> Callable[..., Any]:

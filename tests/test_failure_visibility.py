@@ -97,3 +97,22 @@ async def test_a_consensus_without_synthesis_says_why_with_every_attempt(capsys:
     [why] = output["warnings"]
     assert why == f"no synthesis; the 3 positions stand: {output['synthesis_error']}"
     assert f"warning: {why}" in _printed(result, capsys)
+
+
+def test_the_trace_table_keeps_the_reason_a_model_failed_whole_under_it() -> None:
+    # the detail column was cut at 70 characters: "cannot connect: InternalServerError: Deep", the
+    # cause ("[Domain name not found]") only in --json
+    import io
+
+    why = ("cannot connect: InternalServerError: DeepseekException - Cannot connect to host "
+           "api.deepseek.com:443 [Domain name not found]")
+    trace = [{"step": "draft", "kind": "llm", "model": "deepseek-v3.1-q8", "outcome": "error",
+              "error_class": "ProviderUnavailable", "latency_ms": 171.7, "detail": why},
+             {"step": "draft", "kind": "llm", "model": "local", "outcome": "ok", "detail": "streamed"}]
+    out = io.StringIO()
+    cli._print_trace(trace, out)
+    lines = out.getvalue().splitlines()
+    row = next(line for line in lines if line.startswith("draft") and "deepseek" in line)
+    assert row.endswith("… [1]") and len(row.split("  ")[-1].strip()) <= cli.DETAIL_CHARS
+    assert lines[-1] == f"[1] draft deepseek-v3.1-q8: {why}"
+    assert next(line for line in lines if " local " in line).endswith("streamed")

@@ -104,6 +104,7 @@ async def test_a_refused_key_names_its_variable_and_every_message_reads_once(ser
     error = translate_error(dns, "claude", "claude-sonnet-4-5", 30)
     assert isinstance(error, ProviderUnavailable) and "cannot connect: InternalServerError: AnthropicException" in str(error)
     assert "HTTP 500" not in str(error) and "Handle with" not in str(error)
+    assert "api.anthropic.com:443 [Domain name not found]" in str(error) and "ssl:" not in str(error)  # aiohttp's SSLContext repr
     twice = litellm.AuthenticationError(message="AuthenticationError: DeepseekException - bad key", llm_provider="deepseek", model="d")
     assert "AuthenticationError: DeepseekException - bad key" in str(translate_error(twice, "deepseek", "d", 30, "DEEPSEEK_API_KEY"))
     assert "AuthenticationError: AuthenticationError" not in str(translate_error(twice, "deepseek", "d", 30))
@@ -137,7 +138,8 @@ async def test_a_refused_connection_says_so_and_its_latency_leaves_out_the_litel
     with RefusedPort() as refused:
         answer = await two_model_router(spec("good", refused.url), server).complete(ASK, LLMConfig())
     failed = answer.attempts[0]
-    assert failed.outcome == "error" and "(primary): cannot connect: " in (failed.detail or ""), failed
+    # the step names the model: its detail says what happened, without "first (primary): " again
+    assert failed.outcome == "error" and (failed.detail or "").startswith("cannot connect: "), failed
     assert "HTTP 500" not in (failed.detail or "") and failed.latency_ms < 1000, failed
 
 

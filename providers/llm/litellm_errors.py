@@ -59,7 +59,10 @@ _NO_CONNECTION = re.compile(
 _REPEATED_HEAD = re.compile(r"^(\w+): \1: ")
 #: " Handle with `InternalServerError`." and the like: advice to litellm's own callers
 _HANDLE_WITH = re.compile(r"\s*Handle with `\w+`\.?")
-#: " at 0x7fd3..." in a repr (aiohttp's ``ssl:<ssl.SSLContext object at 0x...>``): noise that differs per run
+#: aiohttp's ``ssl:<ssl.SSLContext object at 0x...>`` (or ``ssl:default``) in "Cannot connect to host":
+#: noise, the address differing per run
+_SSL_CONTEXT = re.compile(r"\s*\bssl:(?:<[^>]*>|default)")
+#: " at 0x7fd3..." in any other repr
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 
@@ -72,7 +75,7 @@ def translate_error(exc: BaseException, provider: str, model: str, timeout_s: fl
 
     status = getattr(exc, "status_code", None)
     text = redact(str(exc)).replace("litellm.", "").strip() or type(exc).__name__
-    text = _ADDRESS.sub("", _HANDLE_WITH.sub("", _REPEATED_HEAD.sub(r"\1: ", text)))
+    text = _ADDRESS.sub("", _SSL_CONTEXT.sub("", _HANDLE_WITH.sub("", _REPEATED_HEAD.sub(r"\1: ", text))))
     if len(text) > 300:
         text = text[:300] + "..."
     if isinstance(exc, openai.APITimeoutError | httpx.TimeoutException | TimeoutError):

@@ -198,12 +198,11 @@ class LLMRouter:
             except ProviderError as exc:
                 # the backend's own measure leaves out a one-off import (litellm's, on a first call)
                 latency = exc.latency_ms if exc.latency_ms is not None else (time.perf_counter() - started) * 1000
-                detail = redact(str(exc))
+                # the step names the provider and the model: its detail is what happened, without them
+                detail = redact(str(exc)).removeprefix(f"{exc.provider}{f' ({exc.model})' if exc.model else ''}: ")
                 self.circuits.record_failure(circuit, detail)
-                if isinstance(exc, ProviderTimeout):  # said on the model's own skipped step: without its name
-                    head = f"{exc.provider}{f' ({exc.model})' if exc.model else ''}: "
-                    said = detail.removeprefix(head)
-                    remember_timeout(name, f"{said} at {config.step} earlier in this job: not waited for again in it")
+                if isinstance(exc, ProviderTimeout):
+                    remember_timeout(name, f"{detail} at {config.step} earlier in this job: not waited for again in it")
                 attempts.append(  # with what an unusable answer was billed: totals and the budget count it
                     self._step(name, config, attempt=attempt, latency_ms=latency, outcome="error",
                                error_class=type(exc).__name__, detail=detail, input_tokens=exc.input_tokens,
