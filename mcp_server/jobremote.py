@@ -14,7 +14,9 @@ import time
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
+from core.redact import redact
 from graphs.context import ProgressFn
+from mcp_server.jobenvelopes import error_of
 from mcp_server.jobstore import JobStore
 from swarm.executors import AdoptsImages
 from swarm.executors.runpod_progress import ProgressRelay
@@ -49,14 +51,10 @@ async def follow_remote(runner: Any, job_id: str, job: dict[str, Any], progress:
                 status = state.get("status")
                 await relay.saw(job_id, state)
             except Exception as exc:
-                # a poll that timed out or met a 5xx says nothing of the job, which runs on: keep
-                # following (it was marked FAILED for good, its result orphaned and billed)
-                if getattr(exc, "type", None) not in TRANSIENT_REMOTE_ERRORS:
-                    raise
                 unreachable_since = unreachable_since or time.monotonic()
-                gave_up = _gave_up(runner, unreachable_since)
-                if gave_up is not None:
-                    raise gave_up from None
+                ending = _ends_the_job(runner, exc, unreachable_since)
+                if ending is not None:
+                    return _failed(runner, job, job_id, ending, started, relay)
                 wait = min(max(delay, float(runner.poll_interval_s)) * 2, UNREACHABLE_POLL_MAX_S)
                 await progress("runpod", f"{getattr(exc, 'message', exc)}; the job runs on there: asking again in"
                                f" {wait:.0f} s (unreachable for {time.monotonic() - unreachable_since:.0f} s)", None)
@@ -81,6 +79,28 @@ async def follow_remote(runner: Any, job_id: str, job: dict[str, Any], progress:
     finally:
         if relays is not None:
             relays.pop(job_id, None)
+
+
+def _ends_the_job(runner: Any, exc: Exception, unreachable_since: float) -> Exception | None:
+    """The error that ends following a job whose status poll failed with ``exc``: an answer about
+    the job itself, or an endpoint silent past ``runner.timeout_s``; ``None`` to keep following (a
+    poll that timed out or met a 5xx says nothing of the job, which runs on: it was marked FAILED
+    for good, its result orphaned and billed). ``exc`` is raised again when it is no answer of the
+    endpoint's (a bug here): the job manager records it."""
+    kind = getattr(exc, "type", None)
+    if not isinstance(kind, str):
+        raise exc
+    if kind not in TRANSIENT_REMOTE_ERRORS:
+        return exc
+    return _gave_up(runner, unreachable_since)
+
+
+def _failed(runner: Any, job: dict[str, Any], job_id: str, exc: Exception, started: float,
+            relay: ProgressRelay) -> dict[str, Any]:
+    """The FAILED envelope of a job its endpoint's answers (or silence) ended: the error, the steps
+    its worker had reported finished and the runner's step, as ``run`` returns it."""
+    log.warning("job %s: following it on the endpoint failed: %s", job_id, redact(str(getattr(exc, "message", exc))))
+    return dict(runner.failure(job, job_id, error_of(exc), started, relay.steps))
 
 
 def _gave_up(runner: Any, since: float) -> Exception | None:

@@ -157,12 +157,14 @@ class JobManager(ResumesJobs):
     async def _submit_remote(self, runner: Any, job: dict[str, Any], owner: str, idempotency_key: str | None,
                              thread_id: str | None) -> str:
         """Queue ``job`` on the endpoint; its remote id becomes the job id (so a restart re-attaches)."""
+        started = time.perf_counter()
         try:
             job_id = str(await runner.submit(job))
         except Exception as exc:  # the endpoint refused the job: recorded as a FAILED job, with the reason
-            job_id = str(uuid.uuid4())
+            job_id = str(uuid.uuid4())  # and the runner's step (not queued), as the CLI's answer has it
+            log.error("job %s was not queued on the endpoint: %s", job_id, redact(repr(exc)))
             self.store.create(job_id, owner, job, idempotency_key)
-            self.store.finish(job_id, "FAILED", {**cancelled_envelope(job_id, job), "status": "FAILED", "error": error_of(exc)})
+            self.store.finish(job_id, "FAILED", {**runner.failure(job, None, error_of(exc), started), "job_id": job_id})
             return job_id
         self.store.create(job_id, owner, job, idempotency_key, remote=True, thread_id=thread_id)
         self._start(job_id, job, remote=True)

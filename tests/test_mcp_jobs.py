@@ -273,6 +273,12 @@ class FakeEndpoint:
         return {**state.get("output", {"status": "FAILED", "error": {"type": "JobCancelled", "message": "cancelled"}}),
                 "job_id": job_id, "project": job["project"], "action": job["action"]}
 
+    def failure(self, job: dict[str, Any], job_id: str | None, error: dict[str, str], started: float,
+                steps: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        from swarm.executors.runpod_envelope import failure_envelope
+
+        return failure_envelope(self.endpoint_id, job, job_id, error["type"], error["message"], started, steps)
+
 
 async def test_with_a_remote_runner_the_job_id_is_the_remote_id_and_a_restart_reattaches(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -334,6 +340,8 @@ async def test_a_status_poll_that_times_out_leaves_the_remote_job_followed_not_f
         async with Client(build_server(str(write_config(tmp_path, wait_budget_s=10)))) as client:
             failed = await client.call_tool("delegate", {"task": "lost", "kind": "critical"})
             assert failed.is_error and said in failed.content[0].text, failed.content[0].text
+            steps = [(s["provider"], s["detail"]) for s in failed.structured_content["trace"]]
+            assert steps == [("runpod", f"job {job_id} FAILED")], steps  # the trace the CLI's answer has
             status = (await client.call_tool("job_status", {"job_id": job_id})).structured_content
         assert status["status"] == "FAILED"
 

@@ -132,6 +132,12 @@ class WorkerEndpoint:
     def envelope(self, job: dict[str, Any], job_id: str, state: dict[str, Any], started: float) -> dict[str, Any]:
         return {**state["output"], "job_id": job_id}
 
+    def failure(self, job: dict[str, Any], job_id: str | None, error: dict[str, str], started: float,
+                steps: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        from swarm.executors.runpod_envelope import failure_envelope
+
+        return failure_envelope(self.endpoint_id, job, job_id, error["type"], error["message"], started, steps)
+
 
 async def test_threads_keep_their_turns_when_the_worker_runs_the_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from mcp_helpers import use_fake_llm

@@ -99,6 +99,12 @@ class _Endpoint:
     async def stream(self, job_id: str, http: Any = None) -> dict[str, Any]:
         return {"stream": []}
 
+    def failure(self, job: dict[str, Any], job_id: str | None, error: dict[str, str], started: float,
+                steps: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        from swarm.executors.runpod_envelope import failure_envelope
+
+        return failure_envelope(self.endpoint_id, job, job_id, error["type"], error["message"], started, steps)
+
 
 def _running(stage: str, message: str, steps: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     update: dict[str, Any] = {"stage": stage, "message": message, "fraction": None}
@@ -202,6 +208,31 @@ async def test_job_result_of_a_remote_job_still_running_shows_the_steps_its_work
     expected = [("s1", "m1")] if worker == "this version" else []  # an older worker: no steps, as before
     assert [(s["step"], s["model"]) for s in polled["trace"]] == expected
     assert done["status"] == "COMPLETED" and [s["step"] for s in done["trace"]][:2] == ["s1", "s2"]  # the result's own
+
+
+async def test_a_remote_job_the_endpoint_ends_keeps_the_steps_its_worker_finished_and_the_runpod_step(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A job whose status poll got an answer about the job itself (a 404: RunPod lost it) came back
+    over MCP with an empty trace, while the CLI's answer had the runpod step."""
+    from mcp_server.server import build_server
+    from swarm.executors.runpod_envelope import RunPodError
+
+    class Lost(_FakeEndpoint):
+        polls = 0
+
+        async def status(self, job_id: str, http: Any = None) -> dict[str, Any]:
+            self.polls += 1
+            if self.polls > 1:  # one update with a finished step, then it is gone
+                raise RunPodError("ProviderError", "RunPod answered HTTP 404: job not found")
+            return await super().status(job_id, http)
+
+    endpoint = Lost(_running("review", "reviewing with m2", [_step(1)])["output"])
+    monkeypatch.setattr("swarm.executors.make_executor", lambda config, runtime: endpoint)
+    async with Client(build_server(str(write_config(tmp_path, wait_budget_s=20)))) as client:
+        failed = await client.call_tool("delegate", {"task": "remote work", "kind": "critical"})
+    assert failed.is_error and "HTTP 404" in failed.structured_content["error"]["message"]
+    steps = [(s["step"], s["provider"], s["outcome"]) for s in failed.structured_content["trace"]]
+    assert steps == [("s1", "fake", "ok"), ("runpod", "runpod", "error")], steps
 
 
 # --- the worker -----------------------------------------------------------------------------------

@@ -49,6 +49,13 @@ class RemoteExecutor(Executor, Protocol):
         """The job's envelope from the endpoint's final ``state`` (``started``: perf_counter)."""
         ...
 
+    def failure(self, job: dict[str, Any], job_id: str | None, error: dict[str, str], started: float,
+                steps: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """The FAILED envelope of a job whose request to the endpoint failed for good (``error``:
+        ``{type, message}``; ``job_id``: the endpoint's, ``None`` when it was never queued), its
+        trace ending with the endpoint's step, as ``run`` returns it."""
+        ...
+
 
 @runtime_checkable
 class AdoptsImages(Protocol):
@@ -99,6 +106,7 @@ def make_executor(config: Any, runtime: Any) -> Executor:
         key,
         poll_interval_s=spec.poll_interval_s,
         timeout_s=spec.timeout_s,
+        api_key_env=spec.api_key_env,
         # this side's disk is no storage the worker shares: image results come back inline
         local_storage=(lambda: runtime.providers().storage) if config.providers.storage.default == "local" else None,
         # this side's provider keys go with each job (runner.runpod.forward_credentials)

@@ -37,6 +37,7 @@ from graphs.context import ProgressFn
 from swarm.executors.runpod_envelope import RunPodError, failure_envelope, final_envelope
 from swarm.executors.runpod_progress import ProgressRelay
 from swarm.executors.runpod_record import SubmitRecords, job_digest
+from swarm.executors.runpod_unreachable import cause, unreachable, where
 
 log = logging.getLogger("swarm.executors.runpod")
 FINAL_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"})
@@ -68,6 +69,8 @@ class RunPodExecutor:
             (``core.credentials.client_credentials``); none when not given.
         jobs_dir: where ``run`` records the RunPod job id of each local job id (default:
             ``<state_dir>/runpod-jobs``, found at the first job).
+        api_key_env: the variable ``api_key`` was read from (``runner.runpod.api_key_env``), named
+            when RunPod rejects the key.
     """
 
     def __init__(
@@ -85,6 +88,7 @@ class RunPodExecutor:
         local_storage: Callable[[], Any] | None = None,
         credentials: Callable[[], Mapping[str, str]] | None = None,
         jobs_dir: Path | None = None,
+        api_key_env: str = "RUNPOD_API_KEY",
     ) -> None:
         self.root = f"{base_url.rstrip('/')}/{endpoint_id}"
         self.endpoint_id = endpoint_id
@@ -98,6 +102,7 @@ class RunPodExecutor:
         self._local_storage = local_storage
         self._credentials = credentials
         self._records = SubmitRecords(endpoint_id, jobs_dir)
+        self.api_key_env = api_key_env
 
     def __repr__(self) -> str:
         return f"RunPodExecutor(root={self.root!r})"
@@ -115,13 +120,15 @@ class RunPodExecutor:
     async def _request(self, http: httpx.AsyncClient, method: str, path: str, body: Any = None, *, retry: bool = True) -> Any:
         headers = {"Authorization": f"Bearer {self._api_key}"}
         attempt = 0
+        first = time.monotonic()
         while True:
             try:
                 response = await http.request(method, f"{self.root}{path}", json=body, headers=headers)
-            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.ProxyError) as exc:
                 if not retry or attempt >= self.max_retries:
-                    raise RunPodError("ProviderUnavailable", f"RunPod endpoint {self.endpoint_id} unreachable: {type(exc).__name__}") from None
-                delay = self._backoff(attempt, None)
+                    raise RunPodError("ProviderUnavailable", unreachable(
+                        self.endpoint_id, self.root, exc, attempt + 1, time.monotonic() - first)) from None
+                delay, why = self._backoff(attempt, None), f"{where(self.root)} unreachable ({cause(exc)})"
             except httpx.TimeoutException as exc:
                 raise RunPodError("ProviderTimeout", f"RunPod endpoint {self.endpoint_id} did not answer {path.split('/')[1]} in time: {type(exc).__name__}") from None
             else:
@@ -136,9 +143,10 @@ class RunPodExecutor:
                 retried = RUN_RETRY_STATUSES if path == "/run" else RETRY_STATUSES
                 if response.status_code not in retried or not retry or attempt >= self.max_retries:
                     raise self._http_error(response, path)
-                delay = self._backoff(attempt, response.headers.get("retry-after"))
+                delay, why = self._backoff(attempt, response.headers.get("retry-after")), f"HTTP {response.status_code}"
             attempt += 1
-            log.info("RunPod %s %s: retrying in %.2f s (attempt %d)", method, path.split("/")[1], delay, attempt + 1)
+            log.info("RunPod %s %s: %s; retrying in %.2f s (attempt %d of %d)", method, path.split("/")[1], why, delay,
+                     attempt + 1, self.max_retries + 1)
             await asyncio.sleep(delay)
 
     @staticmethod
@@ -155,10 +163,14 @@ class RunPodExecutor:
             detail = str(response.json().get("error") or response.text)
         except (ValueError, AttributeError):
             detail = response.text
+        if self._api_key:  # an answer that echoes the key (redact() knows only the usual shapes)
+            detail = detail.replace(self._api_key, "[REDACTED]")
         detail = detail[:300]
         code = response.status_code
         if code == 401:
-            return RunPodError("ConfigError", f"RunPod rejected the API key (runner.runpod.api_key_env): {detail}")
+            env = self.api_key_env
+            return RunPodError("ConfigError", f"RunPod rejected the API key in ${env} (runner.runpod.api_key_env):"
+                               f" {detail}; check the key at runpod.io (Settings, API Keys) and export a valid one as {env}")
         if code == 404 and path.startswith("/run"):
             return RunPodError("ConfigError", f"RunPod endpoint {self.endpoint_id!r} not found (runner.runpod.endpoint_id): {detail}")
         if code in (400, 413):
@@ -240,7 +252,7 @@ class RunPodExecutor:
                     self._records.remember(record, job_id, job_digest(job), since)
                 final = await self._follow(http, job_id, progress, started + budget, since)
             except RunPodError as exc:
-                return failure_envelope(self.endpoint_id, job, job_id, exc.type, exc.message, started)
+                return self.failure(job, job_id, {"type": exc.type, "message": exc.message}, started)
             except asyncio.CancelledError:
                 if job_id is None and submitting is not None:
                     with contextlib.suppress(Exception, asyncio.CancelledError):
@@ -315,3 +327,10 @@ class RunPodExecutor:
     def envelope(self, job: dict[str, Any], job_id: str | None, state: dict[str, Any], started: float) -> dict[str, Any]:
         """The job's envelope from the endpoint's final ``state`` (``started``: perf_counter)."""
         return final_envelope(self.endpoint_id, job, job_id, state, started)
+
+    def failure(self, job: dict[str, Any], job_id: str | None, error: dict[str, str], started: float,
+                steps: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """The FAILED envelope of a job whose request to the endpoint failed for good (``error``:
+        ``{type, message}``; ``job_id``: RunPod's, ``None`` when ``/run`` never gave one), with the
+        ``steps`` its worker reported finished and the runpod step last."""
+        return failure_envelope(self.endpoint_id, job, job_id, error["type"], error["message"], started, steps)

@@ -66,10 +66,11 @@ def final_envelope(endpoint_id: str, job: dict[str, Any], job_id: str | None, st
 
 
 def failure_envelope(endpoint_id: str, job: dict[str, Any], job_id: str | None, type_: str, message: str,
-                     started: float) -> dict[str, Any]:
+                     started: float, steps: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The FAILED envelope of a request that failed (``job_id``: RunPod's, ``None`` when /run
-    never gave one); it keeps the job id the caller gave and showed, as a worker's would."""
-    envelope = JobEnvelope.for_job(job, valid_job_id(job.get("job_id")) or job_id).failed(
+    never gave one); it keeps the job id the caller gave and showed, as a worker's would, and the
+    ``steps`` its worker had reported finished (paid for: they stay in the answer)."""
+    envelope = JobEnvelope.for_job(job, valid_job_id(job.get("job_id")) or job_id, trace=list(steps or [])).failed(
         {"type": type_, "message": redact(message)})
     return _finish(endpoint_id, envelope, {"id": job_id, "status": "FAILED"}, started, error_class=type_)
 
