@@ -7,8 +7,10 @@ under its own timeout, so doctor never hangs; a check that raises is a FAIL carr
 (redacted) error. A fresh machine without keys ends OK: an optional backend left unconfigured
 (a key or URL unset, a fallback's weights not pulled) is INFO naming the variable or the pull,
 while its chain still has a member that runs here (the local model ends every LLM chain, the
-local index the search chain); it is a WARN when it leaves its chain with none. No key's value
-is ever printed. Exit status 1 when any check FAILs, else 0.
+local index the search chain); it is a WARN when it leaves its chain with none. A model that
+does not answer from here is a WARN naming the model its chain falls back on, a FAIL only when
+nothing in the chain answers, and decides nothing when jobs run on a RunPod endpoint (its worker
+calls the models). No key's value is ever printed. Exit status 1 when any check FAILs, else 0.
 
 This module plans and runs the checks and holds the machine's own (CPU, free disk); the others
 live by area in ``doctor_models`` (models, image weights), ``doctor_search`` and
@@ -26,17 +28,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.errors import SwarmError
-from swarm.doctor_finding import Check, Finding, error_message
+from swarm.doctor_finding import CHECK_TIMEOUT_S, Check, Finding, error_message
 from swarm.doctor_models import (
-    check_canary,
+    ModelStates,
+    canary_timeout_s,
+    check_local,
     check_model,
     check_weights,
     image_models,
-    model_fallbacks,
-    not_checked,
 )
 from swarm.doctor_search import check_search
-from swarm.doctor_services import RUNPOD_TIMEOUT_S, check_checkpointer, check_runpod, check_storage
+from swarm.doctor_services import (
+    RUNPOD_TIMEOUT_S,
+    check_checkpointer,
+    check_runpod,
+    check_storage,
+)
+from swarm.executors import runner_in_effect
 
 if TYPE_CHECKING:
     from core.config import SwarmConfig
@@ -125,14 +133,42 @@ async def check_disk(labels: str, folder: Path) -> Finding:
     return Finding(check, "ok", detail)
 
 
+def secrets_set(data: Any, where: str = "") -> list[str]:
+    """Where a secret is set in the config ``data`` (a ``model_dump``): entries named like a
+    secret (by their key path) and the variables that a ``*_env`` key of such a name points at
+    (by name, ``$DEEPSEEK_API_KEY``), each once; what ``short_secrets`` looks through."""
+    from core.redact_config import SECRET_KEY_NAME, is_secret_entry
+
+    found: list[str] = []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            path = f"{where}.{key}" if where else str(key)
+            named_env = isinstance(value, str) and str(key).endswith("_env") and SECRET_KEY_NAME.search(str(key)[:-4])
+            if named_env and os.environ.get(value, "").strip():
+                found.append(f"${value}")
+            elif is_secret_entry(key, value):
+                found.append(path)
+            elif not named_env:
+                found += secrets_set(value, path)
+    elif isinstance(data, list | tuple):
+        for n, value in enumerate(data):
+            found += secrets_set(value, f"{where}[{n}]")
+    return list(dict.fromkeys(found))
+
+
 async def check_secrets(config: SwarmConfig) -> Finding:
     """A secret under ``MIN_SECRET_CHARS`` is never masked (it would mask ordinary words): say where."""
     from core.redact import MIN_SECRET_CHARS
     from core.redact_config import short_secrets
 
-    short = short_secrets(config.model_dump(mode="python"))
+    data = config.model_dump(mode="python")
+    short = short_secrets(data)
     if not short:
-        return Finding("secrets", "ok", f"every secret set is {MIN_SECRET_CHARS}+ characters: masked in logs, traces and results")
+        names = secrets_set(data)
+        if not names:
+            return Finding("secrets", "ok", "no secrets set (no key, token or password in the config or the variables it names)")
+        masked = f"every secret set ({', '.join(names)}) is {MIN_SECRET_CHARS}+ characters"
+        return Finding("secrets", "ok", f"{masked}: masked in logs, traces and results")
     return Finding(
         "secrets", "warn",
         f"{', '.join(short)}: under {MIN_SECRET_CHARS} characters, so never masked in logs, traces, errors or results",
@@ -143,22 +179,23 @@ async def check_secrets(config: SwarmConfig) -> Finding:
 # --- running ------------------------------------------------------------------------------------
 
 
-def plan(config: SwarmConfig, local_servers: Any, *, canary: bool = True) -> list[Check]:
-    """Every check for ``config``, in the order they are reported."""
+def plan(config: SwarmConfig, models: ModelStates, *, canary: bool = True) -> list[Check]:
+    """Every check for ``config``, in the order they are reported; ``models`` finds each model's
+    state once for every line that needs it (``ModelStates``)."""
     checks = [Check("cpu", check_cpu), Check("secrets", partial(check_secrets, config))]
-    if any(spec.local_server is not None for spec in config.models.values()):
+    servers = [spec.local_server for spec in config.models.values() if spec.local_server is not None]
+    if servers:
         checks.append(Check("llama.cpp cpu", check_llama_cpu))
-    fallbacks = model_fallbacks(config)
+    # a model's line waits on the states of its chains' members, the local model's canary among them
+    waits_s = max([canary_timeout_s(s) for s in servers] if canary else [], default=0.0)
+    runner = runner_in_effect(config)
     for name, spec in config.models.items():
         if spec.local_server is None:
-            checks.append(Check(f"model {name}", partial(check_model, name, spec, fallbacks[name])))
-        elif canary:
-            run = partial(check_canary, name, spec, local_servers)
-            checks.append(Check(f"canary {name}", run, spec.local_server.startup_timeout_s + 30))
+            run = partial(check_model, name, models, runner)
+            checks.append(Check(f"model {name}", run, max(CHECK_TIMEOUT_S, waits_s + 5)))
         else:
-            why = "--quick: the local model was not started"
-            run = partial(not_checked, f"canary {name}", why, "run without --quick")
-            checks.append(Check(f"canary {name}", run))
+            timeout_s = canary_timeout_s(spec.local_server) + 5 if canary else CHECK_TIMEOUT_S
+            checks.append(Check(f"canary {name}", partial(check_local, name, models), timeout_s))
     checks += [Check(f"search {n}", partial(check_search, n, config)) for n in config.providers.search.backends]
     models_dir = config.providers.image.models_dir
     for name, role, chain in image_models(config):
@@ -166,7 +203,7 @@ def plan(config: SwarmConfig, local_servers: Any, *, canary: bool = True) -> lis
     checks += [
         Check("storage", partial(check_storage, config)),
         Check("checkpointer", partial(check_checkpointer, config)),
-        Check("runpod", partial(check_runpod, config), RUNPOD_TIMEOUT_S + 5),
+        Check("runpod", partial(check_runpod, config), RUNPOD_TIMEOUT_S + 15),
     ]
     disks = [Check(f"disk {labels}", partial(check_disk, labels, path)) for labels, path in disk_targets(config)]
     return checks + disks
@@ -188,9 +225,11 @@ async def run_doctor(config: SwarmConfig, *, runtime: Runtime | None = None, can
     from providers.llm.local_server import LocalServerManager
 
     local_servers = runtime.local_servers if runtime is not None else LocalServerManager()
+    models = ModelStates(config, local_servers, canary=canary)
     try:
-        return list(await asyncio.gather(*(guarded(c) for c in plan(config, local_servers, canary=canary))))
+        return list(await asyncio.gather(*(guarded(c) for c in plan(config, models, canary=canary))))
     finally:
+        await models.aclose()
         if runtime is None:
             local_servers.stop_all()
 

@@ -3,20 +3,34 @@ check) and the image weights (present, preparable offline, or needing a pull).
 
 An optional model left unconfigured (its key unset, a fallback's weights not pulled) is INFO
 while every chain it is in still has a member that runs here, and WARN once it leaves one with
-none; what was configured and is broken keeps its FAIL."""
+none. A model that does not answer from here (unreachable, its service failing) is a WARN
+naming the model its chains fall back on, and a FAIL only when nothing in them answers; what
+was configured wrong (a key refused, an address that is no API) keeps its FAIL. When jobs run
+on a RunPod endpoint its worker calls the models, so what this machine reaches decides nothing
+(INFO, or WARN for an answer that is an error)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from core.errors import ProviderUnavailable, SwarmError
-from swarm.doctor_finding import TO_USE_IT, Finding, Status, error_message, goes_on_to
+from swarm.doctor_finding import (
+    TO_USE_IT,
+    Fallback,
+    Finding,
+    Status,
+    error_message,
+    fallback_of,
+    no_connection,
+)
 
 if TYPE_CHECKING:
-    from core.config import ModelSpec, SwarmConfig
+    from core.config import LocalServerSpec, ModelSpec, SwarmConfig
     from providers.llm.model_access import ModelsProbe
+    from swarm.executors import RunnerInEffect
 
 
 async def check_canary(name: str, spec: ModelSpec, local_servers: Any) -> Finding:
@@ -44,70 +58,183 @@ async def not_checked(check: str, why: str, fix: str) -> Finding:
     return Finding(check, "info", f"not checked ({why})", fix)
 
 
-def model_fallbacks(config: SwarmConfig) -> dict[str, str | None]:
-    """Per model: what its chains go on to when it is skipped (``goes_on_to``), ``None`` when
-    one of them would have no model left that runs here. The chains are the router's own: one
-    per tier, and the default's (no tier). A model runs here when no key it needs is missing (the
-    local model needs none); whether it answers is its own finding (its probe, the canary)."""
-    from providers.base import LLMConfig
-    from providers.circuit import CircuitBoard
-    from providers.llm.model_access import missing_key_reason
-    from providers.llm.router import LLMRouter
-
-    section = config.providers.llm
-    router = LLMRouter(section, config.models, {}, CircuitBoard())
-    chains = [router.resolve_chain(LLMConfig(tier=tier)) for tier in section.tiers]
-    chains.append(router.resolve_chain(LLMConfig()))
-    runs_here = {name for name, spec in config.models.items() if missing_key_reason(spec) is None}
-    return {name: goes_on_to(chains, name, runs_here) for name in config.models}
+def canary_timeout_s(server: LocalServerSpec) -> float:
+    """How long the local model's canary may take: its server's start, then the completion."""
+    return server.startup_timeout_s + 30
 
 
-async def check_model(name: str, spec: ModelSpec, fallback: str | None = None) -> Finding:
-    """``fallback``: what the model's chains go on to without it (``model_fallbacks``); with one,
-    an unset key is INFO (an option), without one a WARN (a chain has nothing that runs here)."""
-    from providers.llm.model_access import missing_key_reason, probe_models, probes_network
+@dataclass(frozen=True)
+class ModelState:
+    """One model on its own, before its chains are looked at. ``alone``: its line were it alone
+    (no fallback); ``tried``: the router tries it here (no key missing); ``answers``: it should
+    answer (its probe answered, it has no cheap probe, the canary answered or was left out);
+    ``why_not``: why it does not, in a few words; ``configured_wrong``: a key refused or an
+    address that is no API (a FAIL whatever the chain); ``no_answer``: nothing answered at all."""
 
-    check = f"model {name}"
-    reason = missing_key_reason(spec)
-    if reason and fallback:
-        return Finding(check, "info", f"{reason}: skipped, {fallback}", f"export {spec.api_key_env}=...", TO_USE_IT)
-    if reason:
-        return Finding(check, "warn", f"{reason} -> skipped", f"export {spec.api_key_env}=...")
-    key = f"{spec.api_key_env} set, " if spec.api_key_env else ""
-    if not probes_network(spec):
-        return Finding(check, "ok", f"{key}no cheap probe for {spec.litellm_model}: checked on its first call")
-    found = await probe_models(spec)  # the request the model's health check sends
-    failure = probe_failure(spec, found)
-    if failure is None:
-        return Finding(check, "ok", f"{key}GET {found.url} answered")
-    what, fix = failure
-    return Finding(check, "fail", f"{key}GET {found.url} failed: {what}", fix)
+    alone: Finding
+    tried: bool = True
+    answers: bool = True
+    why_not: str = ""
+    configured_wrong: bool = False
+    no_answer: bool = False
 
 
-def probe_failure(spec: ModelSpec, found: ModelsProbe) -> tuple[str, str] | None:
+class ModelStates:
+    """Each model's ``ModelState``, found once and shared by the checks: a model's line names the
+    model its chains fall back on, so it waits on the states of their other members. The chains
+    are the router's own: one per tier, and the default's (no tier)."""
+
+    def __init__(self, config: SwarmConfig, local_servers: Any, *, canary: bool) -> None:
+        from providers.base import LLMConfig
+        from providers.circuit import CircuitBoard
+        from providers.llm.router import LLMRouter
+
+        section = config.providers.llm
+        router = LLMRouter(section, config.models, {}, CircuitBoard())
+        self.chains = [router.resolve_chain(LLMConfig(tier=tier)) for tier in section.tiers]
+        self.chains.append(router.resolve_chain(LLMConfig()))
+        self.specs = dict(config.models)
+        self._local_servers = local_servers
+        self._canary = canary
+        self._found: dict[str, asyncio.Task[ModelState]] = {}
+
+    async def state(self, name: str) -> ModelState:
+        """``name``'s state; the first caller starts finding it, the others share that."""
+        if name not in self._found:
+            self._found[name] = asyncio.create_task(self._find(name))
+        # shielded: one waiting check's timeout must not cancel what the others wait on
+        return await asyncio.shield(self._found[name])
+
+    async def others(self, name: str) -> dict[str, ModelState]:
+        """The state of every model a chain holds but ``name``."""
+        others = list(dict.fromkeys(m for chain in self.chains for m in chain if m != name))
+        return dict(zip(others, await asyncio.gather(*(self.state(m) for m in others)), strict=True))
+
+    def fallback(self, name: str, others: dict[str, ModelState]) -> tuple[Fallback | None, dict[str, str]]:
+        """What ``name``'s chains go on to without it (``fallback_of``), judged on what answers
+        here (``others``: ``ModelStates.others``), and the members tried that fail (name -> why)."""
+        answers = {m for m, s in others.items() if s.answers}
+        failing = {m: s.why_not for m, s in others.items() if s.tried and not s.answers}
+        return fallback_of(self.chains, name, answers, failing), failing
+
+    async def aclose(self) -> None:
+        """Stop what is still being found (a check that timed out left it running)."""
+        for task in self._found.values():
+            task.cancel()
+        await asyncio.gather(*self._found.values(), return_exceptions=True)
+
+    async def _find(self, name: str) -> ModelState:
+        from providers.llm.model_access import missing_key_reason, probe_models, probes_network
+
+        spec = self.specs[name]
+        if spec.local_server is not None:
+            return await self._local(name, spec, spec.local_server)
+        check = f"model {name}"
+        reason = missing_key_reason(spec)
+        if reason:
+            alone = Finding(check, "warn", f"{reason} -> skipped", f"export {spec.api_key_env}=...")
+            return ModelState(alone, tried=False, answers=False, why_not="its key is not set")
+        key = f"{spec.api_key_env} set, " if spec.api_key_env else ""
+        if not probes_network(spec):
+            return ModelState(Finding(check, "ok", f"{key}no cheap probe for {spec.litellm_model}: checked on its first call"))
+        found = await probe_models(spec)  # the request the model's health check sends
+        failure = await probe_failure(spec, found)
+        if failure is None:
+            return ModelState(Finding(check, "ok", f"{key}GET {found.url} answered"))
+        alone = Finding(check, "fail", f"{key}GET {found.url} failed: {failure.what}", failure.fix)
+        return ModelState(alone, answers=False, why_not=failure.why_not,
+                          configured_wrong=failure.configured_wrong, no_answer=found.status is None)
+
+    async def _local(self, name: str, spec: ModelSpec, server: LocalServerSpec) -> ModelState:
+        check = f"canary {name}"
+        if not self._canary:  # not started: taken to answer, as it does on a machine set up by scripts/setup
+            return ModelState(await not_checked(check, "--quick: the local model was not started", "run without --quick"))
+        timeout_s = canary_timeout_s(server)
+        try:
+            alone = await asyncio.wait_for(check_canary(name, spec, self._local_servers), timeout_s)
+        except TimeoutError:
+            alone = Finding(check, "fail", f"no answer within {timeout_s:g} s")
+        return ModelState(alone, answers=alone.status == "ok", why_not="its canary failed")
+
+
+async def check_local(name: str, states: ModelStates) -> Finding:
+    """The local model's line: its canary (or why it was left out)."""
+    return (await states.state(name)).alone
+
+
+async def check_model(name: str, states: ModelStates, runner: RunnerInEffect) -> Finding:
+    """A model of the ``models`` table that is no local server: its key set? its probe answered?
+    Its line then says what its chains go on to without it (``ModelStates.fallback``)."""
+    own = await states.state(name)
+    spec, check = states.specs[name], f"model {name}"
+    if own.answers:
+        return own.alone
+    others = await states.others(name)
+    fallback, failing = states.fallback(name, others)
+    if not own.tried:  # its key is unset: an option while its chains have a model that answers
+        if fallback is None:
+            return own.alone
+        detail = f"{own.alone.detail.removesuffix(' -> skipped')}: skipped, {fallback.phrase('the chain', failing)}"
+        return Finding(check, "info", detail, own.alone.fix, TO_USE_IT)
+    if runner.kind == "runpod":  # the worker calls the models: this machine's reach decides nothing
+        status: Status = "info" if own.no_answer else "warn"
+        where = f"jobs run {runner.where}, whose worker calls the models: what this machine reaches decides nothing"
+        return Finding(check, status, f"{own.alone.detail}; {where}", own.alone.fix)
+    if own.configured_wrong or fallback is None:
+        return own.alone
+    then = fallback.phrase("calls fall back: the chain", failing)
+    if not fallback.before:  # it comes first: every call waits on it before the fallback answers
+        then += " (each job first spends time on this one)"
+    fix = own.alone.fix
+    env = spec.api_key_env
+    if env and not any(s.answers and states.specs[m].api_key_env == env for m, s in others.items()):
+        fix += f"; or unset {env} to skip it at once"  # no model that answers needs that key
+    return Finding(check, "warn", f"{own.alone.detail}; {then}", fix)
+
+
+@dataclass(frozen=True)
+class ProbeFailure:
+    """What went wrong with a model's probe: ``what`` (the line's detail), ``fix``, ``why_not``
+    (a few words, for the lines of models whose chains pass through it) and ``configured_wrong``
+    (the key refused, an address that is no API: a FAIL even when the chain goes on)."""
+
+    what: str
+    fix: str
+    why_not: str
+    configured_wrong: bool = False
+
+
+async def probe_failure(spec: ModelSpec, found: ModelsProbe) -> ProbeFailure | None:
     """``None`` when the model's probe (``GET {api_base}/models``) was answered; else what went
-    wrong and its fix: the key refused (401/403), the service failing (5xx), no answer at all."""
+    wrong and its fix: the key refused (401/403), the service failing (5xx), no answer at all
+    (then why, found by trying the connection again: ``no_connection``)."""
     from providers.llm.model_access import HEALTH_TIMEOUT_S
 
-    up = f"check that {spec.api_base} is up"
-    if found.no_answer == "timeout":
-        return f"unreachable: no answer within {HEALTH_TIMEOUT_S:g} s (timed out)", f"{up} and answering"
-    if found.no_answer == "connect":
-        return "unreachable: could not connect (connection refused, or no such host)", f"{up} and the address is right"
+    base = spec.api_base or found.url
+    up = f"check that {base} is up"
+    unreachable = "unreachable from here"
+    if found.no_answer == "timeout" and found.error_class != "ConnectTimeout":
+        return ProbeFailure(f"unreachable: no answer within {HEALTH_TIMEOUT_S:g} s (timed out)", f"{up} and answering", unreachable)
+    if found.no_answer in ("connect", "timeout"):
+        why = await no_connection(found.url, base)
+        return ProbeFailure(f"unreachable: could not connect ({why.cause})", why.fix, unreachable)
     if found.status is None:
-        return f"unreachable: {found.error_class}", up
+        return ProbeFailure(f"unreachable: {found.error_class}", up, unreachable)
     status = found.status
     if status < 400:
         return None
     if status in (401, 403):
         key = spec.api_key_env or "the key"
-        return f"HTTP {status}: the service refused the key", f"check that {key} is valid (not mistyped, expired or revoked)"
+        return ProbeFailure(f"HTTP {status}: the service refused the key",
+                            f"check that {key} is valid (not mistyped, expired or revoked)", "its key is refused", True)
     if status == 429:
-        return "HTTP 429: the service is rate-limiting this key", "wait and run doctor again; check the account's limits"
+        return ProbeFailure("HTTP 429: the service is rate-limiting this key",
+                            "wait and run doctor again; check the account's limits", "rate-limited")
     if status >= 500:
-        return (f"HTTP {status}: the service failed (the key is not the problem)",
-                f"try again later; if it persists, {up} (the provider's status page)")
-    return f"HTTP {status}: the address answered, but not as the API expected", f"check that {spec.api_base} is the API's base URL"
+        return ProbeFailure(f"HTTP {status}: the service failed (the key is not the problem)",
+                            f"try again later; if it persists, {up} (the provider's status page)", "its service is failing")
+    return ProbeFailure(f"HTTP {status}: the address answered, but not as the API expected",
+                        f"check that {base} is the API's base URL", "not answering as the API", True)
 
 
 # --- image weights ------------------------------------------------------------------------------

@@ -12,7 +12,8 @@ import contextlib
 import logging
 import os
 import weakref
-from typing import Any, Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from core.errors import ConfigError
 from graphs.context import ProgressFn
@@ -74,6 +75,32 @@ def runpod_worker() -> bool:
 _warned: set[str] = set()
 
 
+@dataclass(frozen=True)
+class RunnerInEffect:
+    """Where jobs run from this machine: ``kind`` local | runpod, ``why`` (in words) and
+    ``where`` ("in-process", "on RunPod endpoint abc123")."""
+
+    kind: Literal["local", "runpod"]
+    why: str
+    where: str = "in-process"
+
+
+def runner_in_effect(config: Any) -> RunnerInEffect:
+    """The runner ``make_executor`` picks for ``config``, and why, in words (doctor says it):
+    ``runner.kind`` when set (``SWARM_RUNNER`` in the shipped config.yaml), else (``auto``) the
+    RunPod endpoint when ``runner.runpod.endpoint_id`` and its key are set, else this machine."""
+    section, spec = config.runner, config.runner.runpod
+    endpoint = f"on RunPod endpoint {spec.endpoint_id or '(none set)'}"
+    if section.kind != "auto":
+        named = "SWARM_RUNNER" if os.environ.get("SWARM_RUNNER", "").strip() == section.kind else "runner.kind"
+        return RunnerInEffect(section.kind, f"{named}={section.kind}", endpoint if section.kind == "runpod" else "in-process")
+    if not spec.endpoint_id:
+        return RunnerInEffect("local", "no RunPod endpoint is set")
+    if not os.environ.get(spec.api_key_env, ""):
+        return RunnerInEffect("local", f"{spec.api_key_env} is not set")
+    return RunnerInEffect("runpod", f"RUNPOD_ENDPOINT_ID and {spec.api_key_env} are set", endpoint)
+
+
 def make_executor(config: Any, runtime: Any) -> Executor:
     """The executor ``config.runner.kind`` asks for.
 
@@ -84,9 +111,8 @@ def make_executor(config: Any, runtime: Any) -> Executor:
     section = config.runner
     spec = section.runpod
     key = os.environ.get(spec.api_key_env, "")
-    kind = section.kind
-    if kind == "auto":
-        kind = "runpod" if spec.endpoint_id and key else "local"
+    kind = runner_in_effect(config).kind
+    if section.kind == "auto":
         if spec.endpoint_id and not key and not runpod_worker() and spec.endpoint_id not in _warned:
             _warned.add(spec.endpoint_id)  # once a process: this is asked per job
             log.warning("runner.runpod.endpoint_id is set (%s) but $%s is empty: jobs run in-process, not on the"
