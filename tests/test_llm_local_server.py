@@ -730,3 +730,18 @@ async def test_doctor_says_the_port_is_taken_and_what_to_do(manager: LocalServer
     assert finding.status == "fail"
     assert finding.fix == PORT_FIX.format(port=other.port)
     assert PORT_FIX.format(port=other.port) in finding.detail
+
+
+def test_a_server_log_past_its_limit_is_kept_once_and_started_afresh(tmp_path: Path) -> None:
+    # each start appended ~200 KB of llama.cpp's load messages, every CLI run starts one: 15 MB here
+    from providers.llm.local_server import rotate_log
+
+    log_file = tmp_path / "local-llm-8765.log"
+    rotate_log(log_file, max_bytes=100)  # none yet: nothing to do
+    log_file.write_bytes(b"a" * 100)
+    rotate_log(log_file, max_bytes=100)
+    assert log_file.read_bytes() == b"a" * 100  # at the limit: kept
+    log_file.write_bytes(b"b" * 101)
+    (tmp_path / "local-llm-8765.log.1").write_bytes(b"older")
+    rotate_log(log_file, max_bytes=100)
+    assert not log_file.exists() and (tmp_path / "local-llm-8765.log.1").read_bytes() == b"b" * 101

@@ -64,6 +64,20 @@ log = logging.getLogger("swarm.llm.local")
 
 USERS_FILE_ENV = "SWARM_LLAMA_USERS_FILE"  # read by llama_launch.py, which imports nothing of ours
 _POLL_INTERVAL_S = 0.25
+#: a server log past this size at a start is kept as ``<name>.1`` (the one before it dropped), and the
+#: new server writes a fresh one: each start adds ~200 KB (llama.cpp's load messages), every CLI run starts one
+LOG_MAX_BYTES = 2_000_000
+
+
+def rotate_log(path: Path, max_bytes: int = LOG_MAX_BYTES) -> None:
+    """Keep ``path`` under ``max_bytes``: past it, it becomes ``<path>.1`` (replacing an older one)."""
+    try:
+        if path.stat().st_size > max_bytes:
+            path.replace(path.with_name(path.name + ".1"))
+    except FileNotFoundError:
+        pass
+
+
 #: How long a failed call waits for the server's exit to be seen before blaming the network.
 _EXIT_GRACE_S = 1.0
 LAUNCHER = Path(__file__).with_name("llama_launch.py")
@@ -242,6 +256,7 @@ class LocalServerManager:
         log.info("starting local model %s on port %d (log: %s)", name, port, log_path)
         # the launcher lives while some process holds a shared lock on this file (we do, from _join)
         env = {**os.environ, USERS_FILE_ENV: str(self._users[port].path)}
+        rotate_log(log_path)
         with open(log_path, "ab") as log_file:
             offset = log_file.tell()
             process = subprocess.Popen(
