@@ -367,7 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
                            " (checkpointer.kind: postgres); threads already there are skipped")
     p.set_defaults(fn=cmd_threads_import)
 
-    p = sub.add_parser("health", help="availability and circuit state of every model")
+    p = sub.add_parser("health", help="whether each model would be called now (its key set, its circuit closed)"
+                       " and its circuit: nothing is sent; swarm doctor asks each one")
     p.set_defaults(fn=cmd_health)
 
     p = sub.add_parser("doctor", help="check this machine and config: one line per finding, with the fix")
