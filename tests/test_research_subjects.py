@@ -29,6 +29,17 @@ def test_names_are_the_words_a_question_names_things_with():
     assert named_terms("Does the Café backend need a key?") == ["Café"]
 
 
+def test_a_word_in_small_letters_names_something_before_a_version_or_as_the_package_named():
+    # "Is the flask package thread safe?" opened with another library's "Thread-safe and process-safe [1]."
+    assert named_terms("Is the flask package thread safe?") == ["flask"]
+    assert named_terms("Which Python version does numpy 2.0 require?") == ["Python", "numpy"]
+    assert named_terms("What is the xxhash Python library a binding for? And the idna module?") == ["xxhash", "Python", "idna"]
+    assert named_terms("Does it run on python 3.12 and node v20.1?") == ["python", "node"]
+    # a version of one part, or a word that only counts releases, names nothing
+    assert named_terms("What changed in version 2.0, in release 1.2.3, in step 2 and in the default package?") == []
+    assert named_terms("What does the same library do?") == []
+
+
 def test_generic_capitals_and_title_case_name_nothing():
     """A review found "Is it OK to use the local model with no keys at all?" unanswered ("none of
     the sources found mentions OK") and "Why Is My Job Stuck In Queue?" missing "Stuck"."""
@@ -54,6 +65,11 @@ def test_a_question_about_something_no_source_names_gets_no_answer_and_why():
     report = extractive_report("Which queue types does Kubernetes provide?", [], SOURCES, PASSAGES)
     assert report == f"## In short\n\n{NO_ANSWER}\n\nNone of the sources found mentions Kubernetes.\n"
     assert not marker_ids(report)
+
+
+def test_a_question_about_a_package_no_source_names_gets_no_answer_and_why():
+    report = extractive_report("Which queue types does the celery package provide?", [], SOURCES, PASSAGES)
+    assert report == f"## In short\n\n{NO_ANSWER}\n\nNone of the sources found mentions celery.\n"
 
 
 def test_a_question_naming_one_thing_the_sources_have_and_one_they_lack_is_answered_and_says_so():

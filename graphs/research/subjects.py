@@ -7,8 +7,10 @@ it cites. Words counted, or weighted by how rare they are among the passages, do
 question from a real one (measured on the research quality bench: a gold question's opening shared
 35% of the question's weight, an off-topic one 39%). What does tell them apart is the question's
 subject: the names it gives (Kubernetes, Australia, Celery) are in no source found, while every name
-a gold question gives is. The sentence-initial capital of an ordinary word is no name; a lower-case
-name ("numpy") is not recognised, and the report stays as it was.
+a gold question gives is. The sentence-initial capital of an ordinary word is no name; a word in
+small letters is one only where the question says so: before a version ("numpy 2.0") or as what
+"the ... package" (library, module, crate, ...) names ("the flask package"). Any other lower-case
+name ("configure nginx") is not recognised, and the report stays as it was.
 """
 
 from __future__ import annotations
@@ -28,6 +30,16 @@ _GENERIC_CAPS = frozenset("OK OKAY FAQ TODO FYI ASAP AI ETA TLDR IMO IMHO PS NB 
 #: question still writes its verbs and adjectives in small letters), is written in
 #: Title Case: its capitals are style, and only identifiers and words in capitals name something
 _TITLE_CASE_SHARE = 0.9
+#: a number or a version ("2018", "v20.1", "3.12.0"): no name of anything
+_VERSION = re.compile(r"[vV]?\d+(?:\.\d+)*")
+#: a word in small letters before a version of two or more parts ("numpy 2.0", "python 3.12")
+_BEFORE_VERSION = re.compile(r"\b([a-z][\w.+-]*[a-z0-9+])\s+v?\d+(?:\.\d+)+\b")
+#: a word in small letters that "the ... package" names ("the flask package", "the xxhash Python library")
+_PACKAGE = re.compile(r"\bthe\s+([a-z][\w.+-]*[a-z0-9+])\s+(?:(?:python|js|javascript|node|rust|go|ruby|java)\s+)?"
+                      r"(?:package|library|module|crate|gem|plugin|extension|framework)\b", re.IGNORECASE)
+#: words that come before a version or after "the" without naming anything a source must say
+_NOT_NAMES = frozenset("version versions release releases v step chapter section page part phase level tier stage "
+                       "option number item rule standard same new old latest following above below main default".split())
 #: where a sentence of the question starts: its first word's capital says nothing
 _SENTENCE_START = re.compile(r"(?:^|[.!?:;]\s+|\n)\s*[\"'(\[]*$")
 
@@ -37,7 +49,7 @@ def _is_name(word: str, capital_counts: bool) -> bool:
     a capital after a small letter: ``h11``, ``load_dotenv``, ``useEffect``), a word in capitals
     (``HTTPX``; not ``OK`` or ``FAQ``), or, where ``capital_counts``, a capitalised word
     (``Kubernetes``)."""
-    if len(word) < 2 or word.lower() in STOPWORDS or word.isdigit() or word.upper() in _GENERIC_CAPS:
+    if len(word) < 2 or word.lower() in STOPWORDS or word.upper() in _GENERIC_CAPS or _VERSION.fullmatch(word):
         return False
     letters = [c for c in word if c.isalpha()]
     if not letters:
@@ -55,9 +67,11 @@ def named_terms(question: str) -> list[str]:
     inner = [w for w, start in words if not start and w.lower() not in STOPWORDS and w[0].isalpha()]
     capitalised = sum(w[0].isupper() and not w.isupper() for w in inner)  # Speed, not MCP
     title_case = capitalised >= 3 and capitalised >= _TITLE_CASE_SHARE * len(inner)
+    said = {m.start(1): m.group(1) for rule in (_BEFORE_VERSION, _PACKAGE) for m in rule.finditer(question)
+            if m.group(1).islower() and m.group(1).lower() not in STOPWORDS and m.group(1).lower() not in _NOT_NAMES}
     names: dict[str, None] = {}
-    for word, start in words:
-        if _is_name(word, capital_counts=not start and not title_case):
+    for match, (word, start) in zip(_WORD.finditer(question), words, strict=True):
+        if _is_name(word, capital_counts=not start and not title_case) or said.get(match.start()) == word:
             names.setdefault(word, None)
     return list(names)
 
