@@ -211,24 +211,32 @@ async def test_a_continued_delegation_sees_who_said_what(make_context: Any) -> N
     assert step["detail"] == f"thread {THREAD}: turns 1-2 in the prompt"
 
 
-async def test_a_long_thread_is_cut_to_max_chars_and_the_trace_says_which(make_context: Any) -> None:
+async def _go_on(make_context: Any, history: list[dict[str, Any]], max_turns: int) -> tuple[dict[str, Any], list[list[Message]]]:
+    """A "go on" delegation over ``history`` with ``threads.max_chars`` 1000: its result and the
+    messages the model was sent (it answers "short answer")."""
     from core.config import ThreadsSection, load_config
 
     cfg = load_config(Path(__file__).resolve().parents[1] / "config.yaml")
-    cfg = cfg.model_copy(update={"threads": ThreadsSection(max_turns=4, max_chars=1000)})
+    cfg = cfg.model_copy(update={"threads": ThreadsSection(max_turns=max_turns, max_chars=1000)})
     seen: list[list[Message]] = []
 
     def answer(messages: list[Message], config: LLMConfig) -> str:
         seen.append(messages)
         return "short answer"
 
-    # turns 1-2 were dropped by the store already; 3-6 are kept, 400 characters each
-    history = [{"n": n, "role": "user" if n % 2 else "assistant", "model": None if n % 2 else "model-x",
-                "content": f"turn {n} " + "x" * 393} for n in range(3, 7)]
     job = {"project": "swarm", "action": "delegate",
            "input": {"task": "go on", "kind": "critical", "thread_id": THREAD, "history": history}}
     result = await dispatch(job, make_context(FunctionLLM(answer), config=cfg))
     assert result["status"] == "COMPLETED", result["error"]
+    return result, seen
+
+
+async def test_a_long_thread_is_cut_to_max_chars_and_the_trace_says_which(make_context: Any) -> None:
+
+    # turns 1-2 were dropped by the store already; 3-6 are kept, 400 characters each
+    history = [{"n": n, "role": "user" if n % 2 else "assistant", "model": None if n % 2 else "model-x",
+                "content": f"turn {n} " + "x" * 393} for n in range(3, 7)]
+    result, seen = await _go_on(make_context, history, max_turns=4)
     # 5-6 whole (800); turn 4 and its question share the 200 left, shortened (a third for the question)
     assert [m.content[:6] for m in seen[0][1:-1]] == ["turn 3", "turn 4", "turn 5", "turn 6"]
     assert [len(m.content) for m in seen[0][1:3]] == [66, 134]
@@ -243,23 +251,11 @@ async def test_a_follow_up_to_an_answer_longer_than_max_chars_keeps_the_question
         make_context: Any) -> None:
     # the newest answer alone was over threads.max_chars: the whole exchange was left out, and
     # "go on" reached the model with no conversation at all
-    from core.config import ThreadsSection, load_config
-
-    cfg = load_config(Path(__file__).resolve().parents[1] / "config.yaml")
-    cfg = cfg.model_copy(update={"threads": ThreadsSection(max_turns=10, max_chars=1000)})
-    seen: list[list[Message]] = []
-
-    def answer(messages: list[Message], config: LLMConfig) -> str:
-        seen.append(messages)
-        return "short answer"
 
     long_answer = "A circuit breaker stops calls to a failing provider.\n\n```python\n" + "x = 1\n" * 400 + "```\n"
     history = [{"n": 1, "role": "user", "content": "Write a circuit breaker in Python."},
                {"n": 2, "role": "assistant", "model": "model-x", "content": long_answer}]
-    job = {"project": "swarm", "action": "delegate",
-           "input": {"task": "go on", "kind": "critical", "thread_id": THREAD, "history": history}}
-    result = await dispatch(job, make_context(FunctionLLM(answer), config=cfg))
-    assert result["status"] == "COMPLETED", result["error"]
+    result, seen = await _go_on(make_context, history, max_turns=10)
     question, earlier = seen[0][1], seen[0][2]
     assert (question.role, question.content) == ("user", "Write a circuit breaker in Python.")
     assert earlier.role == "assistant" and earlier.content.startswith("A circuit breaker stops calls to a failing provider.")
@@ -275,23 +271,11 @@ async def test_a_follow_up_to_an_answer_longer_than_max_chars_keeps_the_question
 async def test_a_question_too_long_for_the_room_is_shortened_with_its_answer_not_left_out(make_context: Any) -> None:
     # the answer took all the room and its question was left out: the model read an answer to an
     # unseen question, in a message list opening with the assistant's turn
-    from core.config import ThreadsSection, load_config
-
-    cfg = load_config(Path(__file__).resolve().parents[1] / "config.yaml")
-    cfg = cfg.model_copy(update={"threads": ThreadsSection(max_turns=10, max_chars=1000)})
-    seen: list[list[Message]] = []
-
-    def answer(messages: list[Message], config: LLMConfig) -> str:
-        seen.append(messages)
-        return "short answer"
 
     question = "Here is my code: " + "call(x) " * 160 + "Why does it fail?"
     history = [{"n": 1, "role": "user", "content": question},
                {"n": 2, "role": "assistant", "model": "model-x", "content": "It fails because the call returns early. " * 100}]
-    job = {"project": "swarm", "action": "delegate",
-           "input": {"task": "go on", "kind": "critical", "thread_id": THREAD, "history": history}}
-    result = await dispatch(job, make_context(FunctionLLM(answer), config=cfg))
-    assert result["status"] == "COMPLETED", result["error"]
+    result, seen = await _go_on(make_context, history, max_turns=10)
     asked, earlier, now = seen[0][1:]
     assert [m.role for m in (asked, earlier, now)] == ["user", "assistant", "user"]
     assert asked.content.startswith("Here is my code: call(x)") and asked.content.endswith("[shortened]")
