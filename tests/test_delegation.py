@@ -77,6 +77,25 @@ async def test_unusable_verdict_keeps_draft_and_says_so(make_context: Any) -> No
     assert any(s["step"] == "review" and s["outcome"] == "error" for s in result["trace"])
 
 
+async def test_a_verdict_cut_at_the_token_limit_says_so_and_its_strings_are_bounded(make_context: Any) -> None:
+    """The bundled model's constrained JSON ran the suggestion to its 512-token cap (~16 s) and the
+    review came back "held no valid JSON verdict", with nothing saying why."""
+    from graphs.delegation.prompts import ISSUE_CHARS, SUGGESTION_CHARS, VERDICT_SCHEMA
+
+    props = VERDICT_SCHEMA["properties"]
+    assert props["suggestion"]["maxLength"] == SUGGESTION_CHARS and props["issues"]["items"]["maxLength"] == ISSUE_CHARS
+
+    class CutShort(FakeLLM):
+        async def complete(self, messages: Any, config: LLMConfig) -> Any:
+            response = await super().complete(messages, config)
+            return response.model_copy(update={"finish_reason": "length"}) if config.step == "review" else response
+
+    result = await dispatch(job(), make_context(CutShort(["a draft", '{"approved": true, "score": 8, "issues": [], "suggestion": "Keep it as it is and'])))
+    assert result["status"] == "COMPLETED", result["error"]
+    assert result["output"]["review"]["error"] == ("the reviewer's answer held no valid JSON verdict"
+                                                   " (cut at its token limit before the JSON closed)")
+
+
 async def test_reviewer_chain_down_returns_draft_with_review_unavailable(make_context: Any) -> None:
     def answer(messages: list[Message], config: LLMConfig) -> str:
         if config.step == "review":

@@ -194,8 +194,9 @@ def make_nodes(llm: LLMProvider) -> dict[str, Node]:
         attempts = [a.model_dump() for a in response.attempts]
         verdict = parse_verdict(response.text)
         if verdict is None:
+            cut = " (cut at its token limit before the JSON closed)" if response.finish_reason == "length" else ""
             verdict = {"approved": None, "status": "unusable", "reviewer": response.model,
-                       "error": "the reviewer's answer held no valid JSON verdict"}
+                       "error": f"the reviewer's answer held no valid JSON verdict{cut}"}
             return {"review": verdict, "trace": attempts + [_node_step("review", started, verdict["error"], "error")]}
         verdict |= {"status": "done", "reviewer": response.model}
         detail = f"{'approved' if verdict['approved'] else 'changes requested'} by {response.model}"

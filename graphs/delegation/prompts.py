@@ -29,13 +29,17 @@ REVIEW_SYSTEM = (
     "clarity. Reply with JSON only: " + ", ".join(f"{k} ({v})" for k, v in VERDICT_FIELDS.items()) + "."
 )
 
+#: a verdict's longest issue and suggestion, in characters: with no bound the bundled model's
+#: constrained JSON ran a string to its 512-token cap (~16 s) and the cut verdict was unusable
+ISSUE_CHARS = 200
+SUGGESTION_CHARS = 600
 VERDICT_SCHEMA = {
     "type": "object",
     "properties": {
         "approved": {"type": "boolean"},
         "score": {"type": "integer", "minimum": 1, "maximum": 10},
-        "issues": {"type": "array", "items": {"type": "string"}, "maxItems": 5},
-        "suggestion": {"type": "string"},
+        "issues": {"type": "array", "items": {"type": "string", "maxLength": ISSUE_CHARS}, "maxItems": 5},
+        "suggestion": {"type": "string", "maxLength": SUGGESTION_CHARS},
     },
     "required": ["approved", "score", "issues", "suggestion"],
     "additionalProperties": False,
