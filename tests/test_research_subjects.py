@@ -40,6 +40,16 @@ def test_a_word_in_small_letters_names_something_before_a_version_or_as_the_pack
     assert named_terms("What does the same library do?") == []
 
 
+def test_what_a_question_writes_in_backticks_is_a_name_as_a_whole():
+    # "What does `swarm doctor` check?" opened with "`swarm config check` prints the effective config"
+    # from docs that never say "doctor", checked "100% backed"
+    assert named_terms("What does `swarm doctor` check?") == ["swarm doctor"]
+    assert named_terms("Does `load_dotenv` override them, and is `2.0` or `it` out?") == ["load_dotenv"]
+    assert unmentioned("What does `swarm doctor` check?", ["`swarm config check` prints the config."]) == ["swarm doctor"]
+    report = extractive_report("Which queue types does `tinyq doctor` check?", [], SOURCES, PASSAGES)
+    assert report == f"## In short\n\n{NO_ANSWER}\n\nNone of the sources found mentions tinyq doctor.\n"
+
+
 def test_generic_capitals_and_title_case_name_nothing():
     """A review found "Is it OK to use the local model with no keys at all?" unanswered ("none of
     the sources found mentions OK") and "Why Is My Job Stuck In Queue?" missing "Stuck"."""

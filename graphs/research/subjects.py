@@ -9,7 +9,8 @@ question from a real one (measured on the research quality bench: a gold questio
 subject: the names it gives (Kubernetes, Australia, Celery) are in no source found, while every name
 a gold question gives is. The sentence-initial capital of an ordinary word is no name; a word in
 small letters is one only where the question says so: before a version ("numpy 2.0") or as what
-"the ... package" (library, module, crate, ...) names ("the flask package"). Any other lower-case
+"the ... package" (library, module, crate, ...) names ("the flask package"), and what the question
+writes as code, in backticks ("What does `swarm doctor` check?"), is a name as a whole. Any other lower-case
 name ("configure nginx") is not recognised, and the report stays as it was.
 """
 
@@ -37,6 +38,8 @@ _BEFORE_VERSION = re.compile(r"\b([a-z][\w.+-]*[a-z0-9+])\s+v?\d+(?:\.\d+)+\b")
 #: a word in small letters that "the ... package" names ("the flask package", "the xxhash Python library")
 _PACKAGE = re.compile(r"\bthe\s+([a-z][\w.+-]*[a-z0-9+])\s+(?:(?:python|js|javascript|node|rust|go|ruby|java)\s+)?"
                       r"(?:package|library|module|crate|gem|plugin|extension|framework)\b", re.IGNORECASE)
+#: a code span of the question: what it writes in backticks names something, as a whole
+_CODE_SPAN = re.compile(r"`([^`\n]{2,80})`")
 #: words that come before a version or after "the" without naming anything a source must say
 _NOT_NAMES = frozenset("version versions release releases v step chapter section page part phase level tier stage "
                        "option number item rule standard same new old latest following above below main default".split())
@@ -70,6 +73,10 @@ def named_terms(question: str) -> list[str]:
     said = {m.start(1): m.group(1) for rule in (_BEFORE_VERSION, _PACKAGE) for m in rule.finditer(question)
             if m.group(1).islower() and m.group(1).lower() not in STOPWORDS and m.group(1).lower() not in _NOT_NAMES}
     names: dict[str, None] = {}
+    for span in _CODE_SPAN.finditer(question):
+        code = " ".join(span.group(1).split())
+        if any(c.isalpha() for c in code) and code.lower() not in STOPWORDS and not _VERSION.fullmatch(code):
+            names.setdefault(code, None)
     for match, (word, start) in zip(_WORD.finditer(question), words, strict=True):
         if _is_name(word, capital_counts=not start and not title_case) or said.get(match.start()) == word:
             names.setdefault(word, None)
