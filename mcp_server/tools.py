@@ -105,6 +105,16 @@ IMAGE_DESCRIPTIONS = {
 ACTION_ANNOTATIONS = ToolAnnotations(read_only_hint=True, open_world_hint=True)
 
 
+def _checked_text(ctx: Context, field: str, value: str, key: str) -> None:
+    """An empty ``value``, or one longer than ``limits.<key>`` (the config in effect now), is refused
+    before a job exists, as the schema advertises: it answered a failed job listed by list_jobs."""
+    limit = getattr(server_state(ctx).runtime.config.limits, key)
+    if not value.strip():
+        raise InputError("is empty; say it in plain words", field=field)
+    if len(value) > limit:
+        raise InputError(f"is {len(value):,} characters; the limit is {limit:,} (limits.{key} in config)", field=field)
+
+
 def _action_available(module: str) -> bool:
     try:
         return importlib.util.find_spec(module) is not None
@@ -144,7 +154,7 @@ def _register_delegate(server: Any, config: Any) -> None:
         annotations=ACTION_ANNOTATIONS,
     )
     async def delegate(
-        # the dispatcher enforces both limits with messages naming the config key
+        # refused before a job exists (``_checked_text``), naming the config key
         task: Annotated[str, Field(description="what to do, in plain words",
                                    json_schema_extra={"minLength": 1, "maxLength": max_chars})],
         ctx: Context,
@@ -153,6 +163,7 @@ def _register_delegate(server: Any, config: Any) -> None:
         thread_id: ThreadId = None,
         idempotency_key: IdempotencyKey = None,
     ) -> Annotated[CallToolResult, DelegateOutput]:
+        _checked_text(ctx, "task", task, "max_task_chars")
         thread_id, history = await open_thread(ctx, thread_id)
         inp = _drop_none(task=task, kind=kind, tier=tier, thread_id=thread_id, history=history or None)
         job = {"project": "swarm", "action": "delegate", "input": inp}
@@ -182,6 +193,7 @@ def _register_research(server: Any, config: Any) -> None:
         idempotency_key: IdempotencyKey = None,
     ) -> Annotated[CallToolResult, ResearchOutput]:
         # the report joins the thread; the planner of a follow-up sees the earlier turns
+        _checked_text(ctx, "question", question, "max_question_chars")
         thread_id, history = await open_thread(ctx, thread_id)
         inp = _drop_none(question=question, depth=depth, mode=mode, max_sources=max_sources, backends=backends,
                          thread_id=thread_id, history=history or None)
@@ -208,6 +220,7 @@ def _register_consensus(server: Any, config: Any) -> None:
         tier: Tier | None = None,
         idempotency_key: IdempotencyKey = None,
     ) -> Annotated[CallToolResult, ConsensusOutput]:
+        _checked_text(ctx, "question", question, "max_task_chars")
         inp = _drop_none(question=question, models=models, stances=stances, tier=tier)
         result = await run_job(ctx, {"project": "swarm", "action": "consensus", "input": inp}, idempotency_key=idempotency_key)
         return text_result(consensus_output(result))

@@ -162,6 +162,24 @@ async def test_an_image_over_the_limit_is_refused_before_a_job_exists(echo: Echo
     assert echo.seen == []
 
 
+async def test_a_file_declaring_too_many_pixels_is_refused_as_the_path_before_a_job_exists(
+        echo: EchoImages, tmp_path: Path) -> None:
+    # it was refused in the job, as "image: image declares 3,600,000,000 pixels", for a path given
+    from test_image_input import png_declaring
+
+    huge, big = tmp_path / "huge.png", tmp_path / "big.png"
+    huge.write_bytes(png_declaring(60_000, 60_000))
+    big.write_bytes(png_declaring(4_100, 4_100))
+    async with Client(build_server(config_with(tmp_path))) as client:
+        for path, said in [(huge, "image declares 3,600,000,000 pixels"), (big, "image is 4100x4100 = 16,810,000 pixels")]:
+            result = await client.call_tool("upscale_image", {"path": str(path)})
+            text = result.content[0].text
+            assert result.is_error and text.startswith(f"InputError: path: {said}; the limit is 16,777,216"
+                                                       " (providers.image.max_input_pixels)"), text
+        assert await jobs_of(client) == []
+    assert echo.seen == []
+
+
 # --- over HTTP: the server's disk, so only mcp.file_roots -----------------------------------------
 
 

@@ -228,6 +228,14 @@ def test_the_trace_line_lists_calls_and_steps_that_went_wrong_with_why() -> None
     assert trace_line(steps) == ("trace: plan llm local ok 900.0 ms; plan node graph error 1.0 ms (plan unusable (the "
                                  "planner's JSON does not parse); fell back to the question); search search local ok 1.0 ms")
     assert totals_line({"provider_calls": 2}, steps).endswith("901.0 ms in providers, 1000.0 ms in all")
+    # a failed call says why (it said only "error ProviderUnavailable"); an image step what ran
+    failed = TraceStepOut(step="draft", kind="llm", provider="deepseek", model="deepseek-v3.1-q8", latency_ms=171.7,
+                          outcome="error", error_class="ProviderUnavailable", detail="cannot connect: no such host")
+    image = TraceStepOut(step="upscale", kind="image", provider="image", model="realesrgan-anime-6b", latency_ms=800.0,
+                         outcome="ok", detail="precision=bf16 (auto), path=torch-bf16")
+    assert trace_line([failed, image]) == ("trace: draft llm deepseek-v3.1-q8 error ProviderUnavailable 171.7 ms (cannot"
+                                           " connect: no such host); upscale image realesrgan-anime-6b ok 800.0 ms"
+                                           " (precision=bf16 (auto), path=torch-bf16)")
     panel = [step("ask", "llm", "ok", ms=800.0), step("ask", "llm", "ok", ms=700.0), step("dispatch", "node", "ok", ms=1000.0)]
     assert totals_line({"provider_calls": 2}, panel).endswith("1500.0 ms in providers (some side by side), 1000.0 ms in all")
 

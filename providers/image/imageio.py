@@ -110,26 +110,11 @@ def decode_base64(text: str, limits: ImageLimits, *, field: str = "image") -> by
     return data
 
 
-def open_checked(data: bytes, limits: ImageLimits, *, field: str = "image") -> Image.Image:
-    """Decode ``data`` into a loaded Pillow image (first frame), or raise ``InputError``.
+def _header(data: bytes, kind: str, limits: ImageLimits, field: str) -> Image.Image:
+    """``data`` opened by its header only (nothing decoded), its declared size within
+    ``limits.max_input_pixels``, or ``InputError`` naming ``field``."""
+    from PIL import Image, UnidentifiedImageError
 
-    Refuses: too many bytes, unknown magic bytes or a format outside ``limits.formats``, a
-    declared size over ``max_input_pixels`` (checked from the header, before decoding), and
-    truncated or corrupt files. Animated images give their first frame. The image comes back
-    upright (its EXIF orientation applied: ``size`` is the size a viewer shows) and with 8-bit
-    channels (``to_8bit``).
-    """
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    if len(data) > limits.max_input_bytes:
-        raise InputError(f"image is {len(data):,} bytes; the limit is {limits.max_input_bytes:,} (providers.image.max_input_bytes)",
-                         field=field)
-    kind = sniff_format(data)
-    if kind is None or kind not in limits.formats:
-        raise InputError(
-            f"not a supported image (magic bytes {data[:8].hex() or 'empty'}); formats: {', '.join(limits.formats)}",
-            field=field,
-        )
     try:
         img = Image.open(io.BytesIO(data), formats=[_PIL_FORMAT[kind]])
     except Image.DecompressionBombError as exc:
@@ -149,6 +134,30 @@ def open_checked(data: bytes, limits: ImageLimits, *, field: str = "image") -> I
             " (providers.image.max_input_pixels)",
             field=field,
         )
+    return img
+
+
+def open_checked(data: bytes, limits: ImageLimits, *, field: str = "image") -> Image.Image:
+    """Decode ``data`` into a loaded Pillow image (first frame), or raise ``InputError``.
+
+    Refuses: too many bytes, unknown magic bytes or a format outside ``limits.formats``, a
+    declared size over ``max_input_pixels`` (checked from the header, before decoding), and
+    truncated or corrupt files. Animated images give their first frame. The image comes back
+    upright (its EXIF orientation applied: ``size`` is the size a viewer shows) and with 8-bit
+    channels (``to_8bit``).
+    """
+    from PIL import ImageOps
+
+    if len(data) > limits.max_input_bytes:
+        raise InputError(f"image is {len(data):,} bytes; the limit is {limits.max_input_bytes:,} (providers.image.max_input_bytes)",
+                         field=field)
+    kind = sniff_format(data)
+    if kind is None or kind not in limits.formats:
+        raise InputError(
+            f"not a supported image (magic bytes {data[:8].hex() or 'empty'}); formats: {', '.join(limits.formats)}",
+            field=field,
+        )
+    img = _header(data, kind, limits, field)
     try:
         img.seek(0)
         img.load()
@@ -354,6 +363,7 @@ def read_file(text: str, limits: ImageLimits, *, roots: Sequence[str] | None = N
     if kind is None or kind not in limits.formats:
         raise InputError(f"{path} is not a supported image (by its first bytes); formats: {', '.join(limits.formats)}",
                          field=field)
+    _header(data, kind, limits, field).close()  # a size past the limit is the path's, not a job's "image"
     return data
 
 
