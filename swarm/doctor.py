@@ -14,7 +14,9 @@ calls the models). No key's value is ever printed. Exit status 1 when any check 
 
 This module plans and runs the checks and holds the machine's own (CPU, free disk); the others
 live by area in ``doctor_models`` (models, image weights), ``doctor_search`` and
-``doctor_services`` (storage, checkpointer, RunPod); ``doctor_report`` prints the findings.
+``doctor_services`` (storage, checkpointer), ``doctor_runpod`` (the endpoint, where jobs run);
+``doctor_reach`` says why an address cannot be reached, ``doctor_sources`` where a setting comes
+from; ``doctor_report`` prints the findings.
 """
 
 from __future__ import annotations
@@ -37,13 +39,10 @@ from swarm.doctor_models import (
     check_weights,
     image_models,
 )
+from swarm.doctor_runpod import RUNPOD_TIMEOUT_S, check_runpod
 from swarm.doctor_search import check_search
-from swarm.doctor_services import (
-    RUNPOD_TIMEOUT_S,
-    check_checkpointer,
-    check_runpod,
-    check_storage,
-)
+from swarm.doctor_services import check_checkpointer, check_storage
+from swarm.doctor_sources import ConfigSources
 from swarm.executors import runner_in_effect
 
 if TYPE_CHECKING:
@@ -179,16 +178,18 @@ async def check_secrets(config: SwarmConfig) -> Finding:
 # --- running ------------------------------------------------------------------------------------
 
 
-def plan(config: SwarmConfig, models: ModelStates, *, canary: bool = True) -> list[Check]:
+def plan(config: SwarmConfig, models: ModelStates, *, canary: bool = True, sources: ConfigSources | None = None) -> list[Check]:
     """Every check for ``config``, in the order they are reported; ``models`` finds each model's
-    state once for every line that needs it (``ModelStates``)."""
+    state once for every line that needs it (``ModelStates``); ``sources``: where the config
+    file's settings come from (a fix says ``export SWARM_RUNNER=...`` or what to set in the file)."""
+    sources = sources or ConfigSources()
     checks = [Check("cpu", check_cpu), Check("secrets", partial(check_secrets, config))]
     servers = [spec.local_server for spec in config.models.values() if spec.local_server is not None]
     if servers:
         checks.append(Check("llama.cpp cpu", check_llama_cpu))
     # a model's line waits on the states of its chains' members, the local model's canary among them
     waits_s = max([canary_timeout_s(s) for s in servers] if canary else [], default=0.0)
-    runner = runner_in_effect(config)
+    runner = runner_in_effect(config, sources.variables())
     for name, spec in config.models.items():
         if spec.local_server is None:
             run = partial(check_model, name, models, runner)
@@ -203,7 +204,7 @@ def plan(config: SwarmConfig, models: ModelStates, *, canary: bool = True) -> li
     checks += [
         Check("storage", partial(check_storage, config)),
         Check("checkpointer", partial(check_checkpointer, config)),
-        Check("runpod", partial(check_runpod, config), RUNPOD_TIMEOUT_S + 15),
+        Check("runpod", partial(check_runpod, config, sources), RUNPOD_TIMEOUT_S + 15),
     ]
     disks = [Check(f"disk {labels}", partial(check_disk, labels, path)) for labels, path in disk_targets(config)]
     return checks + disks
@@ -219,15 +220,18 @@ async def guarded(check: Check) -> Finding:
         return Finding(check.name, "fail", error_message(exc))
 
 
-async def run_doctor(config: SwarmConfig, *, runtime: Runtime | None = None, canary: bool = True) -> list[Finding]:
+async def run_doctor(config: SwarmConfig, *, runtime: Runtime | None = None, canary: bool = True,
+                     config_file: Path | None = None) -> list[Finding]:
     """Every check's finding, in report order. Local servers started here are stopped before
-    returning; with a ``runtime``, its ``aclose()`` stops them."""
+    returning; with a ``runtime``, its ``aclose()`` stops them. ``config_file`` (default: the
+    runtime's) is read again for where its settings come from (``ConfigSources``)."""
     from providers.llm.local_server import LocalServerManager
 
     local_servers = runtime.local_servers if runtime is not None else LocalServerManager()
     models = ModelStates(config, local_servers, canary=canary)
+    sources = ConfigSources.read(config_file or (runtime.store.path if runtime is not None else None))
     try:
-        return list(await asyncio.gather(*(guarded(c) for c in plan(config, models, canary=canary))))
+        return list(await asyncio.gather(*(guarded(c) for c in plan(config, models, canary=canary, sources=sources))))
     finally:
         await models.aclose()
         if runtime is None:
@@ -245,7 +249,7 @@ async def doctor(config_file: str | None, *, canary: bool = True) -> list[Findin
     except SwarmError as exc:
         return [Finding("config", "fail", error_message(exc), "correct the keys named; `swarm config check` re-validates")]
     try:
-        findings = await run_doctor(runtime.config, runtime=runtime, canary=canary)
+        findings = await run_doctor(runtime.config, runtime=runtime, canary=canary, config_file=path)
     finally:
         await runtime.aclose()
     return [Finding("config", "ok", f"{path}: valid"), *findings]

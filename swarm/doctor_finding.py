@@ -5,12 +5,9 @@ Every ``swarm/doctor_*.py`` area module builds findings from these; ``swarm.doct
 
 from __future__ import annotations
 
-import asyncio
-import socket
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
-from urllib.parse import urlsplit
 
 from core.errors import SwarmError
 from core.redact import redact
@@ -116,73 +113,3 @@ def goes_on_to(chains: list[list[str]], name: str, runs_here: set[str], chain_na
     """``fallback_of`` said as a phrase ("the chain goes on to local"), ``None`` where it is."""
     found = fallback_of(chains, name, runs_here, failing)
     return found.phrase(chain_name, failing) if found else None
-
-
-# --- why a connection failed -------------------------------------------------------------------
-
-#: how long each step of ``no_connection``'s diagnosis (resolve, connect) may take
-DIAGNOSE_TIMEOUT_S = 3.0
-
-
-#: what to check when the network between here and a host is in doubt
-CHECK_NETWORK = "check this machine's network and proxy (HTTPS_PROXY)"
-
-
-@dataclass(frozen=True)
-class NoConnection:
-    """Why a URL could not be reached from here: ``cause`` is what was found ("api.deepseek.com
-    does not resolve here: no such host, or no network"), ``fix`` what to do about it;
-    ``network``: whether this machine's network (or proxy) may be the cause, not the address."""
-
-    cause: str
-    fix: str
-    network: bool = True
-
-
-def proxy_variable(url: str) -> str | None:
-    """The variable naming the proxy a request to ``url`` goes through (``HTTPS_PROXY``...), as
-    httpx reads the environment; ``None`` when it goes direct."""
-    import urllib.request
-
-    parts = urlsplit(url)
-    proxies = urllib.request.getproxies_environment()
-    scheme = parts.scheme.lower()
-    if parts.hostname and urllib.request.proxy_bypass(parts.hostname):
-        return None
-    if proxies.get(scheme):
-        return f"{scheme.upper()}_PROXY"
-    return "ALL_PROXY" if proxies.get("all") else None
-
-
-async def no_connection(url: str, base: str | None = None) -> NoConnection:
-    """Why a request to ``url`` got no connection, found by trying again step by step: the host
-    resolved? a TCP connection to it opened? ``base`` is the address the fix names (the
-    configured base URL; default: the URL's origin). Never raises."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    base = base or f"{parts.scheme}://{parts.netloc}"
-    proxy = proxy_variable(url)
-    if proxy:
-        return NoConnection(f"could not connect through the proxy in ${proxy}",
-                            f"check that proxy and this machine's network, or unset {proxy} if {host} needs none")
-    loop = asyncio.get_running_loop()
-    try:
-        await asyncio.wait_for(loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), DIAGNOSE_TIMEOUT_S)
-    except (OSError, TimeoutError):  # socket.gaierror is an OSError; a resolver that never answers times out
-        return NoConnection(f"{host} does not resolve here: no such host, or no network",
-                            f"{CHECK_NETWORK}, and that {base} is the right address")
-    try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), DIAGNOSE_TIMEOUT_S)
-    except ConnectionRefusedError:
-        return NoConnection(f"connection refused by {host}:{port} (nothing listens there)",
-                            f"check that {base} is up and the address is right", network=False)
-    except TimeoutError:
-        return NoConnection(f"{host}:{port} does not accept a connection within {DIAGNOSE_TIMEOUT_S:g} s",
-                            f"{CHECK_NETWORK}, and that {base} is up")
-    except OSError as exc:  # no route to the host, the network unreachable
-        return NoConnection(f"{host}:{port} is unreachable from here ({exc.strerror or type(exc).__name__})",
-                            f"{CHECK_NETWORK}, and that {base} is up")
-    writer.close()
-    return NoConnection(f"{host}:{port} accepts a connection now, but the request's failed (TLS, or a passing fault)",
-                        f"run doctor again; if it persists, check that {base} speaks {parts.scheme or 'http'}", network=False)

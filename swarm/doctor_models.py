@@ -1,5 +1,6 @@
-"""``swarm doctor`` checks of the models: the local model's canary, every LLM (key set? health
-check) and the image weights (present, preparable offline, or needing a pull).
+"""``swarm doctor`` checks of the models: the local model's canary (``--quick``: only whether it
+could start: llama-cpp-python installed, its GGUF present), every LLM (key set? health check) and
+the image weights (present, preparable offline, or needing a pull).
 
 An optional model left unconfigured (its key unset, a fallback's weights not pulled) is INFO
 while every chain it is in still has a member that runs here, and WARN once it leaves one with
@@ -17,15 +18,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from core.errors import ProviderUnavailable, SwarmError
-from swarm.doctor_finding import (
-    TO_USE_IT,
-    Fallback,
-    Finding,
-    Status,
-    error_message,
-    fallback_of,
-    no_connection,
-)
+from swarm.doctor_finding import TO_USE_IT, Fallback, Finding, Status, error_message, fallback_of
+from swarm.doctor_reach import no_connection
 
 if TYPE_CHECKING:
     from core.config import LocalServerSpec, ModelSpec, SwarmConfig
@@ -52,6 +46,25 @@ async def check_canary(name: str, spec: ModelSpec, local_servers: Any) -> Findin
     return Finding(f"canary {name}", "ok", detail)
 
 
+def cannot_start(name: str, server: LocalServerSpec) -> tuple[str, str] | None:
+    """What keeps the local model's server from starting here, found without starting it
+    (``--quick``): llama-cpp-python not installed, the GGUF file missing, as (what, fix); ``None``
+    when neither (or when autostart is off: the operator runs the server)."""
+    import importlib.util
+
+    from providers.llm.local_server_config import LLAMA_CPP_INSTALL, resolve_gguf
+
+    if not server.autostart:
+        return None
+    if importlib.util.find_spec("llama_cpp") is None:  # found, not imported (a heavy import)
+        return "llama-cpp-python is not installed", f"run scripts/setup (or {LLAMA_CPP_INSTALL})"
+    try:
+        resolve_gguf(server.gguf)
+    except ProviderUnavailable as exc:
+        return error_message(exc), f"run scripts/setup, or set models.{name}.local_server.gguf to a GGUF file that exists"
+    return None
+
+
 async def not_checked(check: str, why: str, fix: str) -> Finding:
     # left out because the caller asked (``--quick``): nothing is wrong, so no WARN (a fresh
     # keyless machine ends OK with --quick as without it)
@@ -67,7 +80,8 @@ def canary_timeout_s(server: LocalServerSpec) -> float:
 class ModelState:
     """One model on its own, before its chains are looked at. ``alone``: its line were it alone
     (no fallback); ``tried``: the router tries it here (no key missing); ``answers``: it should
-    answer (its probe answered, it has no cheap probe, the canary answered or was left out);
+    answer (its probe answered, it has no cheap probe, the canary answered, or --quick left it
+    out and found what it needs to start installed);
     ``why_not``: why it does not, in a few words; ``configured_wrong``: a key refused or an
     address that is no API (a FAIL whatever the chain); ``no_answer``: nothing answered at all."""
 
@@ -147,8 +161,13 @@ class ModelStates:
 
     async def _local(self, name: str, spec: ModelSpec, server: LocalServerSpec) -> ModelState:
         check = f"canary {name}"
-        if not self._canary:  # not started: taken to answer, as it does on a machine set up by scripts/setup
-            return ModelState(await not_checked(check, "--quick: the local model was not started", "run without --quick"))
+        if not self._canary:  # not started: taken to answer when it could start (its install checked)
+            missing = await asyncio.to_thread(cannot_start, name, server)
+            if missing is None:
+                return ModelState(await not_checked(check, "--quick: the local model was not started", "run without --quick"))
+            what, fix = missing
+            alone = Finding(check, "fail", f"the local model cannot start here: {what} (--quick checks that, not a completion)", fix)
+            return ModelState(alone, answers=False, why_not="it cannot start here")
         timeout_s = canary_timeout_s(server)
         try:
             alone = await asyncio.wait_for(check_canary(name, spec, self._local_servers), timeout_s)

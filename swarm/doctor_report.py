@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from core.redact import redact, redact_data
 from swarm.doctor import doctor
 from swarm.doctor_finding import Finding, Status
+from swarm.doctor_reach import doctor_loop
 
 if TYPE_CHECKING:
     import argparse
@@ -35,7 +36,10 @@ def format_lines(findings: list[Finding]) -> list[str]:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     """``swarm doctor [--json] [--quick]``: print the findings; exit 1 when any check FAILs."""
-    findings = asyncio.run(doctor(args.config, canary=not args.quick))
+    # its loop resolves names on daemon threads: a lookup a dead DNS server holds past its check's
+    # timeout does not hold the exit (asyncio.run waits for the default executor's threads)
+    with asyncio.Runner(loop_factory=doctor_loop) as runner:
+        findings = runner.run(doctor(args.config, canary=not args.quick))
     if args.json:
         rows = [{"check": f.check, "status": f.status, "detail": f.detail, "fix": f.fix} for f in findings]
         report = {"status": overall(findings), "findings": rows}

@@ -52,14 +52,14 @@ async def test_stdio_tools_have_schemas_and_bad_input_is_a_clear_tool_error() ->
         assert "task" in delegate.input_schema["required"]
 
         empty = await client.call_tool("delegate", {"task": ""})
-        assert empty.is_error and "input.task" in empty.content[0].text
+        assert empty.is_error and empty.content[0].text == "InputError: task: is empty; say it in plain words"
 
         unknown = await client.call_tool("delegate", {"task": "hi", "kind": "poetry"})
         assert unknown.is_error
         assert "unknown kind 'poetry'; valid: bulk_content, critical, research" in unknown.content[0].text
 
         too_long = await client.call_tool("delegate", {"task": "x" * 20_001})
-        assert too_long.is_error and "the limit is 20000" in too_long.content[0].text
+        assert too_long.is_error and "the limit is 20,000 (limits.max_task_chars in config)" in too_long.content[0].text
 
         bad_tier = await client.call_tool("delegate", {"task": "hi", "tier": "ultra"})
         assert bad_tier.is_error and "tier" in bad_tier.content[0].text

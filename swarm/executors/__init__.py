@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import weakref
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -77,28 +78,59 @@ _warned: set[str] = set()
 
 @dataclass(frozen=True)
 class RunnerInEffect:
-    """Where jobs run from this machine: ``kind`` local | runpod, ``why`` (in words) and
-    ``where`` ("in-process", "on RunPod endpoint abc123")."""
+    """Where jobs run from this machine: ``kind`` local | runpod | refused, ``why`` (in words)
+    and ``where`` ("in-process", "on RunPod endpoint abc123"). ``refused``: ``runner.kind`` is
+    runpod without an endpoint or a key, so every job is refused with ``error`` (the
+    ``ConfigError`` ``make_executor`` raises, naming the missing key)."""
 
-    kind: Literal["local", "runpod"]
+    kind: Literal["local", "runpod", "refused"]
     why: str
     where: str = "in-process"
+    error: ConfigError | None = None
 
 
-def runner_in_effect(config: Any) -> RunnerInEffect:
+def runner_in_effect(config: Any, variables: Mapping[str, str] | None = None, *, worker: bool | None = None) -> RunnerInEffect:
     """The runner ``make_executor`` picks for ``config``, and why, in words (doctor says it):
     ``runner.kind`` when set (``SWARM_RUNNER`` in the shipped config.yaml), else (``auto``) the
-    RunPod endpoint when ``runner.runpod.endpoint_id`` and its key are set, else this machine."""
+    RunPod endpoint when ``runner.runpod.endpoint_id`` and its key are set, else this machine.
+
+    ``variables``: the config keys whose value the file takes from a variable (``runner.kind`` ->
+    ``SWARM_RUNNER``), named in ``why``; ``None`` (not known) guesses from the environment.
+    ``worker`` (default: ``runpod_worker()``): on a RunPod worker jobs come from its queue and run
+    there (``handler.py``), whatever the runner section says; ``make_executor`` passes ``False``
+    (a ``swarm run`` or swarm-mcp started on a worker or a pod follows the config).
+    """
     section, spec = config.runner, config.runner.runpod
-    endpoint = f"on RunPod endpoint {spec.endpoint_id or '(none set)'}"
+    if runpod_worker() if worker is None else worker:
+        of = f" of endpoint {spec.endpoint_id}" if spec.endpoint_id else ""
+        return RunnerInEffect("local", f"this is a RunPod worker{of}: jobs run here", "on this worker")
+    endpoint = f"on RunPod endpoint {spec.endpoint_id}"
     if section.kind != "auto":
-        named = "SWARM_RUNNER" if os.environ.get("SWARM_RUNNER", "").strip() == section.kind else "runner.kind"
-        return RunnerInEffect(section.kind, f"{named}={section.kind}", endpoint if section.kind == "runpod" else "in-process")
+        why = f"{_named('runner.kind', 'SWARM_RUNNER', section.kind, variables)}={section.kind}"
+        if section.kind == "local":
+            return RunnerInEffect("local", why)
+        if not spec.endpoint_id:
+            error = ConfigError("runner.kind is runpod but no endpoint is set; set RUNPOD_ENDPOINT_ID", key="runner.runpod.endpoint_id")
+            return RunnerInEffect("refused", f"{why} but no endpoint is set", "nowhere: every job is refused", error)
+        if not os.environ.get(spec.api_key_env, ""):
+            error = ConfigError(f"runner.kind is runpod but ${spec.api_key_env} is empty; export your RunPod API key",
+                                key="runner.runpod.api_key_env")
+            return RunnerInEffect("refused", f"{why} but {spec.api_key_env} is not set", "nowhere: every job is refused", error)
+        return RunnerInEffect("runpod", why, endpoint)
     if not spec.endpoint_id:
         return RunnerInEffect("local", "no RunPod endpoint is set")
     if not os.environ.get(spec.api_key_env, ""):
         return RunnerInEffect("local", f"{spec.api_key_env} is not set")
-    return RunnerInEffect("runpod", f"RUNPOD_ENDPOINT_ID and {spec.api_key_env} are set", endpoint)
+    named = _named("runner.runpod.endpoint_id", "RUNPOD_ENDPOINT_ID", spec.endpoint_id, variables)
+    return RunnerInEffect("runpod", f"{named} and {spec.api_key_env} are set", endpoint)
+
+
+def _named(key: str, shipped: str, value: str, variables: Mapping[str, str] | None) -> str:
+    """What sets ``key``: the variable ``variables`` names for it, else the key itself; not known
+    (``None``): the shipped config.yaml's variable ``shipped`` when it holds ``value``."""
+    if variables is None:
+        return shipped if os.environ.get(shipped, "").strip() == value else key
+    return variables.get(key, key)
 
 
 def make_executor(config: Any, runtime: Any) -> Executor:
@@ -111,18 +143,16 @@ def make_executor(config: Any, runtime: Any) -> Executor:
     section = config.runner
     spec = section.runpod
     key = os.environ.get(spec.api_key_env, "")
-    kind = runner_in_effect(config).kind
+    runner = runner_in_effect(config, worker=False)
     if section.kind == "auto":
         if spec.endpoint_id and not key and not runpod_worker() and spec.endpoint_id not in _warned:
             _warned.add(spec.endpoint_id)  # once a process: this is asked per job
             log.warning("runner.runpod.endpoint_id is set (%s) but $%s is empty: jobs run in-process, not on the"
                         " endpoint; export %s to send them there", spec.endpoint_id, spec.api_key_env, spec.api_key_env)
-    if kind == "local":
+    if runner.kind == "local":
         return _local(section.local.processes, runtime)
-    if not spec.endpoint_id:
-        raise ConfigError("runner.kind is runpod but no endpoint is set; set RUNPOD_ENDPOINT_ID", key="runner.runpod.endpoint_id")
-    if not key:
-        raise ConfigError(f"runner.kind is runpod but ${spec.api_key_env} is empty; export your RunPod API key", key="runner.runpod.api_key_env")
+    if runner.error is not None:
+        raise runner.error
     from core.credentials import client_credentials
     from swarm.executors.runpod import RunPodExecutor
 

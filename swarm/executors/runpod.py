@@ -34,10 +34,10 @@ from core.credentials import CREDENTIALS_FIELD
 from core.errors import SwarmError
 from core.redact import redact
 from graphs.context import ProgressFn
-from swarm.executors.runpod_envelope import RunPodError, failure_envelope, final_envelope
+from swarm.executors.runpod_envelope import MAY_BE_QUEUED, RunPodError, failure_envelope, final_envelope
 from swarm.executors.runpod_progress import ProgressRelay
 from swarm.executors.runpod_record import SubmitRecords, job_digest
-from swarm.executors.runpod_unreachable import cause, unreachable, where
+from swarm.executors.runpod_unreachable import bad_base_url, cause, unreachable, where
 
 log = logging.getLogger("swarm.executors.runpod")
 FINAL_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"})
@@ -60,8 +60,9 @@ class RunPodExecutor:
         poll_interval_s: the longest wait between two status polls (the first is 0.1 s).
         timeout_s: how long ``run`` follows a job when no ``wait_budget_s`` is given.
         execution_timeout_s: sent as ``policy.executionTimeout`` when set.
-        max_retries: retries of one request on 429, 5xx or a refused connection (``/run``: on 429
-            or a refused connection only, ``RUN_RETRY_STATUSES``).
+        max_retries: retries of one request on 429, 5xx, a refused connection or one dropped before
+            the answer (``/run``: on 429 or a refused connection only, ``RUN_RETRY_STATUSES``: after
+            it was sent, RunPod may have queued the job).
         local_storage: this side's storage (a factory), when it is the local filesystem: an
             image a worker on its own disk sent inline is stored here under the same key by
             ``adopt_images`` (url, previews, resources).
@@ -90,6 +91,7 @@ class RunPodExecutor:
         jobs_dir: Path | None = None,
         api_key_env: str = "RUNPOD_API_KEY",
     ) -> None:
+        self.base_url = base_url
         self.root = f"{base_url.rstrip('/')}/{endpoint_id}"
         self.endpoint_id = endpoint_id
         self._api_key = api_key
@@ -124,13 +126,8 @@ class RunPodExecutor:
         while True:
             try:
                 response = await http.request(method, f"{self.root}{path}", json=body, headers=headers)
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.ProxyError) as exc:
-                if not retry or attempt >= self.max_retries:
-                    raise RunPodError("ProviderUnavailable", unreachable(
-                        self.endpoint_id, self.root, exc, attempt + 1, time.monotonic() - first)) from None
-                delay, why = self._backoff(attempt, None), f"{where(self.root)} unreachable ({cause(exc)})"
-            except httpx.TimeoutException as exc:
-                raise RunPodError("ProviderTimeout", f"RunPod endpoint {self.endpoint_id} did not answer {path.split('/')[1]} in time: {type(exc).__name__}") from None
+            except (httpx.TransportError, httpx.InvalidURL) as exc:  # InvalidURL is no TransportError
+                delay, why = self._no_answer(exc, path, attempt, time.monotonic() - first, retry=retry)
             else:
                 if response.status_code < 400:
                     try:
@@ -148,6 +145,36 @@ class RunPodExecutor:
             log.info("RunPod %s %s: %s; retrying in %.2f s (attempt %d of %d)", method, path.split("/")[1], why, delay,
                      attempt + 1, self.max_retries + 1)
             await asyncio.sleep(delay)
+
+    def _no_answer(self, exc: Exception, path: str, attempt: int, elapsed_s: float, *, retry: bool) -> tuple[float, str]:
+        """(delay, why) before the next attempt of a request that got no answer (``exc``), or the
+        ``RunPodError`` it ends with: after ``attempt`` of ``max_retries`` retries (the first
+        without ``retry``), or at once when sending it again is no use (the base URL is no URL) or
+        could pay twice (a ``/run`` that went out)."""
+        action = path.split("/")[1]
+        if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.ProxyError):  # nothing was sent
+            if not retry or attempt >= self.max_retries:
+                raise RunPodError("ProviderUnavailable", unreachable(self.endpoint_id, self.root, exc, attempt + 1, elapsed_s)) from None
+            return self._backoff(attempt, None), f"{where(self.root)} unreachable ({cause(exc)})"
+        if isinstance(exc, httpx.TimeoutException):
+            sent = path == "/run" and not isinstance(exc, httpx.PoolTimeout)  # a pool timeout sent nothing
+            raise RunPodError("ProviderTimeout", f"RunPod endpoint {self.endpoint_id} did not answer {action} in time:"
+                              f" {type(exc).__name__}" + (f" (not sent again: {MAY_BE_QUEUED})" if sent else "")) from None
+        if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
+            raise RunPodError("ConfigError", bad_base_url(self.base_url)) from None
+        if isinstance(exc, httpx.LocalProtocolError):  # this side could not write the request: again would not either
+            raise RunPodError("ProviderError", f"the request to RunPod endpoint {self.endpoint_id} could not be written"
+                              f" ({type(exc).__name__}: a header httpx refuses, most likely the key): check"
+                              f" ${self.api_key_env} for a stray character, such as a newline") from None
+        # the connection dropped after it opened (ReadError, RemoteProtocolError): a passing fault
+        dropped = f"the connection to {where(self.root)} dropped before RunPod answered {action} ({cause(exc)})"
+        if path == "/run":  # it went out: RunPod may have queued the job, and a second /run would pay twice
+            raise RunPodError("ProviderUnavailable", f"{dropped}; not sent again: {MAY_BE_QUEUED}") from None
+        if not retry or attempt >= self.max_retries:
+            tries = f"{attempt + 1} attempt{'s' if attempt else ''}"
+            raise RunPodError("ProviderUnavailable", f"RunPod endpoint {self.endpoint_id}: {dropped}; gave up after {tries}"
+                              f" in {elapsed_s:.1f} s") from None
+        return self._backoff(attempt, None), dropped
 
     @staticmethod
     def _backoff(attempt: int, retry_after: str | None) -> float:
@@ -178,9 +205,7 @@ class RunPodExecutor:
         if code == 429:
             return RunPodError("ProviderRateLimited", f"RunPod kept answering 429 after {self.max_retries} retries")
         if code >= 500 and path == "/run":
-            return RunPodError("ProviderUnavailable", f"RunPod answered HTTP {code} to /run: {detail} (not sent again: the job may"
-                               " have been queued all the same, and a second /run would start a second job; look for it"
-                               " in the endpoint's requests before submitting again)")
+            return RunPodError("ProviderUnavailable", f"RunPod answered HTTP {code} to /run: {detail} (not sent again: {MAY_BE_QUEUED})")
         return RunPodError("ProviderUnavailable" if code >= 500 else "ProviderError", f"RunPod answered HTTP {code}: {detail}", code)
 
     # --- the public calls ------------------------------------------------------------------

@@ -15,6 +15,11 @@ from graphs.actions import ACTIONS
 from providers.base import TraceStep
 from swarm.envelope import JobEnvelope
 
+#: what the error of a ``/run`` that went out but got no usable answer (a 5xx, a timeout, a
+#: connection dropped) says; a FAILED envelope whose error says it names no job as "not queued"
+MAY_BE_QUEUED = ("the job may have been queued all the same, and a second /run would start a second job; look for it"
+                 " in the endpoint's requests before submitting again")
+
 
 class RunPodError(Exception):
     """A request to the endpoint failed for good: ``type`` and ``message`` go in the envelope."""
@@ -72,15 +77,22 @@ def failure_envelope(endpoint_id: str, job: dict[str, Any], job_id: str | None, 
     ``steps`` its worker had reported finished (paid for: they stay in the answer)."""
     envelope = JobEnvelope.for_job(job, valid_job_id(job.get("job_id")) or job_id, trace=list(steps or [])).failed(
         {"type": type_, "message": redact(message)})
-    return _finish(endpoint_id, envelope, {"id": job_id, "status": "FAILED"}, started, error_class=type_)
+    state: dict[str, Any] = {"id": job_id, "status": "FAILED"}
+    if job_id is None and MAY_BE_QUEUED in message:
+        state["_may_be_queued"] = True
+    return _finish(endpoint_id, envelope, state, started, error_class=type_)
 
 
 def _finish(endpoint_id: str, envelope: JobEnvelope, state: dict[str, Any], started: float,
             error_class: str | None = None) -> dict[str, Any]:
     """``envelope`` with the runpod step last and this side's elapsed time, as a redacted dict."""
     elapsed = (time.perf_counter() - started) * 1000
-    detail = (f"job {state['id']} {state.get('status')}" if state.get("id")
-              else f"the job was not queued on endpoint {endpoint_id}")
+    if state.get("id"):
+        detail = f"job {state['id']} {state.get('status')}"
+    elif state.get("_may_be_queued"):  # /run went out and got no answer that names the job
+        detail = f"submitting failed: the job may have been queued on endpoint {endpoint_id} all the same (no job id came back)"
+    else:
+        detail = f"the job was not queued on endpoint {endpoint_id}"
     if "delayTime" in state:
         detail += f"; queued {state['delayTime']} ms, ran {state.get('executionTime', '?')} ms on {state.get('workerId', '?')}"
     step = TraceStep(

@@ -40,13 +40,19 @@ def where(url: str) -> str:
     return parsed.host if parsed.port in (None, default) else f"{parsed.host}:{parsed.port}"
 
 
-def cause(exc: BaseException) -> str:
-    """What went wrong under ``exc`` (an httpx transport error), from its chain of causes."""
+def causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what it was raised from or during, in turn (each once)."""
     chain: list[BaseException] = []
     link: BaseException | None = exc
     while link is not None and link not in chain:
         chain.append(link)
         link = link.__cause__ or link.__context__
+    return chain
+
+
+def cause(exc: BaseException) -> str:
+    """What went wrong under ``exc`` (an httpx transport error), from its chain of causes."""
+    chain = causes(exc)
     for kind, said in _CAUSES:
         if any(isinstance(link, kind) for link in chain):
             return said
@@ -61,3 +67,11 @@ def unreachable(endpoint_id: str, url: str, exc: BaseException, attempts: int, e
     tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
     return (f"RunPod endpoint {endpoint_id} unreachable: could not connect to {where(url)} ({cause(exc)});"
             f" gave up after {tries} in {elapsed_s:.1f} s. To fix: {FIX}")
+
+
+def bad_base_url(base_url: str) -> str:
+    """The message of a request to ``base_url`` that is no ``http(s)://host`` URL; the value is
+    shown unless it may carry a credential (``user:token@``, a query)."""
+    shown = "" if set("@?#") & set(base_url) else f" is {base_url!r}"
+    return (f"runner.runpod.base_url{shown}: its scheme (https://) is missing or wrong, or it has no host; set it to"
+            " a full URL, as RunPod's own https://api.runpod.ai/v2 (RUNPOD_API_BASE with the shipped config.yaml)")

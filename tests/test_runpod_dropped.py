@@ -1,0 +1,154 @@
+"""A RunPod endpoint whose connection drops before it answers, on loopback: a status poll is
+asked again and following the job goes on (it was marked FAILED for good while the job ran, and
+billed, on RunPod); a ``/run`` is not sent again, and its error and its runpod step both say the
+job may have been queued (the step said 'not queued' under an error saying it may have been);
+a base URL without its scheme fails the job naming ``runner.runpod.base_url``."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import pytest
+
+from mcp_server import jobremote
+from mcp_server.jobremote import follow_remote
+from swarm.executors.runpod import RunPodExecutor
+
+KEY = "rpa_DROPPEDTEST0123456789abcdef"
+JOB = {"project": "swarm", "action": "delegate", "input": {"task": "Say hi."}}
+DONE = {"job_id": "job-1", "project": "swarm", "action": "delegate", "status": "COMPLETED", "output": {"text": "hi"},
+        "trace": [], "totals": {}, "elapsed_ms": 5}
+
+
+class DroppingEndpoint:
+    """A loopback RunPod API that hangs up without an answer on the first ``drops`` requests of
+    each kind (``run``, ``status``), then answers: ``answers[kind]`` as (HTTP status, JSON body)."""
+
+    def __init__(self, drops: dict[str, int], answers: dict[str, tuple[int, dict[str, Any]]]) -> None:
+        self.seen: list[tuple[str, str]] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                self.rfile.read(int(self.headers.get("content-length") or 0))
+                kind = self.path.split("/")[3]
+                owner.seen.append((self.command, kind))
+                if sum(k == kind for _, k in owner.seen) <= drops.get(kind, 0):
+                    self.close_connection = True  # hang up: no status line, no body
+                    return
+                status, body = answers[kind]
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = _answer  # noqa: N815 (http.server's names)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v2"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def endpoint() -> Iterator[Any]:
+    started: list[DroppingEndpoint] = []
+
+    def start(drops: dict[str, int], answers: dict[str, tuple[int, dict[str, Any]]]) -> DroppingEndpoint:
+        started.append(DroppingEndpoint(drops, answers))
+        return started[-1]
+
+    yield start
+    for server in started:
+        server.close()
+
+
+class _Store:
+    def get(self, job_id: str) -> dict[str, Any]:
+        return {"created_at": time.time()}
+
+
+def _runpod_step(envelope: dict[str, Any]) -> dict[str, Any]:
+    return [step for step in envelope["trace"] if step.get("provider") == "runpod"][-1]
+
+
+async def test_a_status_poll_whose_connection_drops_is_asked_again(endpoint: Any) -> None:
+    server = endpoint({"status": 2}, {"status": (200, {"id": "job-1", "status": "IN_PROGRESS"})})
+    runner = RunPodExecutor(server.url, "ep1", KEY, max_retries=5)
+
+    state = await runner.status("job-1")
+
+    assert state["status"] == "IN_PROGRESS"
+    assert server.seen == [("GET", "status")] * 3
+
+
+async def test_following_a_job_goes_on_through_dropped_connections(endpoint: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Over MCP the job was marked FAILED for good (follow_remote raised RemoteProtocolError)."""
+    monkeypatch.setattr(jobremote, "UNREACHABLE_POLL_MAX_S", 0.05)
+    server = endpoint({"status": 2}, {"status": (200, {"id": "job-1", "status": "COMPLETED", "output": DONE})})
+    runner = RunPodExecutor(server.url, "ep1", KEY, max_retries=0, poll_interval_s=0.01)
+    said: list[str] = []
+
+    async def progress(step: str, detail: str, data: Any) -> None:
+        said.append(detail)
+
+    envelope = await follow_remote(runner, "job-1", JOB, progress, store=_Store(), closing=lambda: False)  # type: ignore[arg-type]
+
+    assert envelope["status"] == "COMPLETED" and envelope["output"] == {"text": "hi"}, envelope
+    assert any("dropped before RunPod answered status" in line and "the job runs on there" in line for line in said), said
+    assert KEY not in json.dumps(envelope) + " ".join(said)
+
+
+async def test_a_run_whose_connection_drops_is_not_sent_again_and_may_have_been_queued(endpoint: Any) -> None:
+    server = endpoint({"run": 1}, {"run": (200, {"id": "job-1", "status": "IN_QUEUE"})})
+    runner = RunPodExecutor(server.url, "ep1", KEY, max_retries=5)
+
+    envelope = await runner.run(JOB)
+
+    assert server.seen == [("POST", "run")]  # a second /run might start a second, paid job
+    error = envelope["error"]
+    assert envelope["status"] == "FAILED" and error["type"] == "ProviderUnavailable", error
+    assert "dropped before RunPod answered run" in error["message"] and "may have been queued all the same" in error["message"]
+    step = _runpod_step(envelope)["detail"]
+    assert "may have been queued on endpoint ep1" in step and "not queued" not in step, step
+
+
+@pytest.mark.parametrize("answer", ["HTTP 502", "ReadTimeout"])
+async def test_the_runpod_step_of_a_run_that_got_no_usable_answer_says_it_may_have_been_queued(answer: str) -> None:
+    """The error said 'the job may have been queued all the same', its step 'the job was not queued'."""
+    def handle(request: httpx.Request) -> httpx.Response:
+        if answer == "ReadTimeout":
+            raise httpx.ReadTimeout("timed out", request=request)
+        return httpx.Response(502, text="bad gateway")
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handle)) as http:
+        envelope = await RunPodExecutor("https://api.example/v2", "ep1", KEY, http, max_retries=0).run(JOB)
+
+    assert "may have been queued all the same" in envelope["error"]["message"], envelope["error"]
+    step = _runpod_step(envelope)["detail"]
+    assert "may have been queued on endpoint ep1" in step and "not queued" not in step, step
+
+
+async def test_a_base_url_without_its_scheme_fails_the_job_naming_the_key() -> None:
+    """RUNPOD_API_BASE=api.runpod.ai/v2: httpx's UnsupportedProtocol came out of run() raw."""
+    envelope = await RunPodExecutor("api.runpod.ai/v2", "ep1", KEY).run(JOB)
+
+    error = envelope["error"]
+    assert envelope["status"] == "FAILED" and error["type"] == "ConfigError", error
+    assert error["message"].startswith("runner.runpod.base_url is 'api.runpod.ai/v2': its scheme (https://) is missing"), error
+    assert "RUNPOD_API_BASE" in error["message"]
+    assert "the job was not queued on endpoint ep1" in _runpod_step(envelope)["detail"]
