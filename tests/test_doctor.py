@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +14,7 @@ import pytest
 import yaml
 from conftest import ROOT, free_port
 from fake_openai import FakeOpenAI, RefusedPort
+from loopback_http import LoopbackHTTP, QuietHandler
 
 from swarm.cli import main
 from swarm.doctor import DISK_FAIL_BYTES, Check, check_disk, guarded
@@ -216,14 +215,14 @@ def test_corrupt_weights_fail_and_a_url_only_model_names_its_fallback(
     assert primary["fix"] == "swarm models pull isnet-anime"
 
 
-class FakeRunPod:
+class FakeRunPod(LoopbackHTTP):
     """A loopback ``GET /v2/<endpoint>/health`` answering ``status``; records what it was sent."""
 
     def __init__(self, status: int) -> None:
         self.seen: list[tuple[str, str]] = []
         owner = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
                 owner.seen.append((self.path, self.headers.get("Authorization", "")))
                 body = json.dumps({"jobs": {"inQueue": 2, "inProgress": 1}, "workers": {"idle": 3, "running": 1}})
@@ -232,16 +231,7 @@ class FakeRunPod:
                 self.end_headers()
                 self.wfile.write(body.encode())
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v2"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 @pytest.fixture

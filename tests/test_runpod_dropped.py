@@ -7,14 +7,13 @@ a base URL without its scheme fails the job naming ``runner.runpod.base_url``.""
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
 import pytest
+from loopback_http import LoopbackHTTP, QuietHandler
 
 from mcp_server import jobremote
 from mcp_server.jobremote import follow_remote
@@ -26,7 +25,7 @@ DONE = {"job_id": "job-1", "project": "swarm", "action": "delegate", "status": "
         "trace": [], "totals": {}, "elapsed_ms": 5}
 
 
-class DroppingEndpoint:
+class DroppingEndpoint(LoopbackHTTP):
     """A loopback RunPod API that hangs up without an answer on the first ``drops`` requests of
     each kind (``run``, ``status``), then answers: ``answers[kind]`` as (HTTP status, JSON body)."""
 
@@ -34,7 +33,7 @@ class DroppingEndpoint:
         self.seen: list[tuple[str, str]] = []
         owner = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def _answer(self) -> None:
                 self.rfile.read(int(self.headers.get("content-length") or 0))
                 kind = self.path.split("/")[3]
@@ -52,16 +51,7 @@ class DroppingEndpoint:
 
             do_GET = do_POST = _answer  # noqa: N815 (http.server's names)
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v2"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 @pytest.fixture
