@@ -62,6 +62,7 @@ class ProviderError(SwarmError):
     def __init__(self, provider: str, message: str, *, model: str | None = None) -> None:
         self.provider = provider
         self.model = model
+        self.message = message  # what happened, without who: a trace step names the provider and model itself
         super().__init__(f"{provider}{f' ({model})' if model else ''}: {message}")
 
 

@@ -199,7 +199,7 @@ class LLMRouter:
                 # the backend's own measure leaves out a one-off import (litellm's, on a first call)
                 latency = exc.latency_ms if exc.latency_ms is not None else (time.perf_counter() - started) * 1000
                 # the step names the provider and the model: its detail is what happened, without them
-                detail = redact(str(exc)).removeprefix(f"{exc.provider}{f' ({exc.model})' if exc.model else ''}: ")
+                detail = redact(exc.message)
                 self.circuits.record_failure(circuit, detail)
                 if isinstance(exc, ProviderTimeout):
                     remember_timeout(name, f"{detail} at {config.step} earlier in this job: not waited for again in it")
