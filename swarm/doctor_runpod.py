@@ -38,7 +38,7 @@ async def check_runpod(config: SwarmConfig, sources: ConfigSources | None = None
     spec, runner = config.runner.runpod, runner_in_effect(config, sources.variables())
     key = os.environ.get(spec.api_key_env, "")
     here = f"{sources.set_to(KIND, 'local')} to run them on this machine"
-    if runpod_worker():  # RunPod sets RUNPOD_ENDPOINT_ID on its own workers; jobs come to them, they send none
+    if runpod_worker():  # a serverless worker: jobs come to it from its queue, it sends none
         needed = "is set, but not needed here" if key else "is not needed here, and should not be set"
         return Finding("runpod", "info", f"{runner.why.removesuffix(': jobs run here')}: jobs come from its queue and"
                                          f" run here ({spec.api_key_env} {needed})")

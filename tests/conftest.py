@@ -19,6 +19,11 @@ for _name in ("DEEPSEEK_API_KEY", "GEMINI_API_KEY", "ANTHROPIC_API_KEY", "TAVILY
     os.environ.pop(_name, None)
 
 
+#: what RunPod gives a serverless worker (and only a worker) to take jobs from: a test that
+#: plays a worker sets ``RUNPOD_WEBHOOK_GET_JOB`` to it (``swarm.executors.runpod_worker``)
+WORKER_QUEUE = "https://api.runpod.ai/v2/ep-1/job-take/$ID?gpu=$RUNPOD_GPU_TYPE_ID"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from conftest import ROOT, free_port
+from conftest import ROOT, WORKER_QUEUE, free_port
 from fake_openai import FakeOpenAI, RefusedPort
 from loopback_http import LoopbackHTTP, QuietHandler
 
@@ -350,7 +350,7 @@ def test_sqlite_checkpoints_inside_a_runpod_worker_are_a_warning_with_the_fix(
     _, found = findings(capsys, config, "--quick")
     assert found["checkpointer"]["status"] == "ok"
 
-    monkeypatch.setenv("RUNPOD_POD_ID", "pod-1")
+    monkeypatch.setenv("RUNPOD_WEBHOOK_GET_JOB", WORKER_QUEUE)
     _, found = findings(capsys, config, "--quick")
     line = found["checkpointer"]
     assert line["status"] == "warn" and "resumes only on the worker that ran it" in line["detail"]
@@ -370,7 +370,11 @@ def test_a_runpod_worker_without_the_account_key_is_not_warned(
     _, found = findings(capsys, config, "--quick")
     assert found["runpod"]["status"] == "warn" and "RUNPOD_API_KEY" in found["runpod"]["detail"]
 
-    monkeypatch.setenv("RUNPOD_POD_ID", "pod-1")
+    monkeypatch.setenv("RUNPOD_POD_ID", "gpu-pod-1")  # every RunPod pod has one: a pod is no worker
+    _, found = findings(capsys, config, "--quick")
+    assert found["runpod"]["status"] == "warn" and "RUNPOD_API_KEY" in found["runpod"]["detail"]
+
+    monkeypatch.setenv("RUNPOD_WEBHOOK_GET_JOB", WORKER_QUEUE)
     _, found = findings(capsys, config, "--quick")
     assert found["runpod"]["status"] == "info" and "RunPod worker of endpoint ep-1" in found["runpod"]["detail"]
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import WORKER_QUEUE
 from fake_openai import RefusedPort
 from test_doctor import FAKE_KEY, RUNPOD_KEY, FakeRunPod, findings, write_config
 
@@ -107,7 +108,7 @@ def test_on_a_worker_with_a_key_the_models_are_judged_here_where_the_worker_call
     with no model that answers."""
     server = FakeRunPod(200)
     try:
-        monkeypatch.setenv("RUNPOD_POD_ID", "pod-1")
+        monkeypatch.setenv("RUNPOD_WEBHOOK_GET_JOB", WORKER_QUEUE)
         monkeypatch.setenv("RUNPOD_ENDPOINT_ID", "abc123")
         monkeypatch.setenv("RUNPOD_API_KEY", RUNPOD_KEY)
         monkeypatch.setenv("RUNPOD_API_BASE", server.url)
@@ -129,12 +130,15 @@ def test_on_a_worker_with_a_key_the_models_are_judged_here_where_the_worker_call
 
 
 def test_make_executor_on_a_worker_follows_the_config_as_before(config_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """handler.py never asks make_executor; a swarm run or swarm-mcp started on a pod sends jobs
-    where the config says (RUNPOD_POD_ID is set on any RunPod pod)."""
-    monkeypatch.setenv("RUNPOD_POD_ID", "pod-1")
+    """handler.py never asks make_executor; a swarm run or swarm-mcp started on a worker sends
+    jobs where the config says. A GPU pod (RUNPOD_POD_ID, set on every RunPod pod, and no job
+    queue) is no worker: doctor says where its jobs go, as on any machine."""
+    monkeypatch.setenv("RUNPOD_POD_ID", "gpu-pod-1")
     monkeypatch.setenv("RUNPOD_ENDPOINT_ID", "ep")
     monkeypatch.setenv("RUNPOD_API_KEY", RUNPOD_KEY)
     config = load_config(config_file)
+    assert runner_in_effect(config).kind == "runpod"
+    monkeypatch.setenv("RUNPOD_WEBHOOK_GET_JOB", WORKER_QUEUE)
     assert runner_in_effect(config).kind == "local"
     assert isinstance(make_executor(config, runtime=object()), RunPodExecutor)
 

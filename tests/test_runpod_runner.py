@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from conftest import WORKER_QUEUE
 
 from core.errors import ConfigError
 from swarm.executors import make_executor
@@ -221,8 +222,8 @@ def test_an_endpoint_without_its_key_runs_locally_and_says_so_once_except_on_a_w
 
     monkeypatch.setattr(swarm.executors, "_warned", set())
     monkeypatch.delenv("RUNPOD_API_KEY", raising=False)
-    for name in ("RUNPOD_POD_ID", "RUNPOD_WEBHOOK_GET_JOB"):
-        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("RUNPOD_WEBHOOK_GET_JOB", raising=False)
+    monkeypatch.setenv("RUNPOD_POD_ID", "gpu-pod-1")  # a GPU pod is a client like any machine: warned
     cfg = config_with(RUNPOD_ENDPOINT_ID="ep-noid")
     with caplog.at_level("WARNING", logger="swarm.executors"):
         for _ in range(3):  # asked per job
@@ -232,7 +233,7 @@ def test_an_endpoint_without_its_key_runs_locally_and_says_so_once_except_on_a_w
 
     caplog.clear()  # a RunPod worker has RUNPOD_ENDPOINT_ID from RunPod and rightly no key: no warning
     monkeypatch.setattr(swarm.executors, "_warned", set())
-    monkeypatch.setenv("RUNPOD_POD_ID", "pod-1")
+    monkeypatch.setenv("RUNPOD_WEBHOOK_GET_JOB", WORKER_QUEUE)
     with caplog.at_level("WARNING", logger="swarm.executors"):
         assert isinstance(make_executor(cfg, runtime=object()), LocalExecutor)
     assert not [r for r in caplog.records if "ep-noid" in r.getMessage()]

@@ -67,9 +67,12 @@ class AdoptsImages(Protocol):
 
 
 def runpod_worker() -> bool:
-    """Running as a RunPod worker (RunPod sets these; so does ``scripts/worker-image check``): it
-    has ``RUNPOD_ENDPOINT_ID`` set by RunPod and no key, and takes jobs from the queue."""
-    return bool(os.environ.get("RUNPOD_POD_ID") or os.environ.get("RUNPOD_WEBHOOK_GET_JOB"))
+    """Running as a RunPod serverless worker: it takes jobs from its endpoint's queue, at the
+    address RunPod gives it in ``RUNPOD_WEBHOOK_GET_JOB`` (so does ``swarm endpoint``'s local
+    one). ``RUNPOD_POD_ID`` is no sign: RunPod sets it on every pod, and a GPU pod that runs
+    ``swarm`` or swarm-mcp is a client like any other machine; nor is ``RUNPOD_ENDPOINT_ID``,
+    which a client sets to name its endpoint."""
+    return bool(os.environ.get("RUNPOD_WEBHOOK_GET_JOB", "").strip())
 
 
 #: endpoints whose missing key was already logged by this process
