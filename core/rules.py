@@ -6,7 +6,7 @@ Every door, the dispatcher, the config schema and the CLI read these; none keeps
 from __future__ import annotations
 
 import re
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 #: The tiers a job or a call may ask for, cheapest first.
 Tier = Literal["fast", "balanced", "premium"]
@@ -55,6 +55,16 @@ def not_blank(value: str) -> str:
     if not value.strip():
         raise ValueError("must not be empty or only whitespace")
     return value
+
+
+def check_text_limit(value: str, limits: Any, key: str, field: str) -> None:
+    """``InputError`` on ``field`` when ``value`` is longer than ``limits.<key>`` (the config's
+    ``limits`` section), naming both sizes and the key: every door and action says it alike."""
+    from core.errors import InputError
+
+    limit = getattr(limits, key)
+    if len(value) > limit:
+        raise InputError(f"is {len(value):,} characters; the limit is {limit:,} (limits.{key} in config)", field=field)
 
 
 #: The suffixes a ``routing.delegation`` target may carry after its model or family

@@ -24,7 +24,13 @@ from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import InputError
-from core.rules import IDEMPOTENCY_KEY_PATTERN, MAX_IDEMPOTENCY_KEY_CHARS, MAX_NAME_CHARS, Tier
+from core.rules import (
+    IDEMPOTENCY_KEY_PATTERN,
+    MAX_IDEMPOTENCY_KEY_CHARS,
+    MAX_NAME_CHARS,
+    Tier,
+    check_text_limit,
+)
 from graphs.actions import action_module
 from mcp_server.calls import run_job, server_state
 from mcp_server.outputs import ConsensusOutput, DelegateOutput, ImageOutput, ResearchOutput
@@ -108,11 +114,9 @@ ACTION_ANNOTATIONS = ToolAnnotations(read_only_hint=True, open_world_hint=True)
 def _checked_text(ctx: Context, field: str, value: str, key: str) -> None:
     """An empty ``value``, or one longer than ``limits.<key>`` (the config in effect now), is refused
     before a job exists, as the schema advertises: it answered a failed job listed by list_jobs."""
-    limit = getattr(server_state(ctx).runtime.config.limits, key)
     if not value.strip():
         raise InputError("is empty; say it in plain words", field=field)
-    if len(value) > limit:
-        raise InputError(f"is {len(value):,} characters; the limit is {limit:,} (limits.{key} in config)", field=field)
+    check_text_limit(value, server_state(ctx).runtime.config.limits, key, field)
 
 
 def _action_available(module: str) -> bool:

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.errors import InputError
-from core.rules import MAX_NAME_CHARS, Tier, not_blank
+from core.rules import MAX_NAME_CHARS, Tier, check_text_limit, not_blank
 from graphs.consensus.state import Participant
 from graphs.context import JobContext
 
@@ -65,10 +65,7 @@ def partial_output(state: dict[str, Any]) -> dict[str, Any]:
 
 async def consensus(inp: ConsensusInput, ctx: JobContext) -> dict[str, Any]:
     """Every model at once, each through the router; then one synthesis naming who said what."""
-    limit = ctx.config.limits.max_task_chars
-    if len(inp.question) > limit:
-        raise InputError(f"is {len(inp.question)} characters; the limit is {limit} (limits.max_task_chars in config)",
-                         field="question")
+    check_text_limit(inp.question, ctx.config.limits, "max_task_chars", "question")
     chosen, synthesizer = participants(inp, ctx)
 
     from graphs.consensus.graph import build_graph

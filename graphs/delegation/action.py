@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.errors import AllProvidersFailed, InputError
-from core.rules import MAX_NAME_CHARS, Tier, not_blank
+from core.rules import MAX_NAME_CHARS, Tier, check_text_limit, not_blank
 from graphs.context import JobContext
 from graphs.turns import THREAD_ID_PATTERN, Turn, fit, thread_step
 
@@ -33,12 +33,7 @@ async def delegate(inp: DelegateInput, ctx: JobContext) -> dict[str, Any]:
     """Draft with the route's primary, review with its reviewer, revise within the limit."""
     config = ctx.config
     routes = config.routing.delegation
-    if len(inp.task) > config.limits.max_task_chars:
-        raise InputError(
-            f"is {len(inp.task)} characters; the limit is {config.limits.max_task_chars}"
-            " (limits.max_task_chars in config)",
-            field="task",
-        )
+    check_text_limit(inp.task, config.limits, "max_task_chars", "task")
     route = routes.get(inp.kind)
     if route is None:
         raise InputError(f"unknown kind {inp.kind!r}; valid: {', '.join(sorted(routes))}", field="kind")

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal, Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.errors import AllProvidersFailed, BudgetExceeded, InputError
-from core.rules import MAX_NAME_CHARS, not_blank
+from core.rules import MAX_NAME_CHARS, check_text_limit, not_blank
 from graphs.context import JobContext
 from graphs.research.citations import cited_passages
 from graphs.research.numbering import number_by_citation
@@ -107,12 +107,7 @@ async def research(inp: ResearchInput, ctx: JobContext) -> dict[str, Any]:
             names a backend that is not configured or none that can be searched (a key missing).
     """
     config = ctx.config
-    limit = config.limits.max_question_chars
-    if len(inp.question) > limit:
-        raise InputError(
-            f"is {len(inp.question)} characters; the limit is {limit} (limits.max_question_chars in config)",
-            field="question",
-        )
+    check_text_limit(inp.question, config.limits, "max_question_chars", "question")
     search = ctx.providers.search
     if inp.backends is not None:
         if not isinstance(search, SelectableSearch):
