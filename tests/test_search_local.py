@@ -202,3 +202,39 @@ async def test_many_copies_still_leave_as_many_documents_as_asked(tmp_path: Path
         await LocalIndexSearch([root], index).search("breaker")
     found = await LocalIndexSearch([roots[2]], index).search("breaker note", max_results=5)
     assert len(found) == 5 and all(str(roots[2]) in r.url for r in found)
+
+
+async def test_another_clones_edit_of_a_document_we_hold_is_left_out(tmp_path: Path) -> None:
+    """Two clones of different versions hold docs/corpus/breakers.md with other text: a report
+    cited the old and the new page as two sources. Ours is found; theirs only where we have no
+    such file (a page only they have is still a source)."""
+    other, ours = tmp_path / "old-clone" / "docs" / "corpus", tmp_path / "new-clone" / "docs" / "corpus"
+    _write(other / "breakers.md", "# Circuit breakers\n\nA breaker opens after three failures.\n")
+    _write(other / "retired.md", "# Retired notes\n\nA breaker used to open after ten failures.\n")
+    _write(ours / "breakers.md", "# Circuit breakers\n\nA breaker opens after five failures in a row.\n")
+    index = tmp_path / "index.sqlite"
+    await LocalIndexSearch([other], index).search("breaker")
+    found = await LocalIndexSearch([ours], index).search("breaker failures", max_results=5)
+    assert sorted(Path(r.url.removeprefix("file://")) for r in found) == sorted([ours / "breakers.md", other / "retired.md"])
+    # the other clone still finds its own text: nothing was removed from the shared index
+    theirs = await LocalIndexSearch([other], index).search("breaker failures", max_results=5)
+    assert {Path(r.url.removeprefix("file://")) for r in theirs} == {other / "breakers.md", other / "retired.md"}
+
+
+async def test_a_root_that_is_gone_leaves_the_index_with_its_documents(tmp_path: Path) -> None:
+    """A deleted clone's docs/corpus stayed in the shared index for ever, found and cited as
+    links that open nothing. The next sync drops the root and its documents."""
+    import shutil
+
+    from providers.search.index_store import describe
+
+    gone, ours = tmp_path / "deleted-clone" / "corpus", tmp_path / "clone" / "corpus"
+    _write(gone / "kiwi.md", "# Kiwi\n\nA kiwi note.\n")
+    _write(ours / "apple.md", "# Apple\n\nAn apple note.\n")
+    index = tmp_path / "index.sqlite"
+    await LocalIndexSearch([gone], index).search("kiwi")
+    assert [r.title for r in await LocalIndexSearch([ours], index).search("kiwi")] == ["Kiwi"]
+    shutil.rmtree(gone.parent)
+    assert await LocalIndexSearch([ours], index).search("kiwi") == []
+    stats = describe(index)
+    assert stats["roots"] == [str(ours.resolve())] and stats["documents"] == 1

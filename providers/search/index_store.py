@@ -234,7 +234,7 @@ def build_index(
 
     Incremental: unchanged files (same mtime and size, or same hash) are not read again; files
     that vanished from under these roots are removed. Documents indexed earlier from other roots
-    are kept unless ``reset`` is set. ``progress(done, total, path)`` is called after each file.
+    are kept unless ``reset`` is set, or the root no longer exists. ``progress(done, total, path)`` is called after each file.
 
     Raises:
         InputError: a path does not exist (field ``path``).
@@ -264,7 +264,13 @@ def build_index(
         seen = {str(p) for p in files}
         builder.remove_missing(seen, roots)
         builder.notes_of_unchanged(seen)
-        recorded = dict.fromkeys([*recorded_roots(conn), *map(str, roots)])
+        # a root recorded earlier that is gone (a deleted or moved clone's docs/corpus) held
+        # documents whose links lead nowhere: they leave the index with it
+        gone = [Path(r) for r in recorded_roots(conn) if not Path(r).exists()]
+        builder.remove_missing(set(), gone)
+        for root in gone:
+            log.info("local index: %s is gone; its documents left the index (index it again if it comes back)", root)
+        recorded = dict.fromkeys([*(r for r in recorded_roots(conn) if Path(r) not in gone), *map(str, roots)])
         conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('roots', ?)", (json.dumps(list(recorded)),))
         conn.commit()
         total = conn.execute("SELECT count(*) FROM docs").fetchone()[0]

@@ -211,16 +211,32 @@ class LocalIndexSearch:
         copies = [row[0] for row in conn.execute("SELECT path FROM docs WHERE sha256=? ORDER BY path", (digest,))]
         return next((copy for copy in copies if self._ours(copy)), path)
 
+    def _version_of_ours(self, path: str) -> bool:
+        """``path`` (not under this config's paths) is another copy's version of a document we
+        hold: it sits under a folder named like one of ours (``<clone>/docs/corpus/x.md``) and
+        ours has the same file (``docs/corpus/x.md``), so its text is an older or newer edit."""
+        parts = Path(path).parts
+        for root in self.paths:
+            tail = root.parts[-2:]
+            for i in range(len(parts) - len(tail), 0, -1):
+                if parts[i - 1:i - 1 + len(tail)] == tail:
+                    if root.joinpath(*parts[i - 1 + len(tail):]).is_file():
+                        return True
+                    break
+        return False
+
     def _without_copies(self, best: list[Any], docs: Mapping[int, Any]) -> list[Any]:
         """``best`` with one document per content (sha256): the index keeps every root it was ever
         given, so two clones of the project (or a moved one) both hold docs/corpus, and a report
-        cited the same text twice. The copy under this config's own paths is kept, else the best ranked."""
+        cited the same text twice. The copy under this config's own paths is kept, else the best ranked.
+        Another clone's edit of a document we hold (same place, other text) is left out too: a
+        report cited the old and the new text of one page as two sources."""
         def ours(doc: int) -> bool:
             return self._ours(docs[doc][0])
 
         keep: dict[str, int] = {}
         for doc, _, _ in best:
-            if docs.get(doc) is None:
+            if docs.get(doc) is None or (not ours(doc) and self._version_of_ours(docs[doc][0])):
                 continue
             digest = docs[doc][3]
             if digest not in keep or (ours(doc) and not ours(keep[digest])):
