@@ -42,8 +42,8 @@ MIN_SHORTENED_CHARS = 60
 _IN_SHORT = re.compile(r"^#{1,6}\s*In short\s*#*\s*$", re.IGNORECASE | re.MULTILINE)
 _HEADING = re.compile(r"^#{1,6}\s", re.MULTILINE)
 _BULLET = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
-#: a line opening or closing a fenced code block, and its mark
-_FENCE_LINE = re.compile(r"^[ \t]{0,3}(`{3,}|~{3,})", re.MULTILINE)
+#: a line that may open or close a fenced code block: its mark, then the rest of the line
+_FENCE_LINE = re.compile(r"^[ \t]{0,3}(`{3,}|~{3,})(.*)$", re.MULTILINE)
 #: a sentence's end: . ! or ? (closing quotes or brackets after it) before a space or the end
 _SENTENCE_END = re.compile(r"[.!?][\"'\u201d\u2019)\]]*(?=\s|$)")
 
@@ -104,9 +104,24 @@ def shorten(content: str, limit: int, keep_lines: bool = False) -> str:
 
 
 def _closed(text: str) -> str:
-    """``text`` with the code fence it leaves open (an odd count of fence lines) closed."""
-    fences = [m.group(1) for m in _FENCE_LINE.finditer(text)]
-    return f"{text}\n{fences[-1]}" if len(fences) % 2 else text
+    """``text`` with the fenced code block it leaves open closed by its opener's own mark."""
+    fence = _open_fence(text)
+    return f"{text}\n{fence}" if fence else text
+
+
+def _open_fence(text: str) -> str | None:
+    """The mark of the fenced code block left open at ``text``'s end (``None``: none), read as
+    CommonMark does: an opener is 3+ backticks or tildes and an info string (a backtick fence's
+    holds no backtick); only a bare mark of the same character, at least as long, closes it; any
+    other fence-like line inside the block is code."""
+    fence: str | None = None
+    for found in _FENCE_LINE.finditer(text):
+        mark, rest = found.group(1), found.group(2)
+        if fence is None:
+            fence = mark if mark[0] == "~" or "`" not in rest else None
+        elif mark[0] == fence[0] and len(mark) >= len(fence) and not rest.strip():
+            fence = None
+    return fence
 
 
 def fit(turns: list[Turn], max_chars: int, keep_lines: bool = False) -> Fitted:
@@ -114,24 +129,27 @@ def fit(turns: list[Turn], max_chars: int, keep_lines: bool = False) -> Fitted:
     whitespace collapsed (the planner's), or with ``keep_lines`` as stored, code and lines intact
     (a delegation's chat messages).
 
-    A turn that fits is kept whole. An answer that does not is shortened to the room left once the
-    question before it is counted: whole when that fits, else shortened too, into a third of the
-    room (a model is never shown an answer without what it answered). A turn with too little room
-    even shortened is left out, and so is every older one, except the question of a left-out
-    answer when that question fits whole.
+    A turn that fits is kept whole; an answer only when its question still fits after it, whole
+    or shortened (``MIN_SHORTENED_CHARS``). An answer that does not is shortened to the room left
+    once the question before it is counted: whole when that leaves the answer room to be
+    shortened, else shortened too, into a third of the room (a model is never shown an answer
+    without what it answered). A turn with too little room even shortened is left out, and so is
+    every older one, except the question of a left-out answer when that question fits whole.
     """
     texts = [t.content if keep_lines else flat(t.content) for t in turns]
     chosen: dict[int, tuple[str, bool]] = {}
     room = max_chars
     i = len(turns) - 1
     while i >= 0:
-        if len(texts[i]) <= room:
+        question = i - 1 if turns[i].role == "assistant" and i and turns[i - 1].role == "user" else None
+        # room its question needs after the answer: whole, or at least shortened
+        needed = 0 if question is None else min(len(texts[question]), MIN_SHORTENED_CHARS)
+        if len(texts[i]) + needed <= room:
             chosen[i] = (texts[i], False)
             room -= len(texts[i])
             i -= 1
             continue
-        question = i - 1 if turns[i].role == "assistant" and i and turns[i - 1].role == "user" else None
-        whole = question is not None and len(texts[question]) <= room
+        whole = question is not None and len(texts[question]) + MIN_SHORTENED_CHARS <= room
         reserve = 0 if question is None else len(texts[question]) if whole else max(MIN_SHORTENED_CHARS, room // 3)
         short = shorten(turns[i].content, room - reserve, keep_lines)
         if short:
@@ -183,6 +201,7 @@ def thread_trace_step(thread_id: str, turns: list[Turn], kept: str | None, notes
     turn), the turns the store dropped before (``threads.max_turns``), then ``notes`` (what the
     caller's own budget cut)."""
     parts = [f"thread {thread_id}: " + (f"{kept} in the prompt" if kept else "no earlier turns")]
-    if turns and turns[0].n > 1:
-        parts.append(f"{_turns(list(range(1, turns[0].n)))} dropped earlier (threads.max_turns)")
+    if turns and turns[0].n > 1:  # a range, not a list of numbers: n comes from the job input, unbounded
+        dropped = "turn 1" if turns[0].n == 2 else f"turns 1-{turns[0].n - 1}"
+        parts.append(f"{dropped} dropped earlier (threads.max_turns)")
     return TraceStep(step="thread", kind="node", provider="graph", detail="; ".join(parts + notes)).model_dump()

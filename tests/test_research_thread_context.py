@@ -112,3 +112,71 @@ def test_one_turn_dropped_earlier_is_named_as_one() -> None:
     turns = [Turn(n=2, role="assistant", model="m", content="an answer"), Turn(n=3, role="user", content="more")]
     detail = thread_trace_step(THREAD, turns, "turns 2-3", [])["detail"]
     assert detail == f"thread {THREAD}: turns 2-3 in the prompt; turn 1 dropped earlier (threads.max_turns)"
+
+
+def test_an_answer_that_fits_whole_keeps_room_for_its_question() -> None:
+    # the answer fit whole and left 30 characters: too few to shorten its question, which was left
+    # out, so the kept turns opened with the assistant
+    from graphs.turns import fit
+
+    turns = [Turn(n=1, role="user", content="q" * 100), Turn(n=2, role="assistant", content="a" * 90)]
+    for keep_lines in (False, True):
+        fitted = fit(turns, 120, keep_lines=keep_lines)
+        assert [(t.n, shortened) for t, _, shortened in fitted.kept] == [(1, True), (2, True)]
+        assert fitted.left_out == [] and sum(len(text) for _, text, _ in fitted.kept) <= 120
+    # room for the question shortened: the answer stays whole
+    fitted = fit(turns, 150)
+    assert [(t.n, text == "a" * 90) for t, text, _ in fitted.kept] == [(1, False), (2, True)]
+
+
+def test_fit_never_passes_its_budget_nor_keeps_an_answer_without_its_question() -> None:
+    import random
+
+    from graphs.turns import fit
+
+    pieces = ["a", "bb ", "c.", "\n", "```\n", "```py\n", "~~~\n", "  ", "## In short\n", "- x\n", "é",
+              "end. ", "````\n", "word "]
+    rng = random.Random(1)
+    for _ in range(3000):
+        turns = [Turn(n=n, role="user" if n % 2 else "assistant",
+                      content="".join(rng.choice(pieces) for _ in range(rng.randint(1, 120))))
+                 for n in range(rng.randint(1, 3), rng.randint(3, 8))]
+        budget = rng.randint(20, 600)
+        for keep_lines in (False, True):
+            fitted = fit(turns, budget, keep_lines=keep_lines)
+            assert sum(len(text) for _, text, _ in fitted.kept) <= budget, (turns, budget, keep_lines)
+            kept = {t.n for t, _, _ in fitted.kept}
+            users = {t.n for t in turns if t.role == "user"}
+            for t, _, _ in fitted.kept:
+                if t.role == "assistant" and t.n - 1 in users:
+                    assert t.n - 1 in kept, (turns, budget, keep_lines)
+
+
+def test_a_dropped_range_is_named_without_listing_its_turns() -> None:
+    # turn n came from the job input, unbounded: its dropped turns were built as a list of n - 1
+    # numbers (n=10**7 took 0.8 s and 490 MB)
+    from graphs.turns import fit, thread_step
+
+    turns = [Turn(n=10**12, role="user", content="x")]
+    detail = thread_step(THREAD, turns, fit(turns, 1000), "lim")["detail"]
+    assert detail == (f"thread {THREAD}: turn 1000000000000 in the prompt;"
+                      " turns 1-999999999999 dropped earlier (threads.max_turns)")
+    turns = [Turn(n=3, role="user", content="x")]
+    assert "; turns 1-2 dropped earlier" in thread_step(THREAD, turns, fit(turns, 1000), "lim")["detail"]
+
+
+def test_a_cut_code_block_is_closed_by_its_own_fence_nested_fences_read_as_code() -> None:
+    from graphs.turns import shorten
+
+    # ``` lines inside a four-backtick block are code: the outer block is the one closed
+    nested = shorten("Here:\n````\n```\ninner\n```\n" + "y\n" * 40 + "````\n", 70, keep_lines=True)
+    assert nested.endswith("y\n````\n[shortened]") and len(nested) <= 70
+    # ~~~ inside a ``` block is code too
+    tildes = shorten("Run:\n```\n~~~\nnot a fence\n~~~\n" + "z\n" * 40 + "```\n", 70, keep_lines=True)
+    assert tildes.endswith("z\n```\n[shortened]") and len(tildes) <= 70
+    # a closer longer than its opener closes it: the prose after it needs no fence
+    longer = shorten("```\ncode\n`````\n" + "More prose here. " * 10, 70, keep_lines=True)
+    assert longer.endswith("here.\n[shortened]") and "`````\n" in longer and len(longer) <= 70
+    # a shorter one does not: it is code, and the block is closed with its opener's mark
+    shorter = shorten("````\ncode\n```\n" + "w\n" * 40, 60, keep_lines=True)
+    assert shorter.endswith("w\n````\n[shortened]") and len(shorter) <= 60
