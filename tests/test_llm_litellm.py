@@ -538,3 +538,35 @@ async def test_shipped_config_with_no_keys_answers_from_the_local_model(
         "available": False, "reason": "DEEPSEEK_API_KEY is not set", "circuit": health["deepseek-v3.1-q8"]["circuit"]
     }
     assert await router.health_check() is True
+
+
+async def test_a_grammar_schema_is_fitted_to_the_models_token_cap(server: FakeOpenAI) -> None:
+    """A 135M local model filled the review's 600-character suggestion with "1, 2, 3, ..." at one
+    character a token and was cut at its 512-token cap, the JSON unclosed (14 s, verdict lost).
+    A grammar gets the schema's strings cut alike so its longest answer fits the cap; a caller
+    that sized the answer itself (max_tokens) and the schema of a hosted model are sent as given."""
+    from graphs.delegation.prompts import VERDICT_SCHEMA
+    from providers.llm.litellm_request import fit_schema
+
+    cfg = make_swarm_config({
+        "local": spec("good", server.url, structured_output="json_object_schema", max_output_tokens=512),
+        "hosted": spec("good", server.url, structured_output="json_schema", max_output_tokens=512),
+    })
+    for name in ("local", "hosted"):
+        server.script("good", Behaviour.answer('{"approved": true, "score": 7, "issues": [], "suggestion": ""}'))
+        await LiteLLMModel(name, cfg.models[name]).complete(ASK, LLMConfig(json_schema=VERDICT_SCHEMA))
+    server.script("good", Behaviour.answer('{"approved": true, "score": 7, "issues": [], "suggestion": ""}'))
+    await LiteLLMModel("local", cfg.models["local"]).complete(ASK, LLMConfig(json_schema=VERDICT_SCHEMA, max_tokens=400))
+    local, hosted, sized = (r.body["response_format"] for r in server.requests_for("good"))
+    sent = local["schema"]["properties"]
+    assert sent["suggestion"]["maxLength"] < 200 and sent["issues"]["items"]["maxLength"] < 60
+    # the longest verdict the fitted grammar admits, written out, is within 512 characters
+    longest = json.dumps({"approved": False, "score": 10,
+                          "issues": ["x" * sent["issues"]["items"]["maxLength"]] * sent["issues"]["maxItems"],
+                          "suggestion": "y" * sent["suggestion"]["maxLength"]})
+    assert len(longest) <= 512
+    assert hosted["json_schema"]["schema"] == VERDICT_SCHEMA and sized["schema"] == VERDICT_SCHEMA
+    # nothing to scale: an unbounded string, or a schema that fits already
+    assert fit_schema({"type": "object", "properties": {"a": {"type": "string"}}}, 10) == \
+        {"type": "object", "properties": {"a": {"type": "string"}}}
+    assert fit_schema(VERDICT_SCHEMA, 4000) is VERDICT_SCHEMA

@@ -37,10 +37,67 @@ def with_schema_prompt(messages: list[dict[str, str]], schema: dict[str, Any]) -
     return [{"role": "system", "content": instruction}, *messages]
 
 
+#: characters a grammar lets a model put around each JSON token (llama.cpp's ``space`` rule
+#: allows more; a model that pads past this is cut as before)
+_JSON_SPACING = 2
+#: the shortest a string's ``maxLength`` is cut to by ``fit_schema``
+_MIN_STRING_CHARS = 20
+
+
+def _longest(schema: dict[str, Any]) -> tuple[float, float]:
+    """(characters of structure, characters of strings) of the longest JSON ``schema`` admits;
+    ``inf`` strings where a string or an array has no bound."""
+    kind = schema.get("type")
+    if kind == "string":
+        limit = schema.get("maxLength")
+        return 2 + _JSON_SPACING, float("inf") if limit is None else float(limit)
+    if kind == "array":
+        items, most = schema.get("items") or {}, schema.get("maxItems")
+        if most is None:
+            return 2.0, float("inf")
+        fixed, strings = _longest(items)
+        return 2 + _JSON_SPACING + most * (fixed + 1), most * strings
+    if kind == "object":
+        fixed, strings = 2.0 + _JSON_SPACING, 0.0
+        for name, sub in (schema.get("properties") or {}).items():
+            more, text = _longest(sub)
+            fixed, strings = fixed + len(name) + 4 + _JSON_SPACING + more, strings + text
+        return fixed, strings
+    if kind == "integer":
+        return float(max(len(str(schema.get(k, -(10**18)))) for k in ("minimum", "maximum")) + _JSON_SPACING), 0.0
+    return 24.0 + _JSON_SPACING, 0.0  # boolean, number, null: at most this
+
+
+def fit_schema(schema: dict[str, Any], max_chars: int) -> dict[str, Any]:
+    """``schema`` with every string's ``maxLength`` cut alike, so that the longest answer it
+    admits fits in ``max_chars`` (a grammar-constrained answer then closes before the token
+    limit: at least one character a token). Unchanged when it fits already, or when a string or
+    an array has no bound (nothing to scale). A tiny local model filled a review's 600-character
+    suggestion with "1, 2, 3, ..." at one character a token and was cut at 512 tokens, the JSON
+    unclosed, after 14 s."""
+    fixed, strings = _longest(schema)
+    if strings == float("inf") or fixed + strings <= max_chars or strings == 0:
+        return schema
+    share = max(0.0, (max_chars - fixed) / strings)
+
+    def cut(node: Any) -> Any:
+        if isinstance(node, dict):
+            out = {k: cut(v) for k, v in node.items()}
+            if node.get("type") == "string" and isinstance(node.get("maxLength"), int):
+                out["maxLength"] = max(_MIN_STRING_CHARS, min(node["maxLength"], int(node["maxLength"] * share)))
+            return out
+        if isinstance(node, list):
+            return [cut(v) for v in node]
+        return node
+
+    return cut(schema)  # type: ignore[no-any-return]
+
+
 def structured_params(
-    mode: str, messages: list[dict[str, str]], schema: dict[str, Any]
+    mode: str, messages: list[dict[str, str]], schema: dict[str, Any], max_tokens: int | None = None
 ) -> tuple[list[dict[str, str]], dict[str, Any]]:
-    """Messages and extra params that ask for JSON matching ``schema`` in the model's way."""
+    """Messages and extra params that ask for JSON matching ``schema`` in the model's way; a
+    grammar (``json_object_schema``) gets the schema fitted to ``max_tokens`` (``fit_schema``)."""
     if mode == "json_schema":
         fmt = {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}}
         return messages, {"response_format": fmt}
@@ -48,7 +105,7 @@ def structured_params(
         # llama.cpp's server turns this into a grammar: valid JSON even from a tiny model. Its
         # default repeat_penalty (1.1) breaks the grammar in llama-cpp-python 0.3.36 (checked:
         # unterminated strings and prose after the object), so turn the penalty off here.
-        fmt = {"type": "json_object", "schema": schema}
+        fmt = {"type": "json_object", "schema": fit_schema(schema, max_tokens) if max_tokens else schema}
         return messages, {"response_format": fmt, "extra_body": {"repeat_penalty": 1.0}}
     if mode == "json_object":
         return with_schema_prompt(messages, schema), {"response_format": {"type": "json_object"}}
@@ -85,12 +142,15 @@ def build_params(spec: ModelSpec, messages: list[Message], config: LLMConfig, ap
     """The keyword arguments of ``litellm.acompletion`` for one call of the model ``spec``."""
     chat = [{"role": m.role, "content": m.content} for m in messages]
     extra: dict[str, Any] = {}
-    if config.json_schema is not None:
-        chat, extra = structured_params(spec.structured_output, chat, config.json_schema)
     max_tokens = spec.max_output_tokens
     if config.max_tokens is not None:
         # the caller limits the answer; a model that thinks first gets its budget on top
         max_tokens = min(config.max_tokens + _thinking_budget(spec.extra_params), max_tokens)
+    if config.json_schema is not None:
+        # a caller that sized the answer (max_tokens) sized it for its schema (the research plan:
+        # ~48 tokens a query); one that did not gets the schema fitted to the model's own cap
+        fit_to = max_tokens if config.max_tokens is None else None
+        chat, extra = structured_params(spec.structured_output, chat, config.json_schema, fit_to)
     params: dict[str, Any] = {
         "model": spec.litellm_model,
         "messages": chat,
