@@ -40,6 +40,43 @@ def test_a_word_in_small_letters_names_something_before_a_version_or_as_the_pack
     assert named_terms("What does the same library do?") == []
 
 
+def test_an_ordinary_word_before_a_number_or_an_amount_names_nothing():
+    """A review found "Does a delegation time out after roughly 540.0 seconds?" unanswered ("none of
+    the sources found mentions roughly") over docs that say "times out after 540 seconds"."""
+    assert named_terms("Why does a delegation take 2.5 seconds?") == []
+    assert named_terms("Does the cache use roughly 1.5 GB?") == []
+    assert named_terms("Why is the latency around 0.5 s, or 0.5ms at 99.9%?") == []
+    assert named_terms("Does it support 3.12, or only since 1.2?") == []
+    # an amount's unit, as one word or two, names nothing either
+    assert named_terms("Does a delegation time out after 540s?") == []
+    assert named_terms("Is it 2.5x faster with 16GB of RAM?") == ["RAM"]
+    # a name before a version still is one, whatever the question measures after it
+    assert named_terms("Does numpy 2.0 take 1.5 GB?") == ["numpy"]
+    assert named_terms("Does langgraph 1.2 need python 3.11 and node v20.1?") == ["langgraph", "python", "node"]
+
+
+def test_an_adjective_before_package_or_library_names_nothing():
+    """"Which is the best library for parsing yaml files?" over PyYAML's docs was unanswered:
+    "none of the sources found mentions best"."""
+    assert named_terms("Is the best library fast?") == []
+    assert named_terms("Which is the recommended package, the right module or the first library?") == []
+    assert named_terms("Is the official module for parsing yaml files safe?") == []
+    assert named_terms("Is the requests library thread safe, and the yaml module?") == ["requests", "yaml"]
+
+
+def test_a_question_with_an_amount_or_an_adjective_is_answered_from_the_source_that_has_it():
+    delegation = "A delegation times out after 540 seconds and the job is marked failed. The router waits 60 seconds."
+    report = extractive_report("Does a delegation time out after roughly 540.0 seconds?", [],
+                               SOURCES[:1], {"1": split_passages(delegation)})
+    assert NO_ANSWER not in report and "mentions" not in report
+    assert "- A delegation times out after 540 seconds and the job is marked failed [1]." in report.split("## What")[0]
+    yaml = "PyYAML is a library for parsing YAML in Python. It loads YAML documents safely with safe_load."
+    report = extractive_report("Which is the best library for parsing yaml files?", [], SOURCES[:1],
+                               {"1": split_passages(yaml)})
+    assert NO_ANSWER not in report and "mentions" not in report
+    assert "PyYAML is a library for parsing YAML in Python [1]." in report.split("## What")[0]
+
+
 def test_what_a_question_writes_in_backticks_is_a_name_as_a_whole():
     # "What does `swarm doctor` check?" opened with "`swarm config check` prints the effective config"
     # from docs that never say "doctor", checked "100% backed"

@@ -8,8 +8,10 @@ question from a real one (measured on the research quality bench: a gold questio
 35% of the question's weight, an off-topic one 39%). What does tell them apart is the question's
 subject: the names it gives (Kubernetes, Australia, Celery) are in no source found, while every name
 a gold question gives is. The sentence-initial capital of an ordinary word is no name; a word in
-small letters is one only where the question says so: before a version ("numpy 2.0") or as what
-"the ... package" (library, module, crate, ...) names ("the flask package"), and what the question
+small letters is one only where the question says so: before a version ("numpy 2.0"; not an
+ordinary word, nor before an amount: "take 2.5 seconds", "roughly 1.5 GB") or as what "the ...
+package" (library, module, crate, ...) names ("the flask package"; not "the best library"); an
+amount's unit ("1.5 GB", "540s") names nothing either; what the question
 writes as code, in backticks ("What does `swarm doctor` check?"), is a name as a whole. Any other lower-case
 name ("configure nginx") is not recognised, and the report stays as it was.
 """
@@ -33,16 +35,51 @@ _GENERIC_CAPS = frozenset("OK OKAY FAQ TODO FYI ASAP AI ETA TLDR IMO IMHO PS NB 
 _TITLE_CASE_SHARE = 0.9
 #: a number or a version ("2018", "v20.1", "3.12.0"): no name of anything
 _VERSION = re.compile(r"[vV]?\d+(?:\.\d+)*")
-#: a word in small letters before a version of two or more parts ("numpy 2.0", "python 3.12")
-_BEFORE_VERSION = re.compile(r"\b([a-z][\w.+-]*[a-z0-9+])\s+v?\d+(?:\.\d+)+\b")
+#: what a quantity is counted in: a number with one of these after it is an amount, not a version
+_UNITS = (r"%|percent|pct|x|times|s|secs?|seconds?|ms|msecs?|milliseconds?|[uµn]s|microseconds?|nanoseconds?"
+          r"|mins?|minutes?|h|hrs?|hours?|days?|weeks?|months?|years?|b|[kmgtp]i?b|bytes?|[kmgt]?bits?|[kmgt]bps"
+          r"|[kmg]?hz|k|m|bn|thousand|million|billion|tokens?|rps|qps|fps|px|dpi")
+#: an amount, written as one word or two ("540s", "1.5 GB", "2x"): its unit names nothing
+_QUANTITY = re.compile(rf"(?<![\w.])\d+(?:[.,]\d+)*\s*({_UNITS})(?![\w%])", re.IGNORECASE)
+#: a word in small letters before a version of two or more parts ("numpy 2.0", "python 3.12"); not
+#: before an amount ("take 2.5 seconds", "roughly 1.5 GB")
+_BEFORE_VERSION = re.compile(rf"\b([a-z][\w.+-]*[a-z0-9+])\s+v?\d+(?:\.\d+)+\b(?!\.\d)(?!\s*(?i:{_UNITS})(?![\w%]))")
 #: a word in small letters that "the ... package" names ("the flask package", "the xxhash Python library")
 _PACKAGE = re.compile(r"\bthe\s+([a-z][\w.+-]*[a-z0-9+])\s+(?:(?:python|js|javascript|node|rust|go|ruby|java)\s+)?"
                       r"(?:package|library|module|crate|gem|plugin|extension|framework)\b", re.IGNORECASE)
 #: a code span of the question: what it writes in backticks names something, as a whole
 _CODE_SPAN = re.compile(r"`([^`\n]{2,80})`")
-#: words that come before a version or after "the" without naming anything a source must say
-_NOT_NAMES = frozenset("version versions release releases v step chapter section page part phase level tier stage "
-                       "option number item rule standard same new old latest following above below main default".split())
+#: words that come before a version or after "the" without naming anything a source must say: what
+#: counts releases or parts, and the adjectives that pick one ("the best library", "the official module")
+_NOT_NAMES = frozenset("""version versions release releases v step chapter section page part phase level tier stage
+    option number item rule standard same new old latest following above below main default major minor patch beta
+    alpha best better good great fine official unofficial recommended preferred suggested right correct proper wrong
+    appropriate newer newest older oldest first second third last next previous current existing original actual
+    real whole entire single separate specific particular relevant corresponding respective required optional
+    necessary needed missing installed deprecated legacy stable experimental public private internal external
+    underlying shared common generic core popular famous well-known third-party built-in builtin native usual
+    typical simple simplest easiest fast faster fastest lightest smallest largest biggest modern""".split())
+#: ordinary words before a number that only say how much or what happens ("take 2.5", "roughly 1.5",
+#: "since 1.2", "support 3.12"): verbs, adverbs, prepositions, quantifiers, what a number measures
+_BEFORE_NUMBER = frozenset("""take takes took taking last lasts lasted wait waits waited need needs needed require
+    requires required requiring support supports supported supporting run runs ran running cost costs reach reaches
+    reached exceed exceeds exceeded hit hits set sets allow allows allowed accept accepts return returns returned
+    give gives gave show shows showed say says said report reports reported measure measures measured score scores
+    scored weigh weighs hold holds keep keeps stay stays become becomes became remain remains go goes went grow grows
+    increase increases increased decrease decreases drop drops dropped rise rises raise raises lower lowers limit
+    limits cap caps capped install installs installed installing upgrade upgrades upgraded upgrading downgrade
+    downgrades downgraded update updates updated updating bump bumped pin pins pinned move moved change changes changed
+    fix fixes fixed add adds added remove removes removed introduce introduces introduced deprecate deprecates
+    ship ships shipped land landed break breaks broke work works worked stop stops stopped start starts started
+    begin begins began target targets targeted equal equals average averages total totals read reads print prints
+    output outputs yield yields make makes made spend spends spent consume consumes consumed allocate allocates
+    load loads loaded sit sits roughly around approximately approx nearly almost exactly precisely least max maximum
+    min minimum mostly typically usually normally generally always never often sometimes still already currently
+    since later earlier prior pre post past beyond near toward towards across along among behind beside besides
+    despite inside outside onto till unlike versus vs plus minus times several many less fewer half double twice
+    triple quarter another value values ratio rate rates factor threshold weight size price delay latency""".split())
+#: where a word in small letters is said to be a name, and the words that are none there
+_SAID_RULES = ((_BEFORE_VERSION, _NOT_NAMES | _BEFORE_NUMBER), (_PACKAGE, _NOT_NAMES))
 #: where a sentence of the question starts: its first word's capital says nothing
 _SENTENCE_START = re.compile(r"(?:^|[.!?:;]\s+|\n)\s*[\"'(\[]*$")
 
@@ -70,14 +107,17 @@ def named_terms(question: str) -> list[str]:
     inner = [w for w, start in words if not start and w.lower() not in STOPWORDS and w[0].isalpha()]
     capitalised = sum(w[0].isupper() and not w.isupper() for w in inner)  # Speed, not MCP
     title_case = capitalised >= 3 and capitalised >= _TITLE_CASE_SHARE * len(inner)
-    said = {m.start(1): m.group(1) for rule in (_BEFORE_VERSION, _PACKAGE) for m in rule.finditer(question)
-            if m.group(1).islower() and m.group(1).lower() not in STOPWORDS and m.group(1).lower() not in _NOT_NAMES}
+    said = {m.start(1): m.group(1) for rule, plain in _SAID_RULES for m in rule.finditer(question)
+            if m.group(1).islower() and m.group(1) not in STOPWORDS and m.group(1) not in plain}
+    units = {m.start(1) for m in _QUANTITY.finditer(question)}
     names: dict[str, None] = {}
     for span in _CODE_SPAN.finditer(question):
         code = " ".join(span.group(1).split())
         if any(c.isalpha() for c in code) and code.lower() not in STOPWORDS and not _VERSION.fullmatch(code):
             names.setdefault(code, None)
     for match, (word, start) in zip(_WORD.finditer(question), words, strict=True):
+        if match.start() in units or _QUANTITY.fullmatch(word):  # "1.5 GB", "540s": an amount
+            continue
         if _is_name(word, capital_counts=not start and not title_case) or said.get(match.start()) == word:
             names.setdefault(word, None)
     return list(names)
