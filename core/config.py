@@ -138,12 +138,22 @@ class _UniqueKeyLoader(_BASE_LOADER):  # type: ignore[misc]
 _SAFE_LOADER: Any = _UniqueKeyLoader
 
 
+def _not_found(file: Path) -> str:
+    """What to do about a config file that is not there, by who named it."""
+    if file == DEFAULT_CONFIG_PATH:
+        return "file not found; set SWARM_CONFIG or pass --config"
+    named = os.environ.get("SWARM_CONFIG", "")
+    if named and Path(named).expanduser() == file:
+        return "file not found (named by SWARM_CONFIG); check the path, or unset SWARM_CONFIG to use the project's config.yaml"
+    return "file not found; check the path (leave out --config to use the project's config.yaml)"
+
+
 def _read_yaml(file: Path) -> Any:
     """The parsed document of ``file``; ``ConfigError`` naming the file for anything unreadable."""
     try:
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError("file not found; set SWARM_CONFIG or pass --config", file=str(file)) from None
+        raise ConfigError(_not_found(file), file=str(file)) from None
     except IsADirectoryError:
         raise ConfigError("is a directory; pass the config file itself (e.g. its config.yaml)", file=str(file)) from None
     except UnicodeDecodeError as exc:

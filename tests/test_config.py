@@ -179,3 +179,18 @@ def test_an_s3_endpoint_without_a_scheme_is_named_at_load(monkeypatch: pytest.Mo
         load_config(root / "config.yaml")
     monkeypatch.setenv("SWARM_S3_ENDPOINT_URL", "http://127.0.0.1:9000")
     assert load_config(root / "config.yaml").providers.storage.backends["s3"]["endpoint_url"] == "http://127.0.0.1:9000"
+
+
+def test_a_missing_config_file_says_what_to_do_by_who_named_it(tmp_path, monkeypatch):
+    """`swarm --config /tmp/nope.yaml` was told to 'set SWARM_CONFIG or pass --config', the very
+    thing it did: the advice names the path's origin."""
+    from core.errors import ConfigError
+
+    missing = tmp_path / "nope.yaml"
+    monkeypatch.delenv("SWARM_CONFIG", raising=False)
+    with pytest.raises(ConfigError) as given:
+        load_config(missing)
+    assert "check the path" in str(given.value) and "pass --config" not in str(given.value).replace("leave out --config", "")
+    monkeypatch.setenv("SWARM_CONFIG", str(missing))
+    with pytest.raises(ConfigError, match="named by SWARM_CONFIG"):
+        load_config(missing)

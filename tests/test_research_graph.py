@@ -203,7 +203,7 @@ async def test_web_sources_are_read_only_over_safe_fetch(tmp_path):
 
 async def test_bad_input_is_refused_with_the_field_and_limit(tmp_path):
     ctx, _ = _context(tmp_path, FunctionLLM(Script()), SearchChain([("local", FakeSearch([]))]))
-    with pytest.raises(InputError, match="limit is 2000") as info:
+    with pytest.raises(InputError, match="limit is 2,000") as info:
         await research(ResearchInput(question="x" * 2001), ctx)
     assert info.value.field == "question"
     with pytest.raises(InputError, match="valid: local") as info:
