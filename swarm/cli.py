@@ -90,8 +90,6 @@ def _run(args: argparse.Namespace, job: dict[str, Any]) -> int:
               f" of {JOB_ID_PATTERN}", file=sys.stderr)
         return 2
     job = {**job, "job_id": args.job_id or str(uuid.uuid4())}
-    if not args.quiet:
-        print(f"job {job['job_id']}: started", file=sys.stderr, flush=True)
     try:
         # on Ctrl-C asyncio.run cancels the job (its runtime closes, a remote job is cancelled)
         # and then raises KeyboardInterrupt here
@@ -128,6 +126,8 @@ async def _run_job(args: argparse.Namespace, job: dict[str, Any]) -> int:
         from swarm.executors import make_executor
 
         runner = make_executor(runtime.config, runtime)
+        if not args.quiet:  # said once the config loaded: a bad one is exit 2, no job ran
+            print(f"job {job['job_id']}: started", file=sys.stderr, flush=True)
         try:
             sent = await _with_local_files(runtime.config, job)
         except SwarmError as exc:  # before the job ran: a FAILED envelope as the dispatcher's, for --json/--out

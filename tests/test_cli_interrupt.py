@@ -110,6 +110,18 @@ def test_a_bad_job_id_is_refused_before_any_job_runs(capsys: pytest.CaptureFixtu
     assert "started" not in err
 
 
+def test_a_bad_config_is_refused_before_a_job_is_said_to_start(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`swarm delegate` with a broken config printed 'job ...: started', then the config error and
+    exit 2 ('no job ran'): nothing is said to start before the config loads."""
+    from swarm.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((ROOT / "config.yaml").read_text().replace("  max_revisions:", "  max_revisions: [1]\n  was_max_revisions:", 1))
+    assert main(["--config", str(bad), "delegate", "hi"]) == 2
+    err = capsys.readouterr().err
+    assert "started" not in err and "config" in err, err
+
+
 def test_the_cli_prints_the_job_id_it_made_and_the_envelope_carries_it(
     cli_env: tuple[Path, dict[str, str]], fake_llm: FakeOpenAI,
 ) -> None:
