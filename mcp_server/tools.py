@@ -119,6 +119,16 @@ def _checked_text(ctx: Context, field: str, value: str, key: str) -> None:
     check_text_limit(value, server_state(ctx).runtime.config.limits, key, field)
 
 
+def _checked_kind(ctx: Context, kind: str) -> None:
+    """A kind the config in effect has no route for is refused before a job exists, with the
+    valid ones (the schema cannot list them: config is swapped while the server runs); it made a
+    failed job that list_jobs showed."""
+    routes = server_state(ctx).runtime.config.routing.delegation
+    if kind not in routes:
+        raise InputError(f"unknown kind {kind!r}; valid: {', '.join(sorted(routes))} (routing.delegation in config)",
+                         field="kind")
+
+
 def _action_available(module: str) -> bool:
     try:
         return importlib.util.find_spec(module) is not None
@@ -168,6 +178,7 @@ def _register_delegate(server: Any, config: Any) -> None:
         idempotency_key: IdempotencyKey = None,
     ) -> Annotated[CallToolResult, DelegateOutput]:
         _checked_text(ctx, "task", task, "max_task_chars")
+        _checked_kind(ctx, kind)
         thread_id, history = await open_thread(ctx, thread_id)
         inp = _drop_none(task=task, kind=kind, tier=tier, thread_id=thread_id, history=history or None)
         job = {"project": "swarm", "action": "delegate", "input": inp}

@@ -124,11 +124,12 @@ async def test_twenty_concurrent_jobs_complete_across_two_workers(stack: dict[st
 
 async def test_handler_error_is_a_clear_tool_error_without_traceback(stack: dict[str, Any]) -> None:
     async with Client(mcp_params(stack)) as client:
-        # refused by the worker's dispatcher (the door refuses a text too long itself, before a job)
-        result = await client.call_tool("delegate", {"task": "hi", "kind": "poetry"})
+        # refused by the worker's dispatcher (the door refuses a text too long or an unknown kind
+        # itself, before a job)
+        result = await client.call_tool("upscale_image", {"image": "not*base64"})
     assert result.is_error
     text = result.content[0].text
-    assert "unknown kind 'poetry'; valid: " in text and "Traceback" not in text
+    assert "InputError: image: " in text and "base64" in text and "Traceback" not in text
 
 
 async def test_an_mcp_job_on_runpod_polled_while_it_runs_shows_the_steps_its_worker_finished(

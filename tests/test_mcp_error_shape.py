@@ -42,9 +42,9 @@ def _error(result: Any) -> tuple[str, dict[str, Any]]:
 async def test_errors_the_door_finds_read_as_the_dispatchers_over_stdio(tmp_path: Path) -> None:
     async with Client(_stdio(write_config(tmp_path))) as client:
         # the dispatcher's refusal, in a job: the frame the door's own must have
-        in_job = await client.call_tool("delegate", {"task": "hi", "kind": "banana"})
+        in_job = await client.call_tool("upscale_image", {"image": "not*base64"})
         first, error = _error(in_job)
-        assert first == "InputError: kind: unknown kind 'banana'; valid: bulk_content, critical, research"
+        assert first.startswith("InputError: image: ") and "base64" in first, first
         assert in_job.structured_content["job_id"] and "\ntrace: " in in_job.content[0].text
 
         # a text the schema advertises as too long or empty is refused before a job exists (it made
@@ -54,12 +54,14 @@ async def test_errors_the_door_finds_read_as_the_dispatchers_over_stdio(tmp_path
             ("research", {"question": "x" * 2_001},
              "question: is 2,001 characters; the limit is 2,000 (limits.max_question_chars in config)"),
             ("consensus", {"question": "  "}, "question: is empty; say it in plain words"),
+            ("delegate", {"task": "hi", "kind": "banana"},
+             "kind: unknown kind 'banana'; valid: bulk_content, critical, research (routing.delegation in config)"),
         ]:
             refused = await client.call_tool(tool, args)
             assert _error(refused)[0] == f"InputError: {said}"
             assert refused.structured_content["job_id"] is None and refused.content[0].text == f"InputError: {said}"
         listed = await client.call_tool("list_jobs", {})
-        assert len(listed.structured_content["jobs"]) == 1  # the 'banana' job only
+        assert len(listed.structured_content["jobs"]) == 1  # the bad image's job only
 
         # refused by the tool before any image is read or a job made
         too_many = await client.call_tool("remove_background", {"images": [{"image": "aGk="}] * 17})

@@ -197,10 +197,11 @@ async def test_a_failed_job_is_a_tool_error_naming_the_problem_and_the_job(tmp_p
     use_fake_llm(monkeypatch, SlowLLM())
     config = write_config(tmp_path)
     async with Client(build_server(str(config))) as client:
-        result = await client.call_tool("delegate", {"task": "hi", "kind": "poetry"})
+        # (an unknown kind is refused at the door, before a job: test_mcp_error_shape)
+        result = await client.call_tool("upscale_image", {"image": "not*base64"})
         assert result.is_error
         text = result.content[0].text
-        assert "unknown kind 'poetry'" in text and "job_id: " in text
+        assert "base64" in text and "job_id: " in text
         job_id = text.rsplit("job_id: ", 1)[1].strip()
         status = await client.call_tool("job_status", {"job_id": job_id})
         assert status.structured_content["status"] == "FAILED"
