@@ -220,7 +220,19 @@ class Runtime:
             return await self.context(job_id, progress)
 
         check = None if credentials is None else partial(self.job_credentials, credentials)
-        return await dispatch(job, make_context, check)
+        envelope = await dispatch(job, make_context, check)
+        if (refused := self.store.last_error) and isinstance(envelope.get("trace"), list):
+            # an edit of the config file while this process runs that failed validation is only
+            # logged: a Desktop user sees no log, so every job's trace says it, first
+            from core.redact import redact
+            from providers.base import TraceStep
+
+            name = self.store.path.name
+            why = " ".join(refused.split("\nrefused the edited config")[0].replace(str(self.store.path), name).split())
+            said = TraceStep(step="config", kind="node", provider="config", outcome="error",
+                             detail=redact(f"your edit of {name} was refused; this job ran on the last good one: {why}"))
+            envelope["trace"] = [said.model_dump(), *envelope["trace"]]
+        return envelope
 
     def job_credentials(self, forwarded: Any) -> JobCredentials:
         """A RunPod job's forwarded credentials, checked against the provider keys this worker's

@@ -135,5 +135,10 @@ async def test_running_runtime_hot_swaps_config_and_refuses_a_broken_edit(
         third = await runtime.run(dict(job))  # refused edit: the last good config keeps serving
         assert third["status"] == "FAILED" and "the limit is 5" in third["error"]["message"]
         assert runtime.store.last_error and "limits.max_task_chars" in runtime.store.last_error
+        # the refusal was only logged, which an MCP client never sees: the job's trace opens with it
+        said = third["trace"][0]
+        assert (said["step"], said["outcome"]) == ("config", "error") and "limits.max_task_chars" in said["detail"]
+        assert said["detail"].startswith(f"your edit of {config_file.name} was refused; this job ran on the last good one")
+        assert all(s["step"] != "config" for s in second["trace"])
     finally:
         await runtime.aclose()

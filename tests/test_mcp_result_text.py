@@ -60,6 +60,26 @@ async def test_a_delegated_answer_reads_as_the_answer_then_its_trace_and_ids(
     assert collected.structured_content["output"]["text"] == done["text"]
 
 
+async def test_a_refused_config_edit_is_said_in_the_next_answer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An edit of config.yaml that fails validation while the server runs was only logged (Desktop
+    shows no log) and the next answer looked as usual: it now opens its trace with the refusal."""
+    import os
+
+    from providers.testing import FunctionLLM
+
+    use_fake_llm(monkeypatch, FunctionLLM(_writer, model="writer"))
+    config = write_config(tmp_path, wait_budget_s=30)
+    async with Client(build_server(str(config))) as client:
+        assert "refused" not in (await client.call_tool("delegate", {"task": "two lines on rivers"})).content[0].text
+        config.write_text(config.read_text().replace("max_revisions:", "max_revisions: [2]\n  was_max_revisions:", 1))
+        os.utime(config, ns=(10**9, 10**9))
+        tool = await client.call_tool("delegate", {"task": "two lines on rivers"})
+    assert not tool.is_error and tool.structured_content["text"].startswith("Rivers run")
+    text = tool.content[0].text
+    assert "trace: config node config error 0.0 ms (your edit of config.yaml was refused; this job ran on the last good one: invalid config: config.yaml:" in text
+    assert "limits.max_revisions" in text, text[text.index("trace:"):]
+
+
 async def test_a_running_job_reads_as_what_to_call_next(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import asyncio
 
