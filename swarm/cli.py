@@ -204,7 +204,7 @@ def _report(args: argparse.Namespace, result: dict[str, Any], job: dict[str, Any
             print("", file=sys.stderr)
             _print_trace(result.get("trace", []))
             totals = result.get("totals", {})
-            cost = totals.get("cost_usd")  # None: a provider whose price is not known (an image model)
+            cost = totals.get("cost_usd")  # None: no step of a known price (a model whose price config does not give)
             print(
                 f"\njob {result['job_id']}: {result['status']} in {result.get('elapsed_ms', 0):.0f} ms,"
                 f" tokens {totals.get('input_tokens', 0)}/{totals.get('output_tokens', 0)},"

@@ -299,6 +299,7 @@ class RembgRemover(SingleActionBackend):
             model=name,
             attempt=attempt,
             latency_ms=(time.perf_counter() - started) * 1000,
+            cost_usd=0.0,  # a model on this machine: no provider bills the call
             outcome=outcome,  # type: ignore[arg-type]
             error_class=type(exc).__name__ if exc else None,
             detail=(f"index={index} " if index is not None and exc else "") + redact(str(exc)) if exc else detail,

@@ -307,6 +307,7 @@ class RealESRGANUpscaler(SingleActionBackend):
             provider=_ENGINE.get(precision, PROVIDER),
             model=name,
             latency_ms=(time.perf_counter() - started) * 1000,
+            cost_usd=0.0,  # a model on this machine: no provider bills the call
             detail=(
                 f"device={device} precision={why} tiles={tiles} tile={tile} in={width}x{height}"
                 f" out={result.size[0]}x{result.size[1]} scale={scale} native={native}"
