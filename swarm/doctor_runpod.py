@@ -2,7 +2,8 @@
 when it cannot be reached, why and the ways out; INFO when it is set but the runner in effect is
 local, or on a RunPod worker (its jobs come from the queue and run there); a FAIL saying that
 jobs cannot run when ``runner.kind`` is runpod without an endpoint or a key (every job is
-refused). Each fix names the change that works for this config file (``ConfigSources``)."""
+refused), or when the endpoint id holds a character no endpoint id has (a CRLF .env file's '\\r':
+httpx refuses the URL). Each fix names the change that works for this config file (``ConfigSources``)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from swarm.doctor_finding import TO_USE_IT, Finding
 from swarm.doctor_reach import CHECK_NETWORK, no_connection
 from swarm.doctor_sources import ConfigSources
 from swarm.executors import runner_in_effect, runpod_worker
+from swarm.executors.runpod_unreachable import bad_endpoint_id, endpoint_id_kept, stray_character, whole_url
 
 if TYPE_CHECKING:
     from core.config import SwarmConfig
@@ -48,6 +50,12 @@ async def check_runpod(config: SwarmConfig, sources: ConfigSources | None = None
         return Finding("runpod", "fail", f"jobs cannot run: {runner.why}, so every job is refused", f"{set_it}, or {here}")
     if not spec.endpoint_id:
         return Finding("runpod", "info", "not configured (jobs run in-process)")
+    stray = _stray_in_endpoint(config, sources)
+    if stray is not None:  # RunPodExecutor refuses it (its URL is none httpx takes)
+        why, fix = stray
+        if runner.kind == "runpod":
+            return Finding("runpod", "fail", f"jobs cannot run: every job sent to the endpoint is refused: {why}", fix)
+        return Finding("runpod", "warn", f"not used now ({runner.why}), but every job sent there would be refused: {why}", fix)
     if config.runner.kind == "local":
         detail = f"endpoint {spec.endpoint_id} is set but not used: the runner is local ({runner.why}), jobs run in-process"
         return Finding("runpod", "info", detail, f"{sources.set_to(KIND, 'auto (or runpod)')} with {spec.api_key_env} set",
@@ -56,6 +64,31 @@ async def check_runpod(config: SwarmConfig, sources: ConfigSources | None = None
         detail = f"endpoint {spec.endpoint_id} is set but {spec.api_key_env} is not -> jobs run in-process"
         return Finding("runpod", "warn", detail, f"export {spec.api_key_env}=...")
     return await _runpod_health(config, sources, key)
+
+
+def _stray_in_endpoint(config: SwarmConfig, sources: ConfigSources) -> tuple[str, str] | None:
+    """(what, fix) when ``runner.runpod.endpoint_id`` holds a character no endpoint id has (shown
+    as ``repr`` shows it), else ``None``."""
+    endpoint_id = config.runner.runpod.endpoint_id
+    why = bad_endpoint_id(endpoint_id, None)
+    if why is None:
+        return None
+    fix = sources.set_to(ENDPOINT, endpoint_id_kept(endpoint_id) or "<the id the RunPod console shows>")
+    if "\r" in endpoint_id and sources.variable(ENDPOINT):
+        fix += " (and save the .env file it comes from with LF line ends)"
+    return f"{sources.describe(ENDPOINT)}: {why}", fix
+
+
+def _bad_base_url(config: SwarmConfig, sources: ConfigSources, runpod_api: str) -> tuple[str, str]:
+    """(what, fix) for a base URL httpx refuses: no http(s):// in front, no host after it, or a
+    stray character (a CRLF .env file's '\\r')."""
+    base_url = config.runner.runpod.base_url
+    stray = stray_character(base_url)
+    wrong = f"it holds {stray!r}" if stray is not None else "its scheme (https://) is missing or wrong"
+    cause = f"{sources.describe(BASE_URL)} is {base_url!r}: {wrong}"
+    kept = "".join(char for char in base_url if stray_character(char) is None)
+    meant = "https://" + kept.split("://", 1)[-1].lstrip("/")
+    return cause, sources.set_to(BASE_URL, meant) + ("" if meant == runpod_api else f" (RunPod's own API is {runpod_api})")
 
 
 async def _runpod_health(config: SwarmConfig, sources: ConfigSources, key: str) -> Finding:
@@ -98,10 +131,9 @@ async def _runpod_unreachable(config: SwarmConfig, sources: ConfigSources, url: 
     elif isinstance(exc, httpx.TimeoutException):
         cause = f"connected, but no answer within {RUNPOD_TIMEOUT_S:g} s"
         fix = f"{CHECK_NETWORK}, and RunPod's status page"
-    elif isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):  # no http(s):// in front, or no host after it
-        cause = f"{sources.describe(BASE_URL)} is {spec.base_url!r}: its scheme (https://) is missing or wrong"
-        meant = "https://" + spec.base_url.split("://", 1)[-1].lstrip("/")
-        fix = sources.set_to(BASE_URL, meant) + ("" if meant == runpod_api else f" (RunPod's own API is {runpod_api})")
+    elif isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):  # which part of the URL is at fault
+        stray = _stray_in_endpoint(config, sources) if whole_url(spec.base_url) else None
+        cause, fix = stray or _bad_base_url(config, sources, runpod_api)
     else:  # the connection opened, then failed: no RunPod API answers there
         cause = f"the connection opened, then failed ({type(exc).__name__}): is {spec.base_url} RunPod's API?"
         fix = f"check {base_note}, and its scheme (https://); {CHECK_NETWORK}"
@@ -109,5 +141,6 @@ async def _runpod_unreachable(config: SwarmConfig, sources: ConfigSources, url: 
         here = f"{sources.unset(ENDPOINT)} (or {sources.set_to(KIND, 'local')})"
     else:
         here = sources.set_to(KIND, "local")
-    detail = f"cannot reach {url} ({type(exc).__name__}): {cause}; jobs sent there fail"
+    shown = url if stray_character(url) is None else repr(url)  # a '\r' printed raw would overwrite the line
+    detail = f"cannot reach {shown} ({type(exc).__name__}): {cause}; jobs sent there fail"
     return Finding("runpod", "fail", detail, f"{fix}; or run jobs on this machine: {here}")

@@ -25,11 +25,18 @@ DONE = {"job_id": "job-1", "project": "swarm", "action": "delegate", "status": "
         "trace": [], "totals": {}, "elapsed_ms": 5}
 
 
-class DroppingEndpoint(LoopbackHTTP):
-    """A loopback RunPod API that hangs up without an answer on the first ``drops`` requests of
-    each kind (``run``, ``status``), then answers: ``answers[kind]`` as (HTTP status, JSON body)."""
+#: one answer of a fake endpoint: (seconds before it, HTTP status, JSON body); ``DROP``: hang up
+#: without one (no status line, no body)
+Answer = tuple[float, int, dict[str, Any]]
+DROP = None
 
-    def __init__(self, drops: dict[str, int], answers: dict[str, tuple[int, dict[str, Any]]]) -> None:
+
+class ScriptedEndpoint(LoopbackHTTP):
+    """A loopback RunPod API: the n-th request of each kind (``run``, ``status``, ``stream``,
+    ``cancel``) gets the n-th entry of ``script[kind]``, the last one again once they run out; an
+    answer that comes later than this side waits finds it gone."""
+
+    def __init__(self, script: dict[str, list[Answer | None]]) -> None:
         self.seen: list[tuple[str, str]] = []
         owner = self
 
@@ -38,16 +45,22 @@ class DroppingEndpoint(LoopbackHTTP):
                 self.rfile.read(int(self.headers.get("content-length") or 0))
                 kind = self.path.split("/")[3]
                 owner.seen.append((self.command, kind))
-                if sum(k == kind for _, k in owner.seen) <= drops.get(kind, 0):
-                    self.close_connection = True  # hang up: no status line, no body
+                entries = script[kind]
+                entry = entries[min(sum(k == kind for _, k in owner.seen), len(entries)) - 1]
+                if entry is DROP:
+                    self.close_connection = True
                     return
-                status, body = answers[kind]
+                delay, status, body = entry
+                time.sleep(delay)
                 data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.send_response(status)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except OSError:  # answered too late: this side hung up
+                    self.close_connection = True
 
             do_GET = do_POST = _answer  # noqa: N815 (http.server's names)
 
@@ -56,10 +69,12 @@ class DroppingEndpoint(LoopbackHTTP):
 
 @pytest.fixture
 def endpoint() -> Iterator[Any]:
-    started: list[DroppingEndpoint] = []
+    """Starts a ``ScriptedEndpoint`` that drops the first ``drops[kind]`` requests of each kind,
+    then gives ``answers[kind]`` (HTTP status, JSON body)."""
+    started: list[ScriptedEndpoint] = []
 
-    def start(drops: dict[str, int], answers: dict[str, tuple[int, dict[str, Any]]]) -> DroppingEndpoint:
-        started.append(DroppingEndpoint(drops, answers))
+    def start(drops: dict[str, int], answers: dict[str, tuple[int, dict[str, Any]]]) -> ScriptedEndpoint:
+        started.append(ScriptedEndpoint({kind: [DROP] * drops.get(kind, 0) + [(0.0, *answer)] for kind, answer in answers.items()}))
         return started[-1]
 
     yield start

@@ -31,13 +31,13 @@ from typing import Any
 import httpx
 
 from core.credentials import CREDENTIALS_FIELD
-from core.errors import SwarmError
+from core.errors import ConfigError, SwarmError
 from core.redact import redact
 from graphs.context import ProgressFn
 from swarm.executors.runpod_envelope import MAY_BE_QUEUED, RunPodError, failure_envelope, final_envelope
 from swarm.executors.runpod_progress import ProgressRelay
 from swarm.executors.runpod_record import SubmitRecords, job_digest
-from swarm.executors.runpod_unreachable import bad_base_url, cause, unreachable, where
+from swarm.executors.runpod_unreachable import bad_endpoint_id, bad_url, cause, unreachable, where
 
 log = logging.getLogger("swarm.executors.runpod")
 FINAL_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"})
@@ -47,6 +47,9 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 #: RunPod queued it (a gateway's timeout, say), and a second ``/run`` would then start a second,
 #: paid job; a refused connection or a 429 never queued anything.
 RUN_RETRY_STATUSES = frozenset({429})
+#: error types of a status poll that got no answer about the job (a timeout, a dropped or refused
+#: connection, a 5xx, a 429): the job runs on there, and following it goes on
+NO_WORD_OF_THE_JOB = frozenset({"ProviderTimeout", "ProviderUnavailable", "ProviderRateLimited"})
 
 
 class RunPodExecutor:
@@ -54,15 +57,15 @@ class RunPodExecutor:
 
     Args:
         base_url: RunPod's API root, ``https://api.runpod.ai/v2`` (or ``http://127.0.0.1:P/v2``).
-        endpoint_id: the serverless endpoint.
+        endpoint_id: the serverless endpoint: letters, digits, - and _ (else ``ConfigError``).
         api_key: sent as ``Authorization: Bearer``; never logged.
         http: an injected client (tests); otherwise one is opened per ``run``.
         poll_interval_s: the longest wait between two status polls (the first is 0.1 s).
         timeout_s: how long ``run`` follows a job when no ``wait_budget_s`` is given.
         execution_timeout_s: sent as ``policy.executionTimeout`` when set.
-        max_retries: retries of one request on 429, 5xx, a refused connection or one dropped before
-            the answer (``/run``: on 429 or a refused connection only, ``RUN_RETRY_STATUSES``: after
-            it was sent, RunPod may have queued the job).
+        max_retries: retries of one request on 429, 5xx, a refused connection, one dropped before
+            the answer or a timeout (``/run``: on 429 or a refused connection only,
+            ``RUN_RETRY_STATUSES``: after it was sent, RunPod may have queued the job).
         local_storage: this side's storage (a factory), when it is the local filesystem: an
             image a worker on its own disk sent inline is stored here under the same key by
             ``adopt_images`` (url, previews, resources).
@@ -91,6 +94,9 @@ class RunPodExecutor:
         jobs_dir: Path | None = None,
         api_key_env: str = "RUNPOD_API_KEY",
     ) -> None:
+        stray = bad_endpoint_id(endpoint_id)
+        if stray is not None:  # httpx would refuse every URL, and the message would blame the base URL
+            raise ConfigError(stray, key="runner.runpod.endpoint_id")
         self.base_url = base_url
         self.root = f"{base_url.rstrip('/')}/{endpoint_id}"
         self.endpoint_id = endpoint_id
@@ -119,7 +125,11 @@ class RunPodExecutor:
         async with httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0)) as client:
             yield client
 
-    async def _request(self, http: httpx.AsyncClient, method: str, path: str, body: Any = None, *, retry: bool = True) -> Any:
+    async def _request(self, http: httpx.AsyncClient, method: str, path: str, body: Any = None, *, retry: bool = True,
+                       deadline: float | None = None) -> Any:
+        """RunPod's JSON answer to one request, retried (``retry``) as ``max_retries`` says, and
+        not past ``deadline`` (``perf_counter``; the wait of a job being followed): an attempt
+        that fails then is the last. Raises ``RunPodError``."""
         headers = {"Authorization": f"Bearer {self._api_key}"}
         attempt = 0
         first = time.monotonic()
@@ -127,8 +137,10 @@ class RunPodExecutor:
             try:
                 response = await http.request(method, f"{self.root}{path}", json=body, headers=headers)
             except (httpx.TransportError, httpx.InvalidURL) as exc:  # InvalidURL is no TransportError
-                delay, why = self._no_answer(exc, path, attempt, time.monotonic() - first, retry=retry)
+                again = retry and (deadline is None or time.perf_counter() < deadline)
+                delay, why = self._no_answer(exc, path, attempt, time.monotonic() - first, retry=again)
             else:
+                again = retry and (deadline is None or time.perf_counter() < deadline)
                 if response.status_code < 400:
                     try:
                         return response.json()
@@ -138,9 +150,11 @@ class RunPodExecutor:
                             f"RunPod endpoint {self.endpoint_id} answered {path.split('/')[1]} with a body that is not JSON",
                         ) from None
                 retried = RUN_RETRY_STATUSES if path == "/run" else RETRY_STATUSES
-                if response.status_code not in retried or not retry or attempt >= self.max_retries:
+                if response.status_code not in retried or not again or attempt >= self.max_retries:
                     raise self._http_error(response, path)
                 delay, why = self._backoff(attempt, response.headers.get("retry-after")), f"HTTP {response.status_code}"
+            if deadline is not None:  # the last attempt at the deadline, not after it
+                delay = min(delay, max(0.0, deadline - time.perf_counter()))
             attempt += 1
             log.info("RunPod %s %s: %s; retrying in %.2f s (attempt %d of %d)", method, path.split("/")[1], why, delay,
                      attempt + 1, self.max_retries + 1)
@@ -149,32 +163,34 @@ class RunPodExecutor:
     def _no_answer(self, exc: Exception, path: str, attempt: int, elapsed_s: float, *, retry: bool) -> tuple[float, str]:
         """(delay, why) before the next attempt of a request that got no answer (``exc``), or the
         ``RunPodError`` it ends with: after ``attempt`` of ``max_retries`` retries (the first
-        without ``retry``), or at once when sending it again is no use (the base URL is no URL) or
-        could pay twice (a ``/run`` that went out)."""
+        without ``retry``), or at once when sending it again is no use (the URL is no URL) or
+        could pay twice (a ``/run`` that went out). A ``/status``, ``/stream`` or ``/cancel``
+        that timed out or whose connection dropped is asked again: it changes nothing there."""
         action = path.split("/")[1]
         if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.ProxyError):  # nothing was sent
             if not retry or attempt >= self.max_retries:
                 raise RunPodError("ProviderUnavailable", unreachable(self.endpoint_id, self.root, exc, attempt + 1, elapsed_s)) from None
             return self._backoff(attempt, None), f"{where(self.root)} unreachable ({cause(exc)})"
-        if isinstance(exc, httpx.TimeoutException):
-            sent = path == "/run" and not isinstance(exc, httpx.PoolTimeout)  # a pool timeout sent nothing
-            raise RunPodError("ProviderTimeout", f"RunPod endpoint {self.endpoint_id} did not answer {action} in time:"
-                              f" {type(exc).__name__}" + (f" (not sent again: {MAY_BE_QUEUED})" if sent else "")) from None
         if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
-            raise RunPodError("ConfigError", bad_base_url(self.base_url)) from None
+            raise RunPodError(*bad_url(self.base_url, self.endpoint_id, path)) from None
         if isinstance(exc, httpx.LocalProtocolError):  # this side could not write the request: again would not either
             raise RunPodError("ProviderError", f"the request to RunPod endpoint {self.endpoint_id} could not be written"
                               f" ({type(exc).__name__}: a header httpx refuses, most likely the key): check"
                               f" ${self.api_key_env} for a stray character, such as a newline") from None
-        # the connection dropped after it opened (ReadError, RemoteProtocolError): a passing fault
-        dropped = f"the connection to {where(self.root)} dropped before RunPod answered {action} ({cause(exc)})"
-        if path == "/run":  # it went out: RunPod may have queued the job, and a second /run would pay twice
-            raise RunPodError("ProviderUnavailable", f"{dropped}; not sent again: {MAY_BE_QUEUED}") from None
+        if isinstance(exc, httpx.TimeoutException):
+            type_, why = "ProviderTimeout", f"{where(self.root)} did not answer {action} in time ({type(exc).__name__})"
+            if path == "/run":  # a pool timeout sent nothing; any other: RunPod may have queued the job
+                sent = "" if isinstance(exc, httpx.PoolTimeout) else f" (not sent again: {MAY_BE_QUEUED})"
+                raise RunPodError(type_, f"RunPod endpoint {self.endpoint_id} did not answer {action} in time:"
+                                  f" {type(exc).__name__}{sent}") from None
+        else:  # the connection dropped after it opened (ReadError, RemoteProtocolError): a passing fault
+            type_, why = "ProviderUnavailable", f"the connection to {where(self.root)} dropped before RunPod answered {action} ({cause(exc)})"
+            if path == "/run":  # it went out: RunPod may have queued the job, and a second /run would pay twice
+                raise RunPodError(type_, f"{why}; not sent again: {MAY_BE_QUEUED}") from None
         if not retry or attempt >= self.max_retries:
             tries = f"{attempt + 1} attempt{'s' if attempt else ''}"
-            raise RunPodError("ProviderUnavailable", f"RunPod endpoint {self.endpoint_id}: {dropped}; gave up after {tries}"
-                              f" in {elapsed_s:.1f} s") from None
-        return self._backoff(attempt, None), dropped
+            raise RunPodError(type_, f"RunPod endpoint {self.endpoint_id}: {why}; gave up after {tries} in {elapsed_s:.1f} s") from None
+        return self._backoff(attempt, None), why
 
     @staticmethod
     def _backoff(attempt: int, retry_after: str | None) -> float:
@@ -263,6 +279,7 @@ class RunPodExecutor:
         started = time.perf_counter()
         budget = wait_budget_s or self.timeout_s
         job_id: str | None = None
+        relay: ProgressRelay | None = None
         record = self._records.path(job)
         async with self._client() as http:
             submitting: asyncio.Future[str] | None = None
@@ -275,9 +292,11 @@ class RunPodExecutor:
                     # id (a worker may already be running the job) so that it can be cancelled.
                     job_id = await asyncio.shield(submitting)
                     self._records.remember(record, job_id, job_digest(job), since)
-                final = await self._follow(http, job_id, progress, started + budget, since)
-            except RunPodError as exc:
-                return self.failure(job, job_id, {"type": exc.type, "message": exc.message}, started)
+                relay = self.relay(progress, since)
+                final = await self._follow(http, job_id, relay, started + budget, progress)
+            except RunPodError as exc:  # with the steps its worker had reported finished (paid for)
+                steps = relay.steps if relay is not None else None
+                return self.failure(job, job_id, {"type": exc.type, "message": exc.message}, started, steps)
             except asyncio.CancelledError:
                 if job_id is None and submitting is not None:
                     with contextlib.suppress(Exception, asyncio.CancelledError):
@@ -332,20 +351,53 @@ class RunPodExecutor:
         wall-clock time the job was submitted)."""
         return ProgressRelay(self, progress, time.time() if since is None else since)
 
-    async def _follow(self, http: httpx.AsyncClient, job_id: str, progress: ProgressFn | None, deadline: float,
-                      since: float | None = None) -> dict[str, Any]:
+    async def _follow(self, http: httpx.AsyncClient, job_id: str, relay: ProgressRelay, deadline: float,
+                      progress: ProgressFn | None = None) -> dict[str, Any]:
+        """RunPod's final state of ``job_id``, or at ``deadline`` (``perf_counter``) its last known
+        status marked ``_budget_exhausted``, with the steps its worker reported (``relay``). A poll
+        that got no word of the job (``NO_WORD_OF_THE_JOB``: it timed out, its connection dropped)
+        is asked again with the same backoff until the deadline (the job runs on, and is billed);
+        the state then says so (``_unanswered``)."""
         delay = min(0.1, self.poll_interval_s)
-        relay = self.relay(progress, since)
+        status: Any = None
+        silent, silent_since = 0, 0.0  # polls in a row that got no answer, and since when
         while True:
-            state = await self._request(http, "GET", f"/status/{job_id}")
-            status = state.get("status")
-            await relay.saw(job_id, state, http)
+            asked = time.perf_counter()
+            try:
+                state = await self._request(http, "GET", f"/status/{job_id}", deadline=deadline)
+                status = state.get("status")
+                await relay.saw(job_id, state, http)
+            except RunPodError as exc:
+                if exc.type not in NO_WORD_OF_THE_JOB:
+                    raise
+                if not silent:
+                    silent_since = asked
+                silent += 1
+                wait = self._backoff(self.max_retries + silent - 1, None)
+                if time.perf_counter() + wait > deadline:
+                    unanswered = (f"the endpoint gave no answer to its status polls for the last"
+                                  f" {time.perf_counter() - silent_since:.0f} s of the wait ({exc.message})")
+                    return self._still_running(job_id, status, relay, unanswered)
+                if progress is not None:
+                    await progress("runpod", f"{exc.message}; the job runs on there: asking again in {wait:.1f} s", None)
+                await asyncio.sleep(wait)
+                continue
+            silent = 0
             if status in FINAL_STATES:
                 return dict(state)
-            if time.perf_counter() + delay > deadline:  # with the steps the worker said it had finished
-                return {"id": job_id, "status": status or "IN_QUEUE", "_budget_exhausted": True, "_steps": relay.steps}
+            if time.perf_counter() + delay > deadline:
+                return self._still_running(job_id, status, relay)
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, self.poll_interval_s)
+
+    @staticmethod
+    def _still_running(job_id: str, status: Any, relay: ProgressRelay, unanswered: str | None = None) -> dict[str, Any]:
+        """The state of a job followed to the end of the wait, with the steps its worker said it had
+        finished; ``unanswered``: why its status is not known of late (the endpoint stopped answering)."""
+        state: dict[str, Any] = {"id": job_id, "status": status or "IN_QUEUE", "_budget_exhausted": True, "_steps": relay.steps}
+        if unanswered is not None:
+            state["_unanswered"] = unanswered
+        return state
 
     # --- envelopes -------------------------------------------------------------------------
 

@@ -56,10 +56,13 @@ def final_envelope(endpoint_id: str, job: dict[str, Any], job_id: str | None, st
         local_id = valid_job_id(job.get("job_id"))
         again = (f"; run this job again with job id {local_id} to follow it (it is not submitted again)"
                  if local_id else ", ask for its status later")
+        # ``_unanswered``: the endpoint stopped answering its status polls, so the status is the last known
+        unanswered = state.get("_unanswered")
+        now = (f"may still be running there ({status} when the endpoint last answered): {unanswered}" if unanswered
+               else f"is still {status} after the wait budget; it keeps running there")
         # the steps its worker last reported finished (``runpod_progress``); the result will have them all
         envelope = JobEnvelope.for_job(job, job_id, status=status, trace=list(state.get("_steps") or []), error={
-            "type": "StillRunning",
-            "message": f"RunPod job {job_id} is still {status} after the wait budget; it keeps running there{again}",
+            "type": "StillRunning", "message": f"RunPod job {job_id} {now}{again}",
         })
     else:
         envelope = JobEnvelope.for_job(job, job_id).failed({

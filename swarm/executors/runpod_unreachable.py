@@ -1,10 +1,13 @@
 """Why a request to a RunPod endpoint never reached it, in words a person can act on: where (the
 host and port only, never the URL, which may be signed), why (the name did not resolve, the
-connection was refused, it timed out, TLS failed), after how many attempts, and what to do."""
+connection was refused, it timed out, TLS failed), after how many attempts, and what to do; and
+which part of a URL httpx refuses is at fault (``bad_url``): the base URL, or an endpoint id with a
+stray character (``bad_endpoint_id``: the '\\r' a .env file saved with CRLF line ends leaves)."""
 
 from __future__ import annotations
 
 import errno
+import re
 import socket
 import ssl
 
@@ -69,9 +72,66 @@ def unreachable(endpoint_id: str, url: str, exc: BaseException, attempts: int, e
             f" gave up after {tries} in {elapsed_s:.1f} s. To fix: {FIX}")
 
 
+#: the characters of a RunPod endpoint id (``runner.runpod.endpoint_id``)
+ENDPOINT_ID = re.compile(r"[A-Za-z0-9_-]*")
+#: what a stray line end is said to be (the value came from a .env file saved with CRLF line ends)
+CRLF = "the line end a .env file saved with Windows line ends, CRLF, leaves"
+
+
+def bad_endpoint_id(endpoint_id: str, named: str | None = "RUNPOD_ENDPOINT_ID with the shipped config.yaml") -> str | None:
+    """Why ``endpoint_id`` (``runner.runpod.endpoint_id``, set by ``named`` when given) is no RunPod
+    endpoint id, with its first stray character as ``repr`` shows it ('\\r': ``CRLF``); ``None``
+    when it is one, or empty (not set)."""
+    if ENDPOINT_ID.fullmatch(endpoint_id):
+        return None
+    stray = next(char for char in endpoint_id if not ENDPOINT_ID.fullmatch(char))
+    shown = repr(endpoint_id) if len(endpoint_id) <= 64 else f"{endpoint_id[:64]!r}..."
+    said = f" ({CRLF})" if stray == "\r" else ""
+    named = f" ({named})" if named else ""
+    return (f"the endpoint id {shown}{named} holds {stray!r}{said}, which no endpoint id has (letters, digits,"
+            " - and _ only); set it to the id alone, as the RunPod console shows it")
+
+
+def endpoint_id_kept(endpoint_id: str) -> str:
+    """``endpoint_id`` without the characters no endpoint id has (what a fix proposes)."""
+    return "".join(char for char in endpoint_id if ENDPOINT_ID.fullmatch(char))
+
+
+def whole_url(url: str) -> bool:
+    """Whether ``url`` is an ``http(s)://host`` URL httpx takes."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        return False
+    return parsed.scheme in ("http", "https") and bool(parsed.host)
+
+
+def bad_url(base_url: str, endpoint_id: str, path: str) -> tuple[str, str]:
+    """(error type, message) of a request whose URL httpx refuses (``InvalidURL``,
+    ``UnsupportedProtocol``), naming the part at fault: ``base_url`` when it is no
+    ``http(s)://host`` URL, else ``endpoint_id`` when it has a stray character (both a
+    ``ConfigError``), else the ``path``: a job id RunPod gave (a ``ProviderError``)."""
+    if not whole_url(base_url):
+        return "ConfigError", bad_base_url(base_url)
+    why = bad_endpoint_id(endpoint_id)
+    if why is not None:
+        return "ConfigError", f"runner.runpod.endpoint_id: {why}"
+    return "ProviderError", f"RunPod endpoint {endpoint_id}: the request path {path!r} is no URL path (a job id it gave?)"
+
+
+def stray_character(text: str) -> str | None:
+    """The first character of ``text`` no URL or id holds (a control character, a space), if any."""
+    return next((char for char in text if not char.isprintable() or char.isspace()), None)
+
+
 def bad_base_url(base_url: str) -> str:
     """The message of a request to ``base_url`` that is no ``http(s)://host`` URL; the value is
     shown unless it may carry a credential (``user:token@``, a query)."""
     shown = "" if set("@?#") & set(base_url) else f" is {base_url!r}"
+    stray = stray_character(base_url)
+    if stray is not None:
+        said = f" ({CRLF})" if stray == "\r" else ""
+        return (f"runner.runpod.base_url{shown}: it holds {stray!r}{said}; set it to the URL alone, as RunPod's own"
+                " https://api.runpod.ai/v2 (RUNPOD_API_BASE with the shipped config.yaml)")
     return (f"runner.runpod.base_url{shown}: its scheme (https://) is missing or wrong, or it has no host; set it to"
             " a full URL, as RunPod's own https://api.runpod.ai/v2 (RUNPOD_API_BASE with the shipped config.yaml)")
