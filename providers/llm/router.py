@@ -171,18 +171,31 @@ class LLMRouter:
         """Answer from the first model of the chain that can; see the module docstring."""
         attempts: list[TraceStep] = []
         chain = self.resolve_chain(config)
+        deferred: list[str] = []  # passed over for a timeout earlier in the job, while later ones could answer
         for n, name in enumerate(chain):
-            reason = (self._skip_reason(name) or self._timed_out(name, chain[n + 1:])
-                      or self.circuits.acquire(self._circuit(name)))
+            reason = self._skip_reason(name)
+            if reason is None and (reason := self._timed_out(name, chain[n + 1:])) is not None:
+                deferred.append(name)
+            reason = reason or self.circuits.acquire(self._circuit(name))
             if reason:
                 attempts.append(self._step(name, config, outcome="skipped", detail=reason))
                 continue
-            skipped = [a.model or "" for a in attempts if a.outcome == "skipped"]
-            notify_attempt("calling", name, f"skipped: {', '.join(skipped)}" if skipped else "")
-            response = await self._call_with_retries(name, messages, config, attempts)
-            if response is not None:
-                return response.model_copy(update={"attempts": (*attempts, *response.attempts)})
+            if (response := await self._ask(name, messages, config, attempts)) is not None:
+                return response
+        # every later model failed: one that only timed out earlier is the last hope, not a lost step
+        for name in deferred:
+            if reason := self.circuits.acquire(self._circuit(name)):
+                attempts.append(self._step(name, config, outcome="skipped", detail=reason))
+            elif (response := await self._ask(name, messages, config, attempts)) is not None:
+                return response
         raise AllProvidersFailed("llm", attempts)
+
+    async def _ask(self, name: str, messages: list[Message], config: LLMConfig, attempts: list[TraceStep]) -> LLMResponse | None:
+        """``name``'s answer with every attempt of the call before it, or ``None`` (fall over)."""
+        skipped = [a.model or "" for a in attempts if a.outcome == "skipped"]
+        notify_attempt("calling", name, f"skipped: {', '.join(skipped)}" if skipped else "")
+        response = await self._call_with_retries(name, messages, config, attempts)
+        return None if response is None else response.model_copy(update={"attempts": (*attempts, *response.attempts)})
 
     async def _call_with_retries(
         self, name: str, messages: list[Message], config: LLMConfig, attempts: list[TraceStep]
