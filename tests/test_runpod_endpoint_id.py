@@ -87,3 +87,11 @@ async def test_a_base_url_with_a_crlf_line_end_fails_the_job_saying_so() -> None
     assert envelope["status"] == "FAILED" and error["type"] == "ConfigError", error
     assert error["message"].startswith("runner.runpod.base_url is 'https://api.runpod.ai/v2\\r': it holds '\\r'"), error
     assert "scheme" not in error["message"] and KEY not in str(envelope)
+
+
+def test_where_writes_an_ipv6_host_as_a_url_does() -> None:
+    from swarm.executors.runpod_unreachable import where
+
+    assert where("http://[::1]:8000/v2/ep") == "[::1]:8000"
+    assert where("https://[2001:db8::1]/v2") == "[2001:db8::1]"
+    assert where("https://user:pw@api.runpod.ai/v2/ep?x=1") == "api.runpod.ai"

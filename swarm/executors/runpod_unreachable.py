@@ -40,7 +40,8 @@ def where(url: str) -> str:
     """``host`` or ``host:port`` of ``url``: no scheme, credentials, path or query."""
     parsed = httpx.URL(url)
     default = {"https": 443, "http": 80}.get(parsed.scheme)
-    return parsed.host if parsed.port in (None, default) else f"{parsed.host}:{parsed.port}"
+    host = f"[{parsed.host}]" if ":" in parsed.host else parsed.host  # an IPv6 address, as a URL writes it
+    return host if parsed.port in (None, default) else f"{host}:{parsed.port}"
 
 
 def causes(exc: BaseException) -> list[BaseException]:
