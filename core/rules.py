@@ -6,6 +6,7 @@ Every door, the dispatcher, the config schema and the CLI read these; none keeps
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Any, Literal, get_args
 
 #: The tiers a job or a call may ask for, cheapest first.
@@ -49,10 +50,16 @@ def valid_job_id(value: object) -> str | None:
     return None
 
 
+def blank(value: str) -> bool:
+    """``value`` says nothing: only whitespace and invisible format characters (a zero-width
+    space, a BOM: Unicode category Cf)."""
+    return all(char.isspace() or unicodedata.category(char) == "Cf" for char in value)
+
+
 def not_blank(value: str) -> str:
-    """A text field that must say something (a task, a question): only whitespace is refused.
-    Use as ``_check = field_validator("task")(not_blank)``."""
-    if not value.strip():
+    """A text field that must say something (a task, a question): only whitespace (``blank``) is
+    refused. Use as ``_check = field_validator("task")(not_blank)``."""
+    if blank(value):
         raise ValueError("must not be empty or only whitespace")
     return value
 

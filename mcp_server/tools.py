@@ -29,6 +29,7 @@ from core.rules import (
     MAX_IDEMPOTENCY_KEY_CHARS,
     MAX_NAME_CHARS,
     Tier,
+    blank,
     check_text_limit,
 )
 from graphs.actions import action_module
@@ -114,7 +115,7 @@ ACTION_ANNOTATIONS = ToolAnnotations(read_only_hint=True, open_world_hint=True)
 def _checked_text(ctx: Context, field: str, value: str, key: str) -> None:
     """An empty ``value``, or one longer than ``limits.<key>`` (the config in effect now), is refused
     before a job exists, as the schema advertises: it answered a failed job listed by list_jobs."""
-    if not value.strip():
+    if blank(value):
         raise InputError("is empty; say it in plain words", field=field)
     check_text_limit(value, server_state(ctx).runtime.config.limits, key, field)
 

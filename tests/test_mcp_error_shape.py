@@ -54,6 +54,7 @@ async def test_errors_the_door_finds_read_as_the_dispatchers_over_stdio(tmp_path
             ("research", {"question": "x" * 2_001},
              "question: is 2,001 characters; the limit is 2,000 (limits.max_question_chars in config)"),
             ("consensus", {"question": "  "}, "question: is empty; say it in plain words"),
+            ("delegate", {"task": "\u200b\ufeff "}, "task: is empty; say it in plain words"),
             ("delegate", {"task": "hi", "kind": "banana"},
              "kind: unknown kind 'banana'; valid: bulk_content, critical, research (routing.delegation in config)"),
         ]:
