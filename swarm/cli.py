@@ -29,6 +29,7 @@ from typing import Any
 from core.errors import SwarmError
 from core.rules import JOB_ID_PATTERN, MAX_JOB_ID_CHARS, TIERS, valid_job_id
 from swarm import index_cli
+from swarm.table import print_table
 
 #: a step's detail in the trace table; a longer one is cut there and written whole under the table
 DETAIL_CHARS = 70
@@ -41,7 +42,7 @@ def _print_trace(trace: list[dict[str, Any]], stream: Any = sys.stderr) -> None:
     if not trace:
         return
     header = ("step", "kind", "model / provider", "outcome", "ms", "tok in/out", "cost $", "detail")
-    rows = [header]
+    rows: list[tuple[str, ...]] = []
     notes: list[str] = []
     for s in trace:
         detail = " ".join(str(s.get("detail") or "").split())
@@ -60,11 +61,7 @@ def _print_trace(trace: list[dict[str, Any]], stream: Any = sys.stderr) -> None:
             "-" if cost is None else f"{cost:.6f}",
             detail,
         ))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    for n, row in enumerate(rows):
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip(), file=stream)
-        if n == 0:
-            print("  ".join("-" * w for w in widths), file=stream)
+    print_table(header, rows, stream)
     if notes:
         print("", *notes, sep="\n", file=stream)
 
@@ -283,7 +280,21 @@ def cmd_health(args: argparse.Namespace) -> int:
         finally:
             await runtime.aclose()
 
-    print(json.dumps(asyncio.run(go()), indent=2))
+    health = asyncio.run(go())
+    if args.json:
+        print(json.dumps(health, indent=2))
+        return 0
+    rows = []
+    for name, said in health.items():
+        circuit = said.get("circuit") or {}
+        state = str(circuit.get("state", "-"))
+        if circuit.get("consecutive_failures"):
+            state += f" ({circuit['consecutive_failures']} failed in a row)"
+        rows.append((name, "yes" if said.get("available") else "no", str(said.get("reason") or ""), state,
+                     " ".join(str(circuit.get("last_error") or "").split())[:DETAIL_CHARS]))
+    print_table(("model", "callable", "why not", "circuit", "last error"), rows, sys.stdout)
+    print("\n(circuits as this process sees them; the MCP server's own: its swarm://providers resource;"
+          " swarm doctor asks each model)", file=sys.stderr)
     return 0
 
 
@@ -369,6 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("health", help="whether each model would be called now (its key set, its circuit closed)"
                        " and its circuit: nothing is sent; swarm doctor asks each one")
+    p.add_argument("--json", action="store_true", help="every model's availability and circuit as JSON")
     p.set_defaults(fn=cmd_health)
 
     p = sub.add_parser("doctor", help="check this machine and config: one line per finding, with the fix")

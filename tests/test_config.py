@@ -194,3 +194,21 @@ def test_a_missing_config_file_says_what_to_do_by_who_named_it(tmp_path, monkeyp
     monkeypatch.setenv("SWARM_CONFIG", str(missing))
     with pytest.raises(ConfigError, match="named by SWARM_CONFIG"):
         load_config(missing)
+
+
+def test_health_cli_prints_a_table_and_json_on_request(config_file: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """`swarm health` printed ~70 lines of JSON: a row per model now (``--json`` keeps the data)."""
+    import json
+
+    from swarm.cli import main
+
+    monkeypatch.delenv("DEEPSEEK_API_KEY", raising=False)
+    assert main(["--config", str(config_file), "health"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:2] == ["model", "callable"] and set(lines[1]) <= {"-", " "}
+    row = next(line for line in lines if line.startswith("deepseek-v3.1-q8 "))
+    assert row.split()[1] == "no" and "DEEPSEEK_API_KEY is not set" in row and row.rstrip().endswith("closed")
+    assert main(["--config", str(config_file), "health", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["deepseek-v3.1-q8"]["available"] is False and data["deepseek-v3.1-q8"]["circuit"]["state"] == "closed"

@@ -103,6 +103,11 @@ def test_cli_exit_codes(models_dir, capsys):
     assert models_cli.main(["pull", "bogus", "--models-dir", str(models_dir)]) == 2
     assert "unknown model 'bogus'" in capsys.readouterr().err
     assert models_cli.main(["list", "--models-dir", str(models_dir)]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split()[:3] == ["model", "kind", "present"]
+    assert any(line.split()[:3] == ["u2netp", "remove_background", "yes"] for line in table), table
+    assert models_cli.main(["list", "--json", "--models-dir", str(models_dir)]) == 0
+    assert next(m for m in json.loads(capsys.readouterr().out) if m["name"] == "u2netp")["present"] is True
 
 
 # --- the official .pth releases (served on loopback: this machine has no internet) -----------
