@@ -88,19 +88,22 @@ def test_a_name_the_connection_error_says_did_not_resolve_is_not_looked_up_again
     assert looked_up == [NOWHERE]  # the request's own lookup; its error said it already
 
 
-def test_a_runpod_api_base_without_its_scheme_says_so_and_names_the_variable(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(("base", "said"), [
+    ("api.runpod.ai/v2", "is 'api.runpod.ai/v2': its scheme (https://) is missing or wrong"),
+    ("https://api.runpod.ai/v2\r", "is 'https://api.runpod.ai/v2\\r': it holds '\\r'"),  # a CRLF .env file's line end
+])
+def test_a_runpod_api_base_httpx_refuses_says_why_and_names_the_variable(
+    base: str, said: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """It said '(UnsupportedProtocol): UnsupportedProtocol; fix: check this machine's network and proxy'."""
     monkeypatch.setenv("RUNPOD_ENDPOINT_ID", "abc123")
     monkeypatch.setenv("RUNPOD_API_KEY", RUNPOD_KEY)
-    monkeypatch.setenv("RUNPOD_API_BASE", "api.runpod.ai/v2")
+    monkeypatch.setenv("RUNPOD_API_BASE", base)
 
     code, found = findings(capsys, write_config(tmp_path), "--quick")
 
     runpod = found["runpod"]
     assert code == 1 and runpod["status"] == "fail", runpod
-    assert ("runner.runpod.base_url (RUNPOD_API_BASE) is 'api.runpod.ai/v2': its scheme (https://) is missing or wrong"
-            in runpod["detail"]), runpod
+    assert f"runner.runpod.base_url (RUNPOD_API_BASE) {said}" in runpod["detail"], runpod
     assert runpod["fix"].startswith("export RUNPOD_API_BASE=https://api.runpod.ai/v2; or run jobs on this machine"), runpod
     assert "network" not in runpod["fix"]

@@ -72,17 +72,3 @@ async def test_a_url_httpx_refuses_with_a_whole_base_url_blames_the_endpoint_id(
     assert "'https://api.runpod.ai/v2/abc123\\r/health'" in finding.detail  # shown as repr: a raw '\r' overwrites the line
     assert "base_url" not in finding.detail and (finding.fix or "").startswith("export RUNPOD_ENDPOINT_ID=abc123 "), finding
 
-
-def test_a_base_url_with_a_crlf_line_end_says_so(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setenv("RUNPOD_ENDPOINT_ID", "abc123")
-    monkeypatch.setenv("RUNPOD_API_KEY", RUNPOD_KEY)
-    monkeypatch.setenv("RUNPOD_API_BASE", "https://api.runpod.ai/v2\r")
-
-    code, found = findings(capsys, write_config(tmp_path), "--quick")
-
-    runpod = found["runpod"]
-    assert code == 1 and runpod["status"] == "fail", runpod
-    assert "runner.runpod.base_url (RUNPOD_API_BASE) is 'https://api.runpod.ai/v2\\r': it holds '\\r'" in runpod["detail"], runpod
-    assert runpod["fix"].startswith("export RUNPOD_API_BASE=https://api.runpod.ai/v2; or run jobs"), runpod
