@@ -225,3 +225,14 @@ def test_the_opening_quotes_only_sources_about_the_question_not_another_readme_t
     short = report.split("## What the sources say")[0]
     assert "xxhash is a Python binding for the xxHash library by Yann Collet [2]." in short, report
     assert "Storey" not in short
+
+
+def test_a_sentence_a_quote_carried_as_its_lead_does_not_open_a_second_line():
+    """"It loads ..." opened with its lead "PyYAML is ..."; the lead, a good sentence of its own,
+    was then added as a second line: the opening said the same sentence twice."""
+    yaml = "PyYAML is a library for parsing YAML in Python. It loads YAML documents safely with safe_load."
+    report = extractive_report("Is the official module for parsing yaml files safe?", [], SOURCES[:1],
+                               {"1": split_passages(yaml)})
+    opening = report.split("## What")[0]
+    assert opening.count("PyYAML is a library for parsing YAML in Python [1].") == 1, report
+    assert "It loads YAML documents safely with safe_load [1]." in opening

@@ -82,13 +82,16 @@ def _on_subject(question: str, pool: Sequence[tuple[int, str]], texts: Sequence[
 
 def _add_to_opening(chosen: list[tuple[int, list[str], set[str]]], sid: int, quote: list[str], words: set[str]) -> None:
     """Add ``quote`` to the opening: a sentence whose lead (``with_lead``) ends a quote there
-    already goes on in that quote; a lead quoted elsewhere is not quoted again."""
+    already goes on in that quote; a sentence quoted elsewhere is not quoted again."""
     lead = normalise(quote[0]) if len(quote) > 1 else None
     for i, (other_sid, other, other_words) in enumerate(chosen):
         if lead is not None and other_sid == sid and normalise(other[-1]) == lead:
             chosen[i] = (sid, [*other, *quote[1:]], other_words | words)
             return
-    if lead is not None and any(normalise(s) == lead for _, other, _ in chosen for s in other):
-        quote = quote[1:]
-    chosen.append((sid, quote, words))
+    # a sentence quoted there already (a lead another quote carried along) is not quoted again;
+    # nothing left, nothing added (it opened the report as a second line repeating the first)
+    quoted = {normalise(s) for _, other, _ in chosen for s in other}
+    quote = [s for s in quote if normalise(s) not in quoted]
+    if quote:
+        chosen.append((sid, quote, words))
 
