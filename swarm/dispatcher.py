@@ -67,6 +67,9 @@ def input_error_from_validation(exc: ValidationError, prefix: str = "input") -> 
     for err in exc.errors():
         loc = ".".join(str(p) for p in (prefix, *err["loc"]))
         ctx = err.get("ctx") or {}
+        if err["type"] == "string_too_short" and ctx.get("min_length") == 1:  # as the MCP door says it
+            parts.append(f"{loc}: is empty; say it in plain words")
+            continue
         limit = next((f" (limit {k}={v})" for k, v in ctx.items() if k in {"max_length", "min_length", "le", "ge", "lt", "gt"}), "")
         parts.append(f"{loc}: {err['msg'].removeprefix('Value error, ')}{limit}")
     error = InputError("; ".join(parts))

@@ -150,7 +150,7 @@ async def test_a_chain_down_at_the_revision_keeps_the_draft_and_review_as_partia
     [
         ({"project": "nope", "action": "delegate", "input": {}}, "unknown project 'nope'; valid: image_tools, swarm"),
         ({"project": "swarm", "action": "nope", "input": {}}, "valid: consensus, delegate, research"),
-        (job(""), "input.task"),
+        (job(""), "input.task: is empty; say it in plain words"),
         (job("   "), "input.task: must not be empty"),
         ({"project": "swarm", "action": "delegate", "input": {}}, "input.task: Field required"),
         (job(kind="poetry"), "kind: unknown kind 'poetry'; valid: bulk_content, critical, research"),

@@ -37,13 +37,14 @@ def test_fuzzed_jobs_end_in_a_result_or_a_clean_error() -> None:
     {"project": "image_tools", "action": "upscale", "input": {"image": "not base64 !!!"}},
     {"project": "image_tools", "action": "upscale", "input": {"key": "../../etc/passwd"}},
     {"project": "image_tools", "action": "upscale", "input": {"url": "http://169.254.169.254/"}},
+    {"project": "swarm", "action": "delegate", "input": {"task": "\u202e" * 50}},  # invisible only: says nothing
 ])
 def test_known_hostile_jobs(raw: Any) -> None:
     result = asyncio.run(bench_fuzz.check_job(raw, bench_fuzz.make_fuzz_context()))
     assert result["status"] == "FAILED" and result["error"]["type"] == "InputError", result["error"]
 
 
-@pytest.mark.parametrize("task", ["\x00" * 10, "${DEEPSEEK_API_KEY}", "\u202e" * 50, "{{7*7}} %s %n"])
+@pytest.mark.parametrize("task", ["\x00" * 10, "${DEEPSEEK_API_KEY}", "\u202e" + "txet" * 12, "{{7*7}} %s %n"])
 def test_odd_but_valid_tasks_run(task: str) -> None:
     raw = {"project": "swarm", "action": "delegate", "input": {"task": task, "kind": "critical"}}
     result = asyncio.run(bench_fuzz.check_job(raw, bench_fuzz.make_fuzz_context()))
