@@ -241,6 +241,7 @@ class ConfigStore:
         self.version = 0
         self._config = load_config(self.path)
         self._stamp = self._read_stamp()
+        self._good = self._stamp[2] if self._stamp else None  # the digest of the file the config in use came from
 
     def _read_stamp(self) -> tuple[int, int, str] | None:
         try:
@@ -258,10 +259,14 @@ class ConfigStore:
             except OSError as exc:
                 self.last_error = f"{self.path}: cannot read ({exc.strerror}); keeping the last good config"
                 log.error(self.last_error)
+                self._stamp = None  # read it whole when it is back
                 return self._config
             if self._stamp and (stat.st_mtime_ns, stat.st_size) == self._stamp[:2]:
                 return self._config
             stamp = self._read_stamp()
+            if stamp and stamp[2] == self._good:  # back to the text in use (a checkout, a save undone)
+                self._stamp, self.last_error = stamp, None
+                return self._config
             if stamp and self._stamp and stamp[2] == self._stamp[2]:
                 self._stamp = stamp
                 return self._config
@@ -273,6 +278,7 @@ class ConfigStore:
                 self._stamp = stamp
                 return self._config
             self._config, self._stamp, self.last_error = new, stamp, None
+            self._good = stamp[2] if stamp else None
             self.version += 1
             log.info("config reloaded from %s (version %d)", self.path, self.version)
             return self._config

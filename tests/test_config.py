@@ -110,6 +110,24 @@ def test_hot_swap_picks_up_edit_and_refuses_a_broken_one(config_file: Path, capl
     assert any("refused" in r.message for r in caplog.records)
 
 
+def test_the_refusal_is_forgotten_when_the_file_is_back_to_the_config_in_use(config_file: Path) -> None:
+    """A file missing for a moment (a checkout, a delete-and-rewrite save) and back with the same
+    text kept 'cannot read' in last_error for good, and every job's trace said the edit was refused."""
+    store = ConfigStore(config_file)
+    good_text, good = config_file.read_bytes(), store.current()
+    away = config_file.with_suffix(".away")
+    config_file.rename(away)
+    assert store.current() is good and "cannot read" in (store.last_error or "")
+    away.rename(config_file)
+    assert store.current() is good and store.last_error is None
+    config_file.write_text(good_text.decode().replace("max_task_chars: 20000", "max_task_chars: -3"))
+    os.utime(config_file, ns=(3, 3))
+    assert store.current() is good and "limits.max_task_chars" in (store.last_error or "")
+    config_file.write_bytes(good_text)  # the edit undone
+    os.utime(config_file, ns=(4, 4))
+    assert store.current() is good and store.last_error is None and store.version == 0
+
+
 def test_redacted_dump_masks_secrets(config_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TAVILY_API_KEY", "tvly-supersecretvalue123")
     dumped = str(redacted_dump(load_config(config_file)))
