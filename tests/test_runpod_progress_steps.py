@@ -96,7 +96,7 @@ class _Endpoint:
     endpoint_id = "ep-test"
     follow_stream = False
 
-    async def stream(self, job_id: str, http: Any = None) -> dict[str, Any]:
+    async def stream(self, job_id: str, http: Any = None, *, retry: bool = True) -> dict[str, Any]:
         return {"stream": []}
 
     def failure(self, job: dict[str, Any], job_id: str | None, error: dict[str, str], started: float,

@@ -118,3 +118,24 @@ async def test_a_status_stream_or_cancel_answered_too_late_is_asked_again(endpoi
 
     assert answer["status"] == "CANCELLED"
     assert [k for _, k in server.seen] == [kind, kind]
+
+
+async def test_a_stream_that_does_not_answer_costs_the_wait_nothing(endpoint: Any) -> None:
+    """The relay's /stream read (progress only) was retried 5 times on timeouts, past the job's
+    wait: a 1 s budget took 6.9 s. Now it is read once per poll; a late one is read at the next."""
+    import time
+
+    server = endpoint({"run": QUEUED, "status": [(0, 200, RUNNING)], "stream": [(LATE_S, 200, {"status": "IN_PROGRESS", "stream": []})]})
+    said, progress = _recorder()
+
+    async with _client() as http:
+        runner = RunPodExecutor(server.url, "ep1", KEY, http, max_retries=5, poll_interval_s=0.05)
+        started = time.perf_counter()
+        envelope = await runner.run(dict(JOB), progress, wait_budget_s=1.0)
+        took = time.perf_counter() - started
+
+    assert envelope["status"] == "IN_PROGRESS" and envelope["error"]["type"] == "StillRunning", envelope
+    assert "is still IN_PROGRESS after the wait budget" in envelope["error"]["message"]
+    assert took < 4.0, took  # not the retries past the budget (6.9 s before); one read may run past it
+    kinds = [k for _, k in server.seen]
+    assert kinds.count("stream") == kinds.count("status")  # one read per poll, none retried

@@ -34,7 +34,13 @@ from core.credentials import CREDENTIALS_FIELD
 from core.errors import ConfigError, SwarmError
 from core.redact import redact
 from graphs.context import ProgressFn
-from swarm.executors.runpod_envelope import MAY_BE_QUEUED, RunPodError, failure_envelope, final_envelope
+from swarm.executors.runpod_envelope import (
+    MAY_BE_QUEUED,
+    NO_WORD_OF_THE_JOB,
+    RunPodError,
+    failure_envelope,
+    final_envelope,
+)
 from swarm.executors.runpod_progress import ProgressRelay
 from swarm.executors.runpod_record import SubmitRecords, job_digest
 from swarm.executors.runpod_unreachable import bad_endpoint_id, bad_url, cause, unreachable, where
@@ -47,9 +53,6 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 #: RunPod queued it (a gateway's timeout, say), and a second ``/run`` would then start a second,
 #: paid job; a refused connection or a 429 never queued anything.
 RUN_RETRY_STATUSES = frozenset({429})
-#: error types of a status poll that got no answer about the job (a timeout, a dropped or refused
-#: connection, a 5xx, a 429): the job runs on there, and following it goes on
-NO_WORD_OF_THE_JOB = frozenset({"ProviderTimeout", "ProviderUnavailable", "ProviderRateLimited"})
 
 
 class RunPodExecutor:
@@ -252,10 +255,11 @@ class RunPodExecutor:
         async with self._maybe(http) as client:
             return dict(await self._request(client, "GET", f"/status/{job_id}"))
 
-    async def stream(self, job_id: str, http: httpx.AsyncClient | None = None) -> dict[str, Any]:
-        """``{status, stream: [{output}, ...]}``; chunks are handed out once."""
+    async def stream(self, job_id: str, http: httpx.AsyncClient | None = None, *, retry: bool = True) -> dict[str, Any]:
+        """``{status, stream: [{output}, ...]}``; chunks are handed out once. ``retry=False``: one
+        attempt (a relay's read of progress, which the next poll reads again)."""
         async with self._maybe(http) as client:
-            return dict(await self._request(client, "GET", f"/stream/{job_id}"))
+            return dict(await self._request(client, "GET", f"/stream/{job_id}", retry=retry))
 
     async def cancel(self, job_id: str, http: httpx.AsyncClient | None = None) -> dict[str, Any]:
         async with self._maybe(http) as client:

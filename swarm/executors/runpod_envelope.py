@@ -21,6 +21,11 @@ MAY_BE_QUEUED = ("the job may have been queued all the same, and a second /run w
                  " in the endpoint's requests before submitting again")
 
 
+#: error types of a request that got no answer about the job (a timeout, a dropped or refused
+#: connection, a 5xx, a 429): the job runs on there, and following it goes on
+NO_WORD_OF_THE_JOB = frozenset({"ProviderTimeout", "ProviderUnavailable", "ProviderRateLimited"})
+
+
 class RunPodError(Exception):
     """A request to the endpoint failed for good: ``type`` and ``message`` go in the envelope."""
 

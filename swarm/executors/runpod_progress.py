@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from core.redact import redact, redact_data
 from graphs.context import ProgressFn
 from providers.base import TraceStep
+from swarm.executors.runpod_envelope import NO_WORD_OF_THE_JOB, RunPodError
 
 #: how often a job still waiting for a worker is reported (the first report comes at once)
 QUEUE_NOTICE_S = 10.0
@@ -95,7 +96,7 @@ class Endpoint(Protocol):
     endpoint_id: str
     follow_stream: bool
 
-    async def stream(self, job_id: str, http: httpx.AsyncClient | None = None) -> dict[str, Any]: ...
+    async def stream(self, job_id: str, http: httpx.AsyncClient | None = None, *, retry: bool = True) -> dict[str, Any]: ...
 
 
 class ProgressRelay:
@@ -131,7 +132,15 @@ class ProgressRelay:
         if status != "IN_PROGRESS":
             return
         if self._runner.follow_stream:
-            for chunk in (await self._runner.stream(job_id, http)).get("stream") or []:
+            # progress only, once: a stream that does not answer is read at the next poll (retried
+            # here, its timeouts ran minutes past the job's wait)
+            try:
+                chunks = (await self._runner.stream(job_id, http, retry=False)).get("stream") or []
+            except RunPodError as exc:
+                if exc.type not in NO_WORD_OF_THE_JOB:
+                    raise
+                chunks = []
+            for chunk in chunks:
                 await forward_progress(progress, chunk.get("output") if isinstance(chunk, dict) else chunk)
         if isinstance(update, Mapping):  # a change of the steps alone is no news to a person
             update = {key: value for key, value in update.items() if key not in STEP_KEYS}
