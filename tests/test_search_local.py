@@ -238,3 +238,31 @@ async def test_a_root_that_is_gone_leaves_the_index_with_its_documents(tmp_path:
     assert await LocalIndexSearch([ours], index).search("kiwi") == []
     stats = describe(index)
     assert stats["roots"] == [str(ours.resolve())] and stats["documents"] == 1
+
+
+async def test_a_recorded_root_that_cannot_be_looked_at_is_kept_and_breaks_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A recorded root behind a folder this user may not enter raised PermissionError from
+    Path.exists(), and every search failed; it is left out of the sync, its documents kept."""
+    import sqlite3
+
+    from providers.search.index_store import recorded_roots
+
+    ours, shut = tmp_path / "clone" / "corpus", tmp_path / "locked" / "corpus"
+    _write(ours / "apple.md", "# Apple\n\nAn apple note.\n")
+    _write(shut / "kiwi.md", "# Kiwi\n\nA kiwi note.\n")
+    index = tmp_path / "index.sqlite"
+    await LocalIndexSearch([shut], index).search("kiwi")
+    real_stat, locked = Path.stat, shut.resolve()
+
+    def stat(self: Path, *args: object, **kwargs: object) -> os.stat_result:
+        if self == locked:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_stat(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "stat", stat)
+    assert sorted(r.title for r in await LocalIndexSearch([ours], index).search("apple kiwi")) == ["Apple", "Kiwi"]
+    build_index([ours], index)
+    conn = sqlite3.connect(index)
+    assert str(locked) in recorded_roots(conn)  # not known to be gone: kept, with its documents
+    conn.close()

@@ -112,6 +112,18 @@ def _under(path: str, roots: Iterable[Path]) -> bool:
     return any(path == str(r) or path.startswith(str(r).rstrip(os.sep) + os.sep) for r in roots)
 
 
+def _gone(root: Path) -> bool:
+    """``root`` is not there (no such file); one that cannot be looked at (no permission, a mount
+    that does not answer) is kept: its documents are not dropped for a passing fault."""
+    try:
+        root.stat()
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
 def _drop_doc(conn: sqlite3.Connection, doc_id: int) -> None:
     conn.execute("DELETE FROM docs WHERE id=?", (doc_id,))
     conn.execute("DELETE FROM docs_fts WHERE rowid BETWEEN ? AND ?", (doc_id * PAGE_SLOTS, (doc_id + 1) * PAGE_SLOTS - 1))
@@ -266,7 +278,7 @@ def build_index(
         builder.notes_of_unchanged(seen)
         # a root recorded earlier that is gone (a deleted or moved clone's docs/corpus) held
         # documents whose links lead nowhere: they leave the index with it
-        gone = [Path(r) for r in recorded_roots(conn) if not Path(r).exists()]
+        gone = [Path(r) for r in recorded_roots(conn) if _gone(Path(r))]
         builder.remove_missing(set(), gone)
         for root in gone:
             log.info("local index: %s is gone; its documents left the index (index it again if it comes back)", root)

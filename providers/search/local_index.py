@@ -79,6 +79,15 @@ def resolve_path(value: str, base: Path) -> Path:
     return (path if path.is_absolute() else base / path).resolve()
 
 
+def _there(root: Path) -> bool:
+    """``root`` exists and can be looked at (a root behind a mount that does not answer, or a
+    folder this user may not enter, is left out of this sync, its documents kept)."""
+    try:
+        return root.exists()
+    except OSError:
+        return False
+
+
 class LocalIndexSearch:
     """A SearchProvider over the local FTS5 index; results carry ``file://`` URIs."""
 
@@ -141,7 +150,7 @@ class LocalIndexSearch:
                 recorded = [Path(r) for r in recorded_roots(conn)]
             finally:
                 conn.close()
-            existing += [r for r in recorded if r.exists() and r not in existing]
+            existing += [r for r in recorded if _there(r) and r not in existing]
         if not existing:
             if self.index_path.exists():
                 return
