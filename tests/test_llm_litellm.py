@@ -570,3 +570,32 @@ async def test_a_grammar_schema_is_fitted_to_the_models_token_cap(server: FakeOp
     assert fit_schema({"type": "object", "properties": {"a": {"type": "string"}}}, 10) == \
         {"type": "object", "properties": {"a": {"type": "string"}}}
     assert fit_schema(VERDICT_SCHEMA, 4000) is VERDICT_SCHEMA
+
+
+@pytest.mark.parametrize(("schema", "budget", "fitted"), [
+    # a short string keeps its length; the long one takes the cut
+    ({"type": "object", "properties": {"code": {"type": "string", "maxLength": 5}, "text": {"type": "string", "maxLength": 2000}}},
+     300, {"code": 5, "text": 267}),
+    # never below its minLength
+    ({"type": "object", "properties": {"text": {"type": "string", "minLength": 100, "maxLength": 2000}}}, 50, {"text": 100}),
+    # an enum's values are what they are
+    ({"type": "object", "properties": {"k": {"type": "string", "enum": ["aaaa", "bb"], "maxLength": 4},
+                                       "text": {"type": "string", "maxLength": 2000}}}, 300, {"k": 4, "text": 267}),
+])
+def test_fit_schema_cuts_only_what_it_may(schema: dict[str, Any], budget: int, fitted: dict[str, int]) -> None:
+    from providers.llm.litellm_request import fit_schema
+
+    got = fit_schema(schema, budget)["properties"]
+    assert {name: sub["maxLength"] for name, sub in got.items()} == fitted
+
+
+@pytest.mark.parametrize("schema", [
+    {"type": "array", "items": [{"type": "string", "maxLength": 900}], "maxItems": 1},  # tuple items
+    {"type": "object", "properties": {"a": True, "b": {"type": "string", "maxLength": 900}}},  # a boolean schema
+    {"anyOf": [{"type": "string", "maxLength": 900}, {"type": "null"}]},
+])
+def test_fit_schema_sends_a_shape_it_does_not_read_as_given(schema: dict[str, Any]) -> None:
+    """They raised AttributeError, which escaped the router as an internal error."""
+    from providers.llm.litellm_request import fit_schema
+
+    assert fit_schema(schema, 100) == schema

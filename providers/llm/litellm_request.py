@@ -46,14 +46,20 @@ _MIN_STRING_CHARS = 20
 
 def _longest(schema: dict[str, Any]) -> tuple[float, float]:
     """(characters of structure, characters of strings) of the longest JSON ``schema`` admits;
-    ``inf`` strings where a string or an array has no bound."""
+    ``inf`` strings where a string or an array has no bound, or the schema is of a shape this does
+    not read (a boolean schema, tuple ``items``, ``anyOf``...): nothing is scaled then."""
+    if not isinstance(schema, dict) or any(k in schema for k in ("anyOf", "oneOf", "allOf", "$ref")):
+        return 0.0, float("inf")
+    if "enum" in schema or "const" in schema:  # its values as written: structure, never cut
+        values = schema.get("enum") or [schema.get("const")]
+        return float(max(len(json.dumps(v)) for v in values) + _JSON_SPACING), 0.0
     kind = schema.get("type")
     if kind == "string":
         limit = schema.get("maxLength")
         return 2 + _JSON_SPACING, float("inf") if limit is None else float(limit)
     if kind == "array":
         items, most = schema.get("items") or {}, schema.get("maxItems")
-        if most is None:
+        if most is None or not isinstance(items, dict):
             return 2.0, float("inf")
         fixed, strings = _longest(items)
         return 2 + _JSON_SPACING + most * (fixed + 1), most * strings
@@ -83,8 +89,11 @@ def fit_schema(schema: dict[str, Any], max_chars: int) -> dict[str, Any]:
     def cut(node: Any) -> Any:
         if isinstance(node, dict):
             out = {k: cut(v) for k, v in node.items()}
-            if node.get("type") == "string" and isinstance(node.get("maxLength"), int):
-                out["maxLength"] = max(_MIN_STRING_CHARS, min(node["maxLength"], int(node["maxLength"] * share)))
+            most = node.get("maxLength")
+            if node.get("type") == "string" and isinstance(most, int) and "enum" not in node and "const" not in node:
+                # never above what it was, nor below its minLength or the floor (one already under it stays)
+                floor = max(min(_MIN_STRING_CHARS, most), int(node.get("minLength") or 0))
+                out["maxLength"] = min(most, max(floor, int(most * share)))
             return out
         if isinstance(node, list):
             return [cut(v) for v in node]
