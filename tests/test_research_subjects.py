@@ -198,3 +198,18 @@ def test_a_search_operator_is_a_search_and_a_plan_label_is_not():
     assert junk_form("site:docs.python.org asyncio timeout") is None
     assert junk_form("python:3.12 slim image") is None
     assert junk_form("keywords:circuit breaker") and junk_form("keywords:runpods")
+
+
+def test_names_next_to_numbers_stay_names_and_long_numbers_are_read_at_once():
+    """Review of 3fc32a2: 'go 1.22', 'make 4.4' were ordinary words, a spaced one-letter 'unit'
+    took the first letter of 'B-tree' and 'X-Forwarded-For', 'min()' read as minutes; '1,1,1,...'
+    took quadratic time."""
+    from graphs.research.subjects import _QUANTITY
+
+    assert named_terms("Is go 1.22 faster than go 1.21?") == ["go"]
+    assert named_terms("Does make 4.4 support it?") == ["make"]
+    assert named_terms("Is python 3.12 min() faster?") == ["python"]
+    assert named_terms("Does Python 3.12 B-tree work?") == ["Python", "B-tree"]
+    assert named_terms("Which header does HTTP 2 X-Forwarded-For replace?") == ["HTTP", "X-Forwarded-For"]
+    assert named_terms("2.5x faster with 16GB of RAM, after 540s") == ["RAM"]  # fused units are units
+    assert list(_QUANTITY.finditer("1," * 20_000)) == []  # at once; quadratic before: about a minute here
