@@ -139,3 +139,16 @@ async def test_a_stream_that_does_not_answer_costs_the_wait_nothing(endpoint: An
     assert took < 4.0, took  # not the retries past the budget (6.9 s before); one read may run past it
     kinds = [k for _, k in server.seen]
     assert kinds.count("stream") == kinds.count("status")  # one read per poll, none retried
+
+
+async def test_an_endpoint_that_never_answered_a_poll_does_not_claim_a_last_status(endpoint: Any) -> None:
+    """It said 'IN_QUEUE when the endpoint last answered' of an endpoint that answered no poll."""
+    server = endpoint({"run": QUEUED, "status": [(LATE_S, 200, RUNNING)]})
+
+    async with _client() as http:
+        runner = RunPodExecutor(server.url, "ep1", KEY, http, max_retries=0, poll_interval_s=0.05, follow_stream=False)
+        envelope = await runner.run(dict(JOB), None, wait_budget_s=1.0)
+
+    message = envelope["error"]["message"]
+    assert envelope["error"]["type"] == "StillRunning", envelope
+    assert message.startswith("RunPod job rp-1 may still be running there (the endpoint answered no status poll):"), message

@@ -91,7 +91,7 @@ def _add_to_opening(chosen: list[tuple[int, list[str], set[str]]], sid: int, quo
     # a sentence quoted there already (a lead another quote carried along) is not quoted again;
     # nothing left, nothing added (it opened the report as a second line repeating the first)
     quoted = {normalise(s) for _, other, _ in chosen for s in other}
-    quote = [s for s in quote if normalise(s) not in quoted]
-    if quote:
-        chosen.append((sid, quote, words))
+    if normalise(quote[-1]) in quoted:  # the sentence it is for is there: its lead alone says less
+        return
+    chosen.append((sid, [s for s in quote if normalise(s) not in quoted], words))
 

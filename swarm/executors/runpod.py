@@ -398,7 +398,8 @@ class RunPodExecutor:
     def _still_running(job_id: str, status: Any, relay: ProgressRelay, unanswered: str | None = None) -> dict[str, Any]:
         """The state of a job followed to the end of the wait, with the steps its worker said it had
         finished; ``unanswered``: why its status is not known of late (the endpoint stopped answering)."""
-        state: dict[str, Any] = {"id": job_id, "status": status or "IN_QUEUE", "_budget_exhausted": True, "_steps": relay.steps}
+        state: dict[str, Any] = {"id": job_id, "status": status or "IN_QUEUE", "_budget_exhausted": True,
+                                 "_steps": relay.steps, "_answered": status is not None}
         if unanswered is not None:
             state["_unanswered"] = unanswered
         return state

@@ -63,7 +63,9 @@ def final_envelope(endpoint_id: str, job: dict[str, Any], job_id: str | None, st
                  if local_id else ", ask for its status later")
         # ``_unanswered``: the endpoint stopped answering its status polls, so the status is the last known
         unanswered = state.get("_unanswered")
-        now = (f"may still be running there ({status} when the endpoint last answered): {unanswered}" if unanswered
+        last = (f"{status} when the endpoint last answered" if state.get("_answered")
+                else "the endpoint answered no status poll")
+        now = (f"may still be running there ({last}): {unanswered}" if unanswered
                else f"is still {status} after the wait budget; it keeps running there")
         # the steps its worker last reported finished (``runpod_progress``); the result will have them all
         envelope = JobEnvelope.for_job(job, job_id, status=status, trace=list(state.get("_steps") or []), error={
