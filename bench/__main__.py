@@ -1,7 +1,9 @@
 """``python -m bench``: run every figure against its anchor and write RESULTS.md, results.json, plots.
 
-    python -m bench --setup              # once: the reference venvs (RealESRGANer, rembg CLI), then a full run
-    python -m bench                      # full run (about 10-15 minutes on 2 cores)
+    python -m bench                      # full run (about 10-15 minutes on 2 cores); the first one builds
+                                         # the reference venvs it lacks (RealESRGANer, rembg CLI: minutes)
+    python -m bench --setup              # the reference venvs built (again where broken), then a full run
+    python -m bench --no-setup           # a full run without building any: their rows say not measured
     python -m bench --quick              # CI: every suite tiny; checks the harness, not speed
     python -m bench --only research,concurrency --out /tmp/bench
 
@@ -33,9 +35,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget-s", type=float, default=None, help="time budget of the whole run")
     parser.add_argument("--setup", action="store_true",
                         help="first build the reference venvs under .bench-venvs/ (pip; minutes the first time)")
+    parser.add_argument("--no-setup", action="store_true",
+                        help="build no reference venv, even one a full run lacks (its rows say not measured)")
     args = parser.parse_args(argv)
-    if args.setup:
-        for module in ("bench.ref_realesrganer", "bench.bench_rembg"):
+    lacking = [] if args.quick or args.no_setup else _lacking_venvs(args.only)
+    if lacking and not args.setup:
+        print(f"bench: building the reference venvs this machine lacks ({', '.join(lacking)}; pip, minutes once):"
+              " their anchors carry goal rows (--no-setup skips it)", file=sys.stderr)
+    if args.setup or lacking:
+        for module in ("bench.ref_realesrganer", "bench.bench_rembg") if args.setup else lacking:
             done = subprocess.run([sys.executable, "-m", module, "--setup", *(["--quick"] if module.endswith("rembg") else [])],
                                   check=False, stdout=subprocess.DEVNULL)
             if done.returncode != 0:
@@ -50,6 +58,20 @@ def main(argv: list[str] | None = None) -> int:
                "files": {k: str(v) for k, v in files.items()}}, sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0
+
+
+#: suite -> the module whose ``--setup`` builds the reference venv its goal rows are anchored on
+_REFERENCE_VENVS = {"image": "bench.ref_realesrganer", "rembg": "bench.bench_rembg"}
+
+
+def _lacking_venvs(only: list[str] | None) -> list[str]:
+    """The setup modules of the reference venvs the selected suites need and this checkout lacks."""
+    from bench.ref_realesrganer import python_path
+    from bench.rembg_reference import VENV as REMBG_VENV
+
+    present = {"bench.ref_realesrganer": python_path().exists(), "bench.bench_rembg": (REMBG_VENV / "bin" / "rembg").exists()}
+    chosen = {suite.name for suite in select(only)}
+    return [module for suite, module in _REFERENCE_VENVS.items() if suite in chosen and not present[module]]
 
 
 if __name__ == "__main__":

@@ -397,3 +397,20 @@ def test_the_gpu_suite_runs_with_device_cuda_only_where_a_gpu_is_seen(
     monkeypatch.setattr(harness, "gpu_name", lambda: "NVIDIA H200")
     rows = {r["name"]: r for r in harness.run_all([suite], quick=True, log=lambda line: None).records}
     assert rows[adapters.GPU_ROW]["value"] == 6.0  # torch fp16 on the GPU
+
+
+def test_a_full_run_builds_the_reference_venvs_its_suites_lack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`python -m bench` on a fresh clone left every RealESRGANer and rembg-library anchor
+    'not measured' (dashes in the goal rows) until --setup was run: it builds what it lacks."""
+    import bench.__main__ as entry
+    import bench.ref_realesrganer as ref
+    import bench.rembg_reference as rembg
+
+    monkeypatch.setattr(ref, "VENV", tmp_path / "realesrgan")
+    monkeypatch.setattr(rembg, "VENV", tmp_path / "rembg")
+    assert entry._lacking_venvs(None) == ["bench.ref_realesrganer", "bench.bench_rembg"]
+    assert entry._lacking_venvs(["image"]) == ["bench.ref_realesrganer"]
+    assert entry._lacking_venvs(["research,concurrency"]) == []
+    (tmp_path / "rembg" / "bin").mkdir(parents=True)
+    (tmp_path / "rembg" / "bin" / "rembg").write_text("")
+    assert entry._lacking_venvs(None) == ["bench.ref_realesrganer"]
