@@ -37,6 +37,8 @@ def test_serve_with_a_worker_then_stop_on_ctrl_c(tmp_path: Path) -> None:
         text = "".join(banner)
         assert f"export RUNPOD_API_BASE='http://127.0.0.1:{port}/v2'" in text
         assert f"RUNPOD_WEBHOOK_GET_JOB='http://127.0.0.1:{port}/v2/cli-ep/job-take/$ID?gpu=local'" in text
+        # the key the person gave is theirs: the banner names where it is, never prints it back
+        assert KEY not in text and "export RUNPOD_API_KEY='<the key you gave: --api-key or $SWARM_ENDPOINT_API_KEY>'" in text
         client = httpx.Client(base_url=f"http://127.0.0.1:{port}/v2/cli-ep", headers={"Authorization": f"Bearer {KEY}"}, timeout=60)
         state = client.post("/runsync", json={"input": {"echo": "cli"}}).json()
         assert state["status"] == "COMPLETED" and state["output"]["output"]["echo"] == "cli"
@@ -61,3 +63,15 @@ def _alive(pid: int) -> bool:
 
 def test_negative_worker_count_is_refused() -> None:
     assert main(["serve", "--workers", "-1"]) == 2
+
+
+def test_a_key_made_here_is_printed_once_a_given_one_never() -> None:
+    from swarm.endpoint.server import EndpointServer, Settings, banner
+
+    made = EndpointServer(Settings(endpoint_id="ep", api_key="rpa_MADEHERE0123456789abcdef"), port=0)
+    try:
+        assert "export RUNPOD_API_KEY='rpa_MADEHERE0123456789abcdef'" in banner(made)
+        given = banner(made, key_given=True)
+        assert "rpa_MADEHERE0123456789abcdef" not in given and "$SWARM_ENDPOINT_API_KEY" in given
+    finally:
+        made._sock.close()

@@ -137,19 +137,28 @@ class EndpointServer:
         self.stop()
 
 
-def banner(server: EndpointServer) -> str:
-    """What ``serve`` prints: the client settings and the environment for a hand-started worker."""
+#: what the banner writes for a key the person gave (it is theirs: never printed back)
+GIVEN_KEY = "<the key you gave: --api-key or $SWARM_ENDPOINT_API_KEY>"
+
+
+def banner(server: EndpointServer, key_given: bool = False) -> str:
+    """What ``serve`` prints: the client settings and the environment for a hand-started worker.
+    A key made here (random, for this endpoint alone) is printed: nobody has it otherwise; one
+    the person gave (``key_given``) is not, and the exports name where it is."""
     s = server.settings
+    key = GIVEN_KEY if key_given else s.api_key
+    env = server.worker_env("local-worker-1")
+    shown = {name: (key if value == s.api_key else value) for name, value in env.items()}
     lines = [
         f"local RunPod endpoint {s.endpoint_id!r} at {server.api_base}/{s.endpoint_id}",
         "",
         "# clients (swarm with runner: runpod, or the runpod SDK with runpod.endpoint_url_base):",
         f"export RUNPOD_API_BASE='{server.api_base}'",
         f"export RUNPOD_ENDPOINT_ID='{s.endpoint_id}'",
-        f"export RUNPOD_API_KEY='{s.api_key}'",
+        f"export RUNPOD_API_KEY='{key}'",
         "",
         "# a hand-started worker (give each one its own RUNPOD_POD_ID), then: python -u handler.py",
-        shell_exports(server.worker_env("local-worker-1")),
+        shell_exports(shown),
     ]
     if server.worker_count:
         lines += ["", f"# started {server.worker_count} worker(s): {', '.join(server.pool.procs)}"]
@@ -181,7 +190,7 @@ def serve(
             await asyncio.sleep(0.02)
         if workers:
             server.pool.start(workers, server.url, settings.endpoint_id, settings.api_key)
-        print(banner(server), file=out, flush=True)
+        print(banner(server, key_given=bool(api_key or base.api_key)), file=out, flush=True)
         try:
             await task
         finally:
