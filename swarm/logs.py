@@ -71,6 +71,8 @@ class _PlainRedactingFormatter(logging.Formatter):
 
 #: loggers whose DEBUG lines hold request signatures, credentials' ids and signed URLs
 _SIGNING_LOGGERS = ("botocore", "boto3", "s3transfer", "urllib3")
+#: loggers that say each HTTP request at INFO (the RunPod polls, the model calls)
+_REQUEST_LOGGERS = ("httpx", "httpcore")
 
 
 def configure_logging(config_or_level: SwarmConfig | str | int | None = None, json: bool = True,
@@ -114,4 +116,8 @@ def configure_logging(config_or_level: SwarmConfig | str | int | None = None, js
     # header): nothing of theirs below WARNING reaches a log, whatever the level
     for chatty in _SIGNING_LOGGERS:
         logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
+    # httpx says every request at INFO: a RunPod job followed from the MCP server wrote two lines a
+    # second into Desktop's log; they are kept for DEBUG
+    for chatty in _REQUEST_LOGGERS:
+        logging.getLogger(chatty).setLevel(logging.DEBUG if root.level <= logging.DEBUG else logging.WARNING)
     return handler

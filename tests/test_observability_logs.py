@@ -126,3 +126,15 @@ def test_at_debug_botocore_s_signing_lines_stay_out_of_the_log(captured: io.Stri
     logging.getLogger("swarm.test").debug("ours still shown")
     logging.getLogger("botocore.credentials").warning("a warning still shown")
     assert [e["message"] for e in lines(captured)] == ["ours still shown", "a warning still shown"]
+
+
+def test_each_http_request_is_logged_at_debug_only(captured: io.StringIO) -> None:
+    """httpx logs every request at INFO: a RunPod job followed from swarm-mcp wrote two lines a
+    second of 'HTTP Request: GET .../status/...' into Desktop's log."""
+    configure_logging("INFO", stream=captured)
+    logging.getLogger("httpx").info('HTTP Request: GET http://127.0.0.1/v2/ep/status/j "HTTP/1.1 200 OK"')
+    logging.getLogger("httpx").warning("a warning still shown")
+    assert [e["message"] for e in lines(captured)] == ["a warning still shown"]
+    configure_logging("DEBUG", stream=captured)
+    logging.getLogger("httpx").info("HTTP Request: shown at DEBUG")
+    assert lines(captured)[-1]["message"] == "HTTP Request: shown at DEBUG"
