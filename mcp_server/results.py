@@ -27,7 +27,7 @@ from mcp_server.outputs import (
     TraceStepOut,
 )
 from mcp_server.previews import StoredImage
-from mcp_server.texts import handle_text, result_text, step_line, totals_line, trace_line
+from mcp_server.texts import handle_text, remote_line, result_text, step_line, totals_line, trace_line
 
 #: the fields every action result starts with; ``job_result`` has them at its own top level
 HEAD_FIELDS = frozenset(JobOutcome.model_fields)
@@ -153,6 +153,7 @@ def _check_summary(output: ResearchOutput) -> str:
     if taken:
         lines.append("The check took out " + ", ".join(taken) + ".")
     lines.extend(f"Warning: {w}" for w in output.warnings)
+    lines.extend(remote_line(output.trace))
     if output.trace:
         lines.append(trace_line(output.trace))
     lines.append(f"totals: {totals_line(output.totals, output.trace)}")

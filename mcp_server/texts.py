@@ -59,6 +59,13 @@ def trace_line(steps: list[TraceStepOut]) -> str:
     return "trace: " + "; ".join(part for part in (f"{shown}{more}" if ran else "", said) if part)
 
 
+def remote_line(steps: list[TraceStepOut]) -> list[str]:
+    """``["ran on RunPod endpoint ep: job ... on worker"]`` for a job a RunPod worker ran, else
+    ``[]``: its step is a node's, which the trace line leaves out when it went well."""
+    remote = next((s for s in steps if s.step == "runpod" and s.provider == "runpod" and s.outcome == "ok"), None)
+    return [f"ran on RunPod endpoint {remote.model}: {remote.detail}"] if remote is not None else []
+
+
 def totals_line(totals: dict[str, Any], steps: list[TraceStepOut]) -> str:
     """Tokens, cost, provider calls, the time spent in providers and the job's own time."""
     cost = totals.get("cost_usd")
@@ -104,7 +111,7 @@ def result_text(output: JobOutcome) -> str:
 
 def footer(output: JobOutcome, thread_id: str | None = None) -> str:
     """The trace, the totals and the ids a next call needs (the job's, and its thread's)."""
-    lines = [trace_line(output.trace)] if output.trace else []
+    lines = [*remote_line(output.trace), *([trace_line(output.trace)] if output.trace else [])]
     lines.append(f"totals: {totals_line(output.totals, output.trace)}")
     named = [f"job_id: {output.job_id}", *([f"thread_id: {thread_id}"] if thread_id else [])]
     lines.append("; ".join(named) + "; every field and the full trace: the structured result")

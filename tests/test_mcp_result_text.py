@@ -281,3 +281,22 @@ async def test_job_and_thread_lists_read_as_one_line_each(tmp_path: Path, monkey
     said = threads.content[0].text.splitlines()  # type: ignore[union-attr]
     assert said[0].startswith("1 thread(s), latest first") and said[1].startswith(f"{done['thread_id']}  2 turn(s)")
     assert said[1].endswith("began: two lines on rivers"), said
+
+
+def test_a_job_a_runpod_worker_ran_says_so_in_its_text() -> None:
+    """The runpod step went only to the structured result: a model reading the text could not
+    tell where the job ran (walkthrough with a local endpoint)."""
+    from mcp_server.results import delegate_output, research_output, research_result
+    from mcp_server.texts import result_text
+
+    runpod = {"step": "runpod", "kind": "node", "provider": "runpod", "model": "nc2ep", "latency_ms": 900.0,
+              "outcome": "ok", "detail": "job ab-u1 COMPLETED; queued 12 ms, ran 850 ms on local-ce06"}
+    said = "ran on RunPod endpoint nc2ep: job ab-u1 COMPLETED; queued 12 ms, ran 850 ms on local-ce06"
+    done = _done({"text": "Two lines.", "model": "local", "review": None})
+    done["trace"].append(runpod)
+    assert said in result_text(delegate_output(done, None))
+    report = _done({"report": "Rivers flow [1].", "sources": [], "citations": []})
+    report["trace"].append(runpod)
+    assert said in research_result(research_output(report, None)).content[0].text  # type: ignore[union-attr]
+    here = result_text(delegate_output(_done({"text": "Two lines.", "model": "local", "review": None}), None))
+    assert "RunPod" not in here
