@@ -71,7 +71,7 @@ async def test_a_status_poll_answered_too_late_is_asked_again_and_the_job_comple
     assert envelope["status"] == "COMPLETED" and envelope["output"] == {"text": "hi"}, envelope
     assert server.seen == [("POST", "run"), ("GET", "status"), ("GET", "status")]  # submitted once
     if max_retries == 0:
-        assert any("did not answer status in time (ReadTimeout)" in line and "the job runs on there" in line
+        assert any("did not answer status in time (ReadTimeout)" in line and "the job may still run there" in line
                    for line in said), said
     assert KEY not in json.dumps(envelope) + " ".join(said)
 
@@ -152,3 +152,23 @@ async def test_an_endpoint_that_never_answered_a_poll_does_not_claim_a_last_stat
     message = envelope["error"]["message"]
     assert envelope["error"]["type"] == "StillRunning", envelope
     assert message.startswith("RunPod job rp-1 may still be running there (the endpoint answered no status poll):"), message
+
+
+async def test_an_endpoint_gone_for_a_while_is_told_once_then_briefly(endpoint: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 400-character 'unreachable ... To fix ...' line came every 11 s for the 10 minutes of the
+    wait; now it is said whole once, then a short line a minute, and the polls back off to 30 s."""
+    import swarm.executors.runpod as runpod
+
+    monkeypatch.setattr(runpod, "SILENT_NOTICE_S", 0.0)  # every poll may say it: the short form shows
+    monkeypatch.setattr(runpod, "SILENT_POLL_MAX_S", 0.3)  # polls 0.3 s apart, not 2, 4, 8 ... 30
+    server = endpoint({"run": QUEUED, "status": [(0, 200, RUNNING), (LATE_S, 200, RUNNING)]})
+    said, progress = _recorder()
+    async with _client() as http:
+        runner = RunPodExecutor(server.url, "ep1", KEY, http, max_retries=0, poll_interval_s=0.05, follow_stream=False)
+        envelope = await runner.run(dict(JOB), progress, wait_budget_s=2.5)
+
+    assert envelope["error"]["type"] == "StillRunning"
+    told = [line for line in said if line.startswith("[runpod]")]
+    assert len(told) >= 2 and "did not answer status in time (ReadTimeout)" in told[0], said
+    assert all(line.startswith("[runpod] RunPod endpoint ep1 still gives no answer about job rp-1 (") for line in told[1:]), told
+    assert all(len(line) < 200 for line in told[1:])

@@ -46,6 +46,10 @@ from swarm.executors.runpod_record import SubmitRecords, job_digest
 from swarm.executors.runpod_unreachable import bad_endpoint_id, bad_url, cause, unreachable, where
 
 log = logging.getLogger("swarm.executors.runpod")
+#: the longest wait between two status polls of an endpoint that gives no answer
+SILENT_POLL_MAX_S = 30.0
+#: how often following a job whose endpoint gives no answer says so (the first time in full)
+SILENT_NOTICE_S = 60.0
 FINAL_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"})
 RUN_LIMIT_BYTES = 10 * 1024 * 1024
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -364,7 +368,7 @@ class RunPodExecutor:
         the state then says so (``_unanswered``)."""
         delay = min(0.1, self.poll_interval_s)
         status: Any = None
-        silent, silent_since = 0, 0.0  # polls in a row that got no answer, and since when
+        silent, silent_since, told_at = 0, 0.0, 0.0  # polls in a row that got no answer, since when; last said
         while True:
             asked = time.perf_counter()
             try:
@@ -377,13 +381,21 @@ class RunPodExecutor:
                 if not silent:
                     silent_since = asked
                 silent += 1
-                wait = self._backoff(self.max_retries + silent - 1, None)
+                # 2, 4, 8 ... 30 s apart: an endpoint gone for minutes is asked twice a minute
+                wait = min(SILENT_POLL_MAX_S, 2.0 * 2 ** (silent - 1)) * (0.75 + random.random() / 4)
                 if time.perf_counter() + wait > deadline:
                     unanswered = (f"the endpoint gave no answer to its status polls for the last"
                                   f" {time.perf_counter() - silent_since:.0f} s of the wait ({exc.message})")
                     return self._still_running(job_id, status, relay, unanswered)
-                if progress is not None:
-                    await progress("runpod", f"{exc.message}; the job runs on there: asking again in {wait:.1f} s", None)
+                if progress is not None and (silent == 1 or time.perf_counter() - told_at >= SILENT_NOTICE_S):
+                    # said whole once; then a short line a minute (a 400-character line came every 11 s)
+                    told_at = time.perf_counter()
+                    said = exc.message if silent == 1 else (
+                        f"RunPod endpoint {self.endpoint_id} still gives no answer about job {job_id}"
+                        f" ({told_at - silent_since:.0f} s)")
+                    left = max(0.0, deadline - told_at)
+                    await progress("runpod", f"{said}; the job may still run there: asking again in {wait:.0f} s,"
+                                   f" for up to {left:.0f} s more (the job's wait)", None)
                 await asyncio.sleep(wait)
                 continue
             silent = 0
