@@ -97,6 +97,10 @@ def _run(args: argparse.Namespace, job: dict[str, Any]) -> int:
         return EXIT_INTERRUPTED
 
 
+#: failures a run of the same job id may get past: the worker or the endpoint went away (the
+#: finished steps are in its checkpoints; a RunPod job is followed, or submitted anew when gone)
+RESUMABLE_ERRORS = frozenset({"WorkerError", "WorkerLost", "ProviderUnavailable", "ProviderTimeout"})
+
 #: an input longer than this is not printed in the resume command (an inline image is megabytes)
 RESUME_INPUT_CHARS = 2000
 
@@ -202,8 +206,11 @@ def _report(args: argparse.Namespace, result: dict[str, Any], job: dict[str, Any
             _print_trace(result.get("trace", []))
             totals = result.get("totals", {})
             cost = totals.get("cost_usd")  # None: no step of a known price (a model whose price config does not give)
+            # the id this side gave the job (the one a resume takes), with RunPod's own beside it
+            ours = (job or {}).get("job_id") or result["job_id"]
+            theirs = f" (RunPod job {result['job_id']})" if result.get("job_id") and result["job_id"] != ours else ""
             print(
-                f"\njob {result['job_id']}: {result['status']} in {result.get('elapsed_ms', 0):.0f} ms,"
+                f"\njob {ours}{theirs}: {result['status']} in {result.get('elapsed_ms', 0):.0f} ms,"
                 f" tokens {totals.get('input_tokens', 0)}/{totals.get('output_tokens', 0)},"
                 f" cost {'unknown' if cost is None else f'${cost:.6f}'}",
                 file=sys.stderr,
@@ -213,6 +220,8 @@ def _report(args: argparse.Namespace, result: dict[str, Any], job: dict[str, Any
         print(f"error: {error.get('type')}: {error.get('message')}", file=sys.stderr)
         if error.get("type") == "StillRunning" and job is not None:  # the same id follows, never resubmits
             print(f"follow it with: {_resume_command(args, job)}", file=sys.stderr)
+        elif error.get("type") in RESUMABLE_ERRORS and job is not None:  # its finished steps are kept
+            print(f"run it again, from its last finished step: {_resume_command(args, job)}", file=sys.stderr)
         return 1
     return 0
 

@@ -158,3 +158,21 @@ def test_the_help_reads_as_text_not_rest_markup() -> None:
     text = build_parser().format_help()
     assert "``" not in text and "::" not in text, text
     assert "swarm: run any action from the terminal" in text and "Examples:\n" in text
+
+
+def test_a_failed_remote_job_is_named_by_our_id_with_the_command_that_runs_it_again(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A RunPod worker killed mid-job: the CLI said 'job <RunPod id>-u1: FAILED' (started as
+    another id) and the only fix was 'POST /retry/...', an HTTP call with the key."""
+    import argparse
+
+    from swarm.cli import _report
+
+    args = argparse.Namespace(out=None, json=False, quiet=False, config=None)
+    job = {"project": "swarm", "action": "delegate", "input": {"task": "hi"}, "job_id": "local-7"}
+    result = {"job_id": "rp-ad45-u1", "status": "FAILED", "output": None, "trace": [], "totals": {}, "elapsed_ms": 9,
+              "error": {"type": "WorkerError", "message": "worker w1 stopped responding while running the job"}}
+    assert _report(args, result, job) == 1
+    err = capsys.readouterr().err
+    assert "job local-7 (RunPod job rp-ad45-u1): FAILED" in err
+    assert "run it again, from its last finished step: swarm run swarm delegate --job-id local-7 --input" in err
