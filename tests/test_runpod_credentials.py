@@ -365,3 +365,20 @@ def test_a_forwarded_key_is_named_by_a_salted_fingerprint_and_the_workers_own_by
     monkeypatch.setenv("DEEPSEEK_API_KEY", WORKER_KEY)
     with credentials_scope(one):
         assert credential_holder("DEEPSEEK_API_KEY") is None  # the worker's own key wins: its own circuit
+
+
+async def test_an_image_job_carries_no_provider_key() -> None:
+    """An upscale went with DEEPSEEK_API_KEY into RunPod's input retention, though no image job
+    calls a model or a search backend (walkthrough)."""
+    from test_runpod_dropped import ScriptedEndpoint
+
+    server = ScriptedEndpoint({"run": [(0, 200, {"id": "rp-1", "status": "IN_QUEUE"})]})
+    try:
+        runner = RunPodExecutor(server.url, "ep", "rpa_KEY0123456789abcdef", credentials=lambda: {"DEEPSEEK_API_KEY": "sk-x0123456789abcdef"})
+        await runner.submit({"project": "image_tools", "action": "upscale", "input": {"key": "a.png"}})
+        await runner.submit({"project": "swarm", "action": "delegate", "input": {"task": "hi"}})
+    finally:
+        server.close()
+    image, delegate = (body["input"] for body in server.bodies)
+    assert "_credentials" not in json.dumps(image) and "sk-x0123456789abcdef" not in json.dumps(image)
+    assert "sk-x0123456789abcdef" in json.dumps(delegate)

@@ -38,11 +38,14 @@ class ScriptedEndpoint(LoopbackHTTP):
 
     def __init__(self, script: dict[str, list[Answer | None]]) -> None:
         self.seen: list[tuple[str, str]] = []
+        self.bodies: list[Any] = []  # each POST's JSON body, in order
         owner = self
 
         class Handler(QuietHandler):
             def _answer(self) -> None:
-                self.rfile.read(int(self.headers.get("content-length") or 0))
+                raw = self.rfile.read(int(self.headers.get("content-length") or 0))
+                if self.command == "POST":
+                    owner.bodies.append(json.loads(raw) if raw else None)
                 kind = self.path.split("/")[3]
                 owner.seen.append((self.command, kind))
                 entries = script[kind]

@@ -46,6 +46,8 @@ from swarm.executors.runpod_record import SubmitRecords, job_digest
 from swarm.executors.runpod_unreachable import bad_endpoint_id, bad_url, cause, unreachable, where
 
 log = logging.getLogger("swarm.executors.runpod")
+#: projects whose jobs call no model and no search backend: they carry no forwarded key
+KEYLESS_PROJECTS = frozenset({"image_tools"})
 #: the longest wait between two status polls of an endpoint that gives no answer
 SILENT_POLL_MAX_S = 30.0
 #: how often following a job whose endpoint gives no answer says so (the first time in full)
@@ -238,7 +240,9 @@ class RunPodExecutor:
 
         The provider keys of ``credentials`` go in the request body only, never into ``job``
         (which the caller may store)."""
-        keys = dict(self._credentials()) if self._credentials is not None else {}
+        # an image job calls no model and no search: no key of theirs goes into RunPod's input retention
+        wants = self._credentials is not None and job.get("project") not in KEYLESS_PROJECTS
+        keys = dict(self._credentials()) if wants and self._credentials is not None else {}
         body: dict[str, Any] = {"input": {**job, CREDENTIALS_FIELD: keys} if keys else job}
         if self.execution_timeout_s:
             body["policy"] = {"executionTimeout": int(self.execution_timeout_s * 1000)}
