@@ -315,7 +315,9 @@ def main() -> None:
     import runpod
 
     from core.heap import settle
+    from swarm.endpoint.workers import exit_with_endpoint
 
+    exit_with_endpoint()  # a worker of `swarm endpoint serve` stops with it; RunPod's own: nothing
     if not any(arg.startswith("--test_input") for arg in sys.argv):
         start_warm_up()
     settle()  # start-up's objects leave the collector's walk (core/heap.py)

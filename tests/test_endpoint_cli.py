@@ -75,3 +75,31 @@ def test_a_key_made_here_is_printed_once_a_given_one_never() -> None:
         assert "rpa_MADEHERE0123456789abcdef" not in given and "$SWARM_ENDPOINT_API_KEY" in given
     finally:
         made._sock.close()
+
+
+def test_a_worker_stops_when_its_endpoint_is_killed() -> None:
+    """kill -9 of `swarm endpoint serve` left its workers polling the closed port for ever (they
+    passed to init); each now ends its process group once its endpoint is gone."""
+    from conftest import free_port
+
+    port = free_port()
+    worker = f"{sys.executable} -u -m swarm.endpoint.demo_worker"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "swarm.endpoint", "serve", "--port", str(port), "--workers", "1", "--api-key", KEY,
+         "--endpoint-id", "kill-ep", "--worker-command", worker],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env={**os.environ, "SWARM_LOG_LEVEL": "WARNING"},
+    )
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 30
+        while not proc.stdout.readline().startswith("# started 1 worker"):
+            assert time.monotonic() < deadline and proc.poll() is None
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}/v2/kill-ep", headers={"Authorization": f"Bearer {KEY}"}, timeout=60)
+        worker_pid = client.post("/runsync", json={"input": {"echo": "hi"}}).json()["output"]["output"]["pid"]
+    finally:
+        proc.kill()  # SIGKILL: no handler of the endpoint runs
+        proc.wait(timeout=10)
+    deadline = time.monotonic() + 20
+    while _alive(worker_pid):
+        assert time.monotonic() < deadline, "the worker outlived its killed endpoint"
+        time.sleep(0.2)

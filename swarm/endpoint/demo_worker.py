@@ -38,6 +38,9 @@ async def handler(job: dict[str, Any]) -> dict[str, Any]:
 def main() -> None:
     import runpod
 
+    from swarm.endpoint.workers import exit_with_endpoint
+
+    exit_with_endpoint()
     concurrency = int(os.environ.get("DEMO_WORKER_CONCURRENCY", "1"))
     runpod.serverless.start({"handler": handler, "concurrency_modifier": lambda _current: concurrency})
 

@@ -7,6 +7,7 @@ worker loop, unmodified, against this endpoint.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -18,6 +19,31 @@ from typing import IO, Any
 
 log = logging.getLogger("swarm.endpoint.workers")
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+#: set on the workers a local endpoint starts: its pid (``exit_with_endpoint``)
+ENDPOINT_PID_VAR = "SWARM_ENDPOINT_PID"
+
+
+def exit_with_endpoint(interval_s: float = 1.0) -> None:
+    """In a worker the local endpoint started (``ENDPOINT_PID_VAR``), end this worker's process
+    group once that endpoint is gone: a ``kill -9`` of ``swarm endpoint serve`` left its workers
+    polling a closed port for ever (SIGTERM and Ctrl-C stop them themselves). A worker whose parent
+    is not that endpoint (RunPod's own, one started by hand) is left alone."""
+    import threading
+    import time
+
+    endpoint = os.environ.get(ENDPOINT_PID_VAR, "")
+    if not endpoint.isdigit() or os.getppid() != int(endpoint):
+        return
+
+    def watch() -> None:
+        while os.getppid() == int(endpoint):  # a dead parent's children pass to another at once
+            time.sleep(interval_s)
+        log.warning("the local endpoint (pid %s) is gone: this worker stops", endpoint)
+        with contextlib.suppress(OSError):
+            os.killpg(0, signal.SIGTERM)  # the SDK's ping process too (this worker leads its group)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="endpoint-watch", daemon=True).start()
 
 
 def worker_env(base_url: str, endpoint_id: str, api_key: str, worker_id: str | None = None, *, ping_interval_ms: int = 2_000) -> dict[str, str]:
@@ -72,7 +98,8 @@ class WorkerPool:
         ids = []
         for _ in range(count):
             # The SDK logs at DEBUG unless told otherwise; a terminal full of polls helps nobody.
-            env = {"RUNPOD_LOG_LEVEL": "INFO", **os.environ, **self.extra_env, **worker_env(base_url, endpoint_id, api_key)}
+            env = {"RUNPOD_LOG_LEVEL": "INFO", **os.environ, **self.extra_env, **worker_env(base_url, endpoint_id, api_key),
+                   ENDPOINT_PID_VAR: str(os.getpid())}
             worker_id = env["RUNPOD_POD_ID"]
             out: Any = None
             if self.log_dir:
