@@ -17,16 +17,21 @@ ROOT = Path(__file__).resolve().parents[1]
 KEY = "rpa_CLITESTKEY0123456789012345"
 
 
+def _serve(port: int, endpoint_id: str) -> subprocess.Popen[str]:
+    """``swarm endpoint serve`` with one demo worker, its banner on ``stdout``."""
+    worker = f"{sys.executable} -u -m swarm.endpoint.demo_worker"
+    return subprocess.Popen(
+        [sys.executable, "-m", "swarm.endpoint", "serve", "--port", str(port), "--workers", "1", "--api-key", KEY,
+         "--endpoint-id", endpoint_id, "--worker-command", worker],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env={**os.environ, "SWARM_LOG_LEVEL": "WARNING"},
+    )
+
+
 def test_serve_with_a_worker_then_stop_on_ctrl_c(tmp_path: Path) -> None:
     from conftest import free_port
 
     port = free_port()
-    worker = f"{sys.executable} -u -m swarm.endpoint.demo_worker"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "swarm.endpoint", "serve", "--port", str(port), "--workers", "1", "--api-key", KEY,
-         "--endpoint-id", "cli-ep", "--worker-command", worker],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env={**os.environ, "SWARM_LOG_LEVEL": "WARNING"},
-    )
+    proc = _serve(port, "cli-ep")
     try:
         assert proc.stdout is not None
         banner = []
@@ -83,12 +88,7 @@ def test_a_worker_stops_when_its_endpoint_is_killed() -> None:
     from conftest import free_port
 
     port = free_port()
-    worker = f"{sys.executable} -u -m swarm.endpoint.demo_worker"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "swarm.endpoint", "serve", "--port", str(port), "--workers", "1", "--api-key", KEY,
-         "--endpoint-id", "kill-ep", "--worker-command", worker],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env={**os.environ, "SWARM_LOG_LEVEL": "WARNING"},
-    )
+    proc = _serve(port, "kill-ep")
     try:
         assert proc.stdout is not None
         deadline = time.monotonic() + 30
