@@ -50,6 +50,10 @@ def valid_job_id(value: object) -> str | None:
     return None
 
 
+#: what a door says of a text field that says nothing (``blank``)
+EMPTY_TEXT = "is empty; say it in plain words"
+
+
 def blank(value: str) -> bool:
     """``value`` says nothing: only whitespace and invisible format characters (a zero-width
     space, a BOM: Unicode category Cf)."""

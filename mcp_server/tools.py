@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import InputError
 from core.rules import (
+    EMPTY_TEXT,
     IDEMPOTENCY_KEY_PATTERN,
     MAX_IDEMPOTENCY_KEY_CHARS,
     MAX_NAME_CHARS,
@@ -116,7 +117,7 @@ def _checked_text(ctx: Context, field: str, value: str, key: str) -> None:
     """An empty ``value``, or one longer than ``limits.<key>`` (the config in effect now), is refused
     before a job exists, as the schema advertises: it answered a failed job listed by list_jobs."""
     if blank(value):
-        raise InputError("is empty; say it in plain words", field=field)
+        raise InputError(EMPTY_TEXT, field=field)
     check_text_limit(value, server_state(ctx).runtime.config.limits, key, field)
 
 

@@ -99,7 +99,7 @@ def _run(args: argparse.Namespace, job: dict[str, Any]) -> int:
 
 #: failures a run of the same job id may get past: the worker or the endpoint went away (the
 #: finished steps are in its checkpoints; a RunPod job is followed, or submitted anew when gone)
-RESUMABLE_ERRORS = frozenset({"WorkerError", "WorkerLost", "ProviderUnavailable", "ProviderTimeout"})
+RESUMABLE_ERRORS = frozenset({"WorkerError", "ProviderUnavailable", "ProviderTimeout"})
 
 #: an input longer than this is not printed in the resume command (an inline image is megabytes)
 RESUME_INPUT_CHARS = 2000

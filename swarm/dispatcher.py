@@ -19,6 +19,7 @@ from core.credentials import JobCredentials, credentials_scope
 from core.errors import AllProvidersFailed, InputError, ProviderUnavailable, SwarmError
 from core.redact import redact, redact_data
 from core.rules import (
+    EMPTY_TEXT,
     IDEMPOTENCY_KEY_PATTERN,
     JOB_ID_PATTERN,
     MAX_IDEMPOTENCY_KEY_CHARS,
@@ -68,7 +69,7 @@ def input_error_from_validation(exc: ValidationError, prefix: str = "input") -> 
         loc = ".".join(str(p) for p in (prefix, *err["loc"]))
         ctx = err.get("ctx") or {}
         if err["type"] == "string_too_short" and ctx.get("min_length") == 1:  # as the MCP door says it
-            parts.append(f"{loc}: is empty; say it in plain words")
+            parts.append(f"{loc}: {EMPTY_TEXT}")
             continue
         limit = next((f" (limit {k}={v})" for k, v in ctx.items() if k in {"max_length", "min_length", "le", "ge", "lt", "gt"}), "")
         parts.append(f"{loc}: {err['msg'].removeprefix('Value error, ')}{limit}")
