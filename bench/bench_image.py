@@ -193,6 +193,63 @@ def bench_upscale(models_dir: str, device: str, size: int, rounds: int, realesrg
     return {**result, **_ratios(best, ("torch_fp32", f"torch_{low}"))}
 
 
+def bench_upscale_cuda(models_dir: str, size: int, rounds: int, realesrganer: bool) -> dict[str, Any]:
+    """On a CUDA GPU: output MP/s of the provider's own inference (uint8 in, uint8 out, the copies
+    to and from the GPU included) at each precision the GPU offers, against upstream
+    ``RealESRGANer`` on the same GPU, fp16 (its CLI's default there) and fp32, interleaved. Whole
+    image, no tiles, for every contender (RealESRGANer ``tile=0``)."""
+    import numpy as np
+    import torch
+
+    from providers.image import weights
+    from providers.image.gpu import CUDA_CANDIDATES, read_gpu_info
+    from providers.image.precision import candidates_for
+    from providers.image.precision_probes import psnr
+    from providers.image.upscale import RealESRGANUpscaler, UpscaleSettings
+
+    name = weights.entry("realesrgan-anime-6b").name
+    gpu = read_gpu_info(torch)
+    upscaler = RealESRGANUpscaler(UpscaleSettings(models_dir=models_dir, device="cuda", precision="fp32"))
+    img = np.asarray(_image(size))
+    out_mp = (size * 4) ** 2 / 1e6
+    result: dict[str, Any] = {"model": name, "device": "cuda", "gpu": f"{gpu.model} ({gpu.ident})",
+                              "input": f"{size}x{size}", "rounds": rounds}
+    runs: dict[str, Callable[[], Any]] = {}
+    for precision in candidates_for(gpu, CUDA_CANDIDATES):
+        network = upscaler._model(name, "cuda", "fp16" if precision == "fp16" else "fp32")[0]
+        infer = upscaler._infer_fn(network, "cuda", precision)
+        runs[f"torch_{precision}"] = lambda infer=infer: infer(img)
+    reference = runs["torch_fp32"]()
+    for label, run in runs.items():
+        if label != "torch_fp32":
+            out = run()
+            diff = np.abs(out.astype(np.int16) - reference.astype(np.int16))
+            result[f"{label}_max_diff_levels"] = int(diff.max())
+            result[f"{label}_mean_diff_levels"] = round(float(diff.mean()), 4)
+            result[f"{label}_psnr_db"] = round(psnr(reference, out), 2)
+    torch.cuda.reset_peak_memory_stats()
+    contenders: dict[str, Callable[[], Any]] = dict(runs)
+    with contextlib.ExitStack() as stack:
+        for half in (True, False):
+            anchor = _realesrganer(stack, models_dir, size, torch.get_num_threads(), realesrganer, "cuda", half)
+            label = "realesrganer_fp16" if half else "realesrganer_fp32"
+            if isinstance(anchor, str):
+                result[label] = anchor
+            else:
+                contenders[label] = anchor.time_once
+                result.update({f"{label}_vs_torch_fp32_{k.split('_vs_torch_fp32_')[1]}": v
+                               for k, v in _realesrganer_diff(anchor.out, reference.transpose(2, 0, 1)).items()})
+        best = interleaved_best(contenders, rounds)
+    result["torch_peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    for label, seconds in best.items():
+        result[f"{label}_out_mp_s"] = round(out_mp / seconds, 4)
+    for mine in runs:
+        for anchor in ("realesrganer_fp16", "realesrganer_fp32"):
+            if anchor in best:
+                result[f"ratio_{mine}_vs_{anchor}"] = round(best[anchor] / best[mine], 3)
+    return result
+
+
 def _ratios(best: dict[str, float], ours: tuple[str, ...]) -> dict[str, float]:
     """``ratio_<ours>_vs_<anchor>``: the anchor's seconds over ours, for each pair timed."""
     return {f"ratio_{mine}_vs_{anchor.removesuffix('_fp32')}": round(best[anchor] / best[mine], 3)
@@ -214,8 +271,9 @@ def low_precision_missing(device: str, cpu: Any = None) -> str | None:
 
 
 def _realesrganer(stack: contextlib.ExitStack, models_dir: str, size: int, threads: int,
-                  wanted: bool) -> Any:
-    """A running ``ref_realesrganer.Server`` on the bench image, or why there is none."""
+                  wanted: bool, device: str = "cpu", half: bool = False) -> Any:
+    """A running ``ref_realesrganer.Server`` on the bench image (``device``; fp16 with ``half``),
+    or why there is none."""
     from bench import ref_realesrganer
 
     if not wanted:
@@ -225,7 +283,11 @@ def _realesrganer(stack: contextlib.ExitStack, models_dir: str, size: int, threa
     tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="realesrganer-")))
     _image(size).save(tmp / "in.png")
     weights = ref_realesrganer.write_pth(models_dir, tmp)
-    return stack.enter_context(ref_realesrganer.Server(weights, tmp / "in.png", tmp / "out.png", threads))
+    try:
+        return stack.enter_context(ref_realesrganer.Server(weights, tmp / "in.png", tmp / "out.png", threads,
+                                                           device=device, half=half))
+    except RuntimeError as exc:  # the runner failed to start (no CUDA in its torch, say): the row says why
+        return f"not measured: {exc}"[:300]
 
 
 def _realesrganer_diff(out_png: Path, reference_chw: Any) -> dict[str, Any]:
@@ -391,6 +453,12 @@ def main(argv: list[str] | None = None) -> None:
         result[key] = value
         emit_part(key, value)
 
+    if args.device == "cuda":  # a GPU: a larger image (192x192 is launch overhead there), and the auto choice
+        part("upscale", bench_upscale_cuda(models_dir, 128 if args.quick else 512, 2 if args.quick else 5,
+                                           args.realesrganer))
+        part("upscale_auto", upscale_auto(models_dir, "cuda", result["upscale"]))
+        print(json.dumps(result, indent=2))
+        return
     part("upscale", bench_upscale(models_dir, args.device, size, repeat, args.realesrganer))
     if args.speed_only:
         print(json.dumps(result, indent=2))

@@ -60,13 +60,14 @@ def _peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
-def _upsampler(model_path: str, tile: int, threads: int) -> Any:
+def _upsampler(model_path: str, tile: int, threads: int, device: str = "cpu", half: bool = False) -> Any:
     torch, realesrganer, rrdbnet = _import_realesrgan()
     torch.set_num_threads(threads)
     net = rrdbnet(num_in_ch=3, num_out_ch=3, num_feat=64, num_block=6, num_grow_ch=32, scale=4)
-    # pre_pad=0 as upstream's inference_realesrgan.py passes (the class default pads 10 px)
+    # pre_pad=0 as upstream's inference_realesrgan.py passes (the class default pads 10 px);
+    # half=True on a GPU as its CLI does by default (--fp32 turns it off)
     return realesrganer(scale=4, model_path=model_path, model=net, tile=tile, tile_pad=10, pre_pad=0,
-                        half=False, device=torch.device("cpu"))
+                        half=half, device=torch.device(device))
 
 
 def check() -> None:
@@ -81,18 +82,18 @@ def serve(args: argparse.Namespace) -> None:
     """Load once, write the first output, then time one ``enhance`` per ``run`` line on stdin."""
     import cv2
 
-    upsampler = _upsampler(args.model, 0, args.threads)
+    upsampler = _upsampler(args.model, 0, args.threads, args.device, args.half)
     img = cv2.imread(args.image, cv2.IMREAD_UNCHANGED)  # BGR, as upstream's CLI reads it
     output, _ = upsampler.enhance(img, outscale=4)  # also the warm-up
     cv2.imwrite(args.out, output)
     torch = sys.modules["torch"]
-    print(json.dumps({"ready": True, "threads": torch.get_num_threads(), "out_shape": list(output.shape)}),
-          flush=True)
+    print(json.dumps({"ready": True, "threads": torch.get_num_threads(), "out_shape": list(output.shape),
+                      "device": args.device, "half": args.half}), flush=True)
     for line in sys.stdin:
         if line.strip() != "run":
             break
         started = time.perf_counter()
-        upsampler.enhance(img, outscale=4)
+        upsampler.enhance(img, outscale=4)  # returns a numpy array: the GPU's work is done
         print(json.dumps({"seconds": time.perf_counter() - started}), flush=True)
 
 
@@ -149,6 +150,8 @@ def main() -> None:
     serve_p.add_argument("--image", required=True)
     serve_p.add_argument("--out", required=True)
     serve_p.add_argument("--threads", type=int, required=True)
+    serve_p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    serve_p.add_argument("--half", action="store_true", help="fp16 weights and activations (GPU)")
     rss_p = sub.add_parser("rss")
     rss_p.add_argument("--model", required=True)
     rss_p.add_argument("--size", type=int, required=True)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -39,8 +40,13 @@ INSTALL_STEPS: tuple[tuple[str, ...], ...] = (
 )
 
 
+#: a Python where ``RealESRGANer`` imports, instead of the venv: a GPU machine's own (CUDA torch),
+#: with basicsr and realesrgan on its path
+PYTHON_ENV = "SWARM_REALESRGANER_PYTHON"
+
+
 def python_path() -> Path:
-    return VENV / "bin" / "python"
+    return Path(os.environ[PYTHON_ENV]) if os.environ.get(PYTHON_ENV) else VENV / "bin" / "python"
 
 
 def check(timeout_s: float = 120) -> dict[str, Any] | None:
@@ -104,11 +110,12 @@ def write_pth(models_dir: str, out_dir: Path) -> Path:
 class Server:
     """The runner's ``serve`` mode: one loaded ``RealESRGANer``, timed one ``enhance`` at a time."""
 
-    def __init__(self, model: Path, image: Path, out: Path, threads: int, timeout_s: float = 300) -> None:
+    def __init__(self, model: Path, image: Path, out: Path, threads: int, timeout_s: float = 300,
+                 device: str = "cpu", half: bool = False) -> None:
         self.out = out
         self.proc = subprocess.Popen(
             [str(python_path()), str(RUNNER), "serve", "--model", str(model), "--image", str(image),
-             "--out", str(out), "--threads", str(threads)],
+             "--out", str(out), "--threads", str(threads), "--device", device, *(["--half"] if half else [])],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.ready = self._reply()
 

@@ -48,19 +48,22 @@ def ncnn_runner(img: Any) -> Any:
 def upscale_auto(models_dir: str, device: str, up: dict[str, Any]) -> dict[str, Any]:
     """What ``precision: auto`` chooses here (measured afresh, its cache in a temp dir), how long the
     choosing took, and its output MP/s: the interleaved figure of the path it chose in ``up``."""
+    from providers.image.gpu import CUDA_PROBE_SIZE, read_gpu_info
     from providers.image.precision import AutoPrecision, read_cpu_info
-    from providers.image.upscale import RealESRGANUpscaler, UpscaleSettings
+    from providers.image.upscale import RealESRGANUpscaler, UpscaleSettings, _torch
 
     with tempfile.TemporaryDirectory() as tmp:
         settings = UpscaleSettings(models_dir=models_dir, device=device, precision="auto")
-        upscaler = RealESRGANUpscaler(settings, auto_precision=AutoPrecision(Path(tmp) / "precision.json", read_cpu_info))
+        cache = Path(tmp) / "precision.json"
+        cuda = AutoPrecision(cache, lambda: read_gpu_info(_torch()), probe_size=CUDA_PROBE_SIZE, hardware="GPU")
+        upscaler = RealESRGANUpscaler(settings, auto_precision=AutoPrecision(cache, read_cpu_info), cuda_precision=cuda)
         started = time.perf_counter()
         chosen, why = upscaler.precision("realesrgan-anime-6b", device)
         decided_s = time.perf_counter() - started
     # the same path's interleaved figure: ncnn's is the ncnn anchor's, the others are torch's
     value = up.get("ncnn_fp32_out_mp_s" if chosen == "ncnn" else f"torch_{chosen}_out_mp_s")
     result = {"precision": chosen, "why": why, "decided_s": round(decided_s, 2), "out_mp_s": value}
-    for anchor in ("torch_fp32", "realesrganer_fp32", "ncnn_fp32"):
+    for anchor in ("torch_fp32", "realesrganer_fp32", "ncnn_fp32", "realesrganer_fp16"):
         if value and up.get(f"{anchor}_out_mp_s"):
             result[f"vs_{anchor.removesuffix('_fp32')}"] = round(value / up[f"{anchor}_out_mp_s"], 3)
     return result

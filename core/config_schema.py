@@ -133,9 +133,10 @@ class UpscaleSpec(StrictModel):
     tile: int = Field(default=256, ge=0)
     tile_pad: int = Field(default=16, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    #: auto: fp16 on CUDA; on CPU the fastest path within PSNR >= 45 dB of fp32, measured once per
-    #: machine and model (bf16 where the CPU has avx512_bf16/amx_bf16, fp16 where it has
-    #: avx512_fp16/amx_fp16, ncnn). fp32: bit-level agreement; bf16/fp16: pinned (emulated without them).
+    #: auto: the fastest path within PSNR >= 45 dB of fp32, measured once per machine and model: on
+    #: CPU bf16 where it has avx512_bf16/amx_bf16, fp16 where it has avx512_fp16/amx_fp16, ncnn; on
+    #: CUDA fp16, and bf16 from sm_80. fp32: bit-level agreement (IEEE on CUDA: no TF32); bf16/fp16: pinned
+    #: (emulated without them).
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
 
     @model_validator(mode="before")

@@ -437,8 +437,7 @@ async def test_explicit_choices_are_named_in_the_trace(models_dir, tmp_path):
     _, detail = await upscale(provider)
     assert "precision=bf16 (pinned in config; this CPU lacks amx_bf16/avx512_bf16: emulated, slow)" in detail
     assert provider.precision(MODEL, "cuda") == ("bf16", "bf16 (pinned in config)")
-    auto_on_gpu = upscaler(models_dir, tmp_path, EPYC)
-    assert auto_on_gpu.precision(MODEL, "cuda") == ("fp16", "fp16 (auto: the CUDA default, not measured)")
+    # auto on CUDA measures the GPU's own candidates: tests/test_image_precision_cuda.py
     # fp16 on a CPU without AVX512-FP16/AMX-FP16 runs emulated, as the trace says (it was refused)
     _, detail = await upscale(upscaler(models_dir, tmp_path, EPYC, "fp16"))
     assert "precision=fp16 (pinned in config; this CPU lacks amx_fp16/avx512_fp16: emulated, slow)" in detail

@@ -48,6 +48,7 @@ from providers.image import precision_measure
 from providers.image.backend import report
 from providers.image.cpu import CpuInfo, named_flags, read_cpu_info, usable_cpus
 from providers.image.cpu_share import CpuShareReader, load_average
+from providers.image.gpu import GPU_FLAGS
 from providers.image.precision_cache import DecisionCache
 from providers.image.precision_measure import (
     DROP_SLOWER_THAN,
@@ -89,7 +90,7 @@ CPU_CANDIDATES: dict[str, frozenset[str]] = {
 }
 #: the flags that change which path is fastest: part of the cache key (x86 flags, ARM features)
 RELEVANT_FLAGS = frozenset({"avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_fp16",
-                            "asimd", "asimdhp", "bf16", "i8mm", "sve", "sve2"})
+                            "asimd", "asimdhp", "bf16", "i8mm", "sve", "sve2"}) | GPU_FLAGS
 CACHE_FILE = "precision.json"
 
 
@@ -149,13 +150,16 @@ class AutoPrecision:
         cpu_share: reads how much CPU the measurement got (``CpuShareReader()``: this process's
             ``/proc`` and cgroup; tests pass one over files of their own); a disturbed
             measurement is not cached.
+        hardware: what the messages call the machine measured on: "CPU", or "GPU" where
+            ``cpu_info`` reads a CUDA device (``gpu.read_gpu_info``).
     """
 
     def __init__(self, cache_path: Path, cpu_info: Callable[[], CpuInfo] = read_cpu_info, *,
                  probe_size: int = 64, rounds: int = 3, timer: Callable[[], float] = time.perf_counter,
                  load: Callable[[], float | None] | None = None, wait_s: float | None = None,
-                 cpu_share: CpuShareReader | None = None) -> None:
+                 cpu_share: CpuShareReader | None = None, hardware: str = "CPU") -> None:
         self.cache_path = cache_path
+        self.hardware = hardware
         self.cpu_info = cpu_info
         self.probe_size = probe_size
         self.rounds = rounds
@@ -189,7 +193,7 @@ class AutoPrecision:
         candidates = candidates_for(cpu, table)
         if len(candidates) == 1:
             wanted = named_flags(cpu, set().union(*table.values()))
-            return Decision(candidates[0], f"auto: this CPU has none of {', '.join(wanted)}")
+            return Decision(candidates[0], f"auto: this {self.hardware} has none of {', '.join(wanted)}")
         key = self.key(model, versions, floor)
         with self._lock:
             if key not in self._decided:
@@ -206,7 +210,7 @@ class AutoPrecision:
             return self._decided[key]
 
     def _report_waiting(self) -> None:
-        report(f"waiting for another process measuring the fastest accurate path on this CPU (up to {self.wait_s:g} s)")
+        report(f"waiting for another process measuring the fastest accurate path on this {self.hardware} (up to {self.wait_s:g} s)")
 
     def _not_measured(self, reference: str) -> Decision:
         log.warning("another process has been measuring on this machine for over %g s; running %s, "
@@ -218,9 +222,10 @@ class AutoPrecision:
                  probes: Callable[[], dict[str, np.ndarray]] | None) -> Decision:
         """Measure, note the CPU share it got and its cores in the decision, and cache it unless
         other work disturbed it."""
-        cpus, load = cpu.cpus or usable_cpus(), self.load()
+        # the CPU share is this process's, on the cores it may use (a GPU's ``cpus`` counts GPUs)
+        cpus, load = (cpu.cpus if self.hardware == "CPU" else 0) or usable_cpus(), self.load()
         budget_s = precision_measure.MEASURE_BUDGET_S  # read when called, as ``measure`` reads it
-        report(f"measuring the fastest accurate path on this CPU for {model} (first run on this machine,"
+        report(f"measuring the fastest accurate path on this {self.hardware} for {model} (first run on this machine,"
                f" up to {budget_s:g} s)")
         started = time.perf_counter()
         images = probes() if probes else probe_images(self.probe_size)

@@ -1,9 +1,10 @@
 """Real-ESRGAN upscaling on torch, with weights from the model store.
 
-CPU by default, CUDA when present. ``precision: auto`` (the default) runs fp16 on CUDA and, on
-CPU, the fastest path within the accuracy floor, measured once per machine and model
-(``precision.py``: bf16 or fp16 autocast where the CPU has it, and the same weights through the ``ncnn``
-package where it and the weights package are installed, ``ncnn_runner.py``; else fp32);
+CPU by default, CUDA when present. ``precision: auto`` (the default) runs the fastest path within
+the accuracy floor, measured once per machine and model (``precision.py``): on CPU bf16 or fp16
+autocast where the CPU has it, and the same weights through the ``ncnn`` package where it and the
+weights package are installed (``ncnn_runner.py``), else fp32; on CUDA strict fp32, fp16 and bf16
+where the GPU runs them (``gpu.py``). ``fp32`` on CUDA is IEEE fp32: TF32 convolutions are off;
 ``fp32``, ``bf16`` or ``fp16`` pin one; ``warm`` (the RunPod worker, at start) loads the model and
 makes that decision before the first job. Tiled with overlap so memory is bounded; the alpha channel is upscaled
 separately (Lanczos) and put back; a scale the network lacks is reached by resampling its
@@ -18,10 +19,11 @@ tiles' speed, after its first tiles and every few tiles after, where it falls be
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +39,7 @@ from providers.image.deadline import (
     current_deadline,
     work_pixels,
 )
+from providers.image.gpu import CUDA_CANDIDATES, CUDA_PROBE_SIZE, read_gpu_info
 from providers.image.imageio import ImageLimits, check_output_pixels, encode, open_checked, to_rgb_alpha
 from providers.image.ncnn_runner import NcnnNets, ncnn_version
 from providers.image.ncnn_runner import files_for as ncnn_files_for
@@ -64,7 +67,7 @@ _MEASURED_RUN = "measured on an earlier upscale in this process"
 _UPSCALING, _WARMING = "another upscale", "the upscaler's warm-up (loading the model, choosing its precision)"
 #: changes when how a candidate runs changes (its tensors, autocast, ncnn options), so a cached
 #: decision is measured again; the floor and ``MIN_SPEEDUP`` are in the key already (``precision.rules``)
-REVISION = "upscale-paths 1"
+REVISION = "upscale-paths 2"
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,28 @@ def versions(table: dict[str, frozenset[str]]) -> str:
     return f"{REVISION} torch {_torch().__version__}" + (f" ncnn {ncnn_version()}" if "ncnn" in table else "")
 
 
+@contextlib.contextmanager
+def _ieee_fp32(torch: Any) -> Iterator[None]:
+    """cuDNN convolutions in IEEE fp32 for the block: torch lets them use TF32 on Ampere and
+    later by default (10 bits of mantissa), which is not what ``fp32`` promises. Global to the
+    process: the caller holds the inference lock."""
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    if conv is not None and hasattr(conv, "fp32_precision"):  # torch >= 2.9
+        before = conv.fp32_precision
+        conv.fp32_precision = "ieee"
+        try:
+            yield
+        finally:
+            conv.fp32_precision = before
+    else:
+        before = torch.backends.cudnn.allow_tf32
+        torch.backends.cudnn.allow_tf32 = False
+        try:
+            yield
+        finally:
+            torch.backends.cudnn.allow_tf32 = before
+
+
 class RealESRGANUpscaler(SingleActionBackend):
     """``ImageProvider`` (and ``TracedImageProvider``) for ``ImageAction.UPSCALE``."""
 
@@ -121,15 +146,19 @@ class RealESRGANUpscaler(SingleActionBackend):
         *,
         cpu_info: Callable[[], CpuInfo] = read_cpu_info,
         auto_precision: AutoPrecision | None = None,
+        cuda_precision: AutoPrecision | None = None,
         table: dict[str, frozenset[str]] | None = None,
     ) -> None:
-        """``cpu_info``, ``auto_precision`` and ``table`` (the candidates of ``auto``; default
+        """``cpu_info``, ``auto_precision`` and ``table`` (the candidates of ``auto`` on CPU; default
         ``CPU_CANDIDATES`` plus ``ncnn`` where it and the model's ncnn files are installed) are
-        for tests: a faked CPU, a cache in a temporary folder, a forced candidate set."""
+        for tests: a faked CPU, a cache in a temporary folder, a forced candidate set.
+        ``cuda_precision`` decides on CUDA (default: one over ``gpu.read_gpu_info``, made when
+        first needed, its decisions in the same file)."""
         self.settings = settings
         self.limits = limits or ImageLimits()
         self.cpu_info = cpu_info
         self.auto_precision = auto_precision or AutoPrecision(decisions_file(), cpu_info)
+        self._cuda_precision = cuda_precision
         self.table = table
         self._ncnn = NcnnNets()
         self._models: OrderedDict[tuple[str, str, str], tuple[Any, int]] = OrderedDict()
@@ -162,22 +191,30 @@ class RealESRGANUpscaler(SingleActionBackend):
 
     def precision(self, name: str, device: str) -> tuple[str, str]:
         """``(precision, trace text)`` for model ``name`` on ``device``: pinned in config, or
-        (``auto``) fp16 on CUDA and the measured choice on CPU. Call with the lock held: a
-        measurement runs the model."""
+        (``auto``) the measured choice, of ``CUDA_CANDIDATES`` on CUDA. Call with the lock held:
+        a measurement runs the model."""
         pinned = self.settings.precision
         if pinned != "auto":
             return pinned, describe_pinned(pinned, self.cpu_info() if device == "cpu" else None)
-        if device == "cuda":
-            return "fp16", "fp16 (auto: the CUDA default, not measured)"
-        network, _ = self._model(name, device, "fp32")
 
         def run(precision: str, image: np.ndarray) -> np.ndarray:
-            net = self._model(name, device, precision)[0] if precision == "ncnn" else network
+            # ncnn and CUDA fp16 (half weights) are models of their own; the rest run the fp32 one
+            net = self._model(name, device, precision if precision in ("ncnn", "fp16") else "fp32")[0]
             return self._infer_fn(net, device, precision)(image)
 
-        table = self.table if self.table is not None else self._candidates(name)
-        decision = self.auto_precision.decide(name, versions(table), run, table=table)
+        if device == "cuda":
+            table, auto = CUDA_CANDIDATES, self.cuda_precision()
+        else:
+            table, auto = (self.table if self.table is not None else self._candidates(name)), self.auto_precision
+        decision = auto.decide(name, versions(table), run, table=table)
         return decision.precision, decision.describe()
+
+    def cuda_precision(self) -> AutoPrecision:
+        """``precision: auto`` on CUDA: the GPU's own decisions (``gpu.py``), with GPU-sized probes."""
+        if self._cuda_precision is None:
+            self._cuda_precision = AutoPrecision(decisions_file(), lambda: read_gpu_info(_torch()),
+                                                 probe_size=CUDA_PROBE_SIZE, hardware="GPU")
+        return self._cuda_precision
 
     @staticmethod
     def _candidates(name: str) -> dict[str, frozenset[str]]:
@@ -221,8 +258,10 @@ class RealESRGANUpscaler(SingleActionBackend):
         torch = _torch()
         import numpy as np
 
+        strict = _ieee_fp32 if device == "cuda" and precision == "fp32" else contextlib.nullcontext
+
         def infer(piece: np.ndarray) -> np.ndarray:
-            with torch.inference_mode():
+            with torch.inference_mode(), strict(torch):
                 x = torch.from_numpy(np.array(piece, dtype=np.uint8)).to(device).permute(2, 0, 1)[None]
                 half_weights = precision == "fp16" and device == "cuda"
                 x = x.to(torch.float16 if half_weights else torch.float32).div_(255.0)
