@@ -194,10 +194,13 @@ def bench_upscale(models_dir: str, device: str, size: int, rounds: int, realesrg
 
 
 def bench_upscale_cuda(models_dir: str, size: int, rounds: int, realesrganer: bool) -> dict[str, Any]:
-    """On a CUDA GPU: output MP/s of the provider's own inference (uint8 in, uint8 out, the copies
-    to and from the GPU included) at each precision the GPU offers, against upstream
-    ``RealESRGANer`` on the same GPU, fp16 (its CLI's default there) and fp32, interleaved. Whole
-    image, no tiles, for every contender (RealESRGANer ``tile=0``)."""
+    """On a CUDA GPU: output MP/s end to end (uint8 image in, uint8 image out, the copies to and
+    from the GPU included) of the provider's own inference at each precision the GPU offers,
+    against upstream ``RealESRGANer.enhance`` on the same GPU, fp16 (its CLI's default there) and
+    IEEE fp32 (TF32 off, as ours), interleaved. Whole image, no tiles, for every contender
+    (RealESRGANer ``tile=0``). ``enhance`` does its pre- and post-processing in float32 numpy on
+    the CPU; its network alone (synchronised) is reported beside it (``..._model_out_mp_s``), so
+    the row shows how much of the gap is the GPU's work."""
     import numpy as np
     import torch
 
@@ -230,16 +233,21 @@ def bench_upscale_cuda(models_dir: str, size: int, rounds: int, realesrganer: bo
     torch.cuda.reset_peak_memory_stats()
     contenders: dict[str, Callable[[], Any]] = dict(runs)
     with contextlib.ExitStack() as stack:
+        anchors = {}
         for half in (True, False):
-            anchor = _realesrganer(stack, models_dir, size, torch.get_num_threads(), realesrganer, "cuda", half)
+            anchor = _realesrganer(stack, models_dir, size, torch.get_num_threads(), realesrganer, "cuda", half,
+                                   ieee=not half)
             label = "realesrganer_fp16" if half else "realesrganer_fp32"
             if isinstance(anchor, str):
                 result[label] = anchor
             else:
-                contenders[label] = anchor.time_once
+                contenders[label], anchors[label] = anchor.time_once, anchor
                 result.update({f"{label}_vs_torch_fp32_{k.split('_vs_torch_fp32_')[1]}": v
                                for k, v in _realesrganer_diff(anchor.out, reference.transpose(2, 0, 1)).items()})
         best = interleaved_best(contenders, rounds)
+        for label, anchor in anchors.items():
+            if anchor.model_seconds:
+                result[f"{label}_model_out_mp_s"] = round(out_mp / min(anchor.model_seconds), 4)
     result["torch_peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     for label, seconds in best.items():
         result[f"{label}_out_mp_s"] = round(out_mp / seconds, 4)
@@ -271,7 +279,7 @@ def low_precision_missing(device: str, cpu: Any = None) -> str | None:
 
 
 def _realesrganer(stack: contextlib.ExitStack, models_dir: str, size: int, threads: int,
-                  wanted: bool, device: str = "cpu", half: bool = False) -> Any:
+                  wanted: bool, device: str = "cpu", half: bool = False, ieee: bool = False) -> Any:
     """A running ``ref_realesrganer.Server`` on the bench image (``device``; fp16 with ``half``),
     or why there is none."""
     from bench import ref_realesrganer
@@ -285,7 +293,7 @@ def _realesrganer(stack: contextlib.ExitStack, models_dir: str, size: int, threa
     weights = ref_realesrganer.write_pth(models_dir, tmp)
     try:
         return stack.enter_context(ref_realesrganer.Server(weights, tmp / "in.png", tmp / "out.png", threads,
-                                                           device=device, half=half))
+                                                           device=device, half=half, ieee=ieee))
     except RuntimeError as exc:  # the runner failed to start (no CUDA in its torch, say): the row says why
         return f"not measured: {exc}"[:300]
 

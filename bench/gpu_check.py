@@ -96,6 +96,8 @@ def part_tiles(models_dir: str, name: str) -> dict[str, Any]:
 
     img, out_mp = np.asarray(_image(1024)), (1024 * 4) ** 2 / 1e6
     rows: dict[str, Any] = {}
+    torch.cuda.reset_peak_memory_stats()  # this part's peak, not the earlier parts'
+
     for benchmark in (False, True):
         torch.backends.cudnn.benchmark = benchmark
         for precision in candidates_for(read_gpu_info(torch), CUDA_CANDIDATES):

@@ -60,9 +60,16 @@ def _peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
-def _upsampler(model_path: str, tile: int, threads: int, device: str = "cpu", half: bool = False) -> Any:
+def _upsampler(model_path: str, tile: int, threads: int, device: str = "cpu", half: bool = False,
+               ieee: bool = False) -> Any:
     torch, realesrganer, rrdbnet = _import_realesrgan()
     torch.set_num_threads(threads)
+    if ieee:  # fp32 as IEEE fp32 on a GPU: torch's default lets cuDNN use TF32 there
+        conv = getattr(torch.backends.cudnn, "conv", None)
+        if getattr(conv, "fp32_precision", None) is not None:
+            conv.fp32_precision = torch.backends.cudnn.rnn.fp32_precision = "ieee"
+        else:
+            torch.backends.cudnn.allow_tf32 = False
     net = rrdbnet(num_in_ch=3, num_out_ch=3, num_feat=64, num_block=6, num_grow_ch=32, scale=4)
     # pre_pad=0 as upstream's inference_realesrgan.py passes (the class default pads 10 px);
     # half=True on a GPU as its CLI does by default (--fp32 turns it off)
@@ -82,7 +89,7 @@ def serve(args: argparse.Namespace) -> None:
     """Load once, write the first output, then time one ``enhance`` per ``run`` line on stdin."""
     import cv2
 
-    upsampler = _upsampler(args.model, 0, args.threads, args.device, args.half)
+    upsampler = _upsampler(args.model, 0, args.threads, args.device, args.half, args.ieee)
     img = cv2.imread(args.image, cv2.IMREAD_UNCHANGED)  # BGR, as upstream's CLI reads it
     output, _ = upsampler.enhance(img, outscale=4)  # also the warm-up
     cv2.imwrite(args.out, output)
@@ -94,7 +101,20 @@ def serve(args: argparse.Namespace) -> None:
             break
         started = time.perf_counter()
         upsampler.enhance(img, outscale=4)  # returns a numpy array: the GPU's work is done
-        print(json.dumps({"seconds": time.perf_counter() - started}), flush=True)
+        seconds = time.perf_counter() - started
+        print(json.dumps({"seconds": seconds, "model_seconds": _model_only(torch, upsampler)}), flush=True)
+
+
+def _model_only(torch: Any, upsampler: Any) -> float:
+    """Seconds of the network alone on the input ``enhance`` just prepared (``upsampler.img``,
+    fp16 under ``half``), the device synchronised: how much of ``enhance`` is the model's."""
+    sync = torch.cuda.synchronize if upsampler.device.type == "cuda" else (lambda: None)
+    with torch.no_grad():
+        sync()
+        started = time.perf_counter()
+        upsampler.model(upsampler.img)
+        sync()
+    return time.perf_counter() - started
 
 
 def _one_real_tile(upsampler: Any, tile: int, pad: int) -> int:
@@ -152,6 +172,7 @@ def main() -> None:
     serve_p.add_argument("--threads", type=int, required=True)
     serve_p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     serve_p.add_argument("--half", action="store_true", help="fp16 weights and activations (GPU)")
+    serve_p.add_argument("--ieee", action="store_true", help="fp32 without TF32 (GPU)")
     rss_p = sub.add_parser("rss")
     rss_p.add_argument("--model", required=True)
     rss_p.add_argument("--size", type=int, required=True)

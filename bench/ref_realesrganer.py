@@ -65,12 +65,17 @@ def _check(timeout_s: float = 120) -> tuple[dict[str, Any] | None, str]:
 
 
 def setup(force: bool = False, log: Any = print) -> dict[str, Any]:
-    """Build the venv unless it already works; returns the versions. Raises ``RuntimeError``."""
+    """Build the venv unless it already works; returns the versions. Raises ``RuntimeError``.
+    Refused while ``SWARM_REALESRGANER_PYTHON`` points the bench at another Python."""
+    if os.environ.get(PYTHON_ENV):
+        raise RuntimeError(f"{PYTHON_ENV} is set: the bench runs RealESRGANer with that Python, not the venv; "
+                           "unset it to build the venv")
     if not force and (versions := check()) is not None:
         return {"status": "ready", **versions}
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True)
-    pip = [str(python_path()), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    # the venv's own pip, never SWARM_REALESRGANER_PYTHON's: that is a machine's own Python (CUDA torch)
+    pip = [str(VENV / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     for step in INSTALL_STEPS:
         log(f"ref_realesrganer: pip install {' '.join(step)}")
         proc = subprocess.run([*pip, *step], capture_output=True, text=True)
@@ -111,11 +116,14 @@ class Server:
     """The runner's ``serve`` mode: one loaded ``RealESRGANer``, timed one ``enhance`` at a time."""
 
     def __init__(self, model: Path, image: Path, out: Path, threads: int, timeout_s: float = 300,
-                 device: str = "cpu", half: bool = False) -> None:
+                 device: str = "cpu", half: bool = False, ieee: bool = False) -> None:
         self.out = out
+        #: seconds of the network alone in each timed ``enhance`` (``realesrganer_runner._model_only``)
+        self.model_seconds: list[float] = []
         self.proc = subprocess.Popen(
             [str(python_path()), str(RUNNER), "serve", "--model", str(model), "--image", str(image),
-             "--out", str(out), "--threads", str(threads), "--device", device, *(["--half"] if half else [])],
+             "--out", str(out), "--threads", str(threads), "--device", device, *(["--half"] if half else []),
+             *(["--ieee"] if ieee else [])],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.ready = self._reply()
 
@@ -133,7 +141,10 @@ class Server:
         assert self.proc.stdin is not None
         self.proc.stdin.write("run\n")
         self.proc.stdin.flush()
-        return float(self._reply()["seconds"])
+        reply = self._reply()
+        if "model_seconds" in reply:
+            self.model_seconds.append(float(reply["model_seconds"]))
+        return float(reply["seconds"])
 
     def close(self) -> None:
         if self.proc.stdin is not None:

@@ -16,11 +16,13 @@ from typing import Any
 
 import pytest
 
-from providers.image import gpu, precision
+from providers.image import archs, gpu, precision
 from providers.image import upscale as upscale_module
+from providers.image.cpu import usable_cpus
 from providers.image.precision import AutoPrecision, CpuInfo
+from providers.image.precision_cache import DecisionCache
 from providers.image.upscale import RealESRGANUpscaler, UpscaleSettings
-from tests.test_image_precision import IDLE, MODEL, NOT_READ, ScriptedClock, models_dir  # noqa: F401
+from tests.test_image_precision import AMX, IDLE, MODEL, NOT_READ, ScriptedClock, models_dir  # noqa: F401
 
 H200 = CpuInfo("NVIDIA H200", gpu.flags_for((9, 0)), "cuda", 1, "sm_90 cuda 13.0")
 T4 = CpuInfo("Tesla T4", gpu.flags_for((7, 5)), "cuda", 1, "sm_75 cuda 12.4")
@@ -69,11 +71,13 @@ def test_auto_on_a_gpu_measures_the_gpus_candidates_and_caches_per_gpu(models_di
     provider = gpu_upscaler(models_dir, tmp_path, H200, [1.0, 0.2, 0.25])
     chosen, why = provider.precision(MODEL, "cuda")
     assert chosen == "fp16", why
-    assert why.startswith("fp16 (auto: 5.0x fp32, PSNR ") and "on 1 CPUs" not in why, why
+    # the CPU share in the why-text is the host's, on its cores, not on the GPU count
+    assert why.startswith("fp16 (auto: 5.0x fp32, PSNR ") and "; host " in why, why
     (key, entry), = json.loads((tmp_path / "precision.json").read_text())["decisions"].items()
+    assert entry["conditions"]["cpus"] == usable_cpus()
     assert set(entry["measured"]) == {"fp32", "fp16", "bf16"}  # each scored on both probes, and timed
     assert {"psnr_photo", "psnr_line_art", "speedup"} <= set(entry["measured"]["bf16"])
-    assert key.startswith("cuda NVIDIA H200 (sm_90 cuda 13.0) x1") and MODEL in key and "upscale-paths 2" in key
+    assert key.startswith("cuda NVIDIA H200 (sm_90 cuda 13.0) x1") and MODEL in key and upscale_module.REVISION in key
     assert entry["precision"] == "fp16"
     # a T4 (no bf16) is measured afresh, on its own candidates: bf16 is never run there
     t4 = gpu_upscaler(models_dir, tmp_path, T4, [1.0, 0.4])
@@ -87,49 +91,95 @@ def test_a_gpu_without_reduced_precision_runs_fp32_and_says_why(models_dir, tmp_
     assert (chosen, why) == ("fp32", "fp32 (auto: this GPU has none of cuda_bf16, cuda_fp16)")
 
 
-def test_the_cpu_decision_is_not_taken_for_the_gpu(models_dir, tmp_path):  # noqa: F811
-    """One provider, both devices: each reads its own machine's decision."""
+def test_the_cpu_and_the_gpu_keep_their_own_decisions_in_one_file(models_dir, tmp_path):  # noqa: F811
+    """One provider, both devices, one precision.json: each measures and reads its own entry."""
     provider = gpu_upscaler(models_dir, tmp_path, H200, [1.0, 0.2, 0.25])
-    cpu = CpuInfo("AMD EPYC 7763 64-Core Processor", frozenset({"avx2"}), "x86_64", 2, "25/1/1")
-    provider.auto_precision = AutoPrecision(tmp_path / "precision.json", lambda: cpu, cpu_share=NOT_READ)
+    # the AMX CPU measures fp32 and bf16 (scripted: bf16 4x, its real PSNR on 16 px probes decides)
+    provider.auto_precision = AutoPrecision(tmp_path / "precision.json", lambda: AMX, probe_size=16, rounds=1,
+                                            timer=ScriptedClock([1.0, 0.25]), load=lambda: IDLE, cpu_share=NOT_READ)
     provider.table = dict(precision.CPU_CANDIDATES)
-    assert provider.precision(MODEL, "cpu")[0] == "fp32"
-    assert provider.precision(MODEL, "cuda")[0] == "fp16"
+    cpu_choice = provider.precision(MODEL, "cpu")[0]
+    decisions = json.loads((tmp_path / "precision.json").read_text())["decisions"]
+    assert len(decisions) == 1 and next(iter(decisions)).startswith("x86_64 ")
+    assert provider.precision(MODEL, "cuda")[0] == "fp16"  # measured on its own candidates, not the CPU's entry
+    decisions = json.loads((tmp_path / "precision.json").read_text())["decisions"]
+    assert sorted(k.split()[0] for k in decisions) == ["cuda", "x86_64"]
+    assert set(decisions[next(k for k in decisions if k.startswith("cuda"))]["measured"]) == {"fp32", "fp16", "bf16"}
+    # a fresh process (new AutoPrecision objects) reads each back without measuring
+    again = gpu_upscaler(models_dir, tmp_path, H200, [9.0])
+    again.auto_precision = AutoPrecision(tmp_path / "precision.json", lambda: AMX, timer=ScriptedClock([9.0]),
+                                         load=lambda: IDLE, cpu_share=NOT_READ)
+    again.table = dict(precision.CPU_CANDIDATES)
+    assert again.precision(MODEL, "cpu")[0] == cpu_choice and again.precision(MODEL, "cuda")[0] == "fp16"
 
 
-def test_strict_fp32_turns_tf32_off_for_the_block_and_back():
-    torch = pytest.importorskip("torch")
+def test_a_gpu_that_waited_too_long_for_the_lock_runs_fp16_not_its_slowest_path(models_dir, tmp_path):  # noqa: F811
+    provider = gpu_upscaler(models_dir, tmp_path, H200, [1.0, 0.2, 0.25])
+    assert provider._cuda_precision is not None
+    provider._cuda_precision.wait_s = 0.2
+    with DecisionCache(tmp_path / "precision.json").measuring(precision.machine_key(H200), 0) as held:
+        assert held  # another process is measuring on this GPU
+        chosen, why = provider.precision(MODEL, "cuda")
+    assert chosen == "fp16" and why.startswith("fp16 (auto: the default here, not measured: another process held")
+    assert not (tmp_path / "precision.json").exists()  # nothing cached: the next start measures
+
+
+def test_pinned_precisions_on_a_gpu_say_what_they_run():
+    assert gpu.describe_pinned("fp32", H200) == "fp32 (pinned in config; IEEE, TF32 off)"
+    assert gpu.describe_pinned("fp16", H200) == "fp16 (pinned in config)"
+    assert gpu.describe_pinned("bf16", T4) == "bf16 (pinned in config; this GPU lacks cuda_bf16: emulated, slow)"
+
+
+def _tf32_reader(torch: Any) -> tuple[Any, Any]:
+    """Reads the switch ``ieee_fp32`` sets, and its IEEE value, on this torch."""
     conv = getattr(torch.backends.cudnn, "conv", None)
-    if conv is not None and hasattr(conv, "fp32_precision"):
-        read = lambda: conv.fp32_precision  # noqa: E731
-        strict = "ieee"
-    else:
-        read = lambda: torch.backends.cudnn.allow_tf32  # noqa: E731
-        strict = False
+    if getattr(conv, "fp32_precision", None) is not None:
+        return (lambda: (conv.fp32_precision, torch.backends.cudnn.rnn.fp32_precision)), ("ieee", "ieee")
+    return (lambda: torch.backends.cudnn.allow_tf32), False
+
+
+def test_ieee_fp32_turns_tf32_off_while_any_inference_holds_it_and_then_back():
+    torch = pytest.importorskip("torch")
+    read, strict = _tf32_reader(torch)
     before = read()
-    with upscale_module._ieee_fp32(torch):
+    assert before != strict  # torch's default lets cuDNN use TF32
+    with gpu.ieee_fp32(torch):
         assert read() == strict
     assert read() == before
-    with pytest.raises(RuntimeError), upscale_module._ieee_fp32(torch):
+    with pytest.raises(RuntimeError), gpu.ieee_fp32(torch):
         raise RuntimeError("a tile failed")
+    assert read() == before
+    # two inferences overlapping (a config reload rebuilt the provider mid-job): A in, B in, A out
+    # leaves B's tiles strict; the switch comes back once, at the last exit
+    first, second = gpu.ieee_fp32(torch), gpu.ieee_fp32(torch)
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert read() == strict
+    second.__exit__(None, None, None)
     assert read() == before
 
 
-def test_the_cuda_fp16_path_gets_half_weights_and_the_others_share_fp32(models_dir, tmp_path):  # noqa: F811
-    """fp16 on CUDA is a model of its own (half weights); fp32 and bf16 (autocast) run the fp32 one."""
-    provider = RealESRGANUpscaler(UpscaleSettings(models_dir=models_dir, device="cpu"))
-    loads: list[str] = []
-    real = provider._model
+def test_only_fp32_on_cuda_runs_strict():
+    torch = pytest.importorskip("torch")
+    read, strict = _tf32_reader(torch)
+    for device, p in [("cuda", "fp16"), ("cuda", "bf16"), ("cpu", "fp32"), ("cpu", "bf16")]:
+        with gpu.inference_context(torch, device, p):
+            assert read() != strict, (device, p)
+    with gpu.inference_context(torch, "cuda", "fp32"):
+        assert read() == strict
 
-    def model(name: str, device: str, p: str) -> Any:
-        loads.append(p)
-        return real(name, "cpu", p)
 
-    provider._model = model  # type: ignore[method-assign]
-    provider._cuda_precision = AutoPrecision(tmp_path / "precision.json", lambda: H200, probe_size=16, rounds=1,
-                                             timer=ScriptedClock([1.0, 0.2, 0.25]), load=lambda: IDLE,
-                                             cpu_share=NOT_READ, hardware="GPU")
-    infer = provider._infer_fn
-    provider._infer_fn = lambda net, device, p: infer(net, "cpu", p)  # type: ignore[method-assign]
-    provider.precision(MODEL, "cuda")
-    assert set(loads) == {"fp32", "fp16"} and "bf16" not in loads
+def test_the_cuda_fp16_path_loads_half_weights_and_the_others_share_fp32(models_dir, monkeypatch, tmp_path):  # noqa: F811
+    """fp16 on CUDA is a model of its own, half weights in channels_last; fp32 and bf16 (autocast)
+    run the fp32 one. archs.load is pointed at the CPU: the dtype and layout are what is checked."""
+    torch = pytest.importorskip("torch")
+    load = archs.load
+    monkeypatch.setattr(archs, "load", lambda path, device="cpu": load(path, device="cpu"))
+    provider = RealESRGANUpscaler(UpscaleSettings(models_dir=models_dir, device="cuda"))
+    half, _ = provider._model(MODEL, "cuda", "fp16")
+    full, _ = provider._model(MODEL, "cuda", "fp32")
+    assert provider._model(MODEL, "cuda", "bf16")[0] is full
+    conv = next(m for m in half.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.dtype == torch.float16 and conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert next(full.parameters()).dtype == torch.float32

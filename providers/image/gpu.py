@@ -13,11 +13,16 @@ means fp32 on a GPU too), fp16 (half weights and activations) and bf16 (autocast
 weights). The probes are larger than the CPU's (``CUDA_PROBE_SIZE``): on 64x64 a GPU's kernel
 launches, not its arithmetic, set the time, and every candidate would look alike.
 
-torch is passed in, never imported here.
+``fp32`` on CUDA is IEEE fp32: torch lets cuDNN convolutions use TF32 on Ampere and later by
+default (10 bits of mantissa), which is not what ``fp32`` promises; ``inference_context`` turns it
+off around an fp32 inference (``ieee_fp32``). torch is passed in, never imported here.
 """
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 from providers.image.cpu import CpuInfo
@@ -52,3 +57,66 @@ def read_gpu_info(torch: Any) -> CpuInfo:
     major, minor = torch.cuda.get_device_capability(index)
     return CpuInfo(model=torch.cuda.get_device_name(index), flags=flags_for((major, minor)), arch="cuda",
                    cpus=torch.cuda.device_count(), ident=f"sm_{major}{minor} cuda {torch.version.cuda}")
+
+
+def describe_pinned(precision: str, gpu: CpuInfo) -> str:
+    """The trace text of a precision set in config, on a GPU."""
+    needs = CUDA_CANDIDATES.get(precision, frozenset())
+    if needs and not needs & gpu.flags:
+        return f"{precision} (pinned in config; this GPU lacks {'/'.join(sorted(needs))}: emulated, slow)"
+    return f"{precision} (pinned in config; IEEE, TF32 off)" if precision == "fp32" else f"{precision} (pinned in config)"
+
+
+class _IeeeFp32:
+    """cuDNN in IEEE fp32 while any inference holds it: the switch is process-wide, so it is
+    counted, not nested (two providers' inferences overlapping restore it once, at the last exit).
+    torch >= 2.9 has ``cudnn.conv/rnn.fp32_precision`` (both are set: a conv and an rnn setting
+    that differ make a read of the legacy ``allow_tf32`` raise); older torch has ``allow_tf32``."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._saved: tuple[Any, ...] = ()
+
+    @contextlib.contextmanager
+    def __call__(self, torch: Any) -> Iterator[None]:
+        with self._lock:
+            if self._users == 0:
+                self._saved = self._set(torch.backends.cudnn)
+            self._users += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._users -= 1
+                if self._users == 0:
+                    self._restore(torch.backends.cudnn, self._saved)
+
+    @staticmethod
+    def _set(cudnn: Any) -> tuple[Any, ...]:
+        conv: Any = getattr(cudnn, "conv", None)
+        rnn: Any = getattr(cudnn, "rnn", None)
+        if getattr(conv, "fp32_precision", None) is not None and getattr(rnn, "fp32_precision", None) is not None:
+            saved: tuple[Any, ...] = ("new", conv.fp32_precision, rnn.fp32_precision)
+            conv.fp32_precision = rnn.fp32_precision = "ieee"
+            return saved
+        saved = ("legacy", cudnn.allow_tf32)
+        cudnn.allow_tf32 = False
+        return saved
+
+    @staticmethod
+    def _restore(cudnn: Any, saved: tuple[Any, ...]) -> None:
+        if saved[0] == "new":
+            cudnn.conv.fp32_precision, cudnn.rnn.fp32_precision = saved[1], saved[2]
+        else:
+            cudnn.allow_tf32 = saved[1]
+
+
+#: ``with ieee_fp32(torch):`` cuDNN convolutions in IEEE fp32 (TF32 off) for the block
+ieee_fp32 = _IeeeFp32()
+
+
+def inference_context(torch: Any, device: str, precision: str) -> contextlib.AbstractContextManager[Any]:
+    """What an inference at ``precision`` on ``device`` runs inside: IEEE fp32 for ``fp32`` on
+    CUDA, nothing else anywhere else."""
+    return ieee_fp32(torch) if device == "cuda" and precision == "fp32" else contextlib.nullcontext()

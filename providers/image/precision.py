@@ -176,7 +176,8 @@ class AutoPrecision:
         return cache_key(self.cpu_info(), model, f"{versions} {rules(floor or psnr_floor())}")
 
     def decide(self, model: str, versions: str, run: RunFn, *, table: dict[str, frozenset[str]] | None = None,
-               floor: Floor | None = None, probes: Callable[[], dict[str, np.ndarray]] | None = None) -> Decision:
+               floor: Floor | None = None, probes: Callable[[], dict[str, np.ndarray]] | None = None,
+               fallback: str | None = None) -> Decision:
         """The path for ``model`` on this CPU; ``run`` is called only when nothing is cached.
 
         Args:
@@ -187,6 +188,9 @@ class AutoPrecision:
                 first entry is the reference.
             floor: the accuracy floor (``psnr_floor()``).
             probes: makes the probe images (``probe_images(probe_size)``).
+            fallback: what runs, unmeasured, when another process held the measurement lock too
+                long, where this machine has it (default: the reference). On a GPU, fp16: the
+                reference, IEEE fp32, is its slowest path.
         """
         cpu = self.cpu_info()
         table = CPU_CANDIDATES if table is None else table
@@ -203,7 +207,8 @@ class AutoPrecision:
                         # a process that waited there takes what the holder cached meanwhile
                         cached = self._cache.load(_parse).get(key)
                         if cached is None and not held:
-                            cached = self._not_measured(candidates[0])
+                            cached = self._not_measured(fallback if fallback in candidates else candidates[0],
+                                                        candidates[0])
                         if cached is None:
                             cached = self._measure(cpu, model, key, run, candidates, floor, probes)
                 self._decided[key] = cached
@@ -212,11 +217,12 @@ class AutoPrecision:
     def _report_waiting(self) -> None:
         report(f"waiting for another process measuring the fastest accurate path on this {self.hardware} (up to {self.wait_s:g} s)")
 
-    def _not_measured(self, reference: str) -> Decision:
+    def _not_measured(self, choice: str, reference: str) -> Decision:
+        what = "the reference" if choice == reference else "the default here"
         log.warning("another process has been measuring on this machine for over %g s; running %s, "
-                    "the reference, and measuring at the next start", self.wait_s, reference)
-        return Decision(reference, f"auto: the reference, not measured: another process held this machine's "
-                                   f"measurement lock over {self.wait_s:g} s; measured at the next start")
+                    "%s, and measuring at the next start", self.wait_s, choice, what)
+        return Decision(choice, f"auto: {what}, not measured: another process held this machine's "
+                                f"measurement lock over {self.wait_s:g} s; measured at the next start")
 
     def _measure(self, cpu: CpuInfo, model: str, key: str, run: RunFn, candidates: list[str], floor: Floor | None,
                  probes: Callable[[], dict[str, np.ndarray]] | None) -> Decision:
@@ -234,7 +240,8 @@ class AutoPrecision:
                            budget_s=budget_s)
         share = self.cpu_share.between(before, self.cpu_share.sample(), cpus, load)
         busy = share.busy()
-        decision = replace(decision, why=f"{decision.why}; {share.describe()}" + (
+        host = "" if self.hardware == "CPU" else "host "  # the share is the CPU's, also when a GPU ran
+        decision = replace(decision, why=f"{decision.why}; {host}{share.describe()}" + (
             f": busy ({busy}), not cached, measured again at the next start" if busy else ""),
             conditions=share.conditions())
         log.info("precision for %s on %s: %s, measured in %.1f s", model, cpu.model,

@@ -19,16 +19,16 @@ tiles' speed, after its first tiles and every few tiles after, where it falls be
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from core.errors import InputError, ProviderUnavailable
 from providers.base import ImageAction, ImageConfig, TraceStep
+from providers.image import gpu
 from providers.image.backend import ReportingLock, SingleActionBackend, checkpoint
 from providers.image.deadline import (
     Deadline,
@@ -39,7 +39,6 @@ from providers.image.deadline import (
     current_deadline,
     work_pixels,
 )
-from providers.image.gpu import CUDA_CANDIDATES, CUDA_PROBE_SIZE, read_gpu_info
 from providers.image.imageio import ImageLimits, check_output_pixels, encode, open_checked, to_rgb_alpha
 from providers.image.ncnn_runner import NcnnNets, ncnn_version
 from providers.image.ncnn_runner import files_for as ncnn_files_for
@@ -67,7 +66,7 @@ _MEASURED_RUN = "measured on an earlier upscale in this process"
 _UPSCALING, _WARMING = "another upscale", "the upscaler's warm-up (loading the model, choosing its precision)"
 #: changes when how a candidate runs changes (its tensors, autocast, ncnn options), so a cached
 #: decision is measured again; the floor and ``MIN_SPEEDUP`` are in the key already (``precision.rules``)
-REVISION = "upscale-paths 2"
+REVISION = "upscale-paths 1"
 
 
 @dataclass(frozen=True)
@@ -109,28 +108,6 @@ def _set_threads(torch: Any) -> None:
 def versions(table: dict[str, frozenset[str]]) -> str:
     """``REVISION`` and the runtimes' versions (ncnn's where it is a candidate): part of the cache key."""
     return f"{REVISION} torch {_torch().__version__}" + (f" ncnn {ncnn_version()}" if "ncnn" in table else "")
-
-
-@contextlib.contextmanager
-def _ieee_fp32(torch: Any) -> Iterator[None]:
-    """cuDNN convolutions in IEEE fp32 for the block: torch lets them use TF32 on Ampere and
-    later by default (10 bits of mantissa), which is not what ``fp32`` promises. Global to the
-    process: the caller holds the inference lock."""
-    conv = getattr(torch.backends.cudnn, "conv", None)
-    if conv is not None and hasattr(conv, "fp32_precision"):  # torch >= 2.9
-        before = conv.fp32_precision
-        conv.fp32_precision = "ieee"
-        try:
-            yield
-        finally:
-            conv.fp32_precision = before
-    else:
-        before = torch.backends.cudnn.allow_tf32
-        torch.backends.cudnn.allow_tf32 = False
-        try:
-            yield
-        finally:
-            torch.backends.cudnn.allow_tf32 = before
 
 
 class RealESRGANUpscaler(SingleActionBackend):
@@ -195,25 +172,27 @@ class RealESRGANUpscaler(SingleActionBackend):
         a measurement runs the model."""
         pinned = self.settings.precision
         if pinned != "auto":
-            return pinned, describe_pinned(pinned, self.cpu_info() if device == "cpu" else None)
+            if device == "cuda":
+                return pinned, gpu.describe_pinned(pinned, gpu.read_gpu_info(_torch()))
+            return pinned, describe_pinned(pinned, self.cpu_info())
 
         def run(precision: str, image: np.ndarray) -> np.ndarray:
             # ncnn and CUDA fp16 (half weights) are models of their own; the rest run the fp32 one
             net = self._model(name, device, precision if precision in ("ncnn", "fp16") else "fp32")[0]
             return self._infer_fn(net, device, precision)(image)
 
-        if device == "cuda":
-            table, auto = CUDA_CANDIDATES, self.cuda_precision()
+        if device == "cuda":  # fp16, what auto ran before it measured, where the lock is held too long
+            table, auto, fallback = gpu.CUDA_CANDIDATES, self.cuda_precision(), "fp16"
         else:
-            table, auto = (self.table if self.table is not None else self._candidates(name)), self.auto_precision
-        decision = auto.decide(name, versions(table), run, table=table)
+            table, auto, fallback = (self.table if self.table is not None else self._candidates(name)), self.auto_precision, None
+        decision = auto.decide(name, versions(table), run, table=table, fallback=fallback)
         return decision.precision, decision.describe()
 
     def cuda_precision(self) -> AutoPrecision:
         """``precision: auto`` on CUDA: the GPU's own decisions (``gpu.py``), with GPU-sized probes."""
         if self._cuda_precision is None:
-            self._cuda_precision = AutoPrecision(decisions_file(), lambda: read_gpu_info(_torch()),
-                                                 probe_size=CUDA_PROBE_SIZE, hardware="GPU")
+            self._cuda_precision = AutoPrecision(decisions_file(), lambda: gpu.read_gpu_info(_torch()),
+                                                 probe_size=gpu.CUDA_PROBE_SIZE, hardware="GPU")
         return self._cuda_precision
 
     @staticmethod
@@ -258,10 +237,8 @@ class RealESRGANUpscaler(SingleActionBackend):
         torch = _torch()
         import numpy as np
 
-        strict = _ieee_fp32 if device == "cuda" and precision == "fp32" else contextlib.nullcontext
-
         def infer(piece: np.ndarray) -> np.ndarray:
-            with torch.inference_mode(), strict(torch):
+            with torch.inference_mode(), gpu.inference_context(torch, device, precision):
                 x = torch.from_numpy(np.array(piece, dtype=np.uint8)).to(device).permute(2, 0, 1)[None]
                 half_weights = precision == "fp16" and device == "cuda"
                 x = x.to(torch.float16 if half_weights else torch.float32).div_(255.0)
@@ -280,9 +257,9 @@ class RealESRGANUpscaler(SingleActionBackend):
     # --- Warmable (warm: SingleActionBackend) -------------------------------------------------
 
     def _warm_sync(self) -> None:
-        """Load the configured model at the precision a job runs it at: under ``auto`` on CPU
-        the decision (cached, else measured) is made here, not in the first job; a pinned
-        precision just loads."""
+        """Load the configured model at the precision a job runs it at: under ``auto`` the
+        decision (cached, else measured, on CPU or GPU) is made here, not in the first job; a
+        pinned precision just loads."""
         from providers.image import weights
 
         name = weights.entry(self.settings.model).name
