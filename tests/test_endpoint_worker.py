@@ -234,9 +234,11 @@ def test_twenty_concurrent_jobs_spread_over_two_workers(tmp_path: Path) -> None:
 
 
 def test_a_worker_killed_mid_job_leaves_the_job_failed(tmp_path: Path) -> None:
+    """A worker nobody watches (``restart=None``, as one started by hand) is lost by its silence;
+    one the endpoint watches is noticed at its exit (``test_endpoint_restarts``)."""
     server = EndpointServer(
         Settings(**{**SETTINGS, "worker_lost_s": 1.5}), workers=1, worker_command=DEMO, log_dir=tmp_path,
-        worker_env_extra={"RUNPOD_LOG_LEVEL": "INFO"},
+        worker_env_extra={"RUNPOD_LOG_LEVEL": "INFO"}, restart=None,
     )
     with server, _client(server) as client:
         job_id = client.post("/run", json={"input": {"sleep_s": 60}}).json()["id"]

@@ -103,7 +103,12 @@ async def test_a_job_its_endpoint_fails_after_it_ran_a_while_keeps_its_finished_
     async with _client() as http:
         envelope = await RunPodExecutor(server.url, "ep1", KEY, http, poll_interval_s=0.05, follow_stream=False).run(dict(JOB))
 
-    assert envelope["status"] == "FAILED" and "HTTP 404" in envelope["error"]["message"], envelope
+    message = envelope["error"]["message"]
+    assert envelope["status"] == "FAILED" and "HTTP 404" in message, envelope
+    # RunPod's answer names no cause: both are said, and that running it again is the way on
+    assert message.startswith("RunPod endpoint ep1 has no record of job rp-1: its result expired, or the endpoint"
+                              " restarted since"), message
+    assert "submit the job again to run it" in message and message.endswith("(HTTP 404): request does not exist"), message
     assert [s["step"] for s in envelope["trace"]] == ["draft", "runpod"]
 
 

@@ -16,6 +16,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 from starlette.applications import Starlette
@@ -93,11 +94,14 @@ def _job_of(request: Request, store: JobStore) -> Job:
     job_id = request.path_params["job_id"]
     job = store.get(job_id)
     if job is None:
+        # RunPod says "request does not exist". This endpoint keeps jobs in memory, so a restart
+        # forgets them too: an id it does not know may be older than it, not expired.
         s = store.settings
+        since = datetime.fromtimestamp(store.started_at).astimezone().isoformat(timespec="seconds")
         raise Reject(
             404,
-            f"request {job_id!r} does not exist; results are kept {s.async_retention_s / 60:g} min after /run"
-            f" and {s.sync_retention_s / 60:g} min after /runsync",
+            f"request {job_id!r} does not exist: this endpoint keeps results {s.async_retention_s / 60:g} min after /run"
+            f" and {s.sync_retention_s / 60:g} min after /runsync, in memory only, since it started at {since}",
         )
     return job
 

@@ -1,12 +1,14 @@
 """Run the local RunPod endpoint: in the foreground (``serve``) or on a thread (``EndpointServer``).
 
 Either way it can start N real worker processes (``python handler.py`` with the
-``RUNPOD_WEBHOOK_*`` environment pointing here) and stops them again on the way out.
+``RUNPOD_WEBHOOK_*`` environment pointing here), starts another in place of one that exits
+(``workers.RestartPolicy``), and stops them again on the way out.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import signal
 import socket
@@ -17,7 +19,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from swarm.endpoint.state import JobStore, Settings
-from swarm.endpoint.workers import WorkerPool, shell_exports, worker_env
+from swarm.endpoint.workers import RESTART, RestartPolicy, WorkerPool, shell_exports, worker_env
 
 
 def new_api_key() -> str:
@@ -43,6 +45,7 @@ class EndpointServer:
         worker_cwd: str | Path | None = None,
         worker_env_extra: dict[str, str] | None = None,
         log_dir: str | Path | None = None,
+        restart: RestartPolicy | None = RESTART,
     ) -> None:
         settings = settings or Settings()
         if not settings.api_key:
@@ -54,7 +57,8 @@ class EndpointServer:
         self._sock.bind((host, port))
         self.port = int(self._sock.getsockname()[1])
         self.worker_count = workers
-        self.pool = WorkerPool(worker_command, cwd=worker_cwd, log_dir=log_dir, extra_env=worker_env_extra)
+        self.pool = WorkerPool(worker_command, cwd=worker_cwd, log_dir=log_dir, extra_env=worker_env_extra,
+                               restart=restart, on_exit=self._worker_exited)
         self.store: JobStore | None = None
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -71,6 +75,14 @@ class EndpointServer:
     def worker_env(self, worker_id: str | None = None) -> dict[str, str]:
         """The environment a hand-started ``python handler.py`` needs to attach here."""
         return worker_env(self.url, self.settings.endpoint_id, self.settings.api_key, worker_id)
+
+    def _worker_exited(self, worker_id: str, how: str) -> None:
+        """From the pool's thread: a worker it started is gone; its jobs fail now, on the loop."""
+        loop, store = self._loop, self.store
+        if loop is None or store is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: the server is gone, no job to fail
+            loop.call_soon_threadsafe(store.worker_exited, worker_id, how)
 
     def _uvicorn(self) -> Any:
         import uvicorn

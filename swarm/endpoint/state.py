@@ -95,6 +95,7 @@ class Worker:
     stopping: set[str] = field(default_factory=set)
     stop: list[str] = field(default_factory=list)
     stop_ready: asyncio.Event = field(default_factory=asyncio.Event)
+    exited: str | None = None  # how its process ended, when the endpoint started it and saw it exit
 
 
 def new_job_id(sync: bool) -> str:
@@ -113,6 +114,8 @@ class JobStore:
         self.counts = {"completed": 0, "failed": 0, "retried": 0, "cancelled": 0, "timedOut": 0}
         self._queued = asyncio.Event()
         self.closing = asyncio.Event()
+        #: when this store began (wall clock): it holds no job from before, an earlier run's included
+        self.started_at = time.time()
 
     # --- client side -----------------------------------------------------------------------
 
@@ -303,7 +306,18 @@ class JobStore:
             worker.stop.extend(again)
             worker.stop_ready.set()
 
+    def worker_exited(self, worker_id: str, how: str) -> None:
+        """A worker process this endpoint started has exited (``how``: "exited with code 1", "was
+        killed by SIGKILL"): the jobs it held fail now, not ``worker_lost_s`` later, and say why."""
+        worker = self.workers.get(worker_id) or self.seen(worker_id)
+        worker.exited = how
+        for job in list(self.jobs.values()):
+            if job.status == "IN_PROGRESS" and job.worker_id == worker_id:
+                self._finish(job, "FAILED", error=f"worker {worker_id} {how} while running the job; POST /retry/{job.id} to run it again")
+
     def _alive(self, worker: Worker, now: float) -> bool:
+        if worker.exited is not None:
+            return False
         return worker.open_polls > 0 or now - worker.last_seen <= self.settings.worker_lost_s
 
     def _dequeue(self, job_id: str) -> None:

@@ -40,6 +40,7 @@ from swarm.executors.runpod_envelope import (
     RunPodError,
     failure_envelope,
     final_envelope,
+    unknown_job,
 )
 from swarm.executors.runpod_progress import ProgressRelay
 from swarm.executors.runpod_record import SubmitRecords, job_digest
@@ -225,6 +226,8 @@ class RunPodExecutor:
                                f" {detail}; check the key at runpod.io (Settings, API Keys) and export a valid one as {env}")
         if code == 404 and path.startswith("/run"):
             return RunPodError("ConfigError", f"RunPod endpoint {self.endpoint_id!r} not found (runner.runpod.endpoint_id): {detail}")
+        if code == 404:  # /status, /stream, /cancel of a job id: RunPod answers "request does not exist"
+            return RunPodError("ProviderError", unknown_job(self.endpoint_id, path.rsplit("/", 1)[-1], detail), code)
         if code in (400, 413):
             return RunPodError("InputError", detail)
         if code == 429:

@@ -20,6 +20,18 @@ from swarm.envelope import JobEnvelope
 MAY_BE_QUEUED = ("the job may have been queued all the same, and a second /run would start a second job; look for it"
                  " in the endpoint's requests before submitting again")
 
+#: why an endpoint has no record of a job it was sent (HTTP 404 to /status): RunPod drops a result
+#: 30 min after /run ends (1 min after /runsync); a local endpoint (``swarm endpoint serve``) keeps
+#: jobs in memory, so its restart forgets them too. Neither can say which: it does not know the id.
+NO_RECORD_WHY = "its result expired, or the endpoint restarted since"
+
+
+def unknown_job(endpoint_id: str, job_id: str, detail: str) -> str:
+    """What a 404 to ``/status/{job_id}`` (or ``/stream``, ``/cancel``) says: the endpoint does not know the job."""
+    return (f"RunPod endpoint {endpoint_id} has no record of job {job_id}: {NO_RECORD_WHY} (RunPod keeps a result"
+            f" 30 min after /run; a local endpoint keeps jobs in memory only); submit the job again to run it."
+            f" The endpoint said (HTTP 404): {detail}")
+
 
 #: error types of a request that got no answer about the job (a timeout, a dropped or refused
 #: connection, a 5xx, a 429): the job runs on there, and following it goes on

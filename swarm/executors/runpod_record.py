@@ -3,7 +3,7 @@
 RunPod's ``/run`` takes no idempotency key, so the runner keeps one small record per local job id
 (``<state>/runpod-jobs/<job id>.json``: endpoint, RunPod's job id, the job's digest), written as
 soon as ``/run`` answers: running the same job (same id, same input) again follows that RunPod job
-instead of paying for a second one, unless the endpoint no longer has it or it ended FAILED,
+instead of paying for a second one, unless the endpoint has no record of it or it ended FAILED,
 CANCELLED or TIMED_OUT. Another input under the same id is sent, for the worker to refuse.
 """
 
@@ -21,7 +21,7 @@ from typing import Any
 from core.paths import state_dir
 from core.rules import valid_job_id
 from graphs.context import ProgressFn
-from swarm.executors.runpod_envelope import RunPodError
+from swarm.executors.runpod_envelope import NO_RECORD_WHY, RunPodError
 
 log = logging.getLogger("swarm.executors.runpod")
 #: final states after which running the same job id again submits it anew (a retry)
@@ -76,7 +76,7 @@ class SubmitRecords:
         if state is not None and state not in RESUBMIT_STATES:
             log.info("following RunPod job %s, submitted for this job id %.0f s ago", earlier, now - since)
             return earlier, since
-        why = f"ended {state}" if state else "is gone from the endpoint (its result expired)"
+        why = f"ended {state}" if state else f"is unknown to the endpoint now ({NO_RECORD_WHY})"
         if progress is not None:
             await progress("runpod", f"RunPod job {earlier}, submitted earlier for this job id, {why}; submitting it anew", None)
         return None, now
