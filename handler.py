@@ -82,7 +82,20 @@ async def handler(job: dict[str, Any]) -> dict[str, Any]:
         _activity.ended()
         if _ordered is not None and _listened(job):  # no update of this job may land after its result
             await asyncio.to_thread(_ordered.flush, str(job.get("id")), PROGRESS_FLUSH_S)
+        if _one_job:  # --test_input: the SDK ends its loop next; the savers close on it first, not
+            await _close_runtime()  # in its shutdown, which logged an ERROR traceback every run
     return for_runpod(envelope)
+
+
+#: set by ``main`` for ``--test_input``: the SDK runs one job, then closes its event loop
+_one_job = False
+
+
+async def _close_runtime() -> None:
+    global _runtime
+    if _runtime is not None:
+        closing, _runtime = _runtime, None
+        await closing.aclose()
 
 
 def _inline_on_local_disk(body: dict[str, Any]) -> dict[str, Any]:
@@ -131,14 +144,22 @@ class _Activity:
 _activity = _Activity()
 
 
+#: the id RunPod's SDK gives a ``--test_input`` job that names none (``rp_local``)
+SDK_TEST_ID = "local_test"
+
+
 def _job_id(job: dict[str, Any]) -> str | None:
-    return valid_job_id(str(job.get("id") or ""))
+    """The job's RunPod id as ours, or None (a new one is made): the SDK's ``local_test`` is no id
+    of the person's (every ``--test_input`` run had it, so the second run found the first's
+    result, or was refused as another input under a used id)."""
+    given = str(job.get("id") or "")
+    return None if given == SDK_TEST_ID else valid_job_id(given)
 
 
 def _listened(job: dict[str, Any]) -> bool:
     """Whether a progress update of ``job`` reaches anyone: not without a job-done URL
     (``--rp_serve_api``, ``--test_input``), where the SDK would log an error per update."""
-    return bool(job.get("id")) and job.get("id") != "local_test" and bool(os.environ.get("RUNPOD_WEBHOOK_POST_OUTPUT"))
+    return bool(job.get("id")) and job.get("id") != SDK_TEST_ID and bool(os.environ.get("RUNPOD_WEBHOOK_POST_OUTPUT"))
 
 
 class _FinishedSteps:
@@ -318,7 +339,9 @@ def main() -> None:
     from swarm.endpoint.workers import exit_with_endpoint
 
     exit_with_endpoint()  # a worker of `swarm endpoint serve` stops with it; RunPod's own: nothing
-    if not any(arg.startswith("--test_input") for arg in sys.argv):
+    global _one_job
+    _one_job = any(arg.startswith("--test_input") for arg in sys.argv)
+    if not _one_job:
         start_warm_up()
     settle()  # start-up's objects leave the collector's walk (core/heap.py)
     runpod.serverless.start({"handler": handler, "concurrency_modifier": concurrency_modifier})

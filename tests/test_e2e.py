@@ -68,15 +68,19 @@ async def test_deepseek_fails_and_the_chain_falls_back_with_a_full_trace(
 
 
 def test_handler_test_input_runs_runpods_local_path(fake_models: FakeOpenAI) -> None:
-    fake_models.script("smollm2-135m-instruct", Behaviour.answer("Paris"))
-    job = {"input": {"project": "swarm", "action": "delegate", "input": {"task": "Capital of France?", "kind": "critical"}}}
+    """The README's ``python handler.py --test_input ...``, twice on one machine: the SDK names
+    every such job ``local_test``, and the second run found the first's result (or was refused
+    as another input under a used id); each run also logged an ERROR traceback at exit."""
     env = {**os.environ, "RUNPOD_LOG_LEVEL": "INFO"}
-    out = subprocess.run([sys.executable, "handler.py", "--test_input", json.dumps(job)],
-                         capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
-    text = out.stdout + out.stderr
-    assert out.returncode == 0, text[-2000:]
-    assert '"text": "Paris"' in text or "'text': 'Paris'" in text
-    assert "COMPLETED" in text
+    for task, answer in (("Capital of France?", "Paris"), ("Capital of Italy?", "Rome")):
+        fake_models.script("smollm2-135m-instruct", Behaviour.answer(answer))
+        job = {"input": {"project": "swarm", "action": "delegate", "input": {"task": task, "kind": "critical"}}}
+        out = subprocess.run([sys.executable, "handler.py", "--test_input", json.dumps(job)],
+                             capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+        text = out.stdout + out.stderr
+        assert out.returncode == 0, text[-2000:]
+        assert f'"text": "{answer}"' in text or f"'text': '{answer}'" in text, text[-2000:]
+        assert "COMPLETED" in text and "ERROR" not in text, text[-2000:]
 
 
 @needs_llama
