@@ -124,3 +124,16 @@ async def test_the_budget_sees_what_failed_calls_billed(server: FakeOpenAI) -> N
         with pytest.raises(BudgetExceeded, match="240 tokens used"):
             await llm.complete(ASK, LLMConfig(max_tokens=50, step="revise"))
         assert len(server.requests) == sent  # refused before any model was called
+
+
+def test_a_job_that_called_no_provider_cost_nothing_not_an_unknown_amount():
+    """Walkthrough: an unknown model or bad base64 failed before any call, and said 'cost unknown'."""
+    from swarm.dispatcher import totals_of
+
+    refused = [{"step": "dispatch", "kind": "node", "outcome": "error"}]
+    assert totals_of(refused)["cost_usd"] == 0.0 and totals_of([])["cost_usd"] == 0.0
+    # a call whose price nobody knows keeps the total unknown; skipped providers were not called
+    unpriced = [{"step": "draft", "kind": "llm", "outcome": "ok", "cost_usd": None},
+                {"step": "draft", "kind": "llm", "outcome": "skipped", "cost_usd": None}]
+    assert totals_of(unpriced)["cost_usd"] is None and totals_of(unpriced)["provider_calls"] == 1
+    assert totals_of(unpriced[1:])["cost_usd"] == 0.0
