@@ -12,9 +12,10 @@ from collections.abc import Callable
 from typing import Any
 
 from mcp.server.mcpserver import Context
-from mcp.server.mcpserver.exceptions import ResourceError
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 
 from mcp_server.calls import owner_of, server_state
+from mcp_server.outputs import LATENCY_DECIMALS
 from mcp_server.state import ServerState
 
 #: the graphs swarm://graphs/{name} draws (compiled over fakes: no model, no network)
@@ -51,6 +52,24 @@ def _register_static(server: Any, current_state: Callable[[], ServerState]) -> N
         return json.dumps(await provider_health(current_state()), indent=2)
 
 
+async def _artifact(storage: Any, key: str) -> bytes:
+    """An artifact's bytes, or a ResourceError: "not found" for a key that names nothing stored."""
+    from core.errors import InputError, ProviderError
+    from core.redact import redact
+
+    try:
+        return bytes(await storage.get(key))
+    except (FileNotFoundError, KeyError):
+        raise ResourceNotFoundError(f"no artifact {key!r} in storage: use the key an image tool returned") from None
+    except InputError as exc:
+        said = redact(str(exc)).removeprefix("key: ")
+        if said.startswith("no object "):  # every store's words for a key naming nothing ("... (it is a folder)")
+            raise ResourceNotFoundError(f"{said}: use the key an image tool returned") from None
+        raise ResourceError(f"artifact {key!r} cannot be read: {said}") from None
+    except ProviderError as exc:  # our own messages (storage down), redacted
+        raise ResourceError(f"artifact {key!r} cannot be read: {redact(str(exc))}") from None
+
+
 def _register_templates(server: Any) -> None:
     @server.resource("swarm://jobs/{job_id}", name="job", title="A job: status and trace", mime_type="application/json",
                      description="One of your jobs: status, last progress, error and the trace of every provider call.")
@@ -78,16 +97,7 @@ def _register_templates(server: Any) -> None:
                      mime_type="application/octet-stream",  # a read names the object's own type (SwarmServer)
                      description="An object from the configured storage (e.g. an upscaled image), by the key a tool returned.")
     async def artifact_resource(key: str, ctx: Context) -> bytes:
-        from core.errors import InputError, ProviderError
-        from core.redact import redact
-
-        storage = server_state(ctx).runtime.providers().storage
-        try:
-            return bytes(await storage.get(key))
-        except (FileNotFoundError, KeyError):
-            raise ResourceError(f"no artifact {key!r} in storage: use the key an image tool returned") from None
-        except (InputError, ProviderError) as exc:  # our own messages (a bad key, storage down), redacted
-            raise ResourceError(f"artifact {key!r} cannot be read: {redact(str(exc))}") from None
+        return await _artifact(server_state(ctx).runtime.providers().storage, key)
 
     @server.resource("swarm://threads/{thread_id}", name="thread", title="A conversation", mime_type="application/json",
                      description="One of your threads: every kept turn (who said what) and how many were dropped.")
@@ -96,7 +106,7 @@ def _register_templates(server: Any) -> None:
 
         thread = await read_thread(ctx, thread_id)
         if thread is None:
-            raise ResourceError(unknown_thread(thread_id))
+            raise ResourceNotFoundError(unknown_thread(thread_id))
         return json.dumps(thread, indent=2)
 
     @server.resource("swarm://graphs/{name}", name="graph", title="A graph as a Mermaid diagram", mime_type="text/vnd.mermaid",
@@ -128,8 +138,8 @@ def _register_source_templates(server: Any) -> None:
         search = server_state(ctx).runtime.providers().search
         found = await search.read_document(str(source["url"])) if isinstance(search, DocumentReader) else None
         if found is None:
-            raise ResourceError(f"source {source['id']} is not a document of the local index; its text is at its url "
-                                f"({source['url']}), its cited passages at swarm://jobs/{job_id}/sources/{source['id']}")
+            raise ResourceNotFoundError(f"source {source['id']} is not a document of the local index; its text is at "
+                                        f"its url ({source['url']}), its cited passages at swarm://jobs/{job_id}/sources/{source['id']}")
         return found[1]
 
 
@@ -141,13 +151,16 @@ async def _job_json(ctx: Context, job_id: str) -> str:
     trace = result.get("trace")
     if trace is None:  # still running: the steps it has finished so far, as job_result shows them
         trace = await server_state(ctx).jobs.steps_so_far(job_id, row)
+    # latencies to 0.1 ms, as the tools' results give them (docs/MCP.md): a reader needs no nanoseconds
+    trace = [{**s, "latency_ms": round(s["latency_ms"], LATENCY_DECIMALS)}
+             if isinstance(s, dict) and isinstance(s.get("latency_ms"), float) else s for s in trace or []]
     return json.dumps({**summary(row), "trace": trace, "totals": result.get("totals", {})}, indent=2)
 
 
 def _job_row(ctx: Context, job_id: str) -> dict[str, Any]:
     row = server_state(ctx).jobs.store.get(job_id, owner_of(ctx))
     if row is None:
-        raise ResourceError(f"unknown job_id {job_id!r}: no job with this id is visible to you")
+        raise ResourceNotFoundError(f"unknown job_id {job_id!r}: no job with this id is visible to you")
     return row
 
 
@@ -162,7 +175,7 @@ def _research_source(ctx: Context, job_id: str, n: str) -> tuple[dict[str, Any],
         raise ResourceError(f"job {job_id} ({row.get('action')}) has no sources")
     source = next((s for s in output["sources"] if str(s.get("id")) == n.strip()), None)
     if source is None:
-        raise ResourceError(f"job {job_id} has no source {n[:20]!r}; its sources are {', '.join(map(str, ids))}")
+        raise ResourceNotFoundError(f"job {job_id} has no source {n[:20]!r}; its sources are {', '.join(map(str, ids))}")
     return output, source
 
 
@@ -202,7 +215,7 @@ def paginate(text: str, size: int, page: int, uri: str) -> str:
         chunks.append(rest[:cut])
         rest = rest[cut:]
     if not 1 <= page <= len(chunks):
-        raise ResourceError(f"page {page} does not exist; the report has {len(chunks)} page(s)")
+        raise ResourceNotFoundError(f"page {page} does not exist; the report has {len(chunks)} page(s)")
     body = chunks[page - 1]
     if page < len(chunks):
         body += f"\n\n<!-- page {page} of {len(chunks)}; next: {uri}?page={page + 1} -->\n"
@@ -246,5 +259,5 @@ def mermaid(name: str) -> str:
 
         graph = build_consensus(FakeLLM())
     else:
-        raise ResourceError(f"unknown graph {name!r}; valid: {', '.join(GRAPHS)}")
+        raise ResourceNotFoundError(f"unknown graph {name!r}; valid: {', '.join(GRAPHS)}")
     return str(graph.get_graph().draw_mermaid())

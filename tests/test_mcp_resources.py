@@ -108,6 +108,8 @@ async def test_report_resource_pages_a_large_report_and_artifacts_come_from_stor
         row = store.get(job_id)
         store._exec("UPDATE jobs SET result = ? WHERE job_id = ?",  # a finished job's result, rewritten here only
                     (json.dumps({**row["result"], "output": {"report": report}}), job_id))
+        shown = json.loads((await jobs.read_resource(f"swarm://jobs/{job_id}")).contents[0].text)
+        assert shown["trace"] and all(round(s["latency_ms"], 1) == s["latency_ms"] for s in shown["trace"])
         page1 = (await jobs.read_resource(f"swarm://jobs/{job_id}/report")).contents[0].text
         page3 = (await jobs.read_resource(f"swarm://jobs/{job_id}/report?page=3")).contents[0].text
         with pytest.raises(Exception, match="page 9 does not exist"):
@@ -118,8 +120,13 @@ async def test_report_resource_pages_a_large_report_and_artifacts_come_from_stor
             await jobs.read_resource(f"swarm://jobs/{job_id}/report?page=abc")
         with pytest.raises(Exception, match="page must be a whole number from 1"):  # an Arabic-Indic one
             await jobs.read_resource(f"swarm://jobs/{job_id}/report?page=\u0661")
-        with pytest.raises(Exception, match="no object 'results/dog.png' in storage"):
+        # what does not exist is "not found" (-32602), not an internal error (-32603)
+        with pytest.raises(Exception, match="no object 'results/dog.png' in storage: use the key an image tool") as gone:
             await client.read_resource("swarm://artifacts/results/dog.png")
+        assert getattr(gone.value, "code", None) == -32602
+        with pytest.raises(Exception, match="unknown job_id") as unknown:
+            await jobs.read_resource("swarm://jobs/nope")
+        assert getattr(unknown.value, "code", None) == -32602
         blob = (await client.read_resource("swarm://artifacts/results/cat.png")).contents[0]
     assert page1.startswith("line 0:") and f"next: swarm://jobs/{job_id}/report?page=2" in page1
     assert page3.rstrip().endswith("x" * 90) and "next:" not in page3
