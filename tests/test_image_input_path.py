@@ -123,7 +123,7 @@ async def test_what_is_not_an_image_file_is_named(echo: EchoImages, tmp_path: Pa
         str(folder / "notes.txt"): f"path: {folder / 'notes.txt'} is not a supported image (by its first bytes)",
         str(folder / "empty.png"): f"path: {folder / 'empty.png'} is empty",
         str(fifo): f"path: {fifo} is not a regular file",  # opened without blocking: no writer needed
-        str(folder / "big.png"): f"path: {folder / 'big.png'} is {SMALL.stat().st_size + 4000} bytes; the limit is 6000"
+        str(folder / "big.png"): f"path: {folder / 'big.png'} is {SMALL.stat().st_size + 4000:,} bytes; the limit is 6,000"
                                  " (providers.image.max_input_bytes)",
     }
     async with Client(build_server(config_with(tmp_path, max_input_bytes=6000))) as client:

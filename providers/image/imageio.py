@@ -272,7 +272,7 @@ async def read_input(
         raise InputError("no storage is configured to read a key from", field="key")
     data = await storage.get(key or "")
     if len(data) > limits.max_input_bytes:
-        raise InputError(f"object is {len(data)} bytes; the limit is {limits.max_input_bytes}", field="key")
+        raise InputError(f"object is {len(data):,} bytes; the limit is {limits.max_input_bytes:,}", field="key")
     return data
 
 
@@ -375,7 +375,7 @@ def _read_regular(fd: int, path: Path, limit: int, field: str) -> bytes:
     if not stat.S_ISREG(info.st_mode):
         raise InputError(f"{path} is not a regular file (a device, pipe or socket)", field=field)
     if info.st_size > limit:
-        raise InputError(f"{path} is {info.st_size} bytes; the limit is {limit} (providers.image.max_input_bytes)",
+        raise InputError(f"{path} is {info.st_size:,} bytes; the limit is {limit:,} (providers.image.max_input_bytes)",
                          field=field)
     chunks, size = [], 0
     while size <= limit:  # the file may have grown since fstat

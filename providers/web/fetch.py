@@ -149,7 +149,7 @@ async def _get_once(client: httpx.AsyncClient, url: str, max_bytes: int, allow_p
             return response, b"", False
         declared = int(response.headers.get("content-length") or 0)
         if declared > max_bytes and not truncate:
-            raise InputError(f"the resource is {declared} bytes; the limit is {max_bytes}", field="url")
+            raise InputError(f"the resource is {declared:,} bytes; the limit is {max_bytes:,}", field="url")
         chunks: list[bytes] = []
         size = 0
         async for chunk in response.aiter_bytes():
