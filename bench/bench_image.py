@@ -242,8 +242,7 @@ def bench_upscale_cuda(models_dir: str, size: int, rounds: int, realesrganer: bo
                 result[label] = anchor
             else:
                 contenders[label], anchors[label] = anchor.time_once, anchor
-                result.update({f"{label}_vs_torch_fp32_{k.split('_vs_torch_fp32_')[1]}": v
-                               for k, v in _realesrganer_diff(anchor.out, reference.transpose(2, 0, 1)).items()})
+                result.update(_realesrganer_diff(anchor.out, reference.transpose(2, 0, 1), label))
         best = interleaved_best(contenders, rounds)
         for label, anchor in anchors.items():
             if anchor.model_seconds:
@@ -298,16 +297,17 @@ def _realesrganer(stack: contextlib.ExitStack, models_dir: str, size: int, threa
         return f"not measured: {exc}"[:300]
 
 
-def _realesrganer_diff(out_png: Path, reference_chw: Any) -> dict[str, Any]:
-    """RealESRGANer's output (BGR from cv2, written as a PNG, read back as RGB) vs our fp32."""
+def _realesrganer_diff(out_png: Path, reference_chw: Any, label: str = "realesrganer") -> dict[str, Any]:
+    """RealESRGANer's output (BGR from cv2, written as a PNG, read back as RGB) vs our fp32, under
+    ``<label>_vs_torch_fp32_...`` keys."""
     import numpy as np
     from PIL import Image
 
     theirs = np.asarray(Image.open(out_png).convert("RGB"), dtype=np.float32)
     ours = np.transpose(reference_chw, (1, 2, 0))
     diff = np.abs(theirs - ours)
-    return {"realesrganer_vs_torch_fp32_max_diff_levels": int(diff.max()),
-            "realesrganer_vs_torch_fp32_mean_diff_levels": round(float(diff.mean()), 4)}
+    return {f"{label}_vs_torch_fp32_max_diff_levels": int(diff.max()),
+            f"{label}_vs_torch_fp32_mean_diff_levels": round(float(diff.mean()), 4)}
 
 
 def _peak_rss_kib() -> int:

@@ -35,14 +35,11 @@ def _photo(size: int) -> bytes:
 
 
 def part_auto(models_dir: str, name: str) -> dict[str, Any]:
-    from providers.image.gpu import CUDA_PROBE_SIZE, read_gpu_info
-    from providers.image.precision import AutoPrecision
-    from providers.image.upscale import RealESRGANUpscaler, UpscaleSettings, _torch
+    from providers.image.upscale import RealESRGANUpscaler, UpscaleSettings, cuda_auto_precision
 
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(tmp) / "precision.json"
-        cuda = AutoPrecision(cache, lambda: read_gpu_info(_torch()), probe_size=CUDA_PROBE_SIZE, hardware="GPU")
-        upscaler = RealESRGANUpscaler(UpscaleSettings(models_dir=models_dir), cuda_precision=cuda)
+        upscaler = RealESRGANUpscaler(UpscaleSettings(models_dir=models_dir), cuda_precision=cuda_auto_precision(cache))
         started = time.perf_counter()
         chosen, why = upscaler.precision(name, "cuda")
         took = time.perf_counter() - started

@@ -34,7 +34,7 @@ CUDA_CANDIDATES: dict[str, frozenset[str]] = {
     "bf16": frozenset({"cuda_bf16"}),
 }
 #: the GPU flags: part of the cache key (``precision.RELEVANT_FLAGS``)
-GPU_FLAGS = frozenset({"cuda_fp16", "cuda_bf16"})
+GPU_FLAGS: frozenset[str] = frozenset().union(*CUDA_CANDIDATES.values())
 #: side of the probe images on a GPU, in input pixels: the upscaler's default tile, so a probe is
 #: the work of one tile
 CUDA_PROBE_SIZE = 256

@@ -24,6 +24,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.errors import InputError, ProviderUnavailable
@@ -110,6 +111,13 @@ def versions(table: dict[str, frozenset[str]]) -> str:
     return f"{REVISION} torch {_torch().__version__}" + (f" ncnn {ncnn_version()}" if "ncnn" in table else "")
 
 
+def cuda_auto_precision(cache_path: Path) -> AutoPrecision:
+    """``precision: auto`` on this process's CUDA GPU (``gpu.read_gpu_info``), GPU-sized probes,
+    its decisions in ``cache_path``."""
+    return AutoPrecision(cache_path, lambda: gpu.read_gpu_info(_torch()), probe_size=gpu.CUDA_PROBE_SIZE,
+                         hardware="GPU")
+
+
 class RealESRGANUpscaler(SingleActionBackend):
     """``ImageProvider`` (and ``TracedImageProvider``) for ``ImageAction.UPSCALE``."""
 
@@ -191,8 +199,7 @@ class RealESRGANUpscaler(SingleActionBackend):
     def cuda_precision(self) -> AutoPrecision:
         """``precision: auto`` on CUDA: the GPU's own decisions (``gpu.py``), with GPU-sized probes."""
         if self._cuda_precision is None:
-            self._cuda_precision = AutoPrecision(decisions_file(), lambda: gpu.read_gpu_info(_torch()),
-                                                 probe_size=gpu.CUDA_PROBE_SIZE, hardware="GPU")
+            self._cuda_precision = cuda_auto_precision(decisions_file())
         return self._cuda_precision
 
     @staticmethod
