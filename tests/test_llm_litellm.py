@@ -337,7 +337,7 @@ async def test_repetition_that_is_no_loop_arrives_whole(server: FakeOpenAI) -> N
             # code repeats itself by nature: nothing inside a fence counts
             "```python\n" + 'print("hello, world!")\n' * 4 + "```\nThat is all.")
     server.script("good", Behaviour.answer(text))
-    cfg = make_swarm_config({"m": spec("good", server.url, stop_on_loop=True)})
+    cfg = make_swarm_config({"m": spec("good", server.url, stop_on_loop=True, timeout_s=5)})
     answer = await LiteLLMModel("m", cfg.models["m"]).complete(ASK, LLMConfig())
     assert answer.text == text and answer.finish_reason == "stop"
 
@@ -345,7 +345,7 @@ async def test_repetition_that_is_no_loop_arrives_whole(server: FakeOpenAI) -> N
 async def test_a_streamed_answer_that_does_not_loop_arrives_whole_and_json_calls_do_not_stream(server: FakeOpenAI) -> None:
     text = "Checkpoints save state. " * 2 + "A circuit opens after three failures.\n- one\n- one\n- one"
     server.script("good", Behaviour.answer(text), Behaviour.answer('{"verdict": "fine"}'))
-    cfg = make_swarm_config({"m": spec("good", server.url, stop_on_loop=True)})
+    cfg = make_swarm_config({"m": spec("good", server.url, stop_on_loop=True, timeout_s=5)})
     model = LiteLLMModel("m", cfg.models["m"])
     answer = await model.complete(ASK, LLMConfig())
     assert answer.text == text.strip() and answer.finish_reason == "stop"  # twice, and short lines, are no loop
@@ -384,7 +384,7 @@ async def test_an_answer_past_max_tokens_is_cut_at_the_cap_and_says_so(server: F
 async def test_a_stream_the_server_cut_short_is_asked_again_whole(server: FakeOpenAI) -> None:
     text = "Rivers carry water to the sea. Most start in the mountains."
     server.script("good", Behaviour.answer(text, stream_cut_after=3), Behaviour.answer(text))
-    cfg = make_swarm_config({"m": spec("good", server.url, stop_on_loop=True)})
+    cfg = make_swarm_config({"m": spec("good", server.url, stop_on_loop=True, timeout_s=5)})
     answer = await LiteLLMModel("m", cfg.models["m"]).complete(ASK, LLMConfig())
     assert answer.text == text and (answer.input_tokens, answer.output_tokens) == (11, 7)
     first, second = server.requests_for("good")

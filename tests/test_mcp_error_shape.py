@@ -40,7 +40,7 @@ def _error(result: Any) -> tuple[str, dict[str, Any]]:
 
 
 async def test_errors_the_door_finds_read_as_the_dispatchers_over_stdio(tmp_path: Path) -> None:
-    async with Client(_stdio(write_config(tmp_path))) as client:
+    async with Client(_stdio(write_config(tmp_path, wait_budget_s=30))) as client:
         # the dispatcher's refusal, in a job: the frame the door's own must have
         in_job = await client.call_tool("upscale_image", {"image": "not*base64"})
         first, error = _error(in_job)
