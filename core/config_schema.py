@@ -134,7 +134,7 @@ class UpscaleSpec(StrictModel):
     tile_pad: int = Field(default=16, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     #: auto: the fastest path within PSNR >= 45 dB of fp32, measured once per machine and model: on
-    #: CPU bf16 where it has avx512_bf16/amx_bf16, fp16 where it has avx512_fp16/amx_fp16, ncnn; on
+    #: CPU bf16 where it has avx512_bf16/amx_bf16, fp16 where it has avx512_fp16/amx_fp16, ncnn (fp32 or bf16 storage); on
     #: CUDA fp16, and bf16 from sm_80. fp32: bit-level agreement (IEEE on CUDA: no TF32); bf16/fp16: pinned
     #: (emulated without them).
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"

@@ -291,6 +291,26 @@ def test_auto_choosing_ncnn_reads_the_ncnn_figure_of_the_same_run(monkeypatch: p
     assert (result["vs_ncnn"], result["vs_torch"], result["vs_realesrganer"]) == (1.0, 1.25, 2.0)
 
 
+def test_auto_choosing_ncnn_bf16_reads_the_ncnn_bf16_figure_and_gets_a_reference_row(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench import adapters, upscale_contenders
+    from providers.image import upscale
+
+    monkeypatch.setattr(upscale.RealESRGANUpscaler, "precision",
+                        lambda self, name, device: ("ncnn-bf16", "ncnn-bf16 (auto: 1.5x)"))
+    up = {**_image_summary(0.16)["upscale"], "ncnn_fp32_out_mp_s": 0.20, "ncnn_bf16_out_mp_s": 0.24,
+          "realesrganer_fp32_out_mp_s": 0.12, "ncnn_bf16_vs_torch_fp32_max_diff_levels": 9}
+    result = upscale_contenders.upscale_auto("/nonexistent", "cpu", up)
+    assert (result["precision"], result["out_mp_s"], result["vs_ncnn"], result["vs_realesrganer"]) == (
+        "ncnn-bf16", 0.24, 1.2, 2.0)
+    rows = {r["name"]: r for r in adapters.image({"upscale": up, "upscale_auto": result}, "c")}
+    goal = rows["upscale anime-6B x4, CPU precision auto (chose ncnn-bf16), output MP/s (192x192 input) vs RealESRGANer"]
+    assert (goal["value"], goal["met"]) == (0.24, True)
+    ref = rows["upscale anime-6B x4, CPU ncnn bf16 storage, output MP/s (192x192 input) vs ncnn"]
+    assert (ref["value"], ref["anchor_value"], ref["met"]) == (0.24, 0.20, None)
+    assert ref["goal"].startswith("reference") and "max 9 levels" in ref["note"]
+
+
 def test_a_research_mode_that_answered_no_question_keeps_its_goal_rows_saying_why() -> None:
     from bench import bench_research_quality
 
@@ -338,7 +358,7 @@ def test_a_measured_auto_row_says_whose_figure_it_is() -> None:
 
     summary = {**_image_summary(0.19), "upscale_auto": {"precision": "ncnn", "why": "auto: 2x", "out_mp_s": 0.40}}
     row = {r["name"]: r for r in adapters.image(summary, "c")}[_AUTO + "fp32"]
-    assert "the ncnn contender's" in row["anchor"] and "not the provider's" in row["anchor"]
+    assert "the ncnn contenders'" in row["anchor"] and "not the provider's" in row["anchor"]
 
 
 def test_the_machine_line_names_the_gpu_torch_sees(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

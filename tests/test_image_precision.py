@@ -346,12 +346,13 @@ def models_dir():
 
 
 def upscaler(models_dir: str, cache: Path, cpu: CpuInfo, precision_setting: str = "auto", *,
-             table: dict[str, frozenset[str]] | None = None, costs: list[float] | None = None) -> RealESRGANUpscaler:
+             table: dict[str, frozenset[str]] | None = None, costs: list[float] | None = None,
+             probe_size: int = 16) -> RealESRGANUpscaler:
     """The upscaler on a faked CPU; ``table`` forces the candidates (default: torch's, no ncnn, so a
     test does not depend on whether ncnn is installed); ``costs`` script the clock per candidate."""
     settings = UpscaleSettings(models_dir=models_dir, device="cpu", precision=precision_setting, tile=0)
     timer = ScriptedClock(costs) if costs else time.perf_counter
-    auto = AutoPrecision(cache / "precision.json", lambda: cpu, probe_size=16, rounds=1, timer=timer,
+    auto = AutoPrecision(cache / "precision.json", lambda: cpu, probe_size=probe_size, rounds=1, timer=timer,
                          load=lambda: IDLE, cpu_share=NOT_READ)
     table = dict(precision.CPU_CANDIDATES) if table is None else table
     return RealESRGANUpscaler(settings, cpu_info=lambda: cpu, auto_precision=auto, table=table)
@@ -486,6 +487,23 @@ async def test_auto_runs_ncnn_where_it_is_faster_within_the_floor(models_dir, tm
 
 
 @needs_ncnn
+async def test_ncnn_bf16_storage_is_a_candidate_of_its_own_within_the_floor(models_dir, tmp_path):
+    """AVX2-only AMD EPYC: ncnn's bf16 storage ran 1.1-1.3x its fp32 at PSNR 51-55 dB on the 64x64
+    probes the provider uses (16x16 ones, mostly border, score 44.6 dB: below the floor)."""
+    assert {"ncnn", "ncnn-bf16"} <= RealESRGANUpscaler._candidates(MODEL).keys()
+    fp32, _ = await upscale(upscaler(models_dir, tmp_path / "fp32", EPYC, "fp32"))
+    table = {"fp32": frozenset[str](), "ncnn-bf16": frozenset[str]()}
+    provider = upscaler(models_dir, tmp_path, EPYC, table=table, costs=[1.0, 0.5], probe_size=64)
+    out, detail = await upscale(provider)
+    assert "precision=ncnn-bf16 (auto: 2.0x fp32, PSNR " in detail
+    assert precision.PSNR_FLOOR_DB <= precision.psnr(fp32, out) < 99  # within the floor, and really bf16
+    provider = upscaler(models_dir, tmp_path / "nets", EPYC)
+    nets = {c: provider._model(MODEL, "cpu", c)[0].__self__.net.opt for c in ("ncnn", "ncnn-bf16")}
+    assert (nets["ncnn"].use_bf16_storage, nets["ncnn-bf16"].use_bf16_storage) == (False, True)
+    assert not nets["ncnn-bf16"].use_fp16_storage and not nets["ncnn-bf16"].use_vulkan_compute
+
+
+@needs_ncnn
 async def test_ncnn_below_the_floor_is_not_chosen(models_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(precision_measure, "PSNR_FLOOR_DB", 200.0)
     _, detail = await upscale(upscaler(models_dir, tmp_path, EPYC, table=NCNN_ONLY, costs=[1.0, 0.5]))
@@ -502,6 +520,10 @@ async def test_the_trace_step_names_the_engine_that_ran(models_dir, tmp_path):
         _, (step,) = await provider.process_traced(image, ImageAction.UPSCALE, ImageConfig())
         ran[step.detail.split("precision=")[1].split(" ")[0]] = step.provider
     assert ran == {"fp32": "realesrgan-torch", "ncnn": "realesrgan-ncnn"}
+    bf16_only = {"fp32": frozenset[str](), "ncnn-bf16": frozenset[str]()}
+    provider = upscaler(models_dir, tmp_path / "bf16", EPYC, table=bf16_only, costs=[1.0, 0.5], probe_size=64)
+    _, (step,) = await provider.process_traced(image, ImageAction.UPSCALE, ImageConfig())
+    assert "precision=ncnn-bf16 " in step.detail and step.provider == "realesrgan-ncnn"
 
 
 @needs_ncnn

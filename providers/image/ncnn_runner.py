@@ -1,10 +1,13 @@
-"""The upscaler's ``ncnn`` candidate: the same weights run by the ``ncnn`` package (fp32, CPU).
+"""The upscaler's ``ncnn`` candidates: the same weights run by the ``ncnn`` package on the CPU,
+fp32 (``ncnn``) or with bf16 storage (``ncnn-bf16``: weights and activations kept as bf16 between
+layers, arithmetic in fp32; on an AVX2-only AMD EPYC 1.1-1.3x ncnn fp32 at PSNR 51-55 dB).
 
 Our safetensors are converted from the ``.param``/``.bin`` files of the weights package
 (``ncnn_convert.py``), so ncnn runs the identical network. It is a candidate of
 ``precision: auto`` only where both are present offline: ``ncnn`` importable and the weights
 package installed (nothing is downloaded for it). On some CPUs (an AMD EPYC measured in issue 17)
-ncnn's fp32 kernels beat torch's fp32; the measurement decides, under the same PSNR floor.
+ncnn's fp32 kernels beat torch's fp32; the measurement decides, under the same PSNR floor, for
+both.
 
 Importing this module imports neither ncnn nor numpy.
 """
@@ -54,14 +57,15 @@ class NcnnNet:
     """One loaded ncnn network; ``infer(piece)`` maps a uint8 HxWx3 tile to its uint8 output,
     as the torch path does (clip to [0, 1], x255, round). One inference at a time."""
 
-    def __init__(self, param: Path, model: Path, threads: int | None = None) -> None:
+    def __init__(self, param: Path, model: Path, threads: int | None = None, bf16: bool = False) -> None:
         import ncnn
 
         self.net = ncnn.Net()
         for option in ("use_vulkan_compute", "use_fp16_storage", "use_fp16_arithmetic", "use_fp16_packed",
-                       "use_bf16_storage"):
+                       "use_bf16_storage", "use_bf16_packed"):
             if hasattr(self.net.opt, option):
-                setattr(self.net.opt, option, False)  # fp32 throughout: the candidate is ncnn's fp32
+                # fp32 throughout, or bf16 storage where asked: nothing ncnn would pick by itself
+                setattr(self.net.opt, option, bf16 and option.startswith("use_bf16"))
         self.net.opt.num_threads = threads or len(os.sched_getaffinity(0))
         self.net.load_param(str(param))
         self.net.load_model(str(model))
@@ -85,19 +89,24 @@ class NcnnNet:
         return np.round(chw).astype(np.uint8).transpose(1, 2, 0)
 
 
+#: the upscaler's ncnn candidates -> whether each keeps bf16 storage
+CANDIDATES = {"ncnn": False, "ncnn-bf16": True}
+
+
 class NcnnNets:
-    """``NcnnNet`` per model name, loaded on first use."""
+    """``NcnnNet`` per model name and candidate (``CANDIDATES``), loaded on first use."""
 
     def __init__(self) -> None:
-        self._nets: dict[str, NcnnNet] = {}
+        self._nets: dict[tuple[str, str], NcnnNet] = {}
 
-    def infer_fn(self, name: str) -> Callable[[Any], Any]:
-        if name not in self._nets:
+    def infer_fn(self, name: str, candidate: str = "ncnn") -> Callable[[Any], Any]:
+        key = (name, candidate)
+        if key not in self._nets:
             files = files_for(name)
             if files is None:
                 raise RuntimeError(f"ncnn or the weights package of {name} is not installed")
-            self._nets[name] = NcnnNet(*files)
-        return self._nets[name].infer
+            self._nets[key] = NcnnNet(*files, bf16=CANDIDATES[candidate])
+        return self._nets[key].infer
 
 
 def ncnn_version() -> str:

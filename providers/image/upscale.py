@@ -2,8 +2,8 @@
 
 CPU by default, CUDA when present. ``precision: auto`` (the default) runs the fastest path within
 the accuracy floor, measured once per machine and model (``precision.py``): on CPU bf16 or fp16
-autocast where the CPU has it, and the same weights through the ``ncnn`` package where it and the
-weights package are installed (``ncnn_runner.py``), else fp32; on CUDA strict fp32, fp16 and bf16
+autocast where the CPU has it, and the same weights through the ``ncnn`` package (fp32, and bf16
+storage) where it and the weights package are installed (``ncnn_runner.py``), else fp32; on CUDA strict fp32, fp16 and bf16
 where the GPU runs them (``gpu.py``). ``fp32`` on CUDA is IEEE fp32: TF32 convolutions are off;
 ``fp32``, ``bf16`` or ``fp16`` pin one; ``warm`` (the RunPod worker, at start) loads the model and
 makes that decision before the first job. Tiled with overlap so memory is bounded; the alpha channel is upscaled
@@ -41,6 +41,7 @@ from providers.image.deadline import (
     work_pixels,
 )
 from providers.image.imageio import ImageLimits, check_output_pixels, encode, open_checked, to_rgb_alpha
+from providers.image.ncnn_runner import CANDIDATES as NCNN_CANDIDATES
 from providers.image.ncnn_runner import NcnnNets, ncnn_version
 from providers.image.ncnn_runner import files_for as ncnn_files_for
 from providers.image.precision import (
@@ -59,7 +60,7 @@ if TYPE_CHECKING:
 
 PROVIDER = "realesrgan-torch"
 #: the provider a trace step names: the engine that ran (torch unless the ncnn candidate was chosen)
-_ENGINE = {"ncnn": "realesrgan-ncnn"}
+_ENGINE = dict.fromkeys(NCNN_CANDIDATES, "realesrgan-ncnn")
 _MODEL_CACHE_SIZE = 2
 #: where a speed figure comes from, as a refusal names it
 _MEASURED_RUN = "measured on an earlier upscale in this process"
@@ -67,7 +68,7 @@ _MEASURED_RUN = "measured on an earlier upscale in this process"
 _UPSCALING, _WARMING = "another upscale", "the upscaler's warm-up (loading the model, choosing its precision)"
 #: changes when how a candidate runs changes (its tensors, autocast, ncnn options), so a cached
 #: decision is measured again; the floor and ``MIN_SPEEDUP`` are in the key already (``precision.rules``)
-REVISION = "upscale-paths 1"
+REVISION = "upscale-paths 2"
 
 
 @dataclass(frozen=True)
@@ -185,8 +186,9 @@ class RealESRGANUpscaler(SingleActionBackend):
             return pinned, describe_pinned(pinned, self.cpu_info())
 
         def run(precision: str, image: np.ndarray) -> np.ndarray:
-            # ncnn and CUDA fp16 (half weights) are models of their own; the rest run the fp32 one
-            net = self._model(name, device, precision if precision in ("ncnn", "fp16") else "fp32")[0]
+            # ncnn's and CUDA fp16 (half weights) are models of their own; the rest run the fp32 one
+            own = precision in NCNN_CANDIDATES or precision == "fp16"
+            net = self._model(name, device, precision if own else "fp32")[0]
             return self._infer_fn(net, device, precision)(image)
 
         if device == "cuda":  # fp16, what auto ran before it measured, where the lock is held too long
@@ -204,8 +206,11 @@ class RealESRGANUpscaler(SingleActionBackend):
 
     @staticmethod
     def _candidates(name: str) -> dict[str, frozenset[str]]:
-        """``CPU_CANDIDATES``, plus ``ncnn`` (any CPU) where ncnn and ``name``'s ncnn files are installed."""
-        return {**CPU_CANDIDATES, "ncnn": frozenset()} if ncnn_files_for(name) else dict(CPU_CANDIDATES)
+        """``CPU_CANDIDATES``, plus ``ncnn`` and ``ncnn-bf16`` (any CPU) where ncnn and ``name``'s
+        ncnn files are installed."""
+        if not ncnn_files_for(name):
+            return dict(CPU_CANDIDATES)
+        return {**CPU_CANDIDATES, **dict.fromkeys(NCNN_CANDIDATES, frozenset())}
 
     def _model(self, name: str, device: str, precision: str) -> tuple[Any, int]:
         from providers.image import pull as weights_pull
@@ -213,8 +218,8 @@ class RealESRGANUpscaler(SingleActionBackend):
         spec = weights.entry(name)
         if spec.kind != "upscale":
             raise InputError(f"{name!r} is not an upscaling model", field="model")
-        if precision == "ncnn":  # the same weights through ncnn: its infer function is the "network"
-            return self._ncnn.infer_fn(spec.name), self._model(name, device, "fp32")[1]
+        if precision in NCNN_CANDIDATES:  # the same weights through ncnn: its infer function is the "network"
+            return self._ncnn.infer_fn(spec.name, precision), self._model(name, device, "fp32")[1]
         # CUDA fp16 halves the weights; on CPU bf16 and fp16 are autocast on fp32 weights
         weights_dtype = "fp16" if precision == "fp16" and device == "cuda" else "fp32"
         key = (spec.name, device, weights_dtype)
@@ -239,7 +244,7 @@ class RealESRGANUpscaler(SingleActionBackend):
         return network, native
 
     def _infer_fn(self, network: Any, device: str, precision: str) -> Any:
-        if precision == "ncnn":
+        if precision in NCNN_CANDIDATES:
             return network
         torch = _torch()
         import numpy as np
