@@ -236,3 +236,20 @@ def test_a_sentence_a_quote_carried_as_its_lead_does_not_open_a_second_line():
     opening = report.split("## What")[0]
     assert opening.count("PyYAML is a library for parsing YAML in Python [1].") == 1, report
     assert "It loads YAML documents safely with safe_load [1]." in opening
+
+
+def test_another_readme_that_says_the_question_common_words_but_not_its_subject_does_not_open_the_report():
+    """The research quality bench: uvicorn's question opened with MCP's "The `cli` extra adds ...": MCP's
+    README says "install", "add", "standard" and "protocol" as often as uvicorn's says its words, and
+    never "uvicorn"; Sorted Containers' opened with DiskCache's "Built atop the caching data types"."""
+    fire = ("# Quickfire\n\nQuickfire is an ASGI server for Python. Quickfire supports the HTTP/1.1 and WebSockets protocols.\n\n"
+            "## Install\n\nInstall quickfire with pip. Installing quickfire[standard] installs uvloop and httptools, "
+            "and quickfire uses them when it can.\n")
+    kit = ("# Toolkit\n\nThe toolkit supports the standard protocol.\n\n"
+           "The cli extra adds the toolkit command; install the standard toolkit if you do not need the command.\n")
+    passages = {"1": split_passages(fire), "2": split_passages(kit)}
+    sources = [{"id": 1, "snippet": ""}, {"id": 2, "snippet": ""}]
+    report = extractive_report("Which protocols does quickfire support, and what does installing quickfire[standard] add?",
+                               [], sources, passages)
+    short = report.split("## What the sources say")[0]
+    assert "[1]" in short and "[2]" not in short, report
