@@ -80,9 +80,19 @@ def stem(word: str) -> str:
     return word[:6]
 
 
+def words_of(text: str) -> list[str]:
+    """The words of ``text`` in small letters, as every check splits it (letters and digits)."""
+    return _TOKEN.findall(text.lower())
+
+
+def is_content_word(word: str) -> bool:
+    """A word of ``words_of`` that says something: no stop word, no single letter (a digit is one)."""
+    return word not in STOPWORDS and (len(word) > 1 or word.isdigit())
+
+
 def content_stems(text: str) -> list[str]:
     """The stems of the content words of ``text`` (stop words and single letters dropped)."""
-    return [stem(w) for w in _TOKEN.findall(text.lower()) if w not in STOPWORDS and (len(w) > 1 or w.isdigit())]
+    return [stem(w) for w in words_of(text) if is_content_word(w)]
 
 
 def numbers_in(text: str) -> set[str]:
