@@ -47,6 +47,35 @@ def test_junk_sub_queries_are_told_apart_from_real_ones():
     assert useful_sub_queries(QUESTION, [*JUNK, "Tinyq license", "tinyq LICENSE"]) == ["Tinyq license"]
 
 
+SORTED = "Which sorted collection types does Sorted Containers provide, and is it written in C?"
+BACKOFF = "When does the backoff decorator give up retrying a function?"
+
+
+def test_a_sub_query_that_re_spells_the_question_is_refused_whatever_its_spelling():
+    """The stems "sorted" (of "SortedContainers") and "sort" (of "sorted") differ, so a glued name,
+    a typo or one made-up word took the question again as a sub-query with a section of its own."""
+    assert junk_reason("C:SortedContainers", SORTED) == "it adds no word to the question"  # the bundled planner's, depth standard
+    assert junk_reason("SortedContainers types", SORTED) == "it adds no word to the question"
+    assert junk_reason("sorted containers provide collection types writen C", SORTED) == "it adds no word to the question"
+    assert junk_reason("work asyncio.gahter", "How does asyncio.gather work?") == "it adds no word to the question"
+    assert junk_reason("retyring function backoff decorator gives up foo", BACKOFF) == "it repeats the question in other words"
+    assert junk_reason("tinyq licence terms", QUESTION, ["Tinyq license terms"]) == "it repeats the sub-query 'Tinyq license terms'"
+    # what a sub-query is for: a narrower search, with a word the question lacks
+    for question, fine in [(SORTED, "SortedList SortedDict SortedSet"), (SORTED, "Sorted Containers pure Python"),
+                           (SORTED, "sortedcontainers C extension"), (BACKOFF, "backoff max_tries max_time"),
+                           (BACKOFF, "backoff on_exception giveup"), ("How does asyncio.gather work?", "asyncio.gather exceptions"),
+                           ("Does httpx have a sync API?", "httpx async API"), ("What is DiskCache?", "DiskCache Django"),
+                           (QUESTION, "Tinyq license"), (QUESTION, "tinyq thread safety")]:
+        assert junk_reason(fine, question) is None, fine
+    assert useful_sub_queries(QUESTION, ["Tinyq license terms", "tinyq licence terms", "tinyq queuetypes provde compilers needed xyz"]
+                              ) == ["Tinyq license terms"]
+
+
+def test_a_re_spelt_question_makes_no_section_of_its_own():
+    report = extractive_report(QUESTION, ["tinyq queuetypes provde compilers needed xyz", "Tinyq license"], SOURCES, PASSAGES)
+    assert list(_sections(report)) == [QUESTION, "Tinyq license"], report
+
+
 def test_the_plan_drops_code_and_repeated_words_before_searching():
     text = '{"queries": ["SELECT * FROM Tinyq", "' + "Tinyq." * 30 + '", "Tinyq license"]}'
     assert parse_plan(text, QUESTION, 3) == (["Tinyq license"], None)
@@ -236,3 +265,20 @@ def test_a_sentence_a_quote_carried_as_its_lead_does_not_open_a_second_line():
     opening = report.split("## What")[0]
     assert opening.count("PyYAML is a library for parsing YAML in Python [1].") == 1, report
     assert "It loads YAML documents safely with safe_load [1]." in opening
+
+
+def test_another_readme_that_says_the_question_common_words_but_not_its_subject_does_not_open_the_report():
+    """The research quality bench: uvicorn's question opened with MCP's "The `cli` extra adds ...": MCP's
+    README says "install", "add", "standard" and "protocol" as often as uvicorn's says its words, and
+    never "uvicorn"; Sorted Containers' opened with DiskCache's "Built atop the caching data types"."""
+    fire = ("# Quickfire\n\nQuickfire is an ASGI server for Python. Quickfire supports the HTTP/1.1 and WebSockets protocols.\n\n"
+            "## Install\n\nInstall quickfire with pip. Installing quickfire[standard] installs uvloop and httptools, "
+            "and quickfire uses them when it can.\n")
+    kit = ("# Toolkit\n\nThe toolkit supports the standard protocol.\n\n"
+           "The cli extra adds the toolkit command; install the standard toolkit if you do not need the command.\n")
+    passages = {"1": split_passages(fire), "2": split_passages(kit)}
+    sources = [{"id": 1, "snippet": ""}, {"id": 2, "snippet": ""}]
+    report = extractive_report("Which protocols does quickfire support, and what does installing quickfire[standard] add?",
+                               [], sources, passages)
+    short = report.split("## What the sources say")[0]
+    assert "[1]" in short and "[2]" not in short, report

@@ -80,9 +80,19 @@ def stem(word: str) -> str:
     return word[:6]
 
 
+def words_of(text: str) -> list[str]:
+    """The words of ``text`` in small letters, as every check splits it (letters and digits)."""
+    return _TOKEN.findall(text.lower())
+
+
+def is_content_word(word: str) -> bool:
+    """A word of ``words_of`` that says something: no stop word, no single letter (a digit is one)."""
+    return word not in STOPWORDS and (len(word) > 1 or word.isdigit())
+
+
 def content_stems(text: str) -> list[str]:
     """The stems of the content words of ``text`` (stop words and single letters dropped)."""
-    return [stem(w) for w in _TOKEN.findall(text.lower()) if w not in STOPWORDS and (len(w) > 1 or w.isdigit())]
+    return [stem(w) for w in words_of(text) if is_content_word(w)]
 
 
 def numbers_in(text: str) -> set[str]:
@@ -235,22 +245,29 @@ def query_terms(query: str) -> set[str]:
 
 def bm25_scores(query: str, documents: Sequence[str], *, k1: float = 1.5, b: float = 0.75) -> list[float]:
     """Okapi BM25 of ``query`` against each of ``documents`` (same stems as the checker)."""
+    return [sum(weights.values()) for weights in bm25_term_weights(query_terms(query), documents, k1=k1, b=b)]
+
+
+def bm25_term_weights(terms: Iterable[str], documents: Sequence[str], *, k1: float = 1.5, b: float = 0.75
+                      ) -> list[dict[str, float]]:
+    """Each of ``documents``' BM25 weight for each of the stems ``terms`` it holds: what a
+    document's ``bm25_scores`` adds up, term by term (which of the query's words it is about)."""
     docs = [Counter(content_stems(d)) for d in documents]
     if not docs:
         return []
     lengths = [sum(d.values()) for d in docs]
     average = (sum(lengths) / len(docs)) or 1.0
     frequency: Counter[str] = Counter(term for d in docs for term in d)
-    terms = query_terms(query)
-    scores = []
+    wanted = set(terms)
+    weights = []
     for doc, length in zip(docs, lengths, strict=True):
-        score = 0.0
-        for term in terms & doc.keys():
+        weight: dict[str, float] = {}
+        for term in wanted & doc.keys():
             idf = math.log(1 + (len(docs) - frequency[term] + 0.5) / (frequency[term] + 0.5))
             tf = doc[term]
-            score += idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * length / average))
-        scores.append(score)
-    return scores
+            weight[term] = idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * length / average))
+        weights.append(weight)
+    return weights
 
 
 def pool_of(passages: Mapping[str, Sequence[Passage]]) -> list[tuple[int, Passage]]:

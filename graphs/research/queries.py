@@ -6,6 +6,8 @@ identifier (``add_mcp_server_query_list``, ``keywords:runpods``), a bare label (
 the question again in other words. ``junk_form`` catches what is junk whatever the question (the plan drops
 it before searching); ``junk_reason`` adds the sub-queries that repeat the question or an
 earlier sub-query (the extractive report makes no section of them: the question has its own).
+A repeat is found whatever its spelling: a name glued or split ("SortedContainers", "xxx-hash"
+for "xxhash"), a typo ("retyring"), a plural, the words in another order.
 """
 
 from __future__ import annotations
@@ -14,15 +16,19 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 
-from graphs.research.passages import content_stems
+from graphs.research.passages import STOPWORDS, content_stems, is_content_word, stem, words_of
 
 #: a sub-query longer than this is not a search phrase
 MAX_SUB_QUERY_CHARS = 150
 #: no word of a search phrase is this long ("SortedContainersSortedContainers...")
 MAX_WORD_CHARS = 40
-#: two sub-queries sharing this share of their content words (Jaccard) say the same
+#: two sub-queries, or a sub-query and the question, sharing this share of their content words
+#: (Jaccard, each word in any spelling: ``_said``) say the same
 NEAR_DUPLICATE = 0.8
-_WORD = re.compile(r"[a-z0-9]+")
+#: a word one letter off another (changed, added, dropped, two swapped) is a typo of it from this length
+TYPO_MIN_CHARS = 6
+#: a name written as up to this many words is the same name glued ("sorted containers", "SortedContainers")
+GLUED_WORDS = 3
 _SQL = re.compile(r"\b(?:select|insert|update|delete|drop|create)\b.*\b(?:from|into|set|where|table)\b", re.IGNORECASE)
 #: statement punctuation, a call ``f(x)``, an operator, a wildcard: code, not a phrase
 _CODE = re.compile(r"[;{}=<>\\$]|\w\(|(?:^|\s)\*(?:\s|$)|->|::|&&|\|\|")
@@ -45,7 +51,7 @@ def junk_form(query: str, question: str = "") -> str | None:
     """Why ``query`` is no search phrase whatever it is about (code, SQL, a repeated or
     over-long word, no word at all, only the words that name a plan's parts unless ``question``
     asks about them: "search queries"), or None when its form is fine."""
-    words = _WORD.findall(query.lower())
+    words = words_of(query)
     if not content_stems(query):
         return "it has no content word"
     if len(query) > MAX_SUB_QUERY_CHARS:
@@ -56,7 +62,7 @@ def junk_form(query: str, question: str = "") -> str | None:
         return "it is a label with nothing after it"
     if _IDENTIFIER.match(query.strip()):
         return "it is an identifier, not a search phrase"
-    asked = set(_WORD.findall(question.lower()))
+    asked = set(words_of(question))
     # a numbered or lone frame ("query 2", "sub-query", "keywords"); two real words ("keyword
     # search", "search terms") may be the subject itself
     framed = len(words) == 1 or any(w.isdigit() or w in _FRAME_WORDS for w in words)
@@ -75,18 +81,76 @@ def junk_form(query: str, question: str = "") -> str | None:
 
 def junk_reason(query: str, question: str, kept: Sequence[str] = ()) -> str | None:
     """Why ``query`` should make no section beside ``question`` and the ``kept`` sub-queries:
-    ``junk_form``, no content word the question lacks, or a near-duplicate of a kept one."""
+    ``junk_form``, no content word the question lacks, or a near-duplicate of the question or of
+    a kept one; a word counts as said in any spelling (``_said``), so the question re-spelt makes
+    no section of its own (the bundled planner's "C:SortedContainers" for "Which sorted collection
+    types does Sorted Containers provide, and is it written in C?": the stems "sorted" and "sort" differ)."""
     form = junk_form(query, question)
     if form:
         return form
-    stems = set(content_stems(query))
-    if not stems - set(content_stems(question)):
+    added, _, likeness = _likeness(query, question)
+    if not added:
         return "it adds no word to the question"
+    if likeness >= NEAR_DUPLICATE:
+        return "it repeats the question in other words"
     for other in kept:
-        theirs = set(content_stems(other))
-        if len(stems & theirs) / len(stems | theirs) >= NEAR_DUPLICATE:
+        if _likeness(query, other)[2] >= NEAR_DUPLICATE:
             return f"it repeats the sub-query {other[:80]!r}"
     return None
+
+
+def _likeness(text: str, other: str) -> tuple[set[str], set[str], float]:
+    """The content words (as stems) that ``text`` says and ``other`` does not, those ``other``
+    says and ``text`` does not, and the share of their content words the two say in common
+    (Jaccard; a name one writes as two words and the other as one counts once)."""
+    words, theirs = words_of(text), words_of(other)
+    said_by_other, said_by_text = _said(words, theirs), _said(theirs, words)
+    mine, own_common = _content(words, said_by_other)
+    their, their_common = _content(theirs, said_by_text)
+    added, missing = mine - own_common, their - their_common
+    common = min(len(own_common), len(their_common))
+    return added, missing, common / (common + len(added) + len(missing)) if common or added or missing else 1.0
+
+
+def _content(words: Sequence[str], said: set[int]) -> tuple[set[str], set[str]]:
+    """The stems of the content words of ``words``, and of those at the indexes ``said``."""
+    content = {i: stem(w) for i, w in enumerate(words) if is_content_word(w)}
+    return set(content.values()), {s for i, s in content.items() if i in said}
+
+
+def _said(words: Sequence[str], other: Sequence[str]) -> set[int]:
+    """The indexes of ``words`` that ``other`` says, in any spelling: the same stem, one typo
+    apart (``TYPO_MIN_CHARS``), or up to ``GLUED_WORDS`` words glued on either side ("xxx-hash"
+    and "xxhash", "SortedContainers" and "Sorted Containers")."""
+    their_glued = {word for _, _, word in _glued(other)}
+    their_stems = {stem(w) for w in other}
+    said: set[int] = set()
+    for i, j, word in _glued(words):
+        if (j == i + 1 and stem(word) in their_stems) or word in their_glued or any(_typo(word, w) for w in their_glued):
+            said.update(range(i, j))
+    return said
+
+
+def _glued(words: Sequence[str]) -> list[tuple[int, int, str]]:
+    """``(start, end, the words joined)`` for each word and each run of up to ``GLUED_WORDS``
+    words without a stop word ("a sync" is no spelling of "async")."""
+    return [(i, j, "".join(words[i:j])) for i in range(len(words)) for j in range(i + 1, min(i + GLUED_WORDS, len(words)) + 1)
+            if j == i + 1 or not STOPWORDS.intersection(words[i:j])]
+
+
+def _typo(word: str, other: str) -> bool:
+    """``word`` and ``other`` are one letter apart (changed, added, dropped, or two neighbours
+    swapped) after the same first letter, both at least ``TYPO_MIN_CHARS`` long and without digits
+    ("python311" is no typo of "python312", nor "asyncapi", glued, of "syncapi")."""
+    if min(len(word), len(other)) < TYPO_MIN_CHARS or abs(len(word) - len(other)) > 1 or word[0] != other[0] or word == other:
+        return False
+    if any(c.isdigit() for c in word + other):
+        return False
+    short, long_ = sorted((word, other), key=len)
+    i = next((k for k, (a, b) in enumerate(zip(short, long_, strict=False)) if a != b), len(short))
+    if len(short) < len(long_):
+        return short[i:] == long_[i + 1:]
+    return short[i + 1:] == long_[i + 1:] or (short[i + 2:] == long_[i + 2:] and short[i:i + 2] == long_[i:i + 2][::-1])
 
 
 def useful_sub_queries(question: str, queries: Sequence[str]) -> list[str]:
