@@ -54,20 +54,22 @@ class JobOutcome(BaseModel):
     totals: dict[str, Any] = Field(default_factory=dict)
 
 
+#: a list advertised as a bare array: every character of an output schema is paid in every
+#: conversation's tools/list (tests/test_mcp_stdio.py), and the field names say what they hold
+Objects = Annotated[list[dict[str, Any]], WithJsonSchema({"type": "array"})]
+Strings = Annotated[list[str], WithJsonSchema({"type": "array"})]
+
+
 class DelegateOutput(JobOutcome):
-    """The answer, the reviewer's verdict and the full execution trace."""
+    """The answer, the reviewer's verdict, warnings (an answer its token limit cut, or one stopped
+    where the model began repeating itself) and the full execution trace."""
 
     text: str = Field(default="", description="the final answer")
     model: str | None = Field(default=None, description="who wrote it")
     review: dict[str, Any] | None = Field(default=None, description="reviewer verdict (null: no reviewer)")
     revisions: int = 0
+    warnings: Strings = Field(default_factory=list)
     thread_id: str | None = None
-
-
-#: a list advertised as a bare array: every character of an output schema is paid in every
-#: conversation's tools/list (tests/test_mcp_stdio.py), and the field names say what they hold
-Objects = Annotated[list[dict[str, Any]], WithJsonSchema({"type": "array"})]
-Strings = Annotated[list[str], WithJsonSchema({"type": "array"})]
 
 
 class ResearchOutput(JobOutcome):

@@ -59,6 +59,7 @@ def delegate_output(result: dict[str, Any], thread_id: str | None = None) -> Del
         model=output.get("model"),
         review=output.get("review"),
         revisions=output.get("revisions", 0),
+        warnings=[str(w) for w in output.get("warnings", [])],
         thread_id=output.get("thread_id") or thread_id,
     )
 

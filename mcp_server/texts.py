@@ -132,6 +132,7 @@ def _delegate(output: DelegateOutput) -> str:
         lines.append(f"- ... {len(issues) - REVIEW_ISSUES} more issues")
     if review.get("suggestion"):
         lines.append(f"suggestion: {review['suggestion']}")
+    lines += [f"Warning: {w}" for w in output.warnings]  # the answer cut short (its token limit, a loop)
     return "\n".join(lines)
 
 

@@ -61,7 +61,7 @@ IdempotencyKey = Annotated[
 # Descriptions say what a model needs to call the tool right (what it does, the choices, the
 # limits that are not in the schema, what to do with IN_PROGRESS) and nothing the schema says.
 DELEGATE_DESCRIPTION = (
-    "A primary model drafts; the route's reviewer (another model family), if any, checks it and the "
+    "A primary model drafts; the route's reviewer (another family), if any, checks it and the "
     "draft is revised (bounded). kinds: bulk_content (cheap, reviewed), critical (strongest, no "
     "reviewer), research (search-backed). Pass a reply's thread_id to continue it. status IN_PROGRESS: call "
     "job_result(job_id)."

@@ -267,5 +267,39 @@ async def test_a_position_cut_at_its_token_limit_is_said_to_be() -> None:
     router = LLMRouter(cfg.providers.llm, cfg.models, llms, CircuitBoard())
     result = await dispatch(job(), context(cfg, router, []))
     out = result["output"]
-    assert [p.get("cut", False) for p in out["positions"]] == [False, True, False]
+    assert [(p.get("cut", False), p.get("cut_reason")) for p in out["positions"]] == [
+        (False, None), (True, "length"), (False, None)]
     assert "the position of model-b was cut at its token limit and may end mid-sentence" in out["warnings"]
+
+
+async def test_a_position_stopped_where_the_model_looped_is_said_to_be() -> None:
+    """The loop guard ended a position (finish reason ``loop``) and nothing said so, where one cut
+    at its token limit was marked ``cut`` and warned of. Streamed through litellm from a loopback
+    server, as the local model's answers are."""
+    from fake_openai import Behaviour, FakeOpenAI
+
+    from mcp_server.results import consensus_output
+    from mcp_server.texts import result_text
+    from providers.circuit import CircuitBoard
+    from providers.llm.router import build_llm_router
+
+    loop = "Friday is fine. " + "Ship it on Friday because Friday is fine. Friday is the day to ship. " * 30
+    looped = "the position of model-b was stopped where the model began repeating itself (the repeats are left out)"
+    with FakeOpenAI() as server:
+        server.script("model-b", Behaviour.answer(loop, token_delay_s=0.001))
+        raw = config().model_dump()
+        for name, spec in raw["models"].items():
+            spec.update(api_base=f"{server.url}/v1", stop_on_loop=name == "model-b", timeout_s=5)
+        cfg = SwarmConfig.model_validate(raw)
+        router = build_llm_router(cfg.providers.llm, cfg.models, circuits=CircuitBoard())
+        result = await dispatch(job(), context(cfg, router, []))
+    assert result["status"] == "COMPLETED", result["error"]
+    out = result["output"]
+    assert [(p["model"], p["text"], p.get("cut", False), p.get("cut_reason")) for p in out["positions"]] == [
+        ("model-a", "ok from model-a", False, None),
+        ("model-b", "Friday is fine. Ship it on Friday because Friday is fine. Friday is the day to ship.", True, "loop"),
+        ("model-c", "ok from model-c", False, None)]
+    assert out["warnings"] == [looped]
+    asked = [s["detail"] for s in result["trace"] if s["step"] == "ask" and s["kind"] == "node"]
+    assert "model-b answered (stopped where the model began repeating itself: the repeats are left out)" in asked
+    assert f"Warning: {looped}" in result_text(consensus_output(result))

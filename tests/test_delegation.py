@@ -51,6 +51,62 @@ async def test_a_draft_cut_at_its_token_limit_says_so_in_the_trace(make_context:
     assert draft["detail"] == "drafted by fake (cut at its token limit: the answer may end mid-sentence)"
     review = next(s for s in result["trace"] if s["step"] == "review" and s["kind"] == "node")
     assert "token limit" not in review["detail"]
+    assert result["output"]["warnings"] == ["the answer was cut at its token limit and may end mid-sentence"]
+
+
+#: what SmolLM2-135M does at times: one sentence or two, over and over until its token limit
+LOOP = "Rivers reach the sea. " + "The same sentence comes again and again. And so does this one. " * 40
+LOOPED = "the answer was stopped where the model began repeating itself (the repeats are left out)"
+
+
+async def test_a_draft_stopped_where_the_model_looped_says_so_in_trace_result_text_and_cli(
+        make_context: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """The loop guard ended a local model's looping answer (finish reason ``loop``) and nothing
+    said so: the answer read as whole, where one cut at its token limit was marked. Streamed
+    through litellm from a loopback server, as the local model's answers are."""
+    import argparse
+
+    from fake_openai import Behaviour, FakeOpenAI, make_swarm_config
+
+    from mcp_server.results import delegate_output
+    from mcp_server.texts import result_text
+    from providers.circuit import CircuitBoard
+    from providers.llm.router import build_llm_router
+    from swarm.cli import _report
+
+    with FakeOpenAI() as server:
+        server.script("small", Behaviour.answer(LOOP, token_delay_s=0.001))
+        cfg = make_swarm_config({"local": {"family": "local", "litellm_model": "openai/small", "api_base": f"{server.url}/v1",
+                                           "stop_on_loop": True, "timeout_s": 5}})
+        router = build_llm_router(cfg.providers.llm, cfg.models, circuits=CircuitBoard())
+        result = await dispatch(job(kind="critical"), make_context(router, cfg))
+        assert server.requests_for("small")[0].body["stream"] is True
+    assert result["status"] == "COMPLETED", result["error"]
+    out = result["output"]
+    assert out["text"] == "Rivers reach the sea. The same sentence comes again and again. And so does this one."
+    assert out["warnings"] == [LOOPED]
+    draft = next(s for s in result["trace"] if s["step"] == "draft" and s["kind"] == "node")
+    assert draft["detail"] == "drafted by local (stopped where the model began repeating itself: the repeats are left out)"
+    text = result_text(delegate_output(result))
+    assert f"written by local; not reviewed\nWarning: {LOOPED}\n" in text, text
+    assert _report(argparse.Namespace(out=None, json=False, quiet=True), result) == 0
+    printed, said = capsys.readouterr()
+    assert printed == f"{out['text']}\n" and f"warning: {LOOPED}" in said
+
+
+@pytest.mark.parametrize(("revision", "warnings"), [("a revision that ends by itself", []), ("", [LOOPED])],
+                         ids=["revised", "empty-revision-keeps-the-draft"])
+async def test_the_warning_is_the_final_answer_s_not_an_earlier_draft_s(
+        make_context: Any, revision: str, warnings: list[str]) -> None:
+    class LoopsAtDraft(FakeLLM):
+        async def complete(self, messages: Any, config: LLMConfig) -> Any:
+            response = await super().complete(messages, config)
+            return response.model_copy(update={"finish_reason": "loop"}) if config.step == "draft" else response
+
+    result = await dispatch(job(), make_context(LoopsAtDraft(["a draft that looped", REJECT, revision, APPROVE])))
+    assert result["status"] == "COMPLETED", result["error"]
+    assert result["output"]["text"] == (revision or "a draft that looped")
+    assert result["output"]["warnings"] == warnings
 
 
 async def test_revise_loop_is_bounded_by_config(make_context: Any) -> None:

@@ -11,6 +11,7 @@ from core.errors import InputError
 from core.rules import MAX_NAME_CHARS, Tier, check_text_limit, not_blank
 from graphs.consensus.state import Participant
 from graphs.context import JobContext
+from graphs.cuts import cut_warning
 
 Stance = Literal["for", "against", "neutral"]
 MAX_MODELS = 8
@@ -100,13 +101,17 @@ async def consensus(inp: ConsensusInput, ctx: JobContext) -> dict[str, Any]:
 
 
 def _warnings(positions: list[dict[str, Any]], failed: list[dict[str, Any]], error: str | None) -> list[str]:
-    """What the caller should know before reading the synthesis: that there is none, or that it
-    weighs one answer only (the others failed or were one model standing in for them all)."""
+    """What the caller should know before reading the synthesis: that there is none, that it
+    weighs one answer only (the others failed or were one model standing in for them all), or
+    that a position did not end by itself (its token limit cut it, or it began repeating itself)."""
     warnings = [f"no synthesis; the {len(positions)} positions stand: {error}"] if error else []
     if len(positions) == 1 and failed and not error:
         warnings.append(f"only one of {len(positions) + len(failed)} models answered ({positions[0]['model']}):"
                         " the synthesis restates one view, not a consensus")
-    cut = [str(p["model"]) for p in positions if p.get("cut")]
-    if cut:
-        warnings.append(f"the position of {', '.join(cut)} was cut at its token limit and may end mid-sentence")
+    cut: dict[str, list[str]] = {}  # why -> the models whose positions it ended early
+    for position in positions:
+        if position.get("cut"):  # (a position checkpointed before cut_reason was its token limit's)
+            cut.setdefault(position.get("cut_reason") or "length", []).append(str(position["model"]))
+    said = (cut_warning(f"the position of {', '.join(models)}", reason) for reason, models in cut.items())
+    warnings += [w for w in said if w]
     return warnings

@@ -14,6 +14,7 @@ from typing import Any
 from core.errors import AllProvidersFailed, BudgetExceeded
 from graphs.consensus import prompts
 from graphs.consensus.state import AskTask, ConsensusState, Participant
+from graphs.cuts import cut_note, cut_reason
 from graphs.progress import emit, model_progress
 from providers.base import LLMConfig, LLMProvider, TraceStep, listen_to_attempts
 
@@ -135,9 +136,11 @@ def make_nodes(llm: LLMProvider) -> dict[str, Node]:
             "status": "stand_in" if stand_in else "answered", "text": response.text.strip(),
             "latency_ms": round(response.latency_ms, 2), "input_tokens": response.input_tokens,
             "output_tokens": response.output_tokens, "cost_usd": response.cost_usd,
-            **({"cut": True} if response.finish_reason == "length" else {}),  # ended by its token limit
+            # ended early: by its token limit (length), or where it began repeating itself (loop)
+            **({"cut": True, "cut_reason": reason} if (reason := cut_reason(response.finish_reason)) else {}),
         }
-        detail = f"{response.model} answered" + (f" in place of {who['model']}" if stand_in else "")
+        detail = (f"{response.model} answered" + (f" in place of {who['model']}" if stand_in else "")
+                  + cut_note(response.finish_reason))
         return {"answers": [answer], "trace": [a.model_dump() for a in response.attempts] + [_node_step("ask", started, detail)]}
 
     async def synthesize(state: ConsensusState) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from core.errors import AllProvidersFailed, InputError
 from core.rules import MAX_NAME_CHARS, Tier, check_text_limit, not_blank
 from graphs.context import JobContext
+from graphs.cuts import cut_warning
 from graphs.turns import THREAD_ID_PATTERN, Turn, fit, thread_step
 
 
@@ -74,7 +75,7 @@ def partial_output(state: dict[str, Any]) -> dict[str, Any]:
     if not state.get("draft"):
         return {}
     return {"text": state.get("final", state["draft"]), "model": state.get("drafted_by"), "kind": state.get("kind"),
-            "review": state.get("review"), "revisions": state.get("revisions", 0)}
+            "review": state.get("review"), "revisions": state.get("revisions", 0), "warnings": _warnings(state)}
 
 
 def _output(state: dict[str, Any], inp: DelegateInput) -> dict[str, Any]:
@@ -85,7 +86,15 @@ def _output(state: dict[str, Any], inp: DelegateInput) -> dict[str, Any]:
         "kind": inp.kind,
         "review": state.get("review"),
         "revisions": state.get("revisions", 0),
+        "warnings": _warnings(state),
     }
+
+
+def _warnings(state: dict[str, Any]) -> list[str]:
+    """What the caller should know before reading the answer: that the model did not end it
+    itself (its token limit cut it, or it began repeating itself and was stopped there)."""
+    cut = cut_warning("the answer", state.get("draft_cut"))
+    return [cut] if cut else []
 
 
 def _attach_partial(exc: AllProvidersFailed, inp: DelegateInput) -> None:
@@ -117,5 +126,6 @@ async def _research_route(inp: DelegateInput, ctx: JobContext) -> dict[str, Any]
         "review": result.get("review"),
         "revisions": 0,
         "sources": result.get("sources", []),
+        "warnings": result.get("warnings", []),
         "trace": result.get("trace", []),
     }

@@ -15,6 +15,7 @@ from difflib import SequenceMatcher
 from typing import Any
 
 from core.errors import AllProvidersFailed, SwarmError
+from graphs.cuts import cut_note, cut_reason
 from graphs.delegation import prompts
 from graphs.delegation.history import label_names, strip_label
 from graphs.delegation.state import DelegationState
@@ -144,11 +145,6 @@ def _answer(response: LLMResponse, state: DelegationState) -> str:
     return strip_label(response.text.strip(), names).strip()  # a label alone is kept: see strip_label
 
 
-def _cut(response: LLMResponse) -> str:
-    """What the trace says of an answer the model's token limit ended mid-way ("" for a whole one)."""
-    return " (cut at its token limit: the answer may end mid-sentence)" if response.finish_reason == "length" else ""
-
-
 def make_nodes(llm: LLMProvider) -> dict[str, Node]:
     """The graph's nodes, closed over the LLM provider they use."""
 
@@ -161,10 +157,11 @@ def make_nodes(llm: LLMProvider) -> dict[str, Node]:
         attempts = [a.model_dump() for a in response.attempts]
         return {
             "draft": _answer(response, state),
+            "draft_cut": cut_reason(response.finish_reason),
             "drafted_by": response.model,
             "drafted_family": response.provider,
             "revisions": 0,
-            "trace": attempts + [_node_step("draft", started, f"drafted by {response.model}{_cut(response)}")],
+            "trace": attempts + [_node_step("draft", started, f"drafted by {response.model}{cut_note(response.finish_reason)}")],
         }
 
     async def review(state: DelegationState) -> dict[str, Any]:
@@ -216,12 +213,16 @@ def make_nodes(llm: LLMProvider) -> dict[str, Node]:
         verb = f"revision {number} of at most {state['max_revisions']}"
         response = await _call(llm, state, messages, config, verb)
         attempts = [a.model_dump() for a in response.attempts]
+        revised = _answer(response, state)
+        # an empty revision keeps the draft before it, and with it how that one ended
+        new_draft = {"draft": revised, "draft_cut": cut_reason(response.finish_reason)} if revised else {}
         return {
-            "draft": _answer(response, state) or state["draft"],
+            **new_draft,
             "drafted_by": response.model,
             "drafted_family": response.provider,
             "revisions": number,
-            "trace": attempts + [_node_step("revise", started, f"revision {number} by {response.model}{_cut(response)}")],
+            "trace": attempts + [_node_step("revise", started,
+                                            f"revision {number} by {response.model}{cut_note(response.finish_reason)}")],
         }
 
     return {"draft": draft, "review": review, "revise": revise}

@@ -15,6 +15,7 @@ class DelegationState(TypedDict, total=False):
     max_revisions: int
     history: list[dict[str, Any]]  # a thread's earlier turns in the prompt (history.Turn)
     draft: str
+    draft_cut: str | None  # why the draft ended early (graphs.cuts: length, loop); None: it ended by itself
     drafted_by: str
     drafted_family: str  # the drafter's family: the review avoids it
     review: dict[str, Any] | None
