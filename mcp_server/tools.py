@@ -34,6 +34,7 @@ from core.rules import (
     check_text_limit,
 )
 from graphs.actions import action_module
+from graphs.image.inputs import Rgba
 from mcp_server.calls import run_job, server_state
 from mcp_server.outputs import ConsensusOutput, DelegateOutput, ImageOutput, ResearchOutput
 from mcp_server.previews import image_blocks
@@ -264,8 +265,7 @@ Tile = Annotated[int | None, Field(ge=0, le=2048, description="input px per tile
 UpscaleModel = Annotated[str | None, Field(
     max_length=MAX_NAME_CHARS, description="realesrgan-anime-6b (default), realesrgan-x4plus, realesr-animevideov3-x2/x3/x4")]
 RembgModel = Annotated[str | None, Field(max_length=MAX_NAME_CHARS, description="u2netp (default), isnet-anime, u2net")]
-Channel = Annotated[int, Field(ge=0, le=255)]
-Rgba = Annotated[tuple[Channel, Channel, Channel, Channel] | None, Field(description="RGBA fill")]
+Fill = Annotated[Rgba | None, Field(description="RGB or RGBA fill")]
 
 
 #: an image tool answers with content blocks (preview, link) and structured content checked against ImageOutput
@@ -340,7 +340,7 @@ def _register_remove_background(server: Any, config: Any) -> None:
     async def remove_background(ctx: Context, image: ImageB64 = None, path: ImagePath = None, url: ImageUrl = None,
                                 key: ImageKey = None, images: Images = None,
                                 model: RembgModel = None, alpha_matting: bool = False, only_mask: bool = False,
-                                background_color: Rgba = None, output_format: OutputFormat = "png",
+                                background_color: Fill = None, output_format: OutputFormat = "png",
                                 return_base64: ReturnB64 = False, idempotency_key: IdempotencyKey = None) -> ImageResult:
         inp = {"image": image, "path": path, "url": url, "key": key, "model": model, "alpha_matting": alpha_matting or None,
                "only_mask": only_mask or None, "background_color": background_color, "output_format": output_format,
@@ -353,7 +353,7 @@ def _register_pipeline(server: Any, config: Any) -> None:
                  annotations=_image_annotations())
     async def pipeline(ctx: Context, image: ImageB64 = None, path: ImagePath = None, url: ImageUrl = None,
                        key: ImageKey = None, model: RembgModel = None, upscale_model: UpscaleModel = None, scale: Scale = None,
-                       tile: Tile = None, background_color: Rgba = None, output_format: OutputFormat = "png",
+                       tile: Tile = None, background_color: Fill = None, output_format: OutputFormat = "png",
                        return_base64: ReturnB64 = False, idempotency_key: IdempotencyKey = None) -> ImageResult:
         inp = {"image": image, "path": path, "url": url, "key": key, "model": model, "upscale_model": upscale_model,
                "scale": scale, "tile": tile, "background_color": background_color, "output_format": output_format}

