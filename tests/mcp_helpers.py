@@ -80,3 +80,25 @@ def research_brain(messages: Any, config: Any) -> Any:
     if config.step in ("write", "revise"):
         return "Checkpoints save state after every step [1]. RunPod jobs can fail [2]."
     return {"approved": True, "issues": []}
+
+
+class EchoImages:
+    """An image provider that returns its input unchanged and keeps what it was given: each image
+    (``seen``) and each config (``configs``)."""
+
+    def __init__(self) -> None:
+        self.seen: list[bytes] = []
+        self.configs: list[Any] = []
+
+    async def process(self, image: bytes, action: Any, config: Any) -> bytes:
+        self.seen.append(image)
+        self.configs.append(config)
+        return image
+
+
+def use_echo_images(monkeypatch: pytest.MonkeyPatch) -> EchoImages:
+    """Until the test ends, every Runtime upscales and removes backgrounds with one ``EchoImages``
+    (and answers with a ``SlowLLM``)."""
+    fake = EchoImages()
+    use_fake_llm(monkeypatch, SlowLLM(), upscale=fake, remove_background=fake)
+    return fake

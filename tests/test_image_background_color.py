@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from mcp import Client
-from mcp_helpers import SlowLLM, use_fake_llm, write_config
+from mcp_helpers import EchoImages, use_echo_images, write_config
 from test_mcp_stdio import server_params
 
 import handler
@@ -29,22 +29,9 @@ BAD = [([255, 255, 255, 255, 0], "5 values"), ([9], "1 value"), ([0, 0, 0, 300],
        ("white", "text, not a list")]
 
 
-class Recorder:
-    """An image provider that returns its input and keeps each config it was given."""
-
-    def __init__(self) -> None:
-        self.configs: list[Any] = []
-
-    async def process(self, image: bytes, action: Any, config: Any) -> bytes:
-        self.configs.append(config)
-        return image
-
-
 @pytest.fixture
-def recorder(monkeypatch: pytest.MonkeyPatch) -> Recorder:
-    fake = Recorder()
-    use_fake_llm(monkeypatch, SlowLLM(), upscale=fake, remove_background=fake)
-    return fake
+def recorder(monkeypatch: pytest.MonkeyPatch) -> EchoImages:
+    return use_echo_images(monkeypatch)
 
 
 async def handler_job(monkeypatch: pytest.MonkeyPatch, config: Path, action: str, inp: dict[str, Any]) -> dict[str, Any]:
@@ -58,7 +45,7 @@ async def handler_job(monkeypatch: pytest.MonkeyPatch, config: Path, action: str
 
 
 async def test_an_rgb_triple_is_an_opaque_fill_at_every_door(
-    recorder: Recorder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    recorder: EchoImages, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from swarm.cli import main
 
@@ -82,7 +69,7 @@ async def test_an_rgb_triple_is_an_opaque_fill_at_every_door(
 
 @pytest.mark.parametrize(("colour", "got"), BAD)
 async def test_a_bad_colour_is_one_sentence_naming_the_field_at_every_door(
-    colour: Any, got: str, recorder: Recorder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    colour: Any, got: str, recorder: EchoImages, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     from swarm.cli import main

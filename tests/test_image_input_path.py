@@ -22,7 +22,7 @@ import uvicorn
 import yaml
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
-from mcp_helpers import SlowLLM, use_fake_llm, write_config
+from mcp_helpers import EchoImages, use_echo_images, write_config
 
 from mcp_server.server import build_http_app, build_server
 
@@ -31,22 +31,9 @@ SMALL = FIXTURES / "sr_input_48.png"
 PHOTO = FIXTURES / "grace_hopper_256.jpg"
 
 
-class EchoImages:
-    """An image provider that returns its input unchanged and keeps what it was given."""
-
-    def __init__(self) -> None:
-        self.seen: list[bytes] = []
-
-    async def process(self, image: bytes, action: Any, config: Any) -> bytes:
-        self.seen.append(image)
-        return image
-
-
 @pytest.fixture
 def echo(monkeypatch: pytest.MonkeyPatch) -> EchoImages:
-    fake = EchoImages()
-    use_fake_llm(monkeypatch, SlowLLM(), upscale=fake, remove_background=fake)
-    return fake
+    return use_echo_images(monkeypatch)
 
 
 def config_with(tmp_path: Path, *, max_input_bytes: int | None = None, file_roots: list[str] | None = None) -> str:
