@@ -27,7 +27,7 @@ from mcp_server.outputs import (
     TraceStepOut,
 )
 from mcp_server.previews import StoredImage
-from mcp_server.texts import handle_text, remote_line, result_text, step_line, totals_line, trace_line
+from mcp_server.texts import handle_text, remote_line, result_text, totals_line, trace_line
 
 #: the fields every action result starts with; ``job_result`` has them at its own top level
 HEAD_FIELDS = frozenset(JobOutcome.model_fields)
@@ -316,15 +316,13 @@ def failure_structured(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def failure_text(result: dict[str, Any], *, collected: bool = False) -> str:
-    """The error, each attempt (who, outcome, error class, latency), the partial answer, the trace
+    """The error, the partial answer, the trace (each attempt: who, outcome, error class, latency)
     and totals, then where the rest is: ``job_result``, or (``collected``: this is job_result's
-    answer) its structured ``output``."""
+    answer) its structured ``output``. An ``AllProvidersFailed`` message lists its attempts itself
+    and the trace line lists them again: an "attempts:" line between them said each a third time."""
     error = result.get("error") or {}
     steps = public_steps(result.get("trace") or [])
-    attempts = [s for s in steps if s.kind != "node" and s.outcome != "ok"]  # the ones that answered: in the trace
     lines = [f"{error.get('type', 'Error')}: {error.get('message', 'the job failed')}"]
-    if attempts and error.get("type") == "AllProvidersFailed":
-        lines.append("attempts: " + "; ".join(step_line(s, with_step=False) for s in attempts))
     output = result.get("output")
     partial = _partial(output)
     if partial is not None:

@@ -27,12 +27,11 @@ REVIEW_ISSUES = 5
 DETAIL_CHARS = 160
 
 
-def step_line(step: TraceStepOut, *, with_step: bool = True) -> str:
+def step_line(step: TraceStepOut) -> str:
     """``draft llm qwen2.5 ok 120.0 ms``: where, who, how it went, how long (and, for a graph
     step that did not go as planned, or a provider call that failed, why: its detail; for an image
     step, what ran)."""
-    parts = [step.step, step.kind] if with_step else []
-    parts += [step.model or step.provider, step.outcome, step.error_class or "", f"{step.latency_ms} ms"]
+    parts = [step.step, step.kind, step.model or step.provider, step.outcome, step.error_class or "", f"{step.latency_ms} ms"]
     line = " ".join(p for p in parts if p)
     # an image step's detail says what ran (precision, backend, tiles): no other line of the text does
     if step.detail and (step.outcome not in ("ok", "skipped") or step.kind == "image"):

@@ -45,6 +45,8 @@ async def test_a_failed_delegate_returns_its_partial_draft_attempts_and_trace(
     # one clear error, every attempt with its error class and latency
     assert "AllProvidersFailed" in text
     assert "deepseek-v3.1-q8 error ProviderUnavailable 120.0 ms" in text and "local error ProviderUnavailable 30.0 ms" in text
+    # said in the error and in the trace line, not a third time in an "attempts:" line between them
+    assert text.count("deepseek-v3.1-q8") == 2 and "\nattempts: " not in text, text
     # the partial draft, readable, and where the rest of it is
     assert "partial result (stopped at revise)" in text and "the first draft, paid for" in text
     assert f"partial result available: job_result({job_id})" in text
