@@ -272,6 +272,28 @@ async def test_a_position_cut_at_its_token_limit_is_said_to_be() -> None:
     assert "the position of model-b was cut at its token limit and may end mid-sentence" in out["warnings"]
 
 
+async def test_a_synthesis_cut_short_is_said_to_be() -> None:
+    """A position ended early was flagged; the synthesis ended early was flagged nowhere."""
+    from providers.circuit import CircuitBoard
+    from providers.llm.router import LLMRouter
+
+    class CutSynthesis(FunctionLLM):
+        async def complete(self, messages: list[Message], llm_config: LLMConfig) -> Any:
+            response = await super().complete(messages, llm_config)
+            return response.model_copy(update={"finish_reason": "loop"}) if llm_config.step == "synthesize" else response
+
+    cfg = config()
+    llms = {n: CutSynthesis(lambda m, c, n=n: f"{n} says yes", model=n) for n in cfg.models}
+    router = LLMRouter(cfg.providers.llm, cfg.models, llms, CircuitBoard())
+    result = await dispatch(job(), context(cfg, router, []))
+    out = result["output"]
+    assert out["synthesis_status"] == "done" and not any(p.get("cut") for p in out["positions"])
+    assert out["warnings"] == [
+        "the synthesis was stopped where the model began repeating itself (the repeats are left out)"]
+    (step,) = [s for s in result["trace"] if s["step"] == "synthesize" and s["kind"] == "node"]
+    assert step["detail"].endswith("(stopped where the model began repeating itself: the repeats are left out)")
+
+
 async def test_a_position_stopped_where_the_model_looped_is_said_to_be() -> None:
     """The loop guard ended a position (finish reason ``loop``) and nothing said so, where one cut
     at its token limit was marked ``cut`` and warned of. Streamed through litellm from a loopback

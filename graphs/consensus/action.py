@@ -93,11 +93,17 @@ async def consensus(inp: ConsensusInput, ctx: JobContext) -> dict[str, Any]:
         # as a delegation's missing review: the answers stand, and why the synthesis is missing is
         # said where the caller reads it (the CLI prints warnings)
         "synthesis_error": error,
-        "warnings": _warnings(positions, failed, error),
+        "warnings": _warnings(positions, failed, error) + _synthesis_cut(synthesis),
         "positions": [{k: v for k, v in a.items() if k != "index"} for a in positions],
         "failed": [{k: v for k, v in a.items() if k != "index"} for a in failed],
         "trace": state.get("trace", []),
     }
+
+
+def _synthesis_cut(synthesis: dict[str, Any]) -> list[str]:
+    """A synthesis the model did not end itself, said as a position's is (``graphs.cuts``)."""
+    said = cut_warning("the synthesis", synthesis.get("cut_reason")) if synthesis.get("status") == "done" else None
+    return [said] if said else []
 
 
 def _warnings(positions: list[dict[str, Any]], failed: list[dict[str, Any]], error: str | None) -> list[str]:

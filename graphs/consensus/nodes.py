@@ -169,8 +169,10 @@ def make_nodes(llm: LLMProvider) -> dict[str, Node]:
                     + [_node_step("synthesize", started, f"{error}; the positions stand", "error")]}
         emit("synthesize", f"synthesized by {response.model}")
         synthesis: dict[str, Any] = {"status": "done", "model": response.model, "text": response.text.strip(),
-                                     "cost_usd": response.cost_usd}
+                                     "cost_usd": response.cost_usd,
+                                     # ended early (its token limit, or where it began repeating itself)
+                                     **({"cut_reason": reason} if (reason := cut_reason(response.finish_reason)) else {})}
         return {"synthesis": synthesis, "trace": [a.model_dump() for a in response.attempts]
-                + [_node_step("synthesize", started, f"synthesized by {response.model}")]}
+                + [_node_step("synthesize", started, f"synthesized by {response.model}{cut_note(response.finish_reason)}")]}
 
     return {"ask": ask, "synthesize": synthesize}
