@@ -99,7 +99,7 @@ CONSENSUS_DESCRIPTION = (
     "Asks several models at once (optional stances), then one writes agreements, disagreements and a "
     "recommendation naming who said what. status IN_PROGRESS: call job_result(job_id)."
 )
-IMAGE_COMMON = " One of image, path, url, key. Returns a storage key, a preview, a full-size link."
+IMAGE_COMMON = " One of image, path, url, key. Returns: storage key, preview, full-size link."
 #: MCP tool name -> the ``image_tools`` action it runs (graphs/actions.py)
 IMAGE_TOOL_ACTIONS = {"upscale_image": "upscale", "remove_background": "remove_background", "process_image": "pipeline"}
 IMAGE_DESCRIPTIONS = {
@@ -265,7 +265,7 @@ Tile = Annotated[int | None, Field(ge=0, le=2048, description="input px per tile
 UpscaleModel = Annotated[str | None, Field(
     max_length=MAX_NAME_CHARS, description="realesrgan-anime-6b (default), realesrgan-x4plus, realesr-animevideov3-x2/x3/x4")]
 RembgModel = Annotated[str | None, Field(max_length=MAX_NAME_CHARS, description="u2netp (default), isnet-anime, u2net")]
-Fill = Annotated[Rgba | None, Field(description="RGB or RGBA fill")]
+Fill = Annotated[Rgba | None, Field(description="RGB(A) fill")]
 
 
 #: an image tool answers with content blocks (preview, link) and structured content checked against ImageOutput
