@@ -119,3 +119,40 @@ def test_without_locks_it_measures_as_before(tmp_path, monkeypatch, fcntl):
     assert chooser(tmp_path, AMX, model).decide(MODEL, "t", model.run).precision == "bf16" and model.calls
     if fcntl is None:  # without flock the cache's own write lock fails, so nothing is cached there (as before)
         assert json.loads((tmp_path / "precision.json").read_text())["decisions"]
+
+
+def test_a_measurement_stuck_in_this_process_stalls_one_wait_not_every_later_job(tmp_path):
+    """A run that never returns (a hang in native code) held the chooser's lock in its thread, and
+    every later upscale in the process queued behind it for good, of any model."""
+    import threading
+
+    release, started = threading.Event(), threading.Event()
+    model = FakeModel({"fp32": 1.0, "bf16": 0.25}, {"bf16": 0.5})
+
+    def stuck(name: str, image: np.ndarray) -> np.ndarray:
+        started.set()
+        release.wait(30)  # returns only when the test lets it
+        return model.run(name, image)
+
+    auto = AutoPrecision(tmp_path / "precision.json", lambda: AMX, probe_size=16, rounds=2, timer=model.clock,
+                         load=lambda: IDLE, wait_s=0.3, cpu_share=NOT_READ)
+    assert auto.decide("other-model", "t", model.run).precision == "bf16"  # decided before the hang
+    answers: list[str] = []
+    holder = threading.Thread(target=lambda: answers.append(auto.decide(MODEL, "t", stuck).describe()))
+    holder.start()
+    try:
+        assert started.wait(10)
+        began = time.monotonic()
+        assert auto.decide("other-model", "t", model.run).precision == "bf16"  # decided: no wait at all
+        assert time.monotonic() - began < 0.2
+        waited = auto.decide(MODEL, "t", model.run)
+        assert waited.describe() == ("fp32 (auto: the reference, not measured: a measurement in this process has run "
+                                     "over 0.3 s; measured at the next start)")
+        began = time.monotonic()
+        assert auto.decide(MODEL, "t", model.run) == waited  # the next job does not wait again
+        assert time.monotonic() - began < 0.2
+    finally:
+        release.set()
+        holder.join(30)
+    assert answers and answers[0].startswith("bf16 (auto: 4.0x fp32")  # it finished after all, and decides from now on
+    assert auto.decide(MODEL, "t", model.run).precision == "bf16"

@@ -136,7 +136,10 @@ class AutoPrecision:
     ``wait_s``: a holder that long is most likely stuck in a run that never returns, so this
     process runs the reference (``fp32``: always within the floor), says so in the trace and
     caches nothing, and the next start measures. A holder that dies (even by SIGKILL) releases
-    the lock at once.
+    the lock at once. Within one process the same holds for a measurement another thread started:
+    a job waits for it at most ``wait_s``, then it and every later job run the reference
+    unmeasured (a hang in native code cannot be interrupted in its thread), until that measurement
+    returns after all; a model already decided never waits behind a measurement of another.
 
     Args:
         cache_path: the JSON file of decisions (``decisions_file()``: ``<state_dir>/precision.json``).
@@ -199,30 +202,44 @@ class AutoPrecision:
             wanted = named_flags(cpu, set().union(*table.values()))
             return Decision(candidates[0], f"auto: this {self.hardware} has none of {', '.join(wanted)}")
         key = self.key(model, versions, floor)
-        with self._lock:
+        unmeasured = fallback if fallback in candidates else candidates[0]
+        decided = self._decided.get(key)
+        if decided is not None:  # no wait behind a measurement of another model in this process
+            return decided
+        if not self._lock.acquire(blocking=False):
+            self._report_waiting("a measurement in this process")
+            if not self._lock.acquire(timeout=self.wait_s):
+                # a run in this process that never returned (a hang in native code) holds the lock:
+                # this job and the later ones run unmeasured instead of queueing behind it
+                decided = self._not_measured(unmeasured, candidates[0], "a measurement in this process has run")
+                self._decided.setdefault(key, decided)  # kept unless the measurement finishes after all
+                return self._decided[key]
+        try:
             if key not in self._decided:
                 cached = self._cache.load(_parse).get(key)
                 if cached is None:
-                    with self._cache.measuring(machine_key(cpu), self.wait_s, on_wait=self._report_waiting) as held:
+                    on_wait = lambda: self._report_waiting("another process")  # noqa: E731
+                    with self._cache.measuring(machine_key(cpu), self.wait_s, on_wait=on_wait) as held:
                         # a process that waited there takes what the holder cached meanwhile
                         cached = self._cache.load(_parse).get(key)
                         if cached is None and not held:
-                            cached = self._not_measured(fallback if fallback in candidates else candidates[0],
-                                                        candidates[0])
+                            cached = self._not_measured(unmeasured, candidates[0],
+                                                        "another process held this machine's measurement lock")
                         if cached is None:
                             cached = self._measure(cpu, model, key, run, candidates, floor, probes)
                 self._decided[key] = cached
             return self._decided[key]
+        finally:
+            self._lock.release()
 
-    def _report_waiting(self) -> None:
-        report(f"waiting for another process measuring the fastest accurate path on this {self.hardware} (up to {self.wait_s:g} s)")
+    def _report_waiting(self, who: str) -> None:
+        report(f"waiting for {who} measuring the fastest accurate path on this {self.hardware} (up to {self.wait_s:g} s)")
 
-    def _not_measured(self, choice: str, reference: str) -> Decision:
+    def _not_measured(self, choice: str, reference: str, holder: str) -> Decision:
+        """``choice`` unmeasured, because ``holder`` ("another process held ...") over ``wait_s``."""
         what = "the reference" if choice == reference else "the default here"
-        log.warning("another process has been measuring on this machine for over %g s; running %s, "
-                    "%s, and measuring at the next start", self.wait_s, choice, what)
-        return Decision(choice, f"auto: {what}, not measured: another process held this machine's "
-                                f"measurement lock over {self.wait_s:g} s; measured at the next start")
+        log.warning("%s over %g s; running %s, %s, and measuring at the next start", holder, self.wait_s, choice, what)
+        return Decision(choice, f"auto: {what}, not measured: {holder} over {self.wait_s:g} s; measured at the next start")
 
     def _measure(self, cpu: CpuInfo, model: str, key: str, run: RunFn, candidates: list[str], floor: Floor | None,
                  probes: Callable[[], dict[str, np.ndarray]] | None) -> Decision:

@@ -14,8 +14,9 @@ the first timed round is dropped there (a bound on emulated or pathological path
 measurement has ``MEASURE_BUDGET_S``, checked before each run: once spent, the candidates not yet
 timed are dropped, named in the why-text, and the rounds done decide. A run that never returns
 (a hang in native code) cannot be bounded in-thread: only a subprocess could, and the models live
-in this one. The speed-up is the median over rounds of the reference's time over the candidate's
-in the same round: a round disturbed by another process moves one ratio, not the choice.
+in this one; other jobs wait for it at most ``wait_s`` (``precision.AutoPrecision``). The
+speed-up is the median over rounds of the reference's time over the candidate's in the same
+round: a round disturbed by another process moves one ratio, not the choice.
 
 These rules are part of every cached decision's key (``rules``): changing one measures again.
 """
