@@ -11,7 +11,8 @@ when its action module imports, so the server works whichever actions are instal
 ``mcp.enabled_tools`` trims the list further to save the client's context.
 
 Annotations are evaluated at registration (no ``from __future__ import annotations``) so the
-limits advertised in input schemas come from the config in force.
+limits advertised in input schemas come from the config in force; a reloaded config registers the
+tools again (``SwarmServer.refresh_tools``).
 """
 
 import importlib.util
