@@ -6,6 +6,7 @@ of a tool call from a closed connection is ``mcp_server.cancel``."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import mcp_types as types
@@ -19,15 +20,16 @@ _PROMPT_VALUES = {
 }
 
 
-def register(server: Any, config: Any) -> None:
-    """Add completion, logging/setLevel and resources/(un)subscribe to ``server``."""
+def register(server: Any, kinds_of: Callable[[], list[str]]) -> None:
+    """Add completion, logging/setLevel and resources/(un)subscribe to ``server``; ``kinds_of()``:
+    the delegation kinds of the config in effect (read at each completion: a hot swap counts)."""
     from mcp_server.resources import GRAPHS
 
-    values = {**_PROMPT_VALUES, "kind": sorted(config.routing.delegation), "name": list(GRAPHS)}
+    values = {**_PROMPT_VALUES, "name": list(GRAPHS)}
 
     @server.completion()
     async def complete(ref: Any, argument: Any, context: Any) -> types.Completion:
-        known = values.get(argument.name, [])
+        known = kinds_of() if argument.name == "kind" else values.get(argument.name, [])
         matches = [v for v in known if v.startswith(argument.value or "")]
         return types.Completion(values=matches[:100], total=len(matches), has_more=len(matches) > 100)
 

@@ -8,6 +8,7 @@ torch or llama_cpp: those load on the first tool call that needs them.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import logging
 import os
@@ -22,10 +23,12 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError, UnexpectedToolError
 from mcp.server.subscriptions import InMemorySubscriptionBus
+from mcp.shared.subscriptions import ToolsListChanged
 from pydantic import ValidationError
 
 from core.errors import ConfigError, InputError, SwarmError
 from core.heap import settle
+from core.redact import redact
 from mcp_server import http, job_tools, prompts, protocol, resources, schemas, thread_tools, tools
 from mcp_server.cancel import serving_call
 from mcp_server.results import ToolFailed, call_failed, public_error
@@ -47,9 +50,73 @@ INSTRUCTIONS = (
 )
 
 
+#: how often a running server looks for a reloaded config, to re-register its tools and tell the
+#: listeners (a stat of the file: ``ConfigStore.current``); a request does it at once anyway
+TOOLS_WATCH_S = 5.0
+
+
 class SwarmServer(MCPServer):
     """``MCPServer`` whose artifact reads carry the stored object's MIME type (image/png, ...):
-    a resource template has one MIME type for every URI it matches, the SDK's default text/plain."""
+    a resource template has one MIME type for every URI it matches, the SDK's default text/plain.
+
+    Its tools are those of the config in effect (``serve_tools_of``): a reloaded config (hot swap)
+    re-registers them before the next tools/list or tools/call, and tells ``subscriptions/listen``
+    streams ``notifications/tools/list_changed``: descriptions, limits and choices that come from
+    config (the delegation kinds, the search backends research names) never go stale.
+    """
+
+    _tools_config: Any = None
+    _config_in_effect: Callable[[], Any] | None = None
+    _tools_bus: Any = None
+
+    def serve_tools_of(self, config: Any, in_effect: Callable[[], Any], bus: Any = None) -> None:
+        """Register the tools as ``config`` has them; re-register them when ``in_effect()`` (the
+        config the jobs get now) is another config, and publish ``ToolsListChanged`` on ``bus``."""
+        self._config_in_effect, self._tools_bus = in_effect, bus
+        self._register_tools(config)
+
+    def _register_tools(self, config: Any) -> None:
+        for tool in self._tool_manager.list_tools():
+            self.remove_tool(tool.name)  # all of them, so the order stays the one of a fresh start
+        tools.register(self, config)
+        job_tools.register(self)
+        thread_tools.register(self)
+        # the SDK lists a server's registered tools on its tool manager only
+        schemas.compact_tools(self._tool_manager.list_tools())
+        self._tools_config = config
+
+    async def refresh_tools(self) -> bool:
+        """Re-register the tools if the config in effect is not the one they came from; True when
+        they changed (the listeners were told)."""
+        if self._config_in_effect is None:
+            return False
+        config = self._config_in_effect()
+        if config is self._tools_config:
+            return False
+        if config == self._tools_config:  # the same file read again (the runtime's own store)
+            self._tools_config = config
+            return False
+        self._register_tools(config)
+        log.info("config reloaded: tools re-registered from it")
+        if self._tools_bus is not None:
+            await self._tools_bus.publish(ToolsListChanged())
+        return True
+
+    async def watch_tools(self, every_s: float = TOOLS_WATCH_S) -> None:
+        """Refresh the tools every ``every_s`` seconds, so a listener hears of a reload unasked."""
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                await self.refresh_tools()
+            except SwarmError as exc:  # the tools keep the last config's; the next look tries again
+                log.warning("tools not refreshed: %s", redact(str(exc)))
+
+    async def list_tools(self) -> list[Any]:
+        try:
+            await self.refresh_tools()
+        except SwarmError as exc:  # the tools of the last config that loaded are still right enough
+            log.warning("tools not refreshed: %s", redact(str(exc)))
+        return await super().list_tools()
 
     async def read_resource(self, uri: Any, context: Any = None) -> Any:
         result = await super().read_resource(uri, context)
@@ -94,9 +161,11 @@ class SwarmServer(MCPServer):
         tells bad input: each field and what is wrong with it, an unknown one refused with the
         arguments the tool takes (the SDK's text is pydantic's, with the input value echoed and a link)."""
         tool = self._tool_manager.get_tool(name)
-        fields = tool.fn_metadata.arg_model.model_fields if tool is not None else {}
-        known = [field.alias or field_name for field_name, field in fields.items()]  # the names on the wire
+        known = _argument_names(tool)
         try:
+            if await self.refresh_tools():  # a reloaded config: the call meets the tool as it now is
+                tool = self._tool_manager.get_tool(name)
+                known = _argument_names(tool)
             if tool is None:
                 raise InputError(f"unknown tool {name!r}: tools/list names the tools this server has")
             # an argument the tool does not have is refused (the SDK drops it: a misspelt only_mask
@@ -110,6 +179,12 @@ class SwarmServer(MCPServer):
                 return await super().call_tool(name, arguments, context)
         except (ToolError, SwarmError) as exc:
             return _failure(name, exc, known).result
+
+
+def _argument_names(tool: Any) -> list[str]:
+    """The arguments ``tool`` takes, by their names on the wire (none for no tool)."""
+    fields = tool.fn_metadata.arg_model.model_fields if tool is not None else {}
+    return [field.alias or field_name for field_name, field in fields.items()]
 
 
 def _failure(tool: str, exc: BaseException, known: list[str]) -> ToolFailed:
@@ -150,15 +225,21 @@ def build_server(config_path: str | None = None, *, jobs_path: Path | None = Non
     bus = InMemorySubscriptionBus()
     live: list[ServerState] = []  # the state of the running lifespan, for static resources
 
+    def config_now() -> SwarmConfig:
+        """The config the jobs get now (hot-swapped), or the start's outside a lifespan."""
+        return live[-1].runtime.config if live else config  # type: ignore[no-any-return]
+
     @contextlib.asynccontextmanager
-    async def lifespan(server: MCPServer) -> AsyncIterator[ServerState]:
+    async def lifespan(_: MCPServer) -> AsyncIterator[ServerState]:
         state = ServerState(config_path=config_path, bus=bus, jobs_path=jobs_path)
         await state.start()
         settle()  # start-up's objects leave the collector's walk (core/heap.py)
         live.append(state)
+        watcher = asyncio.get_running_loop().create_task(server.watch_tools())
         try:
             yield state
         finally:
+            watcher.cancel()
             live.remove(state)
             await state.aclose()
 
@@ -166,14 +247,10 @@ def build_server(config_path: str | None = None, *, jobs_path: Path | None = Non
         name="runpod-swarm", instructions=INSTRUCTIONS, version="0.2.0", lifespan=lifespan,
         subscriptions=bus, **server_kwargs,
     )
-    tools.register(server, config)
-    job_tools.register(server)
-    thread_tools.register(server)
-    # the SDK lists a server's registered tools on its tool manager only
-    schemas.compact_tools(server._tool_manager.list_tools())
+    server.serve_tools_of(config, config_now, bus)
     resources.register(server, lambda: live[-1])
-    prompts.register(server, lambda: sorted((live[-1].runtime.config if live else config).routing.delegation))
-    protocol.register(server, config)
+    prompts.register(server, lambda: sorted(config_now().routing.delegation))
+    protocol.register(server, lambda: sorted(config_now().routing.delegation))
     return server
 
 

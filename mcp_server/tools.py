@@ -11,7 +11,8 @@ when its action module imports, so the server works whichever actions are instal
 ``mcp.enabled_tools`` trims the list further to save the client's context.
 
 Annotations are evaluated at registration (no ``from __future__ import annotations``) so the
-limits advertised in input schemas come from the config in force.
+limits advertised in input schemas come from the config in force; a reloaded config registers the
+tools again (``SwarmServer.refresh_tools``).
 """
 
 import importlib.util
@@ -49,6 +50,7 @@ from mcp_server.results import (
     text_result,
 )
 from mcp_server.thread_tools import ThreadId, open_thread
+from swarm.executors import runner_in_effect
 from swarm.local_images import read_local_sources
 
 log = logging.getLogger("swarm.mcp")
@@ -124,9 +126,13 @@ def _checked_text(ctx: Context, field: str, value: str, key: str) -> None:
 
 def _checked_kind(ctx: Context, kind: str) -> None:
     """A kind the config in effect has no route for is refused before a job exists, with the
-    valid ones (the schema cannot list them: config is swapped while the server runs); it made a
-    failed job that list_jobs showed."""
-    routes = server_state(ctx).runtime.config.routing.delegation
+    valid ones, when jobs run here (it made a failed job that list_jobs showed). A job sent to a
+    RunPod endpoint is not checked here: the worker's config routes it, and may have routes this
+    one lacks; the worker refuses a kind it has none for, naming the field and its own kinds."""
+    config = server_state(ctx).runtime.config
+    if runner_in_effect(config, worker=False).kind != "local":
+        return
+    routes = config.routing.delegation
     if kind not in routes:
         raise InputError(f"unknown kind {kind!r}; valid: {', '.join(sorted(routes))} (routing.delegation in config)",
                          field="kind")

@@ -96,15 +96,24 @@ class JobEnvelope:
 ENVELOPE_KEYS = tuple(field.name for field in dataclasses.fields(JobEnvelope))
 
 
+#: the key of RunPod's ``error`` string that carries the rest of a failed job's envelope
+ENVELOPE_IN_ERROR = "envelope"
+
+
 def for_runpod(envelope: dict[str, Any]) -> dict[str, Any]:
-    """``envelope`` with its ``error`` as the JSON string of ``{type, message, ...}``.
+    """``envelope`` with its ``error`` as the JSON string of ``{type, message, ..., "envelope": rest}``.
 
     RunPod takes a handler's ``error`` as a string only: a dict ends the job COMPLETED with no
-    output (runpod-python#299). The SDK moves ``error`` out of the rest, which becomes the job's
-    ``output``, so the job ends FAILED with the envelope (trace, partial output) still in it;
-    ``swarm.executors.runpod_envelope.worker_error`` reads the error back.
+    output (runpod-python#299). The SDK's worker loop moves ``error`` out of the rest, which it
+    sends as the job's ``output``; whether a FAILED job's ``output`` reaches the client is the
+    platform's to decide, and the SDK's own local API (``--rp_serve_api``) answers a FAILED job
+    with ``{id, status, error}`` only. So the string carries the rest of the envelope too, under
+    ``ENVELOPE_IN_ERROR`` (job id, trace, partial output, totals), and ``output`` keeps it as well:
+    ``swarm.executors.runpod_envelope.final_envelope`` reads whichever arrived.
     """
     error = envelope.get("error")
     if error is None or isinstance(error, str):
         return envelope
-    return {**envelope, "error": json.dumps(error, ensure_ascii=False, default=str)}
+    rest = {key: value for key, value in envelope.items() if key != "error"}
+    carried = {**error, ENVELOPE_IN_ERROR: rest}
+    return {**envelope, "error": json.dumps(carried, ensure_ascii=False, default=str)}

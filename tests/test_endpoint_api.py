@@ -112,13 +112,16 @@ def test_job_goes_through_every_state_and_health_counts_it(endpoint: Callable[..
     assert health["workers"] == {"idle": 1, "running": 0}
 
 
-def test_post_status_and_failed_result_keep_the_error(endpoint: Callable[..., Sides]) -> None:
-    sides = endpoint()
+@pytest.mark.parametrize("failed_output", [False, True])
+def test_post_status_and_failed_result_keep_the_error(endpoint: Callable[..., Sides], failed_output: bool) -> None:
+    """A FAILED job's ``output`` is dropped, as the SDK's own local API does, unless
+    ``Settings.failed_output`` keeps it; the error string stays either way."""
+    sides = endpoint(failed_output=failed_output)
     job_id = sides.submit()
     sides.take()
     sides.done(job_id, {"output": {"partial": True}, "error": '{"type": "InputError", "message": "bad"}'})
     state = sides.client.post(f"/status/{job_id}").json()
-    assert state["status"] == "FAILED" and state["output"] == {"partial": True}
+    assert state["status"] == "FAILED" and state.get("output") == ({"partial": True} if failed_output else None)
     assert state["error"] == '{"type": "InputError", "message": "bad"}'
 
 

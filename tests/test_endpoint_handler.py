@@ -65,7 +65,8 @@ async def test_unknown_action_comes_back_as_a_clear_failed_envelope(endpoint: En
     assert "unknown action 'nope'" in envelope["error"]["message"] and "delegate" in envelope["error"]["message"]
     assert envelope["project"] == "swarm" and envelope["job_id"].endswith("-u1")
     assert "Traceback" not in str(envelope)
-    # the worker's own trace came back with the error (RunPod keeps ``output`` beside a string error)
+    # the worker's own trace came back in its error string (the endpoint, as the SDK's own API, drops a
+    # FAILED job's ``output``)
     assert [step["provider"] for step in envelope["trace"]] == ["dispatcher", "runpod"]
     state = await _runner(endpoint).status(envelope["job_id"])
     assert state["status"] == "FAILED" and isinstance(state["error"], str), state
@@ -84,7 +85,9 @@ async def test_a_body_that_is_no_object_gets_a_whole_envelope_with_the_runpod_jo
     assert result["status"] == "FAILED" and result["job_id"] == "rp-job-7"
     assert result["trace"] and result["trace"][-1]["provider"] == "dispatcher"
     error = json.loads(result["error"])
+    carried = error.pop("envelope")  # the rest of the envelope, for an API that drops a FAILED job's output
     assert error == {"type": "InputError", "message": "job: must be an object with project, action and input, not str"}
+    assert carried["job_id"] == "rp-job-7" and carried["trace"] == result["trace"]
 
 
 def test_for_runpod_sends_the_error_as_a_string_and_the_client_reads_all_of_it_back() -> None:

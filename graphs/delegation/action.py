@@ -37,7 +37,8 @@ async def delegate(inp: DelegateInput, ctx: JobContext) -> dict[str, Any]:
     check_text_limit(inp.task, config.limits, "max_task_chars", "task")
     route = routes.get(inp.kind)
     if route is None:
-        raise InputError(f"unknown kind {inp.kind!r}; valid: {', '.join(sorted(routes))}", field="kind")
+        raise InputError(f"unknown kind {inp.kind!r}; valid: {', '.join(sorted(routes))} (routing.delegation in config)",
+                         field="kind")
     if route.primary.endswith("+search"):
         return await _research_route(inp, ctx)
 

@@ -39,6 +39,11 @@ class Settings:
     stop_hold_s: float = 20
     worker_lost_s: float = 10
     reap_interval_s: float = 0.2
+    #: whether a FAILED job keeps the handler's ``output`` beside its ``error``: the SDK's own local
+    #: API (``--rp_serve_api``) answers a FAILED job with ``{id, status, error}`` only, and RunPod
+    #: documents no answer that keeps it, so by default it is dropped here too: a client must not
+    #: depend on it (the swarm handler's error string carries its envelope, ``for_runpod``)
+    failed_output: bool = False
 
 
 @dataclass
@@ -253,7 +258,7 @@ class JobStore:
                         job.id, type(error).__name__)
             self._finish(job, "COMPLETED", output=None)
         elif error:
-            self._finish(job, "FAILED", output=body.get("output"), error=error)
+            self._finish(job, "FAILED", output=body.get("output") if self.settings.failed_output else None, error=error)
         else:
             self._finish(job, "COMPLETED", output=body.get("output"))
         return job.status

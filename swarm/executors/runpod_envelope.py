@@ -13,7 +13,7 @@ from core.redact import redact, redact_data
 from core.rules import valid_job_id
 from graphs.actions import ACTIONS
 from providers.base import TraceStep
-from swarm.envelope import JobEnvelope
+from swarm.envelope import ENVELOPE_IN_ERROR, JobEnvelope
 
 #: what the error of a ``/run`` that went out but got no usable answer (a 5xx, a timeout, a
 #: connection dropped) says; a FAILED envelope whose error says it names no job as "not queued"
@@ -68,6 +68,9 @@ def final_envelope(endpoint_id: str, job: dict[str, Any], job_id: str | None, st
     elif status == "COMPLETED":
         envelope = sent or JobEnvelope.for_job(job, job_id, output=output)
     elif status == "FAILED":
+        # the envelope the handler sent: in ``output``, or (an API that drops a FAILED job's output)
+        # inside its error string (``swarm.envelope.for_runpod``)
+        sent = sent or _carried_envelope(state.get("error"), job, job_id)
         envelope = (sent or JobEnvelope.for_job(job, job_id)).failed(worker_error(state.get("error")))
     elif state.get("_budget_exhausted"):
         local_id = valid_job_id(job.get("job_id"))
@@ -135,27 +138,41 @@ def _finish(endpoint_id: str, envelope: JobEnvelope, state: dict[str, Any], star
 _ERROR_KEYS = ("type", "message", "attempts", "field", "key", "partial")
 
 
+def _decoded(raw: Any) -> Any:
+    """``raw`` as JSON when it is a string that holds some, else ``raw``."""
+    if isinstance(raw, str):
+        with contextlib.suppress(ValueError):
+            return json.loads(raw)
+    return raw
+
+
+def _carried_envelope(raw: Any, job: dict[str, Any], job_id: str | None) -> JobEnvelope | None:
+    """The envelope a swarm handler's error string carries (``ENVELOPE_IN_ERROR``), or None."""
+    decoded = _decoded(raw)
+    carried = decoded.get(ENVELOPE_IN_ERROR) if isinstance(decoded, dict) else None
+    if not isinstance(carried, dict) or "status" not in carried:
+        return None
+    return JobEnvelope.from_dict(carried, job, job_id)
+
+
 def worker_error(raw: Any) -> dict[str, Any]:
     """RunPod's ``error`` field as ``{type, message}``, with no traceback and no secret.
 
-    The swarm handler sends the JSON string of ``{type, message, ...}`` (``handler.for_runpod``;
-    its other keys, such as ``attempts``, are kept); a handler that raised gets the SDK's JSON
-    string with ``error_type``, ``error_message`` and a traceback (dropped here).
+    The swarm handler sends the JSON string of ``{type, message, ...}`` (``swarm.envelope.for_runpod``;
+    its other keys, such as ``attempts``, are kept, not the envelope it carries); a handler that
+    raised gets the SDK's JSON string with ``error_type``, ``error_message`` and a traceback
+    (dropped here).
     """
-    if isinstance(raw, str):
-        with contextlib.suppress(ValueError):
-            decoded = json.loads(raw)
-            if isinstance(decoded, dict) and "message" in decoded and "type" in decoded:
-                raw = decoded
+    decoded = _decoded(raw)
+    if isinstance(decoded, dict) and "message" in decoded and "type" in decoded:
+        raw = decoded
     if isinstance(raw, dict) and "message" in raw:
         kept = redact_data({k: raw[k] for k in _ERROR_KEYS if k in raw})  # never a worker's traceback
         return {**kept, "type": str(raw.get("type") or "WorkerError"), "message": redact(str(raw["message"]))}
     if isinstance(raw, str):
-        with contextlib.suppress(ValueError):
-            info = json.loads(raw)
-            if isinstance(info, dict) and "error_message" in info:
-                kind = str(info.get("error_type", "")).removeprefix("<class '").removesuffix("'>").rsplit(".", 1)[-1]
-                return {"type": kind or "WorkerError", "message": redact(str(info["error_message"]))[:500]}
+        if isinstance(decoded, dict) and "error_message" in decoded:
+            kind = str(decoded.get("error_type", "")).removeprefix("<class '").removesuffix("'>").rsplit(".", 1)[-1]
+            return {"type": kind or "WorkerError", "message": redact(str(decoded["error_message"]))[:500]}
         first = raw.split("\ntraceback:", 1)[0].split("\nTraceback", 1)[0]
         return {"type": "WorkerError", "message": redact(first)[:500]}
     return {"type": "WorkerError", "message": redact(str(raw))[:500] if raw is not None else "the worker reported a failure"}

@@ -1,0 +1,73 @@
+"""tools/list follows the config in effect: a config edited while the server runs (hot swap)
+re-registers the tools, whose descriptions, limits and choices come from it, and a client
+listening (``subscriptions/listen``) is told ``notifications/tools/list_changed``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import anyio
+import yaml
+from mcp import Client
+from mcp.shared.subscriptions import ToolsListChanged
+from mcp.types import PromptReference
+from mcp_helpers import write_config
+from test_mcp_stdio import TOOLS_LIST_MAX_CHARS
+
+from mcp_server.server import build_server
+
+
+def _tools(listed: Any) -> dict[str, Any]:
+    return {tool.name: tool for tool in listed.tools}
+
+
+def _edit(path: Path) -> None:
+    """A new delegation kind, a smaller task limit, and a web search backend set up."""
+    config = yaml.safe_load(path.read_text())
+    config["routing"]["delegation"]["poetry"] = {"primary": "local", "reviewer": None}
+    config["limits"]["max_task_chars"] = 5000
+    config["providers"]["search"]["backends"]["searxng"]["url"] = "http://127.0.0.1:9"
+    path.write_text(yaml.safe_dump(config))
+
+
+async def test_an_edited_config_is_what_tools_list_says_and_listeners_hear_of_it(tmp_path: Path) -> None:
+    path = write_config(tmp_path)
+    async with Client(build_server(str(path))) as client:
+        before = _tools(await client.list_tools())
+        assert before["delegate"].input_schema["properties"]["kind"]["description"] == \
+            "one of bulk_content, critical, research"
+        assert "local documents only" in before["research"].description
+
+        async with client.listen(tools_list_changed=True) as changes:
+            _edit(path)
+            await client.call_tool("list_jobs", {})  # any request finds the reload
+            with anyio.fail_after(10):
+                assert await changes.__anext__() == ToolsListChanged()
+
+        listed = await client.list_tools()
+        after = _tools(listed)
+        delegate = after["delegate"].input_schema["properties"]
+        assert delegate["kind"]["description"] == "one of bulk_content, critical, poetry, research"
+        assert delegate["task"]["maxLength"] == 5000
+        assert "the web (searxng) and local documents" in after["research"].description
+        assert list(after) == list(before)  # the same tools, in the same order
+        size = sum(len(tool.model_dump_json(by_alias=True, exclude_none=True)) for tool in listed.tools)
+        assert size <= TOOLS_LIST_MAX_CHARS
+
+        # what the schema now says is what a call meets
+        too_long = await client.call_tool("delegate", {"task": "x" * 5001})
+        assert too_long.is_error and "the limit is 5,000" in too_long.content[0].text
+        kinds = await client.complete(PromptReference(name="delegate_and_review"), {"name": "kind", "value": "po"})
+        assert kinds.completion.values == ["poetry"]
+
+
+async def test_a_config_that_did_not_change_leaves_the_tools_as_they_are(tmp_path: Path) -> None:
+    path = write_config(tmp_path)
+    server = build_server(str(path))
+    async with Client(server) as client:
+        first = await client.list_tools()
+        registered = server._tool_manager.get_tool("delegate")
+        second = await client.list_tools()
+    assert first == second
+    assert server._tool_manager.get_tool("delegate") is registered  # not rebuilt on each list
