@@ -88,6 +88,13 @@ def stem(word: str) -> str:
     return word[:6]
 
 
+def bare_stem(word: str) -> str:
+    """``stem`` without a final "e", as the checks that compare one word with another take it:
+    ``stem`` keeps "handle" and "cache" whole but cuts "handles" and "caching" to "handl", "cach"."""
+    base = stem(word)
+    return base[:-1] if base.endswith("e") and len(base) > 3 else base
+
+
 def words_of(text: str) -> list[str]:
     """The words of ``text`` in small letters, as every check splits it (letters and digits)."""
     return _TOKEN.findall(text.lower())

@@ -19,7 +19,14 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 
-from graphs.research.passages import FILLER_WORDS, STOPWORDS, content_stems, is_content_word, stem, words_of
+from graphs.research.passages import (
+    FILLER_WORDS,
+    STOPWORDS,
+    bare_stem,
+    content_stems,
+    is_content_word,
+    words_of,
+)
 
 #: a sub-query longer than this is not a search phrase
 MAX_SUB_QUERY_CHARS = 150
@@ -130,12 +137,10 @@ def _content(words: Sequence[str], said: set[int]) -> tuple[set[str], set[str]]:
 
 
 def _form(word: str) -> str:
-    """``word``'s stem without a final "e" (``stem`` keeps "handle" whole but cuts "handles" and
-    "handling" to "handl"), marked when ``word`` is a noun made from a verb (``_DERIVED``):
-    "requirements" and "requirement" are one form, "require", "requires" and "required" another."""
-    base = stem(word)
-    base = base[:-1] if base.endswith("e") and len(base) > 3 else base
-    return base + "+" if _DERIVED.search(word) else base
+    """``word``'s ``bare_stem`` ("handle" is "handling" again), marked when ``word`` is a noun
+    made from a verb (``_DERIVED``): "requirements" and "requirement" are one form, "require",
+    "requires" and "required" another."""
+    return bare_stem(word) + "+" if _DERIVED.search(word) else bare_stem(word)
 
 
 def _name_parts(text: str) -> list[str]:
