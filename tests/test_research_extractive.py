@@ -71,6 +71,47 @@ def test_a_sub_query_that_re_spells_the_question_is_refused_whatever_its_spellin
                               ) == ["Tinyq license terms"]
 
 
+REDIRECTS = "How does httpx handle redirects?"
+
+
+def test_a_short_question_plus_a_word_that_narrows_nothing_is_no_sub_query():
+    """A three-word question and its three words plus one more share 0.75 < NEAR_DUPLICATE: with
+    "guide" (or a part of the question's own name) that one more word made a section of the
+    question's passages again; with a word that narrows the search it is a sub-query."""
+    for filler in ("httpx handle redirects guide", "httpx redirects handling tutorial examples",
+                   "best way httpx handles redirects", "httpx handle redirects documentation overview"):
+        assert junk_reason(filler, REDIRECTS) == "it adds no word to the question", filler
+    # a part of a name the question writes glued ("DiskCache"): implied, not new
+    assert junk_reason("DiskCache cache", "What is DiskCache?") == "it adds no word to the question"
+    assert junk_reason("SortedContainers containers", "How fast is SortedContainers?") == "it adds no word to the question"
+    for narrower in ("httpx handle redirects cookies", "httpx handle redirects HTTP/2", "httpx 0.28 handle redirects",
+                     "DiskCache Django", "httpx redirect history"):
+        assert junk_reason(narrower, REDIRECTS if "httpx" in narrower else "What is DiskCache?") is None, narrower
+    # a part only where the question shows it (a capital inside the word): "sync" is no part of "async"
+    assert junk_reason("httpx sync API", "Does httpx have an async API?") is None
+    assert useful_sub_queries(REDIRECTS, ["httpx handle redirects guide", "httpx handle redirects cookies"]) == [
+        "httpx handle redirects cookies"]
+
+
+def test_a_noun_made_from_the_question_verb_is_a_new_word_and_plurals_and_tenses_are_not():
+    """"requirement" and "require" (also "performance" and "perform") share the stem "requir": a
+    sub-query searching for the noun counted as the question's verb again and was refused."""
+    numpy = "Which Python version does numpy 2.0 require?"
+    assert junk_reason("numpy 2.0 build requirements", numpy) is None
+    assert junk_reason("numpy 2.0 requirements", numpy) is None
+    assert junk_reason("httpx performance", "Does httpx perform retries?") is None
+    # the other way round: the question has the noun, the sub-query the verb
+    assert junk_reason("uvicorn standard require", "What are the requirements of uvicorn[standard]?") is None
+    assert junk_reason("httpx perform retries", "How is httpx performance?") is None
+    # the plurals and tenses the rule is for are still the question's own words
+    assert junk_reason("numpy 2.0 python versions required", numpy) == "it adds no word to the question"
+    assert junk_reason("numpy 2.0 requiring Python", numpy) == "it adds no word to the question"
+    assert junk_reason("uvicorn requirement standard", "What are the requirements of uvicorn[standard]?"
+                       ) == "it adds no word to the question"
+    assert junk_reason("configurations of uvicorn", "Which configuration does uvicorn read?") == "it adds no word to the question"
+    assert junk_reason("mentioned tinyq", "Is tinyq mentions?") == "it adds no word to the question"
+    assert junk_reason("httpx handling redirect", REDIRECTS) == "it adds no word to the question"  # stem: handle, handl
+
 def test_a_re_spelt_question_makes_no_section_of_its_own():
     report = extractive_report(QUESTION, ["tinyq queuetypes provde compilers needed xyz", "Tinyq license"], SOURCES, PASSAGES)
     assert list(_sections(report)) == [QUESTION, "Tinyq license"], report

@@ -213,3 +213,40 @@ def test_names_next_to_numbers_stay_names_and_long_numbers_are_read_at_once():
     assert named_terms("Which header does HTTP 2 X-Forwarded-For replace?") == ["HTTP", "X-Forwarded-For"]
     assert named_terms("2.5x faster with 16GB of RAM, after 540s") == ["RAM"]  # fused units are units
     assert list(_QUANTITY.finditer("1," * 20_000)) == []  # at once; quadratic before: about a minute here
+
+
+SETTINGS = ("# Tinyq\n\nTinyq reads its settings from tinyq.toml: configure the queue size and the worker count there.\n\n"
+            "A job times out after 540 seconds. Tinyq can cache results on disk.\n")
+
+
+def test_a_word_in_small_letters_is_the_subject_when_nothing_else_the_sources_say_is():
+    """A review found "configure nginx" answered from python-dotenv's passages about configuration
+    (no source says nginx): a name in small letters the question does not mark was no name."""
+    texts = [SETTINGS]
+    for question in ("configure nginx", "How do I configure nginx?", "Nginx configuration guide",
+                     "What is the best way to set up nginx properly?", "How do I install kubectl?"):
+        assert unmentioned(question, texts) == [question.split()[-1].strip("?") if "kubectl" in question else "nginx"], question
+    report = extractive_report("How do I configure nginx?", [], SOURCES[:1], {"1": split_passages(SETTINGS)})
+    assert report == f"## In short\n\n{NO_ANSWER}\n\nNone of the sources found mentions nginx.\n"
+
+
+def test_a_common_word_no_source_says_is_no_subject_while_the_sources_say_another():
+    texts = [SETTINGS]
+    # the question's other words are said: a word the sources lack is no subject of it
+    assert unmentioned("Does tinyq cache stale results?", texts) == []
+    assert unmentioned("How do I configure the worker count gracefully?", texts) == []
+    assert unmentioned("Can tinyq run behind nginx?", texts) == []  # a name beside one said: not told apart
+    # only words any question may use: nothing to say about (no subject at all)
+    assert unmentioned("Is it safe to upgrade quickly?", texts) == []
+    assert unmentioned("How do I configure it?", texts) == []
+    # a word said in another spelling is said: glued ("time out"), a stem's final e ("cache")
+    assert unmentioned("How do I set a timeout?", texts) == []
+    assert unmentioned("Does it support caching?", texts) == []
+    report = extractive_report("How do I configure the worker count?", [], SOURCES[:1], {"1": split_passages(SETTINGS)})
+    assert NO_ANSWER not in report and "mentions" not in report and "worker count there [1]" in report
+
+
+def test_a_search_for_a_word_in_small_letters_no_source_says_makes_no_section():
+    question = "Which queue types does Tinyq provide?"
+    report = extractive_report(question, ["nginx", "configure nginx", "Tinyq license terms"], SOURCES, PASSAGES)
+    assert set(_sections(report)) == {question, "Tinyq license terms"}, report

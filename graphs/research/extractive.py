@@ -17,7 +17,7 @@ from graphs.research.opening import opening
 from graphs.research.passages import Passage, content_stems, query_terms, sentences_of, snippet_passage
 from graphs.research.queries import useful_sub_queries
 from graphs.research.quoting import cite, flatten, opening_floor, quotable_snippet, ranked, said_terms, trim
-from graphs.research.subjects import missing_line, named_terms, source_texts, unmentioned
+from graphs.research.subjects import Vocabulary, missing_line, source_texts, subjects, unmentioned
 
 #: passages quoted under each sub-question, by depth, at most: fewer when the rest are off the
 #: point (``_section``); the question's own section one more
@@ -104,11 +104,11 @@ def extractive_report(
         per_query: passages quoted under each section, at most (fewer when the rest are off the point).
     """
     pool, headings = _pool(sources, passages)
-    said = source_texts(sources, passages)
-    missing = unmentioned(question, said)
+    said = Vocabulary.of(source_texts(sources, passages))  # read once for the question and each section
+    subject, missing = subjects(question, said)
     # every name the question gives is in no source: the nearest passages share its common words
     # only, and so do those of its sub-questions: nothing is quoted
-    off_topic = bool(missing) and len(missing) == len(named_terms(question))
+    off_topic = bool(missing) and len(missing) == len(subject)
     used: set[str] = set()
     in_short = [] if off_topic else opening(question, pool, used, headings)
     # one source's sentence a line: a quote never runs into the next source's

@@ -44,6 +44,14 @@ STOPWORDS = frozenset(
     where whether which while who whom whose why will with within without would yet you your yours
     e g ie eg""".split()
 )
+#: words that say what kind of text is wanted, or praise any answer, never what it is about: a
+#: search for "httpx redirects guide" is the search for "httpx redirects" ("basic", "reference",
+#: "steps", "methods", "usage" are not here: "basic auth", "weak references", "a graph's steps")
+FILLER_WORDS = frozenset(
+    """guide guides tutorial tutorials example examples overview introduction intro documentation docs doc
+    explanation explained explain explains details information howto tips faq summary definition meaning
+    way ways best good better recommended properly correctly""".split()
+)
 
 
 #: irregular past forms read as their verb ("Results are kept" answers "how long does it keep");
@@ -78,6 +86,13 @@ def stem(word: str) -> str:
             word = word[: -len(suffix)] + ("y" if suffix in ("ies", "ied") else "")
             break
     return word[:6]
+
+
+def bare_stem(word: str) -> str:
+    """``stem`` without a final "e", as the checks that compare one word with another take it:
+    ``stem`` keeps "handle" and "cache" whole but cuts "handles" and "caching" to "handl", "cach"."""
+    base = stem(word)
+    return base[:-1] if base.endswith("e") and len(base) > 3 else base
 
 
 def words_of(text: str) -> list[str]:

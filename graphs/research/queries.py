@@ -7,7 +7,10 @@ the question again in other words. ``junk_form`` catches what is junk whatever t
 it before searching); ``junk_reason`` adds the sub-queries that repeat the question or an
 earlier sub-query (the extractive report makes no section of them: the question has its own).
 A repeat is found whatever its spelling: a name glued or split ("SortedContainers", "xxx-hash"
-for "xxhash"), a typo ("retyring"), a plural, the words in another order.
+for "xxhash"), a typo ("retyring"), a plural, the words in another order; a word that narrows
+nothing is no new word (``FILLER_WORDS``: "guide", "examples"; a part of a name the other writes
+glued: "cache" of "DiskCache"), and a noun made from a verb is a new word ("requirements" is no
+spelling of "require", though both stem to "requir").
 """
 
 from __future__ import annotations
@@ -16,7 +19,14 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 
-from graphs.research.passages import STOPWORDS, content_stems, is_content_word, stem, words_of
+from graphs.research.passages import (
+    FILLER_WORDS,
+    STOPWORDS,
+    bare_stem,
+    content_stems,
+    is_content_word,
+    words_of,
+)
 
 #: a sub-query longer than this is not a search phrase
 MAX_SUB_QUERY_CHARS = 150
@@ -29,6 +39,13 @@ NEAR_DUPLICATE = 0.8
 TYPO_MIN_CHARS = 6
 #: a name written as up to this many words is the same name glued ("sorted containers", "SortedContainers")
 GLUED_WORDS = 3
+#: the ending of a noun made from a verb ("requirement", "performance", "connection", and their
+#: plurals): it names something else than the verb ("require", "perform"), which ``stem`` merges
+_DERIVED = re.compile(r"(?:ment|[st]ion|[ae]nc(?:[ey]|ie)?)(?:s|d|ed|ing)?$")
+#: a glued name as written, with a capital inside it after a small letter ("DiskCache", "useEffect")
+_CAMEL_CASE = re.compile(r"[A-Za-z0-9]*[a-z][A-Z][A-Za-z0-9]*")
+#: the parts such a name shows ("Disk", "Cache"), each this long at least
+_CAMEL_PART = re.compile(r"[A-Z]?[a-z]{3,}")
 _SQL = re.compile(r"\b(?:select|insert|update|delete|drop|create)\b.*\b(?:from|into|set|where|table)\b", re.IGNORECASE)
 #: statement punctuation, a call ``f(x)``, an operator, a wildcard: code, not a phrase
 _CODE = re.compile(r"[;{}=<>\\$]|\w\(|(?:^|\s)\*(?:\s|$)|->|::|&&|\|\|")
@@ -104,7 +121,7 @@ def _likeness(text: str, other: str) -> tuple[set[str], set[str], float]:
     says and ``text`` does not, and the share of their content words the two say in common
     (Jaccard; a name one writes as two words and the other as one counts once)."""
     words, theirs = words_of(text), words_of(other)
-    said_by_other, said_by_text = _said(words, theirs), _said(theirs, words)
+    said_by_other, said_by_text = _said(words, theirs, _name_parts(other)), _said(theirs, words, _name_parts(text))
     mine, own_common = _content(words, said_by_other)
     their, their_common = _content(theirs, said_by_text)
     added, missing = mine - own_common, their - their_common
@@ -113,20 +130,36 @@ def _likeness(text: str, other: str) -> tuple[set[str], set[str], float]:
 
 
 def _content(words: Sequence[str], said: set[int]) -> tuple[set[str], set[str]]:
-    """The stems of the content words of ``words``, and of those at the indexes ``said``."""
-    content = {i: stem(w) for i, w in enumerate(words) if is_content_word(w)}
+    """The forms (``_form``) of the content words of ``words`` that narrow a search (no
+    ``FILLER_WORDS``), and of those at the indexes ``said``."""
+    content = {i: _form(w) for i, w in enumerate(words) if is_content_word(w) and w not in FILLER_WORDS}
     return set(content.values()), {s for i, s in content.items() if i in said}
 
 
-def _said(words: Sequence[str], other: Sequence[str]) -> set[int]:
-    """The indexes of ``words`` that ``other`` says, in any spelling: the same stem, one typo
-    apart (``TYPO_MIN_CHARS``), or up to ``GLUED_WORDS`` words glued on either side ("xxx-hash"
-    and "xxhash", "SortedContainers" and "Sorted Containers")."""
+def _form(word: str) -> str:
+    """``word``'s ``bare_stem`` ("handle" is "handling" again), marked when ``word`` is a noun
+    made from a verb (``_DERIVED``): "requirements" and "requirement" are one form, "require",
+    "requires" and "required" another."""
+    return bare_stem(word) + "+" if _DERIVED.search(word) else bare_stem(word)
+
+
+def _name_parts(text: str) -> list[str]:
+    """The parts of each glued name ``text`` writes with a capital inside ("DiskCache": disk,
+    cache), in small letters: a word the name says already. Only where the capitals show the
+    parts: "sync" is no part of "async"."""
+    return [part.lower() for name in _CAMEL_CASE.findall(text) for part in _CAMEL_PART.findall(name)]
+
+
+def _said(words: Sequence[str], other: Sequence[str], implied: Sequence[str] = ()) -> set[int]:
+    """The indexes of ``words`` that ``other`` says, in any spelling: the same form (``_form``),
+    one typo apart (``TYPO_MIN_CHARS``), up to ``GLUED_WORDS`` words glued on either side
+    ("xxx-hash" and "xxhash", "SortedContainers" and "Sorted Containers"), or one of the parts
+    ``implied`` by a name ``other`` glues ("cache" of "DiskCache")."""
     their_glued = {word for _, _, word in _glued(other)}
-    their_stems = {stem(w) for w in other}
+    their_forms = {_form(w) for w in [*other, *implied]}
     said: set[int] = set()
     for i, j, word in _glued(words):
-        if (j == i + 1 and stem(word) in their_stems) or word in their_glued or any(_typo(word, w) for w in their_glued):
+        if (j == i + 1 and _form(word) in their_forms) or word in their_glued or any(_typo(word, w) for w in their_glued):
             said.update(range(i, j))
     return said
 

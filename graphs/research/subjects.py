@@ -12,17 +12,31 @@ small letters is one only where the question says so: before a version ("numpy 2
 ordinary word, nor before an amount: "take 2.5 seconds", "roughly 1.5 GB") or as what "the ...
 package" (library, module, crate, ...) names ("the flask package"; not "the best library"); an
 amount's unit ("1.5 GB", "540s") names nothing either; what the question
-writes as code, in backticks ("What does `swarm doctor` check?"), is a name as a whole. Any other lower-case
-name ("configure nginx") is not recognised, and the report stays as it was.
+writes as code, in backticks ("What does `swarm doctor` check?"), is a name as a whole. A question that
+gives no name at all is about its own words, less those any question may use (``_ORDINARY``:
+"configure", "install", "package", "best", "fast"): where no source found says one of those words,
+the sources say nothing of what it asks ("configure nginx", "How do I install kubectl?"), and those
+words are its subject no source says. Where a source says one ("Does tinyq cache stale results?"),
+a word the sources lack is no subject, and a lower-case name beside it ("Can tinyq run behind
+nginx?") is not told apart from an ordinary word either.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from graphs.research.passages import STOPWORDS, content_stems
+from graphs.research.passages import (
+    FILLER_WORDS,
+    STOPWORDS,
+    bare_stem,
+    content_stems,
+    is_content_word,
+    stem,
+    words_of,
+)
 
 #: a word as written: letters (any script), digits and the joints of identifiers (``load_dotenv``,
 #: ``os.path``, ``C++``); a trailing dot, hyphen or apostrophe is punctuation
@@ -87,6 +101,23 @@ _BEFORE_NUMBER = frozenset("""take takes took taking last lasts lasted wait wait
  triple quarter another value values ratio rate rates factor threshold weight size price delay latency""".split())
 #: where a word in small letters is said to be a name, and the words that are none there
 _SAID_RULES = ((_BEFORE_VERSION, _NOT_NAMES | _BEFORE_NUMBER), (_PACKAGE, _NOT_NAMES))
+#: words any question may use whatever it is about: what one does with a thing, what a thing is
+#: called in general, what one wants of it (with ``FILLER_WORDS``). A source that says only these
+#: of a question says nothing of its subject
+_ORDINARY = FILLER_WORDS | frozenset("""configure configuration config configurable set setting settings setup
+    install installation installing uninstall reinstall run running work working handle handling support
+    deploy deployment start starting stop restart enable disable create creating make making add adding
+    remove delete update updating upgrade upgrading connect connecting integrate integration build building
+    load loading call calling import importing fix fixing debug debugging troubleshoot troubleshooting manage
+    managing tune tuning optimize optimise host hosting serve serving launch need want require requirement
+    change changing write writing read reading check checking try find learn know understand implement
+    package library module tool app application program software project code system server client
+    service thing stuff feature option version error problem issue question difference
+    fast faster fastest slow slower quick easy easier simple safe secure possible different same new old
+    right wrong bad efficient reliable default""".split())
+_ORDINARY_STEMS = frozenset(bare_stem(word) for word in _ORDINARY)
+#: a word glued of two others ("timeout": "time out") is said where both are, each this long at least
+_GLUED_PART_CHARS = 3
 #: where a sentence of the question starts: its first word's capital says nothing
 _SENTENCE_START = re.compile(r"(?:^|[.!?:;]\s+|\n)\s*[\"'(\[]*$")
 
@@ -138,16 +169,54 @@ def source_texts(sources: Iterable[Mapping[str, Any]], passages: Mapping[Any, Se
     return texts
 
 
-def unmentioned(question: str, texts: Iterable[str]) -> list[str]:
-    """The names of ``question`` that none of ``texts`` says (each of their word stems somewhere
-    in them: "Sorted Containers" is said by a text that says "sorted" and "containers")."""
+@dataclass(frozen=True)
+class Vocabulary:
+    """What some texts say, read once for every question asked of them: their words, the stems
+    of their content words, and those as ``bare_stem`` has them."""
+
+    words: frozenset[str]
+    stems: frozenset[str]
+    bare: frozenset[str]
+
+    @classmethod
+    def of(cls, texts: Iterable[str]) -> Vocabulary:
+        words = frozenset(word for text in texts for word in words_of(text))
+        content = [word for word in words if is_content_word(word)]
+        return cls(words, frozenset(map(stem, content)), frozenset(map(bare_stem, content)))
+
+    def says(self, word: str) -> bool:
+        """``word`` is said in another form ("caching" by "cache") or split in two ("timeout" by
+        "times out")."""
+        if bare_stem(word) in self.bare:
+            return True
+        return any(bare_stem(word[:cut]) in self.bare and (word[cut:] in self.words or bare_stem(word[cut:]) in self.bare)
+                   for cut in range(_GLUED_PART_CHARS, len(word) - _GLUED_PART_CHARS + 1))
+
+
+def subjects(question: str, texts: Iterable[str] | Vocabulary) -> tuple[list[str], list[str]]:
+    """What ``question`` is about, and what of it none of ``texts`` says: its names (each of their
+    word stems somewhere in the texts: "Sorted Containers" is said by a text that says "sorted"
+    and "containers"); in a question that gives none, its words less ``_ORDINARY`` ones, when the
+    texts say none of them ("configure nginx": nginx), else nothing."""
+    said = texts if isinstance(texts, Vocabulary) else Vocabulary.of(texts)
     names = named_terms(question)
-    if not names:
-        return []
-    said: set[str] = set()
-    for text in texts:
-        said.update(content_stems(text))
-    return [name for name in names if not set(content_stems(name)) <= said]
+    if names:
+        return names, [name for name in names if not set(content_stems(name)) <= said.stems]
+    own = list(dict.fromkeys(w for w in words_of(question) if is_content_word(w) and not _ordinary(w)))
+    if not own or any(said.says(word) for word in own):
+        return [], []
+    return own, own
+
+
+def unmentioned(question: str, texts: Iterable[str] | Vocabulary) -> list[str]:
+    """What ``question`` is about that none of ``texts`` says (``subjects``)."""
+    return subjects(question, texts)[1]
+
+
+def _ordinary(word: str) -> bool:
+    """A word any question may use (``_ORDINARY``, an adverb: "properly"), or a number."""
+    return word.isdigit() or bare_stem(word) in _ORDINARY_STEMS or (word.endswith("ly") and len(word) >= 6)
+
 
 
 def missing_line(names: Sequence[str], *, sentence: bool = True) -> str:
