@@ -35,7 +35,7 @@ def empty_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def expected(name: str, folder: Path) -> str:
-    return f"models ({name}): not pulled (needs internet once); run: swarm models pull {name} --models-dir {folder}"
+    return f"model {name} is not pulled (needs internet once); run: swarm models pull {name} --models-dir {folder}"
 
 
 async def test_the_mcp_tools_say_it_once_with_the_pull_command(empty_store: Path, tmp_path: Path) -> None:
