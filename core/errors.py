@@ -18,6 +18,9 @@ class SwarmError(Exception):
 
     #: Stable name shown to clients in ``{"error": {"type": ...}}``.
     kind = "swarm_error"
+    #: what the failed job had made before it stopped (``{..., "partial": True}``), where its graph
+    #: had something: a job's result carries it as its ``output``
+    partial: Any = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe description for job results and tool errors (already redacted)."""

@@ -203,10 +203,8 @@ def _report(args: argparse.Namespace, result: dict[str, Any], job: dict[str, Any
             print(main_text)
         elif result["status"] == "COMPLETED":
             print(json.dumps(output, indent=2, ensure_ascii=False))
-        elif output.get("partial") and main_text:  # what a failed job had made: printed, marked as such
-            stopped = f" (stopped at {output['stopped_at']})" if output.get("stopped_at") else ""
-            print(f"partial result{stopped}: the job failed, this is what it had produced", file=sys.stderr)
-            print(main_text)
+        elif output.get("partial"):
+            _print_partial(output, main_text)
         for warning in output.get("warnings") or []:  # e.g. a research draft replaced by quotes
             print(f"warning: {warning}", file=sys.stderr)
         if not args.quiet:
@@ -232,6 +230,18 @@ def _report(args: argparse.Namespace, result: dict[str, Any], job: dict[str, Any
             print(f"run it again, from its last finished step: {_resume_command(args, job)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _print_partial(output: dict[str, Any], main_text: str | None) -> None:
+    """What a failed job had made, marked as such: its text, or the stored image of an image job's
+    finished steps (a pipeline whose upscale failed after its background removal)."""
+    stopped = f" (stopped at {output['stopped_at']})" if output.get("stopped_at") else ""
+    if main_text:
+        print(f"partial result{stopped}: the job failed, this is what it had produced", file=sys.stderr)
+        print(main_text)
+    elif output.get("image_key"):
+        after = " then ".join(output.get("steps_done") or [])
+        print(f"partial result{stopped}: image after {after} stored as key {output['image_key']}", file=sys.stderr)
 
 
 def cmd_delegate(args: argparse.Namespace) -> int:
