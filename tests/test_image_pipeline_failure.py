@@ -150,3 +150,7 @@ async def test_the_command_line_shows_the_finished_step_and_its_image(
     assert "partial result (stopped at upscale): image after remove_background stored as key" \
            " image_tools/pipe-cli/remove_background.png" in said, said
     assert f"\nerror: ProviderUnavailable: {expected_error(fakes)}\n" in said
+    # the pull first, then the same job id skips the background removal
+    assert said.endswith("\nonce that is done, run it again; it resumes after remove_background: swarm --config"
+                         f" {tmp_path}/config.yaml run image_tools pipeline --job-id pipe-cli --input"
+                         f" '{{\"path\": \"{SMALL}\"}}'\n"), said
