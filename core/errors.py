@@ -18,6 +18,9 @@ class SwarmError(Exception):
 
     #: Stable name shown to clients in ``{"error": {"type": ...}}``.
     kind = "swarm_error"
+    #: what the failed job had made before it stopped (``{..., "partial": True}``), where its graph
+    #: had something: a job's result carries it as its ``output``
+    partial: Any = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe description for job results and tool errors (already redacted)."""
@@ -59,11 +62,13 @@ class ProviderError(SwarmError):
     output_tokens: int = 0
     cost_usd: float | None = None
 
-    def __init__(self, provider: str, message: str, *, model: str | None = None) -> None:
+    def __init__(self, provider: str, message: str, *, model: str | None = None, text: str | None = None) -> None:
+        """``text``: the whole one-line error, where "provider (model): message" would not read as a
+        sentence (the model store's "model u2net is not pulled; ..." rather than "models (u2net): ...")."""
         self.provider = provider
         self.model = model
         self.message = message  # what happened, without who: a trace step names the provider and model itself
-        super().__init__(f"{provider}{f' ({model})' if model else ''}: {message}")
+        super().__init__(text or f"{provider}{f' ({model})' if model else ''}: {message}")
 
 
 class ProviderUnavailable(ProviderError):

@@ -352,10 +352,13 @@ def _partial(output: Any) -> dict[str, Any] | None:
 
 
 def _readable(output: dict[str, Any]) -> str:
-    """The start of the partial answer a model reads (a draft, a report, a synthesis or the positions)."""
+    """The start of the partial answer a model reads (a draft, a report, a synthesis or the
+    positions), or the stored image of an image job's finished steps."""
     text = next((str(output[f]) for f in _READABLE_FIELDS if output.get(f)), "")
     if not text and output.get("positions"):
         text = "\n".join(f"{p.get('model')}: {p.get('text', '')}" for p in output["positions"] if isinstance(p, dict))
+    if not text and output.get("image_key"):
+        text = f"image after {' then '.join(output.get('steps_done') or [])} stored as key {output['image_key']}"
     if len(text) > PARTIAL_TEXT_CHARS:
         text = f"{text[:PARTIAL_TEXT_CHARS]} [... {len(text) - PARTIAL_TEXT_CHARS} more characters]"
     return text

@@ -19,6 +19,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import shlex
 import sys
 import uuid
@@ -108,6 +109,9 @@ def _run(args: argparse.Namespace, job: dict[str, Any]) -> int:
 #: failures a run of the same job id may get past: the worker or the endpoint went away (the
 #: finished steps are in its checkpoints; a RunPod job is followed, or submitted anew when gone)
 RESUMABLE_ERRORS = frozenset({"WorkerError", "ProviderUnavailable", "ProviderTimeout"})
+#: an error that names what to do first, a command or a setting ("...; run: swarm models pull X",
+#: "...; set SWARM_MODELS_DIR to ..."): the same job fails the same way again until it is done
+FIX_FIRST = re.compile(r"; (?:run: |set )")
 
 #: an input longer than this is not printed in the resume command (an inline image is megabytes)
 RESUME_INPUT_CHARS = 2000
@@ -203,10 +207,8 @@ def _report(args: argparse.Namespace, result: dict[str, Any], job: dict[str, Any
             print(main_text)
         elif result["status"] == "COMPLETED":
             print(json.dumps(output, indent=2, ensure_ascii=False))
-        elif output.get("partial") and main_text:  # what a failed job had made: printed, marked as such
-            stopped = f" (stopped at {output['stopped_at']})" if output.get("stopped_at") else ""
-            print(f"partial result{stopped}: the job failed, this is what it had produced", file=sys.stderr)
-            print(main_text)
+        elif output.get("partial"):
+            _print_partial(output, main_text)
         for warning in output.get("warnings") or []:  # e.g. a research draft replaced by quotes
             print(f"warning: {warning}", file=sys.stderr)
         if not args.quiet:
@@ -229,9 +231,34 @@ def _report(args: argparse.Namespace, result: dict[str, Any], job: dict[str, Any
         if error.get("type") == "StillRunning" and job is not None:  # the same id follows, never resubmits
             print(f"follow it with: {_resume_command(args, job)}", file=sys.stderr)
         elif error.get("type") in RESUMABLE_ERRORS and job is not None:  # its finished steps are kept
-            print(f"run it again, from its last finished step: {_resume_command(args, job)}", file=sys.stderr)
+            _print_resume(args, job, result, str(error.get("message") or ""))
         return 1
     return 0
+
+
+def _print_resume(args: argparse.Namespace, job: dict[str, Any], result: dict[str, Any], message: str) -> None:
+    """How to run a failed job again from its last finished step. After an error that names what
+    to do first (a model to pull), only once that is done; and not at all when no step had
+    finished: a run of the same command is all a resume would be."""
+    if not FIX_FIRST.search(message):
+        print(f"run it again, from its last finished step: {_resume_command(args, job)}", file=sys.stderr)
+        return
+    finished = [s for s in result.get("trace") or [] if s.get("kind") != "node" and s.get("outcome") == "ok"]
+    if finished:
+        print(f"once that is done, run it again; it resumes after {finished[-1].get('step')}:"
+              f" {_resume_command(args, job)}", file=sys.stderr)
+
+
+def _print_partial(output: dict[str, Any], main_text: str | None) -> None:
+    """What a failed job had made, marked as such: its text, or the stored image of an image job's
+    finished steps (a pipeline whose upscale failed after its background removal)."""
+    stopped = f" (stopped at {output['stopped_at']})" if output.get("stopped_at") else ""
+    if main_text:
+        print(f"partial result{stopped}: the job failed, this is what it had produced", file=sys.stderr)
+        print(main_text)
+    elif output.get("image_key"):
+        after = " then ".join(output.get("steps_done") or [])
+        print(f"partial result{stopped}: image after {after} stored as key {output['image_key']}", file=sys.stderr)
 
 
 def cmd_delegate(args: argparse.Namespace) -> int:

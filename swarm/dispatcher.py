@@ -257,8 +257,8 @@ def _failure(envelope: JobEnvelope, exc: SwarmError) -> JobEnvelope:
     result: dict[str, Any] = {"output": envelope.output, "trace": list(envelope.trace)}
     if isinstance(exc, AllProvidersFailed):
         result["trace"].extend(error.pop("attempts", []))
-        if exc.partial is not None:
-            result["output"] = exc.partial
+    if exc.partial is not None:  # any error a graph gave what it had made (an image step, a draft)
+        result["output"] = exc.partial
     trace = getattr(exc, "trace", None)
     if trace:
         result["trace"][:0] = trace

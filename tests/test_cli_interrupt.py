@@ -176,3 +176,34 @@ def test_a_failed_remote_job_is_named_by_our_id_with_the_command_that_runs_it_ag
     err = capsys.readouterr().err
     assert "job local-7 (RunPod job rp-ad45-u1): FAILED" in err
     assert "run it again, from its last finished step: swarm run swarm delegate --job-id local-7 --input" in err
+
+
+NOT_PULLED = "model isnet-anime is not pulled (needs internet once); run: swarm models pull isnet-anime"
+
+
+@pytest.mark.parametrize(("message", "trace", "said"), [
+    # an outage a run of the same id can get past
+    ("ollama: cannot connect: ConnectError", [], "run it again, from its last finished step: swarm run image_tools"),
+    # the same job fails the same way until the model is pulled; nothing finished: nothing to resume
+    (NOT_PULLED, [{"step": "remove_background", "kind": "image", "outcome": "skipped"}], None),
+    # a pipeline's finished background removal: the resume that keeps it, once the pull is done
+    (NOT_PULLED, [{"step": "remove_background", "kind": "image", "outcome": "ok"},
+                  {"step": "upscale", "kind": "image", "outcome": "error"}],
+     "once that is done, run it again; it resumes after remove_background: swarm run image_tools"),
+])
+def test_the_resume_line_only_where_a_resume_can_help(
+        message: str, trace: list[dict[str, Any]], said: str | None, capsys: pytest.CaptureFixture[str]) -> None:
+    """A model that was not pulled got 'run it again, from its last finished step', which failed the
+    same way: no resume gets past it before the pull."""
+    import argparse
+
+    from swarm.cli import _report
+
+    args = argparse.Namespace(out=None, json=False, quiet=True, config=None)
+    job = {"project": "image_tools", "action": "pipeline", "input": {"path": "cat.png"}, "job_id": "j-1"}
+    result = {"job_id": "j-1", "status": "FAILED", "output": None, "trace": [*trace, {"step": "dispatch", "kind": "node",
+              "outcome": "error"}], "totals": {}, "error": {"type": "ProviderUnavailable", "message": message}}
+    assert _report(args, result, job) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == f"error: ProviderUnavailable: {message}"
+    assert lines[1:] == ([] if said is None else [f"{said} pipeline --job-id j-1 --input '{{\"path\": \"cat.png\"}}'"])

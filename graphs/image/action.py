@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+from core.errors import SwarmError
 from graphs.context import JobContext
 from graphs.image.batch import run_batch
 from graphs.image.graph import image_graph
@@ -33,7 +34,7 @@ from graphs.image.inputs import (
     RemoveBackgroundInput,
     UpscaleInput,
 )
-from graphs.image.nodes import step_config, storage_step
+from graphs.image.nodes import PLANS, step_config, storage_step
 from providers.image.deadline import Deadline, DeadlineAware, job_deadline
 
 
@@ -70,14 +71,29 @@ def _rembg_options(inp: BackgroundOptions) -> dict[str, Any]:
 
 
 def partial_output(state: dict[str, Any]) -> dict[str, Any]:
-    """The steps a stopped image job had finished, the stored image the next would have read and,
-    in a batch, each image's stored result so far."""
-    made: dict[str, Any] = {"steps_done": state.get("steps_done", [])}
-    if state.get("steps_done") and state.get("current_key"):
+    """The steps a stopped image job had finished, the step it stopped at, the stored image the
+    next would have read and, in a batch, each image's stored result so far."""
+    done = state.get("steps_done", [])
+    made: dict[str, Any] = {"steps_done": done}
+    plan = PLANS.get(state.get("action") or "", ())
+    if plan:
+        made["stopped_at"] = plan[len(done)] if len(done) < len(plan) else "finalize"
+    if done and state.get("current_key"):
         made["image_key"] = state["current_key"]
     if state.get("batch_results"):
         made["results"] = state["batch_results"]
     return made
+
+
+def _keep_what_was_made(exc: SwarmError) -> None:
+    """A job that failed after a step finished keeps it (a pipeline whose upscale failed after its
+    background removal): the error carries the finished steps' trace before its own, and, as its
+    partial result, the stored image the failed step would have read (``partial_output``)."""
+    from graphs.run import attach_partial
+
+    state = getattr(exc, "graph_state", None) or {}
+    if state.get("steps_done"):
+        attach_partial(exc, partial_output(state))
 
 
 async def _run(action: str, inp: ImageInput, options: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
@@ -103,18 +119,13 @@ async def _run_by(deadline: Deadline, action: str, inp: ImageInput, options: dic
         with storage_step(storage, "put", input_key):
             await storage.put(input_key, data, overwrite=True)
     graph = image_graph(ctx)
-    state = await run_graph(
-        graph,
-        {
-            "action": action,
-            "job_id": ctx.job_id,
-            "current_key": input_key,
-            "options": {**options, "output_format": inp.output_format},
-            "steps_done": [],
-            "trace": [],
-        },
-        ctx,
-    )
+    initial = {"action": action, "job_id": ctx.job_id, "current_key": input_key,
+               "options": {**options, "output_format": inp.output_format}, "steps_done": [], "trace": []}
+    try:
+        state = await run_graph(graph, initial, ctx)
+    except SwarmError as exc:
+        _keep_what_was_made(exc)
+        raise
     result = dict(state["result"])
     if inp.inline:
         if result["bytes"] <= INLINE_MAX_BYTES:

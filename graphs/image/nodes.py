@@ -44,6 +44,33 @@ def storage_step(storage: StorageProvider, op: str, key: str) -> Iterator[None]:
         raise
 
 
+@contextmanager
+def provider_step(step: str, provider: ImageProvider, model: str | None) -> Iterator[None]:
+    """A provider call that fails leaves its step in the job's trace (who, error class, latency;
+    why is the job's error, said once), unless its error already holds rows of the step (a
+    chain's skips, ``AllProvidersFailed``'s attempts): the trace of a pipeline stopped at its
+    second step otherwise ended at the first."""
+    started = time.perf_counter()
+    try:
+        yield
+    except SwarmError as exc:
+        rows = [*(getattr(exc, "trace", None) or []), *(getattr(exc, "attempts", None) or [])]
+        if not any(_step_of(row) == step for row in rows):
+            row = TraceStep(step=step, kind="image", provider=str(getattr(exc, "provider", "") or _name(provider)),
+                            model=getattr(exc, "model", None) or model, outcome="error", error_class=type(exc).__name__,
+                            latency_ms=(time.perf_counter() - started) * 1000)
+            exc.trace = [*(getattr(exc, "trace", None) or []), row.model_dump()]  # type: ignore[attr-defined]
+        raise
+
+
+def _step_of(row: Any) -> Any:
+    return row.get("step") if isinstance(row, dict) else getattr(row, "step", None)
+
+
+def _name(provider: Any) -> str:
+    return str(getattr(provider, "name", "") or type(provider).__name__)
+
+
 #: the node that runs remove_background on every image of ``batch``
 BATCH_STEP = "remove_background_batch"
 
@@ -93,7 +120,8 @@ def make_step(
         with storage_step(storage, "get", state["current_key"]):
             data = await storage.get(state["current_key"])
         provider = provider_for(step)
-        with listen_to_progress(_tile_progress(step, index, len(plan)), _messages(step, index, len(plan))):
+        with (listen_to_progress(_tile_progress(step, index, len(plan)), _messages(step, index, len(plan))),
+              provider_step(step, provider, config.model)):
             if isinstance(provider, TracedImageProvider):
                 out, steps = await provider.process_traced(data, ImageAction(step), config)
             else:

@@ -46,6 +46,8 @@ from providers.image.weights import (
     default_names,
     entry,
     expected_sha256,
+    model_unavailable,
+    not_pulled,
     path_for,
     pull_command,
     resolve_models_dir,
@@ -221,10 +223,8 @@ def _store_lock(folder: Path, spec: ModelEntry) -> Iterator[None]:
             folder.mkdir(parents=True, exist_ok=True)
             handle = lock_path.open("a")
         except OSError as exc:
-            raise ProviderUnavailable(
-                PROVIDER,
-                f"cannot write to {folder} ({type(exc).__name__}); set SWARM_MODELS_DIR to a writable folder",
-                model=spec.name,
+            raise model_unavailable(
+                spec.name, f"cannot write to {folder} ({type(exc).__name__}); set SWARM_MODELS_DIR to a writable folder"
             ) from None
         with handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
@@ -254,7 +254,7 @@ def ensure(name: str, models_dir: str | os.PathLike[str] | None = None) -> Path:
         return path_for(spec.name, folder)  # a corrupt file is the operator's call: pull --force
     source = offline_source(spec)
     if source is None:
-        raise ProviderUnavailable(PROVIDER, _not_preparable(spec, folder), model=spec.name)
+        raise not_pulled(spec.name, folder, _not_offline(spec))
     with _store_lock(folder, spec):
         if not target.is_file():  # else a caller we waited for prepared it
             started = time.perf_counter()
@@ -262,22 +262,18 @@ def ensure(name: str, models_dir: str | os.PathLike[str] | None = None) -> Path:
             try:
                 _install(spec, source, folder, offline=True)
             except (ProviderUnavailable, OSError) as exc:  # OSError: disk full, folder gone
-                raise ProviderUnavailable(
-                    PROVIDER,
-                    f"preparing it from {source.describe()} failed ({type(exc).__name__}: {exc});"
-                    f" run: {pull_command(spec.name, folder)}",
-                    model=spec.name,
+                raise model_unavailable(
+                    spec.name, f"preparing it from {source.describe()} failed ({type(exc).__name__}: {exc});"
+                               f" run: {pull_command(spec.name, folder)}"
                 ) from None
             log.info("prepared model %s in %.1f s", spec.name, time.perf_counter() - started)
     return path_for(spec.name, folder)
 
 
-def _not_preparable(spec: ModelEntry, folder: Path) -> str:
-    """Why ``spec`` cannot be had offline and the pull that gets it, without the model's name: the
-    error's own prefix says it ("models (isnet-anime): not pulled ...")."""
+def _not_offline(spec: ModelEntry) -> str:
+    """Why ``spec`` cannot be had offline, as the end of "model NAME is not pulled"."""
     packages = [s.describe() for s in spec.sources if isinstance(s, PypiSource)]
-    why = f", and {' or '.join(packages)} is not installed" if packages else " (needs internet once)"
-    return f"not pulled{why}; run: {pull_command(spec.name, folder)}"
+    return f", and {' or '.join(packages)} is not installed" if packages else " (needs internet once)"
 
 
 def pull_one(

@@ -260,8 +260,7 @@ def path_for(name: str, models_dir: str | os.PathLike[str] | None = None, *, ver
     spec = entry(name)
     path = resolve_models_dir(models_dir) / spec.filename
     if not path.is_file():
-        # who (the store, the model) is the error's own prefix: "models (isnet-anime): not pulled; ..."
-        raise ProviderUnavailable(PROVIDER, f"not pulled; run: {pull_command(spec.name, path.parent)}", model=spec.name)
+        raise not_pulled(spec.name, path.parent)
     want = expected_sha256(spec)
     if verify and want:
         allowed = {want, _recorded_sha256(spec, path)} - {None}
@@ -270,13 +269,25 @@ def path_for(name: str, models_dir: str | os.PathLike[str] | None = None, *, ver
         if _verified.get(stamp) not in allowed:
             digest = sha256_file(path)
             if digest not in allowed:
-                raise ProviderUnavailable(
-                    PROVIDER,
-                    f"model file {path} fails its sha256 check; run: {pull_command(spec.name, path.parent, force=True)}",
-                    model=spec.name,
+                raise model_unavailable(
+                    spec.name, f"its file {path} fails its sha256 check; run: {pull_command(spec.name, path.parent, force=True)}"
                 )
             _verified[stamp] = digest
     return path
+
+
+def model_unavailable(name: str, message: str) -> ProviderUnavailable:
+    """The store's error about model ``name``, one line: "model NAME: MESSAGE". Its provider is the
+    store (``PROVIDER``), whose name read oddly as the line's start ("models (NAME): ...")."""
+    return ProviderUnavailable(PROVIDER, message, model=name, text=f"model {name}: {message}")
+
+
+def not_pulled(name: str, folder: Path, why: str = "") -> ProviderUnavailable:
+    """Model ``name`` is not in ``folder``: "model NAME is not pulled{why}; run: swarm models pull
+    NAME". Its ``message``, a trace row's detail beside the model the row names, is the line
+    without "model NAME is"."""
+    message = f"not pulled{why}; run: {pull_command(name, folder)}"
+    return ProviderUnavailable(PROVIDER, message, model=name, text=f"model {name} is {message}")
 
 
 def pull_command(name: str, folder: Path, *, force: bool = False) -> str:
