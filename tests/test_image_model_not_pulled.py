@@ -78,7 +78,10 @@ async def test_a_runpod_job_says_it_once(empty_store: Path, config_file: Path, m
         result = await handler.handler({"id": "rp-missing", "input": job})
     finally:
         await runtime.aclose()
-    assert json.loads(result["error"]) == {"type": "ProviderUnavailable", "message": expected("isnet-anime", empty_store)}
+    error = json.loads(result["error"])
+    carried = error.pop("envelope")  # the rest of the envelope rides in the string (swarm.envelope.for_runpod)
+    assert error == {"type": "ProviderUnavailable", "message": expected("isnet-anime", empty_store)}
+    assert "error" not in carried and carried["trace"] == result["trace"]  # the message is not carried twice
     assert [(s["model"], s["outcome"]) for s in result["trace"] if s["kind"] == "image"] == [("isnet-anime", "skipped")]
 
 
