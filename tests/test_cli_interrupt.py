@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+import shipped_config
 from fake_openai import Behaviour, FakeOpenAI
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,13 +36,10 @@ def fake_llm() -> Iterator[FakeOpenAI]:
 @pytest.fixture
 def cli_env(tmp_path: Path, fake_llm: FakeOpenAI) -> tuple[Path, dict[str, str]]:
     """The project's config with ``bulk_content`` drafted and reviewed by ``local`` (the fake)."""
-    config = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))
-    config["models"]["local"]["api_base"] = f"{fake_llm.url}/v1"
-    config["models"]["local"].pop("local_server", None)
+    config = shipped_config.with_local_model_at(fake_llm.url)
     config["routing"]["delegation"]["bulk_content"] = {"primary": "local", "reviewer": "local"}
     config["runner"]["kind"] = "local"
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    path = shipped_config.write(tmp_path, config)
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and not k.startswith("RUNPOD_")}
     env.update(SWARM_HOME=str(tmp_path / "home"), LITELLM_LOCAL_MODEL_COST_MAP="True", PYTHONPATH=str(ROOT))
     return path, env

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import shipped_config
 import yaml
 from fake_openai import Behaviour, FakeOpenAI
 from mcp import Client
@@ -40,12 +41,7 @@ def fake_llm() -> Iterator[FakeOpenAI]:
 def stack(tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeOpenAI) -> Iterator[dict[str, Any]]:
     assert weights_pull.pull(["u2netp"], MODELS)["ok"]
     home = tmp_path_factory.mktemp("runpod-e2e")
-    config = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))
-    config["models"]["local"]["api_base"] = f"{fake_llm.url}/v1"
-    config["models"]["local"].pop("local_server", None)
-    config["worker"]["warm"] = []
-    config_path = home / "config.yaml"
-    config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    config_path = shipped_config.write(home, shipped_config.with_local_model_at(fake_llm.url))
     shutil.copytree(ROOT / "docs", home / "docs", dirs_exist_ok=True)
     shared = {
         "SWARM_CONFIG": str(config_path),

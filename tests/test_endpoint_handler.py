@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+import shipped_config
 from fake_openai import FakeOpenAI
 
 from swarm.endpoint.server import EndpointServer
@@ -33,14 +33,10 @@ def fake_llm() -> Iterator[FakeOpenAI]:
 @pytest.fixture(scope="module")
 def endpoint(tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeOpenAI) -> Iterator[EndpointServer]:
     home = tmp_path_factory.mktemp("handler-home")
-    config = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))
-    local = config["models"]["local"]
-    local["api_base"] = f"{fake_llm.url}/v1"
-    local.pop("local_server", None)
-    config["worker"]["warm"] = ["llm"]  # the image models' background warm-up is tests/test_handler_warm.py's
+    # the image models' background warm-up is tests/test_handler_warm.py's
+    config = shipped_config.with_local_model_at(fake_llm.url, warm=["llm"])
     config["providers"]["image"]["upscale"]["precision"] = "fp32"  # no per-machine decision in this test
-    config_path = home / "config.yaml"
-    config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    config_path = shipped_config.write(home, config)
     if (ROOT / "docs").is_dir():
         shutil.copytree(ROOT / "docs", home / "docs", dirs_exist_ok=True)
     env = {

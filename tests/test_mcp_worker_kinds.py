@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import shipped_config
 import yaml
 from fake_openai import Behaviour, FakeOpenAI
 from mcp import Client
@@ -36,13 +37,9 @@ def fake_llm() -> Iterator[FakeOpenAI]:
 @pytest.fixture(scope="module")
 def endpoint(tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeOpenAI) -> Iterator[EndpointServer]:
     home = tmp_path_factory.mktemp("worker-home")
-    config = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))
-    config["models"]["local"]["api_base"] = f"{fake_llm.url}/v1"
-    config["models"]["local"].pop("local_server", None)
-    config["worker"]["warm"] = []
+    config = shipped_config.with_local_model_at(fake_llm.url)
     config["routing"]["delegation"][WORKER_ONLY] = {"primary": "local", "reviewer": None}
-    path = home / "config.yaml"
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    path = shipped_config.write(home, config)
     shutil.copytree(ROOT / "docs", home / "docs", dirs_exist_ok=True)
     env = {"SWARM_CONFIG": str(path), "SWARM_HOME": str(home), "LITELLM_LOCAL_MODEL_COST_MAP": "True",
            "RUNPOD_LOG_LEVEL": "INFO"}

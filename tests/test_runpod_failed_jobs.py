@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
+import shipped_config
 from fake_openai import RefusedPort, free_port
 
 from swarm.envelope import for_runpod
@@ -43,12 +43,7 @@ def sdk_api(tmp_path: Path) -> Iterator[str]:
     """``python handler.py --rp_serve_api``: the SDK's own local API around the real handler, its
     models on a port that refuses connections, so a delegation fails after real attempts."""
     with RefusedPort() as refused:
-        config = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))
-        config["models"]["local"]["api_base"] = f"{refused.url}/v1"
-        config["models"]["local"].pop("local_server", None)
-        config["worker"]["warm"] = []
-        path = tmp_path / "config.yaml"
-        path.write_text(yaml.safe_dump(config), encoding="utf-8")
+        path = shipped_config.write(tmp_path, shipped_config.with_local_model_at(refused.url))
         env = {key: value for key, value in os.environ.items() if not key.endswith("_API_KEY")}
         env.update(SWARM_CONFIG=str(path), SWARM_HOME=str(tmp_path / "home"), LITELLM_LOCAL_MODEL_COST_MAP="True",
                    RUNPOD_LOG_LEVEL="INFO", DEEPSEEK_API_KEY=KEY, DEEPSEEK_API_BASE=f"{refused.url}/v1")
