@@ -8,7 +8,6 @@ HTTP calls through litellm without a model.
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,6 @@ import shipped_config
 from fake_openai import FakeOpenAI
 
 from swarm.endpoint.server import EndpointServer
-from swarm.endpoint.state import Settings
 from swarm.executors.runpod import RunPodExecutor
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,17 +34,7 @@ def endpoint(tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeOpenAI) -> 
     # the image models' background warm-up is tests/test_handler_warm.py's
     config = shipped_config.with_local_model_at(fake_llm.url, warm=["llm"])
     config["providers"]["image"]["upscale"]["precision"] = "fp32"  # no per-machine decision in this test
-    config_path = shipped_config.write(home, config)
-    if (ROOT / "docs").is_dir():
-        shutil.copytree(ROOT / "docs", home / "docs", dirs_exist_ok=True)
-    env = {
-        "SWARM_CONFIG": str(config_path),
-        "SWARM_HOME": str(home),
-        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-        "RUNPOD_LOG_LEVEL": "INFO",
-    }
-    server = EndpointServer(Settings(endpoint_id="ep-handler", take_hold_s=2, stop_hold_s=2), workers=1, log_dir=home / "logs", worker_env_extra=env)
-    with server:
+    with shipped_config.worker_endpoint(home, shipped_config.write(home, config), "ep-handler") as server:
         yield server
 
 

@@ -8,7 +8,6 @@ endpoint, and one real runpod worker running ``handler.py`` with a config that h
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,6 @@ from mcp_helpers import write_config
 
 from mcp_server.server import build_server
 from swarm.endpoint.server import EndpointServer
-from swarm.endpoint.state import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER_ONLY = "poetry"
@@ -39,13 +37,7 @@ def endpoint(tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeOpenAI) -> 
     home = tmp_path_factory.mktemp("worker-home")
     config = shipped_config.with_local_model_at(fake_llm.url)
     config["routing"]["delegation"][WORKER_ONLY] = {"primary": "local", "reviewer": None}
-    path = shipped_config.write(home, config)
-    shutil.copytree(ROOT / "docs", home / "docs", dirs_exist_ok=True)
-    env = {"SWARM_CONFIG": str(path), "SWARM_HOME": str(home), "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-           "RUNPOD_LOG_LEVEL": "INFO"}
-    server = EndpointServer(Settings(endpoint_id="ep-kinds", take_hold_s=2, stop_hold_s=2), workers=1,
-                            log_dir=home / "logs", worker_env_extra=env)
-    with server:
+    with shipped_config.worker_endpoint(home, shipped_config.write(home, config), "ep-kinds") as server:
         yield server
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -20,13 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import shipped_config
 import yaml
 from fake_openai import FakeOpenAI, RefusedPort
 
 from core.config import load_config
 from core.credentials import client_credentials, provider_credential_names
 from swarm.endpoint.server import EndpointServer
-from swarm.endpoint.state import Settings
 from swarm.executors import make_executor
 from swarm.executors.runpod import FINAL_STATES, RunPodExecutor
 from swarm.runtime import Runtime
@@ -62,15 +61,9 @@ def fake_llm() -> Iterator[FakeOpenAI]:
 @pytest.fixture(scope="module")
 def endpoint(tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeOpenAI) -> Iterator[EndpointServer]:
     home = tmp_path_factory.mktemp("worker-home")
-    config = _write_config(home, fake_llm.url)
-    if (ROOT / "docs").is_dir():
-        shutil.copytree(ROOT / "docs", home / "docs", dirs_exist_ok=True)
-    env = {"SWARM_CONFIG": str(config), "SWARM_HOME": str(home), "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-           "RUNPOD_LOG_LEVEL": "DEBUG", "SWARM_LOG_LEVEL": "DEBUG"}
     assert not os.environ.get("DEEPSEEK_API_KEY")  # the worker inherits this process's environment
-    server = EndpointServer(Settings(endpoint_id="ep-keys", take_hold_s=2, stop_hold_s=2), workers=1,
-                            log_dir=home / "logs", worker_env_extra=env)
-    with server:
+    with shipped_config.worker_endpoint(home, _write_config(home, fake_llm.url), "ep-keys",
+                                        RUNPOD_LOG_LEVEL="DEBUG", SWARM_LOG_LEVEL="DEBUG") as server:
         yield server
 
 
