@@ -89,8 +89,8 @@ async def run_graph(graph: Any, initial: dict[str, Any], ctx: JobContext) -> dic
     elif ctx.checkpointer is not None and (stored := await ctx.checkpointer.aget_tuple(config)) is not None:
         recorded = (stored.metadata or {}).get(JOB_KIND_KEY)
         if recorded and ctx.job_kind and recorded != ctx.job_kind:
-            raise InputError(f"job_id: {ctx.job_id!r} is a job of {recorded}, not {ctx.job_kind}; "
-                             "give this job another job_id (or none)")
+            raise InputError(f"{ctx.job_id!r} is a job of {recorded}, not {ctx.job_kind}; "
+                             "give this job another job_id (or none)", field="job_id")
         if identity is not None:
             identity.check((stored.metadata or {}).get(JOB_INPUT_KEY))
         snapshot = await graph.aget_state(config)
