@@ -27,7 +27,7 @@ from core.rules import (
     valid_job_id,
 )
 from graphs.actions import made_so_far, resolve_action
-from graphs.budget import fill_partial, job_scope
+from graphs.budget import add_refused_call, job_scope
 from graphs.context import REPLAYED, RESUMED_AT, JobContext
 from providers.base import TraceStep
 from swarm.envelope import JobEnvelope
@@ -281,7 +281,7 @@ def _failure(envelope: JobEnvelope, exc: SwarmError) -> JobEnvelope:
     trace = getattr(exc, "trace", None)
     if trace:
         result["trace"][:0] = trace
-    fill_partial(result, exc)
+    add_refused_call(result, exc)
     # marked: a door that prints the error itself (the CLI) drops this line instead of saying it twice
     log.warning("job %s failed: %s", envelope.job_id, redact(str(exc)), extra={JOB_FAILED_MARK: True})
     return envelope.failed(error, output=result["output"], trace=result["trace"])
