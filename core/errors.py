@@ -38,6 +38,13 @@ class ConfigError(SwarmError):
         where = ", ".join(p for p in (file and f"file {file}", key and f"key {key}") if p)
         super().__init__(f"{where}: {message}" if where else message)
 
+    def to_dict(self) -> dict[str, Any]:
+        """``{type, message}``, and ``key``, the config key at fault, where it is known."""
+        data = super().to_dict()
+        if self.key:
+            data["key"] = redact(self.key)
+        return data
+
 
 class InputError(SwarmError):
     """Bad tool or job input: says which field was wrong and the limit."""
@@ -47,6 +54,14 @@ class InputError(SwarmError):
     def __init__(self, message: str, *, field: str | None = None) -> None:
         self.field = field
         super().__init__(f"{field}: {message}" if field else message)
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{type, message}``, and ``field``, the input at fault (``images[2].url``), where it is
+        known: a client reads it as data. Redacted too: a key the caller named may be a secret."""
+        data = super().to_dict()
+        if self.field:
+            data["field"] = redact(self.field)
+        return data
 
 
 class ProviderError(SwarmError):

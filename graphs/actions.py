@@ -65,6 +65,15 @@ def _input_model(fn: Any) -> type[BaseModel]:
     return typing.get_type_hints(fn)[first]  # type: ignore[no-any-return]
 
 
+def made_so_far(project: str, action: str, state: dict[str, Any]) -> dict[str, Any] | None:
+    """The action module's ``partial_output(state)`` (unmarked) when it holds anything made (a
+    draft, a stored image, sources: any value besides where it stopped); ``None`` when nothing was."""
+    module = importlib.import_module(action_module(project, action))
+    made = getattr(module, "partial_output", None)
+    output: dict[str, Any] = made(state) if made is not None else {}
+    return output if any(v for k, v in output.items() if k != "stopped_at") else None
+
+
 def partial_output(project: str, action: str, state: dict[str, Any]) -> dict[str, Any]:
     """What a stopped job had made, from its last checkpoint's ``state``: the action module's
     ``partial_output(state)`` (nothing where it has none), marked ``partial: True``."""

@@ -149,12 +149,11 @@ def job_scope(
         current_meter.reset(token)
 
 
-def fill_partial(result: dict[str, Any], exc: Exception) -> None:
-    """For a ``BudgetExceeded`` job: the partial output and the refused call at the end of the trace."""
+def add_refused_call(result: dict[str, Any], exc: Exception) -> None:
+    """For a ``BudgetExceeded`` job: the refused call at the end of the trace (its partial output is
+    the error's ``partial``, which the dispatcher takes from any error)."""
     if not isinstance(exc, BudgetExceeded):
         return
-    if exc.partial is not None and result.get("output") is None:
-        result["output"] = exc.partial
     refused = getattr(exc, "refused", None)
     if refused:
         result["trace"].append(refused)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from dataclasses import dataclass
@@ -18,6 +19,9 @@ JOB_KIND_KEY = "swarm_job"
 JOB_INPUT_KEY = "swarm_input"
 #: ``JobContext.extras`` key of the job's ``InputIdentity`` (the dispatcher sets it)
 JOB_INPUT = "job_input"
+#: ``JobContext.extras`` key of the state after the last completed node of a run that was
+#: cancelled (the job's deadline): what the dispatcher's error keeps of it (``attach_partial``)
+STOPPED_STATE = "stopped_state"
 
 
 @dataclass(frozen=True)
@@ -85,8 +89,8 @@ async def run_graph(graph: Any, initial: dict[str, Any], ctx: JobContext) -> dic
     elif ctx.checkpointer is not None and (stored := await ctx.checkpointer.aget_tuple(config)) is not None:
         recorded = (stored.metadata or {}).get(JOB_KIND_KEY)
         if recorded and ctx.job_kind and recorded != ctx.job_kind:
-            raise InputError(f"job_id: {ctx.job_id!r} is a job of {recorded}, not {ctx.job_kind}; "
-                             "give this job another job_id (or none)")
+            raise InputError(f"{ctx.job_id!r} is a job of {recorded}, not {ctx.job_kind}; "
+                             "give this job another job_id (or none)", field="job_id")
         if identity is not None:
             identity.check((stored.metadata or {}).get(JOB_INPUT_KEY))
         snapshot = await graph.aget_state(config)
@@ -97,6 +101,16 @@ async def run_graph(graph: Any, initial: dict[str, Any], ctx: JobContext) -> dic
             start = None
             ctx.extras[RESUMED_AT] = list(snapshot.next)
             await ctx.progress("resume", f"resuming at {', '.join(snapshot.next)}", None)
+    try:
+        return await _stream(graph, start, config, ctx)
+    finally:
+        if lean is not None:  # drop what it held if the run ended early
+            lean.forget(ctx.job_id)
+
+
+async def _stream(graph: Any, start: dict[str, Any] | None, config: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """The graph's final state; a run that stops leaves the state after its last completed node
+    (what the action can return as a partial result) on its error, or, cancelled, in ``ctx.extras``."""
     final: dict[str, Any] = {}
     # "sync" makes every step durable before the next starts; without a saver there is nothing
     # to make durable (and langgraph 1.2 fails if asked to).
@@ -107,13 +121,12 @@ async def run_graph(graph: Any, initial: dict[str, Any], ctx: JobContext) -> dic
                 final = values
                 publish_steps(values.get("trace") or [])
     except SwarmError as exc:
-        # the state after the last completed node: what the action can return as a partial result
         if getattr(exc, "graph_state", None) is None:
             exc.graph_state = dict(final)  # type: ignore[attr-defined]
         raise
-    finally:
-        if lean is not None:  # drop what it held if the run ended early
-            lean.forget(ctx.job_id)
+    except asyncio.CancelledError:  # no error object to carry it: whoever cancelled (the deadline) reads it there
+        ctx.extras[STOPPED_STATE] = dict(final)
+        raise
     return final
 
 

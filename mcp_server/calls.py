@@ -107,7 +107,9 @@ async def run_job(
             thread_id=thread_id,
         )
     except IdempotencyConflict as exc:  # its text starts with the field: "idempotency_key 'k' already names..."
-        raise InputError(str(exc)) from None
+        conflict = InputError(str(exc))
+        conflict.field = "idempotency_key"
+        raise conflict from None
     if result.get("status") != "IN_PROGRESS":
         raise_for_failure(result)
     return result

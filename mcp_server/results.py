@@ -296,8 +296,10 @@ def public_error(exc: BaseException) -> dict[str, str]:
 def call_failed(error: dict[str, str]) -> ToolFailed:
     """An error found before or without a job as the failure a job's error is: ``isError``, the text
     "Type: field: message" (no trace, totals or job line: nothing ran), and the structured content
-    of a failed job whose ``job_id`` is null."""
-    said = {"type": error["type"], "message": redact(error["message"])}
+    of a failed job whose ``job_id`` is null, naming the ``field`` (or config ``key``) at fault where
+    the error does."""
+    said = {"type": error["type"], "message": redact(error["message"]),
+            **{name: redact(str(error[name])) for name in ("field", "key") if error.get(name)}}
     return _failed({"job_id": None, "status": "FAILED", "error": said})
 
 

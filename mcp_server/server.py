@@ -173,8 +173,10 @@ class SwarmServer(MCPServer):
             unknown = [key for key in arguments or {} if key not in known]
             if unknown:
                 takes = f"{name} takes {', '.join(known)}"
-                raise InputError(f"invalid arguments for {name}: "
-                                 + "; ".join(f"{key}: unknown argument; {takes}" for key in unknown))
+                refused = InputError(f"invalid arguments for {name}: "
+                                     + "; ".join(f"{key}: unknown argument; {takes}" for key in unknown))
+                refused.field = unknown[0]  # as data too; the message names every one
+                raise refused
             with serving_call(context):  # a job the call starts ends with it if the client cancels it
                 return await super().call_tool(name, arguments, context)
         except (ToolError, SwarmError) as exc:
@@ -197,7 +199,9 @@ def _failure(tool: str, exc: BaseException, known: list[str]) -> ToolFailed:
     if isinstance(cause, ToolFailed):
         return cause
     if isinstance(cause, ValidationError) and cause.title.endswith("Arguments"):
+        first = ".".join(str(part) for part in cause.errors()[0]["loc"]) if cause.errors() else None
         cause = InputError(schemas.argument_errors(tool, cause, known))
+        cause.field = first or None  # the first bad argument, as the dispatcher names a job's
     if isinstance(cause, SwarmError):
         log.info("tool %s refused: %s", tool, type(cause).__name__)
         return call_failed(public_error(cause))

@@ -26,8 +26,8 @@ from core.rules import (
     MAX_JOB_ID_CHARS,
     valid_job_id,
 )
-from graphs.actions import resolve_action
-from graphs.budget import fill_partial, job_scope
+from graphs.actions import made_so_far, resolve_action
+from graphs.budget import add_refused_call, job_scope
 from graphs.context import REPLAYED, RESUMED_AT, JobContext
 from providers.base import TraceStep
 from swarm.envelope import JobEnvelope
@@ -214,10 +214,29 @@ async def _run_action(fn: Any, inp: BaseModel, ctx: JobContext, job: JobRequest,
             async with asyncio.timeout(deadline_s):
                 return await fn(inp, ctx)
         except TimeoutError:
-            raise JobDeadlineExceeded(
+            error = JobDeadlineExceeded(
                 f"job {job_id} passed limits.job_deadline_s={deadline_s:g} s; completed steps are"
                 " checkpointed: run it again with the same job_id to resume"
-            ) from None
+            )
+            _keep_what_was_made(error, job, ctx)
+            raise error from None
+
+
+def _keep_what_was_made(error: JobDeadlineExceeded, job: JobRequest, ctx: JobContext) -> None:
+    """A job stopped at its deadline keeps its finished steps, as a failed one does: the trace of
+    every completed node and, where they made something (a draft, a stored image), the action's
+    partial output, from the state its graph run held when it was cancelled (``graphs.run``)."""
+    from graphs.run import STOPPED_STATE, attach_partial
+
+    state = ctx.extras.pop(STOPPED_STATE, None)
+    if not state:  # stopped before its graph ran, or after it finished
+        return
+    error.graph_state = state  # type: ignore[attr-defined]
+    made = made_so_far(job.project, job.action, state)
+    if made is not None:
+        attach_partial(error, made)
+    else:
+        error.trace = list(state.get("trace") or [])  # type: ignore[attr-defined]
 
 
 def _dispatch_step(envelope: JobEnvelope, started: float, ctx: JobContext | None = None,
@@ -262,7 +281,7 @@ def _failure(envelope: JobEnvelope, exc: SwarmError) -> JobEnvelope:
     trace = getattr(exc, "trace", None)
     if trace:
         result["trace"][:0] = trace
-    fill_partial(result, exc)
+    add_refused_call(result, exc)
     # marked: a door that prints the error itself (the CLI) drops this line instead of saying it twice
     log.warning("job %s failed: %s", envelope.job_id, redact(str(exc)), extra={JOB_FAILED_MARK: True})
     return envelope.failed(error, output=result["output"], trace=result["trace"])

@@ -498,7 +498,8 @@ async def test_a_job_id_given_again_with_other_input_is_refused_not_answered_fro
     other = await dispatch({**job("Write a haiku about the sea."), "job_id": "same-id-1"}, make)
     assert other["status"] == "FAILED" and other["output"] is None, other
     assert other["error"] == {"type": "InputError", "message": (
-        "job_id: 'same-id-1' was used for another input; use a new job_id, or the same input to resume")}
+        "job_id: 'same-id-1' was used for another input; use a new job_id, or the same input to resume"),
+        "field": "job_id"}
     assert other["trace"][-1]["provider"] == "dispatcher"  # the trace still comes back
     assert calls == ["draft", "review"]
     for changed in ({"kind": "critical"}, {"tier": "fast"}):  # any field of the input, not only the task
@@ -524,7 +525,8 @@ async def test_an_idempotency_key_given_again_with_other_input_is_refused_naming
     assert (await dispatch(first, make))["status"] == "COMPLETED"
     other = await dispatch({**first, "input": {"task": "Say bye.", "kind": "critical"}}, make)
     assert other["error"] == {"type": "InputError", "message": (
-        "idempotency_key: 'order-7' was used for another input; use a new idempotency_key, or the same input to resume")}
+        "idempotency_key: 'order-7' was used for another input; use a new idempotency_key, or the same input to resume"),
+        "field": "idempotency_key"}
     assert calls == ["draft"]
 
 

@@ -269,7 +269,8 @@ async def test_remove_background_batch_one_result_per_image_and_a_bad_one_fails_
     assert (out["images"], out["succeeded"], out["failed"]) == (4, 2, 2)
     results = out["results"]
     assert [r["index"] for r in results] == [0, 1, 2, 3]
-    assert results[1]["error"] == {"type": "InputError", "message": "images[1].image: not valid base64"}
+    assert results[1]["error"] == {"type": "InputError", "message": "images[1].image: not valid base64",
+                                   "field": "images[1].image"}
     assert results[3]["error"]["message"].startswith("images[3].image: not a supported image")
     for entry, source, size in ((results[0], first, (128, 150)), (results[2], second, (96, 112))):
         assert entry["image_key"] == f"image_tools/batch-1/remove_background-{entry['index']}.png"
@@ -356,7 +357,7 @@ async def test_batch_node_calls_a_provider_without_batches_once_per_image():
     assert ok["image_key"] == "image_tools/j/remove_background-0.png"
     assert (ok["width"], ok["height"]) == (5, 2)
     assert Image.open(io.BytesIO(await storage.get(ok["image_key"]))).size == (5, 2)
-    assert bad == {"index": 4, "error": {"type": "InputError", "message": "image: cannot read it"}}
+    assert bad == {"index": 4, "error": {"type": "InputError", "message": "image: cannot read it", "field": "image"}}
     assert [(s["outcome"], s["detail"]) for s in out["trace"]] == [("ok", "index=0"), ("error", "index=4")]
 
 

@@ -175,7 +175,8 @@ async def test_a_job_id_given_again_for_another_action_is_refused_not_resumed(ma
         other = await dispatch({"project": project, "action": action, "job_id": "rev-j1", "input": inp}, make)
         assert other["status"] == "FAILED", other
         assert other["error"] == {"type": "InputError", "message": (
-            f"job_id: 'rev-j1' is a job of swarm/delegate, not {project}/{action}; give this job another job_id (or none)")}
+            f"job_id: 'rev-j1' is a job of swarm/delegate, not {project}/{action}; give this job another job_id (or none)"),
+            "field": "job_id"}
     again = await dispatch({"project": "swarm", "action": "delegate", "job_id": "rev-j1",
                             "input": {"task": "Say hello.", "kind": "critical"}}, make)
     assert again["output"]["text"] == "one answer" and calls == ["draft"]

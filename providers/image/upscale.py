@@ -172,7 +172,8 @@ class RealESRGANUpscaler(SingleActionBackend):
         torch = _torch()
         wanted = self.settings.device
         if wanted == "cuda" and not torch.cuda.is_available():
-            raise ProviderUnavailable(PROVIDER, "device cuda requested but torch sees no CUDA GPU")
+            raise ProviderUnavailable(PROVIDER, "device cuda requested but torch sees no CUDA GPU; set"
+                                      " providers.image.upscale.device to auto (the GPU where torch sees one) or cpu")
         return "cuda" if wanted == "cuda" or (wanted == "auto" and torch.cuda.is_available()) else "cpu"
 
     def precision(self, name: str, device: str) -> tuple[str, str]:
@@ -371,7 +372,8 @@ class RealESRGANUpscaler(SingleActionBackend):
         except RuntimeError as exc:
             if "out of memory" in str(exc).lower():
                 raise ProviderUnavailable(
-                    PROVIDER, f"{device} ran out of memory at tile={tile}; lower providers.image.upscale.tile"
+                    PROVIDER, f"{device} ran out of memory at tile={tile}; set a smaller tile (the job's tile,"
+                    f" or providers.image.upscale.tile), like {tile // 2 if tile else 256}"
                 ) from None
             raise
         self.speeds.note(job.model, work_pixels(job.tiles()), time.perf_counter() - started, _MEASURED_RUN)

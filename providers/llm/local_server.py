@@ -188,7 +188,8 @@ class LocalServerManager:
             return adopted
         if not spec.local_server.autostart:
             raise ProviderUnavailable(
-                "local", f"nothing answers at {base} and autostart is off; start the server yourself", model=name
+                "local", f"nothing answers at {base} and autostart is off; set models.{name}.local_server.autostart:"
+                " true, or start the server yourself", model=name
             )
         if importlib.util.find_spec("llama_cpp") is None:
             raise ProviderUnavailable("local", f"llama-cpp-python is not installed; run: {LLAMA_CPP_INSTALL}", model=name)

@@ -35,7 +35,8 @@ def resolve_gguf(gguf: str) -> Path:
     else:
         path = Path(gguf).expanduser()
     if not path.is_file():
-        raise ProviderUnavailable("local", f"model file {path} not found (models.*.local_server.gguf)")
+        raise ProviderUnavailable("local", f"model file {path} not found; set models.<name>.local_server.gguf"
+                                          " to the file's path (or pkg:<package>/<file>)")
     return path
 
 

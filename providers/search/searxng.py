@@ -82,7 +82,7 @@ class SearxngSearch:
         """Query the instance; errors come back as ProviderError subclasses with the fix."""
         reason = self.unconfigured_reason()
         if reason:
-            raise ProviderUnavailable(self.name, f"{reason}; point it at a SearXNG instance with JSON output on")
+            raise ProviderUnavailable(self.name, f"{reason}; set SEARXNG_URL to a SearXNG instance with JSON output on")
         params = {"q": query, "format": "json"}
         if self.categories:
             params["categories"] = self.categories

@@ -23,6 +23,11 @@ from core.errors import ConfigError, InputError, ProviderUnavailable
 from providers.base import StoredObject
 from providers.storage.keys import TEMP_MARK, check_key, check_prefix, guess_content_type
 
+#: a folder this process may not write (or read): another folder is the fix, not a run again
+_NOT_ALLOWED = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
+#: the root cannot be made there at all (a file stands in its path) or may not be
+_NO_ROOT = _NOT_ALLOWED | {errno.ENOTDIR, errno.EEXIST}
+
 
 class LocalStorage:
     """A ``StorageProvider`` on a local folder.
@@ -31,13 +36,16 @@ class LocalStorage:
         root: the folder holding every object (created on first write).
         public_base_url: when set, ``url(key)`` is ``public_base_url + key`` (e.g. a static file
             server in front of the folder); otherwise a ``file://`` URI.
+        root_key: the config key that sets ``root``, which an error about the folder names.
     """
 
     name = "local"
 
-    def __init__(self, root: str | os.PathLike[str], *, public_base_url: str | None = None) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, public_base_url: str | None = None,
+                 root_key: str = "providers.storage.backends.local.root") -> None:
         self.root = Path(root).expanduser().absolute()
         self.public_base_url = public_base_url or None
+        self.root_key = root_key
 
     @classmethod
     def from_config(
@@ -54,13 +62,22 @@ class LocalStorage:
             raise ConfigError("root is not set; name the storage folder", key=f"providers.storage.backends.{name}.root")
         if not isinstance(root, str | os.PathLike):
             raise ConfigError("root must be a folder path", key=f"providers.storage.backends.{name}.root")
-        return cls(root, public_base_url=settings.get("public_base_url"))
+        return cls(root, public_base_url=settings.get("public_base_url"), root_key=f"providers.storage.backends.{name}.root")
 
     # --- paths ------------------------------------------------------------------------------
 
     def _real_root(self) -> Path:
-        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # (a file where the folder should be is an OSError too)
+            raise self._unavailable(f"cannot create the storage folder {str(self.root)!r}", exc, _NO_ROOT) from None
         return self.root.resolve()
+
+    def _unavailable(self, doing: str, exc: OSError, folder_errors: frozenset[int] = _NOT_ALLOWED) -> ProviderUnavailable:
+        """``doing`` failed with ``exc``; where the folder is the cause, with the setting to change
+        (a full disk has none: space freed, the same job goes on)."""
+        fix = f"; set {self.root_key} to a folder this process can write" if exc.errno in folder_errors else ""
+        return ProviderUnavailable("local", f"{doing}: {exc.strerror or type(exc).__name__}{fix}")
 
     def _path(self, key: str) -> Path:
         """The confined path of ``key``; ``InputError`` when it resolves outside the root."""
@@ -84,6 +101,8 @@ class LocalStorage:
             raise InputError(
                 f"storage key {key!r}: a parent of it is an object, not a folder", field="key"
             ) from None
+        except OSError as exc:
+            raise self._unavailable(f"cannot write {key!r} in {str(self.root)!r}", exc) from None
         # re-check: mkdir may have walked through a symlink created meanwhile
         if not path.parent.resolve().is_relative_to(self._real_root()):
             raise InputError(f"storage key {key!r} leads outside the storage root", field="key")
@@ -107,7 +126,7 @@ class LocalStorage:
             if exc.errno == errno.ENAMETOOLONG:  # the key, not the disk: a part of it over the file system's 255 bytes
                 raise InputError(f"storage key {key[:80]!r}... has a part too long for a file name"
                                  " (255 bytes between slashes)", field="key") from None
-            raise ProviderUnavailable("local", f"cannot write {key!r}: {exc.strerror}") from None
+            raise self._unavailable(f"cannot write {key!r} in {str(self.root)!r}", exc) from None
         finally:
             tmp.unlink(missing_ok=True)
         return len(data)
@@ -122,7 +141,7 @@ class LocalStorage:
             if exc.errno == errno.ENAMETOOLONG:
                 raise InputError(f"no object {key[:80]!r}... in storage (a part of the key is over 255 bytes)",
                                  field="key") from None
-            raise ProviderUnavailable("local", f"cannot read {key!r}: {exc.strerror}") from None
+            raise self._unavailable(f"cannot read {key!r} in {str(self.root)!r}", exc) from None
         if stat.S_ISDIR(os.fstat(fd).st_mode):  # Linux opens a folder read-only; reading it fails
             os.close(fd)
             raise InputError(f"no object {key!r} in storage (it is a folder)", field="key")

@@ -161,7 +161,8 @@ class S3Storage:
             if code == "NoSuchBucket":
                 return ProviderUnavailable(
                     PROVIDER,
-                    f"bucket {self.bucket!r} does not exist; create it or fix providers.storage.backends.s3.bucket",
+                    f"bucket {self.bucket!r} does not exist; set providers.storage.backends.s3.bucket to an existing"
+                    " bucket (SWARM_S3_BUCKET), or create it",
                 )
             if codes & _MISSING:
                 return InputError(f"no object {key!r} in storage", field="key")
@@ -169,7 +170,8 @@ class S3Storage:
                 return InputError(f"{key!r} already exists and overwrite is off", field="key")
             if codes & _DENIED:
                 return ProviderUnavailable(
-                    PROVIDER, f"access denied to {what} ({code}); check the AWS credentials and bucket policy"
+                    PROVIDER, f"access denied to {what} ({code}); set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY to"
+                    " credentials the bucket's policy allows"
                 )
             if codes & _THROTTLED or status == "503":
                 return ProviderRateLimited(PROVIDER, f"throttled on {what} ({code})")
