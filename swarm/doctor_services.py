@@ -40,7 +40,9 @@ async def check_storage(config: SwarmConfig) -> Finding:
         await storage.put(key, b"swarm doctor probe\n")
         await storage.delete(key)
     except (SwarmError, OSError) as exc:
-        return Finding("storage", "fail", f"{where}: cannot write ({error_message(exc)})", _STORAGE_FIX.get(name, ""))
+        said = error_message(exc)
+        fix = "" if "; set " in said else _STORAGE_FIX.get(name, "")  # the error's own fix, said once
+        return Finding("storage", "fail", f"{where}: cannot write ({said})", fix)
     return Finding("storage", "ok", f"{where}: wrote and deleted a probe object")
 
 
