@@ -1,10 +1,12 @@
 """The grounded extractive report: the sources' own words, ranked with BM25 for the question
 and each sub-question, each sentence carrying the ``[n]`` of its source, under a short opening
-made of the passages' best sentences. The question always has the first section; a planned
-sub-question has one after it unless it is junk (``queries.py``), headed as the search string it
-is (``### Search: `...```): the planner's words, never a statement. No model writes any of it, so
-it cannot state what the sources do not; it is the floor when the writer is weak or its draft
-fails the grounding check.
+made of the passages' best sentences; a passage is quoted only where it says what is asked (not
+only what any question says, "work" or "install", nor only what most passages say), and under the
+question only from the sources on its subject. The question always has the first section; a
+planned sub-question has one after it unless it is junk (``queries.py``), headed as the search
+string it is (``### Search: `...```): the planner's words, never a statement. No model writes
+any of it, so it cannot state what the sources do not; it is the floor when the writer is weak or
+its draft fails the grounding check.
 """
 
 from __future__ import annotations
@@ -13,11 +15,19 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from graphs.research.grounding import normalise
-from graphs.research.opening import opening
+from graphs.research.opening import opening, subject_sources
 from graphs.research.passages import Passage, content_stems, query_terms, sentences_of, snippet_passage
 from graphs.research.queries import useful_sub_queries
 from graphs.research.quoting import cite, flatten, opening_floor, quotable_snippet, ranked, said_terms, trim
-from graphs.research.subjects import Vocabulary, missing_line, source_texts, subjects, unmentioned
+from graphs.research.subjects import (
+    Vocabulary,
+    asked_terms,
+    missing_line,
+    source_texts,
+    subjects,
+    unmentioned,
+    without_frame,
+)
 
 #: passages quoted under each sub-question, by depth, at most: fewer when the rest are off the
 #: point (``_section``); the question's own section one more
@@ -57,18 +67,44 @@ def _pool(sources: Sequence[Mapping[str, Any]], passages: Mapping[str, Sequence[
     return pool, headings
 
 
+def _asked(query: str, floor: int, pool_stems: Sequence[frozenset[str]]) -> set[str]:
+    """The terms of ``query`` a passage must say one of to be quoted under it: what it asks about
+    (``asked_terms``: not "install" or "support"), and of a short query (``floor`` 1) not only the
+    word of it that most passages say (``pool_stems``: each one's stems) when it has others: that
+    word names what the sources are about, not what is asked of it ("runs a LangGraph graph" says
+    "langgraph" of "How does langgraph checkpointing work?", and nothing of checkpoints). A longer
+    query's floor asks two of its words already. Empty: no such rule."""
+    asked = asked_terms(query)
+    words = set(content_stems(query)) & asked
+    if floor == 1 and len(words) > 1:
+        count = {word: sum(word in stems for stems in pool_stems) for word in words}
+        most = max(count.values())
+        common = [word for word, n in count.items() if n == most]
+        if len(common) == 1:  # a tie tells no subject from what is asked of it
+            asked.discard(common[0])
+    return asked
+
+
 def _section(query: str, terms: set[str], pool: Sequence[tuple[int, str]], wanted: int,
-             used: set[str], taken: set[int]) -> list[str]:
-    """Up to ``wanted`` quotes for one section, best passage first: the first always, each other
-    only if BM25 scores it close to the first (``CLOSE_TO_BEST``) and it says ``opening_floor``
-    of the query's words: a fixed count of items padded a short answer with passages that share
-    a common word or two with the question and answer nothing. A passage left out stays free for
-    a later section, whose search it may answer."""
-    floor = opening_floor(set(content_stems(query)))
+             used: set[str], taken: set[int], pool_stems: Sequence[frozenset[str]],
+             sources: set[int] | None = None) -> list[str]:
+    """Up to ``wanted`` quotes for one section, best passage first, each of a passage of
+    ``sources`` (any, if ``None``) that says a word the query asks about (``_asked``): the first
+    always, each other only if BM25 scores it close to the first (``CLOSE_TO_BEST``) and it says
+    ``opening_floor`` of the query's words. A fixed count of items padded a short answer with
+    passages that share a common word or two with the question and answer nothing; "How does
+    langgraph checkpointing work?" quoted SearXNG's set-up ("the worker's address") and "runs a
+    LangGraph graph". A passage left out stays free for a later section, whose search it may answer."""
+    floor = opening_floor(set(content_stems(query)))  # "work" of "How does X work?" counts here only
+    plain = without_frame(query)
+    asked = _asked(plain, floor, pool_stems)
     items: list[str] = []
     best = 0.0
-    for i, score in ranked(query, pool):
+    for i, score in ranked(plain, pool):
         sid, text = pool[i]
+        # its code counts: ``locky.release()`` answers "How does Locky release locks?"
+        if (sources is not None and sid not in sources) or (asked and asked.isdisjoint(pool_stems[i])):
+            continue
         quote = trim(sentences_of(text), terms, used) if i not in taken else []
         if not quote:
             continue
@@ -104,6 +140,7 @@ def extractive_report(
         per_query: passages quoted under each section, at most (fewer when the rest are off the point).
     """
     pool, headings = _pool(sources, passages)
+    pool_stems = [frozenset(content_stems(text)) for _, text in pool]
     said = Vocabulary.of(source_texts(sources, passages))  # read once for the question and each section
     subject, missing = subjects(question, said)
     # every name the question gives is in no source: the nearest passages share its common words
@@ -111,6 +148,9 @@ def extractive_report(
     off_topic = bool(missing) and len(missing) == len(subject)
     used: set[str] = set()
     in_short = [] if off_topic else opening(question, pool, used, headings)
+    # the question's section quotes the sources on its subject only, as its opening does
+    on_subject = subject_sources(question, pool, headings)
+    plain = without_frame(question)  # what passages are matched on: not "work" of "How does X work?"
     # one source's sentence a line: a quote never runs into the next source's
     lines = ["## In short", "", *(f"- {s}" for s in in_short)] if in_short else [
         "## In short", "", NO_ANSWER if off_topic else NO_SHORT_ANSWER]
@@ -125,14 +165,14 @@ def extractive_report(
         absent = [name for name in missing if set(content_stems(name)) <= set(content_stems(section))]
         lines += ["", _section_heading(section, first=i_section == 0), ""]
         wanted = per_query + 1 if i_section == 0 else per_query  # the question's own section goes deepest
-        terms = query_terms(section if i_section == 0 else f"{section} {question}")
+        terms = query_terms(f"{without_frame(section)} {plain if i_section else ''}")
         if i_section and absent:  # a search for what no source says
             lines.append(f"No passage found mentions {' or '.join(absent)}.")
             continue
         if i_section and unmentioned(section, said):  # a name the planner made up (``checksum_removed``)
             lines = lines[:-3]
             continue
-        items = _section(section, terms, pool, wanted, used, taken)
+        items = _section(section, terms, pool, wanted, used, taken, pool_stems, None if i_section else on_subject)
         if items or i_section:
             lines += items or ["No passage found answers this sub-question."]
         else:  # the opening quoted all the question's passages had to say

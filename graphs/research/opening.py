@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from graphs.research.grounding import normalise
 from graphs.research.passages import bm25_term_weights, content_stems, query_terms, sentences_of
 from graphs.research.quoting import MAX_QUOTE_CHARS, cite, opening_floor, ranked, said_terms, with_lead
+from graphs.research.subjects import without_frame
 
 OPENING_SENTENCES = 2
 #: a source opens the report only when it says this share of what the best one says of the question
@@ -28,14 +29,12 @@ def opening(question: str, pool: Sequence[tuple[int, str]], used: set[str], head
     A passage's heading counts with its sentences (the sentence under "Circuit breakers" that
     says "closes the circuit" answers "what does a circuit breaker do"), in ranking the passages and
     in the words a sentence shares with the question, for a sentence that says one of them itself."""
-    terms = query_terms(question)
+    plain = without_frame(question)  # not "work" of "How does X work?"; its floor counts it still
+    terms = query_terms(plain)
     floor = opening_floor(set(content_stems(question)))
-    titled = [f"{headings[i]}. {text}" if i < len(headings) and headings[i] else text for i, (_, text) in enumerate(pool)]
-    best_first = [i for i, _ in ranked(question, [(sid, text) for (sid, _), text in zip(pool, titled, strict=True)])]
-    on_subject = _on_subject(question, pool, titled)
-    # the search ranked whole sources (``pool`` is in its order): its first on the subject says what that is
-    first = next((sid for sid, _ in pool if sid in on_subject), None)
-    on_subject &= _saying_its_subject(question, pool, titled, first)
+    titled = _titled(pool, headings)
+    best_first = [i for i, _ in ranked(plain, [(sid, text) for (sid, _), text in zip(pool, titled, strict=True)])]
+    on_subject = _subject_sources(plain, pool, titled)
     by_source: dict[int, int] = {}
     for i in best_first:
         if pool[i][0] in on_subject:
@@ -63,6 +62,25 @@ def opening(question: str, pool: Sequence[tuple[int, str]], used: set[str], head
             covered |= words
     used.update(normalise(s) for _, quote, _ in chosen for s in quote)
     return [" ".join(cite(s, sid) for s in quote) for sid, quote, _ in chosen]
+
+
+def subject_sources(question: str, pool: Sequence[tuple[int, str]], headings: Sequence[str] = ()) -> set[int]:
+    """The sources on the question's subject, the only ones its opening quotes: those that say its
+    rarer words nearly as well as the best (``_on_subject``) and say the word the search's first of
+    them is most about (``_saying_its_subject``); not "work" of "How does X work?" (``without_frame``)."""
+    return _subject_sources(without_frame(question), pool, _titled(pool, headings))
+
+
+def _titled(pool: Sequence[tuple[int, str]], headings: Sequence[str]) -> list[str]:
+    """Each passage's text after its heading, if it has one."""
+    return [f"{headings[i]}. {text}" if i < len(headings) and headings[i] else text for i, (_, text) in enumerate(pool)]
+
+
+def _subject_sources(question: str, pool: Sequence[tuple[int, str]], titled: Sequence[str]) -> set[int]:
+    on_subject = _on_subject(question, pool, titled)
+    # the search ranked whole sources (``pool`` is in its order): its first on the subject says what that is
+    first = next((sid for sid, _ in pool if sid in on_subject), None)
+    return on_subject & _saying_its_subject(question, pool, titled, first)
 
 
 def _on_subject(question: str, pool: Sequence[tuple[int, str]], texts: Sequence[str]) -> set[int]:

@@ -34,6 +34,7 @@ from graphs.research.passages import (
     bare_stem,
     content_stems,
     is_content_word,
+    query_terms,
     stem,
     words_of,
 )
@@ -116,6 +117,11 @@ _ORDINARY = FILLER_WORDS | frozenset("""configure configuration config configura
     fast faster fastest slow slower quick easy easier simple safe secure possible different same new old
     right wrong bad efficient reliable default""".split())
 _ORDINARY_STEMS = frozenset(bare_stem(word) for word in _ORDINARY)
+#: "How does X work?" ("how X works", "How does X work in Y?"): its "work" asks how, and X is what
+#: it asks about; in "How does work stealing work?" the last one
+_HOW_IT_WORKS = re.compile(r"^(\s*how\b.*?\S)\s+(?:work|works|working)\b"
+                           r"((?:\s+(?:in|on|with|for|under|inside|within|across|when|if|together)\b.*?)?[\s?.!]*)$",
+                           re.IGNORECASE | re.DOTALL)
 #: a word glued of two others ("timeout": "time out") is said where both are, each this long at least
 _GLUED_PART_CHARS = 3
 #: where a sentence of the question starts: its first word's capital says nothing
@@ -211,6 +217,22 @@ def subjects(question: str, texts: Iterable[str] | Vocabulary) -> tuple[list[str
 def unmentioned(question: str, texts: Iterable[str] | Vocabulary) -> list[str]:
     """What ``question`` is about that none of ``texts`` says (``subjects``)."""
     return subjects(question, texts)[1]
+
+
+def without_frame(question: str) -> str:
+    """``question`` less the "work" of "How does X work?", which asks how X does what it does,
+    not about work: what passages are matched on. "worker" has its stem: "How does langgraph
+    checkpointing work?" ranked SearXNG's set-up ("allow the worker's address") among the LangGraph
+    passages, and the opening quoted only the project overview ("a RunPod Serverless worker"): the
+    LangGraph document, which never says "work", said less of the question than it."""
+    return _HOW_IT_WORKS.sub(r"\1\2", question)
+
+
+def asked_terms(query: str) -> set[str]:
+    """The terms of ``query`` (``query_terms``) less its ordinary words (``_ordinary``): what it
+    asks about. A passage that says only "configure" of "How do I configure Tinyq?" configures
+    something else."""
+    return query_terms(" ".join(w for w in words_of(query) if is_content_word(w) and not _ordinary(w)))
 
 
 def _ordinary(word: str) -> bool:
