@@ -89,7 +89,10 @@ async def test_a_bad_colour_is_one_sentence_naming_the_field_at_every_door(
 
     failed = await handler_job(monkeypatch, config, "remove_background", {"image": IMAGE, "background_color": colour})
     assert failed["status"] == "FAILED"  # RunPod takes the error as a string: the JSON of {type, message}
-    assert json.loads(failed["error"]) == {"type": "InputError", "message": f"input.background_color: {TAKES}; got {got}"}
+    error = json.loads(failed["error"])
+    assert error.pop("envelope")["status"] == "FAILED"  # the rest of the job rides along (swarm.envelope.for_runpod)
+    assert error == {"type": "InputError", "message": f"input.background_color: {TAKES}; got {got}",
+                     "field": "background_color"}
     assert recorder.configs == []  # no door ran the image
 
 
