@@ -257,8 +257,10 @@ class ConfigStore:
             try:
                 stat = self.path.stat()
             except OSError as exc:
-                self.last_error = f"{self.path}: cannot read ({exc.strerror}); keeping the last good config"
-                log.error(self.last_error)
+                unread = f"{self.path}: cannot read ({exc.strerror}); keeping the last good config"
+                if unread != self.last_error:  # once, not at each look (the MCP server looks every 5 s)
+                    log.error(unread)
+                self.last_error = unread
                 self._stamp = None  # read it whole when it is back
                 return self._config
             if self._stamp and (stat.st_mtime_ns, stat.st_size) == self._stamp[:2]:

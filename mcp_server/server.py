@@ -76,13 +76,23 @@ class SwarmServer(MCPServer):
         self._register_tools(config)
 
     def _register_tools(self, config: Any) -> None:
-        for tool in self._tool_manager.list_tools():
-            self.remove_tool(tool.name)  # all of them, so the order stays the one of a fresh start
-        tools.register(self, config)
-        job_tools.register(self)
-        thread_tools.register(self)
-        # the SDK lists a server's registered tools on its tool manager only
-        schemas.compact_tools(self._tool_manager.list_tools())
+        """The tools as ``config`` has them, all or none: a registration that raises leaves the
+        tools of the last config in place, not a list cut short."""
+        kept = self._tool_manager.list_tools()
+        try:
+            for tool in kept:
+                self.remove_tool(tool.name)  # all of them, so the order stays the one of a fresh start
+            tools.register(self, config)
+            job_tools.register(self)
+            thread_tools.register(self)
+            # the SDK lists a server's registered tools on its tool manager only
+            schemas.compact_tools(self._tool_manager.list_tools())
+        except BaseException:
+            for tool in self._tool_manager.list_tools():
+                self.remove_tool(tool.name)
+            for tool in kept:  # the SDK adds a built Tool on its tool manager's dict only
+                self._tool_manager._tools[tool.name] = tool
+            raise
         self._tools_config = config
 
     async def refresh_tools(self) -> bool:
@@ -110,6 +120,8 @@ class SwarmServer(MCPServer):
                 await self.refresh_tools()
             except SwarmError as exc:  # the tools keep the last config's; the next look tries again
                 log.warning("tools not refreshed: %s", redact(str(exc)))
+            except Exception as exc:  # nor may anything else end the watch: no listener would hear again
+                log.error("tools not refreshed: %s", redact(repr(exc)))
 
     async def list_tools(self) -> list[Any]:
         try:

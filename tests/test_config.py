@@ -230,3 +230,18 @@ def test_health_cli_prints_a_table_and_json_on_request(config_file: Path, monkey
     assert main(["--config", str(config_file), "health", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["deepseek-v3.1-q8"]["available"] is False and data["deepseek-v3.1-q8"]["circuit"]["state"] == "closed"
+
+
+def test_a_config_file_gone_is_logged_once_not_at_each_look(config_file: Path, caplog) -> None:
+    """The MCP server looks at the config every 5 s (its tools follow a reload): a file gone logged
+    an ERROR at each look, for as long as it stayed gone."""
+    import logging
+
+    store = ConfigStore(config_file)
+    good = store.current()
+    config_file.unlink()
+    with caplog.at_level(logging.ERROR):
+        for _ in range(3):
+            assert store.current() is good
+    assert sum("cannot read" in r.getMessage() for r in caplog.records) == 1
+    assert "cannot read" in (store.last_error or "")

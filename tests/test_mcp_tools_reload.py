@@ -71,3 +71,48 @@ async def test_a_config_that_did_not_change_leaves_the_tools_as_they_are(tmp_pat
         second = await client.list_tools()
     assert first == second
     assert server._tool_manager.get_tool("delegate") is registered  # not rebuilt on each list
+
+
+async def test_a_registration_that_fails_keeps_the_last_tools_and_the_watch_goes_on(tmp_path: Path, monkeypatch: Any) -> None:
+    """A reload whose tools raise something other than a SwarmError (a bug, a schema the SDK
+    refuses) left the server with the tools registered before the raise, and ended the 5 s watch
+    for good: no listener heard of a later reload."""
+    import asyncio
+
+    from mcp_server import server as server_module
+    from mcp_server import tools as tools_module
+
+    path = write_config(tmp_path)
+    server = build_server(str(path))
+    before = [tool.name for tool in server._tool_manager.list_tools()]
+    real = tools_module.register
+    looks = 0
+
+    def broken(srv: Any, config: Any) -> list[str]:
+        real(srv, config)
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(server_module.tools, "register", broken)
+    config = server._tools_config.model_copy(update={"limits": server._tools_config.limits.model_copy(
+        update={"max_task_chars": 5000})})
+    server._config_in_effect = lambda: config
+    try:
+        await server.refresh_tools()
+    except RuntimeError:
+        pass
+    assert [tool.name for tool in server._tool_manager.list_tools()] == before
+
+    async def refresh() -> bool:
+        nonlocal looks
+        looks += 1
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(server, "refresh_tools", refresh)
+    watcher = asyncio.get_running_loop().create_task(server.watch_tools(every_s=0.01))
+    try:
+        with anyio.fail_after(10):
+            while looks < 3:
+                await asyncio.sleep(0.01)
+        assert not watcher.done()
+    finally:
+        watcher.cancel()

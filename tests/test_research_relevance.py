@@ -81,3 +81,16 @@ async def test_how_langgraph_checkpointing_works_is_answered_with_checkpoints_on
     titles = {s["id"]: s["title"] for s in result["sources"]}
     first_ids = {int(n) for n in re.findall(r"\[(\d+)\]", quoted[0])}
     assert {titles[i] for i in first_ids} == {"LangGraph: state, checkpoints and fan-out"}, quoted[0]
+
+
+def test_a_topic_page_that_names_its_library_once_is_still_quoted():
+    """The most said word of a short question was taken for its subject and dropped: of a page on
+    httpx timeouts that says "HTTPX" once, "What is the default httpx timeout?" quoted that one
+    sentence and left out "The default timeout is 5 seconds"."""
+    doc = ("# Timeouts\n\nHTTPX is careful to enforce timeouts everywhere by default.\n\n"
+           "## Default\n\nThe default timeout is 5 seconds of network inactivity.\n\n"
+           "## Per request\n\nYou can set timeouts on a client instance, or override them per request.\n\n"
+           "## Connect\n\nThe connect timeout limits the time allowed to establish a connection.\n")
+    passages = {"1": split_passages(doc), "2": split_passages("# Requests\n\nRequests has no timeout by default.\n")}
+    report = extractive_report("What is the default httpx timeout?", [], SOURCES, passages)
+    assert "The default timeout is 5 seconds" in report, report

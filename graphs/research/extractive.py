@@ -67,6 +67,11 @@ def _pool(sources: Sequence[Mapping[str, Any]], passages: Mapping[str, Sequence[
     return pool, headings
 
 
+#: the passages a short query's other words must be said in before its most said word is no
+#: longer enough for a passage to be quoted (``_asked``)
+MIN_ASKED_PASSAGES = 2
+
+
 def _asked(query: str, floor: int, pool_stems: Sequence[frozenset[str]]) -> set[str]:
     """The terms of ``query`` a passage must say one of to be quoted under it: what it asks about
     (``asked_terms``: not "install" or "support"), and of a short query (``floor`` 1) not only the
@@ -80,7 +85,11 @@ def _asked(query: str, floor: int, pool_stems: Sequence[frozenset[str]]) -> set[
         count = {word: sum(word in stems for stems in pool_stems) for word in words}
         most = max(count.values())
         common = [word for word, n in count.items() if n == most]
-        if len(common) == 1:  # a tie tells no subject from what is asked of it
+        rest = words - set(common)
+        # a tie tells no subject from what is asked of it; and where the other words are said by
+        # one passage at most, the common word is what is asked ("What is the default httpx
+        # timeout?" of a timeouts page that names HTTPX once): those passages answer it
+        if len(common) == 1 and sum(not rest.isdisjoint(stems) for stems in pool_stems) >= MIN_ASKED_PASSAGES:
             asked.discard(common[0])
     return asked
 
