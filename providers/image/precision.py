@@ -172,6 +172,8 @@ class AutoPrecision:
         self.cpu_share = cpu_share if cpu_share is not None else CpuShareReader()
         self._cache = DecisionCache(cache_path)
         self._decided: dict[str, Decision] = {}
+        #: keys decided unmeasured while this process's own measurement held the lock too long
+        self._unmeasured: set[str] = set()
         self._lock = threading.Lock()
 
     def key(self, model: str, versions: str, floor: Floor | None = None) -> str:
@@ -204,18 +206,19 @@ class AutoPrecision:
         key = self.key(model, versions, floor)
         unmeasured = fallback if fallback in candidates else candidates[0]
         decided = self._decided.get(key)
-        if decided is not None:  # no wait behind a measurement of another model in this process
-            return decided
+        if decided is not None and (key not in self._unmeasured or self._lock.locked()):
+            return decided  # no wait behind a measurement of another model in this process
         if not self._lock.acquire(blocking=False):
             self._report_waiting("a measurement in this process")
             if not self._lock.acquire(timeout=self.wait_s):
                 # a run in this process that never returned (a hang in native code) holds the lock:
                 # this job and the later ones run unmeasured instead of queueing behind it
                 decided = self._not_measured(unmeasured, candidates[0], "a measurement in this process has run")
-                self._decided.setdefault(key, decided)  # kept unless the measurement finishes after all
+                self._unmeasured.add(key)  # measured once the lock is free again (the stuck run returned)
+                self._decided.setdefault(key, decided)
                 return self._decided[key]
         try:
-            if key not in self._decided:
+            if key not in self._decided or key in self._unmeasured:
                 cached = self._cache.load(_parse).get(key)
                 if cached is None:
                     on_wait = lambda: self._report_waiting("another process")  # noqa: E731
@@ -228,6 +231,7 @@ class AutoPrecision:
                         if cached is None:
                             cached = self._measure(cpu, model, key, run, candidates, floor, probes)
                 self._decided[key] = cached
+                self._unmeasured.discard(key)  # also for a job that timed out waiting on this very run
             return self._decided[key]
         finally:
             self._lock.release()
