@@ -38,7 +38,7 @@ class Hanging:
 
 async def test_a_pipeline_past_its_deadline_keeps_its_background_removal(make_context: Any) -> None:
     storage = MemoryStorage()
-    make = make_context(FunctionLLM(lambda m, c: "unused"), config=with_deadline(0.5), storage=storage,
+    make = make_context(FunctionLLM(lambda m, c: "unused"), config=with_deadline(3), storage=storage,
                         remove_background=Remover(), upscale=Hanging())
     job = {"project": "image_tools", "action": "pipeline", "input": {"image": base64.b64encode(SMALL).decode()},
            "job_id": "pipe-deadline"}
@@ -61,7 +61,7 @@ async def test_a_delegation_past_its_deadline_keeps_its_draft(make_context: Any)
         return "the draft"
 
     job = {"project": "swarm", "action": "delegate", "input": {"task": "Write two lines about rivers."}}
-    result = await dispatch(job, make_context(FunctionLLM(answer), config=with_deadline(0.5)))
+    result = await dispatch(job, make_context(FunctionLLM(answer), config=with_deadline(3)))
     assert result["status"] == "FAILED" and result["error"]["type"] == "JobDeadlineExceeded", result["error"]
     output = result["output"] or {}
     assert output.get("partial") is True and output.get("text") == "the draft", result["output"]
