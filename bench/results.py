@@ -91,10 +91,13 @@ def write_markdown(run: Run, path: Path, plots: list[Path]) -> None:
         met = _cell(r.get("met")) if r.get("met") is not None else "n/a"
         lines.append(f"| {_cell(r.get('name'))} | {value} | {_cell(r.get('anchor'))} | {anchor_value} | "
                      f"{_cell(r.get('ratio'))} | {_cell(r.get('goal'))} | {met} | `{r.get('command')}` |")
-    notes = [r for r in rows if r.get("note")]
-    if notes:
-        lines += ["", "## Not measured", ""]
-        lines += [f"- **{r['name']}**: {r['note']}" for r in notes]
+    # a row without a value says why under "Not measured"; a measured row's note (a figure's
+    # caveat: "max 13 levels from our fp32") goes under "Notes", not among the unmeasured
+    for title, measured in (("Not measured", False), ("Notes", True)):
+        notes = [r for r in rows if r.get("note") and (r.get("value") is not None) == measured]
+        if notes:
+            lines += ["", f"## {title}", ""]
+            lines += [f"- **{r['name']}**: {r['note']}" for r in notes]
     if run.suite_seconds:
         lines += ["", "Seconds per suite: " + ", ".join(f"{k} {v}" for k, v in run.suite_seconds.items()) + "."]
     if plots:

@@ -63,6 +63,20 @@ def test_missing_and_failing_suites_become_clear_records(tmp_path: Path) -> None
     assert "## Not measured" in (tmp_path / "RESULTS.md").read_text()
 
 
+def test_a_measured_rows_note_is_no_unmeasured_figure(tmp_path: Path) -> None:
+    """RESULTS.md listed the ncnn bf16 row (0.299 MP/s, with the note "max 13 levels from our
+    fp32") under "Not measured"."""
+    expected = (harness.Expected("measured", "ms", "an anchor", "<= 2x"), harness.Expected("missing", "ms", "a", "g"))
+    run = harness.run_all([harness.Suite("gone", "bench.bench_does_not_exist", expected)], quick=True,
+                          log=lambda line: None)
+    run.records[0].update(value=1.0, note="max 13 levels from our fp32")
+    harness.write_results(run, tmp_path, plots=False)
+    text = (tmp_path / "RESULTS.md").read_text()
+    unmeasured, _, notes = text.partition("## Not measured")[2].partition("## Notes")
+    assert "**missing**" in unmeasured and "**measured**" not in unmeasured
+    assert "**measured**: max 13 levels from our fp32" in notes
+
+
 def test_time_budget_skips_suites_and_says_so() -> None:
     suite = harness.Suite("x", "bench.bench_research", (harness.Expected("f", "ms", "a", "g"),))
     run = harness.run_all([suite], quick=True, budget_s=1, log=lambda line: None)
