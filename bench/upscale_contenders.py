@@ -50,13 +50,17 @@ def ncnn_runner(img: Any, bf16: bool = False) -> Any:
 def upscale_auto(models_dir: str, device: str, up: dict[str, Any]) -> dict[str, Any]:
     """What ``precision: auto`` chooses here (measured afresh, its cache in a temp dir), how long the
     choosing took, and its output MP/s: the interleaved figure of the path it chose in ``up``."""
-    from providers.image.precision import AutoPrecision, read_cpu_info
-    from providers.image.upscale import RealESRGANUpscaler, UpscaleSettings, cuda_auto_precision
+    from providers.image.upscale import (
+        RealESRGANUpscaler,
+        UpscaleSettings,
+        cpu_auto_precision,
+        cuda_auto_precision,
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
         settings = UpscaleSettings(models_dir=models_dir, device=device, precision="auto")
         cache = Path(tmp) / "precision.json"
-        upscaler = RealESRGANUpscaler(settings, auto_precision=AutoPrecision(cache, read_cpu_info),
+        upscaler = RealESRGANUpscaler(settings, auto_precision=cpu_auto_precision(cache),
                                       cuda_precision=cuda_auto_precision(cache))
         started = time.perf_counter()
         chosen, why = upscaler.precision("realesrgan-anime-6b", device)

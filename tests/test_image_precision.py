@@ -537,3 +537,43 @@ async def test_ncnn_failing_while_measured_leaves_the_other_candidates(models_di
     _, detail = await upscale(provider)
     assert "precision=fp32 (auto: ncnn failed: RuntimeError: ncnn extract failed with status -100; load " in detail
     assert (tmp_path / "precision.json").exists()
+
+
+class SizedModel(FakeModel):
+    """Costs ``fixed[p] + pixels * per_pixel[p]`` seconds: a path with a per-call overhead that
+    pays off only on larger images (ncnn-bf16 on small probes); records each call's image side."""
+
+    def __init__(self, fixed: dict[str, float], per_pixel: dict[str, float]) -> None:
+        super().__init__(dict.fromkeys(fixed, 0.0), {})
+        self.fixed, self.per_pixel = fixed, per_pixel
+        self.sides: list[tuple[str, int]] = []
+
+    def run(self, name: str, image: np.ndarray) -> np.ndarray:
+        self.sides.append((name, image.shape[0]))
+        self.now += self.fixed[name] + image.shape[0] * image.shape[1] * self.per_pixel[name]
+        return super().run(name, image)
+
+
+def test_candidates_are_scored_on_the_probes_and_timed_on_the_timing_size(tmp_path):
+    """ncnn costs 0.5 s a call more than fp32 and half as much per pixel: on the 16x16 probes it is
+    slower, on a 128x128 image 1.24x faster. With ``timing_size`` the rounds run on that image,
+    the photo-like one only; the scores still come from both probes; the key and why say so."""
+    fixed, per_pixel = {"fp32": 0.0, "ncnn": 0.5}, {"fp32": 1e-4, "ncnn": 0.5e-4}
+    small = SizedModel(fixed, per_pixel)
+    assert chooser(tmp_path / "a", EPYC, small).decide(MODEL, "v", small.run, table=NCNN_ONLY).precision == "fp32"
+
+    model = SizedModel(fixed, per_pixel)
+    auto = AutoPrecision(tmp_path / "b" / "precision.json", lambda: EPYC, probe_size=16, timing_size=128, rounds=2,
+                         timer=model.clock, load=lambda: IDLE, cpu_share=NOT_READ)
+    decision = auto.decide(MODEL, "v", model.run, table=NCNN_ONLY)
+    assert decision.precision == "ncnn" and decision.measured["ncnn"]["speedup"] == 1.24
+    assert decision.why.startswith("auto: 1.24x fp32, PSNR inf dB") and "; timed on a 128x128 probe" in decision.why
+    scored = [("fp32", 16), ("fp32", 16), ("ncnn", 16), ("ncnn", 16)]  # photo and line art, untimed
+    assert model.sides == scored + [("fp32", 128), ("ncnn", 128)] * 2  # two rounds, the photo only
+    assert auto.key(MODEL, "v") != chooser(tmp_path / "c", EPYC, model).key(MODEL, "v")
+
+
+def test_the_cpu_upscaler_times_auto_on_a_tile_sized_image(tmp_path):
+    auto = upscale_module.cpu_auto_precision(tmp_path / "precision.json", lambda: EPYC)
+    assert (auto.probe_size, auto.timing_size) == (64, upscale_module.CPU_TIMING_SIZE) and auto.timing_size >= 128
+    assert RealESRGANUpscaler(UpscaleSettings(models_dir=str(tmp_path))).auto_precision.timing_size == 128

@@ -26,8 +26,10 @@ it reads the cache again and takes the holder's decision (see ``AutoPrecision``)
 measurement really got (``cpu_share.py``: its threads' run-queue wait, the container's throttling;
 the load average only where neither can be read) and the core count are in the entry and the
 why-text; a disturbed measurement is used by this process only and measured again at the next
-start. The probe timings are no measure of an upscale's speed (per-call overhead dominates them on
-64x64 probes): ``deadline.py`` uses real upscales' tiles. A job that measures (or waits for
+start. The upscaler on CPU times its candidates on a larger photo-like image than the probes it
+scores (``timing_size``, ``upscale.CPU_TIMING_SIZE``): on 64x64 probes per-call overhead and caches
+hide the difference between candidates whose gain is memory traffic. Still, the probe timings are no
+measure of an upscale's speed: ``deadline.py`` uses real upscales' tiles. A job that measures (or waits for
 another process's measurement) says so to its progress listener (``backend.report``). A corrupt
 or unwritable cache is logged and measured again; it never fails an upscale.
 
@@ -145,6 +147,9 @@ class AutoPrecision:
         cache_path: the JSON file of decisions (``decisions_file()``: ``<state_dir>/precision.json``).
         cpu_info: reads the CPU (tests pass a fake).
         probe_size: side of the probe images, in input pixels.
+        timing_size: where given, the rounds are timed on the photo-like probe at this side, not
+            on the scored probes (the upscaler on CPU: ``upscale.CPU_TIMING_SIZE``); part of the
+            cache key.
         rounds: timed rounds per candidate.
         timer: the clock the candidates are timed with (tests pass a fake).
         load: the 1-minute load average before a measurement (tests pass a fixed one): recorded;
@@ -158,13 +163,15 @@ class AutoPrecision:
     """
 
     def __init__(self, cache_path: Path, cpu_info: Callable[[], CpuInfo] = read_cpu_info, *,
-                 probe_size: int = 64, rounds: int = 3, timer: Callable[[], float] = time.perf_counter,
+                 probe_size: int = 64, timing_size: int | None = None, rounds: int = 3,
+                 timer: Callable[[], float] = time.perf_counter,
                  load: Callable[[], float | None] | None = None, wait_s: float | None = None,
                  cpu_share: CpuShareReader | None = None, hardware: str = "CPU") -> None:
         self.cache_path = cache_path
         self.hardware = hardware
         self.cpu_info = cpu_info
         self.probe_size = probe_size
+        self.timing_size = timing_size
         self.rounds = rounds
         self.timer = timer
         self.load = load if load is not None else load_average
@@ -178,7 +185,8 @@ class AutoPrecision:
 
     def key(self, model: str, versions: str, floor: Floor | None = None) -> str:
         """The cache key of ``model`` on this machine under ``floor`` (``psnr_floor()``)."""
-        return cache_key(self.cpu_info(), model, f"{versions} {rules(floor or psnr_floor())}")
+        timed = f" timed at {self.timing_size}px" if self.timing_size else ""
+        return cache_key(self.cpu_info(), model, f"{versions} {rules(floor or psnr_floor())}{timed}")
 
     def decide(self, model: str, versions: str, run: RunFn, *, table: dict[str, frozenset[str]] | None = None,
                floor: Floor | None = None, probes: Callable[[], dict[str, np.ndarray]] | None = None,
@@ -256,9 +264,15 @@ class AutoPrecision:
                f" up to {budget_s:g} s)")
         started = time.perf_counter()
         images = probes() if probes else probe_images(self.probe_size)
+        timing = None
+        if self.timing_size and not probes:
+            timing = {"photo": probe_images(self.timing_size)["photo"]}
         before = self.cpu_share.sample()
         decision = measure(run, candidates, images, rounds=self.rounds, timer=self.timer, floor=floor,
-                           budget_s=budget_s)
+                           budget_s=budget_s, timing=timing)
+        if timing is not None:
+            side = self.timing_size
+            decision = replace(decision, why=f"{decision.why}; timed on a {side}x{side} probe")
         share = self.cpu_share.between(before, self.cpu_share.sample(), cpus, load)
         busy = share.busy()
         host = "" if self.hardware == "CPU" else "host "  # the share is the CPU's, also when a GPU ran

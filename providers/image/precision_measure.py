@@ -43,8 +43,9 @@ MIN_SPEEDUP = 1.1
 #: a candidate this many times slower than the reference in the first timed round is dropped there
 DROP_SLOWER_THAN = 3.0
 #: changes when how candidates are measured or chosen changes: part of the cache key
-#: (2: median of paired per-round ratios, failures and slow candidates dropped, load recorded)
-MEASURE_REVISION = "measure 2"
+#: (2: median of paired per-round ratios, failures and slow candidates dropped, load recorded;
+#: 3: the rounds may be timed on a larger image than the one scored, ``AutoPrecision(timing_size=)``)
+MEASURE_REVISION = "measure 3"
 #: wall-clock seconds one measurement may take; spent, the candidates not yet timed are dropped
 MEASURE_BUDGET_S = 120.0
 
@@ -97,9 +98,14 @@ class Budget:
 
 def measure(run: RunFn, candidates: list[str], images: dict[str, np.ndarray], *, rounds: int = 3,
             timer: Callable[[], float] = time.perf_counter, floor: Floor | None = None,
-            budget_s: float | None = None, clock: Callable[[], float] = time.monotonic) -> Decision:
+            budget_s: float | None = None, clock: Callable[[], float] = time.monotonic,
+            timing: dict[str, np.ndarray] | None = None) -> Decision:
     """Score and time each candidate on ``images`` and choose the fastest within ``floor``
     (default ``psnr_floor()``).
+
+    ``timing``: the images the rounds are timed on, where they differ from the scored ones (an
+    image the size of a real tile: on small probes per-call overhead and caches hide the
+    differences between candidates).
 
     Each candidate first runs once untimed, its output scored against the reference's
     (``candidates[0]``); then ``rounds`` interleaved timed rounds. A candidate that raises is
@@ -126,7 +132,7 @@ def measure(run: RunFn, candidates: list[str], images: dict[str, np.ndarray], *,
         except Exception as exc:  # a broken candidate is dropped; the others still decide
             dropped[name] = failure(name, exc)
     names = [n for n in candidates if n not in dropped]
-    times = _timed_rounds(run, names, images, rounds, timer, dropped, budget)
+    times = _timed_rounds(run, names, images if timing is None else timing, rounds, timer, dropped, budget)
     measured: dict[str, dict[str, float]] = {}
     for name, took in times.items():
         ratios = [ref / mine if mine > 0 else 1.0 for ref, mine in zip(times[reference], took, strict=False)]

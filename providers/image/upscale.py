@@ -69,6 +69,11 @@ _UPSCALING, _WARMING = "another upscale", "the upscaler's warm-up (loading the m
 #: changes when how a candidate runs changes (its tensors, autocast, ncnn options), so a cached
 #: decision is measured again; the floor and ``MIN_SPEEDUP`` are in the key already (``precision.rules``)
 REVISION = "upscale-paths 2"
+#: the side of the image ``precision: auto`` times the CPU candidates on (they are scored on the
+#: 64x64 probes): at 64x64 anime-6B's feature maps sit in cache and ncnn-bf16 (whose gain is
+#: memory traffic) read 1.03-1.10x ncnn, a tie auto broke either way from session to session; at
+#: 128x128 it reads 1.11-1.24x, as at the bench's 192x192 (bench/README.md, "Nineteenth session")
+CPU_TIMING_SIZE = 128
 
 
 @dataclass(frozen=True)
@@ -112,6 +117,12 @@ def versions(table: dict[str, frozenset[str]]) -> str:
     return f"{REVISION} torch {_torch().__version__}" + (f" ncnn {ncnn_version()}" if "ncnn" in table else "")
 
 
+def cpu_auto_precision(cache_path: Path, cpu_info: Callable[[], CpuInfo] = read_cpu_info) -> AutoPrecision:
+    """``precision: auto`` on this CPU: scored on the 64x64 probes, timed on a
+    ``CPU_TIMING_SIZE`` one, its decisions in ``cache_path``."""
+    return AutoPrecision(cache_path, cpu_info, timing_size=CPU_TIMING_SIZE)
+
+
 def cuda_auto_precision(cache_path: Path) -> AutoPrecision:
     """``precision: auto`` on this process's CUDA GPU (``gpu.read_gpu_info``), GPU-sized probes,
     its decisions in ``cache_path``."""
@@ -143,7 +154,7 @@ class RealESRGANUpscaler(SingleActionBackend):
         self.settings = settings
         self.limits = limits or ImageLimits()
         self.cpu_info = cpu_info
-        self.auto_precision = auto_precision or AutoPrecision(decisions_file(), cpu_info)
+        self.auto_precision = auto_precision or cpu_auto_precision(decisions_file(), cpu_info)
         self._cuda_precision = cuda_precision
         self.table = table
         self._ncnn = NcnnNets()
