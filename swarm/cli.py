@@ -243,10 +243,28 @@ def _print_resume(args: argparse.Namespace, job: dict[str, Any], result: dict[st
     if not FIX_FIRST.search(message):
         print(f"run it again, from its last finished step: {_resume_command(args, job)}", file=sys.stderr)
         return
-    finished = [s for s in result.get("trace") or [] if s.get("kind") != "node" and s.get("outcome") == "ok"]
+    finished = finished_steps(result)
     if finished:
-        print(f"once that is done, run it again; it resumes after {finished[-1].get('step')}:"
+        print(f"once that is done, run it again; it resumes after {finished[-1]}:"
               f" {_resume_command(args, job)}", file=sys.stderr)
+
+
+def finished_steps(result: dict[str, Any]) -> list[str]:
+    """The steps of a failed job that a resume does not run again, in the order they finished: an
+    image job's ``steps_done`` (its partial output), else the graph nodes that returned (each
+    records a ``node`` step of provider ``graph`` as it returns, also when what it records is a
+    failure it absorbed) and the image steps that succeeded. A provider call that succeeded inside
+    a node that then raised is not one: that node runs again."""
+    output = result.get("output") or {}
+    if isinstance(output, dict) and output.get("steps_done"):
+        return [str(step) for step in output["steps_done"]]
+    done: dict[str, None] = {}
+    for step in result.get("trace") or []:
+        node = step.get("kind") == "node" and step.get("provider") == "graph"
+        if node or (step.get("kind") == "image" and step.get("outcome") == "ok"):
+            done.pop(str(step.get("step")), None)  # a node that ran again (a review loop) finished last then
+            done[str(step.get("step"))] = None
+    return list(done)
 
 
 def _print_partial(output: dict[str, Any], main_text: str | None) -> None:

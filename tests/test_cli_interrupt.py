@@ -187,6 +187,9 @@ NOT_PULLED = "model isnet-anime is not pulled (needs internet once); run: swarm 
     (NOT_PULLED, [{"step": "remove_background", "kind": "image", "outcome": "ok"},
                   {"step": "upscale", "kind": "image", "outcome": "error"}],
      "once that is done, run it again; it resumes after remove_background: swarm run image_tools"),
+    # the image job's own record of its finished steps, where its partial output carries one
+    (NOT_PULLED, [{"step": "upscale", "kind": "image", "outcome": "error"}, {"steps_done": ["remove_background"]}],
+     "once that is done, run it again; it resumes after remove_background: swarm run image_tools"),
 ])
 def test_the_resume_line_only_where_a_resume_can_help(
         message: str, trace: list[dict[str, Any]], said: str | None, capsys: pytest.CaptureFixture[str]) -> None:
@@ -198,9 +201,43 @@ def test_the_resume_line_only_where_a_resume_can_help(
 
     args = argparse.Namespace(out=None, json=False, quiet=True, config=None)
     job = {"project": "image_tools", "action": "pipeline", "input": {"path": "cat.png"}, "job_id": "j-1"}
-    result = {"job_id": "j-1", "status": "FAILED", "output": None, "trace": [*trace, {"step": "dispatch", "kind": "node",
+    output = next((s for s in trace if "steps_done" in s), None)
+    trace = [s for s in trace if s is not output]
+    result = {"job_id": "j-1", "status": "FAILED", "output": output, "trace": [*trace, {"step": "dispatch", "kind": "node",
               "outcome": "error"}], "totals": {}, "error": {"type": "ProviderUnavailable", "message": message}}
     assert _report(args, result, job) == 1
     lines = capsys.readouterr().err.splitlines()
     assert lines[0] == f"error: ProviderUnavailable: {message}"
     assert lines[1:] == ([] if said is None else [f"{said} pipeline --job-id j-1 --input '{{\"path\": \"cat.png\"}}'"])
+
+
+@pytest.mark.parametrize(("trace", "after"), [
+    # consensus: two positions' model calls answered, the third raised out of its ask: no node returned
+    ([{"step": "ask", "kind": "llm", "outcome": "ok"}, {"step": "ask", "kind": "llm", "outcome": "ok"},
+      {"step": "ask", "kind": "llm", "outcome": "error"}], None),
+    # delegation: the draft node returned; the review's model call answered, then the node raised
+    ([{"step": "draft", "kind": "llm", "outcome": "ok"}, {"step": "draft", "kind": "node", "provider": "graph"},
+      {"step": "review", "kind": "llm", "outcome": "ok"}], "draft"),
+    # a review that absorbed its reviewer's failure returned (outcome error), then a revision; a second review raised
+    ([{"step": "draft", "kind": "node", "provider": "graph"},
+      {"step": "review", "kind": "node", "provider": "graph", "outcome": "error"},
+      {"step": "revise", "kind": "node", "provider": "graph"}, {"step": "review", "kind": "llm", "outcome": "ok"}],
+     "revise"),
+])
+def test_the_resume_names_the_last_node_that_returned_not_the_last_model_call(
+        trace: list[dict[str, Any]], after: str | None, capsys: pytest.CaptureFixture[str]) -> None:
+    """'it resumes after ask' was said for a consensus job none of whose nodes had returned: a
+    model call that answered inside a node that then raised is run again on resume."""
+    import argparse
+
+    from swarm.cli import _report
+
+    args = argparse.Namespace(out=None, json=False, quiet=True, config=None)
+    job = {"project": "swarm", "action": "consensus", "input": {"question": "q"}, "job_id": "j-2"}
+    result = {"job_id": "j-2", "status": "FAILED", "output": None, "trace": trace, "totals": {},
+              "error": {"type": "ProviderUnavailable", "message": NOT_PULLED}}
+    assert _report(args, result, job) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[1:] == ([] if after is None else [
+        f"once that is done, run it again; it resumes after {after}: swarm run swarm consensus --job-id j-2"
+        " --input '{\"question\": \"q\"}'"])
