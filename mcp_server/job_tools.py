@@ -15,6 +15,7 @@ from mcp.types import CallToolResult, ContentBlock, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field, WithJsonSchema
 
 from core.errors import InputError
+from core.rules import JOB_ID_PATTERN, MAX_JOB_ID_CHARS
 from mcp_server.calls import owner_of, progress_sender, server_state
 from mcp_server.outputs import ImageOutput, ResearchOutput
 from mcp_server.previews import image_blocks
@@ -29,7 +30,7 @@ from mcp_server.results import (
 )
 from mcp_server.texts import handle_text, job_line, jobs_text, result_text
 
-JobId = Annotated[str, Field(max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]  # the pattern's + implies minLength 1
+JobId = Annotated[str, Field(max_length=MAX_JOB_ID_CHARS, pattern=JOB_ID_PATTERN)]  # the pattern's + implies minLength 1
 MAX_RESULT_WAIT_S = 50.0  # under Claude Desktop's ~60 s tool timeout
 
 
@@ -70,8 +71,17 @@ class JobResult(BaseModel):
     elapsed_ms: float | None = None
 
 
-def _unknown(job_id: str) -> InputError:
-    return InputError(f"unknown job_id {job_id!r}: no job with this id is visible to you; list_jobs shows yours")
+def unknown_job(job_id: str, retention_days: float) -> InputError:
+    """The one answer for a job id the caller cannot see: none has it, another client's job has it
+    (the same words, so ids cannot be probed), or the job finished before ``retention_days`` and the
+    server dropped it. ``field`` is ``job_id``; the id is shown cut at the length a job id may have."""
+    return InputError(f"{job_id[:MAX_JOB_ID_CHARS]!r} is not a job of yours on this server (a job that finished over"
+                      f" {retention_days:g} days ago is dropped: checkpointer.retention_days); list_jobs shows yours",
+                      field="job_id")
+
+
+def _unknown(ctx: Context, job_id: str) -> InputError:
+    return unknown_job(job_id, server_state(ctx).runtime.config.checkpointer.retention_days)
 
 
 def register(server: Any) -> None:
@@ -85,7 +95,7 @@ def register(server: Any) -> None:
         try:
             return _status_result(JobStatus(**server_state(ctx).jobs.status(job_id, owner_of(ctx))))
         except KeyError:
-            raise _unknown(job_id) from None
+            raise _unknown(ctx, job_id) from None
 
     @server.tool(
         name="job_result", title="Job result", annotations=read_only,
@@ -103,7 +113,7 @@ def register(server: Any) -> None:
         try:
             result = await state.jobs.result(job_id, owner_of(ctx), wait_s=wait_s, progress=progress_sender(ctx))
         except KeyError:
-            raise _unknown(job_id) from None
+            raise _unknown(ctx, job_id) from None
         return await _job_result(state, result)
 
     @server.tool(
@@ -117,7 +127,7 @@ def register(server: Any) -> None:
         try:
             return _status_result(JobStatus(**await server_state(ctx).jobs.cancel(job_id, owner_of(ctx))))
         except KeyError:
-            raise _unknown(job_id) from None
+            raise _unknown(ctx, job_id) from None
         except RunsElsewhere as exc:  # no SwarmError: told by its own name, as a job's error is
             raise call_failed({"type": type(exc).__name__, "message": str(exc)}) from None
 

@@ -14,7 +14,9 @@ from typing import Any
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 
+from core.errors import InputError
 from mcp_server.calls import owner_of, server_state
+from mcp_server.job_tools import unknown_job
 from mcp_server.outputs import LATENCY_DECIMALS
 from mcp_server.state import ServerState
 
@@ -54,18 +56,18 @@ def _register_static(server: Any, current_state: Callable[[], ServerState]) -> N
 
 async def _artifact(storage: Any, key: str) -> bytes:
     """An artifact's bytes, or a ResourceError: "not found" for a key that names nothing stored."""
-    from core.errors import InputError, ProviderError
+    from core.errors import ProviderError
     from core.redact import redact
 
     try:
         return bytes(await storage.get(key))
     except (FileNotFoundError, KeyError):
-        raise ResourceNotFoundError(f"no artifact {key!r} in storage: use the key an image tool returned") from None
+        raise InputError(f"no artifact {key!r} in storage: use the key an image tool returned", field="key") from None
     except InputError as exc:
         said = redact(str(exc)).removeprefix("key: ")
         if said.startswith("no object "):  # every store's words for a key naming nothing ("... (it is a folder)")
-            raise ResourceNotFoundError(f"{said}: use the key an image tool returned") from None
-        raise ResourceError(f"artifact {key!r} cannot be read: {said}") from None
+            raise InputError(f"{said}: use the key an image tool returned", field="key") from None
+        raise InputError(f"artifact {key!r} cannot be read: {said}", field="key") from None
     except ProviderError as exc:  # our own messages (storage down), redacted
         raise ResourceError(f"artifact {key!r} cannot be read: {redact(str(exc))}") from None
 
@@ -82,7 +84,7 @@ def _register_templates(server: Any) -> None:
                                  "(?page=1, 2, ...); each page ends with a line naming the next page.")
     def report_resource(job_id: str, ctx: Context, page: str = "1") -> str:
         if not (page.strip().isascii() and page.strip().isdecimal()):  # typed here: the SDK's own conversion error names nothing
-            raise ResourceError(f"page must be a whole number from 1 (got {page[:20]!r})")
+            raise InputError(f"must be a whole number from 1 (got {page[:20]!r})", field="page")
         row = _job_row(ctx, job_id)
         if row["status"] != "COMPLETED":
             raise ResourceError(f"job {job_id} is {row['status']}; the report exists once it is COMPLETED")
@@ -106,7 +108,7 @@ def _register_templates(server: Any) -> None:
 
         thread = await read_thread(ctx, thread_id)
         if thread is None:
-            raise ResourceNotFoundError(unknown_thread(thread_id))
+            raise unknown_thread(thread_id)
         return json.dumps(thread, indent=2)
 
     @server.resource("swarm://graphs/{name}", name="graph", title="A graph as a Mermaid diagram", mime_type="text/vnd.mermaid",
@@ -158,9 +160,10 @@ async def _job_json(ctx: Context, job_id: str) -> str:
 
 
 def _job_row(ctx: Context, job_id: str) -> dict[str, Any]:
-    row = server_state(ctx).jobs.store.get(job_id, owner_of(ctx))
+    state = server_state(ctx)
+    row = state.jobs.store.get(job_id, owner_of(ctx))
     if row is None:
-        raise ResourceNotFoundError(f"unknown job_id {job_id!r}: no job with this id is visible to you")
+        raise unknown_job(job_id, state.runtime.config.checkpointer.retention_days)
     return row
 
 
@@ -175,7 +178,7 @@ def _research_source(ctx: Context, job_id: str, n: str) -> tuple[dict[str, Any],
         raise ResourceError(f"job {job_id} ({row.get('action')}) has no sources")
     source = next((s for s in output["sources"] if str(s.get("id")) == n.strip()), None)
     if source is None:
-        raise ResourceNotFoundError(f"job {job_id} has no source {n[:20]!r}; its sources are {', '.join(map(str, ids))}")
+        raise InputError(f"job {job_id} has no source {n[:20]!r}; its sources are {', '.join(map(str, ids))}", field="n")
     return output, source
 
 
@@ -215,7 +218,7 @@ def paginate(text: str, size: int, page: int, uri: str) -> str:
         chunks.append(rest[:cut])
         rest = rest[cut:]
     if not 1 <= page <= len(chunks):
-        raise ResourceNotFoundError(f"page {page} does not exist; the report has {len(chunks)} page(s)")
+        raise InputError(f"{page} does not exist; the report has {len(chunks)} page(s)", field="page")
     body = chunks[page - 1]
     if page < len(chunks):
         body += f"\n\n<!-- page {page} of {len(chunks)}; next: {uri}?page={page + 1} -->\n"
@@ -259,5 +262,5 @@ def mermaid(name: str) -> str:
 
         graph = build_consensus(FakeLLM())
     else:
-        raise ResourceNotFoundError(f"unknown graph {name!r}; valid: {', '.join(GRAPHS)}")
+        raise InputError(f"unknown graph {name!r}; valid: {', '.join(GRAPHS)}", field="name")
     return str(graph.get_graph().draw_mermaid())

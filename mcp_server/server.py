@@ -21,7 +21,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from mcp.server import MCPServer
-from mcp.server.mcpserver.exceptions import ResourceError, ToolError, UnexpectedToolError
+from mcp.server.mcpserver.exceptions import (
+    ResourceError,
+    ResourceNotFoundError,
+    ToolError,
+    UnexpectedResourceError,
+    UnexpectedToolError,
+)
 from mcp.server.subscriptions import InMemorySubscriptionBus
 from mcp.shared.subscriptions import ToolsListChanged
 from pydantic import ValidationError
@@ -131,7 +137,22 @@ class SwarmServer(MCPServer):
         return await super().list_tools()
 
     async def read_resource(self, uri: Any, context: Any = None) -> Any:
-        result = await super().read_resource(uri, context)
+        """The SDK's read, bad input told as the tools tell it: an ``InputError`` a resource raised
+        (an unknown job_id, a page past the end) and a URI no resource matches reach the client as
+        ``INVALID_PARAMS`` whose data carries the error, its ``field`` named (``refused_read``)."""
+        try:
+            result = await super().read_resource(uri, context)
+        except UnexpectedResourceError as exc:  # the SDK's wrapper of what a resource raised
+            if isinstance(exc.__cause__, InputError):
+                raise refused_request(exc.__cause__, uri=str(uri)) from None
+            raise
+        except ResourceNotFoundError as exc:
+            if not str(exc).startswith("Unknown resource"):  # the SDK's words: no resource or template matches
+                raise
+            known = [str(r.uri) for r in self._resource_manager.list_resources()]
+            known += [t.uri_template for t in self._resource_manager.list_templates()]
+            unknown = InputError(f"unknown resource {str(uri)[:200]!r}; this server's: {', '.join(known)}", field="uri")
+            raise refused_request(unknown, uri=str(uri)) from None
         prefix = "swarm://artifacts/"
         if not str(uri).startswith(prefix) or not isinstance(result, list):
             return result
@@ -145,7 +166,6 @@ class SwarmServer(MCPServer):
     async def get_prompt(self, name: str, arguments: dict[str, Any] | None = None, context: Any = None) -> Any:
         """The SDK's, with a bad argument named to the client (the SDK answers any failure with
         'Internal server error')."""
-        from mcp.shared.exceptions import MCPError
         from pydantic import ValidationError
 
         try:
@@ -156,15 +176,23 @@ class SwarmServer(MCPServer):
                 cause = cause.__cause__
             prompt = self._prompt_manager.get_prompt(name)
             if prompt is None:
-                raise MCPError(-32602, f"unknown prompt {name!r}") from None
-            if isinstance(cause, ValidationError):
+                names = ", ".join(p.name for p in self._prompt_manager.list_prompts())
+                unknown = InputError(f"unknown prompt {name[:100]!r}; this server's prompts: {names}", field="name")
+                raise refused_request(unknown, prompt=name[:100]) from None
+            missing = [a.name for a in prompt.arguments or [] if a.required and a.name not in (arguments or {})]
+            if missing:  # the SDK's ValueError says "Missing required arguments: {'task'}"
+                refused = InputError(f"invalid arguments for prompt {name}: "
+                                     + "; ".join(f"{argument}: required, not given" for argument in missing))
+                refused.field = missing[0]  # as data too; the message names every one
+            elif isinstance(cause, ValidationError):
                 known = [a.name for a in prompt.arguments or []]
-                message = schemas.argument_errors(f"prompt {name}", cause, known)
+                refused = InputError(schemas.argument_errors(f"prompt {name}", cause, known))
+                refused.field = ".".join(str(part) for part in cause.errors()[0]["loc"]) if cause.errors() else None
             elif isinstance(cause, ValueError) and cause is not exc:  # a prompt's own check of an argument
-                message = f"invalid arguments for prompt {name}: {cause}"
+                refused = InputError(f"invalid arguments for prompt {name}: {cause}")
             else:
                 raise
-            raise MCPError(-32602, message) from None
+            raise refused_request(refused, prompt=name) from None
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
         """The SDK's call, every failure answered as a failed job answers (``results.call_failed``):
@@ -179,7 +207,8 @@ class SwarmServer(MCPServer):
                 tool = self._tool_manager.get_tool(name)
                 known = _argument_names(tool)
             if tool is None:
-                raise InputError(f"unknown tool {name!r}: tools/list names the tools this server has")
+                names = ", ".join(t.name for t in self._tool_manager.list_tools())
+                raise InputError(f"unknown tool {name!r}; this server's tools: {names}", field="name")
             # an argument the tool does not have is refused (the SDK drops it: a misspelt only_mask
             # ran as a cut-out); checked here, not by a stricter model per tool: nothing at start-up
             unknown = [key for key in arguments or {} if key not in known]
@@ -193,6 +222,17 @@ class SwarmServer(MCPServer):
                 return await super().call_tool(name, arguments, context)
         except (ToolError, SwarmError) as exc:
             return _failure(name, exc, known).result
+
+
+def refused_request(error: InputError, **where: str) -> Any:
+    """A resource read or prompt refused for bad input: ``INVALID_PARAMS``, the error's redacted
+    text as the message, and as data what was asked (``where``: the URI, the prompt) and the error
+    as a tool's structured content has it (``{"type": "InputError", "message": ..., "field": ...}``)."""
+    from mcp.shared.exceptions import MCPError
+    from mcp.types import INVALID_PARAMS
+
+    said = error.to_dict()
+    return MCPError(INVALID_PARAMS, said["message"], data={**{k: redact(v) for k, v in where.items()}, "error": said})
 
 
 def _argument_names(tool: Any) -> list[str]:

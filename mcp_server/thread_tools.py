@@ -38,8 +38,11 @@ async def _stored(ctx: Context, call: Callable[[Any], T]) -> T:
     return await asyncio.to_thread(lambda: call(state.threads))
 
 
-def unknown_thread(thread_id: str) -> str:
-    return f"unknown thread_id {thread_id!r}: no thread with this id is visible to you; list_threads shows yours"
+def unknown_thread(thread_id: str) -> InputError:
+    """The one answer for a thread id the caller cannot see (none has it, or another client's thread
+    has it: the same words, so ids cannot be probed); ``field`` is ``thread_id``."""
+    return InputError(f"{thread_id[:MAX_THREAD_ID_CHARS]!r} is not a thread of yours on this server; list_threads"
+                      " shows yours (a reply's thread_id continues its conversation)", field="thread_id")
 
 
 async def open_thread(ctx: Context, thread_id: str | None) -> tuple[str, list[dict[str, Any]]]:
@@ -54,7 +57,7 @@ async def open_thread(ctx: Context, thread_id: str | None) -> tuple[str, list[di
         return await _stored(ctx, lambda store: store.create(owner)), []
     thread = await _stored(ctx, lambda store: store.get(thread_id, owner))
     if thread is None:
-        raise InputError(unknown_thread(thread_id))
+        raise unknown_thread(thread_id)
     return thread_id, [{k: t[k] for k in ("n", "role", "model", "content")} for t in thread["turns"]]
 
 

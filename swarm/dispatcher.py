@@ -168,7 +168,7 @@ def _store_unavailable(exc: BaseException, job_id: str | None) -> ProviderUnavai
 
 def _validate_job(raw: dict[str, Any] | JobRequest) -> JobRequest:
     if not isinstance(raw, dict | JobRequest):
-        raise InputError(f"job: must be an object with project, action and input, not {type(raw).__name__}")
+        raise InputError(f"must be an object with project, action and input, not {type(raw).__name__}", field="job")
     try:
         return raw if isinstance(raw, JobRequest) else JobRequest.model_validate(raw)
     except ValidationError as exc:

@@ -70,7 +70,8 @@ async def test_a_body_that_is_no_object_gets_a_whole_envelope_with_the_runpod_jo
     assert result["trace"] and result["trace"][-1]["provider"] == "dispatcher"
     error = json.loads(result["error"])
     carried = error.pop("envelope")  # the rest of the envelope, for an API that drops a FAILED job's output
-    assert error == {"type": "InputError", "message": "job: must be an object with project, action and input, not str"}
+    assert error == {"type": "InputError", "message": "job: must be an object with project, action and input, not str",
+                     "field": "job"}
     assert carried["job_id"] == "rp-job-7" and carried["trace"] == result["trace"]
 
 

@@ -73,3 +73,26 @@ async def test_the_mcp_door_names_the_field(tmp_path: Path, monkeypatch: pytest.
     for result, field in ((refused, "task"), (in_job, "image"), (typo, "only_masks"), (reused, "idempotency_key")):
         assert result.is_error
         assert (result.structured_content or {})["error"].get("field") == field, result.structured_content
+
+
+async def test_the_runpod_handler_names_a_body_that_is_not_an_object(
+        config_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import handler
+    from swarm.executors.runpod_envelope import worker_error
+    from swarm.runtime import Runtime
+
+    use_fake_llm(monkeypatch, SlowLLM())
+    runtime = Runtime(config_file)
+    monkeypatch.setattr(handler, "_runtime", runtime)
+    try:
+        listed = await handler.handler({"id": "rp-list", "input": ["delegate", "hi"]})
+        unknown = await handler.handler({"id": "rp-unknown", "input": {"project": "swarm", "action": "summon",
+                                                                       "input": {}}})
+    finally:
+        await runtime.aclose()
+    error = worker_error(listed["error"])
+    assert error["field"] == "job", error
+    assert error["message"] == "job: must be an object with project, action and input, not list"
+    # an unknown action was named already: the valid ones are listed
+    assert worker_error(unknown["error"])["field"] == "action"
+    assert "valid: " in worker_error(unknown["error"])["message"]

@@ -81,10 +81,11 @@ async def test_errors_the_door_finds_read_as_the_dispatchers_over_stdio(tmp_path
 
         for tool in ("job_result", "job_status", "job_cancel"):
             unknown = await client.call_tool(tool, {"job_id": "no-such-job"})
-            assert _error(unknown)[0] == ("InputError: unknown job_id 'no-such-job': no job with this id is visible"
-                                          " to you; list_jobs shows yours")
+            assert _error(unknown)[0] == ("InputError: job_id: 'no-such-job' is not a job of yours on this server (a job"
+                                          " that finished over 7 days ago is dropped: checkpointer.retention_days);"
+                                          " list_jobs shows yours")
         no_thread = await client.call_tool("delegate", {"task": "hi", "thread_id": "no-such-thread"})
-        assert _error(no_thread)[0].startswith("InputError: unknown thread_id 'no-such-thread': ")
+        assert _error(no_thread)[0].startswith("InputError: thread_id: 'no-such-thread' is not a thread of yours")
 
         # arguments the input schema refuses, an argument the tool lacks, a tool the server lacks
         too_long_wait = await client.call_tool("job_result", {"job_id": "x", "wait_s": 3600})
@@ -94,7 +95,7 @@ async def test_errors_the_door_finds_read_as_the_dispatchers_over_stdio(tmp_path
         assert _error(typo)[0].startswith("InputError: invalid arguments for remove_background: only_masks: unknown"
                                           " argument; remove_background takes ")
         no_tool = await client.call_tool("summon_dragon", {})
-        assert _error(no_tool)[0].startswith("InputError: unknown tool 'summon_dragon'")
+        assert _error(no_tool)[0].startswith("InputError: name: unknown tool 'summon_dragon'; this server's tools: ")
 
         assert not (await client.call_tool("list_jobs", {})).is_error  # still serving
 

@@ -125,7 +125,7 @@ async def test_cancel_stops_a_running_job_and_unknown_ids_are_clear_errors(tmp_p
         assert result.structured_content["error"]["type"] == "JobCancelled"
 
         unknown = await client.call_tool("job_result", {"job_id": "no-such-job"})
-        assert unknown.is_error and "unknown job_id 'no-such-job'" in unknown.content[0].text
+        assert unknown.is_error and "job_id: 'no-such-job' is not a job of yours" in unknown.content[0].text
         bad = await client.call_tool("job_status", {"job_id": "../../etc/passwd"})
         assert bad.is_error
         assert "job_id" in bad.content[0].text

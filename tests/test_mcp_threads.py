@@ -74,7 +74,7 @@ async def test_a_thread_continues_after_the_server_is_killed_and_restarted(tmp_p
                 ("user", None, "Now the same about mountains."),
                 ("assistant", "local", "Mountains hold the sky.")]
             unknown = await client.call_tool("delegate", {"task": "hi", "thread_id": "thr-" + "0" * 32})
-            assert unknown.is_error and "unknown thread_id" in unknown.content[0].text
+            assert unknown.is_error and "thread_id: " in unknown.content[0].text and "is not a thread of yours" in unknown.content[0].text
     # the continued call's prompt carried the earlier turns, naming the model that answered
     sent = [(m["role"], m["content"]) for m in models.requests_for(LOCAL_ALIAS)[-1].body["messages"]]
     assert ("user", "Write about rivers.") in sent
