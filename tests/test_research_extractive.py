@@ -323,3 +323,23 @@ def test_another_readme_that_says_the_question_common_words_but_not_its_subject_
                                [], sources, passages)
     short = report.split("## What the sources say")[0]
     assert "[1]" in short and "[2]" not in short, report
+
+
+RESTART_TINYQ = ("# Tinyq\n\nTinyq is a small job queue for Python that stores jobs in memory.\n\n"
+                 "## Restarts\n\nIts queue is written to disk every second, so a restart loses one second of work at most.\n")
+RESTART_BIGQ = "# Bigq\n\nBigq persists every queue entry to disk before it acknowledges it, so a restart loses nothing.\n"
+RETRY_BIGQ = "# Bigq timeouts\n\nBigq retries a queue entry three times after a timeout before it drops it.\n"
+
+
+def test_a_sub_question_quotes_the_sources_on_the_questions_subject_and_the_others_only_where_those_say_nothing():
+    """Bigq's restarts answered a search about Tinyq's beside Tinyq's own sentence: a reader
+    took Bigq's "a restart loses nothing" for Tinyq's. A search the Tinyq source says nothing of
+    still quotes what the others say."""
+    passages = {"1": split_passages(RESTART_TINYQ), "2": split_passages(RESTART_BIGQ), "3": split_passages(RETRY_BIGQ)}
+    report = extractive_report("How does Tinyq store jobs?", ["what a restart loses from disk", "retries after a timeout"],
+                               [{"id": 1}, {"id": 2}, {"id": 3}], passages)
+    sections = _sections(report)
+    restarts, retries = sections["what a restart loses from disk"], sections["retries after a timeout"]
+    assert "so a restart loses one second of work at most [1]." in restarts and "Bigq" not in restarts, report
+    assert "- Bigq retries a queue entry three times after a timeout before it drops it [3]." in retries, report
+    assert ground(report, {int(sid): read for sid, read in passages.items()}).support == 1.0

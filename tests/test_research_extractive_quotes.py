@@ -8,7 +8,7 @@ from __future__ import annotations
 from graphs.research.extractive import NO_ANSWER, extractive_report
 from graphs.research.grounding import ground
 from graphs.research.passages import content_stems, snippet_passage, split_passages, stem
-from graphs.research.quoting import flatten, opening_floor, quotable_snippet
+from graphs.research.quoting import flatten, is_list_like, opening_floor, quotable_snippet
 
 RUNPOD = (
     "# RunPod Serverless: jobs, states and limits\n\n"
@@ -124,3 +124,29 @@ def test_a_section_quotes_no_passage_that_only_shares_a_common_word_with_the_que
     assert "Linux, macOS and Windows" in report and "through a Redis server" in report
     for padding in ("Hashy", "Webby", "Tomly", "Version 2 dropped"):
         assert padding not in report, report
+
+
+SAVERS_QUESTION = "What is tinyq, the Python job queue, and which savers does it ship?"
+SAVERS = ("# Tinyq\n\nSavers: tinyq ships MemorySaver, FileSaver, RedisSaver and PostgresSaver for job queue checkpoints.\n\n"
+          "Tinyq is a small job queue for Python that keeps a checkpoint of each job.\n")
+
+
+def test_a_list_sentence_does_not_open_the_report_before_the_one_that_says_what_the_subject_is():
+    """"Savers: ..." says more of the question's words (each saver one) than "Tinyq is a small
+    job queue for Python ...", and defines nothing: the opening starts with the definition and
+    quotes the list after it."""
+    passages = {"1": split_passages(SAVERS)}
+    lines = [line for line in _opening(extractive_report(SAVERS_QUESTION, [], [{"id": 1}], passages)).splitlines()
+             if line.startswith("- ")]
+    assert lines[0].startswith("- Tinyq is a small job queue for Python"), lines
+    assert any(line.startswith("- Savers: tinyq ships MemorySaver") for line in lines[1:]), lines
+
+
+def test_a_sentence_is_list_like_when_it_labels_or_strings_items_not_when_it_says_what_a_thing_is():
+    assert is_list_like("Savers: MemorySaver, FileSaver and RedisSaver.")
+    assert is_list_like("Supported backends: Redis, SQLite.")
+    assert is_list_like("It runs on Linux, macOS, Windows, FreeBSD and Solaris.")
+    assert not is_list_like("Tinyq is a small job queue for Python.")
+    assert not is_list_like("Tinyq provides three queue types: FifoQueue, LifoQueue and PriorityQueue, each safe to share.")
+    assert not is_list_like("Note: the queue keeps jobs in memory.")
+    assert not is_list_like("Tinyq, unlike Bigq, keeps jobs in memory, so a restart drops them.")

@@ -1,8 +1,9 @@
 """The grounded extractive report: the sources' own words, ranked with BM25 for the question
 and each sub-question, each sentence carrying the ``[n]`` of its source, under a short opening
 made of the passages' best sentences; a passage is quoted only where it says what is asked (not
-only what any question says, "work" or "install", nor only what most passages say), and under the
-question only from the sources on its subject. The question always has the first section; a
+only what any question says, "work" or "install", nor only what most passages say), and only from
+the sources on the question's subject (under a sub-question, from the others where those say
+nothing of it). The question always has the first section; a
 planned sub-question has one after it unless it is junk (``queries.py``), headed as the search
 string it is (``### Search: `...```): the planner's words, never a statement. No model writes
 any of it, so it cannot state what the sources do not; it is the floor when the writer is weak or
@@ -181,7 +182,11 @@ def extractive_report(
         if i_section and unmentioned(section, said):  # a name the planner made up (``checksum_removed``)
             lines = lines[:-3]
             continue
-        items = _section(section, terms, pool, wanted, used, taken, pool_stems, None if i_section else on_subject)
+        # every section quotes the sources on the question's subject; a search they say nothing
+        # of quotes the others (Bigq's restarts answered a search about Tinyq's beside Tinyq's own)
+        items = _section(section, terms, pool, wanted, used, taken, pool_stems, on_subject if on_subject or not i_section else None)
+        if not items and i_section and on_subject:
+            items = _section(section, terms, pool, wanted, used, taken, pool_stems)
         if items or i_section:
             lines += items or ["No passage found answers this sub-question."]
         else:  # the opening quoted all the question's passages had to say

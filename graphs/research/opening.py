@@ -11,7 +11,15 @@ from collections.abc import Sequence
 
 from graphs.research.grounding import normalise
 from graphs.research.passages import bm25_term_weights, content_stems, query_terms, sentences_of
-from graphs.research.quoting import MAX_QUOTE_CHARS, cite, opening_floor, ranked, said_terms, with_lead
+from graphs.research.quoting import (
+    MAX_QUOTE_CHARS,
+    cite,
+    is_list_like,
+    opening_floor,
+    ranked,
+    said_terms,
+    with_lead,
+)
 from graphs.research.subjects import without_frame
 
 OPENING_SENTENCES = 2
@@ -52,7 +60,9 @@ def opening(question: str, pool: Sequence[tuple[int, str]], used: set[str], head
         sid, text = pool[i]
         sentences = sentences_of(text)
         fit = [(k, says(i, s)) for k, s in enumerate(sentences) if normalise(s) not in used and len(s) <= MAX_QUOTE_CHARS]
-        fit = sorted(((k, w) for k, w in fit if len(w) >= floor), key=lambda f: (-len(f[1]), len(sentences[f[0]])))
+        # a list ("Savers: A, B and C.") says many of the words and defines nothing: after the rest
+        fit = sorted(((k, w) for k, w in fit if len(w) >= floor),
+                     key=lambda f: (is_list_like(sentences[f[0]]), -len(f[1]), len(sentences[f[0]])))
         chosen += [(sid, with_lead(sentences, k, used), w) for k, w in fit[:1]]
         more += [(sid, with_lead(sentences, k, used), w) for k, w in fit[1:]]
     covered = {t for _, _, w in chosen for t in w}
@@ -60,6 +70,8 @@ def opening(question: str, pool: Sequence[tuple[int, str]], used: set[str], head
         if len(chosen) < OPENING_SENTENCES and words - covered:
             _add_to_opening(chosen, sid, quote, words)
             covered |= words
+    # the opening's first line says what the subject is, not what it lists, where another line can
+    chosen.sort(key=lambda c: is_list_like(c[1][-1]))
     used.update(normalise(s) for _, quote, _ in chosen for s in quote)
     return [" ".join(cite(s, sid) for s in quote) for sid, quote, _ in chosen]
 

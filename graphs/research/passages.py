@@ -74,23 +74,57 @@ _IRREGULAR = {
 }
 
 
+#: suffixes before which a verb drops its silent "e" (give -> giving, use -> used) or doubles
+#: its final consonant (run -> running); ``_verb_base`` undoes either
+_VERB_SUFFIXES = frozenset({"ings", "ing", "ed"})
+#: a consonant doubled before -ing/-ed (stop -> stopped); not l, s, z, f (fall, pass, buzz, stuff
+#: end in a double already), and only where three letters stay ("adding" is "add", not "ad")
+_DOUBLED = re.compile(r"(?<=..)([bdgmnprt])\1$")
+#: a stem left by -ing/-ed that lost a silent "e": one short syllable ending in a consonant
+#: (giv, mak, us, stor, typ; not look, sing, open, visit: the e-less verbs double or are longer),
+#: or an ending no English word has without its "e" (solv, handl, judg, merg, pars, forc, siz)
+_LOST_E = re.compile(r"(?:^[^aeiouy]*[aeiouy][^aeiouwxy]|v|dg|[bcdfgkptz]l|[lnpr]s|rg|(?<!y)[nr]c|[aou]c|[aeiou]z)$")
+#: an "-es" that is a suffix of its own only after these (classes, buses, aliases, boxes, buzzes,
+#: matches, pushes, heroes); elsewhere the "e" is the word's (gives, cases, sizes) and only "s" comes off
+_ES_AFTER = ("ss", "us", "ias", "x", "zz", "ch", "sh", "o")
+
+
+def _verb_base(rest: str) -> str:
+    """``rest`` (a word less -ing or -ed) as its verb: a doubled consonant single again
+    (runn -> run), a lost silent "e" back (giv -> give, us -> use), else as it is."""
+    if _DOUBLED.search(rest):
+        return rest[:-1]
+    return rest + "e" if _LOST_E.search(rest) else rest
+
+
 def stem(word: str) -> str:
     """A light stem: an irregular past form as its verb (kept -> keep), else one common suffix
     off, then the first six letters (fails/failed -> fail, providers/provided -> provid,
-    checkpointer/checkpoints -> checkp)."""
+    checkpointer/checkpoints -> checkp). A verb keeps its silent "e" and loses a doubled
+    consonant through -ing, -ed and -s (giving/gives/give, used/use, running/run)."""
     if word.isdigit():
         return word
     word = _IRREGULAR.get(word, word)
     for suffix in _SUFFIXES:
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            word = word[: -len(suffix)] + ("y" if suffix in ("ies", "ied") else "")
+        if not word.endswith(suffix):
+            continue
+        rest = word[: -len(suffix)]
+        if suffix in _VERB_SUFFIXES and len(rest) >= 2 and (len(rest) >= 3 or _LOST_E.search(rest)):
+            word = _verb_base(rest)
+            break
+        if suffix == "es" and not rest.endswith(_ES_AFTER):
+            continue  # the "e" is the word's: "s" comes off below
+        if suffix == "s" and rest.endswith(("s", "ia")):
+            break  # "class", "alias": no plural
+        if len(rest) >= 3:
+            word = rest + ("y" if suffix in ("ies", "ied") else "")
             break
     return word[:6]
 
 
 def bare_stem(word: str) -> str:
     """``stem`` without a final "e", as the checks that compare one word with another take it:
-    ``stem`` keeps "handle" and "cache" whole but cuts "handles" and "caching" to "handl", "cach"."""
+    ``stem`` keeps "cache" whole but cuts "caching" and "caches" to "cach"."""
     base = stem(word)
     return base[:-1] if base.endswith("e") and len(base) > 3 else base
 

@@ -194,6 +194,27 @@ def ranked(query: str, pool: Sequence[tuple[int, str]]) -> list[tuple[int, float
     return [(i, scores[i]) for i in sorted(range(len(pool)), key=lambda i: (-scores[i], i)) if scores[i] > 0]
 
 
+#: a sentence that starts with a short label and a colon ("Savers: ...", "Supported backends: ...")
+_LABEL = re.compile(r"^[*_`]*[A-Za-z][\w`'-]*(?:\s+[\w`'-]+){0,2}[*_`]*:\s")
+#: an enumeration: this many comma-separated items at least, those between the first and the last
+#: of ``_ITEM_WORDS`` words at most ("It runs on Linux, macOS, Windows, FreeBSD and Solaris.")
+_MIN_ITEMS = 4
+_ITEM_WORDS = 3
+
+
+def is_list_like(sentence: str) -> bool:
+    """``sentence`` lists items rather than says what something is or does: a short label, a
+    colon and items between commas ("Savers: InMemorySaver, SqliteSaver and PostgresSaver."),
+    or ``_MIN_ITEMS`` items between commas, short but for the first and the last. It shares many
+    of a question's words (each item one) and answers none of them the way "Tinyq is a job queue
+    for ..." does."""
+    label = _LABEL.match(sentence)
+    if label and "," in sentence[label.end():]:
+        return True
+    items = sentence.split(",")
+    return len(items) >= _MIN_ITEMS and all(len(item.split()) <= _ITEM_WORDS for item in items[1:-1])
+
+
 def opening_floor(words: set[str]) -> int:
     """How many of the question's words (``content_stems``: single words, not the joined pairs
     ``query_terms`` adds for matching) a sentence must share to open the report as its answer:
