@@ -343,3 +343,19 @@ def test_a_sub_question_quotes_the_sources_on_the_questions_subject_and_the_othe
     assert "so a restart loses one second of work at most [1]." in restarts and "Bigq" not in restarts, report
     assert "- Bigq retries a queue entry three times after a timeout before it drops it [3]." in retries, report
     assert ground(report, {int(sid): read for sid, read in passages.items()}).support == 1.0
+
+
+BREAKERS = ("# Providers\n\n## Circuit breakers and retries\n\n"
+            "A model that fails `failure_threshold` times in a row is *open* and skipped at once for `cooldown_s`;"
+            " then one probe call is let through, and its success closes the circuit.\n"
+            "Retries happen only for a 429 whose `Retry-After` is at most `retry.max_retry_after_s`.\n")
+
+
+def test_what_the_opening_left_of_a_passage_is_quoted_only_if_it_says_what_is_asked():
+    """The circuit breaker's rule opened the report; its passage's other sentence, on 429 retries,
+    was then quoted as the first item under the question, though it says nothing of circuits,
+    breakers, skipping or models."""
+    passages = {"1": split_passages(BREAKERS)}
+    report = extractive_report("How does the circuit breaker decide when to skip a model?", [], [{"id": 1}], passages)
+    assert "is *open* and skipped at once" in report.split("## What the sources say")[0], report
+    assert "Retries happen only for a 429" not in report, report

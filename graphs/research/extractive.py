@@ -116,7 +116,9 @@ def _section(query: str, terms: set[str], pool: Sequence[tuple[int, str]], wante
         if (sources is not None and sid not in sources) or (asked and asked.isdisjoint(pool_stems[i])):
             continue
         quote = trim(sentences_of(text), terms, used) if i not in taken else []
-        if not quote:
+        # what is left of a passage whose best sentence the opening took must itself say what is
+        # asked: "Retries happen only for a 429" followed the circuit breaker's rule quoted above
+        if not quote or (asked and asked.isdisjoint(content_stems(" ".join(quote)))):
             continue
         best = best or score
         if items and (score < CLOSE_TO_BEST * best or len(said_terms(" ".join(quote), terms)) < floor):
