@@ -16,11 +16,13 @@ import sys
 import threading
 import time
 import traceback
+import weakref
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from mcp.server import MCPServer
+from mcp.server.lowlevel import NotificationOptions
 from mcp.server.mcpserver.exceptions import (
     ResourceError,
     ResourceNotFoundError,
@@ -30,6 +32,7 @@ from mcp.server.mcpserver.exceptions import (
 )
 from mcp.server.subscriptions import InMemorySubscriptionBus
 from mcp.shared.subscriptions import ToolsListChanged
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
 from core.errors import ConfigError, InputError, SwarmError
@@ -66,14 +69,59 @@ class SwarmServer(MCPServer):
     a resource template has one MIME type for every URI it matches, the SDK's default text/plain.
 
     Its tools are those of the config in effect (``serve_tools_of``): a reloaded config (hot swap)
-    re-registers them before the next tools/list or tools/call, and tells ``subscriptions/listen``
-    streams ``notifications/tools/list_changed``: descriptions, limits and choices that come from
-    config (the delegation kinds, the search backends research names) never go stale.
+    re-registers them before the next tools/list or tools/call, and tells the clients
+    ``notifications/tools/list_changed``: descriptions, limits and choices that come from config
+    (the delegation kinds, the search backends research names) never go stale. A client of the
+    2026-07-28 protocol hears it on its ``subscriptions/listen`` stream; one of an earlier protocol
+    (Claude Desktop and most clients of 2025), which has no such stream, is told on its session,
+    as ``tools.listChanged`` in its capabilities promised (``_told``).
     """
 
     _tools_config: Any = None
     _config_in_effect: Callable[[], Any] | None = None
     _tools_bus: Any = None
+    #: the connections of handshake-era clients (before 2026-07-28) that listed or called tools,
+    #: weakly held (a closed one goes with its client): told of a reload on the connection itself
+    _told: weakref.WeakSet[Any] | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._told = weakref.WeakSet()
+        lowlevel = self._lowlevel_server
+        # handshake-era clients read listChanged from the initialize answer's capabilities, which
+        # the SDK builds from NotificationOptions (default: none); the modern era derives its own
+        made = lowlevel.create_initialization_options
+        lowlevel.create_initialization_options = lambda notification_options=None, *a, **k: made(  # type: ignore[method-assign]
+            notification_options or NotificationOptions(tools_changed=True), *a, **k)
+
+    def _remember_client(self, ctx: Any) -> None:
+        """Keep the connection of a handshake-era client, to tell it of a reload. The SDK makes a
+        ``ServerSession`` per request; the connection under it lives as long as the client's."""
+        if self._told is None or getattr(ctx, "protocol_version", None) in MODERN_PROTOCOL_VERSIONS:
+            return
+        connection = getattr(getattr(ctx, "session", None), "_connection", None)
+        if connection is not None and hasattr(connection, "send_tool_list_changed"):
+            self._told.add(connection)
+
+    async def _handle_list_tools(self, ctx: Any, params: Any) -> Any:
+        self._remember_client(ctx)
+        return await super()._handle_list_tools(ctx, params)
+
+    async def _handle_call_tool(self, ctx: Any, params: Any) -> Any:
+        self._remember_client(ctx)
+        return await super()._handle_call_tool(ctx, params)
+
+    async def _tell_clients(self) -> None:
+        """``notifications/tools/list_changed`` on each remembered handshake-era connection (the
+        SDK's send never raises: a closed stream drops it); one that fails otherwise is forgotten,
+        and the others are still told."""
+        for connection in list(self._told or ()):
+            try:
+                await connection.send_tool_list_changed()
+            except Exception as exc:
+                log.debug("tools/list_changed not sent to a client: %s", redact(repr(exc)))
+                if self._told is not None:
+                    self._told.discard(connection)
 
     def serve_tools_of(self, config: Any, in_effect: Callable[[], Any], bus: Any = None) -> None:
         """Register the tools as ``config`` has them; re-register them when ``in_effect()`` (the
@@ -116,6 +164,7 @@ class SwarmServer(MCPServer):
         log.info("config reloaded: tools re-registered from it")
         if self._tools_bus is not None:
             await self._tools_bus.publish(ToolsListChanged())
+        await self._tell_clients()
         return True
 
     async def watch_tools(self, every_s: float = TOOLS_WATCH_S) -> None:

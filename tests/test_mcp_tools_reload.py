@@ -116,3 +116,75 @@ async def test_a_registration_that_fails_keeps_the_last_tools_and_the_watch_goes
         assert not watcher.done()
     finally:
         watcher.cancel()
+
+
+class _RawStdio:
+    """The server as a subprocess, spoken to in newline-delimited JSON-RPC as a client of an
+    earlier protocol revision does (no ``subscriptions/listen``): what Claude Desktop sends."""
+
+    def __init__(self, config: Path) -> None:
+        import os
+        import queue
+        import subprocess
+        import sys
+        import threading
+
+        from test_mcp_stdio import ROOT
+
+        self.proc = subprocess.Popen([sys.executable, "-m", "mcp_server.server", "--config", str(config)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     cwd=ROOT, env=dict(os.environ), text=True, bufsize=1)
+        self.lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=lambda: [self.lines.put(line) for line in self.proc.stdout or []], daemon=True).start()
+
+    def send(self, message: dict[str, Any]) -> None:
+        import json
+
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps({"jsonrpc": "2.0", **message}) + "\n")
+        self.proc.stdin.flush()
+
+    def next(self, wanted: Any, timeout_s: float) -> dict[str, Any]:
+        """The next message ``wanted(message)`` accepts, the others skipped, within ``timeout_s``."""
+        import json
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        while (left := deadline - time.monotonic()) > 0:
+            message = json.loads(self.lines.get(timeout=left))
+            if wanted(message):
+                return message  # type: ignore[no-any-return]
+        raise TimeoutError(f"nothing wanted in {timeout_s} s")
+
+    def request(self, rid: int, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        self.send({"id": rid, "method": method, **({"params": params} if params is not None else {})})
+        return self.next(lambda m: m.get("id") == rid, 60)
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+
+
+def test_a_client_of_an_earlier_protocol_is_told_of_a_reload_on_its_session(tmp_path: Path) -> None:
+    """A client of the 2025 protocol (no subscriptions/listen) kept a stale tool list after a
+    config edit: it was not offered tools.listChanged and never sent list_changed. Now the
+    initialize answer offers it, and the 5 s watch sends it on the session, unasked."""
+    path = write_config(tmp_path)
+    server = _RawStdio(path)
+    try:
+        init = server.request(1, "initialize", {"protocolVersion": "2025-06-18", "capabilities": {},
+                                                "clientInfo": {"name": "old-client", "version": "1"}})
+        assert init["result"]["protocolVersion"] == "2025-06-18"
+        assert init["result"]["capabilities"]["tools"]["listChanged"] is True
+        server.send({"method": "notifications/initialized"})
+        before = server.request(2, "tools/list")["result"]["tools"]
+        kinds = next(t for t in before if t["name"] == "delegate")["inputSchema"]["properties"]["kind"]["description"]
+        assert kinds == "one of bulk_content, critical, research"
+
+        _edit(path)  # no request follows: the watch finds the reload and tells the session
+        server.next(lambda m: m.get("method") == "notifications/tools/list_changed", 30)
+        after = server.request(3, "tools/list")["result"]["tools"]
+        delegate = next(t for t in after if t["name"] == "delegate")["inputSchema"]["properties"]
+        assert delegate["kind"]["description"] == "one of bulk_content, critical, poetry, research"
+    finally:
+        server.close()
