@@ -79,10 +79,16 @@ RESEARCH_DESCRIPTION = (
 def research_description(config: Any) -> str:
     """The research tool's description, saying what it really searches with this config and
     environment: the web backends of the chain that are set up, else only the local documents (a
-    model told "the web" would trust a keyless answer for news it cannot have)."""
+    model told "the web" would trust a keyless answer for news it cannot have). Where jobs run on
+    a RunPod endpoint, the worker's variables decide, which this side cannot see: its chain is named."""
     from providers.base import Configurable
     from providers.search.chain import build_search
 
+    if runner_in_effect(config, worker=False).kind == "runpod":  # searched there, with its variables
+        chain_names = ", ".join(config.providers.search.fallback_chain)
+        return RESEARCH_DESCRIPTION.format(
+            where=f"with the RunPod worker's search chain ({chain_names}: the web where the worker has it set up,"
+                  " else its local documents; the report names each source)")
     try:
         chain = build_search(config.providers.search)
     except Exception:  # a broken search section fails the job with its own message

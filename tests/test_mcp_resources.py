@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from mcp import Client
 from mcp_helpers import SlowLLM, use_fake_llm, write_config
 
@@ -59,6 +60,18 @@ async def test_the_research_description_says_what_is_searched_with_this_config(
     async with Client(build_server(str(write_config(tmp_path)))) as client:
         web = {t.name: t for t in (await client.list_tools()).tools}["research"].description or ""
     assert web.startswith("Searches the web (searxng) and local documents")
+
+    # jobs sent to a RunPod endpoint are searched with the worker's variables, not this side's
+    monkeypatch.delenv("SEARXNG_URL")
+    monkeypatch.setenv("RUNPOD_API_KEY", "rp-test-key")
+    path = write_config(tmp_path)
+    data = yaml.safe_load(path.read_text())
+    data["runner"]["kind"], data["runner"]["runpod"]["endpoint_id"] = "runpod", "ep-test"
+    path.write_text(yaml.safe_dump(data))
+    async with Client(build_server(str(path))) as client:
+        remote = {t.name: t for t in (await client.list_tools()).tools}["research"].description or ""
+    assert remote.startswith("Searches with the RunPod worker's search chain (searxng, tavily, local: the web where")
+    assert "local documents only" not in remote
 
 
 async def test_enabled_tools_trims_the_list_but_job_tools_stay(tmp_path: Path) -> None:
