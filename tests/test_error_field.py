@@ -43,19 +43,26 @@ async def test_the_dispatcher_names_the_field(make_context: Any) -> None:
     assert SECRET not in json.dumps(unknown), unknown["error"]
 
 
-async def test_the_runpod_handler_and_its_client_keep_the_field(
-        config_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def _handled(config_file: Path, monkeypatch: pytest.MonkeyPatch, *jobs: Any) -> list[dict[str, Any]]:
+    """What the RunPod handler answers each of ``jobs`` (the ``input`` of a RunPod job), over the
+    shipped config with a fake model."""
     import handler
-    from swarm.executors.runpod_envelope import worker_error
     from swarm.runtime import Runtime
 
     use_fake_llm(monkeypatch, SlowLLM())
     runtime = Runtime(config_file)
     monkeypatch.setattr(handler, "_runtime", runtime)
     try:
-        result = await handler.handler({"id": "rp-field", "input": TOO_LONG})
+        return [await handler.handler({"id": f"rp-{n}", "input": job}) for n, job in enumerate(jobs)]
     finally:
         await runtime.aclose()
+
+
+async def test_the_runpod_handler_and_its_client_keep_the_field(
+        config_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from swarm.executors.runpod_envelope import worker_error
+
+    (result,) = await _handled(config_file, monkeypatch, TOO_LONG)
     assert json.loads(result["error"])["field"] == "task"
     assert worker_error(result["error"])["field"] == "task"
 
@@ -77,19 +84,10 @@ async def test_the_mcp_door_names_the_field(tmp_path: Path, monkeypatch: pytest.
 
 async def test_the_runpod_handler_names_a_body_that_is_not_an_object(
         config_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import handler
     from swarm.executors.runpod_envelope import worker_error
-    from swarm.runtime import Runtime
 
-    use_fake_llm(monkeypatch, SlowLLM())
-    runtime = Runtime(config_file)
-    monkeypatch.setattr(handler, "_runtime", runtime)
-    try:
-        listed = await handler.handler({"id": "rp-list", "input": ["delegate", "hi"]})
-        unknown = await handler.handler({"id": "rp-unknown", "input": {"project": "swarm", "action": "summon",
-                                                                       "input": {}}})
-    finally:
-        await runtime.aclose()
+    listed, unknown = await _handled(config_file, monkeypatch, ["delegate", "hi"],
+                                     {"project": "swarm", "action": "summon", "input": {}})
     error = worker_error(listed["error"])
     assert error["field"] == "job", error
     assert error["message"] == "job: must be an object with project, action and input, not list"
