@@ -36,6 +36,7 @@ from swarm.doctor_models import (
     canary_timeout_s,
     check_local,
     check_model,
+    check_precision,
     check_weights,
     image_models,
 )
@@ -201,6 +202,17 @@ def plan(config: SwarmConfig, models: ModelStates, *, canary: bool = True, sourc
     models_dir = config.providers.image.models_dir
     for name, role, chain in image_models(config):
         checks.append(Check(f"image {name}", partial(check_weights, name, role, chain, models_dir)))
+    image = config.providers.image
+    if image.upscale.device != "cuda":  # a GPU's decisions are its own (its trace step names them)
+        checks.append(Check("precision upscale", partial(asyncio.to_thread, check_precision, "upscale",
+                                                         [image.upscale.model], image.upscale.precision,
+                                                         "providers.image.upscale.precision")))
+    from providers.image.rembg_paths import available_paths
+
+    rembg = list(dict.fromkeys([image.rembg.model, *image.rembg.fallback_models]))
+    checks.append(Check("precision remove_background", partial(asyncio.to_thread, check_precision, "remove_background",
+                                                               rembg, image.rembg.precision,
+                                                               "providers.image.rembg.precision", available_paths())))
     checks += [
         Check("storage", partial(check_storage, config)),
         Check("checkpointer", partial(check_checkpointer, config)),

@@ -316,3 +316,30 @@ def image_models(config: SwarmConfig) -> list[tuple[str, str, list[str]]]:
     for name, role, chain in rows:
         seen.setdefault(name, (name, role, chain))
     return list(seen.values())
+
+
+def check_precision(role: str, names: list[str], setting: str, key: str,
+                    table: dict[str, frozenset[str]] | None = None) -> Finding:
+    """Which path ``role`` runs on this CPU: pinned in config (``key``); the reference where this
+    CPU has none of what ``table``'s other paths need (``precision.candidates_for``: nothing to
+    measure); else the newest decision ``precision: auto`` cached here for the first of ``names``
+    (the role's model, then its fallbacks) that has one; else not measured yet (the first job of
+    ``role``, or a worker's warm-up, measures). Reads the CPU and the decisions file; measures nothing."""
+    from providers.image.cpu import named_flags
+    from providers.image.precision import candidates_for, decisions_file, decisions_here, read_cpu_info
+
+    check = f"precision {role}"
+    if setting != "auto":
+        return Finding(check, "info", f"{setting}, pinned in config ({key})")
+    cpu = read_cpu_info()
+    if table is not None and len(candidates_for(cpu, table)) == 1:
+        wanted = ", ".join(named_flags(cpu, set().union(*table.values())))
+        return Finding(check, "info", f"auto: {next(iter(table))}, the only path here (this CPU has none of {wanted})")
+    path = decisions_file()
+    for name in names:
+        decided = decisions_here(name, cpu, path)
+        if decided:
+            older = f"; {len(decided) - 1} older decision(s) of other runtime versions kept" if len(decided) > 1 else ""
+            return Finding(check, "info", f"{name}: {decided[-1].describe()}{older} (cached in {path})")
+    return Finding(check, "info", f"auto, not measured on this CPU yet: the first {role} job (or a worker's"
+                   f" warm-up) times the paths this CPU has for its model and keeps the choice in {path}")

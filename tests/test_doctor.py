@@ -193,6 +193,7 @@ def test_json_has_one_object_per_check_and_the_overall_status(
     expected = {"config", "cpu", "llama.cpp cpu", "secrets", "canary local", "storage", "checkpointer", "runpod", *(f"model {m}" for m in models)}
     expected |= {"search searxng", "search tavily", "search local"}
     expected |= {"image realesrgan-anime-6b", "image isnet-anime", "image u2netp"}
+    expected |= {"precision upscale", "precision remove_background"}
     assert expected <= set(checks) and all(c in expected or c.startswith("disk ") for c in checks)
     assert all(set(f) == {"check", "status", "detail", "fix"} for f in report["findings"])
     # a llama-cpp-python built the old way (one CPU, -march=native) warns; never a failure here

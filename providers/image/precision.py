@@ -286,6 +286,15 @@ class AutoPrecision:
         return decision
 
 
+def decisions_here(model: str, cpu: CpuInfo | None = None, path: Path | None = None) -> list[Decision]:
+    """The decisions cached for ``model`` on this machine (``machine_key`` of ``cpu``, default
+    this CPU) in ``path`` (``decisions_file()``), oldest first: one per runtime versions and rules
+    it was measured under. Reads the file only; measures nothing."""
+    prefix = f"{machine_key(cpu or read_cpu_info())} {model} "
+    cached = DecisionCache(path or decisions_file()).load(_parse)
+    return [decision for key, decision in cached.items() if key.startswith(prefix)]
+
+
 def _parse(value: Any) -> Decision:
     decision = Decision(**value)
     if not isinstance(decision.precision, str) or not isinstance(decision.why, str):
