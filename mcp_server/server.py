@@ -82,7 +82,7 @@ class SwarmServer(MCPServer):
     _tools_bus: Any = None
     #: the connections of handshake-era clients (before 2026-07-28) that listed or called tools,
     #: weakly held (a closed one goes with its client): told of a reload on the connection itself
-    _told: weakref.WeakSet[Any] | None = None
+    _told: weakref.WeakSet[Any]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -97,7 +97,7 @@ class SwarmServer(MCPServer):
     def _remember_client(self, ctx: Any) -> None:
         """Keep the connection of a handshake-era client, to tell it of a reload. The SDK makes a
         ``ServerSession`` per request; the connection under it lives as long as the client's."""
-        if self._told is None or getattr(ctx, "protocol_version", None) in MODERN_PROTOCOL_VERSIONS:
+        if getattr(ctx, "protocol_version", None) in MODERN_PROTOCOL_VERSIONS:
             return
         connection = getattr(getattr(ctx, "session", None), "_connection", None)
         if connection is not None and hasattr(connection, "send_tool_list_changed"):
@@ -115,13 +115,12 @@ class SwarmServer(MCPServer):
         """``notifications/tools/list_changed`` on each remembered handshake-era connection (the
         SDK's send never raises: a closed stream drops it); one that fails otherwise is forgotten,
         and the others are still told."""
-        for connection in list(self._told or ()):
+        for connection in list(self._told):
             try:
                 await connection.send_tool_list_changed()
             except Exception as exc:
                 log.debug("tools/list_changed not sent to a client: %s", redact(repr(exc)))
-                if self._told is not None:
-                    self._told.discard(connection)
+                self._told.discard(connection)
 
     def serve_tools_of(self, config: Any, in_effect: Callable[[], Any], bus: Any = None) -> None:
         """Register the tools as ``config`` has them; re-register them when ``in_effect()`` (the

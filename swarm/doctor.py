@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.errors import SwarmError
+from providers.image.rembg_paths import available_paths
 from swarm.doctor_finding import CHECK_TIMEOUT_S, Check, Finding, error_message
 from swarm.doctor_models import (
     ModelStates,
@@ -207,9 +208,7 @@ def plan(config: SwarmConfig, models: ModelStates, *, canary: bool = True, sourc
         checks.append(Check("precision upscale", partial(asyncio.to_thread, check_precision, "upscale",
                                                          [image.upscale.model], image.upscale.precision,
                                                          "providers.image.upscale.precision")))
-    from providers.image.rembg_paths import available_paths
-
-    rembg = list(dict.fromkeys([image.rembg.model, *image.rembg.fallback_models]))
+    rembg = next(chain for _, role, chain in image_models(config) if role == "remove_background")
     checks.append(Check("precision remove_background", partial(asyncio.to_thread, check_precision, "remove_background",
                                                                rembg, image.rembg.precision,
                                                                "providers.image.rembg.precision", available_paths())))

@@ -325,16 +325,15 @@ def check_precision(role: str, names: list[str], setting: str, key: str,
     measure); else the newest decision ``precision: auto`` cached here for the first of ``names``
     (the role's model, then its fallbacks) that has one; else not measured yet (the first job of
     ``role``, or a worker's warm-up, measures). Reads the CPU and the decisions file; measures nothing."""
-    from providers.image.cpu import named_flags
-    from providers.image.precision import candidates_for, decisions_file, decisions_here, read_cpu_info
+    from providers.image.precision import decisions_file, decisions_here, only_path, read_cpu_info
 
     check = f"precision {role}"
     if setting != "auto":
         return Finding(check, "info", f"{setting}, pinned in config ({key})")
     cpu = read_cpu_info()
-    if table is not None and len(candidates_for(cpu, table)) == 1:
-        wanted = ", ".join(named_flags(cpu, set().union(*table.values())))
-        return Finding(check, "info", f"auto: {next(iter(table))}, the only path here (this CPU has none of {wanted})")
+    only = only_path(cpu, table) if table is not None else None
+    if only is not None:  # what ``precision: auto`` itself decides here, unmeasured
+        return Finding(check, "info", f"auto: {only.precision}, the only path here ({only.why.removeprefix('auto: ')})")
     path = decisions_file()
     for name in names:
         decided = decisions_here(name, cpu, path)

@@ -115,6 +115,16 @@ def candidates_for(cpu: CpuInfo, table: dict[str, frozenset[str]] | None = None)
     return [name for name, needs in table.items() if not needs or needs & cpu.flags]
 
 
+def only_path(cpu: CpuInfo, table: dict[str, frozenset[str]], hardware: str = "CPU") -> Decision | None:
+    """The reference of ``table``, unmeasured, where ``cpu`` has none of what its other paths need
+    (nothing to measure); else None."""
+    candidates = candidates_for(cpu, table)
+    if len(candidates) != 1:
+        return None
+    wanted = named_flags(cpu, set().union(*table.values()))
+    return Decision(candidates[0], f"auto: this {hardware} has none of {', '.join(wanted)}")
+
+
 def machine_key(cpu: CpuInfo) -> str:
     """One machine: architecture, CPU model name and identification, usable cores, the flags that matter."""
     flags = ",".join(sorted(cpu.flags & RELEVANT_FLAGS))
@@ -207,10 +217,10 @@ class AutoPrecision:
         """
         cpu = self.cpu_info()
         table = CPU_CANDIDATES if table is None else table
+        only = only_path(cpu, table, self.hardware)
+        if only is not None:
+            return only
         candidates = candidates_for(cpu, table)
-        if len(candidates) == 1:
-            wanted = named_flags(cpu, set().union(*table.values()))
-            return Decision(candidates[0], f"auto: this {self.hardware} has none of {', '.join(wanted)}")
         key = self.key(model, versions, floor)
         unmeasured = fallback if fallback in candidates else candidates[0]
         decided = self._decided.get(key)
