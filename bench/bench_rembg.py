@@ -18,7 +18,8 @@ round, best round kept:
   * the rembg CLI, one image per command: ``rembg i <in> <out> -m u2netp`` (reference);
   * the rembg library in-process, session warm (reference: no startup in it);
   * ours with ``precision: auto``: the path chosen on this machine (measured afresh, its cache in
-    a temp dir: onnxruntime fp32 or torch bf16/fp16 within the mask floor), batch, against fp32
+    a temp dir: onnxruntime fp32, ncnn fp32/bf16 storage or torch bf16/fp16 within the mask
+    floor), batch, against fp32
     and against the rembg library (goal: batch >= 2x the library warm in-process); its alpha
     against the fp32 batch's, worst image (``vs_fp32_batch_worst``: IoU, mean levels).
 

@@ -158,9 +158,10 @@ class RembgSpec(StrictModel):
     #: images of one batch in flight at once (default: one per CPU core)
     batch_workers: int | None = Field(default=None, ge=1, le=64)
     #: auto: the fastest path within mask IoU >= 0.99 and mean alpha diff <= 1 level of onnxruntime
-    #: fp32, measured once per machine and model (torch bf16/fp16 where the CPU has them); fp32:
-    #: onnxruntime fp32 (agrees with the rembg library); torch-fp32/bf16/fp16: those, pinned
-    precision: Literal["auto", "fp32", "torch-fp32", "torch-bf16", "torch-fp16"] = "auto"
+    #: fp32, measured once per machine and model (ncnn and ncnn-bf16 where ncnn is installed, torch
+    #: bf16/fp16 where the CPU has them); fp32: onnxruntime fp32 (agrees with the rembg library);
+    #: ncnn/ncnn-bf16/torch-fp32/bf16/fp16: those, pinned
+    precision: Literal["auto", "fp32", "ncnn", "ncnn-bf16", "torch-fp32", "torch-bf16", "torch-fp16"] = "auto"
 
 
 class ImageSection(StrictModel):

@@ -237,7 +237,10 @@ async def test_auto_keeps_onnxruntime_when_torch_breaks_the_floor(models_dir, tm
     assert np.array_equal(out, pinned)
 
 
-async def test_cpu_without_bf16_or_fp16_runs_onnxruntime_without_measuring(models_dir, tmp_path):
+async def test_cpu_without_bf16_or_fp16_or_ncnn_runs_onnxruntime_without_measuring(models_dir, tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ncnn", None)  # as where ncnn is not installed
     _, detail = await alpha(remover(models_dir, tmp_path, EPYC))
     assert "path=fp32 (auto: this CPU has none of amx_bf16, amx_fp16, avx512_bf16, avx512_fp16)" in detail
     assert not (tmp_path / "precision.json").exists()

@@ -1,4 +1,4 @@
-"""Which path background removal runs on this CPU: onnxruntime fp32, or torch on the same weights.
+"""Which path background removal runs on this CPU: onnxruntime fp32, or ncnn or torch on the same weights.
 
 ``precision: auto`` (``providers.image.rembg.precision``) measures, once per machine, model and
 runtime versions (cached in ``<state_dir>/precision.json`` beside the upscaler's decisions),
@@ -16,19 +16,27 @@ Paths (``PATHS``; the first is the reference):
   AVX512-BF16 or AMX (oneDNN's bf16 convolutions), or ARM's ``bf16`` (measured: it may not pay).
 * ``torch-fp16``: the same in fp16, where the CPU has AVX512-FP16 or AMX-FP16.
 * ``torch-fp32``: torch in fp32; never faster than onnxruntime where measured, so pinned only.
+* ``ncnn``: the same graph written as an ncnn network (``onnx_ncnn.py``), fp32: on any CPU where
+  the ``ncnn`` package and torch (which folds the graph) are installed. Same output as
+  onnxruntime; on an AVX2-only AMD EPYC 1.5-1.7x faster single-threaded.
+* ``ncnn-bf16``: ncnn with bf16 storage between layers (arithmetic fp32), the nodes of
+  ``onnx_torch.u2net_fp32_nodes`` kept fp32: on that EPYC 1.7-1.9x onnxruntime, mean alpha 0.06
+  levels off. bf16 storage needs no bf16 hardware, so both ncnn paths are measured on every CPU.
 
 A batch's workers (one per core) each run their own single-threaded torch forward, side by side,
 as they do with onnxruntime (``TorchNets``); a single image runs on torch's whole pool. ``auto``
 times both candidates one thread per call: the per-core rate a batch runs at. A torch path that
 fails while measured is dropped (the why-text names the error) and the decision cached; anything
 else failing leaves onnxruntime, and the trace says why. The trace step's provider is the engine
-that ran: ``rembg-onnx`` or ``rembg-torch`` (``engine``).
+that ran: ``rembg-onnx``, ``rembg-ncnn`` or ``rembg-torch`` (``engine``). A batch's workers share
+one single-threaded ncnn network (``NcnnNets``), each call with its own extractor.
 """
 
 from __future__ import annotations
 
 import ctypes
 import importlib.util
+import os
 import threading
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager, nullcontext
@@ -50,21 +58,28 @@ PATHS: dict[str, frozenset[str]] = {
     REFERENCE: frozenset(),
     "torch-bf16": frozenset({"avx512_bf16", "amx_bf16", "bf16"}),  # bf16: ARM's feature
     "torch-fp16": frozenset({"avx512_fp16", "amx_fp16"}),
+    "ncnn": frozenset(),
+    "ncnn-bf16": frozenset(),
 }
+#: the ncnn paths -> whether each keeps bf16 storage
+NCNN_PATHS = {"ncnn": False, "ncnn-bf16": True}
 #: every path config can pin
 PINNABLE = (*PATHS, "torch-fp32")
 _DTYPES = {"torch-fp32": None, "torch-bf16": "bfloat16", "torch-fp16": "float16"}
 #: the trace step's provider: the engine that runs a path
-ONNX_ENGINE, TORCH_ENGINE = "rembg-onnx", "rembg-torch"
+ONNX_ENGINE, TORCH_ENGINE, NCNN_ENGINE = "rembg-onnx", "rembg-torch", "rembg-ncnn"
 #: what to install for a torch path (requirements/torch-cpu.in)
 TORCH_PIP = "pip install torch==2.13.0 (the CPU wheel: --index-url https://download.pytorch.org/whl/cpu)"
+#: what to install for an ncnn path (requirements/worker.in)
+NCNN_PIP = "pip install ncnn==1.0.20261020"
 #: the floor against the reference's mask: IoU of the alpha >= 128 regions ...
 IOU_FLOOR = 0.99
 #: ... and the mean absolute alpha difference, in levels of 255
 ALPHA_DIFF_FLOOR = 1.0
 #: changes when what a path runs or how it is timed changes, so a cached decision is measured again
-#: (2: bf16/fp16 keep ``onnx_torch.u2net_fp32_nodes`` in fp32; candidates timed one thread per call)
-REVISION = "rembg-paths 2"
+#: (2: bf16/fp16 keep ``onnx_torch.u2net_fp32_nodes`` in fp32; candidates timed one thread per call;
+#: 3: the ncnn paths)
+REVISION = "rembg-paths 3"
 #: side of the probe images: the models' own input size is 320, masks come back at this size
 PROBE_SIZE = 256
 
@@ -103,10 +118,13 @@ def mask_probes() -> dict[str, np.ndarray]:
 
 
 def available_paths(table: dict[str, frozenset[str]] | None = None) -> dict[str, frozenset[str]]:
-    """``table`` (default ``PATHS``) without the torch paths where torch is not installed."""
+    """``table`` (default ``PATHS``) without the torch paths where torch is not installed, and
+    without the ncnn paths where ncnn or torch (which folds the graph for ncnn) is not."""
     table = PATHS if table is None else table
     has_torch = importlib.util.find_spec("torch") is not None
-    return {name: needs for name, needs in table.items() if has_torch or not name.startswith("torch-")}
+    has_ncnn = has_torch and importlib.util.find_spec("ncnn") is not None
+    return {name: needs for name, needs in table.items()
+            if (has_torch or not name.startswith("torch-")) and (has_ncnn or name not in NCNN_PATHS)}
 
 
 def versions() -> str:
@@ -114,7 +132,7 @@ def versions() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     parts = [REVISION]
-    for package in ("onnxruntime", "torch"):
+    for package in ("onnxruntime", "torch", "ncnn"):
         try:
             parts.append(f"{package} {version(package)}")
         except PackageNotFoundError:
@@ -131,7 +149,9 @@ def describe_pinned(path: str, cpu: CpuInfo) -> str:
 
 
 def engine(path: str) -> str:
-    """The provider a trace step names for ``path``: ``rembg-torch`` or ``rembg-onnx``."""
+    """The provider a trace step names for ``path``: ``rembg-torch``, ``rembg-ncnn`` or ``rembg-onnx``."""
+    if path in NCNN_PATHS:
+        return NCNN_ENGINE
     return TORCH_ENGINE if path.startswith("torch-") else ONNX_ENGINE
 
 
@@ -223,8 +243,7 @@ class TorchNets:
         dtype_name = _DTYPES[path]
         dtype = getattr(torch, dtype_name) if dtype_name else None
         with self._lock:
-            if self._net is None:
-                self._net = OnnxTorchNet(read_graph(self.onnx_path), (1, 3, self.input_size, self.input_size))
+            self._net = self._net or OnnxTorchNet(read_graph(self.onnx_path), (1, 3, self.input_size, self.input_size))
             self._net._weights(dtype)  # cast once, here, not by concurrent callers
 
         def run(batch: np.ndarray) -> np.ndarray:
@@ -237,6 +256,39 @@ class TorchNets:
             return out[:, 0].numpy()
 
         return run
+
+    def graph(self) -> Any:
+        """The ``OnnxTorchNet`` of the model (built once): the ncnn paths are written from its plan."""
+        from providers.image.onnx_torch import OnnxTorchNet, read_graph
+
+        with self._lock:
+            self._net = self._net or OnnxTorchNet(read_graph(self.onnx_path), (1, 3, self.input_size, self.input_size))
+        return self._net
+
+
+class NcnnNets:
+    """The ncnn paths of one model: the network written once from the graph (fp32 and, with its
+    fp32 nodes masked, bf16), loaded per path and thread count on first use; ``net(path,
+    threads)`` gives the ``MaskNet``. ``threads=None``: every core, for a single image."""
+
+    def __init__(self, graph: Callable[[], Any]) -> None:
+        self._graph = graph
+        self._models: dict[bool, Any] = {}
+        self._nets: dict[tuple[str, int], MaskNet] = {}
+        self._lock = threading.Lock()
+
+    def net(self, path: str, threads: int | None = None) -> MaskNet:
+        from providers.image.onnx_ncnn import NcnnMaskNet, ncnn_model
+
+        bf16 = NCNN_PATHS[path]
+        count = threads or len(os.sched_getaffinity(0))
+        with self._lock:
+            if (path, count) not in self._nets:
+                if bf16 not in self._models:
+                    graph = self._graph()
+                    self._models[bf16] = ncnn_model(graph, graph.fp32_nodes if bf16 else ())
+                self._nets[path, count] = NcnnMaskNet(self._models[bf16], count, bf16)
+            return self._nets[path, count]
 
 
 class PathChooser:
@@ -255,6 +307,7 @@ class PathChooser:
         self.precision, self.models_dir, self.cpu_info, self.table = precision, models_dir, cpu_info, table
         self.auto = auto_precision or AutoPrecision(decisions_file(), cpu_info, probe_size=PROBE_SIZE, rounds=2)
         self._torch: dict[str, TorchNets] = {}
+        self._ncnn: dict[str, NcnnNets] = {}
         self._chosen: dict[str, tuple[str, str]] = {}
 
     def net(self, name: str, session: Any, extra: dict[str, Any], measure_session: Callable[[], Any],
@@ -275,13 +328,19 @@ class PathChooser:
         if path == REFERENCE:
             return onnxruntime_net(session)
         if importlib.util.find_spec("torch") is None:
-            raise ProviderUnavailable(TORCH_ENGINE, f"providers.image.rembg.precision {path} runs on torch, which is "
+            raise ProviderUnavailable(engine(path), f"providers.image.rembg.precision {path} runs on torch, which is "
                                       f"not installed; run: {TORCH_PIP} (or set precision: auto)")
+        if path in NCNN_PATHS and importlib.util.find_spec("ncnn") is None:
+            raise ProviderUnavailable(NCNN_ENGINE, f"providers.image.rembg.precision {path} runs on ncnn, which is "
+                                      f"not installed; run: {NCNN_PIP} (or set precision: auto)")
         if name not in self._torch:
             from providers.image import pull as weights_pull
 
             onnx_file = weights_pull.ensure(name, self.models_dir)
             self._torch[name] = TorchNets(onnx_file, int(extra.get("input_size", 320)))
+        if path in NCNN_PATHS:
+            nets = self._ncnn.setdefault(name, NcnnNets(self._torch[name].graph))
+            return nets.net(path, threads)
         return self._torch[name].net(path, threads)
 
     def _path(self, name: str, device: str, extra: dict[str, Any], measure_session: Callable[[], Any],

@@ -1,0 +1,187 @@
+"""Background removal on ncnn: the U2-Net ONNX graph written as an ncnn network (``onnx_ncnn``).
+
+The real u2netp weights run on the real ``ncnn`` package. What is checked: the fp32 network
+computes what onnxruntime computes; with bf16 storage, the nodes kept fp32 really run fp32
+(ncnn's per-layer mask and the casts in front of it); the masks stay within the floor on both
+probes; workers sharing one network get each image's own result; the remover runs the paths,
+names the engine, and ``auto`` measures them on a CPU without bf16 hardware. Speed is
+bench/bench_rembg.py's.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from test_image_rembg_precision import EPYC, MODEL, PHOTO, SHARED, alpha, remover
+
+from providers.base import ImageAction, ImageConfig
+from providers.image import pull as weights_pull
+from providers.image import rembg_paths
+from providers.image.onnx_ncnn import NO_BF16, NcnnMaskNet, ncnn_model
+from providers.image.onnx_torch import Graph, Node, OnnxTorchNet, UnsupportedGraph, read_graph
+from providers.image.rembg_backend import RembgRemover
+from providers.image.rembg_paths import mask_scores
+
+pytest.importorskip("ncnn")
+
+
+@pytest.fixture(scope="module")
+def graph() -> OnnxTorchNet:
+    assert weights_pull.pull([MODEL], SHARED)["ok"]
+    return OnnxTorchNet(read_graph(SHARED / "u2netp.onnx"), (1, 3, 320, 320))
+
+
+@pytest.fixture(scope="module")
+def batch() -> np.ndarray:
+    return np.random.default_rng(3).standard_normal((2, 3, 320, 320)).astype(np.float32)
+
+
+def onnxruntime_d0(batch: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(SHARED / "u2netp.onnx"), providers=["CPUExecutionProvider"])
+    return np.concatenate([session.run([session.get_outputs()[0].name], {session.get_inputs()[0].name: image[None]})[0]
+                           for image in batch])[:, 0]
+
+
+def test_the_fp32_network_computes_what_onnxruntime_computes(graph, batch):
+    model = ncnn_model(graph)
+    layers = [line.split()[0] for line in model.param.splitlines()[2:]]
+    assert {"Input", "Convolution", "Pooling", "Interp", "Concat", "BinaryOp", "Sigmoid", "Split"} <= set(layers)
+    assert "Cast" not in layers and f"31={NO_BF16}" not in model.param  # nothing masked in an fp32 network
+    # every Relu of u2netp follows its Conv alone: fused into it (9=1), none left as a layer
+    assert "ReLU" not in layers and model.param.count(" 9=1") == sum(node.op == "Relu" for node in graph.plan)
+    out = NcnnMaskNet(model, threads=1, bf16=False)(batch)
+    expected = onnxruntime_d0(batch)
+    assert out.shape == expected.shape == (2, 320, 320)
+    assert float(np.abs(out - expected).max()) < 1e-4
+
+
+def test_nodes_kept_fp32_under_bf16_really_run_fp32(graph, batch):
+    """Every node masked: the bf16 network must give the fp32 network's output. Without a Cast in
+    front of a masked layer that reads an unmasked one, ncnn hands it bf16 bytes as fp32."""
+    fp32 = NcnnMaskNet(ncnn_model(graph), threads=1, bf16=False)(batch)
+    everything = ncnn_model(graph, range(len(graph.plan)))
+    assert everything.param.count("Cast ") == 1  # only the input (made by no node) is read through one
+    masked = NcnnMaskNet(everything, threads=1, bf16=True)(batch)
+    assert float(np.abs(masked - fp32).max()) < 1e-5
+    moved = NcnnMaskNet(ncnn_model(graph), threads=1, bf16=True)(batch)  # nothing masked: bf16 moves it
+    assert float(np.abs(moved - fp32).max()) > 1e-3
+
+
+def test_bf16_with_the_measured_fp32_nodes_passes_the_floor_on_both_probes(graph):
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(SHARED / "u2netp.onnx"), providers=["CPUExecutionProvider"])
+    model = ncnn_model(graph, graph.fp32_nodes)
+    masked_layers = [line for line in model.param.splitlines() if f"31={NO_BF16}" in line]
+    assert len(masked_layers) >= 14 and any(line.startswith("Sigmoid") for line in masked_layers)
+    extra = {"input_size": 320}
+
+    def masks(net) -> dict[str, np.ndarray]:
+        return {label: np.asarray(RembgRemover.predict_mask(net, Image.fromarray(image), extra))
+                for label, image in rembg_paths.mask_probes().items()}
+
+    reference = masks(rembg_paths.onnxruntime_net(session))
+    kept = masks(NcnnMaskNet(model, threads=1, bf16=True))
+    plain = masks(NcnnMaskNet(ncnn_model(graph), threads=1, bf16=True))
+    for label in reference:
+        scores = mask_scores(reference[label], kept[label])
+        assert scores["iou"] >= rembg_paths.IOU_FLOOR and scores["alpha_diff"] <= rembg_paths.ALPHA_DIFF_FLOOR
+    # the fp32 nodes matter: all-bf16 moves the photo's alpha several times as far
+    assert mask_scores(reference["photo"], plain["photo"])["alpha_diff"] > 4 * mask_scores(
+        reference["photo"], kept["photo"])["alpha_diff"]
+
+
+def test_workers_sharing_one_network_each_get_their_images_own_result(graph, batch):
+    net = NcnnMaskNet(ncnn_model(graph, graph.fp32_nodes), threads=1, bf16=True)
+    alone = [net(batch[i:i + 1]) for i in range(2)]
+    results: dict[int, list[np.ndarray]] = {0: [], 1: []}
+
+    def worker(i: int) -> None:
+        for _ in range(3):
+            results[i].append(net(batch[i:i + 1]))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for i in range(2):
+        assert all(np.array_equal(out, alone[i]) for out in results[i])
+    assert not np.array_equal(alone[0], alone[1])
+
+
+@pytest.mark.parametrize("node, refused", [
+    (Node("Conv", ["x", "w"], ["y"], {"group": 2}), "grouped Conv"),
+    (Node("Concat", ["x", "x"], ["y"], {"axis": 2}), "Concat on axis 2"),
+])
+def test_a_graph_ncnn_is_not_written_for_is_refused(node, refused):
+    weights = {"w": np.ones((4, 2, 3, 3), np.float32)} if node.op == "Conv" else {}
+    if node.op == "Conv":
+        node.attrs["pads"] = [1, 1, 1, 1]
+    net = OnnxTorchNet(Graph([node], weights, ["x"], ["y"]), (1, 4, 8, 8))
+    with pytest.raises(UnsupportedGraph, match=refused):
+        ncnn_model(net)
+
+
+# --- the remover --------------------------------------------------------------------------------
+
+
+async def test_pinned_ncnn_paths_run_name_their_engine_and_stay_within_the_floor(tmp_path):
+    models_dir = str(SHARED)
+    fp32, _ = await alpha(remover(models_dir, tmp_path, EPYC, "fp32"))
+    for path in ("ncnn", "ncnn-bf16"):
+        provider = remover(models_dir, tmp_path, EPYC, path)
+        data, (step,) = await provider.process_traced(PHOTO, ImageAction.REMOVE_BACKGROUND, ImageConfig())
+        out = np.asarray(Image.open(io.BytesIO(data)))[..., 3]
+        assert step.provider == "rembg-ncnn" and f"path={path} (pinned in config)" in step.detail
+        scores = mask_scores(fp32, out)
+        assert scores["iou"] >= rembg_paths.IOU_FLOOR and scores["alpha_diff"] <= rembg_paths.ALPHA_DIFF_FLOOR
+        if path == "ncnn":  # the same fp32 arithmetic, other kernels
+            assert np.abs(out.astype(int) - fp32.astype(int)).max() <= 1
+        mirrored = Image.open(io.BytesIO(PHOTO)).transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        buffer = io.BytesIO()
+        mirrored.save(buffer, "PNG")
+        photos = [PHOTO, buffer.getvalue(), PHOTO]
+        outcome = await provider.process_batch(photos, ImageAction.REMOVE_BACKGROUND, ImageConfig())
+        for photo, item in zip(photos, outcome.items, strict=True):
+            single, _ = await alpha(provider, photo)
+            assert np.array_equal(np.asarray(Image.open(io.BytesIO(item.data)))[..., 3], single)
+        assert {s.provider for s in outcome.steps} == {"rembg-ncnn"}
+
+
+async def test_auto_measures_the_ncnn_paths_on_a_cpu_without_bf16_hardware(tmp_path):
+    """An AVX2-only CPU had nothing to measure; with ncnn installed both ncnn paths are candidates
+    (the scripted clock makes ncnn-bf16 the fastest: the real speed is the bench's)."""
+    provider = remover(str(SHARED), tmp_path, EPYC, costs=[1.0, 0.8, 0.5])
+    out, detail = await alpha(provider)
+    assert "device=cpu path=ncnn-bf16 (auto: 2.0x fp32, IoU " in detail
+    fp32, _ = await alpha(remover(str(SHARED), tmp_path, EPYC, "fp32"))
+    scores = mask_scores(fp32, out)
+    assert scores["iou"] >= rembg_paths.IOU_FLOOR and scores["alpha_diff"] <= rembg_paths.ALPHA_DIFF_FLOOR
+    assert not np.array_equal(out, fp32)  # ncnn-bf16 really ran
+
+
+async def test_a_pinned_ncnn_path_without_ncnn_names_the_pip_command(tmp_path, monkeypatch):
+    from core.errors import AllProvidersFailed
+
+    monkeypatch.setitem(sys.modules, "ncnn", None)  # as where ncnn is not installed
+    assert "ncnn" not in rembg_paths.available_paths() and "fp32" in rembg_paths.available_paths()
+    with pytest.raises(AllProvidersFailed) as failed:
+        await alpha(remover(str(SHARED), tmp_path, EPYC, "ncnn-bf16"))
+    (step,) = failed.value.attempts
+    assert (step.provider, step.error_class) == ("rembg-ncnn", "ProviderUnavailable")
+    assert "ncnn-bf16 runs on ncnn, which is not installed; run: pip install ncnn==" in step.detail
+
+
+def test_the_pip_command_names_the_pinned_version():
+    pinned = next(line for line in (Path(__file__).parents[1] / "requirements" / "worker.in").read_text().splitlines()
+                  if line.startswith("ncnn=="))
+    assert rembg_paths.NCNN_PIP == f"pip install {pinned}"
