@@ -19,9 +19,9 @@ round, best round kept:
   * the rembg library in-process, session warm (reference: no startup in it);
   * ours with ``precision: auto``: the path chosen on this machine (measured afresh, its cache in
     a temp dir: onnxruntime fp32, ncnn fp32/bf16 storage or torch bf16/fp16 within the mask
-    floor), batch, against fp32
-    and against the rembg library (goal: batch >= 2x the library warm in-process); its alpha
-    against the fp32 batch's, worst image (``vs_fp32_batch_worst``: IoU, mean levels).
+    floor), batch, against fp32 and against the rembg library (goal: batch >= 2x the library
+    warm in-process); its alpha against the fp32 batch's, worst image (``vs_fp32_batch_worst``:
+    IoU, mean levels).
 
 Every figure is printed as a ``bench-part`` the moment it is measured (again after each round,
 best so far), so a cut run keeps them; the slow rows (the CLI per image, the CLI startup, the
