@@ -2,7 +2,7 @@
 
 The same resize, normalisation, min-max scaling of the first output and Lanczos resize of the
 mask as the ``rembg`` package (``rembg/sessions/u2netp.py``, ``dis_anime.py``, ``base.py``); the
-network itself is whatever path ``rembg_paths`` chose (onnxruntime or torch). The cutout
+network itself is whatever path ``rembg_paths`` chose (onnxruntime, ncnn or torch). The cutout
 composites the image over transparency (or ``background_color``) through the mask, refined first
 by a guided filter (``matting.refine_mask``) when ``alpha_matting`` asks. numpy and Pillow are
 imported when called.
