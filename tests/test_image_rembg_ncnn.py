@@ -159,14 +159,23 @@ async def test_pinned_ncnn_paths_run_name_their_engine_and_stay_within_the_floor
 
 async def test_auto_measures_the_ncnn_paths_on_a_cpu_without_bf16_hardware(tmp_path):
     """An AVX2-only CPU had nothing to measure; with ncnn installed both ncnn paths are candidates
-    (the scripted clock makes ncnn-bf16 the fastest: the real speed is the bench's)."""
+    (the scripted clock makes ncnn-bf16 the fastest, then ncnn: the real speed is the bench's).
+    Which one is chosen depends on ncnn-bf16's masks on this CPU (ncnn has its own bf16 kernels
+    where the CPU has AVX512-BF16), so the expectation is read from the decision's own scores."""
+    import json
+
     provider = remover(str(SHARED), tmp_path, EPYC, costs=[1.0, 0.8, 0.5])
     out, detail = await alpha(provider)
-    assert "device=cpu path=ncnn-bf16 (auto: 2.0x fp32, IoU " in detail
+    (entry,) = json.loads((tmp_path / "precision.json").read_text())["decisions"].values()
+    bf16 = entry["measured"]["ncnn-bf16"]
+    within = (min(bf16["iou_photo"], bf16["iou_line_art"]) >= rembg_paths.IOU_FLOOR
+              and max(bf16["alpha_diff_photo"], bf16["alpha_diff_line_art"]) <= rembg_paths.ALPHA_DIFF_FLOOR)
+    expected = "ncnn-bf16 (auto: 2.0x fp32" if within else "ncnn (auto: 1.25x fp32"
+    assert f"device=cpu path={expected}, IoU " in detail
     fp32, _ = await alpha(remover(str(SHARED), tmp_path, EPYC, "fp32"))
     scores = mask_scores(fp32, out)
     assert scores["iou"] >= rembg_paths.IOU_FLOOR and scores["alpha_diff"] <= rembg_paths.ALPHA_DIFF_FLOOR
-    assert not np.array_equal(out, fp32)  # ncnn-bf16 really ran
+    assert not np.array_equal(out, fp32) or not within  # ncnn-bf16 really ran
 
 
 async def test_a_pinned_ncnn_path_without_ncnn_names_the_pip_command(tmp_path, monkeypatch):
