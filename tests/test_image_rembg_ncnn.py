@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from test_image_rembg_precision import EPYC, MODEL, PHOTO, SHARED, alpha, remover
+from test_image_rembg_precision import EPYC, MODEL, PHOTO, SHARED, alpha, batch_matches_single_images, remover
 
 from providers.base import ImageAction, ImageConfig
 from providers.image import pull as weights_pull
@@ -146,14 +146,7 @@ async def test_pinned_ncnn_paths_run_name_their_engine_and_stay_within_the_floor
         assert scores["iou"] >= rembg_paths.IOU_FLOOR and scores["alpha_diff"] <= rembg_paths.ALPHA_DIFF_FLOOR
         if path == "ncnn":  # the same fp32 arithmetic, other kernels
             assert np.abs(out.astype(int) - fp32.astype(int)).max() <= 1
-        mirrored = Image.open(io.BytesIO(PHOTO)).transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        buffer = io.BytesIO()
-        mirrored.save(buffer, "PNG")
-        photos = [PHOTO, buffer.getvalue(), PHOTO]
-        outcome = await provider.process_batch(photos, ImageAction.REMOVE_BACKGROUND, ImageConfig())
-        for photo, item in zip(photos, outcome.items, strict=True):
-            single, _ = await alpha(provider, photo)
-            assert np.array_equal(np.asarray(Image.open(io.BytesIO(item.data)))[..., 3], single)
+        outcome = await batch_matches_single_images(provider)
         assert {s.provider for s in outcome.steps} == {"rembg-ncnn"}
 
 

@@ -12,6 +12,7 @@ import io
 import json
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -259,6 +260,20 @@ async def test_pinned_paths_run_and_are_named_in_the_trace(models_dir, tmp_path)
     assert not (tmp_path / "precision.json").exists()
 
 
+async def batch_matches_single_images(provider: RembgRemover) -> Any:
+    """A batch of the photo, its mirror image and the photo again: each item's alpha is the one
+    the same provider gives that image alone. Returns the batch's outcome."""
+    mirrored = Image.open(io.BytesIO(PHOTO)).transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    buffer = io.BytesIO()
+    mirrored.save(buffer, "PNG")
+    photos = [PHOTO, buffer.getvalue(), PHOTO]
+    outcome = await provider.process_batch(photos, ImageAction.REMOVE_BACKGROUND, ImageConfig())
+    for photo, item in zip(photos, outcome.items, strict=True):
+        single, _ = await alpha(provider, photo)
+        assert np.array_equal(np.asarray(Image.open(io.BytesIO(item.data)))[..., 3], single)
+    return outcome
+
+
 @pytest.mark.parametrize("path", ["torch-fp16", "torch-bf16"])
 async def test_batch_on_a_torch_path_gives_each_image_the_single_path_result(models_dir, tmp_path, monkeypatch, path):
     limits: list[int] = []
@@ -270,15 +285,7 @@ async def test_batch_on_a_torch_path_gives_each_image_the_single_path_result(mod
 
     monkeypatch.setattr(rembg_paths, "thread_limit", recording)
     monkeypatch.setattr("providers.image.rembg_backend._cores", lambda: 2)
-    provider = remover(models_dir, tmp_path, SAPPHIRE, path)
-    mirrored = Image.open(io.BytesIO(PHOTO)).transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    buffer = io.BytesIO()
-    mirrored.save(buffer, "PNG")
-    photos = [PHOTO, buffer.getvalue(), PHOTO]
-    outcome = await provider.process_batch(photos, ImageAction.REMOVE_BACKGROUND, ImageConfig())
-    for photo, item in zip(photos, outcome.items, strict=True):
-        single, _ = await alpha(provider, photo)
-        assert np.array_equal(np.asarray(Image.open(io.BytesIO(item.data)))[..., 3], single)
+    outcome = await batch_matches_single_images(remover(models_dir, tmp_path, SAPPHIRE, path))
     assert all(f"path={path} (pinned in config)" in step.detail for step in outcome.steps)
     # the batch's 2 workers ran their forwards one thread each, side by side; single images on the pool
     assert limits == [1, 1, 1]
