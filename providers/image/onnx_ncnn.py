@@ -205,7 +205,7 @@ class NcnnMaskNet:
     def __init__(self, model: NcnnModel, threads: int, bf16: bool) -> None:
         import ncnn
 
-        self.model = model
+        self.input, self.output = model.input, model.output  # not the weights: ncnn holds its own copy
         self.net = ncnn.Net()
         for option in ("use_vulkan_compute", "use_fp16_storage", "use_fp16_arithmetic", "use_fp16_packed",
                        "use_bf16_storage", "use_bf16_packed"):
@@ -230,8 +230,8 @@ class NcnnMaskNet:
             planes = np.ascontiguousarray(image, dtype=np.float32)
             mat = ncnn.Mat(planes)  # shares ``planes``, which must outlive the extraction
             extractor = self.net.create_extractor()
-            extractor.input(self.model.input, mat)
-            status, out = extractor.extract(self.model.output)
+            extractor.input(self.input, mat)
+            status, out = extractor.extract(self.output)
             if status != 0:
                 raise RuntimeError(f"ncnn extract failed with status {status}")
             masks.append(np.array(out)[0].copy())
