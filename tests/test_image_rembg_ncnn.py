@@ -11,7 +11,9 @@ bench/bench_rembg.py's.
 from __future__ import annotations
 
 import io
+import shutil
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -23,7 +25,7 @@ from test_image_rembg_precision import EPYC, MODEL, PHOTO, SHARED, alpha, batch_
 from providers.base import ImageAction, ImageConfig
 from providers.image import pull as weights_pull
 from providers.image import rembg_paths
-from providers.image.onnx_ncnn import NO_BF16, NcnnMaskNet, ncnn_model
+from providers.image.onnx_ncnn import NO_BF16, NcnnMaskNet, NcnnModel, ncnn_model, network_files, network_key
 from providers.image.onnx_torch import Graph, Node, OnnxTorchNet, UnsupportedGraph, read_graph
 from providers.image.rembg_backend import RembgRemover
 from providers.image.rembg_paths import mask_scores
@@ -42,6 +44,12 @@ def batch() -> np.ndarray:
     return np.random.default_rng(3).standard_normal((2, 3, 320, 320)).astype(np.float32)
 
 
+def loaded(model: NcnnModel, bf16: bool, threads: int = 1) -> NcnnMaskNet:
+    """``model`` loaded by ncnn (from files that last only as long as the load)."""
+    with tempfile.TemporaryDirectory() as folder, network_files(Path(folder), "net", lambda: model) as files:
+        return NcnnMaskNet(*files, threads, bf16)
+
+
 def onnxruntime_d0(batch: np.ndarray) -> np.ndarray:
     import onnxruntime as ort
 
@@ -57,7 +65,7 @@ def test_the_fp32_network_computes_what_onnxruntime_computes(graph, batch):
     assert "Cast" not in layers and f"31={NO_BF16}" not in model.param  # nothing masked in an fp32 network
     # every Relu of u2netp follows its Conv alone: fused into it (9=1), none left as a layer
     assert "ReLU" not in layers and model.param.count(" 9=1") == sum(node.op == "Relu" for node in graph.plan)
-    out = NcnnMaskNet(model, threads=1, bf16=False)(batch)
+    out = loaded(model, False)(batch)
     expected = onnxruntime_d0(batch)
     assert out.shape == expected.shape == (2, 320, 320)
     assert float(np.abs(out - expected).max()) < 1e-4
@@ -66,12 +74,12 @@ def test_the_fp32_network_computes_what_onnxruntime_computes(graph, batch):
 def test_nodes_kept_fp32_under_bf16_really_run_fp32(graph, batch):
     """Every node masked: the bf16 network must give the fp32 network's output. Without a Cast in
     front of a masked layer that reads an unmasked one, ncnn hands it bf16 bytes as fp32."""
-    fp32 = NcnnMaskNet(ncnn_model(graph), threads=1, bf16=False)(batch)
+    fp32 = loaded(ncnn_model(graph), False)(batch)
     everything = ncnn_model(graph, range(len(graph.plan)))
     assert everything.param.count("Cast ") == 1  # only the input (made by no node) is read through one
-    masked = NcnnMaskNet(everything, threads=1, bf16=True)(batch)
+    masked = loaded(everything, True)(batch)
     assert float(np.abs(masked - fp32).max()) < 1e-5
-    moved = NcnnMaskNet(ncnn_model(graph), threads=1, bf16=True)(batch)  # nothing masked: bf16 moves it
+    moved = loaded(ncnn_model(graph), True)(batch)  # nothing masked: bf16 moves it
     assert float(np.abs(moved - fp32).max()) > 1e-3
 
 
@@ -89,8 +97,8 @@ def test_bf16_with_the_measured_fp32_nodes_passes_the_floor_on_both_probes(graph
                 for label, image in rembg_paths.mask_probes().items()}
 
     reference = masks(rembg_paths.onnxruntime_net(session))
-    kept = masks(NcnnMaskNet(model, threads=1, bf16=True))
-    plain = masks(NcnnMaskNet(ncnn_model(graph), threads=1, bf16=True))
+    kept = masks(loaded(model, True))
+    plain = masks(loaded(ncnn_model(graph), True))
     for label in reference:
         scores = mask_scores(reference[label], kept[label])
         assert scores["iou"] >= rembg_paths.IOU_FLOOR and scores["alpha_diff"] <= rembg_paths.ALPHA_DIFF_FLOOR
@@ -100,7 +108,7 @@ def test_bf16_with_the_measured_fp32_nodes_passes_the_floor_on_both_probes(graph
 
 
 def test_workers_sharing_one_network_each_get_their_images_own_result(graph, batch):
-    net = NcnnMaskNet(ncnn_model(graph, graph.fp32_nodes), threads=1, bf16=True)
+    net = loaded(ncnn_model(graph, graph.fp32_nodes), True)
     alone = [net(batch[i:i + 1]) for i in range(2)]
     results: dict[int, list[np.ndarray]] = {0: [], 1: []}
 
@@ -187,3 +195,46 @@ def test_the_pip_command_names_the_pinned_version():
     pinned = next(line for line in (Path(__file__).parents[1] / "requirements" / "worker.in").read_text().splitlines()
                   if line.startswith("ncnn=="))
     assert rembg_paths.NCNN_PIP == f"pip install {pinned}"
+
+
+# --- the written network, cached -----------------------------------------------------------------
+
+
+async def test_a_new_process_loads_the_written_network_without_folding_the_graph(tmp_path, monkeypatch):
+    """The first use writes the network beside the model (``<models_dir>/ncnn``); a later process
+    loads it as it is: no graph, so no torch import (2 s of a first image's 2.6 s)."""
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copy(SHARED / "u2netp.onnx", models / "u2netp.onnx")
+    first, _ = await alpha(remover(str(models), tmp_path, EPYC, "ncnn-bf16"))
+    written = sorted(path.name for path in (models / "ncnn").iterdir())
+    assert len(written) == 2 and written[0].startswith("u2netp-") and written[0].endswith("-320-bf16-w1.bin")
+
+    def no_graph(self):
+        raise AssertionError("the graph was folded although the network was written")
+
+    monkeypatch.setattr(rembg_paths.TorchNets, "graph", no_graph)
+    again, detail = await alpha(remover(str(models), tmp_path, EPYC, "ncnn-bf16"))
+    assert np.array_equal(again, first) and "path=ncnn-bf16 (pinned in config)" in detail
+
+
+def test_the_cache_name_follows_the_files_content_size_and_storage(tmp_path):
+    one, two = tmp_path / "m.onnx", tmp_path / "other" / "m.onnx"
+    two.parent.mkdir()
+    one.write_bytes(b"weights one")
+    two.write_bytes(b"weights two")
+    names = {network_key(one, 320, True), network_key(two, 320, True), network_key(one, 1024, True),
+             network_key(one, 320, False)}
+    assert len(names) == 4
+    assert network_key(one, 320, True) == network_key(one, 320, True)
+
+
+def test_a_folder_that_cannot_be_written_still_loads_the_network(graph, batch, tmp_path):
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    model = ncnn_model(graph)
+    with network_files(blocked / "ncnn", "net", lambda: model) as (param, weights):
+        assert not param.is_relative_to(tmp_path)  # a temporary folder instead
+        out = NcnnMaskNet(param, weights, 1, False)(batch)
+    assert not param.exists()  # gone after the load
+    assert float(np.abs(out - loaded(model, False)(batch)).max()) == 0.0

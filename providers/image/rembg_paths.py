@@ -267,27 +267,32 @@ class TorchNets:
 
 
 class NcnnNets:
-    """The ncnn paths of one model: the network written once from the graph (fp32 and, with its
-    fp32 nodes masked, bf16), loaded per path and thread count on first use; ``net(path,
-    threads)`` gives the ``MaskNet``. ``threads=None``: every core, for a single image."""
+    """The ncnn paths of one model: its network (fp32 and, with its fp32 nodes masked, bf16),
+    written from the graph once per machine (``onnx_ncnn.network_files``, in ``<models_dir>/ncnn``)
+    and loaded per path and thread count on first use; ``net(path, threads)`` gives the
+    ``MaskNet``. ``threads=None``: every core, for a single image. ``graph`` (which imports torch)
+    is called only when a network is not written yet."""
 
-    def __init__(self, graph: Callable[[], Any]) -> None:
-        self._graph = graph
-        self._models: dict[bool, Any] = {}
+    def __init__(self, onnx_path: Path, input_size: int, graph: Callable[[], Any]) -> None:
+        self.onnx_path, self.input_size, self._graph = onnx_path, input_size, graph
         self._nets: dict[tuple[str, int], MaskNet] = {}
         self._lock = threading.Lock()
 
     def net(self, path: str, threads: int | None = None) -> MaskNet:
-        from providers.image.onnx_ncnn import NcnnMaskNet, ncnn_model
+        from providers.image.onnx_ncnn import NcnnMaskNet, ncnn_model, network_files, network_key
 
         bf16 = NCNN_PATHS[path]
         count = threads or len(os.sched_getaffinity(0))
+
+        def build() -> Any:
+            graph = self._graph()
+            return ncnn_model(graph, graph.fp32_nodes if bf16 else ())
+
         with self._lock:
             if (path, count) not in self._nets:
-                if bf16 not in self._models:
-                    graph = self._graph()
-                    self._models[bf16] = ncnn_model(graph, graph.fp32_nodes if bf16 else ())
-                self._nets[path, count] = NcnnMaskNet(self._models[bf16], count, bf16)
+                key = network_key(self.onnx_path, self.input_size, bf16)
+                with network_files(self.onnx_path.parent / "ncnn", key, build) as (param, weights):
+                    self._nets[path, count] = NcnnMaskNet(param, weights, count, bf16)
             return self._nets[path, count]
 
 
@@ -339,7 +344,8 @@ class PathChooser:
             onnx_file = weights_pull.ensure(name, self.models_dir)
             self._torch[name] = TorchNets(onnx_file, int(extra.get("input_size", 320)))
         if path in NCNN_PATHS:
-            nets = self._ncnn.setdefault(name, NcnnNets(self._torch[name].graph))
+            torch_nets = self._torch[name]
+            nets = self._ncnn.setdefault(name, NcnnNets(torch_nets.onnx_path, torch_nets.input_size, torch_nets.graph))
             return nets.net(path, threads)
         return self._torch[name].net(path, threads)
 
