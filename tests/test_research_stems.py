@@ -22,6 +22,7 @@ SAME = [
     ("embedding", "embed"), ("embeddings", "embed"), ("embedded", "embed"), ("embeds", "embed"),
     ("indexes", "index"), ("indexing", "index"), ("queues", "queue"), ("queued", "queue"), ("queuing", "queue"),
     ("queueing", "queue"), ("valued", "value"), ("retries", "retry"), ("retried", "retry"),
+    ("speeds", "speed"), ("speeding", "speed"), ("exceeds", "exceed"), ("proceeding", "proceed"), ("needs", "need"),
 ]
 APART = [
     ("car", "caring"), ("rat", "rating"), ("hop", "hoping"), ("hope", "hopping"), ("cod", "coding"),

@@ -119,6 +119,8 @@ def stem(word: str) -> str:
         if not word.endswith(suffix):
             continue
         rest = word[: -len(suffix)]
+        if suffix == "ed" and rest.endswith("e"):
+            break  # "speed", "exceed", "proceed": an -eed is the word's (61, 5, 6 against agreed 8, freed 3)
         if suffix in _VERB_SUFFIXES and len(rest) >= 2 and (len(rest) >= 3 or _LOST_E.search(rest)):
             word = _verb_base(rest)
             break
