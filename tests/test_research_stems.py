@@ -17,11 +17,18 @@ SAME = [
     ("opening", "open"), ("visited", "visit"), ("falling", "fall"), ("passing", "pass"), ("fixing", "fix"),
     ("syncing", "sync"), ("classes", "class"), ("buses", "bus"), ("matches", "match"), ("boxes", "box"),
     ("sizes", "size"), ("cases", "case"), ("aliases", "alias"), ("kept", "keep"), ("fails", "failed"),
+    ("caching", "cache"), ("caches", "cache"), ("cached", "cache"), ("causes", "cause"), ("caused", "cause"),
+    ("statuses", "status"), ("focused", "focus"), ("gpus", "gpu"), ("cpus", "cpu"),
+    ("embedding", "embed"), ("embeddings", "embed"), ("embedded", "embed"), ("embeds", "embed"),
+    ("indexes", "index"), ("indexing", "index"), ("queues", "queue"), ("queued", "queue"), ("queuing", "queue"),
+    ("queueing", "queue"), ("valued", "value"), ("retries", "retry"), ("retried", "retry"),
+    ("speeds", "speed"), ("speeding", "speed"), ("exceeds", "exceed"), ("proceeding", "proceed"), ("needs", "need"),
 ]
 APART = [
     ("car", "caring"), ("rat", "rating"), ("hop", "hoping"), ("hope", "hopping"), ("cod", "coding"),
     ("bit", "biting"), ("fill", "filing"), ("add", "ad"), ("sing", "singe"), ("need", "ne"), ("shed", "she"),
-    ("running", "rune"), ("looking", "loke"), ("give", "gift"), ("use", "us"),
+    ("running", "rune"), ("looking", "loke"), ("give", "gift"), ("use", "us"), ("cachet", "cache"),
+    ("statue", "status"), ("ember", "embed"),
 ]
 
 
