@@ -238,27 +238,26 @@ class TorchNets:
     def net(self, path: str, threads: int | None = None) -> MaskNet:
         import torch
 
-        from providers.image.onnx_torch import OnnxTorchNet, read_graph
-
         dtype_name = _DTYPES[path]
         dtype = getattr(torch, dtype_name) if dtype_name else None
+        graph = self.graph()
         with self._lock:
-            self._net = self._net or OnnxTorchNet(read_graph(self.onnx_path), (1, 3, self.input_size, self.input_size))
-            self._net._weights(dtype)  # cast once, here, not by concurrent callers
+            graph._weights(dtype)  # cast once, here, not by concurrent callers
 
         def run(batch: np.ndarray) -> np.ndarray:
             with thread_limit(threads) if threads else nullcontext(False) as limited:
                 if limited:
-                    (out,) = self._net(torch.from_numpy(batch), dtype)
+                    (out,) = graph(torch.from_numpy(batch), dtype)
                 else:
                     with self._lock:
-                        (out,) = self._net(torch.from_numpy(batch), dtype)
+                        (out,) = graph(torch.from_numpy(batch), dtype)
             return out[:, 0].numpy()
 
         return run
 
     def graph(self) -> Any:
-        """The ``OnnxTorchNet`` of the model (built once): the ncnn paths are written from its plan."""
+        """The ``OnnxTorchNet`` of the model, built once: the torch paths run it, the ncnn paths are
+        written from its plan."""
         from providers.image.onnx_torch import OnnxTorchNet, read_graph
 
         with self._lock:
@@ -333,7 +332,8 @@ class PathChooser:
         if path == REFERENCE:
             return onnxruntime_net(session)
         if importlib.util.find_spec("torch") is None:
-            raise ProviderUnavailable(engine(path), f"providers.image.rembg.precision {path} runs on torch, which is "
+            needs = "needs torch (to write its ncnn network)" if path in NCNN_PATHS else "runs on torch"
+            raise ProviderUnavailable(engine(path), f"providers.image.rembg.precision {path} {needs}, which is "
                                       f"not installed; run: {TORCH_PIP} (or set precision: auto)")
         if path in NCNN_PATHS and importlib.util.find_spec("ncnn") is None:
             raise ProviderUnavailable(NCNN_ENGINE, f"providers.image.rembg.precision {path} runs on ncnn, which is "
