@@ -173,6 +173,10 @@ async def test_auto_measures_the_ncnn_paths_on_a_cpu_without_bf16_hardware(tmp_p
               and max(bf16["alpha_diff_photo"], bf16["alpha_diff_line_art"]) <= rembg_paths.ALPHA_DIFF_FLOOR)
     expected = "ncnn-bf16 (auto: 2.0x fp32" if within else "ncnn (auto: 1.25x fp32"
     assert f"device=cpu path={expected}, IoU " in detail
+    # the candidate not chosen freed its network (about 200 MB of ncnn buffers each)
+    chosen = "ncnn-bf16" if within else "ncnn"
+    assert {path for path, _ in provider.paths._ncnn[MODEL]._nets} == {chosen}
+    assert provider.paths._torch[MODEL]._net is None
     fp32, _ = await alpha(remover(str(SHARED), tmp_path, EPYC, "fp32"))
     scores = mask_scores(fp32, out)
     assert scores["iou"] >= rembg_paths.IOU_FLOOR and scores["alpha_diff"] <= rembg_paths.ALPHA_DIFF_FLOOR

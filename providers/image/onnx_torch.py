@@ -204,18 +204,23 @@ class OnnxTorchNet:
         values[self.input] = torch.zeros(input_shape)
         dynamic = {self.input}
         plan: list[Node] = []
+        #: value name -> its shape at ``input_shape``; value name -> index of its last reader in ``plan``
+        self.shapes: dict[str, tuple[int, ...]] = {self.input: tuple(input_shape)}
+        last_use = {name: index for index, node in enumerate(graph.nodes) for name in node.inputs if name}
         with torch.no_grad():
-            for node in graph.nodes:
+            for index, node in enumerate(graph.nodes):
                 results = self._run(node, values)
                 values.update(zip(node.outputs, results, strict=False))
+                self.shapes.update((name, tuple(value.shape)) for name, value in zip(node.outputs, results, strict=False))
                 if node.op != "Shape" and dynamic.intersection(node.inputs):
                     dynamic.update(node.outputs)
                     plan.append(node)
                 else:
                     self.static.update(zip(node.outputs, results, strict=False))
+                for name in dynamic.intersection(node.inputs):  # its shape is kept: all folding needs of it
+                    if last_use[name] == index:
+                        values.pop(name)
         self.plan = _prune(plan, self.outputs)
-        #: value name -> its shape at ``input_shape``; value name -> index of its last reader in ``plan``
-        self.shapes = {name: tuple(value.shape) for name, value in values.items() if name not in graph.initializers}
         self._last_read = {name: index for index, node in enumerate(self.plan) for name in node.inputs if name}
         for node in self.plan:  # weights in the layout the activations will have
             if node.op == "Conv":

@@ -264,6 +264,11 @@ class TorchNets:
             self._net = self._net or OnnxTorchNet(read_graph(self.onnx_path), (1, 3, self.input_size, self.input_size))
         return self._net
 
+    def release(self) -> None:
+        """Drop the graph (built again if a path asks for it later)."""
+        with self._lock:
+            self._net = None
+
 
 class NcnnNets:
     """The ncnn paths of one model: its network (fp32 and, with its fp32 nodes masked, bf16),
@@ -293,6 +298,11 @@ class NcnnNets:
                 with network_files(self.onnx_path.parent / "ncnn", key, build) as (param, weights):
                     self._nets[path, count] = NcnnMaskNet(param, weights, count, bf16)
             return self._nets[path, count]
+
+    def keep(self, path: str) -> None:
+        """Free the loaded networks of the other ncnn path (each is loaded again if asked for)."""
+        with self._lock:
+            self._nets = {key: net for key, net in self._nets.items() if key[0] == path}
 
 
 class PathChooser:
@@ -371,10 +381,19 @@ class PathChooser:
                 decision = self.auto.decide(name, versions(), run, table=available_paths(self.table),
                                             floor=mask_floor(), probes=mask_probes)
                 self._chosen[name] = decision.precision, decision.describe()
+                self._release_unchosen(name, decision.precision)
             except Exception as exc:  # onnxruntime, not cached, and the trace says why
                 first = redact((str(exc).splitlines() or [""])[0])[:200]
                 self._chosen[name] = REFERENCE, f"{REFERENCE} (auto: measuring {name} failed: {type(exc).__name__}: {first})"
         return self._chosen[name]
+
+    def _release_unchosen(self, name: str, path: str) -> None:
+        """After a decision, the candidates measured and not chosen free what they loaded: a
+        loaded u2netp ncnn network holds about 200 MB of buffers, the graph on torch its weights."""
+        if name in self._ncnn:
+            self._ncnn[name].keep(path)
+        if name in self._torch and path not in _DTYPES:
+            self._torch[name].release()
 
     def engine(self, name: str) -> str:
         """The engine that runs ``name``'s chosen path (``rembg-onnx`` before one is chosen)."""
