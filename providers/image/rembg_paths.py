@@ -283,7 +283,7 @@ class NcnnNets:
         self._lock = threading.Lock()
 
     def net(self, path: str, threads: int | None = None) -> MaskNet:
-        from providers.image.onnx_ncnn import NcnnMaskNet, ncnn_model, network_files, network_key
+        from providers.image.onnx_ncnn import loaded, ncnn_model, network_files, network_key
 
         bf16 = NCNN_PATHS[path]
         count = threads or len(os.sched_getaffinity(0))
@@ -295,14 +295,20 @@ class NcnnNets:
         with self._lock:
             if (path, count) not in self._nets:
                 key = network_key(self.onnx_path, self.input_size, bf16)
-                with network_files(self.onnx_path.parent / "ncnn", key, build) as (param, weights):
-                    self._nets[path, count] = NcnnMaskNet(param, weights, count, bf16)
+                folder = self.onnx_path.parent / "ncnn"
+                with network_files(folder, key, build) as (param, weights):
+                    self._nets[path, count] = loaded(param, weights, count, bf16, share=param.parent == folder)
             return self._nets[path, count]
 
     def keep(self, path: str) -> None:
         """Free the loaded networks of the other ncnn path (each is loaded again if asked for)."""
+        from providers.image.onnx_ncnn import forget
+
         with self._lock:
             self._nets = {key: net for key, net in self._nets.items() if key[0] == path}
+            for other, bf16 in NCNN_PATHS.items():
+                if other != path:
+                    forget(bf16, self.onnx_path.stem)
 
 
 class PathChooser:
