@@ -53,20 +53,27 @@ def blob_names(param_text: str) -> tuple[str, str]:
     return inputs[0], outputs(layers[-1])[0]
 
 
+def new_net(bf16: bool, threads: int) -> Any:
+    """An empty ``ncnn.Net`` on the CPU with ``threads`` threads: fp32 throughout, or bf16 storage
+    where asked (nothing ncnn would pick by itself: no fp16, no Vulkan)."""
+    import ncnn
+
+    net = ncnn.Net()
+    for option in ("use_vulkan_compute", "use_fp16_storage", "use_fp16_arithmetic", "use_fp16_packed",
+                   "use_bf16_storage", "use_bf16_packed"):
+        if hasattr(net.opt, option):
+            setattr(net.opt, option, bf16 and option.startswith("use_bf16"))
+    net.opt.num_threads = threads
+    return net
+
+
 class NcnnNet:
     """One loaded ncnn network; ``infer(piece)`` maps a uint8 HxWx3 tile to its uint8 output,
     as the torch path does (clip to [0, 1], x255, round). One inference at a time."""
 
     def __init__(self, param: Path, model: Path, threads: int | None = None, bf16: bool = False) -> None:
-        import ncnn
 
-        self.net = ncnn.Net()
-        for option in ("use_vulkan_compute", "use_fp16_storage", "use_fp16_arithmetic", "use_fp16_packed",
-                       "use_bf16_storage", "use_bf16_packed"):
-            if hasattr(self.net.opt, option):
-                # fp32 throughout, or bf16 storage where asked: nothing ncnn would pick by itself
-                setattr(self.net.opt, option, bf16 and option.startswith("use_bf16"))
-        self.net.opt.num_threads = threads or len(os.sched_getaffinity(0))
+        self.net = new_net(bf16, threads or len(os.sched_getaffinity(0)))
         self.net.load_param(str(param))
         self.net.load_model(str(model))
         self.input, self.output = blob_names(param.read_text(encoding="utf-8"))

@@ -215,14 +215,9 @@ class NcnnMaskNet:
     (ncnn's networks are read-only once loaded), and ncnn does not hold the GIL while it runs."""
 
     def __init__(self, param: Path, weights: Path, threads: int, bf16: bool) -> None:
-        import ncnn
+        from providers.image.ncnn_runner import new_net
 
-        self.net = ncnn.Net()
-        for option in ("use_vulkan_compute", "use_fp16_storage", "use_fp16_arithmetic", "use_fp16_packed",
-                       "use_bf16_storage", "use_bf16_packed"):
-            if hasattr(self.net.opt, option):
-                setattr(self.net.opt, option, bf16 and option.startswith("use_bf16"))
-        self.net.opt.num_threads = threads
+        self.net = new_net(bf16, threads)
         if self.net.load_param(str(param)) != 0:
             raise UnsupportedGraph(f"ncnn refused the network {param.name}")
         if self.net.load_model(str(weights)) != 0:
@@ -310,9 +305,3 @@ def _write(folder: Path, param: Path, weights: Path, model: NcnnModel) -> None:
         partial.write_bytes(data)
         os.replace(partial, path)
 
-
-def ncnn_version() -> str:
-    """The installed ncnn package's version (part of a decision's cache key)."""
-    from importlib.metadata import version
-
-    return version("ncnn")
