@@ -6,7 +6,8 @@ collector walks all of them on every full collection, and under load (500 jobs a
 collections come every few hundred milliseconds. ``gc.freeze()`` moves them out of the
 collector's generations for good, so a collection walks only what jobs made. Objects frozen here
 are never collected even if they later become garbage in a cycle: call it once, after start-up,
-never per job.
+never per job, and ``unsettle()`` when a door stops in a process that goes on (an MCP server run
+in-process by its host or a test): what it froze then becomes collectable again.
 
 Python's default young-generation threshold (700 net container allocations) suits scripts, not a
 server whose every job step allocates thousands of short-lived dicts, tasks and futures that die
@@ -39,3 +40,14 @@ def settle(young_threshold: int = YOUNG_THRESHOLD) -> int:
     if young:
         gc.set_threshold(max(young, young_threshold), middle, old)
     return gc.get_freeze_count()
+
+
+def unsettle() -> None:
+    """Undo ``settle``'s freeze: a door stopping in a process that goes on calls it, so that its state
+    (frozen at start-up, garbage in cycles now: the runtime, the loaded models) can be collected.
+
+    Without it an in-process MCP server kept every stopped lifespan's runtime, u2netp's
+    onnxruntime session and its worker thread included: ~275 MB a start/stop. The raised young
+    threshold stays; a door started after it settles again.
+    """
+    gc.unfreeze()

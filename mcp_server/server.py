@@ -36,7 +36,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
 from core.errors import ConfigError, InputError, SwarmError
-from core.heap import settle
+from core.heap import settle, unsettle
 from core.redact import redact
 from mcp_server import http, job_tools, prompts, protocol, resources, schemas, thread_tools, tools
 from mcp_server.cancel import serving_call
@@ -346,6 +346,7 @@ def build_server(config_path: str | None = None, *, jobs_path: Path | None = Non
             watcher.cancel()
             live.remove(state)
             await state.aclose()
+            unsettle()  # this lifespan's state, frozen by settle(), can be collected now
 
     server = SwarmServer(
         name="runpod-swarm", instructions=INSTRUCTIONS, version="0.2.0", lifespan=lifespan,

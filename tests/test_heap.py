@@ -5,6 +5,8 @@ from __future__ import annotations
 import gc
 import weakref
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -57,3 +59,32 @@ def test_settle_keeps_a_higher_threshold_and_a_collector_turned_off(unfrozen: No
     gc.set_threshold(0, 10, 10)
     settle()
     assert gc.get_threshold()[0] == 0
+
+
+async def test_a_stopped_in_process_mcp_server_leaves_its_runtime_collectable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, unfrozen: None
+) -> None:
+    """The server settles (freezes) at start-up; a host that stops it and goes on must get its
+    state back: before ``unsettle`` every stopped lifespan kept its runtime, and with it the
+    loaded models (u2netp's onnxruntime session and thread: ~275 MB a start/stop)."""
+    from mcp import Client
+    from mcp_helpers import write_config
+
+    from mcp_server.server import build_server
+    from swarm.runtime import Runtime
+
+    made: list[weakref.ref[Runtime]] = []
+    init = Runtime.__init__
+
+    def recording(self: Runtime, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        made.append(weakref.ref(self))
+
+    monkeypatch.setattr(Runtime, "__init__", recording)
+    async with Client(build_server(str(write_config(tmp_path)))) as client:
+        assert (await client.call_tool("list_jobs", {})).structured_content == {"jobs": []}
+        assert gc.get_freeze_count() > 0  # the lifespan settled
+        assert made and made[-1]() is not None
+    gc.collect()
+    assert gc.get_freeze_count() == 0
+    assert [ref for ref in made if ref() is not None] == []
