@@ -52,8 +52,33 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    _write_ncnn_networks(report)
     print(json.dumps(report, indent=2))
     return 0 if report["ok"] else 1
+
+
+def _write_ncnn_networks(report: dict[str, Any]) -> None:
+    """Each background-removal model pulled or present gets its ncnn networks written now
+    (``rembg_paths.write_networks``), as its first use under ``precision: auto`` would; the row
+    says which (``ncnn``), or why none (``ncnn_note``). A failure here fails no pull."""
+    from pathlib import Path
+
+    from providers.image.rembg_paths import write_networks
+    from providers.image.weights import entry
+
+    for row in report["models"]:
+        spec = entry(row["name"])
+        if row["status"] == "failed" or spec.kind != "remove_background":
+            continue
+        try:
+            written = write_networks(Path(row["path"]), int(spec.extra.get("input_size", 320)))
+        except Exception as exc:  # torch's or the writer's: the first use under auto tries again
+            row["ncnn_note"] = f"ncnn networks not written ({type(exc).__name__}: {exc}); first use writes them"
+            continue
+        if written:
+            row["ncnn"] = [path.name for path in written]
+        else:
+            row["ncnn_note"] = "ncnn networks not written (needs torch and ncnn, and a writable folder)"
 
 
 if __name__ == "__main__":

@@ -242,3 +242,43 @@ def test_a_folder_that_cannot_be_written_still_loads_the_network(graph, batch, t
         out = NcnnMaskNet(param, weights, 1, False)(batch)
     assert not param.exists()  # gone after the load
     assert float(np.abs(out - loaded(model, False)(batch)).max()) == 0.0
+
+
+async def test_models_pull_writes_the_networks_so_the_first_use_folds_nothing(tmp_path, monkeypatch, capsys):
+    """``swarm models pull`` writes both ncnn networks beside the model (a worker image bakes
+    them): the first image on either ncnn path then loads them, no graph folded, no torch."""
+    import json
+
+    from swarm.models_cli import main
+
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copy(SHARED / "u2netp.onnx", models / "u2netp.onnx")
+    assert main(["pull", "u2netp", "--models-dir", str(models)]) == 0
+    (row,) = json.loads(capsys.readouterr().out)["models"]
+    assert row["status"] == "present" and "ncnn_note" not in row
+    assert sorted(row["ncnn"]) == sorted(path.name for path in (models / "ncnn").glob("*.param"))
+    assert {name.split("-")[-2] for name in row["ncnn"]} == {"fp32", "bf16"}
+
+    def no_graph(self):
+        raise AssertionError("the graph was folded although pull wrote the network")
+
+    monkeypatch.setattr(rembg_paths.TorchNets, "graph", no_graph)
+    for path in ("ncnn", "ncnn-bf16"):
+        mask, detail = await alpha(remover(str(models), tmp_path, EPYC, path))
+        assert mask.shape == (300, 256) and f"path={path} (pinned in config)" in detail
+
+
+def test_models_pull_says_why_no_network_was_written_without_ncnn(tmp_path, monkeypatch, capsys):
+    import json
+
+    from swarm.models_cli import main
+
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copy(SHARED / "u2netp.onnx", models / "u2netp.onnx")
+    monkeypatch.setitem(sys.modules, "ncnn", None)  # not installed
+    assert main(["pull", "u2netp", "--models-dir", str(models)]) == 0
+    (row,) = json.loads(capsys.readouterr().out)["models"]
+    assert "ncnn" not in row and "needs torch and ncnn" in row["ncnn_note"]
+    assert not (models / "ncnn").exists()

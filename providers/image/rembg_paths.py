@@ -311,6 +311,33 @@ class NcnnNets:
                     forget(bf16, self.onnx_path.stem)
 
 
+def write_networks(onnx_path: Path, input_size: int) -> list[Path]:
+    """Write the ncnn networks of the model at ``onnx_path`` (fp32, and bf16 storage with its fp32
+    nodes kept) into ``<its folder>/ncnn``, where ``NcnnNets`` looks first; the ``.param`` files.
+
+    ``swarm models pull`` calls it, so a worker image baked with the models starts with them: the
+    first measurement under ``auto`` then loads them instead of importing torch to fold the graph
+    (~2 s of a cold start here). None where torch or ncnn is not installed (``auto`` does not
+    measure the ncnn paths there), or where the folder cannot be written (first use writes them).
+    """
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("ncnn") is None:
+        return []
+    from providers.image.onnx_ncnn import ncnn_model, network_files, network_key
+
+    torch_nets = TorchNets(onnx_path, input_size)
+    folder = onnx_path.parent / "ncnn"
+    written = []
+    for bf16 in NCNN_PATHS.values():
+        def build(bf16: bool = bf16) -> Any:
+            graph = torch_nets.graph()
+            return ncnn_model(graph, graph.fp32_nodes if bf16 else ())
+
+        with network_files(folder, network_key(onnx_path, input_size, bf16), build) as (param, _):
+            if param.parent == folder:
+                written.append(param)
+    return written
+
+
 class PathChooser:
     """Chooses and builds a model's path: ``precision`` pinned, or ``auto`` measured and cached.
 
