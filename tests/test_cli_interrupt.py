@@ -33,6 +33,12 @@ def fake_llm() -> Iterator[FakeOpenAI]:
         yield server
 
 
+def _ctrl_c_heard() -> None:
+    """In the child, Ctrl-C is heard as from a terminal: a shell starts a background command
+    (``pytest &``, a CI runner's) with SIGINT ignored, and the CLI would inherit that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.fixture
 def cli_env(tmp_path: Path, fake_llm: FakeOpenAI) -> tuple[Path, dict[str, str]]:
     """The project's config with ``bulk_content`` drafted and reviewed by ``local`` (the fake)."""
@@ -65,7 +71,8 @@ def test_ctrl_c_names_the_job_and_its_resume_command_which_does_not_pay_for_the_
     config, env = cli_env
     fake_llm.script(LOCAL, Behaviour.answer("The kept draft."), Behaviour.hang(300))
     proc = subprocess.Popen([*CLI, "--config", str(config), "delegate", "One sentence on Ctrl-C, 'quoted'."],
-                            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_ctrl_c_heard)
     deadline = time.monotonic() + 90
     while _reviews(fake_llm) == 0 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)  # the draft is checkpointed before the review starts

@@ -282,3 +282,25 @@ def test_models_pull_says_why_no_network_was_written_without_ncnn(tmp_path, monk
     (row,) = json.loads(capsys.readouterr().out)["models"]
     assert "ncnn" not in row and "needs torch and ncnn" in row["ncnn_note"]
     assert not (models / "ncnn").exists()
+
+
+def test_a_written_network_is_shared_while_held_and_freed_when_no_provider_holds_it(graph, batch, tmp_path):
+    """Two providers on one models folder (a config reload keeps the old beside the new) share
+    one loaded network (~200 MB of ncnn's buffers each for u2netp); when neither holds it, it goes."""
+    import gc
+    import weakref
+
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copy(SHARED / "u2netp.onnx", models / "u2netp.onnx")
+    one = rembg_paths.NcnnNets(models / "u2netp.onnx", 320, lambda: graph)
+    two = rembg_paths.NcnnNets(models / "u2netp.onnx", 320, lambda: graph)
+    net = one.net("ncnn", 1)
+    assert two.net("ncnn", 1) is net and one.net("ncnn-bf16", 1) is not net
+    gone = weakref.ref(net)
+    out = net(batch[:1])
+    del net, one, two
+    gc.collect()
+    assert gone() is None
+    again = rembg_paths.NcnnNets(models / "u2netp.onnx", 320, lambda: graph).net("ncnn", 1)  # loaded anew from the files
+    assert float(np.abs(again(batch[:1]) - out).max()) == 0.0

@@ -32,6 +32,7 @@ import os
 import struct
 import tempfile
 import threading
+import weakref
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -241,30 +242,25 @@ class NcnnMaskNet:
         return np.stack(masks)
 
 
-#: the networks loaded from cached files in this process, by file, thread count and storage:
-#: a provider built again (a config reload, each job's runtime in the tests) takes the loaded one
-#: instead of loading a copy, which held ~200 MB of ncnn's buffers per u2netp network
-_LOADED: dict[tuple[str, int, bool], NcnnMaskNet] = {}
+#: the networks loaded from cached files in this process, by file, thread count and storage,
+#: while a provider holds them: a provider built beside one that has it (a config reload, a
+#: second runtime) takes the loaded one instead of a copy, which holds ~200 MB of ncnn's buffers
+#: per u2netp network; once no provider holds it, it goes (a test's models folder, a path dropped)
+_LOADED: weakref.WeakValueDictionary[tuple[str, int, bool], NcnnMaskNet] = weakref.WeakValueDictionary()
 _LOADED_LOCK = threading.Lock()
 
 
 def loaded(param: Path, weights: Path, threads: int, bf16: bool, *, share: bool) -> NcnnMaskNet:
     """The network of ``param``/``weights`` loaded with ``threads`` and the storage; ``share``:
-    one per process for files that are cached (content-named), kept until ``forget``."""
+    one per process for files that are cached (content-named), for as long as a provider holds it."""
     if not share:
         return NcnnMaskNet(param, weights, threads, bf16)
     key = (str(param), threads, bf16)
     with _LOADED_LOCK:
-        if key not in _LOADED:
-            _LOADED[key] = NcnnMaskNet(param, weights, threads, bf16)
-        return _LOADED[key]
-
-
-def forget(bf16: bool, stem: str) -> None:
-    """Drop this process's loaded networks of model file ``stem`` with that storage (a path not chosen)."""
-    with _LOADED_LOCK:
-        for key in [key for key in _LOADED if key[2] == bf16 and Path(key[0]).name.startswith(f"{stem}-")]:
-            del _LOADED[key]
+        net = _LOADED.get(key)
+        if net is None:
+            net = _LOADED[key] = NcnnMaskNet(param, weights, threads, bf16)
+        return net
 
 
 def network_key(onnx_file: Path, input_size: int, bf16: bool) -> str:

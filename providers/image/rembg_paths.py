@@ -301,14 +301,10 @@ class NcnnNets:
             return self._nets[path, count]
 
     def keep(self, path: str) -> None:
-        """Free the loaded networks of the other ncnn path (each is loaded again if asked for)."""
-        from providers.image.onnx_ncnn import forget
-
+        """Let go of the loaded networks of the other ncnn path: freed unless another provider of
+        this process holds them (``onnx_ncnn.loaded``); each is loaded again if asked for."""
         with self._lock:
             self._nets = {key: net for key, net in self._nets.items() if key[0] == path}
-            for other, bf16 in NCNN_PATHS.items():
-                if other != path:
-                    forget(bf16, self.onnx_path.stem)
 
 
 def write_networks(onnx_path: Path, input_size: int) -> list[Path]:
