@@ -282,22 +282,35 @@ class NcnnNets:
         self._nets: dict[tuple[str, int], MaskNet] = {}
         self._lock = threading.Lock()
 
-    def net(self, path: str, threads: int | None = None) -> MaskNet:
-        from providers.image.onnx_ncnn import loaded, ncnn_model, network_files, network_key
+    @property
+    def folder(self) -> Path:
+        """Where the written networks are kept: ``<models_dir>/ncnn``."""
+        return self.onnx_path.parent / "ncnn"
+
+    @contextmanager
+    def files(self, path: str) -> Iterator[tuple[Path, Path]]:
+        """The ``.param`` and ``.bin`` of ``path``'s network, written from the graph when absent
+        (``onnx_ncnn.network_files``: outside ``folder`` when it cannot be written)."""
+        from providers.image.onnx_ncnn import ncnn_model, network_files, network_key
 
         bf16 = NCNN_PATHS[path]
-        count = threads or len(os.sched_getaffinity(0))
 
         def build() -> Any:
             graph = self._graph()
             return ncnn_model(graph, graph.fp32_nodes if bf16 else ())
 
+        with network_files(self.folder, network_key(self.onnx_path, self.input_size, bf16), build) as files:
+            yield files
+
+    def net(self, path: str, threads: int | None = None) -> MaskNet:
+        from providers.image.onnx_ncnn import loaded
+
+        count = threads or len(os.sched_getaffinity(0))
         with self._lock:
             if (path, count) not in self._nets:
-                key = network_key(self.onnx_path, self.input_size, bf16)
-                folder = self.onnx_path.parent / "ncnn"
-                with network_files(folder, key, build) as (param, weights):
-                    self._nets[path, count] = loaded(param, weights, count, bf16, share=param.parent == folder)
+                with self.files(path) as (param, weights):
+                    self._nets[path, count] = loaded(param, weights, count, NCNN_PATHS[path],
+                                                     share=param.parent == self.folder)
             return self._nets[path, count]
 
     def keep(self, path: str) -> None:
@@ -318,18 +331,11 @@ def write_networks(onnx_path: Path, input_size: int) -> list[Path]:
     """
     if importlib.util.find_spec("torch") is None or importlib.util.find_spec("ncnn") is None:
         return []
-    from providers.image.onnx_ncnn import ncnn_model, network_files, network_key
-
-    torch_nets = TorchNets(onnx_path, input_size)
-    folder = onnx_path.parent / "ncnn"
+    nets = NcnnNets(onnx_path, input_size, TorchNets(onnx_path, input_size).graph)
     written = []
-    for bf16 in NCNN_PATHS.values():
-        def build(bf16: bool = bf16) -> Any:
-            graph = torch_nets.graph()
-            return ncnn_model(graph, graph.fp32_nodes if bf16 else ())
-
-        with network_files(folder, network_key(onnx_path, input_size, bf16), build) as (param, _):
-            if param.parent == folder:
+    for path in NCNN_PATHS:
+        with nets.files(path) as (param, _):
+            if param.parent == nets.folder:
                 written.append(param)
     return written
 
