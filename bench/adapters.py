@@ -150,8 +150,8 @@ def _auto_vs_fp32(up: dict[str, Any], chosen: dict[str, Any] | None, command: st
 
 
 #: where the auto rows' figure comes from: the provider is not timed end to end here
-_SOURCE = ("auto's figure is the bench's interleaved timing of that path (ncnn, ncnn-bf16: the ncnn contenders'), "
-           "not the provider's")
+_SOURCE = ("auto's figure is the bench's interleaved timing of that path's inference (ncnn, ncnn-bf16: the "
+           "provider's own ncnn code), without the provider's decode, tiling and encode")
 
 
 def rembg(data: Any, command: str) -> list[dict[str, Any]]:
@@ -288,9 +288,9 @@ def _upscale_rss(data: dict[str, Any], command: str) -> list[dict[str, Any]]:
     series = {"title": "Peak RSS of one x4 upscale vs input size", "x_label": "input side (px)",
               "y_label": "peak RSS (MB)", "lines": {
                   "RealESRGANer tile=0": [[int(r["input"].split("x")[0]), r["peak_rss_mb"]] for r in whole],
-                  "ours (tiled, fp32)": [[int(size.split("x")[0]), ours]]}}
+                  f"ours (tiled, {rss.get('precision', 'fp32')})": [[int(size.split("x")[0]), ours]]}}
     note = {} if anchor_value else {"note": f"anchor {anchor}"}
-    ours_how = "ours, tiled"
+    ours_how = f"ours, tiled, {rss.get('precision', 'fp32')}"
     if "tiles_real" in rss:  # sized to the suite's budget: see bench_image.stand_in_after_largest
         ours_how += (f"; {rss['tiles_real']} of {rss['tiles_real'] + rss.get('tiles_stand_in', 0)} tiles through the "
                 "network, one per tile shape, the rest a same-shape stand-in")

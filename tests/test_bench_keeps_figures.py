@@ -164,16 +164,18 @@ def test_a_full_peak_rss_run_that_runs_out_of_time_leaves_the_row_to_the_stand_i
     ``python -m bench`` on the AMX Xeon, 789 s)."""
     from bench import bench_image
 
-    calls: list[tuple[bool, float]] = []
+    calls: list[tuple[bool, float, str]] = []
 
-    def bench_rss(models_dir: str, size: int, device: str, timeout: float, stand_in: bool = False) -> dict:
-        calls.append((stand_in, timeout))
+    def bench_rss(models_dir: str, size: int, device: str, timeout: float, stand_in: bool = False,
+                  precision: str = "fp32") -> dict:
+        calls.append((stand_in, timeout, precision))
         return {"peak_rss_mb": 1500.0} if stand_in else {"input": "2048x2048", "error": f"took longer than {timeout:.0f} s"}
 
     monkeypatch.setattr(bench_image, "bench_rss", bench_rss)
     monkeypatch.setattr(bench_image, "seconds_left", lambda default=0.0: 600.0)
-    result = bench_image.our_rss("models", 2048, "cpu", fp32_out_mp_s=0.5, reserve_s=0.0)
-    assert [stand_in for stand_in, _ in calls] == [False, True]
+    result = bench_image.our_rss("models", 2048, "cpu", ("ncnn-bf16", 0.5), reserve_s=0.0)
+    assert [stand_in for stand_in, _, _ in calls] == [False, True]
+    assert {precision for _, _, precision in calls} == {"ncnn-bf16"}  # the path auto chose, both times
     assert calls[0][1] == 600.0 - bench_image.STAND_IN_RESERVE_S  # the full run leaves the stand-in its time
     assert result["peak_rss_mb"] == 1500.0 and "took longer than 555 s" in result["why_stand_in"]
 

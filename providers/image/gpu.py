@@ -21,6 +21,8 @@ off around an fp32 inference (``ieee_fp32``). torch is passed in, never imported
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -38,6 +40,18 @@ GPU_FLAGS: frozenset[str] = frozenset().union(*CUDA_CANDIDATES.values())
 #: side of the probe images on a GPU, in input pixels: the upscaler's default tile, so a probe is
 #: the work of one tile
 CUDA_PROBE_SIZE = 256
+
+
+#: what a Linux machine (or container) shows where torch could see a GPU: the NVIDIA driver, its
+#: control device, ROCm's kernel driver, WSL2's GPU bridge
+DRIVER_PATHS = ("/proc/driver/nvidia/version", "/dev/nvidiactl", "/dev/kfd", "/dev/dxg")
+
+
+def driver_present(paths: tuple[str, ...] = DRIVER_PATHS) -> bool:
+    """Whether asking torch for a CUDA device could say yes. False only on Linux with none of
+    ``paths``: there ``device: auto`` is the CPU without importing torch (~1-2 s and ~300 MB,
+    for nothing where ncnn runs the model); elsewhere torch is asked."""
+    return not sys.platform.startswith("linux") or any(os.path.exists(path) for path in paths)
 
 
 def flags_for(capability: tuple[int, int]) -> frozenset[str]:

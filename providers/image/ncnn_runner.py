@@ -3,7 +3,16 @@ fp32 (``ncnn``) or with bf16 storage (``ncnn-bf16``: weights and activations kep
 layers, arithmetic in fp32; on an AVX2-only AMD EPYC 1.1-1.3x ncnn fp32 at PSNR 51-55 dB).
 
 Our safetensors are converted from the ``.param``/``.bin`` files of the weights package
-(``ncnn_convert.py``), so ncnn runs the identical network. It is a candidate of
+(``ncnn_convert.py``), so ncnn runs the identical network.
+
+Memory: an RRDB network (anime-6B, x4plus) ends in an upsampling tail (nearest x2, conv, nearest
+x2, three convs) whose 64-channel maps at 4x the tile's side are most of a tile's memory: one
+288x288 padded tile went through ncnn at ~2.3 GB (bf16 storage) to ~3 GB (fp32), and a 2048x2048
+upscale peaked at 6.7-8.6 GB. ``TailPlan`` runs the body on the whole tile and the tail on strips
+of the body's output with the few rows of context the tail's kernels reach (the output is
+identical: every output row sees the same inputs), so a tile peaks at a few hundred MB. The
+net's buffers come from pool allocators this module owns and ``release`` empties after a job: ncnn's
+own pools keep every buffer they ever handed out for the life of the net. It is a candidate of
 ``precision: auto`` only where both are present offline: ``ncnn`` importable and the weights
 package installed (nothing is downloaded for it). On some CPUs (an AMD EPYC measured in issue 17)
 ncnn's fp32 kernels beat torch's fp32; the measurement decides, under the same PSNR floor, for
@@ -15,9 +24,11 @@ Importing this module imports neither ncnn nor numpy.
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,18 +50,77 @@ def files_for(name: str) -> tuple[Path, Path] | None:
     return files[0], files[1]
 
 
+def _layers(param_text: str) -> list[list[str]]:
+    return [line.split() for line in param_text.splitlines()[2:] if line.strip()]
+
+
+def _ends(tokens: list[str]) -> tuple[list[str], list[str]]:
+    """A layer line's input and output blob names."""
+    n_in, n_out = int(tokens[2]), int(tokens[3])
+    return tokens[4:4 + n_in], tokens[4 + n_in:4 + n_in + n_out]
+
+
+def _params(tokens: list[str]) -> dict[str, str]:
+    n_in, n_out = int(tokens[2]), int(tokens[3])
+    return dict(item.split("=", 1) for item in tokens[4 + n_in + n_out:] if "=" in item)
+
+
 def blob_names(param_text: str) -> tuple[str, str]:
     """The network's input blob (its ``Input`` layer's output) and output blob (the last layer's)."""
-    layers = [line.split() for line in param_text.splitlines()[2:] if line.strip()]
-
-    def outputs(tokens: list[str]) -> list[str]:
-        n_in, n_out = int(tokens[2]), int(tokens[3])
-        return tokens[4 + n_in:4 + n_in + n_out]
-
-    inputs = [outputs(t)[0] for t in layers if t[0] == "Input"]
+    layers = _layers(param_text)
+    inputs = [_ends(t)[1][0] for t in layers if t[0] == "Input"]
     if not inputs:
         raise ValueError("no Input layer in the .param file")
-    return inputs[0], outputs(layers[-1])[0]
+    return inputs[0], _ends(layers[-1])[1][0]
+
+
+#: the tail's layer types: each output row reads a few rows of its input, nothing from before the tail
+_TAIL_LAYERS = frozenset({"Convolution", "Interp", "ReLU", "Split"})
+#: rows x width (at the body's scale) of one strip of the tail: at 64 rows of a 192-wide body
+#: anime-6B ran as fast as whole (1.74-1.83 vs 1.85-1.92 s, bf16 storage), at 8 rows 5-10% slower
+STRIP_PIXELS = 12_288
+
+
+@dataclass(frozen=True)
+class TailPlan:
+    """Where a network's upsampling tail starts (``blob``), how many rows of context a strip of it
+    needs on each side (``halo``, at the body's scale) and how much it enlarges (``scale``)."""
+
+    blob: str
+    halo: int
+    scale: int
+
+    @classmethod
+    def of(cls, param_text: str) -> TailPlan | None:
+        """The tail from the first nearest-neighbour ``Interp`` to the end, where everything after it
+        is convolutions (stride 1, no dilation), nearest upsampling and activations that read only
+        the tail's own blobs; else None (the net runs whole: animevideov3 adds its input back at the end)."""
+        layers = _layers(param_text)
+        start = next((i for i, t in enumerate(layers) if t[0] == "Interp"), None)
+        if start is None:
+            return None
+        blob = _ends(layers[start])[0][0]
+        produced, reach, scale = {blob}, 0.0, 1.0
+        for tokens in layers[start:]:
+            inputs, outputs = _ends(tokens)
+            params = _params(tokens)
+            if tokens[0] not in _TAIL_LAYERS or not set(inputs) <= produced:
+                return None
+            if tokens[0] == "Interp":
+                up = float(params.get("1", "1")), float(params.get("2", "1"))
+                if params.get("0", "0") != "1" or up[0] != up[1] or not up[0].is_integer() or \
+                        "3" in params or "4" in params:  # nearest, one whole scale, not an output size
+                    return None
+                scale *= up[0]
+            elif tokens[0] == "Convolution":
+                kernel = int(params.get("1", "1"))
+                same = (("2", "1"), ("3", "1"), ("4", str((kernel - 1) // 2)))  # no dilation, stride 1, "same" padding
+                if any(params.get(key, default) != default for key, default in same) or \
+                        any(key in params for key in ("11", "12", "13", "14", "15", "16", "17")):  # non-square
+                    return None
+                reach += (kernel - 1) / 2 / scale  # rows of the body's output this conv reads beyond its own
+            produced.update(outputs)
+        return cls(blob, math.ceil(reach) + 1, int(scale))
 
 
 def new_net(bf16: bool, threads: int) -> Any:
@@ -69,31 +139,89 @@ def new_net(bf16: bool, threads: int) -> Any:
 
 class NcnnNet:
     """One loaded ncnn network; ``infer(piece)`` maps a uint8 HxWx3 tile to its uint8 output,
-    as the torch path does (clip to [0, 1], x255, round). One inference at a time."""
+    as the torch path does (clip to [0, 1], x255, round). One inference at a time. ``native``:
+    how much it enlarges (measured on an 8x8 input at load)."""
 
     def __init__(self, param: Path, model: Path, threads: int | None = None, bf16: bool = False) -> None:
+        import ncnn
+        import numpy as np
 
         self.net = new_net(bf16, threads or len(os.sched_getaffinity(0)))
+        # our own pools (set before the model loads, so ncnn makes none of its own): ``release`` empties them
+        self._pools = ncnn.PoolAllocator(), ncnn.PoolAllocator()
+        self._pools[0].set_size_compare_ratio(0.0)  # as ncnn's own blob pool
+        self._pools[1].set_size_compare_ratio(0.5)
+        self.net.opt.blob_allocator, self.net.opt.workspace_allocator = self._pools
+        text = param.read_text(encoding="utf-8")
         self.net.load_param(str(param))
         self.net.load_model(str(model))
-        self.input, self.output = blob_names(param.read_text(encoding="utf-8"))
+        self.input, self.output = blob_names(text)
+        self.tail = TailPlan.of(text)
         self._lock = threading.Lock()
+        self.native = self._extract(self._mat(np.zeros((8, 8, 3), np.uint8)), self.input, self.output).shape[1] // 8
+        self.release()
 
-    def infer(self, piece: np.ndarray) -> np.ndarray:
+    @staticmethod
+    def _mat(piece: np.ndarray) -> Any:
         import ncnn
         import numpy as np
 
         rgb = np.ascontiguousarray(piece, dtype=np.uint8)
         mat = ncnn.Mat.from_pixels(rgb, ncnn.Mat.PixelType.PIXEL_RGB, rgb.shape[1], rgb.shape[0])
         mat.substract_mean_normalize([0.0, 0.0, 0.0], [1 / 255.0] * 3)
+        return mat
+
+    def _extract(self, mat: Any, source: str, target: str) -> np.ndarray:
+        """``target`` (C x H x W float32, a copy) with ``mat`` fed at blob ``source``."""
+        import numpy as np
+
         with self._lock:
             extractor = self.net.create_extractor()
-            extractor.input(self.input, mat)
-            status, out = extractor.extract(self.output)
-        if status != 0:
-            raise RuntimeError(f"ncnn extract failed with status {status}")
-        chw = np.clip(np.array(out), 0.0, 1.0) * 255.0
+            extractor.input(source, mat)
+            status, out = extractor.extract(target)
+            if status != 0:
+                raise RuntimeError(f"ncnn extract failed with status {status}")
+            return np.array(out)
+
+    def infer(self, piece: np.ndarray) -> np.ndarray:
+        import numpy as np
+
+        mat = self._mat(piece)
+        if self.tail is None:
+            chw = self._extract(mat, self.input, self.output)
+        else:
+            chw = self._tail_in_strips(self._extract(mat, self.input, self.tail.blob))
+        chw = np.clip(chw, 0.0, 1.0) * 255.0
         return np.round(chw).astype(np.uint8).transpose(1, 2, 0)
+
+    def _tail_in_strips(self, body: np.ndarray) -> np.ndarray:
+        """The tail (``self.tail``) over ``body`` (C x H x W), a strip of rows at a time, each with
+        ``halo`` rows of context above and below (zeros at the edges, as the whole tail pads)."""
+        import ncnn
+        import numpy as np
+
+        assert self.tail is not None
+        _, height, width = body.shape
+        scale, halo = self.tail.scale, self.tail.halo
+        rows = max(2 * halo, STRIP_PIXELS // max(width, 1))
+        out: np.ndarray | None = None
+        for top in range(0, height, rows):
+            bottom = min(height, top + rows)
+            lo, hi = max(0, top - halo), min(height, bottom + halo)
+            strip = np.ascontiguousarray(body[:, lo:hi])  # the Mat reads this memory: keep it alive
+            part = self._extract(ncnn.Mat(strip), self.tail.blob, self.output)
+            if out is None:
+                out = np.empty((part.shape[0], height * scale, width * scale), np.float32)
+            skip = (top - lo) * scale
+            out[:, top * scale:bottom * scale] = part[:, skip:skip + (bottom - top) * scale]
+        assert out is not None
+        return out
+
+    def release(self) -> None:
+        """Give back the buffers the pools keep between inferences (call after a job's last tile)."""
+        with self._lock:
+            for pool in self._pools:
+                pool.clear()
 
 
 #: the upscaler's ncnn candidates -> whether each keeps bf16 storage
@@ -106,14 +234,22 @@ class NcnnNets:
     def __init__(self) -> None:
         self._nets: dict[tuple[str, str], NcnnNet] = {}
 
-    def infer_fn(self, name: str, candidate: str = "ncnn") -> Callable[[Any], Any]:
+    def net(self, name: str, candidate: str = "ncnn") -> NcnnNet:
         key = (name, candidate)
         if key not in self._nets:
             files = files_for(name)
             if files is None:
                 raise RuntimeError(f"ncnn or the weights package of {name} is not installed")
             self._nets[key] = NcnnNet(*files, bf16=CANDIDATES[candidate])
-        return self._nets[key].infer
+        return self._nets[key]
+
+    def infer_fn(self, name: str, candidate: str = "ncnn") -> Callable[[Any], Any]:
+        return self.net(name, candidate).infer
+
+    def release(self) -> None:
+        """Every loaded net's pooled buffers back (``NcnnNet.release``)."""
+        for net in self._nets.values():
+            net.release()
 
 
 def ncnn_version() -> str:

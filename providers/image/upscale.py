@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core import heap
 from core.errors import InputError, ProviderUnavailable
 from providers.base import ImageAction, ImageConfig, TraceStep
 from providers.image import gpu
@@ -112,9 +113,19 @@ def _set_threads(torch: Any) -> None:
         _threads_set = True
 
 
+def _torch_version() -> str:
+    """torch's version as installed, without importing it (a cached decision for ncnn needs no torch)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("torch")
+    except PackageNotFoundError:
+        return str(_torch().__version__)  # says which pip install, or a torch without metadata
+
+
 def versions(table: dict[str, frozenset[str]]) -> str:
     """``REVISION`` and the runtimes' versions (ncnn's where it is a candidate): part of the cache key."""
-    return f"{REVISION} torch {_torch().__version__}" + (f" ncnn {ncnn_version()}" if "ncnn" in table else "")
+    return f"{REVISION} torch {_torch_version()}" + (f" ncnn {ncnn_version()}" if "ncnn" in table else "")
 
 
 def cpu_auto_precision(cache_path: Path, cpu_info: Callable[[], CpuInfo] = read_cpu_info) -> AutoPrecision:
@@ -179,9 +190,12 @@ class RealESRGANUpscaler(SingleActionBackend):
     # --- model handling ----------------------------------------------------------------------
 
     def device(self) -> str:
-        """``cuda`` or ``cpu``, from ``providers.image.upscale.device`` and what torch sees."""
-        torch = _torch()
+        """``cuda`` or ``cpu``, from ``providers.image.upscale.device`` and what torch sees (torch is not
+        imported for ``cpu``, nor for ``auto`` on a Linux machine without a GPU driver)."""
         wanted = self.settings.device
+        if wanted == "cpu" or (wanted == "auto" and not gpu.driver_present()):
+            return "cpu"
+        torch = _torch()
         if wanted == "cuda" and not torch.cuda.is_available():
             raise ProviderUnavailable(PROVIDER, "device cuda requested but torch sees no CUDA GPU; set"
                                       " providers.image.upscale.device to auto (the GPU where torch sees one) or cpu")
@@ -231,7 +245,8 @@ class RealESRGANUpscaler(SingleActionBackend):
         if spec.kind != "upscale":
             raise InputError(f"{name!r} is not an upscaling model", field="model")
         if precision in NCNN_CANDIDATES:  # the same weights through ncnn: its infer function is the "network"
-            return self._ncnn.infer_fn(spec.name, precision), self._model(name, device, "fp32")[1]
+            net = self._ncnn.net(spec.name, precision)
+            return net.infer, net.native
         # CUDA fp16 halves the weights; on CPU bf16 and fp16 are autocast on fp32 weights
         weights_dtype = "fp16" if precision == "fp16" and device == "cuda" else "fp32"
         key = (spec.name, device, weights_dtype)
@@ -289,8 +304,11 @@ class RealESRGANUpscaler(SingleActionBackend):
         name = weights.entry(self.settings.model).name
         device = self.device()
         with self._lock.hold(_WARMING):
-            precision, _ = self.precision(name, device)
-            self._model(name, device, precision)
+            try:
+                precision, _ = self.precision(name, device)
+                self._model(name, device, precision)
+            finally:
+                self._ncnn.release()  # what measuring the ncnn candidates left in their pools
 
     # --- DeadlineAware ------------------------------------------------------------------------
 
@@ -334,11 +352,15 @@ class RealESRGANUpscaler(SingleActionBackend):
         rgb, alpha = to_rgb_alpha(img)
         tile = job.tile
         with self._lock.hold(_UPSCALING):
-            precision, why = self.precision(name, device)
-            network, native = self._model(name, device, precision)
-            check_output_pixels(width, height, native, self.limits)
-            check_fits(job, self.speeds.get(name), deadline)  # a wait or a measurement took time; a speed may be known now
-            out, tiles = self._run(rgb, network, native, (device, precision), job, TileWatch(job, job.tiles(), deadline))
+            try:
+                precision, why = self.precision(name, device)
+                network, native = self._model(name, device, precision)
+                check_output_pixels(width, height, native, self.limits)
+                check_fits(job, self.speeds.get(name), deadline)  # a wait or a measurement took time; a speed may be known now
+                out, tiles = self._run(rgb, network, native, (device, precision), job, TileWatch(job, job.tiles(), deadline))
+            finally:
+                self._ncnn.release()  # ncnn's pools hold a tile's buffers (~0.8 GB at tile 256) until emptied
+                heap.trim()  # and glibc the freed tiles' pages: back to the system, not kept per thread arena
         result = self._finish(out, alpha, (round(width * scale), round(height * scale)))
         data = encode(result, config.output_format)
         step = TraceStep(
