@@ -49,8 +49,8 @@ def ncnn_runner(img: Any, bf16: bool = False) -> Any:
 
 def provider_ncnn_runner(img: Any, bf16: bool = False) -> Any:
     """The provider's own ncnn path (``providers.image.ncnn_runner.NcnnNet``: the tail in strips, its
-    pools emptied after each image as after each job): a callable returning CHW 0-255 floats like
-    ``ncnn_runner``'s, or why not."""
+    own pools, kept between images as between jobs back to back): a callable returning CHW 0-255
+    floats like ``ncnn_runner``'s, or why not."""
     from providers.image.ncnn_runner import NcnnNet, files_for
 
     files = files_for("realesrgan-anime-6b")
@@ -59,10 +59,7 @@ def provider_ncnn_runner(img: Any, bf16: bool = False) -> Any:
     net = NcnnNet(*files, bf16=bf16)
 
     def run() -> Any:
-        try:
-            return net.infer(img).transpose(2, 0, 1).astype("float32")
-        finally:
-            net.release()
+        return net.infer(img).transpose(2, 0, 1).astype("float32")
 
     return run
 

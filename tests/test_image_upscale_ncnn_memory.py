@@ -8,7 +8,9 @@ import json
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,7 +18,7 @@ import pytest
 from core import heap
 from providers.image import gpu, ncnn_runner
 from providers.image import pull as weights_pull
-from providers.image.ncnn_runner import NcnnNet, TailPlan
+from providers.image.ncnn_runner import NcnnNet, NcnnNets, TailPlan
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(tempfile.gettempdir()) / "swarm-test-models"
@@ -100,6 +102,25 @@ def test_a_released_net_runs_again_on_fresh_buffers(files):
     first = net.infer(piece)
     net.release()
     assert np.array_equal(net.infer(piece), first)
+
+
+def test_the_pools_go_back_once_no_job_has_used_them_for_a_while(monkeypatch):
+    """Jobs back to back keep the buffers (emptying them after each 192x192 image cost 10% of its
+    time); a process left alone gives them back, and trims the C heap."""
+    released, trimmed = [], []
+    monkeypatch.setattr(heap, "trim", lambda: trimmed.append(1) or True)
+    nets = NcnnNets(idle_release_s=1.0)
+    monkeypatch.setattr(nets, "_nets", {(MODEL, "ncnn"): SimpleNamespace(release=lambda: released.append(1))})
+    nets.busy()
+    nets.idle()
+    nets.busy()  # the next job came within the second: nothing goes back while it runs
+    time.sleep(1.5)
+    assert released == [] and trimmed == []
+    nets.idle()
+    deadline = time.monotonic() + 10
+    while not released and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert released == [1] and trimmed == [1]
 
 
 def test_device_auto_on_linux_without_a_gpu_driver_is_the_cpu(tmp_path):

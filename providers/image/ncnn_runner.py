@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core import heap
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -76,8 +78,12 @@ def blob_names(param_text: str) -> tuple[str, str]:
 
 #: the tail's layer types: each output row reads a few rows of its input, nothing from before the tail
 _TAIL_LAYERS = frozenset({"Convolution", "Interp", "ReLU", "Split"})
-#: rows x width (at the body's scale) of one strip of the tail: at 64 rows of a 192-wide body
-#: anime-6B ran as fast as whole (1.74-1.83 vs 1.85-1.92 s, bf16 storage), at 8 rows 5-10% slower
+#: at most this many pixels (rows x width, at the body's scale) in one strip of the tail; a body's
+#: rows are cut into that many strips of equal height. Each strip reruns ``halo`` rows of its
+#: neighbours, which a small image feels: on anime-6B with bf16 storage a 192x192 image ran 6%
+#: slower in 64-row strips than whole (2.01 vs 1.90 s), as fast in one; a 288x288 tile (the
+#: default tile and its padding) ran faster in strips than whole (4.29-4.45 vs 4.55 s: the
+#: 4x maps of a strip stay in cache)
 STRIP_PIXELS = 12_288
 
 
@@ -228,11 +234,22 @@ class NcnnNet:
 CANDIDATES = {"ncnn": False, "ncnn-bf16": True}
 
 
-class NcnnNets:
-    """``NcnnNet`` per model name and candidate (``CANDIDATES``), loaded on first use."""
+#: seconds without an upscale after which the nets' pooled buffers go back to the system: jobs
+#: back to back keep them (emptied after each 192x192 image, re-faulting ~0.7 GB cost 10% of its
+#: time: 2.15 vs 1.94 s), a process left alone gives them back
+IDLE_RELEASE_S = 30.0
 
-    def __init__(self) -> None:
+
+class NcnnNets:
+    """``NcnnNet`` per model name and candidate (``CANDIDATES``), loaded on first use. A job calls
+    ``busy()`` before its first tile and ``idle()`` after its last: ``idle_release_s`` later, with
+    no job in between, every net's pools are emptied and the C heap trimmed (``core.heap.trim``)."""
+
+    def __init__(self, idle_release_s: float = IDLE_RELEASE_S) -> None:
         self._nets: dict[tuple[str, str], NcnnNet] = {}
+        self.idle_release_s = idle_release_s
+        self._timer: threading.Timer | None = None
+        self._timer_lock = threading.Lock()
 
     def net(self, name: str, candidate: str = "ncnn") -> NcnnNet:
         key = (name, candidate)
@@ -246,10 +263,27 @@ class NcnnNets:
     def infer_fn(self, name: str, candidate: str = "ncnn") -> Callable[[Any], Any]:
         return self.net(name, candidate).infer
 
+    def busy(self) -> None:
+        """A job starts: no release while it runs."""
+        with self._timer_lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+
+    def idle(self) -> None:
+        """A job ended: release ``idle_release_s`` from now unless another job starts first."""
+        with self._timer_lock:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = threading.Timer(self.idle_release_s, self.release)
+            self._timer.daemon = True  # never holds up the process's exit
+            self._timer.start()
+
     def release(self) -> None:
-        """Every loaded net's pooled buffers back (``NcnnNet.release``)."""
-        for net in self._nets.values():
+        """Every loaded net's pooled buffers back (``NcnnNet.release``), then the C heap's free pages."""
+        for net in list(self._nets.values()):
             net.release()
+        heap.trim()
 
 
 def ncnn_version() -> str:

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core import heap
 from core.errors import InputError, ProviderUnavailable
 from providers.base import ImageAction, ImageConfig, TraceStep
 from providers.image import gpu
@@ -304,11 +303,12 @@ class RealESRGANUpscaler(SingleActionBackend):
         name = weights.entry(self.settings.model).name
         device = self.device()
         with self._lock.hold(_WARMING):
+            self._ncnn.busy()
             try:
                 precision, _ = self.precision(name, device)
                 self._model(name, device, precision)
             finally:
-                self._ncnn.release()  # what measuring the ncnn candidates left in their pools
+                self._ncnn.idle()  # what measuring the ncnn candidates left in their pools goes back, unless a job comes
 
     # --- DeadlineAware ------------------------------------------------------------------------
 
@@ -352,6 +352,7 @@ class RealESRGANUpscaler(SingleActionBackend):
         rgb, alpha = to_rgb_alpha(img)
         tile = job.tile
         with self._lock.hold(_UPSCALING):
+            self._ncnn.busy()
             try:
                 precision, why = self.precision(name, device)
                 network, native = self._model(name, device, precision)
@@ -359,8 +360,9 @@ class RealESRGANUpscaler(SingleActionBackend):
                 check_fits(job, self.speeds.get(name), deadline)  # a wait or a measurement took time; a speed may be known now
                 out, tiles = self._run(rgb, network, native, (device, precision), job, TileWatch(job, job.tiles(), deadline))
             finally:
-                self._ncnn.release()  # ncnn's pools hold a tile's buffers (~0.8 GB at tile 256) until emptied
-                heap.trim()  # and glibc the freed tiles' pages: back to the system, not kept per thread arena
+                # ncnn's pools hold a tile's buffers (~0.8 GB at tile 256), and glibc the freed pages,
+                # until emptied: once no upscale came for a while (ncnn_runner.IDLE_RELEASE_S)
+                self._ncnn.idle()
         result = self._finish(out, alpha, (round(width * scale), round(height * scale)))
         data = encode(result, config.output_format)
         step = TraceStep(
