@@ -3,20 +3,20 @@ fp32 (``ncnn``) or with bf16 storage (``ncnn-bf16``: weights and activations kep
 layers, arithmetic in fp32; on an AVX2-only AMD EPYC 1.1-1.3x ncnn fp32 at PSNR 51-55 dB).
 
 Our safetensors are converted from the ``.param``/``.bin`` files of the weights package
-(``ncnn_convert.py``), so ncnn runs the identical network.
+(``ncnn_convert.py``), so ncnn runs the identical network. It is a candidate of ``precision: auto``
+only where both are present offline: ``ncnn`` importable and the weights package installed
+(nothing is downloaded for it). On some CPUs (an AMD EPYC measured in issue 17) ncnn's fp32
+kernels beat torch's fp32; the measurement decides, under the same PSNR floor, for both.
 
 Memory: an RRDB network (anime-6B, x4plus) ends in an upsampling tail (nearest x2, conv, nearest
-x2, three convs) whose 64-channel maps at 4x the tile's side are most of a tile's memory: one
+x2, three convs) whose 64-channel maps at 4x the tile's side were most of a tile's memory: one
 288x288 padded tile went through ncnn at ~2.3 GB (bf16 storage) to ~3 GB (fp32), and a 2048x2048
 upscale peaked at 6.7-8.6 GB. ``TailPlan`` runs the body on the whole tile and the tail on strips
-of the body's output with the few rows of context the tail's kernels reach (the output is
-identical: every output row sees the same inputs), so a tile peaks at a few hundred MB. The
-net's buffers come from pool allocators this module owns and ``release`` empties after a job: ncnn's
-own pools keep every buffer they ever handed out for the life of the net. It is a candidate of
-``precision: auto`` only where both are present offline: ``ncnn`` importable and the weights
-package installed (nothing is downloaded for it). On some CPUs (an AMD EPYC measured in issue 17)
-ncnn's fp32 kernels beat torch's fp32; the measurement decides, under the same PSNR floor, for
-both.
+of the body's output with the few rows of context the tail's kernels reach (the same output
+within a level: Winograd's rounding moves with a pixel's place in its tile), so a tile peaks at
+the body's ~0.75 GB. The net's buffers come from pool allocators this module owns, emptied once
+no upscale has come for ``IDLE_RELEASE_S`` (``NcnnNets.idle``): ncnn's own pools keep every
+buffer they ever handed out for the life of the net.
 
 Importing this module imports neither ncnn nor numpy.
 """
