@@ -65,7 +65,8 @@ def trim() -> bool:
     glibc keeps memory a thread's arena freed for its next allocation: after an upscale (a few
     hundred MB of tile buffers from numpy and ncnn, freed at its end) the process kept ~0.5 GB more
     with each of three rounds of mixed image jobs (632 -> 1,323 MB); trimming after each upscale held it
-    at ~640 MB, for 2-47 ms a trim. Call it after a job that freed large buffers, not after every job.
+    at ~640 MB, for 2-47 ms a trim. Call it once large buffers are freed and no job needs them (the
+    upscaler: after 30 s without an upscale), not after every job.
     """
     global _TRIM
     if _TRIM is None:

@@ -27,7 +27,6 @@ import importlib.util
 import math
 import os
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -224,7 +223,7 @@ class NcnnNet:
         return out
 
     def release(self) -> None:
-        """Give back the buffers the pools keep between inferences (call after a job's last tile)."""
+        """Give back the buffers the pools keep between inferences (``NcnnNets`` calls it once idle)."""
         with self._lock:
             for pool in self._pools:
                 pool.clear()
@@ -259,9 +258,6 @@ class NcnnNets:
                 raise RuntimeError(f"ncnn or the weights package of {name} is not installed")
             self._nets[key] = NcnnNet(*files, bf16=CANDIDATES[candidate])
         return self._nets[key]
-
-    def infer_fn(self, name: str, candidate: str = "ncnn") -> Callable[[Any], Any]:
-        return self.net(name, candidate).infer
 
     def busy(self) -> None:
         """A job starts: no release while it runs."""
