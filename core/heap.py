@@ -1,5 +1,5 @@
 """``settle()``: collect once, freeze what survives and space out young collections, once started;
-``trim()``: give the C heap's free pages back after a job that freed large buffers.
+``trim()``: give the C heap's free pages back once large buffers are freed and no job needs them.
 
 A door (the RunPod worker, the MCP server, a local worker process) ends its start-up holding
 ~100k long-lived objects: modules, compiled graphs, config, pydantic schemas. Python's cyclic
@@ -23,6 +23,7 @@ default) or a full one.
 
 from __future__ import annotations
 
+import functools
 import gc
 from typing import Any
 
@@ -55,9 +56,6 @@ def unsettle() -> None:
     gc.unfreeze()
 
 
-_TRIM: Any = None
-
-
 def trim() -> bool:
     """Hand the C heap's free pages back to the system, where the C library can (glibc's
     ``malloc_trim``; musl, macOS and Windows have none: a no-op there). Returns whether it ran.
@@ -68,25 +66,25 @@ def trim() -> bool:
     at ~640 MB, for 2-47 ms a trim. Call it once large buffers are freed and no job needs them (the
     upscaler: after 30 s without an upscale), not after every job.
     """
-    global _TRIM
-    if _TRIM is None:
-        _TRIM = _find_malloc_trim()
-    if _TRIM is False:
+    function = _malloc_trim()
+    if function is None:
         return False
-    _TRIM(0)
+    function(0)
     return True
 
 
-def _find_malloc_trim() -> Any:
+@functools.cache
+def _malloc_trim() -> Any:
+    """glibc's ``malloc_trim``, or None where the C library has none."""
     import ctypes
     import sys
 
     if not sys.platform.startswith("linux"):
-        return False
+        return None
     try:
         libc = ctypes.CDLL(None)
         function = libc.malloc_trim
     except (OSError, AttributeError):  # musl (Alpine) has no malloc_trim
-        return False
+        return None
     function.argtypes, function.restype = [ctypes.c_size_t], ctypes.c_int
     return function
