@@ -304,3 +304,59 @@ def test_a_written_network_is_shared_while_held_and_freed_when_no_provider_holds
     assert gone() is None
     again = rembg_paths.NcnnNets(models / "u2netp.onnx", 320, lambda: graph).net("ncnn", 1)  # loaded anew from the files
     assert float(np.abs(again(batch[:1]) - out).max()) == 0.0
+
+
+# --- memory: no onnxruntime where it does not run, and buffers back once idle ------------------------
+
+
+@pytest.mark.skipif(__import__("providers.image.gpu", fromlist=["x"]).driver_present(),
+                    reason="a GPU driver is present: auto asks onnxruntime for the device")
+async def test_a_job_on_an_ncnn_path_opens_no_onnxruntime_session(tmp_path):
+    """Pinned, or chosen by ``auto`` and cached, an ncnn path runs without an onnxruntime session
+    (~70 MB, its import, and an arena of ~450 MB where it runs); measuring opens the reference's."""
+    pinned = remover(str(SHARED), tmp_path, EPYC, "ncnn-bf16")
+    await alpha(pinned)
+    assert pinned._sessions._sessions == {}
+    measuring = remover(str(SHARED), tmp_path, EPYC, costs=[1.0, 0.8, 0.5])
+    await alpha(measuring)
+    assert set(measuring._sessions._sessions) == {(MODEL, 1)}  # the one-thread reference of the measurement
+    cached = remover(str(SHARED), tmp_path, EPYC)
+    out, detail = await alpha(cached)
+    assert "path=ncnn" in detail and cached._sessions._sessions == {}
+
+
+async def test_what_jobs_loaded_goes_back_once_none_came_for_a_while(tmp_path, monkeypatch):
+    """After a batch, ncnn's pools held ~0.8-1.4 GB and onnxruntime's arena ~0.5 GB for the life of
+    the process. Once idle, the pools are emptied and the sessions dropped; a job then runs on
+    fresh buffers and a new session, with the same result, and no release cuts into a job."""
+    from core import heap
+
+    released: list[str] = []
+    real = NcnnMaskNet.release
+    monkeypatch.setattr(NcnnMaskNet, "release", lambda net: released.append("pools") or real(net))
+    monkeypatch.setattr(heap, "trim", lambda: released.append("trim") or True)
+    for setting in ("fp32", "ncnn-bf16"):
+        provider = remover(str(SHARED), tmp_path, EPYC, setting)
+        gone: list[int] = []
+        provider.idle = heap.IdleRelease(lambda provider=provider, gone=gone: provider._release() or gone.append(1), 0.5)
+        first, _ = await alpha(provider)
+        outcome = await provider.process_batch([PHOTO, PHOTO], ImageAction.REMOVE_BACKGROUND, ImageConfig())
+        assert all(item.data for item in outcome.items)
+        assert provider._sessions._sessions or setting != "fp32"
+        released.clear()
+        wait_for(lambda gone=gone: gone == [1])
+        assert provider._sessions._sessions == {}, setting
+        # the single image's network and the batch's (one thread per worker) give their buffers back
+        assert released == (["pools", "pools", "trim"] if setting == "ncnn-bf16" else ["trim"])
+        again, _ = await alpha(provider)
+        assert np.array_equal(again, first), setting
+        wait_for(lambda gone=gone: gone == [1, 1])  # its timer ends here, not in the next provider's turn
+
+
+def wait_for(condition, seconds: float = 10.0) -> None:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert condition()

@@ -15,7 +15,7 @@ upscale peaked at 6.7-8.6 GB. ``TailPlan`` runs the body on the whole tile and t
 of the body's output with the few rows of context the tail's kernels reach (the same output
 within a level: Winograd's rounding moves with a pixel's place in its tile), so a tile peaks at
 the body's ~0.75 GB. The net's buffers come from pool allocators this module owns, emptied once
-no upscale has come for ``IDLE_RELEASE_S`` (``NcnnNets.idle``): ncnn's own pools keep every
+no upscale has come for ``core.heap.IDLE_RELEASE_S`` (``NcnnNets.idle``): ncnn's own pools keep every
 buffer they ever handed out for the life of the net.
 
 Importing this module imports neither ncnn nor numpy.
@@ -144,21 +144,36 @@ def new_net(bf16: bool, threads: int) -> Any:
     return net
 
 
+def own_pools(net: Any, workspace_ratio: float) -> tuple[Any, Any]:
+    """Pool allocators of our own for ``net``'s blobs and workspace (set before its model loads, so
+    ncnn makes none of its own, which keep every buffer for the net's life); ``empty`` gives back
+    what they hold. ``workspace_ratio``: the smallest share of a pooled buffer a request may take."""
+    import ncnn
+
+    pools = ncnn.PoolAllocator(), ncnn.PoolAllocator()
+    pools[0].set_size_compare_ratio(0.0)  # as ncnn's own blob pool
+    pools[1].set_size_compare_ratio(workspace_ratio)
+    net.opt.blob_allocator, net.opt.workspace_allocator = pools
+    return pools
+
+
+def empty(pools: tuple[Any, ...]) -> None:
+    """Free the buffers ``pools`` keep for reuse; buffers an inference holds now are not theirs to
+    free (ncnn's ``PoolAllocator.clear`` frees only what was given back), so it may run beside one."""
+    for pool in pools:
+        pool.clear()
+
+
 class NcnnNet:
     """One loaded ncnn network; ``infer(piece)`` maps a uint8 HxWx3 tile to its uint8 output,
     as the torch path does (clip to [0, 1], x255, round). One inference at a time. ``native``:
     how much it enlarges (measured on an 8x8 input at load)."""
 
     def __init__(self, param: Path, model: Path, threads: int | None = None, bf16: bool = False) -> None:
-        import ncnn
         import numpy as np
 
         self.net = new_net(bf16, threads or len(os.sched_getaffinity(0)))
-        # our own pools (set before the model loads, so ncnn makes none of its own): ``release`` empties them
-        self._pools = ncnn.PoolAllocator(), ncnn.PoolAllocator()
-        self._pools[0].set_size_compare_ratio(0.0)  # as ncnn's own blob pool
-        self._pools[1].set_size_compare_ratio(0.5)
-        self.net.opt.blob_allocator, self.net.opt.workspace_allocator = self._pools
+        self._pools = own_pools(self.net, workspace_ratio=0.5)
         text = param.read_text(encoding="utf-8")
         self.net.load_param(str(param))
         self.net.load_model(str(model))
@@ -227,30 +242,21 @@ class NcnnNet:
     def release(self) -> None:
         """Give back the buffers the pools keep between inferences (``NcnnNets`` calls it once idle)."""
         with self._lock:
-            for pool in self._pools:
-                pool.clear()
+            empty(self._pools)
 
 
 #: the upscaler's ncnn candidates -> whether each keeps bf16 storage
 CANDIDATES = {"ncnn": False, "ncnn-bf16": True}
 
 
-#: seconds without an upscale after which the nets' pooled buffers go back to the system: jobs
-#: back to back keep them (emptied after each 192x192 image, re-faulting ~0.7 GB cost 10% of its
-#: time: 2.15 vs 1.94 s), a process left alone gives them back
-IDLE_RELEASE_S = 30.0
-
-
 class NcnnNets:
-    """``NcnnNet`` per model name and candidate (``CANDIDATES``), loaded on first use. A job calls
-    ``busy()`` before its first tile and ``idle()`` after its last: ``idle_release_s`` later, with
-    no job in between, every net's pools are emptied and the C heap trimmed (``core.heap.trim``)."""
+    """``NcnnNet`` per model name and candidate (``CANDIDATES``), loaded on first use. A job runs
+    inside ``idle.using()``: ``idle_release_s`` after the last one, with no job in between, every
+    net's pools are emptied and the C heap trimmed (``core.heap.trim``)."""
 
-    def __init__(self, idle_release_s: float = IDLE_RELEASE_S) -> None:
+    def __init__(self, idle_release_s: float = heap.IDLE_RELEASE_S) -> None:
         self._nets: dict[tuple[str, str], NcnnNet] = {}
-        self.idle_release_s = idle_release_s
-        self._timer: threading.Timer | None = None
-        self._timer_lock = threading.Lock()
+        self.idle = heap.IdleRelease(self.release, idle_release_s)
 
     def net(self, name: str, candidate: str = "ncnn") -> NcnnNet:
         key = (name, candidate)
@@ -260,22 +266,6 @@ class NcnnNets:
                 raise RuntimeError(f"ncnn or the weights package of {name} is not installed")
             self._nets[key] = NcnnNet(*files, bf16=CANDIDATES[candidate])
         return self._nets[key]
-
-    def busy(self) -> None:
-        """A job starts: no release while it runs."""
-        with self._timer_lock:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-
-    def idle(self) -> None:
-        """A job ended: release ``idle_release_s`` from now unless another job starts first."""
-        with self._timer_lock:
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer = threading.Timer(self.idle_release_s, self.release)
-            self._timer.daemon = True  # never holds up the process's exit
-            self._timer.start()
 
     def release(self) -> None:
         """Every loaded net's pooled buffers back (``NcnnNet.release``), then the C heap's free pages."""

@@ -41,6 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from core import heap
 from core.errors import AllProvidersFailed, InputError, ProviderError, ProviderUnavailable, SwarmError
 from core.redact import redact
 from providers.base import BatchItem, BatchOutcome, ImageAction, ImageConfig, TraceStep
@@ -118,6 +119,7 @@ class RembgRemover(SingleActionBackend):
         self.paths = PathChooser(settings.precision, settings.models_dir, cpu_info, auto_precision, paths)
         self._sessions = OrtSessions(settings.models_dir, settings.threads, settings.providers)
         self._lock = ReportingLock()
+        self.idle = heap.IdleRelease(self._release)
         # batch inferences in flight across all batches: one per worker slot, so two batch jobs
         # at once share the cores instead of doubling the threads on them
         self._batch_slots = threading.BoundedSemaphore(settings.batch_workers or _cores())
@@ -142,10 +144,18 @@ class RembgRemover(SingleActionBackend):
     def _net(self, name: str, field: str | None = None, threads: int | None = None) -> tuple[MaskNet, dict[str, Any], str]:
         """The mask network of ``name`` on its chosen path, its settings, and ``device=... path=...``
         for the trace. Call with ``self._lock`` held: under ``auto`` the first call measures."""
-        session, extra = self._sessions.get(name, field, threads)
-        net, why = self.paths.net(name, session, extra, lambda: self._sessions.get(name, threads=1)[0],
-                                  self.predict_mask, threads)
+        extra = self._sessions.settings(name, field)
+        net, why = self.paths.net(name, lambda: self._sessions.get(name, field, threads)[0], extra,
+                                  lambda: self._sessions.get(name, threads=1)[0], self.predict_mask, threads)
         return net, extra, why
+
+    def _release(self) -> None:
+        """What jobs left loaded goes back once none came for a while (``self.idle``): ncnn's pooled
+        buffers (~0.8-1.4 GB after a batch), the onnxruntime sessions with their arenas (~0.5 GB),
+        then the C heap's free pages. The next job loads the session again (~0.1 s)."""
+        self.paths.release()
+        self._sessions.release()
+        heap.trim()
 
     def chain(self, config: ImageConfig) -> list[str]:
         """Models to try, in order: the requested/configured one, then the fallbacks."""
@@ -163,13 +173,18 @@ class RembgRemover(SingleActionBackend):
         """Load the model a job without ``model`` gets (the first of the chain that loads) on
         its path: under ``auto`` on CPU the path is decided (cached, else measured) here, not
         in the first job. Raises ``_chain_failed``'s error when no model of the chain loads."""
-        self._first_loaded(ImageConfig(), doing=_WARMING)
+        with self.idle.using():
+            self._first_loaded(ImageConfig(), doing=_WARMING)
 
     # --- ImageProvider (process, process_traced: SingleActionBackend) ------------------------
 
     def _process_sync(self, image: bytes, config: ImageConfig) -> tuple[bytes, list[TraceStep]]:
         """The first model of the chain that works; one step per model tried. Raises what
         ``_chain_failed`` makes of the attempts when none works."""
+        with self.idle.using():
+            return self._process_one(image, config)
+
+    def _process_one(self, image: bytes, config: ImageConfig) -> tuple[bytes, list[TraceStep]]:
         rgb, size = self._decode(image)
         steps: list[TraceStep] = []
         errors: list[ProviderError] = []
@@ -223,6 +238,10 @@ class RembgRemover(SingleActionBackend):
         return await run_stoppable(self._batch_sync, list(images), numbers, config)
 
     def _batch_sync(self, images: list[bytes], numbers: list[int], config: ImageConfig) -> BatchOutcome:
+        with self.idle.using():
+            return self._batch_all(images, numbers, config)
+
+    def _batch_all(self, images: list[bytes], numbers: list[int], config: ImageConfig) -> BatchOutcome:
         workers = max(1, min(self.settings.batch_workers or _cores(), len(images)))
         # one image at a time uses every core on it; several share the cores one thread each
         threads = None if workers == 1 else max(1, _cores() // workers)

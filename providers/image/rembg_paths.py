@@ -45,12 +45,15 @@ from typing import TYPE_CHECKING, Any
 
 from core.errors import ProviderUnavailable
 from core.redact import redact
+from providers.image import gpu
 from providers.image.cpu import named_flags
 from providers.image.precision import AutoPrecision, CpuInfo, Floor, Metric, decisions_file, probe_images
 
 if TYPE_CHECKING:
     import numpy as np
     from PIL import Image
+
+    from providers.image.onnx_ncnn import NcnnMaskNet
 
 REFERENCE = "fp32"
 #: path -> CPU flags any one of which makes it worth measuring under ``auto`` (empty: always)
@@ -153,6 +156,11 @@ def engine(path: str) -> str:
     if path in NCNN_PATHS:
         return NCNN_ENGINE
     return TORCH_ENGINE if path.startswith("torch-") else ONNX_ENGINE
+
+
+def ort_device(session: Any) -> str:
+    """The device of an onnxruntime session's first execution provider: ``cpu``, ``cuda``, ..."""
+    return str(session.get_providers()[0]).replace("ExecutionProvider", "").lower()
 
 
 def onnxruntime_net(session: Any) -> MaskNet:
@@ -279,7 +287,7 @@ class NcnnNets:
 
     def __init__(self, onnx_path: Path, input_size: int, graph: Callable[[], Any]) -> None:
         self.onnx_path, self.input_size, self._graph = onnx_path, input_size, graph
-        self._nets: dict[tuple[str, int], MaskNet] = {}
+        self._nets: dict[tuple[str, int], NcnnMaskNet] = {}
         self._lock = threading.Lock()
 
     @property
@@ -312,6 +320,13 @@ class NcnnNets:
                     self._nets[path, count] = loaded(param, weights, count, NCNN_PATHS[path],
                                                      share=param.parent == self.folder)
             return self._nets[path, count]
+
+    def release(self) -> None:
+        """The loaded networks' pooled buffers back (``NcnnMaskNet.release``); the networks stay."""
+        with self._lock:
+            nets = list(self._nets.values())
+        for net in nets:
+            net.release()
 
     def keep(self, path: str) -> None:
         """Let go of the loaded networks of the other ncnn path: freed unless another provider of
@@ -359,23 +374,34 @@ class PathChooser:
         self._ncnn: dict[str, NcnnNets] = {}
         self._chosen: dict[str, tuple[str, str]] = {}
 
-    def net(self, name: str, session: Any, extra: dict[str, Any], measure_session: Callable[[], Any],
+    def net(self, name: str, session: Callable[[], Any], extra: dict[str, Any], measure_session: Callable[[], Any],
             predict: Predict, threads: int | None = None) -> tuple[MaskNet, str]:
         """``name``'s ``MaskNet`` on its path and ``device=... path=...`` for the trace.
 
-        ``session`` is the onnxruntime session the reference path runs on, with ``threads``
-        intra-op threads (None: all; a torch path then uses as many per call); ``measure_session``
-        gives the one-thread session a measurement uses; ``predict(net, image, extra)`` makes a mask.
+        ``session()`` makes (or gives the made) onnxruntime session the reference path runs on,
+        with ``threads`` intra-op threads (None: all; a torch path then uses as many per call):
+        called only where the reference runs, or where ``auto`` must ask it for a GPU (a GPU
+        driver is present and no path is chosen yet). Another path never imports onnxruntime:
+        ~70 MB and its arena (~450 MB after two images) for nothing. ``measure_session`` gives the
+        one-thread session a measurement uses; ``predict(net, image, extra)`` makes a mask.
         """
-        device = session.get_providers()[0].replace("ExecutionProvider", "").lower()
+        def device() -> str:
+            return "cpu" if not gpu.driver_present() else ort_device(session())
+
         path, why = self._path(name, device, extra, measure_session, predict)
         net = self.build(name, path, session, extra, threads)
-        return net, f"device={'cpu' if path != REFERENCE else device} path={why}"
+        return net, f"device={ort_device(session()) if path == REFERENCE else 'cpu'} path={why}"
 
-    def build(self, name: str, path: str, session: Any, extra: dict[str, Any], threads: int | None = None) -> MaskNet:
-        """The ``MaskNet`` of ``path`` (``session`` for the reference; ``threads`` per torch call)."""
+    def release(self) -> None:
+        """Every model's loaded ncnn networks give their pooled buffers back (``NcnnNets.release``)."""
+        for nets in list(self._ncnn.values()):
+            nets.release()
+
+    def build(self, name: str, path: str, session: Callable[[], Any], extra: dict[str, Any],
+              threads: int | None = None) -> MaskNet:
+        """The ``MaskNet`` of ``path`` (``session()`` for the reference; ``threads`` per torch call)."""
         if path == REFERENCE:
-            return onnxruntime_net(session)
+            return onnxruntime_net(session())
         if importlib.util.find_spec("torch") is None:
             needs = "needs torch (to write its ncnn network)" if path in NCNN_PATHS else "runs on torch"
             raise ProviderUnavailable(engine(path), f"providers.image.rembg.precision {path} {needs}, which is "
@@ -394,23 +420,21 @@ class PathChooser:
             return nets.net(path, threads)
         return self._torch[name].net(path, threads)
 
-    def _path(self, name: str, device: str, extra: dict[str, Any], measure_session: Callable[[], Any],
+    def _path(self, name: str, device: Callable[[], str], extra: dict[str, Any], measure_session: Callable[[], Any],
               predict: Predict) -> tuple[str, str]:
         if self.precision != "auto":
             if name not in self._chosen:  # /proc/cpuinfo once, not per image
                 self._chosen[name] = self.precision, describe_pinned(self.precision, self.cpu_info())
             return self._chosen[name]
-        if device != "cpu":
-            return REFERENCE, f"{REFERENCE} (auto: onnxruntime on {device}, not measured)"
+        if name not in self._chosen and (where := device()) != "cpu":
+            return REFERENCE, f"{REFERENCE} (auto: onnxruntime on {where}, not measured)"
         if name not in self._chosen:
             import numpy as np
             from PIL import Image
 
-            session = measure_session()
-
             def run(path: str, image: np.ndarray) -> np.ndarray:
                 # one thread per call for every candidate: the per-core rate a batch runs at
-                return np.asarray(predict(self.build(name, path, session, extra, 1), Image.fromarray(image), extra))
+                return np.asarray(predict(self.build(name, path, measure_session, extra, 1), Image.fromarray(image), extra))
 
             try:  # a torch path failing is dropped inside; this is the reference or the probes failing
                 decision = self.auto.decide(name, versions(), run, table=available_paths(self.table),

@@ -29,6 +29,19 @@ class OrtSessions:
         self.models_dir, self.threads, self.providers = models_dir, threads, providers
         self._sessions: dict[tuple[str, int], Any] = {}
 
+    @staticmethod
+    def settings(name: str, field: str | None = None) -> dict[str, Any]:
+        """The model's settings (``input_size``, ``std``), without a session; ``field`` names the
+        job's key in errors (an unknown model)."""
+        from providers.image import weights
+
+        return dict(weights.entry(name, field=field, kind="remove_background").extra)
+
+    def release(self) -> None:
+        """Drop every session (and onnxruntime's arena of it: ~450 MB for u2netp after two images);
+        the next ``get`` makes it again (~0.1 s)."""
+        self._sessions.clear()
+
     def get(self, name: str, field: str | None = None, threads: int | None = None) -> tuple[Any, dict[str, Any]]:
         """The session for ``name`` with ``threads`` intra-op threads (0: onnxruntime picks) and
         the model's settings (``input_size``, ``std``); ``field`` names the job's key in errors."""

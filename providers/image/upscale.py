@@ -302,13 +302,10 @@ class RealESRGANUpscaler(SingleActionBackend):
 
         name = weights.entry(self.settings.model).name
         device = self.device()
-        with self._lock.hold(_WARMING):
-            self._ncnn.busy()
-            try:
-                precision, _ = self.precision(name, device)
-                self._model(name, device, precision)
-            finally:
-                self._ncnn.idle()  # what measuring the ncnn candidates left in their pools goes back, unless a job comes
+        # what measuring the ncnn candidates left in their pools goes back, unless a job comes
+        with self._lock.hold(_WARMING), self._ncnn.idle.using():
+            precision, _ = self.precision(name, device)
+            self._model(name, device, precision)
 
     # --- DeadlineAware ------------------------------------------------------------------------
 
@@ -351,18 +348,14 @@ class RealESRGANUpscaler(SingleActionBackend):
         check_fits(job, self.speeds.get(name), deadline)  # before waiting for the model
         rgb, alpha = to_rgb_alpha(img)
         tile = job.tile
-        with self._lock.hold(_UPSCALING):
-            self._ncnn.busy()
-            try:
-                precision, why = self.precision(name, device)
-                network, native = self._model(name, device, precision)
-                check_output_pixels(width, height, native, self.limits)
-                check_fits(job, self.speeds.get(name), deadline)  # a wait or a measurement took time; a speed may be known now
-                out, tiles = self._run(rgb, network, native, (device, precision), job, TileWatch(job, job.tiles(), deadline))
-            finally:
-                # ncnn's pools hold a tile's buffers (~0.8 GB at tile 256), and glibc the freed pages,
-                # until emptied: once no upscale came for a while (ncnn_runner.IDLE_RELEASE_S)
-                self._ncnn.idle()
+        # ncnn's pools hold a tile's buffers (~0.8 GB at tile 256), and glibc the freed pages,
+        # until emptied: once no upscale came for a while (core.heap.IDLE_RELEASE_S)
+        with self._lock.hold(_UPSCALING), self._ncnn.idle.using():
+            precision, why = self.precision(name, device)
+            network, native = self._model(name, device, precision)
+            check_output_pixels(width, height, native, self.limits)
+            check_fits(job, self.speeds.get(name), deadline)  # a wait or a measurement took time; a speed may be known now
+            out, tiles = self._run(rgb, network, native, (device, precision), job, TileWatch(job, job.tiles(), deadline))
         result = self._finish(out, alpha, (round(width * scale), round(height * scale)))
         data = encode(result, config.output_format)
         step = TraceStep(
