@@ -26,10 +26,13 @@ from __future__ import annotations
 
 import functools
 import gc
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
+
+log = logging.getLogger("core.heap")
 
 #: net container allocations between two young-generation collections once a door has started
 YOUNG_THRESHOLD = 50_000
@@ -136,4 +139,7 @@ class IdleRelease:
             if self._users or self._timer is None or self._timer is not threading.current_thread():
                 return  # a job came (or went and started a newer timer) since this one started
             self._timer = None
-            self._release()
+            try:
+                self._release()
+            except Exception as exc:  # a timer thread: nobody to raise to; the next idle tries again
+                log.warning("giving back idle buffers failed: %s", type(exc).__name__)

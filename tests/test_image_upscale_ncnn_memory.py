@@ -185,3 +185,22 @@ def test_trim_runs_where_the_c_library_has_malloc_trim_and_is_a_no_op_elsewhere(
     assert heap.trim() is glibc
     monkeypatch.setattr(heap, "_malloc_trim", lambda: None)  # what it finds on musl, macOS, Windows
     assert heap.trim() is False
+
+
+def test_a_release_that_fails_is_logged_and_tried_again_after_the_next_job(caplog):
+    calls: list[int] = []
+
+    def release() -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError("/secret/path")
+
+    idle = heap.IdleRelease(release, 0.2)
+    for expected in (1, 2):
+        with idle.using():
+            pass
+        deadline = time.monotonic() + 10
+        while len(calls) < expected and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(calls) == expected
+    assert "giving back idle buffers failed: OSError" in caplog.text and "/secret" not in caplog.text
