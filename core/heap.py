@@ -143,3 +143,4 @@ class IdleRelease:
                 self._release()
             except Exception as exc:  # a timer thread: nobody to raise to; the next idle tries again
                 log.warning("giving back idle buffers failed: %s", type(exc).__name__)
+                log.debug("giving back idle buffers failed", exc_info=True)

@@ -360,3 +360,27 @@ def wait_for(condition, seconds: float = 10.0) -> None:
     while not condition() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert condition()
+
+
+async def test_under_auto_a_model_not_pulled_is_skipped_not_measured_and_measured_once_pulled(tmp_path, monkeypatch):
+    """Without a session to open first, a missing model reached the measurement, whose failure was
+    kept as the choice: fp32 with "measuring failed" until a restart, though the model was pulled
+    meanwhile. The weights come first: the job names the pull, nothing is chosen, and after the
+    pull the same provider measures and runs the chosen path."""
+    from core.errors import ProviderUnavailable
+
+    ensure = weights_pull.ensure
+
+    def not_pulled(name, folder=None):
+        raise ProviderUnavailable("rembg-onnx", f"model {name} is not pulled; run: swarm models pull {name}")
+
+    provider = remover(str(SHARED), tmp_path, EPYC, costs=[1.0, 0.8, 0.5])
+    monkeypatch.setattr(weights_pull, "ensure", not_pulled)
+    with pytest.raises(ProviderUnavailable, match="swarm models pull u2netp") as failed:
+        await alpha(provider)
+    (attempt,) = failed.value.trace  # type: ignore[attr-defined]
+    assert attempt["outcome"] == "skipped"
+    assert provider.paths._chosen == {} and not (tmp_path / "precision.json").exists()
+    monkeypatch.setattr(weights_pull, "ensure", ensure)  # the operator pulls it
+    _, detail = await alpha(provider)
+    assert "path=ncnn" in detail and "(auto: " in detail and "failed" not in detail

@@ -78,7 +78,7 @@ def blob_names(param_text: str) -> tuple[str, str]:
 #: the tail's layer types: each output row reads a few rows of its input, nothing from before the tail
 _TAIL_LAYERS = frozenset({"Convolution", "Interp", "ReLU", "Split"})
 #: at most this many pixels (rows x width, at the body's scale) in one strip of the tail; a body's
-#: rows are cut into strips of that many rows. Each strip reruns ``halo`` rows of its neighbours;
+#: rows are cut into strips of ``STRIP_PIXELS // width`` rows. Each strip reruns ``halo`` rows of its neighbours;
 #: with a halo of 2, on anime-6B with bf16 storage, a 192x192 image ran 7% faster in 64-row strips
 #: than whole (1.75 vs 1.88 s) and a 288x288 tile (the default tile and its padding) 4% (4.50 vs
 #: 4.71 s): the 4x maps of a strip stay in cache. 8,192 and 16,384 pixels were slower (1.80, 1.79 s)

@@ -144,7 +144,8 @@ class RembgRemover(SingleActionBackend):
     def _net(self, name: str, field: str | None = None, threads: int | None = None) -> tuple[MaskNet, dict[str, Any], str]:
         """The mask network of ``name`` on its chosen path, its settings, and ``device=... path=...``
         for the trace. Call with ``self._lock`` held: under ``auto`` the first call measures."""
-        extra = self._sessions.settings(name, field)
+        # the weights first: a model not pulled is skipped, never measured (nor its failure cached)
+        extra = self._sessions.prepare(name, field)
         net, why = self.paths.net(name, lambda: self._sessions.get(name, field, threads)[0], extra,
                                   lambda: self._sessions.get(name, threads=1)[0], self.predict_mask, threads)
         return net, extra, why

@@ -29,13 +29,16 @@ class OrtSessions:
         self.models_dir, self.threads, self.providers = models_dir, threads, providers
         self._sessions: dict[tuple[str, int], Any] = {}
 
-    @staticmethod
-    def settings(name: str, field: str | None = None) -> dict[str, Any]:
-        """The model's settings (``input_size``, ``std``), without a session; ``field`` names the
-        job's key in errors (an unknown model)."""
+    def prepare(self, name: str, field: str | None = None) -> dict[str, Any]:
+        """The model's settings (``input_size``, ``std``), its weights in place (u2netp prepared on
+        first use; a model not pulled raises ``ProviderUnavailable`` naming the pull), without a
+        session; ``field`` names the job's key in errors (an unknown model)."""
+        from providers.image import pull as weights_pull
         from providers.image import weights
 
-        return dict(weights.entry(name, field=field, kind="remove_background").extra)
+        spec = weights.entry(name, field=field, kind="remove_background")
+        weights_pull.ensure(spec.name, self.models_dir)
+        return dict(spec.extra)
 
     def release(self) -> None:
         """Drop every session (and onnxruntime's arena of it: ~450 MB for u2netp after two images);
