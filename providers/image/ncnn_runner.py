@@ -267,6 +267,11 @@ class NcnnNets:
             self._nets[key] = NcnnNet(*files, bf16=CANDIDATES[candidate])
         return self._nets[key]
 
+    def keep(self, name: str, candidate: str | None) -> None:
+        """After ``auto`` chose for model ``name``: its nets other than ``candidate``'s (None: all of
+        them) go, weights and pools; one is loaded again if asked for."""
+        self._nets = {key: net for key, net in self._nets.items() if key[0] != name or key[1] == candidate}
+
     def release(self) -> None:
         """Every loaded net's pooled buffers back (``NcnnNet.release``), then the C heap's free pages."""
         for net in list(self._nets.values()):
