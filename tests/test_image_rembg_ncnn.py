@@ -313,7 +313,8 @@ def test_a_written_network_is_shared_while_held_and_freed_when_no_provider_holds
                     reason="a GPU driver is present: auto asks onnxruntime for the device")
 async def test_a_job_on_an_ncnn_path_opens_no_onnxruntime_session(tmp_path):
     """Pinned, or chosen by ``auto`` and cached, an ncnn path runs without an onnxruntime session
-    (~70 MB, its import, and an arena of ~450 MB where it runs); measuring opens the reference's."""
+    (~50 MB, its import, and an arena of ~450 MB where it runs); measuring opens the reference's,
+    and so does config that names an execution provider that might not be the CPU's."""
     pinned = remover(str(SHARED), tmp_path, EPYC, "ncnn-bf16")
     await alpha(pinned)
     assert pinned._sessions._sessions == {}
@@ -323,6 +324,11 @@ async def test_a_job_on_an_ncnn_path_opens_no_onnxruntime_session(tmp_path):
     cached = remover(str(SHARED), tmp_path, EPYC)
     out, detail = await alpha(cached)
     assert "path=ncnn" in detail and cached._sessions._sessions == {}
+    # config naming another execution provider (OpenVINO may run on this CPU): onnxruntime is asked
+    asked = remover(str(SHARED), tmp_path, EPYC)
+    asked.paths.providers = ("OpenVINOExecutionProvider", "CPUExecutionProvider")
+    _, detail = await alpha(asked)
+    assert asked._sessions._sessions and "path=ncnn" in detail  # this onnxruntime has no OpenVINO: the CPU
 
 
 async def test_what_jobs_loaded_goes_back_once_none_came_for_a_while(tmp_path, monkeypatch):

@@ -116,7 +116,8 @@ class RembgRemover(SingleActionBackend):
         ``rembg_paths.PATHS``) are for tests: a faked CPU, a cache in a temporary folder."""
         self.settings = settings
         self.limits = limits or ImageLimits()
-        self.paths = PathChooser(settings.precision, settings.models_dir, cpu_info, auto_precision, paths)
+        self.paths = PathChooser(settings.precision, settings.models_dir, cpu_info, auto_precision, paths,
+                                 settings.providers)
         self._sessions = OrtSessions(settings.models_dir, settings.threads, settings.providers)
         self._lock = ReportingLock()
         self.idle = heap.IdleRelease(self._release)

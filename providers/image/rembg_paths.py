@@ -364,11 +364,14 @@ class PathChooser:
         cpu_info: reads the CPU (tests pass a fake).
         auto_precision: the decision cache (default: ``<state_dir>/precision.json``).
         table: the candidates of ``auto`` (default ``PATHS``; tests force a set).
+        providers: ``providers.image.rembg.providers``, onnxruntime's execution providers.
     """
 
     def __init__(self, precision: str, models_dir: str | None, cpu_info: Callable[[], CpuInfo],
-                 auto_precision: AutoPrecision | None = None, table: dict[str, frozenset[str]] | None = None) -> None:
+                 auto_precision: AutoPrecision | None = None, table: dict[str, frozenset[str]] | None = None,
+                 providers: tuple[str, ...] = ()) -> None:
         self.precision, self.models_dir, self.cpu_info, self.table = precision, models_dir, cpu_info, table
+        self.providers = providers
         self.auto = auto_precision or AutoPrecision(decisions_file(), cpu_info, probe_size=PROBE_SIZE, rounds=2)
         self._torch: dict[str, TorchNets] = {}
         self._ncnn: dict[str, NcnnNets] = {}
@@ -380,17 +383,24 @@ class PathChooser:
 
         ``session()`` makes (or gives the made) onnxruntime session the reference path runs on,
         with ``threads`` intra-op threads (None: all; a torch path then uses as many per call):
-        called only where the reference runs, or where ``auto`` must ask it for a GPU (a GPU
-        driver is present and no path is chosen yet). Another path never imports onnxruntime:
+        called only where the reference runs, or where ``auto`` must ask it for its device before
+        a path is chosen (``ask_onnxruntime``). Another path never imports onnxruntime:
         ~70 MB and its arena (~450 MB after two images) for nothing. ``measure_session`` gives the
         one-thread session a measurement uses; ``predict(net, image, extra)`` makes a mask.
         """
         def device() -> str:
-            return "cpu" if not gpu.driver_present() else ort_device(session())
+            return ort_device(session()) if self.ask_onnxruntime() else "cpu"
 
         path, why = self._path(name, device, extra, measure_session, predict)
         net = self.build(name, path, session, extra, threads)
         return net, f"device={ort_device(session()) if path == REFERENCE else 'cpu'} path={why}"
+
+    def ask_onnxruntime(self) -> bool:
+        """Whether onnxruntime's session may run on something other than the CPU: a GPU driver is
+        present (``gpu.driver_present``), or config names an execution provider other than CPU and
+        CUDA (OpenVINO, say); elsewhere the device is the CPU without a session."""
+        named = set(self.providers) - {"CPUExecutionProvider", "CUDAExecutionProvider"}
+        return bool(named) or gpu.driver_present()
 
     def release(self) -> None:
         """Every model's loaded ncnn networks give their pooled buffers back (``NcnnNets.release``)."""
