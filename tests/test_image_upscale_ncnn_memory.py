@@ -19,6 +19,7 @@ from core import heap
 from providers.image import gpu, ncnn_runner
 from providers.image import pull as weights_pull
 from providers.image.ncnn_runner import NcnnNet, NcnnNets, TailPlan
+from tests.test_image_precision import ScriptedClock
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(tempfile.gettempdir()) / "swarm-test-models"
@@ -206,19 +207,6 @@ def test_a_release_that_fails_is_logged_and_tried_again_after_the_next_job(caplo
     assert "giving back idle buffers failed: OSError" in caplog.text and "/secret" not in caplog.text
 
 
-class _Clock:
-    """Each pair of reads is one candidate's run, in the table's order, taking ``costs`` in turn."""
-
-    def __init__(self, costs: tuple[float, ...]) -> None:
-        self.costs, self.now, self.reads = costs, 0.0, 0
-
-    def __call__(self) -> float:
-        if self.reads % 2:
-            self.now += self.costs[(self.reads // 2) % len(self.costs)]
-        self.reads += 1
-        return self.now
-
-
 @needs_ncnn
 @pytest.mark.parametrize("costs, chosen", [((1.0, 0.5), "ncnn-bf16"), ((0.5, 1.0), "fp32")])
 async def test_after_measuring_the_candidates_not_chosen_free_what_they_loaded(files, tmp_path, costs, chosen):
@@ -230,7 +218,7 @@ async def test_after_measuring_the_candidates_not_chosen_free_what_they_loaded(f
     provider = RealESRGANUpscaler(UpscaleSettings(models_dir=str(SHARED), precision="auto", device="cpu"),
                                   auto_precision=cpu_auto_precision(tmp_path / "precision.json"),
                                   table={"fp32": frozenset(), "ncnn-bf16": frozenset()})
-    provider.auto_precision.timer = _Clock(costs)
+    provider.auto_precision.timer = ScriptedClock(list(costs))
     await provider.warm()
     assert provider.precision(MODEL, "cpu")[0] == chosen
     if chosen == "fp32":
