@@ -19,7 +19,7 @@ from core import heap
 from providers.image import gpu, ncnn_runner
 from providers.image import pull as weights_pull
 from providers.image.ncnn_runner import NcnnNet, NcnnNets, TailPlan
-from tests.test_image_precision import ScriptedClock
+from tests.test_image_precision import IDLE, NOT_READ, ScriptedClock
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(tempfile.gettempdir()) / "swarm-test-models"
@@ -144,6 +144,7 @@ UPSCALE_ONCE = """
 import json, sys, anyio
 from pathlib import Path
 from providers.base import ImageAction, ImageConfig
+from providers.image.cpu_share import CpuShareReader
 from providers.image.upscale import RealESRGANUpscaler, UpscaleSettings, cpu_auto_precision
 models, cache, image, measure = sys.argv[1:5]
 provider = RealESRGANUpscaler(UpscaleSettings(models_dir=models, precision="auto"),
@@ -158,6 +159,9 @@ class Clock:  # each pair of reads is one candidate's run, in the table's order:
         return self.now
 if measure == "scripted":
     provider.auto_precision.timer = Clock()
+    # this host's load decides nothing: a busy CI machine would mark the decision "measured again"
+    provider.auto_precision.load = lambda: 0.25
+    provider.auto_precision.cpu_share = CpuShareReader(None, None)
 _, (step,) = anyio.run(provider.process_traced, Path(image).read_bytes(), ImageAction.UPSCALE, ImageConfig())
 print(json.dumps({"detail": step.detail, "torch": "torch" in sys.modules}))
 """
@@ -219,6 +223,7 @@ async def test_after_measuring_the_candidates_not_chosen_free_what_they_loaded(f
                                   auto_precision=cpu_auto_precision(tmp_path / "precision.json"),
                                   table={"fp32": frozenset(), "ncnn-bf16": frozenset()})
     provider.auto_precision.timer = ScriptedClock(list(costs))
+    provider.auto_precision.load, provider.auto_precision.cpu_share = (lambda: IDLE), NOT_READ  # not this host's load
     await provider.warm()
     assert provider.precision(MODEL, "cpu")[0] == chosen
     if chosen == "fp32":
