@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         write_results(run, args.out, plots=suite_done and not args.no_plots)
 
     run = run_all(select(args.only), quick=args.quick, budget_s=args.budget_s, on_update=save)
-    files = write_results(run, args.out, plots=not args.no_plots)
+    files = write_results(run, args.out, plots=not args.no_plots, final=True)
     json.dump({"elapsed_s": run.elapsed_s, "records": len(run.records),
                "files": {k: str(v) for k, v in files.items()}}, sys.stdout, indent=2)
     sys.stdout.write("\n")

@@ -115,8 +115,11 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(tmp.name, path)
 
 
-def write_results(run: Run, out_dir: Path, plots: bool = True) -> dict[str, Path]:
-    """Write results.json, RESULTS.md and plots/*.png under ``out_dir`` (each file atomically)."""
+def write_results(run: Run, out_dir: Path, plots: bool = True, final: bool = False) -> dict[str, Path]:
+    """Write results.json, RESULTS.md and plots/*.png under ``out_dir`` (each file atomically).
+    ``final`` (the run's last write, with plots): a ``plots/*.png`` this run did not draw goes, so
+    the folder holds what RESULTS.md shows (a plot's name follows its row's, which names the path
+    ``auto`` chose: another CPU's run left its own beside it)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     results = out_dir / "results.json"
     write_atomic(results, json.dumps([clean(r) for r in run.rows()], indent=2) + "\n")
@@ -125,6 +128,9 @@ def write_results(run: Run, out_dir: Path, plots: bool = True) -> dict[str, Path
         from bench.plotting import draw_all
 
         drawn = draw_all(run.records, out_dir / "plots", machine=machine())
+        if final:
+            for stale in set((out_dir / "plots").glob("*.png")) - set(drawn):
+                stale.unlink(missing_ok=True)
     markdown = out_dir / "RESULTS.md"
     write_markdown(run, markdown, drawn)
     return {"results": results, "markdown": markdown, **{p.stem: p for p in drawn}}

@@ -266,3 +266,21 @@ def test_the_ratio_chart_is_drawn_and_names_the_machine(tmp_path: Path) -> None:
     assert (tmp_path / "plots" / "ratios.png").read_bytes()[:8] == PNG_MAGIC
     title = ratio_chart_title(machine())
     assert "right is better" in title and machine() in title and " cores" in title
+
+
+def test_the_last_write_of_a_run_leaves_only_its_own_plots(tmp_path: Path) -> None:
+    """A plot's file name follows its row's, which names the path ``auto`` chose: a run on another
+    CPU drew its own beside the old ones, and plots/ kept every earlier run's."""
+    from bench.results import Run, write_results
+
+    stale = tmp_path / "plots" / "upscale_peak_rss_ncnn_bf16.png"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(PNG_MAGIC)
+    latency = {**RECORDS[0], "samples_ms": [700.0, 710.0], "anchor_samples_ms": [550.0, 560.0]}
+    run = Run(quick=True, records=[latency, *RECORDS[1:]])
+    write_results(run, tmp_path)  # mid-run: the rows to come may still redraw what is there
+    assert stale.exists()
+    files = write_results(run, tmp_path, final=True)
+    left = sorted(path.name for path in (tmp_path / "plots").glob("*.png"))
+    assert left == sorted(path.name for name, path in files.items() if path.suffix == ".png")
+    assert "ratios.png" in left and "latency_cold_start.png" in left and stale.name not in left
