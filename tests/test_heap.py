@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import gc
+import time
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from core.heap import YOUNG_THRESHOLD, settle
@@ -70,7 +72,7 @@ async def test_a_stopped_in_process_mcp_server_leaves_its_runtime_collectable(
     from mcp import Client
     from mcp_helpers import write_config
 
-    from mcp_server.server import build_server
+    from mcp_server.server import SETTLE_AFTER_S, build_server
     from swarm.runtime import Runtime
 
     made: list[weakref.ref[Runtime]] = []
@@ -83,8 +85,30 @@ async def test_a_stopped_in_process_mcp_server_leaves_its_runtime_collectable(
     monkeypatch.setattr(Runtime, "__init__", recording)
     async with Client(build_server(str(write_config(tmp_path)))) as client:
         assert (await client.call_tool("list_jobs", {})).structured_content == {"jobs": []}
+        deadline = time.monotonic() + SETTLE_AFTER_S + 10
+        while gc.get_freeze_count() == 0 and time.monotonic() < deadline:  # settles after the first answers
+            await anyio.sleep(0.05)
         assert gc.get_freeze_count() > 0  # the lifespan settled
         assert made and made[-1]() is not None
     gc.collect()
     assert gc.get_freeze_count() == 0
     assert [ref for ref in made if ref() is not None] == []
+
+
+async def test_the_server_answers_before_it_settles_and_a_stop_before_then_never_settles(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, unfrozen: None
+) -> None:
+    """The collection before the freeze walks start-up's ~100k objects (31-43 ms): ``initialize``
+    and ``tools/list`` no longer wait for it, and a server stopped first leaves nothing frozen."""
+    from mcp import Client
+    from mcp_helpers import write_config
+
+    from mcp_server import server as server_module
+
+    gc.unfreeze()
+    monkeypatch.setattr(server_module, "SETTLE_AFTER_S", 60.0)
+    async with Client(server_module.build_server(str(write_config(tmp_path)))) as client:
+        assert (await client.list_tools()).tools
+        assert gc.get_freeze_count() == 0  # answered, not settled yet
+    await anyio.sleep(0.1)
+    assert gc.get_freeze_count() == 0  # the stop cancelled the settle
