@@ -282,5 +282,5 @@ def test_the_last_write_of_a_run_leaves_only_its_own_plots(tmp_path: Path) -> No
     assert stale.exists()
     files = write_results(run, tmp_path, final=True)
     left = sorted(path.name for path in (tmp_path / "plots").glob("*.png"))
-    assert left == sorted(path.name for name, path in files.items() if path.suffix == ".png")
+    assert left == sorted(path.name for path in files.values() if path.suffix == ".png")
     assert "ratios.png" in left and "latency_cold_start.png" in left and stale.name not in left
