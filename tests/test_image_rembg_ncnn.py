@@ -338,13 +338,25 @@ async def test_what_jobs_loaded_goes_back_once_none_came_for_a_while(tmp_path, m
     from core import heap
 
     released: list[str] = []
+    # only this test's releases count: an earlier test's provider, idle 30 s, may release meanwhile
+    ours = threading.local()
     real = NcnnMaskNet.release
-    monkeypatch.setattr(NcnnMaskNet, "release", lambda net: released.append("pools") or real(net))
-    monkeypatch.setattr(heap, "trim", lambda: released.append("trim") or True)
+    monkeypatch.setattr(NcnnMaskNet, "release",
+                        lambda net: getattr(ours, "on", False) and released.append("pools") or real(net))
+    monkeypatch.setattr(heap, "trim", lambda: getattr(ours, "on", False) and released.append("trim") or True)
+
+    def release(provider, gone: list[int]) -> None:
+        ours.on = True
+        try:
+            provider._release()
+        finally:
+            ours.on = False
+        gone.append(1)
+
     for setting in ("fp32", "ncnn-bf16"):
         provider = remover(str(SHARED), tmp_path, EPYC, setting)
         gone: list[int] = []
-        provider.idle = heap.IdleRelease(lambda provider=provider, gone=gone: provider._release() or gone.append(1), 0.5)
+        provider.idle = heap.IdleRelease(lambda provider=provider, gone=gone: release(provider, gone), 0.5)
         first, _ = await alpha(provider)
         outcome = await provider.process_batch([PHOTO, PHOTO], ImageAction.REMOVE_BACKGROUND, ImageConfig())
         assert all(item.data for item in outcome.items)
