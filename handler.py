@@ -332,7 +332,13 @@ def main() -> None:
     """Start RunPod's worker loop with this handler."""
     import sys
 
-    configure_worker_logging()  # before the SDK's loggers read their level
+    from core.errors import ConfigError
+
+    try:
+        configure_worker_logging()  # before the SDK's loggers read their level
+    except ConfigError as exc:  # no job can run: say why in one message, as the CLI does, not a traceback
+        print(f"error: {exc.to_dict()['message']}", file=sys.stderr)
+        raise SystemExit(2) from None
     import runpod
 
     from core.heap import settle

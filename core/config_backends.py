@@ -16,7 +16,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 class StrictModel(BaseModel):
     """A config section: unknown keys are an error, and a loaded config never changes."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # .nan: "a finite number", not a limit
 
 
 class SearxngSpec(StrictModel):

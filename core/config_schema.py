@@ -6,9 +6,10 @@ that span sections live in ``core.config_refs``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
@@ -28,6 +29,18 @@ from core.config_backends import (
 from core.paths import state_dir
 from core.rules import MCP_ACTION_TOOLS, MCP_ALWAYS_ON_TOOLS, LogLevel, Tier, log_level_name
 
+#: what a ``*_env`` key holds: the name of an environment variable, never the secret itself
+ENV_NAME_PATTERN = r"[A-Za-z_][A-Za-z0-9_]*"
+
+
+def env_name(value: str | None) -> str | None:
+    """A ``*_env`` key's value, checked to be a variable's name; the error never repeats the value
+    (a key pasted here by mistake would otherwise reach the error, the log and the terminal)."""
+    if value and not re.fullmatch(ENV_NAME_PATTERN, value):
+        raise ValueError("must be the name of an environment variable (letters, digits and _, not starting"
+                         " with a digit); put the key itself in that variable, not in config")
+    return value
+
 
 class Price(StrictModel):
     """USD per million tokens."""
@@ -39,7 +52,7 @@ class Price(StrictModel):
 class LocalServerSpec(StrictModel):
     """A GGUF model served on loopback by llama-cpp-python, started on demand."""
 
-    gguf: str = Field(description="path, or pkg:<python package>/<file> inside an installed package")
+    gguf: str = Field(min_length=1, description="path, or pkg:<python package>/<file> inside an installed package")
     n_ctx: int = Field(default=4096, ge=256)
     n_threads: int | None = None
     autostart: bool = True
@@ -49,8 +62,8 @@ class LocalServerSpec(StrictModel):
 class ModelSpec(StrictModel):
     """One model the router may call, reached through litellm."""
 
-    family: str = Field(description="provider family used by fallback_chain and routing")
-    litellm_model: str
+    family: str = Field(min_length=1, description="provider family used by fallback_chain and routing")
+    litellm_model: str = Field(min_length=1, description="litellm's model string, e.g. deepseek/deepseek-chat")
     api_base: str | None = None
     api_key_env: str | None = Field(
         default=None, description="env var holding the key; unset or empty -> model unavailable"
@@ -74,6 +87,8 @@ class ModelSpec(StrictModel):
         " (providers/llm/loop_guard.py): for small local models that loop to their token limit",
     )
 
+    _env_name = field_validator("api_key_env")(env_name)
+
 
 class CircuitSpec(StrictModel):
     failure_threshold: int = Field(default=3, ge=1)
@@ -89,7 +104,7 @@ class RetrySpec(StrictModel):
 
 class LLMSection(StrictModel):
     default: str
-    tiers: dict[Tier, list[str]]
+    tiers: dict[Tier, Annotated[list[str], Field(min_length=1)]]  # an empty tier is a typo: its jobs would get only the fallback chain
     fallback_chain: list[str] = Field(default_factory=list)
     circuit: CircuitSpec = CircuitSpec()
     retry: RetrySpec = RetrySpec()
@@ -250,6 +265,8 @@ class RunPodRunnerSpec(StrictModel):
         " their keys from) with each job, for that job only; false sends none (core/credentials.py)",
     )
 
+    _env_name = field_validator("api_key_env")(env_name)
+
 
 #: the most worker processes ``runner.local.processes`` may ask for
 MAX_LOCAL_PROCESSES = 64
@@ -326,6 +343,8 @@ class McpHttpSpec(StrictModel):
         description="env var holding bearer tokens: 'name=token,name2=token2' or one bare token; unset -> no auth",
     )
     max_request_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
+
+    _env_name = field_validator("auth_tokens_env")(env_name)
 
 
 class McpSection(StrictModel):

@@ -328,7 +328,9 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     print(yaml.safe_dump(redacted_dump(config), sort_keys=False))
     missing = sorted({m.api_key_env for m in config.models.values() if m.api_key_env and not os.environ.get(m.api_key_env)})
     if missing:
-        print(f"# models whose key is unset (skipped at call time): {', '.join(missing)}", file=sys.stderr)
+        from core.redact import redact
+
+        print(f"# models whose key is unset (skipped at call time): {redact(', '.join(missing))}", file=sys.stderr)
     return 0
 
 
@@ -342,7 +344,9 @@ def cmd_health(args: argparse.Namespace) -> int:
         finally:
             await runtime.aclose()
 
-    health = asyncio.run(go())
+    from core.redact import redact_data
+
+    health = redact_data(asyncio.run(go()))  # a reason or last error may quote what config holds
     if args.json:
         print(json.dumps(health, indent=2))
         return 0

@@ -219,3 +219,26 @@ def test_an_unsupported_form_holding_a_secret_is_named_without_it(config_file: P
     message = _problems(config_file, env={})
     assert "providers.search.backends.tavily.api_key: unsupported form" in message
     assert "SECRETVALUE123456" not in message
+
+
+# --- 9. values that would break a job at call time, not at load ---------------------------------
+
+def test_a_key_written_where_its_variable_name_belongs_is_refused_without_repeating_it(config_file: Path) -> None:
+    _edit(config_file, ("api_key_env: DEEPSEEK_API_KEY", "api_key_env: sk-FAKESECRETinline1234567890"),
+          ("api_key_env: RUNPOD_API_KEY", 'api_key_env: "rpa FAKESECRETrunpod"'))
+    message = _problems(config_file, env={})
+    assert "models.deepseek-v3.1-q8.api_key_env: must be the name of an environment variable" in message
+    assert "runner.runpod.api_key_env: must be the name of an environment variable" in message
+    assert "FAKESECRET" not in message
+
+
+def test_an_empty_model_string_tier_or_nan_is_refused_at_load(config_file: Path) -> None:
+    """Each loaded as valid before; the empty model string then failed every call to ``local``
+    (litellm: "LLM Provider NOT provided"), an empty tier left its jobs only the fallback chain."""
+    _edit(config_file, ('litellm_model: "openai/smollm2-135m-instruct"', 'litellm_model: "${SWARM_LOCAL_MODEL}"'),
+          ('premium: ["claude-opus-4-5-thinking"]', "premium: []"),
+          ("timeout_s: 60", "timeout_s: .nan"))
+    message = _problems(config_file, env={})
+    assert "models.local.litellm_model: String should have at least 1 character (from ${SWARM_LOCAL_MODEL}, unset)" in message
+    assert "providers.llm.tiers.premium: List should have at least 1 item" in message
+    assert "timeout_s: Input should be a finite number" in message

@@ -212,6 +212,8 @@ async def test_a_chain_down_at_the_revision_keeps_the_draft_and_review_as_partia
         (job(kind="poetry"), "kind: unknown kind 'poetry'; valid: bulk_content, critical, research"),
         (job(tier="ultra"), "input.tier"),
         (job("x" * 20001), "task: is 20,001 characters; the limit is 20,000 (limits.max_task_chars in config)"),
+        (job("x" * 3000, kind="research"), "task: is 3,000 characters; a task of kind 'research' is researched"
+         " as a question, whose limit is 2,000 (limits.max_question_chars in config)"),
         (job(task=5), "input.task"),
         ({"project": "swarm"}, "job.action: Field required"),
         (job(kind="K" * 2_000_000), "input.kind: String should have at most 100 characters (limit max_length=100)"),

@@ -129,6 +129,27 @@ def test_the_worker_logs_each_line_once_and_never_the_job_input(tmp_path: Path) 
     assert len(failed) == 1 and failed[0].startswith("{"), failed  # one JSON line, no plain copy
 
 
+def test_a_worker_with_a_bad_config_says_each_bad_key_once_and_exits_without_a_traceback(tmp_path: Path) -> None:
+    """No job can run on it, so ``python handler.py`` stops at start, with the CLI's ``error:``
+    message and status 2; it printed a traceback (``handler.main`` -> ``Runtime`` -> ``load_config``)."""
+    import os
+    import subprocess
+    import sys
+
+    config = tmp_path / "config.yaml"
+    text = (ROOT / "config.yaml").read_text()
+    config.write_text(text.replace('premium: ["claude-opus-4-5-thinking"]', "premium: []", 1))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNPOD_")}
+    env.update(SWARM_HOME=str(tmp_path), SWARM_CONFIG=str(config), LITELLM_LOCAL_MODEL_COST_MAP="True")
+    job = {"input": {"project": "swarm", "action": "delegate", "input": {"task": "hi"}}}
+    done = subprocess.run([sys.executable, "handler.py", "--test_input", json.dumps(job)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.startswith("error: invalid config:\n"), done.stderr
+    assert "providers.llm.tiers.premium: List should have at least 1 item" in done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+
+
 async def test_an_image_job_on_the_worker_lands_in_this_sides_storage(endpoint: EndpointServer, tmp_path: Path) -> None:
     """Both sides on local storage (the keyless default): the worker's ``file://`` URL is on its
     own disk, so the client asks for the image inline and stores it under the same key."""

@@ -118,6 +118,13 @@ async def _research_route(inp: DelegateInput, ctx: JobContext) -> dict[str, Any]
             f"kind {inp.kind!r} needs the research graph, which is not available in this installation",
             field="kind",
         ) from None
+    limit = ctx.config.limits.max_question_chars
+    if len(inp.task) > limit:  # the caller sent a task: name it, and why its limit is the question's
+        raise InputError(
+            f"is {len(inp.task):,} characters; a task of kind {inp.kind!r} is researched as a question,"
+            f" whose limit is {limit:,} (limits.max_question_chars in config)",
+            field="task",
+        )
     result = await research(ResearchInput(question=inp.task), ctx)
     return {
         **({"thread_id": inp.thread_id} if inp.thread_id else {}),
