@@ -68,6 +68,16 @@ def not_blank(value: str) -> str:
     return value
 
 
+def shown(value: str, limit: int = 60, *, quoted: bool = True) -> str:
+    """``value`` for an error message (``quoted``: as its repr), cut to ``limit`` characters with its
+    length said: an error never grows with what it refuses (a 200,000-character tool name came
+    back whole)."""
+    said = repr if quoted else str
+    if len(value) <= limit:
+        return said(value)
+    return f"{said(value[:limit])}... ({len(value):,} characters)"
+
+
 def check_text_limit(value: str, limits: Any, key: str, field: str) -> None:
     """``InputError`` on ``field`` when ``value`` is longer than ``limits.<key>`` (the config's
     ``limits`` section), naming both sizes and the key: every door and action says it alike."""

@@ -15,7 +15,7 @@ from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.mcpserver import Context
 
 from core.errors import InputError
-from mcp_server.results import raise_for_failure
+from mcp_server.results import call_failed, raise_for_failure
 from mcp_server.state import ServerState
 
 LOCAL_OWNER = "local"
@@ -110,6 +110,8 @@ async def run_job(
         conflict = InputError(str(exc))
         conflict.field = "idempotency_key"
         raise conflict from None
+    if result.get("status") == "FAILED" and result.get("job_id") is None:  # refused before it ran
+        raise call_failed(result.get("error") or {})
     if result.get("status") != "IN_PROGRESS":
         raise_for_failure(result)
     return result

@@ -148,11 +148,15 @@ class JobManager(ResumesJobs):
         runner = self._runner()
         if isinstance(runner, RemoteExecutor):
             job_id = await self._submit_remote(runner, job, owner, idempotency_key, thread_id)
-        else:
-            job_id = str(uuid.uuid4())
-            self.store.create(job_id, owner, job, idempotency_key, thread_id=thread_id)
-            self._start(job_id, {**job, "job_id": job_id})
-        return await self.result(job_id, owner, wait_s=wait_s, progress=progress, cancel_with_call=True)
+            return await self.result(job_id, owner, wait_s=wait_s, progress=progress, cancel_with_call=True)
+        job_id = str(uuid.uuid4())
+        self.store.create(job_id, owner, job, idempotency_key, thread_id=thread_id)
+        self._start(job_id, {**job, "job_id": job_id})
+        result = await self.result(job_id, owner, wait_s=wait_s, progress=progress, cancel_with_call=True)
+        if refused_before_running(result):  # an argument error, as one the schema refuses: no job is kept
+            self.store.forget(job_id)
+            return {**result, "job_id": None}
+        return result
 
     async def _submit_remote(self, runner: Any, job: dict[str, Any], owner: str, idempotency_key: str | None,
                              thread_id: str | None) -> str:
@@ -400,3 +404,12 @@ def _pid_of(row: dict[str, Any]) -> str | None:
     """The pid of the server process that runs a job (from its lease token)."""
     runner = row.get("runner")
     return str(runner).split("-", 1)[0] if runner else None
+
+
+def refused_before_running(result: dict[str, Any]) -> bool:
+    """Whether a finished job failed on its input before anything ran: an ``InputError`` and no
+    step but the dispatcher's (and a config reload's). list_jobs listed each such call as a job."""
+    error = result.get("error") or {}
+    return (result.get("status") == "FAILED" and error.get("type") == "InputError"
+            and all(step.get("provider") in ("dispatcher", "config") for step in result.get("trace") or []))
+

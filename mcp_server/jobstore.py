@@ -217,6 +217,11 @@ class JobStore:
             )
             return cursor.rowcount == 1
 
+    def forget(self, job_id: str) -> None:
+        """Delete one job's row, whatever its state (a job whose input was refused before it ran)."""
+        with self._lock:
+            self._db.execute("DELETE FROM jobs WHERE job_id = ?", (job_id,))
+
     def prune(self, older_than_s: float) -> int:
         """Delete finished jobs last updated more than ``older_than_s`` ago (their input and result
         with them); unfinished ones stay. The count."""

@@ -5,11 +5,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal
 
+from core.errors import InputError
+from core.rules import check_text_limit, shown
 
-def register(server: Any, kinds_of: Callable[[], list[str]] | None = None) -> None:
+
+def register(server: Any, kinds_of: Callable[[], list[str]] | None = None, limits_of: Callable[[], Any] | None = None) -> None:
     """Add the prompts to ``server``; ``kinds_of()``: the delegation kinds ``delegate_and_review``
     takes now (read at each render: a hot-swapped config's new kind counts at once; a prompt
-    naming an unknown one would send the model to a call that fails)."""
+    naming an unknown one would send the model to a call that fails); ``limits_of()``: the config's
+    ``limits`` in effect, which the topic and the task are held to (the tool would refuse them)."""
+
+    def within(value: str, key: str, field: str) -> None:
+        if limits_of is not None:
+            try:
+                check_text_limit(value, limits_of(), key, field)
+            except InputError as exc:
+                raise ValueError(str(exc)) from None
 
     @server.prompt(name="research_brief", title="Research brief",
                    description="Ask for a cited research report on a topic, for a given audience and depth.")
@@ -17,6 +28,7 @@ def register(server: Any, kinds_of: Callable[[], list[str]] | None = None) -> No
                        depth: Literal["quick", "standard", "deep"] = "standard") -> str:
         if not topic.strip():
             raise ValueError("topic: must not be empty")
+        within(topic, "max_question_chars", "topic")
         return (
             f"Research this topic with the `research` tool (depth={depth!r}): {topic}\n\n"
             f"Then write a brief for {audience}: a three-sentence summary, the key findings as "
@@ -30,9 +42,10 @@ def register(server: Any, kinds_of: Callable[[], list[str]] | None = None) -> No
     def delegate_and_review(task: str, kind: str = "bulk_content", criteria: str = "correctness and completeness") -> str:
         if not task.strip():
             raise ValueError("task: must not be empty")
+        within(task, "max_task_chars", "task")
         kinds = kinds_of() if kinds_of is not None else None
         if kinds is not None and kind not in kinds:
-            raise ValueError(f"kind: unknown kind {kind!r}; valid: {', '.join(kinds)}")
+            raise ValueError(f"kind: unknown kind {shown(kind)}; valid: {', '.join(kinds)}")
         return (
             f"Use the `delegate` tool with kind={kind!r} for this task:\n\n{task}\n\n"
             f"When it returns, judge the answer on {criteria}. Report: the answer, the reviewer's "

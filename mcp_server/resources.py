@@ -87,11 +87,11 @@ def _register_templates(server: Any) -> None:
             raise InputError(f"must be a whole number from 1 (got {page[:20]!r})", field="page")
         row = _job_row(ctx, job_id)
         if row["status"] != "COMPLETED":
-            raise ResourceError(f"job {job_id} is {row['status']}; the report exists once it is COMPLETED")
+            raise InputError(f"job {job_id} is {row['status']}; the report exists once it is COMPLETED", field="job_id")
         output = (row.get("result") or {}).get("output") or {}
         report = output.get("report") or output.get("text")
         if not report:
-            raise ResourceError(f"job {job_id} ({row['action']}) has no report")
+            raise InputError(f"job {job_id} ({row['action']}) has no report", field="job_id")
         size = server_state(ctx).runtime.config.mcp.report_page_chars
         return paginate(report, size, int(page), f"swarm://jobs/{job_id}/report")
 
@@ -171,11 +171,11 @@ def _research_source(ctx: Context, job_id: str, n: str) -> tuple[dict[str, Any],
     """A finished research job's output and its source ``n``, or a ResourceError saying what is wrong."""
     row = _job_row(ctx, job_id)
     if row["status"] != "COMPLETED":
-        raise ResourceError(f"job {job_id} is {row['status']}; its sources exist once it is COMPLETED")
+        raise InputError(f"job {job_id} is {row['status']}; its sources exist once it is COMPLETED", field="job_id")
     output = (row.get("result") or {}).get("output") or {}
     ids = [s.get("id") for s in output.get("sources", [])]
     if row.get("action") != "research" or not ids:
-        raise ResourceError(f"job {job_id} ({row.get('action')}) has no sources")
+        raise InputError(f"job {job_id} ({row.get('action')}) has no sources", field="job_id")
     source = next((s for s in output["sources"] if str(s.get("id")) == n.strip()), None)
     if source is None:
         raise InputError(f"job {job_id} has no source {n[:20]!r}; its sources are {', '.join(map(str, ids))}", field="n")

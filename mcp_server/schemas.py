@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.rules import MAX_NAME_CHARS
+
 #: keywords whose value is a schema / a list of schemas / a name -> schema map
 _SCHEMA_KEYS = ("items", "additionalProperties", "not")
 _SCHEMA_LIST_KEYS = ("anyOf", "oneOf", "allOf", "prefixItems")
@@ -95,7 +97,7 @@ def argument_errors(tool: str, error: Any, known: list[str]) -> str:
     wrong, with the limit pydantic names; never the value given (it may be a secret)."""
     lines = []
     for item in error.errors(include_url=False, include_input=False):
-        where = ".".join(str(part) for part in item["loc"]) or "arguments"
+        where = ".".join(str(part)[:MAX_NAME_CHARS] for part in item["loc"]) or "arguments"  # a key may be long
         if item["type"] == "extra_forbidden":
             lines.append(f"{where}: unknown argument; {tool} takes {', '.join(known)}")
         else:

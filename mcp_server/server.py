@@ -38,6 +38,7 @@ from pydantic import ValidationError
 from core.errors import ConfigError, InputError, SwarmError
 from core.heap import settle, unsettle
 from core.redact import redact
+from core.rules import MAX_NAME_CHARS, shown
 from mcp_server import http, job_tools, prompts, protocol, resources, schemas, thread_tools, tools
 from mcp_server.cancel import serving_call
 from mcp_server.results import ToolFailed, call_failed, public_error
@@ -260,20 +261,25 @@ class SwarmServer(MCPServer):
                 known = _argument_names(tool)
             if tool is None:
                 names = ", ".join(t.name for t in self._tool_manager.list_tools())
-                raise InputError(f"unknown tool {name!r}; this server's tools: {names}", field="name")
+                raise InputError(f"unknown tool {shown(name)}; this server's tools: {names}", field="name")
             # an argument the tool does not have is refused (the SDK drops it: a misspelt only_mask
             # ran as a cut-out); checked here, not by a stricter model per tool: nothing at start-up
             unknown = [key for key in arguments or {} if key not in known]
             if unknown:
                 takes = f"{name} takes {', '.join(known)}"
                 refused = InputError(f"invalid arguments for {name}: "
-                                     + "; ".join(f"{key}: unknown argument; {takes}" for key in unknown))
-                refused.field = unknown[0]  # as data too; the message names every one
+                                     + "; ".join(f"{shown(key, quoted=False)}: unknown argument; {takes}" for key in unknown[:8])
+                                     + (f"; and {len(unknown) - 8} more" if len(unknown) > 8 else ""))
+                refused.field = unknown[0][:MAX_NAME_CHARS]  # as data too; the message names every one
                 raise refused
             with serving_call(context):  # a job the call starts ends with it if the client cancels it
                 return await super().call_tool(name, arguments, context)
         except (ToolError, SwarmError) as exc:
             return _failure(name, exc, known).result
+
+
+#: the most of a refused URI (or prompt name) an error's data repeats
+MAX_URI_SHOWN = 300
 
 
 def refused_request(error: InputError, **where: str) -> Any:
@@ -284,7 +290,8 @@ def refused_request(error: InputError, **where: str) -> Any:
     from mcp.types import INVALID_PARAMS
 
     said = error.to_dict()
-    return MCPError(INVALID_PARAMS, said["message"], data={**{k: redact(v) for k, v in where.items()}, "error": said})
+    where = {k: redact(v if len(v) <= MAX_URI_SHOWN else v[:MAX_URI_SHOWN] + "...") for k, v in where.items()}
+    return MCPError(INVALID_PARAMS, said["message"], data={**where, "error": said})
 
 
 def _argument_names(tool: Any) -> list[str]:
@@ -360,7 +367,7 @@ def build_server(config_path: str | None = None, *, jobs_path: Path | None = Non
     )
     server.serve_tools_of(config, config_now, bus)
     resources.register(server, lambda: live[-1])
-    prompts.register(server, lambda: sorted(config_now().routing.delegation))
+    prompts.register(server, lambda: sorted(config_now().routing.delegation), lambda: config_now().limits)
     protocol.register(server, lambda: sorted(config_now().routing.delegation))
     return server
 

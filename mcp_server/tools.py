@@ -218,7 +218,7 @@ def _register_research(server: Any, config: Any) -> None:
         mode: Literal["extractive", "abstractive", "auto"] = "auto",
         max_sources: Annotated[int, Field(ge=1, le=20, description="most sources kept after ranking")] = 8,
         backends: Annotated[list[Annotated[str, Field(max_length=MAX_NAME_CHARS)]] | None, Field(
-            max_length=8, description="in order; default providers.search.fallback_chain")] = None,
+            min_length=1, max_length=8, description="in order; default providers.search.fallback_chain")] = None,
         thread_id: ThreadId = None,
         idempotency_key: IdempotencyKey = None,
     ) -> Annotated[CallToolResult, ResearchOutput]:

@@ -194,18 +194,24 @@ async def test_an_idempotency_key_reused_for_another_request_is_refused(tmp_path
 
 
 async def test_a_failed_job_is_a_tool_error_naming_the_problem_and_the_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    use_fake_llm(monkeypatch, SlowLLM())
+    from core.errors import ProviderUnavailable
+    from providers.testing import FunctionLLM
+
+    def down(messages: Any, config: Any) -> str:
+        raise ProviderUnavailable("fake", "the model is down")
+
+    use_fake_llm(monkeypatch, FunctionLLM(down, model="down-fake"))
     config = write_config(tmp_path)
     async with Client(build_server(str(config))) as client:
-        # (an unknown kind is refused at the door, before a job: test_mcp_error_shape)
-        result = await client.call_tool("upscale_image", {"image": "not*base64"})
+        # (input refused before anything ran keeps no job: test_mcp_error_shape)
+        result = await client.call_tool("delegate", {"task": "write a haiku"})
         assert result.is_error
         text = result.content[0].text
-        assert "base64" in text and "job_id: " in text
+        assert "the model is down" in text and "job_id: " in text
         job_id = text.rsplit("job_id: ", 1)[1].strip()
         status = await client.call_tool("job_status", {"job_id": job_id})
         assert status.structured_content["status"] == "FAILED"
-        assert status.structured_content["error"]["type"] == "InputError"
+        assert status.structured_content["error"]["type"] == "ProviderUnavailable"
 
 
 async def test_a_running_jobs_handle_carries_the_steps_it_has_finished(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,87 @@
+"""Refusals a reviewer found unbounded or misfiled, over real stdio: an error never grows with the
+input it refuses (a 200,000-character tool name, argument key, prompt argument or URI came back
+whole), the prompts hold their text to the limits the tools do, a resource a finished job does not
+have is bad input (INVALID_PARAMS naming ``job_id``, not an internal error), and an empty
+``backends`` list is refused by the schema, before a job."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
+from mcp_helpers import write_config
+
+ROOT = Path(__file__).resolve().parents[1]
+LONG = "x" * 200_000
+
+
+def _stdio(config: Path) -> StdioServerParameters:
+    return StdioServerParameters(command=sys.executable, args=["-m", "mcp_server.server", "--config", str(config)],
+                                 env=dict(os.environ), cwd=str(ROOT))
+
+
+async def _refused_prompt(client: Any, name: str, args: dict[str, str]) -> Any:
+    try:
+        await client.get_prompt(name, args)
+    except Exception as exc:  # the client raises the JSON-RPC error as MCPError
+        error = exc.error  # type: ignore[attr-defined]
+        assert error.code == -32602, error
+        return error
+    raise AssertionError(f"prompt {name} was served")
+
+
+async def test_refusals_stay_short_whatever_the_input(tmp_path: Path) -> None:
+    async with Client(_stdio(write_config(tmp_path))) as client:
+        unknown = await client.call_tool(LONG, {})
+        assert unknown.is_error and len(unknown.content[0].text) < 1_000
+        assert "'xxxxxxxx" in unknown.content[0].text and "(200,000 characters)" in unknown.content[0].text
+
+        extra = await client.call_tool("delegate", {"task": "hi", LONG: 1})
+        assert extra.is_error and len(extra.content[0].text) < 1_000, len(extra.content[0].text)
+        assert "unknown argument; delegate takes task," in extra.content[0].text
+        assert len(extra.structured_content["error"]["field"]) <= 100
+
+        error = await _refused_prompt(client, "delegate_and_review", {"task": "t", "kind": LONG})
+        assert len(error.message) < 1_000 and "kind: unknown kind 'xxx" in error.message
+
+        try:
+            await client.read_resource("swarm://jobs/" + LONG)
+        except Exception as exc:
+            assert len(str(exc.error.model_dump())) < 2_000  # type: ignore[attr-defined]
+        else:
+            raise AssertionError("a job that does not exist was read")
+
+
+async def test_prompts_hold_their_text_to_the_tools_limits(tmp_path: Path) -> None:
+    async with Client(_stdio(write_config(tmp_path))) as client:
+        error = await _refused_prompt(client, "delegate_and_review", {"task": "t" * 20_001})
+        assert "task: is 20,001 characters; the limit is 20,000 (limits.max_task_chars in config)" in error.message
+        error = await _refused_prompt(client, "research_brief", {"topic": "t" * 2_001})
+        assert "topic: is 2,001 characters; the limit is 2,000 (limits.max_question_chars in config)" in error.message
+        served = await client.get_prompt("research_brief", {"topic": "t" * 2_000})
+        assert "t" * 2_000 in served.messages[0].content.text
+
+
+async def test_a_resource_a_finished_job_lacks_is_bad_input_and_empty_backends_are_refused(tmp_path: Path) -> None:
+    async with Client(_stdio(write_config(tmp_path, wait_budget_s=120))) as client:
+        empty = await client.call_tool("research", {"question": "q", "backends": []})
+        assert empty.is_error and empty.structured_content["job_id"] is None
+        assert empty.structured_content["error"]["field"] == "backends"
+
+        image = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC"
+        done = await client.call_tool("upscale_image", {"image": image})
+        assert not done.is_error and done.structured_content["status"] == "COMPLETED", done.content[0].text
+        job_id = done.structured_content["job_id"]
+        for uri in (f"swarm://jobs/{job_id}/sources/1", f"swarm://jobs/{job_id}/report"):
+            try:
+                await client.read_resource(uri)
+            except Exception as exc:
+                error = exc.error  # type: ignore[attr-defined]
+                assert error.code == -32602 and error.data["error"]["field"] == "job_id", error
+                assert error.message.startswith(f"job_id: job {job_id} (upscale) has no "), error.message
+            else:
+                raise AssertionError(f"{uri} was read")
