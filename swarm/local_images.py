@@ -42,6 +42,10 @@ async def read_local_sources(config: Any, inp: dict[str, Any], roots_for: RootsF
     if inp.get("images") is not None and inp.get("path"):
         raise InputError("give images or one of image, path, url, key, not both (got images and path)",
                          field=f"{prefix}path")
+    others = [name for name in ("image", "url", "key") if inp.get(name)]
+    if inp.get("images") is not None and others:  # the dispatcher's "input: ..." named no field, nor path
+        raise InputError(f"give images or one of image, path, url, key, not both (got images and {others[0]})",
+                         field=f"{prefix}{others[0]}")
     # a client's "unset" path ("") beside images: images are the source
     top = {k: v for k, v in inp.items() if k != "path"} if inp.get("images") is not None and inp.get("path") == "" else inp
     out = await _read_source(limits, top, prefix, roots_for, base)
@@ -54,6 +58,9 @@ async def read_local_sources(config: Any, inp: dict[str, Any], roots_for: RootsF
         if not isinstance(images, list) or not 1 <= len(images) <= MAX_BATCH_IMAGES:  # before any file is read
             count = f"{len(images)} images" if isinstance(images, list) else "not a list"
             raise InputError(f"{count}; give 1 to {MAX_BATCH_IMAGES} per job (MAX_BATCH_IMAGES)", field=f"{prefix}images")
+        for n, item in enumerate(images):
+            if isinstance(item, dict) and not any(item.get(name) is not None for name in ("image", "path", "url", "key")):
+                raise InputError("give one of image, path, url, key (got none)", field=f"{prefix}images[{n}].image")
         out["images"] = [await _read_source(limits, item, f"{prefix}images[{n}].", roots_for, base) if isinstance(item, dict)
                          else item for n, item in enumerate(images)]
     return out
@@ -64,6 +71,8 @@ async def _read_source(limits: ImageLimits, source: dict[str, Any], prefix: str,
     """``source`` (one image's image/url/key/path) with its file read into ``image``."""
     rest = {k: v for k, v in source.items() if k != "path"}
     path, given = source.get("path"), [name for name in ("image", "url", "key") if source.get(name)]
+    if path is None and len(given) > 1:  # the dispatcher's "input: ..." named no field, nor path
+        raise InputError(f"give one of image, path, url, key (got {' and '.join(given)})", field=f"{prefix}{given[0]}")
     if path is None or (path == "" and given):  # an empty field beside a filled one: a client's "unset"
         image = rest.get("image")
         if isinstance(image, str) and image and looks_like_path(image):

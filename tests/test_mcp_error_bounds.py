@@ -85,3 +85,23 @@ async def test_a_resource_a_finished_job_lacks_is_bad_input_and_empty_backends_a
                 assert error.message.startswith(f"job_id: job {job_id} (upscale) has no "), error.message
             else:
                 raise AssertionError(f"{uri} was read")
+
+
+async def test_two_sources_or_an_empty_batch_item_name_their_field_before_a_job(tmp_path: Path) -> None:
+    """The dispatcher named these ``input`` and left ``path`` out of the choices; a batch item with
+    no source was ``input.images.0`` from a job. The door refuses each naming the field, no job made."""
+    png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC"
+    async with Client(_stdio(write_config(tmp_path))) as client:
+        for tool, args, field, said in [
+            ("upscale_image", {"image": png, "url": "http://example.com/a.png"}, "image",
+             "give one of image, path, url, key (got image and url)"),
+            ("remove_background", {"images": [{"image": png}], "image": png}, "image",
+             "give images or one of image, path, url, key, not both (got images and image)"),
+            ("remove_background", {"images": [{"image": png}, {}]}, "images[1].image",
+             "give one of image, path, url, key (got none)"),
+        ]:
+            refused = await client.call_tool(tool, args)
+            assert refused.is_error and refused.structured_content["job_id"] is None
+            assert refused.structured_content["error"]["field"] == field
+            assert refused.content[0].text == f"InputError: {field}: {said}"
+        assert (await client.call_tool("list_jobs", {})).structured_content == {"jobs": []}

@@ -48,7 +48,7 @@ async def test_upscale_returns_a_key_and_url_and_the_artifact_resource_serves_it
         assert base64.b64decode(inline.structured_content["image_base64"]).startswith(b"\x89PNG")
 
         bad = await client.call_tool("upscale_image", {"image": "bm90IGFuIGltYWdl", "url": "https://example.com/x.png"})
-        assert bad.is_error and "exactly one of image, url, key" in bad.content[0].text
+        assert bad.is_error and "image: give one of image, path, url, key (got image and url)" in bad.content[0].text
 
 
 async def test_remove_background_with_a_list_of_images(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
