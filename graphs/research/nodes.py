@@ -106,6 +106,15 @@ def _json_string(body: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
+#: a list marker the planner may put before a query: "1. ", "2) ", "- ", "* "
+_LIST_MARKER = re.compile(r"^\s*(?:\d{1,2}[.)]|[-*\u2022])\s+")
+
+
+def _same_query(query: str) -> str:
+    """What two queries share when they differ only in case, spacing and end punctuation."""
+    return " ".join(query.lower().split()).rstrip(" .?!")
+
+
 def parse_plan(text: str, question: str, n: int) -> tuple[list[str], str | None]:
     """Sub-queries from the planner's answer, or ([], why it is unusable). A query that is no
     search phrase whatever the question (code, SQL, one word repeated: ``junk_form``) is dropped."""
@@ -123,12 +132,16 @@ def parse_plan(text: str, question: str, n: int) -> tuple[list[str], str | None]
     items = data.get("queries") if isinstance(data, dict) else data
     if not isinstance(items, list):
         return [], "the planner's JSON has no list of queries"
+    # a list marker ("1. ", "- ") is the planner's layout, not a search word: kept, it got past the
+    # duplicate check ("1. Ignore ..." and "3. Ignore ...") and the junk check's "adds no word"
+    items = [_LIST_MARKER.sub("", q) if isinstance(q, str) else q for q in items]
     queries = [
         " ".join(q.split())[:MAX_QUERY_CHARS]
         for q in items
         if isinstance(q, str) and len(q.strip()) > 1 and "://" not in q and len(q.split()) <= 16 and not junk_form(q, question)
     ]
-    queries = [q for q in dict.fromkeys(queries) if q.lower() != question.strip().lower()]
+    unique = {_same_query(q): q for q in reversed(queries)}  # case and end punctuation aside; the first kept
+    queries = [q for q in queries if unique.get(_same_query(q)) is q and _same_query(q) != _same_query(question)]
     return (queries[:n], None) if queries else ([], "the planner proposed no usable query")
 
 
