@@ -31,7 +31,9 @@ _FENCE_LINE = re.compile(r"^[ ]{0,3}(`{3,}|~{3,})(.*)$", re.MULTILINE)
 #: a sentence ends at . ! ? before one that starts like a sentence; \x01 is the placeholder of a
 #: code span hidden while citations are read (citations._protect_code), so "`x` means y." starts one too
 SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[*`A-Z0-9\x01])")
-_TOKEN = re.compile(r"[a-z0-9]+")
+#: a word: letters and digits of any script ("für", a run of Chinese): with ASCII only, a question in
+#: another script lost every word but its Latin ones, and with them the warning that no source says them
+_TOKEN = re.compile(r"[^\W_]+")
 _SUFFIXES = ("ations", "ation", "ings", "ing", "ers", "ies", "ied", "ure", "es", "ed", "er", "ly", "s")
 STOPWORDS = frozenset(
     """a about above after again against all also am an and any are as at be because been before

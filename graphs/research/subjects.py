@@ -206,12 +206,20 @@ def subjects(question: str, texts: Iterable[str] | Vocabulary) -> tuple[list[str
     texts say none of them ("configure nginx": nginx), else nothing."""
     said = texts if isinstance(texts, Vocabulary) else Vocabulary.of(texts)
     names = named_terms(question)
+    # a word in a script without Latin letters (Chinese, Cyrillic, ...) that no text says: a question
+    # asked in Chinese about RunPod was answered from RunPod's pages, every word but "RunPod" unseen
+    foreign = [w for w in dict.fromkeys(words_of(question)) if _unlatin(w) and not said.says(w)]
     if names:
-        return names, [name for name in names if not set(content_stems(name)) <= said.stems]
+        return [*names, *foreign], [name for name in names if not set(content_stems(name)) <= said.stems] + foreign
     own = list(dict.fromkeys(w for w in words_of(question) if is_content_word(w) and not _ordinary(w)))
     if not own or any(said.says(word) for word in own):
         return [], []
     return own, own
+
+
+def _unlatin(word: str) -> bool:
+    """A word with letters and none of them Latin (``words_of`` gives small letters)."""
+    return not word.isdigit() and not any("a" <= c <= "z" or "\u00c0" <= c <= "\u024f" for c in word)
 
 
 def unmentioned(question: str, texts: Iterable[str] | Vocabulary) -> list[str]:

@@ -9,11 +9,13 @@ estimate, the limit and what would fit (``check_fits``). It checks before waitin
 and again once it holds the model (a wait or a precision measurement took time).
 
 The speed is measured on real upscale tiles, never assumed: each upscale this process ran (the
-fastest figure is kept). ``precision: auto``'s timing of its 64x64 probes is not one: per-call
-overhead dominates it (realesr-animevideov3-x4: ~5,500 pixels/s there, ~30,000 in real upscales).
-A figure from a small job carries its first tile's set-up too, so up front a job is refused only
-when it would not fit even at ``UP_FRONT_MARGIN`` times that speed; where no figure exists,
-nothing is refused up front.
+fastest figure is kept), over its tiles after the first (``WARM_TILES``), which carries the
+network's one-off set-up: a one-tile job teaches nothing (a 64x48 upscale, timed whole, read
+~1,850 pixels/s where tiles ran ~44,000, and the next 1300x1300 input, a 48 s job, was refused).
+``precision: auto``'s timing of its 64x64 probes is not one either: per-call overhead dominates it
+(realesr-animevideov3-x4: ~5,500 pixels/s there, ~30,000 in real upscales). Up front a job is
+refused only when it would not fit even at ``UP_FRONT_MARGIN`` times the figure; where no figure
+exists, nothing is refused up front.
 
 Whatever was known up front, the job's own tiles decide (``TileWatch``): after its first warm
 tiles and every ``RECHECK_EVERY_TILES`` after, the rate of its tiles since the warm ones says
