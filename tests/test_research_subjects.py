@@ -250,3 +250,15 @@ def test_a_search_for_a_word_in_small_letters_no_source_says_makes_no_section():
     question = "Which queue types does Tinyq provide?"
     report = extractive_report(question, ["nginx", "configure nginx", "Tinyq license terms"], SOURCES, PASSAGES)
     assert set(_sections(report)) == {question, "Tinyq license terms"}, report
+
+
+def test_a_question_in_another_script_is_warned_of_what_no_source_says():
+    """A reviewer asked "RunPod 的异步任务结果保存多久？" and got 20 quoted sentences about RunPod and no
+    warning: words were ASCII only, so the question was "runpod"."""
+    from graphs.research.subjects import subjects
+
+    texts = ["RunPod keeps the results of async jobs for 30 minutes.", "Der Server läuft."]
+    assert subjects("RunPod 的异步任务结果保存多久？", texts) == (["RunPod", "的异步任务结果保存多久"], ["的异步任务结果保存多久"])
+    assert subjects("как долго RunPod хранит результаты?", texts)[1] == ["как", "долго", "хранит", "результаты"]
+    assert subjects("How long does RunPod keep async job results?", texts) == (["RunPod"], [])
+    assert subjects("Wie lange läuft der Server?", texts)[1] == []  # Latin letters, said by a text: no warning
