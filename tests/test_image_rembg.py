@@ -224,3 +224,24 @@ async def test_a_cancelled_batch_stops_before_its_next_image(remover):
         assert len(started) == settled < len(photos), started
     finally:
         del remover._batch_one
+
+
+async def test_pixels_the_input_hid_stay_hidden_alone_and_in_a_batch(remover):
+    """A reviewer's RGBA input, its left half at alpha 0 with colour kept under it, came out with
+    580 of those pixels at alpha >= 128: the mask was the model's alone (as the rembg library's)."""
+    photo = Image.open(io.BytesIO(PHOTO)).convert("RGBA")
+    hidden = np.asarray(photo).copy()
+    hidden[:, :128, 3] = 0
+    buffer = io.BytesIO()
+    Image.fromarray(hidden, "RGBA").save(buffer, "PNG")
+    opaque, plain = buffer.getvalue(), decode(await remover.process(PHOTO, ImageAction.REMOVE_BACKGROUND, ImageConfig()))
+    assert plain[:, :128, 3].max() == 255  # the subject reaches into the hidden half
+    for config in (ImageConfig(), ImageConfig(alpha_matting=True), ImageConfig(background_color=(0, 255, 0, 128))):
+        out = decode(await remover.process(opaque, ImageAction.REMOVE_BACKGROUND, config))
+        assert out[:, :128, 3].max() == (0 if config.background_color is None else 128), config
+        assert out[:, 128:, 3].max() == 255  # the visible half keeps its subject
+    mask = decode(await remover.process(opaque, ImageAction.REMOVE_BACKGROUND, ImageConfig(only_mask=True)))
+    assert mask[:, :128].max() == 0 and mask[:, 128:].max() == 255
+    batch = await remover.process_batch([opaque, PHOTO], ImageAction.REMOVE_BACKGROUND, ImageConfig())
+    first, second = (decode(item.data) for item in batch.items)
+    assert first[:, :128, 3].max() == 0 and np.array_equal(second, plain)

@@ -180,3 +180,21 @@ async def test_cancelling_an_upscale_stops_its_thread_between_tiles_and_frees_th
     assert {total for _, total in reported} == {64}
     # at most the tile under way when the cancel came was finished; the rest never ran
     assert reported[-1][0] <= done_at_cancel + 1 < 64, reported[-3:]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "ncnn"])
+async def test_a_tiny_input_keeps_its_colour(models_dir, precision):
+    """A reviewer's 1x1 (200, 50, 50) came back as (125, 65, 51) on average: the network pads with
+    zeros, and on so small an input the border was all there was. It is now grown by its own edge
+    pixels to ``MIN_SIDE`` and its part cut out of the output."""
+    from providers.image.upscale import MIN_SIDE, grown_to_min_side
+
+    provider = upscaler(models_dir, precision=precision)
+    for size, colour in (((1, 1), (200, 50, 50)), ((2, 1), (10, 20, 30)), ((20, 3), (90, 160, 220))):
+        buffer = io.BytesIO()
+        Image.new("RGB", size, colour).save(buffer, "PNG")
+        out = np.asarray(Image.open(io.BytesIO(await provider.process(buffer.getvalue(), ImageAction.UPSCALE, ImageConfig()))))
+        assert out.shape == (size[1] * 4, size[0] * 4, 3)
+        assert np.abs(out.reshape(-1, 3).mean(0) - colour).max() <= 3, (size, out.reshape(-1, 3).mean(0))
+    grown, offset = grown_to_min_side(np.zeros((3, 20, 3), np.uint8))
+    assert grown.shape == (MIN_SIDE, 20, 3) and offset == (6, 0)

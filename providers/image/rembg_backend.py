@@ -187,7 +187,7 @@ class RembgRemover(SingleActionBackend):
             return self._process_one(image, config)
 
     def _process_one(self, image: bytes, config: ImageConfig) -> tuple[bytes, list[TraceStep]]:
-        rgb, size = self._decode(image)
+        rgb, size, alpha = self._decode(image)
         steps: list[TraceStep] = []
         errors: list[ProviderError] = []
         for attempt, name in enumerate(self.chain(config), start=1):
@@ -201,16 +201,22 @@ class RembgRemover(SingleActionBackend):
                                         provider=self.paths.engine(name)))
                 errors.append(exc)
                 continue
-            data = self._encode(cutout(rgb, mask, config), config.output_format)
+            data = self._encode(cutout(rgb, mask, config, alpha), config.output_format)
             steps.append(self._step(name, attempt, started, "ok", detail=_detail(why, size, extra, config),
                                     provider=self.paths.engine(name)))
             return data, steps
         raise _chain_failed(steps, errors)
 
-    def _decode(self, image: bytes, field: str = "image") -> tuple[Image.Image, tuple[int, int]]:
+    def _decode(self, image: bytes, field: str = "image") -> tuple[Image.Image, tuple[int, int], Image.Image | None]:
+        """The image as RGB, its size, and its alpha where it has one that hides any pixel (what
+        the cutout keeps hidden: the rembg library drops it, and colour under transparent pixels
+        came out visible)."""
         img = open_checked(image, self.limits, field=field)
-        img = img.convert("RGBA") if img.mode in ("P", "LA", "PA") else img
-        return img.convert("RGB"), img.size
+        img = img.convert("RGBA") if img.mode in ("P", "LA", "PA", "RGBa", "La") else img
+        alpha = img.getchannel("A") if img.mode == "RGBA" else None
+        if alpha is not None and alpha.getextrema()[0] == 255:
+            alpha = None  # opaque throughout: nothing to keep hidden
+        return img.convert("RGB"), img.size, alpha
 
     def _encode(self, img: Image.Image, output_format: str) -> bytes:
         return encode_cutout(img, output_format, self.settings.png_compress_level)
@@ -290,7 +296,7 @@ class RembgRemover(SingleActionBackend):
     ) -> tuple[BatchItem, TraceStep]:
         (name, why), started, provider = chosen, time.perf_counter(), self.paths.engine(chosen[0])
         try:
-            rgb, size = self._decode(image, field=f"images[{index}]")
+            rgb, size, alpha = self._decode(image, field=f"images[{index}]")
             # a slot another batch holds for long is a wait worth telling; a short one is sharing
             acquire_reporting(lambda timeout: self._batch_slots.acquire(timeout=timeout), lambda: _BATCH,
                               first_after_s=WAIT_REPORT_EVERY_S)
@@ -298,7 +304,7 @@ class RembgRemover(SingleActionBackend):
                 mask = infer(net, rgb, extra, name, provider)
             finally:
                 self._batch_slots.release()
-            data = self._encode(cutout(rgb, mask, config), config.output_format)
+            data = self._encode(cutout(rgb, mask, config, alpha), config.output_format)
         except (InputError, ProviderError) as exc:
             step = self._step(name, 1, started, "error", exc, index=index, provider=provider)
             return BatchItem(index, error=exc), step

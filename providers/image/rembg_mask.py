@@ -54,13 +54,16 @@ def infer(net: MaskNet, rgb: Image.Image, extra: dict[str, Any], name: str, prov
         raise ProviderError(provider, f"inference failed: {type(exc).__name__}", model=name) from None
 
 
-def cutout(img: Image.Image, mask: Image.Image, config: ImageConfig) -> Image.Image:
+def cutout(img: Image.Image, mask: Image.Image, config: ImageConfig, alpha: Image.Image | None = None) -> Image.Image:
     """What a job asked for of ``img`` and its ``mask``: the mask itself (``only_mask``), or the
-    cutout, over ``background_color`` where set; ``alpha_matting`` refines the mask first."""
-    from PIL import Image
+    cutout, over ``background_color`` where set; ``alpha_matting`` refines the mask first. Where
+    the input had ``alpha``, the mask is never above it: a pixel the input hid stays hidden."""
+    from PIL import Image, ImageChops
 
     if config.alpha_matting:
         mask = refine_mask(img, mask)
+    if alpha is not None:
+        mask = ImageChops.darker(mask, alpha)
     if config.only_mask:
         return mask
     result = Image.composite(img.convert("RGBA"), Image.new("RGBA", img.size, 0), mask)
