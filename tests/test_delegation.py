@@ -38,6 +38,18 @@ async def test_draft_review_revise_then_approve(make_context: Any) -> None:
     assert "misses the second point" in llm.calls[2][0][-1].content
 
 
+@pytest.mark.parametrize(("score", "warned"), [(1, True), (3, True), (4, False), (None, False)])
+async def test_an_approval_with_a_failing_score_is_warned_of(make_context: Any, score: int | None, warned: bool) -> None:
+    """A reviewer saw the keyless local model's self-review read "approved, score 1/10" on every
+    answer, and nothing said the verdict contradicted itself."""
+    verdict = {"approved": True, "score": score, "issues": [], "suggestion": ""}
+    result = await dispatch(job(), make_context(FakeLLM(["a draft", verdict])))
+    assert result["status"] == "COMPLETED", result["error"]
+    said = [w for w in result["output"]["warnings"] if "contradicts itself" in w]
+    assert said == ([f"the review approved the answer but scored it {score}/10: its verdict contradicts itself,"
+                     " so take neither as a check of the answer"] if warned else [])
+
+
 async def test_a_draft_cut_at_its_token_limit_says_so_in_the_trace(make_context: Any) -> None:
     """A keyless answer ended mid-word with nothing saying the model's token limit had cut it."""
     class CutShort(FakeLLM):

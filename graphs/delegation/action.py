@@ -91,11 +91,23 @@ def _output(state: dict[str, Any], inp: DelegateInput) -> dict[str, Any]:
     }
 
 
+#: a score at or below this beside ``approved: true`` is a verdict that contradicts itself
+LOW_SCORE = 3
+
+
 def _warnings(state: dict[str, Any]) -> list[str]:
     """What the caller should know before reading the answer: that the model did not end it
-    itself (its token limit cut it, or it began repeating itself and was stopped there)."""
+    itself (its token limit cut it, or it began repeating itself and was stopped there), and
+    that its review approved it with a score that says otherwise (the keyless local model's
+    self-review read "approved, score 1/10" on every answer a reviewer tried)."""
     cut = cut_warning("the answer", state.get("draft_cut"))
-    return [cut] if cut else []
+    warnings = [cut] if cut else []
+    review = state.get("review") or {}
+    score = review.get("score")
+    if review.get("approved") is True and isinstance(score, int) and score <= LOW_SCORE:
+        warnings.append(f"the review approved the answer but scored it {score}/10: its verdict contradicts"
+                        " itself, so take neither as a check of the answer")
+    return warnings
 
 
 def _attach_partial(exc: AllProvidersFailed, inp: DelegateInput) -> None:
