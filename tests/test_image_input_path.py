@@ -103,6 +103,7 @@ async def test_what_is_not_an_image_file_is_named(echo: EchoImages, tmp_path: Pa
     (folder / "notes.txt").write_text("not an image")
     (folder / "empty.png").write_bytes(b"")
     (folder / "big.png").write_bytes(SMALL.read_bytes() + b"\0" * 4000)
+    (folder / "cut.png").write_bytes(SMALL.read_bytes()[: SMALL.stat().st_size // 2])  # named "image: ..." by a job
     fifo = folder / "pipe.png"
     os.mkfifo(fifo)
     cases = {
@@ -110,6 +111,7 @@ async def test_what_is_not_an_image_file_is_named(echo: EchoImages, tmp_path: Pa
         str(folder / "notes.txt"): f"path: {folder / 'notes.txt'} is not a supported image (by its first bytes)",
         str(folder / "empty.png"): f"path: {folder / 'empty.png'} is empty",
         str(fifo): f"path: {fifo} is not a regular file",  # opened without blocking: no writer needed
+        str(folder / "cut.png"): f"path: {folder / 'cut.png'} is a truncated png image",
         str(folder / "big.png"): f"path: {folder / 'big.png'} is {SMALL.stat().st_size + 4000:,} bytes; the limit is 6,000"
                                  " (providers.image.max_input_bytes)",
     }

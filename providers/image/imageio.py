@@ -363,7 +363,15 @@ def read_file(text: str, limits: ImageLimits, *, roots: Sequence[str] | None = N
     if kind is None or kind not in limits.formats:
         raise InputError(f"{path} is not a supported image (by its first bytes); formats: {', '.join(limits.formats)}",
                          field=field)
-    _header(data, kind, limits, field).close()  # a size past the limit is the path's, not a job's "image"
+    img = _header(data, kind, limits, field)  # a size past the limit is the path's, not a job's "image"
+    try:  # and so is a file cut short: decoded once here, it is refused before a job, naming the path
+        img.seek(0)
+        img.load()
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        reason = "truncated" if "truncated" in str(exc).lower() else f"corrupt ({type(exc).__name__})"
+        raise InputError(f"{path} is a {reason} {kind} image", field=field) from None
+    finally:
+        img.close()
     return data
 
 
