@@ -229,7 +229,9 @@ def _redact_record(record: logging.LogRecord) -> logging.LogRecord:
         message = record.getMessage()
     except (TypeError, ValueError):  # a bad format string: keep what there is, redacted
         message = f"{record.msg!r} {record.args!r}"
-    record.msg, record.args = redact(message), None
+        record.msg, record.args = redact(message), None
+    else:
+        _redact_message(record, message)
     if record.exc_info and not record.exc_text:
         record.exc_text = logging.Formatter().formatException(record.exc_info)
     if record.exc_text:
@@ -238,6 +240,29 @@ def _redact_record(record: logging.LogRecord) -> logging.LogRecord:
         record.stack_info = redact(record.stack_info)
     record._swarm_redacted = True  # type: ignore[attr-defined]
     return record
+
+
+def _redact_message(record: logging.LogRecord, message: str) -> None:
+    """``record``'s message (``message``, formatted) without secrets, its args kept where that is
+    safe: a formatter that reads them (uvicorn's access log unpacks client, method, path, version
+    and status) failed on every request, with a traceback, once they were always merged away. A
+    clean message is left as it was; a tuple of args has each string masked, so long as the
+    message they make is clean; anything else is merged into one masked message."""
+    safe = redact(message)
+    if safe == message:
+        return
+    args = record.args
+    if isinstance(args, tuple) and isinstance(record.msg, str):
+        masked = tuple(redact(arg) if isinstance(arg, str) else arg for arg in args)
+        msg = redact(record.msg)
+        try:
+            made = msg % masked if masked else msg
+        except (TypeError, ValueError):
+            made = None
+        if made is not None and redact(made) == made:
+            record.msg, record.args = msg, masked
+            return
+    record.msg, record.args = safe, None
 
 
 _installed_factory: Any = None

@@ -479,3 +479,28 @@ def test_secret_names_match_in_camel_case_and_behind_separators_but_not_inside_w
         assert SECRET_KEY_NAME.search(name), name
     for name in ("author", "tokenizer", "secretary_name", "authority"):
         assert not SECRET_KEY_NAME.search(name), name
+
+
+def test_a_formatter_that_reads_the_args_still_gets_them_with_the_secret_masked(
+    log_redaction: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """uvicorn's access formatter unpacks a record's args (client, method, path, version, status):
+    with every record's args merged away, each HTTP request logged a TypeError and its traceback
+    instead of its line (a reviewer counted 113 of 113)."""
+    from uvicorn.logging import AccessFormatter
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(AccessFormatter('%(client_addr)s - "%(request_line)s" %(status_code)s', use_colors=False))
+    access = logging.getLogger("uvicorn.access.test")
+    access.addHandler(handler)
+    access.propagate = False
+    access.setLevel(logging.INFO)
+    try:
+        for path in ("/mcp", f"/mcp?api_key={SHAPES['openai']}"):
+            access.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "POST", path, "1.1", 401)
+    finally:
+        access.removeHandler(handler)
+    err = capsys.readouterr().err
+    assert "Logging error" not in err and "Traceback" not in err, err
+    assert '127.0.0.1:5000 - "POST /mcp HTTP/1.1" 401' in err
+    assert SHAPES["openai"] not in err and '"POST /mcp?api_key=[REDACTED] HTTP/1.1" 401' in err, err
