@@ -27,6 +27,26 @@ def server_state(ctx: Context) -> ServerState:
     return cast(ServerState, ctx.request_context.lifespan_context)
 
 
+#: the storage keys a job writes: ``<project>/<job_id>/...`` (graphs/image/nodes.py)
+JOB_KEY_PROJECTS = ("image_tools",)
+
+
+def check_key_owner(ctx: Context, key: str, field: str = "key") -> None:
+    """Refuse a storage key under another caller's job (``image_tools/<job_id>/...``) as if nothing
+    were stored there: over HTTP, a client who got hold of another's key read their image, and
+    could tell a real job id from an unknown one. A key no job of this server's made stays open."""
+    parts = key.strip("/").split("/")
+    if len(parts) < 2 or parts[0] not in JOB_KEY_PROJECTS:
+        return
+    row = server_state(ctx).jobs.store.get(parts[1])
+    if row is not None and row["owner"] != owner_of(ctx):
+        raise InputError(f"no object {key[:MAX_KEY_SHOWN]!r} in storage: use the key an image tool returned", field=field)
+
+
+#: the most of a key an error repeats
+MAX_KEY_SHOWN = 300
+
+
 def owner_of(ctx: Context) -> str:
     """Who the caller is: the bearer token's identity on authenticated HTTP, else ``local``."""
     request = ctx.request_context.request

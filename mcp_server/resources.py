@@ -15,7 +15,7 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 
 from core.errors import InputError
-from mcp_server.calls import owner_of, server_state
+from mcp_server.calls import check_key_owner, owner_of, server_state
 from mcp_server.job_tools import unknown_job
 from mcp_server.outputs import LATENCY_DECIMALS
 from mcp_server.state import ServerState
@@ -99,6 +99,7 @@ def _register_templates(server: Any) -> None:
                      mime_type="application/octet-stream",  # a read names the object's own type (SwarmServer)
                      description="An object from the configured storage (e.g. an upscaled image), by the key a tool returned.")
     async def artifact_resource(key: str, ctx: Context) -> bytes:
+        check_key_owner(ctx, key)
         return await _artifact(server_state(ctx).runtime.providers().storage, key)
 
     @server.resource("swarm://threads/{thread_id}", name="thread", title="A conversation", mime_type="application/json",

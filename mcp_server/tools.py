@@ -36,7 +36,7 @@ from core.rules import (
 )
 from graphs.actions import action_module
 from graphs.image.inputs import Rgba
-from mcp_server.calls import run_job, server_state
+from mcp_server.calls import check_key_owner, run_job, server_state
 from mcp_server.outputs import ConsensusOutput, DelegateOutput, ImageOutput, ResearchOutput
 from mcp_server.previews import image_blocks
 from mcp_server.results import (
@@ -294,6 +294,11 @@ async def _image_call(ctx: Context, action: str, inp: dict[str, Any], return_bas
     runtime = server_state(ctx).runtime
     inline_limit = runtime.config.mcp.max_inline_image_bytes
     # an InputError here (before any job exists) is answered as a failed job's (SwarmServer.call_tool)
+    if inp.get("key"):
+        check_key_owner(ctx, str(inp["key"]))
+    for n, item in enumerate(inp.get("images") or []):
+        if isinstance(item, dict) and item.get("key"):
+            check_key_owner(ctx, str(item["key"]), f"images[{n}].key")
     inp = await read_local_sources(runtime.config, inp, lambda field: _file_roots(ctx, runtime.config, field))
     job = {"project": "image_tools", "action": action, "input": _drop_none(**inp, inline=return_base64 or None)}
     result = await run_job(ctx, job, idempotency_key=idempotency_key)

@@ -118,6 +118,30 @@ async def test_a_client_cannot_see_another_clients_job(app: Any) -> None:
             assert [(t["thread_id"], t["turns"]) for t in mine] == [(thread_id, 2)]
 
 
+async def test_a_client_cannot_read_or_reuse_another_clients_image(app: Any) -> None:
+    """A reviewer, as bob, read alice's upscaled image by its key, upscaled it again through
+    ``key``, and told her job's id from an unknown one by the error's "(it is a folder)"."""
+    png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC"
+    async with serving(app) as base, client_for(base, ALICE) as alice, client_for(base, BOB) as bob:
+        started = (await alice.call_tool("upscale_image", {"image": png})).structured_content
+        done = (await alice.call_tool("job_result", {"job_id": started["job_id"], "wait_s": 50})).structured_content
+        assert done["status"] == "COMPLETED", done
+        key = done["output"]["key"]
+        folder = key.rsplit("/", 1)[0]
+        assert (await alice.read_resource(f"swarm://artifacts/{key}")).contents[0].blob
+        unknown = "image_tools/00000000-0000-0000-0000-000000000000"
+        for peek in (key, folder, f"{unknown}/upscale.png"):
+            with pytest.raises(Exception) as refused:
+                await bob.read_resource(f"swarm://artifacts/{peek}")
+            said = refused.value.error.message  # type: ignore[attr-defined]
+            assert said == f"key: no object {peek!r} in storage: use the key an image tool returned", said
+        for args, field in (({"key": key}, "key"), ({"images": [{"key": key}]}, "images[0].key")):
+            tool = "upscale_image" if "key" in args else "remove_background"
+            reused = await bob.call_tool(tool, args)
+            assert reused.is_error and reused.structured_content["error"]["field"] == field, reused.content[0].text
+            assert (await bob.call_tool("list_jobs", {})).structured_content["jobs"] == []
+
+
 def test_tokens_parse_named_or_bare_and_short_ones_are_refused() -> None:
     assert parse_tokens(f"alice={ALICE}, bob={BOB}", "T") == {"alice": ALICE, "bob": BOB}
     (name,) = parse_tokens(ALICE, "T")
