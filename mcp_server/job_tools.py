@@ -114,7 +114,7 @@ def register(server: Any) -> None:
             result = await state.jobs.result(job_id, owner_of(ctx), wait_s=wait_s, progress=progress_sender(ctx))
         except KeyError:
             raise _unknown(ctx, job_id) from None
-        return await _job_result(state, result)
+        return await _job_result(state, result, local_urls=ctx.request_context.request is None)
 
     @server.tool(
         name="job_cancel", title="Cancel a job",
@@ -149,7 +149,7 @@ def _status_result(status: JobStatus) -> CallToolResult:
     return CallToolResult(content=[TextContent(text=job_line(structured))], structured_content=structured)
 
 
-async def _job_result(state: Any, result: dict[str, Any]) -> CallToolResult:
+async def _job_result(state: Any, result: dict[str, Any], *, local_urls: bool = True) -> CallToolResult:
     """``result`` as job_result answers it: a finished job's output as its tool returned it (same
     fields, same content blocks: the research report as Markdown with a link per source, an
     image's preview and link, the answer in words), the public trace, and the rest of the envelope.
@@ -157,7 +157,7 @@ async def _job_result(state: Any, result: dict[str, Any]) -> CallToolResult:
     attempts and partial answer); one still running, as the tool's handle."""
     runtime = state.runtime
     limit = runtime.config.mcp.max_inline_image_bytes
-    own = tool_output(result, limit)
+    own = tool_output(result, limit, local_urls=local_urls)  # over HTTP, no file:// URL
     shown = {k: v for k, v in result.items() if k in JobResult.model_fields}
     steps = public_steps(result.get("trace") or [])
     shown["trace"] = [step.model_dump(mode="json") for step in steps]

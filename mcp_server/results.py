@@ -180,13 +180,15 @@ _TOOL_OUTPUTS: dict[tuple[str, str], Callable[[dict[str, Any], int], JobOutcome]
 }
 
 
-def tool_output(result: dict[str, Any], inline_limit: int) -> JobOutcome | None:
+def tool_output(result: dict[str, Any], inline_limit: int, *, local_urls: bool = True) -> JobOutcome | None:
     """What the action's tool returned (or would have) for a COMPLETED envelope; None for any
-    other status (a cancelled or failed job's partial output is no tool answer)."""
+    other status (a cancelled or failed job's partial output is no tool answer). ``local_urls``:
+    ``file://`` URLs kept (``without_local_urls``: not for a client over HTTP)."""
     make = _TOOL_OUTPUTS.get((str(result.get("project")), str(result.get("action"))))
     if result.get("status") != "COMPLETED" or make is None:
         return None
-    return make(result, inline_limit)
+    output = make(result, inline_limit)
+    return output if local_urls else without_local_urls(output)
 
 
 def tool_output_fields(output: JobOutcome) -> dict[str, Any]:
@@ -205,6 +207,21 @@ def image_output(result: dict[str, Any], *, return_base64: bool, inline_limit: i
         results = [_batch_entry(entry, return_base64, inline_limit) for entry in results]
     return ImageOutput(**_head(result), key=key, url=url, image_base64=inline if return_base64 else None,
                        details=output, results=results)
+
+
+def without_local_urls(output: JobOutcome) -> JobOutcome:
+    """``output`` for a client over HTTP: an image's ``file://`` URL names a file on the server's
+    disk, which that client cannot open, and shows where the server keeps its data (the key and
+    ``swarm://artifacts/{key}`` reach it)."""
+    if not isinstance(output, ImageOutput):
+        return output
+
+    def local(url: Any) -> bool:
+        return isinstance(url, str) and url.lower().startswith("file:")
+
+    results = None if output.results is None else [
+        {k: v for k, v in entry.items() if not (k == "url" and local(v))} for entry in output.results]
+    return output.model_copy(update={"url": None if local(output.url) else output.url, "results": results})
 
 
 def stored_images(output: ImageOutput) -> list[StoredImage]:

@@ -18,7 +18,7 @@ tools again (``SwarmServer.refresh_tools``).
 import importlib.util
 import logging
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult, ToolAnnotations
@@ -48,6 +48,7 @@ from mcp_server.results import (
     research_result,
     stored_images,
     text_result,
+    without_local_urls,
 )
 from mcp_server.thread_tools import ThreadId, open_thread
 from swarm.executors import runner_in_effect
@@ -303,6 +304,8 @@ async def _image_call(ctx: Context, action: str, inp: dict[str, Any], return_bas
     job = {"project": "image_tools", "action": action, "input": _drop_none(**inp, inline=return_base64 or None)}
     result = await run_job(ctx, job, idempotency_key=idempotency_key)
     output = image_output(result, return_base64=return_base64, inline_limit=inline_limit)
+    if ctx.request_context.request is not None:  # over HTTP: a file:// URL names the server's disk
+        output = cast(ImageOutput, without_local_urls(output))
     blocks = await image_blocks(stored_images(output), runtime.providers().storage, inline_limit)
     return image_result(output, blocks)
 

@@ -120,12 +120,14 @@ async def test_a_client_cannot_see_another_clients_job(app: Any) -> None:
 
 async def test_a_client_cannot_read_or_reuse_another_clients_image(app: Any) -> None:
     """A reviewer, as bob, read alice's upscaled image by its key, upscaled it again through
-    ``key``, and told her job's id from an unknown one by the error's "(it is a folder)"."""
+    ``key``, and told her job's id from an unknown one by the error's "(it is a folder)"; and
+    alice's result named the file on the server's disk (``file:///...``)."""
     png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC"
     async with serving(app) as base, client_for(base, ALICE) as alice, client_for(base, BOB) as bob:
         started = (await alice.call_tool("upscale_image", {"image": png})).structured_content
         done = (await alice.call_tool("job_result", {"job_id": started["job_id"], "wait_s": 50})).structured_content
         assert done["status"] == "COMPLETED", done
+        assert "file:" not in json.dumps(done)  # a file on the server's disk: no use to a client over HTTP
         key = done["output"]["key"]
         folder = key.rsplit("/", 1)[0]
         assert (await alice.read_resource(f"swarm://artifacts/{key}")).contents[0].blob
