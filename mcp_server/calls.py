@@ -29,6 +29,8 @@ def server_state(ctx: Context) -> ServerState:
 
 #: the storage keys a job writes: ``<project>/<job_id>/...`` (graphs/image/nodes.py)
 JOB_KEY_PROJECTS = ("image_tools",)
+#: the most of a key an error repeats
+MAX_KEY_SHOWN = 300
 
 
 def check_key_owner(ctx: Context, key: str, field: str = "key") -> None:
@@ -41,10 +43,6 @@ def check_key_owner(ctx: Context, key: str, field: str = "key") -> None:
     row = server_state(ctx).jobs.store.get(parts[1])
     if row is not None and row["owner"] != owner_of(ctx):
         raise InputError(f"no object {key[:MAX_KEY_SHOWN]!r} in storage: use the key an image tool returned", field=field)
-
-
-#: the most of a key an error repeats
-MAX_KEY_SHOWN = 300
 
 
 def owner_of(ctx: Context) -> str:
