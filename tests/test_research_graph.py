@@ -264,16 +264,6 @@ def test_list_markers_case_and_end_punctuation_do_not_make_a_query_new():
     assert parse_plan('["2024 release notes"]', "What changed in 2024?", 3) == (["2024 release notes"], None)  # no marker
 
 
-def test_a_query_with_a_number_the_question_does_not_give_is_dropped():
-    """A reviewer's planner answered "What is the boiling point of tungsten?" with the query "Boiling
-    point of tungsten is 1440 degrees Celsius." (false), which was searched and shown as a query."""
-    from graphs.research.nodes import parse_plan
-
-    plan = '["tungsten boiling point", "Boiling point of tungsten is 1440 degrees Celsius."]'
-    assert parse_plan(plan, "What is the boiling point of tungsten?", 3) == (["tungsten boiling point"], None)
-    assert parse_plan('["python 3.12 support"]', "Does it run on Python 3.12?", 3) == (["python 3.12 support"], None)
-
-
 def test_a_plan_cut_at_its_token_limit_keeps_the_phrases_it_finished():
     from graphs.research.nodes import parse_plan
 

@@ -21,7 +21,7 @@ from langgraph.types import Send
 from core.errors import AllProvidersFailed, ProviderError
 from graphs.progress import emit, model_progress
 from graphs.research import prompts
-from graphs.research.passages import Passage, content_stems, numbers_in, select_passages, split_passages
+from graphs.research.passages import Passage, content_stems, select_passages, split_passages
 from graphs.research.queries import junk_form
 from graphs.research.sources import Fetcher, rank_sources, read_source
 from graphs.research.state import ResearchState, SearchTask
@@ -135,14 +135,10 @@ def parse_plan(text: str, question: str, n: int) -> tuple[list[str], str | None]
     # a list marker ("1. ", "- ") is the planner's layout, not a search word: kept, it got past the
     # duplicate check ("1. Ignore ..." and "3. Ignore ...") and the junk check's "adds no word"
     items = [_LIST_MARKER.sub("", q) if isinstance(q, str) else q for q in items]
-    asked_numbers = numbers_in(question)
     queries = [
         " ".join(q.split())[:MAX_QUERY_CHARS]
         for q in items
         if isinstance(q, str) and len(q.strip()) > 1 and "://" not in q and len(q.split()) <= 16 and not junk_form(q, question)
-        # a number the question does not give is the planner's guess, often stated as a fact ("Boiling
-        # point of tungsten is 1440 degrees Celsius.", which is false): searched, and shown as a query
-        and numbers_in(q) <= asked_numbers
     ]
     unique = {_same_query(q): q for q in reversed(queries)}  # case and end punctuation aside; the first kept
     queries = [q for q in queries if unique.get(_same_query(q)) is q and _same_query(q) != _same_query(question)]
