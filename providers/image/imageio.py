@@ -137,6 +137,15 @@ def _header(data: bytes, kind: str, limits: ImageLimits, field: str) -> Image.Im
     return img
 
 
+#: what Pillow raises decoding a file cut short or corrupt
+_UNREADABLE = (OSError, SyntaxError, ValueError, EOFError)
+
+
+def _unreadable(exc: BaseException) -> str:
+    """What is wrong with an image Pillow could not decode: "truncated", or "corrupt (<error>)"."""
+    return "truncated" if "truncated" in str(exc).lower() else f"corrupt ({type(exc).__name__})"
+
+
 def open_checked(data: bytes, limits: ImageLimits, *, field: str = "image") -> Image.Image:
     """Decode ``data`` into a loaded Pillow image (first frame), or raise ``InputError``.
 
@@ -161,9 +170,8 @@ def open_checked(data: bytes, limits: ImageLimits, *, field: str = "image") -> I
     try:
         img.seek(0)
         img.load()
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        reason = "truncated" if "truncated" in str(exc).lower() else f"corrupt ({type(exc).__name__})"
-        raise InputError(f"{kind} image is {reason}", field=field) from None
+    except _UNREADABLE as exc:
+        raise InputError(f"{kind} image is {_unreadable(exc)}", field=field) from None
     ImageOps.exif_transpose(img, in_place=True)  # a phone photo is stored sideways, with a tag saying so
     return to_8bit(img)
 
@@ -367,9 +375,8 @@ def read_file(text: str, limits: ImageLimits, *, roots: Sequence[str] | None = N
     try:  # and so is a file cut short: decoded once here, it is refused before a job, naming the path
         img.seek(0)
         img.load()
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        reason = "truncated" if "truncated" in str(exc).lower() else f"corrupt ({type(exc).__name__})"
-        raise InputError(f"{path} is a {reason} {kind} image", field=field) from None
+    except _UNREADABLE as exc:
+        raise InputError(f"{path} is a {_unreadable(exc)} {kind} image", field=field) from None
     finally:
         img.close()
     return data
