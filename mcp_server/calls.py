@@ -45,6 +45,11 @@ def check_key_owner(ctx: Context, key: str, field: str = "key") -> None:
         raise InputError(f"no object {key[:MAX_KEY_SHOWN]!r} in storage: use the key an image tool returned", field=field)
 
 
+def over_http(ctx: Context) -> bool:
+    """Whether the call came over HTTP (a client maybe on another machine), not stdio or in-process."""
+    return ctx.request_context.request is not None
+
+
 def owner_of(ctx: Context) -> str:
     """Who the caller is: the bearer token's identity on authenticated HTTP, else ``local``."""
     request = ctx.request_context.request

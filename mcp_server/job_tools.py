@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field, WithJsonSchema
 
 from core.errors import InputError
 from core.rules import JOB_ID_PATTERN, MAX_JOB_ID_CHARS
-from mcp_server.calls import owner_of, progress_sender, server_state
+from mcp_server.calls import over_http, owner_of, progress_sender, server_state
 from mcp_server.outputs import ImageOutput, ResearchOutput
 from mcp_server.previews import image_blocks
 from mcp_server.results import (
@@ -114,7 +114,7 @@ def register(server: Any) -> None:
             result = await state.jobs.result(job_id, owner_of(ctx), wait_s=wait_s, progress=progress_sender(ctx))
         except KeyError:
             raise _unknown(ctx, job_id) from None
-        return await _job_result(state, result, local_urls=ctx.request_context.request is None)
+        return await _job_result(state, result, local_urls=not over_http(ctx))
 
     @server.tool(
         name="job_cancel", title="Cancel a job",

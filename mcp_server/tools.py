@@ -36,7 +36,7 @@ from core.rules import (
 )
 from graphs.actions import action_module
 from graphs.image.inputs import Rgba
-from mcp_server.calls import check_key_owner, run_job, server_state
+from mcp_server.calls import check_key_owner, over_http, run_job, server_state
 from mcp_server.outputs import ConsensusOutput, DelegateOutput, ImageOutput, ResearchOutput
 from mcp_server.previews import image_blocks
 from mcp_server.results import (
@@ -304,7 +304,7 @@ async def _image_call(ctx: Context, action: str, inp: dict[str, Any], return_bas
     job = {"project": "image_tools", "action": action, "input": _drop_none(**inp, inline=return_base64 or None)}
     result = await run_job(ctx, job, idempotency_key=idempotency_key)
     output = image_output(result, return_base64=return_base64, inline_limit=inline_limit)
-    if ctx.request_context.request is not None:  # over HTTP: a file:// URL names the server's disk
+    if over_http(ctx):  # a file:// URL names the server's disk
         output = cast(ImageOutput, without_local_urls(output))
     blocks = await image_blocks(stored_images(output), runtime.providers().storage, inline_limit)
     return image_result(output, blocks)
@@ -315,7 +315,7 @@ def _file_roots(ctx: Context, config: Any, field: str) -> list[str] | None:
     as this user, and may name any file it could open itself; over HTTP the file would be the
     server's, so only ``mcp.file_roots`` are read, and none when the key is empty."""
     roots = list(config.mcp.file_roots)
-    if ctx.request_context.request is None:  # stdio, or a client in this process
+    if not over_http(ctx):  # stdio, or a client in this process
         return roots or None
     if not roots:
         raise InputError("local files are not read over HTTP (the file would be the server's); send the image as"
