@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from graphs.research.extractive import NO_ANSWER, extractive_report
 from graphs.research.grounding import ground
-from graphs.research.passages import content_stems, snippet_passage, split_passages, stem
+from graphs.research.passages import content_stems, says_compound, snippet_passage, split_passages, stem
 from graphs.research.quoting import flatten, is_list_like, opening_floor, quotable_snippet
 
 RUNPOD = (
@@ -150,3 +150,23 @@ def test_a_sentence_is_list_like_when_it_labels_or_strings_items_not_when_it_say
     assert not is_list_like("Tinyq provides three queue types: FifoQueue, LifoQueue and PriorityQueue, each safe to share.")
     assert not is_list_like("Note: the queue keeps jobs in memory.")
     assert not is_list_like("Tinyq, unlike Bigq, keeps jobs in memory, so a restart drops them.")
+
+
+def test_a_source_that_writes_two_words_of_the_question_as_one_is_on_its_subject():
+    """"How does the swarm fall back between providers when a model fails?" was answered from
+    the overview alone, the one source that says "fall back": the page on fallback chains
+    writes it as one word, said two fewer of the question's words and was off its subject."""
+    overview = ("# The swarm\n\nThe swarm runs jobs for many clients, and every provider call is traced. A model's "
+                "failure is an upstream error; chains fall back only on these.\n\n"
+                "The swarm's doors are the handler and the MCP server; each model answers through its provider.\n")
+    fallbacks = ("# Tiers and fallbacks\n\nEach tier of the swarm lists models of several providers. The fallback "
+                 "chain lists the families tried, in order, after the tier's own models have failed.\n\n"
+                 "A model that failed three times in a row is skipped for a cooldown.\n")
+    passages = {"1": split_passages(overview), "2": split_passages(fallbacks)}
+    question = "How does the swarm fall back between providers when a model fails?"
+    report = extractive_report(question, [], [{"id": 1}, {"id": 2}], passages)
+    assert "The fallback chain lists the families tried" in report, report
+    # a word that only starts like two of the question's words joined is not them
+    assert not says_compound(["backpressure"], "backproviders") and says_compound(["fallbacks"], "fallback")
+    checked = ground(report, {1: passages["1"], 2: passages["2"]})
+    assert checked.support == 1.0 and not checked.unsupported

@@ -7,10 +7,18 @@ sentence of the sources answers the question on its own).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from graphs.research.grounding import normalise
-from graphs.research.passages import bm25_term_weights, content_stems, query_terms, sentences_of
+from graphs.research.passages import (
+    bm25_term_weights,
+    compounds,
+    content_stems,
+    query_terms,
+    says_compound,
+    sentences_of,
+    words_of,
+)
 from graphs.research.quoting import (
     MAX_QUOTE_CHARS,
     cite,
@@ -89,23 +97,36 @@ def _titled(pool: Sequence[tuple[int, str]], headings: Sequence[str]) -> list[st
 
 
 def _subject_sources(question: str, pool: Sequence[tuple[int, str]], titled: Sequence[str]) -> set[int]:
-    on_subject = _on_subject(question, pool, titled)
+    said = _said(question, pool, titled)
+    on_subject = _on_subject(question, said)
     # the search ranked whole sources (``pool`` is in its order): its first on the subject says what that is
     first = next((sid for sid, _ in pool if sid in on_subject), None)
-    return on_subject & _saying_its_subject(question, pool, titled, first)
+    return on_subject & _saying_its_subject(question, pool, titled, first, said)
 
 
-def _on_subject(question: str, pool: Sequence[tuple[int, str]], texts: Sequence[str]) -> set[int]:
-    """The sources whose passages say, between them, the question's rarer words nearly as well as
-    the source that says most of them (``ON_SUBJECT_SHARE`` of its weight, each word weighing its
-    inverse source frequency): the opening quotes only those. The top passage of each of the first
-    two sources in BM25's order opened the report, and the second was often another library's
-    README that shares "python", "library" and "install" with the question and is about something
-    else (the research quality bench: 6 of 19 opening sentences cited no gold source)."""
+def _said(question: str, pool: Sequence[tuple[int, str]], texts: Sequence[str]) -> dict[int, set[str]]:
+    """The stems of the question each source says in one of its passages. A source that writes
+    two of the question's adjacent words as one says both: "fallbacks" says "fall back" (the
+    page on fallback chains lost "How does the swarm fall back between providers when a model
+    fails?" to the overview, the one page that says "fall back")."""
     words = set(content_stems(question))
+    joins = compounds(question)
     said: dict[int, set[str]] = {}
     for (sid, _), text in zip(pool, texts, strict=True):
         said.setdefault(sid, set()).update(words & set(content_stems(text)))
+        text_words = words_of(text) if joins else []
+        said[sid].update(w for joined, parts in joins if says_compound(text_words, joined) for w in parts)
+    return said
+
+
+def _on_subject(question: str, said: Mapping[int, set[str]]) -> set[int]:
+    """The sources whose passages say (``said``), between them, the question's rarer words nearly
+    as well as the source that says most of them (``ON_SUBJECT_SHARE`` of its weight, each word
+    weighing its inverse source frequency): the opening quotes only those. The top passage of each
+    of the first two sources in BM25's order opened the report, and the second was often another
+    library's README that shares "python", "library" and "install" with the question and is about
+    something else (the research quality bench: 6 of 19 opening sentences cited no gold source)."""
+    words = set(content_stems(question))
     n = len(said)
     weight = {w: math.log(1 + (n - df + 0.5) / (df + 0.5)) for w in words if (df := sum(w in s for s in said.values()))}
     cover = {sid: sum(weight[w] for w in ws) for sid, ws in said.items()}
@@ -113,10 +134,12 @@ def _on_subject(question: str, pool: Sequence[tuple[int, str]], texts: Sequence[
     return {sid for sid, c in cover.items() if c >= ON_SUBJECT_SHARE * best}
 
 
-def _saying_its_subject(question: str, pool: Sequence[tuple[int, str]], texts: Sequence[str], first: int | None) -> set[int]:
+def _saying_its_subject(question: str, pool: Sequence[tuple[int, str]], texts: Sequence[str], first: int | None,
+                        said: Mapping[int, set[str]]) -> set[int]:
     """Source ``first`` (the search's best on the question's subject) and the sources that say the
     question's word it is most about (its largest BM25 weight among the sources' whole texts:
-    "uvicorn" in uvicorn's README, "sort" in Sorted Containers'). Saying the question's words nearly as well
+    "uvicorn" in uvicorn's README, "sort" in Sorted Containers'), as ``said`` has them ("fall" in a
+    page that says "fallback"). Saying the question's words nearly as well
     (``_on_subject``) let another README open the report through its common ones: MCP's "The
     `cli` extra adds ..." shares "install", "add" and "standard" with "Which protocols does uvicorn
     support, and what does installing uvicorn[standard] add?" and never says "uvicorn" (the research
@@ -132,7 +155,7 @@ def _saying_its_subject(question: str, pool: Sequence[tuple[int, str]], texts: S
     if not own:
         return set(joined)
     subject = max(sorted(own), key=own.__getitem__)
-    return {sid for sid, weight in zip(sids, weights, strict=True) if subject in weight}
+    return {sid for sid, weight in zip(sids, weights, strict=True) if subject in weight or subject in said[sid]}
 
 
 def _add_to_opening(chosen: list[tuple[int, list[str], set[str]]], sid: int, quote: list[str], words: set[str]) -> None:

@@ -303,9 +303,20 @@ def select_passages(passages: Sequence[Passage], terms: set[str], budget: int) -
 def query_terms(query: str) -> set[str]:
     """The stems of ``query`` plus those of adjacent words joined ("fall back" also finds
     "fallback", "check point" "checkpoint")."""
+    return set(content_stems(query)) | {stem(joined) for joined, _ in compounds(query)}
+
+
+def compounds(query: str) -> list[tuple[str, tuple[str, str]]]:
+    """Each pair of adjacent content words of ``query``, joined, with the stems of the two:
+    ``("fallback", ("fall", "back"))`` of "fall back"."""
     words = [w for w in _TOKEN.findall(query.lower()) if w not in STOPWORDS and len(w) > 1]
-    joined = {stem(a + b) for a, b in zip(words, words[1:], strict=False)}
-    return set(content_stems(query)) | joined
+    return [(a + b, (stem(a), stem(b))) for a, b in zip(words, words[1:], strict=False)]
+
+
+def says_compound(words: Iterable[str], joined: str) -> bool:
+    """Whether ``words`` (of ``words_of``) hold ``joined`` as a word or a word's start
+    ("fallbacks" says "fall back"; "backpressure" does not say "back providers")."""
+    return any(word.startswith(joined) for word in words)
 
 
 def bm25_scores(query: str, documents: Sequence[str], *, k1: float = 1.5, b: float = 0.75) -> list[float]:
