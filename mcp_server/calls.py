@@ -36,12 +36,18 @@ MAX_KEY_SHOWN = 300
 def check_key_owner(ctx: Context, key: str, field: str = "key") -> None:
     """Refuse a storage key under another caller's job (``image_tools/<job_id>/...``) as if nothing
     were stored there: over HTTP, a client who got hold of another's key read their image, and
-    could tell a real job id from an unknown one. A key no job of this server's made stays open."""
+    could tell a real job id from an unknown one. A key under a job this store does not know (its
+    row pruned after ``retention_days``, or never this server's) is refused to a client with a
+    token too: the pruned row's owner was no longer checked, and anyone read the image. The local
+    owner (stdio, HTTP without tokens) may read any key; so may anyone a key outside a job's folder."""
     parts = key.strip("/").split("/")
     if len(parts) < 2 or parts[0] not in JOB_KEY_PROJECTS:
         return
+    owner = owner_of(ctx)
+    if owner == LOCAL_OWNER:
+        return
     row = server_state(ctx).jobs.store.get(parts[1])
-    if row is not None and row["owner"] != owner_of(ctx):
+    if row is None or row["owner"] != owner:
         raise InputError(f"no object {key[:MAX_KEY_SHOWN]!r} in storage: use the key an image tool returned", field=field)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -118,7 +119,7 @@ async def test_a_client_cannot_see_another_clients_job(app: Any) -> None:
             assert [(t["thread_id"], t["turns"]) for t in mine] == [(thread_id, 2)]
 
 
-async def test_a_client_cannot_read_or_reuse_another_clients_image(app: Any) -> None:
+async def test_a_client_cannot_read_or_reuse_another_clients_image(app: Any, swarm_home: Path) -> None:
     """A reviewer, as bob, read alice's upscaled image by its key, upscaled it again through
     ``key``, and told her job's id from an unknown one by the error's "(it is a folder)"; and
     alice's result named the file on the server's disk (``file:///...``)."""
@@ -142,6 +143,14 @@ async def test_a_client_cannot_read_or_reuse_another_clients_image(app: Any) -> 
             reused = await bob.call_tool(tool, args)
             assert reused.is_error and reused.structured_content["error"]["field"] == field, reused.content[0].text
             assert (await bob.call_tool("list_jobs", {})).structured_content["jobs"] == []
+        # once alice's job row is pruned (retention_days) her image still is hers: nobody with a
+        # token reads a key under a job the store does not know (bob read it once the row was gone)
+        with contextlib.closing(sqlite3.connect(swarm_home / "jobs.sqlite")) as db, db:
+            db.execute("DELETE FROM jobs WHERE job_id = ?", (started["job_id"],))
+        for client in (bob, alice):
+            with pytest.raises(Exception) as refused:
+                await client.read_resource(f"swarm://artifacts/{key}")
+            assert refused.value.error.message.startswith("key: no object")  # type: ignore[attr-defined]
 
 
 def test_tokens_parse_named_or_bare_and_short_ones_are_refused() -> None:
