@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import re
@@ -300,3 +301,31 @@ def test_parsers_are_not_imported_by_the_doors():
     code = "import sys, mcp_server.server, swarm.cli; print([m for m in ('pypdf', 'docx', 'pptx', 'lxml') if m in sys.modules])"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_text_in_any_common_encoding_is_indexed_and_a_binary_empty_or_misnamed_file_is_named(tmp_path, capsys):
+    """A reviewer's folder: Notepad's "Unicode" (UTF-16) and a Windows-1252 file were stored as
+    garbage ("wombat" and "café" found nothing), random bytes and an empty file counted as added
+    documents, and a file whose name is not UTF-8 crashed the build and lost it whole."""
+    root = tmp_path / "mixed"
+    root.mkdir()
+    (root / "utf16.txt").write_bytes("Hello world wombat\r\n".encode("utf-16"))
+    (root / "bare16.txt").write_bytes("Numbat notes without a mark\n".encode("utf-16-le"))
+    (root / "latin1.txt").write_bytes("caf\xe9 r\xe9sum\xe9 aardvark\n".encode("cp1252"))
+    (root / "nul.md").write_bytes(b"# Kangaroo\n\nA stray\x00 NUL in a kangaroo note.\n")
+    (root / "random.txt").write_bytes(bytes(range(256)) * 8)
+    (root / "empty.md").write_bytes(b"")
+    (root / os.fsdecode(b"r\xe9sum\xe9.md")).write_bytes(b"# Named in Latin-1\n")
+    (root / "good.md").write_text("# Good\n\nZebras are striped.\n", encoding="utf-8")
+    assert cli.main(["index", "build", str(root)]) == 0
+    out, _ = capsys.readouterr()
+    assert "5 documents (5 added" in out, out
+    assert "random.txt: it is not text" in out and "empty.md: the file holds no text" in out
+    assert "r\ufffdsum\ufffd.md: its name is not valid UTF-8: rename it to index it" in out
+    backend = LocalIndexSearch([str(root)], str(tmp_path / "swarm-home" / "index.sqlite"))
+    for word, name in (("wombat", "utf16.txt"), ("numbat", "bare16.txt"), ("café", "latin1.txt"),
+                       ("aardvark", "latin1.txt"), ("kangaroo", "nul.md"), ("zebras", "good.md")):
+        hits = asyncio.run(backend.search(word))
+        assert [h.url.rsplit("/", 1)[-1] for h in hits] == [name], (word, hits)
+    title, body = asyncio.run(backend.read_document((root / "nul.md").as_uri()))
+    assert "\x00" not in body and title == "Kangaroo"

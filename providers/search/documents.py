@@ -23,7 +23,7 @@ from typing import Any
 
 from core.errors import ConfigError, InputError
 from core.rules import PAGE_BREAK
-from providers.web.text import document_text
+from providers.web.text import NotText, document_text
 
 #: the largest file read, by format family: text is indexed whole, Office and PDF files are parsed
 MAX_TEXT_BYTES = 5 * 1024 * 1024
@@ -138,7 +138,12 @@ def _needs(module: str, package: str) -> Any:
 
 
 def _plain(path: Path, raw: bytes) -> Extracted:
-    title, body = document_text(path, raw)
+    try:
+        title, body = document_text(path, raw)
+    except NotText as exc:
+        raise UnreadableDocument(str(exc)) from None
+    if not body.strip():
+        raise UnreadableDocument("the file holds no text")
     kind = {".html": "html", ".htm": "html", ".md": "markdown", ".markdown": "markdown"}.get(path.suffix.lower(), "text")
     return Extracted(title=title, pages=(body,), kind=kind)
 

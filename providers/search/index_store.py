@@ -163,6 +163,11 @@ class _Builder:
         and listed here)."""
         key = str(path)
         try:
+            key.encode("utf-8")
+        except UnicodeEncodeError:  # bytes no encoding names (a Latin-1 name): SQLite, the links and a terminal need text
+            shown = os.fsencode(key).decode("utf-8", "replace")
+            return self._report(shown, "error", "its name is not valid UTF-8: rename it to index it")
+        try:
             stat = path.stat()
             row, known = self.docs.get(key), self.known_problems.get(key)
             if row and (row[1], row[2]) == (stat.st_mtime_ns, stat.st_size):

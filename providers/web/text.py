@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -65,9 +66,50 @@ def html_to_text(html: str) -> tuple[str, str | None]:
 _MD_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$", re.MULTILINE)
 
 
+#: byte-order marks, longest first (a UTF-32 LE mark starts with UTF-16 LE's)
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+#: control characters a text file does not hold (tab, newlines, form feed and escape aside; a stray NUL
+#: is taken out, and UTF-16 is read before this counts)
+_CONTROL = re.compile(r"[\x01-\x08\x0b\x0e-\x1a\x1c-\x1f\x7f]")
+#: the share of control characters over which bytes are not text but a binary file named .txt
+_BINARY_SHARE = 0.02
+
+
+class NotText(ValueError):
+    """Bytes that no text encoding reads: a binary file under a text file's name."""
+
+
+def decode_text(raw: bytes) -> str:
+    """The text of a file's bytes: the encoding its byte-order mark names (UTF-8, UTF-16 as
+    Windows Notepad saves "Unicode", UTF-32), else UTF-8, else Windows-1252 (the Latin-1 that
+    "café" in an old Windows file is written in); NULs taken out.
+
+    Raises:
+        NotText: the bytes are a binary file's (control characters past ``_BINARY_SHARE``).
+    """
+    encoding = next((name for bom, name in _BOMS if raw.startswith(bom)), None)
+    if encoding is None and len(raw) >= 4 and raw.count(0) * 4 >= len(raw) and raw[1::2].count(0) * 2 >= len(raw) // 2:
+        encoding = "utf-16-le"  # UTF-16 without a mark: every other byte of ASCII text is NUL
+    if encoding is not None:
+        text = raw.decode(encoding, errors="replace")
+    else:
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            text = raw.decode("cp1252", errors="replace")
+    if text and len(_CONTROL.findall(text)) > _BINARY_SHARE * len(text):
+        raise NotText("it is not text (control bytes throughout: a binary file?)")
+    return text.replace("\x00", "")
+
+
 def document_text(path: Path, raw: bytes) -> tuple[str, str]:
-    """(title, body) of one file: first heading or <title>, else the file name."""
-    text = raw.decode("utf-8", errors="replace")
+    """(title, body) of one file: first heading or <title>, else the file name.
+
+    Raises:
+        NotText: the file is not text (``decode_text``).
+    """
+    text = decode_text(raw)
     title: str | None = None
     if path.suffix.lower() in (".html", ".htm"):
         text, title = html_to_text(text)
