@@ -195,9 +195,14 @@ def _consensus_text(output: dict[str, Any]) -> str | None:
 
 def _report(args: argparse.Namespace, result: dict[str, Any], job: dict[str, Any] | None = None) -> int:
     text = json.dumps(result, indent=2, ensure_ascii=False)
+    unwritten = False
     if args.out:
-        Path(args.out).write_text(text + "\n", encoding="utf-8")
-        print(f"result written to {args.out}", file=sys.stderr)
+        try:
+            Path(args.out).write_text(text + "\n", encoding="utf-8")
+            print(f"result written to {args.out}", file=sys.stderr)
+        except OSError as exc:  # the answer is printed below all the same: a finished job is never lost
+            print(f"error: --out: cannot write {args.out}: {exc.strerror or exc}", file=sys.stderr)
+            unwritten = True
     if args.json:
         print(text)
     else:
@@ -233,7 +238,7 @@ def _report(args: argparse.Namespace, result: dict[str, Any], job: dict[str, Any
         elif error.get("type") in RESUMABLE_ERRORS and job is not None:  # its finished steps are kept
             _print_resume(args, job, result, str(error.get("message") or ""))
         return 1
-    return 0
+    return 1 if unwritten else 0
 
 
 def _print_resume(args: argparse.Namespace, job: dict[str, Any], result: dict[str, Any], message: str) -> None:
@@ -445,7 +450,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_threads_import)
 
     p = sub.add_parser("health", help="whether each model would be called now (its key set, its circuit closed)"
-                       " and its circuit: nothing is sent; swarm doctor asks each one")
+                       " and its circuit: nothing is sent; swarm doctor asks each one whose API has a cheap probe"
+                       " (GET /models: DeepSeek, OpenAI-compatible bases)")
     p.add_argument("--json", action="store_true", help="every model's availability and circuit as JSON")
     p.set_defaults(fn=cmd_health)
 
@@ -473,13 +479,41 @@ def _help_text(doc: str) -> str:
     return doc.replace("``", "").replace("::\n", ":\n")
 
 
+def _out_problem(out: str) -> str | None:
+    """Why ``--out`` cannot be written, found before the job runs (a paid answer was lost to a
+    folder that did not exist); ``None`` when it can."""
+    path = Path(out).expanduser()
+    if path.is_dir():
+        return f"{out} is a folder; name a file in it"
+    if not path.parent.is_dir():
+        return f"folder {str(path.parent)!r} does not exist; create it or name a file in an existing folder"
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        return f"{out} cannot be written here (permission denied)"
+    return None
+
+
+def _global_config(argv: list[str]) -> list[str]:
+    """``argv`` without a leading ``--config X`` when a delegated subcommand follows it; the
+    file goes to ``SWARM_CONFIG``, which they read (``swarm --config X models list`` crashed)."""
+    if argv[:1] == ["--config"] and len(argv) > 2 and argv[2] in DELEGATED:
+        os.environ["SWARM_CONFIG"] = argv[1]
+        return argv[2:]
+    if argv[:1] and argv[0].startswith("--config=") and len(argv) > 1 and argv[1] in DELEGATED:
+        os.environ["SWARM_CONFIG"] = argv[0].partition("=")[2]
+        return argv[1:]
+    return argv
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    argv = _global_config(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in DELEGATED:
         from providers.registry import import_string
 
         return int(import_string(DELEGATED[argv[0]][0])(argv[1:]) or 0)
     args = build_parser().parse_args(argv)
+    if getattr(args, "out", None) and (problem := _out_problem(args.out)):
+        print(f"error: --out: {problem}", file=sys.stderr)
+        return 2
     from core.redact import install_log_redaction
     from swarm.logs import configure_logging
 

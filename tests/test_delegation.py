@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
+import os
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -476,6 +479,37 @@ def test_the_cli_runs_a_consensus_and_prints_its_synthesis_and_positions(
     assert capsys.readouterr().out == ("## Synthesis (by claude)\n\nBoth say yes.\n\n## deepseek, for\n\nYes.\n\n"
                                        "## local (standing in for gemini)\n\nYes!\n\n## Not answered\n\n"
                                        "- claude: claude cannot be asked here (claude: KEY is not set); ...\n")
+
+
+def test_the_cli_checks_out_before_the_job_and_prints_the_answer_when_it_cannot_write(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """``--out`` into a folder that did not exist ran the (paid) job, then a traceback lost its answer."""
+    from swarm import cli
+
+    ran: list[dict[str, Any]] = []
+    monkeypatch.setattr(cli, "_run", lambda args, job: ran.append(job) or 0)
+    assert cli.main(["delegate", "hi", "--out", str(tmp_path / "no-such" / "r.json")]) == 2
+    assert "error: --out: folder" in capsys.readouterr().err and ran == []
+    assert cli.main(["delegate", "hi", "--out", str(tmp_path)]) == 2 and ran == []
+    # a write that fails after all (the folder went away mid-job): the answer is printed anyway
+    args = argparse.Namespace(out=str(tmp_path / "gone" / "r.json"), json=False, quiet=True)
+    done = {"job_id": "j1", "status": "COMPLETED", "trace": [], "totals": {}, "output": {"text": "the answer"}}
+    assert cli._report(args, done) == 1
+    out, err = capsys.readouterr()
+    assert out == "the answer\n" and "error: --out: cannot write" in err
+
+
+def test_the_global_config_option_reaches_the_delegated_subcommands(
+        monkeypatch: pytest.MonkeyPatch, config_file: Path) -> None:
+    """``swarm --config X models list`` crashed (no ``fn``): the delegated commands never saw it."""
+    from swarm import cli, models_cli
+
+    seen: list[tuple[list[str], str | None]] = []
+    monkeypatch.setattr(models_cli, "main", lambda argv: seen.append((argv, os.environ.get("SWARM_CONFIG"))) or 0)
+    for argv in (["--config", str(config_file), "models", "list"], [f"--config={config_file}", "models", "list"]):
+        monkeypatch.delenv("SWARM_CONFIG", raising=False)
+        assert cli.main(argv) == 0
+    assert seen == [(["list"], str(config_file))] * 2
 
 
 def test_the_cli_refuses_a_thread_id_it_would_ignore(capsys: pytest.CaptureFixture[str]) -> None:

@@ -329,3 +329,13 @@ def test_text_in_any_common_encoding_is_indexed_and_a_binary_empty_or_misnamed_f
         assert [h.url.rsplit("/", 1)[-1] for h in hits] == [name], (word, hits)
     title, body = asyncio.run(backend.read_document((root / "nul.md").as_uri()))
     assert "\x00" not in body and title == "Kangaroo"
+
+
+def test_a_file_the_index_does_not_read_named_on_its_own_is_refused(tmp_path, capsys):
+    """``swarm index build script.py`` said "0 documents", exit 0, and kept the file as a root."""
+    script = tmp_path / "script.py"
+    script.write_text("x = 1\n", encoding="utf-8")
+    assert cli.main(["index", "build", str(script)]) == 2
+    assert f"error: path: {script}: .py is not read; the index reads .docx" in capsys.readouterr().err
+    assert cli.main(["index", "stats"]) in (0, 2)
+    assert str(script) not in capsys.readouterr().out

@@ -260,6 +260,10 @@ def build_index(
     for root in roots:
         if not root.exists():
             raise InputError(f"{root} does not exist; give a folder or file of documents (PDF, DOCX, PPTX, HTML, Markdown, text)", field="path")
+        if root.is_file() and root.suffix.lower() not in SUFFIXES | UNSUPPORTED.keys():
+            # named on its own, it was skipped without a word and its path recorded as a root
+            raise InputError(f"{root}: {root.suffix or 'a file without a suffix'} is not read; the index reads "
+                             f"{', '.join(sorted(SUFFIXES))}", field="path")
     index_file = Path(index_path).expanduser()
     files = list(dict.fromkeys(p for root in roots for p in iter_files(root)))
     conn = connect(index_file)
