@@ -9,8 +9,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from core.errors import InputError
+from core.storage_keys import check_prefix
 
 
 class StrictModel(BaseModel):
@@ -68,13 +71,23 @@ class S3StorageSpec(StrictModel):
     """``providers.storage.backends.s3`` (providers/storage/s3.py)."""
 
     bucket: str = Field(default="", description="empty -> choosing s3 fails with the fix")
-    prefix: str = ""
+    prefix: str = Field(default="", description="keys go under it: a relative path (a trailing '/' allowed)")
     endpoint_url: str | None = Field(default=None, pattern=r"^(?:https?://[^\s/]+\S*)?$",
                                      description="http(s)://host[:port]; empty: AWS")
     region: str | None = None
     #: S3 signs a URL for at most 7 days
     presign_expiry_s: int = Field(default=3600, ge=1, le=604_800)
     timeout_s: float = Field(default=30.0, gt=0, le=600)
+
+    @field_validator("prefix")
+    @classmethod
+    def _key_prefix(cls, value: str) -> str:
+        """Checked at load: "/swarm/" passed, and every image job then failed as the caller's bad
+        input, naming a field ``prefix`` no tool has."""
+        try:
+            return check_prefix(value)
+        except InputError as exc:
+            raise ValueError(exc.to_dict()["message"].removeprefix("prefix: ")) from None
 
 
 class StorageBackends(StrictModel):

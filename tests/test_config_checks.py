@@ -51,6 +51,18 @@ def test_bad_search_and_storage_backend_settings_are_each_named_in_one_run(confi
     assert "valid: searxng, tavily, local" in message
 
 
+def test_an_s3_prefix_that_is_no_relative_key_is_refused_at_load(config_file: Path) -> None:
+    """``prefix: "/swarm/"`` loaded, and every image job then failed as the caller's bad input
+    (field ``prefix``, which no tool has)."""
+    for bad, said in (('"/swarm/"', "must be a relative path"), ('"a/../b/"', "'..' segment")):
+        text = config_file.read_text()
+        config_file.write_text(text.replace('prefix: "swarm/"', f"prefix: {bad}", 1))
+        message = _problems(config_file)
+        assert "providers.storage.backends.s3.prefix: storage key" in message and said in message, message
+        config_file.write_text(text)
+    assert load_config(config_file, env={}).providers.storage.backends["s3"]["prefix"] == "swarm/"
+
+
 def test_backend_settings_from_env_are_typed_and_an_unknown_backend_lists_the_shipped_ones(config_file: Path) -> None:
     _edit(config_file, ("        timeout_s: 10\n", '        timeout_s: "${SEARXNG_TIMEOUT:-7}"\n'))
     config = load_config(config_file, env={})
