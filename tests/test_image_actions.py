@@ -113,6 +113,43 @@ async def test_a_storage_call_that_fails_leaves_its_step_in_the_trace(make_conte
     assert step["detail"].startswith(f"image_tools/st-{failing}/input.png: ") and step["error_class"] == "ProviderUnavailable"
 
 
+@pytest.mark.parametrize("result_put_fails", [True, False])
+async def test_the_result_is_described_from_the_step_and_a_failed_store_keeps_the_model_step(
+        make_context, tmp_path, result_put_fails):
+    """A reviewer's S3 proxy: the result's PUT failed and the trace held the storage error alone,
+    not the upscale that had run; and every finished job downloaded its result again, whole, only
+    to read its width, height and length."""
+    from core.config import load_config
+    from core.errors import ProviderUnavailable
+
+    reads: list[str] = []
+
+    class Counting(LocalStorage):
+        name = "s3"
+
+        async def put(self, key, data, content_type=None, *, overwrite=True):
+            if result_put_fails and key.endswith("/upscale.png"):
+                raise ProviderUnavailable("s3", "503 Slow Down")
+            return await super().put(key, data, content_type, overwrite=overwrite)
+
+        async def get(self, key):
+            reads.append(key)
+            return await super().get(key)
+
+    config = load_config(Path(__file__).resolve().parents[1] / "config.yaml")
+    make = make_context(None, config=config, storage=Counting(tmp_path / "s3"), upscale=upscaler(config))
+    result = await dispatch({"project": "image_tools", "action": "upscale", "job_id": "described",
+                             "input": {"image": b64(SMALL)}}, make)
+    steps = [(s["step"], s["outcome"]) for s in result["trace"]]
+    if result_put_fails:
+        assert result["status"] == "FAILED" and steps[:2] == [("upscale", "ok"), ("storage.put", "error")], steps
+    else:
+        assert result["status"] == "COMPLETED", result["error"]
+        out = result["output"]
+        assert (out["width"], out["height"], out["bytes"]) == (192, 192, len(await LocalStorage(tmp_path / "s3").get(out["image_key"])))
+        assert reads == ["image_tools/described/input.png"]  # the input once; the result never read back
+
+
 async def test_pipeline_removes_background_then_upscales_with_alpha(setup):
     make, storage = setup
     photo = Image.open(FIXTURES / "grace_hopper_256.jpg").resize((64, 75))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import io
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -29,10 +29,12 @@ from providers.image.backend import listen_to_progress
 
 
 @contextmanager
-def storage_step(storage: StorageProvider, op: str, key: str) -> Iterator[None]:
+def storage_step(storage: StorageProvider, op: str, key: str, before: Sequence[TraceStep] = ()) -> Iterator[None]:
     """A storage call that fails leaves its step in the job's trace (backend, key, latency): the
     error names the store, the trace shows where in the job it stopped. Successful calls add
-    nothing: the image steps already carry the job's latency."""
+    nothing: the image steps already carry the job's latency. ``before``: the steps its node ran
+    before it, which the trace keeps too (a result that could not be stored hid the model step
+    that made it)."""
     started = time.perf_counter()
     try:
         yield
@@ -40,7 +42,8 @@ def storage_step(storage: StorageProvider, op: str, key: str) -> Iterator[None]:
         step = TraceStep(step=f"storage.{op}", kind="storage", provider=str(getattr(storage, "name", "") or type(storage).__name__),
                          latency_ms=(time.perf_counter() - started) * 1000, outcome="error",
                          error_class=type(exc).__name__, detail=redact(f"{key}: {exc}")[:300])
-        exc.trace = [*(getattr(exc, "trace", None) or []), step.model_dump()]  # type: ignore[attr-defined]
+        exc.trace = [*(getattr(exc, "trace", None) or []), *(s.model_dump() for s in before),  # type: ignore[attr-defined]
+                     step.model_dump()]
         raise
 
 
@@ -135,9 +138,10 @@ def make_step(
                     )
                 ]
         key = output_key(state["job_id"], step, fmt)
-        with storage_step(storage, "put", key):
+        with storage_step(storage, "put", key, steps):
             await storage.put(key, out, _content_type(fmt), overwrite=True)
-        return {"current_key": key, "steps_done": [step], "trace": [s.model_dump() for s in steps]}
+        return {"current_key": key, "current_meta": {"key": key, **_described(out)}, "steps_done": [step],
+                "trace": [s.model_dump() for s in steps]}
 
     return node
 
@@ -261,24 +265,32 @@ async def finalize_batch(state: ImageState, storage: StorageProvider) -> dict[st
 
 async def finalize(state: ImageState, storage: StorageProvider) -> dict[str, Any]:
     """Describe the output: key, url, size, format."""
-    from PIL import Image
-
     key = state["current_key"]
-    data = await storage.get(key)
-    with Image.open(io.BytesIO(data)) as img:
-        width, height = img.size
+    described = state.get("current_meta") or {}
+    if described.get("key") != key:  # a checkpoint of an earlier version: read it back
+        described = _described(await storage.get(key))
     fmt = state.get("options", {}).get("output_format", "png")
     return {
         "result": {
             "image_key": key,
             "resource": f"swarm://artifacts/{key}",
             **(await _public_url(storage, key)),
-            "width": width,
-            "height": height,
+            "width": described["width"],
+            "height": described["height"],
             "format": fmt,
-            "bytes": len(data),
+            "bytes": described["bytes"],
         }
     }
+
+
+def _described(data: bytes) -> dict[str, int]:
+    """An encoded image's size and length (its header only is read). ``finalize`` read every
+    result back from storage for these: a whole second download of an upscale from S3."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as img:
+        width, height = img.size
+    return {"width": width, "height": height, "bytes": len(data)}
 
 
 def _content_type(fmt: str) -> str:

@@ -14,6 +14,7 @@ class ImageState(TypedDict, total=False):
     action: str  # upscale | remove_background | pipeline | remove_background_batch
     job_id: str
     current_key: str  # the image the next step reads
+    current_meta: dict[str, Any]  # {key, width, height, bytes} of the image a step stored last
     options: dict[str, Any]  # ImageConfig fields (model per step, scale, output_format, ...)
     steps_done: Annotated[list[str], operator.add]
     trace: Annotated[list[dict[str, Any]], operator.add]
