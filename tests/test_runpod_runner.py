@@ -56,13 +56,29 @@ async def test_completed_job_returns_the_workers_envelope_and_a_runpod_step() ->
     assert seen[0].headers["authorization"] == f"Bearer {KEY}"
 
 
+@pytest.mark.parametrize("output", [[{"choices": [{"text": "zebra-answer"}]}], "zebra-answer", {"choices": [], "usage": {}}, {}])
+async def test_an_endpoint_that_answers_no_swarm_result_is_a_worker_error_naming_the_endpoint(output: Any) -> None:
+    """A vLLM endpoint's id set by mistake: a list or a string crashed the MCP server and the CLI
+    (``'list' object has no attribute 'get'``), a dict came back as an empty COMPLETED answer."""
+    http, _ = scripted({"run": [ok({"id": "j1", "status": "IN_QUEUE"})],
+                        "status": [ok({"id": "j1", "status": "COMPLETED", "output": output})]})
+    result = await runner(http).run(JOB)
+    assert result["status"] == "FAILED" and result["output"] is None, result
+    error = result["error"]
+    assert error["type"] == "WorkerError" and "no runpod-swarm result" in error["message"]
+    assert "is RUNPOD_ENDPOINT_ID (ep1) the endpoint running this project's worker image?" in error["message"]
+    assert "zebra" not in error["message"]  # what the foreign handler said is not repeated
+
+
 async def test_429_on_run_and_5xx_on_status_are_retried_with_backoff() -> None:
     http, seen = scripted({
         "run": [ok({}, 429, **{"retry-after": "0"}), ok({}, 429), ok({"id": "j2", "status": "IN_QUEUE"})],
-        "status": [ok({}, 502), ok({}, 503), ok({"id": "j2", "status": "COMPLETED", "output": {"plain": 1}})],
+        "status": [ok({}, 502), ok({}, 503), ok({"id": "j2", "status": "COMPLETED", "output": {
+            "job_id": "j2", "project": "swarm", "action": "delegate", "status": "COMPLETED", "output": {"text": "x"},
+            "trace": [], "totals": {}, "elapsed_ms": 5}})],
     })
     result = await runner(http).run(JOB)
-    assert result["status"] == "COMPLETED" and result["output"] == {"plain": 1}
+    assert result["status"] == "COMPLETED" and result["output"] == {"text": "x"}
     assert [r.url.path.split("/")[3] for r in seen] == ["run", "run", "run", "status", "status", "status"]
 
 

@@ -65,6 +65,15 @@ def final_envelope(endpoint_id: str, job: dict[str, Any], job_id: str | None, st
             "message": f"RunPod job {job_id} ended COMPLETED with no output: the worker's error was lost on the way"
                        " (a worker image older than this client sends it as an object); rebuild and redeploy the image",
         })
+    elif status == "COMPLETED" and sent is None and job.get("project") in ACTIONS:
+        # another handler's answer (a vLLM endpoint's id set by mistake): read as this project's,
+        # a list or a string crashed the MCP server and the CLI, and a dict came back an empty success
+        envelope = JobEnvelope.for_job(job, job_id).failed({
+            "type": "WorkerError",
+            "message": f"RunPod job {job_id} ended COMPLETED with output that is no runpod-swarm result"
+                       f" ({_shape(output)}): is RUNPOD_ENDPOINT_ID ({endpoint_id}) the endpoint running this"
+                       " project's worker image?",
+        })
     elif status == "COMPLETED":
         envelope = sent or JobEnvelope.for_job(job, job_id, output=output)
     elif status == "FAILED":
@@ -93,6 +102,14 @@ def final_envelope(endpoint_id: str, job: dict[str, Any], job_id: str | None, st
             + (f": {state['error']}" if isinstance(state.get("error"), str) else ""),
         })
     return _finish(endpoint_id, envelope.replace(job_id=envelope.job_id or job_id), state, started)
+
+
+def _shape(output: Any) -> str:
+    """What a foreign handler's output is, in a few words (never its content: it may hold anything)."""
+    if isinstance(output, dict):
+        keys = ", ".join(sorted(str(key)[:40] for key in output)[:5])
+        return f"an object with keys {keys}" if keys else "an empty object"
+    return f"a {type(output).__name__}" if output is not None else "none"
 
 
 def failure_envelope(endpoint_id: str, job: dict[str, Any], job_id: str | None, type_: str, message: str,
