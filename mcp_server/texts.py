@@ -85,8 +85,8 @@ def handle_text(job_id: str, message: str | None, progress: dict[str, Any] | Non
     said, share = _progress(progress)
     if said or share:
         lines.append(f"progress: {said or ''}{f' ({share})' if share else ''}".rstrip())
-    if steps:
-        lines.append(f"finished so far: {trace_line(steps).removeprefix('trace: ')}")
+    if finished := trace_line(steps).removeprefix("trace: "):  # only graph steps that went well: nothing to name
+        lines.append(f"finished so far: {finished}")
     lines.append(f"job_id: {job_id}" + (f"; thread_id: {thread_id}" if thread_id else ""))
     return "\n".join(lines)
 

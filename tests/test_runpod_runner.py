@@ -166,6 +166,13 @@ async def test_unreachable_endpoint_is_provider_unavailable() -> None:
     http = httpx.AsyncClient(transport=httpx.MockTransport(refuse))
     result = await runner(http, max_retries=1).run(JOB)
     assert result["error"]["type"] == "ProviderUnavailable"
+    # no model was reached: the runpod step is no provider call ("1 provider calls" was said)
+    assert result["totals"] == {"input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0, "provider_calls": 0}
+    from mcp_server.outputs import TraceStepOut
+    from mcp_server.texts import handle_text
+
+    plan = TraceStepOut(step="plan", kind="node", provider="graph", latency_ms=1.0, outcome="ok")
+    assert "finished so far" not in handle_text("j1", None, None, [plan])  # "finished so far: " and nothing was shown
 
 
 async def test_caller_cancellation_cancels_the_remote_job() -> None:
@@ -200,7 +207,7 @@ async def test_every_executor_answers_with_the_same_envelope_keys() -> None:
     timed_out = await runner(plain).run(JOB)
     assert tuple(local) == tuple(remote) == tuple(timed_out) == ENVELOPE_KEYS
     assert local["status"] == "FAILED" and local["error"]["type"] == "InputError" and local["job_id"] == "j8"
-    assert remote["error"] is None and remote["totals"] == {} and remote["output"] == {"text": "hi"}
+    assert remote["error"] is None and remote["totals"]["provider_calls"] == 0 and remote["output"] == {"text": "hi"}
     assert timed_out["project"] == "swarm" and timed_out["job_id"] == "j9" and timed_out["error"]["type"] == "JobTimedOut"
 
 

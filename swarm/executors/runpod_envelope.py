@@ -13,6 +13,7 @@ from core.redact import redact, redact_data
 from core.rules import valid_job_id
 from graphs.actions import ACTIONS
 from providers.base import TraceStep
+from swarm.dispatcher import totals_of
 from swarm.envelope import ENVELOPE_IN_ERROR, JobEnvelope
 
 #: what the error of a ``/run`` that went out but got no usable answer (a 5xx, a timeout, a
@@ -147,7 +148,9 @@ def _finish(endpoint_id: str, envelope: JobEnvelope, state: dict[str, Any], star
         error_class=error_class or (envelope.error or {}).get("type"),
         detail=detail,
     ).model_dump()
-    envelope = envelope.replace(trace=[*envelope.trace, step], elapsed_ms=round(elapsed, 2))
+    trace = [*envelope.trace, step]
+    # a job its worker never answered has no totals: none were counted, the runpod step is no provider call
+    envelope = envelope.replace(trace=trace, elapsed_ms=round(elapsed, 2), totals=envelope.totals or totals_of(trace))
     return redact_data(envelope.to_dict())
 
 
