@@ -237,4 +237,11 @@ def client_credentials(config: SwarmConfig, config_file: Path) -> dict[str, str]
     if not config.runner.runpod.forward_credentials:
         return {}
     names = provider_credential_names(config, config_file)
-    return {name: value for name in sorted(names) if (value := os.environ.get(name, "")).strip()}
+    sent = {name: value for name in sorted(names) if (value := os.environ.get(name, "")).strip()}
+    # a value too short to mask is no provider key: the worker refused the whole job for it (an
+    # ``InputError`` on every model job, where the same setup here fell back past that model)
+    short = sorted(name for name, value in sent.items() if len(value) < MIN_SECRET_CHARS)
+    if short:
+        log.warning("not sent to the RunPod worker: %s (shorter than %d characters, no provider key is);"
+                    " the worker treats them as unset", ", ".join(short), MIN_SECRET_CHARS)
+    return {name: value for name, value in sent.items() if name not in short}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -300,7 +301,7 @@ async def _shared_llm(runtime: Runtime) -> Any:
 
 
 def test_the_forwarded_names_come_from_config_and_never_include_the_runpod_key(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     config = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))
     # a self-hosted model on a RunPod vLLM endpoint may well take the RunPod key: it stays here
@@ -315,6 +316,12 @@ def test_the_forwarded_names_come_from_config_and_never_include_the_runpod_key(
                         "SEARXNG_URL": "http://127.0.0.1:9", "DEEPSEEK_API_BASE": "http://127.0.0.1:9"}.items():
         monkeypatch.setenv(name, value)
     assert client_credentials(loaded, path) == {"MY_GEMINI_CREDENTIAL": "AIzaGEMINIKEY1234"}
+    # a value too short to be a key stays here too: the worker refused every job for it, where the
+    # same setup run locally fell back past that model
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "abcd")
+    with caplog.at_level(logging.WARNING, logger="core.credentials"):
+        assert client_credentials(loaded, path) == {"MY_GEMINI_CREDENTIAL": "AIzaGEMINIKEY1234"}
+    assert "not sent to the RunPod worker: ANTHROPIC_API_KEY (shorter than 6" in caplog.text and "abcd" not in caplog.text
 
 
 async def test_a_refused_submit_keeps_the_job_id_the_caller_was_shown() -> None:
