@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core.credentials import JobCredentials, credentials_scope
-from core.errors import AllProvidersFailed, InputError, ProviderUnavailable, SwarmError
+from core.errors import AllProvidersFailed, InputError, SwarmError
 from core.redact import redact, redact_data
 from core.rules import (
     EMPTY_TEXT,
@@ -29,6 +29,7 @@ from core.rules import (
 from graphs.actions import made_so_far, resolve_action
 from graphs.budget import add_refused_call, job_scope
 from graphs.context import REPLAYED, RESUMED_AT, JobContext
+from graphs.run import store_unavailable
 from providers.base import TraceStep
 from swarm.envelope import JobEnvelope
 from swarm.idempotency import job_id_for_key
@@ -132,7 +133,7 @@ async def dispatch(raw: dict[str, Any] | JobRequest, make_context: Any,
     except SwarmError as exc:
         envelope = _failure(envelope, exc)
     except Exception as exc:  # a bug, not an input or provider problem: logged, never leaked
-        if (unavailable := _store_unavailable(exc, envelope.job_id)) is not None:
+        if (unavailable := store_unavailable(exc, envelope.job_id)) is not None:
             envelope = _failure(envelope, unavailable)
         else:
             log.error("job %s crashed: %s", envelope.job_id, redact(repr(exc)), exc_info=log.isEnabledFor(logging.DEBUG))
@@ -149,22 +150,6 @@ async def dispatch(raw: dict[str, Any] | JobRequest, make_context: Any,
     unbind_job(bound)
     return final
 
-
-#: (package, class name) of errors that mean the checkpoint database cannot be reached now
-_DATABASE_DOWN = frozenset({("psycopg", "OperationalError"), ("psycopg_pool", "PoolTimeout"),
-                            ("psycopg", "InterfaceError")})
-
-
-def _store_unavailable(exc: BaseException, job_id: str | None) -> ProviderUnavailable | None:
-    """The checkpointer's PostgreSQL went away (stopped, restarted, out of connections) during a
-    job: a provider being unavailable, said as such, not an internal error. The checkpoints it
-    did store stand, so the same job id resumes."""
-    for kind in type(exc).__mro__:
-        if (kind.__module__.split(".")[0], kind.__name__) in _DATABASE_DOWN:
-            detail = redact(" ".join(str(exc).split()))[:300] or type(exc).__name__
-            return ProviderUnavailable("checkpointer", f"PostgreSQL (checkpointer.dsn) is unreachable: {detail};"
-                                       f" run the job again with job_id {job_id!r} to resume it")
-    return None
 
 def _validate_job(raw: dict[str, Any] | JobRequest) -> JobRequest:
     if not isinstance(raw, dict | JobRequest):

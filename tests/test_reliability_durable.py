@@ -304,6 +304,49 @@ async def test_postgres_lost_during_a_job_is_unavailable_and_names_the_job_to_re
     assert "job_id 'pg-lost-1' to resume" in result["error"]["message"]
 
 
+async def test_a_sqlite_checkpoint_store_that_cannot_be_written_is_unavailable_keeps_the_steps_and_resumes(
+        tmp_path: Path) -> None:
+    """Another process held the checkpoint file's write lock (a backup, a sqlite3 shell) past the
+    saver's wait: the job came back "InternalError", its trace only ``dispatch`` and 0 tokens,
+    though the draft had been made and paid for, and the CLI said nothing of resuming."""
+    import sqlite3
+
+    from core.config import load_config
+    from graphs.context import JobContext, Providers
+    from graphs.sqlite_saver import LoopSqliteSaver
+    from providers.testing import FunctionLLM
+    from swarm.dispatcher import dispatch
+
+    path = tmp_path / "checkpoints.sqlite"
+    blocker = sqlite3.connect(path, isolation_level=None)
+    locked = False
+
+    def answer(messages: Any, config: Any) -> Any:
+        nonlocal locked
+        if config.step == "review" and not locked:  # another process takes the write lock
+            blocker.execute("BEGIN IMMEDIATE")
+            locked = True
+        return {"approved": True, "score": 9, "issues": [], "suggestion": ""} if config.step == "review" else "a draft"
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "config.yaml")
+    job = {"project": "swarm", "action": "delegate", "job_id": "locked-1", "input": {"task": "hi"}}
+    with LoopSqliteSaver.open(str(path), busy_timeout_s=0.3) as saver:
+        async def make(job_id: str) -> JobContext:
+            return JobContext(job_id=job_id, config=cfg, providers=Providers(cfg, {"llm": lambda: FunctionLLM(answer)}),
+                              checkpointer=saver)
+
+        result = await dispatch(job, make)
+        assert result["status"] == "FAILED" and result["error"]["type"] == "ProviderUnavailable", result["error"]
+        said = result["error"]["message"]
+        assert "SQLite checkpoint store (checkpointer.path) cannot be written now: database is locked" in said, said
+        assert "job_id 'locked-1' to resume it" in said
+        assert any(s["step"] == "draft" and s["kind"] == "llm" for s in result["trace"]), result["trace"]
+        blocker.execute("ROLLBACK")
+        again = await dispatch(job, make)
+    assert again["status"] == "COMPLETED" and again["output"]["text"] == "a draft", again["error"]
+    blocker.close()
+
+
 @pytest.mark.parametrize("kind", ["sqlite", "memory", pytest.param("postgres", marks=needs_pg)])
 async def test_prune_deletes_threads_past_retention_only(kind: str, tmp_path: Path) -> None:
     from core.config import load_config
