@@ -105,6 +105,15 @@ class JobMeter:
             self.cost_usd += attempt.cost_usd or 0.0
             self.attempts.append(attempt.model_dump())
 
+    def carry(self, steps: list[dict[str, Any]]) -> None:
+        """Count what the steps of an earlier run of this job used (a resumed job's checkpointed
+        trace): the budget is the job's, not each run's. A job stopped by its budget and run again
+        with the same id finished at twice its limit, and one that kept crashing had none."""
+        for step in steps:
+            self.input_tokens += int(step.get("input_tokens") or 0)
+            self.output_tokens += int(step.get("output_tokens") or 0)
+            self.cost_usd += float(step.get("cost_usd") or 0.0)
+
     def record(self, messages: list[Message], llm_config: LLMConfig, response: LLMResponse) -> None:
         attempts = list(response.attempts) or [
             TraceStep(step=llm_config.step, provider=response.provider, model=response.model,

@@ -11,6 +11,7 @@ from typing import Any
 
 from core.errors import InputError, ProviderUnavailable, SwarmError
 from core.redact import redact
+from graphs.budget import current_meter
 from graphs.context import REPLAYED, RESUMED_AT, JobContext, _no_progress
 from graphs.lean_saver import LeanStartSaver
 from graphs.progress import publish_steps, relay
@@ -102,6 +103,8 @@ async def run_graph(graph: Any, initial: dict[str, Any], ctx: JobContext) -> dic
                 return dict(snapshot.values)
             start = None
             ctx.extras[RESUMED_AT] = list(snapshot.next)
+            if (meter := current_meter.get()) is not None:
+                meter.carry(list(snapshot.values.get("trace") or []))
             await ctx.progress("resume", f"resuming at {', '.join(snapshot.next)}", None)
     try:
         return await _stream(graph, start, config, ctx)

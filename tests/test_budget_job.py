@@ -45,6 +45,19 @@ async def test_token_budget_stops_before_the_review_with_the_draft(make_context:
     assert result["totals"]["output_tokens"] == 40
 
 
+async def test_a_job_stopped_by_its_budget_is_stopped_again_when_resumed(make_context: Any) -> None:
+    """The same job id run again resumed at review with a fresh meter and finished at twice its
+    budget: a job that kept crashing had no cap at all."""
+    llm = FakeLLM(["word " * 40, APPROVE, APPROVE])
+    make = make_context(llm, config=config_with_budget(max_tokens=80))
+    first = await dispatch({**job(), "job_id": "budget-resume-1"}, make)
+    assert first["error"]["type"] == "BudgetExceeded" and len(llm.calls) == 1
+    again = await dispatch({**job(), "job_id": "budget-resume-1"}, make)
+    assert again["status"] == "FAILED" and again["error"]["type"] == "BudgetExceeded", again["status"]
+    used = first["totals"]["input_tokens"] + first["totals"]["output_tokens"]
+    assert f"({used} tokens used" in again["error"]["message"] and len(llm.calls) == 1  # the draft's, counted again
+
+
 async def test_budget_stop_in_revise_keeps_node_steps(make_context: Any) -> None:
     llm = FakeLLM(["first draft", REJECT, "second draft", APPROVE])
     cfg = config_with_budget(max_tokens=170)
