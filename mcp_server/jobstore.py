@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from core.redact import redact, redact_data
+from core.state_files import opening
 
 log = logging.getLogger("swarm.mcp")
 
@@ -153,7 +154,7 @@ class JobStore:
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._lock = threading.Lock()
-        with self._lock:
+        with self._lock, opening(self.path, "the job store", "the jobs"):
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(_SCHEMA)
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}

@@ -408,6 +408,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         config = load_config(config_path(args.config))  # fail fast on a broken file, with the keys named
         check_state_folders(config)  # jobs, threads and checkpoints need their folder: say so at start
+        _check_state_files(config)
         # JSON lines on stderr (stdout carries the protocol); SWARM_LOG_LEVEL overrides config.
         configure_logging(os.environ.get("SWARM_LOG_LEVEL") or config)
     except ConfigError as exc:
@@ -422,6 +423,21 @@ def main(argv: list[str] | None = None) -> None:
         _serve_then_exit(lambda: http.serve(app, host=args.host, port=args.port))
     else:
         _serve_then_exit(lambda: build_server(args.config, config=config).run("stdio"))
+
+
+def _check_state_files(config: Any) -> None:
+    """``ConfigError`` for a damaged job or thread store (both small): said at start, in a line,
+    not as a traceback from the lifespan (jobs) or an internal error on every call (threads)."""
+    from core.config import state_dir
+    from core.state_files import damaged, integrity_problem
+    from swarm.threads import sqlite_threads_path
+
+    files = [(state_dir() / "jobs.sqlite", "the job store", "the jobs")]
+    if config.checkpointer.kind == "sqlite":
+        files.append((sqlite_threads_path(config.checkpointer), "the thread store", "the conversations"))
+    for path, what, lost in files:
+        if (problem := integrity_problem(path)) is not None:
+            raise damaged(path, what, lost, problem)
 
 
 #: how long an ending server waits for its jobs' worker threads (an upscale stops between two tiles)

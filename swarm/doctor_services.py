@@ -4,12 +4,15 @@ check lives in ``doctor_runpod``."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from core.config import state_dir
 from core.errors import SwarmError
+from core.state_files import integrity_problem
 from swarm.doctor_finding import Finding, error_message
 from swarm.executors import runpod_worker
 
@@ -50,6 +53,12 @@ async def check_checkpointer(config: SwarmConfig) -> Finding:
     from graphs.checkpoint import open_checkpointer
 
     section = config.checkpointer
+    # a damaged file opens all the same (a page of garbage, found when a job reads it): checked
+    # first, with the fix that helps (the folder's permissions did not)
+    for path, what in _state_files(config):
+        if (problem := await asyncio.to_thread(integrity_problem, path)) is not None:
+            return Finding("checkpointer", "fail", f"{what} {path} is damaged: {problem}",
+                           f"move {path} aside: a new one is made (what it held is lost)")
     try:
         async with open_checkpointer(config, prune=False):
             pass
@@ -65,6 +74,17 @@ async def check_checkpointer(config: SwarmConfig) -> Finding:
             f"set SWARM_CHECKPOINTER_DSN (PostgreSQL) or SWARM_HOME={NETWORK_VOLUME}/swarm (a network volume)",
         )
     return Finding("checkpointer", "ok", f"{section.kind} {where}: opened")
+
+
+def _state_files(config: SwarmConfig) -> list[tuple[Path, str]]:
+    """The SQLite files this machine keeps jobs, threads and checkpoints in."""
+    from swarm.threads import sqlite_threads_path
+
+    files = [(state_dir() / "jobs.sqlite", "the job store")]
+    if config.checkpointer.kind == "sqlite":
+        files += [(Path(config.checkpointer.path).expanduser(), "the checkpoint store"),
+                  (sqlite_threads_path(config.checkpointer), "the thread store")]
+    return files
 
 
 #: Where RunPod mounts an endpoint's network volume.

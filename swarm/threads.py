@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.errors import ConfigError, ProviderUnavailable
 from core.redact import redact, redact_data, register_dsn
+from core.state_files import opening
 from graphs.turns import THREAD_ID_PATTERN
 from providers.base import TraceStep
 
@@ -74,7 +75,7 @@ class _Sqlite:
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
         self._db.row_factory = sqlite3.Row
         self._lock = threading.Lock()
-        with self._lock:
+        with self._lock, opening(path, "the thread store", "the conversations"):
             if path != ":memory:":
                 self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(_SCHEMA.format(real="REAL"))

@@ -1,0 +1,47 @@
+"""The state files a server keeps in SQLite (jobs, threads, checkpoints): one way to say that one
+is damaged, at open and in ``swarm doctor``."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+from core.errors import ConfigError
+
+
+def damaged(path: str | Path, what: str, lost: str, reason: object) -> ConfigError:
+    """The error for ``path`` (``what``: "the job store") that SQLite cannot read as a database."""
+    return ConfigError(f"{what} {path} is damaged ({' '.join(str(reason).split())[:200]}): move it aside and start"
+                       f" again; a new one is made ({lost} it held are lost)")
+
+
+@contextlib.contextmanager
+def opening(path: str | Path, what: str, lost: str) -> Iterator[None]:
+    """Say a damaged file as ``damaged`` while it is opened (a garbage ``jobs.sqlite`` stopped the
+    MCP server with a traceback, a garbage ``threads.sqlite`` failed every call as an internal
+    error). A busy or unopenable file (``OperationalError``) is left to its own message."""
+    try:
+        yield
+    except sqlite3.OperationalError:
+        raise
+    except sqlite3.DatabaseError as exc:
+        raise damaged(path, what, lost, exc) from None
+
+
+def integrity_problem(path: str | Path) -> str | None:
+    """What ``PRAGMA quick_check`` finds wrong with ``path`` (read-only), or ``None`` when it is a
+    sound database or absent."""
+    if not Path(path).is_file():
+        return None
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as conn:
+            rows = [str(row[0]) for row in conn.execute("PRAGMA quick_check(3)")]
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            return None  # in use by a running server: not a finding
+        return " ".join(str(exc).split())
+    except sqlite3.DatabaseError as exc:
+        return " ".join(str(exc).split())
+    return None if rows == ["ok"] else "; ".join(rows)[:200]
