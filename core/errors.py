@@ -148,6 +148,13 @@ class AllProvidersFailed(ProviderError):
         return data
 
 
+class StillRunning(SwarmError):
+    """The job id given is running now, elsewhere: in another process on this machine (a second
+    ``swarm ... --job-id`` with the same id), or on a RunPod worker past the wait budget."""
+
+    kind = "still_running"
+
+
 class BudgetExceeded(SwarmError):
     """The job's next LLM call would pass its token or cost budget (``budgets`` in config).
 

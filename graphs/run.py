@@ -13,6 +13,7 @@ from core.errors import InputError, ProviderUnavailable, SwarmError
 from core.redact import redact
 from graphs.budget import current_meter
 from graphs.context import REPLAYED, RESUMED_AT, JobContext, _no_progress
+from graphs.job_lock import running
 from graphs.lean_saver import LeanStartSaver
 from graphs.progress import publish_steps, relay
 
@@ -86,10 +87,18 @@ async def run_graph(graph: Any, initial: dict[str, Any], ctx: JobContext) -> dic
     # a job id minted for this job has no checkpoint (nor does LangGraph's own first read need to
     # ask the store); for any other, one saver read says whether it has one, without the state
     # snapshot LangGraph would assemble around it
-    if ctx.new_job:
-        if lean is not None:
+    if ctx.new_job or ctx.checkpointer is None:
+        if ctx.new_job and lean is not None:
             lean.expect_new(ctx.job_id)
-    elif ctx.checkpointer is not None and (stored := await ctx.checkpointer.aget_tuple(config)) is not None:
+        return await _run_from(graph, start, config, ctx, lean)
+    with running(ctx.job_id):  # a given id: one run of it at a time on this machine
+        return await _resumed_or_run(graph, start, config, ctx, lean, identity)
+
+
+async def _resumed_or_run(graph: Any, start: dict[str, Any] | None, config: dict[str, Any], ctx: JobContext,
+                          lean: LeanStartSaver | None, identity: InputIdentity | None) -> dict[str, Any]:
+    """A given job id's run: its stored final state, its resumption, or its first run."""
+    if (stored := await ctx.checkpointer.aget_tuple(config)) is not None:
         recorded = (stored.metadata or {}).get(JOB_KIND_KEY)
         if recorded and ctx.job_kind and recorded != ctx.job_kind:
             raise InputError(f"{ctx.job_id!r} is a job of {recorded}, not {ctx.job_kind}; "
@@ -106,6 +115,11 @@ async def run_graph(graph: Any, initial: dict[str, Any], ctx: JobContext) -> dic
             if (meter := current_meter.get()) is not None:
                 meter.carry(list(snapshot.values.get("trace") or []))
             await ctx.progress("resume", f"resuming at {', '.join(snapshot.next)}", None)
+    return await _run_from(graph, start, config, ctx, lean)
+
+
+async def _run_from(graph: Any, start: dict[str, Any] | None, config: dict[str, Any], ctx: JobContext,
+                    lean: LeanStartSaver | None) -> dict[str, Any]:
     try:
         return await _stream(graph, start, config, ctx)
     finally:

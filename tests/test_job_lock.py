@@ -1,0 +1,68 @@
+"""One run at a time of a given job id on this machine: two ``swarm ... --job-id X`` started
+together both ran (and paid for) the whole job, and with two inputs the last to write won."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from providers.testing import FunctionLLM
+from swarm.dispatcher import dispatch
+
+ROOT = Path(__file__).resolve().parents[1]
+APPROVE = {"approved": True, "score": 9, "issues": [], "suggestion": ""}
+
+
+def _job(job_id: str, task: str = "hi") -> dict[str, Any]:
+    return {"project": "swarm", "action": "delegate", "job_id": job_id, "input": {"task": task}}
+
+
+async def test_a_job_id_running_in_another_process_is_refused_until_it_ends(make_context: Any, swarm_home: Path) -> None:
+    calls: list[str] = []
+
+    async def answer(messages: Any, config: Any) -> Any:
+        calls.append(config.step)
+        return APPROVE if config.step == "review" else "a draft"
+
+    holder = subprocess.Popen(  # another run of job "dup-1": it holds the id's lock until told to stop
+        [sys.executable, "-c", "import sys\nfrom graphs.job_lock import running\nwith running('dup-1'):\n"
+                               "    print('held', flush=True)\n    sys.stdin.readline()\n"],
+        cwd=ROOT, env={**os.environ, "SWARM_HOME": str(swarm_home)}, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        make = make_context(FunctionLLM(answer))
+        refused = await dispatch(_job("dup-1"), make)
+        assert refused["status"] == "FAILED" and refused["error"]["type"] == "StillRunning", refused["error"]
+        assert "job 'dup-1' is running now in another run on this machine" in refused["error"]["message"]
+        assert calls == []  # nothing was paid for twice
+        other = await dispatch(_job("dup-2"), make)  # another id is not held up
+        assert other["status"] == "COMPLETED"
+    finally:
+        holder.communicate("\n", timeout=30)
+    calls.clear()
+    done = await dispatch(_job("dup-1"), make)
+    assert done["status"] == "COMPLETED" and calls == ["draft", "review"]
+
+
+async def test_the_same_job_id_twice_at_once_in_one_process_runs_once(make_context: Any) -> None:
+    started = asyncio.Event()
+    release = asyncio.Event()
+
+    async def answer(messages: Any, config: Any) -> Any:
+        if config.step == "draft":
+            started.set()
+            await release.wait()
+        return APPROVE if config.step == "review" else "a draft"
+
+    make = make_context(FunctionLLM(answer))
+    first = asyncio.create_task(dispatch(_job("twice-1"), make))
+    await started.wait()
+    second = await dispatch(_job("twice-1"), make)
+    assert second["error"]["type"] == "StillRunning", second
+    release.set()
+    assert (await first)["status"] == "COMPLETED"
+    assert (await dispatch(_job("twice-1"), make))["status"] == "COMPLETED"  # replayed, not refused
