@@ -599,3 +599,44 @@ def test_fit_schema_sends_a_shape_it_does_not_read_as_given(schema: dict[str, An
     from providers.llm.litellm_request import fit_schema
 
     assert fit_schema(schema, 100) == schema
+
+
+@pytest.mark.parametrize("body", [b"<html><body>502 Bad Gateway from nginx</body></html>", b'{"id": "x", "choices": []}'])
+@pytest.mark.parametrize("model", ["anthropic/claude-sonnet-4-5", "gemini/gemini-2.5-flash-lite"])
+async def test_an_answer_litellm_cannot_read_is_said_as_one_for_every_provider(model: str, body: bytes) -> None:
+    """A reviewer's proxy answered 200 with a page or JSON of the wrong shape: Claude's read "cannot
+    connect" (once with litellm's Python traceback and file paths in the trace), Gemini's "HTTP
+    422" with litellm's "File an issue" link; DeepSeek's same body read "unreadable answer"."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import litellm
+
+    from core.errors import ProviderUnavailable
+    from providers.llm.litellm_errors import translate_error
+
+    class Answer(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length") or 0))
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(Exception) as raised:
+            await litellm.acompletion(model=model, api_base=f"http://127.0.0.1:{server.server_port}", num_retries=0,
+                                      api_key="sk-test-0123456789abcdef", messages=[{"role": "user", "content": "hi"}])
+    finally:
+        server.shutdown()
+    error = translate_error(raised.value, model.split("/")[0], model, 30)
+    said = str(error)
+    assert isinstance(error, ProviderUnavailable) and "unreadable answer: " in said, said
+    for wrong in ("cannot connect", "HTTP 422", "Traceback", "File an issue", ".py"):
+        assert wrong not in said, said

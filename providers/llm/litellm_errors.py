@@ -56,9 +56,14 @@ _NO_CONNECTION = re.compile(
     r"temporary failure in name resolution|nodename nor servname|getaddrinfo failed|"
     r"^(?:\w+: )*(?:\w+Exception - )?connection error\.?$", re.IGNORECASE)
 #: "AuthenticationError: AuthenticationError: ..." (litellm's class name, then the same again)
+#: what litellm says of an answer it could not parse (a proxy's HTML page under HTTP 200, JSON
+#: without the provider's fields), whichever status it then makes up
+_UNREADABLE = re.compile(r"Unable to get json response|Error converting to valid response|Invalid response object",
+                         re.IGNORECASE)
+_TRACEBACK = "Traceback (most recent call last)"
 _REPEATED_HEAD = re.compile(r"^(\w+): \1: ")
 #: " Handle with `InternalServerError`." and the like: advice to litellm's own callers
-_HANDLE_WITH = re.compile(r"\s*Handle with `\w+`\.?")
+_HANDLE_WITH = re.compile(r"\s*Handle with `\w+`\.?|\.? File an issue if litellm error - \S+")
 #: aiohttp's ``ssl:<ssl.SSLContext object at 0x...>`` (or ``ssl:default``) in "Cannot connect to host":
 #: noise, the address differing per run
 _SSL_CONTEXT = re.compile(r"\s*\bssl:(?:<[^>]*>|default)")
@@ -74,7 +79,9 @@ def translate_error(exc: BaseException, provider: str, model: str, timeout_s: fl
     import openai
 
     status = getattr(exc, "status_code", None)
-    text = redact(str(exc)).replace("litellm.", "").strip() or type(exc).__name__
+    raw = str(exc)
+    # litellm appends the Python traceback of what failed inside it (its own file paths): never shown
+    text = redact(raw.split(_TRACEBACK)[0]).replace("litellm.", "").strip() or type(exc).__name__
     text = _ADDRESS.sub("", _SSL_CONTEXT.sub("", _HANDLE_WITH.sub("", _REPEATED_HEAD.sub(r"\1: ", text))))
     if len(text) > 300:
         text = text[:300] + "..."
@@ -84,6 +91,11 @@ def translate_error(exc: BaseException, provider: str, model: str, timeout_s: fl
         retry_after = _retry_after_of(exc)
         hint = f" (Retry-After {retry_after:g} s)" if retry_after is not None else ""
         return ProviderRateLimited(provider, f"rate limited{hint}: {text}", model=model, retry_after=retry_after)
+    if _UNREADABLE.search(text) or (_TRACEBACK in raw and isinstance(exc, openai.APIConnectionError)
+                                     and not _NO_CONNECTION.search(text)):
+        # the server answered, with a body litellm could not read: its status is litellm's own
+        # (500 for Anthropic, 422 for Gemini), "cannot connect" and "HTTP 422" were wrong
+        return ProviderUnavailable(provider, f"unreadable answer: {text}", model=model)
     if isinstance(exc, openai.APIConnectionError | httpx.TransportError) or _NO_CONNECTION.search(text):
         return ProviderUnavailable(provider, f"cannot connect: {text}", model=model)
     if isinstance(status, int) and status >= 500:
