@@ -283,6 +283,17 @@ class Configurable(Protocol):
 
 
 @runtime_checkable
+class BoundedStorage(Protocol):
+    """A store that can refuse an object over a size before reading it: a 800 MiB object given
+    as an image ``key`` was read whole (905 MB of memory) only to be refused for its size."""
+
+    async def get_at_most(self, key: str, max_bytes: int) -> bytes:
+        """The bytes under ``key``, or ``InputError`` (field ``key``) naming its size when it is
+        over ``max_bytes``, before any of it is read."""
+        ...
+
+
+@runtime_checkable
 class Warmable(Protocol):
     """A backend that can load its default model (and make its one-off choices) ahead of the
     first job: the RunPod worker calls ``warm`` at start for the kinds ``worker.warm`` lists."""

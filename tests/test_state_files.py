@@ -55,7 +55,7 @@ async def test_doctor_finds_a_checkpoint_store_with_a_damaged_page(swarm_home: P
     path.parent.mkdir(parents=True, exist_ok=True)
     with sqlite3.connect(path) as db:
         db.execute("CREATE TABLE t (x TEXT)")
-        db.executemany("INSERT INTO t VALUES (?)", [("row %d " % i * 20,) for i in range(2000)])
+        db.executemany("INSERT INTO t VALUES (?)", [(f"row {i} " * 20,) for i in range(2000)])
     db.close()
     assert integrity_problem(path) is None and (await check_checkpointer(config)).status == "ok"
     with open(path, "r+b") as f:  # one page of the table's b-tree overwritten

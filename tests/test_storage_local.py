@@ -120,3 +120,24 @@ async def test_a_key_naming_a_folder_is_no_object(store):
     with pytest.raises(InputError, match="no object 'a' in storage") as info:
         await store.get("a")
     assert info.value.field == "key"
+
+
+async def test_an_object_over_the_read_limit_is_refused_before_it_is_read(tmp_path):
+    """An 800 MiB object named as an image ``key`` was read whole (905 MB peak) before its size was
+    checked: a 64 GiB sparse file is refused at once, from its size."""
+    import resource
+
+    from core.errors import InputError
+    from providers.storage.local import LocalStorage
+
+    storage = LocalStorage(tmp_path / "store")
+    await storage.put("huge.png", b"\x89PNG")
+    with open(tmp_path / "store" / "huge.png", "r+b") as f:
+        f.truncate(64 * 2**30)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(InputError) as refused:
+        await storage.get_at_most("huge.png", 20 * 2**20)
+    assert str(refused.value) == "key: object is 68,719,476,736 bytes; the limit is 20,971,520"
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 50_000  # KiB: nothing read
+    await storage.put("small.png", b"\x89PNG")
+    assert await storage.get_at_most("small.png", 4) == b"\x89PNG"

@@ -95,6 +95,8 @@ async def test_missing_bucket_and_unreachable_endpoint(moto_url, aws_env):
     gone = S3Storage("no-such-bucket-here", endpoint_url=moto_url)
     with pytest.raises(ProviderUnavailable, match="does not exist"):
         await gone.put("k", b"x")
+    with pytest.raises(ProviderUnavailable, match="bucket 'no-such-bucket-here' does not exist"):
+        await gone.exists("k")  # it answered False: "no such object" of a bucket that is not there
     dead = S3Storage("b", endpoint_url=f"http://127.0.0.1:{_free_port()}", timeout_s=2)
     with pytest.raises(ProviderUnavailable, match="cannot reach") as info:
         await dead.get("k")
@@ -117,3 +119,17 @@ async def test_errors_never_carry_signatures(moto_url, aws_env):
 def test_empty_bucket_is_a_config_error():
     with pytest.raises(ConfigError, match="SWARM_S3_BUCKET"):
         S3Storage.from_config("s3", {"bucket": ""})
+
+
+async def test_an_object_over_the_read_limit_is_refused_from_its_size(store):
+    """An 800 MiB object named as an image ``key`` was read whole (905 MB peak) before its size was checked."""
+    from providers.base import BoundedStorage
+
+    await store.put("big.png", b"x" * 5000)
+    assert isinstance(store, BoundedStorage)
+    assert await store.get_at_most("big.png", 5000) == b"x" * 5000
+    with pytest.raises(InputError) as refused:
+        await store.get_at_most("big.png", 4999)
+    assert str(refused.value) == "key: object is 5,000 bytes; the limit is 4,999"
+    with pytest.raises(InputError, match="no object"):
+        await store.get_at_most("missing.png", 10)

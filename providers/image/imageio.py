@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.errors import InputError
+from providers.base import BoundedStorage
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -278,6 +279,8 @@ async def read_input(
         return page.content
     if storage is None:
         raise InputError("no storage is configured to read a key from", field="key")
+    if isinstance(storage, BoundedStorage):  # refused from its size, before it is read
+        return await storage.get_at_most(key or "", limits.max_input_bytes)
     data = await storage.get(key or "")
     if len(data) > limits.max_input_bytes:
         raise InputError(f"object is {len(data):,} bytes; the limit is {limits.max_input_bytes:,}", field="key")

@@ -21,7 +21,7 @@ import anyio
 
 from core.errors import ConfigError, InputError, ProviderUnavailable
 from providers.base import StoredObject
-from providers.storage.keys import TEMP_MARK, check_key, check_prefix, guess_content_type
+from providers.storage.keys import TEMP_MARK, check_key, check_prefix, guess_content_type, too_large
 
 #: a folder this process may not write (or read): another folder is the fix, not a run again
 _NOT_ALLOWED = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
@@ -131,7 +131,7 @@ class LocalStorage:
             tmp.unlink(missing_ok=True)
         return len(data)
 
-    def _get_sync(self, key: str) -> bytes:
+    def _get_sync(self, key: str, max_bytes: int | None = None) -> bytes:
         path = self._path(key)
         try:
             fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
@@ -142,11 +142,15 @@ class LocalStorage:
                 raise InputError(f"no object {key[:80]!r}... in storage (a part of the key is over 255 bytes)",
                                  field="key") from None
             raise self._unavailable(f"cannot read {key!r} in {str(self.root)!r}", exc) from None
-        if stat.S_ISDIR(os.fstat(fd).st_mode):  # Linux opens a folder read-only; reading it fails
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):  # Linux opens a folder read-only; reading it fails
             os.close(fd)
             raise InputError(f"no object {key!r} in storage (it is a folder)", field="key")
+        if max_bytes is not None and info.st_size > max_bytes:
+            os.close(fd)
+            raise too_large(info.st_size, max_bytes)
         with os.fdopen(fd, "rb") as handle:
-            return handle.read()
+            return handle.read() if max_bytes is None else handle.read(max_bytes + 1)
 
     def _list_sync(self, prefix: str) -> list[StoredObject]:
         root = self._real_root()
@@ -187,6 +191,13 @@ class LocalStorage:
     async def get(self, key: str) -> bytes:
         """The bytes under ``key``; ``InputError`` when there is none."""
         return await anyio.to_thread.run_sync(self._get_sync, key)
+
+    async def get_at_most(self, key: str, max_bytes: int) -> bytes:
+        """``get``, refusing an object over ``max_bytes`` from its size before reading it."""
+        data = await anyio.to_thread.run_sync(self._get_sync, key, max_bytes)
+        if len(data) > max_bytes:  # it grew since its size was read
+            raise too_large(len(data), max_bytes)
+        return data
 
     async def exists(self, key: str) -> bool:
         path = await anyio.to_thread.run_sync(self._path, key)

@@ -23,7 +23,7 @@ from core.errors import (
 )
 from core.redact import redact
 from providers.base import StoredObject
-from providers.storage.keys import check_key, check_prefix, guess_content_type
+from providers.storage.keys import check_key, check_prefix, guess_content_type, too_large
 
 T = TypeVar("T")
 MAX_PRESIGN_S = 7 * 24 * 3600  # SigV4 refuses longer
@@ -240,7 +240,20 @@ class S3Storage:
         except ClientError as exc:
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             if status == 404 or exc.response.get("Error", {}).get("Code") in _MISSING:
+                # a HEAD's 404 has no body to tell a missing object from a missing bucket: a
+                # missing bucket read "no such object" (and the create-only path wrote anyway)
+                self._check_bucket()
                 return False
+            raise
+
+    def _check_bucket(self) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client().head_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
+                exc.response.setdefault("Error", {})["Code"] = "NoSuchBucket"  # said as every other call says it
             raise
 
     def _list_sync(self, prefix: str) -> list[StoredObject]:
@@ -280,6 +293,26 @@ class S3Storage:
             body = self.client().get_object(Bucket=self.bucket, Key=full)["Body"]
             try:
                 return body.read()
+            finally:
+                body.close()
+
+        return await self._call(read, key=key)
+
+    async def get_at_most(self, key: str, max_bytes: int) -> bytes:
+        """``get``, refusing an object over ``max_bytes`` from its ``Content-Length`` before its
+        body is read."""
+        full = self._full(key)
+
+        def read() -> bytes:
+            answer = self.client().get_object(Bucket=self.bucket, Key=full)
+            body = answer["Body"]
+            try:
+                if int(answer.get("ContentLength") or 0) > max_bytes:
+                    raise too_large(int(answer["ContentLength"]), max_bytes)
+                data = body.read(max_bytes + 1)
+                if len(data) > max_bytes:
+                    raise too_large(len(data), max_bytes)
+                return bytes(data)
             finally:
                 body.close()
 
