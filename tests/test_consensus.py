@@ -196,6 +196,12 @@ async def test_no_model_answering_fails_the_job_with_every_attempt() -> None:
     result = await dispatch(job(), context(cfg, models.router, []))
     assert result["status"] == "FAILED" and result["error"]["type"] == "AllProvidersFailed"
     assert {s["model"] for s in result["trace"] if s.get("outcome") == "error"} >= {"model-a", "model-b"}
+    # who was asked, and how each ended: the ask steps and the failed list were dropped
+    asks = [s["detail"] for s in result["trace"] if s["step"] == "ask" and s["kind"] == "node"]
+    assert len(asks) == 2 and all("no answer (AllProvidersFailed)" in d for d in asks), asks
+    output = result["output"]
+    assert output["partial"] is True and output["positions"] == []
+    assert sorted(f["asked"] for f in output["failed"]) == ["model-a", "model-b"]
 
 
 async def test_each_model_is_asked_under_the_jobs_budget() -> None:

@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from core.errors import AllProvidersFailed, BudgetExceeded
+from core.errors import AllProvidersFailed, BudgetExceeded, SwarmError
 from graphs.consensus import prompts
 from graphs.consensus.state import AskTask, ConsensusState, Participant
 from graphs.cuts import cut_note, cut_reason
@@ -147,12 +147,18 @@ def make_nodes(llm: LLMProvider) -> dict[str, Node]:
         started = time.perf_counter()
         answered, failed = panel(state.get("answers", []))
         if not answered:
-            partial = {"positions": [], "failed": failed}
+            # who was asked and why none answered: the output and the trace say it, not only the error
+            partial = {"partial": True, "stopped_at": "synthesize", "positions": [], "failed": failed}
             asked = [f for f in failed if not f.get("foreseen")]  # the ones not asked ran out of nothing
+            stop: SwarmError
             if asked and all(f["error_type"] == "BudgetExceeded" for f in asked):  # no model was even asked
-                raise BudgetExceeded(failed[0]["error"], partial=partial)
-            attempts = [s for s in state.get("trace", []) if s.get("kind") != "node"]
-            raise AllProvidersFailed("llm", attempts, partial=partial)
+                stop = BudgetExceeded(failed[0]["error"], partial=partial)
+            else:
+                attempts = [s for s in state.get("trace", []) if s.get("kind") != "node"]
+                stop = AllProvidersFailed("llm", attempts, partial=partial)
+            # the ask steps ("deepseek not asked", "claude: no answer") were dropped with the attempts kept
+            stop.trace = [s for s in state.get("trace", []) if s.get("kind") == "node"]  # type: ignore[union-attr]
+            raise stop
         config = LLMConfig(tier=state.get("tier"), prefer=state["synthesizer"], step="synthesize")  # type: ignore[arg-type]
         try:
             with listen_to_attempts(model_progress("synthesize", f"weighing {len(answered)} answers")):
