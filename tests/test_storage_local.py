@@ -141,3 +141,31 @@ async def test_an_object_over_the_read_limit_is_refused_before_it_is_read(tmp_pa
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 50_000  # KiB: nothing read
     await storage.put("small.png", b"\x89PNG")
     assert await storage.get_at_most("small.png", 4) == b"\x89PNG"
+
+
+async def test_exists_delete_and_list_answer_for_keys_no_object_can_have(tmp_path):
+    """``exists``/``delete`` raised bare OSErrors (a part over 255 bytes, a part that is an object)
+    where ``put``/``get`` said what was wrong; ``list`` raised under a concurrent delete."""
+    import asyncio
+
+    from providers.storage.local import LocalStorage
+
+    storage = LocalStorage(tmp_path / "store")
+    long = "x" * 300 + ".png"
+    assert await storage.exists(long) is False and await storage.delete(long) is None
+    await storage.put("a.png", b"1")
+    assert await storage.exists("a.png/b.png") is False and await storage.delete("a.png/b.png") is None
+    assert await storage.exists("a.png") is True
+    for i in range(200):
+        await storage.put(f"many/{i}.png", b"1")
+
+    async def delete_all() -> None:
+        for i in range(200):
+            await storage.delete(f"many/{i}.png")
+
+    deleting = asyncio.create_task(delete_all())
+    while not deleting.done():
+        listed = await storage.list("many/")  # never an error: an object deleted meanwhile is left out
+        assert all(o.size == 1 for o in listed)
+    await deleting
+    assert await storage.list("many/") == []

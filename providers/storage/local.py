@@ -165,9 +165,11 @@ class LocalStorage:
                     continue
                 key = self._key_of(path, root)
                 if key.startswith(prefix):
-                    found.append(
-                        StoredObject(key=key, size=path.stat().st_size, content_type=guess_content_type(key))
-                    )
+                    try:
+                        size = path.stat().st_size
+                    except FileNotFoundError:  # deleted since the folder was read: not listed
+                        continue
+                    found.append(StoredObject(key=key, size=size, content_type=guess_content_type(key)))
         return sorted(found, key=lambda o: o.key)
 
     def _delete_sync(self, key: str) -> None:
@@ -176,6 +178,24 @@ class LocalStorage:
             path.unlink(missing_ok=True)
         except IsADirectoryError:
             raise InputError(f"storage key {key!r} names a folder", field="key") from None
+        except NotADirectoryError:  # a part of the key is an object: no such key, nothing to delete
+            return
+        except OSError as exc:
+            if exc.errno == errno.ENAMETOOLONG:  # no such key can exist: nothing to delete
+                return
+            raise self._unavailable(f"cannot delete {key!r} in {str(self.root)!r}", exc) from None
+
+    def _exists_sync(self, key: str) -> bool:
+        path = self._path(key)
+        try:
+            info = path.lstat()
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        except OSError as exc:
+            if exc.errno == errno.ENAMETOOLONG:
+                return False
+            raise self._unavailable(f"cannot look at {key!r} in {str(self.root)!r}", exc) from None
+        return stat.S_ISREG(info.st_mode)
 
     # --- StorageProvider ---------------------------------------------------------------------
 
@@ -200,8 +220,7 @@ class LocalStorage:
         return data
 
     async def exists(self, key: str) -> bool:
-        path = await anyio.to_thread.run_sync(self._path, key)
-        return path.is_file() and not path.is_symlink()
+        return await anyio.to_thread.run_sync(self._exists_sync, key)
 
     async def delete(self, key: str) -> None:
         """Remove ``key``; a missing key is not an error."""
