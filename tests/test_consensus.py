@@ -33,7 +33,8 @@ def config(**consensus: Any) -> SwarmConfig:
 class Models:
     """One FunctionLLM per model behind a real router; records when each call ran."""
 
-    def __init__(self, cfg: SwarmConfig, failing: frozenset[str] = frozenset(), echo: bool = False) -> None:
+    def __init__(self, cfg: SwarmConfig, failing: frozenset[str] = frozenset(), echo: bool = False,
+                 synthesis: str = "All three say yes.") -> None:
         from providers.circuit import CircuitBoard
         from providers.llm.router import LLMRouter
 
@@ -49,7 +50,7 @@ class Models:
                 if name in failing:
                     raise ProviderUnavailable("fake", "connection refused", model=name)
                 if name == "synth":  # ``echo``: as SmolLM2-135M did, the prompt copied back
-                    return "## Agreements\n" + (messages[-1].content if echo else "All three say yes.")
+                    return "## Agreements\n" + (messages[-1].content if echo else synthesis)
                 return f"{name} says yes"
 
             return FunctionLLM(answer, model=name)
@@ -188,6 +189,14 @@ async def test_a_synthesis_that_echoes_the_prompt_is_no_synthesis() -> None:
     assert out["synthesis_status"] == "unavailable" and out["synthesis"] == "" and len(out["positions"]) == 3
     node = next(s for s in result["trace"] if s["step"] == "synthesize" and s["kind"] == "node")
     assert node["outcome"] == "error" and "synth echoed the prompt's markup" in node["detail"]
+
+
+async def test_a_synthesis_closed_with_its_own_tag_is_kept_without_it() -> None:
+    """SmolLM2 closed its synthesis with "</synthesis>", shown to the user as part of the answer."""
+    cfg = config()
+    models = Models(cfg, synthesis="All three say yes.\n</synthesis>")
+    out = (await dispatch(job(), context(cfg, models.router, [])))["output"]
+    assert out["synthesis_status"] == "done" and out["synthesis"] == "## Agreements\nAll three say yes.", out
 
 
 async def test_no_model_answering_fails_the_job_with_every_attempt() -> None:

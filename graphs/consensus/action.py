@@ -110,7 +110,8 @@ def _warnings(positions: list[dict[str, Any]], failed: list[dict[str, Any]], err
     """What the caller should know before reading the synthesis: that there is none, that it
     weighs one answer only (the others failed or were one model standing in for them all), or
     that a position did not end by itself (its token limit cut it, or it began repeating itself)."""
-    warnings = [f"no synthesis; the {len(positions)} positions stand: {error}"] if error else []
+    stand = "the one position stands" if len(positions) == 1 else f"the {len(positions)} positions stand"
+    warnings = [f"no synthesis; {stand}: {error}"] if error else []
     if len(positions) == 1 and failed and not error:
         warnings.append(f"only one of {len(positions) + len(failed)} models answered ({positions[0]['model']}):"
                         " the synthesis restates one view, not a consensus")

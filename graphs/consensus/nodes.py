@@ -22,6 +22,8 @@ Node = Callable[[Any], Awaitable[dict[str, Any]]]
 
 #: the synthesis prompt's own markup (``prompts.synthesis_messages``) in an answer: the model echoed it
 _ECHOED_PROMPT = re.compile(r"</?question>|<answer model=|</answer>")
+#: a tag named after what the model was asked to write, around or after its synthesis: not its text
+_OWN_TAGS = re.compile(r"</?synthesis>", re.IGNORECASE)
 
 
 def _node_step(name: str, started: float, detail: str, outcome: str = "ok") -> dict[str, Any]:
@@ -161,20 +163,21 @@ def make_nodes(llm: LLMProvider) -> dict[str, Node]:
             raise stop
         config = LLMConfig(tier=state.get("tier"), prefer=state["synthesizer"], step="synthesize")  # type: ignore[arg-type]
         try:
-            with listen_to_attempts(model_progress("synthesize", f"weighing {len(answered)} answers")):
+            with listen_to_attempts(model_progress("synthesize", f"weighing {len(answered)} answer{'s' if len(answered) != 1 else ''}")):
                 response = await llm.complete(prompts.synthesis_messages(state["question"], answered, failed), config)
         except (AllProvidersFailed, BudgetExceeded) as exc:
             # the positions stand; the missing synthesis is said plainly, every attempt named, in
             # result (``synthesis_error`` and a warning: action.py) and trace
             return {"synthesis": {"status": "unavailable", "error": exc.to_dict()["message"]},
                     "trace": _attempts(exc) + [_node_step("synthesize", started, "no synthesizer answered", "error")]}
-        if _ECHOED_PROMPT.search(response.text):  # a small model that copies its input is no synthesis
+        text = _OWN_TAGS.sub("", response.text).strip()  # "</synthesis>" a small model closes its answer with
+        if _ECHOED_PROMPT.search(text):  # a small model that copies its input is no synthesis
             error = f"{response.model} echoed the prompt's markup instead of a synthesis"
             return {"synthesis": {"status": "unavailable", "model": response.model, "error": error},
                     "trace": [a.model_dump() for a in response.attempts]
                     + [_node_step("synthesize", started, f"{error}; the positions stand", "error")]}
         emit("synthesize", f"synthesized by {response.model}")
-        synthesis: dict[str, Any] = {"status": "done", "model": response.model, "text": response.text.strip(),
+        synthesis: dict[str, Any] = {"status": "done", "model": response.model, "text": text,
                                      "cost_usd": response.cost_usd,
                                      # ended early (its token limit, or where it began repeating itself)
                                      **({"cut_reason": reason} if (reason := cut_reason(response.finish_reason)) else {})}
