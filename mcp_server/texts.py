@@ -240,8 +240,10 @@ def threads_text(threads: list[dict[str, Any]]) -> str:
     for t in threads:
         dropped = f", {t['dropped']} oldest dropped" if t.get("dropped") else ""
         began = str(t.get("started_with") or "").strip().replace("\n", " ")
+        # the first turn may be among the dropped: then the line says what the oldest kept one is
+        label = "earliest kept" if t.get("dropped") else "began"
         lines.append(f"{t.get('thread_id')}  {t.get('turns')} turn(s){dropped}  updated {_when(t.get('updated_at'))}"
-                     f"  began: {began}")
+                     f"  {label}: {began}")
     return "\n".join(lines)
 
 

@@ -281,6 +281,10 @@ async def test_job_and_thread_lists_read_as_one_line_each(tmp_path: Path, monkey
     said = threads.content[0].text.splitlines()  # type: ignore[union-attr]
     assert said[0].startswith("1 thread(s), latest first") and said[1].startswith(f"{done['thread_id']}  2 turn(s)")
     assert said[1].endswith("began: two lines on rivers"), said
+    from mcp_server.texts import threads_text
+
+    trimmed = threads_text([{"thread_id": "t1", "turns": 4, "dropped": 2, "started_with": "Turn 2", "updated_at": 0}])
+    assert trimmed.splitlines()[1].endswith("earliest kept: Turn 2")  # "began:" named a turn that was not the first
 
 
 def test_a_job_a_runpod_worker_ran_says_so_in_its_text() -> None:
