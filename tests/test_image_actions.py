@@ -187,9 +187,9 @@ async def test_pipeline_removes_background_then_upscales_with_alpha(setup):
         ({"url": "http://127.0.0.1:1/x.png"}, None, "127.0.0.1|loopback|not allowed|refused"),
         ({"url": "http://169.254.169.254/latest/meta-data"}, None, "169.254|link-local|metadata|refused"),
         ({"image": b64(SMALL), "key": "a.png"}, None, "exactly one"),
-        ({"image": b64(SMALL), "model": "nope"}, "model", "unknown model 'nope'; valid: realesr-animevideov3, r"),
+        ({"image": b64(SMALL), "model": "nope"}, "model", "unknown model 'nope'; valid: realesr-animevideov3 \\(= realesr-animevideov3-x4\\), r"),
         # a model of the other kind is named as such, and only upscalers are offered
-        ({"image": b64(SMALL), "model": "u2netp"}, "model", "'u2netp' is not an upscaling model; valid: realesr[^;]*x4plus-anime$"),
+        ({"image": b64(SMALL), "model": "u2netp"}, "model", "'u2netp' is not an upscaling model; valid: realesr[^;]*x4plus-anime \\(= realesrgan-anime-6b\\)$"),
     ],
 )
 async def test_bad_input_fails_cleanly_and_writes_nothing(setup, inp, field, match):

@@ -213,7 +213,9 @@ def entry(name: str, *, field: str | None = None, kind: str | None = None) -> Mo
     """
     spec = MODELS.get(ALIASES.get(name, name))
     if spec is None or (kind is not None and spec.kind != kind):
-        valid = sorted(n for n in [*MODELS, *ALIASES] if kind is None or MODELS[ALIASES.get(n, n)].kind == kind)
+        # an alias is named with what it stands for: `swarm models list` shows the models only
+        valid = sorted(f"{n} (= {ALIASES[n]})" if n in ALIASES else n
+                       for n in [*MODELS, *ALIASES] if kind is None or MODELS[ALIASES.get(n, n)].kind == kind)
         what = {"upscale": "an upscaling", "remove_background": "a background-removal"}.get(kind or "", "a")
         message = (f"unknown model {name!r}" if spec is None else f"{name!r} is not {what} model") + f"; valid: {', '.join(valid)}"
         if field:
