@@ -373,7 +373,14 @@ class JobManager(ResumesJobs):
         return self.status(job_id, owner)
 
     def list(self, owner: str | None, status: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
-        return [summary(r, running_here=r["job_id"] in self._tasks) for r in self.store.list(owner, status, limit)]
+        rows = self.store.list(owner, status, limit)
+        # a job its server died with is taken over here, as job_status would (``_adopt``): listed, it
+        # stayed IN_PROGRESS with its progress frozen until someone asked for it by id
+        adopted = [r for r in rows if r["status"] == IN_PROGRESS and r["job_id"] not in self._tasks
+                   and self._adopt(r) is not None]
+        if adopted:
+            rows = self.store.list(owner, status, limit)
+        return [summary(r, running_here=r["job_id"] in self._tasks) for r in rows]
 
     # --- shutdown (restart: resume_unfinished and _adopt, in mcp_server.jobresume) -----
 

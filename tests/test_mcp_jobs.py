@@ -471,6 +471,9 @@ async def test_a_job_whose_server_died_is_run_by_a_live_one_when_asked_and_waits
             stop_first.set()
             await first_task  # A goes away; its other job stays IN_PROGRESS in the store
             a_is_gone = True
+            # listing takes it over too: it showed IN_PROGRESS, frozen, until asked for by id
+            listed = (await second.call_tool("list_jobs", {})).structured_content["jobs"]
+            assert next(j for j in listed if j["job_id"] == orphaned_id)["running_here"] is True, listed
             status = (await second.call_tool("job_status", {"job_id": orphaned_id})).structured_content
             assert status["running_here"] is True
             done = (await second.call_tool("job_result", {"job_id": orphaned_id, "wait_s": 20})).structured_content
