@@ -382,3 +382,30 @@ async def test_a_weak_abstractive_draft_by_the_local_model_is_replaced_by_quotes
     ctx, _ = _context(tmp_path / "cloud", FunctionLLM(Script(report=weak)), _local_chain(corpus, tmp_path / "cloud"))
     result = await research(ResearchInput(question="How do LangGraph checkpoints resume a run?", mode="abstractive"), ctx)
     assert result["mode"] == "abstractive" and "saves graph state" in result["report"]
+
+
+SEARXNG = ("# SearXNG\n\nSearXNG must have JSON output enabled for the swarm to use it. Without JSON output, the instance"
+           " answers HTTP 403. The rate limiter answers HTTP 429 when a client sends too many requests. Set"
+           " server.limiter: false to turn the limiter off.\n")
+
+
+def test_a_sentence_that_says_the_opposite_of_its_passage_is_not_backed_by_sharing_its_words():
+    """A reviewer's drafts passed the check, 4 of 4 supported: "must not have JSON output enabled"
+    against "must have", HTTP 429 where the passage says 403 (and 429 of the rate limiter), and
+    "server.limiter: true" where it says false. Words and numbers anywhere in the passage sufficed."""
+    passages = {1: split_passages(SEARXNG)}
+    wrong = ["SearXNG must not have JSON output enabled for the swarm [1].",
+             "Without JSON output, the SearXNG instance answers HTTP 429 [1].",
+             "Set server.limiter: true to turn the SearXNG limiter off [1]."]
+    right = ["SearXNG must have JSON output enabled for the swarm [1].",
+             "Without JSON output, the SearXNG instance answers HTTP 403 [1].",
+             "The rate limiter answers HTTP 429 when a client sends too many requests [1]."]
+    checked = ground(" ".join(wrong + right), passages)
+    removed = {u["sentence"]: u for u in checked.unsupported}
+    assert set(removed) == {w.removesuffix(" [1].") + "." for w in wrong}, removed
+    assert all(u.get("undecided") for u in removed.values())  # a reviewer may settle each; none: removed
+    for sentence in right:
+        assert sentence in checked.report, checked.report
+    assert "opposite" in next(u["reason"] for s, u in removed.items() if "must not" in s)
+    assert "429 of something else" in next(u["reason"] for s, u in removed.items() if "429" in s)
+    assert "another value than true" in next(u["reason"] for s, u in removed.items() if "true" in s)

@@ -6,7 +6,9 @@ without citations, punctuation or spacing) and a sentence that loops on one phra
 passage it cites holds it word for word (a code example, a row of links).
 ``ground`` keeps a factual sentence only when a passage of a source it cites contains enough of
 its content words (``MIN_OVERLAP``), every number it states and the words of every span it
-quotes, in order; an uncited factual sentence, or one citing only sources that were never
+quotes, in order, and the sentence of that passage it rests on neither denies what it states (nor
+states what it denies), gives another ``true``/``false``, nor leaves its numbers to another
+sentence (``_contradiction``: such a sentence is undecided, for a reviewer); an uncited factual sentence, or one citing only sources that were never
 retrieved, goes too. Each removal is listed with its reason. A sentence copied from a passage
 with its ``[n]`` is always kept.
 
@@ -29,7 +31,7 @@ from typing import Any
 
 from graphs.research.citations import CITE_MARKER, invalid_citation, marker_ids
 from graphs.research.markdown_blocks import dangling_lead_ins, drop_empty_sections, rewrite_sentences
-from graphs.research.passages import Passage, content_stems, numbers_in
+from graphs.research.passages import Passage, content_stems, numbers_in, sentences_of
 
 #: share of a sentence's content words one cited passage must contain
 MIN_OVERLAP = 0.6
@@ -194,6 +196,46 @@ class _Verdict:
         return self.rank == _SUPPORTED
 
 
+#: what turns a statement into its opposite: a sentence saying one of these where the passage's
+#: sentence it rests on says none (or the reverse) may say the opposite of it
+_DENIAL = re.compile(r"\b(?:not|no|never|none|neither|nor|without|cannot)\b|n't\b", re.IGNORECASE)
+#: settings' truth values: "limiter: true" where the passage says "limiter: false"
+_TRUTH = re.compile(r"\b(true|false)\b", re.IGNORECASE)
+
+
+#: a passage sentence shares at least this share of the best one's words with a claim to count as
+#: what the claim rests on too (a claim may join two sentences that say the same thing of it)
+_ALSO_ANCHOR = 0.75
+
+
+def _anchor(words: set[str], text: str) -> tuple[str, str]:
+    """The sentence of ``text`` that shares most content words with a claim of ``words``, and the
+    sentences that share nearly as many (``_ALSO_ANCHOR``): the part of a passage a claim rests
+    on (a passage holds several statements: "answers HTTP 403" and, of the rate limiter, "429")."""
+    sentences = sentences_of(text) or [text]
+    scores = [len(words & set(content_stems(s))) for s in sentences]
+    top = max(scores)
+    best = scores.index(top)
+    return sentences[best], " ".join(s for s, n in zip(sentences, scores, strict=True) if n >= max(1, _ALSO_ANCHOR * top))
+
+
+def _contradiction(claim: str, words: set[str], numbers: set[str], text: str) -> str:
+    """Why ``claim`` may say other than the passage ``text`` though it shares its words: it denies
+    what the sentence it rests on states (or the reverse), gives another truth value, or states a
+    number the sentences it rests on do not (the passage says 403 there and 429 of something
+    else). Words alone let "SearXNG must not have JSON output enabled" pass against "must have"."""
+    sentence, rests_on = _anchor(words, text)
+    if bool(_DENIAL.search(_CODE_SPAN.sub(" ", claim))) != bool(_DENIAL.search(_CODE_SPAN.sub(" ", sentence))):
+        return "it may say the opposite of the cited passage (one of them denies what the other states)"
+    truths = {t.lower() for t in _TRUTH.findall(claim)}
+    if truths and _TRUTH.search(sentence) and not truths & {t.lower() for t in _TRUTH.findall(sentence)}:
+        return f"the cited passage gives another value than {', '.join(sorted(truths))}"
+    away = sorted(numbers - numbers_in(rests_on))
+    if away:
+        return f"the cited passage states {', '.join(away)} of something else"
+    return ""
+
+
 def _judge(claim: str, ids: Sequence[int], passages: Mapping[int, Sequence[Passage]], titles: Mapping[int, str]) -> _Verdict:
     words = set(content_stems(claim))
     numbers = numbers_in(claim)
@@ -213,6 +255,9 @@ def _judge(claim: str, ids: Sequence[int], passages: Mapping[int, Sequence[Passa
                 problem = f"the cited passage does not state {', '.join(missing_numbers)}"
             elif overlap < MIN_OVERLAP:
                 problem = f"only {overlap:.0%} of its content words are in the cited passage (needs {MIN_OVERLAP:.0%})"
+            elif _words(claim) not in words_of_text:  # a copy of the passage says what it says
+                # enough of its words: a reviewer settles one that may say other than the passage
+                problem = _contradiction(claim, words, numbers, passage["text"])
             rank = _SUPPORTED if not problem else _UNSUPPORTED
             if problem and not missing_quotes and not missing_numbers and overlap >= UNDECIDED_OVERLAP:
                 rank = _UNDECIDED
