@@ -409,3 +409,14 @@ def test_a_sentence_that_says_the_opposite_of_its_passage_is_not_backed_by_shari
     assert "opposite" in next(u["reason"] for s, u in removed.items() if "must not" in s)
     assert "429 of something else" in next(u["reason"] for s, u in removed.items() if "429" in s)
     assert "another value than true" in next(u["reason"] for s, u in removed.items() if "true" in s)
+
+
+def test_a_marker_keeps_only_the_sources_that_back_its_sentence():
+    """"[1-5]" of a sentence one source backs listed all five as cited; the page of a source it
+    named said no passage of it backs a sentence of the report."""
+    report = ("When a model fails, the router tries the next model of the fallback chain [1-2]. "
+              "The local index ranks documents with BM25 [2, 1].\n")
+    checked = ground(report, PASSAGES)
+    assert "the next model of the fallback chain [1]." in checked.report, checked.report
+    assert "ranks documents with BM25 [2]." in checked.report
+    assert checked.support == 1.0

@@ -340,7 +340,7 @@ def ground(
     settled = verdicts or {}
     dangling = dangling_lead_ins(report)
 
-    def keep(sentence: str) -> bool:
+    def keep(sentence: str) -> bool | str:
         markers = list(CITE_MARKER.finditer(_CODE_SPAN.sub("", sentence)))  # `a[0]` is code, not a citation
         ids = _cited_ids(sentence)
         claim = _claim(sentence)
@@ -358,10 +358,28 @@ def ground(
             return False
         verdict = _judge(claim, good, passages, names)
         reviewed = settled.get(normalise(claim)) if verdict.rank == _UNDECIDED else None
-        return _record(result, claim, good, verdict, reviewed, passages)
+        if not _record(result, claim, good, verdict, reviewed, passages):
+            return False
+        return _only_backing(sentence, markers, claim, good, verdict, passages, names)
+
 
     result.report = drop_empty_sections(rewrite_sentences(report, keep, _heading_check(passages, names, result)))
     return result
+
+
+def _only_backing(sentence: str, markers: list[re.Match[str]], claim: str, good: list[int], verdict: _Verdict,
+                  passages: Mapping[int, Sequence[Passage]], titles: Mapping[int, str]) -> bool | str:
+    """``sentence`` whose one marker names only the cited sources that back it: "[1-5]" of a
+    sentence one source backs listed all five as cited, and a source's own page said that no
+    passage of it backs a sentence of the report. A sentence of several markers (a clause each)
+    is left as it is: each may be its clause's."""
+    if verdict.rank != _SUPPORTED or len(good) < 2 or len(markers) != 1 or _CODE_SPAN.search(sentence):
+        return True
+    backing = [sid for sid in good if sid == verdict.source_id or _judge(claim, [sid], passages, titles).ok]
+    if len(backing) == len(good):
+        return True
+    marker = markers[0]
+    return f"{sentence[:marker.start()]}[{', '.join(map(str, backing))}]{sentence[marker.end():]}"
 
 
 #: a heading's leading section number: "1. ", "2) ", "Step 3: ", "Part IV - "

@@ -69,8 +69,9 @@ def _reflow(text: str) -> list[str]:
     return lines
 
 
-def rewrite_sentences(text: str, keep: Callable[[str], bool], keep_line: Callable[[str], bool] | None = None) -> str:
-    """``text`` with the sentences ``keep`` refuses taken out (a line left empty goes too).
+def rewrite_sentences(text: str, keep: Callable[[str], bool | str], keep_line: Callable[[str], bool] | None = None) -> str:
+    """``text`` with the sentences ``keep`` refuses taken out (a line left empty goes too), and
+    those it returns a string for put as that string.
 
     Code blocks (between fences that close) are kept as they are; headings go to ``keep_line`` only.
     """
@@ -92,7 +93,7 @@ def rewrite_sentences(text: str, keep: Callable[[str], bool], keep_line: Callabl
         if keep_line is not None and not keep_line(line):
             continue
         prefix = _PREFIX.match(line).group(1)  # type: ignore[union-attr]
-        kept = [s for s in split_sentences(line[len(prefix):]) if keep(s)]
+        kept = [s if said is True else said for s in split_sentences(line[len(prefix):]) if (said := keep(s))]
         if kept:
             out.append(prefix + " ".join(kept))
     return re.sub(r"\n{3,}", "\n\n", "\n".join(_drop_orphan_separators(out))).strip() + "\n"
