@@ -25,13 +25,14 @@ from providers.base import (
 Responder = Callable[[list[Message], LLMConfig], "str | dict[str, Any] | Awaitable[str | dict[str, Any]]"]
 
 
-def _response(text: str, model: str, config: LLMConfig, messages: list[Message], started: float) -> LLMResponse:
+def _response(text: str, model: str, config: LLMConfig, messages: list[Message], started: float,
+              provider: str = "fake") -> LLMResponse:
     latency = (time.perf_counter() - started) * 1000
     in_tokens = sum(len(m.content.split()) for m in messages)
     out_tokens = len(text.split())
     step = TraceStep(
         step=config.step,
-        provider="fake",
+        provider=provider,
         model=model,
         latency_ms=latency,
         input_tokens=in_tokens,
@@ -48,9 +49,11 @@ class FunctionLLM:
     simulate an upstream failure. It may be sync or async.
     """
 
-    def __init__(self, fn: Responder, *, model: str = "function") -> None:
+    def __init__(self, fn: Responder, *, model: str = "function", provider: str = "fake") -> None:
         self.fn = fn
         self.model = model
+        #: what its answers name as their provider: a backend's family ("local", "deepseek"), as litellm's do
+        self.provider = provider
         self.calls: list[tuple[list[Message], LLMConfig]] = []
 
     async def complete(self, messages: list[Message], config: LLMConfig) -> LLMResponse:
@@ -60,7 +63,7 @@ class FunctionLLM:
         if isinstance(answer, Awaitable):
             answer = await answer
         text = json.dumps(answer) if isinstance(answer, dict) else str(answer)
-        return _response(text, self.model, config, messages, started)
+        return _response(text, self.model, config, messages, started, self.provider)
 
     async def health_check(self) -> bool:
         return True

@@ -140,6 +140,8 @@ async def research(inp: ResearchInput, ctx: JobContext) -> dict[str, Any]:
         **({"thread_id": inp.thread_id} if inp.thread_id else {}),
         "report": state.get("report", ""),
         "mode": state.get("report_mode"),
+        # the model that wrote the report (None: quoted from the sources): a stand-in shows here
+        "written_by": state.get("written_by") if state.get("report_mode") == "abstractive" else None,
         "support": state.get("support"),
         "grounding": state.get("grounding"),
         "sources": state.get("sources", []),

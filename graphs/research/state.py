@@ -35,6 +35,9 @@ class ResearchState(TypedDict, total=False):
     #: why no model wrote the draft, every attempt named (None: one did, or none was asked); the
     #: check turns it into a warning, as the report then quotes the sources instead
     write_failure: str | None
+    #: what the writer's answer left as it was and why (a revision the local model answered in auto
+    #: mode: the earlier draft stands); the check turns it into a warning
+    writer_note: str | None
     written_by: str | None
     #: the family of the model that wrote the draft (extractive: the one that planned)
     writer_family: str | None

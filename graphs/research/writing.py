@@ -69,14 +69,14 @@ def _write_node(deps: ResearchDeps) -> Node:
         started = time.perf_counter()
         revision = state.get("revisions", 0) + (1 if state.get("review") else 0)
         base = {"written_by": None, "revisions": revision, "report_mode": "extractive",
-                "writer_family": state.get("planned_by"), "write_failure": None}
+                "writer_family": state.get("planned_by"), "write_failure": None, "writer_note": None}
         if not state["sources"]:
             emit("write", "no sources were found; nothing to cite")
             detail = "no sources: wrote the no-sources report without a model"
             return {**base, "draft": _no_sources_report(state), "report_mode": None,
                     "trace": [node_step("write", started, detail, "error")]}
         mode = state.get("mode", "auto")
-        if mode == "extractive" or (mode == "auto" and state.get("planned_by") == LOCAL_FAMILY):
+        if mode == "extractive" or (mode == "auto" and _local_writes(deps.llm, state)):
             why = "as asked" if mode == "extractive" else "the writer would be the local model, which planned"
             emit("write", "quoting the best passages for each sub-question")
             return {**base, "draft": _extractive(state),
@@ -89,14 +89,49 @@ def _write_node(deps: ResearchDeps) -> Node:
             why = error or f"{response.model if response else 'the model'} answered with nothing"
             return {**base, "draft": _extractive(state), "write_failure": why,
                     "trace": trace + [node_step("write", started, f"writer failed: {why}; extractive report", "error")]}
+        failed = _failed(trace)
         if mode == "auto" and response.provider == LOCAL_FAMILY:
+            if revision and state.get("written_by") and state.get("report_mode") == "abstractive":
+                # the draft to revise was written and checked: it stands (it was dropped for quotes)
+                note = f"the revision could not be written ({failed or 'only the local model answered'}); the draft stands"
+                return {**base, "draft": state["draft"], "written_by": state["written_by"], "report_mode": "abstractive",
+                        "writer_family": state.get("writer_family"), "writer_note": note,
+                        "trace": trace + [node_step("write", started, f"{response.model} (local) answered the revision;"
+                                                    " the earlier draft stands", "error")]}
             detail = f"{response.model} (local) answered; auto mode returns the extractive report instead"
-            return {**base, "draft": _extractive(state), "trace": trace + [node_step("write", started, detail)]}
+            # models ahead of it failed (not a keyless setup, where it is the only writer): said as a failure
+            return {**base, "draft": _extractive(state), "write_failure": failed or None,
+                    "trace": trace + [node_step("write", started, detail, "error" if failed else "ok")]}
+        # the local model standing in for a writer that failed: the report says who wrote it
+        stand_in = (f"written by the local model {response.model}: {failed}" if failed and response.provider == LOCAL_FAMILY
+                    else None)
         return {**base, "draft": response.text.strip(), "written_by": response.model, "report_mode": "abstractive",
-                "writer_family": response.provider,
+                "writer_family": response.provider, "writer_note": stand_in,
                 "trace": trace + [node_step("write", started, f"written by {response.model}")]}
 
     return write
+
+
+def _failed(trace: list[dict[str, Any]]) -> str:
+    """The models of a call's attempts that failed, each with its error class: "" when none did
+    (skipped ones, a key unset, are the setup, not a failure)."""
+    return "; ".join(f"{s.get('model') or s.get('provider')}: {s.get('error_class') or 'failed'}"
+                     for s in trace if s.get("outcome") == "error")
+
+
+def _local_writes(llm: Any, state: ResearchState) -> bool:
+    """Whether the write call would be answered by the local model: it planned, and the router
+    (where it can tell) would start the writer's chain there now. A plan that fell to the local
+    model over one failed call (DeepSeek's 503, its circuit still closed) made the whole report
+    extractive, "the writer would be the local model" said of a writer never asked."""
+    if state.get("planned_by") != LOCAL_FAMILY:
+        return False
+    first_callable = getattr(llm, "first_callable", None)
+    family_of = getattr(llm, "family_of", None)
+    if first_callable is None or family_of is None:
+        return True
+    first = first_callable(LLMConfig(prefer=state.get("primary"), step="write"))
+    return first is None or family_of(first) == LOCAL_FAMILY
 
 
 def _screen(
@@ -172,6 +207,8 @@ def _checked(state: ResearchState, started: float, screened: tuple[Grounding, Gr
         asked = "an abstractive report was asked for" if state.get("mode") == "abstractive" else "in auto mode a model writes the report"
         warnings.append(f"{asked}, but no model could write it ({state['write_failure']});"
                         " the report quotes the sources instead")
+    if state.get("writer_note"):
+        warnings.append(str(state["writer_note"]))
     if reviewed.undecided:
         warnings.append(f"{len(reviewed.undecided)} sentence(s) whose words the cited passage only partly holds were removed"
                         f" unconfirmed ({'the reviewer did not settle them' if settlement.status == 'done' else settlement.reason})")

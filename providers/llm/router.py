@@ -108,6 +108,11 @@ class LLMRouter:
             chain.sort(key=lambda n: self.specs[n].family == llm_config.avoid if n in self.specs else False)
         return chain
 
+    def family_of(self, model: str) -> str | None:
+        """The family of ``model`` (a name of ``models``), or ``None`` for a name it does not know."""
+        spec = self.specs.get(model)
+        return spec.family if spec is not None else None
+
     def first_callable(self, llm_config: LLMConfig) -> str | None:
         """The model a call with ``llm_config`` would try first now (no key missing, circuit not
         open), or ``None``: a prediction (that model may still fail and the call fall over), for

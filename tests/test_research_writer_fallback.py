@@ -1,0 +1,82 @@
+"""Who writes a research report in auto mode when a model fails, and what the result says of it:
+a reviewer's DeepSeek 503 on the plan made the whole report quotes ("the writer would be the local
+model", a writer never asked), a failed write gave quotes with no warning, and a revision the
+local model answered threw away a draft that had passed the check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_research_graph import _context, _local_chain
+
+from core.config import DEFAULT_CONFIG_PATH, load_config
+from core.errors import ProviderUnavailable
+from graphs.research.action import ResearchInput, research
+from providers.base import LLMConfig, Message
+from providers.circuit import CircuitBoard
+from providers.llm.router import LLMRouter
+from providers.testing import FunctionLLM
+
+QUESTION = "How do LangGraph checkpoints resume a run?"
+DRAFT = "A checkpointer saves graph state after every step [1]. With durability sync a resumed run re-runs only the interrupted node [1]."
+PLAN = {"queries": ["langgraph checkpoint durability"]}
+
+
+def _router(tmp_path: Path, deepseek_fails: set[str], reviews: list[dict[str, Any]]) -> tuple[LLMRouter, list[tuple[str, str]]]:
+    """DeepSeek (its key set) fails the steps named; every other keyed model is unset; local answers."""
+    config = load_config(DEFAULT_CONFIG_PATH, env={"SWARM_HOME": str(tmp_path / "home")})
+    calls: list[tuple[str, str]] = []
+
+    def model(name: str) -> FunctionLLM:
+        def answer(messages: list[Message], llm_config: LLMConfig) -> Any:
+            calls.append((name, llm_config.step))
+            if name.startswith("deepseek") and llm_config.step in deepseek_fails:
+                raise ProviderUnavailable("deepseek", "HTTP 503: busy", model=name)
+            if llm_config.step == "plan":
+                return PLAN
+            if llm_config.step in ("write", "revise"):
+                return DRAFT if name.startswith("deepseek") else "a local draft"
+            if llm_config.step == "review":
+                return reviews.pop(0) if len(reviews) > 1 else reviews[0]
+            return {"verdicts": []}
+
+        return FunctionLLM(answer, model=name, provider=config.models[name].family)
+
+    return LLMRouter(config.providers.llm, config.models, {n: model(n) for n in config.models}, CircuitBoard()), calls
+
+
+@pytest.fixture(autouse=True)
+def _deepseek_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEEPSEEK_API_KEY", "sk-test-0123456789abcdef")
+    for name in ("GEMINI_API_KEY", "ANTHROPIC_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+
+
+async def test_a_plan_that_fell_to_the_local_model_once_still_lets_deepseek_write(corpus: Path, tmp_path: Path) -> None:
+    router, calls = _router(tmp_path, {"plan"}, [{"approved": True, "issues": []}])
+    ctx, _ = _context(tmp_path, router, _local_chain(corpus, tmp_path))
+    result = await research(ResearchInput(question=QUESTION, mode="auto"), ctx)
+    assert ("local", "plan") in calls and ("deepseek-v3.1-q8", "write") in calls, calls
+    assert result["mode"] == "abstractive" and result["written_by"] == "deepseek-v3.1-q8", result["warnings"]
+
+
+async def test_a_write_that_only_the_local_model_answered_says_why_the_report_quotes(corpus: Path, tmp_path: Path) -> None:
+    router, calls = _router(tmp_path, {"write"}, [{"approved": True, "issues": []}])
+    ctx, _ = _context(tmp_path, router, _local_chain(corpus, tmp_path))
+    result = await research(ResearchInput(question=QUESTION, mode="auto"), ctx)
+    assert ("local", "write") in calls and result["mode"] == "extractive"
+    assert any("in auto mode a model writes the report, but no model could write it (deepseek-v3.1-q8: ProviderUnavailable"
+               in w for w in result["warnings"]), result["warnings"]
+
+
+async def test_a_revision_only_the_local_model_answered_leaves_the_checked_draft(corpus: Path, tmp_path: Path) -> None:
+    reviews = [{"approved": False, "issues": ["say more"], "suggestion": "longer"}, {"approved": True, "issues": []}]
+    router, calls = _router(tmp_path, {"revise"}, reviews)
+    ctx, _ = _context(tmp_path, router, _local_chain(corpus, tmp_path))
+    result = await research(ResearchInput(question=QUESTION, mode="auto"), ctx)
+    assert ("local", "revise") in calls, calls
+    assert result["mode"] == "abstractive" and "after every step [1]" in result["report"], result["report"]
+    assert any(w.startswith("the revision could not be written (deepseek-v3.1-q8: ProviderUnavailable")
+               for w in result["warnings"]), result["warnings"]
