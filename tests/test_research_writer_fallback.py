@@ -24,7 +24,8 @@ DRAFT = "A checkpointer saves graph state after every step [1]. With durability 
 PLAN = {"queries": ["langgraph checkpoint durability"]}
 
 
-def _router(tmp_path: Path, deepseek_fails: set[str], reviews: list[dict[str, Any]]) -> tuple[LLMRouter, list[tuple[str, str]]]:
+def _router(tmp_path: Path, deepseek_fails: set[str], reviews: list[dict[str, Any]],
+            draft: str = DRAFT) -> tuple[LLMRouter, list[tuple[str, str]]]:
     """DeepSeek (its key set) fails the steps named; every other keyed model is unset; local answers."""
     config = load_config(DEFAULT_CONFIG_PATH, env={"SWARM_HOME": str(tmp_path / "home")})
     calls: list[tuple[str, str]] = []
@@ -37,7 +38,7 @@ def _router(tmp_path: Path, deepseek_fails: set[str], reviews: list[dict[str, An
             if llm_config.step == "plan":
                 return PLAN
             if llm_config.step in ("write", "revise"):
-                return DRAFT if name.startswith("deepseek") else "a local draft"
+                return draft if name.startswith("deepseek") else "a local draft"
             if llm_config.step == "review":
                 return reviews.pop(0) if len(reviews) > 1 else reviews[0]
             return {"verdicts": []}
@@ -80,3 +81,18 @@ async def test_a_revision_only_the_local_model_answered_leaves_the_checked_draft
     assert result["mode"] == "abstractive" and "after every step [1]" in result["report"], result["report"]
     assert any(w.startswith("the revision could not be written (deepseek-v3.1-q8: ProviderUnavailable")
                for w in result["warnings"]), result["warnings"]
+
+
+async def test_the_reviewer_is_not_paid_for_in_place_of_claude_when_claude_cannot_be_asked(
+        corpus: Path, tmp_path: Path) -> None:
+    """DeepSeek-only: the entailment call skipped Claude (its key unset), DeepSeek answered and was
+    billed, and its verdicts were thrown away as another family's."""
+    undecided = ("A checkpointer saves graph state after every step, with every tool output and user message kept"
+                 " in a durable database for auditing [1].")
+    router, calls = _router(tmp_path, set(), [{"approved": True, "issues": []}], draft=f"{DRAFT} {undecided}")
+    ctx, _ = _context(tmp_path, router, _local_chain(corpus, tmp_path))
+    result = await research(ResearchInput(question=QUESTION, mode="abstractive"), ctx)
+    assert not [c for c in calls if c[1] == "entail"], calls
+    entail = next(s for s in result["trace"] if s["step"] == "entail" and s["kind"] == "node")
+    assert entail["outcome"] == "skipped" and "the reviewer claude cannot be asked now (claude-sonnet-4-5: ANTHROPIC_API_KEY is not set)" in entail["detail"], entail
+    assert result["grounding"]["undecided"] >= 1

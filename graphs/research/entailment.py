@@ -77,6 +77,21 @@ def _skip_reason(undecided: Sequence[Any], reviewer: Reviewer, trace: Sequence[M
     return None
 
 
+def _not_callable(llm: Any, config: LLMConfig, reviewer: Reviewer) -> str | None:
+    """Why the reviewer cannot be asked now, where the router can tell (its key unset, its circuit
+    open): another family's model would answer in its place, be paid, and have its verdicts
+    thrown away (DeepSeek answered every entailment call of a DeepSeek-only setup)."""
+    first_callable = getattr(llm, "first_callable", None)
+    family_of = getattr(llm, "family_of", None)
+    if first_callable is None or family_of is None or not reviewer.family:
+        return None
+    first = first_callable(config)
+    if first is not None and family_of(first) == reviewer.family and family_of(first) != reviewer.writer_family:
+        return None
+    passed = "; ".join(getattr(llm, "passed_over", lambda c: [])(config)[:3]) or "no model of its family is callable"
+    return f"the reviewer {reviewer.name} cannot be asked now ({passed}); another model would answer in its place"
+
+
 def _verdicts(text: str, items: Sequence[Mapping[str, Any]], model: str) -> dict[str, ReviewerVerdict] | None:
     """The reviewer's verdicts by sentence key; None when its answer holds no usable JSON."""
     match = re.search(r"\{.*\}", text, re.DOTALL)
@@ -117,13 +132,13 @@ async def settle(
         trace: the job's trace so far, to see whether the reviewer's family was skipped already.
     """
     started = time.perf_counter()
-    skip = _skip_reason(undecided, reviewer, trace)
+    config = LLMConfig(prefer=reviewer.name, json_schema=prompts.ENTAIL_SCHEMA, temperature=0.0, step="entail")
+    skip = _skip_reason(undecided, reviewer, trace) or _not_callable(llm, config, reviewer)
     if skip is not None:
         steps = [] if not undecided else [node_step("entail", started, f"reviewer not asked: {skip}", "skipped")]
         return Settlement("skipped", skip, trace=steps)
     items = [{**u, "id": i} for i, u in enumerate(undecided[: reviewer.max_sentences], start=1)]
     emit("entail", f"asking {reviewer.name} about {len(items)} sentence(s) the words alone cannot settle")
-    config = LLMConfig(prefer=reviewer.name, json_schema=prompts.ENTAIL_SCHEMA, temperature=0.0, step="entail")
     try:
         response, steps, error = await ask(llm, prompts.entail_messages(items, sources), config)
     except BudgetExceeded as exc:
