@@ -96,3 +96,20 @@ async def test_the_reviewer_is_not_paid_for_in_place_of_claude_when_claude_canno
     entail = next(s for s in result["trace"] if s["step"] == "entail" and s["kind"] == "node")
     assert entail["outcome"] == "skipped" and "the reviewer claude cannot be asked now (claude-sonnet-4-5: ANTHROPIC_API_KEY is not set)" in entail["detail"], entail
     assert result["grounding"]["undecided"] >= 1
+
+
+async def test_a_research_review_by_the_writers_own_family_is_said_to_be_one(
+        corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DeepSeek reviewed its own report unlabelled, Gemini passed over though its key was set."""
+    router, calls = _router(tmp_path, set(), [{"approved": True, "issues": []}])
+    ctx, _ = _context(tmp_path, router, _local_chain(corpus, tmp_path))
+    result = await research(ResearchInput(question=QUESTION, mode="abstractive"), ctx)
+    review = result["review"]
+    assert review["reviewer"] == "deepseek-v3.1-q8" and review["self_review"] is True, review
+    assert "no independent review" in review["note"]
+
+    monkeypatch.setenv("GEMINI_API_KEY", "AIza-test-0123456789abcdef")
+    router, calls = _router(tmp_path, set(), [{"approved": True, "issues": []}])
+    ctx, _ = _context(tmp_path, router, _local_chain(corpus, tmp_path), job_id="job-2")
+    result = await research(ResearchInput(question=QUESTION, mode="abstractive"), ctx)
+    assert ("gemini-2.5-flash-lite", "review") in calls and "self_review" not in result["review"], calls

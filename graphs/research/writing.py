@@ -289,7 +289,9 @@ def _review_node(deps: ResearchDeps) -> Node:
             return {"review": {"approved": None, "status": "skipped", "reason": why},
                     "trace": [node_step("review", started, why, "skipped")]}
         emit("review", f"reviewing with {reviewer}")
-        config = LLMConfig(prefer=reviewer, json_schema=prompts.REVIEW_SCHEMA, temperature=0.0, step="review")
+        writer = state.get("writer_family")
+        config = LLMConfig(prefer=reviewer, avoid=_avoided(deps.llm, reviewer, writer), json_schema=prompts.REVIEW_SCHEMA,
+                           temperature=0.0, step="review")
         messages = prompts.review_messages(state["question"], state["report"], state["sources"], state.get("excerpts", {}))
         response, trace, error = await ask(deps.llm, messages, config)
         verdict = _verdict(response.text) if response else None
@@ -299,9 +301,32 @@ def _review_node(deps: ResearchDeps) -> Node:
                     "trace": trace + [node_step("review", started, why, "error")]}
         verdict |= {"status": "done", "reviewer": response.model}
         detail = f"{'approved' if verdict['approved'] else 'changes requested'} by {response.model}"
+        if writer and response.provider == writer:  # no model of another family answered: said, as delegate says it
+            verdict["self_review"] = True
+            verdict["note"] = (f"reviewed by {response.model}, of the writer's own family ({writer}): no model of"
+                               " another family answered, so this is no independent review")
+            detail += f" (a self-review: {writer} reviewed {writer}'s report)"
         return {"review": verdict, "trace": trace + [node_step("review", started, detail)]}
 
     return review
+
+
+def _avoided(llm: Any, reviewer: str | None, writer: str | None) -> str | None:
+    """The family the review call puts last: the writer's, where a remote model of another family
+    would answer first now (DeepSeek reviewed its own report with Gemini's key set); not where only
+    the local model would, whose review of a remote model's report would send it back to be
+    rewritten on a 135M model's say (the writer's own review, said to be one, is kept then), nor
+    where config names the writer's family as the reviewer."""
+    if not writer or writer == LOCAL_FAMILY:
+        return writer
+    first_callable = getattr(llm, "first_callable", None)
+    family_of = getattr(llm, "family_of", None)
+    if first_callable is None or family_of is None:
+        return writer
+    if reviewer == writer or family_of(reviewer or "") == writer:  # config names the writer's family: as asked
+        return None
+    first = first_callable(LLMConfig(prefer=reviewer, avoid=writer, step="review"))
+    return writer if first is not None and family_of(first) not in (LOCAL_FAMILY, writer) else None
 
 
 #: the check's reasons passed on to the writer as a review's issues: the rule, then the first removals
