@@ -29,7 +29,7 @@ from core.rules import (
 from graphs.actions import made_so_far, resolve_action
 from graphs.budget import add_refused_call, job_scope
 from graphs.context import REPLAYED, RESUMED_AT, JobContext
-from graphs.run import store_unavailable
+from graphs.store_errors import store_unavailable
 from providers.base import TraceStep
 from swarm.envelope import JobEnvelope
 from swarm.idempotency import job_id_for_key
