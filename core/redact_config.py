@@ -15,7 +15,9 @@ from core.redact import MIN_SECRET_CHARS, _secret_env_names, register_secret, re
 #: count such as ``max_tokens`` matches too: only text values are secrets (``is_secret_entry``).
 SECRET_KEY_NAME = re.compile(
     r"(?i)(?:^|[_\-.])(?:api[_\-]?key|(?:private|access|secret)[_\-]key|secret|token|password|passwd|dsn"
-    r"|credentials?|auth|authorization|bearer|cookie)s?$"
+    r"|credentials?|auth|authorization|bearer|cookie"
+    # a header's key (``Ocp-Apim-Subscription-Key``, ``x-functions-key``, ``X-Auth-Key``, ``xi-api-key``)
+    r"|[a-z]*[_\-]key)s?$"
     # and any name that merely ends in one (``accessToken``, ``clientSecret``, ``githubtoken``)
     r"|(?i:api_?key|secret|token|password|passwd|dsn|credentials?)s?$"
 )

@@ -112,7 +112,10 @@ async def test_search_chain_treats_a_backend_crash_as_a_failure_and_tries_the_ne
 
 def test_secret_headers_are_masked_in_the_dump_and_registered(config_file: Path) -> None:
     headers = {"x-api-key": "hdr-secret-0001", "api-key": "hdr-secret-0002", "X-Auth": "hdr-secret-0003",
-               "Authorization": "Basic hdr-secret-0004", "x-auth-token": "hdr-secret-0005", "Cookie": "sid=hdr-secret-6"}
+               "Authorization": "Basic hdr-secret-0004", "x-auth-token": "hdr-secret-0005", "Cookie": "sid=hdr-secret-6",
+               # a key header by its vendor's name: printed in clear by config check and swarm://config
+               "Ocp-Apim-Subscription-Key": "hdr-secret-0007", "x-functions-key": "hdr-secret-0008",
+               "X-Auth-Key": "hdr-secret-0009"}
     block = "".join(f'        "{k}": "{v}"\n' for k, v in headers.items())
     _edit(config_file, ("      temperature: 1\n", f"      temperature: 1\n      extra_headers:\n{block}"))
     config = load_config(config_file, env={})
