@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from core.errors import AllProvidersFailed, BudgetExceeded
+from core.errors import AllProvidersFailed, BudgetExceeded, InputError
 from providers.base import LLMConfig, LLMResponse, Message, TraceStep, job_memory
 
 if TYPE_CHECKING:
@@ -138,6 +138,10 @@ def job_tier(config: SwarmConfig, job_input: dict[str, Any] | None) -> str:
     """The job's tier: its input's ``tier``, else the tier that holds ``providers.llm.default``."""
     tier = (job_input or {}).get("tier")
     if isinstance(tier, str) and tier:
+        if tier not in config.providers.llm.tiers:  # it ran on the fallback chain's models, said nowhere
+            configured = ", ".join(config.providers.llm.tiers)
+            raise InputError(f"tier {tier!r} has no models in this config (providers.llm.tiers has {configured});"
+                             " give one of those, or add it to config.yaml", field="tier")
         return tier
     llm = config.providers.llm
     return next((name for name, models in llm.tiers.items() if llm.default in models), "balanced")

@@ -197,3 +197,16 @@ async def test_research_writer_chain_exhausted_degrades_to_the_sources_found(tmp
     assert "A checkpointer saves graph state after every step [1]." in result["output"]["report"]
     assert "checkpoints.md" in result["output"]["report"] and len(result["output"]["sources"]) == 2
     assert ("write", "llm", "error") in [(s["step"], s["kind"], s["outcome"]) for s in result["trace"]]
+
+
+async def test_a_tier_config_does_not_list_is_refused_naming_it(make_context: Any) -> None:
+    """A config without ``premium`` ran a premium job on the fallback chain's models, said nowhere."""
+    from core.config import SwarmConfig
+
+    raw = load_config(ROOT / "config.yaml").model_dump()
+    del raw["providers"]["llm"]["tiers"]["premium"]
+    llm = FakeLLM(["a draft", APPROVE])
+    result = await dispatch(job(tier="premium"), make_context(llm, config=SwarmConfig.model_validate(raw)))
+    assert result["status"] == "FAILED" and result["error"]["type"] == "InputError" and llm.calls == []
+    assert result["error"]["message"] == ("tier: tier 'premium' has no models in this config (providers.llm.tiers has"
+                                          " fast, balanced); give one of those, or add it to config.yaml")
