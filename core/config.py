@@ -242,6 +242,7 @@ class ConfigStore:
         self._config = load_config(self.path)
         self._stamp = self._read_stamp()
         self._good = self._stamp[2] if self._stamp else None  # the digest of the file the config in use came from
+        self._names = self._read_names()
 
     def _read_stamp(self) -> tuple[int, int, str] | None:
         try:
@@ -250,6 +251,23 @@ class ConfigStore:
         except OSError:
             return None
         return (stat.st_mtime_ns, stat.st_size, digest)
+
+    def _read_names(self) -> dict[str, frozenset[str]]:
+        """The provider secrets the file in use names (``core.credentials.credential_names``), read
+        when it is accepted: a refused edit's file named a secret that was then forwarded to RunPod."""
+        from core.credentials import credential_names
+
+        try:
+            return credential_names(yaml.safe_load(self.path.read_text(encoding="utf-8")))
+        except (OSError, yaml.YAMLError):  # gone or changed since it loaded: what it named stands
+            return getattr(self, "_names", {})
+
+    def credential_names(self) -> dict[str, frozenset[str]]:
+        """Per section, the variables the config in force takes provider secrets from (an edit
+        that was refused names none)."""
+        self.current()
+        with self._lock:
+            return self._names
 
     def current(self) -> SwarmConfig:
         """The config for the next job (reloaded if the file changed and still validates)."""
@@ -281,6 +299,7 @@ class ConfigStore:
                 return self._config
             self._config, self._stamp, self.last_error = new, stamp, None
             self._good = stamp[2] if stamp else None
+            self._names = self._read_names()
             self.version += 1
             log.info("config reloaded from %s (version %d)", self.path, self.version)
             return self._config

@@ -21,7 +21,7 @@ import re
 from collections.abc import Collection, Iterator, Mapping
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
@@ -206,8 +206,17 @@ def _secret_references(node: Any, key: object = None) -> set[str]:
 _names_cache: dict[Path, tuple[tuple[int, int], dict[str, frozenset[str]]]] = {}
 
 
-def config_credential_names(config_file: Path) -> dict[str, frozenset[str]]:
-    """``credential_names`` of a config file, re-read only when the file changed (each job asks)."""
+class NamesSource(Protocol):
+    """What knows the secrets the config in force names (``core.config.ConfigStore``)."""
+
+    def credential_names(self) -> dict[str, frozenset[str]]: ...
+
+
+def config_credential_names(config_file: Path | NamesSource) -> dict[str, frozenset[str]]:
+    """``credential_names`` of the config in force (a ``ConfigStore``), or of a config file, re-read
+    only when the file changed (each job asks)."""
+    if not isinstance(config_file, Path):
+        return config_file.credential_names()
     try:
         stat = config_file.stat()
         stamp = (stat.st_mtime_ns, stat.st_size)
@@ -223,13 +232,13 @@ def config_credential_names(config_file: Path) -> dict[str, frozenset[str]]:
     return names
 
 
-def provider_credential_names(config: SwarmConfig, config_file: Path) -> frozenset[str]:
+def provider_credential_names(config: SwarmConfig, config_file: Path | NamesSource) -> frozenset[str]:
     """Every provider secret ``config_file`` names, never the RunPod key (``runner.runpod.api_key_env``)."""
     names = frozenset().union(*config_credential_names(config_file).values())
     return names - {config.runner.runpod.api_key_env}
 
 
-def client_credentials(config: SwarmConfig, config_file: Path) -> dict[str, str]:
+def client_credentials(config: SwarmConfig, config_file: Path | NamesSource) -> dict[str, str]:
     """The provider keys a client sends with a RunPod job: the value here of each variable
     ``config_file`` names for a model or search backend (never the RunPod key), unless
     ``runner.runpod.forward_credentials`` is off. Read at each submit, so a key exported after a

@@ -237,7 +237,7 @@ class Runtime:
     def job_credentials(self, forwarded: Any) -> JobCredentials:
         """A RunPod job's forwarded credentials, checked against the provider keys this worker's
         config names (``InputError`` for a bad value; unknown names are ignored)."""
-        return accept_credentials(forwarded, provider_credential_names(self.config, self.store.path))
+        return accept_credentials(forwarded, provider_credential_names(self.config, self.store))
 
     def _job_providers(self, config: SwarmConfig, forwarded: JobCredentials | None) -> Providers:
         """The providers of one job: the shared ones, except a search chain of its own when its
@@ -246,7 +246,7 @@ class Runtime:
         shared = self.providers(config)
         if forwarded is None or not forwarded.values or "search" in {**self._own_providers, **Runtime.provider_overrides}:
             return shared
-        searched = config_credential_names(self.store.path).get("search", frozenset())
+        searched = config_credential_names(self.store).get("search", frozenset())
         keys = {name: value for name, value in forwarded.values.items() if name in searched}
         if not keys:
             return shared

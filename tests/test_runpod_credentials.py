@@ -382,3 +382,29 @@ async def test_an_image_job_carries_no_provider_key() -> None:
     image, delegate = (body["input"] for body in server.bodies)
     assert "_credentials" not in json.dumps(image) and "sk-x0123456789abcdef" not in json.dumps(image)
     assert "sk-x0123456789abcdef" in json.dumps(delegate)
+
+
+def test_a_refused_config_edit_does_not_change_which_keys_are_forwarded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An edit refused for a typo still named a new secret (``AWS_SECRET_ACCESS_KEY``), which the
+    next RunPod job forwarded while the last good config served; broken YAML forwarded none."""
+    import time as _time
+
+    from core.config import ConfigStore
+
+    path = tmp_path / "config.yaml"
+    path.write_text((ROOT / "config.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    store = ConfigStore(path)
+    for name, value in {"DEEPSEEK_API_KEY": "sk-deepseek-0123456789", "AWS_SECRET_ACCESS_KEY": "aws-secret-0123456789"}.items():
+        monkeypatch.setenv(name, value)
+    before = client_credentials(store.current(), store)
+    assert "DEEPSEEK_API_KEY" in before and "AWS_SECRET_ACCESS_KEY" not in before
+    config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    config["models"]["z1"] = {"litellm_model": "openai/z", "family": "deepseek", "api_key_env": "AWS_SECRET_ACCESS_KEY",
+                              "timeout_z": 5}  # the typo: the edit is refused
+    _time.sleep(0.01)
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    assert client_credentials(store.current(), store) == before and store.last_error
+    path.write_text("models: [unclosed", encoding="utf-8")  # YAML that does not parse: the good config's keys still go
+    assert client_credentials(store.current(), store) == before

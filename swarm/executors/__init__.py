@@ -169,7 +169,7 @@ def make_executor(config: Any, runtime: Any) -> Executor:
         # this side's disk is no storage the worker shares: image results come back inline
         local_storage=(lambda: runtime.providers().storage) if config.providers.storage.default == "local" else None,
         # this side's provider keys go with each job (runner.runpod.forward_credentials)
-        credentials=lambda: client_credentials(config, runtime.store.path),
+        credentials=lambda: client_credentials(config, runtime.store),
     )
 
 
