@@ -196,6 +196,25 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
     return config
 
 
+def _load_text(text: bytes, path: Path) -> SwarmConfig:
+    """``load_config`` of ``text`` as if it were ``path``'s (a copy beside it, removed after)."""
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("wb", suffix=".yaml", dir=path.parent, prefix=".swarm-last-good-") as copy:
+        copy.write(text)
+        copy.flush()
+        return load_config(copy.name)
+
+
+def _names_of(text: bytes, otherwise: dict[str, frozenset[str]]) -> dict[str, frozenset[str]]:
+    from core.credentials import credential_names
+
+    try:
+        return credential_names(yaml.safe_load(text.decode("utf-8")))
+    except (UnicodeDecodeError, yaml.YAMLError):
+        return otherwise
+
+
 def config_path(explicit: str | Path | None = None) -> Path:
     """``--config`` beats ``SWARM_CONFIG`` beats the project's own ``config.yaml``."""
     chosen = explicit or os.environ.get("SWARM_CONFIG")
@@ -233,16 +252,41 @@ class ConfigStore:
     serving and ``last_error`` says why.
     """
 
-    def __init__(self, path: str | Path | None = None) -> None:
+    def __init__(self, path: str | Path | None = None, *, last_good: bytes | None = None) -> None:
+        """``last_good``: the text another process serves, taken when the file on disk is refused
+        (a worker process started while an edit that failed validation was on disk failed every
+        job, where its parent went on serving)."""
         self.path = config_path(path)
         self._lock = threading.Lock()
         self._stamp: tuple[int, int, str] | None = None
         self.last_error: str | None = None
         self.version = 0
-        self._config = load_config(self.path)
+        self._good: str | None = None
+        self.good_text: bytes | None = None
+        self._names: dict[str, frozenset[str]] = {}
+        try:
+            self._config = load_config(self.path)
+        except ConfigError as exc:
+            if last_good is None:
+                raise
+            self._config = _load_text(last_good, self.path)
+            self.last_error = f"{exc}\nrefused the edited config; the last good one keeps serving"
+            self._stamp, self._good = self._read_stamp(), hashlib.sha256(last_good).hexdigest()
+            self.good_text = last_good
+            self._names = _names_of(last_good, {})
+            return
         self._stamp = self._read_stamp()
         self._good = self._stamp[2] if self._stamp else None  # the digest of the file the config in use came from
+        self.good_text = self._text_of_good()
         self._names = self._read_names()
+
+    def _text_of_good(self) -> bytes | None:
+        """The bytes of the file in use, when they are still the ones it loaded."""
+        try:
+            text = self.path.read_bytes()
+        except OSError:
+            return self.good_text
+        return text if hashlib.sha256(text).hexdigest() == self._good else self.good_text
 
     def _read_stamp(self) -> tuple[int, int, str] | None:
         try:
@@ -255,12 +299,7 @@ class ConfigStore:
     def _read_names(self) -> dict[str, frozenset[str]]:
         """The provider secrets the file in use names (``core.credentials.credential_names``), read
         when it is accepted: a refused edit's file named a secret that was then forwarded to RunPod."""
-        from core.credentials import credential_names
-
-        try:
-            return credential_names(yaml.safe_load(self.path.read_text(encoding="utf-8")))
-        except (OSError, yaml.YAMLError):  # gone or changed since it loaded: what it named stands
-            return getattr(self, "_names", {})
+        return self._names if self.good_text is None else _names_of(self.good_text, self._names)
 
     def credential_names(self) -> dict[str, frozenset[str]]:
         """Per section, the variables the config in force takes provider secrets from (an edit
@@ -299,6 +338,7 @@ class ConfigStore:
                 return self._config
             self._config, self._stamp, self.last_error = new, stamp, None
             self._good = stamp[2] if stamp else None
+            self.good_text = self._text_of_good()
             self._names = self._read_names()
             self.version += 1
             log.info("config reloaded from %s (version %d)", self.path, self.version)

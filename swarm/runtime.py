@@ -60,8 +60,9 @@ class Runtime:
     #: block runs (they win over the ``providers`` argument); read-only, replaced as a whole
     provider_overrides: ClassVar[Mapping[str, Any]] = MappingProxyType({})
 
-    def __init__(self, config_path: str | Path | None = None, *, providers: Mapping[str, Any] | None = None) -> None:
-        self.store = ConfigStore(config_path)
+    def __init__(self, config_path: str | Path | None = None, *, providers: Mapping[str, Any] | None = None,
+                 last_good: bytes | None = None) -> None:
+        self.store = ConfigStore(config_path, last_good=last_good)
         self._own_providers = _known_kinds(providers or {})
         self._providers: tuple[SwarmConfig, tuple[tuple[str, int], ...], Providers] | None = None
         self._circuits: Any = None

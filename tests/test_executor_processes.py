@@ -172,3 +172,25 @@ async def test_a_killed_worker_fails_its_job_and_a_new_process_resumes_it(tmp_pa
     assert victim.pid not in resumed_by  # another process read the dead one's checkpoints
     drafts = [r for r in fake_models.requests_for(LOCAL_ALIAS) if not _is_review(r)]
     assert len(drafts) == 1, "the checkpointed draft ran again in the new process"
+
+
+async def test_workers_started_while_an_edit_is_refused_serve_the_last_good_config(
+        tmp_path: Path, fake_models: FakeOpenAI) -> None:
+    """A tier typo saved before the first job: the parent refused it and served on, its worker
+    processes loaded the file on disk, raised, and every job failed as a worker that exited."""
+    from swarm.executors import make_executor
+    from swarm.runtime import Runtime
+
+    fake_models.script(LOCAL_ALIAS, Behaviour.echo())
+    path = _config(tmp_path, 2)
+    runtime = Runtime(str(path))
+    raw = yaml.safe_load(path.read_text())
+    raw["providers"]["llm"]["tiers"]["fast"][0] = "deepseek-v3.1-q44"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    assert runtime.config is not None and runtime.store.last_error  # refused here; the good one serves
+    pool = make_executor(runtime.config, runtime)
+    try:
+        result = await pool.run(_job("Write about a river."))
+    finally:
+        await pool.aclose()
+    assert result["status"] == "COMPLETED", result["error"]

@@ -193,7 +193,8 @@ def _local(processes: int, runtime: Any) -> Executor:
     from swarm.executors.processes import ProcessExecutor
 
     _retire(pool)
-    pool = _pools[runtime] = ProcessExecutor(processes, str(runtime.store.path))
+    store = runtime.store
+    pool = _pools[runtime] = ProcessExecutor(processes, str(store.path), last_good=lambda: store.good_text)
     return pool  # type: ignore[no-any-return]
 
 

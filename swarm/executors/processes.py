@@ -32,6 +32,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
@@ -50,7 +51,8 @@ STOP_WAIT_S = 10.0
 # --- the worker process ----------------------------------------------------------------------
 
 
-def _worker_main(conn: Connection, config_path: str | None, initializer: str | None) -> None:
+def _worker_main(conn: Connection, config_path: str | None, initializer: str | None,
+                 last_good: bytes | None = None) -> None:
     """Entry point of a worker process: serve jobs from ``conn`` until told to stop."""
     # The parent may be an MCP server speaking JSON-RPC on stdout: nothing a worker (or a library
     # in it) prints may land there.
@@ -61,16 +63,16 @@ def _worker_main(conn: Connection, config_path: str | None, initializer: str | N
         from providers.registry import import_string
 
         import_string(initializer)()
-    asyncio.run(_serve(conn, config_path))
+    asyncio.run(_serve(conn, config_path, last_good))
 
 
-async def _serve(conn: Connection, config_path: str | None) -> None:
+async def _serve(conn: Connection, config_path: str | None, last_good: bytes | None = None) -> None:
     from core.heap import settle
     from core.redact import install_log_redaction
     from swarm.logs import configure_logging
     from swarm.runtime import Runtime
 
-    runtime = Runtime(config_path)
+    runtime = Runtime(config_path, last_good=last_good)
     configure_logging(os.environ.get("SWARM_LOG_LEVEL") or runtime.config)  # as the RunPod worker does
     install_log_redaction()
     inbox = _WorkerInbox(conn, runtime, asyncio.get_running_loop())
@@ -151,11 +153,12 @@ class _Call:
 class _Worker:
     """One worker process, its pipe, and a thread that hands its messages to the calls."""
 
-    def __init__(self, index: int, context: Any, config_path: str | None, initializer: str | None) -> None:
+    def __init__(self, index: int, context: Any, config_path: str | None, initializer: str | None,
+                 last_good: bytes | None = None) -> None:
         self.index = index
         parent_end, child_end = context.Pipe(duplex=True)
         self.process = context.Process(
-            target=_worker_main, args=(child_end, config_path, initializer),
+            target=_worker_main, args=(child_end, config_path, initializer, last_good),
             name=f"swarm-local-worker-{index}", daemon=True,
         )
         self.process.start()
@@ -229,12 +232,15 @@ class ProcessExecutor:
             (benches install a provider override there, as ``ProcessPoolExecutor``'s initializer).
     """
 
-    def __init__(self, processes: int, config_path: str | None = None, *, initializer: str | None = None) -> None:
+    def __init__(self, processes: int, config_path: str | None = None, *, initializer: str | None = None,
+                 last_good: Callable[[], bytes | None] | None = None) -> None:
         if processes < 1:
             raise ValueError(f"processes must be >= 1, got {processes}")
         self.processes = processes
         self.config_path = config_path
         self.initializer = initializer
+        #: the config text this process serves, for a worker started while the file on disk is refused
+        self.last_good = last_good
         self._context = multiprocessing.get_context("spawn")  # no forked copy of a running loop
         self._workers: list[_Worker | None] = [None] * processes
         self._ids = itertools.count(1)
@@ -262,7 +268,8 @@ class ProcessExecutor:
                 log.warning("local worker %d (pid %s) exited with code %s; starting a new one",
                             index, worker.pid, worker.process.exitcode)
                 worker.conn.close()
-            worker = self._workers[index] = _Worker(index, self._context, self.config_path, self.initializer)
+            worker = self._workers[index] = _Worker(index, self._context, self.config_path, self.initializer,
+                                                    self.last_good() if self.last_good else None)
         return worker
 
     def _pick(self) -> _Worker:
