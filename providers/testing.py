@@ -22,7 +22,7 @@ from providers.base import (
     TraceStep,
 )
 
-Responder = Callable[[list[Message], LLMConfig], "str | dict[str, Any] | Awaitable[str | dict[str, Any]]"]
+Responder = Callable[[list[Message], LLMConfig], "str | dict[str, Any] | LLMResponse | Awaitable[str | dict[str, Any] | LLMResponse]"]
 
 
 def _response(text: str, model: str, config: LLMConfig, messages: list[Message], started: float,
@@ -45,8 +45,8 @@ def _response(text: str, model: str, config: LLMConfig, messages: list[Message],
 class FunctionLLM:
     """An LLMProvider whose answer is computed by ``fn(messages, config)``.
 
-    ``fn`` may return text, a dict (sent back as JSON text), or raise a ``ProviderError`` to
-    simulate an upstream failure. It may be sync or async.
+    ``fn`` may return text, a dict (sent back as JSON text), a whole ``LLMResponse``, or raise a
+    ``ProviderError`` to simulate an upstream failure. It may be sync or async.
     """
 
     def __init__(self, fn: Responder, *, model: str = "function", provider: str = "fake") -> None:
@@ -62,6 +62,8 @@ class FunctionLLM:
         answer = self.fn(list(messages), config)
         if isinstance(answer, Awaitable):
             answer = await answer
+        if isinstance(answer, LLMResponse):  # made whole by ``fn`` (a finish reason of its own)
+            return answer
         text = json.dumps(answer) if isinstance(answer, dict) else str(answer)
         return _response(text, self.model, config, messages, started, self.provider)
 

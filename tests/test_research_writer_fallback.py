@@ -113,3 +113,23 @@ async def test_a_research_review_by_the_writers_own_family_is_said_to_be_one(
     ctx, _ = _context(tmp_path, router, _local_chain(corpus, tmp_path), job_id="job-2")
     result = await research(ResearchInput(question=QUESTION, mode="abstractive"), ctx)
     assert ("gemini-2.5-flash-lite", "review") in calls and "self_review" not in result["review"], calls
+
+
+async def test_a_draft_cut_at_its_token_limit_is_said_to_be(corpus: Path, tmp_path: Path) -> None:
+    """A draft cut at the writer's token limit: its unfinished end read as "states a fact without
+    citing a source", and nothing said it was cut (delegate says it)."""
+    from providers.base import LLMResponse, TraceStep
+
+    def answer(messages: list[Message], llm_config: LLMConfig) -> Any:
+        if llm_config.step == "plan":
+            return PLAN
+        if llm_config.step == "write":
+            step = TraceStep(step="write", provider="deepseek", model="deepseek-v3.1-q8", latency_ms=1.0)
+            return LLMResponse.from_step(f"{DRAFT} Set `server.limiter:", step, finish_reason="length")
+        return {"approved": True, "issues": []} if llm_config.step == "review" else {"verdicts": []}
+
+    ctx, _ = _context(tmp_path, FunctionLLM(answer, provider="deepseek"), _local_chain(corpus, tmp_path))
+    result = await research(ResearchInput(question=QUESTION, mode="abstractive"), ctx)
+    assert any("the written draft was cut at its token limit" in w for w in result["warnings"]), result["warnings"]
+    write = next(s for s in result["trace"] if s["step"] == "write" and s["kind"] == "node")
+    assert "token limit" in write["detail"], write

@@ -18,6 +18,7 @@ import re
 import time
 from typing import Any
 
+from graphs.cuts import cut_note, cut_warning
 from graphs.progress import emit
 from graphs.research import prompts
 from graphs.research.citations import check_citations, cited_pages, normalize_report
@@ -103,11 +104,13 @@ def _write_node(deps: ResearchDeps) -> Node:
             return {**base, "draft": _extractive(state), "write_failure": failed or None,
                     "trace": trace + [node_step("write", started, detail, "error" if failed else "ok")]}
         # the local model standing in for a writer that failed: the report says who wrote it
-        stand_in = (f"written by the local model {response.model}: {failed}" if failed and response.provider == LOCAL_FAMILY
-                    else None)
+        notes = [f"written by the local model {response.model}: {failed}" if failed and response.provider == LOCAL_FAMILY
+                 else None,
+                 # a draft cut at its token limit: its unfinished end reads as "unsupported" below, said why here
+                 cut_warning("the written draft", response.finish_reason)]
         return {**base, "draft": response.text.strip(), "written_by": response.model, "report_mode": "abstractive",
-                "writer_family": response.provider, "writer_note": stand_in,
-                "trace": trace + [node_step("write", started, f"written by {response.model}")]}
+                "writer_family": response.provider, "writer_note": "; ".join(n for n in notes if n) or None,
+                "trace": trace + [node_step("write", started, f"written by {response.model}{cut_note(response.finish_reason)}")]}
 
     return write
 
