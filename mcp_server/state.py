@@ -33,6 +33,7 @@ class ServerState:
     _runtime: Any = None
     _jobs: JobManager | None = None
     _threads: ThreadStore | None = None
+    _threads_at: tuple[Any, ...] = ()  # the checkpointer settings _threads was opened with
     _threads_lock: threading.Lock = field(default_factory=threading.Lock)
     _watching: set[str] = field(default_factory=set)  # jobs another process runs whose row is watched
     _watchers: set[Any] = field(default_factory=set)
@@ -83,11 +84,19 @@ class ServerState:
     @property
     def threads(self) -> ThreadStore:
         """Conversations, in the checkpointer's kind of store (swarm.threads), opened on first use."""
+        section = self.runtime.config.checkpointer
+        where = (section.kind, section.path, section.dsn)
         with self._threads_lock:  # the protocol loop and the jobs' loop may both ask first
+            if self._threads is not None and self._threads_at != where:
+                # checkpointer.path (or kind, or dsn) edited while serving: the threads follow the
+                # checkpoints there, as they would after a restart (they stayed behind and were lost)
+                self._threads.close()
+                self._threads = None
             if self._threads is None:
                 from swarm.threads import open_thread_store
 
-                self._threads = open_thread_store(self.runtime.config.checkpointer)
+                self._threads = open_thread_store(section)
+                self._threads_at = where
             return self._threads
 
     def _thread_turns(self, row: dict[str, Any], envelope: dict[str, Any]) -> dict[str, Any]:

@@ -64,3 +64,27 @@ async def test_doctor_finds_a_checkpoint_store_with_a_damaged_page(swarm_home: P
     finding = await check_checkpointer(config)
     assert finding.status == "fail" and f"the checkpoint store {path} is damaged" in finding.detail, finding
     assert finding.fix == f"move {path} aside: a new one is made (what it held is lost)"
+
+
+def test_threads_follow_an_edited_checkpointer_path(tmp_path: Path) -> None:
+    """``checkpointer.path`` edited while the MCP server ran: the checkpoints moved, the threads
+    stayed behind (opened once), and after a restart every conversation was gone."""
+    import time
+
+    import yaml
+
+    from mcp_server.state import ServerState
+
+    path = tmp_path / "config.yaml"
+    raw = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))
+    raw["checkpointer"]["path"] = str(tmp_path / "a" / "checkpoints.sqlite")
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    state = ServerState(str(path))
+    first = state.threads
+    assert state.threads is first
+    raw["checkpointer"]["path"] = str(tmp_path / "b" / "checkpoints.sqlite")
+    time.sleep(0.01)
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    second = state.threads
+    assert second is not first and (tmp_path / "b" / "threads.sqlite").exists()
+    state.threads.close()
