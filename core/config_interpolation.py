@@ -68,10 +68,31 @@ def unsupported_forms(raw: Any) -> list[str]:
     for path, text in _strings(raw):
         rest = ENV_REFERENCE.sub("", text)
         if "${" in rest:
-            form = rest[rest.index("${"):].split("}", 1)[0] + "}"
+            form = _first_unsupported(text)
             where = "" if form == text else f" in {redact(text)!r}"  # a secret may sit in a default
             lines.append(f"{path or '(top level)'}: unsupported form {redact(form)!r}{where}; {_SUPPORTED_FORMS}")
     return lines
+
+
+def _first_unsupported(text: str) -> str:
+    """The first ``${...}`` of ``text`` (to its matching brace) that is no supported form: the
+    whole ``${A:-${B}}``, not the ``${A:-}`` left once the inner ``${B}`` is taken out."""
+    start = text.find("${")
+    while start != -1:
+        depth, end = 0, len(text)
+        for i in range(start, len(text)):
+            if text.startswith("${", i):
+                depth += 1
+            elif text[i] == "}":
+                depth -= 1
+                if depth == 0:
+                    end = i + 1
+                    break
+        form = text[start:end]
+        if not ENV_REFERENCE.fullmatch(form):
+            return form
+        start = text.find("${", end)
+    return ENV_REFERENCE.sub("", text)  # not reached: the caller found one
 
 
 def unset_notes(raw: Any, env: Mapping[str, str] | None) -> dict[str, str]:

@@ -236,6 +236,13 @@ def test_an_unsupported_form_holding_a_secret_is_named_without_it(config_file: P
     assert "SECRETVALUE123456" not in message
 
 
+def test_a_nested_default_is_named_whole(config_file: Path) -> None:
+    """``${A:-${B}}`` was named as ``${A:-}``, the text left once the inner reference was taken out."""
+    _edit(config_file, ('url: "${SEARXNG_URL}"', 'url: "${SEARXNG_URL:-${OTHER_URL}}"'))
+    message = _problems(config_file, env={})
+    assert "providers.search.backends.searxng.url: unsupported form '${SEARXNG_URL:-${OTHER_URL}}'" in message, message
+
+
 # --- 9. values that would break a job at call time, not at load ---------------------------------
 
 def test_a_key_written_where_its_variable_name_belongs_is_refused_without_repeating_it(config_file: Path) -> None:
