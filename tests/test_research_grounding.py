@@ -420,3 +420,16 @@ def test_a_marker_keeps_only_the_sources_that_back_its_sentence():
     assert "the next model of the fallback chain [1]." in checked.report, checked.report
     assert "ranks documents with BM25 [2]." in checked.report
     assert checked.support == 1.0
+
+
+def test_a_question_or_lead_in_stating_a_number_no_source_holds_goes():
+    """A lead-in ("... after 90 days, as follows:") and a question ("... for 5 days?") are no
+    claims, and stated numbers no source holds; the check let them through."""
+    report = ("When a model fails, the router tries the next model of the fallback chain [1].\n\n"
+              "The router deletes its logs after 90 days, as follows:\n\n- A circuit opens after 3 failures [1].\n\n"
+              "Why does the router wait for 5 days? What does a circuit do after 3 failures?\n")
+    checked = ground(report, PASSAGES)
+    assert "90 days" not in checked.report and "5 days" not in checked.report, checked.report
+    assert "What does a circuit do after 3 failures?" in checked.report  # its number is the source's
+    reasons = [u["reason"] for u in checked.unsupported]
+    assert "states '90', which no source holds" in reasons and "states '5', which no source holds" in reasons

@@ -339,6 +339,7 @@ def ground(
     names = titles or {}
     settled = verdicts or {}
     dangling = dangling_lead_ins(report)
+    held = _Held(passages, names)
 
     def keep(sentence: str) -> bool | str:
         markers = list(CITE_MARKER.finditer(_CODE_SPAN.sub("", sentence)))  # `a[0]` is code, not a citation
@@ -351,7 +352,13 @@ def ground(
             result.unsupported.append({"sentence": claim, "source_ids": ids, "reason": "cites only sources that were never retrieved"})
             return False
         if not is_factual(claim, cited=bool(ids), lead_in=sentence not in dangling):
-            return True
+            # a question, a lead-in or a remark on the sources is no claim, but held to what any
+            # source holds as a heading is ("deletes query logs after 90 days, as follows:")
+            missing = [] if ids else held.missing(claim)
+            if missing:
+                result.unsupported.append({"sentence": claim, "source_ids": [],
+                                           "reason": f"states {missing[0][:80]!r}, which no source holds"})
+            return not missing
         result.factual += 1
         if not good:
             result.unsupported.append({"sentence": claim, "source_ids": [], "reason": "states a fact without citing a source"})
@@ -363,7 +370,7 @@ def ground(
         return _only_backing(sentence, markers, claim, good, verdict, passages, names)
 
 
-    result.report = drop_empty_sections(rewrite_sentences(report, keep, _heading_check(passages, names, result)))
+    result.report = drop_empty_sections(rewrite_sentences(report, keep, _heading_check(held, result)))
     return result
 
 
@@ -386,11 +393,29 @@ def _only_backing(sentence: str, markers: list[re.Match[str]], claim: str, good:
 _ORDINAL = re.compile(r"^\s*(?:(?:step|part|section|phase|stage)\s+)?(?:\d+|[ivxlc]+)(?:\.\d+)*[.):\-]?\s+", re.IGNORECASE)
 
 
-def _heading_check(passages: Mapping[int, Sequence[Passage]], titles: Mapping[int, str], result: Grounding) -> Any:
+class _Held:
+    """What any passage or title of the sources holds: its numbers and words, read once a report."""
+
+    def __init__(self, passages: Mapping[int, Sequence[Passage]], titles: Mapping[int, str]) -> None:
+        self._passages, self._titles = passages, titles
+        self._numbers: set[str] | None = None
+        self._words = ""
+
+    def missing(self, text: str) -> list[str]:
+        """The numbers and code of ``text`` no source holds (a section's own number aside)."""
+        if self._numbers is None:
+            everything = "\n".join([*self._titles.values(), *(p["text"] for ps in self._passages.values() for p in ps)])
+            self._numbers, self._words = numbers_in(everything), f" {_words(everything)} "
+        # a section's own number ("## 2. Workers", "Step 3:") is the writer's order, not a claim
+        missing = sorted(numbers_in(_ORDINAL.sub("", text)) - self._numbers)
+        code = [_words(m.group(0)) for m in _CODE_SPAN.finditer(text)]
+        return missing + [c for c in code if c and f" {c} " not in self._words]
+
+
+def _heading_check(held: _Held, result: Grounding) -> Any:
     """A ``keep_line`` that drops a heading stating a number or code that no passage (nor
     title) holds: a heading cites nothing, so it is held to what any source says. A question,
     or an extractive ``Search: `...``` heading (a search string, not a statement), stays."""
-    haystack: dict[str, Any] = {}
 
     def keep_line(line: str) -> bool:
         heading = _HEADING_TEXT.match(line)
@@ -399,13 +424,7 @@ def _heading_check(passages: Mapping[int, Sequence[Passage]], titles: Mapping[in
         text = _claim(heading.group(1))
         if text.endswith("?") or text.startswith("Search: `"):
             return True
-        if not haystack:
-            everything = "\n".join([*titles.values(), *(p["text"] for ps in passages.values() for p in ps)])
-            haystack.update(numbers=numbers_in(everything), words=f" {_words(everything)} ")
-        # a section's own number ("## 2. Workers", "Step 3:") is the writer's order, not a claim
-        missing = sorted(numbers_in(_ORDINAL.sub("", text)) - haystack["numbers"])
-        code = [_words(m.group(0)) for m in _CODE_SPAN.finditer(text)]
-        missing += [c for c in code if c and f" {c} " not in haystack["words"]]
+        missing = held.missing(text)
         if missing:
             result.unsupported.append({"sentence": text, "source_ids": [],
                                        "reason": f"a heading states {missing[0][:80]!r}, which no source holds"})
