@@ -200,7 +200,11 @@ def _load_text(text: bytes, path: Path) -> SwarmConfig:
     """``load_config`` of ``text`` as if it were ``path``'s (a copy beside it, removed after)."""
     import tempfile
 
-    with tempfile.NamedTemporaryFile("wb", suffix=".yaml", dir=path.parent, prefix=".swarm-last-good-") as copy:
+    try:  # beside it first: a relative path in it reads as it did
+        copy = tempfile.NamedTemporaryFile("wb", suffix=".yaml", dir=path.parent, prefix=".swarm-last-good-")
+    except OSError:  # a read-only folder (a mounted ConfigMap): the temp folder
+        copy = tempfile.NamedTemporaryFile("wb", suffix=".yaml", prefix=".swarm-last-good-")
+    with copy:
         copy.write(text)
         copy.flush()
         return load_config(copy.name)

@@ -17,7 +17,7 @@ SECRET_KEY_NAME = re.compile(
     r"(?i)(?:^|[_\-.])(?:api[_\-]?key|(?:private|access|secret)[_\-]key|secret|token|password|passwd|dsn"
     r"|credentials?|auth|authorization|bearer|cookie"
     # a header's key (``Ocp-Apim-Subscription-Key``, ``x-functions-key``, ``X-Auth-Key``, ``xi-api-key``)
-    r"|[a-z]*[_\-]key)s?$"
+    r"|(?:subscription|functions?|auth|access|api|account|client|master|admin|app|service|private)[_\-]key)s?$"
     # and any name that merely ends in one (``accessToken``, ``clientSecret``, ``githubtoken``)
     r"|(?i:api_?key|secret|token|password|passwd|dsn|credentials?)s?$"
 )

@@ -15,12 +15,12 @@ checkpoints) this lock does not reach: a job id is one machine's to run at a tim
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import logging
 import os
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 from core.errors import StillRunning
 from core.paths import state_dir
@@ -35,7 +35,18 @@ _files: dict[str, int] = {}
 _here: set[str] = set()
 
 
+def _fcntl() -> Any:
+    """``fcntl``, or ``None`` where there is none (Windows): then runs are kept apart in this process only."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    return fcntl
+
+
 def _descriptor() -> int | None:
+    if _fcntl() is None:
+        return None
     path = str(state_dir() / "running.lock")
     with _guard:
         if path not in _files:
@@ -61,6 +72,7 @@ def running(job_id: str) -> Iterator[None]:
             raise _refused(job_id)
         _here.add(job_id)
     fd = _descriptor()
+    fcntl = _fcntl()
     offset = int.from_bytes(hashlib.sha256(job_id.encode("utf-8", "surrogatepass")).digest()[:4], "big")
     try:
         if fd is not None:

@@ -34,6 +34,7 @@ class ServerState:
     _jobs: JobManager | None = None
     _threads: ThreadStore | None = None
     _threads_at: tuple[Any, ...] = ()  # the checkpointer settings _threads was opened with
+    _retired: list[Any] = field(default_factory=list)  # thread stores left by a config edit, closed at shutdown
     _threads_lock: threading.Lock = field(default_factory=threading.Lock)
     _watching: set[str] = field(default_factory=set)  # jobs another process runs whose row is watched
     _watchers: set[Any] = field(default_factory=set)
@@ -89,8 +90,9 @@ class ServerState:
         with self._threads_lock:  # the protocol loop and the jobs' loop may both ask first
             if self._threads is not None and self._threads_at != where:
                 # checkpointer.path (or kind, or dsn) edited while serving: the threads follow the
-                # checkpoints there, as they would after a restart (they stayed behind and were lost)
-                self._threads.close()
+                # checkpoints there, as they would after a restart (they stayed behind and were lost).
+                # The old store is closed at shutdown, not now: a call may still be using it.
+                self._retired.append(self._threads)
                 self._threads = None
             if self._threads is None:
                 from swarm.threads import open_thread_store
@@ -170,6 +172,8 @@ class ServerState:
             self._jobs.store.close()
         elif runtime is not None:
             await runtime.aclose()
+        for retired in self._retired:
+            retired.close()
         if self._threads is not None:
             self._threads.close()
 

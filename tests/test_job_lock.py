@@ -66,3 +66,20 @@ async def test_the_same_job_id_twice_at_once_in_one_process_runs_once(make_conte
     release.set()
     assert (await first)["status"] == "COMPLETED"
     assert (await dispatch(_job("twice-1"), make))["status"] == "COMPLETED"  # replayed, not refused
+
+
+def test_without_fcntl_runs_are_kept_apart_in_the_process(monkeypatch: Any) -> None:
+    """``import fcntl`` at the top of the module broke every job where there is none (Windows)."""
+    import pytest
+
+    from core.errors import StillRunning
+    from graphs import job_lock
+
+    monkeypatch.setitem(sys.modules, "fcntl", None)  # "import fcntl" raises ImportError
+    assert job_lock._fcntl() is None
+    with job_lock.running("nofcntl-1"):
+        with pytest.raises(StillRunning):
+            with job_lock.running("nofcntl-1"):
+                pass
+    with job_lock.running("nofcntl-1"):  # released
+        pass

@@ -640,3 +640,17 @@ async def test_an_answer_litellm_cannot_read_is_said_as_one_for_every_provider(m
     assert isinstance(error, ProviderUnavailable) and "unreadable answer: " in said, said
     for wrong in ("cannot connect", "HTTP 422", "Traceback", "File an issue", ".py"):
         assert wrong not in said, said
+
+
+@pytest.mark.parametrize("said", ["Server disconnected", "Connection reset by peer",
+                                  "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed"])
+def test_a_network_failure_with_litellms_traceback_is_still_cannot_connect(said: str) -> None:
+    """A traceback in litellm's text made any connection error read "unreadable answer"."""
+    import litellm
+
+    from providers.llm.litellm_errors import translate_error
+
+    exc = litellm.APIConnectionError(message=f"AnthropicException - {said}\nTraceback (most recent call last):\n"
+                                             '  File "/x/litellm/main.py", line 1\n', llm_provider="anthropic", model="c")
+    error = str(translate_error(exc, "claude", "claude-sonnet-4-5", 30))
+    assert "cannot connect" in error and "unreadable" not in error and "Traceback" not in error, error

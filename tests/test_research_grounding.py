@@ -433,3 +433,17 @@ def test_a_question_or_lead_in_stating_a_number_no_source_holds_goes():
     assert "What does a circuit do after 3 failures?" in checked.report  # its number is the source's
     reasons = [u["reason"] for u in checked.unsupported]
     assert "states '90', which no source holds" in reasons and "states '5', which no source holds" in reasons
+
+
+def test_the_contradiction_check_keeps_what_the_title_holds_and_reads_curly_denials():
+    """A number only the source's title or heading holds ("Python 3.12") made its sentence
+    undecided; "mustn’t" with a curly apostrophe passed against "must"; and a remark that the
+    sources lack something ("... mentions LangGraph 0.6.") was removed for naming what they lack."""
+    passages = {1: split_passages("# What's new\n\nThe release removes the distutils package from the standard"
+                                  " library. SearXNG must have JSON output enabled.\n")}
+    checked = ground("Python 3.12 removes the distutils package from the standard library [1]. "
+                     "SearXNG mustn’t have JSON output enabled [1]. "
+                     "None of the sources found mentions LangGraph 0.6.\n", passages, titles={1: "Python 3.12"})
+    assert "Python 3.12 removes the distutils package" in checked.report, checked.unsupported
+    assert "mustn’t" not in checked.report
+    assert "None of the sources found mentions LangGraph 0.6." in checked.report

@@ -81,6 +81,9 @@ async def test_a_revision_only_the_local_model_answered_leaves_the_checked_draft
     assert result["mode"] == "abstractive" and "after every step [1]" in result["report"], result["report"]
     assert any(w.startswith("the revision could not be written (deepseek-v3.1-q8: ProviderUnavailable")
                for w in result["warnings"]), result["warnings"]
+    # the same text is not checked and reviewed again, nor revised again: one review call was paid
+    assert [c for c in calls if c[1] == "review"] == [("deepseek-v3.1-q8", "review")], calls
+    assert [c[1] for c in calls].count("revise") == 2  # deepseek's failed try, then the local model's
 
 
 async def test_the_reviewer_is_not_paid_for_in_place_of_claude_when_claude_cannot_be_asked(

@@ -339,3 +339,11 @@ def test_a_file_the_index_does_not_read_named_on_its_own_is_refused(tmp_path, ca
     assert f"error: path: {script}: .py is not read; the index reads .docx" in capsys.readouterr().err
     assert cli.main(["index", "stats"]) in (0, 2)
     assert str(script) not in capsys.readouterr().out
+
+
+def test_utf8_with_a_stray_byte_stays_utf8():
+    """One invalid byte sent a whole UTF-8 file to Windows-1252: "Café" read "CafÃ©" throughout."""
+    from providers.web.text import decode_text
+
+    assert decode_text("Café au lait, résumé\n".encode() + b"\xff end\n") == "Café au lait, résumé\n\ufffd end\n"
+    assert decode_text("caf\xe9 r\xe9sum\xe9\n".encode("cp1252")) == "café résumé\n"

@@ -49,7 +49,7 @@ _MARKER_WITH_SPACE = re.compile(r"\s*" + CITE_MARKER.pattern)
 _LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
 _QUOTED = re.compile(r"\"([^\"\n]{3,300})\"|“([^”\n]{3,300})”|`([^`\n]{2,200})`")
 _ABOUT_SOURCES = re.compile(r"\b(?:sources?|documents?|passages?|search results?|excerpts?|context)\b", re.IGNORECASE)
-_NEGATION = re.compile(r"\b(?:not|no|none|nothing|neither|nor|lacks?|unclear|insufficient|silent)\b|n't\b", re.IGNORECASE)
+_NEGATION = re.compile(r"\b(?:not|no|none|nothing|neither|nor|lacks?|unclear|insufficient|silent)\b|n['’]t\b", re.IGNORECASE)
 
 
 def normalise(sentence: str) -> str:
@@ -145,6 +145,12 @@ def is_factual(claim: str, *, cited: bool, lead_in: bool = True) -> bool:
     return cited or not (_ABOUT_SOURCES.search(plain) and _NEGATION.search(plain))
 
 
+def _remark_on_sources(claim: str) -> bool:
+    """An uncited remark that the sources do not cover something (``is_factual``'s exception)."""
+    plain = _LINK.sub(r"\1", claim).replace("*", "").replace("_", " ").strip()
+    return bool(_ABOUT_SOURCES.search(plain) and _NEGATION.search(plain))
+
+
 @dataclass(frozen=True)
 class ReviewerVerdict:
     """A reviewer's answer on one undecided sentence: does its cited passage entail it?"""
@@ -198,7 +204,7 @@ class _Verdict:
 
 #: what turns a statement into its opposite: a sentence saying one of these where the passage's
 #: sentence it rests on says none (or the reverse) may say the opposite of it
-_DENIAL = re.compile(r"\b(?:not|no|never|none|neither|nor|without|cannot)\b|n't\b", re.IGNORECASE)
+_DENIAL = re.compile(r"\b(?:not|no|never|none|neither|nor|without|cannot)\b|n['’]t\b", re.IGNORECASE)
 #: settings' truth values: "limiter: true" where the passage says "limiter: false"
 _TRUTH = re.compile(r"\b(true|false)\b", re.IGNORECASE)
 
@@ -219,7 +225,7 @@ def _anchor(words: set[str], text: str) -> tuple[str, str]:
     return sentences[best], " ".join(s for s, n in zip(sentences, scores, strict=True) if n >= max(1, _ALSO_ANCHOR * top))
 
 
-def _contradiction(claim: str, words: set[str], numbers: set[str], text: str) -> str:
+def _contradiction(claim: str, words: set[str], numbers: set[str], text: str, context: str = "") -> str:
     """Why ``claim`` may say other than the passage ``text`` though it shares its words: it denies
     what the sentence it rests on states (or the reverse), gives another truth value, or states a
     number the sentences it rests on do not (the passage says 403 there and 429 of something
@@ -230,7 +236,7 @@ def _contradiction(claim: str, words: set[str], numbers: set[str], text: str) ->
     truths = {t.lower() for t in _TRUTH.findall(claim)}
     if truths and _TRUTH.search(sentence) and not truths & {t.lower() for t in _TRUTH.findall(sentence)}:
         return f"the cited passage gives another value than {', '.join(sorted(truths))}"
-    away = sorted(numbers - numbers_in(rests_on))
+    away = sorted(numbers - numbers_in(rests_on) - numbers_in(context))  # the title's and heading's hold for all of it
     if away:
         return f"the cited passage states {', '.join(away)} of something else"
     return ""
@@ -257,7 +263,8 @@ def _judge(claim: str, ids: Sequence[int], passages: Mapping[int, Sequence[Passa
                 problem = f"only {overlap:.0%} of its content words are in the cited passage (needs {MIN_OVERLAP:.0%})"
             elif _words(claim) not in words_of_text:  # a copy of the passage says what it says
                 # enough of its words: a reviewer settles one that may say other than the passage
-                problem = _contradiction(claim, words, numbers, passage["text"])
+                problem = _contradiction(claim, words, numbers, passage["text"],
+                                         f"{titles.get(sid, '')}\n{passage.get('heading') or ''}")
             rank = _SUPPORTED if not problem else _UNSUPPORTED
             if problem and not missing_quotes and not missing_numbers and overlap >= UNDECIDED_OVERLAP:
                 rank = _UNDECIDED
@@ -352,9 +359,10 @@ def ground(
             result.unsupported.append({"sentence": claim, "source_ids": ids, "reason": "cites only sources that were never retrieved"})
             return False
         if not is_factual(claim, cited=bool(ids), lead_in=sentence not in dangling):
-            # a question, a lead-in or a remark on the sources is no claim, but held to what any
-            # source holds as a heading is ("deletes query logs after 90 days, as follows:")
-            missing = [] if ids else held.missing(claim)
+            # a question or a lead-in is no claim, but held to what any source holds as a heading is
+            # ("deletes query logs after 90 days, as follows:"); a remark that the sources do not
+            # say something names what they lack ("None of the sources found mentions LangGraph 0.6.")
+            missing = held.missing(claim) if not ids and not _remark_on_sources(claim) else []
             if missing:
                 result.unsupported.append({"sentence": claim, "source_ids": [],
                                            "reason": f"states {missing[0][:80]!r}, which no source holds"})

@@ -38,6 +38,9 @@ class ResearchState(TypedDict, total=False):
     #: what the writer's answer left as it was and why (a revision the local model answered in auto
     #: mode: the earlier draft stands); the check turns it into a warning
     writer_note: str | None
+    #: the write node kept the draft checked and reviewed last round (its revision could not be
+    #: written): check and review keep what they said of it, and the loop ends
+    draft_stands: bool
     written_by: str | None
     #: the family of the model that wrote the draft (extractive: the one that planned)
     writer_family: str | None

@@ -70,7 +70,8 @@ def _write_node(deps: ResearchDeps) -> Node:
         started = time.perf_counter()
         revision = state.get("revisions", 0) + (1 if state.get("review") else 0)
         base = {"written_by": None, "revisions": revision, "report_mode": "extractive",
-                "writer_family": state.get("planned_by"), "write_failure": None, "writer_note": None}
+                "writer_family": state.get("planned_by"), "write_failure": None, "writer_note": None,
+                "draft_stands": False}
         if not state["sources"]:
             emit("write", "no sources were found; nothing to cite")
             detail = "no sources: wrote the no-sources report without a model"
@@ -95,8 +96,11 @@ def _write_node(deps: ResearchDeps) -> Node:
             if revision and state.get("written_by") and state.get("report_mode") == "abstractive":
                 # the draft to revise was written and checked: it stands (it was dropped for quotes)
                 note = f"the revision could not be written ({failed or 'only the local model answered'}); the draft stands"
+                # its check and review stand too: neither is paid for again on the same text, and no
+                # further revision is tried
                 return {**base, "draft": state["draft"], "written_by": state["written_by"], "report_mode": "abstractive",
-                        "writer_family": state.get("writer_family"), "writer_note": note,
+                        "writer_family": state.get("writer_family"), "writer_note": note, "draft_stands": True,
+                        "revisions": state.get("max_revisions", revision),
                         "trace": trace + [node_step("write", started, f"{response.model} (local) answered the revision;"
                                                     " the earlier draft stands", "error")]}
             detail = f"{response.model} (local) answered; auto mode returns the extractive report instead"
@@ -187,6 +191,9 @@ def _check_node(deps: ResearchDeps) -> Node:
             return {"report": text, "citations": [], "removed_citations": [], "unsupported_sentences": [],
                     "support": None, "repeats_removed": repeats, "warnings": [], "grounding": None,
                     "trace": [node_step("check", started, "no sources: nothing to check")]}
+        if state.get("draft_stands"):  # the text checked last round, unchanged: its check stands
+            return {"warnings": [*state.get("warnings", []), str(state.get("writer_note") or "")],
+                    "trace": [node_step("check", started, "the draft stands: its check stands (no model called)")]}
         emit("check", "checking every sentence against the passage it cites")
         first, repeats, dropped_section = _screen(state["draft"], state)
         settlement = await settle(deps.llm, first.undecided, state["sources"], _reviewer(state), state.get("trace", []))
@@ -281,6 +288,9 @@ def _review_node(deps: ResearchDeps) -> Node:
             detail = f"nothing in the draft survived the check: its {len(issues) - 1} reason(s) go to the writer (no model called)"
             return {"review": {"approved": False, "status": "check", "issues": issues, "reason": detail},
                     "trace": [node_step("review", started, detail)]}
+        if state.get("draft_stands"):  # the same text as the review before: it stands
+            detail = "the draft stands: its review stands (no model called)"
+            return {"review": state.get("review"), "trace": [node_step("review", started, detail, "skipped")]}
         why = ""
         if not reviewer:
             why = "no reviewer configured for research"

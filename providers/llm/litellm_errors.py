@@ -53,7 +53,8 @@ def _retry_after_of(exc: BaseException) -> float | None:
 #: litellm reports some connection failures as HTTP 500 (aiohttp's, for Anthropic): their text says so
 _NO_CONNECTION = re.compile(
     r"cannot connect to host|connection refused|name or service not known|domain name not found|"
-    r"temporary failure in name resolution|nodename nor servname|getaddrinfo failed|"
+    r"temporary failure in name resolution|nodename nor servname|getaddrinfo failed|server disconnected|"
+    r"connection reset|connection aborted|certificate verify failed|certificate_verify_failed|ssl error|"
     r"^(?:\w+: )*(?:\w+Exception - )?connection error\.?$", re.IGNORECASE)
 #: "AuthenticationError: AuthenticationError: ..." (litellm's class name, then the same again)
 #: what litellm says of an answer it could not parse (a proxy's HTML page under HTTP 200, JSON
@@ -61,6 +62,8 @@ _NO_CONNECTION = re.compile(
 _UNREADABLE = re.compile(r"Unable to get json response|Error converting to valid response|Invalid response object",
                          re.IGNORECASE)
 _TRACEBACK = "Traceback (most recent call last)"
+#: what is left of a KeyError inside litellm's reading of an answer: "APIConnectionError: 'content'"
+_MISSING_FIELD = re.compile(r"^(?:\w+: )*(?:\w+Exception - )?'[\w.-]+'$")
 _REPEATED_HEAD = re.compile(r"^(\w+): \1: ")
 #: " Handle with `InternalServerError`." and the like: advice to litellm's own callers
 _HANDLE_WITH = re.compile(r"\s*Handle with `\w+`\.?|\.? File an issue if litellm error - \S+")
@@ -92,7 +95,7 @@ def translate_error(exc: BaseException, provider: str, model: str, timeout_s: fl
         hint = f" (Retry-After {retry_after:g} s)" if retry_after is not None else ""
         return ProviderRateLimited(provider, f"rate limited{hint}: {text}", model=model, retry_after=retry_after)
     if _UNREADABLE.search(text) or (_TRACEBACK in raw and isinstance(exc, openai.APIConnectionError)
-                                     and not _NO_CONNECTION.search(text)):
+                                     and _MISSING_FIELD.search(text)):
         # the server answered, with a body litellm could not read: its status is litellm's own
         # (500 for Anthropic, 422 for Gemini), "cannot connect" and "HTTP 422" were wrong
         return ProviderUnavailable(provider, f"unreadable answer: {text}", model=model)

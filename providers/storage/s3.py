@@ -254,7 +254,8 @@ class S3Storage:
         except ClientError as exc:
             if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
                 exc.response.setdefault("Error", {})["Code"] = "NoSuchBucket"  # said as every other call says it
-            raise
+                raise
+            # a policy without HeadBucket, a store that answers it otherwise: the object is missing, as before
 
     def _list_sync(self, prefix: str) -> list[StoredObject]:
         paginator = self.client().get_paginator("list_objects_v2")

@@ -82,8 +82,8 @@ class NotText(ValueError):
 
 def decode_text(raw: bytes) -> str:
     """The text of a file's bytes: the encoding its byte-order mark names (UTF-8, UTF-16 as
-    Windows Notepad saves "Unicode", UTF-32), else UTF-8, else Windows-1252 (the Latin-1 that
-    "café" in an old Windows file is written in); NULs taken out.
+    Windows Notepad saves "Unicode", UTF-32), else UTF-8 (a stray invalid byte read as U+FFFD),
+    else Windows-1252 (the Latin-1 that "café" in an old Windows file is written in); NULs taken out.
 
     Raises:
         NotText: the bytes are a binary file's (control characters past ``_BINARY_SHARE``).
@@ -97,7 +97,12 @@ def decode_text(raw: bytes) -> str:
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
-            text = raw.decode("cp1252", errors="replace")
+            # UTF-8 with a stray byte stays UTF-8 (one U+FFFD, not "CafÃ©" throughout); bytes that
+            # are mostly not UTF-8 are an old Windows file's
+            text = raw.decode("utf-8", errors="replace")
+            bad = text.count("\ufffd")
+            if sum(1 for ch in text if ord(ch) > 127 and ch != "\ufffd") <= bad:
+                text = raw.decode("cp1252", errors="replace")
     if text and len(_CONTROL.findall(text)) > _BINARY_SHARE * len(text):
         raise NotText("it is not text (control bytes throughout: a binary file?)")
     return text.replace("\x00", "")
