@@ -75,6 +75,21 @@ class JobMeter:
         if reasons:
             raise self.exceeded(llm_config.step, tier, "; ".join(reasons))
 
+    def past_budget(self) -> str | None:
+        """What a finished job says when it used more than its budget: each call is let through on
+        an estimate (its input, and the output it asks for), and what a call writes, or the
+        fallback attempts inside it, can take the job past the limit; said, never silent."""
+        tier, max_tokens, max_cost = self.limits(None)
+        over = []
+        if max_tokens is not None and self.tokens > max_tokens:
+            over.append(f"{self.tokens:,} tokens, over max_tokens {max_tokens:,}")
+        if max_cost is not None and self.cost_usd > max_cost:
+            over.append(f"${self.cost_usd:.4f}, over max_cost_usd {max_cost}")
+        if not over:
+            return None
+        return (f"the job used {' and '.join(over)} of budgets.{tier}: its last call's answer (or a fallback"
+                " inside it) passed the limit the estimate before it allowed")
+
     def exceeded(self, step: str, tier: str, reason: str) -> BudgetExceeded:
         message = (
             f"stopped before the {step!r} call: the {tier} budget would be passed ({reason});"

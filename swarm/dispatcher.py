@@ -193,11 +193,14 @@ def _record_input(ctx: JobContext, job: JobRequest, inp: BaseModel) -> None:
 async def _run_action(fn: Any, inp: BaseModel, ctx: JobContext, job: JobRequest, job_id: str | None) -> Any:
     """The action's output (its trace included), run under the job's budget and deadline."""
     deadline_s = ctx.config.limits.job_deadline_s
-    with job_scope(ctx.config, ctx.extras, job.input):
+    with job_scope(ctx.config, ctx.extras, job.input) as meter:
         try:
             ctx.deadline_at = time.monotonic() + deadline_s
             async with asyncio.timeout(deadline_s):
-                return await fn(inp, ctx)
+                output = await fn(inp, ctx)
+            if isinstance(output, dict) and (past := meter.past_budget()):
+                output.setdefault("warnings", []).append(past)
+            return output
         except TimeoutError:
             error = JobDeadlineExceeded(
                 f"job {job_id} passed limits.job_deadline_s={deadline_s:g} s; completed steps are"

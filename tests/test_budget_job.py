@@ -210,3 +210,15 @@ async def test_a_tier_config_does_not_list_is_refused_naming_it(make_context: An
     assert result["status"] == "FAILED" and result["error"]["type"] == "InputError" and llm.calls == []
     assert result["error"]["message"] == ("tier: tier 'premium' has no models in this config (providers.llm.tiers has"
                                           " fast, balanced); give one of those, or add it to config.yaml")
+
+
+async def test_a_job_that_finished_past_its_budget_says_so(make_context: Any) -> None:
+    """A call is let through on an estimate; what it then wrote took the job past max_tokens,
+    and the job came back COMPLETED with no warning."""
+    llm = FakeLLM(["word " * 60])
+    result = await dispatch(job(kind="critical"), make_context(llm, config=config_with_budget(max_tokens=70)))
+    assert result["status"] == "COMPLETED", result["error"]
+    used = result["totals"]["input_tokens"] + result["totals"]["output_tokens"]
+    assert used > 70
+    assert any(w.startswith(f"the job used {used:,} tokens, over max_tokens 70 of budgets.balanced")
+               for w in result["output"]["warnings"]), result["output"]
