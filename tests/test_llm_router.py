@@ -309,17 +309,3 @@ async def test_a_model_that_timed_out_is_asked_again_when_it_is_the_chain_s_last
         again = await r.complete(ASK, LLMConfig(step="revise"))  # c1's circuit is open: a1 is the last hope at once
     assert again.text == "a1 again"
     assert [(s.model, s.outcome) for s in again.attempts] == [("a1", "ok")]
-
-
-async def test_a_model_that_timed_out_is_asked_before_the_family_a_call_puts_last() -> None:
-    """A review went to the drafter's own family (put last) over a model that had timed out once,
-    and said "no model of another family answered": that model was never asked."""
-    from providers.base import job_memory
-
-    models = {"a1": FakeLLM([ProviderTimeout("alpha", "no answer within 60 s", model="a1"), "a1 reviews"]),
-              "c1": FakeLLM(["c1 drafts", "c1 reviews its own"])}
-    r = router(models, cfg=config(fallback_chain=["gamma"]))
-    with job_memory():
-        draft = await r.complete(ASK, LLMConfig(step="draft"))
-        review = await r.complete(ASK, LLMConfig(step="review", avoid="gamma"))
-    assert (draft.text, review.text) == ("c1 drafts", "a1 reviews")

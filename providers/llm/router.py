@@ -128,7 +128,7 @@ class LLMRouter:
         passed: list[str] = []
         chain = self.resolve_chain(llm_config)
         for n, name in enumerate(chain):
-            reason = self._skip_reason(name) or self._timed_out(name, chain[n + 1:], llm_config.avoid)
+            reason = self._skip_reason(name) or self._timed_out(name, chain[n + 1:])
             if reason is not None:
                 passed.append(f"{name}: {reason}")
                 continue
@@ -152,18 +152,13 @@ class LLMRouter:
             return "no provider was built for this model"
         return None
 
-    def _timed_out(self, name: str, later: list[str], avoid: str | None = None) -> str | None:
+    def _timed_out(self, name: str, later: list[str]) -> str | None:
         """Why ``name`` is passed over in this call: it timed out earlier in the job and a model
-        ``later`` in the chain can still be asked; ``None`` for a model that is the chain's last hope.
-        A model of the family the call puts last (``avoid``) is no such hope for a model of another:
-        a review went to the drafter's own family over a model that had timed out once, and said
-        "no model of another family answered"."""
+        ``later`` in the chain can still be asked; ``None`` for a model that is the chain's last hope."""
         reason = timed_out_in_job(name)
         if reason is None:
             return None
-        mine = self.family_of(name)
-        others = [m for m in later if not avoid or mine == avoid or self.family_of(m) != avoid]
-        askable = any(self._skip_reason(m) is None and self.circuits.state(self._circuit(m)) != "open" for m in others)
+        askable = any(self._skip_reason(m) is None and self.circuits.state(self._circuit(m)) != "open" for m in later)
         return reason if askable else None
 
     def _circuit(self, name: str) -> str:
@@ -184,7 +179,7 @@ class LLMRouter:
         deferred: list[str] = []  # passed over for a timeout earlier in the job, while later ones could answer
         for n, name in enumerate(chain):
             reason = self._skip_reason(name)
-            if reason is None and (reason := self._timed_out(name, chain[n + 1:], config.avoid)) is not None:
+            if reason is None and (reason := self._timed_out(name, chain[n + 1:])) is not None:
                 deferred.append(name)
             reason = reason or self.circuits.acquire(self._circuit(name))
             if reason:
