@@ -627,6 +627,8 @@ async def test_a_model_that_timed_out_is_not_waited_for_again_in_the_same_job() 
 
     with FakeOpenAI() as server:
         server.script("ds", Behaviour.hang(30))
+        server.script("small", Behaviour.answer("ok from small"),
+                      Behaviour.answer('{"approved": true, "score": 8, "issues": [], "suggestion": ""}'))
         base = f"{server.url}/v1"
         cfg = SwarmConfig.model_validate({
             "providers": {"llm": {"default": "deepseek-chat", "fallback_chain": ["deepseek", "local"],
@@ -650,3 +652,8 @@ async def test_a_model_that_timed_out_is_not_waited_for_again_in_the_same_job() 
     review = [s for s in result["trace"] if s["kind"] == "llm" and s["step"] == "review"]
     assert [(s["model"], s["outcome"]) for s in review] == [("deepseek-chat", "skipped"), ("local", "ok")]
     assert review[0]["detail"] == "no answer within 1 s at draft earlier in this job: not waited for again in it"
+    # the self-review names the model passed over: "no model of another family answered" was said of one never asked
+    note = result["output"]["review"]["note"]
+    assert note == ("reviewed by local, of the drafter's own family (local): the others were not asked (deepseek-chat:"
+                    " no answer within 1 s at draft earlier in this job: not waited for again in it), so this is no"
+                    " independent review"), note

@@ -199,8 +199,14 @@ def make_nodes(llm: LLMProvider) -> dict[str, Node]:
         detail = f"{'approved' if verdict['approved'] else 'changes requested'} by {response.model}"
         if drafter and response.provider == drafter:  # no model of another family answered
             verdict["self_review"] = True
-            verdict["note"] = (f"reviewed by {response.model}, of the drafter's own family ({drafter}): no model of"
-                               " another family answered, so this is no independent review")
+            # a model of another family passed over (timed out earlier in the job, its key unset) is
+            # named: "no model of another family answered" was said of one never asked
+            passed = [f"{a.model}: {a.detail}" for a in response.attempts
+                      if a.outcome == "skipped" and a.provider != drafter and a.detail]
+            why = (f"the others were not asked ({'; '.join(passed[:3])})" if passed
+                   else "no model of another family answered")
+            verdict["note"] = (f"reviewed by {response.model}, of the drafter's own family ({drafter}): {why},"
+                               " so this is no independent review")
             detail += f" (a self-review: {drafter} reviewed {drafter}'s draft)"
         return {"review": verdict, "trace": attempts + [_node_step("review", started, detail)]}
 
