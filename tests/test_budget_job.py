@@ -43,6 +43,8 @@ async def test_token_budget_stops_before_the_review_with_the_draft(make_context:
     assert ("review", "llm", "skipped", "budget") in steps
     assert steps[-1][0] == "dispatch"
     assert result["totals"]["output_tokens"] == 40
+    # the finished draft node and its author are kept, as a failed chain keeps them
+    assert ("draft", "node", "ok", "graph") in steps and output["model"] == "fake", (steps, output)
 
 
 async def test_a_job_stopped_by_its_budget_is_stopped_again_when_resumed(make_context: Any) -> None:

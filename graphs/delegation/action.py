@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from core.errors import AllProvidersFailed, InputError
+from core.errors import AllProvidersFailed, BudgetExceeded, InputError
 from core.rules import MAX_NAME_CHARS, Tier, check_text_limit, not_blank
 from graphs.context import JobContext
 from graphs.cuts import cut_warning
@@ -65,7 +65,7 @@ async def delegate(inp: DelegateInput, ctx: JobContext) -> dict[str, Any]:
             "history": [t.model_dump() for t in kept],
             "trace": opening,
         }, ctx)
-    except AllProvidersFailed as exc:  # (a budget stop carries its partial already: graphs.budget)
+    except (AllProvidersFailed, BudgetExceeded) as exc:
         _attach_partial(exc, inp)
         raise
     return {**_output(state, inp), "trace": state.get("trace", [])}
@@ -110,16 +110,21 @@ def _warnings(state: dict[str, Any]) -> list[str]:
     return warnings
 
 
-def _attach_partial(exc: AllProvidersFailed, inp: DelegateInput) -> None:
-    """A job whose chain ran dry after its draft keeps it: the latest draft (``text``), who wrote
-    it, the review that asked for changes, the revisions made and the step that failed
-    (``stopped_at``), with every completed step's trace."""
+def _attach_partial(exc: AllProvidersFailed | BudgetExceeded, inp: DelegateInput) -> None:
+    """A job whose chain ran dry (or whose budget stopped it) after its draft keeps it: the latest
+    draft (``text``), who wrote it, the review that asked for changes, the revisions made and the
+    step that failed (``stopped_at``), with every completed step's trace. A budget stop's own
+    partial (``stopped_at``, ``used``) stays; it lacked the draft's author and node steps."""
     from graphs.run import attach_partial
 
     state = getattr(exc, "graph_state", None) or {}
-    if state.get("draft"):
-        steps = [getattr(a, "step", None) or (a.get("step") if isinstance(a, dict) else None) for a in exc.attempts]
-        attach_partial(exc, {**_output(state, inp), "stopped_at": next((s for s in steps if s), None)})
+    if not state.get("draft"):
+        return
+    if isinstance(exc, BudgetExceeded):
+        attach_partial(exc, _output(state, inp))
+        return
+    steps = [getattr(a, "step", None) or (a.get("step") if isinstance(a, dict) else None) for a in exc.attempts]
+    attach_partial(exc, {**_output(state, inp), "stopped_at": next((s for s in steps if s), None)})
 
 
 async def _research_route(inp: DelegateInput, ctx: JobContext) -> dict[str, Any]:
