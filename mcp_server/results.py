@@ -103,6 +103,7 @@ def research_output(result: dict[str, Any], thread_id: str | None = None) -> Res
         report=output.get("report", ""),
         report_uri=f"swarm://jobs/{job_id}/report" if done else None,
         mode=output.get("mode"),
+        written_by=output.get("written_by"),
         support=output.get("support"),
         grounding=output.get("grounding"),
         sources=sources,

@@ -362,7 +362,7 @@ def build_server(config_path: str | None = None, *, jobs_path: Path | None = Non
             unsettle()  # this lifespan's state, frozen by settle(), can be collected now
 
     server = SwarmServer(
-        name="runpod-swarm", instructions=INSTRUCTIONS, version="0.2.0", lifespan=lifespan,
+        name="runpod-swarm", instructions=INSTRUCTIONS, version=_version(), lifespan=lifespan,
         subscriptions=bus, **server_kwargs,
     )
     server.serve_tools_of(config, config_now, bus)
@@ -438,6 +438,17 @@ def _check_state_files(config: Any) -> None:
     for path, what, lost in files:
         if (problem := integrity_problem(path)) is not None:
             raise damaged(path, what, lost, problem)
+
+
+def _version() -> str:
+    """The installed package's version (pyproject.toml's), as clients are told it."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("runpod-swarm")
+    except PackageNotFoundError:  # run from a tree that is not installed
+        return "0.0.0"
+
 
 
 #: how long an ending server waits for its jobs' worker threads (an upscale stops between two tiles)

@@ -62,5 +62,6 @@ async def test_mcp_research_answers_from_the_local_index_with_resolving_citation
     assert any(s["kind"] == "llm" and s["model"] == "local" and s["step"] == "plan" and s["outcome"] == "ok" for s in data["trace"])
     assert not any(s["kind"] == "llm" and s["step"] == "write" for s in data["trace"])
     assert data["mode"] == "extractive" and data["support"] == 1.0 and data["citations"]
+    assert "written_by" in data and data["written_by"] is None  # quoted: no model wrote it (MCP lacked the field)
     assert all(c["passage"]["source_id"] in c["source_ids"] for c in data["citations"])
     assert any("search" in m for m in progress)
