@@ -290,7 +290,8 @@ class JobManager(ResumesJobs):
             last = row.get("progress")
             if last:  # a poller sees at once where the job stands
                 try:
-                    await progress(last["stage"], last["message"], last.get("fraction"))
+                    fraction = last.get("fraction")
+                    await progress(last["stage"], last["message"], fraction if fraction is not None else last.get("reached"))
                 except Exception:  # a client that went away must not fail the poll
                     log.debug("progress replay for job %s failed", job_id, exc_info=True)
         try:

@@ -205,8 +205,20 @@ class JobStore:
         return _row(rows[0]) if rows else None
 
     def set_progress(self, job_id: str, stage: str, message: str, fraction: float | None) -> None:
+        """The job's last event; ``reached`` keeps the last fraction any event gave, so a poll
+        that replays an event without one (a message: "measuring ...") starts the bar there,
+        not back at 0%."""
         progress = {"stage": stage, "message": redact(message)[:500], "fraction": fraction, "at": time.time()}
-        self._exec("UPDATE jobs SET progress = ?, updated_at = ? WHERE job_id = ?", (json.dumps(progress), time.time(), job_id))
+        with self._lock:
+            if fraction is not None:
+                progress["reached"] = fraction
+            else:
+                row = self._db.execute("SELECT progress FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+                before = json.loads(row[0]) if row and row[0] else {}
+                if before.get("reached") is not None:
+                    progress["reached"] = before["reached"]
+            self._db.execute("UPDATE jobs SET progress = ?, updated_at = ? WHERE job_id = ?",
+                             (json.dumps(progress), time.time(), job_id))
 
     def finish(self, job_id: str, status: str, envelope: dict[str, Any]) -> bool:
         """Store a job's final state; a job already final stays as it is (a cancel is not

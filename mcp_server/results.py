@@ -249,7 +249,8 @@ def text_result(output: JobOutcome, blocks: Sequence[ContentBlock] = ()) -> Call
 
 
 def inline_within(entry: dict[str, Any], inline: str | None, inline_limit: int) -> str | None:
-    if inline is not None and len(inline) * 3 // 4 > inline_limit:
+    # the bytes the base64 holds: its padding is no byte (1,549 bytes read as 1,550, over a limit of 1,549)
+    if inline is not None and len(inline) * 3 // 4 - inline[-2:].count("=") > inline_limit:
         entry["inline_omitted"] = f"result is over mcp.max_inline_image_bytes={inline_limit}; download it from url"
         return None
     return inline

@@ -280,11 +280,22 @@ async def read_input(
     if storage is None:
         raise InputError("no storage is configured to read a key from", field="key")
     if isinstance(storage, BoundedStorage):  # refused from its size, before it is read
-        return await storage.get_at_most(key or "", limits.max_input_bytes)
+        try:
+            return await storage.get_at_most(key or "", limits.max_input_bytes)
+        except InputError as exc:
+            if getattr(exc, "size", None) is None:
+                raise
+            raise _key_too_large(exc.size, limits) from None  # type: ignore[attr-defined]
     data = await storage.get(key or "")
     if len(data) > limits.max_input_bytes:
-        raise InputError(f"object is {len(data):,} bytes; the limit is {limits.max_input_bytes:,}", field="key")
+        raise _key_too_large(len(data), limits)
     return data
+
+
+def _key_too_large(size: int, limits: ImageLimits) -> InputError:
+    """As the ``image`` and ``path`` errors say it: with the setting the limit comes from."""
+    return InputError(f"object is {size:,} bytes; the limit is {limits.max_input_bytes:,}"
+                      " (providers.image.max_input_bytes)", field="key")
 
 
 # --- a local file (the MCP tools' ``path``) -----------------------------------------------------

@@ -17,5 +17,8 @@ def guess_content_type(key: str) -> str | None:
 
 
 def too_large(size: int, max_bytes: int) -> InputError:
-    """The error for an object read with a size limit it is over (said before it is read)."""
-    return InputError(f"object is {size:,} bytes; the limit is {max_bytes:,}", field="key")
+    """The error for an object read with a size limit it is over (said before it is read); its
+    ``size`` and ``limit`` ride along, for a caller that names the setting the limit comes from."""
+    error = InputError(f"object is {size:,} bytes; the limit is {max_bytes:,}", field="key")
+    error.size, error.limit = size, max_bytes  # type: ignore[attr-defined]
+    return error
