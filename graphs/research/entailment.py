@@ -28,7 +28,7 @@ from core.errors import BudgetExceeded
 from graphs.progress import emit
 from graphs.research import prompts
 from graphs.research.grounding import ReviewerVerdict
-from graphs.research.nodes import ask, node_step
+from graphs.research.nodes import UNKNOWN, ask, first_family, node_step
 from providers.base import LLMConfig, LLMProvider, TraceStep
 
 #: the config key that caps (0: turns off) the sentences sent, named in skip reasons
@@ -81,12 +81,8 @@ def _not_callable(llm: Any, config: LLMConfig, reviewer: Reviewer) -> str | None
     """Why the reviewer cannot be asked now, where the router can tell (its key unset, its circuit
     open): another family's model would answer in its place, be paid, and have its verdicts
     thrown away (DeepSeek answered every entailment call of a DeepSeek-only setup)."""
-    first_callable = getattr(llm, "first_callable", None)
-    family_of = getattr(llm, "family_of", None)
-    if first_callable is None or family_of is None or not reviewer.family:
-        return None
-    first = first_callable(config)
-    if first is not None and family_of(first) == reviewer.family and family_of(first) != reviewer.writer_family:
+    family = first_family(llm, config)
+    if family == UNKNOWN or not reviewer.family or (family == reviewer.family and family != reviewer.writer_family):
         return None
     passed = "; ".join(getattr(llm, "passed_over", lambda c: [])(config)[:3]) or "no model of its family is callable"
     return f"the reviewer {reviewer.name} cannot be asked now ({passed}); another model would answer in its place"

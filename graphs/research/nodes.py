@@ -79,6 +79,22 @@ def _dump(steps: Any) -> list[dict[str, Any]]:
 _VERBS = {"plan": "planning", "write": "writing", "revise": "revising", "review": "reviewing"}
 
 
+#: ``first_family``'s answer where the provider cannot tell (no router: a test's fake)
+UNKNOWN = "?"
+
+
+def first_family(llm: Any, config: LLMConfig) -> str | None:
+    """The family of the model a call with ``config`` would try first now, as the router predicts
+    it (no key missing, circuit not open); ``None`` when no model would; ``UNKNOWN`` where the
+    provider is no router."""
+    first_callable = getattr(llm, "first_callable", None)
+    family_of = getattr(llm, "family_of", None)
+    if first_callable is None or family_of is None:
+        return UNKNOWN
+    first = first_callable(config)
+    return None if first is None else family_of(first)
+
+
 async def ask(llm: LLMProvider, messages: list[Message], config: LLMConfig) -> tuple[LLMResponse | None, list[dict[str, Any]], str]:
     """One LLM call: (response or None, its attempts as trace dicts, error text)."""
     try:

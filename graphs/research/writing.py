@@ -25,7 +25,7 @@ from graphs.research.citations import check_citations, cited_pages, normalize_re
 from graphs.research.entailment import Reviewer, Settlement, settle
 from graphs.research.extractive import PER_QUERY, extractive_report
 from graphs.research.grounding import Grounding, ReviewerVerdict, drop_repeats, ground, normalise
-from graphs.research.nodes import Node, ResearchDeps, ask, node_step
+from graphs.research.nodes import UNKNOWN, Node, ResearchDeps, ask, first_family, node_step
 from graphs.research.passages import Passage, snippet_passage
 from graphs.research.state import ResearchState
 from graphs.research.subjects import missing_line, source_texts, unmentioned
@@ -133,12 +133,8 @@ def _local_writes(llm: Any, state: ResearchState) -> bool:
     extractive, "the writer would be the local model" said of a writer never asked."""
     if state.get("planned_by") != LOCAL_FAMILY:
         return False
-    first_callable = getattr(llm, "first_callable", None)
-    family_of = getattr(llm, "family_of", None)
-    if first_callable is None or family_of is None:
-        return True
-    first = first_callable(LLMConfig(prefer=state.get("primary"), step="write"))
-    return first is None or family_of(first) == LOCAL_FAMILY
+    family = first_family(llm, LLMConfig(prefer=state.get("primary"), step="write"))
+    return family in (UNKNOWN, None, LOCAL_FAMILY)
 
 
 def _screen(
@@ -332,14 +328,13 @@ def _avoided(llm: Any, reviewer: str | None, writer: str | None) -> str | None:
     where config names the writer's family as the reviewer."""
     if not writer or writer == LOCAL_FAMILY:
         return writer
-    first_callable = getattr(llm, "first_callable", None)
-    family_of = getattr(llm, "family_of", None)
-    if first_callable is None or family_of is None:
-        return writer
+    family_of = getattr(llm, "family_of", lambda name: None)
     if reviewer == writer or family_of(reviewer or "") == writer:  # config names the writer's family: as asked
         return None
-    first = first_callable(LLMConfig(prefer=reviewer, avoid=writer, step="review"))
-    return writer if first is not None and family_of(first) not in (LOCAL_FAMILY, writer) else None
+    family = first_family(llm, LLMConfig(prefer=reviewer, avoid=writer, step="review"))
+    if family == UNKNOWN:
+        return writer
+    return writer if family not in (None, LOCAL_FAMILY, writer) else None
 
 
 #: the check's reasons passed on to the writer as a review's issues: the rule, then the first removals
