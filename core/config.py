@@ -211,7 +211,7 @@ def _load_text(text: bytes, path: Path) -> SwarmConfig:
 
 
 def _names_of(text: bytes, otherwise: dict[str, frozenset[str]]) -> dict[str, frozenset[str]]:
-    from core.credentials import credential_names
+    from core.credential_refs import credential_names
 
     try:
         return credential_names(yaml.safe_load(text.decode("utf-8")))
@@ -301,7 +301,7 @@ class ConfigStore:
         return (stat.st_mtime_ns, stat.st_size, digest)
 
     def _read_names(self) -> dict[str, frozenset[str]]:
-        """The provider secrets the file in use names (``core.credentials.credential_names``), read
+        """The provider secrets the file in use names (``core.credential_refs.credential_names``), read
         when it is accepted: a refused edit's file named a secret that was then forwarded to RunPod."""
         return self._names if self.good_text is None else _names_of(self.good_text, self._names)
 

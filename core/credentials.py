@@ -17,7 +17,6 @@ import dataclasses
 import hashlib
 import logging
 import os
-import re
 from collections.abc import Collection, Iterator, Mapping
 from contextvars import ContextVar
 from pathlib import Path
@@ -26,10 +25,9 @@ from typing import Any, Protocol
 import yaml
 
 from core.config import SwarmConfig
-from core.config_interpolation import ENV_REFERENCE  # the ${VAR} forms that interpolation expands
+from core.credential_refs import credential_names
 from core.errors import InputError
 from core.redact import MIN_SECRET_CHARS, register_forwarded_secret
-from core.redact_config import SECRET_KEY_NAME
 
 log = logging.getLogger("core.credentials")
 
@@ -37,9 +35,6 @@ log = logging.getLogger("core.credentials")
 CREDENTIALS_FIELD = "_credentials"
 #: the longest value accepted for one credential (no provider key comes near it)
 MAX_CREDENTIAL_CHARS = 4096
-#: the sections of the raw config whose secrets a client forwards: model and search provider keys
-CREDENTIAL_SECTIONS = (("models",), ("providers", "search"))
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -172,35 +167,6 @@ def accept_credentials(raw: Any, names: Collection[str]) -> JobCredentials:
         else:
             values[name] = value
     return JobCredentials(values, tuple(sorted(kept)), ignored)
-
-
-def credential_names(raw: Any) -> dict[str, frozenset[str]]:
-    """Per section of ``CREDENTIAL_SECTIONS`` (``"models"``, ``"search"``), the environment
-    variables a raw (not yet interpolated) config takes provider secrets from: the value of an
-    ``*_env`` key named like a secret (``api_key_env``), and each ``${VAR}`` in the value of a
-    key named like one (``api_key: "${TAVILY_API_KEY}"``). A URL or a path is no secret."""
-    found: dict[str, frozenset[str]] = {}
-    for path in CREDENTIAL_SECTIONS:
-        node = raw
-        for key in path:
-            node = node.get(key) if isinstance(node, Mapping) else None
-        found[path[-1]] = frozenset(_secret_references(node))
-    return found
-
-
-def _secret_references(node: Any, key: object = None) -> set[str]:
-    if isinstance(node, Mapping):
-        return set().union(*(_secret_references(value, name) for name, value in node.items()))
-    if isinstance(node, list):
-        return set().union(*(_secret_references(value, key) for value in node))
-    if not isinstance(node, str) or key is None:
-        return set()
-    name = str(key)
-    if name.endswith("_env") and SECRET_KEY_NAME.search(name[:-4]):
-        return {node} if _ENV_NAME.fullmatch(node) else set()
-    if SECRET_KEY_NAME.search(name):
-        return {variable for variable, _default in ENV_REFERENCE.findall(node)}
-    return set()
 
 
 _names_cache: dict[Path, tuple[tuple[int, int], dict[str, frozenset[str]]]] = {}
