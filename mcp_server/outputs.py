@@ -80,7 +80,7 @@ class ResearchOutput(JobOutcome):
     report: str = ""
     report_uri: str | None = Field(default=None, description="the report, paginated")
     mode: str | None = None
-    written_by: str | None = Field(default=None, description="the model that wrote the report; null when it quotes the sources")
+    written_by: str | None = None  # the model that wrote the report; null when it quotes the sources
     support: float | None = None
     grounding: dict[str, Any] | None = None
     sources: Objects = Field(default_factory=list)

@@ -75,7 +75,7 @@ class ThreadSummary(BaseModel):
     thread_id: str
     turns: int
     dropped: int = Field(description="oldest turns dropped (threads.max_turns)")
-    started_with: str = Field(description="the oldest user turn kept: the thread's first unless dropped > 0")
+    started_with: str  # the oldest user turn kept: the thread's first unless dropped > 0
     models: list[str]
     updated_at: float
 

@@ -65,15 +65,15 @@ IdempotencyKey = Annotated[
 # Descriptions say what a model needs to call the tool right (what it does, the choices, the
 # limits that are not in the schema, what to do with IN_PROGRESS) and nothing the schema says.
 DELEGATE_DESCRIPTION = (
-    "A primary model drafts; the route's reviewer (another family), if any, checks it and the "
-    "draft is revised (bounded). kinds: bulk_content (cheap, reviewed), critical (strongest, no "
-    "reviewer), research (search-backed). Pass a reply's thread_id to continue it. status IN_PROGRESS: call "
+    "A primary model drafts; the route's reviewer (another family), if any, checks it; revisions "
+    "are bounded. kinds: bulk_content (cheap, reviewed), critical (strongest, no "
+    "reviewer), research (search-backed). A reply's thread_id continues it. status IN_PROGRESS: call "
     "job_result(job_id)."
 )
 RESEARCH_DESCRIPTION = (
-    "Searches {where}, reads the best sources and writes a Markdown report whose "
-    "every sentence is backed by a cited passage. depth: quick (~3 sources), standard (5), deep (8, "
-    "slowest). mode extractive: quotes only. status IN_PROGRESS: call job_result(job_id)."
+    "Searches {where}, reads the best sources and writes a Markdown report, each "
+    "sentence backed by a cited passage. depth: quick (~3 sources), standard (5), deep (8). mode "
+    "extractive: quotes only. status IN_PROGRESS: call job_result(job_id)."
 )
 
 
@@ -219,7 +219,7 @@ def _register_research(server: Any, config: Any) -> None:
         mode: Literal["extractive", "abstractive", "auto"] = "auto",
         max_sources: Annotated[int, Field(ge=1, le=20, description="most sources kept after ranking")] = 8,
         backends: Annotated[list[Annotated[str, Field(max_length=MAX_NAME_CHARS)]] | None, Field(
-            min_length=1, max_length=8, description="in order; default providers.search.fallback_chain")] = None,
+            min_length=1, max_length=8, description="in order; default: the search fallback_chain")] = None,
         thread_id: ThreadId = None,
         idempotency_key: IdempotencyKey = None,
     ) -> Annotated[CallToolResult, ResearchOutput]:
