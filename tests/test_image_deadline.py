@@ -296,3 +296,14 @@ async def test_the_dispatcher_gives_the_job_its_deadline(job_setup):
     assert result["status"] == "COMPLETED", result["error"]
     assert seen[0].deadline_at is not None
     assert before + DEADLINE_S <= seen[0].deadline_at <= after + DEADLINE_S
+
+
+def test_a_job_slow_for_its_tile_size_names_the_tile_not_the_image():
+    """``tile: 1`` cut a 64x48 input into 3,072 tiles each padded to 21x21: the error named the
+    image and said an input of ~30x22 would fit."""
+    job, speed = Job(MODEL, 64, 48, 1, 10), Speed(10_000.0, "measured")
+    with pytest.raises(InputError) as refused:
+        check_fits(job, speed, Deadline(900.0, time.monotonic() + 10))
+    assert refused.value.field == "tile", refused.value
+    assert "tile 1 pads each tile by 10 pixels a side" in str(refused.value)
+    assert "give a larger tile (0: the whole image at once" in str(refused.value)

@@ -654,3 +654,16 @@ def test_a_network_failure_with_litellms_traceback_is_still_cannot_connect(said:
                                              '  File "/x/litellm/main.py", line 1\n', llm_provider="anthropic", model="c")
     error = str(translate_error(exc, "claude", "claude-sonnet-4-5", 30))
     assert "cannot connect" in error and "unreadable" not in error and "Traceback" not in error, error
+
+
+def test_anthropics_overloaded_529_is_said_as_such() -> None:
+    """litellm reports Anthropic's 529 (overloaded) as a 500: the trace said "HTTP 500"."""
+    import litellm
+
+    from core.errors import ProviderUnavailable
+    from providers.llm.litellm_errors import translate_error
+
+    exc = litellm.InternalServerError(message='AnthropicException - {"type":"error","error":{"type":"overloaded_error",'
+                                              '"message":"Overloaded"}}', llm_provider="anthropic", model="c")
+    error = translate_error(exc, "claude", "claude-sonnet-4-5", 30)
+    assert isinstance(error, ProviderUnavailable) and "HTTP 529" in str(error) and "HTTP 500" not in str(error)

@@ -176,9 +176,23 @@ def check_fits(job: Job, speed: Speed | None, deadline: Deadline | None) -> None
         f"a {job.width}x{job.height} input needs about {needs:,.0f} s to upscale on this machine "
         f"({len(tiles)} tiles, {pixels / 1e6:.1f} M pixels through {job.model} at ~{speed.pixels_per_s:,.0f} "
         f"pixels/s, {speed.source}); {deadline.key} is {deadline.limit_s:g} s ({max(left, 0):,.0f} s left). "
-        + _what_fits(job, speed.pixels_per_s, needs, left, deadline),
-        field="image",
+        + (_padding_bound(job, pixels) or _what_fits(job, speed.pixels_per_s, needs, left, deadline)),
+        field="tile" if _padding_bound(job, pixels) else "image",
     )
+
+
+#: a job whose padded tiles are this many times its input's pixels is slow for its tile size, not its image
+PADDING_BOUND = 4
+
+
+def _padding_bound(job: Job, pixels: int) -> str | None:
+    """What to change when the tiles' padding, not the image, makes the job slow: ``tile: 1`` cut a
+    64x48 input into 3,072 tiles, each padded to 21x21, and the error blamed the image's size."""
+    if not job.tile or pixels < PADDING_BOUND * job.width * job.height:
+        return None
+    return (f"tile {job.tile} pads each tile by {job.pad} pixels a side, so the network runs on "
+            f"{pixels / (job.width * job.height):,.0f}x the input's pixels: give a larger tile (0: the whole image"
+            " at once, memory allowing).")
 
 
 def _what_fits(job: Job, pixels_per_s: float, needs: float, left: float, deadline: Deadline,
@@ -228,8 +242,9 @@ class TileWatch:
             f"{done} of {total} tiles, which ran at ~{rate:,.0f} pixels/s through {self.job.model}; the other "
             f"{total - done} need about {needs:,.0f} s and {max(left, 0):,.0f} s of {self.deadline.key}="
             f"{self.deadline.limit_s:g} s are left. "
-            + _what_fits(self.job, rate, needs, left, self.deadline, work_pixels(self.tiles[:done]) / rate),
-            field="image",
+            + (_padding_bound(self.job, work_pixels(self.tiles))
+               or _what_fits(self.job, rate, needs, left, self.deadline, work_pixels(self.tiles[:done]) / rate)),
+            field="tile" if _padding_bound(self.job, work_pixels(self.tiles)) else "image",
         )
 
 

@@ -62,6 +62,8 @@ _NO_CONNECTION = re.compile(
 _UNREADABLE = re.compile(r"Unable to get json response|Error converting to valid response|Invalid response object",
                          re.IGNORECASE)
 _TRACEBACK = "Traceback (most recent call last)"
+#: what Anthropic's 529 body says
+_OVERLOADED = re.compile(r"\boverloaded(?:_error)?\b|\b529\b", re.IGNORECASE)
 #: what is left of a KeyError inside litellm's reading of an answer: "APIConnectionError: 'content'"
 _MISSING_FIELD = re.compile(r"^(?:\w+: )*(?:\w+Exception - )?'[\w.-]+'$")
 _REPEATED_HEAD = re.compile(r"^(\w+): \1: ")
@@ -102,7 +104,9 @@ def translate_error(exc: BaseException, provider: str, model: str, timeout_s: fl
     if isinstance(exc, openai.APIConnectionError | httpx.TransportError) or _NO_CONNECTION.search(text):
         return ProviderUnavailable(provider, f"cannot connect: {text}", model=model)
     if isinstance(status, int) and status >= 500:
-        return ProviderUnavailable(provider, f"HTTP {status}: {text}", model=model)
+        # Anthropic's 529 (overloaded) comes through litellm as a 500: said as what was sent
+        said = 529 if status == 500 and _OVERLOADED.search(text) else status
+        return ProviderUnavailable(provider, f"HTTP {said}: {text}", model=model)
     if isinstance(status, int) and 200 <= status < 300:  # a success status with a body that is no answer
         return ProviderUnavailable(provider, f"unreadable answer (HTTP {status}): {text}", model=model)
     if status in (401, 403) and key_env:
