@@ -11,6 +11,7 @@ of ``worker.warm``: the LLM servers before the worker loop starts, the image mod
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import os
 import threading
@@ -72,6 +73,8 @@ async def handler(job: dict[str, Any]) -> dict[str, Any]:
             body.setdefault("job_id", _job_id(job))
         with listen_to_steps(finished.seen):
             envelope = await runtime().run(body, progress, credentials={} if forwarded is None else forwarded)
+        if isinstance(body, dict):
+            await _send_stranded_images(body, envelope)
         if not isinstance(body, dict) and _job_id(job):
             envelope["job_id"] = _job_id(job)
     except Exception as exc:  # never hand the SDK a traceback: it would land in the job result
@@ -107,6 +110,35 @@ def _inline_on_local_disk(body: dict[str, Any]) -> dict[str, Any]:
     if runtime().config.providers.storage.default != "local":
         return body
     return {**body, "input": {**inp, "inline": True}}
+
+
+async def _send_stranded_images(body: dict[str, Any], envelope: dict[str, Any]) -> None:
+    """Images of an image job that this worker's storage chain had to keep on its own disk (the
+    shared store failed: a ``file://`` URL) go back inline, so the client can store them on its
+    side (``RunPodExecutor.adopt_images``); a job that said ``inline: false`` is left as it asked."""
+    output = envelope.get("output")
+    inp = body.get("input")
+    if body.get("project") != "image_tools" or not isinstance(output, dict) or not isinstance(inp, dict) \
+            or inp.get("inline") is False:
+        return
+    from graphs.image.inputs import INLINE_MAX_BYTES
+
+    results = output.get("results")
+    entries = [e for e in (results if isinstance(results, list) else [output])
+               if isinstance(e, dict) and e.get("image_key") and "image_b64" not in e
+               and str(e.get("url") or "").startswith("file:")]
+    total = 0
+    storage = runtime().providers().storage
+    for entry in entries:
+        total += int(entry.get("bytes") or 0)
+        if total > INLINE_MAX_BYTES:
+            entry["inline_omitted"] = f"stored on this worker's disk; outputs pass {INLINE_MAX_BYTES} bytes in all"
+            continue
+        try:
+            entry["image_b64"] = base64.b64encode(await storage.get(str(entry["image_key"]))).decode()
+        except Exception as exc:  # the result stands; the client is told where the image is
+            log.warning("image %s not sent inline: %s", entry["image_key"], redact(repr(exc)))
+            entry["inline_omitted"] = f"stored on this worker's disk; it could not be read back ({type(exc).__name__})"
 
 
 class _Activity:

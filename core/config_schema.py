@@ -190,10 +190,25 @@ class ImageSection(StrictModel):
 
 
 class StorageSection(StrictModel):
-    """``providers.storage``: ``default`` is the backend every artifact goes to."""
+    """``providers.storage``: ``default`` is the backend every artifact goes to; when it fails,
+    ``fallback_chain`` is tried in order (``providers.storage.chain``)."""
 
     default: str = "local"
+    fallback_chain: list[str] = Field(default_factory=list)
     backends: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    circuit: CircuitSpec = CircuitSpec()
+
+    @field_validator("fallback_chain")
+    @classmethod
+    def _known_chain(cls, value: list[str]) -> list[str]:
+        raise_all("StorageSection", [unknown_name((i,), name, "storage backend", list(STORAGE_BACKENDS))
+                                     for i, name in enumerate(value) if name not in STORAGE_BACKENDS])
+        return value
+
+    @property
+    def order(self) -> list[str]:
+        """The stores in the order tried: ``default``, then ``fallback_chain`` (each once)."""
+        return list(dict.fromkeys([self.default, *self.fallback_chain]))
 
     @field_validator("default")
     @classmethod

@@ -239,7 +239,13 @@ async def provider_health(state: ServerState) -> dict[str, Any]:
         "chain": list(config.providers.search.fallback_chain),
         "circuits": search_circuits.snapshot() if search_circuits is not None else {},
     }
-    out["storage"] = {"backend": config.providers.storage.default}
+    storage_circuits = getattr(runtime, "_storage_circuits", None)
+    out["storage"] = {
+        "backend": config.providers.storage.default,
+        "chain": config.providers.storage.order,
+        "circuits": {name.removeprefix("storage:"): state for name, state in storage_circuits.snapshot().items()}
+        if storage_circuits is not None else {},
+    }
     return out
 
 

@@ -108,6 +108,30 @@ def notify_attempt(event: AttemptEvent, model: str, detail: str = "") -> None:
         listener(event, model, detail)
 
 
+#: who hears a storage chain's attempts worth a trace step (``listen_to_storage``)
+_storage_listener: contextvars.ContextVar[Callable[[TraceStep], None] | None] = contextvars.ContextVar(
+    "storage_listener", default=None)
+
+
+@contextlib.contextmanager
+def listen_to_storage(listener: Callable[[TraceStep], None]) -> Iterator[None]:
+    """Within this block, a storage chain (``providers.storage.chain``) tells ``listener`` each
+    attempt worth a trace step: a store that failed or was passed over, and the one that then
+    answered. A single store tells nothing."""
+    token = _storage_listener.set(listener)
+    try:
+        yield
+    finally:
+        _storage_listener.reset(token)
+
+
+def notify_storage(step: TraceStep) -> None:
+    """Called by storage chains; a no-op when nobody listens."""
+    listener = _storage_listener.get()
+    if listener is not None:
+        listener(step)
+
+
 #: the models that gave no answer in time earlier in the running job, each with the reason said
 #: when it is passed over (``job_memory``; ``None`` outside a job)
 _timed_out: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("job_timed_out", default=None)

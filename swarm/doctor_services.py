@@ -8,7 +8,7 @@ import asyncio
 import secrets
 import sqlite3
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from core.config import state_dir
 from core.errors import SwarmError
@@ -31,11 +31,31 @@ _CHECKPOINT_FIX = {
 
 
 async def check_storage(config: SwarmConfig) -> Finding:
-    from core.config import state_dir
+    """Each store of the chain (``default``, then ``fallback_chain``) writes and deletes a probe.
+    The default failing is a fail when no fallback works, a warning when one takes over."""
+    section = config.providers.storage
+    found = [await _probe_store(name, dict(section.backends.get(name, {}))) for name in section.order]
+    first, rest = found[0], found[1:]
+    if first[1] is None:
+        fine = "; ".join(f"{where}: wrote and deleted a probe object" for where, _, _ in found)
+        broken = [f"fallback {where} cannot write ({said})" for where, said, _ in rest if said is not None]
+        if broken:
+            return Finding("storage", "warn", f"{fine.split('; ')[0]}; {'; '.join(broken)}",
+                           "; ".join(fix for _, said, fix in rest if said is not None and fix))
+        return Finding("storage", "ok", fine)
+    where, said, fix = first
+    taking_over = next((w for w, s, _ in rest if s is None), None)
+    if taking_over is not None:
+        return Finding("storage", "warn", f"{where}: cannot write ({said}); artifacts go to the fallback"
+                       f" {taking_over} meanwhile", fix)
+    return Finding("storage", "fail", f"{where}: cannot write ({said})"
+                   + "".join(f"; fallback {w}: cannot write ({s})" for w, s, _ in rest), fix)
+
+
+async def _probe_store(name: str, settings: dict[str, Any]) -> tuple[str, str | None, str]:
+    """``(where, what failed or None, the fix)`` of one store writing and deleting a probe."""
     from providers.registry import backend_class
 
-    section = config.providers.storage
-    name, settings = section.default, dict(section.backends.get(section.default, {}))
     where = f"{name} {settings.get('root') or settings.get('bucket') or ''}".strip()
     key = f"doctor-probe-{secrets.token_hex(4)}.txt"
     try:
@@ -44,9 +64,8 @@ async def check_storage(config: SwarmConfig) -> Finding:
         await storage.delete(key)
     except (SwarmError, OSError) as exc:
         said = error_message(exc)
-        fix = "" if "; set " in said else _STORAGE_FIX.get(name, "")  # the error's own fix, said once
-        return Finding("storage", "fail", f"{where}: cannot write ({said})", fix)
-    return Finding("storage", "ok", f"{where}: wrote and deleted a probe object")
+        return where, said, "" if "; set " in said else _STORAGE_FIX.get(name, "")  # the error's own fix, said once
+    return where, None, ""
 
 
 async def check_checkpointer(config: SwarmConfig) -> Finding:

@@ -68,6 +68,7 @@ class Runtime:
         self._circuits: Any = None
         self._local_servers: Any = None
         self._search_circuits: Any = None
+        self._storage_circuits: Any = None  # the storage chain's, kept across config versions
         self._savers: dict[tuple[int, str], Any] = {}
         self._exit = contextlib.AsyncExitStack()
         self._saver_lock = asyncio.Lock()
@@ -154,8 +155,20 @@ class Runtime:
         from providers.registry import backend_class
 
         section = config.providers.storage
-        settings = section.backends.get(section.default, {})
-        return backend_class("storage", section.default).from_config(section.default, settings, state_dir=state_dir())
+
+        def store(name: str) -> Any:
+            return backend_class("storage", name).from_config(name, section.backends.get(name, {}), state_dir=state_dir())
+
+        if len(section.order) == 1:
+            return store(section.default)
+        from providers.storage.chain import StorageChain
+
+        if self._storage_circuits is None:
+            from providers.circuit import CircuitBoard
+
+            self._storage_circuits = CircuitBoard()
+        self._storage_circuits.configure(section.circuit)
+        return StorageChain([(name, store(name)) for name in section.order], circuits=self._storage_circuits)
 
     def _image(self, config: SwarmConfig, kind: str) -> Any:
         from providers.image.imageio import ImageLimits

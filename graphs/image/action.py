@@ -115,12 +115,14 @@ async def _run_by(deadline: Deadline, action: str, inp: ImageInput, options: dic
     data = await read_input(image_b64=inp.image, url=inp.url, key=inp.key, storage=storage, limits=limits)
     kind = await anyio.to_thread.run_sync(_check, data, limits, action, options, ctx, deadline)
     input_key = inp.key or f"image_tools/{ctx.job_id}/input.{EXT[kind]}"
+    stored_on: list[Any] = []
     if not inp.key:
-        with storage_step(storage, "put", input_key):
+        with storage_step(storage, "put", input_key) as stored_on:
             await storage.put(input_key, data, overwrite=True)
     graph = image_graph(ctx)
     initial = {"action": action, "job_id": ctx.job_id, "current_key": input_key,
-               "options": {**options, "output_format": inp.output_format}, "steps_done": [], "trace": []}
+               "options": {**options, "output_format": inp.output_format}, "steps_done": [],
+               "trace": [step.model_dump() for step in stored_on]}
     try:
         state = await run_graph(graph, initial, ctx)
     except SwarmError as exc:

@@ -25,7 +25,7 @@ async def run_batch(
     inp: RemoveBackgroundInput, sources: list[ImageSource], options: dict[str, Any], ctx: JobContext
 ) -> dict[str, Any]:
     """``{results, images, succeeded, failed, format, trace}`` for ``sources``."""
-    from graphs.image.nodes import BATCH_STEP
+    from graphs.image.nodes import BATCH_STEP, storage_step
     from graphs.run import run_graph
     from providers.image.imageio import ImageLimits
 
@@ -39,7 +39,9 @@ async def run_batch(
     if not good:
         reasons = "; ".join(entry["error"]["message"] for entry in failed[:3])
         raise InputError(f"none of the {len(sources)} images could be read: {reasons}", field="images")
-    await asyncio.gather(*(storage.put(e["key"], e.pop("data"), overwrite=True) for e in good if e["write"]))
+    written = [e for e in good if e["write"]]
+    with storage_step(storage, "put", ", ".join(e["key"] for e in written)[:200]) as stored_on:
+        await asyncio.gather(*(storage.put(e["key"], e.pop("data"), overwrite=True) for e in written))
     state = await run_graph(
         image_graph(ctx),
         {
@@ -48,7 +50,7 @@ async def run_batch(
             "batch": [{"index": e["index"], "key": e["key"]} for e in good],
             "options": {**options, "output_format": inp.output_format},
             "steps_done": [],
-            "trace": [],
+            "trace": [step.model_dump() for step in stored_on],
         },
         ctx,
     )

@@ -24,26 +24,30 @@ from providers.base import (
     StorageProvider,
     TracedImageProvider,
     TraceStep,
+    listen_to_storage,
 )
 from providers.image.backend import listen_to_progress
 
 
 @contextmanager
-def storage_step(storage: StorageProvider, op: str, key: str, before: Sequence[TraceStep] = ()) -> Iterator[None]:
+def storage_step(storage: StorageProvider, op: str, key: str, before: Sequence[TraceStep] = ()) -> Iterator[list[TraceStep]]:
     """A storage call that fails leaves its step in the job's trace (backend, key, latency): the
-    error names the store, the trace shows where in the job it stopped. Successful calls add
-    nothing: the image steps already carry the job's latency. ``before``: the steps its node ran
-    before it, which the trace keeps too (a result that could not be stored hid the model step
-    that made it)."""
+    error names the store, the trace shows where in the job it stopped. A call that succeeds adds
+    only what a storage chain told (``providers.storage.chain``: the store that failed and the one
+    that took over), in the list this yields, for the node's trace; the image steps already carry
+    the job's latency. ``before``: the steps its node ran before it, which the trace keeps too (a
+    result that could not be stored hid the model step that made it)."""
     started = time.perf_counter()
+    told: list[TraceStep] = []
     try:
-        yield
+        with listen_to_storage(told.append):
+            yield told
     except SwarmError as exc:
         step = TraceStep(step=f"storage.{op}", kind="storage", provider=str(getattr(storage, "name", "") or type(storage).__name__),
                          latency_ms=(time.perf_counter() - started) * 1000, outcome="error",
                          error_class=type(exc).__name__, detail=redact(f"{key}: {exc}")[:300])
         exc.trace = [*(getattr(exc, "trace", None) or []), *(s.model_dump() for s in before),  # type: ignore[attr-defined]
-                     step.model_dump()]
+                     *(s.model_dump() for s in told), step.model_dump()]
         raise
 
 
@@ -120,7 +124,7 @@ def make_step(
         index = plan.index(step)
         emit(step, f"{step} ({index + 1}/{len(plan)})", index / len(plan))
         started = time.perf_counter()
-        with storage_step(storage, "get", state["current_key"]):
+        with storage_step(storage, "get", state["current_key"]) as read_from:
             data = await storage.get(state["current_key"])
         provider = provider_for(step)
         with (listen_to_progress(_tile_progress(step, index, len(plan)), _messages(step, index, len(plan))),
@@ -138,10 +142,10 @@ def make_step(
                     )
                 ]
         key = output_key(state["job_id"], step, fmt)
-        with storage_step(storage, "put", key, steps):
+        with storage_step(storage, "put", key, [*read_from, *steps]) as stored_on:
             await storage.put(key, out, _content_type(fmt), overwrite=True)
         return {"current_key": key, "current_meta": {"key": key, **_described(out)}, "steps_done": [step],
-                "trace": [s.model_dump() for s in steps]}
+                "trace": [s.model_dump() for s in (*read_from, *steps, *stored_on)]}
 
     return node
 
@@ -184,7 +188,8 @@ def make_batch_step(
         config = step_config(step, options, fmt)
         batch = state["batch"]
         emit(step, f"{step} on {len(batch)} images", 0.0)
-        images = await asyncio.gather(*(storage.get(entry["key"]) for entry in batch))
+        with storage_step(storage, "get", ", ".join(entry["key"] for entry in batch)[:200]) as read_from:
+            images = await asyncio.gather(*(storage.get(entry["key"]) for entry in batch))
         indices = [entry["index"] for entry in batch]
         provider = provider_for(step)
         with listen_to_progress(messages=_messages(step)):
@@ -195,17 +200,27 @@ def make_batch_step(
             else:
                 outputs, steps = await _one_by_one(provider, step, images, indices, config)
         results = []
+        stored_on: list[TraceStep] = []
         for index, data, error in outputs:
             if error is not None or data is None:
                 results.append({"index": index, "error": _error(error)})
                 continue
             key = output_key(state["job_id"], step, fmt, index)
-            await storage.put(key, data, _content_type(fmt), overwrite=True)
+            try:
+                with listen_to_storage(stored_on.append):
+                    await storage.put(key, data, _content_type(fmt), overwrite=True)
+            except ProviderError as exc:  # no store took it: this image fails, the others keep theirs
+                results.append({"index": index, "error": _error(exc)})
+                stored_on.append(TraceStep(step="storage.put", kind="storage", provider=_name(storage),
+                                           outcome="error", error_class=type(exc).__name__,
+                                           detail=redact(f"{key}: {exc}")[:300]))
+                continue
             width, height = _size(data)
             results.append(
                 {"index": index, "image_key": key, "width": width, "height": height, "format": fmt, "bytes": len(data)}
             )
-        return {"batch_results": results, "steps_done": [BATCH_STEP], "trace": [s.model_dump() for s in steps]}
+        return {"batch_results": results, "steps_done": [BATCH_STEP],
+                "trace": [s.model_dump() for s in (*read_from, *steps, *stored_on)]}
 
     return node
 

@@ -166,8 +166,9 @@ def make_executor(config: Any, runtime: Any) -> Executor:
         poll_interval_s=spec.poll_interval_s,
         timeout_s=spec.timeout_s,
         api_key_env=spec.api_key_env,
-        # this side's disk is no storage the worker shares: image results come back inline
-        local_storage=(lambda: runtime.providers().storage) if config.providers.storage.default == "local" else None,
+        # an image the worker kept on its own disk (its storage is local, or its shared store failed
+        # and the chain fell back to it) comes back inline and is stored on this side
+        local_storage=lambda: runtime.providers().storage,
         # this side's provider keys go with each job (runner.runpod.forward_credentials)
         credentials=lambda: client_credentials(config, runtime.store),
     )
