@@ -178,6 +178,25 @@ def test_unwritable_storage_is_a_fail_with_the_fix(tmp_path: Path, capsys: pytes
     assert storage.count("providers.storage.backends.local.root") == 1 and "fix:" not in storage
 
 
+def test_a_default_store_that_fails_with_a_working_fallback_is_a_warning(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Jobs still keep their images (on the fallback), so not a FAIL, but said: S3 refuses."""
+    from conftest import free_port
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "doctor-secret-value-123456")
+
+    def edit(raw: dict[str, Any]) -> None:
+        raw["providers"]["storage"]["default"] = "s3"
+        raw["providers"]["storage"]["backends"]["s3"].update(bucket="art", endpoint_url=f"http://127.0.0.1:{free_port()}",
+                                                            timeout_s=2)
+
+    code, out = doctor(capsys, write_config(tmp_path, edit), "--quick")
+    storage = line_of(out, "storage")
+    assert storage.startswith("WARN  ") and "s3 art: cannot write" in storage and "fallback local" in storage, storage
+    assert "doctor-secret-value" not in out
+
+
 def test_json_has_one_object_per_check_and_the_overall_status(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
