@@ -19,12 +19,12 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from core.errors import AllProvidersFailed, BudgetExceeded, InputError
-from providers.base import LLMConfig, LLMResponse, Message, TraceStep, job_memory
+from providers.base import LLMConfig, LLMResponse, Message, TraceStep, gate_attempts, job_memory
 
 if TYPE_CHECKING:
     from core.config import SwarmConfig
@@ -58,27 +58,41 @@ class JobMeter:
         spec = self.config.budgets.get(chosen)  # type: ignore[call-overload]
         return chosen, (spec.max_tokens if spec else None), (spec.max_cost_usd if spec else None)
 
-    def check(self, messages: list[Message], llm_config: LLMConfig) -> None:
-        """Raise ``BudgetExceeded`` when this call could take the job past its budget."""
+    def check(self, messages: list[Message], llm_config: LLMConfig, pending: Sequence[TraceStep] = (),
+              fallback_to: str | None = None) -> None:
+        """Raise ``BudgetExceeded`` when this call could take the job past its budget.
+
+        ``pending``: attempts of this call not counted yet (billed, and failed), before its fallback
+        to ``fallback_to``: an empty answer billed 120 tokens and its fallback was sent all the
+        same. When the fallback is refused, they are counted (the error's trace and ``used``)."""
         tier, max_tokens, max_cost = self.limits(llm_config.tier)
         if max_tokens is None and max_cost is None:
             return
+        tokens = self.tokens + sum(a.input_tokens + a.output_tokens for a in pending)
+        spent = self.cost_usd + sum(a.cost_usd or 0.0 for a in pending)
         estimate = math.ceil(sum(len(m.content) for m in messages) / 4) + (llm_config.max_tokens or 0)
         reasons = []
-        if max_tokens is not None and self.tokens + estimate > max_tokens:
-            reasons.append(f"{self.tokens} tokens used + ~{estimate} for this call > max_tokens {max_tokens}")
+        if max_tokens is not None and tokens + estimate > max_tokens:
+            reasons.append(f"{tokens} tokens used + ~{estimate} for this call > max_tokens {max_tokens}")
         if max_cost is not None:
-            per_token = self.cost_usd / self.tokens if self.tokens else 0.0
-            projected = self.cost_usd + estimate * per_token
-            if self.cost_usd >= max_cost or projected > max_cost:
-                reasons.append(f"${self.cost_usd:.4f} spent, ~${projected:.4f} after this call > max_cost_usd {max_cost}")
+            per_token = spent / tokens if tokens else 0.0
+            projected = spent + estimate * per_token
+            if spent >= max_cost or projected > max_cost:
+                reasons.append(f"${spent:.4f} spent, ~${projected:.4f} after this call > max_cost_usd {max_cost}")
         if reasons:
-            raise self.exceeded(llm_config.step, tier, "; ".join(reasons))
+            self.count(list(pending))
+            what = f"the {llm_config.step!r} call" + (f"'s fallback to {fallback_to}" if fallback_to else "")
+            error = self.exceeded(llm_config.step, tier, "; ".join(reasons), what)
+            # the call's own attempts are in no node's trace (the node never returned): the job's
+            # trace gets them from here (``add_refused_call``), before the refused fallback
+            error.billed = [a.model_dump() for a in pending]  # type: ignore[attr-defined]
+            raise error
 
     def past_budget(self) -> str | None:
         """What a finished job says when it used more than its budget: each call is let through on
-        an estimate (its input, and the output it asks for), and what a call writes, or the
-        fallback attempts inside it, can take the job past the limit; said, never silent."""
+        an estimate (its input, and the output it asks for; a fallback, with what the attempts
+        before it were billed), and what a call writes can take the job past the limit; said,
+        never silent."""
         tier, max_tokens, max_cost = self.limits(None)
         over = []
         if max_tokens is not None and self.tokens > max_tokens:
@@ -87,12 +101,12 @@ class JobMeter:
             over.append(f"${self.cost_usd:.4f}, over max_cost_usd {max_cost}")
         if not over:
             return None
-        return (f"the job used {' and '.join(over)} of budgets.{tier}: its last call's answer (or a fallback"
-                " inside it) passed the limit the estimate before it allowed")
+        return (f"the job used {' and '.join(over)} of budgets.{tier}: its last call's answer passed the"
+                " limit the estimate before it allowed")
 
-    def exceeded(self, step: str, tier: str, reason: str) -> BudgetExceeded:
+    def exceeded(self, step: str, tier: str, reason: str, what: str | None = None) -> BudgetExceeded:
         message = (
-            f"stopped before the {step!r} call: the {tier} budget would be passed ({reason});"
+            f"stopped before {what or f'the {step!r} call'}: the {tier} budget would be passed ({reason});"
             f" raise budgets.{tier} in config or use a smaller task"
         )
         error = BudgetExceeded(message, tier=tier, partial=self.partial(step))
@@ -182,6 +196,7 @@ def add_refused_call(result: dict[str, Any], exc: Exception) -> None:
     the error's ``partial``, which the dispatcher takes from any error)."""
     if not isinstance(exc, BudgetExceeded):
         return
+    result["trace"].extend(getattr(exc, "billed", None) or [])
     refused = getattr(exc, "refused", None)
     if refused:
         result["trace"].append(refused)
@@ -198,8 +213,13 @@ class BudgetedLLM:
         if meter is None:
             return await self.inner.complete(messages, config)
         meter.check(messages, config)
+
+        def gate(attempts: Sequence[TraceStep], model: str) -> None:
+            meter.check(messages, config, pending=attempts, fallback_to=model)
+
         try:
-            response = await self.inner.complete(messages, config)
+            with gate_attempts(gate):
+                response = await self.inner.complete(messages, config)
         except AllProvidersFailed as exc:  # what the failed attempts were billed counts against the budget
             meter.count([a if isinstance(a, TraceStep) else TraceStep.model_validate(a) for a in exc.attempts])
             raise

@@ -108,6 +108,31 @@ def notify_attempt(event: AttemptEvent, model: str, detail: str = "") -> None:
         listener(event, model, detail)
 
 
+#: asked before a chain calls its next model within one call, once an earlier attempt of that call
+#: was billed (an empty answer): ``(attempts so far, next model)``; raises to stop the chain
+#: (the job's budget, ``graphs.budget``)
+AttemptGate = Callable[[Sequence["TraceStep"], str], None]
+_attempt_gate: contextvars.ContextVar[AttemptGate | None] = contextvars.ContextVar("attempt_gate", default=None)
+
+
+@contextlib.contextmanager
+def gate_attempts(gate: AttemptGate) -> Iterator[None]:
+    """Within this block, an LLM chain asks ``gate`` before each fallback after a billed attempt."""
+    token = _attempt_gate.set(gate)
+    try:
+        yield
+    finally:
+        _attempt_gate.reset(token)
+
+
+def check_attempt(attempts: Sequence[TraceStep], model: str) -> None:
+    """Called by LLM chains before asking ``model``; a no-op unless an attempt so far was billed
+    and someone gates (``gate_attempts``)."""
+    gate = _attempt_gate.get()
+    if gate is not None and any(a.input_tokens or a.output_tokens or a.cost_usd for a in attempts):
+        gate(attempts, model)
+
+
 #: who hears a storage chain's attempts worth a trace step (``listen_to_storage``)
 _storage_listener: contextvars.ContextVar[Callable[[TraceStep], None] | None] = contextvars.ContextVar(
     "storage_listener", default=None)

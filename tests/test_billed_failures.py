@@ -126,6 +126,27 @@ async def test_the_budget_sees_what_failed_calls_billed(server: FakeOpenAI) -> N
         assert len(server.requests) == sent  # refused before any model was called
 
 
+async def test_a_fallback_the_billed_attempt_before_it_leaves_no_room_for_is_not_sent(server: FakeOpenAI) -> None:
+    """The budget was asked once per call: the primary's empty answer billed 120 tokens and the
+    backup was sent all the same, past the 150-token budget. Now the fallback is asked for too."""
+    cfg = config(f"{server.url}/v1", "blank", server)
+    cfg = cfg.model_copy(update={"budgets": {"balanced": BudgetSpec(max_tokens=150)}})
+    llm = BudgetedLLM(build_llm_router(cfg.providers.llm, cfg.models, circuits=CircuitBoard()))
+    with job_scope(cfg, {}, {"tier": "balanced"}) as meter:
+        with pytest.raises(BudgetExceeded, match="'draft' call's fallback to backup") as stopped:
+            await llm.complete(ASK, LLMConfig(max_tokens=50, step="draft"))
+    assert [r.model for r in server.requests] == ["blank"]  # the backup ("good") was never asked
+    assert "120 tokens used + ~52 for this call > max_tokens 150" in str(stopped.value)
+    assert meter.tokens == BILLED_IN and stopped.value.partial["used"]["input_tokens"] == BILLED_IN
+    assert [(s["model"], s["outcome"]) for s in stopped.value.trace] == [("primary", "error")]
+    # room for it: the same chain falls over as before
+    roomy = cfg.model_copy(update={"budgets": {"balanced": BudgetSpec(max_tokens=400)}})
+    llm = BudgetedLLM(build_llm_router(roomy.providers.llm, roomy.models, circuits=CircuitBoard()))
+    with job_scope(roomy, {}, {"tier": "balanced"}):
+        answer = await llm.complete(ASK, LLMConfig(max_tokens=50, step="draft"))
+    assert [(a.model, a.outcome) for a in answer.attempts] == [("primary", "error"), ("backup", "ok")]
+
+
 def test_a_job_that_called_no_provider_cost_nothing_not_an_unknown_amount():
     """Walkthrough: an unknown model or bad base64 failed before any call, and said 'cost unknown'."""
     from swarm.dispatcher import totals_of
@@ -137,3 +158,17 @@ def test_a_job_that_called_no_provider_cost_nothing_not_an_unknown_amount():
                 {"step": "draft", "kind": "llm", "outcome": "skipped", "cost_usd": None}]
     assert totals_of(unpriced)["cost_usd"] is None and totals_of(unpriced)["provider_calls"] == 1
     assert totals_of(unpriced[1:])["cost_usd"] == 0.0
+
+
+async def test_a_job_stopped_before_a_fallback_keeps_the_billed_step_and_its_cost(server: FakeOpenAI,
+                                                                                 make_context: Any) -> None:
+    cfg = config(f"{server.url}/v1", "blank", server)
+    cfg = cfg.model_copy(update={"budgets": {"balanced": BudgetSpec(max_tokens=150)}})
+    router = build_llm_router(cfg.providers.llm, cfg.models, circuits=CircuitBoard())
+    job = {"project": "swarm", "action": "delegate", "input": {"task": "Say hi.", "kind": "critical", "tier": "balanced"}}
+    result = await dispatch(job, make_context(router, config=cfg))
+    assert result["status"] == "FAILED" and result["error"]["type"] == "BudgetExceeded", result["error"]
+    assert "fallback to backup" in result["error"]["message"]
+    billed = [s for s in result["trace"] if s.get("model") == "primary"]
+    assert [(s["outcome"], s["input_tokens"]) for s in billed] == [("error", BILLED_IN)]
+    assert result["totals"]["input_tokens"] == BILLED_IN and not server.requests_for("good")

@@ -34,6 +34,7 @@ from providers.base import (
     LLMResponse,
     Message,
     TraceStep,
+    check_attempt,
     notify_attempt,
     remember_timeout,
     timed_out_in_job,
@@ -197,6 +198,11 @@ class LLMRouter:
 
     async def _ask(self, name: str, messages: list[Message], config: LLMConfig, attempts: list[TraceStep]) -> LLMResponse | None:
         """``name``'s answer with every attempt of the call before it, or ``None`` (fall over)."""
+        try:  # the job's budget, with what this call's earlier attempts were billed
+            check_attempt(attempts, name)
+        except BaseException:
+            self.circuits.release(self._circuit(name))
+            raise
         skipped = [a.model or "" for a in attempts if a.outcome == "skipped"]
         notify_attempt("calling", name, f"skipped: {', '.join(skipped)}" if skipped else "")
         response = await self._call_with_retries(name, messages, config, attempts)
