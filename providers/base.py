@@ -277,6 +277,8 @@ class StoredObject(_Frozen):
     size: int
     content_type: str | None = None
     url: str | None = Field(default=None, description="a fetchable URL where the backend has one")
+    #: when it was last written (Unix time), where a listing says (retention prunes by it)
+    modified: float | None = None
 
 
 @runtime_checkable

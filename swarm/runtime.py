@@ -193,6 +193,11 @@ class Runtime:
 
                 check_state_folders(config)  # a read-only HOME is a ConfigError naming the path, not an internal error
                 self._savers[key] = await self._exit.enter_async_context(open_checkpointer(config))
+                # image jobs' files go when their checkpoints do (once a day per state folder)
+                from graphs.image.retention import prune_if_due
+
+                await prune_if_due(lambda: self.providers(config).storage, config.checkpointer.retention_days,
+                                   state_dir())
             return self._savers[key]
 
     async def context(self, job_id: str, progress: ProgressFn | None = None) -> JobContext:

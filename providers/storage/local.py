@@ -166,10 +166,11 @@ class LocalStorage:
                 key = self._key_of(path, root)
                 if key.startswith(prefix):
                     try:
-                        size = path.stat().st_size
+                        info = path.stat()
                     except FileNotFoundError:  # deleted since the folder was read: not listed
                         continue
-                    found.append(StoredObject(key=key, size=size, content_type=guess_content_type(key)))
+                    found.append(StoredObject(key=key, size=info.st_size, content_type=guess_content_type(key),
+                                              modified=info.st_mtime))
         return sorted(found, key=lambda o: o.key)
 
     def _delete_sync(self, key: str) -> None:

@@ -264,7 +264,8 @@ class S3Storage:
             for item in page.get("Contents", []):
                 key = item["Key"][len(self.prefix) :]
                 found.append(
-                    StoredObject(key=key, size=int(item["Size"]), content_type=guess_content_type(key))
+                    StoredObject(key=key, size=int(item["Size"]), content_type=guess_content_type(key),
+                                 modified=item["LastModified"].timestamp() if item.get("LastModified") else None)
                 )
         return sorted(found, key=lambda o: o.key)
 
