@@ -30,6 +30,7 @@ from core.credentials import (
     current_credentials,
     provider_credential_names,
 )
+from core.errors import ConfigError
 from graphs.context import JobContext, ProgressFn, Providers, _no_progress
 
 log = logging.getLogger("swarm.runtime")
@@ -69,6 +70,8 @@ class Runtime:
         self._local_servers: Any = None
         self._search_circuits: Any = None
         self._storage_circuits: Any = None  # the storage chain's, kept across config versions
+        #: background housekeeping tasks (old image files pruned), cancelled by ``aclose``
+        self.housekeeping: list[asyncio.Task[None]] = []
         self._savers: dict[tuple[int, str], Any] = {}
         self._exit = contextlib.AsyncExitStack()
         self._saver_lock = asyncio.Lock()
@@ -161,14 +164,21 @@ class Runtime:
 
         if len(section.order) == 1:
             return store(section.default)
-        from providers.storage.chain import StorageChain
+        from providers.storage.chain import StorageChain, Unbuilt
+
+        def fallback(name: str) -> Any:
+            try:
+                return store(name)
+            except ConfigError as exc:  # a fallback without its settings: passed over, said in the trace
+                return Unbuilt(name, str(exc))
 
         if self._storage_circuits is None:
             from providers.circuit import CircuitBoard
 
             self._storage_circuits = CircuitBoard()
         self._storage_circuits.configure(section.circuit)
-        return StorageChain([(name, store(name)) for name in section.order], circuits=self._storage_circuits)
+        stores = [(section.default, store(section.default)), *((name, fallback(name)) for name in section.order[1:])]
+        return StorageChain(stores, circuits=self._storage_circuits)
 
     def _image(self, config: SwarmConfig, kind: str) -> Any:
         from providers.image.imageio import ImageLimits
@@ -193,11 +203,14 @@ class Runtime:
 
                 check_state_folders(config)  # a read-only HOME is a ConfigError naming the path, not an internal error
                 self._savers[key] = await self._exit.enter_async_context(open_checkpointer(config))
-                # image jobs' files go when their checkpoints do (once a day per state folder)
+                # image jobs' files go when their checkpoints do (once a day per state folder), in the
+                # background: listing a bucket must not hold up the job that opened the store
                 from graphs.image.retention import prune_if_due
 
-                await prune_if_due(lambda: self.providers(config).storage, config.checkpointer.retention_days,
-                                   state_dir())
+                pruning = asyncio.create_task(prune_if_due(lambda: self.providers(config).storage,
+                                                           config.checkpointer.retention_days, state_dir()))
+                self.housekeeping.append(pruning)
+                self._exit.push_async_callback(_cancelled, pruning)
             return self._savers[key]
 
     async def context(self, job_id: str, progress: ProgressFn | None = None) -> JobContext:
@@ -281,6 +294,12 @@ class Runtime:
             self._savers.clear()
             if self._local_servers is not None:
                 self._local_servers.stop_all()
+
+
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def _given(provider: Any) -> Any:

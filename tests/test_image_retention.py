@@ -37,9 +37,9 @@ async def test_a_job_folder_past_the_retention_goes_whole_and_nothing_else_does(
 
 async def test_s3_objects_are_aged_by_their_last_modified(monkeypatch: pytest.MonkeyPatch) -> None:
     import boto3
+    from conftest import free_port
     from moto.server import ThreadedMotoServer
 
-    from conftest import free_port
     from providers.storage.s3 import S3Storage
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
@@ -78,6 +78,8 @@ async def test_the_runtime_prunes_old_image_files_when_it_opens_its_checkpoints(
     runtime = Runtime()
     try:
         await runtime.checkpointer(runtime.config)
+        assert len(runtime.housekeeping) == 1  # in the background: the job that opened the store goes on
+        await runtime.housekeeping[0]
     finally:
         await runtime.aclose()
     assert [o.key for o in await store.list()] == ["image_tools/new-job/upscale.png"]
@@ -98,3 +100,19 @@ async def test_a_store_that_cannot_be_built_does_not_stop_a_job(swarm_home: Path
         assert await runtime.checkpointer(runtime.config) is not None
     finally:
         await runtime.aclose()
+
+
+async def test_a_folder_one_store_cannot_delete_is_left_and_the_others_go(tmp_path: Path, monkeypatch) -> None:
+    """A chain with a dead S3: deleting a key raised on the first folder and the prune stopped there."""
+    from providers.storage.chain import StorageChain
+    from tests.test_storage_chain import dead_s3
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "moto-secret-key-value-123456")
+    local = LocalStorage(tmp_path / "artifacts")
+    for job in ("a", "b"):
+        await _write(local, f"image_tools/{job}/upscale.png", 30)
+    chain = StorageChain([("local", local), ("s3", dead_s3())])
+    # S3 may hold them too: not said to be deleted (tried again next time), but every folder was tried
+    assert await prune_artifacts(chain, retention_days=7) == []
+    assert await local.list() == []

@@ -239,3 +239,29 @@ async def test_a_worker_whose_s3_fails_sends_the_image_inline_and_the_client_sto
     runner = RunPodExecutor("http://127.0.0.1:9/v2", "ep", "k", local_storage=lambda: mine)
     adopted = (await runner.adopt_images(job, {"job_id": "j", "status": "COMPLETED", "output": dict(out)}))["output"]
     assert await mine.get(out["image_key"]) == base64.b64decode(out["image_b64"]) and "image_b64" not in adopted
+
+
+async def test_a_create_only_write_does_not_fall_over(tmp_path, aws_env):
+    """While S3 cannot say whether it holds the key, local taking it would break overwrite=False."""
+    local = LocalStorage(tmp_path / "artifacts")
+    with pytest.raises(AllProvidersFailed) as failed:
+        await StorageChain([("s3", dead_s3()), ("local", local)]).put("k/once.png", b"x", overwrite=False)
+    assert [a.provider for a in failed.value.attempts] == ["s3"] and await local.list() == []
+
+
+async def test_a_fallback_the_config_cannot_build_is_passed_over_and_the_default_serves(config_file, monkeypatch):
+    """fallback_chain [s3] without a bucket: every image job failed with the S3 ConfigError although
+    the default (local) store worked."""
+    import yaml
+
+    from swarm.runtime import Runtime
+
+    monkeypatch.delenv("SWARM_S3_BUCKET", raising=False)
+    raw = yaml.safe_load(config_file.read_text())
+    raw["providers"]["storage"]["fallback_chain"] = ["s3"]
+    config_file.write_text(yaml.safe_dump(raw))
+    storage = Runtime(config_file).providers().storage
+    await storage.put("k/a.png", b"a")
+    assert await storage.get("k/a.png") == b"a"
+    with pytest.raises(AllProvidersFailed, match="s3: error ProviderUnavailable .*not configured: .*bucket is empty"):
+        await StorageChain([storage.stores[1]]).put("k/b.png", b"b")

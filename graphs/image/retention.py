@@ -7,8 +7,9 @@ deletes each job folder whose newest object is older than the retention, the who
 (a resumed job's new output keeps its older input). Objects outside ``image_tools/`` (a caller's
 own uploads, given as ``key``) are never touched.
 
-The runtime runs it when it opens a checkpoint store, at most once a day per state folder
-(``due``: a stamp file, so a CLI run does not list the bucket every time).
+The runtime runs it in the background when it opens a checkpoint store, at most once a day per state
+folder (``due``: a stamp file, so a CLI run does not list the bucket every time). A folder a store
+could not delete (one store of a chain down) is left for the next day; the others still go.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from core.errors import SwarmError
 from core.redact import redact
 
 #: where every image job writes (``graphs.image.nodes.output_key``)
@@ -65,13 +67,23 @@ async def prune_artifacts(storage: Any, retention_days: float, now: float | None
         seen = newest.get(job, 0.0)
         newest[job] = None if obj.modified is None or seen is None else max(seen, obj.modified)
     old = [job for job, at in newest.items() if at is not None and at < cutoff]
+    deleted: list[str] = []
+    failed: list[str] = []
     for job in old:
-        for key in keys[job]:
-            await storage.delete(key)
-    if old:
+        try:
+            for key in keys[job]:
+                await storage.delete(key)
+        except SwarmError as exc:  # a store that did not answer: the next folders still go
+            failed.append(f"{job} ({type(exc).__name__})")
+            continue
+        deleted.append(job)
+    if deleted:
         log.info("deleted the stored images of %d image job(s) older than %g days (checkpointer.retention_days)",
-                 len(old), retention_days)
-    return old
+                 len(deleted), retention_days)
+    if failed:
+        log.warning("could not delete every old image file of %d job(s): %s; tried again next time",
+                    len(failed), redact(", ".join(failed[:5])))
+    return deleted
 
 
 async def prune_if_due(storage: Callable[[], Any], retention_days: float, state_dir: Path) -> None:

@@ -6,10 +6,20 @@ at the moment a finished image is written leaves the image on the next store (th
 instead of losing it. A store whose circuit is open is passed over at once. Bad input (a key that
 leads outside the store, ``overwrite`` off on an existing key) is the caller's and is raised as is.
 
+A create-only write (``overwrite=False``) does not fall over: while the default cannot say whether
+the key exists, another store taking it would break the promise; the error lists the attempts.
+
 Reads follow the writes: a key this chain wrote is read from the store that took it; any other
 key is looked for in chain order. A key no store holds is the usual "no object" ``InputError``,
 unless a store that could hold it did not answer: then ``AllProvidersFailed`` lists every attempt,
-because the object may well exist there.
+because the object may well exist there. What this chain remembers is its own (this process,
+this config version): a key rewritten on the fallback while an older copy sits on the default (a
+job id run again during an outage) is read from the default by a process started later, as
+``list`` names the default's copy. Image keys are per job and step, so that older copy is the same
+job's own earlier output.
+
+A store the config names as a fallback that cannot be built (``s3`` without a bucket) is passed over
+with the reason (``Unbuilt``), so the default store still serves every job.
 
 Every attempt that did not simply succeed on the first store is told to a listener
 (``providers.base.listen_to_storage``) as a trace step, which the image graph adds to the job's trace: a job whose
@@ -123,6 +133,8 @@ class StorageChain:
                     key, data, content_type, overwrite=overwrite))
             except _Unanswered as exc:
                 failed.append(exc.step)
+                if not overwrite:  # create-only: another store cannot tell whether this one holds it
+                    break
                 continue
             self._place(key, name)
             if failed:
@@ -254,3 +266,35 @@ def _step(name: str, op: str, started: float, outcome: str, *, error: Exception 
         error_class=type(error).__name__ if error else None,
         detail=redact(detail or (str(error) if error else ""))[:300] or None,
     )
+
+
+class Unbuilt:
+    """A fallback store the config names but that could not be built (its settings are missing):
+    every call is ``ProviderUnavailable`` with the reason, which the chain traces and passes over."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        self.name = name
+        self.reason = reason
+
+    def _fail(self) -> ProviderError:
+        from core.errors import ProviderUnavailable
+
+        return ProviderUnavailable(self.name, f"not configured: {self.reason}")
+
+    async def put(self, key: str, data: bytes, content_type: str | None = None, *, overwrite: bool = True) -> StoredObject:
+        raise self._fail()
+
+    async def get(self, key: str) -> bytes:
+        raise self._fail()
+
+    async def exists(self, key: str) -> bool:
+        raise self._fail()
+
+    async def delete(self, key: str) -> None:
+        raise self._fail()
+
+    async def list(self, prefix: str = "") -> builtins.list[StoredObject]:
+        raise self._fail()
+
+    async def url(self, key: str, expires_s: int = 3600) -> str:
+        raise self._fail()
