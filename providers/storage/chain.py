@@ -113,6 +113,10 @@ class StorageChain:
             if self.circuits is not None:
                 self.circuits.record_failure(f"storage:{name}", type(exc).__name__)
             raise _Unanswered(_step(name, op, started, "error", error=exc)) from None
+        except InputError:  # the store answered ("no object", a bad key): it works
+            if self.circuits is not None:
+                self.circuits.record_success(f"storage:{name}")
+            raise
         except BaseException:
             if self.circuits is not None:
                 self.circuits.release(f"storage:{name}")
