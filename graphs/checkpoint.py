@@ -104,12 +104,19 @@ async def _postgres(config: SwarmConfig) -> AsyncIterator[Any]:
             " check that the server runs and the dsn's host, port, user and database",
             key="checkpointer.dsn",
         ) from None
+    from graphs.job_lock import SharedJobLocks
+
+    locks = SharedJobLocks(dsn)
     try:
         saver = AsyncPostgresSaver(conn=pool)  # type: ignore[arg-type]  # the pool's rows are dicts (row_factory)
         await saver.setup()
+        saver.swarm_job_locks = locks  # type: ignore[attr-defined]  # job ids held across machines (graphs.run)
         yield saver
     finally:
-        await pool.close()
+        try:
+            await locks.aclose()
+        finally:
+            await pool.close()
 
 
 MALFORMED_DSN = ("the dsn is malformed (postgresql://USER:PASSWORD@HOST:PORT/DB; a password with '%', '@', '/'"

@@ -8,8 +8,12 @@ same id, in this process or another, gets ``StillRunning`` at once, naming what 
 
 POSIX record locks: the kernel drops them with the process (a killed run leaves none behind),
 and they are the process's, so the runs of this process are tracked in a set beside them. Job
-ids minted for a job (``JobContext.new_job``) need none. Across machines (PostgreSQL
-checkpoints) this lock does not reach: a job id is one machine's to run at a time.
+ids minted for a job (``JobContext.new_job``) need none.
+
+Machines that share a PostgreSQL checkpoint store share the job ids too: there ``everywhere``
+also takes a session advisory lock on the job id (``SharedJobLocks``: one connection of the
+process's own, beside the saver's pool), which PostgreSQL drops with the connection (a machine
+that dies leaves none behind once its connection is gone).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import hashlib
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from core.errors import StillRunning
@@ -88,3 +92,82 @@ def running(job_id: str) -> Iterator[None]:
     finally:
         with _guard:
             _here.discard(job_id)
+
+
+#: the advisory lock class of job ids (``pg_try_advisory_lock(class, key)``): "SW"
+LOCK_CLASS = 0x5357
+
+
+def _key(job_id: str) -> int:
+    """The job id's advisory lock key: a signed 32-bit int of its hash."""
+    return int.from_bytes(hashlib.sha256(job_id.encode("utf-8", "surrogatepass")).digest()[:4], "big", signed=True)
+
+
+class SharedJobLocks:
+    """Job id locks every machine on one PostgreSQL database sees: session advisory locks on one
+    connection of this process's own (not the saver's pool: a held lock would keep a pooled
+    connection for the whole job). Made by the postgres checkpointer (``graphs.checkpoint``) and
+    closed with it; used from the event loop that opened it."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self._conn: Any = None
+        self._lock: Any = None
+
+    async def _connection(self) -> Any:
+        if self._conn is None or self._conn.closed:
+            import psycopg
+
+            self._conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
+        return self._conn
+
+    async def acquire(self, job_id: str) -> bool:
+        """Whether this process now holds ``job_id`` (False: another session holds it)."""
+        import asyncio
+
+        self._lock = self._lock or asyncio.Lock()
+        async with self._lock:
+            conn = await self._connection()
+            cursor = await conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (LOCK_CLASS, _key(job_id)))
+            row = await cursor.fetchone()
+            return bool(row and row[0])
+
+    async def release(self, job_id: str) -> None:
+        """Give ``job_id`` back; a connection that went away took the lock with it."""
+        import asyncio
+
+        self._lock = self._lock or asyncio.Lock()
+        async with self._lock:
+            if self._conn is None or self._conn.closed:
+                return
+            try:
+                await self._conn.execute("SELECT pg_advisory_unlock(%s, %s)", (LOCK_CLASS, _key(job_id)))
+            except Exception as exc:  # the lock went with the connection; the job's result stands
+                log.warning("could not release job %r's shared lock: %s", job_id, type(exc).__name__)
+
+    async def aclose(self) -> None:
+        if self._conn is not None and not self._conn.closed:
+            await self._conn.close()
+        self._conn = None
+
+
+def _refused_elsewhere(job_id: str) -> StillRunning:
+    return StillRunning(f"job {job_id!r} is running now on another machine that shares this PostgreSQL checkpoint"
+                        " store; wait for it to end, then give the same job id again to get its result (or give"
+                        " another job id for a new job)")
+
+
+@contextlib.asynccontextmanager
+async def everywhere(checkpointer: Any, job_id: str) -> AsyncIterator[None]:
+    """Hold ``job_id`` on every machine sharing ``checkpointer``'s store, where it can say
+    (``swarm_job_locks``: PostgreSQL); a no-op for a store only this machine sees."""
+    locks: SharedJobLocks | None = getattr(checkpointer, "swarm_job_locks", None)
+    if locks is None:
+        yield
+        return
+    if not await locks.acquire(job_id):
+        raise _refused_elsewhere(job_id)
+    try:
+        yield
+    finally:
+        await locks.release(job_id)

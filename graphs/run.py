@@ -11,7 +11,7 @@ from typing import Any
 from core.errors import InputError, SwarmError
 from graphs.budget import current_meter
 from graphs.context import REPLAYED, RESUMED_AT, JobContext, _no_progress
-from graphs.job_lock import running
+from graphs.job_lock import everywhere, running
 from graphs.lean_saver import LeanStartSaver
 from graphs.progress import publish_steps, relay
 from graphs.store_errors import store_unavailable
@@ -91,7 +91,13 @@ async def run_graph(graph: Any, initial: dict[str, Any], ctx: JobContext) -> dic
             lean.expect_new(ctx.job_id)
         return await _run_from(graph, start, config, ctx, lean)
     with running(ctx.job_id):  # a given id: one run of it at a time on this machine
-        return await _resumed_or_run(graph, start, config, ctx, lean, identity)
+        try:
+            async with everywhere(ctx.checkpointer, ctx.job_id):  # and on every machine sharing its store
+                return await _resumed_or_run(graph, start, config, ctx, lean, identity)
+        except Exception as exc:  # the lock's own connection to the store failed
+            if isinstance(exc, SwarmError) or (unavailable := store_unavailable(exc, ctx.job_id)) is None:
+                raise
+            raise unavailable from exc
 
 
 async def _resumed_or_run(graph: Any, start: dict[str, Any] | None, config: dict[str, Any], ctx: JobContext,

@@ -83,3 +83,57 @@ def test_without_fcntl_runs_are_kept_apart_in_the_process(monkeypatch: Any) -> N
                 pass
     with job_lock.running("nofcntl-1"):  # released
         pass
+
+
+_PG_DSN = os.environ.get("SWARM_TEST_PG_DSN")
+
+
+async def test_a_job_id_running_on_another_machine_sharing_postgres_is_refused(tmp_path: Path, monkeypatch: Any) -> None:
+    """The file lock is one machine's: two workers on one PostgreSQL store both ran job X (another
+    machine here: another process with a state folder of its own)."""
+    import pytest
+    import yaml
+
+    if not _PG_DSN:
+        pytest.skip("SWARM_TEST_PG_DSN is unset: run through scripts/test, which starts PostgreSQL (scripts/services)")
+    from swarm.runtime import Runtime
+
+    raw = yaml.safe_load((ROOT / "config.yaml").read_text())
+    raw["checkpointer"] = {"kind": "postgres", "dsn": "${SWARM_TEST_PG_DSN}"}
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    job_id = f"pg-dup-{os.getpid()}-{id(tmp_path)}"
+    holder = subprocess.Popen(  # the other machine: its own SWARM_HOME, the same database
+        [sys.executable, "-c", "import asyncio, sys\nfrom core.config import load_config\n"
+                               "from graphs.checkpoint import open_checkpointer\nfrom graphs.job_lock import everywhere\n"
+                               "async def main():\n"
+                               f"    async with open_checkpointer(load_config({str(config)!r})) as saver:\n"
+                               f"        async with everywhere(saver, {job_id!r}):\n"
+                               "            print('held', flush=True)\n"
+                               "            await asyncio.to_thread(sys.stdin.readline)\n"
+                               "asyncio.run(main())\n"],
+        cwd=ROOT, env={**os.environ, "SWARM_HOME": str(tmp_path / "other-machine")},
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    calls: list[str] = []
+
+    async def answer(messages: Any, config: Any) -> Any:
+        calls.append(config.step)
+        return APPROVE if config.step == "review" else "a draft"
+
+    monkeypatch.setenv("SWARM_CONFIG", str(config))
+    runtime = Runtime(providers={"llm": FunctionLLM(answer)})
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        refused = await runtime.run(_job(job_id))
+        assert refused["status"] == "FAILED" and refused["error"]["type"] == "StillRunning", refused["error"]
+        assert "running now on another machine that shares this PostgreSQL checkpoint store" in refused["error"]["message"]
+        assert calls == []
+        holder.communicate("\n", timeout=30)
+        done = await runtime.run(_job(job_id))  # the other machine let go: it runs
+        assert done["status"] == "COMPLETED", done["error"]
+        assert (await runtime.run(_job(job_id)))["status"] == "COMPLETED"  # replayed, the lock given back
+        assert calls == ["draft", "review"]
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+        await runtime.aclose()
