@@ -262,3 +262,27 @@ def test_a_question_in_another_script_is_warned_of_what_no_source_says():
     assert subjects("как долго RunPod хранит результаты?", texts)[1] == ["как", "долго", "хранит", "результаты"]
     assert subjects("How long does RunPod keep async job results?", texts) == (["RunPod"], [])
     assert subjects("Wie lange läuft der Server?", texts)[1] == []  # Latin letters, said by a text: no warning
+
+
+def test_a_named_subject_is_answered_from_the_sources_that_name_it_as_a_word():
+    """Keyless, "Which environment variable does Tavily need and which header does the request
+    carry?" quoted RunPod's ``Authorization: Bearer <RUNPOD_API_KEY>`` (a page listing
+    ``TAVILY_API_KEY`` among its settings, which says more of "environment variable" and "header"),
+    though the page on Tavily had been read; "Which config formats does Quillmark read?" quoted
+    SearXNG's ``formats: [html, json]``."""
+    runpod = ("# RunPod endpoints\n\n## Keys\n\nSet the environment variables the config needs (`DEEPSEEK_API_KEY`,"
+              " `TAVILY_API_KEY`) as endpoint environment variables. Requests carry the header"
+              " `Authorization: Bearer <RUNPOD_API_KEY>`. Each environment variable is read at start.\n")
+    tavily = ("# Search backends\n\n## Tavily\n\nTavily is a hosted search API: each request carries the header"
+              " `Authorization: Bearer <TAVILY_API_KEY>`. Keys start with `tvly-`.\n")
+    searxng = ("# Search\n\n## SearXNG\n\nThe config lists the formats: SearXNG reads `formats: [html, json]`"
+               " from its config file.\n")
+    quill = "# Quillmark release notes\n\nQuillmark 2.0 removed the legacy TOML config; only YAML is read since then.\n"
+    passages = {"1": split_passages(runpod), "2": split_passages(tavily), "3": split_passages(searxng),
+                "4": split_passages(quill)}
+    sources = [{"id": i, "snippet": ""} for i in range(1, 5)]
+    report = extractive_report("Which environment variable does Tavily need and which header does the request carry?",
+                               [], sources, passages)
+    assert "TAVILY_API_KEY>` [2]" in report and "RUNPOD_API_KEY" not in report, report
+    report = extractive_report("Which config formats does Quillmark read?", [], sources, passages)
+    assert "only YAML is read since then [4]" in report and "html, json" not in report, report

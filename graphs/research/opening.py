@@ -28,7 +28,7 @@ from graphs.research.quoting import (
     said_terms,
     with_lead,
 )
-from graphs.research.subjects import without_frame
+from graphs.research.subjects import named_terms, without_frame, written_words
 
 OPENING_SENTENCES = 2
 #: a source opens the report only when it says this share of what the best one says of the question
@@ -101,7 +101,28 @@ def _subject_sources(question: str, pool: Sequence[tuple[int, str]], titled: Seq
     on_subject = _on_subject(question, said)
     # the search ranked whole sources (``pool`` is in its order): its first on the subject says what that is
     first = next((sid for sid, _ in pool if sid in on_subject), None)
-    return on_subject & _saying_its_subject(question, pool, titled, first, said)
+    chosen = on_subject & _saying_its_subject(question, pool, titled, first, said)
+    naming = _naming(question, pool, titled)
+    return (chosen & naming) or (on_subject & naming) or naming if naming else chosen
+
+
+def _naming(question: str, pool: Sequence[tuple[int, str]], texts: Sequence[str]) -> set[int]:
+    """The sources that say a name the question gives (``named_terms``: each of its word stems in
+    one of their passages), where any does. Its common words are no subject beside a name: "Which
+    config formats does Quillmark read?" was answered with SearXNG's ``formats: [html, json]``
+    (the page that says "config" and "formats" most), and "Which environment variable does Tavily
+    need and which header does the request carry?" with RunPod's ``Authorization`` header, though
+    a source on Quillmark, and one on Tavily, had been read."""
+    names = [written_words(name) for name in named_terms(question)]
+    names = [words for words in names if words]
+    if not names:
+        return set()
+    # the name as a word of its own: a page that lists ``TAVILY_API_KEY`` among RunPod's settings
+    # is not on Tavily
+    words: dict[int, set[str]] = {}
+    for (sid, _), text in zip(pool, texts, strict=True):
+        words.setdefault(sid, set()).update(written_words(text))
+    return {sid for sid, said in words.items() if any(name <= said for name in names)}
 
 
 def _said(question: str, pool: Sequence[tuple[int, str]], texts: Sequence[str]) -> dict[int, set[str]]:

@@ -167,6 +167,12 @@ def named_terms(question: str) -> list[str]:
     return list(names)
 
 
+def written_words(text: str) -> set[str]:
+    """The words of ``text`` as written, in small letters, identifiers whole (``tavily_api_key``,
+    ``load_dotenv``): what says a name as a word of its own."""
+    return {m.group().lower().rstrip(".") for m in _WORD.finditer(text)}
+
+
 def source_texts(sources: Iterable[Mapping[str, Any]], passages: Mapping[Any, Sequence[Mapping[str, Any]]]) -> list[str]:
     """What the sources found say, as read: each one's title and snippet, and each passage read
     from it with its heading (tables and code included: a word in a table row is said)."""
