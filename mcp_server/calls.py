@@ -85,8 +85,10 @@ class ProgressScale:
         self.last: float | None = None
 
     def next(self, stage: str, fraction: float | None) -> float:
-        percent = None if fraction is None else round(fraction * PROGRESS_TOTAL, 2)
         fills = stage == FINAL_STAGE
+        if fills and fraction is None:  # the job is done whatever its graph said of how far it got
+            fraction = 1.0
+        percent = None if fraction is None else round(fraction * PROGRESS_TOTAL, 2)
         if percent is not None and (percent < PROGRESS_TOTAL or fills and percent == PROGRESS_TOTAL) \
                 and (self.last is None or percent > self.last):
             value = percent

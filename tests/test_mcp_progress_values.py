@@ -104,3 +104,23 @@ async def test_image_progress_increases_in_the_tool_and_in_job_result(
     assert [m for _, _, m in direct][:2] == ["input: reading the image", "remove_background: remove_background (1/1)"]
     if polled:  # a fast machine may finish before job_result starts listening
         _assert_increasing(polled)
+
+
+@pytest.mark.parametrize("tool", ["delegate", "consensus"])
+async def test_delegate_and_consensus_progress_ends_full(tool: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client's bar stopped at 3.94 of 100 ("done: finished" carried no fraction), and consensus
+    sent no "done" at all (its last was 5.85 at "synthesize")."""
+    from providers.testing import FunctionLLM
+
+    async def answer(messages: Any, config: Any) -> Any:
+        return {"approved": True, "score": 9, "issues": [], "suggestion": ""} if config.step == "review" else "An answer."
+
+    use_fake_llm(monkeypatch, FunctionLLM(answer))
+    arguments = {"task": "Name two colors."} if tool == "delegate" else {"question": "Tabs or spaces?"}
+    seen: Seen = []
+    async with Client(build_server(str(write_config(tmp_path, wait_budget_s=60)))) as client:
+        result = await client.call_tool(tool, arguments, progress_callback=_recorder(seen))
+    assert result.structured_content["status"] == "COMPLETED", result.content
+    _assert_increasing(seen)
+    assert seen[-1][0] == TOTAL and seen[-1][2] and seen[-1][2].startswith("done"), seen
+    assert all(value < TOTAL for value, _, _ in seen[:-1])

@@ -85,6 +85,8 @@ async def consensus(inp: ConsensusInput, ctx: JobContext) -> dict[str, Any]:
     positions, failed = panel(state.get("answers", []))
     synthesis = state.get("synthesis") or {}
     status = synthesis.get("status", "unavailable")
+    await ctx.progress("done", f"{len(positions)} position{'s' if len(positions) != 1 else ''}"
+                       f"{', synthesized' if status == 'done' else ', no synthesis'}", 1.0)
     error = None if status == "done" else synthesis.get("error") or "no synthesizer answered"
     return {
         "synthesis": synthesis.get("text", ""),

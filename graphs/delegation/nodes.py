@@ -236,7 +236,7 @@ def make_nodes(llm: LLMProvider) -> dict[str, Node]:
 
 def finalize(state: DelegationState) -> dict[str, Any]:
     """The update that ends the job: the draft as it stands is the final text."""
-    emit("done", "finished")
+    emit("done", "finished", 1.0)
     return {"final": state["draft"]}
 
 
