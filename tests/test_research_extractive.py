@@ -359,3 +359,17 @@ def test_what_the_opening_left_of_a_passage_is_quoted_only_if_it_says_what_is_as
     report = extractive_report("How does the circuit breaker decide when to skip a model?", [], [{"id": 1}], passages)
     assert "is *open* and skipped at once" in report.split("## What the sources say")[0], report
     assert "Retries happen only for a 429" not in report, report
+
+
+def test_the_planners_file_names_numbered_frames_and_repeated_versions_are_junk():
+    """A newcomer's MCP session: "How do I run the MCP server over HTTP with tokens?" got a section
+    headed ``run_mcp_server_with_tokens_mcp.json``, "x" three sections ``x-search-query-1..3`` of
+    unrelated quotes, and "???" one searching ``v2.1/v2.1/...`` that quoted RunPod's /v2 routes."""
+    from graphs.research.queries import junk_reason
+
+    assert junk_reason("run_mcp_server_with_tokens_mcp.json", "How do I run the MCP server over HTTP with tokens?")
+    assert junk_reason("x-search-query-1", "x") and junk_reason("x-search-query-3", "x")
+    assert junk_reason("v2.1/v2.1/v2.1/v2.1/v2.1/", "???")
+    # real searches stay: versions compared, a name with a file extension the question names
+    assert junk_reason("python 3.11 vs 3.12 speed", "Is python 3.12 faster than 3.11 in loops?") is None
+    assert junk_reason("mcp.json client config format", "How do I add the server to Claude Desktop?") is None

@@ -54,7 +54,7 @@ _CODE = re.compile(r"[;{}=<>\\$]|\w\(|(?:^|\s)\*(?:\s|$)|->|::|&&|\|\|")
 #: to its phrase (``keywords:circuit breaker``; ``site:docs.python.org asyncio`` is a search). A real name a corpus holds (``RUNPOD_LOG_LEVEL``, ``max_tokens``, ``python-3.12``) is
 #: a good search; a shorter made-up one (``checksum_removed``) no source says makes no section either
 #: (``graphs.research.extractive``).
-_IDENTIFIER = re.compile(r"^[a-z0-9]+(?:_[a-z0-9]+){3,}$|^[a-z]+:\S+$|^(?:keywords?|quer(?:y|ies)|search|terms?|topics?)\s*:\S")
+_IDENTIFIER = re.compile(r"^[a-z0-9]+(?:_[a-z0-9]+){3,}(?:\.[a-z0-9]{1,5})?$|^[a-z]+:\S+$|^(?:keywords?|quer(?:y|ies)|search|terms?|topics?)\s*:\S")
 #: a label with nothing after it (``keywords:``, ``Sub-query 1:``): the planner's frame, not a phrase
 _LABEL = re.compile(r"^[\w\s-]{1,40}:$")
 #: words that name a plan's parts, not a subject: a sub-query of only these searches for nothing
@@ -85,12 +85,16 @@ def junk_form(query: str, question: str = "") -> str | None:
     framed = len(words) == 1 or any(w.isdigit() or w in _FRAME_WORDS for w in words)
     if framed and all((w in _PLAN_WORDS and w not in asked) or w.isdigit() for w in words):
         return "it names the plan's parts, not a subject"
+    # the question's own words numbered as a plan's parts ("x-search-query-1" for "x")
+    if framed and any(w in _PLAN_WORDS and w not in asked for w in words) \
+            and all(w in _PLAN_WORDS or w.isdigit() or w in asked for w in words):
+        return "it names the plan's parts, not a subject"
     numbers = sum(w.isdigit() for w in words)
     if numbers >= 6 and numbers * 3 > len(words) * 2:  # "usage: 10.0, 2.0, 3.0, ..."; not "python 3.11 vs 3.12"
         return "it is mostly numbers, not a search phrase"
     if any(len(w) > MAX_WORD_CHARS for w in words):
         return f"it has a word longer than {MAX_WORD_CHARS} characters"
-    counts = Counter(w for w in words if len(w) > 2)
+    counts = Counter(w for w in words if len(w) > 2 or len(w) == 2 and not w.isdigit())  # "v2.1/v2.1/v2.1/"
     if counts and max(counts.values()) >= 3:
         return "it repeats one word over and over"
     return None
