@@ -321,6 +321,24 @@ def test_a_silent_worker_loses_its_job(endpoint: Callable[..., Sides]) -> None:
     assert sides.done(job_id, {"output": "too late"}, worker_id="w-gone") == {"status": "ignored"}
 
 
+def test_a_job_taken_late_in_a_long_poll_is_not_lost(endpoint: Callable[..., Sides]) -> None:
+    """A job that arrived more than worker_lost_s into an idle worker's job-take long poll was
+    FAILED ("stopped responding") the moment that worker took it, and its real result ignored."""
+    import threading
+
+    sides = endpoint(worker_lost_s=0.5, take_hold_s=3)
+    taken: list[dict[str, Any] | None] = []
+    poll = threading.Thread(target=lambda: taken.append(sides.take("w-polling")))
+    poll.start()
+    time.sleep(1.2)  # past worker_lost_s since the worker was last seen (the poll began)
+    job_id = sides.submit()
+    poll.join(10)
+    assert taken and taken[0] and taken[0]["id"] == job_id
+    time.sleep(0.3)  # the reaper runs every 0.05 s
+    assert sides.status(job_id)["status"] == "IN_PROGRESS"
+    assert sides.done(job_id, {"output": "done"}, worker_id="w-polling") == {"status": "COMPLETED"}
+
+
 def test_queue_ttl_times_out_an_untaken_job(endpoint: Callable[..., Sides]) -> None:
     sides = endpoint()
     job_id = sides.submit(policy={"ttl": 200})

@@ -213,6 +213,10 @@ class JobStore:
         """Hand up to ``count`` queued jobs to ``worker_id`` (they become IN_PROGRESS)."""
         taken: list[Job] = []
         now = time.monotonic()
+        # a take is a sign of life: a job that came more than ``worker_lost_s`` into an idle
+        # worker's long poll was failed as lost the moment that worker took it
+        if (worker := self.workers.get(worker_id)) is not None:
+            worker.last_seen = now
         while self.queue and len(taken) < count:
             job = self.jobs.get(self.queue.popleft())
             if job is None or job.status != "IN_QUEUE":
