@@ -285,3 +285,35 @@ async def test_uncited_report_and_removed_citations_raise_warnings(corpus, tmp_p
     assert [c["source_id"] for c in result["removed_citations"]] == [12]
     assert any("never retrieved" in w for w in result["warnings"]) and any("failed the grounding check" in w for w in result["warnings"])
     assert {u["reason"] for u in result["unsupported_sentences"]} >= {"states a fact without citing a source"}
+
+
+async def test_a_quoted_sentence_is_scored_against_every_passage_read_not_the_writers_excerpt(tmp_path):
+    """A newcomer's keyless report quoted "Query text is reduced to quoted words, so FTS5 syntax
+    typed by a user ... cannot cause an error." word for word, and its citation said support 0.07:
+    the score read only the excerpt the writer was shown, and the section quoted a passage outside it."""
+    corpus = tmp_path / "docs"
+    corpus.mkdir()
+    sections = [f"## Part {i}\n\nThe index part {i} keeps {i} shards of ordinary notes on storage layout.\n" for i in range(12)]
+    sections.insert(9, "## Query syntax\n\nQuery text is reduced to quoted words, so FTS5 syntax typed by a user"
+                       " cannot cause an error in the index.\n")
+    (corpus / "index.md").write_text("# Index internals\n\n" + "\n".join(sections), encoding="utf-8")
+    for i in range(5):
+        (corpus / f"other{i}.md").write_text(f"# Other {i}\n\nThe index stores notes {i} for storage.\n", encoding="utf-8")
+    brain = Script(plan={"queries": ["FTS5 syntax typed by a user"]})
+    ctx, _ = _context(tmp_path, FunctionLLM(brain), _local_chain(corpus, tmp_path))
+    result = await research(ResearchInput(question="How does the index keep shards of storage notes?", mode="extractive",
+                                          depth="quick"), ctx)
+    quoted = [c for c in result["citations"] if "FTS5 syntax" in c["claim"]]
+    assert quoted, result["report"]
+    assert all(c["support"] >= 0.9 for c in result["citations"]), [(c["support"], c["claim"]) for c in result["citations"]]
+
+
+def test_support_is_scored_against_every_passage_read_from_the_source():
+    from graphs.research.writing import support_texts
+
+    state = {"sources": [{"id": 1, "snippet": "snip"}, {"id": 2, "snippet": "only a snippet"}],
+             "excerpts": {"1": "The writer saw this part."},
+             "passages": {"1": [{"text": "The writer saw this part."}, {"text": "Query text is reduced to quoted words."}]}}
+    texts = support_texts(state)
+    assert "Query text is reduced to quoted words." in texts[1] and "The writer saw this part." in texts[1]
+    assert texts[2].strip() == "only a snippet"

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from graphs.cuts import cut_note, cut_warning
@@ -238,8 +239,7 @@ def _checked(state: ResearchState, started: float, screened: tuple[Grounding, Gr
         repeats += more
         report_mode = "extractive"
     body = NOTHING_SUPPORTED if _nothing_left(grounding) else grounding.report
-    texts = {int(s["id"]): state.get("excerpts", {}).get(str(s["id"])) or s.get("snippet", "") for s in sources}
-    result = check_citations(body, sources, texts, pages=cited_pages(grounding.evidence.values()))
+    result = check_citations(body, sources, support_texts(state), pages=cited_pages(grounding.evidence.values()))
     for citation in result.citations:
         evidence = grounding.evidence.get(normalise(citation["claim"]))
         if evidence:
@@ -260,6 +260,16 @@ def _checked(state: ResearchState, started: float, screened: tuple[Grounding, Gr
             "unsupported_sentences": unsupported, "support": grounding.support, "repeats_removed": repeats,
             "report_mode": report_mode, "warnings": warnings, "grounding": summary, "revise_unbacked": revise,
             "trace": settlement.trace + [node_step("check", started, detail)]}
+
+
+def support_texts(state: Mapping[str, Any]) -> dict[int, str]:
+    """Source id -> what a claim citing it is scored against (``citations[].support``): what the
+    writer saw of it and every passage read from it. An extractive report quotes passages the
+    writer's excerpt left out, and a sentence quoted word for word scored 0.07."""
+    read = state.get("passages", {})
+    return {int(s["id"]): " ".join([state.get("excerpts", {}).get(str(s["id"])) or s.get("snippet", ""),
+                                    *(str(p.get("text") or "") for p in read.get(str(s["id"]), ()))])
+            for s in state["sources"]}
 
 
 def _warnings(sources: int, cited: bool, removed: list[Any], unsupported: list[Any], repeats: list[Any]) -> list[str]:
