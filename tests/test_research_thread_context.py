@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from graphs.research.action import PLAN_CONTEXT_CHARS, ResearchInput, _thread_context
+from graphs.research.action import PLAN_CONTEXT_CHARS, ResearchInput, _thread_context, research
 from graphs.turns import Turn
+from providers.testing import FunctionLLM
 
 SHORTENED_MARK = " [shortened]"  # graphs.research.thread_context.SHORTENED_MARK
 
@@ -180,3 +181,36 @@ def test_a_cut_code_block_is_closed_by_its_own_fence_nested_fences_read_as_code(
     # a shorter one does not: it is code, and the block is closed with its opener's mark
     shorter = shorten("````\ncode\n```\n" + "w\n" * 40, 60, keep_lines=True)
     assert shorter.endswith("w\n````\n[shortened]") and len(shorter) <= 60
+
+
+async def test_a_follow_up_without_a_plan_searches_with_its_earlier_questions_words(tmp_path) -> None:
+    """Keyless, the planner's answer to "When did he leave the project?" was unusable, so "he"
+    searched for nothing: the top source, which says "he left the project in 2023", was called
+    no answer ("None of the sources found mentions leave"), and "Who maintains it now?" opened
+    with the parser's maintainer, not the renderer's."""
+    from test_research_graph import Script, _context, _local_chain
+
+    from graphs.research.nodes import with_antecedent
+    from graphs.research.subjects import Vocabulary
+
+    assert with_antecedent("When did he leave the project?", "Who wrote the Quillmark HTML renderer?") == \
+        "When did he leave the project? wrote quillmark html renderer"
+    assert with_antecedent("How are checkpoints saved?", "What is LangGraph?") == "How are checkpoints saved?"
+    assert Vocabulary.of(["he left the project in 2023"]).says("leave")
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "team.md").write_text(
+        "# Who builds Quillmark\n\nAlice Moreno wrote the Markdown parser and maintains it. Bob Tanaka wrote the"
+        " HTML renderer; he left the project in 2023 and the renderer is now maintained by Chen Wei.\n",
+        encoding="utf-8")
+    (corpus / "other.md").write_text("# Project notes\n\nThis project keeps its notes in one folder.\n", encoding="utf-8")
+    history = [{"n": 1, "role": "user", "content": "Who wrote the Quillmark HTML renderer?"},
+               {"n": 2, "role": "assistant", "model": "research", "content": "Bob Tanaka wrote the HTML renderer [1]."}]
+    ctx, _ = _context(tmp_path, FunctionLLM(Script(plan="no JSON here")), _local_chain(corpus, tmp_path))
+    inp = ResearchInput.model_validate({"question": "When did he leave the project?", "thread_id": THREAD,
+                                        "history": history, "mode": "extractive"})
+    out = await research(inp, ctx)
+    assert out["queries"][0] == "When did he leave the project? wrote quillmark html renderer"
+    opening = out["report"].split("## What the sources say")[0]
+    assert "he left the project in 2023" in opening and "do not answer" not in out["report"], out["report"]

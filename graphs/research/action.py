@@ -18,6 +18,8 @@ from graphs.research.numbering import number_by_citation
 from graphs.turns import THREAD_ID_PATTERN, Turn, context_text, fit, thread_step
 from providers.base import Configurable, SearchProvider, SelectableSearch
 
+#: characters of a follow-up's earlier question kept to search with (``nodes.with_antecedent``)
+MAX_QUESTION_SEARCH_CHARS = 300
 #: characters of a thread's earlier turns the planner sees (a follow-up's "it" resolves against them)
 PLAN_CONTEXT_CHARS = 2000
 #: caps for reading one web page during research
@@ -191,7 +193,11 @@ def _thread_context(inp: ResearchInput, max_chars: int) -> dict[str, Any]:
     limit = f"threads.max_chars={max_chars}" if max_chars <= PLAN_CONTEXT_CHARS else \
         f"the planner's {PLAN_CONTEXT_CHARS} characters"
     fitted = fit(inp.history, budget)
-    return {"context": context_text(fitted), "trace": [thread_step(inp.thread_id, inp.history, fitted, limit)]}
+    # the earlier questions, newest first: a follow-up of a follow-up ("Who maintains it now?"
+    # after "When did he leave the project?") points back past the one before it
+    asked = " ".join(" ".join(t.content.split()) for t in reversed(inp.history) if t.role == "user")
+    return {"context": context_text(fitted), "trace": [thread_step(inp.thread_id, inp.history, fitted, limit)],
+            **({"antecedent": asked[:MAX_QUESTION_SEARCH_CHARS]} if asked else {})}
 
 
 def partial_output(state: dict[str, Any]) -> dict[str, Any]:

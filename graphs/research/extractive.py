@@ -137,6 +137,7 @@ def extractive_report(
     sources: Sequence[Mapping[str, Any]],
     passages: Mapping[str, Sequence[Passage]],
     per_query: int = 3,
+    about: str | None = None,
 ) -> str:
     """The report in the sources' own words.
 
@@ -150,6 +151,9 @@ def extractive_report(
         passages: source id (as a string) -> passages read from it; a source without any is
             represented by the whole sentences of its search snippet.
         per_query: passages quoted under each section, at most (fewer when the rest are off the point).
+        about: what the question's passages are matched on, where not its own words: a follow-up's
+            search with its earlier question's words ("When did he leave the project? wrote
+            quillmark html renderer"; ``nodes.with_antecedent``). Its heading stays the question.
     """
     pool, headings = _pool(sources, passages)
     pool_stems = [frozenset(content_stems(text)) for _, text in pool]
@@ -159,10 +163,11 @@ def extractive_report(
     # only, and so do those of its sub-questions: nothing is quoted
     off_topic = bool(missing) and len(missing) == len(subject)
     used: set[str] = set()
-    in_short = [] if off_topic else opening(question, pool, used, headings)
+    matched = about or question
+    in_short = [] if off_topic else opening(matched, pool, used, headings)
     # the question's section quotes the sources on its subject only, as its opening does
-    on_subject = subject_sources(question, pool, headings)
-    plain = without_frame(question)  # what passages are matched on: not "work" of "How does X work?"
+    on_subject = subject_sources(matched, pool, headings)
+    plain = without_frame(matched)  # what passages are matched on: not "work" of "How does X work?"
     # one source's sentence a line: a quote never runs into the next source's
     lines = ["## In short", "", *(f"- {s}" for s in in_short)] if in_short else [
         "## In short", "", NO_ANSWER if off_topic else NO_SHORT_ANSWER]

@@ -21,7 +21,15 @@ from langgraph.types import Send
 from core.errors import AllProvidersFailed, ProviderError
 from graphs.progress import emit, model_progress
 from graphs.research import prompts
-from graphs.research.passages import Passage, content_stems, select_passages, split_passages
+from graphs.research.passages import (
+    Passage,
+    content_stems,
+    is_content_word,
+    select_passages,
+    split_passages,
+    stem,
+    words_of,
+)
 from graphs.research.queries import junk_form
 from graphs.research.sources import Fetcher, rank_sources, read_source
 from graphs.research.state import ResearchState, SearchTask
@@ -161,6 +169,25 @@ def parse_plan(text: str, question: str, n: int) -> tuple[list[str], str | None]
     return (queries[:n], None) if queries else ([], "the planner proposed no usable query")
 
 
+#: words by which a follow-up points back at what an earlier turn named ("how does it fail over?")
+_ANAPHORA = re.compile(r"\b(?:it|its|it's|he|him|his|she|her|hers|they|them|their|theirs|this|that|these|those)\b",
+                       re.IGNORECASE)
+#: content words of the earlier question added to a follow-up's search, at most
+ANTECEDENT_WORDS = 8
+
+
+def with_antecedent(question: str, antecedent: str) -> str:
+    """``question``, and where it points back ("When did he leave the project?") at an earlier
+    question ("Who wrote the Quillmark HTML renderer?"), that question's content words it lacks:
+    without a planner (the keyless model's plan was unusable) "he" searched for nothing, and the
+    top source, which said when he left, was called no answer."""
+    if not antecedent or not _ANAPHORA.search(question):
+        return question
+    own = {stem(w) for w in words_of(question)}
+    added = [w for w in dict.fromkeys(words_of(antecedent)) if is_content_word(w) and stem(w) not in own]
+    return f"{question} {' '.join(added[:ANTECEDENT_WORDS])}" if added else question
+
+
 def make_nodes(deps: ResearchDeps) -> dict[str, Node]:
     """The graph's nodes, closed over their dependencies."""
 
@@ -173,13 +200,17 @@ def make_nodes(deps: ResearchDeps) -> dict[str, Node]:
                            max_tokens=PLAN_TOKENS_BASE + PLAN_TOKENS_PER_QUERY * n)
         response, trace, error = await ask(deps.llm, prompts.plan_messages(question, n, state.get("context") or ""), config)
         planned, problem = parse_plan(response.text, question, n) if response else ([], f"planner failed: {error}")
+        searched = question
         if problem:
             # searching the question's own parts instead cost the keyless quality bench fact recall
-            # (0.946 -> 0.865: the read budget went to the parts' sources): the question alone
-            detail = f"plan unusable ({problem}); searched the question itself"
+            # (0.946 -> 0.865: the read budget went to the parts' sources): the question alone, and
+            # for a follow-up that says "it" or "he", with its earlier question's words
+            searched = with_antecedent(question, state.get("antecedent") or "")
+            detail = f"plan unusable ({problem}); searched the question itself" + (
+                f" with the earlier question's words ({searched[len(question) + 1:]})" if searched != question else "")
         else:
             detail = f"{len(planned)} sub-quer{'y' if len(planned) == 1 else 'ies'} planned, plus the question itself"
-        queries = [question[:MAX_QUERY_CHARS], *planned]
+        queries = [searched[:MAX_QUERY_CHARS], *planned]
         emit("plan", detail)
         # the node's outcome is ok either way: the search goes on with what it has; a planner that
         # failed shows as its own llm step's error, one that answered junk in this detail

@@ -10,6 +10,7 @@ class ResearchState(TypedDict, total=False):
     question: str
     #: a thread's earlier turns, for the planner of a follow-up ("" or absent: none)
     context: str
+    antecedent: str  # a follow-up's earlier questions: what its "it" may be (``nodes.with_antecedent``)
     depth: str
     max_sources: int
     primary: str | None

@@ -181,6 +181,18 @@ def source_texts(sources: Iterable[Mapping[str, Any]], passages: Mapping[Any, Se
     return texts
 
 
+#: the past forms of common irregular verbs that no stem reaches: "When did he leave the project?"
+#: was called unanswered beside "he left the project in 2023"
+IRREGULAR: dict[str, tuple[str, ...]] = {base: tuple(forms.split("/")) for base, forms in (
+    pair.split(":") for pair in """leave:left begin:began/begun break:broke/broken bring:brought build:built
+    buy:bought choose:chose/chosen come:came do:did/done drive:drove/driven fall:fell/fallen feel:felt
+    find:found forget:forgot/forgotten freeze:froze/frozen get:got/gotten give:gave/given go:went/gone
+    grow:grew/grown hold:held keep:kept know:knew/known lead:led lose:lost make:made mean:meant meet:met
+    pay:paid run:ran say:said see:saw/seen sell:sold send:sent shut:shut sit:sat speak:spoke/spoken
+    spend:spent stand:stood steal:stole/stolen take:took/taken teach:taught tell:told think:thought
+    throw:threw/thrown understand:understood win:won write:wrote/written""".split())}
+
+
 @dataclass(frozen=True)
 class Vocabulary:
     """What some texts say, read once for every question asked of them: their words, the stems
@@ -197,9 +209,9 @@ class Vocabulary:
         return cls(words, frozenset(map(stem, content)), frozenset(map(bare_stem, content)))
 
     def says(self, word: str) -> bool:
-        """``word`` is said in another form ("caching" by "cache") or split in two ("timeout" by
-        "times out")."""
-        if bare_stem(word) in self.bare:
+        """``word`` is said in another form ("caching" by "cache", "leave" by "left") or split in
+        two ("timeout" by "times out")."""
+        if bare_stem(word) in self.bare or any(form in self.words for form in IRREGULAR.get(word, ())):
             return True
         return any(bare_stem(word[:cut]) in self.bare and (word[cut:] in self.words or bare_stem(word[cut:]) in self.bare)
                    for cut in range(_GLUED_PART_CHARS, len(word) - _GLUED_PART_CHARS + 1))

@@ -54,9 +54,13 @@ def _no_sources_report(state: ResearchState) -> str:
 
 
 def _extractive(state: ResearchState) -> str:
-    planned = (state.get("queries") or [])[1:]  # the first query is the question itself
+    searched, *planned = state.get("queries") or [state["question"]]  # the first query is the question itself
+    question = state["question"]
+    # a follow-up searched with its earlier question's words is matched on them too
+    about = searched if searched != " ".join(question.split())[:len(searched)] else None
     return extractive_report(
-        state["question"], planned, state["sources"], state.get("passages", {}), PER_QUERY.get(state["depth"], PER_QUERY["quick"]),
+        question, planned, state["sources"], state.get("passages", {}), PER_QUERY.get(state["depth"], PER_QUERY["quick"]),
+        about=about,
     )
 
 
