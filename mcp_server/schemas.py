@@ -11,9 +11,15 @@ these schemas.
 
 from __future__ import annotations
 
+import re
+import types
+import typing
 from typing import Any
 
 from core.rules import MAX_NAME_CHARS
+
+#: pydantic's " or instance of SomeModel" in a message: the name of one of our classes
+_INSTANCE_OF = re.compile(r" or instance of \w+")
 
 #: keywords whose value is a schema / a list of schemas / a name -> schema map
 _SCHEMA_KEYS = ("items", "additionalProperties", "not")
@@ -92,14 +98,44 @@ def compact_tools(tools: list[Any]) -> None:
             tool.__dict__.pop("output_schema", None)  # drop the cached copy, if one was read
 
 
+def as_given(tool: Any, arguments: dict[str, Any]) -> dict[str, Any]:
+    """``arguments`` as the caller meant them: ``null`` for an argument that has a default is the
+    argument not given (``"depth": null`` was refused as no depth; ``"tier": null`` passed), and a
+    number written as a string is the number where the argument is one of some numbers
+    (``"scale": "4"`` was refused with "Input should be 2, 3 or 4"; ``"max_sources": "5"`` passed)."""
+    fields = {field.alias or name: field for name, field in tool.fn_metadata.arg_model.model_fields.items()}
+    given: dict[str, Any] = {}
+    for key, value in arguments.items():
+        field = fields.get(key)
+        if field is None:
+            given[key] = value
+            continue
+        if value is None and not field.is_required() and field.default is not None:
+            continue
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit() and int(value) in _numbers_of(field.annotation):
+            value = int(value)
+        given[key] = value
+    return given
+
+
+def _numbers_of(annotation: Any) -> list[int]:
+    """The numbers a ``Literal`` of them (optional or not) allows; none for any other type."""
+    options = [a for a in typing.get_args(annotation) if a is not type(None)] \
+        if typing.get_origin(annotation) in (typing.Union, types.UnionType) else [annotation]
+    if len(options) != 1 or typing.get_origin(options[0]) is not typing.Literal:
+        return []
+    return [v for v in typing.get_args(options[0]) if isinstance(v, int) and not isinstance(v, bool)]
+
+
 def argument_errors(tool: str, error: Any, known: list[str]) -> str:
     """One line per bad argument of ``tool`` (a pydantic ``ValidationError``): where, and what is
     wrong, with the limit pydantic names; never the value given (it may be a secret)."""
     lines = []
     for item in error.errors(include_url=False, include_input=False):
-        where = ".".join(str(part)[:MAX_NAME_CHARS] for part in item["loc"]) or "arguments"  # a key may be long
+        where = "".join(f"[{part}]" if isinstance(part, int) else f".{str(part)[:MAX_NAME_CHARS]}"  # a key may be long
+                        for part in item["loc"]).lstrip(".") or "arguments"
         if item["type"] == "extra_forbidden":
             lines.append(f"{where}: unknown argument; {tool} takes {', '.join(known)}")
-        else:
-            lines.append(f"{where}: {item['msg']}")
+        else:  # "a valid dictionary or instance of ImageItem": the class is ours, not the caller's
+            lines.append(f"{where}: {_INSTANCE_OF.sub('', item['msg'])}")
     return f"invalid arguments for {tool}: " + "; ".join(lines)

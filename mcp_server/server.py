@@ -272,6 +272,7 @@ class SwarmServer(MCPServer):
                                      + (f"; and {len(unknown) - 8} more" if len(unknown) > 8 else ""))
                 refused.field = unknown[0][:MAX_NAME_CHARS]  # as data too; the message names every one
                 raise refused
+            arguments = schemas.as_given(tool, arguments or {})
             with serving_call(context):  # a job the call starts ends with it if the client cancels it
                 return await super().call_tool(name, arguments, context)
         except (ToolError, SwarmError) as exc:

@@ -48,3 +48,27 @@ async def test_an_unknown_or_misspelt_argument_is_refused_naming_what_the_tool_t
         assert secret not in text and "NOTREAL" not in text and "pydantic.dev" not in text
 
         assert not (await client.call_tool("list_jobs", {"limit": 1})).is_error
+
+
+async def test_null_is_an_argument_not_given_and_a_number_may_come_as_a_string(tmp_path: Path) -> None:
+    """A model's call: "depth": null was refused ("Input should be 'quick', 'standard' or 'deep'")
+    where "tier": null passed; "scale": "4" was refused with "Input should be 2, 3 or 4" where
+    "max_sources": "5" passed; an image item that is a string named our class ImageItem."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), (9, 9, 9)).save(buffer, "PNG")
+    image = base64.b64encode(buffer.getvalue()).decode()
+    async with Client(build_server(str(write_config(tmp_path, wait_budget_s=0.01)))) as client:
+        nulls = await client.call_tool("list_jobs", {"status": None, "limit": None})
+        assert not nulls.is_error, nulls.content[0].text
+        scaled = await client.call_tool("upscale_image", {"image": image, "scale": "2"})
+        assert not scaled.is_error, scaled.content[0].text
+        still = await client.call_tool("upscale_image", {"image": image, "scale": "5"})
+        assert still.is_error and "scale: Input should be 2, 3 or 4" in still.content[0].text
+        items = await client.call_tool("remove_background", {"images": ["/tmp/a.png"]})
+        text = items.content[0].text
+        assert items.is_error and "images[0]: Input should be a valid dictionary" in text and "ImageItem" not in text, text
