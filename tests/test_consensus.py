@@ -34,7 +34,7 @@ class Models:
     """One FunctionLLM per model behind a real router; records when each call ran."""
 
     def __init__(self, cfg: SwarmConfig, failing: frozenset[str] = frozenset(), echo: bool = False,
-                 synthesis: str = "All three say yes.") -> None:
+                 synthesis: str = "All three say yes.", echoing: frozenset[str] = frozenset()) -> None:
         from providers.circuit import CircuitBoard
         from providers.llm.router import LLMRouter
 
@@ -49,6 +49,8 @@ class Models:
                 self.spans[name] = (started, time.monotonic())
                 if name in failing:
                     raise ProviderUnavailable("fake", "connection refused", model=name)
+                if name in echoing:  # the keyless model's "position": its instruction, reworded a little
+                    return "A clear position, the reasons for it and a main risk or caveat."
                 if name == "synth":  # ``echo``: as SmolLM2-135M did, the prompt copied back
                     return "## Agreements\n" + (messages[-1].content if echo else synthesis)
                 return f"{name} says yes"
@@ -189,6 +191,20 @@ async def test_a_synthesis_that_echoes_the_prompt_is_no_synthesis() -> None:
     assert out["synthesis_status"] == "unavailable" and out["synthesis"] == "" and len(out["positions"]) == 3
     node = next(s for s in result["trace"] if s["step"] == "synthesize" and s["kind"] == "node")
     assert node["outcome"] == "error" and "synth echoed the prompt's markup" in node["detail"]
+
+
+async def test_a_position_that_echoes_its_instruction_is_no_position() -> None:
+    """The keyless model answered "A clear position, the reasons for it and a main risk or caveat."
+    in 2 of 3 panels, and it stood as a position the synthesis weighed."""
+    cfg = config()
+    result = await dispatch(job(), context(cfg, Models(cfg, echoing=frozenset({"model-b"})).router, []))
+    assert result["status"] == "COMPLETED", result["error"]
+    out = result["output"]
+    assert sorted(p["model"] for p in out["positions"]) == ["model-a", "model-c"]
+    assert [(f["asked"], f["error_type"]) for f in out["failed"]] == [("model-b", "EchoedPrompt")]
+    every = await dispatch(job(), context(cfg, Models(cfg, echoing=frozenset({*DELAYS, "model-d"})).router, []))
+    assert every["status"] == "FAILED" and "every model echoed the prompt's instruction" in every["error"]["message"]
+    assert every["output"]["positions"] == [] and len(every["output"]["failed"]) == 3
 
 
 async def test_a_synthesis_closed_with_its_own_tag_is_kept_without_it() -> None:

@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from core.errors import AllProvidersFailed, BudgetExceeded, SwarmError
+from core.errors import AllProvidersFailed, BudgetExceeded, ProviderError, SwarmError
 from graphs.consensus import prompts
 from graphs.consensus.state import AskTask, ConsensusState, Participant
 from graphs.cuts import cut_note, cut_reason
@@ -24,6 +24,20 @@ Node = Callable[[Any], Awaitable[dict[str, Any]]]
 _ECHOED_PROMPT = re.compile(r"</?question>|<answer model=|</answer>")
 #: a tag named after what the model was asked to write, around or after its synthesis: not its text
 _OWN_TAGS = re.compile(r"</?synthesis>", re.IGNORECASE)
+
+
+#: words of the position prompt (system prompt and stances): a position made of these repeats it
+_PROMPT_WORDS = frozenset(re.findall(r"[a-z]+", " ".join([prompts.POSITION_SYSTEM, *prompts.STANCES.values()]).lower()))
+#: an answer this short (in words) with every word from the prompt is the prompt echoed, not a position
+ECHO_MAX_WORDS = 40
+
+
+def echoes_prompt(text: str) -> bool:
+    """Whether a position only repeats its prompt's instruction ("A clear position, the reasons for
+    it and a main risk or caveat."): short, and every word of it the prompt's (the keyless model
+    did so in 2 of 3 panels, and the answer stood as a position)."""
+    words = re.findall(r"[a-z]+", text.lower())
+    return bool(words) and len(words) <= ECHO_MAX_WORDS and set(words) <= _PROMPT_WORDS
 
 
 def _node_step(name: str, started: float, detail: str, outcome: str = "ok") -> dict[str, Any]:
@@ -131,6 +145,13 @@ def make_nodes(llm: LLMProvider) -> dict[str, Node]:
                       "error_type": type(exc).__name__, "error": str(exc)[:500]}
             step = _node_step("ask", started, f"{who['model']}: no answer ({type(exc).__name__})", "error")
             return {"answers": [failed], "trace": _attempts(exc) + [step]}
+        if echoes_prompt(response.text):
+            error = f"{response.model} echoed the prompt's instruction instead of a position"
+            emit("ask", f"{who['model']} gave no answer ({error})")
+            failed = {"index": task["index"], "asked": who["model"], "stance": stance, "status": "failed",
+                      "error_type": "EchoedPrompt", "error": error}
+            return {"answers": [failed], "trace": [a.model_dump() for a in response.attempts]
+                    + [_node_step("ask", started, error, "error")]}
         stand_in = response.model not in who["accepts"]
         emit("ask", f"{response.model} answered" + (f" in place of {who['model']}" if stand_in else ""))
         answer = {
@@ -155,6 +176,10 @@ def make_nodes(llm: LLMProvider) -> dict[str, Node]:
             stop: SwarmError
             if asked and all(f["error_type"] == "BudgetExceeded" for f in asked):  # no model was even asked
                 stop = BudgetExceeded(failed[0]["error"], partial=partial)
+            elif asked and all(f["error_type"] == "EchoedPrompt" for f in asked):  # they answered, with nothing
+                stop = ProviderError("llm", "every model echoed the prompt's instruction instead of a position: "
+                                     + ", ".join(f["asked"] for f in asked))
+                stop.partial = partial
             else:
                 attempts = [s for s in state.get("trace", []) if s.get("kind") != "node"]
                 stop = AllProvidersFailed("llm", attempts, partial=partial)
