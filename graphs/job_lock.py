@@ -107,48 +107,89 @@ class SharedJobLocks:
     """Job id locks every machine on one PostgreSQL database sees: session advisory locks on one
     connection of this process's own (not the saver's pool: a held lock would keep a pooled
     connection for the whole job). Made by the postgres checkpointer (``graphs.checkpoint``) and
-    closed with it; used from the event loop that opened it."""
+    closed with it; used from the event loop that opened it.
+
+    The connection is the locks' life: a query on it is shielded from a cancelled caller (psycopg
+    closes a connection whose query is interrupted, and every job's lock went with it), a
+    connection found dead is made again and the locks this process holds are taken again on it
+    (one another machine took meanwhile is said in the log: both now run it), and a query that
+    fails on a connection that died since its last use is tried once more on a new one (the
+    first job after a dropped connection failed as "PostgreSQL is unreachable")."""
 
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
         self._conn: Any = None
         self._lock: Any = None
+        self._held: set[str] = set()
 
     async def _connection(self) -> Any:
         if self._conn is None or self._conn.closed:
             import psycopg
 
             self._conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
+            for job_id in sorted(self._held):  # what the lost connection held
+                if not await self._take(self._conn, job_id):
+                    log.warning("job %r lost its shared lock with a dropped PostgreSQL connection, and another"
+                                " machine holds it now", job_id)
         return self._conn
+
+    @staticmethod
+    async def _take(conn: Any, job_id: str) -> bool:
+        cursor = await conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (LOCK_CLASS, _key(job_id)))
+        row = await cursor.fetchone()
+        return bool(row and row[0])
+
+    async def _run(self, work: Any) -> Any:
+        """``work(conn)`` under this object's lock, on a live connection, shielded from a cancelled
+        caller; once more on a new connection when the one it found had died."""
+        import asyncio
+
+        import psycopg
+
+        self._lock = self._lock or asyncio.Lock()
+
+        async def attempt() -> Any:
+            async with self._lock:
+                try:
+                    return await work(await self._connection())
+                except psycopg.OperationalError:
+                    if self._conn is not None and not self._conn.closed:
+                        raise  # the connection lives: the query itself failed
+                    return await work(await self._connection())
+
+        return await asyncio.shield(asyncio.ensure_future(attempt()))
 
     async def acquire(self, job_id: str) -> bool:
         """Whether this process now holds ``job_id`` (False: another session holds it)."""
-        import asyncio
 
-        self._lock = self._lock or asyncio.Lock()
-        async with self._lock:
-            conn = await self._connection()
-            cursor = await conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (LOCK_CLASS, _key(job_id)))
-            row = await cursor.fetchone()
-            return bool(row and row[0])
+        async def take(conn: Any) -> bool:
+            if await self._take(conn, job_id):
+                self._held.add(job_id)
+                return True
+            return False
+
+        return bool(await self._run(take))
 
     async def release(self, job_id: str) -> None:
         """Give ``job_id`` back; a connection that went away took the lock with it."""
-        import asyncio
 
-        self._lock = self._lock or asyncio.Lock()
-        async with self._lock:
-            if self._conn is None or self._conn.closed:
-                return
-            try:
-                await self._conn.execute("SELECT pg_advisory_unlock(%s, %s)", (LOCK_CLASS, _key(job_id)))
-            except Exception as exc:  # the lock went with the connection; the job's result stands
-                log.warning("could not release job %r's shared lock: %s", job_id, type(exc).__name__)
+        async def give_back(conn: Any) -> None:
+            self._held.discard(job_id)
+            await conn.execute("SELECT pg_advisory_unlock(%s, %s)", (LOCK_CLASS, _key(job_id)))
+
+        self._held.discard(job_id)
+        if self._conn is None or self._conn.closed:
+            return
+        try:
+            await self._run(give_back)
+        except Exception as exc:  # the lock went with the connection; the job's result stands
+            log.warning("could not release job %r's shared lock: %s", job_id, type(exc).__name__)
 
     async def aclose(self) -> None:
         if self._conn is not None and not self._conn.closed:
             await self._conn.close()
         self._conn = None
+        self._held.clear()
 
 
 def _refused_elsewhere(job_id: str) -> StillRunning:

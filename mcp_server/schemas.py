@@ -18,6 +18,8 @@ from typing import Any
 
 from core.rules import MAX_NAME_CHARS
 
+#: an integer as a caller writes one in a string ("4", "-1"; not "--4" or "²")
+_INTEGER = re.compile(r"-?[0-9]{1,9}")
 #: pydantic's " or instance of SomeModel" in a message: the name of one of our classes
 _INSTANCE_OF = re.compile(r" or instance of \w+")
 
@@ -112,7 +114,7 @@ def as_given(tool: Any, arguments: dict[str, Any]) -> dict[str, Any]:
             continue
         if value is None and not field.is_required() and field.default is not None:
             continue
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit() and int(value) in _numbers_of(field.annotation):
+        if isinstance(value, str) and _INTEGER.fullmatch(value.strip()) and int(value) in _numbers_of(field.annotation):
             value = int(value)
         given[key] = value
     return given
@@ -127,15 +129,19 @@ def _numbers_of(annotation: Any) -> list[int]:
     return [v for v in typing.get_args(options[0]) if isinstance(v, int) and not isinstance(v, bool)]
 
 
+def where(loc: Any) -> str:
+    """A pydantic error's location as the house writes a field: ``images[0].path`` (a key may be long)."""
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{str(part)[:MAX_NAME_CHARS]}" for part in loc).lstrip(".")
+
+
 def argument_errors(tool: str, error: Any, known: list[str]) -> str:
     """One line per bad argument of ``tool`` (a pydantic ``ValidationError``): where, and what is
     wrong, with the limit pydantic names; never the value given (it may be a secret)."""
     lines = []
     for item in error.errors(include_url=False, include_input=False):
-        where = "".join(f"[{part}]" if isinstance(part, int) else f".{str(part)[:MAX_NAME_CHARS]}"  # a key may be long
-                        for part in item["loc"]).lstrip(".") or "arguments"
+        at = where(item["loc"]) or "arguments"
         if item["type"] == "extra_forbidden":
-            lines.append(f"{where}: unknown argument; {tool} takes {', '.join(known)}")
+            lines.append(f"{at}: unknown argument; {tool} takes {', '.join(known)}")
         else:  # "a valid dictionary or instance of ImageItem": the class is ours, not the caller's
-            lines.append(f"{where}: {_INSTANCE_OF.sub('', item['msg'])}")
+            lines.append(f"{at}: {_INSTANCE_OF.sub('', item['msg'])}")
     return f"invalid arguments for {tool}: " + "; ".join(lines)

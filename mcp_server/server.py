@@ -311,7 +311,7 @@ def _failure(tool: str, exc: BaseException, known: list[str]) -> ToolFailed:
     if isinstance(cause, ToolFailed):
         return cause
     if isinstance(cause, ValidationError) and cause.title.endswith("Arguments"):
-        first = ".".join(str(part) for part in cause.errors()[0]["loc"]) if cause.errors() else None
+        first = schemas.where(cause.errors()[0]["loc"]) if cause.errors() else None
         cause = InputError(schemas.argument_errors(tool, cause, known))
         cause.field = first or None  # the first bad argument, as the dispatcher names a job's
     if isinstance(cause, SwarmError):

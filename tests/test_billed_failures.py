@@ -172,3 +172,19 @@ async def test_a_job_stopped_before_a_fallback_keeps_the_billed_step_and_its_cos
     billed = [s for s in result["trace"] if s.get("model") == "primary"]
     assert [(s["outcome"], s["input_tokens"]) for s in billed] == [("error", BILLED_IN)]
     assert result["totals"]["input_tokens"] == BILLED_IN and not server.requests_for("good")
+
+
+
+async def test_a_consensus_position_stopped_before_its_fallback_keeps_the_billed_attempt(server: FakeOpenAI,
+                                                                                        make_context: Any) -> None:
+    """Review: the refused fallback's earlier billed attempt was in neither the trace nor the totals
+    of a consensus job (the ask node read only a chain's attempts), while the meter counted it."""
+    cfg = config(f"{server.url}/v1", "blank", server)
+    cfg = cfg.model_copy(update={"budgets": {"balanced": BudgetSpec(max_tokens=150)}})
+    router = build_llm_router(cfg.providers.llm, cfg.models, circuits=CircuitBoard())
+    job = {"project": "swarm", "action": "consensus",
+           "input": {"question": "Say hi?", "tier": "balanced", "models": ["primary"]}}
+    result = await dispatch(job, make_context(router, config=cfg))
+    billed = [s for s in result["trace"] if s.get("model") == "primary" and s.get("kind") == "llm"]
+    assert [(s["outcome"], s["input_tokens"]) for s in billed] == [("error", BILLED_IN)], result["trace"]
+    assert result["totals"]["input_tokens"] == BILLED_IN and not server.requests_for("good")

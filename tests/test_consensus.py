@@ -202,6 +202,10 @@ async def test_a_position_that_echoes_its_instruction_is_no_position() -> None:
     out = result["output"]
     assert sorted(p["model"] for p in out["positions"]) == ["model-a", "model-c"]
     assert [(f["asked"], f["error_type"]) for f in out["failed"]] == [("model-b", "EchoedPrompt")]
+    from graphs.consensus.nodes import echoes_prompt
+
+    for stance in ("Against.", "For.", "Both.", "Take the risk.", "One."):  # a real one-word stance
+        assert not echoes_prompt(stance), stance
     every = await dispatch(job(), context(cfg, Models(cfg, echoing=frozenset({*DELAYS, "model-d"})).router, []))
     assert every["status"] == "FAILED" and "every model echoed the prompt's instruction" in every["error"]["message"]
     assert every["output"]["positions"] == [] and len(every["output"]["failed"]) == 3

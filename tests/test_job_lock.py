@@ -137,3 +137,36 @@ async def test_a_job_id_running_on_another_machine_sharing_postgres_is_refused(t
         if holder.poll() is None:
             holder.kill()
         await runtime.aclose()
+
+
+async def test_the_shared_locks_outlive_a_dropped_connection_and_a_cancelled_caller() -> None:
+    """Review: after PostgreSQL dropped the lock connection, the next job failed as "PostgreSQL is
+    unreachable" (the dead connection was used once more), and a caller cancelled mid-query made
+    psycopg close the connection every job's lock lived on."""
+    import pytest
+
+    if not _PG_DSN:
+        pytest.skip("SWARM_TEST_PG_DSN is unset: run through scripts/test, which starts PostgreSQL (scripts/services)")
+    import psycopg
+
+    from graphs.job_lock import SharedJobLocks
+
+    mine, other = SharedJobLocks(_PG_DSN), SharedJobLocks(_PG_DSN)
+    try:
+        assert await mine.acquire("held-1")
+        async with await psycopg.AsyncConnection.connect(_PG_DSN, autocommit=True) as admin:
+            await admin.execute("SELECT pg_terminate_backend(%s)", (mine._conn.info.backend_pid,))
+        await asyncio.sleep(0.2)
+        assert await mine.acquire("next-1")  # on a new connection, not failed on the dead one
+        assert not await other.acquire("held-1")  # taken again with the new connection
+        waiter = asyncio.create_task(mine.acquire("cancelled-1"))
+        await asyncio.sleep(0)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        assert not await other.acquire("next-1")  # the cancelled caller closed no connection
+        await mine.release("held-1")
+        assert await other.acquire("held-1")
+    finally:
+        await mine.aclose()
+        await other.aclose()

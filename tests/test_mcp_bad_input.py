@@ -69,6 +69,10 @@ async def test_null_is_an_argument_not_given_and_a_number_may_come_as_a_string(t
         assert not scaled.is_error, scaled.content[0].text
         still = await client.call_tool("upscale_image", {"image": image, "scale": "5"})
         assert still.is_error and "scale: Input should be 2, 3 or 4" in still.content[0].text
+        for odd in ("--4", "\u00b2"):  # no number a caller meant: pydantic's own refusal, not a crash
+            refused = await client.call_tool("list_jobs", {"limit": odd})
+            assert refused.is_error and "limit: Input should be a valid integer" in refused.content[0].text, odd
         items = await client.call_tool("remove_background", {"images": ["/tmp/a.png"]})
         text = items.content[0].text
         assert items.is_error and "images[0]: Input should be a valid dictionary" in text and "ImageItem" not in text, text
+        assert items.structured_content["error"]["field"] == "images[0]"

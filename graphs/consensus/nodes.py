@@ -28,16 +28,17 @@ _OWN_TAGS = re.compile(r"</?synthesis>", re.IGNORECASE)
 
 #: words of the position prompt (system prompt and stances): a position made of these repeats it
 _PROMPT_WORDS = frozenset(re.findall(r"[a-z]+", " ".join([prompts.POSITION_SYSTEM, *prompts.STANCES.values()]).lower()))
-#: an answer this short (in words) with every word from the prompt is the prompt echoed, not a position
-ECHO_MAX_WORDS = 40
+#: an answer of ECHO_MIN_WORDS to ECHO_MAX_WORDS words, every one the prompt's, is the prompt
+#: echoed, not a position; a shorter one may be a real one-word stance ("Against.", "Take the risk.")
+ECHO_MIN_WORDS, ECHO_MAX_WORDS = 6, 40
 
 
 def echoes_prompt(text: str) -> bool:
     """Whether a position only repeats its prompt's instruction ("A clear position, the reasons for
-    it and a main risk or caveat."): short, and every word of it the prompt's (the keyless model
-    did so in 2 of 3 panels, and the answer stood as a position)."""
+    it and a main risk or caveat."): every word of it the prompt's, and as long as an instruction
+    (the keyless model did so in 2 of 3 panels, and the answer stood as a position)."""
     words = re.findall(r"[a-z]+", text.lower())
-    return bool(words) and len(words) <= ECHO_MAX_WORDS and set(words) <= _PROMPT_WORDS
+    return ECHO_MIN_WORDS <= len(words) <= ECHO_MAX_WORDS and set(words) <= _PROMPT_WORDS
 
 
 def _node_step(name: str, started: float, detail: str, outcome: str = "ok") -> dict[str, Any]:
@@ -46,7 +47,9 @@ def _node_step(name: str, started: float, detail: str, outcome: str = "ok") -> d
 
 
 def _attempts(exc: Exception) -> list[dict[str, Any]]:
-    return [a.model_dump() if hasattr(a, "model_dump") else dict(a) for a in getattr(exc, "attempts", [])]
+    """The attempts ``exc`` carries: a chain's, or the billed ones before a fallback the budget refused."""
+    carried = [*(getattr(exc, "attempts", None) or []), *(getattr(exc, "billed", None) or [])]
+    return [a.model_dump() if hasattr(a, "model_dump") else dict(a) for a in carried]
 
 
 def panel(answers: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -183,8 +186,11 @@ def make_nodes(llm: LLMProvider) -> dict[str, Node]:
             else:
                 attempts = [s for s in state.get("trace", []) if s.get("kind") != "node"]
                 stop = AllProvidersFailed("llm", attempts, partial=partial)
-            # the ask steps ("deepseek not asked", "claude: no answer") were dropped with the attempts kept
-            stop.trace = [s for s in state.get("trace", []) if s.get("kind") == "node"]  # type: ignore[union-attr]
+            # the ask steps ("deepseek not asked", "claude: no answer") were dropped with the attempts kept;
+            # a chain's attempts are its error's own, any other stop keeps them here (billed before a
+            # fallback the budget refused)
+            chain = isinstance(stop, AllProvidersFailed)
+            stop.trace = [s for s in state.get("trace", []) if s.get("kind") == "node" or not chain]  # type: ignore[union-attr]
             raise stop
         config = LLMConfig(tier=state.get("tier"), prefer=state["synthesizer"], step="synthesize")  # type: ignore[arg-type]
         try:

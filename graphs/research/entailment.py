@@ -140,7 +140,9 @@ async def settle(
     except BudgetExceeded as exc:
         refused = getattr(exc, "refused", None) or TraceStep(step="entail", provider="budget", outcome="skipped").model_dump()
         why = f"the job's budget would be passed: {exc.to_dict()['message'][:200]}"
-        return Settlement("skipped", why, asked=0, trace=[refused, node_step("entail", started, why, "skipped")])
+        # what the call's attempts before a refused fallback were billed stays in the trace
+        billed = list(getattr(exc, "billed", None) or [])
+        return Settlement("skipped", why, asked=0, trace=[*billed, refused, node_step("entail", started, why, "skipped")])
     outcome = _outcome(response, error, items, reviewer)
     outcome.trace = steps + [node_step("entail", started, outcome.reason or _done_detail(outcome),
                                        "ok" if outcome.status == "done" else "error")]
