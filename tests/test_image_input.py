@@ -233,3 +233,39 @@ def test_an_empty_field_beside_a_filled_one_is_unset_and_alone_it_is_given():
     assert ImageInput.model_validate({"url": ""}).source == "url"  # read later as "url: is empty"
     with pytest.raises(ValidationError, match="got image, url"):
         ImageInput.model_validate({"image": "aGk=", "url": "https://example.org/a.png"})
+
+
+async def test_a_url_answering_an_http_error_is_refused_naming_the_status():
+    """A 404 whose body is a placeholder PNG was processed as the image, and an empty 404 read as
+    "not a supported image (magic bytes empty)" on field image, naming neither the URL nor 404."""
+    import httpx
+
+    placeholder = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(placeholder, "PNG")
+    answer = httpx.Response(404, content=placeholder.getvalue(), headers={"content-type": "image/png"})
+    async with httpx.AsyncClient(transport=httpx.MockTransport(lambda request: answer)) as http:
+        with pytest.raises(InputError, match="HTTP 404") as refused:
+            await read_input(url="http://8.8.8.8/missing.png", limits=LIMITS, http=http)
+    assert refused.value.field == "url"
+
+
+def test_an_image_in_another_colour_profile_is_read_in_srgb():
+    """An Adobe-RGB-like profile (tests/fixtures/wide_gamut_rgb.icc: primaries of Adobe RGB, gamma
+    2.2) was dropped without converting: every output is untagged, read as sRGB, and a green shown
+    as (0,201,37) came back as (37,200,58). An sRGB profile, or none, leaves the pixels as they are."""
+    from PIL import ImageCms
+
+    icc = (FIXTURES / "wide_gamut_rgb.icc").read_bytes()
+    for mode, colour in (("RGB", (40, 200, 60)), ("RGBA", (40, 200, 60, 128))):
+        buf = io.BytesIO()
+        Image.new(mode, (8, 8), colour).save(buf, "PNG", icc_profile=icc)
+        img = open_checked(buf.getvalue(), LIMITS)
+        assert img.mode == mode and "icc_profile" not in img.info
+        assert img.getpixel((0, 0))[:3] == (0, 201, 37) and img.getpixel((0, 0))[3:] == colour[3:]
+    srgb = io.BytesIO()
+    Image.new("RGB", (8, 8), (40, 200, 60)).save(
+        srgb, "PNG", icc_profile=ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    assert open_checked(srgb.getvalue(), LIMITS).getpixel((0, 0)) == (40, 200, 60)
+    bad = io.BytesIO()  # a profile no one can read: shown as sRGB, as a viewer does
+    Image.new("RGB", (8, 8), (40, 200, 60)).save(bad, "PNG", icc_profile=b"not a profile at all")
+    assert open_checked(bad.getvalue(), LIMITS).getpixel((0, 0)) == (40, 200, 60)

@@ -174,7 +174,41 @@ def open_checked(data: bytes, limits: ImageLimits, *, field: str = "image") -> I
     except _UNREADABLE as exc:
         raise InputError(f"{kind} image is {_unreadable(exc)}", field=field) from None
     ImageOps.exif_transpose(img, in_place=True)  # a phone photo is stored sideways, with a tag saying so
-    return to_8bit(img)
+    return to_srgb(to_8bit(img))
+
+
+#: modes an embedded colour profile is applied to
+_PROFILED = ("RGB", "RGBA", "CMYK")
+
+
+def to_srgb(img: Image.Image) -> Image.Image:
+    """``img`` in sRGB where it embeds another colour profile (Adobe RGB, Display P3, a printer's
+    CMYK): every output is written untagged, which viewers show as sRGB, so the profile's values
+    read as sRGB shifted the colours (a green of (0,201,37) came back as (37,200,58)). An sRGB
+    profile, or none, leaves the image as it is (greys and palettes too), and so does a profile that
+    cannot be read or applied, as a viewer shows such an image."""
+    icc = img.info.get("icc_profile")
+    if not icc or img.mode not in _PROFILED:
+        return img
+    from PIL import ImageCms
+
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        name = (ImageCms.getProfileDescription(profile) or "").lower()
+        if "srgb" in name and img.mode != "CMYK":
+            return img
+        alpha = img.getchannel("A") if img.mode == "RGBA" else None
+        base = img.convert("RGB") if alpha is not None else img
+        out = ImageCms.profileToProfile(base, profile, ImageCms.createProfile("sRGB"), outputMode="RGB")
+    except (OSError, ImageCms.PyCMSError, TypeError, ValueError):  # as a viewer does: read as sRGB
+        return img
+    if out is None:  # profileToProfile(inPlace=True) only
+        return img
+    if alpha is not None:
+        out = out.convert("RGBA")
+        out.putalpha(alpha)
+    out.info = {k: v for k, v in img.info.items() if k != "icc_profile"}
+    return out
 
 
 #: modes of one channel wider than 8 bits (16-bit PNG greyscale), which ``convert`` would clip
@@ -276,6 +310,8 @@ async def read_input(
         from providers.web.fetch import safe_fetch
 
         page = await safe_fetch(url, max_bytes=limits.max_input_bytes, timeout_s=fetch_timeout_s, http=http)
+        if page.status >= 400:  # an error page is no image (its body, a placeholder PNG, was processed)
+            raise InputError(f"the server answered HTTP {page.status}, not an image", field="url")
         return page.content
     if storage is None:
         raise InputError("no storage is configured to read a key from", field="key")
