@@ -86,5 +86,9 @@ async def _read_source(limits: ImageLimits, source: dict[str, Any], prefix: str,
     if not isinstance(path, str):
         raise InputError("must be a string: an absolute path or a file:// URL", field=f"{prefix}path")
     roots = roots_for(f"{prefix}path")
-    data = await asyncio.to_thread(read_file, path, limits, roots=roots, field=f"{prefix}path", base=base)
+    # one image of a batch that is read but no good image fails alone in its job (README: "an image
+    # that cannot be decoded fails alone"); a truncated file failed the whole batch here
+    alone = "images[" in prefix
+    data = await asyncio.to_thread(read_file, path, limits, roots=roots, field=f"{prefix}path", base=base,
+                                   check_image=not alone)
     return {**rest, "image": base64.b64encode(data).decode()}

@@ -122,6 +122,11 @@ async def test_what_is_not_an_image_file_is_named(echo: EchoImages, tmp_path: Pa
         batch = await client.call_tool("remove_background", {"images": [{"path": str(SMALL)}, {"path": str(folder / "x.png")}]})
         assert batch.is_error and f"InputError: images[1].path: no such file: {folder / 'x.png'}" in batch.content[0].text
         assert await jobs_of(client) == []
+        # a file that is read but no good image fails alone in the batch (it failed the whole batch)
+        mixed = await client.call_tool("remove_background", {"images": [{"path": str(SMALL)}, {"path": str(folder / "cut.png")}]})
+        assert not mixed.is_error, mixed.content[0].text
+        first, second = mixed.structured_content["results"]
+        assert "error" not in first and first["width"] == 48 and "truncated" in second["error"]["message"], second
 
 
 async def test_too_many_images_are_refused_before_any_file_is_read(echo: EchoImages, tmp_path: Path) -> None:

@@ -388,11 +388,13 @@ def local_path(text: str, *, field: str = "path", base: Path | None = None) -> P
 
 
 def read_file(text: str, limits: ImageLimits, *, roots: Sequence[str] | None = None, field: str = "path",
-              base: Path | None = None) -> bytes:
+              base: Path | None = None, check_image: bool = True) -> bytes:
     """The bytes of the image file ``text`` names (``local_path``), checked before and while it is
     read: inside one of ``roots`` once every link is followed (``None``: anywhere), a regular file
     (not a folder, device or pipe: opened without blocking, then checked on the open file), at most
-    ``limits.max_input_bytes``, and an image by its magic bytes.
+    ``limits.max_input_bytes``, and, with ``check_image``, an image by its magic bytes, its declared
+    size and a whole decode. Without it (one image of a batch), a file that is read but no good
+    image fails alone in the job, as the same bytes given as ``image`` do.
 
     Raises:
         InputError: naming ``field``, the file, and what was wrong.
@@ -417,6 +419,8 @@ def read_file(text: str, limits: ImageLimits, *, roots: Sequence[str] | None = N
         os.close(fd)
     if not data:
         raise InputError(f"{path} is empty", field=field)
+    if not check_image:
+        return data
     kind = sniff_format(data)
     if kind is None or kind not in limits.formats:
         raise InputError(f"{path} is not a supported image (by its first bytes); formats: {', '.join(limits.formats)}",
