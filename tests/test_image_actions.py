@@ -421,3 +421,19 @@ async def test_upscale_reports_progress_tile_by_tile(setup):
     tiles = [(message, fraction) for stage, message, fraction in events if "tile" in message]
     assert [message for message, _ in tiles] == [f"upscale (1/1): tile {n}/9" for n in range(10)]
     assert [fraction for _, fraction in tiles] == pytest.approx([n / 9 for n in range(10)])
+
+
+@pytest.mark.parametrize("mode", ["L", "LA"])
+async def test_a_grey_image_stays_grey(setup, mode):
+    """Grey inputs came back as RGB/RGBA whose channels differed by up to 8 levels (a tint)."""
+    make, storage = setup
+    grey = Image.open(io.BytesIO(SMALL)).convert(mode)
+    if mode == "LA":  # a transparent corner: an opaque alpha is dropped, as RGBA's is
+        grey.paste((0, 0), (0, 0, 8, 8))
+    buf = io.BytesIO()
+    grey.save(buf, "PNG")
+    result = await dispatch({"project": "image_tools", "action": "upscale", "job_id": f"grey-{mode}",
+                             "input": {"image": b64(buf.getvalue()), "scale": 2}}, make)
+    assert result["status"] == "COMPLETED", result["error"]
+    out = Image.open(io.BytesIO(await storage.get(result["output"]["image_key"])))
+    assert out.mode == mode and out.size == (96, 96)

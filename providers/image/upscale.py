@@ -390,7 +390,7 @@ class RealESRGANUpscaler(SingleActionBackend):
             check_output_pixels(width, height, native, self.limits)
             check_fits(job, self.speeds.get(name), deadline)  # a wait or a measurement took time; a speed may be known now
             out, tiles = self._run(rgb, network, native, (device, precision), job, TileWatch(job, job.tiles(), deadline))
-        result = self._finish(out, alpha, (round(width * scale), round(height * scale)))
+        result = self._finish(out, alpha, (round(width * scale), round(height * scale)), grey=img.mode in ("L", "LA"))
         data = encode(result, config.output_format)
         step = TraceStep(
             step="upscale",
@@ -451,13 +451,18 @@ class RealESRGANUpscaler(SingleActionBackend):
         return out, tiles
 
     @staticmethod
-    def _finish(out: np.ndarray, alpha: Any, size: tuple[int, int]) -> Any:
+    def _finish(out: np.ndarray, alpha: Any, size: tuple[int, int], grey: bool = False) -> Any:
+        """The output image: ``out`` at ``size``, with ``alpha`` upscaled; a ``grey`` input (L, LA,
+        16-bit grey) stays grey: the colour network's channels of a grey image differ by a few
+        levels (up to 8 on realesrgan-x4plus), which tinted it."""
         from PIL import Image
 
         result = Image.fromarray(out, "RGB")
         if result.size != size:
             result = result.resize(size, Image.Resampling.LANCZOS)
+        if grey:
+            result = result.convert("L")
         if alpha is not None:
-            result = result.convert("RGBA")
+            result = result.convert("LA" if grey else "RGBA")
             result.putalpha(alpha.resize(size, Image.Resampling.LANCZOS))
         return result
