@@ -66,6 +66,34 @@ def register_forwarded_secret(value: str | None) -> None:
         _forwarded_secrets = frozenset(_forwarded_order)
 
 
+def register_masked_parts(data: Any) -> None:
+    """Remember, as forwarded secrets (the bounded set), what redaction masks in ``data`` (a job's
+    input): ``Bearer <token>`` in a question is masked there, but the research report quoted the
+    bare token back ("None of the sources found mentions PLANTEDtok3n...") where no pattern saw
+    it, and the result, the job store and the thread kept it. Only strings redaction changes are
+    looked at, so a job without a secret pays one scan of its input."""
+
+    def one(text: str) -> str:
+        masked = redact(text)
+        if masked == text:
+            return text
+        parts = masked.split(MASK)
+        pos = 0
+        for before, after in zip(parts, parts[1:], strict=False):
+            pos = text.find(before, pos) + len(before) if before else pos
+            # the masked span runs to where the text after the mask resumes (adjacent masks: the word)
+            end = text.find(after, pos) if after else len(text)
+            if not after and (space := re.search(r"\s", text[pos:])):
+                end = pos + space.start()
+            piece = text[pos:end if end >= pos else len(text)].strip("\"'`,;:()[]{}<> ")
+            if piece and not any(c.isspace() for c in piece):  # a token, never a run of ordinary words
+                register_forwarded_secret(piece)
+            pos = max(pos, end)
+        return text
+
+    _walk(data, one)
+
+
 def register_dsn(dsn: str | None) -> None:
     """A database DSN and its password as written, percent-decoded, and as a ``password=`` value:
     a driver's error quotes a piece of a malformed DSN (``invalid percent-encoded token: "pw%zz"``)."""

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core.credentials import JobCredentials, credentials_scope
 from core.errors import AllProvidersFailed, InputError, SwarmError
-from core.redact import redact, redact_data
+from core.redact import redact, redact_data, register_masked_parts
 from core.rules import (
     EMPTY_TEXT,
     IDEMPOTENCY_KEY_PATTERN,
@@ -124,6 +124,8 @@ async def dispatch(raw: dict[str, Any] | JobRequest, make_context: Any,
         fn, inp = _action_and_input(job)
         forwarded = credentials() if credentials is not None else None
         with credentials_scope(forwarded):  # this job's tasks only: never another job's keys
+            # a secret in the input (a bearer token in a question) is masked wherever the job repeats it
+            register_masked_parts(job.input)
             ctx = await make_context(envelope.job_id)
             ctx.new_job = envelope.job_id == minted  # an id minted here has no checkpoint yet
             ctx.job_kind = f"{job.project}/{job.action}"

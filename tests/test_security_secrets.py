@@ -504,3 +504,29 @@ def test_a_formatter_that_reads_the_args_still_gets_them_with_the_secret_masked(
     assert "Logging error" not in err and "Traceback" not in err, err
     assert '127.0.0.1:5000 - "POST /mcp HTTP/1.1" 401' in err
     assert SHAPES["openai"] not in err and '"POST /mcp?api_key=[REDACTED] HTTP/1.1" 401' in err, err
+
+
+async def test_a_secret_in_a_question_is_masked_where_the_report_quotes_it_bare(corpus, tmp_path) -> None:
+    """Keyless research of a question holding "Authorization: Bearer <token>" said "None of the
+    sources found mentions <token>" in its report and warnings, stored in the job and the thread:
+    the pattern masks "Bearer <token>", not the token alone."""
+    from test_research_graph import Script, _context
+
+    from providers.search.chain import SearchChain
+    from providers.search.local_index import LocalIndexSearch
+    from providers.testing import FunctionLLM
+    from swarm.dispatcher import dispatch
+
+    token = "PLANTEDBEARERtok3n0123456789abcdef"
+    search = SearchChain([("local", LocalIndexSearch([corpus], tmp_path / "idx.sqlite"))])
+    ctx, _ = _context(tmp_path, FunctionLLM(Script(plan="no plan")), search)
+
+    async def make(job_id: str) -> Any:
+        ctx.job_id = job_id
+        return ctx
+
+    question = f"Why is my request with Authorization: Bearer {token} refused by the checkpointer?"
+    result = await dispatch({"project": "swarm", "action": "research",
+                             "input": {"question": question, "mode": "extractive"}}, make)
+    assert result["status"] == "COMPLETED", result["error"]
+    assert token not in json.dumps(result) and "PLANTEDBEARER" not in json.dumps(result)
