@@ -269,3 +269,20 @@ def test_an_image_in_another_colour_profile_is_read_in_srgb():
     bad = io.BytesIO()  # a profile no one can read: shown as sRGB, as a viewer does
     Image.new("RGB", (8, 8), (40, 200, 60)).save(bad, "PNG", icc_profile=b"not a profile at all")
     assert open_checked(bad.getvalue(), LIMITS).getpixel((0, 0)) == (40, 200, 60)
+
+
+async def test_a_failed_fetch_of_one_image_is_a_step_of_the_job(make_context, tmp_path):
+    """A single image's url that could not be fetched left only the dispatch step in the trace; in
+    a batch the same url had its read_input step."""
+    from swarm.dispatcher import dispatch
+
+    url = "https://unresolvable.invalid/cat.png?X-Amz-Signature=PLANTEDSIG0123456789abcdef"
+    from providers.storage.local import LocalStorage
+
+    result = await dispatch({"project": "image_tools", "action": "upscale", "input": {"url": url}},
+                            make_context(None, storage=LocalStorage(tmp_path / "artifacts")))
+    assert result["error"]["type"] != "ConfigError", result["error"]
+    assert result["status"] == "FAILED"
+    step = next(s for s in result["trace"] if s["step"] == "read_input")
+    assert step["outcome"] == "error" and step["detail"].startswith("url: ") and step["latency_ms"] >= 0
+    assert "PLANTEDSIG" not in str(result)

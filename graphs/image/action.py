@@ -19,9 +19,11 @@ speed is refused before anything is written (``providers.image.deadline``).
 from __future__ import annotations
 
 import base64
+import time
 from typing import Any
 
 from core.errors import SwarmError
+from core.redact import redact
 from graphs.context import JobContext
 from graphs.image.batch import run_batch
 from graphs.image.graph import image_graph
@@ -35,6 +37,7 @@ from graphs.image.inputs import (
     UpscaleInput,
 )
 from graphs.image.nodes import PLANS, step_config, storage_step
+from providers.base import TraceStep
 from providers.image.deadline import Deadline, DeadlineAware, job_deadline
 
 
@@ -112,7 +115,16 @@ async def _run_by(deadline: Deadline, action: str, inp: ImageInput, options: dic
     limits = ImageLimits.from_config(ctx.config)
     storage = ctx.providers.storage
     await ctx.progress("input", "reading the image", 0.0)
-    data = await read_input(image_b64=inp.image, url=inp.url, key=inp.key, storage=storage, limits=limits)
+    started = time.perf_counter()
+    try:
+        data = await read_input(image_b64=inp.image, url=inp.url, key=inp.key, storage=storage, limits=limits)
+    except SwarmError as exc:  # a fetch or a store that failed is a step of the job, as in a batch
+        source = "url" if inp.url else "key" if inp.key else "image"
+        step = TraceStep(step="read_input", kind="node", provider=str(getattr(exc, "provider", "") or "image_tools"),
+                         latency_ms=(time.perf_counter() - started) * 1000, outcome="error",
+                         error_class=type(exc).__name__, detail=redact(f"{source}: {exc}")[:300])
+        exc.trace = [*(getattr(exc, "trace", None) or []), step.model_dump()]  # type: ignore[attr-defined]
+        raise
     kind = await anyio.to_thread.run_sync(_check, data, limits, action, options, ctx, deadline)
     input_key = inp.key or f"image_tools/{ctx.job_id}/input.{EXT[kind]}"
     stored_on: list[Any] = []
