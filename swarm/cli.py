@@ -505,6 +505,20 @@ def _global_config(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``swarm``: a reader that stops early (``| head``) ends the output quietly, and Ctrl-C in a
+    command without its own resume line is one line, exit 130 (both were Python tracebacks)."""
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # what is still buffered for the gone reader goes nowhere, not into a second traceback at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None = None) -> int:
     argv = _global_config(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in DELEGATED:
         from providers.registry import import_string

@@ -248,3 +248,23 @@ def test_the_resume_names_the_last_node_that_returned_not_the_last_model_call(
     assert lines[1:] == ([] if after is None else [
         f"once that is done, run it again; it resumes after {after}: swarm run swarm consensus --job-id j-2"
         " --input '{\"question\": \"q\"}'"])
+
+
+def test_a_reader_that_stops_early_and_ctrl_c_in_doctor_end_without_a_traceback(tmp_path: Path) -> None:
+    """`swarm doctor --quick | head -1` ended in a BrokenPipeError traceback (exit 1), and Ctrl-C in
+    `swarm doctor` printed a CancelledError and a KeyboardInterrupt traceback."""
+    env = {**os.environ, "SWARM_HOME": str(tmp_path / "home"), "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    reader_gone = subprocess.Popen([*CLI, "models", "list", "--json"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE)
+    assert reader_gone.stdout is not None
+    reader_gone.stdout.close()  # the reader stopped before the first byte
+    _, err = reader_gone.communicate(timeout=120)
+    assert reader_gone.returncode == 0 and b"Traceback" not in err, err.decode()[-2000:]
+    doctor = subprocess.Popen([*CLI, "doctor"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    time.sleep(0.5)
+    doctor.send_signal(signal.SIGINT)
+    _, said = doctor.communicate(timeout=120)
+    if doctor.returncode == 0:  # it finished before the signal on a fast machine: nothing to check
+        return
+    assert doctor.returncode == 130 and "Traceback" not in said and said.strip().endswith("error: interrupted"), said
