@@ -103,3 +103,17 @@ def test_a_worker_stops_when_its_endpoint_is_killed() -> None:
     while _alive(worker_pid):
         assert time.monotonic() < deadline, "the worker outlived its killed endpoint"
         time.sleep(0.2)
+
+
+def test_a_port_in_use_or_out_of_range_is_one_line(capsys) -> None:  # type: ignore[no-untyped-def]
+    """`swarm endpoint serve --port <taken>` printed an OSError traceback, and --port 99999 an OverflowError."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--port", str(port), "--workers", "0"]) == 2
+        assert f"error: --port {port} is used by another program on 127.0.0.1" in capsys.readouterr().err
+    assert main(["serve", "--port", "99999", "--workers", "0"]) == 2
+    assert "error: --port 99999: a port is 0 to 65535" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import shlex
 import sys
@@ -43,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.workers < 0:
         print("error: --workers must be 0 or more", file=sys.stderr)
         return 2
+    if not 0 <= args.port <= 65535:  # bind() said "OverflowError: ... port must be 0-65535" in a traceback
+        print(f"error: --port {args.port}: a port is 0 to 65535 (0: any free one)", file=sys.stderr)
+        return 2
     from swarm.endpoint.server import serve
 
     settings = Settings(
@@ -51,15 +55,25 @@ def main(argv: list[str] | None = None) -> int:
         sync_retention_s=args.sync_retention_s,
         worker_lost_s=args.worker_lost_s,
     )
-    serve(
-        args.host,
-        args.port,
-        args.endpoint_id,
-        args.api_key or os.environ.get("SWARM_ENDPOINT_API_KEY"),
-        args.workers,
-        worker_command=shlex.split(args.worker_command),
-        settings=settings,
-    )
+    try:
+        serve(
+            args.host,
+            args.port,
+            args.endpoint_id,
+            args.api_key or os.environ.get("SWARM_ENDPOINT_API_KEY"),
+            args.workers,
+            worker_command=shlex.split(args.worker_command),
+            settings=settings,
+        )
+    except OSError as exc:  # the port taken, or the host not this machine's: a traceback before
+        if exc.errno == errno.EADDRINUSE:
+            print(f"error: --port {args.port} is used by another program on {args.host}; stop it or give another"
+                  " --port (0: any free one)", file=sys.stderr)
+            return 2
+        if exc.errno == errno.EADDRNOTAVAIL:
+            print(f"error: --host {args.host} is no address of this machine", file=sys.stderr)
+            return 2
+        raise
     return 0
 
 
