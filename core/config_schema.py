@@ -89,6 +89,20 @@ class ModelSpec(StrictModel):
 
     _env_name = field_validator("api_key_env")(env_name)
 
+    @field_validator("api_base")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        """A base URL whose port is no port (``SWARM_LOCAL_LLM_PORT=99999``) passed ``config check``
+        and then failed every job as an internal error ("Port out of range 0-65535")."""
+        if value:
+            import urllib.parse
+
+            try:
+                _ = urllib.parse.urlsplit(value).port  # reading it checks it
+            except ValueError:
+                raise ValueError("its port is no port (1-65535); check the variable that sets it") from None
+        return value
+
 
 class CircuitSpec(StrictModel):
     failure_threshold: int = Field(default=3, ge=1)

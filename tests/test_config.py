@@ -245,3 +245,14 @@ def test_a_config_file_gone_is_logged_once_not_at_each_look(config_file: Path, c
             assert store.current() is good
     assert sum("cannot read" in r.getMessage() for r in caplog.records) == 1
     assert "cannot read" in (store.last_error or "")
+
+
+def test_a_model_base_url_whose_port_is_no_port_is_named(tmp_path, monkeypatch):
+    """SWARM_LOCAL_LLM_PORT=99999 passed `swarm config check`, then every job failed as an internal
+    error ("Port out of range 0-65535")."""
+    from core.config import DEFAULT_CONFIG_PATH, load_config
+    from core.errors import ConfigError
+
+    monkeypatch.setenv("SWARM_LOCAL_LLM_PORT", "99999")
+    with pytest.raises(ConfigError, match=r"models\.local\.api_base: its port is no port"):
+        load_config(DEFAULT_CONFIG_PATH)
