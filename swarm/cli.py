@@ -311,11 +311,15 @@ def cmd_consensus(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     try:
-        inp = json.loads(args.input) if args.input else {}
+        # no --input is {}; an empty one is no JSON (it ran as {} and failed as a job, exit 1)
+        inp = json.loads(args.input) if args.input is not None else {}
     except json.JSONDecodeError as exc:
         print(f"error: --input is not valid JSON: {exc}", file=sys.stderr)
         return 2
-    if isinstance(inp, dict) and inp.get("thread_id"):
+    if not isinstance(inp, dict):  # a list or a string made a job that failed on "job.input"
+        print(f"error: --input must be a JSON object ({{...}}), not a JSON {type(inp).__name__}", file=sys.stderr)
+        return 2
+    if inp.get("thread_id"):
         # a thread's turns are kept and sent by swarm-mcp; here the id was echoed with no history
         print("error: input.thread_id: conversations are kept by swarm-mcp (its tools take thread_id and list_threads"
               " lists them); the command line runs one job at a time, so leave thread_id out", file=sys.stderr)

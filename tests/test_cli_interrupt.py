@@ -268,3 +268,17 @@ def test_a_reader_that_stops_early_and_ctrl_c_in_doctor_end_without_a_traceback(
     if doctor.returncode == 0:  # it finished before the signal on a fast machine: nothing to check
         return
     assert doctor.returncode == 130 and "Traceback" not in said and said.strip().endswith("error: interrupted"), said
+
+
+@pytest.mark.parametrize(("given", "said"), [("", "--input is not valid JSON"), ('["hi"]', "not a JSON list"),
+                                             ('"str"', "not a JSON str")])
+def test_an_input_that_is_no_json_object_runs_no_job(given: str, said: str, capsys: pytest.CaptureFixture[str],
+                                                     tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--input ''` ran as {} and `--input '["hi"]'` made a job that failed on "job.input" (exit 1);
+    the README says a job that never ran exits 2."""
+    from swarm.cli import main
+
+    monkeypatch.setenv("SWARM_HOME", str(tmp_path / "home"))
+    assert main(["run", "swarm", "delegate", "--input", given]) == 2
+    err = capsys.readouterr().err
+    assert said in err and "started" not in err and "job.input" not in err, err
