@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from core.errors import SwarmError
+from core.errors import ConfigError, SwarmError
 from core.rules import JOB_ID_PATTERN, MAX_JOB_ID_CHARS, TIERS, valid_job_id
 from swarm import index_cli
 from swarm.table import print_table
@@ -333,6 +333,16 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     from core.config import config_path, load_config, redacted_dump
 
     config = load_config(config_path(args.config))
+    from swarm.executors import runner_in_effect
+    from swarm.executors.runpod_unreachable import bad_endpoint_id
+
+    # what every job would be refused for (an endpoint id with a space) is no valid config either:
+    # it said "valid", and every delegate then exited 2 with the error
+    runner = runner_in_effect(config, worker=False)
+    if runner.error is not None:
+        raise runner.error
+    if runner.kind == "runpod" and (why := bad_endpoint_id(config.runner.runpod.endpoint_id)):
+        raise ConfigError(why, key="runner.runpod.endpoint_id")
     print(f"# {config_path(args.config)}: valid", file=sys.stderr)
     print(yaml.safe_dump(redacted_dump(config), sort_keys=False))
     missing = sorted({m.api_key_env for m in config.models.values() if m.api_key_env and not os.environ.get(m.api_key_env)})

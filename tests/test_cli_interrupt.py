@@ -282,3 +282,16 @@ def test_an_input_that_is_no_json_object_runs_no_job(given: str, said: str, caps
     assert main(["run", "swarm", "delegate", "--input", given]) == 2
     err = capsys.readouterr().err
     assert said in err and "started" not in err and "job.input" not in err, err
+
+
+def test_config_check_refuses_what_every_job_would_be_refused_for(capsys: pytest.CaptureFixture[str],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """RUNPOD_ENDPOINT_ID='abc def' passed `swarm config check` ("valid", exit 0); every delegate
+    then failed naming runner.runpod.endpoint_id (exit 2), and doctor said FAIL."""
+    from swarm.cli import main
+
+    monkeypatch.setenv("RUNPOD_ENDPOINT_ID", "abc def")
+    monkeypatch.setenv("RUNPOD_API_KEY", "rpa_FAKEKEY0123456789abcdef")
+    assert main(["config", "check"]) == 2
+    err = capsys.readouterr().err
+    assert "runner.runpod.endpoint_id" in err and "holds ' '" in err and "valid" not in err.split("\n")[0], err
