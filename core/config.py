@@ -172,6 +172,11 @@ def _read_yaml(file: Path) -> Any:
         problem = getattr(exc, "problem", None) or exc
         if str(problem).startswith("duplicate key"):
             where = ""  # the problem names its line
+        # where the parser found it may be lines after the mistake (an unclosed quote on line 63 read
+        # on to line 69): the construct it was in, and where that began, point back at it
+        context, begun = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+        if context and begun is not None and mark is not None and begun.line != mark.line:
+            problem = f"{problem} ({context} that begins at line {begun.line + 1}; look there first)"
         raise ConfigError(f"not valid YAML{where}: {problem}", file=str(file)) from None
 
 

@@ -256,3 +256,18 @@ def test_a_model_base_url_whose_port_is_no_port_is_named(tmp_path, monkeypatch):
     monkeypatch.setenv("SWARM_LOCAL_LLM_PORT", "99999")
     with pytest.raises(ConfigError, match=r"models\.local\.api_base: its port is no port"):
         load_config(DEFAULT_CONFIG_PATH)
+
+
+def test_a_yaml_mistake_is_pointed_at_where_it_begins(tmp_path):
+    """An unclosed quote on line 63 was said as "not valid YAML at line 69 ... did not find expected
+    key", without PyYAML's "while parsing a block mapping ... line 63"."""
+    from core.config import DEFAULT_CONFIG_PATH, load_config
+    from core.errors import ConfigError
+
+    lines = DEFAULT_CONFIG_PATH.read_text().splitlines()
+    at = next(i for i, line in enumerate(lines) if line.strip().startswith('default: "${SWARM_STORAGE'))
+    lines[at] = lines[at].split("default:")[0] + 'default: "local'
+    bad = tmp_path / "config.yaml"
+    bad.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError, match=f"begins at line {at + 1}; look there first"):
+        load_config(bad)
