@@ -360,6 +360,21 @@ def configure_worker_logging() -> None:
     install_log_redaction()
 
 
+def _test_input_problem(argv: Sequence[str]) -> str | None:
+    """Why ``--test_input`` (``--test_input X`` or ``--test_input=X``) is no JSON object, or None."""
+    import json
+
+    for i, arg in enumerate(argv):
+        if arg == "--test_input" or arg.startswith("--test_input="):
+            text = arg.split("=", 1)[1] if "=" in arg else (argv[i + 1] if i + 1 < len(argv) else "")
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError as exc:
+                return f"not valid JSON ({exc}); give the job as RunPod sends it: '{{\"input\": {{...}}}}'"
+            return None if isinstance(value, dict) else f"a JSON {type(value).__name__}, not an object: '{{\"input\": {{...}}}}'"
+    return None
+
+
 def main() -> None:
     """Start RunPod's worker loop with this handler."""
     import sys
@@ -379,6 +394,9 @@ def main() -> None:
     exit_with_endpoint()  # a worker of `swarm endpoint serve` stops with it; RunPod's own: nothing
     global _one_job
     _one_job = any(arg.startswith("--test_input") for arg in sys.argv)
+    if _one_job and (problem := _test_input_problem(sys.argv)):  # the SDK's own json.loads printed a traceback
+        print(f"error: --test_input: {problem}", file=sys.stderr)
+        raise SystemExit(2)
     if not _one_job:
         start_warm_up()
     settle()  # start-up's objects leave the collector's walk (core/heap.py)

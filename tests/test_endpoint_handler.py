@@ -249,3 +249,19 @@ async def test_a_body_job_id_sent_again_with_another_task_is_refused_by_the_work
     again = await _runner(endpoint).run(job("What is the capital of France?"))
     assert again["status"] == "COMPLETED" and again["output"]["text"] == first["output"]["text"]
     assert len(fake_llm.requests) == calls  # neither paid for a model call
+
+
+
+def test_a_test_input_that_is_no_json_object_is_one_line(tmp_path: Path) -> None:
+    """The README's `python handler.py --test_input '<bad JSON>'` printed the SDK's JSONDecodeError traceback."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNPOD_")}
+    env.update(SWARM_HOME=str(tmp_path), LITELLM_LOCAL_MODEL_COST_MAP="True")
+    for given, said in (("{bad", "not valid JSON"), ('["a"]', "a JSON list, not an object")):
+        done = subprocess.run([sys.executable, "handler.py", "--test_input", given], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 2 and done.stderr.startswith(f"error: --test_input: {said}"), done.stderr
+        assert "Traceback" not in done.stderr
