@@ -245,3 +245,23 @@ async def test_pixels_the_input_hid_stay_hidden_alone_and_in_a_batch(remover):
     batch = await remover.process_batch([opaque, PHOTO], ImageAction.REMOVE_BACKGROUND, ImageConfig())
     first, second = (decode(item.data) for item in batch.items)
     assert first[:, :128, 3].max() == 0 and np.array_equal(second, plain)
+
+
+def test_onnxruntime_sends_and_keeps_no_telemetry(tmp_path) -> None:
+    """onnxruntime 1.32 writes a device id under ~/.cache/Microsoft/DeveloperTools at its first
+    session and uploads a process event to Microsoft unless ORT_DISABLE_TELEMETRY is set before it
+    starts: the first remove_background of an offline tool did both."""
+    import os
+    import subprocess
+    import sys
+
+    from providers.image import pull as weights_pull
+
+    assert weights_pull.pull(["u2netp"], SHARED)["ok"]
+    model = next(SHARED.glob("u2netp*.onnx"))
+    env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
+    env["HOME"] = str(tmp_path)
+    code = ("from providers.image.rembg_sessions import _ort\n"
+            f"_ort().InferenceSession({str(model)!r}, providers=['CPUExecutionProvider'])\n")
+    subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], env=env, check=True, timeout=120)
+    assert not (tmp_path / ".cache" / "Microsoft").exists()

@@ -8,6 +8,7 @@ install says the ``pip install`` to run, and a model onnxruntime cannot load is 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -79,7 +80,14 @@ class OrtSessions:
         return self._sessions[spec.name, threads], dict(spec.extra)
 
 
+#: onnxruntime's own opt-out of the telemetry it sends from Linux since 1.29 (a device id written
+#: under ~/.cache/Microsoft and an upload to Microsoft at the first session): an offline tool
+#: sends nothing; a user who sets the variable themselves keeps their choice
+ORT_TELEMETRY_OPT_OUT = "ORT_DISABLE_TELEMETRY"
+
+
 def _ort() -> Any:
+    os.environ.setdefault(ORT_TELEMETRY_OPT_OUT, "1")  # read once, when onnxruntime starts
     try:
         import onnxruntime
     except ImportError:
