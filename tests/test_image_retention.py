@@ -49,8 +49,9 @@ async def test_s3_objects_are_aged_by_their_last_modified(monkeypatch: pytest.Mo
     server.start()
     try:
         url = f"http://127.0.0.1:{port}"
-        boto3.client("s3", endpoint_url=url, region_name="us-east-1").create_bucket(Bucket="art")
-        store = S3Storage("art", prefix="swarm/", endpoint_url=url)
+        bucket = f"retention-{port}"  # moto keeps one store per process: another test's "art" holds its own jobs
+        boto3.client("s3", endpoint_url=url, region_name="us-east-1").create_bucket(Bucket=bucket)
+        store = S3Storage(bucket, prefix="swarm/", endpoint_url=url)
         await store.put("image_tools/j1/upscale.png", b"x")
         await store.put("uploads/mine.png", b"y")
         listed = await store.list()

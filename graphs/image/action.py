@@ -22,7 +22,7 @@ import base64
 import time
 from typing import Any
 
-from core.errors import SwarmError
+from core.errors import ProviderError, SwarmError
 from core.redact import redact
 from graphs.context import JobContext
 from graphs.image.batch import run_batch
@@ -118,7 +118,8 @@ async def _run_by(deadline: Deadline, action: str, inp: ImageInput, options: dic
     started = time.perf_counter()
     try:
         data = await read_input(image_b64=inp.image, url=inp.url, key=inp.key, storage=storage, limits=limits)
-    except SwarmError as exc:  # a fetch or a store that failed is a step of the job, as in a batch
+    except ProviderError as exc:  # a fetch or a store that failed is a step of the job, as in a batch
+        # (bad input is refused as the dispatcher refuses it: no step, no job kept by the MCP door)
         source = "url" if inp.url else "key" if inp.key else "image"
         step = TraceStep(step="read_input", kind="node", provider=str(getattr(exc, "provider", "") or "image_tools"),
                          latency_ms=(time.perf_counter() - started) * 1000, outcome="error",
