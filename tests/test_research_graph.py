@@ -87,7 +87,7 @@ async def test_end_to_end_report_cites_only_retrieved_sources(corpus, tmp_path):
     assert result["citations"][0]["claim"] == "Checkpoints save state after every step."
     assert result["citations"][0]["source_ids"] == [1] and result["citations"][0]["support"] > 0.5
     assert result["review"]["approved"] is True
-    assert _node_steps(result) == ["plan", "rank", "read", "write", "check", "review"]
+    assert _node_steps(result) == ["plan", "search", "search", "search", "rank", "read", "write", "check", "review"]
     assert [s["provider"] for s in result["trace"] if s["kind"] == "search"] == ["local"] * 3
     assert {s["step"] for s in result["trace"] if s["kind"] == "llm"} == {"plan", "write", "review"}
     assert result["totals"]["input_tokens"] > 0 and result["totals"]["cost_usd"] == 0.0
@@ -175,7 +175,7 @@ async def test_reviewer_requests_one_revision(corpus, tmp_path):
     result = await research(ResearchInput(question="LangGraph checkpoints"), ctx)
     assert len(brain.seen["revise"]) == 1 and "claim 2 is unsupported" in brain.seen["revise"][0][1].content
     assert result["review"]["approved"] is True
-    assert _node_steps(result) == ["plan", "rank", "read", "write", "check", "review", "write", "check", "review"]
+    assert _node_steps(result) == ["plan", "search", "search", "search", "rank", "read", "write", "check", "review", "write", "check", "review"]
 
 
 async def test_reviewer_prefers_the_routed_family(corpus, tmp_path):
@@ -237,7 +237,7 @@ async def test_interrupted_run_resumes_without_replanning(corpus, tmp_path):
     result = await research(ResearchInput(question="LangGraph checkpoints"), ctx)
     assert len(brain.seen["plan"]) == 1 and len(brain.seen["write"]) == 1
     assert ("resume", "resuming at write") in events
-    assert _node_steps(result) == ["plan", "rank", "read", "write", "check", "review"]
+    assert _node_steps(result) == ["plan", "search", "search", "search", "rank", "read", "write", "check", "review"]
     assert result["citations"]
 
 

@@ -203,7 +203,7 @@ async def test_auto_mode_does_not_let_the_local_model_write(corpus, tmp_path):
     assert "write" not in brain.seen and "review" not in brain.seen  # the local model planned only
     assert result["mode"] == "extractive" and result["support"] == 1.0
     assert result["citations"] and all(c.get("passage") for c in result["citations"])
-    assert _node_steps(result) == ["plan", "rank", "read", "write", "check", "review"]
+    assert _node_steps(result) == ["plan", "search", "search", "search", "rank", "read", "write", "check", "review"]
     write = next(s for s in result["trace"] if s["step"] == "write" and s["kind"] == "node")
     assert "local model" in write["detail"] and "no model called" in write["detail"]
 

@@ -218,6 +218,7 @@ def make_nodes(deps: ResearchDeps) -> dict[str, Node]:
                 "trace": trace + [node_step("plan", started, detail)]}
 
     async def search(task: SearchTask) -> dict[str, Any]:
+        started = time.perf_counter()
         failed = False
         try:
             if isinstance(deps.search, TracedSearch):
@@ -236,7 +237,10 @@ def make_nodes(deps: ResearchDeps) -> dict[str, Node]:
         emit("search", f"search {min(deps.searches_done, task['total'])}/{task['total']}", deps.searches_done / task["total"])
         hit = {"query_index": task["query_index"], "query": task["query"], "failed": failed,
                "results": [r.model_dump(mode="json") for r in results]}
-        return {"hits": [hit], "trace": _dump(steps)}
+        # the node's own step, as every node has: its backends' attempts were filed under the next
+        # node (rank) in the trace and in the exported spans
+        detail = f"search[{task['query_index']}]: " + ("no backend answered" if failed else f"{len(results)} results")
+        return {"hits": [hit], "trace": [*_dump(steps), node_step("search", started, detail, "error" if failed else "ok")]}
 
     async def rank(state: ResearchState) -> dict[str, Any]:
         started = time.perf_counter()
