@@ -7,7 +7,7 @@ runner and inside the RunPod worker.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -72,6 +72,16 @@ class Providers:
 REPLAYED = "replayed"
 #: ``JobContext.extras`` key: the nodes a job stopped midway was resumed at (``graphs.run``)
 RESUMED_AT = "resumed_at"
+#: ``JobContext.extras`` key of the identities (``step_identity``) of the trace steps a resumed or
+#: replayed job's earlier runs made (``graphs.run``): its telemetry exports only this run's
+EARLIER_STEPS = "earlier_steps"
+
+
+def step_identity(step: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What tells one trace step from another: its step, kind, provider, model and time."""
+    return step.get("step"), step.get("kind"), step.get("provider"), step.get("model"), step.get("at")
+
+
 
 
 @dataclass

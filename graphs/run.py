@@ -10,7 +10,7 @@ from typing import Any
 
 from core.errors import InputError, SwarmError
 from graphs.budget import current_meter
-from graphs.context import REPLAYED, RESUMED_AT, JobContext, _no_progress
+from graphs.context import EARLIER_STEPS, REPLAYED, RESUMED_AT, JobContext, _no_progress, step_identity
 from graphs.job_lock import everywhere, running
 from graphs.lean_saver import LeanStartSaver
 from graphs.progress import publish_steps, relay
@@ -112,6 +112,8 @@ async def _resumed_or_run(graph: Any, start: dict[str, Any] | None, config: dict
             identity.check((stored.metadata or {}).get(JOB_INPUT_KEY))
         snapshot = await graph.aget_state(config)
         if snapshot.values:
+            # the steps an earlier run made (and exported): telemetry sends only this run's
+            ctx.extras[EARLIER_STEPS] = {step_identity(s) for s in snapshot.values.get("trace") or []}
             if not snapshot.next:
                 ctx.extras[REPLAYED] = True
                 return dict(snapshot.values)

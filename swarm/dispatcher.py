@@ -31,7 +31,7 @@ from graphs.budget import add_refused_call, job_scope
 from graphs.context import REPLAYED, RESUMED_AT, JobContext
 from graphs.store_errors import store_unavailable
 from providers.base import TraceStep
-from swarm.envelope import JobEnvelope
+from swarm.envelope import JobEnvelope, totals_of
 from swarm.idempotency import job_id_for_key
 from swarm.logs import bind_job, unbind_job
 from swarm.telemetry import export_job_spans
@@ -77,19 +77,6 @@ def input_error_from_validation(exc: ValidationError, prefix: str = "input") -> 
     error = InputError("; ".join(parts))
     error.field = ".".join(str(p) for p in exc.errors()[0]["loc"]) if exc.errors() else None
     return error
-
-
-def totals_of(trace: list[dict[str, Any]]) -> dict[str, Any]:
-    """Token and cost totals over every step of a trace (unknown costs are left out; a job that
-    called no provider cost nothing, not an unknown amount)."""
-    costs = [float(s["cost_usd"]) for s in trace if s.get("cost_usd") is not None]
-    calls = sum(1 for s in trace if s.get("kind") != "node" and s.get("outcome") != "skipped")
-    return {
-        "input_tokens": sum(int(s.get("input_tokens") or 0) for s in trace),
-        "output_tokens": sum(int(s.get("output_tokens") or 0) for s in trace),
-        "cost_usd": round(sum(costs), 6) if costs else (0.0 if calls == 0 else None),
-        "provider_calls": calls,
-    }
 
 
 async def dispatch(raw: dict[str, Any] | JobRequest, make_context: Any,

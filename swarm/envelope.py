@@ -117,3 +117,16 @@ def for_runpod(envelope: dict[str, Any]) -> dict[str, Any]:
     rest = {key: value for key, value in envelope.items() if key != "error"}
     carried = {**error, ENVELOPE_IN_ERROR: rest}
     return {**envelope, "error": json.dumps(carried, ensure_ascii=False, default=str)}
+
+
+def totals_of(trace: list[dict[str, Any]]) -> dict[str, Any]:
+    """Token and cost totals over every step of a trace (unknown costs are left out; a job that
+    called no provider cost nothing, not an unknown amount)."""
+    costs = [float(s["cost_usd"]) for s in trace if s.get("cost_usd") is not None]
+    calls = sum(1 for s in trace if s.get("kind") != "node" and s.get("outcome") != "skipped")
+    return {
+        "input_tokens": sum(int(s.get("input_tokens") or 0) for s in trace),
+        "output_tokens": sum(int(s.get("output_tokens") or 0) for s in trace),
+        "cost_usd": round(sum(costs), 6) if costs else (0.0 if calls == 0 else None),
+        "provider_calls": calls,
+    }

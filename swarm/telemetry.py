@@ -15,6 +15,9 @@ import threading
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from graphs.context import EARLIER_STEPS, step_identity
+from swarm.envelope import totals_of
+
 if TYPE_CHECKING:
     from core.config import SwarmConfig
     from graphs.context import JobContext
@@ -183,7 +186,8 @@ def _set_status(span: Any, step: dict[str, Any]) -> None:
         span.set_status(Status(StatusCode.ERROR, step.get("error_class") or "error"))
 
 
-def export_job(result: dict[str, Any], config: SwarmConfig | None, content: dict[Any, Any] | None = None) -> None:
+def export_job(result: dict[str, Any], config: SwarmConfig | None, content: dict[Any, Any] | None = None,
+               earlier_steps: set[tuple[Any, ...]] | None = None) -> None:
     """Export one finished job's envelope as spans, when ``observability.otlp_endpoint`` is set.
 
     Args:
@@ -191,6 +195,8 @@ def export_job(result: dict[str, Any], config: SwarmConfig | None, content: dict
         config: the job's config; ``None`` (the job never got a context) uses only an override.
         content: ``{(step, at): {"input": [...], "output": "..."}}`` message content recorded
             during the job; used only when ``observability.capture_content`` is on.
+        earlier_steps: the identities of the steps a resumed or replayed job's earlier runs made
+            (``graphs.run.EARLIER_STEPS``): exported with those runs, left out here and counted.
     """
     if config is None or not config.observability.otlp_endpoint:
         return
@@ -206,11 +212,25 @@ def export_job(result: dict[str, Any], config: SwarmConfig | None, content: dict
     else:
         job_end = now
         job_start = now - int(float(result.get("elapsed_ms") or 0) * 1e6)
+    # a resumed job's trace holds its earlier runs' steps (and a replayed one only those): they were
+    # exported with those runs, and a backend adding up usage counted each call two or three times
+    earlier = [s for s in trace if step_identity(s) in (earlier_steps or ())]
+    if earlier:
+        kept = [s for s in trace if not any(s is e for e in earlier)]
+        result = {**result, "totals": _totals(kept), "trace": kept}
+        trace = kept
     root = _root_span(tracer, result, job_start)
+    if earlier:
+        root.set_attribute("swarm.job.steps_from_earlier_runs", len(earlier))
     root_ctx = otel_trace.set_span_in_context(root)
     for node, attempts in _group_by_node(trace):
         _export_node(tracer, root_ctx, node, attempts, config, recorded, now)
     root.end(end_time=max(job_end, job_start))
+
+
+def _totals(steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """Token and cost totals of ``steps``, as the dispatcher adds them up, over this run's steps only."""
+    return totals_of(steps)
 
 
 def _root_span(tracer: Any, result: dict[str, Any], start: int) -> Any:
@@ -275,6 +295,6 @@ def export_job_spans(result: dict[str, Any], ctx: JobContext | None) -> None:
         return
     meter = ctx.extras.get("job_meter")
     try:
-        export_job(result, ctx.config, getattr(meter, "content", None))
+        export_job(result, ctx.config, getattr(meter, "content", None), ctx.extras.get(EARLIER_STEPS))
     except Exception as exc:  # the job is done; its telemetry must not turn it into a failure
         log.warning("could not export the spans of job %s: %s", result.get("job_id"), exc)

@@ -159,3 +159,19 @@ def test_opentelemetry_is_imported_only_when_an_endpoint_is_set() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+async def test_a_replayed_job_exports_no_earlier_call_again(exporter: InMemorySpanExporter, make_context: Any) -> None:
+    """A finished job given its id again (and a resumed one) exported the earlier run's chat spans
+    again as a new trace: a backend adding up gen_ai.usage counted each call twice."""
+    cfg = config_with(otlp_endpoint="http://127.0.0.1:4318")
+    make = make_context(FakeLLM(["a draft", APPROVE], model="deepseek-v3.1-q8"), config=cfg)
+    first = await dispatch(dict(JOB), make)
+    assert first["status"] == "COMPLETED", first["error"]
+    exporter.clear()
+    again = await dispatch(dict(JOB), make)
+    assert again["status"] == "COMPLETED" and again["output"]["text"] == first["output"]["text"]
+    spans = exporter.get_finished_spans()
+    assert [s.name for s in spans] == ["swarm.job"], [s.name for s in spans]
+    root = spans[0]
+    assert root.attributes["gen_ai.usage.input_tokens"] == 0 and root.attributes["swarm.job.steps_from_earlier_runs"] >= 4
