@@ -3,8 +3,8 @@
 Every image job writes under ``image_tools/<job_id>/`` (its input, each step's output). A job's
 checkpoints and its row in the MCP job store are dropped ``retention_days`` after it finished;
 its images stayed for good (a worker's disk or an S3 bucket grew without end). ``prune_artifacts``
-deletes each job folder whose newest object is older than the retention, the whole folder at once
-(a resumed job's new output keeps its older input). Objects outside ``image_tools/`` (a caller's
+deletes each job folder whose newest object is older than the retention, the whole folder (a
+resumed job's new output keeps its older input). Objects outside ``image_tools/`` (a caller's
 own uploads, given as ``key``) are never touched.
 
 The runtime runs it in the background when it opens a checkpoint store, at most once a day per state

@@ -107,8 +107,8 @@ def _subject_sources(question: str, pool: Sequence[tuple[int, str]], titled: Seq
 
 
 def _naming(question: str, pool: Sequence[tuple[int, str]], texts: Sequence[str]) -> set[int]:
-    """The sources that say a name the question gives (``named_terms``: each of its word stems in
-    one of their passages), where any does. Its common words are no subject beside a name: "Which
+    """The sources that say a name the question gives (``named_terms``) as a word of its own in one
+    of their passages (``written_words``: every word of it, identifiers whole), where any does. Its common words are no subject beside a name: "Which
     config formats does Quillmark read?" was answered with SearXNG's ``formats: [html, json]``
     (the page that says "config" and "formats" most), and "Which environment variable does Tavily
     need and which header does the request carry?" with RunPod's ``Authorization`` header, though
