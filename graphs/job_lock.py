@@ -77,7 +77,7 @@ def running(job_id: str) -> Iterator[None]:
         _here.add(job_id)
     fd = _descriptor()
     fcntl = _fcntl()
-    offset = int.from_bytes(hashlib.sha256(job_id.encode("utf-8", "surrogatepass")).digest()[:4], "big")
+    offset = _key(job_id, signed=False)
     try:
         if fd is not None:
             try:
@@ -98,9 +98,10 @@ def running(job_id: str) -> Iterator[None]:
 LOCK_CLASS = 0x5357
 
 
-def _key(job_id: str) -> int:
-    """The job id's advisory lock key: a signed 32-bit int of its hash."""
-    return int.from_bytes(hashlib.sha256(job_id.encode("utf-8", "surrogatepass")).digest()[:4], "big", signed=True)
+def _key(job_id: str, *, signed: bool = True) -> int:
+    """A 32-bit int of the job id's hash: its advisory lock key (signed, as PostgreSQL takes it), or
+    its byte in the lock file (unsigned)."""
+    return int.from_bytes(hashlib.sha256(job_id.encode("utf-8", "surrogatepass")).digest()[:4], "big", signed=signed)
 
 
 class SharedJobLocks:
@@ -174,7 +175,6 @@ class SharedJobLocks:
         """Give ``job_id`` back; a connection that went away took the lock with it."""
 
         async def give_back(conn: Any) -> None:
-            self._held.discard(job_id)
             await conn.execute("SELECT pg_advisory_unlock(%s, %s)", (LOCK_CLASS, _key(job_id)))
 
         self._held.discard(job_id)

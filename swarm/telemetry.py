@@ -217,7 +217,7 @@ def export_job(result: dict[str, Any], config: SwarmConfig | None, content: dict
     earlier = [s for s in trace if step_identity(s) in (earlier_steps or ())]
     if earlier:
         kept = [s for s in trace if not any(s is e for e in earlier)]
-        result = {**result, "totals": _totals(kept), "trace": kept}
+        result = {**result, "totals": totals_of(kept), "trace": kept}
         trace = kept
     root = _root_span(tracer, result, job_start)
     if earlier:
@@ -226,11 +226,6 @@ def export_job(result: dict[str, Any], config: SwarmConfig | None, content: dict
     for node, attempts in _group_by_node(trace):
         _export_node(tracer, root_ctx, node, attempts, config, recorded, now)
     root.end(end_time=max(job_end, job_start))
-
-
-def _totals(steps: list[dict[str, Any]]) -> dict[str, Any]:
-    """Token and cost totals of ``steps``, as the dispatcher adds them up, over this run's steps only."""
-    return totals_of(steps)
 
 
 def _root_span(tracer: Any, result: dict[str, Any], start: int) -> Any:
