@@ -7,36 +7,19 @@ import urllib.request
 
 import httpx
 import pytest
+from conftest import MOTO_SECRET
 
 from core.errors import ConfigError, InputError, ProviderUnavailable
 from providers.base import StorageProvider
 from providers.storage.s3 import S3Storage
 
-SECRET = "moto-secret-key-value-123456"
+SECRET = MOTO_SECRET  # conftest.aws_env
 
 
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def moto_url():
-    from moto.server import ThreadedMotoServer
-
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
-
-
-@pytest.fixture
-def aws_env(monkeypatch):
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
 
 
 @pytest.fixture
