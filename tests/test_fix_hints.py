@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 from test_llm_local_server import local_spec, manager  # noqa: F401  (a fixture)
-from test_storage_s3 import aws_env, moto_url  # noqa: F401  (fixtures)
 
 from core.errors import InputError, ProviderUnavailable
 from swarm.cli import FIX_FIRST, _report
