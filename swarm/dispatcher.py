@@ -11,7 +11,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -35,6 +35,9 @@ from swarm.envelope import JobEnvelope, totals_of
 from swarm.idempotency import job_id_for_key
 from swarm.logs import bind_job, unbind_job
 from swarm.telemetry import export_job_spans
+
+if TYPE_CHECKING:
+    from core.config import SwarmConfig
 
 log = logging.getLogger("swarm.dispatcher")
 
@@ -80,7 +83,8 @@ def input_error_from_validation(exc: ValidationError, prefix: str = "input") -> 
 
 
 async def dispatch(raw: dict[str, Any] | JobRequest, make_context: Any,
-                   credentials: Callable[[], JobCredentials] | None = None) -> dict[str, Any]:
+                   credentials: Callable[[], JobCredentials] | None = None,
+                   telemetry_config: SwarmConfig | None = None) -> dict[str, Any]:
     """Validate one job, run its action and return the result envelope.
 
     Args:
@@ -89,13 +93,18 @@ async def dispatch(raw: dict[str, Any] | JobRequest, make_context: Any,
         credentials: a RunPod job's: checks what its client forwarded (``core.credentials``;
             an ``InputError`` fails the job); the job runs with them, and its dispatch step names
             them. ``None``: a job run in-process, with this process's environment only.
+        telemetry_config: the process's config, whose ``observability`` exports the spans of a job
+            that failed before it had a context (the checkpoint store would not open); a job with a
+            context exports with its own.
 
     Returns:
         ``JobEnvelope.to_dict()``: ``{job_id, project, action, status, output, error, trace,
         totals, elapsed_ms}``; status is COMPLETED or FAILED. Errors carry ``{type, message}``;
         when a chain ran dry, its attempts are steps of ``trace`` (and listed in the message), and
         what the job had made is ``output`` with ``partial: true``. No traceback and no secret
-        ever reaches them.
+        ever reaches them. A job cancelled midway (an MCP client's cancel, a worker stopped)
+        re-raises the cancellation; its spans are exported first, as a CANCELLED job with the
+        steps it had finished.
     """
     started = time.perf_counter()
     given = _given_job_id(raw)
@@ -119,6 +128,10 @@ async def dispatch(raw: dict[str, Any] | JobRequest, make_context: Any,
             _record_input(ctx, job, inp)
             output = await _run_action(fn, inp, ctx, job, envelope.job_id)
         envelope = envelope.replace(trace=list(output.pop("trace", [])), output=output)
+    except asyncio.CancelledError:
+        _export_cancelled(envelope, started, ctx, forwarded, telemetry_config)
+        unbind_job(bound)
+        raise
     except SwarmError as exc:
         envelope = _failure(envelope, exc)
     except Exception as exc:  # a bug, not an input or provider problem: logged, never leaked
@@ -135,9 +148,24 @@ async def dispatch(raw: dict[str, Any] | JobRequest, make_context: Any,
         trace=trace, totals=totals_of(trace), elapsed_ms=round((time.perf_counter() - started) * 1000, 2)
     )
     final = redact_data(envelope.to_dict())
-    export_job_spans(final, ctx)
+    export_job_spans(final, ctx, telemetry_config)
     unbind_job(bound)
     return final
+
+
+def _export_cancelled(envelope: JobEnvelope, started: float, ctx: JobContext | None,
+                      forwarded: JobCredentials | None, telemetry_config: SwarmConfig | None) -> None:
+    """Export a cancelled job's spans: the steps of its last completed node (``graphs.run`` keeps
+    the state it held) and the dispatch step, status CANCELLED. Whoever cancelled builds the answer."""
+    from graphs.run import STOPPED_STATE
+
+    state = (ctx.extras.get(STOPPED_STATE) if ctx is not None else None) or {}
+    error = {"type": "JobCancelled", "message": f"job {envelope.job_id} was cancelled"}
+    cancelled = envelope.replace(status="CANCELLED", error=error, trace=list(state.get("trace") or []))
+    trace = [*cancelled.trace, _dispatch_step(cancelled, started, ctx, forwarded)]
+    cancelled = cancelled.replace(trace=trace, totals=totals_of(trace),
+                                  elapsed_ms=round((time.perf_counter() - started) * 1000, 2))
+    export_job_spans(redact_data(cancelled.to_dict()), ctx, telemetry_config)
 
 
 def _validate_job(raw: dict[str, Any] | JobRequest) -> JobRequest:

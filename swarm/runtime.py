@@ -252,7 +252,7 @@ class Runtime:
             return await self.context(job_id, progress)
 
         check = None if credentials is None else partial(self.job_credentials, credentials)
-        envelope = await dispatch(job, make_context, check)
+        envelope = await dispatch(job, make_context, check, telemetry_config=self.config)
         if (refused := self.store.last_error) and isinstance(envelope.get("trace"), list):
             # an edit of the config file while this process runs that failed validation is only
             # logged: a Desktop user sees no log, so every job's trace says it, first

@@ -284,12 +284,15 @@ def _export_node(tracer: Any, root_ctx: Any, node: dict[str, Any] | None, attemp
         node_span.end(end_time=max(node_end, node_start))
 
 
-def export_job_spans(result: dict[str, Any], ctx: JobContext | None) -> None:
-    """``export_job`` for ``dispatch``: content from the job's meter; a failing export is logged, not raised."""
-    if ctx is None or not ctx.config.observability.otlp_endpoint:
+def export_job_spans(result: dict[str, Any], ctx: JobContext | None, fallback: SwarmConfig | None = None) -> None:
+    """``export_job`` for ``dispatch``: content from the job's meter; a failing export is logged, not raised.
+    A job that never got a context (its store would not open) exports with ``fallback``, the process's config."""
+    config = ctx.config if ctx is not None else fallback
+    if config is None or not config.observability.otlp_endpoint:
         return
-    meter = ctx.extras.get("job_meter")
+    extras = ctx.extras if ctx is not None else {}
+    meter = extras.get("job_meter")
     try:
-        export_job(result, ctx.config, getattr(meter, "content", None), ctx.extras.get(EARLIER_STEPS))
+        export_job(result, config, getattr(meter, "content", None), extras.get(EARLIER_STEPS))
     except Exception as exc:  # the job is done; its telemetry must not turn it into a failure
         log.warning("could not export the spans of job %s: %s", result.get("job_id"), exc)

@@ -175,3 +175,50 @@ async def test_a_replayed_job_exports_no_earlier_call_again(exporter: InMemorySp
     assert [s.name for s in spans] == ["swarm.job"], [s.name for s in spans]
     root = spans[0]
     assert root.attributes["gen_ai.usage.input_tokens"] == 0 and root.attributes["swarm.job.steps_from_earlier_runs"] >= 4
+
+
+async def test_a_job_whose_store_would_not_open_still_exports_its_span(exporter: InMemorySpanExporter) -> None:
+    """A job that failed before it had a context (PostgreSQL unreachable when its checkpoint store
+    opened) exported nothing: the one failure an operator most needs to see was missing."""
+    from core.errors import ProviderUnavailable
+
+    cfg = config_with(otlp_endpoint="http://127.0.0.1:4318")
+
+    async def no_store(job_id: str) -> Any:
+        raise ProviderUnavailable("checkpointer", "the checkpoint store at db:5432 is unreachable")
+
+    result = await dispatch(dict(JOB), no_store, telemetry_config=cfg)
+    assert result["status"] == "FAILED" and result["error"]["type"] == "ProviderUnavailable"
+    root = by_name(exporter.get_finished_spans())["swarm.job"]
+    assert root.attributes["swarm.job.id"] == "job-otel-1"
+    assert root.attributes["swarm.job.status"] == "FAILED"
+    assert root.status.status_code == StatusCode.ERROR and root.attributes["error.type"] == "ProviderUnavailable"
+    exporter.clear()
+    await dispatch(dict(JOB), no_store)  # a caller that names no config: nothing to export with
+    assert exporter.get_finished_spans() == ()
+
+
+async def test_a_cancelled_job_exports_the_steps_it_finished(exporter: InMemorySpanExporter, make_context: Any) -> None:
+    """A job cancelled midway (an MCP client's cancel) exported no span, though its draft was paid for."""
+    import asyncio
+
+    cfg = config_with(otlp_endpoint="http://127.0.0.1:4318")
+    reviewing = asyncio.Event()
+
+    async def answer(messages: list[Message], config: LLMConfig) -> Any:
+        if "review" in messages[0].content.lower() or len(messages) > 2:
+            reviewing.set()
+            await asyncio.sleep(30)
+        return "a draft"
+
+    job = asyncio.create_task(dispatch(dict(JOB), make_context(FunctionLLM(answer, model="deepseek-v3.1-q8"), config=cfg)))
+    await asyncio.wait_for(reviewing.wait(), 10)
+    job.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await job
+    spans = by_name(exporter.get_finished_spans())
+    root = spans["swarm.job"]
+    assert root.attributes["swarm.job.status"] == "CANCELLED"
+    assert root.status.status_code == StatusCode.ERROR and root.attributes["error.type"] == "JobCancelled"
+    assert spans["swarm.node draft"].parent.span_id == root.context.span_id
+    assert spans["chat deepseek-chat"].attributes["gen_ai.usage.output_tokens"] > 0  # the paid draft
