@@ -329,6 +329,16 @@ def test_text_in_any_common_encoding_is_indexed_and_a_binary_empty_or_misnamed_f
         assert [h.url.rsplit("/", 1)[-1] for h in hits] == [name], (word, hits)
     title, body = asyncio.run(backend.read_document((root / "nul.md").as_uri()))
     assert "\x00" not in body and title == "Kangaroo"
+    # the index says it as the build did, after a second build too, until the file is gone
+    for _ in range(2):
+        assert cli.main(["index", "stats"]) == 0
+        out, _ = capsys.readouterr()
+        assert "r\ufffdsum\ufffd.md: its name is not valid UTF-8: rename it to index it" in out, out
+        assert cli.main(["index", "build", str(root)]) == 0
+        capsys.readouterr()
+    (root / os.fsdecode(b"r\xe9sum\xe9.md")).unlink()
+    assert cli.main(["index", "build", str(root)]) == 0 and cli.main(["index", "stats"]) == 0
+    assert "r\ufffdsum\ufffd.md" not in capsys.readouterr()[0]
 
 
 def test_a_file_the_index_does_not_read_named_on_its_own_is_refused(tmp_path, capsys):

@@ -149,6 +149,8 @@ class _Builder:
         }
         self.counts = dict.fromkeys(("added", "updated", "removed", "unchanged", "skipped", "no_text"), 0)
         self.problems: list[dict[str, Any]] = []
+        #: how this build names the files whose names are not UTF-8 (U+FFFD for each bad byte)
+        self.unnamed: set[str] = set()
 
     def _remember_problem(self, key: str, stat: os.stat_result, digest: str, kind: str, reason: str) -> None:
         if key in self.docs:
@@ -166,7 +168,11 @@ class _Builder:
             key.encode("utf-8")
         except UnicodeEncodeError:  # bytes no encoding names (a Latin-1 name): SQLite, the links and a terminal need text
             shown = os.fsencode(key).decode("utf-8", "replace")
-            return self._report(shown, "error", "its name is not valid UTF-8: rename it to index it")
+            reason = "its name is not valid UTF-8: rename it to index it"
+            self.unnamed.add(shown)  # kept while the file is there: ``swarm index stats`` lists it too
+            self.conn.execute("INSERT OR REPLACE INTO problems(path, mtime_ns, size, sha256, kind, reason)"
+                              " VALUES (?, 0, 0, '', 'error', ?)", (shown, reason))
+            return self._report(shown, "error", reason)
         try:
             stat = path.stat()
             row, known = self.docs.get(key), self.known_problems.get(key)
@@ -240,7 +246,7 @@ class _Builder:
                 _drop_doc(self.conn, row[0])
                 self.counts["removed"] += 1
         for key in self.known_problems:
-            if key not in seen and _under(key, roots):
+            if key not in seen and key not in self.unnamed and _under(key, roots):
                 self.conn.execute("DELETE FROM problems WHERE path=?", (key,))
 
 
