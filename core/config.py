@@ -91,6 +91,20 @@ class SwarmConfig(StrictModel):
     mcp: McpSection = McpSection()
     budgets: dict[Tier, BudgetSpec] = Field(default_factory=dict, description="per-tier token/cost budget per job")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_sections(cls, data: Any) -> Any:
+        """A section (or a tier's budget) whose keys are all commented out is YAML null: it reads
+        as its defaults, as a removed one does (it was "Input should be a valid dictionary or
+        instance of LimitsSection")."""
+        if not isinstance(data, dict):
+            return data
+        data = {k: v for k, v in data.items()
+                if not (v is None and k in cls.model_fields and not cls.model_fields[k].is_required())}
+        if isinstance(data.get("budgets"), dict):
+            data["budgets"] = {tier: {} if spec is None else spec for tier, spec in data["budgets"].items()}
+        return data
+
     @model_validator(mode="after")
     def _cross_references(self) -> SwarmConfig:
         problems = cross_reference_problems(self.models, self.providers.llm, self.routing)
@@ -340,6 +354,7 @@ class ConfigStore:
                 return self._config
             try:
                 new = load_config(self.path)
+                check_state_folders(new)  # a checkpointer.path no job could open failed every job
             except ConfigError as exc:
                 self.last_error = f"{exc}\nrefused the edited config; the last good one keeps serving"
                 log.error(self.last_error)

@@ -68,10 +68,34 @@ def unsupported_forms(raw: Any) -> list[str]:
     for path, text in _strings(raw):
         rest = ENV_REFERENCE.sub("", text)
         if "${" in rest:
+            if _SECRET_KEY.search(path.rsplit(".", 1)[-1]):  # a key pasted inside ${...}: never shown
+                lines.append(f"{path}: its value holds a ${{ form that is not expanded (the value is not shown);"
+                             f" {_SUPPORTED_FORMS}")
+                continue
             form = _first_unsupported(text)
             where = "" if form == text else f" in {redact(text)!r}"  # a secret may sit in a default
             lines.append(f"{path or '(top level)'}: unsupported form {redact(form)!r}{where}; {_SUPPORTED_FORMS}")
+    for path, key in _keys(raw):
+        if "$" in key:  # it stayed literal: a route "${KIND:-summarize}" was listed as a valid kind
+            lines.append(f"{path or '(top level)'}: the key {redact(key)!r} is not expanded (only values are);"
+                         " write the name itself")
     return lines
+
+
+#: a key whose value is a credential: an unsupported form in it is named without its text
+_SECRET_KEY = re.compile(r"key|token|secret|password|dsn|credential", re.IGNORECASE)
+
+
+def _keys(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    """``(path of the mapping, key)`` of every string key in the raw file."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if isinstance(k, str):
+                yield path, k
+            yield from _keys(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _keys(v, f"{path}[{i}]")
 
 
 def _first_unsupported(text: str) -> str:
@@ -97,11 +121,14 @@ def _first_unsupported(text: str) -> str:
 
 def unset_notes(raw: Any, env: Mapping[str, str] | None) -> dict[str, str]:
     """Key path -> `` (from ${VAR}, unset)`` for each value that interpolation left empty because
-    the variables it names are unset: an error about that key then says where the empty came from."""
+    the variables it names are unset, and `` (from ${VAR})`` for one they set: an error about that
+    key then says where its value came from (``SWARM_LOCAL_PROCESSES=0`` was blamed on the file's
+    ``runner.local.processes`` alone). The variable's value is never quoted."""
     environ: Mapping[str, str] = os.environ if env is None else env
     notes = {}
     for path, text in _strings(raw):
         found = ENV_REFERENCE.findall(text)
-        if found and not interpolate(text, environ):
-            notes[path] = f" (from {', '.join('${' + name + '}' for name, _ in found)}, unset)"
+        if found:
+            names = ", ".join("${" + name + "}" for name, _ in found)
+            notes[path] = f" (from {names})" if interpolate(text, environ) else f" (from {names}, unset)"
     return notes

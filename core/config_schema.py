@@ -33,12 +33,24 @@ from core.rules import MCP_ACTION_TOOLS, MCP_ALWAYS_ON_TOOLS, LogLevel, Tier, lo
 ENV_NAME_PATTERN = r"[A-Za-z_][A-Za-z0-9_]*"
 
 
+#: a part (between ``_``) this long with letters and digits is a key's body, not a word of a name:
+#: ``gsk_4fQx9LmZ2wRt7YpK3nB8vC1dE6hJ0sAa`` (Groq), a Mistral key, a Gemini key without a ``-``
+_KEY_BODY = re.compile(r"(?=[A-Za-z0-9]*[0-9])(?=[A-Za-z0-9]*[A-Za-z])[A-Za-z0-9]{16,}")
+
+
 def env_name(value: str | None) -> str | None:
     """A ``*_env`` key's value, checked to be a variable's name; the error never repeats the value
-    (a key pasted here by mistake would otherwise reach the error, the log and the terminal)."""
+    (a key pasted here by mistake would otherwise reach the error, the log and the terminal).
+    A key whose characters happen to make a valid name is refused too: it was printed as the name
+    of an unset variable in ``config check``, ``doctor``, and every job's trace."""
+    from core.redact import redact
+
     if value and not re.fullmatch(ENV_NAME_PATTERN, value):
         raise ValueError("must be the name of an environment variable (letters, digits and _, not starting"
                          " with a digit); put the key itself in that variable, not in config")
+    if value and (redact(value) != value or any(_KEY_BODY.fullmatch(part) for part in value.split("_"))):
+        raise ValueError("looks like a key, not the name of an environment variable (such as DEEPSEEK_API_KEY);"
+                         " put the key itself in that variable, not in config")
     return value
 
 
@@ -98,10 +110,26 @@ class ModelSpec(StrictModel):
             import urllib.parse
 
             try:
-                _ = urllib.parse.urlsplit(value).port  # reading it checks it
+                port = urllib.parse.urlsplit(value).port  # reading it checks it
             except ValueError:
-                raise ValueError("its port is no port (1-65535); check the variable that sets it") from None
+                port = -1
+            if port is not None and not 1 <= port <= 65535:  # 0 ("any free port") reaches no server
+                raise ValueError("its port is no port (1-65535); check the variable that sets it")
         return value
+
+    @model_validator(mode="after")
+    def _local_base(self) -> ModelSpec:
+        """A served model's ``api_base`` is where its server listens: checked at load, not at the
+        first job (``config check`` said valid, and every job then failed on it)."""
+        if self.local_server is not None:
+            from urllib.parse import urlsplit
+
+            parts = urlsplit(self.api_base or "")
+            if parts.scheme != "http" or parts.hostname not in ("127.0.0.1", "localhost", "::1") or parts.port is None:
+                raise_all("ModelSpec", [InitErrorDetails(type=PydanticCustomError(
+                    "local_base", "a local_server model needs api_base http://127.0.0.1:<port>/v1"),
+                    loc=("api_base",), input=self.api_base)])
+        return self
 
 
 class CircuitSpec(StrictModel):
@@ -256,6 +284,15 @@ class ConsensusRoute(StrictModel):
     models: list[str] = Field(min_length=2, max_length=8)
     synthesizer: str
 
+    @field_validator("models")
+    @classmethod
+    def _each_once(cls, value: list[str]) -> list[str]:
+        """Every consensus job was refused "lists a model twice", blaming the caller, not the config."""
+        twice = sorted({m for m in value if value.count(m) > 1})
+        if twice:
+            raise ValueError(f"names {', '.join(twice)} twice; list each model once")
+        return value
+
 
 class RoutingSection(StrictModel):
     delegation: dict[str, DelegationRoute]
@@ -271,12 +308,18 @@ class CheckpointerSection(StrictModel):
     #: a user without a home gets a ConfigError from ``load_config``, not a traceback on import)
     path: str = ""
     dsn: str | None = None
-    retention_days: float = Field(default=7.0, gt=0)
+    #: at most 100 years: a larger one (a user's "forever") once reached before 1582, the start of
+    #: the checkpoint ids' clock, and every saved job was pruned as old
+    retention_days: float = Field(default=7.0, gt=0, le=36_525)
 
     @model_validator(mode="after")
     def _resolve_auto(self) -> CheckpointerSection:
         if self.kind == "auto":
             object.__setattr__(self, "kind", "postgres" if self.dsn else "sqlite")
+        if self.kind == "postgres" and not self.dsn:  # else every job failed on it, after config check said valid
+            raise_all("CheckpointerSection", [InitErrorDetails(type=PydanticCustomError(
+                "no_dsn", "postgres needs a dsn: set SWARM_CHECKPOINTER_DSN (the shipped dsn:"
+                ' "${SWARM_CHECKPOINTER_DSN}"), e.g. postgresql://USER@HOST:5432/DB'), loc=("dsn",), input=self.dsn)])
         if not self.path:
             object.__setattr__(self, "path", str(state_dir() / "checkpoints.sqlite"))
         return self

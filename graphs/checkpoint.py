@@ -40,7 +40,7 @@ def checkpoint_id_floor(unix_s: float) -> str:
     LangGraph's checkpoint ids are UUIDv6: their text sorts by creation time, so comparing
     ids with this floor finds checkpoints older than a moment with plain SQL on any store.
     """
-    stamp = int(unix_s * 10_000_000) + _UUID_EPOCH_OFFSET
+    stamp = max(0, int(unix_s * 10_000_000) + _UUID_EPOCH_OFFSET)  # before 1582: no id is older
     value = ((stamp >> 12) & 0xFFFFFFFFFFFF) << 80 | 0x6 << 76 | (stamp & 0x0FFF) << 64 | 0b10 << 62
     return str(uuid.UUID(int=value))
 

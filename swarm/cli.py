@@ -330,9 +330,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_config_check(args: argparse.Namespace) -> int:
     import yaml
 
-    from core.config import config_path, load_config, redacted_dump
+    from core.config import check_state_folders, config_path, load_config, redacted_dump
 
     config = load_config(config_path(args.config))
+    check_state_folders(config)  # a checkpointer.path no job can use: every job failed on it
     from swarm.executors import runner_in_effect
     from swarm.executors.runpod_unreachable import bad_endpoint_id
 

@@ -232,7 +232,7 @@ def test_the_local_index_needs_no_settings_to_be_searched(config_file: Path, tmp
 def test_an_unsupported_form_holding_a_secret_is_named_without_it(config_file: Path) -> None:
     _edit(config_file, ('api_key: "${TAVILY_API_KEY}"', 'api_key: "${TAVILY_KEY-tvly-SECRETVALUE123456}"'))
     message = _problems(config_file, env={})
-    assert "providers.search.backends.tavily.api_key: unsupported form" in message
+    assert "providers.search.backends.tavily.api_key: its value holds a ${ form that is not expanded" in message
     assert "SECRETVALUE123456" not in message
 
 
@@ -264,3 +264,104 @@ def test_an_empty_model_string_tier_or_nan_is_refused_at_load(config_file: Path)
     assert "models.local.litellm_model: String should have at least 1 character (from ${SWARM_LOCAL_MODEL}, unset)" in message
     assert "providers.llm.tiers.premium: List should have at least 1 item" in message
     assert "timeout_s: Input should be a finite number" in message
+
+
+# --- 10. what config check said was valid and every job then failed on (review, session 28) ------
+
+def test_a_key_that_happens_to_make_a_valid_name_is_refused_and_real_names_are_kept(config_file: Path) -> None:
+    """A Groq-style key in api_key_env loaded; config check, doctor and every trace printed it as
+    "the unset variable gsk_4fQx..."."""
+    _edit(config_file, ("api_key_env: DEEPSEEK_API_KEY", "api_key_env: gsk_4fQx9LmZ2wRt7YpK3nB8vC1dE6hJ0sAa"))
+    message = _problems(config_file)
+    assert "models.deepseek-v3.1-q8.api_key_env: looks like a key, not the name of an environment variable" in message
+    assert "4fQx9LmZ" not in message
+    from core.config_schema import env_name
+
+    for name in ("DEEPSEEK_API_KEY", "MY_SERVICE_KEY_2024", "http_proxy", "OPENAI_API_KEY_PROJECT2", "AZURE_OPENAI_KEY_EASTUS2"):
+        assert env_name(name) == name
+
+
+def test_retention_past_a_century_is_refused_and_a_floor_before_the_id_clock_prunes_nothing(config_file: Path) -> None:
+    """retention_days: 1000000 (a user's "forever") loaded, and the floor it made, before 1582,
+    wrapped past today's ids: every saved job was pruned as old."""
+    import time
+
+    from graphs.checkpoint import checkpoint_id_floor
+
+    _edit(config_file, ("retention_days: 7", "retention_days: 1000000"))
+    assert "checkpointer.retention_days: Input should be less than or equal to 36525" in _problems(config_file)
+    assert checkpoint_id_floor(time.time() - 1_000_000 * 86400) == "00000000-0000-6000-8000-000000000000"
+    assert checkpoint_id_floor(time.time() - 36_525 * 86400) < checkpoint_id_floor(time.time())
+
+
+async def test_a_retention_reaching_before_the_id_clock_prunes_no_job(config_file: Path, tmp_path: Path) -> None:
+    from graphs.checkpoint import open_checkpointer, prune_checkpoints
+
+    _edit(config_file, ('path: "${SWARM_HOME}/checkpoints.sqlite"', f'path: "{tmp_path}/cp.sqlite"'))
+    loaded = load_config(config_file, env={})
+    # what a config loaded before the bound held (and what a floor before 1582 did with it)
+    config = loaded.model_copy(update={"checkpointer": loaded.checkpointer.model_copy(update={"retention_days": 1e6})})
+    async with open_checkpointer(config) as saver:
+        from langgraph.checkpoint.base import empty_checkpoint
+
+        await saver.aput({"configurable": {"thread_id": "today", "checkpoint_ns": ""}}, empty_checkpoint(), {}, {})
+        assert await prune_checkpoints(config, saver) == []
+        assert await saver.aget_tuple({"configurable": {"thread_id": "today", "checkpoint_ns": ""}}) is not None
+
+
+def test_settings_every_job_would_fail_on_are_refused_at_load(config_file: Path) -> None:
+    _edit(config_file, ('kind: "${SWARM_CHECKPOINTER:-auto}"', "kind: postgres"),
+          ('consensus: { models: ["deepseek", "gemini", "claude"]', 'consensus: { models: ["local", "claude", "local"]'),
+          ('api_base: "http://127.0.0.1:${SWARM_LOCAL_LLM_PORT:-8765}/v1"', 'api_base: "127.0.0.1:8765/v1"'))
+    message = _problems(config_file)
+    assert "checkpointer.dsn: postgres needs a dsn: set SWARM_CHECKPOINTER_DSN" in message
+    assert "routing.consensus.models: names local twice; list each model once" in message
+    assert "models.local.api_base: a local_server model needs api_base http://127.0.0.1:<port>/v1" in message
+
+
+def test_port_zero_is_no_port(config_file: Path) -> None:
+    message = _problems(config_file, env={"SWARM_LOCAL_LLM_PORT": "0"})
+    assert "models.local.api_base: its port is no port (1-65535); check the variable that sets it (from ${SWARM_LOCAL_LLM_PORT})" in message
+
+
+def test_a_variable_in_a_key_and_a_key_inside_a_form_are_named(config_file: Path) -> None:
+    _edit(config_file,
+          ('    critical: { primary: "claude", reviewer: null }\n',
+           '    critical: { primary: "claude", reviewer: null }\n    "${EXTRA_KIND:-summarize}": { primary: "local", reviewer: null }\n'),
+          ('api_key: "${TAVILY_API_KEY}"', 'api_key: "${zq81hd7s-6f5g4h3j2k1}"'))
+    message = _problems(config_file, env={"EXTRA_KIND": "summarize"})
+    assert "routing.delegation: the key '${EXTRA_KIND:-summarize}' is not expanded (only values are)" in message
+    assert "providers.search.backends.tavily.api_key: its value holds a ${ form that is not expanded" in message
+    assert "zq81hd7s" not in message and "[REDACTED]" not in message
+
+
+def test_a_section_with_every_key_commented_out_reads_as_its_defaults(config_file: Path) -> None:
+    text = config_file.read_text()
+    start = text.index("limits:\n")
+    end = text.index("\n\n", start)
+    commented = "limits:\n" + "".join(f"  # {line.strip()}\n" for line in text[start:end].splitlines()[1:])
+    config_file.write_text(text[:start] + commented + text[end:].replace(
+        "  fast: { max_tokens: 20000, max_cost_usd: 0.05 }", "  fast:"))
+    config = load_config(config_file, env={})
+    assert config.limits.job_deadline_s == 900.0
+    assert config.budgets["fast"].max_tokens is None and config.budgets["balanced"].max_tokens == 60000
+
+
+def test_a_bad_value_from_a_set_variable_names_it_without_its_value(config_file: Path) -> None:
+    message = _problems(config_file, env={"SWARM_LOCAL_PROCESSES": "0"})
+    assert "runner.local.processes: Input should be greater than or equal to 1 (from ${SWARM_LOCAL_PROCESSES})" in message
+
+
+def test_a_checkpointer_path_no_job_can_use_is_refused_by_check_and_by_a_reload(
+    config_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from swarm import cli
+
+    store = ConfigStore(config_file)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    _edit(config_file, ('path: "${SWARM_HOME}/checkpoints.sqlite"', f'path: "{blocker}/checkpoints.sqlite"'))
+    assert store.current().checkpointer.path != f"{blocker}/checkpoints.sqlite"
+    assert store.last_error and "checkpointer.path: cannot use" in store.last_error
+    assert cli.main(["--config", str(config_file), "config", "check"]) != 0
+    assert "checkpointer.path: cannot use" in capsys.readouterr().err

@@ -77,7 +77,14 @@ async def test_autostart_off_and_nothing_running(manager: LocalServerManager) ->
 
 
 async def test_a_non_loopback_api_base_is_a_config_error(manager: LocalServerManager) -> None:
-    spec = make_swarm_config({"local": local_spec("http://example.com:8000")}).models["local"]
+    """Refused when the config loads (``config check`` said valid and every job failed on it), and
+    by the manager for a spec built around the schema."""
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="a local_server model needs api_base http://127.0.0.1:<port>/v1"):
+        make_swarm_config({"local": local_spec("http://example.com:8000")})
+    loopback = make_swarm_config({"local": local_spec("http://127.0.0.1:8000")}).models["local"]
+    spec = loopback.model_copy(update={"api_base": "http://example.com:8000/v1"})
     with pytest.raises(ConfigError, match="models.local.api_base"):
         await manager.ensure("local", spec)
 
@@ -210,6 +217,29 @@ async def test_spawns_waits_for_ready_and_stops_its_process_group(
     manager.stop_all()
     with pytest.raises(httpx.ConnectError):
         await _get_models(base.removesuffix("/v1"))
+
+
+async def test_an_edit_of_the_served_model_while_running_starts_a_server_as_configured(
+    manager: LocalServerManager, stub_llama: Path
+) -> None:
+    """A reviewer edited local_server.gguf (then api_base's port) in config.yaml while the MCP
+    server ran: the reload was accepted, yet every call went on to the old server (or to the new
+    port, where nothing was started: "Connection error")."""
+    first = stub_spec(stub_llama)
+    base = await manager.ensure("local", first)
+    old_pid = manager.status()["local"]["pid"]
+    other = stub_llama.with_name("other.gguf")
+    other.write_bytes(b"GGUF")
+    edited = first.model_copy(update={"local_server": first.local_server.model_copy(update={"gguf": str(other)})})
+    assert await manager.ensure("local", edited) == base
+    status = manager.status()["local"]
+    assert status["pid"] != old_pid and f"model {other}" in Path(status["log"]).read_text()
+    assert not _alive(old_pid)  # the old server was this manager's alone: stopped, not left behind
+    moved = stub_spec(other)  # the same weights on another port
+    new_base = await manager.ensure("local", moved)
+    assert new_base != base and await _get_models(new_base.removesuffix("/v1")) == 200
+    assert await _refused_soon(base.removesuffix("/v1"))  # the one it let go was its own: stopped
+    manager.stop_all()
 
 
 async def test_two_managers_start_one_server(tmp_path: Path, stub_llama: Path) -> None:

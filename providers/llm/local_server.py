@@ -156,11 +156,14 @@ class LocalServerManager:
         if spec.local_server is None or not spec.api_base:
             return spec.api_base or ""
         server = self._servers.get(name)
-        if server and await _usable(server):
+        if server and server.settings == _settings(name, spec) and await _usable(server):
             return server.base_url
         lock = self._locks.setdefault(name, asyncio.Lock())
         async with lock:
             server = self._servers.get(name)
+            if server is not None and server.settings != _settings(name, spec):
+                await self._let_go(name, server)
+                server = None
             if server and await _usable(server):
                 return server.base_url
             if server is not None:  # it exited while idle: say so, then start (or find) one once
@@ -170,6 +173,25 @@ class LocalServerManager:
             await self._join(local_port(spec, name))
             self._servers[name] = await self._start(name, spec)
             return self._servers[name].base_url
+
+    async def _let_go(self, name: str, server: LocalServer) -> None:
+        """The config now asks for another server than ``server`` (its weights, context, threads or
+        port were edited while this process runs): stop using it, and stop it if this manager
+        started it and no other process uses it. A server other processes still use keeps
+        serving them; on the same port, this process then reuses it until they let it go."""
+        self._servers.pop(name, None)
+        log.info("local model %s: its local_server settings or api_base changed; letting the server on port %d"
+                 " go and using one as configured now", name, server.port)
+        if any(other.port == server.port for other in self._servers.values()):
+            return
+        users = self._users.pop(server.port, None)
+        last = users.leave() if users is not None else True
+        try:
+            if server.process is not None and last:
+                await asyncio.to_thread(terminate, server.process)
+        finally:
+            if users is not None:
+                users.release()
 
     async def _join(self, port: int) -> None:
         """Count this process among the users of the port's server (once): while it is, the
@@ -216,7 +238,7 @@ class LocalServerManager:
         if failure is None:
             busy = "" if found.state == "answers" else " (busy: it took over a second to answer)"
             log.info("local model %s: reusing the server already on port %d%s (canary answered)", name, port, busy)
-            return LocalServer(port, None, None, base)
+            return LocalServer(port, None, None, base, settings=_settings(name, spec))
         if not await port_open(_host(base), port):  # it went away (its last user left) meanwhile
             log.info("local model %s: the server on port %d went away before its canary", name, port)
             return None
@@ -265,7 +287,8 @@ class LocalServerManager:
                 stdin=subprocess.DEVNULL, start_new_session=True, env=env,
             )
         self._register_atexit()
-        server = LocalServer(port, process, log_path, base, started_at=time.monotonic(), log_offset=offset)
+        server = LocalServer(port, process, log_path, base, started_at=time.monotonic(), log_offset=offset,
+                             settings=_settings(name, spec))
         self._servers[name] = server
         try:
             await self._wait_ready(name, spec, server)
@@ -365,3 +388,10 @@ def default_local_servers() -> LocalServerManager:
     if _default is None:
         _default = LocalServerManager()
     return _default
+
+
+def _settings(name: str, spec: ModelSpec) -> tuple[object, ...]:
+    """What a model's server is started with (``LocalServer.settings``)."""
+    local = spec.local_server
+    assert local is not None
+    return local_port(spec, name), local.gguf, local.n_ctx, local.n_threads, server_alias(spec)

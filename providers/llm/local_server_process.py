@@ -26,6 +26,9 @@ class LocalServer:
     started_at: float = 0.0  # time.monotonic() at spawn
     log_offset: int = 0  # where this run's lines begin in the log (earlier runs append to it too)
     cpu_module: str | None = None  # the llama.cpp CPU module it chose (llama_launch.py's log line)
+    #: what the config asked of it (port, weights, context, threads, alias): an edit of any of them
+    #: while the process runs lets this server go and starts (or finds) one as now configured
+    settings: tuple[object, ...] = ()
 
     def exit_report(self, during: str = "") -> str | None:
         """What happened to an owned server that has exited, or ``None`` while it runs."""
