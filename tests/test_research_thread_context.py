@@ -214,3 +214,24 @@ async def test_a_follow_up_without_a_plan_searches_with_its_earlier_questions_wo
     assert out["queries"][0] == "When did he leave the project? wrote quillmark html renderer"
     opening = out["report"].split("## What the sources say")[0]
     assert "he left the project in 2023" in opening and "do not answer" not in out["report"], out["report"]
+
+
+async def test_a_delegate_of_kind_research_keeps_its_tier_and_its_thread(corpus, tmp_path) -> None:
+    """``swarm delegate ... --kind research --tier fast`` walked the default chain (the tier was
+    dropped on the way to research), and a follow-up in a thread was planned without its turns."""
+    from test_research_graph import Script, _context, _local_chain
+
+    from graphs.delegation.action import DelegateInput, delegate
+
+    brain = Script()
+    ctx, _ = _context(tmp_path, FunctionLLM(brain), _local_chain(corpus, tmp_path))
+    history = [Turn(n=1, role="user", content=QUESTION), Turn(n=2, role="assistant", content=IN_SHORT)]
+    inp = DelegateInput(task="How long does it stay open?", kind="research", tier="fast", thread_id=THREAD,
+                        history=history)
+    out = await delegate(inp, ctx)
+    assert out["thread_id"] == THREAD and out["text"]
+    tiers = {step: {c.tier for c in configs} for step, configs in brain.configs.items()}
+    assert tiers["plan"] == {"fast"} and tiers["write"] == {"fast"} and tiers["review"] == {"fast"}, tiers
+    planned = " ".join(m.content for m in brain.seen["plan"][0])
+    assert "circuit breaker" in planned  # the thread's earlier turn reached the planner
+    assert any(s["step"] == "thread" for s in out["trace"])

@@ -142,7 +142,10 @@ async def _research_route(inp: DelegateInput, ctx: JobContext) -> dict[str, Any]
             f" whose limit is {limit:,} (limits.max_question_chars in config)",
             field="task",
         )
-    result = await research(ResearchInput(question=inp.task), ctx)
+    # the delegate's tier and thread go on: --tier fast walked the default chain, and a follow-up
+    # in a thread was planned without the thread's earlier turns
+    result = await research(ResearchInput(question=inp.task, tier=inp.tier, thread_id=inp.thread_id,
+                                          history=list(inp.history)), ctx)
     return {
         **({"thread_id": inp.thread_id} if inp.thread_id else {}),
         "text": result.get("report", ""),

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal, Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.errors import AllProvidersFailed, BudgetExceeded, InputError
-from core.rules import MAX_NAME_CHARS, check_text_limit, not_blank
+from core.rules import MAX_NAME_CHARS, Tier, check_text_limit, not_blank
 from graphs.context import JobContext
 from graphs.research.citations import cited_passages
 from graphs.research.numbering import number_by_citation
@@ -51,6 +51,8 @@ class ResearchInput(BaseModel):
         description="search backends to use, in order (default: providers.search.fallback_chain)",
     )
     thread_id: str | None = Field(default=None, pattern=THREAD_ID_PATTERN, description="the conversation")
+    tier: Tier | None = Field(default=None, description="model tier of the planner, writer and reviewer"
+                              " (default: providers.llm.default); a delegate of kind research passes its own")
     history: list[Turn] = Field(default_factory=list, max_length=1000,
                                 description="the thread's earlier turns, oldest first (the door sends them)")
 
@@ -171,6 +173,7 @@ async def _run(graph: Any, inp: ResearchInput, route: Any, ctx: JobContext, chec
             "max_sources": inp.max_sources,
             "mode": inp.mode,
             "primary": route.primary.split("+", 1)[0] if route else None,
+            "tier": inp.tier,
             "reviewer": route.reviewer if route else None,
             "reviewer_family": ctx.config.family_of(route.reviewer.split("+", 1)[0]) if route and route.reviewer else None,
             "max_entailment_sentences": ctx.config.limits.max_entailment_sentences,

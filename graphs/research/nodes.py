@@ -196,7 +196,8 @@ def make_nodes(deps: ResearchDeps) -> dict[str, Node]:
         n = DEPTH[state["depth"]]["queries"]
         question = " ".join(state["question"].split())
         emit("plan", f"planning up to {n} sub-queries")
-        config = LLMConfig(prefer=state.get("primary"), json_schema=prompts.PLAN_SCHEMA, temperature=0.0, step="plan",
+        config = LLMConfig(tier=state.get("tier"), prefer=state.get("primary"),  # type: ignore[arg-type]
+                           json_schema=prompts.PLAN_SCHEMA, temperature=0.0, step="plan",
                            max_tokens=PLAN_TOKENS_BASE + PLAN_TOKENS_PER_QUERY * n)
         response, trace, error = await ask(deps.llm, prompts.plan_messages(question, n, state.get("context") or ""), config)
         planned, problem = parse_plan(response.text, question, n) if response else ([], f"planner failed: {error}")

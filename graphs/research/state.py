@@ -14,6 +14,8 @@ class ResearchState(TypedDict, total=False):
     depth: str
     max_sources: int
     primary: str | None
+    #: the model tier asked for (``fast``/``balanced``/``premium``); ``None``: providers.llm.default
+    tier: str | None
     reviewer: str | None
     #: the reviewer's model family (config); it settles undecided sentences only when it differs from the writer's
     reviewer_family: str | None

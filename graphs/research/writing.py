@@ -90,7 +90,8 @@ def _write_node(deps: ResearchDeps) -> Node:
                     "trace": [node_step("write", started, f"extractive report ({why}); no model called")]}
         emit("write", f"writing with {state.get('primary') or 'the default model'}" + (f" (revision {revision})" if revision else ""))
         messages = prompts.write_messages(state["question"], state["sources"], state.get("excerpts", {}), state.get("review"))
-        config = LLMConfig(prefer=state.get("primary"), step="write" if not revision else "revise")
+        config = LLMConfig(tier=state.get("tier"), prefer=state.get("primary"),  # type: ignore[arg-type]
+                           step="write" if not revision else "revise")
         response, trace, error = await ask(deps.llm, messages, config)
         if response is None or not response.text.strip():
             why = error or f"{response.model if response else 'the model'} answered with nothing"
@@ -138,7 +139,7 @@ def _local_writes(llm: Any, state: ResearchState) -> bool:
     extractive, "the writer would be the local model" said of a writer never asked."""
     if state.get("planned_by") != LOCAL_FAMILY:
         return False
-    family = first_family(llm, LLMConfig(prefer=state.get("primary"), step="write"))
+    family = first_family(llm, LLMConfig(tier=state.get("tier"), prefer=state.get("primary"), step="write"))  # type: ignore[arg-type]
     return family in (UNKNOWN, None, LOCAL_FAMILY)
 
 
@@ -313,7 +314,8 @@ def _review_node(deps: ResearchDeps) -> Node:
                     "trace": [node_step("review", started, why, "skipped")]}
         emit("review", f"reviewing with {reviewer}")
         writer = state.get("writer_family")
-        config = LLMConfig(prefer=reviewer, avoid=_avoided(deps.llm, reviewer, writer), json_schema=prompts.REVIEW_SCHEMA,
+        config = LLMConfig(tier=state.get("tier"), prefer=reviewer,  # type: ignore[arg-type]
+                           avoid=_avoided(deps.llm, reviewer, writer), json_schema=prompts.REVIEW_SCHEMA,
                            temperature=0.0, step="review")
         messages = prompts.review_messages(state["question"], state["report"], state["sources"], state.get("excerpts", {}))
         response, trace, error = await ask(deps.llm, messages, config)
