@@ -98,6 +98,10 @@ class EndpointServer:
                 # Release held long-polls at once, or shutdown waits out every hold.
                 if outer._loop is not None:
                     outer._loop.call_soon_threadsafe(store.closing.set)
+                # the workers go now, not after the graceful shutdown: meanwhile they polled the
+                # closed port and logged thousands of "Failed to get job" lines in its 3 s
+                if outer.worker_count and not self.should_exit:
+                    threading.Thread(target=outer.pool.stop, name="swarm-endpoint-stop", daemon=True).start()
                 super().handle_exit(sig, frame)
 
         config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=3)
