@@ -168,6 +168,28 @@ def _brain(queries: list[str]) -> Any:
     return answer
 
 
+async def test_a_one_page_pdf_and_a_one_slide_deck_are_cited_with_their_page(tmp_path):
+    """A one-slide PPTX was cited as "[1] [Quuxel speed](<...quuxel.pptx#page=1>)", without
+    "— quuxel.pptx p. 1" and with passage.page null: one page had no break to count."""
+    import pptx
+
+    root = tmp_path / "one"
+    root.mkdir()
+    deck = pptx.Presentation()
+    slide = deck.slides.add_slide(deck.slide_layouts[1])
+    slide.shapes.title.text = "Quuxel speed"
+    slide.placeholders[1].text_frame.text = "The quuxel turbine spins at 9,000 rpm."
+    deck.save(str(root / "quuxel.pptx"))
+    (root / "single.pdf").write_bytes(make_pdf([["Plorf valves close in two seconds."]]))
+    backend = LocalIndexSearch([root], tmp_path / "idx.sqlite")
+    for query, name in (("quuxel turbine", "quuxel.pptx"), ("plorf valves", "single.pdf")):
+        [hit] = await backend.search(query)
+        assert hit.url == (root / name).resolve().as_uri() + "#page=1"
+        _, text = await backend.read_document(hit.url)
+        assert [p["page"] for p in split_passages(text) if p["text"].strip()] and \
+            {p["page"] for p in split_passages(text)} == {1}, split_passages(text)
+
+
 async def test_research_over_a_pdf_cites_file_and_page(documents, tmp_path):
     config = load_config(DEFAULT_CONFIG_PATH, env={"SWARM_HOME": str(tmp_path / "home")})
     chain = SearchChain([("local", LocalIndexSearch([documents], tmp_path / "idx.sqlite"))])
