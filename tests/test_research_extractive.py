@@ -373,3 +373,23 @@ def test_the_planners_file_names_numbered_frames_and_repeated_versions_are_junk(
     # real searches stay: versions compared, a name with a file extension the question names
     assert junk_reason("python 3.11 vs 3.12 speed", "Is python 3.12 faster than 3.11 in loops?") is None
     assert junk_reason("mcp.json client config format", "How do I add the server to Claude Desktop?") is None
+
+
+def test_a_section_whose_heading_names_what_is_asked_is_read_and_quoted():
+    """"What states does a RunPod job go through?" never quoted the bundled corpus's "## Job
+    states" passage (IN_QUEUE -> IN_PROGRESS -> ...): its text says neither "states" nor "RunPod",
+    so it was neither among the passages read nor quoted; a heading now counts with its text."""
+    from pathlib import Path
+
+    from graphs.research.passages import query_terms, select_passages
+
+    question = "What states does a RunPod job go through?"
+    text = (Path(__file__).parents[1] / "docs" / "corpus" / "runpod-serverless.md").read_text(encoding="utf-8")
+    every = split_passages(text)
+    states = next(p for p in every if p.get("heading") == "Job states")
+    # its heading's words count: ahead of the Deploying section, which says "jobs" and "runpod"
+    # (room for the other four: without its heading, Job states came last and was left out)
+    read = select_passages(every, query_terms(question), sum(len(p["text"]) + 2 for p in every if p is not states))
+    assert states in read and every[4] not in read, [p.get("heading") for p in read]
+    report = extractive_report(question, [], [{"id": 1, "title": "RunPod Serverless", "snippet": ""}], {"1": every})
+    assert "`IN_QUEUE` -> `IN_PROGRESS` -> one of `COMPLETED`" in report, report

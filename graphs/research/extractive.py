@@ -97,7 +97,7 @@ def _asked(query: str, floor: int, pool_stems: Sequence[frozenset[str]]) -> set[
 
 def _section(query: str, terms: set[str], pool: Sequence[tuple[int, str]], wanted: int,
              used: set[str], taken: set[int], pool_stems: Sequence[frozenset[str]],
-             sources: set[int] | None = None) -> list[str]:
+             sources: set[int] | None = None, headings: Sequence[str] = ()) -> list[str]:
     """Up to ``wanted`` quotes for one section, best passage first, each of a passage of
     ``sources`` (any, if ``None``) that says a word the query asks about (``_asked``): the first
     always, each other only if BM25 scores it close to the first (``CLOSE_TO_BEST``) and it says
@@ -110,10 +110,15 @@ def _section(query: str, terms: set[str], pool: Sequence[tuple[int, str]], wante
     asked = _asked(plain, floor, pool_stems)
     items: list[str] = []
     best = 0.0
-    for i, score in ranked(plain, pool):
+    # a passage's heading counts with it, as in the opening: "## Job states" over "IN_QUEUE ->
+    # IN_PROGRESS -> ..." answers "What states does a RunPod job go through?"
+    titled = [(sid, f"{headings[i]}. {text}") if i < len(headings) and headings[i] else (sid, text)
+              for i, (sid, text) in enumerate(pool)]
+    for i, score in ranked(plain, titled):
         sid, text = pool[i]
+        heading = set(content_stems(headings[i])) if i < len(headings) and headings[i] else set()
         # its code counts: ``locky.release()`` answers "How does Locky release locks?"
-        if (sources is not None and sid not in sources) or (asked and asked.isdisjoint(pool_stems[i])):
+        if (sources is not None and sid not in sources) or (asked and asked.isdisjoint(pool_stems[i] | heading)):
             continue
         quote = trim(sentences_of(text), terms, used) if i not in taken else []
         # what is left of a passage whose best sentence the opening took must itself say what is
@@ -121,7 +126,10 @@ def _section(query: str, terms: set[str], pool: Sequence[tuple[int, str]], wante
         if not quote or (asked and asked.isdisjoint(content_stems(" ".join(quote)))):
             continue
         best = best or score
-        if items and (score < CLOSE_TO_BEST * best or len(said_terms(" ".join(quote), terms)) < floor):
+        says = said_terms(" ".join(quote), terms)
+        if says and i < len(headings) and headings[i]:  # its heading's words count, as in the opening
+            says |= said_terms(headings[i], terms)
+        if items and (score < CLOSE_TO_BEST * best or len(says) < floor):
             continue
         taken.add(i)
         used.update(normalise(s) for s in quote)
@@ -191,9 +199,10 @@ def extractive_report(
             continue
         # every section quotes the sources on the question's subject; a search they say nothing
         # of quotes the others (Bigq's restarts answered a search about Tinyq's beside Tinyq's own)
-        items = _section(section, terms, pool, wanted, used, taken, pool_stems, on_subject if on_subject or not i_section else None)
+        items = _section(section, terms, pool, wanted, used, taken, pool_stems,
+                         on_subject if on_subject or not i_section else None, headings)
         if not items and i_section and on_subject:
-            items = _section(section, terms, pool, wanted, used, taken, pool_stems)
+            items = _section(section, terms, pool, wanted, used, taken, pool_stems, headings=headings)
         if items or i_section:
             lines += items or ["No passage found answers this sub-question."]
         else:  # the opening quoted all the question's passages had to say

@@ -285,8 +285,12 @@ def snippet_passage(snippet: str) -> Passage:
 
 
 def select_passages(passages: Sequence[Passage], terms: set[str], budget: int) -> list[Passage]:
-    """The passages sharing most stems with ``terms``, within ``budget`` characters, in document order."""
-    order = sorted(range(len(passages)), key=lambda i: (-len(terms & set(content_stems(passages[i]["text"]))), i))
+    """The passages sharing most stems with ``terms`` (their heading's count: "## Job states" over
+    "IN_QUEUE -> IN_PROGRESS -> ..."), within ``budget`` characters, in document order."""
+    def shared(passage: Passage) -> int:
+        return len(terms & set(content_stems(f"{passage.get('heading') or ''} {passage['text']}")))
+
+    order = sorted(range(len(passages)), key=lambda i: (-shared(passages[i]), i))
     chosen: list[int] = []
     used = 0
     for i in order:
