@@ -49,3 +49,13 @@ def test_odd_but_valid_tasks_run(task: str) -> None:
     raw = {"project": "swarm", "action": "delegate", "input": {"task": task, "kind": "critical"}}
     result = asyncio.run(bench_fuzz.check_job(raw, bench_fuzz.make_fuzz_context()))
     assert result["status"] == "COMPLETED"
+
+
+@pytest.mark.parametrize("field", ["idempotencykey", "jobid"])
+def test_an_unknown_top_level_job_field_is_refused_by_name(field: str) -> None:
+    """A typo in a job's own fields (``idempotencykey`` for ``idempotency_key``) is refused naming
+    it: a job that ignored it ran without the key its caller sent, and a retry ran it twice."""
+    raw = {"project": "swarm", "action": "delegate", "input": {"task": "hi"}, field: "retry-7"}
+    result = asyncio.run(bench_fuzz.check_job(raw, bench_fuzz.make_fuzz_context()))
+    assert result["status"] == "FAILED" and result["error"]["type"] == "InputError", result["error"]
+    assert result["error"]["field"] == field and result["error"]["message"].startswith(f"job.{field}: "), result["error"]

@@ -127,7 +127,9 @@ async def test_failure_falls_over_and_trace_keeps_every_step() -> None:
 
 async def test_all_fail_raises_with_every_attempt(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(BETA_KEY)
-    models = {name: DownLLM(model=name) for name in ("a1", "b1", "c1", "a2")}
+    models: dict[str, object] = {name: DownLLM(model=name) for name in ("a1", "b1", "c1", "a2")}
+    # an upstream that echoes the key it was sent: the final error must not carry it
+    models["a1"] = FakeLLM([ProviderUnavailable("alpha", "HTTP 401: invalid key alpha-secret-value", model="a1")])
     with pytest.raises(AllProvidersFailed) as err:
         await router(models).complete(ASK, LLMConfig())
     steps = err.value.attempts
@@ -135,7 +137,8 @@ async def test_all_fail_raises_with_every_attempt(monkeypatch: pytest.MonkeyPatc
         ("a1", "error"), ("b1", "skipped"), ("c1", "error"), ("a2", "error")
     ]
     assert err.value.to_dict()["attempts"][1]["detail"] == f"{BETA_KEY} is not set"
-    assert "alpha-secret-value" not in str(err.value)
+    assert steps[0].detail == "HTTP 401: invalid key [REDACTED]"
+    assert "alpha-secret-value" not in str(err.value) and "alpha-secret-value" not in str(err.value.to_dict())
 
 
 async def test_short_retry_after_is_retried_once_on_the_same_model() -> None:
@@ -217,6 +220,24 @@ async def test_failed_probe_reopens_and_state_survives_a_config_reload() -> None
     assert board.state("a1") == "open"
     reloaded = router(models, board=board, cfg=config(circuit={"failure_threshold": 2, "cooldown_s": 60}))
     assert (await reloaded.complete(ASK, LLMConfig())).attempts[0].outcome == "skipped"
+
+
+def test_a_failed_probe_reopens_even_after_a_reload_raised_the_threshold() -> None:
+    """A failed probe re-opens its circuit whatever the count: with a reload's higher
+    ``failure_threshold`` (2 -> 5) the third failure stayed under it and the model was left
+    half-open, every caller then let through to probe a model still down."""
+    clock = FakeClock()
+    board = CircuitBoard(failure_threshold=2, cooldown_s=10, clock=clock)
+    for _ in range(2):
+        assert board.acquire("a1") is None
+        board.record_failure("a1", "HTTP 500")
+    assert board.state("a1") == "open"
+    board.configure(config(circuit={"failure_threshold": 5, "cooldown_s": 10}).providers.llm.circuit)
+    clock.now += 10
+    assert board.acquire("a1") is None  # the probe
+    board.record_failure("a1", "HTTP 500")
+    assert board.state("a1") == "open"
+    assert board.snapshot()["a1"]["times_opened"] == 2 and board.acquire("a1") is not None
 
 
 def test_half_open_lets_exactly_one_probe_through() -> None:

@@ -28,6 +28,16 @@ def test_mixed_bracket_keeps_the_valid_ids():
     assert [r["source_id"] for r in check.removed] == [9]
 
 
+def test_a_huge_citation_range_is_capped_and_keeps_its_valid_ids():
+    """``[1-9999]`` against three sources reported some 10,000 removed citations (one per id the
+    range spans): a range reaches at most 20 ids past its start, and the real ones stay."""
+    check = check_citations("Everything is known [1-9999].", SOURCES[:3])
+    assert [c["source_ids"] for c in check.citations] == [[1, 2, 3]]
+    assert "[1, 2, 3]" in check.report.split("## Sources")[0]
+    assert [r["source_id"] for r in check.removed] == list(range(4, 22))
+    assert check.removed[0] == {"marker": "[1-9999]", "source_id": 4, "reason": "no source 4 was retrieved (sources are 1-3)"}
+
+
 def test_no_sources_means_every_citation_goes():
     check = check_citations("Made up fact [1]. Another [2].", [])
     assert "[" not in check.report and len(check.removed) == 2

@@ -408,3 +408,34 @@ def test_a_refused_config_edit_does_not_change_which_keys_are_forwarded(
     assert client_credentials(store.current(), store) == before and store.last_error
     path.write_text("models: [unclosed", encoding="utf-8")  # YAML that does not parse: the good config's keys still go
     assert client_credentials(store.current(), store) == before
+
+
+def test_an_accepted_config_edit_changes_which_keys_are_forwarded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The names the config in force takes keys from follow an accepted edit: a model added with
+    its own ``api_key_env`` has that key forwarded, and the edit that removes it stops it (names
+    kept from the file first loaded forwarded a key no model used any more, and never a new one)."""
+    import time as _time
+
+    from core.config import ConfigStore
+
+    path = tmp_path / "config.yaml"
+    original = (ROOT / "config.yaml").read_text(encoding="utf-8")
+    path.write_text(original, encoding="utf-8")
+    store = ConfigStore(path)
+    for name, value in {"DEEPSEEK_API_KEY": "sk-deepseek-0123456789", "MY_NEW_CRED": "new-cred-0123456789"}.items():
+        monkeypatch.setenv(name, value)
+    before = client_credentials(store.current(), store)
+    assert "DEEPSEEK_API_KEY" in before and "MY_NEW_CRED" not in before
+    config = yaml.safe_load(original)
+    config["models"]["z1"] = {"litellm_model": "openai/z", "family": "deepseek", "api_key_env": "MY_NEW_CRED"}
+    _time.sleep(0.01)
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    assert client_credentials(store.current(), store) == {**before, "MY_NEW_CRED": "new-cred-0123456789"}
+    assert store.last_error is None and store.version == 1
+    assert "MY_NEW_CRED" in store.credential_names()["models"]
+    _time.sleep(0.01)
+    path.write_text(original, encoding="utf-8")  # the model removed again: its key stays here
+    assert client_credentials(store.current(), store) == before
+    assert store.version == 2 and "MY_NEW_CRED" not in store.credential_names()["models"]

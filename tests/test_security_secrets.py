@@ -222,6 +222,16 @@ def test_literal_secrets_in_operator_config_are_masked_once_registered() -> None
     assert "literal-dsn-pass" not in redact("connect to postgresql://u:literal-dsn-pass@h/db failed")
 
 
+def test_a_dsn_password_is_masked_percent_decoded_too() -> None:
+    """A DSN writes ``@`` in its password as ``%40``; the driver's error, and the password the
+    operator pastes, hold it decoded, which went out whole when only the written form was known."""
+    from core.redact import redact, register_dsn
+
+    register_dsn("postgresql://u:p%40ssw0rd9@h/db")
+    assert redact("x p@ssw0rd9 y") == "x [REDACTED] y"
+    assert redact("x p%40ssw0rd9 y") == "x [REDACTED] y"
+
+
 def test_every_log_record_is_redacted_whoever_logs_it(log_redaction: None, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     secret = SHAPES["tavily"]

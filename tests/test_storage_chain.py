@@ -103,6 +103,24 @@ async def test_bad_input_is_the_callers_and_does_not_fall_over(tmp_path):
     assert await second.list() == []
 
 
+async def test_a_key_in_two_stores_is_listed_once_as_the_default_store_holds_it(tmp_path):
+    """A key held by the default store and by a fallback is listed once, with the size and time of
+    the copy a read gets (the default store's), not the fallback's older one: retention prunes by
+    ``modified``."""
+    import os
+
+    first, second = LocalStorage(tmp_path / "one"), LocalStorage(tmp_path / "two")
+    await first.put("k/a.png", b"the default copy")
+    await second.put("k/a.png", b"old")
+    await second.put("k/b.png", b"only here")
+    os.utime(tmp_path / "one" / "k" / "a.png", (2_000_000_000, 2_000_000_000))
+    os.utime(tmp_path / "two" / "k" / "a.png", (1_000_000_000, 1_000_000_000))
+    listed = await StorageChain([("one", first), ("two", second)]).list("k/")
+    assert [(o.key, o.size) for o in listed] == [("k/a.png", 16), ("k/b.png", 9)]
+    assert listed[0].modified == 2_000_000_000.0
+    assert await StorageChain([("one", first), ("two", second)]).get("k/a.png") == b"the default copy"
+
+
 async def test_a_store_whose_circuit_opened_is_passed_over_at_once(tmp_path, aws_env):
     clock = [100.0]
     board = CircuitBoard(failure_threshold=2, cooldown_s=30, clock=lambda: clock[0])
