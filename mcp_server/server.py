@@ -396,7 +396,11 @@ def build_http_app(config_path: str | None = None, *, host: str = "127.0.0.1", p
 
 def main(argv: list[str] | None = None) -> None:
     """``swarm-mcp [--config PATH] [--http [--host H] [--port P]]``."""
-    parser = argparse.ArgumentParser(prog="swarm-mcp", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="swarm-mcp",
+        description="The runpod-swarm MCP server: research, delegate, consensus and the image tools for an MCP"
+        " client (Claude Desktop, an IDE agent). Over stdio by default, as a client starts it; --http serves"
+        " streamable HTTP at http://HOST:PORT/mcp (set SWARM_MCP_TOKENS to require a bearer token). See docs/MCP.md.")
     parser.add_argument("--config", help="config file (default: $SWARM_CONFIG or the project's config.yaml)")
     parser.add_argument("--http", action="store_true", help="serve streamable HTTP instead of stdio")
     parser.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")

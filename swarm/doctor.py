@@ -124,8 +124,14 @@ def disk_targets(config: SwarmConfig) -> list[tuple[str, Path]]:
 
 
 async def check_disk(labels: str, folder: Path) -> Finding:
-    free = shutil.disk_usage(folder).free
-    check, detail = f"disk {labels}", f"{free / GB:.1f} GB free at {folder}"
+    check = f"disk {labels}"
+    usage = shutil.disk_usage(folder)
+    # the nearest folder that exists takes nothing: read-only to us, or a filesystem of no size (/proc)
+    if usage.total == 0 or not os.access(folder, os.W_OK | os.X_OK):
+        return Finding(check, "fail", f"nothing can be written under {folder}: the {labels} folder cannot be made there",
+                       "set SWARM_HOME (or SWARM_MODELS_DIR) to a folder you can write")
+    free = usage.free
+    detail = f"{free / GB:.1f} GB free at {folder}"
     fix = "free space there, or point SWARM_HOME / SWARM_MODELS_DIR at a bigger disk"
     if free < DISK_FAIL_BYTES:
         return Finding(check, "fail", f"{detail}: checkpoints and weights cannot be written", fix)

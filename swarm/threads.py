@@ -301,8 +301,9 @@ def import_sqlite_threads(section: CheckpointerSection) -> tuple[Path, int, int]
     """``swarm threads import``: copy the threads kept in SQLite (before a switch to PostgreSQL)
     into the PostgreSQL store ``section`` names. Returns (the SQLite file, copied, already there)."""
     if section.kind != "postgres" or not section.dsn:
-        raise ConfigError("threads are imported into PostgreSQL: set checkpointer.kind: postgres and its dsn",
-                          key="checkpointer.kind")
+        raise ConfigError("threads are imported into PostgreSQL: set SWARM_CHECKPOINTER_DSN (with the shipped"
+                          " checkpointer.kind: auto, that is all), or checkpointer.kind: postgres and its dsn",
+                          key="checkpointer.dsn")
     path = sqlite_threads_path(section)
     if not path.is_file():
         raise ConfigError(f"no SQLite thread store at {path} (beside checkpointer.path) to import from",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -335,10 +336,26 @@ async def test_a_hanging_check_fails_at_its_timeout_and_a_broken_one_with_its_er
 
 @pytest.mark.parametrize(("free", "status"), [(DISK_FAIL_BYTES - 1, "fail"), (1024**3, "warn"), (50 * 1024**3, "ok")])
 async def test_free_disk_thresholds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, free: int, status: str) -> None:
-    monkeypatch.setattr("swarm.doctor.shutil.disk_usage", lambda path: type("Usage", (), {"free": free})())
+    monkeypatch.setattr("swarm.doctor.shutil.disk_usage", lambda path: type("Usage", (), {"free": free, "total": 10 * free})())
     found = await check_disk("state", tmp_path)
     assert found.status == status
     assert (found.fix != "") == (status != "ok")
+
+
+async def test_a_state_folder_that_cannot_be_made_is_said_not_a_full_disk(tmp_path: Path) -> None:
+    """SWARM_HOME=/proc/nope reported "disk state: 0.0 GB free at /proc", with "free space there"."""
+    from core.config import load_config
+    from swarm.doctor import disk_targets
+
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    found = await check_disk("state", Path("/proc"))
+    assert found.status == "fail" and "nothing can be written under /proc" in found.detail and "GB free" not in found.detail
+    assert "SWARM_HOME" in found.fix
+    if os.geteuid() != 0:  # root writes anywhere: only /proc shows it there
+        assert (await check_disk("state", locked)).status == "fail"
+    config = load_config(ROOT / "config.yaml")
+    assert all(folder.exists() for _, folder in disk_targets(config))
 
 
 @pytest.mark.slow

@@ -254,7 +254,7 @@ async def test_models_pull_writes_the_networks_so_the_first_use_folds_nothing(tm
     models = tmp_path / "models"
     models.mkdir()
     shutil.copy(SHARED / "u2netp.onnx", models / "u2netp.onnx")
-    assert main(["pull", "u2netp", "--models-dir", str(models)]) == 0
+    assert main(["pull", "u2netp", "--json", "--models-dir", str(models)]) == 0
     (row,) = json.loads(capsys.readouterr().out)["models"]
     assert row["status"] == "present" and "ncnn_note" not in row
     assert sorted(row["ncnn"]) == sorted(path.name for path in (models / "ncnn").glob("*.param"))
@@ -278,7 +278,7 @@ def test_models_pull_says_why_no_network_was_written_without_ncnn(tmp_path, monk
     models.mkdir()
     shutil.copy(SHARED / "u2netp.onnx", models / "u2netp.onnx")
     monkeypatch.setitem(sys.modules, "ncnn", None)  # not installed
-    assert main(["pull", "u2netp", "--models-dir", str(models)]) == 0
+    assert main(["pull", "u2netp", "--json", "--models-dir", str(models)]) == 0
     (row,) = json.loads(capsys.readouterr().out)["models"]
     assert "ncnn" not in row and "needs torch and ncnn" in row["ncnn_note"]
     assert not (models / "ncnn").exists()

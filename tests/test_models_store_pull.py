@@ -99,6 +99,10 @@ def test_bin_must_be_consumed_exactly(tmp_path):
 
 def test_cli_exit_codes(models_dir, capsys, tmp_path):
     assert models_cli.main(["pull", "u2netp", "--models-dir", str(models_dir)]) == 0
+    said = capsys.readouterr().out.splitlines()
+    assert said[0].startswith(f"u2netp: already here, checked: {models_dir}") and "sha256 " in said[0], said
+    assert said[-1] == f"models in {models_dir}: ok"
+    assert models_cli.main(["pull", "u2netp", "--json", "--models-dir", str(models_dir)]) == 0
     assert '"status": "present"' in capsys.readouterr().out
     assert models_cli.main(["pull", "bogus", "--models-dir", str(models_dir)]) == 2
     assert "unknown model 'bogus'" in capsys.readouterr().err
@@ -260,7 +264,7 @@ def test_swarm_models_reads_the_configs_models_dir_and_refuses_a_broken_config(t
     monkeypatch.delenv("SWARM_MODELS_DIR", raising=False)
     assert main(["list", "--json"]) == 0
     assert not next(m for m in json.loads(capsys.readouterr().out) if m["name"] == "u2netp")["present"]
-    assert main(["pull", "u2netp"]) == 0
+    assert main(["pull", "u2netp", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["models_dir"] == str(store) and report["models"][0]["path"].startswith(str(store)), report
     assert main(["list", "--json"]) == 0
