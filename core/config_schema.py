@@ -81,7 +81,7 @@ class ModelSpec(StrictModel):
         default=None, description="env var holding the key; unset or empty -> model unavailable"
     )
     timeout_s: float = Field(default=60.0, gt=0, le=600)
-    max_output_tokens: int = Field(default=1024, ge=1)
+    max_output_tokens: int = Field(default=1024, ge=1, le=1_000_000)  # 10,000,000 loaded, and every call failed
     structured_output: Literal["json_schema", "json_object_schema", "json_object", "prompt"] = (
         "json_schema"
     )
@@ -392,6 +392,19 @@ class ObservabilitySection(StrictModel):
         """``debug`` is ``DEBUG`` (``SWARM_LOG_LEVEL=debug`` lands here through interpolation);
         logging's aliases ``WARN`` and ``FATAL`` are ``WARNING`` and ``CRITICAL``."""
         return log_level_name(value) if isinstance(value, str) else value
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _collector_url(cls, value: str | None) -> str | None:
+        """"not a url" loaded, and every job then logged an exporter ERROR: the OTLP/HTTP
+        collector's base URL (``http://host:4318``) or nothing."""
+        if value:
+            from urllib.parse import urlsplit
+
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("must be the OTLP/HTTP collector's URL, e.g. http://127.0.0.1:4318 (or empty for none)")
+        return value
 
 
 class BudgetSpec(StrictModel):

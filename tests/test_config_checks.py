@@ -365,3 +365,13 @@ def test_a_checkpointer_path_no_job_can_use_is_refused_by_check_and_by_a_reload(
     assert store.last_error and "checkpointer.path: cannot use" in store.last_error
     assert cli.main(["--config", str(config_file), "config", "check"]) != 0
     assert "checkpointer.path: cannot use" in capsys.readouterr().err
+
+
+def test_a_collector_that_is_no_url_and_a_boundless_output_limit_are_refused(config_file: Path) -> None:
+    """Both loaded: every job then logged an exporter ERROR, or failed its every call."""
+    collector = load_config(config_file, env={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"})
+    assert collector.observability.otlp_endpoint == "http://127.0.0.1:4318"
+    message = _problems(config_file, env={"OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4318"})
+    assert "observability.otlp_endpoint: must be the OTLP/HTTP collector's URL, e.g. http://127.0.0.1:4318" in message
+    _edit(config_file, ("max_output_tokens: 2048", "max_output_tokens: 10000000"))
+    assert "max_output_tokens: Input should be less than or equal to 1000000" in _problems(config_file)
