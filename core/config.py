@@ -256,14 +256,15 @@ def redacted_dump(config: SwarmConfig) -> dict[str, Any]:
     return redact_data(walk(config.model_dump(mode="json")))
 
 
-def check_state_folders(config: SwarmConfig) -> None:
+def check_state_folders(config: SwarmConfig, *, create: bool = True) -> None:
     """``ConfigError`` naming each state folder this config writes that cannot be made or written
     (read-only HOME, ``SWARM_HOME`` naming a file): the doors check at start, so a job never
-    fails as an internal error over it."""
+    fails as an internal error over it. ``create=False``: nothing is made (``config check``, a
+    reload of an edited file: a half-typed path made folders)."""
     folders = [("SWARM_HOME", state_dir())]
     if config.checkpointer.kind == "sqlite":
         folders.append(("checkpointer.path", Path(config.checkpointer.path).expanduser().absolute().parent))
-    if (problems := unwritable_state(folders)):
+    if (problems := unwritable_state(folders, create=create)):
         text = "; ".join(why if n == 0 else f"{key}: {why}" for n, (key, why) in enumerate(problems))
         raise ConfigError(f"{text}; set SWARM_HOME to a writable folder (or the key in config.yaml)", key=problems[0][0])
 
@@ -354,7 +355,7 @@ class ConfigStore:
                 return self._config
             try:
                 new = load_config(self.path)
-                check_state_folders(new)  # a checkpointer.path no job could open failed every job
+                check_state_folders(new, create=False)  # a checkpointer.path no job could open failed every job
             except ConfigError as exc:
                 self.last_error = f"{exc}\nrefused the edited config; the last good one keeps serving"
                 log.error(self.last_error)

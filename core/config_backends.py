@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from core.errors import InputError
@@ -20,6 +20,18 @@ class StrictModel(BaseModel):
     """A config section: unknown keys are an error, and a loaded config never changes."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # .nan: "a finite number", not a limit
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_subsections(cls, data: Any) -> Any:
+        """A section inside this one whose keys are all commented out is YAML null: it reads as
+        its defaults, as a removed one does (``runner.local:`` was "Input should be a valid
+        dictionary or instance of LocalRunnerSpec"). Only a field that holds a section and has
+        a default: where null is a value of its own (``reviewer: null``), it stays."""
+        if not isinstance(data, dict):
+            return data
+        empty = [key for key, value in data.items() if value is None and _section_with_default(cls.model_fields.get(key))]
+        return {k: v for k, v in data.items() if k not in empty} if empty else data
 
 
 class SearxngSpec(StrictModel):
@@ -146,3 +158,11 @@ def as_details(exc: ValidationError) -> list[InitErrorDetails]:
     """``exc``'s problems as they were (type, key, message), to raise again with more."""
     return [InitErrorDetails(type=PydanticCustomError(err["type"], err["msg"]), loc=err["loc"], input=err["input"])
             for err in exc.errors()]
+
+
+def _section_with_default(field: Any) -> bool:
+    """Whether a model field holds a config section (never null) and has a default."""
+    if field is None or field.is_required():
+        return False
+    kind = field.annotation
+    return isinstance(kind, type) and issubclass(kind, BaseModel)

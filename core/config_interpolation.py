@@ -76,7 +76,7 @@ def unsupported_forms(raw: Any) -> list[str]:
             where = "" if form == text else f" in {redact(text)!r}"  # a secret may sit in a default
             lines.append(f"{path or '(top level)'}: unsupported form {redact(form)!r}{where}; {_SUPPORTED_FORMS}")
     for path, key in _keys(raw):
-        if "$" in key:  # it stayed literal: a route "${KIND:-summarize}" was listed as a valid kind
+        if "${" in key:  # it stayed literal: a route "${KIND:-summarize}" was listed as a valid kind ($schema is fine)
             lines.append(f"{path or '(top level)'}: the key {redact(key)!r} is not expanded (only values are);"
                          " write the name itself")
     return lines
@@ -128,7 +128,11 @@ def unset_notes(raw: Any, env: Mapping[str, str] | None) -> dict[str, str]:
     notes = {}
     for path, text in _strings(raw):
         found = ENV_REFERENCE.findall(text)
-        if found:
-            names = ", ".join("${" + name + "}" for name, _ in found)
-            notes[path] = f" (from {names})" if interpolate(text, environ) else f" (from {names}, unset)"
+        if not found:
+            continue
+        names = ", ".join("${" + name + "}" for name, _ in found)
+        if not interpolate(text, environ):
+            notes[path] = f" (from {names}, unset)"
+        elif given := [name for name, _ in found if _value_of(name, environ)]:  # a file default is the file's
+            notes[path] = f" (from {', '.join('${' + name + '}' for name in given)})"
     return notes

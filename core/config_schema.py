@@ -33,9 +33,10 @@ from core.rules import MCP_ACTION_TOOLS, MCP_ALWAYS_ON_TOOLS, LogLevel, Tier, lo
 ENV_NAME_PATTERN = r"[A-Za-z_][A-Za-z0-9_]*"
 
 
-#: a part (between ``_``) this long with letters and digits is a key's body, not a word of a name:
-#: ``gsk_4fQx9LmZ2wRt7YpK3nB8vC1dE6hJ0sAa`` (Groq), a Mistral key, a Gemini key without a ``-``
-_KEY_BODY = re.compile(r"(?=[A-Za-z0-9]*[0-9])(?=[A-Za-z0-9]*[A-Za-z])[A-Za-z0-9]{16,}")
+#: a part (between ``_``) this long with digits and lower-case letters is a key's body, not a word
+#: of a name: ``gsk_4fQx9LmZ2wRt7YpK3nB8vC1dE6hJ0sAa`` (Groq), a Mistral key, a Gemini key without
+#: a ``-``, a hex token; names are written in capitals (``TOGETHERAIMIXTRAL8X22B_KEY`` is one)
+_KEY_BODY = re.compile(r"(?=[A-Za-z0-9]*[0-9])(?=[A-Za-z0-9]*[a-z])[A-Za-z0-9]{16,}")
 
 
 def env_name(value: str | None) -> str | None:
@@ -125,7 +126,8 @@ class ModelSpec(StrictModel):
             from urllib.parse import urlsplit
 
             parts = urlsplit(self.api_base or "")
-            if parts.scheme != "http" or parts.hostname not in ("127.0.0.1", "localhost", "::1") or parts.port is None:
+            # the server is started on 127.0.0.1 (``[::1]`` loaded and every call then went unanswered)
+            if parts.scheme != "http" or parts.hostname not in ("127.0.0.1", "localhost") or parts.port is None:
                 raise_all("ModelSpec", [InitErrorDetails(type=PydanticCustomError(
                     "local_base", "a local_server model needs api_base http://127.0.0.1:<port>/v1"),
                     loc=("api_base",), input=self.api_base)])

@@ -46,14 +46,20 @@ def models_dir_default() -> Path:
     return state_dir() / "models"
 
 
-def unwritable_state(folders: Iterable[tuple[str, Path]]) -> list[tuple[str, str]]:
-    """``(config key, why)`` for each folder that cannot be made or written (each folder once)."""
+def unwritable_state(folders: Iterable[tuple[str, Path]], *, create: bool = True) -> list[tuple[str, str]]:
+    """``(config key, why)`` for each folder that cannot be made or written (each folder once).
+    ``create=False`` (``config check``, a reload of an edited file) makes nothing: a folder not
+    there yet is judged by the nearest one that is (a file, read-only, a filesystem of no size)."""
     problems: list[tuple[str, str]] = []
     seen: set[Path] = set()
     for key, folder in folders:
         if folder in seen:
             continue
         seen.add(folder)
+        if not create:
+            if (why := _cannot_make(folder)) is not None:
+                problems.append((key, why))
+            continue
         try:
             folder.mkdir(parents=True, exist_ok=True)
             if not os.access(folder, os.W_OK | os.X_OK):
@@ -63,3 +69,19 @@ def unwritable_state(folders: Iterable[tuple[str, Path]]) -> list[tuple[str, str
         except OSError as exc:
             problems.append((key, f"cannot use {folder} ({exc.strerror or type(exc).__name__})"))
     return problems
+
+
+def _cannot_make(folder: Path) -> str | None:
+    """Why ``folder`` could not be made or written, judged without making anything; ``None``: it can."""
+    nearest = folder
+    while not nearest.exists() and nearest != nearest.parent:
+        nearest = nearest.parent
+    if not nearest.is_dir():
+        return f"cannot use {folder}: {nearest} is a file, not a folder"
+    try:
+        nothing = os.statvfs(nearest).f_blocks == 0  # /proc, /sys: no folder can be made there
+    except OSError:
+        nothing = False
+    if nothing or not os.access(nearest, os.W_OK | os.X_OK):
+        return f"cannot use {folder} ({'nothing can be made under ' + str(nearest) if nearest != folder else 'Permission denied'})"
+    return None

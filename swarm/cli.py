@@ -333,7 +333,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     from core.config import check_state_folders, config_path, load_config, redacted_dump
 
     config = load_config(config_path(args.config))
-    check_state_folders(config)  # a checkpointer.path no job can use: every job failed on it
+    check_state_folders(config, create=False)  # a checkpointer.path no job can use: every job failed on it
     from swarm.executors import runner_in_effect
     from swarm.executors.runpod_unreachable import bad_endpoint_id
 

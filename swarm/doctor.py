@@ -119,17 +119,20 @@ def disk_targets(config: SwarmConfig) -> list[tuple[str, Path]]:
         folder = path.expanduser().absolute()
         while not folder.exists() and folder != folder.parent:
             folder = folder.parent
-        by_device.setdefault(folder.stat().st_dev, ([], folder))[0].append(label)
+        # a folder still to be made is named by where it would be made (``check_disk`` checks that)
+        by_device.setdefault(folder.stat().st_dev, ([], folder))[0].append(label if folder == path.expanduser().absolute()
+                                                                          else f"{label} (to be made)")
     return [("+".join(labels), folder) for labels, folder in by_device.values()]
 
 
 async def check_disk(labels: str, folder: Path) -> Finding:
-    check = f"disk {labels}"
+    check = f"disk {labels.replace(' (to be made)', '')}"
     usage = shutil.disk_usage(folder)
-    # the nearest folder that exists takes nothing: read-only to us, or a filesystem of no size (/proc)
-    if usage.total == 0 or not os.access(folder, os.W_OK | os.X_OK):
-        return Finding(check, "fail", f"nothing can be written under {folder}: the {labels} folder cannot be made there",
-                       "set SWARM_HOME (or SWARM_MODELS_DIR) to a folder you can write")
+    # a folder to be made where nothing can be: read-only to us, or a filesystem of no size (/proc).
+    # One that exists is not asked to be writable: a read-only store of pulled weights is fine
+    if "(to be made)" in labels and (usage.total == 0 or not os.access(folder, os.W_OK | os.X_OK)):
+        return Finding(check, "fail", f"nothing can be written under {folder}: the {check.removeprefix('disk ')}"
+                       " folder cannot be made there", "set SWARM_HOME (or SWARM_MODELS_DIR) to a folder you can write")
     free = usage.free
     detail = f"{free / GB:.1f} GB free at {folder}"
     fix = "free space there, or point SWARM_HOME / SWARM_MODELS_DIR at a bigger disk"
@@ -223,7 +226,8 @@ def plan(config: SwarmConfig, models: ModelStates, *, canary: bool = True, sourc
         Check("checkpointer", partial(check_checkpointer, config)),
         Check("runpod", partial(check_runpod, config, sources), RUNPOD_TIMEOUT_S + 15),
     ]
-    disks = [Check(f"disk {labels}", partial(check_disk, labels, path)) for labels, path in disk_targets(config)]
+    disks = [Check(f"disk {labels.replace(' (to be made)', '')}", partial(check_disk, labels, path))
+             for labels, path in disk_targets(config)]
     return checks + disks
 
 

@@ -277,8 +277,14 @@ def test_a_key_that_happens_to_make_a_valid_name_is_refused_and_real_names_are_k
     assert "4fQx9LmZ" not in message
     from core.config_schema import env_name
 
-    for name in ("DEEPSEEK_API_KEY", "MY_SERVICE_KEY_2024", "http_proxy", "OPENAI_API_KEY_PROJECT2", "AZURE_OPENAI_KEY_EASTUS2"):
+    for name in ("DEEPSEEK_API_KEY", "MY_SERVICE_KEY_2024", "http_proxy", "OPENAI_API_KEY_PROJECT2", "AZURE_OPENAI_KEY_EASTUS2",
+                 "AZUREOPENAIGPT4O_KEY", "TOGETHERAIMIXTRAL8X22B_KEY", "OPENROUTERFREETIER2_API_KEY",
+                 "GOOGLE_APPLICATION_CREDENTIALS", "mistral_api_key_for_tests"):
         assert env_name(name) == name
+    for key in ("f3a2c7e1b8d4f6a0c5e9b2d7a1f4c8e9", "sk_live_51HxQ2eLkdj3Fj2LsKd9", "AIzaSyA1b2C3d4E5f6G7h8I9j0KlMnOpQrStUvW"):
+        with pytest.raises(ValueError, match="looks like a key") as refused:
+            env_name(key)
+        assert key not in str(refused.value)
 
 
 def test_retention_past_a_century_is_refused_and_a_floor_before_the_id_clock_prunes_nothing(config_file: Path) -> None:
@@ -319,6 +325,12 @@ def test_settings_every_job_would_fail_on_are_refused_at_load(config_file: Path)
     assert "models.local.api_base: a local_server model needs api_base http://127.0.0.1:<port>/v1" in message
 
 
+def test_a_local_server_on_ipv6_loopback_is_refused_at_load(config_file: Path) -> None:
+    """``http://[::1]:8765/v1`` loaded; the server is started on 127.0.0.1, so every call went unanswered."""
+    _edit(config_file, ('api_base: "http://127.0.0.1:${SWARM_LOCAL_LLM_PORT:-8765}/v1"', 'api_base: "http://[::1]:8765/v1"'))
+    assert "models.local.api_base: a local_server model needs api_base http://127.0.0.1:<port>/v1" in _problems(config_file)
+
+
 def test_port_zero_is_no_port(config_file: Path) -> None:
     message = _problems(config_file, env={"SWARM_LOCAL_LLM_PORT": "0"})
     assert "models.local.api_base: its port is no port (1-65535); check the variable that sets it (from ${SWARM_LOCAL_LLM_PORT})" in message
@@ -345,11 +357,32 @@ def test_a_section_with_every_key_commented_out_reads_as_its_defaults(config_fil
     config = load_config(config_file, env={})
     assert config.limits.job_deadline_s == 900.0
     assert config.budgets["fast"].max_tokens is None and config.budgets["balanced"].max_tokens == 60000
+    # inside a section too (runner.local:, mcp.http:), while a null that means something stays
+    text = config_file.read_text()
+    http = text.index("  http:\n", text.index("\nmcp:\n"))
+    end = text.find("\n\n", http) if "\n\n" in text[http:] else len(text.rstrip("\n"))
+    text = text[:http] + "  http:\n" + "".join(f"    # {line.strip()}\n" for line in text[http:end].splitlines()[1:]) + text[end:]
+    config_file.write_text(text.replace("    processes: ${SWARM_LOCAL_PROCESSES:-1}\n", "    # processes: 2\n", 1))
+    nested = load_config(config_file, env={})
+    assert nested.runner.local.processes == 1 and nested.mcp.http.max_request_bytes == 4 * 1024 * 1024
+    assert nested.routing.delegation["critical"].reviewer is None
 
 
 def test_a_bad_value_from_a_set_variable_names_it_without_its_value(config_file: Path) -> None:
     message = _problems(config_file, env={"SWARM_LOCAL_PROCESSES": "0"})
     assert "runner.local.processes: Input should be greater than or equal to 1 (from ${SWARM_LOCAL_PROCESSES})" in message
+    # a bad default written in the file is the file's, not the (unset) variable's
+    _edit(config_file, ("processes: ${SWARM_LOCAL_PROCESSES:-1}", "processes: ${SWARM_LOCAL_PROCESSES:-0}"))
+    message = _problems(config_file, env={})
+    assert "runner.local.processes: Input should be greater than or equal to 1\n" in message + "\n", message
+    assert "SWARM_LOCAL_PROCESSES" not in message
+
+
+def test_a_json_schema_key_with_a_dollar_passes_through(config_file: Path) -> None:
+    """``$schema``/``$ref`` keys in extra_params (a guided-JSON schema for litellm) were refused."""
+    _edit(config_file, ("    max_output_tokens: 2048\n", '    max_output_tokens: 2048\n    extra_params: {extra_body: {guided_json: {"$schema": "x", "$defs": {}}}}\n'))
+    config = load_config(config_file, env={})
+    assert config.models["deepseek-v3.1-q8"].extra_params["extra_body"]["guided_json"]["$schema"] == "x"
 
 
 def test_a_checkpointer_path_no_job_can_use_is_refused_by_check_and_by_a_reload(
@@ -365,6 +398,12 @@ def test_a_checkpointer_path_no_job_can_use_is_refused_by_check_and_by_a_reload(
     assert store.last_error and "checkpointer.path: cannot use" in store.last_error
     assert cli.main(["--config", str(config_file), "config", "check"]) != 0
     assert "checkpointer.path: cannot use" in capsys.readouterr().err
+    # a check makes nothing: a half-typed path made folders
+    not_yet = tmp_path / "not" / "yet"
+    _edit(config_file, (f'path: "{blocker}/checkpoints.sqlite"', f'path: "{not_yet}/checkpoints.sqlite"'))
+    assert cli.main(["--config", str(config_file), "config", "check"]) == 0
+    assert store.current().checkpointer.path == f"{not_yet}/checkpoints.sqlite" and store.last_error is None
+    assert not (tmp_path / "not").exists()
 
 
 def test_a_collector_that_is_no_url_and_a_boundless_output_limit_are_refused(config_file: Path) -> None:

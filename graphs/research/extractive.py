@@ -164,6 +164,10 @@ def extractive_report(
             quillmark html renderer"; ``nodes.with_antecedent``). Its heading stays the question.
     """
     pool, headings = _pool(sources, passages)
+    # a section's heading ranks its passages; a document's title (its opening paragraph's heading)
+    # names every topic of the page and would lift that paragraph for each of them
+    titles = {int(s["id"]): str(s.get("title") or "") for s in sources}
+    section_headings = [h if h != titles.get(sid) else "" for (sid, _), h in zip(pool, headings, strict=True)]
     pool_stems = [frozenset(content_stems(text)) for _, text in pool]
     said = Vocabulary.of(source_texts(sources, passages))  # read once for the question and each section
     subject, missing = subjects(question, said)
@@ -200,9 +204,9 @@ def extractive_report(
         # every section quotes the sources on the question's subject; a search they say nothing
         # of quotes the others (Bigq's restarts answered a search about Tinyq's beside Tinyq's own)
         items = _section(section, terms, pool, wanted, used, taken, pool_stems,
-                         on_subject if on_subject or not i_section else None, headings)
+                         on_subject if on_subject or not i_section else None, section_headings)
         if not items and i_section and on_subject:
-            items = _section(section, terms, pool, wanted, used, taken, pool_stems, headings=headings)
+            items = _section(section, terms, pool, wanted, used, taken, pool_stems, headings=section_headings)
         if items or i_section:
             lines += items or ["No passage found answers this sub-question."]
         else:  # the opening quoted all the question's passages had to say

@@ -264,7 +264,9 @@ def make_nodes(deps: ResearchDeps) -> dict[str, Node]:
         for source, (text, _) in zip(chosen, outcomes, strict=True):
             if text:
                 # the pool the checker and the extractive report draw on; the writer sees its best part
-                pool = select_passages(split_passages(text), terms, min(POOL_MAX_CHARS, POOL_FACTOR * budget))
+                paged = "#page=" in str(source.get("url") or "")  # a one-page document has no break to count
+                pool = select_passages(split_passages(text, paged=paged), terms, min(POOL_MAX_CHARS, POOL_FACTOR * budget),
+                                       str(source.get("title") or ""))
                 passages[str(source["id"])] = pool
                 excerpts[str(source["id"])] = "\n\n".join(p["text"] for p in select_passages(pool, terms, budget))
         steps = [step for _, step in outcomes]

@@ -170,9 +170,10 @@ def sentences_of(text: str) -> list[str]:
     return [s for s in SENTENCE_BREAK.split(flat) if s.strip()]
 
 
-def _blocks(text: str) -> Iterable[tuple[int, str, int | None]]:
-    """(offset, block, page) for each blank-line separated block of each page."""
-    paged = PAGE_BREAK in text
+def _blocks(text: str, paged: bool = False) -> Iterable[tuple[int, str, int | None]]:
+    """(offset, block, page) for each blank-line separated block of each page (numbered when the
+    text has a page break, or ``paged``: a document of one page has none)."""
+    paged = paged or PAGE_BREAK in text
     offset = 0
     for number, page in enumerate(text.split(PAGE_BREAK), start=1):
         for match in _PARAGRAPH.finditer(page):
@@ -180,11 +181,11 @@ def _blocks(text: str) -> Iterable[tuple[int, str, int | None]]:
         offset += len(page) + len(PAGE_BREAK)
 
 
-def _paragraphs(text: str) -> Iterable[tuple[int, int, str | None, bool, int | None]]:
+def _paragraphs(text: str, paged: bool = False) -> Iterable[tuple[int, int, str | None, bool, int | None]]:
     """(start, end, heading, is_heading_only, page) for each blank-line separated block."""
     heading: str | None = None
     current_page: int | None = None
-    for offset, block, page in _blocks(text):
+    for offset, block, page in _blocks(text, paged):
         if page != current_page:  # a heading holds on its own page only (a slide's title)
             heading, current_page = None, page
         start, end = offset, offset + len(block)
@@ -220,15 +221,17 @@ def _code_spans(text: str) -> list[tuple[int, int, str]]:
     return spans
 
 
-def split_passages(text: str, max_chars: int = MAX_PASSAGE_CHARS) -> list[Passage]:
+def split_passages(text: str, max_chars: int = MAX_PASSAGE_CHARS, *, paged: bool = False) -> list[Passage]:
     """Cut ``text`` into passages of at most ``max_chars`` that keep their offsets, heading and page.
+    ``paged``: the document has pages though ``text`` has no page break (a one-page PDF, a
+    one-slide deck: its source's URL names ``#page=``); its passages are on page 1.
 
     A passage that starts inside a fenced code block (a blank line in the code split it from its
     opening fence) says so: ``code_open: True``, and ``code_fence`` is that block's opening mark
     (a closing ``~~~`` or four-backtick fence only closes its own kind); ``quoting.flatten``
     reads its first lines as code.
     """
-    passages = _split(text, max_chars)
+    passages = _split(text, max_chars, paged)
     spans = _code_spans(text) if "```" in text or "~~~" in text else []
     for passage in passages:
         fence = next((mark for start, end, mark in spans if start <= passage["start"] < end), None)
@@ -238,9 +241,9 @@ def split_passages(text: str, max_chars: int = MAX_PASSAGE_CHARS) -> list[Passag
     return passages
 
 
-def _split(text: str, max_chars: int) -> list[Passage]:
+def _split(text: str, max_chars: int, paged: bool = False) -> list[Passage]:
     passages: list[Passage] = []
-    for start, end, heading, heading_only, page in _paragraphs(text):
+    for start, end, heading, heading_only, page in _paragraphs(text, paged):
         if heading_only:
             continue
         last = passages[-1] if passages else None
@@ -284,11 +287,13 @@ def snippet_passage(snippet: str) -> Passage:
     return {"start": None, "end": None, "heading": None, "page": None, "text": " ".join(snippet.split())}
 
 
-def select_passages(passages: Sequence[Passage], terms: set[str], budget: int) -> list[Passage]:
+def select_passages(passages: Sequence[Passage], terms: set[str], budget: int, title: str = "") -> list[Passage]:
     """The passages sharing most stems with ``terms`` (their heading's count: "## Job states" over
-    "IN_QUEUE -> IN_PROGRESS -> ..."), within ``budget`` characters, in document order."""
+    "IN_QUEUE -> IN_PROGRESS -> ..."; not the document's ``title``, the heading of its opening
+    paragraph, which names every topic of the page), within ``budget`` characters, in document order."""
     def shared(passage: Passage) -> int:
-        return len(terms & set(content_stems(f"{passage.get('heading') or ''} {passage['text']}")))
+        heading = passage.get("heading") or ""
+        return len(terms & set(content_stems(f"{heading if heading != title else ''} {passage['text']}")))
 
     order = sorted(range(len(passages)), key=lambda i: (-shared(passages[i]), i))
     chosen: list[int] = []

@@ -97,6 +97,10 @@ class LocalServerManager:
         self._log_dir = log_dir
         self.python = python
         self._servers: dict[str, LocalServer] = {}
+        #: model -> port -> a server an edit of api_base's port moved away from (kept for the jobs
+        #: still running with the old config; stopped by ``stop_all``)
+        self._retired: dict[str, dict[int, LocalServer]] = {}
+        self._told: set[tuple[str, tuple[object, ...]]] = set()  # same-port edits said in the log
         self._locks: dict[str, asyncio.Lock] = {}
         self._users: dict[int, UsersLock] = {}  # port -> this manager's share of its server
         #: model -> (the server whose exit was last reported, the report): for the other calls it was serving
@@ -155,15 +159,13 @@ class LocalServerManager:
         """
         if spec.local_server is None or not spec.api_base:
             return spec.api_base or ""
+        wanted = _settings(name, spec)
         server = self._servers.get(name)
-        if server and server.settings == _settings(name, spec) and await _usable(server):
+        if server and server.settings == wanted and await _usable(server):
             return server.base_url
         lock = self._locks.setdefault(name, asyncio.Lock())
         async with lock:
-            server = self._servers.get(name)
-            if server is not None and server.settings != _settings(name, spec):
-                await self._let_go(name, server)
-                server = None
+            server = self._settled(name, wanted)
             if server and await _usable(server):
                 return server.base_url
             if server is not None:  # it exited while idle: say so, then start (or find) one once
@@ -174,24 +176,33 @@ class LocalServerManager:
             self._servers[name] = await self._start(name, spec)
             return self._servers[name].base_url
 
-    async def _let_go(self, name: str, server: LocalServer) -> None:
-        """The config now asks for another server than ``server`` (its weights, context, threads or
-        port were edited while this process runs): stop using it, and stop it if this manager
-        started it and no other process uses it. A server other processes still use keeps
-        serving them; on the same port, this process then reuses it until they let it go."""
-        self._servers.pop(name, None)
-        log.info("local model %s: its local_server settings or api_base changed; letting the server on port %d"
-                 " go and using one as configured now", name, server.port)
-        if any(other.port == server.port for other in self._servers.values()):
-            return
-        users = self._users.pop(server.port, None)
-        last = users.leave() if users is not None else True
-        try:
-            if server.process is not None and last:
-                await asyncio.to_thread(terminate, server.process)
-        finally:
-            if users is not None:
-                users.release()
+    def _settled(self, name: str, wanted: tuple[object, ...]) -> LocalServer | None:
+        """The server a call with ``wanted`` settings goes to, after an edit of the config while
+        this process runs (each job keeps the config it started with, so calls of both may come).
+        Another port: the server on the old one stays for the jobs that still run with it (until
+        ``stop_all``), and the one on the new port is found or started. The same port with other
+        weights, context or threads: two servers cannot share it, so the one running keeps
+        serving, said once in the log; a restart of this process applies the edit. Nothing is
+        stopped here: a call in flight on either server finishes."""
+        server = self._servers.get(name)
+        if server is None or server.settings == wanted:
+            return server
+        port = wanted[0]
+        if server.port != port:
+            retired = self._retired.setdefault(name, {})
+            retired[server.port] = server
+            back = retired.pop(port, None)
+            if back is None:
+                self._servers.pop(name, None)
+            else:
+                self._servers[name] = back
+            return back
+        if (name, wanted) not in self._told:
+            self._told.add((name, wanted))
+            log.warning("local model %s: local_server was edited (weights, context or threads) while the server on"
+                        " port %d runs; it keeps its settings until this process restarts (or give api_base"
+                        " another port)", name, port)
+        return server
 
     async def _join(self, port: int) -> None:
         """Count this process among the users of the port's server (once): while it is, the
@@ -338,8 +349,10 @@ class LocalServerManager:
         """Stop using every server: terminate each one this manager started that no other process
         uses any more. One another process still uses keeps running; its launcher exits when its
         last user leaves (as it does for a server this manager found running)."""
-        started = {server.port: server.process for server in self._servers.values() if server.process is not None}
+        every = [*self._servers.values(), *(server for ports in self._retired.values() for server in ports.values())]
+        started = {server.port: server.process for server in every if server.process is not None}
         self._servers.clear()
+        self._retired.clear()
         for port in set(started) | set(self._users):
             users = self._users.pop(port, None)
             last = users.leave() if users is not None else True  # alone: nobody joins until release

@@ -43,7 +43,7 @@ def resolve_gguf(gguf: str) -> Path:
 def local_port(spec: ModelSpec, name: str) -> int:
     """The loopback port named in the model's ``api_base``."""
     parts = urlsplit(spec.api_base or "")
-    if parts.hostname not in ("127.0.0.1", "localhost", "::1") or parts.port is None:
+    if parts.hostname not in ("127.0.0.1", "localhost") or parts.port is None:  # where it is started
         raise ConfigError(
             "a local_server model needs api_base http://127.0.0.1:<port>/v1", key=f"models.{name}.api_base"
         )

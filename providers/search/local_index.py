@@ -279,10 +279,8 @@ class LocalIndexSearch:
         if not pages:
             return title, "".join(body for _, body in rows)
         by_page = {row % PAGE_SLOTS: body for row, body in rows}  # a page without text has no row
-        text = PAGE_BREAK.join(by_page.get(n, "") for n in range(1, pages + 1))
-        # a paged document of one page (a one-slide deck) ends with a break: without one, its
-        # passages read as unpaged and were cited without "p. 1"
-        return title, text + PAGE_BREAK if pages == 1 else text
+        # one page has no break: the reader knows it is paged by the hit's "#page=" (a one-slide deck)
+        return title, PAGE_BREAK.join(by_page.get(n, "") for n in range(1, pages + 1))
 
     async def read_document(self, url: str) -> tuple[str, str] | None:
         """(title, text) of an indexed document by its ``file://`` URI (a ``#page=`` fragment is
