@@ -187,7 +187,7 @@ class LocalServerManager:
         server = self._servers.get(name)
         if server is None or server.settings == wanted:
             return server
-        port = wanted[0]
+        port = local_port_of(wanted)
         if server.port != port:
             retired = self._retired.setdefault(name, {})
             retired[server.port] = server
@@ -408,3 +408,10 @@ def _settings(name: str, spec: ModelSpec) -> tuple[object, ...]:
     local = spec.local_server
     assert local is not None
     return local_port(spec, name), local.gguf, local.n_ctx, local.n_threads, server_alias(spec)
+
+
+def local_port_of(settings: tuple[object, ...]) -> int:
+    """The port in ``_settings``'s tuple (its first item)."""
+    port = settings[0]
+    assert isinstance(port, int)
+    return port
