@@ -93,16 +93,15 @@ class SwarmConfig(StrictModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _empty_sections(cls, data: Any) -> Any:
-        """A section (or a tier's budget) whose keys are all commented out is YAML null: it reads
-        as its defaults, as a removed one does (it was "Input should be a valid dictionary or
-        instance of LimitsSection")."""
-        if not isinstance(data, dict):
-            return data
-        data = {k: v for k, v in data.items()
-                if not (v is None and k in cls.model_fields and not cls.model_fields[k].is_required())}
-        if isinstance(data.get("budgets"), dict):
-            data["budgets"] = {tier: {} if spec is None else spec for tier, spec in data["budgets"].items()}
+    def _empty_budgets(cls, data: Any) -> Any:
+        """``budgets:`` or a tier's budget with every key commented out (YAML null) is no limit, as
+        a removed one is; an empty section is its defaults already (``StrictModel``)."""
+        if isinstance(data, dict) and "budgets" in data:
+            budgets = data["budgets"]
+            if budgets is None:
+                return {k: v for k, v in data.items() if k != "budgets"}
+            if isinstance(budgets, dict):
+                return {**data, "budgets": {tier: {} if spec is None else spec for tier, spec in budgets.items()}}
         return data
 
     @model_validator(mode="after")
