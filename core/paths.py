@@ -78,10 +78,12 @@ def _cannot_make(folder: Path) -> str | None:
         nearest = nearest.parent
     if not nearest.is_dir():
         return f"cannot use {folder}: {nearest} is a file, not a folder"
-    try:
-        nothing = os.statvfs(nearest).f_blocks == 0  # /proc, /sys: no folder can be made there
-    except OSError:
-        nothing = False
+    nothing = False
+    if nearest != folder:  # to be made: /proc, /sys take none (a folder that is there is not judged by size)
+        try:
+            nothing = os.statvfs(nearest).f_blocks == 0
+        except OSError:
+            pass
     if nothing or not os.access(nearest, os.W_OK | os.X_OK):
         return f"cannot use {folder} ({'nothing can be made under ' + str(nearest) if nearest != folder else 'Permission denied'})"
     return None
