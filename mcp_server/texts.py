@@ -163,7 +163,7 @@ def _consensus(output: ConsensusOutput) -> str:
             text = str(position.get("text", "")).strip()
             stance = f" ({position['stance']})" if position.get("stance") else ""
             asked = position.get("asked")
-            stood_in = f" (standing in for {asked})" if asked and asked != position.get("model") else ""
+            stood_in = f" (standing in for {asked})" if asked and position.get("status") == "stand_in" else ""
             lines.append(f"- {position.get('model', '?')}{stood_in}{stance}: {text}")
     for failed in output.failed:
         who = failed.get("asked") or failed.get("model") or "?"

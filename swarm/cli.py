@@ -182,7 +182,8 @@ def _consensus_text(output: dict[str, Any]) -> str | None:
     lines = [f"## Synthesis{by}", "", synthesis] if synthesis else [f"No synthesis{f' ({why})' if why else ''}."]
     for position in output.get("positions") or []:
         model, asked = position.get("model") or "?", position.get("asked")
-        stood_in = f" (standing in for {asked})" if asked and asked != model else ""
+        # a family's own model answering is no stand-in (``asked`` names the family, ``model`` the model)
+        stood_in = f" (standing in for {asked})" if asked and position.get("status") == "stand_in" else ""
         stance = f", {position['stance']}" if position.get("stance") else ""
         lines += ["", f"## {model}{stood_in}{stance}", "", str(position.get("text") or "").strip()]
     failed = output.get("failed") or []

@@ -468,15 +468,16 @@ def test_the_cli_runs_a_consensus_and_prints_its_synthesis_and_positions(
         jobs.append(job)
         return cli._report(args, {"job_id": "j1", "status": "COMPLETED", "trace": [], "totals": {}, "output": {
             "synthesis": "Both say yes.", "synthesizer": "claude",
-            "positions": [{"model": "deepseek", "stance": "for", "text": "Yes."},
-                          {"model": "local", "asked": "gemini", "text": "Yes!"}],
+            "positions": [{"model": "deepseek-v3.1-q8", "asked": "deepseek", "status": "answered", "stance": "for",
+                           "text": "Yes."},  # the family's own model: no stand-in (it read as one)
+                          {"model": "local", "asked": "gemini", "status": "stand_in", "text": "Yes!"}],
             "failed": [{"asked": "claude", "error": "claude cannot be asked here (claude: KEY is not set); ..."}]}})
 
     monkeypatch.setattr(cli, "_run", run)
     assert cli.main(["consensus", "Ship it?", "--models", "deepseek, gemini", "--stances", "for,neutral", "-q"]) == 0
     assert jobs == [{"project": "swarm", "action": "consensus",
                      "input": {"question": "Ship it?", "models": ["deepseek", "gemini"], "stances": ["for", "neutral"]}}]
-    assert capsys.readouterr().out == ("## Synthesis (by claude)\n\nBoth say yes.\n\n## deepseek, for\n\nYes.\n\n"
+    assert capsys.readouterr().out == ("## Synthesis (by claude)\n\nBoth say yes.\n\n## deepseek-v3.1-q8, for\n\nYes.\n\n"
                                        "## local (standing in for gemini)\n\nYes!\n\n## Not answered\n\n"
                                        "- claude: claude cannot be asked here (claude: KEY is not set); ...\n")
 
