@@ -79,6 +79,10 @@ class LLMConfig(_Frozen):
         default=None, description="ask for JSON that matches this schema (constrained where supported)"
     )
     step: str = "llm"
+    #: the caller's check of an answer: why it cannot be used (a review with no JSON verdict), or
+    #: ``None``. An answer it refuses is a failed attempt (billed) and the chain goes on; when no
+    #: model gives a usable one, the first refused answer is returned (the caller says it is unusable)
+    accept: Callable[[str], str | None] | None = Field(default=None, exclude=True, repr=False)
 
 
 AttemptEvent = Literal["calling", "failed"]

@@ -125,6 +125,24 @@ async def test_failure_falls_over_and_trace_keeps_every_step() -> None:
     assert answer.attempts[0].provider == "alpha"
 
 
+async def test_an_answer_the_caller_cannot_use_falls_over_and_is_billed() -> None:
+    """A reviewer answering prose where a JSON verdict was asked ("Sure! approved {") made the
+    review "unusable" while another family was there to ask (a keyed-path review found it)."""
+    accept = LLMConfig(step="review", accept=lambda text: None if text.startswith("{") else "no JSON verdict")
+    models = {"a1": FakeLLM(["Sure! approved {"], model="a1"), "b1": FakeLLM(['{"approved": true}'], model="b1"),
+              "c1": FakeLLM(), "a2": FakeLLM()}
+    answer = await router(models).complete(ASK, accept)
+    assert answer.text == '{"approved": true}'
+    assert [(s.model, s.outcome, s.error_class, s.detail) for s in answer.attempts] == [
+        ("a1", "error", "UnusableAnswer", "no JSON verdict"), ("b1", "ok", None, None)]
+    assert answer.attempts[0].output_tokens > 0  # it answered: billed, in the totals and the budget
+    # nobody does better: the first answer comes back (the caller says it is unusable), every attempt kept
+    prose = {name: FakeLLM([f"prose from {name}"], model=name) for name in ("a1", "b1", "c1", "a2")}
+    last = await router(prose).complete(ASK, accept)
+    assert last.text == "prose from a1" and [s.outcome for s in last.attempts] == ["error"] * 4
+    assert {s.error_class for s in last.attempts} == {"UnusableAnswer"}
+
+
 async def test_all_fail_raises_with_every_attempt(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(BETA_KEY)
     models: dict[str, object] = {name: DownLLM(model=name) for name in ("a1", "b1", "c1", "a2")}

@@ -175,6 +175,8 @@ def make_nodes(llm: LLMProvider) -> dict[str, Node]:
             json_schema=prompts.VERDICT_SCHEMA,
             temperature=0.0,
             step="review",
+            # an answer with no JSON verdict is a failed attempt: the next reviewer is asked
+            accept=lambda text: None if parse_verdict(text) is not None else "the answer held no valid JSON verdict",
         )
         try:
             with listen_to_attempts(model_progress("review", "reviewing")):

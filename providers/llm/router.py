@@ -178,6 +178,7 @@ class LLMRouter:
         attempts: list[TraceStep] = []
         chain = self.resolve_chain(config)
         deferred: list[str] = []  # passed over for a timeout earlier in the job, while later ones could answer
+        refused: list[LLMResponse] = []  # answers ``config.accept`` refused, first first
         for n, name in enumerate(chain):
             reason = self._skip_reason(name)
             if reason is None and (reason := self._timed_out(name, chain[n + 1:])) is not None:
@@ -186,18 +187,22 @@ class LLMRouter:
             if reason:
                 attempts.append(self._step(name, config, outcome="skipped", detail=reason))
                 continue
-            if (response := await self._ask(name, messages, config, attempts)) is not None:
+            if (response := await self._ask(name, messages, config, attempts, refused)) is not None:
                 return response
         # every later model failed: one that only timed out earlier is the last hope, not a lost step
         for name in deferred:
             if reason := self.circuits.acquire(self._circuit(name)):
                 attempts.append(self._step(name, config, outcome="skipped", detail=reason))
-            elif (response := await self._ask(name, messages, config, attempts)) is not None:
+            elif (response := await self._ask(name, messages, config, attempts, refused)) is not None:
                 return response
+        if refused:  # nobody did better: the first answer, unusable as it is, with every attempt
+            return refused[0].model_copy(update={"attempts": tuple(attempts)})
         raise AllProvidersFailed("llm", attempts)
 
-    async def _ask(self, name: str, messages: list[Message], config: LLMConfig, attempts: list[TraceStep]) -> LLMResponse | None:
-        """``name``'s answer with every attempt of the call before it, or ``None`` (fall over)."""
+    async def _ask(self, name: str, messages: list[Message], config: LLMConfig, attempts: list[TraceStep],
+                   refused: list[LLMResponse] | None = None) -> LLMResponse | None:
+        """``name``'s answer with every attempt of the call before it, or ``None`` (fall over). An
+        answer ``config.accept`` refuses goes to ``refused``, its attempt an error (billed)."""
         try:  # the job's budget, with what this call's earlier attempts were billed
             check_attempt(attempts, name)
         except BaseException:
@@ -206,7 +211,18 @@ class LLMRouter:
         skipped = [a.model or "" for a in attempts if a.outcome == "skipped"]
         notify_attempt("calling", name, f"skipped: {', '.join(skipped)}" if skipped else "")
         response = await self._call_with_retries(name, messages, config, attempts)
-        return None if response is None else response.model_copy(update={"attempts": (*attempts, *response.attempts)})
+        if response is None:
+            return None
+        why = config.accept(response.text) if config.accept is not None else None
+        if why is not None:  # it answered (no circuit failure), but nothing the caller can use
+            *before, last = response.attempts or (self._step(name, config),)
+            attempts += [*before, last.model_copy(update={"outcome": "error", "error_class": "UnusableAnswer",
+                                                          "detail": redact(why)[:300]})]
+            notify_attempt("failed", name, "UnusableAnswer")
+            if refused is not None:
+                refused.append(response)
+            return None
+        return response.model_copy(update={"attempts": (*attempts, *response.attempts)})
 
     async def _call_with_retries(
         self, name: str, messages: list[Message], config: LLMConfig, attempts: list[TraceStep]
