@@ -114,6 +114,7 @@ if mode == "crash":
     sys.exit(3)
 if mode == "silent":
     time.sleep(60)
+time.sleep(float(os.environ.get("STUB_START_DELAY", "0")))  # a model still loading
 
 class Handler(BaseHTTPRequestHandler):
     def _send(self, payload):
@@ -247,6 +248,25 @@ async def test_an_edit_of_the_served_model_while_running_is_followed_without_sto
     assert _alive(pid) and _alive(new_pid)
     manager.stop_all()  # both were this manager's alone: both stop
     assert await _refused_soon(base.removesuffix("/v1")) and await _refused_soon(new_base.removesuffix("/v1"))
+
+
+async def test_a_call_while_the_server_starts_waits_for_it(
+    manager: LocalServerManager, stub_llama: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two MCP calls at once while the local model loaded: the second was handed the URL of the
+    server still loading (its process ran) and failed "Connection error", counted on the circuit."""
+    import asyncio
+
+    monkeypatch.setenv("STUB_START_DELAY", "1")
+    spec = stub_spec(stub_llama)
+    first = asyncio.create_task(manager.ensure("local", spec))
+    while manager.serving("local") is None:
+        await asyncio.sleep(0.005)
+    assert manager.serving("local").ready is False  # known (for a crash report), not ready
+    second = await manager.ensure("local", spec)
+    assert first.done() and second == first.result()
+    assert await _get_models(second.removesuffix("/v1")) == 200
+    manager.stop_all()
 
 
 async def test_two_managers_start_one_server(tmp_path: Path, stub_llama: Path) -> None:

@@ -161,9 +161,9 @@ class LocalServerManager:
             return spec.api_base or ""
         wanted = _settings(name, spec)
         server = self._servers.get(name)
-        if server and server.settings == wanted and await _usable(server):
+        if server and server.ready and server.settings == wanted and await _usable(server):
             return server.base_url
-        lock = self._locks.setdefault(name, asyncio.Lock())
+        lock = self._locks.setdefault(name, asyncio.Lock())  # a call while it starts waits here for the start
         async with lock:
             server = self._settled(name, wanted)
             if server and await _usable(server):
@@ -299,7 +299,7 @@ class LocalServerManager:
             )
         self._register_atexit()
         server = LocalServer(port, process, log_path, base, started_at=time.monotonic(), log_offset=offset,
-                             settings=_settings(name, spec))
+                             settings=_settings(name, spec), ready=False)
         self._servers[name] = server
         try:
             await self._wait_ready(name, spec, server)
@@ -308,6 +308,7 @@ class LocalServerManager:
             self._servers.pop(name, None)
             raise
         server.cpu_module = cpu_module(read_log(log_path, offset))
+        server.ready = True
         cpu = f" (llama.cpp CPU module {server.cpu_module})" if server.cpu_module else ""
         log.info("local model %s ready on port %d%s", name, port, cpu)
         return server

@@ -29,6 +29,9 @@ class LocalServer:
     #: what the config asked of it (port, weights, context, threads, alias): an edit of any of them
     #: while the process runs lets this server go and starts (or finds) one as now configured
     settings: tuple[object, ...] = ()
+    #: it answered its canary: a call may go to it (one still loading is known, for crash reports,
+    #: but a second call that came meanwhile waited for no start and failed "Connection error")
+    ready: bool = True
 
     def exit_report(self, during: str = "") -> str | None:
         """What happened to an owned server that has exited, or ``None`` while it runs."""
