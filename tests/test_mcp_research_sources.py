@@ -125,7 +125,7 @@ async def test_the_source_a_report_cites_first_is_source_1_and_its_resource_open
     assert len(out["sources"]) == 3 and out["support"] == 1.0
     cited = out["sources"][0]
     sentence = QUEUES[cited["title"].split()[0].lower()]
-    assert out["report"].startswith(f"{sentence} [1]") and "\n[1] [" + cited["title"] in out["report"]
+    assert out["report"].startswith(f"{sentence} [1]") and "\n- [1] [" + cited["title"] in out["report"]
     assert [(c["claim"], c["source_ids"], c["passage"]["source_id"]) for c in out["citations"]] == [(sentence, [1], 1)]
     assert out["citations"][0]["resource"] == cited["resource"] == f"swarm://jobs/{out['job_id']}/sources/1"
     assert first.startswith(f"# [1] {cited['title']}") and f"> {sentence}" in first and f"- {sentence}" in first

@@ -50,7 +50,7 @@ def test_model_sources_section_is_replaced_by_the_real_one():
     check = check_citations(report, SOURCES)
     assert check.dropped_sources_section
     assert "evil.example" not in check.report and "Invented" not in check.report
-    assert check.report.endswith("## Sources\n\n[1] [Source 1](<https://example.org/1>)\n")
+    assert check.report.endswith("## Sources\n\n- [1] [Source 1](<https://example.org/1>)\n")
     assert check.removed == []
 
 

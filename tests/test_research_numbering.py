@@ -90,7 +90,7 @@ async def test_cited_sources_are_numbered_in_order_of_first_citation_and_every_i
     report = result["report"]
     assert _body_markers(report) == [1, 2, 1, 2]  # [4], [2], [2, 4] as written
     assert "queues[4].put" in report  # code is left as written
-    listed = re.findall(r"^\[(\d+)\] \[([^\]]+)\]", report.split("## Sources")[1], re.MULTILINE)
+    listed = re.findall(r"^- \[(\d+)\] \[([^\]]+)\]", report.split("## Sources")[1], re.MULTILINE)
     assert listed == [("1", first), ("2", second)]
     by_claim = {c["claim"]: c for c in result["citations"]}
     assert by_claim[DOCS[first]]["source_ids"] == [1] and by_claim[DOCS[second]]["source_ids"] == [2]
@@ -149,8 +149,8 @@ def test_every_id_of_the_state_moves_together_and_invented_ids_stay() -> None:
     numbered = number_by_citation(state)
     assert numbered["report"].startswith("Fifth fact [1]. Third fact [1, 2].")
     assert "x = data[3]" in numbered["report"]  # code, not a citation
-    assert numbered["report"].endswith("## Sources\n\n[1] [Source 5](<https://example.org/5>)\n"
-                                       "[2] [Source 3](<https://example.org/3>)\n")
+    assert numbered["report"].endswith("## Sources\n\n- [1] [Source 5](<https://example.org/5>)\n"
+                                       "- [2] [Source 3](<https://example.org/3>)\n")
     assert [(s["id"], s["title"]) for s in numbered["sources"]] == [
         (1, "Source 5"), (2, "Source 3"), (3, "Source 1"), (4, "Source 2"), (5, "Source 4")]
     assert [c["source_ids"] for c in numbered["citations"]] == [[1], [1, 2]]

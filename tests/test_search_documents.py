@@ -209,7 +209,7 @@ async def test_research_over_a_pdf_cites_file_and_page(documents, tmp_path):
     cited = [c for c in result["citations"] if manual["id"] in c["source_ids"]]
     assert cited and all(c["passage"]["page"] == 2 for c in cited)
     sources = result["report"].split("## Sources", 1)[1]
-    assert re.search(rf"^\[{manual['id']}\] \[Operations manual\]\(<file://[^>]*manual\.pdf#page=2>\) — manual\.pdf p\. 2$",
+    assert re.search(rf"^- \[{manual['id']}\] \[Operations manual\]\(<file://[^>]*manual\.pdf#page=2>\) — manual\.pdf p\. 2$",
                      sources, re.MULTILINE), sources
 
 
@@ -220,7 +220,7 @@ def test_sources_list_names_the_cited_pages():
                 {"source_id": 2, "page": None}]
     assert cited_pages(evidence) == {1: [3, 4, 12]}
     section = sources_section(sources, [1, 2], cited_pages(evidence))
-    assert "[1] [Manual](<file:///data/my%20docs/manual.pdf#page=3>) — manual.pdf pp. 3-4, 12\n" in section
+    assert "- [1] [Manual](<file:///data/my%20docs/manual.pdf#page=3>) — manual.pdf pp. 3-4, 12\n" in section
     assert section.endswith("[2] [Web](<https://example.org/a>)\n")
     report = check_citations("The breaker opens after five failures [1].", sources, pages={1: [2]}).report
     assert report.endswith("— manual.pdf p. 2\n")

@@ -36,7 +36,9 @@ _MAX_RANGE = 20
 _CODE = re.compile(r"```.*?(?:```|\Z)|`[^`\n]*`", re.DOTALL)
 #: the heading of the Sources list ``check_citations`` ends a report with, and one line of it
 SOURCES_LIST_HEADING = "## Sources"
-_SOURCE_LINE = re.compile(r"^\[(\d{1,4})\] ")
+#: one entry of the Sources list: a list item (an earlier version wrote the bare ``[n]`` line, which
+#: Markdown runs into one paragraph with the next)
+_SOURCE_LINE = re.compile(r"^(?:- )?\[(\d{1,4})\] ")
 
 
 @dataclass
@@ -197,14 +199,14 @@ def _source_line(sid: int, source: Mapping[str, Any], pages: Sequence[int]) -> s
         where = f" — {' '.join(name.split())} {page_label(pages)}"
         url = url.split("#", 1)[0] + f"#page={min(pages)}"
     url = url.replace(">", "%3E").replace(" ", "%20")
-    return f"[{sid}] [{' '.join(title.split())}](<{url}>){where}"
+    return f"- [{sid}] [{' '.join(title.split())}](<{url}>){where}"
 
 
 def sources_section(
     sources: Sequence[Mapping[str, Any]], cited: Sequence[int], pages: Mapping[int, Sequence[int]] | None = None
 ) -> str:
     """A Markdown Sources list of the cited sources, built from retrieved data only; a source
-    with cited ``pages`` (source id -> page numbers) reads ``[3] [Title](<url#page=12>) — file.pdf p. 12``."""
+    with cited ``pages`` (source id -> page numbers) reads ``- [3] [Title](<url#page=12>) — file.pdf p. 12``."""
     by_id = {int(s["id"]): s for s in sources}
     lines = [_source_line(i, by_id[i], (pages or {}).get(i, ())) for i in cited]
     return f"{SOURCES_LIST_HEADING}\n\n" + "\n".join(lines) + "\n" if lines else ""
@@ -250,7 +252,7 @@ def renumber_report(report: str, new_id: Mapping[int, int]) -> str:
         return body
     entries = [(int(m.group(1)), m.string[m.end():]) for m in map(_SOURCE_LINE.match, lines) if m]
     numbered = sorted((new_id.get(old, old), rest) for old, rest in entries)
-    return f"{body}{SOURCES_LIST_HEADING}\n\n" + "\n".join(f"[{new}] {rest}" for new, rest in numbered) + "\n"
+    return f"{body}{SOURCES_LIST_HEADING}\n\n" + "\n".join(f"- [{new}] {rest}" for new, rest in numbered) + "\n"
 
 
 def check_citations(
