@@ -348,8 +348,10 @@ def failure_text(result: dict[str, Any], *, collected: bool = False) -> str:
     partial = _partial(output)
     if partial is not None:
         stopped = f" (stopped at {partial['stopped_at']})" if partial.get("stopped_at") else ""
-        lines.append(f"partial result{stopped}:")
         readable = _readable(partial)
+        # nothing readable (a research stopped before its report): the heading alone read as an empty answer
+        lines.append(f"partial result{stopped}:" if readable else
+                     f"partial result{stopped}: nothing to show yet; what was kept is in the structured output")
         if readable:
             lines.append(readable)
     if steps:

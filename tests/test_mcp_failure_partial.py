@@ -122,3 +122,18 @@ async def test_consensus_says_why_its_synthesis_is_missing(tmp_path: Path, monke
     assert out["synthesis_status"] == "unavailable" and out["synthesis_error"]
     assert out["warnings"] and out["warnings"][0].startswith("no synthesis; the one position stands: ")
     assert {"synthesis_status", "synthesis_error", "warnings"} <= set(listed["consensus"].output_schema["properties"])
+
+
+def test_a_partial_result_with_nothing_to_read_says_so_instead_of_an_empty_heading() -> None:
+    """A research cancelled before its report read "partial result:" with nothing under it."""
+    from mcp_server.results import failure_text
+
+    result = {"job_id": "j1", "status": "CANCELLED", "error": {"type": "JobCancelled", "message": "job j1 was cancelled"},
+              "output": {"partial": True, "stopped_at": "write", "report": None,
+                         "sources": [{"id": 1, "title": "RunPod", "url": "file:///x.md"}]},
+              "trace": [], "totals": {}}
+    text = failure_text(result)
+    assert ("partial result (stopped at write): nothing to show yet; what was kept is in the structured output"
+            in text), text
+    drafted = failure_text({**result, "output": {"partial": True, "stopped_at": "review", "text": "the draft"}})
+    assert "partial result (stopped at review):\nthe draft" in drafted

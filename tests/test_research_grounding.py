@@ -447,3 +447,19 @@ def test_the_contradiction_check_keeps_what_the_title_holds_and_reads_curly_deni
     assert "Python 3.12 removes the distutils package" in checked.report, checked.unsupported
     assert "mustn’t" not in checked.report
     assert "None of the sources found mentions LangGraph 0.6." in checked.report
+
+
+async def test_a_draft_with_no_factual_sentence_is_said_as_such(corpus, tmp_path):
+    """A written draft with no factual sentence (markup, a bare heading) was warned about as "support
+    0.00, 0 of 0 factual sentences ... the draft's sentences are in unsupported_sentences", which was empty."""
+    from test_research_graph import Script, _context, _local_chain
+
+    from graphs.research.action import ResearchInput, research
+    from providers.testing import FunctionLLM
+
+    brain = Script(report="## Heading only", reviews=[{"approved": True, "issues": []}])
+    ctx, _ = _context(tmp_path, FunctionLLM(brain), _local_chain(corpus, tmp_path))
+    result = await research(ResearchInput(question="How do LangGraph checkpoints resume a run?", mode="abstractive"), ctx)
+    assert result["unsupported_sentences"] == []
+    assert ("the written draft failed the grounding check (no factual sentence in it); the report quotes the sources"
+            " instead") in result["warnings"], result["warnings"]

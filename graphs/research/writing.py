@@ -233,9 +233,13 @@ def _checked(state: ResearchState, started: float, screened: tuple[Grounding, Gr
     # model wrote it: it gets no revision, and its few backed sentences held fewer facts than quotes
     weak = _fails(grounding) and (mode == "auto" or state.get("writer_family") == LOCAL_FAMILY)
     if not revise and report_mode == "abstractive" and (weak or none_backed):
-        warnings.append(f"the written draft failed the grounding check (support {grounding.support or 0:.2f},"
-                        f" {grounding.supported} of {grounding.factual} factual sentences); the report quotes the sources"
-                        " instead (the draft's sentences are in unsupported_sentences)")
+        # said as it was: a draft with no factual sentence (markup, a refusal) has no support to give,
+        # and unsupported_sentences is named only when it holds the draft's
+        checked = (f"support {grounding.support or 0:.2f}, {grounding.supported} of {grounding.factual} factual sentences"
+                   if grounding.factual else "no factual sentence in it")
+        where = " (the draft's sentences are in unsupported_sentences)" if unsupported else ""
+        warnings.append(f"the written draft failed the grounding check ({checked}); the report quotes the sources"
+                        f" instead{where}")
         unsupported = [{**u, "draft": "abstractive (replaced)"} for u in unsupported]
         invalid = grounding.invalid
         grounding, more, _ = _screen(_extractive(state), state)
