@@ -76,6 +76,15 @@ class ProviderError(SwarmError):
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float | None = None
+    #: the input whose fetch failed (an image's ``url`` that did not answer), where one did
+    field: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{type, message}``, and ``field`` where the failure was of one input (a URL to fetch)."""
+        data = super().to_dict()
+        if self.field:
+            data["field"] = redact(self.field)
+        return data
 
     def __init__(self, provider: str, message: str, *, model: str | None = None, text: str | None = None) -> None:
         """``text``: the whole one-line error, where "provider (model): message" would not read as a

@@ -285,4 +285,5 @@ async def test_a_failed_fetch_of_one_image_is_a_step_of_the_job(make_context, tm
     assert result["status"] == "FAILED"
     step = next(s for s in result["trace"] if s["step"] == "read_input")
     assert step["outcome"] == "error" and step["detail"].startswith("url: ") and step["latency_ms"] >= 0
+    assert result["error"]["field"] == "url"  # the error names the input, as a refusal does (only the step did)
     assert "PLANTEDSIG" not in str(result)

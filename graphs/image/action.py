@@ -125,6 +125,7 @@ async def _run_by(deadline: Deadline, action: str, inp: ImageInput, options: dic
                          latency_ms=(time.perf_counter() - started) * 1000, outcome="error",
                          error_class=type(exc).__name__, detail=redact(f"{source}: {exc}")[:300])
         exc.trace = [*(getattr(exc, "trace", None) or []), step.model_dump()]  # type: ignore[attr-defined]
+        exc.field = exc.field or source  # the error names the input it could not read, as a refusal does
         raise
     kind = await anyio.to_thread.run_sync(_check, data, limits, action, options, ctx, deadline)
     input_key = inp.key or f"image_tools/{ctx.job_id}/input.{EXT[kind]}"
