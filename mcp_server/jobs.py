@@ -351,7 +351,18 @@ class JobManager(ResumesJobs):
             raise KeyError(job_id)
         if job_id not in self._tasks and self._adopt(row) is not None:
             row = self.store.get(job_id, owner) or row
-        return summary(row, running_here=job_id in self._tasks)
+        return self._summary(row)
+
+    def _summary(self, row: dict[str, Any]) -> dict[str, Any]:
+        """``summary`` of ``row``, with ``runs_in``: the pid of another live swarm-mcp process
+        running it (it read "waiting to be resumed" while that process ran it)."""
+        here = row["job_id"] in self._tasks
+        out = summary(row, running_here=here)
+        runner = row.get("runner")
+        if (not here and row["status"] == IN_PROGRESS and runner and runner != self.store.lease.token
+                and self.store.lease.alive(runner)):
+            out["runs_in"] = str(runner).split("-", 1)[0]
+        return out
 
     async def cancel(self, job_id: str, owner: str | None) -> dict[str, Any]:
         """Cancel a running job (its runner cancels the remote job too); finished jobs stay as they are."""
@@ -381,7 +392,7 @@ class JobManager(ResumesJobs):
                    and self._adopt(r) is not None]
         if adopted:
             rows = self.store.list(owner, status, limit)
-        return [summary(r, running_here=r["job_id"] in self._tasks) for r in rows]
+        return [self._summary(r) for r in rows]
 
     # --- shutdown (restart: resume_unfinished and _adopt, in mcp_server.jobresume) -----
 

@@ -219,7 +219,9 @@ def job_line(job: dict[str, Any]) -> str:
     error = job.get("error") or {}
     if error:
         status += f": {_error(error)}"
-    if job.get("status") == "IN_PROGRESS" and not job.get("running_here", True):
+    if job.get("status") == "IN_PROGRESS" and job.get("runs_in"):
+        status += f" (running in another swarm-mcp process, pid {job['runs_in']}: ask the client connected to it)"
+    elif job.get("status") == "IN_PROGRESS" and not job.get("running_here", True):
         status += " (waiting to be resumed: job_result or job_status resumes it here)"
     took = f", {job['elapsed_ms'] / 1000:.1f} s" if job.get("elapsed_ms") is not None else ""
     return f"{job.get('job_id')}  {job.get('project')}/{job.get('action')}  {status}  started {_when(job.get('created_at'))}{took}"

@@ -622,6 +622,28 @@ async def test_without_file_locks_another_servers_job_is_left_alone(tmp_path: Pa
     assert done["status"] == "COMPLETED" and runner.runs == [handle["job_id"]]
 
 
+async def test_a_job_another_live_server_runs_is_said_to_run_there(tmp_path: Path) -> None:
+    """Client B's job_status on client A's running job read "waiting to be resumed: job_result or
+    job_status resumes it here", while job_result and job_cancel named the other process."""
+    from mcp_server.jobs import JobManager
+    from mcp_server.jobstore import JobStore
+    from mcp_server.texts import job_line, jobs_text
+
+    runner = _CountingRunner(1.0)
+    first = JobManager(JobStore(tmp_path / "jobs.sqlite"), lambda: runner, wait_budget_s=lambda: 0)
+    second = JobManager(JobStore(tmp_path / "jobs.sqlite"), lambda: runner, wait_budget_s=lambda: 0)
+    handle = await first.submit({"project": "swarm", "action": "delegate", "input": {"task": "t"}}, "me", wait_s=0)
+    await asyncio.sleep(0.1)
+    status = second.status(handle["job_id"], "me")
+    pid = first.store.lease.token.split("-", 1)[0]
+    assert status["running_here"] is False and status["runs_in"] == pid
+    said = f"(running in another swarm-mcp process, pid {pid}: ask the client connected to it)"
+    assert said in job_line(status) and "waiting to be resumed" not in job_line(status)
+    assert said in jobs_text(second.list("me"))
+    assert "runs_in" not in first.status(handle["job_id"], "me")
+    assert (await first.result(handle["job_id"], "me", wait_s=5))["status"] == "COMPLETED"
+
+
 def test_a_final_job_is_not_overwritten_and_old_finished_jobs_are_pruned(tmp_path: Path) -> None:
     from mcp_server.jobstore import JobStore
 
