@@ -116,8 +116,10 @@ async def test_jobs_spread_over_workers_with_trace_and_progress(tmp_path: Path, 
     for i, result in enumerate(results):
         assert result["status"] == "COMPLETED", result["error"]
         assert f"river {i}" in result["output"]["text"]  # the echo of this job's own prompt
-        answered = [s for s in result["trace"] if s["kind"] == "llm" and s["outcome"] == "ok"]
-        assert [s["step"] for s in answered] == ["draft", "review"]
+        # the echo is a draft, and no JSON verdict: its review is an UnusableAnswer attempt, billed
+        answered = [s for s in result["trace"] if s["kind"] == "llm" and s["outcome"] != "skipped"]
+        assert [(s["step"], s["outcome"], s["error_class"]) for s in answered] == [
+            ("draft", "ok", None), ("review", "error", "UnusableAnswer")]
         assert all(s["provider"] and s["model"] and s["latency_ms"] > 0 and s["input_tokens"] for s in answered)
         assert result["trace"][-1]["step"] == "dispatch"
         assert "route" in events[i] and "draft" in events[i]
