@@ -139,16 +139,8 @@ def _same_query(query: str) -> str:
     return " ".join(query.lower().split()).rstrip(" .?!")
 
 
-def _no_json(text: str) -> bool:
-    """Whether the planner's answer holds no JSON object or list at all (``parse_plan`` reads one)."""
-    match = re.search(r"\{.*\}|\[.*\]", text, re.DOTALL)
-    if match is None:
-        return True
-    try:
-        json.loads(match.group(0))
-    except ValueError:
-        return True
-    return False
+#: what ``parse_plan`` says of an answer with no JSON it can read: the planner's call falls over
+UNREADABLE_PLAN = frozenset({"no JSON in the planner's answer", "the planner's JSON does not parse"})
 
 
 def parse_plan(text: str, question: str, n: int) -> tuple[list[str], str | None]:
@@ -211,8 +203,8 @@ def make_nodes(deps: ResearchDeps) -> dict[str, Node]:
         config = LLMConfig(tier=state.get("tier"), prefer=state.get("primary"),  # type: ignore[arg-type]
                            json_schema=prompts.PLAN_SCHEMA, temperature=0.0, step="plan",
                            max_tokens=PLAN_TOKENS_BASE + PLAN_TOKENS_PER_QUERY * n,
-                           # a plan with no JSON is a failed attempt: the next planner is asked
-                           accept=lambda text: "no JSON in the planner's answer" if _no_json(text) else None)
+                           # a plan with no JSON it can read is a failed attempt: the next planner is asked
+                           accept=lambda text: why if (why := parse_plan(text, question, n)[1]) in UNREADABLE_PLAN else None)
         response, trace, error = await ask(deps.llm, prompts.plan_messages(question, n, state.get("context") or ""), config)
         planned, problem = parse_plan(response.text, question, n) if response else ([], f"planner failed: {error}")
         searched = question

@@ -43,7 +43,14 @@ from urllib.parse import urlsplit
 
 from core.errors import ProviderUnavailable
 from providers.llm.local_server_config import LLAMA_CPP_INSTALL, local_port, resolve_gguf, server_alias
-from providers.llm.local_server_process import LocalServer, cpu_module, read_log, terminate, wait_exit
+from providers.llm.local_server_process import (
+    LocalServer,
+    ServerSettings,
+    cpu_module,
+    read_log,
+    terminate,
+    wait_exit,
+)
 from providers.llm.local_sharing import CANARY_PROMPT as CANARY_PROMPT  # the name fake servers look for
 from providers.llm.local_sharing import (
     PortInUse,
@@ -100,7 +107,7 @@ class LocalServerManager:
         #: model -> port -> a server an edit of api_base's port moved away from (kept for the jobs
         #: still running with the old config; stopped by ``stop_all``)
         self._retired: dict[str, dict[int, LocalServer]] = {}
-        self._told: set[tuple[str, tuple[object, ...]]] = set()  # same-port edits said in the log
+        self._told: set[tuple[str, ServerSettings]] = set()  # same-port edits said in the log
         self._locks: dict[str, asyncio.Lock] = {}
         self._users: dict[int, UsersLock] = {}  # port -> this manager's share of its server
         #: model -> (the server whose exit was last reported, the report): for the other calls it was serving
@@ -176,7 +183,7 @@ class LocalServerManager:
             self._servers[name] = await self._start(name, spec)
             return self._servers[name].base_url
 
-    def _settled(self, name: str, wanted: tuple[object, ...]) -> LocalServer | None:
+    def _settled(self, name: str, wanted: ServerSettings) -> LocalServer | None:
         """The server a call with ``wanted`` settings goes to, after an edit of the config while
         this process runs (each job keeps the config it started with, so calls of both may come).
         Another port: the server on the old one stays for the jobs that still run with it (until
@@ -187,7 +194,7 @@ class LocalServerManager:
         server = self._servers.get(name)
         if server is None or server.settings == wanted:
             return server
-        port = local_port_of(wanted)
+        port = wanted.port
         if server.port != port:
             retired = self._retired.setdefault(name, {})
             retired[server.port] = server
@@ -404,15 +411,8 @@ def default_local_servers() -> LocalServerManager:
     return _default
 
 
-def _settings(name: str, spec: ModelSpec) -> tuple[object, ...]:
+def _settings(name: str, spec: ModelSpec) -> ServerSettings:
     """What a model's server is started with (``LocalServer.settings``)."""
     local = spec.local_server
     assert local is not None
-    return local_port(spec, name), local.gguf, local.n_ctx, local.n_threads, server_alias(spec)
-
-
-def local_port_of(settings: tuple[object, ...]) -> int:
-    """The port in ``_settings``'s tuple (its first item)."""
-    port = settings[0]
-    assert isinstance(port, int)
-    return port
+    return ServerSettings(local_port(spec, name), local.gguf, local.n_ctx, local.n_threads, server_alias(spec))

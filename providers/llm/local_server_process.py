@@ -11,10 +11,21 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from core.redact import redact
 
 _SIGNALS = {int(s) for s in signal.Signals}
+
+
+class ServerSettings(NamedTuple):
+    """What a model's server is started with, from its config (``LocalServer.settings``)."""
+
+    port: int
+    gguf: str
+    n_ctx: int
+    n_threads: int | None
+    alias: str
 
 
 @dataclass
@@ -28,7 +39,7 @@ class LocalServer:
     cpu_module: str | None = None  # the llama.cpp CPU module it chose (llama_launch.py's log line)
     #: what the config asked of it (port, weights, context, threads, alias): an edit of any of them
     #: while the process runs lets this server go and starts (or finds) one as now configured
-    settings: tuple[object, ...] = ()
+    settings: ServerSettings | None = None
     #: it answered its canary: a call may go to it (one still loading is known, for crash reports,
     #: but a second call that came meanwhile waited for no start and failed "Connection error")
     ready: bool = True
