@@ -221,8 +221,18 @@ async def test_over_http_files_inside_file_roots_are_read_and_no_others(echo: Ec
         assert not inside.is_error, inside.content[0].text
         for outside in (str(SMALL), str(allowed / "escape.png"), str(allowed / ".." / SMALL.name)):
             result = await client.call_tool("upscale_image", {"path": outside})
-            assert result.is_error and "is outside the folders this server may read (mcp.file_roots)" in result.content[0].text
+            assert result.is_error and f"is outside the folders this server may read (mcp.file_roots: {allowed});" \
+                in result.content[0].text
     assert echo.seen == [SMALL.read_bytes()]
+
+
+def test_a_refused_path_lists_the_allowed_folders_the_first_five_then_a_count(tmp_path: Path) -> None:
+    from core.errors import InputError
+    from providers.image.imageio import ImageLimits, read_file
+
+    roots = [str(tmp_path / f"r{n}") for n in range(7)]
+    with pytest.raises(InputError, match=r"mcp\.file_roots: .*/r0, .*/r4 and 2 more\); copy the file into one of them"):
+        read_file(str(SMALL), ImageLimits(), roots=roots)
 
 
 def test_file_roots_must_be_absolute(config_file: Path) -> None:

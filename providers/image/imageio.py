@@ -387,6 +387,12 @@ def local_path(text: str, *, field: str = "path", base: Path | None = None) -> P
     return path
 
 
+def _listed(roots: Sequence[str], most: int = 5) -> str:
+    """``roots`` for an error: the first ``most`` as given, then how many more."""
+    shown = ", ".join(str(r) for r in roots[:most]) or "none"
+    return shown + (f" and {len(roots) - most} more" if len(roots) > most else "")
+
+
 def read_file(text: str, limits: ImageLimits, *, roots: Sequence[str] | None = None, field: str = "path",
               base: Path | None = None, check_image: bool = True) -> bytes:
     """The bytes of the image file ``text`` names (``local_path``), checked before and while it is
@@ -402,7 +408,8 @@ def read_file(text: str, limits: ImageLimits, *, roots: Sequence[str] | None = N
     path = local_path(text, field=field, base=base)
     real = Path(os.path.realpath(path))
     if roots is not None and not any(real.is_relative_to(os.path.realpath(Path(r).expanduser())) for r in roots):
-        raise InputError(f"{path} is outside the folders this server may read (mcp.file_roots)", field=field)
+        raise InputError(f"{path} is outside the folders this server may read (mcp.file_roots: {_listed(roots)});"
+                         " copy the file into one of them, or send it as url, key or base64", field=field)
     # not blocking: a pipe would wait for a writer; not following a link made since realpath
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
     try:
