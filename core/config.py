@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
-from core.config_interpolation import interpolate, unset_notes, unsupported_forms
+from core.config_interpolation import bare_references, interpolate, unset_notes, unsupported_forms
 from core.config_problems import format_validation_error
 from core.config_refs import cross_reference_problems
 from core.config_schema import (
@@ -211,7 +211,19 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
     if unsupported:
         raise ConfigError("invalid config:\n  " + "\n  ".join(unsupported))
     register_config_secrets(config.model_dump(mode="json"))  # a key written literally in the file, too
+    for line in bare_references(raw, env):
+        _warn_once(f"{file}: {line}")
     return config
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(line: str) -> None:
+    """Log ``line`` as a warning the first time this process sees it (a hot reload reads the file again)."""
+    if line not in _warned:
+        _warned.add(line)
+        log.warning("%s", line)
 
 
 def _load_text(text: bytes, path: Path) -> SwarmConfig:

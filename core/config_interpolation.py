@@ -17,7 +17,7 @@ from typing import Any
 from core.paths import state_dir
 from core.redact import redact
 
-__all__ = ["ENV_REFERENCE", "interpolate", "unset_notes", "unsupported_forms"]
+__all__ = ["ENV_REFERENCE", "bare_references", "interpolate", "unset_notes", "unsupported_forms"]
 
 #: ``${VAR}`` or ``${VAR:-default}``; a default holds no ``${`` (nesting is not supported)
 ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-((?:(?!\$\{)[^}])*))?\}")
@@ -79,6 +79,30 @@ def unsupported_forms(raw: Any) -> list[str]:
         if "${" in key:  # it stayed literal: a route "${KIND:-summarize}" was listed as a valid kind ($schema is fine)
             lines.append(f"{path or '(top level)'}: the key {redact(key)!r} is not expanded (only values are);"
                          " write the name itself")
+    return lines
+
+
+#: ``$NAME`` without braces, not part of ``$$`` or a word: the shell's form, which config keeps as written
+_BARE_REFERENCE = re.compile(r"(?<![$\w])\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def bare_references(raw: Any, env: Mapping[str, str] | None = None) -> list[str]:
+    """One line per string of the raw file with a ``$NAME`` that looks meant as a variable (a name
+    in capitals, or one set in the environment): it is kept as written, and ``dsn: $DATABASE_URL``
+    then failed as a connection to a host named "$DATABASE_URL". Not refused: a password may hold
+    a ``$``. In a credential's key neither the value nor the name is shown."""
+    environ: Mapping[str, str] = os.environ if env is None else env
+    lines = []
+    for path, text in _strings(raw):
+        names = [n for n in _BARE_REFERENCE.findall(ENV_REFERENCE.sub("", text))
+                 if (len(n) > 1 and n.upper() == n) or n in environ]
+        if not names:
+            continue
+        if _SECRET_KEY.search(path.rsplit(".", 1)[-1]):
+            lines.append(f"{path}: its value holds a $NAME without braces, kept as written (the value is not shown);"
+                         " to use a variable, write ${NAME}")
+        else:
+            lines.append(f"{path}: ${names[0]} is kept as written (no braces); to use the variable, write ${{{names[0]}}}")
     return lines
 
 

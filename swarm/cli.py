@@ -347,6 +347,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         raise ConfigError(why, key="runner.runpod.endpoint_id")
     print(f"# {config_path(args.config)}: valid", file=sys.stderr)
     print(yaml.safe_dump(redacted_dump(config), sort_keys=False))
+
     missing = sorted({m.api_key_env for m in config.models.values() if m.api_key_env and not os.environ.get(m.api_key_env)})
     if missing:
         from core.redact import redact

@@ -271,3 +271,31 @@ def test_a_yaml_mistake_is_pointed_at_where_it_begins(tmp_path):
     bad.write_text("\n".join(lines) + "\n")
     with pytest.raises(ConfigError, match=f"begins at line {at + 1}; look there first"):
         load_config(bad)
+
+
+def test_a_dollar_name_without_braces_is_warned_about_once_and_kept_as_written(config_file: Path, caplog) -> None:
+    import logging
+
+    import yaml
+
+    data = yaml.safe_load(config_file.read_text())
+    data["runner"]["runpod"]["endpoint_id"] = "$RUNPOD_ENDPOINT_ID"
+    data["models"]["deepseek-v3.1-q8"]["api_base"] = "http://$SEARCH_HOST:8080"
+    data["checkpointer"]["dsn"] = "$DATABASE_URL"  # a credential's key: neither its value nor the name shown
+    # lower case and unset, inside a word (a password's pa$SWORD9), a supported form: no warning
+    data["mcp"]["file_roots"] = ["/srv/$price", "/srv/pa$SWORD9", "/srv/${HOME}"]
+    config_file.write_text(yaml.safe_dump(data))
+    with caplog.at_level(logging.WARNING, logger="core.config"):
+        config = load_config(config_file, env={})
+        load_config(config_file, env={})  # a hot reload: not said again
+    assert config.runner.runpod.endpoint_id == "$RUNPOD_ENDPOINT_ID"
+    said = [r.getMessage() for r in caplog.records if "braces" in r.getMessage()]
+    assert sorted(said) == sorted([
+        f"{config_file}: models.deepseek-v3.1-q8.api_base: $SEARCH_HOST is kept as written (no braces);"
+        " to use the variable, write ${SEARCH_HOST}",
+        f"{config_file}: checkpointer.dsn: its value holds a $NAME without braces, kept as written (the value is not"
+        " shown); to use a variable, write ${NAME}",
+        f"{config_file}: runner.runpod.endpoint_id: $RUNPOD_ENDPOINT_ID is kept as written (no braces);"
+        " to use the variable, write ${RUNPOD_ENDPOINT_ID}",
+    ])
+    assert not any("SWORD9" in r.getMessage() or "DATABASE_URL" in r.getMessage() for r in caplog.records)
