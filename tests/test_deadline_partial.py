@@ -79,3 +79,38 @@ async def test_a_job_past_its_deadline_before_any_step_finished_has_no_partial(m
     assert result["error"]["type"] == "JobDeadlineExceeded"
     assert result["output"] is None
     assert [s["step"] for s in result["trace"]] == ["dispatch"]
+
+
+async def test_a_background_removal_batch_near_its_deadline_completes_with_the_images_done(make_context: Any) -> None:
+    """Eight images at 1.5 s each against a 6 s deadline: the batch ran past it and the job failed
+    with nothing kept. It now stops starting images in time and completes with those it finished."""
+    import time
+
+    from test_image_rembg import PHOTO, SHARED
+
+    from providers.image import pull as weights_pull
+    from providers.image.rembg_backend import RembgRemover, RembgSettings
+
+    assert weights_pull.pull(["u2netp"], SHARED)["ok"]
+    remover = RembgRemover(RembgSettings(model="u2netp", models_dir=str(SHARED), precision="fp32", batch_workers=1))
+    original = remover._batch_one
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(1.5)
+        return original(*args, **kwargs)
+
+    remover._batch_one = slow  # type: ignore[method-assign]
+    storage = MemoryStorage()
+    images = [{"image": base64.b64encode(PHOTO).decode()}] * 8
+    job = {"project": "image_tools", "action": "remove_background", "input": {"images": images}, "job_id": "batch-late"}
+    result = await dispatch(job, make_context(FunctionLLM(lambda m, c: "unused"), config=with_deadline(6),
+                                              storage=storage, remove_background=remover))
+    assert result["status"] == "COMPLETED", result.get("error")
+    entries = result["output"]["results"]
+    done = [e for e in entries if "image_key" in e]
+    skipped = [e for e in entries if "error" in e]
+    assert 1 <= len(done) <= 3 and len(done) + len(skipped) == 8, entries
+    assert [e["index"] for e in done] == list(range(len(done)))  # in order: the first ones ran
+    assert all("limits.job_deadline_s: 6 s" in e["error"]["message"] for e in skipped), skipped
+    for entry in done:
+        assert (await storage.get(entry["image_key"]))[:4] == b"\x89PNG"

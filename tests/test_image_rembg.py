@@ -265,3 +265,34 @@ def test_onnxruntime_sends_and_keeps_no_telemetry(tmp_path) -> None:
             f"_ort().InferenceSession({str(model)!r}, providers=['CPUExecutionProvider'])\n")
     subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], env=env, check=True, timeout=120)
     assert not (tmp_path / ".cache" / "Microsoft").exists()
+
+
+async def test_near_its_deadline_a_batch_starts_no_image_and_keeps_those_done():
+    """A batch killed at the job's deadline lost every image it had finished. Now an image that
+    would not finish in what is left is not started (an error naming the deadline's key); the
+    images before it keep their results. The clock is the deadline's own, moved 4 s an image."""
+    from providers.image.deadline import job_deadline
+
+    now = [0.0]
+    remover = RembgRemover(RembgSettings(model="u2netp", models_dir=str(SHARED), precision="fp32", batch_workers=1))
+    original = remover._batch_one
+
+    def four_seconds(*args, **kwargs):
+        now[0] += 4.0
+        return original(*args, **kwargs)
+
+    remover._batch_one = four_seconds
+    assert weights_pull.pull(["u2netp"], SHARED)["ok"]
+    with job_deadline(20, at=20.0, clock=lambda: now[0]):
+        outcome = await remover.process_batch([PHOTO] * 6, ImageAction.REMOVE_BACKGROUND, ImageConfig())
+    # 4 s an image, 1.25 x 4 + 1 = 6 s needed: started at 0, 4, 8 and 12 s (8 s left), not at 16 (4 s left)
+    assert [item.data is not None for item in outcome.items] == [True] * 4 + [False] * 2
+    late = outcome.items[4].error
+    assert isinstance(late, InputError) and late.field == "images[4]"
+    assert str(late).startswith("images[4]: not started: 4.0 s were left of the job's deadline"
+                                " (limits.job_deadline_s: 20 s) and an image here took up to 4.0 s")
+    assert [s.outcome for s in outcome.steps] == ["ok"] * 4 + ["skipped"] * 2
+    # no deadline: every image runs, however long each takes
+    now[0] = 0.0
+    outcome = await remover.process_batch([PHOTO] * 3, ImageAction.REMOVE_BACKGROUND, ImageConfig())
+    assert all(item.data for item in outcome.items)

@@ -48,8 +48,9 @@ async def upscale(inp: UpscaleInput, ctx: JobContext) -> dict[str, Any]:
 
 async def remove_background(inp: RemoveBackgroundInput, ctx: JobContext) -> dict[str, Any]:
     """Remove the background of one image, or of each of ``images`` in one batch."""
-    if inp.images is not None:
-        return await run_batch(inp, inp.images, _rembg_options(inp), ctx)
+    if inp.images is not None:  # near the deadline the batch starts no more images, and keeps those done
+        with job_deadline(ctx.config.limits.job_deadline_s, at=ctx.deadline_at):
+            return await run_batch(inp, inp.images, _rembg_options(inp), ctx)
     return await _run("remove_background", inp, _rembg_options(inp), ctx)
 
 

@@ -92,6 +92,48 @@ def current_deadline() -> Deadline | None:
     return _deadline.get()
 
 
+class BatchPace:
+    """When a batch stops starting images: each image it ran says how long one takes here (the
+    slowest so far), and an image that would not finish in what is left of the job's deadline is
+    not started. The images done are then kept: a batch killed at the deadline lost every one.
+    Safe from the batch's worker threads."""
+
+    #: what storing the outputs and describing them needs after the last image
+    MARGIN_S = 1.0
+    #: the slowest image so far, times this, is what the next one is given
+    SLACK = 1.25
+
+    def __init__(self, deadline: Deadline | None) -> None:
+        self.deadline = deadline
+        self.slowest_s = 0.0
+        self._lock = threading.Lock()
+
+    def clock(self) -> float:
+        """Now, on the deadline's clock."""
+        return (self.deadline.clock if self.deadline is not None else time.monotonic)()
+
+    def took(self, seconds: float) -> None:
+        """One image of the batch ran in ``seconds`` (on ``clock``)."""
+        with self._lock:
+            self.slowest_s = max(self.slowest_s, seconds)
+
+    def too_late(self, field: str) -> InputError | None:
+        """Why the image ``field`` is not started (an error naming the deadline's key, the time
+        left and what one image takes), or None: start it. Before any image finished, always None."""
+        deadline = self.deadline
+        with self._lock:
+            slowest = self.slowest_s
+        if deadline is None or slowest == 0.0:
+            return None
+        left = deadline.left()
+        if left >= slowest * self.SLACK + self.MARGIN_S:
+            return None
+        return InputError(
+            f"not started: {left:.1f} s were left of the job's deadline ({deadline.key}: {deadline.limit_s:g} s)"
+            f" and an image here took up to {slowest:.1f} s; the images before it are kept, send this one"
+            " again in a new job (or a smaller batch)", field=field)
+
+
 @runtime_checkable
 class DeadlineAware(Protocol):
     """An image provider that can tell, before a job runs, that it cannot finish in time."""

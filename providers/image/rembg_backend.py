@@ -54,6 +54,7 @@ from providers.image.backend import (
     run_stoppable,
     stop_flag,
 )
+from providers.image.deadline import BatchPace, current_deadline
 from providers.image.imageio import ImageLimits, open_checked
 from providers.image.precision import AutoPrecision, CpuInfo, read_cpu_info
 from providers.image.rembg_mask import cutout, encode_cutout, infer, predict_mask
@@ -255,6 +256,7 @@ class RembgRemover(SingleActionBackend):
         threads = None if workers == 1 else max(1, _cores() // workers)
         name, net, extra, why, steps = self._first_loaded(config, threads)
         stop = stop_flag()
+        pace = BatchPace(current_deadline())  # near the job's deadline, no image is started
         # the pool's threads do not inherit the context: each image runs in a copy of this one, so
         # it sees the stop event and the progress listener
         context = contextvars.copy_context()
@@ -262,7 +264,14 @@ class RembgRemover(SingleActionBackend):
         def one(index: int) -> tuple[BatchItem, TraceStep]:
             if stop is not None and stop.is_set():  # the caller was cancelled: no more images
                 raise WorkCancelled(f"cancelled before image {numbers[index]}")
-            return self._batch_one(numbers[index], images[index], net, (name, why), extra, config)
+            started = time.perf_counter()
+            if late := pace.too_late(f"images[{numbers[index]}]"):
+                return BatchItem(numbers[index], error=late), self._step(
+                    name, 1, started, "skipped", late, index=numbers[index], provider=self.paths.engine(name))
+            begun = pace.clock()
+            done = self._batch_one(numbers[index], images[index], net, (name, why), extra, config)
+            pace.took(pace.clock() - begun)
+            return done
 
         # map() keeps input order; a worker holds one decoded image at a time
         with ThreadPoolExecutor(workers, thread_name_prefix="rembg-batch") as pool:
