@@ -317,3 +317,29 @@ def test_support_is_scored_against_every_passage_read_from_the_source():
     texts = support_texts(state)
     assert "Query text is reduced to quoted words." in texts[1] and "The writer saw this part." in texts[1]
     assert texts[2].strip() == "only a snippet"
+
+
+async def test_progress_fractions_are_shares_of_the_whole_job_and_only_go_forward(corpus, tmp_path):
+    """A client's bar read 50% at the first of two searches (the stage's own fraction), then crept by
+    1% of the rest through the write: each stage now starts at its share of the job."""
+    from mcp_server.calls import ProgressScale
+
+    ctx, _ = _context(tmp_path, FunctionLLM(Script()), _local_chain(corpus, tmp_path))
+    fractions: list[tuple[str, float | None]] = []
+
+    async def progress(stage: str, message: str, fraction: float | None = None) -> None:
+        fractions.append((stage, fraction))
+
+    ctx.progress = progress
+    await research(ResearchInput(question="How do LangGraph checkpoints resume a run?"), ctx)
+    given = [(stage, f) for stage, f in fractions if f is not None]
+    stages = [stage for stage, _ in given]
+    assert stages == ["plan", "search", "search", "search", "read", "write", "check", "review", "done"], given
+    values = [f for _, f in given]
+    assert values == sorted(values) and values[-1] == 1.0
+    assert dict(given[:1] + given[4:-1]) == {"plan": 0.02, "read": 0.5, "write": 0.6, "check": 0.85, "review": 0.9}
+    assert [round(f, 4) for _, f in given[1:4]] == [0.2333, 0.3667, 0.5]  # three searches fill 10% -> 50%
+    scale = ProgressScale()
+    sent = [scale.next(stage, f) for stage, f in fractions]
+    first_write = [stage for stage, _ in fractions].index("write")
+    assert 60.0 <= sent[first_write] < 85.0 and sent[-1] == 100.0, sent

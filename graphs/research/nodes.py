@@ -192,6 +192,23 @@ def with_antecedent(question: str, antecedent: str) -> str:
     return f"{question} {' '.join(added[:ANTECEDENT_WORDS])}" if added else question
 
 
+#: where each stage of a research job starts, as a share of the whole job (search runs from its
+#: start to the next's as searches finish): the job's progress bar read 50% at the first of two
+#: searches (the stage's own fraction), then crept by 1% of the rest through a long write
+STAGE_AT = {"plan": 0.02, "search": 0.10, "read": 0.50, "write": 0.60, "check": 0.85, "review": 0.90}
+
+
+def stage_at(stage: str, within: float = 0.0, revision: int = 0) -> float | None:
+    """The job's progress at ``within`` (0..1) of ``stage``; None in a revision (its stages come
+    again after the review, and the bar only moves forward: it then creeps)."""
+    if revision:
+        return None
+    stages = list(STAGE_AT)
+    start = STAGE_AT[stage]
+    end = STAGE_AT[stages[stages.index(stage) + 1]] if stage != stages[-1] else 0.99
+    return round(start + (end - start) * min(max(within, 0.0), 1.0), 4)
+
+
 def make_nodes(deps: ResearchDeps) -> dict[str, Node]:
     """The graph's nodes, closed over their dependencies."""
 
@@ -199,7 +216,7 @@ def make_nodes(deps: ResearchDeps) -> dict[str, Node]:
         started = time.perf_counter()
         n = DEPTH[state["depth"]]["queries"]
         question = " ".join(state["question"].split())
-        emit("plan", f"planning up to {n} sub-queries")
+        emit("plan", f"planning up to {n} sub-queries", stage_at("plan"))
         config = LLMConfig(tier=state.get("tier"), prefer=state.get("primary"),  # type: ignore[arg-type]
                            json_schema=prompts.PLAN_SCHEMA, temperature=0.0, step="plan",
                            max_tokens=PLAN_TOKENS_BASE + PLAN_TOKENS_PER_QUERY * n,
@@ -241,7 +258,8 @@ def make_nodes(deps: ResearchDeps) -> dict[str, Node]:
                              error_class=type(exc).__name__, detail=exc.to_dict()["message"][:300])
             results, steps, failed = [], [step], True
         deps.searches_done += 1
-        emit("search", f"search {min(deps.searches_done, task['total'])}/{task['total']}", deps.searches_done / task["total"])
+        emit("search", f"search {min(deps.searches_done, task['total'])}/{task['total']}",
+             stage_at("search", deps.searches_done / task["total"]))
         hit = {"query_index": task["query_index"], "query": task["query"], "failed": failed,
                "results": [r.model_dump(mode="json") for r in results]}
         # the node's own step, as every node has: its backends' attempts were filed under the next
@@ -260,7 +278,7 @@ def make_nodes(deps: ResearchDeps) -> dict[str, Node]:
         started = time.perf_counter()
         depth = DEPTH[state["depth"]]
         chosen = state["sources"][: depth["read"]]
-        emit("read", f"reading {len(chosen)} of {len(state['sources'])} sources")
+        emit("read", f"reading {len(chosen)} of {len(state['sources'])} sources", stage_at("read"))
         reader = deps.search.read_document if isinstance(deps.search, DocumentReader) else None
         outcomes = await asyncio.gather(*(read_source(s["url"], read_local=reader, fetch=deps.fetch) for s in chosen))
         terms = set(content_stems(" ".join([state["question"], *state.get("queries", [])])))

@@ -26,7 +26,7 @@ from graphs.research.citations import check_citations, cited_pages, normalize_re
 from graphs.research.entailment import Reviewer, Settlement, settle
 from graphs.research.extractive import PER_QUERY, extractive_report
 from graphs.research.grounding import Grounding, ReviewerVerdict, drop_repeats, ground, normalise
-from graphs.research.nodes import UNKNOWN, Node, ResearchDeps, ask, first_family, node_step
+from graphs.research.nodes import UNKNOWN, Node, ResearchDeps, ask, first_family, node_step, stage_at
 from graphs.research.passages import Passage, snippet_passage
 from graphs.research.state import ResearchState
 from graphs.research.subjects import missing_line, source_texts, unmentioned
@@ -78,17 +78,18 @@ def _write_node(deps: ResearchDeps) -> Node:
                 "writer_family": state.get("planned_by"), "write_failure": None, "writer_note": None,
                 "draft_stands": False}
         if not state["sources"]:
-            emit("write", "no sources were found; nothing to cite")
+            emit("write", "no sources were found; nothing to cite", stage_at("write", revision=revision))
             detail = "no sources: wrote the no-sources report without a model"
             return {**base, "draft": _no_sources_report(state), "report_mode": None,
                     "trace": [node_step("write", started, detail, "error")]}
         mode = state.get("mode", "auto")
         if mode == "extractive" or (mode == "auto" and _local_writes(deps.llm, state)):
             why = "as asked" if mode == "extractive" else "the writer would be the local model, which planned"
-            emit("write", "quoting the best passages for each sub-question")
+            emit("write", "quoting the best passages for each sub-question", stage_at("write", revision=revision))
             return {**base, "draft": _extractive(state),
                     "trace": [node_step("write", started, f"extractive report ({why}); no model called")]}
-        emit("write", f"writing with {state.get('primary') or 'the default model'}" + (f" (revision {revision})" if revision else ""))
+        emit("write", f"writing with {state.get('primary') or 'the default model'}" + (f" (revision {revision})" if revision else ""),
+             stage_at("write", revision=revision))
         messages = prompts.write_messages(state["question"], state["sources"], state.get("excerpts", {}), state.get("review"))
         config = LLMConfig(tier=state.get("tier"), prefer=state.get("primary"),  # type: ignore[arg-type]
                            step="write" if not revision else "revise")
@@ -196,7 +197,8 @@ def _check_node(deps: ResearchDeps) -> Node:
         if state.get("draft_stands"):  # the text checked last round, unchanged: its check stands
             return {"warnings": [*state.get("warnings", []), str(state.get("writer_note") or "")],
                     "trace": [node_step("check", started, "the draft stands: its check stands (no model called)")]}
-        emit("check", "checking every sentence against the passage it cites")
+        emit("check", "checking every sentence against the passage it cites",
+             stage_at("check", revision=state.get("revisions", 0)))
         first, repeats, dropped_section = _screen(state["draft"], state)
         settlement = await settle(deps.llm, first.undecided, state["sources"], _reviewer(state), state.get("trace", []))
         reviewed = _screen(state["draft"], state, settlement.verdicts)[0] if settlement.verdicts else first
@@ -316,7 +318,7 @@ def _review_node(deps: ResearchDeps) -> Node:
         if why:
             return {"review": {"approved": None, "status": "skipped", "reason": why},
                     "trace": [node_step("review", started, why, "skipped")]}
-        emit("review", f"reviewing with {reviewer}")
+        emit("review", f"reviewing with {reviewer}", stage_at("review", revision=state.get("revisions", 0)))
         writer = state.get("writer_family")
         config = LLMConfig(tier=state.get("tier"), prefer=reviewer,  # type: ignore[arg-type]
                            avoid=_avoided(deps.llm, reviewer, writer), json_schema=prompts.REVIEW_SCHEMA,
