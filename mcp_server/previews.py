@@ -140,5 +140,7 @@ def _describe(image: StoredImage, mime_type: str, size: int) -> tuple[str, Resou
     uri = artifact_uri(image.key)
     text = f"{image.label}: {image.width}x{image.height} {mime_type}, {size} bytes; full image: {uri}"
     link = ResourceLink(uri=uri, name=image.key.rsplit("/", 1)[-1], title=f"{image.label}, full size",
+                        description=f"{image.label} at full size ({image.width}x{image.height}"
+                                    f" {mime_type}): read this resource for its bytes",
                         mime_type=mime_type, size=size or None)
     return text, link

@@ -143,6 +143,7 @@ async def test_stdio_image_results_show_a_preview_and_link_the_full_image(tmp_pa
         stored = await check_link(links[0], small.structured_content["key"])
         assert base64.b64decode(images[0].data) == stored and images[0].mime_type == "image/png"
         assert "96x48" in texts[0] and f"{len(stored)} bytes" in texts[0]
+        assert links[0].description == "result at full size (96x48 image/png): read this resource for its bytes"
 
         # too big to inline: a downscaled copy, same aspect ratio, its real size in the text
         big = await client.call_tool("upscale_image", {"image": base64.b64encode(_png((160, 80))).decode(), "scale": 4})
