@@ -72,6 +72,15 @@ class LocalServerSpec(StrictModel):
     startup_timeout_s: float = Field(default=90.0, gt=0)
 
 
+#: litellm parameters every call sets from a key of its model (or from the call): not for extra_params
+_SET_BY = {
+    "model": "litellm_model", "messages": "the call", "api_key": "api_key_env", "api_base": "api_base",
+    "base_url": "api_base", "timeout": "timeout_s", "request_timeout": "timeout_s", "max_tokens": "max_output_tokens",
+    "stream": "stop_on_loop", "num_retries": "providers.llm.retry", "max_retries":
+    "providers.llm.retry", "response_format": "structured_output",
+}
+
+
 class ModelSpec(StrictModel):
     """One model the router may call, reached through litellm."""
 
@@ -101,6 +110,17 @@ class ModelSpec(StrictModel):
     )
 
     _env_name = field_validator("api_key_env")(env_name)
+
+    @field_validator("extra_params", "free_text_params")
+    @classmethod
+    def _not_ours(cls, value: dict[str, Any]) -> dict[str, Any]:
+        """A parameter each call sets from its own key is refused here: it overrode that key on every
+        call without a word (``api_key`` written here, in clear, beside an unset ``api_key_env``;
+        ``num_retries`` under the fallback chain; ``stream`` past the loop guard)."""
+        taken = [f"{name!r} (set it with {_SET_BY[name]})" for name in value if name in _SET_BY]
+        if taken:
+            raise ValueError(f"{', '.join(taken)}: each call sets {'it' if len(taken) == 1 else 'these'} itself")
+        return value
 
     @field_validator("api_base")
     @classmethod

@@ -299,3 +299,24 @@ def test_a_dollar_name_without_braces_is_warned_about_once_and_kept_as_written(c
         " to use the variable, write ${RUNPOD_ENDPOINT_ID}",
     ])
     assert not any("SWORD9" in r.getMessage() or "DATABASE_URL" in r.getMessage() for r in caplog.records)
+
+
+def test_extra_params_may_not_set_what_each_call_sets_from_its_own_key(config_file: Path) -> None:
+    """``api_key`` in extra_params overrode api_key_env on every call (and sat in the file in clear);
+    ``num_retries`` retried under the fallback chain: each is refused, naming the key to use."""
+    import yaml
+
+    data = yaml.safe_load(config_file.read_text())
+    data["models"]["deepseek-v3.1-q8"]["extra_params"] = {"api_key": "${DEEPSEEK_API_KEY}", "top_p": 0.9}
+    data["models"]["local"]["free_text_params"] = {"num_retries": 3, "stream": True}
+    config_file.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError) as info:
+        load_config(config_file, env={})
+    message = str(info.value)
+    assert "models.deepseek-v3.1-q8.extra_params: 'api_key' (set it with api_key_env): each call sets it itself" in message
+    assert ("models.local.free_text_params: 'num_retries' (set it with providers.llm.retry), 'stream' (set it with"
+            " stop_on_loop): each call sets these itself") in message
+    data["models"]["deepseek-v3.1-q8"]["extra_params"] = {"top_p": 0.9, "extra_body": {"min_p": 0.1}}
+    data["models"]["local"]["free_text_params"] = {"extra_body": {"repeat_penalty": 1.3}}
+    config_file.write_text(yaml.safe_dump(data))
+    assert load_config(config_file, env={}).models["deepseek-v3.1-q8"].extra_params["top_p"] == 0.9
