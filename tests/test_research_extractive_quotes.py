@@ -96,8 +96,9 @@ def test_an_over_long_sentence_is_quoted_up_to_a_clause_end_never_cut_mid_senten
             " compiler and the `XXHASH_LINK_SO` variable set for the shared library in use\n")
     passages = {"1": split_passages(text)}
     report = extractive_report("What is xxhash a Python binding for?", [], [{"id": 1}], passages)
-    (bullet,) = _bullets(report)
-    assert bullet.endswith("library by `Yann Collet`__ [1].") and "…" not in bullet, bullet
+    # the badges, link targets and reference marks are RST markup, not text (quoting._rst_lines)
+    assert _bullets(report)[0] == "- xxhash is a Python binding for the xxHash library by Yann Collet [1].", report
+    assert "…" not in report and ".. " not in report and "__" not in report and "xxHash_" not in report
     checked = ground(report, {1: passages["1"]})
     assert checked.support == 1.0
 
@@ -170,3 +171,40 @@ def test_a_source_that_writes_two_words_of_the_question_as_one_is_on_its_subject
     assert not says_compound(["backpressure"], "backproviders") and says_compound(["fallbacks"], "fallback")
     checked = ground(report, {1: passages["1"], 2: passages["2"]})
     assert checked.support == 1.0 and not checked.unsupported
+
+
+def test_rst_markup_is_read_as_markup_code_as_code_and_an_admonition_as_prose():
+    """Python READMEs are reStructuredText: their directives, options, link targets and reference
+    marks were quoted as words ("`DiskCache`_ is ...", ".. code-block:: python [1]"), and a ``~~~``
+    title underline opened a code fence that ran to the passage's end."""
+    from graphs.research.quoting import flatten
+
+    text = ("Linking\n~~~~~~~\n\nSet ``XXHASH_LINK_SO``:\n\n.. code-block:: bash\n   :linenos:\n\n   $ XXHASH_LINK_SO=1 pip install xxhash\n\n"
+            "`DiskCache`_ is a cache, see `the docs <https://grantjenks.com/docs/diskcache/>`_ and :func:`cache.get`.\n\n"
+            ".. note:: Keep it warm.\n\n   Stale entries are culled.\n\n.. |pypi| image:: https://img.shields.io/pypi/v/x.svg\n"
+            "   :target: https://pypi.org/project/x/\n\n.. _DiskCache: https://grantjenks.com\n\n.. a comment\n   on two lines\n\n"
+            "For example::\n\n    >>> cache.get(1)\n\nEnd of the section.\n\n.. code-block:: python\n")
+    assert flatten(text) == (
+        "Set ``XXHASH_LINK_SO``: ``` $ XXHASH_LINK_SO=1 pip install xxhash ``` DiskCache is a cache, see the docs and"
+        " `cache.get`. Keep it warm. Stale entries are culled. For example: ``` >>> cache.get(1) ``` End of the section.")
+    # Markdown is left as it was: a ~~~ fence after a blank line is code
+    assert flatten("Run:\n\n~~~\nmake\n~~~\n\nDone.") == "Run: ~~~ make ~~~ Done."
+
+
+def test_a_tilde_underline_opens_no_code_in_the_passages():
+    from graphs.research.passages import split_passages
+
+    text = "Title\n=====\n\nIntro.\n\nLinking to libxxhash.so\n~~~~~~~~~~~~~~~~~~~~~~~\n\nBy default it is bundled.\n\n" + \
+        "Usage\n-----\n\nMore text here.\n"
+    assert not any(p.get("code_open") for p in split_passages(text, max_chars=40))
+    fenced = split_passages("Run:\n\n~~~\nline one\n\nline two\n~~~\n", max_chars=20)
+    assert fenced[-1].get("code_fence") == "~~~"  # a real fence still holds its code
+
+
+def test_a_text_files_title_is_its_first_line_that_is_no_markup_and_stands_alone():
+    from providers.web.text import first_line_title
+
+    assert first_line_title("=====\npluggy - plugins\n=====\n\nText.") == "pluggy - plugins"
+    assert first_line_title(".. image:: logo.svg\n   :width: 480px\n\n|pypi| |versions|\n\nwebsockets\n==========\n") == "websockets"
+    assert first_line_title("The pytest framework makes it easy to write\nsmall tests.\n") is None  # a wrapped sentence
+    assert first_line_title("# Locky\nLocky takes locks.") == "# Locky"

@@ -202,6 +202,21 @@ def _paragraphs(text: str, paged: bool = False) -> Iterable[tuple[int, int, str 
         yield start, end, heading, False, page
 
 
+def tilde_adornment(text: str, start: int, end: int) -> bool:
+    """The line ``text[start:end]`` is a run of ``~`` that under- or overlines a title (as
+    reStructuredText writes one: at least as long as the title, right under it, or above and under
+    it), not a code fence: a README's "Linking to libxxhash.so" / "~~~~" opened a fence, and the
+    rest of the document was read as code."""
+    line = text[start:end].strip()
+    if not line or set(line) != {"~"}:
+        return False
+    above = text[:start].rstrip("\n").rsplit("\n", 1)[-1] if text[:start].endswith("\n") and not text[:start].endswith("\n\n") else ""
+    if above.strip() and set(above.strip()) != {"~"} and len(line) >= len(above.strip()):
+        return True
+    below = text[end:].lstrip("\n").split("\n", 2) if text[end:end + 1] == "\n" and text[end + 1:end + 2] != "\n" else []
+    return len(below) >= 2 and bool(below[0].strip()) and below[1].strip() == line and len(line) >= len(below[0].strip())
+
+
 def _code_spans(text: str) -> list[tuple[int, int, str]]:
     """(start, end, fence) of each fenced code block's inside, from the end of its opening fence
     line to the start of its closing one (or the text's end when it never closes), and the
@@ -210,6 +225,8 @@ def _code_spans(text: str) -> list[tuple[int, int, str]]:
     opened: tuple[str, int] | None = None  # the open fence's mark and where its code starts
     for found in _FENCE_LINE.finditer(text):
         mark, rest = found.group(1), found.group(2)
+        if opened is None and tilde_adornment(text, found.start(), found.end()):
+            continue  # an RST title's ~~~ under- or overline opens no code
         if opened is None:
             if mark[0] == "~" or "`" not in rest:  # an info string may not hold a backtick
                 opened = (mark, found.end())

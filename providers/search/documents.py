@@ -122,8 +122,9 @@ def _title(found: str | None, first_text: str, path: Path) -> str:
     found = " ".join(str(found or "").split())
     if found:
         return found[:_MAX_TITLE_CHARS]
-    first = next((line.strip() for line in first_text.splitlines() if line.strip()), "")
-    if 0 < len(first) <= _MAX_TITLE_CHARS and not first.endswith("."):
+    from providers.web.text import first_line_title
+
+    if first := first_line_title(first_text, _MAX_TITLE_CHARS):
         return first.lstrip("# ").strip() or path.stem
     return path.stem.replace("_", " ").replace("-", " ")
 

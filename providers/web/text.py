@@ -64,6 +64,30 @@ def html_to_text(html: str) -> tuple[str, str | None]:
 
 
 _MD_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$", re.MULTILINE)
+#: a line that is no title: an RST adornment (``=====``), directive, option or comment
+#: (``.. image::``, ``:alt: logo``), a Markdown image or linked badge
+_NOT_A_TITLE = re.compile(r"^(?:([=\-~^\"'`#*+:._])\1{2,}|:[\w -]+:(?:\s.*)?|\.\.(?:\s.*)?|\[?!\[.*)$")
+#: an RST substitution reference (``|pypi|``): a row of them is badges
+_SUBSTITUTION = re.compile(r"\|[^|\s][^|]*\|")
+
+
+def _no_title(line: str) -> bool:
+    return not line or bool(_NOT_A_TITLE.match(line)) or not _SUBSTITUTION.sub("", line).strip(" |")
+
+
+def first_line_title(text: str, most: int = 120) -> str | None:
+    """The first line of ``text`` that reads as its title, when it is short, no sentence, and
+    stands alone (a blank line or an underline after it); None otherwise. Markup is no title
+    (``_NOT_A_TITLE``): pluggy's README was titled "=====...", websockets' ".. image:: logo/horizontal.svg",
+    and pytest's a wrapped sentence, "The ``pytest`` framework makes it easy to write small tests, yet"."""
+    lines = [line.strip() for line in text.splitlines()[:200]]
+    for n, line in enumerate(lines):
+        if _no_title(line):
+            continue
+        after = lines[n + 1] if n + 1 < len(lines) else ""
+        alone = not after or line.startswith("# ") or bool(_NOT_A_TITLE.match(after) and set(after) <= set("=-~^\"'`#*+:._"))
+        return line[:most] if 0 < len(line) <= most and not line.endswith(".") and alone else None
+    return None
 
 
 #: byte-order marks, longest first (a UTF-32 LE mark starts with UTF-16 LE's)
@@ -122,6 +146,5 @@ def document_text(path: Path, raw: bytes) -> tuple[str, str]:
         match = _MD_HEADING.search(text)
         title = match.group(1).strip() if match else None
     else:
-        first = next((line.strip() for line in text.splitlines() if line.strip()), "")
-        title = first[:120] if 0 < len(first) <= 120 and not first.endswith(".") else None
+        title = first_line_title(text)
     return (title or path.stem.replace("_", " ").replace("-", " ")), text
