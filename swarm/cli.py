@@ -195,6 +195,9 @@ def _consensus_text(output: dict[str, Any]) -> str | None:
 
 
 def _report(args: argparse.Namespace, result: dict[str, Any], job: dict[str, Any] | None = None) -> int:
+    from core.redact import redact_data
+
+    result = redact_data(result)  # the last door: what an executor added after its own redaction too
     text = json.dumps(result, indent=2, ensure_ascii=False)
     unwritten = False
     if args.out:

@@ -217,6 +217,19 @@ async def test_adopting_images_keeps_the_result_when_an_image_cannot_be_taken(tm
     assert kept["url"] == "file:///app/state/a.png" and "ProviderUnavailable" in kept["note"]
 
 
+    class Presigning(LocalStorage):
+        """This side's storage is S3: its url is presigned, a credential."""
+
+        async def url(self, key: str) -> str:
+            return (f"http://127.0.0.1:9000/bucket/{key}?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential="
+                    "AKIAIOSFODNN7EXAMPLE%2F20261206%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Signature=" + "d5" * 32)
+
+    signed = RunPodExecutor("http://127.0.0.1:9/v2", "ep", "k", local_storage=lambda: Presigning(tmp_path / "s"))
+    adopted = (await signed.adopt_images(job, envelope()))["output"]["results"][0]
+    assert adopted["url"] is None and adopted["url_note"].startswith("read swarm://artifacts/a.png"), adopted
+    assert "X-Amz" not in json.dumps(adopted)
+
+
 def test_worker_errors_keep_what_a_swarm_error_carries_and_a_swarm_job_that_lost_its_error_fails() -> None:
     from swarm.executors.runpod_envelope import worker_error
 

@@ -27,6 +27,7 @@ from providers.base import (
     listen_to_storage,
 )
 from providers.image.backend import listen_to_progress
+from providers.storage.keys import public_url
 
 
 @contextmanager
@@ -252,14 +253,6 @@ def _error(exc: SwarmError | None) -> dict[str, Any]:
     return exc.to_dict()
 
 
-async def _public_url(storage: StorageProvider, key: str) -> dict[str, Any]:
-    url: str | None = await storage.url(key)
-    if url and redact(url) != url:
-        # A presigned URL is a credential: results, traces and logs never carry one.
-        return {"url": None, "url_note": f"read swarm://artifacts/{key}, or presign the key with your own credentials"}
-    return {"url": url}
-
-
 def _size(data: bytes) -> tuple[int, int]:
     from PIL import Image
 
@@ -273,7 +266,7 @@ async def finalize_batch(state: ImageState, storage: StorageProvider) -> dict[st
     for entry in state.get("batch_results", []):
         if "image_key" in entry:
             key = entry["image_key"]
-            entry = {**entry, "resource": f"swarm://artifacts/{key}", **(await _public_url(storage, key))}
+            entry = {**entry, "resource": f"swarm://artifacts/{key}", **(await public_url(storage, key))}
         described.append(entry)
     return {"result": {"results": described}}
 
@@ -289,7 +282,7 @@ async def finalize(state: ImageState, storage: StorageProvider) -> dict[str, Any
         "result": {
             "image_key": key,
             "resource": f"swarm://artifacts/{key}",
-            **(await _public_url(storage, key)),
+            **(await public_url(storage, key)),
             "width": described["width"],
             "height": described["height"],
             "format": fmt,

@@ -34,6 +34,7 @@ from core.credentials import CREDENTIALS_FIELD
 from core.errors import ConfigError, SwarmError
 from core.redact import redact
 from graphs.context import ProgressFn
+from providers.storage.keys import public_url
 from swarm.executors.runpod_envelope import (
     MAY_BE_QUEUED,
     NO_WORD_OF_THE_JOB,
@@ -345,7 +346,8 @@ class RunPodExecutor:
             try:
                 storage = self._local_storage()
                 await storage.put(key, base64.b64decode(data, validate=True), overwrite=True)
-                entry["url"] = await storage.url(key)
+                entry.pop("url_note", None)
+                entry.update(await public_url(storage, key))  # a presigned URL is a credential: never in a result
             except (SwarmError, OSError, ValueError) as exc:  # binascii.Error is a ValueError
                 log.warning("image %s of job %s not stored here: %s", key, envelope.get("job_id"), redact(str(exc)))
                 entry["note"] = f"the image could not be stored here ({type(exc).__name__}); the url is the worker's"
