@@ -257,9 +257,9 @@ def config_path(explicit: str | Path | None = None) -> Path:
 
 def redacted_dump(config: SwarmConfig) -> dict[str, Any]:
     """The effective config as data, with every secret-looking field masked."""
-    def walk(node: Any) -> Any:
+    def walk(node: Any, parent: object = None) -> Any:
         if isinstance(node, dict):
-            return {k: (MASK if is_secret_entry(k, v) else walk(v)) for k, v in node.items()}
+            return {k: (MASK if is_secret_entry(k, v, parent) else walk(v, k)) for k, v in node.items()}
         if isinstance(node, list):
             return [walk(v) for v in node]
         return node

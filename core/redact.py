@@ -101,6 +101,10 @@ def register_dsn(dsn: str | None) -> None:
         return
     register_secret(dsn)
     passwords = re.findall(r"(?i)\bpassword\s*=\s*'?([^'\s]+)", dsn)
+    # a password with a space, not quoted: libpq's error quotes the word after the space
+    # (``missing "=" after "HorseBatteryStaple"``), so each word up to the next key=value is one too
+    for rest in re.findall(r"(?i)\bpassword\s*=\s*[^'\s]+((?:\s+[^=\s]+)+)(?=\s+\w+\s*=|\s*$)", dsn):
+        passwords += [word for word in rest.split() if len(word) >= MIN_SECRET_CHARS]
     if "://" in dsn:
         userinfo = dsn.split("://", 1)[1].split("/", 1)[0].rpartition("@")[0]
         if ":" in userinfo:

@@ -18,22 +18,33 @@ SECRET_KEY_NAME = re.compile(
     r"|credentials?|auth|authorization|bearer|cookie"
     # a header's key (``Ocp-Apim-Subscription-Key``, ``x-functions-key``, ``X-Auth-Key``, ``xi-api-key``)
     r"|(?:subscription|functions?|auth|access|api|account|client|master|admin|app|service|private)[_\-]key)s?$"
+    # any header or entry whose name ends in a separate "key" (``X-RapidAPI-Key``, ``x-portkey-virtual-key``)
+    r"|[_\-.]key$"
     # and any name that merely ends in one (``accessToken``, ``clientSecret``, ``githubtoken``)
     r"|(?i:api_?key|secret|token|password|passwd|dsn|credentials?)s?$"
 )
 
 
-def is_secret_entry(key: object, value: object) -> bool:
-    """Whether a config entry holds a secret: its key is named like one and its value is text
-    (or a list of texts), not empty. ``redacted_dump`` masks these; a load registers them."""
-    if not SECRET_KEY_NAME.search(str(key)):
+#: mappings of HTTP headers: every value there is a credential (``X-RapidAPI-Key``,
+#: ``x-portkey-virtual-key``, ``X-Honeycomb-Team`` were shown in clear), except these plain ones
+_HEADER_MAPS = frozenset({"extra_headers", "headers", "default_headers"})
+_PLAIN_HEADERS = frozenset({"accept", "accept-encoding", "accept-language", "anthropic-beta", "anthropic-version",
+                            "content-type", "http-referer", "openai-beta", "referer", "user-agent", "x-title"})
+
+
+def is_secret_entry(key: object, value: object, parent: object = None) -> bool:
+    """Whether a config entry holds a secret: its key is named like one (or it is a header, not a
+    plain one, in a mapping of headers: ``parent``) and its value is text (or a list of texts),
+    not empty. ``redacted_dump`` masks these; a load registers them."""
+    header = str(parent).rsplit(".", 1)[-1] in _HEADER_MAPS and str(key).lower() not in _PLAIN_HEADERS
+    if not header and not SECRET_KEY_NAME.search(str(key)):
         return False
     if isinstance(value, list | tuple):
         return bool(value) and all(isinstance(v, str) for v in value)
     return isinstance(value, str) and bool(value)
 
 
-def register_config_secrets(data: Any) -> int:
+def register_config_secrets(data: Any, parent: object = None) -> int:
     """Register every value in operator config whose key names a secret (``SECRET_KEY_NAME``:
     ``api_key``, ``x-api-key``, ``Authorization``, ``*_token``, ``password``, ``dsn``, ...), and
     every environment variable a ``*_env`` key of such a name points at (``api_key_env``,
@@ -45,11 +56,11 @@ def register_config_secrets(data: Any) -> int:
             if isinstance(value, str) and str(key).endswith("_env") and SECRET_KEY_NAME.search(str(key)[:-4]):
                 register_secret_env(value)
                 count += 1
-            elif isinstance(value, str) and is_secret_entry(key, value) and len(value) >= MIN_SECRET_CHARS:
+            elif isinstance(value, str) and is_secret_entry(key, value, parent) and len(value) >= MIN_SECRET_CHARS:
                 register_secret(value)
                 count += 1
             else:
-                count += register_config_secrets(value)
+                count += register_config_secrets(value, key)
     elif isinstance(data, list | tuple):
         count += sum(register_config_secrets(v) for v in data)
     return count
@@ -65,7 +76,7 @@ def short_secrets(data: Any, where: str = "") -> list[str]:
             path = f"{where}.{key}" if where else str(key)
             if isinstance(value, str) and str(key).endswith("_env") and SECRET_KEY_NAME.search(str(key)[:-4]):
                 continue  # its variable is checked by name below
-            if is_secret_entry(key, value):
+            if is_secret_entry(key, value, where):
                 values = value if isinstance(value, list | tuple) else [value]
                 if any(0 < len(v) < MIN_SECRET_CHARS for v in values):
                     found.append(path)

@@ -156,7 +156,7 @@ def secrets_set(data: Any, where: str = "") -> list[str]:
             named_env = isinstance(value, str) and str(key).endswith("_env") and SECRET_KEY_NAME.search(str(key)[:-4])
             if named_env and os.environ.get(value, "").strip():
                 found.append(f"${value}")
-            elif is_secret_entry(key, value):
+            elif is_secret_entry(key, value, where):
                 found.append(path)
             elif not named_env:
                 found += secrets_set(value, path)

@@ -115,12 +115,18 @@ def test_secret_headers_are_masked_in_the_dump_and_registered(config_file: Path)
                "Authorization": "Basic hdr-secret-0004", "x-auth-token": "hdr-secret-0005", "Cookie": "sid=hdr-secret-6",
                # a key header by its vendor's name: printed in clear by config check and swarm://config
                "Ocp-Apim-Subscription-Key": "hdr-secret-0007", "x-functions-key": "hdr-secret-0008",
-               "X-Auth-Key": "hdr-secret-0009"}
-    block = "".join(f'        "{k}": "{v}"\n' for k, v in headers.items())
+               "X-Auth-Key": "hdr-secret-0009",
+               # a vendor's own header names (a secret-leak review): any header but a plain one is a credential
+               "X-RapidAPI-Key": "9f3c2a7be1msh4d5e6f7a8b9c", "x-portkey-virtual-key": "vk-openai-prod-7c1e9a44b2",
+               "X-Honeycomb-Team": "hcteam-0011-secret", "X-Key": "hdr-secret-0012"}
+    plain = {"HTTP-Referer": "https://my.site/app", "anthropic-version": "2023-06-01"}
+    headers_and_plain = {**headers, **plain}
+    block = "".join(f'        "{k}": "{v}"\n' for k, v in headers_and_plain.items())
     _edit(config_file, ("      temperature: 1\n", f"      temperature: 1\n      extra_headers:\n{block}"))
     config = load_config(config_file, env={})
     dumped = redacted_dump(config)["models"]["claude-opus-4-5-thinking"]["extra_params"]["extra_headers"]
-    assert set(dumped.values()) == {"[REDACTED]"}
+    assert {k: v for k, v in dumped.items() if k in headers} == dict.fromkeys(headers, "[REDACTED]")
+    assert {k: v for k, v in dumped.items() if k in plain} == plain
     for value in headers.values():
         assert value not in redact(f"upstream said {value}")
     assert redacted_dump(config)["budgets"]["fast"]["max_tokens"] == 20000  # a count, not a secret

@@ -232,6 +232,17 @@ def test_a_dsn_password_is_masked_percent_decoded_too() -> None:
     assert redact("x p%40ssw0rd9 y") == "x [REDACTED] y"
 
 
+def test_each_word_of_an_unquoted_dsn_password_with_a_space_is_masked() -> None:
+    """libpq quotes the word after the space (``missing "=" after "HorseBatteryStaple"``); only the
+    first word was known, so the rest of the password reached the log on every pool retry."""
+    from core.redact import redact, register_dsn
+
+    register_dsn("host=127.0.0.1 port=5999 user=swarm password=Tr0ub4dor HorseBatteryStaple dbname=swarm")
+    said = redact('error connecting in \'pool-1\': missing "=" after "HorseBatteryStaple" in connection info string')
+    assert "HorseBatteryStaple" not in said and "[REDACTED]" in said
+    assert redact("user=swarm dbname=swarm") == "user=swarm dbname=swarm"  # the other values are no secret
+
+
 def test_every_log_record_is_redacted_whoever_logs_it(log_redaction: None, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     secret = SHAPES["tavily"]
@@ -540,3 +551,17 @@ async def test_a_secret_in_a_question_is_masked_where_the_report_quotes_it_bare(
                              "input": {"question": question, "mode": "extractive"}}, make)
     assert result["status"] == "COMPLETED", result["error"]
     assert token not in json.dumps(result) and "PLANTEDBEARER" not in json.dumps(result)
+
+
+def test_an_error_body_is_redacted_before_it_is_cut() -> None:
+    """RunPod's 400 echoed the job body; cut at 300 characters first, a forwarded key lost its
+    tail, no known shape matched what was left, and its first characters reached the error."""
+    import httpx
+
+    from swarm.executors.runpod import RunPodExecutor
+
+    key = "AIzaSyD" + "k3Jf9QmZx7LpW2vR8tYbN4cH6gE1uA0sXq"  # a Gemini key's shape, 39 characters
+    echo = '{"error": "bad input: ' + "a" * 263 + f'\\"GEMINI_API_KEY\\": \\"{key}\\""}}'
+    runner = RunPodExecutor("http://127.0.0.1:9/v2", "ep", "rpa_" + "K" * 40)
+    error = runner._http_error(httpx.Response(400, text=echo, request=httpx.Request("POST", "http://x/run")), "/run")
+    assert "AIzaSy" not in str(error) and key[:7] not in str(error), str(error)

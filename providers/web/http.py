@@ -98,7 +98,7 @@ def raise_for_status(provider: str, response: httpx.Response, hints: dict[int, s
         raise ProviderRateLimited(provider, message, retry_after=retry_after_s(response))
     if status >= 500 or status in (401, 403):
         raise ProviderUnavailable(provider, message)
-    body = redact(response.text[:200]) if not hint else ""
+    body = redact(response.text[:4000])[:200] if not hint else ""  # redacted before the cut: half a key is no shape
     raise ProviderError(provider, f"{message}{' ' + body if body else ''}".strip())
 
 

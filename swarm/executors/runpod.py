@@ -219,7 +219,7 @@ class RunPodExecutor:
             detail = response.text
         if self._api_key:  # an answer that echoes the key (redact() knows only the usual shapes)
             detail = detail.replace(self._api_key, "[REDACTED]")
-        detail = detail[:300]
+        detail = redact(detail)[:300]  # redacted whole first: a key cut in two is no known shape
         code = response.status_code
         if code == 401:
             env = self.api_key_env
