@@ -47,6 +47,7 @@ class JobStatus(BaseModel):
     updated_at: float
     elapsed_ms: float | None = None
     running_here: bool = Field(description="false for a job that is waiting to be resumed")
+    runs_in: str | None = None  # the pid of another live swarm-mcp process running it
 
 
 class JobList(BaseModel):
@@ -90,7 +91,7 @@ def register(server: Any) -> None:
     read_only = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 
     @server.tool(name="job_status", title="Job status", annotations=read_only,
-                 description="Status and last progress of a job started by another tool (cheap; no output).")
+                 description="A job's status and last progress (cheap; no output).")
     async def job_status(job_id: JobId, ctx: Context) -> Annotated[CallToolResult, JobStatus]:
         try:
             return _status_result(JobStatus(**server_state(ctx).jobs.status(job_id, owner_of(ctx))))
@@ -119,7 +120,7 @@ def register(server: Any) -> None:
     @server.tool(
         name="job_cancel", title="Cancel a job",
         annotations=ToolAnnotations(destructive_hint=True, idempotent_hint=True, open_world_hint=False),
-        description="Cancel a running job (on RunPod too). A finished job is left as it is.",
+        description="Cancel a running job (on RunPod too); a finished one stays as it is.",
     )
     async def job_cancel(job_id: JobId, ctx: Context) -> Annotated[CallToolResult, JobStatus]:
         from mcp_server.jobs import RunsElsewhere

@@ -67,13 +67,12 @@ IdempotencyKey = Annotated[
 DELEGATE_DESCRIPTION = (
     "A primary model drafts; the route's reviewer (another family), if any, checks it; revisions "
     "are bounded. kinds: bulk_content (cheap, reviewed), critical (strongest, no "
-    "reviewer), research (search-backed). A reply's thread_id continues it. status IN_PROGRESS: call "
-    "job_result(job_id)."
+    "reviewer), research (search-backed). A reply's thread_id continues it. IN_PROGRESS: call job_result."
 )
 RESEARCH_DESCRIPTION = (
     "Searches {where}, reads the best sources and writes a Markdown report, each "
     "sentence backed by a cited passage. depth: quick (~3 sources), standard (5), deep (8). mode "
-    "extractive: quotes only. status IN_PROGRESS: call job_result(job_id)."
+    "extractive: quotes only. IN_PROGRESS: call job_result."
 )
 
 
@@ -106,7 +105,7 @@ def research_description(config: Any) -> str:
     return RESEARCH_DESCRIPTION.format(where=f"local documents only{unset}")
 CONSENSUS_DESCRIPTION = (
     "Asks several models at once (optional stances), then one writes agreements, disagreements and a "
-    "recommendation naming who said what. status IN_PROGRESS: call job_result(job_id)."
+    "recommendation naming who said what. IN_PROGRESS: call job_result."
 )
 IMAGE_COMMON = " One of image, path, url, key. Returns: storage key, preview, full-size link."
 #: MCP tool name -> the ``image_tools`` action it runs (graphs/actions.py)

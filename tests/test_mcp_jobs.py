@@ -640,6 +640,13 @@ async def test_a_job_another_live_server_runs_is_said_to_run_there(tmp_path: Pat
     said = f"(running in another swarm-mcp process, pid {pid}: ask the client connected to it)"
     assert said in job_line(status) and "waiting to be resumed" not in job_line(status)
     assert said in jobs_text(second.list("me"))
+    # as the tools send it: the tool's model kept no runs_in, and the line read "waiting to be resumed"
+    from mcp_server.job_tools import JobList, JobStatus, _status_result
+
+    sent = _status_result(JobStatus(**status))
+    assert sent.structured_content["runs_in"] == pid and said in sent.content[0].text
+    listed = JobList(jobs=[JobStatus(**r) for r in second.list("me")]).model_dump(mode="json")
+    assert said in jobs_text(listed["jobs"])
     assert "runs_in" not in first.status(handle["job_id"], "me")
     assert (await first.result(handle["job_id"], "me", wait_s=5))["status"] == "COMPLETED"
 
