@@ -22,8 +22,8 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 from core.redact import redact
 from graphs.context import ProgressFn
@@ -49,6 +49,8 @@ Listener = Callable[[str, str, "float | None"], Awaitable[None]]
 #: how often ``job_result`` re-reads the row of a job another server process runs
 ROW_POLL_S = 0.5
 
+
+T = TypeVar("T")
 
 class IdempotencyConflict(ValueError):
     """An idempotency key reused for another request."""
@@ -262,8 +264,11 @@ class JobManager(ResumesJobs):
         task = self._tasks.get(job_id) or self._adopt(row)
         budget = self._wait_budget_s() if wait_s is None else wait_s
         if task is None and budget > 0:  # another live server runs it: its row tells when it ends
+            started = time.monotonic()
             row = await self._row_settles(job_id, owner, budget) or row
-        elif task is not None and budget > 0:
+            task = self._tasks.get(job_id)  # taken over here when its server died during the wait
+            budget -= time.monotonic() - started
+        if task is not None and budget > 0:
             await self._wait_here(job_id, task, row, budget, progress, cancel_with_call)
         row = self.store.get(job_id, owner) or row
         if row["status"] in FINAL_STATUSES:
@@ -333,6 +338,10 @@ class JobManager(ResumesJobs):
         while row is not None and row["status"] not in FINAL_STATUSES and time.monotonic() < deadline:
             await asyncio.sleep(min(ROW_POLL_S, max(0.0, deadline - time.monotonic())))
             row = self.store.get(job_id, owner)
+            # its server died meanwhile: taken over here (the wait went on to its end with the job
+            # frozen, and only the next call resumed it)
+            if row is not None and job_id not in self._tasks and self._adopt(row) is not None:
+                return self.store.get(job_id, owner) or row
         return row
 
     async def _settled(self, job_id: str, timeout_s: float = 10.0) -> None:
@@ -378,11 +387,21 @@ class JobManager(ResumesJobs):
                 pid = str(row.get("runner")).split("-", 1)[0]
                 raise RunsElsewhere(f"job {job_id} runs in another swarm-mcp process (pid {pid}) on this store;"
                                     " cancel it from the client connected to that server, or stop that server")
-            else:
+            elif self.store.claim(job_id, row.get("runner")):  # its server is gone: stopped here
                 job = {"project": row["project"], "action": row["action"]}
-                self.store.finish(job_id, "CANCELLED", cancelled_envelope(job_id, job))
+                # what its checkpoint holds (a draft paid before the server died) stays, as it does
+                # for a job cancelled on its own server: it was an empty CANCELLED row
+                envelope = await self._on_job_loop(
+                    cancelled_with_partial(self.store, self._stopped_job, job_id, job, bool(row.get("remote"))))
+                self.store.finish(job_id, "CANCELLED", envelope)
                 self._notify(asyncio.get_running_loop(), job_id)
         return self.status(job_id, owner)
+
+    async def _on_job_loop(self, coro: Coroutine[Any, Any, T]) -> T:
+        """``coro`` run on the jobs' loop (where the saver lives), or here when there is none."""
+        if self._job_loop is None:
+            return await coro
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._job_loop.loop))
 
     def list(self, owner: str | None, status: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
         rows = self.store.list(owner, status, limit)

@@ -156,6 +156,7 @@ async def test_a_cancelled_job_keeps_what_it_had_made_its_trace_and_its_time(tmp
         assert (await client.call_tool("job_cancel", {"job_id": handle["job_id"]})).structured_content["status"] == "CANCELLED"
         result = (await client.call_tool("job_result", {"job_id": handle["job_id"], "wait_s": 0})).structured_content
     assert result["status"] == "CANCELLED" and result["error"]["type"] == "JobCancelled"
+    print("TRACE", [(s["step"], s["outcome"], s.get("detail")) for s in result["trace"]])
     assert result["output"]["partial"] is True and result["output"]["text"] == "the paid draft", result["output"]
     drafts = [s for s in result["trace"] if s["step"] == "draft" and s["kind"] == "llm"]
     assert drafts and drafts[0]["model"] == "drafter"
@@ -733,3 +734,64 @@ def test_what_a_stored_input_lost_is_said_for_each_mark() -> None:
     lost = str(_input_lost(storable({"images": [{"image": "A" * 1_000_001}]})))
     assert "too large to keep" in lost and "call the tool again with the same arguments (a path is read again)" in lost
     assert "held a secret" in str(_input_lost(storable({"url": "https://h/x?X-Amz-Signature=abcdef123456"})))
+
+
+async def test_cancelling_a_job_whose_server_is_gone_keeps_what_it_had_paid_for(tmp_path: Path) -> None:
+    """Server A was killed after the draft was paid, during the review, while B lived on; B's
+    job_cancel stored an empty CANCELLED row (no output, no trace, cost 0), where a cancel on A
+    keeps the draft. B now reads what the job's checkpoint holds, as A would have."""
+    from mcp_server.jobs import JobManager
+    from mcp_server.jobstore import JobStore
+
+    read: list[str] = []
+
+    async def stopped_job(job_id: str, project: str, action: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        read.append(job_id)  # the runtime's reader of the job's last checkpoint
+        step = {"step": "draft", "kind": "llm", "provider": "fake", "model": "fake", "outcome": "ok",
+                "tokens_in": 10, "tokens_out": 20, "latency_ms": 5.0}
+        return {"partial": True, "text": "the paid draft"}, [step]
+
+    runner = _RunsUntilCancelled()
+    first = JobManager(JobStore(tmp_path / "jobs.sqlite"), lambda: runner, wait_budget_s=lambda: 0)
+    second = JobManager(JobStore(tmp_path / "jobs.sqlite"), lambda: runner, wait_budget_s=lambda: 0,
+                        stopped_job=stopped_job)
+    handle = await first.submit({"project": "swarm", "action": "delegate", "input": {"task": "t"}}, "me", wait_s=0)
+    await runner.started.wait()
+    assert second.status(handle["job_id"], "me")["running_here"] is False  # A lives: A's job
+    first.store.lease.close()  # A's process is gone (its lock released, as at a kill)
+    try:
+        cancelled = await second.cancel(handle["job_id"], "me")
+        assert cancelled["status"] == "CANCELLED" and read == [handle["job_id"]]
+        result = await second.result(handle["job_id"], "me", wait_s=0)
+        assert result["output"] == {"partial": True, "text": "the paid draft"}, result
+        assert [s["step"] for s in result["trace"]] == ["draft", "cancel"] and result["totals"]["provider_calls"] == 1
+        assert runner.runs == [handle["job_id"]]  # B did not run it again to cancel it
+    finally:
+        first._closing = True
+        for task in list(first._tasks.values()):
+            task.cancel()
+
+
+async def test_a_wait_on_another_servers_job_takes_it_over_when_that_server_dies(tmp_path: Path) -> None:
+    """B's job_result waited on A's job; A was killed 4 s in, and B waited out its whole wait_s with
+    the job frozen (only the next call took it over). It is taken over during the wait now."""
+    from mcp_server.jobs import JobManager
+    from mcp_server.jobstore import JobStore
+
+    hangs, finishes = _RunsUntilCancelled(), _CountingRunner(0.1)
+    first = JobManager(JobStore(tmp_path / "jobs.sqlite"), lambda: hangs, wait_budget_s=lambda: 0)
+    second = JobManager(JobStore(tmp_path / "jobs.sqlite"), lambda: finishes, wait_budget_s=lambda: 0)
+    handle = await first.submit({"project": "swarm", "action": "delegate", "input": {"task": "t"}}, "me", wait_s=0)
+    await hangs.started.wait()
+    waiting = asyncio.create_task(second.result(handle["job_id"], "me", wait_s=5))
+    await asyncio.sleep(0.3)
+    assert not waiting.done()  # A lives: B waits on its row
+    first.store.lease.close()  # A's process is gone
+    try:
+        done = await waiting
+        assert done["status"] == "COMPLETED" and done["output"] == {"text": "ran"}, done
+        assert finishes.runs == [handle["job_id"]]
+    finally:
+        first._closing = True
+        for task in list(first._tasks.values()):
+            task.cancel()
