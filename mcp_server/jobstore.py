@@ -200,6 +200,12 @@ class JobStore:
             return None
         return _row(rows[0])
 
+    def running_in_thread(self, owner: str, thread_id: str) -> str | None:
+        """The id of a job of ``owner`` still running on the conversation ``thread_id``, if any."""
+        rows = self._exec("SELECT job_id FROM jobs WHERE owner = ? AND thread_id = ? AND status = ? LIMIT 1",
+                          (owner, thread_id, IN_PROGRESS))
+        return str(rows[0]["job_id"]) if rows else None
+
     def by_idempotency_key(self, owner: str, key: str) -> dict[str, Any] | None:
         rows = self._exec("SELECT * FROM jobs WHERE owner = ? AND idempotency_key = ?", (owner, key))
         return _row(rows[0]) if rows else None

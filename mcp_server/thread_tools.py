@@ -45,16 +45,28 @@ def unknown_thread(thread_id: str) -> InputError:
                       " shows yours (a reply's thread_id continues its conversation)", field="thread_id")
 
 
-async def open_thread(ctx: Context, thread_id: str | None) -> tuple[str, list[dict[str, Any]]]:
-    """(the call's thread id, its stored turns): a new thread when ``thread_id`` is None.
+async def open_thread(ctx: Context, thread_id: str | None,
+                      idempotency_key: str | None = None) -> tuple[str, list[dict[str, Any]]]:
+    """(the call's thread id, its stored turns): a new thread when ``thread_id`` is None, except for
+    a retry (``idempotency_key`` of a job already started): that job's own thread. A retry while
+    the job ran was handed a new, empty thread, and a follow-up on it lost the conversation.
 
     Raises:
         InputError: ``thread_id`` is not one of the caller's threads.
         SwarmError: the thread store cannot be reached.
     """
     owner = owner_of(ctx)
+    if thread_id is None and idempotency_key:
+        first = server_state(ctx).jobs.store.by_idempotency_key(owner, idempotency_key)
+        if first is not None and first.get("thread_id"):
+            return str(first["thread_id"]), []  # the job runs on its own input; its turns join that thread
     if thread_id is None:
         return await _stored(ctx, lambda store: store.create(owner)), []
+    if running := server_state(ctx).jobs.store.running_in_thread(owner, thread_id[:MAX_THREAD_ID_CHARS]):
+        # the follow-up was answered without the turn still running, and the thread then stored its
+        # turns out of order
+        raise InputError(f"thread {thread_id!r} has a turn still running (job {running}); wait for it with"
+                         f" job_result(job_id=\"{running}\"), then ask again", field="thread_id")
     thread = await _stored(ctx, lambda store: store.get(thread_id, owner))
     if thread is None:
         raise unknown_thread(thread_id)

@@ -194,7 +194,7 @@ def _register_delegate(server: Any, config: Any) -> None:
     ) -> Annotated[CallToolResult, DelegateOutput]:
         _checked_text(ctx, "task", task, "max_task_chars")
         _checked_kind(ctx, kind)
-        thread_id, history = await open_thread(ctx, thread_id)
+        thread_id, history = await open_thread(ctx, thread_id, idempotency_key)
         inp = _drop_none(task=task, kind=kind, tier=tier, thread_id=thread_id, history=history or None)
         job = {"project": "swarm", "action": "delegate", "input": inp}
         result = await run_job(ctx, job, idempotency_key=idempotency_key, thread_id=thread_id)
@@ -224,7 +224,7 @@ def _register_research(server: Any, config: Any) -> None:
     ) -> Annotated[CallToolResult, ResearchOutput]:
         # the report joins the thread; the planner of a follow-up sees the earlier turns
         _checked_text(ctx, "question", question, "max_question_chars")
-        thread_id, history = await open_thread(ctx, thread_id)
+        thread_id, history = await open_thread(ctx, thread_id, idempotency_key)
         inp = _drop_none(question=question, depth=depth, mode=mode, max_sources=max_sources, backends=backends,
                          thread_id=thread_id, history=history or None)
         result = await run_job(ctx, {"project": "swarm", "action": "research", "input": inp},

@@ -177,6 +177,23 @@ async def test_the_same_idempotency_key_returns_the_first_job(tmp_path: Path, mo
     assert len(llm.calls) == 1
 
 
+async def test_a_retry_while_the_job_runs_gets_the_jobs_own_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A retry with the same idempotency_key while the first job ran got the same job id and a new,
+    empty thread_id; a follow-up on it lost the conversation, and each retry left one more thread."""
+    use_fake_llm(monkeypatch, SlowLLM(delay_s=1.5, text="once"))
+    config = write_config(tmp_path, wait_budget_s=0.1)
+    async with Client(build_server(str(config))) as client:
+        args: dict[str, Any] = {"task": "do it once", "kind": "critical", "idempotency_key": "retry-2"}
+        first = (await client.call_tool("delegate", args)).structured_content
+        second = (await client.call_tool("delegate", args)).structured_content
+        assert first["status"] == second["status"] == "IN_PROGRESS", (first, second)
+        assert second["job_id"] == first["job_id"] and second["thread_id"] == first["thread_id"], (first, second)
+        done = (await client.call_tool("job_result", {"job_id": first["job_id"], "wait_s": 10})).structured_content
+        assert done["status"] == "COMPLETED"
+        threads = (await client.call_tool("list_threads", {})).structured_content["threads"]
+    assert [t["thread_id"] for t in threads] == [first["thread_id"]]
+
+
 async def test_an_idempotency_key_reused_for_another_request_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     llm = SlowLLM(text="once")
     use_fake_llm(monkeypatch, llm)
@@ -795,3 +812,25 @@ async def test_a_wait_on_another_servers_job_takes_it_over_when_that_server_dies
         first._closing = True
         for task in list(first._tasks.values()):
             task.cancel()
+
+
+async def test_a_follow_up_while_the_threads_turn_still_runs_is_refused_naming_that_job(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The follow-up ran without the earlier turn (its trace: "no earlier turns") and the thread then
+    held turn 1's question and turn 3's answer, out of order."""
+    use_fake_llm(monkeypatch, SlowLLM(delay_s=1.5, text="ultramarine"))
+    config = write_config(tmp_path, wait_budget_s=0.1)
+    async with Client(build_server(str(config))) as client:
+        first = (await client.call_tool("delegate", {"task": "What is my favourite colour?", "kind": "critical"})
+                 ).structured_content
+        assert first["status"] == "IN_PROGRESS"
+        early = await client.call_tool("delegate", {"task": "And why?", "kind": "critical", "thread_id": first["thread_id"]})
+        assert early.is_error and "InputError: thread_id: thread" in early.content[0].text
+        assert f"has a turn still running (job {first['job_id']})" in early.content[0].text
+        done = (await client.call_tool("job_result", {"job_id": first["job_id"], "wait_s": 10})).structured_content
+        assert done["status"] == "COMPLETED"
+        later = (await client.call_tool("delegate", {"task": "And why?", "kind": "critical",
+                                                     "thread_id": first["thread_id"], "idempotency_key": "k-why"})
+                 ).structured_content
+        assert later["thread_id"] == first["thread_id"]
