@@ -8,13 +8,33 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
-from core.errors import ConfigError
+from core.errors import ConfigError, ProviderUnavailable
 
 
 def damaged(path: str | Path, what: str, lost: str, reason: object) -> ConfigError:
     """The error for ``path`` (``what``: "the job store") that SQLite cannot read as a database."""
     return ConfigError(f"{what} {path} is damaged ({' '.join(str(reason).split())[:200]}): move it aside and start"
                        f" again; a new one is made ({lost} it held are lost)")
+
+
+def unwritable(path: str | Path, what: str, reason: object, provider: str = "state") -> ProviderUnavailable:
+    """The error for ``path`` (``what``: "the thread store") that SQLite cannot write now: read-only
+    (a file or folder's permissions), the disk full, a lock held too long. Said with the file and the
+    fix; the next call tries again (a read-only ``threads.sqlite`` failed every delegate as an
+    internal error, a full disk left a finished job IN_PROGRESS with "InternalError")."""
+    said = " ".join(str(reason).split())[:200]
+    fix = "free some space" if "full" in said else "check the file's and its folder's permissions (and free space)"
+    return ProviderUnavailable(provider, f"{what} {path} cannot be written ({said}): {fix}; the next call tries"
+                                         " again, no restart needed")
+
+
+@contextlib.contextmanager
+def writing(path: str | Path, what: str, provider: str = "state") -> Iterator[None]:
+    """Say an ``OperationalError`` while ``path`` is written as ``unwritable``."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        raise unwritable(path, what, exc, provider) from None
 
 
 @contextlib.contextmanager

@@ -5,7 +5,10 @@ root/prefix or mean different things on different filesystems is refused before 
 
 from __future__ import annotations
 
+from typing import Any
+
 from core.errors import InputError
+from core.redact import redact
 
 MAX_KEY_CHARS = 1024
 #: Segments starting with this are our own temporary files; callers may not name them.
@@ -48,3 +51,13 @@ def check_prefix(prefix: str) -> str:
         return ""
     check_key(prefix.rstrip("/") or "x", field="prefix")
     return prefix
+
+
+async def public_url(storage: Any, key: str) -> dict[str, Any]:
+    """``{"url": ...}`` of ``key`` in ``storage`` for a result, or, where that URL is a credential
+    (a presigned S3 URL: results, traces and logs never carry one), ``url`` None and a note on
+    how to read the image instead."""
+    url: str | None = await storage.url(key)
+    if url and redact(url) != url:
+        return {"url": None, "url_note": f"read swarm://artifacts/{key}, or presign the key with your own credentials"}
+    return {"url": url}

@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
+from core.errors import ProviderUnavailable
 from core.redact import redact
 from graphs.context import ProgressFn
 from mcp_server.cancel import call_cancelled
@@ -122,6 +123,8 @@ class JobManager(ResumesJobs):
         #: the followers of the jobs on an endpoint this process follows: the steps their workers report
         self._relays: dict[str, ProgressRelay] = {}
         self._closing = False
+        #: jobs that ended while the store could not be written: (status, envelope), stored later
+        self._unsaved: dict[str, tuple[str, dict[str, Any]]] = {}
 
     # --- starting and waiting ------------------------------------------------------------
 
@@ -203,7 +206,10 @@ class JobManager(ResumesJobs):
 
     async def _execute(self, job_id: str, job: dict[str, Any], home: asyncio.AbstractEventLoop, remote: bool) -> dict[str, Any]:
         async def progress(stage: str, message: str, fraction: float | None = None) -> None:
-            self.store.set_progress(job_id, stage, message, fraction)
+            try:
+                self.store.set_progress(job_id, stage, message, fraction)
+            except ProviderUnavailable as exc:  # a full disk stops no job: its end is kept here (_finish)
+                log.debug("job %s: progress not stored: %s", job_id, exc)
             for listener in list(self._listeners.get(job_id, ())):
                 self._on_home(home, listener(stage, message, fraction))
 
@@ -236,9 +242,36 @@ class JobManager(ResumesJobs):
             row = self.store.get(job_id)
             if row is not None:
                 envelope = self._on_completed(row, envelope)
-        self.store.finish(job_id, status, envelope)
+        self._finish(job_id, str(status), envelope)
         self._notify(home, job_id)
         return envelope
+
+    def _finish(self, job_id: str, status: str, envelope: dict[str, Any]) -> None:
+        """Store the job's end. A store that cannot be written now (the disk full) keeps it in this
+        process (``_unsaved``: answered from there, stored at the next look that can): the job sat
+        IN_PROGRESS for good, its caller got an internal error, and a restart paid for it again."""
+        try:
+            self.store.finish(job_id, status, envelope)
+        except ProviderUnavailable as exc:
+            log.error("job %s ended %s, but %s; its result is kept in this process until it can be stored",
+                      job_id, status, exc)
+            self._unsaved[job_id] = (status, envelope)
+
+    def _save_unsaved(self, job_id: str | None = None) -> None:
+        """Store what ``_finish`` could not (``job_id``'s, or every one), where the store takes it now."""
+        for unsaved in [job_id] if job_id is not None else list(self._unsaved):
+            if unsaved not in self._unsaved:
+                continue
+            try:
+                self.store.finish(unsaved, *self._unsaved[unsaved])
+            except ProviderUnavailable:
+                return  # still full: the next look tries again
+            del self._unsaved[unsaved]
+
+    def _with_unsaved(self, row: dict[str, Any]) -> dict[str, Any]:
+        """``row`` as it would be stored, for a job whose end is kept here only (``_unsaved``)."""
+        kept = self._unsaved.get(row["job_id"])
+        return row if kept is None else {**row, "status": kept[0], "result": kept[1]}
 
     def _notify(self, home: asyncio.AbstractEventLoop, job_id: str) -> None:
         if self._on_finished is not None and not self._closing:
@@ -256,9 +289,11 @@ class JobManager(ResumesJobs):
         Raises:
             KeyError: no job ``job_id`` is visible to ``owner``.
         """
+        self._save_unsaved(job_id)
         row = self.store.get(job_id, owner)
         if row is None:
             raise KeyError(job_id)
+        row = self._with_unsaved(row)
         if row["status"] in FINAL_STATUSES:
             return row["result"]
         task = self._tasks.get(job_id) or self._adopt(row)
@@ -270,7 +305,7 @@ class JobManager(ResumesJobs):
             budget -= time.monotonic() - started
         if task is not None and budget > 0:
             await self._wait_here(job_id, task, row, budget, progress, cancel_with_call)
-        row = self.store.get(job_id, owner) or row
+        row = self._with_unsaved(self.store.get(job_id, owner) or row)
         if row["status"] in FINAL_STATUSES:
             return row["result"]
         elsewhere = row.get("runner") not in (None, self.store.lease.token) and self.store.lease.alive(row.get("runner"))
@@ -355,9 +390,11 @@ class JobManager(ResumesJobs):
 
     def status(self, job_id: str, owner: str | None) -> dict[str, Any]:
         """``{job_id, status, progress, ...}`` without the output; KeyError when unknown."""
+        self._save_unsaved(job_id)
         row = self.store.get(job_id, owner)
         if row is None:
             raise KeyError(job_id)
+        row = self._with_unsaved(row)
         if job_id not in self._tasks and self._adopt(row) is not None:
             row = self.store.get(job_id, owner) or row
         return self._summary(row)
@@ -404,7 +441,8 @@ class JobManager(ResumesJobs):
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._job_loop.loop))
 
     def list(self, owner: str | None, status: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
-        rows = self.store.list(owner, status, limit)
+        self._save_unsaved()
+        rows = [self._with_unsaved(r) for r in self.store.list(owner, status, limit)]
         # a job its server died with is taken over here, as job_status would (``_adopt``): listed, it
         # stayed IN_PROGRESS with its progress frozen until someone asked for it by id
         adopted = [r for r in rows if r["status"] == IN_PROGRESS and r["job_id"] not in self._tasks

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from core.redact import redact, redact_data
-from core.state_files import opening
+from core.state_files import opening, writing
 
 log = logging.getLogger("swarm.mcp")
 
@@ -171,14 +171,14 @@ class JobStore:
     def claim(self, job_id: str, runner: str | None) -> bool:
         """Take over an unfinished job last run by ``runner`` (a gone process); ``False`` when
         another server took it first."""
-        with self._lock:
+        with self._lock, writing(self.path, "the job store", "jobs"):
             cursor = self._db.execute(
                 "UPDATE jobs SET runner = ?, updated_at = ? WHERE job_id = ? AND status = ? AND runner IS ?",
                 (self.lease.token, time.time(), job_id, IN_PROGRESS, runner))
             return cursor.rowcount == 1
 
     def _exec(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-        with self._lock:
+        with self._lock, writing(self.path, "the job store", "jobs"):
             return self._db.execute(sql, args).fetchall()
 
     def create(self, job_id: str, owner: str, job: dict[str, Any], idempotency_key: str | None = None,
@@ -215,7 +215,7 @@ class JobStore:
         that replays an event without one (a message: "measuring ...") starts the bar there,
         not back at 0%."""
         progress = {"stage": stage, "message": redact(message)[:500], "fraction": fraction, "at": time.time()}
-        with self._lock:
+        with self._lock, writing(self.path, "the job store", "jobs"):
             if fraction is not None:
                 progress["reached"] = fraction
             else:
@@ -229,7 +229,7 @@ class JobStore:
     def finish(self, job_id: str, status: str, envelope: dict[str, Any]) -> bool:
         """Store a job's final state; a job already final stays as it is (a cancel is not
         overwritten by the result of a server that ran it meanwhile). Whether it was stored."""
-        with self._lock:
+        with self._lock, writing(self.path, "the job store", "jobs"):
             cursor = self._db.execute(
                 "UPDATE jobs SET status = ?, result = ?, updated_at = ? WHERE job_id = ? AND status = ?",
                 (status, json.dumps(redact_data(envelope)), time.time(), job_id, IN_PROGRESS),
@@ -238,13 +238,13 @@ class JobStore:
 
     def forget(self, job_id: str) -> None:
         """Delete one job's row, whatever its state (a job whose input was refused before it ran)."""
-        with self._lock:
+        with self._lock, writing(self.path, "the job store", "jobs"):
             self._db.execute("DELETE FROM jobs WHERE job_id = ?", (job_id,))
 
     def prune(self, older_than_s: float) -> int:
         """Delete finished jobs last updated more than ``older_than_s`` ago (their input and result
         with them); unfinished ones stay. The count."""
-        with self._lock:
+        with self._lock, writing(self.path, "the job store", "jobs"):
             cursor = self._db.execute("DELETE FROM jobs WHERE status != ? AND updated_at < ?",
                                       (IN_PROGRESS, time.time() - older_than_s))
             return cursor.rowcount

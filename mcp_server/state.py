@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from mcp.server.subscriptions import ResourceUpdated
 
+from core.errors import ProviderUnavailable
+
 if TYPE_CHECKING:
     from mcp_server.jobs import JobManager
     from swarm.threads import ThreadStore
@@ -158,9 +160,13 @@ class ServerState:
         drop finished ones older than ``checkpointer.retention_days`` (as their checkpoints go)."""
         if self.jobs_file.exists():  # no store yet -> nothing to resume, and nothing heavy to import
             days = self.runtime.config.checkpointer.retention_days
-            if pruned := self.jobs.store.prune(days * 86400):
-                self.log.info("dropped %d finished job(s) older than %g days (checkpointer.retention_days)", pruned, days)
-            self.jobs.resume_unfinished()
+            try:
+                if pruned := self.jobs.store.prune(days * 86400):
+                    self.log.info("dropped %d finished job(s) older than %g days (checkpointer.retention_days)",
+                                  pruned, days)
+                self.jobs.resume_unfinished()
+            except ProviderUnavailable as exc:  # a read-only jobs.sqlite stopped the server with a traceback
+                self.log.error("%s; the server runs, and each job says so until the store can be written", exc)
 
     async def aclose(self) -> None:
         for watcher in list(self._watchers):

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.errors import ConfigError, ProviderUnavailable
 from core.redact import redact, redact_data, register_dsn
-from core.state_files import opening
+from core.state_files import opening, writing
 from graphs.turns import THREAD_ID_PATTERN
 from providers.base import TraceStep
 
@@ -72,6 +72,7 @@ class _Sqlite:
     def __init__(self, path: str) -> None:
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._path = path
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
         self._db.row_factory = sqlite3.Row
         self._lock = threading.Lock()
@@ -82,7 +83,9 @@ class _Sqlite:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Exec]:
-        with self._lock:
+        """One transaction; a file that cannot be written (read-only, the disk full) is
+        ``ThreadStoreUnavailable`` naming it, not an internal error."""
+        with self._lock, writing(self._path, "the thread store", "threads"):
             self._db.execute("BEGIN IMMEDIATE")
             def run(sql: str, args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
                 return [dict(r) for r in self._db.execute(sql, args).fetchall()]

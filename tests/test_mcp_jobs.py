@@ -806,7 +806,7 @@ async def test_a_wait_on_another_servers_job_takes_it_over_when_that_server_dies
     first.store.lease.close()  # A's process is gone
     try:
         done = await waiting
-        assert done["status"] == "COMPLETED" and done["output"] == {"text": "ran"}, done
+        assert done["status"] == "COMPLETED" and done["output"] == {"text": "ran"}, done.get("error")
         assert finishes.runs == [handle["job_id"]]
     finally:
         first._closing = True
@@ -834,3 +834,37 @@ async def test_a_follow_up_while_the_threads_turn_still_runs_is_refused_naming_t
                                                      "thread_id": first["thread_id"], "idempotency_key": "k-why"})
                  ).structured_content
         assert later["thread_id"] == first["thread_id"]
+
+
+async def test_a_job_that_ends_while_its_store_cannot_be_written_is_answered_and_stored_later(tmp_path: Path) -> None:
+    """The disk full at a job's end: the waiting job_result got an internal error, the job sat
+    IN_PROGRESS for good ("waiting to be resumed"), and only a restart ran it, paying again."""
+    from mcp_server.jobs import JobManager
+    from mcp_server.jobstore import JobStore
+
+    runner = _CountingRunner(0.3)
+    manager = JobManager(JobStore(tmp_path / "jobs.sqlite"), lambda: runner, wait_budget_s=lambda: 0)
+    handle = await manager.submit({"project": "swarm", "action": "delegate", "input": {"task": "t"}}, "me", wait_s=0)
+    manager.store._db.execute("PRAGMA query_only = ON")  # every write refused, as on a full disk
+    try:
+        done = await manager.result(handle["job_id"], "me", wait_s=5)
+        assert done["status"] == "COMPLETED" and done["output"] == {"text": "ran"}, done.get("error")
+        assert manager.status(handle["job_id"], "me")["status"] == "COMPLETED"
+    finally:
+        manager.store._db.execute("PRAGMA query_only = OFF")
+    assert manager.list("me")[0]["status"] == "COMPLETED"  # stored at the next look
+    assert manager.store.get(handle["job_id"])["status"] == "COMPLETED" and runner.runs == [handle["job_id"]]
+    await manager.aclose()
+
+
+def test_a_job_store_that_cannot_be_written_is_said_with_its_file(tmp_path: Path) -> None:
+    """A read-only jobs.sqlite stopped swarm-mcp at start with a 59-line traceback (its prune)."""
+    from core.errors import ProviderUnavailable
+    from mcp_server.jobstore import JobStore
+
+    store = JobStore(tmp_path / "jobs.sqlite")
+    store._db.execute("PRAGMA query_only = ON")
+    with pytest.raises(ProviderUnavailable, match=r"the job store .*jobs\.sqlite cannot be written \(attempt to write"
+                                                  r" a readonly database\)"):
+        store.prune(86400)
+    store.close()

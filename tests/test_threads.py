@@ -283,3 +283,20 @@ async def test_a_question_too_long_for_the_room_is_shortened_with_its_answer_not
     assert len(asked.content) + len(earlier.content) <= 1000 and now.content == "go on"
     step = next(s for s in result["trace"] if s["step"] == "thread")
     assert "turns 1-2 in the prompt" in step["detail"] and "turn 1 shortened" in step["detail"] and "left out" not in step["detail"]
+
+
+def test_a_thread_store_that_cannot_be_written_is_said_with_its_file_and_the_fix(tmp_path: Path) -> None:
+    """A read-only threads.sqlite failed every delegate, thread or not, as an internal error."""
+    from core.errors import ProviderUnavailable
+
+    store = open_thread_store(CheckpointerSection(kind="sqlite", path=str(tmp_path / "checkpoints.sqlite")))
+    kept = store.create("me")
+    store._backend._db.execute("PRAGMA query_only = ON")  # SQLite refuses every write, as for a read-only file
+    with pytest.raises(ProviderUnavailable) as refused:
+        store.create("me")
+    said = str(refused.value)
+    assert f"the thread store {tmp_path / 'threads.sqlite'} cannot be written (attempt to write a readonly database)" in said
+    assert "check the file's and its folder's permissions" in said and "no restart needed" in said
+    store._backend._db.execute("PRAGMA query_only = OFF")
+    assert store.create("me") and store.get(kept, "me") is not None  # once it can be written again
+    store.close()

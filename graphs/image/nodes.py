@@ -14,6 +14,7 @@ from typing import Any
 
 from core.errors import InputError, ProviderError, SwarmError
 from core.redact import redact
+from core.storage_keys import public_url
 from graphs.image.state import ImageState
 from graphs.progress import emit
 from providers.base import (
@@ -27,7 +28,6 @@ from providers.base import (
     listen_to_storage,
 )
 from providers.image.backend import listen_to_progress
-from providers.storage.keys import public_url
 
 
 @contextmanager

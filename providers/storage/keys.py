@@ -4,13 +4,11 @@ key's content type."""
 from __future__ import annotations
 
 import mimetypes
-from typing import Any
 
 from core.errors import InputError
-from core.redact import redact
 from core.storage_keys import MAX_KEY_CHARS, TEMP_MARK, check_key, check_prefix
 
-__all__ = ["MAX_KEY_CHARS", "TEMP_MARK", "check_key", "check_prefix", "guess_content_type", "public_url", "too_large"]
+__all__ = ["MAX_KEY_CHARS", "TEMP_MARK", "check_key", "check_prefix", "guess_content_type", "too_large"]
 
 
 def guess_content_type(key: str) -> str | None:
@@ -25,12 +23,3 @@ def too_large(size: int, max_bytes: int) -> InputError:
     error.size, error.limit = size, max_bytes  # type: ignore[attr-defined]
     return error
 
-
-async def public_url(storage: Any, key: str) -> dict[str, Any]:
-    """``{"url": ...}`` of ``key`` in ``storage`` for a result, or, where that URL is a credential
-    (a presigned S3 URL: results, traces and logs never carry one), ``url`` None and a note on
-    how to read the image instead."""
-    url: str | None = await storage.url(key)
-    if url and redact(url) != url:
-        return {"url": None, "url_note": f"read swarm://artifacts/{key}, or presign the key with your own credentials"}
-    return {"url": url}

@@ -33,8 +33,8 @@ import httpx
 from core.credentials import CREDENTIALS_FIELD
 from core.errors import ConfigError, SwarmError
 from core.redact import redact
+from core.storage_keys import public_url
 from graphs.context import ProgressFn
-from providers.storage.keys import public_url
 from swarm.executors.runpod_envelope import (
     MAY_BE_QUEUED,
     NO_WORD_OF_THE_JOB,
