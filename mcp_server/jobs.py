@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sqlite3
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
@@ -155,7 +156,14 @@ class JobManager(ResumesJobs):
             job_id = await self._submit_remote(runner, job, owner, idempotency_key, thread_id)
             return await self.result(job_id, owner, wait_s=wait_s, progress=progress, cancel_with_call=True)
         job_id = str(uuid.uuid4())
-        self.store.create(job_id, owner, job, idempotency_key, thread_id=thread_id)
+        try:
+            self.store.create(job_id, owner, job, idempotency_key, thread_id=thread_id)
+        except sqlite3.IntegrityError:  # the same key from another server, between its look and this
+            first = self.store.by_idempotency_key(owner, idempotency_key) if idempotency_key else None
+            if first is None:
+                raise
+            _same_request(first, job, str(idempotency_key))
+            return await self.result(first["job_id"], owner, wait_s=wait_s, progress=progress)
         self._start(job_id, {**job, "job_id": job_id})
         result = await self.result(job_id, owner, wait_s=wait_s, progress=progress, cancel_with_call=True)
         if refused_before_running(result):  # an argument error, as one the schema refuses: no job is kept

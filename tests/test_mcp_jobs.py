@@ -868,3 +868,30 @@ def test_a_job_store_that_cannot_be_written_is_said_with_its_file(tmp_path: Path
                                                   r" a readonly database\)"):
         store.prune(86400)
     store.close()
+
+
+async def test_the_same_idempotency_key_on_two_servers_at_once_gives_the_first_job(tmp_path: Path) -> None:
+    """Two servers looked the key up before either stored its job: one caller got InternalError
+    (UNIQUE constraint failed: jobs.owner, jobs.idempotency_key)."""
+    from mcp_server.jobs import JobManager
+    from mcp_server.jobstore import JobStore
+
+    runner = _CountingRunner(0.2)
+    first = JobManager(JobStore(tmp_path / "jobs.sqlite"), lambda: runner, wait_budget_s=lambda: 0)
+    second = JobManager(JobStore(tmp_path / "jobs.sqlite"), lambda: runner, wait_budget_s=lambda: 0)
+    job = {"project": "swarm", "action": "delegate", "input": {"task": "once"}}
+    handle = await first.submit(job, "me", wait_s=0, idempotency_key="k-race")
+    looked: list[str] = []
+    real = second.store.by_idempotency_key
+
+    def before_the_first_stored(owner: str, key: str) -> Any:
+        looked.append(key)
+        return None if len(looked) == 1 else real(owner, key)  # its first look came before A's insert
+
+    second.store.by_idempotency_key = before_the_first_stored  # type: ignore[method-assign]
+    again = await second.submit(job, "me", wait_s=5, idempotency_key="k-race")
+    assert again["job_id"] == handle["job_id"] and len(looked) == 2, again
+    assert runner.runs == [handle["job_id"]]
+    await first.result(handle["job_id"], "me", wait_s=5)
+    await first.aclose()
+    await second.aclose()
