@@ -19,7 +19,10 @@ def store_unavailable(exc: BaseException, job_id: str | None) -> ProviderUnavail
     past the busy timeout) or is damaged. A provider being unavailable, said as such with what
     to do, not an internal error; the checkpoints it did store stand, so the same job id resumes
     (except from a damaged file)."""
-    again = f"run the job again with job_id {job_id!r} to resume it"
+    # what resumes it: a run under the same job id (the command line's --job-id, a RunPod job's
+    # input.job_id); an MCP tool takes no job id, and sending the request again starts a new job
+    again = (f"run the job again with job_id {job_id!r} to resume it (swarm run ... --job-id {job_id},"
+             " or a RunPod job's job_id; over MCP, sending it again starts a new job)")
     detail = redact(" ".join(str(exc).split()))[:300] or type(exc).__name__
     for kind in type(exc).__mro__:
         if (kind.__module__.split(".")[0], kind.__name__) in _DATABASE_DOWN:

@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import shlex
+import signal
 import sys
 import uuid
 from collections.abc import Callable
@@ -86,6 +87,8 @@ def _progress_printer(quiet: bool) -> Callable[..., Any]:
 
 #: the exit status of a job stopped by Ctrl-C (128 + SIGINT, as a shell reports it)
 EXIT_INTERRUPTED = 130
+#: and by SIGTERM (128 + 15)
+EXIT_TERMINATED = 143
 
 
 def _run(args: argparse.Namespace, job: dict[str, Any]) -> int:
@@ -96,14 +99,24 @@ def _run(args: argparse.Namespace, job: dict[str, Any]) -> int:
               f" of {JOB_ID_PATTERN}", file=sys.stderr)
         return 2
     job = {**job, "job_id": args.job_id or str(uuid.uuid4())}
+    terminated: list[int] = []
+
+    def on_term(signum: int, frame: Any) -> None:  # a kill (SIGTERM) as a Ctrl-C: it exited -15, unsaid
+        terminated.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
     try:
         # on Ctrl-C asyncio.run cancels the job (its runtime closes, a remote job is cancelled)
         # and then raises KeyboardInterrupt here
         return asyncio.run(_run_job(args, job))
     except KeyboardInterrupt:
-        print(f"\njob {job['job_id']}: interrupted; the finished steps are kept: resume with: {_resume_command(args, job)}",
+        how = "terminated" if terminated else "interrupted"
+        print(f"\njob {job['job_id']}: {how}; the finished steps are kept: resume with: {_resume_command(args, job)}",
               file=sys.stderr, flush=True)
-        return EXIT_INTERRUPTED
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 #: failures a run of the same job id may get past: the worker or the endpoint went away (the

@@ -105,6 +105,29 @@ def test_ctrl_c_names_the_job_and_its_resume_command_which_does_not_pay_for_the_
     assert _drafts(fake_llm) == 1 and _reviews(fake_llm) == 2
 
 
+def test_a_kill_is_said_as_a_ctrl_c_is_with_the_resume_command(
+    cli_env: tuple[Path, dict[str, str]], fake_llm: FakeOpenAI,
+) -> None:
+    """SIGTERM (a kill, a CI timeout, a container's stop) ended the command with -15 and no word."""
+    config, env = cli_env
+    fake_llm.script(LOCAL, Behaviour.answer("The kept draft."), Behaviour.hang(300))
+    proc = subprocess.Popen([*CLI, "--config", str(config), "delegate", "One sentence on SIGTERM."],
+                            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 90
+    while _reviews(fake_llm) == 0 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _reviews(fake_llm) == 1, proc.poll()
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "Traceback" not in err, err
+    head, _, command = err.strip().splitlines()[-1].partition(": resume with: ")
+    assert head.endswith(": terminated; the finished steps are kept") and "--job-id" in command, err
+    fake_llm.script(LOCAL, Behaviour.answer(APPROVE))
+    resumed = subprocess.run(_cli(shlex.split(command)), env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0 and resumed.stdout == "The kept draft.\n", resumed.stderr
+    assert _drafts(fake_llm) == 1
+
+
 def test_a_bad_job_id_is_refused_before_any_job_runs(capsys: pytest.CaptureFixture[str]) -> None:
     from swarm.cli import main
 
