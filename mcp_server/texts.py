@@ -69,13 +69,18 @@ def totals_line(totals: dict[str, Any], steps: list[TraceStepOut]) -> str:
     """Tokens, cost, provider calls, the time spent in providers and the job's own time."""
     cost = totals.get("cost_usd")
     latency = round(sum(s.latency_ms for s in steps if s.kind != "node"), 1)
-    job = next((s.latency_ms for s in reversed(steps) if s.step == "dispatch" and s.kind == "node"), None)
+    dispatch = next((s for s in reversed(steps) if s.step == "dispatch" and s.kind == "node"), None)
     line = (f"{totals.get('input_tokens', 0)} in / {totals.get('output_tokens', 0)} out tokens, "
             f"cost {'unknown' if cost is None else f'${cost:.6f}'}, {totals.get('provider_calls', len(steps))} "
             f"provider calls, {latency} ms in providers")
-    if job is not None:  # calls made side by side (a consensus panel) add up to more than the job took
-        line += f"{' (some side by side)' if latency > job else ''}, {job} ms in all"
-    return line
+    if dispatch is None:
+        return line
+    job = dispatch.latency_ms
+    if (dispatch.detail or "").startswith(("resumed", "replayed")):  # the steps before are an earlier run's:
+        # "8332 ms in providers (some side by side), 4663 ms in all" counted them against this run alone
+        return f"{line} (its earlier run's too), {job} ms in this run"
+    # calls made side by side (a consensus panel) add up to more than the job took
+    return f"{line}{' (some side by side)' if latency > job else ''}, {job} ms in all"
 
 
 def handle_text(job_id: str, message: str | None, progress: dict[str, Any] | None,

@@ -258,6 +258,11 @@ def test_the_trace_line_lists_calls_and_steps_that_went_wrong_with_why() -> None
                                            " (precision=bf16 (auto), path=torch-bf16)")
     panel = [step("ask", "llm", "ok", ms=800.0), step("ask", "llm", "ok", ms=700.0), step("dispatch", "node", "ok", ms=1000.0)]
     assert totals_line({"provider_calls": 2}, panel).endswith("1500.0 ms in providers (some side by side), 1000.0 ms in all")
+    # a resumed job's trace holds its first run's calls: "(some side by side), ... in all" read wrong
+    resumed = [step("draft", "llm", "ok", ms=8000.0), step("review", "llm", "ok", ms=300.0),
+               step("dispatch", "node", "ok", "resumed at review from its checkpoint: ...", ms=4600.0)]
+    assert totals_line({"provider_calls": 2}, resumed).endswith(
+        "8300.0 ms in providers (its earlier run's too), 4600.0 ms in this run")
 
 
 async def test_job_and_thread_lists_read_as_one_line_each(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
