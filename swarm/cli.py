@@ -171,13 +171,11 @@ async def _run_job(args: argparse.Namespace, job: dict[str, Any]) -> int:
 async def _with_local_files(config: Any, job: dict[str, Any]) -> dict[str, Any]:
     """An image job whose input names local files (``path``, ``images[i].path``) with them read
     into ``image``, as the MCP server reads them: the runner, local or a RunPod worker, gets the
-    data. ``job`` itself keeps the paths (a resume command names the file, not megabytes)."""
+    data. ``job`` itself keeps the paths (a resume command names the file, not megabytes). Every
+    image input goes through the same door as the MCP server's: a file's path given as ``image``
+    is told to be given as ``path`` (the job said only "image: not valid base64")."""
     inp = job.get("input")
     if job.get("project") != "image_tools" or not isinstance(inp, dict):
-        return job
-    images = inp.get("images")
-    items: list[Any] = images if isinstance(images, list) else []
-    if "path" not in inp and not any(isinstance(item, dict) and "path" in item for item in items):
         return job
     from swarm.local_images import read_local_sources
 

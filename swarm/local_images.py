@@ -91,4 +91,5 @@ async def _read_source(limits: ImageLimits, source: dict[str, Any], prefix: str,
     alone = "images[" in prefix
     data = await asyncio.to_thread(read_file, path, limits, roots=roots, field=f"{prefix}path", base=base,
                                    check_image=not alone)
-    return {**rest, "image": base64.b64encode(data).decode()}
+    # the job names this image's errors (a file cut short, a deadline) path, as the caller wrote it
+    return {**rest, "image": base64.b64encode(data).decode(), "given_as": "path"}

@@ -9,7 +9,11 @@ written, then runs the image graph. The result names the stored output:
 one batch. Its result is ``{results, images, succeeded, failed, format, trace}``: one entry per
 image in input order, either the stored output (as above, plus ``index``) or
 ``{index, error: {type, message}}``; a bad image fails alone, its message names
-``images[i].<field>`` and the limit.
+``images[i].<field>`` and the limit. An image a door read from a local file comes as ``image`` with
+``given_as: path``, and its errors name ``path`` (``images[i].path``), the field the caller wrote.
+
+An output longer a side than ``output_format`` encodes (``imageio.MAX_SIDE``) is refused before the
+model runs; one whose transparency ``output_format`` drops (JPEG) runs, and its result ``warnings`` say so.
 
 An upscale (or pipeline) runs under the job's deadline (``limits.job_deadline_s``, which the
 dispatcher enforces): one that the upscaler says cannot finish in time at this machine's measured
@@ -22,7 +26,7 @@ import base64
 import time
 from typing import Any
 
-from core.errors import ProviderError, SwarmError
+from core.errors import InputError, ProviderError, SwarmError
 from core.redact import redact
 from graphs.context import JobContext
 from graphs.image.batch import run_batch
@@ -36,7 +40,7 @@ from graphs.image.inputs import (
     RemoveBackgroundInput,
     UpscaleInput,
 )
-from graphs.image.nodes import PLANS, step_config, storage_step
+from graphs.image.nodes import PLANS, alpha_warnings, step_config, storage_step
 from providers.base import TraceStep
 from providers.image.deadline import Deadline, DeadlineAware, job_deadline
 
@@ -103,7 +107,11 @@ def _keep_what_was_made(exc: SwarmError) -> None:
 async def _run(action: str, inp: ImageInput, options: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     # the dispatcher's clock, started with the job: reading and storing the input count too
     with job_deadline(ctx.config.limits.job_deadline_s, at=ctx.deadline_at) as deadline:
-        return await _run_by(deadline, action, inp, options, ctx)
+        try:
+            return await _run_by(deadline, action, inp, options, ctx)
+        except InputError as exc:  # an image the door read from a local file: its errors name path
+            named_as(exc, inp.source)
+            raise
 
 
 async def _run_by(deadline: Deadline, action: str, inp: ImageInput, options: dict[str, Any],
@@ -121,14 +129,15 @@ async def _run_by(deadline: Deadline, action: str, inp: ImageInput, options: dic
         data = await read_input(image_b64=inp.image, url=inp.url, key=inp.key, storage=storage, limits=limits)
     except ProviderError as exc:  # a fetch or a store that failed is a step of the job, as in a batch
         # (bad input is refused as the dispatcher refuses it: no step, no job kept by the MCP door)
-        source = "url" if inp.url else "key" if inp.key else "image"
+        source = inp.source
         step = TraceStep(step="read_input", kind="node", provider=str(getattr(exc, "provider", "") or "image_tools"),
                          latency_ms=(time.perf_counter() - started) * 1000, outcome="error",
                          error_class=type(exc).__name__, detail=redact(f"{source}: {exc}")[:300])
         exc.trace = [*(getattr(exc, "trace", None) or []), step.model_dump()]  # type: ignore[attr-defined]
         exc.field = exc.field or source  # the error names the input it could not read, as a refusal does
         raise
-    kind = await anyio.to_thread.run_sync(_check, data, limits, action, options, ctx, deadline)
+    options = {**options, "output_format": inp.output_format}
+    kind, warnings = await anyio.to_thread.run_sync(_check, data, limits, action, options, ctx, deadline)
     input_key = inp.key or f"image_tools/{ctx.job_id}/input.{EXT[kind]}"
     stored_on: list[Any] = []
     if not inp.key:
@@ -136,7 +145,7 @@ async def _run_by(deadline: Deadline, action: str, inp: ImageInput, options: dic
             await storage.put(input_key, data, overwrite=True)
     graph = image_graph(ctx)
     initial = {"action": action, "job_id": ctx.job_id, "current_key": input_key,
-               "options": {**options, "output_format": inp.output_format}, "steps_done": [],
+               "options": options, "steps_done": [],
                "trace": [step.model_dump() for step in stored_on]}
     try:
         state = await run_graph(graph, initial, ctx)
@@ -144,6 +153,8 @@ async def _run_by(deadline: Deadline, action: str, inp: ImageInput, options: dic
         _keep_what_was_made(exc)
         raise
     result = dict(state["result"])
+    if warnings:
+        result["warnings"] = warnings
     if inp.inline:
         if result["bytes"] <= INLINE_MAX_BYTES:
             result["image_b64"] = base64.b64encode(await storage.get(result["image_key"])).decode()
@@ -155,12 +166,14 @@ async def _run_by(deadline: Deadline, action: str, inp: ImageInput, options: dic
 
 
 def _check(data: bytes, limits: Any, action: str, options: dict[str, Any], ctx: JobContext,
-           deadline: Deadline) -> str:
-    """Decode-check the input, the output size and whether the upscale can finish by ``deadline``
-    before anything runs or is written."""
+           deadline: Deadline) -> tuple[str, list[str]]:
+    """Decode-check the input, the output size (its pixels, and its sides against ``output_format``)
+    and whether the upscale can finish by ``deadline`` before anything runs or is written. Returns
+    the input's format and what the result warns of (its transparency lost to a JPEG)."""
     from providers.image import weights
-    from providers.image.imageio import check_output_pixels, open_checked, sniff_format
+    from providers.image.imageio import check_output_pixels, check_output_side, open_checked, sniff_format
     img = open_checked(data, limits)
+    scale = 1
     if action in ("upscale", "pipeline"):
         settings = ctx.config.providers.image.upscale
         model = options.get("upscale_model")
@@ -168,7 +181,17 @@ def _check(data: bytes, limits: Any, action: str, options: dict[str, Any], ctx: 
         default = weights.entry(model, field=field, kind="upscale").default_scale if model else None
         scale = options.get("scale") or default or settings.scale
         check_output_pixels(img.size[0], img.size[1], scale, limits)
+    check_output_side(img.size[0], img.size[1], scale, options["output_format"])
+    if action in ("upscale", "pipeline"):
         upscaler = ctx.providers.image("upscale")
         if isinstance(upscaler, DeadlineAware):
             upscaler.check_deadline(img.size[0], img.size[1], step_config("upscale", options, "png"), deadline)
-    return sniff_format(data) or "png"
+    return sniff_format(data) or "png", alpha_warnings(img if action == "upscale" else None, options)
+
+
+def named_as(exc: InputError, source: str) -> None:
+    """``exc``, an error of the job's image, naming ``source`` (``path``: the caller gave a local
+    file, which the door sent as ``image``) where it named ``image``; its trace and partial result kept."""
+    if exc.field == "image" and source != "image":
+        exc.args = (f"{source}: {str(exc).removeprefix('image: ')}", *exc.args[1:])
+        exc.field = source

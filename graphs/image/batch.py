@@ -25,7 +25,7 @@ async def run_batch(
     inp: RemoveBackgroundInput, sources: list[ImageSource], options: dict[str, Any], ctx: JobContext
 ) -> dict[str, Any]:
     """``{results, images, succeeded, failed, format, trace}`` for ``sources``."""
-    from graphs.image.nodes import BATCH_STEP, storage_step
+    from graphs.image.nodes import BATCH_STEP, alpha_warnings, storage_step
     from graphs.run import run_graph
     from providers.image.imageio import ImageLimits
 
@@ -33,7 +33,7 @@ async def run_batch(
     storage = ctx.providers.storage
     await ctx.progress("input", f"reading {len(sources)} images", 0.0)
     # every image is read and checked before anything is written
-    read = await asyncio.gather(*(_read_one(i, src, limits, ctx) for i, src in enumerate(sources)))
+    read = await asyncio.gather(*(_read_one(i, src, limits, inp.output_format, ctx) for i, src in enumerate(sources)))
     failed = [entry for entry in read if "error" in entry]
     good = [entry for entry in read if "error" not in entry]
     if not good:
@@ -60,7 +60,7 @@ async def run_batch(
         await _inline(results, storage)
     succeeded = sum(1 for entry in results if "image_key" in entry)
     await ctx.progress("done", f"{succeeded} of {len(results)} images", 1.0)
-    return {
+    made = {
         "results": results,
         "images": len(results),
         "succeeded": succeeded,
@@ -68,6 +68,9 @@ async def run_batch(
         "format": inp.output_format,
         "trace": trace,
     }
+    if succeeded and (warnings := alpha_warnings(None, {**options, "output_format": inp.output_format})):
+        made["warnings"] = warnings
+    return made
 
 
 def _read_step(entry: dict[str, Any]) -> dict[str, Any]:
@@ -81,17 +84,24 @@ def _read_step(entry: dict[str, Any]) -> dict[str, Any]:
     ).model_dump()
 
 
-async def _read_one(index: int, source: ImageSource, limits: ImageLimits, ctx: JobContext) -> dict[str, Any]:
-    """``{index, key, data, write}``, or ``{index, error}`` naming ``images[index].<field>``."""
+async def _read_one(index: int, source: ImageSource, limits: ImageLimits, output_format: str,
+                    ctx: JobContext) -> dict[str, Any]:
+    """``{index, key, data, write}``, or ``{index, error}`` naming ``images[index].<field>``: an image
+    that cannot be read, or whose output ``output_format`` cannot encode, fails alone."""
     import anyio
 
-    from providers.image.imageio import open_checked, read_input, sniff_format
+    from providers.image.imageio import check_output_side, open_checked, read_input, sniff_format
 
-    field = f"images[{index}].{source.source}"
+    field = f"images[{index}].{source.source}"  # images[i].path for a local file a door read
     storage = ctx.providers.storage
+
+    def check(data: bytes) -> None:
+        width, height = open_checked(data, limits, field=field).size
+        check_output_side(width, height, 1, output_format, field=field)
+
     try:
         data = await read_input(image_b64=source.image, url=source.url, key=source.key, storage=storage, limits=limits)
-        await anyio.to_thread.run_sync(lambda: open_checked(data, limits, field=field))
+        await anyio.to_thread.run_sync(check, data)
     except InputError as exc:
         message = str(exc).removeprefix(f"{exc.field}: ") if exc.field else str(exc)
         return {"index": index, "error": InputError(message, field=field).to_dict()}

@@ -17,6 +17,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
 from core.rules import MAX_NAME_CHARS
@@ -82,6 +83,9 @@ class ImageSource(BaseModel):
         default=None, max_length=4096, description="an http(s) URL to fetch the image from"
     )
     key: str | None = Field(default=None, max_length=1024, description="a key in the configured storage")
+    #: set by a door that read a local file (``path``) into ``image`` (``swarm.local_images``): the
+    #: job's errors name the field the caller wrote, not one it never sent; not in the schema
+    given_as: SkipJsonSchema[Literal["path"] | None] = None
 
     @model_validator(mode="after")
     def _exactly_one_source(self) -> ImageSource:
@@ -104,8 +108,9 @@ class ImageSource(BaseModel):
 
     @property
     def source(self) -> str:
-        """The name of the field that holds the image."""
-        return self._given()[0]
+        """The name of the field the caller gave the image in (``path`` for a local file a door read)."""
+        given = self._given()[0]
+        return self.given_as if given == "image" and self.given_as else given
 
 
 class ImageInput(ImageSource):

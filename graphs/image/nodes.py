@@ -28,6 +28,7 @@ from providers.base import (
     listen_to_storage,
 )
 from providers.image.backend import listen_to_progress
+from providers.image.imageio import OPAQUE_FORMATS, has_transparency, transparency_lost
 
 
 @contextmanager
@@ -108,6 +109,21 @@ def step_config(step: str, options: dict[str, Any], fmt: Any) -> ImageConfig:
         output_format=fmt,
         **{k: options[k] for k in _STEP_OPTIONS[step] if options.get(k) is not None},
     )
+
+
+def alpha_warnings(img: Any, options: dict[str, Any]) -> list[str]:
+    """The result's warning when its ``output_format`` has no transparency and the output would have
+    had some: an upscale's ``img`` that hides pixels, or a cut-out (``img`` None) that is not a mask
+    and not on an opaque ``background_color``."""
+    fmt = options.get("output_format", "png")
+    if fmt not in OPAQUE_FORMATS:
+        return []
+    if img is not None:
+        see_through = has_transparency(img)
+    else:
+        background = options.get("background_color")
+        see_through = not options.get("only_mask") and (background is None or background[3] < 255)
+    return [transparency_lost(fmt)] if see_through else []
 
 
 def make_step(

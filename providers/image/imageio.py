@@ -16,7 +16,9 @@ import os
 import re
 import stat
 import urllib.parse
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,6 +42,11 @@ _MAGIC = {
 }
 _PIL_FORMAT = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP", "gif": "GIF", "bmp": "BMP"}
 OUTPUT_FORMATS = {"png": "image/png", "webp": "image/webp", "jpeg": "image/jpeg"}
+#: the longest side each output format can encode (libwebp's 16383, libjpeg's 65500); PNG's lies
+#: past any ``max_output_pixels``. Past it the encoder failed after the model had run.
+MAX_SIDE = {"webp": 16_383, "jpeg": 65_500}
+#: output formats without an alpha channel: ``encode`` puts a transparent image on white
+OPAQUE_FORMATS = ("jpeg",)
 _DATA_URL = re.compile(r"^data:image/[\w.+-]+(?:;[^,;]*)*;base64,", re.IGNORECASE)
 #: any data: URL head: one that is not image/...;base64 is named as such, not as bad base64
 _ANY_DATA_URL = re.compile(r"^data:([^,;]*)((?:;[^,;]*)*),", re.IGNORECASE)
@@ -147,6 +154,17 @@ def _unreadable(exc: BaseException) -> str:
     return "truncated" if "truncated" in str(exc).lower() else f"corrupt ({type(exc).__name__})"
 
 
+@contextmanager
+def quiet_pillow() -> Iterator[None]:
+    """Pillow's warnings while it decodes (``Corrupt EXIF data``, with its file and line) are not
+    shown: they reached the command line user's terminal for an image the job read well. Only
+    Pillow's own are silenced (a filter left behind by threads racing ``catch_warnings`` keeps
+    silencing no other library's)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module=r"PIL\.")
+        yield
+
+
 def open_checked(data: bytes, limits: ImageLimits, *, field: str = "image") -> Image.Image:
     """Decode ``data`` into a loaded Pillow image (first frame), or raise ``InputError``.
 
@@ -167,14 +185,15 @@ def open_checked(data: bytes, limits: ImageLimits, *, field: str = "image") -> I
             f"not a supported image (magic bytes {data[:8].hex() or 'empty'}); formats: {', '.join(limits.formats)}",
             field=field,
         )
-    img = _header(data, kind, limits, field)
-    try:
-        img.seek(0)
-        img.load()
-    except _UNREADABLE as exc:
-        raise InputError(f"{kind} image is {_unreadable(exc)}", field=field) from None
-    ImageOps.exif_transpose(img, in_place=True)  # a phone photo is stored sideways, with a tag saying so
-    return to_srgb(to_8bit(img))
+    with quiet_pillow():
+        img = _header(data, kind, limits, field)
+        try:
+            img.seek(0)
+            img.load()
+        except _UNREADABLE as exc:
+            raise InputError(f"{kind} image is {_unreadable(exc)}", field=field) from None
+        ImageOps.exif_transpose(img, in_place=True)  # a phone photo is stored sideways, with a tag saying so
+        return to_srgb(to_8bit(img))
 
 
 #: modes an embedded colour profile is applied to
@@ -248,6 +267,46 @@ def check_output_pixels(
     return out_w, out_h
 
 
+def check_output_side(
+    width: int, height: int, scale: float, output_format: str, *, field: str = "output_format"
+) -> None:
+    """``InputError`` when the output of a ``width`` x ``height`` input at ``scale`` is longer a side
+    than ``output_format`` can encode (``MAX_SIDE``); it says what would fit: another format, or a
+    smaller scale."""
+    out_w, out_h = round(width * scale), round(height * scale)
+    limit = MAX_SIDE.get(output_format)
+    if limit is None or max(out_w, out_h) <= limit:
+        return
+    fits = [name for name in OUTPUT_FORMATS if max(out_w, out_h) <= MAX_SIDE.get(name, max(out_w, out_h))]
+    smaller = [s for s in (3, 2) if s < scale and max(round(width * s), round(height * s)) <= limit]
+    instead = f"output_format {' or '.join(fits)}" + (
+        f", or scale {smaller[0]} ({round(width * smaller[0])}x{round(height * smaller[0])})" if smaller else "")
+    made = f" (input {width}x{height} at x{scale:g})" if scale != 1 else ""
+    raise InputError(
+        f"output would be {out_w}x{out_h}{made}; output_format {output_format} takes at most {limit:,} pixels a side:"
+        f" give {instead}",
+        field=field,
+    )
+
+
+def has_transparency(img: Image.Image) -> bool:
+    """Whether ``img`` hides any pixel, wholly or in part (an alpha channel, or a ``tRNS`` colour)."""
+    return to_rgb_alpha(img)[1] is not None
+
+
+def alpha_fate(see_through: bool, output_format: str) -> str:
+    """What became of an output's transparency, for its trace: none, kept, or flattened_on_white(jpeg)."""
+    if not see_through:
+        return "none"
+    return f"flattened_on_white({output_format})" if output_format in OPAQUE_FORMATS else "kept"
+
+
+def transparency_lost(output_format: str) -> str:
+    """What a result says when ``output_format`` (one of ``OPAQUE_FORMATS``) drops its transparency."""
+    return (f"output_format {output_format} has no transparency: the transparent parts were filled white;"
+            " give output_format png or webp to keep them")
+
+
 def to_rgb_alpha(img: Image.Image) -> tuple[Image.Image, Image.Image | None]:
     """Split into an RGB image and its alpha channel (``None`` when fully opaque or absent)."""
     # a tRNS chunk makes one colour transparent in P, L and RGB images alike
@@ -269,6 +328,7 @@ def encode(img: Image.Image, output_format: str = "png", *, quality: int = 92) -
         raise InputError(
             f"output_format {output_format!r}; valid: {', '.join(OUTPUT_FORMATS)}", field="output_format"
         )
+    check_output_side(img.width, img.height, 1, output_format)  # the actions check it before a model runs
     buffer = io.BytesIO()
     if output_format == "jpeg":
         if img.mode in ("RGBA", "LA"):
@@ -432,14 +492,15 @@ def read_file(text: str, limits: ImageLimits, *, roots: Sequence[str] | None = N
     if kind is None or kind not in limits.formats:
         raise InputError(f"{path} is not a supported image (by its first bytes); formats: {', '.join(limits.formats)}",
                          field=field)
-    img = _header(data, kind, limits, field)  # a size past the limit is the path's, not a job's "image"
-    try:  # and so is a file cut short: decoded once here, it is refused before a job, naming the path
-        img.seek(0)
-        img.load()
-    except _UNREADABLE as exc:
-        raise InputError(f"{path} is a {_unreadable(exc)} {kind} image", field=field) from None
-    finally:
-        img.close()
+    with quiet_pillow():
+        img = _header(data, kind, limits, field)  # a size past the limit is the path's, not a job's "image"
+        try:  # and so is a file cut short: decoded once here, it is refused before a job, naming the path
+            img.seek(0)
+            img.load()
+        except _UNREADABLE as exc:
+            raise InputError(f"{path} is a {_unreadable(exc)} {kind} image", field=field) from None
+        finally:
+            img.close()
     return data
 
 

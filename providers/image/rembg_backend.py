@@ -55,7 +55,7 @@ from providers.image.backend import (
     stop_flag,
 )
 from providers.image.deadline import BatchPace, current_deadline
-from providers.image.imageio import ImageLimits, open_checked
+from providers.image.imageio import OPAQUE_FORMATS, ImageLimits, alpha_fate, has_transparency, open_checked
 from providers.image.precision import AutoPrecision, CpuInfo, read_cpu_info
 from providers.image.rembg_mask import cutout, encode_cutout, infer, predict_mask
 from providers.image.rembg_paths import ONNX_ENGINE, MaskNet, PathChooser
@@ -202,8 +202,9 @@ class RembgRemover(SingleActionBackend):
                                         provider=self.paths.engine(name)))
                 errors.append(exc)
                 continue
-            data = self._encode(cutout(rgb, mask, config, alpha), config.output_format)
-            steps.append(self._step(name, attempt, started, "ok", detail=_detail(why, size, extra, config),
+            made = cutout(rgb, mask, config, alpha)
+            data = self._encode(made, config.output_format)
+            steps.append(self._step(name, attempt, started, "ok", detail=_detail(why, size, extra, config, made),
                                     provider=self.paths.engine(name)))
             return data, steps
         raise _chain_failed(steps, errors)
@@ -313,11 +314,12 @@ class RembgRemover(SingleActionBackend):
                 mask = infer(net, rgb, extra, name, provider)
             finally:
                 self._batch_slots.release()
-            data = self._encode(cutout(rgb, mask, config, alpha), config.output_format)
+            made = cutout(rgb, mask, config, alpha)
+            data = self._encode(made, config.output_format)
         except (InputError, ProviderError) as exc:
             step = self._step(name, 1, started, "error", exc, index=index, provider=provider)
             return BatchItem(index, error=exc), step
-        detail = f"index={index} {_detail(why, size, extra, config)}"
+        detail = f"index={index} {_detail(why, size, extra, config, made)}"
         return BatchItem(index, data=data), self._step(name, 1, started, "ok", detail=detail, provider=provider)
 
     @staticmethod
@@ -349,10 +351,14 @@ class RembgRemover(SingleActionBackend):
         )
 
 
-def _detail(why: str, size: tuple[int, int], extra: dict[str, Any], config: ImageConfig) -> str:
+def _detail(why: str, size: tuple[int, int], extra: dict[str, Any], config: ImageConfig, made: Image.Image) -> str:
+    # a cut-out's transparency is said only where a format without it flattened it (the usual case
+    # keeps it, and checking each output's alpha costs a pass over its pixels)
+    lost = config.output_format in OPAQUE_FORMATS and has_transparency(made)
     return (
         f"{why} size={size[0]}x{size[1]} input={extra.get('input_size')}"
         f" alpha_matting={config.alpha_matting} only_mask={config.only_mask}"
+        + (f" alpha={alpha_fate(True, config.output_format)}" if lost else "")
     )
 
 

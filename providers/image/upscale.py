@@ -41,7 +41,14 @@ from providers.image.deadline import (
     current_deadline,
     work_pixels,
 )
-from providers.image.imageio import ImageLimits, check_output_pixels, encode, open_checked, to_rgb_alpha
+from providers.image.imageio import (
+    ImageLimits,
+    alpha_fate,
+    check_output_pixels,
+    encode,
+    open_checked,
+    to_rgb_alpha,
+)
 from providers.image.ncnn_runner import CANDIDATES as NCNN_CANDIDATES
 from providers.image.ncnn_runner import NcnnNets, ncnn_version
 from providers.image.ncnn_runner import files_for as ncnn_files_for
@@ -402,7 +409,7 @@ class RealESRGANUpscaler(SingleActionBackend):
             detail=(
                 f"device={device} precision={why} tiles={tiles} tile={tile} in={width}x{height}"
                 f" out={result.size[0]}x{result.size[1]} scale={scale} native={native}"
-                f" alpha={'kept' if alpha is not None else 'none'}"
+                f" alpha={alpha_fate(alpha is not None, config.output_format)}"
             ),
         )
         return data, [step]
