@@ -192,13 +192,19 @@ def _image(output: ImageOutput) -> str:
         if output.url:  # a file:// or public URL; a presigned one never enters a result
             lines.append(f"download: {output.url}")
         lines += [str(details[k]) for k in ("url_note", "inline_omitted") if details.get(k)]
-        return "\n".join(lines)
+        return "\n".join([*lines, *_warned(details)])
     good = [e for e in output.results if e.get("key")]
     lines = [f"Done{made_by}: {len(good)} of {len(output.results)} images"]
     for n, entry in enumerate(output.results):
         where = f"images[{entry.get('index', n)}]"
         lines.append(f"- {where}: key {entry['key']}" if entry.get("key") else f"- {where} failed: {_error(entry.get('error'))}")
-    return "\n".join(lines)
+    return "\n".join([*lines, *_warned(output.details)])
+
+
+def _warned(details: dict[str, Any]) -> list[str]:
+    """An image result's warnings (a JPEG that dropped the transparency) as the client reads them:
+    they were only in the structured content's details."""
+    return [f"Warning: {w}" for w in details.get("warnings") or []]
 
 
 def _error(error: Any) -> str:

@@ -211,6 +211,13 @@ def test_a_batch_reads_as_each_images_key_or_its_error() -> None:
     assert "Done: 1 of 2 images\n- images[0]: key image_tools/j-1/0.png\n- images[1] failed: InputError: " \
            "images[1]: not an image" in text, text
 
+    # a result's warnings (a JPEG that dropped the transparency) were only in the structured details
+    said = "output_format jpeg has no transparency: the transparent parts were filled white"
+    single = {"image_key": "image_tools/j-2/remove_background.jpg", "width": 4, "height": 4, "warnings": [said]}
+    for output in (single, {"results": results[:1], "warnings": [said]}):
+        text = result_text(image_output(_done(output), return_base64=False, inline_limit=1000))
+        assert f"\nWarning: {said}" in text, text
+
 
 def test_a_research_text_names_its_thread_trace_and_totals() -> None:
     """The research text had no thread_id: a model reading text could not continue the conversation."""
