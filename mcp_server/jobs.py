@@ -51,8 +51,8 @@ Listener = Callable[[str, str, "float | None"], Awaitable[None]]
 #: how often ``job_result`` re-reads the row of a job another server process runs
 ROW_POLL_S = 0.5
 
-
 T = TypeVar("T")
+
 
 class IdempotencyConflict(ValueError):
     """An idempotency key reused for another request."""
