@@ -208,3 +208,37 @@ def test_a_text_files_title_is_its_first_line_that_is_no_markup_and_stands_alone
     assert first_line_title(".. image:: logo.svg\n   :width: 480px\n\n|pypi| |versions|\n\nwebsockets\n==========\n") == "websockets"
     assert first_line_title("The pytest framework makes it easy to write\nsmall tests.\n") is None  # a wrapped sentence
     assert first_line_title("# Locky\nLocky takes locks.") == "# Locky"
+
+
+def test_a_title_line_alone_in_its_block_is_a_heading_not_the_start_of_the_next_sentence():
+    """A text file's or a PDF's title ran into the first sentence: "Windows notes for the Falconer
+    agent The Windows agent installs as a service named FalconerAgent [1]."."""
+    from graphs.research.quoting import flatten
+
+    text = ("Windows notes for the Falconer agent\n\nThe Windows agent installs as a service named FalconerAgent.\n\n"
+            "Meeting notes 2024-04-12\n\nThe on-call rotation moves to weekly shifts.\n")
+    passages = split_passages(text)
+    assert [p["heading"] for p in passages] == ["Windows notes for the Falconer agent", "Meeting notes 2024-04-12"]
+    assert flatten(text) == "The Windows agent installs as a service named FalconerAgent. The on-call rotation moves to weekly shifts."
+    report = extractive_report("What service does the Windows agent install as?", [], [{"id": 1}], {"1": passages})
+    assert "- The Windows agent installs as a service named FalconerAgent [1]." in report, report
+    assert "Falconer agent The Windows" not in report
+
+
+def test_a_slides_bullets_answer_the_question_its_title_asks():
+    """"What are the Q2 goals on the roadmap?" of a deck whose slide "Q2 Goals" lists them read "The
+    sources found do not answer this question": the bullets say neither "Q2" nor "goals"."""
+    deck = "# Falconer Roadmap 2025\n\nQuarterly planning deck\f# Q1 Goals\n\nShip multi-region replication.\f" \
+           "# Q2 Goals\n\nDeprecate the legacy XML exporter.\n"
+    passages = split_passages(deck)
+    report = extractive_report("What are the Q2 goals on the roadmap?", [], [{"id": 1, "title": "Falconer Roadmap 2025"}],
+                               {"1": passages})
+    assert "Deprecate the legacy XML exporter [1]." in report and "do not answer" not in report, report
+
+
+def test_yaml_front_matter_is_no_sentence():
+    from graphs.research.quoting import flatten
+
+    doc = "---\ntitle: Deployment Guide for Falconer\nauthor: ops-team\ntags: [deploy, kubernetes]\n---\n\nRun the installer first.\n"
+    assert flatten(doc) == "Run the installer first."
+    assert flatten("---\n\nA thematic break, then prose.") == "A thematic break, then prose."

@@ -120,10 +120,15 @@ def _section(query: str, terms: set[str], pool: Sequence[tuple[int, str]], wante
         # its code counts: ``locky.release()`` answers "How does Locky release locks?"
         if (sources is not None and sid not in sources) or (asked and asked.isdisjoint(pool_stems[i] | heading)):
             continue
-        quote = trim(sentences_of(text), terms, used) if i not in taken else []
+        sentences = sentences_of(text)
+        quote = trim(sentences, terms, used) if i not in taken else []
         # what is left of a passage whose best sentence the opening took must itself say what is
-        # asked: "Retries happen only for a 429" followed the circuit breaker's rule quoted above
-        if not quote or (asked and asked.isdisjoint(content_stems(" ".join(quote)))):
+        # asked: "Retries happen only for a 429" followed the circuit breaker's rule quoted above.
+        # A passage none of whose sentences was quoted may say it in its section heading: a slide
+        # "Q2 Goals" whose bullets name no goal ("the sources found do not answer" of "What are the
+        # Q2 goals on the roadmap?")
+        titled_by = heading if not any(normalise(s) in used for s in sentences) else set()
+        if not quote or (asked and asked.isdisjoint(set(content_stems(" ".join(quote))) | titled_by)):
             continue
         best = best or score
         says = said_terms(" ".join(quote), terms)

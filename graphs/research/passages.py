@@ -181,14 +181,38 @@ def _blocks(text: str, paged: bool = False) -> Iterable[tuple[int, str, int | No
         offset += len(page) + len(PAGE_BREAK)
 
 
+#: what a line of prose ends with; a short line alone in its block without one is a title
+_LINE_END = re.compile(r"[.!?:;,)\]\"'`…]$")
+#: what starts a line that is no title: a list item, a table row, a quote, a fence, markup
+_NOT_TITLE_START = re.compile(r"^\s*(?:[-*+>|#<]|\d+[.)]\s|`{3}|~{3}|\.\.)")
+TITLE_MAX_CHARS = 80
+TITLE_MAX_WORDS = 10
+
+
+def title_line(block: str) -> bool:
+    """Whether a blank-line separated ``block`` is one short line with no sentence end, as a plain
+    text file, a slide or a PDF writes a title ("Windows notes for the Falconer agent"): the next
+    paragraph's first sentence was quoted with it run in ("... Falconer agent The Windows agent
+    installs as a service")."""
+    line = block.strip()
+    return (0 < len(line) <= TITLE_MAX_CHARS and "\n" not in line and len(line.split()) <= TITLE_MAX_WORDS
+            and not _LINE_END.search(line) and not _NOT_TITLE_START.match(line) and any(c.isalpha() for c in line))
+
+
 def _paragraphs(text: str, paged: bool = False) -> Iterable[tuple[int, int, str | None, bool, int | None]]:
-    """(start, end, heading, is_heading_only, page) for each blank-line separated block."""
+    """(start, end, heading, is_heading_only, page) for each blank-line separated block; an ATX
+    heading, or a block that is one title line (``title_line``) followed by another block, is a heading."""
     heading: str | None = None
     current_page: int | None = None
-    for offset, block, page in _blocks(text, paged):
+    blocks = list(_blocks(text, paged))
+    for n, (offset, block, page) in enumerate(blocks):
         if page != current_page:  # a heading holds on its own page only (a slide's title)
             heading, current_page = None, page
         start, end = offset, offset + len(block)
+        if title_line(block) and n + 1 < len(blocks) and blocks[n + 1][2] == page:
+            heading = block.strip()
+            yield start, end, heading, True, page
+            continue
         first, _, rest = block.partition("\n")
         found = _HEADING_LINE.match(first)
         if found:

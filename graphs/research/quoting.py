@@ -11,7 +11,7 @@ import re
 from collections.abc import Sequence
 
 from graphs.research.grounding import normalise
-from graphs.research.passages import bm25_scores, content_stems, sentences_of, tilde_adornment
+from graphs.research.passages import bm25_scores, content_stems, sentences_of, tilde_adornment, title_line
 
 #: a quoted passage is trimmed to the best run of sentences that fits this
 MAX_QUOTE_CHARS = 600
@@ -194,15 +194,17 @@ def flatten(text: str, code_fence: str | None = None) -> str:
     out = code_fence or ""
     fence = code_fence  # the mark of the code block the line is in; None in prose
     heading_from: int | None = None  # where the last prose line starts in ``out``, if it may be a heading
-    rst = code_fence is None and _RST_SIGNS.search(text) is not None
-    lines = _rst_lines(text.splitlines()) if rst else text.splitlines()
+    lines, rst = _prose_lines(text, code_fence)
+    block: list[str] = []  # the lines of prose since the last blank line
     for n, raw in enumerate(lines):
         line = raw.strip()
-        if fence is None and line[:3] == "~~~" and _tilde_title(lines, n):
-            if heading_from is not None:  # an RST underline: the line above was a title
-                out = out[:heading_from].rstrip()
-            out, heading_from = _ended(out), None
-            continue
+        # one title line alone in its block, or an RST ~~~ underline's title: a heading, left out
+        if fence is None and (not line and len(block) == 1 and title_line(block[0])
+                              or line[:3] == "~~~" and _tilde_title(lines, n)):
+            out, heading_from = _ended(out[:heading_from].rstrip() if heading_from is not None else out), None
+            if line:
+                continue
+        block = block + [line] if line and fence is None else []
         after = _fence_after(fence, raw)
         if fence is not None or after is not None:  # code, or a fence line
             fence, heading_from = after, None
@@ -229,6 +231,34 @@ def flatten(text: str, code_fence: str | None = None) -> str:
     elif out.count("```") % 2:  # a fence inside a line (a snippet flattened by the search engine)
         out += " ```"
     return " ".join(out.split())
+
+
+def _prose_lines(text: str, code_fence: str | None) -> tuple[list[str], bool]:
+    """``text``'s lines as ``flatten`` reads them (reStructuredText's markup and YAML front matter
+    out: not in a passage that starts inside code), and whether it is reStructuredText."""
+    if code_fence is not None:
+        return text.splitlines(), False
+    rst = _RST_SIGNS.search(text) is not None
+    return _without_front_matter(_rst_lines(text.splitlines()) if rst else text.splitlines()), rst
+
+
+#: a YAML front matter line: ``key: value``, a list item, or a continuation
+_FRONT_MATTER_LINE = re.compile(r"^(?:[A-Za-z_][\w-]*\s*:(?:\s.*)?|\s+\S.*|-\s.*|)$")
+_FRONT_MATTER_MAX_LINES = 40
+
+
+def _without_front_matter(lines: list[str]) -> list[str]:
+    """``lines`` without the YAML front matter a Markdown document may open with (``---``, ``key:
+    value`` lines, ``---``): metadata, not prose ("title: Deployment Guide for Falconer author:
+    ops-team tags: [deploy, kubernetes] [1]." was quoted as a sentence)."""
+    if not lines or lines[0].strip() != "---":
+        return lines
+    for n, line in enumerate(lines[1:_FRONT_MATTER_MAX_LINES], start=1):
+        if line.strip() in ("---", "..."):
+            return lines[n + 1:] if n > 1 else lines
+        if not _FRONT_MATTER_LINE.match(line):
+            return lines
+    return lines
 
 
 def _tilde_title(lines: list[str], n: int) -> bool:
