@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from mcp.server.mcpserver import Context
@@ -137,13 +138,33 @@ def _register_source_templates(server: Any) -> None:
     async def source_text_resource(job_id: str, n: str, ctx: Context) -> str:
         from providers.base import DocumentReader
 
-        _, source = _research_source(ctx, job_id, n)
+        output, source = _research_source(ctx, job_id, n)
         search = server_state(ctx).runtime.providers().search
         found = await search.read_document(str(source["url"])) if isinstance(search, DocumentReader) else None
+        cited_at = f"swarm://jobs/{job_id}/sources/{source['id']}"
         if found is None:
+            if _gone_file(str(source["url"])):  # renamed or deleted since: "its text is at its url" led nowhere
+                raise ResourceNotFoundError(f"source {source['id']} ({source['url']}) is no longer in the local index:"
+                                            f" the file is gone (renamed or deleted since this report); its cited"
+                                            f" passages, as they were, are at {cited_at}")
             raise ResourceNotFoundError(f"source {source['id']} is not a document of the local index; its text is at "
-                                        f"its url ({source['url']}), its cited passages at swarm://jobs/{job_id}/sources/{source['id']}")
+                                        f"its url ({source['url']}), its cited passages at {cited_at}")
+        moved = [p for p in (output.get("cited_passages") or {}).get(str(source["id"]), [])
+                 if isinstance(p.get("start"), int) and isinstance(p.get("end"), int) and isinstance(p.get("text"), str)
+                 and found[1][p["start"]:p["end"]] != p["text"]]
+        if moved:  # edited since the report: its offsets would cut the wrong text, said nowhere
+            raise ResourceNotFoundError(f"source {source['id']} ({source['url']}) changed since this report: its cited"
+                                        f" passages no longer sit at their offsets ({len(moved)} moved); they are quoted"
+                                        f" as they were at {cited_at}, and the file as it is now at its url")
         return found[1]
+
+
+def _gone_file(url: str) -> bool:
+    """Whether ``url`` names a local file that no longer exists."""
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(url)
+    return parts.scheme == "file" and not Path(unquote(parts.path)).exists()
 
 
 async def _job_json(ctx: Context, job_id: str) -> str:

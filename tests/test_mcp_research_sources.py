@@ -36,7 +36,8 @@ def _search(tmp_path: Path) -> Any:
     corpus.mkdir()
     (corpus / "checkpoints.md").write_text(CHECKPOINTS)
     (corpus / "runpod.md").write_text(RUNPOD)
-    return SearchChain([("local", LocalIndexSearch([corpus], tmp_path / "idx.sqlite"))])
+    # synced at every search: a test edits a file and asks again
+    return SearchChain([("local", LocalIndexSearch([corpus], tmp_path / "idx.sqlite", refresh_interval_s=0))])
 
 
 async def test_every_citation_opens_its_passage_and_the_result_keeps_what_was_removed(
@@ -53,6 +54,19 @@ async def test_every_citation_opens_its_passage_and_the_result_keeps_what_was_re
         whole = {s["id"]: (await client.read_resource(s["resource"] + "/text")).contents[0].text for s in out["sources"]}
         with pytest.raises(Exception, match=r"has no source '99'; its sources are 1"):
             await client.read_resource(f"swarm://jobs/{out['job_id']}/sources/99")
+        # the document edited since the report: its offsets would cut the wrong text, said nowhere
+        cited = next(s for s in out["sources"] if s["url"].endswith("checkpoints.md"))
+
+        (tmp_path / "corpus" / "checkpoints.md").write_text("A new first line.\n" + CHECKPOINTS)
+        await client.call_tool("research", {"question": "How are checkpoints saved?", "depth": "quick"})  # re-indexed
+        with pytest.raises(Exception, match=r"changed since this report: its cited passages no longer sit at their"
+                                            r" offsets \(\d+ moved\); they are quoted as they were at swarm://jobs/"):
+            await client.read_resource(cited["resource"] + "/text")
+        # and a file renamed away: its url leads nowhere
+        (tmp_path / "corpus" / "checkpoints.md").rename(tmp_path / "corpus" / "saving.md")
+        await client.call_tool("research", {"question": "How are checkpoints saved?", "depth": "quick"})
+        with pytest.raises(Exception, match=r"is no longer in the local index: the file is gone \(renamed or deleted"):
+            await client.read_resource(cited["resource"] + "/text")
 
     # the draft failed the check: the report quotes the sources, and the tool result says so, as job_result does
     assert out["mode"] == "extractive"
