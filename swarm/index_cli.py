@@ -2,7 +2,7 @@
 
 Examples::
 
-    swarm index build ~/papers ~/notes      # PDF, DOCX, PPTX, HTML, Markdown, text; incremental
+    swarm index build ~/papers ~/notes      # PDF, DOCX, PPTX, HTML, Markdown, reST, AsciiDoc, text; incremental
     swarm index build --reset               # start over from the configured paths
     swarm index stats                       # documents and pages by format, files not indexed
 """
@@ -60,17 +60,40 @@ class ProgressReport:
             self.stream.flush()
 
 
+#: the most files of one kind (added, updated, removed, skipped by type) the summary names; --json names all
+_NAMED = 10
+
+
+def _first(lines: list[str]) -> list[str]:
+    """``lines``, the first ``_NAMED`` of them, with a line saying how many more there are."""
+    more = len(lines) - _NAMED
+    return lines[:_NAMED] + ([f"  … and {more} more (--json lists them all)"] if more > 0 else [])
+
+
 def _summary(stats: dict[str, Any]) -> str:
     lines = [
         f"index {stats['index_path']}: {stats['total']} documents"
         f" ({stats['added']} added, {stats['updated']} updated, {stats['removed']} removed, {stats['unchanged']} unchanged)"
     ]
+    lines += [
+        f"left the index: {root} (the project's example corpus, indexed only while the index held nothing of"
+        " yours; name it in `swarm index build` to keep it)"
+        for root in stats["dropped_roots"]
+    ]
+    for change in ("added", "updated", "removed"):
+        if stats[f"{change}_paths"]:
+            lines.append(f"{change}:")
+            lines += _first([f"  {path}" for path in stats[f"{change}_paths"]])
     problems = stats["problems"]
-    missing = [p for p in problems if p["kind"] != "partial"]
+    missing = [p for p in problems if p["kind"] not in ("partial", "not_read")]
     if missing:
         no_text = sum(p["kind"] == "no_text" for p in missing)
         lines.append(f"not indexed: {len(missing)} file(s)" + (f", {no_text} PDF(s) with no text layer" if no_text else ""))
     lines += [f"  {p['path']}: {p['reason']}" for p in missing]
+    not_read = [p for p in problems if p["kind"] == "not_read"]
+    if not_read:
+        lines.append(f"skipped, of a type the index does not read: {len(not_read)} file(s)")
+        lines += _first([f"  {p['path']}: {p['reason']}" for p in not_read])
     partial = [p for p in problems if p["kind"] == "partial"]
     if partial:
         lines.append(f"indexed with pages lacking text: {len(partial)} file(s)")
@@ -101,7 +124,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     config = load_config(config_path(args.config))
     settings = config.providers.search.backends.get("local") or {}
     backend = LocalIndexSearch.from_config("local", dict(settings), state_dir=state_dir())
-    info = describe(backend.index_path)
+    info = describe(backend.index_path, backend.shipped)
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -109,7 +132,9 @@ def cmd_stats(args: argparse.Namespace) -> int:
         f"{k}: {v['documents']}" + (f" ({v['pages']} pages)" if v["pages"] else "") for k, v in info["by_kind"].items()
     )
     print(f"index {info['index_path']}: {info['documents']} documents" + (f" ({kinds})" if kinds else ""))
-    print(f"roots: {', '.join(info['roots']) or '(none yet)'}")
+    roots = [root + (" (the example corpus, until you index your own)" if root in info["fallback_roots"] else "")
+             for root in info["roots"]]
+    print(f"roots: {', '.join(roots) or '(none yet)'}")
     if info["problems"]:
         print(f"not (fully) indexed: {len(info['problems'])} file(s), {info['no_text']} PDF(s) with no text layer")
         for problem in info["problems"]:
@@ -122,7 +147,8 @@ def add_parser(sub: Any) -> None:
     index = sub.add_parser("index", help="the local search index over your own documents")
     commands = index.add_subparsers(dest="index_command", required=True)
     p = commands.add_parser("build", help="build or update (incrementally) the local index; default: configured paths")
-    p.add_argument("paths", nargs="*", help="folders or files (default: providers.search.backends.local.paths)")
+    p.add_argument("paths", nargs="*", help="folders or files (default: providers.search.backends.local.paths; while"
+                   " that is the example docs/corpus, the folders you indexed before, if any)")
     p.add_argument("--reset", action="store_true", help="start the index over")
     p.add_argument("--json", action="store_true", help="print what the build did as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress")

@@ -1,4 +1,5 @@
-"""Text out of the documents people keep: PDF, DOCX, PPTX, HTML, Markdown and plain text.
+"""Text out of the documents people keep: PDF, DOCX, PPTX, HTML, Markdown and plain text
+(reStructuredText, AsciiDoc, Org and the other plain-text markups are read as text).
 
 ``extract(path, raw)`` returns the title and the text of each page (PDF pages, PPTX slides; one
 "page" for the formats without pages). The parsers are small and pure Python on top of what the
@@ -29,10 +30,27 @@ from providers.web.text import NotText, document_text
 MAX_TEXT_BYTES = 5 * 1024 * 1024
 MAX_DOCUMENT_BYTES = 100 * 1024 * 1024
 _MAX_TITLE_CHARS = 120
-#: formats the index does not read, and what to do about them (other suffixes are passed over)
+#: formats the index does not read, and what to do about them (any other suffix it does not read
+#: is named too: ``not_read_reason``)
 UNSUPPORTED = {
     ".doc": "the legacy Word format is not read: save it as .docx",
     ".ppt": "the legacy PowerPoint format is not read: save it as .pptx",
+}
+#: text formats by suffix, and the kind ``swarm index stats`` counts them as; their markup is left in
+#: (the research graph's passages know reStructuredText's and Markdown's headings)
+TEXT_KINDS = {
+    ".md": "markdown", ".markdown": "markdown", ".mdown": "markdown", ".mkd": "markdown",
+    ".html": "html", ".htm": "html",
+    ".txt": "text", ".text": "text",
+    ".rst": "restructuredtext", ".rest": "restructuredtext",
+    ".adoc": "asciidoc", ".asciidoc": "asciidoc",
+    ".org": "org", ".textile": "textile", ".wiki": "wiki", ".mediawiki": "wiki", ".tex": "latex",
+}
+#: a document's own title line in the markups that ``first_line_title`` does not read
+_OWN_TITLE = {
+    "asciidoc": re.compile(r"^=[ \t]+(\S[^\n]*)$", re.MULTILINE),
+    "org": re.compile(r"^#\+title:[ \t]*(\S[^\n]*)$", re.MULTILINE | re.IGNORECASE),
+    "latex": re.compile(r"\\title\{([^}\n]+)\}"),
 }
 
 
@@ -145,7 +163,10 @@ def _plain(path: Path, raw: bytes) -> Extracted:
         raise UnreadableDocument(str(exc)) from None
     if not body.strip():
         raise UnreadableDocument("the file holds no text")
-    kind = {".html": "html", ".htm": "html", ".md": "markdown", ".markdown": "markdown"}.get(path.suffix.lower(), "text")
+    kind = TEXT_KINDS.get(path.suffix.lower(), "text")
+    own = _OWN_TITLE[kind].search(body) if kind in _OWN_TITLE else None
+    if own:
+        title = " ".join(own.group(1).split())[:_MAX_TITLE_CHARS]
     return Extracted(title=title, pages=(body,), kind=kind)
 
 
@@ -279,16 +300,26 @@ def _pptx(path: Path, raw: bytes) -> Extracted:
 
 #: suffix -> reader; the table every format is chosen from
 READERS: dict[str, Callable[[Path, bytes], Extracted]] = {
-    ".md": _plain, ".markdown": _plain, ".txt": _plain, ".text": _plain, ".html": _plain, ".htm": _plain,
-    ".pdf": _pdf, ".docx": _docx, ".pptx": _pptx,
+    **dict.fromkeys(TEXT_KINDS, _plain), ".pdf": _pdf, ".docx": _docx, ".pptx": _pptx,
 }
 SUFFIXES = frozenset(READERS)
-_TEXT_SUFFIXES = frozenset({".md", ".markdown", ".txt", ".text", ".html", ".htm"})
 
 
 def size_limit(path: Path) -> int:
     """The largest file of this format that is read."""
-    return MAX_TEXT_BYTES if path.suffix.lower() in _TEXT_SUFFIXES else MAX_DOCUMENT_BYTES
+    return MAX_TEXT_BYTES if path.suffix.lower() in TEXT_KINDS else MAX_DOCUMENT_BYTES
+
+
+def not_read_reason(path: Path) -> str | None:
+    """Why the index does not read a file of this type (what to do about it where there is a fix),
+    or None for a format it reads."""
+    suffix = path.suffix.lower()
+    if suffix in READERS:
+        return None
+    if suffix in UNSUPPORTED:
+        return UNSUPPORTED[suffix]
+    what = f"{suffix} files are" if suffix else "a file without a suffix is"
+    return f"{what} not read (not a document format the index knows)"
 
 
 def extract(path: Path, raw: bytes) -> Extracted:
@@ -300,7 +331,7 @@ def extract(path: Path, raw: bytes) -> Extracted:
     """
     reader = READERS.get(path.suffix.lower())
     if reader is None:
-        raise UnreadableDocument(UNSUPPORTED.get(path.suffix.lower(), f"{path.suffix or 'this'} files are not read"))
+        raise UnreadableDocument(not_read_reason(path) or "")
     quiet = logging.getLogger("pypdf")  # its warnings about malformed PDFs would break a progress bar
     level = quiet.level
     quiet.setLevel(logging.ERROR)

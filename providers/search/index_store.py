@@ -3,8 +3,12 @@
 ``build_index(paths, index_path)`` adds, updates and removes documents incrementally: a file
 whose mtime and size (else content hash) are unchanged is not read again, a vanished one is
 dropped. A file that yields no text (a PDF without a text layer, a corrupt or encrypted file, one
-too big) is listed with the reason in the build's ``problems`` and in the index (``describe``),
-never silently skipped; the build goes on.
+too big, one of a type the index does not read) is listed with the reason in the build's
+``problems`` and in the index (``describe``), never silently skipped; the build goes on.
+
+The index records its roots. A root given as a stand-in (``fallback=True``: the project's example
+corpus, indexed while there is nothing of one's own) is recorded as such, and the next build of
+roots of one's own drops it with its documents.
 
 Each page of a document (PDF page, PPTX slide; the whole text for other formats) is one FTS row
 whose rowid is ``doc_id * PAGE_SLOTS + page``, so a document's rows are one rowid range.
@@ -26,10 +30,12 @@ from typing import Any
 from core.errors import ConfigError, InputError
 from providers.search.documents import (
     SUFFIXES,
+    TEXT_KINDS,
     UNSUPPORTED,
     Extracted,
     UnreadableDocument,
     extract,
+    not_read_reason,
     size_limit,
 )
 
@@ -55,8 +61,10 @@ Progress = Callable[[int, int, str], None]
 @dataclass(frozen=True)
 class IndexStats:
     """What one build did; ``problems`` lists every file under the roots that is not (fully)
-    indexed: ``{path, kind, reason, new}`` (kind ``no_text``, ``unreadable``, ``error``, or
-    ``partial`` for an indexed document with pages without text)."""
+    indexed: ``{path, kind, reason, new}`` (kind ``no_text``, ``unreadable``, ``error``,
+    ``not_read`` for a file of a type the index does not read, or ``partial`` for an indexed
+    document with pages without text). ``added_paths``, ``updated_paths`` and ``removed_paths`` name
+    the files counted; ``dropped_roots`` are stand-in roots that left the index with this build."""
 
     added: int = 0
     updated: int = 0
@@ -67,6 +75,10 @@ class IndexStats:
     total: int = 0
     index_path: str = ""
     problems: list[dict[str, Any]] = field(default_factory=list)
+    added_paths: list[str] = field(default_factory=list)
+    updated_paths: list[str] = field(default_factory=list)
+    removed_paths: list[str] = field(default_factory=list)
+    dropped_roots: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -93,18 +105,28 @@ def recorded_roots(conn: sqlite3.Connection) -> list[str]:
     return json.loads(row[0]) if row else []
 
 
+def recorded_fallback(conn: sqlite3.Connection, shipped: Path | None = None) -> list[str]:
+    """The recorded roots that stand in for an index of one's own (``build_index(fallback=True)``).
+    An index built before they were recorded has none marked: ``shipped`` (the project's example
+    corpus) among its roots was added by a sync, as nobody names it, and is taken as one."""
+    row = conn.execute("SELECT value FROM meta WHERE key='fallback_roots'").fetchone()
+    if row is not None:
+        return list(json.loads(row[0]))
+    return [str(shipped)] if shipped is not None and str(shipped) in recorded_roots(conn) else []
+
+
 def iter_files(root: Path) -> Iterator[Path]:
-    """The files under ``root`` the index reads or reports (hidden files and folders skipped)."""
-    wanted = SUFFIXES | UNSUPPORTED.keys()
+    """The files under ``root`` the index reads or reports: every file but the hidden ones (and
+    those in hidden folders) and Office's ``~$`` lock files; one of a type it does not read is
+    reported by the build, not passed over."""
     if root.is_file():
-        if root.suffix.lower() in wanted:
-            yield root
+        yield root
         return
     for folder, dirs, files in os.walk(root, followlinks=False):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
             path = Path(folder, name)
-            if not name.startswith((".", "~$")) and path.suffix.lower() in wanted and path.is_file():
+            if not name.startswith((".", "~$")) and path.is_file():
                 yield path
 
 
@@ -148,6 +170,9 @@ class _Builder:
             r[0]: r[1:] for r in conn.execute("SELECT path, mtime_ns, size, sha256, kind, reason FROM problems")
         }
         self.counts = dict.fromkeys(("added", "updated", "removed", "unchanged", "skipped", "no_text"), 0)
+        #: the files behind the counts of ``added``, ``updated`` and ``removed``
+        self.changed: dict[str, list[str]] = {"added": [], "updated": [], "removed": []}
+        self.dropped: set[str] = set()
         self.problems: list[dict[str, Any]] = []
         #: how this build names the files whose names are not UTF-8 (U+FFFD for each bad byte)
         self.unnamed: set[str] = set()
@@ -173,6 +198,8 @@ class _Builder:
             self.conn.execute("INSERT OR REPLACE INTO problems(path, mtime_ns, size, sha256, kind, reason)"
                               " VALUES (?, 0, 0, '', 'error', ?)", (shown, reason))
             return self._report(shown, "error", reason)
+        if (not_read := not_read_reason(path)) is not None:
+            return self._not_read(key, path, not_read)
         try:
             stat = path.stat()
             row, known = self.docs.get(key), self.known_problems.get(key)
@@ -206,6 +233,21 @@ class _Builder:
             self._remember_problem(key, stat, digest, "unreadable", reason)
             return self._report(key, "unreadable", reason)
         return self._store(key, stat, digest, found, row)
+
+    def _not_read(self, key: str, path: Path, reason: str) -> str:
+        """A file of a type the index does not read: named once, as a problem the index keeps
+        (``swarm index stats`` lists it) and the next builds repeat as known; its bytes are never
+        read (a video in a folder of notes costs nothing)."""
+        known = self.known_problems.get(key)
+        if known and known[4] == reason:
+            return self._remembered(key, known)
+        kind = "unreadable" if path.suffix.lower() in UNSUPPORTED else "not_read"
+        try:
+            stat = path.stat()
+        except OSError as exc:
+            return self._report(key, "error", f"cannot read it: {exc.strerror or exc}")
+        self._remember_problem(key, stat, "", kind, reason)
+        return self._report(key, kind, reason)
 
     def _remembered(self, key: str, known: tuple[Any, ...]) -> str:
         self.problems.append({"path": key, "kind": known[3], "reason": known[4], "new": False})
@@ -242,22 +284,35 @@ class _Builder:
 
     def remove_missing(self, seen: set[str], roots: list[Path]) -> None:
         for key, row in self.docs.items():
-            if key not in seen and _under(key, roots):
+            if key not in seen and key not in self.dropped and _under(key, roots):
                 _drop_doc(self.conn, row[0])
+                self.dropped.add(key)
                 self.counts["removed"] += 1
+                self.changed["removed"].append(key)
         for key in self.known_problems:
             if key not in seen and key not in self.unnamed and _under(key, roots):
                 self.conn.execute("DELETE FROM problems WHERE path=?", (key,))
 
 
 def build_index(
-    paths: Iterable[str | Path], index_path: str | Path, *, reset: bool = False, progress: Progress | None = None
+    paths: Iterable[str | Path],
+    index_path: str | Path,
+    *,
+    reset: bool = False,
+    progress: Progress | None = None,
+    fallback: bool = False,
+    shipped: Path | None = None,
 ) -> IndexStats:
     """Index every PDF, DOCX, PPTX, HTML, Markdown and text file under ``paths`` into ``index_path``.
 
     Incremental: unchanged files (same mtime and size, or same hash) are not read again; files
     that vanished from under these roots are removed. Documents indexed earlier from other roots
     are kept unless ``reset`` is set, or the root no longer exists. ``progress(done, total, path)`` is called after each file.
+
+    ``fallback``: ``paths`` only stand in for documents of one's own (the project's example
+    corpus); a later build without it drops every stand-in root it was not given, with its
+    documents (``dropped_roots``). ``shipped`` is the example corpus, for an index that predates
+    this record (``recorded_fallback``).
 
     Raises:
         InputError: a path does not exist (field ``path``).
@@ -269,20 +324,23 @@ def build_index(
         if root.is_file() and root.suffix.lower() not in SUFFIXES | UNSUPPORTED.keys():
             # named on its own, it was skipped without a word and its path recorded as a root
             raise InputError(f"{root}: {root.suffix or 'a file without a suffix'} is not read; the index reads "
-                             f"{', '.join(sorted(SUFFIXES))}", field="path")
+                             f"{', '.join(sorted(SUFFIXES - TEXT_KINDS.keys()))} and as text {', '.join(sorted(TEXT_KINDS))}",
+                             field="path")
     index_file = Path(index_path).expanduser()
     files = list(dict.fromkeys(p for root in roots for p in iter_files(root)))
     conn = connect(index_file)
     try:
         if reset:
             with conn:
-                conn.executescript("DELETE FROM docs; DELETE FROM docs_fts; DELETE FROM problems; DELETE FROM meta WHERE key='roots';")
+                conn.executescript("DELETE FROM docs; DELETE FROM docs_fts; DELETE FROM problems;"
+                                   " DELETE FROM meta WHERE key IN ('roots', 'fallback_roots');")
         builder = _Builder(conn)
         committed = time.monotonic()
         for done, path in enumerate(files, start=1):
             outcome = builder.sync(path)
             if outcome != "problem":
                 builder.counts[outcome] += 1
+                builder.changed.get(outcome, []).append(str(path))
             if time.monotonic() - committed > _COMMIT_EVERY_S:
                 conn.commit()
                 committed = time.monotonic()
@@ -291,23 +349,52 @@ def build_index(
         seen = {str(p) for p in files}
         builder.remove_missing(seen, roots)
         builder.notes_of_unchanged(seen)
-        # a root recorded earlier that is gone (a deleted or moved clone's docs/corpus) held
-        # documents whose links lead nowhere: they leave the index with it
-        gone = [Path(r) for r in recorded_roots(conn) if _gone(Path(r))]
-        builder.remove_missing(set(), gone)
-        for root in gone:
-            log.info("local index: %s is gone; its documents left the index (index it again if it comes back)", root)
-        recorded = dict.fromkeys([*(r for r in recorded_roots(conn) if Path(r) not in gone), *map(str, roots)])
-        conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('roots', ?)", (json.dumps(list(recorded)),))
+        dropped = _record_roots(builder, roots, seen, fallback, shipped)
         conn.commit()
         total = conn.execute("SELECT count(*) FROM docs").fetchone()[0]
     finally:
         conn.close()
-    return IndexStats(**builder.counts, total=total, index_path=str(index_file), problems=builder.problems)
+    return IndexStats(**builder.counts, total=total, index_path=str(index_file), problems=builder.problems,
+                      added_paths=builder.changed["added"], updated_paths=builder.changed["updated"],
+                      removed_paths=builder.changed["removed"], dropped_roots=dropped)
 
 
-def describe(index_path: str | Path) -> dict[str, Any]:
-    """The index as it stands: documents and pages by format, and every file it could not read.
+def _record_roots(builder: _Builder, roots: list[Path], seen: set[str], fallback: bool, shipped: Path | None) -> list[str]:
+    """Record the roots after a build of ``roots``; returns the stand-in roots that left the index.
+
+    A root recorded earlier that is gone (a deleted or moved clone's docs/corpus) held documents
+    whose links lead nowhere: they leave the index with it. So do the stand-ins a build of one's
+    own roots does not name (``_settle_fallback``)."""
+    conn = builder.conn
+    gone = [Path(r) for r in recorded_roots(conn) if _gone(Path(r))]
+    builder.remove_missing(set(), gone)
+    for root in gone:
+        log.info("local index: %s is gone; its documents left the index (index it again if it comes back)", root)
+    dropped, stand_ins = _settle_fallback(conn, roots, fallback, shipped)
+    builder.remove_missing(seen, [Path(r) for r in dropped])
+    left = {*map(str, gone), *dropped}
+    recorded = dict.fromkeys([*(r for r in recorded_roots(conn) if r not in left), *map(str, roots)])
+    conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('roots', ?)", (json.dumps(list(recorded)),))
+    conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('fallback_roots', ?)",
+                 (json.dumps([r for r in stand_ins if r in recorded]),))
+    return dropped
+
+
+def _settle_fallback(conn: sqlite3.Connection, roots: list[Path], fallback: bool, shipped: Path | None) -> tuple[list[str], list[str]]:
+    """(stand-in roots that leave the index now, stand-in roots after this build). A build of
+    stand-ins adds these roots to them (those the index already holds as one's own stay so); a
+    build of one's own roots makes the ones it names one's own and drops the others."""
+    before = recorded_fallback(conn, shipped)
+    given = [str(r) for r in roots]
+    if fallback:
+        own = set(recorded_roots(conn)) - set(before)
+        return [], list(dict.fromkeys([*before, *(r for r in given if r not in own)]))
+    return [r for r in before if r not in given], []
+
+
+def describe(index_path: str | Path, shipped: Path | None = None) -> dict[str, Any]:
+    """The index as it stands: documents and pages by format, every file it could not read, its
+    roots and those of them that only stand in (``recorded_fallback``, ``shipped`` as there).
 
     Raises:
         InputError: there is no index at ``index_path``.
@@ -331,10 +418,12 @@ def describe(index_path: str | Path) -> dict[str, Any]:
             {"path": p, "kind": "partial", "reason": n} for p, n in conn.execute("SELECT path, note FROM docs WHERE note != '' ORDER BY path")
         ]
         roots = recorded_roots(conn)
+        stand_ins = recorded_fallback(conn, shipped)
     finally:
         conn.close()
     return {
-        "index_path": str(index_file), "roots": roots, "documents": sum(k["documents"] for k in kinds.values()),
+        "index_path": str(index_file), "roots": roots, "fallback_roots": stand_ins,
+        "documents": sum(k["documents"] for k in kinds.values()),
         "by_kind": kinds, "no_text": sum(p["kind"] == "no_text" for p in problems),
         "unreadable": sum(p["kind"] != "partial" and p["kind"] != "no_text" for p in problems), "problems": problems,
     }

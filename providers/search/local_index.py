@@ -2,7 +2,9 @@
 PPTX, HTML, Markdown, text), one row per page (``index_store``).
 
 ``LocalIndexSearch`` builds the index on its first search when it is missing, and re-syncs it
-with the files at most every ``refresh_interval_s``. A hit names the document's best page
+with the files at most every ``refresh_interval_s``. The project's example corpus (``docs/corpus``,
+the paths' default) only stands in for documents of one's own: once the index holds roots the
+user named, a sync brings those up to date and leaves the example out (``roots_to_sync``). A hit names the document's best page
 (``file:///…/manual.pdf#page=12``); ``read_document`` returns the whole text with its pages
 separated by ``core.rules.PAGE_BREAK``, so every passage cut from it knows its page.
 """
@@ -28,6 +30,7 @@ from providers.search.index_store import (
     Progress,
     build_index,
     connect,
+    recorded_fallback,
     recorded_roots,
 )
 
@@ -40,6 +43,9 @@ _STOPWORDS = frozenset(
     " what when where which who why will with you your".split()
 )
 _MAX_QUERY_TERMS = 32
+#: the paths' default, relative to the project root: the project's own notes, an example corpus
+#: that stands in while the index holds nothing of the user's
+SHIPPED_CORPUS = "docs/corpus"
 _HEADING_MARK = re.compile(r"(?:^|(?<=\s))#{1,6}\s")
 _HEADING_LINE = re.compile(r"^[ \t]*#{1,6}[ \t][^\n]*(?:\n|$)", re.MULTILINE)
 
@@ -98,11 +104,14 @@ class LocalIndexSearch:
         *,
         name: str = "local",
         refresh_interval_s: float = 60.0,
+        shipped: Path | None = None,
     ) -> None:
         self.name = name
         self.paths = [Path(p) for p in paths]
         self.index_path = Path(index_path).expanduser()
         self.refresh_interval_s = refresh_interval_s
+        #: the project's example corpus; paths that are just it only stand in (``roots_to_sync``)
+        self.shipped = shipped
         self._synced_at: float | None = None
         self._lock = asyncio.Lock()
 
@@ -118,7 +127,7 @@ class LocalIndexSearch:
         """
         from core.config import PROJECT_ROOT
 
-        raw_paths = settings.get("paths") or ["docs/corpus"]
+        raw_paths = settings.get("paths") or [SHIPPED_CORPUS]
         raw_paths = [raw_paths] if isinstance(raw_paths, str) else raw_paths
         index_path = settings.get("index_path") or (state_dir / "index.sqlite" if state_dir else None)
         if not index_path:
@@ -131,6 +140,7 @@ class LocalIndexSearch:
             resolve_path(str(index_path), PROJECT_ROOT),
             name=name,
             refresh_interval_s=float(settings.get("refresh_interval_s", 60)),
+            shipped=resolve_path(SHIPPED_CORPUS, PROJECT_ROOT),
         )
 
     def unconfigured_reason(self) -> str | None:
@@ -142,24 +152,54 @@ class LocalIndexSearch:
             f" {self.index_path}; set providers.search.backends.{self.name}.paths (or SWARM_CORPUS)"
         )
 
-    def _sync(self) -> None:
-        existing = [p for p in self.paths if p.exists()]
+    @property
+    def stand_in(self) -> bool:
+        """The configured paths are only the project's example corpus (the default, or
+        ``SWARM_CORPUS`` unset): they are indexed only while the index holds nothing of one's own."""
+        return self.shipped is not None and self.paths == [self.shipped]
+
+    def roots_to_sync(self) -> tuple[list[Path], bool]:
+        """(the roots a sync brings up to date, whether they only stand in for one's own).
+
+        Configured paths of one's own are synced with every root the index was given by name.
+        The example corpus is synced only while the index holds no root named by the user; once
+        it does, those roots are synced instead, and the build drops the example (a user's
+        question was answered from the project's notes after ``swarm index build ~/docs``).
+        """
+        own: list[Path] = []
+        stand_ins: list[Path] = []
         if self.index_path.exists():
             conn = connect(self.index_path)
             try:
-                recorded = [Path(r) for r in recorded_roots(conn)]
+                recorded, fallback = recorded_roots(conn), recorded_fallback(conn, self.shipped)
             finally:
                 conn.close()
-            existing += [r for r in recorded if _there(r) and r not in existing]
+            own = [Path(r) for r in recorded if r not in fallback]
+            stand_ins = [Path(r) for r in fallback]
+        if not self.stand_in:
+            return list(dict.fromkeys([*self.paths, *own])), False
+        if own:
+            return own, False
+        return list(dict.fromkeys([*self.paths, *stand_ins])), True
+
+    def _sync(self) -> None:
+        roots, fallback = self.roots_to_sync()
+        existing = [r for r in roots if _there(r)]
         if not existing:
             if self.index_path.exists():
                 return
             raise ProviderUnavailable(self.name, self.unconfigured_reason() or "no documents to index")
-        stats = build_index(existing, self.index_path)
+        stats = build_index(existing, self.index_path, fallback=fallback, shipped=self.shipped)
         log.info("local index synced: %d added, %d updated, %d removed, %d unchanged, %d not indexed",
                  stats.added, stats.updated, stats.removed, stats.unchanged, stats.skipped + stats.no_text)
+        for root in stats.dropped_roots:
+            log.info("local index: %s left the index: it only stood in while the index held no documents of yours", root)
+        not_read = [p["path"] for p in stats.problems if p["new"] and p["kind"] == "not_read"]
+        if not_read:  # a folder of images and archives beside the notes: one line, not one a file
+            log.info("local index: %d file(s) of a type it does not read left out (%s%s); swarm index stats lists them",
+                     len(not_read), ", ".join(not_read[:3]), ", ..." if len(not_read) > 3 else "")
         for problem in stats.problems:
-            if problem["new"]:  # said once, when the file is read; `swarm index stats` lists them all
+            if problem["new"] and problem["kind"] != "not_read":  # said once, when the file is read
                 log.warning("local index: %s: %s", problem["path"], problem["reason"])
 
     async def _ensure_index(self) -> None:
@@ -310,7 +350,9 @@ def build_index_from_config(
 ) -> IndexStats:
     """``swarm index build [PATH...]``: index ``paths`` (default: the configured ones) into the
     configured ``index_path``; relative paths resolve against the current directory here, as a
-    person typing a path expects.
+    person typing a path expects. Paths given here are the user's own: a stand-in example corpus
+    leaves the index. Without paths and with the default (the example corpus) configured, the
+    roots the user named before are updated, else the example corpus is indexed as a stand-in.
 
     Raises:
         InputError: a path does not exist.
@@ -322,5 +364,11 @@ def build_index_from_config(
     if settings is None:
         raise ConfigError(f"no settings for the local index; add providers.search.backends.{name}", key="providers.search.backends")
     backend = LocalIndexSearch.from_config(name, dict(settings), state_dir=state_dir())
-    chosen = [Path(p).expanduser().resolve() for p in paths] if paths else backend.paths
-    return build_index(chosen, backend.index_path, reset=reset, progress=progress)
+    if paths:
+        chosen, fallback = [Path(p).expanduser().resolve() for p in paths], False
+    elif backend.stand_in:
+        chosen, fallback = backend.roots_to_sync()
+        chosen = chosen if fallback else [root for root in chosen if _there(root)]
+    else:
+        chosen, fallback = backend.paths, False
+    return build_index(chosen, backend.index_path, reset=reset, progress=progress, fallback=fallback, shipped=backend.shipped)
