@@ -80,9 +80,12 @@ def test_an_abstractive_heading_with_a_number_or_code_no_source_holds_is_dropped
     assert {u["sentence"] for u in checked.unsupported} >= {"3) Retries since 2019", "Calling `retry_all()`"}
 
 
-def test_table_rows_are_not_quoted_as_sentences_and_a_separator_never_stays_alone():
+def test_table_rows_are_quoted_as_sentences_of_their_cells_and_a_separator_never_stays_alone():
     table = "| key | default |\n|---|---|\n| retries | 3 |\n| timeout_s | 30 |"
-    assert flatten(f"Settings of the router.\n\n{table}") == "Settings of the router."
+    # each data row one sentence naming its cells by their columns (quoting.flatten: a row's answer
+    # was never quoted); the rows themselves, pipes and all, never
+    assert flatten(f"Settings of the router.\n\n{table}") == \
+        "Settings of the router. key: retries; default: 3. key: timeout_s; default: 30."
     passages = {"1": split_passages(f"# Router\n\nThe router retries each model up to three times.\n\n{table}\n")}
     report = extractive_report("router retries settings", [], [{"id": 1, "snippet": ""}], passages)
     assert "|" not in report

@@ -242,3 +242,18 @@ def test_yaml_front_matter_is_no_sentence():
     doc = "---\ntitle: Deployment Guide for Falconer\nauthor: ops-team\ntags: [deploy, kubernetes]\n---\n\nRun the installer first.\n"
     assert flatten(doc) == "Run the installer first."
     assert flatten("---\n\nA thematic break, then prose.") == "A thematic break, then prose."
+
+
+def test_a_table_row_is_quoted_as_a_sentence_naming_each_cell_by_its_column():
+    """"What is the default value of FALCONER_BATCH?": the row "| FALCONER_BATCH | 500 | ... |" was no
+    sentence (flatten left rows out), the report quoted the page's other sentences and never 500."""
+    from graphs.research.quoting import flatten
+
+    doc = ("# Configuration\n\nFalconer reads these variables.\n\n| Variable | Default | Meaning |\n|---|---|---|\n"
+           "| FALCONER_PORT | 8742 | the listening port |\n| FALCONER_BATCH | 500 | rows per batch |\n")
+    passages = split_passages(doc)
+    report = extractive_report("What is the default value of FALCONER_BATCH?", [], [{"id": 1}], {"1": passages})
+    assert "Variable: FALCONER_BATCH; Default: 500; Meaning: rows per batch [1]." in report, report
+    assert ground(report, {1: passages}).support == 1.0
+    assert flatten("| a | b |\n| c | d |") == ""  # rows without a header in the passage stay left out
+    assert flatten("```\n| a | b |\n|---|---|\n| 1 | 2 |\n```") == "``` | a | b | |---|---| | 1 | 2 | ```"  # code

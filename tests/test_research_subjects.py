@@ -140,7 +140,7 @@ def test_a_name_in_a_table_row_or_a_heading_is_said_in_the_report_and_the_warnin
     doc = "# Tinyq\n\nTinyq is a queue library.\n\n| part | runs on |\n|---|---|\n| workers | CPU or GPU |\n"
     passages = {"1": split_passages(doc)}
     report = extractive_report("Does Tinyq handle GPU OOM errors?", [], SOURCES[:1], passages)
-    assert "None of the sources found mentions OOM." in report and "GPU" not in report.split("## What")[0]
+    assert "None of the sources found mentions OOM." in report and "mentions GPU" not in report
 
 
 def test_a_sub_question_is_skipped_only_when_it_names_what_no_source_says():

@@ -156,6 +156,12 @@ async def test_search_names_the_best_page_and_reading_keeps_every_page(documents
     assert by_slide[2]["text"] == "The platform team hires two engineers.\n\nBudget approved in March."
     _, guide_text = await backend.read_document(guide.url)
     assert "# Rollback" in guide_text and "eu-west | three" in guide_text
+    # a DOCX table is a Markdown one (its rows ran into one "sentence": "Region | Replicas eu-west | three"),
+    # and the research quotes each row naming its cells by their columns
+    assert "| Region | Replicas |\n| --- | --- |\n| eu-west | three |" in guide_text
+    from graphs.research.quoting import flatten
+
+    assert "Region: eu-west; Replicas: three." in flatten(guide_text)
     assert {p["page"] for p in split_passages(guide_text)} == {None}
 
 
@@ -386,3 +392,22 @@ def test_utf8_with_a_stray_byte_stays_utf8():
 
     assert decode_text("Café au lait, résumé\n".encode() + b"\xff end\n") == "Café au lait, résumé\n\ufffd end\n"
     assert decode_text("caf\xe9 r\xe9sum\xe9\n".encode("cp1252")) == "café résumé\n"
+
+
+def test_a_slides_bullets_and_a_docx_table_read_as_items_and_rows(tmp_path):
+    """A slide's bullets were one line each with no end, quoted as one sentence ("Ship multi-region
+    replication Cut p99 ingest latency below 250 ms"); a DOCX table's rows ran into one as well."""
+    import pptx
+
+    from graphs.research.quoting import flatten
+    from providers.search.documents import extract
+
+    deck = pptx.Presentation()
+    slide = deck.slides.add_slide(deck.slide_layouts[1])
+    slide.shapes.title.text = "Q1 Goals"
+    slide.placeholders[1].text_frame.text = "Ship multi-region replication\nCut p99 ingest latency below 250 ms"
+    path = tmp_path / "goals.pptx"
+    deck.save(path)
+    page = extract(path, path.read_bytes()).pages[0]
+    assert page == "# Q1 Goals\n\n- Ship multi-region replication\n- Cut p99 ingest latency below 250 ms"
+    assert flatten(page) == "Ship multi-region replication. Cut p99 ingest latency below 250 ms"

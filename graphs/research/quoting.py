@@ -196,6 +196,7 @@ def flatten(text: str, code_fence: str | None = None) -> str:
     heading_from: int | None = None  # where the last prose line starts in ``out``, if it may be a heading
     lines, rst = _prose_lines(text, code_fence)
     block: list[str] = []  # the lines of prose since the last blank line
+    in_item = False  # the last prose line was a list item's: a blank line after it ends it
     for n, raw in enumerate(lines):
         line = raw.strip()
         # one title line alone in its block, or an RST ~~~ underline's title: a heading, left out
@@ -211,6 +212,8 @@ def flatten(text: str, code_fence: str | None = None) -> str:
             out = f"{out} {line}" if out and line else out or line
             continue
         if not line or line.startswith("|"):
+            if in_item and not line:  # "- ClickHouse" and the paragraph after the list are two sentences
+                out, in_item = _ended(out), False
             heading_from = None
             continue
         if _HEADING.match(line) or _UNDERLINE.match(line):
@@ -224,22 +227,73 @@ def flatten(text: str, code_fence: str | None = None) -> str:
         if item:
             line = line[item.end():]
             out = _ended(out)
+            in_item = True
         heading_from = len(out)
         out = f"{out} {line}" if out else line
-    if fence is not None:  # the passage ends inside a code block: closed here, or the quote's
-        out += f" {fence}"  # open fence would swallow the rest of the report, Sources included
-    elif out.count("```") % 2:  # a fence inside a line (a snippet flattened by the search engine)
-        out += " ```"
-    return " ".join(out.split())
+    return " ".join(_closed(out, fence).split())
+
+
+def _closed(out: str, fence: str | None) -> str:
+    """``out`` with the code fence it leaves open closed: the passage ends inside a code block
+    (``fence``), or a fence inside a line (a snippet flattened by the search engine); the quote's
+    open fence would swallow the rest of the report, Sources included."""
+    if fence is not None:
+        return f"{out} {fence}"
+    return f"{out} ```" if out.count("```") % 2 else out
 
 
 def _prose_lines(text: str, code_fence: str | None) -> tuple[list[str], bool]:
     """``text``'s lines as ``flatten`` reads them (reStructuredText's markup and YAML front matter
-    out: not in a passage that starts inside code), and whether it is reStructuredText."""
+    out, a table's rows as sentences: not in a passage that starts inside code), and whether it
+    is reStructuredText."""
     if code_fence is not None:
         return text.splitlines(), False
     rst = _RST_SIGNS.search(text) is not None
-    return _without_front_matter(_rst_lines(text.splitlines()) if rst else text.splitlines()), rst
+    lines = _without_front_matter(_rst_lines(text.splitlines()) if rst else text.splitlines())
+    return (_tables_as_sentences(lines) if "|" in text else lines), rst
+
+
+#: a Markdown table's separator row: ``|---|:--:|``
+_TABLE_SEPARATOR = re.compile(r"^\|?\s*:?-{3,}:?\s*(?:\|\s*:?-{3,}:?\s*)*\|?$")
+#: a row's cells are said up to this many
+_TABLE_MAX_CELLS = 8
+
+
+def _cells(line: str) -> list[str]:
+    return [" ".join(cell.split()) for cell in line.strip().strip("|").split("|")]
+
+
+def _tables_as_sentences(lines: list[str]) -> list[str]:
+    """Each data row of a Markdown table (a header row, its ``|---|`` separator, then rows) as one
+    sentence naming each cell by its column, "Variable: FALCONER_BATCH; Default: 500; Meaning:
+    rows per batch.": a row was no sentence and left out, so a table's answer ("What is the default
+    value of FALCONER_BATCH?") was never quoted. Rows without a header in the passage stay rows
+    (``flatten`` leaves them out); code blocks are left as they are."""
+    out: list[str] = []
+    header: list[str] | None = None
+    fence: str | None = None
+    for n, line in enumerate(lines):
+        fence = _fence_after(fence, line) if fence is not None or _FENCE.match(line) else fence
+        stripped = line.strip()
+        if fence is not None or not stripped.startswith("|"):
+            header = None
+            out.append(line)
+            continue
+        if _TABLE_SEPARATOR.match(stripped):
+            continue  # its header was read from the line above
+        if header is None:
+            below = lines[n + 1].strip() if n + 1 < len(lines) else ""
+            if _TABLE_SEPARATOR.match(below):
+                header = _cells(stripped)
+                out.append("")  # the header row is no sentence; the rows follow as their own
+                continue
+            out.append(line)  # a row without its header: left out by ``flatten``
+            continue
+        said = [f"{name}: {value}" if name else value
+                for name, value in zip(header, _cells(stripped)[:_TABLE_MAX_CELLS], strict=False) if value]
+        if said:
+            out += [_ended("; ".join(said)), ""]
+    return out
 
 
 #: a YAML front matter line: ``key: value``, a list item, or a continuation

@@ -82,7 +82,7 @@ async def read_source(url: str, *, read_local: LocalReader | None, fetch: Fetche
     ``file://`` sources are read only from the local index (so a search result naming
     ``file:///etc/passwd`` reads nothing); http(s) ones over the SSRF-safe fetch.
     """
-    from providers.web.text import html_to_text
+    from providers.web.html import html_to_text
 
     started = time.perf_counter()
     scheme = urlsplit(url).scheme.lower()

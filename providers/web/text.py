@@ -4,64 +4,11 @@ from __future__ import annotations
 
 import codecs
 import re
-from html.parser import HTMLParser
 from pathlib import Path
 
-_SKIP_TAGS = {"script", "style", "noscript", "template", "svg", "head", "iframe", "object"}
-_BLOCK_TAGS = {
-    "p", "div", "br", "li", "ul", "ol", "tr", "table", "section", "article", "header", "footer",
-    "h1", "h2", "h3", "h4", "h5", "h6", "pre", "blockquote", "main", "nav", "aside", "dd", "dt",
-}
+from providers.web.html import html_to_text
 
-
-class _TextExtractor(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self.skip_depth = 0
-        self.title: str | None = None
-        self.h1: str | None = None
-        self._in_title = False
-        self._in_h1 = False
-        self._buffer: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "title":
-            self._in_title, self._buffer = True, []
-        elif tag == "h1" and self.h1 is None:
-            self._in_h1, self._buffer = True, []
-        if tag in _SKIP_TAGS:
-            self.skip_depth += 1
-        elif tag in _BLOCK_TAGS:
-            self.parts.append("\n")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "title" and self._in_title:
-            self.title, self._in_title = " ".join("".join(self._buffer).split()), False
-        elif tag == "h1" and self._in_h1:
-            self.h1, self._in_h1 = " ".join("".join(self._buffer).split()), False
-        if tag in _SKIP_TAGS and self.skip_depth:
-            self.skip_depth -= 1
-        elif tag in _BLOCK_TAGS:
-            self.parts.append("\n")
-
-    def handle_data(self, data: str) -> None:
-        if self._in_title or self._in_h1:
-            self._buffer.append(data)
-        if not self.skip_depth:
-            self.parts.append(data)
-
-
-def html_to_text(html: str) -> tuple[str, str | None]:
-    """Visible text of an HTML page (scripts and styles dropped) and its title, if any."""
-    parser = _TextExtractor()
-    parser.feed(html)
-    parser.close()
-    text = "".join(parser.parts)
-    lines = (" ".join(line.split()) for line in text.splitlines())
-    body = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
-    return body, (parser.title or parser.h1 or None)
-
+__all__ = ["NotText", "decode_text", "document_text", "first_line_title", "html_to_text"]
 
 _MD_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$", re.MULTILINE)
 #: a line that is no title: an RST adornment (``=====``), directive, option or comment

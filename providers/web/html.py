@@ -1,0 +1,426 @@
+"""HTML as Markdown-like plain text, with the standard library only (``html_to_text``): the page's
+own words, its headings as ``#`` lines, list items as ``- `` lines, data tables as Markdown rows,
+code fenced; menus, banners, footers, scripts and styles left out."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from functools import partial
+from html.parser import HTMLParser
+from typing import NamedTuple
+
+#: elements whose content is no text of the page: code, styles, media, controls, and the page's
+#: furniture (menus, banners, footers) that a quote would cite as the page's own words ("Home | Docs
+#: | Blog | Sign in Subscribe to our newsletter for updates [1]!")
+_DROP_TAGS = frozenset({"script", "style", "noscript", "template", "svg", "head", "title", "iframe", "object",
+                        "canvas", "video", "audio", "dialog", "nav", "footer", "button", "select", "textarea"})
+#: the same furniture named by its ARIA role
+_DROP_ROLES = frozenset({"navigation", "banner", "contentinfo", "search", "complementary"})
+#: a <header> inside these is an article's or a section's (its title), not the site's banner
+_HEADER_KEPT_IN = frozenset({"article", "main", "section"})
+#: elements with no content and no end tag
+_VOID_TAGS = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param",
+                        "source", "track", "wbr"})
+_BLOCK_TAGS = frozenset({"address", "article", "blockquote", "caption", "center", "dd", "details", "div", "dl",
+                         "dt", "fieldset", "figcaption", "figure", "form", "header", "legend", "main", "p",
+                         "section", "summary", "aside"})
+_HEADINGS = {f"h{level}": level for level in range(1, 7)}
+_LISTS = frozenset({"ul", "ol", "menu"})
+#: an element's start tag closes an open one (``<li>a<li>b``): (the tags it closes, the tags it stops at)
+_IMPLIED_END = {
+    "li": (frozenset({"li"}), _LISTS),
+    "dt": (frozenset({"dt", "dd"}), frozenset({"dl"})),
+    "dd": (frozenset({"dt", "dd"}), frozenset({"dl"})),
+    "tr": (frozenset({"tr", "td", "th"}), frozenset({"table"})),
+    "td": (frozenset({"td", "th"}), frozenset({"tr", "table"})),
+    "th": (frozenset({"td", "th"}), frozenset({"tr", "table"})),
+    **{part: (frozenset({"tr", "td", "th", "thead", "tbody", "tfoot"}), frozenset({"table"}))
+       for part in ("thead", "tbody", "tfoot")},
+    "body": (frozenset({"head"}), frozenset()),
+}
+#: the share of a page's text its <main> (or its <article>s) must hold to be read alone: less, and
+#: the landmark is a fragment (a hero banner, a comment) and the page's text is elsewhere
+_LANDMARK_SHARE = {"main": 0.2, "article": 0.5}
+
+
+class _Where(NamedTuple):
+    """Where a line of the page was written: inside <main>, inside an <article>, in which <form>."""
+
+    main: bool
+    article: bool
+    form: int | None
+
+
+class _Flow:
+    """Lines of text as they are written: finished lines (``""`` a blank one) and the words of the next."""
+
+    def __init__(self, where: Callable[[], _Where]) -> None:
+        self.lines: list[tuple[str, _Where]] = []
+        self.words: list[str] = []
+        self.prefix = ""  # what the next line starts with: "- ", "1. ", "## "
+        self.indent = ""  # what a further line of the same list item starts with
+        self.where = where
+
+    def end_line(self) -> None:
+        text = " ".join("".join(self.words).split())
+        self.words = []
+        if text:
+            self.lines.append((self.prefix + text, self.where()))
+            self.prefix = self.indent
+
+    def end_paragraph(self) -> None:
+        self.end_line()
+        if self.lines and self.lines[-1][0]:
+            self.lines.append(("", self.where()))
+
+    def block(self) -> None:
+        """A block's edge: a paragraph break, or in a list item a line break (its next line)."""
+        if self.indent:
+            self.end_line()
+        else:
+            self.end_paragraph()
+
+    def code(self, raw: str) -> None:
+        """A <pre> block as a fenced code block (a fence longer than any in the code)."""
+        lines = [line.rstrip() for line in raw.removeprefix("\n").rstrip().splitlines()]
+        while lines and not lines[0]:
+            lines.pop(0)
+        if not lines:
+            return
+        fence = "```"
+        while fence in raw:
+            fence += "`"
+        self.end_paragraph()
+        self.lines += [(line, self.where()) for line in (fence, *lines, fence)]
+        self.end_paragraph()
+
+
+class _Table:
+    """A <table> being read: each row's cells, each cell its own flow and whether it is a <th>."""
+
+    def __init__(self, outer: _Flow) -> None:
+        self.outer = outer
+        self.rows: list[list[tuple[_Flow, bool]]] = []
+
+    def write(self) -> None:
+        """Into the flow around it: a data table as Markdown rows (``| a | b |``); a layout table
+        (one column, or a cell of paragraphs, a list or a heading) as the text of its cells in order."""
+        cells = [[[text for text, _ in flow.lines if text] for flow, _ in row] for row in self.rows if row]
+        simple = all(len(lines) <= 1 and not (lines and re.match(r"#|```", lines[0]))
+                     for row in cells for lines in row)
+        self.outer.end_paragraph()
+        if simple and max((len(row) for row in cells), default=0) > 1:
+            where = self.outer.where()
+            for n, row in enumerate(cells):
+                texts = [lines[0].replace("|", "\\|") if lines else "" for lines in row]
+                self.outer.lines.append((f"| {' | '.join(texts)} |", where))
+                if n == 0 and len(cells) > 1 and all(th for _, th in self.rows[0]):
+                    self.outer.lines.append((f"|{' --- |' * len(row)}", where))
+        else:
+            for cells_of_row in self.rows:
+                for flow, _ in cells_of_row:
+                    self.outer.lines += flow.lines
+                    self.outer.end_paragraph()
+        self.outer.end_paragraph()
+
+
+class _Open(NamedTuple):
+    """An open element: its tag, and what its start did (undone at its end)."""
+
+    tag: str
+    drops: bool = False  # its content is left out
+    read: bool = False  # its start was read (not inside dropped content)
+    main: bool = False
+    article: bool = False
+    form: bool = False
+    in_code: bool = False  # it opened inside a <pre>: text of the code, no block of its own
+
+
+_Attributes = dict[str, str | None]
+
+
+class _TextExtractor(HTMLParser):
+    """An HTML page as Markdown-like text: a heading as ``## Title``, a list item as ``- item``, a
+    table row as ``| a | b |``, <pre> as fenced code, paragraphs between blank lines; the page's
+    furniture (``_DROP_TAGS``, ``_DROP_ROLES``) left out. Also its first <title> and <h1>."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.title: str | None = None
+        self.h1: str | None = None
+        self.page_forms: set[int] = set()  # the forms that hold the page (ASP.NET wraps every page in one)
+        self._capture: tuple[str, list[str]] | None = None  # the <title> or first <h1> being read
+        self._open: list[_Open] = []
+        self._dropped = 0  # open elements whose content is left out
+        self._main = self._article = self._forms = 0
+        self._form: int | None = None
+        self.root = self.flow = _Flow(self._where)
+        self._tables: list[_Table] = []
+        self._lists: list[int | None] = []  # each open list's next number (None: a bulleted list)
+        self._heading: str | None = None
+        self._pre: list[str] | None = None
+        self._starts: dict[str, Callable[[str, _Attributes], None]] = {
+            **dict.fromkeys(_HEADINGS, self._start_heading), **dict.fromkeys(_LISTS, self._start_list),
+            "pre": self._start_pre, "li": self._start_item, "table": self._start_table, "tr": self._start_row,
+            "td": self._start_cell, "th": self._start_cell}
+        self._ends: dict[str, Callable[[str], None]] = {
+            **dict.fromkeys(_HEADINGS, self._end_heading), **dict.fromkeys(_LISTS, self._end_list),
+            "pre": self._end_pre, "li": self._end_item, "table": self._end_table, "tr": self._end_row,
+            "td": self._end_cell, "th": self._end_cell}
+
+    def _where(self) -> _Where:
+        return _Where(self._main > 0, self._article > 0, self._form)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        self._capture_start(tag)
+        self._end_implied(tag)
+        if tag in _VOID_TAGS:
+            if not self._dropped:
+                self._void(tag)
+            return
+        drops = self._drops(tag, attributes)
+        read = not self._dropped and not drops
+        roles = (attributes.get("role") or "").lower().split()
+        entry = _Open(tag, drops, read, main=read and (tag == "main" or "main" in roles),
+                      article=read and tag == "article", form=read and tag == "form" and self._form is None,
+                      in_code=self._pre is not None)
+        self._open.append(entry)
+        if drops:
+            self._dropped += 1
+            self.flow.words.append(" ")
+        if read:
+            self._enter(entry, attributes)
+
+    def handle_endtag(self, tag: str) -> None:
+        self._capture_end(tag)
+        for n in range(len(self._open) - 1, -1, -1):
+            if self._open[n].tag == tag:
+                self._close_from(n)
+                return
+
+    def handle_data(self, data: str) -> None:
+        if self._capture is not None:
+            self._capture[1].append(data)
+        if self._dropped:
+            return
+        if self._pre is not None:
+            self._pre.append(data)
+        else:
+            self.flow.words.append(data)
+
+    def text(self) -> str:
+        """The page's text, once it is all fed: its <main> (or <article>s) where that holds its text."""
+        self._close_from(0)
+        self.root.end_paragraph()
+        return _page_text(self.root.lines, self.page_forms)
+
+    def _drops(self, tag: str, attributes: _Attributes) -> bool:
+        if tag in _DROP_TAGS or _DROP_ROLES.intersection((attributes.get("role") or "").lower().split()):
+            return True
+        if tag == "header":  # the site's banner, unless it is an article's or a section's (its title)
+            return not (self._main or any(entry.tag in _HEADER_KEPT_IN for entry in self._open))
+        if tag == "aside":  # a sidebar, unless it is a note inside an article
+            return not self._article
+        return False
+
+    def _capture_start(self, tag: str) -> None:
+        if tag == "title" and self.title is None and not any(entry.tag == "svg" for entry in self._open):
+            self._capture = ("title", [])  # an <svg>'s <title> names an icon, not the page
+        elif tag == "h1" and self.h1 is None and self._capture is None:
+            self._capture = ("h1", [])
+
+    def _capture_end(self, tag: str) -> None:
+        if self._capture is not None and self._capture[0] == tag:
+            text = " ".join("".join(self._capture[1]).split())
+            if tag == "title":
+                self.title = text
+            else:
+                self.h1 = text
+            self._capture = None
+
+    def _end_implied(self, tag: str) -> None:
+        """Close what ``tag``'s start closes (``<li>a<li>b``: the first item)."""
+        closes, stops = _IMPLIED_END.get(tag, (frozenset(), frozenset()))
+        for n in range(len(self._open) - 1, -1, -1):
+            if self._open[n].tag in stops:
+                return
+            if self._open[n].tag in closes:
+                self._close_from(n)
+                return
+
+    def _close_from(self, n: int) -> None:
+        """Close the open elements from the ``n``-th up (an end tag closes those left open inside it)."""
+        while len(self._open) > n:
+            entry = self._open.pop()
+            if entry.drops:
+                self._dropped -= 1
+            if entry.read:
+                self._main -= entry.main
+                self._article -= entry.article
+                if entry.form:
+                    self._form = None
+                if not entry.in_code:
+                    self._ends.get(entry.tag, self._end_block)(entry.tag)
+
+    def _enter(self, entry: _Open, attributes: _Attributes) -> None:
+        self._main += entry.main
+        self._article += entry.article
+        if entry.form:
+            self._forms += 1
+            self._form = self._forms
+        if self._form is not None and (entry.main or entry.article or entry.tag in ("h1", "h2")):
+            self.page_forms.add(self._form)
+        if not entry.in_code:
+            self._starts.get(entry.tag, self._start_block)(entry.tag, attributes)
+
+    def _void(self, tag: str) -> None:
+        if tag == "br":
+            if self._pre is not None:
+                self._pre.append("\n")
+            elif self._heading:
+                self.flow.words.append(" ")
+            else:
+                self.flow.end_line()
+        elif tag == "hr":
+            self._block()
+
+    def _block(self) -> None:
+        if self._heading:  # a <div> or <br> inside a heading: still one line
+            self.flow.words.append(" ")
+        elif self._pre is None:
+            self.flow.block()
+
+    def _start_block(self, tag: str, attributes: _Attributes) -> None:
+        if tag in _BLOCK_TAGS or tag in ("tr", "td", "th"):
+            self._block()
+
+    def _end_block(self, tag: str) -> None:
+        self._start_block(tag, {})
+
+    def _start_heading(self, tag: str, attributes: _Attributes) -> None:
+        if self._heading or self.flow.indent:  # a heading in a list item is a line of it
+            self._block()
+            return
+        self.flow.end_paragraph()
+        self.flow.prefix = "#" * _HEADINGS[tag] + " "
+        self._heading = tag
+
+    def _end_heading(self, tag: str) -> None:
+        if self._heading != tag:
+            self._block()
+            return
+        # a documentation generator's permalink after the title ("Installation¶") is no word of it
+        self.flow.words = ["".join(self.flow.words).strip().rstrip("¶§").strip()]
+        self.flow.end_line()
+        self.flow.prefix, self._heading = self.flow.indent, None
+        self.flow.end_paragraph()
+
+    def _start_pre(self, tag: str, attributes: _Attributes) -> None:
+        self.flow.end_paragraph()
+        self._pre = []
+
+    def _end_pre(self, tag: str) -> None:
+        self.flow.code("".join(self._pre or []))
+        self._pre = None
+
+    def _start_list(self, tag: str, attributes: _Attributes) -> None:
+        self._block()
+        start = (attributes.get("start") or "1").strip()
+        self._lists.append((int(start) if start.isdigit() else 1) if tag == "ol" else None)
+
+    def _end_list(self, tag: str) -> None:
+        if self._lists:
+            self._lists.pop()
+        self._block()
+
+    def _start_item(self, tag: str, attributes: _Attributes) -> None:
+        self.flow.end_line()
+        number = self._lists[-1] if self._lists else None
+        if number is not None:
+            self._lists[-1] = number + 1
+        depth = max(len(self._lists), 1)
+        self.flow.prefix = "  " * (depth - 1) + ("- " if number is None else f"{number}. ")
+        self.flow.indent = "  " * depth
+
+    def _end_item(self, tag: str) -> None:
+        self.flow.end_line()
+        self.flow.prefix = self.flow.indent = "  " * (len(self._lists) - 1)
+
+    def _start_table(self, tag: str, attributes: _Attributes) -> None:
+        self.flow.end_paragraph()
+        self._tables.append(_Table(self.flow))
+
+    def _end_table(self, tag: str) -> None:
+        if self._tables:
+            table = self._tables.pop()
+            self.flow = table.outer
+            table.write()
+
+    def _start_row(self, tag: str, attributes: _Attributes) -> None:
+        if self._tables:
+            self._tables[-1].rows.append([])
+        else:
+            self._block()
+
+    def _end_row(self, tag: str) -> None:
+        if not self._tables:
+            self._block()
+
+    def _start_cell(self, tag: str, attributes: _Attributes) -> None:
+        if not self._tables:
+            self._block()
+            return
+        table = self._tables[-1]
+        if not table.rows:
+            table.rows.append([])
+        self.flow = _Flow(self._where)
+        table.rows[-1].append((self.flow, tag == "th"))
+
+    def _end_cell(self, tag: str) -> None:
+        if self._tables:
+            self.flow.end_paragraph()
+            self.flow = self._tables[-1].outer
+        else:
+            self._block()
+
+
+def _page_text(lines: list[tuple[str, _Where]], page_forms: set[int]) -> str:
+    """The page's lines as text: those of a <form> that does not hold the page left out (a
+    newsletter sign-up), and of <main>, else of its <article>s, alone when they hold
+    ``_LANDMARK_SHARE`` of the rest."""
+    def kept(where: _Where, landmark: str | None = None) -> bool:
+        return (where.form is None or where.form in page_forms) and (landmark is None or getattr(where, landmark))
+
+    size = sum(len(text) for text, where in lines if kept(where))
+    for landmark, share in _LANDMARK_SHARE.items():
+        held = sum(len(text) for text, where in lines if kept(where, landmark))
+        if held and held >= share * size:
+            return _joined(lines, partial(kept, landmark=landmark))
+    return _joined(lines, kept)
+
+
+def _joined(lines: list[tuple[str, _Where]], keep: Callable[[_Where], bool]) -> str:
+    """The lines ``keep`` keeps, one blank line at most between two, and one where lines were left out."""
+    out: list[str] = []
+    gap = False
+    for text, where in lines:
+        if not keep(where):
+            gap = True
+            continue
+        if text and gap and out and out[-1]:
+            out.append("")
+        gap = False
+        if text or (out and out[-1]):
+            out.append(text)
+    return "\n".join(out).strip("\n")
+
+
+def html_to_text(html: str) -> tuple[str, str | None]:
+    """The text of an HTML page as Markdown (``_TextExtractor``: headings, list items, table rows,
+    code; no menus, banners, footers or scripts) and its title (its <title>, else its first <h1>), if any."""
+    parser = _TextExtractor()
+    parser.feed(html)
+    parser.close()
+    return parser.text(), (parser.title or parser.h1 or None)
