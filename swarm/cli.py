@@ -105,7 +105,10 @@ def _run(args: argparse.Namespace, job: dict[str, Any]) -> int:
         terminated.append(signum)
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        previous = signal.signal(signal.SIGTERM, on_term)
+    except ValueError:  # not the main thread (a caller running the command in a worker thread)
+        previous = None
     try:
         # on Ctrl-C asyncio.run cancels the job (its runtime closes, a remote job is cancelled)
         # and then raises KeyboardInterrupt here
@@ -116,7 +119,8 @@ def _run(args: argparse.Namespace, job: dict[str, Any]) -> int:
               file=sys.stderr, flush=True)
         return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 #: failures a run of the same job id may get past: the worker or the endpoint went away (the
