@@ -59,6 +59,19 @@ def _drafts(fake: FakeOpenAI) -> int:
     return sum("response_format" not in r.body for r in fake.requests_for(LOCAL))
 
 
+def _in_review(cli_env: tuple[Path, dict[str, str]], fake_llm: FakeOpenAI, task: str) -> subprocess.Popen[str]:
+    """``swarm delegate task`` started, once its draft is done (and checkpointed) and its review hangs."""
+    config, env = cli_env
+    fake_llm.script(LOCAL, Behaviour.answer("The kept draft."), Behaviour.hang(300))
+    proc = subprocess.Popen([*CLI, "--config", str(config), "delegate", task], env=env, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_ctrl_c_heard)
+    deadline = time.monotonic() + 90
+    while _reviews(fake_llm) == 0 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # the draft is checkpointed before the review starts
+    assert _reviews(fake_llm) == 1 and _drafts(fake_llm) == 1, proc.poll()
+    return proc
+
+
 def _cli(argv: list[str]) -> list[str]:
     """A printed ``swarm ...`` command as this interpreter runs it."""
     assert argv[0] == "swarm", argv
@@ -69,14 +82,7 @@ def test_ctrl_c_names_the_job_and_its_resume_command_which_does_not_pay_for_the_
     cli_env: tuple[Path, dict[str, str]], fake_llm: FakeOpenAI,
 ) -> None:
     config, env = cli_env
-    fake_llm.script(LOCAL, Behaviour.answer("The kept draft."), Behaviour.hang(300))
-    proc = subprocess.Popen([*CLI, "--config", str(config), "delegate", "One sentence on Ctrl-C, 'quoted'."],
-                            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=_ctrl_c_heard)
-    deadline = time.monotonic() + 90
-    while _reviews(fake_llm) == 0 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)  # the draft is checkpointed before the review starts
-    assert _reviews(fake_llm) == 1 and _drafts(fake_llm) == 1, proc.poll()
+    proc = _in_review(cli_env, fake_llm, "One sentence on Ctrl-C, 'quoted'.")
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
 
@@ -110,13 +116,7 @@ def test_a_kill_is_said_as_a_ctrl_c_is_with_the_resume_command(
 ) -> None:
     """SIGTERM (a kill, a CI timeout, a container's stop) ended the command with -15 and no word."""
     config, env = cli_env
-    fake_llm.script(LOCAL, Behaviour.answer("The kept draft."), Behaviour.hang(300))
-    proc = subprocess.Popen([*CLI, "--config", str(config), "delegate", "One sentence on SIGTERM."],
-                            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 90
-    while _reviews(fake_llm) == 0 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert _reviews(fake_llm) == 1, proc.poll()
+    proc = _in_review(cli_env, fake_llm, "One sentence on SIGTERM.")
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 143 and "Traceback" not in err, err
