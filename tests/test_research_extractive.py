@@ -225,8 +225,8 @@ def test_a_passage_that_ends_inside_a_code_block_is_quoted_with_its_fence_closed
     """portalocker's README: a passage cut inside a code block was quoted as "...failures:
     ```python import portalocker [1]." and the unclosed fence hid the report's Sources section."""
     text = "Handle contention separately from other failures:\n\n```python\nimport portalocker\n"
-    assert flatten(text) == "Handle contention separately from other failures: ```python import portalocker ```"
-    assert flatten("Run it:\n\n```console\npip install x\n```\n\nDone.") == "Run it: ```console pip install x ``` Done."
+    assert flatten(text) == "Handle contention separately from other failures: ``` import portalocker ```"
+    assert flatten("Run it:\n\n```console\npip install x\n```\n\nDone.") == "Run it: ``` pip install x ``` Done."
 
 
 def test_a_sentence_under_a_heading_that_names_the_question_opens_the_report():

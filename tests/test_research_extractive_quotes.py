@@ -64,7 +64,7 @@ def test_a_heading_inside_a_passage_is_left_out_not_run_into_the_text():
     assert flatten(rst) == "Install it with pip. Call it."
     # in code, a "# comment" is code, and "---" is no heading underline
     code = "Run it:\n\n```bash\n# install first\npip install x\n---\n```"
-    assert flatten(code) == "Run it: ```bash # install first pip install x --- ```"
+    assert flatten(code) == "Run it: ``` # install first pip install x --- ```"  # the info string is no word of the code
 
 
 def test_a_search_snippet_is_quoted_by_whole_sentences_only():

@@ -208,6 +208,8 @@ def flatten(text: str, code_fence: str | None = None) -> str:
         block = block + [line] if line and fence is None else []
         after = _fence_after(fence, raw)
         if fence is not None or after is not None:  # code, or a fence line
+            if fence is None:  # the opening fence without its info string: "```bash pip install" read as code's words
+                line = after or line
             fence, heading_from = after, None
             out = f"{out} {line}" if out and line else out or line
             continue
