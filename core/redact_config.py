@@ -29,7 +29,8 @@ SECRET_KEY_NAME = re.compile(
 #: ``x-portkey-virtual-key``, ``X-Honeycomb-Team`` were shown in clear), except these plain ones
 _HEADER_MAPS = frozenset({"extra_headers", "headers", "default_headers"})
 _PLAIN_HEADERS = frozenset({"accept", "accept-encoding", "accept-language", "anthropic-beta", "anthropic-version",
-                            "content-type", "http-referer", "openai-beta", "referer", "user-agent", "x-title"})
+                            "cache-control", "content-type", "http-referer", "openai-beta", "referer", "user-agent",
+                            "x-title"})
 
 
 def is_secret_entry(key: object, value: object, parent: object = None) -> bool:
@@ -44,6 +45,14 @@ def is_secret_entry(key: object, value: object, parent: object = None) -> bool:
     return isinstance(value, str) and bool(value)
 
 
+def _token_like(value: str) -> bool:
+    """A header value (of a header not named like a secret) that looks like a credential: one word
+    of 12 or more characters with letters and digits. Only such values are masked everywhere a
+    registered secret is: "production" (``X-Environment``) was masked in every report and log."""
+    return len(value) >= 12 and " " not in value.strip() and any(c.isdigit() for c in value) \
+        and any(c.isalpha() for c in value)
+
+
 def register_config_secrets(data: Any, parent: object = None) -> int:
     """Register every value in operator config whose key names a secret (``SECRET_KEY_NAME``:
     ``api_key``, ``x-api-key``, ``Authorization``, ``*_token``, ``password``, ``dsn``, ...), and
@@ -56,7 +65,8 @@ def register_config_secrets(data: Any, parent: object = None) -> int:
             if isinstance(value, str) and str(key).endswith("_env") and SECRET_KEY_NAME.search(str(key)[:-4]):
                 register_secret_env(value)
                 count += 1
-            elif isinstance(value, str) and is_secret_entry(key, value, parent) and len(value) >= MIN_SECRET_CHARS:
+            elif (isinstance(value, str) and is_secret_entry(key, value, parent) and len(value) >= MIN_SECRET_CHARS
+                  and (SECRET_KEY_NAME.search(str(key)) or _token_like(value))):
                 register_secret(value)
                 count += 1
             else:

@@ -156,7 +156,6 @@ async def test_a_cancelled_job_keeps_what_it_had_made_its_trace_and_its_time(tmp
         assert (await client.call_tool("job_cancel", {"job_id": handle["job_id"]})).structured_content["status"] == "CANCELLED"
         result = (await client.call_tool("job_result", {"job_id": handle["job_id"], "wait_s": 0})).structured_content
     assert result["status"] == "CANCELLED" and result["error"]["type"] == "JobCancelled"
-    print("TRACE", [(s["step"], s["outcome"], s.get("detail")) for s in result["trace"]])
     assert result["output"]["partial"] is True and result["output"]["text"] == "the paid draft", result["output"]
     drafts = [s for s in result["trace"] if s["step"] == "draft" and s["kind"] == "llm"]
     assert drafts and drafts[0]["model"] == "drafter"

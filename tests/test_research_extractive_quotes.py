@@ -216,10 +216,14 @@ def test_a_title_line_alone_in_its_block_is_a_heading_not_the_start_of_the_next_
     from graphs.research.quoting import flatten
 
     text = ("Windows notes for the Falconer agent\n\nThe Windows agent installs as a service named FalconerAgent.\n\n"
-            "Meeting notes 2024-04-12\n\nThe on-call rotation moves to weekly shifts.\n")
+            "Meeting Notes 2024-04-12\n\nThe on-call rotation moves to weekly shifts.\n\nThe default port is 8443\n\n"
+            "It restarts nightly.\n")
     passages = split_passages(text)
-    assert [p["heading"] for p in passages] == ["Windows notes for the Falconer agent", "Meeting notes 2024-04-12"]
-    assert flatten(text) == "The Windows agent installs as a service named FalconerAgent. The on-call rotation moves to weekly shifts."
+    # the document's first line, and a Title Case line anywhere, are headings; a plain line further
+    # on without a period ("The default port is 8443") stays text
+    assert [p["heading"] for p in passages] == ["Windows notes for the Falconer agent", "Meeting Notes 2024-04-12"]
+    assert "The default port is 8443" in passages[-1]["text"]
+    assert flatten("Intro.\n\nRotation Policy\n\nKeys rotate every 90 days.") == "Intro. Keys rotate every 90 days."
     report = extractive_report("What service does the Windows agent install as?", [], [{"id": 1}], {"1": passages})
     assert "- The Windows agent installs as a service named FalconerAgent [1]." in report, report
     assert "Falconer agent The Windows" not in report
@@ -240,8 +244,12 @@ def test_yaml_front_matter_is_no_sentence():
     from graphs.research.quoting import flatten
 
     doc = "---\ntitle: Deployment Guide for Falconer\nauthor: ops-team\ntags: [deploy, kubernetes]\n---\n\nRun the installer first.\n"
-    assert flatten(doc) == "Run the installer first."
-    assert flatten("---\n\nA thematic break, then prose.") == "A thematic break, then prose."
+    assert flatten(doc, document_start=True) == "Run the installer first."
+    assert flatten("---\n\nA thematic break, then prose.", document_start=True) == "A thematic break, then prose."
+    # a passage further on that opens with a rule around "key: value" lines is text (a diff review)
+    assert flatten("---\n\nImportant: back up first.\n\n---\n\nThen upgrade.") == "Important: back up first. Then upgrade."
+    report = extractive_report("What do I run first?", [], [{"id": 1}], {"1": split_passages(doc)})
+    assert "- Run the installer first [1]." in report and "author" not in report, report
 
 
 def test_a_table_row_is_quoted_as_a_sentence_naming_each_cell_by_its_column():

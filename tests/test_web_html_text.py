@@ -141,3 +141,13 @@ def test_research_never_runs_the_last_list_item_into_the_paragraph_after_the_lis
     report = _report("How do ClickHouse loads work in Falconer?")
     assert "ClickHouse loads send batches of rows over HTTP [1]." in report, report
     assert "HTTP Redshift" not in _report("Was Redshift support removed from Falconer?")
+
+
+def test_odd_list_starts_and_hostile_nesting_read_without_failing():
+    """``<ol start="²">`` (a digit int() refuses) and 5,000 digits failed the whole page; 20,000
+    nested elements made every end tag walk them all (a diff review's repro: 19 s and 57 s)."""
+    assert html_to_text('<ol start="\u00b2"><li>first</li></ol>')[0] == "1. first"
+    assert html_to_text('<ol start="' + "1" * 5000 + '"><li>first</li></ol>')[0] == "1. first"
+    deep = "<div>" * 20_000 + "<p>deep words</p>" + "</span>" * 20_000 + "<header>banner</header>" * 100
+    assert "deep words" in html_to_text(deep)[0]  # beyond the depth cap the text still reads
+    assert html_to_text("<pre>" + "`" * 50 + "</pre>")[0].startswith("`" * 51)  # a fence longer than any run

@@ -61,7 +61,8 @@ def _pool(sources: Sequence[Mapping[str, Any]], passages: Mapping[str, Sequence[
             read = [snippet_passage(quotable_snippet(str(source.get("snippet", "")), str(source.get("title") or "")))]
         for passage in read:
             # a passage split by an earlier version has code_open and no code_fence: backticks then
-            text = flatten(passage["text"], passage.get("code_fence") or ("```" if passage.get("code_open") else None))
+            text = flatten(passage["text"], passage.get("code_fence") or ("```" if passage.get("code_open") else None),
+                           document_start=passage.get("start") == 0)
             if text:
                 pool.append((sid, text))
                 headings.append(str(passage.get("heading") or ""))

@@ -189,14 +189,26 @@ TITLE_MAX_CHARS = 80
 TITLE_MAX_WORDS = 10
 
 
-def title_line(block: str) -> bool:
-    """Whether a blank-line separated ``block`` is one short line with no sentence end, as a plain
-    text file, a slide or a PDF writes a title ("Windows notes for the Falconer agent"): the next
-    paragraph's first sentence was quoted with it run in ("... Falconer agent The Windows agent
-    installs as a service")."""
+def title_line(block: str, first: bool = False) -> bool:
+    """Whether a blank-line separated ``block`` is a title: one short line with no sentence end,
+    the first block of its document or page (a plain text file's, a PDF page's: "Windows notes for
+    the Falconer agent"), or anywhere in Title Case ("Rotation Policy"). Its next paragraph's first
+    sentence was quoted with it run in ("... Falconer agent The Windows agent installs as a
+    service"). A plain line further on ("The default port is 8443") stays text."""
     line = block.strip()
     return (0 < len(line) <= TITLE_MAX_CHARS and "\n" not in line and len(line.split()) <= TITLE_MAX_WORDS
-            and not _LINE_END.search(line) and not _NOT_TITLE_START.match(line) and any(c.isalpha() for c in line))
+            and not _LINE_END.search(line) and not _NOT_TITLE_START.match(line) and any(c.isalpha() for c in line)
+            and (first or _title_case(line)))
+
+
+#: words a Title Case line may write in lower case
+_SMALL_WORDS = frozenset("a an and as at but by for from in into nor of on or over the to up vs via with".split())
+
+
+def _title_case(line: str) -> bool:
+    """Every word of letters in ``line`` starts with a capital, but the small ones (of, the, and)."""
+    words = [w for w in line.split() if w[:1].isalpha()]
+    return bool(words) and all(w[0].isupper() or w.lower() in _SMALL_WORDS for w in words)
 
 
 def _paragraphs(text: str, paged: bool = False) -> Iterable[tuple[int, int, str | None, bool, int | None]]:
@@ -209,7 +221,8 @@ def _paragraphs(text: str, paged: bool = False) -> Iterable[tuple[int, int, str 
         if page != current_page:  # a heading holds on its own page only (a slide's title)
             heading, current_page = None, page
         start, end = offset, offset + len(block)
-        if title_line(block) and n + 1 < len(blocks) and blocks[n + 1][2] == page:
+        opens_page = n == 0 or blocks[n - 1][2] != page
+        if title_line(block, opens_page) and n + 1 < len(blocks) and blocks[n + 1][2] == page:
             heading = block.strip()
             yield start, end, heading, True, page
             continue
@@ -234,11 +247,22 @@ def tilde_adornment(text: str, start: int, end: int) -> bool:
     line = text[start:end].strip()
     if not line or set(line) != {"~"}:
         return False
-    above = text[:start].rstrip("\n").rsplit("\n", 1)[-1] if text[:start].endswith("\n") and not text[:start].endswith("\n\n") else ""
+    # the line right above and the two right below, sliced alone (a slice of the whole text per
+    # ``~~~`` line made a long RST file's split quadratic)
+    above = ""
+    if start > 0 and text[start - 1] == "\n" and not (start > 1 and text[start - 2] == "\n"):
+        above = text[text.rfind("\n", 0, start - 1) + 1:start - 1]
     if above.strip() and set(above.strip()) != {"~"} and len(line) >= len(above.strip()):
         return True
-    below = text[end:].lstrip("\n").split("\n", 2) if text[end:end + 1] == "\n" and text[end + 1:end + 2] != "\n" else []
-    return len(below) >= 2 and bool(below[0].strip()) and below[1].strip() == line and len(line) >= len(below[0].strip())
+    if text[end:end + 1] != "\n" or text[end + 1:end + 2] == "\n":
+        return False
+    first_end = text.find("\n", end + 1)
+    second_end = text.find("\n", first_end + 1) if first_end != -1 else -1
+    if first_end == -1:
+        return False
+    title = text[end + 1:first_end]
+    under = text[first_end + 1:second_end if second_end != -1 else len(text)]
+    return bool(title.strip()) and under.strip() == line and len(line) >= len(title.strip())
 
 
 def _code_spans(text: str) -> list[tuple[int, int, str]]:

@@ -173,7 +173,7 @@ def _rst_inline(line: str) -> str:
     return _RST_WORD_REF.sub(r"\1", _RST_LINK.sub(r"\1", _RST_ROLE.sub(r"\1", line)))
 
 
-def flatten(text: str, code_fence: str | None = None) -> str:
+def flatten(text: str, code_fence: str | None = None, *, document_start: bool = False) -> str:
     """A passage as one line of prose: headings, list markers and table rows off, list items ended.
 
     A heading inside a passage (an ATX ``## ...`` line, or a line underlined with ``===`` or
@@ -187,6 +187,9 @@ def flatten(text: str, code_fence: str | None = None) -> str:
     A passage that ends inside a fenced code block gets that block's closing fence (an unclosed
     fence in a quote turns the rest of the report, Sources included, into code).
 
+    ``document_start``: ``text`` begins its document, whose YAML front matter is left out (a
+    passage further on that opens with a ``---`` rule is text).
+
     ``code_fence``: the passage starts inside a fenced code block opened by this mark
     (``split_passages`` says so); it gets the opening fence it lacks (the block's own mark, so
     that its closing fence closes it), and its first lines read as code, not as an uncited sentence.
@@ -194,12 +197,13 @@ def flatten(text: str, code_fence: str | None = None) -> str:
     out = code_fence or ""
     fence = code_fence  # the mark of the code block the line is in; None in prose
     heading_from: int | None = None  # where the last prose line starts in ``out``, if it may be a heading
-    lines, rst = _prose_lines(text, code_fence)
+    lines, rst = _prose_lines(text, code_fence, document_start)
     block: list[str] = []  # the lines of prose since the last blank line
     in_item = False  # the last prose line was a list item's: a blank line after it ends it
     for n, raw in enumerate(lines):
         line = raw.strip()
-        # one title line alone in its block, or an RST ~~~ underline's title: a heading, left out
+        # one Title Case line alone in its block (a passage's first block may be text: a document's
+        # first is its heading already, passages.title_line), or an RST ~~~ underline's title: left out
         if fence is None and (not line and len(block) == 1 and title_line(block[0])
                               or line[:3] == "~~~" and _tilde_title(lines, n)):
             out, heading_from = _ended(out[:heading_from].rstrip() if heading_from is not None else out), None
@@ -244,14 +248,15 @@ def _closed(out: str, fence: str | None) -> str:
     return f"{out} ```" if out.count("```") % 2 else out
 
 
-def _prose_lines(text: str, code_fence: str | None) -> tuple[list[str], bool]:
-    """``text``'s lines as ``flatten`` reads them (reStructuredText's markup and YAML front matter
-    out, a table's rows as sentences: not in a passage that starts inside code), and whether it
-    is reStructuredText."""
+def _prose_lines(text: str, code_fence: str | None, document_start: bool) -> tuple[list[str], bool]:
+    """``text``'s lines as ``flatten`` reads them (reStructuredText's markup out, and YAML front
+    matter where ``text`` starts its document; a table's rows as sentences: not in a passage that
+    starts inside code), and whether it is reStructuredText."""
     if code_fence is not None:
         return text.splitlines(), False
     rst = _RST_SIGNS.search(text) is not None
-    lines = _without_front_matter(_rst_lines(text.splitlines()) if rst else text.splitlines())
+    lines = _rst_lines(text.splitlines()) if rst else text.splitlines()
+    lines = _without_front_matter(lines) if document_start else lines
     return (_tables_as_sentences(lines) if "|" in text else lines), rst
 
 

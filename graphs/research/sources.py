@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -102,6 +103,6 @@ async def read_source(url: str, *, read_local: LocalReader | None, fetch: Fetche
         return None, _step(url, "web", started, "skipped", f"HTTP {page.status} {kind or 'unknown type'}")
     text = page.text
     if kind in ("text/html", "application/xhtml+xml") or text.lstrip()[:15].lower().startswith(("<!doctype", "<html")):
-        text = html_to_text(text)[0]
+        text = (await asyncio.to_thread(html_to_text, text))[0]  # a big page's parse holds no other job up
     suffix = " (truncated)" if page.truncated else ""
     return text, _step(url, "web", started, "ok", f"{len(text)} chars{suffix}")

@@ -42,6 +42,9 @@ _IMPLIED_END = {
 #: the share of a page's text its <main> (or its <article>s) must hold to be read alone: less, and
 #: the landmark is a fragment (a hero banner, a comment) and the page's text is elsewhere
 _LANDMARK_SHARE = {"main": 0.2, "article": 0.5}
+#: elements open at once at most; deeper start tags are read as text only (every walk of the open
+#: elements stays this short: a hostile page's nesting made the parse quadratic)
+_MAX_DEPTH = 512
 
 
 class _Where(NamedTuple):
@@ -88,9 +91,8 @@ class _Flow:
             lines.pop(0)
         if not lines:
             return
-        fence = "```"
-        while fence in raw:
-            fence += "`"
+        longest = max((len(run) for run in re.findall(r"`+", raw)), default=0)
+        fence = "`" * max(3, longest + 1)
         self.end_paragraph()
         self.lines += [(line, self.where()) for line in (fence, *lines, fence)]
         self.end_paragraph()
@@ -152,6 +154,8 @@ class _TextExtractor(HTMLParser):
         self.page_forms: set[int] = set()  # the forms that hold the page (ASP.NET wraps every page in one)
         self._capture: tuple[str, list[str]] | None = None  # the <title> or first <h1> being read
         self._open: list[_Open] = []
+        #: how many of each tag are open: a stray end tag or a <header> costs no walk of the stack
+        self._counts: dict[str, int] = {}
         self._dropped = 0  # open elements whose content is left out
         self._main = self._article = self._forms = 0
         self._form: int | None = None
@@ -180,6 +184,8 @@ class _TextExtractor(HTMLParser):
             if not self._dropped:
                 self._void(tag)
             return
+        if len(self._open) >= _MAX_DEPTH:  # a hostile page's 20,000 nested <div>s: their text still reads
+            return
         drops = self._drops(tag, attributes)
         read = not self._dropped and not drops
         roles = (attributes.get("role") or "").lower().split()
@@ -187,6 +193,7 @@ class _TextExtractor(HTMLParser):
                       article=read and tag == "article", form=read and tag == "form" and self._form is None,
                       in_code=self._pre is not None)
         self._open.append(entry)
+        self._counts[tag] = self._counts.get(tag, 0) + 1
         if drops:
             self._dropped += 1
             self.flow.words.append(" ")
@@ -195,6 +202,8 @@ class _TextExtractor(HTMLParser):
 
     def handle_endtag(self, tag: str) -> None:
         self._capture_end(tag)
+        if not self._counts.get(tag):  # not open: nothing to close
+            return
         for n in range(len(self._open) - 1, -1, -1):
             if self._open[n].tag == tag:
                 self._close_from(n)
@@ -220,13 +229,13 @@ class _TextExtractor(HTMLParser):
         if tag in _DROP_TAGS or _DROP_ROLES.intersection((attributes.get("role") or "").lower().split()):
             return True
         if tag == "header":  # the site's banner, unless it is an article's or a section's (its title)
-            return not (self._main or any(entry.tag in _HEADER_KEPT_IN for entry in self._open))
+            return not (self._main or any(self._counts.get(kept) for kept in _HEADER_KEPT_IN))
         if tag == "aside":  # a sidebar, unless it is a note inside an article
             return not self._article
         return False
 
     def _capture_start(self, tag: str) -> None:
-        if tag == "title" and self.title is None and not any(entry.tag == "svg" for entry in self._open):
+        if tag == "title" and self.title is None and not self._counts.get("svg"):
             self._capture = ("title", [])  # an <svg>'s <title> names an icon, not the page
         elif tag == "h1" and self.h1 is None and self._capture is None:
             self._capture = ("h1", [])
@@ -254,6 +263,7 @@ class _TextExtractor(HTMLParser):
         """Close the open elements from the ``n``-th up (an end tag closes those left open inside it)."""
         while len(self._open) > n:
             entry = self._open.pop()
+            self._counts[entry.tag] -= 1
             if entry.drops:
                 self._dropped -= 1
             if entry.read:
@@ -328,7 +338,9 @@ class _TextExtractor(HTMLParser):
     def _start_list(self, tag: str, attributes: _Attributes) -> None:
         self._block()
         start = (attributes.get("start") or "1").strip()
-        self._lists.append((int(start) if start.isdigit() else 1) if tag == "ol" else None)
+        # "²" is a digit int() refuses, and 5,000 digits pass Python's limit: either failed the page
+        number = int(start) if start.isascii() and start.isdigit() and len(start) < 10 else 1
+        self._lists.append(number if tag == "ol" else None)
 
     def _end_list(self, tag: str) -> None:
         if self._lists:
