@@ -16,6 +16,7 @@ from typing import Any
 
 from core.paths import state_dir
 from core.redact import redact
+from core.redact_config import is_secret_entry
 
 __all__ = ["ENV_REFERENCE", "bare_references", "interpolate", "unset_notes", "unsupported_forms"]
 
@@ -98,7 +99,8 @@ def bare_references(raw: Any, env: Mapping[str, str] | None = None) -> list[str]
                  if (len(n) > 1 and n.upper() == n) or n in environ]
         if not names:
             continue
-        if _SECRET_KEY.search(path.rsplit(".", 1)[-1]):
+        parent, _, key = path.rpartition(".")
+        if _SECRET_KEY.search(key) or is_secret_entry(key, text, parent):  # an Authorization header's too
             lines.append(f"{path}: its value holds a $NAME without braces, kept as written (the value is not shown);"
                          " to use a variable, write ${NAME}")
         else:

@@ -419,10 +419,13 @@ class JobManager(ResumesJobs):
         return out
 
     async def cancel(self, job_id: str, owner: str | None) -> dict[str, Any]:
-        """Cancel a running job (its runner cancels the remote job too); finished jobs stay as they are."""
+        """Cancel a running job (its runner cancels the remote job too); finished jobs stay as they are
+        (one whose end is kept here only, ``_unsaved``, too: a cancel wrote CANCELLED over it)."""
+        self._save_unsaved(job_id)
         row = self.store.get(job_id, owner)
         if row is None:
             raise KeyError(job_id)
+        row = self._with_unsaved(row)
         task = self._tasks.get(job_id)
         if row["status"] == IN_PROGRESS:
             if task is not None:
@@ -456,7 +459,7 @@ class JobManager(ResumesJobs):
         adopted = [r for r in rows if r["status"] == IN_PROGRESS and r["job_id"] not in self._tasks
                    and self._adopt(r) is not None]
         if adopted:
-            rows = self.store.list(owner, status, limit)
+            rows = [self._with_unsaved(r) for r in self.store.list(owner, status, limit)]
         return [self._summary(r) for r in rows]
 
     # --- shutdown (restart: resume_unfinished and _adopt, in mcp_server.jobresume) -----

@@ -136,6 +136,7 @@ def _register_source_templates(server: Any) -> None:
                      description="The whole text of source n of a research job, as the local index holds it now (the "
                                  "passages' offsets count into it); a web page is not fetched again: open its URL.")
     async def source_text_resource(job_id: str, n: str, ctx: Context) -> str:
+        from core.redact import redact
         from providers.base import DocumentReader
 
         output, source = _research_source(ctx, job_id, n)
@@ -151,7 +152,7 @@ def _register_source_templates(server: Any) -> None:
                                         f"its url ({source['url']}), its cited passages at {cited_at}")
         moved = [p for p in (output.get("cited_passages") or {}).get(str(source["id"]), [])
                  if isinstance(p.get("start"), int) and isinstance(p.get("end"), int) and isinstance(p.get("text"), str)
-                 and found[1][p["start"]:p["end"]] != p["text"]]
+                 and redact(found[1][p["start"]:p["end"]]) != p["text"]]  # as stored: redacted (a key in a setup doc)
         if moved:  # edited since the report: its offsets would cut the wrong text, said nowhere
             raise ResourceNotFoundError(f"source {source['id']} ({source['url']}) changed since this report: its cited"
                                         f" passages no longer sit at their offsets ({len(moved)} moved); they are quoted"

@@ -56,10 +56,10 @@ async def open_thread(ctx: Context, thread_id: str | None,
         SwarmError: the thread store cannot be reached.
     """
     owner = owner_of(ctx)
-    if thread_id is None and idempotency_key:
+    if idempotency_key:  # a retry: the first job runs on its own input, and its turns join its thread
         first = server_state(ctx).jobs.store.by_idempotency_key(owner, idempotency_key)
-        if first is not None and first.get("thread_id"):
-            return str(first["thread_id"]), []  # the job runs on its own input; its turns join that thread
+        if first is not None and first.get("thread_id") and thread_id in (None, first["thread_id"]):
+            return str(first["thread_id"]), []  # (a follow-up's retry was refused: its own turn "still running")
     if thread_id is None:
         return await _stored(ctx, lambda store: store.create(owner)), []
     if running := server_state(ctx).jobs.store.running_in_thread(owner, thread_id[:MAX_THREAD_ID_CHARS]):

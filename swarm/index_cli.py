@@ -14,6 +14,7 @@ import json
 import shutil
 import sys
 import time
+from pathlib import Path
 from typing import Any, TextIO
 
 _BAR_WIDTH = 24
@@ -135,10 +136,21 @@ def cmd_stats(args: argparse.Namespace) -> int:
     roots = [root + (" (the example corpus, until you index your own)" if root in info["fallback_roots"] else "")
              for root in info["roots"]]
     print(f"roots: {', '.join(roots) or '(none yet)'}")
-    if info["problems"]:
-        print(f"not (fully) indexed: {len(info['problems'])} file(s), {info['no_text']} PDF(s) with no text layer")
-        for problem in info["problems"]:
-            print(f"  {problem['path']}: {problem['reason']}")
+    not_read = [p for p in info["problems"] if p.get("kind") == "not_read"]
+    others = [p for p in info["problems"] if p.get("kind") != "not_read"]
+    if others:
+        print(f"not (fully) indexed: {len(others)} file(s), {info['no_text']} PDF(s) with no text layer")
+        print("\n".join(_first([f"  {problem['path']}: {problem['reason']}" for problem in others])))
+    if 0 < len(not_read) <= _NAMED:
+        print(f"skipped, of a type the index does not read: {len(not_read)} file(s)")
+        print("\n".join(f"  {problem['path']}: {problem['reason']}" for problem in not_read))
+    elif not_read:  # a folder of code or images beside the notes: 1,500 lines, one a file
+        suffixes: dict[str, int] = {}
+        for problem in not_read:
+            suffix = Path(problem["path"]).suffix.lower() or "(no extension)"
+            suffixes[suffix] = suffixes.get(suffix, 0) + 1
+        said = ", ".join(f"{suffix}: {count}" for suffix, count in sorted(suffixes.items(), key=lambda kv: -kv[1]))
+        print(f"skipped, of a type the index does not read: {len(not_read)} file(s) ({said}); --json lists them")
     return 0
 
 

@@ -320,3 +320,15 @@ def test_extra_params_may_not_set_what_each_call_sets_from_its_own_key(config_fi
     data["models"]["local"]["free_text_params"] = {"extra_body": {"repeat_penalty": 1.3}}
     config_file.write_text(yaml.safe_dump(data))
     assert load_config(config_file, env={}).models["deepseek-v3.1-q8"].extra_params["top_p"] == 0.9
+
+
+def test_a_dollar_name_in_a_headers_value_is_warned_about_without_its_text() -> None:
+    """An Authorization or vendor header is a credential though its key says no "key" or "token":
+    the warning quoted its $NAME fragment."""
+    from core.config_interpolation import bare_references
+
+    raw = {"models": {"m": {"extra_params": {"extra_headers": {"Authorization": "Bearer ab-$TOKEN123",
+                                                               "X-Honeycomb-Team": "x-$TEAMKEY9"}}}}}
+    said = bare_references(raw, env={})
+    assert len(said) == 2 and all("(the value is not shown)" in line for line in said), said
+    assert not any("TOKEN123" in line or "TEAMKEY9" in line for line in said)

@@ -829,10 +829,13 @@ async def test_a_follow_up_while_the_threads_turn_still_runs_is_refused_naming_t
         assert f"has a turn still running (job {first['job_id']})" in early.content[0].text
         done = (await client.call_tool("job_result", {"job_id": first["job_id"], "wait_s": 10})).structured_content
         assert done["status"] == "COMPLETED"
-        later = (await client.call_tool("delegate", {"task": "And why?", "kind": "critical",
-                                                     "thread_id": first["thread_id"], "idempotency_key": "k-why"})
-                 ).structured_content
+        args = {"task": "And why?", "kind": "critical", "thread_id": first["thread_id"], "idempotency_key": "k-why"}
+        later = (await client.call_tool("delegate", args)).structured_content
         assert later["thread_id"] == first["thread_id"]
+        # the follow-up's own retry while it runs is that job, not "a turn still running" (a diff review)
+        retried = await client.call_tool("delegate", args)
+        assert not retried.is_error, retried.content[0].text
+        assert retried.structured_content["job_id"] == later["job_id"]
 
 
 async def test_a_job_that_ends_while_its_store_cannot_be_written_is_answered_and_stored_later(tmp_path: Path) -> None:
@@ -851,7 +854,8 @@ async def test_a_job_that_ends_while_its_store_cannot_be_written_is_answered_and
         assert manager.status(handle["job_id"], "me")["status"] == "COMPLETED"
     finally:
         manager.store._db.execute("PRAGMA query_only = OFF")
-    assert manager.list("me")[0]["status"] == "COMPLETED"  # stored at the next look
+    assert (await manager.cancel(handle["job_id"], "me"))["status"] == "COMPLETED"  # a cancel leaves it finished
+    assert manager.list("me")[0]["status"] == "COMPLETED"  # and it is stored
     assert manager.store.get(handle["job_id"])["status"] == "COMPLETED" and runner.runs == [handle["job_id"]]
     await manager.aclose()
 

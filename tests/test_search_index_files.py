@@ -197,3 +197,22 @@ def test_the_example_corpus_named_by_you_or_configured_is_kept(own, tmp_path, ca
     both = LocalIndexSearch.from_config("local", {"index_path": str(tmp_path / "b.sqlite"), "paths": ["docs/corpus", str(own)]})
     assert _search(both, "pelican") and _roots(tmp_path / "b.sqlite") == [str(SHIPPED), str(own.resolve())]
     assert describe(tmp_path / "b.sqlite")["fallback_roots"] == []
+
+
+def test_index_stats_sums_the_files_it_does_not_read_by_type(tmp_path, capsys, monkeypatch) -> None:
+    """A folder of 1 README and 1,500 .py files: `swarm index stats` printed 1,500 lines."""
+    from swarm.cli import main
+
+    folder = tmp_path / "repo"
+    folder.mkdir()
+    (folder / "README.md").write_text("# Repo\n\nThe repo holds tools.\n")
+    for n in range(30):
+        (folder / f"tool{n}.py").write_text("print(1)\n")
+    (folder / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    monkeypatch.setenv("SWARM_HOME", str(tmp_path / "home"))
+    assert main(["index", "build", str(folder), "-q"]) == 0
+    capsys.readouterr()
+    assert main(["index", "stats"]) == 0
+    out = capsys.readouterr().out
+    assert "skipped, of a type the index does not read: 31 file(s) (.py: 30, .png: 1); --json lists them" in out, out
+    assert "tool7.py" not in out
