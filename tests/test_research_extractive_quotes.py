@@ -265,3 +265,13 @@ def test_a_table_row_is_quoted_as_a_sentence_naming_each_cell_by_its_column():
     assert ground(report, {1: passages}).support == 1.0
     assert flatten("| a | b |\n| c | d |") == ""  # rows without a header in the passage stay left out
     assert flatten("```\n| a | b |\n|---|---|\n| 1 | 2 |\n```") == "``` | a | b | |---|---| | 1 | 2 | ```"  # code
+
+
+def test_an_escaped_pipe_stays_inside_its_cell():
+    """The HTML reader writes a pipe inside a cell as ``\\|`` (Markdown's escape); the rows' reader
+    split the cell there ("Limit: jobs \\; Value: day")."""
+    from graphs.research.quoting import flatten
+    from providers.web.html import html_to_text
+
+    page = "<table><tr><th>Limit</th><th>Value</th></tr><tr><td>jobs | day</td><td>500</td></tr></table>"
+    assert flatten(html_to_text(page)[0]) == "Limit: jobs | day; Value: 500."

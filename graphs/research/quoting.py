@@ -266,8 +266,14 @@ _TABLE_SEPARATOR = re.compile(r"^\|?\s*:?-{3,}:?\s*(?:\|\s*:?-{3,}:?\s*)*\|?$")
 _TABLE_MAX_CELLS = 8
 
 
+#: a cell border: a ``|`` not escaped (``\|`` is a pipe inside a cell)
+_CELL_BORDER = re.compile(r"(?<!\\)\|")
+
+
 def _cells(line: str) -> list[str]:
-    return [" ".join(cell.split()) for cell in line.strip().strip("|").split("|")]
+    row = line.strip().removeprefix("|")
+    row = row[:-1] if row.endswith("|") and not row.endswith("\\|") else row
+    return [" ".join(cell.replace("\\|", "|").split()) for cell in _CELL_BORDER.split(row)]
 
 
 def _tables_as_sentences(lines: list[str]) -> list[str]:

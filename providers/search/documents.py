@@ -24,6 +24,7 @@ from typing import Any
 
 from core.errors import ConfigError, InputError
 from core.rules import PAGE_BREAK
+from providers.web.html import markdown_table as html_table
 from providers.web.text import NotText, document_text
 
 #: the largest file read, by format family: text is indexed whole, Office and PDF files are parsed
@@ -215,12 +216,11 @@ def markdown_table(rows: list[list[str]]) -> str:
     into one quoted "sentence" ("Secret | Rotation API tokens | 30 days TLS certificates | 365 days"),
     and the research quotes a Markdown table's rows one by one, naming each cell by its column.
     Empty rows are left out; "" when no row holds text."""
-    rows = [[cell.replace("|", "/") for cell in row] for row in rows if any(cell for cell in row)]
+    rows = [row for row in rows if any(cell for cell in row)]
     if not rows:
         return ""
     width = max(len(row) for row in rows)
-    lines = ["| " + " | ".join(row + [""] * (width - len(row))) + " |" for row in rows]
-    return "\n".join([lines[0], "|" + " --- |" * width, *lines[1:]])
+    return "\n".join(html_table([row + [""] * (width - len(row)) for row in rows]))
 
 
 def _docx_blocks(document: Any) -> Iterator[str]:

@@ -114,17 +114,23 @@ class _Table:
         self.outer.end_paragraph()
         if simple and max((len(row) for row in cells), default=0) > 1:
             where = self.outer.where()
-            for n, row in enumerate(cells):
-                texts = [lines[0].replace("|", "\\|") if lines else "" for lines in row]
-                self.outer.lines.append((f"| {' | '.join(texts)} |", where))
-                if n == 0 and len(cells) > 1 and all(th for _, th in self.rows[0]):
-                    self.outer.lines.append((f"|{' --- |' * len(row)}", where))
+            header = len(cells) > 1 and all(th for _, th in self.rows[0])
+            texts = [[lines[0] if lines else "" for lines in row] for row in cells]
+            self.outer.lines += [(line, where) for line in markdown_table(texts, header=header)]
         else:
             for cells_of_row in self.rows:
                 for flow, _ in cells_of_row:
                     self.outer.lines += flow.lines
                     self.outer.end_paragraph()
         self.outer.end_paragraph()
+
+
+def markdown_table(rows: list[list[str]], *, header: bool = True) -> list[str]:
+    """Rows of cell texts as the lines of a Markdown table, each cell's ``|`` escaped, and under
+    the first row a ``| --- |`` separator when it is the header (an HTML table's <th> row, a DOCX
+    or PPTX table's first)."""
+    lines = ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return [*lines[:1], "|" + " --- |" * len(rows[0]), *lines[1:]] if header and rows else lines
 
 
 class _Open(NamedTuple):
