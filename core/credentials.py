@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 import yaml
 
-from core.config import SwarmConfig
+from core.config import SwarmConfig, parse_yaml
 from core.credential_refs import credential_names
 from core.errors import InputError
 from core.redact import MIN_SECRET_CHARS, register_forwarded_secret
@@ -189,7 +189,7 @@ def config_credential_names(config_file: Path | NamesSource) -> dict[str, frozen
         cached = _names_cache.get(config_file)
         if cached is not None and cached[0] == stamp:
             return cached[1]
-        names = credential_names(yaml.safe_load(config_file.read_text(encoding="utf-8")))
+        names = credential_names(parse_yaml(config_file.read_text(encoding="utf-8")))
     except (OSError, yaml.YAMLError) as exc:  # the loaded config stands; only forwarding stops
         log.warning("cannot read %s for the provider keys it names (%s): no credentials are forwarded or accepted",
                     config_file, type(exc).__name__)

@@ -82,25 +82,27 @@ def research_description(config: Any) -> str:
     model told "the web" would trust a keyless answer for news it cannot have). Where jobs run on
     a RunPod endpoint, the worker's variables decide, which this side cannot see: its chain is named."""
     from providers.base import Configurable
-    from providers.search.chain import build_search
+    from providers.search.chain import chain_names, search_backend
 
     if runner_in_effect(config, worker=False).kind == "runpod":  # searched there, with its variables
-        chain_names = ", ".join(config.providers.search.fallback_chain)
+        worker_chain = ", ".join(config.providers.search.fallback_chain)
         return RESEARCH_DESCRIPTION.format(
-            where=f"with the RunPod worker's search chain ({chain_names}: the web where the worker has it set up,"
+            where=f"with the RunPod worker's search chain ({worker_chain}: the web where the worker has it set up,"
                   " else its local documents; the report names each source)")
-    try:
-        chain = build_search(config.providers.search)
+    section = config.providers.search
+    names = chain_names(section)
+    try:  # the web backends only: the local index's modules are not needed to say it is there
+        backends = {name: search_backend(section, name) for name in names if name != "local"}
     except Exception:  # a broken search section fails the job with its own message
         return RESEARCH_DESCRIPTION.format(where="the configured search backends")
     reasons = {name: backend.unconfigured_reason() if isinstance(backend, Configurable) else None
-               for name, backend in chain.backends if name != "local"}
+               for name, backend in backends.items()}
     web = [name for name, reason in reasons.items() if not reason]
-    local = "local" in chain.names
+    local = "local" in names
     if web:
         return RESEARCH_DESCRIPTION.format(where=f"the web ({', '.join(web)})" + (" and local documents" if local else ""))
     if not local:
-        return RESEARCH_DESCRIPTION.format(where=f"{', '.join(chain.names)} (not set up here: a call names what is missing)")
+        return RESEARCH_DESCRIPTION.format(where=f"{', '.join(names)} (not set up here: a call names what is missing)")
     unset = f" (web not set up: {', '.join(reasons)})" if reasons else ""
     return RESEARCH_DESCRIPTION.format(where=f"local documents only{unset}")
 CONSENSUS_DESCRIPTION = (

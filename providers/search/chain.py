@@ -175,22 +175,34 @@ def build_search(
         ConfigError: the chain names a backend missing from ``providers.search.backends`` or
             from the registry.
     """
-    from providers.registry import backend_class
-
-    order = list(section.fallback_chain) or [section.default]
+    order = chain_names(section)
     if circuits is not None:
         circuits.configure(section.circuit)
 
     def factory(name: str) -> SearchProvider:
-        if name not in section.backends and name != "local":  # the local index runs on its defaults
-            raise ConfigError(
-                f"{name!r} has no settings; add providers.search.backends.{name} or remove it from the chain;"
-                f" configured: {', '.join(sorted(section.backends))}",
-                key="providers.search.fallback_chain",
-            )
-        cls = backend_class("search", name)
-        return cls.from_config(name, dict(section.backends.get(name) or {}), http=http, state_dir=state_dir)
+        return search_backend(section, name, http=http, state_dir=state_dir)
 
-    backends = [(name, factory(name)) for name in dict.fromkeys(order)]
+    backends = [(name, factory(name)) for name in order]
     known = list(dict.fromkeys([*order, *section.backends, "local"]))
     return SearchChain(backends, circuits=circuits, factory=factory, known=known)
+
+
+def chain_names(section: SearchSection) -> list[str]:
+    """The backends ``build_search`` builds, in order, each once."""
+    return list(dict.fromkeys(list(section.fallback_chain) or [section.default]))
+
+
+def search_backend(section: SearchSection, name: str, *, http: httpx.AsyncClient | None = None,
+                   state_dir: Path | None = None) -> SearchProvider:
+    """One backend of ``providers.search`` by name, built from its settings (its module imported
+    only now); ``ConfigError`` for a name with no settings or none in the registry."""
+    from providers.registry import backend_class
+
+    if name not in section.backends and name != "local":  # the local index runs on its defaults
+        raise ConfigError(
+            f"{name!r} has no settings; add providers.search.backends.{name} or remove it from the chain;"
+            f" configured: {', '.join(sorted(section.backends))}",
+            key="providers.search.fallback_chain",
+        )
+    cls = backend_class("search", name)
+    return cls.from_config(name, dict(section.backends.get(name) or {}), http=http, state_dir=state_dir)  # type: ignore[no-any-return]
