@@ -256,10 +256,14 @@ def test_a_search_for_a_word_in_small_letters_no_source_says_makes_no_section():
 def test_a_question_in_another_script_is_warned_of_what_no_source_says():
     """A reviewer asked "RunPod 的异步任务结果保存多久？" and got 20 quoted sentences about RunPod and no
     warning: words were ASCII only, so the question was "runpod"."""
-    from graphs.research.subjects import subjects
+    from graphs.research.subjects import missing_line, subjects
 
     texts = ["RunPod keeps the results of async jobs for 30 minutes.", "Der Server läuft."]
-    assert subjects("RunPod 的异步任务结果保存多久？", texts) == (["RunPod", "的异步任务结果保存多久"], ["的异步任务结果保存多久"])
+    # a CJK run is compared as its character pairs (core/cjk.py): each is unsaid here
+    pairs = ["的异", "异步", "步任", "任务", "务结", "结果", "果保", "保存", "存多", "多久"]
+    assert subjects("RunPod 的异步任务结果保存多久？", texts) == (["RunPod", *pairs], pairs)
+    assert missing_line(pairs) == "None of the sources found mentions 的异步任务结果保存多久."  # the run, as asked
+    assert missing_line(["RunPod", "设定", "定时", "备份"]) == "None of the sources found mentions RunPod, 设定时 or 备份."
     assert subjects("как долго RunPod хранит результаты?", texts)[1] == ["как", "долго", "хранит", "результаты"]
     assert subjects("How long does RunPod keep async job results?", texts) == (["RunPod"], [])
     assert subjects("Wie lange läuft der Server?", texts)[1] == []  # Latin letters, said by a text: no warning

@@ -166,7 +166,7 @@ async def test_an_index_of_the_older_layout_is_rebuilt_not_misread(corpus, tmp_p
 
 
 def test_a_snippet_drops_its_heading_lines_so_no_title_runs_into_a_sentence() -> None:
-    from providers.search.local_index import _snippet_text
+    from providers.search.index_query import snippet_text as _snippet_text
 
     assert _snippet_text("…the end.\n\n## Progress and long jobs\nTools report progress. …") == (
         "…the end. Tools report progress. …"

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from core.cjk import cjk_terms
 from graphs.research.passages import SENTENCE_BREAK
 
 _CITE = re.compile(r"\[\s*(\d{1,4}(?:\s*(?:,|;|-|–)\s*\d{1,4})*)\s*\]")
@@ -142,13 +143,19 @@ def _sentences(body: str) -> list[str]:
     return sentences
 
 
+def _support_words(text: str) -> set[str]:
+    """What ``support`` compares: Latin words of four letters or more, and CJK character pairs
+    (``cjk.cjk_terms``: a Japanese claim had no word, and no support)."""
+    return set(_WORD.findall(text.lower())) | set(cjk_terms(text))
+
+
 def _support(claim: str, ids: Sequence[int], texts: Mapping[int, str]) -> float | None:
-    words = set(_WORD.findall(claim.lower()))
+    words = _support_words(claim)
     if not words or not any(i in texts for i in ids):
         return None
     found: set[str] = set()
     for i in ids:
-        found |= words & set(_WORD.findall(texts.get(i, "").lower()))
+        found |= words & _support_words(texts.get(i, ""))
     return round(len(found) / len(words), 2)
 
 
@@ -284,7 +291,7 @@ def check_citations(
         if not ids:
             continue
         # spacing tidied outside code only: the claim's code reads as the report's
-        prose = re.sub(r"\s+([.,;:!?])", r"\1", " ".join(_CITE.sub("", sentence).split()))
+        prose = re.sub(r"\s+([.,;:!?。、；：！？])", r"\1", " ".join(_CITE.sub("", sentence).split()))
         claim = _restore_code(prose, code).strip()
         ids = list(dict.fromkeys(ids))
         cited.update(dict.fromkeys(ids))

@@ -29,6 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.cjk import CJK_LETTERS
 from graphs.research.citations import CITE_MARKER, invalid_citation, marker_ids
 from graphs.research.markdown_blocks import dangling_lead_ins, drop_empty_sections, rewrite_sentences
 from graphs.research.passages import Passage, content_stems, numbers_in, sentences_of
@@ -49,12 +50,16 @@ _MARKER_WITH_SPACE = re.compile(r"\s*" + CITE_MARKER.pattern)
 _LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
 _QUOTED = re.compile(r"\"([^\"\n]{3,300})\"|“([^”\n]{3,300})”|`([^`\n]{2,200})`")
 _ABOUT_SOURCES = re.compile(r"\b(?:sources?|documents?|passages?|search results?|excerpts?|context)\b", re.IGNORECASE)
+#: what a sentence is compared by (``normalise``, ``_words``): words of small Latin letters and
+#: digits, and runs of CJK letters (without them a Japanese sentence was "", and every one the
+#: same as any other: one quoted, the rest taken for repeats of it)
+_KEY_WORD = re.compile(rf"[a-z0-9]+|[{CJK_LETTERS}]+")
 _NEGATION = re.compile(r"\b(?:not|no|none|nothing|neither|nor|lacks?|unclear|insufficient|silent)\b|n['’]t\b", re.IGNORECASE)
 
 
 def normalise(sentence: str) -> str:
-    """The comparison key of a sentence: lower case, no citations, only words and numbers."""
-    return " ".join(re.findall(r"[a-z0-9]+", CITE_MARKER.sub(" ", sentence).lower()))
+    """The comparison key of a sentence: lower case, no citations, only words and numbers (``_KEY_WORD``)."""
+    return " ".join(_KEY_WORD.findall(CITE_MARKER.sub(" ", sentence).lower()))
 
 
 def _claim(sentence: str) -> str:
@@ -69,7 +74,7 @@ def _claim(sentence: str) -> str:
 def _words(text: str) -> str:
     """The words and numbers of ``text`` in order: what a quote or a copy is compared by, so
     that spacing, punctuation and Markdown or RST markup never decide it."""
-    return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
+    return " ".join(_KEY_WORD.findall(text.lower()))
 
 
 def _loops(sentence: str) -> bool:

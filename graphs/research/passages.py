@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from core.cjk import CJK_LETTERS, has_cjk, is_cjk, is_cjk_filler, split_cjk
 from core.rules import PAGE_BREAK
 
 Passage = dict[str, Any]
@@ -27,10 +28,11 @@ _HEADING_LINE = re.compile(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$")
 #: a Markdown code fence line: three or more backticks or tildes, indented at most 3 spaces
 _FENCE_LINE = re.compile(r"^[ ]{0,3}(`{3,}|~{3,})(.*)$", re.MULTILINE)
 #: where one sentence ends and the next begins: after . ! or ? and before a capital, a digit,
-#: a quote, a bracket or code (so "e.g. this" stays one sentence)
-#: a sentence ends at . ! ? before one that starts like a sentence; \x01 is the placeholder of a
-#: code span hidden while citations are read (citations._protect_code), so "`x` means y." starts one too
-SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[*`A-Z0-9\x01])")
+#: a quote, a bracket, code or a CJK letter (so "e.g. this" stays one sentence); \x01 is the
+#: placeholder of a code span hidden while citations are read (citations._protect_code), so "`x`
+#: means y." starts one too. CJK text ends a sentence at 。！？ with no space after it (but
+#: inside a quote: 「はい。」と言った is one).
+SENTENCE_BREAK = re.compile(rf"(?<=[.!?])\s+(?=[\"'(\[*`A-Z0-9\x01{CJK_LETTERS}])|(?<=[。！？])(?![」』）】〉》\"'”’])\s*")
 #: a word: letters and digits of any script ("für", a run of Chinese): with ASCII only, a question in
 #: another script lost every word but its Latin ones, and with them the warning that no source says them
 _TOKEN = re.compile(r"[^\W_]+")
@@ -146,13 +148,22 @@ def bare_stem(word: str) -> str:
 
 
 def words_of(text: str) -> list[str]:
-    """The words of ``text`` in small letters, as every check splits it (letters and digits)."""
-    return _TOKEN.findall(text.lower())
+    """The words of ``text`` in small letters, as every check splits it (letters and digits); a
+    run of Japanese, Chinese or Korean, written without spaces, as its character pairs
+    (``cjk.split_cjk``: "設定ファイル" is 設定 定フ ファ ァイ イル)."""
+    words = _TOKEN.findall(text.lower())
+    return [piece for word in words for piece in split_cjk(word)] if has_cjk(text) else words
 
 
 def is_content_word(word: str) -> bool:
-    """A word of ``words_of`` that says something: no stop word, no single letter (a digit is one)."""
-    return word not in STOPWORDS and (len(word) > 1 or word.isdigit())
+    """A word of ``words_of`` that says something: no stop word, no single letter (a digit is
+    one; a CJK character alone is a word), no pair of Hiragana alone (a particle or an ending:
+    です, どこ) nor of a question word (什么, 时候; ``cjk.is_cjk_filler``)."""
+    if word in STOPWORDS:
+        return False
+    if word[:1] < "\u1100":  # no CJK letter: the rule for every other script
+        return len(word) > 1 or word.isdigit()
+    return (len(word) > 1 or word.isdigit() or is_cjk(word)) and not is_cjk_filler(word)
 
 
 def content_stems(text: str) -> list[str]:
@@ -161,7 +172,7 @@ def content_stems(text: str) -> list[str]:
 
 
 def numbers_in(text: str) -> set[str]:
-    return {w for w in _TOKEN.findall(text.lower()) if w.isdigit()}
+    return {w for w in words_of(text) if w.isdigit()}
 
 
 def sentences_of(text: str) -> list[str]:
@@ -182,7 +193,7 @@ def _blocks(text: str, paged: bool = False) -> Iterable[tuple[int, str, int | No
 
 
 #: what a line of prose ends with; a short line alone in its block without one is a title
-_LINE_END = re.compile(r"[.!?:;,)\]\"'`…]$")
+_LINE_END = re.compile(r"[.!?:;,)\]\"'`…。！？：；、）」』]$")
 #: what starts a line that is no title: a list item, a table row, a quote, a fence, markup
 _NOT_TITLE_START = re.compile(r"^\s*(?:[-*+>|#<]|\d+[.)]\s|`{3}|~{3}|\.\.)")
 TITLE_MAX_CHARS = 80
@@ -336,11 +347,16 @@ _LIST_NUMBER = re.compile(r"(?:^|\n)[ \t]*\d{1,9}$")
 _ITEM_START = re.compile(r"\n(?=[ \t]*(?:[-*+]|\d{1,9}[.)])[ \t])")
 
 
+#: a sentence end a long paragraph may be cut after: . ! ? before a space, a CJK 。！？ (and the
+#: closing quotes right after it) anywhere
+_SENTENCE_END = re.compile(r"[.!?](?=\s)|[。！？][」』）]*")
+
+
 def _sentence_ends(window: str) -> Iterable[int]:
-    """Where a long paragraph may be cut: just past each sentence end of ``window`` (``.``,
-    ``!`` or ``?`` before a space), except the dot of a list number at a line's start
-    (``4. Save``, which would leave ``4.`` as a passage of its own), and before each list item."""
-    for match in re.finditer(r"[.!?](?=\s)", window):
+    """Where a long paragraph may be cut: just past each sentence end of ``window``
+    (``_SENTENCE_END``), except the dot of a list number at a line's start (``4. Save``, which
+    would leave ``4.`` as a passage of its own), and before each list item."""
+    for match in _SENTENCE_END.finditer(window):
         if match.group(0) == "." and _LIST_NUMBER.search(window, 0, match.start()):
             continue
         yield match.end()
@@ -383,8 +399,9 @@ def query_terms(query: str) -> set[str]:
 def compounds(query: str) -> list[tuple[str, tuple[str, str]]]:
     """Each pair of adjacent content words of ``query``, joined, with the stems of the two:
     ``("fallback", ("fall", "back"))`` of "fall back"."""
-    words = [w for w in _TOKEN.findall(query.lower()) if w not in STOPWORDS and len(w) > 1]
-    return [(a + b, (stem(a), stem(b))) for a, b in zip(words, words[1:], strict=False)]
+    words = [w for w in words_of(query) if w not in STOPWORDS and len(w) > 1]
+    # CJK pairs overlap already: two joined are no word ("設定定フ")
+    return [(a + b, (stem(a), stem(b))) for a, b in zip(words, words[1:], strict=False) if not (is_cjk(a) or is_cjk(b))]
 
 
 def says_compound(words: Iterable[str], joined: str) -> bool:

@@ -26,8 +26,11 @@ _FENCE = re.compile(r"^[ ]{0,3}(`{3,}|~{3,})(.*)$")
 _FLAT_CODE = re.compile(r"`{3}|~{3}|\s\|\s")
 #: a fenced code block flattened into a line, or a URL: no words a sentence says
 _LINK_OR_CODE = re.compile(r"(`{3,}|~{3,}).*?(?:\1|$)|\b[a-z][a-z0-9+.-]*://\S+")
-#: where an over-long sentence may be cut: after . ; ! or ? and a space, whatever follows
-_CLAUSE_END = re.compile(r"(?<=[.;!?])\s+")
+#: where an over-long sentence may be cut: after . ; ! or ? and a space, whatever follows, or
+#: after a CJK 。；！？
+_CLAUSE_END = re.compile(r"(?<=[.;!?])\s+|(?<=[。；！？])\s*")
+#: what ends a sentence, in Latin and CJK punctuation: a citation goes before it
+_FULL_STOPS = ".!?。！？"
 #: linked images (``[![PyPI](...)](...)``) and bare images at the start of a sentence
 _BADGES = re.compile(r"^(?:(?:\[!\[[^\]]*\]\([^)\s]*\)\]\([^)\s]*\)|!\[[^\]]*\]\([^)\s]*\))\s*)+")
 #: a sentence that starts by pointing back ("This means that...", "However, ...", "It's a ...")
@@ -349,7 +352,7 @@ def _fence_after(fence: str | None, line: str) -> str | None:
 
 def _ended(text: str) -> str:
     """``text`` ended as a sentence, so the next line does not run into it."""
-    return f"{text}." if text and text[-1] not in ".!?:;" else text
+    return f"{text}." if text and text[-1] not in ".!?:;。！？：；" else text
 
 
 def quotable_snippet(snippet: str, title: str = "") -> str:
@@ -373,12 +376,12 @@ def quotable_snippet(snippet: str, title: str = "") -> str:
 
 def cite(sentence: str, source_id: int) -> str:
     """``sentence`` with ``[n]`` before its final punctuation; one that does not end with
-    ``.``, ``!`` or ``?`` (cut short, a link target, code) gets a full stop after the marker,
+    ``.``, ``!`` or ``?`` (or CJK's ``。！？``; cut short, a link target, code) gets a full stop after the marker,
     so the sentence splitter never joins it to the next quote. Badges it starts with (a README's
     first line of linked images, which the splitter joins to the sentence after them) are left out:
     they say nothing."""
     sentence = _BADGES.sub("", sentence.strip()) or sentence.strip()
-    if sentence[-1:] in ".!?":
+    if sentence[-1:] and sentence[-1:] in _FULL_STOPS:
         return f"{sentence[:-1]} [{source_id}]{sentence[-1]}"
     return f"{sentence.rstrip(',;:')} [{source_id}]."
 

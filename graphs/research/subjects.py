@@ -28,6 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from core.cjk import joined_pairs
 from graphs.research.passages import (
     FILLER_WORDS,
     STOPWORDS,
@@ -273,6 +274,8 @@ def _ordinary(word: str) -> bool:
 
 def missing_line(names: Sequence[str], *, sentence: bool = True) -> str:
     """What a report says about ``names`` (not empty): a sentence, or (``sentence=False``) the
-    clause a warning starts with."""
+    clause a warning starts with. A CJK run's pairs, compared one by one, are named as the run
+    ("的异, 异步, 步任 ..." read as "的异步任务...")."""
+    names = joined_pairs(names)
     listed = ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else names[0]
     return f"None of the sources found mentions {listed}." if sentence else f"none of the sources found mentions {listed}"

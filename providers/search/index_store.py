@@ -11,7 +11,8 @@ corpus, indexed while there is nothing of one's own) is recorded as such, and th
 roots of one's own drops it with its documents.
 
 Each page of a document (PDF page, PPTX slide; the whole text for other formats) is one FTS row
-whose rowid is ``doc_id * PAGE_SLOTS + page``, so a document's rows are one rowid range.
+whose rowid is ``doc_id * PAGE_SLOTS + page``, so a document's rows are one rowid range; the
+tables, their version and a document's rows are ``index_schema``'s.
 """
 
 from __future__ import annotations
@@ -38,21 +39,22 @@ from providers.search.documents import (
     not_read_reason,
     size_limit,
 )
+from providers.search.index_schema import (
+    PAGE_SLOTS,
+    SCHEMA_VERSION,
+    connect,
+    describe,
+    drop_doc,
+    recorded_fallback,
+    recorded_roots,
+    store_pages,
+)
+
+__all__ = ["PAGE_SLOTS", "SCHEMA_VERSION", "IndexStats", "Progress", "build_index", "connect", "describe",
+           "iter_files", "recorded_fallback", "recorded_roots"]
 
 log = logging.getLogger("providers.search.local")
 
-SCHEMA_VERSION = "2"
-#: rowids per document: a document's page ``n`` is row ``doc_id * PAGE_SLOTS + n`` (0: unpaged)
-PAGE_SLOTS = 1 << 20
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS docs(
-    id INTEGER PRIMARY KEY, path TEXT UNIQUE NOT NULL, mtime_ns INTEGER NOT NULL, size INTEGER NOT NULL,
-    sha256 TEXT NOT NULL, title TEXT NOT NULL, kind TEXT NOT NULL, pages INTEGER, note TEXT NOT NULL DEFAULT '');
-CREATE TABLE IF NOT EXISTS problems(
-    path TEXT PRIMARY KEY, mtime_ns INTEGER NOT NULL, size INTEGER NOT NULL, sha256 TEXT NOT NULL,
-    kind TEXT NOT NULL, reason TEXT NOT NULL);
-CREATE VIRTUAL TABLE IF NOT EXISTS docs_fts USING fts5(title, body, tokenize='porter unicode61');
-"""
 #: commit this often during a build, so an interrupted build of a big folder keeps its work
 _COMMIT_EVERY_S = 2.0
 Progress = Callable[[int, int, str], None]
@@ -82,37 +84,6 @@ class IndexStats:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def connect(index_path: Path) -> sqlite3.Connection:
-    """Open (creating or upgrading) the index; an index of an older layout is emptied (it is
-    derived data: the next build reads the files again)."""
-    index_path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(str(index_path), timeout=30)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-    row = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
-    if row is None or row[0] != SCHEMA_VERSION:
-        conn.executescript("DROP TABLE IF EXISTS docs; DROP TABLE IF EXISTS problems; DROP TABLE IF EXISTS docs_fts;")
-        conn.executescript(_SCHEMA)
-        with conn:
-            conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,))
-    return conn
-
-
-def recorded_roots(conn: sqlite3.Connection) -> list[str]:
-    row = conn.execute("SELECT value FROM meta WHERE key='roots'").fetchone()
-    return json.loads(row[0]) if row else []
-
-
-def recorded_fallback(conn: sqlite3.Connection, shipped: Path | None = None) -> list[str]:
-    """The recorded roots that stand in for an index of one's own (``build_index(fallback=True)``).
-    An index built before they were recorded has none marked: ``shipped`` (the project's example
-    corpus) among its roots was added by a sync, as nobody names it, and is taken as one."""
-    row = conn.execute("SELECT value FROM meta WHERE key='fallback_roots'").fetchone()
-    if row is not None:
-        return list(json.loads(row[0]))
-    return [str(shipped)] if shipped is not None and str(shipped) in recorded_roots(conn) else []
 
 
 def iter_files(root: Path) -> Iterator[Path]:
@@ -146,20 +117,6 @@ def _gone(root: Path) -> bool:
     return False
 
 
-def _drop_doc(conn: sqlite3.Connection, doc_id: int) -> None:
-    conn.execute("DELETE FROM docs WHERE id=?", (doc_id,))
-    conn.execute("DELETE FROM docs_fts WHERE rowid BETWEEN ? AND ?", (doc_id * PAGE_SLOTS, (doc_id + 1) * PAGE_SLOTS - 1))
-
-
-def _store_pages(conn: sqlite3.Connection, doc_id: int, found: Extracted) -> None:
-    conn.execute("DELETE FROM docs_fts WHERE rowid BETWEEN ? AND ?", (doc_id * PAGE_SLOTS, (doc_id + 1) * PAGE_SLOTS - 1))
-    rows = [(number if found.paged else 0, text) for number, text in enumerate(found.pages, start=1) if text]
-    conn.executemany(
-        "INSERT INTO docs_fts(rowid, title, body) VALUES (?, ?, ?)",
-        [(doc_id * PAGE_SLOTS + page, found.title, text) for page, text in rows],
-    )
-
-
 class _Builder:
     """One build's state: what the index knew, what it found, what went wrong."""
 
@@ -179,7 +136,7 @@ class _Builder:
 
     def _remember_problem(self, key: str, stat: os.stat_result, digest: str, kind: str, reason: str) -> None:
         if key in self.docs:
-            _drop_doc(self.conn, self.docs[key][0])
+            drop_doc(self.conn, self.docs[key][0])
         self.conn.execute(
             "INSERT OR REPLACE INTO problems(path, mtime_ns, size, sha256, kind, reason) VALUES (?, ?, ?, ?, ?, ?)",
             (key, stat.st_mtime_ns, stat.st_size, digest, kind, reason),
@@ -270,7 +227,7 @@ class _Builder:
                 "INSERT INTO docs(path, mtime_ns, size, sha256, title, kind, pages, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (key, *values)
             )
             doc_id = int(cur.lastrowid or 0)
-        _store_pages(self.conn, doc_id, found)
+        store_pages(self.conn, doc_id, found)
         if found.note:
             self.problems.append({"path": key, "kind": "partial", "reason": found.note, "new": True})
         return "updated" if row else "added"
@@ -285,7 +242,7 @@ class _Builder:
     def remove_missing(self, seen: set[str], roots: list[Path]) -> None:
         for key, row in self.docs.items():
             if key not in seen and key not in self.dropped and _under(key, roots):
-                _drop_doc(self.conn, row[0])
+                drop_doc(self.conn, row[0])
                 self.dropped.add(key)
                 self.counts["removed"] += 1
                 self.changed["removed"].append(key)
@@ -390,40 +347,3 @@ def _settle_fallback(conn: sqlite3.Connection, roots: list[Path], fallback: bool
         own = set(recorded_roots(conn)) - set(before)
         return [], list(dict.fromkeys([*before, *(r for r in given if r not in own)]))
     return [r for r in before if r not in given], []
-
-
-def describe(index_path: str | Path, shipped: Path | None = None) -> dict[str, Any]:
-    """The index as it stands: documents and pages by format, every file it could not read, its
-    roots and those of them that only stand in (``recorded_fallback``, ``shipped`` as there).
-
-    Raises:
-        InputError: there is no index at ``index_path``.
-    """
-    index_file = Path(index_path).expanduser()
-    if not index_file.exists():
-        raise InputError(f"there is no index at {index_file}; build it with: swarm index build", field="index_path")
-    conn = sqlite3.connect(f"file:{index_file}?mode=ro", uri=True, timeout=30)
-    try:
-        layout = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
-        if layout is None or layout[0] != SCHEMA_VERSION:
-            raise InputError(f"the index at {index_file} is of an older layout; rebuild it with: swarm index build", field="index_path")
-        kinds = {
-            kind: {"documents": count, "pages": pages or 0}
-            for kind, count, pages in conn.execute("SELECT kind, count(*), sum(pages) FROM docs GROUP BY kind ORDER BY kind")
-        }
-        problems = [
-            {"path": p, "kind": k, "reason": r} for p, k, r in conn.execute("SELECT path, kind, reason FROM problems ORDER BY path")
-        ]
-        problems += [
-            {"path": p, "kind": "partial", "reason": n} for p, n in conn.execute("SELECT path, note FROM docs WHERE note != '' ORDER BY path")
-        ]
-        roots = recorded_roots(conn)
-        stand_ins = recorded_fallback(conn, shipped)
-    finally:
-        conn.close()
-    return {
-        "index_path": str(index_file), "roots": roots, "fallback_roots": stand_ins,
-        "documents": sum(k["documents"] for k in kinds.values()),
-        "by_kind": kinds, "no_text": sum(p["kind"] == "no_text" for p in problems),
-        "unreadable": sum(p["kind"] != "partial" and p["kind"] != "no_text" for p in problems), "problems": problems,
-    }

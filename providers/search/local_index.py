@@ -1,5 +1,6 @@
 """The zero-key default: SQLite FTS5 (BM25) over a folder of your own documents (PDF, DOCX,
-PPTX, HTML, Markdown, text), one row per page (``index_store``).
+PPTX, HTML, Markdown, text), one row per page (``index_store`` builds it, ``index_schema`` lays
+it out, ``index_query`` asks it).
 
 ``LocalIndexSearch`` builds the index on its first search when it is missing, and re-syncs it
 with the files at most every ``refresh_interval_s``. The project's example corpus (``docs/corpus``,
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
+import os
 import sqlite3
 import time
 from collections.abc import Iterable, Mapping
@@ -21,62 +22,21 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+from core.cjk import is_cjk
 from core.errors import ConfigError, ProviderError, ProviderUnavailable
 from core.rules import PAGE_BREAK
 from providers.base import SearchResult
-from providers.search.index_store import (
-    PAGE_SLOTS,
-    IndexStats,
-    Progress,
-    build_index,
-    connect,
-    recorded_fallback,
-    recorded_roots,
-)
+from providers.search.index_query import BEST_PAGES, fts_query, query_terms, snippet_text, snippets
+from providers.search.index_schema import PAGE_SLOTS, connect, recorded_fallback, recorded_roots
+from providers.search.index_store import IndexStats, Progress, build_index
 
 __all__ = ["IndexStats", "LocalIndexSearch", "build_index", "build_index_from_config", "fts_query", "resolve_path"]
 
 log = logging.getLogger("providers.search.local")
 
-_STOPWORDS = frozenset(
-    "a an and are as at be by can do does for from how i in is it of on or should that the this to"
-    " what when where which who why will with you your".split()
-)
-_MAX_QUERY_TERMS = 32
 #: the paths' default, relative to the project root: the project's own notes, an example corpus
 #: that stands in while the index holds nothing of the user's
 SHIPPED_CORPUS = "docs/corpus"
-_HEADING_MARK = re.compile(r"(?:^|(?<=\s))#{1,6}\s")
-_HEADING_LINE = re.compile(r"^[ \t]*#{1,6}[ \t][^\n]*(?:\n|$)", re.MULTILINE)
-
-
-def _snippet_text(raw: str) -> str:
-    """A snippet as one line, without its Markdown heading lines: a heading's text run into the
-    paragraph under it reads as one garbled sentence ("Progress and long jobs Tools report ...").
-    A snippet that is only headings keeps their text."""
-    body = _HEADING_LINE.sub(" ", raw)
-    if not body.strip(" …\n"):
-        body = raw
-    return " ".join(_HEADING_MARK.sub(" ", body).split())
-#: the best page of each document is chosen among its matching pages (FTS5's bm25() cannot be
-#: aggregated directly, hence the materialized step)
-_BEST_PAGES = """
-WITH hits AS MATERIALIZED (
-    SELECT rowid AS row, bm25(docs_fts, 4.0, 1.0) AS rank FROM docs_fts WHERE docs_fts MATCH :match)
-SELECT row / :slots AS doc, row, min(rank) AS best FROM hits GROUP BY doc ORDER BY best LIMIT :limit
-"""
-
-
-def fts_query(text: str) -> str:
-    """A safe FTS5 MATCH expression from free text: quoted terms joined by OR.
-
-    Every term is a quoted string of word characters, so FTS5 operators, quotes, colons and
-    parentheses in the user's text are plain words, never syntax.
-    """
-    words = [w for w in re.findall(r"\w+", text.lower()) if len(w) > 1 or w.isdigit()]
-    content = [w for w in words if w not in _STOPWORDS] or words
-    unique = list(dict.fromkeys(content))[:_MAX_QUERY_TERMS]
-    return " OR ".join(f'"{w}"' for w in unique)
 
 
 def resolve_path(value: str, base: Path) -> Path:
@@ -92,6 +52,11 @@ def _there(root: Path) -> bool:
         return root.exists()
     except OSError:
         return False
+
+
+def _linked(path: str) -> bool:
+    """``path`` reaches its file through a symbolic link (of the file, or of a folder on the way)."""
+    return os.path.realpath(path) != path
 
 
 class LocalIndexSearch:
@@ -213,14 +178,14 @@ class LocalIndexSearch:
                 raise ProviderError(self.name, f"index at {self.index_path} is unusable: {exc}") from None
             self._synced_at = now
 
-    def _query(self, match: str, limit: int) -> list[SearchResult]:
+    def _query(self, match: str, limit: int, pairs: list[str]) -> list[SearchResult]:
         conn = sqlite3.connect(f"file:{self.index_path}?mode=ro", uri=True, timeout=30)
         try:
             # more than asked: a copy of a document (another clone's docs/corpus) is dropped below,
             # and the window grows while copies leave fewer than ``limit`` documents
             window = 2 * limit
             while True:
-                hits = conn.execute(_BEST_PAGES, {"match": match, "slots": PAGE_SLOTS, "limit": window}).fetchall()
+                hits = conn.execute(BEST_PAGES, {"match": match, "slots": PAGE_SLOTS, "limit": window}).fetchall()
                 docs = {doc: conn.execute("SELECT path, title, pages, sha256 FROM docs WHERE id=?", (doc,)).fetchone()
                         for doc, _, _ in hits}
                 best = self._without_copies(hits, docs)
@@ -228,14 +193,9 @@ class LocalIndexSearch:
                     break
                 window *= 2
             best = best[:limit]
-            rows = [r for _, r, _ in best]
-            marks = ",".join("?" * len(rows))
-            snippets = dict(conn.execute(
-                f"SELECT rowid, snippet(docs_fts, 1, '', '', ' … ', 32) FROM docs_fts WHERE docs_fts MATCH ? AND rowid IN ({marks})",
-                (match, *rows),
-            ).fetchall()) if rows else {}
-            # copies rank alike, so the window may hold another clone's and not ours: name ours
-            paths = {doc: self._our_copy(conn, docs[doc][0], docs[doc][3]) for doc, _, _ in best if docs.get(doc)}
+            shown = snippets(conn, match, [r for _, r, _ in best], pairs)
+            # copies rank alike, so the window may hold another clone's (or a link's) and not ours: name ours
+            paths = {doc: self._best_copy(conn, docs[doc][0], docs[doc][3]) for doc, _, _ in best if docs.get(doc)}
         finally:
             conn.close()
         results = []
@@ -246,19 +206,25 @@ class LocalIndexSearch:
             path = paths[doc]
             page = row % PAGE_SLOTS
             url = Path(path).as_uri() + (f"#page={page}" if pages and page else "")
-            snippet = _snippet_text(str(snippets.get(row, "")))
+            snippet = snippet_text(shown.get(row, ""))
             results.append(SearchResult(url=url, title=title, snippet=snippet, source=self.name, score=round(-rank, 4)))
         return results
 
     def _ours(self, path: str) -> bool:
         return any(Path(path).is_relative_to(root) for root in self.paths)
 
-    def _our_copy(self, conn: sqlite3.Connection, path: str, digest: str) -> str:
-        """``path``, or the path of its copy under this config's own paths where there is one."""
-        if self._ours(path):
+    def _preferred(self, path: str) -> tuple[bool, bool]:
+        """How a copy of a document is chosen to name it: one under this config's own paths, and
+        then the file itself over a symbolic link to it (the link was cited when read first)."""
+        return self._ours(path), not _linked(path)
+
+    def _best_copy(self, conn: sqlite3.Connection, path: str, digest: str) -> str:
+        """``path``, or the path of its copy that is preferred (``_preferred``) where there is one."""
+        if self._preferred(path) == (True, True):
             return path
         copies = [row[0] for row in conn.execute("SELECT path FROM docs WHERE sha256=? ORDER BY path", (digest,))]
-        return next((copy for copy in copies if self._ours(copy)), path)
+        best = max(copies, key=self._preferred, default=path)
+        return best if self._preferred(best) > self._preferred(path) else path
 
     def _version_of_ours(self, path: str) -> bool:
         """``path`` (not under this config's paths) is another copy's version of a document we
@@ -277,7 +243,8 @@ class LocalIndexSearch:
     def _without_copies(self, best: list[Any], docs: Mapping[int, Any]) -> list[Any]:
         """``best`` with one document per content (sha256): the index keeps every root it was ever
         given, so two clones of the project (or a moved one) both hold docs/corpus, and a report
-        cited the same text twice. The copy under this config's own paths is kept, else the best ranked.
+        cited the same text twice. The copy under this config's own paths is kept, the file itself
+        rather than a link to it (``_preferred``), else the best ranked.
         Another clone's edit of a document we hold (same place, other text) is left out too: a
         report cited the old and the new text of one page as two sources."""
         def ours(doc: int) -> bool:
@@ -288,18 +255,19 @@ class LocalIndexSearch:
             if docs.get(doc) is None or (not ours(doc) and self._version_of_ours(docs[doc][0])):
                 continue
             digest = docs[doc][3]
-            if digest not in keep or (ours(doc) and not ours(keep[digest])):
+            if digest not in keep or self._preferred(docs[doc][0]) > self._preferred(docs[keep[digest]][0]):
                 keep[digest] = doc
         return [hit for hit in best if docs.get(hit[0]) is None or keep.get(docs[hit[0]][3]) == hit[0]]
 
     async def search(self, query: str, max_results: int = 10) -> list[SearchResult]:
         """BM25-ranked documents matching any content word of ``query``."""
         await self._ensure_index()
+        terms = query_terms(query)
         match = fts_query(query)
         if not match:
             return []
         try:
-            return await asyncio.to_thread(self._query, match, max(1, int(max_results)))
+            return await asyncio.to_thread(self._query, match, max(1, int(max_results)), [t for t in terms if is_cjk(t)])
         except sqlite3.Error as exc:
             raise ProviderError(self.name, f"index query failed: {exc}") from None
 

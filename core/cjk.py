@@ -1,0 +1,97 @@
+"""Japanese, Chinese and Korean text as words: the one rule the local index (``providers/search``)
+and the research's checks (``graphs/research``) both split text by.
+
+These scripts write words without spaces between them, and FTS5's ``unicode61`` tokenizer reads a
+whole run of them as one token: "設定ファイルの場所" was one word, no question found it, and no
+CJK passage was ever quoted or found to support a sentence. A run is read as its overlapping
+character pairs instead (設定 定フ ファ ァイ イル ...; a run of one character stays one), the usual
+way to index CJK text without a dictionary: a question's pairs meet the document's wherever they
+share a word of two characters or more.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+#: the letters of a CJK script: Hangul Jamo, 々 〆 〇, Hiragana, Katakana, Hangul compatibility Jamo,
+#: Katakana extensions, Han (extension A, the unified block, compatibility forms), Hangul syllables,
+#: half-width Katakana, Han extensions B and on. Only letters: ・ and ゛ stay separators.
+CJK_LETTERS = ("\u1100-\u11ff\u3005-\u3007\u3041-\u3096\u309d-\u309f\u30a1-\u30fa\u30fc-\u30ff"
+               "\u3131-\u318e\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7a3\uf900-\ufaff"
+               "\uff66-\uff9f\U00020000-\U0003134f")
+_RUN = re.compile(f"[{CJK_LETTERS}]+")
+#: a word: letters and digits of any script (as ``passages.words_of`` splits text)
+_WORD = re.compile(r"[^\W_]+")
+#: a pair of Hiragana only: a particle or an ending (です, ます, どこ, には), read as stop words are
+_KANA_ONLY = re.compile("[\u3041-\u3096\u309d-\u309f]+")
+
+
+def cjk_pairs(run: str) -> list[str]:
+    """The overlapping character pairs of a CJK run; a run of one character is itself."""
+    return [run[i:i + 2] for i in range(len(run) - 1)] or [run]
+
+
+def split_cjk(word: str) -> list[str]:
+    """``word`` with each CJK run in it as its pairs (``cjk_pairs``), its other parts as they are:
+    "yamlの設定" is ["yaml", "の設", "設定"]; a word without CJK letters is ``[word]``."""
+    if not _RUN.search(word):
+        return [word]
+    pieces: list[str] = []
+    at = 0
+    for run in _RUN.finditer(word):
+        if run.start() > at:
+            pieces.append(word[at:run.start()])
+        pieces += cjk_pairs(run.group())
+        at = run.end()
+    if at < len(word):
+        pieces.append(word[at:])
+    return pieces
+
+
+def has_cjk(text: str) -> bool:
+    """``text`` holds a CJK letter (else every word of it is split as it always was)."""
+    return _RUN.search(text) is not None
+
+
+def is_cjk(term: str) -> bool:
+    """``term`` is all CJK letters (a pair or a single character of ``split_cjk``)."""
+    return _RUN.fullmatch(term) is not None
+
+
+def is_kana_only(term: str) -> bool:
+    """``term`` is all Hiragana: grammar (a particle, an ending), not what a text is about."""
+    return _KANA_ONLY.fullmatch(term) is not None
+
+
+#: the words a question is asked with, as English's "what", "when", "how" are stop words: their
+#: pairs are in no passage ("数据库备份什么时候运行？" was said to ask what no source mentions:
+#: 什么, 么时, 时候)
+_QUESTION_WORDS = ("什么时候 为什么 怎么样 怎样 如何 哪里 哪儿 哪个 哪些 多少 多久 几时 是否 可以 请问 有没有 "
+                   "何 誰 何故 "
+                   "무엇 어디 언제 어떻게 누구 얼마나 무슨 어느 있습니까 입니까 합니까 됩니까 인가요 있나요")
+CJK_STOP_PAIRS = frozenset(pair for phrase in _QUESTION_WORDS.split() for pair in cjk_pairs(phrase))
+
+
+def is_cjk_filler(term: str) -> bool:
+    """``term`` says nothing a text is about: Hiragana alone (``is_kana_only``) or a pair of a
+    question word (``CJK_STOP_PAIRS``); CJK's stop words."""
+    return term in CJK_STOP_PAIRS or is_kana_only(term)
+
+
+def cjk_terms(text: str) -> list[str]:
+    """The CJK pairs of ``text`` (``split_cjk`` of each word; none for text without CJK letters)."""
+    return [piece for word in _WORD.findall(text) for piece in split_cjk(word) if is_cjk(piece)]
+
+
+def joined_pairs(terms: Sequence[str]) -> list[str]:
+    """``terms`` with each chain of CJK pairs that overlap in turn (设定, 定时: as ``split_cjk``
+    gives a run) joined back into the run it came from, for a reader; other terms as they are."""
+    joined: list[str] = []
+    for term in terms:
+        previous = joined[-1] if joined else ""
+        if len(term) == 2 and is_cjk(term) and is_cjk(previous) and len(previous) >= 2 and previous[-1] == term[0]:
+            joined[-1] = previous + term[1]
+        else:
+            joined.append(term)
+    return joined
