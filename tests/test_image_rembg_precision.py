@@ -193,6 +193,38 @@ def test_a_graph_with_an_op_torch_cannot_run_is_refused():
         OnnxTorchNet(graph, (1, 3, 8, 8))
 
 
+def test_a_relu_overwrites_its_input_only_where_no_other_node_reads_it():
+    """``Relu`` runs in place (a new tensor per Relu cost 3-8% of a u2netp forward) only on a value
+    the plan made and nothing else reads: here ``c`` feeds the Relu and the Add, ``d`` only a Relu;
+    the graph's output matches the same ops run out of place, and the caller's batch is untouched."""
+    import numpy as np
+    import torch
+
+    rng = np.random.default_rng(0)
+    weight = rng.standard_normal((3, 3, 3, 3)).astype(np.float32)
+    nodes = [
+        Node("Relu", ["x"], ["r0"]),  # reads the caller's batch
+        Node("Conv", ["r0", "w"], ["c"], {"pads": [1, 1, 1, 1]}),
+        Node("Relu", ["c"], ["r1"]),  # c is read again by the Add below
+        Node("Add", ["c", "r1"], ["d"]),
+        Node("Relu", ["d"], ["y"]),  # d's only reader
+    ]
+    net = OnnxTorchNet(Graph(nodes, {"w": weight}, ["x"], ["y"]), (1, 3, 6, 6))
+    assert net._in_place == {4}
+
+    batch = torch.from_numpy(rng.standard_normal((2, 3, 6, 6)).astype(np.float32))
+    kept = batch.clone()
+    r0 = torch.relu(kept)
+    c = torch.nn.functional.conv2d(r0.contiguous(memory_format=torch.channels_last), torch.from_numpy(weight),
+                                   padding=1)
+    expected = torch.relu(c + torch.relu(c))
+    for dtype in (None, torch.bfloat16):
+        (out,) = net(batch, dtype)
+        assert torch.equal(batch, kept)
+        tolerance = 0 if dtype is None else 0.1
+        assert torch.allclose(out, expected, atol=tolerance, rtol=tolerance)
+
+
 # --- the remover ----------------------------------------------------------------------------------
 
 
@@ -341,3 +373,4 @@ async def test_a_pinned_torch_path_without_torch_names_the_pip_command(models_di
     (step,) = failed.value.attempts
     assert (step.provider, step.error_class) == ("rembg-torch", "ProviderUnavailable")
     assert "torch-bf16 runs on torch, which is not installed; run: pip install torch==2.13.0" in step.detail
+
