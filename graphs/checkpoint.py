@@ -3,6 +3,10 @@
 ``open_checkpointer(config)`` yields a ready LangGraph saver. The first open of each store in a
 process (and again once a day in a long-lived one) prunes threads whose newest checkpoint is
 older than ``checkpointer.retention_days``: without that, checkpoint tables grow forever.
+
+A pruned job id leaves a tombstone (its id, when its last step ran, when it was pruned) for
+``TOMBSTONE_KEEP_DAYS``: a job given that id again finds no checkpoint and runs from the start,
+paying for every step again, and ``graphs.run`` reads the tombstone to say so instead of silently.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from core.config import SwarmConfig
 from core.errors import ConfigError
@@ -29,9 +33,19 @@ POSTGRES_CONNECT_TIMEOUT_S = 10.0
 # 100-ns intervals between the UUID epoch (1582-10-15) and the Unix epoch.
 _UUID_EPOCH_OFFSET = 0x01B21DD213814000
 
+#: how long a pruned job id is remembered, so a run of it again says it started over
+TOMBSTONE_KEEP_DAYS = 366.0
+#: ``JobContext.extras`` key of the note that a given job id's checkpoints were pruned and it
+#: ran again from the start (``graphs.run`` sets it, the dispatcher says it)
+PRUNED_RESTART = "pruned_restart"
+
 #: store identity -> monotonic time of its last prune in this process
 _last_pruned: dict[str, float] = {}
 _clock = time.monotonic
+#: id of each saver ``open_checkpointer`` holds open -> its store kind (where its tombstones are)
+_open_kinds: dict[int, str] = {}
+#: id of an open memory saver -> its tombstones: thread id -> (last step, pruned at), Unix time
+_memory_tombstones: dict[int, dict[str, tuple[float, float]]] = {}
 
 
 def checkpoint_id_floor(unix_s: float) -> str:
@@ -43,6 +57,13 @@ def checkpoint_id_floor(unix_s: float) -> str:
     stamp = max(0, int(unix_s * 10_000_000) + _UUID_EPOCH_OFFSET)  # before 1582: no id is older
     value = ((stamp >> 12) & 0xFFFFFFFFFFFF) << 80 | 0x6 << 76 | (stamp & 0x0FFF) << 64 | 0b10 << 62
     return str(uuid.UUID(int=value))
+
+
+def checkpoint_id_time(checkpoint_id: str) -> float:
+    """The Unix time a LangGraph checkpoint id (a UUIDv6) was minted at (``checkpoint_id_floor``'s inverse)."""
+    value = uuid.UUID(checkpoint_id).int
+    stamp = (value >> 80) << 12 | (value >> 64) & 0x0FFF
+    return (stamp - _UUID_EPOCH_OFFSET) / 10_000_000
 
 
 # --- openers -------------------------------------------------------------------------------
@@ -111,6 +132,8 @@ async def _postgres(config: SwarmConfig) -> AsyncIterator[Any]:
         saver = AsyncPostgresSaver(conn=pool)  # type: ignore[arg-type]  # the pool's rows are dicts (row_factory)
         await saver.setup()
         saver.swarm_job_locks = locks  # type: ignore[attr-defined]  # job ids held across machines (graphs.run)
+        async with pool.connection() as conn:
+            await conn.execute(_TOMBSTONES_TABLE)
         yield saver
     finally:
         try:
@@ -155,10 +178,16 @@ _OPENERS = {"sqlite": _sqlite, "memory": _memory, "postgres": _postgres}
 
 @contextlib.asynccontextmanager
 async def _open(config: SwarmConfig, *, prune: bool) -> AsyncIterator[Any]:
-    async with _OPENERS[config.checkpointer.kind](config) as saver:
-        if prune:
-            await _prune_if_due(config, saver)
-        yield saver
+    kind = config.checkpointer.kind
+    async with _OPENERS[kind](config) as saver:
+        _open_kinds[id(saver)] = kind
+        try:
+            if prune:
+                await _prune_if_due(config, saver)
+            yield saver
+        finally:
+            _open_kinds.pop(id(saver), None)
+            _memory_tombstones.pop(id(saver), None)
 
 
 def open_checkpointer(config: SwarmConfig, *, prune: bool = True) -> contextlib.AbstractAsyncContextManager[Any]:
@@ -192,41 +221,41 @@ async def _prune_if_due(config: SwarmConfig, saver: Any) -> None:
         log.warning("checkpoint pruning failed (%s); will retry in a day", redact(repr(exc)))
 
 
-async def _old_threads_sqlite(saver: Any, floor: str) -> list[str]:
+async def _old_threads_sqlite(saver: Any, floor: str) -> list[tuple[str, str]]:
     # A scan of every checkpoint: run it on a connection of its own in a thread, so jobs on the
     # saver's connection go on meanwhile (WAL readers never block the writer).
     import sqlite3
 
     path = saver.conn.execute("PRAGMA database_list").fetchone()[2]
-    sql = "SELECT thread_id FROM checkpoints GROUP BY thread_id HAVING MAX(checkpoint_id) < ?"
+    sql = "SELECT thread_id, MAX(checkpoint_id) FROM checkpoints GROUP BY thread_id HAVING MAX(checkpoint_id) < ?"
 
-    def scan() -> list[str]:
+    def scan() -> list[tuple[str, str]]:
         with contextlib.closing(sqlite3.connect(path, timeout=saver.busy_timeout_s)) as conn:
-            return [str(row[0]) for row in conn.execute(sql, (floor,))]
+            return [(str(row[0]), str(row[1])) for row in conn.execute(sql, (floor,))]
 
     return await asyncio.to_thread(scan)
 
 
-async def _old_threads_postgres(saver: Any, floor: str) -> list[str]:
-    sql = "SELECT thread_id FROM checkpoints GROUP BY thread_id HAVING MAX(checkpoint_id) < %s"
+async def _old_threads_postgres(saver: Any, floor: str) -> list[tuple[str, str]]:
+    sql = ("SELECT thread_id, MAX(checkpoint_id) AS newest FROM checkpoints GROUP BY thread_id"
+           " HAVING MAX(checkpoint_id) < %s")
     async with saver.conn.connection() as conn:
         cursor = await conn.execute(sql, (floor,))
-        return [str(row["thread_id"]) for row in await cursor.fetchall()]
+        return [(str(row["thread_id"]), str(row["newest"])) for row in await cursor.fetchall()]
 
 
-async def _old_threads_memory(saver: Any, floor: str) -> list[str]:
-    return [
-        str(thread_id)
-        for thread_id, namespaces in saver.storage.items()
-        if max((cid for ns in namespaces.values() for cid in ns), default="") < floor
-    ]
+async def _old_threads_memory(saver: Any, floor: str) -> list[tuple[str, str]]:
+    newest = {str(thread_id): max((cid for ns in namespaces.values() for cid in ns), default="")
+              for thread_id, namespaces in saver.storage.items()}
+    return [(thread_id, cid) for thread_id, cid in newest.items() if cid < floor]
 
 
 _OLD_THREADS = {"sqlite": _old_threads_sqlite, "postgres": _old_threads_postgres, "memory": _old_threads_memory}
 
 
 async def prune_checkpoints(config: SwarmConfig, saver: Any = None, *, now: float | None = None) -> list[str]:
-    """Delete every thread (job) whose newest checkpoint is older than the retention.
+    """Delete every thread (job) whose newest checkpoint is older than the retention, leaving a
+    tombstone of each (``pruned_restart`` reads them).
 
     Args:
         config: its ``checkpointer`` section chooses the store and ``retention_days``.
@@ -239,11 +268,106 @@ async def prune_checkpoints(config: SwarmConfig, saver: Any = None, *, now: floa
     if saver is None:
         async with open_checkpointer(config, prune=False) as opened:
             return await prune_checkpoints(config, opened, now=now)
-    cutoff = (time.time() if now is None else now) - config.checkpointer.retention_days * 86400
-    floor = checkpoint_id_floor(cutoff)
-    threads = await _OLD_THREADS[config.checkpointer.kind](saver, floor)
-    for thread_id in threads:
+    kind = config.checkpointer.kind
+    now = time.time() if now is None else now
+    floor = checkpoint_id_floor(now - config.checkpointer.retention_days * 86400)
+    threads = await _OLD_THREADS[kind](saver, floor)
+    if not threads:
+        return []
+    # tombstones first: one left by a delete that then failed is never read (its checkpoints stand)
+    await _TOMBSTONES[kind].record(saver, [(t, checkpoint_id_time(cid), now) for t, cid in threads],
+                                   now - TOMBSTONE_KEEP_DAYS * 86400)
+    for thread_id, _ in threads:
         await saver.adelete_thread(thread_id)
-    if threads:
-        log.info("pruned %d checkpoint threads older than %g days", len(threads), config.checkpointer.retention_days)
-    return threads
+    log.info("pruned %d checkpoint threads older than %g days", len(threads), config.checkpointer.retention_days)
+    return [thread_id for thread_id, _ in threads]
+
+
+# --- tombstones of pruned job ids ------------------------------------------------------------
+
+_TOMBSTONES_TABLE = ("CREATE TABLE IF NOT EXISTS swarm_pruned_threads (thread_id TEXT PRIMARY KEY,"
+                     " last_step_at DOUBLE PRECISION NOT NULL, pruned_at DOUBLE PRECISION NOT NULL)")
+Tombstone = tuple[str, float, float]  # thread id, its last step, when it was pruned (Unix time)
+
+
+class _Tombstones(Protocol):
+    """Where a store kind keeps its tombstones."""
+
+    async def record(self, saver: Any, tombstones: list[Tombstone], forget_before: float) -> None:
+        """Keep ``tombstones``; forget those pruned before ``forget_before``."""
+
+    async def find(self, saver: Any, thread_id: str) -> tuple[float, float] | None:
+        """(last step, pruned at) of ``thread_id``, or None."""
+
+
+class _SqliteTombstones:
+    async def record(self, saver: Any, tombstones: list[Tombstone], forget_before: float) -> None:
+        import sqlite3
+
+        path = saver.conn.execute("PRAGMA database_list").fetchone()[2]
+
+        def write() -> None:  # on a connection of its own, as the scan: it may wait for the write lock
+            with contextlib.closing(sqlite3.connect(path, timeout=saver.busy_timeout_s)) as conn, conn:
+                conn.execute(_TOMBSTONES_TABLE)
+                conn.executemany("INSERT OR REPLACE INTO swarm_pruned_threads VALUES (?, ?, ?)", tombstones)
+                conn.execute("DELETE FROM swarm_pruned_threads WHERE pruned_at < ?", (forget_before,))
+
+        await asyncio.to_thread(write)
+
+    async def find(self, saver: Any, thread_id: str) -> tuple[float, float] | None:
+        import sqlite3
+
+        try:  # one indexed read on the loop's connection (WAL: a read never waits for a writer)
+            row = saver.conn.execute("SELECT last_step_at, pruned_at FROM swarm_pruned_threads WHERE thread_id = ?",
+                                     (thread_id,)).fetchone()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):  # nothing was ever pruned from this store
+                return None
+            raise
+        return (float(row[0]), float(row[1])) if row else None
+
+
+class _PostgresTombstones:  # the table is made when the store opens (``_postgres``)
+    async def record(self, saver: Any, tombstones: list[Tombstone], forget_before: float) -> None:
+        async with saver.conn.connection() as conn:
+            async with conn.cursor() as cursor:
+                await cursor.executemany(
+                    "INSERT INTO swarm_pruned_threads VALUES (%s, %s, %s) ON CONFLICT (thread_id)"
+                    " DO UPDATE SET last_step_at = EXCLUDED.last_step_at, pruned_at = EXCLUDED.pruned_at", tombstones)
+            await conn.execute("DELETE FROM swarm_pruned_threads WHERE pruned_at < %s", (forget_before,))
+
+    async def find(self, saver: Any, thread_id: str) -> tuple[float, float] | None:
+        async with saver.conn.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT last_step_at, pruned_at FROM swarm_pruned_threads WHERE thread_id = %s", (thread_id,))
+            row = await cursor.fetchone()
+        return (float(row["last_step_at"]), float(row["pruned_at"])) if row else None
+
+
+class _MemoryTombstones:
+    async def record(self, saver: Any, tombstones: list[Tombstone], forget_before: float) -> None:
+        kept = _memory_tombstones.setdefault(id(saver), {})
+        kept.update({thread_id: (last, pruned) for thread_id, last, pruned in tombstones})
+        for thread_id in [t for t, (_, pruned) in kept.items() if pruned < forget_before]:
+            del kept[thread_id]
+
+    async def find(self, saver: Any, thread_id: str) -> tuple[float, float] | None:
+        return _memory_tombstones.get(id(saver), {}).get(thread_id)
+
+
+_TOMBSTONES: dict[str, _Tombstones] = {"sqlite": _SqliteTombstones(), "postgres": _PostgresTombstones(),
+                                       "memory": _MemoryTombstones()}
+
+
+async def pruned_restart(saver: Any, thread_id: str, retention_days: float, *, now: float | None = None) -> str | None:
+    """What to tell the caller of a job id with no checkpoint whose checkpoints were pruned (it
+    runs again from the start, every step paid for again); None when they were not, or
+    ``saver`` is none ``open_checkpointer`` opened (no tombstones to read)."""
+    kind = _open_kinds.get(id(saver))
+    if kind is None or (found := await _TOMBSTONES[kind].find(saver, thread_id)) is None:
+        return None
+    last_step_at, _ = found
+    days = max(0.0, ((time.time() if now is None else now) - last_step_at) / 86400)
+    return (f"job {thread_id}'s checkpoints were pruned (checkpointer.retention_days={retention_days:g}; its last"
+            f" step ran {days:.1f} days ago), so it ran again from the start: the steps it had finished were run,"
+            " and paid for, again")

@@ -10,6 +10,7 @@ from typing import Any
 
 from core.errors import InputError, SwarmError
 from graphs.budget import current_meter
+from graphs.checkpoint import PRUNED_RESTART, pruned_restart
 from graphs.context import EARLIER_STEPS, REPLAYED, RESUMED_AT, JobContext, _no_progress, step_identity
 from graphs.job_lock import everywhere, running
 from graphs.lean_saver import LeanStartSaver
@@ -102,8 +103,15 @@ async def run_graph(graph: Any, initial: dict[str, Any], ctx: JobContext) -> dic
 
 async def _resumed_or_run(graph: Any, start: dict[str, Any] | None, config: dict[str, Any], ctx: JobContext,
                           lean: LeanStartSaver | None, identity: InputIdentity | None) -> dict[str, Any]:
-    """A given job id's run: its stored final state, its resumption, or its first run."""
-    if (stored := await ctx.checkpointer.aget_tuple(config)) is not None:
+    """A given job id's run: its stored final state, its resumption, or its first run (or a run
+    again from the start, said in ``ctx.extras[PRUNED_RESTART]``, of a job whose checkpoints
+    were pruned)."""
+    if (stored := await ctx.checkpointer.aget_tuple(config)) is None:
+        pruned = await pruned_restart(ctx.checkpointer, ctx.job_id, ctx.config.checkpointer.retention_days)
+        if pruned is not None:
+            ctx.extras[PRUNED_RESTART] = pruned
+            await ctx.progress("resume", pruned, None)
+    else:
         recorded = (stored.metadata or {}).get(JOB_KIND_KEY)
         if recorded and ctx.job_kind and recorded != ctx.job_kind:
             raise InputError(f"{ctx.job_id!r} is a job of {recorded}, not {ctx.job_kind}; "

@@ -2,7 +2,9 @@
 process that ran one is gone, or this one stopped following it (``_adopt``).
 
 A job the store still lists as IN_PROGRESS is dispatched again with the same ``job_id``: the
-graph resumes from its checkpoint, a job on an endpoint is re-attached. A job another live
+graph resumes from its checkpoint, a job on an endpoint is re-attached. One untouched for
+``checkpointer.retention_days`` has no checkpoint left: it fails as ``JobExpired`` instead of
+running again from the start, unasked (``expire_unfinished``). A job another live
 server process runs is left to it. ``ResumesJobs`` is a base of ``JobManager`` (mcp_server.jobs),
 which provides the state it declares and ``_start``.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from typing import Any
 
 from core.redact import MASK
@@ -53,6 +56,32 @@ class ResumesJobs:
         if elsewhere:
             log.info("%d unfinished job(s) left to the server process(es) running them", elsewhere)
         return resumed
+
+    def expire_unfinished(self, retention_days: float, *, now: float | None = None) -> list[str]:
+        """Fail, without running them again, the unfinished local jobs of gone processes that
+        nothing touched for ``retention_days``: their checkpoints go then (``graphs.checkpoint``),
+        so a resume would run them from the start unasked, paying for every step again. Their
+        rows say so (``JobExpired``) and stay as long as any finished job's. The ids expired."""
+        now = time.time() if now is None else now
+        cutoff = now - retention_days * 86400
+        expired = []
+        for row in self.store.unfinished():
+            job_id, runner = row["job_id"], row.get("runner")
+            if (job_id in self._tasks or row.get("remote") or row["updated_at"] >= cutoff
+                    or self.store.lease.alive(runner) or not self.store.claim(job_id, runner)):
+                continue
+            days = (now - row["updated_at"]) / 86400
+            message = (f"job {job_id} stopped unfinished {days:.1f} days ago (its server process ended) and its"
+                       f" checkpoints are pruned after checkpointer.retention_days={retention_days:g}: it was not"
+                       " run again from the start, which would pay for every step again; call the tool again with"
+                       " the same arguments (and a new idempotency_key, if it had one) to run it anew")
+            self.store.finish(job_id, "FAILED", {**cancelled_envelope(job_id, row), "status": "FAILED",
+                              "error": {"type": "JobExpired", "message": message}})
+            expired.append(job_id)
+        if expired:
+            log.warning("%d unfinished job(s) older than checkpointer.retention_days=%g were not resumed (their"
+                        " checkpoints are pruned): %s", len(expired), retention_days, ", ".join(expired))
+        return expired
 
     def _adopt(self, row: dict[str, Any]) -> asyncio.Future[dict[str, Any]] | None:
         """Run here an unfinished job nobody runs: its server process is gone (killed while

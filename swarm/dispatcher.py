@@ -28,6 +28,7 @@ from core.rules import (
 )
 from graphs.actions import made_so_far, resolve_action
 from graphs.budget import add_refused_call, job_scope
+from graphs.checkpoint import PRUNED_RESTART
 from graphs.context import REPLAYED, RESUMED_AT, JobContext
 from graphs.store_errors import store_unavailable
 from providers.base import TraceStep
@@ -217,6 +218,8 @@ async def _run_action(fn: Any, inp: BaseModel, ctx: JobContext, job: JobRequest,
                 output = await fn(inp, ctx)
             if isinstance(output, dict) and (past := meter.past_budget()):
                 output.setdefault("warnings", []).append(past)
+            if isinstance(output, dict) and (pruned := ctx.extras.get(PRUNED_RESTART)):
+                output.setdefault("warnings", []).append(pruned)
             return output
         except TimeoutError:
             error = JobDeadlineExceeded(
@@ -256,8 +259,9 @@ def _dispatch_step(envelope: JobEnvelope, started: float, ctx: JobContext | None
         detail = (f"resumed at {', '.join(resumed)} from its checkpoint: the steps finished before it stopped"
                   " were not run again; a provider call in flight when it stopped may have been billed and"
                   " is not in this trace")
+    pruned = ctx.extras.get(PRUNED_RESTART) if ctx is not None else None  # it started over, paying again
     keys = forwarded.detail() if forwarded is not None else None  # names only, never a value
-    detail = "; ".join(filter(None, [detail, keys])) or None
+    detail = "; ".join(filter(None, [detail, pruned, keys])) or None
     return TraceStep(
         step="dispatch",
         kind="node",

@@ -16,15 +16,14 @@ import os
 import re
 import stat
 import urllib.parse
-import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.errors import InputError
 from providers.base import BoundedStorage
+from providers.image.quiet import quiet_pillow
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -152,17 +151,6 @@ _UNREADABLE = (OSError, SyntaxError, ValueError, EOFError)
 def _unreadable(exc: BaseException) -> str:
     """What is wrong with an image Pillow could not decode: "truncated", or "corrupt (<error>)"."""
     return "truncated" if "truncated" in str(exc).lower() else f"corrupt ({type(exc).__name__})"
-
-
-@contextmanager
-def quiet_pillow() -> Iterator[None]:
-    """Pillow's warnings while it decodes (``Corrupt EXIF data``, with its file and line) are not
-    shown: they reached the command line user's terminal for an image the job read well. Only
-    Pillow's own are silenced (a filter left behind by threads racing ``catch_warnings`` keeps
-    silencing no other library's)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", module=r"PIL\.")
-        yield
 
 
 def open_checked(data: bytes, limits: ImageLimits, *, field: str = "image") -> Image.Image:
