@@ -3,13 +3,20 @@ hold, and a snippet around a CJK match."""
 
 from __future__ import annotations
 
-from core.cjk import cjk_terms
+import re
+
+from core.cjk import has_cjk, split_cjk
+
+#: a word as a question's are read (``index_query.query_terms``)
+_WORD = re.compile(r"\w+")
 
 
 def cjk_index_text(text: str) -> str:
-    """``cjk_terms`` of ``text``, space-separated: what the index matches a question's pairs
-    against (empty for text without CJK letters, so other text ranks as it did)."""
-    return " ".join(cjk_terms(text))
+    """Each word of ``text`` that holds CJK letters as its pieces (``split_cjk``), space-separated:
+    its CJK pairs, which a question's pairs are matched against, and the Latin words glued to
+    them ("Docker를", "PostgreSQLの": FTS5 reads each as one token, and "docker" found nothing).
+    Empty for text without CJK letters, so other text ranks as it did."""
+    return " ".join(piece for word in _WORD.findall(text) if has_cjk(word) for piece in split_cjk(word))
 
 
 #: characters a CJK snippet holds (``cjk_snippet``): about what FTS5's 32 tokens of English hold
@@ -17,16 +24,20 @@ SNIPPET_CHARS = 120
 
 
 def cjk_snippet(text: str, pairs: list[str], chars: int = SNIPPET_CHARS) -> str:
-    """The part of ``text`` around the place it says most of ``pairs`` (a question's CJK pairs),
-    marked `` … `` where cut; empty when it says none. FTS5's ``snippet()`` cuts the body column,
-    where a CJK run is one token (a sentence, or a paragraph): it marked no match there and
-    returned the page's first 32 such "words"."""
-    firsts = sorted({i for pair in pairs if (i := text.find(pair)) >= 0})
+    """The part of ``text`` around the place it says most of ``pairs`` (a question's CJK pairs,
+    or its words found glued to CJK letters; in any case), marked `` … `` where cut; empty when
+    it says none. FTS5's ``snippet()`` cuts the body column, where a CJK run is one token (a
+    sentence, or a paragraph): it marked no match there and returned the page's first 32 such
+    "words"."""
+    folded = text.lower()
+    if len(folded) != len(text):  # a letter whose small form is longer: positions would shift
+        folded = text
+    firsts = sorted({i for pair in pairs if (i := folded.find(pair)) >= 0})
     if not firsts:
         return ""
 
     def said(start: int) -> int:
-        window = text[start:start + chars]
+        window = folded[start:start + chars]
         return sum(pair in window for pair in pairs)
 
     start = max((max(0, at - chars // 4) for at in firsts), key=said)

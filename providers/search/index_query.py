@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import sqlite3
 
-from core.cjk import is_cjk, is_cjk_filler, split_cjk
+from core.cjk import has_cjk, is_cjk, is_cjk_filler, split_cjk
 from providers.search.cjk import cjk_snippet
 from providers.search.index_schema import BM25_WEIGHTS, GRAM_COLUMNS
 
@@ -61,18 +61,21 @@ def query_terms(text: str) -> list[str]:
     stop words: ``cjk.is_cjk_filler``); all of its words where it has no content word."""
     pieces = [piece for word in re.findall(r"\w+", text.lower()) for piece in split_cjk(word)]
     words = [w for w in pieces if len(w) > 1 or w.isdigit() or is_cjk(w)]
-    content = [w for w in words if w not in _STOPWORDS and not is_cjk_filler(w)] or words
-    return list(dict.fromkeys(content))[:_MAX_QUERY_TERMS]
+    content = list(dict.fromkeys([w for w in words if w not in _STOPWORDS and not is_cjk_filler(w)] or words))
+    # pairs and other words have a limit each: a CJK run gives a pair per character, and a long
+    # Japanese question's pairs took every place before the English words it ended with
+    kept = {*[w for w in content if not is_cjk(w)][:_MAX_QUERY_TERMS], *[w for w in content if is_cjk(w)][:_MAX_QUERY_TERMS]}
+    return [w for w in content if w in kept]
 
 
 #: the marks around a match in FTS5's snippet(): they say whether it found one, and are taken out
 _MATCH_OPEN, _MATCH_CLOSE = "\x02", "\x03"
 
 
-def snippets(conn: sqlite3.Connection, match: str, rows: list[int], pairs: list[str]) -> dict[int, str]:
+def snippets(conn: sqlite3.Connection, match: str, rows: list[int], terms: list[str]) -> dict[int, str]:
     """Each row's snippet: FTS5's cut of its body around the matches, or, where it marked none
-    and the question has CJK pairs (matched in the pair columns), the body around those
-    (``cjk.cjk_snippet``)."""
+    (the question's CJK pairs, or a word glued to CJK letters, matched in the pair columns), the
+    body around the question's terms (``query_terms``; ``cjk.cjk_snippet``)."""
     if not rows:
         return {}
     marks = ",".join("?" * len(rows))
@@ -81,7 +84,8 @@ def snippets(conn: sqlite3.Connection, match: str, rows: list[int], pairs: list[
         (_MATCH_OPEN, _MATCH_CLOSE, match, *rows),
     ).fetchall())
     unmarked = [row for row, text in found.items() if _MATCH_OPEN not in str(text)]
-    if pairs and unmarked:
+    if terms and unmarked:
         bodies = conn.execute(f"SELECT rowid, body FROM docs_fts WHERE rowid IN ({','.join('?' * len(unmarked))})", unmarked)
-        found |= {row: cjk_snippet(str(body), pairs) or found[row] for row, body in bodies}
+        # a page without CJK letters matched in its title only: FTS5's cut (its start) stands
+        found |= {row: (cjk_snippet(str(body), terms) if has_cjk(str(body)) else "") or found[row] for row, body in bodies}
     return {row: str(text).replace(_MATCH_OPEN, "").replace(_MATCH_CLOSE, "") for row, text in found.items()}

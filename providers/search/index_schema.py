@@ -3,7 +3,8 @@ rows, and what the index holds (``describe``).
 
 The FTS table has one row per page: ``title`` and ``body`` as read (what a search shows and
 ``read_document`` returns), and ``title_grams`` and ``body_grams``, the CJK character pairs of
-each (``cjk.cjk_index_text``), which a question's CJK words are matched against. An index of an
+each and the words glued to them (``cjk.cjk_index_text``), which a question's CJK words are
+matched against. An index of an
 older layout is emptied when opened (``connect``): it is derived data, and the next build reads
 the files again, so an index built before CJK text was split finds it after its next sync.
 """
@@ -19,8 +20,9 @@ from core.errors import InputError
 from providers.search.cjk import cjk_index_text
 from providers.search.documents import Extracted
 
-#: "3": the CJK pair columns (an index of "2" read "設定ファイルの場所" as one word)
-SCHEMA_VERSION = "3"
+#: "3": the CJK pair columns (an index of "2" read "設定ファイルの場所" as one word); "4": they
+#: hold the Latin words glued to CJK letters too ("Docker를": "docker" found nothing)
+SCHEMA_VERSION = "4"
 #: rowids per document: a document's page ``n`` is row ``doc_id * PAGE_SLOTS + n`` (0: unpaged)
 PAGE_SLOTS = 1 << 20
 _SCHEMA = """
@@ -47,11 +49,27 @@ def connect(index_path: Path) -> sqlite3.Connection:
     conn.execute("CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)")
     row = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
     if row is None or row[0] != SCHEMA_VERSION:
-        conn.executescript("DROP TABLE IF EXISTS docs; DROP TABLE IF EXISTS problems; DROP TABLE IF EXISTS docs_fts;")
-        conn.executescript(_SCHEMA)
-        with conn:
-            conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,))
+        _upgrade(conn)
     return conn
+
+
+def _upgrade(conn: sqlite3.Connection) -> None:
+    """Empty and lay out again an index of an older layout, in one transaction under the write
+    lock, where its version is read again: two processes that opened the old index at once both
+    emptied it, the second one the tables the first had begun to build into (a build left every
+    document listed and none of its pages: nothing found, and each file "unchanged" after)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        if row is None or row[0] != SCHEMA_VERSION:  # not upgraded by another process meanwhile
+            for statement in ("DROP TABLE IF EXISTS docs", "DROP TABLE IF EXISTS problems", "DROP TABLE IF EXISTS docs_fts",
+                              *filter(str.strip, _SCHEMA.split(";"))):
+                conn.execute(statement)
+            conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,))
+    except BaseException:
+        conn.rollback()
+        raise
+    conn.commit()
 
 
 def drop_doc(conn: sqlite3.Connection, doc_id: int) -> None:

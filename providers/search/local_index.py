@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from core.cjk import is_cjk
 from core.errors import ConfigError, ProviderError, ProviderUnavailable
 from core.rules import PAGE_BREAK
 from providers.base import SearchResult
@@ -178,7 +177,7 @@ class LocalIndexSearch:
                 raise ProviderError(self.name, f"index at {self.index_path} is unusable: {exc}") from None
             self._synced_at = now
 
-    def _query(self, match: str, limit: int, pairs: list[str]) -> list[SearchResult]:
+    def _query(self, match: str, limit: int, terms: list[str]) -> list[SearchResult]:
         conn = sqlite3.connect(f"file:{self.index_path}?mode=ro", uri=True, timeout=30)
         try:
             # more than asked: a copy of a document (another clone's docs/corpus) is dropped below,
@@ -193,7 +192,7 @@ class LocalIndexSearch:
                     break
                 window *= 2
             best = best[:limit]
-            shown = snippets(conn, match, [r for _, r, _ in best], pairs)
+            shown = snippets(conn, match, [r for _, r, _ in best], terms)
             # copies rank alike, so the window may hold another clone's (or a link's) and not ours: name ours
             paths = {doc: self._best_copy(conn, docs[doc][0], docs[doc][3]) for doc, _, _ in best if docs.get(doc)}
         finally:
@@ -267,7 +266,7 @@ class LocalIndexSearch:
         if not match:
             return []
         try:
-            return await asyncio.to_thread(self._query, match, max(1, int(max_results)), [t for t in terms if is_cjk(t)])
+            return await asyncio.to_thread(self._query, match, max(1, int(max_results)), terms)
         except sqlite3.Error as exc:
             raise ProviderError(self.name, f"index query failed: {exc}") from None
 
