@@ -17,6 +17,8 @@ tables, their version and a document's rows are ``index_schema``'s.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
@@ -285,6 +287,24 @@ def build_index(
                              field="path")
     index_file = Path(index_path).expanduser()
     files = list(dict.fromkeys(p for root in roots for p in iter_files(root)))
+    with _building(index_file):
+        return _build(index_file, files, roots, reset, progress, fallback, shipped)
+
+
+@contextlib.contextmanager
+def _building(index_file: Path) -> Iterator[None]:
+    """Builds of one index take turns, across processes (``<index>.lock``, dropped by the kernel
+    with a killed process): two at once each read the document list, then both inserted the same
+    new files, and one failed with ``UNIQUE constraint failed: docs.path``. The one that waited
+    finds the files indexed and reads none again."""
+    index_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(index_file.with_name(index_file.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def _build(index_file: Path, files: list[Path], roots: list[Path], reset: bool, progress: Progress | None,
+           fallback: bool, shipped: Path | None) -> IndexStats:
     conn = connect(index_file)
     try:
         if reset:
