@@ -4,7 +4,7 @@ process that ran one is gone, or this one stopped following it (``_adopt``).
 A job the store still lists as IN_PROGRESS is dispatched again with the same ``job_id``: the
 graph resumes from its checkpoint, a job on an endpoint is re-attached. One untouched for
 ``checkpointer.retention_days`` has no checkpoint left: it fails as ``JobExpired`` instead of
-running again from the start, unasked (``expire_unfinished``). A job another live
+running again from the start, unasked (``_expired``). A job another live
 server process runs is left to it. ``ResumesJobs`` is a base of ``JobManager`` (mcp_server.jobs),
 which provides the state it declares and ``_start``.
 """
@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from core.redact import MASK
@@ -31,6 +32,8 @@ class ResumesJobs:
     _tasks: dict[str, asyncio.Future[dict[str, Any]]]
     _let_go: set[str]
     _closing: bool
+    #: ``checkpointer.retention_days`` now (None: jobs never expire)
+    _retention_days: Callable[[], float] | None
 
     def _start(self, job_id: str, job: dict[str, Any], *, remote: bool = False) -> None:
         """Run ``job`` as a task under ``job_id`` (``JobManager._start``)."""
@@ -56,32 +59,6 @@ class ResumesJobs:
         if elsewhere:
             log.info("%d unfinished job(s) left to the server process(es) running them", elsewhere)
         return resumed
-
-    def expire_unfinished(self, retention_days: float, *, now: float | None = None) -> list[str]:
-        """Fail, without running them again, the unfinished local jobs of gone processes that
-        nothing touched for ``retention_days``: their checkpoints go then (``graphs.checkpoint``),
-        so a resume would run them from the start unasked, paying for every step again. Their
-        rows say so (``JobExpired``) and stay as long as any finished job's. The ids expired."""
-        now = time.time() if now is None else now
-        cutoff = now - retention_days * 86400
-        expired = []
-        for row in self.store.unfinished():
-            job_id, runner = row["job_id"], row.get("runner")
-            if (job_id in self._tasks or row.get("remote") or row["updated_at"] >= cutoff
-                    or self.store.lease.alive(runner) or not self.store.claim(job_id, runner)):
-                continue
-            days = (now - row["updated_at"]) / 86400
-            message = (f"job {job_id} stopped unfinished {days:.1f} days ago (its server process ended) and its"
-                       f" checkpoints are pruned after checkpointer.retention_days={retention_days:g}: it was not"
-                       " run again from the start, which would pay for every step again; call the tool again with"
-                       " the same arguments (and a new idempotency_key, if it had one) to run it anew")
-            self.store.finish(job_id, "FAILED", {**cancelled_envelope(job_id, row), "status": "FAILED",
-                              "error": {"type": "JobExpired", "message": message}})
-            expired.append(job_id)
-        if expired:
-            log.warning("%d unfinished job(s) older than checkpointer.retention_days=%g were not resumed (their"
-                        " checkpoints are pruned): %s", len(expired), retention_days, ", ".join(expired))
-        return expired
 
     def _adopt(self, row: dict[str, Any]) -> asyncio.Future[dict[str, Any]] | None:
         """Run here an unfinished job nobody runs: its server process is gone (killed while
@@ -110,10 +87,10 @@ class ResumesJobs:
         if job_id in self._tasks or not self.store.claim(job_id, row.get("runner")):
             return False
         self._let_go.discard(job_id)
-        lost = _input_lost(row["input"]) if not row.get("remote") else None
-        if lost is not None:
+        refused = None if row.get("remote") else _input_lost(row["input"]) or self._expired(row)
+        if refused is not None:
             self.store.finish(job_id, "FAILED", {**cancelled_envelope(job_id, row), "status": "FAILED",
-                              "error": {"type": "JobLost", "message": lost}})
+                              "error": {"type": refused[0], "message": refused[1]}})
             return False
         job = {"project": row["project"], "action": row["action"], "input": row["input"]}
         if row.get("remote"):
@@ -123,16 +100,33 @@ class ResumesJobs:
         return True
 
 
-def _input_lost(value: Any) -> str | None:
+    def _expired(self, row: dict[str, Any]) -> tuple[str, str] | None:
+        """``JobExpired`` for a local job nothing touched for ``checkpointer.retention_days``: its
+        checkpoints go then (``graphs.checkpoint``), so running it would start it over unasked,
+        paying for every step again, at a restart or when a client asks for its result."""
+        days = self._retention_days() if self._retention_days is not None else None
+        if days is None or row["updated_at"] >= time.time() - days * 86400:
+            return None
+        age = (time.time() - row["updated_at"]) / 86400
+        log.warning("job %s: unfinished for %.1f days, past checkpointer.retention_days=%g; not run again",
+                    row["job_id"], age, days)
+        return "JobExpired", (
+            f"job {row['job_id']} stopped unfinished {age:.1f} days ago (its server process ended) and its checkpoints"
+            f" are pruned after checkpointer.retention_days={days:g}: it was not run again from the start, which"
+            " would pay for every step again; call the tool again with the same arguments (and a new"
+            " idempotency_key, if it had one) to run it anew")
+
+
+def _input_lost(value: Any) -> tuple[str, str] | None:
     """Why a job's stored input cannot run again after a restart (None: it can). The store keeps
     input redacted and huge strings as stubs (``jobstore.storable``), so a job resumed from it would
     fetch a signed URL without its signature or run a task with its secret masked: a different job."""
     stored = json.dumps(value, ensure_ascii=False)  # the row's JSON: one scan for either mark
     if '"_omitted_chars":' in stored:
-        return ("the server restarted and this job's inline input (an image read from a path, or sent as base64) was"
+        return "JobLost", ("the server restarted and this job's inline input (an image read from a path, or sent as base64) was"
                 " too large to keep; call the tool again with the same arguments (a path is read again), or give"
                 " the image by url or storage key, which a restart keeps")
     if MASK in stored:
-        return ("the server restarted before this job finished, and its input held a secret (a signed URL, a key or a"
+        return "JobLost", ("the server restarted before this job finished, and its input held a secret (a signed URL, a key or a"
                 " password), which is never written to disk; submit it again")
     return None

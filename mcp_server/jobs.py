@@ -95,6 +95,8 @@ class JobManager(ResumesJobs):
             job's last checkpoint (``Runtime.stopped_job``): what a cancelled job had made.
         max_running: ``() -> n``: at most ``n`` jobs run at once here; the others wait, queued, in
             submission order (their progress says so) and start as slots free.
+        retention_days: ``() -> checkpointer.retention_days``: an unfinished job untouched that long
+            fails as ``JobExpired`` instead of running again (None: never).
     """
 
     def __init__(
@@ -107,8 +109,10 @@ class JobManager(ResumesJobs):
         on_completed: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]] | None = None,
         stopped_job: StoppedJob | None = None,
         max_running: Callable[[], int] | None = None,
+        retention_days: Callable[[], float] | None = None,
     ) -> None:
         self.store = store
+        self._retention_days = retention_days
         self._slots = JobSlots(max_running)
         self._on_completed = on_completed
         self._stopped_job = stopped_job

@@ -81,6 +81,7 @@ class ServerState:
                 on_completed=self._thread_turns,
                 stopped_job=lambda job_id, project, action: self.runtime.stopped_job(job_id, project, action),
                 max_running=lambda: self.runtime.config.mcp.max_running_jobs,
+                retention_days=lambda: self.runtime.config.checkpointer.retention_days,
             )
         return self._jobs
 
@@ -158,14 +159,13 @@ class ServerState:
     async def start(self) -> None:
         """Resume the jobs a previous server left unfinished (same job ids, from checkpoints), and
         drop finished ones older than ``checkpointer.retention_days`` (as their checkpoints go);
-        unfinished ones that old have lost their checkpoints and fail as ``JobExpired``."""
+        unfinished ones that old have lost their checkpoints and fail as ``JobExpired`` (``jobresume``)."""
         if self.jobs_file.exists():  # no store yet -> nothing to resume, and nothing heavy to import
             days = self.runtime.config.checkpointer.retention_days
             try:
                 if pruned := self.jobs.store.prune(days * 86400):
                     self.log.info("dropped %d finished job(s) older than %g days (checkpointer.retention_days)",
                                   pruned, days)
-                self.jobs.expire_unfinished(days)  # their checkpoints are gone: not run again unasked
                 self.jobs.resume_unfinished()
             except ProviderUnavailable as exc:  # a read-only jobs.sqlite stopped the server with a traceback
                 self.log.error("%s; the server runs, and each job says so until the store can be written", exc)

@@ -164,3 +164,30 @@ def test_a_checkpoint_id_gives_back_the_time_it_was_minted() -> None:
     minted = checkpoint_id_time(str(uuid6()))
     assert before - 0.01 <= minted <= time.time() + 0.01
     assert checkpoint_id_time(checkpoint_id_floor(1_700_000_000.5)) == pytest.approx(1_700_000_000.5, abs=1e-6)
+
+
+async def test_a_job_taken_over_from_a_gone_server_past_the_retention_is_not_run_again(tmp_path: Path) -> None:
+    """B, a server that lives on, is asked for the result of A's job; A died nine days ago. B took
+    the job over and ran it from the start (its checkpoints pruned), paying again: it expires now,
+    as at a restart."""
+    from test_mcp_jobs import _CountingRunner, _RunsUntilCancelled
+
+    from mcp_server.jobs import JobManager
+    from mcp_server.jobstore import JobStore
+
+    hangs, finishes = _RunsUntilCancelled(), _CountingRunner(0.1)
+    first = JobManager(JobStore(tmp_path / "jobs.sqlite"), lambda: hangs, wait_budget_s=lambda: 0)
+    second = JobManager(JobStore(tmp_path / "jobs.sqlite"), lambda: finishes, wait_budget_s=lambda: 0,
+                        retention_days=lambda: 7)
+    handle = await first.submit({"project": "swarm", "action": "delegate", "input": {"task": "t"}}, "me", wait_s=0)
+    await hangs.started.wait()
+    first._closing = True
+    for task in list(first._tasks.values()):
+        task.cancel()
+    first.store.lease.close()  # A's process is gone ...
+    with sqlite3.connect(tmp_path / "jobs.sqlite") as jobs:  # ... nine days ago
+        jobs.execute("UPDATE jobs SET updated_at = updated_at - ? WHERE job_id = ?", (9 * 86400, handle["job_id"]))
+    done = await second.result(handle["job_id"], "me", wait_s=5)
+    assert finishes.runs == []  # nothing run (nor paid for) again
+    assert done["status"] == "FAILED" and done["error"]["type"] == "JobExpired", done
+    assert "checkpointer.retention_days=7" in done["error"]["message"]
