@@ -7,6 +7,10 @@ CJK passage was ever quoted or found to support a sentence. A run is read as its
 character pairs instead (設定 定フ ファ ァイ イル ...; a run of one character stays one), the usual
 way to index CJK text without a dictionary: a question's pairs meet the document's wherever they
 share a word of two characters or more.
+
+Japanese and Chinese put no space between words, nor after a sentence's 。: a line wrapped inside
+such text is joined without one (``unwrap``, ``join_text``), and so is a sentence after another
+(``spaceless``). Korean puts spaces between words, and keeps them.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ CJK_LETTERS = ("\u1100-\u11ff\u3005-\u3007\u3041-\u3096\u309d-\u309f\u30a1-\u30f
                "\u3131-\u318e\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7a3\uf900-\ufaff"
                "\uff66-\uff9f\U00020000-\U0003134f")
 _RUN = re.compile(f"[{CJK_LETTERS}]+")
-#: a word: letters and digits of any script (as ``passages.words_of`` splits text)
+#: a word: letters and digits of any script (as ``graphs.research.stems.words_of`` splits text)
 _WORD = re.compile(r"[^\W_]+")
 #: a pair of Hiragana only: a particle or an ending (です, ます, どこ, には), read as stop words are
 _KANA_ONLY = re.compile("[\u3041-\u3096\u309d-\u309f]+")
@@ -80,8 +84,40 @@ def is_cjk_filler(term: str) -> bool:
 
 
 def cjk_terms(text: str) -> list[str]:
-    """The CJK pairs of ``text`` (``split_cjk`` of each word; none for text without CJK letters)."""
-    return [piece for word in _WORD.findall(text) for piece in split_cjk(word) if is_cjk(piece)]
+    """The CJK pairs of ``text`` (``split_cjk`` of each word, its lines unwrapped: ``unwrap``;
+    none for text without CJK letters)."""
+    return [piece for word in _WORD.findall(unwrap(text)) for piece in split_cjk(word) if is_cjk(piece)]
+
+
+#: what Japanese and Chinese write without a space between words and between sentences: Han,
+#: Kana (``CJK_LETTERS`` but Hangul: Korean puts a space between words) and their punctuation
+#: and full-width forms (、。「」『』（）！？：；・ ...)
+_SPACELESS = ("\u3005-\u3007\u3041-\u3096\u309d-\u309f\u30a1-\u30fa\u30fc-\u30ff\u31f0-\u31ff"
+              "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f\U00020000-\U0003134f"
+              "\u3001-\u3004\u3008-\u3020\u3030\u303d\u30fb\uff01-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65")
+_SPACELESS_CHAR = re.compile(f"[{_SPACELESS}]")
+#: a line break (and the blanks beside it) between two of them: a source wrapped at a column
+#: in the middle of a sentence, or of a word ("再起\n動")
+_WRAPPED = re.compile(f"(?<=[{_SPACELESS}])[ \t]*\r?\n[ \t]*(?=[{_SPACELESS}])")
+
+
+def spaceless(left: str, right: str) -> bool:
+    """Whether ``right`` follows ``left`` without a space: ``left`` ends, and ``right`` starts,
+    with Japanese or Chinese text (``_SPACELESS``), which puts none between words nor after a
+    sentence's 。 ("…です。次に…"); a line or a sentence joined with one showed a stray space."""
+    return bool(left and right and _SPACELESS_CHAR.match(left[-1]) and _SPACELESS_CHAR.match(right[0]))
+
+
+def join_text(left: str, right: str) -> str:
+    """``left`` and ``right`` joined with a space, but none where ``spaceless``."""
+    return left + right if spaceless(left, right) else f"{left} {right}"
+
+
+def unwrap(text: str) -> str:
+    """``text`` without the line breaks inside its Japanese or Chinese text (``_WRAPPED``): a
+    paragraph's lines joined with a space cut "再起動" into 再起 and 動, and its pair 起動 was
+    lost. A blank line, and a break beside any other character, stay."""
+    return _WRAPPED.sub("", text) if "\n" in text and _SPACELESS_CHAR.search(text) else text
 
 
 def joined_pairs(terms: Sequence[str]) -> list[str]:

@@ -15,8 +15,9 @@ import pytest
 from core.config import DEFAULT_CONFIG_PATH, load_config
 from graphs.context import JobContext, Providers
 from graphs.research.action import ResearchInput, research
-from graphs.research.passages import content_stems, numbers_in, sentences_of, split_passages
+from graphs.research.passages import sentences_of, split_passages
 from graphs.research.quoting import cite
+from graphs.research.stems import content_stems, numbers_in
 from providers.base import LLMConfig, Message
 from providers.search.chain import SearchChain
 from providers.search.local_index import LocalIndexSearch, build_index, fts_query

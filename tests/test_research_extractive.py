@@ -381,7 +381,8 @@ def test_a_section_whose_heading_names_what_is_asked_is_read_and_quoted():
     so it was neither among the passages read nor quoted; a heading now counts with its text."""
     from pathlib import Path
 
-    from graphs.research.passages import query_terms, select_passages
+    from graphs.research.passages import select_passages
+    from graphs.research.stems import query_terms
 
     question = "What states does a RunPod job go through?"
     text = (Path(__file__).parents[1] / "docs" / "corpus" / "runpod-serverless.md").read_text(encoding="utf-8")

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from graphs.research.extractive import NO_ANSWER, extractive_report
 from graphs.research.grounding import ground
-from graphs.research.passages import content_stems, says_compound, snippet_passage, split_passages, stem
+from graphs.research.passages import snippet_passage, split_passages
 from graphs.research.quoting import flatten, is_list_like, opening_floor, quotable_snippet
+from graphs.research.stems import content_stems, says_compound, stem
 
 RUNPOD = (
     "# RunPod Serverless: jobs, states and limits\n\n"
@@ -96,7 +97,7 @@ def test_an_over_long_sentence_is_quoted_up_to_a_clause_end_never_cut_mid_senten
             " compiler and the `XXHASH_LINK_SO` variable set for the shared library in use\n")
     passages = {"1": split_passages(text)}
     report = extractive_report("What is xxhash a Python binding for?", [], [{"id": 1}], passages)
-    # the badges, link targets and reference marks are RST markup, not text (quoting._rst_lines)
+    # the badges, link targets and reference marks are RST markup, not text (rst_markup.rst_lines)
     assert _bullets(report)[0] == "- xxhash is a Python binding for the xxHash library by Yann Collet [1].", report
     assert "…" not in report and ".. " not in report and "__" not in report and "xxHash_" not in report
     checked = ground(report, {1: passages["1"]})

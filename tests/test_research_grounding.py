@@ -11,9 +11,10 @@ from test_research_graph import Script, _context, _local_chain, _node_steps
 
 from graphs.research.action import ResearchInput, research
 from graphs.research.extractive import extractive_report
-from graphs.research.grounding import drop_repeats, ground
+from graphs.research.grounding import ground
 from graphs.research.passages import bm25_scores, sentences_of, split_passages
 from graphs.research.quoting import cite
+from graphs.research.repeats import drop_repeats
 from graphs.research.writing import CHECK_RULE, NOTHING_SUPPORTED
 from providers.base import LLMConfig, LLMResponse, Message
 from providers.testing import FakeLLM, FunctionLLM

@@ -1,4 +1,4 @@
-"""The light stemmer every check compares words with (``graphs.research.passages.stem``): a
+"""The light stemmer every check compares words with (``graphs.research.stems.stem``): a
 verb's -ing, -ed and -s forms meet its base form, also where the base ends in a silent "e"
 ("giving" is "give"), and words that only look alike stay apart."""
 
@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from graphs.research.passages import bm25_scores, stem
+from graphs.research.passages import bm25_scores
+from graphs.research.stems import stem
 
 SAME = [
     ("giving", "give"), ("gives", "give"), ("making", "make"), ("makes", "make"), ("made", "make"),

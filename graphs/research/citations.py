@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from core.cjk import cjk_terms
+from core.cjk import cjk_terms, spaceless
 from graphs.research.passages import SENTENCE_BREAK
 
 _CITE = re.compile(r"\[\s*(\d{1,4}(?:\s*(?:,|;|-|–)\s*\d{1,4})*)\s*\]")
@@ -115,6 +115,10 @@ def _strip_invalid(text: str, valid: set[int], removed: list[dict[str, Any]]) ->
 
 
 _LEAD_MARKERS = re.compile(r"^((?:\[[\d,\s;\-–]+\]\s*)+)(.*)$")
+#: the citation markers a sentence ends with
+_END_MARKERS = re.compile(r"(?:\s*\[[\d,\s;\-–]+\])+\s*$")
+#: CJK's full stops, after which a citation follows with no space ("…です。[1]")
+_CJK_FULL_STOPS = "。！？"
 
 
 def split_sentences(line: str) -> list[str]:
@@ -123,11 +127,28 @@ def split_sentences(line: str) -> list[str]:
     for piece in SENTENCE_BREAK.split(line.strip()):
         lead = _LEAD_MARKERS.match(piece)
         if lead and sentences:
-            sentences[-1] += " " + lead.group(1).strip()
+            space = "" if sentences[-1][-1] in _CJK_FULL_STOPS else " "
+            sentences[-1] += space + lead.group(1).strip()
             piece = lead.group(2)
         if piece.strip():
             sentences.append(piece.strip())
     return sentences
+
+
+def join_sentences(sentences: Iterable[str]) -> str:
+    """``sentences`` as one line (as ``split_sentences`` read it): joined with a space, but none
+    after a Japanese or Chinese sentence before another (``cjk.spaceless``, its markers after its
+    。 aside: "…です [1]。次に…", "…です。[1]次に…"), as CJK text writes them."""
+    line: str | None = None
+    previous = ""
+    for sentence in sentences:
+        if line is None:
+            line = sentence
+        else:
+            bare = _END_MARKERS.sub("", previous) if previous.endswith("]") else previous
+            line += sentence if spaceless(bare, sentence) else f" {sentence}"
+        previous = sentence
+    return line or ""
 
 
 def _sentences(body: str) -> list[str]:

@@ -15,15 +15,18 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from graphs.research.citations import join_sentences
 from graphs.research.grounding import normalise
 from graphs.research.opening import opening, subject_sources
-from graphs.research.passages import Passage, content_stems, query_terms, sentences_of, snippet_passage
+from graphs.research.passages import Passage, sentences_of, snippet_passage
 from graphs.research.queries import useful_sub_queries
 from graphs.research.quoting import cite, flatten, opening_floor, quotable_snippet, ranked, said_terms, trim
+from graphs.research.stems import content_stems, query_terms
 from graphs.research.subjects import (
     Vocabulary,
     asked_terms,
     missing_line,
+    says_asked,
     source_texts,
     subjects,
     unmentioned,
@@ -100,7 +103,8 @@ def _section(query: str, terms: set[str], pool: Sequence[tuple[int, str]], wante
              used: set[str], taken: set[int], pool_stems: Sequence[frozenset[str]],
              sources: set[int] | None = None, headings: Sequence[str] = ()) -> list[str]:
     """Up to ``wanted`` quotes for one section, best passage first, each of a passage of
-    ``sources`` (any, if ``None``) that says a word the query asks about (``_asked``): the first
+    ``sources`` (any, if ``None``) that says a word the query asks about (``_asked``; of a CJK
+    query two of its character pairs: ``says_asked``): the first
     always, each other only if BM25 scores it close to the first (``CLOSE_TO_BEST``) and it says
     ``opening_floor`` of the query's words. A fixed count of items padded a short answer with
     passages that share a common word or two with the question and answer nothing; "How does
@@ -119,7 +123,7 @@ def _section(query: str, terms: set[str], pool: Sequence[tuple[int, str]], wante
         sid, text = pool[i]
         heading = set(content_stems(headings[i])) if i < len(headings) and headings[i] else set()
         # its code counts: ``locky.release()`` answers "How does Locky release locks?"
-        if (sources is not None and sid not in sources) or (asked and asked.isdisjoint(pool_stems[i] | heading)):
+        if (sources is not None and sid not in sources) or (asked and not says_asked(asked, pool_stems[i] | heading)):
             continue
         sentences = sentences_of(text)
         quote = trim(sentences, terms, used) if i not in taken else []
@@ -129,7 +133,7 @@ def _section(query: str, terms: set[str], pool: Sequence[tuple[int, str]], wante
         # "Q2 Goals" whose bullets name no goal ("the sources found do not answer" of "What are the
         # Q2 goals on the roadmap?")
         titled_by = heading if not any(normalise(s) in used for s in sentences) else set()
-        if not quote or (asked and asked.isdisjoint(set(content_stems(" ".join(quote))) | titled_by)):
+        if not quote or (asked and not says_asked(asked, set(content_stems(" ".join(quote))) | titled_by)):
             continue
         best = best or score
         says = said_terms(" ".join(quote), terms)
@@ -139,7 +143,7 @@ def _section(query: str, terms: set[str], pool: Sequence[tuple[int, str]], wante
             continue
         taken.add(i)
         used.update(normalise(s) for s in quote)
-        items.append("- " + " ".join(cite(s, sid) for s in quote))
+        items.append("- " + join_sentences(cite(s, sid) for s in quote))
         if len(items) == wanted:
             break
     return items

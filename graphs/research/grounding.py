@@ -1,9 +1,6 @@
-"""Deterministic checks on a report's sentences: repeats dropped, and each factual sentence held
-against the text of the passages it cites.
+"""Deterministic checks on a report's sentences: each factual sentence held against the text of
+the passages it cites (repeats are dropped before, by ``repeats.drop_repeats``).
 
-``drop_repeats`` removes a sentence or line that repeats an earlier one (compared lower-cased,
-without citations, punctuation or spacing) and a sentence that loops on one phrase, unless a
-passage it cites holds it word for word (a code example, a row of links).
 ``ground`` keeps a factual sentence only when a passage of a source it cites contains enough of
 its content words (``MIN_OVERLAP``), every number it states and the words of every span it
 quotes, in order, and the sentence of that passage it rests on neither denies what it states (nor
@@ -24,15 +21,15 @@ in ``Grounding.undecided`` with the passages it cites, and removes it as unsuppo
 from __future__ import annotations
 
 import re
-from collections import Counter
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.cjk import CJK_LETTERS
 from graphs.research.citations import CITE_MARKER, invalid_citation, marker_ids
 from graphs.research.markdown_blocks import dangling_lead_ins, drop_empty_sections, rewrite_sentences
-from graphs.research.passages import Passage, content_stems, numbers_in, sentences_of
+from graphs.research.passages import Passage, sentences_of
+from graphs.research.stems import content_stems, numbers_in
 
 #: share of a sentence's content words one cited passage must contain
 MIN_OVERLAP = 0.6
@@ -40,8 +37,6 @@ MIN_OVERLAP = 0.6
 UNDECIDED_OVERLAP = 0.3
 #: passages of each undecided sentence kept for the reviewer: the best one of each cited source
 UNDECIDED_PASSAGES = 3
-#: sentences that repeat a phrase of this many words this many times are loops
-_LOOP_NGRAM, _LOOP_TIMES = 3, 3
 
 _CODE_SPAN = re.compile(r"`[^`\n]*`")
 _HEADING_TEXT = re.compile(r"^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$")
@@ -50,16 +45,17 @@ _MARKER_WITH_SPACE = re.compile(r"\s*" + CITE_MARKER.pattern)
 _LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
 _QUOTED = re.compile(r"\"([^\"\n]{3,300})\"|“([^”\n]{3,300})”|`([^`\n]{2,200})`")
 _ABOUT_SOURCES = re.compile(r"\b(?:sources?|documents?|passages?|search results?|excerpts?|context)\b", re.IGNORECASE)
-#: what a sentence is compared by (``normalise``, ``_words``): words of small Latin letters and
-#: digits, and runs of CJK letters (without them a Japanese sentence was "", and every one the
-#: same as any other: one quoted, the rest taken for repeats of it)
-_KEY_WORD = re.compile(rf"[a-z0-9]+|[{CJK_LETTERS}]+")
+#: what a sentence is compared by (``normalise``, ``_words``): runs of letters and digits of any
+#: script, after NFKC (full-width ＰＣ is PC). With Latin letters and digits only, a Japanese or
+#: Russian sentence was its numbers alone ("" or "30"), and every one the same as any other of
+#: them: one quoted, the rest taken for repeats of it; "Größe" and "Grüße" were one word
+_KEY_WORD = re.compile(r"[^\W_]+")
 _NEGATION = re.compile(r"\b(?:not|no|none|nothing|neither|nor|lacks?|unclear|insufficient|silent)\b|n['’]t\b", re.IGNORECASE)
 
 
 def normalise(sentence: str) -> str:
     """The comparison key of a sentence: lower case, no citations, only words and numbers (``_KEY_WORD``)."""
-    return " ".join(_KEY_WORD.findall(CITE_MARKER.sub(" ", sentence).lower()))
+    return " ".join(_KEY_WORD.findall(unicodedata.normalize("NFKC", CITE_MARKER.sub(" ", sentence)).lower()))
 
 
 def _claim(sentence: str) -> str:
@@ -74,70 +70,13 @@ def _claim(sentence: str) -> str:
 def _words(text: str) -> str:
     """The words and numbers of ``text`` in order: what a quote or a copy is compared by, so
     that spacing, punctuation and Markdown or RST markup never decide it."""
-    return " ".join(_KEY_WORD.findall(text.lower()))
+    return " ".join(_KEY_WORD.findall(unicodedata.normalize("NFKC", text).lower()))
 
 
-def _loops(sentence: str) -> bool:
-    words = re.findall(r"[a-z0-9]+", sentence.lower())
-    grams = Counter(tuple(words[i : i + _LOOP_NGRAM]) for i in range(len(words) - _LOOP_NGRAM + 1))
-    return bool(grams) and max(grams.values()) >= _LOOP_TIMES
-
-
-def _cited_ids(sentence: str) -> list[int]:
+def cited_ids(sentence: str) -> list[int]:
     """The source ids a sentence's markers name (``a[0]`` in code is no marker)."""
     markers = CITE_MARKER.finditer(_CODE_SPAN.sub("", sentence))
     return list(dict.fromkeys(i for m in markers for i in marker_ids(m.group(1))))
-
-
-def drop_repeats(text: str, passages: Mapping[int, Sequence[Passage]] | None = None) -> tuple[str, list[dict[str, str]]]:
-    """``text`` without repeated lines or sentences and without looping sentences.
-
-    A sentence that a passage of a source it cites holds word for word is no loop, however
-    often a phrase recurs in it (a code example, a row of links): the source says it so.
-
-    Args:
-        text: the report.
-        passages: source id -> its passages, for that exception; without them every looping
-            sentence goes.
-
-    Returns:
-        The text and what was dropped: ``[{text, reason}]``.
-    """
-    held: dict[int, str] = {}
-
-    def quoted(sentence: str) -> bool:
-        words = f" {normalise(sentence)} "
-        for sid in _cited_ids(sentence):
-            if sid not in held:
-                held[sid] = "\n".join(f" {normalise(p['text'])} " for p in (passages or {}).get(sid, ()))
-            if words.strip() and words in held[sid]:
-                return True
-        return False
-
-    seen_lines: set[str] = set()
-    seen_sentences: set[str] = set()
-    dropped: list[dict[str, str]] = []
-
-    def keep_line(line: str) -> bool:
-        key = normalise(line)
-        if key and key in seen_lines:
-            dropped.append({"text": line.strip()[:300], "reason": "repeats an earlier line"})
-            return False
-        seen_lines.add(key)
-        return True
-
-    def keep(sentence: str) -> bool:
-        key = normalise(sentence)
-        if _loops(sentence) and not quoted(sentence):
-            dropped.append({"text": sentence[:300], "reason": "repeats one phrase over and over"})
-            return False
-        if key and len(key.split()) >= 2 and key in seen_sentences:
-            dropped.append({"text": sentence[:300], "reason": "repeats an earlier sentence"})
-            return False
-        seen_sentences.add(key)
-        return True
-
-    return rewrite_sentences(text, keep, keep_line), dropped
 
 
 def is_factual(claim: str, *, cited: bool, lead_in: bool = True) -> bool:
@@ -355,7 +294,7 @@ def ground(
 
     def keep(sentence: str) -> bool | str:
         markers = list(CITE_MARKER.finditer(_CODE_SPAN.sub("", sentence)))  # `a[0]` is code, not a citation
-        ids = _cited_ids(sentence)
+        ids = cited_ids(sentence)
         claim = _claim(sentence)
         good = [i for i in ids if i in valid]
         if ids and not good:

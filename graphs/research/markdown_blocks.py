@@ -15,7 +15,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, Sequence
 
-from graphs.research.citations import split_sentences
+from core.cjk import join_text
+from graphs.research.citations import join_sentences, split_sentences
 
 _PREFIX = re.compile(r"^(\s*(?:>\s*)*(?:(?:[-*+]|\d+[.)])\s+)?)")
 _HEADING = re.compile(r"^\s{0,3}(#{1,6})\s")
@@ -47,8 +48,9 @@ def _block_start(line: str) -> bool:
 
 
 def _reflow(text: str) -> list[str]:
-    """Lines with hard-wrapped paragraphs and list items joined, so a sentence is never cut
-    from the citation at its end; code blocks are left as they are."""
+    """Lines with hard-wrapped paragraphs and list items joined (without a space inside CJK
+    text: ``cjk.join_text``), so a sentence is never cut from the citation at its end; code
+    blocks are left as they are."""
     lines: list[str] = []
     in_code = joinable = False
     raw = text.splitlines()
@@ -62,7 +64,7 @@ def _reflow(text: str) -> list[str]:
             joinable = False
             continue
         if joinable and not in_code and not _block_start(line):
-            lines[-1] = f"{lines[-1].rstrip()} {line.strip()}"
+            lines[-1] = join_text(lines[-1].rstrip(), line.strip())
             continue
         lines.append(line)
         joinable = not in_code and bool(line.strip()) and not _HEADING.match(line) and line.strip()[0] not in "|`"
@@ -95,7 +97,7 @@ def rewrite_sentences(text: str, keep: Callable[[str], bool | str], keep_line: C
         prefix = _PREFIX.match(line).group(1)  # type: ignore[union-attr]
         kept = [s if said is True else said for s in split_sentences(line[len(prefix):]) if (said := keep(s))]
         if kept:
-            out.append(prefix + " ".join(kept))
+            out.append(prefix + join_sentences(kept))
     return re.sub(r"\n{3,}", "\n\n", "\n".join(_drop_orphan_separators(out))).strip() + "\n"
 
 

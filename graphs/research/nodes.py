@@ -21,18 +21,11 @@ from langgraph.types import Send
 from core.errors import AllProvidersFailed, ProviderError
 from graphs.progress import emit, model_progress
 from graphs.research import prompts
-from graphs.research.passages import (
-    Passage,
-    content_stems,
-    is_content_word,
-    select_passages,
-    split_passages,
-    stem,
-    words_of,
-)
+from graphs.research.passages import Passage, select_passages, split_passages
 from graphs.research.queries import junk_form
 from graphs.research.sources import Fetcher, rank_sources, read_source
 from graphs.research.state import ResearchState, SearchTask
+from graphs.research.stems import content_stems, is_content_word, stem, words_of
 from providers.base import (
     DocumentReader,
     LLMConfig,

@@ -9,16 +9,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
+from graphs.research.citations import join_sentences
 from graphs.research.grounding import normalise
-from graphs.research.passages import (
-    bm25_term_weights,
-    compounds,
-    content_stems,
-    query_terms,
-    says_compound,
-    sentences_of,
-    words_of,
-)
+from graphs.research.passages import bm25_term_weights, sentences_of
 from graphs.research.quoting import (
     MAX_QUOTE_CHARS,
     cite,
@@ -28,7 +21,8 @@ from graphs.research.quoting import (
     said_terms,
     with_lead,
 )
-from graphs.research.subjects import named_terms, without_frame, written_words
+from graphs.research.stems import compounds, content_stems, query_terms, says_compound, words_of
+from graphs.research.subjects import named_terms, says_asked, without_frame, written_words
 
 OPENING_SENTENCES = 2
 #: a source opens the report only when it says this share of what the best one says of the question
@@ -68,8 +62,9 @@ def opening(question: str, pool: Sequence[tuple[int, str]], used: set[str], head
         sid, text = pool[i]
         sentences = sentences_of(text)
         fit = [(k, says(i, s)) for k, s in enumerate(sentences) if normalise(s) not in used and len(s) <= MAX_QUOTE_CHARS]
-        # a list ("Savers: A, B and C.") says many of the words and defines nothing: after the rest
-        fit = sorted(((k, w) for k, w in fit if len(w) >= floor),
+        # a list ("Savers: A, B and C.") says many of the words and defines nothing: after the rest;
+        # of a CJK question, one character pair is half a word (``says_asked``)
+        fit = sorted(((k, w) for k, w in fit if len(w) >= floor and says_asked(terms, w)),
                      key=lambda f: (is_list_like(sentences[f[0]]), -len(f[1]), len(sentences[f[0]])))
         chosen += [(sid, with_lead(sentences, k, used), w) for k, w in fit[:1]]
         more += [(sid, with_lead(sentences, k, used), w) for k, w in fit[1:]]
@@ -81,7 +76,7 @@ def opening(question: str, pool: Sequence[tuple[int, str]], used: set[str], head
     # the opening's first line says what the subject is, not what it lists, where another line can
     chosen.sort(key=lambda c: is_list_like(c[1][-1]))
     used.update(normalise(s) for _, quote, _ in chosen for s in quote)
-    return [" ".join(cite(s, sid) for s in quote) for sid, quote, _ in chosen]
+    return [join_sentences(cite(s, sid) for s in quote) for sid, quote, _ in chosen]
 
 
 def subject_sources(question: str, pool: Sequence[tuple[int, str]], headings: Sequence[str] = ()) -> set[int]:

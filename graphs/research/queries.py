@@ -19,7 +19,7 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 
-from graphs.research.passages import (
+from graphs.research.stems import (
     FILLER_WORDS,
     STOPWORDS,
     bare_stem,

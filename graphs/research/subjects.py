@@ -28,8 +28,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from core.cjk import joined_pairs
-from graphs.research.passages import (
+from core.cjk import is_cjk, joined_pairs
+from graphs.research.stems import (
     FILLER_WORDS,
     STOPWORDS,
     bare_stem,
@@ -264,6 +264,21 @@ def asked_terms(query: str) -> set[str]:
     asks about. A passage that says only "configure" of "How do I configure Tinyq?" configures
     something else."""
     return query_terms(" ".join(w for w in words_of(query) if is_content_word(w) and not _ordinary(w)))
+
+
+#: of a question's CJK character pairs (``asked_terms``), a passage that says none of its other
+#: words must say this many (all of them, where it has fewer)
+MIN_CJK_PAIRS = 2
+
+
+def says_asked(asked: set[str], said: set[str] | frozenset[str]) -> bool:
+    """Whether the stems ``said`` say what a query asks about (``asked``, of ``asked_terms``): one
+    of its words, or of its CJK character pairs ``MIN_CJK_PAIRS``. One pair may be half a word:
+    "ファ" of ファイル is also ファルコン's, and a passage on the Falcon agent was quoted under
+    "設定ファイルの場所はどこですか？" for it."""
+    shared = asked & said
+    pairs = {term for term in asked if is_cjk(term)}
+    return bool(shared - pairs) or (bool(shared) and len(shared) >= min(MIN_CJK_PAIRS, len(pairs)))
 
 
 def _ordinary(word: str) -> bool:

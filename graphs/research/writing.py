@@ -25,9 +25,10 @@ from graphs.research import prompts
 from graphs.research.citations import check_citations, cited_pages, normalize_report
 from graphs.research.entailment import Reviewer, Settlement, settle
 from graphs.research.extractive import PER_QUERY, extractive_report
-from graphs.research.grounding import Grounding, ReviewerVerdict, drop_repeats, ground, normalise
+from graphs.research.grounding import Grounding, ReviewerVerdict, ground, normalise
 from graphs.research.nodes import UNKNOWN, Node, ResearchDeps, ask, first_family, node_step, stage_at
 from graphs.research.passages import Passage, snippet_passage
+from graphs.research.repeats import drop_repeats
 from graphs.research.state import ResearchState
 from graphs.research.subjects import missing_line, source_texts, unmentioned
 from providers.base import LLMConfig
