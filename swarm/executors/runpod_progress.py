@@ -16,15 +16,17 @@ import json
 import math
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import httpx
 from pydantic import ValidationError
 
 from core.redact import redact, redact_data
 from graphs.context import ProgressFn
 from providers.base import TraceStep
 from swarm.executors.runpod_envelope import NO_WORD_OF_THE_JOB, RunPodError
+
+if TYPE_CHECKING:  # the MCP server imports this module at start; httpx (~35 ms) only when a job goes to RunPod
+    import httpx
 
 #: how often a job still waiting for a worker is reported (the first report comes at once)
 QUEUE_NOTICE_S = 10.0
