@@ -120,6 +120,17 @@ def unwrap(text: str) -> str:
     return _WRAPPED.sub("", text) if "\n" in text and _SPACELESS_CHAR.search(text) else text
 
 
+#: blanks between two of them: typography, never a word break, in Japanese and Chinese
+_GAP = re.compile(f"(?<=[{_SPACELESS}])\\s+(?=[{_SPACELESS}])")
+
+
+def without_gaps(text: str) -> str:
+    """``text`` without the blanks between Japanese or Chinese characters (``_GAP``): what two
+    texts are compared by, so that a source wrapped mid-word ("再起\\n動"), or a code block's lines
+    read joined by a space, says the same words as the sentence quoting it."""
+    return _GAP.sub("", text) if _SPACELESS_CHAR.search(text) else text
+
+
 def joined_pairs(terms: Sequence[str]) -> list[str]:
     """``terms`` with each chain of CJK pairs that overlap in turn (设定, 定时: as ``split_cjk``
     gives a run) joined back into the run it came from, for a reader; other terms as they are."""

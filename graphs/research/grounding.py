@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.cjk import without_gaps
 from graphs.research.citations import CITE_MARKER, invalid_citation, marker_ids
 from graphs.research.markdown_blocks import dangling_lead_ins, drop_empty_sections, rewrite_sentences
 from graphs.research.passages import Passage, sentences_of
@@ -54,8 +55,8 @@ _NEGATION = re.compile(r"\b(?:not|no|none|nothing|neither|nor|lacks?|unclear|ins
 
 
 def normalise(sentence: str) -> str:
-    """The comparison key of a sentence: lower case, no citations, only words and numbers (``_KEY_WORD``)."""
-    return " ".join(_KEY_WORD.findall(unicodedata.normalize("NFKC", CITE_MARKER.sub(" ", sentence)).lower()))
+    """The comparison key of a sentence: lower case, no citations, only words and numbers (``_words``)."""
+    return _words(CITE_MARKER.sub(" ", sentence))
 
 
 def _claim(sentence: str) -> str:
@@ -69,8 +70,10 @@ def _claim(sentence: str) -> str:
 
 def _words(text: str) -> str:
     """The words and numbers of ``text`` in order: what a quote or a copy is compared by, so
-    that spacing, punctuation and Markdown or RST markup never decide it."""
-    return " ".join(_KEY_WORD.findall(unicodedata.normalize("NFKC", text).lower()))
+    that spacing, punctuation and Markdown or RST markup never decide it, nor a line break or a
+    space inside Japanese or Chinese text (``cjk.without_gaps``: a source wrapped inside 再起動
+    had the quoted `再起動` refused as not in it)."""
+    return without_gaps(" ".join(_KEY_WORD.findall(unicodedata.normalize("NFKC", text).lower())))
 
 
 def cited_ids(sentence: str) -> list[int]:

@@ -52,8 +52,8 @@ from providers.search.index_schema import (
     store_pages,
 )
 
-__all__ = ["PAGE_SLOTS", "SCHEMA_VERSION", "IndexStats", "Progress", "build_index", "connect", "describe",
-           "iter_files", "recorded_fallback", "recorded_roots"]
+__all__ = ["PAGE_SLOTS", "SCHEMA_VERSION", "IndexStats", "Progress", "build_index", "build_underway", "connect",
+           "describe", "iter_files", "recorded_fallback", "recorded_roots"]
 
 log = logging.getLogger("providers.search.local")
 
@@ -291,16 +291,47 @@ def build_index(
         return _build(index_file, files, roots, reset, progress, fallback, shipped)
 
 
+def _lock_file(index_file: Path) -> Path:
+    return index_file.with_name(index_file.name + ".lock")
+
+
 @contextlib.contextmanager
 def _building(index_file: Path) -> Iterator[None]:
     """Builds of one index take turns, across processes (``<index>.lock``, dropped by the kernel
     with a killed process): two at once each read the document list, then both inserted the same
     new files, and one failed with ``UNIQUE constraint failed: docs.path``. The one that waited
-    finds the files indexed and reads none again."""
+    finds the files indexed and reads none again. Where no lock can be had (a lock file that
+    cannot be made, a filesystem without locks: NFS without lockd) the build runs unlocked, as
+    before the lock: it failed with a bare OSError."""
     index_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(index_file.with_name(index_file.name + ".lock"), "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    try:
+        handle = open(_lock_file(index_file), "a")
+    except OSError as exc:
+        log.warning("local index: no lock file beside %s (%s); a build in another process at once is not kept apart",
+                    index_file, exc)
         yield
+        return
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except OSError as exc:
+            log.warning("local index: %s cannot be locked (%s); a build in another process at once is not kept apart",
+                        index_file, exc)
+        yield
+
+
+def build_underway(index_file: Path) -> bool:
+    """Whether another process builds ``index_file`` now (holds ``<index>.lock``): a research
+    searches the index as it stands rather than wait out that build (a ``swarm index build`` of
+    a big folder held every search for its whole length)."""
+    try:
+        with open(_lock_file(index_file), "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:  # no lock to be had here: the build itself goes on unlocked (_building)
+        return False
+    return False
 
 
 def _build(index_file: Path, files: list[Path], roots: list[Path], reset: bool, progress: Progress | None,

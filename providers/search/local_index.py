@@ -27,7 +27,7 @@ from core.rules import PAGE_BREAK
 from providers.base import SearchResult
 from providers.search.index_query import BEST_PAGES, fts_query, query_terms, snippet_text, snippets
 from providers.search.index_schema import PAGE_SLOTS, connect, recorded_fallback, recorded_roots
-from providers.search.index_store import IndexStats, Progress, build_index
+from providers.search.index_store import IndexStats, Progress, build_index, build_underway
 
 __all__ = ["IndexStats", "LocalIndexSearch", "build_index", "build_index_from_config", "fts_query", "resolve_path"]
 
@@ -153,6 +153,9 @@ class LocalIndexSearch:
             if self.index_path.exists():
                 return
             raise ProviderUnavailable(self.name, self.unconfigured_reason() or "no documents to index")
+        if self.index_path.exists() and build_underway(self.index_path):
+            log.info("local index: another process is building %s; searched as it stands", self.index_path)
+            return
         stats = build_index(existing, self.index_path, fallback=fallback, shipped=self.shipped)
         log.info("local index synced: %d added, %d updated, %d removed, %d unchanged, %d not indexed",
                  stats.added, stats.updated, stats.removed, stats.unchanged, stats.skipped + stats.no_text)
