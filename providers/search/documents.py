@@ -102,9 +102,17 @@ def _spans(numbers: Iterable[int]) -> str:
     return ", ".join(str(r[0]) if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in runs)
 
 
+#: the typographic ligatures a PDF font's glyphs come out as (U+FB00-FB06), written out, and the
+#: soft hyphen (U+00AD) dropped: "conﬁguration" was another word than "configuration" to the
+#: index and to the research's quote check
+_TYPOGRAPHY = str.maketrans({"\ufb00": "ff", "\ufb01": "fi", "\ufb02": "fl", "\ufb03": "ffi", "\ufb04": "ffl",
+                             "\ufb05": "st", "\ufb06": "st", "\u00ad": None})
+
+
 def _clean(text: str) -> str:
-    """Page text with the page separator and NULs taken out and runs of blank lines shortened."""
-    text = text.replace(PAGE_BREAK, "\n").replace("\x00", "")
+    """Page text with the page separator and NULs taken out, ligatures written out (``_TYPOGRAPHY``)
+    and runs of blank lines shortened."""
+    text = text.replace(PAGE_BREAK, "\n").replace("\x00", "").translate(_TYPOGRAPHY)
     return re.sub(r"\n[ \t]*\n(?:[ \t]*\n)+", "\n\n", text).strip()
 
 
