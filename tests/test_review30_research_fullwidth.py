@@ -20,3 +20,15 @@ def test_lines_in_cyrillic_or_with_umlauts_that_share_only_a_number_are_both_kep
     assert dropped == [] and "Клиент повторяет запрос 30 раз [2]." in text
     text, dropped = drop_repeats("## Maße\n\nDie Größe ist 5 [1].\n\nDie Grüße ist 5 [2].\n")
     assert dropped == [] and "Die Grüße ist 5 [2]." in text
+
+
+def test_a_changed_vulgar_fraction_or_circled_number_is_caught_like_a_digit() -> None:
+    """'½' was no number to the check (``isdigit`` is False for it), so a sentence saying ½ passed
+    against a passage saying ¼."""
+    from graphs.research.grounding import ground
+
+    passages = {1: [{"text": "Mix ¼ cup of flour with the eggs, then rest it for ② hours.", "heading": None,
+                     "start": 0, "end": 60, "page": None}]}
+    result = ground("Mix ½ cup of flour with the eggs [1]. Rest it for ② hours [1].", passages)
+    assert [u["reason"] for u in result.unsupported] == ["the cited passage does not state ½"]
+    assert result.supported == 1
