@@ -29,3 +29,19 @@ async def test_a_pdf_whose_font_writes_ligatures_is_found_by_the_plain_word(tmp_
 def test_ligatures_and_soft_hyphens_are_written_out() -> None:
     text = _pdf_page_text("The ﬁle ﬂows oﬀ the eﬃcient baﬄe.\nA con\u00adfiguration key.")
     assert text == "The file flows off the efficient baffle.\nA configuration key."
+
+
+async def test_a_word_hyphenated_at_a_line_end_is_one_word_again(tmp_path: Path) -> None:
+    """Justified PDF text breaks words at a line's end ("configu-" / "ration"): the word was in no
+    index nor quote. It is joined; a compound the document also writes whole on one line keeps
+    its hyphen ("state-of-the-art"), and so does one before a capital or a digit."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    lines = ["The configu-", "ration file and the state-of-the-", "art method, a state-of-the-art one,", "in Mid-",
+             "Atlantic offices since 2019-", "2020."]
+    (docs / "paper.pdf").write_bytes(make_pdf([lines]))
+    results = await LocalIndexSearch([docs], tmp_path / "idx.sqlite").search("configuration", 3)
+    assert [Path(r.url.split("#")[0]).name for r in results] == ["paper.pdf"]
+    text = _pdf_page_text("\n".join(lines), hyphenated={"state-of-the-art"})
+    assert text == ("The configuration\nfile and the state-of-the-art\nmethod, a state-of-the-art one,\nin Mid-\n"
+                    "Atlantic offices since 2019-\n2020.")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import io
 import logging
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,16 +131,52 @@ def _looks_like_heading(line: str, before: str, after: str) -> bool:
     )
 
 
-def _pdf_page_text(text: str) -> str:
+#: where justified text broke a word at a line's end: a hyphen after a small letter, the break, a
+#: small letter (only the break is matched: a pattern taking the word before it backtracked over
+#: every character of a long token)
+_BREAK = re.compile(r"(?<=[a-z])-[ \t]*\n[ \t]*(?=[a-z])")
+#: the word (a compound's words too) before a break, and the word after it
+_HEAD, _TAIL = re.compile(r"[\w-]{1,80}$"), re.compile(r"\w{1,80}")
+#: a hyphenated compound written whole on one line
+_COMPOUND = re.compile(r"\w+(?:-\w+)+")
+
+
+def hyphenated_words(texts: Iterable[str]) -> frozenset[str]:
+    """The hyphenated compounds ``texts`` write whole on a line ("state-of-the-art"), in small letters."""
+    return frozenset(word.lower() for text in texts for word in _COMPOUND.findall(text))
+
+
+def _unbroken(text: str, hyphenated: Collection[str]) -> str:
+    """``text`` with each word broken at a line's end (``_BREAK``) whole again, the line's break
+    after it: without its hyphen ("configu-" "ration": configuration), unless the document writes
+    it with one (``hyphenated``: "state-of-the-" "art")."""
+    out, at = [], 0
+    for match in _BREAK.finditer(text):
+        tail = _TAIL.match(text, match.end())
+        if tail is None or match.start() < at:
+            continue
+        head = _HEAD.search(text, max(at, match.start() - 80), match.start())
+        compound = f"{head.group() if head else ''}-{tail.group()}".lower() in hyphenated
+        out += [text[at:match.start()], "-" if compound else "", tail.group(), "\n"]
+        at = tail.end()
+    return "".join(out) + text[at:] if out else text
+
+
+def _pdf_page_text(text: str, hyphenated: Collection[str] = frozenset()) -> str:
     """pypdf's lines of one page, with the lines that look like headings written as Markdown
     headings (``## Failure handling``) so a passage knows its section and a sentence does not run
-    into the title above it."""
-    lines = [line.strip() for line in _clean(text).splitlines()]
+    into the title above it, and the words justified text broke at a line's end whole again
+    (``_unbroken``: "configu-" "ration" was in no search nor quote; ``hyphenated``: the compounds
+    the document writes whole, which keep their hyphen)."""
+    lines = [line.strip() for line in _clean(_unbroken(text, hyphenated)).splitlines()]
+    following = [""] * len(lines)  # the next non-empty line after each (a slice per line was quadratic)
+    for i in range(len(lines) - 2, -1, -1):
+        following[i] = lines[i + 1] or following[i + 1]
     out: list[str] = []
-    for i, line in enumerate(lines):
-        before = next((p for p in reversed(lines[:i]) if p), "")
-        after = next((n for n in lines[i + 1 :] if n), "")
+    before = ""
+    for line, after in zip(lines, following, strict=True):
         out.append(f"\n## {line}\n" if _looks_like_heading(line, before, after) else line)
+        before = line or before
     return _clean("\n".join(out))
 
 
@@ -193,14 +229,16 @@ def _pdf(path: Path, raw: bytes) -> Extracted:
         raise ConfigError(f"reading this PDF needs more than pypdf: {exc}") from None
     except PyPdfError as exc:
         raise UnreadableDocument(f"not a readable PDF ({type(exc).__name__}: {exc})") from None
-    texts: list[str] = []
+    raw_texts: list[str] = []
     failed: list[str] = []
     for number, page in enumerate(pages, start=1):
         try:
-            texts.append(_pdf_page_text(page.extract_text() or ""))
+            raw_texts.append(page.extract_text() or "")
         except Exception as exc:  # one broken page must not lose the others; reported
-            texts.append("")
+            raw_texts.append("")
             failed.append(f"page {number}: {type(exc).__name__}: {exc}"[:200])
+    hyphenated = hyphenated_words(raw_texts)
+    texts = [_pdf_page_text(text, hyphenated) for text in raw_texts]
     if not texts:
         raise UnreadableDocument("the PDF has no pages")
     if failed and not any(texts):
