@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_search_local import _write
 
 from core.config import DEFAULT_CONFIG_PATH, load_config
 from graphs.context import JobContext, Providers
@@ -44,12 +45,6 @@ ZH_DOC = f"""# 运维手册
 """
 KO_DOC = "# 운영 안내\n\n설정 파일은 /etc/falcon/falcon.toml 에 있습니다. 변경 후 서비스를 다시 시작하세요.\n"
 EN_DOC = "# Falcon notes\n\nThe settings file lives in the home folder. Restart the service after a change.\n"
-
-
-def _write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 @pytest.fixture
