@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from core.cjk import has_cjk, is_cjk, is_cjk_filler, split_cjk, unwrap
+from core.cjk import has_cjk, is_cjk, is_cjk_filler, plain_forms, split_cjk, unwrap
 
 #: a word: letters and digits of any script ("für", a run of Chinese): with ASCII only, a question in
 #: another script lost every word but its Latin ones, and with them the warning that no source says them
@@ -129,7 +129,9 @@ def words_of(text: str) -> list[str]:
     """The words of ``text`` in small letters, as every check splits it (letters and digits); a
     run of Japanese, Chinese or Korean, written without spaces, as its character pairs
     (``cjk.split_cjk``: "設定ファイル" is 設定 定フ ファ ァイ イル), its lines unwrapped (``cjk.unwrap``:
-    "再起\n動" is 再起 起動, as the paragraph reads)."""
+    "再起\n動" is 再起 起動, as the paragraph reads); full-width letters and digits and ligatures as
+    plain ones (``cjk.plain_forms``: a source's ８０８０ did not state a sentence's 8080)."""
+    text = plain_forms(text)
     if not has_cjk(text):
         return _TOKEN.findall(text.lower())
     return [piece for word in _TOKEN.findall(unwrap(text).lower()) for piece in split_cjk(word)]

@@ -131,14 +131,8 @@ def _looks_like_heading(line: str, before: str, after: str) -> bool:
     )
 
 
-#: where justified text broke a word at a line's end: a hyphen after a small letter, the break, a
-#: small letter (only the break is matched: a pattern taking the word before it backtracked over
-#: every character of a long token)
-_BREAK = re.compile(r"(?<=[a-z])-[ \t]*\n[ \t]*(?=[a-z])")
-#: the word (a compound's words too) before a break, and the word after it
-_HEAD, _TAIL = re.compile(r"[\w-]{1,80}$"), re.compile(r"\w{1,80}")
-#: a hyphenated compound written whole on one line
-_COMPOUND = re.compile(r"\w+(?:-\w+)+")
+#: the word (a compound's words too) before a break, the word after it; a compound written whole
+_HEAD, _TAIL, _COMPOUND = re.compile(r"[\w-]{1,80}$"), re.compile(r"\w{1,80}"), re.compile(r"\w+(?:-\w+)+")
 
 
 def hyphenated_words(texts: Iterable[str]) -> frozenset[str]:
@@ -147,19 +141,24 @@ def hyphenated_words(texts: Iterable[str]) -> frozenset[str]:
 
 
 def _unbroken(text: str, hyphenated: Collection[str]) -> str:
-    """``text`` with each word broken at a line's end (``_BREAK``) whole again, the line's break
-    after it: without its hyphen ("configu-" "ration": configuration), unless the document writes
-    it with one (``hyphenated``: "state-of-the-" "art")."""
-    out, at = [], 0
-    for match in _BREAK.finditer(text):
-        tail = _TAIL.match(text, match.end())
-        if tail is None or match.start() < at:
+    """``text`` with each word justified text broke at a line's end (a hyphen after a small letter,
+    a small letter on the next line) whole again, where the line broke: without its hyphen
+    ("configu-" "ration": configuration), unless the document writes it with one (``hyphenated``:
+    "state-of-the-" "art") or a path's or an address's (".../getting-" "started"). The next line's
+    first word comes up with its punctuation ("ration," left a line starting ","), and no blank line
+    is left where it was all of its line."""
+    lines: list[str] = []
+    for line in text.split("\n"):
+        before, after = (lines[-1].rstrip(" \t") if lines else ""), line.lstrip(" \t")
+        if not (before.endswith("-") and "a" <= before[-2:-1] <= "z" and "a" <= after[:1] <= "z"):
+            lines.append(line)
             continue
-        head = _HEAD.search(text, max(at, match.start() - 80), match.start())
-        compound = f"{head.group() if head else ''}-{tail.group()}".lower() in hyphenated
-        out += [text[at:match.start()], "-" if compound else "", tail.group(), "\n"]
-        at = tail.end()
-    return "".join(out) + text[at:] if out else text
+        word, *rest = after.split(None, 1)
+        head, tail = _HEAD.search(before, max(0, len(before) - 81), len(before) - 1), _TAIL.match(word)
+        whole = f"{head.group() if head else ''}-{tail.group() if tail else ''}".lower()
+        lines[-1] = before[:-1] + ("-" if whole in hyphenated or "/" in before.rsplit(None, 1)[-1] else "") + word
+        lines += rest
+    return "\n".join(lines)
 
 
 def _pdf_page_text(text: str, hyphenated: Collection[str] = frozenset()) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import sqlite3
 
-from core.cjk import has_cjk, is_cjk, is_cjk_filler, split_cjk
+from core.cjk import has_cjk, is_cjk, is_cjk_filler, plain_forms, split_cjk
 from providers.search.cjk import cjk_snippet
 from providers.search.index_schema import BM25_WEIGHTS, GRAM_COLUMNS
 
@@ -45,11 +45,12 @@ def fts_query(text: str) -> str:
 
     Every term is a quoted string of word characters, so FTS5 operators, quotes, colons and
     parentheses in the user's text are plain words, never syntax. A CJK run's character pairs
-    (``query_terms``) are matched in the index's pair columns.
+    (``query_terms``) are matched in the index's pair columns, a CJK word of one character
+    ("猫", "키") as the start of a term there: it is in no pair of its own.
     """
     terms = query_terms(text)
     quoted = [f'"{w}"' for w in terms if not is_cjk(w)]
-    pairs = [f'"{w}"' for w in terms if is_cjk(w)]
+    pairs = [f'"{w}"' + ("*" if len(w) == 1 else "") for w in terms if is_cjk(w)]
     if pairs:
         quoted.append(f"{GRAM_COLUMNS}: ({' OR '.join(pairs)})")
     return " OR ".join(quoted)
@@ -58,8 +59,9 @@ def fts_query(text: str) -> str:
 def query_terms(text: str) -> list[str]:
     """The words of ``text`` a search matches, first said first: content words, and each CJK run
     as its character pairs (``cjk.split_cjk``; those of Hiragana alone or of a question word are
-    stop words: ``cjk.is_cjk_filler``); all of its words where it has no content word."""
-    pieces = [piece for word in re.findall(r"\w+", text.lower()) for piece in split_cjk(word)]
+    stop words: ``cjk.is_cjk_filler``); all of its words where it has no content word. Read in
+    their plain form (``cjk.plain_forms``: "ＵＳＢ" is "usb"), as the index's pair columns hold them."""
+    pieces = [piece for word in re.findall(r"\w+", plain_forms(text).lower()) for piece in split_cjk(word)]
     words = [w for w in pieces if len(w) > 1 or w.isdigit() or is_cjk(w)]
     content = list(dict.fromkeys([w for w in words if w not in _STOPWORDS and not is_cjk_filler(w)] or words))
     # pairs and other words have a limit each: a CJK run gives a pair per character, and a long

@@ -21,8 +21,9 @@ from providers.search.cjk import cjk_index_text
 from providers.search.documents import Extracted
 
 #: "3": the CJK pair columns (an index of "2" read "設定ファイルの場所" as one word); "4": they
-#: hold the Latin words glued to CJK letters too ("Docker를": "docker" found nothing)
-SCHEMA_VERSION = "4"
+#: hold the Latin words glued to CJK letters too ("Docker를": "docker" found nothing); "5": they
+#: hold words in their plain form (ＵＳＢ: "usb") and each run's last character ("猫" found nothing)
+SCHEMA_VERSION = "5"
 #: rowids per document: a document's page ``n`` is row ``doc_id * PAGE_SLOTS + n`` (0: unpaged)
 PAGE_SLOTS = 1 << 20
 _SCHEMA = """
