@@ -66,6 +66,18 @@ def checkpoint_id_time(checkpoint_id: str) -> float:
     return (stamp - _UUID_EPOCH_OFFSET) / 10_000_000
 
 
+def elapsed_words(seconds: float) -> str:
+    """An age as a person reads it: "25 minutes", "5.5 hours", "9.0 days". In days alone, a
+    fractional ``retention_days`` (0.01: 14 minutes) made "0.0 days ago" of any age past it."""
+    seconds = max(0.0, seconds)
+    if seconds < 2 * 3600:
+        minutes = round(seconds / 60)
+        return f"{minutes} minute{'' if minutes == 1 else 's'}"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} hours"
+    return f"{seconds / 86400:.1f} days"
+
+
 # --- openers -------------------------------------------------------------------------------
 
 
@@ -366,8 +378,13 @@ async def pruned_restart(saver: Any, thread_id: str, retention_days: float, *, n
     kind = _open_kinds.get(id(saver))
     if kind is None or (found := await _TOMBSTONES[kind].find(saver, thread_id)) is None:
         return None
-    last_step_at, _ = found
-    days = max(0.0, ((time.time() if now is None else now) - last_step_at) / 86400)
+    now = time.time() if now is None else now
+    last_step_at, pruned_at = found
+    # a prune forgets tombstones past their time only when it finds threads to prune: one a
+    # quiet store kept longer counts as forgotten
+    if pruned_at < now - TOMBSTONE_KEEP_DAYS * 86400:
+        return None
+    age = elapsed_words(now - last_step_at)
     return (f"job {thread_id}'s checkpoints were pruned (checkpointer.retention_days={retention_days:g}; its last"
-            f" step ran {days:.1f} days ago), so it ran again from the start: the steps it had finished were run,"
+            f" step ran {age} ago), so it ran again from the start: the steps it had finished were run,"
             " and paid for, again")

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from core.redact import MASK
+from graphs.checkpoint import elapsed_words
 from mcp_server.jobenvelopes import cancelled_envelope
 from mcp_server.jobstore import IN_PROGRESS, JobStore
 
@@ -39,6 +40,10 @@ class ResumesJobs:
         """Run ``job`` as a task under ``job_id`` (``JobManager._start``)."""
         raise NotImplementedError
 
+    def _notify(self, home: asyncio.AbstractEventLoop, job_id: str) -> None:
+        """Announce that ``job_id`` ended (``JobManager._notify``)."""
+        raise NotImplementedError
+
     def resume_unfinished(self) -> list[str]:
         """Dispatch again every job left IN_PROGRESS (by a crash or a restart), same job ids.
 
@@ -52,7 +57,7 @@ class ResumesJobs:
             if self.store.lease.alive(row.get("runner")):
                 elsewhere += 1
                 continue
-            if self._resume_row(row):
+            if (taken := self._resume_row(row)) is not None and not taken.done():
                 resumed.append(row["job_id"])
         if resumed:
             log.info("resumed %d unfinished job(s): %s", len(resumed), ", ".join(resumed))
@@ -63,7 +68,8 @@ class ResumesJobs:
     def _adopt(self, row: dict[str, Any]) -> asyncio.Future[dict[str, Any]] | None:
         """Run here an unfinished job nobody runs: its server process is gone (killed while
         another server lives on), or this one stopped following it (RunPod unreachable). A job
-        another live process runs is left to it. The running task, or None."""
+        another live process runs is left to it. The running task, a done future holding the
+        envelope of one that ended here on the take-over (``_resume_row``), or None."""
         if row["status"] != IN_PROGRESS or self._closing:
             return None
         runner, job_id = row.get("runner"), row["job_id"]
@@ -74,30 +80,42 @@ class ResumesJobs:
                 return None
         elif not self.store.lease.locks or self.store.lease.alive(runner):
             return None  # runs elsewhere, or no file locks here to tell (then only a restart resumes it)
-        if self._resume_row(row):
+        taken = self._resume_row(row)
+        if taken is not None and not taken.done():
             log.info("job %s: its server process is gone; resumed here", row["job_id"])
-        return self._tasks.get(row["job_id"])
+        return taken
 
-    def _resume_row(self, row: dict[str, Any]) -> bool:
+    def _resume_row(self, row: dict[str, Any]) -> asyncio.Future[dict[str, Any]] | None:
         """Claim an unfinished job of a gone process (or one this process let go of) and run it
         again under its id: from its checkpoint, or re-attached to the endpoint's job. A job whose
         stored input lost something (an inline image too large to keep, a secret never written to
-        disk) fails as ``JobLost`` instead of running on what is left. False: not claimed."""
+        disk) fails as ``JobLost`` instead of running on what is left, one too old as ``JobExpired``.
+
+        Returns:
+            The running task; a done future holding the FAILED envelope of a job that ended here
+            (its end is announced, as any job's: a caller answers from it, not from the row it
+            read before, which said IN_PROGRESS); None when another server claimed it first.
+        """
         job_id = row["job_id"]
         if job_id in self._tasks or not self.store.claim(job_id, row.get("runner")):
-            return False
+            return None
         self._let_go.discard(job_id)
         refused = None if row.get("remote") else _input_lost(row["input"]) or self._expired(row)
         if refused is not None:
-            self.store.finish(job_id, "FAILED", {**cancelled_envelope(job_id, row), "status": "FAILED",
-                              "error": {"type": refused[0], "message": refused[1]}})
-            return False
+            envelope = {**cancelled_envelope(job_id, row), "status": "FAILED",
+                        "error": {"type": refused[0], "message": refused[1]}}
+            self.store.finish(job_id, "FAILED", envelope)
+            home = asyncio.get_running_loop()
+            self._notify(home, job_id)
+            ended: asyncio.Future[dict[str, Any]] = home.create_future()
+            ended.set_result(envelope)
+            return ended
         job = {"project": row["project"], "action": row["action"], "input": row["input"]}
         if row.get("remote"):
             self._start(job_id, job, remote=True)  # re-attach to the endpoint's job
         else:
             self._start(job_id, {**job, "job_id": job_id})  # resume from its checkpoint
-        return True
+        return self._tasks.get(job_id)
 
 
     def _expired(self, row: dict[str, Any]) -> tuple[str, str] | None:
@@ -105,13 +123,14 @@ class ResumesJobs:
         checkpoints go then (``graphs.checkpoint``), so running it would start it over unasked,
         paying for every step again, at a restart or when a client asks for its result."""
         days = self._retention_days() if self._retention_days is not None else None
-        if days is None or row["updated_at"] >= time.time() - days * 86400:
+        now = time.time()
+        if days is None or row["updated_at"] >= now - days * 86400:
             return None
-        age = (time.time() - row["updated_at"]) / 86400
-        log.warning("job %s: unfinished for %.1f days, past checkpointer.retention_days=%g; not run again",
+        age = elapsed_words(now - row["updated_at"])
+        log.warning("job %s: unfinished for %s, past checkpointer.retention_days=%g; not run again",
                     row["job_id"], age, days)
         return "JobExpired", (
-            f"job {row['job_id']} stopped unfinished {age:.1f} days ago (its server process ended) and its checkpoints"
+            f"job {row['job_id']} stopped unfinished {age} ago (its server process ended) and its checkpoints"
             f" are pruned after checkpointer.retention_days={days:g}: it was not run again from the start, which"
             " would pay for every step again; call the tool again with the same arguments (and a new"
             " idempotency_key, if it had one) to run it anew")
