@@ -121,6 +121,27 @@ def unwrap(text: str) -> str:
     return _WRAPPED.sub("", text) if "\n" in text and _SPACELESS_CHAR.search(text) else text
 
 
+#: what ends a Japanese or Chinese sentence, with no space after it: 。 (and its half-width ｡),
+#: academic Japanese's full-width ．, ！ and ？, their small and vertical forms, and the paired
+#: ‼ ⁇ ⁈ ⁉; a run of them ("本当！？") is one end
+CJK_FULL_STOPS = "。｡．！？︒︕︖﹒﹖﹗‼⁇⁈⁉"
+#: the closing quotes and brackets a CJK sentence may end inside, after its full stop
+#: ("…と言った。」", "…です。）", "…。』"); ASCII quotes, which also open one, are not among them
+CJK_CLOSERS = "」』）】〕〉》〗〙〛］｝”’"
+_LETTER_OR_DIGIT = "0-9A-Za-z\uff10-\uff19\uff21-\uff3a\uff41-\uff5a"
+#: where a CJK sentence ends, no space needed (a regular expression of no width: the place just
+#: past the end): after a run of ``CJK_FULL_STOPS``, and past the ``CJK_CLOSERS`` after it where
+#: no Hiragana or 、 follows them ("「はい。」と言った" is one sentence: the quote is in it;
+#: "「はい。」次に" is two). A ． between letters or digits ("３．５", "ｖ１．２") ends none, nor a
+#: stop before a closer (the sentence ends past that) or before an ASCII quote.
+CJK_SENTENCE_BREAK = (
+    f"(?:(?<=[{CJK_FULL_STOPS}])(?![{CJK_FULL_STOPS}{CJK_CLOSERS}\"'])(?!(?<=[{_LETTER_OR_DIGIT}]．)[{_LETTER_OR_DIGIT}])"
+    f"|(?:(?<=[{CJK_FULL_STOPS}][{CJK_CLOSERS}])|(?<=[{CJK_FULL_STOPS}][{CJK_CLOSERS}]{{2}}))"
+    f"(?![{CJK_CLOSERS}\\u3041-\\u309f、，,]))")
+#: a CJK sentence's end: its run of full stops, then the closing quotes and brackets after it
+CJK_SENTENCE_END = re.compile(f"([{CJK_FULL_STOPS}]+)([{CJK_CLOSERS}\"']*)$")
+
+
 #: blanks between two of them: typography, never a word break, in Japanese and Chinese
 _GAP = re.compile(f"(?<=[{_SPACELESS}])\\s+(?=[{_SPACELESS}])")
 

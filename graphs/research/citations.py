@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from core.cjk import cjk_terms, spaceless
+from core.cjk import CJK_FULL_STOPS, CJK_SENTENCE_END, cjk_terms, spaceless
 from graphs.research.passages import SENTENCE_BREAK
 
 _CITE = re.compile(r"\[\s*(\d{1,4}(?:\s*(?:,|;|-|–)\s*\d{1,4})*)\s*\]")
@@ -114,11 +114,11 @@ def _strip_invalid(text: str, valid: set[int], removed: list[dict[str, Any]]) ->
     return re.sub(r"[ \t]*\x00", "", cleaned)
 
 
+#: a space before punctuation, left where a marker was taken out of a claim ("…です [1]。")
+_SPACE_BEFORE_STOP = re.compile(rf"\s+([.,;:!?、；：{CJK_FULL_STOPS}])")
 _LEAD_MARKERS = re.compile(r"^((?:\[[\d,\s;\-–]+\]\s*)+)(.*)$")
 #: the citation markers a sentence ends with
 _END_MARKERS = re.compile(r"(?:\s*\[[\d,\s;\-–]+\])+\s*$")
-#: CJK's full stops, after which a citation follows with no space ("…です。[1]")
-_CJK_FULL_STOPS = "。！？"
 
 
 def split_sentences(line: str) -> list[str]:
@@ -127,7 +127,8 @@ def split_sentences(line: str) -> list[str]:
     for piece in SENTENCE_BREAK.split(line.strip()):
         lead = _LEAD_MARKERS.match(piece)
         if lead and sentences:
-            space = "" if sentences[-1][-1] in _CJK_FULL_STOPS else " "
+            # after a CJK sentence's end a citation follows with no space ("…です。[1]", "…。」[1]")
+            space = "" if CJK_SENTENCE_END.search(sentences[-1]) else " "
             sentences[-1] += space + lead.group(1).strip()
             piece = lead.group(2)
         if piece.strip():
@@ -312,7 +313,7 @@ def check_citations(
         if not ids:
             continue
         # spacing tidied outside code only: the claim's code reads as the report's
-        prose = re.sub(r"\s+([.,;:!?。、；：！？])", r"\1", " ".join(_CITE.sub("", sentence).split()))
+        prose = _SPACE_BEFORE_STOP.sub(r"\1", " ".join(_CITE.sub("", sentence).split()))
         claim = _restore_code(prose, code).strip()
         ids = list(dict.fromkeys(ids))
         cited.update(dict.fromkeys(ids))

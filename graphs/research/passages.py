@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from core.cjk import CJK_LETTERS, unwrap
+from core.cjk import CJK_CLOSERS, CJK_FULL_STOPS, CJK_LETTERS, CJK_SENTENCE_BREAK, unwrap
 from core.rules import PAGE_BREAK
 from graphs.research.stems import content_stems, query_terms
 
@@ -31,14 +31,14 @@ _FENCE_LINE = re.compile(r"^[ ]{0,3}(`{3,}|~{3,})(.*)$", re.MULTILINE)
 #: where one sentence ends and the next begins: after . ! or ? and before a capital, a digit,
 #: a quote, a bracket, code or a CJK letter (so "e.g. this" stays one sentence); \x01 is the
 #: placeholder of a code span hidden while citations are read (citations._protect_code), so "`x`
-#: means y." starts one too. CJK text ends a sentence at 。！？ with no space after it (but
-#: inside a quote: 「はい。」と言った is one).
-SENTENCE_BREAK = re.compile(rf"(?<=[.!?])\s+(?=[\"'(\[*`A-Z0-9\x01{CJK_LETTERS}])|(?<=[。！？])(?![」』）】〉》\"'”’])\s*")
+#: means y." starts one too. CJK text ends a sentence at 。．！？ with no space after it, or at the
+#: closing quote after one (``cjk.CJK_SENTENCE_BREAK``: but 「はい。」と言った is one).
+SENTENCE_BREAK = re.compile(rf"(?<=[.!?])\s+(?=[\"'(\[*`A-Z0-9\x01{CJK_LETTERS}])|{CJK_SENTENCE_BREAK}\s*")
 
 
 def sentences_of(text: str) -> list[str]:
     """Sentences of one paragraph (a plain split at ., ! or ? before a capital, digit or quote;
-    at CJK's 。！？), its lines joined (without a space inside CJK text: ``cjk.unwrap``)."""
+    at CJK's 。．！？), its lines joined (without a space inside CJK text: ``cjk.unwrap``)."""
     flat = " ".join(unwrap(text).split())
     return [s for s in SENTENCE_BREAK.split(flat) if s.strip()]
 
@@ -55,7 +55,7 @@ def _blocks(text: str, paged: bool = False) -> Iterable[tuple[int, str, int | No
 
 
 #: what a line of prose ends with; a short line alone in its block without one is a title
-_LINE_END = re.compile(r"[.!?:;,)\]\"'`…。！？：；、）」』]$")
+_LINE_END = re.compile(rf"[.!?:;,)\]\"'`…：；、{CJK_FULL_STOPS}{CJK_CLOSERS}]$")
 #: what starts a line that is no title: a list item, a table row, a quote, a fence, markup
 _NOT_TITLE_START = re.compile(r"^\s*(?:[-*+>|#<]|\d+[.)]\s|`{3}|~{3}|\.\.)")
 TITLE_MAX_CHARS = 80
@@ -209,9 +209,9 @@ _LIST_NUMBER = re.compile(r"(?:^|\n)[ \t]*\d{1,9}$")
 _ITEM_START = re.compile(r"\n(?=[ \t]*(?:[-*+]|\d{1,9}[.)])[ \t])")
 
 
-#: a sentence end a long paragraph may be cut after: . ! ? before a space, a CJK 。！？ (and the
+#: a sentence end a long paragraph may be cut after: . ! ? before a space, a CJK 。．！？ (and the
 #: closing quotes right after it) anywhere
-_SENTENCE_END = re.compile(r"[.!?](?=\s)|[。！？][」』）]*")
+_SENTENCE_END = re.compile(rf"[.!?](?=\s)|{CJK_SENTENCE_BREAK}")
 
 
 def _sentence_ends(window: str) -> Iterable[int]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from core.cjk import join_text
+from core.cjk import CJK_SENTENCE_BREAK, CJK_SENTENCE_END, join_text
 from graphs.research.citations import join_sentences
 from graphs.research.grounding import normalise
 from graphs.research.passages import bm25_scores, sentences_of, tilde_adornment, title_line
@@ -31,10 +31,10 @@ _FLAT_CODE = re.compile(r"`{3}|~{3}|\s\|\s")
 #: a fenced code block flattened into a line, or a URL: no words a sentence says
 _LINK_OR_CODE = re.compile(r"(`{3,}|~{3,}).*?(?:\1|$)|\b[a-z][a-z0-9+.-]*://\S+")
 #: where an over-long sentence may be cut: after . ; ! or ? and a space, whatever follows, or
-#: after a CJK 。；！？
-_CLAUSE_END = re.compile(r"(?<=[.;!?])\s+|(?<=[。；！？])\s*")
-#: what ends a sentence, in Latin and CJK punctuation: a citation goes before it
-_FULL_STOPS = ".!?。！？"
+#: after a CJK ； or sentence end (``cjk.CJK_SENTENCE_BREAK``: 。．！？ and the closing quotes after it)
+_CLAUSE_END = re.compile(rf"(?<=[.;!?])\s+|(?<=；)\s*|{CJK_SENTENCE_BREAK}\s*")
+#: what ends a Latin sentence: a citation goes before it (a CJK one's: ``cjk.CJK_SENTENCE_END``)
+_FULL_STOPS = ".!?"
 #: linked images (``[![PyPI](...)](...)``) and bare images at the start of a sentence
 _BADGES = re.compile(r"^(?:(?:\[!\[[^\]]*\]\([^)\s]*\)\]\([^)\s]*\)|!\[[^\]]*\]\([^)\s]*\))\s*)+")
 #: a sentence that starts by pointing back ("This means that...", "However, ...", "It's a ...")
@@ -219,7 +219,7 @@ def _fence_after(fence: str | None, line: str) -> str | None:
 
 def _ended(text: str) -> str:
     """``text`` ended as a sentence, so the next line does not run into it."""
-    return f"{text}." if text and text[-1] not in ".!?:;。！？：；" else text
+    return f"{text}." if text and text[-1] not in ".!?:;：；" and not CJK_SENTENCE_END.search(text) else text
 
 
 def quotable_snippet(snippet: str, title: str = "") -> str:
@@ -243,11 +243,15 @@ def quotable_snippet(snippet: str, title: str = "") -> str:
 
 def cite(sentence: str, source_id: int) -> str:
     """``sentence`` with ``[n]`` before its final punctuation; one that does not end with
-    ``.``, ``!`` or ``?`` (or CJK's ``。！？``; cut short, a link target, code) gets a full stop after the marker,
-    so the sentence splitter never joins it to the next quote. Badges it starts with (a README's
-    first line of linked images, which the splitter joins to the sentence after them) are left out:
-    they say nothing."""
+    ``.``, ``!`` or ``?`` (or CJK's ``。．！？``; cut short, a link target, code) gets a full stop after the marker,
+    so the sentence splitter never joins it to the next quote. A CJK sentence's marker goes before
+    its run of full stops and the closing quotes after them (``cjk.CJK_SENTENCE_END``: "…と言った [1]。」",
+    "本当 [1]！？"): after them, it had an ASCII full stop added ("…。」 [1]."). Badges it starts
+    with (a README's first line of linked images, which the splitter joins to the sentence after
+    them) are left out: they say nothing."""
     sentence = _BADGES.sub("", sentence.strip()) or sentence.strip()
+    if cjk_end := CJK_SENTENCE_END.search(sentence):
+        return f"{sentence[:cjk_end.start()]} [{source_id}]{cjk_end.group(0)}"
     if sentence[-1:] and sentence[-1:] in _FULL_STOPS:
         return f"{sentence[:-1]} [{source_id}]{sentence[-1]}"
     return f"{sentence.rstrip(',;:')} [{source_id}]."

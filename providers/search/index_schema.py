@@ -12,9 +12,11 @@ the files again, so an index built before CJK text was split finds it after its 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from core.errors import InputError
 from providers.search.cjk import cjk_index_text
@@ -51,6 +53,34 @@ def connect(index_path: Path) -> sqlite3.Connection:
     row = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
     if row is None or row[0] != SCHEMA_VERSION:
         _upgrade(conn)
+    return conn
+
+
+def unwritable(index_path: Path) -> str | None:
+    """Why this process cannot update the index at ``index_path``, or None: its folder or its file
+    is read-only to it (a read-only mount, a folder of another user, a shared copy). ``connect``
+    would fail there, and a search must answer from the index as it stands (``open_read_only``)."""
+    if not os.access(index_path.parent, os.W_OK):
+        return f"its folder {index_path.parent} is read-only"
+    if index_path.exists() and not os.access(index_path, os.W_OK):
+        return f"{index_path.name} is read-only"
+    return None
+
+
+def open_read_only(index_path: Path, timeout: float = 30) -> sqlite3.Connection:
+    """The index opened for reading only (``mode=ro``). An index in WAL mode is read through its
+    ``-shm`` file, which SQLite makes beside it: in a folder that cannot be written (``unwritable``)
+    that failed ("attempt to write a readonly database"), and the index is opened ``immutable``
+    there instead, as a file no build changes meanwhile (none can write beside it)."""
+    uri = f"file:{quote(str(index_path))}?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, timeout=timeout)
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.OperationalError:
+        conn.close()
+        if not unwritable(index_path):
+            raise
+        conn = sqlite3.connect(f"{uri}&immutable=1", uri=True, timeout=timeout)
     return conn
 
 
@@ -114,7 +144,7 @@ def describe(index_path: str | Path, shipped: Path | None = None) -> dict[str, A
     index_file = Path(index_path).expanduser()
     if not index_file.exists():
         raise InputError(f"there is no index at {index_file}; build it with: swarm index build", field="index_path")
-    conn = sqlite3.connect(f"file:{index_file}?mode=ro", uri=True, timeout=30)
+    conn = open_read_only(index_file)
     try:
         layout = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
         if layout is None or layout[0] != SCHEMA_VERSION:

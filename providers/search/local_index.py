@@ -26,7 +26,15 @@ from core.errors import ConfigError, ProviderError, ProviderUnavailable
 from core.rules import PAGE_BREAK
 from providers.base import SearchResult
 from providers.search.index_query import BEST_PAGES, fts_query, query_terms, snippet_text, snippets
-from providers.search.index_schema import PAGE_SLOTS, connect, recorded_fallback, recorded_roots
+from providers.search.index_schema import (
+    PAGE_SLOTS,
+    SCHEMA_VERSION,
+    connect,
+    open_read_only,
+    recorded_fallback,
+    recorded_roots,
+    unwritable,
+)
 from providers.search.index_store import IndexStats, Progress, build_index, build_underway
 
 __all__ = ["IndexStats", "LocalIndexSearch", "build_index", "build_index_from_config", "fts_query", "resolve_path"]
@@ -78,6 +86,8 @@ class LocalIndexSearch:
         self.shipped = shipped
         self._synced_at: float | None = None
         self._lock = asyncio.Lock()
+        #: the warning that the index cannot be updated was given (``_as_it_stands``): once
+        self._said_read_only = False
 
     @classmethod
     def from_config(
@@ -133,7 +143,8 @@ class LocalIndexSearch:
         own: list[Path] = []
         stand_ins: list[Path] = []
         if self.index_path.exists():
-            conn = connect(self.index_path)
+            # read as it stands where it cannot be written: connect's WAL mode and upgrade would fail
+            conn = open_read_only(self.index_path) if unwritable(self.index_path) else connect(self.index_path)
             try:
                 recorded, fallback = recorded_roots(conn), recorded_fallback(conn, self.shipped)
             finally:
@@ -147,6 +158,9 @@ class LocalIndexSearch:
         return list(dict.fromkeys([*self.paths, *stand_ins])), True
 
     def _sync(self) -> None:
+        if self.index_path.exists() and (reason := unwritable(self.index_path)):
+            self._as_it_stands(reason)
+            return
         roots, fallback = self.roots_to_sync()
         existing = [r for r in roots if _there(r)]
         if not existing:
@@ -169,6 +183,27 @@ class LocalIndexSearch:
             if problem["new"] and problem["kind"] != "not_read":  # said once, when the file is read
                 log.warning("local index: %s: %s", problem["path"], problem["reason"])
 
+    def _as_it_stands(self, reason: str) -> None:
+        """Search an index this process cannot update (``unwritable``: a read-only folder) as it
+        stands, and say so once; every search failed with "index ... is unusable: attempt to write
+        a readonly database". One of an older layout cannot be searched: it is emptied on upgrade.
+
+        Raises:
+            ProviderError: the index is of an older layout.
+        """
+        conn = open_read_only(self.index_path)
+        try:
+            layout = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        finally:
+            conn.close()
+        if layout is None or layout[0] != SCHEMA_VERSION:
+            raise ProviderError(self.name, f"index at {self.index_path} is of an older layout and cannot be rebuilt"
+                                           f" ({reason}); make it writable, or set index_path to a folder that is")
+        if not self._said_read_only:
+            log.warning("local index: cannot update %s (%s); searched as it stands, without the files' changes",
+                        self.index_path, reason)
+            self._said_read_only = True
+
     async def _ensure_index(self) -> None:
         async with self._lock:
             now = time.monotonic()
@@ -181,7 +216,7 @@ class LocalIndexSearch:
             self._synced_at = now
 
     def _query(self, match: str, limit: int, terms: list[str]) -> list[SearchResult]:
-        conn = sqlite3.connect(f"file:{self.index_path}?mode=ro", uri=True, timeout=30)
+        conn = open_read_only(self.index_path)
         try:
             # more than asked: a copy of a document (another clone's docs/corpus) is dropped below,
             # and the window grows while copies leave fewer than ``limit`` documents
@@ -274,7 +309,7 @@ class LocalIndexSearch:
             raise ProviderError(self.name, f"index query failed: {exc}") from None
 
     def _read(self, path: str) -> tuple[str, str] | None:
-        conn = sqlite3.connect(f"file:{self.index_path}?mode=ro", uri=True, timeout=30)
+        conn = open_read_only(self.index_path)
         try:
             doc = conn.execute("SELECT id, title, pages FROM docs WHERE path = ?", (path,)).fetchone()
             if doc is None:
