@@ -4,25 +4,34 @@
 process (and again once a day in a long-lived one) prunes threads whose newest checkpoint is
 older than ``checkpointer.retention_days``: without that, checkpoint tables grow forever.
 
-A pruned job id leaves a tombstone (its id, when its last step ran, when it was pruned) for
-``TOMBSTONE_KEEP_DAYS``: a job given that id again finds no checkpoint and runs from the start,
-paying for every step again, and ``graphs.run`` reads the tombstone to say so instead of silently.
+A pruned job id leaves a tombstone (``graphs.tombstones``: its id, when its last step ran, when it
+was pruned, its input's digest) for ``TOMBSTONE_KEEP_DAYS``: a job given that id again finds no
+checkpoint and runs from the start, paying for every step again, and ``graphs.run`` reads the
+tombstone to say so instead of silently. ``last_step`` says when a job's last step ran, from its
+newest checkpoint or its tombstone: what an unfinished job's expiry is judged by (``mcp_server.jobresume``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple
 
 from core.config import SwarmConfig
 from core.errors import ConfigError
 from core.redact import redact, register_dsn
+from graphs import tombstones
+from graphs.tombstones import JOB_INPUT_KEY, TOMBSTONE_KEEP_DAYS, Tombstone, find_tombstone, record_tombstones
+
+# their home before graphs.tombstones: the dispatcher and others import them from here
+from graphs.tombstones import PRUNED_RESTART as PRUNED_RESTART
+from graphs.tombstones import pruned_restart as pruned_restart
 
 log = logging.getLogger("swarm.checkpoint")
 
@@ -33,19 +42,9 @@ POSTGRES_CONNECT_TIMEOUT_S = 10.0
 # 100-ns intervals between the UUID epoch (1582-10-15) and the Unix epoch.
 _UUID_EPOCH_OFFSET = 0x01B21DD213814000
 
-#: how long a pruned job id is remembered, so a run of it again says it started over
-TOMBSTONE_KEEP_DAYS = 366.0
-#: ``JobContext.extras`` key of the note that a given job id's checkpoints were pruned and it
-#: ran again from the start (``graphs.run`` sets it, the dispatcher says it)
-PRUNED_RESTART = "pruned_restart"
-
 #: store identity -> monotonic time of its last prune in this process
 _last_pruned: dict[str, float] = {}
 _clock = time.monotonic
-#: id of each saver ``open_checkpointer`` holds open -> its store kind (where its tombstones are)
-_open_kinds: dict[int, str] = {}
-#: id of an open memory saver -> its tombstones: thread id -> (last step, pruned at), Unix time
-_memory_tombstones: dict[int, dict[str, tuple[float, float]]] = {}
 
 
 def checkpoint_id_floor(unix_s: float) -> str:
@@ -64,18 +63,6 @@ def checkpoint_id_time(checkpoint_id: str) -> float:
     value = uuid.UUID(checkpoint_id).int
     stamp = (value >> 80) << 12 | (value >> 64) & 0x0FFF
     return (stamp - _UUID_EPOCH_OFFSET) / 10_000_000
-
-
-def elapsed_words(seconds: float) -> str:
-    """An age as a person reads it: "25 minutes", "5.5 hours", "9.0 days". In days alone, a
-    fractional ``retention_days`` (0.01: 14 minutes) made "0.0 days ago" of any age past it."""
-    seconds = max(0.0, seconds)
-    if seconds < 2 * 3600:
-        minutes = round(seconds / 60)
-        return f"{minutes} minute{'' if minutes == 1 else 's'}"
-    if seconds < 2 * 86400:
-        return f"{seconds / 3600:.1f} hours"
-    return f"{seconds / 86400:.1f} days"
 
 
 # --- openers -------------------------------------------------------------------------------
@@ -145,7 +132,7 @@ async def _postgres(config: SwarmConfig) -> AsyncIterator[Any]:
         await saver.setup()
         saver.swarm_job_locks = locks  # type: ignore[attr-defined]  # job ids held across machines (graphs.run)
         async with pool.connection() as conn:
-            await conn.execute(_TOMBSTONES_TABLE)
+            await tombstones.setup_postgres(conn)
         yield saver
     finally:
         try:
@@ -192,14 +179,13 @@ _OPENERS = {"sqlite": _sqlite, "memory": _memory, "postgres": _postgres}
 async def _open(config: SwarmConfig, *, prune: bool) -> AsyncIterator[Any]:
     kind = config.checkpointer.kind
     async with _OPENERS[kind](config) as saver:
-        _open_kinds[id(saver)] = kind
+        tombstones.track(saver, kind)
         try:
             if prune:
                 await _prune_if_due(config, saver)
             yield saver
         finally:
-            _open_kinds.pop(id(saver), None)
-            _memory_tombstones.pop(id(saver), None)
+            tombstones.untrack(saver)
 
 
 def open_checkpointer(config: SwarmConfig, *, prune: bool = True) -> contextlib.AbstractAsyncContextManager[Any]:
@@ -233,33 +219,58 @@ async def _prune_if_due(config: SwarmConfig, saver: Any) -> None:
         log.warning("checkpoint pruning failed (%s); will retry in a day", redact(repr(exc)))
 
 
-async def _old_threads_sqlite(saver: Any, floor: str) -> list[tuple[str, str]]:
+#: a thread past the retention: (its id, its newest checkpoint's id, the digest of its input)
+_OldThread = tuple[str, str, "str | None"]
+
+
+def _input_digest(metadata: Any) -> str | None:
+    """The input digest a checkpoint's metadata (a dict, or SQLite's JSON text) records, if any."""
+    if isinstance(metadata, str | bytes):
+        try:
+            metadata = json.loads(metadata)
+        except ValueError:
+            return None
+    digest = metadata.get(JOB_INPUT_KEY) if isinstance(metadata, dict) else None
+    return digest if isinstance(digest, str) else None
+
+
+async def _old_threads_sqlite(saver: Any, floor: str) -> list[_OldThread]:
     # A scan of every checkpoint: run it on a connection of its own in a thread, so jobs on the
-    # saver's connection go on meanwhile (WAL readers never block the writer).
+    # saver's connection go on meanwhile (WAL readers never block the writer). A bare column
+    # beside the one MAX() of a query is SQLite's value from the row holding it: the newest's metadata.
     import sqlite3
 
     path = saver.conn.execute("PRAGMA database_list").fetchone()[2]
-    sql = "SELECT thread_id, MAX(checkpoint_id) FROM checkpoints GROUP BY thread_id HAVING MAX(checkpoint_id) < ?"
+    sql = ("SELECT thread_id, newest, metadata FROM (SELECT thread_id, MAX(checkpoint_id) AS newest, metadata"
+           " FROM checkpoints GROUP BY thread_id) WHERE newest < ?")
 
-    def scan() -> list[tuple[str, str]]:
+    def scan() -> list[_OldThread]:
         with contextlib.closing(sqlite3.connect(path, timeout=saver.busy_timeout_s)) as conn:
-            return [(str(row[0]), str(row[1])) for row in conn.execute(sql, (floor,))]
+            return [(str(row[0]), str(row[1]), _input_digest(row[2])) for row in conn.execute(sql, (floor,))]
 
     return await asyncio.to_thread(scan)
 
 
-async def _old_threads_postgres(saver: Any, floor: str) -> list[tuple[str, str]]:
-    sql = ("SELECT thread_id, MAX(checkpoint_id) AS newest FROM checkpoints GROUP BY thread_id"
-           " HAVING MAX(checkpoint_id) < %s")
+async def _old_threads_postgres(saver: Any, floor: str) -> list[_OldThread]:
+    sql = ("SELECT c.thread_id, c.checkpoint_id AS newest, c.metadata ->> %s::text AS digest FROM checkpoints c JOIN"
+           " (SELECT thread_id, MAX(checkpoint_id) AS newest FROM checkpoints GROUP BY thread_id"
+           " HAVING MAX(checkpoint_id) < %s) old ON c.thread_id = old.thread_id AND c.checkpoint_id = old.newest")
     async with saver.conn.connection() as conn:
-        cursor = await conn.execute(sql, (floor,))
-        return [(str(row["thread_id"]), str(row["newest"])) for row in await cursor.fetchall()]
+        cursor = await conn.execute(sql, (JOB_INPUT_KEY, floor))
+        rows = await cursor.fetchall()
+    # one per thread: a checkpoint id stored in two namespaces of it would be two rows
+    return list({str(row["thread_id"]): (str(row["thread_id"]), str(row["newest"]), row["digest"])
+                 for row in rows}.values())
 
 
-async def _old_threads_memory(saver: Any, floor: str) -> list[tuple[str, str]]:
-    newest = {str(thread_id): max((cid for ns in namespaces.values() for cid in ns), default="")
-              for thread_id, namespaces in saver.storage.items()}
-    return [(thread_id, cid) for thread_id, cid in newest.items() if cid < floor]
+async def _old_threads_memory(saver: Any, floor: str) -> list[_OldThread]:
+    old = []
+    for thread_id, namespaces in saver.storage.items():
+        newest = max(((cid, ns) for ns, ids in namespaces.items() for cid in ids), default=None)
+        if newest is not None and newest[0] < floor:
+            metadata = saver.serde.loads_typed(namespaces[newest[1]][newest[0]][1])
+            old.append((str(thread_id), newest[0], _input_digest(metadata)))
+    return old
 
 
 _OLD_THREADS = {"sqlite": _old_threads_sqlite, "postgres": _old_threads_postgres, "memory": _old_threads_memory}
@@ -287,104 +298,27 @@ async def prune_checkpoints(config: SwarmConfig, saver: Any = None, *, now: floa
     if not threads:
         return []
     # tombstones first: one left by a delete that then failed is never read (its checkpoints stand)
-    await _TOMBSTONES[kind].record(saver, [(t, checkpoint_id_time(cid), now) for t, cid in threads],
-                                   now - TOMBSTONE_KEEP_DAYS * 86400)
-    for thread_id, _ in threads:
+    await record_tombstones(saver, kind, [Tombstone(t, checkpoint_id_time(cid), now, digest) for t, cid, digest in threads],
+                            now - TOMBSTONE_KEEP_DAYS * 86400)
+    for thread_id, _, _ in threads:
         await saver.adelete_thread(thread_id)
     log.info("pruned %d checkpoint threads older than %g days", len(threads), config.checkpointer.retention_days)
-    return [thread_id for thread_id, _ in threads]
+    return [thread_id for thread_id, _, _ in threads]
 
 
-# --- tombstones of pruned job ids ------------------------------------------------------------
+class LastStep(NamedTuple):
+    """When a job's last step ran (Unix time), and whether its checkpoints were pruned since."""
 
-_TOMBSTONES_TABLE = ("CREATE TABLE IF NOT EXISTS swarm_pruned_threads (thread_id TEXT PRIMARY KEY,"
-                     " last_step_at DOUBLE PRECISION NOT NULL, pruned_at DOUBLE PRECISION NOT NULL)")
-Tombstone = tuple[str, float, float]  # thread id, its last step, when it was pruned (Unix time)
-
-
-class _Tombstones(Protocol):
-    """Where a store kind keeps its tombstones."""
-
-    async def record(self, saver: Any, tombstones: list[Tombstone], forget_before: float) -> None:
-        """Keep ``tombstones``; forget those pruned before ``forget_before``."""
-
-    async def find(self, saver: Any, thread_id: str) -> tuple[float, float] | None:
-        """(last step, pruned at) of ``thread_id``, or None."""
+    at: float
+    pruned: bool
 
 
-class _SqliteTombstones:
-    async def record(self, saver: Any, tombstones: list[Tombstone], forget_before: float) -> None:
-        import sqlite3
-
-        path = saver.conn.execute("PRAGMA database_list").fetchone()[2]
-
-        def write() -> None:  # on a connection of its own, as the scan: it may wait for the write lock
-            with contextlib.closing(sqlite3.connect(path, timeout=saver.busy_timeout_s)) as conn, conn:
-                conn.execute(_TOMBSTONES_TABLE)
-                conn.executemany("INSERT OR REPLACE INTO swarm_pruned_threads VALUES (?, ?, ?)", tombstones)
-                conn.execute("DELETE FROM swarm_pruned_threads WHERE pruned_at < ?", (forget_before,))
-
-        await asyncio.to_thread(write)
-
-    async def find(self, saver: Any, thread_id: str) -> tuple[float, float] | None:
-        import sqlite3
-
-        try:  # one indexed read on the loop's connection (WAL: a read never waits for a writer)
-            row = saver.conn.execute("SELECT last_step_at, pruned_at FROM swarm_pruned_threads WHERE thread_id = ?",
-                                     (thread_id,)).fetchone()
-        except sqlite3.OperationalError as exc:
-            if "no such table" in str(exc):  # nothing was ever pruned from this store
-                return None
-            raise
-        return (float(row[0]), float(row[1])) if row else None
-
-
-class _PostgresTombstones:  # the table is made when the store opens (``_postgres``)
-    async def record(self, saver: Any, tombstones: list[Tombstone], forget_before: float) -> None:
-        async with saver.conn.connection() as conn:
-            async with conn.cursor() as cursor:
-                await cursor.executemany(
-                    "INSERT INTO swarm_pruned_threads VALUES (%s, %s, %s) ON CONFLICT (thread_id)"
-                    " DO UPDATE SET last_step_at = EXCLUDED.last_step_at, pruned_at = EXCLUDED.pruned_at", tombstones)
-            await conn.execute("DELETE FROM swarm_pruned_threads WHERE pruned_at < %s", (forget_before,))
-
-    async def find(self, saver: Any, thread_id: str) -> tuple[float, float] | None:
-        async with saver.conn.connection() as conn:
-            cursor = await conn.execute(
-                "SELECT last_step_at, pruned_at FROM swarm_pruned_threads WHERE thread_id = %s", (thread_id,))
-            row = await cursor.fetchone()
-        return (float(row["last_step_at"]), float(row["pruned_at"])) if row else None
-
-
-class _MemoryTombstones:
-    async def record(self, saver: Any, tombstones: list[Tombstone], forget_before: float) -> None:
-        kept = _memory_tombstones.setdefault(id(saver), {})
-        kept.update({thread_id: (last, pruned) for thread_id, last, pruned in tombstones})
-        for thread_id in [t for t, (_, pruned) in kept.items() if pruned < forget_before]:
-            del kept[thread_id]
-
-    async def find(self, saver: Any, thread_id: str) -> tuple[float, float] | None:
-        return _memory_tombstones.get(id(saver), {}).get(thread_id)
-
-
-_TOMBSTONES: dict[str, _Tombstones] = {"sqlite": _SqliteTombstones(), "postgres": _PostgresTombstones(),
-                                       "memory": _MemoryTombstones()}
-
-
-async def pruned_restart(saver: Any, thread_id: str, retention_days: float, *, now: float | None = None) -> str | None:
-    """What to tell the caller of a job id with no checkpoint whose checkpoints were pruned (it
-    runs again from the start, every step paid for again); None when they were not, or
-    ``saver`` is none ``open_checkpointer`` opened (no tombstones to read)."""
-    kind = _open_kinds.get(id(saver))
-    if kind is None or (found := await _TOMBSTONES[kind].find(saver, thread_id)) is None:
-        return None
-    now = time.time() if now is None else now
-    last_step_at, pruned_at = found
-    # a prune forgets tombstones past their time only when it finds threads to prune: one a
-    # quiet store kept longer counts as forgotten
-    if pruned_at < now - TOMBSTONE_KEEP_DAYS * 86400:
-        return None
-    age = elapsed_words(now - last_step_at)
-    return (f"job {thread_id}'s checkpoints were pruned (checkpointer.retention_days={retention_days:g}; its last"
-            f" step ran {age} ago), so it ran again from the start: the steps it had finished were run,"
-            " and paid for, again")
+async def last_step(saver: Any, thread_id: str) -> LastStep | None:
+    """When ``thread_id``'s last step ran: its newest checkpoint's time, or, its checkpoints pruned,
+    its tombstone's (``pruned``); None when it has neither (no step of it finished, or its
+    tombstone is forgotten). One read of ``saver``, and of its tombstones when it has no checkpoint."""
+    stored = await saver.aget_tuple({"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}})
+    if stored is not None:
+        return LastStep(checkpoint_id_time(stored.config["configurable"]["checkpoint_id"]), pruned=False)
+    found = await find_tombstone(saver, thread_id)
+    return None if found is None else LastStep(found.last_step_at, pruned=True)

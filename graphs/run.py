@@ -10,17 +10,18 @@ from typing import Any
 
 from core.errors import InputError, SwarmError
 from graphs.budget import current_meter
-from graphs.checkpoint import PRUNED_RESTART, pruned_restart
 from graphs.context import EARLIER_STEPS, REPLAYED, RESUMED_AT, JobContext, _no_progress, step_identity
 from graphs.job_lock import everywhere, running
 from graphs.lean_saver import LeanStartSaver
 from graphs.progress import publish_steps, relay
 from graphs.store_errors import store_unavailable
 
+# JOB_INPUT_KEY: the checkpoint metadata key of the input's digest (``InputIdentity``), which a
+# pruned job's tombstone keeps too
+from graphs.tombstones import JOB_INPUT_KEY, PRUNED_RESTART, pruned_restart
+
 #: the checkpoint metadata key that records ``project/action`` (``JobContext.job_kind``)
 JOB_KIND_KEY = "swarm_job"
-#: the checkpoint metadata key that records the digest of the job's input (``InputIdentity``)
-JOB_INPUT_KEY = "swarm_input"
 #: ``JobContext.extras`` key of the job's ``InputIdentity`` (the dispatcher sets it)
 JOB_INPUT = "job_input"
 #: ``JobContext.extras`` key of the state after the last completed node of a run that was
@@ -105,9 +106,11 @@ async def _resumed_or_run(graph: Any, start: dict[str, Any] | None, config: dict
                           lean: LeanStartSaver | None, identity: InputIdentity | None) -> dict[str, Any]:
     """A given job id's run: its stored final state, its resumption, or its first run (or a run
     again from the start, said in ``ctx.extras[PRUNED_RESTART]``, of a job whose checkpoints
-    were pruned)."""
+    were pruned, unless its id was given to another input)."""
     if (stored := await ctx.checkpointer.aget_tuple(config)) is None:
-        pruned = await pruned_restart(ctx.checkpointer, ctx.job_id, ctx.config.checkpointer.retention_days)
+        # said only to a job of the pruned one's input: another input under its id is a new job
+        pruned = await pruned_restart(ctx.checkpointer, ctx.job_id, ctx.config.checkpointer.retention_days,
+                                      input_digest=identity.digest if identity is not None else None)
         if pruned is not None:
             ctx.extras[PRUNED_RESTART] = pruned
             await ctx.progress("resume", pruned, None)

@@ -3,8 +3,9 @@ process that ran one is gone, or this one stopped following it (``_adopt``).
 
 A job the store still lists as IN_PROGRESS is dispatched again with the same ``job_id``: the
 graph resumes from its checkpoint, a job on an endpoint is re-attached. One untouched for
-``checkpointer.retention_days`` has no checkpoint left: it fails as ``JobExpired`` instead of
-running again from the start, unasked (``_expired``). A job another live
+``checkpointer.retention_days``, or whose last step ran that long ago (its checkpoints go then,
+however recently a restart took it up), has no checkpoint left: it fails as ``JobExpired`` instead
+of running again from the start, unasked (``_expired``, ``_checkpoint_expired``). A job another live
 server process runs is left to it. ``ResumesJobs`` is a base of ``JobManager`` (mcp_server.jobs),
 which provides the state it declares and ``_start``.
 """
@@ -15,11 +16,12 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from core.redact import MASK
-from graphs.checkpoint import elapsed_words
+from core.redact import MASK, redact
+from graphs.checkpoint import LastStep
+from graphs.tombstones import elapsed_words
 from mcp_server.jobenvelopes import cancelled_envelope
 from mcp_server.jobstore import IN_PROGRESS, JobStore
 
@@ -35,9 +37,12 @@ class ResumesJobs:
     _closing: bool
     #: ``checkpointer.retention_days`` now (None: jobs never expire)
     _retention_days: Callable[[], float] | None
+    #: when a local job's last step ran, from its checkpoints (``Runtime.last_step``; None: unknown)
+    _last_step: Callable[[str], Awaitable[LastStep | None]] | None
 
-    def _start(self, job_id: str, job: dict[str, Any], *, remote: bool = False) -> None:
-        """Run ``job`` as a task under ``job_id`` (``JobManager._start``)."""
+    def _start(self, job_id: str, job: dict[str, Any], *, remote: bool = False, resumed: bool = False) -> None:
+        """Run ``job`` as a task under ``job_id`` (``JobManager._start``); ``resumed``: a local job
+        taken up again, which ``_checkpoint_expired`` judges before it runs."""
         raise NotImplementedError
 
     def _notify(self, home: asyncio.AbstractEventLoop, job_id: str) -> None:
@@ -89,7 +94,8 @@ class ResumesJobs:
         """Claim an unfinished job of a gone process (or one this process let go of) and run it
         again under its id: from its checkpoint, or re-attached to the endpoint's job. A job whose
         stored input lost something (an inline image too large to keep, a secret never written to
-        disk) fails as ``JobLost`` instead of running on what is left, one too old as ``JobExpired``.
+        disk) fails as ``JobLost`` instead of running on what is left, one too old as ``JobExpired``
+        (by its row here; by its last checkpoint, which needs the store, in its task).
 
         Returns:
             The running task; a done future holding the FAILED envelope of a job that ended here
@@ -102,8 +108,7 @@ class ResumesJobs:
         self._let_go.discard(job_id)
         refused = None if row.get("remote") else _input_lost(row["input"]) or self._expired(row)
         if refused is not None:
-            envelope = {**cancelled_envelope(job_id, row), "status": "FAILED",
-                        "error": {"type": refused[0], "message": refused[1]}}
+            envelope = refused_envelope(job_id, row, refused)
             self.store.finish(job_id, "FAILED", envelope)
             home = asyncio.get_running_loop()
             self._notify(home, job_id)
@@ -114,9 +119,8 @@ class ResumesJobs:
         if row.get("remote"):
             self._start(job_id, job, remote=True)  # re-attach to the endpoint's job
         else:
-            self._start(job_id, {**job, "job_id": job_id})  # resume from its checkpoint
+            self._start(job_id, {**job, "job_id": job_id}, resumed=True)  # resume from its checkpoint
         return self._tasks.get(job_id)
-
 
     def _expired(self, row: dict[str, Any]) -> tuple[str, str] | None:
         """``JobExpired`` for a local job nothing touched for ``checkpointer.retention_days``: its
@@ -127,13 +131,44 @@ class ResumesJobs:
         if days is None or row["updated_at"] >= now - days * 86400:
             return None
         age = elapsed_words(now - row["updated_at"])
-        log.warning("job %s: unfinished for %s, past checkpointer.retention_days=%g; not run again",
-                    row["job_id"], age, days)
-        return "JobExpired", (
-            f"job {row['job_id']} stopped unfinished {age} ago (its server process ended) and its checkpoints"
-            f" are pruned after checkpointer.retention_days={days:g}: it was not run again from the start, which"
-            " would pay for every step again; call the tool again with the same arguments (and a new"
-            " idempotency_key, if it had one) to run it anew")
+        return _expiry(row["job_id"], f"stopped unfinished {age} ago (its server process ended)", days)
+
+    async def _checkpoint_expired(self, job_id: str) -> tuple[str, str] | None:
+        """``JobExpired`` for a local job taken up again whose last step ran past the retention, or
+        whose checkpoints were pruned: the row's ``updated_at`` does not say it, as taking the job
+        up (``store.claim``) and its progress ("queued", "resuming at") bump it without a step, so a
+        restart that was itself stopped early made a job pruned since look fresh. One read of the
+        store, on the jobs' loop (where the saver lives); a store that cannot be read is logged
+        and the job runs (its run meets the same store, and says what is wrong)."""
+        days = self._retention_days() if self._retention_days is not None else None
+        if days is None or self._last_step is None:
+            return None
+        try:
+            step = await self._last_step(job_id)
+        except Exception as exc:  # the lookup is a guard: its failure must not fail the job, but is said
+            log.warning("job %s: when its last step ran could not be read (%s); resumed", job_id, redact(repr(exc)))
+            return None
+        now = time.time()
+        if step is None or not (step.pruned or step.at < now - days * 86400):
+            return None
+        return _expiry(job_id, f"stopped unfinished; its last step ran {elapsed_words(now - step.at)} ago", days,
+                       pruned=step.pruned)
+
+
+def refused_envelope(job_id: str, job: dict[str, Any], refused: tuple[str, str]) -> dict[str, Any]:
+    """The FAILED envelope of ``job`` (or its row), refused as ``refused`` (error type, message)."""
+    return {**cancelled_envelope(job_id, job), "status": "FAILED", "error": {"type": refused[0], "message": refused[1]}}
+
+
+def _expiry(job_id: str, stopped: str, days: float, *, pruned: bool = False) -> tuple[str, str]:
+    """``JobExpired`` (its type and message) for ``job_id``, which ``stopped`` as said; logged."""
+    log.warning("job %s %s, past checkpointer.retention_days=%g; not run again", job_id, stopped, days)
+    checkpoints = (f"its checkpoints were pruned (checkpointer.retention_days={days:g})" if pruned
+                   else f"its checkpoints are pruned after checkpointer.retention_days={days:g}")
+    return "JobExpired", (
+        f"job {job_id} {stopped} and {checkpoints}: it was not run again from the start, which would pay for"
+        " every step again; call the tool again with the same arguments (and a new idempotency_key, if it had"
+        " one) to run it anew")
 
 
 def _input_lost(value: Any) -> tuple[str, str] | None:

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 
 from core.errors import ProviderUnavailable
 from core.redact import redact
+from graphs.checkpoint import LastStep
 from graphs.context import ProgressFn
 from mcp_server.cancel import call_cancelled
 from mcp_server.jobenvelopes import (
@@ -39,7 +40,7 @@ from mcp_server.jobenvelopes import (
 )
 from mcp_server.jobloop import JOB_TASK_PREFIX, JobLoop, JobSlots, named
 from mcp_server.jobremote import follow_remote
-from mcp_server.jobresume import ResumesJobs
+from mcp_server.jobresume import ResumesJobs, refused_envelope
 from mcp_server.jobstore import FINAL_STATUSES, IN_PROGRESS, JobStore, handle, storable, summary
 from swarm.executors import RemoteExecutor
 from swarm.executors.runpod_progress import ProgressRelay
@@ -97,6 +98,9 @@ class JobManager(ResumesJobs):
             submission order (their progress says so) and start as slots free.
         retention_days: ``() -> checkpointer.retention_days``: an unfinished job untouched that long
             fails as ``JobExpired`` instead of running again (None: never).
+        last_step: ``async (job_id) -> LastStep | None``: when a local job's last step ran, from its
+            checkpoints (``Runtime.last_step``): one taken up again whose last step is past the
+            retention (or whose checkpoints were pruned) fails as ``JobExpired`` too.
     """
 
     def __init__(
@@ -110,9 +114,11 @@ class JobManager(ResumesJobs):
         stopped_job: StoppedJob | None = None,
         max_running: Callable[[], int] | None = None,
         retention_days: Callable[[], float] | None = None,
+        last_step: Callable[[str], Awaitable[LastStep | None]] | None = None,
     ) -> None:
         self.store = store
         self._retention_days = retention_days
+        self._last_step = last_step
         self._slots = JobSlots(max_running)
         self._on_completed = on_completed
         self._stopped_job = stopped_job
@@ -191,9 +197,9 @@ class JobManager(ResumesJobs):
         self._start(job_id, job, remote=True)
         return job_id
 
-    def _start(self, job_id: str, job: dict[str, Any], *, remote: bool = False) -> None:
+    def _start(self, job_id: str, job: dict[str, Any], *, remote: bool = False, resumed: bool = False) -> None:
         home = asyncio.get_running_loop()
-        coro = self._execute(job_id, job, home, remote)
+        coro = self._execute(job_id, job, home, remote, resumed)
         future: asyncio.Future[dict[str, Any]]
         if self._job_loop is None:
             future = home.create_task(coro, name=f"{JOB_TASK_PREFIX}{job_id}")
@@ -216,7 +222,8 @@ class JobManager(ResumesJobs):
             return
         asyncio.run_coroutine_threadsafe(guarded(), home)
 
-    async def _execute(self, job_id: str, job: dict[str, Any], home: asyncio.AbstractEventLoop, remote: bool) -> dict[str, Any]:
+    async def _execute(self, job_id: str, job: dict[str, Any], home: asyncio.AbstractEventLoop, remote: bool,
+                       resumed: bool = False) -> dict[str, Any]:
         async def progress(stage: str, message: str, fraction: float | None = None) -> None:
             try:
                 self.store.set_progress(job_id, stage, message, fraction)
@@ -226,13 +233,11 @@ class JobManager(ResumesJobs):
                 self._on_home(home, listener(stage, message, fraction))
 
         try:
-            async with self._slots.hold(progress):
-                runner = self._runner()
-                if remote:
-                    envelope = await follow_remote(runner, job_id, job, progress, store=self.store,
-                                                   closing=lambda: self._closing, relays=self._relays)
-                else:
-                    envelope = await runner.run(job, progress)
+            # a local job taken up again: judged by its last checkpoint first, without a slot
+            if resumed and (expired := await self._checkpoint_expired(job_id)) is not None:
+                envelope = refused_envelope(job_id, job, expired)
+            else:
+                envelope = await self._run(job_id, job, progress, remote)
         except asyncio.CancelledError:
             if self._closing:
                 raise  # shutting down: the row stays IN_PROGRESS and resumes on the next start
@@ -257,6 +262,16 @@ class JobManager(ResumesJobs):
         self._finish(job_id, str(status), envelope)
         self._notify(home, job_id)
         return envelope
+
+    async def _run(self, job_id: str, job: dict[str, Any], progress: ProgressFn, remote: bool) -> dict[str, Any]:
+        """The job's envelope from the runner, once a slot is free."""
+        async with self._slots.hold(progress):
+            runner = self._runner()
+            if remote:
+                return await follow_remote(runner, job_id, job, progress, store=self.store,
+                                           closing=lambda: self._closing, relays=self._relays)
+            result: dict[str, Any] = await runner.run(job, progress)
+            return result
 
     def _finish(self, job_id: str, status: str, envelope: dict[str, Any]) -> None:
         """Store the job's end. A store that cannot be written now (the disk full) keeps it in this

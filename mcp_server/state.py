@@ -82,6 +82,7 @@ class ServerState:
                 stopped_job=lambda job_id, project, action: self.runtime.stopped_job(job_id, project, action),
                 max_running=lambda: self.runtime.config.mcp.max_running_jobs,
                 retention_days=lambda: self.runtime.config.checkpointer.retention_days,
+                last_step=lambda job_id: self.runtime.last_step(job_id),
             )
         return self._jobs
 

@@ -20,7 +20,7 @@ from functools import partial
 from operator import attrgetter
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from core.config import ConfigStore, SearchSection, SwarmConfig, load_config, state_dir
 from core.credentials import (
@@ -32,6 +32,9 @@ from core.credentials import (
 )
 from core.errors import ConfigError
 from graphs.context import JobContext, ProgressFn, Providers, _no_progress
+
+if TYPE_CHECKING:
+    from graphs.checkpoint import LastStep
 
 log = logging.getLogger("swarm.runtime")
 
@@ -236,6 +239,15 @@ class Runtime:
         if not state:
             return None, []
         return partial_output(project, action, state), list(state.get("trace") or [])
+
+    async def last_step(self, job_id: str) -> LastStep | None:
+        """When a local job's last step ran: its newest checkpoint's time, or its tombstone's (its
+        checkpoints pruned); None when no step of it finished. What an unfinished job taken up again
+        is judged by (``mcp_server.jobresume``): its row's time moves without a step."""
+        from graphs.checkpoint import last_step
+
+        saver = await self.checkpointer(self.config)
+        return None if saver is None else await last_step(saver, job_id)
 
     async def run(self, job: dict[str, Any], progress: ProgressFn | None = None, *,
                   credentials: Any = None) -> dict[str, Any]:
