@@ -29,7 +29,12 @@ _OPTIONAL_SETTING = {"searxng": "url", "tavily": "api_key"}
 
 
 def _count_documents(index: Path) -> int:
-    conn = sqlite3.connect(f"file:{index}?mode=ro", uri=True, timeout=5)
+    """The documents in ``index``, read as a search reads it (``open_read_only``): a plain
+    ``mode=ro`` connection to a WAL index in a folder this process cannot write failed ("attempt
+    to write a readonly database"), and the doctor called a shared, read-only index unusable."""
+    from providers.search.index_schema import open_read_only
+
+    conn = open_read_only(index, timeout=5)
     try:
         return int(conn.execute("SELECT count(*) FROM docs").fetchone()[0])
     finally:

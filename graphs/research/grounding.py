@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.cjk import without_gaps
+from core.cjk import CJK_FULL_STOPS, without_gaps
 from graphs.research.citations import CITE_MARKER, invalid_citation, marker_ids
 from graphs.research.markdown_blocks import dangling_lead_ins, drop_empty_sections, rewrite_sentences
 from graphs.research.passages import Passage, sentences_of
@@ -52,6 +52,10 @@ _ABOUT_SOURCES = re.compile(r"\b(?:sources?|documents?|passages?|search results?
 #: them: one quoted, the rest taken for repeats of it; "Größe" and "Grüße" were one word
 _KEY_WORD = re.compile(r"[^\W_]+")
 _NEGATION = re.compile(r"\b(?:not|no|none|nothing|neither|nor|lacks?|unclear|insufficient|silent)\b|n['’]t\b", re.IGNORECASE)
+#: a question: the run of stops it ends with holds a question mark of any script ("?", "?!", CJK's
+#: "？" and "！？", their small and vertical forms, "⁇ ⁈ ⁉ ‽", Arabic's "؟"); one inside a quote the
+#: sentence ends after ('He asked "why?"') is the quote's, not the sentence's
+_QUESTION = re.compile(f"[?？﹖︖⁇⁈⁉‽؟][.!?…{CJK_FULL_STOPS}‽؟]*$")
 
 
 def normalise(sentence: str) -> str:
@@ -87,9 +91,15 @@ def is_factual(claim: str, *, cited: bool, lead_in: bool = True) -> bool:
     (ends with ':' and, ``lead_in``, something follows it), a fragment of under two content
     words, or an uncited remark that the sources do not cover something."""
     plain = _LINK.sub(r"\1", claim).replace("*", "").replace("_", " ").strip()
-    if plain.endswith("?") or (lead_in and plain.endswith(":")) or len(content_stems(plain)) < 2:
+    if is_question(plain) or (lead_in and plain.endswith(":")) or len(content_stems(plain)) < 2:
         return False
     return cited or not (_ABOUT_SOURCES.search(plain) and _NEGATION.search(plain))
+
+
+def is_question(text: str) -> bool:
+    """``text`` asks rather than states: it ends with a question mark of any script
+    (``_QUESTION``: "？" as "?"), and a question, sentence or heading, needs no source."""
+    return _QUESTION.search(text.rstrip()) is not None
 
 
 def _remark_on_sources(claim: str) -> bool:
@@ -377,7 +387,7 @@ def _heading_check(held: _Held, result: Grounding) -> Any:
         if heading is None:
             return True
         text = _claim(heading.group(1))
-        if text.endswith("?") or text.startswith("Search: `"):
+        if is_question(text) or text.startswith("Search: `"):
             return True
         missing = held.missing(text)
         if missing:

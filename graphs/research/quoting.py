@@ -11,7 +11,7 @@ import re
 from collections.abc import Sequence
 
 from core.cjk import CJK_SENTENCE_BREAK, CJK_SENTENCE_END, join_text
-from graphs.research.citations import join_sentences
+from graphs.research.citations import LATIN_CLOSERS, LATIN_STOPS, join_sentences
 from graphs.research.grounding import normalise
 from graphs.research.passages import bm25_scores, sentences_of, tilde_adornment, title_line
 from graphs.research.rst_markup import is_rst, rst_inline, rst_lines
@@ -33,8 +33,10 @@ _LINK_OR_CODE = re.compile(r"(`{3,}|~{3,}).*?(?:\1|$)|\b[a-z][a-z0-9+.-]*://\S+"
 #: where an over-long sentence may be cut: after . ; ! or ? and a space, whatever follows, or
 #: after a CJK ； or sentence end (``cjk.CJK_SENTENCE_BREAK``: 。．！？ and the closing quotes after it)
 _CLAUSE_END = re.compile(rf"(?<=[.;!?])\s+|(?<=；)\s*|{CJK_SENTENCE_BREAK}\s*")
-#: what ends a Latin sentence: a citation goes before it (a CJK one's: ``cjk.CJK_SENTENCE_END``)
-_FULL_STOPS = ".!?"
+#: what ends a Latin sentence, a run of stops ("?!", "...", "…") read as one, and the closing quotes
+#: and brackets it may end inside ('He said "yes."', "(for good.)"), with any stop after them
+#: (``_ended``'s, '"yes.".'); ``cite`` puts a marker by it (a CJK one's: ``cjk.CJK_SENTENCE_END``)
+_LATIN_END = re.compile(rf"\s*([{LATIN_STOPS}]+)((?:[{re.escape(LATIN_CLOSERS)}]+[{LATIN_STOPS}]*)?)$")
 #: linked images (``[![PyPI](...)](...)``) and bare images at the start of a sentence
 _BADGES = re.compile(r"^(?:(?:\[!\[[^\]]*\]\([^)\s]*\)\]\([^)\s]*\)|!\[[^\]]*\]\([^)\s]*\))\s*)+")
 #: a sentence that starts by pointing back ("This means that...", "However, ...", "It's a ...")
@@ -242,18 +244,30 @@ def quotable_snippet(snippet: str, title: str = "") -> str:
 
 
 def cite(sentence: str, source_id: int) -> str:
-    """``sentence`` with ``[n]`` before its final punctuation; one that does not end with
-    ``.``, ``!`` or ``?`` (or CJK's ``。．！？``; cut short, a link target, code) gets a full stop after the marker,
-    so the sentence splitter never joins it to the next quote. A CJK sentence's marker goes before
-    its run of full stops and the closing quotes after them (``cjk.CJK_SENTENCE_END``: "…と言った [1]。」",
-    "本当 [1]！？"): after them, it had an ASCII full stop added ("…。」 [1]."). Badges it starts
-    with (a README's first line of linked images, which the splitter joins to the sentence after
-    them) are left out: they say nothing."""
+    """``sentence`` with the marker ``[n]`` of its source by the punctuation that ends it.
+
+    The marker goes before the run of stops that ends the sentence, read as one end: "It works
+    [1].", "Really [1]?!", "It goes on [1]..." (``.``, ``!``, ``?`` and ``…``). A sentence that
+    ends inside a closing quote or bracket (``"`` ``'`` ``”`` ``’`` ``)`` ``]``) has ended there: the
+    quote stays whole, the marker goes after it, and no stop is added ('He said "yes." [1]',
+    "(It is gone for good.) [1]"): a marker inside it would read as part of what was quoted, and a
+    stop after it ('"yes." [1].') ends the sentence twice. A quote without a stop in it is a word
+    of the sentence, cited before the sentence's own stop ('He said "yes" [1].').
+
+    A CJK sentence's marker goes before its run of full stops and the closing quotes after them
+    (``cjk.CJK_SENTENCE_END``: "…と言った [1]。」", "本当 [1]！？"), as Japanese and Chinese place a
+    note. A sentence that ends with none of these (cut short, a link target, code) gets a full
+    stop after the marker, so the sentence splitter never joins it to the next quote. Badges it
+    starts with (a README's first line of linked images, which the splitter joins to the sentence
+    after them) are left out: they say nothing."""
     sentence = _BADGES.sub("", sentence.strip()) or sentence.strip()
     if cjk_end := CJK_SENTENCE_END.search(sentence):
         return f"{sentence[:cjk_end.start()]} [{source_id}]{cjk_end.group(0)}"
-    if sentence[-1:] and sentence[-1:] in _FULL_STOPS:
-        return f"{sentence[:-1]} [{source_id}]{sentence[-1]}"
+    if latin_end := _LATIN_END.search(sentence):
+        stops, closed = latin_end.groups()
+        if closed:  # ended inside the quote: a stop after it goes ('"yes.".')
+            return f"{sentence[:latin_end.start(2)]}{closed.rstrip(LATIN_STOPS)} [{source_id}]"
+        return f"{sentence[:latin_end.start()]} [{source_id}]{stops}"
     return f"{sentence.rstrip(',;:')} [{source_id}]."
 
 
