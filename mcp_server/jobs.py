@@ -12,7 +12,8 @@ another owner finds nothing (the same answer as an unknown id, so ids cannot be 
 
 Around it: ``mcp_server.jobloop`` (the jobs' loop, the slot limiter), ``mcp_server.jobremote``
 (following a job on a RunPod endpoint), ``mcp_server.jobenvelopes`` (cancelled and failed
-envelopes, the steps so far) and ``mcp_server.jobresume`` (resume and adopt).
+envelopes, the steps so far), ``mcp_server.jobresume`` (resume and adopt) and
+``mcp_server.jobwait`` (waiting for a job here or in another server process).
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from core.errors import ProviderUnavailable
 from core.redact import redact
 from graphs.checkpoint import LastStep
 from graphs.context import ProgressFn
-from mcp_server.cancel import call_cancelled
 from mcp_server.jobenvelopes import (
     StoppedJob,
     cancelled_envelope,
@@ -42,6 +42,7 @@ from mcp_server.jobloop import JOB_TASK_PREFIX, JobLoop, JobSlots, named
 from mcp_server.jobremote import follow_remote
 from mcp_server.jobresume import ResumesJobs, refused_envelope
 from mcp_server.jobstore import FINAL_STATUSES, IN_PROGRESS, JobStore, handle, storable, summary
+from mcp_server.jobwait import WaitsForJobs
 from swarm.executors import RemoteExecutor
 from swarm.executors.runpod_progress import ProgressRelay
 
@@ -49,9 +50,6 @@ log = logging.getLogger("swarm.jobs")
 
 
 Listener = Callable[[str, str, "float | None"], Awaitable[None]]
-#: how often ``job_result`` re-reads the row of a job another server process runs
-ROW_POLL_S = 0.5
-
 T = TypeVar("T")
 
 
@@ -80,7 +78,7 @@ class RunsElsewhere(Exception):
     """The job runs in another server process on the same store: only that one can stop it."""
 
 
-class JobManager(ResumesJobs):
+class JobManager(ResumesJobs, WaitsForJobs):
     """Starts jobs as background tasks, waits within a budget, finds them again by id.
 
     Args:
@@ -347,74 +345,6 @@ class JobManager(ResumesJobs):
             return []
         return await steps_so_far(self._stopped_job, self._job_loop, job_id, row, self._relays.get(job_id))
 
-    async def _wait_here(self, job_id: str, task: asyncio.Future[dict[str, Any]], row: dict[str, Any], budget: float,
-                         progress: ProgressFn | None, cancel_with_call: bool = False) -> None:
-        """Wait up to ``budget`` for a job this process runs, relaying its progress to ``progress``;
-        with ``cancel_with_call``, a client's cancel of the waiting call cancels the job."""
-        listeners = self._listeners.setdefault(job_id, set())
-        if progress is not None:
-            listeners.add(progress)
-            last = row.get("progress")
-            if last:  # a poller sees at once where the job stands
-                try:
-                    fraction = last.get("fraction")
-                    await progress(last["stage"], last["message"], fraction if fraction is not None else last.get("reached"))
-                except Exception:  # a client that went away must not fail the poll
-                    log.debug("progress replay for job %s failed", job_id, exc_info=True)
-        try:
-            await asyncio.wait_for(asyncio.shield(task), budget)
-        except TimeoutError:
-            pass  # still running: the caller gets a handle
-        except asyncio.CancelledError:
-            if _current_cancelled():
-                if cancel_with_call and call_cancelled():  # the spec: a cancelled request's work SHOULD stop
-                    log.info("job %s: the client cancelled the call that started it; cancelling the job", job_id)
-                    task.cancel()  # the job writes its CANCELLED row (partial output kept) on its own loop
-                raise  # else the caller went away (the connection closed): the job keeps running
-            await self._settled(job_id)  # job_cancel stopped the job; wait for its row
-        finally:
-            if progress is not None:
-                listeners.discard(progress)
-
-    async def settles_elsewhere(self, job_id: str, timeout_s: float = 86_400.0) -> bool:
-        """Wait until a job this process does not run is final in the store (another server ran
-        it), taking it up here if its process dies meanwhile; whether it ended within ``timeout_s``
-        (``False`` too when this process took it up: its own end is announced as usual)."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and not self._closing:
-            row = self.store.get(job_id)
-            if row is None:
-                return False
-            if row["status"] in FINAL_STATUSES:
-                return True
-            if job_id in self._tasks or self._adopt(row) is not None:
-                return False
-            await asyncio.sleep(ROW_POLL_S)
-        return False
-
-    async def _row_settles(self, job_id: str, owner: str | None, timeout_s: float) -> dict[str, Any] | None:
-        """The job's row once it is final, or as it stands after ``timeout_s`` (a job another
-        server process runs: only the store says when it ends)."""
-        deadline = time.monotonic() + timeout_s
-        row = self.store.get(job_id, owner)
-        while row is not None and row["status"] not in FINAL_STATUSES and time.monotonic() < deadline:
-            await asyncio.sleep(min(ROW_POLL_S, max(0.0, deadline - time.monotonic())))
-            row = self.store.get(job_id, owner)
-            # its server died meanwhile: taken over here (the wait went on to its end with the job
-            # frozen, and only the next call resumed it)
-            if row is not None and job_id not in self._tasks and self._adopt(row) is not None:
-                return self.store.get(job_id, owner) or row
-        return row
-
-    async def _settled(self, job_id: str, timeout_s: float = 10.0) -> None:
-        """Wait until the job's row is final (a cancelled job writes it on its own loop)."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            row = self.store.get(job_id)
-            if row is None or row["status"] in FINAL_STATUSES:
-                return
-            await asyncio.sleep(0.02)
-
     def status(self, job_id: str, owner: str | None) -> dict[str, Any]:
         """``{job_id, status, progress, ...}`` without the output; KeyError when unknown."""
         self._save_unsaved(job_id)
@@ -499,11 +429,6 @@ class JobManager(ResumesJobs):
         await asyncio.gather(*tasks, return_exceptions=True)
         if final is not None:
             await final()
-
-
-def _current_cancelled() -> bool:
-    task = asyncio.current_task()
-    return bool(task and task.cancelling())
 
 
 def _pid_of(row: dict[str, Any]) -> str | None:
