@@ -4,7 +4,8 @@ Only config files go through here, never request data. An unset ``${VAR}`` becom
 string (a backend whose key or URL is empty is unavailable at call time, which is not a startup
 failure); ``unset_notes`` lets an error about such a key say where the empty came from. Any other
 shell form (``${X-d}``, ``${X:?msg}``, ``${A:-${B}}``) would stay literal: ``unsupported_forms``
-names each, and ``core.config.load_config`` refuses the file.
+names each, and ``core.config.load_config`` refuses the file. ``$${`` is a literal ``${`` (as in
+Docker Compose): ``$${X}`` reads as ``${X}``, unexpanded.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from core.redact_config import is_secret_entry
 
 __all__ = ["ENV_REFERENCE", "bare_references", "interpolate", "unset_notes", "unsupported_forms"]
 
-#: ``${VAR}`` or ``${VAR:-default}``; a default holds no ``${`` (nesting is not supported)
-ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-((?:(?!\$\{)[^}])*))?\}")
+#: ``${VAR}`` or ``${VAR:-default}``, not escaped as ``$${``; a default holds no ``${`` (nesting is not supported)
+ENV_REFERENCE = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-((?:(?!\$\{)[^}])*))?\}")
+#: ``$${`` (a literal ``${``) or a reference: one pass, so a variable's value is never read as either
+_ESCAPE_OR_REFERENCE = re.compile(r"\$\$\{|" + ENV_REFERENCE.pattern)
 _SUPPORTED_FORMS = "only ${VAR} and ${VAR:-default} are expanded"
 
 
@@ -33,8 +36,9 @@ def interpolate(value: Any, env: Mapping[str, str] | None = None) -> Any:
     this function, never request data.
     """
     environ: Mapping[str, str] = os.environ if env is None else env
-    if isinstance(value, str):
-        return ENV_REFERENCE.sub(lambda m: _value_of(m.group(1), environ) or (m.group(2) or ""), value)
+    if isinstance(value, str):  # ``$${X}`` was ``$`` and X's value: there was no way to write ``${``
+        return _ESCAPE_OR_REFERENCE.sub(
+            lambda m: "${" if m.group(1) is None else _value_of(m.group(1), environ) or (m.group(2) or ""), value)
     if isinstance(value, dict):
         return {k: interpolate(v, environ) for k, v in value.items()}
     if isinstance(value, list):
@@ -67,7 +71,7 @@ def unsupported_forms(raw: Any) -> list[str]:
     out (``${X-d}``, ``${X:?msg}``, ``${X:=d}``, ``${A:-${B}}``): it would stay literal."""
     lines = []
     for path, text in _strings(raw):
-        rest = ENV_REFERENCE.sub("", text)
+        rest = _ESCAPE_OR_REFERENCE.sub("", text)
         if "${" in rest:
             if _SECRET_KEY.search(path.rsplit(".", 1)[-1]):  # a key pasted inside ${...}: never shown
                 lines.append(f"{path}: its value holds a ${{ form that is not expanded (the value is not shown);"
@@ -95,7 +99,7 @@ def bare_references(raw: Any, env: Mapping[str, str] | None = None) -> list[str]
     environ: Mapping[str, str] = os.environ if env is None else env
     lines = []
     for path, text in _strings(raw):
-        names = [n for n in _BARE_REFERENCE.findall(ENV_REFERENCE.sub("", text))
+        names = [n for n in _BARE_REFERENCE.findall(_ESCAPE_OR_REFERENCE.sub("", text))
                  if (len(n) > 1 and n.upper() == n) or n in environ]
         if not names:
             continue
@@ -129,6 +133,9 @@ def _first_unsupported(text: str) -> str:
     whole ``${A:-${B}}``, not the ``${A:-}`` left once the inner ``${B}`` is taken out."""
     start = text.find("${")
     while start != -1:
+        if start and text[start - 1] == "$":  # ``$${``: a literal, no form
+            start = text.find("${", start + 2)
+            continue
         depth, end = 0, len(text)
         for i in range(start, len(text)):
             if text.startswith("${", i):
@@ -142,14 +149,15 @@ def _first_unsupported(text: str) -> str:
         if not ENV_REFERENCE.fullmatch(form):
             return form
         start = text.find("${", end)
-    return ENV_REFERENCE.sub("", text)  # not reached: the caller found one
+    return _ESCAPE_OR_REFERENCE.sub("", text)  # not reached: the caller found one
 
 
 def unset_notes(raw: Any, env: Mapping[str, str] | None) -> dict[str, str]:
     """Key path -> `` (from ${VAR}, unset)`` for each value that interpolation left empty because
     the variables it names are unset, and `` (from ${VAR})`` for one they set: an error about that
     key then says where its value came from (``SWARM_LOCAL_PROCESSES=0`` was blamed on the file's
-    ``runner.local.processes`` alone). The variable's value is never quoted."""
+    ``runner.local.processes`` alone), and ``""`` where a default written in the file gave it. The
+    variable's value is never quoted (nor is any value a key holding ``${`` was given)."""
     environ: Mapping[str, str] = os.environ if env is None else env
     notes = {}
     for path, text in _strings(raw):
@@ -161,4 +169,6 @@ def unset_notes(raw: Any, env: Mapping[str, str] | None) -> dict[str, str]:
             notes[path] = f" (from {names}, unset)"
         elif given := [name for name, _ in found if _value_of(name, environ)]:  # a file default is the file's
             notes[path] = f" (from {', '.join('${' + name + '}' for name in given)})"
+        else:
+            notes[path] = ""  # a file default: nothing to add, but a value interpolation made is never quoted
     return notes

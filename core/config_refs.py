@@ -18,6 +18,8 @@ def cross_reference_problems(
     models: Mapping[str, ModelSpec], llm: LLMSection, routing: RoutingSection
 ) -> list[str]:
     """Every reference to an unknown model or family, one line each (empty: all resolve)."""
+    if not models:
+        return [_NO_MODELS]
     names = set(models)
     families = {m.family for m in models.values()}
     routes = {kind: {"primary": r.primary, "reviewer": r.reviewer} for kind, r in routing.delegation.items()}
@@ -36,6 +38,8 @@ def lenient_cross_reference_problems(data: Any) -> list[str]:
     models = _get(data, "models")
     if not isinstance(models, Mapping):
         return []
+    if not models:
+        return [_NO_MODELS]
     names = {str(name) for name in models}
     families = {spec["family"] for spec in models.values() if isinstance(spec, Mapping) and isinstance(spec.get("family"), str)}
     llm = _get(_get(data, "providers"), "llm")
@@ -54,6 +58,10 @@ def lenient_cross_reference_problems(data: Any) -> list[str]:
         *_delegation_problems(routes, names, families),
         *_consensus_problems(consensus if isinstance(consensus, Mapping) else None, names, families),
     ]
+
+
+#: an empty ``models`` table: every name anything references was listed as unknown, "valid: " and nothing
+_NO_MODELS = "models: no model is defined; add the models that providers.llm and routing name (see README, Config reference)"
 
 
 def _get(node: Any, key: str) -> Any:
