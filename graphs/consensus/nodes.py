@@ -70,10 +70,11 @@ def panel(answers: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dic
         if answer["status"] == "stand_in":
             key = (answer["model"], answer.get("stance"))
             if key in seen:
+                why = f" ({answer['asked_error']})" if answer.get("asked_error") else ""
                 failed.append({"index": answer["index"], "asked": answer["asked"], "stance": answer.get("stance"),
                                "status": "failed", "error_type": "StandInAlreadyOnPanel",
-                               "error": f"{answer['asked']} gave no answer; its fallback {answer['model']} is on the"
-                                        " panel already, so its answer is not counted twice"})
+                               "error": f"{answer['asked']} gave no answer{why}; its fallback {answer['model']} is on"
+                                        " the panel already, so its answer is not counted twice"})
                 continue
             seen.add(key)
         positions.append(answer)
@@ -156,10 +157,14 @@ def make_nodes(llm: LLMProvider) -> dict[str, Node]:
             return {"answers": [failed], "trace": [a.model_dump() for a in response.attempts]
                     + [_node_step("ask", started, error, "error")]}
         stand_in = response.model not in who["accepts"]
+        # why the asked model gave no answer: the panel's "not counted twice" said only that it gave none
+        own_failures = [f"{a.model}: {a.error_class or a.outcome} {a.detail or ''}".strip() for a in response.attempts
+                        if stand_in and a.model in who["accepts"] and a.outcome != "ok"]
         emit("ask", f"{response.model} answered" + (f" in place of {who['model']}" if stand_in else ""))
         answer = {
             "index": task["index"], "asked": who["model"], "model": response.model, "stance": stance,
             "status": "stand_in" if stand_in else "answered", "text": response.text.strip(),
+            **({"asked_error": "; ".join(own_failures)[:500]} if own_failures else {}),
             "latency_ms": round(response.latency_ms, 2), "input_tokens": response.input_tokens,
             "output_tokens": response.output_tokens, "cost_usd": response.cost_usd,
             # ended early: by its token limit (length), or where it began repeating itself (loop)

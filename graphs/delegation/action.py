@@ -97,12 +97,18 @@ LOW_SCORE = 3
 
 def _warnings(state: dict[str, Any]) -> list[str]:
     """What the caller should know before reading the answer: that the model did not end it
-    itself (its token limit cut it, or it began repeating itself and was stopped there), and
-    that its review approved it with a score that says otherwise (the keyless local model's
-    self-review read "approved, score 1/10" on every answer a reviewer tried)."""
+    itself (its token limit cut it, or it began repeating itself and was stopped there), that
+    the review its route asks for is missing (every reviewer failed, or none gave a verdict: a
+    COMPLETED job with no warning read as a reviewed answer), and that its review approved it
+    with a score that says otherwise (the keyless local model's self-review read "approved,
+    score 1/10" on every answer a reviewer tried)."""
     cut = cut_warning("the answer", state.get("draft_cut"))
     warnings = [cut] if cut else []
     review = state.get("review") or {}
+    if review.get("status") == "unavailable":  # every attempt is in its error already: named, not said twice
+        warnings.append("no review; the answer stands unreviewed: no reviewer answered (review.error lists every attempt)")
+    elif review.get("status") == "unusable":
+        warnings.append(f"no review; the answer stands unreviewed: {review.get('error') or 'no verdict'}")
     score = review.get("score")
     if review.get("approved") is True and isinstance(score, int) and score <= LOW_SCORE:
         warnings.append(f"the review approved the answer but scored it {score}/10: its verdict contradicts"

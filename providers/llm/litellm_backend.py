@@ -22,7 +22,7 @@ from providers.base import LLMConfig, LLMResponse, Message
 from providers.llm import litellm_loader
 from providers.llm.litellm_errors import translate_error
 from providers.llm.litellm_request import answer_cap, build_params
-from providers.llm.litellm_response import stream_answer, streamed_response, to_response
+from providers.llm.litellm_response import billed_stream, stream_answer, streamed_response, to_response
 from providers.llm.loop_guard import LoopGuard
 from providers.llm.model_access import missing_key_reason, probe_models, probes_network
 
@@ -101,6 +101,7 @@ class LiteLLMModel:
                 break
             except Exception as exc:  # translated once, here; the router decides what follows
                 error, crash = await self._failure(exc, started, used)
+                billed_stream(self.spec, error, guard, params)
                 if restarted is not None:
                     raise self._after_restart(error, restarted, started) from None
                 if manager is None or crash is None:
@@ -128,8 +129,10 @@ class LiteLLMModel:
         """The error of a call whose server exited and was started again: the crash first, then
         what went wrong after it (a second crash, a timeout, a start that failed)."""
         said = str(error).removeprefix(f"{error.provider} ({error.model}): " if error.model else f"{error.provider}: ")
-        # the same error (its class decides what the router does next), its message with the crash first
-        error.args = (f"{self.provider} ({self.name}): {crash}; started it again and asked once more: {said}",)
+        # the same error (its class decides what the router does next), its message with the crash
+        # first: ``message`` too, which the router's trace step (and so the all-failed error) reads
+        error.message = f"{crash}; started it again and asked once more: {said}"
+        error.args = (f"{self.provider} ({self.name}): {error.message}",)
         error.latency_ms = (time.perf_counter() - started) * 1000
         return error
 

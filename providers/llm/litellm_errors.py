@@ -58,9 +58,11 @@ _NO_CONNECTION = re.compile(
     r"^(?:\w+: )*(?:\w+Exception - )?connection error\.?$", re.IGNORECASE)
 #: "AuthenticationError: AuthenticationError: ..." (litellm's class name, then the same again)
 #: what litellm says of an answer it could not parse (a proxy's HTML page under HTTP 200, JSON
-#: without the provider's fields), whichever status it then makes up
-_UNREADABLE = re.compile(r"Unable to get json response|Error converting to valid response|Invalid response object",
-                         re.IGNORECASE)
+#: without the provider's fields), whichever status it then makes up; and the OpenAI SDK's
+#: ``json.JSONDecodeError`` ("Expecting value: line 1 column 1 (char 0)") of a body under HTTP 200
+#: that is not JSON, which litellm made an "HTTP 500" the server never sent
+_UNREADABLE = re.compile(r"Unable to get json response|Error converting to valid response|Invalid response object|"
+                         r": line \d+ column \d+ \(char \d+\)", re.IGNORECASE)
 _TRACEBACK = "Traceback (most recent call last)"
 #: what Anthropic's 529 body says
 _OVERLOADED = re.compile(r"\boverloaded(?:_error)?\b|\b529\b", re.IGNORECASE)

@@ -68,6 +68,16 @@ def billed(spec: ModelSpec, error: ProviderError, input_tokens: int, output_toke
     return error
 
 
+def billed_stream(spec: ModelSpec, error: ProviderError, guard: LoopGuard | None,
+                  params: dict[str, Any]) -> ProviderError:
+    """``error`` of a streamed call that failed after pieces of its answer came (a timeout midway),
+    carrying what it was billed, counted from the stream as a streamed answer's tokens are: its
+    step read 0 tokens and an unknown cost, and the job's totals and budget left it out."""
+    if guard is not None and guard.pieces and not (error.input_tokens or error.output_tokens):
+        billed(spec, error, _prompt_tokens(spec.litellm_model, params["messages"]), guard.pieces)
+    return error
+
+
 def streamed_response(name: str, spec: ModelSpec, guard: LoopGuard, finish: str | None, pieces: int,
                       params: dict[str, Any], config: LLMConfig, latency: float, note: str | None = None) -> LLMResponse:
     """A streamed answer as a response: its tokens counted from the stream (one piece per token
@@ -109,7 +119,9 @@ def to_response(name: str, spec: ModelSpec, response: Any, config: LLMConfig, la
     input_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
     output_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
     if not text:
+        # no tools are offered: a model that calls one anyway (finish_reason "tool_calls") gave no answer
         what = ("reasoning only, no answer" if (getattr(message, "reasoning_content", None) or "").strip()
+                else "tool calls only, no answer" if getattr(message, "tool_calls", None)
                 else "no choices" if not choices else "empty answer")
         tokens = f" ({input_tokens} input and {output_tokens} output tokens billed)" if input_tokens or output_tokens else ""
         raise billed(spec, ProviderError(spec.family, f"{what}{tokens}", model=name), input_tokens, output_tokens)

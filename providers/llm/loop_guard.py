@@ -64,6 +64,8 @@ class LoopGuard:
         self.min_chars = min_chars
         self.repeats = repeats
         self.text = ""
+        #: pieces fed (one token each from a llama.cpp server): what a stream cut off midway was billed
+        self.pieces = 0
         self.cut: int | None = None  # where the answer ends, once a loop is found
         self._next = 0  # where the next sentence starts
         self._starts: dict[str, list[int]] = {}  # sentence (normalised) -> where each occurrence starts
@@ -77,6 +79,7 @@ class LoopGuard:
         """Add ``piece``; ``True`` once the answer loops (``answer`` is then cut before the loop)."""
         if self.cut is not None:
             return True
+        self.pieces += 1
         self.text += piece
         self._scan_fences()
         for match in _END.finditer(self.text, self._next):
