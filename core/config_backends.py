@@ -1,5 +1,5 @@
 """The search and storage backends' settings in ``config.yaml``, one strict model per shipped
-backend, and the checks ``core.config_schema``'s search and storage sections run with them.
+backend, and the checks ``core.config_providers``'s search and storage sections run with them.
 
 ``StrictModel`` (every config section's base) lives here so both modules share it.
 """
@@ -7,9 +7,18 @@ backend, and the checks ``core.config_schema``'s search and storage sections run
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from core.errors import InputError
@@ -32,6 +41,18 @@ class StrictModel(BaseModel):
             return data
         empty = [key for key, value in data.items() if value is None and _section_with_default(cls.model_fields.get(key))]
         return {k: v for k, v in data.items() if k not in empty} if empty else data
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_number(cls, value: Any, info: ValidationInfo) -> Any:
+        """``true`` where a count or a number of seconds is expected is a mistake, not 1: pydantic
+        reads a boolean as 1 or 0 (``max_running_jobs: true`` ran one job at a time, and
+        ``concurrency: yes`` loaded as 1, without a word)."""
+        if isinstance(value, bool) and info.field_name is not None:
+            expected = _number_expected(cls.model_fields[info.field_name].annotation)
+            if expected is not None:
+                raise ValueError(f"expected {expected}, got {str(value).lower()}")
+        return value
 
 
 class SearxngSpec(StrictModel):
@@ -158,6 +179,17 @@ def as_details(exc: ValidationError) -> list[InitErrorDetails]:
     """``exc``'s problems as they were (type, key, message), to raise again with more."""
     return [InitErrorDetails(type=PydanticCustomError(err["type"], err["msg"]), loc=err["loc"], input=err["input"])
             for err in exc.errors()]
+
+
+def _number_expected(annotation: Any) -> str | None:
+    """What a field of type ``annotation`` holds when it is a number (``int``, ``float``, either or
+    ``None``), said as its error says it; ``None`` for any other type."""
+    kinds = set(get_args(annotation)) - {type(None)} if get_origin(annotation) in (Union, UnionType) else {annotation}
+    if kinds == {int}:
+        return "a whole number"
+    if kinds and kinds <= {int, float}:
+        return "a number"
+    return None
 
 
 def _section_with_default(field: Any) -> bool:

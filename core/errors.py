@@ -145,7 +145,7 @@ class AllProvidersFailed(ProviderError):
         for step in self.attempts:
             data = step.model_dump() if hasattr(step, "model_dump") else dict(step)
             said = " ".join(str(p) for p in (data.get("outcome"), data.get("error_class"), data.get("detail")) if p)
-            lines.append(f"{data.get('model') or data.get('provider')}: {said} ({data.get('latency_ms', 0):.0f} ms)")
+            lines.append(f"{_who(data)}: {said} ({data.get('latency_ms', 0):.0f} ms)")
         summary = "; ".join(lines) if lines else "no backend configured"
         super().__init__(capability, f"every backend failed: {summary}")
 
@@ -155,6 +155,16 @@ class AllProvidersFailed(ProviderError):
             step.model_dump() if hasattr(step, "model_dump") else dict(step) for step in self.attempts
         ]
         return data
+
+
+def _who(step: dict[str, Any]) -> str:
+    """``provider/model`` of one attempt (``deepseek/fast``), as short as tells them apart: a model
+    name in config may be an alias that does not say whose it is; the provider alone where the
+    step has no model of its own (storage, search) or the model is the provider's name."""
+    provider, model = step.get("provider") or "", step.get("model") or ""
+    if provider and model and model != provider:
+        return f"{provider}/{model}"
+    return model or provider
 
 
 class StillRunning(SwarmError):

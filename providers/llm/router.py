@@ -46,6 +46,27 @@ if TYPE_CHECKING:
     from providers.circuit import CircuitBoard
     from providers.llm.local_server import LocalServerManager
 
+#: the longest detail one trace step carries: a local server's crash report (log lines of any
+#: length) or an upstream's error page is said in full nowhere a person or a model reads
+DETAIL_MAX_CHARS = 300
+#: what stands for the cut-out middle of a detail too long to keep whole
+_CUT = " ... "
+
+
+def capped_detail(text: str | None) -> str | None:
+    """``text`` redacted, then cut to ``DETAIL_MAX_CHARS``: redacted first, so a cut never leaves
+    half a key where the whole one would have been masked. A cut keeps the start and the end, and
+    drops the middle: a detail says what happened first and ends with how it ended (a crash, its
+    log lines, "started it again and asked once more: HTTP 500 ...")."""
+    if not text:
+        return text
+    shown = redact(text)
+    if len(shown) <= DETAIL_MAX_CHARS:
+        return shown
+    head = (DETAIL_MAX_CHARS - len(_CUT)) // 2
+    tail = DETAIL_MAX_CHARS - len(_CUT) - head
+    return f"{shown[:head]}{_CUT}{shown[-tail:]}"
+
 
 class LLMRouter:
     """An ``LLMProvider`` over every model of one config version.
@@ -171,6 +192,8 @@ class LLMRouter:
 
     def _step(self, name: str, config: LLMConfig, **fields: Any) -> TraceStep:
         spec = self.specs.get(name)
+        if fields.get("detail"):
+            fields["detail"] = capped_detail(fields["detail"])
         return TraceStep(step=config.step, kind="llm", provider=spec.family if spec else "", model=name, **fields)
 
     async def complete(self, messages: list[Message], config: LLMConfig) -> LLMResponse:
@@ -217,7 +240,7 @@ class LLMRouter:
         if why is not None:  # it answered (no circuit failure), but nothing the caller can use
             *before, last = response.attempts or (self._step(name, config),)
             attempts += [*before, last.model_copy(update={"outcome": "error", "error_class": "UnusableAnswer",
-                                                          "detail": redact(why)[:300]})]
+                                                          "detail": capped_detail(why)})]
             notify_attempt("failed", name, "UnusableAnswer")
             if refused is not None:
                 refused.append(response)
@@ -239,7 +262,7 @@ class LLMRouter:
                 # the backend's own measure leaves out a one-off import (litellm's, on a first call)
                 latency = exc.latency_ms if exc.latency_ms is not None else (time.perf_counter() - started) * 1000
                 # the step names the provider and the model: its detail is what happened, without them
-                detail = redact(exc.message)
+                detail = capped_detail(exc.message) or ""
                 self.circuits.record_failure(circuit, detail)
                 if isinstance(exc, ProviderTimeout):
                     remember_timeout(name, f"{detail} at {config.step} earlier in this job: not waited for again in it")
@@ -261,8 +284,10 @@ class LLMRouter:
                 self.circuits.release(circuit)
                 raise
             self.circuits.record_success(circuit)
-            # The trace names the model as config does, and counts this model's attempts.
-            steps = tuple(s.model_copy(update={"model": name, "attempt": attempt}) for s in response.attempts)
+            # The trace names the model as config does, and counts this model's attempts; a
+            # backend's detail (a restarted local server's crash report) is capped like a failure's.
+            steps = tuple(s.model_copy(update={"model": name, "attempt": attempt, "detail": capped_detail(s.detail)})
+                          for s in response.attempts)
             return response.model_copy(update={"attempts": steps})
 
     # --- health ----------------------------------------------------------------------------
