@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from core.cjk import CJK_FULL_STOPS, CJK_LETTERS, CJK_SENTENCE_END, cjk_terms, spaceless
-from graphs.research.passages import SENTENCE_BREAK
+from graphs.research.passages import LATIN_CLOSERS, LATIN_STOPS, SENTENCE_BREAK
 
 _CITE = re.compile(r"\[\s*(\d{1,4}(?:\s*(?:,|;|-|–)\s*\d{1,4})*)\s*\]")
 #: a citation marker, ``[2]``, ``[1, 3]`` or ``[2-4]``; group 1 holds the ids (see ``marker_ids``)
@@ -117,16 +117,14 @@ def _strip_invalid(text: str, valid: set[int], removed: list[dict[str, Any]]) ->
 #: a space before punctuation, left where a marker was taken out of a claim ("…です [1]。", "on [1]…")
 _SPACE_BEFORE_STOP = re.compile(rf"\s+([.,;:!?…、；：{CJK_FULL_STOPS}])")
 _LEAD_MARKERS = re.compile(r"^((?:\[[\d,\s;\-–]+\]\s*)+)(.*)$")
-#: the stops a Latin sentence ends with, a run of them one end ("?!", "...")
-LATIN_STOPS = ".!?…"
-#: the closing quotes and brackets a Latin sentence may end inside, after its stop ('"yes."')
-LATIN_CLOSERS = "\"'”’)]"
 _CLOSER_CLASS = re.escape(LATIN_CLOSERS)
 _STARTS = rf"[\"'(\[*`A-Z0-9\x01{CJK_LETTERS}]"
 #: where ``SENTENCE_BREAK`` misses the end of a sentence that ``quoting.cite`` cited: after a stop
-#: and a closing quote or two, before the markers ('He said "yes." [1] Next'), and after a marker
-#: and its "…" ("It goes on [1]… Next"); the markers stay with the sentence before them
-_CITED_BREAK = (rf"(?:(?<=[{LATIN_STOPS}][{_CLOSER_CLASS}])|(?<=[{LATIN_STOPS}][{_CLOSER_CLASS}]{{2}}))"
+#: and up to three closing quotes, brackets or emphasis marks (``passages.LATIN_CLOSERS``), before
+#: the markers ('He said "yes." [1] Next', "**Note.** [1] Next"), and after a marker and its "…"
+#: ("It goes on [1]… Next"); the markers stay with the sentence before them
+_CITED_BREAK = (rf"(?:(?<=[{LATIN_STOPS}][{_CLOSER_CLASS}])|(?<=[{LATIN_STOPS}][{_CLOSER_CLASS}]{{2}})"
+                rf"|(?<=[{LATIN_STOPS}][{_CLOSER_CLASS}]{{3}}))"
                 rf"\s+(?=(?:\[[\d,\s;\-–]+\]\s*)+{_STARTS})|(?<=\]…)\s+(?={_STARTS})")
 _REPORT_BREAK = re.compile(f"{SENTENCE_BREAK.pattern}|{_CITED_BREAK}")
 #: the citation markers a sentence ends with

@@ -29,7 +29,7 @@ from typing import Any
 from core.cjk import CJK_FULL_STOPS, without_gaps
 from graphs.research.citations import CITE_MARKER, invalid_citation, marker_ids
 from graphs.research.markdown_blocks import dangling_lead_ins, drop_empty_sections, rewrite_sentences
-from graphs.research.passages import Passage, sentences_of
+from graphs.research.passages import Passage, ends_lead_in, sentences_of
 from graphs.research.stems import content_stems, numbers_in
 
 #: share of a sentence's content words one cited passage must contain
@@ -88,10 +88,10 @@ def cited_ids(sentence: str) -> list[int]:
 
 def is_factual(claim: str, *, cited: bool, lead_in: bool = True) -> bool:
     """Whether a sentence states something a source must back: not a question, a lead-in
-    (ends with ':' and, ``lead_in``, something follows it), a fragment of under two content
-    words, or an uncited remark that the sources do not cover something."""
+    (ends with ':' or '：', ``passages.ends_lead_in``, and, ``lead_in``, something follows it),
+    a fragment of under two content words, or an uncited remark that the sources lack something."""
     plain = _LINK.sub(r"\1", claim).replace("*", "").replace("_", " ").strip()
-    if is_question(plain) or (lead_in and plain.endswith(":")) or len(content_stems(plain)) < 2:
+    if is_question(plain) or (lead_in and ends_lead_in(plain)) or len(content_stems(plain)) < 2:
         return False
     return cited or not (_ABOUT_SOURCES.search(plain) and _NEGATION.search(plain))
 

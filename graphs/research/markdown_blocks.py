@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 from core.cjk import join_text
 from graphs.research.citations import join_sentences, split_sentences
+from graphs.research.passages import ends_lead_in
 
 _PREFIX = re.compile(r"^(\s*(?:>\s*)*(?:(?:[-*+]|\d+[.)])\s+)?)")
 _HEADING = re.compile(r"^\s{0,3}(#{1,6})\s")
@@ -103,9 +104,9 @@ def rewrite_sentences(text: str, keep: Callable[[str], bool | str], keep_line: C
 
 
 def dangling_lead_ins(text: str) -> set[str]:
-    """The sentences that end a line with ':' and lead into nothing: after them comes only a
-    heading, or the end of the text. Such a sentence is a statement cut short, not a lead-in
-    (a keyless writer's whole invented report was one, and read as no claim at all)."""
+    """The sentences that end a line as a lead-in (``ends_lead_in``) and lead into nothing: after
+    them comes only a heading, or the end of the text. Such a sentence is a statement cut short,
+    not a lead-in (a keyless writer's whole invented report was one, and read as no claim at all)."""
     found: set[str] = set()
     in_code = False
     lines = _reflow(text)
@@ -117,7 +118,7 @@ def dangling_lead_ins(text: str) -> set[str]:
             continue
         prefix = _PREFIX.match(line).group(1)  # type: ignore[union-attr]
         sentences = split_sentences(line[len(prefix):])
-        if not sentences or not sentences[-1].rstrip().endswith(":"):
+        if not sentences or not ends_lead_in(sentences[-1]):
             continue
         after = next((later for later in lines[index + 1:] if later.strip()), None)
         if after is None or _HEADING.match(after):

@@ -28,19 +28,44 @@ _PARAGRAPH = re.compile(r"\S.*?(?=\n[ \t]*\n|\Z)", re.DOTALL)
 _HEADING_LINE = re.compile(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$")
 #: a Markdown code fence line: three or more backticks or tildes, indented at most 3 spaces
 _FENCE_LINE = re.compile(r"^[ ]{0,3}(`{3,}|~{3,})(.*)$", re.MULTILINE)
-#: where one sentence ends and the next begins: after . ! or ? and before a capital, a digit,
-#: a quote, a bracket, code or a CJK letter (so "e.g. this" stays one sentence); \x01 is the
-#: placeholder of a code span hidden while citations are read (citations._protect_code), so "`x`
-#: means y." starts one too. CJK text ends a sentence at 。．！？ with no space after it, or at the
-#: closing quote after one (``cjk.CJK_SENTENCE_BREAK``: but 「はい。」と言った is one).
-SENTENCE_BREAK = re.compile(rf"(?<=[.!?])\s+(?=[\"'(\[*`A-Z0-9\x01{CJK_LETTERS}])|{CJK_SENTENCE_BREAK}\s*")
+#: the stops a Latin sentence ends with, a run of them one end ("?!", "...", "…")
+LATIN_STOPS = ".!?…"
+#: the closing quotes and brackets a Latin sentence may end inside, after its stop ('"yes."',
+#: "(for good.)"), and the Markdown emphasis it may end inside ("**Note.**", "_Done._")
+LATIN_CLOSERS = "\"'”’)]*_"
+_CLOSER = f"[{re.escape(LATIN_CLOSERS)}]"
+#: just past a stop and the closers after it (up to three: '."', ".**", '."**'), but not past an
+#: abbreviation's dot ('"U.S." Army', "(e.g.) Then"); lookbehinds of a fixed width, one per count
+_CLOSED_END = "|".join(rf"(?<=[{LATIN_STOPS}]{_CLOSER}{{{k}}})(?<!\.[A-Za-z]\.{_CLOSER}{{{k}}})" for k in (1, 2, 3))
+#: where one sentence ends and the next begins: after . ! or ?, an ellipsis "…" after a word, or
+#: a stop inside a closing quote, bracket or emphasis (``_CLOSED_END``: 'He said "yes." Next'),
+#: and before a capital, a digit, a quote, a bracket, code or a CJK letter (so "e.g. this", '"Yes."
+#: he said' and "It ran... and stopped" stay one sentence); \x01 is the placeholder of a code
+#: span hidden while citations are read (citations._protect_code), so "`x` means y." starts one
+#: too. CJK text ends a sentence at 。．！？ with no space after it, or at the closing quote after
+#: one (``cjk.CJK_SENTENCE_BREAK``: but 「はい。」と言った is one).
+SENTENCE_BREAK = re.compile(rf"(?:(?<=[.!?])|(?<=\S…)|{_CLOSED_END})\s+(?=[\"'(\[*`A-Z0-9\x01{CJK_LETTERS}])"
+                            rf"|{CJK_SENTENCE_BREAK}\s*")
 
 
 def sentences_of(text: str) -> list[str]:
-    """Sentences of one paragraph (a plain split at ., ! or ? before a capital, digit or quote;
-    at CJK's 。．！？), its lines joined (without a space inside CJK text: ``cjk.unwrap``)."""
+    """Sentences of one paragraph (a plain split at ., !, ?, a word's "…" or a stop inside a
+    closing quote or emphasis, before a capital, digit or quote: ``SENTENCE_BREAK``; at CJK's
+    。．！？), its lines joined (without a space inside CJK text: ``cjk.unwrap``)."""
     flat = " ".join(unwrap(text).split())
     return [s for s in SENTENCE_BREAK.split(flat) if s.strip()]
+
+
+#: what a lead-in ("The steps are:", "手順は次のとおりです：") ends with, inside any emphasis ("**Steps:**")
+_LEAD_IN_END = re.compile(r"[:：][\s*_]*$")
+
+
+def ends_lead_in(sentence: str) -> bool:
+    """``sentence`` ends as a lead-in does, with a colon, ASCII or full-width (``_LEAD_IN_END``):
+    the one rule ``markdown_blocks.dangling_lead_ins`` and ``grounding.is_factual`` read a lead-in
+    by. With ":" alone, a CJK report's "手順は次のとおりです：" was checked as a claim, and a bold
+    "**The steps are:**" under which nothing came was never read as cut short."""
+    return _LEAD_IN_END.search(sentence) is not None
 
 
 def _blocks(text: str, paged: bool = False) -> Iterable[tuple[int, str, int | None]]:

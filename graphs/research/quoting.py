@@ -11,9 +11,16 @@ import re
 from collections.abc import Sequence
 
 from core.cjk import CJK_SENTENCE_BREAK, CJK_SENTENCE_END, join_text
-from graphs.research.citations import LATIN_CLOSERS, LATIN_STOPS, join_sentences
+from graphs.research.citations import join_sentences
 from graphs.research.grounding import normalise
-from graphs.research.passages import bm25_scores, sentences_of, tilde_adornment, title_line
+from graphs.research.passages import (
+    LATIN_CLOSERS,
+    LATIN_STOPS,
+    bm25_scores,
+    sentences_of,
+    tilde_adornment,
+    title_line,
+)
 from graphs.research.rst_markup import is_rst, rst_inline, rst_lines
 from graphs.research.stems import content_stems
 
@@ -33,9 +40,9 @@ _LINK_OR_CODE = re.compile(r"(`{3,}|~{3,}).*?(?:\1|$)|\b[a-z][a-z0-9+.-]*://\S+"
 #: where an over-long sentence may be cut: after . ; ! or ? and a space, whatever follows, or
 #: after a CJK ； or sentence end (``cjk.CJK_SENTENCE_BREAK``: 。．！？ and the closing quotes after it)
 _CLAUSE_END = re.compile(rf"(?<=[.;!?])\s+|(?<=；)\s*|{CJK_SENTENCE_BREAK}\s*")
-#: what ends a Latin sentence, a run of stops ("?!", "...", "…") read as one, and the closing quotes
-#: and brackets it may end inside ('He said "yes."', "(for good.)"), with any stop after them
-#: (``_ended``'s, '"yes.".'); ``cite`` puts a marker by it (a CJK one's: ``cjk.CJK_SENTENCE_END``)
+#: what ends a Latin sentence, a run of stops ("?!", "...", "…") read as one, and the closing quotes,
+#: brackets and emphasis it may end inside ('He said "yes."', "(for good.)", "**Note.**"), with any
+#: stop after them (``_ended``'s, '"yes.".'); ``cite`` puts a marker by it (a CJK one's: ``cjk.CJK_SENTENCE_END``)
 _LATIN_END = re.compile(rf"\s*([{LATIN_STOPS}]+)((?:[{re.escape(LATIN_CLOSERS)}]+[{LATIN_STOPS}]*)?)$")
 #: linked images (``[![PyPI](...)](...)``) and bare images at the start of a sentence
 _BADGES = re.compile(r"^(?:(?:\[!\[[^\]]*\]\([^)\s]*\)\]\([^)\s]*\)|!\[[^\]]*\]\([^)\s]*\))\s*)+")
@@ -231,6 +238,8 @@ def quotable_snippet(snippet: str, title: str = "") -> str:
     ``…``), begin with the page's title run into its first paragraph ("runpod-swarm: project
     overview runpod-swarm is a modular..."), and hold code or table cells flattened onto one line.
     Quoted, each of those reads as a garbled sentence, yet counts as supported (the snippet holds it).
+    A cut in its middle ("…runs nightly… Operators can…") ends the sentence before it
+    (``passages.SENTENCE_BREAK``), which is left out as the last one is.
     """
     text = " ".join(snippet.split())
     if title and text.startswith(f"{title} "):
@@ -238,9 +247,7 @@ def quotable_snippet(snippet: str, title: str = "") -> str:
     sentences = sentences_of(text)
     if sentences and sentences[0].startswith("…"):
         sentences = sentences[1:]
-    if sentences and sentences[-1].endswith("…"):
-        sentences = sentences[:-1]
-    return join_sentences(s for s in sentences if not _FLAT_CODE.search(s))
+    return join_sentences(s for s in sentences if not s.endswith("…") and not _FLAT_CODE.search(s))
 
 
 def cite(sentence: str, source_id: int) -> str:
@@ -248,9 +255,10 @@ def cite(sentence: str, source_id: int) -> str:
 
     The marker goes before the run of stops that ends the sentence, read as one end: "It works
     [1].", "Really [1]?!", "It goes on [1]..." (``.``, ``!``, ``?`` and ``…``). A sentence that
-    ends inside a closing quote or bracket (``"`` ``'`` ``”`` ``’`` ``)`` ``]``) has ended there: the
-    quote stays whole, the marker goes after it, and no stop is added ('He said "yes." [1]',
-    "(It is gone for good.) [1]"): a marker inside it would read as part of what was quoted, and a
+    ends inside a closing quote or bracket (``"`` ``'`` ``”`` ``’`` ``)`` ``]``), or inside Markdown
+    emphasis (``**`` ``__`` ``*`` ``_``), has ended there: the quote stays whole, the marker goes
+    after it, and no stop is added ('He said "yes." [1]', "(It is gone for good.) [1]", "**Note.**
+    [1]": not "**Note.** [1]."): a marker inside it would read as part of what was quoted, and a
     stop after it ('"yes." [1].') ends the sentence twice. A quote without a stop in it is a word
     of the sentence, cited before the sentence's own stop ('He said "yes" [1].').
 
