@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from test_config_checks import _edit
 
 from core.config import interpolate, load_config
 from core.errors import ConfigError
@@ -21,14 +22,6 @@ def _problems(config_file: Path, env: dict[str, str] | None = None) -> list[str]
     with pytest.raises(ConfigError) as err:
         load_config(config_file, env)
     return [line.strip().removeprefix(f"{config_file}: ") for line in str(err.value).splitlines()[1:]]
-
-
-def _edit(config_file: Path, *replacements: tuple[str, str]) -> None:
-    text = config_file.read_text()
-    for old, new in replacements:
-        assert old in text, old
-        text = text.replace(old, new, 1)
-    config_file.write_text(text)
 
 
 def test_a_dollar_dollar_brace_is_a_literal_dollar_brace(config_file: Path) -> None:

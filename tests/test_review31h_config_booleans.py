@@ -10,17 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from test_config_checks import _edit
 
 from core.config import load_config
 from core.errors import ConfigError
-
-
-def _edit(config_file: Path, *replacements: tuple[str, str]) -> None:
-    text = config_file.read_text()
-    for old, new in replacements:
-        assert old in text, old
-        text = text.replace(old, new, 1)
-    config_file.write_text(text)
 
 
 def _problems(config_file: Path) -> list[str]:
