@@ -27,7 +27,7 @@ from core.rules import (
     valid_job_id,
 )
 from graphs.actions import made_so_far, resolve_action
-from graphs.budget import add_refused_call, job_scope
+from graphs.budget import METER_KEY, JobMeter, add_refused_call, job_scope
 from graphs.checkpoint import PRUNED_RESTART
 from graphs.context import REPLAYED, RESUMED_AT, JobContext
 from graphs.store_errors import store_unavailable
@@ -52,13 +52,17 @@ class JobDeadlineExceeded(SwarmError):
     kind = "job_deadline_exceeded"
 
 
+#: the longest project or action name a job may give
+MAX_NAME_CHARS = 64
+
+
 class JobRequest(BaseModel):
     """One job as both doors receive it."""
 
     model_config = ConfigDict(extra="forbid")
 
-    project: str = Field(min_length=1, max_length=64)
-    action: str = Field(min_length=1, max_length=64)
+    project: str = Field(min_length=1, max_length=MAX_NAME_CHARS)
+    action: str = Field(min_length=1, max_length=MAX_NAME_CHARS)
     input: dict[str, Any] = Field(default_factory=dict)
     job_id: str | None = Field(default=None, max_length=MAX_JOB_ID_CHARS, pattern=JOB_ID_PATTERN)
     idempotency_key: str | None = Field(
@@ -110,7 +114,7 @@ async def dispatch(raw: dict[str, Any] | JobRequest, make_context: Any,
     started = time.perf_counter()
     given = _given_job_id(raw)
     minted = None if given else str(uuid.uuid4())
-    envelope = JobEnvelope.for_job(None, given or minted)
+    envelope = JobEnvelope.for_job(_given_names(raw), given or minted)
     ctx: JobContext | None = None
     bound = None
     forwarded: JobCredentials | None = None
@@ -140,10 +144,7 @@ async def dispatch(raw: dict[str, Any] | JobRequest, make_context: Any,
             envelope = _failure(envelope, unavailable)
         else:
             log.error("job %s crashed: %s", envelope.job_id, redact(repr(exc)), exc_info=log.isEnabledFor(logging.DEBUG))
-            envelope = envelope.failed({
-                "type": "InternalError",
-                "message": f"internal error in {envelope.project}/{envelope.action}; see the worker log for job {envelope.job_id}",
-            })
+            envelope = _crashed(envelope, ctx)
     trace = [*envelope.trace, _dispatch_step(envelope, started, ctx, forwarded)]
     envelope = envelope.replace(
         trace=trace, totals=totals_of(trace), elapsed_ms=round((time.perf_counter() - started) * 1000, 2)
@@ -167,6 +168,21 @@ def _export_cancelled(envelope: JobEnvelope, started: float, ctx: JobContext | N
     cancelled = cancelled.replace(trace=trace, totals=totals_of(trace),
                                   elapsed_ms=round((time.perf_counter() - started) * 1000, 2))
     export_job_spans(redact_data(cancelled.to_dict()), ctx, telemetry_config)
+
+
+def _crashed(envelope: JobEnvelope, ctx: JobContext | None) -> JobEnvelope:
+    """The FAILED envelope of a job that crashed (a bug): the provider calls it had made (billed)
+    stay in its trace and totals, and its latest answer is ``output`` with ``partial: true``; a
+    crashed job showed 0 tokens and $0 after a paid draft, and lost the draft."""
+    error = {"type": "InternalError",
+             "message": f"internal error in {envelope.project}/{envelope.action}; see the worker log for job {envelope.job_id}"}
+    meter = ctx.extras.get(METER_KEY) if ctx is not None else None
+    if not isinstance(meter, JobMeter) or not meter.attempts:
+        return envelope.failed(error)
+    output = None
+    if meter.last_text:
+        output = {"partial": True, "text": meter.last_text, "text_from": meter.last_step}
+    return envelope.failed(error, output=output, trace=list(meter.attempts))
 
 
 def _validate_job(raw: dict[str, Any] | JobRequest) -> JobRequest:
@@ -277,6 +293,16 @@ def _given_job_id(raw: Any) -> str | None:
     """The caller's job id, even when the rest of the job is malformed (if the id itself is valid)."""
     value = raw.job_id if isinstance(raw, JobRequest) else (raw.get("job_id") if isinstance(raw, dict) else None)
     return valid_job_id(value)
+
+
+def _given_names(raw: Any) -> dict[str, str | None]:
+    """The caller's project and action, even when the rest of the job is malformed (a string for
+    ``input``): each one that is a name a job may carry (``MAX_NAME_CHARS``), else ``None``."""
+    def name(key: str) -> str | None:
+        value = raw.get(key) if isinstance(raw, dict) else getattr(raw, key, None)
+        return value if isinstance(value, str) and 0 < len(value) <= MAX_NAME_CHARS else None
+
+    return {"project": name("project"), "action": name("action")}
 
 
 def _failure(envelope: JobEnvelope, exc: SwarmError) -> JobEnvelope:
