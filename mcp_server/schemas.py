@@ -16,6 +16,7 @@ import types
 import typing
 from typing import Any
 
+from core.errors import InputError
 from core.rules import MAX_NAME_CHARS
 
 #: an integer as a caller writes one in a string ("4", "-1"; not "--4" or "²")
@@ -104,7 +105,11 @@ def as_given(tool: Any, arguments: dict[str, Any]) -> dict[str, Any]:
     """``arguments`` as the caller meant them: ``null`` for an argument that has a default is the
     argument not given (``"depth": null`` was refused as no depth; ``"tier": null`` passed), and a
     number written as a string is the number where the argument is one of some numbers
-    (``"scale": "4"`` was refused with "Input should be 2, 3 or 4"; ``"max_sources": "5"`` passed)."""
+    (``"scale": "4"`` was refused with "Input should be 2, 3 or 4"; ``"max_sources": "5"`` passed).
+
+    Raises:
+        InputError: ``true``/``false`` given for a number, naming the argument.
+    """
     fields = {field.alias or name: field for name, field in tool.fn_metadata.arg_model.model_fields.items()}
     given: dict[str, Any] = {}
     for key, value in arguments.items():
@@ -114,10 +119,26 @@ def as_given(tool: Any, arguments: dict[str, Any]) -> dict[str, Any]:
             continue
         if value is None and not field.is_required() and field.default is not None:
             continue
+        if isinstance(value, bool) and (number := _number_kind(field.annotation)):
+            # pydantic's lax mode read true as 1 and false as 0 ("tile": false ran untiled, "max_sources":
+            # true kept one source) where the job's own strict schema, and the RunPod door, refuse it
+            refused = InputError(f"invalid arguments for {tool.name}: {key}: Input should be {number}, not true/false")
+            refused.field = key
+            raise refused
         if isinstance(value, str) and _INTEGER.fullmatch(value.strip()) and int(value) in _numbers_of(field.annotation):
             value = int(value)
         given[key] = value
     return given
+
+
+def _number_kind(annotation: Any) -> str | None:
+    """"a valid integer" or "a valid number" for an ``int`` or ``float`` argument (optional or not);
+    None for any other type (a bool one, a Literal of numbers, a union of several types)."""
+    options = [a for a in typing.get_args(annotation) if a is not type(None)] \
+        if typing.get_origin(annotation) in (typing.Union, types.UnionType) else [annotation]
+    if len(options) != 1:
+        return None
+    return {int: "a valid integer", float: "a valid number"}.get(options[0])
 
 
 def _numbers_of(annotation: Any) -> list[int]:

@@ -243,6 +243,10 @@ class SwarmServer(MCPServer):
                 refused.field = ".".join(str(part) for part in cause.errors()[0]["loc"]) if cause.errors() else None
             elif isinstance(cause, ValueError) and cause is not exc:  # a prompt's own check of an argument
                 refused = InputError(f"invalid arguments for prompt {name}: {cause}")
+                # its text starts with the argument ("kind: unknown kind ..."): named as data too, as a
+                # missing or mistyped one is (data.error.field was absent for these)
+                head = str(cause).split(":", 1)[0]
+                refused.field = head if head in {a.name for a in prompt.arguments or []} else None
             else:
                 raise
             raise refused_request(refused, prompt=name) from None

@@ -247,8 +247,9 @@ def _register_consensus(server: Any, config: Any) -> None:
         ctx: Context,
         models: Annotated[list[Annotated[str, Field(max_length=MAX_NAME_CHARS)]] | None, Field(
             min_length=1, max_length=MAX_MODELS, description=f"models or families; {default}")] = None,
+        # at least one, as the job's own schema (ConsensusInput): [] passed here and failed as input.stances
         stances: Annotated[list[Literal["for", "against", "neutral"]] | None, Field(
-            max_length=MAX_MODELS, description="one per model")] = None,
+            min_length=1, max_length=MAX_MODELS, description="one per model")] = None,
         tier: Tier | None = None,
         idempotency_key: IdempotencyKey = None,
     ) -> Annotated[CallToolResult, ConsensusOutput]:
@@ -273,8 +274,8 @@ ImagePath = Annotated[str | None, Field(description="a local file: absolute path
 ImageUrl = Annotated[str | None, Field(description="http(s)", max_length=MAX_IMAGE_URL_CHARS)]
 ImageKey = Annotated[str | None, Field(description="a result's storage key", max_length=MAX_KEY_CHARS)]
 OutputFormat = Literal["png", "webp", "jpeg"]
-ReturnB64 = Annotated[bool, Field(description="also as base64 (size-capped)")]
-Scale = Annotated[Literal[2, 3, 4] | None, Field(description="default: the model's")]
+ReturnB64 = Annotated[bool, Field(description="also base64 (size-capped)")]
+Scale = Annotated[Literal[2, 3, 4] | None, Field(description="default: model's")]
 Tile = Annotated[int | None, Field(ge=0, le=2048, description="input px per tile; 0: none")]
 UpscaleModel = Annotated[str | None, Field(
     max_length=MAX_NAME_CHARS, description="realesrgan-anime-6b (default), realesrgan-x4plus, realesr-animevideov3-x2/x3/x4")]
