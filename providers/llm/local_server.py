@@ -47,7 +47,9 @@ from providers.llm.local_server_process import (
     LocalServer,
     ServerSettings,
     cpu_module,
+    load_failure,
     read_log,
+    rotate_log,
     terminate,
     wait_exit,
 )
@@ -71,18 +73,6 @@ log = logging.getLogger("swarm.llm.local")
 
 USERS_FILE_ENV = "SWARM_LLAMA_USERS_FILE"  # read by llama_launch.py, which imports nothing of ours
 _POLL_INTERVAL_S = 0.25
-#: a server log past this size at a start is kept as ``<name>.1`` (the one before it dropped), and the
-#: new server writes a fresh one: each start adds ~200 KB (llama.cpp's load messages), every CLI run starts one
-LOG_MAX_BYTES = 2_000_000
-
-
-def rotate_log(path: Path, max_bytes: int = LOG_MAX_BYTES) -> None:
-    """Keep ``path`` under ``max_bytes``: past it, it becomes ``<path>.1`` (replacing an older one)."""
-    try:
-        if path.stat().st_size > max_bytes:
-            path.replace(path.with_name(path.name + ".1"))
-    except FileNotFoundError:
-        pass
 
 
 #: How long a failed call waits for the server's exit to be seen before blaming the network.
@@ -328,8 +318,11 @@ class LocalServerManager:
         while (await probe(server.base_url)).state != "answers":
             report = server.exit_report("while loading")
             if report is not None:
-                if server.log_path and bind_failed(read_log(server.log_path, server.log_offset)):
+                said = read_log(server.log_path, server.log_offset) if server.log_path else ""
+                if bind_failed(said):
                     raise PortInUse(server.port, report, model=name)
+                if failed := load_failure(said, spec.local_server.gguf, server.log_path):  # not its traceback
+                    raise ProviderUnavailable("local", failed, model=name)
                 raise ProviderUnavailable("local", report, model=name)
             if time.monotonic() >= deadline:
                 raise ProviderUnavailable(

