@@ -24,6 +24,7 @@ from typing import Any
 
 from core.errors import ConfigError, InputError
 from core.rules import PAGE_BREAK
+from providers.search.hyphenation import _unbroken, hyphenated_words, unbroken_pages
 from providers.web.html import markdown_table as html_table
 from providers.web.text import NotText, document_text
 
@@ -131,36 +132,6 @@ def _looks_like_heading(line: str, before: str, after: str) -> bool:
     )
 
 
-#: the word (a compound's words too) before a break, the word after it; a compound written whole
-_HEAD, _TAIL, _COMPOUND = re.compile(r"[\w-]{1,80}$"), re.compile(r"\w{1,80}"), re.compile(r"\w+(?:-\w+)+")
-
-
-def hyphenated_words(texts: Iterable[str]) -> frozenset[str]:
-    """The hyphenated compounds ``texts`` write whole on a line ("state-of-the-art"), in small letters."""
-    return frozenset(word.lower() for text in texts for word in _COMPOUND.findall(text))
-
-
-def _unbroken(text: str, hyphenated: Collection[str]) -> str:
-    """``text`` with each word justified text broke at a line's end (a hyphen after a small letter,
-    a small letter on the next line) whole again, where the line broke: without its hyphen
-    ("configu-" "ration": configuration), unless the document writes it with one (``hyphenated``:
-    "state-of-the-" "art") or a path's or an address's (".../getting-" "started"). The next line's
-    first word comes up with its punctuation ("ration," left a line starting ","), and no blank line
-    is left where it was all of its line."""
-    lines: list[str] = []
-    for line in text.split("\n"):
-        before, after = (lines[-1].rstrip(" \t") if lines else ""), line.lstrip(" \t")
-        if not (before.endswith("-") and "a" <= before[-2:-1] <= "z" and "a" <= after[:1] <= "z"):
-            lines.append(line)
-            continue
-        word, *rest = after.split(None, 1)
-        head, tail = _HEAD.search(before, max(0, len(before) - 81), len(before) - 1), _TAIL.match(word)
-        whole = f"{head.group() if head else ''}-{tail.group() if tail else ''}".lower()
-        lines[-1] = before[:-1] + ("-" if whole in hyphenated or "/" in before.rsplit(None, 1)[-1] else "") + word
-        lines += rest
-    return "\n".join(lines)
-
-
 def _pdf_page_text(text: str, hyphenated: Collection[str] = frozenset()) -> str:
     """pypdf's lines of one page, with the lines that look like headings written as Markdown
     headings (``## Failure handling``) so a passage knows its section and a sentence does not run
@@ -237,7 +208,7 @@ def _pdf(path: Path, raw: bytes) -> Extracted:
             raw_texts.append("")
             failed.append(f"page {number}: {type(exc).__name__}: {exc}"[:200])
     hyphenated = hyphenated_words(raw_texts)
-    texts = [_pdf_page_text(text, hyphenated) for text in raw_texts]
+    texts = [_pdf_page_text(text, hyphenated) for text in unbroken_pages(raw_texts)]
     if not texts:
         raise UnreadableDocument("the PDF has no pages")
     if failed and not any(texts):
