@@ -188,10 +188,51 @@ def _crashed(envelope: JobEnvelope, ctx: JobContext | None) -> JobEnvelope:
 def _validate_job(raw: dict[str, Any] | JobRequest) -> JobRequest:
     if not isinstance(raw, dict | JobRequest):
         raise InputError(f"must be an object with project, action and input, not {type(raw).__name__}", field="job")
+    _refuse_lone_surrogates(raw if isinstance(raw, dict) else {"input": raw.input})
     try:
         return raw if isinstance(raw, JobRequest) else JobRequest.model_validate(raw)
     except ValidationError as exc:
         raise input_error_from_validation(exc, prefix="job") from None
+
+
+def _refuse_lone_surrogates(raw: dict[str, Any]) -> None:
+    """An ``InputError`` naming the first text (a value or a field name) that holds a lone UTF-16
+    surrogate: valid JSON (``"\\ud800"``) but no Unicode text, which pydantic refused only as "unable
+    to parse raw data as a unicode string", naming the whole ``input`` for a field name. One walk
+    over the job, before any model validates it."""
+    stack: list[tuple[str, Any]] = [("", raw)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            _check_text(value, path or "job", "")
+        elif isinstance(value, dict):
+            for key, item in reversed(value.items()):
+                name = _printable(str(key))
+                if isinstance(key, str):
+                    _check_text(key, f"{path}.{name}" if path else name, "the field name ")
+                stack.append((f"{path}.{name}" if path else name, item))
+        elif isinstance(value, list | tuple):
+            stack.extend((f"{path}[{i}]", item) for i, item in reversed(list(enumerate(value))))
+
+
+def _check_text(text: str, path: str, what: str) -> None:
+    if text.isascii():
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        # as every input error: the message says the path from the job ("input.task", "job.project"),
+        # ``field`` the argument's own name ("task", "project")
+        inside = path.removeprefix("input.")
+        error = InputError(f"{path if inside != path else f'job.{path}'}: {what}holds a lone surrogate"
+                           f" ({_printable(text[exc.start])}) at character {exc.start}; text must be valid Unicode")
+        error.field = inside
+        raise error from None
+
+
+def _printable(text: str) -> str:
+    """``text`` with each lone surrogate written as its escape (``\\ud800``): safe to log and send."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _job_id_of(job: JobRequest, fallback: str | None) -> str | None:
@@ -300,7 +341,8 @@ def _given_names(raw: Any) -> dict[str, str | None]:
     ``input``): each one that is a name a job may carry (``MAX_NAME_CHARS``), else ``None``."""
     def name(key: str) -> str | None:
         value = raw.get(key) if isinstance(raw, dict) else getattr(raw, key, None)
-        return value if isinstance(value, str) and 0 < len(value) <= MAX_NAME_CHARS else None
+        valid = isinstance(value, str) and 0 < len(value) <= MAX_NAME_CHARS and _printable(value) == value
+        return value if valid else None
 
     return {"project": name("project"), "action": name("action")}
 

@@ -21,7 +21,8 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse as _StarletteJSON
+from starlette.responses import Response
 from starlette.routing import Route
 
 from core.redact import redact
@@ -39,6 +40,19 @@ class Reject(Exception):
         self.status = status
         self.message = message
         super().__init__(message)
+
+
+class JSONResponse(_StarletteJSON):
+    """Starlette's JSON response, for any content a JSON parser yields: a job's input or result may
+    hold a lone UTF-16 surrogate (the JSON text ``"\\ud800"``), which is no UTF-8, so it goes back
+    escaped, as it came, for the worker to refuse by name (``swarm.dispatcher``), never a crash that
+    leaves the job taken and unanswered."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return super().render(content)
+        except UnicodeEncodeError:
+            return json.dumps(content, allow_nan=False, separators=(",", ":")).encode("ascii")
 
 
 def _error(status: int, message: str) -> JSONResponse:
