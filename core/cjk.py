@@ -129,15 +129,21 @@ CJK_FULL_STOPS = "。｡．！？︒︕︖﹒﹖﹗‼⁇⁈⁉"
 #: ("…と言った。」", "…です。）", "…。』"); ASCII quotes, which also open one, are not among them
 CJK_CLOSERS = "」』）】〕〉》〗〙〛］｝”’"
 _LETTER_OR_DIGIT = "0-9A-Za-z\uff10-\uff19\uff21-\uff3a\uff41-\uff5a"
+#: the particle that ties a closed quote into the sentence going on after it: the quoting と
+#: ("と言った", "という"; not a sentence's opening ところで, とにかく, ともかく, とても, とりあえず),
+#: って, など, or one case particle before a word that is no Hiragana ("を選ぶ", "の表示"; もし,
+#: もう, でも, はい open a sentence), or one with は, も or の after it ("には", "への", "では")
+_QUOTE_GOES_ON = "と(?!ころ|にかく|もかく|ても|りあえず)|って|など|[にへ][はもの]|では|[をがのはにでもへや](?![\u3041-\u309f])"
 #: where a CJK sentence ends, no space needed (a regular expression of no width: the place just
 #: past the end): after a run of ``CJK_FULL_STOPS``, and past the ``CJK_CLOSERS`` after it where
-#: no Hiragana or 、 follows them ("「はい。」と言った" is one sentence: the quote is in it;
-#: "「はい。」次に" is two). A ． between letters or digits ("３．５", "ｖ１．２") ends none, nor a
-#: stop before a closer (the sentence ends past that) or before an ASCII quote.
+#: no 、 nor a particle that goes on with the sentence (``_QUOTE_GOES_ON``) follows them
+#: ("「はい。」と言った" is one sentence: the quote is in it; "「はい。」次に" and "「はい。」それから"
+#: are two). A ． between letters or digits ("３．５", "ｖ１．２") ends none, nor a stop before a
+#: closer (the sentence ends past that) or before an ASCII quote.
 CJK_SENTENCE_BREAK = (
     f"(?:(?<=[{CJK_FULL_STOPS}])(?![{CJK_FULL_STOPS}{CJK_CLOSERS}\"'])(?!(?<=[{_LETTER_OR_DIGIT}]．)[{_LETTER_OR_DIGIT}])"
     f"|(?:(?<=[{CJK_FULL_STOPS}][{CJK_CLOSERS}])|(?<=[{CJK_FULL_STOPS}][{CJK_CLOSERS}]{{2}}))"
-    f"(?![{CJK_CLOSERS}\\u3041-\\u309f、，,]))")
+    f"(?![{CJK_CLOSERS}、，,]|{_QUOTE_GOES_ON}))")
 #: a CJK sentence's end: its run of full stops, then the closing quotes and brackets after it
 CJK_SENTENCE_END = re.compile(f"([{CJK_FULL_STOPS}]+)([{CJK_CLOSERS}\"']*)$")
 

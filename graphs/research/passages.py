@@ -56,15 +56,17 @@ def sentences_of(text: str) -> list[str]:
     return [s for s in SENTENCE_BREAK.split(flat) if s.strip()]
 
 
-#: what a lead-in ("The steps are:", "手順は次のとおりです：") ends with, inside any emphasis ("**Steps:**")
-_LEAD_IN_END = re.compile(r"[:：][\s*_]*$")
+#: what a lead-in ("The steps are:", "手順は次のとおりです：") ends with, inside any emphasis ("**Steps:**"),
+#: before the citation markers a report puts after it ("The steps are: [1]", as ``citations.CITE_MARKER``)
+_LEAD_IN_END = re.compile(r"[:：][\s*_]*(?:\[\s*\d{1,4}(?:\s*[,;\-–]\s*\d{1,4})*\s*\][\s*_]*)*$")
 
 
 def ends_lead_in(sentence: str) -> bool:
-    """``sentence`` ends as a lead-in does, with a colon, ASCII or full-width (``_LEAD_IN_END``):
-    the one rule ``markdown_blocks.dangling_lead_ins`` and ``grounding.is_factual`` read a lead-in
-    by. With ":" alone, a CJK report's "手順は次のとおりです：" was checked as a claim, and a bold
-    "**The steps are:**" under which nothing came was never read as cut short."""
+    """``sentence`` ends as a lead-in does, with a colon, ASCII or full-width, its citations aside
+    (``_LEAD_IN_END``): the one rule ``markdown_blocks.dangling_lead_ins`` and
+    ``grounding.is_factual`` read a lead-in by. With ":" alone, a CJK report's
+    "手順は次のとおりです：" was checked as a claim, and a bold "**The steps are:**" under which
+    nothing came was never read as cut short; nor was "The steps are: [1]", kept unchecked."""
     return _LEAD_IN_END.search(sentence) is not None
 
 
