@@ -26,6 +26,7 @@ class _Circuit:
     consecutive_failures: int = 0
     open_until: float | None = None
     probe_in_flight: bool = False
+    probe_started: float | None = None
     times_opened: int = 0
     last_error: str | None = None
 
@@ -88,17 +89,30 @@ class CircuitBoard:
                 assert circuit.open_until is not None
                 return self._open_reason(circuit, circuit.open_until - now)
             if circuit.probe_in_flight:
-                return "circuit half-open: a probe call is already in flight"
-            circuit.probe_in_flight = True
+                return self._probing_reason(circuit, now)
+            circuit.probe_in_flight, circuit.probe_started = True, now
             return None
 
     def _open_reason(self, circuit: _Circuit, remaining_s: float) -> str:
         until = datetime.now(UTC) + timedelta(seconds=remaining_s)
         return (
             f"circuit open until {until.isoformat(timespec='seconds')} (another {remaining_s:.1f} s)"
-            f" after {circuit.consecutive_failures} consecutive failures"
-            + (f"; last: {circuit.last_error[:300]}" if circuit.last_error else "")
+            f" after {circuit.consecutive_failures} consecutive failures" + self._last(circuit)
         )
+
+    def _probing_reason(self, circuit: _Circuit, now: float) -> str:
+        """Why a caller is skipped while the probe runs, and when the model is tried next: its
+        end is not known, but what follows it is (closed at once, or open for a cooldown)."""
+        running_s = now - (circuit.probe_started if circuit.probe_started is not None else now)
+        return (
+            f"circuit half-open after {circuit.consecutive_failures} consecutive failures: a probe call is in"
+            f" flight (for {running_s:.1f} s); tried again as soon as it succeeds, or another"
+            f" {self.cooldown_s:.1f} s after it fails" + self._last(circuit)
+        )
+
+    @staticmethod
+    def _last(circuit: _Circuit) -> str:
+        return f"; last: {circuit.last_error[:300]}" if circuit.last_error else ""
 
     def record_success(self, name: str) -> None:
         """A call went through: the circuit closes and the failure count resets."""

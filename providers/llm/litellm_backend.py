@@ -22,7 +22,14 @@ from providers.base import LLMConfig, LLMResponse, Message
 from providers.llm import litellm_loader
 from providers.llm.litellm_errors import translate_error
 from providers.llm.litellm_request import answer_cap, build_params
-from providers.llm.litellm_response import billed_stream, stream_answer, streamed_response, to_response
+from providers.llm.litellm_response import (
+    billed_stream,
+    plus_crashed,
+    stream_answer,
+    streamed_response,
+    to_response,
+    with_crashed,
+)
 from providers.llm.loop_guard import LoopGuard
 from providers.llm.model_access import missing_key_reason, probe_models, probes_network
 
@@ -93,6 +100,7 @@ class LiteLLMModel:
         params = self._params(messages, config, api_key)
         use_guard = self.spec.stop_on_loop and config.json_schema is None
         restarted: str | None = None
+        crashed: ProviderError | None = None  # the attempt whose server crashed, with what it was billed
         while True:
             guard = LoopGuard() if use_guard else None
             used = manager.serving(self.name) if manager is not None else None
@@ -103,15 +111,16 @@ class LiteLLMModel:
                 error, crash = await self._failure(exc, started, used)
                 billed_stream(self.spec, error, guard, params)
                 if restarted is not None:
-                    raise self._after_restart(error, restarted, started) from None
+                    raise self._after_restart(error, restarted, started, crashed) from None
                 if manager is None or crash is None:
                     raise error from None
+                crashed = error
             restarted = crash.removesuffix(NEXT_CALL_STARTS)
             log.warning("%s: %s; starting it again and asking once more", self.name, restarted)
             try:
                 await manager.ensure(self.name, self.spec)
             except ProviderError as exc:
-                raise self._after_restart(exc, restarted, started) from None
+                raise self._after_restart(exc, restarted, started, crashed) from None
         if response is not None:  # asked whole (a streamed answer that ended early, too)
             guard = None
         if restarted is not None:
@@ -119,15 +128,21 @@ class LiteLLMModel:
         latency = (time.perf_counter() - started) * 1000
         try:
             if guard is not None:
-                return streamed_response(self.name, self.spec, guard, finish, pieces, params, config, latency, note)
-            return to_response(self.name, self.spec, response, config, latency, note, answer_cap(params))
+                answer = streamed_response(self.name, self.spec, guard, finish, pieces, params, config, latency, note)
+            else:
+                answer = to_response(self.name, self.spec, response, config, latency, note, answer_cap(params))
         except ProviderError as error:  # an answer with nothing in it: its time is the call's
             error.latency_ms = latency
+            plus_crashed(self.spec, error, crashed)
             raise
+        return with_crashed(answer, crashed)
 
-    def _after_restart(self, error: ProviderError, crash: str, started: float) -> ProviderError:
+    def _after_restart(self, error: ProviderError, crash: str, started: float,
+                       crashed: ProviderError | None) -> ProviderError:
         """The error of a call whose server exited and was started again: the crash first, then
-        what went wrong after it (a second crash, a timeout, a start that failed)."""
+        what went wrong after it (a second crash, a timeout, a start that failed); billed for
+        both attempts (``crashed``: the first one's error, with what its stream was billed)."""
+        plus_crashed(self.spec, error, crashed)
         said = str(error).removeprefix(f"{error.provider} ({error.model}): " if error.model else f"{error.provider}: ")
         # the same error (its class decides what the router does next), its message with the crash
         # first: ``message`` too, which the router's trace step (and so the all-failed error) reads

@@ -2,7 +2,7 @@
 
 429 -> ``ProviderRateLimited`` (with Retry-After), timeouts -> ``ProviderTimeout``, refused
 connections and 5xx -> ``ProviderUnavailable``, anything else (401, 400, ...) ->
-``ProviderError``. Every message is redacted.
+``ProviderError``. Every message is redacted, and left whole: the router cuts what it traces.
 """
 
 from __future__ import annotations
@@ -89,9 +89,8 @@ def translate_error(exc: BaseException, provider: str, model: str, timeout_s: fl
     raw = str(exc)
     # litellm appends the Python traceback of what failed inside it (its own file paths): never shown
     text = redact(raw.split(_TRACEBACK)[0]).replace("litellm.", "").strip() or type(exc).__name__
+    # not cut here: the router caps a trace step's detail (``capped_detail``), keeping its end too
     text = _ADDRESS.sub("", _SSL_CONTEXT.sub("", _HANDLE_WITH.sub("", _REPEATED_HEAD.sub(r"\1: ", text))))
-    if len(text) > 300:
-        text = text[:300] + "..."
     if isinstance(exc, openai.APITimeoutError | httpx.TimeoutException | TimeoutError):
         return ProviderTimeout(provider, f"no answer within {timeout_s:g} s", model=model)
     if status == 429 or isinstance(exc, openai.RateLimitError):

@@ -78,6 +78,26 @@ def billed_stream(spec: ModelSpec, error: ProviderError, guard: LoopGuard | None
     return error
 
 
+def plus_crashed(spec: ModelSpec, error: ProviderError, crashed: ProviderError | None) -> ProviderError:
+    """``error`` of a call asked again after its local server crashed, also carrying what the
+    crashed attempt was billed (``crashed``: its error, as ``billed_stream`` left it)."""
+    if crashed is None or not (crashed.input_tokens or crashed.output_tokens):
+        return error
+    return billed(spec, error, error.input_tokens + crashed.input_tokens, error.output_tokens + crashed.output_tokens)
+
+
+def with_crashed(response: LLMResponse, crashed: ProviderError | None) -> LLMResponse:
+    """``response`` of a call asked again after its local server crashed, its usage also counting
+    what the crashed attempt was billed (an unknown cost stays unknown)."""
+    if crashed is None or not (crashed.input_tokens or crashed.output_tokens):
+        return response
+    [step] = response.attempts
+    cost = None if step.cost_usd is None else step.cost_usd + (crashed.cost_usd or 0.0)
+    step = step.model_copy(update={"input_tokens": step.input_tokens + crashed.input_tokens,
+                                   "output_tokens": step.output_tokens + crashed.output_tokens, "cost_usd": cost})
+    return LLMResponse.from_step(response.text, step, finish_reason=response.finish_reason)
+
+
 def streamed_response(name: str, spec: ModelSpec, guard: LoopGuard, finish: str | None, pieces: int,
                       params: dict[str, Any], config: LLMConfig, latency: float, note: str | None = None) -> LLMResponse:
     """A streamed answer as a response: its tokens counted from the stream (one piece per token

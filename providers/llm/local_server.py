@@ -23,7 +23,8 @@ answered: ``GET /models`` alone is answered by a server that then crashes on its
 One start at a time: an asyncio lock inside the process, a file lock across processes.
 
 What the model's config names (weights, port, alias) is resolved in ``local_server_config``;
-one server's process, its log and its exit report live in ``local_server_process``.
+one server's process, its log and its exit report live in ``local_server_process``; the command
+that starts one and the wait until it serves, in ``local_server_launch``.
 """
 
 from __future__ import annotations
@@ -43,22 +44,21 @@ from urllib.parse import urlsplit
 
 from core.errors import ProviderUnavailable
 from providers.llm.local_server_config import LLAMA_CPP_INSTALL, local_port, resolve_gguf, server_alias
+from providers.llm.local_server_launch import launch_command, wait_ready
 from providers.llm.local_server_process import (
+    EXIT_GRACE_S,
     LocalServer,
     ServerSettings,
     cpu_module,
-    load_failure,
     read_log,
     rotate_log,
     terminate,
-    wait_exit,
 )
 from providers.llm.local_sharing import CANARY_PROMPT as CANARY_PROMPT  # the name fake servers look for
 from providers.llm.local_sharing import (
     PortInUse,
     Probe,
     UsersLock,
-    bind_failed,
     canary,
     lock_start,
     port_lock_dir,
@@ -72,12 +72,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("swarm.llm.local")
 
 USERS_FILE_ENV = "SWARM_LLAMA_USERS_FILE"  # read by llama_launch.py, which imports nothing of ours
-_POLL_INTERVAL_S = 0.25
-
-
-#: How long a failed call waits for the server's exit to be seen before blaming the network.
-_EXIT_GRACE_S = 1.0
-LAUNCHER = Path(__file__).with_name("llama_launch.py")
 
 
 class LocalServerManager:
@@ -136,7 +130,7 @@ class LocalServerManager:
                 return (f"the local model server on port {server.port}, started by another process, is gone "
                         "(connection refused); the next call starts a new one")
             return None
-        deadline = time.monotonic() + _EXIT_GRACE_S
+        deadline = time.monotonic() + EXIT_GRACE_S
         while server.process.poll() is None and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         report = server.exit_report()
@@ -267,20 +261,6 @@ class LocalServerManager:
         raise PortInUse(port, f"the program there accepts connections but answered no completion: {failure.text}",
                         model=name)
 
-    def _command(self, spec: ModelSpec, port: int, gguf: Path) -> list[str]:
-        assert spec.local_server is not None
-        local = spec.local_server
-        command = [
-            self.python, str(LAUNCHER), "--model", str(gguf), "--model_alias", server_alias(spec),
-            "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(local.n_ctx),
-            # by default the server ends a streamed answer early whenever another request
-            # arrives (``interrupt_requests``); answers wait their turn instead
-            "--interrupt_requests", "false",
-        ]
-        if local.n_threads:
-            command += ["--n_threads", str(local.n_threads)]
-        return command
-
     async def _spawn(self, name: str, spec: ModelSpec, base: str, port: int, gguf: Path) -> LocalServer:
         assert spec.local_server is not None
         log_path = self.log_dir / f"local-llm-{port}.log"
@@ -291,7 +271,7 @@ class LocalServerManager:
         with open(log_path, "ab") as log_file:
             offset = log_file.tell()
             process = subprocess.Popen(
-                self._command(spec, port, gguf), stdout=log_file, stderr=subprocess.STDOUT,
+                launch_command(self.python, spec, port, gguf), stdout=log_file, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, start_new_session=True, env=env,
             )
         self._register_atexit()
@@ -299,7 +279,7 @@ class LocalServerManager:
                              settings=_settings(name, spec), ready=False)
         self._servers[name] = server
         try:
-            await self._wait_ready(name, spec, server)
+            await wait_ready(name, spec, server)
         except BaseException:
             terminate(process)
             self._servers.pop(name, None)
@@ -309,37 +289,6 @@ class LocalServerManager:
         cpu = f" (llama.cpp CPU module {server.cpu_module})" if server.cpu_module else ""
         log.info("local model %s ready on port %d%s", name, port, cpu)
         return server
-
-    async def _wait_ready(self, name: str, spec: ModelSpec, server: LocalServer) -> None:
-        """Poll ``/models`` until it answers, then require the canary completion."""
-        assert spec.local_server is not None and server.process is not None
-        timeout_s = spec.local_server.startup_timeout_s
-        deadline = server.started_at + timeout_s
-        while (await probe(server.base_url)).state != "answers":
-            report = server.exit_report("while loading")
-            if report is not None:
-                said = read_log(server.log_path, server.log_offset) if server.log_path else ""
-                if bind_failed(said):
-                    raise PortInUse(server.port, report, model=name)
-                if failed := load_failure(said, spec.local_server.gguf, server.log_path):  # not its traceback
-                    raise ProviderUnavailable("local", failed, model=name)
-                raise ProviderUnavailable("local", report, model=name)
-            if time.monotonic() >= deadline:
-                raise ProviderUnavailable(
-                    "local", f"local model server did not answer within {timeout_s:g} s; log: {server.log_path}",
-                    model=name,
-                )
-            await asyncio.sleep(_POLL_INTERVAL_S)
-        failure = await canary(server.base_url, server_alias(spec), max(deadline - time.monotonic(), 5.0))
-        if failure is None:
-            return
-        await asyncio.to_thread(wait_exit, server.process, _EXIT_GRACE_S)
-        report = server.exit_report("on its canary completion")
-        raise ProviderUnavailable(
-            "local",
-            report or f"local model server failed its canary completion ({failure.text}); log: {server.log_path}",
-            model=name,
-        )
 
     def _register_atexit(self) -> None:
         if not self._atexit_registered:

@@ -60,6 +60,10 @@ class LocalServer:
         )
 
 
+#: How long a failed call waits for the server's exit to be seen before blaming the network.
+EXIT_GRACE_S = 1.0
+
+
 def wait_exit(process: subprocess.Popen[bytes], timeout_s: float) -> None:
     with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout_s)
