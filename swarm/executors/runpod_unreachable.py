@@ -75,6 +75,8 @@ def unreachable(endpoint_id: str, url: str, exc: BaseException, attempts: int, e
 
 #: the characters of a RunPod endpoint id (``runner.runpod.endpoint_id``)
 ENDPOINT_ID = re.compile(r"[A-Za-z0-9_-]*")
+#: the id in an endpoint's URL as the RunPod console shows it (``https://api.runpod.ai/v2/<id>/run``)
+_ID_IN_URL = re.compile(r"/v2/([A-Za-z0-9_-]+)(?:[/?#]|$)")
 #: what a stray line end is said to be (the value came from a .env file saved with CRLF line ends)
 CRLF = "the line end a .env file saved with Windows line ends, CRLF, leaves"
 
@@ -89,12 +91,18 @@ def bad_endpoint_id(endpoint_id: str, named: str | None = "RUNPOD_ENDPOINT_ID wi
     shown = repr(endpoint_id) if len(endpoint_id) <= 64 else f"{endpoint_id[:64]!r}..."
     said = f" ({CRLF})" if stray == "\r" else ""
     named = f" ({named})" if named else ""
+    in_url = _ID_IN_URL.search(endpoint_id)
+    which = f" ({in_url.group(1)} in this URL)" if in_url else ""
     return (f"the endpoint id {shown}{named} holds {stray!r}{said}, which no endpoint id has (letters, digits,"
-            " - and _ only); set it to the id alone, as the RunPod console shows it")
+            f" - and _ only); set it to the id alone{which}, as the RunPod console shows it")
 
 
 def endpoint_id_kept(endpoint_id: str) -> str:
-    """``endpoint_id`` without the characters no endpoint id has (what a fix proposes)."""
+    """``endpoint_id`` without the characters no endpoint id has (what a fix proposes); the id alone
+    from an endpoint URL pasted whole."""
+    in_url = _ID_IN_URL.search(endpoint_id)
+    if in_url:
+        return in_url.group(1)
     return "".join(char for char in endpoint_id if ENDPOINT_ID.fullmatch(char))
 
 
