@@ -74,6 +74,8 @@ _HANDLE_WITH = re.compile(r"\s*Handle with `\w+`\.?|\.? File an issue if litellm
 #: aiohttp's ``ssl:<ssl.SSLContext object at 0x...>`` (or ``ssl:default``) in "Cannot connect to host":
 #: noise, the address differing per run
 _SSL_CONTEXT = re.compile(r"\s*\bssl:(?:<[^>]*>|default)")
+#: what litellm says when its own clock ran out (it gives those a 408 too); a server's 408 says otherwise
+_OWN_TIMEOUT = re.compile(r"Request timed out|Timeout error occurred|APITimeoutError|timed out polling", re.IGNORECASE)
 #: " at 0x7fd3..." in any other repr
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
@@ -92,6 +94,9 @@ def translate_error(exc: BaseException, provider: str, model: str, timeout_s: fl
     # not cut here: the router caps a trace step's detail (``capped_detail``), keeping its end too
     text = _ADDRESS.sub("", _SSL_CONTEXT.sub("", _HANDLE_WITH.sub("", _REPEATED_HEAD.sub(r"\1: ", text))))
     if isinstance(exc, openai.APITimeoutError | httpx.TimeoutException | TimeoutError):
+        if status == 408 and not _OWN_TIMEOUT.search(text):
+            # the server said it gave up waiting (litellm maps its 408 to a timeout): not our clock
+            return ProviderTimeout(provider, f"HTTP 408 (the server timed the request out): {text.replace('Timeout Error: ', '', 1)}", model=model)
         return ProviderTimeout(provider, f"no answer within {timeout_s:g} s", model=model)
     if status == 429 or isinstance(exc, openai.RateLimitError):
         retry_after = _retry_after_of(exc)
