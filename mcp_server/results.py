@@ -18,6 +18,7 @@ from mcp_types import CallToolResult, ContentBlock, ResourceLink, TextContent
 from core.errors import SwarmError
 from core.redact import redact
 from graphs.actions import ACTIONS
+from graphs.image.inputs import INLINE_MAX_BYTES
 from mcp_server.outputs import (
     ConsensusOutput,
     DelegateOutput,
@@ -249,11 +250,23 @@ def text_result(output: JobOutcome, blocks: Sequence[ContentBlock] = ()) -> Call
 
 
 def inline_within(entry: dict[str, Any], inline: str | None, inline_limit: int) -> str | None:
+    """``inline`` when its bytes fit ``inline_limit`` (``mcp.max_inline_image_bytes``), else None,
+    with ``entry["inline_omitted"]`` saying why in the door's words. The job caps its own base64
+    (``INLINE_MAX_BYTES``, 4 MiB) and says so with a number a client cannot set ("inline limit
+    4194304", "read image_key"), beside a preview line naming mcp.max_inline_image_bytes."""
     # the bytes the base64 holds: its padding is no byte (1,549 bytes read as 1,550, over a limit of 1,549)
     if inline is not None and len(inline) * 3 // 4 - inline[-2:].count("=") > inline_limit:
-        entry["inline_omitted"] = f"result is over mcp.max_inline_image_bytes={inline_limit}; download it from url"
+        entry["inline_omitted"] = _over_inline_limit(inline_limit)
         return None
+    if inline is None and entry.get("inline_omitted"):  # the job left it out, over its own cap
+        size = entry.get("bytes")
+        entry["inline_omitted"] = _over_inline_limit(inline_limit) if not isinstance(size, int) or size > inline_limit \
+            else f"a job returns at most {INLINE_MAX_BYTES:,} bytes as base64 (a batch: in all); download it from url"
     return inline
+
+
+def _over_inline_limit(inline_limit: int) -> str:
+    return f"result is over mcp.max_inline_image_bytes={inline_limit}; download it from url"
 
 
 def _batch_entry(entry: dict[str, Any], return_base64: bool, inline_limit: int) -> dict[str, Any]:

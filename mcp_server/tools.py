@@ -17,6 +17,7 @@ tools again (``SwarmServer.refresh_tools``).
 
 import importlib.util
 import logging
+import math
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, cast
 
@@ -109,7 +110,7 @@ CONSENSUS_DESCRIPTION = (
     "Asks several models at once (optional stances), then one writes agreements, disagreements and a "
     "recommendation naming who said what. IN_PROGRESS: call job_result."
 )
-IMAGE_COMMON = " One of image, path, url, key. Returns: storage key, preview, full-size link."
+IMAGE_COMMON = " One of image, path, url, key ({limits}). Returns: key, preview, full-size link."
 #: MCP tool name -> the ``image_tools`` action it runs (graphs/actions.py)
 IMAGE_TOOL_ACTIONS = {"upscale_image": "upscale", "remove_background": "remove_background", "process_image": "pipeline"}
 IMAGE_DESCRIPTIONS = {
@@ -118,6 +119,19 @@ IMAGE_DESCRIPTIONS = {
     + " Several images (faster): `images`, one result each; a bad one fails alone.",
     "process_image": "Remove the background, then upscale, in one job." + IMAGE_COMMON,
 }
+
+
+def image_description(tool: str, config: Any) -> str:
+    """``tool``'s description with the input limits in force (``providers.image``): no schema
+    keyword can carry them (a base64 string's bytes, a file's size, an image's pixels), and without
+    them a model learns the limit only from a refusal, after sending the whole image. Megapixels
+    are rounded down, so an image within what is said is within the limit."""
+    image = config.providers.image
+    limit = image.max_input_bytes
+    size = f"{limit // 2**20} MiB" if limit % 2**20 == 0 else f"{limit:,} bytes"
+    pixels = image.max_input_pixels
+    area = f"{math.floor(pixels / 100_000) / 10:g} MP" if pixels >= 1_000_000 else f"{pixels:,} pixels"
+    return IMAGE_DESCRIPTIONS[tool].format(limits=f"≤{size}, {area}")
 
 
 #: read-only and open world; not idempotent (each call is a new job), MCP's default, so left out
@@ -274,7 +288,7 @@ ImagePath = Annotated[str | None, Field(description="a local file: absolute path
 ImageUrl = Annotated[str | None, Field(description="http(s)", max_length=MAX_IMAGE_URL_CHARS)]
 ImageKey = Annotated[str | None, Field(description="a result's storage key", max_length=MAX_KEY_CHARS)]
 OutputFormat = Literal["png", "webp", "jpeg"]
-ReturnB64 = Annotated[bool, Field(description="also base64 (size-capped)")]
+ReturnB64 = Annotated[bool, Field(description="also base64 (capped)")]
 Scale = Annotated[Literal[2, 3, 4] | None, Field(description="default: model's")]
 Tile = Annotated[int | None, Field(ge=0, le=2048, description="input px per tile; 0: none")]
 UpscaleModel = Annotated[str | None, Field(
@@ -326,7 +340,7 @@ def _file_roots(ctx: Context, config: Any, field: str) -> list[str] | None:
 
 
 def _register_upscale(server: Any, config: Any) -> None:
-    @server.tool(name="upscale_image", title="Upscale an image", description=IMAGE_DESCRIPTIONS["upscale_image"],
+    @server.tool(name="upscale_image", title="Upscale an image", description=image_description("upscale_image", config),
                  annotations=_image_annotations())
     async def upscale(ctx: Context, image: ImageB64 = None, path: ImagePath = None, url: ImageUrl = None,
                       key: ImageKey = None, scale: Scale = None, model: UpscaleModel = None, tile: Tile = None,
@@ -354,11 +368,11 @@ def _register_remove_background(server: Any, config: Any) -> None:
 
     # the count is checked by the dispatcher, whose error names input.images and the limit
     Images = Annotated[list[ImageItem] | None, Field(
-        description=f"1 to {MAX_BATCH_IMAGES} images, instead of image/path/url/key",
+        description="instead of image/path/url/key",
         json_schema_extra={"maxItems": MAX_BATCH_IMAGES})]
 
     @server.tool(name="remove_background", title="Remove background",
-                 description=IMAGE_DESCRIPTIONS["remove_background"], annotations=_image_annotations())
+                 description=image_description("remove_background", config), annotations=_image_annotations())
     async def remove_background(ctx: Context, image: ImageB64 = None, path: ImagePath = None, url: ImageUrl = None,
                                 key: ImageKey = None, images: Images = None,
                                 model: RembgModel = None, alpha_matting: bool = False, only_mask: bool = False,
@@ -371,7 +385,7 @@ def _register_remove_background(server: Any, config: Any) -> None:
 
 
 def _register_pipeline(server: Any, config: Any) -> None:
-    @server.tool(name="process_image", title="Cut out, then upscale", description=IMAGE_DESCRIPTIONS["process_image"],
+    @server.tool(name="process_image", title="Cut out, then upscale", description=image_description("process_image", config),
                  annotations=_image_annotations())
     async def pipeline(ctx: Context, image: ImageB64 = None, path: ImagePath = None, url: ImageUrl = None,
                        key: ImageKey = None, model: RembgModel = None, upscale_model: UpscaleModel = None, scale: Scale = None,
