@@ -32,7 +32,7 @@ def with_local_model_at(url: str, *, warm: list[str] | None = None) -> dict[str,
 def write(folder: Path, config: dict[str, Any]) -> Path:
     """``config`` as ``folder/config.yaml``; returns its path."""
     path = folder / "config.yaml"
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     return path
 
 

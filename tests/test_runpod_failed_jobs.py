@@ -85,7 +85,8 @@ def test_the_sdks_api_drops_a_failed_jobs_output_and_the_client_still_gets_its_t
     # the worker's own attempts and dispatch step, then this side's runpod step
     assert ("deepseek", "error") in steps and ("local", "error") in steps, steps
     assert steps[-2:] == [("dispatcher", "error"), ("runpod", "error")], steps
-    assert envelope["totals"]["provider_calls"] == 3, envelope["totals"]
+    # deepseek-v3.1-q8, then local (the shipped draft chain; gemini and claude skipped: no key)
+    assert envelope["totals"]["provider_calls"] == 2, envelope["totals"]
     said = json.dumps(answer) + json.dumps(envelope)
     assert KEY not in said and "Traceback" not in said
 
