@@ -17,13 +17,14 @@ from pydantic import BaseModel, Field, WithJsonSchema
 from core.errors import InputError
 from core.rules import JOB_ID_PATTERN, MAX_JOB_ID_CHARS
 from mcp_server.calls import over_http, owner_of, progress_sender, server_state
-from mcp_server.outputs import ImageOutput, ResearchOutput
+from mcp_server.outputs import DelegateOutput, ImageOutput, ResearchOutput
 from mcp_server.previews import image_blocks
 from mcp_server.results import (
     call_failed,
     failure_text,
     public_steps,
     research_blocks,
+    source_links,
     stored_images,
     tool_output,
     tool_output_fields,
@@ -67,7 +68,7 @@ class JobResult(BaseModel):
     error: dict[str, Any] | None = None
     progress: dict[str, Any] | None = None
     message: str | None = None
-    trace: list[dict[str, Any]] = Field(default_factory=list)
+    trace: Annotated[list[dict[str, Any]], WithJsonSchema({"type": "array"})] = Field(default_factory=list)
     totals: dict[str, Any] = Field(default_factory=dict)
     elapsed_ms: float | None = None
 
@@ -108,7 +109,7 @@ def register(server: Any) -> None:
     async def job_result(
         job_id: JobId,
         ctx: Context,
-        wait_s: Annotated[float, Field(ge=0, le=MAX_RESULT_WAIT_S, description="seconds to wait")] = 30.0,
+        wait_s: Annotated[float, Field(ge=0, le=MAX_RESULT_WAIT_S)] = 30.0,  # the description says it
     ) -> Annotated[CallToolResult, JobResult]:
         state = server_state(ctx)
         try:
@@ -120,7 +121,7 @@ def register(server: Any) -> None:
     @server.tool(
         name="job_cancel", title="Cancel a job",
         annotations=ToolAnnotations(destructive_hint=True, idempotent_hint=True, open_world_hint=False),
-        description="Cancel a running job (on RunPod too); a finished one stays as it is.",
+        description="Cancel a running job (on RunPod too); a finished one stays.",
     )
     async def job_cancel(job_id: JobId, ctx: Context) -> Annotated[CallToolResult, JobStatus]:
         from mcp_server.jobs import RunsElsewhere
@@ -179,4 +180,6 @@ async def _job_result(state: Any, result: dict[str, Any], *, local_urls: bool = 
     blocks: list[ContentBlock] = []
     if isinstance(own, ImageOutput):
         blocks = await image_blocks(stored_images(own), runtime.providers().storage, limit)
+    elif isinstance(own, DelegateOutput):  # a kind routed to research: its cited sources
+        blocks = source_links(own.sources, own.citations)
     return CallToolResult(content=[TextContent(text=result_text(own)), *blocks], structured_content=structured)

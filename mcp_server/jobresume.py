@@ -108,7 +108,8 @@ class ResumesJobs:
         self._let_go.discard(job_id)
         refused = None if row.get("remote") else _input_lost(row["input"]) or self._expired(row)
         if refused is not None:
-            envelope = refused_envelope(job_id, row, refused)
+            # it ran from its start to the last time its server recorded it (a step, its progress)
+            envelope = refused_envelope(job_id, row, refused, ran_s=row["updated_at"] - row["created_at"])
             self.store.finish(job_id, "FAILED", envelope)
             home = asyncio.get_running_loop()
             self._notify(home, job_id)
@@ -133,13 +134,14 @@ class ResumesJobs:
         age = elapsed_words(now - row["updated_at"])
         return _expiry(row["job_id"], f"stopped unfinished {age} ago (its server process ended)", days)
 
-    async def _checkpoint_expired(self, job_id: str) -> tuple[str, str] | None:
+    async def _checkpoint_expired(self, job_id: str) -> tuple[tuple[str, str], float] | None:
         """``JobExpired`` for a local job taken up again whose last step ran past the retention, or
         whose checkpoints were pruned: the row's ``updated_at`` does not say it, as taking the job
         up (``store.claim``) and its progress ("queued", "resuming at") bump it without a step, so a
         restart that was itself stopped early made a job pruned since look fresh. One read of the
         store, on the jobs' loop (where the saver lives); a store that cannot be read is logged
-        and the job runs (its run meets the same store, and says what is wrong)."""
+        and the job runs (its run meets the same store, and says what is wrong). With the refusal,
+        how long the job ran: from its start to its last step."""
         days = self._retention_days() if self._retention_days is not None else None
         if days is None or self._last_step is None:
             return None
@@ -151,13 +153,17 @@ class ResumesJobs:
         now = time.time()
         if step is None or not (step.pruned or step.at < now - days * 86400):
             return None
-        return _expiry(job_id, f"stopped unfinished; its last step ran {elapsed_words(now - step.at)} ago", days,
-                       pruned=step.pruned)
+        expiry = _expiry(job_id, f"stopped unfinished; its last step ran {elapsed_words(now - step.at)} ago", days,
+                         pruned=step.pruned)
+        row = self.store.get(job_id)
+        return expiry, (step.at - float(row["created_at"]) if row is not None else 0.0)
 
 
-def refused_envelope(job_id: str, job: dict[str, Any], refused: tuple[str, str]) -> dict[str, Any]:
-    """The FAILED envelope of ``job`` (or its row), refused as ``refused`` (error type, message)."""
-    return {**cancelled_envelope(job_id, job), "status": "FAILED", "error": {"type": refused[0], "message": refused[1]}}
+def refused_envelope(job_id: str, job: dict[str, Any], refused: tuple[str, str], *, ran_s: float = 0.0) -> dict[str, Any]:
+    """The FAILED envelope of ``job`` (or its row), refused as ``refused`` (error type, message),
+    after it ran ``ran_s`` (a job lost at a restart said 0.0 s after running for a minute)."""
+    return {**cancelled_envelope(job_id, job), "status": "FAILED", "error": {"type": refused[0], "message": refused[1]},
+            "elapsed_ms": round(max(0.0, ran_s) * 1000, 2)}
 
 
 def _expiry(job_id: str, stopped: str, days: float, *, pruned: bool = False) -> tuple[str, str]:

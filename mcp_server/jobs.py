@@ -233,7 +233,7 @@ class JobManager(ResumesJobs, WaitsForJobs):
         try:
             # a local job taken up again: judged by its last checkpoint first, without a slot
             if resumed and (expired := await self._checkpoint_expired(job_id)) is not None:
-                envelope = refused_envelope(job_id, job, expired)
+                envelope = refused_envelope(job_id, job, expired[0], ran_s=expired[1])
             else:
                 envelope = await self._run(job_id, job, progress, remote)
         except asyncio.CancelledError:

@@ -70,6 +70,9 @@ class DelegateOutput(JobOutcome):
     revisions: int = 0
     warnings: Strings = Field(default_factory=list)
     thread_id: str | None = None
+    # a kind routed to research (its report's [n]): each names its ``resource``, as ResearchOutput's
+    sources: Objects = Field(default_factory=list)
+    citations: Objects = Field(default_factory=list)
 
 
 class ResearchOutput(JobOutcome):

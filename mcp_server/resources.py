@@ -197,7 +197,7 @@ def _research_source(ctx: Context, job_id: str, n: str) -> tuple[dict[str, Any],
         raise InputError(f"job {job_id} is {row['status']}; its sources exist once it is COMPLETED", field="job_id")
     output = (row.get("result") or {}).get("output") or {}
     ids = [s.get("id") for s in output.get("sources", [])]
-    if row.get("action") != "research" or not ids:
+    if not ids:  # research, or a delegate kind routed to it, has them
         raise InputError(f"job {job_id} ({row.get('action')}) has no sources", field="job_id")
     source = next((s for s in output["sources"] if str(s.get("id")) == n.strip()), None)
     if source is None:

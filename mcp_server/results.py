@@ -62,6 +62,8 @@ def delegate_output(result: dict[str, Any], thread_id: str | None = None) -> Del
         revisions=output.get("revisions", 0),
         warnings=[str(w) for w in output.get("warnings", [])],
         thread_id=output.get("thread_id") or thread_id,
+        sources=_sources(result["job_id"], output),
+        citations=_citations(result["job_id"], output),
     )
 
 
@@ -92,13 +94,22 @@ def _cited_source(citation: dict[str, Any]) -> Any:
     return (citation.get("source_ids") or [None])[0]
 
 
+def _sources(job_id: str, output: dict[str, Any]) -> list[dict[str, Any]]:
+    """A research report's sources (the research tool's, or a delegate kind routed to research),
+    each naming the resource that opens it."""
+    return [{**s, "resource": source_uri(job_id, s["id"])} if "id" in s else s for s in output.get("sources", [])]
+
+
+def _citations(job_id: str, output: dict[str, Any]) -> list[dict[str, Any]]:
+    """A research report's citations, each naming the resource of the source it rests on."""
+    return [{**c, "resource": source_uri(job_id, sid)} if (sid := _cited_source(c)) is not None else c
+            for c in output.get("citations", [])]
+
+
 def research_output(result: dict[str, Any], thread_id: str | None = None) -> ResearchOutput:
     output = result.get("output") or {}
     done = result.get("status") != "IN_PROGRESS"
     job_id = result["job_id"]
-    sources = [{**s, "resource": source_uri(job_id, s["id"])} if "id" in s else s for s in output.get("sources", [])]
-    citations = [{**c, "resource": source_uri(job_id, sid)} if (sid := _cited_source(c)) is not None else c
-                 for c in output.get("citations", [])]
     return ResearchOutput(
         **_head(result),
         report=output.get("report", ""),
@@ -107,8 +118,8 @@ def research_output(result: dict[str, Any], thread_id: str | None = None) -> Res
         written_by=output.get("written_by"),
         support=output.get("support"),
         grounding=output.get("grounding"),
-        sources=sources,
-        citations=citations,
+        sources=_sources(job_id, output),
+        citations=_citations(job_id, output),
         unsupported_sentences=output.get("unsupported_sentences", []),
         removed_citations=output.get("removed_citations", []),
         repeats_removed=output.get("repeats_removed", []),
@@ -134,14 +145,20 @@ def research_blocks(output: ResearchOutput) -> list[ContentBlock]:
     """The report (its own Sources list included), then one ``resource_link`` per source the report
     cites: a source found and not cited has no passage to show (8 links for one citation, before);
     the structured result still lists every source."""
-    cited = {n for citation in output.citations for n in citation.get("source_ids") or []}
-    links: list[ContentBlock] = [
+    return [TextContent(text=f"{output.report.rstrip()}\n\n---\n{_check_summary(output)}"),
+            *source_links(output.sources, output.citations)]
+
+
+def source_links(sources: list[dict[str, Any]], citations: list[dict[str, Any]]) -> list[ContentBlock]:
+    """One ``resource_link`` per source a report cites (a research answer, or a delegate kind
+    routed to research)."""
+    cited = {n for citation in citations for n in citation.get("source_ids") or []}
+    return [
         ResourceLink(uri=s["resource"], name=f"source-{s['id']}", title=f"[{s['id']}] {s.get('title') or s.get('url')}",
                      description="the passages cited from this source, quoted with their offsets",
                      mime_type="text/markdown")
-        for s in output.sources if s.get("resource") and s.get("id") in cited
+        for s in sources if s.get("resource") and s.get("id") in cited
     ]
-    return [TextContent(text=f"{output.report.rstrip()}\n\n---\n{_check_summary(output)}"), *links]
 
 
 def _check_summary(output: ResearchOutput) -> str:
@@ -150,12 +167,11 @@ def _check_summary(output: ResearchOutput) -> str:
     if output.support is not None:
         lines.append(f"Checked ({output.mode or 'report'}): {output.support:.0%} of factual sentences backed by "
                      "the passage they cite.")
-    removed = {"unsupported sentence(s)": output.unsupported_sentences,
-               "citation(s) of sources never read": output.removed_citations, "repeat(s)": output.repeats_removed}
-    taken = [f"{len(items)} {what}" for what, items in removed.items() if items]
-    if taken:
-        lines.append("The check took out " + ", ".join(taken) + ".")
-    lines.extend(f"Warning: {w}" for w in output.warnings)
+    lines.extend(f"Warning: {w}" for w in output.warnings)  # they count what the check took out
+    removed = {"unsupported_sentences": output.unsupported_sentences, "removed_citations": output.removed_citations,
+               "repeats_removed": output.repeats_removed}
+    if taken := [field for field, items in removed.items() if items]:  # where, not how many again
+        lines.append(f"What the check took out, each with its reason: {', '.join(taken)} in the structured result.")
     lines.extend(remote_line(output.trace))
     if output.trace:
         lines.append(trace_line(output.trace))

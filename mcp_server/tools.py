@@ -47,6 +47,7 @@ from mcp_server.results import (
     image_result,
     research_output,
     research_result,
+    source_links,
     stored_images,
     text_result,
     without_local_urls,
@@ -214,7 +215,8 @@ def _register_delegate(server: Any, config: Any) -> None:
         inp = _drop_none(task=task, kind=kind, tier=tier, thread_id=thread_id, history=history or None)
         job = {"project": "swarm", "action": "delegate", "input": inp}
         result = await run_job(ctx, job, idempotency_key=idempotency_key, thread_id=thread_id)
-        return text_result(delegate_output(result, thread_id))
+        output = delegate_output(result, thread_id)
+        return text_result(output, source_links(output.sources, output.citations))
 
 
 def _register_research(server: Any, config: Any) -> None:

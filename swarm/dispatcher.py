@@ -144,7 +144,7 @@ async def dispatch(raw: dict[str, Any] | JobRequest, make_context: Any,
             envelope = _failure(envelope, unavailable)
         else:
             log.error("job %s crashed: %s", envelope.job_id, redact(repr(exc)), exc_info=log.isEnabledFor(logging.DEBUG))
-            envelope = _crashed(envelope, ctx)
+            envelope = _crashed(envelope, ctx, on_worker=credentials is not None)
     trace = [*envelope.trace, _dispatch_step(envelope, started, ctx, forwarded)]
     envelope = envelope.replace(
         trace=trace, totals=totals_of(trace), elapsed_ms=round((time.perf_counter() - started) * 1000, 2)
@@ -170,12 +170,21 @@ def _export_cancelled(envelope: JobEnvelope, started: float, ctx: JobContext | N
     export_job_spans(redact_data(cancelled.to_dict()), ctx, telemetry_config)
 
 
-def _crashed(envelope: JobEnvelope, ctx: JobContext | None) -> JobEnvelope:
+#: where a crash's details are: the log of the process that ran the job (``swarm.logs`` writes it
+#: to stderr): a RunPod worker's, or, run in-process, the MCP server's (its client keeps it) or the
+#: terminal of the ``swarm`` command
+WORKER_LOG = "the RunPod worker's log"
+LOCAL_LOG = "the MCP server's log on this machine (or the terminal of the swarm command that ran it)"
+
+
+def _crashed(envelope: JobEnvelope, ctx: JobContext | None, *, on_worker: bool) -> JobEnvelope:
     """The FAILED envelope of a job that crashed (a bug): the provider calls it had made (billed)
     stay in its trace and totals, and its latest answer is ``output`` with ``partial: true``; a
-    crashed job showed 0 tokens and $0 after a paid draft, and lost the draft."""
+    crashed job showed 0 tokens and $0 after a paid draft, and lost the draft. ``on_worker``: a
+    RunPod job (its client's credentials checked), whose details are in the worker's log."""
+    where = WORKER_LOG if on_worker else LOCAL_LOG
     error = {"type": "InternalError",
-             "message": f"internal error in {envelope.project}/{envelope.action}; see the worker log for job {envelope.job_id}"}
+             "message": f"internal error in {envelope.project}/{envelope.action}; see {where}, job {envelope.job_id}"}
     meter = ctx.extras.get(METER_KEY) if ctx is not None else None
     if not isinstance(meter, JobMeter) or not meter.attempts:
         return envelope.failed(error)

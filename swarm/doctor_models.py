@@ -8,7 +8,7 @@ none. A model that does not answer from here (unreachable, its service failing) 
 naming the model its chains fall back on, and a FAIL only when nothing in them answers; what
 was configured wrong (a key refused, an address that is no API) keeps its FAIL. When jobs run
 on a RunPod endpoint its worker calls the models, so what this machine reaches decides nothing
-(INFO, or WARN for an answer that is an error)."""
+(INFO, or WARN for an answer that is an error), nor a key unset here (INFO: the worker's own decides)."""
 
 from __future__ import annotations
 
@@ -188,6 +188,8 @@ async def check_model(name: str, states: ModelStates, runner: RunnerInEffect) ->
     spec, check = states.specs[name], f"model {name}"
     if own.answers:
         return own.alone
+    if runner.kind == "runpod":  # the worker calls the models: what this machine has decides nothing
+        return _on_worker(own, spec, check, runner)
     others = await states.others(name)
     fallback, failing = states.fallback(name, others)
     if not own.tried:  # its key is unset: an option while its chains have a model that answers
@@ -195,10 +197,6 @@ async def check_model(name: str, states: ModelStates, runner: RunnerInEffect) ->
             return own.alone
         detail = f"{own.alone.detail.removesuffix(' -> skipped')}: skipped, {fallback.phrase('the chain', failing)}"
         return Finding(check, "info", detail, own.alone.fix, TO_USE_IT)
-    if runner.kind == "runpod":  # the worker calls the models: this machine's reach decides nothing
-        status: Status = "info" if own.no_answer else "warn"
-        where = f"jobs run {runner.where}, whose worker calls the models: what this machine reaches decides nothing"
-        return Finding(check, status, f"{own.alone.detail}; {where}", own.alone.fix)
     if own.configured_wrong or fallback is None:
         return own.alone
     then = fallback.phrase("calls fall back: the chain", failing)
@@ -209,6 +207,22 @@ async def check_model(name: str, states: ModelStates, runner: RunnerInEffect) ->
     if env and not any(s.answers and states.specs[m].api_key_env == env for m, s in others.items()):
         fix += f"; or unset {env} to skip it at once"  # no model that answers needs that key
     return Finding(check, "warn", f"{own.alone.detail}; {then}", fix)
+
+
+def _on_worker(own: ModelState, spec: ModelSpec, check: str, runner: RunnerInEffect) -> Finding:
+    """The line of a model that does not answer here while jobs run on RunPod: its worker calls
+    the models with its own keys (and those a client sends), so a key unset here or a service
+    unreachable from here says nothing of the jobs (a key unset here read "skipped, the chain goes
+    on to X (unreachable from here)")."""
+    where = f"jobs run {runner.where}, whose worker calls the models"
+    if not own.tried:
+        env = spec.api_key_env
+        detail = (f"{own.alone.detail.removesuffix(' -> skipped')} on this machine, so no job sends it; {where}:"
+                  f" its own {env} decides whether this model is called")
+        fix = f"set {env} on the endpoint's workers, or export {env}=... here to send it with each job"
+        return Finding(check, "info", detail, fix, TO_USE_IT)
+    status: Status = "info" if own.no_answer else "warn"
+    return Finding(check, status, f"{own.alone.detail}; {where}: what this machine reaches decides nothing", own.alone.fix)
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ def write_config(tmp_path: Path, *, wait_budget_s: float = 1.0, enabled_tools: l
     if max_inline_image_bytes is not None:
         data["mcp"]["max_inline_image_bytes"] = max_inline_image_bytes
     path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(data))
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
 
 

@@ -29,7 +29,7 @@ def test_the_blocks_are_the_report_what_the_check_did_and_a_link_per_source() ->
     text, link = research_blocks(output)
     assert isinstance(text, TextContent) and isinstance(link, ResourceLink)
     assert text.text.startswith("Jobs can fail [1].\n\n## Sources")
-    assert "50% of factual sentences backed" in text.text and "1 unsupported sentence(s)" in text.text
+    assert "50% of factual sentences backed" in text.text and "unsupported_sentences in the structured result" in text.text
     assert "Warning: one sentence had no passage behind it" in text.text and "swarm://jobs/j1/report" in text.text
     assert str(link.uri) == "swarm://jobs/j1/sources/1" and link.title == "[1] States"
     assert link.mime_type == "text/markdown"

@@ -159,7 +159,11 @@ async def _research_route(inp: DelegateInput, ctx: JobContext) -> dict[str, Any]
         "kind": inp.kind,
         "review": result.get("review"),
         "revisions": 0,
+        # what the report's [n] open, as the research tool's output carries them: the sources, the
+        # citations and the passages each was cited for (swarm://jobs/{id}/sources/{n} reads them)
         "sources": result.get("sources", []),
+        "citations": result.get("citations", []),
+        "cited_passages": result.get("cited_passages", {}),
         "warnings": result.get("warnings", []),
         "trace": result.get("trace", []),
     }
