@@ -19,12 +19,11 @@ from core.rules import JOB_ID_PATTERN, MAX_JOB_ID_CHARS
 from mcp_server.calls import over_http, owner_of, progress_sender, server_state
 from mcp_server.outputs import DelegateOutput, ImageOutput, ResearchOutput
 from mcp_server.previews import image_blocks
+from mcp_server.reports import research_blocks, source_links
 from mcp_server.results import (
     call_failed,
     failure_text,
     public_steps,
-    research_blocks,
-    source_links,
     stored_images,
     tool_output,
     tool_output_fields,

@@ -5,7 +5,7 @@ text was that JSON pretty-printed: for an upscale, 50 lines of trace fields befo
 a delegated task, the answer as one escaped string. A chat shows the text and a model reads it, so
 it now says what a person would: the answer (or the images, or the positions and synthesis), who
 made it, one line per step of the trace, the totals, and the ids a next call needs (``job_id``,
-``thread_id``, an image's ``key``). A research report has its own text (``results.research_blocks``);
+``thread_id``, an image's ``key``). A research report has its own text (``reports.research_blocks``);
 a failed job, its own (``results.failure_text``); a job still running, ``handle_text``.
 """
 

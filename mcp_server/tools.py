@@ -40,6 +40,7 @@ from graphs.image.inputs import Rgba
 from mcp_server.calls import check_key_owner, over_http, run_job, server_state
 from mcp_server.outputs import ConsensusOutput, DelegateOutput, ImageOutput, ResearchOutput
 from mcp_server.previews import image_blocks
+from mcp_server.reports import source_links
 from mcp_server.results import (
     consensus_output,
     delegate_output,
@@ -47,7 +48,6 @@ from mcp_server.results import (
     image_result,
     research_output,
     research_result,
-    source_links,
     stored_images,
     text_result,
     without_local_urls,

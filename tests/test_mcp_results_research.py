@@ -13,7 +13,7 @@ from mcp.types import ResourceLink, TextContent
 from mcp_helpers import research_brain, use_fake_llm, write_config
 
 from mcp_server.outputs import ResearchOutput
-from mcp_server.results import research_blocks
+from mcp_server.reports import research_blocks
 from mcp_server.server import build_server
 
 
