@@ -52,6 +52,7 @@ async def upscale(inp: UpscaleInput, ctx: JobContext) -> dict[str, Any]:
 
 async def remove_background(inp: RemoveBackgroundInput, ctx: JobContext) -> dict[str, Any]:
     """Remove the background of one image, or of each of ``images`` in one batch."""
+    _check_background_model(inp)
     if inp.images is not None:  # near the deadline the batch starts no more images, and keeps those done
         with job_deadline(ctx.config.limits.job_deadline_s, at=ctx.deadline_at):
             return await run_batch(inp, inp.images, _rembg_options(inp), ctx)
@@ -60,6 +61,7 @@ async def remove_background(inp: RemoveBackgroundInput, ctx: JobContext) -> dict
 
 async def pipeline(inp: PipelineInput, ctx: JobContext) -> dict[str, Any]:
     """Remove the background, then upscale."""
+    _check_background_model(inp)
     options = {
         **_rembg_options(inp),
         "upscale_model": inp.upscale_model,
@@ -67,6 +69,16 @@ async def pipeline(inp: PipelineInput, ctx: JobContext) -> dict[str, Any]:
         "tile": inp.tile,
     }
     return await _run("pipeline", inp, options, ctx)
+
+
+def _check_background_model(inp: BackgroundOptions) -> None:
+    """An unknown background model (or an upscaler) is refused before the job reads or writes
+    anything, naming ``model`` and the valid ones, as an upscale's model is (``_check``): it failed
+    inside the step, a failed job with its input stored and its cost unknown."""
+    if inp.model is not None:
+        from providers.image import weights
+
+        weights.entry(inp.model, field="model", kind="remove_background")
 
 
 def _rembg_options(inp: BackgroundOptions) -> dict[str, Any]:

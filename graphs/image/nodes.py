@@ -6,7 +6,6 @@ writes the same key again). The batch node reads every key of ``batch`` and writ
 from __future__ import annotations
 
 import asyncio
-import io
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -28,7 +27,7 @@ from providers.base import (
     listen_to_storage,
 )
 from providers.image.backend import listen_to_progress
-from providers.image.imageio import OPAQUE_FORMATS, has_transparency, transparency_lost
+from providers.image.imageio import OPAQUE_FORMATS, encoded_size, has_transparency, transparency_lost
 
 
 @contextmanager
@@ -232,7 +231,7 @@ def make_batch_step(
                                            outcome="error", error_class=type(exc).__name__,
                                            detail=redact(f"{key}: {exc}")[:300]))
                 continue
-            width, height = _size(data)
+            width, height = encoded_size(data)
             results.append(
                 {"index": index, "image_key": key, "width": width, "height": height, "format": fmt, "bytes": len(data)}
             )
@@ -269,13 +268,6 @@ def _error(exc: SwarmError | None) -> dict[str, Any]:
     return exc.to_dict()
 
 
-def _size(data: bytes) -> tuple[int, int]:
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as img:  # the header only
-        return img.size
-
-
 async def finalize_batch(state: ImageState, storage: StorageProvider) -> dict[str, Any]:
     """Add each stored output's resource and url."""
     described = []
@@ -310,10 +302,7 @@ async def finalize(state: ImageState, storage: StorageProvider) -> dict[str, Any
 def _described(data: bytes) -> dict[str, int]:
     """An encoded image's size and length (its header only is read). ``finalize`` read every
     result back from storage for these: a whole second download of an upscale from S3."""
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as img:
-        width, height = img.size
+    width, height = encoded_size(data)  # not Image.open: Pillow's limit is below max_output_pixels
     return {"width": width, "height": height, "bytes": len(data)}
 
 

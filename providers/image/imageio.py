@@ -3,7 +3,8 @@
 Every limit is checked before the expensive step it guards: base64 length before decoding,
 magic bytes before Pillow sees the data, the declared width x height (read from the header)
 before any pixel is decoded, and the output size before a model runs. Pillow's own
-``MAX_IMAGE_PIXELS`` only warns up to twice its value, so it is not relied on. Errors are
+``MAX_IMAGE_PIXELS`` only warns up to twice its value, so it is not relied on, nor let refuse an
+image within our limits (``open_header``). Errors are
 ``InputError`` naming the field and the limit.
 """
 
@@ -15,6 +16,7 @@ import io
 import os
 import re
 import stat
+import struct
 import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -117,13 +119,83 @@ def decode_base64(text: str, limits: ImageLimits, *, field: str = "image") -> by
     return data
 
 
+def open_header(data: bytes, kind: str) -> Image.Image:
+    """``data``, a ``kind`` image by its magic bytes, opened by its header only (nothing decoded),
+    as ``Image.open(formats=[...])`` opens it but without Pillow's decompression-bomb check: that
+    check refuses past 2 x ``Image.MAX_IMAGE_PIXELS`` (178,956,970 pixels), below our own
+    ``max_output_pixels`` (268,435,456), so an upscale allowed by it failed after all its work, when
+    its output was read back for its size. The size is ours to check: an output's was checked
+    against ``max_output_pixels`` before it was made, and an input is opened so only where
+    ``max_input_pixels``, set past Pillow's limit, allows it (``_open_input``). Not a process-wide
+    switch: Pillow's check stays on for every other ``Image.open``.
+
+    Raises:
+        PIL.UnidentifiedImageError: ``data`` is not a ``kind`` image Pillow can read.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    name = _PIL_FORMAT[kind]
+    if name not in Image.OPEN:  # WebP's plugin is registered by init() only, as Image.open does it
+        Image.init()
+    factory, _accept = Image.OPEN[name]
+    try:
+        return factory(io.BytesIO(data), "")
+    except (SyntaxError, IndexError, TypeError, struct.error) as exc:  # what Image.open turns into this
+        raise UnidentifiedImageError(f"cannot identify the {kind} image ({type(exc).__name__})") from None
+
+
+def encoded_size(data: bytes) -> tuple[int, int]:
+    """The width and height of an image this code encoded (``encode``), from its header only;
+    WebP's by ``webp_size``: Pillow's WebP plugin runs the bomb check itself, as it opens."""
+    kind = sniff_format(data) or "png"
+    if kind == "webp":
+        return webp_size(data)
+    with open_header(data, kind) as img:
+        return img.size
+
+
+def webp_size(data: bytes) -> tuple[int, int]:
+    """A WebP's canvas width and height, from its first chunk: VP8X (extended: alpha, animation),
+    VP8L (lossless) or VP8 (lossy), as the WebP container specification lays them out.
+
+    Raises:
+        PIL.UnidentifiedImageError: ``data`` does not start as one of those.
+    """
+    chunk, body = data[12:16], data[20:30]
+    if chunk == b"VP8X" and len(body) == 10:  # flags, 3 reserved bytes, then width - 1 and height - 1 in 24 bits
+        return 1 + int.from_bytes(body[4:7], "little"), 1 + int.from_bytes(body[7:10], "little")
+    if chunk == b"VP8L" and len(body) >= 5 and body[0] == 0x2F:  # width - 1 and height - 1 in 14 bits each
+        bits = int.from_bytes(body[1:5], "little")
+        return 1 + (bits & 0x3FFF), 1 + (bits >> 14 & 0x3FFF)
+    if chunk == b"VP8 " and len(body) == 10 and body[3:6] == b"\x9d\x01\x2a":  # a key frame: 14 bits each
+        return int.from_bytes(body[6:8], "little") & 0x3FFF, int.from_bytes(body[8:10], "little") & 0x3FFF
+    from PIL import UnidentifiedImageError
+
+    raise UnidentifiedImageError(f"cannot read the size of a WebP whose first chunk is {chunk!r}")
+
+
+def _open_input(data: bytes, kind: str, limits: ImageLimits) -> Image.Image:
+    """``data`` opened by its header only, Pillow's decompression-bomb check kept for an input,
+    except where ``limits.max_input_pixels``, set past Pillow's limit, allows what it declares: a
+    size ours allows was refused, with our limit in the message."""
+    from PIL import Image
+
+    try:
+        return Image.open(io.BytesIO(data), formats=[_PIL_FORMAT[kind]])
+    except Image.DecompressionBombError as exc:
+        declared = re.search(r"\((\d+) pixels\)", str(exc))
+        if declared is None or int(declared.group(1)) > limits.max_input_pixels:
+            raise
+    return open_header(data, kind)
+
+
 def _header(data: bytes, kind: str, limits: ImageLimits, field: str) -> Image.Image:
     """``data`` opened by its header only (nothing decoded), its declared size within
     ``limits.max_input_pixels``, or ``InputError`` naming ``field``."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        img = Image.open(io.BytesIO(data), formats=[_PIL_FORMAT[kind]])
+        img = _open_input(data, kind, limits)
     except Image.DecompressionBombError as exc:
         declared = re.search(r"\((\d+) pixels\)", str(exc))
         size = f"{int(declared.group(1)):,} pixels" if declared else "too many pixels"
