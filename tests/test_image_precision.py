@@ -23,7 +23,7 @@ from providers.base import ImageAction, ImageConfig
 from providers.image import ncnn_runner, precision, precision_measure
 from providers.image import pull as weights_pull
 from providers.image import upscale as upscale_module
-from providers.image.cpu_share import CpuShareReader
+from providers.image.cpu_share import CpuShare, CpuShareReader
 from providers.image.precision import AutoPrecision, CpuInfo, read_cpu_info
 from providers.image.upscale import RealESRGANUpscaler, UpscaleSettings
 
@@ -236,7 +236,7 @@ def test_one_disturbed_round_does_not_decide(tmp_path):
     assert decision.why.startswith("auto: 2.0x fp32, PSNR inf dB")
 
 
-def test_load_and_cores_are_recorded_and_a_busy_machine_does_not_cache(tmp_path):
+def test_load_and_cores_are_recorded_and_a_busy_machine_caches_as_provisional(tmp_path):
     model = FakeModel({"fp32": 1.0, "bf16": 0.25}, {"bf16": 0.5})
     chooser(tmp_path, AMX, model, load=0.4).decide(MODEL, "t", model.run)
     (entry,) = json.loads((tmp_path / "precision.json").read_text())["decisions"].values()
@@ -247,13 +247,43 @@ def test_load_and_cores_are_recorded_and_a_busy_machine_does_not_cache(tmp_path)
     busy, model.calls[:] = tmp_path / "busy", []
     auto = chooser(busy, AMX, model, load=4.6)  # load 4-5 on 2 cores: the reviewer's flips
     decision = auto.decide(MODEL, "t", model.run)
-    assert decision.why.endswith("; load 4.60 on 2 CPUs: busy (load above the CPU count), not cached,"
-                                 " measured again at the next start")
-    assert not (busy / "precision.json").exists()
+    assert decision.why.endswith("; load 4.60 on 2 CPUs: busy (load above the CPU count), cached as provisional,"
+                                 " measured again at a start when the machine looks quiet (1 of 3 busy measurements)")
+    (entry,) = json.loads((busy / "precision.json").read_text())["decisions"].values()
+    assert entry["busy_runs"] == 1
     measured_once = len(model.calls)
     assert auto.decide(MODEL, "t", model.run) == decision and len(model.calls) == measured_once  # this process
-    chooser(busy, AMX, model).decide(MODEL, "t", model.run)  # the next start, idle: measured and cached
-    assert len(model.calls) > measured_once and (busy / "precision.json").exists()
+    # the next start, still busy: the provisional decision, nothing measured
+    assert chooser(busy, AMX, model, load=4.6).decide(MODEL, "t", model.run) == decision
+    assert len(model.calls) == measured_once
+    quiet = chooser(busy, AMX, model).decide(MODEL, "t", model.run)  # a start that looks quiet: measured again
+    assert len(model.calls) > measured_once and quiet.busy_runs == 0
+    (entry,) = json.loads((busy / "precision.json").read_text())["decisions"].values()
+    assert "busy_runs" not in entry and entry["why"].endswith("; load 0.25 on 2 CPUs")  # final, as any quiet one
+
+
+class AlwaysBusy(CpuShareReader):
+    """Other work takes the CPUs whenever a measurement runs, whatever the load before it said."""
+
+    def between(self, *args: object, **kwargs: object) -> CpuShare:
+        return CpuShare(2, load=4.6)
+
+
+def test_a_machine_busy_at_every_measurement_stops_measuring_after_the_third(tmp_path):
+    """Measured busy 3 times in a row (each at a start that looked quiet, busy once measuring):
+    the last decision stands, and no later start pays the measurement again."""
+    model = FakeModel({"fp32": 1.0, "bf16": 0.25}, {"bf16": 0.5})
+    share = AlwaysBusy(None, None)
+    for runs in (1, 2, 3):
+        before = len(model.calls)
+        auto = AutoPrecision(tmp_path / "precision.json", lambda: AMX, probe_size=16, rounds=2, timer=model.clock,
+                             load=lambda: IDLE, cpu_share=share)
+        decision = auto.decide(MODEL, "t", model.run)
+        assert len(model.calls) > before and decision.busy_runs == runs, decision
+    assert decision.why.endswith("busy (load above the CPU count), as at 3 measurements in a row: cached,"
+                                 " this machine's usual state"), decision.why
+    before = len(model.calls)
+    assert chooser(tmp_path, AMX, model).decide(MODEL, "t", model.run) == decision and len(model.calls) == before
 
 
 @pytest.mark.parametrize("rule", ["PSNR_FLOOR_DB", "MIN_SPEEDUP"])

@@ -1,5 +1,6 @@
 """How much CPU this process really got while ``precision: auto`` measured: a disturbed
-measurement is used by this process only and measured again at the next start.
+measurement is cached as provisional, and measured again at a start that looks quiet
+(``precision.AutoPrecision``).
 
 The 1-minute load average cannot tell: inside a container it is the host's, and on a shared
 RunPod host it sits above the container's cores at every cold start, so no decision was ever

@@ -25,8 +25,11 @@ measurement holds a lock per machine (``DecisionCache.measuring``), and a proces
 it reads the cache again and takes the holder's decision (see ``AutoPrecision``). How much CPU the
 measurement really got (``cpu_share.py``: its threads' run-queue wait, the container's throttling;
 the load average only where neither can be read) and the core count are in the entry and the
-why-text; a disturbed measurement is used by this process only and measured again at the next
-start. The upscaler on CPU times its candidates on a larger photo-like image than the probes it
+why-text. A disturbed ("busy") measurement is cached too, as provisional (``Decision.busy_runs``):
+a later start uses it, and measures again only where the machine then looks quiet (load average
+at most half its CPUs), up to ``MAX_BUSY_RUNS`` busy measurements, after which the last one stands
+(busy is that machine's usual state). Before, a busy measurement was not cached, and every start of
+a machine that is always busy paid the measurement (up to 120 s) at its first image job. The upscaler on CPU times its candidates on a larger photo-like image than the probes it
 scores (``timing_size``, ``upscale.CPU_TIMING_SIZE``): on 64x64 probes per-call overhead and caches
 hide the difference between candidates whose gain is memory traffic. Still, the probe timings are no
 measure of an upscale's speed: ``deadline.py`` uses real upscales' tiles. A job that measures (or waits for
@@ -72,7 +75,8 @@ if TYPE_CHECKING:
     import numpy as np
 
 __all__ = [
-    "CACHE_FILE", "CPU_CANDIDATES", "DROP_SLOWER_THAN", "MEASURE_BUDGET_S", "MEASURE_REVISION", "MIN_SPEEDUP",
+    "CACHE_FILE", "CPU_CANDIDATES", "DROP_SLOWER_THAN", "MAX_BUSY_RUNS", "MEASURE_BUDGET_S", "MEASURE_REVISION",
+    "MIN_SPEEDUP",
     "PSNR_FLOOR_DB", "RELEVANT_FLAGS", "WAIT_FOR_MEASUREMENT_S", "AutoPrecision", "Budget", "CpuInfo", "Decision",
     "Floor", "Metric", "RunFn", "cache_key", "candidates_for", "decisions_file", "describe_pinned", "failure",
     "machine_key", "measure", "probe_images", "psnr", "psnr_floor", "read_cpu_info", "rules",
@@ -94,6 +98,10 @@ CPU_CANDIDATES: dict[str, frozenset[str]] = {
 RELEVANT_FLAGS = frozenset({"avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_fp16",
                             "asimd", "asimdhp", "bf16", "i8mm", "sve", "sve2"}) | GPU_FLAGS
 CACHE_FILE = "precision.json"
+#: busy measurements in a row after which the last one stands: that machine is busy as a rule
+MAX_BUSY_RUNS = 3
+#: a start measures a provisional decision again where the 1-minute load is at most this share of its CPUs
+QUIET_LOAD_SHARE = 0.5
 
 
 def decisions_file() -> Path:
@@ -167,7 +175,7 @@ class AutoPrecision:
         wait_s: how long to wait for another process's measurement (``WAIT_FOR_MEASUREMENT_S``).
         cpu_share: reads how much CPU the measurement got (``CpuShareReader()``: this process's
             ``/proc`` and cgroup; tests pass one over files of their own); a disturbed
-            measurement is not cached.
+            measurement is cached as provisional (``MAX_BUSY_RUNS``).
         hardware: what the messages call the machine measured on: "CPU", or "GPU" where
             ``cpu_info`` reads a CUDA device (``gpu.read_gpu_info``).
     """
@@ -238,21 +246,33 @@ class AutoPrecision:
         try:
             if key not in self._decided or key in self._unmeasured:
                 cached = self._cache.load(_parse).get(key)
-                if cached is None:
+                if self._due(cached, cpu):
                     on_wait = lambda: self._report_waiting("another process")  # noqa: E731
                     with self._cache.measuring(machine_key(cpu), self.wait_s, on_wait=on_wait) as held:
                         # a process that waited there takes what the holder cached meanwhile
                         cached = self._cache.load(_parse).get(key)
-                        if cached is None and not held:
+                        if held and self._due(cached, cpu):
+                            cached = self._measure(cpu, model, key, run, candidates, floor, probes, cached)
+                        elif cached is None:
                             cached = self._not_measured(unmeasured, candidates[0],
                                                         "another process held this machine's measurement lock")
-                        if cached is None:
-                            cached = self._measure(cpu, model, key, run, candidates, floor, probes)
+                assert cached is not None
                 self._decided[key] = cached
                 self._unmeasured.discard(key)  # also for a job that timed out waiting on this very run
             return self._decided[key]
         finally:
             self._lock.release()
+
+    def _due(self, cached: Decision | None, cpu: CpuInfo) -> bool:
+        """Whether to measure: nothing cached, or a provisional decision (measured busy, fewer than
+        ``MAX_BUSY_RUNS`` times) where the machine now looks quiet (an unreadable load: it may)."""
+        if cached is None:
+            return True
+        if not 0 < cached.busy_runs < MAX_BUSY_RUNS:
+            return False
+        load = self.load()
+        cpus = (cpu.cpus if self.hardware == "CPU" else 0) or usable_cpus()
+        return load is None or load <= QUIET_LOAD_SHARE * cpus
 
     def _report_waiting(self, who: str) -> None:
         report(f"waiting for {who} measuring the fastest accurate path on this {self.hardware} (up to {self.wait_s:g} s)")
@@ -264,9 +284,9 @@ class AutoPrecision:
         return Decision(choice, f"auto: {what}, not measured: {holder} over {self.wait_s:g} s; measured at the next start")
 
     def _measure(self, cpu: CpuInfo, model: str, key: str, run: RunFn, candidates: list[str], floor: Floor | None,
-                 probes: Callable[[], dict[str, np.ndarray]] | None) -> Decision:
-        """Measure, note the CPU share it got and its cores in the decision, and cache it unless
-        other work disturbed it."""
+                 probes: Callable[[], dict[str, np.ndarray]] | None, previous: Decision | None = None) -> Decision:
+        """Measure, note the CPU share it got and its cores in the decision, and cache it: as
+        provisional where other work disturbed it (``previous``: the provisional one it replaces)."""
         # the CPU share is this process's, on the cores it may use (a GPU's ``cpus`` counts GPUs)
         cpus, load = (cpu.cpus if self.hardware == "CPU" else 0) or usable_cpus(), self.load()
         budget_s = precision_measure.MEASURE_BUDGET_S  # read when called, as ``measure`` reads it
@@ -285,15 +305,27 @@ class AutoPrecision:
             decision = replace(decision, why=f"{decision.why}; timed on a {side}x{side} probe")
         share = self.cpu_share.between(before, self.cpu_share.sample(), cpus, load)
         busy = share.busy()
+        busy_runs = (previous.busy_runs if previous is not None else 0) + 1 if busy else 0
         host = "" if self.hardware == "CPU" else "host "  # the share is the CPU's, also when a GPU ran
-        decision = replace(decision, why=f"{decision.why}; {host}{share.describe()}" + (
-            f": busy ({busy}), not cached, measured again at the next start" if busy else ""),
-            conditions=share.conditions())
+        decision = replace(decision, why=f"{decision.why}; {host}{share.describe()}" + _busy_said(busy, busy_runs),
+                           conditions=share.conditions(), busy_runs=busy_runs)
         log.info("precision for %s on %s: %s, measured in %.1f s", model, cpu.model,
                  decision.describe(), time.perf_counter() - started)
-        if not busy:
-            self._cache.store(key, asdict(decision))
+        entry = asdict(decision)
+        if not busy_runs:  # a quiet decision's entry as before: a version without busy_runs reads it
+            del entry["busy_runs"]
+        self._cache.store(key, entry)
         return decision
+
+
+def _busy_said(busy: str | None, busy_runs: int) -> str:
+    """What the why-text adds for a measurement other work disturbed (``busy``: why)."""
+    if not busy:
+        return ""
+    if busy_runs >= MAX_BUSY_RUNS:
+        return f": busy ({busy}), as at {busy_runs} measurements in a row: cached, this machine's usual state"
+    return (f": busy ({busy}), cached as provisional, measured again at a start when the machine looks quiet"
+            f" ({busy_runs} of {MAX_BUSY_RUNS} busy measurements)")
 
 
 def decisions_here(model: str, cpu: CpuInfo | None = None, path: Path | None = None) -> list[Decision]:

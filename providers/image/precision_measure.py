@@ -77,6 +77,9 @@ class Decision:
     measured: dict[str, dict[str, float]] = field(default_factory=dict)
     #: where it was measured (``CpuShare.conditions``: "cpus", "load_1m", "cpu_wait_share", ...)
     conditions: dict[str, float] = field(default_factory=dict)
+    #: measurements in a row disturbed by other work behind it (0: a quiet one); one is measured
+    #: again at a start that looks quiet, up to ``precision.MAX_BUSY_RUNS`` (``AutoPrecision``)
+    busy_runs: int = 0
 
     def describe(self) -> str:
         """``bf16 (auto: 3.9x fp32, PSNR 47.1 dB; load 0.40 on 2 CPUs)``: what the trace step shows."""
