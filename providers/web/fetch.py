@@ -28,6 +28,10 @@ _PROVIDER = "fetch"
 _REDIRECTS = {301, 302, 303, 307, 308}
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _NUMERIC_HOST = re.compile(r"^(0x[0-9a-f]*|[0-9]+)(\.(0x[0-9a-f]*|[0-9]+)){0,3}\.?$", re.IGNORECASE)
+#: the charset parameter of a Content-Type header, quoted or not
+_CHARSET = re.compile(r"""charset\s*=\s*["']?([\w\-:.]+)""", re.IGNORECASE)
+#: the charset an HTML ``<meta charset>`` or ``<meta http-equiv="Content-Type">`` names
+_META_CHARSET = re.compile(r"""<meta\b[^>]*?charset\s*=\s*["']?([\w\-:.]+)""", re.IGNORECASE)
 _DOTTED_DECIMAL = re.compile(r"^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$")
 
 
@@ -44,10 +48,12 @@ class FetchedPage:
 
     @property
     def text(self) -> str:
+        """The body decoded in the charset the Content-Type names (quoted or not), else the one
+        an HTML ``<meta>`` near the top names (an old page declares it only there), else UTF-8."""
         charset = "utf-8"
-        match = re.search(r"charset=([\w\-]+)", self.content_type, re.IGNORECASE)
-        if match:
-            charset = match.group(1)
+        match = _CHARSET.search(self.content_type) or _META_CHARSET.search(self.content[:2048].decode("ascii", "replace"))
+        if match and not (match.re is _META_CHARSET and match.group(1).lower().startswith(("utf-16", "utf-32"))):
+            charset = match.group(1)  # a <meta> read as ASCII cannot mean UTF-16 (HTML reads it as UTF-8)
         try:
             return self.content.decode(charset, errors="replace")
         except LookupError:
