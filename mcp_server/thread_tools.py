@@ -62,15 +62,22 @@ async def open_thread(ctx: Context, thread_id: str | None,
             return str(first["thread_id"]), []  # (a follow-up's retry was refused: its own turn "still running")
     if thread_id is None:
         return await _stored(ctx, lambda store: store.create(owner)), []
-    if running := server_state(ctx).jobs.store.running_in_thread(owner, thread_id[:MAX_THREAD_ID_CHARS]):
-        # the follow-up was answered without the turn still running, and the thread then stored its
-        # turns out of order
-        raise InputError(f"thread {thread_id!r} has a turn still running (job {running}); wait for it with"
-                         f" job_result(job_id=\"{running}\"), then ask again", field="thread_id")
+    _refuse_if_running(ctx, owner, thread_id)  # before the read: a turn that ended since is in it
     thread = await _stored(ctx, lambda store: store.get(thread_id, owner))
     if thread is None:
         raise unknown_thread(thread_id)
+    # and after it, the last wait before the caller's job row exists (the local runner creates it
+    # before it first waits): checked only before it, two follow-ups sent at once both passed
+    _refuse_if_running(ctx, owner, thread_id)
     return thread_id, [{k: t[k] for k in ("n", "role", "model", "content")} for t in thread["turns"]]
+
+
+def _refuse_if_running(ctx: Context, owner: str, thread_id: str) -> None:
+    """Refuse a follow-up while a turn of the thread still runs: it was answered without that turn,
+    and the thread then stored its turns out of order."""
+    if running := server_state(ctx).jobs.store.running_in_thread(owner, thread_id[:MAX_THREAD_ID_CHARS]):
+        raise InputError(f"thread {thread_id!r} has a turn still running (job {running}); wait for it with"
+                         f" job_result(job_id=\"{running}\"), then ask again", field="thread_id")
 
 
 async def read_thread(ctx: Context, thread_id: str) -> dict[str, Any] | None:

@@ -238,6 +238,11 @@ class ThreadStore:
                     " VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (thread_id, n, turn["role"], turn.get("model"), redact(turn["content"]), job_id, now))
             floor = first + len(turns) - max_turns  # turns numbered below this are dropped
+            # and an answer whose question is dropped goes with it (an odd max_turns): a prompt
+            # opened with an answer alone, its question gone
+            if run("SELECT n FROM swarm_thread_turns WHERE thread_id = ? AND n = ? AND role = 'assistant'",
+                   (thread_id, floor)):
+                floor += 1
             dropped = [int(r["n"]) for r in run(
                 "SELECT n FROM swarm_thread_turns WHERE thread_id = ? AND n < ? ORDER BY n", (thread_id, floor))]
             if dropped:

@@ -61,12 +61,22 @@ def panel(answers: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dic
     """
     ordered = sorted(answers, key=lambda a: a["index"])
     seen = {(a["model"], a.get("stance")) for a in ordered if a["status"] == "answered"}
+    first_asked: dict[tuple[Any, Any], str] = {}  # (model, stance) -> the participant it answered as itself for
     positions: list[dict[str, Any]] = []
     failed: list[dict[str, Any]] = []
     for answer in ordered:
         if answer["status"] == "failed":
             failed.append(_as_foreseen(answer, seen))
             continue
+        if answer["status"] == "answered":  # a model named by its name and by its family: one view, not two
+            key = (answer["model"], answer.get("stance"))
+            if key in first_asked:
+                failed.append({"index": answer["index"], "asked": answer["asked"], "stance": answer.get("stance"),
+                               "status": "failed", "error_type": "AlreadyOnPanel",
+                               "error": f"{answer['asked']} was answered by {answer['model']}, on the panel already"
+                                        f" (asked as {first_asked[key]}), so its answer is not counted twice"})
+                continue
+            first_asked[key] = answer["asked"]
         if answer["status"] == "stand_in":
             key = (answer["model"], answer.get("stance"))
             if key in seen:
@@ -84,8 +94,9 @@ def panel(answers: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dic
 def already_on_panel(llm: LLMProvider, task: AskTask) -> str | None:
     """The model that would stand in for this task's participant when it is on the panel already
     (``panel``'s rule, foreseen): answering as itself for another participant, or standing in for
-    an earlier one, with the same stance. ``None``: ask. Foreseen by the router's
-    ``first_callable`` (no key missing, circuit not open); without one, always ask.
+    (or, named by its family, answering as itself after) an earlier one, with the same stance.
+    ``None``: ask. Foreseen by the router's ``first_callable`` (no key missing, circuit not open);
+    without one, always ask.
 
     Keyless, every chain ends at the local model: three models asked meant three answers of it,
     two of them thrown away (38 s of CPU for a 27 s call)."""
@@ -98,13 +109,15 @@ def already_on_panel(llm: LLMProvider, task: AskTask) -> str | None:
         return first_callable(LLMConfig(tier=task["tier"], prefer=participant["model"], step="ask"))  # type: ignore[arg-type]
 
     model = first(who)
-    if model is None or model in who["accepts"]:
+    if model is None:
         return None
+    itself = model in who["accepts"]  # answering as itself: on the panel already only as an earlier one's own
     for index, other in enumerate(panel_):
         if index == task["index"] or other["stance"] != who["stance"]:
             continue
         theirs = first(other)
-        if theirs == model and (model in other["accepts"] or index < task["index"]):
+        earlier_own = index < task["index"] and model in other["accepts"]
+        if theirs == model and (earlier_own if itself else (model in other["accepts"] or index < task["index"])):
             return model
     return None
 
@@ -115,7 +128,8 @@ def _as_foreseen(answer: dict[str, Any], seen: set[tuple[Any, Any]]) -> dict[str
     foreseen = answer.get("foreseen")
     if foreseen is None or (foreseen, answer.get("stance")) in seen:
         return answer
-    return {**answer, "error": f"{answer['asked']} was not asked: its fallback {foreseen} was to answer for it"
+    whose = "" if answer.get("error_type") == "AlreadyOnPanel" else "its fallback "
+    return {**answer, "error": f"{answer['asked']} was not asked: {whose}{foreseen} was to answer for it"
                               " on the panel, and gave no answer"}
 
 
@@ -132,11 +146,14 @@ def make_nodes(llm: LLMProvider) -> dict[str, Node]:
             passed = passed_over(LLMConfig(tier=task["tier"], prefer=who["model"], step="ask")) if passed_over else []  # type: ignore[arg-type]
             # its own models' reasons (the rest of its chain is the fallbacks': their keys are said elsewhere)
             why = "; ".join([p for p in passed if p.split(":", 1)[0] in who["accepts"]] or passed)
-            error = (f"{who['model']} cannot be asked here{f' ({why})' if why else ''}; its fallback {repeated}"
-                     " is on the panel already, so it was not asked the same question twice")
+            itself = repeated in who["accepts"]  # named by its family and by its name: the same model
+            error = (f"{who['model']} would be answered by {repeated}, on the panel already" if itself else
+                     f"{who['model']} cannot be asked here{f' ({why})' if why else ''}; its fallback {repeated}"
+                     " is on the panel already") + ", so it was not asked the same question twice"
             emit("ask", f"{who['model']}: not asked ({repeated} answers for it already)")
             failed = {"index": task["index"], "asked": who["model"], "stance": stance, "status": "failed",
-                      "error_type": "StandInAlreadyOnPanel", "error": error, "foreseen": repeated}
+                      "error_type": "AlreadyOnPanel" if itself else "StandInAlreadyOnPanel", "error": error,
+                      "foreseen": repeated}
             return {"answers": [failed], "trace": [_node_step("ask", started, error, "skipped")]}
         config = LLMConfig(tier=task["tier"], prefer=who["model"], step="ask")  # type: ignore[arg-type]
         verb = f"asking ({stance} stance)" if stance else "asking"
