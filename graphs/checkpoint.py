@@ -104,6 +104,10 @@ async def _postgres(config: SwarmConfig) -> AsyncIterator[Any]:
         raise ConfigError(
             f"the postgres checkpointer is not installed: {POSTGRES_INSTALL}", key="checkpointer.kind"
         ) from None
+    # said at once: the pool would retry it for 10 s, logging the driver's words each time, and they
+    # quote the part that is wrong, often a piece of the password ("failed to resolve host 'rd-pw@db'")
+    if (problem := dsn_problem(dsn) or _unparsable(dsn)) is not None:
+        raise ConfigError(problem, key="checkpointer.dsn")
     pool = AsyncConnectionPool(
         dsn,
         min_size=1,
@@ -113,6 +117,10 @@ async def _postgres(config: SwarmConfig) -> AsyncIterator[Any]:
         # waits for a connection as long as the first one may take, not psycopg_pool's 30 s
         check=AsyncConnectionPool.check_connection,
         timeout=POSTGRES_CONNECT_TIMEOUT_S,
+        # a lost connection is retried with backoff (1, 2, 4 ... s) for reconnect_timeout, 300 s by
+        # default: after an outage of 30 s the next try came 30 s after the server was back, and
+        # jobs meanwhile failed as "unreachable"; given up sooner, the next job's wait connects at once
+        reconnect_timeout=POSTGRES_CONNECT_TIMEOUT_S,
         kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
     )
     try:
@@ -151,6 +159,18 @@ def dsn_problem(dsn: str) -> str | None:
     netloc = dsn.split("://", 1)[1].split("/", 1)[0] if "://" in dsn else ""
     if netloc.count("@") > 1:
         return "the dsn is malformed: its password holds an '@'; write it as %40"
+    return None
+
+
+def _unparsable(dsn: str) -> str | None:
+    """``MALFORMED_DSN`` where the driver cannot parse ``dsn`` (a bad percent-escape), else None."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return MALFORMED_DSN
     return None
 
 

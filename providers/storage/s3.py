@@ -27,6 +27,8 @@ from providers.storage.keys import check_key, check_prefix, guess_content_type, 
 
 T = TypeVar("T")
 MAX_PRESIGN_S = 7 * 24 * 3600  # SigV4 refuses longer
+#: requests per call: botocore's ``max_attempts`` counts the retries, not the first request
+ATTEMPTS = 3
 PROVIDER = "s3"
 
 _MISSING = {"NoSuchKey", "404", "NotFound"}
@@ -139,7 +141,7 @@ class S3Storage:
                         signature_version="s3v4",
                         connect_timeout=min(self.timeout_s, 10.0),
                         read_timeout=self.timeout_s,
-                        retries={"max_attempts": 2, "mode": "standard"},
+                        retries={"max_attempts": ATTEMPTS - 1, "mode": "standard"},
                         s3={"addressing_style": "path" if self.endpoint_url else "auto"},
                     ),
                 )
@@ -183,7 +185,9 @@ class S3Storage:
                 PROVIDER, "no AWS credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
             )
         if isinstance(exc, bex.ConnectTimeoutError | bex.ReadTimeoutError):
-            return ProviderTimeout(PROVIDER, f"timed out after {self.timeout_s:.0f} s on {what}")
+            # each attempt waits timeout_s: "timed out after 3 s" was said of a call that took 12 s
+            return ProviderTimeout(PROVIDER, f"timed out on {what}: no answer within {self.timeout_s:g} s"
+                                   f" to any of {ATTEMPTS} attempts")
         if isinstance(exc, bex.EndpointConnectionError | bex.ConnectionError):
             return ProviderUnavailable(PROVIDER, f"cannot reach {self.endpoint_url or 'AWS S3'}")
         if isinstance(exc, bex.BotoCoreError):
