@@ -15,7 +15,7 @@ from mcp.client.stdio import StdioServerParameters
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("litellm", "langgraph", "torch", "llama_cpp", "onnxruntime", "boto3", "rembg", "numpy", "PIL",
-         "providers.search.index_store", "providers.search.documents", "httpx")
+         "providers.search.index_store", "providers.web.documents", "httpx")
 
 
 def server_params(config: Path | None = None, **env: str) -> StdioServerParameters:

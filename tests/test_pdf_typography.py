@@ -8,8 +8,8 @@ from pathlib import Path
 
 from test_search_documents import make_pdf
 
-from providers.search.documents import _pdf_page_text
 from providers.search.local_index import LocalIndexSearch
+from providers.web.documents import _pdf_page_text
 
 #: Helvetica's StandardEncoding code of the "fi" ligature (0xAE), as a PDF string escape: the same
 #: length as its placeholder, so the file's offsets stay right

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from test_search_documents import make_pdf
 
-from providers.search.documents import _pdf_page_text, hyphenated_words
 from providers.search.local_index import LocalIndexSearch
+from providers.web.documents import _pdf_page_text, hyphenated_words
 
 
 def _page(*lines: str) -> str:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from test_search_documents import make_pdf
 
-from providers.search.documents import extract
 from providers.search.local_index import LocalIndexSearch
+from providers.web.documents import extract
 
 FILLER = ["Introduction.", "The guide covers the service."]
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from test_search_documents import make_pdf
 
-from providers.search.documents import extract
 from providers.search.local_index import LocalIndexSearch
+from providers.web.documents import extract
 
 #: a placeholder of the soft hyphen in ``make_pdf``'s lines; written as WinAnsiEncoding's 0xAD
 SOFT = "@SOFT@"

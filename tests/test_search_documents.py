@@ -400,7 +400,7 @@ def test_a_slides_bullets_and_a_docx_table_read_as_items_and_rows(tmp_path):
     import pptx
 
     from graphs.research.quoting import flatten
-    from providers.search.documents import extract
+    from providers.web.documents import extract
 
     deck = pptx.Presentation()
     slide = deck.slides.add_slide(deck.slide_layouts[1])

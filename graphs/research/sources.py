@@ -6,12 +6,15 @@ import asyncio
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from core.errors import SwarmError
 from core.redact import redact
 from providers.base import TraceStep
+
+if TYPE_CHECKING:
+    from providers.web.fetch import FetchedPage
 
 Fetcher = Callable[[str], Awaitable[Any]]
 LocalReader = Callable[[str], Awaitable[tuple[str, str] | None]]
@@ -19,6 +22,13 @@ LocalReader = Callable[[str], Awaitable[tuple[str, str] | None]]
 _RRF_K = 60
 _TRACKING = re.compile(r"^(utm_\w+|fbclid|gclid|mc_cid|mc_eid|ref)$", re.IGNORECASE)
 _TEXTUAL = ("text/html", "text/plain", "text/markdown", "application/xhtml+xml")
+#: documents a web source may be, read as the local index reads them (``providers.web.documents``):
+#: a PDF's pages are kept, so a citation names and opens its page (``#page=N``)
+_DOCUMENTS = {
+    "application/pdf": ".pdf",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": ".docx",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation": ".pptx",
+}
 
 
 def normalize_url(url: str) -> str:
@@ -99,10 +109,34 @@ async def read_source(url: str, *, read_local: LocalReader | None, fetch: Fetche
     except SwarmError as exc:
         return None, _step(url, "web", started, "error", str(exc), type(exc).__name__)
     kind = page.content_type.split(";")[0].strip().lower()
+    if page.status < 400 and (kind in _DOCUMENTS or (kind in ("", "application/octet-stream")
+                                                     and page.content.startswith(b"%PDF-"))):
+        return await _document(url, page, _DOCUMENTS.get(kind, ".pdf"), started)
     if page.status >= 400 or (kind and kind not in _TEXTUAL):
-        return None, _step(url, "web", started, "skipped", f"HTTP {page.status} {kind or 'unknown type'}")
+        said = f"HTTP {page.status} {kind or 'unknown type'}"
+        return None, _step(url, "web", started, "skipped", said if page.status >= 400 else f"{said}: not a text page")
     text = page.text
     if kind in ("text/html", "application/xhtml+xml") or text.lstrip()[:15].lower().startswith(("<!doctype", "<html")):
         text = (await asyncio.to_thread(html_to_text, text))[0]  # a big page's parse holds no other job up
     suffix = " (truncated)" if page.truncated else ""
     return text, _step(url, "web", started, "ok", f"{len(text)} chars{suffix}")
+
+
+async def _document(url: str, page: FetchedPage, suffix: str, started: float) -> tuple[str | None, dict[str, Any]]:
+    """A PDF, Word or PowerPoint file found on the web, read as the local index reads one: its
+    pages joined by ``PAGE_BREAK`` (cited by page). Cut off by the fetch's size limit, it is not read
+    (a PDF's index is at its end); one without text (a scan) or corrupt is said so."""
+    from pathlib import Path
+
+    from providers.web.documents import extract
+
+    if page.truncated:
+        return None, _step(url, "web", started, "skipped",
+                           f"a {suffix[1:].upper()} over the {len(page.content):,} bytes a source may be: not read")
+    try:
+        found = await asyncio.to_thread(extract, Path(f"source{suffix}"), page.content)
+    except SwarmError as exc:  # unreadable, encrypted, no text layer, its parser not installed
+        return None, _step(url, "web", started, "skipped", f"{suffix[1:].upper()}: {exc}", type(exc).__name__)
+    text = found.body
+    pages = f", {len(found.pages)} pages" if found.paged else ""
+    return text, _step(url, "web", started, "ok", f"{len(text)} chars{pages} ({suffix[1:].upper()})")

@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 from core.errors import InputError
 from providers.search.cjk import cjk_index_text
-from providers.search.documents import Extracted
+from providers.web.documents import Extracted
 
 #: "3": the CJK pair columns (an index of "2" read "設定ファイルの場所" as one word); "4": they
 #: hold the Latin words glued to CJK letters too ("Docker를": "docker" found nothing); "5": they

@@ -31,16 +31,6 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ConfigError, InputError
-from providers.search.documents import (
-    SUFFIXES,
-    TEXT_KINDS,
-    UNSUPPORTED,
-    Extracted,
-    UnreadableDocument,
-    extract,
-    not_read_reason,
-    size_limit,
-)
 from providers.search.index_schema import (
     PAGE_SLOTS,
     SCHEMA_VERSION,
@@ -50,6 +40,16 @@ from providers.search.index_schema import (
     recorded_fallback,
     recorded_roots,
     store_pages,
+)
+from providers.web.documents import (
+    SUFFIXES,
+    TEXT_KINDS,
+    UNSUPPORTED,
+    Extracted,
+    UnreadableDocument,
+    extract,
+    not_read_reason,
+    size_limit,
 )
 
 __all__ = ["PAGE_SLOTS", "SCHEMA_VERSION", "IndexStats", "Progress", "build_index", "build_underway", "connect",

@@ -24,8 +24,8 @@ from typing import Any
 
 from core.errors import ConfigError, InputError
 from core.rules import PAGE_BREAK
-from providers.search.hyphenation import _unbroken, hyphenated_words, unbroken_pages
 from providers.web.html import markdown_table as html_table
+from providers.web.hyphenation import _unbroken, hyphenated_words, unbroken_pages
 from providers.web.text import NotText, document_text
 
 #: the largest file read, by format family: text is indexed whole, Office and PDF files are parsed
