@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
-from core.errors import ProviderUnavailable
+from core.errors import InputError, ProviderUnavailable
 from core.redact import redact
 from graphs.checkpoint import LastStep
 from graphs.context import ProgressFn
@@ -128,6 +128,9 @@ class JobManager(ResumesJobs, WaitsForJobs):
         #: jobs this process stopped following while they still run (a RunPod endpoint that came back
         #: IN_PROGRESS): the only rows of its own that ``_adopt`` takes up again
         self._let_go: set[str] = set()
+        #: (owner, thread id) of the follow-ups being queued on an endpoint: their job rows do not
+        #: exist until the endpoint answers, so a second follow-up sent meanwhile saw no turn running
+        self._queuing: set[tuple[str, str]] = set()
         self._listeners: dict[str, set[Listener]] = {}
         #: the followers of the jobs on an endpoint this process follows: the steps their workers report
         self._relays: dict[str, ProgressRelay] = {}
@@ -181,7 +184,23 @@ class JobManager(ResumesJobs, WaitsForJobs):
 
     async def _submit_remote(self, runner: Any, job: dict[str, Any], owner: str, idempotency_key: str | None,
                              thread_id: str | None) -> str:
-        """Queue ``job`` on the endpoint; its remote id becomes the job id (so a restart re-attaches)."""
+        """Queue ``job`` on the endpoint; its remote id becomes the job id (so a restart re-attaches).
+        A follow-up of a thread whose last turn is still being queued is refused, as one whose turn
+        still runs is (``thread_tools.open_thread``)."""
+        claim = (owner, thread_id) if thread_id is not None else None
+        if claim is not None:
+            if claim in self._queuing:
+                raise InputError(f"thread {thread_id!r} has a turn still being queued on the endpoint; wait for"
+                                 " its answer, then ask again", field="thread_id")
+            self._queuing.add(claim)
+        try:
+            return await self._queue(runner, job, owner, idempotency_key, thread_id)
+        finally:
+            if claim is not None:
+                self._queuing.discard(claim)  # the job's row stands for the turn now
+
+    async def _queue(self, runner: Any, job: dict[str, Any], owner: str, idempotency_key: str | None,
+                     thread_id: str | None) -> str:
         started = time.perf_counter()
         try:
             job_id = str(await runner.submit(job))
