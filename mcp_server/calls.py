@@ -41,7 +41,8 @@ def check_key_owner(ctx: Context, key: str, field: str = "key") -> None:
     token too: the pruned row's owner was no longer checked, and anyone read the image. The local
     owner (stdio, HTTP without tokens) may read any key; so may anyone a key outside a job's folder."""
     parts = key.strip("/").split("/")
-    if len(parts) < 2 or parts[0] not in JOB_KEY_PROJECTS:
+    # compared case-blind: on a case-insensitive disk (macOS, Windows) IMAGE_TOOLS/<job>/ is the same folder
+    if len(parts) < 2 or parts[0].casefold() not in JOB_KEY_PROJECTS:
         return
     owner = owner_of(ctx)
     if owner == LOCAL_OWNER:

@@ -9,6 +9,7 @@ string passed through ``core.redact.redact``.
 from __future__ import annotations
 
 import contextvars
+import copy
 import json
 import logging
 import sys
@@ -16,6 +17,7 @@ from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any
 
 from core.rules import LOG_LEVELS, log_level_name
+from swarm.table import terminal_safe
 
 if TYPE_CHECKING:
     from core.config import SwarmConfig
@@ -61,6 +63,14 @@ class JsonFormatter(logging.Formatter):
 
 
 class _PlainRedactingFormatter(logging.Formatter):
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        """The line, its message's control characters escaped: a newline or ESC in a value it
+        quotes (a worker id from a URL, an upstream's error) began a forged line of its own or
+        drove the terminal; the JSON lines escape them as JSON does. A traceback keeps its lines."""
+        shown = copy.copy(record)
+        shown.message = terminal_safe(record.message)
+        return super().formatMessage(shown)
+
     def format(self, record: logging.LogRecord) -> str:
         from core.redact import redact
 

@@ -518,9 +518,11 @@ def read_file(text: str, limits: ImageLimits, *, roots: Sequence[str] | None = N
     """The bytes of the image file ``text`` names (``local_path``), checked before and while it is
     read: inside one of ``roots`` once every link is followed (``None``: anywhere), a regular file
     (not a folder, device or pipe: opened without blocking, then checked on the open file), at most
-    ``limits.max_input_bytes``, and, with ``check_image``, an image by its magic bytes, its declared
-    size and a whole decode. Without it (one image of a batch), a file that is read but no good
-    image fails alone in the job, as the same bytes given as ``image`` do.
+    ``limits.max_input_bytes``, an image by its magic bytes, and, with ``check_image``, its declared
+    size and a whole decode. Without it (one image of a batch), a file that is an image by its
+    first bytes but no good one fails alone in the job, as the same bytes given as ``image`` do; a
+    file that is no image at all (``~/.aws/credentials``, ``/proc/self/environ``) never enters a
+    job: its bytes were stored with it, sent to the runner, and quoted in its error.
 
     Raises:
         InputError: naming ``field``, the file, and what was wrong.
@@ -546,12 +548,12 @@ def read_file(text: str, limits: ImageLimits, *, roots: Sequence[str] | None = N
         os.close(fd)
     if not data:
         raise InputError(f"{path} is empty", field=field)
-    if not check_image:
-        return data
     kind = sniff_format(data)
     if kind is None or kind not in limits.formats:
         raise InputError(f"{path} is not a supported image (by its first bytes); formats: {', '.join(limits.formats)}",
                          field=field)
+    if not check_image:
+        return data
     with quiet_pillow():
         img = _header(data, kind, limits, field)  # a size past the limit is the path's, not a job's "image"
         try:  # and so is a file cut short: decoded once here, it is refused before a job, naming the path
@@ -576,7 +578,10 @@ def _read_regular(fd: int, path: Path, limit: int, field: str) -> bytes:
                          field=field)
     chunks, size = [], 0
     while size <= limit:  # the file may have grown since fstat
-        chunk = os.read(fd, limit + 1 - size)
+        try:
+            chunk = os.read(fd, limit + 1 - size)
+        except OSError as exc:  # /proc/self/mem (EIO), a file on a failing disk: it was the call's crash
+            raise InputError(f"cannot read {path}: {exc.strerror or type(exc).__name__}", field=field) from None
         if not chunk:
             break
         chunks.append(chunk)

@@ -133,8 +133,8 @@ class LocalStorage:
 
     def _get_sync(self, key: str, max_bytes: int | None = None) -> bytes:
         path = self._path(key)
-        try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        try:  # not blocking: a pipe planted in the folder waited for a writer, a worker thread held for good
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise InputError(f"no object {key!r} in storage", field="key") from None
         except OSError as exc:
@@ -146,6 +146,9 @@ class LocalStorage:
         if stat.S_ISDIR(info.st_mode):  # Linux opens a folder read-only; reading it fails
             os.close(fd)
             raise InputError(f"no object {key!r} in storage (it is a folder)", field="key")
+        if not stat.S_ISREG(info.st_mode):  # a pipe, socket or device: no object this store wrote
+            os.close(fd)
+            raise InputError(f"no object {key!r} in storage (not a regular file)", field="key")
         if max_bytes is not None and info.st_size > max_bytes:
             os.close(fd)
             raise too_large(info.st_size, max_bytes)
