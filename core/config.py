@@ -375,8 +375,10 @@ class ConfigStore:
                 new = load_config(self.path)
                 check_state_folders(new, create=False)  # a checkpointer.path no job could open failed every job
             except ConfigError as exc:
-                self.last_error = f"{exc}\nrefused the edited config; the last good one keeps serving"
-                log.error(self.last_error)
+                refused = f"{exc}\nrefused the edited config; the last good one keeps serving"
+                if stamp is not None or refused != self.last_error:  # a file it cannot read is looked at
+                    log.error(refused)  # again each time (no stamp to compare): said once, not every 5 s
+                self.last_error = refused
                 self._stamp = stamp
                 return self._config
             self._config, self._stamp, self.last_error = new, stamp, None

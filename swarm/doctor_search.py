@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import urllib.parse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -63,8 +64,21 @@ async def _web_search(name: str, backend: Any) -> Finding:
     try:
         results = await backend.search("swarm doctor", 1)
     except ProviderError as exc:
-        return Finding(f"search {name}", "fail", error_message(exc), f"check providers.search.backends.{name}")
+        return Finding(f"search {name}", "fail", error_message(exc), _unreached_fix(name, backend))
     return Finding(f"search {name}", "ok", f"answered a test query ({len(results)} results)")
+
+
+def _unreached_fix(name: str, backend: Any) -> str:
+    """The fix for a web backend that did not answer: the server it asked (scheme, host and port
+    only: a URL may carry a password) and the variable that named it, where the key in config
+    (``${SEARXNG_URL}``) says neither."""
+    if name != "searxng":
+        return f"check providers.search.backends.{name}"
+    parts = urllib.parse.urlsplit(backend.url)
+    port = parts.netloc.rpartition(":")[2] if ":" in parts.netloc.rpartition("@")[2] else ""
+    server = f"{parts.scheme}://{parts.hostname}" + (f":{port}" if port else "")
+    return (f"check that the SearXNG server at {server} runs and answers JSON (format json enabled), and that"
+            " SEARXNG_URL names it; or unset SEARXNG_URL to skip it")
 
 
 def _backend(name: str, config: SwarmConfig) -> Any:

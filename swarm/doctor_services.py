@@ -5,6 +5,7 @@ check lives in ``doctor_runpod``."""
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import sqlite3
 from pathlib import Path
@@ -76,6 +77,9 @@ async def check_checkpointer(config: SwarmConfig) -> Finding:
     # first, with the fix that helps (the folder's permissions did not)
     for path, what in _state_files(config):
         if (problem := await asyncio.to_thread(integrity_problem, path)) is not None:
+            if not _writable(path):  # SQLite cannot even read a WAL file it may not write: not damage
+                return Finding("checkpointer", "fail", f"{what} {path} cannot be written ({problem})",
+                               f"make {path} and its folder writable (or set SWARM_HOME to a writable folder)")
             return Finding("checkpointer", "fail", f"{what} {path} is damaged: {problem}",
                            f"move {path} aside: a new one is made (what it held is lost)")
     try:
@@ -93,6 +97,12 @@ async def check_checkpointer(config: SwarmConfig) -> Finding:
             f"set SWARM_CHECKPOINTER_DSN (PostgreSQL) or SWARM_HOME={NETWORK_VOLUME}/swarm (a network volume)",
         )
     return Finding("checkpointer", "ok", f"{section.kind} {where}: opened")
+
+
+def _writable(path: Path) -> bool:
+    """Whether this process may write ``path`` and its folder (a read-only SWARM_HOME was told
+    "damaged: move it aside, what it held is lost", which loses the jobs and still fails)."""
+    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
 
 
 def _state_files(config: SwarmConfig) -> list[tuple[Path, str]]:

@@ -70,6 +70,7 @@ class Runtime:
         self._own_providers = _known_kinds(providers or {})
         self._providers: tuple[SwarmConfig, tuple[tuple[str, int], ...], Providers] | None = None
         self._circuits: Any = None
+        self._circuit_models: dict[str, Any] = {}  # the models table the circuits were last judged by
         self._local_servers: Any = None
         self._search_circuits: Any = None
         self._storage_circuits: Any = None  # the storage chain's, kept across config versions
@@ -141,9 +142,22 @@ class Runtime:
     def _llm(self, config: SwarmConfig) -> Any:
         from providers.llm.router import build_llm_router
 
+        self._close_edited_circuits(config)
         return build_llm_router(
             config.providers.llm, config.models, circuits=self.circuits, local_servers=self.local_servers
         )
+
+    def _close_edited_circuits(self, config: SwarmConfig) -> None:
+        """A model an edit of the config redefined (its ``api_base``, ``litellm_model``, key) is
+        another endpoint: its circuit starts closed. The board outlives reloads by model name, and a
+        fixed ``api_base`` was skipped as "circuit open" for the old address's failures."""
+        if config is not self.config:  # a job still on an older config: the current one judges
+            return
+        before, self._circuit_models = self._circuit_models, dict(config.models)
+        for name, spec in config.models.items():
+            if name in before and before[name] != spec and self.circuits.state(name) != "closed":
+                self.circuits.record_success(name)
+                log.info("model %s was redefined by the config edit: its circuit is closed again", name)
 
     def _search(self, config: SwarmConfig) -> Any:
         return self._search_of(config.providers.search)
