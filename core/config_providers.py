@@ -95,6 +95,11 @@ class ModelSpec(StrictModel):
     )
     price: Price = Price()
     local_server: LocalServerSpec | None = None
+    context_tokens: int | None = Field(
+        default=None, ge=256,
+        description="the model's context window in tokens: a call's oldest conversation turns are left out"
+        " to fit it (providers/llm/context_fit.py); unset: local_server.n_ctx, else not fitted",
+    )
     extra_params: dict[str, Any] = Field(default_factory=dict)
     free_text_params: dict[str, Any] = Field(
         default_factory=dict,
@@ -108,6 +113,14 @@ class ModelSpec(StrictModel):
     )
 
     _env_name = field_validator("api_key_env")(env_name)
+
+    @property
+    def context_window(self) -> int | None:
+        """The context window a call is fitted to: ``context_tokens``, else a local server's
+        ``n_ctx``; ``None``: unknown, the messages are sent as they are."""
+        if self.context_tokens is not None:
+            return self.context_tokens
+        return self.local_server.n_ctx if self.local_server is not None else None
 
     @field_validator("extra_params", "free_text_params")
     @classmethod

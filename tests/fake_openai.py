@@ -14,16 +14,26 @@ model manager's canary completion (sent before it adopts a server on its port) i
 aside, like a healthy llama server would, and counted in ``server.canaries`` instead: it does
 not consume a scripted behaviour. Set ``server.canary_ok = False`` to make it fail (HTTP 500).
 ``RefusedPort`` gives a port that refuses connections (bound, never listening).
+
+Set ``server.context_tokens`` to refuse, as llama.cpp's server does, a chat request whose prompt
+has that many tokens or more (counted as ``prompt_tokens``: ``chars_per_token`` characters a token
+plus ``MESSAGE_TOKENS`` a message): HTTP 400 with llama-cpp-python's "maximum context length" error,
+or, asked to stream, a stream that breaks before its first chunk (llama-cpp-python 0.3.36 raises
+inside its event stream: the client reads a dropped connection, never why).
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import socket
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+#: the tokens ``FakeOpenAI.prompt_tokens`` counts for each message's chat template
+MESSAGE_TOKENS = 5
 
 Kind = Literal["answer", "echo", "status", "rate_limit", "hang", "malformed", "empty", "keepalive"]
 
@@ -136,6 +146,9 @@ class FakeOpenAI:
         self.models_key: str | None = None  # set: GET /models refuses (401) any other bearer key
         #: model -> the bearer keys its chat completions accept (another key: 401); models not named accept any
         self.chat_keys: dict[str, set[str]] = {}
+        #: set: a prompt of this many tokens or more is refused (HTTP 400), as llama.cpp refuses one past n_ctx
+        self.context_tokens: int | None = None
+        self.chars_per_token = 4.0
         self._scripts: dict[str, list[Behaviour]] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -163,6 +176,12 @@ class FakeOpenAI:
 
     def requests_for(self, model: str) -> list[RecordedRequest]:
         return [r for r in self.requests if r.model == model]
+
+    def prompt_tokens(self, body: dict[str, Any]) -> int:
+        """The tokens a request's messages count (``chars_per_token`` a token, ``MESSAGE_TOKENS`` a message)."""
+        chat = body.get("messages") or []
+        chars = sum(len(str(m.get("content") or "")) for m in chat)
+        return math.ceil(chars / self.chars_per_token) + MESSAGE_TOKENS * len(chat)
 
     def _next_behaviour(self, model: str) -> Behaviour:
         with self._lock:
@@ -199,6 +218,10 @@ class FakeOpenAI:
                 if model in self.chat_keys and key not in self.chat_keys[model]:
                     recorded.finished = time.monotonic()
                     return JSONResponse({"error": {"message": "Authentication Fails", "type": "authentication_error"}}, 401)
+                if self.context_tokens is not None and (used := self.prompt_tokens(body)) >= self.context_tokens:
+                    if body.get("stream"):
+                        return _broken_stream(used, self.context_tokens)
+                    return JSONResponse(_context_exceeded(self.context_tokens, used, body.get("max_tokens")), 400)
                 return await self._respond(self._next_behaviour(model), model, body, key, recorded)
             finally:
                 recorded.finished = time.monotonic()
@@ -316,6 +339,26 @@ def _completion(model: str, text: str, how: Behaviour) -> dict[str, Any]:
             "total_tokens": how.prompt_tokens + (how.completion_tokens if text else 0),
         }} if how.usage else {}),
     }
+
+
+def _context_exceeded(window: int, prompt_tokens: int, max_tokens: int | None) -> dict[str, Any]:
+    """llama-cpp-python's error body for a prompt past its context window (its server's errors.py)."""
+    message = (f"This model's maximum context length is {window} tokens. However, you requested"
+               f" {prompt_tokens + (max_tokens or 0)} tokens ({prompt_tokens} in the messages, {max_tokens} in the"
+               " completion). Please reduce the length of the messages or completion.")
+    return {"error": {"message": message, "type": "invalid_request_error", "param": "messages",
+                      "code": "context_length_exceeded"}}
+
+
+def _broken_stream(prompt_tokens: int, window: int) -> Any:
+    """A streamed answer that fails before its first chunk, as llama-cpp-python's does for a prompt past its window."""
+    from starlette.responses import StreamingResponse
+
+    async def events() -> Any:
+        raise RuntimeError(f"Requested tokens ({prompt_tokens}) exceed context window of {window}")
+        yield ""  # an async generator
+
+    return StreamingResponse(events(), media_type="text/event-stream")
 
 
 def _kept_alive(model: str, how: Behaviour) -> Any:

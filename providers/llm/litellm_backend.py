@@ -3,8 +3,8 @@
 The call itself lives here; its parts around it live beside it: importing litellm and turning
 its logging off (``litellm_loader``), the request (``litellm_request``), reading the answer,
 streamed or whole, with its tokens and cost (``litellm_response``), translating litellm's
-exceptions, once, into the error tree (``litellm_errors``), and the key check and health probe
-(``model_access``). litellm is imported on first call, so the router, not litellm, decides what
+exceptions, once, into the error tree (``litellm_errors``), the messages fitted to the model's
+context window (``context_fit``), and the key check and health probe (``model_access``). litellm is imported on first call, so the router, not litellm, decides what
 happens after a failure, and every attempt is traced by the router.
 """
 
@@ -20,6 +20,7 @@ from core.errors import ProviderError, ProviderTimeout, ProviderUnavailable
 from core.redact import redact
 from providers.base import LLMConfig, LLMResponse, Message
 from providers.llm import litellm_loader
+from providers.llm.context_fit import ContextFit
 from providers.llm.litellm_errors import translate_error
 from providers.llm.litellm_request import answer_cap, build_params
 from providers.llm.litellm_response import (
@@ -89,7 +90,9 @@ class LiteLLMModel:
         """One call; failures raise a ``ProviderError`` subclass. The one retry: a local server
         that exited during the call (a crash, an OOM kill) is started again and asked once more,
         with a timeout of its own (so such a call may last up to twice ``timeout_s`` and a
-        start); the crash is said in the answer's trace detail, or leads the error's message."""
+        start); the crash is said in the answer's trace detail, or leads the error's message.
+        Messages past the model's known context window lose their oldest conversation turns first,
+        said in the trace detail too (``context_fit``)."""
         api_key = self._api_key()
         litellm_loader.warm_litellm()  # the process's one-off imports (~2 s with the first failure's) are no provider's latency
         litellm = litellm_loader.load_litellm()
@@ -97,7 +100,8 @@ class LiteLLMModel:
         manager = self.local_servers if self.spec.local_server is not None else None
         if manager is not None:
             await manager.ensure(self.name, self.spec)
-        params = self._params(messages, config, api_key)
+        # a thread's oldest turns left out where they would not fit the model's window with its answer
+        fit = ContextFit(self.name, self._params(messages, config, api_key), self.spec.context_window)
         use_guard = self.spec.stop_on_loop and config.json_schema is None
         restarted: str | None = None
         crashed: ProviderError | None = None  # the attempt whose server crashed, with what it was billed
@@ -105,11 +109,11 @@ class LiteLLMModel:
             guard = LoopGuard() if use_guard else None
             used = manager.serving(self.name) if manager is not None else None
             try:
-                finish, pieces, response, note = await self._exchange(litellm, params, guard)
+                finish, pieces, response, note = await self._fitted_exchange(litellm, fit, guard)
                 break
             except Exception as exc:  # translated once, here; the router decides what follows
                 error, crash = await self._failure(exc, started, used)
-                billed_stream(self.spec, error, guard, params)
+                billed_stream(self.spec, error, guard, fit.params)
                 if restarted is not None:
                     raise self._after_restart(error, restarted, started, crashed) from None
                 if manager is None or crash is None:
@@ -123,14 +127,14 @@ class LiteLLMModel:
                 raise self._after_restart(exc, restarted, started, crashed) from None
         if response is not None:  # asked whole (a streamed answer that ended early, too)
             guard = None
-        if restarted is not None:
-            note = "; ".join(n for n in (f"{restarted}; started it again and asked once more", note) if n)
+        again = f"{restarted}; started it again and asked once more" if restarted is not None else None
+        note = "; ".join(n for n in (fit.note, again, note) if n) or None
         latency = (time.perf_counter() - started) * 1000
         try:
             if guard is not None:
-                answer = streamed_response(self.name, self.spec, guard, finish, pieces, params, config, latency, note)
+                answer = streamed_response(self.name, self.spec, guard, finish, pieces, fit.params, config, latency, note)
             else:
-                answer = to_response(self.name, self.spec, response, config, latency, note, answer_cap(params))
+                answer = to_response(self.name, self.spec, response, config, latency, note, answer_cap(fit.params))
         except ProviderError as error:  # an answer with nothing in it: its time is the call's
             error.latency_ms = latency
             plus_crashed(self.spec, error, crashed)
@@ -150,6 +154,34 @@ class LiteLLMModel:
         error.args = (f"{self.provider} ({self.name}): {error.message}",)
         error.latency_ms = (time.perf_counter() - started) * 1000
         return error
+
+    async def _fitted_exchange(self, litellm: Any, fit: ContextFit,
+                               guard: LoopGuard | None) -> tuple[Any, int, Any, str | None]:
+        """``_exchange``, and where the server refuses the prompt as past its window although
+        earlier turns are left to leave out, once more without them (``ContextFit.refit``)."""
+        try:
+            return await self._exchange(litellm, fit.params, guard)
+        except Exception as exc:  # litellm's ContextWindowExceededError, an HTTP 400: read by its text
+            error = exc
+        if guard is not None and not guard.pieces and fit.window is not None and self._unavailable(error):
+            # llama-cpp-python's server fails a streamed prompt past its window inside the stream:
+            # the connection drops (or the stream breaks) with no word why; asked whole, it says so
+            # (and with its count, from which ``refit`` leaves more out)
+            log.info("%s: the stream failed before its first token; asked again without streaming", self.name)
+            try:
+                async with asyncio.timeout(self.spec.timeout_s):
+                    return None, 0, await litellm.acompletion(**fit.params), None
+            except Exception as exc:
+                error = exc
+        if getattr(error, "status_code", None) != 400 or not fit.refit(str(error)):
+            raise error
+        log.info("%s: the server refused the prompt as past its %s-token window; asked again with %s",
+                 self.name, fit.window, fit.note)
+        return await self._exchange(litellm, fit.params, guard)
+
+    def _unavailable(self, exc: Exception) -> bool:
+        """Whether ``exc`` is a connection lost or a server error (not a timeout, not a refusal)."""
+        return type(translate_error(exc, self.provider, self.name, self.spec.timeout_s)) is ProviderUnavailable
 
     async def _exchange(self, litellm: Any, params: dict[str, Any],
                         guard: LoopGuard | None) -> tuple[Any, int, Any, str | None]:
