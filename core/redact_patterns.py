@@ -20,6 +20,10 @@ MASK = "[REDACTED]"
 _GOOGLE_KEY = r"(?<![A-Za-z0-9])AIza[0-9A-Za-z_\-]{30,}"
 _AWS_KEY_ID = r"(?<![A-Za-z0-9])(?:AKIA|ASIA)[0-9A-Z]{16}"
 
+#: the query parameters that carry a credential (``?api_key=``, ``&x-amz-signature=``, ...)
+_QUERY_SECRETS = (r"(?:x-amz-signature|x-amz-credential|x-amz-security-token|signature|sig|api_key|apikey|api-key|key"
+                  r"|token|access_token|private_token|code|auth|secret)")
+
 _PATTERNS: tuple[re.Pattern[str], ...] = tuple(
     re.compile(p)
     for p in (
@@ -34,9 +38,12 @@ _PATTERNS: tuple[re.Pattern[str], ...] = tuple(
         r"(?<![A-Za-z0-9])hf_[A-Za-z0-9]{30,}",  # Hugging Face tokens
         # Below, group 1 is kept and only what follows it is masked.
         r"(?i)(bearer\s+)[A-Za-z0-9._~+/\-]{8,}=*",
-        r"(?i)([?&](?:x-amz-signature|x-amz-credential|x-amz-security-token|signature|sig|api_key|apikey|api-key|key|token"
-        r"|access_token|private_token|code|auth|secret)=)[^&\s\"']+",
-        r"(?i)((?:aws_secret_access_key|secretaccesskey|api_key|apikey|api-key)[\"']?\s*[=:]\s*[\"']?)[A-Za-z0-9/+_\-]{8,}",
+        rf"(?i)([?&]{_QUERY_SECRETS}=)[^&\s\"']+",
+        # the same outside a query (a log line's "key=sk%2D...", a string that starts with it): only a
+        # token-like value, so prose ("the key=value form") is left alone
+        rf"(?i)((?<![A-Za-z0-9_]){_QUERY_SECRETS}=)(?=[A-Za-z0-9_.~+/%\-]*[0-9])[A-Za-z0-9_.~+/%\-]{{16,}}",
+        # "%" too: a key with "+/=" percent-encoded (%2B) kept its tail after the first escape
+        r"(?i)((?:aws_secret_access_key|secretaccesskey|api_key|apikey|api-key)[\"']?\s*[=:]\s*[\"']?)[A-Za-z0-9/+_%\-]{8,}",
         r"(?i)((?:access_token|refresh_token|client_secret|x-goog-api-key|x-auth-token|password|passwd|cookie)[\"']?\s*[=:]\s*[\"']?)"
         r"[^\s\"'&,;]{6,}",
         r"(?i)([?&](?:x-goog-signature|x-goog-credential|awsaccesskeyid)=)[^&\s\"']+",

@@ -50,9 +50,25 @@ def opening(path: str | Path, what: str, lost: str) -> Iterator[None]:
         raise damaged(path, what, lost, exc) from None
 
 
+class Unwritable(str):
+    """What SQLite said of a file it could not check for lack of access, not damage: "attempt to
+    write a readonly database" (a WAL file in a folder this process may not write: reading it
+    makes a ``-shm`` file), "unable to open database file" (its ``-wal`` there, no ``-shm``). The
+    fix is the permissions; "move it aside, what it held is lost" would lose the jobs and still fail."""
+
+
+def access_fix(path: str | Path) -> str:
+    """What to do about an ``Unwritable`` ``path``, said at start and by ``swarm doctor``."""
+    return f"make {path} and its folder writable (or set SWARM_HOME to a writable folder)"
+
+
+#: SQLite's primary result codes (an extended code's low byte) that say access, not damage
+_ACCESS_CODES = frozenset({sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN})
+
+
 def integrity_problem(path: str | Path) -> str | None:
     """What ``PRAGMA quick_check`` finds wrong with ``path`` (read-only), or ``None`` when it is a
-    sound database or absent."""
+    sound database or absent; an ``Unwritable`` when SQLite may not read it as it is (permissions)."""
     if not Path(path).is_file():
         return None
     try:
@@ -61,6 +77,8 @@ def integrity_problem(path: str | Path) -> str | None:
     except sqlite3.OperationalError as exc:
         if "locked" in str(exc) or "busy" in str(exc):
             return None  # in use by a running server: not a finding
+        if (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF in _ACCESS_CODES:
+            return Unwritable(" ".join(str(exc).split()))
         return " ".join(str(exc).split())
     except sqlite3.DatabaseError as exc:
         return " ".join(str(exc).split())

@@ -28,8 +28,8 @@ def check_key(key: object, *, field: str = "key") -> str:
     if len(key) > MAX_KEY_CHARS or len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_CHARS:
         raise InputError(f"storage key is {len(key.encode('utf-8', 'surrogatepass'))} bytes in UTF-8; the limit is"
                          f" {MAX_KEY_CHARS} (S3's)", field=field)
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in key):
-        raise InputError("storage key contains a control character (NUL, newline, ...)", field=field)
+    if any(ord(ch) < 32 or 127 <= ord(ch) <= 159 for ch in key):  # C0, DEL and C1 (U+0085 is a newline)
+        raise InputError("storage key contains a control character (NUL, newline, U+0085, ...)", field=field)
     if key.startswith("/") or "\\" in key or (len(key) > 1 and key[1] == ":"):
         raise InputError(f"storage key {key!r} must be a relative path with '/' separators", field=field)
     for segment in key.split("/"):

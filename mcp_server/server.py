@@ -155,7 +155,9 @@ class SwarmServer(MCPServer):
 
     async def refresh_tools(self) -> bool:
         """Re-register the tools if the config in effect is not the one they came from; True when
-        they changed (the listeners were told)."""
+        they were (a call then looks its tool up again). The listeners are told only when what
+        tools/list says changed (names, descriptions, schemas): an edit of models or routing alone
+        re-registers them quietly."""
         if self._config_in_effect is None:
             return False
         config = self._config_in_effect()
@@ -164,7 +166,11 @@ class SwarmServer(MCPServer):
         if config == self._tools_config:  # the same file read again (the runtime's own store)
             self._tools_config = config
             return False
+        listed = await super().list_tools()
         self._register_tools(config)
+        if await super().list_tools() == listed:
+            log.info("config reloaded: tools re-registered from it, the list unchanged")
+            return True
         log.info("config reloaded: tools re-registered from it")
         if self._tools_bus is not None:
             await self._tools_bus.publish(ToolsListChanged())
@@ -435,17 +441,19 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _check_state_files(config: Any) -> None:
-    """``ConfigError`` for a damaged job or thread store (both small): said at start, in a line,
+    """``ConfigError`` for a damaged or unwritable job or thread store (both small): said at start, in a line,
     not as a traceback from the lifespan (jobs) or an internal error on every call (threads)."""
     from core.config import state_dir
-    from core.state_files import damaged, integrity_problem
+    from core.state_files import Unwritable, access_fix, damaged, integrity_problem
     from swarm.threads import sqlite_threads_path
 
     files = [(state_dir() / "jobs.sqlite", "the job store", "the jobs")]
     if config.checkpointer.kind == "sqlite":
         files.append((sqlite_threads_path(config.checkpointer), "the thread store", "the conversations"))
     for path, what, lost in files:
-        if (problem := integrity_problem(path)) is not None:
+        if isinstance(problem := integrity_problem(path), Unwritable):
+            raise ConfigError(f"{what} {path} cannot be written ({problem}): {access_fix(path)}")
+        if problem is not None:
             raise damaged(path, what, lost, problem)
 
 

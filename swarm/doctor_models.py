@@ -337,9 +337,11 @@ def check_precision(role: str, names: list[str], setting: str, key: str,
     """Which path ``role`` runs on this CPU: pinned in config (``key``); the reference where this
     CPU has none of what ``table``'s other paths need (``precision.candidates_for``: nothing to
     measure); else the newest decision ``precision: auto`` cached here for the first of ``names``
-    (the role's model, then its fallbacks) that has one; else not measured yet (the first job of
-    ``role``, or a worker's warm-up, measures). Reads the CPU and the decisions file; measures nothing."""
+    (the role's model, then its fallbacks) that has one; else a warning when the decisions file is
+    unreadable; else not measured yet (the first job of ``role``, or a worker's warm-up, measures).
+    Reads the CPU and the decisions file; measures nothing."""
     from providers.image.precision import decisions_file, decisions_here, only_path, read_cpu_info
+    from providers.image.precision_cache import DecisionCache
 
     check = f"precision {role}"
     if setting != "auto":
@@ -354,5 +356,9 @@ def check_precision(role: str, names: list[str], setting: str, key: str,
         if decided:
             older = f"; {len(decided) - 1} older decision(s) of other runtime versions kept" if len(decided) > 1 else ""
             return Finding(check, "info", f"{name}: {decided[-1].describe()}{older} (cached in {path})")
+    if (problem := DecisionCache(path).problem()) is not None:  # read as empty: every model is measured again
+        return Finding(check, "warn", f"auto, {path} is unreadable ({problem}): its decisions are ignored, and"
+                       f" the first {role} job (or a worker's warm-up) measures again",
+                       f"delete {path} (or fix its permissions): the next measurement writes a new one")
     return Finding(check, "info", f"auto, not measured on this CPU yet: the first {role} job (or a worker's"
                    f" warm-up) times the paths this CPU has for its model and keeps the choice in {path}")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.config import state_dir
 from core.errors import SwarmError
-from core.state_files import integrity_problem
+from core.state_files import Unwritable, access_fix, integrity_problem
 from swarm.doctor_finding import Finding, error_message
 from swarm.executors import runpod_worker
 
@@ -77,9 +77,8 @@ async def check_checkpointer(config: SwarmConfig) -> Finding:
     # first, with the fix that helps (the folder's permissions did not)
     for path, what in _state_files(config):
         if (problem := await asyncio.to_thread(integrity_problem, path)) is not None:
-            if not _writable(path):  # SQLite cannot even read a WAL file it may not write: not damage
-                return Finding("checkpointer", "fail", f"{what} {path} cannot be written ({problem})",
-                               f"make {path} and its folder writable (or set SWARM_HOME to a writable folder)")
+            if isinstance(problem, Unwritable) or not _writable(path):  # SQLite cannot even read a WAL file it may not write
+                return Finding("checkpointer", "fail", f"{what} {path} cannot be written ({problem})", access_fix(path))
             return Finding("checkpointer", "fail", f"{what} {path} is damaged: {problem}",
                            f"move {path} aside: a new one is made (what it held is lost)")
     try:

@@ -36,6 +36,9 @@ log = logging.getLogger("providers.image.precision")
 
 T = TypeVar("T")
 
+#: the unreadable files this process has warned of (``DecisionCache._raw``), until read whole again
+_WARNED: set[str] = set()
+
 
 class DecisionCache:
     """The decisions file at ``path``; ``parse`` turns one stored entry into a decision."""
@@ -91,20 +94,32 @@ class DecisionCache:
         finally:
             os.close(fd)  # closing releases the lock
 
+    def problem(self) -> str | None:
+        """What makes the file unreadable (``JSONDecodeError: ...``, ``no decisions object``), or
+        None when it is readable or absent. Logs nothing."""
+        return self._read()[1]
+
     def _raw(self) -> dict[str, Any]:
+        decisions, problem = self._read()
+        if problem is None:
+            _WARNED.discard(str(self.path))  # readable again: a later corruption is news
+        elif str(self.path) not in _WARNED:  # once while it stays so: ``swarm doctor`` reads it per model
+            _WARNED.add(str(self.path))
+            log.warning("ignoring unreadable precision cache %s (%s); measuring again", self.path, problem)
+        return decisions
+
+    def _read(self) -> tuple[dict[str, Any], str | None]:
+        """The decisions object of the file (``{}`` when absent or unreadable) and what made it unreadable."""
         try:
             raw = json.loads(self.path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            return {}
+            return {}, None
         except (OSError, ValueError) as exc:
-            log.warning("ignoring unreadable precision cache %s (%s: %s); measuring again",
-                        self.path, type(exc).__name__, exc)
-            return {}
+            return {}, f"{type(exc).__name__}: {exc}"
         decisions = raw.get("decisions") if isinstance(raw, dict) else None
         if not isinstance(decisions, dict):
-            log.warning("ignoring unreadable precision cache %s (no decisions object); measuring again", self.path)
-            return {}
-        return decisions
+            return {}, "no decisions object"
+        return decisions, None
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
