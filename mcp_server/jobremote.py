@@ -65,7 +65,8 @@ async def follow_remote(runner: Any, job_id: str, job: dict[str, Any], progress:
                 log.info("job %s: RunPod answers again after %.0f s", job_id, time.monotonic() - unreachable_since)
                 unreachable_since, delay = None, 0.1
             if status in REMOTE_FINAL_STATES:
-                envelope = dict(runner.envelope(job, job_id, state, started))
+                # with the steps its worker reported finished: a TIMED_OUT or CANCELLED end carries no envelope
+                envelope = dict(runner.envelope(job, job_id, {**state, "_steps": relay.steps}, started))
                 if isinstance(runner, AdoptsImages):  # images a worker on its own disk sent inline
                     envelope = dict(await runner.adopt_images(job, envelope))
                 return envelope

@@ -4,7 +4,9 @@ Clients see ``/v2/{endpoint_id}/run``, ``/runsync``, ``/status/{id}``, ``/stream
 ``/cancel/{id}``, ``/retry/{id}``, ``/purge-queue`` and ``/health``. Workers (``python
 handler.py`` with the variables from ``workers.worker_env``) long-poll ``job-take`` and
 ``job-stop``, post results and progress to ``job-done``, stream chunks to ``job-stream`` and
-ping. It is a development and test tool; production uses RunPod's own queue.
+ping. A request's ``webhook`` is POSTed the job's ``/status`` answer when it ends (``webhooks``);
+its ``s3Config`` goes to the worker with the job, never back to a client. It is a development
+and test tool; production uses RunPod's own queue.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from starlette.routing import Route
 
 from core.redact import redact
 from swarm.endpoint.state import MB, Job, JobStore, Settings
+from swarm.endpoint.webhooks import Webhooks
 
 log = logging.getLogger("swarm.endpoint")
 MAX_EXECUTION_TIMEOUT_MS = 7 * 24 * 3600 * 1000
@@ -120,7 +123,8 @@ def _job_of(request: Request, store: JobStore) -> Job:
     return job
 
 
-def _submission(body: Any, route: str) -> tuple[Any, dict[str, Any], str | None]:
+def _submission(body: Any, route: str) -> tuple[Any, dict[str, Any], str | None, Any]:
+    """(input, policy, webhook, s3Config) of a ``/run`` or ``/runsync`` body."""
     if not isinstance(body, dict) or "input" not in body:
         raise Reject(400, f"{route}: the body must be a JSON object with an 'input' field")
     policy = body.get("policy") or {}
@@ -131,7 +135,7 @@ def _submission(body: Any, route: str) -> tuple[Any, dict[str, Any], str | None]
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= MAX_EXECUTION_TIMEOUT_MS):
             raise Reject(400, f"{route}: policy.{key} must be milliseconds between 1 and {MAX_EXECUTION_TIMEOUT_MS}")
     webhook = body.get("webhook")
-    return body["input"], policy, webhook if isinstance(webhook, str) else None
+    return body["input"], policy, webhook if isinstance(webhook, str) else None, body.get("s3Config")
 
 
 # --- client API --------------------------------------------------------------------------
@@ -139,8 +143,8 @@ def _submission(body: Any, route: str) -> tuple[Any, dict[str, Any], str | None]
 
 async def run(request: Request, store: JobStore) -> Response:
     body = await _read_json(request, store.settings.run_limit_bytes, "/run")
-    job_input, policy, webhook = _submission(body, "/run")
-    job = store.submit(job_input, sync=False, policy=policy, webhook=webhook)
+    job_input, policy, webhook, s3_config = _submission(body, "/run")
+    job = store.submit(job_input, sync=False, policy=policy, webhook=webhook, s3_config=s3_config)
     log.info("job %s queued", job.id)
     return JSONResponse({"id": job.id, "status": job.status})
 
@@ -148,14 +152,14 @@ async def run(request: Request, store: JobStore) -> Response:
 async def runsync(request: Request, store: JobStore) -> Response:
     s = store.settings
     body = await _read_json(request, s.runsync_limit_bytes, "/runsync")
-    job_input, policy, webhook = _submission(body, "/runsync")
+    job_input, policy, webhook, s3_config = _submission(body, "/runsync")
     wait_s = s.runsync_wait_s
     if "wait" in request.query_params:
         raw = request.query_params["wait"]
         if not raw.isdigit():
             raise Reject(400, "/runsync: wait must be milliseconds (an integer)")
         wait_s = min(int(raw) / 1000, s.runsync_max_wait_s)
-    job = store.submit(job_input, sync=True, policy=policy, webhook=webhook)
+    job = store.submit(job_input, sync=True, policy=policy, webhook=webhook, s3_config=s3_config)
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(job.done.wait(), wait_s)
     return JSONResponse(job.view() if job.done.is_set() else {"id": job.id, "status": job.status})
@@ -227,7 +231,8 @@ async def job_take(request: Request, store: JobStore) -> Response:
         worker.open_polls -= 1
     for job in jobs:
         log.info("job %s -> worker %s", job.id, worker.id)
-    payload = [{"id": j.id, "input": j.input} for j in jobs]
+    # RunPod hands the worker a request's s3Config with the job (the SDK passes it to the handler)
+    payload = [{"id": j.id, "input": j.input, **({"s3Config": j.s3_config} if j.s3_config is not None else {})} for j in jobs]
     return JSONResponse(payload if batch else payload[0])
 
 
@@ -300,6 +305,8 @@ ROUTES: list[tuple[str, Handler, list[str]]] = [
 def build_app(settings: Settings) -> tuple[Starlette, JobStore]:
     """The ASGI app and its store; the reaper (timeouts, lost workers, retention) runs in its lifespan."""
     store = JobStore(settings)
+    webhooks = Webhooks(settings.webhook_retry_delay_s)
+    store.notify = webhooks.send
 
     async def reaper() -> None:
         while True:
@@ -314,6 +321,7 @@ def build_app(settings: Settings) -> tuple[Starlette, JobStore]:
         finally:
             store.closing.set()
             task.cancel()
+            await webhooks.close()
 
     routes = [
         Route(f"/v2/{{endpoint_id}}{path}", _route(store, fn), methods=methods, name=f"{fn.__name__}:{path}")

@@ -12,6 +12,7 @@ import logging
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +40,8 @@ class Settings:
     stop_hold_s: float = 20
     worker_lost_s: float = 10
     reap_interval_s: float = 0.2
+    #: the wait between two calls of a job's ``webhook`` that got no 2xx (RunPod's: 10 s)
+    webhook_retry_delay_s: float = 10
     #: whether a FAILED job keeps the handler's ``output`` beside its ``error``: the SDK's own local
     #: API (``--rp_serve_api``) answers a FAILED job with ``{id, status, error}`` only, and RunPod
     #: documents no answer that keeps it, so by default it is dropped here too: a client must not
@@ -56,6 +59,8 @@ class Job:
     execution_timeout_s: float
     ttl_s: float
     webhook: str | None = None
+    #: the request's ``s3Config``: handed to the worker with the job, never shown to a client
+    s3_config: Any = None
     status: str = "IN_QUEUE"
     created_at: float = field(default_factory=time.monotonic)
     started_at: float | None = None
@@ -121,10 +126,13 @@ class JobStore:
         self.closing = asyncio.Event()
         #: when this store began (wall clock): it holds no job from before, an earlier run's included
         self.started_at = time.time()
+        #: called with (url, the job's ``/status`` answer) when a job that named a ``webhook`` ends
+        self.notify: Callable[[str, dict[str, Any]], None] | None = None
 
     # --- client side -----------------------------------------------------------------------
 
-    def submit(self, job_input: Any, *, sync: bool, policy: dict[str, Any] | None = None, webhook: str | None = None) -> Job:
+    def submit(self, job_input: Any, *, sync: bool, policy: dict[str, Any] | None = None, webhook: str | None = None,
+               s3_config: Any = None) -> Job:
         policy = policy or {}
         timeout_ms = policy.get("executionTimeout")
         ttl_ms = policy.get("ttl")
@@ -135,6 +143,7 @@ class JobStore:
             execution_timeout_s=timeout_ms / 1000 if timeout_ms else self.settings.execution_timeout_s,
             ttl_s=ttl_ms / 1000 if ttl_ms else self.settings.queue_ttl_s,
             webhook=webhook,
+            s3_config=s3_config,
         )
         self.jobs[job.id] = job
         self._enqueue(job)
@@ -348,3 +357,5 @@ class JobStore:
         key = {"COMPLETED": "completed", "FAILED": "failed", "CANCELLED": "cancelled", "TIMED_OUT": "timedOut"}[status]
         self.counts[key] += 1
         job.done.set()
+        if job.webhook and self.notify is not None:
+            self.notify(job.webhook, job.view())

@@ -408,8 +408,8 @@ class RunPodExecutor:
                 await asyncio.sleep(wait)
                 continue
             silent = 0
-            if status in FINAL_STATES:
-                return dict(state)
+            if status in FINAL_STATES:  # with the steps its worker reported: an end that carries no envelope keeps them
+                return {**state, "_steps": relay.steps}
             if time.perf_counter() + delay > deadline:
                 return self._still_running(job_id, status, relay)
             await asyncio.sleep(delay)

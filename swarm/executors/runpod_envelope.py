@@ -81,7 +81,9 @@ def final_envelope(endpoint_id: str, job: dict[str, Any], job_id: str | None, st
         # the envelope the handler sent: in ``output``, or (an API that drops a FAILED job's output)
         # inside its error string (``swarm.envelope.for_runpod``)
         sent = sent or _carried_envelope(state.get("error"), job, job_id)
-        envelope = (sent or JobEnvelope.for_job(job, job_id)).failed(worker_error(state.get("error")))
+        # no envelope (a worker that died, or lost): the steps its worker reported finished (paid for)
+        reported = list(state.get("_steps") or [])
+        envelope = (sent or JobEnvelope.for_job(job, job_id, trace=reported)).failed(worker_error(state.get("error")))
     elif state.get("_budget_exhausted"):
         local_id = valid_job_id(job.get("job_id"))
         again = (f"; run this job again with job id {local_id} to follow it (it is not submitted again)"
@@ -96,8 +98,8 @@ def final_envelope(endpoint_id: str, job: dict[str, Any], job_id: str | None, st
         envelope = JobEnvelope.for_job(job, job_id, status=status, trace=list(state.get("_steps") or []), error={
             "type": "StillRunning", "message": f"RunPod job {job_id} {now}{again}",
         })
-    else:
-        envelope = JobEnvelope.for_job(job, job_id).failed({
+    else:  # CANCELLED or TIMED_OUT: no envelope comes, the steps its worker reported finished stay
+        envelope = JobEnvelope.for_job(job, job_id, trace=list(state.get("_steps") or [])).failed({
             "type": "JobCancelled" if status == "CANCELLED" else "JobTimedOut",
             "message": f"RunPod job {job_id} ended {status}"
             + (f": {state['error']}" if isinstance(state.get("error"), str) else ""),
