@@ -111,7 +111,7 @@ def raise_for_status(provider: str, response: httpx.Response, hints: dict[int, s
     message = f"HTTP {status}{': ' + hint if hint else ''}"
     if status == 429:
         retry_after = retry_after_s(response)
-        wait = f" (Retry-After {retry_after:g} s)" if retry_after is not None else ""
+        wait = f" (Retry-After {round(retry_after, 1):g} s)" if retry_after is not None else ""
         raise ProviderRateLimited(provider, message + wait, retry_after=retry_after)
     if status >= 500 or status in (401, 403):
         raise ProviderUnavailable(provider, message)
