@@ -137,3 +137,34 @@ async def test_a_429_says_how_long_to_wait(server):
         with pytest.raises(ProviderRateLimited) as info:
             await backend.search("q")
         assert info.value.retry_after == 30 and "Retry-After 30 s" in str(info.value)
+
+
+async def test_a_429_whose_retry_after_is_a_date_says_how_long_to_wait(server):
+    """Retry-After may be an HTTP date (RFC 9110): the search side read only seconds, and said nothing."""
+    import email.utils
+    import time
+
+    url, routes = server
+    when = email.utils.formatdate(time.time() + 120, usegmt=True)
+    routes["reply"] = lambda h: _send(h, 429, b'{"detail": "slow down"}',
+                                      {"Content-Type": "application/json", "Retry-After": when})
+    for backend in _backends(url):
+        with pytest.raises(ProviderRateLimited) as info:
+            await backend.search("q")
+        assert info.value.retry_after is not None and 100 <= info.value.retry_after <= 120, info.value.retry_after
+        assert "(Retry-After 1" in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize(("status", "said"), [(404, "set SEARXNG_URL to the instance's base URL"),
+                                              (401, "put them in SEARXNG_URL")])
+async def test_a_searxng_404_or_401_says_what_to_set(server, status, said):
+    """A 404 quoted 200 characters of the server's HTML page; a 401 said nothing more."""
+    from core.errors import ProviderError
+    from providers.search.searxng import SearxngSearch
+
+    url, routes = server
+    routes["reply"] = lambda h: _send(h, status, b"<html><body>" + b"Not Found " * 40 + b"</body></html>",
+                                      {"Content-Type": "text/html"})
+    with pytest.raises(ProviderError) as info:
+        await SearxngSearch(url).search("q")
+    assert said in str(info.value) and "<html" not in str(info.value), str(info.value)

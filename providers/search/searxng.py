@@ -22,6 +22,9 @@ _HINTS = {
         "the instance's rate limiter refused the request; for a private instance set"
         " `server.limiter: false` in settings.yml (or allow this client's IP in limiter.toml)"
     ),
+    # a page of HTML quoted (up to 200 characters) said nothing of the cause: the URL names no instance
+    404: "no SearXNG answers /search there; set SEARXNG_URL to the instance's base URL (its home page)",
+    401: "the server asks for credentials; put them in SEARXNG_URL (http://user:password@host:8080)",
 }
 
 
