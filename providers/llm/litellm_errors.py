@@ -7,9 +7,7 @@ connections and 5xx -> ``ProviderUnavailable``, anything else (401, 400, ...) ->
 
 from __future__ import annotations
 
-import email.utils
 import re
-from datetime import UTC, datetime
 
 from core.errors import (
     ProviderError,
@@ -18,23 +16,7 @@ from core.errors import (
     ProviderUnavailable,
 )
 from core.redact import redact
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta seconds or an HTTP date)."""
-    if not value:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
+from providers.web.http import parse_retry_after
 
 
 def _retry_after_of(exc: BaseException) -> float | None:

@@ -8,11 +8,13 @@ what is specific to it (the fix for a 403 on SearXNG, a rejected key on Tavily).
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import functools
 import json
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
@@ -66,13 +68,26 @@ async def client_for(
         yield client
 
 
-def retry_after_s(response: httpx.Response) -> float | None:
-    """The server's Retry-After in seconds, when it sent a number."""
-    value = response.headers.get("retry-after", "")
-    try:
-        return max(0.0, float(value))
-    except ValueError:
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta seconds or an HTTP date); None without one."""
+    if not value:
         return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
+
+
+def retry_after_s(response: httpx.Response) -> float | None:
+    """The server's Retry-After in seconds, in either form it may send (a date too: it was ignored)."""
+    return parse_retry_after(response.headers.get("retry-after"))
 
 
 async def send(
