@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import json
 import logging
 import os
 import signal
 import sys
+import threading
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -75,18 +77,40 @@ def _run(args: argparse.Namespace, job: dict[str, Any]) -> int:
         previous = signal.signal(signal.SIGTERM, on_term)
     except ValueError:  # not the main thread (a caller running the command in a worker thread)
         previous = None
+    before = set(threading.enumerate())
     try:
         # on Ctrl-C asyncio.run cancels the job (its runtime closes, a remote job is cancelled)
         # and then raises KeyboardInterrupt here
         return asyncio.run(_run_job(args, job))
     except KeyboardInterrupt:
         how = "terminated" if terminated else "interrupted"
+        code = EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
         print(f"\njob {job['job_id']}: {how}; the finished steps are kept: resume with: {_resume_command(args, job)}",
               file=sys.stderr, flush=True)
-        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
+        _wait_for_the_step_in_flight(before, code)
+        return code
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _wait_for_the_step_in_flight(before: set[threading.Thread], code: int) -> None:
+    """After a Ctrl-C, wait for a step the job left running on a worker thread (an image tile: it
+    stops at its next checkpoint), saying so; a second Ctrl-C (or kill) quits at once with ``code``.
+    The process waited silently at exit, and a second Ctrl-C there was a traceback, then an abort."""
+    busy = [thread for thread in threading.enumerate()
+            if thread not in before and not thread.daemon and thread.is_alive()]
+    if not busy:
+        return
+    print("stopping the step in progress (Ctrl-C again to quit now)", file=sys.stderr, flush=True)
+    try:
+        for thread in busy:
+            thread.join()
+    except KeyboardInterrupt:
+        atexit._run_exitfuncs()  # what an exit runs (a local model server this process started stops) less the wait
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 async def _run_job(args: argparse.Namespace, job: dict[str, Any]) -> int:
@@ -103,9 +127,11 @@ async def _run_job(args: argparse.Namespace, job: dict[str, Any]) -> int:
             sent = await _with_local_files(runtime.config, job)
         except SwarmError as exc:  # before the job ran: a FAILED envelope as the dispatcher's, for --json/--out
             from core.redact import redact
+            from swarm.envelope import JobEnvelope, totals_of
 
-            result = {"job_id": job["job_id"], "status": "FAILED", "output": None, "trace": [], "totals": {},
-                      "error": {"type": type(exc).__name__, "message": redact(str(exc))}}
+            # the dispatcher's keys (project, action, elapsed_ms; totals of no step: nothing spent)
+            result = JobEnvelope.for_job(job, job["job_id"], status="FAILED", totals=totals_of([]), error={
+                "type": type(exc).__name__, "message": redact(str(exc))}).to_dict()
         else:
             result = await runner.run(sent, _progress_printer(args.quiet))
     finally:

@@ -94,6 +94,8 @@ def build_parser(commands: Mapping[str, Callable[..., int]], description: str) -
 
     p = _command(sub, "research", "research a question with cited sources",
                  'swarm research "How do tiers and fallback chains work?" --depth quick', commands["research"])
+    p.epilog = (f"{p.epilog}\n\nsources: SearXNG (SEARXNG_URL), Tavily (TAVILY_API_KEY), else the local index, which"
+                " holds the project's example notes\nuntil you index your own documents:\n  swarm index build ~/papers")
     p.add_argument("question")
     p.add_argument("--depth", default="standard", choices=["quick", "standard", "deep"])
     p.add_argument("--max-sources", type=int)
