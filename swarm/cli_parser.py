@@ -120,12 +120,12 @@ def build_parser(commands: Mapping[str, Callable[..., int]], description: str) -
     _job_flags(p)
 
     config = _command(sub, "config", "config tools", "swarm config check")
-    p = _command(config.add_subparsers(dest="config_command", required=True), "check",
+    p = _command(config.add_subparsers(dest="config_command", required=True, metavar="{check}"), "check",
                  "validate and print the effective config, secrets redacted", "swarm --config my.yaml config check",
                  commands["config_check"])
 
     threads = _command(sub, "threads", "conversation threads (kept by swarm-mcp)", "swarm threads import")
-    _command(threads.add_subparsers(dest="threads_command", required=True), "import",
+    _command(threads.add_subparsers(dest="threads_command", required=True, metavar="{import}"), "import",
              "copy the threads kept in SQLite into PostgreSQL after a switch to it (checkpointer.kind: postgres);"
              " threads already there are skipped", "swarm threads import", commands["threads_import"])
 

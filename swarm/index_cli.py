@@ -160,7 +160,7 @@ def add_parser(sub: Any) -> None:
     index = sub.add_parser("index", help="the local search index over your own documents", formatter_class=raw,
                            description="The local search index over your own documents.",
                            epilog="examples:\n  swarm index build ~/papers\n  swarm index stats")
-    commands = index.add_subparsers(dest="index_command", required=True)
+    commands = index.add_subparsers(dest="index_command", required=True, metavar="{build,stats}")
     p = commands.add_parser("build", help="build or update (incrementally) the local index; default: configured paths",
                             description="Build or update (incrementally) the local index; default: configured paths.",
                             epilog="example:\n  swarm index build ~/papers ~/notes", formatter_class=raw)

@@ -103,3 +103,12 @@ def test_research_help_says_how_to_research_your_own_documents(capsys: pytest.Ca
         main(["research", "--help"])
     out = capsys.readouterr().out
     assert "swarm index build" in out and "SEARXNG_URL" in out, out
+
+
+@pytest.mark.parametrize(("command", "choices"), [("config", "{check}"), ("index", "{build,stats}"), ("threads", "{import}")])
+def test_a_command_without_its_subcommand_names_the_choices_not_an_internal_name(command: str, choices: str) -> None:
+    """It said "required: config_command" (the parser's internal name)."""
+    done = subprocess.run([sys.executable, "-m", "swarm.cli", command], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.rstrip().endswith(f"the following arguments are required: {choices}"), done.stderr
+    assert "_command" not in done.stderr
