@@ -67,8 +67,11 @@ class _PlainRedactingFormatter(logging.Formatter):
         """The line, its message's control characters escaped: a newline or ESC in a value it
         quotes (a worker id from a URL, an upstream's error) began a forged line of its own or
         drove the terminal; the JSON lines escape them as JSON does. A traceback keeps its lines."""
+        from core.redact import redact
+
         shown = copy.copy(record)
-        shown.message = terminal_safe(record.message)
+        # masked first: escaped, a newline before a key ("\\nsk-...") hid the key's start from its pattern
+        shown.message = terminal_safe(redact(record.message))
         return super().formatMessage(shown)
 
     def format(self, record: logging.LogRecord) -> str:

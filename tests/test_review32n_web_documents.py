@@ -84,3 +84,11 @@ async def test_a_web_pdf_without_text_is_said_so(served: str, tmp_path: Any) -> 
     result = await _research(tmp_path, f"{served}/scan.pdf", "A scan [1].")
     (read,) = [s for s in result["trace"] if s["kind"] == "fetch"]
     assert read["outcome"] == "skipped" and "no text layer" in read["detail"], read
+
+
+async def test_a_web_docx_that_is_no_zip_is_skipped_not_the_job_failed(served: str, tmp_path: Any) -> None:
+    _Files.files = {"/notes.docx": ("application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+                                    b"PK\x03\x04 this is no zip archive at all")}
+    result = await _research(tmp_path, f"{served}/notes.docx", "Notes [1].")
+    (read,) = [s for s in result["trace"] if s["kind"] == "fetch"]
+    assert read["outcome"] == "skipped" and read["detail"].split(": ", 1)[1].startswith("DOCX"), read

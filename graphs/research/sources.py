@@ -137,6 +137,10 @@ async def _document(url: str, page: FetchedPage, suffix: str, started: float) ->
         found = await asyncio.to_thread(extract, Path(f"source{suffix}"), page.content)
     except SwarmError as exc:  # unreadable, encrypted, no text layer, its parser not installed
         return None, _step(url, "web", started, "skipped", f"{suffix[1:].upper()}: {exc}", type(exc).__name__)
+    except Exception as exc:  # a hostile file a parser chokes on (a zip bomb's BadZipFile, lxml's errors):
+        # that source unread, never the research job failed
+        return None, _step(url, "web", started, "skipped", f"{suffix[1:].upper()}: not readable ({type(exc).__name__})",
+                           type(exc).__name__)
     text = found.body
     pages = f", {len(found.pages)} pages" if found.paged else ""
     return text, _step(url, "web", started, "ok", f"{len(text)} chars{pages} ({suffix[1:].upper()})")

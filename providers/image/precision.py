@@ -248,7 +248,9 @@ class AutoPrecision:
                 cached = self._cache.load(_parse).get(key)
                 if self._due(cached, cpu):
                     on_wait = lambda: self._report_waiting("another process")  # noqa: E731
-                    with self._cache.measuring(machine_key(cpu), self.wait_s, on_wait=on_wait) as held:
+                    # a provisional decision runs at once rather than wait for another's measurement
+                    wait_s, on_wait = (self.wait_s, on_wait) if cached is None else (0.0, None)
+                    with self._cache.measuring(machine_key(cpu), wait_s, on_wait=on_wait) as held:
                         # a process that waited there takes what the holder cached meanwhile
                         cached = self._cache.load(_parse).get(key)
                         if held and self._due(cached, cpu):
@@ -341,6 +343,8 @@ def _parse(value: Any) -> Decision:
     decision = Decision(**value)
     if not isinstance(decision.precision, str) or not isinstance(decision.why, str):
         raise TypeError("precision and why must be strings")
+    if type(decision.busy_runs) is not int:  # compared with MAX_BUSY_RUNS (``_due``): a string failed the job
+        raise TypeError("busy_runs must be a count")
     return decision
 
 

@@ -168,9 +168,10 @@ class LiteLLMModel:
             # the connection drops (or the stream breaks) with no word why; asked whole, it says so
             # (and with its count, from which ``refit`` leaves more out)
             log.info("%s: the stream failed before its first token; asked again without streaming", self.name)
-            try:
-                async with asyncio.timeout(self.spec.timeout_s):
-                    return None, 0, await litellm.acompletion(**fit.params), None
+            try:  # litellm's logging off, as for every call of ours (``_exchange``)
+                with litellm_loader.litellm_logging_off():
+                    async with asyncio.timeout(self.spec.timeout_s):
+                        return None, 0, await litellm.acompletion(**fit.params), None
             except Exception as exc:
                 error = exc
         if getattr(error, "status_code", None) != 400 or not fit.refit(str(error)):

@@ -197,7 +197,9 @@ def _pdf(path: Path, raw: bytes) -> Extracted:
         pages = list(reader.pages)
     except DependencyError as exc:  # AES-encrypted: pypdf needs the cryptography package
         raise ConfigError(f"reading this PDF needs more than pypdf: {exc}") from None
-    except PyPdfError as exc:
+    except (PyPdfError, RecursionError, NotImplementedError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        # a hostile file (a web source) makes pypdf raise more than its own errors: deep nesting, an
+        # unknown encryption; one document unread, not a research job or an index build failed
         raise UnreadableDocument(f"not a readable PDF ({type(exc).__name__}: {exc})") from None
     raw_texts: list[str] = []
     failed: list[str] = []
