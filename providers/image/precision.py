@@ -247,9 +247,11 @@ class AutoPrecision:
             if key not in self._decided or key in self._unmeasured:
                 cached = self._cache.load(_parse).get(key)
                 if self._due(cached, cpu):
-                    on_wait = lambda: self._report_waiting("another process")  # noqa: E731
                     # a provisional decision runs at once rather than wait for another's measurement
-                    wait_s, on_wait = (self.wait_s, on_wait) if cached is None else (0.0, None)
+                    on_wait: Callable[[], None] | None = None
+                    wait_s = 0.0
+                    if cached is None:
+                        on_wait, wait_s = (lambda: self._report_waiting("another process")), self.wait_s
                     with self._cache.measuring(machine_key(cpu), wait_s, on_wait=on_wait) as held:
                         # a process that waited there takes what the holder cached meanwhile
                         cached = self._cache.load(_parse).get(key)
