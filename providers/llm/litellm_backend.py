@@ -92,7 +92,10 @@ class LiteLLMModel:
         with a timeout of its own (so such a call may last up to twice ``timeout_s`` and a
         start); the crash is said in the answer's trace detail, or leads the error's message.
         Messages past the model's known context window lose their oldest conversation turns first,
-        said in the trace detail too (``context_fit``)."""
+        said in the trace detail too (``context_fit``); where the server still refuses them as too
+        long (a stream that broke before its first token is asked once whole to learn why), they
+        are fitted again and asked once more: with a window known, an attempt may so take up to
+        three ``timeout_s`` (and twice that with a restart)."""
         api_key = self._api_key()
         litellm_loader.warm_litellm()  # the process's one-off imports (~2 s with the first failure's) are no provider's latency
         litellm = litellm_loader.load_litellm()
