@@ -106,7 +106,7 @@ async def _postgres(config: SwarmConfig) -> AsyncIterator[Any]:
         ) from None
     # said at once: the pool would retry it for 10 s, logging the driver's words each time, and they
     # quote the part that is wrong, often a piece of the password ("failed to resolve host 'rd-pw@db'")
-    if (problem := dsn_problem(dsn) or _unparsable(dsn)) is not None:
+    if (problem := dsn_problem(dsn)) is not None:
         raise ConfigError(problem, key="checkpointer.dsn")
     pool = AsyncConnectionPool(
         dsn,
@@ -155,18 +155,16 @@ MALFORMED_DSN = ("the dsn is malformed (postgresql://USER:PASSWORD@HOST:PORT/DB;
 
 def dsn_problem(dsn: str) -> str | None:
     """What is wrong with ``dsn`` before any connection (a driver would quote the wrong part, often
-    a piece of the password), or None."""
+    a piece of the password), or None: a raw '@' in its password, or what the driver cannot parse
+    (a bad percent-escape: ``MALFORMED_DSN``; not checked where psycopg is not installed)."""
     netloc = dsn.split("://", 1)[1].split("/", 1)[0] if "://" in dsn else ""
     if netloc.count("@") > 1:
         return "the dsn is malformed: its password holds an '@'; write it as %40"
-    return None
-
-
-def _unparsable(dsn: str) -> str | None:
-    """``MALFORMED_DSN`` where the driver cannot parse ``dsn`` (a bad percent-escape), else None."""
-    import psycopg
-    from psycopg.conninfo import conninfo_to_dict
-
+    try:
+        import psycopg
+        from psycopg.conninfo import conninfo_to_dict
+    except ModuleNotFoundError:  # the opener says what to install
+        return None
     try:
         conninfo_to_dict(dsn)
     except psycopg.ProgrammingError:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from test_search_documents import make_pdf
+from test_search_documents import make_pdf, pdf_file
 
 from providers.search.local_index import LocalIndexSearch
 from providers.web.documents import extract
@@ -23,16 +23,7 @@ def _winansi_pdf(pages: list[list[str]]) -> bytes:
     and each ``SOFT`` written as that byte; the objects' offsets counted again."""
     raw = make_pdf(pages).replace(b"/BaseFont /Helvetica >>", b"/BaseFont /Helvetica /Encoding /WinAnsiEncoding >>")
     objects = re.findall(rb"\d+ 0 obj\n(.*?)\nendobj\n", raw.replace(SOFT.encode(), b"\\255"), re.DOTALL)
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return bytes(out)
+    return pdf_file(objects)
 
 
 def _pages(*pages: list[str]) -> tuple[str, ...]:

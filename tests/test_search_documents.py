@@ -53,6 +53,11 @@ def make_pdf(pages: list[list[str]]) -> bytes:
             f" /Contents {5 + 2 * i} 0 R >>".encode()
         )
         objects.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
+    return pdf_file(objects)
+
+
+def pdf_file(objects: list[bytes]) -> bytes:
+    """``objects`` (numbered from 1, the catalog first) as a PDF file, with its offset table."""
     out = bytearray(b"%PDF-1.4\n")
     offsets = []
     for number, body in enumerate(objects, start=1):
