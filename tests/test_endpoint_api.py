@@ -17,7 +17,7 @@ import pytest
 from swarm.endpoint.server import EndpointServer
 from swarm.endpoint.state import MB, Settings
 
-FAST = dict(take_hold_s=0.3, stop_hold_s=0.3, worker_lost_s=30, reap_interval_s=0.05)
+FAST = dict(take_hold_s=0.3, stop_hold_s=0.3, worker_lost_s=30, reap_interval_s=0.05, policy_minimums=False)
 
 
 class Sides:

@@ -23,7 +23,7 @@ from swarm.endpoint.state import Settings
 from swarm.executors.runpod import RunPodExecutor
 
 DEMO = [sys.executable, "-u", "-m", "swarm.endpoint.demo_worker"]
-SETTINGS = dict(endpoint_id="ep-workers", take_hold_s=2, stop_hold_s=2, worker_lost_s=6)
+SETTINGS = dict(endpoint_id="ep-workers", take_hold_s=2, stop_hold_s=2, worker_lost_s=6, policy_minimums=False)
 
 
 def _client(server: EndpointServer) -> httpx.Client:

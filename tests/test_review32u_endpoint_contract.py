@@ -25,7 +25,8 @@ from swarm.executors.runpod import RunPodExecutor
 from swarm.executors.runpod_progress import steps_update
 
 KEY = "rp-test-key"
-FAST: dict[str, Any] = dict(endpoint_id="ep-u", api_key=KEY, take_hold_s=0.3, stop_hold_s=0.3, worker_lost_s=30, reap_interval_s=0.05)
+FAST: dict[str, Any] = dict(endpoint_id="ep-u", api_key=KEY, take_hold_s=0.3, stop_hold_s=0.3, worker_lost_s=30, reap_interval_s=0.05,
+                            policy_minimums=False)  # jobs that time out within a second
 
 
 class Receiver:

@@ -10,6 +10,9 @@ import sys
 
 from swarm.endpoint.state import Settings
 
+#: set to 1, the default of --relax-policy-limits
+RELAX_ENV = "SWARM_ENDPOINT_RELAX_LIMITS"
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="swarm endpoint", description="a local RunPod endpoint for development and tests")
@@ -25,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--async-retention-s", type=float, default=1800.0, help="how long /run results are kept")
     p.add_argument("--sync-retention-s", type=float, default=60.0, help="how long /runsync results are kept")
     p.add_argument("--worker-lost-s", type=float, default=10.0, help="a worker silent this long loses its running jobs (FAILED)")
+    p.add_argument("--relax-policy-limits", action="store_true", default=os.environ.get(RELAX_ENV) == "1",
+                   help="take a request's policy.executionTimeout and policy.ttl from 1 ms, below RunPod's minimums"
+                        f" (5000 and 10000 ms), for tests that watch a job time out (default: ${RELAX_ENV}=1)")
     return parser
 
 
@@ -54,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         async_retention_s=args.async_retention_s,
         sync_retention_s=args.sync_retention_s,
         worker_lost_s=args.worker_lost_s,
+        policy_minimums=not args.relax_policy_limits,
     )
     try:
         serve(

@@ -33,6 +33,9 @@ from swarm.endpoint.webhooks import Webhooks
 
 log = logging.getLogger("swarm.endpoint")
 MAX_EXECUTION_TIMEOUT_MS = 7 * 24 * 3600 * 1000
+#: RunPod's bounds of a request's policy, in ms: (minimum, maximum); ``Settings.policy_minimums``
+#: False lowers each minimum to 1 ms (tests that watch a job time out)
+POLICY_LIMITS = {"executionTimeout": (5_000, MAX_EXECUTION_TIMEOUT_MS), "ttl": (10_000, MAX_EXECUTION_TIMEOUT_MS)}
 Handler = Callable[[Request, JobStore], Awaitable[Response]]
 
 
@@ -123,19 +126,30 @@ def _job_of(request: Request, store: JobStore) -> Job:
     return job
 
 
-def _submission(body: Any, route: str) -> tuple[Any, dict[str, Any], str | None, Any]:
+def _submission(body: Any, route: str, settings: Settings) -> tuple[Any, dict[str, Any], str | None, Any]:
     """(input, policy, webhook, s3Config) of a ``/run`` or ``/runsync`` body."""
     if not isinstance(body, dict) or "input" not in body:
         raise Reject(400, f"{route}: the body must be a JSON object with an 'input' field")
     policy = body.get("policy") or {}
     if not isinstance(policy, dict):
         raise Reject(400, f"{route}: 'policy' must be an object")
-    for key in ("executionTimeout", "ttl"):
-        value = policy.get(key)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= MAX_EXECUTION_TIMEOUT_MS):
-            raise Reject(400, f"{route}: policy.{key} must be milliseconds between 1 and {MAX_EXECUTION_TIMEOUT_MS}")
+    _check_policy(policy, route, settings.policy_minimums)
     webhook = body.get("webhook")
     return body["input"], policy, webhook if isinstance(webhook, str) else None, body.get("s3Config")
+
+
+def _check_policy(policy: dict[str, Any], route: str, minimums: bool) -> None:
+    """Refuse, naming the field and its bounds, a ``policy`` RunPod refuses (``POLICY_LIMITS``)."""
+    for key, (least, most) in POLICY_LIMITS.items():
+        value = policy.get(key)
+        least = least if minimums else 1
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not least <= value <= most):
+            relaxed = " (an endpoint started with --relax-policy-limits takes from 1)" if least > 1 else ""
+            raise Reject(400, f"{route}: policy.{key} must be milliseconds from {least} ({least / 1000:g} s) to"
+                              f" {most} ({most // 86_400_000} days){relaxed}; got {json.dumps(value)[:40]}")
+    low = policy.get("lowPriority")
+    if low is not None and not isinstance(low, bool):
+        raise Reject(400, f"{route}: policy.lowPriority must be true or false; got {json.dumps(low)[:40]}")
 
 
 # --- client API --------------------------------------------------------------------------
@@ -143,7 +157,7 @@ def _submission(body: Any, route: str) -> tuple[Any, dict[str, Any], str | None,
 
 async def run(request: Request, store: JobStore) -> Response:
     body = await _read_json(request, store.settings.run_limit_bytes, "/run")
-    job_input, policy, webhook, s3_config = _submission(body, "/run")
+    job_input, policy, webhook, s3_config = _submission(body, "/run", store.settings)
     job = store.submit(job_input, sync=False, policy=policy, webhook=webhook, s3_config=s3_config)
     log.info("job %s queued", job.id)
     return JSONResponse({"id": job.id, "status": job.status})
@@ -152,7 +166,7 @@ async def run(request: Request, store: JobStore) -> Response:
 async def runsync(request: Request, store: JobStore) -> Response:
     s = store.settings
     body = await _read_json(request, s.runsync_limit_bytes, "/runsync")
-    job_input, policy, webhook, s3_config = _submission(body, "/runsync")
+    job_input, policy, webhook, s3_config = _submission(body, "/runsync", store.settings)
     wait_s = s.runsync_wait_s
     if "wait" in request.query_params:
         raw = request.query_params["wait"]

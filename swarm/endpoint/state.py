@@ -47,6 +47,10 @@ class Settings:
     #: documents no answer that keeps it, so by default it is dropped here too: a client must not
     #: depend on it (the swarm handler's error string carries its envelope, ``for_runpod``)
     failed_output: bool = False
+    #: whether a request's ``policy.executionTimeout`` and ``policy.ttl`` must reach RunPod's minimums
+    #: (5 s and 10 s; ``api.POLICY_LIMITS``). False (``--relax-policy-limits``) takes any from 1 ms,
+    #: for tests that watch a job time out; the 7-day maximum stands either way
+    policy_minimums: bool = True
 
 
 @dataclass
@@ -61,6 +65,8 @@ class Job:
     webhook: str | None = None
     #: the request's ``s3Config``: handed to the worker with the job, never shown to a client
     s3_config: Any = None
+    #: ``policy.lowPriority``: RunPod starts no worker for it; here it waits behind every job without
+    low_priority: bool = False
     status: str = "IN_QUEUE"
     created_at: float = field(default_factory=time.monotonic)
     started_at: float | None = None
@@ -144,13 +150,20 @@ class JobStore:
             ttl_s=ttl_ms / 1000 if ttl_ms else self.settings.queue_ttl_s,
             webhook=webhook,
             s3_config=s3_config,
+            low_priority=policy.get("lowPriority") is True,
         )
         self.jobs[job.id] = job
         self._enqueue(job)
         return job
 
     def _enqueue(self, job: Job) -> None:
-        self.queue.append(job.id)
+        """Queue ``job`` last, or, when it is not ``low_priority``, ahead of the low-priority jobs
+        (RunPod starts no worker for those: they run when a worker has nothing else to do)."""
+        at = len(self.queue)
+        if not job.low_priority:
+            at = next((i for i, queued in enumerate(self.queue)
+                       if (other := self.jobs.get(queued)) is not None and other.low_priority), at)
+        self.queue.insert(at, job.id)
         self._queued.set()
 
     def get(self, job_id: str) -> Job | None:
