@@ -21,7 +21,7 @@ HOSTILE = {
 
 @pytest.mark.parametrize("name", sorted(HOSTILE))
 async def test_a_malformed_web_pdf_is_skipped_with_its_reason(name: str) -> None:
-    page = SimpleNamespace(status=200, content_type="application/pdf", content=HOSTILE[name], truncated=False, text="")
+    page = SimpleNamespace(status=200, content_type="application/pdf", content=HOSTILE[name], truncated=False, text="", unread="")
 
     async def fetch(url: str) -> SimpleNamespace:
         return page

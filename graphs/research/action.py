@@ -100,7 +100,8 @@ async def research(inp: ResearchInput, ctx: JobContext) -> dict[str, Any]:
         settled when the words alone could not), ``sources``
         [{id, url, title, snippet, retrieved_at, ...}] (ids 1..k in order of first citation in
         the report, then the sources not cited; every id below is that number), ``citations`` [{claim, source_ids,
-        support, passage: {source_id, start, end, heading, page, overlap}}], ``unsupported_sentences``
+        support, passage: {source_id, start, end, heading, page, overlap, link?}}] (``link``: a web
+        page's URL opened at the passage, a text fragment), ``unsupported_sentences``
         [{sentence, source_ids, reason}], ``repeats_removed``, ``removed_citations``,
         ``warnings``, ``cited_passages`` {source id: [{text, start, end, heading, page,
         snippet?}]} (the passages the citations rest on), ``review``, ``queries``, ``trace`` and
@@ -124,7 +125,7 @@ async def research(inp: ResearchInput, ctx: JobContext) -> dict[str, Any]:
     from graphs.run import lean_checkpointer
     from providers.web.fetch import safe_fetch
 
-    fetch = partial(safe_fetch, max_bytes=FETCH_MAX_BYTES, timeout_s=FETCH_TIMEOUT_S, truncate=True)
+    fetch = partial(safe_fetch, max_bytes=FETCH_MAX_BYTES, timeout_s=FETCH_TIMEOUT_S, truncate=True, only_pages=True)
     checkpointer = ctx.checkpointer
     if checkpointer is None:
         # langgraph 1.2.22 fails on durability="sync" without a saver; a throwaway one costs little.

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from core.cjk import CJK_FULL_STOPS, CJK_LETTERS, CJK_SENTENCE_END, cjk_terms, spaceless
+from graphs.research.fragments import passage_link
 from graphs.research.passages import LATIN_CLOSERS, LATIN_STOPS, SENTENCE_BREAK
 
 _CITE = re.compile(r"\[\s*(\d{1,4}(?:\s*(?:,|;|-|–)\s*\d{1,4})*)\s*\]")
@@ -229,7 +230,7 @@ def cited_pages(evidence: Iterable[Mapping[str, Any]]) -> dict[int, list[int]]:
     return {sid: sorted(found) for sid, found in pages.items()}
 
 
-def _source_line(sid: int, source: Mapping[str, Any], pages: Sequence[int]) -> str:
+def _source_line(sid: int, source: Mapping[str, Any], pages: Sequence[int], quote: str | None = None) -> str:
     title = re.sub(r"[\[\]\n\r<>]", " ", str(source.get("title") or source["url"])).strip()
     url = str(source["url"])
     where = ""
@@ -238,17 +239,22 @@ def _source_line(sid: int, source: Mapping[str, Any], pages: Sequence[int]) -> s
         name = unquote(parts.path.rsplit("/", 1)[-1]) or parts.netloc
         where = f" — {' '.join(name.split())} {page_label(pages)}"
         url = url.split("#", 1)[0] + f"#page={min(pages)}"
+    elif quote:  # a web page: the link opens it at the first passage cited (a text fragment)
+        url = passage_link(url, quote) or url
     url = url.replace(">", "%3E").replace(" ", "%20")
     return f"- [{sid}] [{' '.join(title.split())}](<{url}>){where}"
 
 
 def sources_section(
-    sources: Sequence[Mapping[str, Any]], cited: Sequence[int], pages: Mapping[int, Sequence[int]] | None = None
+    sources: Sequence[Mapping[str, Any]], cited: Sequence[int], pages: Mapping[int, Sequence[int]] | None = None,
+    quotes: Mapping[int, str] | None = None,
 ) -> str:
     """A Markdown Sources list of the cited sources, built from retrieved data only; a source
-    with cited ``pages`` (source id -> page numbers) reads ``- [3] [Title](<url#page=12>) — file.pdf p. 12``."""
+    with cited ``pages`` (source id -> page numbers) reads ``- [3] [Title](<url#page=12>) — file.pdf p. 12``,
+    a web page with a cited passage in ``quotes`` (``fragments.cited_quotes``) links to it:
+    ``- [2] [Title](<https://host/page#:~:text=first%20words,last%20words>)``."""
     by_id = {int(s["id"]): s for s in sources}
-    lines = [_source_line(i, by_id[i], (pages or {}).get(i, ())) for i in cited]
+    lines = [_source_line(i, by_id[i], (pages or {}).get(i, ()), (quotes or {}).get(i)) for i in cited]
     return f"{SOURCES_LIST_HEADING}\n\n" + "\n".join(lines) + "\n" if lines else ""
 
 
@@ -301,6 +307,7 @@ def check_citations(
     texts: Mapping[int, str] | None = None,
     *,
     pages: Mapping[int, Sequence[int]] | None = None,
+    quotes: Mapping[int, str] | None = None,
 ) -> CitationCheck:
     """Repair, prune and map the citations of ``report`` against ``sources`` (dicts with ``id``).
 
@@ -311,6 +318,8 @@ def check_citations(
             wording its cited sources contain (``support``, 0..1).
         pages: source id -> the pages its cited passages lie on (``cited_pages``), named in
             the Sources list.
+        quotes: source id -> the first passage cited from it (``fragments.cited_quotes``):
+            a web page's link in the Sources list opens at it.
     """
     valid = {int(s["id"]) for s in sources}
     text, code = _protect_code(report)
@@ -334,7 +343,7 @@ def check_citations(
         citations.append(entry)
     ordered = sorted(cited)
     body = _restore_code(text, code).rstrip()
-    section = sources_section(sources, ordered, pages)
+    section = sources_section(sources, ordered, pages, quotes)
     final = f"{body}\n\n{section}" if section else body + "\n"
     return CitationCheck(report=final, citations=citations, removed=removed, cited_ids=ordered, dropped_sources_section=dropped)
 

@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from core.errors import SwarmError
 from core.redact import redact
 from providers.base import TraceStep
+from providers.web.fetch import PAGE_TYPES
 
 if TYPE_CHECKING:
     from providers.web.fetch import FetchedPage
@@ -21,9 +22,9 @@ LocalReader = Callable[[str], Awaitable[tuple[str, str] | None]]
 
 _RRF_K = 60
 _TRACKING = re.compile(r"^(utm_\w+|fbclid|gclid|mc_cid|mc_eid|ref)$", re.IGNORECASE)
-_TEXTUAL = ("text/html", "text/plain", "text/markdown", "application/xhtml+xml")
-#: documents a web source may be, read as the local index reads them (``providers.web.documents``):
-#: a PDF's pages are kept, so a citation names and opens its page (``#page=N``)
+#: documents a web source may be (``providers.web.fetch.DOCUMENT_TYPES``), read as the local index
+#: reads them (``providers.web.documents``): a PDF's pages are kept, so a citation names and opens
+#: its page (``#page=N``)
 _DOCUMENTS = {
     "application/pdf": ".pdf",
     "application/vnd.openxmlformats-officedocument.wordprocessingml.document": ".docx",
@@ -109,10 +110,13 @@ async def read_source(url: str, *, read_local: LocalReader | None, fetch: Fetche
     except SwarmError as exc:
         return None, _step(url, "web", started, "error", str(exc), type(exc).__name__)
     kind = page.content_type.split(";")[0].strip().lower()
+    if page.unread and page.status < 400:  # refused on its headers, its body never downloaded
+        said = "not a text page" if page.unread.endswith("is not a page") else f"not read: {page.unread}"
+        return None, _step(url, "web", started, "skipped", f"HTTP {page.status} {kind or 'unknown type'}: {said}")
     if page.status < 400 and (kind in _DOCUMENTS or (kind in ("", "application/octet-stream")
                                                      and page.content.startswith(b"%PDF-"))):
         return await _document(url, page, _DOCUMENTS.get(kind, ".pdf"), started)
-    if page.status >= 400 or (kind and kind not in _TEXTUAL):
+    if page.status >= 400 or (kind and kind not in PAGE_TYPES):
         said = f"HTTP {page.status} {kind or 'unknown type'}"
         return None, _step(url, "web", started, "skipped", said if page.status >= 400 else f"{said}: not a text page")
     text = page.text

@@ -25,6 +25,7 @@ from graphs.research import prompts
 from graphs.research.citations import check_citations, cited_pages, normalize_report
 from graphs.research.entailment import Reviewer, Settlement, settle
 from graphs.research.extractive import PER_QUERY, extractive_report
+from graphs.research.fragments import cited_quotes, linked
 from graphs.research.grounding import Grounding, ReviewerVerdict, ground, normalise
 from graphs.research.nodes import UNKNOWN, Node, ResearchDeps, ask, first_family, node_step, stage_at
 from graphs.research.passages import Passage, snippet_passage
@@ -251,11 +252,13 @@ def _checked(state: ResearchState, started: float, screened: tuple[Grounding, Gr
         repeats += more
         report_mode = "extractive"
     body = NOTHING_SUPPORTED if _nothing_left(grounding) else grounding.report
-    result = check_citations(body, sources, support_texts(state), pages=cited_pages(grounding.evidence.values()))
+    read = state.get("passages", {})
+    result = check_citations(body, sources, support_texts(state), pages=cited_pages(grounding.evidence.values()),
+                             quotes=cited_quotes(grounding.evidence.values(), read))
     for citation in result.citations:
         evidence = grounding.evidence.get(normalise(citation["claim"]))
         if evidence:
-            citation["passage"] = evidence
+            citation["passage"] = linked(evidence, sources, read)  # ``link``: a web page opened at it
     removed = grounding.invalid + result.removed
     # a report that states nothing (the sources do not answer the question) has nothing to cite
     warnings += _warnings(len(sources), bool(result.citations) or not grounding.factual, removed, unsupported, repeats)

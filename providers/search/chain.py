@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from core.errors import AllProvidersFailed, ConfigError, InputError, ProviderError
 from core.redact import redact
-from providers.base import Configurable, DocumentReader, SearchProvider, SearchResult, TraceStep
+from providers.base import Configurable, DocumentReader, SearchProvider, SearchResult, TracedSearch, TraceStep
 
 if TYPE_CHECKING:
     import httpx
@@ -101,8 +101,13 @@ class SearchChain:
             blocked = self.circuits.acquire(name)
             if blocked:
                 return None, _step(name, step, started, "skipped", detail=blocked)
+        detail: str | None = None
         try:
-            results = await backend.search(query, max_results)
+            if isinstance(backend, TracedSearch):  # its own step says more (SearXNG: engines that failed)
+                results, own = await backend.search_traced(query, max_results, step=step)
+                detail = next((s.detail for s in own if s.detail), None)
+            else:
+                results = await backend.search(query, max_results)
         except ProviderError as exc:
             if self.circuits is not None:
                 self.circuits.record_failure(name, type(exc).__name__)
@@ -118,7 +123,7 @@ class SearchChain:
             return None, _step(name, step, started, "error", error=exc, detail=f"unexpected {type(exc).__name__}: {exc}")
         if self.circuits is not None:
             self.circuits.record_success(name)
-        return results, _step(name, step, started, "ok", detail=f"{len(results)} results")
+        return results, _step(name, step, started, "ok", detail=detail or f"{len(results)} results")
 
     async def search_traced(self, query: str, max_results: int = 10, *, step: str = "search") -> tuple[list[SearchResult], list[TraceStep]]:
         """Results of the first backend that finds something, and one TraceStep per attempt.

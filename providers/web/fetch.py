@@ -6,7 +6,9 @@ check and use cannot rebind it; loopback, private, link-local (cloud metadata in
 multicast, reserved and unspecified addresses are refused, in IPv6 and IPv4-mapped forms too;
 numeric host spellings other than dotted decimal (``2130706433``, ``0x7f.1``, ``0177.0.0.1``)
 are refused; redirects are followed by hand (at most ``max_redirects``), each hop checked
-again; the body is streamed under a byte cap and the whole fetch under a time cap.
+again; the body is streamed under a byte cap and the whole fetch under a time cap. A fetch of a
+page to read (``only_pages``) reads no body that could not be one: an image, a video or an archive
+is told by its Content-Type (and an unnamed binary by its Content-Length) before any of it is read.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import ipaddress
 import re
 import socket
 from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
@@ -32,6 +35,15 @@ _NUMERIC_HOST = re.compile(r"^(0x[0-9a-f]*|[0-9]+)(\.(0x[0-9a-f]*|[0-9]+)){0,3}\
 _CHARSET = re.compile(r"""charset\s*=\s*["']?([\w\-:.]+)""", re.IGNORECASE)
 #: the charset an HTML ``<meta charset>`` or ``<meta http-equiv="Content-Type">`` names
 _META_CHARSET = re.compile(r"""<meta\b[^>]*?charset\s*=\s*["']?([\w\-:.]+)""", re.IGNORECASE)
+#: what a page to read may be: text, or a document ``providers.web.documents`` reads
+PAGE_TYPES = frozenset({"text/html", "text/plain", "text/markdown", "application/xhtml+xml"})
+DOCUMENT_TYPES = frozenset({
+    "application/pdf",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+})
+#: a binary of no named type: read only whole (a PDF served so starts with ``%PDF-``; cut, it is none)
+_UNNAMED_BINARY = "application/octet-stream"
 _DOTTED_DECIMAL = re.compile(r"^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$")
 
 
@@ -45,6 +57,8 @@ class FetchedPage:
     content_type: str
     content: bytes
     truncated: bool = False
+    #: why the body was not read (``only_pages``: no page), "" when it was
+    unread: str = ""
 
     @property
     def text(self) -> str:
@@ -83,6 +97,33 @@ def blocked_reason(ip: IPAddress) -> str | None:
     if not ip.is_global:
         return "is not a public address"
     return None
+
+
+def media_type(content_type: str) -> str:
+    """The media type of a Content-Type header, lower case, without parameters."""
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def not_a_page(content_type: str, declared: int, max_bytes: int) -> str | None:
+    """Why a response with these headers is no page to read (its body left unread), else None.
+
+    Text and documents are read (text cut at ``max_bytes`` is still text); a response with no type
+    too (an old server's HTML); an unnamed binary over ``max_bytes`` is not (cut, no PDF is read);
+    any other type (image, video, archive, JSON) is not."""
+    kind = media_type(content_type)
+    if not kind or kind in PAGE_TYPES or kind in DOCUMENT_TYPES:
+        return None
+    if kind == _UNNAMED_BINARY:
+        return f"{kind} of {declared:,} bytes, over the {max_bytes:,} read" if declared > max_bytes else None
+    return f"{kind} is not a page"
+
+
+def _declared_length(response: httpx.Response) -> int:
+    """The Content-Length the server declared (0: none, or not a number)."""
+    try:
+        return max(int(response.headers.get("content-length") or 0), 0)
+    except ValueError:
+        return 0
 
 
 def _check_url(url: str) -> tuple[str, str, int]:
@@ -141,8 +182,26 @@ async def _pin(url: str, allow_private: bool) -> tuple[str, dict[str, str], dict
     return pinned, {"Host": host_header}, extensions
 
 
-async def _get_once(client: httpx.AsyncClient, url: str, max_bytes: int, allow_private: bool, truncate: bool) -> tuple[httpx.Response, bytes, bool]:
-    pinned, headers, extensions = await _pin(url, allow_private)
+@dataclass(frozen=True)
+class _Rules:
+    """What one fetch may do (``safe_fetch``'s arguments)."""
+
+    max_bytes: int
+    allow_private: bool
+    max_redirects: int
+    truncate: bool
+    only_pages: bool
+
+
+class _Got(NamedTuple):
+    response: httpx.Response
+    body: bytes
+    truncated: bool = False
+    unread: str = ""
+
+
+async def _get_once(client: httpx.AsyncClient, url: str, rules: _Rules) -> _Got:
+    pinned, headers, extensions = await _pin(url, rules.allow_private)
     request = client.build_request("GET", pinned, headers={**headers, "Accept": "*/*"}, extensions=extensions)
     try:
         response = await client.send(request, stream=True, follow_redirects=False)
@@ -152,31 +211,40 @@ async def _get_once(client: httpx.AsyncClient, url: str, max_bytes: int, allow_p
         raise ProviderUnavailable(_PROVIDER, f"cannot connect: {type(exc).__name__}") from None
     try:
         if response.status_code in _REDIRECTS:
-            return response, b"", False
-        declared = int(response.headers.get("content-length") or 0)
-        if declared > max_bytes and not truncate:
-            raise InputError(f"the resource is {declared:,} bytes; the limit is {max_bytes:,}", field="url")
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.aiter_bytes():
-            size += len(chunk)
-            if size > max_bytes:
-                if not truncate:
-                    raise InputError(f"the resource is larger than the limit of {max_bytes} bytes", field="url")
-                chunks.append(chunk[: max_bytes - (size - len(chunk))])
-                return response, b"".join(chunks), True
-            chunks.append(chunk)
-        return response, b"".join(chunks), False
+            return _Got(response, b"")
+        declared = _declared_length(response)
+        unread = not_a_page(response.headers.get("content-type", ""), declared, rules.max_bytes) if rules.only_pages else None
+        if unread:  # decided on the headers: closing the response drops the body unread
+            return _Got(response, b"", unread=unread)
+        if declared > rules.max_bytes and not rules.truncate:
+            raise InputError(f"the resource is {declared:,} bytes; the limit is {rules.max_bytes:,}", field="url")
+        return await _read_body(response, rules)
     except httpx.TransportError as exc:
         raise ProviderUnavailable(_PROVIDER, f"the transfer broke off: {type(exc).__name__}") from None
     finally:
         await response.aclose()
 
 
-async def _fetch(client: httpx.AsyncClient, url: str, max_bytes: int, allow_private: bool, max_redirects: int, truncate: bool) -> FetchedPage:
+async def _read_body(response: httpx.Response, rules: _Rules) -> _Got:
+    """The body streamed under ``rules.max_bytes``: cut there when ``rules.truncate``, else refused."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > rules.max_bytes:
+            if not rules.truncate:
+                raise InputError(f"the resource is larger than the limit of {rules.max_bytes} bytes", field="url")
+            chunks.append(chunk[: rules.max_bytes - (size - len(chunk))])
+            return _Got(response, b"".join(chunks), truncated=True)
+        chunks.append(chunk)
+    return _Got(response, b"".join(chunks))
+
+
+async def _fetch(client: httpx.AsyncClient, url: str, rules: _Rules) -> FetchedPage:
     current = url
-    for _ in range(max_redirects + 1):
-        response, body, truncated = await _get_once(client, current, max_bytes, allow_private, truncate)
+    for _ in range(rules.max_redirects + 1):
+        got = await _get_once(client, current, rules)
+        response = got.response
         if response.status_code in _REDIRECTS:
             location = response.headers.get("location")
             if not location:
@@ -188,10 +256,11 @@ async def _fetch(client: httpx.AsyncClient, url: str, max_bytes: int, allow_priv
             final_url=current,
             status=response.status_code,
             content_type=response.headers.get("content-type", ""),
-            content=body,
-            truncated=truncated,
+            content=got.body,
+            truncated=got.truncated,
+            unread=got.unread,
         )
-    raise ProviderError(_PROVIDER, f"more than {max_redirects} redirects")
+    raise ProviderError(_PROVIDER, f"more than {rules.max_redirects} redirects")
 
 
 async def safe_fetch(
@@ -203,11 +272,15 @@ async def safe_fetch(
     http: httpx.AsyncClient | None = None,
     max_redirects: int = 5,
     truncate: bool = False,
+    only_pages: bool | None = None,
 ) -> FetchedPage:
     """GET ``url`` under the rules in the module docstring.
 
     Args:
         max_bytes: body cap; larger bodies raise InputError, or are cut when ``truncate``.
+        only_pages: read the body only of a page (text, a document: ``not_a_page``); any other
+            comes back with no content and ``unread`` saying why. None: as ``truncate`` (a
+            fetch that takes a page cut short reads pages: a cut image or archive serves no one).
         timeout_s: cap on the whole fetch, redirects and body included.
         allow_private: permit non-public addresses (tests, trusted internal sources).
         http: a client to send with; it must not use a proxy (the default one ignores the
@@ -217,13 +290,14 @@ async def safe_fetch(
         InputError: the URL is refused (scheme, userinfo, blocked address) or too large.
         ProviderTimeout, ProviderUnavailable, ProviderError: the fetch itself failed.
     """
+    rules = _Rules(max_bytes, allow_private, max_redirects, truncate, truncate if only_pages is None else only_pages)
     try:
         async with asyncio.timeout(timeout_s):
             if http is not None:
-                return await _fetch(http, url, max_bytes, allow_private, max_redirects, truncate)
+                return await _fetch(http, url, rules)
             async with httpx.AsyncClient(
                 trust_env=False, follow_redirects=False, timeout=timeout_s, verify=tls_context()
             ) as client:
-                return await _fetch(client, url, max_bytes, allow_private, max_redirects, truncate)
+                return await _fetch(client, url, rules)
     except TimeoutError:
         raise ProviderTimeout(_PROVIDER, f"fetch took longer than {timeout_s:g} s") from None
