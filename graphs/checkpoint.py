@@ -39,6 +39,9 @@ POSTGRES_INSTALL = "pip install langgraph-checkpoint-postgres==3.2.0 'psycopg[bi
 PRUNE_INTERVAL_S = 24 * 3600.0
 POSTGRES_POOL_SIZE = 8
 POSTGRES_CONNECT_TIMEOUT_S = 10.0
+#: a server that says no at once (refused, no such database) is asked again for this long, then said
+REFUSED_GRACE_S = 1.0
+REFUSED_RETRY_S = 0.25
 # 100-ns intervals between the UUID epoch (1582-10-15) and the Unix epoch.
 _UUID_EPOCH_OFFSET = 0x01B21DD213814000
 
@@ -99,7 +102,7 @@ async def _postgres(config: SwarmConfig) -> AsyncIterator[Any]:
     try:
         from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
         from psycopg.rows import dict_row
-        from psycopg_pool import AsyncConnectionPool, PoolTimeout
+        from psycopg_pool import AsyncConnectionPool
     except ModuleNotFoundError:
         raise ConfigError(
             f"the postgres checkpointer is not installed: {POSTGRES_INSTALL}", key="checkpointer.kind"
@@ -121,17 +124,16 @@ async def _postgres(config: SwarmConfig) -> AsyncIterator[Any]:
         # default: after an outage of 30 s the next try came 30 s after the server was back, and
         # jobs meanwhile failed as "unreachable"; given up sooner, the next job's wait connects at once
         reconnect_timeout=POSTGRES_CONNECT_TIMEOUT_S,
-        kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
+        # each attempt too (psycopg's own is 130 s): closing the pool of a server that accepts but
+        # does not answer waited 5 s more for the attempt in flight
+        kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row,
+                "connect_timeout": max(1, round(POSTGRES_CONNECT_TIMEOUT_S))},
     )
     try:
-        await pool.open(wait=True, timeout=POSTGRES_CONNECT_TIMEOUT_S)
-    except PoolTimeout:
+        await _open_pool(pool, dsn)
+    except BaseException:
         await pool.close()
-        raise ConfigError(
-            f"cannot connect to PostgreSQL within {POSTGRES_CONNECT_TIMEOUT_S:.0f} s ({await _why_not(dsn)});"
-            " check that the server runs and the dsn's host, port, user and database",
-            key="checkpointer.dsn",
-        ) from None
+        raise
     from graphs.job_lock import SharedJobLocks
 
     locks = SharedJobLocks(dsn)
@@ -172,22 +174,72 @@ def dsn_problem(dsn: str) -> str | None:
     return None
 
 
-async def _why_not(dsn: str) -> str:
-    """Why ``dsn`` does not connect (the pool only says it timed out), from one attempt: psycopg's
-    words for a server that refuses, a database that is missing, a host that does not resolve; a
-    malformed dsn is said without them, as they quote the part that is wrong (often the password)."""
+_CHECK_DSN = "check that the server runs and the dsn's host, port, user and database"
+
+
+async def _open_pool(pool: Any, dsn: str) -> None:
+    """Open ``pool``, its first connection within ``POSTGRES_CONNECT_TIMEOUT_S``. A connection of
+    our own beside it says why not: at once where the server says no (nothing listens, no such
+    database: the pool retried it for its whole timeout, and a job waited 10 s to hear it), with
+    psycopg's words where the pool only says it timed out (a server that accepts but does not
+    answer keeps its whole timeout, once: the reason was asked after it, for as long again)."""
+    from psycopg_pool import PoolTimeout
+
+    started = time.monotonic()
+    opening = asyncio.ensure_future(pool.open(wait=True, timeout=POSTGRES_CONNECT_TIMEOUT_S))
+    asking = asyncio.ensure_future(_why_not(dsn, grace_s=REFUSED_GRACE_S))
+    try:
+        await asyncio.wait({opening, asking}, return_when=asyncio.FIRST_COMPLETED)
+        if not opening.done() and (why := asking.result()) is not None:
+            raise _unreachable(why, started)
+        try:
+            await opening
+        except PoolTimeout:
+            await asyncio.wait({asking}, timeout=1.0)  # it began with the pool's: its answer is due
+            why = asking.result() if asking.done() else "no answer"
+            raise _unreachable(why or "it connects now; it did not in time", started) from None
+    finally:
+        for task in (opening, asking):
+            task.cancel()
+        await asyncio.gather(opening, asking, return_exceptions=True)
+
+
+#: psycopg's words for a server that answered and refused the login (the user or the password)
+_LOGIN_REFUSED = ("password authentication failed", "no password supplied", "role \"", "pg_hba.conf")
+
+
+def _unreachable(why: str, started: float) -> ConfigError:
+    took = f"in {time.monotonic() - started:.1f} s (timeout {POSTGRES_CONNECT_TIMEOUT_S:g} s)"
+    if any(words in why for words in _LOGIN_REFUSED):  # it runs and answers: its host and port are right
+        return ConfigError(f"PostgreSQL refused the login {took}: {why}; check the user and password in the"
+                           " dsn (a password with @ : / or # in it is percent-encoded: %40 %3A %2F %23)",
+                           key="checkpointer.dsn")
+    return ConfigError(f"cannot connect to PostgreSQL {took}: {why}; {_CHECK_DSN}", key="checkpointer.dsn")
+
+
+async def _why_not(dsn: str, *, grace_s: float = 0.0) -> str | None:
+    """Why ``dsn`` does not connect, or None once it does: psycopg's words for a server that refuses,
+    a database that is missing, a host that does not resolve, asked again for ``grace_s`` (a server
+    restarting refuses for a moment); a malformed dsn is said without them, as they quote the part
+    that is wrong (often the password)."""
     import psycopg
 
     if (problem := dsn_problem(dsn)) is not None:
         return problem
-    try:
-        connection = await psycopg.AsyncConnection.connect(dsn, connect_timeout=max(1, int(POSTGRES_CONNECT_TIMEOUT_S)))
-    except psycopg.ProgrammingError:
-        return MALFORMED_DSN
-    except Exception as exc:  # noqa: BLE001 - any other reason is the answer
-        return redact(" ".join(str(exc).split()))[:300] or type(exc).__name__
-    await connection.close()
-    return "it connects now; it did not in time"
+    started = time.monotonic()
+    while True:
+        try:
+            connection = await psycopg.AsyncConnection.connect(
+                dsn, connect_timeout=max(1, round(POSTGRES_CONNECT_TIMEOUT_S)))
+        except psycopg.ProgrammingError:
+            return MALFORMED_DSN
+        except Exception as exc:  # noqa: BLE001 - any other reason is the answer
+            if time.monotonic() - started + REFUSED_RETRY_S < grace_s:
+                await asyncio.sleep(REFUSED_RETRY_S)
+                continue
+            return redact(" ".join(str(exc).split()))[:300] or type(exc).__name__
+        await connection.close()
+        return None
 
 
 _OPENERS = {"sqlite": _sqlite, "memory": _memory, "postgres": _postgres}

@@ -30,6 +30,8 @@ from core.errors import StillRunning
 from core.paths import state_dir
 
 log = logging.getLogger("graphs.job_lock")
+#: seconds a lock connection may take to open (psycopg waits 130 s by default)
+CONNECT_TIMEOUT_S = 10
 
 _guard = threading.Lock()
 #: lock file path -> its descriptor, open for the process's life (closing any descriptor of the
@@ -127,7 +129,8 @@ class SharedJobLocks:
         if self._conn is None or self._conn.closed:
             import psycopg
 
-            self._conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
+            # psycopg's own connect timeout is 130 s: a server gone silent held a job's lock that long
+            self._conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
             for job_id in sorted(self._held):  # what the lost connection held
                 if not await self._take(self._conn, job_id):
                     log.warning("job %r lost its shared lock with a dropped PostgreSQL connection, and another"

@@ -1,4 +1,5 @@
-"""An S3 call that times out says how long it waited: each of its attempts waited ``timeout_s``.
+"""An S3 call that times out says what it tried and how long it waited (``timeout_s`` is the whole
+budget of the call since the thirty-third session: test_review33a_s3_deadline).
 
 ``ProviderTimeout: timed out after 3 s`` was said of a write that took 12 s (botocore's
 ``max_attempts: 2`` are retries: 3 requests of 3 s, each PUT after a 1 s wait for ``100 Continue``);
@@ -15,7 +16,7 @@ from hostile_http import Act, HostileServer
 from core.errors import ProviderTimeout
 
 
-async def test_a_timeout_says_every_attempt_waited(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_timeout_says_its_attempts_and_the_time_spent(monkeypatch: pytest.MonkeyPatch) -> None:
     from providers.storage.s3 import S3Storage
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
@@ -27,6 +28,6 @@ async def test_a_timeout_says_every_attempt_waited(monkeypatch: pytest.MonkeyPat
             await store.get("a.txt")
         took = time.perf_counter() - started
     said = str(timed_out.value)
-    assert "no answer within 0.5 s to any of 3 attempts" in said, said
-    assert took >= 3 * 0.5  # what it says is what happened
+    assert "not done within timeout_s 0.5 s (1 attempt in 0.5 s; no answer)" in said, said
+    assert 0.5 <= took < 1.5  # what it says is what happened
     assert "aws-secret-planted" not in said

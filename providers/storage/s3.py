@@ -3,11 +3,18 @@
 boto3 is imported on first use and its blocking calls run in a worker thread. Failures are
 translated once, here, into the error tree; messages pass through ``core.redact`` so neither a
 signature nor a key ever leaves this module.
+
+``timeout_s`` is the whole budget of one operation, its retries included: botocore's retries and
+timeouts multiplied (a hanging endpoint held a write 3-4 x ``timeout_s`` before the storage chain's
+fallback took it). No retry starts past the deadline, and the caller is answered at the deadline;
+an attempt still in flight then ends in its worker thread within its own socket timeout (a write
+it was sending may still land, beside the copy the fallback stored).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -29,31 +36,75 @@ T = TypeVar("T")
 MAX_PRESIGN_S = 7 * 24 * 3600  # SigV4 refuses longer
 #: requests per call: botocore's ``max_attempts`` counts the retries, not the first request
 ATTEMPTS = 3
+#: the longest a TCP connect may take (less where ``timeout_s`` is less): a host that drops packets
+#: is said as such without spending the budget of the whole operation on one attempt
+CONNECT_TIMEOUT_S = 5.0
 PROVIDER = "s3"
 
 _MISSING = {"NoSuchKey", "404", "NotFound"}
 _EXISTS = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
-_DENIED = {
-    "AccessDenied",
-    "403",
-    "InvalidAccessKeyId",
-    "SignatureDoesNotMatch",
-    "ExpiredToken",
-    "InvalidToken",
-}
-_THROTTLED = {
-    "SlowDown",
-    "Throttling",
-    "ThrottlingException",
-    "RequestLimitExceeded",
-    "429",
-    "TooManyRequests",
-}
+_DENIED = {"AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"}
+_THROTTLED = {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "429", "TooManyRequests"}
 _UNSUPPORTED = {"NotImplemented", "501"}
 
 
 def _redacted(text: str) -> str:
     return redact(text)
+
+
+class _Budget:
+    """One operation's deadline and what its requests met, shared with the worker thread running it."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self.started = time.monotonic()
+        self.deadline = self.started + timeout_s
+        self.attempts = 0
+        self.last = ""  # what the newest failed attempt met other than silence ("HTTP 503 SlowDown")
+        self.throttled = False  # whether that was the store asking us to slow down
+
+    def said(self) -> str:
+        return f"{self.attempts} attempt{'' if self.attempts == 1 else 's'} in {time.monotonic() - self.started:.1f} s"
+
+
+class _OutOfTime(Exception):
+    """A retry botocore would have sent past the operation's deadline: not sent (not retryable itself)."""
+
+
+#: the budget of the operation this worker thread runs (botocore's events carry no context of ours)
+_running = threading.local()
+
+
+def _before_send(**_: Any) -> None:
+    """Each request of an operation: counted, and a retry past its deadline is not sent."""
+    budget: _Budget | None = getattr(_running, "budget", None)
+    if budget is None:
+        return
+    if budget.attempts and time.monotonic() >= budget.deadline:
+        raise _OutOfTime
+    budget.attempts += 1
+
+
+def _needs_retry(response: Any = None, caught_exception: BaseException | None = None, **_: Any) -> None:
+    """What each failed attempt met other than silence, for the error said when the time runs out."""
+    from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
+
+    budget: _Budget | None = getattr(_running, "budget", None)
+    if budget is None or isinstance(caught_exception, ConnectTimeoutError | ReadTimeoutError | _OutOfTime):
+        return
+    if caught_exception is not None:
+        budget.last, budget.throttled = type(caught_exception).__name__, False
+    elif response is not None and (status := response[0].status_code) >= 300:
+        code = str(response[1].get("Error", {}).get("Code", ""))
+        budget.last = f"HTTP {status} {code}".strip()
+        budget.throttled = bool({code, str(status)} & _THROTTLED) or status == 503
+
+
+def _watch(client: Any) -> Any:
+    """``client`` with the budget's event handlers registered once (before botocore's retry handler)."""
+    client.meta.events.register_first("before-send.s3", _before_send, unique_id="swarm-s3-budget-send")
+    client.meta.events.register_first("needs-retry.s3", _needs_retry, unique_id="swarm-s3-budget-retry")
+    return client
 
 
 class S3Storage:
@@ -87,7 +138,7 @@ class S3Storage:
         self.region = region or "us-east-1"
         self.presign_expiry_s = presign_expiry_s
         self.timeout_s = timeout_s
-        self._client = client
+        self._client = _watch(client) if client is not None else None
         self._client_lock = threading.Lock()
         self._if_none_match_works: bool | None = None
 
@@ -133,27 +184,42 @@ class S3Storage:
                     raise ProviderUnavailable(
                         PROVIDER, "boto3 is not installed; run: pip install boto3"
                     ) from None
-                self._client = boto3.session.Session().client(
+                self._client = _watch(boto3.session.Session().client(
                     "s3",
                     endpoint_url=self.endpoint_url,
                     region_name=self.region,
                     config=Config(
                         signature_version="s3v4",
-                        connect_timeout=min(self.timeout_s, 10.0),
+                        connect_timeout=min(self.timeout_s, CONNECT_TIMEOUT_S),
                         read_timeout=self.timeout_s,
                         retries={"max_attempts": ATTEMPTS - 1, "mode": "standard"},
                         s3={"addressing_style": "path" if self.endpoint_url else "auto"},
                     ),
-                )
+                ))
             return self._client
 
     def _full(self, key: str) -> str:
         return self.prefix + check_key(key)
 
-    def _translate(self, exc: Exception, key: str | None) -> Exception:
+    def _where(self, key: str | None) -> str:
+        return f"s3://{self.bucket}/{self.prefix}{key or ''}"
+
+    def _timed_out(self, key: str | None, budget: _Budget) -> ProviderError:
+        """The operation's budget is spent: said with its attempts, the time spent and the last answer
+        (throttled to the end: rate-limited, as a throttled call that gave up within it)."""
+        if budget.throttled:
+            return ProviderRateLimited(PROVIDER, f"throttled on {self._where(key)} ({budget.last}) until"
+                                       f" timeout_s {self.timeout_s:g} s was spent ({budget.said()})")
+        met = f"the last failure: {budget.last}" if budget.last else "no answer"
+        return ProviderTimeout(PROVIDER, f"timed out on {self._where(key)}: not done within timeout_s"
+                               f" {self.timeout_s:g} s ({budget.said()}; {met})")
+
+    def _translate(self, exc: Exception, key: str | None, budget: _Budget | None = None) -> Exception:
         from botocore import exceptions as bex
 
-        what = f"s3://{self.bucket}/{self.prefix}{key or ''}"
+        what = self._where(key)
+        budget = budget or _Budget(self.timeout_s)
+        tried = f" ({budget.said()})" if budget.attempts else ""
         if isinstance(exc, bex.ClientError):
             err = exc.response.get("Error", {})
             code = str(err.get("Code", ""))
@@ -176,37 +242,43 @@ class S3Storage:
                     " credentials the bucket's policy allows"
                 )
             if codes & _THROTTLED or status == "503":
-                return ProviderRateLimited(PROVIDER, f"throttled on {what} ({code})")
+                return ProviderRateLimited(PROVIDER, f"throttled on {what} ({code}){tried}")
             if status.startswith("5"):
-                return ProviderUnavailable(PROVIDER, f"server error {status} on {what}: {message}")
+                return ProviderUnavailable(PROVIDER, f"server error {status} on {what}: {message}{tried}")
             return ProviderError(PROVIDER, f"{code or status} on {what}: {message}")
         if isinstance(exc, bex.NoCredentialsError | bex.PartialCredentialsError):
             return ProviderUnavailable(
                 PROVIDER, "no AWS credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
             )
-        if isinstance(exc, bex.ConnectTimeoutError | bex.ReadTimeoutError):
-            # each attempt waits timeout_s: "timed out after 3 s" was said of a call that took 12 s
-            return ProviderTimeout(PROVIDER, f"timed out on {what}: no answer within {self.timeout_s:g} s"
-                                   f" to any of {ATTEMPTS} attempts")
+        if isinstance(exc, bex.ConnectTimeoutError | bex.ReadTimeoutError | _OutOfTime):
+            return self._timed_out(key, budget)
         if isinstance(exc, bex.EndpointConnectionError | bex.ConnectionError):
-            return ProviderUnavailable(PROVIDER, f"cannot reach {self.endpoint_url or 'AWS S3'}")
+            return ProviderUnavailable(PROVIDER, f"cannot reach {self.endpoint_url or 'AWS S3'}{tried}")
         if isinstance(exc, bex.BotoCoreError):
             return ProviderError(PROVIDER, _redacted(f"{type(exc).__name__}: {exc}"))
         return exc
 
     async def _call(self, fn: Callable[..., T], *args: Any, key: str | None = None) -> T:
+        """``fn(*args)`` in a worker thread, answered within ``timeout_s`` (see the module's doc)."""
+        budget = _Budget(self.timeout_s)
+
         def body() -> T:
+            _running.budget = budget
             try:
                 return fn(*args)
             except (InputError, ProviderError):
                 raise
             except Exception as exc:
-                translated = self._translate(exc, key)
+                translated = self._translate(exc, key, budget)
                 if translated is exc:
                     raise
                 raise translated from None
+            finally:
+                _running.budget = None
 
-        return await anyio.to_thread.run_sync(body)
+        with anyio.move_on_after(self.timeout_s):
+            return await anyio.to_thread.run_sync(body, abandon_on_cancel=True)
+        raise self._timed_out(key, budget)
 
     # --- sync bodies --------------------------------------------------------------------------
 
