@@ -4,34 +4,98 @@ A thread's earlier turns go into a delegation's prompt as chat messages, kept wi
 ``threads.max_chars`` characters: ~24,000 characters is ~6,000 tokens, more than the bundled
 local model's 4,096-token window, and its server refused the whole call ("maximum context length
 is 4096 tokens. However, you requested 4749 tokens"), failing the job. For a model whose window is
-known (``ModelSpec.context_window``) the oldest conversation messages are left out until the
-estimate, plus the answer's cap, fits: never a system message, never the last one (the new
-question), and a question with its answer, so no answer is read without what it answers. A window
-the server still says is exceeded is fitted again once from the tokens it counted.
+known (``ModelSpec.context_window``) the oldest conversation messages are left out until their
+tokens, plus the chat template's and the answer's cap, fit: never a system message, never the last
+one (the new question), and a question with its answer, so no answer is read without what it
+answers. A prompt of one message beside its system prompt (a reviewer's transcript) has nothing to
+leave out: that message is shortened instead, its oldest part cut and a marker said in its place.
+A window the server still says is exceeded is fitted again once from the tokens it counted.
+
+Tokens are counted (``token_counts``) where the model's tokenizer can be reached: a local llama.cpp
+server's own tokenize endpoint (exact, cached per text), or litellm's ``token_counter`` for a
+hosted model it knows (another tokenizer, often: taken with a margin); else, or when the server
+does not answer in time, estimated at ``CHARS_PER_TOKEN``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import logging
 import math
 import re
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-#: characters a token is taken to hold: fewer than the bundled model's tokenizer makes of prose
-#: (3.4), code (3.9) or YAML (2.9), so an estimate that fits is seldom refused; text that is
-#: denser still (digits are a token each) is refused by the server and fitted again from its count
+import httpx
+
+log = logging.getLogger("swarm.llm")
+
+#: characters a token is taken to hold where nothing counts them: fewer than the bundled model's
+#: tokenizer makes of prose (3.4), code (3.9) or YAML (2.9), so an estimate that fits is seldom
+#: refused; text that is denser still (digits are a token each) is refused by the server and fitted
+#: again from its count
 CHARS_PER_TOKEN = 3
 #: tokens a chat template adds around each message (``<|im_start|>user\n ... <|im_end|>\n``)
 MESSAGE_OVERHEAD_TOKENS = 8
+#: tokens the template adds once (a BOS, the answer's ``<|im_start|>assistant\n``), kept free too
+TEMPLATE_TOKENS = 16
+#: litellm counts a hosted model's text with the tokenizer it has (tiktoken's cl100k for DeepSeek,
+#: Gemini and Claude alike), not always the model's own: its counts are taken as this many times more
+APPROXIMATE_COUNT_FACTOR = 1.2
+#: the longest a call waits for its server to count its messages before estimating them (a busy
+#: llama-cpp-python server counts only between two answers)
+COUNT_TIMEOUT_S = 2.0
+#: what stands in a message for the part of it that was cut to fit
+CUT_MARKER = "\n[... {n} earlier characters left out to fit the model's context window ...]\n"
+#: the share of a shortened message kept from its start (its opening: a tag, the question asked);
+#: the rest is its end, the newest part
+HEAD_SHARE = 0.2
+#: a message is shortened only to this many characters or more (less would be no message at all)
+MIN_KEPT_CHARS = 200
+#: a shortened message's tokens are taken as this share of the budget: its text is not uniform
+SHORTEN_SHARE = 0.9
 #: llama.cpp's (llama-cpp-python's) and OpenAI's words for a prompt past the window
 _WINDOW = re.compile(r"maximum context length is (\d+) tokens", re.IGNORECASE)
 _LLAMA_COUNTS = re.compile(r"(\d+) in the messages, (\d+) in the completion", re.IGNORECASE)
 _OPENAI_COUNTS = re.compile(r"your messages resulted in (\d+) tokens", re.IGNORECASE)
+#: where a llama.cpp server counts a text's tokens, and the field it reads it from: llama-cpp-python's
+#: server (the bundled one), then llama.cpp's own llama-server; each answers ``{"tokens": [...]}``
+TOKENIZE_ENDPOINTS = (("/extras/tokenize", "input"), ("/tokenize", "content"))
+#: the most texts whose server count is kept (per server; an LRU)
+_CACHE_SIZE = 4096
+_server_counts: OrderedDict[tuple[str, bytes], int] = OrderedDict()
+#: server root -> the endpoint that counted there (``None``: it has none)
+_endpoints: dict[str, tuple[str, str] | None] = {}
 
 
-def estimate_tokens(chat: list[dict[str, Any]]) -> int:
-    """The tokens ``chat`` is taken to need, by ``CHARS_PER_TOKEN`` (an over-estimate for text)."""
-    return sum(math.ceil(len(str(m.get("content") or "")) / CHARS_PER_TOKEN) + MESSAGE_OVERHEAD_TOKENS for m in chat)
+def estimate(text: str) -> int:
+    """``text``'s tokens by ``CHARS_PER_TOKEN`` (an over-estimate for prose)."""
+    return math.ceil(len(text) / CHARS_PER_TOKEN)
+
+
+class TokenCounts:
+    """Each text's tokens: as counted (by the model's tokenizer), times ``factor``; a text not
+    counted by ``estimate``. ``failed``: why counting failed (said in the trace), else ``None``."""
+
+    def __init__(self, counted: dict[str, int] | None = None, factor: float = 1.0, failed: str | None = None) -> None:
+        self.counted = dict(counted or {})
+        self.factor = factor
+        self.failed = failed
+
+    def __call__(self, text: str) -> int:
+        found = self.counted.get(text)
+        return estimate(text) if found is None else math.ceil(found * self.factor)
+
+
+Count = Callable[[str], int]
+
+
+def estimate_tokens(chat: list[dict[str, Any]], count: Count = estimate) -> int:
+    """The tokens ``chat`` is taken to need: each message's ``count``, plus its template's."""
+    return sum(count(str(m.get("content") or "")) + MESSAGE_OVERHEAD_TOKENS for m in chat)
 
 
 def _droppable(chat: list[dict[str, Any]]) -> list[list[int]]:
@@ -53,19 +117,56 @@ def _droppable(chat: list[dict[str, Any]]) -> list[list[int]]:
     return groups
 
 
-def fit_messages(chat: list[dict[str, Any]], budget: float) -> tuple[list[dict[str, Any]], int]:
+def fit_messages(chat: list[dict[str, Any]], budget: float,
+                 count: Count = estimate) -> tuple[list[dict[str, Any]], int]:
     """``chat`` with its oldest conversation messages left out until ``estimate_tokens`` is within
     ``budget`` (or none is left to leave out), and how many were left out. Unchanged when it fits."""
-    need = estimate_tokens(chat)
+    need = estimate_tokens(chat, count)
     if need <= budget:
         return chat, 0
     out: set[int] = set()
     for group in _droppable(chat):
         if need <= budget:
             break
-        need -= estimate_tokens([chat[i] for i in group])
+        need -= estimate_tokens([chat[i] for i in group], count)
         out.update(group)
     return [m for i, m in enumerate(chat) if i not in out], len(out)
+
+
+def shorten_text(text: str, keep: int) -> tuple[str, int]:
+    """``text`` cut to about ``keep`` characters: its start (``HEAD_SHARE``) and its end, with
+    ``CUT_MARKER`` saying how many characters were left out between them; and that number.
+    Unchanged (0) when it is that short."""
+    if len(text) <= keep:
+        return text, 0
+    marker = CUT_MARKER.format(n=len(text))  # as long as its final number, or longer
+    room = max(0, keep - len(marker))
+    head = int(room * HEAD_SHARE)
+    tail = room - head
+    cut = len(text) - head - tail
+    return f"{text[:head]}{CUT_MARKER.format(n=cut)}{text[len(text) - tail:]}", cut
+
+
+def shorten_single(chat: list[dict[str, Any]], budget: float,
+                   counts: TokenCounts) -> tuple[list[dict[str, Any]], int]:
+    """A prompt of one message beside its system messages (nothing to leave out: a reviewer's
+    transcript, a one-shot prompt) past ``budget``: that message shortened (``shorten_text``) to
+    fit, and how many of its characters were cut. Unchanged (0) when it fits, when there is more
+    than one such message, or when too little of it could stay."""
+    others = [m for m in chat if m.get("role") != "system"]
+    need = estimate_tokens(chat, counts)
+    if len(others) != 1 or need <= budget:
+        return chat, 0
+    message = others[0]
+    text = str(message.get("content") or "")
+    tokens = max(1, counts(text))
+    room = (budget - (need - tokens)) * SHORTEN_SHARE  # the message's tokens that fit
+    keep = int(room * len(text) / tokens)
+    if keep < MIN_KEPT_CHARS or keep >= len(text):
+        return chat, 0
+    short, cut = shorten_text(text, keep)
+    counts.counted[short] = math.ceil(tokens * len(short) / len(text) / counts.factor)
+    return [{**m, "content": short} if m is message else m for m in chat], cut
 
 
 @dataclass(frozen=True)
@@ -91,57 +192,146 @@ def window_exceeded(text: str) -> WindowExceeded | None:
 
 class ContextFit:
     """One call's params, their messages fitted to ``window`` tokens (``None``: unknown, sent as
-    they are), with the ``max_tokens`` the answer may take beside them.
+    they are), with the ``max_tokens`` the answer may take beside them, by ``counts`` (default:
+    every text estimated).
 
     Attributes:
         params: what to send; ``params["messages"]`` fitted.
         left_out: how many conversation messages were left out.
+        cut_chars: how many characters of a prompt's one message were cut (``shorten_single``).
     """
 
-    def __init__(self, name: str, params: dict[str, Any], window: int | None) -> None:
+    def __init__(self, name: str, params: dict[str, Any], window: int | None,
+                 counts: TokenCounts | None = None) -> None:
         self.name = name
         self.window = window
         self.left_out = 0
+        self.cut_chars = 0
         self.refitted = False
         self.params = params
+        self.counts = counts or TokenCounts()
+        #: a prompt of one message (beside system ones): it may be shortened; a conversation's
+        #: question never is (its earlier turns are what is left out)
+        self.one_message = sum(m.get("role") != "system" for m in params["messages"]) == 1
+        self._given = params["messages"]
         if window is not None:
-            self._fit(window - self._answer_tokens(), 1.0)
+            self._fit(window - self._answer_tokens() - TEMPLATE_TOKENS, 1.0)
 
     def _answer_tokens(self) -> int:
         return int(self.params.get("max_tokens") or 0)
 
-    def _fit(self, budget: float, scale: float) -> int:
-        """Leave out messages until the estimate, times ``scale`` (real tokens per estimated), is
-        within ``budget``; the number left out this time."""
-        chat, dropped = fit_messages(self.params["messages"], budget / scale)
+    def _fit(self, budget: float, scale: float) -> bool:
+        """Leave out messages (or shorten a prompt's one message) until their tokens, times
+        ``scale`` (real tokens per counted), are within ``budget``; whether anything changed. A
+        message is cut from its text as given, so its marker counts what the model does not see."""
+        if self.one_message:
+            chat, cut = shorten_single(self._given, budget / scale, self.counts)
+            if cut <= self.cut_chars:
+                return False
+            self.params, self.cut_chars = {**self.params, "messages": chat}, cut
+            return True
+        chat, dropped = fit_messages(self.params["messages"], budget / scale, self.counts)
         if dropped:
             self.params = {**self.params, "messages": chat}
             self.left_out += dropped
-        return dropped
-
-    @property
-    def can_leave_out(self) -> bool:
-        """Whether ``refit`` may still leave something out: a known window, not fitted again yet,
-        and conversation messages left."""
-        return self.window is not None and not self.refitted and bool(_droppable(self.params["messages"]))
+        return bool(dropped)
 
     def refit(self, error_text: str) -> bool:
-        """After the server refused the prompt as past its window: leave more out, scaled by the
-        tokens it counted, once. Whether there is something new to send that the server may take
-        (not when what is left, the new question above all, is past the window by its count)."""
+        """After the server refused the prompt as past its window: leave more out (or cut more),
+        scaled by the tokens it counted, once. Whether there is something new to send that the
+        server may take (not when what is left, the new question above all, is past the window
+        by its count)."""
         counts = window_exceeded(error_text)
-        if not self.can_leave_out or counts is None or counts.prompt_tokens <= 0:
+        if self.window is None or self.refitted or counts is None or counts.prompt_tokens <= 0:
             return False
         self.refitted = True
         self.window = counts.window
         answer = counts.completion_tokens if counts.completion_tokens is not None else self._answer_tokens()
-        scale = counts.prompt_tokens / max(1, estimate_tokens(self.params["messages"]))
-        return self._fit(counts.window - answer, scale) > 0 and estimate_tokens(self.params["messages"]) * scale < counts.window
+        scale = counts.prompt_tokens / max(1, estimate_tokens(self.params["messages"], self.counts))
+        changed = self._fit(counts.window - answer, scale)
+        return changed and estimate_tokens(self.params["messages"], self.counts) * scale < counts.window
 
     @property
     def note(self) -> str | None:
         """What the trace step says of it (``None``: nothing left out)."""
-        if not self.left_out:
+        done = []
+        if self.left_out:
+            done.append(f"left out {self.left_out} earlier {'turn' if self.left_out == 1 else 'turns'}")
+        if self.cut_chars:
+            done.append(f"left out {self.cut_chars} earlier characters of the prompt's message")
+        if not done:
             return None
-        turns = "turn" if self.left_out == 1 else "turns"
-        return f"left out {self.left_out} earlier {turns} to fit {self.name}'s {self.window}-token context"
+        said = f"{' and '.join(done)} to fit {self.name}'s {self.window}-token context"
+        return f"{said} (tokens estimated: {self.counts.failed})" if self.counts.failed else said
+
+
+def _cache_key(tokenizer: str, text: str) -> tuple[str, bytes]:
+    return tokenizer, hashlib.blake2b(text.encode("utf-8", "replace"), digest_size=16).digest()
+
+
+async def _count_one(client: httpx.AsyncClient, url: str, field: str, text: str) -> int | None:
+    """The tokens the server at ``url`` counts in ``text``; ``None``: it has no such endpoint."""
+    reply = await client.post(url, json={field: text})
+    if reply.status_code in (404, 405):
+        return None
+    reply.raise_for_status()
+    data = reply.json()
+    tokens = data.get("tokens") if isinstance(data, dict) else None
+    if not isinstance(tokens, list):
+        raise ValueError("the tokenize endpoint answered no token list")
+    return len(tokens)
+
+
+async def _count_on(client: httpx.AsyncClient, root: str, texts: list[str]) -> dict[str, int]:
+    """``texts`` counted by the server at ``root``, on the first ``TOKENIZE_ENDPOINTS`` it has
+    (none: nothing counted)."""
+    for path, field in TOKENIZE_ENDPOINTS:
+        first = await _count_one(client, root + path, field, texts[0])
+        if first is None:
+            continue
+        rest = await asyncio.gather(*(_count_one(client, root + path, field, t) for t in texts[1:]))
+        return {t: n for t, n in zip(texts, [first, *rest], strict=True) if n is not None}
+    return {}
+
+
+async def server_counts(api_base: str, tokenizer: str, texts: list[str], timeout: float) -> TokenCounts:
+    """``texts`` counted by the llama.cpp server at ``api_base`` (its tokenizer, exactly), each text
+    once (cached by ``tokenizer``, what names the weights it serves); the ones it does not count
+    within ``timeout`` seconds (busy, or no tokenize endpoint) are estimated, said in ``failed``."""
+    root = api_base.rstrip("/").removesuffix("/v1")
+    counted: dict[str, int] = {}
+    for text in set(texts):
+        if (n := _server_counts.get(key := _cache_key(tokenizer, text))) is not None:
+            counted[text] = n
+            _server_counts.move_to_end(key)
+    todo = [t for t in dict.fromkeys(texts) if t not in counted]
+    if not todo:
+        return TokenCounts(counted)
+    try:
+        async with asyncio.timeout(max(0.0, timeout)), httpx.AsyncClient(trust_env=False) as client:
+            fresh = await _count_on(client, root, todo)
+    except (httpx.HTTPError, TimeoutError, ValueError) as exc:
+        why = f"the server did not count them within {timeout:.3g} s" if isinstance(exc, TimeoutError) \
+            else f"the server could not count them ({type(exc).__name__})"
+        log.info("counting tokens on %s failed: %s; estimated at %d characters a token", root, why, CHARS_PER_TOKEN)
+        return TokenCounts(counted, failed=why)
+    for text, n in fresh.items():
+        _server_counts[_cache_key(tokenizer, text)] = n
+    while len(_server_counts) > _CACHE_SIZE:
+        _server_counts.popitem(last=False)
+    return TokenCounts({**counted, **fresh})
+
+
+def litellm_counts(litellm: Any, model: str, texts: list[str]) -> TokenCounts:
+    """``texts`` counted by litellm's ``token_counter`` for a hosted ``model`` it knows (a tokenizer
+    near the model's, taken with ``APPROXIMATE_COUNT_FACTOR``); a model it does not know (an
+    ``openai/`` name on a server of ours) gets its texts estimated."""
+    try:
+        litellm.get_model_info(model)
+    except Exception:  # litellm says "not mapped" with exceptions of its own, varying by version
+        return TokenCounts()
+    try:
+        counted = {t: int(litellm.token_counter(model=model, text=t)) for t in set(texts)}
+    except Exception as exc:  # a tokenizer that could not load (offline): the estimate, said
+        return TokenCounts(failed=f"litellm could not count them ({type(exc).__name__})")
+    return TokenCounts(counted, APPROXIMATE_COUNT_FACTOR)

@@ -20,7 +20,7 @@ from core.errors import ProviderError, ProviderTimeout, ProviderUnavailable
 from core.redact import redact
 from providers.base import LLMConfig, LLMResponse, Message
 from providers.llm import litellm_loader
-from providers.llm.context_fit import ContextFit
+from providers.llm.context_fit import COUNT_TIMEOUT_S, ContextFit, litellm_counts, server_counts
 from providers.llm.litellm_errors import translate_error
 from providers.llm.litellm_request import answer_cap, build_params
 from providers.llm.litellm_response import (
@@ -92,10 +92,12 @@ class LiteLLMModel:
         with a timeout of its own (so such a call may last up to twice ``timeout_s`` and a
         start); the crash is said in the answer's trace detail, or leads the error's message.
         Messages past the model's known context window lose their oldest conversation turns first,
-        said in the trace detail too (``context_fit``); where the server still refuses them as too
-        long (a stream that broke before its first token is asked once whole to learn why), they
-        are fitted again and asked once more: with a window known, an attempt may so take up to
-        three ``timeout_s`` (and twice that with a restart)."""
+        said in the trace detail too (``context_fit``, their tokens counted by the model's own
+        tokenizer where it can be reached); where the server still refuses them as too long (a
+        stream that broke before its first token is asked once whole to learn why), they are
+        fitted again and asked once more. The counting and every request of a fitted attempt share
+        one deadline, ``timeout_s`` from its start (a stream the server cut short is asked again
+        whole with a timeout of its own); a restart starts a new one."""
         api_key = self._api_key()
         litellm_loader.warm_litellm()  # the process's one-off imports (~2 s with the first failure's) are no provider's latency
         litellm = litellm_loader.load_litellm()
@@ -103,8 +105,8 @@ class LiteLLMModel:
         manager = self.local_servers if self.spec.local_server is not None else None
         if manager is not None:
             await manager.ensure(self.name, self.spec)
-        # a thread's oldest turns left out where they would not fit the model's window with its answer
-        fit = ContextFit(self.name, self._params(messages, config, api_key), self.spec.context_window)
+        deadline = asyncio.get_running_loop().time() + self.spec.timeout_s
+        fit = await self._fitted(litellm, self._params(messages, config, api_key), deadline)
         use_guard = self.spec.stop_on_loop and config.json_schema is None
         restarted: str | None = None
         crashed: ProviderError | None = None  # the attempt whose server crashed, with what it was billed
@@ -112,7 +114,7 @@ class LiteLLMModel:
             guard = LoopGuard() if use_guard else None
             used = manager.serving(self.name) if manager is not None else None
             try:
-                finish, pieces, response, note = await self._fitted_exchange(litellm, fit, guard)
+                finish, pieces, response, note = await self._fitted_exchange(litellm, fit, guard, deadline)
                 break
             except Exception as exc:  # translated once, here; the router decides what follows
                 error, crash = await self._failure(exc, started, used)
@@ -128,6 +130,7 @@ class LiteLLMModel:
                 await manager.ensure(self.name, self.spec)
             except ProviderError as exc:
                 raise self._after_restart(exc, restarted, started, crashed) from None
+            deadline = asyncio.get_running_loop().time() + self.spec.timeout_s
         if response is not None:  # asked whole (a streamed answer that ended early, too)
             guard = None
         again = f"{restarted}; started it again and asked once more" if restarted is not None else None
@@ -158,12 +161,30 @@ class LiteLLMModel:
         error.latency_ms = (time.perf_counter() - started) * 1000
         return error
 
-    async def _fitted_exchange(self, litellm: Any, fit: ContextFit,
-                               guard: LoopGuard | None) -> tuple[Any, int, Any, str | None]:
+    async def _fitted(self, litellm: Any, params: dict[str, Any], deadline: float) -> ContextFit:
+        """``params`` with a thread's oldest turns left out (or a prompt's one message cut) where
+        they would not fit the model's window beside its answer; their tokens counted by a local
+        server's own tokenizer (within ``COUNT_TIMEOUT_S``, and before ``deadline``), or by
+        litellm for a hosted model; nothing counted where the window is unknown."""
+        window = self.spec.context_window
+        if window is None:
+            return ContextFit(self.name, params, window)
+        texts = [str(m.get("content") or "") for m in params["messages"]]
+        if self.spec.local_server is not None and self.spec.api_base:
+            left = deadline - asyncio.get_running_loop().time()
+            weights = f"{self.spec.api_base}|{self.spec.local_server.gguf}"
+            counts = await server_counts(self.spec.api_base, weights, texts, min(COUNT_TIMEOUT_S, left))
+        else:
+            counts = litellm_counts(litellm, self.spec.litellm_model, texts)
+        return ContextFit(self.name, params, window, counts)
+
+    async def _fitted_exchange(self, litellm: Any, fit: ContextFit, guard: LoopGuard | None,
+                               deadline: float) -> tuple[Any, int, Any, str | None]:
         """``_exchange``, and where the server refuses the prompt as past its window although
-        earlier turns are left to leave out, once more without them (``ContextFit.refit``)."""
+        earlier turns are left to leave out, once more without them (``ContextFit.refit``); every
+        request before ``deadline`` (the loop's clock)."""
         try:
-            return await self._exchange(litellm, fit.params, guard)
+            return await self._exchange(litellm, fit.params, guard, deadline)
         except Exception as exc:  # litellm's ContextWindowExceededError, an HTTP 400: read by its text
             error = exc
         if guard is not None and not guard.pieces and fit.window is not None and self._unavailable(error):
@@ -173,7 +194,7 @@ class LiteLLMModel:
             log.info("%s: the stream failed before its first token; asked again without streaming", self.name)
             try:  # litellm's logging off, as for every call of ours (``_exchange``)
                 with litellm_loader.litellm_logging_off():
-                    async with asyncio.timeout(self.spec.timeout_s):
+                    async with asyncio.timeout_at(deadline):
                         return None, 0, await litellm.acompletion(**fit.params), None
             except Exception as exc:
                 error = exc
@@ -181,22 +202,23 @@ class LiteLLMModel:
             raise error
         log.info("%s: the server refused the prompt as past its %s-token window; asked again with %s",
                  self.name, fit.window, fit.note)
-        return await self._exchange(litellm, fit.params, guard)
+        return await self._exchange(litellm, fit.params, guard, deadline)
 
     def _unavailable(self, exc: Exception) -> bool:
         """Whether ``exc`` is a connection lost or a server error (not a timeout, not a refusal)."""
         return type(translate_error(exc, self.provider, self.name, self.spec.timeout_s)) is ProviderUnavailable
 
-    async def _exchange(self, litellm: Any, params: dict[str, Any],
-                        guard: LoopGuard | None) -> tuple[Any, int, Any, str | None]:
-        """One request: ``(finish, pieces, None, note)`` streamed through ``guard``, or
-        ``(None, 0, response, note)`` whole (also when a streamed answer ended early)."""
+    async def _exchange(self, litellm: Any, params: dict[str, Any], guard: LoopGuard | None,
+                        deadline: float) -> tuple[Any, int, Any, str | None]:
+        """One request, answered before ``deadline``: ``(finish, pieces, None, note)`` streamed
+        through ``guard``, or ``(None, 0, response, note)`` whole (also when a streamed answer
+        ended early: asked again with ``timeout_s`` of its own)."""
         # each request whole, not only the gap between bytes: a server that keeps a request alive
         # with a blank line a second (DeepSeek's API while it queues) held it 10 s past timeout_s
         limit = self.spec.timeout_s
         with litellm_loader.litellm_logging_off():
             if guard is not None:
-                async with asyncio.timeout(limit):
+                async with asyncio.timeout_at(deadline):
                     finish, pieces = await stream_answer(litellm, params, guard)
                 if finish is not None:
                     return finish, pieces, None, None
@@ -208,7 +230,7 @@ class LiteLLMModel:
                 note = f"the streamed answer ended early ({pieces} tokens); asked again without streaming"
                 async with asyncio.timeout(limit):
                     return None, 0, await litellm.acompletion(**params), note
-            async with asyncio.timeout(limit):
+            async with asyncio.timeout_at(deadline):
                 return None, 0, await litellm.acompletion(**params), None
 
     async def _failure(self, exc: Exception, started: float,
