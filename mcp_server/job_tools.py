@@ -178,7 +178,8 @@ async def _job_result(state: Any, result: dict[str, Any], *, local_urls: bool = 
         return CallToolResult(content=research_blocks(own), structured_content=structured)
     blocks: list[ContentBlock] = []
     if isinstance(own, ImageOutput):
-        blocks = await image_blocks(stored_images(own), runtime.providers().storage, limit)
+        blocks = await image_blocks(stored_images(own), runtime.providers().storage, limit,
+                                    runtime.config.providers.image.max_output_pixels)
     elif isinstance(own, DelegateOutput):  # a kind routed to research: its cited sources
         blocks = source_links(own.sources, own.citations)
     return CallToolResult(content=[TextContent(text=result_text(own)), *blocks], structured_content=structured)

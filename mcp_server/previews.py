@@ -50,31 +50,34 @@ def mime_type_of(key: str, fmt: str | None = None) -> str:
     return MIME_BY_FORMAT.get(fmt or "") or mimetypes.guess_type(key)[0] or "application/octet-stream"
 
 
-def preview(data: bytes, mime_type: str, width: int, height: int, limit: int) -> Preview | None:
+def preview(data: bytes, mime_type: str, width: int, height: int, limit: int,
+            max_pixels: int | None = None) -> Preview | None:
     """``data`` itself when it fits ``limit`` bytes and ``PREVIEW_MAX_SIDE`` pixels a side, else a
     downscaled copy that does (None if none can). A flat image compresses small whatever its size,
     and a chat refuses a side of thousands of pixels (Claude: 8000) or reads it shrunk anyway.
 
     The copy keeps the aspect ratio and an alpha channel (PNG), or is a JPEG when the image is opaque.
+    The stored image is our own output: it is decoded past Pillow's decompression-bomb limit, up
+    to ``max_pixels`` (``providers.image.max_output_pixels``; ``None``: its default), and cheaply
+    (``imageio.decode_for_preview``).
     """
     if len(data) <= limit and 0 < max(width, height) <= PREVIEW_MAX_SIDE:
         return Preview(data, mime_type, width, height, downscaled=False)
     from PIL import Image  # on first use: the server starts without Pillow loaded
 
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            if len(data) <= limit and max(img.size) <= PREVIEW_MAX_SIDE:  # the job gave no size: it fits as is
-                return Preview(data, mime_type, *img.size, downscaled=False)
-            img.load()
-            has_alpha = img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info
-            source = img.convert("RGBA" if has_alpha else "RGB")
-    except Image.DecompressionBombError as exc:  # not an OSError: say so in the same words as one
-        raise ValueError(str(exc)) from None
-    side = min(PREVIEW_MAX_SIDE, max(source.size))
+    from providers.image.imageio import ImageLimits, decode_for_preview, encoded_size
+
+    if min(width, height) <= 0:  # the job gave no size: its header's
+        width, height = encoded_size(data)
+        if len(data) <= limit and max(width, height) <= PREVIEW_MAX_SIDE:  # it fits as is
+            return Preview(data, mime_type, width, height, downscaled=False)
+    source = decode_for_preview(data, PREVIEW_MAX_SIDE, max_pixels or ImageLimits.max_output_pixels)
+    has_alpha = source.mode == "RGBA"
+    side = max(source.size)
     while side >= PREVIEW_MIN_SIDE:
         scale = side / max(source.size)
         size = (max(1, round(source.width * scale)), max(1, round(source.height * scale)))
-        small = source.resize(size, Image.Resampling.LANCZOS)
+        small = source if size == source.size else source.resize(size, Image.Resampling.LANCZOS)
         buffer = io.BytesIO()
         small.save(buffer, "PNG" if has_alpha else "JPEG", **({"optimize": True} if has_alpha else {"quality": 85}))
         if buffer.tell() <= limit:
@@ -100,24 +103,27 @@ class StoredImage:
                    entry.get("format"), label)
 
 
-async def image_blocks(images: list[StoredImage], storage: Any, budget: int) -> list[ContentBlock]:
+async def image_blocks(images: list[StoredImage], storage: Any, budget: int,
+                       max_pixels: int | None = None) -> list[ContentBlock]:
     """Per image: a line of text (real size, where the full image is), a preview and a resource link.
 
     ``budget`` (``mcp.max_inline_image_bytes``) is shared by the images of a batch, so one answer
-    stays within it however many images it holds.
+    stays within it however many images it holds. ``max_pixels``: ``providers.image.max_output_pixels``,
+    the most a stored result is decoded at for its preview.
     """
     limit = budget // max(1, len(images))
     blocks: list[ContentBlock] = []
     for image in images:
-        blocks.extend(await _blocks_for(image, storage, limit, budget))
+        blocks.extend(await _blocks_for(image, storage, limit, budget, max_pixels))
     return blocks
 
 
-async def _blocks_for(image: StoredImage, storage: Any, limit: int, budget: int) -> list[ContentBlock]:
+async def _blocks_for(image: StoredImage, storage: Any, limit: int, budget: int,
+                      max_pixels: int | None) -> list[ContentBlock]:
     mime_type = mime_type_of(image.key, image.fmt)
     try:
         data = bytes(await storage.get(image.key))
-        shown = await anyio.to_thread.run_sync(preview, data, mime_type, image.width, image.height, limit)
+        shown = await anyio.to_thread.run_sync(preview, data, mime_type, image.width, image.height, limit, max_pixels)
     except (InputError, ProviderError, FileNotFoundError, KeyError, OSError, ValueError) as exc:
         # the result is stored and linked; only the picture is missing, and the text says why
         log.warning("no preview for %s: %s", image.key, type(exc).__name__)

@@ -17,8 +17,10 @@ import os
 import re
 import stat
 import struct
+import threading
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -127,7 +129,9 @@ def open_header(data: bytes, kind: str) -> Image.Image:
     its output was read back for its size. The size is ours to check: an output's was checked
     against ``max_output_pixels`` before it was made, and an input is opened so only where
     ``max_input_pixels``, set past Pillow's limit, allows it (``_open_input``). Not a process-wide
-    switch: Pillow's check stays on for every other ``Image.open``.
+    switch: Pillow's check stays on for every other ``Image.open``. WebP's plugin runs the check
+    itself as it opens: its limit is lifted to the size its header declares, for that moment only
+    (``_pillow_limit_at_least``).
 
     Raises:
         PIL.UnidentifiedImageError: ``data`` is not a ``kind`` image Pillow can read.
@@ -138,8 +142,10 @@ def open_header(data: bytes, kind: str) -> Image.Image:
     if name not in Image.OPEN:  # WebP's plugin is registered by init() only, as Image.open does it
         Image.init()
     factory, _accept = Image.OPEN[name]
+    declared = _webp_pixels(data) if kind == "webp" else None  # WebP's plugin checks as it opens
     try:
-        return factory(io.BytesIO(data), "")
+        with nullcontext() if declared is None else _pillow_limit_at_least(declared):
+            return factory(io.BytesIO(data), "")
     except (SyntaxError, IndexError, TypeError, struct.error) as exc:  # what Image.open turns into this
         raise UnidentifiedImageError(f"cannot identify the {kind} image ({type(exc).__name__})") from None
 
@@ -174,6 +180,42 @@ def webp_size(data: bytes) -> tuple[int, int]:
     raise UnidentifiedImageError(f"cannot read the size of a WebP whose first chunk is {chunk!r}")
 
 
+def _webp_pixels(data: bytes) -> int | None:
+    """The pixels a WebP's header declares, or ``None`` where ``webp_size`` cannot read it (Pillow's
+    plugin, which reads it the same way, then runs no check either)."""
+    from PIL import UnidentifiedImageError
+
+    try:
+        width, height = webp_size(data)
+    except UnidentifiedImageError:
+        return None
+    return width * height
+
+
+#: held while ``Image.MAX_IMAGE_PIXELS`` is lifted, and while ``_open_input`` relies on it
+_limit_lock = threading.RLock()
+
+
+@contextmanager
+def _pillow_limit_at_least(pixels: int) -> Iterator[None]:
+    """Pillow's decompression-bomb check letting an image of ``pixels`` through while inside: for a
+    size ours has allowed (WebP's plugin checks as it opens, and takes no limit of its own). Keep
+    it to the open: the lift is under a lock, so lifts on several threads never put back each
+    other's values, and our own input checks (``_open_input``) wait it out. Another library's
+    ``Image.open`` on another thread meanwhile reads the lifted limit: at most ``pixels``, a size
+    our config allows."""
+    from PIL import Image
+
+    with _limit_lock:
+        saved = Image.MAX_IMAGE_PIXELS
+        if saved is not None and pixels > 2 * saved:  # Pillow refuses past twice its value
+            Image.MAX_IMAGE_PIXELS = -(-pixels // 2)
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
 def _open_input(data: bytes, kind: str, limits: ImageLimits) -> Image.Image:
     """``data`` opened by its header only, Pillow's decompression-bomb check kept for an input,
     except where ``limits.max_input_pixels``, set past Pillow's limit, allows what it declares: a
@@ -181,7 +223,8 @@ def _open_input(data: bytes, kind: str, limits: ImageLimits) -> Image.Image:
     from PIL import Image
 
     try:
-        return Image.open(io.BytesIO(data), formats=[_PIL_FORMAT[kind]])
+        with _limit_lock:  # Pillow's own limit, never one lifted meanwhile for another image
+            return Image.open(io.BytesIO(data), formats=[_PIL_FORMAT[kind]])
     except Image.DecompressionBombError as exc:
         declared = re.search(r"\((\d+) pixels\)", str(exc))
         if declared is None or int(declared.group(1)) > limits.max_input_pixels:
@@ -401,6 +444,66 @@ def encode(img: Image.Image, output_format: str = "png", *, quality: int = 92) -
     else:
         img.save(buffer, "PNG", compress_level=6)
     return buffer.getvalue()
+
+
+#: pixels of the decoded image copied at a time to shrink it (``_reduce_in_strips``): 16 MB of RGBA
+_STRIP_PIXELS = 1 << 22
+
+
+def decode_for_preview(data: bytes, max_side: int, max_pixels: int) -> Image.Image:
+    """One of our own outputs, decoded small for a preview: at most ``max_side`` pixels a side,
+    ``RGBA`` where it has transparency, else ``RGB``. Trusted (this code encoded it), so Pillow's
+    decompression-bomb check, below our ``max_output_pixels``, is not asked (``open_header``); the
+    size its header declares is checked against ``max_pixels`` (that setting) instead. Cheaply: a
+    JPEG is decoded at 1/2 to 1/8 scale where that still covers the preview (``draft``); the others
+    decode whole, then shrink by box averages a strip at a time (``_reduce_in_strips``) before a
+    Lanczos resize to the final size, so memory stays near the decoded image's own.
+
+    Raises:
+        ValueError: the header declares more than ``max_pixels``.
+        PIL.UnidentifiedImageError: ``data`` is no image Pillow can read (an ``OSError``, as a
+            truncated or corrupt one raises).
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    kind = sniff_format(data)
+    if kind is None:
+        raise UnidentifiedImageError(f"not an image by its first bytes ({data[:8].hex() or 'empty'})")
+    width, height = encoded_size(data)
+    if width * height > max_pixels:
+        raise ValueError(f"the image is {width}x{height} = {width * height:,} pixels; the limit is {max_pixels:,}"
+                         " (providers.image.max_output_pixels)")
+    with quiet_pillow(), open_header(data, kind) as img:
+        scale = max_side / max(width, height)
+        size = (max(1, round(width * scale)), max(1, round(height * scale))) if scale < 1 else (width, height)
+        img.draft(None, size)  # a JPEG only; the others ignore it
+        img.load()
+        mode = "RGBA" if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info else "RGB"
+        factor = max(1, min(img.width // size[0], img.height // size[1]) // 2)  # Pillow's reducing_gap=2
+        small = _reduce_in_strips(img, factor, mode)  # ``img`` itself where it is already small and in mode
+        return small.copy() if small.size == size else small.resize(size, Image.Resampling.LANCZOS)
+
+
+def _reduce_in_strips(img: Image.Image, factor: int, mode: str) -> Image.Image:
+    """``img`` in ``mode``, ``factor`` times smaller each way (box averages, as ``Image.reduce``).
+    An image already in ``mode`` (RGB) is reduced where it lies; any other is copied, converted
+    and reduced a strip at a time, so the copy ``reduce`` makes of RGBA (premultiplied) is a
+    strip's, not a second whole image. A strip stays within Pillow's limit, which ``crop`` checks."""
+    from PIL import Image
+
+    if factor == 1:  # at most four times the preview a side: resized as it is
+        return img if img.mode == mode else img.convert(mode)
+    if img.mode == mode and mode == "RGB":
+        return img.reduce(factor)
+    budget = min(_STRIP_PIXELS, Image.MAX_IMAGE_PIXELS or _STRIP_PIXELS)
+    rows = factor * max(1, budget // (img.width * factor))
+    if img.width * rows > budget:  # one row of blocks is over Pillow's limit: a line thousands of times longer than high
+        return img.convert(mode).reduce(factor)
+    out = Image.new(mode, (-(-img.width // factor), -(-img.height // factor)))
+    for top in range(0, img.height, rows):
+        strip = img.crop((0, top, img.width, min(img.height, top + rows)))
+        out.paste(strip.convert(mode).reduce(factor), (0, top // factor))
+    return out
 
 
 async def read_input(
