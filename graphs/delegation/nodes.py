@@ -67,6 +67,8 @@ _PROMPT_PHRASES = tuple(" ".join(_words(form)) for name, text in prompts.VERDICT
 MAX_ISSUES = 5
 #: ``suggestion:`` opening an issue
 _SUGGESTION = re.compile(r"\A\W*suggestion\W*?\s*(?::|\s[-\u2013]\s)\s*", re.IGNORECASE)
+#: a revision wrapped whole in the ``<answer>`` tags its prompt shows the draft in (a small model copies them)
+_ANSWER_TAGS = re.compile(r"\A\s*<answer>\s*(.*?)\s*</answer>\s*\Z", re.DOTALL | re.IGNORECASE)
 
 
 def _echoes_prompt(text: str) -> bool:
@@ -222,6 +224,8 @@ def make_nodes(llm: LLMProvider) -> dict[str, Node]:
         response = await _call(llm, state, messages, config, verb)
         attempts = [a.model_dump() for a in response.attempts]
         revised = _answer(response, state)
+        if (wrapped := _ANSWER_TAGS.match(revised)) and wrapped.group(1):
+            revised = wrapped.group(1)  # the prompt's markup around it, not its text
         # an empty revision keeps the draft before it, and with it how that one ended
         new_draft = {"draft": revised, "draft_cut": cut_reason(response.finish_reason)} if revised else {}
         return {

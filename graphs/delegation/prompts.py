@@ -71,17 +71,20 @@ def review_messages(task: str, draft: str, history: list[Turn] | None = None) ->
 
 
 def revise_messages(task: str, kind: str, draft: str, review: dict, history: list[Turn] | None = None) -> list[Message]:
+    """The task, the draft and the review in the last message: a model's context is fitted by leaving
+    out the oldest question-answer exchanges first (``providers.llm.context_fit``), and the task with
+    its draft as such an exchange was left out first, the draft it revises with it. The last message
+    never is: past the window, the thread's turns are left out, then its middle (the task's) is cut."""
     issues = "\n".join(f"- {issue}" for issue in review.get("issues") or []) or "- (none listed)"
     return [
         *_opening(kind, history or []),
-        Message(role="user", content=task),
-        Message(role="assistant", content=draft),
         Message(
             role="user",
             content=(
-                "A reviewer found these issues:\n"
+                f"<task>\n{task}\n</task>\n\n<answer>\n{draft}\n</answer>\n\n"
+                "A reviewer found these issues in the answer above:\n"
                 f"{issues}\nSuggestion: {review.get('suggestion') or '-'}\n\n"
-                "Rewrite your answer to fix them. Reply with the full improved answer only."
+                "Rewrite the answer to fix them. Reply with the full improved answer only."
             ),
         ),
     ]
