@@ -96,13 +96,14 @@ def read_file(text: str, limits: ImageLimits, *, roots: Sequence[str] | None = N
     """
     path = local_path(text, field=field, base=base)
     real = Path(os.path.realpath(path))
-    if roots is not None and not any(real.is_relative_to(os.path.realpath(Path(r).expanduser())) for r in roots):
-        raise InputError(f"{path} is outside the folders this server may read (mcp.file_roots: {_listed(roots)});"
-                         " copy the file into one of them, or send it as url, key or base64", field=field)
-    # not blocking: a pipe would wait for a writer; not following a link made since realpath
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    root = None
+    if roots is not None:
+        root = next((r for r in (Path(os.path.realpath(Path(r).expanduser())) for r in roots) if real.is_relative_to(r)), None)
+        if root is None:
+            raise InputError(f"{path} is outside the folders this server may read (mcp.file_roots: {_listed(roots)});"
+                             " copy the file into one of them, or send it as url, key or base64", field=field)
     try:
-        fd = os.open(real, flags)
+        fd = _open_within(real, root)
     except FileNotFoundError:
         raise InputError(f"no such file: {path}", field=field) from None
     except PermissionError:
@@ -131,6 +132,30 @@ def read_file(text: str, limits: ImageLimits, *, roots: Sequence[str] | None = N
         finally:
             img.close()
     return data
+
+
+#: not blocking (a pipe would wait for a writer), not following a link at the last name
+_FILE_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+_FOLDER_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
+
+
+def _open_within(real: Path, root: Path | None) -> int:
+    """``real`` (links resolved) opened for reading. Inside an allowed ``root``, every folder below
+    it is opened in turn by its name in the one before, never following a link: a folder swapped
+    for a link to elsewhere (``/etc``) after ``realpath`` fails (ELOOP, ENOTDIR) instead of being
+    read through. Where the system cannot open by folder (``dir_fd``), the name is opened whole."""
+    if root is None or os.open not in os.supports_dir_fd or not _FOLDER_FLAGS & getattr(os, "O_NOFOLLOW", 0):
+        return os.open(real, _FILE_FLAGS)
+    *folders, name = real.relative_to(root).parts or ("",)
+    at = os.open(root, _FOLDER_FLAGS)
+    try:
+        for folder in folders:
+            below = os.open(folder, _FOLDER_FLAGS, dir_fd=at)
+            os.close(at)
+            at = below
+        return os.open(name, _FILE_FLAGS, dir_fd=at) if name else os.dup(at)
+    finally:
+        os.close(at)
 
 
 def _read_regular(fd: int, path: Path, limit: int, field: str) -> bytes:
