@@ -8,8 +8,11 @@ known (``ModelSpec.context_window``) the oldest conversation messages are left o
 tokens, plus the chat template's and the answer's cap, fit: never a system message, never the last
 one (the new question), and a question with its answer, so no answer is read without what it
 answers. A prompt of one message beside its system prompt (a reviewer's transcript) has nothing to
-leave out: that message is shortened instead, its oldest part cut and a marker said in its place.
-A window the server still says is exceeded is fitted again once from the tokens it counted.
+leave out: that message is shortened instead, its oldest part cut and a marker said in its place;
+one made of tagged blocks of one name (a synthesis's ``<answer model="x">...</answer>``, one a
+model) has each block's own text cut instead, the longest first, so that no block is left out, none
+loses its tag and none is cut below an equal share. A window the server still says is exceeded is
+fitted again once from the tokens it counted.
 
 Tokens are counted (``token_counts``) where the model's tokenizer can be reached: a local llama.cpp
 server's own tokenize endpoint (exact, cached per text), or litellm's ``token_counter`` for a
@@ -57,6 +60,11 @@ HEAD_SHARE = 0.2
 MIN_KEPT_CHARS = 200
 #: a shortened message's tokens are taken as this share of the budget: its text is not uniform
 SHORTEN_SHARE = 0.9
+#: the least a cut block keeps of its own text (its opening and its end) beside its marker; less
+#: room than that for each and the message is cut in its middle instead
+MIN_BLOCK_CHARS = 60
+#: a tag's opening (``<answer model="x">``) or end (``</answer>``): its name, then any attributes
+_TAG = re.compile(r"<(/?)([A-Za-z][\w.:-]*)(?:\s[^<>]*)?>")
 #: llama.cpp's (llama-cpp-python's) and OpenAI's words for a prompt past the window
 _WINDOW = re.compile(r"maximum context length is (\d+) tokens", re.IGNORECASE)
 _LLAMA_COUNTS = re.compile(r"(\d+) in the messages, (\d+) in the completion", re.IGNORECASE)
@@ -67,8 +75,6 @@ TOKENIZE_ENDPOINTS = (("/extras/tokenize", "input"), ("/tokenize", "content"))
 #: the most texts whose server count is kept (per server; an LRU)
 _CACHE_SIZE = 4096
 _server_counts: OrderedDict[tuple[str, bytes], int] = OrderedDict()
-#: server root -> the endpoint that counted there (``None``: it has none)
-_endpoints: dict[str, tuple[str, str] | None] = {}
 
 
 def estimate(text: str) -> int:
@@ -147,26 +153,113 @@ def shorten_text(text: str, keep: int) -> tuple[str, int]:
     return f"{text[:head]}{CUT_MARKER.format(n=cut)}{text[len(text) - tail:]}", cut
 
 
+Span = tuple[int, int, int, int]  # a block's start, its text's start and end, its end
+
+
+def _tag_spans(text: str) -> tuple[list[tuple[str, Span]], list[int]]:
+    """Each block of a tag that is closed somewhere in ``text`` (``<b>...</b>``), by name; and where
+    the tags of a name closed wrongly stand (an end with no opening, an opening never closed).
+    A name never closed (``<br>``, ``List<T>``) is text."""
+    spans: list[tuple[str, Span]] = []
+    opened: dict[str, list[re.Match[str]]] = {}
+    stray: dict[str, list[int]] = {}
+    for tag in _TAG.finditer(text):
+        name = tag.group(2)
+        if not tag.group(1):
+            opened.setdefault(name, []).append(tag)
+        elif opened.get(name):
+            began = opened[name].pop()
+            spans.append((name, (began.start(), began.end(), tag.start(), tag.end())))
+        else:
+            stray.setdefault(name, []).append(tag.start())
+    for name, left in opened.items():
+        if left and (name in stray or any(n == name for n, _ in spans)):
+            stray.setdefault(name, []).extend(t.start() for t in left)
+    bad = [at for name in stray for at in [*stray[name], *(sp[0] for n, sp in spans if n == name)]]
+    return [(n, sp) for n, sp in spans if n not in stray], bad
+
+
+def tagged_blocks(text: str) -> tuple[str, list[Span]] | None:
+    """The name and the spans of ``text``'s top-level blocks of the tag it repeats most (twice or
+    more); ``None`` where none repeats, or where its tags are nested in each other, cross another
+    tag or stand beside one closed wrongly outside them (its blocks are then not known)."""
+    spans, bad = _tag_spans(text)
+    top: list[tuple[str, Span]] = []
+    reach = 0
+    for name, span in sorted(spans, key=lambda ns: (ns[1][0], -ns[1][3])):
+        if span[0] >= reach:
+            top.append((name, span))
+            reach = span[3]
+        elif span[3] > reach:  # begins inside a block and ends past it
+            return None
+    names = [n for n, _ in top]
+    best = max(names, key=lambda n: (names.count(n), -names.index(n)), default=None)
+    blocks = [span for n, span in top if n == best]
+    nested = [sp[0] for n, sp in spans if n == best and sp not in blocks]
+    if best is None or len(blocks) < 2 or any(b[1] <= at < b[2] for b in blocks for at in nested):
+        return None  # none repeats, or one is nested in another
+    if any(not any(b[1] <= at < b[2] for b in blocks) for at in bad):
+        return None  # a tag closed wrongly outside them
+    return best, blocks
+
+
+def _shares(lengths: list[int], room: int) -> list[int] | None:
+    """Each block's characters within ``room``: whole where it is within an equal share of what is
+    left, the longer ones that share each; ``None`` where a share leaves too little of a block."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    for done, i in enumerate(order):
+        share = room // (len(order) - done)
+        if lengths[i] > share:  # this one and every longer one: that share each
+            if share < len(CUT_MARKER.format(n=max(lengths))) + MIN_BLOCK_CHARS:
+                return None
+            return [share if j in order[done:] else n for j, n in enumerate(lengths)]
+        room -= lengths[i]
+    return list(lengths)
+
+
+def shorten_blocks(text: str, keep: int) -> tuple[str, int, str] | None:
+    """``text`` cut to about ``keep`` characters inside its ``tagged_blocks``: each block longer
+    than its share of the room its other text leaves keeps its opening and its end with
+    ``CUT_MARKER`` between (``shorten_text``); its tags and the text around them kept whole.
+    With the characters cut and what was cut ("3 answers"); ``None``: no such blocks, or too
+    little room for them."""
+    found = tagged_blocks(text)
+    if found is None:
+        return None
+    name, blocks = found
+    lengths = [b[2] - b[1] for b in blocks]
+    shares = _shares(lengths, keep - (len(text) - sum(lengths)))
+    if shares is None:
+        return None
+    pieces, at, cut, cuts = [], 0, 0, 0
+    for (_, begin, end, _), share in zip(blocks, shares, strict=True):
+        short, less = shorten_text(text[begin:end], share)
+        pieces += [text[at:begin], short]
+        at, cut, cuts = end, cut + less, cuts + bool(less)
+    return "".join([*pieces, text[at:]]), cut, f"{cuts} {name}{'' if cuts == 1 else 's'}"
+
+
 def shorten_single(chat: list[dict[str, Any]], budget: float,
-                   counts: TokenCounts) -> tuple[list[dict[str, Any]], int]:
+                   counts: TokenCounts) -> tuple[list[dict[str, Any]], int, str | None]:
     """A prompt of one message beside its system messages (nothing to leave out: a reviewer's
-    transcript, a one-shot prompt) past ``budget``: that message shortened (``shorten_text``) to
-    fit, and how many of its characters were cut. Unchanged (0) when it fits, when there is more
-    than one such message, or when too little of it could stay."""
+    transcript, a one-shot prompt) past ``budget``: that message shortened to fit, inside its tagged
+    blocks (``shorten_blocks``: what was cut, "3 answers") or else in its middle (``shorten_text``:
+    ``None``), and how many of its characters were cut. Unchanged (0) when it fits, when there is
+    more than one such message, or when too little of it could stay."""
     others = [m for m in chat if m.get("role") != "system"]
     need = estimate_tokens(chat, counts)
     if len(others) != 1 or need <= budget:
-        return chat, 0
+        return chat, 0, None
     message = others[0]
     text = str(message.get("content") or "")
     tokens = max(1, counts(text))
     room = (budget - (need - tokens)) * SHORTEN_SHARE  # the message's tokens that fit
     keep = int(room * len(text) / tokens)
     if keep < MIN_KEPT_CHARS or keep >= len(text):
-        return chat, 0
-    short, cut = shorten_text(text, keep)
+        return chat, 0, None
+    short, cut, what = shorten_blocks(text, keep) or (*shorten_text(text, keep), None)
     counts.counted[short] = math.ceil(tokens * len(short) / len(text) / counts.factor)
-    return [{**m, "content": short} if m is message else m for m in chat], cut
+    return [{**m, "content": short} if m is message else m for m in chat], cut, what
 
 
 @dataclass(frozen=True)
@@ -199,6 +292,7 @@ class ContextFit:
         params: what to send; ``params["messages"]`` fitted.
         left_out: how many conversation messages were left out.
         cut_chars: how many characters of a prompt's one message were cut (``shorten_single``).
+        cut_of: of what they were cut ("3 answers": its tagged blocks); ``None``: its middle.
     """
 
     def __init__(self, name: str, params: dict[str, Any], window: int | None,
@@ -207,6 +301,7 @@ class ContextFit:
         self.window = window
         self.left_out = 0
         self.cut_chars = 0
+        self.cut_of: str | None = None
         self.refitted = False
         self.params = params
         self.counts = counts or TokenCounts()
@@ -225,10 +320,10 @@ class ContextFit:
         ``scale`` (real tokens per counted), are within ``budget``; whether anything changed. A
         message is cut from its text as given, so its marker counts what the model does not see."""
         if self.one_message:
-            chat, cut = shorten_single(self._given, budget / scale, self.counts)
+            chat, cut, what = shorten_single(self._given, budget / scale, self.counts)
             if cut <= self.cut_chars:
                 return False
-            self.params, self.cut_chars = {**self.params, "messages": chat}, cut
+            self.params, self.cut_chars, self.cut_of = {**self.params, "messages": chat}, cut, what
             return True
         chat, dropped = fit_messages(self.params["messages"], budget / scale, self.counts)
         if dropped:
@@ -257,7 +352,9 @@ class ContextFit:
         done = []
         if self.left_out:
             done.append(f"left out {self.left_out} earlier {'turn' if self.left_out == 1 else 'turns'}")
-        if self.cut_chars:
+        if self.cut_of:
+            done.append(f"left out {self.cut_chars:,} characters of {self.cut_of}")
+        elif self.cut_chars:
             done.append(f"left out {self.cut_chars} earlier characters of the prompt's message")
         if not done:
             return None
