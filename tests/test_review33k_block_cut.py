@@ -19,7 +19,7 @@ from fake_openai import Behaviour
 from test_review33d_context_fit import ALIAS, SMOLLM, TokenizingServer
 
 from graphs.consensus.prompts import synthesis_messages
-from providers.llm import context_fit
+from providers.llm import token_counts
 from providers.llm.context_fit import (
     ContextFit,
     TokenCounts,
@@ -37,9 +37,9 @@ SYNTHESIS = "## Agreements\nAll three weigh the migration cost (claude, gemini, 
 
 @pytest.fixture(autouse=True)
 def no_counts_cached() -> Iterator[None]:
-    context_fit._server_counts.clear()
+    token_counts._server_counts.clear()
     yield
-    context_fit._server_counts.clear()
+    token_counts._server_counts.clear()
 
 
 def answer_of(model: str, chars: int) -> str:

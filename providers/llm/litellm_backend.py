@@ -20,10 +20,11 @@ from core.errors import ProviderError, ProviderTimeout, ProviderUnavailable
 from core.redact import redact
 from providers.base import LLMConfig, LLMResponse, Message
 from providers.llm import litellm_loader
-from providers.llm.context_fit import COUNT_TIMEOUT_S, ContextFit, litellm_counts, server_counts
+from providers.llm.context_fit import TEMPLATE_TOKENS, ContextFit, estimate_tokens
 from providers.llm.litellm_errors import translate_error
 from providers.llm.litellm_request import answer_cap, build_params
 from providers.llm.litellm_response import (
+    Streamed,
     billed_stream,
     plus_crashed,
     stream_answer,
@@ -33,6 +34,7 @@ from providers.llm.litellm_response import (
 )
 from providers.llm.loop_guard import LoopGuard
 from providers.llm.model_access import missing_key_reason, probe_models, probes_network
+from providers.llm.token_counts import COUNT_TIMEOUT_S, litellm_counts, server_counts
 
 if TYPE_CHECKING:
     from core.config import ModelSpec
@@ -114,7 +116,7 @@ class LiteLLMModel:
             guard = LoopGuard() if use_guard else None
             used = manager.serving(self.name) if manager is not None else None
             try:
-                finish, pieces, response, note = await self._fitted_exchange(litellm, fit, guard, deadline)
+                streamed, response, note = await self._fitted_exchange(litellm, fit, guard, deadline)
                 break
             except Exception as exc:  # translated once, here; the router decides what follows
                 error, crash = await self._failure(exc, started, used)
@@ -137,8 +139,8 @@ class LiteLLMModel:
         note = "; ".join(n for n in (fit.note, again, note) if n) or None
         latency = (time.perf_counter() - started) * 1000
         try:
-            if guard is not None:
-                answer = streamed_response(self.name, self.spec, guard, finish, pieces, fit.params, config, latency, note)
+            if guard is not None and streamed is not None:
+                answer = streamed_response(self.name, self.spec, guard, streamed, fit.params, config, latency, note)
             else:
                 answer = to_response(self.name, self.spec, response, config, latency, note, answer_cap(fit.params))
         except ProviderError as error:  # an answer with nothing in it: its time is the call's
@@ -167,7 +169,9 @@ class LiteLLMModel:
         server's own tokenizer (within ``COUNT_TIMEOUT_S``, and before ``deadline``), or by
         litellm for a hosted model; nothing counted where the window is unknown."""
         window = self.spec.context_window
-        if window is None:
+        if window is None or estimate_tokens(params["messages"]) <= window - int(params.get("max_tokens") or 0) - TEMPLATE_TOKENS:
+            # unknown, or it fits by the estimate (more tokens than prose has): nothing to count
+            # (a busy local server counts only between two answers)
             return ContextFit(self.name, params, window)
         texts = [str(m.get("content") or "") for m in params["messages"]]
         if self.spec.local_server is not None and self.spec.api_base:
@@ -179,7 +183,7 @@ class LiteLLMModel:
         return ContextFit(self.name, params, window, counts)
 
     async def _fitted_exchange(self, litellm: Any, fit: ContextFit, guard: LoopGuard | None,
-                               deadline: float) -> tuple[Any, int, Any, str | None]:
+                               deadline: float) -> tuple[Streamed | None, Any, str | None]:
         """``_exchange``, and where the server refuses the prompt as past its window although
         earlier turns are left to leave out, once more without them (``ContextFit.refit``); every
         request before ``deadline`` (the loop's clock)."""
@@ -195,7 +199,7 @@ class LiteLLMModel:
             try:  # litellm's logging off, as for every call of ours (``_exchange``)
                 with litellm_loader.litellm_logging_off():
                     async with asyncio.timeout_at(deadline):
-                        return None, 0, await litellm.acompletion(**fit.params), None
+                        return None, await litellm.acompletion(**fit.params), None
             except Exception as exc:
                 error = exc
         if getattr(error, "status_code", None) != 400 or not fit.refit(str(error)):
@@ -209,29 +213,29 @@ class LiteLLMModel:
         return type(translate_error(exc, self.provider, self.name, self.spec.timeout_s)) is ProviderUnavailable
 
     async def _exchange(self, litellm: Any, params: dict[str, Any], guard: LoopGuard | None,
-                        deadline: float) -> tuple[Any, int, Any, str | None]:
-        """One request, answered before ``deadline``: ``(finish, pieces, None, note)`` streamed
-        through ``guard``, or ``(None, 0, response, note)`` whole (also when a streamed answer
-        ended early: asked again with ``timeout_s`` of its own)."""
+                        deadline: float) -> tuple[Streamed | None, Any, str | None]:
+        """One request, answered before ``deadline``: ``(streamed, None, note)`` streamed through
+        ``guard``, or ``(None, response, note)`` whole (also when a streamed answer ended early:
+        asked again with ``timeout_s`` of its own)."""
         # each request whole, not only the gap between bytes: a server that keeps a request alive
         # with a blank line a second (DeepSeek's API while it queues) held it 10 s past timeout_s
         limit = self.spec.timeout_s
         with litellm_loader.litellm_logging_off():
             if guard is not None:
                 async with asyncio.timeout_at(deadline):
-                    finish, pieces = await stream_answer(litellm, params, guard)
-                if finish is not None:
-                    return finish, pieces, None, None
+                    streamed = await stream_answer(litellm, params, guard)
+                if streamed.finish is not None:
+                    return streamed, None, None
                 # ended with no reason: a server that cut it short to serve another request
                 # (llama.cpp's interrupt_requests) - ask again, whole, with a timeout of its own
                 # (it comes when the server is busiest)
                 log.info("%s: streamed answer ended early (%d tokens); asked again without streaming",
-                         self.name, pieces)
-                note = f"the streamed answer ended early ({pieces} tokens); asked again without streaming"
+                         self.name, streamed.pieces)
+                note = f"the streamed answer ended early ({streamed.pieces} tokens); asked again without streaming"
                 async with asyncio.timeout(limit):
-                    return None, 0, await litellm.acompletion(**params), note
+                    return None, await litellm.acompletion(**params), note
             async with asyncio.timeout_at(deadline):
-                return None, 0, await litellm.acompletion(**params), None
+                return None, await litellm.acompletion(**params), None
 
     async def _failure(self, exc: Exception, started: float,
                        used: LocalServer | None = None) -> tuple[ProviderError, str | None]:
