@@ -25,6 +25,22 @@ from mcp_server.state import ServerState
 GRAPHS = ("delegation", "research", "consensus")
 
 
+class NotFound(InputError):
+    """What a resource URI names does not exist (no such job of yours, thread, artifact, graph, report
+    or source): MCP's "resource not found", which ``SwarmServer.read_resource`` answers in the code of
+    the client's protocol; other bad input in a URI (a page past the end) stays ``INVALID_PARAMS``.
+    Its data says ``InputError``, as every refused input's does: the code tells the two apart."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "type": InputError.__name__}
+
+
+def not_found(error: InputError) -> NotFound:
+    """``error`` (``unknown_job``'s, ``unknown_thread``'s) as a ``NotFound``: the same words and field."""
+    said = str(error)
+    return NotFound(said.removeprefix(f"{error.field}: ") if error.field else said, field=error.field)
+
+
 def register(server: Any, current_state: Callable[[], ServerState]) -> None:
     """Add the static resources and the templates to ``server``.
 
@@ -63,11 +79,11 @@ async def _artifact(storage: Any, key: str) -> bytes:
     try:
         return bytes(await storage.get(key))
     except (FileNotFoundError, KeyError):
-        raise InputError(f"no artifact {key!r} in storage: use the key an image tool returned", field="key") from None
+        raise NotFound(f"no artifact {key!r} in storage: use the key an image tool returned", field="key") from None
     except InputError as exc:
         said = redact(str(exc)).removeprefix("key: ")
         if said.startswith("no object "):  # every store's words for a key naming nothing ("... (it is a folder)")
-            raise InputError(f"{said}: use the key an image tool returned", field="key") from None
+            raise NotFound(f"{said}: use the key an image tool returned", field="key") from None
         raise InputError(f"artifact {key!r} cannot be read: {said}", field="key") from None
     except ProviderError as exc:  # our own messages (storage down), redacted
         raise ResourceError(f"artifact {key!r} cannot be read: {redact(str(exc))}") from None
@@ -92,7 +108,7 @@ def _register_templates(server: Any) -> None:
         output = (row.get("result") or {}).get("output") or {}
         report = output.get("report") or output.get("text")
         if not report:
-            raise InputError(f"job {job_id} ({row['action']}) has no report", field="job_id")
+            raise NotFound(f"job {job_id} ({row['action']}) has no report", field="job_id")
         size = server_state(ctx).runtime.config.mcp.report_page_chars
         return paginate(report, size, int(page), f"swarm://jobs/{job_id}/report")
 
@@ -110,7 +126,7 @@ def _register_templates(server: Any) -> None:
 
         thread = await read_thread(ctx, thread_id)
         if thread is None:
-            raise unknown_thread(thread_id)
+            raise not_found(unknown_thread(thread_id))
         return json.dumps(thread, indent=2)
 
     @server.resource("swarm://graphs/{name}", name="graph", title="A graph as a Mermaid diagram", mime_type="text/vnd.mermaid",
@@ -186,7 +202,7 @@ def _job_row(ctx: Context, job_id: str) -> dict[str, Any]:
     state = server_state(ctx)
     row = state.jobs.store.get(job_id, owner_of(ctx))
     if row is None:
-        raise unknown_job(job_id, state.runtime.config.checkpointer.retention_days)
+        raise not_found(unknown_job(job_id, state.runtime.config.checkpointer.retention_days))
     return row
 
 
@@ -198,10 +214,10 @@ def _research_source(ctx: Context, job_id: str, n: str) -> tuple[dict[str, Any],
     output = (row.get("result") or {}).get("output") or {}
     ids = [s.get("id") for s in output.get("sources", [])]
     if not ids:  # research, or a delegate kind routed to it, has them
-        raise InputError(f"job {job_id} ({row.get('action')}) has no sources", field="job_id")
+        raise NotFound(f"job {job_id} ({row.get('action')}) has no sources", field="job_id")
     source = next((s for s in output["sources"] if str(s.get("id")) == n.strip()), None)
     if source is None:
-        raise InputError(f"job {job_id} has no source {n[:20]!r}; its sources are {', '.join(map(str, ids))}", field="n")
+        raise NotFound(f"job {job_id} has no source {n[:20]!r}; its sources are {', '.join(map(str, ids))}", field="n")
     return output, source
 
 
@@ -291,5 +307,5 @@ def mermaid(name: str) -> str:
 
         graph = build_consensus(FakeLLM())
     else:
-        raise InputError(f"unknown graph {name!r}; valid: {', '.join(GRAPHS)}", field="name")
+        raise NotFound(f"unknown graph {name!r}; valid: {', '.join(GRAPHS)}", field="name")
     return str(graph.get_graph().draw_mermaid())

@@ -23,25 +23,25 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from mcp.server import MCPServer
 from mcp.server.lowlevel import NotificationOptions
-from mcp.server.mcpserver.exceptions import (
-    ResourceError,
-    ResourceNotFoundError,
-    ToolError,
-    UnexpectedResourceError,
-    UnexpectedToolError,
-)
+from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError, UnexpectedResourceError
 from mcp.server.subscriptions import InMemorySubscriptionBus
 from mcp.shared.subscriptions import ToolsListChanged
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
-from pydantic import ValidationError
 
-from core.errors import ConfigError, InputError, SwarmError
+from core.errors import ConfigError, SwarmError
 from core.heap import settle, unsettle
 from core.redact import redact
-from core.rules import MAX_NAME_CHARS, shown
 from mcp_server import http, job_tools, prompts, protocol, resources, schemas, thread_tools, tools
 from mcp_server.cancel import serving_call
-from mcp_server.results import ToolFailed, call_failed, public_error
+from mcp_server.refusals import (
+    argument_names,
+    check_arguments,
+    one_page,
+    refused_prompt,
+    refused_read,
+    tool_failure,
+    unknown_tool,
+)
 from mcp_server.state import ServerState
 
 if TYPE_CHECKING:
@@ -98,6 +98,7 @@ class SwarmServer(MCPServer):
         made = lowlevel.create_initialization_options
         lowlevel.create_initialization_options = lambda notification_options=None, *a, **k: made(  # type: ignore[method-assign]
             notification_options or NotificationOptions(tools_changed=True), *a, **k)
+        one_page(lowlevel)  # every list in one page: a cursor is refused, not read as page one
 
     def _remember_client(self, ctx: Any) -> None:
         """Keep the connection of a handshake-era client, to tell it of a reload. The SDK makes a
@@ -145,6 +146,7 @@ class SwarmServer(MCPServer):
             thread_tools.register(self)
             # the SDK lists a server's registered tools on its tool manager only
             schemas.compact_tools(self._tool_manager.list_tools())
+            tools.admit_failures(self._tool_manager.list_tools())
         except BaseException:
             for tool in self._tool_manager.list_tools():
                 self.remove_tool(tool.name)
@@ -196,22 +198,16 @@ class SwarmServer(MCPServer):
         return await super().list_tools()
 
     async def read_resource(self, uri: Any, context: Any = None) -> Any:
-        """The SDK's read, bad input told as the tools tell it: an ``InputError`` a resource raised
-        (an unknown job_id, a page past the end) and a URI no resource matches reach the client as
-        ``INVALID_PARAMS`` whose data carries the error, its ``field`` named (``refused_read``)."""
+        """The SDK's read, bad input told as the tools tell it (``refusals.refused_read``): a
+        resource that does not exist is MCP's "resource not found" in the code of the client's
+        protocol, other bad input ``INVALID_PARAMS``, the URI and the error's ``field`` as data."""
         try:
             result = await super().read_resource(uri, context)
-        except UnexpectedResourceError as exc:  # the SDK's wrapper of what a resource raised
-            if isinstance(exc.__cause__, InputError):
-                raise refused_request(exc.__cause__, uri=str(uri)) from None
-            raise
-        except ResourceNotFoundError as exc:
-            if not str(exc).startswith("Unknown resource"):  # the SDK's words: no resource or template matches
+        except (UnexpectedResourceError, ResourceNotFoundError) as exc:
+            refused = refused_read(exc, str(uri), context, self._resource_manager)
+            if refused is None:
                 raise
-            known = [str(r.uri) for r in self._resource_manager.list_resources()]
-            known += [t.uri_template for t in self._resource_manager.list_templates()]
-            unknown = InputError(f"unknown resource {str(uri)[:200]!r}; this server's: {', '.join(known)}", field="uri")
-            raise refused_request(unknown, uri=str(uri)) from None
+            raise refused from None
         prefix = "swarm://artifacts/"
         if not str(uri).startswith(prefix) or not isinstance(result, list):
             return result
@@ -224,38 +220,14 @@ class SwarmServer(MCPServer):
 
     async def get_prompt(self, name: str, arguments: dict[str, Any] | None = None, context: Any = None) -> Any:
         """The SDK's, with a bad argument named to the client (the SDK answers any failure with
-        'Internal server error')."""
-        from pydantic import ValidationError
-
+        'Internal server error'): ``refusals.refused_prompt``."""
         try:
             return await super().get_prompt(name, arguments, context)
         except ValueError as exc:
-            cause: BaseException = exc
-            while cause.__cause__ is not None:
-                cause = cause.__cause__
-            prompt = self._prompt_manager.get_prompt(name)
-            if prompt is None:
-                names = ", ".join(p.name for p in self._prompt_manager.list_prompts())
-                unknown = InputError(f"unknown prompt {name[:100]!r}; this server's prompts: {names}", field="name")
-                raise refused_request(unknown, prompt=name[:100]) from None
-            missing = [a.name for a in prompt.arguments or [] if a.required and a.name not in (arguments or {})]
-            if missing:  # the SDK's ValueError says "Missing required arguments: {'task'}"
-                refused = InputError(f"invalid arguments for prompt {name}: "
-                                     + "; ".join(f"{argument}: required, not given" for argument in missing))
-                refused.field = missing[0]  # as data too; the message names every one
-            elif isinstance(cause, ValidationError):
-                known = [a.name for a in prompt.arguments or []]
-                refused = InputError(schemas.argument_errors(f"prompt {name}", cause, known))
-                refused.field = ".".join(str(part) for part in cause.errors()[0]["loc"]) if cause.errors() else None
-            elif isinstance(cause, ValueError) and cause is not exc:  # a prompt's own check of an argument
-                refused = InputError(f"invalid arguments for prompt {name}: {cause}")
-                # its text starts with the argument ("kind: unknown kind ..."): named as data too, as a
-                # missing or mistyped one is (data.error.field was absent for these)
-                head = str(cause).split(":", 1)[0]
-                refused.field = head if head in {a.name for a in prompt.arguments or []} else None
-            else:
+            refused = refused_prompt(self._prompt_manager, name, arguments, exc)
+            if refused is None:
                 raise
-            raise refused_request(refused, prompt=name) from None
+            raise refused from None
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
         """The SDK's call, every failure answered as a failed job answers (``results.call_failed``):
@@ -264,74 +236,19 @@ class SwarmServer(MCPServer):
         tells bad input: each field and what is wrong with it, an unknown one refused with the
         arguments the tool takes (the SDK's text is pydantic's, with the input value echoed and a link)."""
         tool = self._tool_manager.get_tool(name)
-        known = _argument_names(tool)
+        known = argument_names(tool)
         try:
             if await self.refresh_tools():  # a reloaded config: the call meets the tool as it now is
                 tool = self._tool_manager.get_tool(name)
-                known = _argument_names(tool)
-            if tool is None:
-                names = ", ".join(t.name for t in self._tool_manager.list_tools())
-                raise InputError(f"unknown tool {shown(name)}; this server's tools: {names}", field="name")
-            # an argument the tool does not have is refused (the SDK drops it: a misspelt only_mask
-            # ran as a cut-out); checked here, not by a stricter model per tool: nothing at start-up
-            unknown = [key for key in arguments or {} if key not in known]
-            if unknown:
-                takes = f"{name} takes {', '.join(known)}"
-                refused = InputError(f"invalid arguments for {name}: "
-                                     + "; ".join(f"{shown(key, quoted=False)}: unknown argument; {takes}" for key in unknown[:8])
-                                     + (f"; and {len(unknown) - 8} more" if len(unknown) > 8 else ""))
-                refused.field = unknown[0][:MAX_NAME_CHARS]  # as data too; the message names every one
-                raise refused
+                known = argument_names(tool)
+            if tool is None:  # a protocol error in MCP (the request names nothing), not a failed call
+                raise unknown_tool(name, self._tool_manager.list_tools())
+            check_arguments(name, arguments, known)  # one the tool lacks: the SDK would drop it
             arguments = schemas.as_given(tool, arguments or {})
             with serving_call(context):  # a job the call starts ends with it if the client cancels it
                 return await super().call_tool(name, arguments, context)
         except (ToolError, SwarmError) as exc:
-            return _failure(name, exc, known).result
-
-
-#: the most of a refused URI (or prompt name) an error's data repeats
-MAX_URI_SHOWN = 300
-
-
-def refused_request(error: InputError, **where: str) -> Any:
-    """A resource read or prompt refused for bad input: ``INVALID_PARAMS``, the error's redacted
-    text as the message, and as data what was asked (``where``: the URI, the prompt) and the error
-    as a tool's structured content has it (``{"type": "InputError", "message": ..., "field": ...}``)."""
-    from mcp.shared.exceptions import MCPError
-    from mcp.types import INVALID_PARAMS
-
-    said = error.to_dict()
-    where = {k: redact(v if len(v) <= MAX_URI_SHOWN else v[:MAX_URI_SHOWN] + "...") for k, v in where.items()}
-    return MCPError(INVALID_PARAMS, said["message"], data={**where, "error": said})
-
-
-def _argument_names(tool: Any) -> list[str]:
-    """The arguments ``tool`` takes, by their names on the wire (none for no tool)."""
-    fields = tool.fn_metadata.arg_model.model_fields if tool is not None else {}
-    return [field.alias or field_name for field_name, field in fields.items()]
-
-
-def _failure(tool: str, exc: BaseException, known: list[str]) -> ToolFailed:
-    """What a tools/call that raised ``exc`` answers: a failed job's own error as it is; an error
-    found at the door (bad arguments, a ``SwarmError`` a tool raised before or without a job) in the
-    same shape; a crash as ``InternalError``, nothing of it told (the log has it)."""
-    cause = exc
-    while isinstance(cause, ToolError) and not isinstance(cause, ToolFailed) and cause.__cause__ is not None:
-        cause = cause.__cause__  # what the tool raised, under the SDK's "Error executing tool" wrapper(s)
-    if isinstance(cause, ToolFailed):
-        return cause
-    if isinstance(cause, ValidationError) and cause.title.endswith("Arguments"):
-        first = schemas.where(cause.errors()[0]["loc"]) if cause.errors() else None
-        cause = InputError(schemas.argument_errors(tool, cause, known))
-        cause.field = first or None  # the first bad argument, as the dispatcher names a job's
-    if isinstance(cause, SwarmError):
-        log.info("tool %s refused: %s", tool, type(cause).__name__)
-        return call_failed(public_error(cause))
-    if isinstance(cause, ToolError | ResourceError) and not isinstance(exc, UnexpectedToolError):  # said on purpose
-        log.info("tool %s refused: %s", tool, cause)
-        return call_failed({"type": type(cause).__name__, "message": str(cause)})
-    log.error("tool %s failed", tool, exc_info=cause)  # redacted: install_log_redaction
-    return call_failed(public_error(cause))
+            return tool_failure(name, exc, known).result
 
 
 def build_server(config_path: str | None = None, *, jobs_path: Path | None = None, config: SwarmConfig | None = None,
@@ -465,7 +382,6 @@ def _version() -> str:
         return version("runpod-swarm")
     except PackageNotFoundError:  # run from a tree that is not installed
         return "0.0.0"
-
 
 
 #: how long an ending server waits for its jobs' worker threads (an upscale stops between two tiles)

@@ -18,6 +18,7 @@ tools again (``SwarmServer.refresh_tools``).
 import importlib.util
 import logging
 import math
+import typing
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, cast
 
@@ -38,6 +39,7 @@ from core.rules import (
 from graphs.actions import action_module
 from graphs.image.inputs import Rgba
 from mcp_server.calls import check_key_owner, over_http, run_job, server_state
+from mcp_server.job_tools import JobStatus
 from mcp_server.outputs import ConsensusOutput, DelegateOutput, ImageOutput, ResearchOutput
 from mcp_server.previews import image_blocks
 from mcp_server.reports import source_links
@@ -284,9 +286,10 @@ def _image_registrar(action: str) -> Callable[[Any, Any], None]:
 
 MAX_IMAGE_URL_CHARS = 4096
 MAX_KEY_CHARS = 1024
-ImageB64 = Annotated[str | None, Field(description="base64 or a data: URL")]
-# its length is checked when it is read (imageio.local_path): a limit no path reaches, not worth the context
-ImagePath = Annotated[str | None, Field(description="a local file: absolute path or file:// URL")]
+ImageB64 = Annotated[str | None, Field(description="base64 or data: URL")]
+# its length is checked when it is read (imageio.local_path): a limit no path reaches, not worth the context;
+# nor is "a local file" (the name says it): the chars pay for the output schemas' failure shapes (admit_failures)
+ImagePath = Annotated[str | None, Field(description="absolute, or a file:// URL")]
 ImageUrl = Annotated[str | None, Field(description="http(s)", max_length=MAX_IMAGE_URL_CHARS)]
 ImageKey = Annotated[str | None, Field(description="a result's storage key", max_length=MAX_KEY_CHARS)]
 OutputFormat = Literal["png", "webp", "jpeg"]
@@ -324,7 +327,8 @@ async def _image_call(ctx: Context, action: str, inp: dict[str, Any], return_bas
     output = image_output(result, return_base64=return_base64, inline_limit=inline_limit)
     if over_http(ctx):  # a file:// URL names the server's disk
         output = cast(ImageOutput, without_local_urls(output))
-    blocks = await image_blocks(stored_images(output), runtime.providers().storage, inline_limit)
+    blocks = await image_blocks(stored_images(output), runtime.providers().storage, inline_limit,
+                                runtime.config.providers.image.max_output_pixels)
     return image_result(output, blocks)
 
 
@@ -404,6 +408,23 @@ _IMAGE_TOOLS: dict[str, Callable[[Any, Any], None]] = {
     "remove_background": _register_remove_background,
     "process_image": _register_pipeline,
 }
+
+
+def admit_failures(tools: list[Any]) -> None:
+    """Widen each registered tool's output schema (``mcp...tools.Tool``, in place) to what a failed
+    call's structured content holds (``results.failure_structured``): a ``job_id`` that is null (refused
+    before any job existed) and any job ``status`` (FAILED, CANCELLED). MCP has every structured result
+    conform to the schema, a failed one too, and a client may check an ``isError`` result against it
+    (the TypeScript SDK's does, and refused the call). The status enum names its values: no type."""
+    statuses = list(typing.get_args(JobStatus.model_fields["status"].annotation))
+    for tool in tools:
+        schema = tool.fn_metadata.output_schema
+        properties = (schema or {}).get("properties", {})
+        if properties.get("job_id") == {"type": "string"}:
+            properties["job_id"] = {"type": ["string", "null"]}
+        if "enum" in properties.get("status", {}):
+            properties["status"] = {"enum": statuses}
+        tool.__dict__.pop("output_schema", None)  # drop the cached copy, if one was read
 
 
 def _drop_none(**values: Any) -> dict[str, Any]:

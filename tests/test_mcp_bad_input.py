@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from mcp import Client
+from mcp.shared.exceptions import MCPError
 from mcp_helpers import write_config
 
 from mcp_server.server import build_server
@@ -12,8 +14,10 @@ from mcp_server.server import build_server
 
 async def test_unknown_tool_wrong_types_and_missing_arguments_are_clear_errors(tmp_path: Path) -> None:
     async with Client(build_server(str(write_config(tmp_path)))) as client:
-        unknown = await client.call_tool("summon_dragon", {})
-        assert unknown.is_error and "summon_dragon" in unknown.content[0].text
+        with pytest.raises(MCPError) as unknown:  # a protocol error in MCP, not a failed call
+            await client.call_tool("summon_dragon", {})
+        assert unknown.value.error.code == -32602 and "summon_dragon" in unknown.value.error.message
+        assert unknown.value.error.data["error"]["field"] == "name"
 
         missing = await client.call_tool("research", {})
         assert missing.is_error and "question" in missing.content[0].text

@@ -11,8 +11,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
+from mcp.shared.exceptions import MCPError
 from mcp_helpers import write_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,9 +38,12 @@ async def _refused_prompt(client: Any, name: str, args: dict[str, str]) -> Any:
 
 async def test_refusals_stay_short_whatever_the_input(tmp_path: Path) -> None:
     async with Client(_stdio(write_config(tmp_path))) as client:
-        unknown = await client.call_tool(LONG, {})
-        assert unknown.is_error and len(unknown.content[0].text) < 1_000
-        assert "'xxxxxxxx" in unknown.content[0].text and "(200,000 characters)" in unknown.content[0].text
+        with pytest.raises(MCPError) as unknown:  # a tool the server lacks: a protocol error, still short
+            await client.call_tool(LONG, {})
+        error = unknown.value.error
+        assert error.code == -32602 and error.data["error"]["field"] == "name"
+        assert len(error.message) < 1_000 and len(str(error.model_dump())) < 3_000, len(str(error.model_dump()))
+        assert f"unknown tool {'x' * 60!r}... (200,000 characters)" in error.message
 
         extra = await client.call_tool("delegate", {"task": "hi", LONG: 1})
         assert extra.is_error and len(extra.content[0].text) < 1_000, len(extra.content[0].text)

@@ -1,8 +1,8 @@
 """Over real stdio, every refusal of a client's input names its field as data, with the limit or the
-accepted values in its words: a tool's as the structured error of a failed call (``isError``), a
-resource read's and a prompt's as the JSON-RPC error's data (``INVALID_PARAMS``). An unknown tool,
-job_id, thread_id, resource URI or prompt named no field before; an id the caller gave (a pasted key,
-say) is never echoed unmasked."""
+accepted values in its words: a tool's as the structured error of a failed call (``isError``); an
+unknown tool's (a protocol error in MCP), a resource read's and a prompt's as the JSON-RPC error's
+data (``INVALID_PARAMS``, or "resource not found"). An unknown tool, job_id, thread_id, resource URI
+or prompt named no field before; an id the caller gave (a pasted key, say) is never echoed unmasked."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
+from mcp.shared.exceptions import MCPError
 from mcp_helpers import write_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,6 +36,21 @@ def _refused(result: Any, field: str) -> str:
     return str(error["message"])
 
 
+async def _call_refused(client: Any, tool: str, field: str) -> str:
+    """The message of a tools/call refused as a protocol error (a tool the server lacks):
+    ``INVALID_PARAMS``, the error and the tool asked for in its data, not a failed call."""
+    try:
+        await client.call_tool(tool, {})
+    except MCPError as exc:
+        assert exc.error.code == -32602, exc.error
+        said = exc.error.data["error"]
+        assert said["type"] == "InputError" and said["field"] == field, said
+        assert exc.error.message == said["message"] and said["message"].startswith(f"{field}: ")
+        assert exc.error.data["tool"] == tool[:100]
+        return str(said["message"])
+    raise AssertionError(f"tool {tool!r} was called")
+
+
 async def _read_refused(client: Any, uri: str, field: str) -> str:
     """The message of a resource read refused for ``field``: INVALID_PARAMS, the error in its data."""
     try:
@@ -52,7 +68,7 @@ async def _read_refused(client: Any, uri: str, field: str) -> str:
 async def test_unknown_names_and_ids_name_their_field_over_stdio(tmp_path: Path) -> None:
     async with Client(_stdio(write_config(tmp_path))) as client:
         tools = [t.name for t in (await client.list_tools()).tools]
-        said = _refused(await client.call_tool("summon_dragon", {}), "name")
+        said = await _call_refused(client, "summon_dragon", "name")
         assert said == f"name: unknown tool 'summon_dragon'; this server's tools: {', '.join(tools)}"
 
         for tool in ("job_status", "job_result", "job_cancel"):

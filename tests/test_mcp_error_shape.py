@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
+from mcp.shared.exceptions import MCPError
 from mcp_helpers import write_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,8 +97,12 @@ async def test_errors_the_door_finds_read_as_the_dispatchers_over_stdio(tmp_path
         typo = await client.call_tool("remove_background", {"image": "aGk=", "only_masks": True})
         assert _error(typo)[0].startswith("InputError: invalid arguments for remove_background: only_masks: unknown"
                                           " argument; remove_background takes ")
-        no_tool = await client.call_tool("summon_dragon", {})
-        assert _error(no_tool)[0].startswith("InputError: name: unknown tool 'summon_dragon'; this server's tools: ")
+        # a tool the server lacks is a protocol error in MCP (INVALID_PARAMS), in the same words
+        with pytest.raises(MCPError) as no_tool:
+            await client.call_tool("summon_dragon", {})
+        assert no_tool.value.error.code == -32602 and no_tool.value.error.data["error"]["field"] == "name"
+        assert no_tool.value.error.message.startswith("name: unknown tool 'summon_dragon'; this server's tools: ")
+        assert "Error executing tool" not in no_tool.value.error.message
 
         assert not (await client.call_tool("list_jobs", {})).is_error  # still serving
 
