@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +33,15 @@ if TYPE_CHECKING:
 METER_KEY = "job_meter"
 
 
+def unknown_cost(step: Mapping[str, Any]) -> bool:
+    """Whether ``step`` (a trace step's dict) is a model call that was billed (it answered, or was
+    billed for an unusable answer) at a cost nobody knows: a model with no price, a server that
+    reported no usage. A sum that leaves it out is no job's cost."""
+    tokens = int(step.get("input_tokens") or 0) + int(step.get("output_tokens") or 0)
+    billed = step.get("outcome") == "ok" or tokens > 0
+    return step.get("kind", "llm") == "llm" and billed and step.get("cost_usd") is None
+
+
 @dataclass
 class JobMeter:
     """What one job's LLM calls used so far, and the limits they must stay within."""
@@ -42,6 +51,8 @@ class JobMeter:
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
+    #: a billed call's cost was unknown: ``cost_usd`` is less than the job's, and ``used`` says unknown
+    cost_unknown: bool = False
     attempts: list[dict[str, Any]] = field(default_factory=list)
     #: the latest free-text answer (not a structured verdict or plan): the job's partial output
     last_text: str | None = None
@@ -123,7 +134,7 @@ class JobMeter:
             "text": self.last_text,
             "text_from": self.last_step,
             "used": {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
-                     "cost_usd": round(self.cost_usd, 6)},
+                     "cost_usd": None if self.cost_unknown else round(self.cost_usd, 6)},
         }
 
     def count(self, attempts: list[TraceStep]) -> None:
@@ -133,6 +144,7 @@ class JobMeter:
             self.output_tokens += attempt.output_tokens
             self.cost_usd += attempt.cost_usd or 0.0
             self.attempts.append(attempt.model_dump())
+            self.cost_unknown = self.cost_unknown or unknown_cost(self.attempts[-1])
 
     def carry(self, steps: list[dict[str, Any]]) -> None:
         """Count what the steps of an earlier run of this job used (a resumed job's checkpointed
@@ -142,6 +154,7 @@ class JobMeter:
             self.input_tokens += int(step.get("input_tokens") or 0)
             self.output_tokens += int(step.get("output_tokens") or 0)
             self.cost_usd += float(step.get("cost_usd") or 0.0)
+            self.cost_unknown = self.cost_unknown or unknown_cost(step)
 
     def record(self, messages: list[Message], llm_config: LLMConfig, response: LLMResponse) -> None:
         attempts = list(response.attempts) or [

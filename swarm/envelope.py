@@ -12,6 +12,8 @@ import json
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from graphs.budget import unknown_cost
+
 
 class NamedJob(Protocol):
     """A validated job (``swarm.dispatcher.JobRequest``): the envelope needs its two names."""
@@ -120,13 +122,15 @@ def for_runpod(envelope: dict[str, Any]) -> dict[str, Any]:
 
 
 def totals_of(trace: list[dict[str, Any]]) -> dict[str, Any]:
-    """Token and cost totals over every step of a trace (unknown costs are left out; a job that
-    called no provider cost nothing, not an unknown amount)."""
+    """Token and cost totals over every step of a trace. The cost is unknown (``None``) where one
+    billed model call's is (a sum of the others read as the job's whole cost), and where no step
+    has a known cost although providers were called; a job that called none cost nothing."""
     costs = [float(s["cost_usd"]) for s in trace if s.get("cost_usd") is not None]
     calls = sum(1 for s in trace if s.get("kind") != "node" and s.get("outcome") != "skipped")
+    unknown = any(unknown_cost(s) for s in trace) or (not costs and calls > 0)
     return {
         "input_tokens": sum(int(s.get("input_tokens") or 0) for s in trace),
         "output_tokens": sum(int(s.get("output_tokens") or 0) for s in trace),
-        "cost_usd": round(sum(costs), 6) if costs else (0.0 if calls == 0 else None),
+        "cost_usd": None if unknown else round(sum(costs), 6),
         "provider_calls": calls,
     }

@@ -1,10 +1,20 @@
 """One answer read into an ``LLMResponse``: streamed (ended where it loops or runs past its cap)
 or whole, with its tokens and cost; an answer with nothing in it raises a ``ProviderError`` that
 carries what the call was billed.
+
+Tokens are the server's own count where it sends one: a whole answer's ``usage``, a streamed
+one's last usage chunk (asked for with ``stream_options.include_usage``). Its input counts what
+the provider's cache served (DeepSeek's ``prompt_cache_hit_tokens``, OpenAI's
+``prompt_tokens_details.cached_tokens``, Anthropic's cache reads and writes, which litellm adds to
+``prompt_tokens``), its output the reasoning (Gemini's thoughts, which litellm adds to
+``completion_tokens``, DeepSeek's and OpenAI's reasoning tokens, Claude's thinking). A stream
+with no usage is counted here and said to be an estimate; a model with no ``price`` in config
+costs an unknown amount (``None``), never $0.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from core.errors import ProviderError
@@ -16,36 +26,81 @@ from providers.llm.loop_guard import LoopGuard
 if TYPE_CHECKING:
     from core.config import ModelSpec
 
+#: the detail of a streamed answer whose server sent no usage (or that was ended here before it did)
+ESTIMATED = "tokens estimated (the server sent no usage): the prompt by litellm's tokenizer, the answer a token a piece"
 
-async def stream_answer(litellm: Any, params: dict[str, Any], guard: LoopGuard) -> tuple[str | None, int]:
+
+@dataclass(frozen=True, slots=True)
+class Streamed:
+    """How one streamed answer ended: ``finish``, the server's reason (``None``: it hung up before
+    saying one; ``loop`` or ``overlong``: ended here); the ``pieces`` of answer text and the
+    ``thought`` pieces of reasoning received; ``usage``, what the server itself said the call used
+    (``None``: it sent none, or the stream was ended here before its end)."""
+
+    finish: str | None
+    pieces: int
+    thought: int = 0
+    usage: Any = None
+
+
+async def stream_answer(litellm: Any, params: dict[str, Any], guard: LoopGuard) -> Streamed:
     """Stream one answer into ``guard`` until it ends, loops (``loop``) or runs past
-    ``answer_cap`` (``overlong``): (finish reason, pieces received).
+    ``answer_cap`` (``overlong``).
 
     Closing the stream early hangs up on the server, which stops generating (llama.cpp's does).
     """
     finish: str | None = None
-    pieces = 0
+    pieces = thought = 0
     received, cap = 0, answer_cap(params)
-    stream = await litellm.acompletion(**params, stream=True)
+    # the usage at the stream's end, where the server sends one (DeepSeek's and OpenAI's APIs, asked;
+    # litellm asks Anthropic's and Gemini's its own way; llama-cpp-python's server sends none)
+    stream = await litellm.acompletion(**{**params, "stream": True, "stream_options": {"include_usage": True}})
     try:
         async for chunk in stream:
             choices = getattr(chunk, "choices", None) or []
             if not choices:
                 continue
             finish = getattr(choices[0], "finish_reason", None) or finish
-            piece = getattr(getattr(choices[0], "delta", None), "content", None)
+            delta = getattr(choices[0], "delta", None)
+            if getattr(delta, "reasoning_content", None):  # billed as output, never part of the answer
+                thought += 1
+            piece = getattr(delta, "content", None)
             if piece:
                 pieces += 1
                 received += len(piece)
                 if guard.feed(piece):
-                    return "loop", pieces
+                    return Streamed("loop", pieces, thought)
                 if cap and received > cap:
-                    return "overlong", pieces
+                    return Streamed("overlong", pieces, thought)
     finally:
         await stream.aclose()
     # litellm closes every stream with a "stop"; what the server itself sent (None: it hung up
     # before saying why) is kept apart
-    return getattr(stream, "received_finish_reason", finish), pieces
+    return Streamed(getattr(stream, "received_finish_reason", finish), pieces, thought, _server_usage(stream))
+
+
+def _server_usage(stream: Any) -> Any:
+    """The last usage among the chunks the server sent (litellm keeps them in ``chunks``; the last
+    holds the totals), or ``None``: never the usage litellm makes up with its own tokenizer for a
+    stream that carried none, which is all a caller reading the chunks gets with include_usage."""
+    kept = getattr(stream, "chunks", None) or []
+    return next((usage for chunk in reversed(kept) if (usage := getattr(chunk, "usage", None)) is not None), None)
+
+
+def usage_tokens(usage: Any) -> tuple[int, int]:
+    """(input, output) tokens of a usage object as litellm gives it (none: 0, 0)."""
+    return int(getattr(usage, "prompt_tokens", 0) or 0), int(getattr(usage, "completion_tokens", 0) or 0)
+
+
+def cache_note(usage: Any) -> str | None:
+    """What a usage says the provider's cache served (read) or stored (written), priced as every
+    other input token: config has no cache price. ``None`` where the cache had no part."""
+    details = getattr(usage, "prompt_tokens_details", None)
+    read = getattr(details, "cached_tokens", None) or getattr(usage, "prompt_cache_hit_tokens", None) or 0
+    written = getattr(details, "cache_creation_tokens", None) or getattr(usage, "cache_creation_input_tokens", None) or 0
+    parts = [f"{int(read)} read from" if read else "", f"{int(written)} written to" if written else ""]
+    said = " and ".join(p for p in parts if p)
+    return f"input tokens: {said} the provider's cache, priced at the input rate" if said else None
 
 
 def _prompt_tokens(model: str, chat: list[dict[str, Any]]) -> int:
@@ -55,8 +110,16 @@ def _prompt_tokens(model: str, chat: list[dict[str, Any]]) -> int:
         return sum(len(str(m.get("content", ""))) for m in chat) // 4
 
 
-def call_cost(spec: ModelSpec, input_tokens: int, output_tokens: int) -> float:
-    """What ``spec``'s price table charges for these tokens, in USD."""
+def priced(spec: ModelSpec) -> bool:
+    """Whether config gives ``spec`` a price: both rates written (``0`` for a free model); an
+    unwritten one read 0, and a paid call was said to cost $0."""
+    return "price" in spec.model_fields_set and {"input_per_mtok", "output_per_mtok"} <= spec.price.model_fields_set
+
+
+def call_cost(spec: ModelSpec, input_tokens: int, output_tokens: int) -> float | None:
+    """What ``spec``'s price table charges for these tokens, in USD; ``None``: it has no price."""
+    if not priced(spec):
+        return None
     price = spec.price
     return (input_tokens * price.input_per_mtok + output_tokens * price.output_per_mtok) / 1e6
 
@@ -71,8 +134,8 @@ def billed(spec: ModelSpec, error: ProviderError, input_tokens: int, output_toke
 def billed_stream(spec: ModelSpec, error: ProviderError, guard: LoopGuard | None,
                   params: dict[str, Any]) -> ProviderError:
     """``error`` of a streamed call that failed after pieces of its answer came (a timeout midway),
-    carrying what it was billed, counted from the stream as a streamed answer's tokens are: its
-    step read 0 tokens and an unknown cost, and the job's totals and budget left it out."""
+    carrying what it was billed, estimated as a stream with no usage is: its step read 0 tokens and
+    an unknown cost, and the job's totals and budget left it out."""
     if guard is not None and guard.pieces and not (error.input_tokens or error.output_tokens):
         billed(spec, error, _prompt_tokens(spec.litellm_model, params["messages"]), guard.pieces)
     return error
@@ -98,29 +161,38 @@ def with_crashed(response: LLMResponse, crashed: ProviderError | None) -> LLMRes
     return LLMResponse.from_step(response.text, step, finish_reason=response.finish_reason)
 
 
-def streamed_response(name: str, spec: ModelSpec, guard: LoopGuard, finish: str | None, pieces: int,
-                      params: dict[str, Any], config: LLMConfig, latency: float, note: str | None = None) -> LLMResponse:
-    """A streamed answer as a response: its tokens counted from the stream (one piece per token
-    from a llama.cpp server; the prompt counted by litellm's tokenizer, as the stream does not);
-    ``note``, what happened on the way (a restarted server), leads its trace detail."""
-    text = guard.answer.strip()
-    input_tokens = _prompt_tokens(spec.litellm_model, params["messages"])
+def _stream_tokens(spec: ModelSpec, streamed: Streamed, params: dict[str, Any]) -> tuple[int, int, str | None]:
+    """(input, output, how they were counted) of a streamed answer: as the server reported them,
+    else estimated (the reasoning pieces counted as output too: billed as output)."""
+    if streamed.usage is not None and any(usage_tokens(streamed.usage)):
+        return (*usage_tokens(streamed.usage), cache_note(streamed.usage))
+    return _prompt_tokens(spec.litellm_model, params["messages"]), streamed.pieces + streamed.thought, ESTIMATED
+
+
+def streamed_response(name: str, spec: ModelSpec, guard: LoopGuard, streamed: Streamed, params: dict[str, Any],
+                      config: LLMConfig, latency: float, note: str | None = None) -> LLMResponse:
+    """A streamed answer as a response, its tokens as the server reported them, else estimated
+    (``_stream_tokens``); ``note``, what happened on the way (a restarted server), leads its trace detail."""
+    text, finish, pieces = guard.answer.strip(), streamed.finish, streamed.pieces
+    input_tokens, output_tokens, how = _stream_tokens(spec, streamed, params)
     if not text:
-        error = ProviderError(spec.family, f"empty answer ({input_tokens} input and {pieces} output tokens,"
-                              " counted from the stream)", model=name)
-        raise billed(spec, error, input_tokens, pieces)
-    detail = "streamed; tokens counted from the stream"
+        said = ", estimated" if how == ESTIMATED else ""
+        error = ProviderError(spec.family, f"empty answer ({input_tokens} input and {output_tokens} output tokens"
+                              f" billed{said})", model=name)
+        raise billed(spec, error, input_tokens, output_tokens)
+    detail = "streamed"
     if finish == "overlong":
         cap = answer_cap(params)
         detail = (f"streamed; the server sent more than max_tokens={params['max_tokens']} allows: cut at"
-                  f" {cap} characters after {pieces} tokens; tokens counted from the stream")
+                  f" {cap} characters after {pieces} tokens")
         text, finish = text[:cap], "length"
     elif finish == "loop":
         detail = (f"streamed; stopped where the answer began to repeat itself ({guard.dropped_chars} characters"
-                  f" of repeats cut after {pieces} tokens); tokens counted from the stream")
+                  f" of repeats cut after {pieces} tokens)")
     step = TraceStep(step=config.step, kind="llm", provider=spec.family, model=name, latency_ms=latency,
-                     input_tokens=input_tokens, output_tokens=pieces, cost_usd=call_cost(spec, input_tokens, pieces),
-                     detail=f"{note}; {detail}" if note else detail)
+                     input_tokens=input_tokens, output_tokens=output_tokens,
+                     cost_usd=call_cost(spec, input_tokens, output_tokens),
+                     detail="; ".join(filter(None, [note, detail, how])))
     return LLMResponse.from_step(text, step, finish_reason=finish)
 
 
@@ -136,8 +208,7 @@ def to_response(name: str, spec: ModelSpec, response: Any, config: LLMConfig, la
                                              f" cut at {cap}"]))
         text, finish = text[:cap], "length"
     usage = getattr(response, "usage", None)
-    input_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
-    output_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
+    input_tokens, output_tokens = usage_tokens(usage)
     if not text:
         # no tools are offered: a model that calls one anyway (finish_reason "tool_calls") gave no answer
         what = ("reasoning only, no answer" if (getattr(message, "reasoning_content", None) or "").strip()
@@ -147,7 +218,7 @@ def to_response(name: str, spec: ModelSpec, response: Any, config: LLMConfig, la
         raise billed(spec, ProviderError(spec.family, f"{what}{tokens}", model=name), input_tokens, output_tokens)
     # no usage reported: the tokens and the cost are unknown, not zero (a paid call read as free)
     known = usage is not None and (input_tokens or output_tokens)
-    cost = call_cost(spec, input_tokens, output_tokens) if known else None
+    how = cache_note(usage) if known else "the server reported no token usage: tokens and cost unknown"
     step = TraceStep(
         step=config.step,
         kind="llm",
@@ -156,7 +227,7 @@ def to_response(name: str, spec: ModelSpec, response: Any, config: LLMConfig, la
         latency_ms=latency,
         input_tokens=input_tokens,
         output_tokens=output_tokens,
-        cost_usd=cost,
-        detail="; ".join(filter(None, [note, None if known else "the server reported no token usage: tokens and cost unknown"])) or None,
+        cost_usd=call_cost(spec, input_tokens, output_tokens) if known else None,
+        detail="; ".join(filter(None, [note, how])) or None,
     )
     return LLMResponse.from_step(text, step, finish_reason=finish)
