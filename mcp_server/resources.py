@@ -140,7 +140,8 @@ def _register_source_templates(server: Any) -> None:
     @server.resource("swarm://jobs/{job_id}/sources/{n}", name="job-source", title="A research source and its cited passages",
                      mime_type="text/markdown",
                      description="Source n of a finished research job: title, URL, and each passage the report cites it "
-                                 "for (text, character offsets, heading, page; a search snippet is marked as one).")
+                                 "for (text, character offsets, heading, page; a search snippet is marked as one; a web "
+                                 "page's passage with the link that opens the page at it).")
     def source_resource(job_id: str, n: str, ctx: Context) -> str:
         output, source = _research_source(ctx, job_id, n)
         return source_markdown(source, (output.get("cited_passages") or {}).get(str(source["id"]), []),
@@ -234,19 +235,30 @@ def source_markdown(source: dict[str, Any], passages: list[dict[str, Any]], cita
     if not passages:
         lines += ["", "No passage of this source backs a sentence of the report."]
     for number, passage in enumerate(passages, start=1):
-        if passage.get("snippet"):
-            where = "search snippet (the page was not read: no offsets)"
-        else:
-            where = f"characters {passage['start']}-{passage['end']}"
-            where += f", under \"{passage['heading']}\"" if passage.get("heading") else ""
-            where += f", page {passage['page']}" if passage.get("page") else ""
-        lines += ["", f"## Passage {number}: {where}", ""]
-        lines += [f"> {line}".rstrip() for line in str(passage.get("text", "")).splitlines()]
-        claims = [c["claim"] for c in citations
-                  if ((c.get("passage") or {}).get("start"), (c.get("passage") or {}).get("end")) == (passage.get("start"), passage.get("end"))]
-        if claims:
-            lines += ["", "Cited for:", *(f"- {claim}" for claim in claims)]
+        lines += _passage_lines(number, passage, citations)
     return "\n".join(lines) + "\n"
+
+
+def _passage_lines(number: int, passage: dict[str, Any], citations: list[dict[str, Any]]) -> list[str]:
+    """One cited passage: where it lies, its text quoted, the link that opens a web page at it
+    (``citations[].passage.link``, a text fragment; the source's url stays the plain URL), and
+    the report's sentences that cite it."""
+    if passage.get("snippet"):
+        where = "search snippet (the page was not read: no offsets)"
+    else:
+        where = f"characters {passage['start']}-{passage['end']}"
+        where += f", under \"{passage['heading']}\"" if passage.get("heading") else ""
+        where += f", page {passage['page']}" if passage.get("page") else ""
+    lines = ["", f"## Passage {number}: {where}", ""]
+    lines += [f"> {line}".rstrip() for line in str(passage.get("text", "")).splitlines()]
+    key = (passage.get("start"), passage.get("end"))
+    citing = [c for c in citations if ((c.get("passage") or {}).get("start"), (c.get("passage") or {}).get("end")) == key]
+    link = next((str(c["passage"]["link"]) for c in citing if c["passage"].get("link")), None)
+    if link and not passage.get("snippet"):  # as the report's Sources list writes a link: no ">" or space in it
+        lines += ["", f"Open at this passage: <{link.replace('>', '%3E').replace(' ', '%20')}>"]
+    if citing:
+        lines += ["", "Cited for:", *(f"- {c['claim']}" for c in citing)]
+    return lines
 
 
 def paginate(text: str, size: int, page: int, uri: str) -> str:
