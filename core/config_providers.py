@@ -54,10 +54,21 @@ def env_name(value: str | None) -> str | None:
 
 
 class Price(StrictModel):
-    """USD per million tokens."""
+    """USD per million tokens. The input tokens the provider's cache served or stored are charged at
+    their own rates where they are written; unset, at ``input_per_mtok`` (and the trace says so)."""
 
     input_per_mtok: float = Field(default=0.0, ge=0)
     output_per_mtok: float = Field(default=0.0, ge=0)
+    cached_input_per_mtok: float | None = Field(
+        default=None, ge=0,
+        description="input tokens read from the provider's cache (a cache hit: DeepSeek's prompt_cache_hit_tokens,"
+        " OpenAI's and Gemini's cached tokens, Anthropic's cache_read_input_tokens); unset: input_per_mtok",
+    )
+    cache_write_per_mtok: float | None = Field(
+        default=None, ge=0,
+        description="input tokens written to the provider's cache (Anthropic's cache_creation_input_tokens, the"
+        " 5-minute rate); unset: input_per_mtok",
+    )
 
 
 class LocalServerSpec(StrictModel):
@@ -83,7 +94,7 @@ class ModelSpec(StrictModel):
     """One model the router may call, reached through litellm."""
 
     family: str = Field(min_length=1, description="provider family used by fallback_chain and routing")
-    litellm_model: str = Field(min_length=1, description="litellm's model string, e.g. deepseek/deepseek-chat")
+    litellm_model: str = Field(min_length=1, description="litellm's model string, e.g. deepseek/deepseek-v4-flash")
     api_base: str | None = None
     api_key_env: str | None = Field(
         default=None, description="env var holding the key; unset or empty -> model unavailable"

@@ -7,9 +7,11 @@ one's last usage chunk (asked for with ``stream_options.include_usage``). Its in
 the provider's cache served (DeepSeek's ``prompt_cache_hit_tokens``, OpenAI's
 ``prompt_tokens_details.cached_tokens``, Anthropic's cache reads and writes, which litellm adds to
 ``prompt_tokens``), its output the reasoning (Gemini's thoughts, which litellm adds to
-``completion_tokens``, DeepSeek's and OpenAI's reasoning tokens, Claude's thinking). A stream
-with no usage is counted here and said to be an estimate; a model with no ``price`` in config
-costs an unknown amount (``None``), never $0.
+``completion_tokens``, DeepSeek's and OpenAI's reasoning tokens, Claude's thinking). The input
+the cache served or stored is charged at the price's ``cached_input_per_mtok`` and
+``cache_write_per_mtok`` where they are written, else at the input rate, and the step's detail
+says which. A stream with no usage is counted here and said to be an estimate; a model with no
+``price`` in config costs an unknown amount (``None``), never $0.
 """
 
 from __future__ import annotations
@@ -92,15 +94,58 @@ def usage_tokens(usage: Any) -> tuple[int, int]:
     return int(getattr(usage, "prompt_tokens", 0) or 0), int(getattr(usage, "completion_tokens", 0) or 0)
 
 
-def cache_note(usage: Any) -> str | None:
-    """What a usage says the provider's cache served (read) or stored (written), priced as every
-    other input token: config has no cache price. ``None`` where the cache had no part."""
+@dataclass(frozen=True, slots=True)
+class CacheUse:
+    """The input tokens of one call that the provider's cache served (``read``) or stored
+    (``written``): part of its input tokens, each charged at its own rate where the price has one."""
+
+    read: int = 0
+    written: int = 0
+
+    def within(self, input_tokens: int) -> CacheUse:
+        """These counts, never more than ``input_tokens`` together (a usage that says otherwise)."""
+        read = max(0, min(self.read, input_tokens))
+        return CacheUse(read, max(0, min(self.written, input_tokens - read)))
+
+
+NO_CACHE = CacheUse()
+
+
+def cache_use(usage: Any) -> CacheUse:
+    """What a usage says the provider's cache served (DeepSeek's ``prompt_cache_hit_tokens``,
+    OpenAI's and Gemini's ``prompt_tokens_details.cached_tokens``, Anthropic's cache reads) and
+    stored (Anthropic's ``cache_creation_input_tokens``)."""
     details = getattr(usage, "prompt_tokens_details", None)
     read = getattr(details, "cached_tokens", None) or getattr(usage, "prompt_cache_hit_tokens", None) or 0
     written = getattr(details, "cache_creation_tokens", None) or getattr(usage, "cache_creation_input_tokens", None) or 0
-    parts = [f"{int(read)} read from" if read else "", f"{int(written)} written to" if written else ""]
+    return CacheUse(int(read), int(written))
+
+
+def _rate(value: float | None, key: str) -> str:
+    return f"{key} (${value:g} per million)" if value is not None else f"the input rate (the price sets no {key})"
+
+
+def cache_note(spec: ModelSpec, input_tokens: int, cache: CacheUse) -> str | None:
+    """What the provider's cache served (read) or stored (written) of a call's input, and the rate
+    each part was charged at (``call_cost``). ``None`` where the cache had no part."""
+    cache = cache.within(input_tokens)
+    parts = [f"{cache.read} read from" if cache.read else "", f"{cache.written} written to" if cache.written else ""]
     said = " and ".join(p for p in parts if p)
-    return f"input tokens: {said} the provider's cache, priced at the input rate" if said else None
+    if not said:
+        return None
+    head = f"input tokens: {said} the provider's cache"
+    if not priced(spec):
+        return head
+    price = spec.price
+    used = [(n, what, value, key) for n, what, value, key in (
+        (cache.read, "read from the provider's cache", price.cached_input_per_mtok, "cached_input_per_mtok"),
+        (cache.written, "written to it", price.cache_write_per_mtok, "cache_write_per_mtok")) if n]
+    if all(value is None for _, _, value, _ in used):
+        keys = " or ".join(key for *_, key in used)
+        return f"{head}, priced at the input rate (the price sets no {keys})"
+    charged = ", ".join(f"{n} {what}, charged at {_rate(value, key)}" for n, what, value, key in used)
+    rest = input_tokens - cache.read - cache.written
+    return f"input tokens: {charged}; the other {rest} at the input rate (${price.input_per_mtok:g} per million)"
 
 
 def _prompt_tokens(model: str, chat: list[dict[str, Any]]) -> int:
@@ -116,18 +161,25 @@ def priced(spec: ModelSpec) -> bool:
     return "price" in spec.model_fields_set and {"input_per_mtok", "output_per_mtok"} <= spec.price.model_fields_set
 
 
-def call_cost(spec: ModelSpec, input_tokens: int, output_tokens: int) -> float | None:
-    """What ``spec``'s price table charges for these tokens, in USD; ``None``: it has no price."""
+def call_cost(spec: ModelSpec, input_tokens: int, output_tokens: int, cache: CacheUse = NO_CACHE) -> float | None:
+    """What ``spec``'s price table charges for these tokens, in USD; ``None``: it has no price.
+    ``cache``: the part of the input the provider's cache served or stored, charged at the price's
+    ``cached_input_per_mtok`` and ``cache_write_per_mtok`` (unset: the input rate)."""
     if not priced(spec):
         return None
-    price = spec.price
-    return (input_tokens * price.input_per_mtok + output_tokens * price.output_per_mtok) / 1e6
+    price, cache = spec.price, cache.within(input_tokens)
+    read_rate = price.input_per_mtok if price.cached_input_per_mtok is None else price.cached_input_per_mtok
+    write_rate = price.input_per_mtok if price.cache_write_per_mtok is None else price.cache_write_per_mtok
+    plain = input_tokens - cache.read - cache.written
+    return (plain * price.input_per_mtok + cache.read * read_rate + cache.written * write_rate
+            + output_tokens * price.output_per_mtok) / 1e6
 
 
-def billed(spec: ModelSpec, error: ProviderError, input_tokens: int, output_tokens: int) -> ProviderError:
+def billed(spec: ModelSpec, error: ProviderError, input_tokens: int, output_tokens: int,
+           cache: CacheUse = NO_CACHE) -> ProviderError:
     """``error`` of a call that answered unusably, carrying what it was billed (unknown: none)."""
     error.input_tokens, error.output_tokens = input_tokens, output_tokens
-    error.cost_usd = call_cost(spec, input_tokens, output_tokens) if input_tokens or output_tokens else None
+    error.cost_usd = call_cost(spec, input_tokens, output_tokens, cache) if input_tokens or output_tokens else None
     return error
 
 
@@ -146,7 +198,12 @@ def plus_crashed(spec: ModelSpec, error: ProviderError, crashed: ProviderError |
     crashed attempt was billed (``crashed``: its error, as ``billed_stream`` left it)."""
     if crashed is None or not (crashed.input_tokens or crashed.output_tokens):
         return error
-    return billed(spec, error, error.input_tokens + crashed.input_tokens, error.output_tokens + crashed.output_tokens)
+    # each attempt's own cost summed: what the cache served in one is charged at its own rate
+    own = error.cost_usd if error.input_tokens or error.output_tokens else 0.0
+    error.input_tokens += crashed.input_tokens
+    error.output_tokens += crashed.output_tokens
+    error.cost_usd = None if own is None or crashed.cost_usd is None else own + crashed.cost_usd
+    return error
 
 
 def with_crashed(response: LLMResponse, crashed: ProviderError | None) -> LLMResponse:
@@ -161,12 +218,16 @@ def with_crashed(response: LLMResponse, crashed: ProviderError | None) -> LLMRes
     return LLMResponse.from_step(response.text, step, finish_reason=response.finish_reason)
 
 
-def _stream_tokens(spec: ModelSpec, streamed: Streamed, params: dict[str, Any]) -> tuple[int, int, str | None]:
-    """(input, output, how they were counted) of a streamed answer: as the server reported them,
-    else estimated (the reasoning pieces counted as output too: billed as output)."""
+def _stream_tokens(spec: ModelSpec, streamed: Streamed,
+                   params: dict[str, Any]) -> tuple[int, int, CacheUse, str | None]:
+    """(input, output, what the cache served, how they were counted) of a streamed answer: as the
+    server reported them, else estimated (the reasoning pieces counted as output too: billed as output)."""
     if streamed.usage is not None and any(usage_tokens(streamed.usage)):
-        return (*usage_tokens(streamed.usage), cache_note(streamed.usage))
-    return _prompt_tokens(spec.litellm_model, params["messages"]), streamed.pieces + streamed.thought, ESTIMATED
+        input_tokens, output_tokens = usage_tokens(streamed.usage)
+        cache = cache_use(streamed.usage)
+        return input_tokens, output_tokens, cache, cache_note(spec, input_tokens, cache)
+    estimated = _prompt_tokens(spec.litellm_model, params["messages"])
+    return estimated, streamed.pieces + streamed.thought, NO_CACHE, ESTIMATED
 
 
 def streamed_response(name: str, spec: ModelSpec, guard: LoopGuard, streamed: Streamed, params: dict[str, Any],
@@ -174,12 +235,12 @@ def streamed_response(name: str, spec: ModelSpec, guard: LoopGuard, streamed: St
     """A streamed answer as a response, its tokens as the server reported them, else estimated
     (``_stream_tokens``); ``note``, what happened on the way (a restarted server), leads its trace detail."""
     text, finish, pieces = guard.answer.strip(), streamed.finish, streamed.pieces
-    input_tokens, output_tokens, how = _stream_tokens(spec, streamed, params)
+    input_tokens, output_tokens, cache, how = _stream_tokens(spec, streamed, params)
     if not text:
         said = ", estimated" if how == ESTIMATED else ""
         error = ProviderError(spec.family, f"empty answer ({input_tokens} input and {output_tokens} output tokens"
                               f" billed{said})", model=name)
-        raise billed(spec, error, input_tokens, output_tokens)
+        raise billed(spec, error, input_tokens, output_tokens, cache)
     detail = "streamed"
     if finish == "overlong":
         cap = answer_cap(params)
@@ -191,7 +252,7 @@ def streamed_response(name: str, spec: ModelSpec, guard: LoopGuard, streamed: St
                   f" of repeats cut after {pieces} tokens)")
     step = TraceStep(step=config.step, kind="llm", provider=spec.family, model=name, latency_ms=latency,
                      input_tokens=input_tokens, output_tokens=output_tokens,
-                     cost_usd=call_cost(spec, input_tokens, output_tokens),
+                     cost_usd=call_cost(spec, input_tokens, output_tokens, cache),
                      detail="; ".join(filter(None, [note, detail, how])))
     return LLMResponse.from_step(text, step, finish_reason=finish)
 
@@ -209,16 +270,17 @@ def to_response(name: str, spec: ModelSpec, response: Any, config: LLMConfig, la
         text, finish = text[:cap], "length"
     usage = getattr(response, "usage", None)
     input_tokens, output_tokens = usage_tokens(usage)
+    cache = cache_use(usage)
     if not text:
         # no tools are offered: a model that calls one anyway (finish_reason "tool_calls") gave no answer
         what = ("reasoning only, no answer" if (getattr(message, "reasoning_content", None) or "").strip()
                 else "tool calls only, no answer" if getattr(message, "tool_calls", None)
                 else "no choices" if not choices else "empty answer")
         tokens = f" ({input_tokens} input and {output_tokens} output tokens billed)" if input_tokens or output_tokens else ""
-        raise billed(spec, ProviderError(spec.family, f"{what}{tokens}", model=name), input_tokens, output_tokens)
+        raise billed(spec, ProviderError(spec.family, f"{what}{tokens}", model=name), input_tokens, output_tokens, cache)
     # no usage reported: the tokens and the cost are unknown, not zero (a paid call read as free)
     known = usage is not None and (input_tokens or output_tokens)
-    how = cache_note(usage) if known else "the server reported no token usage: tokens and cost unknown"
+    how = cache_note(spec, input_tokens, cache) if known else "the server reported no token usage: tokens and cost unknown"
     step = TraceStep(
         step=config.step,
         kind="llm",
@@ -227,7 +289,7 @@ def to_response(name: str, spec: ModelSpec, response: Any, config: LLMConfig, la
         latency_ms=latency,
         input_tokens=input_tokens,
         output_tokens=output_tokens,
-        cost_usd=call_cost(spec, input_tokens, output_tokens) if known else None,
+        cost_usd=call_cost(spec, input_tokens, output_tokens, cache) if known else None,
         detail="; ".join(filter(None, [note, how])) or None,
     )
     return LLMResponse.from_step(text, step, finish_reason=finish)
