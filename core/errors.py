@@ -124,6 +124,14 @@ class ProviderTimeout(ProviderError):
     kind = "provider_timeout"
 
 
+class ModelNotServed(ProviderError):
+    """The provider does not serve the model name config asks for (retired or misspelt): no
+    retry or wait mends it, only an edit of config; the router falls over at once and opens the
+    model's circuit for long (``providers.circuit.NOT_SERVED_HOLD_S``)."""
+
+    kind = "model_not_served"
+
+
 class AllProvidersFailed(ProviderError):
     """Every backend of a chain failed; ``attempts`` lists each one, in order.
 

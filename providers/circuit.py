@@ -2,9 +2,11 @@
 
 A model that fails ``failure_threshold`` times in a row is *open*: the router skips it at once
 for ``cooldown_s``. After the cooldown it is *half-open*: exactly one call (the probe) may go
-through; its success closes the circuit, its failure opens it for another cooldown. The board
-is keyed by model name and lives beside the config store, so a hot-swapped config keeps the
-state of the models it still names.
+through; its success closes the circuit, its failure opens it for another cooldown. A failure
+no wait mends (a model name its provider does not serve: retired or misspelt) opens it at once,
+for ``NOT_SERVED_HOLD_S``. The board is keyed by model name and lives beside the config store, so
+a hot-swapped config keeps the state of the models it still names (a config edit that redefines
+a model closes its circuit: ``swarm.runtime``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,12 @@ from core.config import CircuitSpec
 
 CircuitState = Literal["closed", "open", "half_open"]
 
+#: how long a failure no wait mends (``record_failure(..., lasting=True)``) keeps the circuit open:
+#: the name will not start working by itself, so each job passes it over at once; an edit of the
+#: model in config (or a restart) closes it sooner; after it, one probe call (a fast refusal, no
+#: tokens billed) finds whether the provider serves the name again (a passing fault of its own)
+NOT_SERVED_HOLD_S = 3600.0
+
 
 @dataclass
 class _Circuit:
@@ -29,6 +37,7 @@ class _Circuit:
     probe_started: float | None = None
     times_opened: int = 0
     last_error: str | None = None
+    lasting: bool = False  # opened by a failure no wait mends
 
 
 class CircuitBoard:
@@ -95,10 +104,9 @@ class CircuitBoard:
 
     def _open_reason(self, circuit: _Circuit, remaining_s: float) -> str:
         until = datetime.now(UTC) + timedelta(seconds=remaining_s)
-        return (
-            f"circuit open until {until.isoformat(timespec='seconds')} (another {remaining_s:.1f} s)"
-            f" after {circuit.consecutive_failures} consecutive failures" + self._last(circuit)
-        )
+        why = ("a failure no retry or wait mends" if circuit.lasting
+               else f"{circuit.consecutive_failures} consecutive failures")
+        return f"circuit open until {until.isoformat(timespec='seconds')} (another {remaining_s:.1f} s) after {why}" + self._last(circuit)
 
     def _probing_reason(self, circuit: _Circuit, now: float) -> str:
         """Why a caller is skipped while the probe runs, and when the model is tried next: its
@@ -107,8 +115,12 @@ class CircuitBoard:
         return (
             f"circuit half-open after {circuit.consecutive_failures} consecutive failures: a probe call is in"
             f" flight (for {running_s:.1f} s); tried again as soon as it succeeds, or another"
-            f" {self.cooldown_s:.1f} s after it fails" + self._last(circuit)
+            f" {self._hold_s(circuit.lasting):.1f} s after it fails" + self._last(circuit)
         )
+
+    def _hold_s(self, lasting: bool) -> float:
+        """How long a failure opens the circuit: the cooldown, or longer for one no wait mends."""
+        return max(NOT_SERVED_HOLD_S, self.cooldown_s) if lasting else self.cooldown_s
 
     @staticmethod
     def _last(circuit: _Circuit) -> str:
@@ -122,9 +134,11 @@ class CircuitBoard:
             circuit.open_until = None
             circuit.probe_in_flight = False
             circuit.last_error = None
+            circuit.lasting = False
 
-    def record_failure(self, name: str, error: str | None = None) -> None:
-        """A call failed: count it; open (or re-open, after a failed probe) when due."""
+    def record_failure(self, name: str, error: str | None = None, *, lasting: bool = False) -> None:
+        """A call failed: count it; open (or re-open, after a failed probe) when due: at once, for
+        ``NOT_SERVED_HOLD_S`` (or the cooldown, when longer), for a failure no wait mends (``lasting``)."""
         with self._lock:
             circuit = self._get(name)
             now = self.clock()
@@ -132,8 +146,9 @@ class CircuitBoard:
             circuit.probe_in_flight = False
             circuit.consecutive_failures += 1
             circuit.last_error = error
-            if was_probe or circuit.consecutive_failures >= self.failure_threshold:
-                circuit.open_until = now + self.cooldown_s
+            circuit.lasting = lasting
+            if lasting or was_probe or circuit.consecutive_failures >= self.failure_threshold:
+                circuit.open_until = now + self._hold_s(lasting)
                 circuit.times_opened += 1
 
     def release(self, name: str) -> None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.errors import ProviderUnavailable, SwarmError
 from swarm.doctor_finding import TO_USE_IT, Fallback, Finding, Status, error_message, fallback_of
-from swarm.doctor_reach import no_connection
+from swarm.doctor_reach import no_connection, not_served_here
 
 if TYPE_CHECKING:
     from core.config import LocalServerSpec, ModelSpec, SwarmConfig
@@ -150,14 +150,26 @@ class ModelStates:
             return ModelState(alone, tried=False, answers=False, why_not="its key is not set")
         key = f"{spec.api_key_env} set, " if spec.api_key_env else ""
         if not probes_network(spec):
-            return ModelState(Finding(check, "ok", f"{key}no cheap probe for {spec.litellm_model}: checked on its first call"))
+            ok = Finding(check, "ok", f"{key}no cheap probe for {spec.litellm_model}: checked on its first call")
+            return await self._served(name, spec, key, ok)
         found = await probe_models(spec)  # the request the model's health check sends
         failure = await probe_failure(spec, found)
         if failure is None:
-            return ModelState(Finding(check, "ok", f"{key}GET {found.url} answered"))
+            return await self._served(name, spec, key, Finding(check, "ok", f"{key}GET {found.url} answered"))
         alone = Finding(check, "fail", f"{key}GET {found.url} failed: {failure.what}", failure.fix)
         return ModelState(alone, answers=False, why_not=failure.why_not,
                           configured_wrong=failure.configured_wrong, no_answer=found.status is None)
+
+    async def _served(self, name: str, spec: ModelSpec, key: str, ok: Finding) -> ModelState:
+        """``ok``'s state, unless the provider says it does not serve the model's name (retired,
+        misspelt): a FAIL with its fix (a WARN where only a server's list says so). Not with
+        --quick (``canary`` off): one more request per model."""
+        missing = await not_served_here(name, spec) if self._canary else None
+        if missing is None:
+            return ModelState(ok)
+        alone = Finding(ok.check, "fail" if missing.certain else "warn", f"{key}{missing.what}", missing.fix)
+        return ModelState(alone, answers=not missing.certain, why_not="its model name is not served",
+                          configured_wrong=missing.certain)
 
     async def _local(self, name: str, spec: ModelSpec, server: LocalServerSpec) -> ModelState:
         check = f"canary {name}"

@@ -1,5 +1,7 @@
 """Why ``swarm doctor`` could not reach an address: the host resolved? a TCP connection to it
-opened? (``no_connection``), found again step by step after a request failed.
+opened? (``no_connection``), found again step by step after a request failed; and whether a
+provider that answers serves the model name config asks it for (``not_served_here``: a free
+lookup of the name, or the API's list of its models; no completion).
 
 A name lookup runs on a daemon thread (``lookup``; the loop doctor runs on, ``doctor_loop``, sends
 every lookup there, httpx's too): a resolver that never answers holds a thread the check gave up
@@ -13,11 +15,15 @@ import asyncio
 import concurrent.futures
 import socket
 import threading
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlsplit
 
 from swarm.executors.runpod_unreachable import causes
+
+if TYPE_CHECKING:
+    from core.config import ModelSpec
 
 #: how long each step of ``no_connection``'s diagnosis (resolve, connect) may take
 DIAGNOSE_TIMEOUT_S = 3.0
@@ -137,3 +143,105 @@ async def _connect(host: str, port: int, base: str, scheme: str) -> NoConnection
     writer.close()
     return NoConnection(f"{host}:{port} accepts a connection now, but the request's failed (TLS, or a passing fault)",
                         f"run doctor again; if it persists, check that {base} speaks {scheme or 'http'}", network=False)
+
+
+# --- is the model name served? ------------------------------------------------------------------
+
+#: how many of the names an API lists a finding repeats
+LISTED_SHOWN = 6
+
+
+@dataclass(frozen=True)
+class NotServed:
+    """A model name its provider does not serve: ``what`` and ``fix`` for the finding; ``certain``:
+    the provider said so (its lookup of the name, a hosted API's own list): a FAIL, else a WARN."""
+
+    what: str
+    fix: str
+    certain: bool = True
+
+
+#: what a lookup found: served (``True``/``False``; ``None``: not known) and the names listed
+Served = tuple[bool | None, list[str]]
+
+
+async def _get(url: str, headers: dict[str, str]) -> Any:
+    import httpx
+
+    from providers.llm.model_access import HEALTH_TIMEOUT_S
+
+    async with httpx.AsyncClient(timeout=HEALTH_TIMEOUT_S) as client:
+        return await client.get(url, headers=headers)
+
+
+async def _listed(spec: ModelSpec, served: str, key: str | None, default_base: str) -> Served:
+    """An OpenAI-compatible API's ``GET {api_base}/models``: is ``served`` among its ids?"""
+    reply = await _get(f"{(spec.api_base or default_base).rstrip('/')}/models",
+                       {"Authorization": f"Bearer {key}"} if key else {})
+    if reply.status_code != 200:
+        return None, []
+    try:
+        ids = [str(entry["id"]) for entry in reply.json()["data"]]
+    except (ValueError, KeyError, TypeError):  # not the list the API documents: nothing known
+        return None, []
+    return served in ids, ids
+
+
+async def _looked_up(url: str, headers: dict[str, str]) -> Served:
+    """One model's own page (Anthropic's ``GET /v1/models/{id}``, Gemini's ``GET /models/{id}``):
+    404 is the provider's "no such model"."""
+    status = (await _get(url, headers)).status_code
+    return (False if status == 404 else True if status == 200 else None), []
+
+
+async def _anthropic(spec: ModelSpec, served: str, key: str | None) -> Served:
+    base = (spec.api_base or "https://api.anthropic.com").rstrip("/").removesuffix("/v1/messages")
+    return await _looked_up(f"{base}/v1/models/{quote(served)}",
+                            {"x-api-key": key or "", "anthropic-version": "2023-06-01"})
+
+
+async def _gemini(spec: ModelSpec, served: str, key: str | None) -> Served:
+    base = (spec.api_base or "https://generativelanguage.googleapis.com/v1beta").rstrip("/")
+    return await _looked_up(f"{base}/models/{quote(served)}", {"x-goog-api-key": key or ""})
+
+
+async def _deepseek(spec: ModelSpec, served: str, key: str | None) -> Served:
+    return await _listed(spec, served, key, "https://api.deepseek.com")
+
+
+async def _openai(spec: ModelSpec, served: str, key: str | None) -> Served:
+    return await _listed(spec, served, key, "https://api.openai.com/v1")
+
+
+#: litellm route -> its free lookup of one model name
+_LOOKUPS: dict[str, Callable[[ModelSpec, str, str | None], Awaitable[Served]]] = {
+    "deepseek": _deepseek, "anthropic": _anthropic, "gemini": _gemini, "openai": _openai,
+}
+
+
+async def not_served_here(name: str, spec: ModelSpec) -> NotServed | None:
+    """Whether the provider of ``name`` (a model of config's ``models`` table) says it does not
+    serve ``spec.litellm_model``'s name; ``None`` when it serves it, or when that is not known
+    here (a route with no lookup, the lookup unanswered or refused: the probe or the first call
+    says why). An OpenAI-compatible server's list is a WARN (llama.cpp answers any name)."""
+    import httpx
+
+    from core.credentials import credential
+    from providers.llm.litellm_errors import not_served
+
+    route, _, served = spec.litellm_model.partition("/")
+    lookup = _LOOKUPS.get(route)
+    if lookup is None or not served:
+        return None
+    try:
+        found, ids = await lookup(spec, served, credential(spec.api_key_env) if spec.api_key_env else None)
+    except (httpx.HTTPError, OSError):
+        return None
+    if found is not False:
+        return None
+    what, fix = not_served(name, route, served)
+    listed = f"; it lists: {', '.join(ids[:LISTED_SHOWN])}{', ...' if len(ids) > LISTED_SHOWN else ''}" if ids else ""
+    if route == "openai" and spec.api_base:
+        return NotServed(f"{spec.api_base} does not list the model {served!r}{listed} (a server that serves one"
+                         " model answers any name)", fix, certain=False)
+    return NotServed(f"{what}{listed}", fix)

@@ -392,7 +392,8 @@ def test_a_bad_value_from_a_set_variable_names_it_without_its_value(config_file:
 
 def test_a_json_schema_key_with_a_dollar_passes_through(config_file: Path) -> None:
     """``$schema``/``$ref`` keys in extra_params (a guided-JSON schema for litellm) were refused."""
-    _edit(config_file, ("    max_output_tokens: 2048\n", '    max_output_tokens: 2048\n    extra_params: {extra_body: {guided_json: {"$schema": "x", "$defs": {}}}}\n'))
+    _edit(config_file, ("      extra_body: { thinking: { type: disabled } }\n",
+                        '      extra_body: {guided_json: {"$schema": "x", "$defs": {}}}\n'))
     config = load_config(config_file, env={})
     assert config.models["deepseek-v3.1-q8"].extra_params["extra_body"]["guided_json"]["$schema"] == "x"
 

@@ -2,7 +2,9 @@
 
 429 -> ``ProviderRateLimited`` (with Retry-After), timeouts -> ``ProviderTimeout``, refused
 connections and 5xx -> ``ProviderUnavailable``, anything else (401, 400, ...) ->
-``ProviderError``. Every message is redacted, and left whole: the router cuts what it traces.
+``ProviderError``, but for a model name the provider says it does not serve (retired or misspelt)
+-> ``ModelNotServed``, said with its fix (``not_served``). Every message is redacted, and left
+whole: the router cuts what it traces.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import re
 
 from core.errors import (
+    ModelNotServed,
     ProviderError,
     ProviderRateLimited,
     ProviderTimeout,
@@ -62,6 +65,39 @@ _OWN_TIMEOUT = re.compile(r"Request timed out|Timeout error occurred|APITimeoutE
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 
+#: what each provider answers, under its documented status (``_NOT_SERVED_STATUS``), for a model
+#: name it does not serve: DeepSeek's HTTP 400 "Model Not Exist"; Anthropic's 404 not_found_error
+#: "model: claude-x"; Gemini's 404 "models/gemini-x is not found for API version v1beta, ...";
+#: OpenAI's and vLLM's 404 "The model `x` does not exist" (OpenAI's code: model_not_found)
+_NOT_SERVED = re.compile(r"\bmodel not exist\b|\bmodel_not_found\b|\bthe model `[^`]*` does not exist|"
+                         r"not_found_error\W+message\W+model: |\bmodels/[\w.:-]+ is not found", re.IGNORECASE)
+_NOT_SERVED_STATUS = (400, 404)
+#: the model name in such an answer, where litellm's exception does not carry it
+_NAMED = re.compile(r"model `([^`]+)`|\bmodel: ([\w.:-]+)|\bmodels/([\w.:-]+) is not found")
+#: who serves a litellm route (its prefix: ``deepseek/deepseek-chat``), as a person names them
+SERVED_BY = {"deepseek": "DeepSeek", "anthropic": "Anthropic", "gemini": "Gemini", "vertex_ai": "Vertex AI",
+             "openai": "the server at its api_base", "mistral": "Mistral", "groq": "Groq"}
+
+
+def not_served(model: str, route: str, served: str | None) -> tuple[str, str]:
+    """(what, fix) for a model name the provider does not serve: ``model`` is the name in config's
+    ``models`` table, ``route`` litellm's provider prefix (``deepseek``), ``served`` the name sent."""
+    who = SERVED_BY.get(route, "the server")
+    name = f"the model {served!r}" if served else "the model it was asked for"
+    return (redact(f"{who} does not serve {name} (retired or misspelt)"),
+            redact(f"set models.{model}.litellm_model in config.yaml"))
+
+
+def _not_served_error(exc: BaseException, text: str, provider: str, model: str) -> ModelNotServed:
+    route_model = str(getattr(exc, "model", None) or "")
+    route = str(getattr(exc, "llm_provider", None) or route_model.partition("/")[0])
+    served = route_model.removeprefix(f"{route}/") if route_model else None
+    if not served and (named := _NAMED.search(text)):
+        served = next(group for group in named.groups() if group)
+    what, fix = not_served(model, route, served)
+    return ModelNotServed(provider, f"{what}: {fix}", model=model, text=f"{model}: {what}: {fix}")
+
+
 def translate_error(exc: BaseException, provider: str, model: str, timeout_s: float,
                     key_env: str | None = None) -> ProviderError:
     """Map one litellm/openai/httpx exception to the error tree, with a secret-free message;
@@ -97,6 +133,8 @@ def translate_error(exc: BaseException, provider: str, model: str, timeout_s: fl
         return ProviderUnavailable(provider, f"HTTP {said}: {text}", model=model)
     if isinstance(status, int) and 200 <= status < 300:  # a success status with a body that is no answer
         return ProviderUnavailable(provider, f"unreadable answer (HTTP {status}): {text}", model=model)
+    if status in _NOT_SERVED_STATUS and _NOT_SERVED.search(text):  # no retry or wait mends it
+        return _not_served_error(exc, text, provider, model)
     if status in (401, 403) and key_env:
         return ProviderError(provider, f"HTTP {status}: the key in ${key_env} was refused: {text}", model=model)
     prefix = f"HTTP {status}: " if isinstance(status, int) else ""

@@ -14,7 +14,8 @@ Walking it: a model whose key variable is unset, or whose circuit is open, is sk
 (``providers.base.job_memory``) while a later model of the chain can still be asked. A call either answers (``ok``) or fails
 (``error``); only a 429 whose Retry-After is at most ``retry.max_retry_after_s`` is retried on
 the same model, at most ``retry.max_retries`` times; every other ``ProviderError`` falls over to
-the next model immediately. Anything that is not a ``ProviderError`` propagates. The answer
+the next model immediately (a ``ModelNotServed``, a name the provider does not serve, also opens
+the model's circuit at once, for long: ``providers.circuit.NOT_SERVED_HOLD_S``). Anything that is not a ``ProviderError`` propagates. The answer
 carries every step taken; when the chain runs dry, ``AllProvidersFailed`` lists them all.
 """
 
@@ -26,7 +27,14 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from core.credentials import credential_holder
-from core.errors import AllProvidersFailed, InputError, ProviderError, ProviderRateLimited, ProviderTimeout
+from core.errors import (
+    AllProvidersFailed,
+    InputError,
+    ModelNotServed,
+    ProviderError,
+    ProviderRateLimited,
+    ProviderTimeout,
+)
 from core.redact import redact
 from providers.base import (
     LLMConfig,
@@ -263,7 +271,7 @@ class LLMRouter:
                 latency = exc.latency_ms if exc.latency_ms is not None else (time.perf_counter() - started) * 1000
                 # the step names the provider and the model: its detail is what happened, without them
                 detail = capped_detail(exc.message) or ""
-                self.circuits.record_failure(circuit, detail)
+                self.circuits.record_failure(circuit, detail, lasting=isinstance(exc, ModelNotServed))
                 if isinstance(exc, ProviderTimeout):
                     remember_timeout(name, f"{detail} at {config.step} earlier in this job: not waited for again in it")
                 attempts.append(  # with what an unusable answer was billed: totals and the budget count it
