@@ -76,6 +76,12 @@ class CircuitBoard:
             return "closed"
         return "open" if now < circuit.open_until else "half_open"
 
+    def of_model(self, model: str) -> list[str]:
+        """The circuits of ``model``: its own, and one per key a client sent for it
+        (``"<model> (<holder>)"``, the router's name for a call with that key)."""
+        with self._lock:
+            return [name for name in self._circuits if name == model or name.startswith(f"{model} (")]
+
     def state(self, name: str) -> CircuitState:
         """``closed``, ``open`` or ``half_open`` (cooldown over, probe allowed or in flight)."""
         with self._lock:

@@ -155,9 +155,12 @@ class Runtime:
             return
         before, self._circuit_models = self._circuit_models, dict(config.models)
         for name, spec in config.models.items():
-            if name in before and before[name] != spec and self.circuits.state(name) != "closed":
-                self.circuits.record_success(name)
-                log.info("model %s was redefined by the config edit: its circuit is closed again", name)
+            if name not in before or before[name] == spec:
+                continue
+            for circuit in self.circuits.of_model(name):  # with a client's key too: the same endpoint
+                if self.circuits.state(circuit) != "closed":
+                    self.circuits.record_success(circuit)
+                    log.info("model %s was redefined by the config edit: circuit %s is closed again", name, circuit)
 
     def _search(self, config: SwarmConfig) -> Any:
         return self._search_of(config.providers.search)
