@@ -79,6 +79,10 @@ class LLMConfig(_Frozen):
         default=None, description="ask for JSON that matches this schema (constrained where supported)"
     )
     step: str = "llm"
+    #: ``(family, why)``: the chain ends before its first model of ``family``, traced as skipped
+    #: "not asked: why" (a caller with no use for that model's answer: auto research quotes its
+    #: sources rather than keep a local model's report); ``None``: the whole chain
+    stop_before: tuple[str, str] | None = None
     #: the caller's check of an answer: why it cannot be used (a review with no JSON verdict), or
     #: ``None``. An answer it refuses is a failed attempt (billed) and the chain goes on; when no
     #: model gives a usable one, the first refused answer is returned (the caller says it is unusable)

@@ -258,14 +258,20 @@ def snippet_passage(snippet: str) -> Passage:
 
 
 def select_passages(passages: Sequence[Passage], terms: set[str], budget: int, title: str = "") -> list[Passage]:
-    """The passages sharing most stems with ``terms`` (their heading's count: "## Job states" over
-    "IN_QUEUE -> IN_PROGRESS -> ..."; not the document's ``title``, the heading of its opening
-    paragraph, which names every topic of the page), within ``budget`` characters, in document order."""
-    def shared(passage: Passage) -> int:
+    """The passages whose stems shared with ``terms`` weigh most (``rarity_weights``: a word most
+    passages hold, "runpod" or "job" in a RunPod page, weighs little beside the one few hold,
+    "states"), within ``budget`` characters, in document order. A passage's heading counts ("## Job
+    states" over "IN_QUEUE -> IN_PROGRESS -> ..."), but not the document's ``title``, the heading of
+    its opening paragraph, which names every topic of the page. Counted unweighted, the page's generic
+    words tied the opening and "Endpoint operations" with "Job states", and a quick read left it out."""
+    def stems(passage: Passage) -> set[str]:
         heading = passage.get("heading") or ""
-        return len(terms & set(content_stems(f"{heading if heading != title else ''} {passage['text']}")))
+        return set(content_stems(f"{heading if heading != title else ''} {passage['text']}"))
 
-    order = sorted(range(len(passages)), key=lambda i: (-shared(passages[i]), i))
+    held = [terms & stems(p) for p in passages]
+    weight = rarity_weights(held)
+    score = [sum(weight[t] for t in shared) for shared in held]
+    order = sorted(range(len(passages)), key=lambda i: (-score[i], i))
     chosen: list[int] = []
     used = 0
     for i in order:
@@ -277,6 +283,13 @@ def select_passages(passages: Sequence[Passage], terms: set[str], budget: int, t
         if used >= budget:
             break
     return [passages[i] for i in sorted(chosen)]
+
+
+def rarity_weights(held: Sequence[set[str]]) -> dict[str, float]:
+    """Each stem's weight by how few of the documents ``held`` (each one's set of stems) hold it:
+    BM25's inverse document frequency, positive even for a stem that every document holds."""
+    frequency: Counter[str] = Counter(term for stems in held for term in stems)
+    return {term: math.log(1 + (len(held) - n + 0.5) / (n + 0.5)) for term, n in frequency.items()}
 
 
 def bm25_scores(query: str, documents: Sequence[str], *, k1: float = 1.5, b: float = 0.75) -> list[float]:

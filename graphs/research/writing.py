@@ -1,8 +1,8 @@
 """The writing nodes of the research graph: write, check, review.
 
-``write`` drafts the report: abstractive (a model writes it from the passages) or extractive (the
-passages' own words, no model). With ``mode: auto`` it is extractive when the writer is the
-local model. ``check`` drops repeated sentences, keeps only the factual sentences a cited passage
+``write`` (``writer.py``) drafts the report: abstractive (a model writes it from the passages) or
+extractive (the passages' own words, no model). With ``mode: auto`` it is extractive where only
+the local model would write it, which is then not asked. ``check`` drops repeated sentences, keeps only the factual sentences a cited passage
 backs (``grounding.py``), has the reviewer settle those the words alone cannot (``entailment.py``,
 one call), falls back to the extractive report in auto mode when an abstractive draft fails that
 check, and then maps the remaining citations (``citations.py``). In abstractive mode a draft of
@@ -19,12 +19,10 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from graphs.cuts import cut_note, cut_warning
 from graphs.progress import emit
 from graphs.research import prompts
 from graphs.research.citations import check_citations, cited_pages, normalize_report
 from graphs.research.entailment import Reviewer, Settlement, settle
-from graphs.research.extractive import PER_QUERY, extractive_report
 from graphs.research.fragments import cited_quotes, linked
 from graphs.research.grounding import Grounding, ReviewerVerdict, ground, normalise
 from graphs.research.nodes import UNKNOWN, Node, ResearchDeps, ask, first_family, node_step, stage_at
@@ -32,12 +30,11 @@ from graphs.research.passages import Passage, snippet_passage
 from graphs.research.repeats import drop_repeats
 from graphs.research.state import ResearchState
 from graphs.research.subjects import missing_line, source_texts, unmentioned
+from graphs.research.writer import LOCAL_FAMILY, extractive, write_node
 from providers.base import LLMConfig
 
 #: in auto mode an abstractive draft with less support than this is replaced by the extractive report
 MIN_DRAFT_SUPPORT = 0.75
-#: the family of the bundled local model: in auto mode it never writes the report
-LOCAL_FAMILY = "local"
 NOTHING_SUPPORTED = (
     "None of the writer's sentences is backed by the passage it cites, so every one was removed"
     " (see unsupported_sentences).\n"
@@ -45,105 +42,10 @@ NOTHING_SUPPORTED = (
 _OUTER_FENCE = re.compile(r"^\s*```[\w-]*\n(.*)\n```\s*$", re.DOTALL)
 
 
-def _no_sources_report(state: ResearchState) -> str:
-    attempts = [s for s in state.get("trace", []) if s.get("kind") == "search"]
-    lines = [f"- {s['provider']}: {s['outcome']}{' - ' + s['detail'] if s.get('detail') else ''}" for s in attempts]
-    listed = "\n".join(dict.fromkeys(lines)) or "- no search backend was tried"
-    return (
-        f"## No sources found\n\nNo search backend returned anything for: {state['question']}\n\n"
-        f"Nothing is cited, because nothing was retrieved. Search attempts:\n\n{listed}\n"
-    )
-
-
-def _extractive(state: ResearchState) -> str:
-    searched, *planned = state.get("queries") or [state["question"]]  # the first query is the question itself
-    question = state["question"]
-    # a follow-up searched with its earlier question's words is matched on them too
-    about = searched if searched != " ".join(question.split())[:len(searched)] else None
-    return extractive_report(
-        question, planned, state["sources"], state.get("passages", {}), PER_QUERY.get(state["depth"], PER_QUERY["quick"]),
-        about=about,
-    )
-
-
 def _passages(state: ResearchState) -> dict[int, list[Passage]]:
     """Source id -> what the checker holds its sentences against: the passages read, else the snippet."""
     read = state.get("passages", {})
     return {int(s["id"]): read.get(str(s["id"])) or [snippet_passage(str(s.get("snippet", "")))] for s in state["sources"]}
-
-
-def _write_node(deps: ResearchDeps) -> Node:
-    async def write(state: ResearchState) -> dict[str, Any]:
-        started = time.perf_counter()
-        revision = state.get("revisions", 0) + (1 if state.get("review") else 0)
-        base = {"written_by": None, "revisions": revision, "report_mode": "extractive",
-                "writer_family": state.get("planned_by"), "write_failure": None, "writer_note": None,
-                "draft_stands": False}
-        if not state["sources"]:
-            emit("write", "no sources were found; nothing to cite", stage_at("write", revision=revision))
-            detail = "no sources: wrote the no-sources report without a model"
-            return {**base, "draft": _no_sources_report(state), "report_mode": None,
-                    "trace": [node_step("write", started, detail, "error")]}
-        mode = state.get("mode", "auto")
-        if mode == "extractive" or (mode == "auto" and _local_writes(deps.llm, state)):
-            why = "as asked" if mode == "extractive" else "the writer would be the local model, which planned"
-            emit("write", "quoting the best passages for each sub-question", stage_at("write", revision=revision))
-            return {**base, "draft": _extractive(state),
-                    "trace": [node_step("write", started, f"extractive report ({why}); no model called")]}
-        emit("write", f"writing with {state.get('primary') or 'the default model'}" + (f" (revision {revision})" if revision else ""),
-             stage_at("write", revision=revision))
-        messages = prompts.write_messages(state["question"], state["sources"], state.get("excerpts", {}), state.get("review"))
-        config = LLMConfig(tier=state.get("tier"), prefer=state.get("primary"),  # type: ignore[arg-type]
-                           step="write" if not revision else "revise")
-        response, trace, error = await ask(deps.llm, messages, config)
-        if response is None or not response.text.strip():
-            why = error or f"{response.model if response else 'the model'} answered with nothing"
-            return {**base, "draft": _extractive(state), "write_failure": why,
-                    "trace": trace + [node_step("write", started, f"writer failed: {why}; extractive report", "error")]}
-        failed = _failed(trace)
-        if mode == "auto" and response.provider == LOCAL_FAMILY:
-            if revision and state.get("written_by") and state.get("report_mode") == "abstractive":
-                # the draft to revise was written and checked: it stands (it was dropped for quotes)
-                note = f"the revision could not be written ({failed or 'only the local model answered'}); the draft stands"
-                # its check and review stand too: neither is paid for again on the same text, and no
-                # further revision is tried
-                return {**base, "draft": state["draft"], "written_by": state["written_by"], "report_mode": "abstractive",
-                        "writer_family": state.get("writer_family"), "writer_note": note, "draft_stands": True,
-                        "revisions": state.get("max_revisions", revision),
-                        "trace": trace + [node_step("write", started, f"{response.model} (local) answered the revision;"
-                                                    " the earlier draft stands", "error")]}
-            detail = f"{response.model} (local) answered; auto mode returns the extractive report instead"
-            # models ahead of it failed (not a keyless setup, where it is the only writer): said as a failure
-            return {**base, "draft": _extractive(state), "write_failure": failed or None,
-                    "trace": trace + [node_step("write", started, detail, "error" if failed else "ok")]}
-        # the local model standing in for a writer that failed: the report says who wrote it
-        notes = [f"written by the local model {response.model}: {failed}" if failed and response.provider == LOCAL_FAMILY
-                 else None,
-                 # a draft cut at its token limit: its unfinished end reads as "unsupported" below, said why here
-                 cut_warning("the written draft", response.finish_reason)]
-        return {**base, "draft": response.text.strip(), "written_by": response.model, "report_mode": "abstractive",
-                "writer_family": response.provider, "writer_note": "; ".join(n for n in notes if n) or None,
-                "trace": trace + [node_step("write", started, f"written by {response.model}{cut_note(response.finish_reason)}")]}
-
-    return write
-
-
-def _failed(trace: list[dict[str, Any]]) -> str:
-    """The models of a call's attempts that failed, each with its error class: "" when none did
-    (skipped ones, a key unset, are the setup, not a failure)."""
-    return "; ".join(f"{s.get('model') or s.get('provider')}: {s.get('error_class') or 'failed'}"
-                     for s in trace if s.get("outcome") == "error")
-
-
-def _local_writes(llm: Any, state: ResearchState) -> bool:
-    """Whether the write call would be answered by the local model: it planned, and the router
-    (where it can tell) would start the writer's chain there now. A plan that fell to the local
-    model over one failed call (DeepSeek's 503, its circuit still closed) made the whole report
-    extractive, "the writer would be the local model" said of a writer never asked."""
-    if state.get("planned_by") != LOCAL_FAMILY:
-        return False
-    family = first_family(llm, LLMConfig(tier=state.get("tier"), prefer=state.get("primary"), step="write"))  # type: ignore[arg-type]
-    return family in (UNKNOWN, None, LOCAL_FAMILY)
 
 
 def _screen(
@@ -246,7 +148,7 @@ def _checked(state: ResearchState, started: float, screened: tuple[Grounding, Gr
                         f" instead{where}")
         unsupported = [{**u, "draft": "abstractive (replaced)"} for u in unsupported]
         invalid = grounding.invalid
-        grounding, more, _ = _screen(_extractive(state), state)
+        grounding, more, _ = _screen(extractive(state), state)
         grounding.invalid = invalid + grounding.invalid
         unsupported += grounding.unsupported
         repeats += more
@@ -381,7 +283,7 @@ def _ids(source_ids: list[int] | None) -> str:
 
 def writing_nodes(deps: ResearchDeps) -> dict[str, Node]:
     """write, check and review, closed over their dependencies."""
-    return {"write": _write_node(deps), "check": _check_node(deps), "review": _review_node(deps)}
+    return {"write": write_node(deps), "check": _check_node(deps), "review": _review_node(deps)}
 
 
 def _verdict(text: str) -> dict[str, Any] | None:

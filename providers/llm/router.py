@@ -138,6 +138,10 @@ class LLMRouter:
             chain.sort(key=lambda n: self.specs[n].family == llm_config.avoid if n in self.specs else False)
         return chain
 
+    def _stops_at(self, model: str, llm_config: LLMConfig) -> bool:
+        """Whether a call with ``llm_config`` ends its chain before ``model`` (``stop_before``)."""
+        return llm_config.stop_before is not None and self.family_of(model) == llm_config.stop_before[0]
+
     def family_of(self, model: str) -> str | None:
         """The family of ``model`` (a name of ``models``), or ``None`` for a name it does not know."""
         spec = self.specs.get(model)
@@ -158,6 +162,8 @@ class LLMRouter:
         passed: list[str] = []
         chain = self.resolve_chain(llm_config)
         for n, name in enumerate(chain):
+            if self._stops_at(name, llm_config):
+                break
             reason = self._skip_reason(name) or self._timed_out(name, chain[n + 1:])
             if reason is not None:
                 passed.append(f"{name}: {reason}")
@@ -211,6 +217,10 @@ class LLMRouter:
         deferred: list[str] = []  # passed over for a timeout earlier in the job, while later ones could answer
         refused: list[LLMResponse] = []  # answers ``config.accept`` refused, first first
         for n, name in enumerate(chain):
+            if self._stops_at(name, config):
+                assert config.stop_before is not None
+                attempts.append(self._step(name, config, outcome="skipped", detail=f"not asked: {config.stop_before[1]}"))
+                break
             reason = self._skip_reason(name)
             if reason is None and (reason := self._timed_out(name, chain[n + 1:])) is not None:
                 deferred.append(name)
