@@ -14,6 +14,8 @@ import asyncio
 import base64
 import logging
 import os
+import signal
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -53,6 +55,8 @@ async def handler(job: dict[str, Any]) -> dict[str, Any]:
     body = job.get("input")
     forwarded = body.pop(CREDENTIALS_FIELD, None) if isinstance(body, dict) else None
     finished = _FinishedSteps()
+    if _close_at_loop_end:
+        _close_with_loop()
 
     async def progress(stage: str, message: str, fraction: float | None = None) -> None:
         if not _listened(job):
@@ -92,6 +96,27 @@ async def handler(job: dict[str, Any]) -> dict[str, Any]:
 
 #: set by ``main`` for ``--test_input``: the SDK runs one job, then closes its event loop
 _one_job = False
+
+
+#: set by ``main``: the runtime closes on the SDK's loop when that loop ends (``_close_with_loop``)
+_close_at_loop_end = False
+_closer: asyncio.Task[None] | None = None
+
+
+def _close_with_loop() -> None:
+    """The runtime's checkpoint savers open on the SDK's loop, at a job: they close on it too, as
+    it ends (``asyncio.run`` cancels this task before it finalizes open async generators, which
+    logged "an error occurred during closing of asynchronous generator <... _open>")."""
+    global _closer
+    if _closer is None or _closer.done():
+        _closer = asyncio.get_running_loop().create_task(_close_when_cancelled())
+
+
+async def _close_when_cancelled() -> None:
+    try:
+        await asyncio.get_running_loop().create_future()  # until the loop's end cancels it
+    finally:
+        await _close_runtime()
 
 
 async def _close_runtime() -> None:
@@ -164,13 +189,14 @@ class _Activity:
         with self._lock:
             self._quiet_since = time.monotonic()
 
-    def wait_quiet(self, idle_s: float, poll_s: float = 0.05) -> None:
-        """Block until no job has run for ``idle_s`` seconds."""
-        while True:
+    def wait_quiet(self, idle_s: float, poll_s: float = 0.05, stop: threading.Event | None = None) -> bool:
+        """Block until no job has run for ``idle_s`` seconds (True), or until ``stop`` is set (False)."""
+        while stop is None or not stop.is_set():
             with self._lock:
                 if self._running == 0 and time.monotonic() - self._quiet_since >= idle_s:
-                    return
+                    return True
             time.sleep(poll_s)
+        return False
 
 
 _activity = _Activity()
@@ -314,22 +340,82 @@ def warm_in_background(kinds: Sequence[str]) -> threading.Thread | None:
     if not warmable:
         return None
     _activity.restart_quiet()  # the first job's poll comes after this: give it the chance to arrive
-    thread = threading.Thread(target=asyncio.run, args=(_warm_each(warmable),), name="swarm-warm", daemon=True)
-    thread.start()
-    return thread
+    global _background
+    _background = threading.Thread(target=asyncio.run, args=(_warm_each(warmable),), name="swarm-warm", daemon=True)
+    _background.start()
+    return _background
+
+
+#: the background warm-up's thread, and the event that stops it (``stop_background_warm_up``)
+_background: threading.Thread | None = None
+_warm_stop = threading.Event()
+#: how long a stopping worker waits for its background warm-up to stop at its next check (a
+#: measurement's next run, a tile, a wait for a lock); one stuck longer in native code is left
+#: behind by an immediate exit. ``swarm endpoint serve`` gives a worker longer (``workers.STOP_GRACE_S``)
+WARM_STOP_S = 10.0
 
 
 async def _warm_each(providers: dict[str, Warmable]) -> None:
     for kind, provider in providers.items():
-        _activity.wait_quiet(WARM_IDLE_S)  # this thread's own loop: nothing else waits on it
+        if not _activity.wait_quiet(WARM_IDLE_S, stop=_warm_stop):  # this thread's own loop: nothing else waits on it
+            return
         started = time.perf_counter()
         try:
-            await provider.warm()
+            done = await _warm_stoppable(provider)
         except Exception as exc:  # a cold provider still serves: its first job loads it
             log.error("background warm-up of %s failed after %.1f s: %s: %s", kind,
                       time.perf_counter() - started, type(exc).__name__, redact(str(exc)))
-        else:
-            log.info("worker warmed %s in the background in %.1f s", kind, time.perf_counter() - started)
+            continue
+        if not done:
+            log.info("background warm-up of %s stopped after %.1f s: the worker is stopping (what it left"
+                     " undecided is measured at the next start)", kind, time.perf_counter() - started)
+            return
+        log.info("worker warmed %s in the background in %.1f s", kind, time.perf_counter() - started)
+
+
+async def _warm_stoppable(provider: Warmable, poll_s: float = 0.1) -> bool:
+    """``provider.warm()`` under ``backend.run_stoppable``'s stop flag, on an event loop of its own
+    in that call's thread; True once done, False once ``_warm_stop`` stopped it. Stopped, the work
+    raises ``WorkCancelled`` at its next check and this returns when its thread has returned: a
+    process that exits under a thread still in torch, onnxruntime or ncnn aborts (``terminate called
+    without an active exception``)."""
+    from providers.image.backend import run_stoppable
+
+    gate, running, finished = threading.Lock(), threading.Event(), threading.Event()
+
+    def warm() -> None:
+        with gate:  # a stop from here on finds ``running`` set, and waits for ``finished``
+            if _warm_stop.is_set():
+                return
+            running.set()
+        try:
+            asyncio.run(provider.warm())
+        finally:
+            finished.set()
+
+    work = asyncio.ensure_future(run_stoppable(warm))
+    while not work.done() and not _warm_stop.is_set():
+        await asyncio.wait({work}, timeout=poll_s)
+    if work.done():
+        work.result()  # its error, if any
+        return True
+    work.cancel()  # run_stoppable sets the flag the work checks
+    with gate:
+        started = running.is_set()
+    if started:
+        await asyncio.to_thread(finished.wait)
+    return False
+
+
+def stop_background_warm_up(wait_s: float | None = None) -> bool:
+    """Stop the background warm-up and wait up to ``wait_s`` (``WARM_STOP_S``) for its thread;
+    False when it is still running (stuck in native code). The worker calls this on its way out."""
+    thread = _background
+    if thread is None or not thread.is_alive():
+        return True
+    _warm_stop.set()
+    thread.join(WARM_STOP_S if wait_s is None else wait_s)
+    return not thread.is_alive()
 
 
 def concurrency_modifier(current: int) -> int:
@@ -376,9 +462,51 @@ def _test_input_problem(argv: Sequence[str]) -> str | None:
 
 
 def main() -> None:
-    """Start RunPod's worker loop with this handler."""
+    """Start RunPod's worker loop with this handler. A stop (SIGTERM: ``docker stop``, RunPod
+    scaling down, ``swarm endpoint serve`` stopping; or Ctrl-C) is orderly at any moment: before
+    the SDK's loop takes the signal, the warm-up unwinds as on Ctrl-C; after, the SDK ends its
+    loop; either way the background warm-up is stopped and waited for, and the worker exits 0."""
     import sys
 
+    signal.signal(signal.SIGTERM, _stop_signal)
+    try:
+        _start(sys.argv)
+    except KeyboardInterrupt:
+        log.info("worker stopped during its start (warm-up)")
+    finally:
+        if not stop_background_warm_up():
+            log.warning("the background warm-up did not stop within %g s (a run in native code): the worker"
+                        " exits without waiting for it; what it left undecided is measured at the next start",
+                        WARM_STOP_S)
+            _exit_now()
+
+
+_MAIN_PID = os.getpid()
+
+
+def _stop_signal(signum: int, frame: Any) -> None:
+    """SIGTERM until the SDK's loop takes it: a Ctrl-C (the warm-up unwinds, ``main`` ends it). A
+    process forked meanwhile (the SDK's ping process) ends as SIGTERM ends it by default."""
+    if os.getpid() != _MAIN_PID:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
+    raise KeyboardInterrupt
+
+
+def _exit_now(code: int = 0) -> None:
+    """Exit at once, as a thread stuck in native code allows: what an exit runs (the local model
+    servers this worker started stop), the logs flushed, no interpreter teardown under that thread."""
+    import atexit
+
+    atexit._run_exitfuncs()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _start(argv: list[str]) -> None:
     from core.errors import ConfigError
 
     try:
@@ -392,16 +520,16 @@ def main() -> None:
     from swarm.endpoint.workers import exit_with_endpoint
 
     exit_with_endpoint()  # a worker of `swarm endpoint serve` stops with it; RunPod's own: nothing
-    global _one_job
-    _one_job = any(arg.startswith("--test_input") for arg in sys.argv)
-    if _one_job and (problem := _test_input_problem(sys.argv)):  # the SDK's own json.loads printed a traceback
+    global _one_job, _close_at_loop_end
+    _one_job = any(arg.startswith("--test_input") for arg in argv)
+    if _one_job and (problem := _test_input_problem(argv)):  # the SDK's own json.loads printed a traceback
         print(f"error: --test_input: {problem}", file=sys.stderr)
         raise SystemExit(2)
     if not _one_job:
         start_warm_up()
     settle()  # start-up's objects leave the collector's walk (core/heap.py)
+    _close_at_loop_end = True
     runpod.serverless.start({"handler": handler, "concurrency_modifier": concurrency_modifier})
-
 
 if __name__ == "__main__":
     main()

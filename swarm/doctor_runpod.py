@@ -103,9 +103,13 @@ async def _runpod_health(config: SwarmConfig, sources: ConfigSources, key: str) 
     except (httpx.HTTPError, httpx.InvalidURL) as exc:  # InvalidURL is no HTTPError
         return await _runpod_unreachable(config, sources, url, exc)
     if reply.status_code != 200:
+        from swarm.executors.runpod import missing_v2, shown_url
+
+        hint = missing_v2(spec.base_url, sources.describe(BASE_URL))
         fixes = {401: f"RunPod refused the key: check {spec.api_key_env}",
-                 404: f"no such endpoint: check {sources.name(ENDPOINT)}"}
-        detail = f"GET {url} answered HTTP {reply.status_code}"
+                 404: (f"{sources.set_to(BASE_URL, shown_url(spec.base_url).rstrip('/') + '/v2')}: {hint}" if hint
+                       else f"no such endpoint: check {sources.name(ENDPOINT)}")}
+        detail = f"GET {shown_url(url)} answered HTTP {reply.status_code}"
         return Finding("runpod", "fail", detail, fixes.get(reply.status_code, "check the endpoint in the RunPod console"))
     return Finding("runpod", "ok", f"endpoint {spec.endpoint_id}: {_health_summary(reply)}")
 

@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from providers.image import precision_measure
-from providers.image.backend import report
+from providers.image.backend import WorkCancelled, report, stop_flag
 from providers.image.cpu import CpuInfo, named_flags, read_cpu_info, usable_cpus
 from providers.image.cpu_share import CpuShareReader, load_average
 from providers.image.gpu import GPU_FLAGS
@@ -156,7 +156,9 @@ class AutoPrecision:
     ``wait_s``: a holder that long is most likely stuck in a run that never returns, so this
     process runs the reference (``fp32``: always within the floor), says so in the trace and
     caches nothing, and the next start measures. A holder that dies (even by SIGKILL) releases
-    the lock at once. Within one process the same holds for a measurement another thread started:
+    the lock at once. A measurement (or a wait for one) whose caller was cancelled
+    (``backend.run_stoppable``: a cancelled job, a stopping worker's warm-up) ends before its next
+    run with ``WorkCancelled`` and caches nothing. Within one process the same holds for a measurement another thread started:
     a job waits for it at most ``wait_s``, then it and every later job run the reference
     unmeasured (a hang in native code cannot be interrupted in its thread), until that measurement
     returns after all; a model already decided never waits behind a measurement of another.
@@ -200,6 +202,7 @@ class AutoPrecision:
         #: keys decided unmeasured while this process's own measurement held the lock too long
         self._unmeasured: set[str] = set()
         self._lock = threading.Lock()
+        self._swept = False
 
     def key(self, model: str, versions: str, floor: Floor | None = None) -> str:
         """The cache key of ``model`` on this machine under ``floor`` (``psnr_floor()``)."""
@@ -245,14 +248,17 @@ class AutoPrecision:
                 return self._decided[key]
         try:
             if key not in self._decided or key in self._unmeasured:
-                cached = self._cache.load(_parse).get(key)
+                cached = self._first_read(key)
                 if self._due(cached, cpu):
                     # a provisional decision runs at once rather than wait for another's measurement
                     on_wait: Callable[[], None] | None = None
                     wait_s = 0.0
                     if cached is None:
                         on_wait, wait_s = (lambda: self._report_waiting("another process")), self.wait_s
-                    with self._cache.measuring(machine_key(cpu), wait_s, on_wait=on_wait) as held:
+                    stop = stop_flag()  # set when this work's caller was cancelled (a job, the warm-up)
+                    with self._cache.measuring(machine_key(cpu), wait_s, on_wait=on_wait,
+                                               stopped=stop.is_set if stop is not None else None) as held:
+                        _raise_if_stopped(stop, model)
                         # a process that waited there takes what the holder cached meanwhile
                         cached = self._cache.load(_parse).get(key)
                         if held and self._due(cached, cpu):
@@ -266,6 +272,14 @@ class AutoPrecision:
             return self._decided[key]
         finally:
             self._lock.release()
+
+    def _first_read(self, key: str) -> Decision | None:
+        """The cached decision of ``key``; this chooser's first read also removes the measurement
+        lock files a killed process left (``DecisionCache.sweep_stale``: none a live one holds)."""
+        if not self._swept:
+            self._swept = True
+            self._cache.sweep_stale()
+        return self._cache.load(_parse).get(key)
 
     def _due(self, cached: Decision | None, cpu: CpuInfo) -> bool:
         """Whether to measure: nothing cached, or a provisional decision (measured busy, fewer than
@@ -301,9 +315,15 @@ class AutoPrecision:
         timing = None
         if self.timing_size and not probes:
             timing = {"photo": probe_images(self.timing_size)["photo"]}
-        before = self.cpu_share.sample()
-        decision = measure(run, candidates, images, rounds=self.rounds, timer=self.timer, floor=floor,
+        before, stop = self.cpu_share.sample(), stop_flag()
+
+        def stoppable(name: str, image: np.ndarray) -> np.ndarray:
+            _raise_if_stopped(stop, model)  # between runs: a run itself cannot be interrupted
+            return run(name, image)
+
+        decision = measure(stoppable, candidates, images, rounds=self.rounds, timer=self.timer, floor=floor,
                            budget_s=budget_s, timing=timing)
+        _raise_if_stopped(stop, model)  # a candidate dropped for the stop decided nothing: nothing is cached
         if timing is not None:
             side = self.timing_size
             decision = replace(decision, why=f"{decision.why}; timed on a {side}x{side} probe")
@@ -320,6 +340,14 @@ class AutoPrecision:
             del entry["busy_runs"]
         self._cache.store(key, entry)
         return decision
+
+
+def _raise_if_stopped(stop: threading.Event | None, model: str) -> None:
+    """``WorkCancelled`` once the caller of this work was cancelled (``backend.run_stoppable``): a
+    stopping worker's warm-up, a cancelled job. The measurement ends at the next run, its lock
+    is released (and its file removed), and nothing is cached: the next start measures."""
+    if stop is not None and stop.is_set():
+        raise WorkCancelled(f"stopped while measuring the precision of {model}; measured at the next start")
 
 
 def _busy_said(busy: str | None, busy_runs: int) -> str:

@@ -9,8 +9,11 @@ measured again. The file is created with the mode of any new file (``0o666`` les
 
 A measurement holds ``measuring``'s lock, an exclusive ``flock`` on a sidecar of its own
 (``precision.json.<machine hash>.measuring``), so processes measuring at once on one machine
-take turns instead of timing each other's load. The lock files stay (removing one races a
-waiter); the kernel releases a lock when its holder dies, killed or not.
+take turns instead of timing each other's load. The kernel releases a lock when its holder dies,
+killed or not. The holder removes the sidecar before it lets go, and a waiter that then gets the
+lock of a file no longer at that path opens the path again, so two processes never hold locks on
+two files at once. A sidecar left by a holder that was killed (nobody holds its lock: it is
+provably dead) is removed by the next measurement, or by ``sweep_stale`` at the next start.
 """
 
 from __future__ import annotations
@@ -71,10 +74,11 @@ class DecisionCache:
 
     @contextlib.contextmanager
     def measuring(self, machine: str, wait_s: float, *, poll_s: float = 0.1,
-                  on_wait: Callable[[], None] | None = None) -> Iterator[bool]:
+                  on_wait: Callable[[], None] | None = None,
+                  stopped: Callable[[], bool] | None = None) -> Iterator[bool]:
         """Hold the measurement lock of ``machine`` (a text naming this machine): yields True once
-        held, False when another process held it for ``wait_s`` seconds; ``on_wait`` is called
-        once when it has to wait. Where no lock can be taken (no ``fcntl``, an unwritable folder,
+        held, False when another process held it for ``wait_s`` seconds, or until ``stopped()``
+        (this process is stopping); ``on_wait`` is called once when it has to wait. Where no lock can be taken (no ``fcntl``, an unwritable folder,
         a filesystem without ``flock``) it yields True at once, logged: measuring unlocked, as
         before locks, beats not measuring."""
         if fcntl is None:
@@ -84,15 +88,42 @@ class DecisionCache:
         lock_path = self.path.parent / f"{self.path.name}.{digest}.measuring"
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+            fd, held = _acquire_file(lock_path, wait_s, poll_s, on_wait, stopped)
         except OSError as exc:
             log.warning("could not open the measurement lock %s (%s); measuring without it", lock_path, exc)
             yield True
             return
         try:
-            yield _acquire(fd, lock_path, wait_s, poll_s, on_wait)
+            yield held
         finally:
+            if held:
+                _unlink_if_same(fd, lock_path)  # before the lock goes: a waiter then sees it is gone
             os.close(fd)  # closing releases the lock
+
+    def sweep_stale(self) -> list[Path]:
+        """Remove the measurement lock files beside the cache that no live process holds (left by
+        a holder that was killed: a lock is released when its holder dies); returns those removed.
+        One held now (a measurement in flight) stays. Nothing is logged but what it removes."""
+        removed: list[Path] = []
+        if fcntl is None:
+            return removed
+        for lock_path in sorted(self.path.parent.glob(f"{self.path.name}.*.measuring")):
+            try:
+                fd = os.open(lock_path, os.O_RDWR)
+            except OSError:
+                continue  # gone meanwhile, or not ours to open
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if _unlink_if_same(fd, lock_path):
+                    removed.append(lock_path)
+            except OSError:
+                pass  # held by a live measurement (or no flock here): it stays
+            finally:
+                os.close(fd)
+        if removed:
+            log.info("removed %d measurement lock file(s) left by a stopped process: %s", len(removed),
+                     ", ".join(p.name for p in removed))
+        return removed
 
     def problem(self) -> str | None:
         """What makes the file unreadable (``JSONDecodeError: ...``, ``no decisions object``), or
@@ -149,11 +180,53 @@ class DecisionCache:
             raise
 
 
-def _acquire(fd: int, lock_path: Path, wait_s: float, poll_s: float,
-             on_wait: Callable[[], None] | None = None) -> bool:
+def _acquire_file(lock_path: Path, wait_s: float, poll_s: float, on_wait: Callable[[], None] | None = None,
+                  stopped: Callable[[], bool] | None = None) -> tuple[int, bool]:
+    """Open ``lock_path`` and lock it (``_acquire``): ``(fd, held)``. A lock taken on a file the
+    holder removed meanwhile (no longer the one at ``lock_path``) is let go, and the path opened
+    again, within the same ``wait_s``."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            held = _acquire(fd, lock_path, max(0.0, deadline - time.monotonic()), poll_s, on_wait, stopped)
+            if not held or _is_at(fd, lock_path):
+                return fd, held
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)  # the holder removed that file: take the lock of the one there now
+        on_wait = None  # said once
+
+
+def _is_at(fd: int, path: Path) -> bool:
+    """Whether ``fd`` is the file at ``path`` now (not one removed or replaced since it was opened)."""
+    try:
+        here = os.stat(path)
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (here.st_dev, here.st_ino) == (mine.st_dev, mine.st_ino)
+
+
+def _unlink_if_same(fd: int, path: Path) -> bool:
+    """Remove ``path`` while ``fd`` (the same file, locked) holds its lock; False where it is
+    another file by now, or cannot be removed (it then stays, harmless: the next holder removes it)."""
+    if not _is_at(fd, path):
+        return False
+    try:
+        path.unlink()
+    except OSError as exc:
+        log.debug("could not remove the measurement lock %s (%s)", path, exc)
+        return False
+    return True
+
+
+def _acquire(fd: int, lock_path: Path, wait_s: float, poll_s: float, on_wait: Callable[[], None] | None = None,
+             stopped: Callable[[], bool] | None = None) -> bool:
     """Take an exclusive ``flock`` on ``fd``, polling (a blocking ``flock`` cannot time out):
-    False once ``wait_s`` has passed, True when taken or when the filesystem has no ``flock``;
-    ``on_wait`` is called once, at the first time it is held elsewhere."""
+    False once ``wait_s`` has passed or ``stopped()`` says so, True when taken or when the
+    filesystem has no ``flock``; ``on_wait`` is called once, at the first time it is held elsewhere."""
     deadline = time.monotonic() + wait_s
     while True:
         try:
@@ -167,6 +240,6 @@ def _acquire(fd: int, lock_path: Path, wait_s: float, poll_s: float,
             on_wait()
             on_wait = None
         left = deadline - time.monotonic()
-        if left <= 0:
+        if left <= 0 or (stopped is not None and stopped()):
             return False
         time.sleep(min(poll_s, left))

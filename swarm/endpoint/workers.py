@@ -97,6 +97,10 @@ class RestartPolicy:
 
 #: what the endpoint does when a worker of its own exits (``EndpointServer(restart=None)``: nothing)
 RESTART = RestartPolicy()
+#: how long a worker has to stop after SIGTERM before its group is killed: a worker warming up
+#: stops its background warm-up at the next run of a measurement and waits up to 10 s for it
+#: (``handler.WARM_STOP_S``); killed sooner, it left a half-made measurement behind
+STOP_GRACE_S = 15.0
 #: how many lines of a dead worker's log the endpoint quotes when it stops starting it again
 LOG_LINES_QUOTED = 5
 
@@ -258,9 +262,9 @@ class WorkerPool:
             return
         proc.wait(timeout=10)
 
-    def stop(self, grace_s: float = 2.0) -> None:
+    def stop(self, grace_s: float = STOP_GRACE_S) -> None:
         """Stop watching (nothing is started again), then SIGTERM every worker group, then
-        SIGKILL what is left after ``grace_s``."""
+        SIGKILL what is left after ``grace_s`` (logged: that worker did not stop in time)."""
         self._stopping.set()
         if self._watcher is not None and self._watcher is not threading.current_thread():
             self._watcher.join(timeout=10)
@@ -269,21 +273,22 @@ class WorkerPool:
             self._stop_all(grace_s)
 
     def _stop_all(self, grace_s: float) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-        for proc in self.procs.values():
+        running = {wid: proc for wid, proc in self.procs.items() if proc.poll() is None}  # a second stop: none
+        for proc in running.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s  # they stop side by side: one grace for all
+        for worker_id, proc in self.procs.items():
             try:
-                proc.wait(timeout=grace_s)
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                pass
-            try:  # the forked ping process outlives its parent unless its group is killed
+                log.warning("worker %s (pid %d) did not stop within %g s of SIGTERM: killed", worker_id, proc.pid,
+                            grace_s)
+            else:
+                if worker_id in running:
+                    log.info("worker %s (pid %d) stopped: %s", worker_id, proc.pid, how_it_ended(proc.returncode))
+            with contextlib.suppress(ProcessLookupError):  # the forked ping process outlives its parent otherwise
                 os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             if proc.poll() is None:
                 proc.wait(timeout=5)
         for handle in self._logs.values():

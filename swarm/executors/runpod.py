@@ -61,6 +61,31 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 #: RunPod queued it (a gateway's timeout, say), and a second ``/run`` would then start a second,
 #: paid job; a refused connection or a 429 never queued anything.
 RUN_RETRY_STATUSES = frozenset({429})
+#: RunPod's own API root (``runner.runpod.base_url``'s default); every API root ends in ``/v2``
+RUNPOD_API = "https://api.runpod.ai/v2"
+
+
+def shown_url(url: str) -> str:
+    """``url`` as a message may show it: no user or password, redacted, bounded."""
+    try:
+        url = str(httpx.URL(url).copy_with(userinfo=b""))
+    except (httpx.InvalidURL, TypeError, ValueError):
+        pass
+    return redact(url)[:300]
+
+
+def missing_v2(base_url: str, where: str = "RUNPOD_API_BASE / runner.runpod.base_url") -> str | None:
+    """Why a 404 may be the base URL's fault, not the endpoint id's: its path does not end in
+    ``/v2`` (``http://127.0.0.1:8000`` for ``http://127.0.0.1:8000/v2``); None when it does.
+    ``where`` names the setting (the doctor knows which variable sets it)."""
+    try:
+        path = httpx.URL(base_url.strip()).path.rstrip("/")
+    except (httpx.InvalidURL, TypeError, ValueError):
+        return None
+    if path.endswith("/v2"):
+        return None
+    return (f"the base URL {shown_url(base_url)} ({where}) may be missing its /v2: RunPod's API root ends in /v2"
+            f" ({RUNPOD_API}; swarm endpoint serve: http://127.0.0.1:PORT/v2)")
 
 
 class RunPodExecutor:
@@ -225,8 +250,11 @@ class RunPodExecutor:
             env = self.api_key_env
             return RunPodError("ConfigError", f"RunPod rejected the API key in ${env} (runner.runpod.api_key_env):"
                                f" {detail}; check the key at runpod.io (Settings, API Keys) and export a valid one as {env}")
-        if code == 404 and path.startswith("/run"):
-            return RunPodError("ConfigError", f"RunPod endpoint {self.endpoint_id!r} not found (runner.runpod.endpoint_id): {detail}")
+        if code == 404 and path.startswith("/run"):  # the first request: a base URL without /v2 404s here
+            if hint := missing_v2(self.base_url):
+                return RunPodError("ConfigError", f"{shown_url(self.root + path)} answered HTTP 404 (not found): {hint}; {detail}")
+            return RunPodError("ConfigError", f"RunPod endpoint {self.endpoint_id!r} not found (runner.runpod.endpoint_id)"
+                                              f" at {shown_url(self.root + path)}: {detail}")
         if code == 404:  # /status, /stream, /cancel of a job id: RunPod answers "request does not exist"
             return RunPodError("ProviderError", unknown_job(self.endpoint_id, path.rsplit("/", 1)[-1], detail), code)
         if code in (400, 413):
