@@ -25,6 +25,7 @@ from providers.base import ImageAction, ImageConfig, TraceStep
 from providers.image import precision
 from providers.image.backend import SingleActionBackend
 from providers.testing import FakeLLM
+from swarm import worker_warm
 from swarm.runtime import Runtime
 
 SECRET = "sk-warmup0123456789abcdefXYZ"
@@ -117,7 +118,7 @@ async def test_the_image_warm_up_waits_until_no_job_has_run_for_a_moment(worker,
     starts WARM_IDLE_S after the last job ended."""
     from providers.testing import FunctionLLM
 
-    monkeypatch.setattr(handler, "WARM_IDLE_S", 0.3)
+    monkeypatch.setattr(worker_warm, "WARM_IDLE_S", 0.3)
     slow = GatedUpscaler()
     slow.gate.set()
     answer_now = asyncio.Event()
