@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
+from core.redact import redact
 from swarm.executors.runpod_unreachable import causes
 
 if TYPE_CHECKING:
@@ -213,6 +214,9 @@ async def _openai(spec: ModelSpec, served: str, key: str | None) -> Served:
     return await _listed(spec, served, key, "https://api.openai.com/v1")
 
 
+#: the providers' own API bases: a 404 from one of them is theirs
+_PROVIDER_BASES = frozenset({"https://api.anthropic.com", "https://api.anthropic.com/v1",
+                             "https://generativelanguage.googleapis.com/v1beta", "https://api.deepseek.com"})
 #: litellm route -> its free lookup of one model name
 _LOOKUPS: dict[str, Callable[[ModelSpec, str, str | None], Awaitable[Served]]] = {
     "deepseek": _deepseek, "anthropic": _anthropic, "gemini": _gemini, "openai": _openai,
@@ -242,6 +246,8 @@ async def not_served_here(name: str, spec: ModelSpec) -> NotServed | None:
     what, fix = not_served(name, route, served)
     listed = f"; it lists: {', '.join(ids[:LISTED_SHOWN])}{', ...' if len(ids) > LISTED_SHOWN else ''}" if ids else ""
     if route == "openai" and spec.api_base:
-        return NotServed(f"{spec.api_base} does not list the model {served!r}{listed} (a server that serves one"
-                         " model answers any name)", fix, certain=False)
-    return NotServed(f"{what}{listed}", fix)
+        return NotServed(f"{redact(spec.api_base)} does not list the model {served!r}{listed} (a server that serves"
+                         " one model answers any name)", fix, certain=False)
+    # a gateway or proxy at another api_base may lack the provider's model pages: its 404 is no proof
+    return NotServed(f"{what}{listed}", fix, certain=route == "deepseek" or not spec.api_base
+                     or spec.api_base.rstrip("/") in _PROVIDER_BASES)

@@ -242,11 +242,13 @@ def test_doctor_fails_a_model_name_its_provider_does_not_serve(
     code, found = findings(capsys, write_config(tmp_path, edit))
 
     assert code == 1
-    for model, said in (("deepseek-v3.1-q8", "DeepSeek does not serve the model 'deepseek-chat'"),
-                        ("claude-sonnet-4-5", "Anthropic does not serve the model 'claude-x'"),
-                        ("gemini-2.5-flash-lite", "Gemini does not serve the model 'gemini-x'")):
+    # a 404 at an api_base of the user's own (here loopback; a gateway may lack the model pages) is a
+    # warning; DeepSeek's list of models is its own at any base
+    for model, said, status in (("deepseek-v3.1-q8", "DeepSeek does not serve the model 'deepseek-chat'", "fail"),
+                                ("claude-sonnet-4-5", "Anthropic does not serve the model 'claude-x'", "warn"),
+                                ("gemini-2.5-flash-lite", "Gemini does not serve the model 'gemini-x'", "warn")):
         line = found[f"model {model}"]
-        assert line["status"] == "fail" and f"{said} (retired or misspelt)" in line["detail"], line
+        assert line["status"] == status and f"{said} (retired or misspelt)" in line["detail"], line
         assert line["fix"] == f"set models.{model}.litellm_model in config.yaml", line
     assert "; it lists: " in found["model deepseek-v3.1-q8"]["detail"] and "deepseek-v4-flash" in found["model deepseek-v3.1-q8"]["detail"]
     assert found["model deepseek-v3.1-q4"]["status"] == "ok", found["model deepseek-v3.1-q4"]

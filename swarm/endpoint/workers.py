@@ -99,7 +99,7 @@ class RestartPolicy:
 RESTART = RestartPolicy()
 #: how long a worker has to stop after SIGTERM before its group is killed: a worker warming up
 #: stops its background warm-up at the next run of a measurement and waits up to 10 s for it
-#: (``handler.WARM_STOP_S``); killed sooner, it left a half-made measurement behind
+#: (``swarm.worker_warm.WARM_STOP_S``); killed sooner, it left a half-made measurement behind
 STOP_GRACE_S = 15.0
 #: how many lines of a dead worker's log the endpoint quotes when it stops starting it again
 LOG_LINES_QUOTED = 5
