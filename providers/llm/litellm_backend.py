@@ -179,7 +179,8 @@ class LiteLLMModel:
             weights = f"{self.spec.api_base}|{self.spec.local_server.gguf}"
             counts = await server_counts(self.spec.api_base, weights, texts, min(COUNT_TIMEOUT_S, left))
         else:
-            counts = litellm_counts(litellm, self.spec.litellm_model, texts)
+            # tiktoken over a long prompt: off the event loop, which every other job shares
+            counts = await asyncio.to_thread(litellm_counts, litellm, self.spec.litellm_model, texts)
         return ContextFit(self.name, params, window, counts)
 
     async def _fitted_exchange(self, litellm: Any, fit: ContextFit, guard: LoopGuard | None,
