@@ -90,6 +90,10 @@ _SET_BY = {
 }
 
 
+#: the decoding settings a model with ``sampling: false`` is never sent
+SAMPLING_PARAMS = ("temperature", "top_p", "top_k")
+
+
 class ModelSpec(StrictModel):
     """One model the router may call, reached through litellm."""
 
@@ -112,6 +116,11 @@ class ModelSpec(StrictModel):
         " to fit it (providers/llm/context_fit.py); unset: local_server.n_ctx, else not fitted",
     )
     extra_params: dict[str, Any] = Field(default_factory=dict)
+    sampling: bool = Field(
+        default=True,
+        description="false: the model refuses sampling settings (Claude 5 models answer HTTP 400 to a"
+        " temperature or top_p but the default), and no call sends them",
+    )
     free_text_params: dict[str, Any] = Field(
         default_factory=dict,
         description="extra litellm params for free-text calls only (a call with a json_schema keeps"
@@ -143,6 +152,17 @@ class ModelSpec(StrictModel):
         if taken:
             raise ValueError(f"{', '.join(taken)}: each call sets {'it' if len(taken) == 1 else 'these'} itself")
         return value
+
+    @model_validator(mode="after")
+    def _no_sampling_params(self) -> ModelSpec:
+        """``sampling: false`` with a temperature in ``extra_params`` says two things at once."""
+        given = [f"{where}.{name}" for where, params in (("extra_params", self.extra_params),
+                 ("free_text_params", self.free_text_params)) for name in params if name in SAMPLING_PARAMS]
+        if not self.sampling and given:
+            raise_all("ModelSpec", [InitErrorDetails(type=PydanticCustomError(
+                "sampling", "sampling is false (the model refuses sampling settings): remove {given}",
+                {"given": ", ".join(given)}), loc=("sampling",), input=self.sampling)])
+        return self
 
     @field_validator("api_base")
     @classmethod

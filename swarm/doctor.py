@@ -41,6 +41,8 @@ from swarm.doctor_models import (
     check_weights,
     image_models,
 )
+from swarm.doctor_retirement import CHECK as RETIREMENT_CHECK
+from swarm.doctor_retirement import check_retirements
 from swarm.doctor_runpod import RUNPOD_TIMEOUT_S, check_runpod
 from swarm.doctor_search import check_search
 from swarm.doctor_services import check_checkpointer, check_storage
@@ -194,7 +196,8 @@ def plan(config: SwarmConfig, models: ModelStates, *, canary: bool = True, sourc
     state once for every line that needs it (``ModelStates``); ``sources``: where the config
     file's settings come from (a fix says ``export SWARM_RUNNER=...`` or what to set in the file)."""
     sources = sources or ConfigSources()
-    checks = [Check("cpu", check_cpu), Check("secrets", partial(check_secrets, config))]
+    checks = [Check("cpu", check_cpu), Check("secrets", partial(check_secrets, config)),
+              Check(RETIREMENT_CHECK, partial(check_retirements, config))]
     servers = [spec.local_server for spec in config.models.values() if spec.local_server is not None]
     if servers:
         checks.append(Check("llama.cpp cpu", check_llama_cpu))

@@ -215,7 +215,7 @@ async def _openai(spec: ModelSpec, served: str, key: str | None) -> Served:
 
 
 #: the providers' own API bases: a 404 from one of them is theirs
-_PROVIDER_BASES = frozenset({"https://api.anthropic.com", "https://api.anthropic.com/v1",
+PROVIDER_BASES = frozenset({"https://api.anthropic.com", "https://api.anthropic.com/v1",
                              "https://generativelanguage.googleapis.com/v1beta", "https://api.deepseek.com"})
 #: litellm route -> its free lookup of one model name
 _LOOKUPS: dict[str, Callable[[ModelSpec, str, str | None], Awaitable[Served]]] = {
@@ -250,4 +250,4 @@ async def not_served_here(name: str, spec: ModelSpec) -> NotServed | None:
                          " one model answers any name)", fix, certain=False)
     # a gateway or proxy at another api_base may lack the provider's model pages: its 404 is no proof
     return NotServed(f"{what}{listed}", fix, certain=route == "deepseek" or not spec.api_base
-                     or spec.api_base.rstrip("/") in _PROVIDER_BASES)
+                     or spec.api_base.rstrip("/") in PROVIDER_BASES)

@@ -23,11 +23,11 @@ def test_project_config_is_valid_and_keeps_design_schema() -> None:
     config = load_config()
     llm = config.providers.llm
     assert llm.default == "deepseek-v3.1-q8"
-    assert llm.tiers["premium"] == ["claude-opus-4-5-thinking"]
+    assert llm.tiers["premium"] == ["claude-opus-5-5"]
     assert llm.fallback_chain[-1] == "local"
     assert config.routing.delegation["critical"].reviewer is None
-    for name in ("deepseek-v3.1-q8", "deepseek-v3.1-q4", "gemini-2.5-flash-lite", "claude-sonnet-4-5",
-                 "claude-opus-4-5-thinking", "local"):
+    for name in ("deepseek-v3.1-q8", "deepseek-v3.1-q4", "gemini-2.5-flash-lite", "claude-sonnet-5-5",
+                 "claude-opus-5-5", "local"):
         assert name in config.models
 
 
@@ -39,7 +39,7 @@ def test_unknown_model_in_tier_names_file_key_and_valid_names(config_file: Path)
     message = str(err.value)
     assert str(config_file) in message
     assert "providers.llm.tiers.fast[0]" in message and "gpt-99" in message
-    assert "claude-sonnet-4-5" in message  # lists the valid names
+    assert "claude-sonnet-5-5" in message  # lists the valid names
 
 
 def test_misspelled_key_and_bad_type_are_each_named(config_file: Path) -> None:

@@ -122,9 +122,10 @@ def test_secret_headers_are_masked_in_the_dump_and_registered(config_file: Path)
     plain = {"HTTP-Referer": "https://my.site/app", "anthropic-version": "2023-06-01"}
     headers_and_plain = {**headers, **plain}
     block = "".join(f'        "{k}": "{v}"\n' for k, v in headers_and_plain.items())
-    _edit(config_file, ("      temperature: 1\n", f"      temperature: 1\n      extra_headers:\n{block}"))
+    _edit(config_file, ("    extra_params: { reasoning_effort: high }\n",
+                        f"    extra_params:\n      reasoning_effort: high\n      extra_headers:\n{block}"))
     config = load_config(config_file, env={})
-    dumped = redacted_dump(config)["models"]["claude-opus-4-5-thinking"]["extra_params"]["extra_headers"]
+    dumped = redacted_dump(config)["models"]["claude-opus-5-5"]["extra_params"]["extra_headers"]
     assert {k: v for k, v in dumped.items() if k in headers} == dict.fromkeys(headers, "[REDACTED]")
     assert {k: v for k, v in dumped.items() if k in plain} == plain
     for value in headers.values():
@@ -133,7 +134,7 @@ def test_secret_headers_are_masked_in_the_dump_and_registered(config_file: Path)
     # a plain word under a header not named like a secret is masked in the dump, not in every text
     _edit(config_file, ('        "X-Key": "hdr-secret-0012"\n', '        "X-Key": "hdr-secret-0012"\n        "X-Environment": "production"\n'))
     config = load_config(config_file, env={})
-    assert redacted_dump(config)["models"]["claude-opus-4-5-thinking"]["extra_params"]["extra_headers"]["X-Environment"] == "[REDACTED]"
+    assert redacted_dump(config)["models"]["claude-opus-5-5"]["extra_params"]["extra_headers"]["X-Environment"] == "[REDACTED]"
     assert redact("deployed to production") == "deployed to production"
     assert redacted_dump(config)["budgets"]["fast"]["max_tokens"] == 20000  # a count, not a secret
 
@@ -151,7 +152,7 @@ def test_secret_headers_are_masked_in_the_dump_and_registered(config_file: Path)
       ('fallback_chain: ["deepseek", "gemini"', 'fallback_chain: ["deepsek", "gemini"')),
      ["models.gemini-2.5-flash-lite.family: required key is missing",
       "providers.llm.fallback_chain[0]: 'deepsek' is neither a model nor a family"]),
-    ((('premium: ["claude-opus-4-5-thinking"]', 'premium: "some-model"'),
+    ((('premium: ["claude-opus-5-5"]', 'premium: "some-model"'),
       ('default: "deepseek-v3.1-q8"', 'default: "unknown"')),
      ["providers.llm.tiers.premium", "providers.llm.default: unknown model 'unknown'"]),
 ])
@@ -270,7 +271,7 @@ def test_an_empty_model_string_tier_or_nan_is_refused_at_load(config_file: Path)
     """Each loaded as valid before; the empty model string then failed every call to ``local``
     (litellm: "LLM Provider NOT provided"), an empty tier left its jobs only the fallback chain."""
     _edit(config_file, ('litellm_model: "openai/smollm2-135m-instruct"', 'litellm_model: "${SWARM_LOCAL_MODEL}"'),
-          ('premium: ["claude-opus-4-5-thinking"]', "premium: []"),
+          ('premium: ["claude-opus-5-5"]', "premium: []"),
           ("timeout_s: 60", "timeout_s: .nan"))
     message = _problems(config_file, env={})
     assert "models.local.litellm_model: String should have at least 1 character (from ${SWARM_LOCAL_MODEL}, unset)" in message

@@ -71,7 +71,7 @@ def test_a_fresh_keyless_machine_has_no_fail_and_each_missing_key_is_named(
     gemini = line_of(out, "model gemini-2.5-flash-lite")
     assert gemini.startswith("INFO  ")
     assert "GEMINI_API_KEY is not set: skipped, the chain goes on to local; to use it: export GEMINI_API_KEY=..." in gemini
-    assert "ANTHROPIC_API_KEY is not set" in line_of(out, "model claude-sonnet-4-5")
+    assert "ANTHROPIC_API_KEY is not set" in line_of(out, "model claude-sonnet-5-5")
     assert line_of(out, "canary local").startswith("INFO  ") and "not checked (--quick" in line_of(out, "canary local")
     assert line_of(out, "runpod").startswith("INFO  ") and "jobs run in-process" in out
     assert line_of(out, "storage").startswith("OK    ")
@@ -106,7 +106,7 @@ def test_the_keyless_setup_ends_ok_and_each_unset_option_is_info_saying_how_to_u
     assert code == 0 and out.splitlines()[-1].startswith("doctor: OK ("), out
     assert not [line for line in out.splitlines() if line.startswith(("WARN", "FAIL"))], out
     for model, env in (("deepseek-v3.1-q8", "DEEPSEEK_API_KEY"), ("gemini-2.5-flash-lite", "GEMINI_API_KEY"),
-                       ("claude-opus-4-5-thinking", "ANTHROPIC_API_KEY")):
+                       ("claude-opus-5-5", "ANTHROPIC_API_KEY")):
         line = line_of(out, f"model {model}")
         assert line.startswith("INFO  ") and "fix:" not in line, line
         assert line.endswith(f"{env} is not set: skipped, the chain goes on to local; to use it: export {env}=..."), line
@@ -208,9 +208,9 @@ def test_json_has_one_object_per_check_and_the_overall_status(
     assert code == 0 and report["status"] == "ok"
     assert len(checks) == len(set(checks))
     models = [
-        "deepseek-v3.1-q8", "deepseek-v3.1-q4", "gemini-2.5-flash-lite", "claude-sonnet-4-5", "claude-opus-4-5-thinking"
+        "deepseek-v3.1-q8", "deepseek-v3.1-q4", "gemini-2.5-flash-lite", "claude-sonnet-5-5", "claude-opus-5-5"
     ]
-    expected = {"config", "cpu", "llama.cpp cpu", "secrets", "canary local", "storage", "checkpointer", "runpod", *(f"model {m}" for m in models)}
+    expected = {"config", "cpu", "llama.cpp cpu", "secrets", "model dates", "canary local", "storage", "checkpointer", "runpod", *(f"model {m}" for m in models)}
     expected |= {"search searxng", "search tavily", "search local"}
     expected |= {"image realesrgan-anime-6b", "image isnet-anime", "image u2netp"}
     expected |= {"precision upscale", "precision remove_background"}

@@ -62,6 +62,6 @@ def test_quick_without_llama_cpp_installed_fails_with_the_install_command(
     assert code == 1 and canary["status"] == "fail", canary
     assert "llama-cpp-python is not installed" in canary["detail"] and "pip install 'llama-cpp-python" in canary["fix"]
     assert found[Q8]["status"] == "fail", found[Q8]
-    opus = found["model claude-opus-4-5-thinking"]  # its key unset: a chain now left with nothing that answers
+    opus = found["model claude-opus-5-5"]  # its key unset: a chain now left with nothing that answers
     assert opus["status"] == "warn", opus
 

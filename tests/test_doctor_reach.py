@@ -17,7 +17,7 @@ from fake_openai import FakeOpenAI, RefusedPort
 from test_doctor import FAKE_KEY, RUNPOD_KEY, FakeRunPod, doctor, findings, line_of, write_config
 
 Q8, Q4 = "model deepseek-v3.1-q8", "model deepseek-v3.1-q4"
-OPUS = "model claude-opus-4-5-thinking"
+OPUS = "model claude-opus-5-5"
 
 
 @pytest.fixture(autouse=True)

@@ -52,7 +52,7 @@ async def test_deepseek_fails_and_the_chain_falls_back_with_a_full_trace(
     llm_steps = [(s["model"], s["outcome"]) for s in result["trace"] if s["kind"] == "llm"]
     # critical -> prefer claude (no key), then the default deepseek (500), gemini (no key), local
     assert llm_steps == [
-        ("claude-sonnet-4-5", "skipped"),
+        ("claude-sonnet-5-5", "skipped"),
         ("deepseek-v3.1-q8", "error"),
         ("gemini-2.5-flash-lite", "skipped"),
         ("local", "ok"),

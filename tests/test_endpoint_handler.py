@@ -138,7 +138,7 @@ def test_a_worker_with_a_bad_config_says_each_bad_key_once_and_exits_without_a_t
 
     config = tmp_path / "config.yaml"
     text = (ROOT / "config.yaml").read_text()
-    config.write_text(text.replace('premium: ["claude-opus-4-5-thinking"]', "premium: []", 1))
+    config.write_text(text.replace('premium: ["claude-opus-5-5"]', "premium: []", 1))
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNPOD_")}
     env.update(SWARM_HOME=str(tmp_path), SWARM_CONFIG=str(config), LITELLM_LOCAL_MODEL_COST_MAP="True")
     job = {"input": {"project": "swarm", "action": "delegate", "input": {"task": "hi"}}}

@@ -118,8 +118,8 @@ def test_an_unset_key_stays_a_warning_where_it_leaves_a_chain_with_no_model_that
     assert code == 0
     fast = found["model deepseek-v3.1-q4"]
     assert fast["status"] == "info" and fast["detail"].endswith("skipped, the chain goes on to gemini-2.5-flash-lite"), fast
-    for model, env in (("deepseek-v3.1-q8", "DEEPSEEK_API_KEY"), ("claude-sonnet-4-5", "ANTHROPIC_API_KEY"),
-                       ("claude-opus-4-5-thinking", "ANTHROPIC_API_KEY")):
+    for model, env in (("deepseek-v3.1-q8", "DEEPSEEK_API_KEY"), ("claude-sonnet-5-5", "ANTHROPIC_API_KEY"),
+                       ("claude-opus-5-5", "ANTHROPIC_API_KEY")):
         line = found[f"model {model}"]
         assert line["status"] == "warn", line
         assert (line["detail"], line["fix"]) == (f"{env} is not set -> skipped", f"export {env}=..."), line

@@ -101,7 +101,7 @@ async def test_a_refused_key_names_its_variable_and_every_message_reads_once(ser
     dns = litellm.InternalServerError(message="AnthropicException - Cannot connect to host api.anthropic.com:443"
                                       " ssl:<x> [Domain name not found]. Handle with `InternalServerError`.",
                                       llm_provider="anthropic", model="claude")
-    error = translate_error(dns, "claude", "claude-sonnet-4-5", 30)
+    error = translate_error(dns, "claude", "claude-sonnet-5-5", 30)
     assert isinstance(error, ProviderUnavailable) and "cannot connect: InternalServerError: AnthropicException" in str(error)
     assert "HTTP 500" not in str(error) and "Handle with" not in str(error)
     assert "api.anthropic.com:443 [Domain name not found]" in str(error) and "ssl:" not in str(error)  # aiohttp's SSLContext repr
@@ -521,14 +521,14 @@ async def test_shipped_config_with_no_keys_answers_from_the_local_model(
     cfg = load_config(DEFAULT_CONFIG_PATH)
     servers = LocalServerManager(log_dir=tmp_path)
     router = build_llm_router(cfg.providers.llm, cfg.models, circuits=CircuitBoard(), local_servers=servers)
-    assert router.resolve_chain(LLMConfig()) == ["deepseek-v3.1-q8", "gemini-2.5-flash-lite", "claude-sonnet-4-5", "local"]
+    assert router.resolve_chain(LLMConfig()) == ["deepseek-v3.1-q8", "gemini-2.5-flash-lite", "claude-sonnet-5-5", "local"]
     answer = await router.complete(ASK, LLMConfig(tier="premium"))
     assert answer.text == "ok from smollm2-135m-instruct"
     assert [(s.model, s.outcome, s.detail) for s in answer.attempts[:-1]] == [
-        ("claude-opus-4-5-thinking", "skipped", "ANTHROPIC_API_KEY is not set"),
+        ("claude-opus-5-5", "skipped", "ANTHROPIC_API_KEY is not set"),
         ("deepseek-v3.1-q8", "skipped", "DEEPSEEK_API_KEY is not set"),
         ("gemini-2.5-flash-lite", "skipped", "GEMINI_API_KEY is not set"),
-        ("claude-sonnet-4-5", "skipped", "ANTHROPIC_API_KEY is not set"),
+        ("claude-sonnet-5-5", "skipped", "ANTHROPIC_API_KEY is not set"),
     ]
     assert answer.attempts[-1].model == "local" and answer.attempts[-1].cost_usd == 0.0
     assert servers.status()["local"]["owned"] is False
@@ -652,7 +652,7 @@ def test_a_network_failure_with_litellms_traceback_is_still_cannot_connect(said:
 
     exc = litellm.APIConnectionError(message=f"AnthropicException - {said}\nTraceback (most recent call last):\n"
                                              '  File "/x/litellm/main.py", line 1\n', llm_provider="anthropic", model="c")
-    error = str(translate_error(exc, "claude", "claude-sonnet-4-5", 30))
+    error = str(translate_error(exc, "claude", "claude-sonnet-5-5", 30))
     assert "cannot connect" in error and "unreadable" not in error and "Traceback" not in error, error
 
 
@@ -665,5 +665,5 @@ def test_anthropics_overloaded_529_is_said_as_such() -> None:
 
     exc = litellm.InternalServerError(message='AnthropicException - {"type":"error","error":{"type":"overloaded_error",'
                                               '"message":"Overloaded"}}', llm_provider="anthropic", model="c")
-    error = translate_error(exc, "claude", "claude-sonnet-4-5", 30)
+    error = translate_error(exc, "claude", "claude-sonnet-5-5", 30)
     assert isinstance(error, ProviderUnavailable) and "HTTP 529" in str(error) and "HTTP 500" not in str(error)

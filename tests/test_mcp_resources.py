@@ -89,7 +89,7 @@ async def test_config_resource_is_redacted_and_providers_show_availability(tmp_p
         providers_text = (await client.read_resource("swarm://providers")).contents[0].text
     assert '"wait_budget_s": 1.0' in config_text
     assert "tvly-SECRET" not in config_text and secret not in config_text
-    assert '"claude-sonnet-4-5"' in providers_text and "ANTHROPIC_API_KEY" in providers_text  # unavailable: no key
+    assert '"claude-sonnet-5-5"' in providers_text and "ANTHROPIC_API_KEY" in providers_text  # unavailable: no key
     assert secret not in providers_text
 
 

@@ -184,21 +184,21 @@ def test_a_consensus_reads_as_its_synthesis_positions_and_failures() -> None:
 
     long = "word " * 400
     text = result_text(consensus_output(_done({
-        "synthesis": "Both agree on X.", "synthesizer": "claude-sonnet-4-5",
+        "synthesis": "Both agree on X.", "synthesizer": "claude-sonnet-5-5",
         "positions": [{"model": "local", "asked": "gemini-2.5-flash-lite", "status": "stand_in", "stance": "for", "text": long},
                       {"model": "deepseek-v3.1-q8", "asked": "deepseek", "status": "answered", "text": "No."}],
         "failed": [{"asked": "gemini-2.5-flash-lite", "error_type": "StandInAlreadyOnPanel", "error": "no answer"}],
     })))
-    assert text.startswith("Synthesis (by claude-sonnet-4-5):\nBoth agree on X.\n\nPositions:\n")
+    assert text.startswith("Synthesis (by claude-sonnet-5-5):\nBoth agree on X.\n\nPositions:\n")
     assert f"- local (standing in for gemini-2.5-flash-lite) (for): {long.strip()}\n" in text  # whole, as structured
     assert "- deepseek-v3.1-q8: No." in text  # the family's own model: no "(standing in for deepseek)"
     assert "- gemini-2.5-flash-lite failed: StandInAlreadyOnPanel: no answer" in text
-    not_asked = {"asked": "claude-sonnet-4-5", "error_type": "StandInAlreadyOnPanel", "foreseen": "local",
-                 "error": "claude-sonnet-4-5 cannot be asked here (claude-sonnet-4-5: ANTHROPIC_API_KEY is not set); ..."}
+    not_asked = {"asked": "claude-sonnet-5-5", "error_type": "StandInAlreadyOnPanel", "foreseen": "local",
+                 "error": "claude-sonnet-5-5 cannot be asked here (claude-sonnet-5-5: ANTHROPIC_API_KEY is not set); ..."}
     text = result_text(consensus_output(_done({"synthesis": "X.", "positions": [{"model": "local", "text": "X."}],
                                                "failed": [not_asked]})))
-    assert "- claude-sonnet-4-5 cannot be asked here (claude-sonnet-4-5: ANTHROPIC_API_KEY is not set); ..." in text
-    assert "claude-sonnet-4-5 failed" not in text
+    assert "- claude-sonnet-5-5 cannot be asked here (claude-sonnet-5-5: ANTHROPIC_API_KEY is not set); ..." in text
+    assert "claude-sonnet-5-5 failed" not in text
 
 
 def test_a_batch_reads_as_each_images_key_or_its_error() -> None:

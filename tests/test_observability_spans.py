@@ -78,14 +78,14 @@ async def test_failed_attempt_sets_error_type_and_status(exporter: InMemorySpanE
     from providers.base import TraceStep
 
     def answer(messages: list[Message], config: LLMConfig) -> str:
-        raise AllProvidersFailed("llm", [TraceStep(step="draft", provider="claude", model="claude-sonnet-4-5",
+        raise AllProvidersFailed("llm", [TraceStep(step="draft", provider="claude", model="claude-sonnet-5-5",
                                                    outcome="error", error_class="ProviderUnavailable")])
 
     cfg = config_with(otlp_endpoint="http://127.0.0.1:4318")
     result = await dispatch(dict(JOB), make_context(FunctionLLM(answer), config=cfg))
     assert result["status"] == "FAILED"
     spans = by_name(exporter.get_finished_spans())
-    root, attempt = spans["swarm.job"], spans["chat claude-sonnet-4-5"]
+    root, attempt = spans["swarm.job"], spans["chat claude-sonnet-5-5"]
     assert root.status.status_code == StatusCode.ERROR and root.attributes["error.type"] == "AllProvidersFailed"
     assert attempt.attributes["error.type"] == "ProviderUnavailable"
     assert attempt.attributes["gen_ai.provider.name"] == "anthropic"
@@ -98,8 +98,8 @@ async def test_content_only_when_captured_and_redacted(exporter: InMemorySpanExp
     monkeypatch.setenv("SOME_API_KEY", "sk-secretvalue-1234567890")
     cfg = config_with(otlp_endpoint="http://127.0.0.1:4318", capture_content=True)
     job = {**JOB, "input": {"task": "Summarise: key sk-secretvalue-1234567890", "kind": "critical"}}
-    await dispatch(job, make_context(FakeLLM(["the answer"], model="claude-sonnet-4-5"), config=cfg))
-    chat = by_name(exporter.get_finished_spans())["chat claude-sonnet-4-5"]
+    await dispatch(job, make_context(FakeLLM(["the answer"], model="claude-sonnet-5-5"), config=cfg))
+    chat = by_name(exporter.get_finished_spans())["chat claude-sonnet-5-5"]
     assert "Summarise" in chat.attributes["gen_ai.input.messages"]
     assert "the answer" in chat.attributes["gen_ai.output.messages"]
     assert "sk-secretvalue" not in chat.attributes["gen_ai.input.messages"]
@@ -135,7 +135,7 @@ async def test_real_otlp_http_exporter_posts_to_a_loopback_collector(make_contex
     try:
         cfg = config_with(otlp_endpoint=f"http://127.0.0.1:{server.server_address[1]}")
         job = {**JOB, "input": {"task": "hi", "kind": "critical"}}
-        result = await dispatch(job, make_context(FakeLLM(["ok"], model="claude-sonnet-4-5"), config=cfg))
+        result = await dispatch(job, make_context(FakeLLM(["ok"], model="claude-sonnet-5-5"), config=cfg))
         assert result["status"] == "COMPLETED"
         telemetry.shutdown_tracing()  # flushes the batch processor
     finally:
@@ -144,7 +144,7 @@ async def test_real_otlp_http_exporter_posts_to_a_loopback_collector(make_contex
     assert received and received[0][0] == "/v1/traces"
     request = ExportTraceServiceRequest.FromString(received[0][1])
     spans = [span for rs in request.resource_spans for ss in rs.scope_spans for span in ss.spans]
-    assert sorted(span.name for span in spans) == ["chat claude-sonnet-4-5", "swarm.job", "swarm.node draft"]
+    assert sorted(span.name for span in spans) == ["chat claude-sonnet-5-5", "swarm.job", "swarm.node draft"]
     service = {a.key: a.value.string_value for a in request.resource_spans[0].resource.attributes}
     assert service["service.name"] == "runpod-swarm"
 

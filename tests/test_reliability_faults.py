@@ -131,9 +131,9 @@ async def test_whole_llm_chain_down_returns_one_error_listing_every_attempt(
     assert result["status"] == "FAILED"
     assert result["error"]["type"] == "AllProvidersFailed"
     steps = [(s["model"], s["outcome"]) for s in result["trace"] if s["kind"] == "llm"]
-    assert steps == [("claude-sonnet-4-5", "skipped"), ("deepseek-v3.1-q8", "error"),
+    assert steps == [("claude-sonnet-5-5", "skipped"), ("deepseek-v3.1-q8", "error"),
                      ("gemini-2.5-flash-lite", "skipped"), ("local", "error")]
-    for name in ("claude-sonnet-4-5", "deepseek-v3.1-q8", "gemini-2.5-flash-lite", "local"):
+    for name in ("claude-sonnet-5-5", "deepseek-v3.1-q8", "gemini-2.5-flash-lite", "local"):
         assert name in result["error"]["message"]
     assert KEY not in json.dumps(result)
 

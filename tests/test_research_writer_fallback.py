@@ -97,7 +97,7 @@ async def test_the_reviewer_is_not_paid_for_in_place_of_claude_when_claude_canno
     result = await research(ResearchInput(question=QUESTION, mode="abstractive"), ctx)
     assert not [c for c in calls if c[1] == "entail"], calls
     entail = next(s for s in result["trace"] if s["step"] == "entail" and s["kind"] == "node")
-    assert entail["outcome"] == "skipped" and "the reviewer claude cannot be asked now (claude-sonnet-4-5: ANTHROPIC_API_KEY is not set)" in entail["detail"], entail
+    assert entail["outcome"] == "skipped" and "the reviewer claude cannot be asked now (claude-sonnet-5-5: ANTHROPIC_API_KEY is not set)" in entail["detail"], entail
     assert result["grounding"]["undecided"] >= 1
 
 

@@ -63,14 +63,14 @@ def test_a_wrong_type_says_what_was_written_not_an_internal_class(config_file: P
     _edit(config_file, ("    circuit: { failure_threshold: 3, cooldown_s: 30 }", "    circuit: [3, 30]"),
           ("    timeout_s: 60\n", "    timeout_s: sixty\n"),
           ("  max_running_jobs: 32", "  max_running_jobs:"),
-          ('      premium: ["claude-opus-4-5-thinking"]', '      premium: "claude-opus-4-5-thinking"'))
+          ('      premium: ["claude-opus-5-5"]', '      premium: "claude-opus-5-5"'))
     lines = _problems(config_file)
     assert "providers.llm.circuit: Input should be a mapping (indented key: value lines, or { key: value });" \
            " got a list" in lines, lines
     assert "models.deepseek-v3.1-q8.timeout_s: Input should be a valid number, unable to parse string as a" \
            " number; got 'sixty'" in lines
     assert "mcp.max_running_jobs: Input should be a valid integer; got nothing (an empty value)" in lines
-    assert "providers.llm.tiers.premium: Input should be a valid list; got 'claude-opus-4-5-thinking'" in lines
+    assert "providers.llm.tiers.premium: Input should be a valid list; got 'claude-opus-5-5'" in lines
     assert not any("CircuitSpec" in line for line in lines)
 
 

@@ -44,7 +44,7 @@ def test_a_key_unset_here_is_information_about_this_machine_when_jobs_run_on_run
 
     deepseek = found["model deepseek-v3.1-q8"]
     assert "what this machine reaches decides nothing" in deepseek["detail"], deepseek
-    for name, env in (("gemini-2.5-flash-lite", "GEMINI_API_KEY"), ("claude-opus-4-5-thinking", "ANTHROPIC_API_KEY")):
+    for name, env in (("gemini-2.5-flash-lite", "GEMINI_API_KEY"), ("claude-opus-5-5", "ANTHROPIC_API_KEY")):
         line = found[f"model {name}"]
         assert line["status"] == "info", line
         assert line["detail"] == (f"{env} is not set on this machine, so no job sends it; jobs run on RunPod endpoint"

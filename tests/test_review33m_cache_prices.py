@@ -152,4 +152,4 @@ def test_the_shipped_config_prices_cache_reads_below_and_writes_above_the_input_
             assert price.cached_input_per_mtok < price.input_per_mtok, name
         if price.cache_write_per_mtok is not None:
             assert price.cache_write_per_mtok > price.input_per_mtok, name
-    assert config.models["claude-sonnet-4-5"].price.cache_write_per_mtok == 3.75
+    assert config.models["claude-sonnet-5-5"].price.cache_write_per_mtok == 2.50

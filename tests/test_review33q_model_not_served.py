@@ -64,7 +64,7 @@ class Providers:
     ``/models/{id}``) and an OpenAI-compatible server (``/v1/chat/completions``, ``/v1/models``),
     each serving only the names in ``SERVED``; every request's path is kept in ``posts``/``gets``."""
 
-    SERVED = {"deepseek-v4-flash", "deepseek-v4-pro", "claude-opus-4-5", "gemini-2.5-flash-lite", "smollm2-135m-instruct"}
+    SERVED = {"deepseek-v4-flash", "deepseek-v4-pro", "claude-opus-5-5", "gemini-2.5-flash-lite", "smollm2-135m-instruct"}
 
     def __init__(self) -> None:
         self.posts: list[str] = []
@@ -230,8 +230,8 @@ def test_doctor_fails_a_model_name_its_provider_does_not_serve(
         models["local"]["api_base"] = f"{providers.url}/v1"
         models["local"].pop("local_server", None)
         models["deepseek-v3.1-q8"]["litellm_model"] = "deepseek/deepseek-chat"
-        models["claude-sonnet-4-5"].update(litellm_model="anthropic/claude-x", api_base=providers.url)
-        models["claude-opus-4-5-thinking"]["api_base"] = providers.url
+        models["claude-sonnet-5-5"].update(litellm_model="anthropic/claude-x", api_base=providers.url)
+        models["claude-opus-5-5"]["api_base"] = providers.url
         models["gemini-2.5-flash-lite"].update(litellm_model="gemini/gemini-x", api_base=providers.url)
 
     monkeypatch.setenv("DEEPSEEK_API_KEY", SECRET)
@@ -245,12 +245,12 @@ def test_doctor_fails_a_model_name_its_provider_does_not_serve(
     # a 404 at an api_base of the user's own (here loopback; a gateway may lack the model pages) is a
     # warning; DeepSeek's list of models is its own at any base
     for model, said, status in (("deepseek-v3.1-q8", "DeepSeek does not serve the model 'deepseek-chat'", "fail"),
-                                ("claude-sonnet-4-5", "Anthropic does not serve the model 'claude-x'", "warn"),
+                                ("claude-sonnet-5-5", "Anthropic does not serve the model 'claude-x'", "warn"),
                                 ("gemini-2.5-flash-lite", "Gemini does not serve the model 'gemini-x'", "warn")):
         line = found[f"model {model}"]
         assert line["status"] == status and f"{said} (retired or misspelt)" in line["detail"], line
         assert line["fix"] == f"set models.{model}.litellm_model in config.yaml", line
     assert "; it lists: " in found["model deepseek-v3.1-q8"]["detail"] and "deepseek-v4-flash" in found["model deepseek-v3.1-q8"]["detail"]
     assert found["model deepseek-v3.1-q4"]["status"] == "ok", found["model deepseek-v3.1-q4"]
-    assert found["model claude-opus-4-5-thinking"]["status"] == "ok", found["model claude-opus-4-5-thinking"]
+    assert found["model claude-opus-5-5"]["status"] == "ok", found["model claude-opus-5-5"]
     assert SECRET not in json.dumps(found)

@@ -119,7 +119,7 @@ async def test_a_key_set_on_the_client_runs_the_job_on_the_worker_and_stays_out_
     assert not fake_llm.requests_for("local-fake")  # not the local model, as the reviewer saw
     assert "credentials from the client: DEEPSEEK_API_KEY" in _step(envelope, "dispatcher")["detail"]
     skipped = {step["model"]: step["detail"] for step in envelope["trace"] if step.get("outcome") == "skipped"}
-    assert skipped.get("claude-opus-4-5-thinking") == "ANTHROPIC_API_KEY is not set on this worker and the client did not send it"
+    assert skipped.get("claude-opus-5-5") == "ANTHROPIC_API_KEY is not set on this worker and the client did not send it"
     # the value is in no result, log or stored file of the worker (its logs ran at DEBUG)
     assert CLIENT_KEY not in json.dumps(envelope)
     assert CLIENT_KEY not in json.dumps(await runner.status(runpod_id))

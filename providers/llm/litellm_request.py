@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from core.config_providers import SAMPLING_PARAMS
 from providers.base import LLMConfig, Message
 
 if TYPE_CHECKING:
@@ -182,4 +183,7 @@ def build_params(spec: ModelSpec, messages: list[Message], config: LLMConfig, ap
         params.update(override)
         if extra_body:
             params["extra_body"] = extra_body
+    if not spec.sampling:  # a Claude 5 model answers 400 to a temperature it was not built for
+        for name in SAMPLING_PARAMS:
+            params.pop(name, None)
     return params
