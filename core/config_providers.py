@@ -6,6 +6,7 @@ storage), with the check every ``*_env`` key runs (``env_name``).
 
 from __future__ import annotations
 
+import datetime
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
@@ -53,7 +54,7 @@ def env_name(value: str | None) -> str | None:
     return value
 
 
-class Price(StrictModel):
+class Rates(StrictModel):
     """USD per million tokens. The input tokens the provider's cache served or stored are charged at
     their own rates where they are written; unset, at ``input_per_mtok`` (and the trace says so)."""
 
@@ -69,6 +70,44 @@ class Price(StrictModel):
         description="input tokens written to the provider's cache (Anthropic's cache_creation_input_tokens, the"
         " 5-minute rate); unset: input_per_mtok",
     )
+
+
+_HOURS = re.compile(r"\A([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]|24):([0-5]\d)\Z")
+
+
+class PeakRates(Rates):
+    """The rates a provider charges in its peak hours (DeepSeek's, from 2026-08-16: twice the others)."""
+
+    input_per_mtok: float = Field(ge=0)
+    output_per_mtok: float = Field(ge=0)
+    hours_utc: list[str] = Field(min_length=1, description='UTC spans, "HH:MM-HH:MM" (end 24:00 for midnight)')
+
+    @field_validator("hours_utc")
+    @classmethod
+    def _spans(cls, value: list[str]) -> list[str]:
+        bad = [span for span in value if not (m := _HOURS.fullmatch(span)) or m.group(1, 2) >= m.group(3, 4)
+               or (m.group(3) == "24" and m.group(4) != "00")]
+        if bad:
+            raise ValueError(f'{", ".join(map(repr, bad))}: each span is "HH:MM-HH:MM" in UTC, start before end')
+        return value
+
+    def covers(self, moment: datetime.datetime) -> bool:
+        """Whether ``moment`` (aware, any zone) falls in one of the spans."""
+        utc = moment.astimezone(datetime.UTC)
+        minute = f"{utc.hour:02d}:{utc.minute:02d}"
+        return any(span[:5] <= minute < span[6:] for span in self.hours_utc)
+
+
+class Price(Rates):
+    """A model's rates; ``peak``: other rates in the provider's peak hours (the call's time decides)."""
+
+    peak: PeakRates | None = None
+
+    def at(self, moment: datetime.datetime) -> tuple[Rates, str | None]:
+        """The rates charged at ``moment``, and a note when they are the peak hours' (else ``None``)."""
+        if self.peak is None or not self.peak.covers(moment):
+            return self, None
+        return self.peak, f"priced at peak-hour rates ({', '.join(self.peak.hours_utc)} UTC)"
 
 
 class LocalServerSpec(StrictModel):

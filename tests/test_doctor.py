@@ -151,7 +151,7 @@ def test_deepseek_as_shipped_is_probed_and_a_refused_key_fails(
 ) -> None:
     monkeypatch.setenv("DEEPSEEK_API_KEY", FAKE_KEY)
     with FakeOpenAI() as fake:
-        monkeypatch.setenv("DEEPSEEK_API_BASE", fake.url)  # litellm_model stays deepseek/deepseek-v4-flash
+        monkeypatch.setenv("DEEPSEEK_API_BASE", fake.url)  # litellm_model stays deepseek/deepseek-flash
         monkeypatch.setenv("DEEPSEEK_Q4_API_BASE", fake.url)
         fake.models_key = "the-key-deepseek-knows"
         code, out = doctor(capsys, write_config(tmp_path), "--quick")

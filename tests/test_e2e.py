@@ -38,7 +38,7 @@ async def test_deepseek_fails_and_the_chain_falls_back_with_a_full_trace(
     from swarm.runtime import Runtime
 
     monkeypatch.setenv("DEEPSEEK_API_KEY", "sk-test-not-a-real-key-0000")
-    fake_models.script("deepseek-v4-flash", Behaviour.fail(500))
+    fake_models.script("deepseek-flash", Behaviour.fail(500))
     fake_models.script("smollm2-135m-instruct", Behaviour.answer("answer from the local model"))
     runtime = Runtime()
     try:
@@ -61,7 +61,7 @@ async def test_deepseek_fails_and_the_chain_falls_back_with_a_full_trace(
     assert failed["error_class"] == "ProviderUnavailable"
     assert "sk-test-not-a-real-key-0000" not in json.dumps(result)
     # the key really went to DeepSeek's endpoint, and only there
-    sent = fake_models.requests_for("deepseek-v4-flash")
+    sent = fake_models.requests_for("deepseek-flash")
     assert sent and sent[0].headers.get("authorization") == "Bearer sk-test-not-a-real-key-0000"
     assert "authorization" not in {k.lower() for k in fake_models.requests_for("smollm2-135m-instruct")[0].headers} or \
         "sk-test" not in fake_models.requests_for("smollm2-135m-instruct")[0].headers.get("authorization", "")

@@ -54,7 +54,7 @@ def _probe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captu
     """The finding of deepseek-v3.1-q8 (both deepseek models at ``base``); ``exit_code``: doctor's.
     The chain goes on to the local model, so only what was configured wrong (the key) fails doctor."""
     monkeypatch.setenv("DEEPSEEK_API_KEY", FAKE_KEY)
-    monkeypatch.setenv("DEEPSEEK_API_BASE", base)  # litellm_model stays deepseek/deepseek-v4-flash: probed
+    monkeypatch.setenv("DEEPSEEK_API_BASE", base)  # litellm_model stays deepseek/deepseek-flash: probed
     monkeypatch.setenv("DEEPSEEK_Q4_API_BASE", base)
     code, found = findings(capsys, write_config(tmp_path), "--quick")
     assert code == exit_code, found[MODEL]

@@ -64,7 +64,7 @@ class Providers:
     ``/models/{id}``) and an OpenAI-compatible server (``/v1/chat/completions``, ``/v1/models``),
     each serving only the names in ``SERVED``; every request's path is kept in ``posts``/``gets``."""
 
-    SERVED = {"deepseek-v4-flash", "deepseek-v4-pro", "claude-opus-5-5", "gemini-2.5-flash-lite", "smollm2-135m-instruct"}
+    SERVED = {"deepseek-flash", "deepseek-v4-pro", "claude-opus-5-5", "gemini-2.5-flash-lite", "smollm2-135m-instruct"}
 
     def __init__(self) -> None:
         self.posts: list[str] = []
@@ -250,7 +250,7 @@ def test_doctor_fails_a_model_name_its_provider_does_not_serve(
         line = found[f"model {model}"]
         assert line["status"] == status and f"{said} (retired or misspelt)" in line["detail"], line
         assert line["fix"] == f"set models.{model}.litellm_model in config.yaml", line
-    assert "; it lists: " in found["model deepseek-v3.1-q8"]["detail"] and "deepseek-v4-flash" in found["model deepseek-v3.1-q8"]["detail"]
+    assert "; it lists: " in found["model deepseek-v3.1-q8"]["detail"] and "deepseek-flash" in found["model deepseek-v3.1-q8"]["detail"]
     assert found["model deepseek-v3.1-q4"]["status"] == "ok", found["model deepseek-v3.1-q4"]
     assert found["model claude-opus-5-5"]["status"] == "ok", found["model claude-opus-5-5"]
     assert SECRET not in json.dumps(found)

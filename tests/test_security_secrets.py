@@ -273,7 +273,7 @@ def echoing_upstreams(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
         monkeypatch.setenv("DEEPSEEK_API_KEY", DEEPSEEK_KEY)
         monkeypatch.setenv("DEEPSEEK_API_BASE", server.url + "/v1")
         monkeypatch.setenv("SWARM_LOCAL_LLM_PORT", str(server.port))
-        server.script("deepseek-v4-flash", Behaviour.fail(401))
+        server.script("deepseek-flash", Behaviour.fail(401))
         server.script(LOCAL_ALIAS, Behaviour.fail(401))
         yield server
 
@@ -295,7 +295,7 @@ async def test_litellm_error_echoing_the_key_never_reaches_result_or_log(
     finally:
         await runtime.aclose()
     assert result["status"] == "FAILED" and result["error"]["type"] == "AllProvidersFailed"
-    sent = echoing_upstreams.requests_for("deepseek-v4-flash")
+    sent = echoing_upstreams.requests_for("deepseek-flash")
     assert sent and DEEPSEEK_KEY in sent[0].headers.get("authorization", "")  # the key really was used
     _assert_clean(json.dumps(result))
     _assert_clean(caplog.text)
@@ -383,7 +383,7 @@ async def test_env_references_in_request_data_stay_literal(monkeypatch: pytest.M
     with FakeOpenAI() as server:
         monkeypatch.setenv("DEEPSEEK_API_KEY", DEEPSEEK_KEY)
         monkeypatch.setenv("DEEPSEEK_API_BASE", server.url + "/v1")
-        server.script("deepseek-v4-flash", Behaviour.echo())
+        server.script("deepseek-flash", Behaviour.echo())
         runtime = Runtime()
         try:
             result = await runtime.run({"project": "swarm", "action": "delegate",

@@ -16,6 +16,7 @@ says which. A stream with no usage is counted here and said to be an estimate; a
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,7 @@ from providers.llm.loop_guard import LoopGuard
 
 if TYPE_CHECKING:
     from core.config import ModelSpec
+    from core.config_providers import Rates
 
 #: the detail of a streamed answer whose server sent no usage (or that was ended here before it did)
 ESTIMATED = "tokens estimated (the server sent no usage): the prompt by litellm's tokenizer, the answer a token a piece"
@@ -125,9 +127,26 @@ def _rate(value: float | None, key: str) -> str:
     return f"{key} (${value:g} per million)" if value is not None else f"the input rate (the price sets no {key})"
 
 
+def utc_now() -> datetime.datetime:
+    """The time a call's answer is priced at (a test sets it)."""
+    return datetime.datetime.now(datetime.UTC)
+
+
+def rates_now(spec: ModelSpec) -> tuple[Rates, str | None]:
+    """The rates ``spec``'s price charges now (its peak hours' where it has them), and a note when
+    those are the peak rates."""
+    return spec.price.at(utc_now())
+
+
 def cache_note(spec: ModelSpec, input_tokens: int, cache: CacheUse) -> str | None:
-    """What the provider's cache served (read) or stored (written) of a call's input, and the rate
-    each part was charged at (``call_cost``). ``None`` where the cache had no part."""
+    """How the call's input was priced: at peak-hour rates (where the price has them and it is one of
+    those hours), what the provider's cache served (read) or stored (written) of it, and the rate each
+    part was charged at (``call_cost``). ``None`` where neither applies."""
+    peak = rates_now(spec)[1] if priced(spec) else None
+    return "; ".join(filter(None, [peak, _cache_part(spec, input_tokens, cache)])) or None
+
+
+def _cache_part(spec: ModelSpec, input_tokens: int, cache: CacheUse) -> str | None:
     cache = cache.within(input_tokens)
     parts = [f"{cache.read} read from" if cache.read else "", f"{cache.written} written to" if cache.written else ""]
     said = " and ".join(p for p in parts if p)
@@ -136,7 +155,7 @@ def cache_note(spec: ModelSpec, input_tokens: int, cache: CacheUse) -> str | Non
     head = f"input tokens: {said} the provider's cache"
     if not priced(spec):
         return head
-    price = spec.price
+    price, _ = rates_now(spec)
     used = [(n, what, value, key) for n, what, value, key in (
         (cache.read, "read from the provider's cache", price.cached_input_per_mtok, "cached_input_per_mtok"),
         (cache.written, "written to it", price.cache_write_per_mtok, "cache_write_per_mtok")) if n]
@@ -167,7 +186,7 @@ def call_cost(spec: ModelSpec, input_tokens: int, output_tokens: int, cache: Cac
     ``cached_input_per_mtok`` and ``cache_write_per_mtok`` (unset: the input rate)."""
     if not priced(spec):
         return None
-    price, cache = spec.price, cache.within(input_tokens)
+    (price, _), cache = rates_now(spec), cache.within(input_tokens)
     read_rate = price.input_per_mtok if price.cached_input_per_mtok is None else price.cached_input_per_mtok
     write_rate = price.input_per_mtok if price.cache_write_per_mtok is None else price.cache_write_per_mtok
     plain = input_tokens - cache.read - cache.written
