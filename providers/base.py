@@ -28,6 +28,9 @@ from core.rules import Tier
 
 Role = Literal["system", "user", "assistant"]
 Outcome = Literal["ok", "error", "skipped"]
+#: why a ``skipped`` step's model was passed over, for a caller to act on (its ``detail`` says it to a
+#: person): ``"stopped"``, the call's chain ended before it (``LLMConfig.stop_before``)
+SkipKind = Literal["stopped"]
 
 
 class _Frozen(BaseModel):
@@ -60,6 +63,7 @@ class TraceStep(_Frozen):
     outcome: Outcome = "ok"
     error_class: str | None = None
     detail: str | None = None
+    skip: SkipKind | None = Field(default=None, description="of a skipped step: why, as a caller reads it")
     at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="milliseconds"))
 
 
@@ -80,8 +84,9 @@ class LLMConfig(_Frozen):
     )
     step: str = "llm"
     #: ``(family, why)``: the chain ends before its first model of ``family``, traced as skipped
-    #: "not asked: why" (a caller with no use for that model's answer: auto research quotes its
-    #: sources rather than keep a local model's report); ``None``: the whole chain
+    #: (``TraceStep.skip`` "stopped", detail "not asked: why"): a caller with no use for that model's
+    #: answer (auto research quotes its sources rather than keep a local model's report); ``None``:
+    #: the whole chain
     stop_before: tuple[str, str] | None = None
     #: the caller's check of an answer: why it cannot be used (a review with no JSON verdict), or
     #: ``None``. An answer it refuses is a failed attempt (billed) and the chain goes on; when no

@@ -184,7 +184,7 @@ async def test_a_reviewer_s_transcript_past_the_window_is_shortened_and_the_revi
     assert server.prompt_tokens(sent.body) + 512 <= 4096
     assert server.prompt_tokens(sent.body) > 4096 * 0.5  # what fits is kept, not a sliver
     detail = answer.attempts[0].detail or ""
-    assert detail.startswith(f"left out {cut} earlier characters of the prompt's message to fit local's 4096-token")
+    assert detail.startswith(f"left out {int(cut):,} characters of the conversation to fit local's 4096-token")
 
 
 async def test_a_reviewed_delegation_of_a_long_thread_keeps_its_review(make_context: Any) -> None:
@@ -218,7 +218,7 @@ async def test_a_reviewed_delegation_of_a_long_thread_keeps_its_review(make_cont
     assert all(server.prompt_tokens(r.body) + 512 <= 4096 for r in (draft, review))
     assert len(MARKER.findall(review.body["messages"][1]["content"])) == 1
     step = next(s for s in result["trace"] if s["step"] == "review" and s["kind"] == "llm" and s["outcome"] == "ok")
-    assert "earlier characters of the prompt's message to fit local's 4096-token context" in step["detail"]
+    assert "characters of the conversation to fit local's 4096-token context" in step["detail"]
 
 
 @pytest.mark.parametrize("streamed", [True, False], ids=["streamed", "whole"])

@@ -83,7 +83,7 @@ def sent_text(body: dict[str, Any]) -> str:
 
 async def test_a_revise_prompt_past_the_window_keeps_its_draft_and_says_what_it_cut(make_context: Any) -> None:
     """A 9,000-character task and a 2,000-character draft are past the window together: the revise
-    prompt keeps the whole draft and the reviewer's issue, and cuts the task's middle, said in the
+    prompt keeps the whole draft and the reviewer's issue, and cuts inside the task, said in the
     trace (it left out the task and the draft, as an old exchange, and asked to rewrite nothing)."""
     task = long_task(9000)
     with FakeOpenAI() as server:
@@ -100,7 +100,7 @@ async def test_a_revise_prompt_past_the_window_keeps_its_draft_and_says_what_it_
     assert revise.body["messages"][-1]["role"] == "user"
     [cut] = MARKER.findall(text)
     detail = llm_step(result, "revise")["detail"] or ""
-    assert f"left out {cut} earlier characters of the prompt's message to fit local's 4096-token context" in detail
+    assert f"left out {int(cut):,} characters of the task to fit local's 4096-token context" in detail
 
 
 async def test_a_revise_on_a_long_thread_leaves_out_the_thread_not_the_draft(make_context: Any) -> None:

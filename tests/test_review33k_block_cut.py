@@ -121,10 +121,10 @@ def test_blocks_of_unequal_length_are_cut_longest_first_to_an_equal_share() -> N
     text = blocks_text(300, 3000, 9000)
     short, cut, what = shorten_blocks(text, 3000) or ("", 0, "")
     assert what == "2 answers" and len(short) <= 3000
-    name, blocks = tagged_blocks(short) or ("", [])
-    inner = [short[b[1]:b[2]] for b in blocks]
-    assert name == "answer" and len(inner) == 3
-    _, [first, *_] = tagged_blocks(text) or ("", [])
+    blocks = tagged_blocks(short) or []
+    inner = [short[b[1]:b[2]] for name, b in blocks if name == "answer"]
+    assert [name for name, _ in blocks] == ["question", "answer", "answer", "answer"]
+    [first] = [b for name, b in (tagged_blocks(text) or [])[1:2]]
     assert inner[0] == text[first[1]:first[2]]  # the short one whole, no marker
     assert abs(len(inner[1]) - len(inner[2])) <= 1 and len(inner[1]) > len(inner[0])  # an equal share each
     for i, kept in enumerate(inner[1:], 1):
@@ -156,14 +156,14 @@ def middle_cut(text: str) -> None:
     blocks_text(3000, 3000) + "\n<answer model=\"late\">never closed",  # an opening never closed
     blocks_text(3000, 3000).replace("B0-ENDS", "B0-ENDS</answer> a stray end"),  # an end with no opening
     blocks_text(3000, 3000).replace("B0-ENDS", "B0-ENDS<b>").replace("B1-OPENS", "</b>B1-OPENS"),  # crossing
-    blocks_text(6000),  # one block: nothing repeated
-], ids=["nested", "unclosed", "stray-end", "crossing", "single"])
+    "no tags at all, " * 400,  # no block
+], ids=["nested", "unclosed", "stray-end", "crossing", "no-block"])
 def test_nested_or_malformed_tags_fall_back_to_the_middle_cut(text: str) -> None:
     middle_cut(text)
 
 
 def test_text_outside_the_blocks_that_alone_is_past_the_room_falls_back_to_the_middle_cut() -> None:
-    text = blocks_text(1500, 1500).replace("Which one?", "Which one? " + "context " * 500)
+    text = blocks_text(1500, 1500).replace("\n\nYour synthesis:", " context" * 500 + "\n\nYour synthesis:")
     assert tagged_blocks(text) is not None and shorten_blocks(text, 3000) is None
     [_, message], cut, what = shorten_single(chat_of(text), 1000, TokenCounts())
     assert what is None and len(MARKER.findall(message["content"])) == 1
@@ -174,8 +174,8 @@ def test_tags_inside_the_question_or_an_answer_are_its_text() -> None:
     unclosed ``<br>`` inside an answer are its text, cut with it."""
     text = blocks_text(4000, 4000).replace("Which one?", "Is <answer>a</answer> <answer>b</answer> valid?")
     text = text.replace("B0-OPENS", "B0-OPENS List<T> <br>")
-    name, blocks = tagged_blocks(text) or ("", [])
-    assert name == "answer" and len(blocks) == 2
+    blocks = tagged_blocks(text) or []
+    assert [name for name, _ in blocks] == ["question", "answer", "answer"]
     short, _, what = shorten_blocks(text, 3000) or ("", 0, "")
     assert what == "2 answers" and "Is <answer>a</answer> <answer>b</answer> valid?" in short
 

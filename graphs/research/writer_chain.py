@@ -52,8 +52,7 @@ async def ask_writer(llm: LLMProvider, messages: list[Message], config: LLMConfi
         config = config.model_copy(update={"stop_before": (stop_before, QUOTED)})
     response, trace, error = await ask(llm, messages, config)
     stopped = None if response is not None else next(
-        (str(s.get("model")) for s in trace if s.get("outcome") == "skipped"
-         and str(s.get("detail") or "").startswith("not asked: ")), None)
+        (str(s.get("model")) for s in trace if s.get("outcome") == "skipped" and s.get("skip") == "stopped"), None)
     if stopped is not None:
         error = unanswered(trace[:-1]) or not_asked(stopped)
     return response, trace, error, stopped

@@ -9,9 +9,10 @@ tokens, plus the chat template's and the answer's cap, fit: never a system messa
 one (the new question), and a question with its answer, so no answer is read without what it
 answers. A prompt of one message beside its system prompt (a reviewer's transcript) has nothing to
 leave out: that message is shortened instead, its oldest part cut and a marker said in its place;
-one made of tagged blocks of one name (a synthesis's ``<answer model="x">...</answer>``, one a
-model) has each block's own text cut instead, the longest first, so that no block is left out, none
-loses its tag and none is cut below an equal share. A window the server still says is exceeded is
+one made of tagged blocks (a revision's ``<task>`` and ``<answer>``, a synthesis's ``<answer
+model="x">``, one a model) has its blocks' own text cut instead, the longest first, so that no block
+is left out, none loses a tag and none is cut below an equal share: one within it (a revision's
+task beside a draft past the window) stays whole. A window the server still says is exceeded is
 fitted again once from the tokens it counted.
 
 Tokens are counted (``token_counts``) where the model's tokenizer can be reached: a local llama.cpp
@@ -25,6 +26,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -141,12 +143,23 @@ def _tag_spans(text: str) -> tuple[list[tuple[str, Span]], list[int]]:
     return [(n, sp) for n, sp in spans if n not in stray], bad
 
 
-def tagged_blocks(text: str) -> tuple[str, list[Span]] | None:
-    """The name and the spans of ``text``'s top-level blocks of the tag it repeats most (twice or
-    more); ``None`` where none repeats, or where its tags are nested in each other, cross another
-    tag or stand beside one closed wrongly outside them (its blocks are then not known)."""
+Block = tuple[str, Span]  # a block's tag name and its span
+
+
+def _nested_in_own_name(spans: list[Block], top: list[Block]) -> bool:
+    """Whether a block of ``top`` holds another block of its own name (which tag ends it is then
+    not known to a reader of the cut text)."""
+    return any(n == name and sp != block and block[1] <= sp[0] < block[2]
+               for name, block in top for n, sp in spans)
+
+
+def tagged_blocks(text: str) -> list[Block] | None:
+    """The name and span of each of ``text``'s top-level tagged blocks, in order: distinct
+    (``<task>...</task>`` then ``<answer>...</answer>``) or repeated (``<answer model="x">``, one a
+    model). ``None`` where there is none, or where a block holds one of its own name, a tag crosses
+    another or one closed wrongly stands outside them (its blocks are then not known)."""
     spans, bad = _tag_spans(text)
-    top: list[tuple[str, Span]] = []
+    top: list[Block] = []
     reach = 0
     for name, span in sorted(spans, key=lambda ns: (ns[1][0], -ns[1][3])):
         if span[0] >= reach:
@@ -154,15 +167,11 @@ def tagged_blocks(text: str) -> tuple[str, list[Span]] | None:
             reach = span[3]
         elif span[3] > reach:  # begins inside a block and ends past it
             return None
-    names = [n for n, _ in top]
-    best = max(names, key=lambda n: (names.count(n), -names.index(n)), default=None)
-    blocks = [span for n, span in top if n == best]
-    nested = [sp[0] for n, sp in spans if n == best and sp not in blocks]
-    if best is None or len(blocks) < 2 or any(b[1] <= at < b[2] for b in blocks for at in nested):
-        return None  # none repeats, or one is nested in another
-    if any(not any(b[1] <= at < b[2] for b in blocks) for at in bad):
+    if not top or _nested_in_own_name(spans, top):
+        return None
+    if any(not any(b[1] <= at < b[2] for _, b in top) for at in bad):
         return None  # a tag closed wrongly outside them
-    return best, blocks
+    return top
 
 
 def _shares(lengths: list[int], room: int) -> list[int] | None:
@@ -179,26 +188,37 @@ def _shares(lengths: list[int], room: int) -> list[int] | None:
     return list(lengths)
 
 
+def _counted(names: list[str], among: list[str]) -> str:
+    """The blocks ``names`` (of the blocks ``among``), in their order: "the task and the answer"
+    (blocks of a name of their own), "3 answers", "1 answer" (of a name that repeats)."""
+    every = Counter(among)
+    said = [f"the {name}" if every[name] == 1 else f"{n} {name}{'' if n == 1 else 's'}"
+            for name, n in Counter(names).items()]
+    return " and ".join([", ".join(said[:-1]), said[-1]] if len(said) > 1 else said)
+
+
 def shorten_blocks(text: str, keep: int) -> tuple[str, int, str] | None:
-    """``text`` cut to about ``keep`` characters inside its ``tagged_blocks``: each block longer
-    than its share of the room its other text leaves keeps its opening and its end with
-    ``CUT_MARKER`` between (``shorten_text``); its tags and the text around them kept whole.
-    With the characters cut and what was cut ("3 answers"); ``None``: no such blocks, or too
-    little room for them."""
-    found = tagged_blocks(text)
-    if found is None:
+    """``text`` cut to about ``keep`` characters inside its ``tagged_blocks``, the longest first:
+    each block longer than its share of the room its other text leaves keeps its opening and its
+    end with ``CUT_MARKER`` between (``shorten_text``); every tag and the text around the blocks
+    kept whole, and a block within its share too (a revision's task beside its long draft). With
+    the characters cut and what was cut ("the answer", "3 answers"); ``None``: no such blocks, or
+    too little room for them."""
+    blocks = tagged_blocks(text)
+    if blocks is None:
         return None
-    name, blocks = found
-    lengths = [b[2] - b[1] for b in blocks]
+    lengths = [b[2] - b[1] for _, b in blocks]
     shares = _shares(lengths, keep - (len(text) - sum(lengths)))
     if shares is None:
         return None
-    pieces, at, cut, cuts = [], 0, 0, 0
-    for (_, begin, end, _), share in zip(blocks, shares, strict=True):
+    pieces: list[str] = []
+    names: list[str] = []  # of the blocks cut
+    at, cut = 0, 0
+    for (name, (_, begin, end, _)), share in zip(blocks, shares, strict=True):
         short, less = shorten_text(text[begin:end], share)
         pieces += [text[at:begin], short]
-        at, cut, cuts = end, cut + less, cuts + bool(less)
-    return "".join([*pieces, text[at:]]), cut, f"{cuts} {name}{'' if cuts == 1 else 's'}"
+        at, cut, names = end, cut + less, names + [name] * bool(less)
+    return "".join([*pieces, text[at:]]), cut, _counted(names, [name for name, _ in blocks])
 
 
 def shorten_single(chat: list[dict[str, Any]], budget: float,
@@ -254,7 +274,7 @@ class ContextFit:
         params: what to send; ``params["messages"]`` fitted.
         left_out: how many conversation messages were left out.
         cut_chars: how many characters of a prompt's one message were cut (``shorten_single``).
-        cut_of: of what they were cut ("3 answers": its tagged blocks); ``None``: its middle.
+        cut_of: of what they were cut ("the answer", "3 answers": its tagged blocks); ``None``: its middle.
     """
 
     def __init__(self, name: str, params: dict[str, Any], window: int | None,

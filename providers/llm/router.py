@@ -219,7 +219,8 @@ class LLMRouter:
         for n, name in enumerate(chain):
             if self._stops_at(name, config):
                 assert config.stop_before is not None
-                attempts.append(self._step(name, config, outcome="skipped", detail=f"not asked: {config.stop_before[1]}"))
+                attempts.append(self._step(name, config, outcome="skipped", skip="stopped",
+                                           detail=f"not asked: {config.stop_before[1]}"))
                 break
             reason = self._skip_reason(name)
             if reason is None and (reason := self._timed_out(name, chain[n + 1:])) is not None:
