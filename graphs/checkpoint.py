@@ -9,6 +9,14 @@ was pruned, its input's digest) for ``TOMBSTONE_KEEP_DAYS``: a job given that id
 checkpoint and runs from the start, paying for every step again, and ``graphs.run`` reads the
 tombstone to say so instead of silently. ``last_step`` says when a job's last step ran, from its
 newest checkpoint or its tombstone: what an unfinished job's expiry is judged by (``mcp_server.jobresume``).
+
+A PostgreSQL store's first connection may take ``POSTGRES_CONNECT_TIMEOUT_S``; why it does not is
+said as soon as it is known, by what the server answered: a refused login or a missing database at
+once; "the database system is starting up" (shutting down, in recovery: a restart) is waited for, up
+to the whole timeout, and so is a refused port after such words (the gap of a restart); a port that
+refuses from the start is tried again with a short backoff for ``REFUSED_GRACE_S``, then said. So a
+server that is down is said in about 2 s, and a restart is waited for unless its port was closed
+longer than that with no word before (said as down: start again once it is up).
 """
 
 from __future__ import annotations
@@ -38,10 +46,13 @@ log = logging.getLogger("swarm.checkpoint")
 POSTGRES_INSTALL = "pip install langgraph-checkpoint-postgres==3.2.0 'psycopg[binary]==3.3.9'"
 PRUNE_INTERVAL_S = 24 * 3600.0
 POSTGRES_POOL_SIZE = 8
+#: seconds a PostgreSQL connection may take to open: the pool's, its first connection's, the job locks'
 POSTGRES_CONNECT_TIMEOUT_S = 10.0
-#: a server that says no at once (refused, no such database) is asked again for this long, then said
-REFUSED_GRACE_S = 1.0
-REFUSED_RETRY_S = 0.25
+#: a port that refuses (nothing listens, yet) is asked again for this long, then said
+REFUSED_GRACE_S = 2.0
+#: the first pause between those tries, doubled each time up to ``REFUSED_RETRY_MAX_S``
+REFUSED_RETRY_S = 0.1
+REFUSED_RETRY_MAX_S = 0.5
 # 100-ns intervals between the UUID epoch (1582-10-15) and the Unix epoch.
 _UUID_EPOCH_OFFSET = 0x01B21DD213814000
 
@@ -127,7 +138,7 @@ async def _postgres(config: SwarmConfig) -> AsyncIterator[Any]:
         # each attempt too (psycopg's own is 130 s): closing the pool of a server that accepts but
         # does not answer waited 5 s more for the attempt in flight
         kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row,
-                "connect_timeout": max(1, round(POSTGRES_CONNECT_TIMEOUT_S))},
+                "connect_timeout": connect_timeout()},
     )
     try:
         await _open_pool(pool, dsn)
@@ -136,7 +147,7 @@ async def _postgres(config: SwarmConfig) -> AsyncIterator[Any]:
         raise
     from graphs.job_lock import SharedJobLocks
 
-    locks = SharedJobLocks(dsn)
+    locks = SharedJobLocks(dsn, connect_timeout=connect_timeout())
     try:
         saver = AsyncPostgresSaver(conn=pool)  # type: ignore[arg-type]  # the pool's rows are dicts (row_factory)
         await saver.setup()
@@ -149,6 +160,11 @@ async def _postgres(config: SwarmConfig) -> AsyncIterator[Any]:
             await locks.aclose()
         finally:
             await pool.close()
+
+
+def connect_timeout() -> int:
+    """``POSTGRES_CONNECT_TIMEOUT_S`` as psycopg's ``connect_timeout`` takes it: whole seconds, at least 1."""
+    return max(1, round(POSTGRES_CONNECT_TIMEOUT_S))
 
 
 MALFORMED_DSN = ("the dsn is malformed (postgresql://USER:PASSWORD@HOST:PORT/DB; a password with '%', '@', '/'"
@@ -179,15 +195,15 @@ _CHECK_DSN = "check that the server runs and the dsn's host, port, user and data
 
 async def _open_pool(pool: Any, dsn: str) -> None:
     """Open ``pool``, its first connection within ``POSTGRES_CONNECT_TIMEOUT_S``. A connection of
-    our own beside it says why not: at once where the server says no (nothing listens, no such
-    database: the pool retried it for its whole timeout, and a job waited 10 s to hear it), with
-    psycopg's words where the pool only says it timed out (a server that accepts but does not
-    answer keeps its whole timeout, once: the reason was asked after it, for as long again)."""
+    our own beside it says why not as soon as that is known (``_why_not``: the pool retried even a
+    refused port for its whole timeout, and a job waited 10 s to hear it), with psycopg's words
+    where the pool only says it timed out (a server that accepts but does not answer, or a restart
+    that outlasts it, keeps its whole timeout, once: the reason was asked after it, as long again)."""
     from psycopg_pool import PoolTimeout
 
     started = time.monotonic()
     opening = asyncio.ensure_future(pool.open(wait=True, timeout=POSTGRES_CONNECT_TIMEOUT_S))
-    asking = asyncio.ensure_future(_why_not(dsn, grace_s=REFUSED_GRACE_S))
+    asking = asyncio.ensure_future(_why_not(dsn, grace_s=REFUSED_GRACE_S, patience_s=POSTGRES_CONNECT_TIMEOUT_S))
     try:
         await asyncio.wait({opening, asking}, return_when=asyncio.FIRST_COMPLETED)
         if not opening.done() and (why := asking.result()) is not None:
@@ -206,6 +222,11 @@ async def _open_pool(pool: Any, dsn: str) -> None:
 
 #: psycopg's words for a server that answered and refused the login (the user or the password)
 _LOGIN_REFUSED = ("password authentication failed", "no password supplied", "role \"", "pg_hba.conf")
+#: psycopg's words for a server that is there but takes no connection yet (SQLSTATE 57P03: starting
+#: up, shutting down, in recovery, not yet accepting connections): a restart, waited for
+_NOT_YET = ("the database system is ",)
+#: how psycopg's words begin what the server itself answered (libpq: "FATAL:  ..."), not the network
+_SERVER_SAID = "FATAL:"
 
 
 def _unreachable(why: str, started: float) -> ConfigError:
@@ -217,27 +238,33 @@ def _unreachable(why: str, started: float) -> ConfigError:
     return ConfigError(f"cannot connect to PostgreSQL {took}: {why}; {_CHECK_DSN}", key="checkpointer.dsn")
 
 
-async def _why_not(dsn: str, *, grace_s: float = 0.0) -> str | None:
-    """Why ``dsn`` does not connect, or None once it does: psycopg's words for a server that refuses,
-    a database that is missing, a host that does not resolve, asked again for ``grace_s`` (a server
-    restarting refuses for a moment); a malformed dsn is said without them, as they quote the part
-    that is wrong (often the password)."""
+async def _why_not(dsn: str, *, grace_s: float = 0.0, patience_s: float = 0.0) -> str | None:
+    """Why ``dsn`` does not connect (psycopg's words; the module's docstring says when), or None once
+    it does: "not yet" is asked again for ``patience_s``, a refused port from the start for
+    ``grace_s``. A malformed dsn is said without them: they quote the wrong part (often the password)."""
     import psycopg
 
     if (problem := dsn_problem(dsn)) is not None:
         return problem
-    started = time.monotonic()
+    started, pause, restarting = time.monotonic(), REFUSED_RETRY_S, False
     while True:
         try:
-            connection = await psycopg.AsyncConnection.connect(
-                dsn, connect_timeout=max(1, round(POSTGRES_CONNECT_TIMEOUT_S)))
+            connection = await psycopg.AsyncConnection.connect(dsn, connect_timeout=connect_timeout())
         except psycopg.ProgrammingError:
             return MALFORMED_DSN
         except Exception as exc:  # noqa: BLE001 - any other reason is the answer
-            if time.monotonic() - started + REFUSED_RETRY_S < grace_s:
-                await asyncio.sleep(REFUSED_RETRY_S)
-                continue
-            return redact(" ".join(str(exc).split()))[:300] or type(exc).__name__
+            text = " ".join(str(exc).split())
+            why = redact(text)[:300] or type(exc).__name__
+            not_yet = any(words in text for words in _NOT_YET)
+            restarting = restarting or not_yet
+            if not not_yet and any(words in text for words in (_SERVER_SAID, *_LOGIN_REFUSED)):
+                return why  # it runs and said no (or the dsn has no password): asking again changes nothing
+            left = (patience_s if restarting else grace_s) - (time.monotonic() - started)
+            if left <= 0:
+                return why
+            await asyncio.sleep(min(pause, left))
+            pause = min(pause * 2, REFUSED_RETRY_MAX_S)
+            continue
         await connection.close()
         return None
 

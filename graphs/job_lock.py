@@ -30,8 +30,6 @@ from core.errors import StillRunning
 from core.paths import state_dir
 
 log = logging.getLogger("graphs.job_lock")
-#: seconds a lock connection may take to open (psycopg waits 130 s by default)
-CONNECT_TIMEOUT_S = 10
 
 _guard = threading.Lock()
 #: lock file path -> its descriptor, open for the process's life (closing any descriptor of the
@@ -110,7 +108,9 @@ class SharedJobLocks:
     """Job id locks every machine on one PostgreSQL database sees: session advisory locks on one
     connection of this process's own (not the saver's pool: a held lock would keep a pooled
     connection for the whole job). Made by the postgres checkpointer (``graphs.checkpoint``) and
-    closed with it; used from the event loop that opened it.
+    closed with it; used from the event loop that opened it. ``connect_timeout`` is psycopg's for
+    its connection, in whole seconds: the store's own (``graphs.checkpoint.connect_timeout``), as
+    psycopg's default of 130 s held a job's lock that long on a server gone silent.
 
     The connection is the locks' life: a query on it is shielded from a cancelled caller (psycopg
     closes a connection whose query is interrupted, and every job's lock went with it), a
@@ -119,8 +119,9 @@ class SharedJobLocks:
     fails on a connection that died since its last use is tried once more on a new one (the
     first job after a dropped connection failed as "PostgreSQL is unreachable")."""
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, *, connect_timeout: int) -> None:
         self.dsn = dsn
+        self._timeout = connect_timeout
         self._conn: Any = None
         self._lock: Any = None
         self._held: set[str] = set()
@@ -129,8 +130,7 @@ class SharedJobLocks:
         if self._conn is None or self._conn.closed:
             import psycopg
 
-            # psycopg's own connect timeout is 130 s: a server gone silent held a job's lock that long
-            self._conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
+            self._conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True, connect_timeout=self._timeout)
             for job_id in sorted(self._held):  # what the lost connection held
                 if not await self._take(self._conn, job_id):
                     log.warning("job %r lost its shared lock with a dropped PostgreSQL connection, and another"

@@ -151,7 +151,7 @@ async def test_the_shared_locks_outlive_a_dropped_connection_and_a_cancelled_cal
 
     from graphs.job_lock import SharedJobLocks
 
-    mine, other = SharedJobLocks(_PG_DSN), SharedJobLocks(_PG_DSN)
+    mine, other = SharedJobLocks(_PG_DSN, connect_timeout=10), SharedJobLocks(_PG_DSN, connect_timeout=10)
     try:
         assert await mine.acquire("held-1")
         async with await psycopg.AsyncConnection.connect(_PG_DSN, autocommit=True) as admin:
