@@ -1,20 +1,20 @@
 """S3 (or any S3-compatible store) through boto3, confined to one bucket and prefix.
 
-boto3 is imported on first use and its blocking calls run in a worker thread. Failures are
-translated once, here, into the error tree; messages pass through ``core.redact`` so neither a
-signature nor a key ever leaves this module.
+boto3 is imported on first use and its blocking calls run on S3's own worker threads, never the
+ones the rest of the process shares (``providers.storage.s3_calls``). Failures are translated
+once, here, into the error tree; messages pass through ``core.redact`` so neither a signature nor
+a key ever leaves this module.
 
 ``timeout_s`` is the whole budget of one operation, its retries included: botocore's retries and
 timeouts multiplied (a hanging endpoint held a write 3-4 x ``timeout_s`` before the storage chain's
 fallback took it). No retry starts past the deadline, and the caller is answered at the deadline;
-an attempt still in flight then ends in its worker thread within its own socket timeout (a write
-it was sending may still land, beside the copy the fallback stored).
+an attempt still in flight then ends in its worker thread within its own socket timeout, the thread
+held until then (a write it was sending may still land, beside the copy the fallback stored).
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -31,6 +31,7 @@ from core.errors import (
 from core.redact import redact
 from providers.base import StoredObject
 from providers.storage.keys import check_key, check_prefix, guess_content_type, too_large
+from providers.storage.s3_calls import THREADS, THROTTLED, Budget, OutOfTime, in_thread, watch
 
 T = TypeVar("T")
 MAX_PRESIGN_S = 7 * 24 * 3600  # SigV4 refuses longer
@@ -44,67 +45,11 @@ PROVIDER = "s3"
 _MISSING = {"NoSuchKey", "404", "NotFound"}
 _EXISTS = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
 _DENIED = {"AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"}
-_THROTTLED = {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "429", "TooManyRequests"}
 _UNSUPPORTED = {"NotImplemented", "501"}
 
 
 def _redacted(text: str) -> str:
     return redact(text)
-
-
-class _Budget:
-    """One operation's deadline and what its requests met, shared with the worker thread running it."""
-
-    def __init__(self, timeout_s: float) -> None:
-        self.timeout_s = timeout_s
-        self.started = time.monotonic()
-        self.deadline = self.started + timeout_s
-        self.attempts = 0
-        self.last = ""  # what the newest failed attempt met other than silence ("HTTP 503 SlowDown")
-        self.throttled = False  # whether that was the store asking us to slow down
-
-    def said(self) -> str:
-        return f"{self.attempts} attempt{'' if self.attempts == 1 else 's'} in {time.monotonic() - self.started:.1f} s"
-
-
-class _OutOfTime(Exception):
-    """A retry botocore would have sent past the operation's deadline: not sent (not retryable itself)."""
-
-
-#: the budget of the operation this worker thread runs (botocore's events carry no context of ours)
-_running = threading.local()
-
-
-def _before_send(**_: Any) -> None:
-    """Each request of an operation: counted, and a retry past its deadline is not sent."""
-    budget: _Budget | None = getattr(_running, "budget", None)
-    if budget is None:
-        return
-    if budget.attempts and time.monotonic() >= budget.deadline:
-        raise _OutOfTime
-    budget.attempts += 1
-
-
-def _needs_retry(response: Any = None, caught_exception: BaseException | None = None, **_: Any) -> None:
-    """What each failed attempt met other than silence, for the error said when the time runs out."""
-    from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
-
-    budget: _Budget | None = getattr(_running, "budget", None)
-    if budget is None or isinstance(caught_exception, ConnectTimeoutError | ReadTimeoutError | _OutOfTime):
-        return
-    if caught_exception is not None:
-        budget.last, budget.throttled = type(caught_exception).__name__, False
-    elif response is not None and (status := response[0].status_code) >= 300:
-        code = str(response[1].get("Error", {}).get("Code", ""))
-        budget.last = f"HTTP {status} {code}".strip()
-        budget.throttled = bool({code, str(status)} & _THROTTLED) or status == 503
-
-
-def _watch(client: Any) -> Any:
-    """``client`` with the budget's event handlers registered once (before botocore's retry handler)."""
-    client.meta.events.register_first("before-send.s3", _before_send, unique_id="swarm-s3-budget-send")
-    client.meta.events.register_first("needs-retry.s3", _needs_retry, unique_id="swarm-s3-budget-retry")
-    return client
 
 
 class S3Storage:
@@ -138,7 +83,7 @@ class S3Storage:
         self.region = region or "us-east-1"
         self.presign_expiry_s = presign_expiry_s
         self.timeout_s = timeout_s
-        self._client = _watch(client) if client is not None else None
+        self._client = watch(client) if client is not None else None
         self._client_lock = threading.Lock()
         self._if_none_match_works: bool | None = None
 
@@ -184,7 +129,7 @@ class S3Storage:
                     raise ProviderUnavailable(
                         PROVIDER, "boto3 is not installed; run: pip install boto3"
                     ) from None
-                self._client = _watch(boto3.session.Session().client(
+                self._client = watch(boto3.session.Session().client(
                     "s3",
                     endpoint_url=self.endpoint_url,
                     region_name=self.region,
@@ -193,6 +138,7 @@ class S3Storage:
                         connect_timeout=min(self.timeout_s, CONNECT_TIMEOUT_S),
                         read_timeout=self.timeout_s,
                         retries={"max_attempts": ATTEMPTS - 1, "mode": "standard"},
+                        max_pool_connections=THREADS,  # a connection kept for each of S3's threads
                         s3={"addressing_style": "path" if self.endpoint_url else "auto"},
                     ),
                 ))
@@ -204,9 +150,12 @@ class S3Storage:
     def _where(self, key: str | None) -> str:
         return f"s3://{self.bucket}/{self.prefix}{key or ''}"
 
-    def _timed_out(self, key: str | None, budget: _Budget) -> ProviderError:
+    def _timed_out(self, key: str | None, budget: Budget) -> ProviderError:
         """The operation's budget is spent: said with its attempts, the time spent and the last answer
         (throttled to the end: rate-limited, as a throttled call that gave up within it)."""
+        if budget.no_thread:
+            return ProviderTimeout(PROVIDER, f"timed out on {self._where(key)}: not started within timeout_s"
+                                   f" {self.timeout_s:g} s: {budget.no_thread}")
         if budget.throttled:
             return ProviderRateLimited(PROVIDER, f"throttled on {self._where(key)} ({budget.last}) until"
                                        f" timeout_s {self.timeout_s:g} s was spent ({budget.said()})")
@@ -214,11 +163,11 @@ class S3Storage:
         return ProviderTimeout(PROVIDER, f"timed out on {self._where(key)}: not done within timeout_s"
                                f" {self.timeout_s:g} s ({budget.said()}; {met})")
 
-    def _translate(self, exc: Exception, key: str | None, budget: _Budget | None = None) -> Exception:
+    def _translate(self, exc: Exception, key: str | None, budget: Budget | None = None) -> Exception:
         from botocore import exceptions as bex
 
         what = self._where(key)
-        budget = budget or _Budget(self.timeout_s)
+        budget = budget or Budget(self.timeout_s)
         tried = f" ({budget.said()})" if budget.attempts else ""
         if isinstance(exc, bex.ClientError):
             err = exc.response.get("Error", {})
@@ -241,7 +190,7 @@ class S3Storage:
                     PROVIDER, f"access denied to {what} ({code}); set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY to"
                     " credentials the bucket's policy allows"
                 )
-            if codes & _THROTTLED or status == "503":
+            if codes & THROTTLED or status == "503":
                 return ProviderRateLimited(PROVIDER, f"throttled on {what} ({code}){tried}")
             if status.startswith("5"):
                 return ProviderUnavailable(PROVIDER, f"server error {status} on {what}: {message}{tried}")
@@ -250,7 +199,7 @@ class S3Storage:
             return ProviderUnavailable(
                 PROVIDER, "no AWS credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
             )
-        if isinstance(exc, bex.ConnectTimeoutError | bex.ReadTimeoutError | _OutOfTime):
+        if isinstance(exc, bex.ConnectTimeoutError | bex.ReadTimeoutError | OutOfTime):
             return self._timed_out(key, budget)
         if isinstance(exc, bex.EndpointConnectionError | bex.ConnectionError):
             return ProviderUnavailable(PROVIDER, f"cannot reach {self.endpoint_url or 'AWS S3'}{tried}")
@@ -259,11 +208,11 @@ class S3Storage:
         return exc
 
     async def _call(self, fn: Callable[..., T], *args: Any, key: str | None = None) -> T:
-        """``fn(*args)`` in a worker thread, answered within ``timeout_s`` (see the module's doc)."""
-        budget = _Budget(self.timeout_s)
+        """``fn(*args)`` on one of S3's worker threads, answered within ``timeout_s`` (see
+        ``providers.storage.s3_calls``)."""
+        budget = Budget(self.timeout_s)
 
         def body() -> T:
-            _running.budget = budget
             try:
                 return fn(*args)
             except (InputError, ProviderError):
@@ -273,11 +222,9 @@ class S3Storage:
                 if translated is exc:
                     raise
                 raise translated from None
-            finally:
-                _running.budget = None
 
         with anyio.move_on_after(self.timeout_s):
-            return await anyio.to_thread.run_sync(body, abandon_on_cancel=True)
+            return await in_thread(body, budget)
         raise self._timed_out(key, budget)
 
     # --- sync bodies --------------------------------------------------------------------------
