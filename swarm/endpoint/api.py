@@ -113,6 +113,8 @@ def _too_large(size: int, limit: int, route: str) -> str:
 def _job_of(request: Request, store: JobStore) -> Job:
     job_id = request.path_params["job_id"]
     job = store.get(job_id)
+    if job is None and job_id in store.removed:
+        raise Reject(404, f"request {job_id!r} does not exist any more: it was removed because {store.removed[job_id][1]}")
     if job is None:
         # RunPod says "request does not exist". This endpoint keeps jobs in memory, so a restart
         # forgets them too: an id it does not know may be older than it, not expired.

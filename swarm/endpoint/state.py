@@ -1,8 +1,10 @@
 """The local endpoint's job queue and state machine (no HTTP here).
 
 Jobs move IN_QUEUE -> IN_PROGRESS -> COMPLETED | FAILED, or end CANCELLED (``/cancel``,
-``/purge-queue``) or TIMED_OUT (execution timeout, or queue TTL). Everything runs on the
-server's event loop; nothing here is thread-safe and nothing needs to be.
+``/purge-queue``) or TIMED_OUT (execution timeout, or a ttl that ran out in the queue). A job's
+ttl counts from its submission, as RunPod's does: one still running when it runs out is removed
+(its ``/status`` answers 404, ``JobStore.removed`` says why). Everything runs on the server's event
+loop; nothing here is thread-safe and nothing needs to be.
 """
 
 from __future__ import annotations
@@ -134,6 +136,9 @@ class JobStore:
         self.started_at = time.time()
         #: called with (url, the job's ``/status`` answer) when a job that named a ``webhook`` ends
         self.notify: Callable[[str, dict[str, Any]], None] | None = None
+        #: ids of jobs removed while running (their ttl ran out) -> (when, why), kept as long as a
+        #: /run result, so a client asking about one hears why it is gone
+        self.removed: dict[str, tuple[float, str]] = {}
 
     # --- client side -----------------------------------------------------------------------
 
@@ -156,11 +161,14 @@ class JobStore:
         self._enqueue(job)
         return job
 
-    def _enqueue(self, job: Job) -> None:
-        """Queue ``job`` last, or, when it is not ``low_priority``, ahead of the low-priority jobs
-        (RunPod starts no worker for those: they run when a worker has nothing else to do)."""
+    def _enqueue(self, job: Job, *, first: bool = False) -> None:
+        """Queue ``job`` last among the jobs of its priority, or ``first`` among them: a job without
+        ``low_priority`` goes ahead of every low-priority one (RunPod starts no worker for those:
+        they run when a worker has nothing else to do)."""
         at = len(self.queue)
-        if not job.low_priority:
+        if first and not job.low_priority:
+            at = 0
+        elif first or not job.low_priority:
             at = next((i for i, queued in enumerate(self.queue)
                        if (other := self.jobs.get(queued)) is not None and other.low_priority), at)
         self.queue.insert(at, job.id)
@@ -261,13 +269,13 @@ class JobStore:
                 waiter.cancel()
 
     def requeue(self, jobs: list[Job]) -> None:
-        """Put back jobs a worker never received (its poll went away before the answer)."""
+        """Put back jobs a worker never received (its poll went away before the answer): each first
+        among the jobs of its priority, in the order they were taken, so a low-priority one still
+        waits behind the normal jobs queued meanwhile."""
         for job in reversed(jobs):
             if job.status == "IN_PROGRESS":
                 job.status, job.started_at, job.worker_id = "IN_QUEUE", None, None
-                self.queue.appendleft(job.id)
-        if self.queue:
-            self._queued.set()
+                self._enqueue(job, first=True)
 
     def post_output(self, worker_id: str, job: Job, body: dict[str, Any]) -> str:
         """Apply one ``job-done`` post: a progress update or the final result."""
@@ -299,21 +307,11 @@ class JobStore:
     # --- housekeeping ----------------------------------------------------------------------
 
     def reap(self) -> None:
-        """Enforce timeouts, notice lost workers and drop expired results."""
+        """Enforce timeouts and ttls, notice lost workers and drop expired results."""
         now = time.monotonic()
         for job in list(self.jobs.values()):
             if job.status == "IN_PROGRESS" and job.started_at is not None:
-                if now - job.started_at > job.execution_timeout_s:
-                    self._finish(job, "TIMED_OUT", error=f"execution timeout of {job.execution_timeout_s:g} s exceeded")
-                    self._signal_stop(job)
-                    continue
-                worker = self.workers.get(job.worker_id or "")
-                if worker is None or not self._alive(worker, now):
-                    self._finish(
-                        job,
-                        "FAILED",
-                        error=f"worker {job.worker_id} stopped responding while running the job; POST /retry/{job.id} to run it again",
-                    )
+                self._reap_running(job, now)
             elif job.status == "IN_QUEUE" and now - job.created_at > job.ttl_s:
                 self._dequeue(job.id)
                 self._finish(job, "TIMED_OUT", error=f"no worker took the job within its ttl of {job.ttl_s:g} s")
@@ -321,6 +319,31 @@ class JobStore:
                 keep = self.settings.sync_retention_s if job.sync else self.settings.async_retention_s
                 if now - job.finished_at > keep:
                     del self.jobs[job.id]
+        for job_id, (when, _) in list(self.removed.items()):
+            if now - when > self.settings.async_retention_s:
+                del self.removed[job_id]
+
+    def _reap_running(self, job: Job, now: float) -> None:
+        """End a running job past its execution timeout or its ttl, or whose worker is gone."""
+        if now - (job.started_at or now) > job.execution_timeout_s:
+            self._finish(job, "TIMED_OUT", error=f"execution timeout of {job.execution_timeout_s:g} s exceeded")
+            self._signal_stop(job)
+        elif now - job.created_at > job.ttl_s:
+            self._remove_running(job, now)
+        elif (worker := self.workers.get(job.worker_id or "")) is None or not self._alive(worker, now):
+            self._finish(job, "FAILED", error=f"worker {job.worker_id} stopped responding while running the job;"
+                                              f" POST /retry/{job.id} to run it again")
+
+    def _remove_running(self, job: Job, now: float) -> None:
+        """RunPod's ttl covers a job's whole life: one still running when it runs out is removed at
+        once (``/status`` answers 404) and its worker told to stop; a ``/runsync`` still waiting and
+        a ``webhook`` hear TIMED_OUT with the reason."""
+        why = (f"its ttl of {job.ttl_s:g} s (counted from its submission, queue time included) ran out while"
+               f" worker {job.worker_id} ran it; set policy.ttl to cover both the queue and the run")
+        self._finish(job, "TIMED_OUT", error=f"removed: {why}")
+        self._signal_stop(job)
+        del self.jobs[job.id]
+        self.removed[job.id] = (now, why)
 
     def pinged(self, worker_id: str, job_ids: str | None) -> None:
         """A heartbeat listing the jobs the worker still runs.
