@@ -2,7 +2,7 @@
 
 The pool retried a refused connection for its whole 10 s connect timeout before the job heard
 "cannot connect"; a server that accepts but does not answer then waited as long again while its
-reason was asked. A refused port is said at once (after a 1 s grace for a restart), a silent server
+reason was asked. A refused port is said at once (after a 2 s grace for a restart), a silent server
 keeps its configured time (once), and a server that is slow but alive still opens.
 """
 
