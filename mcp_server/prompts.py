@@ -3,10 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from core.errors import InputError
 from core.rules import check_text_limit, shown
+
+#: how deep ``research_brief`` asks the research to go
+Depth = Literal["quick", "standard", "deep"]
+#: the audiences ``research_brief`` suggests (any other is taken as written)
+AUDIENCES = ("an engineer new to the topic", "a decision maker", "an expert")
+
+
+def suggestions(kinds_of: Callable[[], list[str]]) -> dict[str, dict[str, Callable[[], list[str]]]]:
+    """What completion suggests for each prompt's arguments: prompt -> argument -> values now
+    (``kinds_of()``: the delegation kinds of the config in effect). An argument not here gets none."""
+    return {
+        "research_brief": {"audience": lambda: list(AUDIENCES), "depth": lambda: list(get_args(Depth))},
+        "delegate_and_review": {"kind": kinds_of},
+    }
 
 
 def register(server: Any, kinds_of: Callable[[], list[str]] | None = None, limits_of: Callable[[], Any] | None = None) -> None:
@@ -24,8 +38,7 @@ def register(server: Any, kinds_of: Callable[[], list[str]] | None = None, limit
 
     @server.prompt(name="research_brief", title="Research brief",
                    description="Ask for a cited research report on a topic, for a given audience and depth.")
-    def research_brief(topic: str, audience: str = "an engineer new to the topic",
-                       depth: Literal["quick", "standard", "deep"] = "standard") -> str:
+    def research_brief(topic: str, audience: str = AUDIENCES[0], depth: Depth = "standard") -> str:
         if not topic.strip():
             raise ValueError("topic: must not be empty")
         within(topic, "max_question_chars", "topic")

@@ -6,64 +6,56 @@ of a tool call from a closed connection is ``mcp_server.cancel``."""
 from __future__ import annotations
 
 import logging
-import weakref
 from collections.abc import Callable
 from typing import Any
 
 import mcp_types as types
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
+from mcp_server import client_log
+from mcp_server.client_log import LOG_LEVELS as LOG_LEVELS
+from mcp_server.prompts import suggestions
 from mcp_server.refusals import unknown_ref
 
 log = logging.getLogger("swarm.mcp")
 
-#: MCP's log levels (RFC 5424's severities, least severe first) as Python's: notice, "normal but
-#: significant", sits between info and warning (25: Python has no name for it); alert and emergency,
-#: above critical in RFC 5424, are Python's most severe, CRITICAL, as critical is
-LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "notice": logging.INFO + 5, "warning": logging.WARNING,
-              "error": logging.ERROR, "critical": logging.CRITICAL, "alert": logging.CRITICAL,
-              "emergency": logging.CRITICAL}
-
-#: prompt or template argument -> the values worth suggesting
-_PROMPT_VALUES = {
-    "depth": ["quick", "standard", "deep"],
-    "audience": ["an engineer new to the topic", "a decision maker", "an expert"],
-}
+#: the most values one completion answers (MCP's limit)
+MAX_COMPLETIONS = 100
 
 
 def register(server: Any, kinds_of: Callable[[], list[str]]) -> None:
     """Add completion, logging/setLevel and resources/(un)subscribe to ``server``; ``kinds_of()``:
     the delegation kinds of the config in effect (read at each completion: a hot swap counts). A
     completion whose ref names no prompt or resource template of ``server`` is refused
-    (``refusals.unknown_ref``); setLevel records the client's level only (``set_level``)."""
-    from mcp_server.resources import GRAPHS
-
-    values = {**_PROMPT_VALUES, "name": list(GRAPHS)}
+    (``refusals.unknown_ref``); one for an argument its ref does not have gets no values. setLevel
+    has the server send that client its log records at or above the level (``mcp_server.client_log``)."""
+    choices = completion_choices(kinds_of)
 
     @server.completion()
     async def complete(ref: Any, argument: Any, context: Any) -> types.Completion:
         refused = unknown_ref(ref, server._prompt_manager, server._resource_manager)
         if refused is not None:  # MCP's completion: an invalid prompt name is INVALID_PARAMS
             raise refused
-        known = kinds_of() if argument.name == "kind" else values.get(argument.name, [])
+        known = choices(ref).get(argument.name, lambda: [])()
         matches = [v for v in known if v.startswith(argument.value or "")]
-        return types.Completion(values=matches[:100], total=len(matches), has_more=len(matches) > 100)
+        return types.Completion(values=matches[:MAX_COMPLETIONS], total=len(matches),
+                                has_more=len(matches) > MAX_COMPLETIONS)
 
     lowlevel = server._lowlevel_server  # the SDK's public hook for extra methods lives there
-    #: each client connection's level (``LOG_LEVELS``), weakly held: what a sender of
-    #: ``notifications/message`` would filter by; this server sends none
-    levels: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
-    server.client_log_levels = levels
+    logs = client_log.ClientLogs()  # each connection's level, and what waits to be sent to it
+    server.client_logs = logs
+    lowlevel.middleware.append(logs.middleware)  # each request's records belong to its client
+    client_log.install()
 
     async def set_level(ctx: Any, params: types.SetLevelRequestParams) -> types.EmptyResult:
-        """Record the client's level, and change nothing else. MCP's setLevel is the least severe
-        ``notifications/message`` the server sends that client; this server sends none (a job's
-        steps go as progress notifications), so there is nothing to filter. Its own log on stderr is
-        the operator's (``observability.log_level``, ``SWARM_LOG_LEVEL``): over HTTP one process
-        serves many clients, and no one client may silence the warnings the operator reads (or
-        flood them with debug), as setting the ``swarm`` logger's level from here did."""
+        """The least severe ``notifications/message`` this client is sent from now on: its work's
+        log records at or above it, its own level (``ClientLog``), never the operator's stderr log
+        (``observability.log_level``, ``SWARM_LOG_LEVEL``): over HTTP one process serves many
+        clients, and no one client may silence the warnings the operator reads (or flood them)."""
         connection = getattr(getattr(ctx, "session", None), "_connection", None)
-        if connection is not None:  # the one a handshake-era client keeps; a stateless request has none
-            levels[connection] = LOG_LEVELS[str(params.level)]
+        # a stateless request has none; a client of 2026-07-28 opts in per request (SEP-2577)
+        if connection is not None and connection.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+            logs.of(connection).level = str(params.level)
         return types.EmptyResult()
 
     async def subscribe(ctx: Any, params: types.SubscribeRequestParams) -> types.EmptyResult:
@@ -77,3 +69,20 @@ def register(server: Any, kinds_of: Callable[[], list[str]]) -> None:
     lowlevel.add_request_handler("logging/setLevel", types.SetLevelRequestParams, set_level)
     lowlevel.add_request_handler("resources/subscribe", types.SubscribeRequestParams, subscribe)
     lowlevel.add_request_handler("resources/unsubscribe", types.UnsubscribeRequestParams, unsubscribe)
+
+
+def completion_choices(kinds_of: Callable[[], list[str]]) -> Callable[[Any], dict[str, Callable[[], list[str]]]]:
+    """What a completion ref offers: a prompt's arguments (``prompts.suggestions``) or a resource
+    template's variables, each to the values worth suggesting now; a ref or argument not here, none."""
+    from mcp_server.resources import GRAPHS
+
+    prompts = suggestions(kinds_of)
+    templates: dict[str, dict[str, Callable[[], list[str]]]] = {"swarm://graphs/{name}": {"name": lambda: list(GRAPHS)}}
+
+    def of(ref: Any) -> dict[str, Callable[[], list[str]]]:
+        uri = getattr(ref, "uri", None)
+        if uri is not None:
+            return templates.get(str(uri), {})
+        return prompts.get(str(getattr(ref, "name", "")), {})
+
+    return of

@@ -1,0 +1,191 @@
+"""MCP logging: the server's own log records, sent to the client they were made for.
+
+A client that sent ``logging/setLevel`` (a handshake-era client: 2025-11-25 and before) gets, as
+``notifications/message``, each record at or above that level that the server logs while it works
+for that client: in a request of its connection, and in what that request started (its jobs, on
+the jobs' loop, carry the request's context there). Records of anything else (the start, a job
+resumed from a stopped server, another client's work) are never its; a client that set no level
+gets nothing. The operator's log on stderr is left as it is: a record exists only at or above the
+operator's level, and this handler only reads it.
+
+Each entry: the RFC 5424 level (``level_name``), the logger's name, and as ``data`` the message
+(redacted, cut to ``MAX_MESSAGE_CHARS``), the job id where there is one, an exception's class (never
+its traceback). At most ``RATE_PER_S`` entries a second (``BURST`` at once) go to one client, and
+``MAX_QUEUED`` wait for the pipe; what a flood leaves out is counted and said in the next entry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import threading
+import time
+import weakref
+from collections import deque
+from typing import Any
+
+from core.redact import redact
+from swarm.logs import job_id_var
+
+log = logging.getLogger("swarm.mcp")
+
+#: MCP's log levels (RFC 5424's severities, least severe first)
+RFC_5424 = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
+#: MCP's log levels as Python's: notice, "normal but significant", sits between info and warning
+#: (25: Python has no name for it); alert and emergency, above critical, are Python's most severe
+LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "notice": logging.INFO + 5, "warning": logging.WARNING,
+              "error": logging.ERROR, "critical": logging.CRITICAL, "alert": logging.CRITICAL,
+              "emergency": logging.CRITICAL}
+#: entries one client is sent a second, on average, and at most at once
+RATE_PER_S = 20.0
+BURST = 50
+#: entries waiting for the client's pipe; past that a new one is dropped (and counted)
+MAX_QUEUED = 200
+#: the most of one record's message an entry carries
+MAX_MESSAGE_CHARS = 2_000
+
+_client: contextvars.ContextVar[ClientLog | None] = contextvars.ContextVar("swarm_mcp_client_log", default=None)
+_sending = threading.local()  # set while this thread hands an entry over: a record it logs is not re-sent
+
+
+def level_name(levelno: int) -> str:
+    """The RFC 5424 name of a Python level: the most severe MCP level it reaches (25 is notice)."""
+    for name in ("critical", "error", "warning", "notice", "info"):
+        if levelno >= LOG_LEVELS[name]:
+            return name
+    return "debug"
+
+
+class ClientLog:
+    """One client connection's log: its level (``None`` until it sets one) and what waits to go."""
+
+    def __init__(self, connection: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self._connection = weakref.ref(connection)  # the registry is keyed by it: never held here
+        self._loop = loop
+        self.level: str | None = None
+        self._lock = threading.Lock()
+        self._tokens = float(BURST)
+        self._refilled = time.monotonic()
+        self._dropped = 0
+        self._queue: deque[dict[str, Any]] = deque()
+        self._sender: asyncio.Task[None] | None = None
+
+    def wants(self, levelno: int) -> bool:
+        return self.level is not None and RFC_5424.index(level_name(levelno)) >= RFC_5424.index(self.level)
+
+    def offer(self, record: logging.LogRecord) -> None:
+        """Queue ``record`` for the client, from any thread, unless the rate is spent (counted)."""
+        with self._lock:
+            now = time.monotonic()
+            self._tokens = min(float(BURST), self._tokens + (now - self._refilled) * RATE_PER_S)
+            self._refilled = now
+            if self._tokens < 1:
+                self._dropped += 1
+                return
+            self._tokens -= 1
+            dropped, self._dropped = self._dropped, 0
+        entry = entry_of(record, dropped)
+        try:
+            self._loop.call_soon_threadsafe(self._enqueue, entry)
+        except RuntimeError:  # the server's loop is closed: the client is gone
+            return
+
+    def _enqueue(self, entry: dict[str, Any]) -> None:
+        if len(self._queue) >= MAX_QUEUED:
+            with self._lock:
+                self._dropped += 1 + entry["data"].get("dropped", 0)
+            return
+        self._queue.append(entry)
+        if self._sender is None or self._sender.done():
+            # in a context of its own: what sending logs is not this client's work, nor sent again
+            self._sender = self._loop.create_task(self._send_all(), context=contextvars.Context())
+
+    async def _send_all(self) -> None:
+        while self._queue:
+            entry = self._queue.popleft()
+            connection = self._connection()
+            if connection is None:
+                self._queue.clear()
+                return
+            try:  # the SDK's notify drops it on a closed stream; anything else stops this sender
+                await connection.notify("notifications/message", entry)
+            except Exception as exc:
+                log.debug("a log entry was not sent to its client: %s", redact(repr(exc)))
+                self._queue.clear()
+                return
+
+
+def entry_of(record: logging.LogRecord, dropped: int = 0) -> dict[str, Any]:
+    """``notifications/message``'s params for ``record``: level, logger and data, redacted."""
+    try:
+        message = record.getMessage()
+    except (TypeError, ValueError):  # a bad format string: what there is
+        message = f"{record.msg!r} {record.args!r}"
+    message = redact(message)
+    if len(message) > MAX_MESSAGE_CHARS:
+        message = message[:MAX_MESSAGE_CHARS] + f"... ({len(message):,} characters)"
+    data: dict[str, Any] = {"message": message}
+    if job_id := getattr(record, "job_id", None) or job_id_var.get():
+        data["job_id"] = str(job_id)
+    if record.exc_info and record.exc_info[0] is not None:
+        data["error"] = record.exc_info[0].__name__
+    if dropped:
+        data["dropped"] = dropped
+        data["message"] += (f" [{dropped} earlier log entr{'y' if dropped == 1 else 'ies'} not sent: more than"
+                            f" {RATE_PER_S:g} a second; the server's log has them]")
+    return {"level": level_name(record.levelno), "logger": record.name, "data": data}
+
+
+class ClientLogHandler(logging.Handler):
+    """On the root logger: hands each record to the client whose work made it (``ClientLog``)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        client = _client.get()
+        if client is None or not client.wants(record.levelno) or getattr(_sending, "on", False):
+            return
+        _sending.on = True
+        try:
+            client.offer(record)
+        except Exception:
+            self.handleError(record)
+        finally:
+            _sending.on = False
+
+
+_installed: list[ClientLogHandler] = []
+
+
+def install() -> None:
+    """Add the one ``ClientLogHandler`` to the root logger (again after a ``configure_logging``
+    that replaced the root's handlers); its level is NOTSET: the operator's level rules what exists."""
+    root = logging.getLogger()
+    if not _installed:
+        _installed.append(ClientLogHandler())
+    if _installed[0] not in root.handlers:
+        root.addHandler(_installed[0])
+
+
+class ClientLogs:
+    """The ``ClientLog`` of each connection, weakly keyed (a closed one goes with its client)."""
+
+    def __init__(self) -> None:
+        self._logs: weakref.WeakKeyDictionary[Any, ClientLog] = weakref.WeakKeyDictionary()
+
+    def of(self, connection: Any) -> ClientLog:
+        found = self._logs.get(connection)
+        if found is None:
+            found = self._logs[connection] = ClientLog(connection, asyncio.get_running_loop())
+        return found
+
+    async def middleware(self, ctx: Any, call_next: Any) -> Any:
+        """The SDK's server middleware: each request of a connection runs (and what it starts
+        lives on) with that connection's ``ClientLog`` as the context's client."""
+        connection = getattr(getattr(ctx, "session", None), "_connection", None)
+        if connection is None:  # an in-process call: no connection to send to
+            return await call_next(ctx)
+        token = _client.set(self.of(connection))
+        try:
+            return await call_next(ctx)
+        finally:
+            _client.reset(token)
