@@ -29,8 +29,10 @@ from core.rules import Tier
 Role = Literal["system", "user", "assistant"]
 Outcome = Literal["ok", "error", "skipped"]
 #: why a ``skipped`` step's model was passed over, for a caller to act on (its ``detail`` says it to a
-#: person): ``"stopped"``, the call's chain ended before it (``LLMConfig.stop_before``)
-SkipKind = Literal["stopped"]
+#: person): ``"stopped"``, the call's chain ended before it (``LLMConfig.stop_before``); the setup:
+#: ``"key_unset"`` (its key variable), ``"not_built"`` (no provider for it); a failure:
+#: ``"circuit_open"`` (or its probe in flight), ``"timed_out"`` (earlier in the same job)
+SkipKind = Literal["stopped", "key_unset", "not_built", "circuit_open", "timed_out"]
 
 
 class _Frozen(BaseModel):

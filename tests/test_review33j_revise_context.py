@@ -104,9 +104,9 @@ async def test_a_revise_prompt_past_the_window_keeps_its_draft_and_says_what_it_
 
 
 async def test_a_revise_on_a_long_thread_leaves_out_the_thread_not_the_draft(make_context: Any) -> None:
-    """With a thread's ten earlier turns before it, the revise prompt leaves out the turns, and the
-    task with its draft stays whole (by the estimate they were past the window, so they were left
-    out too, as the oldest exchange left)."""
+    """With a thread's ten earlier turns before it, the revise prompt leaves out the turns; still past
+    the window by the estimate, it is cut inside its task (the draft and the issue stay whole), as
+    the same prompt without a thread is."""
     task = long_task(9000)
     with FakeOpenAI() as server:
         server.context_tokens = 4096
@@ -115,11 +115,12 @@ async def test_a_revise_on_a_long_thread_leaves_out_the_thread_not_the_draft(mak
         revise = chats(server)[2]
     assert result["status"] == "COMPLETED", result["error"]
     text = sent_text(revise.body)
-    assert DRAFT in text and ISSUE in text and task in text
+    assert DRAFT in text and ISSUE in text and "TASK-OPENS" in text and "Rewrite it as a numbered list." in text
     assert "turn 1 lorem" not in text and "turn 10 lorem" not in text  # the thread's turns were what was left out
     assert server.prompt_tokens(revise.body) + 512 <= 4096
     detail = llm_step(result, "revise")["detail"] or ""
-    assert detail.startswith("left out 10 earlier turns to fit local's 4096-token context"), detail
+    assert detail.startswith("left out 10 earlier turns and left out "), detail
+    assert "characters of the task to fit local's 4096-token context" in detail, detail
 
 
 async def test_a_revise_past_the_window_without_its_thread_never_goes_without_its_draft(make_context: Any) -> None:
@@ -131,7 +132,8 @@ async def test_a_revise_past_the_window_without_its_thread_never_goes_without_it
         server.context_tokens = 4096
         server.script(ALIAS, *ANSWERS)
         result = await reviewed_delegation(make_context, server, task, history(4, 1000))
-        revises = [r for r in server.requests_for(ALIAS) if r.path.endswith("/chat/completions")][2:]
+        revises = [r for r in server.requests_for(ALIAS) if r.path.endswith("/chat/completions")
+                   and str(r.body["messages"][-1]["content"]).rstrip().endswith("Reply with the full improved answer only.")]
     assert revises and all(DRAFT in sent_text(r.body) and ISSUE in sent_text(r.body) for r in revises)
     # refused by the server, the job stops at revise with the draft as its text (were the question
     # cut to fit instead, the revision would be made from the whole draft)

@@ -74,9 +74,9 @@ def revise_messages(task: str, kind: str, draft: str, review: dict, history: lis
     """The task, the draft and the review in the last message: a model's context is fitted by leaving
     out the oldest question-answer exchanges first (``providers.llm.context_fit``), and the task with
     its draft as such an exchange was left out first, the draft it revises with it. The last message
-    never is: past the window the thread's turns are left out; a prompt of that message alone is cut
-    inside its ``<task>`` and ``<answer>`` blocks, the longest first (the draft past the window: the
-    task stays whole), each block keeping its tags, its opening and its end."""
+    never is left out: past the window the thread's turns are left out first, then that message is
+    cut inside its ``<task>`` and ``<answer>`` blocks, the longest first (the draft past the window:
+    the task stays whole), each block keeping its tags, its opening and its end."""
     issues = "\n".join(f"- {issue}" for issue in review.get("issues") or []) or "- (none listed)"
     return [
         *_opening(kind, history or []),

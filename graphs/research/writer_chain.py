@@ -5,7 +5,9 @@ instead. Yet when DeepSeek failed at the write step (its circuit still closed), 
 down the chain to the local model, which spent 48-65 s of a 2-core machine writing it, and the
 job ran past the MCP client's wait. ``ask_writer`` asks the router to end the chain before that
 family (``LLMConfig.stop_before``): the call's trace names each model that failed or was passed
-over, and the one not asked, with why.
+over, and the one not asked, with why. A model passed over for the setup (its key unset) is told
+from one passed over for a failure (its circuit open) by the router's kind of skip
+(``TraceStep.skip``, ``LLMRouter.skips_ahead``), never by the wording of its reason.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ from __future__ import annotations
 from typing import Any
 
 from graphs.research.nodes import ask
-from providers.base import LLMConfig, LLMProvider, LLMResponse, Message
+from providers.base import LLMConfig, LLMProvider, LLMResponse, Message, SkipKind
 
-#: what a passed-over model's reason says when its absence is the setup (no key), not a failure
-SETUP_REASONS = (" is not set", "no provider was built")
+#: the kinds of skip that are no failure: the setup (a key unset, no provider built: the local
+#: model is then the writer by design) and the chain's own stop before a family
+NOT_FAILURES: frozenset[SkipKind] = frozenset({"key_unset", "not_built", "stopped"})
 
 
 #: why the local model is not asked to write in auto mode
@@ -27,21 +30,21 @@ def not_asked(model: str) -> str:
     return f"{model} not asked: {QUOTED}"
 
 
-def passed_over(llm: Any, config: LLMConfig, model: str | None = None) -> list[tuple[str, str]]:
-    """``(model, reason)`` for each model the router would pass over now ahead of the first it
-    would call (its key unset, its circuit open); of ``model`` alone when it is named."""
-    ask_router = getattr(llm, "passed_over", None)
+def passed_over(llm: Any, config: LLMConfig, model: str | None = None) -> list[tuple[str, SkipKind, str]]:
+    """``(model, kind, reason)`` for each model the router would pass over now ahead of the first
+    it would call (its key unset, its circuit open); of ``model`` alone when it is named."""
+    ask_router = getattr(llm, "skips_ahead", None)
     if ask_router is None:
         return []
-    lines = ask_router(config.model_copy(update={"prefer": model}) if model else config)
-    pairs = [(line.split(": ", 1)[0], line.split(": ", 1)[-1]) for line in lines]
-    return [(name, reason) for name, reason in pairs if model is None or name == model]
+    skips = ask_router(config.model_copy(update={"prefer": model}) if model else config)
+    return [(skip.model, skip.kind, skip.reason) for skip in skips if model is None or skip.model == model]
 
 
-def failure(reason: str) -> bool:
-    """A reason to pass a model over that is a failure (an open circuit, a timeout earlier in
-    the job), not the setup (a key unset, where the local model is the writer by design)."""
-    return not any(setup in reason for setup in SETUP_REASONS)
+def failure(kind: str | None) -> bool:
+    """Whether a skip of ``kind`` (``TraceStep.skip``) is a failure (an open circuit, a timeout
+    earlier in the job, or a skip whose kind is not said), not the setup (a key unset, where the
+    local model is the writer by design) nor the chain's stop."""
+    return kind not in NOT_FAILURES
 
 
 async def ask_writer(llm: LLMProvider, messages: list[Message], config: LLMConfig, stop_before: str | None
@@ -58,22 +61,25 @@ async def ask_writer(llm: LLMProvider, messages: list[Message], config: LLMConfi
     return response, trace, error, stopped
 
 
-def brief(reason: str) -> str:
+#: what a warning says of a model passed over for a failure of these kinds (else its reason)
+BRIEFLY: dict[str | None, str] = {"circuit_open": "its circuit is open", "timed_out": "it timed out earlier in this job"}
+
+
+def brief(kind: str | None, reason: str) -> str:
     """A passed-over model's reason, as a warning names it."""
-    if "circuit" in reason:
-        return "its circuit is open"
-    return "it timed out earlier in this job" if "earlier in this job" in reason else reason[:80]
+    return BRIEFLY.get(kind) or reason[:80]
 
 
 def unanswered(steps: list[dict[str, Any]]) -> str:
     """The writers of a call's ``steps`` that failed or were passed over for a failure, briefly
     ("deepseek-v3.1-q8: ProviderUnavailable"); "" when none was (no key set is the setup)."""
     return "; ".join(f"{s.get('model')}: {s.get('error_class') or 'failed'}" if s.get("outcome") == "error"
-                     else f"{s.get('model')}: {brief(str(s.get('detail')))}"
+                     else f"{s.get('model')}: {brief(s.get('skip'), str(s.get('detail')))}"
                      for s in steps if s.get("outcome") == "error"
-                     or (s.get("outcome") == "skipped" and failure(str(s.get("detail") or ""))))
+                     or (s.get("outcome") == "skipped" and failure(s.get("skip"))))
 
 
 def failed_writers(llm: Any, config: LLMConfig) -> str:
     """The writers the router passes over now for a failure, ahead of the one it would call."""
-    return "; ".join(f"{model}: {brief(reason)}" for model, reason in passed_over(llm, config) if failure(reason))
+    return "; ".join(f"{model}: {brief(kind, reason)}" for model, kind, reason in passed_over(llm, config)
+                     if failure(kind))

@@ -12,8 +12,10 @@ leave out: that message is shortened instead, its oldest part cut and a marker s
 one made of tagged blocks (a revision's ``<task>`` and ``<answer>``, a synthesis's ``<answer
 model="x">``, one a model) has its blocks' own text cut instead, the longest first, so that no block
 is left out, none loses a tag and none is cut below an equal share: one within it (a revision's
-task beside a draft past the window) stays whole. A window the server still says is exceeded is
-fitted again once from the tokens it counted.
+task beside a draft past the window) stays whole. A conversation's last message is cut so too,
+once every earlier turn is left out, where it is a prompt the swarm made of tagged blocks (it
+opens with one: a revision's ``<task>`` beside a thread's turns); a question as asked, never. A
+window the server still says is exceeded is fitted again once from the tokens it counted.
 
 Tokens are counted (``token_counts``) where the model's tokenizer can be reached: a local llama.cpp
 server's own tokenize endpoint (exact, cached per text), or litellm's ``token_counter`` for a
@@ -221,13 +223,20 @@ def shorten_blocks(text: str, keep: int) -> tuple[str, int, str] | None:
     return "".join([*pieces, text[at:]]), cut, _counted(names, [name for name, _ in blocks])
 
 
-def shorten_single(chat: list[dict[str, Any]], budget: float,
-                   counts: TokenCounts) -> tuple[list[dict[str, Any]], int, str | None]:
+def opens_with_blocks(text: str) -> bool:
+    """Whether ``text`` is a prompt made of tagged blocks (``tagged_blocks``) that opens with one
+    (``<task>``, ``<conversation>``): a prompt the swarm made, not a question as someone asked it."""
+    blocks = tagged_blocks(text)
+    return blocks is not None and not text[:blocks[0][1][0]].strip()
+
+
+def shorten_single(chat: list[dict[str, Any]], budget: float, counts: TokenCounts,
+                   blocks_only: bool = False) -> tuple[list[dict[str, Any]], int, str | None]:
     """A prompt of one message beside its system messages (nothing to leave out: a reviewer's
     transcript, a one-shot prompt) past ``budget``: that message shortened to fit, inside its tagged
     blocks (``shorten_blocks``: what was cut, "3 answers") or else in its middle (``shorten_text``:
-    ``None``), and how many of its characters were cut. Unchanged (0) when it fits, when there is
-    more than one such message, or when too little of it could stay."""
+    ``None``; not when ``blocks_only``), and how many of its characters were cut. Unchanged (0) when
+    it fits, when there is more than one such message, or when too little of it could stay."""
     others = [m for m in chat if m.get("role") != "system"]
     need = estimate_tokens(chat, counts)
     if len(others) != 1 or need <= budget:
@@ -239,7 +248,10 @@ def shorten_single(chat: list[dict[str, Any]], budget: float,
     keep = int(room * len(text) / tokens)
     if keep < MIN_KEPT_CHARS or keep >= len(text):
         return chat, 0, None
-    short, cut, what = shorten_blocks(text, keep) or (*shorten_text(text, keep), None)
+    in_blocks = shorten_blocks(text, keep)
+    if in_blocks is None and blocks_only:
+        return chat, 0, None
+    short, cut, what = in_blocks or (*shorten_text(text, keep), None)
     counts.counted[short] = math.ceil(tokens * len(short) / len(text) / counts.factor)
     return [{**m, "content": short} if m is message else m for m in chat], cut, what
 
@@ -273,7 +285,8 @@ class ContextFit:
     Attributes:
         params: what to send; ``params["messages"]`` fitted.
         left_out: how many conversation messages were left out.
-        cut_chars: how many characters of a prompt's one message were cut (``shorten_single``).
+        cut_chars: how many characters of a prompt's one message, or of a conversation's last
+            message made of tagged blocks, were cut (``shorten_single``).
         cut_of: of what they were cut ("the answer", "3 answers": its tagged blocks); ``None``: its middle.
     """
 
@@ -288,7 +301,8 @@ class ContextFit:
         self.params = params
         self.counts = counts or TokenCounts()
         #: a prompt of one message (beside system ones): it may be shortened; a conversation's
-        #: question never is (its earlier turns are what is left out)
+        #: question never is (its earlier turns are what is left out), its last message made of
+        #: tagged blocks only once they all are, and inside its blocks
         self.one_message = sum(m.get("role") != "system" for m in params["messages"]) == 1
         self._given = params["messages"]
         if window is not None:
@@ -300,18 +314,30 @@ class ContextFit:
     def _fit(self, budget: float, scale: float) -> bool:
         """Leave out messages (or shorten a prompt's one message) until their tokens, times
         ``scale`` (real tokens per counted), are within ``budget``; whether anything changed. A
-        message is cut from its text as given, so its marker counts what the model does not see."""
+        conversation whose earlier turns are all left out and still past it has its last message
+        cut inside its tagged blocks, where it is made of them (``opens_with_blocks``)."""
         if self.one_message:
-            chat, cut, what = shorten_single(self._given, budget / scale, self.counts)
-            if cut <= self.cut_chars:
-                return False
-            self.params, self.cut_chars, self.cut_of = {**self.params, "messages": chat}, cut, what
-            return True
+            return self._cut(self._given, budget / scale, blocks_only=False)
         chat, dropped = fit_messages(self.params["messages"], budget / scale, self.counts)
         if dropped:
             self.params = {**self.params, "messages": chat}
             self.left_out += dropped
-        return bool(dropped)
+        last = self._given[-1]
+        if not opens_with_blocks(str(last.get("content") or "")):
+            return bool(dropped)
+        # beside its system messages alone, once no earlier turn is left (else it is not cut)
+        chat = [*self.params["messages"][:-1], last]
+        return self._cut(chat, budget / scale, blocks_only=True) or bool(dropped)
+
+    def _cut(self, chat: list[dict[str, Any]], budget: float, blocks_only: bool) -> bool:
+        """Shorten ``chat``'s one message that is not a system one to ``budget`` (``shorten_single``),
+        from its text as given, so its marker counts what the model does not see; whether it was
+        cut more than before."""
+        chat, cut, what = shorten_single(chat, budget, self.counts, blocks_only)
+        if cut <= self.cut_chars:
+            return False
+        self.params, self.cut_chars, self.cut_of = {**self.params, "messages": chat}, cut, what
+        return True
 
     def refit(self, error_text: str) -> bool:
         """After the server refused the prompt as past its window: leave more out (or cut more),
