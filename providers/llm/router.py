@@ -10,8 +10,9 @@ Chain for one call (names of the ``models`` table, duplicates dropped, first occ
    first model in ``models`` table order.
 
 Walking it: a model whose key variable is unset, or whose circuit is open, is skipped at once
-(a ``skipped`` trace step with the reason); so is one that timed out earlier in the same job
-(``providers.base.job_memory``) while a later model of the chain can still be asked. A call either answers (``ok``) or fails
+(a ``skipped`` trace step with the reason, and its kind: ``TraceStep.skip``); so is one that
+timed out earlier in the same job (``providers.base.job_memory``) while a later model of the
+chain can still be asked. A call either answers (``ok``) or fails
 (``error``); only a 429 whose Retry-After is at most ``retry.max_retry_after_s`` is retried on
 the same model, at most ``retry.max_retries`` times; every other ``ProviderError`` falls over to
 the next model immediately (a ``ModelNotServed``, a name the provider does not serve, also opens
@@ -22,9 +23,10 @@ carries every step taken; when the chain runs dry, ``AllProvidersFailed`` lists 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from core.credentials import credential_holder
 from core.errors import (
@@ -41,6 +43,7 @@ from providers.base import (
     LLMProvider,
     LLMResponse,
     Message,
+    SkipKind,
     TraceStep,
     check_attempt,
     notify_attempt,
@@ -60,6 +63,8 @@ DETAIL_MAX_CHARS = 300
 #: what stands for the cut-out middle of a detail too long to keep whole
 _CUT = " ... "
 
+log = logging.getLogger("swarm.llm")
+
 
 def capped_detail(text: str | None) -> str | None:
     """``text`` redacted, then cut to ``DETAIL_MAX_CHARS``: redacted first, so a cut never leaves
@@ -74,6 +79,15 @@ def capped_detail(text: str | None) -> str | None:
     head = (DETAIL_MAX_CHARS - len(_CUT)) // 2
     tail = DETAIL_MAX_CHARS - len(_CUT) - head
     return f"{shown[:head]}{_CUT}{shown[-tail:]}"
+
+
+class Skip(NamedTuple):
+    """A model a call passes over without asking it: why, as a caller reads it (``kind``, the trace
+    step's ``skip``) and as a person does (``reason``, its ``detail``)."""
+
+    model: str
+    kind: SkipKind
+    reason: str
 
 
 class LLMRouter:
@@ -156,37 +170,58 @@ class LLMRouter:
     def passed_over(self, llm_config: LLMConfig) -> list[str]:
         """Why the models ahead of ``first_callable``'s would not be tried now, one ``"model:
         reason"`` each (a key unset, an open circuit): what a caller says of a model it did not ask."""
+        return [f"{skip.model}: {skip.reason}" for skip in self.skips_ahead(llm_config)]
+
+    def skips_ahead(self, llm_config: LLMConfig) -> list[Skip]:
+        """``passed_over`` with each model's ``SkipKind``: for a caller that tells the setup (a key
+        unset) from a failure (an open circuit) by it, not by the reason's wording."""
         return self._first_callable(llm_config)[1]
 
-    def _first_callable(self, llm_config: LLMConfig) -> tuple[str | None, list[str]]:
-        passed: list[str] = []
+    def _first_callable(self, llm_config: LLMConfig) -> tuple[str | None, list[Skip]]:
+        passed: list[Skip] = []
         chain = self.resolve_chain(llm_config)
         for n, name in enumerate(chain):
             if self._stops_at(name, llm_config):
                 break
-            reason = self._skip_reason(name) or self._timed_out(name, chain[n + 1:])
-            if reason is not None:
-                passed.append(f"{name}: {reason}")
+            skip = self._setup_skip(name)
+            if skip is None and (reason := self._timed_out(name, chain[n + 1:])) is not None:
+                skip = Skip(name, "timed_out", reason)
+            if skip is not None:
+                passed.append(skip)
                 continue
             state = self.circuits.state(self._circuit(name))
             if state == "closed":
                 return name, passed
             if state == "half_open":  # one probe at a time may be let through: no safe prediction
                 return None, passed
-            passed.append(f"{name}: its circuit is open")
+            passed.append(Skip(name, "circuit_open", "its circuit is open"))
         return None, passed
 
     # --- calls -----------------------------------------------------------------------------
 
-    def _skip_reason(self, name: str) -> str | None:
+    def _setup_skip(self, name: str) -> Skip | None:
+        """Why the setup leaves ``name`` out of every call now: its key unset, no provider built."""
         spec = self.specs.get(name)
-        if spec is not None:
-            reason = missing_key_reason(spec)
-            if reason:
-                return reason
+        if spec is not None and (reason := missing_key_reason(spec)):
+            return Skip(name, "key_unset", reason)
         if name not in self.models:
-            return "no provider was built for this model"
+            return Skip(name, "not_built", "no provider was built for this model")
         return None
+
+    def _skip_reason(self, name: str) -> str | None:
+        skip = self._setup_skip(name)
+        return skip.reason if skip is not None else None
+
+    def _skip_now(self, name: str, later: list[str], deferred: list[str]) -> Skip | None:
+        """Why a call passes ``name`` over now (``None``: its circuit is acquired, ask it); one
+        that only timed out earlier in the job goes to ``deferred``, the chain's last hope."""
+        skip = self._setup_skip(name)
+        if skip is None and (reason := self._timed_out(name, later)) is not None:
+            deferred.append(name)
+            skip = Skip(name, "timed_out", reason)
+        if skip is None and (reason := self.circuits.acquire(self._circuit(name))):
+            skip = Skip(name, "circuit_open", reason)
+        return skip
 
     def _timed_out(self, name: str, later: list[str]) -> str | None:
         """Why ``name`` is passed over in this call: it timed out earlier in the job and a model
@@ -222,19 +257,15 @@ class LLMRouter:
                 attempts.append(self._step(name, config, outcome="skipped", skip="stopped",
                                            detail=f"not asked: {config.stop_before[1]}"))
                 break
-            reason = self._skip_reason(name)
-            if reason is None and (reason := self._timed_out(name, chain[n + 1:])) is not None:
-                deferred.append(name)
-            reason = reason or self.circuits.acquire(self._circuit(name))
-            if reason:
-                attempts.append(self._step(name, config, outcome="skipped", detail=reason))
+            if (skip := self._skip_now(name, chain[n + 1:], deferred)) is not None:
+                attempts.append(self._step(name, config, outcome="skipped", skip=skip.kind, detail=skip.reason))
                 continue
             if (response := await self._ask(name, messages, config, attempts, refused)) is not None:
                 return response
         # every later model failed: one that only timed out earlier is the last hope, not a lost step
         for name in deferred:
             if reason := self.circuits.acquire(self._circuit(name)):
-                attempts.append(self._step(name, config, outcome="skipped", detail=reason))
+                attempts.append(self._step(name, config, outcome="skipped", skip="circuit_open", detail=reason))
             elif (response := await self._ask(name, messages, config, attempts, refused)) is not None:
                 return response
         if refused:  # nobody did better: the first answer, unusable as it is, with every attempt
@@ -293,6 +324,8 @@ class LLMRouter:
                 wait = _short_retry_after(exc, retry.max_retry_after_s)
                 if wait is None or attempt > retry.max_retries:
                     notify_attempt("failed", name, type(exc).__name__)
+                    log.warning("%s failed at %s (%s: %s); the chain goes on to its next model", name,
+                                config.step or "a call", type(exc).__name__, detail)
                     return None
                 if self.circuits.acquire(circuit) is not None:
                     return None  # this failure opened the circuit: do not hammer it
