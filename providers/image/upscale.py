@@ -8,7 +8,8 @@ where the GPU runs them (``gpu.py``). ``fp32`` on CUDA is IEEE fp32: TF32 convol
 ``fp32``, ``bf16`` or ``fp16`` pin one; ``warm`` (the RunPod worker, at start) loads the model and
 makes that decision before the first job. Tiled with overlap so memory is bounded; the alpha channel is upscaled
 separately (Lanczos) and put back; a scale the network lacks is reached by resampling its
-native x4 output. torch is imported on first use only.
+native x4 output. torch is imported on first use only (``upscale_torch.py``: torch, its threads and versions,
+the precision deciders, one tile's inference).
 
 One inference at a time (the intra-op pool is shared): a job that waits for another says so to its
 progress listener, and so does one measuring its precision. An upscale that cannot finish before
@@ -19,12 +20,10 @@ tiles' speed, after its first tiles and every few tiles after, where it falls be
 
 from __future__ import annotations
 
-import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.errors import InputError, ProviderUnavailable
@@ -50,7 +49,7 @@ from providers.image.imageio import (
     to_rgb_alpha,
 )
 from providers.image.ncnn_runner import CANDIDATES as NCNN_CANDIDATES
-from providers.image.ncnn_runner import NcnnNets, ncnn_version
+from providers.image.ncnn_runner import NcnnNets
 from providers.image.ncnn_runner import files_for as ncnn_files_for
 from providers.image.precision import (
     CPU_CANDIDATES,
@@ -60,13 +59,25 @@ from providers.image.precision import (
     describe_pinned,
     read_cpu_info,
 )
+from providers.image.upscale_torch import (  # noqa: F401 - re-exported: the torch side lives there
+    CPU_TIMING_SIZE,
+    MIN_SIDE,
+    PROVIDER,
+    REVISION,
+    cpu_auto_precision,
+    cuda_auto_precision,
+    grown_to_min_side,
+    infer_fn,
+    load_torch,
+    set_threads,
+    versions,
+)
 
 if TYPE_CHECKING:
     import numpy as np
 
     from core.config import UpscaleSpec
 
-PROVIDER = "realesrgan-torch"
 #: the provider a trace step names: the engine that ran (torch unless the ncnn candidate was chosen)
 _ENGINE = dict.fromkeys(NCNN_CANDIDATES, "realesrgan-ncnn")
 _MODEL_CACHE_SIZE = 2
@@ -74,14 +85,6 @@ _MODEL_CACHE_SIZE = 2
 _MEASURED_RUN = "measured on an earlier upscale in this process"
 #: what a job waiting for the model is told the holder does
 _UPSCALING, _WARMING = "another upscale", "the upscaler's warm-up (loading the model, choosing its precision)"
-#: changes when how a candidate runs changes (its tensors, autocast, ncnn options), so a cached
-#: decision is measured again; the floor and ``MIN_SPEEDUP`` are in the key already (``precision.rules``)
-REVISION = "upscale-paths 2"
-#: the side of the image ``precision: auto`` times the CPU candidates on (they are scored on the
-#: 64x64 probes): at 64x64 anime-6B's feature maps sit in cache and ncnn-bf16 (whose gain is
-#: memory traffic) read 1.03-1.10x ncnn, a tie auto broke either way from session to session; at
-#: 128x128 it reads 1.11-1.24x, as at the bench's 192x192 (bench/README.md, "Nineteenth session")
-CPU_TIMING_SIZE = 128
 
 
 @dataclass(frozen=True)
@@ -95,77 +98,6 @@ class UpscaleSettings:
     device: str = "auto"
     precision: str = "auto"
     models_dir: str | None = None
-
-
-def _torch() -> Any:
-    try:
-        import torch
-    except ImportError:
-        raise ProviderUnavailable(
-            PROVIDER,
-            "torch is not installed; run: pip install torch==2.13.0 (CPU) or a CUDA build on a GPU image",
-        ) from None
-    return torch
-
-
-_threads_set = False
-
-
-def _set_threads(torch: Any) -> None:
-    """One intra-op pool sized to the CPUs this process may use (containers often limit them)."""
-    global _threads_set
-    if not _threads_set:
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        torch.set_num_threads(max(1, cpus))
-        _threads_set = True
-
-
-def _torch_version() -> str:
-    """torch's version as installed, without importing it (a cached decision for ncnn needs no torch)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("torch")
-    except PackageNotFoundError:
-        return str(_torch().__version__)  # says which pip install, or a torch without metadata
-
-
-def versions(table: dict[str, frozenset[str]]) -> str:
-    """``REVISION`` and the runtimes' versions (ncnn's where it is a candidate): part of the cache key."""
-    return f"{REVISION} torch {_torch_version()}" + (f" ncnn {ncnn_version()}" if "ncnn" in table else "")
-
-
-def cpu_auto_precision(cache_path: Path, cpu_info: Callable[[], CpuInfo] = read_cpu_info) -> AutoPrecision:
-    """``precision: auto`` on this CPU: scored on the 64x64 probes, timed on a
-    ``CPU_TIMING_SIZE`` one, its decisions in ``cache_path``."""
-    return AutoPrecision(cache_path, cpu_info, timing_size=CPU_TIMING_SIZE)
-
-
-def cuda_auto_precision(cache_path: Path) -> AutoPrecision:
-    """``precision: auto`` on this process's CUDA GPU (``gpu.read_gpu_info``), GPU-sized probes,
-    its decisions in ``cache_path``."""
-    return AutoPrecision(cache_path, lambda: gpu.read_gpu_info(_torch()), probe_size=gpu.CUDA_PROBE_SIZE,
-                         hardware="GPU")
-
-
-#: the smallest side the network is given: a smaller input is grown to it by repeating its edge
-#: pixels, and its own part cut from the output. The network pads with zeros, so on a 1x1 input the
-#: border was all there was: (200, 50, 50) came back as (125, 65, 51) on average; from 4x4 the mean
-#: colour was within 1-3 levels
-MIN_SIDE = 16
-
-
-def grown_to_min_side(array: Any) -> tuple[Any, tuple[int, int]]:
-    """``array`` (HxWxC) grown to ``MIN_SIDE`` on each short side, edge pixels repeated evenly on
-    both sides; and the (top, left) offset of the original in it."""
-    import numpy as np
-
-    height, width = array.shape[:2]
-    grow_h, grow_w = max(0, MIN_SIDE - height), max(0, MIN_SIDE - width)
-    if not grow_h and not grow_w:
-        return array, (0, 0)
-    top, left = grow_h // 2, grow_w // 2
-    return np.pad(array, ((top, grow_h - top), (left, grow_w - left), (0, 0)), mode="edge"), (top, left)
 
 
 class RealESRGANUpscaler(SingleActionBackend):
@@ -222,7 +154,7 @@ class RealESRGANUpscaler(SingleActionBackend):
         wanted = self.settings.device
         if wanted == "cpu" or (wanted == "auto" and not gpu.driver_present()):
             return "cpu"
-        torch = _torch()
+        torch = load_torch()
         if wanted == "cuda" and not torch.cuda.is_available():
             raise ProviderUnavailable(PROVIDER, "device cuda requested but torch sees no CUDA GPU; set"
                                       " providers.image.upscale.device to auto (the GPU where torch sees one) or cpu")
@@ -235,7 +167,7 @@ class RealESRGANUpscaler(SingleActionBackend):
         pinned = self.settings.precision
         if pinned != "auto":
             if device == "cuda":
-                return pinned, gpu.describe_pinned(pinned, gpu.read_gpu_info(_torch()))
+                return pinned, gpu.describe_pinned(pinned, gpu.read_gpu_info(load_torch()))
             return pinned, describe_pinned(pinned, self.cpu_info())
 
         measured: list[str] = []
@@ -295,8 +227,8 @@ class RealESRGANUpscaler(SingleActionBackend):
             return self._models[key]
         # prepared from the installed weights package on first use; a URL-only model names its pull
         path = weights_pull.ensure(spec.name, self.settings.models_dir)
-        torch = _torch()
-        _set_threads(torch)
+        torch = load_torch()
+        set_threads(torch)
         from providers.image import archs
 
         network, _ = archs.load(str(path), device=device)
@@ -311,27 +243,7 @@ class RealESRGANUpscaler(SingleActionBackend):
         return network, native
 
     def _infer_fn(self, network: Any, device: str, precision: str) -> Any:
-        if precision in NCNN_CANDIDATES:
-            return network
-        torch = _torch()
-        import numpy as np
-
-        def infer(piece: np.ndarray) -> np.ndarray:
-            with torch.inference_mode(), gpu.inference_context(torch, device, precision):
-                x = torch.from_numpy(np.array(piece, dtype=np.uint8)).to(device).permute(2, 0, 1)[None]
-                half_weights = precision == "fp16" and device == "cuda"
-                x = x.to(torch.float16 if half_weights else torch.float32).div_(255.0)
-                x = x.contiguous(memory_format=torch.channels_last)
-                autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-                if autocast is not None and not half_weights:
-                    with torch.autocast(device, dtype=autocast):
-                        y = network(x)
-                else:
-                    y = network(x)
-                y = y.float().clamp_(0, 1).mul_(255.0).round_().to(torch.uint8)
-                return y[0].permute(1, 2, 0).cpu().numpy()
-
-        return infer
+        return infer_fn(network, device, precision)
 
     # --- Warmable (warm: SingleActionBackend) -------------------------------------------------
 
