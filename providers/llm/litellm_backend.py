@@ -22,7 +22,7 @@ from providers.base import LLMConfig, LLMResponse, Message
 from providers.llm import litellm_loader
 from providers.llm.context_fit import TEMPLATE_TOKENS, ContextFit, estimate_tokens
 from providers.llm.litellm_errors import translate_error
-from providers.llm.litellm_request import answer_cap, build_params
+from providers.llm.litellm_request import ModelTraits, answer_cap, build_params, model_traits
 from providers.llm.litellm_response import (
     Streamed,
     billed_stream,
@@ -60,6 +60,7 @@ class LiteLLMModel:
         self.name = name
         self.spec = spec
         self.local_servers = local_servers
+        self._traits: ModelTraits | None = None
 
     @classmethod
     def from_config(
@@ -86,7 +87,9 @@ class LiteLLMModel:
         return "none" if self.spec.api_base else None
 
     def _params(self, messages: list[Message], config: LLMConfig, api_key: str | None) -> dict[str, Any]:
-        return build_params(self.spec, messages, config, api_key)
+        if self._traits is None:  # litellm's model list, read once per model (``complete`` reads it first)
+            self._traits = model_traits(litellm_loader.load_litellm(), self.spec.litellm_model)
+        return build_params(self.spec, messages, config, api_key, self._traits)
 
     async def complete(self, messages: list[Message], config: LLMConfig) -> LLMResponse:
         """One call; failures raise a ``ProviderError`` subclass. The one retry: a local server
@@ -103,6 +106,7 @@ class LiteLLMModel:
         api_key = self._api_key()
         litellm_loader.warm_litellm()  # the process's one-off imports (~2 s with the first failure's) are no provider's latency
         litellm = litellm_loader.load_litellm()
+        self._traits = self._traits or model_traits(litellm, self.spec.litellm_model)  # read once per model
         started = time.perf_counter()
         manager = self.local_servers if self.spec.local_server is not None else None
         if manager is not None:

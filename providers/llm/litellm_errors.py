@@ -61,6 +61,9 @@ _HANDLE_WITH = re.compile(r"\s*Handle with `\w+`\.?|\.? File an issue if litellm
 _SSL_CONTEXT = re.compile(r"\s*\bssl:(?:<[^>]*>|default)")
 #: what litellm says when its own clock ran out (it gives those a 408 too); a server's 408 says otherwise
 _OWN_TIMEOUT = re.compile(r"Request timed out|Timeout error occurred|APITimeoutError|timed out polling", re.IGNORECASE)
+#: litellm's advice to its own callers on a parameter the model refuses (ours cannot set drop_params)
+_DROP_PARAMS = re.compile(r"\s*To drop unsupported params,? set `?(?:litellm\.)?drop_params ?= ?True`?\.?[^.]*\.?",
+                          re.IGNORECASE)
 #: " at 0x7fd3..." in any other repr
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
@@ -116,6 +119,10 @@ def translate_error(exc: BaseException, provider: str, model: str, timeout_s: fl
             # the server said it gave up waiting (litellm maps its 408 to a timeout): not our clock
             return ProviderTimeout(provider, f"HTTP 408 (the server timed the request out): {text.replace('Timeout Error: ', '', 1)}", model=model)
         return ProviderTimeout(provider, f"no answer within {timeout_s:g} s", model=model)
+    if type(exc).__name__ == "UnsupportedParamsError":  # refused by litellm before sending: no HTTP status
+        refused = _DROP_PARAMS.sub("", text.removeprefix("UnsupportedParamsError: ")).strip()
+        return ProviderError(provider, f"not sent: {refused} Leave that parameter out of models.{model} in"
+                             " config.yaml (`sampling: false` leaves out temperature and top_p)", model=model)
     if status == 429 or isinstance(exc, openai.RateLimitError):
         retry_after = _retry_after_of(exc)
         hint = f" (Retry-After {retry_after:g} s)" if retry_after is not None else ""

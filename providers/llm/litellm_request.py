@@ -8,6 +8,7 @@ the router, not litellm, decides what happens after a failure.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from core.config_providers import SAMPLING_PARAMS
@@ -143,18 +144,48 @@ def _thinking_budget(extra_params: dict[str, Any]) -> int:
     return _EFFORT_BUDGETS.get(str(effort).lower(), max(_EFFORT_BUDGETS.values()))
 
 
+@dataclass(frozen=True, slots=True)
+class ModelTraits:
+    """What litellm's model list says of a model that changes how it is asked: ``adaptive``, it
+    thinks as much as it decides to on every call (Claude Sonnet/Opus 5.5: no budget, its thinking
+    counts in ``max_tokens``); ``fixed_sampling``, it answers HTTP 400 to a temperature or top_p
+    other than the default (litellm refuses to send one)."""
+
+    adaptive: bool = False
+    fixed_sampling: bool = False
+
+
+UNKNOWN_TRAITS = ModelTraits()
+
+
+def model_traits(litellm: Any, model: str) -> ModelTraits:
+    """``model``'s traits (``ModelTraits``) from litellm's model list (its entry as written:
+    ``get_model_info`` leaves ``supports_sampling_params`` out); none for a model it does not list."""
+    route, _, bare = model.partition("/")
+    info = litellm.model_cost.get(model) or litellm.model_cost.get(bare)
+    if not isinstance(info, dict) or (bare and info.get("litellm_provider") not in (None, route)):
+        return UNKNOWN_TRAITS  # not listed (a local model, a gateway's own name), or another provider's
+    return ModelTraits(adaptive=info.get("thinking_always_on") is True,
+                       fixed_sampling=info.get("supports_sampling_params") is False)
+
+
 def answer_cap(params: dict[str, Any]) -> int:
     """The most characters of answer a call keeps (``CHARS_PER_TOKEN_CAP`` per ``max_tokens``)."""
     return int(params.get("max_tokens") or 0) * CHARS_PER_TOKEN_CAP
 
 
-def build_params(spec: ModelSpec, messages: list[Message], config: LLMConfig, api_key: str | None) -> dict[str, Any]:
-    """The keyword arguments of ``litellm.acompletion`` for one call of the model ``spec``."""
+def build_params(spec: ModelSpec, messages: list[Message], config: LLMConfig, api_key: str | None,
+                 traits: ModelTraits = UNKNOWN_TRAITS) -> dict[str, Any]:
+    """The keyword arguments of ``litellm.acompletion`` for one call of the model ``spec``
+    (``traits``: what litellm's model list says of it, ``model_traits``)."""
     chat = [{"role": m.role, "content": m.content} for m in messages]
     extra: dict[str, Any] = {}
     max_tokens = spec.max_output_tokens
-    if config.max_tokens is not None:
-        # the caller limits the answer; a model that thinks first gets its budget on top
+    if config.max_tokens is not None and not traits.adaptive:
+        # the caller limits the answer; a model that thinks first gets its budget on top. One that
+        # thinks adaptively has no budget (an effort is no bound): its thinking and answer share
+        # max_tokens, so the caller's few hundred tokens (the research plan's) went whole to its
+        # thinking and no answer came (stop_reason max_tokens): it gets its own cap
         max_tokens = min(config.max_tokens + _thinking_budget(spec.extra_params), max_tokens)
     if config.json_schema is not None:
         # a caller that sized the answer (max_tokens) sized it for its schema (the research plan:
@@ -186,4 +217,8 @@ def build_params(spec: ModelSpec, messages: list[Message], config: LLMConfig, ap
     if not spec.sampling:  # a Claude 5 model answers 400 to a temperature it was not built for
         for name in SAMPLING_PARAMS:
             params.pop(name, None)
+    elif traits.fixed_sampling and "temperature" not in spec.extra_params:
+        # the caller's temperature, which such a model refuses (litellm says so before sending): a
+        # config written before it (sampling unset) failed every call; one it sets itself is sent
+        params.pop("temperature", None)
     return params

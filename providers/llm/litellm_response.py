@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from core.errors import ProviderError
 from providers.base import LLMConfig, LLMResponse, TraceStep
 from providers.llm import litellm_loader
-from providers.llm.litellm_request import answer_cap
+from providers.llm.litellm_request import CHARS_PER_TOKEN_CAP, answer_cap
 from providers.llm.loop_guard import LoopGuard
 
 if TYPE_CHECKING:
@@ -276,6 +276,28 @@ def streamed_response(name: str, spec: ModelSpec, guard: LoopGuard, streamed: St
     return LLMResponse.from_step(text, step, finish_reason=finish)
 
 
+#: the finish reason of an answer the model declined to give (Claude's stop_reason ``refusal``, Gemini's
+#: ``SAFETY``: litellm says ``content_filter`` of both), what it wrote before stopping included
+REFUSED = "content_filter"
+
+
+def _no_answer(name: str, message: Any, choices: Any, finish: str | None, max_tokens: int, used: int) -> str:
+    """Why a whole answer gives the caller nothing: refused, thought to its token limit (``used``
+    output tokens of ``max_tokens``), or empty."""
+    if finish == REFUSED:
+        # Anthropic: a refusal may stop an answer midway; what came before it is no answer either
+        return "the model declined to answer (stop_reason refusal or a content filter): what it wrote is left out"
+    if (getattr(message, "reasoning_content", None) or "").strip():
+        if finish == "length" and max_tokens and used >= max_tokens:  # a model that thinks on every call
+            return (f"reasoning only, no answer: the thinking used all of max_tokens={max_tokens} (stop_reason max_tokens);"
+                    f" raise models.{name}.max_output_tokens or lower its reasoning_effort")
+        return "reasoning only, no answer"
+    # no tools are offered: a model that calls one anyway (finish_reason "tool_calls") gave no answer
+    if getattr(message, "tool_calls", None):
+        return "tool calls only, no answer"
+    return "no choices" if not choices else "empty answer"
+
+
 def to_response(name: str, spec: ModelSpec, response: Any, config: LLMConfig, latency: float,
                 note: str | None = None, cap: int = 0) -> LLMResponse:
     """A whole answer as a response, its tokens as the server reported them (none: unknown)."""
@@ -283,18 +305,15 @@ def to_response(name: str, spec: ModelSpec, response: Any, config: LLMConfig, la
     message = getattr(choices[0], "message", None) if choices else None
     text = (getattr(message, "content", None) or "").strip()
     finish = getattr(choices[0], "finish_reason", None) if choices else None
-    if cap and len(text) > cap:  # a server that ignores max_tokens: what it may say is kept, no more
+    if cap and len(text) > cap and finish != REFUSED:  # a server that ignores max_tokens: what it may say is kept
         note = "; ".join(filter(None, [note, f"the server sent {len(text)} characters, more than max_tokens allows:"
                                              f" cut at {cap}"]))
         text, finish = text[:cap], "length"
     usage = getattr(response, "usage", None)
     input_tokens, output_tokens = usage_tokens(usage)
     cache = cache_use(usage)
-    if not text:
-        # no tools are offered: a model that calls one anyway (finish_reason "tool_calls") gave no answer
-        what = ("reasoning only, no answer" if (getattr(message, "reasoning_content", None) or "").strip()
-                else "tool calls only, no answer" if getattr(message, "tool_calls", None)
-                else "no choices" if not choices else "empty answer")
+    if not text or finish == REFUSED:
+        what = _no_answer(name, message, choices, finish, cap // CHARS_PER_TOKEN_CAP, output_tokens)
         tokens = f" ({input_tokens} input and {output_tokens} output tokens billed)" if input_tokens or output_tokens else ""
         raise billed(spec, ProviderError(spec.family, f"{what}{tokens}", model=name), input_tokens, output_tokens, cache)
     # no usage reported: the tokens and the cost are unknown, not zero (a paid call read as free)
