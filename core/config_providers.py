@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -75,12 +75,22 @@ class Rates(StrictModel):
 _HOURS = re.compile(r"\A([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]|24):([0-5]\d)\Z")
 
 
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+#: ``PeakRates.days``' names, Monday first (``datetime.weekday()``'s order)
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
 class PeakRates(Rates):
-    """The rates a provider charges in its peak hours (DeepSeek's, from 2026-08-16: twice the others)."""
+    """The rates a provider charges in its peak hours (DeepSeek's, from 2026-08-16: twice the others,
+    01:00-04:00 and 06:00-10:00 UTC, Monday to Friday)."""
 
     input_per_mtok: float = Field(ge=0)
     output_per_mtok: float = Field(ge=0)
     hours_utc: list[str] = Field(min_length=1, description='UTC spans, "HH:MM-HH:MM" (end 24:00 for midnight)')
+    days: list[Weekday] = Field(
+        default_factory=lambda: list(WEEKDAYS), min_length=1,
+        description="the UTC days the hours are peak on (default every day): DeepSeek's are mon-fri",
+    )
 
     @field_validator("hours_utc")
     @classmethod
@@ -95,7 +105,7 @@ class PeakRates(Rates):
         """Whether ``moment`` (aware, any zone) falls in one of the spans."""
         utc = moment.astimezone(datetime.UTC)
         minute = f"{utc.hour:02d}:{utc.minute:02d}"
-        return any(span[:5] <= minute < span[6:] for span in self.hours_utc)
+        return WEEKDAYS[utc.weekday()] in self.days and any(span[:5] <= minute < span[6:] for span in self.hours_utc)
 
 
 class Price(Rates):
@@ -103,11 +113,32 @@ class Price(Rates):
 
     peak: PeakRates | None = None
 
+    @model_validator(mode="after")
+    def _peak_sets_what_the_base_sets(self) -> Price:
+        """A peak without a cache rate the base price sets charged cache hits at its full input rate
+        (DeepSeek's: 0.30 instead of 0.006 a million, 50x)."""
+        missing = [key for key in ("cached_input_per_mtok", "cache_write_per_mtok")
+                   if self.peak is not None and getattr(self, key) is not None and getattr(self.peak, key) is None]
+        if missing:
+            raise_all("Price", [InitErrorDetails(type=PydanticCustomError(
+                "peak_rate", "the price sets {key}: set the peak's too (its rate in the peak hours)", {"key": key}),
+                loc=("peak", key), input=None) for key in missing])
+        return self
+
     def at(self, moment: datetime.datetime) -> tuple[Rates, str | None]:
         """The rates charged at ``moment``, and a note when they are the peak hours' (else ``None``)."""
         if self.peak is None or not self.peak.covers(moment):
             return self, None
-        return self.peak, f"priced at peak-hour rates ({', '.join(self.peak.hours_utc)} UTC)"
+        days = "" if len(self.peak.days) == len(WEEKDAYS) else f" {_days(self.peak.days)}"
+        return self.peak, f"priced at peak-hour rates ({', '.join(self.peak.hours_utc)} UTC{days})"
+
+
+def _days(days: Sequence[str]) -> str:
+    """``["mon", ..., "fri"]`` as "mon-fri"; days that are not a run, as written."""
+    order = sorted({WEEKDAYS.index(d) for d in days})
+    if order == list(range(order[0], order[-1] + 1)) and len(order) > 2:
+        return f"{WEEKDAYS[order[0]]}-{WEEKDAYS[order[-1]]}"
+    return ", ".join(WEEKDAYS[i] for i in order)
 
 
 class LocalServerSpec(StrictModel):
