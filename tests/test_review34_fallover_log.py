@@ -33,3 +33,22 @@ async def test_a_fall_over_is_logged_with_the_model_the_step_and_the_error(
     message = record.getMessage()
     assert record.levelno == logging.WARNING and message.startswith("a failed at draft (")
     assert KEY not in message
+
+
+async def test_an_unusable_answer_that_falls_over_is_logged_too(
+        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An answer the caller cannot use (``LLMConfig.accept``) falls over as a failure does."""
+    monkeypatch.setenv("R34_FALLOVER_KEY", KEY)
+    with FakeOpenAI() as server:
+        server.script("vague", Behaviour.answer("maybe"))
+        server.script("works", Behaviour.answer("fine"))
+        spec = {"family": "f", "api_base": server.url + "/v1", "api_key_env": "R34_FALLOVER_KEY", "timeout_s": 10}
+        config = make_swarm_config({"a": {**spec, "litellm_model": "openai/vague"},
+                                    "b": {**spec, "litellm_model": "openai/works"}}, fallback_chain=["b"])
+        router = build_llm_router(config.providers.llm, config.models, circuits=CircuitBoard())
+        accept = lambda text: None if text == "fine" else "not an answer"  # noqa: E731
+        with caplog.at_level(logging.WARNING, logger="swarm.llm"):
+            answer = await router.complete([Message(role="user", content="hi")], LLMConfig(step="plan", accept=accept))
+    assert answer.text == "fine"
+    [record] = [r for r in caplog.records if r.name == "swarm.llm" and "chain goes on" in r.getMessage()]
+    assert record.getMessage().startswith("a failed at plan (UnusableAnswer: not an answer)")

@@ -66,6 +66,14 @@ _CUT = " ... "
 log = logging.getLogger("swarm.llm")
 
 
+def _log_fall_over(name: str, config: LLMConfig, attempts: list[TraceStep]) -> None:
+    """A WARNING for the operator's log (and an MCP client that asked for its records): ``name``
+    failed at this step, as its last attempt says (its detail is capped and redacted)."""
+    last = attempts[-1] if attempts else None
+    log.warning("%s failed at %s (%s: %s); the chain goes on to its next model, if it has one", name,
+                config.step or "a call", last.error_class if last else "error", last.detail if last else "")
+
+
 def capped_detail(text: str | None) -> str | None:
     """``text`` redacted, then cut to ``DETAIL_MAX_CHARS``: redacted first, so a cut never leaves
     half a key where the whole one would have been masked. A cut keeps the start and the end, and
@@ -285,6 +293,7 @@ class LLMRouter:
         notify_attempt("calling", name, f"skipped: {', '.join(skipped)}" if skipped else "")
         response = await self._call_with_retries(name, messages, config, attempts)
         if response is None:
+            _log_fall_over(name, config, attempts)
             return None
         why = config.accept(response.text) if config.accept is not None else None
         if why is not None:  # it answered (no circuit failure), but nothing the caller can use
@@ -292,6 +301,7 @@ class LLMRouter:
             attempts += [*before, last.model_copy(update={"outcome": "error", "error_class": "UnusableAnswer",
                                                           "detail": capped_detail(why)})]
             notify_attempt("failed", name, "UnusableAnswer")
+            _log_fall_over(name, config, attempts)
             if refused is not None:
                 refused.append(response)
             return None
@@ -324,8 +334,6 @@ class LLMRouter:
                 wait = _short_retry_after(exc, retry.max_retry_after_s)
                 if wait is None or attempt > retry.max_retries:
                     notify_attempt("failed", name, type(exc).__name__)
-                    log.warning("%s failed at %s (%s: %s); the chain goes on to its next model", name,
-                                config.step or "a call", type(exc).__name__, detail)
                     return None
                 if self.circuits.acquire(circuit) is not None:
                     return None  # this failure opened the circuit: do not hammer it
