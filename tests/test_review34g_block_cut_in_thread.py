@@ -94,6 +94,8 @@ def test_only_a_last_message_that_opens_with_tagged_blocks_is_cut() -> None:
     assert fit.left_out == 2 and fit.cut_chars == 0 and fit.params["messages"][-1]["content"] == question
     assert not opens_with_blocks(question) and opens_with_blocks(revise)
     assert not opens_with_blocks("plain " + "why? " * 2000)
+    # a question that opens with pasted markup is someone's question, never cut (a review finding)
+    assert not opens_with_blocks(f"<code>\n{DRAFT}\n</code>\nWhat does this do?")
 
 
 def test_a_refusal_after_the_cut_cuts_more_from_the_text_as_given() -> None:

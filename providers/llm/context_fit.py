@@ -223,11 +223,16 @@ def shorten_blocks(text: str, keep: int) -> tuple[str, int, str] | None:
     return "".join([*pieces, text[at:]]), cut, _counted(names, [name for name, _ in blocks])
 
 
+#: the blocks the swarm's own prompts open with (``graphs/delegation/prompts.py``: revise and review)
+PROMPT_OPENINGS = frozenset({"task", "conversation"})
+
+
 def opens_with_blocks(text: str) -> bool:
-    """Whether ``text`` is a prompt made of tagged blocks (``tagged_blocks``) that opens with one
-    (``<task>``, ``<conversation>``): a prompt the swarm made, not a question as someone asked it."""
+    """Whether ``text`` is a prompt made of tagged blocks (``tagged_blocks``) that opens with one of
+    ``PROMPT_OPENINGS``: a prompt the swarm made, not a question as someone asked it (one that
+    opens with pasted ``<code>`` or XML is never cut)."""
     blocks = tagged_blocks(text)
-    return blocks is not None and not text[:blocks[0][1][0]].strip()
+    return blocks is not None and blocks[0][0] in PROMPT_OPENINGS and not text[:blocks[0][1][0]].strip()
 
 
 def shorten_single(chat: list[dict[str, Any]], budget: float, counts: TokenCounts,
