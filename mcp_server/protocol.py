@@ -28,7 +28,9 @@ def register(server: Any, kinds_of: Callable[[], list[str]]) -> None:
     the delegation kinds of the config in effect (read at each completion: a hot swap counts). A
     completion whose ref names no prompt or resource template of ``server`` is refused
     (``refusals.unknown_ref``); one for an argument its ref does not have gets no values. setLevel
-    has the server send that client its log records at or above the level (``mcp_server.client_log``)."""
+    has the server send that client its log records at or above the level; a client of 2026-07-28
+    has no setLevel and asks per request (``io.modelcontextprotocol/logLevel`` in its ``_meta``),
+    served by the same middleware on that request's stream (``mcp_server.client_log``)."""
     choices = completion_choices(kinds_of)
 
     @server.completion()
@@ -53,7 +55,9 @@ def register(server: Any, kinds_of: Callable[[], list[str]]) -> None:
         (``observability.log_level``, ``SWARM_LOG_LEVEL``): over HTTP one process serves many
         clients, and no one client may silence the warnings the operator reads (or flood them)."""
         connection = getattr(getattr(ctx, "session", None), "_connection", None)
-        # a stateless request has none; a client of 2026-07-28 opts in per request (SEP-2577)
+        # a stateless request has none; a client of 2026-07-28 opts in per request (SEP-2575), and
+        # the SDK answers its setLevel "method not found" before this runs (ClientLogs.middleware
+        # reads that request's level)
         if connection is not None and connection.protocol_version not in MODERN_PROTOCOL_VERSIONS:
             logs.of(connection).level = str(params.level)
         return types.EmptyResult()
