@@ -40,7 +40,7 @@ from mcp_types import LOG_LEVEL_META_KEY
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from core.redact import redact
-from swarm.logs import job_id_var
+from swarm.logs import job_id_var, log_audience
 
 log = logging.getLogger("swarm.mcp")
 
@@ -59,7 +59,9 @@ MAX_QUEUED = 200
 #: the most of one record's message an entry carries
 MAX_MESSAGE_CHARS = 2_000
 
-_client: contextvars.ContextVar[_Sink | None] = contextvars.ContextVar("swarm_mcp_client_log", default=None)
+#: the sink of the client whose work the current task does (``swarm.logs.own_work`` clears it for
+#: what serves every job, e.g. the checkpoint store a first job happens to open)
+_client: contextvars.ContextVar[_Sink | None] = log_audience
 _sending = threading.local()  # set while this thread hands an entry over: a record it logs is not re-sent
 
 

@@ -8,11 +8,13 @@ string passed through ``core.redact.redact``.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import copy
 import json
 import logging
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any
 
@@ -25,6 +27,22 @@ if TYPE_CHECKING:
 
 #: The id of the job the current task works for; ``None`` outside a job.
 job_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("swarm_job_id", default=None)
+#: Who else may hear a record made in the current task (and the tasks it starts): an MCP client's
+#: log (``mcp_server.client_log`` sets it for a client's requests); ``None``: the operator only.
+log_audience: contextvars.ContextVar[Any] = contextvars.ContextVar("swarm_log_audience", default=None)
+
+
+@contextlib.contextmanager
+def own_work() -> Iterator[None]:
+    """Within this block, and in the tasks it starts, records are the server's own: no job's and no
+    client's. For what a job only happens to start first and then serves every job (the checkpoint
+    store, its pool's tasks, the daily pruning): their records went to the client of that job."""
+    tokens = (log_audience.set(None), job_id_var.set(None))
+    try:
+        yield
+    finally:
+        job_id_var.reset(tokens[1])
+        log_audience.reset(tokens[0])
 
 _HANDLER_MARK = "_swarm_json_handler"
 

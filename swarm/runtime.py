@@ -32,6 +32,7 @@ from core.credentials import (
 )
 from core.errors import ConfigError
 from graphs.context import JobContext, ProgressFn, Providers, _no_progress
+from swarm.logs import own_work
 
 if TYPE_CHECKING:
     from graphs.checkpoint import LastStep
@@ -214,24 +215,29 @@ class Runtime:
 
     async def checkpointer(self, config: SwarmConfig) -> Any:
         """A LangGraph saver for this event loop, opened once and kept until ``aclose``."""
-        from graphs.checkpoint import open_checkpointer
-
         key = (id(asyncio.get_running_loop()), config.checkpointer.model_dump_json())
         async with self._saver_lock:
             if key not in self._savers:
-                from core.config import check_state_folders
-
-                check_state_folders(config)  # a read-only HOME is a ConfigError naming the path, not an internal error
-                self._savers[key] = await self._exit.enter_async_context(open_checkpointer(config))
-                # image jobs' files go when their checkpoints do (once a day per state folder), in the
-                # background: listing a bucket must not hold up the job that opened the store
-                from graphs.image.retention import prune_if_due
-
-                pruning = asyncio.create_task(prune_if_due(lambda: self.providers(config).storage,
-                                                           config.checkpointer.retention_days, state_dir()))
-                self.housekeeping.append(pruning)
-                self._exit.push_async_callback(_cancelled, pruning)
+                with own_work():  # the first job to ask opens what every job then uses
+                    await self._open_saver(key, config)
             return self._savers[key]
+
+    async def _open_saver(self, key: tuple[int, str], config: SwarmConfig) -> None:
+        """Open the store for ``key`` and start its daily pruning: the server's own work (``own_work``),
+        whose records (and those of the pool's and the pruning's tasks) went to the MCP client of
+        whichever job came first."""
+        from core.config import check_state_folders
+        from graphs.checkpoint import open_checkpointer
+        from graphs.image.retention import prune_if_due
+
+        check_state_folders(config)  # a read-only HOME is a ConfigError naming the path, not an internal error
+        self._savers[key] = await self._exit.enter_async_context(open_checkpointer(config))
+        # image jobs' files go when their checkpoints do (once a day per state folder), in the
+        # background: listing a bucket must not hold up the job that opened the store
+        pruning = asyncio.create_task(prune_if_due(lambda: self.providers(config).storage,
+                                                   config.checkpointer.retention_days, state_dir()))
+        self.housekeeping.append(pruning)
+        self._exit.push_async_callback(_cancelled, pruning)
 
     async def context(self, job_id: str, progress: ProgressFn | None = None) -> JobContext:
         config = self.config
