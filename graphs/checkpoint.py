@@ -11,12 +11,9 @@ tombstone to say so instead of silently. ``last_step`` says when a job's last st
 newest checkpoint or its tombstone: what an unfinished job's expiry is judged by (``mcp_server.jobresume``).
 
 A PostgreSQL store's first connection may take ``POSTGRES_CONNECT_TIMEOUT_S``; why it does not is
-said as soon as it is known, by what the server answered: a refused login or a missing database at
-once; "the database system is starting up" (shutting down, in recovery: a restart) is waited for, up
-to the whole timeout, and so is a refused port after such words (the gap of a restart); a port that
-refuses from the start is tried again with a short backoff for ``REFUSED_GRACE_S``, then said. So a
-server that is down is said in about 2 s, and a restart is waited for unless its port was closed
-longer than that with no word before (said as down: start again once it is up).
+said as soon as it is known (``graphs.postgres_reach``): a server that is down in about
+``REFUSED_GRACE_S``, a restart waited for unless its port was closed longer than that with no word
+before (said as down: start again once it is up).
 """
 
 from __future__ import annotations
@@ -35,6 +32,11 @@ from core.config import SwarmConfig
 from core.errors import ConfigError
 from core.redact import redact, register_dsn
 from graphs import tombstones
+
+# their home before graphs.postgres_reach: swarm.threads imports them from here
+from graphs.postgres_reach import MALFORMED_DSN as MALFORMED_DSN
+from graphs.postgres_reach import dsn_problem as dsn_problem
+from graphs.postgres_reach import unreachable, why_not
 from graphs.tombstones import JOB_INPUT_KEY, TOMBSTONE_KEEP_DAYS, Tombstone, find_tombstone, record_tombstones
 
 # their home before graphs.tombstones: the dispatcher and others import them from here
@@ -50,9 +52,6 @@ POSTGRES_POOL_SIZE = 8
 POSTGRES_CONNECT_TIMEOUT_S = 10.0
 #: a port that refuses (nothing listens, yet) is asked again for this long, then said
 REFUSED_GRACE_S = 2.0
-#: the first pause between those tries, doubled each time up to ``REFUSED_RETRY_MAX_S``
-REFUSED_RETRY_S = 0.1
-REFUSED_RETRY_MAX_S = 0.5
 # 100-ns intervals between the UUID epoch (1582-10-15) and the Unix epoch.
 _UUID_EPOCH_OFFSET = 0x01B21DD213814000
 
@@ -167,35 +166,9 @@ def connect_timeout() -> int:
     return max(1, round(POSTGRES_CONNECT_TIMEOUT_S))
 
 
-MALFORMED_DSN = ("the dsn is malformed (postgresql://USER:PASSWORD@HOST:PORT/DB; a password with '%', '@', '/'"
-                 " or ':' must be percent-encoded)")
-
-
-def dsn_problem(dsn: str) -> str | None:
-    """What is wrong with ``dsn`` before any connection (a driver would quote the wrong part, often
-    a piece of the password), or None: a raw '@' in its password, or what the driver cannot parse
-    (a bad percent-escape: ``MALFORMED_DSN``; not checked where psycopg is not installed)."""
-    netloc = dsn.split("://", 1)[1].split("/", 1)[0] if "://" in dsn else ""
-    if netloc.count("@") > 1:
-        return "the dsn is malformed: its password holds an '@'; write it as %40"
-    try:
-        import psycopg
-        from psycopg.conninfo import conninfo_to_dict
-    except ModuleNotFoundError:  # the opener says what to install
-        return None
-    try:
-        conninfo_to_dict(dsn)
-    except psycopg.ProgrammingError:
-        return MALFORMED_DSN
-    return None
-
-
-_CHECK_DSN = "check that the server runs and the dsn's host, port, user and database"
-
-
 async def _open_pool(pool: Any, dsn: str) -> None:
     """Open ``pool``, its first connection within ``POSTGRES_CONNECT_TIMEOUT_S``. A connection of
-    our own beside it says why not as soon as that is known (``_why_not``: the pool retried even a
+    our own beside it says why not as soon as that is known (``why_not``: the pool retried even a
     refused port for its whole timeout, and a job waited 10 s to hear it), with psycopg's words
     where the pool only says it timed out (a server that accepts but does not answer, or a restart
     that outlasts it, keeps its whole timeout, once: the reason was asked after it, as long again)."""
@@ -203,70 +176,23 @@ async def _open_pool(pool: Any, dsn: str) -> None:
 
     started = time.monotonic()
     opening = asyncio.ensure_future(pool.open(wait=True, timeout=POSTGRES_CONNECT_TIMEOUT_S))
-    asking = asyncio.ensure_future(_why_not(dsn, grace_s=REFUSED_GRACE_S, patience_s=POSTGRES_CONNECT_TIMEOUT_S))
+    asking = asyncio.ensure_future(why_not(dsn, connect_timeout=connect_timeout(), grace_s=REFUSED_GRACE_S,
+                                           patience_s=POSTGRES_CONNECT_TIMEOUT_S))
     try:
         await asyncio.wait({opening, asking}, return_when=asyncio.FIRST_COMPLETED)
         if not opening.done() and (why := asking.result()) is not None:
-            raise _unreachable(why, started)
+            raise unreachable(why, started, POSTGRES_CONNECT_TIMEOUT_S)
         try:
             await opening
         except PoolTimeout:
             await asyncio.wait({asking}, timeout=1.0)  # it began with the pool's: its answer is due
             why = asking.result() if asking.done() else "no answer"
-            raise _unreachable(why or "it connects now; it did not in time", started) from None
+            raise unreachable(why or "it connects now; it did not in time", started,
+                              POSTGRES_CONNECT_TIMEOUT_S) from None
     finally:
         for task in (opening, asking):
             task.cancel()
         await asyncio.gather(opening, asking, return_exceptions=True)
-
-
-#: psycopg's words for a server that answered and refused the login (the user or the password)
-_LOGIN_REFUSED = ("password authentication failed", "no password supplied", "role \"", "pg_hba.conf")
-#: psycopg's words for a server that is there but takes no connection yet (SQLSTATE 57P03: starting
-#: up, shutting down, in recovery, not yet accepting connections): a restart, waited for
-_NOT_YET = ("the database system is ",)
-#: how psycopg's words begin what the server itself answered (libpq: "FATAL:  ..."), not the network
-_SERVER_SAID = "FATAL:"
-
-
-def _unreachable(why: str, started: float) -> ConfigError:
-    took = f"in {time.monotonic() - started:.1f} s (timeout {POSTGRES_CONNECT_TIMEOUT_S:g} s)"
-    if any(words in why for words in _LOGIN_REFUSED):  # it runs and answers: its host and port are right
-        return ConfigError(f"PostgreSQL refused the login {took}: {why}; check the user and password in the"
-                           " dsn (a password with @ : / or # in it is percent-encoded: %40 %3A %2F %23)",
-                           key="checkpointer.dsn")
-    return ConfigError(f"cannot connect to PostgreSQL {took}: {why}; {_CHECK_DSN}", key="checkpointer.dsn")
-
-
-async def _why_not(dsn: str, *, grace_s: float = 0.0, patience_s: float = 0.0) -> str | None:
-    """Why ``dsn`` does not connect (psycopg's words; the module's docstring says when), or None once
-    it does: "not yet" is asked again for ``patience_s``, a refused port from the start for
-    ``grace_s``. A malformed dsn is said without them: they quote the wrong part (often the password)."""
-    import psycopg
-
-    if (problem := dsn_problem(dsn)) is not None:
-        return problem
-    started, pause, restarting = time.monotonic(), REFUSED_RETRY_S, False
-    while True:
-        try:
-            connection = await psycopg.AsyncConnection.connect(dsn, connect_timeout=connect_timeout())
-        except psycopg.ProgrammingError:
-            return MALFORMED_DSN
-        except Exception as exc:  # noqa: BLE001 - any other reason is the answer
-            text = " ".join(str(exc).split())
-            why = redact(text)[:300] or type(exc).__name__
-            not_yet = any(words in text for words in _NOT_YET)
-            restarting = restarting or not_yet
-            if not not_yet and any(words in text for words in (_SERVER_SAID, *_LOGIN_REFUSED)):
-                return why  # it runs and said no (or the dsn has no password): asking again changes nothing
-            left = (patience_s if restarting else grace_s) - (time.monotonic() - started)
-            if left <= 0:
-                return why
-            await asyncio.sleep(min(pause, left))
-            pause = min(pause * 2, REFUSED_RETRY_MAX_S)
-            continue
-        await connection.close()
-        return None
 
 
 _OPENERS = {"sqlite": _sqlite, "memory": _memory, "postgres": _postgres}

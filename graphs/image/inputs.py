@@ -62,7 +62,7 @@ def _kind(value: Any) -> str:
 
 
 #: a fill colour: RGB or RGBA in, always an RGBA tuple out; one error for any bad value, and a
-#: schema that says both lengths (``mcp_server.tools`` takes it too)
+#: schema that says both lengths (``mcp_server.tool_inputs`` takes it too)
 Rgba = Annotated[
     tuple[int, int, int, int],
     BeforeValidator(_rgba),

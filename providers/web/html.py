@@ -4,11 +4,12 @@ code fenced; menus, banners, footers, scripts and styles left out."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
-from functools import partial
 from html.parser import HTMLParser
 from typing import NamedTuple
+
+from providers.web.html_lines import Flow, Table, Where, page_text
+from providers.web.html_lines import markdown_table as markdown_table  # imported from here by documents.py
 
 #: elements whose content is no text of the page: code, styles, media, controls, and the page's
 #: furniture (menus, banners, footers) that a quote would cite as the page's own words ("Home | Docs
@@ -39,98 +40,9 @@ _IMPLIED_END = {
        for part in ("thead", "tbody", "tfoot")},
     "body": (frozenset({"head"}), frozenset()),
 }
-#: the share of a page's text its <main> (or its <article>s) must hold to be read alone: less, and
-#: the landmark is a fragment (a hero banner, a comment) and the page's text is elsewhere
-_LANDMARK_SHARE = {"main": 0.2, "article": 0.5}
 #: elements open at once at most; deeper start tags are read as text only (every walk of the open
 #: elements stays this short: a hostile page's nesting made the parse quadratic)
 _MAX_DEPTH = 512
-
-
-class _Where(NamedTuple):
-    """Where a line of the page was written: inside <main>, inside an <article>, in which <form>."""
-
-    main: bool
-    article: bool
-    form: int | None
-
-
-class _Flow:
-    """Lines of text as they are written: finished lines (``""`` a blank one) and the words of the next."""
-
-    def __init__(self, where: Callable[[], _Where]) -> None:
-        self.lines: list[tuple[str, _Where]] = []
-        self.words: list[str] = []
-        self.prefix = ""  # what the next line starts with: "- ", "1. ", "## "
-        self.indent = ""  # what a further line of the same list item starts with
-        self.where = where
-
-    def end_line(self) -> None:
-        text = " ".join("".join(self.words).split())
-        self.words = []
-        if text:
-            self.lines.append((self.prefix + text, self.where()))
-            self.prefix = self.indent
-
-    def end_paragraph(self) -> None:
-        self.end_line()
-        if self.lines and self.lines[-1][0]:
-            self.lines.append(("", self.where()))
-
-    def block(self) -> None:
-        """A block's edge: a paragraph break, or in a list item a line break (its next line)."""
-        if self.indent:
-            self.end_line()
-        else:
-            self.end_paragraph()
-
-    def code(self, raw: str) -> None:
-        """A <pre> block as a fenced code block (a fence longer than any in the code)."""
-        lines = [line.rstrip() for line in raw.removeprefix("\n").rstrip().splitlines()]
-        while lines and not lines[0]:
-            lines.pop(0)
-        if not lines:
-            return
-        longest = max((len(run) for run in re.findall(r"`+", raw)), default=0)
-        fence = "`" * max(3, longest + 1)
-        self.end_paragraph()
-        self.lines += [(line, self.where()) for line in (fence, *lines, fence)]
-        self.end_paragraph()
-
-
-class _Table:
-    """A <table> being read: each row's cells, each cell its own flow and whether it is a <th>."""
-
-    def __init__(self, outer: _Flow) -> None:
-        self.outer = outer
-        self.rows: list[list[tuple[_Flow, bool]]] = []
-
-    def write(self) -> None:
-        """Into the flow around it: a data table as Markdown rows (``| a | b |``); a layout table
-        (one column, or a cell of paragraphs, a list or a heading) as the text of its cells in order."""
-        cells = [[[text for text, _ in flow.lines if text] for flow, _ in row] for row in self.rows if row]
-        simple = all(len(lines) <= 1 and not (lines and re.match(r"#|```", lines[0]))
-                     for row in cells for lines in row)
-        self.outer.end_paragraph()
-        if simple and max((len(row) for row in cells), default=0) > 1:
-            where = self.outer.where()
-            header = len(cells) > 1 and all(th for _, th in self.rows[0])
-            texts = [[lines[0] if lines else "" for lines in row] for row in cells]
-            self.outer.lines += [(line, where) for line in markdown_table(texts, header=header)]
-        else:
-            for cells_of_row in self.rows:
-                for flow, _ in cells_of_row:
-                    self.outer.lines += flow.lines
-                    self.outer.end_paragraph()
-        self.outer.end_paragraph()
-
-
-def markdown_table(rows: list[list[str]], *, header: bool = True) -> list[str]:
-    """Rows of cell texts as the lines of a Markdown table, each cell's ``|`` escaped, and under
-    the first row a ``| --- |`` separator when it is the header (an HTML table's <th> row, a DOCX
-    or PPTX table's first)."""
-    lines = ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
-    return [*lines[:1], "|" + " --- |" * len(rows[0]), *lines[1:]] if header and rows else lines
 
 
 class _Open(NamedTuple):
@@ -165,8 +77,8 @@ class _TextExtractor(HTMLParser):
         self._dropped = 0  # open elements whose content is left out
         self._main = self._article = self._forms = 0
         self._form: int | None = None
-        self.root = self.flow = _Flow(self._where)
-        self._tables: list[_Table] = []
+        self.root = self.flow = Flow(self._where)
+        self._tables: list[Table] = []
         self._lists: list[int | None] = []  # each open list's next number (None: a bulleted list)
         self._heading: str | None = None
         self._pre: list[str] | None = None
@@ -179,8 +91,8 @@ class _TextExtractor(HTMLParser):
             "pre": self._end_pre, "li": self._end_item, "table": self._end_table, "tr": self._end_row,
             "td": self._end_cell, "th": self._end_cell}
 
-    def _where(self) -> _Where:
-        return _Where(self._main > 0, self._article > 0, self._form)
+    def _where(self) -> Where:
+        return Where(self._main > 0, self._article > 0, self._form)
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         attributes = dict(attrs)
@@ -229,7 +141,7 @@ class _TextExtractor(HTMLParser):
         """The page's text, once it is all fed: its <main> (or <article>s) where that holds its text."""
         self._close_from(0)
         self.root.end_paragraph()
-        return _page_text(self.root.lines, self.page_forms)
+        return page_text(self.root.lines, self.page_forms)
 
     def _drops(self, tag: str, attributes: _Attributes) -> bool:
         if tag in _DROP_TAGS or _DROP_ROLES.intersection((attributes.get("role") or "").lower().split()):
@@ -368,7 +280,7 @@ class _TextExtractor(HTMLParser):
 
     def _start_table(self, tag: str, attributes: _Attributes) -> None:
         self.flow.end_paragraph()
-        self._tables.append(_Table(self.flow))
+        self._tables.append(Table(self.flow))
 
     def _end_table(self, tag: str) -> None:
         if self._tables:
@@ -393,7 +305,7 @@ class _TextExtractor(HTMLParser):
         table = self._tables[-1]
         if not table.rows:
             table.rows.append([])
-        self.flow = _Flow(self._where)
+        self.flow = Flow(self._where)
         table.rows[-1].append((self.flow, tag == "th"))
 
     def _end_cell(self, tag: str) -> None:
@@ -403,36 +315,6 @@ class _TextExtractor(HTMLParser):
         else:
             self._block()
 
-
-def _page_text(lines: list[tuple[str, _Where]], page_forms: set[int]) -> str:
-    """The page's lines as text: those of a <form> that does not hold the page left out (a
-    newsletter sign-up), and of <main>, else of its <article>s, alone when they hold
-    ``_LANDMARK_SHARE`` of the rest."""
-    def kept(where: _Where, landmark: str | None = None) -> bool:
-        return (where.form is None or where.form in page_forms) and (landmark is None or getattr(where, landmark))
-
-    size = sum(len(text) for text, where in lines if kept(where))
-    for landmark, share in _LANDMARK_SHARE.items():
-        held = sum(len(text) for text, where in lines if kept(where, landmark))
-        if held and held >= share * size:
-            return _joined(lines, partial(kept, landmark=landmark))
-    return _joined(lines, kept)
-
-
-def _joined(lines: list[tuple[str, _Where]], keep: Callable[[_Where], bool]) -> str:
-    """The lines ``keep`` keeps, one blank line at most between two, and one where lines were left out."""
-    out: list[str] = []
-    gap = False
-    for text, where in lines:
-        if not keep(where):
-            gap = True
-            continue
-        if text and gap and out and out[-1]:
-            out.append("")
-        gap = False
-        if text or (out and out[-1]):
-            out.append(text)
-    return "\n".join(out).strip("\n")
 
 
 def html_to_text(html: str) -> tuple[str, str | None]:
