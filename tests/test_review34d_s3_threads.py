@@ -9,14 +9,13 @@ waiting on the store, so the threads held by a hung S3 were not bounded either.
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 
 import anyio
 import pytest
 from conftest import MOTO_SECRET
+from test_review33a_s3_deadline import SilentServer  # a loopback port that accepts and never answers
 
 from core.errors import ProviderError, ProviderTimeout
 from providers.storage.s3 import S3Storage
@@ -24,31 +23,6 @@ from providers.storage.s3_calls import THREADS
 
 TIMEOUT_S = 4.0
 WRITES = 45
-
-
-class SilentServer:
-    """A loopback port that accepts every connection and never sends a byte (a hung S3)."""
-
-    def __init__(self) -> None:
-        self._sock = socket.socket()
-        self._sock.bind(("127.0.0.1", 0))
-        self._sock.listen(128)
-        self.accepted: list[socket.socket] = []
-        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:  # closed
-                return
-            self.accepted.append(conn)
-
-    def close(self) -> None:
-        self._sock.close()
-        for conn in self.accepted:
-            conn.close()
 
 
 @pytest.fixture
