@@ -28,7 +28,7 @@ from providers.llm.loop_guard import LoopGuard
 
 if TYPE_CHECKING:
     from core.config import ModelSpec
-    from core.config_providers import Rates
+    from core.config_prices import Rates
 
 #: the detail of a streamed answer whose server sent no usage (or that was ended here before it did)
 ESTIMATED = "tokens estimated (the server sent no usage): the prompt by litellm's tokenizer, the answer a token a piece"
