@@ -249,5 +249,10 @@ async def not_served_here(name: str, spec: ModelSpec) -> NotServed | None:
         return NotServed(f"{redact(spec.api_base)} does not list the model {served!r}{listed} (a server that serves"
                          " one model answers any name)", fix, certain=False)
     # a gateway or proxy at another api_base may lack the provider's model pages: its 404 is no proof
-    return NotServed(f"{what}{listed}", fix, certain=route == "deepseek" or not spec.api_base
-                     or spec.api_base.rstrip("/") in PROVIDER_BASES)
+    return NotServed(f"{what}{listed}", fix, certain=route == "deepseek" or not own_base(spec))
+
+
+def own_base(spec: ModelSpec) -> bool:
+    """Whether ``spec`` is reached at an api_base of the user's own (a gateway, a proxy, a server
+    they host), not its provider's: such a base may lack the provider's model pages, or serve any name."""
+    return bool(spec.api_base) and (spec.api_base or "").rstrip("/") not in PROVIDER_BASES

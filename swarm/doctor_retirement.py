@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from core.config import ModelSpec, SwarmConfig
+from providers.llm.litellm_request import listed_entry
 from swarm.doctor_finding import Finding
-from swarm.doctor_reach import PROVIDER_BASES
+from swarm.doctor_reach import own_base
 
 CHECK = "model dates"
 #: a retirement this close is a WARN (Anthropic and Google give at least 60 days' notice)
@@ -30,9 +31,9 @@ _LIST = "model_prices_and_context_window_backup.json"
 
 
 @functools.cache
-def litellm_dates() -> dict[str, tuple[str, str]]:
-    """litellm model name -> (the retirement date its list gives, the provider of that entry);
-    empty when litellm is not installed."""
+def litellm_list() -> dict[str, dict[str, Any]]:
+    """litellm's model list as the installed litellm ships it, each entry's retirement date and
+    provider only (the file is ~3 MB); empty when litellm is not installed."""
     spec = importlib.util.find_spec("litellm")
     if spec is None or not spec.submodule_search_locations:
         return {}
@@ -41,29 +42,19 @@ def litellm_dates() -> dict[str, tuple[str, str]]:
         entries: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-    return {name: (str(entry["deprecation_date"]), str(entry.get("litellm_provider") or ""))
-            for name, entry in entries.items() if isinstance(entry, dict) and entry.get("deprecation_date")}
+    return {name: {key: entry.get(key) for key in ("deprecation_date", "litellm_provider")}
+            for name, entry in entries.items() if isinstance(entry, dict)}
 
 
 def retirement_date(spec: ModelSpec) -> datetime.date | None:
-    """The date litellm's list gives for ``spec``'s model: by its full name, else by the name
-    without its route where that entry is the same provider's (litellm keys Anthropic's models
-    bare; a bare ``gemini-2.5-flash-lite`` is Vertex AI's, with Vertex AI's own date)."""
-    dates = litellm_dates()
-    route, _, bare = spec.litellm_model.partition("/")
-    found = dates.get(spec.litellm_model)
-    if found is None and bare in dates and dates[bare][1] == route:
-        found = dates[bare]
+    """The date litellm's list gives for ``spec``'s model (``listed_entry``: the Gemini API's
+    entry, never Vertex AI's of the same bare name)."""
+    entry = listed_entry(litellm_list(), spec.litellm_model)
+    found = entry.get("deprecation_date") if entry else None
     try:
-        return datetime.date.fromisoformat(found[0]) if found else None
+        return datetime.date.fromisoformat(str(found)) if found else None
     except ValueError:
         return None
-
-
-def _own_server(spec: ModelSpec) -> bool:
-    """A model at an api_base of the user's own (a gateway, a self-hosted server) may serve any name."""
-    base = spec.api_base
-    return bool(base) and base is not None and base.rstrip("/") not in PROVIDER_BASES
 
 
 async def check_retirements(config: SwarmConfig, today: datetime.date | None = None) -> Finding:
@@ -78,7 +69,7 @@ async def check_retirements(config: SwarmConfig, today: datetime.date | None = N
             continue
         line = f"{name} ({spec.litellm_model}) {'retired' if date <= today else 'retires'} {date.isoformat()}"
         if date <= today:
-            (soon if _own_server(spec) else past).append(line + (" (at your own api_base)" if _own_server(spec) else ""))
+            (soon if own_base(spec) else past).append(line + (" (at your own api_base)" if own_base(spec) else ""))
         elif (date - today).days <= WARN_DAYS:
             soon.append(line)
     fix = ("point models.<name>.litellm_model at a model the provider serves (its deprecations page names"

@@ -86,10 +86,14 @@ class LiteLLMModel:
         # A keyless OpenAI-compatible server (the local one) still needs a placeholder.
         return "none" if self.spec.api_base else None
 
-    def _params(self, messages: list[Message], config: LLMConfig, api_key: str | None) -> dict[str, Any]:
-        if self._traits is None:  # litellm's model list, read once per model (``complete`` reads it first)
+    def _model_traits(self) -> ModelTraits:
+        """What litellm's model list says of this model (``model_traits``), read once per model."""
+        if self._traits is None:
             self._traits = model_traits(litellm_loader.load_litellm(), self.spec.litellm_model)
-        return build_params(self.spec, messages, config, api_key, self._traits)
+        return self._traits
+
+    def _params(self, messages: list[Message], config: LLMConfig, api_key: str | None) -> dict[str, Any]:
+        return build_params(self.spec, messages, config, api_key, self._model_traits())
 
     async def complete(self, messages: list[Message], config: LLMConfig) -> LLMResponse:
         """One call; failures raise a ``ProviderError`` subclass. The one retry: a local server
@@ -106,7 +110,7 @@ class LiteLLMModel:
         api_key = self._api_key()
         litellm_loader.warm_litellm()  # the process's one-off imports (~2 s with the first failure's) are no provider's latency
         litellm = litellm_loader.load_litellm()
-        self._traits = self._traits or model_traits(litellm, self.spec.litellm_model)  # read once per model
+        self._model_traits()  # read before the clock starts, as litellm's import is
         started = time.perf_counter()
         manager = self.local_servers if self.spec.local_server is not None else None
         if manager is not None:

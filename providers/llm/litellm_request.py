@@ -8,6 +8,7 @@ the router, not litellm, decides what happens after a failure.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -158,13 +159,26 @@ class ModelTraits:
 UNKNOWN_TRAITS = ModelTraits()
 
 
+def listed_entry(entries: Mapping[str, Any], model: str) -> dict[str, Any] | None:
+    """litellm's model-list entry for ``model`` (a litellm model string): by its full name, else by
+    the name without its route where that entry is the same provider's (litellm keys Anthropic's
+    models bare; a bare ``gemini-2.5-flash-lite`` is Vertex AI's, not the Gemini API's)."""
+    route, _, bare = model.partition("/")
+    entry = entries.get(model)
+    if entry is None and bare:
+        entry = entries.get(bare)
+        if isinstance(entry, dict) and entry.get("litellm_provider") not in (None, route):
+            return None
+    return entry if isinstance(entry, dict) else None
+
+
 def model_traits(litellm: Any, model: str) -> ModelTraits:
     """``model``'s traits (``ModelTraits``) from litellm's model list (its entry as written:
-    ``get_model_info`` leaves ``supports_sampling_params`` out); none for a model it does not list."""
-    route, _, bare = model.partition("/")
-    info = litellm.model_cost.get(model) or litellm.model_cost.get(bare)
-    if not isinstance(info, dict) or (bare and info.get("litellm_provider") not in (None, route)):
-        return UNKNOWN_TRAITS  # not listed (a local model, a gateway's own name), or another provider's
+    ``get_model_info`` leaves ``supports_sampling_params`` out); none for a model it does not list
+    (a local model, a gateway's own name)."""
+    info = listed_entry(litellm.model_cost, model)
+    if info is None:
+        return UNKNOWN_TRAITS
     return ModelTraits(adaptive=info.get("thinking_always_on") is True,
                        fixed_sampling=info.get("supports_sampling_params") is False)
 

@@ -191,9 +191,7 @@ class LLMRouter:
         for n, name in enumerate(chain):
             if self._stops_at(name, llm_config):
                 break
-            skip = self._setup_skip(name)
-            if skip is None and (reason := self._timed_out(name, chain[n + 1:])) is not None:
-                skip = Skip(name, "timed_out", reason)
+            skip = self._setup_skip(name) or self._timed_out_skip(name, chain[n + 1:])
             if skip is not None:
                 passed.append(skip)
                 continue
@@ -224,21 +222,20 @@ class LLMRouter:
         """Why a call passes ``name`` over now (``None``: its circuit is acquired, ask it); one
         that only timed out earlier in the job goes to ``deferred``, the chain's last hope."""
         skip = self._setup_skip(name)
-        if skip is None and (reason := self._timed_out(name, later)) is not None:
+        if skip is None and (skip := self._timed_out_skip(name, later)) is not None:
             deferred.append(name)
-            skip = Skip(name, "timed_out", reason)
         if skip is None and (reason := self.circuits.acquire(self._circuit(name))):
             skip = Skip(name, "circuit_open", reason)
         return skip
 
-    def _timed_out(self, name: str, later: list[str]) -> str | None:
-        """Why ``name`` is passed over in this call: it timed out earlier in the job and a model
-        ``later`` in the chain can still be asked; ``None`` for a model that is the chain's last hope."""
+    def _timed_out_skip(self, name: str, later: list[str]) -> Skip | None:
+        """``name`` passed over in this call: it timed out earlier in the job and a model ``later``
+        in the chain can still be asked; ``None`` for a model that is the chain's last hope."""
         reason = timed_out_in_job(name)
         if reason is None:
             return None
         askable = any(self._skip_reason(m) is None and self.circuits.state(self._circuit(m)) != "open" for m in later)
-        return reason if askable else None
+        return Skip(name, "timed_out", reason) if askable else None
 
     def _circuit(self, name: str) -> str:
         """The circuit of ``name`` for this call: the model's, or, when the running job uses a key
