@@ -2,16 +2,23 @@
 
 ``Providers`` wraps its LLM provider once in ``BudgetedLLM``; ``dispatch`` opens a
 ``job_scope`` per job, which puts a ``JobMeter`` in a context variable (LangGraph's node tasks
-inherit it). Before each call the wrapper asks the meter whether the call could pass the budget
-of the job's tier (``budgets`` in config) and, if so, raises ``BudgetExceeded`` carrying the
-partial result and the attempts so far; after each call it adds the tokens and cost the call
-reported, a failed one's too (an empty answer is billed all the same). Outside a job scope the
-wrapper only passes calls through.
+inherit it). Before each call (each model a chain asks) the meter says whether it could pass the
+budget of the job's tier (``budgets`` in config); a call it refuses raises ``BudgetExceeded``
+carrying the partial result and the attempts so far. After each call it adds the tokens and cost
+the call reported, a failed one's too (an empty answer is billed all the same). Outside a job
+scope the wrapper only passes calls through.
 
-The estimate before a call: input tokens ~ characters / 4, plus the call's ``max_tokens``
-when it sets one; cost is projected at the job's observed cost per token. Calls that run in
-parallel are each checked against the totals known when they start, so a fan-out can overshoot
-by what its parallel calls use.
+The estimate is made before each model a call asks (``providers.attempts.preflight``: only the
+router knows which model it calls): that model's input tokens ~ characters / 4, plus, where the
+call bounds its answer (``max_tokens``), the ``max_tokens`` the model really gets (a model that
+always thinks gets its own cap, 16,384 tokens for Opus 5.5, not the caller's 300; a thinking
+budget comes on top), with what the call's earlier attempts were billed; the cost at that
+model's price in config, else at the job's observed cost per token. A model that could pass the
+budget is passed over (``TraceStep.skip`` "over_budget") and the chain goes on to a cheaper one;
+when the chain runs dry with one passed over, the call raises ``BudgetExceeded``. An LLM provider
+that is no such chain (a test double) is checked once per call, with the caller's
+``max_tokens``. Calls that run in parallel are each checked against the totals known when they
+start, so a fan-out can overshoot by what its parallel calls use.
 """
 
 from __future__ import annotations
@@ -24,7 +31,17 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from core.errors import AllProvidersFailed, BudgetExceeded, InputError
-from providers.base import LLMConfig, LLMResponse, Message, TraceStep, gate_attempts, job_memory
+from providers.base import (
+    Billed,
+    LLMConfig,
+    LLMResponse,
+    Message,
+    PlannedAttempt,
+    PreflightsAttempts,
+    TraceStep,
+    job_memory,
+    preflight_attempts,
+)
 
 if TYPE_CHECKING:
     from core.config import SwarmConfig
@@ -69,35 +86,63 @@ class JobMeter:
         spec = self.config.budgets.get(chosen)  # type: ignore[call-overload]
         return chosen, (spec.max_tokens if spec else None), (spec.max_cost_usd if spec else None)
 
-    def check(self, messages: list[Message], llm_config: LLMConfig, pending: Sequence[TraceStep] = (),
-              fallback_to: str | None = None) -> None:
-        """Raise ``BudgetExceeded`` when this call could take the job past its budget.
-
-        ``pending``: attempts of this call not counted yet (billed, and failed), before its fallback
-        to ``fallback_to``: an empty answer billed 120 tokens and its fallback was sent all the
-        same. When the fallback is refused, they are counted (the error's trace and ``used``)."""
+    def reasons(self, llm_config: LLMConfig, estimate: int, cost_usd: float | None = None,
+                pending: Sequence[Billed] = ()) -> tuple[str, list[str]]:
+        """``(tier, why a call of ~estimate tokens would pass its budget)``; ``cost_usd``: the call
+        at its model's price (``None``: at the job's observed cost per token). ``pending``: the
+        call's earlier attempts, billed and not counted yet (an empty answer billed 120 tokens)."""
         tier, max_tokens, max_cost = self.limits(llm_config.tier)
-        if max_tokens is None and max_cost is None:
-            return
         tokens = self.tokens + sum(a.input_tokens + a.output_tokens for a in pending)
         spent = self.cost_usd + sum(a.cost_usd or 0.0 for a in pending)
-        estimate = math.ceil(sum(len(m.content) for m in messages) / 4) + (llm_config.max_tokens or 0)
         reasons = []
         if max_tokens is not None and tokens + estimate > max_tokens:
             reasons.append(f"{tokens} tokens used + ~{estimate} for this call > max_tokens {max_tokens}")
         if max_cost is not None:
             per_token = spent / tokens if tokens else 0.0
-            projected = spent + estimate * per_token
+            projected = spent + (cost_usd if cost_usd is not None else estimate * per_token)
             if spent >= max_cost or projected > max_cost:
                 reasons.append(f"${spent:.4f} spent, ~${projected:.4f} after this call > max_cost_usd {max_cost}")
+        return tier, reasons
+
+    def check(self, messages: list[Message], llm_config: LLMConfig) -> None:
+        """Raise ``BudgetExceeded`` when this call, with the caller's ``max_tokens``, could take the
+        job past its budget (a provider that does not check each model it asks)."""
+        estimate = math.ceil(sum(len(m.content) for m in messages) / 4) + (llm_config.max_tokens or 0)
+        tier, reasons = self.reasons(llm_config, estimate)
         if reasons:
-            self.count(list(pending))
-            what = f"the {llm_config.step!r} call" + (f"'s fallback to {fallback_to}" if fallback_to else "")
-            error = self.exceeded(llm_config.step, tier, "; ".join(reasons), what)
-            # the call's own attempts are in no node's trace (the node never returned): the job's
-            # trace gets them from here (``add_refused_call``), before the refused fallback
-            error.billed = [a.model_dump() for a in pending]  # type: ignore[attr-defined]
-            raise error
+            raise self.exceeded(llm_config.step, tier, "; ".join(reasons))
+
+    def refuses(self, llm_config: LLMConfig, plan: PlannedAttempt, pending: Sequence[Billed]) -> str | None:
+        """Why asking ``plan.model`` could take the job past its budget, or ``None``. A call that
+        bounds its answer (``max_tokens``) is held to the cap the model really gets (its own, for a
+        model that always thinks; with a thinking budget on top); one that does not is held to its
+        input, as before the call (``past_budget`` says what its answer took past the limit)."""
+        reserved = plan.max_tokens if llm_config.max_tokens is not None else 0
+        cost = None
+        if plan.input_cost_usd is not None:
+            cost = plan.input_cost_usd + ((plan.output_cost_usd or 0.0) if reserved else 0.0)
+        _, reasons = self.reasons(llm_config, plan.input_tokens + reserved, cost, pending)
+        return "; ".join(reasons) or None
+
+    def refused_models(self, llm_config: LLMConfig, attempts: Sequence[TraceStep],
+                       refused: Mapping[str, str]) -> BudgetExceeded:
+        """The error of a call whose chain ran dry after passing models over for the budget
+        (``refused``: model -> why): its attempts are counted (billed failures included) and go to
+        the job's trace (``add_refused_call``), the passed-over ones with them."""
+        self.count([a for a in attempts if a.skip != "over_budget"])
+        first = next((n for n, a in enumerate(attempts) if a.skip == "over_budget"), len(attempts))
+        target = next((a.model for a in attempts[first:] if a.skip == "over_budget"), None)
+        asked = any(a.outcome == "error" for a in attempts[:first])
+        what = f"the {llm_config.step!r} call" + (f"'s fallback to {target}" if asked and target else "")
+        by_reason: dict[str, list[str]] = {}
+        for model, why in refused.items():
+            by_reason.setdefault(why, []).append(model)
+        said = [why if len(refused) == 1 else f"{', '.join(models)}: {why}" for why, models in by_reason.items()]
+        error = self.exceeded(llm_config.step, self.limits(llm_config.tier)[0], "; ".join(said), what)
+        # the call's own attempts are in no node's trace (the node never returned): the job's
+        # trace gets them from here (``add_refused_call``), before the refused call
+        error.billed = [a.model_dump() for a in attempts]  # type: ignore[attr-defined]
+        return error
 
     def past_budget(self) -> str | None:
         """What a finished job says when it used more than its budget: each call is let through on
@@ -225,16 +270,27 @@ class BudgetedLLM:
         meter = current_meter.get()
         if meter is None:
             return await self.inner.complete(messages, config)
-        meter.check(messages, config)
+        if not isinstance(self.inner, PreflightsAttempts):  # a chain checks each model it asks instead
+            meter.check(messages, config)
+        refused: dict[str, str] = {}  # model -> why the budget passed it over, in this call
 
-        def gate(attempts: Sequence[TraceStep], model: str) -> None:
-            meter.check(messages, config, pending=attempts, fallback_to=model)
+        def preflight(plan: PlannedAttempt, attempts: Sequence[Billed]) -> str | None:
+            why = meter.refuses(config, plan, attempts)
+            if why is None:
+                return None
+            refused[plan.model] = why
+            cap = f"; it is asked for up to {plan.max_tokens} output tokens" if config.max_tokens is not None else ""
+            priced = ", at its price" if plan.input_cost_usd is not None else ""
+            return f"the {meter.limits(config.tier)[0]} budget would be passed: {why}{cap}{priced}"
 
         try:
-            with gate_attempts(gate):
+            with preflight_attempts(preflight):
                 response = await self.inner.complete(messages, config)
         except AllProvidersFailed as exc:  # what the failed attempts were billed counts against the budget
-            meter.count([a if isinstance(a, TraceStep) else TraceStep.model_validate(a) for a in exc.attempts])
+            attempts = [a if isinstance(a, TraceStep) else TraceStep.model_validate(a) for a in exc.attempts]
+            if refused:  # the budget, not the models, ended the call: asked with more, one could answer
+                raise meter.refused_models(config, attempts, refused) from exc
+            meter.count(attempts)
             raise
         meter.record(messages, config, response)
         return response

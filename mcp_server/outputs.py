@@ -30,7 +30,8 @@ class TraceStepOut(BaseModel):
     outcome: str
     error_class: str | None = None
     detail: str | None = None
-    #: of a skipped step: why, as a program reads it (``providers.base.SkipKind``; ``detail`` says it to a person)
+    #: of a skipped step: why, as a program reads it (``providers.base.SkipKind``: stopped, key_unset,
+    #: not_built, circuit_open, timed_out, over_budget; ``detail`` says it to a person)
     skip: str | None = None
     at: str | None = None
 

@@ -8,7 +8,8 @@ these Protocols only; which backend stands behind them is decided by config.
 What some providers can do beyond their contract is declared here too, as ``runtime_checkable``
 Protocols a caller tests with ``isinstance`` (never ``hasattr``): ``TracedImageProvider``,
 ``BatchImageProvider``, ``TracedSearch``, ``SelectableSearch``, ``DocumentReader``,
-``Configurable`` and ``Warmable``.
+``Configurable``, ``Warmable``, ``PlansAttempts`` and ``PreflightsAttempts``. The job-scoped hooks
+an LLM chain consults as it goes live in ``providers.attempts`` and are re-exported here.
 """
 
 from __future__ import annotations
@@ -25,14 +26,28 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import SwarmError
 from core.rules import Tier
+from providers.attempts import AttemptEvent as AttemptEvent
+from providers.attempts import AttemptListener as AttemptListener
+from providers.attempts import AttemptPreflight as AttemptPreflight
+from providers.attempts import Billed as Billed
+from providers.attempts import PlannedAttempt as PlannedAttempt
+from providers.attempts import job_memory as job_memory
+from providers.attempts import listen_to_attempts as listen_to_attempts
+from providers.attempts import notify_attempt as notify_attempt
+from providers.attempts import preflight as preflight
+from providers.attempts import preflight_active as preflight_active
+from providers.attempts import preflight_attempts as preflight_attempts
+from providers.attempts import remember_timeout as remember_timeout
+from providers.attempts import timed_out_in_job as timed_out_in_job
 
 Role = Literal["system", "user", "assistant"]
 Outcome = Literal["ok", "error", "skipped"]
 #: why a ``skipped`` step's model was passed over, for a caller to act on (its ``detail`` says it to a
 #: person): ``"stopped"``, the call's chain ended before it (``LLMConfig.stop_before``); the setup:
 #: ``"key_unset"`` (its key variable), ``"not_built"`` (no provider for it); a failure:
-#: ``"circuit_open"`` (or its probe in flight), ``"timed_out"`` (earlier in the same job)
-SkipKind = Literal["stopped", "key_unset", "not_built", "circuit_open", "timed_out"]
+#: ``"circuit_open"`` (or its probe in flight), ``"timed_out"`` (earlier in the same job); the job's
+#: budget: ``"over_budget"``, what this model may write (its own cap, at its price) would pass it
+SkipKind = Literal["stopped", "key_unset", "not_built", "circuit_open", "timed_out", "over_budget"]
 
 
 class _Frozen(BaseModel):
@@ -96,58 +111,6 @@ class LLMConfig(_Frozen):
     accept: Callable[[str], str | None] | None = Field(default=None, exclude=True, repr=False)
 
 
-AttemptEvent = Literal["calling", "failed"]
-#: ``(event, model, detail)``: a chain is about to call ``model`` (detail: what it skipped to get
-#: there) or ``model`` just failed (detail: the error class).
-AttemptListener = Callable[[AttemptEvent, str, str], None]
-_attempt_listener: contextvars.ContextVar[AttemptListener | None] = contextvars.ContextVar(
-    "attempt_listener", default=None
-)
-
-
-@contextlib.contextmanager
-def listen_to_attempts(listener: AttemptListener) -> Iterator[None]:
-    """Within this block, an LLM chain tells ``listener`` which model it calls as it goes, so
-    progress names the model really tried or answering, not the one the route asked for."""
-    token = _attempt_listener.set(listener)
-    try:
-        yield
-    finally:
-        _attempt_listener.reset(token)
-
-
-def notify_attempt(event: AttemptEvent, model: str, detail: str = "") -> None:
-    """Called by LLM chains (the router); a no-op when nobody listens."""
-    listener = _attempt_listener.get()
-    if listener is not None:
-        listener(event, model, detail)
-
-
-#: asked before a chain calls its next model within one call, once an earlier attempt of that call
-#: was billed (an empty answer): ``(attempts so far, next model)``; raises to stop the chain
-#: (the job's budget, ``graphs.budget``)
-AttemptGate = Callable[[Sequence["TraceStep"], str], None]
-_attempt_gate: contextvars.ContextVar[AttemptGate | None] = contextvars.ContextVar("attempt_gate", default=None)
-
-
-@contextlib.contextmanager
-def gate_attempts(gate: AttemptGate) -> Iterator[None]:
-    """Within this block, an LLM chain asks ``gate`` before each fallback after a billed attempt."""
-    token = _attempt_gate.set(gate)
-    try:
-        yield
-    finally:
-        _attempt_gate.reset(token)
-
-
-def check_attempt(attempts: Sequence[TraceStep], model: str) -> None:
-    """Called by LLM chains before asking ``model``; a no-op unless an attempt so far was billed
-    and someone gates (``gate_attempts``)."""
-    gate = _attempt_gate.get()
-    if gate is not None and any(a.input_tokens or a.output_tokens or a.cost_usd for a in attempts):
-        gate(attempts, model)
-
-
 #: who hears a storage chain's attempts worth a trace step (``listen_to_storage``)
 _storage_listener: contextvars.ContextVar[Callable[[TraceStep], None] | None] = contextvars.ContextVar(
     "storage_listener", default=None)
@@ -170,36 +133,6 @@ def notify_storage(step: TraceStep) -> None:
     listener = _storage_listener.get()
     if listener is not None:
         listener(step)
-
-
-#: the models that gave no answer in time earlier in the running job, each with the reason said
-#: when it is passed over (``job_memory``; ``None`` outside a job)
-_timed_out: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("job_timed_out", default=None)
-
-
-@contextlib.contextmanager
-def job_memory() -> Iterator[dict[str, str]]:
-    """Within this block (one job), a model that times out is remembered, so that the job's later
-    steps go to the next model of their chain at once instead of waiting out the same timeout again
-    (a hung provider cost a delegation 60 s at the draft and 60 s more at the review)."""
-    token = _timed_out.set({})
-    try:
-        yield _timed_out.get() or {}
-    finally:
-        _timed_out.reset(token)
-
-
-def timed_out_in_job(model: str) -> str | None:
-    """Why ``model`` is not asked again in the running job (it timed out in it), else ``None``."""
-    memory = _timed_out.get()
-    return None if memory is None else memory.get(model)
-
-
-def remember_timeout(model: str, reason: str) -> None:
-    """Record that ``model`` timed out in the running job (a no-op outside one)."""
-    memory = _timed_out.get()
-    if memory is not None:
-        memory.setdefault(model, reason)
 
 
 class LLMResponse(_Frozen):
@@ -346,6 +279,23 @@ class Configurable(Protocol):
     """A backend that can say, without a network call, why it cannot be tried at all."""
 
     def unconfigured_reason(self) -> str | None: ...
+
+
+@runtime_checkable
+class PlansAttempts(Protocol):
+    """A model that can say, before a call, what it will send: the ``max_tokens`` really asked for
+    (a model that always thinks sends its own cap, not the caller's) and what that costs at its price."""
+
+    def plan_attempt(self, messages: list[Message], config: LLMConfig) -> PlannedAttempt: ...
+
+
+@runtime_checkable
+class PreflightsAttempts(Protocol):
+    """An LLM chain that asks the job's preflight (``providers.attempts.preflight``) before each
+    model it calls, with that model's plan: a caller that installs one leaves the call's own
+    estimate to it (only the chain knows which model it calls, and with what cap)."""
+
+    def preflights_attempts(self) -> bool: ...
 
 
 @runtime_checkable

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from typing import TYPE_CHECKING, Any
 
 from core.credentials import credential
 from core.errors import ProviderError, ProviderTimeout, ProviderUnavailable
 from core.redact import redact
-from providers.base import LLMConfig, LLMResponse, Message
+from providers.base import LLMConfig, LLMResponse, Message, PlannedAttempt
 from providers.llm import litellm_loader
 from providers.llm.context_fit import TEMPLATE_TOKENS, ContextFit, estimate_tokens
 from providers.llm.litellm_errors import translate_error
@@ -26,6 +27,7 @@ from providers.llm.litellm_request import ModelTraits, answer_cap, build_params,
 from providers.llm.litellm_response import (
     Streamed,
     billed_stream,
+    call_cost,
     plus_crashed,
     stream_answer,
     streamed_response,
@@ -94,6 +96,17 @@ class LiteLLMModel:
 
     def _params(self, messages: list[Message], config: LLMConfig, api_key: str | None) -> dict[str, Any]:
         return build_params(self.spec, messages, config, api_key, self._model_traits())
+
+    def plan_attempt(self, messages: list[Message], config: LLMConfig) -> PlannedAttempt:
+        """What a call with ``config`` will send (``PlansAttempts``): the ``max_tokens`` of its request
+        (a model that always thinks asks its own cap, not the caller's: ``build_params``), its input at
+        about four characters a token (a schema's instruction included), and what each costs at the
+        price in config (``None``: it has none)."""
+        params = self._params(messages, config, None)
+        sent = math.ceil(sum(len(str(m.get("content") or "")) for m in params["messages"]) / 4)
+        cap = int(params.get("max_tokens") or 0)
+        return PlannedAttempt(model=self.name, input_tokens=sent, max_tokens=cap,
+                              input_cost_usd=call_cost(self.spec, sent, 0), output_cost_usd=call_cost(self.spec, 0, cap))
 
     async def complete(self, messages: list[Message], config: LLMConfig) -> LLMResponse:
         """One call; failures raise a ``ProviderError`` subclass. The one retry: a local server

@@ -1,18 +1,14 @@
 """The LLM router: tiers, preference, fallback chain, circuit breakers, short 429 retries.
 
-Chain for one call (names of the ``models`` table, duplicates dropped, first occurrence wins):
-
-1. ``LLMConfig.prefer`` (a ``+search`` style suffix is stripped): a model name is itself; a
-   family is its models that are in the requested tier, or, when none is, the family's first
-   model in ``models`` table order;
-2. the tier's models in order (``LLMConfig.tier``, or ``[providers.llm.default]`` when unset);
-3. each entry of ``providers.llm.fallback_chain``: a model name as is, a family -> the family's
-   first model in ``models`` table order.
+The chain for one call (which models, in order) is ``providers.llm.chain``'s: ``prefer``, then the
+tier's models, then ``providers.llm.fallback_chain``.
 
 Walking it: a model whose key variable is unset, or whose circuit is open, is skipped at once
 (a ``skipped`` trace step with the reason, and its kind: ``TraceStep.skip``); so is one that
-timed out earlier in the same job (``providers.base.job_memory``) while a later model of the
-chain can still be asked. A call either answers (``ok``) or fails
+timed out earlier in the same job (``providers.attempts.job_memory``) while a later model of the
+chain can still be asked, and one that the job's budget refuses before it is asked
+(``providers.attempts.preflight``, with the ``max_tokens`` that model really sends and its price:
+``over_budget``), the chain going on to its next model. A call either answers (``ok``) or fails
 (``error``); only a 429 whose Retry-After is at most ``retry.max_retry_after_s`` is retried on
 the same model, at most ``retry.max_retries`` times; every other ``ProviderError`` falls over to
 the next model immediately (a ``ModelNotServed``, a name the provider does not serve, also opens
@@ -24,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -31,7 +28,6 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from core.credentials import credential_holder
 from core.errors import (
     AllProvidersFailed,
-    InputError,
     ModelNotServed,
     ProviderError,
     ProviderRateLimited,
@@ -43,13 +39,17 @@ from providers.base import (
     LLMProvider,
     LLMResponse,
     Message,
+    PlannedAttempt,
+    PlansAttempts,
     SkipKind,
     TraceStep,
-    check_attempt,
     notify_attempt,
+    preflight,
+    preflight_active,
     remember_timeout,
     timed_out_in_job,
 )
+from providers.llm.chain import resolve_chain
 from providers.llm.model_access import missing_key_reason
 
 if TYPE_CHECKING:
@@ -123,42 +123,13 @@ class LLMRouter:
 
     # --- chain -----------------------------------------------------------------------------
 
-    def _family_first(self, family: str) -> str | None:
-        return next((n for n, spec in self.specs.items() if spec.family == family), None)
-
-    def _prefer_models(self, prefer: str, tier_models: list[str]) -> list[str]:
-        name = prefer.split("+", 1)[0].strip()
-        if name in self.specs:
-            return [name]
-        in_tier = [n for n in tier_models if self.specs[n].family == name]
-        if in_tier:
-            return in_tier
-        first = self._family_first(name)
-        if first is None:
-            families = sorted({spec.family for spec in self.specs.values()})
-            raise InputError(
-                f"{prefer!r} is neither a model nor a family; models: {', '.join(self.specs)};"
-                f" families: {', '.join(families)}",
-                field="prefer",
-            )
-        return [first]
-
     def resolve_chain(self, llm_config: LLMConfig) -> list[str]:
-        """The model names one call will try, in order."""
-        llm = self.section
-        tier_models = list(llm.tiers.get(llm_config.tier, [])) if llm_config.tier else [llm.default]
-        chain: list[str] = []
-        if llm_config.prefer:
-            chain += self._prefer_models(llm_config.prefer, tier_models)
-        chain += tier_models
-        for entry in llm.fallback_chain:
-            name = entry if entry in self.specs else self._family_first(entry)
-            if name:
-                chain.append(name)
-        chain = list(dict.fromkeys(chain))
-        if llm_config.avoid:  # its models go last, in their order: used only when no other family answers
-            chain.sort(key=lambda n: self.specs[n].family == llm_config.avoid if n in self.specs else False)
-        return chain
+        """The model names one call will try, in order (``providers.llm.chain``)."""
+        return resolve_chain(self.section, self.specs, llm_config)
+
+    def preflights_attempts(self) -> bool:
+        """It asks the job's preflight before each model it calls (``PreflightsAttempts``)."""
+        return True
 
     def _stops_at(self, model: str, llm_config: LLMConfig) -> bool:
         """Whether a call with ``llm_config`` ends its chain before ``model`` (``stop_before``)."""
@@ -281,11 +252,15 @@ class LLMRouter:
                    refused: list[LLMResponse] | None = None) -> LLMResponse | None:
         """``name``'s answer with every attempt of the call before it, or ``None`` (fall over). An
         answer ``config.accept`` refuses goes to ``refused``, its attempt an error (billed)."""
-        try:  # the job's budget, with what this call's earlier attempts were billed
-            check_attempt(attempts, name)
+        try:  # the job's budget: this model's cap and price, and what the call's attempts were billed
+            over = preflight(self._plan(name, messages, config), attempts) if preflight_active() else None
         except BaseException:
             self.circuits.release(self._circuit(name))
             raise
+        if over is not None:  # a later, cheaper model may still fit: the chain goes on
+            self.circuits.release(self._circuit(name))
+            attempts.append(self._step(name, config, outcome="skipped", skip="over_budget", detail=over))
+            return None
         skipped = [a.model or "" for a in attempts if a.outcome == "skipped"]
         notify_attempt("calling", name, f"skipped: {', '.join(skipped)}" if skipped else "")
         response = await self._call_with_retries(name, messages, config, attempts)
@@ -303,6 +278,15 @@ class LLMRouter:
                 refused.append(response)
             return None
         return response.model_copy(update={"attempts": (*attempts, *response.attempts)})
+
+    def _plan(self, name: str, messages: list[Message], config: LLMConfig) -> PlannedAttempt:
+        """What asking ``name`` will send (``PlansAttempts``); for a model that cannot say (a test
+        double), the caller's ``max_tokens`` over the messages, at no known price."""
+        model = self.models[name]
+        if isinstance(model, PlansAttempts):
+            return model.plan_attempt(messages, config)
+        tokens = math.ceil(sum(len(m.content) for m in messages) / 4)
+        return PlannedAttempt(model=name, input_tokens=tokens, max_tokens=config.max_tokens or 0)
 
     async def _call_with_retries(
         self, name: str, messages: list[Message], config: LLMConfig, attempts: list[TraceStep]
