@@ -16,9 +16,11 @@ after that is not sent. A request that does not ask gets nothing.
 
 Each entry: the RFC 5424 level (``level_name``), the logger's name, and as ``data`` the message
 (redacted, cut to ``MAX_MESSAGE_CHARS``), the job id where there is one, an exception's class (never
-its traceback). At most ``RATE_PER_S`` entries a second (``BURST`` at once) go to one client
-connection (its requests of 2026-07-28 share it), and ``MAX_QUEUED`` wait for the pipe; what a
-flood leaves out is counted and said in the next entry.
+its traceback). At most ``RATE_PER_S`` entries a second (``BURST`` at once) go to one client: a
+connection, whose requests of 2026-07-28 share its rate (over stdio, its pipe's; over HTTP, where
+each such request is an exchange of its own, the rate of the client its bearer token names, one
+for all without tokens), and ``MAX_QUEUED`` wait for the pipe; what a flood leaves out is counted
+and said in the next entry.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from mcp_types import LOG_LEVEL_META_KEY
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from core.redact import redact
+from mcp_server.http import client_key
 from swarm.logs import job_id_var, log_audience
 
 log = logging.getLogger("swarm.mcp")
@@ -179,8 +182,8 @@ class RequestLog(_Sink):
     """One 2026-07-28 request's log, at the level its ``_meta`` asked for: sent on that request's
     response stream only, until ``close`` (its response is next)."""
 
-    def __init__(self, client: ClientLog, level: str, session: Any, request_id: Any) -> None:
-        super().__init__(client._loop, client.rate, level)
+    def __init__(self, rate: _Rate, level: str, session: Any, request_id: Any) -> None:
+        super().__init__(asyncio.get_running_loop(), rate, level)
         self._session = session
         self._request_id = request_id
 
@@ -212,9 +215,9 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
 
 
 def pipe_of(connection: Any) -> Any:
-    """What a 2026-07-28 request's entries share a rate on: the pipe its stream runs in. Each such
-    request has a ``Connection`` of its own; over stdio all of one client's share its pipe (their
-    ``NotifyOnlyOutbound``), over HTTP each request's stream is a pipe of its own (its connection)."""
+    """What a 2026-07-28 request's entries over stdio share a rate on: the pipe its stream runs in.
+    Each such request has a ``Connection`` of its own; all of one client's share its pipe (their
+    ``NotifyOnlyOutbound``). Over HTTP the rate is the client's (``ClientLogs.rate_of``)."""
     outbound = getattr(connection, "outbound", None)
     return outbound if isinstance(outbound, NotifyOnlyOutbound) else connection
 
@@ -284,11 +287,26 @@ class ClientLogs:
 
     def __init__(self) -> None:
         self._logs: weakref.WeakKeyDictionary[Any, ClientLog] = weakref.WeakKeyDictionary()
+        #: the rate of each HTTP client (``mcp_server.http.client_key``): a few, the configured tokens'
+        self._http_rates: dict[str, _Rate] = {}
 
     def of(self, connection: Any) -> ClientLog:
         found = self._logs.get(connection)
         if found is None:
             found = self._logs[connection] = ClientLog(connection, asyncio.get_running_loop())
+        return found
+
+    def rate_of(self, ctx: Any, connection: Any) -> _Rate:
+        """The rate a 2026-07-28 request's entries share with its client's other requests: over
+        HTTP each request is an exchange of its own (a ``Connection`` each), so the client is who
+        its bearer token names (one for all without tokens); over stdio, the client's pipe."""
+        request = getattr(ctx, "request", None)
+        if request is None:
+            return self.of(pipe_of(connection)).rate
+        key = client_key(request)
+        found = self._http_rates.get(key)
+        if found is None:
+            found = self._http_rates[key] = _Rate()
         return found
 
     async def middleware(self, ctx: Any, call_next: Any) -> Any:
@@ -303,7 +321,7 @@ class ClientLogs:
         if version not in MODERN_PROTOCOL_VERSIONS:
             sink: _Sink | None = self.of(connection)
         elif (level := asked_level(ctx)) is not None and getattr(ctx, "request_id", None) is not None:
-            sink = request = RequestLog(self.of(pipe_of(connection)), level, ctx.session, ctx.request_id)
+            sink = request = RequestLog(self.rate_of(ctx, connection), level, ctx.session, ctx.request_id)
         else:  # it did not ask (or is a notification): nothing of its work is sent
             sink = None
         token = _client.set(sink)

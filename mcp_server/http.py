@@ -54,6 +54,20 @@ class StaticTokenVerifier:
         return AccessToken(token=token, client_id=match, scopes=[])
 
 
+#: the one client of an HTTP server without tokens (``client_key``)
+ANONYMOUS_CLIENT = "local"
+
+
+def client_key(request: Any) -> str:
+    """Who sent an HTTP request, for what one client shares (the rate of its log entries): the
+    client its bearer token names (``token:<name>``), else ``local`` (without tokens every caller is
+    the same one, as for the jobs each may see)."""
+    scope = getattr(request, "scope", None) or {}
+    token = getattr(scope.get("user"), "access_token", None)  # set only when auth is configured
+    client_id = getattr(token, "client_id", None)
+    return f"token:{client_id}" if client_id else ANONYMOUS_CLIENT
+
+
 def parse_tokens(raw: str, env_name: str) -> dict[str, str]:
     """``name=token,name2=token2`` or one bare token (named by its hash) -> {name: token}."""
     tokens: dict[str, str] = {}

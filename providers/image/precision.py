@@ -41,6 +41,7 @@ Nothing here imports torch; numpy and Pillow are imported when images are made.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
@@ -333,8 +334,9 @@ class AutoPrecision:
         host = "" if self.hardware == "CPU" else "host "  # the share is the CPU's, also when a GPU ran
         decision = replace(decision, why=f"{decision.why}; {host}{share.describe()}" + _busy_said(busy, busy_runs),
                            conditions=share.conditions(), busy_runs=busy_runs)
-        log.info("precision for %s on %s: %s, measured in %.1f s", model, cpu.model,
-                 decision.describe(), time.perf_counter() - started)
+        # the decision serves every job (cached): the server's record, not the measuring job's client's
+        contextvars.Context().run(log.info, "precision for %s on %s: %s, measured in %.1f s", model, cpu.model,
+                                  decision.describe(), time.perf_counter() - started)
         entry = asdict(decision)
         if not busy_runs:  # a quiet decision's entry as before: a version without busy_runs reads it
             del entry["busy_runs"]

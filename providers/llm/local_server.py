@@ -64,6 +64,8 @@ from providers.llm.local_sharing import (
     port_lock_dir,
     port_open,
     probe,
+    said_as_shared,
+    shared_work,
 )
 
 if TYPE_CHECKING:
@@ -134,8 +136,8 @@ class LocalServerManager:
         while server.process.poll() is None and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         report = server.exit_report()
-        if report is not None:
-            log.warning("%s", report)
+        if report is not None:  # the shared server's exit: the calls that met it each carry the report
+            said_as_shared(log.warning, "%s", report)
             self._servers.pop(name, None)
             self._last_crash[name] = (server, report)
         return report
@@ -154,6 +156,10 @@ class LocalServerManager:
         server = self._servers.get(name)
         if server and server.ready and server.settings == wanted and await _usable(server):
             return server.base_url
+        # the server's own work, not the asking job's: its records reach no job's MCP client
+        return await shared_work(self._ensure_started(name, spec, wanted))
+
+    async def _ensure_started(self, name: str, spec: ModelSpec, wanted: ServerSettings) -> str:
         lock = self._locks.setdefault(name, asyncio.Lock())  # a call while it starts waits here for the start
         async with lock:
             server = self._settled(name, wanted)

@@ -13,6 +13,7 @@ separated by ``core.rules.PAGE_BREAK``, so every passage cut from it knows its p
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import os
 import sqlite3
@@ -209,8 +210,9 @@ class LocalIndexSearch:
             now = time.monotonic()
             if self._synced_at is not None and now - self._synced_at < self.refresh_interval_s:
                 return
-            try:
-                await asyncio.to_thread(self._sync)
+            try:  # the index every job searches: its sync is the server's own work, in a context of its
+                # own (no job's, no MCP client's: swarm.logs.own_work, which a provider may not import)
+                await asyncio.to_thread(contextvars.Context().run, self._sync)
             except sqlite3.Error as exc:
                 raise ProviderError(self.name, f"index at {self.index_path} is unusable: {exc}") from None
             self._synced_at = now

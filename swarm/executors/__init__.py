@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import os
 import weakref
@@ -203,8 +204,8 @@ def _retire(pool: Any) -> None:
     """Stop a pool the config no longer asks for, once its running jobs are done."""
     if pool is None:
         return
-    try:
-        task = asyncio.get_running_loop().create_task(pool.aclose())
+    try:  # no job's work (the job whose call saw the config change only happened to ask)
+        task = asyncio.get_running_loop().create_task(pool.aclose(), context=contextvars.Context())
     except RuntimeError:  # no loop: stop it here
         asyncio.run(pool.aclose())
         return

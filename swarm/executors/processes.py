@@ -39,6 +39,7 @@ from typing import Any
 
 from graphs.context import ProgressFn
 from swarm.envelope import JobEnvelope
+from swarm.logs import own_work
 
 log = logging.getLogger("swarm.executors.processes")
 
@@ -275,7 +276,9 @@ class ProcessExecutor:
     def _pick(self) -> _Worker:
         if self._closed:
             raise RuntimeError("this ProcessExecutor is closed")
-        with self._lock:
+        # the pool serves every job: starting (or restarting) a worker is the server's own work,
+        # said to no client of the job that happens to need one first
+        with self._lock, own_work():
             workers = [self._worker(i) for i in range(self.processes)]
         return min(workers, key=lambda w: len(w.calls))
 
