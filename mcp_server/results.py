@@ -29,7 +29,7 @@ from mcp_server.outputs import (
 )
 from mcp_server.previews import StoredImage
 from mcp_server.reports import linked_citations, linked_sources, research_blocks
-from mcp_server.texts import handle_text, result_text, totals_line, trace_line
+from mcp_server.texts import ELLIPSIS, clip, handle_text, result_text, totals_line, trace_line
 
 #: the fields every action result starts with; ``job_result`` has them at its own top level
 HEAD_FIELDS = frozenset(JobOutcome.model_fields)
@@ -345,5 +345,6 @@ def _readable(output: dict[str, Any]) -> str:
     if not text and output.get("image_key"):
         text = f"image after {' then '.join(output.get('steps_done') or [])} stored as key {output['image_key']}"
     if len(text) > PARTIAL_TEXT_CHARS:
-        text = f"{text[:PARTIAL_TEXT_CHARS]} [... {len(text) - PARTIAL_TEXT_CHARS} more characters]"
+        kept = clip(text, PARTIAL_TEXT_CHARS).removesuffix(ELLIPSIS)  # at a word end
+        text = f"{kept} [... {len(text) - len(kept)} more characters]"
     return text

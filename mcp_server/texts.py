@@ -12,6 +12,7 @@ a failed job, its own (``results.failure_text``); a job still running, ``handle_
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +26,20 @@ REVIEW_ISSUES = 5
 
 #: characters of a failed step's detail a text quotes (why a model failed, a graph step fell back)
 DETAIL_CHARS = 160
+#: what ends a text ``clip`` shortened
+ELLIPSIS = "\u2026"
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` in at most ``limit`` characters: whole, or cut at its last word end that keeps half
+    of them, with an ellipsis (a trace detail ended "waited for a C..."); inside a word only where
+    the cut would drop more than half of them (one long word: a URL)."""
+    if len(text) <= limit:
+        return text
+    head = text[: limit - len(ELLIPSIS) + 1]  # one more: a cut that falls on a space ends a word
+    space = re.search(r"\s\S*\Z", head)
+    kept = head[: space.start()] if space and space.start() >= limit // 2 else head[:-1]
+    return kept.rstrip(" \t\n,;:(-\u2013\u2014") + ELLIPSIS
 
 
 def step_line(step: TraceStepOut) -> str:
@@ -35,8 +50,7 @@ def step_line(step: TraceStepOut) -> str:
     line = " ".join(p for p in parts if p)
     # an image step's detail says what ran (precision, backend, tiles): no other line of the text does
     if step.detail and (step.outcome not in ("ok", "skipped") or step.kind == "image"):
-        detail = step.detail if len(step.detail) <= DETAIL_CHARS else f"{step.detail[:DETAIL_CHARS]}..."
-        line += f" ({detail})"
+        line += f" ({clip(step.detail, DETAIL_CHARS)})"
     return line
 
 

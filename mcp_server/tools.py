@@ -123,6 +123,17 @@ def _checked_kind(ctx: Context, kind: str) -> None:
                          field="kind")
 
 
+def _kind_field(config: Any) -> Any:
+    """``delegate``'s ``kind``: an enum of the config's routes when jobs run here (a client learnt
+    them only from the description or a refusal); a description of them where a RunPod endpoint
+    runs the jobs, whose config may route others (``_checked_kind``). A kind outside the enum is
+    still refused by ``_checked_kind``, with its own words, for a client that does not check."""
+    kinds = sorted(config.routing.delegation)
+    if runner_in_effect(config, worker=False).kind == "local":
+        return Field(max_length=MAX_NAME_CHARS, json_schema_extra={"enum": kinds})
+    return Field(description=f"one of {', '.join(kinds)}", max_length=MAX_NAME_CHARS)
+
+
 def _action_available(module: str) -> bool:
     try:
         return importlib.util.find_spec(module) is not None
@@ -153,7 +164,7 @@ def register(server: Any, config: Any) -> list[str]:
 
 def _register_delegate(server: Any, config: Any) -> None:
     max_chars = config.limits.max_task_chars
-    kinds = ", ".join(sorted(config.routing.delegation))
+    kind_field = _kind_field(config)
 
     @server.tool(
         name="delegate",
@@ -166,7 +177,7 @@ def _register_delegate(server: Any, config: Any) -> None:
         task: Annotated[str, Field(description="what to do, in plain words",
                                    json_schema_extra={"minLength": 1, "maxLength": max_chars})],
         ctx: Context,
-        kind: Annotated[str, Field(description=f"one of {kinds}", max_length=MAX_NAME_CHARS)] = "bulk_content",
+        kind: Annotated[str, kind_field] = "bulk_content",
         tier: Annotated[Tier | None, Field(description="default: providers.llm.default")] = None,
         thread_id: ThreadId = None,
         idempotency_key: IdempotencyKey = None,

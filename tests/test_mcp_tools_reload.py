@@ -35,8 +35,7 @@ async def test_an_edited_config_is_what_tools_list_says_and_listeners_hear_of_it
     path = write_config(tmp_path)
     async with Client(build_server(str(path))) as client:
         before = _tools(await client.list_tools())
-        assert before["delegate"].input_schema["properties"]["kind"]["description"] == \
-            "one of bulk_content, critical, research"
+        assert before["delegate"].input_schema["properties"]["kind"]["enum"] == ["bulk_content", "critical", "research"]
         assert "local documents only" in before["research"].description
 
         async with client.listen(tools_list_changed=True) as changes:
@@ -48,7 +47,7 @@ async def test_an_edited_config_is_what_tools_list_says_and_listeners_hear_of_it
         listed = await client.list_tools()
         after = _tools(listed)
         delegate = after["delegate"].input_schema["properties"]
-        assert delegate["kind"]["description"] == "one of bulk_content, critical, poetry, research"
+        assert delegate["kind"]["enum"] == ["bulk_content", "critical", "poetry", "research"]
         assert delegate["task"]["maxLength"] == 5000
         assert "the web (searxng) and local documents" in after["research"].description
         assert list(after) == list(before)  # the same tools, in the same order
@@ -178,13 +177,13 @@ def test_a_client_of_an_earlier_protocol_is_told_of_a_reload_on_its_session(tmp_
         assert init["result"]["capabilities"]["tools"]["listChanged"] is True
         server.send({"method": "notifications/initialized"})
         before = server.request(2, "tools/list")["result"]["tools"]
-        kinds = next(t for t in before if t["name"] == "delegate")["inputSchema"]["properties"]["kind"]["description"]
-        assert kinds == "one of bulk_content, critical, research"
+        kinds = next(t for t in before if t["name"] == "delegate")["inputSchema"]["properties"]["kind"]["enum"]
+        assert kinds == ["bulk_content", "critical", "research"]
 
         _edit(path)  # no request follows: the watch finds the reload and tells the session
         server.next(lambda m: m.get("method") == "notifications/tools/list_changed", 30)
         after = server.request(3, "tools/list")["result"]["tools"]
         delegate = next(t for t in after if t["name"] == "delegate")["inputSchema"]["properties"]
-        assert delegate["kind"]["description"] == "one of bulk_content, critical, poetry, research"
+        assert delegate["kind"]["enum"] == ["bulk_content", "critical", "poetry", "research"]
     finally:
         server.close()

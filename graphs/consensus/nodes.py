@@ -41,6 +41,29 @@ def echoes_prompt(text: str) -> bool:
     return ECHO_MIN_WORDS <= len(words) <= ECHO_MAX_WORDS and set(words) <= _PROMPT_WORDS
 
 
+#: a sentence or clause of a position, with the marks that end it
+_CLAUSE = re.compile(r"[^.!?:;\n]*(?:[.!?:;]+|\n+|\Z)")
+
+
+def position_text(text: str) -> str | None:
+    """A position's text without an opening that repeats its prompt's instruction ("A clear
+    position, the reasons for it. Rivers ...": whole clauses of the prompt's words, ECHO_MIN_WORDS
+    or more in all; a shorter opening may be a real stance, "Against."); ``None`` when the answer
+    is nothing but the instruction (``echoes_prompt``, or an echo with nothing after it)."""
+    if echoes_prompt(text):
+        return None
+    end = words = 0
+    for clause in _CLAUSE.finditer(text):
+        said = re.findall(r"\w+", clause.group(0).lower())
+        if not clause.group(0) or not set(said) <= _PROMPT_WORDS:
+            break
+        end, words = clause.end(), words + len(said)
+    if words < ECHO_MIN_WORDS:
+        return text.strip()
+    rest = text[end:].strip()
+    return rest if re.search(r"\w", rest) else None
+
+
 def _node_step(name: str, started: float, detail: str, outcome: str = "ok") -> dict[str, Any]:
     return TraceStep(step=name, kind="node", provider="graph", latency_ms=(time.perf_counter() - started) * 1000,
                      outcome=outcome, detail=detail).model_dump()  # type: ignore[arg-type]
@@ -166,7 +189,8 @@ def make_nodes(llm: LLMProvider) -> dict[str, Node]:
                       "error_type": type(exc).__name__, "error": str(exc)[:500]}
             step = _node_step("ask", started, f"{who['model']}: no answer ({type(exc).__name__})", "error")
             return {"answers": [failed], "trace": _attempts(exc) + [step]}
-        if echoes_prompt(response.text):
+        text = position_text(response.text)
+        if text is None:
             error = f"{response.model} echoed the prompt's instruction instead of a position"
             emit("ask", f"{who['model']} gave no answer ({error})")
             failed = {"index": task["index"], "asked": who["model"], "stance": stance, "status": "failed",
@@ -180,7 +204,7 @@ def make_nodes(llm: LLMProvider) -> dict[str, Node]:
         emit("ask", f"{response.model} answered" + (f" in place of {who['model']}" if stand_in else ""))
         answer = {
             "index": task["index"], "asked": who["model"], "model": response.model, "stance": stance,
-            "status": "stand_in" if stand_in else "answered", "text": response.text.strip(),
+            "status": "stand_in" if stand_in else "answered", "text": text,
             **({"asked_error": "; ".join(own_failures)[:500]} if own_failures else {}),
             "latency_ms": round(response.latency_ms, 2), "input_tokens": response.input_tokens,
             "output_tokens": response.output_tokens, "cost_usd": response.cost_usd,
@@ -188,7 +212,8 @@ def make_nodes(llm: LLMProvider) -> dict[str, Node]:
             **({"cut": True, "cut_reason": reason} if (reason := cut_reason(response.finish_reason)) else {}),
         }
         detail = (f"{response.model} answered" + (f" in place of {who['model']}" if stand_in else "")
-                  + cut_note(response.finish_reason))
+                  + cut_note(response.finish_reason)
+                  + ("; its opening, the prompt's instruction repeated, is left out" if text != response.text.strip() else ""))
         return {"answers": [answer], "trace": [a.model_dump() for a in response.attempts] + [_node_step("ask", started, detail)]}
 
     async def synthesize(state: ConsensusState) -> dict[str, Any]:

@@ -112,6 +112,17 @@ def _clean_review(issues: list[str], suggestion: str) -> tuple[list[str], str]:
     return kept, suggestion
 
 
+def _ended(text: str, limit: int) -> str:
+    """``text`` as the reader should see it where it ran to its schema's ``maxLength`` (``limit``:
+    the bundled model's constrained JSON closes a string there, mid-word: a suggestion ended
+    "non-re"): cut back to its last word end, with an ellipsis. Any other text is as written."""
+    if len(text) != limit or text.endswith((".", "!", "?", ")", '"')):
+        return text
+    space = re.search(r"\s\S*\Z", text)
+    kept = text[: space.start()] if space and space.start() >= limit // 2 else text[:-1]
+    return kept.rstrip(" \t\n,;:(-\u2013\u2014") + "\u2026"
+
+
 def parse_verdict(text: str) -> dict[str, Any] | None:
     """The reviewer's JSON verdict, or None when the answer holds no usable verdict. Its issues
     and suggestion are cleaned (``_clean_review``); ``approved`` and ``score`` are as given."""
@@ -119,7 +130,7 @@ def parse_verdict(text: str) -> dict[str, Any] | None:
     if not match:
         return None
     try:
-        data = json.loads(match.group(0))
+        data = json.loads(match.group(0), strict=False)
     except json.JSONDecodeError:
         return None
     if not isinstance(data, dict) or not isinstance(data.get("approved"), bool):
@@ -131,8 +142,8 @@ def parse_verdict(text: str) -> dict[str, Any] | None:
     return {
         "approved": data["approved"],
         "score": score if isinstance(score, int) and 1 <= score <= 10 else None,
-        "issues": kept,
-        "suggestion": suggestion,
+        "issues": [_ended(issue, prompts.ISSUE_CHARS) for issue in kept],
+        "suggestion": _ended(suggestion, prompts.SUGGESTION_CHARS),
     }
 
 

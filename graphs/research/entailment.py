@@ -92,7 +92,7 @@ def _verdicts(text: str, items: Sequence[Mapping[str, Any]], model: str) -> dict
     """The reviewer's verdicts by sentence key; None when its answer holds no usable JSON."""
     match = re.search(r"\{.*\}", text, re.DOTALL)
     try:
-        data = json.loads(match.group(0)) if match else None
+        data = json.loads(match.group(0), strict=False) if match else None
     except json.JSONDecodeError:
         return None
     rows = data.get("verdicts") if isinstance(data, dict) else None

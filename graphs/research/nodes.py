@@ -141,7 +141,7 @@ def parse_plan(text: str, question: str, n: int) -> tuple[list[str], str | None]
     search phrase whatever the question (code, SQL, one word repeated: ``junk_form``) is dropped."""
     match = re.search(r"\{.*\}|\[.*\]", text, re.DOTALL)
     try:
-        data = json.loads(match.group(0)) if match else None
+        data = json.loads(match.group(0), strict=False) if match else None
     except json.JSONDecodeError:
         data = None
     if data is None:  # cut at the token limit (or broken): the phrases it finished still count

@@ -289,7 +289,7 @@ def writing_nodes(deps: ResearchDeps) -> dict[str, Node]:
 def _verdict(text: str) -> dict[str, Any] | None:
     match = re.search(r"\{.*\}", text, re.DOTALL)
     try:
-        data = json.loads(match.group(0)) if match else None
+        data = json.loads(match.group(0), strict=False) if match else None
     except json.JSONDecodeError:
         return None
     if not isinstance(data, dict) or not isinstance(data.get("approved"), bool):
