@@ -18,9 +18,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="swarm endpoint", description="a local RunPod endpoint for development and tests")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("serve", help="serve RunPod's API on loopback and optionally start workers")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--endpoint-id", default=os.environ.get("RUNPOD_ENDPOINT_ID") or "local")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
+    p.add_argument("--endpoint-id", default=os.environ.get("RUNPOD_ENDPOINT_ID") or "local",
+                   help="endpoint id in the URLs, /v2/<id>/run (default: $RUNPOD_ENDPOINT_ID, else local)")
     p.add_argument("--api-key", help="key clients and workers must send (default: $SWARM_ENDPOINT_API_KEY, else a new random one, printed)")
     p.add_argument("--workers", type=int, default=0, help="start N worker processes running --worker-command")
     p.add_argument("--worker-command", default=f"{shlex.quote(sys.executable)} -u handler.py", help="what each worker runs (from the project root)")
