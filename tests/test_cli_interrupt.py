@@ -65,7 +65,7 @@ def _in_review(cli_env: tuple[Path, dict[str, str]], fake_llm: FakeOpenAI, task:
     fake_llm.script(LOCAL, Behaviour.answer("The kept draft."), Behaviour.hang(300))
     proc = subprocess.Popen([*CLI, "--config", str(config), "delegate", task], env=env, cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_ctrl_c_heard)
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + 180
     while _reviews(fake_llm) == 0 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)  # the draft is checkpointed before the review starts
     assert _reviews(fake_llm) == 1 and _drafts(fake_llm) == 1, proc.poll()
@@ -84,7 +84,7 @@ def test_ctrl_c_names_the_job_and_its_resume_command_which_does_not_pay_for_the_
     config, env = cli_env
     proc = _in_review(cli_env, fake_llm, "One sentence on Ctrl-C, 'quoted'.")
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    out, err = proc.communicate(timeout=120)
 
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err and "CancelledError" not in err, err
@@ -118,7 +118,7 @@ def test_a_kill_is_said_as_a_ctrl_c_is_with_the_resume_command(
     config, env = cli_env
     proc = _in_review(cli_env, fake_llm, "One sentence on SIGTERM.")
     proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=60)
+    out, err = proc.communicate(timeout=120)
     assert proc.returncode == 143 and "Traceback" not in err, err
     head, _, command = err.strip().splitlines()[-1].partition(": resume with: ")
     assert head.endswith(": terminated; the finished steps are kept") and "--job-id" in command, err
@@ -283,9 +283,15 @@ def test_a_reader_that_stops_early_and_ctrl_c_in_doctor_end_without_a_traceback(
     reader_gone.stdout.close()  # the reader stopped before the first byte
     _, err = reader_gone.communicate(timeout=120)
     assert reader_gone.returncode == 0 and b"Traceback" not in err, err.decode()[-2000:]
-    doctor = subprocess.Popen([*CLI, "doctor"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    time.sleep(0.5)
+    home = tmp_path / "doctor-home"
+    doctor = subprocess.Popen([*CLI, "doctor"], cwd=ROOT, env={**env, "SWARM_HOME": str(home)}, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, preexec_fn=_ctrl_c_heard)
+    # Ctrl-C once doctor runs (it has made its SWARM_HOME), not after a fixed 0.5 s: a loaded machine
+    # was still starting Python then, and the interpreter's own KeyboardInterrupt traceback failed this
+    deadline = time.monotonic() + 120
+    while not home.exists() and doctor.poll() is None:
+        assert time.monotonic() < deadline, "swarm doctor never made its SWARM_HOME"
+        time.sleep(0.02)
     doctor.send_signal(signal.SIGINT)
     _, said = doctor.communicate(timeout=120)
     if doctor.returncode == 0:  # it finished before the signal on a fast machine: nothing to check

@@ -95,15 +95,22 @@ def test_run_moves_through_the_states(client: httpx.Client) -> None:
 
 
 def _both_workers_free(client: httpx.Client, endpoint: EndpointServer) -> None:
-    """Two concurrent jobs land on two different workers: no worker is stuck on an old job.
+    """Two jobs run at once, one on each worker: no worker is stuck on an old job.
 
-    Each job outlasts the SDK's 1 s re-poll pause, so a free worker always takes the second
-    one before the first job's worker could.
+    Each worker runs one job at a time, so two jobs IN_PROGRESS together are on two workers,
+    whatever the machine's load: a stuck worker leaves the second one queued until the deadline.
+    Both are then cancelled and stopped, which leaves the workers free again.
     """
-    ids = [client.post("/run", json={"input": {"sleep_s": 1.5}}).json()["id"] for _ in range(2)]
-    states = [_wait(client, i, {"COMPLETED"}) for i in ids]
-    assert {s["status"] for s in states} == {"COMPLETED"}
-    assert {s["workerId"] for s in states} == set(endpoint.pool.procs)
+    ids = [client.post("/run", json={"input": {"sleep_s": 60}}).json()["id"] for _ in range(2)]
+    deadline = time.monotonic() + 30
+    while (states := [client.get(f"/status/{i}").json() for i in ids]) and {s["status"] for s in states} != {"IN_PROGRESS"}:
+        assert time.monotonic() < deadline, f"the two jobs never ran at once: {states}"
+        time.sleep(0.05)
+    workers = {s["workerId"]: s["id"] for s in states}
+    assert set(workers) == set(endpoint.pool.procs)
+    for worker_id, job_id in workers.items():
+        assert client.post(f"/cancel/{job_id}").json()["status"] == "CANCELLED"
+        assert _stopped_by_sdk(endpoint, worker_id, job_id)
 
 
 def _stopped_by_sdk(endpoint: EndpointServer, worker_id: str, job_id: str, timeout_s: float = 20) -> bool:
@@ -219,14 +226,26 @@ async def test_wait_budget_leaves_the_job_running_and_says_so(endpoint: Endpoint
     assert _wait(client, envelope["job_id"], {"COMPLETED"})["status"] == "COMPLETED"
 
 
+def _taking(server: EndpointServer, timeout_s: float = 30) -> None:
+    """Both workers attached, idle, each holding its take and its stop long-poll open at once."""
+    deadline = time.monotonic() + timeout_s
+    while server.call(lambda store: [w.open_polls for w in store.workers.values()]) != [2, 2]:
+        assert time.monotonic() < deadline, f"the workers are not both polling; logs in {server.pool.log_dir}"
+        time.sleep(0.05)
+
+
 def test_twenty_concurrent_jobs_spread_over_two_workers(tmp_path: Path) -> None:
+    """A worker runs at most 4 jobs at once, each for 1 s: alone it needs 5 s for the 20 jobs, far
+    longer than the other, already polling, takes to answer; they were 0.1 s jobs posted before
+    the second worker had even started, which the first could finish alone on a loaded machine."""
     server = EndpointServer(
         Settings(**SETTINGS), workers=2, worker_command=DEMO, log_dir=tmp_path,
         worker_env_extra={"DEMO_WORKER_CONCURRENCY": "4", "RUNPOD_LOG_LEVEL": "INFO"},
     )
     with server, _client(server) as client:
-        ids = [client.post("/run", json={"input": {"sleep_s": 0.1, "echo": n}}).json()["id"] for n in range(20)]
-        states = [_wait(client, i, {"COMPLETED", "FAILED"}, timeout_s=60) for i in ids]
+        _taking(server)
+        ids = [client.post("/run", json={"input": {"sleep_s": 1.0, "echo": n}}).json()["id"] for n in range(20)]
+        states = [_wait(client, i, {"COMPLETED", "FAILED"}, timeout_s=90) for i in ids]
         assert [s["status"] for s in states] == ["COMPLETED"] * 20
         assert [s["output"]["output"]["echo"] for s in states] == list(range(20))
         assert {s["workerId"] for s in states} == set(server.pool.procs)

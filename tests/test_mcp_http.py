@@ -15,9 +15,10 @@ import httpx
 import httpx2
 import pytest
 import uvicorn
+import yaml
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
-from mcp_helpers import SlowLLM, use_fake_llm, write_config
+from mcp_helpers import SlowLLM, collect, use_fake_llm, write_config
 
 from core.errors import ConfigError
 from mcp_server.http import parse_tokens
@@ -61,13 +62,29 @@ def client_for(base: str, token: str | None) -> Client:
     return Client(streamable_http_client(f"{base}/mcp", http_client=http))
 
 
-@pytest.fixture
-def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+def _app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, upscale_precision: str | None = None) -> Any:
     use_fake_llm(monkeypatch, SlowLLM(delay_s=2.0, text="for alice"))
     config = write_config(tmp_path, wait_budget_s=0.5)
+    if upscale_precision is not None:
+        data = yaml.safe_load(config.read_text())
+        data["providers"]["image"]["upscale"]["precision"] = upscale_precision
+        config.write_text(yaml.safe_dump(data, sort_keys=False))
     env = {"SWARM_MCP_TOKENS": f"alice={ALICE},bob={BOB}"}
     # built for 0.0.0.0: the SDK alone would leave Host/Origin unchecked there
     return build_http_app(str(config), host="0.0.0.0", port=8808, env=env)
+
+
+@pytest.fixture
+def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    return _app(tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def image_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """``app`` with the upscaler's precision pinned: on a fresh SWARM_HOME the first image job
+    measures ``precision: auto`` first (about 50 s on an idle 2-core machine, longer beside other
+    load), which this test of who may read an image does not need; it ran past one 50 s wait."""
+    return _app(tmp_path, monkeypatch, upscale_precision="fp32")
 
 
 async def test_guards_answer_401_421_403_413_and_health_is_open(app: Any) -> None:
@@ -119,14 +136,14 @@ async def test_a_client_cannot_see_another_clients_job(app: Any) -> None:
             assert [(t["thread_id"], t["turns"]) for t in mine] == [(thread_id, 2)]
 
 
-async def test_a_client_cannot_read_or_reuse_another_clients_image(app: Any, swarm_home: Path) -> None:
+async def test_a_client_cannot_read_or_reuse_another_clients_image(image_app: Any, swarm_home: Path) -> None:
     """A reviewer, as bob, read alice's upscaled image by its key, upscaled it again through
     ``key``, and told her job's id from an unknown one by the error's "(it is a folder)"; and
     alice's result named the file on the server's disk (``file:///...``)."""
     png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC"
-    async with serving(app) as base, client_for(base, ALICE) as alice, client_for(base, BOB) as bob:
+    async with serving(image_app) as base, client_for(base, ALICE) as alice, client_for(base, BOB) as bob:
         started = (await alice.call_tool("upscale_image", {"image": png})).structured_content
-        done = (await alice.call_tool("job_result", {"job_id": started["job_id"], "wait_s": 50})).structured_content
+        done = (await collect(alice, started["job_id"])).structured_content  # asked again while IN_PROGRESS
         assert done["status"] == "COMPLETED", done
         assert "file:" not in json.dumps(done)  # a file on the server's disk: no use to a client over HTTP
         key = done["output"]["key"]

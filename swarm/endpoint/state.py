@@ -349,12 +349,15 @@ class JobStore:
         """A heartbeat listing the jobs the worker still runs.
 
         A stop signal can reach the SDK before it has started the job's task (it then ignores
-        the signal), so a stopped job the worker still reports is signalled again.
+        the signal), so a stopped job the worker still reports is signalled again. A ping's list
+        can predate the worker's take of the job: a stopped job is let go once a ping drops it
+        after one listed it (its task ended) or the job is forgotten, never before it was listed.
         """
         worker = self.workers.get(worker_id) or self.seen(worker_id)
         worker.last_ping = time.monotonic()
-        worker.reported = {j for j in (job_ids or "").split(",") if j}
-        worker.stopping &= worker.reported
+        before, worker.reported = worker.reported, {j for j in (job_ids or "").split(",") if j}
+        worker.stopping = {j for j in worker.stopping if j in worker.reported
+                           or (j not in before and (j in self.jobs or j in self.removed))}
         again = [j for j in worker.stopping if j not in worker.stop]
         if again:
             worker.stop.extend(again)
