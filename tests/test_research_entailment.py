@@ -145,7 +145,7 @@ async def test_a_failing_reviewer_leaves_the_deterministic_outcome(server, corpu
 async def test_keyless_the_reviewer_is_not_asked_and_the_cap_limits_what_is_sent(server, corpus, tmp_path, monkeypatch):
     monkeypatch.delenv("DEEPSEEK_API_KEY", raising=False)
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
-    server.script("small", Behaviour.answer(PLAN), Behaviour.answer(REPORT))
+    server.script("small", Behaviour.answer(REPORT))  # the local model writes; it is never asked to plan
     keyless = _config(server, deepseek="DEEPSEEK_API_KEY", claude="ANTHROPIC_API_KEY")
     result = await _research(server, keyless, corpus, tmp_path / "keyless")
     assert _entail_requests(server) == [] and CONFIRMED not in result["report"]

@@ -135,6 +135,25 @@ def _same_query(query: str) -> str:
 #: what ``parse_plan`` says of an answer with no JSON it can read: the planner's call falls over
 UNREADABLE_PLAN = frozenset({"no JSON in the planner's answer", "the planner's JSON does not parse"})
 
+#: the family of the bundled local model (SmolLM2-135M), which is never asked to plan: keyless, its
+#: plan was refused in 4 of 4 runs of "How does LangGraph checkpointing make a run resumable?" (the
+#: question again, word for word; elsewhere ``backoff_decorator_get_retrying_...``), each call 3-22 s
+#: of a 2-core machine; prompted with an example it wrote plans that parse and add nothing
+#: ("LangGraph checkpoint", ``environment_variables.php``). Its plan's fallback, the question itself,
+#: is what the search gets: the planner's chain ends before it (``LLMConfig.stop_before``)
+LOCAL_FAMILY = "local"
+NO_LOCAL_PLAN = "the bundled local model plans no usable search"
+
+
+def unplanned(trace: list[dict[str, Any]], error: str) -> str:
+    """Why no planner answered: the models that failed ahead of the local one and that it was not
+    asked ("deepseek-v3.1-q8: ProviderUnavailable; local not asked"), else the call's error."""
+    stopped = next((str(s.get("model")) for s in trace if s.get("outcome") == "skipped" and s.get("skip") == "stopped"), None)
+    if stopped is None:
+        return f"planner failed: {error}"
+    failed = [f"{s.get('model')}: {s.get('error_class') or 'failed'}" for s in trace if s.get("outcome") == "error"]
+    return "; ".join([*failed, f"{stopped} not asked: {NO_LOCAL_PLAN}"])
+
 
 def parse_plan(text: str, question: str, n: int) -> tuple[list[str], str | None]:
     """Sub-queries from the planner's answer, or ([], why it is unusable). A query that is no
@@ -213,17 +232,18 @@ def make_nodes(deps: ResearchDeps) -> dict[str, Node]:
         config = LLMConfig(tier=state.get("tier"), prefer=state.get("primary"),  # type: ignore[arg-type]
                            json_schema=prompts.PLAN_SCHEMA, temperature=0.0, step="plan",
                            max_tokens=PLAN_TOKENS_BASE + PLAN_TOKENS_PER_QUERY * n,
+                           stop_before=(LOCAL_FAMILY, NO_LOCAL_PLAN),
                            # a plan with no JSON it can read is a failed attempt: the next planner is asked
                            accept=lambda text: why if (why := parse_plan(text, question, n)[1]) in UNREADABLE_PLAN else None)
         response, trace, error = await ask(deps.llm, prompts.plan_messages(question, n, state.get("context") or ""), config)
-        planned, problem = parse_plan(response.text, question, n) if response else ([], f"planner failed: {error}")
+        planned, problem = parse_plan(response.text, question, n) if response else ([], unplanned(trace, error))
         searched = question
         if problem:
             # searching the question's own parts instead cost the keyless quality bench fact recall
             # (0.946 -> 0.865: the read budget went to the parts' sources): the question alone, and
             # for a follow-up that says "it" or "he", with its earlier question's words
             searched = with_antecedent(question, state.get("antecedent") or "")
-            detail = f"plan unusable ({problem}); searched the question itself" + (
+            detail = f"{'no plan' if response is None else 'plan unusable'} ({problem}); searched the question itself" + (
                 f" with the earlier question's words ({searched[len(question) + 1:]})" if searched != question else "")
         else:
             detail = f"{len(planned)} sub-quer{'y' if len(planned) == 1 else 'ies'} planned, plus the question itself"

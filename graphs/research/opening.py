@@ -7,6 +7,7 @@ sentence of the sources answers the question on its own).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 
 from graphs.research.citations import join_sentences
@@ -21,12 +22,17 @@ from graphs.research.quoting import (
     said_terms,
     with_lead,
 )
-from graphs.research.stems import compounds, content_stems, query_terms, says_compound, words_of
+from graphs.research.stems import compounds, content_stems, query_terms, says_compound, stem, words_of
 from graphs.research.subjects import named_terms, says_asked, without_frame, written_words
 
 OPENING_SENTENCES = 2
 #: a source opens the report only when it says this share of what the best one says of the question
 ON_SUBJECT_SHARE = 0.7
+#: a source's passages whose sentences may open the report: its best for the question and those
+#: BM25 scores at least this share of it. Its best alone opened "How does LangGraph checkpointing make
+#: a run resumable?" with the list of savers under "Checkpoints", and left the answer ("To resume an
+#: interrupted run, invoke again with None ...") in the next passage, quoted only in the body
+NEAR_BEST_PASSAGE = 0.75
 
 
 def opening(question: str, pool: Sequence[tuple[int, str]], used: set[str], headings: Sequence[str] = ()) -> list[str]:
@@ -40,16 +46,18 @@ def opening(question: str, pool: Sequence[tuple[int, str]], used: set[str], head
     says "closes the circuit" answers "what does a circuit breaker do"), in ranking the passages and
     in the words a sentence shares with the question, for a sentence that says one of them itself."""
     plain = without_frame(question)  # not "work" of "How does X work?"; its floor counts it still
-    terms = query_terms(plain)
+    terms = query_terms(plain) | _asked_verbs(plain)
     floor = opening_floor(set(content_stems(question)))
     titled = _titled(pool, headings)
-    best_first = [i for i, _ in ranked(plain, [(sid, text) for (sid, _), text in zip(pool, titled, strict=True)])]
+    scored = ranked(plain, [(sid, text) for (sid, _), text in zip(pool, titled, strict=True)])
+    best_first = [i for i, _ in scored]
     on_subject = _subject_sources(plain, pool, titled)
     by_source: dict[int, int] = {}
     for i in best_first:
         if pool[i][0] in on_subject:
             by_source.setdefault(pool[i][0], i)
-    picks = list(by_source.values())[:OPENING_SENTENCES] or best_first[:OPENING_SENTENCES]
+    groups = _near_best(pool, by_source, dict(scored))[:OPENING_SENTENCES] or [[i] for i in best_first[:OPENING_SENTENCES]]
+    weight = _rarity(terms, titled)
 
     def says(i: int, sentence: str) -> set[str]:
         own = said_terms(sentence, terms)
@@ -58,16 +66,21 @@ def opening(question: str, pool: Sequence[tuple[int, str]], used: set[str], head
 
     chosen: list[tuple[int, list[str], set[str]]] = []
     more: list[tuple[int, list[str], set[str]]] = []  # the other sentences of the picked passages that reach the floor
-    for i in picks:
-        sid, text = pool[i]
-        sentences = sentences_of(text)
-        fit = [(k, says(i, s)) for k, s in enumerate(sentences) if normalise(s) not in used and len(s) <= MAX_QUOTE_CHARS]
+    for group in groups:
+        sid = pool[group[0]][0]
+        split = {i: sentences_of(pool[i][1]) for i in group}
+        fit = [(i, k, says(i, s)) for i in group for k, s in enumerate(split[i])
+               if normalise(s) not in used and len(s) <= MAX_QUOTE_CHARS and not _is_markup(s)]
+        # another passage's sentence only where it says a word of the question its best one does not
+        best_says = {t for i, _, w in fit if i == group[0] for t in w}
+        fit = [(i, k, w) for i, k, w in fit if i == group[0] or w - best_says]
         # a list ("Savers: A, B and C.") says many of the words and defines nothing: after the rest;
-        # of a CJK question, one character pair is half a word (``says_asked``)
-        fit = sorted(((k, w) for k, w in fit if len(w) >= floor and says_asked(terms, w)),
-                     key=lambda f: (is_list_like(sentences[f[0]]), -len(f[1]), len(sentences[f[0]])))
-        chosen += [(sid, with_lead(sentences, k, used), w) for k, w in fit[:1]]
-        more += [(sid, with_lead(sentences, k, used), w) for k, w in fit[1:]]
+        # a word few passages say (what is asked: "resumable") weighs more than one they all say
+        # (the subject: "LangGraph"); of a CJK question, one character pair is half a word (``says_asked``)
+        fit = sorted(((i, k, w) for i, k, w in fit if len(w) >= floor and says_asked(terms, w)),
+                     key=lambda f: (is_list_like(split[f[0]][f[1]]), -len(f[2]), -sum(weight[t] for t in f[2]), len(split[f[0]][f[1]])))
+        chosen += [(sid, with_lead(split[i], k, used), w) for i, k, w in fit[:1]]
+        more += [(sid, with_lead(split[i], k, used), w) for i, k, w in fit[1:] if i == group[0]]
     covered = {t for _, _, w in chosen for t in w}
     for sid, quote, words in more:
         if len(chosen) < OPENING_SENTENCES and words - covered:
@@ -77,6 +90,46 @@ def opening(question: str, pool: Sequence[tuple[int, str]], used: set[str], head
     chosen.sort(key=lambda c: is_list_like(c[1][-1]))
     used.update(normalise(s) for _, quote, _ in chosen for s in quote)
     return [join_sentences(cite(s, sid) for s in quote) for sid, quote, _ in chosen]
+
+
+#: an adjective that says a thing can be done ("resumable", "retryable", "configurable"): the light
+#: stemmer keeps "resuma", which no form of "resume" shares, so "To resume an interrupted run,
+#: invoke again ..." said one word of "How does LangGraph checkpointing make a run resumable?"
+_ABLE = re.compile(r"^([^\W\d_]{4,}?)(?:able|ible)$")
+
+
+def _asked_verbs(question: str) -> set[str]:
+    """The stems of the verbs the question's ``_ABLE`` adjectives are made from, with and
+    without a silent "e" ("resum", "resume")."""
+    return {stem(m.group(1) + end) for w in words_of(question) if (m := _ABLE.match(w)) for end in ("", "e")}
+
+
+#: an HTML tag outside a code span; a sentence with this many is a page's layout (a logo, badges)
+_HTML_TAG = re.compile(r"<[A-Za-z][A-Za-z0-9]*(?:\s[^<>`]*)?/?>")
+_CODE_SPAN = re.compile(r"`[^`]*`")
+MARKUP_TAGS = 2
+
+
+def _is_markup(sentence: str) -> bool:
+    """``sentence`` is HTML layout ("<p align="center"><a href=...><img ...>"), no answer: it
+    opened "Which HTTP versions ... does HTTPX support?" with HTTPX's logo."""
+    return len(_HTML_TAG.findall(_CODE_SPAN.sub(" ", sentence))) >= MARKUP_TAGS
+
+
+def _near_best(pool: Sequence[tuple[int, str]], by_source: Mapping[int, int], scores: Mapping[int, float]) -> list[list[int]]:
+    """For each source's best passage (``by_source``, in rank order), that passage and the
+    source's others that BM25 scores at least ``NEAR_BEST_PASSAGE`` of it, best first."""
+    return [[best, *sorted((i for i, score in scores.items() if i != best and pool[i][0] == sid
+                            and score >= NEAR_BEST_PASSAGE * scores[best]), key=lambda i: (-scores[i], i))]
+            for sid, best in by_source.items()]
+
+
+def _rarity(terms: set[str], texts: Sequence[str]) -> dict[str, float]:
+    """Each of ``terms``' inverse frequency among the passages ``texts`` (as ``_on_subject``
+    weighs words), at least a little for one none of them says."""
+    said = [said_terms(text, terms) for text in texts]
+    frequency = {t: sum(t in s for s in said) for t in terms}
+    return {t: math.log(1 + (len(said) - df + 0.5) / (df + 0.5)) for t, df in frequency.items()}
 
 
 def subject_sources(question: str, pool: Sequence[tuple[int, str]], headings: Sequence[str] = ()) -> set[int]:
