@@ -62,7 +62,8 @@ async def ask_writer(llm: LLMProvider, messages: list[Message], config: LLMConfi
 
 
 #: what a warning says of a model passed over for a failure of these kinds (else its reason)
-BRIEFLY: dict[str | None, str] = {"circuit_open": "its circuit is open", "timed_out": "it timed out earlier in this job"}
+BRIEFLY: dict[str | None, str] = {"circuit_open": "its circuit is open", "timed_out": "it timed out earlier in this job",
+                                   "over_budget": "it would pass the job's budget"}
 
 
 def brief(kind: str | None, reason: str) -> str:
