@@ -17,13 +17,12 @@ from graphs.cuts import cut_note, cut_warning
 from graphs.progress import emit
 from graphs.research import prompts
 from graphs.research.extractive import PER_QUERY, extractive_report
-from graphs.research.nodes import UNKNOWN, Node, ResearchDeps, first_family, node_step, stage_at
+from graphs.research.nodes import LOCAL_FAMILY, UNKNOWN, Node, ResearchDeps, first_family, node_step, stage_at
 from graphs.research.state import ResearchState
 from graphs.research.writer_chain import QUOTED, ask_writer, failed_writers, unanswered
 from providers.base import LLMConfig
 
-#: the family of the bundled local model: in auto mode it never writes the report
-LOCAL_FAMILY = "local"
+#: ``LOCAL_FAMILY`` (``nodes``): the bundled local model's family; in auto mode it never writes the report
 
 
 def no_sources_report(state: ResearchState) -> str:
