@@ -21,7 +21,13 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
-from core.config_interpolation import bare_references, interpolate, unset_notes, unsupported_forms
+from core.config_interpolation import (
+    bare_references,
+    interpolate,
+    references,
+    unset_notes,
+    unsupported_forms,
+)
 from core.config_problems import format_validation_error
 from core.config_refs import cross_reference_problems
 from core.config_schema import (
@@ -218,6 +224,9 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
     if unsupported:
         raise ConfigError("invalid config:\n  " + "\n  ".join(unsupported))
     register_config_secrets(config.model_dump(mode="json"))  # a key written literally in the file, too
+    for name, spec in config.models.items():  # which variables each model's name is read from
+        written = (raw.get("models") or {}).get(name)
+        spec._litellm_model_env = references(str(written.get("litellm_model") or "") if isinstance(written, dict) else "")
     for line in bare_references(raw, env):
         _warn_once(f"{file}: {line}")
     return config

@@ -19,7 +19,7 @@ from core.paths import state_dir
 from core.redact import redact
 from core.redact_config import is_secret_entry
 
-__all__ = ["ENV_REFERENCE", "bare_references", "interpolate", "unset_notes", "unsupported_forms"]
+__all__ = ["ENV_REFERENCE", "bare_references", "interpolate", "references", "unset_notes", "unsupported_forms"]
 
 #: ``${VAR}`` or ``${VAR:-default}``, not escaped as ``$${``; a default holds no ``${`` (nesting is not supported)
 ENV_REFERENCE = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-((?:(?!\$\{)[^}])*))?\}")
@@ -44,6 +44,11 @@ def interpolate(value: Any, env: Mapping[str, str] | None = None) -> Any:
     if isinstance(value, list):
         return [interpolate(v, environ) for v in value]
     return value
+
+
+def references(text: str) -> tuple[str, ...]:
+    """The variables ``text`` reads (``${VAR}``, ``${VAR:-default}``), in order, each once."""
+    return tuple(dict.fromkeys(m.group(1) for m in ENV_REFERENCE.finditer(text)))
 
 
 def _value_of(name: str, environ: Mapping[str, str]) -> str | None:

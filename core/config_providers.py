@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from core.config_backends import (
@@ -117,6 +117,14 @@ class ModelSpec(StrictModel):
     )
 
     _env_name = field_validator("api_key_env")(env_name)
+    #: the variables ``litellm_model`` is read from in the file (``${DEEPSEEK_Q4_MODEL:-...}``):
+    #: set by ``core.config.load_config``, so an error about the name says which variable to change
+    _litellm_model_env: tuple[str, ...] = PrivateAttr(default=())
+
+    @property
+    def litellm_model_env(self) -> tuple[str, ...]:
+        """The environment variables config's ``litellm_model`` of this model was expanded from."""
+        return self._litellm_model_env
 
     @property
     def context_window(self) -> int | None:

@@ -243,7 +243,7 @@ async def not_served_here(name: str, spec: ModelSpec) -> NotServed | None:
         return None
     if found is not False:
         return None
-    what, fix = not_served(name, route, served)
+    what, fix = not_served(name, route, served, spec.litellm_model_env)
     listed = f"; it lists: {', '.join(ids[:LISTED_SHOWN])}{', ...' if len(ids) > LISTED_SHOWN else ''}" if ids else ""
     if route == "openai" and spec.api_base:
         return NotServed(f"{redact(spec.api_base)} does not list the model {served!r}{listed} (a server that serves"

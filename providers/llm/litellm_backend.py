@@ -263,7 +263,8 @@ class LiteLLMModel:
                        used: LocalServer | None = None) -> tuple[ProviderError, str | None]:
         """The error a failed call raises: ``exc`` translated, or what happened to a local server
         (then also that report: the server exited and is forgotten, so ``ensure`` starts it again)."""
-        error = translate_error(exc, self.provider, self.name, self.spec.timeout_s, self.spec.api_key_env)
+        error = translate_error(exc, self.provider, self.name, self.spec.timeout_s, self.spec.api_key_env,
+                                self.spec.litellm_model_env)
         crash = None
         if isinstance(error, ProviderUnavailable | ProviderTimeout) and self.local_servers is not None:
             # A local server that died shows up here as a bare connection error: say what

@@ -82,29 +82,34 @@ SERVED_BY = {"deepseek": "DeepSeek", "anthropic": "Anthropic", "gemini": "Gemini
              "openai": "the server at its api_base", "mistral": "Mistral", "groq": "Groq"}
 
 
-def not_served(model: str, route: str, served: str | None) -> tuple[str, str]:
+def not_served(model: str, route: str, served: str | None, env: tuple[str, ...] = ()) -> tuple[str, str]:
     """(what, fix) for a model name the provider does not serve: ``model`` is the name in config's
-    ``models`` table, ``route`` litellm's provider prefix (``deepseek``), ``served`` the name sent."""
+    ``models`` table, ``route`` litellm's provider prefix (``deepseek``), ``served`` the name sent,
+    ``env`` the variables config's ``litellm_model`` is read from (``ModelSpec.litellm_model_env``):
+    the fix names them, as what a user changes."""
     who = SERVED_BY.get(route, "the server")
     name = f"the model {served!r}" if served else "the model it was asked for"
-    return (redact(f"{who} does not serve {name} (retired or misspelt)"),
-            redact(f"set models.{model}.litellm_model in config.yaml"))
+    key = f"models.{model}.litellm_model in config.yaml"
+    fix = f"set {' or '.join(env)} (read by {key}) or {key} itself" if env else f"set {key}"
+    return redact(f"{who} does not serve {name} (retired or misspelt)"), redact(fix)
 
 
-def _not_served_error(exc: BaseException, text: str, provider: str, model: str) -> ModelNotServed:
+def _not_served_error(exc: BaseException, text: str, provider: str, model: str,
+                      env: tuple[str, ...] = ()) -> ModelNotServed:
     route_model = str(getattr(exc, "model", None) or "")
     route = str(getattr(exc, "llm_provider", None) or route_model.partition("/")[0])
     served = route_model.removeprefix(f"{route}/") if route_model else None
     if not served and (named := _NAMED.search(text)):
         served = next(group for group in named.groups() if group)
-    what, fix = not_served(model, route, served)
+    what, fix = not_served(model, route, served, env)
     return ModelNotServed(provider, f"{what}: {fix}", model=model, text=f"{model}: {what}: {fix}")
 
 
 def translate_error(exc: BaseException, provider: str, model: str, timeout_s: float,
-                    key_env: str | None = None) -> ProviderError:
+                    key_env: str | None = None, model_env: tuple[str, ...] = ()) -> ProviderError:
     """Map one litellm/openai/httpx exception to the error tree, with a secret-free message;
-    ``key_env`` (the variable the key came from) is named when the provider refuses the key."""
+    ``key_env`` (the variable the key came from) is named when the provider refuses the key,
+    ``model_env`` (those the model's name came from) when it does not serve the name."""
     import httpx
     import openai
 
@@ -141,7 +146,7 @@ def translate_error(exc: BaseException, provider: str, model: str, timeout_s: fl
     if isinstance(status, int) and 200 <= status < 300:  # a success status with a body that is no answer
         return ProviderUnavailable(provider, f"unreadable answer (HTTP {status}): {text}", model=model)
     if status in _NOT_SERVED_STATUS and _NOT_SERVED.search(text):  # no retry or wait mends it
-        return _not_served_error(exc, text, provider, model)
+        return _not_served_error(exc, text, provider, model, model_env)
     if status in (401, 403) and key_env:
         return ProviderError(provider, f"HTTP {status}: the key in ${key_env} was refused: {text}", model=model)
     prefix = f"HTTP {status}: " if isinstance(status, int) else ""
