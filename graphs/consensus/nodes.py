@@ -43,21 +43,35 @@ def echoes_prompt(text: str) -> bool:
 
 #: a sentence or clause of a position, with the marks that end it
 _CLAUSE = re.compile(r"[^.!?:;\n]*(?:[.!?:;]+|\n+|\Z)")
+#: the prompt's texts, each as a run of its words: an echoed clause is a stretch of one of them
+_PROMPT_RUNS = tuple(" ".join(re.findall(r"[a-z]+", t.lower())) for t in (prompts.POSITION_SYSTEM, *prompts.STANCES.values()))
+#: a clause shorter than this is never taken for an echo: "Against.", "For it." are stances
+ECHO_CLAUSE_WORDS = 3
+
+
+def _echoed(clause: str) -> int:
+    """The words of ``clause`` when it repeats a stretch of the prompt, word for word and in order
+    (ECHO_CLAUSE_WORDS or more), else 0: "the reasons for it" is the prompt's, "Against it" is a stance."""
+    words = re.findall(r"[a-z]+", clause.lower())
+    if len(words) < ECHO_CLAUSE_WORDS:
+        return 0
+    run = " ".join(words)
+    return len(words) if any(f" {run} " in f" {text} " for text in _PROMPT_RUNS) else 0
 
 
 def position_text(text: str) -> str | None:
     """A position's text without an opening that repeats its prompt's instruction ("A clear
-    position, the reasons for it. Rivers ...": whole clauses of the prompt's words, ECHO_MIN_WORDS
-    or more in all; a shorter opening may be a real stance, "Against."); ``None`` when the answer
+    position, the reasons for it. Rivers ...": whole clauses, each a stretch of the prompt word for
+    word, ECHO_MIN_WORDS or more in all; a stance is never one, "Against."); ``None`` when the answer
     is nothing but the instruction (``echoes_prompt``, or an echo with nothing after it)."""
     if echoes_prompt(text):
         return None
     end = words = 0
     for clause in _CLAUSE.finditer(text):
-        said = re.findall(r"\w+", clause.group(0).lower())
-        if not clause.group(0) or not set(said) <= _PROMPT_WORDS:
+        said = _echoed(clause.group(0))
+        if not clause.group(0) or not said:
             break
-        end, words = clause.end(), words + len(said)
+        end, words = clause.end(), words + said
     if words < ECHO_MIN_WORDS:
         return text.strip()
     rest = text[end:].strip()
