@@ -77,3 +77,32 @@ async def test_the_opening_quotes_the_sentence_that_answers_the_question(tmp_pat
     # the answer is quoted once: in the opening, not again in the body
     assert result["report"].count("To resume an interrupted run") == 1, result["report"]
     assert result["grounding"]["supported"] == result["grounding"]["factual"], result["grounding"]
+
+
+async def test_a_research_route_whose_primary_is_local_still_plans_with_the_keyed_model(
+        tmp_path: Path, notes: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``routing.delegation.research.primary: local`` with a DeepSeek key: the planner's chain puts the
+    local model last and stops before it, so DeepSeek plans (before, the chain ended at once: the
+    local model came first and the stop before it left nothing to ask)."""
+    monkeypatch.setenv("DEEPSEEK_API_KEY", "sk-test-35-planner")
+    with FakeOpenAI() as server:
+        server.script("ds", Behaviour.answer(json.dumps({"queries": ["langgraph thread id resume"]})))
+        config = load_config(DEFAULT_CONFIG_PATH, env={"SWARM_HOME": str(tmp_path / "home"),
+                                                       "DEEPSEEK_API_KEY": "sk-test-35-planner"})
+        models = {**config.models}
+        for name in ("deepseek-v3.1-q8", "deepseek-v3.1-q4"):
+            models[name] = models[name].model_copy(update={"litellm_model": "openai/ds", "api_base": f"{server.url}/v1",
+                                                           "extra_params": {}})
+        models["local"] = models["local"].model_copy(update={"litellm_model": "openai/small", "api_base": f"{server.url}/v1",
+                                                             "local_server": None, "timeout_s": 10})
+        routes = {**config.routing.delegation,
+                  "research": config.routing.delegation["research"].model_copy(update={"primary": "local"})}
+        config = config.model_copy(update={"routing": config.routing.model_copy(update={"delegation": routes})})
+        router = build_llm_router(config.providers.llm, models, circuits=CircuitBoard())
+        ctx, _ = _context(tmp_path, router, _local_chain(notes, tmp_path))
+        ctx.config = config
+        result = await research(ResearchInput(question=QUESTION, mode="extractive"), ctx)  # type: ignore[arg-type]
+        planned = server.requests_for("ds")
+        local = server.requests_for("small")
+    assert planned and not local, (len(planned), len(local))
+    assert "langgraph thread id resume" in result["queries"], result["queries"]

@@ -232,7 +232,7 @@ def make_nodes(deps: ResearchDeps) -> dict[str, Node]:
         config = LLMConfig(tier=state.get("tier"), prefer=state.get("primary"),  # type: ignore[arg-type]
                            json_schema=prompts.PLAN_SCHEMA, temperature=0.0, step="plan",
                            max_tokens=PLAN_TOKENS_BASE + PLAN_TOKENS_PER_QUERY * n,
-                           stop_before=(LOCAL_FAMILY, NO_LOCAL_PLAN),
+                           stop_before=(LOCAL_FAMILY, NO_LOCAL_PLAN), avoid=LOCAL_FAMILY,  # local last, then not asked
                            # a plan with no JSON it can read is a failed attempt: the next planner is asked
                            accept=lambda text: why if (why := parse_plan(text, question, n)[1]) in UNREADABLE_PLAN else None)
         response, trace, error = await ask(deps.llm, prompts.plan_messages(question, n, state.get("context") or ""), config)

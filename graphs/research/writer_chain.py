@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.errors import BudgetExceeded
 from graphs.research.nodes import ask
 from providers.base import LLMConfig, LLMProvider, LLMResponse, Message, SkipKind
 
@@ -53,7 +54,14 @@ async def ask_writer(llm: LLMProvider, messages: list[Message], config: LLMConfi
     (response or None, trace, error text, the model not asked or None)."""
     if stop_before:
         config = config.model_copy(update={"stop_before": (stop_before, QUOTED)})
-    response, trace, error = await ask(llm, messages, config)
+    try:
+        response, trace, error = await ask(llm, messages, config)
+    except BudgetExceeded as exc:  # a writer passed over for the budget, the others failed, and the
+        # chain stopped before the local model: the sources are quoted, as when the writers fail
+        trace = list(getattr(exc, "billed", None) or [])
+        if not any(s.get("skip") == "stopped" for s in trace):
+            raise
+        response, error = None, str(exc)
     stopped = None if response is not None else next(
         (str(s.get("model")) for s in trace if s.get("outcome") == "skipped" and s.get("skip") == "stopped"), None)
     if stopped is not None:
