@@ -23,9 +23,11 @@ import os
 import signal
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from core.errors import ConfigError, SwarmError
@@ -94,23 +96,52 @@ def _run(args: argparse.Namespace, job: dict[str, Any]) -> int:
             signal.signal(signal.SIGTERM, previous)
 
 
+#: the modules of a thread pool's own code (anyio's, asyncio's, concurrent.futures'): a thread whose
+#: stack holds nothing else runs no step; it is a pool's worker, parked or exiting
+_POOL_MODULES = ("threading", "queue", "contextlib", "concurrent.futures", "asyncio", "anyio")
+#: how long, after a Ctrl-C, a pool's idle threads are waited for, silently: anyio's exit a moment
+#: after their event loop ended (longer on a loaded machine); one parked in a pool left open exits
+#: only at the interpreter's exit
+IDLE_THREADS_WAIT_S = 1.0
+
+
 def _wait_for_the_step_in_flight(before: set[threading.Thread], code: int) -> None:
     """After a Ctrl-C, wait for a step the job left running on a worker thread (an image tile: it
     stops at its next checkpoint), saying so; a second Ctrl-C (or kill) quits at once with ``code``.
-    The process waited silently at exit, and a second Ctrl-C there was a traceback, then an abort."""
-    busy = [thread for thread in threading.enumerate()
-            if thread not in before and not thread.daemon and thread.is_alive()]
-    if not busy:
-        return
-    print("stopping the step in progress (Ctrl-C again to quit now)", file=sys.stderr, flush=True)
+    The process waited silently at exit, and a second Ctrl-C there was a traceback, then an abort.
+    A pool's idle thread is no step: it is waited for a moment, unsaid."""
+    started = [thread for thread in threading.enumerate()
+               if thread not in before and not thread.daemon and thread.is_alive()]
+    steps = _running_steps(started)
     try:
-        for thread in busy:
-            thread.join()
+        if steps:
+            print("stopping the step in progress (Ctrl-C again to quit now)", file=sys.stderr, flush=True)
+            for thread in steps:
+                thread.join()
+        deadline = time.monotonic() + IDLE_THREADS_WAIT_S
+        for thread in started:
+            thread.join(max(0.0, deadline - time.monotonic()))
     except KeyboardInterrupt:
         atexit._run_exitfuncs()  # what an exit runs (a local model server this process started stops) less the wait
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
+
+
+def _running_steps(threads: list[threading.Thread]) -> list[threading.Thread]:
+    """Those of ``threads`` running the job's code: a frame of their stack is outside the pools'
+    modules (an idle anyio worker is only in ``queue.get``, called from anyio's worker loop)."""
+    frames = sys._current_frames()
+    return [thread for thread in threads if thread.ident is not None and _runs_a_step(frames.get(thread.ident))]
+
+
+def _runs_a_step(frame: FrameType | None) -> bool:
+    while frame is not None:
+        module = str(frame.f_globals.get("__name__", ""))
+        if not any(module == pool or module.startswith(f"{pool}.") for pool in _POOL_MODULES):
+            return True
+        frame = frame.f_back
+    return False
 
 
 async def _run_job(args: argparse.Namespace, job: dict[str, Any]) -> int:
