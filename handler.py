@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import importlib
 import logging
 import os
 import signal
@@ -71,6 +73,7 @@ async def handler(job: dict[str, Any]) -> dict[str, Any]:
 
     worker_warm.activity.started()
     try:
+        await _import_off_the_loop(body)
         if isinstance(body, dict):
             body = _inline_on_local_disk(dict(body))
             body.setdefault("job_id", _job_id(job))
@@ -91,6 +94,35 @@ async def handler(job: dict[str, Any]) -> dict[str, Any]:
         if _one_job:  # --test_input: the SDK ends its loop next; the savers close on it first, not
             await _close_runtime()  # in its shutdown, which logged an ERROR traceback every run
     return for_runpod(envelope)
+
+
+#: what a job imports at its first run (the default checkpoint saver, the image retention it starts),
+#: beside its action's own module (``graphs.actions``)
+JOB_MODULES = ("swarm.dispatcher", "graphs.sqlite_saver", "graphs.image.retention")
+
+
+async def _import_off_the_loop(body: Any) -> None:
+    """Import what this job runs (the dispatcher, its action's graph, the checkpoint saver) in a
+    thread, not on the SDK's event loop: an image job's first run imported langgraph, langchain and
+    the graph for seconds of CPU on the loop, and on a loaded machine (2 cores at load 15) the
+    worker could not re-open its job-stop poll for over 10 s, so an endpoint that knows a worker by
+    its polls took it for lost and failed the job while it ran. Once imported, this costs nothing.
+    A module that fails to import is left to the job, which reports it as it would have."""
+    from graphs.actions import action_module
+
+    names = list(JOB_MODULES)
+    with contextlib.suppress(KeyError, TypeError, AttributeError):  # an unknown action: the dispatcher names it
+        names.append(action_module(body.get("project"), body.get("action")))
+    if missing := [name for name in names if name not in sys.modules]:
+        await asyncio.to_thread(_import_quietly, missing)
+
+
+def _import_quietly(names: list[str]) -> None:
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:
+            log.debug("importing %s ahead of the job failed: %s", name, redact(repr(exc)))
 
 
 #: set by ``main`` for ``--test_input``: the SDK runs one job, then closes its event loop

@@ -244,7 +244,7 @@ async def job_take(request: Request, store: JobStore) -> Response:
             store.requeue(jobs)
             return Response(status_code=204)
     finally:
-        worker.open_polls -= 1
+        store.poll_ended(worker)
     for job in jobs:
         log.info("job %s -> worker %s", job.id, worker.id)
     # RunPod hands the worker a request's s3Config with the job (the SDK passes it to the handler)
@@ -264,7 +264,7 @@ async def job_stop(request: Request, store: JobStore) -> Response:
         if not await _hold(request, store, store.settings.stop_hold_s, lambda: bool(worker.stop), wait):
             return Response(status_code=204)
     finally:
-        worker.open_polls -= 1
+        store.poll_ended(worker)
     ids, worker.stop = worker.stop, []
     worker.stop_ready.clear()
     return JSONResponse({"jobsToStop": ids})

@@ -91,6 +91,8 @@ class EndpointServer:
 
         app, self.store = build_app(self.settings)
         store = self.store
+        # a worker started here is alive while its process runs, however long its loop is busy
+        store.process_alive = self.pool.running
         outer = self
 
         class Server(uvicorn.Server):

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from swarm.endpoint.liveness import ProcessCheck, Worker, alive
+
 log = logging.getLogger("swarm.endpoint")
 
 FINAL_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"})
@@ -101,21 +103,6 @@ class Job:
         return body
 
 
-@dataclass
-class Worker:
-    """A worker process known by the id it polls with (its ``RUNPOD_POD_ID``)."""
-
-    id: str
-    last_seen: float = field(default_factory=time.monotonic)
-    open_polls: int = 0
-    last_ping: float | None = None
-    reported: set[str] = field(default_factory=set)
-    stopping: set[str] = field(default_factory=set)
-    stop: list[str] = field(default_factory=list)
-    stop_ready: asyncio.Event = field(default_factory=asyncio.Event)
-    exited: str | None = None  # how its process ended, when the endpoint started it and saw it exit
-
-
 def new_job_id(sync: bool) -> str:
     """An id shaped like RunPod's: a UUID with a region suffix; sync jobs start ``sync-``."""
     return f"{'sync-' if sync else ''}{uuid.uuid4()}-u1"
@@ -139,6 +126,8 @@ class JobStore:
         #: ids of jobs removed while running (their ttl ran out) -> (when, why), kept as long as a
         #: /run result, so a client asking about one hears why it is gone
         self.removed: dict[str, tuple[float, str]] = {}
+        #: set by the server that started workers itself: whether a worker's process runs (``liveness``)
+        self.process_alive: ProcessCheck | None = None
 
     # --- client side -----------------------------------------------------------------------
 
@@ -200,6 +189,8 @@ class JobStore:
         job.stream.clear()
         job.retries += 1
         job.done = asyncio.Event()
+        for worker in self.workers.values():  # a stop meant for its earlier run
+            worker.forget_stop(job.id)
         self.counts["retried"] += 1
         self._enqueue(job)
         return True
@@ -238,6 +229,14 @@ class JobStore:
             worker = self.workers[worker_id] = Worker(worker_id)
         worker.last_seen = time.monotonic()
         return worker
+
+    def poll_ended(self, worker: Worker) -> None:
+        """A long poll of ``worker`` ends: it counts as seen now, not when the poll opened. A hold
+        (20 s) outlasts ``worker_lost_s`` (10 s), and the SDK waits 1 s after an empty ``job-stop``
+        answer before it polls again: a busy worker was lost in that second, its job failed while it
+        ran (a long step that sends no progress: a model load, a precision measurement)."""
+        worker.open_polls -= 1
+        worker.last_seen = time.monotonic()
 
     def take(self, worker_id: str, count: int) -> list[Job]:
         """Hand up to ``count`` queued jobs to ``worker_id`` (they become IN_PROGRESS)."""
@@ -354,14 +353,7 @@ class JobStore:
         after one listed it (its task ended) or the job is forgotten, never before it was listed.
         """
         worker = self.workers.get(worker_id) or self.seen(worker_id)
-        worker.last_ping = time.monotonic()
-        before, worker.reported = worker.reported, {j for j in (job_ids or "").split(",") if j}
-        worker.stopping = {j for j in worker.stopping if j in worker.reported
-                           or (j not in before and (j in self.jobs or j in self.removed))}
-        again = [j for j in worker.stopping if j not in worker.stop]
-        if again:
-            worker.stop.extend(again)
-            worker.stop_ready.set()
+        worker.pinged(job_ids, lambda job_id: job_id in self.jobs or job_id in self.removed)
 
     def worker_exited(self, worker_id: str, how: str) -> None:
         """A worker process this endpoint started has exited (``how``: "exited with code 1", "was
@@ -373,9 +365,7 @@ class JobStore:
                 self._finish(job, "FAILED", error=f"worker {worker_id} {how} while running the job; POST /retry/{job.id} to run it again")
 
     def _alive(self, worker: Worker, now: float) -> bool:
-        if worker.exited is not None:
-            return False
-        return worker.open_polls > 0 or now - worker.last_seen <= self.settings.worker_lost_s
+        return alive(worker, now, self.settings.worker_lost_s, self.process_alive)
 
     def _dequeue(self, job_id: str) -> None:
         try:

@@ -297,3 +297,12 @@ class WorkerPool:
 
     def alive(self) -> list[str]:
         return [wid for wid, proc in self.procs.items() if proc.poll() is None]
+
+    def running(self, worker_id: str) -> bool | None:
+        """Whether the process of worker ``worker_id`` runs; None for a worker this pool did not
+        start (one started by hand). Safe from any thread: ``procs`` is replaced whole, and a
+        ``poll`` that meets another thread's wait answers "running" until that one has seen it."""
+        if worker_id in self.exits:
+            return False
+        proc = self.procs.get(worker_id)
+        return None if proc is None else proc.poll() is None

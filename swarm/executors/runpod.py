@@ -23,6 +23,7 @@ import contextlib
 import json
 import logging
 import random
+import re
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -56,6 +57,11 @@ SILENT_POLL_MAX_S = 30.0
 SILENT_NOTICE_S = 60.0
 FINAL_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"})
 RUN_LIMIT_BYTES = 10 * 1024 * 1024
+#: the local endpoint's advice on a job its worker lost (``swarm.endpoint.state``), and what a
+#: runner's user reads in its place
+HTTP_RETRY_HINT = re.compile(r"; POST /retry/\S+ to run it again$")
+RUN_AGAIN = ("; the job itself did not fail and can run again: from an MCP client, call the tool again with the"
+             " same arguments; from the CLI, run the same command again")
 
 
 class RunPodExecutor(RunPodRequests):
@@ -297,7 +303,13 @@ class RunPodExecutor(RunPodRequests):
     # --- envelopes -------------------------------------------------------------------------
 
     def envelope(self, job: dict[str, Any], job_id: str | None, state: dict[str, Any], started: float) -> dict[str, Any]:
-        """The job's envelope from the endpoint's final ``state`` (``started``: perf_counter)."""
+        """The job's envelope from the endpoint's final ``state`` (``started``: perf_counter).
+
+        The local endpoint's error for a job whose worker was lost ends "POST /retry/<id> to run it
+        again", an HTTP call with the endpoint's key that no MCP or CLI user makes: said instead is
+        that the job can run again, and how from where they are."""
+        if state.get("status") == "FAILED" and isinstance(error := state.get("error"), str):
+            state = {**state, "error": HTTP_RETRY_HINT.sub(RUN_AGAIN, error)}
         return final_envelope(self.endpoint_id, job, job_id, state, started)
 
     def failure(self, job: dict[str, Any], job_id: str | None, error: dict[str, str], started: float,
