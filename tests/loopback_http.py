@@ -3,8 +3,10 @@ HTTP APIs (RunPod's) that tests point the real clients at."""
 
 from __future__ import annotations
 
+import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 
 class LoopbackHTTP:
@@ -25,3 +27,18 @@ class QuietHandler(BaseHTTPRequestHandler):
 
     def log_message(self, *args: object) -> None:
         pass
+
+
+def send_json(handler: BaseHTTPRequestHandler, status: int, answer: Any) -> None:
+    """Answer ``handler``'s request with ``answer`` as JSON, with its length."""
+    data = json.dumps(answer).encode()
+    handler.send_response(status)
+    handler.send_header("content-type", "application/json")
+    handler.send_header("content-length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
+def read_json(handler: BaseHTTPRequestHandler) -> Any:
+    """The JSON body of ``handler``'s request ({} when it has none)."""
+    return json.loads(handler.rfile.read(int(handler.headers.get("content-length") or 0)) or b"{}")

@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 from fake_openai import Behaviour, FakeOpenAI
+from loopback_http import send_json
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
@@ -96,13 +97,7 @@ class StrictClaude:
                 body = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)) or b"{}")
                 outer.bodies.append(body)
                 outer.keys.append(self.headers.get("x-api-key"))
-                status, answer = outer.answer(self.path, body)
-                data = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, *outer.answer(self.path, body))
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()

@@ -12,13 +12,12 @@ litellm against a loopback Anthropic Messages API and a loopback OpenAI-compatib
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 from fake_openai import Behaviour, FakeOpenAI, make_swarm_config
+from loopback_http import LoopbackHTTP, QuietHandler, read_json, send_json
 
 from core.config import BudgetSpec, load_config
 from core.errors import BudgetExceeded
@@ -36,46 +35,29 @@ ASK = [Message(role="user", content="Plan three searches about rivers.")]
 THOUGHT = 6000
 
 
-class Messages:
+class Messages(LoopbackHTTP):
     """A loopback Anthropic Messages API that thinks ``THOUGHT`` tokens, then answers."""
 
     def __init__(self) -> None:
         self.bodies: list[dict[str, Any]] = []
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.1"
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
             def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-                body = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)) or b"{}")
+                body = read_json(self)
                 outer.bodies.append(body)
                 used = min(int(body.get("max_tokens") or 1), THOUGHT + 20)
-                data = json.dumps({
+                send_json(self, 200, {
                     "id": "msg_1", "type": "message", "role": "assistant", "model": body.get("model"),
                     "content": [{"type": "thinking", "thinking": "Consider.", "signature": "s"},
                                 {"type": "text", "text": "OPUS ANSWER"}],
                     "stop_reason": "end_turn", "stop_sequence": None,
                     "usage": {"input_tokens": 40, "output_tokens": used},
-                }).encode()
-                self.send_response(200)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                })
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_port}"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler, root="")
 
 
 @pytest.fixture

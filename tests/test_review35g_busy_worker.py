@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from test_endpoint_worker import _wait as wait_for_status
 
 from swarm.endpoint.server import EndpointServer
 from swarm.endpoint.state import Settings
@@ -53,12 +54,7 @@ def _client(server: EndpointServer) -> httpx.Client:
 
 
 def _wait(client: httpx.Client, job_id: str, wanted: set[str], timeout_s: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        state = dict(client.get(f"/status/{job_id}").json())
-        if state["status"] in wanted or time.monotonic() > deadline:
-            return state
-        time.sleep(0.05)
+    return wait_for_status(client, job_id, wanted, timeout_s)
 
 
 def test_a_worker_whose_loop_is_held_past_worker_lost_s_keeps_its_job_and_a_killed_one_loses_it(
