@@ -15,6 +15,8 @@ from graphs.consensus.nodes import position_text
     ("For it. The reasons are many.", "For it. The reasons are many."),
     ("Give your own answer: a clear position, the reasons for it, and the main risk or caveat. Rivers meander.",
      "Rivers meander."),
+    ("A clear position, the reasons for it and a main risk or caveat. Rivers should stay public.",
+     "Rivers should stay public."),  # the keyless model's echo, reworded (review of the fix)
 ])
 def test_the_echo_goes_and_the_stance_stays(answer: str, kept: str) -> None:
     assert position_text(answer) == kept

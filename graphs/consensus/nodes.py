@@ -50,13 +50,16 @@ ECHO_CLAUSE_WORDS = 3
 
 
 def _echoed(clause: str) -> int:
-    """The words of ``clause`` when it repeats a stretch of the prompt, word for word and in order
-    (ECHO_CLAUSE_WORDS or more), else 0: "the reasons for it" is the prompt's, "Against it" is a stance."""
+    """The words of ``clause`` when it repeats the prompt, else 0: a stretch of it word for word
+    (ECHO_CLAUSE_WORDS or more: "the reasons for it"), or ECHO_MIN_WORDS or more of its words in
+    any order ("the reasons for it and a main risk or caveat"); "Against it" is a stance."""
     words = re.findall(r"[a-z]+", clause.lower())
     if len(words) < ECHO_CLAUSE_WORDS:
         return 0
     run = " ".join(words)
-    return len(words) if any(f" {run} " in f" {text} " for text in _PROMPT_RUNS) else 0
+    if any(f" {run} " in f" {text} " for text in _PROMPT_RUNS):
+        return len(words)
+    return len(words) if len(words) >= ECHO_MIN_WORDS and set(words) <= _PROMPT_WORDS else 0
 
 
 def position_text(text: str) -> str | None:

@@ -223,7 +223,10 @@ async def _hold(request: Request, store: JobStore, hold_s: float, ready: Callabl
     deadline = time.monotonic() + hold_s
     while not ready():
         remaining = deadline - time.monotonic()
-        if remaining <= 0 or store.closing.is_set() or await request.is_disconnected():
+        if remaining <= 0 or store.closing.is_set():
+            return False
+        if await request.is_disconnected():
+            request.state.left = True  # the poll's end is then no sign of life (``JobStore.poll_ended``)
             return False
         await wait(min(remaining, 0.5))
     return True
@@ -244,7 +247,7 @@ async def job_take(request: Request, store: JobStore) -> Response:
             store.requeue(jobs)
             return Response(status_code=204)
     finally:
-        store.poll_ended(worker)
+        store.poll_ended(worker, left=getattr(request.state, "left", False))
     for job in jobs:
         log.info("job %s -> worker %s", job.id, worker.id)
     # RunPod hands the worker a request's s3Config with the job (the SDK passes it to the handler)
@@ -264,7 +267,7 @@ async def job_stop(request: Request, store: JobStore) -> Response:
         if not await _hold(request, store, store.settings.stop_hold_s, lambda: bool(worker.stop), wait):
             return Response(status_code=204)
     finally:
-        store.poll_ended(worker)
+        store.poll_ended(worker, left=getattr(request.state, "left", False))
     ids, worker.stop = worker.stop, []
     worker.stop_ready.clear()
     return JSONResponse({"jobsToStop": ids})

@@ -3,8 +3,8 @@
 A worker the endpoint started itself (``WorkerPool``) is alive while its process runs: the
 endpoint watches that process, so a worker whose event loop is held for seconds (its first job's
 imports, a model load, a precision measurement beside it, all slowed on a loaded machine) keeps
-its jobs, and one that exits or is killed loses them at once (one whose process runs but never
-answers keeps them until their execution timeout, as on RunPod). A worker started by hand is known by
+its jobs, and one that exits or is killed loses them at once (one whose process runs but does not
+poll for ``Settings.worker_stall_s``, stopped or wedged, loses them then). A worker started by hand is known by
 its requests alone: it is alive while it holds a long poll open (``job-take``, ``job-stop``) or was
 seen (a request, or a long poll's end) within ``Settings.worker_lost_s``. Pings never count: they
 come from the SDK's forked heartbeat process, which can outlive a killed worker.
@@ -64,12 +64,14 @@ class Worker:
         self.stop = [j for j in self.stop if j != job_id]
 
 
-def alive(worker: Worker, now: float, lost_s: float, process: ProcessCheck | None = None) -> bool:
-    """Whether ``worker`` still counts as running the jobs it took (module docstring):
-    ``process(worker.id)`` says so for a worker the endpoint started, its polls for any other."""
+def alive(worker: Worker, now: float, lost_s: float, process: ProcessCheck | None = None,
+          stall_s: float = 120.0) -> bool:
+    """Whether ``worker`` still counts as running the jobs it took (module docstring): for a worker
+    the endpoint started, its process runs and it polled within ``stall_s`` (a process stopped or
+    wedged, SIGSTOP, a deadlock, kept its job to the execution timeout: 600 s, or days); for any
+    other, it polled within ``lost_s``."""
     if worker.exited is not None:
         return False
     running = process(worker.id) if process is not None else None
-    if running is not None:
-        return running
-    return worker.open_polls > 0 or now - worker.last_seen <= lost_s
+    polled = worker.open_polls > 0 or now - worker.last_seen <= (lost_s if running is None else stall_s)
+    return polled and running is not False

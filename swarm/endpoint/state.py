@@ -43,6 +43,9 @@ class Settings:
     take_hold_s: float = 20
     stop_hold_s: float = 20
     worker_lost_s: float = 10
+    #: a worker the endpoint started, its process running, that has not polled this long is lost
+    #: (stopped, wedged); its event loop held by a first job's imports stalled 11 s at load 15
+    worker_stall_s: float = 120
     reap_interval_s: float = 0.2
     #: the wait between two calls of a job's ``webhook`` that got no 2xx (RunPod's: 10 s)
     webhook_retry_delay_s: float = 10
@@ -230,13 +233,14 @@ class JobStore:
         worker.last_seen = time.monotonic()
         return worker
 
-    def poll_ended(self, worker: Worker) -> None:
+    def poll_ended(self, worker: Worker, left: bool = False) -> None:
         """A long poll of ``worker`` ends: it counts as seen now, not when the poll opened. A hold
         (20 s) outlasts ``worker_lost_s`` (10 s), and the SDK waits 1 s after an empty ``job-stop``
         answer before it polls again: a busy worker was lost in that second, its job failed while it
         ran (a long step that sends no progress: a model load, a precision measurement)."""
         worker.open_polls -= 1
-        worker.last_seen = time.monotonic()
+        if not left:  # a poll the worker dropped (it died) says nothing of it
+            worker.last_seen = time.monotonic()
 
     def take(self, worker_id: str, count: int) -> list[Job]:
         """Hand up to ``count`` queued jobs to ``worker_id`` (they become IN_PROGRESS)."""
@@ -365,7 +369,7 @@ class JobStore:
                 self._finish(job, "FAILED", error=f"worker {worker_id} {how} while running the job; POST /retry/{job.id} to run it again")
 
     def _alive(self, worker: Worker, now: float) -> bool:
-        return alive(worker, now, self.settings.worker_lost_s, self.process_alive)
+        return alive(worker, now, self.settings.worker_lost_s, self.process_alive, self.settings.worker_stall_s)
 
     def _dequeue(self, job_id: str) -> None:
         try:

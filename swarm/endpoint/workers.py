@@ -214,8 +214,8 @@ class WorkerPool:
         assert self.restart is not None
         policy = self.restart
         slot = self._slots.pop(worker_id)
+        self.exits[worker_id] = returncode  # before it leaves ``procs``: ``running`` never reads it as unknown
         self.procs = {wid: proc for wid, proc in self.procs.items() if wid != worker_id}
-        self.exits[worker_id] = returncode
         with contextlib.suppress(ProcessLookupError):  # the SDK's forked ping process would ping on
             os.killpg(slot.proc.pid, signal.SIGKILL)
         handle = self._logs.pop(worker_id, None)
@@ -300,9 +300,13 @@ class WorkerPool:
 
     def running(self, worker_id: str) -> bool | None:
         """Whether the process of worker ``worker_id`` runs; None for a worker this pool did not
-        start (one started by hand). Safe from any thread: ``procs`` is replaced whole, and a
-        ``poll`` that meets another thread's wait answers "running" until that one has seen it."""
+        start (one started by hand). Safe from any thread: ``procs`` is replaced whole. Where the
+        watcher runs, its ``poll`` alone reaps a child (a ``poll`` here took the exit from it, and a
+        worker the OOM killer ended was said to have "stopped responding", not why)."""
         if worker_id in self.exits:
             return False
         proc = self.procs.get(worker_id)
-        return None if proc is None else proc.poll() is None
+        if proc is None:
+            return None
+        watched = self._watcher is not None and self._watcher.is_alive()
+        return proc.returncode is None if watched else proc.poll() is None

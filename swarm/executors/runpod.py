@@ -60,8 +60,8 @@ RUN_LIMIT_BYTES = 10 * 1024 * 1024
 #: the local endpoint's advice on a job its worker lost (``swarm.endpoint.state``), and what a
 #: runner's user reads in its place
 HTTP_RETRY_HINT = re.compile(r"; POST /retry/\S+ to run it again$")
-RUN_AGAIN = ("; the job itself did not fail and can run again: from an MCP client, call the tool again with the"
-             " same arguments; from the CLI, run the same command again")
+RUN_AGAIN = ("; to run it again: from an MCP client, call the tool again with the same arguments (and a new"
+             " idempotency_key, if it had one); from the CLI, run the same command again")
 
 
 class RunPodExecutor(RunPodRequests):
