@@ -6,7 +6,10 @@ Each hook is a context variable a caller sets around its calls (a job, a graph n
 - ``listen_to_attempts`` / ``notify_attempt``: which model an LLM chain calls or saw fail (progress);
 - ``preflight_attempts`` / ``preflight``: asked before each model an LLM chain calls, with what that
   call will send (``PlannedAttempt``): why it would pass the job's budget, or ``None``;
-- ``job_memory`` / ``timed_out_in_job`` / ``remember_timeout``: the models that timed out in the job.
+- ``job_memory`` / ``timed_out_in_job`` / ``remember_timeout``: the models that timed out in the job;
+- ``shared_work`` / ``said_as_shared``: work (or a record) that serves every job, run in a context of
+  its own, outside any job's: no hook above, no job id, no MCP client's log (the application
+  layer's ``swarm.logs.own_work``, which providers may not import; an empty context is the same).
 
 ``providers.base`` re-exports them all; this module imports nothing of the project (``base``
 imports it), so a call's attempts are read through ``Billed``, which ``TraceStep`` is.
@@ -14,11 +17,14 @@ imports it), so a call's attempts are read through ``Billed``, which ``TraceStep
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
+
+T = TypeVar("T")
 
 AttemptEvent = Literal["calling", "failed"]
 #: ``(event, model, detail)``: a chain is about to call ``model`` (detail: what it skipped to get
@@ -131,3 +137,15 @@ def remember_timeout(model: str, reason: str) -> None:
     memory = _timed_out.get()
     if memory is not None:
         memory.setdefault(model, reason)
+
+
+async def shared_work(work: Coroutine[Any, Any, T]) -> T:
+    """Await ``work`` as what serves every job (starting a shared server, syncing the index every job
+    searches), not as the work of the job that happens to ask first: its records reach the
+    operator's log only. Its error is raised to the caller, and a cancel of the caller cancels it."""
+    return await asyncio.get_running_loop().create_task(work, context=contextvars.Context())
+
+
+def said_as_shared(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` (a logger's method, a blocking sync) outside any job's context, as ``shared_work``."""
+    return contextvars.Context().run(fn, *args)

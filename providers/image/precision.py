@@ -41,7 +41,6 @@ Nothing here imports torch; numpy and Pillow are imported when images are made.
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import threading
 import time
@@ -50,6 +49,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from providers.attempts import said_as_shared
 from providers.image import precision_measure
 from providers.image.backend import WorkCancelled, report, stop_flag
 from providers.image.cpu import CpuInfo, named_flags, read_cpu_info, usable_cpus
@@ -335,7 +335,7 @@ class AutoPrecision:
         decision = replace(decision, why=f"{decision.why}; {host}{share.describe()}" + _busy_said(busy, busy_runs),
                            conditions=share.conditions(), busy_runs=busy_runs)
         # the decision serves every job (cached): the server's record, not the measuring job's client's
-        contextvars.Context().run(log.info, "precision for %s on %s: %s, measured in %.1f s", model, cpu.model,
+        said_as_shared(log.info, "precision for %s on %s: %s, measured in %.1f s", model, cpu.model,
                                   decision.describe(), time.perf_counter() - started)
         entry = asdict(decision)
         if not busy_runs:  # a quiet decision's entry as before: a version without busy_runs reads it

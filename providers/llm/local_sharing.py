@@ -12,20 +12,18 @@ the same state folder, so they meet on the same port:
   process dies, SIGKILL included). The server's launcher exits as soon as nobody holds it, so a
   server outlives the process that started it while others use it, and is never orphaned.
 * **A port taken by another program** (``PortInUse``): the error says what to do.
-* **Whose work a start is** (``shared_work``): the server serves every job; the job that happens to
-  need it first only waits for its start, which is the server's own work, not that job's.
+* **Whose work a start is** (``providers.attempts.shared_work``): the server serves every job; the
+  job that happens to need it first only waits for its start, which is the server's own work.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import fcntl
 import re
-from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Literal, TypeVar
+from typing import IO, Literal
 
 from core.errors import ProviderUnavailable
 
@@ -41,21 +39,6 @@ _BIND_FAILED = re.compile(r"errno 98\b|address already in use", re.IGNORECASE)
 CANARY_PROMPT = "Reply with one short greeting for the swarm."
 
 State = Literal["answers", "busy", "refused", "foreign"]
-T = TypeVar("T")
-
-
-async def shared_work(work: Coroutine[Any, Any, T]) -> T:
-    """Await ``work`` as what serves every job (starting, adopting or restarting the shared server),
-    not as the work of the job that happens to ask first: in a context of its own, with no job id and
-    no MCP client's log, its records go to the operator's log only (the application layer's
-    ``swarm.logs.own_work``, which providers may not import; an empty context is the same for them).
-    Its error is raised to the caller as before, and a cancel of the caller cancels it."""
-    return await asyncio.get_running_loop().create_task(work, context=contextvars.Context())
-
-
-def said_as_shared(say: Any, *args: Any) -> None:
-    """``say(*args)`` (a logger's method) as the shared server's record, not the calling job's."""
-    contextvars.Context().run(say, *args)
 
 
 @dataclass(frozen=True)

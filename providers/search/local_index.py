@@ -13,7 +13,6 @@ separated by ``core.rules.PAGE_BREAK``, so every passage cut from it knows its p
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import os
 import sqlite3
@@ -25,6 +24,7 @@ from urllib.parse import unquote, urlparse
 
 from core.errors import ConfigError, ProviderError, ProviderUnavailable
 from core.rules import PAGE_BREAK
+from providers.attempts import said_as_shared
 from providers.base import SearchResult
 from providers.search.index_query import BEST_PAGES, fts_query, query_terms, snippet_text, snippets
 from providers.search.index_schema import (
@@ -212,7 +212,7 @@ class LocalIndexSearch:
                 return
             try:  # the index every job searches: its sync is the server's own work, in a context of its
                 # own (no job's, no MCP client's: swarm.logs.own_work, which a provider may not import)
-                await asyncio.to_thread(contextvars.Context().run, self._sync)
+                await asyncio.to_thread(said_as_shared, self._sync)
             except sqlite3.Error as exc:
                 raise ProviderError(self.name, f"index at {self.index_path} is unusable: {exc}") from None
             self._synced_at = now
